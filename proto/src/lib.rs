@@ -1,0 +1,13 @@
+//! weft's public gRPC contract, package `weft.v1`, generated from `proto/weft/v1/*.proto`.
+//!
+//! The `.proto` files are the documentation of record; this crate only re-exports the code
+//! tonic generates from them, plus the encoded file descriptor set that gRPC reflection serves.
+#![allow(missing_docs)]
+
+/// Package `weft.v1`: messages, the three services' servers and clients.
+pub mod v1 {
+    tonic::include_proto!("weft.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every weft.v1 file, for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("weft_v1_descriptor");
