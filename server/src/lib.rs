@@ -1,1 +1,12 @@
-//! weftd
+//! weftd: weft's daemon. Desired state arrives through the gRPC services in [`api`], is
+//! recorded in SQLite by [`store`], and the [`reconcile`] worker pool makes the kernel (through
+//! [`kernel`]) match it. [`model`] holds the pure domain types all of them share; [`server`]
+//! wires them together with the [`config`].
+
+pub mod api;
+pub mod config;
+pub mod kernel;
+pub mod model;
+pub mod reconcile;
+pub mod server;
+pub mod store;

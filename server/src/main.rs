@@ -1,1 +1,79 @@
-fn main() {}
+//! weftd: the weft daemon. Parses flags and the config file, sets up logging, and runs the
+//! server until SIGTERM or SIGINT.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use weftd::config::{Config, FileConfig};
+
+/// weft's daemon: declarative network namespaces, links and networks, kept converged.
+#[derive(Debug, Parser)]
+#[command(name = "weftd", version)]
+struct Flags {
+    /// Unix socket to serve gRPC on [default: /run/weft/weftd.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// SQLite database holding the desired state [default: /var/lib/weft/weft.db]
+    #[arg(long)]
+    database: Option<PathBuf>,
+    /// Directory of named network namespaces [default: /run/netns]
+    #[arg(long)]
+    netns_dir: Option<PathBuf>,
+    /// Act on this namespace file as "the host" instead of weftd's own namespace
+    #[arg(long)]
+    host_netns: Option<PathBuf>,
+    /// Also serve gRPC on this TCP address (off by default)
+    #[arg(long)]
+    tcp: Option<SocketAddr>,
+    /// Reconcile workers [default: 4]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds between full resyncs; 0 turns them off [default: 30]
+    #[arg(long)]
+    resync: Option<u64>,
+    /// TOML file with the same keys (flags win)
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let flags = Flags::parse();
+    let file = match &flags.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::parse_file(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let cli = FileConfig {
+        socket: flags.socket,
+        database: flags.database,
+        netns_dir: flags.netns_dir,
+        host_netns: flags.host_netns,
+        tcp: flags.tcp,
+        workers: flags.workers,
+        resync: flags.resync,
+    };
+    let config = Config::merge(cli, file);
+    tracing::info!(?config, "starting weftd");
+    weftd::server::run(config, async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+    .await
+}

@@ -1,0 +1,495 @@
+//! Pure conversions between weft.v1 messages and the model, including the UpdateLink field mask.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use weft_proto::v1 as pb;
+
+use crate::{
+    model::{
+        EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, Phase, RouteSpec, Status,
+        link::{parse_cidr, parse_mac},
+    },
+    store::{EndObserved, LinkRow, NamespaceRow},
+};
+
+fn labels_in(l: &HashMap<String, String>) -> Labels {
+    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn labels_out(l: &Labels) -> HashMap<String, String> {
+    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Model status to proto.
+pub fn status_out(s: &Status) -> pb::Status {
+    let phase = match s.phase {
+        Phase::Pending => pb::Phase::Pending,
+        Phase::Ready => pb::Phase::Ready,
+        Phase::Failed => pb::Phase::Failed,
+        Phase::Deleting => pb::Phase::Deleting,
+    };
+    pb::Status {
+        phase: phase as i32,
+        observed_generation: s.observed_generation,
+        message: s.message.clone(),
+    }
+}
+
+/// A Namespace request body to its spec.
+pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
+    NamespaceSpec {
+        name: ns.name.clone(),
+        labels: labels_in(&ns.labels),
+        adopted_path: (!ns.path.is_empty()).then(|| PathBuf::from(&ns.path)),
+    }
+}
+
+/// A stored namespace to proto.
+pub fn namespace_out(r: &NamespaceRow) -> pb::Namespace {
+    pb::Namespace {
+        name: r.spec.name.clone(),
+        labels: labels_out(&r.spec.labels),
+        path: r
+            .spec
+            .adopted_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        generation: r.generation,
+        status: Some(status_out(&r.status)),
+        status_path: r.status_path.clone(),
+        uid: r.id.clone(),
+        create_time: Some(timestamp(r.created_at)),
+    }
+}
+
+fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invalid> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            RouteSpec::parse(
+                &format!("{field}[{i}]"),
+                &r.destination,
+                &r.gateway,
+                r.metric,
+            )
+        })
+        .collect()
+}
+
+fn routes_out(routes: &[RouteSpec]) -> Vec<pb::Route> {
+    routes
+        .iter()
+        .map(|r| pb::Route {
+            destination: r.destination_string(),
+            gateway: r.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            metric: r.metric,
+        })
+        .collect()
+}
+
+fn addresses_in(field: &str, a: &[String]) -> Result<Vec<ipnet::IpNet>, Invalid> {
+    a.iter()
+        .enumerate()
+        .map(|(i, s)| parse_cidr(&format!("{field}[{i}]"), s))
+        .collect()
+}
+
+fn mac_in(field: &str, m: &str) -> Result<Option<String>, Invalid> {
+    if m.is_empty() {
+        Ok(None)
+    } else {
+        parse_mac(field, m).map(Some)
+    }
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The fields of one end, as they arrive (top level of a Link, or a VethPeer).
+struct EndFields<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    mtu: u32,
+    mac: &'a str,
+    up: bool,
+    master: &'a str,
+    addresses: &'a [String],
+    routes: &'a [pb::Route],
+}
+
+impl<'a> EndFields<'a> {
+    fn of_link(l: &'a pb::Link) -> Self {
+        Self {
+            name: &l.name,
+            namespace: &l.namespace,
+            mtu: l.mtu,
+            mac: &l.mac_address,
+            up: l.up,
+            master: &l.master,
+            addresses: &l.addresses,
+            routes: &l.routes,
+        }
+    }
+
+    fn of_peer(p: &'a pb::VethPeer) -> Self {
+        Self {
+            name: &p.name,
+            namespace: &p.namespace,
+            mtu: p.mtu,
+            mac: &p.mac_address,
+            up: p.up,
+            master: &p.master,
+            addresses: &p.addresses,
+            routes: &p.routes,
+        }
+    }
+
+    fn to_spec(&self, field: &str) -> Result<EndSpec, Invalid> {
+        Ok(EndSpec {
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+            mtu: self.mtu,
+            mac: mac_in(&format!("{field}mac_address"), self.mac)?,
+            up: self.up,
+            master: opt(self.master),
+            addresses: addresses_in(&format!("{field}addresses"), self.addresses)?,
+            routes: routes_in(&format!("{field}routes"), self.routes)?,
+        })
+    }
+
+    /// Sets `field` (a mask path relative to the end) of `end` from these values.
+    fn apply(&self, prefix: &str, field: &str, end: &mut EndSpec) -> Result<(), Invalid> {
+        match field {
+            "mtu" => end.mtu = self.mtu,
+            "mac_address" => end.mac = mac_in(&format!("{prefix}mac_address"), self.mac)?,
+            "up" => end.up = self.up,
+            "master" => end.master = opt(self.master),
+            "addresses" => {
+                end.addresses = addresses_in(&format!("{prefix}addresses"), self.addresses)?
+            }
+            "routes" => end.routes = routes_in(&format!("{prefix}routes"), self.routes)?,
+            "name" | "namespace" => {
+                return Err(Invalid::new(
+                    "update_mask",
+                    format!("{prefix}{field} cannot change; delete the link and create it anew"),
+                ));
+            }
+            other => {
+                return Err(Invalid::new(
+                    "update_mask",
+                    format!(
+                        "unknown path {prefix}{other:?}; use mtu, mac_address, up, master, addresses, routes, labels or veth.peer.<field>"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths whose values are set to something other than the default.
+    fn populated(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.mtu != 0 {
+            v.push("mtu");
+        }
+        if !self.mac.is_empty() {
+            v.push("mac_address");
+        }
+        if self.up {
+            v.push("up");
+        }
+        if !self.master.is_empty() {
+            v.push("master");
+        }
+        if !self.addresses.is_empty() {
+            v.push("addresses");
+        }
+        if !self.routes.is_empty() {
+            v.push("routes");
+        }
+        v
+    }
+}
+
+const END_PATHS: [&str; 6] = ["mtu", "mac_address", "up", "master", "addresses", "routes"];
+
+/// A CreateLink body to its spec (validated separately with [`LinkSpec::validate`]).
+pub fn link_in(l: &pb::Link) -> Result<LinkSpec, Invalid> {
+    let end = EndFields::of_link(l).to_spec("link.")?;
+    let kind = match &l.kind {
+        Some(pb::link::Kind::Veth(v)) => {
+            let peer = v.peer.as_ref().ok_or_else(|| {
+                Invalid::new(
+                    "link.veth.peer",
+                    "a veth needs its peer: set veth.peer.name",
+                )
+            })?;
+            LinkKind::Veth {
+                peer: EndFields::of_peer(peer).to_spec("link.veth.peer.")?,
+            }
+        }
+        Some(pb::link::Kind::Bridge(_)) => LinkKind::Bridge,
+        None => {
+            return Err(Invalid::new(
+                "link",
+                "set exactly one kind: \"veth\": {\"peer\": {...}} or \"bridge\": {}",
+            ));
+        }
+    };
+    Ok(LinkSpec {
+        labels: labels_in(&l.labels),
+        end,
+        kind,
+    })
+}
+
+/// Applies an UpdateLink request to the stored spec. `named_peer` says the request named the
+/// peer end: then the top-level fields apply to the peer and `veth.peer.*` to the first end.
+pub fn apply_update(
+    current: &LinkSpec,
+    body: &pb::Link,
+    mask: &[String],
+    named_peer: bool,
+) -> Result<LinkSpec, Invalid> {
+    let mut spec = current.clone();
+    let top = EndFields::of_link(body);
+    let other = match &body.kind {
+        Some(pb::link::Kind::Veth(v)) => v.peer.as_ref().map(EndFields::of_peer),
+        Some(pb::link::Kind::Bridge(_)) if matches!(spec.kind, LinkKind::Veth { .. }) => {
+            return Err(Invalid::new(
+                "link.bridge",
+                "this link is a veth; its kind cannot change",
+            ));
+        }
+        Some(pb::link::Kind::Bridge(_)) | None => None,
+    };
+    if other.is_some() && !matches!(spec.kind, LinkKind::Veth { .. }) {
+        return Err(Invalid::new(
+            "link.veth",
+            "this link is a bridge; it has no peer",
+        ));
+    }
+    let mut paths: Vec<String> = if mask.is_empty() {
+        let mut p: Vec<String> = top.populated().into_iter().map(String::from).collect();
+        if !body.labels.is_empty() {
+            p.push("labels".into());
+        }
+        if let Some(o) = &other {
+            p.extend(o.populated().into_iter().map(|f| format!("veth.peer.{f}")));
+        }
+        p
+    } else {
+        mask.to_vec()
+    };
+    if paths.iter().any(|p| p == "*") {
+        paths = END_PATHS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["labels".to_string()])
+            .collect();
+        if other.is_some() {
+            paths.extend(END_PATHS.iter().map(|f| format!("veth.peer.{f}")));
+        }
+    }
+    let (named, far) = if named_peer { (1, 0) } else { (0, 1) };
+    for path in &paths {
+        if path == "labels" {
+            spec.labels = labels_in(&body.labels);
+        } else if let Some(f) = path.strip_prefix("veth.peer.") {
+            let o = other.as_ref().ok_or_else(|| {
+                Invalid::new(
+                    "update_mask",
+                    format!("{path} is in the mask but link.veth.peer is not set"),
+                )
+            })?;
+            let mut ends = spec.ends_mut();
+            o.apply("link.veth.peer.", f, ends[far])?;
+        } else {
+            top.apply("link.", path, spec.ends_mut()[named])?;
+        }
+    }
+    Ok(spec)
+}
+
+fn end_out(e: &EndSpec) -> pb::Link {
+    pb::Link {
+        name: e.name.clone(),
+        namespace: e.namespace.clone(),
+        mtu: e.mtu,
+        mac_address: e.mac.clone().unwrap_or_default(),
+        up: e.up,
+        master: e.master.clone().unwrap_or_default(),
+        addresses: e.addresses.iter().map(|a| a.to_string()).collect(),
+        routes: routes_out(&e.routes),
+        ..Default::default()
+    }
+}
+
+/// A stored link to proto, described from its first end.
+pub fn link_out(r: &LinkRow) -> pb::Link {
+    let obs = |i: usize| r.observed.ends.get(i).cloned().unwrap_or_default();
+    let EndObserved { index, mac } = obs(0);
+    let mut l = end_out(&r.spec.end);
+    l.labels = labels_out(&r.spec.labels);
+    l.kind = Some(match &r.spec.kind {
+        LinkKind::Bridge => pb::link::Kind::Bridge(pb::Bridge {}),
+        LinkKind::Veth { peer } => {
+            let p = end_out(peer);
+            let EndObserved { index, mac } = obs(1);
+            pb::link::Kind::Veth(pb::Veth {
+                peer: Some(pb::VethPeer {
+                    name: p.name,
+                    namespace: p.namespace,
+                    mtu: p.mtu,
+                    mac_address: p.mac_address,
+                    up: p.up,
+                    master: p.master,
+                    addresses: p.addresses,
+                    routes: p.routes,
+                    status_index: index as i32,
+                    status_mac_address: mac,
+                }),
+            })
+        }
+    });
+    l.generation = r.generation;
+    l.status = Some(status_out(&r.status));
+    l.uid = r.id.clone();
+    l.create_time = Some(timestamp(r.created_at));
+    l.status_index = index as i32;
+    l.status_mac_address = mac;
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> pb::Link {
+        pb::Link {
+            name: "veth1".into(),
+            namespace: "ns1".into(),
+            addresses: vec!["192.168.1.10/24".into()],
+            up: true,
+            kind: Some(pb::link::Kind::Veth(pb::Veth {
+                peer: Some(pb::VethPeer {
+                    name: "veth2".into(),
+                    namespace: "ns2".into(),
+                    addresses: vec!["192.168.1.20/24".into()],
+                    up: true,
+                    ..Default::default()
+                }),
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn seed_link_converts() {
+        let s = link_in(&seed()).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.end.addresses[0].to_string(), "192.168.1.10/24");
+        let LinkKind::Veth { peer } = &s.kind else {
+            panic!("veth")
+        };
+        assert_eq!(peer.namespace, "ns2");
+        assert!(peer.up);
+    }
+
+    #[test]
+    fn a_link_without_kind_is_refused() {
+        let mut l = seed();
+        l.kind = None;
+        assert_eq!(link_in(&l).unwrap_err().field, "link");
+    }
+
+    #[test]
+    fn update_without_mask_changes_populated_fields_only() {
+        let cur = link_in(&seed()).unwrap();
+        let body = pb::Link {
+            name: "veth1".into(),
+            namespace: "ns1".into(),
+            mtu: 1400,
+            ..Default::default()
+        };
+        let new = apply_update(&cur, &body, &[], false).unwrap();
+        assert_eq!(new.end.mtu, 1400);
+        assert!(new.end.up, "up was not populated, so it stays");
+        assert_eq!(new.end.addresses, cur.end.addresses);
+    }
+
+    #[test]
+    fn update_mask_can_clear_and_turn_down() {
+        let cur = link_in(&seed()).unwrap();
+        let body = pb::Link {
+            name: "veth1".into(),
+            namespace: "ns1".into(),
+            ..Default::default()
+        };
+        let new = apply_update(&cur, &body, &["up".into(), "addresses".into()], false).unwrap();
+        assert!(!new.end.up);
+        assert!(new.end.addresses.is_empty());
+    }
+
+    #[test]
+    fn update_named_by_peer_applies_to_the_peer() {
+        let cur = link_in(&seed()).unwrap();
+        let body = pb::Link {
+            name: "veth2".into(),
+            namespace: "ns2".into(),
+            mtu: 9000,
+            ..Default::default()
+        };
+        let new = apply_update(&cur, &body, &[], true).unwrap();
+        let LinkKind::Veth { peer } = &new.kind else {
+            panic!()
+        };
+        assert_eq!(peer.mtu, 9000);
+        assert_eq!(new.end.mtu, 0);
+    }
+
+    #[test]
+    fn update_mask_rejects_unknown_and_immutable_paths() {
+        let cur = link_in(&seed()).unwrap();
+        let body = pb::Link::default();
+        assert!(
+            apply_update(&cur, &body, &["colour".into()], false)
+                .unwrap_err()
+                .problem
+                .contains("unknown path")
+        );
+        assert!(
+            apply_update(&cur, &body, &["name".into()], false)
+                .unwrap_err()
+                .problem
+                .contains("cannot change")
+        );
+    }
+
+    #[test]
+    fn round_trip_keeps_the_wire_form() {
+        let row = LinkRow {
+            id: "abc".into(),
+            spec: link_in(&seed()).unwrap(),
+            generation: 1,
+            deleting: false,
+            status: Status::default(),
+            observed: Default::default(),
+            created_at: 1500,
+        };
+        let out = link_out(&row);
+        assert_eq!(out.addresses, vec!["192.168.1.10/24"]);
+        assert_eq!(out.create_time.unwrap().nanos, 500_000_000);
+        assert_eq!(link_in(&out).unwrap(), row.spec);
+    }
+}

@@ -1,0 +1,163 @@
+//! The gRPC services. Each handler validates (turning every problem into a precise status
+//! before anything is written), persists through the store in one transaction, enqueues the
+//! object and, unless the request says `wait: false`, waits for the reconciler's verdict up to
+//! the call's deadline. This is the one place that converts proto <-> model and errors ->
+//! `tonic::Status`.
+
+mod convert;
+mod link;
+mod namespace;
+mod network;
+mod watch;
+
+use std::time::Duration;
+
+pub use link::LinkApi;
+pub use namespace::NamespaceApi;
+pub use network::NetworkApi;
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use crate::{
+    model::Invalid,
+    reconcile::{Controller, Event, Key, WaitOutcome},
+    store::StoreError,
+};
+
+/// How long a request waits for its result when the client set no deadline.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// Room left before the client's deadline to send the answer.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
+/// Every error a handler can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// A named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The one conversion of errors into gRPC statuses.
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::Invalid(i) => Status::invalid_argument(i.to_string()),
+            ApiError::NotFound(m) | ApiError::Store(StoreError::NotFound(m)) => {
+                Status::not_found(m)
+            }
+            ApiError::AlreadyExists(m) | ApiError::Store(StoreError::AlreadyExists(m)) => {
+                Status::already_exists(m)
+            }
+            ApiError::FailedPrecondition(m)
+            | ApiError::Store(StoreError::FailedPrecondition(m)) => Status::failed_precondition(m),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                Status::new(
+                    Code::Internal,
+                    format!("weftd could not use its database: {e}"),
+                )
+            }
+        }
+    }
+}
+
+/// Shorthand for a handler result.
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses the `grpc-timeout` header ("100m", "5S", ...) into a duration.
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// When a waiting request must answer: just before the client's deadline, or after
+/// [`DEFAULT_WAIT`].
+fn deadline_of<T>(req: &tonic::Request<T>) -> Instant {
+    let budget = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map(|d| d.saturating_sub(DEADLINE_MARGIN))
+        .unwrap_or(DEFAULT_WAIT);
+    Instant::now() + budget
+}
+
+/// A write that was persisted: subscribe, write, then enqueue and (maybe) wait.
+struct Pending {
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    deadline: Instant,
+    wait: bool,
+}
+
+impl Pending {
+    /// Call before the store write so no event is missed.
+    fn start<T>(ctl: &Controller, req: &tonic::Request<T>, wait: Option<bool>) -> Pending {
+        Pending {
+            rx: ctl.events().subscribe(),
+            deadline: deadline_of(req),
+            wait: wait.unwrap_or(true),
+        }
+    }
+
+    /// Announces the write, queues the reconcile and waits for it when asked to.
+    async fn finish(self, ctl: &Controller, key: Key, generation: i64) -> ApiResult<WaitOutcome> {
+        ctl.events().send(key.clone(), false);
+        ctl.enqueue(key.clone());
+        if !self.wait {
+            return Ok(WaitOutcome::TimedOut);
+        }
+        Ok(ctl.wait(&key, generation, self.deadline, self.rx).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+    }
+
+    #[test]
+    fn store_errors_keep_their_codes() {
+        let s: Status = ApiError::Store(StoreError::AlreadyExists("x".into())).into();
+        assert_eq!(s.code(), Code::AlreadyExists);
+        let s: Status = ApiError::Store(StoreError::FailedPrecondition("x".into())).into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let s: Status = ApiError::Invalid(Invalid::new("link.name", "too long")).into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "link.name: too long");
+    }
+}

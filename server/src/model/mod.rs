@@ -1,0 +1,112 @@
+//! Domain types: each object's desired spec and observed status, name and address validation,
+//! label selectors. Pure: no I/O, no proto, no SQL. `api/` converts proto to these types and
+//! every check that can be made without the store or the kernel lives here.
+
+pub mod labels;
+pub mod link;
+pub mod names;
+pub mod namespace;
+
+use std::fmt;
+
+pub use labels::{Labels, Selector};
+pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
+pub use namespace::NamespaceSpec;
+
+/// Where an object stands on its way to (or away from) the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Stored; the kernel has not been confirmed to match yet.
+    Pending,
+    /// The kernel was checked and matches the spec at `observed_generation`.
+    Ready,
+    /// The last reconcile failed; the message says why.
+    Failed,
+    /// Deletion requested; kernel objects are being removed.
+    Deleting,
+}
+
+impl Phase {
+    /// The name stored in SQLite.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Ready => "ready",
+            Phase::Failed => "failed",
+            Phase::Deleting => "deleting",
+        }
+    }
+
+    /// Parses the stored name; unknown text reads as Pending.
+    pub fn parse(s: &str) -> Phase {
+        match s {
+            "ready" => Phase::Ready,
+            "failed" => Phase::Failed,
+            "deleting" => Phase::Deleting,
+            _ => Phase::Pending,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state of an object, written by the reconciler after it checked the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Where the object stands.
+    pub phase: Phase,
+    /// The generation of the spec the reconciler last acted on.
+    pub observed_generation: i64,
+    /// Why it is not Ready, when it is not.
+    pub message: String,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Pending,
+            observed_generation: 0,
+            message: String::new(),
+        }
+    }
+}
+
+/// A validation failure: which field, and what to fix. The API turns it into INVALID_ARGUMENT.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct Invalid {
+    /// The field, as a path in the request ("link.veth.peer.name").
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl Invalid {
+    /// A failure of `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Makes a new opaque object id: 16 random hex digits. Ids are never reused, so an ownership
+/// mark left behind by a deleted object can never be mistaken for a live one.
+pub fn new_uid() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The ownership mark weft puts on an interface it creates (its alias).
+pub fn ownership_mark(uid: &str) -> String {
+    format!("weft:{uid}")
+}
+
+/// True if an interface alias is a weft ownership mark (of any object).
+pub fn is_weft_mark(alias: Option<&str>) -> bool {
+    alias.is_some_and(|a| a.starts_with("weft:"))
+}

@@ -1,0 +1,107 @@
+//! Name rules: interface names (the kernel's IFNAMSIZ rules) and object names (namespaces,
+//! networks: file names under the netns directory).
+
+use super::Invalid;
+
+/// The kernel's limit on an interface name, in bytes (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// The limit on an object name (namespace, network), in bytes.
+pub const OBJECT_NAME_MAX: usize = 64;
+
+/// Checks an interface name as the kernel would (`dev_valid_name`), so a bad name is refused
+/// up front rather than failing inside a reconcile.
+pub fn check_ifname(field: &str, name: &str) -> Result<(), Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::new(field, "an interface name is required"));
+    }
+    if name.len() > IFNAME_MAX {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "interface name {name:?} is {} bytes; the kernel allows at most {IFNAME_MAX}",
+                name.len()
+            ),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(Invalid::new(
+            field,
+            format!("{name:?} is not a valid interface name"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(Invalid::new(
+            field,
+            format!("interface name {name:?} contains {c:?}; use letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an object name: 1 to 64 bytes of ASCII letters, digits, '.', '_' and '-', not starting
+/// with '.' (it becomes a file name under the netns directory).
+pub fn check_object_name(field: &str, name: &str) -> Result<(), Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::new(field, "a name is required"));
+    }
+    if name.len() > OBJECT_NAME_MAX {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "name is {} bytes; at most {OBJECT_NAME_MAX} are allowed",
+                name.len()
+            ),
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(Invalid::new(
+            field,
+            format!("name {name:?} must not start with '.'"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Invalid::new(
+            field,
+            format!("name {name:?} contains {c:?}; use ASCII letters, digits, '.', '_' or '-'"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules_match_the_kernel() {
+        assert!(check_ifname("n", "veth1").is_ok());
+        assert!(check_ifname("n", "a23456789012345").is_ok());
+        assert!(
+            check_ifname("n", "a234567890123456")
+                .unwrap_err()
+                .problem
+                .contains("at most 15")
+        );
+        assert!(check_ifname("n", "").is_err());
+        assert!(check_ifname("n", "a/b").is_err());
+        assert!(check_ifname("n", "a:b").is_err());
+        assert!(check_ifname("n", "a b").is_err());
+        assert!(check_ifname("n", "..").is_err());
+    }
+
+    #[test]
+    fn object_names_are_safe_file_names() {
+        assert!(check_object_name("n", "ns-1.a_b").is_ok());
+        assert!(check_object_name("n", "").is_err());
+        assert!(check_object_name("n", "a/b").is_err());
+        assert!(check_object_name("n", ".hidden").is_err());
+        assert!(check_object_name("n", &"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! Reconciling a link: create the veth pair (peer born in its namespace) or the bridge when
+//! missing, then bring each end to its spec (mark, MTU, MAC, master, up, addresses, routes),
+//! writing only what differs. Interfaces without weft's mark are never changed.
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+
+use super::{Controller, Key, ReconcileError};
+use crate::{
+    kernel::{LinkChange, LinkState, NsRef, RouteState},
+    model::{EndSpec, LinkKind, Phase, Status, ownership_mark},
+    store::{EndObserved, LinkObserved, LinkRow},
+};
+
+fn where_ns(ns: &str) -> String {
+    if ns.is_empty() {
+        "the host namespace".into()
+    } else {
+        format!("namespace {ns:?}")
+    }
+}
+
+/// ENODEV / ENOENT: the object is already gone.
+fn is_gone(e: &crate::kernel::KernelError) -> bool {
+    matches!(e.errno(), Some(19) | Some(2))
+}
+
+/// The metric the kernel reports for a route given `metric` (IPv6 turns 0 into 1024).
+fn effective_metric(dst: &IpNet, metric: u32) -> u32 {
+    if metric == 0 && matches!(dst, IpNet::V6(_)) {
+        1024
+    } else {
+        metric
+    }
+}
+
+impl Controller {
+    pub(super) async fn reconcile_link(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> Result<(), ReconcileError> {
+        let Some(row) = self.store().link_by_id(id).await? else {
+            return Ok(());
+        };
+        let key = Key::Link(id.to_string());
+        if row.deleting {
+            self.remove_link(&row).await?;
+            if self.store().delete_link_row(id).await? {
+                self.events().send(key, true);
+            }
+            return Ok(());
+        }
+        let (status, observed, outcome) = match self.converge_link(&row).await {
+            Ok(observed) => (
+                Status {
+                    phase: Phase::Ready,
+                    observed_generation: row.generation,
+                    message: String::new(),
+                },
+                observed,
+                Ok(()),
+            ),
+            Err(e) => (
+                Self::failed_status(&e, attempt, row.generation, &row.status),
+                row.observed.clone(),
+                Err(e),
+            ),
+        };
+        if self.store().set_link_status(id, &status, &observed).await? {
+            self.events().send(key, false);
+        }
+        outcome
+    }
+
+    /// Deletes the link's interfaces that carry its mark. A namespace that is gone took its
+    /// interfaces with it.
+    async fn remove_link(&self, row: &LinkRow) -> Result<(), ReconcileError> {
+        let mark = ownership_mark(&row.id);
+        for end in row.spec.ends() {
+            let ns = match self.ns_ref(&end.namespace).await {
+                Ok(ns) => ns,
+                Err(_) => continue,
+            };
+            let Some(state) = self.kernel().get_link(&ns, &end.name).await? else {
+                continue;
+            };
+            if state.alias.as_deref() != Some(mark.as_str()) {
+                tracing::warn!(name = %end.name, "not deleting an interface without our mark");
+                continue;
+            }
+            match self.kernel().delete_link(&ns, state.index).await {
+                Err(e) if !is_gone(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn converge_link(&self, row: &LinkRow) -> Result<LinkObserved, ReconcileError> {
+        let mark = ownership_mark(&row.id);
+        let spec = &row.spec;
+        let mut ends = Vec::new();
+        for end in spec.ends() {
+            let ns = self.ns_ref(&end.namespace).await?;
+            let state = self.kernel().get_link(&ns, &end.name).await?;
+            if let Some(s) = &state {
+                if s.alias.as_deref() != Some(mark.as_str()) {
+                    return Err(ReconcileError::permanent(format!(
+                        "interface {:?} in {} exists and is not owned by weft (no weft mark); remove or rename it",
+                        end.name,
+                        where_ns(&end.namespace)
+                    )));
+                }
+                if s.kind.as_deref() != Some(spec.kind.kernel_kind()) {
+                    // Ours, but not what the spec says (changed behind our back): recreate.
+                    self.kernel().delete_link(&ns, s.index).await?;
+                    ends.push((end, ns, None));
+                    continue;
+                }
+            }
+            ends.push((end, ns, state));
+        }
+        let created = if ends.iter().any(|(_, _, s)| s.is_none()) {
+            // Half a pair is no pair: remove what is left and make both ends anew.
+            for (_, ns, s) in &ends {
+                if let Some(s) = s {
+                    match self.kernel().delete_link(ns, s.index).await {
+                        Err(e) if !is_gone(&e) => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+            }
+            match &spec.kind {
+                LinkKind::Veth { peer } => {
+                    self.kernel()
+                        .create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
+                        .await?;
+                }
+                LinkKind::Bridge => {
+                    self.kernel()
+                        .create_bridge(&ends[0].1, &spec.end.name)
+                        .await?
+                }
+            }
+            for (end, ns, s) in &mut ends {
+                *s = Some(
+                    self.kernel()
+                        .get_link(ns, &end.name)
+                        .await?
+                        .ok_or_else(|| {
+                            ReconcileError::transient(format!(
+                                "interface {:?} vanished right after it was created",
+                                end.name
+                            ))
+                        })?,
+                );
+            }
+            true
+        } else {
+            false
+        };
+        let default_mtu = spec.end.mtu;
+        let mut observed = LinkObserved::default();
+        for (end, ns, state) in &ends {
+            let state = state.as_ref().expect("every end exists by now");
+            let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
+            observed
+                .ends
+                .push(self.converge_end(ns, state, end, mtu, &mark).await?);
+        }
+        if created && spec.kind == LinkKind::Bridge {
+            // A re-created bridge lost its ports: let them enslave themselves again.
+            self.requeue_ports(&spec.end.namespace, &spec.end.name, &row.id)
+                .await?;
+        }
+        Ok(observed)
+    }
+
+    async fn requeue_ports(
+        &self,
+        namespace: &str,
+        bridge: &str,
+        self_id: &str,
+    ) -> Result<(), ReconcileError> {
+        for l in self.store().list_links().await? {
+            if l.id != self_id
+                && l.spec
+                    .ends()
+                    .iter()
+                    .any(|e| e.namespace == namespace && e.master.as_deref() == Some(bridge))
+            {
+                self.enqueue(Key::Link(l.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings one existing interface to its spec; writes only what differs.
+    async fn converge_end(
+        &self,
+        ns: &NsRef,
+        state: &LinkState,
+        end: &EndSpec,
+        mtu: u32,
+        mark: &str,
+    ) -> Result<EndObserved, ReconcileError> {
+        let k = self.kernel();
+        let mut change = LinkChange::default();
+        if state.alias.as_deref() != Some(mark) {
+            change.alias = Some(mark.to_string());
+        }
+        if mtu != 0 && state.mtu != mtu {
+            change.mtu = Some(mtu);
+        }
+        if let Some(mac) = &end.mac
+            && state.mac.as_deref() != Some(mac.as_str())
+        {
+            change.mac = Some(mac.clone());
+        }
+        let master = match &end.master {
+            None => None,
+            Some(m) => {
+                let br = k.get_link(ns, m).await?.ok_or_else(|| {
+                    ReconcileError::transient(format!(
+                        "master bridge {m:?} not found in {}",
+                        where_ns(&end.namespace)
+                    ))
+                })?;
+                if br.kind.as_deref() != Some("bridge") {
+                    return Err(ReconcileError::permanent(format!(
+                        "master {m:?} is not a bridge"
+                    )));
+                }
+                Some(br.index)
+            }
+        };
+        if state.master != master {
+            change.master = Some(master);
+        }
+        if state.up != end.up {
+            change.up = Some(end.up);
+        }
+        if change != LinkChange::default() {
+            k.set_link(ns, state.index, &change).await?;
+        }
+
+        let want: HashSet<IpNet> = end.addresses.iter().copied().collect();
+        let have: HashSet<IpNet> = state
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| !is_link_local_v6(a))
+            .collect();
+        for a in have.difference(&want) {
+            match k.del_address(ns, state.index, *a).await {
+                Err(e) if !is_gone(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        for a in want.difference(&have) {
+            match k.add_address(ns, state.index, *a).await {
+                Err(e) if e.errno() != Some(17) => return Err(e.into()), // EEXIST: already there
+                _ => {}
+            }
+        }
+
+        let want: HashSet<RouteState> = end
+            .routes
+            .iter()
+            .map(|r| RouteState {
+                destination: r.destination,
+                gateway: r.gateway,
+                metric: effective_metric(&r.destination, r.metric),
+            })
+            .collect();
+        let have: HashSet<RouteState> = k.list_routes(ns, state.index).await?.into_iter().collect();
+        for r in have.difference(&want) {
+            match k.del_route(ns, state.index, r).await {
+                Err(e) if !matches!(e.errno(), Some(3) | Some(19) | Some(2)) => {
+                    return Err(e.into());
+                }
+                _ => {}
+            }
+        }
+        for r in want.difference(&have) {
+            k.add_route(ns, state.index, r).await.map_err(|e| {
+                ReconcileError::transient(format!(
+                    "route to {} via {} on {:?}: {e}",
+                    r.destination,
+                    r.gateway
+                        .map(|g| g.to_string())
+                        .unwrap_or_else(|| "(link)".into()),
+                    end.name
+                ))
+            })?;
+        }
+        Ok(EndObserved {
+            index: state.index,
+            mac: change.mac.or_else(|| state.mac.clone()).unwrap_or_default(),
+        })
+    }
+}
+
+fn is_link_local_v6(a: &IpNet) -> bool {
+    match a {
+        IpNet::V6(n) => (n.addr().segments()[0] & 0xffc0) == 0xfe80,
+        IpNet::V4(_) => false,
+    }
+}

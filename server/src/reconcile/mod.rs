@@ -1,0 +1,283 @@
+//! Reconciliation: a keyed work queue, a pool of workers that make the kernel match the store,
+//! a periodic resync, and the waiting that lets a request answer with the converged status.
+//!
+//! Triggers: API writes, start-up (everything), the resync timer (everything), and the
+//! reconcilers themselves (a re-created namespace re-queues its links; a re-created bridge
+//! re-queues its ports). A reconcile observes first and writes only the difference, so a
+//! converged host sees no kernel writes; it writes status only after the kernel was checked,
+//! and only when the status changed.
+
+pub mod events;
+mod link;
+mod namespace;
+pub mod queue;
+
+use std::{sync::Arc, time::Duration};
+
+pub use events::{Event, Events, Key};
+use queue::WorkQueue;
+use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
+
+use crate::{
+    kernel::{Kernel, KernelError, NsRef},
+    model::{Phase, Status},
+    store::{Store, StoreError},
+};
+
+/// After this many consecutive transient failures an object reports Failed (it is still
+/// retried); before, it stays Pending, so a short race (a link queued before its namespace
+/// exists) never shows up as a failure.
+const FAILED_AFTER_ATTEMPTS: u32 = 3;
+
+/// Why a reconcile did not converge.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ReconcileError {
+    /// Retrying may help (a missing namespace or bridge, a netlink hiccup).
+    pub transient: bool,
+    /// What went wrong, for the status message.
+    pub message: String,
+}
+
+impl ReconcileError {
+    /// An error that retrying can fix.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            transient: true,
+            message: message.into(),
+        }
+    }
+
+    /// An error that needs a change of spec or of the host (an interface weft does not own).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            transient: false,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<KernelError> for ReconcileError {
+    fn from(e: KernelError) -> Self {
+        Self::transient(e.to_string())
+    }
+}
+
+impl From<StoreError> for ReconcileError {
+    fn from(e: StoreError) -> Self {
+        Self::transient(e.to_string())
+    }
+}
+
+/// The controller: store, kernel, queue and events, shared by the API and the workers.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    kernel: Kernel,
+    queue: WorkQueue<Key>,
+    events: Events,
+}
+
+/// What a wait ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// The object reached Ready or Failed at the generation waited for.
+    Settled,
+    /// The object's row is gone (a delete finished).
+    Gone,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Controller {
+    /// A controller over `store` and `kernel`.
+    pub fn new(store: Store, kernel: Kernel) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                kernel,
+                queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
+                events: Events::new(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.inner.kernel
+    }
+
+    /// The event broadcast.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// Triggers a reconcile of `key`.
+    pub fn enqueue(&self, key: Key) {
+        self.inner.queue.add(key);
+    }
+
+    /// Queues every object: namespaces first, so links find theirs.
+    pub async fn enqueue_all(&self) -> Result<(), StoreError> {
+        for ns in self.store().list_namespaces().await? {
+            self.enqueue(Key::Namespace(ns.id));
+        }
+        for l in self.store().list_links().await? {
+            self.enqueue(Key::Link(l.id));
+        }
+        Ok(())
+    }
+
+    /// Starts `n` workers; they stop after [`Controller::shutdown`].
+    pub fn spawn_workers(&self, n: usize, set: &mut JoinSet<()>) {
+        for i in 0..n.max(1) {
+            let c = self.clone();
+            set.spawn(async move {
+                while let Some(key) = c.inner.queue.next().await {
+                    c.work(i, key).await;
+                }
+            });
+        }
+    }
+
+    /// Starts the periodic resync: every `period`, every object is queued again.
+    pub fn spawn_resync(&self, period: Duration, set: &mut JoinSet<()>) {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if c.inner.queue.is_closed() {
+                    return;
+                }
+                tracing::debug!("resync");
+                if let Err(e) = c.enqueue_all().await {
+                    tracing::warn!(error = %e, "resync could not list objects");
+                }
+            }
+        });
+    }
+
+    /// Stops handing out work; workers exit after their current key.
+    pub fn shutdown(&self) {
+        self.inner.queue.close();
+    }
+
+    async fn work(&self, worker: usize, key: Key) {
+        let attempt = self.inner.queue.failures(&key) + 1;
+        let span = tracing::debug_span!("reconcile", worker, ?key, attempt);
+        let _e = span.enter();
+        let started = Instant::now();
+        let res = match &key {
+            Key::Namespace(id) => self.reconcile_namespace(id, attempt).await,
+            Key::Link(id) => self.reconcile_link(id, attempt).await,
+        };
+        match res {
+            Ok(()) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "converged");
+                self.inner.queue.done(&key);
+            }
+            Err(e) if e.transient => {
+                let (n, delay) = self.inner.queue.retry(&key);
+                tracing::info!(error = %e.message, attempt = n, retry_in = ?delay, "reconcile failed; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "reconcile failed; waiting for a change");
+                self.inner.queue.done(&key);
+            }
+        }
+    }
+
+    /// The status to record for a failed attempt.
+    fn failed_status(
+        err: &ReconcileError,
+        attempt: u32,
+        generation: i64,
+        previous: &Status,
+    ) -> Status {
+        if err.transient && attempt < FAILED_AFTER_ATTEMPTS {
+            Status {
+                phase: Phase::Pending,
+                observed_generation: previous.observed_generation,
+                message: err.message.clone(),
+            }
+        } else {
+            Status {
+                phase: Phase::Failed,
+                observed_generation: generation,
+                message: err.message.clone(),
+            }
+        }
+    }
+
+    /// Resolves a namespace name to where weft acts: "" is the host; otherwise the namespace
+    /// must be recorded and its file must be a live network namespace.
+    pub(crate) async fn ns_ref(&self, name: &str) -> Result<NsRef, ReconcileError> {
+        if name.is_empty() {
+            return Ok(NsRef::Host);
+        }
+        let row =
+            self.store().namespace_by_name(name).await?.ok_or_else(|| {
+                ReconcileError::transient(format!("namespace {name:?} is not known"))
+            })?;
+        let path = match &row.spec.adopted_path {
+            Some(p) => p.clone(),
+            None => self.kernel().netns_dir().join(name),
+        };
+        if !self.kernel().is_netns(&path) {
+            return Err(ReconcileError::transient(format!(
+                "namespace {name:?} is not ready yet"
+            )));
+        }
+        Ok(NsRef::Path(path))
+    }
+
+    /// Waits until the object `key` has settled at `generation` (Ready or Failed), is gone, or
+    /// `deadline` passes. `rx` must have been subscribed before the change was enqueued.
+    pub async fn wait(
+        &self,
+        key: &Key,
+        generation: i64,
+        deadline: Instant,
+        mut rx: tokio::sync::broadcast::Receiver<Event>,
+    ) -> Result<WaitOutcome, StoreError> {
+        loop {
+            let status = match key {
+                Key::Namespace(id) => self.store().namespace_by_id(id).await?.map(|r| r.status),
+                Key::Link(id) => self.store().link_by_id(id).await?.map(|r| r.status),
+            };
+            match status {
+                None => return Ok(WaitOutcome::Gone),
+                Some(s)
+                    if s.observed_generation >= generation
+                        && matches!(s.phase, Phase::Ready | Phase::Failed) =>
+                {
+                    return Ok(WaitOutcome::Settled);
+                }
+                Some(_) => {}
+            }
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(ev) if &ev.key == key => break,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return Ok(WaitOutcome::TimedOut),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return Ok(WaitOutcome::TimedOut),
+                }
+            }
+        }
+    }
+}

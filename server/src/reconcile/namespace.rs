@@ -1,0 +1,108 @@
+//! Reconciling a namespace: create `<netns_dir>/<name>` (loopback up) or check an adopted path;
+//! on delete, unmount and remove what weft created, forget what it adopted.
+
+use super::{Controller, Key, ReconcileError};
+use crate::{
+    kernel::{LinkChange, NsRef},
+    model::{Phase, Status},
+};
+
+impl Controller {
+    pub(super) async fn reconcile_namespace(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> Result<(), ReconcileError> {
+        let Some(row) = self.store().namespace_by_id(id).await? else {
+            return Ok(());
+        };
+        let key = Key::Namespace(id.to_string());
+        let adopted = row.spec.adopted_path.clone();
+        let path = adopted
+            .clone()
+            .unwrap_or_else(|| self.kernel().netns_dir().join(&row.spec.name));
+        if row.deleting {
+            if adopted.is_none() {
+                self.kernel().delete_named_netns(&row.spec.name).await?;
+            }
+            self.kernel().forget(&NsRef::Path(path));
+            if self.store().delete_namespace_row(id).await? {
+                self.events().send(key, true);
+            }
+            return Ok(());
+        }
+        let result = self
+            .converge_namespace(&row.spec.name, adopted.is_some(), &path)
+            .await;
+        let (status, outcome) = match result {
+            Ok(recreated) => {
+                if recreated {
+                    // Everything that lived in the old namespace died with it.
+                    for link in self.store().link_ids_in_namespace(id).await? {
+                        self.enqueue(Key::Link(link));
+                    }
+                }
+                (
+                    Status {
+                        phase: Phase::Ready,
+                        observed_generation: row.generation,
+                        message: String::new(),
+                    },
+                    Ok(()),
+                )
+            }
+            Err(e) => (
+                Self::failed_status(&e, attempt, row.generation, &row.status),
+                Err(e),
+            ),
+        };
+        if self
+            .store()
+            .set_namespace_status(id, &status, &path.display().to_string())
+            .await?
+        {
+            self.events().send(key, false);
+        }
+        outcome
+    }
+
+    /// Makes the namespace exist; returns true if it had to be (re)created.
+    async fn converge_namespace(
+        &self,
+        name: &str,
+        adopted: bool,
+        path: &std::path::Path,
+    ) -> Result<bool, ReconcileError> {
+        let k = self.kernel();
+        if adopted {
+            if !k.is_netns(path) {
+                return Err(ReconcileError::permanent(format!(
+                    "{} is not a network namespace (any more); weft does not recreate adopted namespaces",
+                    path.display()
+                )));
+            }
+            return Ok(false);
+        }
+        if !k.is_netns(path) {
+            // A stale socket would still point at the namespace that died.
+            k.forget(&NsRef::Path(path.to_path_buf()));
+            k.create_named_netns(name).await?;
+            return Ok(true);
+        }
+        let ns = NsRef::Path(path.to_path_buf());
+        if let Some(lo) = k.get_link(&ns, "lo").await?
+            && !lo.up
+        {
+            k.set_link(
+                &ns,
+                lo.index,
+                &LinkChange {
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,153 @@
+//! Wiring: open the store and the kernel, start the workers and the resync timer, serve the
+//! gRPC services (plus health and reflection) on the Unix socket and, if asked, on TCP, and
+//! shut all of it down in order on a signal.
+
+use std::{
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use tokio::{net::UnixListener, task::JoinSet};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use weft_proto::v1::{
+    link_service_server::LinkServiceServer, namespace_service_server::NamespaceServiceServer,
+    network_service_server::NetworkServiceServer,
+};
+
+use crate::{
+    api::{LinkApi, NamespaceApi, NetworkApi},
+    config::Config,
+    kernel::Kernel,
+    reconcile::Controller,
+    store::Store,
+};
+
+/// Binds the Unix socket: removes a stale socket file, refuses if another weftd answers on it,
+/// and makes it owner-only.
+async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "{} is in use: is another weftd running? (--socket to use another path)",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Runs weftd until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.database)
+        .await
+        .with_context(|| format!("opening {}", config.database.display()))?;
+    let kernel = Kernel::new(config.host_netns.clone(), config.netns_dir.clone())
+        .context("opening the kernel interfaces")?;
+    let ctl = Controller::new(store.clone(), kernel);
+
+    let mut tasks = JoinSet::new();
+    ctl.spawn_workers(config.workers, &mut tasks);
+    ctl.enqueue_all()
+        .await
+        .context("queueing the stored objects")?;
+    if config.resync > 0 {
+        ctl.spawn_resync(Duration::from_secs(config.resync), &mut tasks);
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<NamespaceServiceServer<NamespaceApi>>()
+        .await;
+    health.set_serving::<LinkServiceServer<LinkApi>>().await;
+    health
+        .set_serving::<NetworkServiceServer<NetworkApi>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(weft_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(NamespaceServiceServer::new(NamespaceApi::new(ctl.clone())))
+        .add_service(LinkServiceServer::new(LinkApi::new(ctl.clone())))
+        .add_service(NetworkServiceServer::new(NetworkApi));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let unix = bind_unix(&config.socket).await?;
+    let socket_id = std::fs::metadata(&config.socket)
+        .map(|m| (m.dev(), m.ino()))
+        .ok();
+    tracing::info!(socket = %config.socket.display(), "serving gRPC");
+    let mut servers = JoinSet::new();
+    servers.spawn(
+        router
+            .clone()
+            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone())),
+    );
+    if let Some(addr) = config.tcp {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "serving gRPC on TCP");
+        servers.spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
+        );
+    }
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        res = servers.join_next() => {
+            if let Some(Ok(Err(e))) = res {
+                tracing::error!(error = %e, "server failed");
+            }
+        }
+    }
+    health
+        .set_not_serving::<NamespaceServiceServer<NamespaceApi>>()
+        .await;
+    let _ = stop_tx.send(true);
+    // Let in-flight calls finish, but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    ctl.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    store.close().await;
+    // Remove the socket only if it is still ours: a successor may already have bound the path.
+    if std::fs::metadata(&config.socket)
+        .map(|m| (m.dev(), m.ino()))
+        .ok()
+        == socket_id
+    {
+        let _ = std::fs::remove_file(&config.socket);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Link rows, and the per-interface rows that keep names unique per namespace.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Store, StoreError, decode, encode, is_fk_violation, is_unique_violation, now_ms};
+use crate::model::{LinkKind, LinkSpec, Phase, Status, new_uid};
+
+/// What the reconciler saw of one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndObserved {
+    /// ifindex in its namespace.
+    pub index: u32,
+    /// MAC address.
+    pub mac: String,
+}
+
+/// What the reconciler saw of a link: one entry per end, in spec order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinkObserved {
+    /// The ends.
+    pub ends: Vec<EndObserved>,
+}
+
+/// A stored link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRow {
+    /// Opaque uid; the ownership mark is `weft:<id>`.
+    pub id: String,
+    /// What the client asked for.
+    pub spec: LinkSpec,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    /// Deletion requested.
+    pub deleting: bool,
+    /// What the reconciler last saw.
+    pub status: Status,
+    /// Observed indexes and MACs.
+    pub observed: LinkObserved,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, spec, generation, deleting, phase, observed_generation, message, status, created_at";
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LinkRow, StoreError> {
+    let id: String = r.get("id");
+    Ok(LinkRow {
+        spec: decode(&format!("link {id} spec"), r.get("spec"))?,
+        observed: decode(&format!("link {id} status"), r.get("status"))?,
+        generation: r.get("generation"),
+        deleting: r.get::<i64, _>("deleting") != 0,
+        status: Status {
+            phase: Phase::parse(r.get("phase")),
+            observed_generation: r.get("observed_generation"),
+            message: r.get("message"),
+        },
+        created_at: r.get("created_at"),
+        id,
+    })
+}
+
+fn where_ns(ns: &str) -> String {
+    if ns.is_empty() {
+        "the host namespace".into()
+    } else {
+        format!("namespace {ns:?}")
+    }
+}
+
+impl Store {
+    /// Records a new link and its interface names in one transaction. NOT_FOUND for an unknown
+    /// namespace, FAILED_PRECONDITION for one being deleted, ALREADY_EXISTS for a taken name.
+    pub async fn create_link(&self, spec: &LinkSpec) -> Result<LinkRow, StoreError> {
+        let id = new_uid();
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ns_ids = Vec::new();
+        for end in spec.ends() {
+            if end.namespace.is_empty() {
+                ns_ids.push(None);
+                continue;
+            }
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT id, deleting FROM namespaces WHERE name = ?")
+                    .bind(&end.namespace)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match row {
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "namespace {:?} (of interface {:?}) not found; create it first",
+                        end.namespace, end.name
+                    )));
+                }
+                Some((_, 1)) => {
+                    return Err(StoreError::FailedPrecondition(format!(
+                        "namespace {:?} is being deleted",
+                        end.namespace
+                    )));
+                }
+                Some((ns_id, _)) => ns_ids.push(Some(ns_id)),
+            }
+        }
+        let kind = match spec.kind {
+            LinkKind::Veth { .. } => "veth",
+            LinkKind::Bridge => "bridge",
+        };
+        sqlx::query(
+            "INSERT INTO links (id, kind, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(kind)
+        .bind(encode(spec))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (i, (end, ns_id)) in spec.ends().into_iter().zip(ns_ids).enumerate() {
+            let res = sqlx::query("INSERT INTO link_ifaces (link_id, end_index, namespace_id, name) VALUES (?, ?, ?, ?)")
+                .bind(&id)
+                .bind(i as i64)
+                .bind(ns_id)
+                .bind(&end.name)
+                .execute(&mut *tx)
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "interface {:?} already exists in {} (a link weft manages)",
+                        end.name,
+                        where_ns(&end.namespace)
+                    )));
+                }
+                Err(e) if is_fk_violation(&e) => {
+                    return Err(StoreError::NotFound(format!(
+                        "namespace {:?} not found",
+                        end.namespace
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        self.link_by_id(&id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted link vanished".into()))
+    }
+
+    /// The link with this uid.
+    pub async fn link_by_id(&self, id: &str) -> Result<Option<LinkRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM links WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The link with an interface named `name` in namespace `namespace` ("" = host).
+    pub async fn link_by_end(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<LinkRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM links WHERE id = (SELECT i.link_id FROM link_ifaces i \
+             LEFT JOIN namespaces n ON n.id = i.namespace_id \
+             WHERE i.name = ? AND IFNULL(n.name, '') = ?)"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(namespace)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Every link, oldest first.
+    pub async fn list_links(&self) -> Result<Vec<LinkRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM links ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Ids of the links with an end in the namespace with this id.
+    pub async fn link_ids_in_namespace(
+        &self,
+        namespace_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT link_id FROM link_ifaces WHERE namespace_id = ?")
+                .bind(namespace_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces a link's spec (names and namespaces must not change) and bumps its generation.
+    /// FAILED_PRECONDITION if the link is being deleted.
+    pub async fn update_link_spec(&self, id: &str, spec: &LinkSpec) -> Result<LinkRow, StoreError> {
+        let r = sqlx::query(
+            "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
+        )
+        .bind(encode(spec))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::FailedPrecondition(
+                "the link is being deleted".into(),
+            ));
+        }
+        self.link_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("link not found".into()))
+    }
+
+    /// Marks a link for deletion (idempotent).
+    pub async fn mark_link_deleting(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE links SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
+             WHERE id = ? AND deleting = 0",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a link row marked for deletion (its interface rows go with it).
+    pub async fn delete_link_row(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM links WHERE id = ? AND deleting = 1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Writes the observed status; returns true if anything changed.
+    pub async fn set_link_status(
+        &self,
+        id: &str,
+        status: &Status,
+        observed: &LinkObserved,
+    ) -> Result<bool, StoreError> {
+        let observed = encode(observed);
+        let r = sqlx::query(
+            "UPDATE links SET phase = ?, observed_generation = ?, message = ?, status = ?, updated_at = ? \
+             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ? OR status != ?)",
+        )
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .bind(&observed)
+        .bind(now_ms())
+        .bind(id)
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .bind(&observed)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,109 @@
+//! Desired state in SQLite through sqlx: one transaction per request, invariants in the schema
+//! (see ../migrations). The only module that sees SQL.
+//!
+//! Rows carry both the spec (what clients asked for) and the status (what the reconciler saw).
+//! Status writes are conditional, so a reconcile that changes nothing writes nothing and emits
+//! no event.
+
+mod links;
+mod namespaces;
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+pub use links::{EndObserved, LinkObserved, LinkRow};
+pub use namespaces::NamespaceRow;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Errors from the store. The API maps them to gRPC codes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique name or address is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The change conflicts with other state (a namespace still holding links).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A stored value could not be decoded: the database was changed by hand or is damaged.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the epoch, for created/updated columns.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and runs the embedded migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when healthy).
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let (v,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Is this a UNIQUE constraint violation?
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Is this a FOREIGN KEY constraint violation?
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types always serialize")
+}
