@@ -5,6 +5,11 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::{
+    AddressPool,
+    network::{default_pools, default_v6_pools},
+};
+
 /// Default Unix socket.
 pub const DEFAULT_SOCKET: &str = "/run/weft/weftd.sock";
 /// Default database file.
@@ -34,6 +39,16 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Resync period, seconds.
     pub resync: Option<u64>,
+    /// Create the default network `bridge` at start-up.
+    pub default_network: Option<bool>,
+    /// Bridge name of the default network.
+    pub default_bridge: Option<String>,
+    /// Subnet of the default network; empty picks one from the pools.
+    pub default_subnet: Option<String>,
+    /// Pools for automatic IPv4 subnets, "BASE/SIZE" or "base=BASE,size=SIZE".
+    pub address_pools: Option<Vec<String>>,
+    /// Pools for automatic IPv6 subnets.
+    pub address_pools_v6: Option<Vec<String>>,
 }
 
 /// The settled configuration.
@@ -53,12 +68,33 @@ pub struct Config {
     pub workers: usize,
     /// Resync period, seconds (0 turns the periodic resync off).
     pub resync: u64,
+    /// Create the default network `bridge` at start-up.
+    pub default_network: bool,
+    /// Bridge name of the default network.
+    pub default_bridge: String,
+    /// Subnet of the default network; None picks one from the pools.
+    pub default_subnet: Option<String>,
+    /// Pools for automatic IPv4 subnets.
+    pub address_pools: Vec<AddressPool>,
+    /// Pools for automatic IPv6 subnets.
+    pub address_pools_v6: Vec<AddressPool>,
 }
+
+/// Default name of the default network's bridge (Docker's is docker0).
+pub const DEFAULT_BRIDGE: &str = "weft0";
 
 impl Config {
     /// Layers flags (`cli`) over the file (`file`) over the defaults.
-    pub fn merge(cli: FileConfig, file: FileConfig) -> Config {
-        Config {
+    pub fn merge(cli: FileConfig, file: FileConfig) -> Result<Config, String> {
+        let pools = |v: Option<Vec<String>>,
+                     default: Vec<AddressPool>|
+         -> Result<Vec<AddressPool>, String> {
+            match v {
+                None => Ok(default),
+                Some(v) => v.iter().map(|p| AddressPool::parse(p)).collect(),
+            }
+        };
+        Ok(Config {
             socket: cli
                 .socket
                 .or(file.socket)
@@ -79,7 +115,21 @@ impl Config {
                 .unwrap_or(DEFAULT_WORKERS)
                 .max(1),
             resync: cli.resync.or(file.resync).unwrap_or(DEFAULT_RESYNC),
-        }
+            default_network: cli.default_network.or(file.default_network).unwrap_or(true),
+            default_bridge: cli
+                .default_bridge
+                .or(file.default_bridge)
+                .unwrap_or_else(|| DEFAULT_BRIDGE.into()),
+            default_subnet: cli
+                .default_subnet
+                .or(file.default_subnet)
+                .filter(|s| !s.is_empty()),
+            address_pools: pools(cli.address_pools.or(file.address_pools), default_pools())?,
+            address_pools_v6: pools(
+                cli.address_pools_v6.or(file.address_pools_v6),
+                default_v6_pools(),
+            )?,
+        })
     }
 
     /// Parses a config file's text.
@@ -100,13 +150,30 @@ mod tests {
             workers: Some(2),
             ..Default::default()
         };
-        let c = Config::merge(cli, file);
+        let c = Config::merge(cli, file).unwrap();
         assert_eq!(c.socket, PathBuf::from("/tmp/f.sock"));
         assert_eq!(c.workers, 2);
         assert_eq!(c.resync, 5);
         assert_eq!(c.database, PathBuf::from(DEFAULT_DATABASE));
         assert_eq!(c.netns_dir, PathBuf::from(DEFAULT_NETNS_DIR));
         assert_eq!(c.tcp, None);
+        assert!(c.default_network);
+        assert_eq!(c.default_bridge, DEFAULT_BRIDGE);
+        assert_eq!(c.address_pools, default_pools());
+    }
+
+    #[test]
+    fn pools_and_default_network_come_from_the_file() {
+        let file = Config::parse_file(
+            "default_network = false\naddress_pools = [\"10.99.0.0/16/24\"]\ndefault_subnet = \"10.1.0.0/24\"\n",
+        )
+        .unwrap();
+        let c = Config::merge(FileConfig::default(), file).unwrap();
+        assert!(!c.default_network);
+        assert_eq!(c.address_pools[0].size, 24);
+        assert_eq!(c.default_subnet.as_deref(), Some("10.1.0.0/24"));
+        let bad = Config::parse_file("address_pools = [\"10.0.0.0/16/8\"]").unwrap();
+        assert!(Config::merge(FileConfig::default(), bad).is_err());
     }
 
     #[test]

@@ -32,6 +32,22 @@ struct Flags {
     /// Seconds between full resyncs; 0 turns them off [default: 30]
     #[arg(long)]
     resync: Option<u64>,
+    /// Do not create the default network `bridge` at start-up
+    #[arg(long)]
+    no_default_network: bool,
+    /// Bridge name of the default network [default: weft0]
+    #[arg(long)]
+    default_bridge: Option<String>,
+    /// Subnet of the default network [default: the first free one in the pools]
+    #[arg(long)]
+    default_subnet: Option<String>,
+    /// Pool for automatic IPv4 subnets, BASE/SIZE (repeatable) [default: 172.17.0.0/16/16,
+    /// 172.18.0.0/15/16, 172.20.0.0/14/16, 172.24.0.0/13/16, 192.168.0.0/16/20]
+    #[arg(long = "address-pool")]
+    address_pools: Vec<String>,
+    /// Pool for automatic IPv6 subnets, BASE/SIZE (repeatable) [default: fd5e:f700::/40/64]
+    #[arg(long = "address-pool-v6")]
+    address_pools_v6: Vec<String>,
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
@@ -63,8 +79,13 @@ async fn main() -> anyhow::Result<()> {
         tcp: flags.tcp,
         workers: flags.workers,
         resync: flags.resync,
+        default_network: flags.no_default_network.then_some(false),
+        default_bridge: flags.default_bridge,
+        default_subnet: flags.default_subnet,
+        address_pools: (!flags.address_pools.is_empty()).then_some(flags.address_pools),
+        address_pools_v6: (!flags.address_pools_v6.is_empty()).then_some(flags.address_pools_v6),
     };
-    let config = Config::merge(cli, file);
+    let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("bad address pool: {e}"))?;
     tracing::info!(?config, "starting weftd");
     weftd::server::run(config, async {
         use tokio::signal::unix::{SignalKind, signal};

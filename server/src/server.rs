@@ -18,7 +18,7 @@ use weft_proto::v1::{
 };
 
 use crate::{
-    api::{LinkApi, NamespaceApi, NetworkApi},
+    api::{LinkApi, NamespaceApi, NetworkApi, NetworkDefaults},
     config::Config,
     kernel::Kernel,
     reconcile::Controller,
@@ -47,6 +47,47 @@ async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Name of the default network.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// Creates the default network `bridge` (the docker0 of weft) if it does not exist yet.
+async fn ensure_default_network(
+    ctl: &Controller,
+    defaults: &NetworkDefaults,
+    config: &Config,
+) -> anyhow::Result<()> {
+    if ctl
+        .store()
+        .network_by_name(DEFAULT_NETWORK)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let body = weft_proto::v1::Network {
+        name: DEFAULT_NETWORK.into(),
+        bridge_name: config.default_bridge.clone(),
+        subnets: config
+            .default_subnet
+            .iter()
+            .map(|s| weft_proto::v1::Subnet {
+                subnet: s.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let (spec, auto_v4, auto_v6) =
+        crate::api::network_in(&body).map_err(|e| anyhow::anyhow!("default network: {e}"))?;
+    let row = NetworkApi::create_spec(ctl, defaults, &spec, auto_v4, auto_v6, true)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
+    tracing::info!(bridge = %spec.bridge_name, subnets = ?row.spec.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>(), "created the default network");
+    ctl.enqueue(crate::reconcile::Key::Network(row.id));
+    ctl.enqueue(crate::reconcile::Key::Firewall);
+    Ok(())
+}
+
 /// Runs weftd until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -66,6 +107,14 @@ pub async fn run(
         .context("queueing the stored objects")?;
     if config.resync > 0 {
         ctl.spawn_resync(Duration::from_secs(config.resync), &mut tasks);
+    }
+
+    let defaults = NetworkDefaults {
+        pools_v4: config.address_pools.clone(),
+        pools_v6: config.address_pools_v6.clone(),
+    };
+    if config.default_network {
+        ensure_default_network(&ctl, &defaults, &config).await?;
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -90,7 +139,10 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(NamespaceServiceServer::new(NamespaceApi::new(ctl.clone())))
         .add_service(LinkServiceServer::new(LinkApi::new(ctl.clone())))
-        .add_service(NetworkServiceServer::new(NetworkApi));
+        .add_service(NetworkServiceServer::new(NetworkApi::new(
+            ctl.clone(),
+            defaults,
+        )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

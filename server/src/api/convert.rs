@@ -20,7 +20,7 @@ fn labels_out(l: &Labels) -> HashMap<String, String> {
     l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,

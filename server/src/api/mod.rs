@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use link::LinkApi;
 pub use namespace::NamespaceApi;
-pub use network::NetworkApi;
+pub use network::{NetworkApi, NetworkDefaults, network_in};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The kernel could not be read to answer.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +66,9 @@ impl From<ApiError> for Status {
             }
             ApiError::FailedPrecondition(m)
             | ApiError::Store(StoreError::FailedPrecondition(m)) => Status::failed_precondition(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Store(StoreError::Exhausted(m)) => Status::resource_exhausted(m),
+            ApiError::Store(StoreError::Invalid(m)) => Status::invalid_argument(m),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 Status::new(

@@ -1,68 +1,593 @@
-//! NetworkService: declared so the API is whole; every RPC answers UNIMPLEMENTED until the
-//! networks work (issue 3) lands.
+//! NetworkService: Docker-style bridge networks, endpoints (connect/disconnect), prune, watch.
 
+use std::{net::IpAddr, sync::Arc};
+
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
-/// The NetworkService placeholder.
-#[derive(Clone, Debug, Default)]
-pub struct NetworkApi;
+use super::{ApiError, ApiResult, Pending, convert, watch};
+use crate::{
+    kernel::NsRef,
+    model::{
+        AddressPool, ConnectSpec, EndpointSpec, Invalid, NetworkSpec, PortSpec, Selector,
+        SubnetSpec, link::parse_mac, new_uid,
+    },
+    reconcile::fwshim::FwExt,
+    reconcile::{Controller, Key, WaitOutcome},
+    store::{AutoSubnets, EndpointRow, NetworkRow},
+};
 
-fn unimplemented(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "NetworkService.{rpc} is not implemented yet in this weftd; networks are planned (see README)"
-    ))
+/// Settings of the network service that come from weftd's configuration.
+#[derive(Clone, Debug)]
+pub struct NetworkDefaults {
+    /// Pools for automatic IPv4 subnets.
+    pub pools_v4: Vec<AddressPool>,
+    /// Pools for automatic IPv6 subnets.
+    pub pools_v6: Vec<AddressPool>,
+}
+
+/// The NetworkService implementation.
+#[derive(Clone, Debug)]
+pub struct NetworkApi {
+    ctl: Controller,
+    defaults: NetworkDefaults,
+}
+
+/// Builds a settled network spec from a request body: subnets parsed, defaults applied, bridge
+/// name generated when empty. Returns the spec and whether an IPv4 and an IPv6 subnet must be
+/// chosen automatically.
+pub fn network_in(body: &pb::Network) -> Result<(NetworkSpec, bool, bool), Invalid> {
+    let subnets = body
+        .subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            SubnetSpec::parse(
+                &format!("network.subnets[{i}]"),
+                &s.subnet,
+                &s.gateway,
+                &s.ip_range,
+                &s.reserved,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let auto_v4 = subnets.is_empty();
+    let auto_v6 = body.enable_ipv6 && !subnets.iter().any(|s| !s.is_v4());
+    let bridge_name = if body.bridge_name.is_empty() {
+        format!("br-{}", &new_uid()[..12])
+    } else {
+        body.bridge_name.clone()
+    };
+    let spec = NetworkSpec {
+        name: body.name.clone(),
+        labels: body
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        bridge_name,
+        subnets,
+        internal: body.internal,
+        icc: body.enable_icc.unwrap_or(true),
+        masquerade: body.masquerade.unwrap_or(true),
+        mtu: body.mtu,
+    };
+    spec.validate()?;
+    Ok((spec, auto_v4, auto_v6))
+}
+
+fn ports_out(ports: &[PortSpec]) -> Vec<pb::PublishedPort> {
+    ports
+        .iter()
+        .map(|p| pb::PublishedPort {
+            host_ip: p.host_ip.map(|a| a.to_string()).unwrap_or_default(),
+            host_port: u32::from(p.host_port),
+            host_port_end: if p.host_port_end == p.host_port {
+                0
+            } else {
+                u32::from(p.host_port_end)
+            },
+            container_port: u32::from(p.container_port),
+            protocol: p.protocol.as_str().into(),
+        })
+        .collect()
+}
+
+/// A stored endpoint to proto.
+pub fn endpoint_out(e: &EndpointRow, net: &NetworkSpec) -> pb::Endpoint {
+    let addr = |v4: bool| {
+        e.addresses
+            .iter()
+            .find(|a| a.addr().is_ipv4() == v4)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let gw = |v4: bool| {
+        if e.addresses.iter().any(|a| a.addr().is_ipv4() == v4) {
+            net.subnets
+                .iter()
+                .find(|s| s.is_v4() == v4)
+                .map(|s| s.gateway.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    pb::Endpoint {
+        network: e.network.clone(),
+        namespace: e.namespace.clone(),
+        interface_name: e.spec.ifname.clone(),
+        ipv4_address: addr(true),
+        ipv6_address: addr(false),
+        mac_address: if e.observed.mac.is_empty() {
+            e.spec.mac.clone().unwrap_or_default()
+        } else {
+            e.observed.mac.clone()
+        },
+        ipv4_gateway: gw(true),
+        ipv6_gateway: gw(false),
+        aliases: e.spec.aliases.clone(),
+        published_ports: ports_out(&e.spec.ports),
+        status: Some(convert::status_out(&e.status)),
+    }
+}
+
+impl NetworkApi {
+    /// A service over the controller.
+    pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
+        Self { ctl, defaults }
+    }
+
+    async fn network_out(ctl: &Controller, r: &NetworkRow) -> ApiResult<pb::Network> {
+        let endpoints = ctl.store().list_endpoints(Some(&r.id)).await?;
+        let counts = ctl.store().lease_counts(&r.id).await?;
+        let usage = r
+            .spec
+            .subnets
+            .iter()
+            .map(|s| pb::SubnetUsage {
+                subnet: s.subnet.to_string(),
+                leased: counts
+                    .iter()
+                    .find(|(c, _)| *c == s.subnet)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0),
+                capacity: u64::try_from(s.capacity()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        Ok(pb::Network {
+            name: r.spec.name.clone(),
+            labels: r
+                .spec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            bridge_name: r.spec.bridge_name.clone(),
+            subnets: r
+                .spec
+                .subnets
+                .iter()
+                .map(|s| pb::Subnet {
+                    subnet: s.subnet.to_string(),
+                    gateway: s.gateway.to_string(),
+                    ip_range: s.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                    reserved: s.reserved.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            internal: r.spec.internal,
+            enable_icc: Some(r.spec.icc),
+            masquerade: Some(r.spec.masquerade),
+            mtu: r.spec.mtu,
+            generation: r.generation,
+            status: Some(convert::status_out(&r.status)),
+            uid: r.id.clone(),
+            create_time: Some(convert::timestamp(r.created_at)),
+            endpoints: endpoints.iter().map(|e| endpoint_out(e, &r.spec)).collect(),
+            usage,
+            enable_ipv6: r.spec.v6().is_some(),
+            default: r.is_default,
+        })
+    }
+
+    async fn get(&self, name: &str) -> ApiResult<pb::Network> {
+        let row = self
+            .ctl
+            .store()
+            .network_by_name(name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("network {name:?} not found")))?;
+        Self::network_out(&self.ctl, &row).await
+    }
+
+    /// Creates a network from a settled spec (used by the API and for the default network).
+    pub async fn create_spec(
+        ctl: &Controller,
+        defaults: &NetworkDefaults,
+        spec: &NetworkSpec,
+        auto_v4: bool,
+        auto_v6: bool,
+        is_default: bool,
+    ) -> ApiResult<NetworkRow> {
+        if let Some(l) = ctl
+            .kernel()
+            .get_link(&NsRef::Host, &spec.bridge_name)
+            .await
+            .ok()
+            .flatten()
+            && ctl
+                .store()
+                .list_networks()
+                .await?
+                .iter()
+                .all(|n| n.spec.bridge_name != spec.bridge_name)
+        {
+            let _ = l;
+            return Err(ApiError::AlreadyExists(format!(
+                "interface {:?} already exists in the host namespace and is not a weft network's bridge; choose another bridge_name",
+                spec.bridge_name
+            )));
+        }
+        let host_routes = if auto_v4 || auto_v6 {
+            ctl.kernel()
+                .route_destinations(&NsRef::Host)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let auto = AutoSubnets {
+            v4: if auto_v4 {
+                defaults.pools_v4.clone()
+            } else {
+                Vec::new()
+            },
+            v6: if auto_v6 {
+                defaults.pools_v6.clone()
+            } else {
+                Vec::new()
+            },
+            host_routes,
+        };
+        Ok(ctl.store().create_network(spec, &auto, is_default).await?)
+    }
+
+    async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> ApiResult<pb::Network> {
+        let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
+        let body = req.into_inner().network.ok_or_else(|| {
+            Invalid::new(
+                "network",
+                "the request needs a network: {\"network\": {\"name\": ...}}",
+            )
+        })?;
+        let (spec, auto_v4, auto_v6) = network_in(&body)?;
+        let row =
+            Self::create_spec(&self.ctl, &self.defaults, &spec, auto_v4, auto_v6, false).await?;
+        pending
+            .finish(&self.ctl, Key::Network(row.id.clone()), row.generation)
+            .await?;
+        self.get(&spec.name).await
+    }
+
+    async fn delete_by_name(&self, name: &str, pending: Pending) -> ApiResult<()> {
+        let row = self.ctl.store().mark_network_deleting(name).await?;
+        pending
+            .finish(&self.ctl, Key::Network(row.id), row.generation)
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(&self, req: Request<pb::ConnectRequest>) -> ApiResult<pb::Endpoint> {
+        let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
+        let r = req.into_inner();
+        let ipv4 = match r.ipv4_address.trim() {
+            "" => None,
+            s => match s.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => Some(a),
+                _ => {
+                    return Err(Invalid::new(
+                        "ipv4_address",
+                        format!("{s:?} is not an IPv4 address (give it without a prefix)"),
+                    )
+                    .into());
+                }
+            },
+        };
+        let ipv6 = match r.ipv6_address.trim() {
+            "" => None,
+            s => match s.parse::<IpAddr>() {
+                Ok(IpAddr::V6(a)) => Some(a),
+                _ => {
+                    return Err(Invalid::new(
+                        "ipv6_address",
+                        format!("{s:?} is not an IPv6 address (give it without a prefix)"),
+                    )
+                    .into());
+                }
+            },
+        };
+        let mac = if r.mac_address.is_empty() {
+            None
+        } else {
+            Some(parse_mac("mac_address", &r.mac_address)?)
+        };
+        let ports = r
+            .published_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                PortSpec::parse(
+                    &format!("published_ports[{i}]"),
+                    &p.host_ip,
+                    p.host_port,
+                    p.host_port_end,
+                    p.container_port,
+                    &p.protocol,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = ConnectSpec {
+            network: r.network.clone(),
+            namespace: r.namespace.clone(),
+            ipv4,
+            ipv6,
+            endpoint: EndpointSpec {
+                ifname: if r.interface_name.is_empty() {
+                    "eth0".into()
+                } else {
+                    r.interface_name.clone()
+                },
+                mac,
+                aliases: r.aliases.clone(),
+                ports,
+                default_route: !r.skip_default_route,
+            },
+        };
+        spec.validate()?;
+        if let Ok(ns) = self.ctl.ns_ref(&spec.namespace).await
+            && self
+                .ctl
+                .kernel()
+                .get_link(&ns, &spec.endpoint.ifname)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            && self
+                .ctl
+                .store()
+                .endpoint_by_names(&spec.network, &spec.namespace)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::AlreadyExists(format!(
+                "interface {:?} already exists in namespace {:?}; pick another interface_name",
+                spec.endpoint.ifname, spec.namespace
+            )));
+        }
+        let row = self.ctl.store().connect(&spec).await?;
+        self.ctl
+            .events()
+            .send(Key::Network(row.network_id.clone()), false);
+        let outcome = pending
+            .finish(&self.ctl, Key::Endpoint(row.id.clone()), row.generation)
+            .await?;
+        let row = self
+            .ctl
+            .store()
+            .endpoint_by_id(&row.id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the endpoint is gone".into()))?;
+        let net = self
+            .ctl
+            .store()
+            .network_by_id(&row.network_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the network is gone".into()))?;
+        let _ = outcome == WaitOutcome::Settled;
+        Ok(endpoint_out(&row, &net.spec))
+    }
+
+    async fn disconnect(&self, req: Request<pb::DisconnectRequest>) -> ApiResult<()> {
+        let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
+        let r = req.into_inner();
+        if self
+            .ctl
+            .store()
+            .network_by_name(&r.network)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound(format!(
+                "network {:?} not found",
+                r.network
+            )));
+        }
+        let row = self
+            .ctl
+            .store()
+            .endpoint_by_names(&r.network, &r.namespace)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "namespace {:?} is not connected to network {:?}",
+                    r.namespace, r.network
+                ))
+            })?;
+        self.ctl.store().mark_endpoint_deleting(&row.id).await?;
+        self.ctl
+            .events()
+            .send(Key::Network(row.network_id.clone()), false);
+        pending
+            .finish(&self.ctl, Key::Endpoint(row.id.clone()), row.generation + 1)
+            .await?;
+        Ok(())
+    }
+}
+
+fn selected(ctl: &Controller, sel: Selector) -> watch::Source<pb::Network> {
+    let sel = Arc::new(sel);
+    let (c1, s1) = (ctl.clone(), sel.clone());
+    let (c2, s2) = (ctl.clone(), sel);
+    watch::Source {
+        id_of: |k| match k {
+            Key::Network(id) => Some(id),
+            _ => None,
+        },
+        list: Arc::new(move || {
+            let (c, s) = (c1.clone(), s1.clone());
+            Box::pin(async move {
+                let mut out = Vec::new();
+                for r in c.store().list_networks().await? {
+                    if s.matches(&r.spec.labels) {
+                        out.push((r.id.clone(), NetworkApi::network_out(&c, &r).await?));
+                    }
+                }
+                Ok(out)
+            })
+        }),
+        get: Arc::new(move |id| {
+            let (c, s) = (c2.clone(), s2.clone());
+            Box::pin(async move {
+                match c.store().network_by_id(&id).await? {
+                    Some(r) if s.matches(&r.spec.labels) => {
+                        Ok(Some(NetworkApi::network_out(&c, &r).await?))
+                    }
+                    _ => Ok(None),
+                }
+            })
+        }),
+    }
 }
 
 #[tonic::async_trait]
 impl NetworkService for NetworkApi {
     async fn create_network(
         &self,
-        _: Request<pb::CreateNetworkRequest>,
+        req: Request<pb::CreateNetworkRequest>,
     ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
-        Err(unimplemented("CreateNetwork"))
+        let network = self.create(req).await?;
+        Ok(Response::new(pb::CreateNetworkResponse {
+            network: Some(network),
+        }))
     }
+
     async fn get_network(
         &self,
-        _: Request<pb::GetNetworkRequest>,
+        req: Request<pb::GetNetworkRequest>,
     ) -> Result<Response<pb::GetNetworkResponse>, Status> {
-        Err(unimplemented("GetNetwork"))
+        let network = self.get(&req.into_inner().name).await?;
+        Ok(Response::new(pb::GetNetworkResponse {
+            network: Some(network),
+        }))
     }
+
     async fn list_networks(
         &self,
-        _: Request<pb::ListNetworksRequest>,
+        req: Request<pb::ListNetworksRequest>,
     ) -> Result<Response<pb::ListNetworksResponse>, Status> {
-        Err(unimplemented("ListNetworks"))
+        let sel = Selector::parse(&req.into_inner().label_selector).map_err(ApiError::from)?;
+        let mut networks = Vec::new();
+        for r in self
+            .ctl
+            .store()
+            .list_networks()
+            .await
+            .map_err(ApiError::from)?
+        {
+            if sel.matches(&r.spec.labels) {
+                networks.push(Self::network_out(&self.ctl, &r).await?);
+            }
+        }
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
     }
+
     async fn delete_network(
         &self,
-        _: Request<pb::DeleteNetworkRequest>,
+        req: Request<pb::DeleteNetworkRequest>,
     ) -> Result<Response<pb::DeleteNetworkResponse>, Status> {
-        Err(unimplemented("DeleteNetwork"))
+        let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(
+                ApiError::from(Invalid::new("name", "which network? the name is empty")).into(),
+            );
+        }
+        self.delete_by_name(&name, pending).await?;
+        Ok(Response::new(pb::DeleteNetworkResponse {}))
     }
+
     async fn prune_networks(
         &self,
-        _: Request<pb::PruneNetworksRequest>,
+        req: Request<pb::PruneNetworksRequest>,
     ) -> Result<Response<pb::PruneNetworksResponse>, Status> {
-        Err(unimplemented("PruneNetworks"))
+        let sel = Selector::parse(&req.get_ref().label_selector).map_err(ApiError::from)?;
+        let mut deleted = Vec::new();
+        for r in self
+            .ctl
+            .store()
+            .list_networks()
+            .await
+            .map_err(ApiError::from)?
+        {
+            if r.is_default || r.deleting || !sel.matches(&r.spec.labels) {
+                continue;
+            }
+            if !self
+                .ctl
+                .store()
+                .list_endpoints(Some(&r.id))
+                .await
+                .map_err(ApiError::from)?
+                .is_empty()
+            {
+                continue;
+            }
+            let pending = Pending::start(&self.ctl, &req, None);
+            match self.delete_by_name(&r.spec.name, pending).await {
+                Ok(()) => deleted.push(r.spec.name.clone()),
+                // Connected to in the meantime: not unused any more.
+                Err(ApiError::Store(crate::store::StoreError::FailedPrecondition(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(pb::PruneNetworksResponse { deleted }))
     }
+
     async fn connect(
         &self,
-        _: Request<pb::ConnectRequest>,
+        req: Request<pb::ConnectRequest>,
     ) -> Result<Response<pb::ConnectResponse>, Status> {
-        Err(unimplemented("Connect"))
+        let endpoint = NetworkApi::connect(self, req).await?;
+        Ok(Response::new(pb::ConnectResponse {
+            endpoint: Some(endpoint),
+        }))
     }
+
     async fn disconnect(
         &self,
-        _: Request<pb::DisconnectRequest>,
+        req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
-        Err(unimplemented("Disconnect"))
+        NetworkApi::disconnect(self, req).await?;
+        Ok(Response::new(pb::DisconnectResponse {}))
     }
-    type WatchNetworksStream = tokio_stream::Empty<Result<pb::WatchNetworksResponse, Status>>;
+
+    type WatchNetworksStream = ReceiverStream<Result<pb::WatchNetworksResponse, Status>>;
+
     async fn watch_networks(
         &self,
-        _: Request<pb::WatchNetworksRequest>,
+        req: Request<pb::WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
-        Err(unimplemented("WatchNetworks"))
+        let sel = Selector::parse(&req.into_inner().label_selector).map_err(ApiError::from)?;
+        let rx = self.ctl.events().subscribe();
+        Ok(Response::new(watch::spawn(
+            selected(&self.ctl, sel),
+            rx,
+            |t, n| pb::WatchNetworksResponse {
+                r#type: t as i32,
+                network: Some(n),
+            },
+        )))
     }
 }

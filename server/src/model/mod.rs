@@ -6,12 +6,16 @@ pub mod labels;
 pub mod link;
 pub mod names;
 pub mod namespace;
+pub mod network;
 
 use std::fmt;
 
 pub use labels::{Labels, Selector};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
 pub use namespace::NamespaceSpec;
+pub use network::{
+    AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, PortSpec, Protocol, SubnetSpec,
+};
 
 /// Where an object stands on its way to (or away from) the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

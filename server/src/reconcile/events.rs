@@ -11,6 +11,12 @@ pub enum Key {
     Namespace(String),
     /// A link, by uid.
     Link(String),
+    /// A network, by uid.
+    Network(String),
+    /// An endpoint, by uid.
+    Endpoint(String),
+    /// weft's nftables ruleset and port maps as a whole.
+    Firewall,
 }
 
 /// Something about an object changed.

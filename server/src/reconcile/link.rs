@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use super::{Controller, Key, ReconcileError};
 use crate::{
     kernel::{LinkChange, LinkState, NsRef, RouteState},
-    model::{EndSpec, LinkKind, Phase, Status, ownership_mark},
-    store::{EndObserved, LinkObserved, LinkRow},
+    model::{EndSpec, LinkKind, LinkSpec, Phase, Status, ownership_mark},
+    store::{EndObserved, LinkObserved},
 };
 
 fn where_ns(ns: &str) -> String {
@@ -46,13 +46,13 @@ impl Controller {
         };
         let key = Key::Link(id.to_string());
         if row.deleting {
-            self.remove_link(&row).await?;
+            self.remove_link(&row.id, &row.spec).await?;
             if self.store().delete_link_row(id).await? {
                 self.events().send(key, true);
             }
             return Ok(());
         }
-        let (status, observed, outcome) = match self.converge_link(&row).await {
+        let (status, observed, outcome) = match self.converge_link(&row.id, &row.spec).await {
             Ok(observed) => (
                 Status {
                     phase: Phase::Ready,
@@ -74,11 +74,15 @@ impl Controller {
         outcome
     }
 
-    /// Deletes the link's interfaces that carry its mark. A namespace that is gone took its
-    /// interfaces with it.
-    async fn remove_link(&self, row: &LinkRow) -> Result<(), ReconcileError> {
-        let mark = ownership_mark(&row.id);
-        for end in row.spec.ends() {
+    /// Deletes the interfaces of `spec` that carry the mark of object `id`. A namespace that is
+    /// gone took its interfaces with it.
+    pub(super) async fn remove_link(
+        &self,
+        id: &str,
+        spec: &LinkSpec,
+    ) -> Result<(), ReconcileError> {
+        let mark = ownership_mark(id);
+        for end in spec.ends() {
             let ns = match self.ns_ref(&end.namespace).await {
                 Ok(ns) => ns,
                 Err(_) => continue,
@@ -98,9 +102,14 @@ impl Controller {
         Ok(())
     }
 
-    async fn converge_link(&self, row: &LinkRow) -> Result<LinkObserved, ReconcileError> {
-        let mark = ownership_mark(&row.id);
-        let spec = &row.spec;
+    /// Makes the interfaces of `spec` exist with the mark of object `id` and match the spec.
+    /// Links, network bridges and endpoint veths all converge through here.
+    pub(super) async fn converge_link(
+        &self,
+        id: &str,
+        spec: &LinkSpec,
+    ) -> Result<LinkObserved, ReconcileError> {
+        let mark = ownership_mark(id);
         let mut ends = Vec::new();
         for end in spec.ends() {
             let ns = self.ns_ref(&end.namespace).await?;
@@ -172,7 +181,7 @@ impl Controller {
         }
         if created && spec.kind == LinkKind::Bridge {
             // A re-created bridge lost its ports: let them enslave themselves again.
-            self.requeue_ports(&spec.end.namespace, &spec.end.name, &row.id)
+            self.requeue_ports(&spec.end.namespace, &spec.end.name, id)
                 .await?;
         }
         Ok(observed)
@@ -192,6 +201,15 @@ impl Controller {
                     .any(|e| e.namespace == namespace && e.master.as_deref() == Some(bridge))
             {
                 self.enqueue(Key::Link(l.id));
+            }
+        }
+        if namespace.is_empty() {
+            for n in self.store().list_networks().await? {
+                if n.spec.bridge_name == bridge {
+                    for e in self.store().list_endpoints(Some(&n.id)).await? {
+                        self.enqueue(Key::Endpoint(e.id));
+                    }
+                }
             }
         }
         Ok(())

@@ -8,11 +8,13 @@
 //! and only when the status changed.
 
 pub mod events;
+pub mod fwshim;
 mod link;
 mod namespace;
+mod network;
 pub mod queue;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 pub use events::{Event, Events, Key};
 use queue::WorkQueue;
@@ -21,6 +23,7 @@ use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 use crate::{
     kernel::{Kernel, KernelError, NsRef},
     model::{Phase, Status},
+    reconcile::fwshim::PortMapping,
     store::{Store, StoreError},
 };
 
@@ -81,6 +84,8 @@ struct Inner {
     kernel: Kernel,
     queue: WorkQueue<Key>,
     events: Events,
+    /// Serialises firewall writes, and caches the port-map elements the kernel holds.
+    firewall: tokio::sync::Mutex<Option<HashSet<PortMapping>>>,
 }
 
 /// What a wait ended with.
@@ -103,6 +108,7 @@ impl Controller {
                 kernel,
                 queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
                 events: Events::new(),
+                firewall: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -127,13 +133,21 @@ impl Controller {
         self.inner.queue.add(key);
     }
 
-    /// Queues every object: namespaces first, so links find theirs.
+    /// Queues every object: namespaces first, so links find theirs, then links, networks, the
+    /// firewall and endpoints.
     pub async fn enqueue_all(&self) -> Result<(), StoreError> {
         for ns in self.store().list_namespaces().await? {
             self.enqueue(Key::Namespace(ns.id));
         }
         for l in self.store().list_links().await? {
             self.enqueue(Key::Link(l.id));
+        }
+        for n in self.store().list_networks().await? {
+            self.enqueue(Key::Network(n.id));
+        }
+        self.enqueue(Key::Firewall);
+        for e in self.store().list_endpoints(None).await? {
+            self.enqueue(Key::Endpoint(e.id));
         }
         Ok(())
     }
@@ -182,6 +196,9 @@ impl Controller {
         let res = match &key {
             Key::Namespace(id) => self.reconcile_namespace(id, attempt).await,
             Key::Link(id) => self.reconcile_link(id, attempt).await,
+            Key::Network(id) => self.reconcile_network(id, attempt).await,
+            Key::Endpoint(id) => self.reconcile_endpoint(id, attempt).await,
+            Key::Firewall => self.reconcile_firewall().await,
         };
         match res {
             Ok(()) => {
@@ -256,6 +273,9 @@ impl Controller {
             let status = match key {
                 Key::Namespace(id) => self.store().namespace_by_id(id).await?.map(|r| r.status),
                 Key::Link(id) => self.store().link_by_id(id).await?.map(|r| r.status),
+                Key::Network(id) => self.store().network_by_id(id).await?.map(|r| r.status),
+                Key::Endpoint(id) => self.store().endpoint_by_id(id).await?.map(|r| r.status),
+                Key::Firewall => return Ok(WaitOutcome::Settled),
             };
             match status {
                 None => return Ok(WaitOutcome::Gone),

@@ -41,6 +41,9 @@ impl Controller {
                     for link in self.store().link_ids_in_namespace(id).await? {
                         self.enqueue(Key::Link(link));
                     }
+                    for ep in self.store().endpoint_ids_in_namespace(id).await? {
+                        self.enqueue(Key::Endpoint(ep));
+                    }
                 }
                 (
                     Status {

@@ -7,11 +7,13 @@
 
 mod links;
 mod namespaces;
+mod networks;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use namespaces::NamespaceRow;
+pub use networks::{AutoSubnets, EndpointObserved, EndpointRow, NetworkRow, StoredMapping};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -28,6 +30,12 @@ pub enum StoreError {
     /// The change conflicts with other state (a namespace still holding links).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// No address, subnet or port is left.
+    #[error("{0}")]
+    Exhausted(String),
+    /// The request does not fit the stored state in a way the client must fix.
+    #[error("{0}")]
+    Invalid(String),
     /// A stored value could not be decoded: the database was changed by hand or is damaged.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),

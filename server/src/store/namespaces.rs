@@ -119,14 +119,17 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let id = id.ok_or_else(|| StoreError::NotFound(format!("namespace {name:?} not found")))?;
-        let holders: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM link_ifaces WHERE namespace_id = ? ORDER BY name")
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let holders: Vec<String> = sqlx::query_scalar(
+            "SELECT 'link ' || name FROM link_ifaces WHERE namespace_id = ?1 \
+             UNION ALL SELECT 'endpoint on network ' || w.name FROM endpoints e \
+             JOIN networks w ON w.id = e.network_id WHERE e.namespace_id = ?1 ORDER BY 1",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
         if !holders.is_empty() {
             return Err(StoreError::FailedPrecondition(format!(
-                "namespace {name:?} still holds links weft manages ({}); delete them first",
+                "namespace {name:?} still holds links weft manages ({}); delete or disconnect them first",
                 holders.join(", ")
             )));
         }

@@ -1,0 +1,722 @@
+//! The Network and Endpoint objects (Docker-style bridge networks), and IPAM: which addresses a
+//! subnet can hand out, picking the next free one round-robin, automatic subnets from pools.
+//! Pure: the store runs these inside its transactions.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Invalid, Labels,
+    labels::check_labels,
+    link::parse_mac,
+    names::{check_ifname, check_object_name},
+};
+
+/// One subnet of a network, with every field settled (gateway filled in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetSpec {
+    /// The subnet, host bits zero.
+    pub subnet: IpNet,
+    /// The bridge's address.
+    pub gateway: IpAddr,
+    /// Dynamic leases come from here; None is the whole subnet.
+    pub ip_range: Option<IpNet>,
+    /// Never handed out.
+    pub reserved: Vec<IpAddr>,
+}
+
+/// A transport protocol of a published port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses "tcp" (also ""), "udp" or "sctp".
+    pub fn parse(field: &str, s: &str) -> Result<Protocol, Invalid> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "sctp" => Ok(Protocol::Sctp),
+            other => Err(Invalid::new(
+                field,
+                format!("protocol {other:?} is not one of tcp, udp, sctp"),
+            )),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// A published port or port range.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Host address; None is every address of the host.
+    pub host_ip: Option<IpAddr>,
+    /// First host port.
+    pub host_port: u16,
+    /// Last host port (== host_port for a single port).
+    pub host_port_end: u16,
+    /// First port in the endpoint.
+    pub container_port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// The most ports one published range may span.
+pub const MAX_PORT_RANGE: u32 = 1024;
+
+impl PortSpec {
+    /// Builds and checks a published port from its wire fields.
+    pub fn parse(
+        field: &str,
+        host_ip: &str,
+        host_port: u32,
+        host_port_end: u32,
+        container_port: u32,
+        protocol: &str,
+    ) -> Result<PortSpec, Invalid> {
+        let port = |name: &str, p: u32| -> Result<u16, Invalid> {
+            if p == 0 || p > 65535 {
+                Err(Invalid::new(
+                    format!("{field}.{name}"),
+                    format!("{p} is not a port (1..65535)"),
+                ))
+            } else {
+                Ok(p as u16)
+            }
+        };
+        let container_port = port("container_port", container_port)?;
+        let host_port = if host_port == 0 {
+            container_port
+        } else {
+            port("host_port", host_port)?
+        };
+        let host_port_end = if host_port_end == 0 {
+            host_port
+        } else {
+            port("host_port_end", host_port_end)?
+        };
+        if host_port_end < host_port {
+            return Err(Invalid::new(
+                format!("{field}.host_port_end"),
+                format!("range {host_port}-{host_port_end} ends before it starts"),
+            ));
+        }
+        let span = u32::from(host_port_end - host_port) + 1;
+        if span > MAX_PORT_RANGE {
+            return Err(Invalid::new(
+                format!("{field}.host_port_end"),
+                format!("a range spans at most {MAX_PORT_RANGE} ports, not {span}"),
+            ));
+        }
+        if u32::from(container_port) + span - 1 > 65535 {
+            return Err(Invalid::new(
+                format!("{field}.container_port"),
+                "the container port range runs past 65535",
+            ));
+        }
+        let host_ip = match host_ip.trim() {
+            "" | "0.0.0.0" | "::" => None,
+            s => Some(s.parse::<IpAddr>().map_err(|_| {
+                Invalid::new(
+                    format!("{field}.host_ip"),
+                    format!("{s:?} is not an IP address"),
+                )
+            })?),
+        };
+        Ok(PortSpec {
+            host_ip,
+            host_port,
+            host_port_end,
+            container_port,
+            protocol: Protocol::parse(&format!("{field}.protocol"), protocol)?,
+        })
+    }
+
+    /// Each (host port, container port) pair of the range.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (self.host_port..=self.host_port_end)
+            .map(move |h| (h, self.container_port + (h - self.host_port)))
+    }
+}
+
+/// The desired state of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Unique name.
+    pub name: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Linux bridge name (at most 15 bytes).
+    pub bridge_name: String,
+    /// Settled subnets (gateways filled in).
+    pub subnets: Vec<SubnetSpec>,
+    /// No access to or from outside.
+    pub internal: bool,
+    /// Inter-container traffic allowed.
+    pub icc: bool,
+    /// Masquerade outbound traffic.
+    pub masquerade: bool,
+    /// MTU; 0 is 1500.
+    pub mtu: u32,
+}
+
+/// The desired state of an endpoint (a namespace on a network).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    /// Interface inside the namespace.
+    pub ifname: String,
+    /// Requested MAC for the inside interface.
+    pub mac: Option<String>,
+    /// Extra names.
+    pub aliases: Vec<String>,
+    /// Published ports.
+    pub ports: Vec<PortSpec>,
+    /// Add a default route via the gateway(s).
+    pub default_route: bool,
+}
+
+/// The request to connect, before the store settles leases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectSpec {
+    /// Network name.
+    pub network: String,
+    /// Namespace name.
+    pub namespace: String,
+    /// Static IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Static IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The endpoint itself; `default_route` is what the client asked (the store may turn it
+    /// off when the namespace already has one).
+    pub endpoint: EndpointSpec,
+}
+
+impl ConnectSpec {
+    /// Checks what can be checked without the store.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_object_name("network", &self.network)?;
+        check_object_name("namespace", &self.namespace)?;
+        check_ifname("interface_name", &self.endpoint.ifname)?;
+        if let Some(m) = &self.endpoint.mac {
+            parse_mac("mac_address", m)?;
+        }
+        for (i, a) in self.endpoint.aliases.iter().enumerate() {
+            if a.is_empty()
+                || a.len() > 253
+                || a.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Invalid::new(
+                    format!("aliases[{i}]"),
+                    format!("{a:?} is not a host name"),
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for p in &self.endpoint.ports {
+            for (h, _) in p.pairs() {
+                if !seen.insert((p.host_ip, p.protocol, h)) {
+                    return Err(Invalid::new(
+                        "published_ports",
+                        format!("host port {h}/{} is published twice", p.protocol.as_str()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn v4_bounds(n: &ipnet::Ipv4Net) -> (u128, u128) {
+    (
+        u128::from(u32::from(n.network())),
+        u128::from(u32::from(n.broadcast())),
+    )
+}
+
+fn v6_bounds(n: &ipnet::Ipv6Net) -> (u128, u128) {
+    (u128::from(n.network()), u128::from(n.broadcast()))
+}
+
+fn bounds(n: &IpNet) -> (u128, u128) {
+    match n {
+        IpNet::V4(n) => v4_bounds(n),
+        IpNet::V6(n) => v6_bounds(n),
+    }
+}
+
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn from_u128(v4: bool, v: u128) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::from(v as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(v))
+    }
+}
+
+/// True if the two networks share any address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+impl SubnetSpec {
+    /// Settles a subnet from its wire fields: the subnet is truncated to its network, the
+    /// gateway defaults to the first usable address, range and reserved addresses must lie in it.
+    pub fn parse(
+        field: &str,
+        subnet: &str,
+        gateway: &str,
+        ip_range: &str,
+        reserved: &[String],
+    ) -> Result<SubnetSpec, Invalid> {
+        let net: IpNet = subnet.trim().parse().map_err(|_| {
+            Invalid::new(
+                format!("{field}.subnet"),
+                format!("{subnet:?} is not a subnet in CIDR notation (like 172.18.0.0/16)"),
+            )
+        })?;
+        let net = net.trunc();
+        let max = if net.addr().is_ipv4() { 30 } else { 126 };
+        if net.prefix_len() > max {
+            return Err(Invalid::new(
+                format!("{field}.subnet"),
+                format!("{net} is too small: use at most a /{max}"),
+            ));
+        }
+        let (lo, hi) = bounds(&net);
+        let v4 = net.addr().is_ipv4();
+        let in_net = |name: &str, a: IpAddr| -> Result<IpAddr, Invalid> {
+            if !net.contains(&a) {
+                return Err(Invalid::new(
+                    format!("{field}.{name}"),
+                    format!("{a} is outside subnet {net}"),
+                ));
+            }
+            if to_u128(a) == lo || (v4 && to_u128(a) == hi) {
+                return Err(Invalid::new(
+                    format!("{field}.{name}"),
+                    format!("{a} is the network or broadcast address of {net}"),
+                ));
+            }
+            Ok(a)
+        };
+        let gateway = match gateway.trim() {
+            "" => from_u128(v4, lo + 1),
+            g => in_net(
+                "gateway",
+                g.parse().map_err(|_| {
+                    Invalid::new(
+                        format!("{field}.gateway"),
+                        format!("{g:?} is not an IP address"),
+                    )
+                })?,
+            )?,
+        };
+        let ip_range = match ip_range.trim() {
+            "" => None,
+            r => {
+                let r: IpNet = r.parse().map_err(|_| {
+                    Invalid::new(format!("{field}.ip_range"), format!("{r:?} is not a CIDR"))
+                })?;
+                let r = r.trunc();
+                if !(net.contains(&r.network()) && net.contains(&r.broadcast())) {
+                    return Err(Invalid::new(
+                        format!("{field}.ip_range"),
+                        format!("{r} is not inside subnet {net}"),
+                    ));
+                }
+                Some(r)
+            }
+        };
+        let reserved = reserved
+            .iter()
+            .map(|s| {
+                let a: IpAddr = s.trim().parse().map_err(|_| {
+                    Invalid::new(
+                        format!("{field}.reserved"),
+                        format!("{s:?} is not an IP address"),
+                    )
+                })?;
+                if !net.contains(&a) {
+                    return Err(Invalid::new(
+                        format!("{field}.reserved"),
+                        format!("{a} is outside subnet {net}"),
+                    ));
+                }
+                Ok(a)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SubnetSpec {
+            subnet: net,
+            gateway,
+            ip_range,
+            reserved,
+        })
+    }
+
+    /// True for an IPv4 subnet.
+    pub fn is_v4(&self) -> bool {
+        self.subnet.addr().is_ipv4()
+    }
+
+    /// The first and last address leases may come from.
+    fn lease_bounds(&self) -> (u128, u128) {
+        let (slo, shi) = bounds(&self.subnet);
+        let (lo, hi) = self.ip_range.as_ref().map(bounds).unwrap_or((slo, shi));
+        // The subnet's own network address is never handed out, nor IPv4's broadcast.
+        let lo = lo.max(slo + 1);
+        let hi = if self.is_v4() { hi.min(shi - 1) } else { hi };
+        (lo, hi)
+    }
+
+    /// Addresses that can be leased in all: the range less the gateway and reserved addresses.
+    pub fn capacity(&self) -> u128 {
+        let (lo, hi) = self.lease_bounds();
+        let size = hi.saturating_sub(lo) + 1;
+        let excluded: HashSet<u128> = std::iter::once(self.gateway)
+            .chain(self.reserved.iter().copied())
+            .map(to_u128)
+            .filter(|v| (lo..=hi).contains(v))
+            .collect();
+        size - excluded.len() as u128
+    }
+
+    /// Why `addr` cannot be a static address here, if it cannot (leases are checked apart).
+    pub fn check_static(&self, addr: IpAddr) -> Result<(), String> {
+        let (slo, shi) = bounds(&self.subnet);
+        let v = to_u128(addr);
+        if !self.subnet.contains(&addr) {
+            return Err(format!("{addr} is outside subnet {}", self.subnet));
+        }
+        if v == slo || (self.is_v4() && v == shi) {
+            return Err(format!(
+                "{addr} is the network or broadcast address of {}",
+                self.subnet
+            ));
+        }
+        if addr == self.gateway {
+            return Err(format!("{addr} is the gateway of {}", self.subnet));
+        }
+        if self.reserved.contains(&addr) {
+            return Err(format!("{addr} is reserved in {}", self.subnet));
+        }
+        Ok(())
+    }
+
+    /// The next free address after `cursor` (round-robin, so a just-released address is not
+    /// handed out again at once), or None when the range is full.
+    pub fn next_free(&self, leased: &HashSet<IpAddr>, cursor: Option<IpAddr>) -> Option<IpAddr> {
+        let (lo, hi) = self.lease_bounds();
+        if hi < lo {
+            return None;
+        }
+        let v4 = self.is_v4();
+        let start = cursor
+            .map(to_u128)
+            .filter(|c| (lo..=hi).contains(c))
+            .map(|c| c + 1)
+            .unwrap_or(lo);
+        let start = if start > hi { lo } else { start };
+        let size = hi - lo + 1;
+        // Every address tried before a free one is leased, reserved or the gateway, so this
+        // bound is never reached in a range that has room.
+        let tries = size.min(leased.len() as u128 + self.reserved.len() as u128 + 2);
+        let mut v = start;
+        for _ in 0..tries {
+            let a = from_u128(v4, v);
+            if a != self.gateway && !self.reserved.contains(&a) && !leased.contains(&a) {
+                return Some(a);
+            }
+            v = if v >= hi { lo } else { v + 1 };
+        }
+        None
+    }
+}
+
+/// A pool automatic subnets are carved from: `base` split into subnets of `/size`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPool {
+    /// The range to split.
+    pub base: IpNet,
+    /// Prefix length of each subnet handed out.
+    pub size: u8,
+}
+
+impl AddressPool {
+    /// Parses "BASE/SIZE" ("172.17.0.0/12/16") or "base=BASE,size=SIZE".
+    pub fn parse(s: &str) -> Result<AddressPool, String> {
+        let (base, size) = if s.contains("base=") {
+            let mut base = None;
+            let mut size = None;
+            for kv in s.split(',') {
+                match kv.split_once('=') {
+                    Some(("base", v)) => base = Some(v.to_string()),
+                    Some(("size", v)) => size = Some(v.to_string()),
+                    _ => return Err(format!("cannot parse {kv:?} in address pool {s:?}")),
+                }
+            }
+            (
+                base.ok_or("address pool needs base=")?,
+                size.ok_or("address pool needs size=")?,
+            )
+        } else {
+            let (b, sz) = s
+                .rsplit_once('/')
+                .ok_or_else(|| format!("address pool {s:?} is not BASE/SIZE"))?;
+            (b.to_string(), sz.to_string())
+        };
+        let base: IpNet = base
+            .parse()
+            .map_err(|_| format!("{base:?} is not a CIDR"))?;
+        let size: u8 = size
+            .parse()
+            .map_err(|_| format!("{size:?} is not a prefix length"))?;
+        if size < base.prefix_len() || size > base.max_prefix_len() {
+            return Err(format!("size /{size} does not fit in {base}"));
+        }
+        Ok(AddressPool {
+            base: base.trunc(),
+            size,
+        })
+    }
+
+    /// The first subnet of this pool that overlaps nothing in `taken`.
+    pub fn first_free(&self, taken: &[IpNet]) -> Option<IpNet> {
+        let subnets = self.base.subnets(self.size).ok()?;
+        // Bounded: a pool of /8 split into /24s is 65,536 candidates.
+        subnets
+            .take(1 << 20)
+            .find(|c| !taken.iter().any(|t| overlaps(c, t)))
+    }
+}
+
+/// The default pools, as Docker's: 172.17.0.0/12 in /16s, then 192.168.0.0/16 in /20s.
+pub fn default_pools() -> Vec<AddressPool> {
+    vec![
+        AddressPool {
+            base: "172.17.0.0/16".parse().expect("constant"),
+            size: 16,
+        },
+        AddressPool {
+            base: "172.18.0.0/15".parse().expect("constant"),
+            size: 16,
+        },
+        AddressPool {
+            base: "172.20.0.0/14".parse().expect("constant"),
+            size: 16,
+        },
+        AddressPool {
+            base: "172.24.0.0/13".parse().expect("constant"),
+            size: 16,
+        },
+        AddressPool {
+            base: "192.168.0.0/16".parse().expect("constant"),
+            size: 20,
+        },
+    ]
+}
+
+/// The default IPv6 pool: ULA fd5e:f700::/40 in /64s.
+pub fn default_v6_pools() -> Vec<AddressPool> {
+    vec![AddressPool {
+        base: "fd5e:f700::/40".parse().expect("constant"),
+        size: 64,
+    }]
+}
+
+impl NetworkSpec {
+    /// Checks a settled spec.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_object_name("network.name", &self.name)?;
+        check_labels("network.labels", &self.labels)?;
+        check_ifname("network.bridge_name", &self.bridge_name)?;
+        if self.mtu != 0 && !(super::link::MTU_MIN..=super::link::MTU_MAX).contains(&self.mtu) {
+            return Err(Invalid::new(
+                "network.mtu",
+                format!("{} is out of range 68..65535 (0 keeps 1500)", self.mtu),
+            ));
+        }
+        for (i, a) in self.subnets.iter().enumerate() {
+            for b in &self.subnets[i + 1..] {
+                if overlaps(&a.subnet, &b.subnet) {
+                    return Err(Invalid::new(
+                        "network.subnets",
+                        format!("{} and {} overlap", a.subnet, b.subnet),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv4 subnet (the first), if any.
+    pub fn v4(&self) -> Option<&SubnetSpec> {
+        self.subnets.iter().find(|s| s.is_v4())
+    }
+
+    /// The IPv6 subnet (the first), if any.
+    pub fn v6(&self) -> Option<&SubnetSpec> {
+        self.subnets.iter().find(|s| !s.is_v4())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(s: &str, gw: &str) -> SubnetSpec {
+        SubnetSpec::parse("s", s, gw, "", &[]).unwrap()
+    }
+
+    #[test]
+    fn gateway_defaults_to_the_first_address() {
+        assert_eq!(sub("172.18.0.0/16", "").gateway.to_string(), "172.18.0.1");
+        assert_eq!(sub("fd00:1::/64", "").gateway.to_string(), "fd00:1::1");
+        assert_eq!(sub("10.1.2.3/24", "").subnet.to_string(), "10.1.2.0/24");
+        assert!(
+            SubnetSpec::parse("s", "10.0.0.0/24", "10.0.1.1", "", &[])
+                .unwrap_err()
+                .problem
+                .contains("outside")
+        );
+        assert!(SubnetSpec::parse("s", "10.0.0.0/24", "10.0.0.255", "", &[]).is_err());
+        assert!(SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.1.0/25", &[]).is_err());
+    }
+
+    #[test]
+    fn a_slash_24_with_gateway_holds_253() {
+        let s = sub("10.0.0.0/24", "");
+        assert_eq!(s.capacity(), 253);
+        let mut leased = HashSet::new();
+        let mut cursor = None;
+        for _ in 0..253 {
+            let a = s.next_free(&leased, cursor).expect("room");
+            assert!(leased.insert(a), "{a} handed out twice");
+            cursor = Some(a);
+        }
+        assert_eq!(
+            s.next_free(&leased, cursor),
+            None,
+            "the 254th finds no room"
+        );
+        assert!(!leased.contains(&"10.0.0.1".parse().unwrap()));
+        assert!(!leased.contains(&"10.0.0.255".parse().unwrap()));
+    }
+
+    #[test]
+    fn released_addresses_are_not_reused_at_once() {
+        let s = sub("10.0.0.0/24", "");
+        let mut leased: HashSet<IpAddr> = HashSet::new();
+        let a = s.next_free(&leased, None).unwrap();
+        leased.insert(a);
+        let b = s.next_free(&leased, Some(a)).unwrap();
+        leased.remove(&a);
+        let c = s.next_free(&leased, Some(b)).unwrap();
+        assert_ne!(c, a);
+        assert_eq!(a.to_string(), "10.0.0.2");
+    }
+
+    #[test]
+    fn ranges_and_reserved_limit_leases() {
+        let s = SubnetSpec::parse(
+            "s",
+            "10.0.0.0/24",
+            "",
+            "10.0.0.128/30",
+            &["10.0.0.129".into()],
+        )
+        .unwrap();
+        assert_eq!(s.capacity(), 3);
+        let mut leased = HashSet::new();
+        let mut cur = None;
+        while let Some(a) = s.next_free(&leased, cur) {
+            leased.insert(a);
+            cur = Some(a);
+        }
+        let mut got: Vec<String> = leased.iter().map(|a| a.to_string()).collect();
+        got.sort();
+        assert_eq!(got, ["10.0.0.128", "10.0.0.130", "10.0.0.131"]);
+        assert!(
+            s.check_static("10.0.0.129".parse().unwrap())
+                .unwrap_err()
+                .contains("reserved")
+        );
+        assert!(
+            s.check_static("10.0.0.1".parse().unwrap())
+                .unwrap_err()
+                .contains("gateway")
+        );
+        assert!(
+            s.check_static("10.0.1.1".parse().unwrap())
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            s.check_static("10.0.0.50".parse().unwrap()).is_ok(),
+            "static addresses may lie outside ip_range"
+        );
+    }
+
+    #[test]
+    fn ipv6_ranges_are_not_enumerated() {
+        let s = sub("fd00::/64", "");
+        let a = s.next_free(&HashSet::new(), None).unwrap();
+        assert_eq!(a.to_string(), "fd00::2");
+        assert!(s.capacity() > 1u128 << 63);
+    }
+
+    #[test]
+    fn pools_skip_taken_subnets() {
+        let p = AddressPool::parse("172.16.0.0/12/16").unwrap();
+        let taken: Vec<IpNet> = vec![
+            "172.16.0.0/16".parse().unwrap(),
+            "172.17.0.0/16".parse().unwrap(),
+            "172.18.5.0/24".parse().unwrap(),
+        ];
+        assert_eq!(p.first_free(&taken).unwrap().to_string(), "172.19.0.0/16");
+        assert_eq!(
+            AddressPool::parse("base=10.0.0.0/8,size=24").unwrap().size,
+            24
+        );
+        assert!(AddressPool::parse("10.0.0.0/16/8").is_err());
+    }
+
+    #[test]
+    fn port_ranges_pair_up() {
+        let p = PortSpec::parse("p", "", 8000, 8002, 80, "tcp").unwrap();
+        assert_eq!(
+            p.pairs().collect::<Vec<_>>(),
+            vec![(8000, 80), (8001, 81), (8002, 82)]
+        );
+        let p = PortSpec::parse("p", "127.0.0.1", 0, 0, 53, "UDP").unwrap();
+        assert_eq!((p.host_port, p.protocol), (53, Protocol::Udp));
+        assert!(PortSpec::parse("p", "", 80, 79, 80, "tcp").is_err());
+        assert!(PortSpec::parse("p", "", 80, 0, 0, "tcp").is_err());
+        assert!(PortSpec::parse("p", "", 80, 0, 80, "icmp").is_err());
+    }
+}

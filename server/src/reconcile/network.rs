@@ -1,0 +1,344 @@
+//! Reconciling networks, endpoints and the firewall.
+//!
+//! - A network is a bridge owned by the network (mark `weft:<network id>`) carrying each
+//!   subnet's gateway address, up, with the network's MTU; its firewall rules are part of the
+//!   one ruleset built from every live network.
+//! - An endpoint is a veth whose host end (`wv<id>`) is a port of the bridge and whose inside
+//!   end carries the leases, the MTU, and a default route via the gateway(s); its published
+//!   ports are elements of the DNAT maps. Removal goes DNAT elements first, then the veth,
+//!   then the row (leases and mappings cascade).
+//! - The firewall key converges the ruleset's structure, the forwarding sysctls and every
+//!   map element at once (start-up, resync, network changes). The controller keeps a cache
+//!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
+//!   what is missing and a converged restart writes nothing.
+
+use std::collections::HashSet;
+
+use super::{Controller, Key, ReconcileError};
+use crate::{
+    kernel::NsRef,
+    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Phase, Protocol, RouteSpec, Status},
+    reconcile::fwshim::{FirewallNetwork, FwExt, PortMapping, Proto},
+    store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
+};
+
+fn proto(p: Protocol) -> Proto {
+    match p {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Sctp => Proto::Sctp,
+    }
+}
+
+/// The bridge of a network, as a link spec.
+fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
+    LinkSpec {
+        labels: Default::default(),
+        end: EndSpec {
+            name: net.bridge_name.clone(),
+            namespace: String::new(),
+            mtu: net.mtu,
+            mac: None,
+            up: true,
+            master: None,
+            addresses: net
+                .subnets
+                .iter()
+                .map(|s| ipnet::IpNet::new(s.gateway, s.subnet.prefix_len()).expect("prefix fits"))
+                .collect(),
+            routes: Vec::new(),
+        },
+        kind: LinkKind::Bridge,
+    }
+}
+
+/// The veth of an endpoint, as a link spec.
+fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
+    let routes = if ep.spec.default_route {
+        ep.addresses
+            .iter()
+            .filter_map(|a| net.subnets.iter().find(|s| s.subnet.contains(&a.addr())))
+            .map(|s| RouteSpec {
+                destination: if s.is_v4() {
+                    "0.0.0.0/0".parse().expect("constant")
+                } else {
+                    "::/0".parse().expect("constant")
+                },
+                gateway: Some(s.gateway),
+                metric: 0,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    LinkSpec {
+        labels: Default::default(),
+        end: EndSpec {
+            name: ep.host_ifname.clone(),
+            namespace: String::new(),
+            mtu: net.mtu,
+            mac: None,
+            up: true,
+            master: Some(net.bridge_name.clone()),
+            addresses: Vec::new(),
+            routes: Vec::new(),
+        },
+        kind: LinkKind::Veth {
+            peer: EndSpec {
+                name: ep.spec.ifname.clone(),
+                namespace: ep.namespace.clone(),
+                mtu: net.mtu,
+                mac: ep.spec.mac.clone(),
+                up: true,
+                master: None,
+                addresses: ep.addresses.clone(),
+                routes,
+            },
+        },
+    }
+}
+
+/// The map elements for one stored mapping of an endpoint: one per address family the
+/// endpoint has that the host address allows.
+pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<PortMapping> {
+    addresses
+        .iter()
+        .filter(|a| m.host_ip.is_none_or(|h| h.is_ipv4() == a.addr().is_ipv4()))
+        .map(|a| PortMapping {
+            host_ip: m.host_ip,
+            proto: proto(m.protocol),
+            host_port: m.host_port,
+            dest: a.addr(),
+            dest_port: m.container_port,
+        })
+        .collect()
+}
+
+fn fw_network(n: &NetworkRow) -> FirewallNetwork {
+    FirewallNetwork {
+        bridge: n.spec.bridge_name.clone(),
+        subnets: n.spec.subnets.iter().map(|s| s.subnet).collect(),
+        internal: n.spec.internal,
+        icc: n.spec.icc,
+        masquerade: n.spec.masquerade,
+    }
+}
+
+impl Controller {
+    pub(super) async fn reconcile_network(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> Result<(), ReconcileError> {
+        let Some(row) = self.store().network_by_id(id).await? else {
+            return Ok(());
+        };
+        let key = Key::Network(id.to_string());
+        let spec = bridge_spec(&row.spec);
+        if row.deleting {
+            self.sync_firewall_structure().await?;
+            self.remove_link(id, &spec).await?;
+            if self.store().delete_network_row(id).await? {
+                self.events().send(key, true);
+            }
+            return Ok(());
+        }
+        let result = async {
+            self.converge_link(id, &spec).await?;
+            self.sync_firewall_structure().await?;
+            Ok::<_, ReconcileError>(())
+        }
+        .await;
+        let (status, outcome) = match result {
+            Ok(()) => (
+                Status {
+                    phase: Phase::Ready,
+                    observed_generation: row.generation,
+                    message: String::new(),
+                },
+                Ok(()),
+            ),
+            Err(e) => (
+                Self::failed_status(&e, attempt, row.generation, &row.status),
+                Err(e),
+            ),
+        };
+        if self.store().set_network_status(id, &status).await? {
+            self.events().send(key, false);
+        }
+        outcome
+    }
+
+    pub(super) async fn reconcile_endpoint(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> Result<(), ReconcileError> {
+        let Some(row) = self.store().endpoint_by_id(id).await? else {
+            return Ok(());
+        };
+        let key = Key::Endpoint(id.to_string());
+        let net = self
+            .store()
+            .network_by_id(&row.network_id)
+            .await?
+            .ok_or_else(|| ReconcileError::transient("the endpoint's network vanished"))?;
+        let spec = endpoint_spec(&net.spec, &row);
+        let mappings: Vec<PortMapping> = self
+            .store()
+            .port_mappings(Some(id))
+            .await?
+            .iter()
+            .flat_map(|m| mappings_of(m, &row.addresses))
+            .collect();
+        if row.deleting {
+            // DNAT first, so no packet is sent to an address about to vanish.
+            self.remove_port_mappings(&mappings).await?;
+            self.remove_link(id, &spec).await?;
+            if self.store().delete_endpoint_row(id).await? {
+                self.events().send(key, true);
+            }
+            return Ok(());
+        }
+        let result = async {
+            let observed = self.converge_link(id, &spec).await?;
+            self.ensure_port_mappings(&mappings).await?;
+            Ok::<_, ReconcileError>(
+                observed
+                    .ends
+                    .get(1)
+                    .map(|e| e.mac.clone())
+                    .unwrap_or_default(),
+            )
+        }
+        .await;
+        let (status, mac, outcome) = match result {
+            Ok(mac) => (
+                Status {
+                    phase: Phase::Ready,
+                    observed_generation: row.generation,
+                    message: String::new(),
+                },
+                mac,
+                Ok(()),
+            ),
+            Err(e) => (
+                Self::failed_status(&e, attempt, row.generation, &row.status),
+                row.observed.mac.clone(),
+                Err(e),
+            ),
+        };
+        if self
+            .store()
+            .set_endpoint_status(id, &status, &EndpointObserved { mac })
+            .await?
+        {
+            self.events().send(key, false);
+        }
+        outcome
+    }
+
+    /// Makes the ruleset's structure and the forwarding sysctls match the live networks.
+    async fn sync_firewall_structure(&self) -> Result<(), ReconcileError> {
+        let _guard = self.inner.firewall.lock().await;
+        let networks: Vec<FirewallNetwork> = self
+            .store()
+            .list_networks()
+            .await?
+            .iter()
+            .filter(|n| !n.deleting)
+            .map(fw_network)
+            .collect();
+        if !networks.is_empty() {
+            self.kernel()
+                .ensure_sysctl(&NsRef::Host, "net/ipv4/ip_forward", "1")
+                .await?;
+            if networks
+                .iter()
+                .any(|n| n.subnets.iter().any(|s| s.addr().is_ipv6()))
+            {
+                self.kernel()
+                    .ensure_sysctl(&NsRef::Host, "net/ipv6/conf/all/forwarding", "1")
+                    .await?;
+            }
+        }
+        self.kernel().sync_firewall(&networks).await?;
+        Ok(())
+    }
+
+    /// Adds the mappings the kernel lacks, per the cache of its map elements.
+    async fn ensure_port_mappings(&self, want: &[PortMapping]) -> Result<(), ReconcileError> {
+        if want.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.inner.firewall.lock().await;
+        let have = match cache.as_mut() {
+            Some(c) => c,
+            None => cache.insert(
+                self.kernel()
+                    .list_port_mappings()
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+        };
+        let missing: Vec<PortMapping> = want
+            .iter()
+            .filter(|m| !have.contains(*m))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.kernel().add_port_mappings(&missing).await?;
+            have.extend(missing);
+        }
+        Ok(())
+    }
+
+    /// Removes mappings from the kernel (those it may hold).
+    async fn remove_port_mappings(&self, gone: &[PortMapping]) -> Result<(), ReconcileError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.inner.firewall.lock().await;
+        self.kernel().del_port_mappings(gone).await?;
+        if let Some(c) = cache.as_mut() {
+            for m in gone {
+                c.remove(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// The firewall key: structure, sysctls, and every map element against the store.
+    pub(super) async fn reconcile_firewall(&self) -> Result<(), ReconcileError> {
+        self.sync_firewall_structure().await?;
+        let mut want: HashSet<PortMapping> = HashSet::new();
+        let endpoints = self.store().list_endpoints(None).await?;
+        let mappings = self.store().port_mappings(None).await?;
+        for m in &mappings {
+            if let Some(ep) = endpoints
+                .iter()
+                .find(|e| e.id == m.endpoint_id && !e.deleting)
+            {
+                want.extend(mappings_of(m, &ep.addresses));
+            }
+        }
+        let mut cache = self.inner.firewall.lock().await;
+        let have: HashSet<PortMapping> = self
+            .kernel()
+            .list_port_mappings()
+            .await?
+            .into_iter()
+            .collect();
+        let extra: Vec<PortMapping> = have.difference(&want).cloned().collect();
+        let missing: Vec<PortMapping> = want.difference(&have).cloned().collect();
+        if !extra.is_empty() {
+            self.kernel().del_port_mappings(&extra).await?;
+        }
+        if !missing.is_empty() {
+            self.kernel().add_port_mappings(&missing).await?;
+        }
+        *cache = Some(want);
+        Ok(())
+    }
+}

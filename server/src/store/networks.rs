@@ -1,0 +1,743 @@
+//! Network, endpoint, lease and port-mapping rows. Subnet choice, lease picking and port
+//! checks run inside one `BEGIN IMMEDIATE` transaction per request, so two concurrent
+//! requests are serialised and can never take the same subnet, address or host port; the
+//! primary keys on leases and mappings guard the same invariants a second time.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, decode, encode, is_unique_violation, now_ms};
+use crate::model::{
+    AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, Phase, Protocol, Status, SubnetSpec,
+    network::overlaps, new_uid,
+};
+
+/// A stored network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRow {
+    /// Opaque uid.
+    pub id: String,
+    /// The settled spec.
+    pub spec: NetworkSpec,
+    /// The default network (`bridge`).
+    pub is_default: bool,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    /// Deletion requested.
+    pub deleting: bool,
+    /// Observed state.
+    pub status: Status,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What the reconciler saw of an endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointObserved {
+    /// The inside interface's MAC.
+    pub mac: String,
+}
+
+/// A stored endpoint, with its leases and its network's and namespace's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRow {
+    /// Opaque uid; the ownership mark of its veth is `weft:<id>`.
+    pub id: String,
+    /// The network's uid.
+    pub network_id: String,
+    /// The network's name.
+    pub network: String,
+    /// The namespace's name.
+    pub namespace: String,
+    /// The host end of the veth (a port of the bridge).
+    pub host_ifname: String,
+    /// The spec.
+    pub spec: EndpointSpec,
+    /// Leased addresses with the subnet's prefix length.
+    pub addresses: Vec<IpNet>,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    /// Disconnect requested.
+    pub deleting: bool,
+    /// Observed state.
+    pub status: Status,
+    /// Observed details.
+    pub observed: EndpointObserved,
+}
+
+/// Where an automatic subnet may come from, and what it must not overlap.
+#[derive(Clone, Debug, Default)]
+pub struct AutoSubnets {
+    /// IPv4 pools; empty means no automatic IPv4 subnet.
+    pub v4: Vec<AddressPool>,
+    /// IPv6 pools; empty means no automatic IPv6 subnet.
+    pub v6: Vec<AddressPool>,
+    /// Routes in the host namespace that a new subnet must not overlap.
+    pub host_routes: Vec<IpNet>,
+}
+
+const NET_COLUMNS: &str =
+    "id, spec, is_default, generation, deleting, phase, observed_generation, message, created_at";
+
+fn net_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NetworkRow, StoreError> {
+    let id: String = r.get("id");
+    Ok(NetworkRow {
+        spec: decode(&format!("network {id} spec"), r.get("spec"))?,
+        is_default: r.get::<i64, _>("is_default") != 0,
+        generation: r.get("generation"),
+        deleting: r.get::<i64, _>("deleting") != 0,
+        status: Status {
+            phase: Phase::parse(r.get("phase")),
+            observed_generation: r.get("observed_generation"),
+            message: r.get("message"),
+        },
+        created_at: r.get("created_at"),
+        id,
+    })
+}
+
+const EP_SELECT: &str = "SELECT e.id, e.network_id, w.name AS network, n.name AS namespace, e.host_ifname, e.spec, \
+     e.generation, e.deleting, e.phase, e.observed_generation, e.message, e.status, \
+     (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l WHERE l.endpoint_id = e.id) AS addrs \
+     FROM endpoints e JOIN networks w ON w.id = e.network_id JOIN namespaces n ON n.id = e.namespace_id";
+
+fn ep_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRow, StoreError> {
+    let id: String = r.get("id");
+    let addrs: Option<String> = r.get("addrs");
+    let mut addresses = addrs
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|a| {
+            a.parse::<IpNet>()
+                .map_err(|e| StoreError::Corrupt(format!("lease {a}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    addresses.sort_by_key(|a| a.addr().is_ipv6());
+    Ok(EndpointRow {
+        network_id: r.get("network_id"),
+        network: r.get("network"),
+        namespace: r.get("namespace"),
+        host_ifname: r.get("host_ifname"),
+        spec: decode(&format!("endpoint {id} spec"), r.get("spec"))?,
+        addresses,
+        generation: r.get("generation"),
+        deleting: r.get::<i64, _>("deleting") != 0,
+        status: Status {
+            phase: Phase::parse(r.get("phase")),
+            observed_generation: r.get("observed_generation"),
+            message: r.get("message"),
+        },
+        observed: decode(&format!("endpoint {id} status"), r.get("status"))?,
+        id,
+    })
+}
+
+/// Every subnet of every network, for overlap checks.
+async fn taken_subnets(tx: &mut SqliteConnection) -> Result<Vec<(String, IpNet)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT w.name, s.cidr FROM subnets s JOIN networks w ON w.id = s.network_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.into_iter()
+        .map(|(n, c)| {
+            c.parse()
+                .map(|c| (n, c))
+                .map_err(|e| StoreError::Corrupt(format!("subnet {c}: {e}")))
+        })
+        .collect()
+}
+
+impl Store {
+    /// Records a network. Given subnets must not overlap another network's
+    /// (FAILED_PRECONDITION naming it); without subnets, one is taken from `auto` that overlaps
+    /// neither a network nor a host route (RESOURCE_EXHAUSTED when the pools are used up).
+    pub async fn create_network(
+        &self,
+        spec: &NetworkSpec,
+        auto: &AutoSubnets,
+        is_default: bool,
+    ) -> Result<NetworkRow, StoreError> {
+        let id = new_uid();
+        let now = now_ms();
+        let mut spec = spec.clone();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let taken = taken_subnets(&mut tx).await?;
+        for s in &spec.subnets {
+            if let Some((other, net)) = taken.iter().find(|(_, t)| overlaps(t, &s.subnet)) {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "subnet {} overlaps {net} of network {other:?}; choose another subnet",
+                    s.subnet
+                )));
+            }
+        }
+        let mut avoid: Vec<IpNet> = taken.iter().map(|(_, t)| *t).collect();
+        avoid.extend(auto.host_routes.iter().filter(|r| r.prefix_len() > 0));
+        for (pools, family) in [(&auto.v4, "IPv4"), (&auto.v6, "IPv6")] {
+            if pools.is_empty() {
+                continue;
+            }
+            let net = pools.iter().find_map(|p| p.first_free(&avoid)).ok_or_else(|| {
+                StoreError::Exhausted(format!(
+                    "no free {family} subnet left in the address pools; give a subnet or widen the pools"
+                ))
+            })?;
+            let s = SubnetSpec::parse("subnet", &net.to_string(), "", "", &[])
+                .map_err(|e| StoreError::Corrupt(format!("pool subnet {net}: {e}")))?;
+            avoid.push(net);
+            spec.subnets.push(s);
+        }
+        let res = sqlx::query(
+            "INSERT INTO networks (id, name, bridge_name, spec, is_default, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&spec.name)
+        .bind(&spec.bridge_name)
+        .bind(encode(&spec))
+        .bind(is_default as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                let name_taken: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM networks WHERE name = ?")
+                        .bind(&spec.name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(StoreError::AlreadyExists(if name_taken.is_some() {
+                    format!("network {:?} already exists", spec.name)
+                } else {
+                    format!(
+                        "bridge {:?} is already used by another network",
+                        spec.bridge_name
+                    )
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for s in &spec.subnets {
+            sqlx::query("INSERT INTO subnets (network_id, cidr) VALUES (?, ?)")
+                .bind(&id)
+                .bind(s.subnet.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.network_by_id(&id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted network vanished".into()))
+    }
+
+    /// The network with this uid.
+    pub async fn network_by_id(&self, id: &str) -> Result<Option<NetworkRow>, StoreError> {
+        let sql = format!("SELECT {NET_COLUMNS} FROM networks WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(net_from_row).transpose()
+    }
+
+    /// The network with this name.
+    pub async fn network_by_name(&self, name: &str) -> Result<Option<NetworkRow>, StoreError> {
+        let sql = format!("SELECT {NET_COLUMNS} FROM networks WHERE name = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(net_from_row).transpose()
+    }
+
+    /// Every network, by name.
+    pub async fn list_networks(&self) -> Result<Vec<NetworkRow>, StoreError> {
+        let sql = format!("SELECT {NET_COLUMNS} FROM networks ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(net_from_row).collect()
+    }
+
+    /// Marks a network for deletion; FAILED_PRECONDITION while endpoints remain.
+    pub async fn mark_network_deleting(&self, name: &str) -> Result<NetworkRow, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM networks WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = id.ok_or_else(|| StoreError::NotFound(format!("network {name:?} not found")))?;
+        let eps: Vec<String> = sqlx::query_scalar(
+            "SELECT n.name FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id WHERE e.network_id = ? ORDER BY n.name",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !eps.is_empty() {
+            return Err(StoreError::FailedPrecondition(format!(
+                "network {name:?} still has endpoints ({}); disconnect them first",
+                eps.join(", ")
+            )));
+        }
+        sqlx::query(
+            "UPDATE networks SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
+        )
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.network_by_id(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("network {name:?} not found")))
+    }
+
+    /// Removes a network row marked for deletion.
+    pub async fn delete_network_row(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM networks WHERE id = ? AND deleting = 1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Writes a network's observed status; true if it changed.
+    pub async fn set_network_status(&self, id: &str, status: &Status) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE networks SET phase = ?, observed_generation = ?, message = ?, updated_at = ? \
+             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?)",
+        )
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .bind(now_ms())
+        .bind(id)
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
+    /// the next free one after the subnet's cursor) and the published ports, in one
+    /// transaction.
+    pub async fn connect(&self, req: &ConnectSpec) -> Result<EndpointRow, StoreError> {
+        let id = new_uid();
+        let host_ifname = format!("wv{}", &id[..12]);
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let net: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT id, spec, deleting FROM networks WHERE name = ?")
+                .bind(&req.network)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (net_id, net_spec, deleting) = net
+            .ok_or_else(|| StoreError::NotFound(format!("network {:?} not found", req.network)))?;
+        if deleting != 0 {
+            return Err(StoreError::FailedPrecondition(format!(
+                "network {:?} is being deleted",
+                req.network
+            )));
+        }
+        let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
+        let ns: Option<(String, i64)> =
+            sqlx::query_as("SELECT id, deleting FROM namespaces WHERE name = ?")
+                .bind(&req.namespace)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (ns_id, ns_deleting) = ns.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "namespace {:?} not found; create it first",
+                req.namespace
+            ))
+        })?;
+        if ns_deleting != 0 {
+            return Err(StoreError::FailedPrecondition(format!(
+                "namespace {:?} is being deleted",
+                req.namespace
+            )));
+        }
+        let already: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM endpoints WHERE network_id = ? AND namespace_id = ?",
+        )
+        .bind(&net_id)
+        .bind(&ns_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if already.is_some() {
+            return Err(StoreError::AlreadyExists(format!(
+                "namespace {:?} is already connected to network {:?}",
+                req.namespace, req.network
+            )));
+        }
+        let ifname = &req.endpoint.ifname;
+        let clash: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM endpoints WHERE namespace_id = ?1 AND ifname = ?2 \
+             UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = ?1 AND name = ?2",
+        )
+        .bind(&ns_id)
+        .bind(ifname)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if clash.is_some() {
+            return Err(StoreError::AlreadyExists(format!(
+                "interface {ifname:?} already exists in namespace {:?}; pick another interface_name",
+                req.namespace
+            )));
+        }
+        let mut endpoint = req.endpoint.clone();
+        if endpoint.default_route {
+            let has: Option<String> = sqlx::query_scalar(
+                "SELECT w.name FROM endpoints e JOIN networks w ON w.id = e.network_id \
+                 WHERE e.namespace_id = ? AND json_extract(e.spec, '$.default_route') = 1",
+            )
+            .bind(&ns_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if has.is_some() {
+                // The namespace already routes by default through another network.
+                endpoint.default_route = false;
+            }
+        }
+
+        // Leases: one per subnet of the network.
+        let mut leases: Vec<(IpAddr, u8)> = Vec::new();
+        for s in &net_spec.subnets {
+            let requested = if s.is_v4() {
+                req.ipv4.map(IpAddr::V4)
+            } else {
+                req.ipv6.map(IpAddr::V6)
+            };
+            let holders: Vec<(String, String)> = sqlx::query_as(
+                "SELECT l.address, n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
+                 JOIN namespaces n ON n.id = e.namespace_id WHERE l.network_id = ?",
+            )
+            .bind(&net_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let leased: HashSet<IpAddr> = holders
+                .iter()
+                .filter_map(|(a, _)| a.parse().ok())
+                .filter(|a| s.subnet.contains(a))
+                .collect();
+            let addr = match requested {
+                Some(a) => {
+                    s.check_static(a).map_err(StoreError::Invalid)?;
+                    if let Some((_, holder)) = holders
+                        .iter()
+                        .find(|(h, _)| h.parse::<IpAddr>().ok() == Some(a))
+                    {
+                        return Err(StoreError::AlreadyExists(format!(
+                            "{a} is already leased to namespace {holder:?} on network {:?}",
+                            req.network
+                        )));
+                    }
+                    a
+                }
+                None => {
+                    let cursor: Option<String> = sqlx::query_scalar(
+                        "SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?",
+                    )
+                    .bind(&net_id)
+                    .bind(s.subnet.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+                    let a = s
+                        .next_free(&leased, cursor.and_then(|c| c.parse().ok()))
+                        .ok_or_else(|| {
+                            StoreError::Exhausted(format!(
+                                "no free address left in {} of network {:?} ({} in use)",
+                                s.subnet,
+                                req.network,
+                                leased.len()
+                            ))
+                        })?;
+                    sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
+                        .bind(a.to_string())
+                        .bind(&net_id)
+                        .bind(s.subnet.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    a
+                }
+            };
+            leases.push((addr, s.subnet.prefix_len()));
+        }
+        if req.ipv4.is_some() && net_spec.v4().is_none() {
+            return Err(StoreError::Invalid(format!(
+                "network {:?} has no IPv4 subnet for ipv4_address",
+                req.network
+            )));
+        }
+        if req.ipv6.is_some() && net_spec.v6().is_none() {
+            return Err(StoreError::Invalid(format!(
+                "network {:?} has no IPv6 subnet for ipv6_address",
+                req.network
+            )));
+        }
+
+        sqlx::query(
+            "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&net_id)
+        .bind(&ns_id)
+        .bind(ifname)
+        .bind(&host_ifname)
+        .bind(encode(&endpoint))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (a, p) in &leases {
+            sqlx::query("INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)")
+                .bind(&net_id)
+                .bind(a.to_string())
+                .bind(i64::from(*p))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for p in &endpoint.ports {
+            for (h, c) in p.pairs() {
+                let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+                // A wildcard mapping conflicts with every address, and every address with it.
+                let conflict: Option<(String, String)> = sqlx::query_as(
+                    "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
+                     JOIN namespaces n ON n.id = e.namespace_id \
+                     WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
+                )
+                .bind(p.protocol.as_str())
+                .bind(i64::from(h))
+                .bind(&host_ip)
+                .bind(&host_ip)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((ip, holder)) = conflict {
+                    let ip = if ip.is_empty() {
+                        "every address".to_string()
+                    } else {
+                        ip
+                    };
+                    return Err(StoreError::AlreadyExists(format!(
+                        "host port {h}/{} on {ip} is already published by namespace {holder:?}",
+                        p.protocol.as_str()
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&host_ip)
+                .bind(p.protocol.as_str())
+                .bind(i64::from(h))
+                .bind(i64::from(c))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.endpoint_by_id(&id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted endpoint vanished".into()))
+    }
+
+    /// The endpoint with this uid.
+    pub async fn endpoint_by_id(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
+        let sql = format!("{EP_SELECT} WHERE e.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ep_from_row).transpose()
+    }
+
+    /// The endpoint of `namespace` on `network`.
+    pub async fn endpoint_by_names(
+        &self,
+        network: &str,
+        namespace: &str,
+    ) -> Result<Option<EndpointRow>, StoreError> {
+        let sql = format!("{EP_SELECT} WHERE w.name = ? AND n.name = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(network)
+            .bind(namespace)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ep_from_row).transpose()
+    }
+
+    /// Every endpoint, or those of one network.
+    pub async fn list_endpoints(
+        &self,
+        network_id: Option<&str>,
+    ) -> Result<Vec<EndpointRow>, StoreError> {
+        let rows = match network_id {
+            Some(n) => {
+                let sql = format!("{EP_SELECT} WHERE e.network_id = ? ORDER BY n.name");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(n)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("{EP_SELECT} ORDER BY e.created_at, e.id");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(ep_from_row).collect()
+    }
+
+    /// Ids of the endpoints in a namespace.
+    pub async fn endpoint_ids_in_namespace(
+        &self,
+        namespace_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM endpoints WHERE namespace_id = ?")
+                .bind(namespace_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Marks an endpoint for removal (idempotent).
+    pub async fn mark_endpoint_deleting(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE endpoints SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
+             WHERE id = ? AND deleting = 0",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an endpoint marked for removal; its leases and mappings go with it.
+    pub async fn delete_endpoint_row(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM endpoints WHERE id = ? AND deleting = 1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Writes an endpoint's observed status; true if it changed.
+    pub async fn set_endpoint_status(
+        &self,
+        id: &str,
+        status: &Status,
+        observed: &EndpointObserved,
+    ) -> Result<bool, StoreError> {
+        let observed = encode(observed);
+        let r = sqlx::query(
+            "UPDATE endpoints SET phase = ?, observed_generation = ?, message = ?, status = ?, updated_at = ? \
+             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ? OR status != ?)",
+        )
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .bind(&observed)
+        .bind(now_ms())
+        .bind(id)
+        .bind(status.phase.as_str())
+        .bind(status.observed_generation)
+        .bind(&status.message)
+        .bind(&observed)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Leased and total addresses of each subnet of a network.
+    pub async fn lease_counts(&self, network_id: &str) -> Result<Vec<(IpNet, u64)>, StoreError> {
+        let addrs: Vec<String> =
+            sqlx::query_scalar("SELECT address FROM leases WHERE network_id = ?")
+                .bind(network_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let cidrs: Vec<String> =
+            sqlx::query_scalar("SELECT cidr FROM subnets WHERE network_id = ?")
+                .bind(network_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let addrs: Vec<IpAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        Ok(cidrs
+            .iter()
+            .filter_map(|c| c.parse::<IpNet>().ok())
+            .map(|c| (c, addrs.iter().filter(|a| c.contains(*a)).count() as u64))
+            .collect())
+    }
+
+    /// Published ports of live endpoints: (endpoint id, host ip, protocol, host port,
+    /// container port).
+    pub async fn port_mappings(
+        &self,
+        endpoint_id: Option<&str>,
+    ) -> Result<Vec<StoredMapping>, StoreError> {
+        let rows: Vec<(String, String, String, i64, i64)> = match endpoint_id {
+            Some(id) => {
+                sqlx::query_as(
+                    "SELECT endpoint_id, host_ip, protocol, host_port, container_port FROM port_mappings WHERE endpoint_id = ?",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT m.endpoint_id, m.host_ip, m.protocol, m.host_port, m.container_port FROM port_mappings m \
+                     JOIN endpoints e ON e.id = m.endpoint_id WHERE e.deleting = 0",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|(endpoint_id, ip, proto, h, c)| {
+                Ok(StoredMapping {
+                    endpoint_id,
+                    host_ip: if ip.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            ip.parse()
+                                .map_err(|_| StoreError::Corrupt(format!("host ip {ip}")))?,
+                        )
+                    },
+                    protocol: Protocol::parse("protocol", &proto)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    host_port: h as u16,
+                    container_port: c as u16,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One published host port as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMapping {
+    /// The endpoint publishing it.
+    pub endpoint_id: String,
+    /// Host address; None is every address.
+    pub host_ip: Option<IpAddr>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Host port.
+    pub host_port: u16,
+    /// Port in the endpoint.
+    pub container_port: u16,
+}
