@@ -1,1 +1,36 @@
-fn main() {}
+//! `weft`, the command line for weftd: see `weft --help`, and [`cli`] for how it is built.
+//!
+//! Exit codes: 0 on success, 1 when weftd refused or failed a request (or could not be
+//! reached), 2 for usage errors.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(usage) = e.downcast_ref::<clap::Error>() {
+                usage.exit();
+            }
+            if !e.is::<cli::error::Reported>() {
+                cli::report(&e);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

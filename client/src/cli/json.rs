@@ -1,0 +1,280 @@
+//! Proto messages as JSON for `-o json`, written out by hand (prost types do not derive
+//! `Serialize`, and the CLI should not reach into the proto crate to make them).
+//!
+//! The shape follows the proto: field names exactly as in the `.proto` files (snake_case),
+//! every field present even when it holds its default (so scripts need no `// empty`), enums as
+//! their proto names (`"PHASE_READY"`), timestamps as RFC 3339 strings, unset messages and
+//! unset `optional` fields as `null`, 64-bit integers as JSON numbers, and the `oneof kind` of a
+//! link as the one member that is set (`"veth": {...}` or `"bridge": {}`). Labels are sorted by
+//! key and objects are printed with sorted keys, so the output is byte-for-byte deterministic.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+use weft::v1::{
+    Endpoint, Link, Namespace, Network, Phase, PublishedPort, Route, Status, Subnet, SubnetUsage,
+    VethPeer, link::Kind,
+};
+
+/// Renders a value as the CLI prints it: pretty, with a trailing newline.
+pub fn render(value: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+    s.push('\n');
+    s
+}
+
+fn labels(labels: &HashMap<String, String>) -> Value {
+    let mut pairs: Vec<_> = labels.iter().collect();
+    pairs.sort();
+    let map: Map<String, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    Value::Object(map)
+}
+
+fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
+    ts.map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+/// The proto name of a phase (`"PHASE_READY"`), or the bare number for one this CLI does not
+/// know.
+pub fn phase(value: i32) -> Value {
+    Phase::try_from(value).map_or_else(|_| json!(value), |p| json!(p.as_str_name()))
+}
+
+/// A `Status`, or `null` when unset.
+pub fn status(status: Option<&Status>) -> Value {
+    status.map_or(Value::Null, |s| {
+        json!({
+            "phase": phase(s.phase),
+            "observed_generation": s.observed_generation,
+            "message": s.message,
+        })
+    })
+}
+
+/// A `Route`.
+pub fn route(r: &Route) -> Value {
+    json!({ "destination": r.destination, "gateway": r.gateway, "metric": r.metric })
+}
+
+/// A `Namespace`.
+pub fn namespace(ns: &Namespace) -> Value {
+    json!({
+        "name": ns.name,
+        "labels": labels(&ns.labels),
+        "path": ns.path,
+        "generation": ns.generation,
+        "status": status(ns.status.as_ref()),
+        "status_path": ns.status_path,
+        "uid": ns.uid,
+        "create_time": timestamp(ns.create_time.as_ref()),
+    })
+}
+
+/// A `VethPeer`.
+pub fn veth_peer(p: &VethPeer) -> Value {
+    json!({
+        "name": p.name,
+        "namespace": p.namespace,
+        "mtu": p.mtu,
+        "mac_address": p.mac_address,
+        "up": p.up,
+        "master": p.master,
+        "addresses": p.addresses,
+        "routes": p.routes.iter().map(route).collect::<Vec<_>>(),
+        "status_index": p.status_index,
+        "status_mac_address": p.status_mac_address,
+    })
+}
+
+/// A `Link`; its `kind` appears as `"veth"` or `"bridge"`, whichever is set.
+pub fn link(l: &Link) -> Value {
+    let mut v = json!({
+        "name": l.name,
+        "namespace": l.namespace,
+        "labels": labels(&l.labels),
+        "mtu": l.mtu,
+        "mac_address": l.mac_address,
+        "up": l.up,
+        "master": l.master,
+        "addresses": l.addresses,
+        "routes": l.routes.iter().map(route).collect::<Vec<_>>(),
+        "generation": l.generation,
+        "status": status(l.status.as_ref()),
+        "uid": l.uid,
+        "create_time": timestamp(l.create_time.as_ref()),
+        "status_index": l.status_index,
+        "status_mac_address": l.status_mac_address,
+    });
+    let obj = v
+        .as_object_mut()
+        .expect("json! of an object literal is an object");
+    match &l.kind {
+        Some(Kind::Veth(veth)) => {
+            let peer = veth.peer.as_ref().map_or(Value::Null, veth_peer);
+            obj.insert("veth".into(), json!({ "peer": peer }));
+        }
+        Some(Kind::Bridge(_)) => {
+            obj.insert("bridge".into(), json!({}));
+        }
+        None => {}
+    }
+    v
+}
+
+/// A `Subnet`.
+pub fn subnet(s: &Subnet) -> Value {
+    json!({
+        "subnet": s.subnet,
+        "gateway": s.gateway,
+        "ip_range": s.ip_range,
+        "reserved": s.reserved,
+    })
+}
+
+/// A `SubnetUsage`.
+pub fn usage(u: &SubnetUsage) -> Value {
+    json!({ "subnet": u.subnet, "leased": u.leased, "capacity": u.capacity })
+}
+
+/// A `PublishedPort`.
+pub fn published_port(p: &PublishedPort) -> Value {
+    json!({
+        "host_ip": p.host_ip,
+        "host_port": p.host_port,
+        "host_port_end": p.host_port_end,
+        "container_port": p.container_port,
+        "protocol": p.protocol,
+    })
+}
+
+/// An `Endpoint`.
+pub fn endpoint(e: &Endpoint) -> Value {
+    json!({
+        "network": e.network,
+        "namespace": e.namespace,
+        "interface_name": e.interface_name,
+        "ipv4_address": e.ipv4_address,
+        "ipv6_address": e.ipv6_address,
+        "mac_address": e.mac_address,
+        "ipv4_gateway": e.ipv4_gateway,
+        "ipv6_gateway": e.ipv6_gateway,
+        "aliases": e.aliases,
+        "published_ports": e.published_ports.iter().map(published_port).collect::<Vec<_>>(),
+        "status": status(e.status.as_ref()),
+    })
+}
+
+/// A `Network`.
+pub fn network(n: &Network) -> Value {
+    json!({
+        "name": n.name,
+        "labels": labels(&n.labels),
+        "bridge_name": n.bridge_name,
+        "subnets": n.subnets.iter().map(subnet).collect::<Vec<_>>(),
+        "internal": n.internal,
+        "enable_icc": n.enable_icc,
+        "masquerade": n.masquerade,
+        "mtu": n.mtu,
+        "generation": n.generation,
+        "status": status(n.status.as_ref()),
+        "uid": n.uid,
+        "create_time": timestamp(n.create_time.as_ref()),
+        "endpoints": n.endpoints.iter().map(endpoint).collect::<Vec<_>>(),
+        "usage": n.usage.iter().map(usage).collect::<Vec<_>>(),
+        "enable_ipv6": n.enable_ipv6,
+        "default": n.default,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use weft::v1::{Bridge, Veth};
+
+    use super::*;
+
+    #[test]
+    fn namespace_has_every_field_with_proto_names() {
+        let ns = Namespace {
+            name: "ns1".into(),
+            labels: HashMap::from([("b".into(), "2".into()), ("a".into(), "1".into())]),
+            generation: 3,
+            status: Some(Status {
+                phase: Phase::Ready as i32,
+                observed_generation: 3,
+                message: String::new(),
+            }),
+            status_path: "/run/netns/ns1".into(),
+            create_time: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let v = namespace(&ns);
+        assert_eq!(
+            render(&v),
+            r#"{
+  "create_time": "2023-11-14T22:13:20Z",
+  "generation": 3,
+  "labels": {
+    "a": "1",
+    "b": "2"
+  },
+  "name": "ns1",
+  "path": "",
+  "status": {
+    "message": "",
+    "observed_generation": 3,
+    "phase": "PHASE_READY"
+  },
+  "status_path": "/run/netns/ns1",
+  "uid": ""
+}
+"#
+        );
+    }
+
+    #[test]
+    fn link_kind_is_the_member_that_is_set() {
+        let veth = Link {
+            name: "v0".into(),
+            kind: Some(Kind::Veth(Veth {
+                peer: Some(VethPeer {
+                    name: "v1".into(),
+                    namespace: "ns1".into(),
+                    ..Default::default()
+                }),
+            })),
+            ..Default::default()
+        };
+        let v = link(&veth);
+        assert_eq!(v["veth"]["peer"]["name"], "v1");
+        assert_eq!(v["veth"]["peer"]["namespace"], "ns1");
+        assert!(v.get("bridge").is_none());
+        assert_eq!(v["status"], Value::Null);
+
+        let br = Link {
+            name: "br0".into(),
+            kind: Some(Kind::Bridge(Bridge {})),
+            ..Default::default()
+        };
+        let v = link(&br);
+        assert_eq!(v["bridge"], json!({}));
+        assert!(v.get("veth").is_none());
+    }
+
+    #[test]
+    fn unknown_phase_is_a_number_and_unset_optionals_are_null() {
+        assert_eq!(phase(42), json!(42));
+        let n = Network {
+            enable_icc: Some(false),
+            ..Default::default()
+        };
+        let v = network(&n);
+        assert_eq!(v["enable_icc"], json!(false));
+        assert_eq!(v["masquerade"], Value::Null);
+    }
+}

@@ -1,0 +1,359 @@
+//! The `weft` command line: flags (clap derive), the connection to weftd, and dispatch to the
+//! `ns`, `link` and `network` verbs.
+//!
+//! Each verb first turns its flags into a request (a bad combination is a usage error, exit 2,
+//! before anything is dialled), then connects (lazily, once per run), calls weftd with the
+//! `--timeout` as the gRPC deadline, and prints the answer as a table or, with `-o json`, as
+//! the proto objects in JSON. Failures become one `Error: ...` line on stderr and exit 1 (see
+//! [`error`]).
+
+pub mod error;
+pub mod json;
+pub mod link;
+pub mod network;
+pub mod ns;
+pub mod parse;
+pub mod table;
+
+use std::{future::Future, io::Write, path::PathBuf, time::Duration};
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use weft::{
+    Client, DEFAULT_SOCKET,
+    v1::{Phase, Status},
+};
+
+use self::error::{Target, Unreachable};
+
+/// How long a call may take beyond its gRPC deadline before the CLI gives up on its own (the
+/// server normally answers at the deadline).
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The help heading of the flags every subcommand takes.
+const GLOBAL: &str = "Global options";
+
+/// weft: the command line for weftd, the network control plane.
+///
+/// Exit codes: 0 success, 1 weftd refused or failed a request (or is unreachable), 2 usage.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, propagate_version = true)]
+pub struct Cli {
+    /// weftd's Unix socket.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_SOCKET", value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Connect to weftd over TCP at ADDR (host:port or http://host:port) instead of the socket.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "ADDR")]
+    pub tcp: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, global = true, help_heading = GLOBAL, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Deadline of each call; writes wait up to this long for the kernel to match (e.g. 30s,
+    /// 2m).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse::duration)]
+    pub timeout: Duration,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for lists, `Key: value` for inspect.
+    Table,
+    /// The objects as JSON with the proto field names.
+    Json,
+}
+
+/// The object kinds.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Network namespaces (like `ip netns`).
+    #[command(subcommand, visible_alias = "namespace")]
+    Ns(ns::NsCmd),
+    /// Interfaces: veth pairs and bridges, with addresses and routes.
+    #[command(subcommand)]
+    Link(link::LinkCmd),
+    /// Docker-style bridge networks and the namespaces connected to them.
+    #[command(subcommand, visible_alias = "net")]
+    Network(network::NetworkCmd),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let target = match &cli.tcp {
+        Some(addr) => Target::Tcp(addr.clone()),
+        None => Target::Unix(cli.socket.clone()),
+    };
+    let ctx = Ctx {
+        target,
+        output: cli.output,
+        timeout: cli.timeout,
+        client: OnceCell::new(),
+    };
+    match cli.command {
+        Command::Ns(cmd) => ns::run(&ctx, cmd).await,
+        Command::Link(cmd) => link::run(&ctx, cmd).await,
+        Command::Network(cmd) => network::run(&ctx, cmd).await,
+    }
+}
+
+/// A usage error for the subcommand at `path` (e.g. `["link", "create"]`): printed by clap
+/// with that subcommand's usage line, exit code 2.
+pub fn usage(path: &[&str], msg: impl std::fmt::Display) -> anyhow::Error {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut sub = &mut cmd;
+    for p in path {
+        if sub.find_subcommand(p).is_none() {
+            break;
+        }
+        sub = sub.find_subcommand_mut(p).expect("found just above");
+    }
+    anyhow::Error::new(sub.error(ErrorKind::ArgumentConflict, msg))
+}
+
+/// What every verb needs: where weftd is, how to print, and the connection.
+pub struct Ctx {
+    target: Target,
+    output: Output,
+    timeout: Duration,
+    client: OnceCell<Client>,
+}
+
+impl Ctx {
+    /// The output format.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    /// The connection, dialled on first use.
+    async fn client(&self) -> Result<Client, Unreachable> {
+        self.client
+            .get_or_try_init(|| async {
+                let connect = async {
+                    match &self.target {
+                        Target::Unix(path) => Client::connect_unix(path).await,
+                        Target::Tcp(addr) => Client::connect_tcp(addr).await,
+                    }
+                };
+                match tokio::time::timeout(self.timeout, connect).await {
+                    Ok(Ok(c)) => Ok(c),
+                    Ok(Err(e)) => Err(error::connect_error(&self.target, &e)),
+                    Err(_) => Err(error::unreachable(&self.target, Some("connect timed out"))),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// Wraps a message in a request carrying the `--timeout` as its gRPC deadline.
+    pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.timeout);
+        r
+    }
+
+    /// Calls weftd for a read: `f` gets the client and returns the call; `what` names the
+    /// operation in error messages (`list namespaces`).
+    pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_inner(what, f, false).await
+    }
+
+    /// Calls weftd for a change (create, update, delete, connect...), as [`Ctx::call`].
+    pub async fn write<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_inner(what, f, true).await
+    }
+
+    async fn call_inner<T, F, Fut>(&self, what: &str, f: F, write: bool) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client().await?;
+        let status = match tokio::time::timeout(self.timeout + GRACE, f(client)).await {
+            Ok(Ok(resp)) => return Ok(resp.into_inner()),
+            Ok(Err(status)) => status,
+            Err(_) => tonic::Status::deadline_exceeded(""),
+        };
+        Err(error::rpc(&self.target, self.timeout, what, &status, write))
+    }
+
+    /// After a write that waited for its result: Ready is success; Failed, or still Pending
+    /// when weftd answered at the deadline, is an error (exit 1) carrying the status message.
+    /// `what` names the operation, `inspect` the command that shows the object.
+    pub fn check_applied(
+        &self,
+        what: &str,
+        status: Option<&Status>,
+        waited: bool,
+        inspect: &str,
+    ) -> Result<()> {
+        if !waited {
+            return Ok(());
+        }
+        let message = status.map(|s| s.message.as_str()).filter(|m| !m.is_empty());
+        match status.and_then(|s| Phase::try_from(s.phase).ok()) {
+            Some(Phase::Failed) => Err(anyhow::anyhow!(
+                "{what}: accepted, but applying it failed: {} (`{inspect}` shows its state)",
+                message.unwrap_or("no reason given")
+            )),
+            Some(Phase::Pending) => Err(anyhow::anyhow!(
+                "{what}: accepted, but not applied within {}{} (weftd keeps trying; `{inspect}` \
+                 shows its state; --timeout to wait longer)",
+                error::humantime(self.timeout),
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Prints to stdout. A closed pipe (`weft ns ls | head -1`) is not an error.
+    pub fn print(&self, s: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Prints a JSON value.
+    pub fn print_json(&self, v: &Value) -> Result<()> {
+        self.print(&json::render(v))
+    }
+}
+
+/// Prints an error the way `main` does, for commands that go on after one.
+pub fn report(err: &anyhow::Error) {
+    eprintln!("Error: {err:#}");
+}
+
+/// Runs `f` for each item, printing each failure and going on; stops at once if weftd is
+/// unreachable. Returns the successes, or `Reported` if anything failed (after the caller has
+/// had the chance to print the successes: see [`Partial::finish`]).
+pub async fn each<I, T, F, Fut>(items: I, mut f: F) -> Result<Partial<T>>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut done = Partial {
+        ok: Vec::new(),
+        failed: false,
+    };
+    for item in items {
+        match f(item).await {
+            Ok(v) => done.ok.push(v),
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(e) => {
+                report(&e);
+                done.failed = true;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The outcome of [`each`]: what succeeded, and whether anything failed.
+pub struct Partial<T> {
+    /// The results of the items that succeeded, in order.
+    pub ok: Vec<T>,
+    failed: bool,
+}
+
+impl<T> Partial<T> {
+    /// `Err(Reported)` if any item failed (its error is already printed), for exit code 1.
+    pub fn finish(&self) -> Result<()> {
+        if self.failed {
+            Err(error::Reported.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The same text, shell-quoted if it needs to be, for the commands suggested in messages.
+pub fn sh(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '=')
+        });
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["weft", "ns", "ls", "-o", "json", "--socket", "/tmp/s"]).unwrap();
+        assert_eq!(cli.output, Output::Json);
+        assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(cli.timeout, Duration::from_secs(60));
+        let cli = Cli::try_parse_from([
+            "weft",
+            "--tcp",
+            "127.0.0.1:7000",
+            "--timeout",
+            "5s",
+            "ns",
+            "list",
+        ])
+        .unwrap();
+        assert_eq!(cli.tcp.as_deref(), Some("127.0.0.1:7000"));
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_flag_values_are_usage_errors() {
+        let err =
+            Cli::try_parse_from(["weft", "ns", "create", "x", "--label", "nokey"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+        let err = Cli::try_parse_from(["weft", "-o", "yaml", "ns", "ls"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn usage_errors_exit_2_with_the_subcommand_usage() {
+        let e = usage(&["link", "create"], "bad combination");
+        let clap_err = e.downcast_ref::<clap::Error>().unwrap();
+        assert_eq!(clap_err.exit_code(), 2);
+        let text = clap_err.to_string();
+        assert!(text.contains("bad combination"), "{text}");
+        assert!(text.contains("weft link create"), "{text}");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(sh("ns1"), "ns1");
+        assert_eq!(sh(""), "''");
+        assert_eq!(sh("a b"), "'a b'");
+    }
+}

@@ -1,0 +1,638 @@
+//! Human output (`-o table`, the default): docker-style aligned tables for lists, and a
+//! `Key: value` description per object for `inspect`.
+//!
+//! Columns are separated by three spaces and padded to the widest cell; an empty cell prints as
+//! `-` so that every row splits into the same number of words (the last column, STATE, may hold
+//! a failure message with spaces and is never padded). No colour, ever.
+
+use std::collections::HashMap;
+
+use weft::v1::{
+    Endpoint, Link, Namespace, Network, Phase, PublishedPort, Route, Status, VethPeer, link::Kind,
+};
+
+/// How the host namespace appears where a namespace name is expected.
+pub const HOST: &str = "(host)";
+
+/// Formats rows under headers as an aligned table, one line per row.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = headers.len();
+    let cell = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 < cols {
+                l.push_str(c);
+                l.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 3));
+            } else {
+                l.push_str(c);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Builds an inspect description: `Key:` labels aligned, values after them.
+#[derive(Default)]
+pub struct Describe {
+    lines: Vec<Line>,
+}
+
+enum Line {
+    Field(String, String),
+    Header(String),
+    Item(String),
+}
+
+impl Describe {
+    /// Adds a `key: value` line (an empty value prints as `-`).
+    pub fn field(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.lines.push(Line::Field(key.to_string(), value.into()));
+        self
+    }
+
+    /// Adds a `key:` line followed by one indented line per item (`key: -` when none).
+    pub fn list(&mut self, key: &str, items: impl IntoIterator<Item = String>) -> &mut Self {
+        let items: Vec<String> = items.into_iter().collect();
+        if items.is_empty() {
+            return self.field(key, "");
+        }
+        self.lines.push(Line::Header(key.to_string()));
+        self.lines.extend(items.into_iter().map(Line::Item));
+        self
+    }
+
+    /// Renders the description.
+    pub fn render(&self) -> String {
+        let width = self
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Field(k, _) | Line::Header(k) => Some(k.chars().count() + 1),
+                Line::Item(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Field(k, v) => {
+                    let key = format!("{k}:");
+                    let v = if v.is_empty() { "-" } else { v.as_str() };
+                    out.push_str(&format!("{key:<width$}  {v}"));
+                }
+                Line::Header(k) => out.push_str(&format!("{k}:")),
+                Line::Item(item) => out.push_str(&format!("  {item}")),
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The phase as a word: Ready, Pending, Failed, Deleting (Unknown for anything else).
+pub fn phase_word(status: Option<&Status>) -> &'static str {
+    match status.and_then(|s| Phase::try_from(s.phase).ok()) {
+        Some(Phase::Ready) => "Ready",
+        Some(Phase::Pending) => "Pending",
+        Some(Phase::Failed) => "Failed",
+        Some(Phase::Deleting) => "Deleting",
+        Some(Phase::Unspecified) | None => "Unknown",
+    }
+}
+
+/// The STATE column: the phase, and the status message when the phase is Failed.
+pub fn state(status: Option<&Status>) -> String {
+    let word = phase_word(status);
+    match status {
+        Some(s) if word == "Failed" && !s.message.is_empty() => format!("Failed: {}", s.message),
+        _ => word.to_string(),
+    }
+}
+
+/// The state line of an inspect description: phase, generation and message.
+fn state_detail(status: Option<&Status>, generation: Option<i64>) -> String {
+    let mut s = phase_word(status).to_string();
+    if let Some(st) = status {
+        match generation {
+            Some(g) => s.push_str(&format!(
+                " (generation {g}, observed {})",
+                st.observed_generation
+            )),
+            None if st.observed_generation != 0 => s.push_str(&format!(
+                " (observed generation {})",
+                st.observed_generation
+            )),
+            None => {}
+        }
+        if !st.message.is_empty() {
+            s.push_str(&format!(": {}", st.message));
+        }
+    }
+    s
+}
+
+/// A namespace name for display: the host namespace is `(host)`.
+pub fn ns_name(ns: &str) -> &str {
+    if ns.is_empty() { HOST } else { ns }
+}
+
+/// Sorted `k=v` pairs, comma-separated.
+pub fn labels(labels: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// A route in the CLI's own spec syntax, so it can be pasted back into `--route`.
+pub fn route(r: &Route) -> String {
+    let mut s = r.destination.clone();
+    if !r.gateway.is_empty() {
+        s.push_str(&format!(",via={}", r.gateway));
+    }
+    if r.metric != 0 {
+        s.push_str(&format!(",metric={}", r.metric));
+    }
+    s
+}
+
+/// A published port docker style: `[HOST_IP:]HOST_PORT[-END]->CONTAINER_PORT[-END]/PROTO`.
+pub fn published_port(p: &PublishedPort) -> String {
+    let host_port = if p.host_port == 0 {
+        p.container_port
+    } else {
+        p.host_port
+    };
+    let (host, container) = if p.host_port_end > p.host_port && p.host_port != 0 {
+        let len = p.host_port_end - p.host_port;
+        (
+            format!("{host_port}-{}", p.host_port_end),
+            format!("{}-{}", p.container_port, p.container_port + len),
+        )
+    } else {
+        (host_port.to_string(), p.container_port.to_string())
+    };
+    let ip = if p.host_ip.contains(':') {
+        format!("[{}]:", p.host_ip)
+    } else if p.host_ip.is_empty() {
+        String::new()
+    } else {
+        format!("{}:", p.host_ip)
+    };
+    let proto = if p.protocol.is_empty() {
+        "tcp"
+    } else {
+        p.protocol.as_str()
+    };
+    format!("{ip}{host}->{container}/{proto}")
+}
+
+fn or_default<T: PartialEq + Default + ToString>(v: T, default: &str) -> String {
+    if v == T::default() {
+        default.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The `weft ns ls` table.
+pub fn namespaces(list: &[Namespace]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            let path = if n.status_path.is_empty() {
+                &n.path
+            } else {
+                &n.status_path
+            };
+            vec![
+                n.name.clone(),
+                path.clone(),
+                labels(&n.labels),
+                state(n.status.as_ref()),
+            ]
+        })
+        .collect();
+    table(&["NAME", "PATH", "LABELS", "STATE"], &rows)
+}
+
+/// The kind of a link as a word.
+pub fn kind(l: &Link) -> &'static str {
+    match l.kind {
+        Some(Kind::Veth(_)) => "veth",
+        Some(Kind::Bridge(_)) => "bridge",
+        None => "unknown",
+    }
+}
+
+fn peer(l: &Link) -> Option<&VethPeer> {
+    match &l.kind {
+        Some(Kind::Veth(v)) => v.peer.as_ref(),
+        _ => None,
+    }
+}
+
+/// `NAMESPACE/NAME` of a veth peer (`(host)/NAME` in the host).
+fn peer_ref(p: &VethPeer) -> String {
+    format!("{}/{}", ns_name(&p.namespace), p.name)
+}
+
+/// The `weft link ls` table.
+pub fn links(list: &[Link]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                ns_name(&l.namespace).to_string(),
+                kind(l).to_string(),
+                peer(l).map(peer_ref).unwrap_or_default(),
+                l.addresses.join(","),
+                state(l.status.as_ref()),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "NAMESPACE", "KIND", "PEER", "ADDRESSES", "STATE"],
+        &rows,
+    )
+}
+
+/// The `weft network ls` table.
+pub fn networks(list: &[Network]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.bridge_name.clone(),
+                n.subnets
+                    .iter()
+                    .map(|s| s.subnet.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if n.internal {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                n.endpoints.len().to_string(),
+                state(n.status.as_ref()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "BRIDGE",
+            "SUBNETS",
+            "INTERNAL",
+            "ENDPOINTS",
+            "STATE",
+        ],
+        &rows,
+    )
+}
+
+fn endpoint_row(e: &Endpoint) -> Vec<String> {
+    vec![
+        e.network.clone(),
+        e.namespace.clone(),
+        if e.interface_name.is_empty() {
+            "eth0".into()
+        } else {
+            e.interface_name.clone()
+        },
+        e.ipv4_address.clone(),
+        e.ipv6_address.clone(),
+        e.mac_address.clone(),
+        e.published_ports
+            .iter()
+            .map(published_port)
+            .collect::<Vec<_>>()
+            .join(","),
+        state(e.status.as_ref()),
+    ]
+}
+
+const ENDPOINT_HEADERS: [&str; 8] = [
+    "NETWORK",
+    "NAMESPACE",
+    "INTERFACE",
+    "IPV4",
+    "IPV6",
+    "MAC",
+    "PORTS",
+    "STATE",
+];
+
+/// The one-row table `weft network connect` prints.
+pub fn endpoints(list: &[Endpoint]) -> String {
+    let rows: Vec<Vec<String>> = list.iter().map(endpoint_row).collect();
+    table(&ENDPOINT_HEADERS, &rows)
+}
+
+/// `weft ns inspect` in table mode.
+pub fn describe_namespace(n: &Namespace) -> String {
+    let mut d = Describe::default();
+    d.field("Name", &n.name)
+        .field("Path", &n.status_path)
+        .field("Adopted from", &n.path)
+        .field("Labels", labels(&n.labels))
+        .field("UID", &n.uid)
+        .field(
+            "Created",
+            n.create_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
+        .field("State", state_detail(n.status.as_ref(), Some(n.generation)));
+    d.render()
+}
+
+/// `weft link inspect` in table mode.
+pub fn describe_link(l: &Link) -> String {
+    let mut d = Describe::default();
+    d.field("Name", &l.name)
+        .field("Namespace", ns_name(&l.namespace))
+        .field("Kind", kind(l))
+        .field("Labels", labels(&l.labels))
+        .field("UID", &l.uid)
+        .field(
+            "Created",
+            l.create_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
+        .field("MTU", or_default(l.mtu, "default"))
+        .field("MAC", mac(&l.mac_address, &l.status_mac_address))
+        .field("Up", if l.up { "yes" } else { "no" })
+        .field("Master", &l.master)
+        .field("Index", or_default(l.status_index, ""))
+        .list("Addresses", l.addresses.iter().cloned())
+        .list("Routes", l.routes.iter().map(route));
+    if let Some(p) = peer(l) {
+        d.list(
+            "Peer",
+            [
+                format!("Name:       {}", p.name),
+                format!("Namespace:  {}", ns_name(&p.namespace)),
+                format!("MTU:        {}", or_default(p.mtu, "as link")),
+                format!(
+                    "MAC:        {}",
+                    dash(mac(&p.mac_address, &p.status_mac_address))
+                ),
+                format!("Up:         {}", if p.up { "yes" } else { "no" }),
+                format!("Master:     {}", dash(p.master.clone())),
+                format!("Index:      {}", dash(or_default(p.status_index, ""))),
+                format!("Addresses:  {}", dash(p.addresses.join(", "))),
+                format!(
+                    "Routes:     {}",
+                    dash(p.routes.iter().map(route).collect::<Vec<_>>().join("; "))
+                ),
+            ],
+        );
+    }
+    d.field("State", state_detail(l.status.as_ref(), Some(l.generation)));
+    d.render()
+}
+
+fn dash(s: String) -> String {
+    if s.is_empty() { "-".into() } else { s }
+}
+
+/// The MAC line: what the kernel has, and the requested one when it was given.
+fn mac(spec: &str, observed: &str) -> String {
+    match (spec.is_empty(), observed.is_empty()) {
+        (true, _) => observed.to_string(),
+        (false, true) => spec.to_string(),
+        (false, false) if spec.eq_ignore_ascii_case(observed) => observed.to_string(),
+        (false, false) => format!("{observed} (requested {spec})"),
+    }
+}
+
+fn opt_bool(v: Option<bool>, default: bool) -> &'static str {
+    match v.unwrap_or(default) {
+        true => "yes",
+        false => "no",
+    }
+}
+
+/// `weft network inspect` in table mode.
+pub fn describe_network(n: &Network) -> String {
+    let mut d = Describe::default();
+    d.field("Name", &n.name)
+        .field("Labels", labels(&n.labels))
+        .field("UID", &n.uid)
+        .field(
+            "Created",
+            n.create_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
+        .field("Bridge", &n.bridge_name)
+        .field("Default", if n.default { "yes" } else { "no" })
+        .field("Internal", if n.internal { "yes" } else { "no" })
+        .field("IPv6", if n.enable_ipv6 { "yes" } else { "no" })
+        .field("ICC", opt_bool(n.enable_icc, true))
+        .field("Masquerade", opt_bool(n.masquerade, true))
+        .field("MTU", or_default(n.mtu, "1500"))
+        .list(
+            "Subnets",
+            n.subnets.iter().map(|s| {
+                let mut line = s.subnet.clone();
+                if !s.gateway.is_empty() {
+                    line.push_str(&format!(" gateway {}", s.gateway));
+                }
+                if !s.ip_range.is_empty() {
+                    line.push_str(&format!(" range {}", s.ip_range));
+                }
+                if !s.reserved.is_empty() {
+                    line.push_str(&format!(" reserved {}", s.reserved.join(",")));
+                }
+                if let Some(u) = n.usage.iter().find(|u| u.subnet == s.subnet) {
+                    line.push_str(&format!(" ({} of {} leased)", u.leased, u.capacity));
+                }
+                line
+            }),
+        );
+    if n.endpoints.is_empty() {
+        d.field("Endpoints", "");
+    } else {
+        let rows: Vec<Vec<String>> = n.endpoints.iter().map(endpoint_row).collect();
+        d.list(
+            "Endpoints",
+            table(
+                &ENDPOINT_HEADERS[1..],
+                &rows
+                    .into_iter()
+                    .map(|r| r[1..].to_vec())
+                    .collect::<Vec<_>>(),
+            )
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        );
+    }
+    d.field("State", state_detail(n.status.as_ref(), Some(n.generation)));
+    d.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use weft::v1::{Subnet, SubnetUsage};
+
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_fills_empty_cells() {
+        let out = table(
+            &["NAME", "NAMESPACE", "STATE"],
+            &[
+                vec!["veth0".into(), "(host)".into(), "Ready".into()],
+                vec!["v1".into(), "".into(), "Failed: no such device".into()],
+            ],
+        );
+        assert_eq!(
+            out,
+            "NAME    NAMESPACE   STATE\n\
+             veth0   (host)      Ready\n\
+             v1      -           Failed: no such device\n"
+        );
+    }
+
+    #[test]
+    fn state_shows_message_only_when_failed() {
+        let st = |phase: Phase, msg: &str| Status {
+            phase: phase as i32,
+            observed_generation: 1,
+            message: msg.into(),
+        };
+        assert_eq!(state(Some(&st(Phase::Ready, ""))), "Ready");
+        assert_eq!(state(Some(&st(Phase::Pending, "waiting"))), "Pending");
+        assert_eq!(state(Some(&st(Phase::Failed, "boom"))), "Failed: boom");
+        assert_eq!(state(Some(&st(Phase::Deleting, ""))), "Deleting");
+        assert_eq!(state(None), "Unknown");
+    }
+
+    #[test]
+    fn published_ports_read_like_docker() {
+        let p = |ip: &str, hp, hpe, cp, proto: &str| PublishedPort {
+            host_ip: ip.into(),
+            host_port: hp,
+            host_port_end: hpe,
+            container_port: cp,
+            protocol: proto.into(),
+        };
+        assert_eq!(published_port(&p("", 8080, 0, 80, "tcp")), "8080->80/tcp");
+        assert_eq!(published_port(&p("", 0, 0, 80, "")), "80->80/tcp");
+        assert_eq!(
+            published_port(&p("127.0.0.1", 8000, 8010, 80, "udp")),
+            "127.0.0.1:8000-8010->80-90/udp"
+        );
+        assert_eq!(
+            published_port(&p("::1", 53, 0, 53, "udp")),
+            "[::1]:53->53/udp"
+        );
+    }
+
+    #[test]
+    fn routes_print_in_spec_syntax() {
+        let r = Route {
+            destination: "default".into(),
+            gateway: "10.0.0.1".into(),
+            metric: 5,
+        };
+        assert_eq!(route(&r), "default,via=10.0.0.1,metric=5");
+        assert_eq!(crate::cli::parse::route(&route(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn describe_aligns_keys_and_indents_lists() {
+        let mut d = Describe::default();
+        d.field("Name", "x")
+            .list("Addresses", ["10.0.0.1/24".to_string()])
+            .field("Up", "");
+        assert_eq!(
+            d.render(),
+            "Name:       x\nAddresses:\n  10.0.0.1/24\nUp:         -\n"
+        );
+    }
+
+    #[test]
+    fn describe_network_lists_subnets_and_endpoints() {
+        let n = Network {
+            name: "n1".into(),
+            bridge_name: "br-n1".into(),
+            subnets: vec![Subnet {
+                subnet: "172.20.0.0/16".into(),
+                gateway: "172.20.0.1".into(),
+                ..Default::default()
+            }],
+            enable_icc: Some(false),
+            usage: vec![SubnetUsage {
+                subnet: "172.20.0.0/16".into(),
+                leased: 1,
+                capacity: 65533,
+            }],
+            endpoints: vec![Endpoint {
+                network: "n1".into(),
+                namespace: "ns1".into(),
+                ipv4_address: "172.20.0.2/16".into(),
+                published_ports: vec![PublishedPort {
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                    ..Default::default()
+                }],
+                status: Some(Status {
+                    phase: Phase::Ready as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            status: Some(Status {
+                phase: Phase::Ready as i32,
+                observed_generation: 1,
+                ..Default::default()
+            }),
+            generation: 1,
+            ..Default::default()
+        };
+        let out = describe_network(&n);
+        assert!(
+            out.contains("  172.20.0.0/16 gateway 172.20.0.1 (1 of 65533 leased)\n"),
+            "{out}"
+        );
+        assert!(out.contains("ICC:         no\n"), "{out}");
+        assert!(
+            out.contains(
+                "  NAMESPACE   INTERFACE   IPV4            IPV6   MAC   PORTS          STATE\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  ns1         eth0        172.20.0.2/16   -      -     8080->80/tcp   Ready\n"
+            ),
+            "{out}"
+        );
+    }
+}
