@@ -13,7 +13,6 @@ use crate::{
         AddressPool, ConnectSpec, EndpointSpec, Invalid, NetworkSpec, PortSpec, Selector,
         SubnetSpec, link::parse_mac, new_uid,
     },
-    reconcile::fwshim::FwExt,
     reconcile::{Controller, Key, WaitOutcome},
     store::{AutoSubnets, EndpointRow, NetworkRow},
 };

@@ -37,7 +37,6 @@ pub trait FwExt {
     async fn del_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError>;
     async fn list_port_mappings(&self) -> Result<Vec<PortMapping>, KernelError>;
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError>;
-    async fn route_destinations(&self, ns: &NsRef) -> Result<Vec<ipnet::IpNet>, KernelError>;
 }
 
 fn todo(op: &str) -> KernelError {
@@ -63,8 +62,5 @@ impl FwExt for Kernel {
     }
     async fn ensure_sysctl(&self, _: &NsRef, _: &str, _: &str) -> Result<bool, KernelError> {
         Err(todo("sysctl"))
-    }
-    async fn route_destinations(&self, _: &NsRef) -> Result<Vec<ipnet::IpNet>, KernelError> {
-        Ok(Vec::new())
     }
 }

@@ -1,0 +1,161 @@
+//! One rtnetlink connection per namespace, opened inside it and cached.
+//!
+//! A netlink socket belongs forever to the network namespace it was created in, so weft opens
+//! each namespace's socket on a helper thread that has `setns`ed into it (see
+//! [`netns::run_in`]); the thread enters the tokio runtime just long
+//! enough to register the socket with the reactor, hands back the connection and exits. The
+//! connection task then runs on tokio like any other, and the [`Handle`] is cached per
+//! [`NsRef`].
+//!
+//! Sockets use `NETLINK_GET_STRICT_CHK`, so dumps can be filtered by the kernel (addresses of
+//! one interface, routes of one interface and protocol) instead of copying everything out.
+//!
+//! The kernel runs at most one dump at a time per netlink socket: a second `NLM_F_DUMP`
+//! request while one is in progress fails with `EBUSY` (seen here as soon as two tasks called
+//! `get_link` on one namespace at once). So each connection carries a dump lock, which every
+//! read (they all dump) holds; writes and single-object requests need no lock.
+//!
+//! A cached socket keeps its namespace alive. [`Connections::forget`] drops it (the task ends
+//! when the last in-flight request finishes). A namespace file that now names a *different*
+//! namespace (deleted and re-created behind weft's back) is noticed by comparing the file's
+//! identity on every lookup (one `stat`), and the stale socket is replaced.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use rtnetlink::Handle;
+use tokio::sync::OnceCell;
+
+use super::{
+    KernelError, NsRef, error,
+    netns::{self, NsFile, NsId},
+};
+
+/// An open connection into one namespace.
+#[derive(Debug)]
+struct Conn {
+    handle: Handle,
+    /// Held around dump requests: the kernel allows one dump at a time per socket.
+    dumps: Arc<tokio::sync::Mutex<()>>,
+    /// Identity of the namespace file it was opened from.
+    id: NsId,
+}
+
+/// What a caller gets for one namespace: the request handle and the socket's dump lock.
+pub(crate) struct Session {
+    /// rtnetlink handle bound to the namespace.
+    pub(crate) handle: Handle,
+    /// Hold this while a dump request is in flight on `handle`.
+    pub(crate) dumps: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The cache of connections, keyed by namespace.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    /// The host namespace, opened once at start-up, and how to name it in messages.
+    host: Arc<File>,
+    host_label: PathBuf,
+    /// One cell per namespace; the cell is filled by the first caller, others wait on it.
+    map: Mutex<HashMap<NsRef, Arc<OnceCell<Conn>>>>,
+}
+
+impl Connections {
+    /// A cache whose `NsRef::Host` is the open namespace file `host`.
+    pub(crate) fn new(host: File, host_label: PathBuf) -> Self {
+        Self {
+            host: Arc::new(host),
+            host_label,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The host namespace file (for `IFLA_NET_NS_FD`).
+    pub(crate) fn host_file(&self) -> &File {
+        &self.host
+    }
+
+    /// The rtnetlink handle (and dump lock) for `ns`, opening the socket on first use.
+    pub(crate) async fn session(&self, ns: &NsRef) -> Result<Session, KernelError> {
+        // For a path, learn which namespace it names right now; a cached socket for another
+        // namespace under the same path is stale.
+        let current = match ns {
+            NsRef::Host => None,
+            NsRef::Path(p) => Some(netns::id_of_path(p)?),
+        };
+        for _ in 0..3 {
+            let cell = self.cell(ns);
+            let conn = cell.get_or_try_init(|| self.connect(ns)).await?;
+            if current.is_none_or(|id| id == conn.id) {
+                return Ok(Session {
+                    handle: conn.handle.clone(),
+                    dumps: conn.dumps.clone(),
+                });
+            }
+            tracing::debug!(ns = ?ns, "namespace file names a new namespace; reopening socket");
+            self.evict(ns, &cell);
+        }
+        Err(error::sys(
+            format!("open netlink socket in {}", self.label(ns)),
+            nix::errno::Errno::EAGAIN,
+        ))
+    }
+
+    /// Drops the cached socket for `ns`.
+    pub(crate) fn forget(&self, ns: &NsRef) {
+        self.lock().remove(ns);
+    }
+
+    /// How `ns` is named in messages.
+    pub(crate) fn label(&self, ns: &NsRef) -> String {
+        match ns {
+            NsRef::Host => format!("host netns ({})", self.host_label.display()),
+            NsRef::Path(p) => p.display().to_string(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NsRef, Arc<OnceCell<Conn>>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cell(&self, ns: &NsRef) -> Arc<OnceCell<Conn>> {
+        self.lock().entry(ns.clone()).or_default().clone()
+    }
+
+    fn evict(&self, ns: &NsRef, cell: &Arc<OnceCell<Conn>>) {
+        let mut map = self.lock();
+        if map.get(ns).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            map.remove(ns);
+        }
+    }
+
+    /// Opens a socket inside `ns` on a helper thread and starts its connection task.
+    async fn connect(&self, ns: &NsRef) -> Result<Conn, KernelError> {
+        let target = match ns {
+            NsRef::Host => NsFile::Open(self.host.clone(), self.host_label.clone()),
+            NsRef::Path(p) => NsFile::Path(p.clone()),
+        };
+        let label = self.label(ns);
+        let runtime = tokio::runtime::Handle::current();
+        let ((connection, handle), id) = netns::run_in(target, move || {
+            // Registering the socket with the reactor needs the runtime's context; the socket
+            // itself is created here, in the namespace this thread just entered.
+            let _entered = runtime.enter();
+            let (connection, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check()
+                .map_err(|e| error::io(format!("open netlink socket in {label}"), e))?;
+            Ok((connection, handle))
+        })
+        .await?;
+        tokio::spawn(connection);
+        tracing::debug!(ns = ?ns, "opened netlink socket");
+        Ok(Conn {
+            handle,
+            dumps: Arc::default(),
+            id,
+        })
+    }
+}

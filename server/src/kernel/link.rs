@@ -1,0 +1,266 @@
+//! Interfaces over rtnetlink: look one up (with its addresses), create veth pairs and bridges,
+//! change one in a single `RTM_SETLINK`, delete one.
+//!
+//! Functions here take an rtnetlink [`Handle`] already bound to the right namespace and return
+//! rtnetlink's own error; [`Kernel`](super::Kernel) adds the operation text and the write count.
+
+use std::os::fd::RawFd;
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use nix::errno::Errno;
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use super::{LinkChange, LinkState, addr, error::has_errno};
+
+/// The longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub(crate) const MAX_NAME_LEN: usize = 15;
+
+/// How to find an interface.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Selector<'a> {
+    /// By name.
+    Name(&'a str),
+    /// By ifindex.
+    Index(u32),
+}
+
+/// Looks an interface up, with all its addresses. `Ok(None)` when there is no such interface
+/// (the kernel's `ENODEV`), including when it vanishes between the two requests.
+pub(crate) async fn get(
+    handle: &Handle,
+    selector: Selector<'_>,
+) -> Result<Option<LinkState>, rtnetlink::Error> {
+    let request = handle.link().get();
+    let request = match selector {
+        // A name that long cannot exist; the kernel would reject the request as invalid.
+        Selector::Name(name) if name.is_empty() || name.len() > MAX_NAME_LEN => return Ok(None),
+        Selector::Name(name) => request.match_name(name),
+        Selector::Index(0) => return Ok(None),
+        Selector::Index(index) => request.match_index(index),
+    };
+    let message = match request.execute().try_next().await {
+        Ok(Some(message)) => message,
+        Ok(None) => return Ok(None),
+        Err(e) if has_errno(&e, Errno::ENODEV) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut state = parse(&message);
+    match addr::list(handle, state.index).await {
+        Ok(addresses) => state.addresses = addresses,
+        Err(e) if has_errno(&e, Errno::ENODEV) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    Ok(Some(state))
+}
+
+/// The interface an `RTM_NEWLINK` message describes (without addresses).
+pub(crate) fn parse(message: &LinkMessage) -> LinkState {
+    let mut state = LinkState {
+        index: message.header.index,
+        name: String::new(),
+        kind: None,
+        mtu: 0,
+        mac: None,
+        up: message.header.flags.contains(LinkFlags::Up),
+        master: None,
+        alias: None,
+        addresses: Vec::new(),
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => state.name = name.clone(),
+            LinkAttribute::Mtu(mtu) => state.mtu = *mtu,
+            LinkAttribute::Address(bytes) if !bytes.is_empty() => {
+                state.mac = Some(format_mac(bytes))
+            }
+            LinkAttribute::Controller(index) if *index != 0 => state.master = Some(*index),
+            LinkAttribute::IfAlias(alias) => state.alias = Some(alias.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        state.kind = Some(kind.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// The `RTM_NEWLINK` request for a veth pair: `name` where the request is sent, `peer_name`
+/// created directly in the namespace `peer_netns_fd` refers to (`IFLA_NET_NS_FD` inside the
+/// peer's own link message), or next to `name` when `None`.
+pub(crate) fn veth_message(
+    name: &str,
+    peer_name: &str,
+    peer_netns_fd: Option<RawFd>,
+) -> LinkMessage {
+    let mut peer = LinkUnspec::new_with_name(peer_name);
+    if let Some(fd) = peer_netns_fd {
+        peer = peer.setns_by_fd(fd);
+    }
+    LinkVeth::new(name, peer_name)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build()
+}
+
+/// The `RTM_NEWLINK` request for a bridge. Unlike rtnetlink's `LinkBridge::new`, the bridge
+/// is created down, like every other link weft creates; `set_link` brings it up.
+pub(crate) fn bridge_message(name: &str) -> LinkMessage {
+    LinkMessageBuilder::<LinkBridge>::new(name).build()
+}
+
+/// The `RTM_SETLINK` request carrying only the fields `change` sets; `None` when it sets none.
+/// A malformed MAC is returned as the error text.
+pub(crate) fn set_message(index: u32, change: &LinkChange) -> Result<Option<LinkMessage>, String> {
+    if *change == LinkChange::default() {
+        return Ok(None);
+    }
+    let mut builder = LinkUnspec::new_with_index(index);
+    if let Some(mtu) = change.mtu {
+        builder = builder.mtu(mtu);
+    }
+    if let Some(mac) = &change.mac {
+        builder = builder.address(parse_mac(mac)?);
+    }
+    match change.up {
+        Some(true) => builder = builder.up(),
+        Some(false) => builder = builder.down(),
+        None => {}
+    }
+    match change.master {
+        Some(Some(master)) => builder = builder.controller(master),
+        Some(None) => builder = builder.nocontroller(),
+        None => {}
+    }
+    if let Some(alias) = &change.alias {
+        builder = builder.alias(alias.clone());
+    }
+    Ok(Some(builder.build()))
+}
+
+/// Describes a change for operation texts: "mtu 1400, up, master 7".
+pub(crate) fn describe_change(change: &LinkChange) -> String {
+    let mut parts = Vec::new();
+    if let Some(mtu) = change.mtu {
+        parts.push(format!("mtu {mtu}"));
+    }
+    if let Some(mac) = &change.mac {
+        parts.push(format!("address {mac}"));
+    }
+    match change.up {
+        Some(true) => parts.push("up".to_string()),
+        Some(false) => parts.push("down".to_string()),
+        None => {}
+    }
+    match change.master {
+        Some(Some(master)) => parts.push(format!("master #{master}")),
+        Some(None) => parts.push("nomaster".to_string()),
+        None => {}
+    }
+    if let Some(alias) = &change.alias {
+        parts.push(format!("alias {alias:?}"));
+    }
+    parts.join(", ")
+}
+
+/// "aa:bb:cc:dd:ee:ff" from raw bytes (lower case).
+pub(crate) fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Raw bytes from "aa:bb:cc:dd:ee:ff" (either case); exactly six octets.
+pub(crate) fn parse_mac(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text
+        .split(':')
+        .map(|part| {
+            if part.len() == 2 {
+                u8::from_str_radix(part, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect::<Option<Vec<u8>>>();
+    match bytes {
+        Some(bytes) if bytes.len() == 6 => Ok(bytes),
+        _ => Err(format!(
+            "invalid MAC address {text:?}: want aa:bb:cc:dd:ee:ff"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trip() {
+        let bytes = parse_mac("02:AB:cd:00:0f:10").unwrap();
+        assert_eq!(bytes, vec![0x02, 0xab, 0xcd, 0x00, 0x0f, 0x10]);
+        assert_eq!(format_mac(&bytes), "02:ab:cd:00:0f:10");
+        for bad in [
+            "",
+            "02:ab",
+            "02:ab:cd:00:0f:10:11",
+            "2:ab:cd:00:0f:10",
+            "zz:ab:cd:00:0f:10",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_change_sends_nothing() {
+        assert_eq!(set_message(3, &LinkChange::default()), Ok(None));
+    }
+
+    #[test]
+    fn change_carries_only_set_fields() {
+        let change = LinkChange {
+            mtu: Some(1400),
+            up: Some(false),
+            master: Some(None),
+            ..Default::default()
+        };
+        let message = set_message(3, &change).unwrap().unwrap();
+        assert_eq!(message.header.index, 3);
+        assert!(!message.header.flags.contains(LinkFlags::Up));
+        assert!(message.header.change_mask.contains(LinkFlags::Up));
+        assert!(message.attributes.contains(&LinkAttribute::Mtu(1400)));
+        assert!(message.attributes.contains(&LinkAttribute::Controller(0)));
+        assert_eq!(message.attributes.len(), 2);
+    }
+
+    #[test]
+    fn veth_peer_is_born_in_its_namespace() {
+        let message = veth_message("a", "b", Some(42));
+        let peer = message
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) => Some(peer.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("peer message");
+        assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(42)));
+        assert!(peer.attributes.contains(&LinkAttribute::IfName("b".into())));
+        // The first end stays where the request is sent.
+        assert!(
+            !message
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::NetNsFd(_)))
+        );
+    }
+}

@@ -1,0 +1,724 @@
+//! The only code that touches the kernel: network namespaces (nix), links, addresses and routes
+//! (rtnetlink). Everything here is idempotent-friendly: observe with `get_*`/`list_*`, change
+//! with the narrow write calls, each of which bumps the kernel-write counter.
+//!
+//! Namespaces are addressed by [`NsRef`]: the daemon's host namespace (the one `--host-netns`
+//! names, or weftd's own) or a namespace file. Netlink sockets for a namespace are created on a
+//! short-lived thread that `setns`es into it, then used from tokio; they are cached per
+//! namespace until [`Kernel::forget`].
+//!
+//! # Layout
+//! - `netns`: namespace files (create/delete like `ip netns add`/`del`, the nsfs check) and the
+//!   short-lived helper threads that enter a namespace. No tokio thread ever changes namespace.
+//! - `conn`: one rtnetlink connection per namespace, opened inside it, cached per [`NsRef`],
+//!   reopened when the namespace file names a new namespace.
+//! - `link`, `addr`, `route`: request builders and reply parsers per object kind.
+//! - `error`: rtnetlink/syscall errors into [`KernelError`], keeping the positive errno.
+//!
+//! # Conventions callers rely on
+//! - **Reads** never change anything and never count as writes. Absent things are `Ok(None)`
+//!   (`get_link*`) or an empty list (`list_routes` on a missing interface).
+//! - **Creates and adds are strict**: an interface name or address or route that already exists
+//!   is an error with errno `EEXIST` ([`KernelError::is_exists`]); observe first, then add.
+//!   The exception is [`Kernel::create_named_netns`], which is idempotent.
+//! - **Deletes are idempotent**: deleting what is already gone (`ENODEV` for a link,
+//!   `EADDRNOTAVAIL` for an address, `ESRCH` for a route, a missing netns file) is `Ok(())`.
+//! - Errors from the kernel carry its errno ([`KernelError::errno`], positive, as in `libc`)
+//!   and an `op` text naming the object and namespace. `errno() == None` means the request
+//!   may not have reached the kernel (e.g. the connection died; its cache entry is dropped, so
+//!   a retry opens a new socket): treat it as transient.
+//! - The write counter ([`Kernel::writes`]) counts requests *sent* that change the kernel,
+//!   successful or not: a converged system observes without writing.
+//! - Every link weft creates starts down (veth, bridge); bring it up with [`Kernel::set_link`].
+//! - A cached socket holds its namespace alive; [`Kernel::delete_named_netns`] forgets it
+//!   itself, callers that stop using an adopted namespace call [`Kernel::forget`].
+
+mod addr;
+mod conn;
+mod error;
+mod link;
+mod netns;
+mod route;
+
+use std::{
+    fmt,
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use ipnet::IpNet;
+use nix::errno::Errno;
+use rtnetlink::Handle;
+
+use self::{conn::Connections, link::Selector};
+
+/// A network namespace weft acts in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NsRef {
+    /// The host namespace: `--host-netns` or weftd's own.
+    Host,
+    /// A namespace file (a bind mount under the netns dir, or an adopted path).
+    Path(PathBuf),
+}
+
+/// Errors from the kernel layer.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// A netlink request failed; `errno` is the positive errno when the kernel gave one.
+    #[error("{op}: {message}")]
+    Netlink {
+        /// What was being done.
+        op: String,
+        /// The kernel's errno, when known.
+        errno: Option<i32>,
+        /// The error text.
+        message: String,
+    },
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Sys {
+        /// What was being done.
+        op: String,
+        /// The errno.
+        source: nix::Error,
+    },
+    /// Another I/O failure.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What the kernel says about one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    /// ifindex in its namespace.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// IFLA_INFO_KIND ("veth", "bridge", ...), if any.
+    pub kind: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// MAC address, lower-case "aa:bb:cc:dd:ee:ff".
+    pub mac: Option<String>,
+    /// IFF_UP is set.
+    pub up: bool,
+    /// ifindex of the master (bridge), if enslaved.
+    pub master: Option<u32>,
+    /// IFLA_IFALIAS; weft's ownership mark is `weft:<uid>`.
+    pub alias: Option<String>,
+    /// Every address on the interface (including link-local ones), with prefix length.
+    pub addresses: Vec<IpNet>,
+}
+
+/// A change to apply to one interface; `None` fields are left alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkChange {
+    /// New MTU.
+    pub mtu: Option<u32>,
+    /// New MAC, "aa:bb:cc:dd:ee:ff".
+    pub mac: Option<String>,
+    /// Bring up (true) or down (false).
+    pub up: Option<bool>,
+    /// Enslave to this ifindex (`Some(Some(i))`) or release from any master (`Some(None)`).
+    pub master: Option<Option<u32>>,
+    /// New alias (the ownership mark).
+    pub alias: Option<String>,
+}
+
+/// A route weft manages, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RouteState {
+    /// Destination network (0.0.0.0/0 or ::/0 for a default route).
+    pub destination: IpNet,
+    /// Gateway, if any.
+    pub gateway: Option<std::net::IpAddr>,
+    /// Priority (0 when the kernel reported none).
+    pub metric: u32,
+}
+
+/// The kernel, as seen from weftd.
+///
+/// Cheap to clone (one `Arc`); `Send + Sync`. All clones share the socket cache and the
+/// write counter.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    inner: Arc<Inner>,
+}
+
+/// State shared by all clones of a [`Kernel`].
+struct Inner {
+    netns_dir: PathBuf,
+    host_netns: Option<PathBuf>,
+    conns: Connections,
+    writes: AtomicU64,
+    /// Serialises creating and deleting named namespace files, so two callers never race on
+    /// the same file (one would see the other's not-yet-mounted placeholder).
+    netns_lock: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("netns_dir", &self.netns_dir)
+            .field("host_netns", &self.host_netns)
+            .field("writes", &self.writes.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The loopback interface's index in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
+impl Kernel {
+    /// Opens the kernel layer. `host_netns` is the file of the namespace that plays the host
+    /// (None: weftd's own); `netns_dir` is where named namespaces are created.
+    ///
+    /// The host namespace file is opened here, once: with `None` that is `/proc/self/ns/net`,
+    /// the namespace of weftd's main thread. Fails if `host_netns` is not a namespace file.
+    /// Nothing is created yet (the netns dir is made on the first `create_named_netns`), and
+    /// no tokio runtime is needed for this call.
+    pub fn new(host_netns: Option<PathBuf>, netns_dir: PathBuf) -> Result<Self, KernelError> {
+        let (file, label) = match &host_netns {
+            Some(path) => {
+                if !netns::is_nsfs(path) {
+                    return Err(error::sys(
+                        format!(
+                            "host netns {}: not a network namespace file",
+                            path.display()
+                        ),
+                        Errno::EINVAL,
+                    ));
+                }
+                (netns::open(path)?, path.clone())
+            }
+            None => {
+                let own = PathBuf::from("/proc/self/ns/net");
+                let file = netns::open(&own)?;
+                (
+                    file,
+                    PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+                )
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                netns_dir,
+                host_netns,
+                conns: Connections::new(file, label),
+                writes: AtomicU64::new(0),
+                netns_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The directory where named namespaces live.
+    pub fn netns_dir(&self) -> &Path {
+        &self.inner.netns_dir
+    }
+
+    /// The namespace file `--host-netns` named, if any (None: weftd's own namespace).
+    pub fn host_netns(&self) -> Option<&Path> {
+        self.inner.host_netns.as_deref()
+    }
+
+    /// The file a named namespace lives in: `<netns_dir>/<name>` (whether or not it exists).
+    pub fn named_netns_path(&self, name: &str) -> PathBuf {
+        self.inner.netns_dir.join(name)
+    }
+
+    /// Kernel writes made so far (every create/set/delete/add/del call that reached the kernel).
+    pub fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Creates `<netns_dir>/<name>` as `ip netns add` does, and brings its loopback up.
+    /// If the file already is a network namespace, returns Ok without changes.
+    ///
+    /// "Without changes" is checked, not assumed: an existing namespace whose loopback is down
+    /// (a crash between mounting and `lo up`) gets it brought up. A leftover empty placeholder
+    /// file is replaced; any other non-namespace file in the way is an `EEXIST` error. `name`
+    /// must be one path component (`EINVAL` otherwise). The netns dir is created (0755) and
+    /// made a shared mount point, bind-mounting it onto itself if needed.
+    pub async fn create_named_netns(&self, name: &str) -> Result<PathBuf, KernelError> {
+        netns::validate_name(name)?;
+        let path = self.named_netns_path(name);
+        let created = {
+            let _guard = self.inner.netns_lock.lock().await;
+            if netns::is_nsfs(&path) {
+                netns::Created::Existed
+            } else {
+                netns::prepare_dir(&self.inner.netns_dir)?;
+                let created = netns::create_file(&path).await?;
+                if created == netns::Created::New {
+                    self.wrote();
+                }
+                created
+            }
+        };
+        let ns = NsRef::Path(path.clone());
+        if created == netns::Created::Existed {
+            // Observe before writing, so a converged namespace costs no write.
+            let lo = self.get_link_by_index(&ns, LOOPBACK_INDEX).await?;
+            if lo.is_some_and(|lo| lo.up) {
+                return Ok(path);
+            }
+        }
+        let up = LinkChange {
+            up: Some(true),
+            ..Default::default()
+        };
+        self.set_link(&ns, LOOPBACK_INDEX, &up).await?;
+        Ok(path)
+    }
+
+    /// Unmounts and removes `<netns_dir>/<name>`; Ok if it does not exist.
+    ///
+    /// Forgets the cached socket for the namespace first (it would keep the namespace alive).
+    /// The kernel then frees the namespace, and the interfaces in it, once no process or other
+    /// mount holds it.
+    pub async fn delete_named_netns(&self, name: &str) -> Result<(), KernelError> {
+        netns::validate_name(name)?;
+        let path = self.named_netns_path(name);
+        self.forget(&NsRef::Path(path.clone()));
+        let _guard = self.inner.netns_lock.lock().await;
+        if netns::remove_file(&path)? {
+            self.wrote();
+        }
+        Ok(())
+    }
+
+    /// True if `path` exists and is a network namespace file (nsfs).
+    ///
+    /// This is the `statfs` magic check (`NSFS_MAGIC`), as iproute2 does: it cannot tell a
+    /// network namespace file from another kind of namespace file (`/proc/<pid>/ns/mnt`).
+    pub fn is_netns(&self, path: &Path) -> bool {
+        netns::is_nsfs(path)
+    }
+
+    /// Drops cached sockets for a namespace (after it was deleted).
+    pub fn forget(&self, ns: &NsRef) {
+        self.inner.conns.forget(ns);
+    }
+
+    /// Looks an interface up by name. Ok(None) when absent.
+    pub async fn get_link(&self, ns: &NsRef, name: &str) -> Result<Option<LinkState>, KernelError> {
+        self.read(
+            ns,
+            || format!("get link {name} in {}", self.label(ns)),
+            |h| async move { link::get(&h, Selector::Name(name)).await },
+        )
+        .await
+    }
+
+    /// Looks an interface up by index. Ok(None) when absent.
+    pub async fn get_link_by_index(
+        &self,
+        ns: &NsRef,
+        index: u32,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.read(
+            ns,
+            || format!("get link #{index} in {}", self.label(ns)),
+            |h| async move { link::get(&h, Selector::Index(index)).await },
+        )
+        .await
+    }
+
+    /// Creates a veth pair: `name` in `ns`, `peer_name` born directly in `peer_ns`.
+    ///
+    /// One `RTM_NEWLINK` on `ns`'s socket whose peer message carries `IFLA_NET_NS_FD` of
+    /// `peer_ns` (none when both are the same namespace): no create-then-move. Both ends start
+    /// down. `EEXIST` if either name is taken in its namespace; look the ends up by name
+    /// afterwards (indexes are per namespace).
+    pub async fn create_veth(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "create veth {name} in {} (peer {peer_name} in {})",
+                self.label(ns),
+                self.label(peer_ns)
+            )
+        };
+        // Keep the peer namespace's file open until the kernel has answered.
+        let peer_file: Option<PeerNs<'_>> = if peer_ns == ns {
+            None
+        } else {
+            Some(match peer_ns {
+                NsRef::Host => PeerNs::Host(self.inner.conns.host_file()),
+                NsRef::Path(path) => {
+                    PeerNs::Opened(netns::open(path).map_err(|e| relabel(e, op()))?)
+                }
+            })
+        };
+        let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
+        let result = self
+            .write(
+                ns,
+                op,
+                |h| async move { h.link().add(message).execute().await },
+            )
+            .await;
+        drop(peer_file);
+        result
+    }
+
+    /// Creates a bridge.
+    ///
+    /// The bridge starts down with the kernel's defaults; `EEXIST` if the name is taken.
+    pub async fn create_bridge(&self, ns: &NsRef, name: &str) -> Result<(), KernelError> {
+        let message = link::bridge_message(name);
+        self.write(
+            ns,
+            || format!("create bridge {name} in {}", self.label(ns)),
+            |h| async move { h.link().add(message).execute().await },
+        )
+        .await
+    }
+
+    /// Applies `change` to interface `index` in one request.
+    ///
+    /// The request carries only the fields that are `Some`; an empty change sends nothing (and
+    /// counts no write). A malformed MAC is `EINVAL` before anything is sent. `ENODEV` if the
+    /// interface is gone.
+    pub async fn set_link(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        change: &LinkChange,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "set link #{index} in {} ({})",
+                self.label(ns),
+                link::describe_change(change)
+            )
+        };
+        let message = match link::set_message(index, change) {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(text) => return Err(error::invalid(op(), text)),
+        };
+        self.write(
+            ns,
+            op,
+            |h| async move { h.link().set(message).execute().await },
+        )
+        .await
+    }
+
+    /// Deletes interface `index` (for a veth, the pair goes).
+    ///
+    /// Ok if there is no such interface.
+    pub async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError> {
+        let result = self
+            .write(
+                ns,
+                || format!("delete link #{index} in {}", self.label(ns)),
+                |h| async move { h.link().del(index).execute().await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::ENODEV])
+    }
+
+    /// Adds an address to interface `index`.
+    ///
+    /// Like `ip addr add`: for IPv4 shorter than /31 the broadcast address is set too. Strict:
+    /// `EEXIST` if the address is already on the interface.
+    pub async fn add_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+    ) -> Result<(), KernelError> {
+        self.write(
+            ns,
+            || format!("add address {addr} to link #{index} in {}", self.label(ns)),
+            |h| async move { addr::add(&h, index, addr).await },
+        )
+        .await
+    }
+
+    /// Removes an address from interface `index`.
+    ///
+    /// Ok if the address (or the interface) is not there.
+    pub async fn del_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+    ) -> Result<(), KernelError> {
+        let result = self
+            .write(
+                ns,
+                || {
+                    format!(
+                        "delete address {addr} from link #{index} in {}",
+                        self.label(ns)
+                    )
+                },
+                |h| async move { addr::del(&h, index, addr).await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::EADDRNOTAVAIL, Errno::ENODEV])
+    }
+
+    /// Routes in the main table whose output interface is `index` and whose protocol is
+    /// weft's (`RTPROT_WEFT`), IPv4 and IPv6.
+    ///
+    /// IPv4 routes come first. Empty if the interface does not exist.
+    pub async fn list_routes(
+        &self,
+        ns: &NsRef,
+        index: u32,
+    ) -> Result<Vec<RouteState>, KernelError> {
+        let routes = self
+            .read(
+                ns,
+                || format!("list routes of link #{index} in {}", self.label(ns)),
+                |h| async move { route::list(&h, index).await },
+            )
+            .await;
+        match routes {
+            Err(e) if e.errno() == Some(Errno::ENODEV as i32) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// The destination of every route in `ns`'s main table (any protocol, any interface).
+    pub async fn route_destinations(&self, ns: &NsRef) -> Result<Vec<IpNet>, KernelError> {
+        self.read(
+            ns,
+            || format!("list routes in {}", self.label(ns)),
+            |h| async move { route::destinations(&h).await },
+        )
+        .await
+    }
+
+    /// Adds a route through interface `index` with protocol `RTPROT_WEFT`.
+    ///
+    /// No gateway: an on-link route (IPv4 scope link). `metric` 0 sends no priority (IPv6
+    /// then stores 1024, see [`RouteState::kernel_metric`]). Strict: `EEXIST` if the same
+    /// route exists; `ENETUNREACH` if an IPv4 gateway is not reachable on the interface
+    /// (add the address first); `EINVAL` for a destination with host bits set or a gateway
+    /// of the other family.
+    pub async fn add_route(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        route: &RouteState,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "add route {} dev #{index} in {}",
+                route::describe(route),
+                self.label(ns)
+            )
+        };
+        let message =
+            route::message(index, route, false).map_err(|text| error::invalid(op(), text))?;
+        self.write(
+            ns,
+            op,
+            |h| async move { h.route().add(message).execute().await },
+        )
+        .await
+    }
+
+    /// Removes a route added by `add_route`.
+    ///
+    /// Only a route with weft's protocol matches. Ok if there is no such route.
+    pub async fn del_route(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        route: &RouteState,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "delete route {} dev #{index} in {}",
+                route::describe(route),
+                self.label(ns)
+            )
+        };
+        let message =
+            route::message(index, route, true).map_err(|text| error::invalid(op(), text))?;
+        let result = self
+            .write(
+                ns,
+                op,
+                |h| async move { h.route().del(message).execute().await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::ESRCH, Errno::ENODEV])
+    }
+
+    // ---- plumbing ----
+
+    /// How `ns` is named in operation texts.
+    fn label(&self, ns: &NsRef) -> String {
+        self.inner.conns.label(ns)
+    }
+
+    fn wrote(&self) {
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs a read-only request (every read dumps) on `ns`'s connection, under its dump lock.
+    async fn read<T, F, Fut>(
+        &self,
+        ns: &NsRef,
+        op: impl FnOnce() -> String,
+        request: F,
+    ) -> Result<T, KernelError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = Result<T, rtnetlink::Error>>,
+    {
+        self.run(ns, op, false, request).await
+    }
+
+    /// Runs a request that changes the kernel on `ns`'s connection, counting it.
+    async fn write<T, F, Fut>(
+        &self,
+        ns: &NsRef,
+        op: impl FnOnce() -> String,
+        request: F,
+    ) -> Result<T, KernelError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = Result<T, rtnetlink::Error>>,
+    {
+        self.run(ns, op, true, request).await
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        ns: &NsRef,
+        op: impl FnOnce() -> String,
+        counts: bool,
+        request: F,
+    ) -> Result<T, KernelError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = Result<T, rtnetlink::Error>>,
+    {
+        let session = match self.inner.conns.session(ns).await {
+            Ok(session) => session,
+            Err(e) => return Err(relabel(e, op())),
+        };
+        // Reads dump, and a socket runs one dump at a time (EBUSY otherwise).
+        let _dumping = if counts {
+            self.wrote();
+            None
+        } else {
+            Some(session.dumps.lock().await)
+        };
+        let handle = session.handle;
+        request(handle).await.map_err(|e| {
+            if error::connection_lost(&e) {
+                tracing::warn!(ns = ?ns, "netlink connection lost; dropping it");
+                self.forget(ns);
+            }
+            error::netlink(op(), e)
+        })
+    }
+}
+
+/// The peer namespace's file for `IFLA_NET_NS_FD`, held open while the request is in flight.
+enum PeerNs<'a> {
+    Host(&'a File),
+    Opened(File),
+}
+
+impl PeerNs<'_> {
+    fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PeerNs::Host(file) => file.as_raw_fd(),
+            PeerNs::Opened(file) => file.as_raw_fd(),
+        }
+    }
+}
+
+/// Prefixes an error's `op` with the operation it happened in ("create veth ...: open
+/// namespace /x").
+fn relabel(err: KernelError, outer: String) -> KernelError {
+    match err {
+        KernelError::Netlink { op, errno, message } => KernelError::Netlink {
+            op: format!("{outer}: {op}"),
+            errno,
+            message,
+        },
+        KernelError::Sys { op, source } => KernelError::Sys {
+            op: format!("{outer}: {op}"),
+            source,
+        },
+        KernelError::Io { op, source } => KernelError::Io {
+            op: format!("{outer}: {op}"),
+            source,
+        },
+    }
+}
+
+/// Turns the listed errnos ("already gone") into success.
+fn ignore_errno(result: Result<(), KernelError>, gone: &[Errno]) -> Result<(), KernelError> {
+    match result {
+        Err(e) if gone.iter().any(|g| e.errno() == Some(*g as i32)) => Ok(()),
+        other => other,
+    }
+}
+
+impl RouteState {
+    /// The metric the kernel will report for this route once added: `metric`, except that an
+    /// IPv6 route added with metric 0 gets the kernel's default 1024. Compare desired routes
+    /// to [`Kernel::list_routes`] by this value to avoid re-adding such routes forever.
+    pub fn kernel_metric(&self) -> u32 {
+        match (self.destination, self.metric) {
+            (IpNet::V6(_), 0) => 1024,
+            (_, metric) => metric,
+        }
+    }
+}
+
+/// The route protocol number weft stamps on its routes, so it only ever removes its own.
+pub const RTPROT_WEFT: u8 = 87;
+
+impl KernelError {
+    /// The errno behind the error, if there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Netlink { errno, .. } => *errno,
+            KernelError::Sys { source, .. } => Some(*source as i32),
+            KernelError::Io { source, .. } => source.raw_os_error(),
+        }
+    }
+
+    /// True if the kernel said the object already exists (`EEXIST`).
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(Errno::EEXIST as i32)
+    }
+
+    /// True if the kernel said the object (or the namespace file) does not exist: `ENOENT`,
+    /// `ENODEV` (no such interface), `ESRCH` (no such route) or `EADDRNOTAVAIL` (no such
+    /// address).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.errno().map(Errno::from_raw),
+            Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL)
+        )
+    }
+}

@@ -1,0 +1,294 @@
+//! Network namespace files and threads: named namespaces made exactly like `ip netns add`, the
+//! nsfs check, and the short-lived helper threads that enter (or create) a namespace.
+//!
+//! The rule this module exists to keep: a thread's network namespace is only ever changed on a
+//! fresh `std::thread` that exits right afterwards. Tokio worker and `spawn_blocking` threads
+//! are reused, so a `setns` there would leak into unrelated work. Everything here is plain
+//! system calls through nix (mount, umount2, unshare, setns, statfs): no `unsafe`, no `ip`.
+//!
+//! Creating `<dir>/<name>` follows iproute2's `netns_add`:
+//! 1. `mkdir -p <dir>` (mode 0755);
+//! 2. make `<dir>` a shared mount (`MS_SHARED|MS_REC`; on `EINVAL` it is not a mount point yet,
+//!    so bind-mount it onto itself first), so mounts under it propagate to other mount
+//!    namespaces and `ip netns exec` sees them;
+//! 3. create the file with `O_EXCL`;
+//! 4. on a helper thread, `unshare(CLONE_NEWNET)` and bind-mount `/proc/thread-self/ns/net`
+//!    (the thread's own namespace; `/proc/self/...` would be the main thread's) onto the file.
+
+use std::{
+    fs::{DirBuilder, File, OpenOptions},
+    io::ErrorKind,
+    os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    errno::Errno,
+    mount::{MntFlags, MsFlags, mount, umount2},
+    sched::{CloneFlags, setns, unshare},
+    sys::{
+        stat::{fstat, stat},
+        statfs::{NSFS_MAGIC, statfs},
+    },
+};
+
+use super::{KernelError, error};
+
+/// Identity of a namespace file: (device, inode) as `stat` reports it. For an nsfs file the
+/// inode is the namespace's own id, so a path that now names a different namespace (deleted
+/// and re-created under the same name) has a different identity.
+pub(crate) type NsId = (u64, u64);
+
+/// True if `path` exists and is on nsfs, i.e. a namespace file (a bind mount of one, or a
+/// `/proc/<pid>/ns/*` entry).
+pub(crate) fn is_nsfs(path: &Path) -> bool {
+    statfs(path)
+        .map(|s| s.filesystem_type() == NSFS_MAGIC)
+        .unwrap_or(false)
+}
+
+/// The identity of the namespace file at `path` now.
+pub(crate) fn id_of_path(path: &Path) -> Result<NsId, KernelError> {
+    let st = stat(path).map_err(|e| error::sys(format!("stat namespace {}", path.display()), e))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The identity of an open namespace file.
+fn id_of_file(file: &File, what: &Path) -> Result<NsId, KernelError> {
+    let st =
+        fstat(file).map_err(|e| error::sys(format!("stat namespace {}", what.display()), e))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Opens a namespace file for `setns` or `IFLA_NET_NS_FD` (read-only, close-on-exec).
+pub(crate) fn open(path: &Path) -> Result<File, KernelError> {
+    File::open(path).map_err(|e| error::io(format!("open namespace {}", path.display()), e))
+}
+
+/// Runs `f` on a new thread that first enters the network namespace of `ns` (`setns`), and
+/// returns its result. The thread exits afterwards, so its namespace never leaks into other
+/// work. Also returns the namespace's identity, read from the same open file.
+pub(crate) async fn run_in<T, F>(ns: NsFile, f: F) -> Result<(T, NsId), KernelError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KernelError> + Send + 'static,
+{
+    on_thread(move || {
+        let (file, label) = match ns {
+            NsFile::Open(file, label) => (file, label),
+            NsFile::Path(path) => (std::sync::Arc::new(open(&path)?), path),
+        };
+        let id = id_of_file(&file, &label)?;
+        setns(&*file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| error::sys(format!("setns into {}", label.display()), e))?;
+        Ok((f()?, id))
+    })
+    .await
+}
+
+/// A namespace to enter: an already open file (the host's, opened once at start-up), or a path
+/// opened on the helper thread.
+pub(crate) enum NsFile {
+    /// An open namespace file, with the label used in error messages.
+    Open(std::sync::Arc<File>, PathBuf),
+    /// A namespace file to open.
+    Path(PathBuf),
+}
+
+/// Runs `f` on a fresh, short-lived std thread and awaits its result without blocking tokio.
+async fn on_thread<T, F>(f: F) -> Result<T, KernelError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KernelError> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("weft-netns".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| error::io("spawn namespace helper thread", e))?;
+    rx.await.unwrap_or_else(|_| {
+        Err(error::io(
+            "namespace helper thread",
+            std::io::Error::other("helper thread panicked"),
+        ))
+    })
+}
+
+/// Checks that `name` can be a file in the netns dir: one plain path component.
+pub(crate) fn validate_name(name: &str) -> Result<(), KernelError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 255;
+    if bad {
+        return Err(error::invalid(
+            format!("create namespace {name:?}"),
+            "a namespace name must be one path component (no '/', not '.' or '..')",
+        ));
+    }
+    Ok(())
+}
+
+/// `mkdir -p <dir>` (mode 0755) and make it a shared mount point, as `ip netns add` does.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), KernelError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| error::io(format!("create netns dir {}", dir.display()), e))?;
+    let shared = || {
+        mount(
+            Some("none"),
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        Ok(()) => return Ok(()),
+        Err(Errno::EINVAL) => {} // not a mount point yet
+        Err(e) => {
+            return Err(error::sys(
+                format!("make {} a shared mount", dir.display()),
+                e,
+            ));
+        }
+    }
+    mount(
+        Some(dir),
+        dir,
+        Some("none"),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| error::sys(format!("bind-mount {} onto itself", dir.display()), e))?;
+    shared().map_err(|e| error::sys(format!("make {} a shared mount", dir.display()), e))
+}
+
+/// What [`create_file`] found or did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// A new namespace was made and mounted on the file.
+    New,
+    /// The file already was a namespace; nothing was changed.
+    Existed,
+}
+
+/// Creates the namespace file `path` (steps 3 and 4 of the module doc). Idempotent: a file that
+/// already is a namespace is left alone. A leftover empty regular file (a crash between
+/// creating the file and mounting on it) is removed and the namespace created; anything else
+/// in the way is an `EEXIST` error. Callers serialise calls for the same path.
+pub(crate) async fn create_file(path: &Path) -> Result<Created, KernelError> {
+    let op = format!("create namespace {}", path.display());
+    // Two rounds: the second after clearing a leftover placeholder file.
+    for _ in 0..2 {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(path)
+        {
+            Ok(placeholder) => {
+                drop(placeholder);
+                let target = path.to_path_buf();
+                let mounted = on_thread(move || {
+                    unshare(CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| error::sys("unshare(CLONE_NEWNET)", e))?;
+                    mount(
+                        Some("/proc/thread-self/ns/net"),
+                        &target,
+                        Some("none"),
+                        MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .map_err(|e| {
+                        error::sys(
+                            format!("bind-mount the new namespace on {}", target.display()),
+                            e,
+                        )
+                    })
+                })
+                .await;
+                if let Err(e) = mounted {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e);
+                }
+                return Ok(Created::New);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                if is_nsfs(path) {
+                    return Ok(Created::Existed);
+                }
+                let meta = std::fs::symlink_metadata(path).map_err(|e| error::io(&op, e))?;
+                if meta.file_type().is_file() && meta.len() == 0 {
+                    tracing::warn!(path = %path.display(), "removing leftover namespace placeholder");
+                    std::fs::remove_file(path).map_err(|e| error::io(&op, e))?;
+                    continue;
+                }
+                return Err(error::sys(
+                    format!(
+                        "{op}: the path exists and is not a network namespace ({})",
+                        describe_type(&meta.file_type())
+                    ),
+                    Errno::EEXIST,
+                ));
+            }
+            Err(e) => return Err(error::io(op, e)),
+        }
+    }
+    Err(error::sys(
+        format!("{op}: the file keeps reappearing"),
+        Errno::EEXIST,
+    ))
+}
+
+fn describe_type(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_file() {
+        "a non-empty regular file"
+    } else if t.is_socket() || t.is_fifo() {
+        "a socket or fifo"
+    } else {
+        "a special file"
+    }
+}
+
+/// Unmounts (lazily, `MNT_DETACH`) and removes the namespace file `path`. Returns whether
+/// anything was there. The namespace itself is freed by the kernel once nothing else (a
+/// process, a socket, another mount) holds it.
+pub(crate) fn remove_file(path: &Path) -> Result<bool, KernelError> {
+    let mut changed = false;
+    // A file can carry stacked mounts (two racing creators); peel them all.
+    for _ in 0..16 {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => changed = true,
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => break, // not a mount point / absent
+            Err(e) => {
+                return Err(error::sys(
+                    format!("unmount namespace {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => changed = true,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(error::io(
+                format!("remove namespace file {}", path.display()),
+                e,
+            ));
+        }
+    }
+    Ok(changed)
+}

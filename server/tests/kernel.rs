@@ -1,0 +1,1110 @@
+//! Real-kernel tests of `weftd::kernel` (run as root).
+//!
+//! Every test builds a [`Sandbox`]: a scratch namespace made with `ip netns add wk-<test>-<pid>`
+//! that plays the host (`host_netns`), and a temporary directory as the netns dir, so nothing on
+//! the real host is touched. The sandbox's `Drop` unmounts and removes everything it or the
+//! kernel layer made, even when the test panics. Observations go through `ip -j` inside the
+//! namespaces (`nsenter --net=FILE`), independently of the code under test; traffic goes only to
+//! addresses the test assigned inside its own namespaces.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use nix::{
+    errno::Errno,
+    mount::{MntFlags, umount2},
+};
+use serde_json::Value;
+use weftd::kernel::{Kernel, KernelError, LinkChange, LinkState, NsRef, RTPROT_WEFT, RouteState};
+
+// ---------------------------------------------------------------------------------------------
+// The sandbox
+// ---------------------------------------------------------------------------------------------
+
+/// A scratch host namespace, a temporary netns dir and a `Kernel` pointed at them.
+struct Sandbox {
+    /// `ip netns` name of the scratch host namespace.
+    host_name: String,
+    /// Prefix for named namespaces this test creates.
+    prefix: String,
+    kernel: Kernel,
+    netns_dir: PathBuf,
+    // Dropped last, after `Drop::drop` unmounted everything inside it.
+    _tmp: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new(test: &str) -> Self {
+        let prefix = format!("wk-{test}-{}", std::process::id());
+        let host_name = format!("{prefix}-host");
+        run("ip", &["netns", "add", &host_name]);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let netns_dir = tmp.path().join("netns");
+        let kernel = Kernel::new(Some(host_path(&host_name)), netns_dir.clone())
+            .expect("Kernel::new on a scratch host namespace");
+        Sandbox {
+            host_name,
+            prefix,
+            kernel,
+            netns_dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// The scratch host namespace's file.
+    fn host_file(&self) -> PathBuf {
+        host_path(&self.host_name)
+    }
+
+    /// A unique named-namespace name for this test.
+    fn ns_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix)
+    }
+
+    /// Creates a named namespace through the code under test.
+    async fn named(&self, suffix: &str) -> (PathBuf, NsRef) {
+        let path = self
+            .kernel
+            .create_named_netns(&self.ns_name(suffix))
+            .await
+            .expect("create named netns");
+        (path.clone(), NsRef::Path(path))
+    }
+
+    async fn link(&self, ns: &NsRef, name: &str) -> LinkState {
+        self.kernel
+            .get_link(ns, name)
+            .await
+            .expect("get_link")
+            .unwrap_or_else(|| panic!("link {name} missing"))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Named namespaces: unmount (lazily, like `ip netns del`) and remove.
+        if let Ok(entries) = std::fs::read_dir(&self.netns_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                while umount2(&path, MntFlags::MNT_DETACH).is_ok() {}
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        // The netns dir itself was bind-mounted onto itself to make it shared.
+        while umount2(&self.netns_dir, MntFlags::MNT_DETACH).is_ok() {}
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.host_name])
+            .status();
+    }
+}
+
+fn host_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observing the kernel independently
+// ---------------------------------------------------------------------------------------------
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `ip -j <args>` inside the namespace file `ns`.
+fn ip_json(ns: &Path, args: &[&str]) -> Value {
+    let net = format!("--net={}", ns.display());
+    let mut all = vec![net.as_str(), "ip", "-j"];
+    all.extend_from_slice(args);
+    let text = run("nsenter", &all);
+    if text.trim().is_empty() {
+        return Value::Array(Vec::new());
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
+}
+
+/// The names of all interfaces in `ns`.
+fn link_names(ns: &Path) -> Vec<String> {
+    ip_json(ns, &["link", "show"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| l["ifname"].as_str().expect("ifname").to_string())
+        .collect()
+}
+
+/// `ip -j -d link show <name>` in `ns`, as one object.
+fn ip_link(ns: &Path, name: &str) -> Value {
+    let v = ip_json(ns, &["-d", "link", "show", "dev", name]);
+    v.as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .expect("one link")
+}
+
+fn has_flag(link: &Value, flag: &str) -> bool {
+    link["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == flag))
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().expect("ip net")
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("ip")
+}
+
+fn errno(e: &KernelError) -> Errno {
+    Errno::from_raw(e.errno().unwrap_or_else(|| panic!("no errno in {e}")))
+}
+
+const UP: LinkChange = LinkChange {
+    mtu: None,
+    mac: None,
+    up: Some(true),
+    master: None,
+    alias: None,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_netns_is_created_like_ip_netns_add_idempotently_and_deleted() {
+    let sb = Sandbox::new("netns");
+    let k = &sb.kernel;
+    let name = sb.ns_name("a");
+
+    let path = k.create_named_netns(&name).await.expect("create");
+    assert_eq!(path, sb.netns_dir.join(&name));
+    assert_eq!(path, k.named_netns_path(&name));
+    assert!(k.is_netns(&path), "the file is an nsfs mount");
+    assert!(!k.is_netns(&sb.netns_dir), "a directory is not a namespace");
+    assert!(!k.is_netns(&sb.netns_dir.join("absent")));
+    // One write for the namespace, one for `lo up`.
+    assert_eq!(k.writes(), 2);
+
+    // A namespace of its own (not the host's), with only loopback, and loopback up.
+    assert_eq!(link_names(&path), vec!["lo".to_string()]);
+    let lo = ip_link(&path, "lo");
+    assert!(has_flag(&lo, "UP"), "lo is up: {lo}");
+    let host_ino =
+        std::fs::metadata(sb.host_file()).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let ns_ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    assert_ne!(
+        host_ino.unwrap(),
+        ns_ino.unwrap(),
+        "a new namespace, not the host's"
+    );
+
+    // The netns dir is a shared mount point, as `ip netns add` leaves /run/netns.
+    let dir = sb.netns_dir.to_string_lossy().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(dir.as_str()) && l.contains("shared:")),
+        "{dir} is a shared mount point"
+    );
+
+    // Idempotent: a second create changes nothing.
+    let again = k.create_named_netns(&name).await.expect("create again");
+    assert_eq!(again, path);
+    assert_eq!(
+        k.writes(),
+        2,
+        "re-creating an existing namespace makes no write"
+    );
+
+    // ...but repairs a namespace whose loopback went down.
+    run(
+        "nsenter",
+        &[
+            &format!("--net={}", path.display()),
+            "ip",
+            "link",
+            "set",
+            "lo",
+            "down",
+        ],
+    );
+    k.create_named_netns(&name)
+        .await
+        .expect("create repairs lo");
+    assert!(has_flag(&ip_link(&path, "lo"), "UP"));
+    assert_eq!(k.writes(), 3);
+
+    // Delete, then delete again (Ok when absent).
+    k.delete_named_netns(&name).await.expect("delete");
+    assert!(!path.exists(), "the file is gone");
+    assert!(!k.is_netns(&path));
+    assert_eq!(k.writes(), 4);
+    k.delete_named_netns(&name).await.expect("delete again");
+    assert_eq!(k.writes(), 4, "deleting nothing makes no write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_netns_replaces_a_leftover_placeholder_and_refuses_other_files() {
+    let sb = Sandbox::new("placeholder");
+    let k = &sb.kernel;
+
+    // A crash between creating the file and mounting on it leaves an empty file.
+    let first = k
+        .create_named_netns(&sb.ns_name("a"))
+        .await
+        .expect("create");
+    let leftover = sb.netns_dir.join(sb.ns_name("b"));
+    std::fs::write(&leftover, b"").unwrap();
+    let path = k
+        .create_named_netns(&sb.ns_name("b"))
+        .await
+        .expect("replace placeholder");
+    assert_eq!(path, leftover);
+    assert!(k.is_netns(&path));
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&first).unwrap()),
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()),
+    );
+
+    // A directory in the way is an error, and is left alone.
+    let dir = sb.netns_dir.join(sb.ns_name("c"));
+    std::fs::create_dir(&dir).unwrap();
+    let err = k.create_named_netns(&sb.ns_name("c")).await.unwrap_err();
+    assert_eq!(errno(&err), Errno::EEXIST, "{err}");
+    assert!(err.is_exists());
+    assert!(err.to_string().contains("not a network namespace"), "{err}");
+    assert!(dir.is_dir());
+    std::fs::remove_dir(&dir).unwrap();
+
+    // Names are single path components.
+    for bad in ["", ".", "..", "x/y"] {
+        let err = k.create_named_netns(bad).await.unwrap_err();
+        assert_eq!(errno(&err), Errno::EINVAL, "{bad:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_new_rejects_a_host_netns_that_is_not_a_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-netns");
+    std::fs::write(&file, b"").unwrap();
+    let err = Kernel::new(Some(file), tmp.path().join("netns")).unwrap_err();
+    assert_eq!(errno(&err), Errno::EINVAL, "{err}");
+    let err = Kernel::new(Some(tmp.path().join("absent")), tmp.path().join("netns")).unwrap_err();
+    assert_eq!(errno(&err), Errno::EINVAL, "{err}");
+
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<Kernel>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_file_recreated_behind_our_back_gets_a_fresh_socket() {
+    let sb = Sandbox::new("stale");
+    let k = &sb.kernel;
+    let (path, ns) = sb.named("a").await;
+    k.create_bridge(&ns, "old0")
+        .await
+        .expect("bridge in the first namespace");
+
+    // Someone else deletes the namespace (weft's cached socket keeps it alive)...
+    umount2(&path, MntFlags::MNT_DETACH).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // ...and a brand-new namespace takes its name.
+    k.create_named_netns(&sb.ns_name("a"))
+        .await
+        .expect("re-create");
+
+    // The cached socket still points at the old namespace; the layer must notice.
+    assert!(
+        k.get_link(&ns, "old0").await.unwrap().is_none(),
+        "old0 was in the old namespace"
+    );
+    k.create_bridge(&ns, "new0")
+        .await
+        .expect("bridge in the new namespace");
+    let names = link_names(&path);
+    assert!(names.contains(&"new0".to_string()), "{names:?}");
+    assert!(!names.contains(&"old0".to_string()), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_are_safe_and_tokio_threads_never_change_namespace() {
+    let sb = Sandbox::new("concurrent");
+    let name = sb.ns_name("a");
+
+    // Sixteen callers create the same namespace at once: one namespace, all succeed.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (k, name) = (sb.kernel.clone(), name.clone());
+        set.spawn(async move { k.create_named_netns(&name).await });
+    }
+    let paths: Vec<PathBuf> = set
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(paths.iter().all(|p| *p == paths[0]));
+    assert!(sb.kernel.is_netns(&paths[0]));
+    // One mount, at least one `lo up` (a caller may repeat it while the first is in flight).
+    assert!(
+        (2..=17).contains(&sb.kernel.writes()),
+        "{}",
+        sb.kernel.writes()
+    );
+    assert!(has_flag(&ip_link(&paths[0], "lo"), "UP"));
+
+    // Eight namespaces, each getting a veth from the host, all at once.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let k = sb.kernel.clone();
+        let name = sb.ns_name(&format!("c{i}"));
+        set.spawn(async move {
+            let path = k.create_named_netns(&name).await?;
+            let ns = NsRef::Path(path.clone());
+            k.create_veth(&NsRef::Host, &format!("wc{i}"), &ns, "eth0")
+                .await?;
+            Ok::<_, KernelError>((i, path))
+        });
+    }
+    for (i, path) in set.join_all().await.into_iter().map(|r| r.unwrap()) {
+        assert!(link_names(&path).contains(&"eth0".to_string()));
+        assert!(link_names(&sb.host_file()).contains(&format!("wc{i}")));
+    }
+
+    // No tokio thread was ever moved into another namespace.
+    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        set.spawn(async { std::fs::read_link("/proc/thread-self/ns/net").unwrap() });
+        set.spawn_blocking(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap());
+    }
+    for link in set.join_all().await {
+        assert_eq!(link, own);
+    }
+}
+
+/// The kernel runs one dump at a time per netlink socket and answers a second with EBUSY; reads
+/// share one socket per namespace, so they must take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_on_one_namespace_do_not_get_ebusy() {
+    let sb = Sandbox::new("ebusy");
+    let h = NsRef::Host;
+    sb.kernel.create_bridge(&h, "wbr0").await.unwrap();
+    let br = sb.link(&h, "wbr0").await;
+    sb.kernel
+        .add_address(&h, br.index, net("10.3.0.1/24"))
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let k = sb.kernel.clone();
+        let h = h.clone();
+        set.spawn(async move {
+            match i % 3 {
+                0 => k.get_link(&h, "wbr0").await.map(|l| l.is_some()),
+                1 => k.get_link_by_index(&h, 1).await.map(|l| l.is_some()),
+                _ => k.list_routes(&h, br.index).await.map(|r| r.is_empty()),
+            }
+        });
+    }
+    for result in set.join_all().await {
+        assert!(result.expect("concurrent read"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_defaults_to_weftds_own_namespace() {
+    // Read-only on the real host: look at loopback, change nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let k = Kernel::new(None, tmp.path().join("netns")).unwrap();
+    assert_eq!(k.host_netns(), None);
+    let lo = k.get_link(&NsRef::Host, "lo").await.unwrap().expect("lo");
+    assert_eq!(lo.index, 1);
+    assert!(
+        lo.addresses.contains(&net("127.0.0.1/8")),
+        "{:?}",
+        lo.addresses
+    );
+    assert_eq!(k.writes(), 0);
+    assert!(
+        !tmp.path().join("netns").exists(),
+        "nothing created before it is needed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn veth_peer_is_born_in_its_namespace() {
+    let sb = Sandbox::new("veth");
+    let k = &sb.kernel;
+    let host = sb.host_file();
+    let (a_path, a) = sb.named("a").await;
+    let before = k.writes();
+
+    // Host end in the (scratch) host, peer born in A.
+    k.create_veth(&NsRef::Host, "wv0", &a, "wv1")
+        .await
+        .expect("veth host->a");
+    assert_eq!(k.writes(), before + 1, "one request");
+    let host_links = link_names(&host);
+    let a_links = link_names(&a_path);
+    assert!(host_links.contains(&"wv0".into()), "{host_links:?}");
+    assert!(!host_links.contains(&"wv1".into()), "{host_links:?}");
+    assert!(a_links.contains(&"wv1".into()), "{a_links:?}");
+    assert!(!a_links.contains(&"wv0".into()), "{a_links:?}");
+
+    let wv0 = sb.link(&NsRef::Host, "wv0").await;
+    let wv1 = sb.link(&a, "wv1").await;
+    assert_eq!(wv0.kind.as_deref(), Some("veth"));
+    assert_eq!(wv1.kind.as_deref(), Some("veth"));
+    assert!(!wv0.up && !wv1.up, "created down");
+    assert_eq!(
+        wv0.mac.as_deref(),
+        ip_link(&host, "wv0")["address"].as_str()
+    );
+    assert_eq!(
+        wv1.mac.as_deref(),
+        ip_link(&a_path, "wv1")["address"].as_str()
+    );
+    assert_eq!(wv1.mtu, 1500);
+    assert_eq!(
+        Some(wv1.index),
+        ip_link(&a_path, "wv1")["ifindex"]
+            .as_u64()
+            .map(|i| i as u32)
+    );
+    assert_eq!(
+        k.get_link_by_index(&a, wv1.index).await.unwrap().as_ref(),
+        Some(&wv1)
+    );
+
+    // The other direction: first end in A, peer born in the host.
+    k.create_veth(&a, "wr0", &NsRef::Host, "wr1")
+        .await
+        .expect("veth a->host");
+    assert!(link_names(&a_path).contains(&"wr0".into()));
+    assert!(link_names(&host).contains(&"wr1".into()));
+
+    // Both ends in one namespace.
+    k.create_veth(&a, "ws0", &a, "ws1")
+        .await
+        .expect("veth a->a");
+    let a_links = link_names(&a_path);
+    assert!(a_links.contains(&"ws0".into()) && a_links.contains(&"ws1".into()));
+
+    // Between two named namespaces, neither of them the host.
+    let (b_path, b) = sb.named("b").await;
+    k.create_veth(&a, "wt0", &b, "wt1")
+        .await
+        .expect("veth a->b");
+    assert!(link_names(&a_path).contains(&"wt0".into()));
+    assert!(link_names(&b_path).contains(&"wt1".into()));
+    assert!(!link_names(&host).contains(&"wt1".into()));
+
+    // Names are taken: EEXIST, with a helpful op text.
+    let err = k
+        .create_veth(&NsRef::Host, "wv0", &a, "zz1")
+        .await
+        .unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("create veth wv0") && text.contains("peer zz1"),
+        "{text}"
+    );
+    let err = k
+        .create_veth(&NsRef::Host, "zz0", &a, "wv1")
+        .await
+        .unwrap_err();
+    assert!(err.is_exists(), "peer name taken in A: {err}");
+    assert!(
+        !link_names(&host).contains(&"zz0".into()),
+        "nothing half-made"
+    );
+
+    // Deleting one end removes the pair; deleting again is Ok.
+    k.delete_link(&NsRef::Host, wv0.index)
+        .await
+        .expect("delete");
+    assert!(k.get_link(&a, "wv1").await.unwrap().is_none());
+    assert!(!link_names(&a_path).contains(&"wv1".into()));
+    k.delete_link(&NsRef::Host, wv0.index)
+        .await
+        .expect("delete again is Ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_link_changes_mtu_mac_up_master_and_alias_in_one_request() {
+    let sb = Sandbox::new("setlink");
+    let k = &sb.kernel;
+    let host = sb.host_file();
+    let h = NsRef::Host;
+    let (_a_path, a) = sb.named("a").await;
+
+    k.create_bridge(&h, "wbr0").await.expect("bridge");
+    let br = sb.link(&h, "wbr0").await;
+    assert_eq!(br.kind.as_deref(), Some("bridge"));
+    assert!(!br.up, "bridges start down too");
+    k.set_link(&h, br.index, &UP).await.expect("bridge up");
+
+    k.create_veth(&h, "wp0", &a, "wp1").await.expect("veth");
+    let port = sb.link(&h, "wp0").await;
+    let before = k.writes();
+    let change = LinkChange {
+        mtu: Some(1400),
+        mac: Some("02:AA:bb:00:00:01".into()),
+        up: Some(true),
+        master: Some(Some(br.index)),
+        alias: Some("weft:1234".into()),
+    };
+    k.set_link(&h, port.index, &change).await.expect("set_link");
+    assert_eq!(k.writes(), before + 1, "one request for all five fields");
+
+    let got = sb.link(&h, "wp0").await;
+    assert_eq!(got.mtu, 1400);
+    assert_eq!(got.mac.as_deref(), Some("02:aa:bb:00:00:01"));
+    assert!(got.up);
+    assert_eq!(got.master, Some(br.index));
+    assert_eq!(got.alias.as_deref(), Some("weft:1234"));
+    // And as `ip` sees it.
+    let seen = ip_link(&host, "wp0");
+    assert_eq!(seen["mtu"], 1400);
+    assert_eq!(seen["address"], "02:aa:bb:00:00:01");
+    assert_eq!(seen["master"], "wbr0");
+    assert_eq!(seen["ifalias"], "weft:1234");
+    assert!(has_flag(&seen, "UP"));
+    assert_eq!(seen["linkinfo"]["info_slave_kind"], "bridge");
+
+    // Release from the bridge and bring down; untouched fields stay.
+    let change = LinkChange {
+        up: Some(false),
+        master: Some(None),
+        ..Default::default()
+    };
+    k.set_link(&h, port.index, &change)
+        .await
+        .expect("nomaster, down");
+    let got = sb.link(&h, "wp0").await;
+    assert!(!got.up);
+    assert_eq!(got.master, None);
+    assert_eq!(got.mtu, 1400);
+    assert_eq!(got.alias.as_deref(), Some("weft:1234"));
+    assert!(ip_link(&host, "wp0").get("master").is_none());
+
+    // An empty change sends nothing; a bad MAC is refused before sending.
+    let before = k.writes();
+    k.set_link(&h, port.index, &LinkChange::default())
+        .await
+        .expect("no-op");
+    let bad = LinkChange {
+        mac: Some("02:aa".into()),
+        ..Default::default()
+    };
+    let err = k.set_link(&h, port.index, &bad).await.unwrap_err();
+    assert_eq!(errno(&err), Errno::EINVAL, "{err}");
+    assert_eq!(k.writes(), before);
+
+    // A missing interface is ENODEV.
+    let err = k.set_link(&h, 999_999, &UP).await.unwrap_err();
+    assert_eq!(errno(&err), Errno::ENODEV, "{err}");
+    assert!(err.is_not_found());
+    assert!(err.to_string().contains("set link #999999"), "{err}");
+}
+
+// The default current-thread runtime: sockets opened on helper threads must still register
+// with this runtime's reactor.
+#[tokio::test]
+async fn missing_links_are_none_and_reads_do_not_count_as_writes() {
+    let sb = Sandbox::new("missing");
+    let k = &sb.kernel;
+    let h = NsRef::Host;
+    let before = k.writes();
+    assert_eq!(k.get_link(&h, "nope0").await.unwrap(), None);
+    assert_eq!(
+        k.get_link(&h, "a-name-far-too-long-for-linux")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(k.get_link_by_index(&h, 424_242).await.unwrap(), None);
+    assert_eq!(k.list_routes(&h, 424_242).await.unwrap(), vec![]);
+    let lo = sb.link(&h, "lo").await;
+    assert_eq!(lo.index, 1);
+    assert_eq!(lo.mac.as_deref(), Some("00:00:00:00:00:00"));
+    assert_eq!(k.writes(), before, "reads make no writes");
+
+    // A namespace file that does not exist is ENOENT, not a silent fallback to the host.
+    let gone = NsRef::Path(sb.netns_dir.join("never-made"));
+    let err = k.get_link(&gone, "lo").await.unwrap_err();
+    assert_eq!(errno(&err), Errno::ENOENT, "{err}");
+    assert!(err.is_not_found());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses and routes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_v4_and_v6_are_added_listed_and_removed() {
+    let sb = Sandbox::new("addr");
+    let k = &sb.kernel;
+    let (a_path, a) = sb.named("a").await;
+    k.create_bridge(&a, "wb0").await.unwrap();
+    let br = sb.link(&a, "wb0").await;
+
+    let v4 = net("10.1.2.3/24");
+    let v6 = net("fd00:1::5/64");
+    let before = k.writes();
+    k.add_address(&a, br.index, v4).await.expect("add v4");
+    k.add_address(&a, br.index, v6).await.expect("add v6");
+    assert_eq!(k.writes(), before + 2);
+
+    let got = sb.link(&a, "wb0").await;
+    assert!(got.addresses.contains(&v4), "{:?}", got.addresses);
+    assert!(got.addresses.contains(&v6), "{:?}", got.addresses);
+    // Only this interface's addresses: lo's 127.0.0.1 is not among them.
+    assert!(!got.addresses.contains(&net("127.0.0.1/8")));
+    assert!(
+        sb.link(&a, "lo")
+            .await
+            .addresses
+            .contains(&net("127.0.0.1/8"))
+    );
+
+    // As `ip addr` sees it: the broadcast is set like `ip addr add` does.
+    let seen = ip_json(&a_path, &["addr", "show", "dev", "wb0"]);
+    let infos = seen[0]["addr_info"].as_array().unwrap();
+    let v4_info = infos
+        .iter()
+        .find(|i| i["local"] == "10.1.2.3")
+        .expect("v4 in ip addr");
+    assert_eq!(v4_info["prefixlen"], 24);
+    assert_eq!(v4_info["broadcast"], "10.1.2.255");
+    assert!(
+        infos
+            .iter()
+            .any(|i| i["local"] == "fd00:1::5" && i["prefixlen"] == 64)
+    );
+
+    // Adding twice is EEXIST.
+    let err = k.add_address(&a, br.index, v4).await.unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    let err = k.add_address(&a, br.index, v6).await.unwrap_err();
+    assert!(err.is_exists(), "{err}");
+
+    // Remove both; removing again is Ok.
+    k.del_address(&a, br.index, v4).await.expect("del v4");
+    k.del_address(&a, br.index, v6).await.expect("del v6");
+    let got = sb.link(&a, "wb0").await;
+    assert!(
+        !got.addresses.contains(&v4) && !got.addresses.contains(&v6),
+        "{:?}",
+        got.addresses
+    );
+    k.del_address(&a, br.index, v4).await.expect("del v4 again");
+    k.del_address(&a, br.index, v6).await.expect("del v6 again");
+
+    // A /32 gets no broadcast.
+    k.add_address(&a, br.index, net("10.9.9.9/32"))
+        .await
+        .unwrap();
+    let seen = ip_json(&a_path, &["addr", "show", "dev", "wb0"]);
+    let info = seen[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["local"] == "10.9.9.9")
+        .cloned()
+        .unwrap();
+    assert!(info.get("broadcast").is_none(), "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_added_listed_and_removed_including_default_via_gateway() {
+    let sb = Sandbox::new("route");
+    let k = &sb.kernel;
+    let h = NsRef::Host;
+    let (a_path, a) = sb.named("a").await;
+    k.create_veth(&a, "eth0", &h, "wr0").await.unwrap();
+    let eth0 = sb.link(&a, "eth0").await;
+    let peer = sb.link(&h, "wr0").await;
+    k.set_link(&h, peer.index, &UP).await.unwrap();
+    k.set_link(&a, eth0.index, &UP).await.unwrap();
+    k.add_address(&a, eth0.index, net("10.9.0.2/24"))
+        .await
+        .unwrap();
+    // Nothing of ours yet: the kernel's connected route is not listed.
+    assert_eq!(k.list_routes(&a, eth0.index).await.unwrap(), vec![]);
+
+    let default_v4 = RouteState {
+        destination: net("0.0.0.0/0"),
+        gateway: Some(ip("10.9.0.1")),
+        metric: 0,
+    };
+    let onlink_v4 = RouteState {
+        destination: net("10.50.0.0/16"),
+        gateway: None,
+        metric: 0,
+    };
+    let metric_v4 = RouteState {
+        destination: net("192.168.77.0/24"),
+        gateway: Some(ip("10.9.0.1")),
+        metric: 20,
+    };
+    let default_v6 = RouteState {
+        destination: net("::/0"),
+        gateway: Some(ip("fe80::1")),
+        metric: 0,
+    };
+    let onlink_v6 = RouteState {
+        destination: net("fd00:50::/64"),
+        gateway: None,
+        metric: 300,
+    };
+    let all = [&default_v4, &onlink_v4, &metric_v4, &default_v6, &onlink_v6];
+    let before = k.writes();
+    for r in all {
+        k.add_route(&a, eth0.index, r)
+            .await
+            .unwrap_or_else(|e| panic!("add {r:?}: {e}"));
+    }
+    assert_eq!(k.writes(), before + all.len() as u64);
+
+    let listed = k.list_routes(&a, eth0.index).await.unwrap();
+    assert_eq!(listed.len(), all.len(), "{listed:?}");
+    for r in all {
+        let want = RouteState {
+            metric: r.kernel_metric(),
+            ..r.clone()
+        };
+        assert!(listed.contains(&want), "{want:?} not in {listed:?}");
+    }
+    // IPv6 has no metric 0: the kernel stored 1024.
+    assert_eq!(default_v6.kernel_metric(), 1024);
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.destination == net("::/0") && r.metric == 1024)
+    );
+
+    // As `ip route` sees it: the default route via the gateway, with weft's protocol.
+    let v4 = ip_json(
+        &a_path,
+        &[
+            "route",
+            "show",
+            "table",
+            "main",
+            "proto",
+            &RTPROT_WEFT.to_string(),
+        ],
+    );
+    let default = v4
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("default route");
+    assert_eq!(default["gateway"], "10.9.0.1");
+    assert_eq!(default["dev"], "eth0");
+    let onlink = v4
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst"] == "10.50.0.0/16")
+        .unwrap();
+    assert_eq!(onlink["scope"], "link");
+    let v6 = ip_json(
+        &a_path,
+        &["-6", "route", "show", "proto", &RTPROT_WEFT.to_string()],
+    );
+    assert!(
+        v6.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == "fe80::1")
+    );
+
+    // Adding again is EEXIST.
+    let err = k.add_route(&a, eth0.index, &default_v4).await.unwrap_err();
+    assert!(err.is_exists(), "{err}");
+
+    // Somebody else's route on the same interface is neither listed nor deleted.
+    let ns = format!("--net={}", a_path.display());
+    run(
+        "nsenter",
+        &[
+            &ns,
+            "ip",
+            "route",
+            "add",
+            "10.60.0.0/16",
+            "dev",
+            "eth0",
+            "proto",
+            "static",
+        ],
+    );
+    let foreign = RouteState {
+        destination: net("10.60.0.0/16"),
+        gateway: None,
+        metric: 0,
+    };
+    assert!(
+        !k.list_routes(&a, eth0.index)
+            .await
+            .unwrap()
+            .contains(&foreign)
+    );
+    k.del_route(&a, eth0.index, &foreign)
+        .await
+        .expect("Ok: no such route of ours");
+    let still = ip_json(&a_path, &["route", "show", "10.60.0.0/16"]);
+    assert_eq!(
+        still.as_array().unwrap().len(),
+        1,
+        "the static route survives"
+    );
+
+    // Gateway not on the link: ENETUNREACH.
+    let unreachable = RouteState {
+        destination: net("10.70.0.0/16"),
+        gateway: Some(ip("172.31.0.1")),
+        metric: 0,
+    };
+    let err = k.add_route(&a, eth0.index, &unreachable).await.unwrap_err();
+    assert_eq!(errno(&err), Errno::ENETUNREACH, "{err}");
+    // A gateway of the other family is refused before sending.
+    let mixed = RouteState {
+        destination: net("10.71.0.0/16"),
+        gateway: Some(ip("fd00::1")),
+        metric: 0,
+    };
+    assert_eq!(
+        errno(&k.add_route(&a, eth0.index, &mixed).await.unwrap_err()),
+        Errno::EINVAL
+    );
+
+    // Delete ours (with the metric we asked for, even IPv6 0); deleting again is Ok.
+    for r in all {
+        k.del_route(&a, eth0.index, r)
+            .await
+            .unwrap_or_else(|e| panic!("del {r:?}: {e}"));
+    }
+    assert_eq!(k.list_routes(&a, eth0.index).await.unwrap(), vec![]);
+    for r in all {
+        k.del_route(&a, eth0.index, r)
+            .await
+            .unwrap_or_else(|e| panic!("del again {r:?}: {e}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic
+// ---------------------------------------------------------------------------------------------
+
+/// `ping -c 1` from inside `ns` to `target` (an address the test assigned).
+fn ping(ns: &Path, target: &str) -> bool {
+    Command::new("nsenter")
+        .args([
+            &format!("--net={}", ns.display()),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            target,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_crosses_a_veth_between_two_namespaces() {
+    let sb = Sandbox::new("ping");
+    let k = &sb.kernel;
+    let (a_path, a) = sb.named("a").await;
+    let (b_path, b) = sb.named("b").await;
+    k.create_veth(&a, "p0", &b, "p1").await.unwrap();
+    let p0 = sb.link(&a, "p0").await;
+    let p1 = sb.link(&b, "p1").await;
+    k.add_address(&a, p0.index, net("10.77.0.1/24"))
+        .await
+        .unwrap();
+    k.add_address(&b, p1.index, net("10.77.0.2/24"))
+        .await
+        .unwrap();
+    k.set_link(&a, p0.index, &UP).await.unwrap();
+    k.set_link(&b, p1.index, &UP).await.unwrap();
+    assert!(ping(&a_path, "10.77.0.2"), "A -> B");
+    assert!(ping(&b_path, "10.77.0.1"), "B -> A");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_ports_carry_traffic_between_namespaces_and_default_route_works() {
+    let sb = Sandbox::new("bridge");
+    let k = &sb.kernel;
+    let h = NsRef::Host;
+    k.create_bridge(&h, "wbr0").await.unwrap();
+    let br = sb.link(&h, "wbr0").await;
+    k.set_link(&h, br.index, &UP).await.unwrap();
+    k.add_address(&h, br.index, net("10.88.0.1/24"))
+        .await
+        .unwrap();
+
+    let mut inside = Vec::new();
+    for (suffix, port, addr) in [("a", "pa", "10.88.0.2/24"), ("b", "pb", "10.88.0.3/24")] {
+        let (path, ns) = sb.named(suffix).await;
+        k.create_veth(&h, port, &ns, "eth0").await.unwrap();
+        let host_end = sb.link(&h, port).await;
+        let change = LinkChange {
+            up: Some(true),
+            master: Some(Some(br.index)),
+            alias: Some(format!("weft:{suffix}")),
+            ..Default::default()
+        };
+        k.set_link(&h, host_end.index, &change).await.unwrap();
+        let eth0 = sb.link(&ns, "eth0").await;
+        k.add_address(&ns, eth0.index, net(addr)).await.unwrap();
+        k.set_link(&ns, eth0.index, &UP).await.unwrap();
+        let default = RouteState {
+            destination: net("0.0.0.0/0"),
+            gateway: Some(ip("10.88.0.1")),
+            metric: 0,
+        };
+        k.add_route(&ns, eth0.index, &default).await.unwrap();
+        inside.push(path);
+    }
+    let seen = ip_json(&sb.host_file(), &["link", "show", "master", "wbr0"]);
+    let ports: Vec<_> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].clone())
+        .collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+
+    assert!(ping(&inside[0], "10.88.0.3"), "A -> B across the bridge");
+    assert!(ping(&inside[1], "10.88.0.2"), "B -> A across the bridge");
+    assert!(ping(&inside[0], "10.88.0.1"), "A -> the bridge (gateway)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement (run with: cargo test -p weftd --test kernel -- --ignored --nocapture)
+// ---------------------------------------------------------------------------------------------
+
+/// Times a whole endpoint connect (namespace, veth with the peer born inside, addresses, up,
+/// default route, bridge port) for N endpoints, and the teardown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints timings"]
+async fn measure_endpoint_connect() {
+    let n: usize = std::env::var("WK_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let sb = Sandbox::new("measure");
+    let k = &sb.kernel;
+    let h = NsRef::Host;
+    k.create_bridge(&h, "wbr0").await.unwrap();
+    let br = sb.link(&h, "wbr0").await;
+    k.set_link(&h, br.index, &UP).await.unwrap();
+    k.add_address(&h, br.index, net("10.128.0.1/16"))
+        .await
+        .unwrap();
+
+    let mut netns_times = Vec::new();
+    let mut connect_times = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        let (_path, ns) = sb.named(&i.to_string()).await;
+        netns_times.push(t.elapsed());
+
+        let t = Instant::now();
+        let port = format!("wp{i}");
+        k.create_veth(&h, &port, &ns, "eth0").await.unwrap();
+        let host_end = k.get_link(&h, &port).await.unwrap().unwrap();
+        let change = LinkChange {
+            up: Some(true),
+            master: Some(Some(br.index)),
+            alias: Some(format!("weft:{i}")),
+            ..Default::default()
+        };
+        k.set_link(&h, host_end.index, &change).await.unwrap();
+        let eth0 = k.get_link(&ns, "eth0").await.unwrap().unwrap();
+        let addr = format!("10.128.{}.{}/16", (i + 2) / 256, (i + 2) % 256);
+        k.add_address(&ns, eth0.index, net(&addr)).await.unwrap();
+        k.set_link(&ns, eth0.index, &UP).await.unwrap();
+        let default = RouteState {
+            destination: net("0.0.0.0/0"),
+            gateway: Some(ip("10.128.0.1")),
+            metric: 0,
+        };
+        k.add_route(&ns, eth0.index, &default).await.unwrap();
+        connect_times.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        k.delete_named_netns(&sb.ns_name(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let teardown = t.elapsed();
+    // The kernel reaps the veths asynchronously; wait until the host side is clean.
+    let t = Instant::now();
+    while k
+        .get_link(&h, &format!("wp{}", n - 1))
+        .await
+        .unwrap()
+        .is_some()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reaped = t.elapsed() + teardown;
+    println!("n = {n}");
+    println!("create_named_netns: {}", summary(&mut netns_times));
+    println!(
+        "connect (veth born inside, port, address, up, default route): {}",
+        summary(&mut connect_times)
+    );
+    println!(
+        "teardown: delete_named_netns x{n} {:.1} ms total; veths gone after {:.1} ms",
+        teardown.as_secs_f64() * 1e3,
+        reaped.as_secs_f64() * 1e3
+    );
+}
+
+fn summary(times: &mut [Duration]) -> String {
+    times.sort();
+    let pct = |p: f64| {
+        let i = ((times.len() as f64 - 1.0) * p).round() as usize;
+        times[i].as_secs_f64() * 1e3
+    };
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    )
+}
