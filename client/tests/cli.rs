@@ -1,6 +1,7 @@
 //! Runs the `weft` binary against a fake weftd (in-process tonic services on a Unix socket in
-//! a temp dir) and checks what it prints and how it exits: table and JSON output, the request
-//! it sends (update masks), error lines and exit codes. No privileges, no kernel.
+//! a temp dir) and checks what it prints and how it exits: table and JSON output, the requests
+//! it sends (update masks, the calls of `ns create --network`), error lines and exit codes. No
+//! privileges, no kernel.
 
 use std::{
     collections::BTreeMap,
@@ -27,10 +28,28 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 struct Fake {
     namespaces: Mutex<BTreeMap<String, Namespace>>,
     last_update: Mutex<Option<UpdateLinkRequest>>,
+    /// Endpoints by (network, namespace).
+    endpoints: Mutex<BTreeMap<(String, String), Endpoint>>,
+    /// Every Connect request, in order.
+    connects: Mutex<Vec<ConnectRequest>>,
+    /// Every call, in order, as `Method(key)`.
+    calls: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn called(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
 }
 
 #[derive(Clone)]
 struct Svc(Arc<Fake>);
+
+impl Svc {
+    fn called(&self, call: impl Into<String>) {
+        self.0.called(call.into());
+    }
+}
 
 #[tonic::async_trait]
 impl NamespaceService for Svc {
@@ -38,6 +57,13 @@ impl NamespaceService for Svc {
         &self,
         req: Request<CreateNamespaceRequest>,
     ) -> Result<Response<CreateNamespaceResponse>, Status> {
+        self.called(format!(
+            "CreateNamespace({})",
+            req.get_ref()
+                .namespace
+                .as_ref()
+                .map_or("", |n| n.name.as_str())
+        ));
         let req = req.into_inner();
         let wait = req.wait.unwrap_or(true);
         let mut ns = req.namespace.unwrap_or_default();
@@ -77,6 +103,7 @@ impl NamespaceService for Svc {
         &self,
         req: Request<GetNamespaceRequest>,
     ) -> Result<Response<GetNamespaceResponse>, Status> {
+        self.called(format!("GetNamespace({})", req.get_ref().name));
         let name = req.into_inner().name;
         match self.0.namespaces.lock().unwrap().get(&name) {
             Some(ns) => Ok(Response::new(GetNamespaceResponse {
@@ -90,6 +117,7 @@ impl NamespaceService for Svc {
         &self,
         req: Request<ListNamespacesRequest>,
     ) -> Result<Response<ListNamespacesResponse>, Status> {
+        self.called("ListNamespaces");
         // Only `k=v` terms, enough for the test.
         let sel = req.into_inner().label_selector;
         let terms: Vec<(&str, &str)> = sel.split(',').filter_map(|t| t.split_once('=')).collect();
@@ -113,7 +141,20 @@ impl NamespaceService for Svc {
         &self,
         req: Request<DeleteNamespaceRequest>,
     ) -> Result<Response<DeleteNamespaceResponse>, Status> {
+        self.called(format!("DeleteNamespace({})", req.get_ref().name));
         let name = req.into_inner().name;
+        let held = self
+            .0
+            .endpoints
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|(_, ns)| *ns == name);
+        if held {
+            return Err(Status::failed_precondition(format!(
+                "namespace {name:?} still holds links weft manages; delete or disconnect them first"
+            )));
+        }
         match self.0.namespaces.lock().unwrap().remove(&name) {
             Some(_) => Ok(Response::new(DeleteNamespaceResponse {})),
             None => Err(Status::not_found(format!("namespace {name:?} not found"))),
@@ -126,6 +167,7 @@ impl NamespaceService for Svc {
         &self,
         _: Request<WatchNamespacesRequest>,
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
+        self.called("WatchNamespaces");
         Err(Status::unimplemented(""))
     }
 }
@@ -158,6 +200,7 @@ impl LinkService for Svc {
         &self,
         req: Request<CreateLinkRequest>,
     ) -> Result<Response<CreateLinkResponse>, Status> {
+        self.called("CreateLink");
         Ok(Response::new(CreateLinkResponse {
             link: req.into_inner().link,
         }))
@@ -167,6 +210,7 @@ impl LinkService for Svc {
         &self,
         req: Request<GetLinkRequest>,
     ) -> Result<Response<GetLinkResponse>, Status> {
+        self.called("GetLink");
         let r = req.into_inner();
         match (r.namespace.as_str(), r.name.as_str()) {
             ("", "veth0") | ("ns1", "eth0") => Ok(Response::new(GetLinkResponse {
@@ -180,6 +224,7 @@ impl LinkService for Svc {
         &self,
         _: Request<ListLinksRequest>,
     ) -> Result<Response<ListLinksResponse>, Status> {
+        self.called("ListLinks");
         let bridge = Link {
             name: "br0".into(),
             namespace: "ns2".into(),
@@ -200,6 +245,7 @@ impl LinkService for Svc {
         &self,
         req: Request<UpdateLinkRequest>,
     ) -> Result<Response<UpdateLinkResponse>, Status> {
+        self.called("UpdateLink");
         let r = req.into_inner();
         let link = r.link.clone().unwrap_or_default();
         if !matches!(
@@ -218,6 +264,7 @@ impl LinkService for Svc {
         &self,
         _: Request<DeleteLinkRequest>,
     ) -> Result<Response<DeleteLinkResponse>, Status> {
+        self.called("DeleteLink");
         Ok(Response::new(DeleteLinkResponse {}))
     }
 
@@ -227,6 +274,7 @@ impl LinkService for Svc {
         &self,
         _: Request<WatchLinksRequest>,
     ) -> Result<Response<Self::WatchLinksStream>, Status> {
+        self.called("WatchLinks");
         Err(Status::unimplemented(""))
     }
 }
@@ -243,49 +291,125 @@ impl NetworkService for Svc {
         &self,
         _: Request<CreateNetworkRequest>,
     ) -> Result<Response<CreateNetworkResponse>, Status> {
+        self.called("CreateNetwork");
         not_yet()
     }
     async fn get_network(
         &self,
         _: Request<GetNetworkRequest>,
     ) -> Result<Response<GetNetworkResponse>, Status> {
+        self.called("GetNetwork");
         not_yet()
     }
     async fn list_networks(
         &self,
         _: Request<ListNetworksRequest>,
     ) -> Result<Response<ListNetworksResponse>, Status> {
+        self.called("ListNetworks");
         not_yet()
     }
     async fn delete_network(
         &self,
         _: Request<DeleteNetworkRequest>,
     ) -> Result<Response<DeleteNetworkResponse>, Status> {
+        self.called("DeleteNetwork");
         not_yet()
     }
     async fn prune_networks(
         &self,
         _: Request<PruneNetworksRequest>,
     ) -> Result<Response<PruneNetworksResponse>, Status> {
+        self.called("PruneNetworks");
         not_yet()
     }
+    /// Networks `bridge` and `mynet` connect; `flaky` accepts the endpoint, which then fails;
+    /// any other network does not exist.
     async fn connect(
         &self,
-        _: Request<ConnectRequest>,
+        req: Request<ConnectRequest>,
     ) -> Result<Response<ConnectResponse>, Status> {
-        not_yet()
+        let r = req.into_inner();
+        self.called(format!("Connect({}, {})", r.network, r.namespace));
+        self.0.connects.lock().unwrap().push(r.clone());
+        if !["bridge", "mynet", "flaky"].contains(&r.network.as_str()) {
+            return Err(Status::not_found(format!(
+                "network {:?} not found",
+                r.network
+            )));
+        }
+        if !self.0.namespaces.lock().unwrap().contains_key(&r.namespace) {
+            return Err(Status::not_found(format!(
+                "namespace {:?} not found",
+                r.namespace
+            )));
+        }
+        let (phase, message) = match (r.network.as_str(), r.wait.unwrap_or(true)) {
+            ("flaky", _) => (Phase::Failed, "veth: file exists"),
+            (_, false) => (Phase::Pending, ""),
+            _ => (Phase::Ready, ""),
+        };
+        let ep = Endpoint {
+            network: r.network.clone(),
+            namespace: r.namespace.clone(),
+            interface_name: r.interface_name,
+            ipv4_address: if r.ipv4_address.is_empty() {
+                "172.17.0.2/16".into()
+            } else {
+                format!("{}/16", r.ipv4_address)
+            },
+            ipv6_address: if r.ipv6_address.is_empty() {
+                String::new()
+            } else {
+                format!("{}/64", r.ipv6_address)
+            },
+            mac_address: if r.mac_address.is_empty() {
+                "02:42:ac:11:00:02".into()
+            } else {
+                r.mac_address
+            },
+            ipv4_gateway: "172.17.0.1".into(),
+            ipv6_gateway: String::new(),
+            aliases: r.aliases,
+            published_ports: r.published_ports,
+            status: Some(weft::v1::Status {
+                phase: phase as i32,
+                observed_generation: 0,
+                message: message.into(),
+            }),
+        };
+        self.0
+            .endpoints
+            .lock()
+            .unwrap()
+            .insert((r.network, r.namespace), ep.clone());
+        Ok(Response::new(ConnectResponse { endpoint: Some(ep) }))
     }
     async fn disconnect(
         &self,
-        _: Request<DisconnectRequest>,
+        req: Request<DisconnectRequest>,
     ) -> Result<Response<DisconnectResponse>, Status> {
-        not_yet()
+        let r = req.into_inner();
+        self.called(format!("Disconnect({}, {})", r.network, r.namespace));
+        match self
+            .0
+            .endpoints
+            .lock()
+            .unwrap()
+            .remove(&(r.network.clone(), r.namespace.clone()))
+        {
+            Some(_) => Ok(Response::new(DisconnectResponse {})),
+            None => Err(Status::not_found(format!(
+                "namespace {:?} is not connected to network {:?}",
+                r.namespace, r.network
+            ))),
+        }
     }
     type WatchNetworksStream = Stream_<WatchNetworksResponse>;
     async fn watch_networks(
         &self,
         _: Request<WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
+        self.called("WatchNetworks");
         not_yet()
     }
 }
@@ -321,6 +445,22 @@ impl Daemon {
     /// Runs `weft --socket SOCKET args...`.
     async fn weft(&self, args: &[&str]) -> Run {
         weft(Some(&self.socket), args).await
+    }
+
+    /// The calls weftd got since the last time this was asked.
+    fn calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.fake.calls.lock().unwrap())
+    }
+
+    /// The names of the namespaces weftd holds.
+    fn namespaces(&self) -> Vec<String> {
+        self.fake
+            .namespaces
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -523,4 +663,359 @@ async fn unreachable_daemon_and_usage_errors() {
     // prune without -f and no "y" on stdin does nothing, successfully.
     let r = weft(Some(&missing), &["network", "prune"]).await;
     assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+}
+
+// `weft ns create --network MODE`: Docker's four network modes.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_none_only_creates_the_namespace() {
+    let d = Daemon::start().await;
+    let r = d.weft(&["ns", "create", "a"]).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "a\n", "")
+    );
+    assert_eq!(d.calls(), ["CreateNamespace(a)"]);
+    let r = d
+        .weft(&["-o", "json", "ns", "create", "b", "--network", "none"])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // Exactly what `ns create` prints without --network: the namespace itself.
+    assert_eq!(v["name"], "b");
+    assert_eq!(v["status_path"], "/run/netns/b");
+    assert!(v.get("endpoint").is_none(), "{v}");
+    assert_eq!(d.calls(), ["CreateNamespace(b)"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_bridge_creates_then_connects_with_the_flags() {
+    let d = Daemon::start().await;
+    let r = d
+        .weft(&[
+            "ns",
+            "create",
+            "web",
+            "--network",
+            "bridge",
+            "--label",
+            "app=web",
+            "--ip",
+            "172.17.0.5",
+            "--ip6",
+            "fd00:1::5",
+            "--mac",
+            "02:42:ac:11:00:05",
+            "--alias",
+            "www",
+            "--alias",
+            "site",
+            "-p",
+            "8080:80",
+            "--publish",
+            "127.0.0.1:5353:53/udp",
+            "--interface",
+            "eth1",
+        ])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(d.calls(), ["CreateNamespace(web)", "Connect(bridge, web)"]);
+    let c = d.fake.connects.lock().unwrap()[0].clone();
+    assert_eq!(
+        (
+            c.network.as_str(),
+            c.namespace.as_str(),
+            c.interface_name.as_str()
+        ),
+        ("bridge", "web", "eth1")
+    );
+    assert_eq!(
+        (
+            c.ipv4_address.as_str(),
+            c.ipv6_address.as_str(),
+            c.mac_address.as_str()
+        ),
+        ("172.17.0.5", "fd00:1::5", "02:42:ac:11:00:05")
+    );
+    assert_eq!(c.aliases, ["www", "site"]);
+    assert_eq!(
+        c.published_ports,
+        [
+            PublishedPort {
+                host_ip: String::new(),
+                host_port: 8080,
+                host_port_end: 0,
+                container_port: 80,
+                protocol: "tcp".into(),
+            },
+            PublishedPort {
+                host_ip: "127.0.0.1".into(),
+                host_port: 5353,
+                host_port_end: 0,
+                container_port: 53,
+                protocol: "udp".into(),
+            }
+        ]
+    );
+    assert_eq!((c.wait, c.skip_default_route), (Some(true), false));
+    // What `ns create` prints, then the endpoint as `network connect` prints it.
+    assert_eq!(
+        r.stdout,
+        "web\n\
+         NETWORK   NAMESPACE   INTERFACE   IPV4            IPV6           MAC                 PORTS                                 STATE\n\
+         bridge    web         eth1        172.17.0.5/16   fd00:1::5/64   02:42:ac:11:00:05   8080->80/tcp,127.0.0.1:5353->53/udp   Ready\n"
+    );
+
+    // --no-wait goes to both calls, and a Pending answer is then no error.
+    let r = d
+        .weft(&["ns", "create", "later", "--net", "bridge", "--no-wait"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        d.calls(),
+        ["CreateNamespace(later)", "Connect(bridge, later)"]
+    );
+    assert_eq!(d.fake.connects.lock().unwrap()[1].wait, Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_network_is_connected_to_and_json_is_stable() {
+    let args = [
+        "-o", "json", "ns", "create", "db", "--net", "mynet", "--label", "b=2", "--label", "a=1",
+        "--label", "c=3",
+    ];
+    let d = Daemon::start().await;
+    let r = d.weft(&args).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(d.calls(), ["CreateNamespace(db)", "Connect(mynet, db)"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["endpoint", "namespace"]);
+    assert_eq!(v["namespace"]["name"], "db");
+    assert_eq!(v["namespace"]["status"]["phase"], "PHASE_READY");
+    assert_eq!(v["endpoint"]["network"], "mynet");
+    assert_eq!(v["endpoint"]["namespace"], "db");
+    assert_eq!(v["endpoint"]["ipv4_address"], "172.17.0.2/16");
+    assert_eq!(v["endpoint"]["status"]["phase"], "PHASE_READY");
+    // Deterministic: the same call to another weftd in the same state prints the same bytes.
+    let again = Daemon::start().await.weft(&args).await;
+    assert_eq!(again.stdout, r.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connect_removes_the_namespace_again() {
+    let d = Daemon::start().await;
+    // Refused: nothing was connected, so only the namespace goes.
+    let r = d.weft(&["ns", "create", "web", "--network", "nope"]).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "Error: connect namespace \"web\" to network \"nope\": network \"nope\" not found \
+         (namespace \"web\" was removed again)\n"
+    );
+    assert_eq!(
+        d.calls(),
+        [
+            "CreateNamespace(web)",
+            "Connect(nope, web)",
+            "DeleteNamespace(web)"
+        ]
+    );
+    assert!(d.namespaces().is_empty());
+
+    // Accepted but Failed: the endpoint holds the namespace, so it is disconnected first.
+    let r = d.weft(&["ns", "create", "web", "--network", "flaky"]).await;
+    assert_eq!((r.code, r.stdout.as_str()), (1, ""));
+    assert!(
+        r.stderr.contains("applying it failed: veth: file exists")
+            && r.stderr
+                .ends_with("(namespace \"web\" was removed again)\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        d.calls(),
+        [
+            "CreateNamespace(web)",
+            "Connect(flaky, web)",
+            "Disconnect(flaky, web)",
+            "DeleteNamespace(web)"
+        ]
+    );
+    assert!(d.namespaces().is_empty());
+    assert!(d.fake.endpoints.lock().unwrap().is_empty());
+
+    // The namespace itself failed: no Connect, and it is removed too.
+    let r = d
+        .weft(&["ns", "create", "bad", "--network", "bridge"])
+        .await;
+    assert_eq!((r.code, r.stdout.as_str()), (1, ""));
+    assert!(
+        r.stderr.contains("mount: permission denied") && r.stderr.contains("removed again"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(d.calls(), ["CreateNamespace(bad)", "DeleteNamespace(bad)"]);
+
+    // The namespace could not be created at all: nothing to undo, no Connect.
+    d.weft(&["ns", "create", "taken"]).await;
+    d.calls();
+    let r = d
+        .weft(&["ns", "create", "taken", "--network", "bridge"])
+        .await;
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            1,
+            "Error: create namespace \"taken\": namespace \"taken\" already exists\n"
+        )
+    );
+    assert_eq!(d.calls(), ["CreateNamespace(taken)"]);
+    assert_eq!(d.namespaces(), ["taken"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_host_calls_nothing() {
+    let d = Daemon::start().await;
+    let r = d.weft(&["ns", "create", "web", "--network", "host"]).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            0,
+            "the host namespace at /proc/1/ns/net: nothing created (network mode host; the name \
+             \"web\" is unused)\n",
+            ""
+        )
+    );
+    let r = d
+        .weft(&["-o", "json", "ns", "create", "web", "--net", "host"])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "{\n  \"created\": false,\n  \"namespace\": null,\n  \"network_mode\": \"host\",\n  \
+             \"path\": \"/proc/1/ns/net\",\n  \"unused_name\": \"web\"\n}\n"
+        )
+    );
+    assert!(d.calls().is_empty());
+    assert!(d.namespaces().is_empty());
+    // Not even a connection: it works with no weftd at all.
+    let dir = tempfile::tempdir().unwrap();
+    let r = weft(
+        Some(&dir.path().join("no.sock")),
+        &["ns", "create", "web", "--network", "host"],
+    )
+    .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_container_looks_up_the_namespace_only() {
+    let d = Daemon::start().await;
+    d.weft(&["ns", "create", "ns1"]).await;
+    d.calls();
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "container:ns1"])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            0,
+            "namespace ns1 at /run/netns/ns1: nothing created (network mode container:ns1; the \
+             name \"web\" is unused)\n",
+            ""
+        )
+    );
+    assert_eq!(d.calls(), ["GetNamespace(ns1)"]);
+    let r = d
+        .weft(&[
+            "-o",
+            "json",
+            "ns",
+            "create",
+            "web",
+            "--net",
+            "container:ns1",
+        ])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["network_mode"], "container:ns1");
+    assert_eq!(v["created"], false);
+    assert_eq!(v["unused_name"], "web");
+    assert_eq!(v["path"], "/run/netns/ns1");
+    assert_eq!(v["namespace"]["name"], "ns1");
+    assert_eq!(d.calls(), ["GetNamespace(ns1)"]);
+    assert_eq!(d.namespaces(), ["ns1"]);
+
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "container:nope"])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            1,
+            "",
+            "Error: share namespace \"nope\": namespace \"nope\" not found\n"
+        )
+    );
+    assert_eq!(d.calls(), ["GetNamespace(nope)"]);
+
+    // A namespace that failed is no namespace to share.
+    d.weft(&["ns", "create", "bad"]).await;
+    d.calls();
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "container:bad"])
+        .await;
+    assert_eq!((r.code, r.stdout.as_str()), (1, ""));
+    assert!(
+        r.stderr.contains("it is Failed: mount: permission denied"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(d.calls(), ["GetNamespace(bad)"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_mode_usage_errors_exit_2_before_any_call() {
+    let d = Daemon::start().await;
+    for args in [
+        &["ns", "create", "web", "--network", "container:"][..],
+        &["ns", "create", "web", "-p", "8080:80"],
+        &[
+            "ns",
+            "create",
+            "web",
+            "--network",
+            "none",
+            "--ip",
+            "10.0.0.2",
+        ],
+        &["ns", "create", "web", "--network", "host", "--alias", "www"],
+        &[
+            "ns",
+            "create",
+            "web",
+            "--network",
+            "container:ns1",
+            "--label",
+            "a=b",
+        ],
+        &["ns", "create", "--network", "host"],
+    ] {
+        let r = d.weft(args).await;
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (2, ""),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(d.calls().is_empty());
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "container:"])
+        .await;
+    assert!(r.stderr.contains("container:NAME"), "{}", r.stderr);
 }

@@ -109,7 +109,59 @@ pub fn rpc(
         let inner = unreachable(target, cause);
         return anyhow::Error::new(Unreachable(format!("{what}: {inner}")));
     }
-    anyhow::anyhow!("{what}: {}", why(timeout, status, write))
+    anyhow::Error::new(Failed {
+        code: status.code(),
+        message: format!("{what}: {}", why(timeout, status, write)),
+    })
+}
+
+/// weftd answered a call with an error status. It prints as `<what>: <why>`; the code is kept
+/// for callers that act on it (see [`code`]).
+#[derive(Debug)]
+pub struct Failed {
+    /// The gRPC status code.
+    pub code: Code,
+    message: String,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// The gRPC code of a failed call: `Unavailable` when weftd could not be reached, `None` for
+/// errors that did not come from a call.
+pub fn code(err: &anyhow::Error) -> Option<Code> {
+    if let Some(f) = err.downcast_ref::<Failed>() {
+        Some(f.code)
+    } else if err.is::<Unreachable>() {
+        Some(Code::Unavailable)
+    } else {
+        None
+    }
+}
+
+/// Whether a write that failed with `err` may still have been stored: weftd gives its refusals
+/// (bad input, unknown or duplicate objects, a precondition, no free address) before it writes
+/// anything; after a timeout, a lost connection or an internal error nobody knows.
+pub fn may_have_applied(err: &anyhow::Error) -> bool {
+    !matches!(
+        code(err),
+        Some(
+            Code::InvalidArgument
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::ResourceExhausted
+                | Code::OutOfRange
+                | Code::PermissionDenied
+                | Code::Unauthenticated
+                | Code::Unimplemented
+        )
+    )
 }
 
 /// Everything after `<what failed>: ` for a status; `write` as in [`rpc`].
@@ -223,6 +275,26 @@ mod tests {
             "cannot reach weftd at 127.0.0.1:1 (connection refused): is weftd running? (--tcp \
              to use another)"
         );
+    }
+
+    #[test]
+    fn failed_calls_keep_their_code() {
+        let e = rpc(
+            &sock(),
+            T,
+            "connect",
+            &Status::not_found("no network"),
+            true,
+        );
+        assert_eq!(code(&e), Some(Code::NotFound));
+        assert!(!may_have_applied(&e));
+        let e = rpc(&sock(), T, "connect", &Status::deadline_exceeded(""), true);
+        assert_eq!(code(&e), Some(Code::DeadlineExceeded));
+        assert!(may_have_applied(&e));
+        let e = rpc(&sock(), T, "connect", &Status::unavailable(""), true);
+        assert_eq!(code(&e), Some(Code::Unavailable));
+        assert!(may_have_applied(&e));
+        assert_eq!(code(&anyhow::anyhow!("local")), None);
     }
 
     #[test]

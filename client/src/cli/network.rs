@@ -147,6 +147,21 @@ pub struct ConnectArgs {
     pub network: String,
     /// The weft namespace to connect.
     pub namespace: String,
+    /// How the endpoint looks.
+    #[command(flatten)]
+    pub endpoint: EndpointFlags,
+    /// Do not add a default route via the gateway.
+    #[arg(long)]
+    pub no_default_route: bool,
+    /// Answer at once instead of waiting until the endpoint is Ready.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// The flags that shape an endpoint, shared by `weft network connect` and `weft ns create
+/// --network`.
+#[derive(Debug, Default, Args)]
+pub struct EndpointFlags {
     /// A static IPv4 address in the network's IPv4 subnet.
     #[arg(long, value_name = "IP", value_parser = parse::ipv4)]
     pub ip: Option<String>,
@@ -165,12 +180,45 @@ pub struct ConnectArgs {
     /// Interface name inside the namespace (default eth0).
     #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
-    /// Do not add a default route via the gateway.
-    #[arg(long)]
-    pub no_default_route: bool,
-    /// Answer at once instead of waiting until the endpoint is Ready.
-    #[arg(long)]
-    pub no_wait: bool,
+}
+
+impl EndpointFlags {
+    /// The first of these flags that was given, as typed on the command line (for messages
+    /// about flags that need a network).
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.ip.is_some(), "--ip"),
+            (self.ip6.is_some(), "--ip6"),
+            (self.mac.is_some(), "--mac"),
+            (!self.aliases.is_empty(), "--alias"),
+            (!self.ports.is_empty(), "-p/--publish"),
+            (self.interface.is_some(), "--interface"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The Connect request that attaches `namespace` to `network` with these flags.
+    pub fn connect_request(
+        &self,
+        network: &str,
+        namespace: &str,
+        skip_default_route: bool,
+        wait: bool,
+    ) -> ConnectRequest {
+        ConnectRequest {
+            network: network.to_string(),
+            namespace: namespace.to_string(),
+            interface_name: self.interface.clone().unwrap_or_default(),
+            ipv4_address: self.ip.clone().unwrap_or_default(),
+            ipv6_address: self.ip6.clone().unwrap_or_default(),
+            mac_address: self.mac.clone().unwrap_or_default(),
+            aliases: self.aliases.clone(),
+            published_ports: self.ports.clone(),
+            skip_default_route,
+            wait: Some(wait),
+        }
+    }
 }
 
 /// Whether `net` (address and prefix) contains `ip`.
@@ -316,18 +364,8 @@ fn set_once<T: PartialEq + std::fmt::Display>(
 
 /// Builds the Connect request.
 pub fn connect_request(a: &ConnectArgs) -> ConnectRequest {
-    ConnectRequest {
-        network: a.network.clone(),
-        namespace: a.namespace.clone(),
-        interface_name: a.interface.clone().unwrap_or_default(),
-        ipv4_address: a.ip.clone().unwrap_or_default(),
-        ipv6_address: a.ip6.clone().unwrap_or_default(),
-        mac_address: a.mac.clone().unwrap_or_default(),
-        aliases: a.aliases.clone(),
-        published_ports: a.ports.clone(),
-        skip_default_route: a.no_default_route,
-        wait: Some(!a.no_wait),
-    }
+    a.endpoint
+        .connect_request(&a.network, &a.namespace, a.no_default_route, !a.no_wait)
 }
 
 /// Asks on stderr, reads stdin; anything but y/yes (or end of input) is no.

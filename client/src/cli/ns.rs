@@ -1,20 +1,51 @@
 //! `weft ns`: create, list, inspect and remove network namespaces (NamespaceService).
+//!
+//! `create --network MODE` gives Docker's network modes: `none` creates the namespace only,
+//! `bridge` or a network's name creates it and connects it to that network (NetworkService
+//! Connect; if that fails the namespace is removed again), and `host` and `container:X` create
+//! nothing but say which namespace a workload uses.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use tonic::Code;
 use weft::v1::{
-    CreateNamespaceRequest, DeleteNamespaceRequest, GetNamespaceRequest, ListNamespacesRequest,
-    Namespace,
+    ConnectRequest, CreateNamespaceRequest, DeleteNamespaceRequest, DisconnectRequest,
+    GetNamespaceRequest, ListNamespacesRequest, Namespace, Phase,
 };
 
-use super::{Ctx, Output, each, json, parse, sh, table, usage};
+use super::{
+    Ctx, Output, each, error, json,
+    network::EndpointFlags,
+    parse::{self, NetworkMode},
+    sh, table, usage,
+};
+
+/// The host's network namespace, which `--network host` names: that of PID 1.
+pub const HOST_NETNS: &str = "/proc/1/ns/net";
 
 /// `weft ns ...`
 #[derive(Debug, Subcommand)]
 pub enum NsCmd {
-    /// Create a namespace: a bind mount under /run/netns like `ip netns add`, or adopt one.
-    Create(CreateArgs),
+    /// Create a namespace: a bind mount under /run/netns like `ip netns add`, or adopt one
+    ///
+    /// --network MODE (or --net) gives it one of Docker's network modes, as `docker run
+    /// --network MODE` does:
+    ///
+    ///   none          (the default) a namespace with only loopback, no network attached
+    ///   bridge        create it and connect it to the default network, named `bridge`
+    ///   NETWORK       any other value: create it and connect it to the network of that name
+    ///   host          the workload uses the host namespace (/proc/1/ns/net): nothing is
+    ///                 created and NAME is unused; prints that path
+    ///   container:X   the workload shares the weft namespace X: nothing is created and NAME
+    ///                 is unused; prints X's path (an error if X does not exist)
+    ///
+    /// With bridge or NETWORK, --ip, --ip6, --mac, --alias, -p/--publish and --interface shape
+    /// the endpoint as in `weft network connect`, and the output adds the endpoint. If the
+    /// connect fails, the namespace just created is removed again and the error is reported
+    /// (exit 1).
+    #[command(verbatim_doc_comment)]
+    Create(Box<CreateArgs>),
     /// List namespaces.
     #[command(visible_alias = "list")]
     Ls(LsArgs),
@@ -50,6 +81,16 @@ pub struct CreateArgs {
     /// Answer at once (phase Pending) instead of waiting until the namespace is Ready.
     #[arg(long)]
     pub no_wait: bool,
+    /// Docker's network mode: none (default), bridge, host, container:NAME, or a network's
+    /// name.
+    #[arg(long = "network", visible_alias = "net", value_name = "MODE", value_parser = parse::network_mode)]
+    pub network: Option<NetworkMode>,
+    /// The endpoint, with --network bridge or NETWORK.
+    #[command(
+        flatten,
+        next_help_heading = "Endpoint options (--network bridge or NETWORK)"
+    )]
+    pub endpoint: EndpointFlags,
 }
 
 /// `weft ns ls`
@@ -76,30 +117,237 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateNamespaceRequest, String> 
     })
 }
 
+/// What `weft ns create` does, decided from its flags before anything is dialled.
+#[derive(Debug)]
+pub enum CreatePlan {
+    /// Create the namespace; then, with `bridge` or a network's name, connect it.
+    Create {
+        /// The CreateNamespace request.
+        namespace: Box<CreateNamespaceRequest>,
+        /// The Connect request, if the mode names a network.
+        connect: Option<Box<ConnectRequest>>,
+    },
+    /// `--network host`: nothing to create or look up.
+    Host,
+    /// `--network container:X`: nothing to create; look X up.
+    Container(String),
+}
+
+/// Turns the flags of `weft ns create` into what to do, refusing flags the mode has no use
+/// for (a usage error).
+pub fn create_plan(a: &CreateArgs) -> Result<CreatePlan, String> {
+    let mode = a.network.clone().unwrap_or(NetworkMode::None);
+    let endpoint_flag = a.endpoint.first_given();
+    match &mode {
+        NetworkMode::None => {
+            if let Some(flag) = endpoint_flag {
+                return Err(format!(
+                    "{flag} shapes the namespace's endpoint on a network: it needs --network \
+                     bridge or --network NETWORK"
+                ));
+            }
+            Ok(CreatePlan::Create {
+                namespace: Box::new(create_request(a)?),
+                connect: None,
+            })
+        }
+        NetworkMode::Host | NetworkMode::Container(_) => {
+            let given = endpoint_flag
+                .or(a.path.is_some().then_some("--path"))
+                .or((!a.labels.is_empty()).then_some("--label"));
+            if let Some(flag) = given {
+                return Err(format!(
+                    "{flag} has no use with --network {mode}: that mode creates no namespace"
+                ));
+            }
+            Ok(match mode {
+                NetworkMode::Container(x) => CreatePlan::Container(x),
+                _ => CreatePlan::Host,
+            })
+        }
+        NetworkMode::Network(net) => Ok(CreatePlan::Create {
+            namespace: Box::new(create_request(a)?),
+            connect: Some(Box::new(
+                a.endpoint.connect_request(net, &a.name, false, !a.no_wait),
+            )),
+        }),
+    }
+}
+
+/// Runs `weft ns create`.
+async fn create(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
+    let plan = create_plan(a).map_err(|m| usage(&["ns", "create"], m))?;
+    let (req, connect) = match plan {
+        CreatePlan::Host => return print_shared(ctx, &a.name, "host", HOST_NETNS, None),
+        CreatePlan::Container(x) => return share(ctx, &a.name, &x).await,
+        CreatePlan::Create { namespace, connect } => (namespace, connect),
+    };
+    let what = format!("create namespace {:?}", a.name);
+    let inspect = format!("weft ns inspect {}", sh(&a.name));
+    let req = ctx.req(*req);
+    let resp = ctx
+        .write(&what, |c| async move {
+            c.namespaces().create_namespace(req).await
+        })
+        .await?;
+    let ns = resp.namespace.unwrap_or_default();
+    let Some(connect) = connect else {
+        match ctx.output() {
+            Output::Json => ctx.print_json(&json::namespace(&ns))?,
+            Output::Table => ctx.print(&format!("{}\n", ns.name))?,
+        }
+        return ctx.check_applied(&what, ns.status.as_ref(), !a.no_wait, &inspect);
+    };
+
+    // The namespace exists now: from here on, a failure removes it again.
+    if let Err(e) = ctx.check_applied(&what, ns.status.as_ref(), !a.no_wait, &inspect) {
+        return Err(undo_create(ctx, &a.name, None, e).await);
+    }
+    let network = connect.network.clone();
+    let what = format!("connect namespace {:?} to network {network:?}", a.name);
+    let req = ctx.req(*connect);
+    let ep = match ctx
+        .write(&what, |c| async move { c.networks().connect(req).await })
+        .await
+    {
+        Ok(resp) => resp.endpoint.unwrap_or_default(),
+        Err(e) => {
+            let endpoint = error::may_have_applied(&e).then_some(network.as_str());
+            return Err(undo_create(ctx, &a.name, endpoint, e).await);
+        }
+    };
+    let inspect = format!("weft network inspect {}", sh(&network));
+    if let Err(e) = ctx.check_applied(&what, ep.status.as_ref(), !a.no_wait, &inspect) {
+        return Err(undo_create(ctx, &a.name, Some(&network), e).await);
+    }
+    match ctx.output() {
+        Output::Json => ctx.print_json(&json!({
+            "namespace": json::namespace(&ns),
+            "endpoint": json::endpoint(&ep),
+        })),
+        Output::Table => ctx.print(&format!(
+            "{}\n{}",
+            ns.name,
+            table::endpoints(std::slice::from_ref(&ep))
+        )),
+    }
+}
+
+/// Undoes a `weft ns create --network` that failed with `cause` once the namespace `name`
+/// existed: disconnects it from `network` (when the endpoint may exist), then removes it.
+/// Best-effort: returns `cause`, saying whether the namespace is gone.
+async fn undo_create(
+    ctx: &Ctx,
+    name: &str,
+    network: Option<&str>,
+    cause: anyhow::Error,
+) -> anyhow::Error {
+    let undo = async {
+        if let Some(network) = network {
+            let what = format!("disconnect namespace {name:?} from network {network:?}");
+            let req = ctx.req(DisconnectRequest {
+                network: network.to_string(),
+                namespace: name.to_string(),
+                wait: Some(true),
+            });
+            match ctx
+                .write(&what, |c| async move { c.networks().disconnect(req).await })
+                .await
+            {
+                Err(e) if error::code(&e) != Some(Code::NotFound) => return Err(e),
+                _ => {}
+            }
+        }
+        let what = format!("remove namespace {name:?}");
+        let req = ctx.req(DeleteNamespaceRequest {
+            name: name.to_string(),
+            wait: Some(true),
+        });
+        ctx.write(&what, |c| async move {
+            c.namespaces().delete_namespace(req).await
+        })
+        .await
+        .map(drop)
+    };
+    match undo.await {
+        Ok(()) => anyhow::anyhow!("{cause:#} (namespace {name:?} was removed again)"),
+        Err(e) => anyhow::anyhow!(
+            "{cause:#} (and undoing it failed: {e:#}; `weft ns inspect {}` shows what is left)",
+            sh(name)
+        ),
+    }
+}
+
+/// `--network container:X`: looks X up and prints it as the namespace to use.
+async fn share(ctx: &Ctx, name: &str, x: &str) -> Result<()> {
+    let what = format!("share namespace {x:?}");
+    let req = ctx.req(GetNamespaceRequest {
+        name: x.to_string(),
+    });
+    let ns = ctx
+        .call(
+            &what,
+            |c| async move { c.namespaces().get_namespace(req).await },
+        )
+        .await?
+        .namespace
+        .unwrap_or_default();
+    let status = ns.status.as_ref();
+    match status.and_then(|s| Phase::try_from(s.phase).ok()) {
+        Some(Phase::Deleting) => {
+            return Err(anyhow::anyhow!("{what}: it is being deleted"));
+        }
+        Some(Phase::Failed) => {
+            return Err(anyhow::anyhow!(
+                "{what}: it is {} (`weft ns inspect {}` shows its state)",
+                table::state(status),
+                sh(x)
+            ));
+        }
+        _ => {}
+    }
+    let path = if ns.status_path.is_empty() {
+        ns.path.clone()
+    } else {
+        ns.status_path.clone()
+    };
+    print_shared(ctx, name, &format!("container:{x}"), &path, Some(&ns))
+}
+
+/// Prints the namespace a `host` or `container:X` workload uses: `mode`, its `path`, and the
+/// weft namespace (`None` for the host); `name` is the unused NAME argument.
+fn print_shared(
+    ctx: &Ctx,
+    name: &str,
+    mode: &str,
+    path: &str,
+    ns: Option<&Namespace>,
+) -> Result<()> {
+    match ctx.output() {
+        Output::Json => ctx.print_json(&json!({
+            "network_mode": mode,
+            "created": false,
+            "unused_name": name,
+            "path": path,
+            "namespace": ns.map_or(Value::Null, json::namespace),
+        })),
+        Output::Table => {
+            let which = match ns {
+                Some(ns) => format!("namespace {}", ns.name),
+                None => "the host namespace".to_string(),
+            };
+            ctx.print(&format!(
+                "{which} at {path}: nothing created (network mode {mode}; the name {name:?} is \
+                 unused)\n"
+            ))
+        }
+    }
+}
+
 /// Runs `weft ns ...`.
 pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
     match cmd {
-        NsCmd::Create(a) => {
-            let req = create_request(&a).map_err(|m| usage(&["ns", "create"], m))?;
-            let what = format!("create namespace {:?}", a.name);
-            let req = ctx.req(req);
-            let resp = ctx
-                .write(&what, |c| async move {
-                    c.namespaces().create_namespace(req).await
-                })
-                .await?;
-            let ns = resp.namespace.unwrap_or_default();
-            match ctx.output() {
-                Output::Json => ctx.print_json(&json::namespace(&ns))?,
-                Output::Table => ctx.print(&format!("{}\n", ns.name))?,
-            }
-            ctx.check_applied(
-                &what,
-                ns.status.as_ref(),
-                !a.no_wait,
-                &format!("weft ns inspect {}", sh(&a.name)),
-            )
-        }
+        NsCmd::Create(a) => create(ctx, &a).await,
         NsCmd::Ls(a) => {
             let req = ctx.req(ListNamespacesRequest {
                 label_selector: a.selector,
@@ -212,6 +460,158 @@ mod tests {
                 .unwrap_err()
                 .contains("more than once")
         );
+    }
+
+    fn plan(args: &[&str]) -> Result<CreatePlan, String> {
+        let mut argv = vec!["weft", "ns", "create"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Ns(NsCmd::Create(a)) => create_plan(&a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn network_none_is_the_default_and_creates_only() {
+        for args in [&["web"][..], &["web", "--network", "none"]] {
+            let Ok(CreatePlan::Create { namespace, connect }) = plan(args) else {
+                panic!("{args:?}")
+            };
+            assert_eq!(*namespace, create(&["web"]).unwrap());
+            assert!(connect.is_none());
+        }
+    }
+
+    #[test]
+    fn network_bridge_or_a_name_creates_then_connects() {
+        let Ok(CreatePlan::Create { namespace, connect }) =
+            plan(&["web", "--network", "bridge", "--label", "app=web"])
+        else {
+            panic!()
+        };
+        assert_eq!(namespace.namespace.unwrap().labels["app"], "web");
+        let c = connect.unwrap();
+        assert_eq!(
+            (c.network.as_str(), c.namespace.as_str()),
+            (parse::DEFAULT_NETWORK, "web")
+        );
+        assert_eq!(c.wait, Some(true));
+        assert!(!c.skip_default_route);
+
+        let Ok(CreatePlan::Create { namespace, connect }) = plan(&[
+            "web",
+            "--net",
+            "mynet",
+            "--ip",
+            "172.20.0.10",
+            "--ip6",
+            "fd00:1::10",
+            "--mac",
+            "02:42:ac:14:00:0a",
+            "--alias",
+            "www",
+            "-p",
+            "8080:80",
+            "--publish",
+            "127.0.0.1:53:53/udp",
+            "--interface",
+            "eth1",
+            "--no-wait",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(namespace.wait, Some(false));
+        let c = connect.unwrap();
+        assert_eq!((c.network.as_str(), c.namespace.as_str()), ("mynet", "web"));
+        assert_eq!(
+            (c.ipv4_address.as_str(), c.ipv6_address.as_str()),
+            ("172.20.0.10", "fd00:1::10")
+        );
+        assert_eq!(c.mac_address, "02:42:ac:14:00:0a");
+        assert_eq!(c.aliases, ["www"]);
+        assert_eq!(
+            c.published_ports
+                .iter()
+                .map(|p| (p.host_port, p.container_port, p.protocol.as_str()))
+                .collect::<Vec<_>>(),
+            [(8080, 80, "tcp"), (53, 53, "udp")]
+        );
+        assert_eq!(c.interface_name, "eth1");
+        assert_eq!(c.wait, Some(false));
+    }
+
+    #[test]
+    fn network_host_and_container_create_nothing() {
+        assert!(matches!(
+            plan(&["web", "--network", "host"]),
+            Ok(CreatePlan::Host)
+        ));
+        assert!(
+            matches!(plan(&["web", "--net", "container:db"]), Ok(CreatePlan::Container(x)) if x == "db")
+        );
+        // --no-wait has nothing to wait for, and is harmless.
+        assert!(matches!(
+            plan(&["web", "--network", "host", "--no-wait"]),
+            Ok(CreatePlan::Host)
+        ));
+    }
+
+    #[test]
+    fn network_mode_usage_errors() {
+        // `container:` without a namespace is refused by clap: exit 2, before anything is
+        // dialled.
+        let err = Cli::try_parse_from(["weft", "ns", "create", "web", "--network", "container:"])
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("container:NAME"), "{err}");
+        let err =
+            Cli::try_parse_from(["weft", "ns", "create", "web", "--network", ""]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        // NAME is still required.
+        let err = Cli::try_parse_from(["weft", "ns", "create", "--network", "host"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+
+        // Endpoint flags need a network to connect to.
+        for flag in [
+            &["--ip", "10.0.0.2"][..],
+            &["--ip6", "fd00::2"],
+            &["--mac", "02:00:00:00:00:01"],
+            &["--alias", "a"],
+            &["-p", "80"],
+            &["--interface", "eth1"],
+        ] {
+            let mut args = vec!["web"];
+            args.extend_from_slice(flag);
+            assert!(
+                plan(&args).unwrap_err().contains("needs --network"),
+                "{flag:?}"
+            );
+            for (mode, why) in [
+                ("none", "needs --network"),
+                ("host", "creates no namespace"),
+                ("container:db", "creates no namespace"),
+            ] {
+                let mut args = args.clone();
+                args.extend_from_slice(&["--network", mode]);
+                assert!(plan(&args).unwrap_err().contains(why), "{args:?}");
+            }
+        }
+        // So do the namespace's own flags in the modes that create none.
+        for mode in ["host", "container:db"] {
+            let e = plan(&["web", "--network", mode, "--label", "a=b"]).unwrap_err();
+            assert!(e.starts_with("--label has no use"), "{e}");
+            let e = plan(&["web", "--network", mode, "--path", "/proc/1/ns/net"]).unwrap_err();
+            assert!(e.starts_with("--path has no use"), "{e}");
+        }
+        // A usage error from the plan carries `weft ns create`'s usage and exits 2.
+        let e = usage(&["ns", "create"], plan(&["web", "-p", "80"]).unwrap_err());
+        let e = e.downcast_ref::<clap::Error>().unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("-p/--publish"), "{e}");
+        assert!(e.to_string().contains("weft ns create"), "{e}");
     }
 
     #[test]

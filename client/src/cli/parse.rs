@@ -1,5 +1,5 @@
 //! Local parsing of flag values: labels, route specs, published-port specs, CIDRs, addresses,
-//! MACs, durations and docker-style filters.
+//! MACs, durations, docker-style filters and network modes.
 //!
 //! Each parser checks only what is cheap and unambiguous (the shape of the value) and returns a
 //! one-line message that says what to type instead; clap turns an `Err` into a usage error (exit
@@ -302,6 +302,56 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// The name of the network weftd creates at start-up, which `--network bridge` connects to.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// The `--network` of `weft ns create`: one of Docker's four network modes, or a network's
+/// name (`docker run --network MODE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// `none`: a namespace with only loopback, no network attached.
+    None,
+    /// `host`: the host namespace; nothing is created.
+    Host,
+    /// `container:X`: share the weft namespace X; nothing is created.
+    Container(String),
+    /// `bridge` (the default network, [`DEFAULT_NETWORK`]) or any other value, a network's
+    /// name: create the namespace and connect it to that network.
+    Network(String),
+}
+
+impl std::fmt::Display for NetworkMode {
+    /// The mode as it is typed: `none`, `host`, `container:X`, or the network's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::Container(x) => write!(f, "container:{x}"),
+            NetworkMode::Network(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Parses a network mode: `none`, `bridge`, `host`, `container:NAME`, or a network's name (as
+/// Docker does, the modes are matched exactly, lower case).
+pub fn network_mode(s: &str) -> Result<NetworkMode, String> {
+    const MODES: &str = "none, bridge, host, container:NAME or a network's name";
+    match s {
+        "" => Err(format!("the network mode must not be empty: use {MODES}")),
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        "bridge" => Ok(NetworkMode::Network(DEFAULT_NETWORK.to_string())),
+        _ => match s.strip_prefix("container:") {
+            Some("") => Err(format!(
+                "{s:?} names no namespace: use container:NAME, NAME being the weft namespace to \
+                 share"
+            )),
+            Some(x) => Ok(NetworkMode::Container(x.to_string())),
+            None => Ok(NetworkMode::Network(s.to_string())),
+        },
+    }
+}
+
 /// One docker-style `--filter` of `weft network ls` / `prune`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
@@ -557,6 +607,42 @@ mod tests {
         ]);
         assert_eq!(sel, "a=1,!b");
         assert_eq!(names, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(network_mode("none").unwrap(), NetworkMode::None);
+        assert_eq!(network_mode("host").unwrap(), NetworkMode::Host);
+        assert_eq!(
+            network_mode("bridge").unwrap(),
+            NetworkMode::Network(DEFAULT_NETWORK.into())
+        );
+        assert_eq!(
+            network_mode("mynet").unwrap(),
+            NetworkMode::Network("mynet".into())
+        );
+        assert_eq!(
+            network_mode("container:web").unwrap(),
+            NetworkMode::Container("web".into())
+        );
+        // Matched exactly, like Docker: anything else is a network's name.
+        assert_eq!(
+            network_mode("Host").unwrap(),
+            NetworkMode::Network("Host".into())
+        );
+        assert_eq!(
+            network_mode("container").unwrap(),
+            NetworkMode::Network("container".into())
+        );
+        assert!(
+            network_mode("container:")
+                .unwrap_err()
+                .contains("container:NAME")
+        );
+        assert!(network_mode("").unwrap_err().contains("must not be empty"));
+        for m in ["none", "host", "bridge", "mynet", "container:web"] {
+            assert_eq!(network_mode(m).unwrap().to_string(), m);
+        }
     }
 
     #[test]
