@@ -36,6 +36,7 @@
 mod addr;
 mod conn;
 mod error;
+pub mod firewall;
 mod link;
 mod netns;
 mod route;

@@ -8,7 +8,6 @@
 //! and only when the status changed.
 
 pub mod events;
-pub mod fwshim;
 mod link;
 mod namespace;
 mod network;
@@ -23,7 +22,7 @@ use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 use crate::{
     kernel::{Kernel, KernelError, NsRef},
     model::{Phase, Status},
-    reconcile::fwshim::PortMapping,
+    kernel::firewall::PortMapping,
     store::{Store, StoreError},
 };
 

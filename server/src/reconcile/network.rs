@@ -18,7 +18,7 @@ use super::{Controller, Key, ReconcileError};
 use crate::{
     kernel::NsRef,
     model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Phase, Protocol, RouteSpec, Status},
-    reconcile::fwshim::{FirewallNetwork, FwExt, PortMapping, Proto},
+    kernel::firewall::{FirewallNetwork, PortMapping, Proto},
     store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
 };
 

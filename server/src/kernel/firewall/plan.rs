@@ -1,0 +1,643 @@
+//! The pure half of the firewall: [`plan`] turns weft's networks into the tables, sets, maps,
+//! chains and rules weft wants, as plain data with a stable text rendering (the `nft list
+//! ruleset` look, used for golden files) and a fingerprint of that rendering.
+//!
+//! Nothing here does I/O; `super::nl` encodes a [`FirewallPlan`] into one nftables batch.
+
+use std::{fmt, net::IpAddr};
+
+use ipnet::IpNet;
+
+use super::FirewallNetwork;
+
+/// The name of both of weft's tables (`inet weft` and `bridge weft`).
+pub const TABLE: &str = "weft";
+/// Every weft table's comment starts with this; a table called `weft` without it is not
+/// weft's, and weft refuses to change it.
+pub const MARKER: &str = "weft plan ";
+
+/// Name of the set of every weft bridge (`inet weft`).
+pub const SET_BRIDGES: &str = "bridges";
+/// Name of the set of the bridges of internal networks (`inet weft`).
+pub const SET_INTERNAL: &str = "internal";
+/// Name of the set of (bridge . bridge) pairs of networks with inter-container traffic on.
+pub const SET_ICC: &str = "icc";
+/// The regular chain holding the four DNAT map lookups.
+pub const CHAIN_PORTMAP: &str = "portmap";
+
+/// Version of the ruleset layout, hashed into the fingerprint: bump it when the encoding
+/// changes without the rendering changing, so running daemons rebuild their tables.
+const LAYOUT_VERSION: &str = "weft-firewall-layout-1";
+
+/// An nftables table family weft uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableFamily {
+    /// `inet`: IPv4 and IPv6.
+    Inet,
+    /// `bridge`: frames forwarded between bridge ports.
+    Bridge,
+}
+
+impl TableFamily {
+    /// The family as `nft` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableFamily::Inet => "inet",
+            TableFamily::Bridge => "bridge",
+        }
+    }
+}
+
+/// An IP family, for matches and DNAT maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpFamily {
+    /// Of an address.
+    pub fn of(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+
+    fn nft(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "ip",
+            IpFamily::V6 => "ip6",
+        }
+    }
+
+    fn nfproto(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "ipv4",
+            IpFamily::V6 => "ipv6",
+        }
+    }
+}
+
+/// One of the four published-port maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortMap {
+    /// (host IPv4, l4proto, port) → (IPv4, port).
+    V4,
+    /// (l4proto, port) → (IPv4, port): mappings on every host address.
+    V4Any,
+    /// (host IPv6, l4proto, port) → (IPv6, port).
+    V6,
+    /// (l4proto, port) → (IPv6, port).
+    V6Any,
+}
+
+impl PortMap {
+    /// All four, in lookup order (specific address before wildcard, per family).
+    pub const ALL: [PortMap; 4] = [PortMap::V4, PortMap::V4Any, PortMap::V6, PortMap::V6Any];
+
+    /// The map's name in `inet weft`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortMap::V4 => "dnat4",
+            PortMap::V4Any => "dnat4_any",
+            PortMap::V6 => "dnat6",
+            PortMap::V6Any => "dnat6_any",
+        }
+    }
+
+    /// The family of the destination (and of the host address, if keyed by one).
+    pub fn family(self) -> IpFamily {
+        match self {
+            PortMap::V4 | PortMap::V4Any => IpFamily::V4,
+            PortMap::V6 | PortMap::V6Any => IpFamily::V6,
+        }
+    }
+
+    /// Whether the key starts with the host address (else it is a wildcard map).
+    pub fn by_address(self) -> bool {
+        matches!(self, PortMap::V4 | PortMap::V6)
+    }
+
+    fn addr_type(self) -> &'static str {
+        match self.family() {
+            IpFamily::V4 => "ipv4_addr",
+            IpFamily::V6 => "ipv6_addr",
+        }
+    }
+}
+
+/// What a set holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// Interface names (`type ifname`), with its planned members.
+    Ifnames(Vec<String>),
+    /// Pairs of interface names (`type ifname . ifname`), with its planned members.
+    IfnamePairs(Vec<(String, String)>),
+    /// A published-port map; its elements are not part of the plan.
+    PortMap(PortMap),
+}
+
+/// A named set or map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedSet {
+    /// Its name in the table.
+    pub name: String,
+    /// What it holds.
+    pub kind: SetKind,
+}
+
+/// A netfilter hook a base chain registers at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `prerouting`.
+    Prerouting,
+    /// `output`.
+    Output,
+    /// `forward`.
+    Forward,
+    /// `postrouting`.
+    Postrouting,
+}
+
+impl Hook {
+    /// The hook number (`NF_INET_*`; the bridge family uses the same numbers).
+    pub fn number(self) -> u32 {
+        match self {
+            Hook::Prerouting => 0,
+            Hook::Forward => 2,
+            Hook::Output => 3,
+            Hook::Postrouting => 4,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Output => "output",
+            Hook::Forward => "forward",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// The type of a base chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChainType {
+    /// `filter`.
+    Filter,
+    /// `nat`.
+    Nat,
+}
+
+impl ChainType {
+    /// As `nft` spells it (and as the kernel reports it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+        }
+    }
+}
+
+/// What makes a chain a base chain. The policy is always accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BaseChain {
+    /// Chain type.
+    pub kind: ChainType,
+    /// Hook.
+    pub hook: Hook,
+    /// Priority (dstnat -100, filter 0, srcnat 100; bridge filter -200).
+    pub priority: i32,
+}
+
+/// A chain and its rules, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedChain {
+    /// Name.
+    pub name: String,
+    /// Hook, for a base chain; None for a regular chain reached by `jump`.
+    pub base: Option<BaseChain>,
+    /// Rules, evaluated first to last.
+    pub rules: Vec<PlannedRule>,
+}
+
+/// One condition of a rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Match {
+    /// `meta nfproto ipv4|ipv6` (inet only).
+    NfProto(IpFamily),
+    /// `fib daddr type local`: the destination is an address of this host.
+    FibDaddrLocal,
+    /// `iifname "<name>"`.
+    IifName(String),
+    /// `oifname "<name>"`.
+    OifName(String),
+    /// `oifname != "<name>"`.
+    OifNameNot(String),
+    /// `iifname @<set>`.
+    IifInSet(String),
+    /// `oifname @<set>`.
+    OifInSet(String),
+    /// `iifname . oifname @<set>`.
+    IifOifInSet(String),
+    /// `ip saddr <net>` / `ip6 saddr <net>` (with the family check nft implies).
+    Saddr(IpNet),
+    /// `ct state established,related`.
+    CtEstablishedRelated,
+    /// `ct status dnat`: the connection was destination-NATed.
+    CtStatusDnat,
+}
+
+/// What a rule does when all its matches hold.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `accept`.
+    Accept,
+    /// `drop`.
+    Drop,
+    /// `masquerade`.
+    Masquerade,
+    /// `jump <chain>`.
+    Jump(String),
+    /// `dnat ip|ip6 to <key> map @<map>`, where the key is `ip daddr . meta l4proto . th
+    /// dport` for a by-address map and `meta l4proto . th dport` for a wildcard one.
+    DnatMap(PortMap),
+}
+
+/// One rule: every match, then the action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PlannedRule {
+    /// Conditions, all of which must hold.
+    pub matches: Vec<Match>,
+    /// The statement.
+    pub action: Action,
+}
+
+/// One table weft owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedTable {
+    /// Family (`inet` or `bridge`).
+    pub family: TableFamily,
+    /// Name (always [`TABLE`]).
+    pub name: String,
+    /// Sets and maps, in creation order.
+    pub sets: Vec<PlannedSet>,
+    /// Chains, in creation order.
+    pub chains: Vec<PlannedChain>,
+}
+
+/// Everything weft wants in nftables for a set of networks: pure data.
+///
+/// The `bridge weft` table is present only when some network has inter-container traffic
+/// off. Port-map elements are not part of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirewallPlan {
+    /// The tables, `inet weft` first.
+    pub tables: Vec<PlannedTable>,
+    /// 16 hex digits: FNV-1a of the rendering and the layout version. Stored in each table's
+    /// comment, so a glance at the kernel tells whether its structure is current.
+    pub fingerprint: String,
+}
+
+impl FirewallPlan {
+    /// The comment every planned table carries: [`MARKER`] and the fingerprint.
+    pub fn comment(&self) -> String {
+        format!("{MARKER}{}", self.fingerprint)
+    }
+
+    /// The table of `family`, if planned.
+    pub fn table(&self, family: TableFamily) -> Option<&PlannedTable> {
+        self.tables.iter().find(|t| t.family == family)
+    }
+
+    /// The plan as `nft list ruleset` would show it (before any port-map element is added),
+    /// comments included. Stable: golden files compare this text.
+    pub fn render(&self) -> String {
+        let mut out = render_tables(&self.tables, Some(&self.comment()));
+        out.push_str(&format!("# fingerprint {}\n", self.fingerprint));
+        out
+    }
+}
+
+/// Builds the plan for `networks`. Pure and deterministic: networks are sorted by bridge name
+/// and subnets by address, so the order callers pass them in does not matter.
+///
+/// See the module documentation of `kernel::firewall` for the rules and why they look so.
+pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
+    let mut nets: Vec<FirewallNetwork> = networks.to_vec();
+    for n in &mut nets {
+        n.subnets.sort();
+        n.subnets.dedup();
+    }
+    nets.sort_by(|a, b| {
+        a.bridge
+            .cmp(&b.bridge)
+            .then_with(|| a.subnets.cmp(&b.subnets))
+    });
+
+    let mut bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
+    bridges.dedup();
+    let mut icc: Vec<(String, String)> = nets
+        .iter()
+        .filter(|n| n.icc)
+        .map(|n| (n.bridge.clone(), n.bridge.clone()))
+        .collect();
+    icc.dedup();
+    let mut internal: Vec<String> = nets
+        .iter()
+        .filter(|n| n.internal)
+        .map(|n| n.bridge.clone())
+        .collect();
+    internal.dedup();
+
+    let rule = |matches: Vec<Match>, action: Action| PlannedRule { matches, action };
+
+    let mut sets = vec![
+        PlannedSet {
+            name: SET_BRIDGES.into(),
+            kind: SetKind::Ifnames(bridges),
+        },
+        PlannedSet {
+            name: SET_INTERNAL.into(),
+            kind: SetKind::Ifnames(internal),
+        },
+        PlannedSet {
+            name: SET_ICC.into(),
+            kind: SetKind::IfnamePairs(icc),
+        },
+    ];
+    sets.extend(PortMap::ALL.iter().map(|m| PlannedSet {
+        name: m.name().into(),
+        kind: SetKind::PortMap(*m),
+    }));
+
+    let to_portmap = || {
+        vec![rule(
+            vec![Match::FibDaddrLocal],
+            Action::Jump(CHAIN_PORTMAP.into()),
+        )]
+    };
+    let portmap = PortMap::ALL
+        .iter()
+        .map(|m| {
+            let matches = if m.by_address() {
+                // `ip daddr` brings the family check with it.
+                vec![]
+            } else {
+                vec![Match::NfProto(m.family())]
+            };
+            rule(matches, Action::DnatMap(*m))
+        })
+        .collect();
+
+    let mut postrouting = vec![rule(
+        vec![
+            Match::Saddr("127.0.0.0/8".parse().expect("valid")),
+            Match::OifInSet(SET_BRIDGES.into()),
+        ],
+        Action::Masquerade,
+    )];
+    for n in &nets {
+        // Hairpin: an endpoint reaching a published port of its own bridge via a host address.
+        postrouting.push(rule(
+            vec![
+                Match::IifName(n.bridge.clone()),
+                Match::OifName(n.bridge.clone()),
+                Match::CtStatusDnat,
+            ],
+            Action::Masquerade,
+        ));
+        if n.masquerade && !n.internal {
+            for s in &n.subnets {
+                postrouting.push(rule(
+                    vec![Match::Saddr(s.trunc()), Match::OifNameNot(n.bridge.clone())],
+                    Action::Masquerade,
+                ));
+            }
+        }
+    }
+
+    let bridges_set = || SET_BRIDGES.to_string();
+    let forward = vec![
+        rule(
+            vec![Match::OifInSet(bridges_set()), Match::CtEstablishedRelated],
+            Action::Accept,
+        ),
+        rule(
+            vec![Match::OifInSet(bridges_set()), Match::CtStatusDnat],
+            Action::Accept,
+        ),
+        // Bridged within one network: only reaches this hook when br_netfilter hands bridged
+        // traffic to the inet hooks (then iif and oif are both the bridge).
+        rule(vec![Match::IifOifInSet(SET_ICC.into())], Action::Accept),
+        rule(vec![Match::OifInSet(bridges_set())], Action::Drop),
+        rule(vec![Match::IifInSet(SET_INTERNAL.into())], Action::Drop),
+        rule(vec![Match::IifInSet(bridges_set())], Action::Accept),
+    ];
+
+    let base = |kind, hook, priority| {
+        Some(BaseChain {
+            kind,
+            hook,
+            priority,
+        })
+    };
+    let chain = |name: &str, base: Option<BaseChain>, rules: Vec<PlannedRule>| PlannedChain {
+        name: name.into(),
+        base,
+        rules,
+    };
+    let inet = PlannedTable {
+        family: TableFamily::Inet,
+        name: TABLE.into(),
+        sets,
+        chains: vec![
+            chain(
+                "prerouting",
+                base(ChainType::Nat, Hook::Prerouting, -100),
+                to_portmap(),
+            ),
+            chain(
+                "output",
+                base(ChainType::Nat, Hook::Output, -100),
+                to_portmap(),
+            ),
+            chain(CHAIN_PORTMAP, None, portmap),
+            chain(
+                "postrouting",
+                base(ChainType::Nat, Hook::Postrouting, 100),
+                postrouting,
+            ),
+            chain(
+                "forward",
+                base(ChainType::Filter, Hook::Forward, 0),
+                forward,
+            ),
+        ],
+    };
+
+    let mut tables = vec![inet];
+    let no_icc: Vec<PlannedRule> = nets
+        .iter()
+        .filter(|n| !n.icc)
+        .flat_map(|n| n.subnets.iter())
+        .map(|s| rule(vec![Match::Saddr(s.trunc())], Action::Drop))
+        .collect();
+    if nets.iter().any(|n| !n.icc) {
+        tables.push(PlannedTable {
+            family: TableFamily::Bridge,
+            name: TABLE.into(),
+            sets: vec![],
+            chains: vec![chain(
+                "forward",
+                base(ChainType::Filter, Hook::Forward, -200),
+                no_icc,
+            )],
+        });
+    }
+
+    let mut hashed = String::from(LAYOUT_VERSION);
+    hashed.push('\n');
+    hashed.push_str(&render_tables(&tables, None));
+    FirewallPlan {
+        tables,
+        fingerprint: format!("{:016x}", fnv1a64(hashed.as_bytes())),
+    }
+}
+
+/// FNV-1a, 64 bit: tiny, and stable across Rust releases (unlike `DefaultHasher`).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn render_tables(tables: &[PlannedTable], comment: Option<&str>) -> String {
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("table {} {} {{\n", t.family.as_str(), t.name));
+        if let Some(c) = comment {
+            out.push_str(&format!("\tcomment \"{c}\"\n"));
+        }
+        for s in &t.sets {
+            out.push_str(&format!("\n{s}"));
+        }
+        for c in &t.chains {
+            out.push_str(&format!("\n{c}"));
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+impl fmt::Display for PlannedSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            SetKind::Ifnames(members) => {
+                writeln!(f, "\tset {} {{", self.name)?;
+                writeln!(f, "\t\ttype ifname")?;
+                if !members.is_empty() {
+                    let quoted: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
+                }
+            }
+            SetKind::IfnamePairs(members) => {
+                writeln!(f, "\tset {} {{", self.name)?;
+                writeln!(f, "\t\ttype ifname . ifname")?;
+                if !members.is_empty() {
+                    let quoted: Vec<String> = members
+                        .iter()
+                        .map(|(a, b)| format!("\"{a}\" . \"{b}\""))
+                        .collect();
+                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
+                }
+            }
+            SetKind::PortMap(m) => {
+                writeln!(f, "\tmap {} {{", self.name)?;
+                let key = if m.by_address() {
+                    format!("{} . inet_proto . inet_service", m.addr_type())
+                } else {
+                    "inet_proto . inet_service".to_string()
+                };
+                writeln!(f, "\t\ttype {key} : {} . inet_service", m.addr_type())?;
+            }
+        }
+        writeln!(f, "\t}}")
+    }
+}
+
+impl fmt::Display for PlannedChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "\tchain {} {{", self.name)?;
+        if let Some(b) = &self.base {
+            writeln!(
+                f,
+                "\t\ttype {} hook {} priority {}; policy accept;",
+                b.kind.as_str(),
+                b.hook.as_str(),
+                b.priority
+            )?;
+        }
+        for r in &self.rules {
+            writeln!(f, "\t\t{r}")?;
+        }
+        writeln!(f, "\t}}")
+    }
+}
+
+impl fmt::Display for PlannedRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for m in &self.matches {
+            write!(f, "{m} ")?;
+        }
+        write!(f, "{}", self.action)
+    }
+}
+
+impl fmt::Display for Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Match::NfProto(fam) => write!(f, "meta nfproto {}", fam.nfproto()),
+            Match::FibDaddrLocal => write!(f, "fib daddr type local"),
+            Match::IifName(n) => write!(f, "iifname \"{n}\""),
+            Match::OifName(n) => write!(f, "oifname \"{n}\""),
+            Match::OifNameNot(n) => write!(f, "oifname != \"{n}\""),
+            Match::IifInSet(s) => write!(f, "iifname @{s}"),
+            Match::OifInSet(s) => write!(f, "oifname @{s}"),
+            Match::IifOifInSet(s) => write!(f, "iifname . oifname @{s}"),
+            Match::Saddr(net @ IpNet::V4(_)) => write!(f, "ip saddr {net}"),
+            Match::Saddr(net @ IpNet::V6(_)) => write!(f, "ip6 saddr {net}"),
+            Match::CtEstablishedRelated => write!(f, "ct state established,related"),
+            Match::CtStatusDnat => write!(f, "ct status dnat"),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Accept => write!(f, "accept"),
+            Action::Drop => write!(f, "drop"),
+            Action::Masquerade => write!(f, "masquerade"),
+            Action::Jump(c) => write!(f, "jump {c}"),
+            Action::DnatMap(m) => {
+                let fam = m.family().nft();
+                if m.by_address() {
+                    write!(
+                        f,
+                        "dnat {fam} to {fam} daddr . meta l4proto . th dport map @{}",
+                        m.name()
+                    )
+                } else {
+                    write!(f, "dnat {fam} to meta l4proto . th dport map @{}", m.name())
+                }
+            }
+        }
+    }
+}
