@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weft/v1/namespace.proto",
         "weft/v1/link.proto",
         "weft/v1/network.proto",
+        "weft/v1/system.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -14,11 +14,11 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use weft_proto::v1::{
     link_service_server::LinkServiceServer, namespace_service_server::NamespaceServiceServer,
-    network_service_server::NetworkServiceServer,
+    network_service_server::NetworkServiceServer, system_service_server::SystemServiceServer,
 };
 
 use crate::{
-    api::{LinkApi, NamespaceApi, NetworkApi, NetworkDefaults},
+    api::{LinkApi, NamespaceApi, NetworkApi, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
     reconcile::Controller,
@@ -105,6 +105,7 @@ pub async fn run(
     ctl.enqueue_all()
         .await
         .context("queueing the stored objects")?;
+    ctl.spawn_drift_watch(Duration::from_secs(1), &mut tasks);
     if config.resync > 0 {
         ctl.spawn_resync(Duration::from_secs(config.resync), &mut tasks);
     }
@@ -125,6 +126,7 @@ pub async fn run(
     health
         .set_serving::<NetworkServiceServer<NetworkApi>>()
         .await;
+    health.set_serving::<SystemServiceServer<SystemApi>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(weft_proto::FILE_DESCRIPTOR_SET)
@@ -142,6 +144,10 @@ pub async fn run(
         .add_service(NetworkServiceServer::new(NetworkApi::new(
             ctl.clone(),
             defaults,
+        )))
+        .add_service(SystemServiceServer::new(SystemApi::new(
+            ctl.clone(),
+            config.database.display().to_string(),
         )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

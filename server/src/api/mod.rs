@@ -8,6 +8,7 @@ mod convert;
 mod link;
 mod namespace;
 mod network;
+mod system;
 mod watch;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use link::LinkApi;
 pub use namespace::NamespaceApi;
 pub use network::{NetworkApi, NetworkDefaults, network_in};
+pub use system::SystemApi;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 

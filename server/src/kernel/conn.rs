@@ -133,12 +133,17 @@ impl Connections {
         }
     }
 
-    /// Opens a socket inside `ns` on a helper thread and starts its connection task.
-    async fn connect(&self, ns: &NsRef) -> Result<Conn, KernelError> {
-        let target = match ns {
+    /// How a helper thread enters `ns`.
+    pub(crate) fn ns_file(&self, ns: &NsRef) -> NsFile {
+        match ns {
             NsRef::Host => NsFile::Open(self.host.clone(), self.host_label.clone()),
             NsRef::Path(p) => NsFile::Path(p.clone()),
-        };
+        }
+    }
+
+    /// Opens a socket inside `ns` on a helper thread and starts its connection task.
+    async fn connect(&self, ns: &NsRef) -> Result<Conn, KernelError> {
+        let target = self.ns_file(ns);
         let label = self.label(ns);
         let runtime = tokio::runtime::Handle::current();
         let ((connection, handle), id) = netns::run_in(target, move || {

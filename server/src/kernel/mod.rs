@@ -38,6 +38,7 @@ mod conn;
 mod error;
 pub mod firewall;
 mod link;
+pub mod monitor;
 mod netns;
 mod route;
 
@@ -175,6 +176,21 @@ impl fmt::Debug for Inner {
             .field("writes", &self.writes.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
+}
+
+tokio::task_local! {
+    /// Writes made by the current task inside [`count_writes`].
+    static TASK_WRITES: std::cell::Cell<u64>;
+}
+
+/// Runs `f` and returns its output with the number of kernel writes it made on its own task.
+pub async fn count_writes<F: Future>(f: F) -> (F::Output, u64) {
+    TASK_WRITES
+        .scope(std::cell::Cell::new(0), async {
+            let out = f.await;
+            (out, TASK_WRITES.with(|c| c.get()))
+        })
+        .await
 }
 
 /// The loopback interface's index in every network namespace.
@@ -571,12 +587,15 @@ impl Kernel {
     // ---- plumbing ----
 
     /// How `ns` is named in operation texts.
-    fn label(&self, ns: &NsRef) -> String {
+    pub(crate) fn label(&self, ns: &NsRef) -> String {
         self.inner.conns.label(ns)
     }
 
     fn wrote(&self) {
         self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        // Attribute the write to the reconcile running on this task, if it counts (writes
+        // made on helper threads, such as nftables batches, are counted globally only).
+        let _ = TASK_WRITES.try_with(|c| c.set(c.get() + 1));
     }
 
     /// Runs a read-only request (every read dumps) on `ns`'s connection, under its dump lock.

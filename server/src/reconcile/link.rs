@@ -40,17 +40,19 @@ impl Controller {
         &self,
         id: &str,
         attempt: u32,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let Some(row) = self.store().link_by_id(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let key = Key::Link(id.to_string());
+        let converged_before =
+            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
         if row.deleting {
             self.remove_link(&row.id, &row.spec).await?;
             if self.store().delete_link_row(id).await? {
                 self.events().send(key, true);
             }
-            return Ok(());
+            return Ok(false);
         }
         let (status, observed, outcome) = match self.converge_link(&row.id, &row.spec).await {
             Ok(observed) => (
@@ -71,7 +73,7 @@ impl Controller {
         if self.store().set_link_status(id, &status, &observed).await? {
             self.events().send(key, false);
         }
-        outcome
+        outcome.map(|()| converged_before)
     }
 
     /// Deletes the interfaces of `spec` that carry the mark of object `id`. A namespace that is

@@ -9,20 +9,25 @@
 
 pub mod events;
 mod link;
+mod monitor;
 mod namespace;
 mod network;
 pub mod queue;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 pub use events::{Event, Events, Key};
 use queue::WorkQueue;
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{
+    kernel::firewall::PortMapping,
     kernel::{Kernel, KernelError, NsRef},
     model::{Phase, Status},
-    kernel::firewall::PortMapping,
     store::{Store, StoreError},
 };
 
@@ -85,6 +90,21 @@ struct Inner {
     events: Events,
     /// Serialises firewall writes, and caches the port-map elements the kernel holds.
     firewall: tokio::sync::Mutex<Option<HashSet<PortMapping>>>,
+    /// Netlink change subscriptions, per namespace.
+    monitors: std::sync::Mutex<HashMap<NsRef, tokio::task::JoinHandle<()>>>,
+    /// Counters, for GetSystemInfo.
+    stats: Stats,
+}
+
+/// What the reconciler has done since start-up.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Reconciles run.
+    pub reconciles: std::sync::atomic::AtomicU64,
+    /// Reconciles that failed.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Reconciles that found an already converged object changed in the kernel and repaired it.
+    pub drift_repairs: std::sync::atomic::AtomicU64,
 }
 
 /// What a wait ended with.
@@ -108,6 +128,8 @@ impl Controller {
                 queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
                 events: Events::new(),
                 firewall: tokio::sync::Mutex::new(None),
+                monitors: std::sync::Mutex::new(HashMap::new()),
+                stats: Stats::default(),
             }),
         }
     }
@@ -175,6 +197,7 @@ impl Controller {
                     return;
                 }
                 tracing::debug!("resync");
+                c.forget_port_cache().await;
                 if let Err(e) = c.enqueue_all().await {
                     tracing::warn!(error = %e, "resync could not list objects");
                 }
@@ -182,37 +205,90 @@ impl Controller {
         });
     }
 
+    /// Starts the event-driven repair: a netlink subscription in the host namespace (those of
+    /// other namespaces start when they are Ready), and a check of the firewall every
+    /// `firewall_every` (a few cheap reads; nftables has no cheap change feed for this).
+    pub fn spawn_drift_watch(&self, firewall_every: Duration, set: &mut JoinSet<()>) {
+        self.watch_namespace(NsRef::Host);
+        let c = self.clone();
+        set.spawn(async move {
+            let mut tick = tokio::time::interval(firewall_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if c.inner.queue.is_closed() {
+                    return;
+                }
+                c.enqueue(Key::Firewall);
+            }
+        });
+    }
+
     /// Stops handing out work; workers exit after their current key.
     pub fn shutdown(&self) {
         self.inner.queue.close();
+        for (_, t) in self
+            .inner
+            .monitors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            t.abort();
+        }
     }
 
     async fn work(&self, worker: usize, key: Key) {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tracing::Instrument;
         let attempt = self.inner.queue.failures(&key) + 1;
         let span = tracing::debug_span!("reconcile", worker, ?key, attempt);
-        let _e = span.enter();
         let started = Instant::now();
-        let res = match &key {
-            Key::Namespace(id) => self.reconcile_namespace(id, attempt).await,
-            Key::Link(id) => self.reconcile_link(id, attempt).await,
-            Key::Network(id) => self.reconcile_network(id, attempt).await,
-            Key::Endpoint(id) => self.reconcile_endpoint(id, attempt).await,
-            Key::Firewall => self.reconcile_firewall().await,
-        };
+        let (res, writes) = crate::kernel::count_writes(
+            async {
+                match &key {
+                    Key::Namespace(id) => self.reconcile_namespace(id, attempt).await,
+                    Key::Link(id) => self.reconcile_link(id, attempt).await,
+                    Key::Network(id) => self.reconcile_network(id, attempt).await,
+                    Key::Endpoint(id) => self.reconcile_endpoint(id, attempt).await,
+                    Key::Firewall => self.reconcile_firewall().await,
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+        let _e = span.enter();
+        self.inner.stats.reconciles.fetch_add(1, Relaxed);
         match res {
-            Ok(()) => {
-                tracing::debug!(elapsed = ?started.elapsed(), "converged");
+            Ok(converged_before) => {
+                if converged_before && writes > 0 {
+                    self.inner.stats.drift_repairs.fetch_add(1, Relaxed);
+                    tracing::info!(writes, "repaired drift");
+                }
+                tracing::debug!(elapsed = ?started.elapsed(), writes, "converged");
                 self.inner.queue.done(&key);
             }
             Err(e) if e.transient => {
+                self.inner.stats.failures.fetch_add(1, Relaxed);
                 let (n, delay) = self.inner.queue.retry(&key);
                 tracing::info!(error = %e.message, attempt = n, retry_in = ?delay, "reconcile failed; retrying");
             }
             Err(e) => {
+                self.inner.stats.failures.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e.message, "reconcile failed; waiting for a change");
                 self.inner.queue.done(&key);
             }
         }
+    }
+
+    /// Keys waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queue.len()
+    }
+
+    /// Counters since start-up.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
     }
 
     /// The status to record for a failed attempt.

@@ -12,16 +12,20 @@ impl Controller {
         &self,
         id: &str,
         attempt: u32,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let Some(row) = self.store().namespace_by_id(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let key = Key::Namespace(id.to_string());
+        let converged_before =
+            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
         let adopted = row.spec.adopted_path.clone();
         let path = adopted
             .clone()
             .unwrap_or_else(|| self.kernel().netns_dir().join(&row.spec.name));
         if row.deleting {
+            // The subscription holds the namespace open: drop it first.
+            self.unwatch_namespace(&NsRef::Path(path.clone()));
             if adopted.is_none() {
                 self.kernel().delete_named_netns(&row.spec.name).await?;
             }
@@ -29,13 +33,18 @@ impl Controller {
             if self.store().delete_namespace_row(id).await? {
                 self.events().send(key, true);
             }
-            return Ok(());
+            return Ok(false);
         }
         let result = self
             .converge_namespace(&row.spec.name, adopted.is_some(), &path)
             .await;
         let (status, outcome) = match result {
             Ok(recreated) => {
+                if recreated {
+                    // A subscription to the namespace that died watches nothing useful.
+                    self.unwatch_namespace(&NsRef::Path(path.clone()));
+                }
+                self.watch_namespace(NsRef::Path(path.clone()));
                 if recreated {
                     // Everything that lived in the old namespace died with it.
                     for link in self.store().link_ids_in_namespace(id).await? {
@@ -66,7 +75,7 @@ impl Controller {
         {
             self.events().send(key, false);
         }
-        outcome
+        outcome.map(|()| converged_before)
     }
 
     /// Makes the namespace exist; returns true if it had to be (re)created.

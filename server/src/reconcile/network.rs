@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use super::{Controller, Key, ReconcileError};
 use crate::{
     kernel::NsRef,
-    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Phase, Protocol, RouteSpec, Status},
     kernel::firewall::{FirewallNetwork, PortMapping, Proto},
+    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Phase, Protocol, RouteSpec, Status},
     store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
 };
 
@@ -129,11 +129,13 @@ impl Controller {
         &self,
         id: &str,
         attempt: u32,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let Some(row) = self.store().network_by_id(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let key = Key::Network(id.to_string());
+        let converged_before =
+            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
         let spec = bridge_spec(&row.spec);
         if row.deleting {
             self.sync_firewall_structure().await?;
@@ -141,7 +143,7 @@ impl Controller {
             if self.store().delete_network_row(id).await? {
                 self.events().send(key, true);
             }
-            return Ok(());
+            return Ok(false);
         }
         let result = async {
             self.converge_link(id, &spec).await?;
@@ -166,18 +168,20 @@ impl Controller {
         if self.store().set_network_status(id, &status).await? {
             self.events().send(key, false);
         }
-        outcome
+        outcome.map(|()| converged_before)
     }
 
     pub(super) async fn reconcile_endpoint(
         &self,
         id: &str,
         attempt: u32,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let Some(row) = self.store().endpoint_by_id(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let key = Key::Endpoint(id.to_string());
+        let converged_before =
+            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
         let net = self
             .store()
             .network_by_id(&row.network_id)
@@ -198,7 +202,7 @@ impl Controller {
             if self.store().delete_endpoint_row(id).await? {
                 self.events().send(key, true);
             }
-            return Ok(());
+            return Ok(false);
         }
         let result = async {
             let observed = self.converge_link(id, &spec).await?;
@@ -235,11 +239,12 @@ impl Controller {
         {
             self.events().send(key, false);
         }
-        outcome
+        outcome.map(|()| converged_before)
     }
 
-    /// Makes the ruleset's structure and the forwarding sysctls match the live networks.
-    async fn sync_firewall_structure(&self) -> Result<(), ReconcileError> {
+    /// Makes the ruleset's structure and the forwarding sysctls match the live networks;
+    /// true if the ruleset had to be written.
+    async fn sync_firewall_structure(&self) -> Result<bool, ReconcileError> {
         let _guard = self.inner.firewall.lock().await;
         let networks: Vec<FirewallNetwork> = self
             .store()
@@ -262,8 +267,7 @@ impl Controller {
                     .await?;
             }
         }
-        self.kernel().sync_firewall(&networks).await?;
-        Ok(())
+        Ok(self.kernel().sync_firewall(&networks).await?)
     }
 
     /// Adds the mappings the kernel lacks, per the cache of its map elements.
@@ -309,9 +313,15 @@ impl Controller {
         Ok(())
     }
 
-    /// The firewall key: structure, sysctls, and every map element against the store.
-    pub(super) async fn reconcile_firewall(&self) -> Result<(), ReconcileError> {
-        self.sync_firewall_structure().await?;
+    /// The firewall key: structure and sysctls; and, when the structure had to be rebuilt or
+    /// after a resync dropped the cache, every map element against the store. Runs every
+    /// second (the cheap check) so a flushed table is back within about a second.
+    pub(super) async fn reconcile_firewall(&self) -> Result<bool, ReconcileError> {
+        let rebuilt = self.sync_firewall_structure().await?;
+        let cache_known = self.inner.firewall.lock().await.is_some();
+        if !rebuilt && cache_known {
+            return Ok(true);
+        }
         let mut want: HashSet<PortMapping> = HashSet::new();
         let endpoints = self.store().list_endpoints(None).await?;
         let mappings = self.store().port_mappings(None).await?;
@@ -339,6 +349,24 @@ impl Controller {
             self.kernel().add_port_mappings(&missing).await?;
         }
         *cache = Some(want);
-        Ok(())
+        if rebuilt || !extra.is_empty() || !missing.is_empty() {
+            // nftables batches are written from helper threads, outside the per-task count.
+            self.inner
+                .stats
+                .drift_repairs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                rebuilt,
+                removed = extra.len(),
+                added = missing.len(),
+                "repaired the firewall"
+            );
+        }
+        Ok(true)
+    }
+
+    /// Forgets the cached map elements, so the next firewall reconcile compares them all.
+    pub(super) async fn forget_port_cache(&self) {
+        *self.inner.firewall.lock().await = None;
     }
 }
