@@ -41,6 +41,7 @@ impl SystemService for SystemApi {
             reconciles: stats.reconciles.load(Relaxed),
             reconcile_failures: stats.failures.load(Relaxed),
             drift_repairs: stats.drift_repairs.load(Relaxed),
+            orphans_removed: stats.orphans_removed.load(Relaxed),
             queue_depth: self.ctl.queue_depth() as u64,
             host_netns: k
                 .host_netns()

@@ -56,6 +56,12 @@ pub(crate) async fn get(
     Ok(Some(state))
 }
 
+/// Every interface in the namespace, without addresses (one dump).
+pub(crate) async fn list(handle: &Handle) -> Result<Vec<LinkState>, rtnetlink::Error> {
+    let messages: Vec<LinkMessage> = handle.link().get().execute().try_collect().await?;
+    Ok(messages.iter().map(parse).collect())
+}
+
 /// The interface an `RTM_NEWLINK` message describes (without addresses).
 pub(crate) fn parse(message: &LinkMessage) -> LinkState {
     let mut state = LinkState {

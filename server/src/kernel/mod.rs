@@ -337,6 +337,16 @@ impl Kernel {
         .await
     }
 
+    /// Every interface in `ns`, without their addresses (`addresses` is empty).
+    pub async fn list_links(&self, ns: &NsRef) -> Result<Vec<LinkState>, KernelError> {
+        self.read(
+            ns,
+            || format!("list links in {}", self.label(ns)),
+            |h| async move { link::list(&h).await },
+        )
+        .await
+    }
+
     /// Looks an interface up by index. Ok(None) when absent.
     pub async fn get_link_by_index(
         &self,

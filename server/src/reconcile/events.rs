@@ -17,6 +17,8 @@ pub enum Key {
     Endpoint(String),
     /// weft's nftables ruleset and port maps as a whole.
     Firewall,
+    /// The search for orphaned kernel objects.
+    Gc,
 }
 
 /// Something about an object changed.

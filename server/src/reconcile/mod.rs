@@ -8,6 +8,7 @@
 //! and only when the status changed.
 
 pub mod events;
+mod gc;
 mod link;
 mod monitor;
 mod namespace;
@@ -105,6 +106,8 @@ pub struct Stats {
     pub failures: std::sync::atomic::AtomicU64,
     /// Reconciles that found an already converged object changed in the kernel and repaired it.
     pub drift_repairs: std::sync::atomic::AtomicU64,
+    /// Orphaned kernel objects (marked by weft, owned by no object) removed.
+    pub orphans_removed: std::sync::atomic::AtomicU64,
 }
 
 /// What a wait ended with.
@@ -170,6 +173,7 @@ impl Controller {
         for e in self.store().list_endpoints(None).await? {
             self.enqueue(Key::Endpoint(e.id));
         }
+        self.enqueue(Key::Gc);
         Ok(())
     }
 
@@ -252,6 +256,7 @@ impl Controller {
                     Key::Network(id) => self.reconcile_network(id, attempt).await,
                     Key::Endpoint(id) => self.reconcile_endpoint(id, attempt).await,
                     Key::Firewall => self.reconcile_firewall().await,
+                    Key::Gc => self.collect_garbage().await,
                 }
             }
             .instrument(span.clone()),
@@ -350,7 +355,7 @@ impl Controller {
                 Key::Link(id) => self.store().link_by_id(id).await?.map(|r| r.status),
                 Key::Network(id) => self.store().network_by_id(id).await?.map(|r| r.status),
                 Key::Endpoint(id) => self.store().endpoint_by_id(id).await?.map(|r| r.status),
-                Key::Firewall => return Ok(WaitOutcome::Settled),
+                Key::Firewall | Key::Gc => return Ok(WaitOutcome::Settled),
             };
             match status {
                 None => return Ok(WaitOutcome::Gone),

@@ -4,7 +4,7 @@
 use super::{Controller, Key, ReconcileError};
 use crate::{
     kernel::{LinkChange, NsRef},
-    model::{Phase, Status},
+    model::{Phase, Status, ownership_mark},
 };
 
 impl Controller {
@@ -36,7 +36,7 @@ impl Controller {
             return Ok(false);
         }
         let result = self
-            .converge_namespace(&row.spec.name, adopted.is_some(), &path)
+            .converge_namespace(id, &row.spec.name, adopted.is_some(), &path)
             .await;
         let (status, outcome) = match result {
             Ok(recreated) => {
@@ -78,9 +78,12 @@ impl Controller {
         outcome.map(|()| converged_before)
     }
 
-    /// Makes the namespace exist; returns true if it had to be (re)created.
+    /// Makes the namespace exist, its loopback up and marked (the loopback's alias carries
+    /// the namespace's ownership mark, so garbage collection can tell weft's namespace files
+    /// from anyone else's); returns true if it had to be (re)created.
     async fn converge_namespace(
         &self,
+        id: &str,
         name: &str,
         adopted: bool,
         path: &std::path::Path,
@@ -95,26 +98,26 @@ impl Controller {
             }
             return Ok(false);
         }
-        if !k.is_netns(path) {
+        let recreated = if k.is_netns(path) {
+            false
+        } else {
             // A stale socket would still point at the namespace that died.
             k.forget(&NsRef::Path(path.to_path_buf()));
             k.create_named_netns(name).await?;
-            return Ok(true);
-        }
+            true
+        };
         let ns = NsRef::Path(path.to_path_buf());
-        if let Some(lo) = k.get_link(&ns, "lo").await?
-            && !lo.up
-        {
-            k.set_link(
-                &ns,
-                lo.index,
-                &LinkChange {
-                    up: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let mark = ownership_mark(id);
+        if let Some(lo) = k.get_link(&ns, "lo").await? {
+            let change = LinkChange {
+                up: (!lo.up).then_some(true),
+                alias: (lo.alias.as_deref() != Some(mark.as_str())).then(|| mark.clone()),
+                ..Default::default()
+            };
+            if change != LinkChange::default() {
+                k.set_link(&ns, lo.index, &change).await?;
+            }
         }
-        Ok(false)
+        Ok(recreated)
     }
 }
