@@ -40,7 +40,9 @@ impl Client {
             .connect_with_connector(service_fn(move |_| {
                 let path = path.clone();
                 async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
                 }
             }))
             .await?;
@@ -49,7 +51,11 @@ impl Client {
 
     /// Connects to weftd over TCP, `addr` being `host:port` or a full `http://` URI.
     pub async fn connect_tcp(addr: &str) -> Result<Self, tonic::transport::Error> {
-        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
         let channel = Endpoint::from_shared(uri)?.connect().await?;
         Ok(Self { channel })
     }

@@ -362,6 +362,7 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             let link = build_link(&a).map_err(|m| usage(&["link", "create"], m))?;
             let what = format!("create {}", link_ref(&a.ns, &a.name));
             let req = ctx.req(CreateLinkRequest {
+                request_id: String::new(),
                 link: Some(link),
                 wait: Some(!a.no_wait),
             });

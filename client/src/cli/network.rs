@@ -207,6 +207,7 @@ impl EndpointFlags {
         wait: bool,
     ) -> ConnectRequest {
         ConnectRequest {
+            request_id: String::new(),
             network: network.to_string(),
             namespace: namespace.to_string(),
             interface_name: self.interface.clone().unwrap_or_default(),
@@ -386,6 +387,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let net = build_network(&a).map_err(|m| usage(&["network", "create"], m))?;
             let what = format!("create network {:?}", a.name);
             let req = ctx.req(CreateNetworkRequest {
+                request_id: String::new(),
                 network: Some(net),
                 wait: Some(!a.no_wait),
             });

@@ -107,6 +107,7 @@ pub struct LsArgs {
 /// Builds the CreateNamespace request.
 pub fn create_request(a: &CreateArgs) -> Result<CreateNamespaceRequest, String> {
     Ok(CreateNamespaceRequest {
+        request_id: String::new(),
         namespace: Some(Namespace {
             name: a.name.clone(),
             labels: parse::labels_map(&a.labels)?,

@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
-use super::{ApiError, ApiResult, Pending, convert, watch};
+use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
 use crate::{
     model::{Invalid, LinkSpec, Selector, is_weft_mark},
     reconcile::{Controller, Key},
@@ -95,7 +95,25 @@ impl LinkApi {
 
     async fn create(&self, req: Request<pb::CreateLinkRequest>) -> ApiResult<pb::Link> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let body = req.into_inner().link.ok_or_else(|| {
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        r.wait = None;
+        let idem = idempotency(&self.ctl, "CreateLink", &request_id, &r).await?;
+        let record = match idem {
+            Idempotency::New(record) => record,
+            Idempotency::Replay(id) => {
+                let row = self.ctl.store().link_by_id(&id).await?.ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "what request {request_id:?} made has been deleted since"
+                    ))
+                })?;
+                pending
+                    .replay(&self.ctl, Key::Link(id.clone()), row.generation)
+                    .await?;
+                return self.reload(&id).await;
+            }
+        };
+        let body = r.link.ok_or_else(|| {
             Invalid::new(
                 "link",
                 "the request needs a link: {\"link\": {\"name\": ...}}",
@@ -138,7 +156,7 @@ impl LinkApi {
                 )));
             }
         }
-        let row = self.ctl.store().create_link(&spec).await?;
+        let row = self.ctl.store().create_link(&spec, record.as_ref()).await?;
         pending
             .finish(&self.ctl, Key::Link(row.id.clone()), row.generation)
             .await?;

@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 use crate::{
     model::Invalid,
     reconcile::{Controller, Event, Key, WaitOutcome},
-    store::StoreError,
+    store::{RequestRecord, StoreError},
 };
 
 /// How long a request waits for its result when the client set no deadline.
@@ -69,6 +69,9 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(m)
             | ApiError::Store(StoreError::FailedPrecondition(m)) => Status::failed_precondition(m),
             ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Store(e @ StoreError::DuplicateRequest(_)) => {
+                Status::aborted(format!("{e}; retry the call to get its answer"))
+            }
             ApiError::Store(StoreError::Exhausted(m)) => Status::resource_exhausted(m),
             ApiError::Store(StoreError::Invalid(m)) => Status::invalid_argument(m),
             ApiError::Store(e) => {
@@ -79,6 +82,50 @@ impl From<ApiError> for Status {
                 )
             }
         }
+    }
+}
+
+/// What a request id says about a Create or Connect.
+pub(crate) enum Idempotency {
+    /// A new request: make the object, recording this (if the client gave an id).
+    New(Option<RequestRecord>),
+    /// A retry of an earlier request: answer with the object it made (this uid).
+    Replay(String),
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint of a request body (std's hasher is not stable
+/// across releases, and this needs none of a cryptographic hash's strength).
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Looks a request id up. `body` is the request with its id and `wait` cleared.
+pub(crate) async fn idempotency<M: prost::Message>(
+    ctl: &Controller,
+    method: &'static str,
+    request_id: &str,
+    body: &M,
+) -> ApiResult<Idempotency> {
+    if request_id.is_empty() {
+        return Ok(Idempotency::New(None));
+    }
+    if request_id.len() > 128 {
+        return Err(Invalid::new("request_id", "a request id is at most 128 bytes").into());
+    }
+    let fingerprint = fnv1a(&body.encode_to_vec());
+    match ctl.store().past_request(request_id).await? {
+        Some(p) if p.method == method && p.fingerprint == fingerprint => Ok(Idempotency::Replay(p.object_id)),
+        Some(p) => Err(Invalid::new(
+            "request_id",
+            format!("request id {request_id:?} was already used for a different {} request; use a new id", p.method),
+        )
+        .into()),
+        None => Ok(Idempotency::New(Some(RequestRecord { id: request_id.to_string(), method, fingerprint }))),
     }
 }
 
@@ -131,6 +178,14 @@ impl Pending {
             deadline: deadline_of(req),
             wait: wait.unwrap_or(true),
         }
+    }
+
+    /// Waits for an object an earlier call with the same request id made (no write).
+    async fn replay(self, ctl: &Controller, key: Key, generation: i64) -> ApiResult<WaitOutcome> {
+        if !self.wait {
+            return Ok(WaitOutcome::TimedOut);
+        }
+        Ok(ctl.wait(&key, generation, self.deadline, self.rx).await?)
     }
 
     /// Announces the write, queues the reconcile and waits for it when asked to.

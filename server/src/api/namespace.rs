@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
 
-use super::{ApiError, ApiResult, Pending, convert, watch};
+use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
 use crate::{
     model::{Invalid, Selector},
     reconcile::{Controller, Key},
@@ -36,7 +36,30 @@ impl NamespaceApi {
 
     async fn create(&self, req: Request<pb::CreateNamespaceRequest>) -> ApiResult<pb::Namespace> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let body = req.into_inner().namespace.ok_or_else(|| {
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        r.wait = None;
+        let idem = idempotency(&self.ctl, "CreateNamespace", &request_id, &r).await?;
+        let record = match idem {
+            Idempotency::New(record) => record,
+            Idempotency::Replay(id) => {
+                let row = self
+                    .ctl
+                    .store()
+                    .namespace_by_id(&id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "what request {request_id:?} made has been deleted since"
+                        ))
+                    })?;
+                pending
+                    .replay(&self.ctl, Key::Namespace(id.clone()), row.generation)
+                    .await?;
+                return self.get(&row.spec.name).await;
+            }
+        };
+        let body = r.namespace.ok_or_else(|| {
             Invalid::new(
                 "namespace",
                 "the request needs a namespace: {\"namespace\": {\"name\": ...}}",
@@ -81,7 +104,11 @@ impl NamespaceApi {
                 }
             }
         }
-        let row = self.ctl.store().create_namespace(&spec).await?;
+        let row = self
+            .ctl
+            .store()
+            .create_namespace(&spec, record.as_ref())
+            .await?;
         pending
             .finish(&self.ctl, Key::Namespace(row.id.clone()), row.generation)
             .await?;

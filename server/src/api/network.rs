@@ -6,15 +6,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
-use super::{ApiError, ApiResult, Pending, convert, watch};
+use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
 use crate::{
     kernel::NsRef,
     model::{
         AddressPool, ConnectSpec, EndpointSpec, Invalid, NetworkSpec, PortSpec, Selector,
         SubnetSpec, link::parse_mac, new_uid,
     },
-    reconcile::{Controller, Key, WaitOutcome},
-    store::{AutoSubnets, EndpointRow, NetworkRow},
+    reconcile::{Controller, Key},
+    store::{AutoSubnets, EndpointRow, NetworkRow, RequestRecord},
 };
 
 /// Settings of the network service that come from weftd's configuration.
@@ -208,6 +208,7 @@ impl NetworkApi {
         auto_v4: bool,
         auto_v6: bool,
         is_default: bool,
+        request: Option<&RequestRecord>,
     ) -> ApiResult<NetworkRow> {
         if let Some(l) = ctl
             .kernel()
@@ -249,20 +250,48 @@ impl NetworkApi {
             },
             host_routes,
         };
-        Ok(ctl.store().create_network(spec, &auto, is_default).await?)
+        Ok(ctl
+            .store()
+            .create_network(spec, &auto, is_default, request)
+            .await?)
     }
 
     async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> ApiResult<pb::Network> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let body = req.into_inner().network.ok_or_else(|| {
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        r.wait = None;
+        let record = match idempotency(&self.ctl, "CreateNetwork", &request_id, &r).await? {
+            Idempotency::New(record) => record,
+            Idempotency::Replay(id) => {
+                let row = self.ctl.store().network_by_id(&id).await?.ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "what request {request_id:?} made has been deleted since"
+                    ))
+                })?;
+                pending
+                    .replay(&self.ctl, Key::Network(id), row.generation)
+                    .await?;
+                return Self::network_out(&self.ctl, &row).await;
+            }
+        };
+        let body = r.network.ok_or_else(|| {
             Invalid::new(
                 "network",
                 "the request needs a network: {\"network\": {\"name\": ...}}",
             )
         })?;
         let (spec, auto_v4, auto_v6) = network_in(&body)?;
-        let row =
-            Self::create_spec(&self.ctl, &self.defaults, &spec, auto_v4, auto_v6, false).await?;
+        let row = Self::create_spec(
+            &self.ctl,
+            &self.defaults,
+            &spec,
+            auto_v4,
+            auto_v6,
+            false,
+            record.as_ref(),
+        )
+        .await?;
         pending
             .finish(&self.ctl, Key::Network(row.id.clone()), row.generation)
             .await?;
@@ -279,7 +308,23 @@ impl NetworkApi {
 
     async fn connect(&self, req: Request<pb::ConnectRequest>) -> ApiResult<pb::Endpoint> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        r.wait = None;
+        let record = match idempotency(&self.ctl, "Connect", &request_id, &r).await? {
+            Idempotency::New(record) => record,
+            Idempotency::Replay(id) => {
+                let row = self.ctl.store().endpoint_by_id(&id).await?.ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "the endpoint request {request_id:?} made has been disconnected since"
+                    ))
+                })?;
+                pending
+                    .replay(&self.ctl, Key::Endpoint(id.clone()), row.generation)
+                    .await?;
+                return self.endpoint_answer(&id).await;
+            }
+        };
         let ipv4 = match r.ipv4_address.trim() {
             "" => None,
             s => match s.parse::<IpAddr>() {
@@ -365,17 +410,22 @@ impl NetworkApi {
                 spec.endpoint.ifname, spec.namespace
             )));
         }
-        let row = self.ctl.store().connect(&spec).await?;
+        let row = self.ctl.store().connect(&spec, record.as_ref()).await?;
         self.ctl
             .events()
             .send(Key::Network(row.network_id.clone()), false);
-        let outcome = pending
+        pending
             .finish(&self.ctl, Key::Endpoint(row.id.clone()), row.generation)
             .await?;
+        self.endpoint_answer(&row.id).await
+    }
+
+    /// The endpoint with this uid, as Connect answers it.
+    async fn endpoint_answer(&self, id: &str) -> ApiResult<pb::Endpoint> {
         let row = self
             .ctl
             .store()
-            .endpoint_by_id(&row.id)
+            .endpoint_by_id(id)
             .await?
             .ok_or_else(|| ApiError::NotFound("the endpoint is gone".into()))?;
         let net = self
@@ -384,7 +434,6 @@ impl NetworkApi {
             .network_by_id(&row.network_id)
             .await?
             .ok_or_else(|| ApiError::NotFound("the network is gone".into()))?;
-        let _ = outcome == WaitOutcome::Settled;
         Ok(endpoint_out(&row, &net.spec))
     }
 

@@ -95,6 +95,8 @@ struct Inner {
     monitors: std::sync::Mutex<HashMap<NsRef, tokio::task::JoinHandle<()>>>,
     /// Counters, for GetSystemInfo.
     stats: Stats,
+    /// Turns true on shutdown; the timer loops watch it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the reconciler has done since start-up.
@@ -133,6 +135,7 @@ impl Controller {
                 firewall: tokio::sync::Mutex::new(None),
                 monitors: std::sync::Mutex::new(HashMap::new()),
                 stats: Stats::default(),
+                stopping: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -195,10 +198,11 @@ impl Controller {
         set.spawn(async move {
             let mut tick = tokio::time::interval_at(Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut stopping = c.inner.stopping.subscribe();
             loop {
-                tick.tick().await;
-                if c.inner.queue.is_closed() {
-                    return;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
                 }
                 tracing::debug!("resync");
                 c.forget_port_cache().await;
@@ -218,10 +222,11 @@ impl Controller {
         set.spawn(async move {
             let mut tick = tokio::time::interval(firewall_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut stopping = c.inner.stopping.subscribe();
             loop {
-                tick.tick().await;
-                if c.inner.queue.is_closed() {
-                    return;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
                 }
                 c.enqueue(Key::Firewall);
             }
@@ -230,6 +235,7 @@ impl Controller {
 
     /// Stops handing out work; workers exit after their current key.
     pub fn shutdown(&self) {
+        self.inner.stopping.send_replace(true);
         self.inner.queue.close();
         for (_, t) in self
             .inner

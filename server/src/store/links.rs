@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Store, StoreError, decode, encode, is_fk_violation, is_unique_violation, now_ms};
+use super::{
+    RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation, now_ms,
+};
 use crate::model::{LinkKind, LinkSpec, Phase, Status, new_uid};
 
 /// What the reconciler saw of one interface.
@@ -73,7 +75,11 @@ fn where_ns(ns: &str) -> String {
 impl Store {
     /// Records a new link and its interface names in one transaction. NOT_FOUND for an unknown
     /// namespace, FAILED_PRECONDITION for one being deleted, ALREADY_EXISTS for a taken name.
-    pub async fn create_link(&self, spec: &LinkSpec) -> Result<LinkRow, StoreError> {
+    pub async fn create_link(
+        &self,
+        spec: &LinkSpec,
+        request: Option<&RequestRecord>,
+    ) -> Result<LinkRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -144,6 +150,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        super::requests::record(&mut tx, request, &id).await?;
         tx.commit().await?;
         self.link_by_id(&id)
             .await?

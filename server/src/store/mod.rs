@@ -8,12 +8,14 @@
 mod links;
 mod namespaces;
 mod networks;
+mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use namespaces::NamespaceRow;
 pub use networks::{AutoSubnets, EndpointObserved, EndpointRow, NetworkRow, StoredMapping};
+pub use requests::{PastRequest, RequestRecord};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// The request does not fit the stored state in a way the client must fix.
     #[error("{0}")]
     Invalid(String),
+    /// Another call with the same request id got there first.
+    #[error("request id {0:?} is being used by a concurrent call")]
+    DuplicateRequest(String),
     /// A stored value could not be decoded: the database was changed by hand or is damaged.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use sqlx::Row;
 
-use super::{Store, StoreError, decode, encode, is_unique_violation, now_ms};
+use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
 use crate::model::{Labels, NamespaceSpec, Phase, Status, new_uid};
 
 /// A stored namespace.
@@ -53,9 +53,14 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamespaceRow, StoreError> {
 
 impl Store {
     /// Records a new namespace; ALREADY_EXISTS if the name is taken.
-    pub async fn create_namespace(&self, spec: &NamespaceSpec) -> Result<NamespaceRow, StoreError> {
+    pub async fn create_namespace(
+        &self,
+        spec: &NamespaceSpec,
+        request: Option<&RequestRecord>,
+    ) -> Result<NamespaceRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -65,7 +70,7 @@ impl Store {
         .bind(spec.adopted_path.as_ref().map(|p| p.display().to_string()))
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match res {
             Ok(_) => {}
@@ -77,6 +82,8 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        super::requests::record(&mut tx, request, &id).await?;
+        tx.commit().await?;
         self.namespace_by_id(&id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection};
 
-use super::{Store, StoreError, decode, encode, is_unique_violation, now_ms};
+use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
 use crate::model::{
     AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, Phase, Protocol, Status, SubnetSpec,
     network::overlaps, new_uid,
@@ -161,6 +161,7 @@ impl Store {
         spec: &NetworkSpec,
         auto: &AutoSubnets,
         is_default: bool,
+        request: Option<&RequestRecord>,
     ) -> Result<NetworkRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
@@ -229,6 +230,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        super::requests::record(&mut tx, request, &id).await?;
         tx.commit().await?;
         self.network_by_id(&id)
             .await?
@@ -328,7 +330,11 @@ impl Store {
     /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
     /// the next free one after the subnet's cursor) and the published ports, in one
     /// transaction.
-    pub async fn connect(&self, req: &ConnectSpec) -> Result<EndpointRow, StoreError> {
+    pub async fn connect(
+        &self,
+        req: &ConnectSpec,
+        request: Option<&RequestRecord>,
+    ) -> Result<EndpointRow, StoreError> {
         let id = new_uid();
         let host_ifname = format!("wv{}", &id[..12]);
         let now = now_ms();
@@ -545,6 +551,7 @@ impl Store {
                 .await?;
             }
         }
+        super::requests::record(&mut tx, request, &id).await?;
         tx.commit().await?;
         self.endpoint_by_id(&id)
             .await?

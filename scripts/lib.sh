@@ -1,0 +1,50 @@
+# Shared by scripts/setup-and-run and scripts/test: Debian packages and the Rust toolchain.
+# Sourced, not run.
+
+# What building and testing weft needs from Debian 12. libprotobuf-dev holds
+# google/protobuf/*.proto (named explicitly: --no-install-recommends leaves it out otherwise).
+WEFT_DEB_PACKAGES=(
+    protobuf-compiler libprotobuf-dev libnftnl-dev libmnl-dev pkg-config
+    iproute2 nftables iputils-ping util-linux gcc libc6-dev ca-certificates
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+require_root() {
+    [ "$(id -u)" -eq 0 ] || die "run this as root (sudo $0): it installs packages and weftd manages network namespaces"
+}
+
+# Installs the given Debian packages that are not installed yet (apt-get update first).
+apt_install_missing() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Puts cargo on PATH (rustup's usual place, also under sudo), or installs rustup's stable
+# toolchain when there is none. Debian 12's own rustc is too old (weft needs >= 1.94).
+ensure_cargo() {
+    local d
+    for d in "${CARGO_HOME:-$HOME/.cargo}/bin" /root/.cargo/bin; do
+        [ -x "$d/cargo" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH="$d:$PATH" ;; esac
+    done
+    export PATH
+    if ! command -v cargo >/dev/null 2>&1; then
+        log "no cargo found: installing the stable Rust toolchain with rustup"
+        apt_install_missing curl
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+            --component clippy,rustfmt
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        export PATH
+    fi
+    log "$(cargo --version), $(rustc --version)"
+}

@@ -1,0 +1,219 @@
+//! Namespaces are made the way `ip netns add` makes them: a bind mount of a fresh network
+//! namespace at `<netns-dir>/<name>`, loopback up; with the default netns dir `ip netns` sees
+//! and enters them. Also: label selectors, and that a sandbox leaves nothing behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+use weft::v1::{
+    CreateNamespaceRequest, DeleteNamespaceRequest, GetNamespaceRequest, ListNamespacesRequest,
+    Namespace,
+};
+
+fn ip_netns_names() -> Vec<String> {
+    let out = run(Command::new("ip").args(["-j", "netns", "list"]));
+    assert!(out.status.success(), "ip netns list: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).expect("ip -j netns list");
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_netns_sees_a_namespace_made_in_the_default_dir() {
+    let sb = Sandbox::builder("defdir").default_netns_dir().start().await;
+    let c = sb.client();
+    let name = format!("{}d", sb.prefix);
+    let ns = create_ns(&c, &name).await;
+    assert_eq!(ns.status_path, format!("/run/netns/{name}"));
+
+    assert!(
+        ip_netns_names().contains(&name),
+        "ip netns list lacks {name}: {:?}",
+        ip_netns_names()
+    );
+    let out =
+        run(Command::new("ip").args(["netns", "exec", &name, "ip", "-j", "link", "show", "lo"]));
+    assert!(out.status.success(), "ip netns exec {name}: {out:?}");
+    let lo: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j link show lo");
+    assert!(has_flag(&lo[0], "UP"), "lo is down in {name}: {lo}");
+    // The only interface in it is lo: it is a fresh namespace, not the host's.
+    assert_eq!(sb.link_names(&name), ["lo"]);
+
+    rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        name: name.clone(),
+        wait: None,
+    }))
+    .await
+    .expect("DeleteNamespace");
+    assert!(
+        !ip_netns_names().contains(&name),
+        "ip netns list still shows {name}"
+    );
+    assert!(!sb.ns_path(&name).exists());
+    assert!(
+        sb.own_mounts().is_empty(),
+        "mounts left: {:?}",
+        sb.own_mounts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_is_a_bind_mount_with_loopback_up() {
+    let sb = Sandbox::new("nsmount").await;
+    let c = sb.client();
+    let ns = create_ns(&c, "blue").await;
+    let path = sb.ns_path("blue");
+    assert_eq!(ns.status_path, path.display().to_string());
+    assert!(
+        mount_points().contains(&path),
+        "{} is no mount",
+        path.display()
+    );
+    let lo = sb.must_link("blue", "lo");
+    assert!(has_flag(&lo, "UP"), "lo down: {lo}");
+    assert_eq!(sb.link_names("blue"), ["lo"]);
+    // A different namespace from the scratch host and from another weft namespace.
+    create_ns(&c, "green").await;
+    let ino = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).expect("stat netns").ino()
+    };
+    assert_ne!(ino(&path), ino(&sb.ns_path("")));
+    assert_ne!(ino(&path), ino(&sb.ns_path("green")));
+
+    let got = rpc(c.namespaces().get_namespace(GetNamespaceRequest {
+        name: "blue".into(),
+    }))
+    .await
+    .expect("GetNamespace")
+    .namespace
+    .expect("namespace");
+    assert_eq!(got.uid, ns.uid);
+    assert_ready("blue", got.generation, got.status.as_ref());
+
+    rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        name: "blue".into(),
+        wait: None,
+    }))
+    .await
+    .expect("DeleteNamespace");
+    assert!(!path.exists(), "{} still exists", path.display());
+    assert!(
+        !mount_points().contains(&path),
+        "{} still mounted",
+        path.display()
+    );
+    assert!(sb.ns_path("green").exists(), "green went too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_namespaces_filters_by_label_selector() {
+    let sb = Sandbox::new("labels").await;
+    let c = sb.client();
+    for (name, labels) in [
+        ("a", vec![("team", "red"), ("tier", "web")]),
+        ("b", vec![("team", "blue")]),
+        ("c", vec![]),
+    ] {
+        let ns = Namespace {
+            name: name.into(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+            ..Default::default()
+        };
+        let got = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+            request_id: String::new(),
+            namespace: Some(ns),
+            wait: None,
+        }))
+        .await
+        .expect("CreateNamespace")
+        .namespace
+        .expect("namespace");
+        assert_ready(name, got.generation, got.status.as_ref());
+    }
+    for (selector, want) in [
+        ("", vec!["a", "b", "c"]),
+        ("team=red", vec!["a"]),
+        ("team!=red", vec!["b", "c"]),
+        ("team", vec!["a", "b"]),
+        ("!team", vec!["c"]),
+        ("team=red,tier=web", vec!["a"]),
+        ("team=blue,tier", vec![]),
+    ] {
+        let names: Vec<String> = rpc(c.namespaces().list_namespaces(ListNamespacesRequest {
+            label_selector: selector.into(),
+        }))
+        .await
+        .unwrap_or_else(|s| panic!("ListNamespaces {selector:?}: {s:?}"))
+        .namespaces
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+        assert_eq!(names, want, "selector {selector:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_teardown_leaves_nothing_behind() {
+    let sb = Sandbox::new("teardown").await;
+    let c = sb.client();
+    create_ns(&c, "ns1").await;
+    create_ns(&c, "ns2").await;
+    create_link(&c, seed_link()).await;
+    let dir = sb.dir().to_path_buf();
+    let host = sb.host_ns.clone();
+    assert!(!sb.own_mounts().is_empty(), "the namespaces are no mounts");
+    assert!(ip_netns_names().contains(&host));
+    drop(sb);
+
+    let left: Vec<_> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    assert!(left.is_empty(), "mounts left behind: {left:?}");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(!ip_netns_names().contains(&host), "{host} left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_shuts_down_cleanly_and_state_survives() {
+    let mut sb = Sandbox::new("sigterm").await;
+    let c = sb.client();
+    let ns = create_ns(&c, "keep").await;
+    drop(c);
+    // An idle daemon has nothing to wait for: it should be gone at once, not after a timeout.
+    let t = std::time::Instant::now();
+    let status = sb.stop();
+    let took = t.elapsed();
+    assert!(status.success(), "weftd exited with {status} on SIGTERM");
+    // The namespace outlives the daemon, and the store still has it after a start.
+    assert!(mount_points().contains(&sb.ns_path("keep")));
+    sb.start().await;
+    let got = rpc(sb.client().namespaces().get_namespace(GetNamespaceRequest {
+        name: "keep".into(),
+    }))
+    .await
+    .expect("GetNamespace after restart")
+    .namespace
+    .expect("namespace");
+    assert_eq!(got.uid, ns.uid);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "an idle weftd took {took:?} to shut down after SIGTERM"
+    );
+}
