@@ -239,6 +239,10 @@ fn selected(ctl: &Controller, ns: Option<String>, sel: Selector) -> watch::Sourc
                     .map(|r| convert::link_out(&r)))
             })
         }),
+        tombstone: |uid| pb::Link {
+            uid: uid.to_string(),
+            ..Default::default()
+        },
     }
 }
 
@@ -308,12 +312,13 @@ impl LinkService for LinkApi {
     ) -> Result<Response<Self::WatchLinksStream>, Status> {
         let req = req.into_inner();
         let sel = Selector::parse(&req.label_selector).map_err(ApiError::from)?;
-        let rx = self.ctl.events().subscribe();
+        let start = watch::Start::new(self.ctl.events(), req.since_revision)?;
         Ok(Response::new(watch::spawn(
             selected(&self.ctl, req.namespace, sel),
-            rx,
-            |t, link| pb::WatchLinksResponse {
+            start,
+            |t, link, revision| pb::WatchLinksResponse {
                 r#type: t as i32,
+                revision,
                 link: Some(link),
             },
         )))

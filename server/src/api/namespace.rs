@@ -160,6 +160,10 @@ fn selected(ctl: &Controller, sel: Selector) -> watch::Source<pb::Namespace> {
                     .map(|r| convert::namespace_out(&r)))
             })
         }),
+        tombstone: |uid| pb::Namespace {
+            uid: uid.to_string(),
+            ..Default::default()
+        },
     }
 }
 
@@ -218,13 +222,15 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::WatchNamespacesRequest>,
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
-        let sel = Selector::parse(&req.into_inner().label_selector).map_err(ApiError::from)?;
-        let rx = self.ctl.events().subscribe();
+        let req = req.into_inner();
+        let sel = Selector::parse(&req.label_selector).map_err(ApiError::from)?;
+        let start = watch::Start::new(self.ctl.events(), req.since_revision)?;
         Ok(Response::new(watch::spawn(
             selected(&self.ctl, sel),
-            rx,
-            |t, ns| pb::WatchNamespacesResponse {
+            start,
+            |t, ns, revision| pb::WatchNamespacesResponse {
                 r#type: t as i32,
+                revision,
                 namespace: Some(ns),
             },
         )))

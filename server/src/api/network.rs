@@ -506,6 +506,10 @@ fn selected(ctl: &Controller, sel: Selector) -> watch::Source<pb::Network> {
                 }
             })
         }),
+        tombstone: |uid| pb::Network {
+            uid: uid.to_string(),
+            ..Default::default()
+        },
     }
 }
 
@@ -627,13 +631,15 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
-        let sel = Selector::parse(&req.into_inner().label_selector).map_err(ApiError::from)?;
-        let rx = self.ctl.events().subscribe();
+        let req = req.into_inner();
+        let sel = Selector::parse(&req.label_selector).map_err(ApiError::from)?;
+        let start = watch::Start::new(self.ctl.events(), req.since_revision)?;
         Ok(Response::new(watch::spawn(
             selected(&self.ctl, sel),
-            rx,
-            |t, n| pb::WatchNetworksResponse {
+            start,
+            |t, n, revision| pb::WatchNetworksResponse {
                 r#type: t as i32,
+                revision,
                 network: Some(n),
             },
         )))

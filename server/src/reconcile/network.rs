@@ -201,6 +201,8 @@ impl Controller {
             self.remove_link(id, &spec).await?;
             if self.store().delete_endpoint_row(id).await? {
                 self.events().send(key, true);
+                self.events()
+                    .send(Key::Network(row.network_id.clone()), false);
             }
             return Ok(false);
         }
@@ -238,6 +240,8 @@ impl Controller {
             .await?
         {
             self.events().send(key, false);
+            self.events()
+                .send(Key::Network(row.network_id.clone()), false);
         }
         outcome.map(|()| converged_before)
     }
