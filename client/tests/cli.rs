@@ -95,6 +95,7 @@ impl NamespaceService for Svc {
         });
         all.insert(ns.name.clone(), ns.clone());
         Ok(Response::new(CreateNamespaceResponse {
+            planned_changes: Vec::new(),
             namespace: Some(ns),
         }))
     }
@@ -156,7 +157,9 @@ impl NamespaceService for Svc {
             )));
         }
         match self.0.namespaces.lock().unwrap().remove(&name) {
-            Some(_) => Ok(Response::new(DeleteNamespaceResponse {})),
+            Some(_) => Ok(Response::new(DeleteNamespaceResponse {
+                planned_changes: Vec::new(),
+            })),
             None => Err(Status::not_found(format!("namespace {name:?} not found"))),
         }
     }
@@ -202,6 +205,7 @@ impl LinkService for Svc {
     ) -> Result<Response<CreateLinkResponse>, Status> {
         self.called("CreateLink");
         Ok(Response::new(CreateLinkResponse {
+            planned_changes: Vec::new(),
             link: req.into_inner().link,
         }))
     }
@@ -256,6 +260,7 @@ impl LinkService for Svc {
         }
         *self.0.last_update.lock().unwrap() = Some(r);
         Ok(Response::new(UpdateLinkResponse {
+            planned_changes: Vec::new(),
             link: Some(the_veth()),
         }))
     }
@@ -265,7 +270,9 @@ impl LinkService for Svc {
         _: Request<DeleteLinkRequest>,
     ) -> Result<Response<DeleteLinkResponse>, Status> {
         self.called("DeleteLink");
-        Ok(Response::new(DeleteLinkResponse {}))
+        Ok(Response::new(DeleteLinkResponse {
+            planned_changes: Vec::new(),
+        }))
     }
 
     type WatchLinksStream = Stream_<WatchLinksResponse>;
@@ -382,7 +389,10 @@ impl NetworkService for Svc {
             .lock()
             .unwrap()
             .insert((r.network, r.namespace), ep.clone());
-        Ok(Response::new(ConnectResponse { endpoint: Some(ep) }))
+        Ok(Response::new(ConnectResponse {
+            planned_changes: Vec::new(),
+            endpoint: Some(ep),
+        }))
     }
     async fn disconnect(
         &self,
@@ -397,7 +407,9 @@ impl NetworkService for Svc {
             .unwrap()
             .remove(&(r.network.clone(), r.namespace.clone()))
         {
-            Some(_) => Ok(Response::new(DisconnectResponse {})),
+            Some(_) => Ok(Response::new(DisconnectResponse {
+                planned_changes: Vec::new(),
+            })),
             None => Err(Status::not_found(format!(
                 "namespace {:?} is not connected to network {:?}",
                 r.namespace, r.network

@@ -99,6 +99,7 @@ async fn rejects<T: std::fmt::Debug>(
 
 fn create_link_req(link: Link) -> CreateLinkRequest {
     CreateLinkRequest {
+        dry_run: false,
         link: Some(link),
         wait: None,
         request_id: String::new(),
@@ -204,6 +205,7 @@ async fn bad_names_and_addresses_are_invalid_argument() {
             what,
             Code::InvalidArgument,
             c.namespaces().create_namespace(CreateNamespaceRequest {
+                dry_run: false,
                 request_id: String::new(),
                 namespace: Some(ns_msg(name)),
                 wait: None,
@@ -255,6 +257,7 @@ async fn unknown_things_are_not_found_and_duplicates_already_exist() {
         "DeleteNamespace of an unknown namespace",
         Code::NotFound,
         c.namespaces().delete_namespace(DeleteNamespaceRequest {
+            dry_run: false,
             name: "nosuch".into(),
             wait: None,
         }),
@@ -275,6 +278,7 @@ async fn unknown_things_are_not_found_and_duplicates_already_exist() {
         "DeleteLink of an unknown link in a weft namespace",
         Code::NotFound,
         c.links().delete_link(DeleteLinkRequest {
+            dry_run: false,
             namespace: "ns1".into(),
             name: "veth9".into(),
             wait: None,
@@ -287,6 +291,7 @@ async fn unknown_things_are_not_found_and_duplicates_already_exist() {
         "duplicate namespace",
         Code::AlreadyExists,
         c.namespaces().create_namespace(CreateNamespaceRequest {
+            dry_run: false,
             request_id: String::new(),
             namespace: Some(ns_msg("ns1")),
             wait: None,
@@ -336,6 +341,7 @@ async fn unknown_things_are_not_found_and_duplicates_already_exist() {
         "deleting a namespace that still holds links",
         Code::FailedPrecondition,
         c.namespaces().delete_namespace(DeleteNamespaceRequest {
+            dry_run: false,
             name: "ns1".into(),
             wait: None,
         }),
@@ -375,6 +381,7 @@ async fn interfaces_weft_does_not_own_are_left_alone() {
             &format!("DeleteLink of hand-made {name}"),
             Code::FailedPrecondition,
             c.links().delete_link(DeleteLinkRequest {
+                dry_run: false,
                 namespace: String::new(),
                 name: name.into(),
                 wait: None,
@@ -394,6 +401,7 @@ async fn interfaces_weft_does_not_own_are_left_alone() {
             &format!("UpdateLink of hand-made {name}"),
             Code::FailedPrecondition,
             c.links().update_link(UpdateLinkRequest {
+                dry_run: false,
                 link: Some(change),
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["mtu".into(), "up".into(), "addresses".into()],

@@ -54,6 +54,7 @@ async fn bridge_with_two_veth_ports_carries_a_ping() {
     };
     change.master = String::new();
     let r = rpc(c.links().update_link(weft::v1::UpdateLinkRequest {
+        dry_run: false,
         link: Some(change),
         update_mask: Some(prost_types::FieldMask {
             paths: vec!["master".into()],

@@ -52,6 +52,7 @@ async fn ip_netns_sees_a_namespace_made_in_the_default_dir() {
     assert_eq!(sb.link_names(&name), ["lo"]);
 
     rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        dry_run: false,
         name: name.clone(),
         wait: None,
     }))
@@ -104,6 +105,7 @@ async fn a_namespace_is_a_bind_mount_with_loopback_up() {
     assert_ready("blue", got.generation, got.status.as_ref());
 
     rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        dry_run: false,
         name: "blue".into(),
         wait: None,
     }))
@@ -136,6 +138,7 @@ async fn list_namespaces_filters_by_label_selector() {
             ..Default::default()
         };
         let got = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+            dry_run: false,
             request_id: String::new(),
             namespace: Some(ns),
             wait: None,

@@ -256,6 +256,7 @@ async fn converged_restart_changes_nothing_in_the_kernel() {
     br.addresses = vec!["192.168.78.1/24".into()];
     create_link(&c, port).await;
     rpc(c.links().update_link(weft::v1::UpdateLinkRequest {
+        dry_run: false,
         link: Some(br),
         update_mask: Some(prost_types::FieldMask {
             paths: vec!["addresses".into()],

@@ -122,6 +122,7 @@ async fn lists_filter_and_deletes_remove_kernel_objects() {
 
     // Deleting the pair by its peer end removes both ends from the kernel.
     rpc(c.links().delete_link(DeleteLinkRequest {
+        dry_run: false,
         namespace: "ns2".into(),
         name: "veth2".into(),
         wait: None,
@@ -145,6 +146,7 @@ async fn lists_filter_and_deletes_remove_kernel_objects() {
     let path = sb.ns_path("ns1");
     assert!(path.exists());
     rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        dry_run: false,
         name: "ns1".into(),
         wait: None,
     }))

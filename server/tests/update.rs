@@ -16,6 +16,7 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 async fn update(c: &weft::Client, link: Link, paths: &[&str]) -> Link {
     let what = format!("UpdateLink {}/{} {paths:?}", link.namespace, link.name);
     let r: UpdateLinkResponse = rpc(c.links().update_link(UpdateLinkRequest {
+        dry_run: false,
         link: Some(link),
         update_mask: mask(paths),
         wait: None,
@@ -176,6 +177,7 @@ async fn update_without_mask_changes_only_set_fields_and_peer_routes_work() {
     let mut l = named("ns2", "veth2");
     l.mtu = 1280;
     let r = rpc(c.links().update_link(UpdateLinkRequest {
+        dry_run: false,
         link: Some(l),
         update_mask: None,
         wait: None,

@@ -329,6 +329,7 @@ pub fn update_request(ns: &str, name: &str, c: &Changes, wait: bool) -> UpdateLi
         paths.push("labels");
     }
     UpdateLinkRequest {
+        dry_run: false,
         link: Some(link),
         update_mask: Some(prost_types::FieldMask {
             paths: paths.into_iter().map(String::from).collect(),
@@ -362,6 +363,7 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             let link = build_link(&a).map_err(|m| usage(&["link", "create"], m))?;
             let what = format!("create {}", link_ref(&a.ns, &a.name));
             let req = ctx.req(CreateLinkRequest {
+                dry_run: false,
                 request_id: String::new(),
                 link: Some(link),
                 wait: Some(!a.no_wait),
@@ -440,6 +442,7 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             let done = each(refs.names, |name| async move {
                 let what = format!("remove {}", link_ref(ns, &name));
                 let req = ctx.req(DeleteLinkRequest {
+                    dry_run: false,
                     namespace: ns.to_string(),
                     name: name.clone(),
                     wait: Some(!no_wait),

@@ -207,6 +207,7 @@ impl EndpointFlags {
         wait: bool,
     ) -> ConnectRequest {
         ConnectRequest {
+            dry_run: false,
             request_id: String::new(),
             network: network.to_string(),
             namespace: namespace.to_string(),
@@ -387,6 +388,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let net = build_network(&a).map_err(|m| usage(&["network", "create"], m))?;
             let what = format!("create network {:?}", a.name);
             let req = ctx.req(CreateNetworkRequest {
+                dry_run: false,
                 request_id: String::new(),
                 network: Some(net),
                 wait: Some(!a.no_wait),
@@ -464,6 +466,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let done = each(names, |name| async move {
                 let what = format!("remove network {name:?}");
                 let req = ctx.req(DeleteNetworkRequest {
+                    dry_run: false,
                     name: name.clone(),
                     wait: Some(!no_wait),
                 });
@@ -502,7 +505,10 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                     return Ok(());
                 }
             }
-            let req = ctx.req(PruneNetworksRequest { label_selector });
+            let req = ctx.req(PruneNetworksRequest {
+                dry_run: false,
+                label_selector,
+            });
             let deleted = ctx
                 .write("prune networks", |c| async move {
                     c.networks().prune_networks(req).await
@@ -544,6 +550,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
         } => {
             let what = format!("disconnect namespace {namespace:?} from network {network:?}");
             let req = ctx.req(DisconnectRequest {
+                dry_run: false,
                 network: network.clone(),
                 namespace: namespace.clone(),
                 wait: Some(!no_wait),

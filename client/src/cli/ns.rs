@@ -108,6 +108,7 @@ pub struct LsArgs {
 pub fn create_request(a: &CreateArgs) -> Result<CreateNamespaceRequest, String> {
     Ok(CreateNamespaceRequest {
         request_id: String::new(),
+        dry_run: false,
         namespace: Some(Namespace {
             name: a.name.clone(),
             labels: parse::labels_map(&a.labels)?,
@@ -247,6 +248,7 @@ async fn undo_create(
         if let Some(network) = network {
             let what = format!("disconnect namespace {name:?} from network {network:?}");
             let req = ctx.req(DisconnectRequest {
+                dry_run: false,
                 network: network.to_string(),
                 namespace: name.to_string(),
                 wait: Some(true),
@@ -261,6 +263,7 @@ async fn undo_create(
         }
         let what = format!("remove namespace {name:?}");
         let req = ctx.req(DeleteNamespaceRequest {
+            dry_run: false,
             name: name.to_string(),
             wait: Some(true),
         });
@@ -403,6 +406,7 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
         NsCmd::Rm { names, no_wait } => {
             let done = each(names, |name| async move {
                 let req = ctx.req(DeleteNamespaceRequest {
+                    dry_run: false,
                     name: name.clone(),
                     wait: Some(!no_wait),
                 });

@@ -253,7 +253,10 @@ impl LinkService for LinkApi {
         req: Request<pb::CreateLinkRequest>,
     ) -> Result<Response<pb::CreateLinkResponse>, Status> {
         let link = self.create(req).await?;
-        Ok(Response::new(pb::CreateLinkResponse { link: Some(link) }))
+        Ok(Response::new(pb::CreateLinkResponse {
+            planned_changes: Vec::new(),
+            link: Some(link),
+        }))
     }
 
     async fn get_link(
@@ -293,7 +296,10 @@ impl LinkService for LinkApi {
         req: Request<pb::UpdateLinkRequest>,
     ) -> Result<Response<pb::UpdateLinkResponse>, Status> {
         let link = self.update(req).await?;
-        Ok(Response::new(pb::UpdateLinkResponse { link: Some(link) }))
+        Ok(Response::new(pb::UpdateLinkResponse {
+            planned_changes: Vec::new(),
+            link: Some(link),
+        }))
     }
 
     async fn delete_link(
@@ -301,7 +307,9 @@ impl LinkService for LinkApi {
         req: Request<pb::DeleteLinkRequest>,
     ) -> Result<Response<pb::DeleteLinkResponse>, Status> {
         self.delete(req).await?;
-        Ok(Response::new(pb::DeleteLinkResponse {}))
+        Ok(Response::new(pb::DeleteLinkResponse {
+            planned_changes: Vec::new(),
+        }))
     }
 
     type WatchLinksStream = ReceiverStream<Result<pb::WatchLinksResponse, Status>>;

@@ -175,6 +175,7 @@ impl NamespaceService for NamespaceApi {
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
         let ns = self.create(req).await?;
         Ok(Response::new(pb::CreateNamespaceResponse {
+            planned_changes: Vec::new(),
             namespace: Some(ns),
         }))
     }
@@ -213,7 +214,9 @@ impl NamespaceService for NamespaceApi {
         req: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
         self.delete(req).await?;
-        Ok(Response::new(pb::DeleteNamespaceResponse {}))
+        Ok(Response::new(pb::DeleteNamespaceResponse {
+            planned_changes: Vec::new(),
+        }))
     }
 
     type WatchNamespacesStream = ReceiverStream<Result<pb::WatchNamespacesResponse, Status>>;

@@ -521,6 +521,7 @@ impl NetworkService for NetworkApi {
     ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
         let network = self.create(req).await?;
         Ok(Response::new(pb::CreateNetworkResponse {
+            planned_changes: Vec::new(),
             network: Some(network),
         }))
     }
@@ -567,7 +568,9 @@ impl NetworkService for NetworkApi {
             );
         }
         self.delete_by_name(&name, pending).await?;
-        Ok(Response::new(pb::DeleteNetworkResponse {}))
+        Ok(Response::new(pb::DeleteNetworkResponse {
+            planned_changes: Vec::new(),
+        }))
     }
 
     async fn prune_networks(
@@ -604,7 +607,10 @@ impl NetworkService for NetworkApi {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Response::new(pb::PruneNetworksResponse { deleted }))
+        Ok(Response::new(pb::PruneNetworksResponse {
+            planned_changes: Vec::new(),
+            deleted,
+        }))
     }
 
     async fn connect(
@@ -613,6 +619,7 @@ impl NetworkService for NetworkApi {
     ) -> Result<Response<pb::ConnectResponse>, Status> {
         let endpoint = NetworkApi::connect(self, req).await?;
         Ok(Response::new(pb::ConnectResponse {
+            planned_changes: Vec::new(),
             endpoint: Some(endpoint),
         }))
     }
@@ -622,7 +629,9 @@ impl NetworkService for NetworkApi {
         req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
         NetworkApi::disconnect(self, req).await?;
-        Ok(Response::new(pb::DisconnectResponse {}))
+        Ok(Response::new(pb::DisconnectResponse {
+            planned_changes: Vec::new(),
+        }))
     }
 
     type WatchNetworksStream = ReceiverStream<Result<pb::WatchNetworksResponse, Status>>;

@@ -874,6 +874,7 @@ pub fn ns_msg(name: &str) -> Namespace {
 /// Creates a namespace through the API and asserts it is Ready.
 pub async fn create_ns(c: &weft::Client, name: &str) -> Namespace {
     let ns = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+        dry_run: false,
         request_id: String::new(),
         namespace: Some(ns_msg(name)),
         wait: None,
@@ -895,6 +896,7 @@ pub async fn create_ns(c: &weft::Client, name: &str) -> Namespace {
 pub async fn create_link(c: &weft::Client, link: Link) -> Link {
     let name = format!("{}/{}", link.namespace, link.name);
     let l = rpc(c.links().create_link(CreateLinkRequest {
+        dry_run: false,
         request_id: String::new(),
         link: Some(link),
         wait: None,
