@@ -493,3 +493,16 @@ mod tests {
         assert_eq!(link_in(&out).unwrap(), row.spec);
     }
 }
+
+/// Planned changes to proto.
+pub fn planned_out(changes: Vec<crate::model::PlannedChange>) -> Vec<pb::PlannedChange> {
+    changes
+        .into_iter()
+        .map(|c| pb::PlannedChange {
+            action: c.action.into(),
+            kind: c.kind.into(),
+            target: c.target,
+            detail: c.detail,
+        })
+        .collect()
+}

@@ -93,12 +93,20 @@ impl LinkApi {
         Ok(convert::link_out(&row))
     }
 
-    async fn create(&self, req: Request<pb::CreateLinkRequest>) -> ApiResult<pb::Link> {
+    async fn create(
+        &self,
+        req: Request<pb::CreateLinkRequest>,
+    ) -> ApiResult<(pb::Link, Vec<pb::PlannedChange>)> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let mut r = req.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         r.wait = None;
-        let idem = idempotency(&self.ctl, "CreateLink", &request_id, &r).await?;
+        let dry_run = std::mem::take(&mut r.dry_run);
+        let idem = if dry_run {
+            Idempotency::New(None)
+        } else {
+            idempotency(&self.ctl, "CreateLink", &request_id, &r).await?
+        };
         let record = match idem {
             Idempotency::New(record) => record,
             Idempotency::Replay(id) => {
@@ -110,7 +118,7 @@ impl LinkApi {
                 pending
                     .replay(&self.ctl, Key::Link(id.clone()), row.generation)
                     .await?;
-                return self.reload(&id).await;
+                return Ok((self.reload(&id).await?, Vec::new()));
             }
         };
         let body = r.link.ok_or_else(|| {
@@ -156,14 +164,25 @@ impl LinkApi {
                 )));
             }
         }
-        let row = self.ctl.store().create_link(&spec, record.as_ref()).await?;
+        let row = self
+            .ctl
+            .store()
+            .create_link(&spec, record.as_ref(), dry_run)
+            .await?;
+        if dry_run {
+            let plan = self.ctl.plan_link(&row.id, &row.spec).await?;
+            return Ok((convert::link_out(&row), convert::planned_out(plan)));
+        }
         pending
             .finish(&self.ctl, Key::Link(row.id.clone()), row.generation)
             .await?;
-        self.reload(&row.id).await
+        Ok((self.reload(&row.id).await?, Vec::new()))
     }
 
-    async fn update(&self, req: Request<pb::UpdateLinkRequest>) -> ApiResult<pb::Link> {
+    async fn update(
+        &self,
+        req: Request<pb::UpdateLinkRequest>,
+    ) -> ApiResult<(pb::Link, Vec<pb::PlannedChange>)> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let req = req.into_inner();
         let body = req
@@ -180,25 +199,39 @@ impl LinkApi {
         let mask = req.update_mask.map(|m| m.paths).unwrap_or_default();
         let spec = convert::apply_update(&row.spec, &body, &mask, named_peer)?;
         spec.validate()?;
+        if req.dry_run {
+            let plan = self.ctl.plan_link(&row.id, &spec).await?;
+            let mut would = row.clone();
+            would.spec = spec;
+            return Ok((convert::link_out(&would), convert::planned_out(plan)));
+        }
         if spec == row.spec {
-            return Ok(convert::link_out(&row));
+            return Ok((convert::link_out(&row), Vec::new()));
         }
         let row = self.ctl.store().update_link_spec(&row.id, &spec).await?;
         pending
             .finish(&self.ctl, Key::Link(row.id.clone()), row.generation)
             .await?;
-        self.reload(&row.id).await
+        Ok((self.reload(&row.id).await?, Vec::new()))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteLinkRequest>) -> ApiResult<()> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteLinkRequest>,
+    ) -> ApiResult<Vec<pb::PlannedChange>> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let req = req.into_inner();
         let row = self.find(&req.namespace, &req.name, "delete").await?;
+        if req.dry_run {
+            return Ok(convert::planned_out(
+                self.ctl.plan_link_removal(&row.id, &row.spec).await?,
+            ));
+        }
         self.ctl.store().mark_link_deleting(&row.id).await?;
         pending
             .finish(&self.ctl, Key::Link(row.id.clone()), row.generation + 1)
             .await?;
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
@@ -252,9 +285,9 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::CreateLinkRequest>,
     ) -> Result<Response<pb::CreateLinkResponse>, Status> {
-        let link = self.create(req).await?;
+        let (link, planned_changes) = self.create(req).await?;
         Ok(Response::new(pb::CreateLinkResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             link: Some(link),
         }))
     }
@@ -295,9 +328,9 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::UpdateLinkRequest>,
     ) -> Result<Response<pb::UpdateLinkResponse>, Status> {
-        let link = self.update(req).await?;
+        let (link, planned_changes) = self.update(req).await?;
         Ok(Response::new(pb::UpdateLinkResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             link: Some(link),
         }))
     }
@@ -306,10 +339,8 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::DeleteLinkRequest>,
     ) -> Result<Response<pb::DeleteLinkResponse>, Status> {
-        self.delete(req).await?;
-        Ok(Response::new(pb::DeleteLinkResponse {
-            planned_changes: Vec::new(),
-        }))
+        let planned_changes = self.delete(req).await?;
+        Ok(Response::new(pb::DeleteLinkResponse { planned_changes }))
     }
 
     type WatchLinksStream = ReceiverStream<Result<pb::WatchLinksResponse, Status>>;

@@ -55,6 +55,12 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::reconcile::ReconcileError> for ApiError {
+    fn from(e: crate::reconcile::ReconcileError) -> Self {
+        ApiError::FailedPrecondition(format!("cannot plan the change: {}", e.message))
+    }
+}
+
 /// The one conversion of errors into gRPC statuses.
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {

@@ -34,12 +34,20 @@ impl NamespaceApi {
         Ok(convert::namespace_out(&row))
     }
 
-    async fn create(&self, req: Request<pb::CreateNamespaceRequest>) -> ApiResult<pb::Namespace> {
+    async fn create(
+        &self,
+        req: Request<pb::CreateNamespaceRequest>,
+    ) -> ApiResult<(pb::Namespace, Vec<pb::PlannedChange>)> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let mut r = req.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         r.wait = None;
-        let idem = idempotency(&self.ctl, "CreateNamespace", &request_id, &r).await?;
+        let dry_run = std::mem::take(&mut r.dry_run);
+        let idem = if dry_run {
+            Idempotency::New(None)
+        } else {
+            idempotency(&self.ctl, "CreateNamespace", &request_id, &r).await?
+        };
         let record = match idem {
             Idempotency::New(record) => record,
             Idempotency::Replay(id) => {
@@ -56,7 +64,7 @@ impl NamespaceApi {
                 pending
                     .replay(&self.ctl, Key::Namespace(id.clone()), row.generation)
                     .await?;
-                return self.get(&row.spec.name).await;
+                return Ok((self.get(&row.spec.name).await?, Vec::new()));
             }
         };
         let body = r.namespace.ok_or_else(|| {
@@ -107,25 +115,39 @@ impl NamespaceApi {
         let row = self
             .ctl
             .store()
-            .create_namespace(&spec, record.as_ref())
+            .create_namespace(&spec, record.as_ref(), dry_run)
             .await?;
+        if dry_run {
+            let plan = self.ctl.plan_namespace(&row).await;
+            return Ok((convert::namespace_out(&row), convert::planned_out(plan)));
+        }
         pending
             .finish(&self.ctl, Key::Namespace(row.id.clone()), row.generation)
             .await?;
-        self.get(&spec.name).await
+        Ok((self.get(&spec.name).await?, Vec::new()))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteNamespaceRequest>) -> ApiResult<()> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteNamespaceRequest>,
+    ) -> ApiResult<Vec<pb::PlannedChange>> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let name = req.into_inner().name;
+        let pb::DeleteNamespaceRequest { name, dry_run, .. } = req.into_inner();
         if name.is_empty() {
             return Err(Invalid::new("name", "which namespace? the name is empty").into());
         }
-        let row = self.ctl.store().mark_namespace_deleting(&name).await?;
+        let row = self
+            .ctl
+            .store()
+            .mark_namespace_deleting(&name, dry_run)
+            .await?;
+        if dry_run {
+            return Ok(convert::planned_out(self.ctl.plan_namespace_removal(&row)));
+        }
         pending
             .finish(&self.ctl, Key::Namespace(row.id), row.generation)
             .await?;
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
@@ -173,9 +195,9 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::CreateNamespaceRequest>,
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
-        let ns = self.create(req).await?;
+        let (ns, planned_changes) = self.create(req).await?;
         Ok(Response::new(pb::CreateNamespaceResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             namespace: Some(ns),
         }))
     }
@@ -213,9 +235,9 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
-        self.delete(req).await?;
+        let planned_changes = self.delete(req).await?;
         Ok(Response::new(pb::DeleteNamespaceResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
         }))
     }
 

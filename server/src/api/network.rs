@@ -209,6 +209,7 @@ impl NetworkApi {
         auto_v6: bool,
         is_default: bool,
         request: Option<&RequestRecord>,
+        dry_run: bool,
     ) -> ApiResult<NetworkRow> {
         if let Some(l) = ctl
             .kernel()
@@ -252,16 +253,25 @@ impl NetworkApi {
         };
         Ok(ctl
             .store()
-            .create_network(spec, &auto, is_default, request)
+            .create_network(spec, &auto, is_default, request, dry_run)
             .await?)
     }
 
-    async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> ApiResult<pb::Network> {
+    async fn create(
+        &self,
+        req: Request<pb::CreateNetworkRequest>,
+    ) -> ApiResult<(pb::Network, Vec<pb::PlannedChange>)> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let mut r = req.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         r.wait = None;
-        let record = match idempotency(&self.ctl, "CreateNetwork", &request_id, &r).await? {
+        let dry_run = std::mem::take(&mut r.dry_run);
+        let idem = if dry_run {
+            Idempotency::New(None)
+        } else {
+            idempotency(&self.ctl, "CreateNetwork", &request_id, &r).await?
+        };
+        let record = match idem {
             Idempotency::New(record) => record,
             Idempotency::Replay(id) => {
                 let row = self.ctl.store().network_by_id(&id).await?.ok_or_else(|| {
@@ -272,7 +282,7 @@ impl NetworkApi {
                 pending
                     .replay(&self.ctl, Key::Network(id), row.generation)
                     .await?;
-                return Self::network_out(&self.ctl, &row).await;
+                return Ok((Self::network_out(&self.ctl, &row).await?, Vec::new()));
             }
         };
         let body = r.network.ok_or_else(|| {
@@ -290,28 +300,59 @@ impl NetworkApi {
             auto_v6,
             false,
             record.as_ref(),
+            dry_run,
         )
         .await?;
+        if dry_run {
+            let plan = self.ctl.plan_network(&row).await?;
+            let mut out = Self::network_out(&self.ctl, &row).await?;
+            out.endpoints.clear();
+            return Ok((out, convert::planned_out(plan)));
+        }
         pending
             .finish(&self.ctl, Key::Network(row.id.clone()), row.generation)
             .await?;
-        self.get(&spec.name).await
+        Ok((self.get(&spec.name).await?, Vec::new()))
     }
 
-    async fn delete_by_name(&self, name: &str, pending: Pending) -> ApiResult<()> {
-        let row = self.ctl.store().mark_network_deleting(name).await?;
+    /// Deletes a network by name; with `dry_run`, checks and plans only.
+    async fn delete_by_name(
+        &self,
+        name: &str,
+        pending: Pending,
+        dry_run: bool,
+    ) -> ApiResult<Vec<pb::PlannedChange>> {
+        let row = self
+            .ctl
+            .store()
+            .mark_network_deleting(name, dry_run)
+            .await?;
+        if dry_run {
+            return Ok(convert::planned_out(
+                self.ctl.plan_network_removal(&row).await?,
+            ));
+        }
         pending
             .finish(&self.ctl, Key::Network(row.id), row.generation)
             .await?;
-        Ok(())
+        Ok(Vec::new())
     }
 
-    async fn connect(&self, req: Request<pb::ConnectRequest>) -> ApiResult<pb::Endpoint> {
+    async fn connect(
+        &self,
+        req: Request<pb::ConnectRequest>,
+    ) -> ApiResult<(pb::Endpoint, Vec<pb::PlannedChange>)> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let mut r = req.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         r.wait = None;
-        let record = match idempotency(&self.ctl, "Connect", &request_id, &r).await? {
+        let dry_run = std::mem::take(&mut r.dry_run);
+        let idem = if dry_run {
+            Idempotency::New(None)
+        } else {
+            idempotency(&self.ctl, "Connect", &request_id, &r).await?
+        };
+        let record = match idem {
             Idempotency::New(record) => record,
             Idempotency::Replay(id) => {
                 let row = self.ctl.store().endpoint_by_id(&id).await?.ok_or_else(|| {
@@ -322,7 +363,7 @@ impl NetworkApi {
                 pending
                     .replay(&self.ctl, Key::Endpoint(id.clone()), row.generation)
                     .await?;
-                return self.endpoint_answer(&id).await;
+                return Ok((self.endpoint_answer(&id).await?, Vec::new()));
             }
         };
         let ipv4 = match r.ipv4_address.trim() {
@@ -410,14 +451,28 @@ impl NetworkApi {
                 spec.endpoint.ifname, spec.namespace
             )));
         }
-        let row = self.ctl.store().connect(&spec, record.as_ref()).await?;
+        let row = self
+            .ctl
+            .store()
+            .connect(&spec, record.as_ref(), dry_run)
+            .await?;
+        if dry_run {
+            let net = self
+                .ctl
+                .store()
+                .network_by_id(&row.network_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("the network is gone".into()))?;
+            let plan = self.ctl.plan_endpoint(&row, &net).await?;
+            return Ok((endpoint_out(&row, &net.spec), convert::planned_out(plan)));
+        }
         self.ctl
             .events()
             .send(Key::Network(row.network_id.clone()), false);
         pending
             .finish(&self.ctl, Key::Endpoint(row.id.clone()), row.generation)
             .await?;
-        self.endpoint_answer(&row.id).await
+        Ok((self.endpoint_answer(&row.id).await?, Vec::new()))
     }
 
     /// The endpoint with this uid, as Connect answers it.
@@ -437,7 +492,10 @@ impl NetworkApi {
         Ok(endpoint_out(&row, &net.spec))
     }
 
-    async fn disconnect(&self, req: Request<pb::DisconnectRequest>) -> ApiResult<()> {
+    async fn disconnect(
+        &self,
+        req: Request<pb::DisconnectRequest>,
+    ) -> ApiResult<Vec<pb::PlannedChange>> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let r = req.into_inner();
         if self
@@ -463,6 +521,17 @@ impl NetworkApi {
                     r.namespace, r.network
                 ))
             })?;
+        if r.dry_run {
+            let net = self
+                .ctl
+                .store()
+                .network_by_id(&row.network_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("the network is gone".into()))?;
+            return Ok(convert::planned_out(
+                self.ctl.plan_endpoint_removal(&row, &net).await?,
+            ));
+        }
         self.ctl.store().mark_endpoint_deleting(&row.id).await?;
         self.ctl
             .events()
@@ -470,7 +539,7 @@ impl NetworkApi {
         pending
             .finish(&self.ctl, Key::Endpoint(row.id.clone()), row.generation + 1)
             .await?;
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
@@ -519,9 +588,9 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::CreateNetworkRequest>,
     ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
-        let network = self.create(req).await?;
+        let (network, planned_changes) = self.create(req).await?;
         Ok(Response::new(pb::CreateNetworkResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             network: Some(network),
         }))
     }
@@ -561,16 +630,14 @@ impl NetworkService for NetworkApi {
         req: Request<pb::DeleteNetworkRequest>,
     ) -> Result<Response<pb::DeleteNetworkResponse>, Status> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
-        let name = req.into_inner().name;
+        let pb::DeleteNetworkRequest { name, dry_run, .. } = req.into_inner();
         if name.is_empty() {
             return Err(
                 ApiError::from(Invalid::new("name", "which network? the name is empty")).into(),
             );
         }
-        self.delete_by_name(&name, pending).await?;
-        Ok(Response::new(pb::DeleteNetworkResponse {
-            planned_changes: Vec::new(),
-        }))
+        let planned_changes = self.delete_by_name(&name, pending, dry_run).await?;
+        Ok(Response::new(pb::DeleteNetworkResponse { planned_changes }))
     }
 
     async fn prune_networks(
@@ -578,7 +645,9 @@ impl NetworkService for NetworkApi {
         req: Request<pb::PruneNetworksRequest>,
     ) -> Result<Response<pb::PruneNetworksResponse>, Status> {
         let sel = Selector::parse(&req.get_ref().label_selector).map_err(ApiError::from)?;
+        let dry_run = req.get_ref().dry_run;
         let mut deleted = Vec::new();
+        let mut planned_changes = Vec::new();
         for r in self
             .ctl
             .store()
@@ -600,15 +669,18 @@ impl NetworkService for NetworkApi {
                 continue;
             }
             let pending = Pending::start(&self.ctl, &req, None);
-            match self.delete_by_name(&r.spec.name, pending).await {
-                Ok(()) => deleted.push(r.spec.name.clone()),
+            match self.delete_by_name(&r.spec.name, pending, dry_run).await {
+                Ok(plan) => {
+                    deleted.push(r.spec.name.clone());
+                    planned_changes.extend(plan);
+                }
                 // Connected to in the meantime: not unused any more.
                 Err(ApiError::Store(crate::store::StoreError::FailedPrecondition(_))) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(Response::new(pb::PruneNetworksResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             deleted,
         }))
     }
@@ -617,9 +689,9 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::ConnectRequest>,
     ) -> Result<Response<pb::ConnectResponse>, Status> {
-        let endpoint = NetworkApi::connect(self, req).await?;
+        let (endpoint, planned_changes) = NetworkApi::connect(self, req).await?;
         Ok(Response::new(pb::ConnectResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             endpoint: Some(endpoint),
         }))
     }
@@ -628,10 +700,8 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
-        NetworkApi::disconnect(self, req).await?;
-        Ok(Response::new(pb::DisconnectResponse {
-            planned_changes: Vec::new(),
-        }))
+        let planned_changes = NetworkApi::disconnect(self, req).await?;
+        Ok(Response::new(pb::DisconnectResponse { planned_changes }))
     }
 
     type WatchNetworksStream = ReceiverStream<Result<pb::WatchNetworksResponse, Status>>;

@@ -99,6 +99,19 @@ impl Invalid {
     }
 }
 
+/// One change a dry run says a call would make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedChange {
+    /// "create", "delete", "set", "add" or "remove".
+    pub action: &'static str,
+    /// "namespace", "link", "address", "route", "lease", "port-mapping", "firewall", "sysctl".
+    pub kind: &'static str,
+    /// Which one.
+    pub target: String,
+    /// Details.
+    pub detail: String,
+}
+
 /// Makes a new opaque object id: 16 random hex digits. Ids are never reused, so an ownership
 /// mark left behind by a deleted object can never be mistaken for a live one.
 pub fn new_uid() -> String {

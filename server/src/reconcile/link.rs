@@ -6,14 +6,14 @@ use std::collections::HashSet;
 
 use ipnet::IpNet;
 
-use super::{Controller, Key, ReconcileError};
+use super::{Controller, Key, Plan, ReconcileError};
 use crate::{
     kernel::{LinkChange, LinkState, NsRef, RouteState},
     model::{EndSpec, LinkKind, LinkSpec, Phase, Status, ownership_mark},
     store::{EndObserved, LinkObserved},
 };
 
-fn where_ns(ns: &str) -> String {
+pub(super) fn where_ns(ns: &str) -> String {
     if ns.is_empty() {
         "the host namespace".into()
     } else {
@@ -48,28 +48,29 @@ impl Controller {
         let converged_before =
             row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
         if row.deleting {
-            self.remove_link(&row.id, &row.spec).await?;
+            self.remove_link(&row.id, &row.spec, &Plan::live()).await?;
             if self.store().delete_link_row(id).await? {
                 self.events().send(key, true);
             }
             return Ok(false);
         }
-        let (status, observed, outcome) = match self.converge_link(&row.id, &row.spec).await {
-            Ok(observed) => (
-                Status {
-                    phase: Phase::Ready,
-                    observed_generation: row.generation,
-                    message: String::new(),
-                },
-                observed,
-                Ok(()),
-            ),
-            Err(e) => (
-                Self::failed_status(&e, attempt, row.generation, &row.status),
-                row.observed.clone(),
-                Err(e),
-            ),
-        };
+        let (status, observed, outcome) =
+            match self.converge_link(&row.id, &row.spec, &Plan::live()).await {
+                Ok(observed) => (
+                    Status {
+                        phase: Phase::Ready,
+                        observed_generation: row.generation,
+                        message: String::new(),
+                    },
+                    observed,
+                    Ok(()),
+                ),
+                Err(e) => (
+                    Self::failed_status(&e, attempt, row.generation, &row.status),
+                    row.observed.clone(),
+                    Err(e),
+                ),
+            };
         if self.store().set_link_status(id, &status, &observed).await? {
             self.events().send(key, false);
         }
@@ -82,6 +83,7 @@ impl Controller {
         &self,
         id: &str,
         spec: &LinkSpec,
+        plan: &Plan,
     ) -> Result<(), ReconcileError> {
         let mark = ownership_mark(id);
         for end in spec.ends() {
@@ -95,6 +97,10 @@ impl Controller {
             if state.alias.as_deref() != Some(mark.as_str()) {
                 tracing::warn!(name = %end.name, "not deleting an interface without our mark");
                 continue;
+            }
+            if plan.record("delete", "link", where_if(&end.name, &end.namespace), "") {
+                // A veth's peer goes with it.
+                break;
             }
             match self.kernel().delete_link(&ns, state.index).await {
                 Err(e) if !is_gone(&e) => return Err(e.into()),
@@ -110,6 +116,7 @@ impl Controller {
         &self,
         id: &str,
         spec: &LinkSpec,
+        plan: &Plan,
     ) -> Result<LinkObserved, ReconcileError> {
         let mark = ownership_mark(id);
         let mut ends = Vec::new();
@@ -126,7 +133,14 @@ impl Controller {
                 }
                 if s.kind.as_deref() != Some(spec.kind.kernel_kind()) {
                     // Ours, but not what the spec says (changed behind our back): recreate.
-                    self.kernel().delete_link(&ns, s.index).await?;
+                    if !plan.record(
+                        "delete",
+                        "link",
+                        where_if(&end.name, &end.namespace),
+                        "wrong kind",
+                    ) {
+                        self.kernel().delete_link(&ns, s.index).await?;
+                    }
                     ends.push((end, ns, None));
                     continue;
                 }
@@ -135,8 +149,15 @@ impl Controller {
         }
         let created = if ends.iter().any(|(_, _, s)| s.is_none()) {
             // Half a pair is no pair: remove what is left and make both ends anew.
-            for (_, ns, s) in &ends {
-                if let Some(s) = s {
+            for (end, ns, s) in &ends {
+                if let Some(s) = s
+                    && !plan.record(
+                        "delete",
+                        "link",
+                        where_if(&end.name, &end.namespace),
+                        "half a pair",
+                    )
+                {
                     match self.kernel().delete_link(ns, s.index).await {
                         Err(e) if !is_gone(&e) => return Err(e.into()),
                         _ => {}
@@ -145,18 +166,45 @@ impl Controller {
             }
             match &spec.kind {
                 LinkKind::Veth { peer } => {
-                    self.kernel()
-                        .create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
-                        .await?;
+                    if !plan.record(
+                        "create",
+                        "link",
+                        where_if(&spec.end.name, &spec.end.namespace),
+                        format!("veth, peer {}", where_if(&peer.name, &peer.namespace)),
+                    ) {
+                        self.kernel()
+                            .create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
+                            .await?;
+                    }
                 }
                 LinkKind::Bridge => {
-                    self.kernel()
-                        .create_bridge(&ends[0].1, &spec.end.name)
-                        .await?
+                    if !plan.record(
+                        "create",
+                        "link",
+                        where_if(&spec.end.name, &spec.end.namespace),
+                        "bridge",
+                    ) {
+                        self.kernel()
+                            .create_bridge(&ends[0].1, &spec.end.name)
+                            .await?
+                    }
                 }
             }
             for (end, ns, s) in &mut ends {
-                *s = Some(
+                *s = Some(if plan.is_dry() {
+                    // What a new interface looks like: down, no mark, no addresses.
+                    LinkState {
+                        index: 0,
+                        name: end.name.clone(),
+                        kind: Some(spec.kind.kernel_kind().into()),
+                        mtu: 1500,
+                        mac: None,
+                        up: false,
+                        master: None,
+                        alias: None,
+                        addresses: Vec::new(),
+                    }
+                } else {
                     self.kernel()
                         .get_link(ns, &end.name)
                         .await?
@@ -165,8 +213,8 @@ impl Controller {
                                 "interface {:?} vanished right after it was created",
                                 end.name
                             ))
-                        })?,
-                );
+                        })?
+                });
             }
             true
         } else {
@@ -179,9 +227,9 @@ impl Controller {
             let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
             observed
                 .ends
-                .push(self.converge_end(ns, state, end, mtu, &mark).await?);
+                .push(self.converge_end(ns, state, end, mtu, &mark, plan).await?);
         }
-        if created && spec.kind == LinkKind::Bridge {
+        if created && spec.kind == LinkKind::Bridge && !plan.is_dry() {
             // A re-created bridge lost its ports: let them enslave themselves again.
             self.requeue_ports(&spec.end.namespace, &spec.end.name, id)
                 .await?;
@@ -225,8 +273,10 @@ impl Controller {
         end: &EndSpec,
         mtu: u32,
         mark: &str,
+        plan: &Plan,
     ) -> Result<EndObserved, ReconcileError> {
         let k = self.kernel();
+        let target = where_if(&end.name, &end.namespace);
         let mut change = LinkChange::default();
         if state.alias.as_deref() != Some(mark) {
             change.alias = Some(mark.to_string());
@@ -241,20 +291,22 @@ impl Controller {
         }
         let master = match &end.master {
             None => None,
-            Some(m) => {
-                let br = k.get_link(ns, m).await?.ok_or_else(|| {
-                    ReconcileError::transient(format!(
-                        "master bridge {m:?} not found in {}",
-                        where_ns(&end.namespace)
-                    ))
-                })?;
-                if br.kind.as_deref() != Some("bridge") {
+            Some(m) => match k.get_link(ns, m).await? {
+                Some(br) if br.kind.as_deref() != Some("bridge") => {
                     return Err(ReconcileError::permanent(format!(
                         "master {m:?} is not a bridge"
                     )));
                 }
-                Some(br.index)
-            }
+                Some(br) => Some(br.index),
+                // A dry run may plan a port of a bridge its own call would create.
+                None if plan.is_dry() => Some(0),
+                None => {
+                    return Err(ReconcileError::transient(format!(
+                        "master bridge {m:?} not found in {}",
+                        where_ns(&end.namespace)
+                    )));
+                }
+            },
         };
         if state.master != master {
             change.master = Some(master);
@@ -262,7 +314,9 @@ impl Controller {
         if state.up != end.up {
             change.up = Some(end.up);
         }
-        if change != LinkChange::default() {
+        if change != LinkChange::default()
+            && !plan.record("set", "link", target.clone(), describe(&change, end))
+        {
             k.set_link(ns, state.index, &change).await?;
         }
 
@@ -274,12 +328,18 @@ impl Controller {
             .filter(|a| !is_link_local_v6(a))
             .collect();
         for a in have.difference(&want) {
+            if plan.record("remove", "address", format!("{a} on {target}"), "") {
+                continue;
+            }
             match k.del_address(ns, state.index, *a).await {
                 Err(e) if !is_gone(&e) => return Err(e.into()),
                 _ => {}
             }
         }
         for a in want.difference(&have) {
+            if plan.record("add", "address", format!("{a} on {target}"), "") {
+                continue;
+            }
             match k.add_address(ns, state.index, *a).await {
                 Err(e) if e.errno() != Some(17) => return Err(e.into()), // EEXIST: already there
                 _ => {}
@@ -295,8 +355,20 @@ impl Controller {
                 metric: effective_metric(&r.destination, r.metric),
             })
             .collect();
-        let have: HashSet<RouteState> = k.list_routes(ns, state.index).await?.into_iter().collect();
+        let have: HashSet<RouteState> = if state.index == 0 {
+            HashSet::new()
+        } else {
+            k.list_routes(ns, state.index).await?.into_iter().collect()
+        };
         for r in have.difference(&want) {
+            if plan.record(
+                "remove",
+                "route",
+                format!("{} on {target}", describe_route(r)),
+                "",
+            ) {
+                continue;
+            }
             match k.del_route(ns, state.index, r).await {
                 Err(e) if !matches!(e.errno(), Some(3) | Some(19) | Some(2)) => {
                     return Err(e.into());
@@ -305,13 +377,18 @@ impl Controller {
             }
         }
         for r in want.difference(&have) {
+            if plan.record(
+                "add",
+                "route",
+                format!("{} on {target}", describe_route(r)),
+                "",
+            ) {
+                continue;
+            }
             k.add_route(ns, state.index, r).await.map_err(|e| {
                 ReconcileError::transient(format!(
-                    "route to {} via {} on {:?}: {e}",
-                    r.destination,
-                    r.gateway
-                        .map(|g| g.to_string())
-                        .unwrap_or_else(|| "(link)".into()),
+                    "route {} on {:?}: {e}",
+                    describe_route(r),
                     end.name
                 ))
             })?;
@@ -321,6 +398,49 @@ impl Controller {
             mac: change.mac.or_else(|| state.mac.clone()).unwrap_or_default(),
         })
     }
+}
+
+/// "veth1 in namespace \"ns1\"" or "weft0 in the host namespace".
+pub(super) fn where_if(name: &str, ns: &str) -> String {
+    format!("{name} in {}", where_ns(ns))
+}
+
+fn describe_route(r: &RouteState) -> String {
+    let mut t = if r.destination.prefix_len() == 0 {
+        "default".to_string()
+    } else {
+        r.destination.to_string()
+    };
+    if let Some(g) = r.gateway {
+        t.push_str(&format!(" via {g}"));
+    }
+    if r.metric != 0 {
+        t.push_str(&format!(" metric {}", r.metric));
+    }
+    t
+}
+
+/// The fields a LinkChange sets, in words.
+fn describe(c: &LinkChange, end: &EndSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = c.mtu {
+        parts.push(format!("mtu {m}"));
+    }
+    if let Some(m) = &c.mac {
+        parts.push(format!("address {m}"));
+    }
+    match &c.master {
+        Some(Some(_)) => parts.push(format!("master {}", end.master.as_deref().unwrap_or("?"))),
+        Some(None) => parts.push("nomaster".into()),
+        None => {}
+    }
+    if let Some(up) = c.up {
+        parts.push(if up { "up".into() } else { "down".into() });
+    }
+    if let Some(a) = &c.alias {
+        parts.push(format!("alias {a}"));
+    }
+    parts.join(", ")
 }
 
 fn is_link_local_v6(a: &IpNet) -> bool {

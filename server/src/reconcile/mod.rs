@@ -7,12 +7,14 @@
 //! converged host sees no kernel writes; it writes status only after the kernel was checked,
 //! and only when the status changed.
 
+mod dryrun;
 pub mod events;
 mod gc;
 mod link;
 mod monitor;
 mod namespace;
 mod network;
+pub mod plan;
 pub mod queue;
 
 use std::{
@@ -22,6 +24,7 @@ use std::{
 };
 
 pub use events::{Event, Events, Key};
+pub use plan::Plan;
 use queue::WorkQueue;
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 

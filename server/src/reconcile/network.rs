@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use super::{Controller, Key, ReconcileError};
+use super::{Controller, Key, Plan, ReconcileError};
 use crate::{
     kernel::NsRef,
     kernel::firewall::{FirewallNetwork, PortMapping, Proto},
@@ -31,7 +31,7 @@ fn proto(p: Protocol) -> Proto {
 }
 
 /// The bridge of a network, as a link spec.
-fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
+pub(super) fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
     LinkSpec {
         labels: Default::default(),
         end: EndSpec {
@@ -53,7 +53,7 @@ fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
 }
 
 /// The veth of an endpoint, as a link spec.
-fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
+pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
     let routes = if ep.spec.default_route {
         ep.addresses
             .iter()
@@ -139,14 +139,14 @@ impl Controller {
         let spec = bridge_spec(&row.spec);
         if row.deleting {
             self.sync_firewall_structure().await?;
-            self.remove_link(id, &spec).await?;
+            self.remove_link(id, &spec, &Plan::live()).await?;
             if self.store().delete_network_row(id).await? {
                 self.events().send(key, true);
             }
             return Ok(false);
         }
         let result = async {
-            self.converge_link(id, &spec).await?;
+            self.converge_link(id, &spec, &Plan::live()).await?;
             self.sync_firewall_structure().await?;
             Ok::<_, ReconcileError>(())
         }
@@ -198,7 +198,7 @@ impl Controller {
         if row.deleting {
             // DNAT first, so no packet is sent to an address about to vanish.
             self.remove_port_mappings(&mappings).await?;
-            self.remove_link(id, &spec).await?;
+            self.remove_link(id, &spec, &Plan::live()).await?;
             if self.store().delete_endpoint_row(id).await? {
                 self.events().send(key, true);
                 self.events()
@@ -207,7 +207,7 @@ impl Controller {
             return Ok(false);
         }
         let result = async {
-            let observed = self.converge_link(id, &spec).await?;
+            let observed = self.converge_link(id, &spec, &Plan::live()).await?;
             self.ensure_port_mappings(&mappings).await?;
             Ok::<_, ReconcileError>(
                 observed

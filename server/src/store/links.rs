@@ -1,7 +1,7 @@
 //! Link rows, and the per-interface rows that keep names unique per namespace.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::{
     RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation, now_ms,
@@ -79,6 +79,7 @@ impl Store {
         &self,
         spec: &LinkSpec,
         request: Option<&RequestRecord>,
+        dry_run: bool,
     ) -> Result<LinkRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
@@ -151,18 +152,27 @@ impl Store {
             }
         }
         super::requests::record(&mut tx, request, &id).await?;
-        tx.commit().await?;
-        self.link_by_id(&id)
+        let row = Self::link_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted link vanished".into()))
+            .ok_or_else(|| StoreError::Corrupt("inserted link vanished".into()))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// The link with this uid.
     pub async fn link_by_id(&self, id: &str) -> Result<Option<LinkRow>, StoreError> {
+        Self::link_by_id_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// The same, inside a transaction.
+    pub(crate) async fn link_by_id_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<Option<LinkRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM links WHERE id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         row.as_ref().map(from_row).transpose()
     }

@@ -103,6 +103,17 @@ impl Store {
     }
 }
 
+/// Ends a write transaction: commits it, or with `dry_run` rolls it back, so a dry run
+/// meets every check a real call would (constraints, leases, ports) and changes nothing.
+async fn finish(tx: sqlx::Transaction<'_, sqlx::Sqlite>, dry_run: bool) -> Result<(), StoreError> {
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 /// Is this a UNIQUE constraint violation?
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())

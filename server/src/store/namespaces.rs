@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
 use crate::model::{Labels, NamespaceSpec, Phase, Status, new_uid};
@@ -57,6 +57,7 @@ impl Store {
         &self,
         spec: &NamespaceSpec,
         request: Option<&RequestRecord>,
+        dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
@@ -83,18 +84,27 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         super::requests::record(&mut tx, request, &id).await?;
-        tx.commit().await?;
-        self.namespace_by_id(&id)
+        let row = Self::namespace_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))
+            .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// The namespace with this uid.
     pub async fn namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>, StoreError> {
+        Self::namespace_by_id_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// The same, inside a transaction.
+    pub(crate) async fn namespace_by_id_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<Option<NamespaceRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM namespaces WHERE id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -119,7 +129,11 @@ impl Store {
     }
 
     /// Marks a namespace for deletion. FAILED_PRECONDITION while links live in it.
-    pub async fn mark_namespace_deleting(&self, name: &str) -> Result<NamespaceRow, StoreError> {
+    pub async fn mark_namespace_deleting(
+        &self,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<NamespaceRow, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM namespaces WHERE name = ?")
             .bind(name)
@@ -148,10 +162,11 @@ impl Store {
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        self.namespace_by_id(&id)
+        let row = Self::namespace_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("namespace {name:?} not found")))
+            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// Removes a namespace row that was marked for deletion. Returns false if there was none.

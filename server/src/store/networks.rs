@@ -162,6 +162,7 @@ impl Store {
         auto: &AutoSubnets,
         is_default: bool,
         request: Option<&RequestRecord>,
+        dry_run: bool,
     ) -> Result<NetworkRow, StoreError> {
         let id = new_uid();
         let now = now_ms();
@@ -231,18 +232,27 @@ impl Store {
                 .await?;
         }
         super::requests::record(&mut tx, request, &id).await?;
-        tx.commit().await?;
-        self.network_by_id(&id)
+        let row = Self::network_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted network vanished".into()))
+            .ok_or_else(|| StoreError::Corrupt("inserted network vanished".into()))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// The network with this uid.
     pub async fn network_by_id(&self, id: &str) -> Result<Option<NetworkRow>, StoreError> {
+        Self::network_by_id_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// The same, inside a transaction.
+    pub(crate) async fn network_by_id_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<Option<NetworkRow>, StoreError> {
         let sql = format!("SELECT {NET_COLUMNS} FROM networks WHERE id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         row.as_ref().map(net_from_row).transpose()
     }
@@ -267,7 +277,11 @@ impl Store {
     }
 
     /// Marks a network for deletion; FAILED_PRECONDITION while endpoints remain.
-    pub async fn mark_network_deleting(&self, name: &str) -> Result<NetworkRow, StoreError> {
+    pub async fn mark_network_deleting(
+        &self,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<NetworkRow, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM networks WHERE name = ?")
             .bind(name)
@@ -293,10 +307,11 @@ impl Store {
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        self.network_by_id(&id)
+        let row = Self::network_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("network {name:?} not found")))
+            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// Removes a network row marked for deletion.
@@ -334,6 +349,7 @@ impl Store {
         &self,
         req: &ConnectSpec,
         request: Option<&RequestRecord>,
+        dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
         let id = new_uid();
         let host_ifname = format!("wv{}", &id[..12]);
@@ -552,18 +568,27 @@ impl Store {
             }
         }
         super::requests::record(&mut tx, request, &id).await?;
-        tx.commit().await?;
-        self.endpoint_by_id(&id)
+        let row = Self::endpoint_by_id_in(&mut tx, &id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted endpoint vanished".into()))
+            .ok_or_else(|| StoreError::Corrupt("inserted endpoint vanished".into()))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
     }
 
     /// The endpoint with this uid.
     pub async fn endpoint_by_id(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
+        Self::endpoint_by_id_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// The same, inside a transaction.
+    pub(crate) async fn endpoint_by_id_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<Option<EndpointRow>, StoreError> {
         let sql = format!("{EP_SELECT} WHERE e.id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         row.as_ref().map(ep_from_row).transpose()
     }

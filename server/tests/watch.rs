@@ -1,0 +1,103 @@
+//! Watch streams: the current objects, then every change; a client that reconnects with the
+//! last revision it saw gets what it missed, and one whose revision is too old (or from
+//! before a restart) is told to list again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use weft::v1::{
+    DeleteNamespaceRequest, EventType, WatchNamespacesRequest, WatchNamespacesResponse,
+};
+
+async fn next(s: &mut tonic::Streaming<WatchNamespacesResponse>) -> WatchNamespacesResponse {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("a watch event within 10 s")
+        .expect("the stream goes on")
+        .expect("no error")
+}
+
+async fn watch(
+    c: &weft::Client,
+    since: u64,
+) -> Result<tonic::Streaming<WatchNamespacesResponse>, tonic::Status> {
+    c.namespaces()
+        .watch_namespaces(WatchNamespacesRequest {
+            since_revision: since,
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_resumes_after_a_reconnect() {
+    let mut sb = Sandbox::new("watch").await;
+    let c = sb.client();
+    let a = create_ns(&c, "a").await;
+
+    let mut s = watch(&c, 0).await.unwrap();
+    let first = next(&mut s).await;
+    assert_eq!(first.r#type(), EventType::Added);
+    assert_eq!(first.namespace.as_ref().unwrap().name, "a");
+    let seen = first.revision;
+    assert!(seen > 0);
+    // Live: a new namespace shows up (ADDED, then its status as it converges).
+    create_ns(&c, "b").await;
+    let ev = next(&mut s).await;
+    assert_eq!(ev.namespace.as_ref().unwrap().name, "b");
+    assert_eq!(ev.r#type(), EventType::Added);
+    assert!(ev.revision > seen);
+    let mut last = ev.revision;
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_millis(500), s.next()).await {
+        last = ev.revision;
+    }
+    drop(s);
+
+    // Missed while disconnected: c created, a deleted.
+    create_ns(&c, "c").await;
+    rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        name: "a".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let mut s = watch(&c, last).await.unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), s.next()).await {
+        assert!(
+            ev.revision > last,
+            "a resumed stream only reports what came after {last}"
+        );
+        got.push((ev.r#type(), ev.namespace.unwrap()));
+    }
+    assert!(
+        got.iter()
+            .any(|(t, n)| *t == EventType::Modified && n.name == "c"),
+        "c was missed: {got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(t, n)| *t == EventType::Deleted && n.uid == a.uid),
+        "a's deletion was missed: {got:?}"
+    );
+    assert!(
+        !got.iter().any(|(_, n)| n.name == "b"),
+        "b did not change after {last}: {got:?}"
+    );
+    // And it goes on live.
+    create_ns(&c, "d").await;
+    let ev = next(&mut s).await;
+    assert_eq!(ev.namespace.as_ref().unwrap().name, "d");
+
+    // A revision weftd never issued, and one from before a restart: list again.
+    expect_code(watch(&c, 12345).await, Code::FailedPrecondition);
+    sb.restart().await;
+    let c = sb.client();
+    let st = expect_code(watch(&c, last).await, Code::FailedPrecondition);
+    assert!(st.message().contains("list again"), "{}", st.message());
+}
