@@ -79,9 +79,19 @@ async fn ensure_default_network(
     };
     let (spec, auto_v4, auto_v6) =
         crate::api::network_in(&body).map_err(|e| anyhow::anyhow!("default network: {e}"))?;
-    let row = NetworkApi::create_spec(ctl, defaults, &spec, auto_v4, auto_v6, true, None, false)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
+    let row = NetworkApi::create_spec(
+        ctl,
+        defaults,
+        &spec,
+        crate::api::Creation {
+            auto_v4,
+            auto_v6,
+            is_default: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
     tracing::info!(bridge = %spec.bridge_name, subnets = ?row.spec.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>(), "created the default network");
     ctl.enqueue(crate::reconcile::Key::Network(row.id));
     ctl.enqueue(crate::reconcile::Key::Firewall);

@@ -371,6 +371,19 @@ pub fn link_out(r: &LinkRow) -> pb::Link {
     l
 }
 
+/// Planned changes to proto.
+pub fn planned_out(changes: Vec<crate::model::PlannedChange>) -> Vec<pb::PlannedChange> {
+    changes
+        .into_iter()
+        .map(|c| pb::PlannedChange {
+            action: c.action.into(),
+            kind: c.kind.into(),
+            target: c.target,
+            detail: c.detail,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,17 +505,4 @@ mod tests {
         assert_eq!(out.create_time.unwrap().nanos, 500_000_000);
         assert_eq!(link_in(&out).unwrap(), row.spec);
     }
-}
-
-/// Planned changes to proto.
-pub fn planned_out(changes: Vec<crate::model::PlannedChange>) -> Vec<pb::PlannedChange> {
-    changes
-        .into_iter()
-        .map(|c| pb::PlannedChange {
-            action: c.action.into(),
-            kind: c.kind.into(),
-            target: c.target,
-            detail: c.detail,
-        })
-        .collect()
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use link::LinkApi;
 pub use namespace::NamespaceApi;
-pub use network::{NetworkApi, NetworkDefaults, network_in};
+pub use network::{Creation, NetworkApi, NetworkDefaults, network_in};
 pub use system::SystemApi;
 use tokio::time::Instant;
 use tonic::{Code, Status};

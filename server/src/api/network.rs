@@ -26,6 +26,21 @@ pub struct NetworkDefaults {
     pub pools_v6: Vec<AddressPool>,
 }
 
+/// How [`NetworkApi::create_spec`] makes a network.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Creation<'a> {
+    /// Take an IPv4 subnet from the pools.
+    pub auto_v4: bool,
+    /// Take an IPv6 subnet from the pools.
+    pub auto_v6: bool,
+    /// This is the default network.
+    pub is_default: bool,
+    /// The client's request id, recorded with it.
+    pub request: Option<&'a RequestRecord>,
+    /// Check and plan only.
+    pub dry_run: bool,
+}
+
 /// The NetworkService implementation.
 #[derive(Clone, Debug)]
 pub struct NetworkApi {
@@ -205,11 +220,7 @@ impl NetworkApi {
         ctl: &Controller,
         defaults: &NetworkDefaults,
         spec: &NetworkSpec,
-        auto_v4: bool,
-        auto_v6: bool,
-        is_default: bool,
-        request: Option<&RequestRecord>,
-        dry_run: bool,
+        how: Creation<'_>,
     ) -> ApiResult<NetworkRow> {
         if let Some(l) = ctl
             .kernel()
@@ -230,6 +241,13 @@ impl NetworkApi {
                 spec.bridge_name
             )));
         }
+        let Creation {
+            auto_v4,
+            auto_v6,
+            is_default,
+            request,
+            dry_run,
+        } = how;
         let host_routes = if auto_v4 || auto_v6 {
             ctl.kernel()
                 .route_destinations(&NsRef::Host)
@@ -296,11 +314,13 @@ impl NetworkApi {
             &self.ctl,
             &self.defaults,
             &spec,
-            auto_v4,
-            auto_v6,
-            false,
-            record.as_ref(),
-            dry_run,
+            Creation {
+                auto_v4,
+                auto_v6,
+                is_default: false,
+                request: record.as_ref(),
+                dry_run,
+            },
         )
         .await?;
         if dry_run {

@@ -75,8 +75,10 @@
 //!   between two ports of one bridge also crosses the inet hooks, with the bridge as both iif
 //!   and oif. `iifname . oifname @icc accept` lets it through for ICC networks (the set holds
 //!   `"B" . "B"` for each); for no-ICC networks it falls to `oifname @bridges drop`. DNAT to a
-//!   neighbour on the same bridge then happens at the bridge, and the hairpin masquerade rule
-//!   matches it there too. One case does not work with br_netfilter active: an endpoint
+//!   neighbour on the same bridge then happens at the bridge. The hairpin masquerade rule does
+//!   *not* match there (on the bridged path postrouting runs without an input interface), so
+//!   the neighbour sees the client's own address; replies still return through the bridge's
+//!   conntrack and the connection works (tested in both modes). One case does not work with br_netfilter active: an endpoint
 //!   reaching its *own* published port through a host address (the frame would have to leave
 //!   by the port it came in on; this kernel drops it even with the port in hairpin mode).
 //!   Every other path is tested in both modes.

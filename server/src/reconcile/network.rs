@@ -147,6 +147,12 @@ impl Controller {
         }
         let result = async {
             self.converge_link(id, &spec, &Plan::live()).await?;
+            // Published ports answer on the host's loopback addresses too (like Docker without
+            // its userland proxy): the kernel routes a 127/8 source out of the bridge only so.
+            let localnet = format!("net/ipv4/conf/{}/route_localnet", row.spec.bridge_name);
+            self.kernel()
+                .ensure_sysctl(&NsRef::Host, &localnet, "1")
+                .await?;
             self.sync_firewall_structure().await?;
             Ok::<_, ReconcileError>(())
         }

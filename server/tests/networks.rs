@@ -1,0 +1,899 @@
+//! NetworkService on the real kernel, through the real gRPC socket (issue 3): the default
+//! network, automatic subnets, masquerade and internal networks, isolation and the
+//! inter-container switch, dual stack and IPv6-only, the nftables ruleset against golden files,
+//! the forwarding sysctls, delete and prune leaving nothing behind, and the CLI verbs.
+//!
+//! Each test runs a sandboxed weftd (tests/common); those that need an outside world add an
+//! "outside" namespace linked to the sandbox host by a veth on 10.250.0.0/24 (tests/common/net.rs).
+//! Traffic goes only to addresses these tests assign inside their own namespaces.
+
+mod common;
+#[path = "common/net.rs"]
+mod net;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use common::*;
+use ipnet::IpNet;
+use net::*;
+use serde_json::Value;
+use weft::v1::{
+    CreateNetworkRequest, DeleteNetworkRequest, GetNetworkRequest, ListNetworksRequest, Network,
+    Phase, PruneNetworksRequest,
+};
+
+/// The subnets of a network as parsed CIDRs.
+fn subnets_of(n: &Network) -> Vec<IpNet> {
+    n.subnets
+        .iter()
+        .map(|s| s.subnet.parse().expect("subnet"))
+        .collect()
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+async fn list_names(c: &weft::Client, selector: &str) -> Vec<String> {
+    rpc(c.networks().list_networks(ListNetworksRequest {
+        label_selector: selector.into(),
+    }))
+    .await
+    .expect("ListNetworks")
+    .networks
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
+async fn prune(c: &weft::Client, selector: &str) -> Vec<String> {
+    let mut d = rpc(c.networks().prune_networks(PruneNetworksRequest {
+        label_selector: selector.into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap_or_else(|s| panic!("PruneNetworks {selector:?}: {s:?}"))
+    .deleted;
+    d.sort();
+    d
+}
+
+// ---- the default network ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_network_exists_at_start_up_and_is_configurable() {
+    let sb = Sandbox::new("defnet").await;
+    let c = sb.client();
+    // Created at start-up; Ready once its bridge is up.
+    let mut bridge = get_network(&c, "bridge").await;
+    for _ in 0..50 {
+        if bridge.status.as_ref().map(|s| s.phase()) == Some(Phase::Ready) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bridge = get_network(&c, "bridge").await;
+    }
+    assert_ready("network bridge", bridge.generation, bridge.status.as_ref());
+    assert!(bridge.default, "bridge is not marked default: {bridge:?}");
+    assert_eq!(bridge.bridge_name, "weft0");
+    assert_eq!(subnets_of(&bridge), ["172.17.0.0/16".parse().unwrap()]);
+    assert_eq!(bridge.subnets[0].gateway, "172.17.0.1");
+    let weft0 = sb.must_link("", "weft0");
+    assert_eq!(weft0["linkinfo"]["info_kind"], "bridge", "{weft0}");
+    assert!(has_flag(&weft0, "UP"), "weft0 down: {weft0}");
+    assert_eq!(ifalias(&weft0), format!("weft:{}", bridge.uid));
+    assert_eq!(sb.addrs("", "weft0"), ["172.17.0.1/16"]);
+    assert_eq!(list_names(&c, "").await, ["bridge"]);
+    // The default network cannot be mistaken for a user's: another network gets another
+    // bridge and subnet.
+    let other = create_network(
+        &c,
+        Network {
+            name: "other".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!other.default);
+    assert_ne!(other.bridge_name, "weft0");
+    assert!(!overlaps(
+        &subnets_of(&other)[0],
+        &"172.17.0.0/16".parse().unwrap()
+    ));
+
+    // --default-bridge and --default-subnet shape it.
+    {
+        let d = ExtraDaemon::start(
+            &sb,
+            "cf",
+            &[
+                "--default-bridge",
+                "wdflt",
+                "--default-subnet",
+                "10.77.0.0/24",
+            ],
+            |_| {},
+        )
+        .await;
+        let c = d.client();
+        let n = get_network(&c, "bridge").await;
+        assert!(n.default);
+        assert_eq!(n.bridge_name, "wdflt");
+        assert_eq!(subnets_of(&n), ["10.77.0.0/24".parse().unwrap()]);
+        assert_eq!(n.subnets[0].gateway, "10.77.0.1");
+        let mut ok = false;
+        for _ in 0..50 {
+            if d.link_names().iter().any(|l| l == "wdflt") {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "no bridge wdflt: {:?}", d.link_names());
+        assert!(
+            !d.link_names().iter().any(|l| l == "weft0"),
+            "weft0 exists as well"
+        );
+    }
+
+    // --no-default-network turns it off.
+    {
+        let d = ExtraDaemon::start(&sb, "nd", &["--no-default-network"], |_| {}).await;
+        let c = d.client();
+        let s = expect_code(
+            rpc(c.networks().get_network(GetNetworkRequest {
+                name: "bridge".into(),
+            }))
+            .await,
+            tonic::Code::NotFound,
+        );
+        assert!(s.message().contains("bridge"), "{s:?}");
+        assert!(list_names(&c, "").await.is_empty());
+        // Give a wrongly started reconcile the time to show.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            d.link_names(),
+            ["lo"],
+            "a daemon without a default network made links"
+        );
+    }
+}
+
+// ---- forwarding sysctls ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_is_turned_on_in_the_sandbox_host_only() {
+    let real_v4 = real_sysctl("net/ipv4/ip_forward");
+    let real_v6 = real_sysctl("net/ipv6/conf/all/forwarding");
+    let sb = Sandbox::new("fwd").await;
+    {
+        let d = ExtraDaemon::start(&sb, "nd", &["--no-default-network"], |ns| {
+            // A fresh namespace starts with forwarding off; say so rather than assume it.
+            assert_eq!(sysctl_at(ns, "net/ipv4/ip_forward"), "0");
+            assert_eq!(sysctl_at(ns, "net/ipv6/conf/all/forwarding"), "0");
+        })
+        .await;
+        let c = d.client();
+        // No network, no reason to forward.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sysctl_at(&d.ns_path, "net/ipv4/ip_forward"), "0");
+        create_network(&c, network("v4", "wf-v4", &["10.236.0.0/24"])).await;
+        assert_eq!(sysctl_at(&d.ns_path, "net/ipv4/ip_forward"), "1");
+        assert_eq!(
+            sysctl_at(&d.ns_path, "net/ipv6/conf/all/forwarding"),
+            "0",
+            "IPv6 forwarding turned on without an IPv6 network"
+        );
+        create_network(&c, network("v6", "wf-v6", &["fd00:236::/64"])).await;
+        assert_eq!(sysctl_at(&d.ns_path, "net/ipv6/conf/all/forwarding"), "1");
+    }
+    // The sandbox's own daemon, with its default network.
+    assert_eq!(sysctl_at(&sb.ns_path(""), "net/ipv4/ip_forward"), "1");
+    drop(sb);
+    assert_eq!(
+        real_sysctl("net/ipv4/ip_forward"),
+        real_v4,
+        "the real host's ip_forward changed"
+    );
+    assert_eq!(
+        real_sysctl("net/ipv6/conf/all/forwarding"),
+        real_v6,
+        "the real host's IPv6 forwarding changed"
+    );
+}
+
+// ---- automatic subnets ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn automatic_subnets_avoid_other_networks_and_host_routes() {
+    let sb = Sandbox::new("autosub").await;
+    let _outside = Outside::new(&sb);
+    let c = sb.client();
+    // A route of the host, in the middle of the pool.
+    sb.host_ok(&[
+        "ip",
+        "route",
+        "add",
+        "172.18.0.0/16",
+        "dev",
+        OUTSIDE_HOST_IF,
+    ]);
+    let host_routes: Vec<IpNet> = sb
+        .ip_json("", &["-4", "route", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["dst"].as_str())
+        .filter(|d| *d != "default")
+        .map(|d| {
+            if d.contains('/') {
+                d.parse().expect("route dst")
+            } else {
+                format!("{d}/32").parse().expect("route dst")
+            }
+        })
+        .collect();
+    assert!(
+        host_routes.contains(&"172.18.0.0/16".parse().unwrap()),
+        "{host_routes:?}"
+    );
+
+    let pool: IpNet = "172.16.0.0/12".parse().unwrap();
+    let mut taken: Vec<(String, IpNet)> = vec![("bridge".into(), "172.17.0.0/16".parse().unwrap())];
+    for name in ["auto1", "auto2", "auto3"] {
+        let n = create_network(
+            &c,
+            Network {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let subs = subnets_of(&n);
+        assert_eq!(subs.len(), 1, "{name}: one IPv4 subnet: {subs:?}");
+        let s = subs[0];
+        assert!(
+            s.addr().is_ipv4() && pool.contains(&s),
+            "{name}: {s} is not from the pool"
+        );
+        for (other, t) in &taken {
+            assert!(!overlaps(&s, t), "{name}: {s} overlaps {t} of {other}");
+        }
+        for r in &host_routes {
+            assert!(!overlaps(&s, r), "{name}: {s} overlaps host route {r}");
+        }
+        // The kernel agrees: the bridge carries the gateway.
+        let gw = &n.subnets[0].gateway;
+        assert!(
+            s.contains(&gw.parse::<IpAddr>().unwrap()),
+            "{gw} not in {s}"
+        );
+        assert_eq!(
+            sb.addrs("", &n.bridge_name),
+            [format!("{gw}/{}", s.prefix_len())]
+        );
+        taken.push((name.into(), s));
+    }
+    // The first free one is the next /16 past the route.
+    assert_eq!(taken[1].1, "172.19.0.0/16".parse::<IpNet>().unwrap());
+
+    // A given subnet that overlaps a network is refused, naming it; nothing is made.
+    let inside_auto1 = IpNet::new(taken[1].1.addr(), 24).unwrap().trunc();
+    for (subnet, holders) in [
+        (inside_auto1.to_string(), &["auto1"][..]),
+        ("172.17.200.0/24".to_string(), &["bridge"][..]),
+        // Overlaps all four: any of them will do.
+        (
+            "172.0.0.0/8".to_string(),
+            &["bridge", "auto1", "auto2", "auto3"][..],
+        ),
+    ] {
+        let s = expect_code(
+            rpc(c.networks().create_network(CreateNetworkRequest {
+                network: Some(network("clash", "wb-clash", &[&subnet])),
+                wait: None,
+                ..Default::default()
+            }))
+            .await,
+            tonic::Code::FailedPrecondition,
+        );
+        assert!(
+            holders
+                .iter()
+                .any(|h| s.message().contains(&format!("{h:?}"))),
+            "refusing {subnet}: the message should name one of {holders:?}: {:?}",
+            s.message()
+        );
+    }
+    assert!(!list_names(&c, "").await.contains(&"clash".to_string()));
+    assert!(
+        sb.link("", "wb-clash").is_none(),
+        "a refused network left a bridge"
+    );
+
+    // With enable_ipv6 and no subnet, an IPv6 one comes from the IPv6 pool as well.
+    let n = create_network(
+        &c,
+        Network {
+            name: "auto6".into(),
+            enable_ipv6: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let subs = subnets_of(&n);
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    assert!(subs.iter().any(|s| s.addr().is_ipv4() && pool.contains(s)));
+    let v6pool: IpNet = "fd5e:f700::/40".parse().unwrap();
+    assert!(
+        subs.iter()
+            .any(|s| s.addr().is_ipv6() && v6pool.contains(s) && s.prefix_len() == 64),
+        "{subs:?}"
+    );
+    for (other, t) in &taken {
+        assert!(
+            subs.iter().all(|s| !overlaps(s, t)),
+            "{subs:?} overlaps {other}"
+        );
+    }
+}
+
+// ---- masquerade and internal networks ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_traffic_is_masqueraded_and_internal_networks_stay_inside() {
+    let sb = Sandbox::new("masq").await;
+    let outside = Outside::new(&sb);
+    let c = sb.client();
+    create_network(&c, network("pub", "wb-pub", &["10.242.0.0/24"])).await;
+    create_network(
+        &c,
+        Network {
+            internal: true,
+            ..network("int", "wb-int", &["10.243.0.0/24"])
+        },
+    )
+    .await;
+    create_network(
+        &c,
+        Network {
+            masquerade: Some(false),
+            ..network("nomasq", "wb-nomasq", &["10.244.0.0/24"])
+        },
+    )
+    .await;
+    for (ns, net) in [("p", "pub"), ("i", "int"), ("m", "nomasq")] {
+        create_ns(&c, ns).await;
+        connect(&c, connect_req(net, ns)).await;
+    }
+    let m_ip = addr_of(&get_network(&c, "nomasq").await.endpoints[0].ipv4_address);
+
+    let _server = EchoServer::start(&outside.path, sa(Ipv4Addr::UNSPECIFIED, 9000));
+    let to = sa(OUTSIDE_IP, 9000);
+
+    // Masquerade: the outside sees the host's address on its link.
+    let peer = assert_tcp_ok(&sb.ns_path("p"), to, "p -> outside").await;
+    assert_eq!(peer, IpAddr::V4(HOST_IP), "p -> outside: not masqueraded");
+
+    // An internal network cannot leave, though its endpoint is up and reaches its gateway.
+    assert!(
+        ping_within(&sb, "i", "10.243.0.1", Duration::from_secs(5)).await,
+        "i cannot reach its gateway"
+    );
+    assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> outside").await;
+
+    // Masquerade off: the source stays the endpoint's own (the outside gets a route back).
+    outside.ok(&[
+        "ip",
+        "route",
+        "add",
+        "10.244.0.0/24",
+        "via",
+        &HOST_IP.to_string(),
+    ]);
+    let peer = assert_tcp_ok(&sb.ns_path("m"), to, "m -> outside (masquerade off)").await;
+    assert_eq!(peer, m_ip, "masquerade off, yet the source was rewritten");
+
+    // The masqueraded network still works after the others came and went.
+    assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> outside, again").await;
+    let peer = assert_tcp_ok(&sb.ns_path("p"), to, "p -> outside, again").await;
+    assert_eq!(peer, IpAddr::V4(HOST_IP));
+}
+
+// ---- isolation and the inter-container switch ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_of_different_networks_cannot_reach_each_other() {
+    let sb = Sandbox::new("isonet").await;
+    let c = sb.client();
+    create_network(&c, network("n1", "wb-n1", &["10.245.0.0/24"])).await;
+    create_network(&c, network("n2", "wb-n2", &["10.246.0.0/24"])).await;
+    let mut ip = std::collections::BTreeMap::new();
+    for (ns, net) in [("a1", "n1"), ("a2", "n1"), ("b1", "n2")] {
+        create_ns(&c, ns).await;
+        let ep = connect(&c, connect_req(net, ns)).await;
+        ip.insert(ns, addr_of(&ep.ipv4_address));
+    }
+    let _servers: Vec<EchoServer> = ["a1", "a2", "b1"]
+        .iter()
+        .map(|ns| EchoServer::start(&sb.ns_path(ns), sa(Ipv4Addr::UNSPECIFIED, 7000)))
+        .collect();
+
+    // Same network: allowed, and not NATed.
+    let peer = assert_tcp_ok(&sb.ns_path("a1"), sa(ip["a2"], 7000), "a1 -> a2 (n1)").await;
+    assert_eq!(peer, ip["a1"]);
+    // Every server answers the host, so a failure below is the path, not the server.
+    for ns in ["a1", "b1"] {
+        assert_tcp_ok(&sb.ns_path(""), sa(ip[ns], 7000), &format!("host -> {ns}")).await;
+    }
+    // Across networks: refused both ways.
+    assert_tcp_fails(&sb.ns_path("a1"), sa(ip["b1"], 7000), "a1 (n1) -> b1 (n2)").await;
+    assert_tcp_fails(&sb.ns_path("b1"), sa(ip["a1"], 7000), "b1 (n2) -> a1 (n1)").await;
+    assert!(!sb.ping("b1", &ip["a2"].to_string()), "b1 pinged a2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn icc_off_blocks_endpoints_of_a_network_but_not_its_gateway() {
+    let sb = Sandbox::new("icc").await;
+    let c = sb.client();
+    let net = create_network(
+        &c,
+        Network {
+            enable_icc: Some(false),
+            ..network("quiet", "wb-quiet", &["10.247.0.0/24"])
+        },
+    )
+    .await;
+    assert_eq!(net.enable_icc, Some(false));
+    let gw: IpAddr = net.subnets[0].gateway.parse().unwrap();
+    let mut ip = std::collections::BTreeMap::new();
+    for ns in ["q1", "q2"] {
+        create_ns(&c, ns).await;
+        let ep = connect(&c, connect_req("quiet", ns)).await;
+        ip.insert(ns, addr_of(&ep.ipv4_address));
+    }
+    let _servers: Vec<EchoServer> = ["q1", "q2"]
+        .iter()
+        .map(|ns| EchoServer::start(&sb.ns_path(ns), sa(Ipv4Addr::UNSPECIFIED, 7000)))
+        .collect();
+    // A listener in the sandbox host on the gateway address.
+    let _gw_server = EchoServer::start(&sb.ns_path(""), sa(gw, 7001));
+
+    for (from, to) in [("q1", "q2"), ("q2", "q1")] {
+        let peer = assert_tcp_ok(&sb.ns_path(from), sa(gw, 7001), &format!("{from} -> gw")).await;
+        assert_eq!(peer, ip[from]);
+        assert!(
+            ping_within(&sb, from, &gw.to_string(), Duration::from_secs(3)).await,
+            "{from} cannot ping its gateway"
+        );
+        assert_tcp_ok(&sb.ns_path(""), sa(ip[to], 7000), &format!("host -> {to}")).await;
+        assert_tcp_fails(
+            &sb.ns_path(from),
+            sa(ip[to], 7000),
+            &format!("{from} -> {to} with icc off"),
+        )
+        .await;
+    }
+    assert!(!sb.ping("q1", &ip["q2"].to_string()), "q1 pinged q2");
+}
+
+// ---- IPv6 ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
+    let sb = Sandbox::new("dual").await;
+    let c = sb.client();
+    let dual = create_network(
+        &c,
+        network("dual", "wb-dual", &["10.252.0.0/24", "fd00:252::/64"]),
+    )
+    .await;
+    let v6only = create_network(&c, network("six", "wb-six", &["fd00:253::/64"])).await;
+    assert!(dual.enable_ipv6 && v6only.enable_ipv6);
+    assert_eq!(
+        sb.addrs("", "wb-dual"),
+        ["10.252.0.1/24", "fd00:252::1/64"],
+        "bridge addresses"
+    );
+
+    let mut eps = std::collections::BTreeMap::new();
+    for (ns, net) in [("d1", "dual"), ("d2", "dual"), ("s1", "six"), ("s2", "six")] {
+        create_ns(&c, ns).await;
+        eps.insert(ns, connect(&c, connect_req(net, ns)).await);
+    }
+    // Dual stack: one address of each family, in the kernel too, and a default route of each
+    // via the gateways.
+    let d1 = &eps["d1"];
+    assert_eq!(d1.ipv4_gateway, "10.252.0.1");
+    assert_eq!(d1.ipv6_gateway, "fd00:252::1");
+    let v4: IpNet = d1.ipv4_address.parse().unwrap();
+    let v6: IpNet = d1.ipv6_address.parse().unwrap();
+    assert!("10.252.0.0/24".parse::<IpNet>().unwrap().contains(&v4));
+    assert!("fd00:252::/64".parse::<IpNet>().unwrap().contains(&v6));
+    let mut want = vec![d1.ipv4_address.clone(), d1.ipv6_address.clone()];
+    want.sort();
+    assert_eq!(sb.addrs("d1", "eth0"), want);
+    let routes = sb.routes("d1");
+    for gw in ["10.252.0.1", "fd00:252::1"] {
+        assert!(
+            routes
+                .iter()
+                .any(|r| r["dst"] == "default" && r["gateway"] == gw),
+            "no default route via {gw}: {routes:?}"
+        );
+    }
+    // IPv6-only: no IPv4 at all.
+    let s1 = &eps["s1"];
+    assert!(
+        s1.ipv4_address.is_empty() && s1.ipv4_gateway.is_empty(),
+        "{s1:?}"
+    );
+    assert_eq!(s1.ipv6_gateway, "fd00:253::1");
+    assert_eq!(sb.addrs("s1", "eth0"), [s1.ipv6_address.as_str()]);
+
+    // Ping the IPv6 gateway (DAD on both ends may take a moment) and the IPv4 one.
+    for (ns, gw) in [("d1", "fd00:252::1"), ("s1", "fd00:253::1")] {
+        assert!(
+            ping_within(&sb, ns, gw, Duration::from_secs(10)).await,
+            "{ns} cannot ping its IPv6 gateway {gw}: addresses {:?}",
+            sb.ip_json(ns, &["addr", "show", "dev", "eth0"])
+        );
+    }
+    sb.assert_ping("d1", "10.252.0.1").await;
+
+    // TCP over IPv6 between endpoints of one network, and masquerade does not get in the way.
+    let _srv = EchoServer::start(&sb.ns_path("s2"), sa(Ipv6Addr::UNSPECIFIED, 7000));
+    let s2: IpAddr = addr_of(&eps["s2"].ipv6_address);
+    let peer = assert_tcp_ok(&sb.ns_path("s1"), sa(s2, 7000), "s1 -> s2 over IPv6").await;
+    assert_eq!(peer, addr_of(&s1.ipv6_address));
+    let _srv4 = EchoServer::start(&sb.ns_path("d2"), sa(Ipv6Addr::UNSPECIFIED, 7000));
+    let d2 = &eps["d2"];
+    for addr in [&d2.ipv4_address, &d2.ipv6_address] {
+        assert_tcp_ok(&sb.ns_path("d1"), sa(addr_of(addr), 7000), "d1 -> d2").await;
+    }
+    // Isolation holds over IPv6 too.
+    assert_tcp_fails(&sb.ns_path("d1"), sa(s2, 7000), "d1 (dual) -> s2 (six)").await;
+}
+
+// ---- the ruleset against golden files ----
+
+/// One option combination: the network and, optionally, an endpoint with static addresses
+/// and published ports (so the maps hold elements).
+struct Combo {
+    name: &'static str,
+    net: Network,
+    endpoint: Option<weft::v1::ConnectRequest>,
+}
+
+fn combos() -> Vec<Combo> {
+    let ep = |net: &str, v4: &str, v6: &str| weft::v1::ConnectRequest {
+        ipv4_address: v4.into(),
+        ipv6_address: v6.into(),
+        published_ports: vec![
+            tcp_port(8080, 80),
+            weft::v1::PublishedPort {
+                protocol: "udp".into(),
+                ..tcp_port(5353, 53)
+            },
+        ],
+        ..connect_req(net, "e")
+    };
+    vec![
+        Combo {
+            name: "default",
+            net: network("gdef", "wg-def", &["10.248.0.0/24"]),
+            endpoint: Some(ep("gdef", "10.248.0.10", "")),
+        },
+        Combo {
+            name: "internal",
+            net: Network {
+                internal: true,
+                ..network("gint", "wg-int", &["10.248.1.0/24"])
+            },
+            endpoint: None,
+        },
+        Combo {
+            name: "icc_off",
+            net: Network {
+                enable_icc: Some(false),
+                ..network("gicc", "wg-noicc", &["10.248.2.0/24"])
+            },
+            endpoint: None,
+        },
+        Combo {
+            name: "no_masquerade",
+            net: Network {
+                masquerade: Some(false),
+                ..network("gnomasq", "wg-nomasq", &["10.248.3.0/24"])
+            },
+            endpoint: None,
+        },
+        Combo {
+            name: "dual_stack",
+            net: network("gdual", "wg-dual", &["10.248.4.0/24", "fd00:248:4::/64"]),
+            endpoint: Some(ep("gdual", "10.248.4.10", "fd00:248:4::10")),
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nftables_ruleset_matches_golden_files() {
+    let sb = Sandbox::new("golden").await;
+    let c = sb.client();
+    create_ns(&c, "e").await;
+    // Only the default network: the baseline every combination returns to.
+    wait_for(Duration::from_secs(5), "weft0", || {
+        sb.link("", "weft0").is_some()
+    })
+    .await;
+    let baseline = ruleset(&sb);
+    assert_golden("baseline.json", &baseline);
+    assert_marked_tables(&sb, false);
+    for combo in combos() {
+        let name = combo.net.name.clone();
+        create_network(&c, combo.net).await;
+        if let Some(req) = combo.endpoint {
+            connect(&c, req).await;
+        }
+        assert_golden(&format!("{}.json", combo.name), &ruleset(&sb));
+        assert_marked_tables(&sb, combo.name == "icc_off");
+        if get_network(&c, &name).await.endpoints.len() == 1 {
+            disconnect(&c, &name, "e").await;
+        }
+        delete_network(&c, &name).await;
+        let after = ruleset(&sb);
+        assert!(
+            after == baseline,
+            "{}: deleting the network did not restore the baseline ruleset:\n{}",
+            combo.name,
+            json_diff(&baseline, &after)
+        );
+    }
+}
+
+// ---- delete and prune ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_and_prune_leave_nothing_behind() {
+    let sb = Sandbox::new("prune").await;
+    let c = sb.client();
+    let labelled = |name: &str, bridge: &str, subnet: &str, label: Option<&str>| Network {
+        labels: label
+            .map(|v| [("prune".to_string(), v.to_string())].into())
+            .unwrap_or_default(),
+        ..network(name, bridge, &[subnet])
+    };
+    let nets = [
+        labelled("keep", "wp-keep", "10.233.0.0/24", Some("yes")),
+        labelled("p1", "wp-p1", "10.233.1.0/24", Some("yes")),
+        labelled("p2", "wp-p2", "10.233.2.0/24", Some("yes")),
+        labelled("other", "wp-other", "10.233.3.0/24", Some("no")),
+        labelled("del", "wp-del", "fd00:233::/64", None),
+    ];
+    for n in nets {
+        create_network(&c, n).await;
+    }
+    let mut port = 8000;
+    for (ns, net) in [("e1", "keep"), ("e2", "p2"), ("e3", "del")] {
+        create_ns(&c, ns).await;
+        port += 1;
+        let mut req = connect_req(net, ns);
+        req.published_ports = vec![tcp_port(port, 80)];
+        connect(&c, req).await;
+    }
+    assert_eq!(host_veths(&sb).len(), 3);
+    assert_eq!(map_elems(&sb, "dnat4_any").len(), 2);
+    assert_eq!(map_elems(&sb, "dnat6_any").len(), 1);
+    let keep = get_network(&c, "keep").await;
+    assert_eq!(
+        (keep.usage[0].leased, keep.usage[0].capacity),
+        (1, 253),
+        "{:?}",
+        keep.usage
+    );
+
+    // A network with endpoints cannot go.
+    let s = expect_code(
+        rpc(c.networks().delete_network(DeleteNetworkRequest {
+            name: "del".into(),
+            wait: None,
+            ..Default::default()
+        }))
+        .await,
+        tonic::Code::FailedPrecondition,
+    );
+    assert!(
+        s.message().contains("e3"),
+        "should name the endpoint: {s:?}"
+    );
+    assert!(
+        sb.link("", "wp-del").is_some(),
+        "a refused delete removed the bridge"
+    );
+    disconnect(&c, "del", "e3").await;
+    assert_eq!(sb.link_names("e3"), ["lo"], "e3 kept its interface");
+    assert_eq!(get_network(&c, "del").await.usage[0].leased, 0);
+    assert!(map_elems(&sb, "dnat6_any").is_empty());
+    delete_network(&c, "del").await;
+    assert!(
+        sb.link("", "wp-del").is_none(),
+        "DeleteNetwork left the bridge"
+    );
+    expect_code(
+        rpc(c
+            .networks()
+            .get_network(GetNetworkRequest { name: "del".into() }))
+        .await,
+        tonic::Code::NotFound,
+    );
+
+    // Prune by label: p1 (unused) and p2 (once disconnected), not keep (in use), not other
+    // (another label), not the default network.
+    disconnect(&c, "p2", "e2").await;
+    assert_eq!(prune(&c, "prune=yes").await, ["p1", "p2"]);
+    assert_eq!(list_names(&c, "").await, ["bridge", "keep", "other"]);
+    for b in ["wp-p1", "wp-p2"] {
+        assert!(sb.link("", b).is_none(), "prune left bridge {b}");
+    }
+    assert!(sb.link("", "wp-keep").is_some());
+    assert_eq!(prune(&c, "prune=yes").await, Vec::<String>::new());
+
+    // Everything else: keep once empty, other; never the default network.
+    disconnect(&c, "keep", "e1").await;
+    assert_eq!(get_network(&c, "keep").await.usage[0].leased, 0);
+    assert_eq!(prune(&c, "").await, ["keep", "other"]);
+    assert_eq!(list_names(&c, "").await, ["bridge"]);
+
+    // Nothing left: no bridge but weft0, no endpoint veth, no lease, no map element, no
+    // bridge in the firewall's sets.
+    let bridges: Vec<String> = sb
+        .links("")
+        .iter()
+        .filter(|l| l["linkinfo"]["info_kind"] == "bridge")
+        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(bridges, ["weft0"]);
+    assert!(host_veths(&sb).is_empty(), "{:?}", host_veths(&sb));
+    for ns in ["e1", "e2", "e3"] {
+        assert_eq!(sb.link_names(ns), ["lo"], "{ns} kept an interface");
+    }
+    assert!(dnat_elems(&sb).is_empty(), "{:?}", dnat_elems(&sb));
+    let in_set: Vec<String> = map_elems(&sb, "bridges")
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(in_set, ["weft0"]);
+    let bridge = get_network(&c, "bridge").await;
+    assert!(bridge.endpoints.is_empty() && bridge.usage[0].leased == 0);
+    // The addresses are free again: a new network on the same subnet takes them.
+    create_network(&c, network("again", "wp-again", &["10.233.0.0/24"])).await;
+    let ep = connect(&c, connect_req("again", "e1")).await;
+    assert!(ep.ipv4_address.starts_with("10.233.0."), "{ep:?}");
+}
+
+// ---- the CLI ----
+
+fn cli_ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.weft_cli(args);
+    assert!(
+        out.status.success(),
+        "weft {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_network_verbs_work_end_to_end() {
+    let sb = Sandbox::new("netcli").await;
+    let c = sb.client();
+    cli_ok(
+        &sb,
+        &[
+            "network",
+            "create",
+            "clinet",
+            "--subnet",
+            "10.249.0.0/24",
+            "--gateway",
+            "10.249.0.254",
+            "--label",
+            "t=cli",
+        ],
+    );
+    cli_ok(&sb, &["ns", "create", "y"]);
+    cli_ok(&sb, &["network", "connect", "clinet", "y", "-p", "8080:80"]);
+
+    let out = cli_ok(&sb, &["network", "inspect", "clinet", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let n = &v[0];
+    assert_eq!(n["name"], "clinet", "{v}");
+    assert_eq!(n["labels"]["t"], "cli", "{v}");
+    assert_eq!(n["subnets"][0]["subnet"], "10.249.0.0/24", "{v}");
+    assert_eq!(n["subnets"][0]["gateway"], "10.249.0.254", "{v}");
+    assert_eq!(n["status"]["phase"], "PHASE_READY", "{v}");
+    let ep = &n["endpoints"][0];
+    assert_eq!(ep["namespace"], "y", "{v}");
+    assert_eq!(ep["ipv4_gateway"], "10.249.0.254", "{v}");
+    let port = &ep["published_ports"][0];
+    assert_eq!(
+        (
+            &port["host_port"],
+            &port["container_port"],
+            &port["protocol"]
+        ),
+        (&Value::from(8080), &Value::from(80), &Value::from("tcp")),
+        "{v}"
+    );
+    let y_addr = ep["ipv4_address"]
+        .as_str()
+        .expect("ipv4_address")
+        .to_string();
+    assert!(
+        "10.249.0.0/24"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains(&addr_of(&y_addr)),
+        "{y_addr}"
+    );
+    assert_ne!(addr_of(&y_addr).to_string(), "10.249.0.254");
+    assert_eq!(n["usage"][0]["leased"], 1, "{v}");
+
+    // The kernel: the bridge has the gateway given, y the address and the default route.
+    let bridge = n["bridge_name"].as_str().expect("bridge_name").to_string();
+    assert_eq!(sb.addrs("", &bridge), ["10.249.0.254/24"]);
+    assert_eq!(sb.addrs("y", "eth0"), [y_addr.as_str()]);
+    assert!(
+        sb.routes("y")
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == "10.249.0.254"),
+        "{:?}",
+        sb.routes("y")
+    );
+    // The published port answers from the host, on the gateway address.
+    let _srv = EchoServer::start(&sb.ns_path("y"), sa(Ipv4Addr::UNSPECIFIED, 80));
+    let gw: IpAddr = "10.249.0.254".parse().unwrap();
+    assert_tcp_ok(
+        &sb.ns_path(""),
+        sa(gw, 8080),
+        "host -> gateway:8080 (weft -p)",
+    )
+    .await;
+
+    // `weft ns create x --network bridge`: Docker's bridge mode, on the default network.
+    cli_ok(&sb, &["ns", "create", "x", "--network", "bridge"]);
+    let def = get_network(&c, "bridge").await;
+    let x = def
+        .endpoints
+        .iter()
+        .find(|e| e.namespace == "x")
+        .unwrap_or_else(|| panic!("x is not on the default network: {def:?}"));
+    assert!(
+        "172.17.0.0/16"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains(&addr_of(&x.ipv4_address)),
+        "{x:?}"
+    );
+    assert_eq!(sb.addrs("x", "eth0"), [x.ipv4_address.as_str()]);
+    sb.assert_ping("x", "172.17.0.1").await;
+
+    // rm refuses while y is connected, and says why.
+    let out = sb.weft_cli(&["network", "rm", "clinet"]);
+    assert!(!out.status.success(), "rm with an endpoint succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("endpoint") && err.contains('y'), "{err}");
+    cli_ok(&sb, &["network", "disconnect", "clinet", "y"]);
+    assert_eq!(sb.link_names("y"), ["lo"]);
+    assert_eq!(cli_ok(&sb, &["network", "rm", "clinet"]).trim(), "clinet");
+    assert!(
+        sb.link("", &bridge).is_none(),
+        "weft network rm left {bridge}"
+    );
+    assert_eq!(cli_ok(&sb, &["network", "ls", "-q"]).trim(), "bridge");
+}
