@@ -25,15 +25,19 @@ pub enum Change {
         /// It was deleted.
         deleted: bool,
     },
-    /// An address on interface `index` was added or removed.
+    /// An address on interface `index` was added or (with `deleted`) removed.
     Address {
         /// The interface.
         index: u32,
+        /// It was removed.
+        deleted: bool,
     },
-    /// A route through interface `oif` was added or removed.
+    /// A route through interface `oif` was added or (with `deleted`) removed.
     Route {
         /// The output interface, if the route has one.
         oif: Option<u32>,
+        /// It was removed.
+        deleted: bool,
     },
 }
 
@@ -51,6 +55,13 @@ impl Drop for Monitor {
             t.abort();
         }
     }
+}
+
+fn oif(r: &netlink_packet_route::route::RouteMessage) -> Option<u32> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
 }
 
 fn link_change(l: &netlink_packet_route::link::LinkMessage, deleted: bool) -> Change {
@@ -95,19 +106,22 @@ impl Kernel {
                 let change = match inner {
                     RouteNetlinkMessage::NewLink(l) => link_change(&l, false),
                     RouteNetlinkMessage::DelLink(l) => link_change(&l, true),
-                    RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
-                        Change::Address {
-                            index: a.header.index,
-                        }
-                    }
-                    RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
-                        Change::Route {
-                            oif: r.attributes.iter().find_map(|a| match a {
-                                RouteAttribute::Oif(i) => Some(*i),
-                                _ => None,
-                            }),
-                        }
-                    }
+                    RouteNetlinkMessage::NewAddress(a) => Change::Address {
+                        index: a.header.index,
+                        deleted: false,
+                    },
+                    RouteNetlinkMessage::DelAddress(a) => Change::Address {
+                        index: a.header.index,
+                        deleted: true,
+                    },
+                    RouteNetlinkMessage::NewRoute(r) => Change::Route {
+                        oif: oif(&r),
+                        deleted: false,
+                    },
+                    RouteNetlinkMessage::DelRoute(r) => Change::Route {
+                        oif: oif(&r),
+                        deleted: true,
+                    },
                     _ => continue,
                 };
                 if tx.send(change).is_err() {

@@ -100,6 +100,8 @@ struct Inner {
     stats: Stats,
     /// Turns true on shutdown; the timer loops watch it.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// When each key last finished a reconcile (for telling weft's own netlink echoes).
+    finished: std::sync::Mutex<HashMap<Key, Instant>>,
 }
 
 /// What the reconciler has done since start-up.
@@ -139,6 +141,7 @@ impl Controller {
                 monitors: std::sync::Mutex::new(HashMap::new()),
                 stats: Stats::default(),
                 stopping: tokio::sync::watch::channel(false).0,
+                finished: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -273,6 +276,18 @@ impl Controller {
         .await;
         let _e = span.enter();
         self.inner.stats.reconciles.fetch_add(1, Relaxed);
+        {
+            let mut f = self
+                .inner
+                .finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if f.len() > 100_000 {
+                // Bounded: forget the old ones (they are past any echo window anyway).
+                f.retain(|_, t| t.elapsed() < Duration::from_secs(10));
+            }
+            f.insert(key.clone(), Instant::now());
+        }
         match res {
             Ok(converged_before) => {
                 if converged_before && writes > 0 {
@@ -293,6 +308,16 @@ impl Controller {
                 self.inner.queue.done(&key);
             }
         }
+    }
+
+    /// True if `key` finished a reconcile less than `window` ago.
+    pub(crate) fn reconciled_within(&self, key: &Key, window: Duration) -> bool {
+        self.inner
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     /// Keys waiting in the queue.

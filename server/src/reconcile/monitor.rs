@@ -5,15 +5,18 @@
 //! already converged, whose reconcile then writes nothing, so nothing loops.
 //!
 //! Notifications are gathered for a short window and deduplicated before the owners are
-//! looked up, so a burst (a connect makes about ten) costs one lookup per interface.
+//! looked up, so a burst (a connect makes about ten) costs one lookup per interface. An
+//! addition or change (not a removal) to an object weft reconciled within the last
+//! [`OWN_ECHO`] is taken for the echo of weft's own writes and not re-queued: removals always
+//! are, and anything else an admin changes right after weft did is caught by the resync.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use super::{Controller, Key};
 use crate::kernel::{NsRef, monitor::Change};
+
+/// How long after a reconcile additions and changes to its object count as its own echo.
+const OWN_ECHO: Duration = Duration::from_secs(1);
 
 /// How long to gather notifications before acting on them.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -67,8 +70,9 @@ impl Controller {
             while let Ok(Some(c)) = tokio::time::timeout_at(deadline, mon.changes.recv()).await {
                 batch.push(c);
             }
-            let mut indexes: HashSet<u32> = HashSet::new();
-            let mut uids: HashSet<String> = HashSet::new();
+            // For each interface or owner: was anything removed?
+            let mut indexes: HashMap<u32, bool> = HashMap::new();
+            let mut uids: HashMap<String, bool> = HashMap::new();
             for change in batch {
                 match change {
                     Change::Link {
@@ -76,47 +80,58 @@ impl Controller {
                         alias,
                         deleted,
                     } => {
-                        if let Some(uid) = alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
-                            uids.insert(uid.to_string());
-                            if deleted {
+                        let uid = match alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
+                            Some(uid) => Some(uid.to_string()),
+                            // Our mark was removed, or the interface went without one.
+                            None => owners.get(&index).cloned(),
+                        };
+                        if let Some(uid) = uid {
+                            if deleted || alias.is_none() {
                                 owners.remove(&index);
                             } else {
-                                owners.insert(index, uid.to_string());
+                                owners.insert(index, uid.clone());
                             }
-                        } else if let Some(uid) = owners.get(&index) {
-                            // Our mark was removed, or the interface went without one.
-                            uids.insert(uid.clone());
-                            if deleted {
-                                owners.remove(&index);
-                            }
+                            *uids.entry(uid).or_default() |= deleted || alias.is_none();
                         }
                     }
-                    Change::Address { index } => {
-                        indexes.insert(index);
+                    Change::Address { index, deleted }
+                    | Change::Route {
+                        oif: Some(index),
+                        deleted,
+                    } => {
+                        *indexes.entry(index).or_default() |= deleted;
                     }
-                    Change::Route { oif: Some(index) } => {
-                        indexes.insert(index);
-                    }
-                    Change::Route { oif: None } => {}
+                    Change::Route { oif: None, .. } => {}
                 }
             }
-            for index in indexes {
-                if let Some(uid) = owners.get(&index) {
-                    uids.insert(uid.clone());
+            for (index, deleted) in indexes {
+                let uid = match owners.get(&index) {
+                    Some(uid) => Some(uid.clone()),
+                    None => match self.kernel().get_link_by_index(ns, index).await {
+                        Ok(Some(l)) => l
+                            .alias
+                            .as_deref()
+                            .and_then(|a| a.strip_prefix("weft:"))
+                            .map(|u| {
+                                owners.insert(index, u.to_string());
+                                u.to_string()
+                            }),
+                        _ => None,
+                    },
+                };
+                if let Some(uid) = uid {
+                    *uids.entry(uid).or_default() |= deleted;
+                }
+            }
+            for (uid, removal) in uids {
+                let Some(key) = self.key_of_uid(&uid).await else {
+                    continue;
+                };
+                if !removal && self.reconciled_within(&key, OWN_ECHO) {
                     continue;
                 }
-                if let Ok(Some(l)) = self.kernel().get_link_by_index(ns, index).await
-                    && let Some(uid) = l.alias.as_deref().and_then(|a| a.strip_prefix("weft:"))
-                {
-                    owners.insert(index, uid.to_string());
-                    uids.insert(uid.to_string());
-                }
-            }
-            for uid in uids {
-                if let Some(key) = self.key_of_uid(&uid).await {
-                    tracing::debug!(?key, "kernel change on an interface weft owns");
-                    self.enqueue(key);
-                }
+                tracing::debug!(?key, removal, "kernel change on an interface weft owns");
+                self.enqueue(key);
             }
         }
         Ok(())
