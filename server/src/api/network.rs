@@ -222,12 +222,14 @@ impl NetworkApi {
         spec: &NetworkSpec,
         how: Creation<'_>,
     ) -> ApiResult<NetworkRow> {
-        if let Some(l) = ctl
+        let taken_in_kernel = ctl
             .kernel()
             .get_link(&NsRef::Host, &spec.bridge_name)
             .await
             .ok()
             .flatten()
+            .is_some();
+        if taken_in_kernel
             && ctl
                 .store()
                 .list_networks()
@@ -235,7 +237,6 @@ impl NetworkApi {
                 .iter()
                 .all(|n| n.spec.bridge_name != spec.bridge_name)
         {
-            let _ = l;
             return Err(ApiError::AlreadyExists(format!(
                 "interface {:?} already exists in the host namespace and is not a weft network's bridge; choose another bridge_name",
                 spec.bridge_name
