@@ -1,5 +1,5 @@
 //! The weft client library: a connection to weftd over its Unix socket (or TCP) and typed
-//! clients for the three weft.v1 services.
+//! clients for the weft.v1 services.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +18,7 @@ use tower::service_fn;
 pub use weft_proto::v1;
 use weft_proto::v1::{
     link_service_client::LinkServiceClient, namespace_service_client::NamespaceServiceClient,
-    network_service_client::NetworkServiceClient,
+    network_service_client::NetworkServiceClient, system_service_client::SystemServiceClient,
 };
 
 /// The socket weftd listens on by default.
@@ -73,6 +73,11 @@ impl Client {
     /// The NetworkService client.
     pub fn networks(&self) -> NetworkServiceClient<Channel> {
         NetworkServiceClient::new(self.channel.clone())
+    }
+
+    /// The SystemService client (weftd's version, settings and counters).
+    pub fn system(&self) -> SystemServiceClient<Channel> {
+        SystemServiceClient::new(self.channel.clone())
     }
 
     /// The underlying channel, for other services (health, reflection).

@@ -1,27 +1,162 @@
 //! Runs the `weft` binary against a fake weftd (in-process tonic services on a Unix socket in
 //! a temp dir) and checks what it prints and how it exits: table and JSON output, the requests
-//! it sends (update masks, the calls of `ns create --network`), error lines and exit codes. No
+//! it sends (update masks, the calls of `ns create --network`, dry runs, request ids, watch
+//! selections), error lines and exit codes; watches stream from scripted event logs. No
 //! privileges, no kernel.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     pin::Pin,
     process::Output,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
-use tokio_stream::{Stream, wrappers::UnixListenerStream};
+use tokio_stream::{
+    Stream,
+    wrappers::{ReceiverStream, UnixListenerStream},
+};
 use tonic::{Request, Response, Status};
 use weft::v1::{
     link::Kind,
     link_service_server::{LinkService, LinkServiceServer},
     namespace_service_server::{NamespaceService, NamespaceServiceServer},
     network_service_server::{NetworkService, NetworkServiceServer},
+    system_service_server::{SystemService, SystemServiceServer},
     *,
 };
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The revision before the first event of the fake's watch logs; weftd's revisions are large.
+const REV: u64 = 5_591_444_337_264_164_870;
+
+/// What the fake's watches do after the events of their log.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    /// Keep the stream open until the client goes away.
+    Hold,
+    /// End the stream (OK).
+    End,
+    /// Fail the stream with INTERNAL.
+    Fail,
+}
+
+/// Streams `events` with `gap` before each, then does `then`.
+fn stream_events<T: Send + 'static>(events: Vec<T>, gap: Duration, then: Then) -> Stream_<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for ev in events {
+            tokio::time::sleep(gap).await;
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+        }
+        match then {
+            Then::Hold => tx.closed().await,
+            Then::End => {}
+            Then::Fail => {
+                let _ = tx.send(Err(Status::internal("the event log broke"))).await;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// A resume from before the fake's logs: refused the way weftd refuses it.
+fn check_since(since: u64) -> Result<(), Status> {
+    if since != 0 && since < REV {
+        return Err(Status::failed_precondition(format!(
+            "revision {since} is older than what weftd remembers (or from before a restart): \
+             list again, then watch without since_revision"
+        )));
+    }
+    Ok(())
+}
+
+fn status(phase: Phase, message: &str) -> Option<weft::v1::Status> {
+    Some(weft::v1::Status {
+        phase: phase as i32,
+        observed_generation: 1,
+        message: message.into(),
+    })
+}
+
+/// The namespaces' event log: revisions REV+1...REV+4.
+fn namespace_log() -> Vec<WatchNamespacesResponse> {
+    let ns = |name: &str, labels: &[(&str, &str)], phase, message| Namespace {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        generation: 1,
+        status: status(phase, message),
+        status_path: format!("/run/netns/{name}"),
+        uid: format!("uid-{name}"),
+        ..Default::default()
+    };
+    let web = [("app", "web")];
+    [
+        (EventType::Added, ns("ns1", &web, Phase::Ready, "")),
+        (EventType::Added, ns("ns2", &[], Phase::Pending, "")),
+        (
+            EventType::Modified,
+            ns("ns2", &[], Phase::Failed, "mount: permission denied"),
+        ),
+        (EventType::Deleted, ns("ns1", &web, Phase::Deleting, "")),
+    ]
+    .into_iter()
+    .zip(1..)
+    .map(|((t, n), i)| WatchNamespacesResponse {
+        r#type: t as i32,
+        namespace: Some(n),
+        revision: REV + i,
+    })
+    .collect()
+}
+
+/// The networks' event log: revisions REV+1...REV+3.
+fn network_log() -> Vec<WatchNetworksResponse> {
+    let net = |name: &str, phase| Network {
+        name: name.into(),
+        bridge_name: format!("br-{name}"),
+        status: status(phase, ""),
+        ..Default::default()
+    };
+    [
+        (EventType::Added, net("web", Phase::Pending)),
+        (EventType::Added, net("db", Phase::Ready)),
+        (EventType::Modified, net("web", Phase::Ready)),
+    ]
+    .into_iter()
+    .zip(1..)
+    .map(|((t, n), i)| WatchNetworksResponse {
+        r#type: t as i32,
+        network: Some(n),
+        revision: REV + i,
+    })
+    .collect()
+}
+
+fn change(action: &str, kind: &str, target: &str, detail: &str) -> PlannedChange {
+    PlannedChange {
+        action: action.into(),
+        kind: kind.into(),
+        target: target.into(),
+        detail: detail.into(),
+    }
+}
+
+/// `Method(key)` as the calls list records it, with `, dry run` for a dry run.
+fn call(method: &str, key: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("{method}({key}, dry run)")
+    } else {
+        format!("{method}({key})")
+    }
+}
 
 /// The fake daemon's state, shared with the test that inspects it.
 #[derive(Default)]
@@ -32,13 +167,47 @@ struct Fake {
     endpoints: Mutex<BTreeMap<(String, String), Endpoint>>,
     /// Every Connect request, in order.
     connects: Mutex<Vec<ConnectRequest>>,
-    /// Every call, in order, as `Method(key)`.
+    /// Every call, in order, as `Method(key)` (`Method(key, dry run)` for a dry run).
     calls: Mutex<Vec<String>>,
+    /// The `request_id` of every Create and Connect, in order, as (method, id).
+    request_ids: Mutex<Vec<(String, String)>>,
+    /// The watch requests, in order, as their Debug text.
+    watches: Mutex<Vec<String>>,
+    /// The `grpc-timeout` header (the deadline) of the last call of each method.
+    deadlines: Mutex<HashMap<&'static str, Option<String>>>,
+    /// The pause before each event of a watch stream.
+    watch_gap: Mutex<Duration>,
 }
 
 impl Fake {
     fn called(&self, call: String) {
         self.calls.lock().unwrap().push(call);
+    }
+
+    fn request_id(&self, method: &str, id: &str) {
+        self.request_ids
+            .lock()
+            .unwrap()
+            .push((method.into(), id.into()));
+    }
+
+    /// Records a watch request and the deadline it came with; returns the pause between
+    /// events.
+    fn watched<T: std::fmt::Debug>(&self, method: &'static str, req: &Request<T>) -> Duration {
+        self.deadline(method, req);
+        self.watches
+            .lock()
+            .unwrap()
+            .push(format!("{method} {:?}", req.get_ref()));
+        *self.watch_gap.lock().unwrap()
+    }
+
+    fn deadline<T>(&self, method: &'static str, req: &Request<T>) {
+        let d = req
+            .metadata()
+            .get("grpc-timeout")
+            .map(|v| v.to_str().unwrap().to_string());
+        self.deadlines.lock().unwrap().insert(method, d);
     }
 }
 
@@ -57,14 +226,10 @@ impl NamespaceService for Svc {
         &self,
         req: Request<CreateNamespaceRequest>,
     ) -> Result<Response<CreateNamespaceResponse>, Status> {
-        self.called(format!(
-            "CreateNamespace({})",
-            req.get_ref()
-                .namespace
-                .as_ref()
-                .map_or("", |n| n.name.as_str())
-        ));
         let req = req.into_inner();
+        let name = req.namespace.as_ref().map_or("", |n| n.name.as_str());
+        self.called(call("CreateNamespace", name, req.dry_run));
+        self.0.request_id("CreateNamespace", &req.request_id);
         let wait = req.wait.unwrap_or(true);
         let mut ns = req.namespace.unwrap_or_default();
         let mut all = self.0.namespaces.lock().unwrap();
@@ -75,8 +240,18 @@ impl NamespaceService for Svc {
             )));
         }
         ns.generation = 1;
-        ns.uid = format!("uid-{}", ns.name);
         ns.status_path = format!("/run/netns/{}", ns.name);
+        if req.dry_run {
+            // Validated and planned; nothing stored.
+            return Ok(Response::new(CreateNamespaceResponse {
+                planned_changes: vec![
+                    change("create", "namespace", &ns.name, &ns.status_path),
+                    change("set", "link", &format!("lo in namespace {}", ns.name), "up"),
+                ],
+                namespace: Some(ns),
+            }));
+        }
+        ns.uid = format!("uid-{}", ns.name);
         ns.create_time = Some(prost_types::Timestamp {
             seconds: 1_700_000_000,
             nanos: 0,
@@ -119,6 +294,7 @@ impl NamespaceService for Svc {
         req: Request<ListNamespacesRequest>,
     ) -> Result<Response<ListNamespacesResponse>, Status> {
         self.called("ListNamespaces");
+        self.0.deadline("ListNamespaces", &req);
         // Only `k=v` terms, enough for the test.
         let sel = req.into_inner().label_selector;
         let terms: Vec<(&str, &str)> = sel.split(',').filter_map(|t| t.split_once('=')).collect();
@@ -142,8 +318,17 @@ impl NamespaceService for Svc {
         &self,
         req: Request<DeleteNamespaceRequest>,
     ) -> Result<Response<DeleteNamespaceResponse>, Status> {
-        self.called(format!("DeleteNamespace({})", req.get_ref().name));
-        let name = req.into_inner().name;
+        let r = req.into_inner();
+        self.called(call("DeleteNamespace", &r.name, r.dry_run));
+        let name = r.name;
+        if r.dry_run {
+            return match self.0.namespaces.lock().unwrap().get(&name) {
+                Some(ns) => Ok(Response::new(DeleteNamespaceResponse {
+                    planned_changes: vec![change("delete", "namespace", &name, &ns.status_path)],
+                })),
+                None => Err(Status::not_found(format!("namespace {name:?} not found"))),
+            };
+        }
         let held = self
             .0
             .endpoints
@@ -166,12 +351,32 @@ impl NamespaceService for Svc {
 
     type WatchNamespacesStream = Stream_<WatchNamespacesResponse>;
 
+    /// Streams the namespace log (after `since_revision`, matching `k=v` selectors), then holds
+    /// the stream open.
     async fn watch_namespaces(
         &self,
-        _: Request<WatchNamespacesRequest>,
+        req: Request<WatchNamespacesRequest>,
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
         self.called("WatchNamespaces");
-        Err(Status::unimplemented(""))
+        let gap = self.0.watched("WatchNamespaces", &req);
+        let r = req.into_inner();
+        check_since(r.since_revision)?;
+        let terms: Vec<(&str, &str)> = r
+            .label_selector
+            .split(',')
+            .filter_map(|t| t.split_once('='))
+            .collect();
+        let events = namespace_log()
+            .into_iter()
+            .filter(|e| e.revision > r.since_revision)
+            .filter(|e| {
+                let labels = &e.namespace.as_ref().unwrap().labels;
+                terms
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(v))
+            })
+            .collect();
+        Ok(Response::new(stream_events(events, gap, Then::Hold)))
     }
 }
 
@@ -197,16 +402,47 @@ fn the_veth() -> Link {
     }
 }
 
+/// What the fake lists: the veth, and a bridge br0 in ns2 that failed.
+fn the_links() -> Vec<Link> {
+    let bridge = Link {
+        name: "br0".into(),
+        namespace: "ns2".into(),
+        kind: Some(Kind::Bridge(Bridge {})),
+        status: Some(weft::v1::Status {
+            phase: Phase::Failed as i32,
+            observed_generation: 1,
+            message: "no such device".into(),
+        }),
+        ..Default::default()
+    };
+    vec![the_veth(), bridge]
+}
+
 #[tonic::async_trait]
 impl LinkService for Svc {
     async fn create_link(
         &self,
         req: Request<CreateLinkRequest>,
     ) -> Result<Response<CreateLinkResponse>, Status> {
-        self.called("CreateLink");
+        let r = req.into_inner();
+        let link = r.link.unwrap_or_default();
+        self.called(call("CreateLink", &link.name, r.dry_run));
+        self.0.request_id("CreateLink", &r.request_id);
+        let planned_changes = if r.dry_run {
+            let at = format!("{} in namespace {}", link.name, link.namespace);
+            let mut plan = vec![change("create", "link", &at, "veth, up")];
+            plan.extend(
+                link.addresses
+                    .iter()
+                    .map(|a| change("add", "address", &format!("{a} on {at}"), "")),
+            );
+            plan
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(CreateLinkResponse {
-            planned_changes: Vec::new(),
-            link: req.into_inner().link,
+            planned_changes,
+            link: Some(link),
         }))
     }
 
@@ -229,28 +465,19 @@ impl LinkService for Svc {
         _: Request<ListLinksRequest>,
     ) -> Result<Response<ListLinksResponse>, Status> {
         self.called("ListLinks");
-        let bridge = Link {
-            name: "br0".into(),
-            namespace: "ns2".into(),
-            kind: Some(Kind::Bridge(Bridge {})),
-            status: Some(weft::v1::Status {
-                phase: Phase::Failed as i32,
-                observed_generation: 1,
-                message: "no such device".into(),
-            }),
-            ..Default::default()
-        };
-        Ok(Response::new(ListLinksResponse {
-            links: vec![the_veth(), bridge],
-        }))
+        Ok(Response::new(ListLinksResponse { links: the_links() }))
     }
 
     async fn update_link(
         &self,
         req: Request<UpdateLinkRequest>,
     ) -> Result<Response<UpdateLinkResponse>, Status> {
-        self.called("UpdateLink");
         let r = req.into_inner();
+        self.called(call(
+            "UpdateLink",
+            &r.link.as_ref().unwrap().name,
+            r.dry_run,
+        ));
         let link = r.link.clone().unwrap_or_default();
         if !matches!(
             (link.namespace.as_str(), link.name.as_str()),
@@ -258,31 +485,75 @@ impl LinkService for Svc {
         ) {
             return Err(Status::not_found(format!("link {:?} not found", link.name)));
         }
+        let planned_changes = if r.dry_run {
+            vec![change(
+                "set",
+                "link",
+                "veth0 in the host namespace",
+                &format!("mtu {}", link.mtu),
+            )]
+        } else {
+            Vec::new()
+        };
         *self.0.last_update.lock().unwrap() = Some(r);
         Ok(Response::new(UpdateLinkResponse {
-            planned_changes: Vec::new(),
+            planned_changes,
             link: Some(the_veth()),
         }))
     }
 
     async fn delete_link(
         &self,
-        _: Request<DeleteLinkRequest>,
+        req: Request<DeleteLinkRequest>,
     ) -> Result<Response<DeleteLinkResponse>, Status> {
-        self.called("DeleteLink");
-        Ok(Response::new(DeleteLinkResponse {
-            planned_changes: Vec::new(),
-        }))
+        let r = req.into_inner();
+        self.called(call("DeleteLink", &r.name, r.dry_run));
+        let planned_changes = if r.dry_run {
+            vec![change(
+                "delete",
+                "link",
+                &format!("{} in the host namespace", r.name),
+                "and its peer eth0 in namespace ns1",
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(DeleteLinkResponse { planned_changes }))
     }
 
     type WatchLinksStream = Stream_<WatchLinksResponse>;
 
+    /// Streams the two links of `ListLinks` (those with an end in `namespace`, if given) at
+    /// REV+1 and REV+2, then holds the stream open.
     async fn watch_links(
         &self,
-        _: Request<WatchLinksRequest>,
+        req: Request<WatchLinksRequest>,
     ) -> Result<Response<Self::WatchLinksStream>, Status> {
         self.called("WatchLinks");
-        Err(Status::unimplemented(""))
+        let gap = self.0.watched("WatchLinks", &req);
+        let r = req.into_inner();
+        check_since(r.since_revision)?;
+        let events = the_links()
+            .into_iter()
+            .zip(1..)
+            .map(|(link, i)| WatchLinksResponse {
+                r#type: EventType::Added as i32,
+                link: Some(link),
+                revision: REV + i,
+            })
+            .filter(|e| e.revision > r.since_revision)
+            .filter(|e| {
+                let l = e.link.as_ref().unwrap();
+                let peer_ns = match &l.kind {
+                    Some(Kind::Veth(v)) => v.peer.as_ref().map(|p| p.namespace.as_str()),
+                    _ => None,
+                };
+                r.namespace
+                    .as_deref()
+                    .is_none_or(|ns| l.namespace == ns || peer_ns == Some(ns))
+            })
+            .collect();
+        Ok(Response::new(stream_events(events, gap, Then::Hold)))
     }
 }
 
@@ -296,10 +567,32 @@ fn not_yet<T>() -> Result<Response<T>, Status> {
 impl NetworkService for Svc {
     async fn create_network(
         &self,
-        _: Request<CreateNetworkRequest>,
+        req: Request<CreateNetworkRequest>,
     ) -> Result<Response<CreateNetworkResponse>, Status> {
-        self.called("CreateNetwork");
-        not_yet()
+        let r = req.into_inner();
+        let mut net = r.network.unwrap_or_default();
+        self.called(call("CreateNetwork", &net.name, r.dry_run));
+        self.0.request_id("CreateNetwork", &r.request_id);
+        net.bridge_name = format!("br-{}", net.name);
+        net.status = status(Phase::Ready, "");
+        let planned_changes = if r.dry_run {
+            net.status = None;
+            vec![
+                change("create", "link", &net.bridge_name, "bridge, up"),
+                change(
+                    "add",
+                    "firewall",
+                    &format!("network {}", net.name),
+                    "masquerade",
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(CreateNetworkResponse {
+            planned_changes,
+            network: Some(net),
+        }))
     }
     async fn get_network(
         &self,
@@ -317,17 +610,36 @@ impl NetworkService for Svc {
     }
     async fn delete_network(
         &self,
-        _: Request<DeleteNetworkRequest>,
+        req: Request<DeleteNetworkRequest>,
     ) -> Result<Response<DeleteNetworkResponse>, Status> {
-        self.called("DeleteNetwork");
-        not_yet()
+        let r = req.into_inner();
+        self.called(call("DeleteNetwork", &r.name, r.dry_run));
+        if !r.dry_run {
+            return not_yet();
+        }
+        Ok(Response::new(DeleteNetworkResponse {
+            planned_changes: vec![change(
+                "delete",
+                "link",
+                &format!("br-{}", r.name),
+                "bridge",
+            )],
+        }))
     }
+    /// Only dry runs: `old` would go.
     async fn prune_networks(
         &self,
-        _: Request<PruneNetworksRequest>,
+        req: Request<PruneNetworksRequest>,
     ) -> Result<Response<PruneNetworksResponse>, Status> {
-        self.called("PruneNetworks");
-        not_yet()
+        let r = req.into_inner();
+        self.called(call("PruneNetworks", &r.label_selector, r.dry_run));
+        if !r.dry_run {
+            return not_yet();
+        }
+        Ok(Response::new(PruneNetworksResponse {
+            deleted: vec!["old".into()],
+            planned_changes: vec![change("delete", "link", "br-old", "bridge")],
+        }))
     }
     /// Networks `bridge` and `mynet` connect; `flaky` accepts the endpoint, which then fails;
     /// any other network does not exist.
@@ -336,13 +648,37 @@ impl NetworkService for Svc {
         req: Request<ConnectRequest>,
     ) -> Result<Response<ConnectResponse>, Status> {
         let r = req.into_inner();
-        self.called(format!("Connect({}, {})", r.network, r.namespace));
+        let key = format!("{}, {}", r.network, r.namespace);
+        self.called(call("Connect", &key, r.dry_run));
+        self.0.request_id("Connect", &r.request_id);
         self.0.connects.lock().unwrap().push(r.clone());
         if !["bridge", "mynet", "flaky"].contains(&r.network.as_str()) {
             return Err(Status::not_found(format!(
                 "network {:?} not found",
                 r.network
             )));
+        }
+        if r.dry_run {
+            // The namespace may be one a dry-run CreateNamespace just planned.
+            let at = format!("eth0 in namespace {}", r.namespace);
+            return Ok(Response::new(ConnectResponse {
+                planned_changes: vec![
+                    change("create", "link", &at, "veth, peer on bridge weft0"),
+                    change("add", "address", &format!("172.17.0.2/16 on {at}"), ""),
+                    change(
+                        "add",
+                        "route",
+                        &format!("default on {at}"),
+                        "via 172.17.0.1",
+                    ),
+                ],
+                endpoint: Some(Endpoint {
+                    network: r.network,
+                    namespace: r.namespace,
+                    ipv4_address: "172.17.0.2/16".into(),
+                    ..Default::default()
+                }),
+            }));
         }
         if !self.0.namespaces.lock().unwrap().contains_key(&r.namespace) {
             return Err(Status::not_found(format!(
@@ -399,14 +735,26 @@ impl NetworkService for Svc {
         req: Request<DisconnectRequest>,
     ) -> Result<Response<DisconnectResponse>, Status> {
         let r = req.into_inner();
-        self.called(format!("Disconnect({}, {})", r.network, r.namespace));
-        match self
-            .0
-            .endpoints
-            .lock()
-            .unwrap()
-            .remove(&(r.network.clone(), r.namespace.clone()))
-        {
+        let key = format!("{}, {}", r.network, r.namespace);
+        self.called(call("Disconnect", &key, r.dry_run));
+        let mut endpoints = self.0.endpoints.lock().unwrap();
+        let at = (r.network.clone(), r.namespace.clone());
+        let found = if r.dry_run {
+            endpoints.get(&at).cloned()
+        } else {
+            endpoints.remove(&at)
+        };
+        if r.dry_run && found.is_some() {
+            return Ok(Response::new(DisconnectResponse {
+                planned_changes: vec![change(
+                    "delete",
+                    "link",
+                    &format!("eth0 in namespace {}", r.namespace),
+                    "veth",
+                )],
+            }));
+        }
+        match found {
             Some(_) => Ok(Response::new(DisconnectResponse {
                 planned_changes: Vec::new(),
             })),
@@ -417,12 +765,53 @@ impl NetworkService for Svc {
         }
     }
     type WatchNetworksStream = Stream_<WatchNetworksResponse>;
+    /// Streams the network log, then ends the stream; with the selector `broken`, fails it
+    /// after the first event instead.
     async fn watch_networks(
         &self,
-        _: Request<WatchNetworksRequest>,
+        req: Request<WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
         self.called("WatchNetworks");
-        not_yet()
+        let gap = self.0.watched("WatchNetworks", &req);
+        let r = req.into_inner();
+        check_since(r.since_revision)?;
+        let mut events: Vec<_> = network_log()
+            .into_iter()
+            .filter(|e| e.revision > r.since_revision)
+            .collect();
+        let then = if r.label_selector == "broken" {
+            events.truncate(1);
+            Then::Fail
+        } else {
+            Then::End
+        };
+        Ok(Response::new(stream_events(events, gap, then)))
+    }
+}
+
+#[tonic::async_trait]
+impl SystemService for Svc {
+    async fn get_system_info(
+        &self,
+        _: Request<GetSystemInfoRequest>,
+    ) -> Result<Response<GetSystemInfoResponse>, Status> {
+        self.called("GetSystemInfo");
+        Ok(Response::new(GetSystemInfoResponse {
+            version: "0.1.0".into(),
+            start_time: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            kernel_writes: 1201,
+            reconciles: 1302,
+            reconcile_failures: 3,
+            drift_repairs: 14,
+            queue_depth: 5,
+            host_netns: String::new(),
+            netns_dir: "/run/netns".into(),
+            database: "/var/lib/weft/weft.db".into(),
+            orphans_removed: 6,
+        }))
     }
 }
 
@@ -444,7 +833,8 @@ impl Daemon {
             tonic::transport::Server::builder()
                 .add_service(NamespaceServiceServer::new(svc.clone()))
                 .add_service(LinkServiceServer::new(svc.clone()))
-                .add_service(NetworkServiceServer::new(svc))
+                .add_service(NetworkServiceServer::new(svc.clone()))
+                .add_service(SystemServiceServer::new(svc))
                 .serve_with_incoming(UnixListenerStream::new(listener)),
         );
         Daemon {
@@ -462,6 +852,21 @@ impl Daemon {
     /// The calls weftd got since the last time this was asked.
     fn calls(&self) -> Vec<String> {
         std::mem::take(&mut *self.fake.calls.lock().unwrap())
+    }
+
+    /// The watch requests weftd got since the last time this was asked, as Debug text.
+    fn watches(&self) -> Vec<String> {
+        std::mem::take(&mut *self.fake.watches.lock().unwrap())
+    }
+
+    /// The request ids of the Creates and Connects so far, as (method, id).
+    fn request_ids(&self) -> Vec<(String, String)> {
+        self.fake.request_ids.lock().unwrap().clone()
+    }
+
+    /// The deadline (`grpc-timeout`) the last call of `method` carried.
+    fn deadline(&self, method: &str) -> Option<String> {
+        self.fake.deadlines.lock().unwrap()[method].clone()
     }
 
     /// The names of the namespaces weftd holds.
@@ -491,14 +896,54 @@ async fn weft(socket: Option<&Path>, args: &[&str]) -> Run {
         cmd.arg("--socket").arg(s);
     }
     cmd.args(args);
-    let out: Output = tokio::task::spawn_blocking(move || cmd.output())
+    let what = format!("weft {args:?}");
+    let out: Output = tokio::task::spawn_blocking(move || run_bounded(cmd, &what))
         .await
-        .unwrap()
         .unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// How long one `weft` run may take: a watch that fails to stop is killed, and the test fails,
+/// instead of hanging.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `cmd` to completion, killing it (and panicking) after [`RUN_LIMIT`].
+fn run_bounded(mut cmd: std::process::Command, what: &str) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).unwrap();
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{what} still ran after {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 
@@ -594,13 +1039,11 @@ async fn errors_name_what_failed_and_exit_1() {
         (0, "later\n", "")
     );
 
-    let r = d
-        .weft(&["network", "create", "n1", "--subnet", "10.9.0.0/24"])
-        .await;
+    let r = d.weft(&["network", "inspect", "n1"]).await;
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stderr,
-        "Error: create network \"n1\": NetworkService is not implemented yet\n"
+        "Error: inspect network \"n1\": NetworkService is not implemented yet\n"
     );
     let r = d.weft(&["network", "ls"]).await;
     assert_eq!(
@@ -1030,4 +1473,627 @@ async fn network_mode_usage_errors_exit_2_before_any_call() {
         .weft(&["ns", "create", "web", "--network", "container:"])
         .await;
     assert!(r.stderr.contains("container:NAME"), "{}", r.stderr);
+}
+
+// Watch: `weft ... watch` and `ls --watch`, streamed from the fake's event logs.
+
+/// A watch line in table mode, with the columns as wide as given.
+fn watch_line(ty: &str, name: &str, nw: usize, state: &str, sw: usize, rev: u64) -> String {
+    format!("{ty:<10}{name:<nw$}   {state:<sw$}   rev {rev}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_events_in_order_and_stops_after_max_events() {
+    let d = Daemon::start().await;
+    let failed = "Failed: mount: permission denied";
+    let r = d.weft(&["ns", "watch", "--max-events", "4"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        [
+            "ADDED     ns1   Ready   rev 5591444337264164871\n".to_string(),
+            watch_line("ADDED", "ns2", 3, "Pending", 7, REV + 2),
+            watch_line("MODIFIED", "ns2", 3, failed, failed.len(), REV + 3),
+            watch_line("DELETED", "ns1", 3, "Deleting", failed.len(), REV + 4),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        d.watches(),
+        ["WatchNamespaces WatchNamespacesRequest { label_selector: \"\", since_revision: 0 }"]
+    );
+
+    // `ls --watch` is the same watch; the selector goes to weftd.
+    let r = d
+        .weft(&["ns", "ls", "-w", "-l", "app=web", "--max-events", "2"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        [
+            watch_line("ADDED", "ns1", 3, "Ready", 5, REV + 1),
+            watch_line("DELETED", "ns1", 3, "Deleting", 8, REV + 4),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        d.watches(),
+        [
+            "WatchNamespaces WatchNamespacesRequest { label_selector: \"app=web\", \
+             since_revision: 0 }"
+        ]
+    );
+
+    // JSON: one object per line, the object as `inspect -o json` shows it.
+    let r = d
+        .weft(&["-o", "json", "ns", "watch", "--max-events", "3"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(r.stdout.starts_with("{\"object\":{"), "{}", r.stdout);
+    let summary: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap(),
+                v["object"]["name"].as_str().unwrap(),
+                v["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ADDED", "ns1", REV + 1),
+            ("ADDED", "ns2", REV + 2),
+            ("MODIFIED", "ns2", REV + 3)
+        ]
+    );
+    assert_eq!(lines[0]["object"]["labels"]["app"], "web");
+    assert_eq!(lines[0]["object"]["status_path"], "/run/netns/ns1");
+    assert_eq!(lines[2]["object"]["status"]["phase"], "PHASE_FAILED");
+    assert_eq!(
+        lines[2]["object"]["status"]["message"],
+        "mount: permission denied"
+    );
+    d.watches();
+
+    // Links: NAMESPACE/NAME; --ns goes to weftd.
+    let r = d
+        .weft(&["link", "watch", "--ns", "ns1", "--max-events", "1"])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            0,
+            "ADDED     (host)/veth0   Ready   rev 5591444337264164871\n",
+            ""
+        )
+    );
+    assert_eq!(
+        d.watches(),
+        [
+            "WatchLinks WatchLinksRequest { namespace: Some(\"ns1\"), label_selector: \"\", \
+             since_revision: 0 }"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_has_no_deadline() {
+    let d = Daemon::start().await;
+    *d.fake.watch_gap.lock().unwrap() = Duration::from_millis(300);
+    let start = Instant::now();
+    let r = d
+        .weft(&["--timeout", "200ms", "ns", "watch", "--max-events", "3"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+    // The stream outlived --timeout several times over, and carried no deadline at all...
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert_eq!(d.deadline("WatchNamespaces"), None);
+    // ...while an ordinary call carries --timeout as its deadline.
+    let r = d.weft(&["--timeout", "200ms", "ns", "ls"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(d.deadline("ListNamespaces").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_since_a_revision() {
+    let d = Daemon::start().await;
+    let since = (REV + 2).to_string();
+    let r = d
+        .weft(&["ns", "watch", "--since", &since, "--max-events", "2"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let failed = "Failed: mount: permission denied";
+    assert_eq!(
+        r.stdout,
+        [
+            watch_line("MODIFIED", "ns2", 3, failed, failed.len(), REV + 3),
+            watch_line("DELETED", "ns1", 3, "Deleting", failed.len(), REV + 4),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        d.watches(),
+        [format!(
+            "WatchNamespaces WatchNamespacesRequest {{ label_selector: \"\", since_revision: \
+             {since} }}"
+        )]
+    );
+
+    let r = d
+        .weft(&[
+            "link",
+            "ls",
+            "--watch",
+            "--host",
+            "--since",
+            &REV.to_string(),
+            "--max-events",
+            "1",
+        ])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        d.watches(),
+        [format!(
+            "WatchLinks WatchLinksRequest {{ namespace: Some(\"\"), label_selector: \"\", \
+             since_revision: {REV} }}"
+        )]
+    );
+
+    // The networks' stream ends after its log: the watch ends with it, successfully.
+    let r = d
+        .weft(&["-o", "json", "network", "ls", "-w", "--since", &since])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let revs: Vec<u64> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(revs, [REV + 3]);
+    assert_eq!(
+        d.watches(),
+        [format!(
+            "WatchNetworks WatchNetworksRequest {{ label_selector: \"\", since_revision: \
+             {since} }}"
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_a_forgotten_revision_exits_1_with_the_message() {
+    let d = Daemon::start().await;
+    let r = d.weft(&["ns", "watch", "--since", "5"]).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            1,
+            "",
+            "Error: watch namespaces from revision 5: revision 5 is older than what weftd \
+             remembers (or from before a restart): list again, then watch without \
+             since_revision\n"
+        )
+    );
+    for args in [
+        &["-o", "json", "link", "watch", "--since", "7"][..],
+        &["network", "ls", "--watch", "--since", "7"],
+    ] {
+        let r = d.weft(args).await;
+        assert_eq!((r.code, r.stdout.as_str()), (1, ""), "{args:?}");
+        assert!(
+            r.stderr
+                .contains("revision 7 is older than what weftd remembers"),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_watch_filters_and_reports_a_broken_stream() {
+    let d = Daemon::start().await;
+    // Docker's name filter is the CLI's; label filters and -l go to weftd together.
+    let r = d
+        .weft(&[
+            "network",
+            "watch",
+            "-f",
+            "name=we",
+            "-f",
+            "label=tier=web",
+            "-l",
+            "env=prod",
+        ])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        [
+            watch_line("ADDED", "web", 3, "Pending", 7, REV + 1),
+            watch_line("MODIFIED", "web", 3, "Ready", 7, REV + 3),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        d.watches(),
+        [
+            "WatchNetworks WatchNetworksRequest { label_selector: \"env=prod,tier=web\", \
+             since_revision: 0 }"
+        ]
+    );
+
+    // A stream that breaks: what arrived is printed, then the error, with where to resume.
+    let r = d.weft(&["network", "watch", "-l", "broken"]).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stdout,
+        watch_line("ADDED", "web", 3, "Pending", 7, REV + 1)
+    );
+    assert_eq!(
+        r.stderr,
+        format!(
+            "Error: watch networks: the event log broke (the last event seen was revision \
+             {0}: --since {0} resumes after it)\n",
+            REV + 1
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_flags_without_a_watch_are_usage_errors() {
+    let d = Daemon::start().await;
+    for args in [
+        &["ns", "ls", "--since", "5"][..],
+        &["link", "ls", "--max-events", "1"],
+        &["network", "ls", "--since", "5"],
+        &["ns", "watch", "--max-events", "0"],
+        &["ns", "ls", "-w", "-q"],
+    ] {
+        let r = d.weft(args).await;
+        assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{args:?}");
+    }
+    let r = d.weft(&["ns", "ls", "--since", "5"]).await;
+    assert!(
+        r.stderr
+            .contains("--since only applies to a watch: add --watch (-w)"),
+        "{}",
+        r.stderr
+    );
+    assert!(d.calls().is_empty());
+}
+
+// --dry-run: dry_run reaches weftd, the plan is printed, nothing else happens.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_changes_nothing() {
+    let d = Daemon::start().await;
+    let r = d.weft(&["ns", "create", "web", "--dry-run"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        "ACTION   KIND        TARGET                DETAIL\n\
+         create   namespace   web                   /run/netns/web\n\
+         set      link        lo in namespace web   up\n"
+    );
+    assert_eq!(d.calls(), ["CreateNamespace(web, dry run)"]);
+    assert!(d.namespaces().is_empty());
+
+    let r = d
+        .weft(&["-o", "json", "ns", "create", "web", "--dry-run"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["dry_run", "namespace", "planned_changes"]);
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["planned_changes"],
+        serde_json::json!([
+            {"action": "create", "kind": "namespace", "target": "web", "detail": "/run/netns/web"},
+            {"action": "set", "kind": "link", "target": "lo in namespace web", "detail": "up"},
+        ])
+    );
+    assert_eq!(v["namespace"]["name"], "web");
+    assert_eq!(d.calls(), ["CreateNamespace(web, dry run)"]);
+    assert!(d.namespaces().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_of_ns_create_with_a_network_plans_both_steps_and_undoes_nothing() {
+    let d = Daemon::start().await;
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "bridge", "--dry-run"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        "ACTION   KIND        TARGET                                   DETAIL\n\
+         create   namespace   web                                      /run/netns/web\n\
+         set      link        lo in namespace web                      up\n\
+         create   link        eth0 in namespace web                    veth, peer on bridge weft0\n\
+         add      address     172.17.0.2/16 on eth0 in namespace web   -\n\
+         add      route       default on eth0 in namespace web         via 172.17.0.1\n"
+    );
+    assert_eq!(
+        d.calls(),
+        [
+            "CreateNamespace(web, dry run)",
+            "Connect(bridge, web, dry run)"
+        ]
+    );
+    assert!(d.namespaces().is_empty());
+    assert!(d.fake.endpoints.lock().unwrap().is_empty());
+
+    let r = d
+        .weft(&[
+            "-o",
+            "json",
+            "ns",
+            "create",
+            "web",
+            "--net",
+            "bridge",
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["dry_run", "endpoint", "namespace", "planned_changes"]
+    );
+    assert_eq!(v["planned_changes"].as_array().unwrap().len(), 5);
+    assert_eq!(v["endpoint"]["ipv4_address"], "172.17.0.2/16");
+    d.calls();
+
+    // A refused step is reported, and there is nothing to remove.
+    let r = d
+        .weft(&["ns", "create", "web", "--network", "nope", "--dry-run"])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            1,
+            "",
+            "Error: connect namespace \"web\" to network \"nope\" (dry run): network \"nope\" \
+             not found\n"
+        )
+    );
+    assert_eq!(
+        d.calls(),
+        [
+            "CreateNamespace(web, dry run)",
+            "Connect(nope, web, dry run)"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mutating_verb_has_a_dry_run() {
+    let d = Daemon::start().await;
+    d.weft(&["ns", "create", "a"]).await;
+    d.weft(&["network", "connect", "bridge", "a"]).await;
+    d.calls();
+    for (args, call) in [
+        (&["ns", "rm", "a"][..], "DeleteNamespace(a, dry run)"),
+        (
+            &[
+                "link",
+                "create",
+                "v0",
+                "--type",
+                "bridge",
+                "--addr",
+                "10.0.0.1/24",
+            ],
+            "CreateLink(v0, dry run)",
+        ),
+        (
+            &["link", "set", "veth0", "--mtu", "1400"],
+            "UpdateLink(veth0, dry run)",
+        ),
+        (&["link", "rm", "veth0"], "DeleteLink(veth0, dry run)"),
+        (&["network", "create", "n1"], "CreateNetwork(n1, dry run)"),
+        (&["network", "rm", "n1"], "DeleteNetwork(n1, dry run)"),
+        // No confirmation asked: nothing would be removed.
+        (&["network", "prune"], "PruneNetworks(, dry run)"),
+        (
+            &["network", "connect", "bridge", "a"],
+            "Connect(bridge, a, dry run)",
+        ),
+        (
+            &["network", "disconnect", "bridge", "a"],
+            "Disconnect(bridge, a, dry run)",
+        ),
+    ] {
+        let mut argv = args.to_vec();
+        argv.push("--dry-run");
+        let r = d.weft(&argv).await;
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{argv:?}");
+        assert!(
+            r.stdout.starts_with("ACTION   KIND   ") && r.stdout.lines().count() >= 2,
+            "{argv:?}: {}",
+            r.stdout
+        );
+        assert_eq!(d.calls(), [call], "{argv:?}");
+
+        argv.splice(0..0, ["-o", "json"]);
+        let r = d.weft(&argv).await;
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{argv:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["dry_run"], true, "{argv:?}");
+        assert!(
+            !v["planned_changes"].as_array().unwrap().is_empty(),
+            "{argv:?}"
+        );
+        assert_eq!(d.calls(), [call], "{argv:?}");
+    }
+    // Nothing was removed or disconnected.
+    assert_eq!(d.namespaces(), ["a"]);
+    assert_eq!(d.fake.endpoints.lock().unwrap().len(), 1);
+    assert!(d.fake.last_update.lock().unwrap().as_ref().unwrap().dry_run);
+
+    // The shapes of the JSON beside the plan.
+    let r = d
+        .weft(&["-o", "json", "link", "rm", "veth0", "--dry-run"])
+        .await;
+    assert_eq!(
+        r.stdout,
+        "{\n  \"deleted\": [\n    {\n      \"name\": \"veth0\",\n      \"namespace\": \"\"\n    \
+         }\n  ],\n  \"dry_run\": true,\n  \"planned_changes\": [\n    {\n      \"action\": \
+         \"delete\",\n      \"detail\": \"and its peer eth0 in namespace ns1\",\n      \
+         \"kind\": \"link\",\n      \"target\": \"veth0 in the host namespace\"\n    }\n  ]\n}\n"
+    );
+    let r = d
+        .weft(&["-o", "json", "network", "prune", "--dry-run"])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["deleted"], serde_json::json!(["old"]));
+    let r = d
+        .weft(&[
+            "-o",
+            "json",
+            "network",
+            "disconnect",
+            "bridge",
+            "a",
+            "--dry-run",
+        ])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["network"].as_str(), v["namespace"].as_str()),
+        (Some("bridge"), Some("a"))
+    );
+    let r = d
+        .weft(&["-o", "json", "link", "set", "veth0", "--up", "--dry-run"])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["link"]["name"], "veth0");
+}
+
+// --request-id: passed through to Create and Connect, and absent unless given.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_passed_through() {
+    let d = Daemon::start().await;
+    for args in [
+        &["ns", "create", "a", "--request-id", "r-ns"][..],
+        &[
+            "link",
+            "create",
+            "v0",
+            "--type",
+            "bridge",
+            "--request-id",
+            "r-link",
+        ],
+        &["network", "create", "n1", "--request-id", "r-net"],
+        &[
+            "network",
+            "connect",
+            "bridge",
+            "a",
+            "--request-id",
+            "r-conn",
+        ],
+        // Both steps, each with an id of its own: weftd keeps one answer per id.
+        &[
+            "ns",
+            "create",
+            "b",
+            "--network",
+            "bridge",
+            "--request-id",
+            "r-both",
+        ],
+        &["ns", "create", "c"],
+        &["network", "connect", "bridge", "c"],
+        &["link", "create", "v1", "--type", "bridge"],
+        &["network", "create", "n2"],
+    ] {
+        let r = d.weft(args).await;
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{args:?}");
+    }
+    let id = |m: &str, id: &str| (m.to_string(), id.to_string());
+    assert_eq!(
+        d.request_ids(),
+        [
+            id("CreateNamespace", "r-ns"),
+            id("CreateLink", "r-link"),
+            id("CreateNetwork", "r-net"),
+            id("Connect", "r-conn"),
+            id("CreateNamespace", "r-both"),
+            id("Connect", "r-both/connect"),
+            id("CreateNamespace", ""),
+            id("Connect", ""),
+            id("CreateLink", ""),
+            id("CreateNetwork", ""),
+        ]
+    );
+    // An empty id is a usage error, not "no id".
+    let r = d.weft(&["ns", "create", "x", "--request-id", ""]).await;
+    assert_eq!(r.code, 2);
+}
+
+// weft system info / weft info.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_info_prints_every_counter() {
+    let d = Daemon::start().await;
+    let r = d.weft(&["system", "info"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        "Version:             0.1.0\n\
+         Started:             2023-11-14T22:13:20Z\n\
+         Kernel writes:       1201\n\
+         Reconciles:          1302\n\
+         Reconcile failures:  3\n\
+         Drift repairs:       14\n\
+         Orphans removed:     6\n\
+         Queue depth:         5\n\
+         Host netns:          weftd's own\n\
+         Netns dir:           /run/netns\n\
+         Database:            /var/lib/weft/weft.db\n"
+    );
+    assert_eq!(d.weft(&["info"]).await.stdout, r.stdout);
+
+    let r = d.weft(&["-o", "json", "info"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "version": "0.1.0",
+            "start_time": "2023-11-14T22:13:20Z",
+            "kernel_writes": 1201,
+            "reconciles": 1302,
+            "reconcile_failures": 3,
+            "drift_repairs": 14,
+            "orphans_removed": 6,
+            "queue_depth": 5,
+            "host_netns": "",
+            "netns_dir": "/run/netns",
+            "database": "/var/lib/weft/weft.db",
+        })
+    );
+    assert_eq!(
+        d.calls(),
+        ["GetSystemInfo", "GetSystemInfo", "GetSystemInfo"]
+    );
 }

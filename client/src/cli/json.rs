@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 use weft::v1::{
-    Endpoint, Link, Namespace, Network, Phase, PublishedPort, Route, Status, Subnet, SubnetUsage,
-    VethPeer, link::Kind,
+    Endpoint, EventType, GetSystemInfoResponse, Link, Namespace, Network, Phase, PlannedChange,
+    PublishedPort, Route, Status, Subnet, SubnetUsage, VethPeer, link::Kind,
 };
 
 /// Renders a value as the CLI prints it: pretty, with a trailing newline.
@@ -41,6 +41,41 @@ fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
 /// know.
 pub fn phase(value: i32) -> Value {
     Phase::try_from(value).map_or_else(|_| json!(value), |p| json!(p.as_str_name()))
+}
+
+/// A watch event's type without its prefix (`"ADDED"`, `"MODIFIED"`, `"DELETED"`), or the bare
+/// number for one this CLI does not know.
+pub fn event_type(value: i32) -> Value {
+    event_type_name(value).map_or_else(|| json!(value), |n| json!(n))
+}
+
+/// The word for a watch event's type (`ADDED`...), if this CLI knows it.
+pub fn event_type_name(value: i32) -> Option<&'static str> {
+    EventType::try_from(value)
+        .ok()
+        .and_then(|t| t.as_str_name().strip_prefix("EVENT_TYPE_"))
+}
+
+/// A `PlannedChange` of a dry run.
+pub fn planned_change(c: &PlannedChange) -> Value {
+    json!({ "action": c.action, "kind": c.kind, "target": c.target, "detail": c.detail })
+}
+
+/// `GetSystemInfoResponse`: weftd's version, settings and counters.
+pub fn system_info(i: &GetSystemInfoResponse) -> Value {
+    json!({
+        "version": i.version,
+        "start_time": timestamp(i.start_time.as_ref()),
+        "kernel_writes": i.kernel_writes,
+        "reconciles": i.reconciles,
+        "reconcile_failures": i.reconcile_failures,
+        "drift_repairs": i.drift_repairs,
+        "queue_depth": i.queue_depth,
+        "host_netns": i.host_netns,
+        "netns_dir": i.netns_dir,
+        "database": i.database,
+        "orphans_removed": i.orphans_removed,
+    })
 }
 
 /// A `Status`, or `null` when unset.
@@ -264,6 +299,14 @@ mod tests {
         let v = link(&br);
         assert_eq!(v["bridge"], json!({}));
         assert!(v.get("veth").is_none());
+    }
+
+    #[test]
+    fn event_types_drop_their_prefix() {
+        assert_eq!(event_type(EventType::Added as i32), json!("ADDED"));
+        assert_eq!(event_type(EventType::Modified as i32), json!("MODIFIED"));
+        assert_eq!(event_type(EventType::Deleted as i32), json!("DELETED"));
+        assert_eq!(event_type(42), json!(42));
     }
 
     #[test]

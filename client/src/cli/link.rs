@@ -1,10 +1,10 @@
-//! `weft link`: create, list, inspect, change and remove interfaces (LinkService).
+//! `weft link`: create, list, watch, inspect, change and remove interfaces (LinkService).
 //!
 //! A link is named by (namespace, name), the empty namespace being the host; `--ns` picks the
 //! namespace and defaults to the host. `weft link set` sends UpdateLink with an update mask of
 //! exactly the fields given on the command line, so everything else is left alone; the link is
 //! named as the user named it (either end of a veth pair), and weftd applies top-level fields to
-//! that end.
+//! that end. `--dry-run` on create, set and rm prints weftd's plan instead (see [`plan`]).
 
 use std::collections::HashMap;
 
@@ -13,19 +13,26 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use weft::v1::{
     Bridge, CreateLinkRequest, DeleteLinkRequest, GetLinkRequest, Link, ListLinksRequest, Route,
-    UpdateLinkRequest, Veth, VethPeer, link::Kind,
+    UpdateLinkRequest, Veth, VethPeer, WatchLinksRequest, link::Kind,
 };
 
-use super::{Ctx, Output, each, json, parse, sh, table, usage};
+use super::{
+    Ctx, Output, each, json, parse, plan, sh, table, usage,
+    watch::{self, WatchFlags},
+};
 
 /// `weft link ...`
 #[derive(Debug, Subcommand)]
 pub enum LinkCmd {
     /// Create a veth pair or a bridge.
     Create(Box<CreateArgs>),
-    /// List links (all namespaces unless --ns or --host).
+    /// List links (all namespaces unless --ns or --host; --watch: then every change).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
+    /// Watch links: every current one, then every change, one line each as it happens.
+    ///
+    /// Runs until interrupted or weftd ends the stream; --timeout does not apply.
+    Watch(WatchArgs),
     /// Show links in detail (a veth pair may be named by either end).
     Inspect(RefArgs),
     /// Remove links; naming either end of a veth pair removes the pair.
@@ -37,6 +44,9 @@ pub enum LinkCmd {
         /// Answer at once instead of waiting until the interfaces are gone.
         #[arg(long)]
         no_wait: bool,
+        /// Plan only: print what weftd would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Change a link in place; only the fields given change.
     Set(SetArgs),
@@ -110,6 +120,13 @@ pub struct CreateArgs {
     /// Answer at once (phase Pending) instead of waiting until the link is Ready.
     #[arg(long)]
     pub no_wait: bool,
+    /// Plan only: print what weftd would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the call safe to retry: a retry with the same ID gets the first call's answer
+    /// instead of making anything again (1 to 128 bytes).
+    #[arg(long, value_name = "ID", value_parser = parse::request_id)]
+    pub request_id: Option<String>,
 }
 
 /// `weft link ls`
@@ -125,8 +142,31 @@ pub struct LsArgs {
     #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
     pub selector: String,
     /// Print only NAMESPACE/NAME of each link.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', conflicts_with = "watch")]
     pub quiet: bool,
+    /// After the list, print every change as it happens (the same as `weft link watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch.
+    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
+    pub flags: WatchFlags,
+}
+
+/// `weft link watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only links with an end in this namespace ("" is the host).
+    #[arg(long, value_name = "NS", conflicts_with = "host")]
+    pub ns: Option<String>,
+    /// Only links with an end in the host namespace (same as --ns "").
+    #[arg(long)]
+    pub host: bool,
+    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
+    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
+    pub selector: String,
+    /// Where to start and when to stop.
+    #[command(flatten)]
+    pub flags: WatchFlags,
 }
 
 /// Links named on the command line: names in one namespace.
@@ -184,6 +224,9 @@ pub struct SetArgs {
     /// Answer at once instead of waiting until the change is applied.
     #[arg(long)]
     pub no_wait: bool,
+    /// Plan only: print what weftd would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Builds the link `weft link create` asks for.
@@ -356,6 +399,52 @@ fn inspect_cmd(ns: &str, name: &str) -> String {
     }
 }
 
+/// The namespace filter of `ls` and `watch`: `--host` is `--ns ""`.
+fn ns_filter(ns: Option<String>, host: bool) -> Option<String> {
+    if host { Some(String::new()) } else { ns }
+}
+
+/// `list links`, `list links in namespace "ns1"`... (`verb` first).
+fn links_in(verb: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        None => format!("{verb} links"),
+        Some("") => format!("{verb} links in the host namespace"),
+        Some(ns) => format!("{verb} links in namespace {ns:?}"),
+    }
+}
+
+/// `weft link watch` and `weft link ls --watch`.
+async fn watch_links(
+    ctx: &Ctx,
+    namespace: Option<String>,
+    selector: String,
+    flags: &WatchFlags,
+) -> Result<()> {
+    let what = links_in("watch", namespace.as_deref());
+    let req = WatchLinksRequest {
+        namespace,
+        label_selector: selector,
+        since_revision: flags.since_revision(),
+    };
+    watch::run(
+        ctx,
+        &what,
+        flags,
+        |_| true,
+        |c| async move { c.links().watch_links(req).await },
+    )
+    .await
+}
+
+/// Prints a dry run of create or set: the plan, and the link as weftd would make it.
+fn print_plan(ctx: &Ctx, changes: &[weft::v1::PlannedChange], link: Option<&Link>) -> Result<()> {
+    plan::print(
+        ctx,
+        changes,
+        vec![("link", link.map_or(Value::Null, json::link))],
+    )
+}
+
 /// Runs `weft link ...`.
 pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
     match cmd {
@@ -363,11 +452,19 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             let link = build_link(&a).map_err(|m| usage(&["link", "create"], m))?;
             let what = format!("create {}", link_ref(&a.ns, &a.name));
             let req = ctx.req(CreateLinkRequest {
-                dry_run: false,
-                request_id: String::new(),
+                dry_run: a.dry_run,
+                request_id: a.request_id.clone().unwrap_or_default(),
                 link: Some(link),
                 wait: Some(!a.no_wait),
             });
+            if a.dry_run {
+                let resp = ctx
+                    .call(&format!("{what} (dry run)"), |c| async move {
+                        c.links().create_link(req).await
+                    })
+                    .await?;
+                return print_plan(ctx, &resp.planned_changes, resp.link.as_ref());
+            }
             let resp = ctx
                 .write(&what, |c| async move { c.links().create_link(req).await })
                 .await?;
@@ -380,13 +477,14 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
                 &inspect_cmd(&a.ns, &a.name),
             )
         }
+        LinkCmd::Ls(a) if a.watch => {
+            watch_links(ctx, ns_filter(a.ns, a.host), a.selector, &a.flags).await
+        }
+        LinkCmd::Watch(a) => watch_links(ctx, ns_filter(a.ns, a.host), a.selector, &a.flags).await,
         LinkCmd::Ls(a) => {
-            let namespace = if a.host { Some(String::new()) } else { a.ns };
-            let what = match &namespace {
-                None => "list links".to_string(),
-                Some(ns) if ns.is_empty() => "list links in the host namespace".to_string(),
-                Some(ns) => format!("list links in namespace {ns:?}"),
-            };
+            a.flags.check(false, &["link", "ls"])?;
+            let namespace = ns_filter(a.ns, a.host);
+            let what = links_in("list", namespace.as_deref());
             let req = ctx.req(ListLinksRequest {
                 namespace,
                 label_selector: a.selector,
@@ -437,33 +535,59 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             }
             done.finish()
         }
-        LinkCmd::Rm { refs, no_wait } => {
+        LinkCmd::Rm {
+            refs,
+            no_wait,
+            dry_run,
+        } => {
             let ns = refs.ns.as_str();
             let done = each(refs.names, |name| async move {
                 let what = format!("remove {}", link_ref(ns, &name));
                 let req = ctx.req(DeleteLinkRequest {
-                    dry_run: false,
+                    dry_run,
                     namespace: ns.to_string(),
                     name: name.clone(),
                     wait: Some(!no_wait),
                 });
+                let deleted = json!({ "namespace": ns, "name": name });
+                if dry_run {
+                    let resp = ctx
+                        .call(&format!("{what} (dry run)"), |c| async move {
+                            c.links().delete_link(req).await
+                        })
+                        .await?;
+                    return Ok((deleted, resp.planned_changes));
+                }
                 ctx.write(&what, |c| async move { c.links().delete_link(req).await })
                     .await?;
                 if ctx.output() == Output::Table {
                     ctx.print(&format!("{name}\n"))?;
                 }
-                Ok(json!({ "namespace": ns, "name": name }))
+                Ok((deleted, Vec::new()))
             })
             .await?;
-            if ctx.output() == Output::Json {
-                ctx.print_json(&json!({ "deleted": done.ok }))?;
+            let (deleted, changes): (Vec<Value>, Vec<_>) = done.ok.iter().cloned().unzip();
+            if dry_run {
+                plan::print(ctx, &changes.concat(), vec![("deleted", json!(deleted))])?;
+            } else if ctx.output() == Output::Json {
+                ctx.print_json(&json!({ "deleted": deleted }))?;
             }
             done.finish()
         }
         LinkCmd::Set(a) => {
             let c = changes(&a).map_err(|m| usage(&["link", "set"], m))?;
             let what = format!("set {}", link_ref(&a.ns, &a.name));
-            let req = ctx.req(update_request(&a.ns, &a.name, &c, !a.no_wait));
+            let mut req = update_request(&a.ns, &a.name, &c, !a.no_wait);
+            req.dry_run = a.dry_run;
+            let req = ctx.req(req);
+            if a.dry_run {
+                let resp = ctx
+                    .call(&format!("{what} (dry run)"), |c| async move {
+                        c.links().update_link(req).await
+                    })
+                    .await?;
+                return print_plan(ctx, &resp.planned_changes, resp.link.as_ref());
+            }
             let resp = ctx
                 .write(&what, |c| async move { c.links().update_link(req).await })
                 .await?;
@@ -634,13 +758,8 @@ mod tests {
     #[test]
     fn ls_namespace_choices() {
         let ns_of = |args: &[&str]| match parse(args).unwrap() {
-            LinkCmd::Ls(a) => {
-                if a.host {
-                    Some(String::new())
-                } else {
-                    a.ns
-                }
-            }
+            LinkCmd::Ls(a) => ns_filter(a.ns, a.host),
+            LinkCmd::Watch(a) => ns_filter(a.ns, a.host),
             other => panic!("{other:?}"),
         };
         assert_eq!(ns_of(&["ls"]), None);
@@ -648,6 +767,11 @@ mod tests {
         assert_eq!(ns_of(&["list", "--ns", ""]), Some(String::new()));
         assert_eq!(ns_of(&["ls", "--ns", "ns1"]), Some("ns1".into()));
         assert!(parse(&["ls", "--ns", "ns1", "--host"]).is_err());
+        assert_eq!(ns_of(&["watch", "--host"]), Some(String::new()));
+        assert_eq!(ns_of(&["watch", "--ns", "ns1"]), Some("ns1".into()));
+        assert_eq!(ns_of(&["ls", "-w", "--ns", "ns1"]), Some("ns1".into()));
+        assert!(parse(&["watch", "--ns", "ns1", "--host"]).is_err());
+        assert!(parse(&["ls", "-w", "-q"]).is_err());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The `weft` command line: flags (clap derive), the connection to weftd, and dispatch to the
-//! `ns`, `link` and `network` verbs.
+//! `ns`, `link`, `network` and `system` verbs.
 //!
 //! Each verb first turns its flags into a request (a bad combination is a usage error, exit 2,
 //! before anything is dialled), then connects (lazily, once per run), calls weftd with the
 //! `--timeout` as the gRPC deadline, and prints the answer as a table or, with `-o json`, as
 //! the proto objects in JSON. Failures become one `Error: ...` line on stderr and exit 1 (see
-//! [`error`]).
+//! [`error`]). Watches are the exception to the deadline: they stream until interrupted (see
+//! [`watch`]). `--dry-run` on a mutating verb prints weftd's plan instead (see [`plan`]).
 
 pub mod error;
 pub mod json;
@@ -13,7 +14,10 @@ pub mod link;
 pub mod network;
 pub mod ns;
 pub mod parse;
+pub mod plan;
+pub mod system;
 pub mod table;
+pub mod watch;
 
 use std::{future::Future, io::Write, path::PathBuf, time::Duration};
 
@@ -54,7 +58,7 @@ pub struct Cli {
     pub output: Output,
 
     /// Deadline of each call; writes wait up to this long for the kernel to match (e.g. 30s,
-    /// 2m).
+    /// 2m). A watch has none: this bounds only reaching weftd.
     #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse::duration)]
     pub timeout: Duration,
 
@@ -84,6 +88,11 @@ pub enum Command {
     /// Docker-style bridge networks and the namespaces connected to them.
     #[command(subcommand, visible_alias = "net")]
     Network(network::NetworkCmd),
+    /// weftd itself: version, settings and counters.
+    #[command(subcommand)]
+    System(system::SystemCmd),
+    /// Show weftd's version, settings and counters (the same as `weft system info`).
+    Info,
 }
 
 /// Runs a parsed command line.
@@ -102,6 +111,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ns(cmd) => ns::run(&ctx, cmd).await,
         Command::Link(cmd) => link::run(&ctx, cmd).await,
         Command::Network(cmd) => network::run(&ctx, cmd).await,
+        Command::System(cmd) => system::run(&ctx, cmd).await,
+        Command::Info => system::run(&ctx, system::SystemCmd::Info).await,
     }
 }
 
@@ -191,7 +202,12 @@ impl Ctx {
             Ok(Err(status)) => status,
             Err(_) => tonic::Status::deadline_exceeded(""),
         };
-        Err(error::rpc(&self.target, self.timeout, what, &status, write))
+        Err(self.rpc_error(what, &status, write))
+    }
+
+    /// The error for a call that failed with `status`, as [`Ctx::call`] reports it.
+    pub fn rpc_error(&self, what: &str, status: &tonic::Status, write: bool) -> anyhow::Error {
+        error::rpc(&self.target, self.timeout, what, status, write)
     }
 
     /// After a write that waited for its result: Ready is success; Failed, or still Pending
@@ -225,10 +241,17 @@ impl Ctx {
 
     /// Prints to stdout. A closed pipe (`weft ns ls | head -1`) is not an error.
     pub fn print(&self, s: &str) -> Result<()> {
+        self.print_open(s).map(drop)
+    }
+
+    /// Prints to stdout and flushes; `false` when nobody reads any more (a closed pipe, as in
+    /// `weft ns watch | head -3`), which is not an error either.
+    pub fn print_open(&self, s: &str) -> Result<bool> {
         let mut out = std::io::stdout().lock();
         match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 

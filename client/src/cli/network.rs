@@ -6,6 +6,11 @@
 //! interleaved), and the docker bridge driver options in `--opt` map onto the Network fields.
 //! A weftd without NetworkService answers UNIMPLEMENTED; the CLI prints its message like any
 //! other error (`Error: create network "n1": <message>`, exit 1).
+//!
+//! `ls` and `watch` select with docker's `--filter` and with `-l/--selector` (the label selector
+//! of `weft ns` and `weft link`); both may be given, and a network must match all of them.
+//! Every mutating verb takes `--dry-run` (see [`plan`]); `create` and `connect` take
+//! `--request-id`.
 
 use std::{io::BufRead, net::IpAddr};
 
@@ -15,12 +20,14 @@ use serde_json::{Value, json};
 use weft::v1::{
     ConnectRequest, CreateNetworkRequest, DeleteNetworkRequest, DisconnectRequest,
     GetNetworkRequest, ListNetworksRequest, Network, PruneNetworksRequest, PublishedPort, Subnet,
+    WatchNetworksRequest, WatchNetworksResponse,
 };
 
 use super::{
     Ctx, Output, each, json,
     parse::{self, Filter},
-    sh, table, usage,
+    plan, sh, table, usage,
+    watch::{self, WatchFlags},
 };
 
 /// `--opt` keys (docker's bridge driver options) that weft understands.
@@ -40,9 +47,14 @@ pub mod opt {
 pub enum NetworkCmd {
     /// Create a bridge network.
     Create(Box<CreateArgs>),
-    /// List networks.
+    /// List networks (--watch: then every change).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
+    /// Watch networks: every current one, then every change (endpoints included), one line
+    /// each as it happens.
+    ///
+    /// Runs until interrupted or weftd ends the stream; --timeout does not apply.
+    Watch(WatchArgs),
     /// Show networks in detail, with endpoints and address use.
     Inspect {
         /// Network names.
@@ -58,6 +70,9 @@ pub enum NetworkCmd {
         /// Answer at once instead of waiting until the network is gone.
         #[arg(long)]
         no_wait: bool,
+        /// Plan only: print what weftd would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Remove every network without endpoints (that matches the filters).
     Prune(PruneArgs),
@@ -72,6 +87,9 @@ pub enum NetworkCmd {
         /// Answer at once instead of waiting until the endpoint is gone.
         #[arg(long)]
         no_wait: bool,
+        /// Plan only: print what weftd would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -116,6 +134,13 @@ pub struct CreateArgs {
     /// Answer at once instead of waiting until the network is Ready.
     #[arg(long)]
     pub no_wait: bool,
+    /// Plan only: print what weftd would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the call safe to retry: a retry with the same ID gets the first call's answer
+    /// instead of making anything again (1 to 128 bytes).
+    #[arg(long, value_name = "ID", value_parser = parse::request_id)]
+    pub request_id: Option<String>,
 }
 
 /// `weft network ls`
@@ -124,9 +149,32 @@ pub struct LsArgs {
     /// label=KEY, label=KEY=VALUE, label!=KEY[=VALUE], or name=PART (repeatable).
     #[arg(long = "filter", short = 'f', value_name = "FILTER", value_parser = parse::filter)]
     pub filters: Vec<Filter>,
+    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
+    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
+    pub selector: String,
     /// Print only the names.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', conflicts_with = "watch")]
     pub quiet: bool,
+    /// After the list, print every change as it happens (the same as `weft network watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch.
+    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
+    pub flags: WatchFlags,
+}
+
+/// `weft network watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// label=KEY, label=KEY=VALUE, label!=KEY[=VALUE], or name=PART (repeatable).
+    #[arg(long = "filter", short = 'f', value_name = "FILTER", value_parser = parse::filter)]
+    pub filters: Vec<Filter>,
+    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
+    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
+    pub selector: String,
+    /// Where to start and when to stop.
+    #[command(flatten)]
+    pub flags: WatchFlags,
 }
 
 /// `weft network prune`
@@ -138,6 +186,9 @@ pub struct PruneArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'f')]
     pub force: bool,
+    /// Plan only: print what weftd would remove, and remove nothing (asks nothing).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `weft network connect`
@@ -156,6 +207,13 @@ pub struct ConnectArgs {
     /// Answer at once instead of waiting until the endpoint is Ready.
     #[arg(long)]
     pub no_wait: bool,
+    /// Plan only: print what weftd would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the call safe to retry: a retry with the same ID gets the first call's answer
+    /// instead of making another endpoint or lease (1 to 128 bytes).
+    #[arg(long, value_name = "ID", value_parser = parse::request_id)]
+    pub request_id: Option<String>,
 }
 
 /// The flags that shape an endpoint, shared by `weft network connect` and `weft ns create
@@ -366,8 +424,48 @@ fn set_once<T: PartialEq + std::fmt::Display>(
 
 /// Builds the Connect request.
 pub fn connect_request(a: &ConnectArgs) -> ConnectRequest {
-    a.endpoint
-        .connect_request(&a.network, &a.namespace, a.no_default_route, !a.no_wait)
+    let mut req =
+        a.endpoint
+            .connect_request(&a.network, &a.namespace, a.no_default_route, !a.no_wait);
+    req.dry_run = a.dry_run;
+    req.request_id = a.request_id.clone().unwrap_or_default();
+    req
+}
+
+/// The label selector for weftd (`--selector` and the label filters, all of which must match)
+/// and the name substrings the CLI matches itself.
+pub fn selection(selector: &str, filters: &[Filter]) -> (String, Vec<String>) {
+    let (terms, names) = parse::split_filters(filters);
+    let sel = [selector, terms.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    (sel, names)
+}
+
+/// `weft network watch` and `weft network ls --watch`. Name filters are applied here; an event
+/// with no name (a deleted network weftd knows only by uid) always passes, as it may be one of
+/// those selected.
+async fn watch_networks(
+    ctx: &Ctx,
+    selector: &str,
+    filters: &[Filter],
+    flags: &WatchFlags,
+) -> Result<()> {
+    let (label_selector, names) = selection(selector, filters);
+    let req = WatchNetworksRequest {
+        label_selector,
+        since_revision: flags.since_revision(),
+    };
+    let keep = move |ev: &WatchNetworksResponse| {
+        let name = ev.network.as_ref().map_or("", |n| n.name.as_str());
+        name.is_empty() || names.iter().all(|part| name.contains(part.as_str()))
+    };
+    watch::run(ctx, "watch networks", flags, keep, |c| async move {
+        c.networks().watch_networks(req).await
+    })
+    .await
 }
 
 /// Asks on stderr, reads stdin; anything but y/yes (or end of input) is no.
@@ -388,11 +486,26 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let net = build_network(&a).map_err(|m| usage(&["network", "create"], m))?;
             let what = format!("create network {:?}", a.name);
             let req = ctx.req(CreateNetworkRequest {
-                dry_run: false,
-                request_id: String::new(),
+                dry_run: a.dry_run,
+                request_id: a.request_id.clone().unwrap_or_default(),
                 network: Some(net),
                 wait: Some(!a.no_wait),
             });
+            if a.dry_run {
+                let resp = ctx
+                    .call(&format!("{what} (dry run)"), |c| async move {
+                        c.networks().create_network(req).await
+                    })
+                    .await?;
+                return plan::print(
+                    ctx,
+                    &resp.planned_changes,
+                    vec![(
+                        "network",
+                        resp.network.as_ref().map_or(Value::Null, json::network),
+                    )],
+                );
+            }
             let resp = ctx
                 .write(
                     &what,
@@ -411,8 +524,13 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                 &format!("weft network inspect {}", sh(&a.name)),
             )
         }
+        NetworkCmd::Ls(a) if a.watch => {
+            watch_networks(ctx, &a.selector, &a.filters, &a.flags).await
+        }
+        NetworkCmd::Watch(a) => watch_networks(ctx, &a.selector, &a.filters, &a.flags).await,
         NetworkCmd::Ls(a) => {
-            let (label_selector, names) = parse::split_filters(&a.filters);
+            a.flags.check(false, &["network", "ls"])?;
+            let (label_selector, names) = selection(&a.selector, &a.filters);
             let req = ctx.req(ListNetworksRequest { label_selector });
             let mut list = ctx
                 .call("list networks", |c| async move {
@@ -462,14 +580,26 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             }
             done.finish()
         }
-        NetworkCmd::Rm { names, no_wait } => {
+        NetworkCmd::Rm {
+            names,
+            no_wait,
+            dry_run,
+        } => {
             let done = each(names, |name| async move {
                 let what = format!("remove network {name:?}");
                 let req = ctx.req(DeleteNetworkRequest {
-                    dry_run: false,
+                    dry_run,
                     name: name.clone(),
                     wait: Some(!no_wait),
                 });
+                if dry_run {
+                    let resp = ctx
+                        .call(&format!("{what} (dry run)"), |c| async move {
+                            c.networks().delete_network(req).await
+                        })
+                        .await?;
+                    return Ok((name, resp.planned_changes));
+                }
                 ctx.write(
                     &what,
                     |c| async move { c.networks().delete_network(req).await },
@@ -478,11 +608,14 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                 if ctx.output() == Output::Table {
                     ctx.print(&format!("{name}\n"))?;
                 }
-                Ok(name)
+                Ok((name, Vec::new()))
             })
             .await?;
-            if ctx.output() == Output::Json {
-                ctx.print_json(&json!({ "deleted": done.ok }))?;
+            let (names, changes): (Vec<String>, Vec<_>) = done.ok.iter().cloned().unzip();
+            if dry_run {
+                plan::print(ctx, &changes.concat(), vec![("deleted", json!(names))])?;
+            } else if ctx.output() == Output::Json {
+                ctx.print_json(&json!({ "deleted": names }))?;
             }
             done.finish()
         }
@@ -491,7 +624,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             if !names.is_empty() {
                 return Err(usage(&["network", "prune"], "prune filters by label only"));
             }
-            if !a.force {
+            if !a.force && !a.dry_run {
                 let which = if label_selector.is_empty() {
                     String::new()
                 } else {
@@ -506,9 +639,21 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                 }
             }
             let req = ctx.req(PruneNetworksRequest {
-                dry_run: false,
+                dry_run: a.dry_run,
                 label_selector,
             });
+            if a.dry_run {
+                let resp = ctx
+                    .call("prune networks (dry run)", |c| async move {
+                        c.networks().prune_networks(req).await
+                    })
+                    .await?;
+                return plan::print(
+                    ctx,
+                    &resp.planned_changes,
+                    vec![("deleted", json!(resp.deleted))],
+                );
+            }
             let deleted = ctx
                 .write("prune networks", |c| async move {
                     c.networks().prune_networks(req).await
@@ -527,6 +672,21 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                 a.namespace, a.network
             );
             let req = ctx.req(connect_request(&a));
+            if a.dry_run {
+                let resp = ctx
+                    .call(&format!("{what} (dry run)"), |c| async move {
+                        c.networks().connect(req).await
+                    })
+                    .await?;
+                return plan::print(
+                    ctx,
+                    &resp.planned_changes,
+                    vec![(
+                        "endpoint",
+                        resp.endpoint.as_ref().map_or(Value::Null, json::endpoint),
+                    )],
+                );
+            }
             let ep = ctx
                 .write(&what, |c| async move { c.networks().connect(req).await })
                 .await?
@@ -547,14 +707,27 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             network,
             namespace,
             no_wait,
+            dry_run,
         } => {
             let what = format!("disconnect namespace {namespace:?} from network {network:?}");
             let req = ctx.req(DisconnectRequest {
-                dry_run: false,
+                dry_run,
                 network: network.clone(),
                 namespace: namespace.clone(),
                 wait: Some(!no_wait),
             });
+            if dry_run {
+                let resp = ctx
+                    .call(&format!("{what} (dry run)"), |c| async move {
+                        c.networks().disconnect(req).await
+                    })
+                    .await?;
+                return plan::print(
+                    ctx,
+                    &resp.planned_changes,
+                    vec![("network", json!(network)), ("namespace", json!(namespace))],
+                );
+            }
             ctx.write(&what, |c| async move { c.networks().disconnect(req).await })
                 .await?;
             match ctx.output() {
@@ -847,5 +1020,54 @@ mod tests {
         assert!(a.force);
         assert_eq!(parse::split_filters(&a.filters).0, "!keep");
         assert!(parse(&["ls", "--filter", "driver=bridge"]).is_err());
+    }
+
+    #[test]
+    fn selector_and_filters_combine() {
+        let NetworkCmd::Watch(a) = parse(&[
+            "watch",
+            "-l",
+            "env=prod,!old",
+            "-f",
+            "label=tier=web",
+            "-f",
+            "name=shop",
+            "--since",
+            "42",
+            "--max-events",
+            "3",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            selection(&a.selector, &a.filters),
+            ("env=prod,!old,tier=web".into(), vec!["shop".into()])
+        );
+        assert_eq!((a.flags.since, a.flags.max_events), (Some(42), Some(3)));
+        assert_eq!(selection("", &[]), (String::new(), vec![]));
+        assert!(parse(&["watch", "--max-events", "0"]).is_err());
+        assert!(parse(&["ls", "-w", "-q"]).is_err());
+    }
+
+    #[test]
+    fn dry_run_and_request_id_reach_the_requests() {
+        let NetworkCmd::Connect(a) =
+            parse(&["connect", "n1", "ns1", "--dry-run", "--request-id", "r-1"]).unwrap()
+        else {
+            panic!()
+        };
+        let req = connect_request(&a);
+        assert!(req.dry_run);
+        assert_eq!(req.request_id, "r-1");
+        let NetworkCmd::Connect(a) = parse(&["connect", "n1", "ns1"]).unwrap() else {
+            panic!()
+        };
+        let req = connect_request(&a);
+        assert!(!req.dry_run);
+        assert_eq!(req.request_id, "");
+        assert!(parse(&["connect", "n1", "ns1", "--request-id", ""]).is_err());
+        let long = "x".repeat(129);
+        assert!(parse(&["create", "n1", "--request-id", &long]).is_err());
     }
 }

@@ -1,9 +1,15 @@
-//! `weft ns`: create, list, inspect and remove network namespaces (NamespaceService).
+//! `weft ns`: create, list, watch, inspect and remove network namespaces (NamespaceService).
 //!
 //! `create --network MODE` gives Docker's network modes: `none` creates the namespace only,
 //! `bridge` or a network's name creates it and connects it to that network (NetworkService
 //! Connect; if that fails the namespace is removed again), and `host` and `container:X` create
 //! nothing but say which namespace a workload uses.
+//!
+//! `create --dry-run` asks weftd for the plan of every step (with a network, the Connect too)
+//! and undoes nothing, since nothing was made. `create --request-id ID` makes a retry safe:
+//! CreateNamespace carries ID and, with a network, Connect carries `ID/connect`, so that a
+//! retried `ns create --network` gets both answers again instead of failing on the endpoint
+//! (and removing the namespace).
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -11,14 +17,15 @@ use serde_json::{Value, json};
 use tonic::Code;
 use weft::v1::{
     ConnectRequest, CreateNamespaceRequest, DeleteNamespaceRequest, DisconnectRequest,
-    GetNamespaceRequest, ListNamespacesRequest, Namespace, Phase,
+    GetNamespaceRequest, ListNamespacesRequest, Namespace, Phase, WatchNamespacesRequest,
 };
 
 use super::{
     Ctx, Output, each, error, json,
     network::EndpointFlags,
     parse::{self, NetworkMode},
-    sh, table, usage,
+    plan, sh, table, usage,
+    watch::{self, WatchFlags},
 };
 
 /// The host's network namespace, which `--network host` names: that of PID 1.
@@ -46,9 +53,13 @@ pub enum NsCmd {
     /// (exit 1).
     #[command(verbatim_doc_comment)]
     Create(Box<CreateArgs>),
-    /// List namespaces.
+    /// List namespaces (--watch: then every change).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
+    /// Watch namespaces: every current one, then every change, one line each as it happens.
+    ///
+    /// Runs until interrupted or weftd ends the stream; --timeout does not apply.
+    Watch(WatchArgs),
     /// Show namespaces in detail.
     Inspect {
         /// Namespace names.
@@ -64,6 +75,9 @@ pub enum NsCmd {
         /// Answer at once instead of waiting until the namespace is gone.
         #[arg(long)]
         no_wait: bool,
+        /// Plan only: print what weftd would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -85,6 +99,16 @@ pub struct CreateArgs {
     /// name.
     #[arg(long = "network", visible_alias = "net", value_name = "MODE", value_parser = parse::network_mode)]
     pub network: Option<NetworkMode>,
+    /// Plan only: print what weftd would change (with --network bridge or NETWORK, for both
+    /// steps), and change nothing. With host or container:X, which change nothing anyway, the
+    /// command does what it does without.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the call safe to retry: a retry with the same ID gets the first call's answer
+    /// instead of making anything again (1 to 128 bytes; with --network, the connect step
+    /// uses ID/connect).
+    #[arg(long, value_name = "ID", value_parser = parse::request_id)]
+    pub request_id: Option<String>,
     /// The endpoint, with --network bridge or NETWORK.
     #[command(
         flatten,
@@ -100,15 +124,32 @@ pub struct LsArgs {
     #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
     pub selector: String,
     /// Print only the names.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', conflicts_with = "watch")]
     pub quiet: bool,
+    /// After the list, print every change as it happens (the same as `weft ns watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch.
+    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
+    pub flags: WatchFlags,
+}
+
+/// `weft ns watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
+    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
+    pub selector: String,
+    /// Where to start and when to stop.
+    #[command(flatten)]
+    pub flags: WatchFlags,
 }
 
 /// Builds the CreateNamespace request.
 pub fn create_request(a: &CreateArgs) -> Result<CreateNamespaceRequest, String> {
     Ok(CreateNamespaceRequest {
-        request_id: String::new(),
-        dry_run: false,
+        request_id: a.request_id.clone().unwrap_or_default(),
+        dry_run: a.dry_run,
         namespace: Some(Namespace {
             name: a.name.clone(),
             labels: parse::labels_map(&a.labels)?,
@@ -167,13 +208,31 @@ pub fn create_plan(a: &CreateArgs) -> Result<CreatePlan, String> {
                 _ => CreatePlan::Host,
             })
         }
-        NetworkMode::Network(net) => Ok(CreatePlan::Create {
-            namespace: Box::new(create_request(a)?),
-            connect: Some(Box::new(
-                a.endpoint.connect_request(net, &a.name, false, !a.no_wait),
-            )),
-        }),
+        NetworkMode::Network(net) => {
+            let mut connect = a.endpoint.connect_request(net, &a.name, false, !a.no_wait);
+            connect.dry_run = a.dry_run;
+            if let Some(id) = &a.request_id {
+                connect.request_id = connect_request_id(id)?;
+            }
+            Ok(CreatePlan::Create {
+                namespace: Box::new(create_request(a)?),
+                connect: Some(Box::new(connect)),
+            })
+        }
     }
+}
+
+/// The request id of the Connect step of `ns create --network --request-id ID`: weftd keeps
+/// one answer per id, whatever the method, so the second call needs an id of its own.
+fn connect_request_id(id: &str) -> Result<String, String> {
+    let derived = format!("{id}/connect");
+    if derived.len() > parse::MAX_REQUEST_ID {
+        return Err(format!(
+            "with --network, --request-id is at most {} bytes: the connect step uses ID/connect",
+            parse::MAX_REQUEST_ID - "/connect".len()
+        ));
+    }
+    Ok(derived)
 }
 
 /// Runs `weft ns create`.
@@ -184,6 +243,9 @@ async fn create(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
         CreatePlan::Container(x) => return share(ctx, &a.name, &x).await,
         CreatePlan::Create { namespace, connect } => (namespace, connect),
     };
+    if a.dry_run {
+        return dry_run_create(ctx, *req, connect.map(|c| *c)).await;
+    }
     let what = format!("create namespace {:?}", a.name);
     let inspect = format!("weft ns inspect {}", sh(&a.name));
     let req = ctx.req(*req);
@@ -233,6 +295,44 @@ async fn create(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
             table::endpoints(std::slice::from_ref(&ep))
         )),
     }
+}
+
+/// `weft ns create --dry-run`: plans the CreateNamespace and, with a network, the Connect; as
+/// nothing was made, a refusal of either is reported and nothing is undone.
+async fn dry_run_create(
+    ctx: &Ctx,
+    req: CreateNamespaceRequest,
+    connect: Option<ConnectRequest>,
+) -> Result<()> {
+    let name = req.namespace.as_ref().map_or("", |n| n.name.as_str());
+    let what = format!("create namespace {name:?} (dry run)");
+    let req = ctx.req(req);
+    let resp = ctx
+        .call(&what, |c| async move {
+            c.namespaces().create_namespace(req).await
+        })
+        .await?;
+    let mut changes = resp.planned_changes;
+    let mut fields = vec![(
+        "namespace",
+        resp.namespace.as_ref().map_or(Value::Null, json::namespace),
+    )];
+    if let Some(connect) = connect {
+        let what = format!(
+            "connect namespace {:?} to network {:?} (dry run)",
+            connect.namespace, connect.network
+        );
+        let req = ctx.req(connect);
+        let resp = ctx
+            .call(&what, |c| async move { c.networks().connect(req).await })
+            .await?;
+        changes.extend(resp.planned_changes);
+        fields.push((
+            "endpoint",
+            resp.endpoint.as_ref().map_or(Value::Null, json::endpoint),
+        ));
+    }
+    plan::print(ctx, &changes, fields)
 }
 
 /// Undoes a `weft ns create --network` that failed with `cause` once the namespace `name`
@@ -352,7 +452,10 @@ fn print_shared(
 pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
     match cmd {
         NsCmd::Create(a) => create(ctx, &a).await,
+        NsCmd::Ls(a) if a.watch => watch_namespaces(ctx, a.selector, &a.flags).await,
+        NsCmd::Watch(a) => watch_namespaces(ctx, a.selector, &a.flags).await,
         NsCmd::Ls(a) => {
+            a.flags.check(false, &["ns", "ls"])?;
             let req = ctx.req(ListNamespacesRequest {
                 label_selector: a.selector,
             });
@@ -403,13 +506,26 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
             }
             done.finish()
         }
-        NsCmd::Rm { names, no_wait } => {
+        NsCmd::Rm {
+            names,
+            no_wait,
+            dry_run,
+        } => {
             let done = each(names, |name| async move {
                 let req = ctx.req(DeleteNamespaceRequest {
-                    dry_run: false,
+                    dry_run,
                     name: name.clone(),
                     wait: Some(!no_wait),
                 });
+                if dry_run {
+                    let what = format!("remove namespace {name:?} (dry run)");
+                    let resp = ctx
+                        .call(&what, |c| async move {
+                            c.namespaces().delete_namespace(req).await
+                        })
+                        .await?;
+                    return Ok((name, resp.planned_changes));
+                }
                 let what = format!("remove namespace {name:?}");
                 ctx.write(&what, |c| async move {
                     c.namespaces().delete_namespace(req).await
@@ -418,15 +534,34 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
                 if ctx.output() == Output::Table {
                     ctx.print(&format!("{name}\n"))?;
                 }
-                Ok(name)
+                Ok((name, Vec::new()))
             })
             .await?;
-            if ctx.output() == Output::Json {
-                ctx.print_json(&json!({ "deleted": done.ok }))?;
+            let (names, changes): (Vec<String>, Vec<_>) = done.ok.iter().cloned().unzip();
+            if dry_run {
+                plan::print(ctx, &changes.concat(), vec![("deleted", json!(names))])?;
+            } else if ctx.output() == Output::Json {
+                ctx.print_json(&json!({ "deleted": names }))?;
             }
             done.finish()
         }
     }
+}
+
+/// `weft ns watch` and `weft ns ls --watch`.
+async fn watch_namespaces(ctx: &Ctx, selector: String, flags: &WatchFlags) -> Result<()> {
+    let req = WatchNamespacesRequest {
+        label_selector: selector,
+        since_revision: flags.since_revision(),
+    };
+    watch::run(
+        ctx,
+        "watch namespaces",
+        flags,
+        |_| true,
+        |c| async move { c.namespaces().watch_namespaces(req).await },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -549,6 +684,41 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_and_request_id_reach_both_steps() {
+        let Ok(CreatePlan::Create { namespace, connect }) = plan(&[
+            "web",
+            "--network",
+            "bridge",
+            "--dry-run",
+            "--request-id",
+            "r1",
+        ]) else {
+            panic!()
+        };
+        assert!(namespace.dry_run);
+        assert_eq!(namespace.request_id, "r1");
+        let c = connect.unwrap();
+        assert!(c.dry_run);
+        assert_eq!(c.request_id, "r1/connect");
+
+        // Without the flags: no dry run, and no request id at all.
+        let Ok(CreatePlan::Create { namespace, connect }) = plan(&["web", "--net", "bridge"])
+        else {
+            panic!()
+        };
+        assert!(!namespace.dry_run && !connect.as_ref().unwrap().dry_run);
+        assert_eq!(namespace.request_id, "");
+        assert_eq!(connect.unwrap().request_id, "");
+
+        // The connect step's id must fit in weftd's 128 bytes too.
+        let id = "x".repeat(121);
+        let e = plan(&["web", "--network", "bridge", "--request-id", &id]).unwrap_err();
+        assert!(e.contains("at most 120 bytes"), "{e}");
+        assert!(plan(&["web", "--request-id", &id]).is_ok());
+        assert!(plan(&["web", "--request-id", ""]).is_err());
+    }
+
+    #[test]
     fn network_host_and_container_create_nothing() {
         assert!(matches!(
             plan(&["web", "--network", "host"]),
@@ -629,7 +799,7 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["weft", "ns", "delete", "a", "b"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Ns(NsCmd::Rm { names, no_wait: false }) if names == ["a", "b"])
+            matches!(cli.command, Command::Ns(NsCmd::Rm { names, no_wait: false, dry_run: false }) if names == ["a", "b"])
         );
     }
 }

@@ -293,6 +293,23 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The longest `--request-id` weftd accepts, in bytes.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Parses a `--request-id`: 1 to 128 bytes.
+pub fn request_id(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the request id must not be empty (leave --request-id out for none)".into());
+    }
+    if s.len() > MAX_REQUEST_ID {
+        return Err(format!(
+            "the request id is {} bytes; weftd takes at most {MAX_REQUEST_ID}",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Parses a boolean the way docker's option parser (Go's strconv.ParseBool) does.
 pub fn go_bool(s: &str) -> Result<bool, String> {
     match s {

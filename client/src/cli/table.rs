@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use weft::v1::{
-    Endpoint, Link, Namespace, Network, Phase, PublishedPort, Route, Status, VethPeer, link::Kind,
+    Endpoint, GetSystemInfoResponse, Link, Namespace, Network, Phase, PlannedChange, PublishedPort,
+    Route, Status, VethPeer, link::Kind,
 };
 
 /// How the host namespace appears where a namespace name is expected.
@@ -495,6 +496,49 @@ pub fn describe_network(n: &Network) -> String {
     d.render()
 }
 
+/// What a `--dry-run` prints: the changes weftd planned, one per row.
+pub fn planned_changes(list: &[PlannedChange]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.action.clone(),
+                c.kind.clone(),
+                c.target.clone(),
+                c.detail.clone(),
+            ]
+        })
+        .collect();
+    table(&["ACTION", "KIND", "TARGET", "DETAIL"], &rows)
+}
+
+/// `weft system info` in table mode.
+pub fn describe_system_info(i: &GetSystemInfoResponse) -> String {
+    let mut d = Describe::default();
+    d.field("Version", &i.version)
+        .field(
+            "Started",
+            i.start_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
+        .field("Kernel writes", i.kernel_writes.to_string())
+        .field("Reconciles", i.reconciles.to_string())
+        .field("Reconcile failures", i.reconcile_failures.to_string())
+        .field("Drift repairs", i.drift_repairs.to_string())
+        .field("Orphans removed", i.orphans_removed.to_string())
+        .field("Queue depth", i.queue_depth.to_string())
+        .field(
+            "Host netns",
+            if i.host_netns.is_empty() {
+                "weftd's own"
+            } else {
+                i.host_netns.as_str()
+            },
+        )
+        .field("Netns dir", &i.netns_dir)
+        .field("Database", &i.database);
+    d.render()
+}
+
 #[cfg(test)]
 mod tests {
     use weft::v1::{Subnet, SubnetUsage};
@@ -516,6 +560,31 @@ mod tests {
              veth0   (host)      Ready\n\
              v1      -           Failed: no such device\n"
         );
+    }
+
+    #[test]
+    fn planned_changes_are_a_table() {
+        let c = |action: &str, kind: &str, target: &str, detail: &str| PlannedChange {
+            action: action.into(),
+            kind: kind.into(),
+            target: target.into(),
+            detail: detail.into(),
+        };
+        assert_eq!(
+            planned_changes(&[
+                c("create", "link", "veth1 in namespace ns1", "veth, mtu 1400"),
+                c(
+                    "add",
+                    "address",
+                    "10.0.0.1/24 on veth1 in namespace ns1",
+                    ""
+                ),
+            ]),
+            "ACTION   KIND      TARGET                                  DETAIL\n\
+             create   link      veth1 in namespace ns1                  veth, mtu 1400\n\
+             add      address   10.0.0.1/24 on veth1 in namespace ns1   -\n"
+        );
+        assert_eq!(planned_changes(&[]), "ACTION   KIND   TARGET   DETAIL\n");
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! `--dry-run`: what a mutating verb prints instead of its usual answer.
+//!
+//! The request goes to weftd with `dry_run: true`; weftd validates it and answers with the
+//! changes it would make (`planned_changes`), storing and changing nothing. The CLI prints them:
+//!
+//! - table: `ACTION  KIND  TARGET  DETAIL`, one row per change, and nothing else (a dry run
+//!   that would change nothing prints the header alone);
+//! - `-o json`: one object, `{"dry_run": true, "planned_changes": [...], ...}`, where `...` is
+//!   what the verb prints in JSON without `--dry-run`, keyed by what it is: `"namespace"`,
+//!   `"link"`, `"network"`, `"endpoint"` for the object the call would make or change (as weftd
+//!   answered it), or the fields of the verb's own JSON object (`"deleted"` for `rm` and
+//!   `prune`: what would be deleted; `"network"` and `"namespace"` for `disconnect`).
+//!
+//! A dry run that weftd refuses fails like the real call would (`Error: ...`, exit 1).
+
+use anyhow::Result;
+use serde_json::{Map, Value};
+use weft::v1::PlannedChange;
+
+use super::{Ctx, Output, json, table};
+
+/// Prints a dry run's `changes`; `fields` are the rest of the JSON object (ignored in table
+/// mode).
+pub fn print(ctx: &Ctx, changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Result<()> {
+    match ctx.output() {
+        Output::Table => ctx.print(&table::planned_changes(changes)),
+        Output::Json => ctx.print_json(&object(changes, fields)),
+    }
+}
+
+/// The JSON object of a dry run.
+pub fn object(changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Value {
+    let mut m = Map::new();
+    m.insert("dry_run".into(), Value::Bool(true));
+    m.insert(
+        "planned_changes".into(),
+        Value::Array(changes.iter().map(json::planned_change).collect()),
+    );
+    for (k, v) in fields {
+        m.insert(k.to_string(), v);
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_has_the_changes_and_the_fields() {
+        let c = PlannedChange {
+            action: "delete".into(),
+            kind: "namespace".into(),
+            target: "ns1".into(),
+            detail: String::new(),
+        };
+        assert_eq!(
+            json::render(&object(&[c], vec![("deleted", json!(["ns1"]))])),
+            r#"{
+  "deleted": [
+    "ns1"
+  ],
+  "dry_run": true,
+  "planned_changes": [
+    {
+      "action": "delete",
+      "detail": "",
+      "kind": "namespace",
+      "target": "ns1"
+    }
+  ]
+}
+"#
+        );
+    }
+}
