@@ -183,6 +183,12 @@ tokio::task_local! {
     static TASK_WRITES: std::cell::Cell<u64>;
 }
 
+/// Counts a write made on the caller's behalf on another thread (an nftables batch) toward
+/// the current [`count_writes`] scope, if any. The global counter already has it.
+pub fn note_write() {
+    let _ = TASK_WRITES.try_with(|c| c.set(c.get() + 1));
+}
+
 /// Runs `f` and returns its output with the number of kernel writes it made on its own task.
 pub async fn count_writes<F: Future>(f: F) -> (F::Output, u64) {
     TASK_WRITES

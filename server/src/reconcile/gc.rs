@@ -87,18 +87,22 @@ impl Controller {
             .map(|r| r.id)
             .collect();
         // 3. Remove what nobody owns.
-        let mut removed = 0;
+        // Counted per orphaned object, not per interface (a veth pair is one orphan).
+        let mut gone_uids = HashSet::new();
         for (ns, index, name, uid) in marked {
             if known.contains(&uid) {
                 continue;
             }
             tracing::info!(ns = ?ns, name, uid, "removing an orphaned interface weft made");
             match k.delete_link(&ns, index).await {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    gone_uids.insert(uid);
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        let mut removed = gone_uids.len() as u64;
         for (name, uid) in marked_files {
             if namespaces.contains(&uid) {
                 continue;

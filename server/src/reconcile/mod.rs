@@ -100,6 +100,8 @@ struct Inner {
     stats: Stats,
     /// Turns true on shutdown; the timer loops watch it.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Firewall reconciles run so far (the first one's writes are set-up, not drift).
+    firewall_runs: std::sync::atomic::AtomicU64,
     /// When each key last finished a reconcile (for telling weft's own netlink echoes).
     finished: std::sync::Mutex<HashMap<Key, Instant>>,
 }
@@ -142,6 +144,7 @@ impl Controller {
                 stats: Stats::default(),
                 stopping: tokio::sync::watch::channel(false).0,
                 finished: std::sync::Mutex::new(HashMap::new()),
+                firewall_runs: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }

@@ -30,6 +30,9 @@ fn proto(p: Protocol) -> Proto {
     }
 }
 
+/// Above this many port-map elements, the every-second element check runs every tenth time.
+const ELEMENT_CHECK_LIMIT: usize = 2_000;
+
 /// The bridge of a network, as a link spec.
 pub(super) fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
     LinkSpec {
@@ -253,9 +256,11 @@ impl Controller {
     }
 
     /// Makes the ruleset's structure and the forwarding sysctls match the live networks;
-    /// true if the ruleset had to be written.
+    /// true if the ruleset had to be written. A rebuilt ruleset may have lost map elements
+    /// (a deleted table takes them along), so the element cache is dropped and the firewall
+    /// key queued to put every element back.
     async fn sync_firewall_structure(&self) -> Result<bool, ReconcileError> {
-        let _guard = self.inner.firewall.lock().await;
+        let mut cache = self.inner.firewall.lock().await;
         let networks: Vec<FirewallNetwork> = self
             .store()
             .list_networks()
@@ -277,7 +282,14 @@ impl Controller {
                     .await?;
             }
         }
-        Ok(self.kernel().sync_firewall(&networks).await?)
+        let rebuilt = self.kernel().sync_firewall(&networks).await?;
+        if rebuilt {
+            tracing::info!("rewrote the firewall ruleset");
+            crate::kernel::note_write();
+            *cache = None;
+            self.enqueue(Key::Firewall);
+        }
+        Ok(rebuilt)
     }
 
     /// Adds the mappings the kernel lacks, per the cache of its map elements.
@@ -303,6 +315,7 @@ impl Controller {
             .collect();
         if !missing.is_empty() {
             self.kernel().add_port_mappings(&missing).await?;
+            crate::kernel::note_write();
             have.extend(missing);
         }
         Ok(())
@@ -315,6 +328,7 @@ impl Controller {
         }
         let mut cache = self.inner.firewall.lock().await;
         self.kernel().del_port_mappings(gone).await?;
+        crate::kernel::note_write();
         if let Some(c) = cache.as_mut() {
             for m in gone {
                 c.remove(m);
@@ -323,14 +337,31 @@ impl Controller {
         Ok(())
     }
 
-    /// The firewall key: structure and sysctls; and, when the structure had to be rebuilt or
-    /// after a resync dropped the cache, every map element against the store. Runs every
-    /// second (the cheap check) so a flushed table is back within about a second.
+    /// The firewall key, run every second: the structure and sysctls (a few cheap reads), and
+    /// the map elements against the cache of what the kernel holds (one dump; above
+    /// [`ELEMENT_CHECK_LIMIT`] elements only every tenth run). When the elements differ, the
+    /// cache is unknown (start-up, resync) or the structure was rebuilt, every element is
+    /// compared with the store and the difference written. Returns whether this key had
+    /// converged before (so a repair counts as drift).
     pub(super) async fn reconcile_firewall(&self) -> Result<bool, ReconcileError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen_before = self.inner.firewall_runs.fetch_add(1, Relaxed) > 0;
+        let tick = self.inner.firewall_runs.load(Relaxed);
         let rebuilt = self.sync_firewall_structure().await?;
-        let cache_known = self.inner.firewall.lock().await.is_some();
-        if !rebuilt && cache_known {
-            return Ok(true);
+        let mut cache = self.inner.firewall.lock().await;
+        if !rebuilt && let Some(known) = cache.as_ref() {
+            if known.len() > ELEMENT_CHECK_LIMIT && !tick.is_multiple_of(10) {
+                return Ok(seen_before);
+            }
+            let have: HashSet<PortMapping> = self
+                .kernel()
+                .list_port_mappings()
+                .await?
+                .into_iter()
+                .collect();
+            if have == *known {
+                return Ok(seen_before);
+            }
         }
         let mut want: HashSet<PortMapping> = HashSet::new();
         let endpoints = self.store().list_endpoints(None).await?;
@@ -343,7 +374,6 @@ impl Controller {
                 want.extend(mappings_of(m, &ep.addresses));
             }
         }
-        let mut cache = self.inner.firewall.lock().await;
         let have: HashSet<PortMapping> = self
             .kernel()
             .list_port_mappings()
@@ -354,25 +384,21 @@ impl Controller {
         let missing: Vec<PortMapping> = want.difference(&have).cloned().collect();
         if !extra.is_empty() {
             self.kernel().del_port_mappings(&extra).await?;
+            crate::kernel::note_write();
         }
         if !missing.is_empty() {
             self.kernel().add_port_mappings(&missing).await?;
+            crate::kernel::note_write();
         }
-        *cache = Some(want);
-        if rebuilt || !extra.is_empty() || !missing.is_empty() {
-            // nftables batches are written from helper threads, outside the per-task count.
-            self.inner
-                .stats
-                .drift_repairs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !extra.is_empty() || !missing.is_empty() {
             tracing::info!(
-                rebuilt,
                 removed = extra.len(),
                 added = missing.len(),
-                "repaired the firewall"
+                "repaired the port maps"
             );
         }
-        Ok(true)
+        *cache = Some(want);
+        Ok(seen_before)
     }
 
     /// Forgets the cached map elements, so the next firewall reconcile compares them all.

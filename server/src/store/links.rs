@@ -84,6 +84,8 @@ impl Store {
         let id = new_uid();
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // First, so a concurrent call with the same request id fails here (and replays).
+        super::requests::record(&mut tx, request, &id).await?;
         let mut ns_ids = Vec::new();
         for end in spec.ends() {
             if end.namespace.is_empty() {
@@ -151,7 +153,6 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        super::requests::record(&mut tx, request, &id).await?;
         let row = Self::link_by_id_in(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted link vanished".into()))?;

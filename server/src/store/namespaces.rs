@@ -62,6 +62,8 @@ impl Store {
         let id = new_uid();
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // First, so a concurrent call with the same request id fails here (and replays).
+        super::requests::record(&mut tx, request, &id).await?;
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -83,7 +85,6 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        super::requests::record(&mut tx, request, &id).await?;
         let row = Self::namespace_by_id_in(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))?;

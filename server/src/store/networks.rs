@@ -168,6 +168,8 @@ impl Store {
         let now = now_ms();
         let mut spec = spec.clone();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // First, so a concurrent call with the same request id fails here (and replays).
+        super::requests::record(&mut tx, request, &id).await?;
         let taken = taken_subnets(&mut tx).await?;
         for s in &spec.subnets {
             if let Some((other, net)) = taken.iter().find(|(_, t)| overlaps(t, &s.subnet)) {
@@ -231,7 +233,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        super::requests::record(&mut tx, request, &id).await?;
         let row = Self::network_by_id_in(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted network vanished".into()))?;
@@ -355,6 +356,8 @@ impl Store {
         let host_ifname = format!("wv{}", &id[..12]);
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // First, so a concurrent call with the same request id fails here (and replays).
+        super::requests::record(&mut tx, request, &id).await?;
         let net: Option<(String, String, i64)> =
             sqlx::query_as("SELECT id, spec, deleting FROM networks WHERE name = ?")
                 .bind(&req.network)
@@ -567,7 +570,6 @@ impl Store {
                 .await?;
             }
         }
-        super::requests::record(&mut tx, request, &id).await?;
         let row = Self::endpoint_by_id_in(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted endpoint vanished".into()))?;
