@@ -6,7 +6,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
-use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
+use super::{
+    ApiError, ApiResult, Idempotency, Pending, convert, idempotency, retry_if_raced, watch,
+};
 use crate::{
     model::{Invalid, LinkSpec, Selector, is_weft_mark},
     reconcile::{Controller, Key},
@@ -285,7 +287,8 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::CreateLinkRequest>,
     ) -> Result<Response<pb::CreateLinkResponse>, Status> {
-        let (link, planned_changes) = self.create(req).await?;
+        let has_id = !req.get_ref().request_id.is_empty();
+        let (link, planned_changes) = retry_if_raced(req, has_id, |r| self.create(r)).await?;
         Ok(Response::new(pb::CreateLinkResponse {
             planned_changes,
             link: Some(link),

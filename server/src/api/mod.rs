@@ -135,6 +135,39 @@ pub(crate) async fn idempotency<M: prost::Message>(
     }
 }
 
+/// Runs a Create or Connect handler; if it fails on a conflict while the request carries a
+/// request id, runs it once more: the conflict may be a concurrent call with the same id that
+/// won the race, whose answer the second run then replays.
+pub(crate) async fn retry_if_raced<M, T, F, Fut>(
+    req: tonic::Request<M>,
+    has_request_id: bool,
+    f: F,
+) -> ApiResult<T>
+where
+    M: Clone,
+    F: Fn(tonic::Request<M>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<T>>,
+{
+    let again = has_request_id.then(|| (req.metadata().clone(), req.get_ref().clone()));
+    match (f(req).await, again) {
+        (
+            Err(
+                ApiError::AlreadyExists(_)
+                | ApiError::Store(StoreError::AlreadyExists(_) | StoreError::DuplicateRequest(_)),
+            ),
+            Some((metadata, message)),
+        ) => {
+            f(tonic::Request::from_parts(
+                metadata,
+                Default::default(),
+                message,
+            ))
+            .await
+        }
+        (result, _) => result,
+    }
+}
+
 /// Shorthand for a handler result.
 type ApiResult<T> = Result<T, ApiError>;
 

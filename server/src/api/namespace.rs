@@ -6,7 +6,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
 
-use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
+use super::{
+    ApiError, ApiResult, Idempotency, Pending, convert, idempotency, retry_if_raced, watch,
+};
 use crate::{
     model::{Invalid, Selector},
     reconcile::{Controller, Key},
@@ -195,7 +197,8 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::CreateNamespaceRequest>,
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
-        let (ns, planned_changes) = self.create(req).await?;
+        let has_id = !req.get_ref().request_id.is_empty();
+        let (ns, planned_changes) = retry_if_raced(req, has_id, |r| self.create(r)).await?;
         Ok(Response::new(pb::CreateNamespaceResponse {
             planned_changes,
             namespace: Some(ns),

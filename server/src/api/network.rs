@@ -6,7 +6,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
-use super::{ApiError, ApiResult, Idempotency, Pending, convert, idempotency, watch};
+use super::{
+    ApiError, ApiResult, Idempotency, Pending, convert, idempotency, retry_if_raced, watch,
+};
 use crate::{
     kernel::NsRef,
     model::{
@@ -609,7 +611,8 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::CreateNetworkRequest>,
     ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
-        let (network, planned_changes) = self.create(req).await?;
+        let has_id = !req.get_ref().request_id.is_empty();
+        let (network, planned_changes) = retry_if_raced(req, has_id, |r| self.create(r)).await?;
         Ok(Response::new(pb::CreateNetworkResponse {
             planned_changes,
             network: Some(network),
@@ -710,7 +713,9 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::ConnectRequest>,
     ) -> Result<Response<pb::ConnectResponse>, Status> {
-        let (endpoint, planned_changes) = NetworkApi::connect(self, req).await?;
+        let has_id = !req.get_ref().request_id.is_empty();
+        let (endpoint, planned_changes) =
+            retry_if_raced(req, has_id, |r| NetworkApi::connect(self, r)).await?;
         Ok(Response::new(pb::ConnectResponse {
             planned_changes,
             endpoint: Some(endpoint),

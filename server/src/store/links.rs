@@ -269,23 +269,7 @@ impl Store {
         status: &Status,
         observed: &LinkObserved,
     ) -> Result<bool, StoreError> {
-        let observed = encode(observed);
-        let r = sqlx::query(
-            "UPDATE links SET phase = ?, observed_generation = ?, message = ?, status = ?, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ? OR status != ?)",
-        )
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(&observed)
-        .bind(now_ms())
-        .bind(id)
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(&observed)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.write_status("links", id, status, Some(("status", &encode(observed))))
+            .await
     }
 }

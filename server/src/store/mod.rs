@@ -12,6 +12,7 @@ mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
+use crate::model::Status;
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use namespaces::NamespaceRow;
 pub use networks::{AutoSubnets, EndpointObserved, EndpointRow, NetworkRow, StoredMapping};
@@ -112,6 +113,45 @@ async fn finish(tx: sqlx::Transaction<'_, sqlx::Sqlite>, dry_run: bool) -> Resul
         tx.commit().await?;
     }
     Ok(())
+}
+
+impl Store {
+    /// Writes an object's observed status (and one extra status column, if the table has
+    /// one) only when something differs; returns whether it changed. One statement for every
+    /// kind, so a reconcile that finds nothing new writes nothing and emits no event.
+    pub(crate) async fn write_status(
+        &self,
+        table: &'static str,
+        id: &str,
+        status: &Status,
+        extra: Option<(&'static str, &str)>,
+    ) -> Result<bool, StoreError> {
+        let (set_extra, differs_extra) = match extra {
+            Some((col, _)) => (format!(", {col} = ?"), format!(" OR {col} != ?")),
+            None => (String::new(), String::new()),
+        };
+        let sql = format!(
+            "UPDATE {table} SET phase = ?, observed_generation = ?, message = ?{set_extra}, updated_at = ? \
+             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?{differs_extra})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.phase.as_str())
+            .bind(status.observed_generation)
+            .bind(status.message.clone());
+        if let Some((_, v)) = extra {
+            q = q.bind(v.to_string());
+        }
+        q = q
+            .bind(now_ms())
+            .bind(id.to_string())
+            .bind(status.phase.as_str())
+            .bind(status.observed_generation)
+            .bind(status.message.clone());
+        if let Some((_, v)) = extra {
+            q = q.bind(v.to_string());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
 }
 
 /// Is this a UNIQUE constraint violation?

@@ -186,22 +186,7 @@ impl Store {
         status: &Status,
         status_path: &str,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE namespaces SET phase = ?, observed_generation = ?, message = ?, status_path = ?, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ? OR status_path != ?)",
-        )
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(status_path)
-        .bind(now_ms())
-        .bind(id)
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(status_path)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.write_status("namespaces", id, status, Some(("status_path", status_path)))
+            .await
     }
 }

@@ -326,21 +326,7 @@ impl Store {
 
     /// Writes a network's observed status; true if it changed.
     pub async fn set_network_status(&self, id: &str, status: &Status) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE networks SET phase = ?, observed_generation = ?, message = ?, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?)",
-        )
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(now_ms())
-        .bind(id)
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.write_status("networks", id, status, None).await
     }
 
     /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
@@ -675,24 +661,8 @@ impl Store {
         status: &Status,
         observed: &EndpointObserved,
     ) -> Result<bool, StoreError> {
-        let observed = encode(observed);
-        let r = sqlx::query(
-            "UPDATE endpoints SET phase = ?, observed_generation = ?, message = ?, status = ?, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ? OR status != ?)",
-        )
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(&observed)
-        .bind(now_ms())
-        .bind(id)
-        .bind(status.phase.as_str())
-        .bind(status.observed_generation)
-        .bind(&status.message)
-        .bind(&observed)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.write_status("endpoints", id, status, Some(("status", &encode(observed))))
+            .await
     }
 
     /// Leased and total addresses of each subnet of a network.
