@@ -1,0 +1,975 @@
+//! Benchmarks of weft alone: concurrent connects against serial ones at the floor, a converged
+//! restart, drift repair, published ports at 10 and 10,000 mappings, and weftd's memory.
+//!
+//! They share one weftd (its own scratch host, network `conc`): [`concurrent`] leaves N
+//! endpoints connected, which [`restart`], [`drift`] and the RSS readings then use; [`ports`]
+//! adds a second network. [`rss`] runs its own weftd up to many endpoints.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use ipnet::{IpNet, Ipv4Net};
+use weft::v1::{
+    GetNetworkRequest, GetSystemInfoRequest, ListNamespacesRequest, Phase, PublishedPort,
+};
+use weftd::kernel::{
+    Kernel, NsRef,
+    firewall::{FirewallNetwork, PortMapping, Proto},
+};
+
+use crate::{
+    methods::{self, FloorM},
+    sandbox::{Run, Weftd, check_stop, cpu_time, mem_available_kib},
+    stats::{Samples, Table, ms, ratio, secs},
+};
+
+/// The subnet of the alone suite's network `conc`.
+fn conc_subnet() -> Ipv4Net {
+    "10.210.0.0/16".parse().expect("valid")
+}
+
+/// A weftd for the alone suite, with network `conc` on bridge `wbc`.
+pub struct Daemon {
+    /// The daemon.
+    pub weftd: Weftd,
+    /// Namespaces connected to `conc` (`c0`..`c{n-1}`).
+    pub endpoints: usize,
+    /// Networks weftd holds.
+    pub networks: usize,
+    /// VmRSS right after start, KiB.
+    pub rss_idle: u64,
+    /// Open file descriptors right after start.
+    pub fds_idle: usize,
+}
+
+impl Daemon {
+    /// Starts weftd in scratch host `h-alone` and creates network `conc`.
+    pub async fn start(run: &Run, weftd_bin: &std::path::Path) -> Result<Self> {
+        let host = run.scratch_ns("h-alone")?;
+        let mut weftd = Weftd::new(weftd_bin, &host, run.subdir("alone")?)?;
+        weftd.start().await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (rss_idle, fds_idle) = (weftd.rss_kib()?, weftd.fds()?);
+        methods::create_network(&weftd.client()?, "conc", "wbc", conc_subnet()).await?;
+        Ok(Self {
+            weftd,
+            endpoints: 0,
+            networks: 1,
+            rss_idle,
+            fds_idle,
+        })
+    }
+}
+
+/// The result of [`concurrent`].
+#[derive(Debug, Default)]
+pub struct Concurrent {
+    /// Connects in all.
+    pub n: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Wall time of the concurrent weft connects.
+    pub weft_wall: Duration,
+    /// Each concurrent connect's latency.
+    pub weft: Samples,
+    /// Wall time of as many serial connects at the floor.
+    pub floor_wall: Duration,
+    /// Each floor connect's latency.
+    pub floor: Samples,
+    /// weftd's VmRSS after the connects, KiB.
+    pub rss_kib: u64,
+    /// weftd's open file descriptors then.
+    pub fds: usize,
+    /// CPU weftd used during the concurrent connects.
+    pub weft_cpu: Duration,
+    /// CPU the bench (the clients) used meanwhile.
+    pub client_cpu: Duration,
+    /// CPU the bench used for the serial floor connects.
+    pub floor_cpu: Duration,
+    /// Reconciles weftd ran during the concurrent connects (GetSystemInfo).
+    pub weft_reconciles: u64,
+    /// Kernel writes weftd made meanwhile.
+    pub weft_writes: u64,
+}
+
+async fn system_info(c: &weft::Client) -> Result<weft::v1::GetSystemInfoResponse> {
+    Ok(c.system()
+        .get_system_info(GetSystemInfoRequest {})
+        .await?
+        .into_inner())
+}
+
+/// `n` connects to weft from `clients` concurrent clients (each its own connection), against
+/// `n` serial connects at the in-process floor. Namespaces are made beforehand, untimed.
+pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> Result<Concurrent> {
+    ensure!(
+        n <= 1000,
+        "one bridge takes at most 1023 ports; use n <= 1000"
+    );
+    ensure!(clients >= 1, "at least one client");
+    let c = d.weftd.client()?;
+    for i in 0..n {
+        check_stop()?;
+        methods::create_namespace(&c, &format!("c{i}")).await?;
+    }
+    let mut tasks = Vec::new();
+    // Let the namespaces' own reconciles and echoes settle first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let info0 = system_info(&c).await?;
+    let (cpu0, self0) = (d.weftd.cpu()?, cpu_time("self")?);
+    let t0 = Instant::now();
+    for j in 0..clients {
+        let client = d.weftd.new_client().await?;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in (j..n).step_by(clients) {
+                check_stop()?;
+                let t = Instant::now();
+                methods::connect(&client, "conc", &format!("c{i}"), Vec::new()).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut out = Concurrent {
+        n,
+        clients,
+        ..Default::default()
+    };
+    for t in tasks {
+        for l in t.await.context("a client task panicked")?? {
+            out.weft.push(l);
+        }
+    }
+    out.weft_wall = t0.elapsed();
+    out.weft_cpu = d.weftd.cpu()?.saturating_sub(cpu0);
+    out.client_cpu = cpu_time("self")?.saturating_sub(self0);
+    // Echo reconciles (from weftd's own netlink notifications) come within its 50 ms debounce.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info1 = system_info(&c).await?;
+    out.weft_reconciles = info1.reconciles.saturating_sub(info0.reconciles);
+    out.weft_writes = info1.kernel_writes.saturating_sub(info0.kernel_writes);
+    d.endpoints = n;
+    d.weftd.check_alive()?;
+    out.rss_kib = d.weftd.rss_kib()?;
+    out.fds = d.weftd.fds()?;
+
+    // The floor, serial, in its own scratch host.
+    let host = run.scratch_ns("h-alone-floor")?;
+    let mut floor = FloorM::setup(run, &host, "10.211.0.0/16".parse()?).await?;
+    for i in 0..n {
+        check_stop()?;
+        floor.ns_create(i).await?;
+    }
+    let self0 = cpu_time("self")?;
+    let t0 = Instant::now();
+    for i in 0..n {
+        check_stop()?;
+        let t = Instant::now();
+        floor.connect(i).await?;
+        out.floor.push(t.elapsed());
+    }
+    out.floor_wall = t0.elapsed();
+    out.floor_cpu = cpu_time("self")?.saturating_sub(self0);
+    // Free the floor's namespaces now, so they do not weigh on what follows.
+    for i in 0..n {
+        floor.ns_delete(i).await?;
+    }
+    Ok(out)
+}
+
+impl Concurrent {
+    /// The table.
+    pub fn table(&self) -> Table {
+        let per = |d: Duration| ms(d / self.n.max(1) as u32);
+        let mut t = Table::new([
+            "what",
+            "wall s",
+            "per connect p50 ms",
+            "p99 ms",
+            "CPU ms per connect",
+            "reconciles, kernel writes per connect",
+        ]);
+        t.row([
+            format!(
+                "weft, {} connects from {} concurrent clients",
+                self.n, self.clients
+            ),
+            secs(self.weft_wall),
+            ms(self.weft.p50()),
+            ms(self.weft.p99()),
+            format!(
+                "{} weftd + {} client",
+                per(self.weft_cpu),
+                per(self.client_cpu)
+            ),
+            format!(
+                "{:.2}, {:.2}",
+                self.weft_reconciles as f64 / self.n.max(1) as f64,
+                self.weft_writes as f64 / self.n.max(1) as f64
+            ),
+        ]);
+        t.row([
+            format!("floor, {} serial connects in-process", self.n),
+            secs(self.floor_wall),
+            ms(self.floor.p50()),
+            ms(self.floor.p99()),
+            per(self.floor_cpu),
+            "–, 5".into(),
+        ]);
+        t
+    }
+}
+
+/// The result of [`restart`].
+#[derive(Debug, Default)]
+pub struct Restart {
+    /// Endpoints (and namespaces) weftd held.
+    pub endpoints: usize,
+    /// SIGTERM to exit.
+    pub stop: Duration,
+    /// Spawn to the socket answering.
+    pub to_socket: Duration,
+    /// Spawn to the first list in which every namespace and endpoint is Ready.
+    pub to_ready: Duration,
+    /// GetSystemInfo.kernel_writes at that moment.
+    pub writes_at_ready: u64,
+    /// GetSystemInfo.reconciles at that moment.
+    pub reconciles_at_ready: u64,
+    /// Spawn to the start-up reconcile done: GetSystemInfo says at least as many reconciles
+    /// as objects queued at start-up, and an empty queue.
+    pub to_reconciled: Duration,
+    /// Objects queued at start-up.
+    pub objects: u64,
+    /// GetSystemInfo.kernel_writes then.
+    pub writes_at_done: u64,
+    /// ... and 3 s later (the firewall check runs every second).
+    pub writes_later: u64,
+    /// Reconciles run by then.
+    pub reconciles: u64,
+    /// VmRSS after the restart, KiB.
+    pub rss_kib: u64,
+    /// Open file descriptors then.
+    pub fds: usize,
+}
+
+/// True when every namespace is Ready and network `net` and each of its `endpoints` are Ready.
+async fn all_ready(c: &weft::Client, net: &str, endpoints: usize) -> Result<bool> {
+    let nss = c
+        .namespaces()
+        .list_namespaces(ListNamespacesRequest::default())
+        .await?
+        .into_inner()
+        .namespaces;
+    let ns_ok = nss.iter().all(|n| {
+        n.status
+            .as_ref()
+            .is_some_and(|s| s.phase() == Phase::Ready && s.observed_generation >= n.generation)
+    });
+    if !ns_ok || nss.len() < endpoints {
+        return Ok(false);
+    }
+    let Some(network) = c
+        .networks()
+        .get_network(GetNetworkRequest { name: net.into() })
+        .await?
+        .into_inner()
+        .network
+    else {
+        return Ok(false);
+    };
+    let net_ok = network
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase() == Phase::Ready);
+    let eps_ok = network.endpoints.len() >= endpoints
+        && network
+            .endpoints
+            .iter()
+            .all(|e| e.status.as_ref().is_some_and(|s| s.phase() == Phase::Ready));
+    Ok(net_ok && eps_ok)
+}
+
+/// Restarts weftd on a converged host: time to Ready and kernel writes.
+pub async fn restart(d: &mut Daemon) -> Result<Restart> {
+    let c = d.weftd.client()?;
+    ensure!(
+        all_ready(&c, "conc", d.endpoints).await?,
+        "not converged before the restart"
+    );
+    let mut out = Restart {
+        endpoints: d.endpoints,
+        ..Default::default()
+    };
+    out.stop = d.weftd.stop()?;
+    let t0 = Instant::now();
+    out.to_socket = d.weftd.start().await?;
+    let c = d.weftd.client()?;
+    let info = |c: weft::Client| async move {
+        Ok::<_, anyhow::Error>(
+            c.system()
+                .get_system_info(GetSystemInfoRequest {})
+                .await?
+                .into_inner(),
+        )
+    };
+    // Every stored object is queued at start-up: namespaces, networks, endpoints, the
+    // firewall key and the garbage collector.
+    let objects = (2 * d.endpoints + d.networks + 2) as u64;
+    let (mut ready_at, mut done_at) = (None, None);
+    while ready_at.is_none() || done_at.is_none() {
+        check_stop()?;
+        // A call can fail while weftd is still starting its services: try again.
+        if ready_at.is_none() && matches!(all_ready(&c, "conc", d.endpoints).await, Ok(true)) {
+            ready_at = Some(t0.elapsed());
+            if let Ok(i) = info(c.clone()).await {
+                out.reconciles_at_ready = i.reconciles;
+                out.writes_at_ready = i.kernel_writes;
+            }
+        }
+        if done_at.is_none()
+            && let Ok(i) = info(c.clone()).await
+            && i.reconciles >= objects
+            && i.queue_depth == 0
+        {
+            done_at = Some(t0.elapsed());
+            out.writes_at_done = i.kernel_writes;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "not Ready within 120 s of the restart; weftd's log:\n{}",
+                d.weftd.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    out.to_ready = ready_at.unwrap_or_default();
+    out.to_reconciled = done_at.unwrap_or_default();
+    out.objects = objects;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let i = info(c).await?;
+    out.writes_later = i.kernel_writes;
+    out.reconciles = i.reconciles;
+    out.rss_kib = d.weftd.rss_kib()?;
+    out.fds = d.weftd.fds()?;
+    Ok(out)
+}
+
+impl Restart {
+    /// The table.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(["what", "value"]);
+        t.row([
+            "endpoints (and namespaces) held".to_string(),
+            self.endpoints.to_string(),
+        ]);
+        t.row(["stop (SIGTERM to exit) s".into(), secs(self.stop)]);
+        t.row(["start to socket answering s".into(), secs(self.to_socket)]);
+        t.row([
+            "start to everything Ready (first full list) s".into(),
+            secs(self.to_ready),
+        ]);
+        t.row([
+            "reconciles done at that moment".into(),
+            format!("{} of {}", self.reconciles_at_ready, self.objects),
+        ]);
+        t.row([
+            "kernel writes at that moment".into(),
+            self.writes_at_ready.to_string(),
+        ]);
+        t.row([
+            "start to start-up reconcile done (every object reconciled, queue empty) s".into(),
+            secs(self.to_reconciled),
+        ]);
+        t.row(["kernel writes then".into(), self.writes_at_done.to_string()]);
+        t.row([
+            "kernel writes 3 s later".into(),
+            self.writes_later.to_string(),
+        ]);
+        t.row(["reconciles by then".into(), self.reconciles.to_string()]);
+        t
+    }
+}
+
+/// The result of [`drift`].
+#[derive(Debug, Default)]
+pub struct Drift {
+    /// Delete (the netlink call, as `ip link del` makes it) to repaired: `eth0` back in the
+    /// namespace with its address and default route.
+    pub repair: Samples,
+    /// How long the delete call itself took (part of `repair`).
+    pub delete_call: Samples,
+    /// GetSystemInfo.drift_repairs gained.
+    pub repairs_counted: u64,
+}
+
+/// Deletes an endpoint's veth behind weftd's back (`RTM_DELLINK` of `eth0` in its namespace,
+/// which takes the pair) `samples` times, each on another endpoint, and times until weftd has
+/// put it back: `eth0` exists, is up, has its address and the default route.
+pub async fn drift(run: &Run, d: &mut Daemon, samples: usize) -> Result<Drift> {
+    ensure!(d.endpoints > 0, "no endpoints to break");
+    let c = d.weftd.client()?;
+    let before = c
+        .system()
+        .get_system_info(GetSystemInfoRequest {})
+        .await?
+        .into_inner()
+        .drift_repairs;
+    let kernel = Kernel::new(
+        Some(d.weftd.host_ns().to_path_buf()),
+        run.subdir("drift-netns")?,
+    )?;
+    let mut out = Drift::default();
+    let step = (d.endpoints / samples.max(1)).max(1);
+    for s in 0..samples {
+        check_stop()?;
+        let i = (s * step) % d.endpoints;
+        let ns = NsRef::Path(d.weftd.netns_dir().join(format!("c{i}")));
+        let eth0 = kernel
+            .get_link(&ns, "eth0")
+            .await?
+            .ok_or_else(|| anyhow!("c{i} has no eth0"))?;
+        let want: HashSet<IpNet> = eth0
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| a.addr().is_ipv4())
+            .collect();
+        let routes = kernel.list_routes(&ns, eth0.index).await?.len();
+        ensure!(
+            !want.is_empty() && routes > 0,
+            "c{i} is not connected as expected"
+        );
+        let t0 = Instant::now();
+        kernel.delete_link(&ns, eth0.index).await?;
+        out.delete_call.push(t0.elapsed());
+        loop {
+            if let Some(l) = kernel.get_link(&ns, "eth0").await?
+                && l.up
+                && want.iter().all(|a| l.addresses.contains(a))
+                && kernel.list_routes(&ns, l.index).await?.len() >= routes
+            {
+                out.repair.push(t0.elapsed());
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!("c{i} was not repaired within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Let the repair's own notifications settle before the next one.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = c
+        .system()
+        .get_system_info(GetSystemInfoRequest {})
+        .await?
+        .into_inner()
+        .drift_repairs;
+    out.repairs_counted = after.saturating_sub(before);
+    Ok(out)
+}
+
+impl Drift {
+    /// The table.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(["what", "samples", "p50 ms", "p99 ms", "max ms"]);
+        t.row([
+            "veth deleted -> repaired (eth0 up, address, default route)".into(),
+            self.repair.len().to_string(),
+            ms(self.repair.p50()),
+            ms(self.repair.p99()),
+            ms(self.repair.max()),
+        ]);
+        t.row([
+            "of which the delete call itself".to_string(),
+            self.delete_call.len().to_string(),
+            ms(self.delete_call.p50()),
+            ms(self.delete_call.p99()),
+            ms(self.delete_call.max()),
+        ]);
+        t.row([
+            "drift_repairs counted by weftd".to_string(),
+            self.repairs_counted.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        t
+    }
+}
+
+/// The result of [`ports`].
+#[derive(Debug, Default)]
+pub struct Ports {
+    /// Mappings present in the small case.
+    pub small: usize,
+    /// Mappings present in the large case.
+    pub large: usize,
+    /// weft: Connect with one published port, at `small` mappings.
+    pub weft_port_small: Samples,
+    /// ... at `large` mappings.
+    pub weft_port_large: Samples,
+    /// weft: Connect without ports, at `small` mappings (to isolate the port's cost).
+    pub weft_plain_small: Samples,
+    /// ... at `large` mappings.
+    pub weft_plain_large: Samples,
+    /// weft: the one Connect that publishes `large - small` ports at once.
+    pub weft_bulk: Duration,
+    /// Port mappings in weft's maps at the large point (read back from the kernel).
+    pub kernel_count: usize,
+    /// Kernel layer alone: add one mapping at `small` mappings.
+    pub fw_small: Samples,
+    /// ... at `large` mappings.
+    pub fw_large: Samples,
+}
+
+fn range(from: u16, to: u16, container: u16) -> PublishedPort {
+    PublishedPort {
+        host_port: from.into(),
+        host_port_end: if to > from { to.into() } else { 0 },
+        container_port: container.into(),
+        protocol: "tcp".into(),
+        ..Default::default()
+    }
+}
+
+/// A published-port add at `small` vs `large` existing mappings, both sizes side by side and
+/// interleaved sample by sample, so machine noise hits both alike:
+/// - end to end: two fresh weftds (scratch hosts `h-ports10`, `h-ports10k`), each with network
+///   `ports` and one endpoint publishing `small` resp. `large` ports; a sample is a Connect of
+///   a new namespace with one published port, and one without ports for comparison (each
+///   disconnected again, so the counts stay put);
+/// - the kernel layer alone: two scratch hosts with weft's tables, `small` resp. `large`
+///   elements; a sample is [`Kernel::add_port_mappings`] of one element (removed again).
+pub async fn ports(
+    run: &Run,
+    weftd_bin: &std::path::Path,
+    small: usize,
+    large: usize,
+    samples: usize,
+) -> Result<Ports> {
+    ensure!(
+        (1..large).contains(&small) && large <= 30_000,
+        "need 1 <= small < large <= 30,000"
+    );
+    let mut out = Ports {
+        small,
+        large,
+        ..Default::default()
+    };
+    // Host ports 20000.. in ranges of at most 1,000.
+    let ranges = |count: usize| -> Vec<PublishedPort> {
+        let mut v = Vec::new();
+        let mut p = 20_000;
+        while p < 20_000 + count {
+            let end = (p + 999).min(20_000 + count - 1);
+            v.push(range(p as u16, end as u16, p as u16));
+            p = end + 1;
+        }
+        v
+    };
+    let mut daemons = Vec::new();
+    for (tag, count) in [("ports10", small), ("ports10k", large)] {
+        let host = run.scratch_ns(&format!("h-{tag}"))?;
+        let mut w = Weftd::new(weftd_bin, &host, run.subdir(tag)?)?;
+        w.start().await?;
+        let c = w.client()?;
+        methods::create_network(&c, "ports", "wbp", "10.212.0.0/16".parse()?).await?;
+        methods::create_namespace(&c, "pbase").await?;
+        for s in 0..samples {
+            for prefix in ["pa", "pn"] {
+                methods::create_namespace(&c, &format!("{prefix}{s}")).await?;
+            }
+        }
+        let t = Instant::now();
+        methods::connect(&c, "ports", "pbase", ranges(count)).await?;
+        if count == large {
+            out.weft_bulk = t.elapsed();
+            let reader = Kernel::new(Some(host.clone()), run.subdir("ports-reader")?)?;
+            out.kernel_count = reader.list_port_mappings().await?.len();
+        }
+        daemons.push((w, c));
+    }
+    // Let the bulk connect's echoes and the first element checks pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in 0..samples {
+        check_stop()?;
+        let port = vec![range(40_000 + s as u16, 40_000 + s as u16, 80)];
+        let (pa, pn) = (format!("pa{s}"), format!("pn{s}"));
+        // Rotate which daemon and which kind of call goes first.
+        for k in 0..4 {
+            let which = (s + k) % 4;
+            let (d, with_port) = (which / 2, which % 2 == 0);
+            let c = &daemons[d].1;
+            let t = Instant::now();
+            if with_port {
+                methods::connect(c, "ports", &pa, port.clone()).await?;
+            } else {
+                methods::connect(c, "ports", &pn, Vec::new()).await?;
+            }
+            let e = t.elapsed();
+            match (d, with_port) {
+                (0, true) => out.weft_port_small.push(e),
+                (0, false) => out.weft_plain_small.push(e),
+                (_, true) => out.weft_port_large.push(e),
+                (_, false) => out.weft_plain_large.push(e),
+            }
+        }
+        for (_, c) in &daemons {
+            methods::disconnect(c, "ports", &pa).await?;
+            methods::disconnect(c, "ports", &pn).await?;
+        }
+    }
+    for (w, _) in &mut daemons {
+        w.check_alive()?;
+    }
+    drop(daemons);
+
+    // The kernel layer alone.
+    let mapping = |port: usize| PortMapping {
+        host_ip: None,
+        proto: Proto::Tcp,
+        host_port: port as u16,
+        dest: IpAddr::V4(Ipv4Addr::new(10, 213, (port >> 8) as u8, port as u8)),
+        dest_port: 80,
+    };
+    let mut kernels = Vec::new();
+    for (tag, count) in [("fw10", small), ("fw10k", large)] {
+        let host = run.scratch_ns(&format!("h-{tag}"))?;
+        let k = Kernel::new(Some(host), run.subdir(tag)?)?;
+        k.sync_firewall(&[FirewallNetwork {
+            bridge: "wbf".into(),
+            subnets: vec!["10.213.0.0/16".parse()?],
+            internal: false,
+            icc: true,
+            masquerade: true,
+        }])
+        .await?;
+        let bulk: Vec<PortMapping> = (20_000..20_000 + count).map(mapping).collect();
+        k.add_port_mappings(&bulk).await?;
+        kernels.push(k);
+    }
+    for s in 0..samples.max(20) {
+        check_stop()?;
+        for j in 0..2 {
+            let which = (s + j) % 2;
+            let k = &kernels[which];
+            let m = [mapping(40_000 + s)];
+            let t = Instant::now();
+            k.add_port_mappings(&m).await?;
+            let e = t.elapsed();
+            k.del_port_mappings(&m).await?;
+            if which == 0 {
+                out.fw_small.push(e);
+            } else {
+                out.fw_large.push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Ports {
+    /// The table.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new([
+            "what",
+            &format!("p50 ms at {}", self.small),
+            &format!("p50 ms at {}", self.large),
+            "ratio",
+        ]);
+        t.row([
+            "weft: Connect with one published port".into(),
+            ms(self.weft_port_small.p50()),
+            ms(self.weft_port_large.p50()),
+            ratio(self.weft_port_large.p50(), self.weft_port_small.p50()),
+        ]);
+        t.row([
+            "weft: Connect without ports (same state)".into(),
+            ms(self.weft_plain_small.p50()),
+            ms(self.weft_plain_large.p50()),
+            ratio(self.weft_plain_large.p50(), self.weft_plain_small.p50()),
+        ]);
+        t.row([
+            "kernel layer: add_port_mappings of one element".into(),
+            ms(self.fw_small.p50()),
+            ms(self.fw_large.p50()),
+            ratio(self.fw_large.p50(), self.fw_small.p50()),
+        ]);
+        t.row([
+            format!(
+                "weft: one Connect publishing {} ports (once; {} mappings then in the kernel)",
+                self.large - self.small,
+                self.kernel_count
+            ),
+            String::new(),
+            ms(self.weft_bulk),
+            String::new(),
+        ]);
+        t
+    }
+}
+
+/// The result of [`rss`].
+#[derive(Debug, Default)]
+pub struct Rss {
+    /// (endpoints, VmRSS KiB, open fds, MemAvailable KiB) readings.
+    pub readings: Vec<(usize, u64, usize, u64)>,
+    /// Per step of one network: (endpoints after it, seconds it took, the deepest reconcile
+    /// queue GetSystemInfo showed meanwhile, sampled every 250 ms).
+    pub steps: Vec<(usize, f64, u64)>,
+    /// Endpoints reached.
+    pub reached: usize,
+    /// Endpoints asked for.
+    pub asked: usize,
+    /// Wall time to create and connect them.
+    pub wall: Duration,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// weftd's VmRSS as endpoints grow to `endpoints` (networks of `per_network` endpoints each,
+/// connected by 4 concurrent clients), read every `every` endpoints. A failure past the first
+/// network ends the climb and is reported, not fatal: the readings so far stand.
+pub async fn rss(
+    run: &Run,
+    weftd_bin: &std::path::Path,
+    endpoints: usize,
+    per_network: usize,
+    every: usize,
+) -> Result<Rss> {
+    ensure!(
+        (1..=1000).contains(&per_network),
+        "per network: 1 to 1000 (a bridge takes 1023 ports)"
+    );
+    let host = run.scratch_ns("h-rss")?;
+    let mut weftd = Weftd::new(weftd_bin, &host, run.subdir("rss")?)?;
+    weftd.start().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut out = Rss {
+        asked: endpoints,
+        readings: vec![(0, weftd.rss_kib()?, weftd.fds()?, mem_available_kib())],
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let clients = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(weftd.new_client().await?);
+        }
+        v
+    };
+    let mut done = 0;
+    let mut net_no = 0;
+    while done < endpoints {
+        // The kernel's share (namespaces, veths) is what grows fastest: stop with room left.
+        if mem_available_kib() < 4 * 1024 * 1024 {
+            out.stopped = Some(format!(
+                "less than 4 GiB of memory available ({} MiB)",
+                mem_available_kib() / 1024
+            ));
+            break;
+        }
+        let count = per_network.min(endpoints - done);
+        let net = format!("r{net_no}");
+        let subnet: Ipv4Net = format!("10.{}.0.0/16", 100 + net_no).parse()?;
+        let t_step = Instant::now();
+        let deepest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampler = {
+            let c = clients[0].clone();
+            let deepest = deepest.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(i) = system_info(&c).await {
+                        deepest.fetch_max(i.queue_depth, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        let step = async {
+            methods::create_network(&clients[0], &net, &format!("wbr{net_no}"), subnet).await?;
+            let mut tasks = Vec::new();
+            for (j, c) in clients.iter().enumerate() {
+                let c = c.clone();
+                let net = net.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in (done + j..done + count).step_by(4) {
+                        check_stop()?;
+                        let name = format!("r{i}");
+                        methods::create_namespace(&c, &name).await?;
+                        methods::connect(&c, &net, &name, Vec::new()).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }));
+            }
+            for t in tasks {
+                t.await.context("a client task panicked")??;
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        sampler.abort();
+        let deepest = deepest.load(std::sync::atomic::Ordering::Relaxed);
+        out.steps
+            .push((done + count, t_step.elapsed().as_secs_f64(), deepest));
+        if let Err(e) = step {
+            if done == 0 || crate::sandbox::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(e);
+            }
+            out.stopped = Some(format!("{e:#}"));
+            break;
+        }
+        done += count;
+        net_no += 1;
+        if done.is_multiple_of(every.max(1)) || done == endpoints {
+            let r = (done, weftd.rss_kib()?, weftd.fds()?, mem_available_kib());
+            out.readings.push(r);
+            eprintln!(
+                "  rss: {done} endpoints, VmRSS {} MiB, {} fds, {} MiB available, {:.0} s",
+                r.1 / 1024,
+                r.2,
+                r.3 / 1024,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    out.reached = done;
+    out.wall = t0.elapsed();
+    weftd.check_alive()?;
+    Ok(out)
+}
+
+impl Rss {
+    /// How long each network's step took and how deep weftd's queue got meanwhile.
+    pub fn steps_table(&self) -> Table {
+        let mut t = Table::new([
+            "endpoints after the step",
+            "step s (1,000 namespaces + connects)",
+            "deepest reconcile queue seen",
+        ]);
+        for (n, secs, deepest) in &self.steps {
+            t.row([n.to_string(), format!("{secs:.1}"), deepest.to_string()]);
+        }
+        t
+    }
+
+    /// The table.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new([
+            "endpoints (namespaces)",
+            "weftd VmRSS MiB",
+            "weftd open fds",
+            "machine MemAvailable GiB",
+        ]);
+        for (n, kib, fds, avail) in &self.readings {
+            t.row([
+                n.to_string(),
+                format!("{:.1}", *kib as f64 / 1024.0),
+                fds.to_string(),
+                format!("{:.1}", *avail as f64 / 1024.0 / 1024.0),
+            ]);
+        }
+        t
+    }
+}
+
+/// The result of [`breakdown`].
+#[derive(Debug, Default)]
+pub struct Breakdown {
+    /// GetSystemInfo: a gRPC round trip over the socket, nothing else.
+    pub rtt: Samples,
+    /// Connect with `dry_run`: validation and the plan (reads the kernel), store rolled back.
+    pub dry_run: Samples,
+    /// Connect with `wait: false`: validation and the store transaction; answers before the
+    /// reconcile.
+    pub no_wait: Samples,
+    /// Connect, waiting for Ready.
+    pub full: Samples,
+    /// Disconnect with `wait: false`.
+    pub disconnect_no_wait: Samples,
+    /// Disconnect, waiting until the endpoint is gone.
+    pub disconnect_full: Samples,
+}
+
+/// Takes weft's Connect and Disconnect apart from the outside: the same call with less of the
+/// work each time, serial, `samples` each, on a network of its own (`bd`).
+pub async fn breakdown(d: &mut Daemon, samples: usize) -> Result<Breakdown> {
+    let c = d.weftd.client()?;
+    methods::create_network(&c, "bd", "wbd", "10.214.0.0/16".parse()?).await?;
+    for s in 0..samples {
+        methods::create_namespace(&c, &format!("b{s}")).await?;
+    }
+    let mut out = Breakdown::default();
+    let req = |s: usize, wait: Option<bool>, dry_run: bool| weft::v1::ConnectRequest {
+        network: "bd".into(),
+        namespace: format!("b{s}"),
+        wait,
+        dry_run,
+        ..Default::default()
+    };
+    let disc = |s: usize, wait: Option<bool>| weft::v1::DisconnectRequest {
+        network: "bd".into(),
+        namespace: format!("b{s}"),
+        wait,
+        ..Default::default()
+    };
+    // Lets a call's background reconcile finish before the next sample.
+    let settle = || tokio::time::sleep(Duration::from_millis(60));
+    for s in 0..samples {
+        check_stop()?;
+        let t = Instant::now();
+        c.system().get_system_info(GetSystemInfoRequest {}).await?;
+        out.rtt.push(t.elapsed());
+        let t = Instant::now();
+        c.networks().connect(req(s, None, true)).await?;
+        out.dry_run.push(t.elapsed());
+        let t = Instant::now();
+        c.networks().connect(req(s, Some(false), false)).await?;
+        out.no_wait.push(t.elapsed());
+        settle().await;
+        let t = Instant::now();
+        c.networks().disconnect(disc(s, Some(false))).await?;
+        out.disconnect_no_wait.push(t.elapsed());
+        settle().await;
+        let t = Instant::now();
+        methods::connect(&c, "bd", &format!("b{s}"), Vec::new()).await?;
+        out.full.push(t.elapsed());
+        settle().await;
+        let t = Instant::now();
+        c.networks().disconnect(disc(s, None)).await?;
+        out.disconnect_full.push(t.elapsed());
+        settle().await;
+    }
+    Ok(out)
+}
+
+impl Breakdown {
+    /// The table.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(["call", "p50 ms", "p99 ms"]);
+        let rows: [(&str, &Samples); 6] = [
+            ("GetSystemInfo (a gRPC round trip)", &self.rtt),
+            (
+                "Connect dry_run (validation, plan from kernel reads, store rolled back)",
+                &self.dry_run,
+            ),
+            (
+                "Connect wait=false (validation, store transaction; no reconcile)",
+                &self.no_wait,
+            ),
+            ("Connect (waits for Ready)", &self.full),
+            ("Disconnect wait=false", &self.disconnect_no_wait),
+            ("Disconnect (waits until gone)", &self.disconnect_full),
+        ];
+        for (what, s) in rows {
+            t.row([what.to_string(), ms(s.p50()), ms(s.p99())]);
+        }
+        t
+    }
+}

@@ -1,0 +1,182 @@
+//! weft against the floor, ip, CNI and netavark, in one run, interleaved.
+//!
+//! Every method gets its own scratch host namespace and does the same work. Iteration `i`
+//! visits every method once, starting at a different one each time (round-robin: `i`, `i+1`,
+//! ... modulo the number of methods), so machine noise lands on all of them alike:
+//! 1. warm-up (untimed): one endpoint per method, created and connected, left connected;
+//! 2. for i in 0..N, for each method: create namespace i, connect it (both timed);
+//! 3. check endpoints 0 and N-1 of each method (address, default route, ping the gateway);
+//! 4. for i in 0..N, for each method: disconnect i, delete namespace i (both timed).
+//!
+//! So each method's host holds 1 to N+1 endpoints during the run: the numbers are "at N".
+
+use std::{collections::BTreeMap, time::Instant};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    methods::{Kind, Method, Tools},
+    sandbox::{Run, check_stop},
+    stats::{Samples, Table, ms, ratio, secs},
+};
+
+/// The four timed operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    /// Namespace create.
+    NsCreate,
+    /// Connect.
+    Connect,
+    /// Disconnect.
+    Disconnect,
+    /// Namespace delete.
+    NsDelete,
+}
+
+impl Op {
+    /// Every operation, in table order.
+    pub const ALL: [Op; 4] = [Op::Connect, Op::Disconnect, Op::NsCreate, Op::NsDelete];
+
+    /// The operation's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::NsCreate => "ns create",
+            Op::Connect => "connect",
+            Op::Disconnect => "disconnect",
+            Op::NsDelete => "ns delete",
+        }
+    }
+}
+
+/// The samples of one comparison at one N.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// Samples per (method, operation).
+    pub samples: BTreeMap<(Kind, Op), Samples>,
+    /// Wall time of the whole comparison (setup and checks included).
+    pub wall: std::time::Duration,
+}
+
+/// The warm-up endpoint's index (outside 0..N).
+const WARM: usize = 60_000;
+
+/// Runs the comparison at `n` for `kinds`.
+pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Result<Comparison> {
+    let t0 = Instant::now();
+    let mut methods: Vec<(Kind, Method)> = Vec::new();
+    for &k in kinds {
+        let m = Method::setup(k, run, tools)
+            .await
+            .with_context(|| format!("set up {}", k.name()))?;
+        methods.push((k, m));
+    }
+    let mut out = Comparison::default();
+    for (k, m) in &mut methods {
+        m.ns_create(WARM)
+            .await
+            .with_context(|| format!("{}: warm-up namespace", k.name()))?;
+        m.connect(WARM)
+            .await
+            .with_context(|| format!("{}: warm-up connect", k.name()))?;
+    }
+    let count = methods.len();
+    let progress = |phase: &str, i: usize| {
+        if n >= 10 && (i + 1).is_multiple_of((n / 10).max(1)) {
+            eprintln!("  N={n} {phase}: {}/{n}", i + 1);
+        }
+    };
+    for i in 0..n {
+        for j in 0..count {
+            check_stop()?;
+            let (k, m) = &mut methods[(i + j) % count];
+            let t = Instant::now();
+            m.ns_create(i)
+                .await
+                .with_context(|| format!("{}: create namespace {i}", k.name()))?;
+            let d = t.elapsed();
+            out.samples.entry((*k, Op::NsCreate)).or_default().push(d);
+            let t = Instant::now();
+            m.connect(i)
+                .await
+                .with_context(|| format!("{}: connect {i}", k.name()))?;
+            let d = t.elapsed();
+            out.samples.entry((*k, Op::Connect)).or_default().push(d);
+        }
+        progress("create+connect", i);
+    }
+    for (k, m) in &mut methods {
+        m.check_alive()?;
+        for i in [0, n.saturating_sub(1)] {
+            if i < n {
+                m.verify(*k, i)?;
+            }
+        }
+    }
+    for i in 0..n {
+        for j in 0..count {
+            check_stop()?;
+            let (k, m) = &mut methods[(i + j) % count];
+            let t = Instant::now();
+            m.disconnect(i)
+                .await
+                .with_context(|| format!("{}: disconnect {i}", k.name()))?;
+            let d = t.elapsed();
+            out.samples.entry((*k, Op::Disconnect)).or_default().push(d);
+            let t = Instant::now();
+            m.ns_delete(i)
+                .await
+                .with_context(|| format!("{}: delete namespace {i}", k.name()))?;
+            let d = t.elapsed();
+            out.samples.entry((*k, Op::NsDelete)).or_default().push(d);
+        }
+        progress("disconnect+delete", i);
+    }
+    for (_, m) in &mut methods {
+        m.check_alive()?;
+    }
+    drop(methods);
+    out.wall = t0.elapsed();
+    Ok(out)
+}
+
+impl Comparison {
+    /// The samples of one method and operation.
+    pub fn get(&self, k: Kind, op: Op) -> Option<&Samples> {
+        self.samples.get(&(k, op)).filter(|s| !s.is_empty())
+    }
+
+    /// The table: one row per operation and method; the last column is the method's p50
+    /// divided by weft's (above 1: slower than weft).
+    pub fn table(&self) -> Table {
+        let mut t = Table::new([
+            "operation",
+            "method",
+            "p50 ms",
+            "p99 ms",
+            "total s",
+            "p50 vs weft",
+        ]);
+        for op in Op::ALL {
+            let weft = self.get(Kind::Weft, op).map(Samples::p50);
+            for k in Kind::ALL {
+                let Some(s) = self.get(k, op) else { continue };
+                let name = match (k, op) {
+                    (Kind::Cni | Kind::Netavark, Op::NsCreate | Op::NsDelete) => {
+                        format!("{} (ip netns)", k.name())
+                    }
+                    _ => k.name().to_string(),
+                };
+                t.row([
+                    op.name().to_string(),
+                    name,
+                    ms(s.p50()),
+                    ms(s.p99()),
+                    secs(s.total()),
+                    weft.map(|w| ratio(s.p50(), w))
+                        .unwrap_or_else(|| "–".into()),
+                ]);
+            }
+        }
+        t
+    }
+}

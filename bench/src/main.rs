@@ -1,0 +1,493 @@
+//! weft-bench: weft against plain `ip` commands, the CNI bridge plugin and netavark, in the
+//! same run and interleaved, plus benchmarks of weft alone. Prints markdown tables.
+//!
+//! Run it through `bench/run` (it installs the peers and builds everything in release):
+//! `sudo bench/run [--n 100,1000] [--quick]`. Everything happens inside scratch network
+//! namespaces this process creates and removes (see [`sandbox`]); the real host's interfaces,
+//! routes and firewall are never touched.
+
+mod alone;
+mod compare;
+mod methods;
+mod sandbox;
+mod stats;
+
+use std::{fmt::Write as _, path::PathBuf, sync::atomic::Ordering, time::Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    methods::{Kind, Tools},
+    sandbox::{Run, STOP},
+    stats::{Table, secs},
+};
+
+/// weft's benchmark harness.
+#[derive(Parser, Debug)]
+#[command(name = "weft-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options every benchmark takes.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// The weftd binary (default: next to this one).
+    #[arg(long, global = true)]
+    weftd: Option<PathBuf>,
+    /// The netavark binary.
+    #[arg(long, global = true, default_value = "/usr/lib/podman/netavark")]
+    netavark: PathBuf,
+    /// The CNI plugin directory.
+    #[arg(long, global = true, default_value = "/usr/lib/cni")]
+    cni_dir: PathBuf,
+    /// Small sizes for CI: N=50, 200 concurrent connects, 10 drift samples, no RSS climb.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Also write the report (markdown) to this file.
+    #[arg(long, global = true)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything: the comparison at each N, then weft alone (the default).
+    All(AllArgs),
+    /// The interleaved comparison only.
+    Compare(CompareArgs),
+    /// weft alone only: concurrent connects, restart, drift, ports, RSS.
+    Alone(AloneArgs),
+    /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
+    /// weftd processes).
+    Cleanup,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CompareArgs {
+    /// Endpoint counts, comma-separated (default 100,1000; 50 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    n: Vec<usize>,
+    /// Methods, comma-separated (default: all of weft, floor, ip, cni, netavark).
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct AloneArgs {
+    /// Connects in the concurrency benchmark, whose endpoints the restart, drift and RSS
+    /// readings then use (default 1000; 200 with --quick).
+    #[arg(long)]
+    connects: Option<usize>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Drift repairs to time (default 20; 10 with --quick).
+    #[arg(long)]
+    drift: Option<usize>,
+    /// Samples per point of the published-port benchmark (default 20; 10 with --quick).
+    #[arg(long)]
+    port_samples: Option<usize>,
+    /// Existing mappings for the large point of the port benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    large_ports: usize,
+    /// Endpoints to climb to for weftd's RSS (default 10000; 0 with --quick; 0 skips).
+    #[arg(long)]
+    rss_endpoints: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct AllArgs {
+    #[command(flatten)]
+    compare: CompareArgs,
+    #[command(flatten)]
+    alone: AloneArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        tokio::spawn(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping: cleaning up (again to abort the cleanup)");
+            STOP.store(true, Ordering::Relaxed);
+        });
+        main_async(cli).await
+    });
+    drop(rt);
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_async(cli: Cli) -> Result<()> {
+    let common = cli.common.clone();
+    let command = cli.command.unwrap_or(Command::All(AllArgs::default()));
+    if let Command::Cleanup = command {
+        for line in sandbox::sweep() {
+            eprintln!("cleanup: {line}");
+        }
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("run as root (sudo): the bench creates network namespaces");
+    }
+    // Leftovers of runs that died without cleaning up (SIGKILL).
+    for line in sandbox::sweep() {
+        eprintln!("cleanup of an earlier run: {line}");
+    }
+    let weftd = match &common.weftd {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("weftd"),
+    };
+    methods::require(&weftd, "weftd (cargo build --release -p weftd)")?;
+    let tools = Tools {
+        weftd,
+        netavark: common.netavark.clone(),
+        cni_dir: common.cni_dir.clone(),
+    };
+    let (cmp, alone) = match command {
+        Command::All(a) => (Some(a.compare), Some(a.alone)),
+        Command::Compare(c) => (Some(c), None),
+        Command::Alone(a) => (None, Some(a)),
+        Command::Cleanup => unreachable!("handled above"),
+    };
+    let started = Instant::now();
+    let mut report = String::new();
+    writeln!(report, "{}", machine(&tools))?;
+    print!("{report}");
+
+    let run = Run::new()?;
+    if let Some(c) = cmp {
+        let ns = if !c.n.is_empty() {
+            c.n.clone()
+        } else if common.quick {
+            vec![50]
+        } else {
+            vec![100, 1000]
+        };
+        let kinds = if c.methods.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            c.methods
+                .iter()
+                .map(|m| Kind::parse(m))
+                .collect::<Result<Vec<_>>>()?
+        };
+        for &k in &kinds {
+            match k {
+                Kind::Cni => {
+                    methods::require(&tools.cni_dir.join("bridge"), "containernetworking-plugins")?
+                }
+                Kind::Netavark => methods::require(&tools.netavark, "netavark")?,
+                _ => {}
+            }
+        }
+        for n in ns {
+            eprintln!("comparison at N={n}: {}", names(&kinds));
+            let load = loadavg();
+            // Each N in a fresh scratch area, so one N's leftovers cannot weigh on the next.
+            let sub = Run::new()?;
+            let result = compare::compare(&sub, &tools, &kinds, n).await?;
+            drop(sub);
+            let mut s = String::new();
+            writeln!(
+                s,
+                "### Comparison at N = {n}\n\nInterleaved round-robin; each method in its own \
+                 scratch host namespace; load average before: {load}, after: {}; wall {} s.\n",
+                loadavg(),
+                secs(result.wall)
+            )?;
+            writeln!(s, "{}", result.table().render())?;
+            print!("{s}");
+            report.push_str(&s);
+            save(&common, &report)?;
+        }
+    }
+    if let Some(a) = alone {
+        run_alone(&run, &tools, &a, &common, &mut report).await?;
+    }
+    drop(run);
+    let s = format!("Total bench time {} s.\n", secs(started.elapsed()));
+    print!("{s}");
+    report.push_str(&s);
+    save(&common, &report)?;
+    if STOP.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Writes the report so far to `--report`, if given.
+fn save(common: &Common, report: &str) -> Result<()> {
+    if let Some(path) = &common.report {
+        std::fs::write(path, report).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn names(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the weft-alone suite, printing its section and adding it to `report` (saved after
+/// each benchmark).
+async fn run_alone(
+    run: &Run,
+    tools: &Tools,
+    a: &AloneArgs,
+    common: &Common,
+    report: &mut String,
+) -> Result<()> {
+    let quick = common.quick;
+    let connects = a.connects.unwrap_or(if quick { 200 } else { 1000 });
+    let drift_n = a.drift.unwrap_or(if quick { 10 } else { 20 });
+    let port_samples = a.port_samples.unwrap_or(if quick { 10 } else { 20 });
+    let rss_n = a.rss_endpoints.unwrap_or(if quick { 0 } else { 10_000 });
+    let mut emit = |s: String| {
+        print!("{s}");
+        report.push_str(&s);
+        // Keep what was measured even if a later benchmark fails.
+        let _ = save(common, report);
+    };
+    emit("### weft alone\n\n".into());
+
+    eprintln!("weft alone: {connects} connects from {} clients", a.clients);
+    let mut d = alone::Daemon::start(run, &tools.weftd).await?;
+    let conc = alone::concurrent(run, &mut d, connects, a.clients).await?;
+    emit(format!(
+        "**Concurrent connects.** {} connects to weft from {} clients (each its own connection) \
+         against {} serial connects at the in-process floor. Target: the concurrent ones finish \
+         sooner: {} ({} s vs {} s).\n\n{}\n",
+        conc.n,
+        conc.clients,
+        conc.n,
+        verdict(conc.weft_wall < conc.floor_wall),
+        secs(conc.weft_wall),
+        secs(conc.floor_wall),
+        conc.table().render()
+    ));
+
+    eprintln!(
+        "weft alone: converged restart with {} endpoints",
+        d.endpoints
+    );
+    let rs = alone::restart(&mut d).await?;
+    emit(format!(
+        "**Converged restart** with {} endpoints. weftd answers with the status it stored, so \
+         a list shows everything Ready as soon as the socket answers, before the kernel was \
+         checked; the restart is judged by the start-up reconcile instead (every object \
+         reconciled once, queue empty). Target: Ready in <= 1 s with 0 kernel writes: {} \
+         (reconciled in {} s, first all-Ready list at {} s; {} kernel writes then, {} 3 s \
+         later).\n\n{}\n",
+        rs.endpoints,
+        verdict(rs.to_reconciled.max(rs.to_ready).as_secs_f64() <= 1.0 && rs.writes_later == 0),
+        secs(rs.to_reconciled),
+        secs(rs.to_ready),
+        rs.writes_at_done,
+        rs.writes_later,
+        rs.table().render()
+    ));
+
+    eprintln!("weft alone: drift repair x{drift_n}");
+    let dr = alone::drift(run, &mut d, drift_n).await?;
+    emit(format!(
+        "**Drift repair**: `eth0` of an endpoint deleted behind weftd's back (one `RTM_DELLINK`, \
+         what `ip link del` sends; it takes the pair), timed from the delete until `eth0` is \
+         back, up, with its address and default route; polled every 1 ms from the bench; \
+         {} endpoints present. No target in issue 5; README says \"within about a second\".\n\n{}\n",
+        d.endpoints,
+        dr.table().render()
+    ));
+
+    eprintln!("weft alone: published ports, 10 vs {}", a.large_ports);
+    let p = alone::ports(run, &tools.weftd, 10, a.large_ports, port_samples).await?;
+    let port_ratio =
+        p.weft_port_large.p50().as_secs_f64() / p.weft_port_small.p50().as_secs_f64().max(1e-9);
+    let fw_ratio = p.fw_large.p50().as_secs_f64() / p.fw_small.p50().as_secs_f64().max(1e-9);
+    emit(format!(
+        "**Published-port add** at {} vs {} existing mappings ({} samples each; both sizes \
+         side by side, two weftds and two scratch firewalls, interleaved sample by sample; end \
+         to end a port add is a Connect of a new namespace with one published port, since the \
+         API adds ports only with a Connect; a Connect without ports in the same state is shown \
+         for comparison). Target: the add at {} costs at most 1.2x the add at {}: end to end {} \
+         ({:.2}x), kernel layer {} ({:.2}x).\n\n{}\n",
+        p.small,
+        p.large,
+        port_samples,
+        p.large,
+        p.small,
+        verdict(port_ratio <= 1.2),
+        port_ratio,
+        verdict(fw_ratio <= 1.2),
+        fw_ratio,
+        p.table().render()
+    ));
+    eprintln!("weft alone: Connect and Disconnect taken apart");
+    let b = alone::breakdown(&mut d, port_samples).await?;
+    emit(format!(
+        "**Where a Connect's time goes**, seen from the client: the same call doing less each \
+         time ({port_samples} serial samples each, 60 ms pauses so background reconciles do not \
+         overlap).\n\n{}\n",
+        b.table().render()
+    ));
+    d.weftd.check_alive()?;
+    let conc_n = d.endpoints;
+    let mut t = Table::new(["weftd", "VmRSS MiB", "open fds"]);
+    t.row([
+        "idle, just started".to_string(),
+        mib(d.rss_idle),
+        d.fds_idle.to_string(),
+    ]);
+    t.row([
+        format!("after {conc_n} concurrent connects"),
+        mib(conc.rss_kib),
+        conc.fds.to_string(),
+    ]);
+    t.row([
+        format!("after the restart with {conc_n} endpoints"),
+        mib(rs.rss_kib),
+        rs.fds.to_string(),
+    ]);
+    drop(d);
+    let mut rss_text = format!(
+        "**Memory** (VmRSS of /proc/<pid>/status). Target: at most 50 MB at 10,000 endpoints.\n\n{}\n",
+        t.render()
+    );
+    if rss_n > 0 {
+        eprintln!("weft alone: RSS climbing to {rss_n} endpoints");
+        let r = alone::rss(run, &tools.weftd, rss_n, 1000, 1000).await?;
+        let last = r.readings.last().copied().unwrap_or_default();
+        let _ = write!(
+            rss_text,
+            "Climb to {} endpoints ({} reached in {} s; networks of 1,000 endpoints, 4 \
+             clients){}: {} at {} endpoints ({} MiB = {:.1} MB).\n\n{}\n",
+            r.asked,
+            r.reached,
+            secs(r.wall),
+            r.stopped
+                .as_ref()
+                .map(|e| format!(", stopped early: {e}"))
+                .unwrap_or_default(),
+            if r.reached >= 10_000 {
+                verdict(last.1 as f64 * 1024.0 <= 50e6)
+            } else {
+                "not measured at 10,000".to_string()
+            },
+            last.0,
+            mib(last.1),
+            last.1 as f64 * 1024.0 / 1e6,
+            r.table().render()
+        );
+        let _ = write!(
+            rss_text,
+            "Each step of the climb (weftd's periodic resync, every 30 s, queues every object \
+             again; the queue depth shows how much work new connects wait behind):\n\n{}\n",
+            r.steps_table().render()
+        );
+    } else {
+        rss_text.push_str("(No climb to 10,000 endpoints in this run: --rss-endpoints 0.)\n\n");
+    }
+    emit(rss_text);
+    Ok(())
+}
+
+fn verdict(met: bool) -> String {
+    if met { "**met**" } else { "**missed**" }.to_string()
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The machine and the tools, as a markdown paragraph.
+fn machine(tools: &Tools) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|k| format!("{:.0} GiB", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let pkg = |p: &str| {
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", p])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| format!("{p} {}", String::from_utf8_lossy(&o.stdout)))
+            .unwrap_or_else(|| format!("{p} (not installed)"))
+    };
+    let build = if tools.weftd.to_string_lossy().contains("/debug/") {
+        "debug build (numbers not representative)"
+    } else {
+        "release build"
+    };
+    format!(
+        "## Machine\n\n- {nproc} CPUs, {cpu}, {mem} RAM; kernel {kernel}; load average at start: {}\n\
+         - weftd: {} ({build})\n\
+         - peers: {}, {}, {}, {}, {}\n\
+         - method: each method in its own scratch host network namespace, all interleaved \
+         round-robin per iteration; weft end to end over gRPC on the Unix socket, waiting for \
+         Ready; times are wall-clock per operation as the caller sees it.\n",
+        loadavg(),
+        tools.weftd.display(),
+        pkg("iproute2"),
+        pkg("nftables"),
+        pkg("iptables"),
+        pkg("containernetworking-plugins"),
+        pkg("netavark"),
+    )
+}

@@ -1,0 +1,834 @@
+//! The five ways of doing the same work, each in its own scratch host namespace: N namespaces,
+//! each connected to one bridge network with an address, a default route and masquerade.
+//!
+//! | method | namespace create/delete | connect | disconnect |
+//! | --- | --- | --- | --- |
+//! | weft | `CreateNamespace`/`DeleteNamespace` | `Connect` | `Disconnect` |
+//! | floor | [`Kernel::create_named_netns`] | veth with the peer born inside, bridge port, up, address, up, default route; in-process netlink | [`Kernel::delete_link`] |
+//! | ip | `ip netns add` + `ip -n X link set lo up` / `ip netns del` | 8 commands: veth, move, rename, address, up, route, master+up, `nft` masquerade rule | `nft delete rule`, `ip link del` |
+//! | cni | as ip | the `bridge` plugin, `CNI_COMMAND=ADD`, host-local IPAM, `ipMasq` | `CNI_COMMAND=DEL` |
+//! | netavark | as ip | `netavark setup` (Debian's, iptables) | `netavark teardown` |
+//!
+//! weft is measured end to end: gRPC over weftd's Unix socket through the `weft` client
+//! library, each call waiting for Ready (the default). Method `k` uses subnet
+//! `10.(200+k).0.0/16` with gateway `.0.1` on a bridge `wbr` in its own scratch host.
+
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use ipnet::{IpNet, Ipv4Net};
+use serde_json::json;
+use weft::v1::{
+    ConnectRequest, CreateNamespaceRequest, CreateNetworkRequest, DeleteNamespaceRequest,
+    DisconnectRequest, Namespace, Network, Phase, Status, Subnet,
+};
+use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNetwork};
+
+use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};
+
+/// The methods, in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// weftd end to end.
+    Weft,
+    /// In-process netlink through `weftd::kernel::Kernel`, peer born in its namespace.
+    Floor,
+    /// Plain `ip` and `nft` commands.
+    Ip,
+    /// The CNI bridge plugin with host-local IPAM and ipMasq.
+    Cni,
+    /// netavark.
+    Netavark,
+}
+
+impl Kind {
+    /// Every method, in table order.
+    pub const ALL: [Kind; 5] = [Kind::Weft, Kind::Floor, Kind::Ip, Kind::Cni, Kind::Netavark];
+
+    /// The method's name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Weft => "weft",
+            Kind::Floor => "floor",
+            Kind::Ip => "ip",
+            Kind::Cni => "cni",
+            Kind::Netavark => "netavark",
+        }
+    }
+
+    /// Parses a name given by [`Kind::name`].
+    pub fn parse(s: &str) -> Result<Self> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| anyhow!("unknown method {s:?} (weft, floor, ip, cni, netavark)"))
+    }
+
+    fn index(self) -> u8 {
+        Kind::ALL.iter().position(|k| *k == self).expect("listed") as u8
+    }
+
+    /// The method's subnet.
+    pub fn subnet(self) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::new(10, 200 + self.index(), 0, 0), 16).expect("valid")
+    }
+}
+
+/// Where the peers' binaries are.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    /// weftd.
+    pub weftd: PathBuf,
+    /// netavark (Debian: /usr/lib/podman/netavark).
+    pub netavark: PathBuf,
+    /// The CNI plugin directory (Debian: /usr/lib/cni).
+    pub cni_dir: PathBuf,
+}
+
+/// The gateway of a subnet: its first address.
+pub fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+/// The address of endpoint `i`: gateway + 1 + i.
+pub fn address(subnet: Ipv4Net, i: usize) -> Ipv4Net {
+    let a = Ipv4Addr::from(u32::from(subnet.network()) + 2 + i as u32);
+    Ipv4Net::new(a, subnet.prefix_len()).expect("valid")
+}
+
+/// Fails unless a status says Ready.
+pub fn ready(what: &str, status: Option<&Status>) -> Result<()> {
+    let s = status.ok_or_else(|| anyhow!("{what}: no status"))?;
+    match s.phase() {
+        Phase::Ready => Ok(()),
+        Phase::Pending if s.message.is_empty() => bail!(
+            "{what}: still Pending when weftd answered (its wait for Ready, 30 s by default, \
+             ran out first)"
+        ),
+        p => bail!("{what}: {p:?}: {}", s.message),
+    }
+}
+
+/// One method, set up in its own scratch host namespace.
+pub enum Method {
+    /// weftd end to end.
+    Weft(WeftM),
+    /// The in-process floor.
+    Floor(FloorM),
+    /// ip commands.
+    Ip(IpM),
+    /// The CNI bridge plugin.
+    Cni(CniM),
+    /// netavark.
+    Netavark(NetavarkM),
+}
+
+impl Method {
+    /// Makes the method's scratch host and whatever it needs before the first endpoint
+    /// (weftd and its network, the bridge of ip and floor, configuration files).
+    pub async fn setup(kind: Kind, run: &Run, tools: &Tools) -> Result<Self> {
+        let host = run.scratch_ns(&format!("h-{}", kind.name()))?;
+        Ok(match kind {
+            Kind::Weft => Method::Weft(WeftM::setup(run, tools, &host, kind.subnet()).await?),
+            Kind::Floor => Method::Floor(FloorM::setup(run, &host, kind.subnet()).await?),
+            Kind::Ip => Method::Ip(IpM::setup(run, &host, kind.subnet()).await?),
+            Kind::Cni => Method::Cni(CniM::setup(run, tools, &host, kind.subnet())?),
+            Kind::Netavark => Method::Netavark(NetavarkM::setup(run, tools, &host, kind.subnet())?),
+        })
+    }
+
+    /// Creates namespace `i`.
+    pub async fn ns_create(&mut self, i: usize) -> Result<()> {
+        match self {
+            Method::Weft(m) => m.ns_create(i).await,
+            Method::Floor(m) => m.ns_create(i).await,
+            Method::Ip(m) => m.cmds.ns_create(i).await,
+            Method::Cni(m) => m.cmds.ns_create(i).await,
+            Method::Netavark(m) => m.cmds.ns_create(i).await,
+        }
+    }
+
+    /// Connects namespace `i` to the method's network.
+    pub async fn connect(&mut self, i: usize) -> Result<()> {
+        match self {
+            Method::Weft(m) => m.connect(i).await,
+            Method::Floor(m) => m.connect(i).await,
+            Method::Ip(m) => m.connect(i).await,
+            Method::Cni(m) => m.connect(i).await,
+            Method::Netavark(m) => m.connect(i).await,
+        }
+    }
+
+    /// Disconnects namespace `i`.
+    pub async fn disconnect(&mut self, i: usize) -> Result<()> {
+        match self {
+            Method::Weft(m) => m.disconnect(i).await,
+            Method::Floor(m) => m.disconnect(i).await,
+            Method::Ip(m) => m.disconnect(i).await,
+            Method::Cni(m) => m.disconnect(i).await,
+            Method::Netavark(m) => m.disconnect(i).await,
+        }
+    }
+
+    /// Deletes namespace `i`.
+    pub async fn ns_delete(&mut self, i: usize) -> Result<()> {
+        match self {
+            Method::Weft(m) => m.ns_delete(i).await,
+            Method::Floor(m) => m.ns_delete(i).await,
+            Method::Ip(m) => m.cmds.ns_delete(i).await,
+            Method::Cni(m) => m.cmds.ns_delete(i).await,
+            Method::Netavark(m) => m.cmds.ns_delete(i).await,
+        }
+    }
+
+    /// The file of namespace `i`.
+    pub fn ns_path(&self, i: usize) -> PathBuf {
+        match self {
+            Method::Weft(m) => m.weftd.netns_dir().join(WeftM::name(i)),
+            Method::Floor(m) => m.kernel.named_netns_path(&FloorM::name(i)),
+            Method::Ip(m) => m.cmds.path(i),
+            Method::Cni(m) => m.cmds.path(i),
+            Method::Netavark(m) => m.cmds.path(i),
+        }
+    }
+
+    /// The address endpoint `i` should have.
+    pub fn address_of(&self, i: usize) -> Option<Ipv4Net> {
+        match self {
+            Method::Cni(m) => m.leases.get(&i).copied(),
+            Method::Weft(m) => m.leases.get(&i).copied(),
+            Method::Floor(m) => Some(address(m.subnet, i)),
+            Method::Ip(m) => Some(address(m.cmds.subnet, i)),
+            Method::Netavark(m) => Some(address(m.cmds.subnet, i)),
+        }
+    }
+
+    /// Checks, outside the timing, that endpoint `i` works: `eth0` has its address and a
+    /// default route via the gateway, and the gateway answers a ping (traffic that stays inside
+    /// the bench's own namespaces).
+    pub fn verify(&self, kind: Kind, i: usize) -> Result<()> {
+        let path = self.ns_path(i);
+        let net = format!("--net={}", path.display());
+        let gw = gateway(kind.subnet()).to_string();
+        let addrs = run_ok(
+            Command::new("nsenter").args([&net, "ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+        )?;
+        if let Some(a) = self.address_of(i) {
+            ensure!(
+                addrs.contains(&format!("inet {a} ")),
+                "{}: endpoint {i} has no {a} on eth0: {addrs}",
+                kind.name()
+            );
+        }
+        let routes =
+            run_ok(Command::new("nsenter").args([&net, "ip", "route", "show", "default"]))?;
+        ensure!(
+            routes.contains(&format!("via {gw} ")),
+            "{}: endpoint {i} has no default route via {gw}: {routes}",
+            kind.name()
+        );
+        // A bridge with a thousand ports drops the odd packet (every new port's IPv6 chatter
+        // floods all of them; see KERNEL-NOTES): a few tries, as the integration tests do.
+        let mut last = None;
+        for _ in 0..3 {
+            match run_ok(Command::new("nsenter").args([&net, "ping", "-q", "-c1", "-W2", &gw])) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Err(last.expect("tried"))
+            .with_context(|| format!("{}: ping from endpoint {i} to {gw}, 3 tries", kind.name()))
+    }
+
+    /// Fails if the method's daemon (weftd) died.
+    pub fn check_alive(&mut self) -> Result<()> {
+        match self {
+            Method::Weft(m) => m.weftd.check_alive(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// weft end to end.
+pub struct WeftM {
+    /// The daemon.
+    pub weftd: Weftd,
+    client: weft::Client,
+    leases: HashMap<usize, Ipv4Net>,
+}
+
+impl WeftM {
+    /// The network's name.
+    pub const NETWORK: &'static str = "bench";
+
+    async fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        let mut weftd = Weftd::new(&tools.weftd, host, run.subdir("weft")?)?;
+        weftd.start().await?;
+        let client = weftd.client()?;
+        create_network(&client, Self::NETWORK, "wbr", subnet).await?;
+        Ok(Self {
+            weftd,
+            client,
+            leases: HashMap::new(),
+        })
+    }
+
+    fn name(i: usize) -> String {
+        format!("w{i}")
+    }
+
+    async fn ns_create(&mut self, i: usize) -> Result<()> {
+        create_namespace(&self.client, &Self::name(i)).await
+    }
+
+    async fn connect(&mut self, i: usize) -> Result<()> {
+        let ep = connect(&self.client, Self::NETWORK, &Self::name(i), Vec::new()).await?;
+        if let Ok(IpNet::V4(a)) = ep.ipv4_address.parse::<IpNet>() {
+            self.leases.insert(i, a);
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&mut self, i: usize) -> Result<()> {
+        disconnect(&self.client, Self::NETWORK, &Self::name(i)).await
+    }
+
+    async fn ns_delete(&mut self, i: usize) -> Result<()> {
+        delete_namespace(&self.client, &Self::name(i)).await
+    }
+}
+
+/// CreateNetwork with one IPv4 subnet and a given bridge name; waits for Ready.
+pub async fn create_network(
+    client: &weft::Client,
+    name: &str,
+    bridge: &str,
+    subnet: Ipv4Net,
+) -> Result<()> {
+    let net = client
+        .networks()
+        .create_network(CreateNetworkRequest {
+            network: Some(Network {
+                name: name.into(),
+                bridge_name: bridge.into(),
+                subnets: vec![Subnet {
+                    subnet: subnet.to_string(),
+                    gateway: gateway(subnet).to_string(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("CreateNetwork {name}"))?
+        .into_inner()
+        .network
+        .ok_or_else(|| anyhow!("CreateNetwork {name}: no network in the answer"))?;
+    ready(&format!("network {name}"), net.status.as_ref())
+}
+
+/// CreateNamespace; waits for Ready.
+pub async fn create_namespace(client: &weft::Client, name: &str) -> Result<()> {
+    let ns = client
+        .namespaces()
+        .create_namespace(CreateNamespaceRequest {
+            namespace: Some(Namespace {
+                name: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("CreateNamespace {name}"))?
+        .into_inner()
+        .namespace
+        .ok_or_else(|| anyhow!("CreateNamespace {name}: no namespace in the answer"))?;
+    ready(&format!("namespace {name}"), ns.status.as_ref())
+}
+
+/// Connect; waits for Ready and returns the endpoint.
+pub async fn connect(
+    client: &weft::Client,
+    network: &str,
+    ns: &str,
+    published_ports: Vec<weft::v1::PublishedPort>,
+) -> Result<weft::v1::Endpoint> {
+    let ep = client
+        .networks()
+        .connect(ConnectRequest {
+            network: network.into(),
+            namespace: ns.into(),
+            published_ports,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("Connect {ns} to {network}"))?
+        .into_inner()
+        .endpoint
+        .ok_or_else(|| anyhow!("Connect {ns}: no endpoint in the answer"))?;
+    ready(&format!("endpoint {ns}"), ep.status.as_ref())?;
+    Ok(ep)
+}
+
+/// Disconnect; waits until the endpoint is gone.
+pub async fn disconnect(client: &weft::Client, network: &str, ns: &str) -> Result<()> {
+    client
+        .networks()
+        .disconnect(DisconnectRequest {
+            network: network.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("Disconnect {ns} from {network}"))?;
+    Ok(())
+}
+
+/// DeleteNamespace; waits until it is gone.
+pub async fn delete_namespace(client: &weft::Client, name: &str) -> Result<()> {
+    client
+        .namespaces()
+        .delete_namespace(DeleteNamespaceRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("DeleteNamespace {name}"))?;
+    Ok(())
+}
+
+/// The in-process floor: what a daemon can do at best per endpoint, through weftd's own kernel
+/// layer (one rtnetlink socket per namespace, opened on a helper thread and cached).
+pub struct FloorM {
+    /// The kernel layer, with the scratch host as its host namespace.
+    pub kernel: Kernel,
+    subnet: Ipv4Net,
+    bridge: u32,
+    host_ends: HashMap<usize, u32>,
+}
+
+impl FloorM {
+    /// Sets up a bridge `wbr` with the gateway address, up, and weft's firewall for it (so
+    /// masquerade is in place as for the others), in the scratch host `host`.
+    pub async fn setup(run: &Run, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        let kernel = Kernel::new(
+            Some(host.to_path_buf()),
+            run.subdir(&format!("floor-{}", subnet.network()))?,
+        )?;
+        let h = NsRef::Host;
+        kernel.create_bridge(&h, "wbr").await?;
+        let br = kernel
+            .get_link(&h, "wbr")
+            .await?
+            .ok_or_else(|| anyhow!("bridge wbr vanished"))?
+            .index;
+        kernel
+            .add_address(
+                &h,
+                br,
+                IpNet::V4(Ipv4Net::new(gateway(subnet), subnet.prefix_len())?),
+            )
+            .await?;
+        kernel.set_link(&h, br, &up()).await?;
+        kernel.ensure_sysctl(&h, "net/ipv4/ip_forward", "1").await?;
+        kernel
+            .sync_firewall(&[FirewallNetwork {
+                bridge: "wbr".into(),
+                subnets: vec![IpNet::V4(subnet)],
+                internal: false,
+                icc: true,
+                masquerade: true,
+            }])
+            .await?;
+        Ok(Self {
+            kernel,
+            subnet,
+            bridge: br,
+            host_ends: HashMap::new(),
+        })
+    }
+
+    /// The name of namespace `i`.
+    pub fn name(i: usize) -> String {
+        format!("f{i}")
+    }
+
+    /// Creates namespace `i` (like `ip netns add`, loopback up).
+    pub async fn ns_create(&mut self, i: usize) -> Result<()> {
+        self.kernel.create_named_netns(&Self::name(i)).await?;
+        Ok(())
+    }
+
+    /// The connect: veth `fv<i>` with `eth0` born in the namespace, host end a bridge port
+    /// and up, `eth0` with its address, up, default route via the gateway.
+    pub async fn connect(&mut self, i: usize) -> Result<()> {
+        let k = &self.kernel;
+        let h = NsRef::Host;
+        let ns = NsRef::Path(k.named_netns_path(&Self::name(i)));
+        let host_end = format!("fv{i}");
+        k.create_veth(&h, &host_end, &ns, "eth0").await?;
+        let hi = k
+            .get_link(&h, &host_end)
+            .await?
+            .ok_or_else(|| anyhow!("{host_end} vanished"))?
+            .index;
+        k.set_link(
+            &h,
+            hi,
+            &LinkChange {
+                master: Some(Some(self.bridge)),
+                up: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let ei = k
+            .get_link(&ns, "eth0")
+            .await?
+            .ok_or_else(|| anyhow!("eth0 of {i} vanished"))?
+            .index;
+        k.add_address(&ns, ei, IpNet::V4(address(self.subnet, i)))
+            .await?;
+        k.set_link(&ns, ei, &up()).await?;
+        k.add_route(
+            &ns,
+            ei,
+            &RouteState {
+                destination: "0.0.0.0/0".parse()?,
+                gateway: Some(gateway(self.subnet).into()),
+                metric: 0,
+            },
+        )
+        .await?;
+        self.host_ends.insert(i, hi);
+        Ok(())
+    }
+
+    /// Deletes the veth (by its host end).
+    pub async fn disconnect(&mut self, i: usize) -> Result<()> {
+        let hi = self
+            .host_ends
+            .remove(&i)
+            .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
+        self.kernel.delete_link(&NsRef::Host, hi).await?;
+        Ok(())
+    }
+
+    /// Deletes namespace `i`.
+    pub async fn ns_delete(&mut self, i: usize) -> Result<()> {
+        self.kernel.delete_named_netns(&Self::name(i)).await?;
+        Ok(())
+    }
+}
+
+fn up() -> LinkChange {
+    LinkChange {
+        up: Some(true),
+        ..Default::default()
+    }
+}
+
+/// What the command-line methods share: a runner in their scratch host, and namespaces made
+/// with `ip netns add` (loopback up) and removed with `ip netns del`.
+pub struct Cmds {
+    runner: NsRunner,
+    prefix: String,
+    subnet: Ipv4Net,
+}
+
+impl Cmds {
+    fn new(run: &Run, host: &Path, letter: &str, subnet: Ipv4Net) -> Result<Self> {
+        Ok(Self {
+            runner: NsRunner::new(host)?,
+            prefix: run.ns_name(letter),
+            subnet,
+        })
+    }
+
+    fn name(&self, i: usize) -> String {
+        format!("{}{i}", self.prefix)
+    }
+
+    fn path(&self, i: usize) -> PathBuf {
+        Path::new(crate::sandbox::RUN_NETNS).join(self.name(i))
+    }
+
+    async fn ns_create(&self, i: usize) -> Result<()> {
+        let n = self.name(i);
+        self.runner
+            .ok(Cmd::new("ip").args(["netns", "add", &n]))
+            .await?;
+        self.runner
+            .ok(Cmd::new("ip").args(["-n", &n, "link", "set", "lo", "up"]))
+            .await?;
+        Ok(())
+    }
+
+    async fn ns_delete(&self, i: usize) -> Result<()> {
+        self.runner
+            .ok(Cmd::new("ip").args(["netns", "del", &self.name(i)]))
+            .await?;
+        Ok(())
+    }
+
+    async fn ip(&self, args: &[&str]) -> Result<String> {
+        self.runner
+            .ok(Cmd::new("ip").args(args.iter().copied()))
+            .await
+    }
+}
+
+/// Plain `ip` commands, as a shell script would do it: veth in the host, peer moved.
+pub struct IpM {
+    cmds: Cmds,
+    /// nft rule handle of each endpoint's masquerade rule.
+    handles: HashMap<usize, String>,
+}
+
+impl IpM {
+    async fn setup(run: &Run, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        let cmds = Cmds::new(run, host, "i", subnet)?;
+        let gw = format!("{}/{}", gateway(subnet), subnet.prefix_len());
+        cmds.ip(&["link", "add", "wbr", "type", "bridge"]).await?;
+        cmds.ip(&["addr", "add", &gw, "dev", "wbr"]).await?;
+        cmds.ip(&["link", "set", "wbr", "up"]).await?;
+        cmds.runner
+            .ok(Cmd::new("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))
+            .await?;
+        cmds.runner
+            .ok(Cmd::new("nft").args(["add", "table", "ip", "wbench"]))
+            .await?;
+        cmds.runner
+            .ok(Cmd::new("nft").args([
+                "add",
+                "chain",
+                "ip",
+                "wbench",
+                "post",
+                "{ type nat hook postrouting priority 100 ; }",
+            ]))
+            .await?;
+        Ok(Self {
+            cmds,
+            handles: HashMap::new(),
+        })
+    }
+
+    async fn connect(&mut self, i: usize) -> Result<()> {
+        let c = &self.cmds;
+        let ns = c.name(i);
+        let (h, p) = (format!("h{i}"), format!("p{i}"));
+        let a = address(c.subnet, i);
+        let gw = gateway(c.subnet).to_string();
+        c.ip(&["link", "add", &h, "type", "veth", "peer", "name", &p])
+            .await?;
+        c.ip(&["link", "set", &p, "netns", &ns]).await?;
+        c.ip(&["-n", &ns, "link", "set", &p, "name", "eth0"])
+            .await?;
+        c.ip(&["-n", &ns, "addr", "add", &a.to_string(), "dev", "eth0"])
+            .await?;
+        c.ip(&["-n", &ns, "link", "set", "eth0", "up"]).await?;
+        c.ip(&["-n", &ns, "route", "add", "default", "via", &gw])
+            .await?;
+        c.ip(&["link", "set", &h, "master", "wbr", "up"]).await?;
+        let out = c
+            .runner
+            .ok(Cmd::new("nft").args([
+                "--echo",
+                "--handle",
+                "add",
+                "rule",
+                "ip",
+                "wbench",
+                "post",
+                "ip",
+                "saddr",
+                &a.addr().to_string(),
+                "oifname",
+                "!=",
+                "wbr",
+                "masquerade",
+            ]))
+            .await?;
+        let handle: String = out
+            .split_once("# handle ")
+            .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
+        ensure!(!handle.is_empty(), "no rule handle in nft's answer: {out}");
+        self.handles.insert(i, handle);
+        Ok(())
+    }
+
+    async fn disconnect(&mut self, i: usize) -> Result<()> {
+        let handle = self
+            .handles
+            .remove(&i)
+            .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
+        self.cmds
+            .runner
+            .ok(Cmd::new("nft").args(["delete", "rule", "ip", "wbench", "post", "handle", &handle]))
+            .await?;
+        self.cmds.ip(&["link", "del", &format!("h{i}")]).await?;
+        Ok(())
+    }
+}
+
+/// The CNI bridge plugin (Debian's containernetworking-plugins) with host-local IPAM (its
+/// data in the temp dir) and ipMasq, run as a runtime runs it.
+pub struct CniM {
+    cmds: Cmds,
+    plugin: PathBuf,
+    cni_path: String,
+    config: String,
+    leases: HashMap<usize, Ipv4Net>,
+}
+
+impl CniM {
+    fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        let plugin = tools.cni_dir.join("bridge");
+        ensure!(
+            plugin.exists(),
+            "{} is missing (Debian package containernetworking-plugins)",
+            plugin.display()
+        );
+        let config = json!({
+            "cniVersion": "1.0.0",
+            "name": "wbench",
+            "type": "bridge",
+            "bridge": "wbr",
+            "isGateway": true,
+            "ipMasq": true,
+            "ipam": {
+                "type": "host-local",
+                "subnet": subnet.to_string(),
+                "gateway": gateway(subnet).to_string(),
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": run.subdir("cni-ipam")?,
+            },
+        })
+        .to_string();
+        Ok(Self {
+            cmds: Cmds::new(run, host, "c", subnet)?,
+            plugin,
+            cni_path: tools.cni_dir.display().to_string(),
+            config,
+            leases: HashMap::new(),
+        })
+    }
+
+    fn cmd(&self, verb: &str, i: usize) -> Cmd {
+        Cmd::new(self.plugin.display().to_string())
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", format!("wbench-{i}"))
+            .env("CNI_NETNS", self.cmds.path(i).display().to_string())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", self.cni_path.clone())
+            .stdin(self.config.clone())
+    }
+
+    async fn connect(&mut self, i: usize) -> Result<()> {
+        let out = self.cmds.runner.ok(self.cmd("ADD", i)).await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("CNI ADD answered {out}"))?;
+        if let Some(Ok(IpNet::V4(a))) = v["ips"][0]["address"].as_str().map(str::parse::<IpNet>) {
+            self.leases.insert(i, a);
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&mut self, i: usize) -> Result<()> {
+        self.cmds.runner.ok(self.cmd("DEL", i)).await?;
+        self.leases.remove(&i);
+        Ok(())
+    }
+}
+
+/// netavark (Debian's 1.4, iptables driver), given the network and a static address on stdin
+/// as podman gives them.
+pub struct NetavarkM {
+    cmds: Cmds,
+    bin: PathBuf,
+    config_dir: PathBuf,
+}
+
+impl NetavarkM {
+    fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        ensure!(
+            tools.netavark.exists(),
+            "{} is missing (Debian package netavark)",
+            tools.netavark.display()
+        );
+        Ok(Self {
+            cmds: Cmds::new(run, host, "n", subnet)?,
+            bin: tools.netavark.clone(),
+            config_dir: run.subdir("netavark")?,
+        })
+    }
+
+    fn options(&self, i: usize) -> String {
+        let s = self.cmds.subnet;
+        json!({
+            "container_id": format!("wbench{i:058}"),
+            "container_name": format!("wbench-{i}"),
+            "networks": {
+                "wbench": {
+                    "interface_name": "eth0",
+                    "static_ips": [address(s, i).addr().to_string()],
+                }
+            },
+            "network_info": {
+                "wbench": {
+                    "dns_enabled": false,
+                    "driver": "bridge",
+                    "id": "7765667462656e636800000000000000000000000000000000000000000000ff",
+                    "internal": false,
+                    "ipv6_enabled": false,
+                    "name": "wbench",
+                    "network_interface": "wbr",
+                    "subnets": [{"subnet": s.to_string(), "gateway": gateway(s).to_string()}],
+                }
+            },
+            "port_mappings": null,
+        })
+        .to_string()
+    }
+
+    async fn run(&self, verb: &str, i: usize) -> Result<()> {
+        let cmd = Cmd::new(self.bin.display().to_string())
+            .args([
+                "--config".to_string(),
+                self.config_dir.display().to_string(),
+                verb.to_string(),
+                self.cmds.path(i).display().to_string(),
+            ])
+            .stdin(self.options(i));
+        self.cmds.runner.ok(cmd).await?;
+        Ok(())
+    }
+
+    async fn connect(&mut self, i: usize) -> Result<()> {
+        self.run("setup", i).await
+    }
+
+    async fn disconnect(&mut self, i: usize) -> Result<()> {
+        self.run("teardown", i).await
+    }
+}
+
+/// Fails unless `path` exists (a tool the bench compares against).
+pub fn require(path: &Path, package: &str) -> Result<()> {
+    if !path.exists() {
+        bail!(
+            "{} is missing: install the Debian package {package} (bench/run does)",
+            path.display()
+        );
+    }
+    Ok(())
+}
