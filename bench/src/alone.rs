@@ -819,7 +819,12 @@ pub async fn rss(
         out.steps
             .push((done + count, t_step.elapsed().as_secs_f64(), deepest));
         if let Err(e) = step {
-            if done == 0 || crate::sandbox::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+            if crate::sandbox::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                // Keep the readings so far in the report; the run still ends in an error.
+                out.stopped = Some("interrupted (SIGINT/SIGTERM)".into());
+                break;
+            }
+            if done == 0 {
                 return Err(e);
             }
             out.stopped = Some(format!("{e:#}"));
