@@ -714,7 +714,7 @@ async fn delete_and_prune_leave_nothing_behind() {
         "a refused delete removed the bridge"
     );
     disconnect(&c, "del", "e3").await;
-    assert_eq!(sb.link_names("e3"), ["lo"], "e3 kept its interface");
+    sb.assert_disconnected("e3").await;
     assert_eq!(get_network(&c, "del").await.usage[0].leased, 0);
     assert!(map_elems(&sb, "dnat6_any").is_empty());
     delete_network(&c, "del").await;
@@ -889,11 +889,104 @@ async fn cli_network_verbs_work_end_to_end() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("endpoint") && err.contains('y'), "{err}");
     cli_ok(&sb, &["network", "disconnect", "clinet", "y"]);
-    assert_eq!(sb.link_names("y"), ["lo"]);
+    sb.assert_disconnected("y").await;
     assert_eq!(cli_ok(&sb, &["network", "rm", "clinet"]).trim(), "clinet");
     assert!(
         sb.link("", &bridge).is_none(),
         "weft network rm left {bridge}"
     );
     assert_eq!(cli_ok(&sb, &["network", "ls", "-q"]).trim(), "bridge");
+}
+
+// ---- disconnect: cut off at once, veths deleted in batches behind the answer ----
+
+/// The interface group weft's reaper deletes ("WEFT"; `weftd::reconcile::RETIRED_GROUP`).
+const RETIRED_GROUP: u64 = 0x5745_4654;
+
+/// `ip -j -d link` reports a group as a name ("default") or a number.
+fn group_of(link: &Value) -> String {
+    link["group"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| link["group"].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disconnect_cuts_the_endpoint_off_at_once_and_reaps_its_veth_in_a_batch() {
+    let sb = Sandbox::new("reap").await;
+    let c = sb.client();
+    create_network(&c, network("rp", "wb-rp", &["10.247.0.0/24"])).await;
+    let names: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    for ns in &names {
+        create_ns(&c, ns).await;
+        connect(&c, connect_req("rp", ns)).await;
+    }
+    assert_eq!(host_veths(&sb).len(), 10);
+    // The bridge has a MAC of its own: ports coming and going must not change it (the
+    // endpoints' ARP entries for the gateway would go stale).
+    let bridge_mac = sb.must_link("", "wb-rp")["address"].clone();
+
+    // One disconnect: when it answers, r0 has no eth0 (its inside end is down and renamed
+    // out of the way) and the host end has no carrier; then both go.
+    let before = host_veths(&sb);
+    disconnect(&c, "rp", "r0").await;
+    assert!(sb.link("r0", "eth0").is_none(), "eth0 still in r0");
+    let mut live = 0;
+    for h in sb.links("") {
+        let name = h["ifname"].as_str().unwrap_or_default().to_string();
+        if !name.starts_with("wv") {
+            continue;
+        }
+        if group_of(&h) == "default" {
+            assert!(has_flag(&h, "LOWER_UP"), "{name} has no carrier: {h}");
+            live += 1;
+        } else {
+            // r0's host end, not yet reaped: in weft's group, without carrier (its peer,
+            // the renamed inside end, is down), so the bridge forwards nothing to it.
+            assert_eq!(group_of(&h), RETIRED_GROUP.to_string());
+            assert!(!has_flag(&h, "LOWER_UP"), "{name} still has a carrier: {h}");
+        }
+    }
+    assert_eq!(live, 9);
+    sb.assert_disconnected("r0").await;
+    assert_eq!(host_veths(&sb).len(), 9, "r0's host end was never deleted");
+    assert!(host_veths(&sb).iter().all(|n| before.contains(n)));
+
+    // The namespace connects again at once, with the same interface name, and works.
+    let ep = connect(&c, connect_req("rp", "r0")).await;
+    assert_eq!(sb.addrs("r0", "eth0"), [ep.ipv4_address.as_str()]);
+    sb.assert_ping("r0", "10.247.0.1").await;
+
+    // Nine disconnects at once: all answer, every veth goes, nothing else does.
+    let calls = names[1..].iter().map(|ns| {
+        let c = c.clone();
+        let ns = ns.clone();
+        async move { disconnect(&c, "rp", &ns).await }
+    });
+    futures::future::join_all(calls).await;
+    for ns in &names[1..] {
+        sb.assert_disconnected(ns).await;
+    }
+    assert_eq!(host_veths(&sb).len(), 1, "{:?}", host_veths(&sb));
+    assert_eq!(sb.must_link("", "wb-rp")["address"], bridge_mac);
+    sb.assert_ping("r0", "10.247.0.1").await;
+
+    // An interface weft does not own that sits in weft's group is never deleted: the reaper
+    // then deletes its own veths one by one.
+    sb.host_ok(&["ip", "link", "add", "wforeign", "type", "bridge"]);
+    sb.host_ok(&[
+        "ip",
+        "link",
+        "set",
+        "wforeign",
+        "group",
+        &RETIRED_GROUP.to_string(),
+    ]);
+    disconnect(&c, "rp", "r0").await;
+    sb.assert_disconnected("r0").await;
+    assert!(host_veths(&sb).is_empty(), "{:?}", host_veths(&sb));
+    assert!(
+        sb.link("", "wforeign").is_some(),
+        "the reaper deleted an interface it does not own"
+    );
 }

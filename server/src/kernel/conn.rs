@@ -15,6 +15,11 @@
 //! `get_link` on one namespace at once). So each connection carries a dump lock, which every
 //! read (they all dump) holds; writes and single-object requests need no lock.
 //!
+//! The kernel handles a netlink request inside the `sendmsg` that carries it, so one socket
+//! runs one request at a time: the host namespace, where every endpoint has its host end, gets
+//! [`HOST_LANES`] sockets used in turn, and a separate one for slow requests (a batch delete
+//! waits for an RCU grace period, about 20 ms) so they never hold up the others.
+//!
 //! A cached socket keeps its namespace alive. [`Connections::forget`] drops it (the task ends
 //! when the last in-flight request finishes). A namespace file that now names a *different*
 //! namespace (deleted and re-created behind weft's back) is noticed by comparing the file's
@@ -53,14 +58,31 @@ pub(crate) struct Session {
     pub(crate) dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The cache of connections, keyed by namespace.
+/// Sockets for ordinary requests in the host namespace, used in turn.
+pub(crate) const HOST_LANES: usize = 4;
+
+/// Which socket of a namespace a request goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Ordinary requests.
+    Normal,
+    /// Requests that can take tens of milliseconds (batch deletes): their own socket.
+    Slow,
+}
+
+/// Cached connections by namespace and socket number; a cell is filled by its first caller.
+type ConnMap = HashMap<(NsRef, usize), Arc<OnceCell<Conn>>>;
+
+/// The cache of connections, keyed by namespace and socket number.
 #[derive(Debug)]
 pub(crate) struct Connections {
     /// The host namespace, opened once at start-up, and how to name it in messages.
     host: Arc<File>,
     host_label: PathBuf,
     /// One cell per namespace; the cell is filled by the first caller, others wait on it.
-    map: Mutex<HashMap<NsRef, Arc<OnceCell<Conn>>>>,
+    map: Mutex<ConnMap>,
+    /// Turns through the host's ordinary sockets.
+    next_host: std::sync::atomic::AtomicUsize,
 }
 
 impl Connections {
@@ -70,6 +92,7 @@ impl Connections {
             host: Arc::new(host),
             host_label,
             map: Mutex::new(HashMap::new()),
+            next_host: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -79,15 +102,25 @@ impl Connections {
     }
 
     /// The rtnetlink handle (and dump lock) for `ns`, opening the socket on first use.
-    pub(crate) async fn session(&self, ns: &NsRef) -> Result<Session, KernelError> {
+    pub(crate) async fn session(&self, ns: &NsRef, lane: Lane) -> Result<Session, KernelError> {
         // For a path, learn which namespace it names right now; a cached socket for another
         // namespace under the same path is stale.
         let current = match ns {
             NsRef::Host => None,
             NsRef::Path(p) => Some(netns::id_of_path(p)?),
         };
+        // Socket 0 is the slow lane; a named namespace's ordinary requests share it too.
+        let slot = match (ns, lane) {
+            (_, Lane::Slow) | (NsRef::Path(_), _) => 0,
+            (NsRef::Host, Lane::Normal) => {
+                1 + self
+                    .next_host
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % HOST_LANES
+            }
+        };
         for _ in 0..3 {
-            let cell = self.cell(ns);
+            let cell = self.cell(ns, slot);
             let conn = cell.get_or_try_init(|| self.connect(ns)).await?;
             if current.is_none_or(|id| id == conn.id) {
                 return Ok(Session {
@@ -96,7 +129,7 @@ impl Connections {
                 });
             }
             tracing::debug!(ns = ?ns, "namespace file names a new namespace; reopening socket");
-            self.evict(ns, &cell);
+            self.evict(ns, slot, &cell);
         }
         Err(error::sys(
             format!("open netlink socket in {}", self.label(ns)),
@@ -106,7 +139,7 @@ impl Connections {
 
     /// Drops the cached socket for `ns`.
     pub(crate) fn forget(&self, ns: &NsRef) {
-        self.lock().remove(ns);
+        self.lock().retain(|(n, _), _| n != ns);
     }
 
     /// How `ns` is named in messages.
@@ -117,19 +150,20 @@ impl Connections {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NsRef, Arc<OnceCell<Conn>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnMap> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cell(&self, ns: &NsRef) -> Arc<OnceCell<Conn>> {
-        self.lock().entry(ns.clone()).or_default().clone()
+    fn cell(&self, ns: &NsRef, slot: usize) -> Arc<OnceCell<Conn>> {
+        self.lock().entry((ns.clone(), slot)).or_default().clone()
     }
 
-    fn evict(&self, ns: &NsRef, cell: &Arc<OnceCell<Conn>>) {
+    fn evict(&self, ns: &NsRef, slot: usize, cell: &Arc<OnceCell<Conn>>) {
         let mut map = self.lock();
-        if map.get(ns).is_some_and(|c| Arc::ptr_eq(c, cell)) {
-            map.remove(ns);
+        let key = (ns.clone(), slot);
+        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            map.remove(&key);
         }
     }
 

@@ -27,11 +27,13 @@ pub(crate) enum Selector<'a> {
     Index(u32),
 }
 
-/// Looks an interface up, with all its addresses. `Ok(None)` when there is no such interface
-/// (the kernel's `ENODEV`), including when it vanishes between the two requests.
+/// Looks an interface up, with all its addresses when `with_addresses` (a second request: an
+/// address dump). `Ok(None)` when there is no such interface (the kernel's `ENODEV`),
+/// including when it vanishes between the two requests.
 pub(crate) async fn get(
     handle: &Handle,
     selector: Selector<'_>,
+    with_addresses: bool,
 ) -> Result<Option<LinkState>, rtnetlink::Error> {
     let request = handle.link().get();
     let request = match selector {
@@ -48,6 +50,9 @@ pub(crate) async fn get(
         Err(e) => return Err(e),
     };
     let mut state = parse(&message);
+    if !with_addresses {
+        return Ok(Some(state));
+    }
     match addr::list(handle, state.index).await {
         Ok(addresses) => state.addresses = addresses,
         Err(e) if has_errno(&e, Errno::ENODEV) => return Ok(None),
@@ -74,6 +79,7 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
         master: None,
         alias: None,
         addresses: Vec::new(),
+        group: 0,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -84,6 +90,7 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
             }
             LinkAttribute::Controller(index) if *index != 0 => state.master = Some(*index),
             LinkAttribute::IfAlias(alias) => state.alias = Some(alias.clone()),
+            LinkAttribute::Group(group) => state.group = *group,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {
@@ -146,6 +153,12 @@ pub(crate) fn set_message(index: u32, change: &LinkChange) -> Result<Option<Link
     if let Some(alias) = &change.alias {
         builder = builder.alias(alias.clone());
     }
+    if let Some(name) = &change.name {
+        builder = builder.name(name.clone());
+    }
+    if let Some(group) = change.group {
+        builder = builder.link_group(group);
+    }
     Ok(Some(builder.build()))
 }
 
@@ -170,6 +183,12 @@ pub(crate) fn describe_change(change: &LinkChange) -> String {
     }
     if let Some(alias) = &change.alias {
         parts.push(format!("alias {alias:?}"));
+    }
+    if let Some(name) = &change.name {
+        parts.push(format!("name {name}"));
+    }
+    if let Some(group) = change.group {
+        parts.push(format!("group {group}"));
     }
     parts.join(", ")
 }

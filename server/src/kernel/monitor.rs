@@ -4,7 +4,10 @@
 //! second instead of at the next resync.
 
 use netlink_packet_core::NetlinkPayload;
-use netlink_packet_route::{RouteNetlinkMessage, link::LinkAttribute, route::RouteAttribute};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage, address::AddressAttribute, link::LinkAttribute,
+    route::RouteAttribute,
+};
 use netlink_sys::{AsyncSocket, SocketAddr};
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -24,6 +27,10 @@ pub enum Change {
         alias: Option<String>,
         /// It was deleted.
         deleted: bool,
+        /// A hash of what weft manages on it (name, MTU, MAC, up, master, alias): equal in
+        /// two notifications when only something else changed (carrier, operstate,
+        /// counters), which is no drift.
+        fingerprint: u64,
     },
     /// An address on interface `index` was added or (with `deleted`) removed.
     Address {
@@ -64,15 +71,40 @@ fn oif(r: &netlink_packet_route::route::RouteMessage) -> Option<u32> {
     })
 }
 
+fn is_link_local(a: &netlink_packet_route::address::AddressMessage) -> bool {
+    a.attributes.iter().any(|attr| match attr {
+        AddressAttribute::Address(std::net::IpAddr::V6(v6)) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+        _ => false,
+    })
+}
+
 fn link_change(l: &netlink_packet_route::link::LinkMessage, deleted: bool) -> Change {
     let alias = l.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfAlias(s) => Some(s.clone()),
         _ => None,
     });
+    let state = super::link::parse(l);
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &state.name,
+            state.mtu,
+            &state.mac,
+            state.up,
+            state.master,
+            &state.alias,
+        )
+            .hash(&mut h);
+        h.finish()
+    };
     Change::Link {
         index: l.header.index,
         alias,
         deleted,
+        fingerprint,
     }
 }
 
@@ -104,8 +136,31 @@ impl Kernel {
                     continue;
                 };
                 let change = match inner {
+                    // The bridge's per-port messages (family AF_BRIDGE: a port enslaved, its
+                    // STP state) never carry the alias: they would read as "mark removed".
+                    RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l)
+                        if l.header.interface_family == AddressFamily::Bridge =>
+                    {
+                        continue;
+                    }
                     RouteNetlinkMessage::NewLink(l) => link_change(&l, false),
                     RouteNetlinkMessage::DelLink(l) => link_change(&l, true),
+                    // IPv6 link-local addresses come and go (and finish duplicate address
+                    // detection a second or two after an interface is up) on their own;
+                    // weft never manages them.
+                    RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a)
+                        if is_link_local(&a) =>
+                    {
+                        continue;
+                    }
+                    // weft manages only routes of its own protocol; the kernel's (prefix
+                    // routes, IPv6 link-local and multicast ones) come and go with addresses
+                    // and links, which are watched themselves.
+                    RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r)
+                        if u8::from(r.header.protocol) != super::RTPROT_WEFT =>
+                    {
+                        continue;
+                    }
                     RouteNetlinkMessage::NewAddress(a) => Change::Address {
                         index: a.header.index,
                         deleted: false,

@@ -431,30 +431,28 @@ impl SubnetSpec {
     /// The next free address after `cursor` (round-robin, so a just-released address is not
     /// handed out again at once), or None when the range is full.
     pub fn next_free(&self, leased: &HashSet<IpAddr>, cursor: Option<IpAddr>) -> Option<IpAddr> {
+        self.candidates(cursor).find(|a| !leased.contains(a))
+    }
+
+    /// Every address a lease may take, in round-robin order: from the one after `cursor` to
+    /// the end of the range, then from its start, each once; never the gateway or a reserved
+    /// one. Lazy, so a caller that checks leases a batch at a time reads only what it needs.
+    pub fn candidates(&self, cursor: Option<IpAddr>) -> impl Iterator<Item = IpAddr> + '_ {
         let (lo, hi) = self.lease_bounds();
-        if hi < lo {
-            return None;
-        }
         let v4 = self.is_v4();
+        let size = if hi < lo { 0 } else { hi - lo + 1 };
         let start = cursor
             .map(to_u128)
             .filter(|c| (lo..=hi).contains(c))
             .map(|c| c + 1)
             .unwrap_or(lo);
         let start = if start > hi { lo } else { start };
-        let size = hi - lo + 1;
-        // Every address tried before a free one is leased, reserved or the gateway, so this
-        // bound is never reached in a range that has room.
-        let tries = size.min(leased.len() as u128 + self.reserved.len() as u128 + 2);
-        let mut v = start;
-        for _ in 0..tries {
-            let a = from_u128(v4, v);
-            if a != self.gateway && !self.reserved.contains(&a) && !leased.contains(&a) {
-                return Some(a);
-            }
-            v = if v >= hi { lo } else { v + 1 };
-        }
-        None
+        (0..size)
+            .map(move |i| {
+                let v = start + i;
+                from_u128(v4, if v > hi { v - size } else { v })
+            })
+            .filter(move |a| *a != self.gateway && !self.reserved.contains(a))
     }
 }
 

@@ -89,7 +89,7 @@ impl Controller {
         row: &NetworkRow,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
         let plan = Plan::dry();
-        self.converge_link(&row.id, &bridge_spec(&row.spec), &plan)
+        self.converge_link(&row.id, &bridge_spec(&row.id, &row.spec), &plan)
             .await?;
         let nets: Vec<_> = row
             .spec
@@ -139,7 +139,7 @@ impl Controller {
             "tables inet weft, bridge weft",
             format!("remove the rules for bridge {}", row.spec.bridge_name),
         );
-        self.remove_link(&row.id, &bridge_spec(&row.spec), &plan)
+        self.remove_link(&row.id, &bridge_spec(&row.id, &row.spec), &plan)
             .await?;
         Ok(plan.changes())
     }

@@ -90,7 +90,7 @@ impl Controller {
         // Counted per orphaned object, not per interface (a veth pair is one orphan).
         let mut gone_uids = HashSet::new();
         for (ns, index, name, uid) in marked {
-            if known.contains(&uid) {
+            if known.contains(&uid) || self.retiring_uid(&uid) {
                 continue;
             }
             tracing::info!(ns = ?ns, name, uid, "removing an orphaned interface weft made");

@@ -203,10 +203,13 @@ impl Controller {
                         master: None,
                         alias: None,
                         addresses: Vec::new(),
+                        group: 0,
                     }
                 } else {
+                    // Just made: down, unmarked, no addresses (but IPv6 link-local ones, which
+                    // are never compared) and no routes; only its index is unknown.
                     self.kernel()
-                        .get_link(ns, &end.name)
+                        .get_link_bare(ns, &end.name)
                         .await?
                         .ok_or_else(|| {
                             ReconcileError::transient(format!(
@@ -225,9 +228,10 @@ impl Controller {
         for (end, ns, state) in &ends {
             let state = state.as_ref().expect("every end exists by now");
             let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
-            observed
-                .ends
-                .push(self.converge_end(ns, state, end, mtu, &mark, plan).await?);
+            observed.ends.push(
+                self.converge_end(ns, state, end, mtu, &mark, created, plan)
+                    .await?,
+            );
         }
         if created && spec.kind == LinkKind::Bridge && !plan.is_dry() {
             // A re-created bridge lost its ports: let them enslave themselves again.
@@ -265,7 +269,9 @@ impl Controller {
         Ok(())
     }
 
-    /// Brings one existing interface to its spec; writes only what differs.
+    /// Brings one existing interface to its spec; writes only what differs. `fresh`: the
+    /// interface was created by this reconcile, so it has no routes to look up.
+    #[allow(clippy::too_many_arguments)]
     async fn converge_end(
         &self,
         ns: &NsRef,
@@ -273,6 +279,7 @@ impl Controller {
         end: &EndSpec,
         mtu: u32,
         mark: &str,
+        fresh: bool,
         plan: &Plan,
     ) -> Result<EndObserved, ReconcileError> {
         let k = self.kernel();
@@ -291,7 +298,7 @@ impl Controller {
         }
         let master = match &end.master {
             None => None,
-            Some(m) => match k.get_link(ns, m).await? {
+            Some(m) => match k.get_link_bare(ns, m).await? {
                 Some(br) if br.kind.as_deref() != Some("bridge") => {
                     return Err(ReconcileError::permanent(format!(
                         "master {m:?} is not a bridge"
@@ -355,7 +362,7 @@ impl Controller {
                 metric: effective_metric(&r.destination, r.metric),
             })
             .collect();
-        let have: HashSet<RouteState> = if state.index == 0 {
+        let have: HashSet<RouteState> = if state.index == 0 || fresh {
             HashSet::new()
         } else {
             k.list_routes(ns, state.index).await?.into_iter().collect()

@@ -16,6 +16,7 @@ mod namespace;
 mod network;
 pub mod plan;
 pub mod queue;
+mod retire;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -26,6 +27,7 @@ use std::{
 pub use events::{Event, Events, Key};
 pub use plan::Plan;
 use queue::WorkQueue;
+pub use retire::{REAP_GATHER, RETIRED_GROUP};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{
@@ -104,6 +106,8 @@ struct Inner {
     firewall_runs: std::sync::atomic::AtomicU64,
     /// When each key last finished a reconcile (for telling weft's own netlink echoes).
     finished: std::sync::Mutex<HashMap<Key, Instant>>,
+    /// Retired endpoint veths waiting to be deleted in a batch.
+    reaper: retire::Reaper,
 }
 
 /// What the reconciler has done since start-up.
@@ -145,6 +149,7 @@ impl Controller {
                 stopping: tokio::sync::watch::channel(false).0,
                 finished: std::sync::Mutex::new(HashMap::new()),
                 firewall_runs: std::sync::atomic::AtomicU64::new(0),
+                reaper: retire::Reaper::default(),
             }),
         }
     }

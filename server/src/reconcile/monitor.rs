@@ -64,6 +64,10 @@ impl Controller {
         let mut mon = self.kernel().monitor(ns).await?;
         // ifindex -> uid of the owning object, learnt from notifications and lookups.
         let mut owners: HashMap<u32, String> = HashMap::new();
+        // ifindex -> fingerprint of its last notification: one that changes nothing weft
+        // manages (a carrier or operstate change, a second or so after weft's own writes,
+        // outside the echo window) re-queues nothing.
+        let mut seen: HashMap<u32, u64> = HashMap::new();
         while let Some(first) = mon.changes.recv().await {
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + DEBOUNCE;
@@ -79,7 +83,13 @@ impl Controller {
                         index,
                         alias,
                         deleted,
+                        fingerprint,
                     } => {
+                        if deleted {
+                            seen.remove(&index);
+                        } else if seen.insert(index, fingerprint) == Some(fingerprint) {
+                            continue;
+                        }
                         let uid = match alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
                             Some(uid) => Some(uid.to_string()),
                             // Our mark was removed, or the interface went without one.

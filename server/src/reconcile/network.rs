@@ -33,15 +33,35 @@ fn proto(p: Protocol) -> Proto {
 /// Above this many port-map elements, the every-second element check runs every tenth time.
 const ELEMENT_CHECK_LIMIT: usize = 2_000;
 
-/// The bridge of a network, as a link spec.
-pub(super) fn bridge_spec(net: &NetworkSpec) -> LinkSpec {
+/// The MAC of network `id`'s bridge: locally administered, unicast, from the id. A bridge
+/// without a MAC of its own takes the lowest of its ports', so it would change as endpoints
+/// come and go and every endpoint's ARP entry for the gateway would go stale (Docker sets one
+/// too); one derived from the id also survives the bridge being re-created.
+pub(super) fn bridge_mac(id: &str) -> String {
+    let hex: Vec<u8> = id
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .chain(std::iter::repeat(b'0'))
+        .take(10)
+        .collect();
+    let hex = String::from_utf8(hex).expect("ASCII");
+    let mut mac = String::from("02");
+    for pair in hex.as_bytes().chunks(2) {
+        mac.push(':');
+        mac.push_str(&String::from_utf8_lossy(pair).to_ascii_lowercase());
+    }
+    mac
+}
+
+/// The bridge of network `id`, as a link spec.
+pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
     LinkSpec {
         labels: Default::default(),
         end: EndSpec {
             name: net.bridge_name.clone(),
             namespace: String::new(),
             mtu: net.mtu,
-            mac: None,
+            mac: Some(bridge_mac(id)),
             up: true,
             master: None,
             addresses: net
@@ -139,7 +159,7 @@ impl Controller {
         let key = Key::Network(id.to_string());
         let converged_before =
             row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
-        let spec = bridge_spec(&row.spec);
+        let spec = bridge_spec(id, &row.spec);
         if row.deleting {
             self.sync_firewall_structure().await?;
             self.remove_link(id, &spec, &Plan::live()).await?;
@@ -205,9 +225,10 @@ impl Controller {
             .flat_map(|m| mappings_of(m, &row.addresses))
             .collect();
         if row.deleting {
-            // DNAT first, so no packet is sent to an address about to vanish.
+            // DNAT first, so no packet is sent to an address about to vanish; then the veth is
+            // cut off and left to the reaper, which deletes retired veths in batches.
             self.remove_port_mappings(&mappings).await?;
-            self.remove_link(id, &spec, &Plan::live()).await?;
+            self.retire_endpoint_veth(id, &spec).await?;
             if self.store().delete_endpoint_row(id).await? {
                 self.events().send(key, true);
                 self.events()
@@ -404,5 +425,18 @@ impl Controller {
     /// Forgets the cached map elements, so the next firewall reconcile compares them all.
     pub(super) async fn forget_port_cache(&self) {
         *self.inner.firewall.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_macs_are_local_unicast_and_stable() {
+        assert_eq!(super::bridge_mac("9930e50c5e1b2f4c"), "02:99:30:e5:0c:5e");
+        assert_eq!(super::bridge_mac("ab"), "02:ab:00:00:00:00");
+        assert_ne!(
+            super::bridge_mac("9930e50c5e"),
+            super::bridge_mac("9930e50c5f")
+        );
     }
 }

@@ -137,6 +137,38 @@ fn ep_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRow, StoreError> {
 }
 
 /// Every subnet of every network, for overlap checks.
+/// The first of `candidates` that no lease of network `net_id` holds, checked a batch at a
+/// time with primary-key lookups: a round-robin cursor almost always finds the first one
+/// free, so a connect reads a handful of rows, not every lease of the network.
+async fn first_unleased(
+    tx: &mut SqliteConnection,
+    net_id: &str,
+    candidates: impl Iterator<Item = IpAddr>,
+) -> Result<Option<IpAddr>, StoreError> {
+    const BATCH: usize = 32;
+    let mut candidates = candidates.peekable();
+    while candidates.peek().is_some() {
+        let batch: Vec<String> = candidates
+            .by_ref()
+            .take(BATCH)
+            .map(|a| a.to_string())
+            .collect();
+        let marks = vec!["?"; batch.len()].join(", ");
+        let sql =
+            format!("SELECT address FROM leases WHERE network_id = ? AND address IN ({marks})");
+        // Only "?" placeholders are formatted in; the addresses are bound.
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(net_id);
+        for a in &batch {
+            q = q.bind(a);
+        }
+        let taken: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        if let Some(free) = batch.iter().find(|a| !taken.contains(*a)) {
+            return Ok(free.parse().ok());
+        }
+    }
+    Ok(None)
+}
+
 async fn taken_subnets(tx: &mut SqliteConnection) -> Result<Vec<(String, IpNet)>, StoreError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT w.name, s.cidr FROM subnets s JOIN networks w ON w.id = s.network_id",
@@ -426,25 +458,19 @@ impl Store {
             } else {
                 req.ipv6.map(IpAddr::V6)
             };
-            let holders: Vec<(String, String)> = sqlx::query_as(
-                "SELECT l.address, n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
-                 JOIN namespaces n ON n.id = e.namespace_id WHERE l.network_id = ?",
-            )
-            .bind(&net_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let leased: HashSet<IpAddr> = holders
-                .iter()
-                .filter_map(|(a, _)| a.parse().ok())
-                .filter(|a| s.subnet.contains(a))
-                .collect();
             let addr = match requested {
                 Some(a) => {
                     s.check_static(a).map_err(StoreError::Invalid)?;
-                    if let Some((_, holder)) = holders
-                        .iter()
-                        .find(|(h, _)| h.parse::<IpAddr>().ok() == Some(a))
-                    {
+                    let holder: Option<String> = sqlx::query_scalar(
+                        "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
+                         JOIN namespaces n ON n.id = e.namespace_id \
+                         WHERE l.network_id = ? AND l.address = ?",
+                    )
+                    .bind(&net_id)
+                    .bind(a.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(holder) = holder {
                         return Err(StoreError::AlreadyExists(format!(
                             "{a} is already leased to namespace {holder:?} on network {:?}",
                             req.network
@@ -461,16 +487,19 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .flatten();
-                    let a = s
-                        .next_free(&leased, cursor.and_then(|c| c.parse().ok()))
-                        .ok_or_else(|| {
-                            StoreError::Exhausted(format!(
-                                "no free address left in {} of network {:?} ({} in use)",
-                                s.subnet,
-                                req.network,
-                                leased.len()
-                            ))
-                        })?;
+                    let cursor = cursor.and_then(|c| c.parse().ok());
+                    let Some(a) = first_unleased(&mut tx, &net_id, s.candidates(cursor)).await?
+                    else {
+                        let in_use: i64 =
+                            sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
+                                .bind(&net_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        return Err(StoreError::Exhausted(format!(
+                            "no free address left in {} of network {:?} ({in_use} in use)",
+                            s.subnet, req.network,
+                        )));
+                    };
                     sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
                         .bind(a.to_string())
                         .bind(&net_id)

@@ -407,6 +407,33 @@ impl Sandbox {
             .collect()
     }
 
+    /// What a Disconnect promises when it answers, and then: the namespace `ns` has no
+    /// interface but loopback and retired ones (`wr…`, down, without a global address,
+    /// waiting for weft's reaper), and within 2 s only loopback.
+    #[allow(dead_code)]
+    pub async fn assert_disconnected(&self, ns: &str) {
+        for l in self.links(ns) {
+            let name = l["ifname"].as_str().unwrap_or_default().to_string();
+            if name == "lo" {
+                continue;
+            }
+            assert!(
+                name.starts_with("wr"),
+                "{ns}: interface {name} still there after Disconnect answered"
+            );
+            let up = l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"));
+            assert!(!up, "{ns}: retired {name} is still up");
+        }
+        wait_for(
+            Duration::from_secs(2),
+            &format!("{ns}'s retired interfaces to be deleted"),
+            || self.link_names(ns) == ["lo"],
+        )
+        .await;
+    }
+
     /// Global (non link-local) addresses of interface `name` in `ns`, as "addr/prefix".
     pub fn addrs(&self, ns: &str, name: &str) -> Vec<String> {
         let v = as_vec(self.ip_json(ns, &["addr", "show", "dev", name]));

@@ -1,0 +1,204 @@
+//! Retiring endpoint veths: a disconnect answers once the endpoint is cut off, and the veths
+//! are deleted in batches behind it.
+//!
+//! Deleting a veth costs the caller an RCU grace period in the kernel (about 20 ms here,
+//! whatever weft does), while deleting a whole interface group costs one grace period for all
+//! of them. So removing an endpoint (1) takes its DNAT elements out (the caller), (2) sets the
+//! inside end down and renames it out of the way (`wr<id>`) in one request, so the
+//! container's interface name is free at once and its address and routes are gone with the
+//! interface's being down, (3) puts the host end into [`RETIRED_GROUP`] (with its peer down it
+//! has no carrier: the bridge forwards nothing to it); then the endpoint's row goes and the
+//! call answers. The reaper deletes the group every
+//! [`REAP_GATHER`] while it has members, after checking every member carries weft's mark.
+//!
+//! A crash between (3) and the reaper leaves marked veths whose endpoint is gone: the GC
+//! removes them as orphans at start-up. The reaper never deletes a group that holds an
+//! interface weft does not own; it then deletes its own members one by one.
+
+use std::{collections::HashSet, time::Duration};
+
+use tokio::task::JoinSet;
+
+use super::{Controller, ReconcileError};
+use crate::{
+    kernel::{LinkChange, NsRef},
+    model::{LinkKind, LinkSpec, ownership_mark},
+};
+
+/// The interface group of retired endpoint veths waiting for the reaper ("WEFT" in ASCII).
+pub const RETIRED_GROUP: u32 = 0x5745_4654;
+
+/// How long the reaper gathers retired veths before deleting them as one batch.
+pub const REAP_GATHER: Duration = Duration::from_millis(20);
+
+/// The retired veths not yet deleted, by host-end name.
+#[derive(Debug, Default)]
+pub(super) struct Reaper {
+    pending: std::sync::Mutex<HashSet<String>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The name a retired inside end takes: unique per endpoint, so it never clashes.
+fn retired_name(id: &str) -> String {
+    format!("wr{}", &id[..id.len().min(12)])
+}
+
+impl Controller {
+    /// Cuts the veth of endpoint `id` (spec `spec`) off and hands it to the reaper. Writes
+    /// nothing when that is done already; skips ends that are gone or not marked as the
+    /// endpoint's.
+    pub(super) async fn retire_endpoint_veth(
+        &self,
+        id: &str,
+        spec: &LinkSpec,
+    ) -> Result<(), ReconcileError> {
+        let k = self.kernel();
+        let mark = ownership_mark(id);
+        if let LinkKind::Veth { peer } = &spec.kind
+            && let Ok(ns) = self.ns_ref(&peer.namespace).await
+            && let Some(inside) = k.get_link_bare(&ns, &peer.name).await?
+            && inside.alias.as_deref() == Some(mark.as_str())
+        {
+            let retire = LinkChange {
+                up: inside.up.then_some(false),
+                name: Some(retired_name(id)),
+                ..Default::default()
+            };
+            match k.set_link(&ns, inside.index, &retire).await {
+                // Older kernels refuse to rename an interface that is up (the name is
+                // applied before the flags): down first, then the name.
+                Err(e) if e.errno() == Some(nix::errno::Errno::EBUSY as i32) => {
+                    let down = LinkChange {
+                        up: Some(false),
+                        ..Default::default()
+                    };
+                    k.set_link(&ns, inside.index, &down).await?;
+                    let rename = LinkChange {
+                        name: retire.name,
+                        ..Default::default()
+                    };
+                    k.set_link(&ns, inside.index, &rename).await?;
+                }
+                other => other?,
+            }
+        }
+        let host = NsRef::Host;
+        let Some(state) = k.get_link_bare(&host, &spec.end.name).await? else {
+            return Ok(());
+        };
+        if state.alias.as_deref() != Some(mark.as_str()) {
+            tracing::warn!(name = %spec.end.name, "not retiring an interface without our mark");
+            return Ok(());
+        }
+        // Only the group: with its peer down the host end has no carrier, so the bridge
+        // forwards nothing to it, and leaving the bridge or going down would each cost a
+        // synchronize_net() in the kernel for nothing (the delete does both anyway).
+        let change = LinkChange {
+            group: (state.group != RETIRED_GROUP).then_some(RETIRED_GROUP),
+            ..Default::default()
+        };
+        k.set_link(&host, state.index, &change).await?;
+        self.inner
+            .reaper
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.end.name.clone());
+        self.inner.reaper.wake.notify_one();
+        Ok(())
+    }
+
+    /// True if the reaper is about to delete the veth of the endpoint with uid `uid` (whose
+    /// host end is `wv` and the uid's first 12 characters; see `Store::connect`).
+    pub(super) fn retiring_uid(&self, uid: &str) -> bool {
+        let host_name = format!("wv{}", &uid[..uid.len().min(12)]);
+        self.inner
+            .reaper
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&host_name)
+    }
+
+    /// Retired veths waiting for the reaper.
+    pub fn retired_pending(&self) -> usize {
+        self.inner
+            .reaper
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Starts the reaper; it stops after [`Controller::shutdown`], deleting what it holds.
+    pub fn spawn_reaper(&self, set: &mut JoinSet<()>) {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut stopping = c.inner.stopping.subscribe();
+            loop {
+                let stop = tokio::select! {
+                    _ = c.inner.reaper.wake.notified() => false,
+                    _ = stopping.wait_for(|s| *s) => true,
+                };
+                if !stop {
+                    tokio::time::sleep(REAP_GATHER).await;
+                }
+                if c.retired_pending() > 0
+                    && let Err(e) = c.reap().await
+                {
+                    tracing::warn!(error = %e, "could not delete retired veths; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    c.inner.reaper.wake.notify_one();
+                }
+                if stop {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Deletes the retired group in one request (or, if it holds an interface weft does not
+    /// own, weft's members one by one).
+    async fn reap(&self) -> Result<(), ReconcileError> {
+        let k = self.kernel();
+        let host = NsRef::Host;
+        let taken: HashSet<String> = self
+            .inner
+            .reaper
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let members: Vec<_> = k
+            .list_links(&host)
+            .await?
+            .into_iter()
+            .filter(|l| l.group == RETIRED_GROUP)
+            .collect();
+        let ours = |l: &crate::kernel::LinkState| {
+            l.alias.as_deref().is_some_and(|a| a.starts_with("weft:"))
+        };
+        if members.iter().all(ours) {
+            if !members.is_empty() {
+                k.delete_link_group(&host, RETIRED_GROUP).await?;
+                tracing::debug!(count = members.len(), "deleted retired veths");
+            }
+        } else {
+            tracing::warn!(
+                group = RETIRED_GROUP,
+                "interface group holds interfaces weft does not own; deleting weft's one by one"
+            );
+            for l in members.iter().filter(|l| ours(l)) {
+                k.delete_link(&host, l.index).await?;
+            }
+        }
+        let mut pending = self
+            .inner
+            .reaper
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.retain(|n| !taken.contains(n));
+        Ok(())
+    }
+}
