@@ -217,13 +217,17 @@ impl Controller {
             .await?
             .ok_or_else(|| ReconcileError::transient("the endpoint's network vanished"))?;
         let spec = endpoint_spec(&net.spec, &row);
-        let mappings: Vec<PortMapping> = self
-            .store()
-            .port_mappings(Some(id))
-            .await?
-            .iter()
-            .flat_map(|m| mappings_of(m, &row.addresses))
-            .collect();
+        let mappings: Vec<PortMapping> = if row.spec.ports.is_empty() {
+            // Mappings are made only from the spec's ports, in the same transaction.
+            Vec::new()
+        } else {
+            self.store()
+                .port_mappings(Some(id))
+                .await?
+                .iter()
+                .flat_map(|m| mappings_of(m, &row.addresses))
+                .collect()
+        };
         if row.deleting {
             // DNAT first, so no packet is sent to an address about to vanish; then the veth is
             // cut off and left to the reaper, which deletes retired veths in batches.

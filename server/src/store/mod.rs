@@ -57,6 +57,17 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
+    nets: std::sync::Arc<std::sync::Mutex<NetCache>>,
+}
+
+/// The network row cache. Every write to a network row drops its entry and bumps `epoch`; a
+/// reader that queried the database fills the cache only if `epoch` did not move meanwhile,
+/// so a row read before a write can never be cached after it.
+#[derive(Debug, Default)]
+struct NetCache {
+    epoch: u64,
+    rows: std::collections::HashMap<String, networks::NetworkRow>,
 }
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -87,7 +98,10 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            nets: Default::default(),
+        })
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when healthy).
@@ -96,6 +110,17 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(v)
+    }
+
+    fn nets(&self) -> std::sync::MutexGuard<'_, NetCache> {
+        self.nets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops network `id` from the cache: call after every write to its row.
+    fn forget_network(&self, id: &str) {
+        let mut c = self.nets();
+        c.epoch += 1;
+        c.rows.remove(id);
     }
 
     /// Closes the pool, checkpointing the WAL.

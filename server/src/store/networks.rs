@@ -137,6 +137,10 @@ fn ep_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRow, StoreError> {
 }
 
 /// Every subnet of every network, for overlap checks.
+/// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
+/// deleting; already connected, interface name taken, already routed by default.
+type ConnectPreconditions = (String, String, i64, String, i64, bool, bool, bool);
+
 /// The first of `candidates` that no lease of network `net_id` holds, checked a batch at a
 /// time with primary-key lookups: a round-robin cursor almost always finds the first one
 /// free, so a connect reads a handful of rows, not every lease of the network.
@@ -274,7 +278,21 @@ impl Store {
 
     /// The network with this uid.
     pub async fn network_by_id(&self, id: &str) -> Result<Option<NetworkRow>, StoreError> {
-        Self::network_by_id_in(&mut *self.pool.acquire().await?, id).await
+        let epoch = {
+            let c = self.nets();
+            if let Some(row) = c.rows.get(id) {
+                return Ok(Some(row.clone()));
+            }
+            c.epoch
+        };
+        let row = Self::network_by_id_in(&mut *self.pool.acquire().await?, id).await?;
+        if let Some(row) = &row {
+            let mut c = self.nets();
+            if c.epoch == epoch {
+                c.rows.insert(id.to_string(), row.clone());
+            }
+        }
+        Ok(row)
     }
 
     /// The same, inside a transaction.
@@ -344,6 +362,7 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
         super::finish(tx, dry_run).await?;
+        self.forget_network(&id);
         Ok(row)
     }
 
@@ -352,13 +371,16 @@ impl Store {
         let r = sqlx::query("DELETE FROM networks WHERE id = ? AND deleting = 1")
             .bind(id)
             .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+            .await;
+        self.forget_network(id);
+        Ok(r?.rows_affected() > 0)
     }
 
     /// Writes a network's observed status; true if it changed.
     pub async fn set_network_status(&self, id: &str, status: &Status) -> Result<bool, StoreError> {
-        self.write_status("networks", id, status, None).await
+        let changed = self.write_status("networks", id, status, None).await;
+        self.forget_network(id);
+        changed
     }
 
     /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
@@ -376,13 +398,36 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // First, so a concurrent call with the same request id fails here (and replays).
         super::requests::record(&mut tx, request, &id).await?;
-        let net: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT id, spec, deleting FROM networks WHERE name = ?")
+        // Every precondition in one statement: the network, the namespace, and whether the
+        // namespace is on the network already, has the interface name taken, or routes by
+        // default through another network.
+        let ifname = &req.endpoint.ifname;
+        let found: Option<ConnectPreconditions> = sqlx::query_as(
+            "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
+             EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
+             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
+                     UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
+             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
+                     AND json_extract(spec, '$.default_route') = 1) \
+             FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
+        )
+        .bind(&req.network)
+        .bind(&req.namespace)
+        .bind(ifname)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((net_id, net_spec, deleting, ns_id, ns_deleting, already, clash, routed)) = found
+        else {
+            let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
                 .bind(&req.network)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (net_id, net_spec, deleting) = net
-            .ok_or_else(|| StoreError::NotFound(format!("network {:?} not found", req.network)))?;
+            return Err(StoreError::NotFound(if net.is_none() {
+                format!("network {:?} not found", req.network)
+            } else {
+                format!("namespace {:?} not found; create it first", req.namespace)
+            }));
+        };
         if deleting != 0 {
             return Err(StoreError::FailedPrecondition(format!(
                 "network {:?} is being deleted",
@@ -390,65 +435,27 @@ impl Store {
             )));
         }
         let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
-        let ns: Option<(String, i64)> =
-            sqlx::query_as("SELECT id, deleting FROM namespaces WHERE name = ?")
-                .bind(&req.namespace)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (ns_id, ns_deleting) = ns.ok_or_else(|| {
-            StoreError::NotFound(format!(
-                "namespace {:?} not found; create it first",
-                req.namespace
-            ))
-        })?;
         if ns_deleting != 0 {
             return Err(StoreError::FailedPrecondition(format!(
                 "namespace {:?} is being deleted",
                 req.namespace
             )));
         }
-        let already: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM endpoints WHERE network_id = ? AND namespace_id = ?",
-        )
-        .bind(&net_id)
-        .bind(&ns_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if already.is_some() {
+        if already {
             return Err(StoreError::AlreadyExists(format!(
                 "namespace {:?} is already connected to network {:?}",
                 req.namespace, req.network
             )));
         }
-        let ifname = &req.endpoint.ifname;
-        let clash: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM endpoints WHERE namespace_id = ?1 AND ifname = ?2 \
-             UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = ?1 AND name = ?2",
-        )
-        .bind(&ns_id)
-        .bind(ifname)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if clash.is_some() {
+        if clash {
             return Err(StoreError::AlreadyExists(format!(
                 "interface {ifname:?} already exists in namespace {:?}; pick another interface_name",
                 req.namespace
             )));
         }
         let mut endpoint = req.endpoint.clone();
-        if endpoint.default_route {
-            let has: Option<String> = sqlx::query_scalar(
-                "SELECT w.name FROM endpoints e JOIN networks w ON w.id = e.network_id \
-                 WHERE e.namespace_id = ? AND json_extract(e.spec, '$.default_route') = 1",
-            )
-            .bind(&ns_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if has.is_some() {
-                // The namespace already routes by default through another network.
-                endpoint.default_route = false;
-            }
-        }
+        // The namespace already routes by default through another network.
+        endpoint.default_route &= !routed;
 
         // Leases: one per subnet of the network.
         let mut leases: Vec<(IpAddr, u8)> = Vec::new();
@@ -773,4 +780,59 @@ pub struct StoredMapping {
     pub host_port: u16,
     /// Port in the endpoint.
     pub container_port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Phase, Status};
+
+    fn spec(name: &str) -> NetworkSpec {
+        NetworkSpec {
+            name: name.into(),
+            labels: Default::default(),
+            bridge_name: format!("br-{name}"),
+            subnets: Vec::new(),
+            internal: false,
+            icc: true,
+            masquerade: true,
+            mtu: 0,
+        }
+    }
+
+    /// The network cache never serves a row older than the last write to it.
+    #[tokio::test]
+    async fn cached_network_rows_follow_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let auto = AutoSubnets {
+            v4: vec![crate::model::AddressPool::parse("10.9.0.0/16/24").unwrap()],
+            ..Default::default()
+        };
+        let id = s
+            .create_network(&spec("n"), &auto, false, None, false)
+            .await
+            .unwrap()
+            .id;
+        let first = s.network_by_id(&id).await.unwrap().unwrap();
+        assert_eq!(first.status.phase, Phase::Pending);
+        assert_eq!(s.network_by_id(&id).await.unwrap().as_ref(), Some(&first));
+        let ready = Status {
+            phase: Phase::Ready,
+            observed_generation: first.generation,
+            message: String::new(),
+        };
+        assert!(s.set_network_status(&id, &ready).await.unwrap());
+        assert_eq!(
+            s.network_by_id(&id).await.unwrap().unwrap().status.phase,
+            Phase::Ready
+        );
+        // A dry run changes nothing, a real mark does.
+        s.mark_network_deleting("n", true).await.unwrap();
+        assert!(!s.network_by_id(&id).await.unwrap().unwrap().deleting);
+        s.mark_network_deleting("n", false).await.unwrap();
+        assert!(s.network_by_id(&id).await.unwrap().unwrap().deleting);
+        assert!(s.delete_network_row(&id).await.unwrap());
+        assert_eq!(s.network_by_id(&id).await.unwrap(), None);
+    }
 }
