@@ -698,6 +698,28 @@ async fn a_group_of_veths_is_deleted_in_one_request_and_other_groups_stay() {
     k.delete_link_group(&h, GROUP).await.expect("empty group");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_into_named_namespaces_are_bounded_and_reopened_on_use() {
+    let sb = Sandbox::new("lru");
+    let k = &sb.kernel;
+    let mut spaces = Vec::new();
+    for i in 0..80 {
+        // Creating one brings its loopback up through its own socket.
+        spaces.push(sb.named(&format!("n{i}")).await.1);
+    }
+    // The host's lanes (4 ordinary and 1 slow) at most, and 64 named namespaces.
+    assert!(
+        k.open_sockets() <= 5 + 64,
+        "{} sockets open",
+        k.open_sockets()
+    );
+    assert!(k.open_sockets() >= 64, "{} sockets open", k.open_sockets());
+    // The first namespace's socket was closed; using it opens a new one that works.
+    let lo = sb.link(&spaces[0], "lo").await;
+    assert!(lo.up);
+    assert!(k.open_sockets() <= 5 + 64);
+}
+
 // The default current-thread runtime: sockets opened on helper threads must still register
 // with this runtime's reactor.
 #[tokio::test]

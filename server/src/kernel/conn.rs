@@ -20,7 +20,8 @@
 //! [`HOST_LANES`] sockets used in turn, and a separate one for slow requests (a batch delete
 //! waits for an RCU grace period, about 20 ms) so they never hold up the others.
 //!
-//! A cached socket keeps its namespace alive. [`Connections::forget`] drops it (the task ends
+//! Named namespaces keep at most [`MAX_NAMESPACE_SOCKETS`] sockets open, the least recently
+//! used closed first. A cached socket keeps its namespace alive. [`Connections::forget`] drops it (the task ends
 //! when the last in-flight request finishes). A namespace file that now names a *different*
 //! namespace (deleted and re-created behind weft's back) is noticed by comparing the file's
 //! identity on every lookup (one `stat`), and the stale socket is replaced.
@@ -40,9 +41,16 @@ use super::{
     netns::{self, NsFile, NsId},
 };
 
+/// At most this many named namespaces keep a socket open; the least recently used one is
+/// closed to make room (reopening one costs a helper thread and about 0.3 ms). Without a
+/// bound, 10,000 namespaces held 10,000 sockets, file descriptors and their buffers.
+pub(crate) const MAX_NAMESPACE_SOCKETS: usize = 64;
+
 /// An open connection into one namespace.
 #[derive(Debug)]
 struct Conn {
+    /// When it was last used (a tick of [`Connections::clock`]).
+    used: std::sync::atomic::AtomicU64,
     handle: Handle,
     /// Held around dump requests: the kernel allows one dump at a time per socket.
     dumps: Arc<tokio::sync::Mutex<()>>,
@@ -83,6 +91,8 @@ pub(crate) struct Connections {
     map: Mutex<ConnMap>,
     /// Turns through the host's ordinary sockets.
     next_host: std::sync::atomic::AtomicUsize,
+    /// Ticks on every lookup, for least-recently-used eviction.
+    clock: std::sync::atomic::AtomicU64,
 }
 
 impl Connections {
@@ -93,6 +103,7 @@ impl Connections {
             host_label,
             map: Mutex::new(HashMap::new()),
             next_host: std::sync::atomic::AtomicUsize::new(0),
+            clock: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -122,6 +133,10 @@ impl Connections {
         for _ in 0..3 {
             let cell = self.cell(ns, slot);
             let conn = cell.get_or_try_init(|| self.connect(ns)).await?;
+            let now = self
+                .clock
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            conn.used.store(now, std::sync::atomic::Ordering::Relaxed);
             if current.is_none_or(|id| id == conn.id) {
                 return Ok(Session {
                     handle: conn.handle.clone(),
@@ -135,6 +150,11 @@ impl Connections {
             format!("open netlink socket in {}", self.label(ns)),
             nix::errno::Errno::EAGAIN,
         ))
+    }
+
+    /// Sockets open (or being opened) now.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
     }
 
     /// Drops the cached socket for `ns`.
@@ -156,7 +176,30 @@ impl Connections {
     }
 
     fn cell(&self, ns: &NsRef, slot: usize) -> Arc<OnceCell<Conn>> {
-        self.lock().entry((ns.clone(), slot)).or_default().clone()
+        let mut map = self.lock();
+        let key = (ns.clone(), slot);
+        if let Some(cell) = map.get(&key) {
+            return cell.clone();
+        }
+        if matches!(ns, NsRef::Path(_)) {
+            let named = map.keys().filter(|(n, _)| n != &NsRef::Host).count();
+            if named >= MAX_NAMESPACE_SOCKETS {
+                // In-flight requests keep their handle; the socket closes after them.
+                let oldest = map
+                    .iter()
+                    .filter(|((n, _), _)| n != &NsRef::Host)
+                    .min_by_key(|(_, c)| {
+                        c.get()
+                            .map(|c| c.used.load(std::sync::atomic::Ordering::Relaxed))
+                            .unwrap_or(u64::MAX)
+                    })
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.entry(key).or_default().clone()
     }
 
     fn evict(&self, ns: &NsRef, slot: usize, cell: &Arc<OnceCell<Conn>>) {
@@ -192,6 +235,7 @@ impl Connections {
         tokio::spawn(connection);
         tracing::debug!(ns = ?ns, "opened netlink socket");
         Ok(Conn {
+            used: Default::default(),
             handle,
             dumps: Arc::default(),
             id,

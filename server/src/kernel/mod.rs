@@ -337,6 +337,12 @@ impl Kernel {
         netns::is_nsfs(path)
     }
 
+    /// Request sockets open now: at most the host's lanes plus
+    /// `MAX_NAMESPACE_SOCKETS` (64) for named namespaces.
+    pub fn open_sockets(&self) -> usize {
+        self.inner.conns.count()
+    }
+
     /// Drops cached sockets for a namespace (after it was deleted).
     pub fn forget(&self, ns: &NsRef) {
         self.inner.conns.forget(ns);

@@ -96,8 +96,8 @@ struct Inner {
     events: Events,
     /// Serialises firewall writes, and caches the port-map elements the kernel holds.
     firewall: tokio::sync::Mutex<Option<HashSet<PortMapping>>>,
-    /// Netlink change subscriptions, per namespace.
-    monitors: std::sync::Mutex<HashMap<NsRef, tokio::task::JoinHandle<()>>>,
+    /// The namespaces the netlink monitor hears, by id.
+    watched: std::sync::Mutex<monitor::Watched>,
     /// Counters, for GetSystemInfo.
     stats: Stats,
     /// Turns true on shutdown; the timer loops watch it.
@@ -144,7 +144,7 @@ impl Controller {
                 queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
                 events: Events::new(),
                 firewall: tokio::sync::Mutex::new(None),
-                monitors: std::sync::Mutex::new(HashMap::new()),
+                watched: Default::default(),
                 stats: Stats::default(),
                 stopping: tokio::sync::watch::channel(false).0,
                 finished: std::sync::Mutex::new(HashMap::new()),
@@ -175,22 +175,33 @@ impl Controller {
     }
 
     /// Queues every object: namespaces first, so links find theirs, then links, networks, the
-    /// firewall and endpoints.
+    /// firewall and endpoints. In the background lane (behind API work) when `background`.
     pub async fn enqueue_all(&self) -> Result<(), StoreError> {
+        self.queue_all(false).await
+    }
+
+    async fn queue_all(&self, background: bool) -> Result<(), StoreError> {
+        let add = |k| {
+            if background {
+                self.inner.queue.add_background(k)
+            } else {
+                self.inner.queue.add(k)
+            }
+        };
         for ns in self.store().list_namespaces().await? {
-            self.enqueue(Key::Namespace(ns.id));
+            add(Key::Namespace(ns.id));
         }
         for l in self.store().list_links().await? {
-            self.enqueue(Key::Link(l.id));
+            add(Key::Link(l.id));
         }
         for n in self.store().list_networks().await? {
-            self.enqueue(Key::Network(n.id));
+            add(Key::Network(n.id));
         }
-        self.enqueue(Key::Firewall);
+        add(Key::Firewall);
         for e in self.store().list_endpoints(None).await? {
-            self.enqueue(Key::Endpoint(e.id));
+            add(Key::Endpoint(e.id));
         }
-        self.enqueue(Key::Gc);
+        add(Key::Gc);
         Ok(())
     }
 
@@ -206,7 +217,8 @@ impl Controller {
         }
     }
 
-    /// Starts the periodic resync: every `period`, every object is queued again.
+    /// Starts the periodic resync: every `period`, every object is queued again, in the
+    /// background lane.
     pub fn spawn_resync(&self, period: Duration, set: &mut JoinSet<()>) {
         let c = self.clone();
         set.spawn(async move {
@@ -220,18 +232,18 @@ impl Controller {
                 }
                 tracing::debug!("resync");
                 c.forget_port_cache().await;
-                if let Err(e) = c.enqueue_all().await {
+                if let Err(e) = c.queue_all(true).await {
                     tracing::warn!(error = %e, "resync could not list objects");
                 }
             }
         });
     }
 
-    /// Starts the event-driven repair: a netlink subscription in the host namespace (those of
-    /// other namespaces start when they are Ready), and a check of the firewall every
+    /// Starts the event-driven repair: the netlink monitor (it hears a namespace once that is
+    /// Ready), and a check of the firewall every
     /// `firewall_every` (a few cheap reads; nftables has no cheap change feed for this).
     pub fn spawn_drift_watch(&self, firewall_every: Duration, set: &mut JoinSet<()>) {
-        self.watch_namespace(NsRef::Host);
+        self.spawn_monitor(set);
         let c = self.clone();
         set.spawn(async move {
             let mut tick = tokio::time::interval(firewall_every);
@@ -251,15 +263,6 @@ impl Controller {
     pub fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
         self.inner.queue.close();
-        for (_, t) in self
-            .inner
-            .monitors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            t.abort();
-        }
     }
 
     async fn work(&self, worker: usize, key: Key) {

@@ -1,19 +1,27 @@
-//! Event-driven repair: one netlink subscription per namespace weft manages (and the host).
-//! A change to an interface carrying weft's mark (or an address or route on one) re-queues
-//! the object that owns it, so a veth deleted or an address removed by hand is back in about
-//! a second. Changes weft makes itself arrive here too; they re-queue an object that is
-//! already converged, whose reconcile then writes nothing, so nothing loops.
+//! Event-driven repair: one netlink subscription in the host namespace that also hears every
+//! namespace weft manages (each gets an id in the host namespace when it is Ready; see
+//! `Kernel::monitor`). A change to an interface carrying weft's mark (or an address or route
+//! on one) re-queues the object that owns it, so a veth deleted or an address removed by hand
+//! is back in about a second. Changes weft makes itself arrive here too; they re-queue an
+//! object that is already converged, whose reconcile then writes nothing, so nothing loops.
 //!
 //! Notifications are gathered for a short window and deduplicated before the owners are
-//! looked up, so a burst (a connect makes about ten) costs one lookup per interface. An
-//! addition or change (not a removal) to an object weft reconciled within the last
+//! looked up, so a burst (a connect makes about ten) costs one lookup per interface. A link
+//! notification that changes nothing weft manages (its fingerprint is the last one seen) is
+//! dropped. An addition or change (not a removal) to an object weft reconciled within the last
 //! [`OWN_ECHO`] is taken for the echo of weft's own writes and not re-queued: removals always
-//! are, and anything else an admin changes right after weft did is caught by the resync.
+//! are, and anything else an admin changes right after weft did is caught by the resync. If
+//! the socket overflows, everything is queued again.
 
 use std::{collections::HashMap, time::Duration};
 
+use tokio::task::JoinSet;
+
 use super::{Controller, Key};
-use crate::kernel::{NsRef, monitor::Change};
+use crate::kernel::{
+    NsRef,
+    monitor::{Change, Notification},
+};
 
 /// How long after a reconcile additions and changes to its object count as its own echo.
 const OWN_ECHO: Duration = Duration::from_secs(1);
@@ -21,130 +29,202 @@ const OWN_ECHO: Duration = Duration::from_secs(1);
 /// How long to gather notifications before acting on them.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// Which namespaces the monitor hears, by their id in the host namespace.
+#[derive(Debug, Default)]
+pub(super) struct Watched {
+    by_id: HashMap<i32, NsRef>,
+    by_ns: HashMap<NsRef, Option<i32>>,
+}
+
+/// What the monitor remembers of one namespace.
+#[derive(Debug, Default)]
+struct NsState {
+    /// ifindex -> uid of the owning object, learnt from notifications and lookups.
+    owners: HashMap<u32, String>,
+    /// ifindex -> fingerprint of its last link notification.
+    seen: HashMap<u32, u64>,
+}
+
 impl Controller {
-    /// Starts watching `ns` unless it is watched already.
+    fn watched(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.inner.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the monitor hear `ns` (the host is always heard): gives it an id in the host
+    /// namespace unless it has one.
     pub fn watch_namespace(&self, ns: NsRef) {
-        let mut monitors = self
-            .inner
-            .monitors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if monitors.contains_key(&ns) {
+        if ns == NsRef::Host {
             return;
         }
+        {
+            let mut w = self.watched();
+            if w.by_ns.contains_key(&ns) {
+                return;
+            }
+            w.by_ns.insert(ns.clone(), None);
+        }
         let c = self.clone();
-        let task_ns = ns.clone();
-        let task = tokio::spawn(async move {
-            if let Err(e) = c.run_monitor(&task_ns).await {
-                tracing::warn!(ns = ?task_ns, error = %e, "cannot watch namespace for changes; relying on resync");
-                c.inner
-                    .monitors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&task_ns);
+        tokio::spawn(async move {
+            match c.kernel().netns_id(&ns).await {
+                Ok(Some(id)) => {
+                    let mut w = c.watched();
+                    // Unwatched meanwhile: leave it.
+                    if let Some(slot) = w.by_ns.get_mut(&ns) {
+                        *slot = Some(id);
+                        w.by_id.insert(id, ns);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(ns = ?ns, error = %e, "cannot watch namespace for changes; relying on resync");
+                    c.watched().by_ns.remove(&ns);
+                }
             }
         });
-        monitors.insert(ns, task);
     }
 
-    /// Stops watching `ns` (before it is deleted: the subscription would keep it alive).
+    /// Stops hearing `ns` (before it is deleted: its id may be reused by a new namespace).
     pub fn unwatch_namespace(&self, ns: &NsRef) {
-        if let Some(t) = self
-            .inner
-            .monitors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ns)
-        {
-            t.abort();
+        let mut w = self.watched();
+        if let Some(Some(id)) = w.by_ns.remove(ns) {
+            w.by_id.remove(&id);
         }
     }
 
-    async fn run_monitor(&self, ns: &NsRef) -> Result<(), crate::kernel::KernelError> {
-        let mut mon = self.kernel().monitor(ns).await?;
-        // ifindex -> uid of the owning object, learnt from notifications and lookups.
-        let mut owners: HashMap<u32, String> = HashMap::new();
-        // ifindex -> fingerprint of its last notification: one that changes nothing weft
-        // manages (a carrier or operstate change, a second or so after weft's own writes,
-        // outside the echo window) re-queues nothing.
-        let mut seen: HashMap<u32, u64> = HashMap::new();
+    /// Starts the monitor task.
+    pub(super) fn spawn_monitor(&self, set: &mut JoinSet<()>) {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut stopping = c.inner.stopping.subscribe();
+            tokio::select! {
+                r = c.run_monitor() => if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot watch for kernel changes; relying on resync");
+                },
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        });
+    }
+
+    async fn run_monitor(&self) -> Result<(), crate::kernel::KernelError> {
+        let mut mon = self.kernel().monitor().await?;
+        let mut states: HashMap<NsRef, NsState> = HashMap::new();
         while let Some(first) = mon.changes.recv().await {
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + DEBOUNCE;
             while let Ok(Some(c)) = tokio::time::timeout_at(deadline, mon.changes.recv()).await {
                 batch.push(c);
             }
-            // For each interface or owner: was anything removed?
-            let mut indexes: HashMap<u32, bool> = HashMap::new();
-            let mut uids: HashMap<String, bool> = HashMap::new();
-            for change in batch {
-                match change {
-                    Change::Link {
-                        index,
-                        alias,
-                        deleted,
-                        fingerprint,
-                    } => {
-                        if deleted {
-                            seen.remove(&index);
-                        } else if seen.insert(index, fingerprint) == Some(fingerprint) {
-                            continue;
-                        }
-                        let uid = match alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
-                            Some(uid) => Some(uid.to_string()),
-                            // Our mark was removed, or the interface went without one.
-                            None => owners.get(&index).cloned(),
-                        };
-                        if let Some(uid) = uid {
-                            if deleted || alias.is_none() {
-                                owners.remove(&index);
-                            } else {
-                                owners.insert(index, uid.clone());
-                            }
-                            *uids.entry(uid).or_default() |= deleted || alias.is_none();
-                        }
+            if batch.contains(&Notification::Overflow) {
+                tracing::warn!("netlink monitor overflowed; checking everything again");
+                states.clear();
+                if let Err(e) = self.queue_all(true).await {
+                    tracing::warn!(error = %e, "could not list objects");
+                }
+                continue;
+            }
+            // Per namespace, in the order heard.
+            let mut per_ns: Vec<(NsRef, Vec<Change>)> = Vec::new();
+            {
+                let w = self.watched();
+                states.retain(|ns, _| *ns == NsRef::Host || w.by_ns.contains_key(ns));
+                for n in batch {
+                    let Notification::Change { nsid, change } = n else {
+                        continue;
+                    };
+                    let ns = match nsid {
+                        None => NsRef::Host,
+                        Some(id) => match w.by_id.get(&id) {
+                            Some(ns) => ns.clone(),
+                            // A namespace weft does not manage (or not yet).
+                            None => continue,
+                        },
+                    };
+                    match per_ns.iter_mut().find(|(n, _)| *n == ns) {
+                        Some((_, v)) => v.push(change),
+                        None => per_ns.push((ns, vec![change])),
                     }
-                    Change::Address { index, deleted }
-                    | Change::Route {
-                        oif: Some(index),
-                        deleted,
-                    } => {
-                        *indexes.entry(index).or_default() |= deleted;
-                    }
-                    Change::Route { oif: None, .. } => {}
                 }
             }
-            for (index, deleted) in indexes {
-                let uid = match owners.get(&index) {
-                    Some(uid) => Some(uid.clone()),
-                    None => match self.kernel().get_link_by_index(ns, index).await {
-                        Ok(Some(l)) => l
-                            .alias
-                            .as_deref()
-                            .and_then(|a| a.strip_prefix("weft:"))
-                            .map(|u| {
-                                owners.insert(index, u.to_string());
-                                u.to_string()
-                            }),
-                        _ => None,
-                    },
-                };
-                if let Some(uid) = uid {
-                    *uids.entry(uid).or_default() |= deleted;
-                }
-            }
-            for (uid, removal) in uids {
-                let Some(key) = self.key_of_uid(&uid).await else {
-                    continue;
-                };
-                if !removal && self.reconciled_within(&key, OWN_ECHO) {
-                    continue;
-                }
-                tracing::debug!(?key, removal, "kernel change on an interface weft owns");
-                self.enqueue(key);
+            for (ns, changes) in per_ns {
+                let state = states.entry(ns.clone()).or_default();
+                self.react(&ns, state, changes).await;
             }
         }
         Ok(())
+    }
+
+    /// Re-queues the owners of what `changes` touched in `ns`.
+    async fn react(&self, ns: &NsRef, state: &mut NsState, changes: Vec<Change>) {
+        let NsState { owners, seen } = state;
+        // For each interface or owner: was anything removed?
+        let mut indexes: HashMap<u32, bool> = HashMap::new();
+        let mut uids: HashMap<String, bool> = HashMap::new();
+        for change in changes {
+            match change {
+                Change::Link {
+                    index,
+                    alias,
+                    deleted,
+                    fingerprint,
+                } => {
+                    if deleted {
+                        seen.remove(&index);
+                    } else if seen.insert(index, fingerprint) == Some(fingerprint) {
+                        continue;
+                    }
+                    let uid = match alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
+                        Some(uid) => Some(uid.to_string()),
+                        // Our mark was removed, or the interface went without one.
+                        None => owners.get(&index).cloned(),
+                    };
+                    if let Some(uid) = uid {
+                        if deleted || alias.is_none() {
+                            owners.remove(&index);
+                        } else {
+                            owners.insert(index, uid.clone());
+                        }
+                        *uids.entry(uid).or_default() |= deleted || alias.is_none();
+                    }
+                }
+                Change::Address { index, deleted }
+                | Change::Route {
+                    oif: Some(index),
+                    deleted,
+                } => {
+                    *indexes.entry(index).or_default() |= deleted;
+                }
+                Change::Route { oif: None, .. } => {}
+            }
+        }
+        for (index, deleted) in indexes {
+            let uid = match owners.get(&index) {
+                Some(uid) => Some(uid.clone()),
+                None => match self.kernel().get_link_by_index(ns, index).await {
+                    Ok(Some(l)) => l
+                        .alias
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("weft:"))
+                        .map(|u| {
+                            owners.insert(index, u.to_string());
+                            u.to_string()
+                        }),
+                    _ => None,
+                },
+            };
+            if let Some(uid) = uid {
+                *uids.entry(uid).or_default() |= deleted;
+            }
+        }
+        for (uid, removal) in uids {
+            let Some(key) = self.key_of_uid(&uid).await else {
+                continue;
+            };
+            if !removal && self.reconciled_within(&key, OWN_ECHO) {
+                continue;
+            }
+            tracing::debug!(?key, removal, "kernel change on an interface weft owns");
+            self.enqueue(key);
+        }
     }
 
     /// The object whose ownership mark is `weft:<uid>`.

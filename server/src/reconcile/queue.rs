@@ -2,6 +2,10 @@
 //! already queued coalesce, and a trigger for a key that is being worked on is remembered and
 //! handed out again once the worker is done. Failed keys come back after a capped exponential
 //! backoff.
+//!
+//! Two lanes: keys from the API, the monitor and retries go first; the periodic resync's keys
+//! ([`WorkQueue::add_background`]) only when no other key waits, so a Connect never waits
+//! behind a pass over 10,000 objects. A background key triggered in the foreground moves up.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -19,7 +23,12 @@ impl<T: Clone + Eq + Hash + Send + Sync + std::fmt::Debug + 'static> QueueKey fo
 #[derive(Debug)]
 struct Inner<K> {
     queue: VecDeque<K>,
+    /// The resync's keys, handed out when `queue` is empty.
+    background: VecDeque<K>,
+    /// Keys waiting in either lane.
     queued: HashSet<K>,
+    /// Of those, the ones in `background`.
+    in_background: HashSet<K>,
     in_flight: HashSet<K>,
     /// Keys triggered while in flight: re-queued by `done`.
     dirty: HashSet<K>,
@@ -43,7 +52,9 @@ impl<K: QueueKey> WorkQueue<K> {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 queue: VecDeque::new(),
+                background: VecDeque::new(),
                 queued: HashSet::new(),
+                in_background: HashSet::new(),
                 in_flight: HashSet::new(),
                 dirty: HashSet::new(),
                 failures: HashMap::new(),
@@ -69,8 +80,29 @@ impl<K: QueueKey> WorkQueue<K> {
             g.dirty.insert(key);
             return;
         }
+        if g.in_background.remove(&key) {
+            // Waiting in the background lane: move it up.
+            g.background.retain(|k| k != &key);
+            g.queue.push_back(key);
+            return;
+        }
         if g.queued.insert(key.clone()) {
             g.queue.push_back(key);
+            drop(g);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Triggers a reconcile of `key` in the background lane, behind every other key; nothing
+    /// if it waits or runs already.
+    pub fn add_background(&self, key: K) {
+        let mut g = self.lock();
+        if g.closed || g.in_flight.contains(&key) {
+            return;
+        }
+        if g.queued.insert(key.clone()) {
+            g.in_background.insert(key.clone());
+            g.background.push_back(key);
             drop(g);
             self.notify.notify_one();
         }
@@ -91,10 +123,16 @@ impl<K: QueueKey> WorkQueue<K> {
             let notified = self.notify.notified();
             {
                 let mut g = self.lock();
-                if let Some(k) = g.queue.pop_front() {
+                let next = match g.queue.pop_front() {
+                    Some(k) => Some(k),
+                    None => g.background.pop_front().inspect(|k| {
+                        g.in_background.remove(k);
+                    }),
+                };
+                if let Some(k) = next {
                     g.queued.remove(&k);
                     g.in_flight.insert(k.clone());
-                    let more = !g.queue.is_empty();
+                    let more = !g.queue.is_empty() || !g.background.is_empty();
                     drop(g);
                     if more {
                         // Another key waits: make sure another idle worker hears of it.
@@ -164,7 +202,9 @@ impl<K: QueueKey> WorkQueue<K> {
         let mut g = self.lock();
         g.closed = true;
         g.queue.clear();
+        g.background.clear();
         g.queued.clear();
+        g.in_background.clear();
         drop(g);
         self.notify.notify_waiters();
         self.notify.notify_one();
@@ -175,9 +215,9 @@ impl<K: QueueKey> WorkQueue<K> {
         self.lock().closed
     }
 
-    /// Number of keys waiting (not counting those in flight).
+    /// Number of keys waiting in both lanes (not counting those in flight).
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().queued.len()
     }
 
     /// True when no key waits.
@@ -242,6 +282,29 @@ mod tests {
         assert_eq!(q.next().await, Some("a"));
         q.done(&"a");
         assert_eq!(q.failures(&"a"), 0, "success resets the backoff");
+    }
+
+    #[tokio::test]
+    async fn background_keys_wait_for_the_foreground_and_move_up_when_triggered() {
+        let q = q();
+        for k in ["r1", "r2", "r3"] {
+            q.add_background(k);
+        }
+        q.add("api");
+        q.add_background("api"); // already waiting: no second entry
+        q.add("r3"); // a resync key triggered by the API moves up
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.next().await, Some("api"));
+        assert_eq!(q.next().await, Some("r3"));
+        assert_eq!(q.next().await, Some("r1"));
+        q.add("late");
+        assert_eq!(
+            q.next().await,
+            Some("late"),
+            "foreground first, whenever it comes"
+        );
+        assert_eq!(q.next().await, Some("r2"));
+        assert!(q.is_empty());
     }
 
     #[tokio::test]
