@@ -301,12 +301,12 @@ async fn run_alone(
     );
     let rs = alone::restart(&mut d).await?;
     emit(format!(
-        "**Converged restart** with {} endpoints. weftd answers with the status it stored, so \
-         a list shows everything Ready as soon as the socket answers, before the kernel was \
-         checked; the restart is judged by the start-up reconcile instead (every object \
-         reconciled once, queue empty). Target: Ready in <= 1 s with 0 kernel writes: {} \
-         (reconciled in {} s, first all-Ready list at {} s; {} kernel writes then, {} 3 s \
-         later).\n\n{}\n",
+        "**Converged restart** with {} endpoints. After a start, weftd shows every object \
+         that was Ready as Pending until its first reconcile has checked the kernel, so the \
+         first list with everything Ready is when the re-check is done; the start-up \
+         reconcile (every object reconciled once, queue empty) is shown too. Target: Ready in \
+         <= 1 s with 0 kernel writes: {} (reconciled in {} s, first all-Ready list at {} s; \
+         {} kernel writes then, {} 3 s later).\n\n{}\n",
         rs.endpoints,
         verdict(rs.to_reconciled.max(rs.to_ready).as_secs_f64() <= 1.0 && rs.writes_later == 0),
         secs(rs.to_reconciled),

@@ -108,6 +108,16 @@ pub async fn run(
         .with_context(|| format!("opening {}", config.database.display()))?;
     let kernel = Kernel::new(config.host_netns.clone(), config.netns_dir.clone())
         .context("opening the kernel interfaces")?;
+    let rechecking = store
+        .mark_unverified()
+        .await
+        .context("marking stored objects for a re-check")?;
+    if rechecking > 0 {
+        tracing::info!(
+            objects = rechecking,
+            "re-checking what was Ready before the restart"
+        );
+    }
     let ctl = Controller::new(store.clone(), kernel);
 
     let mut tasks = JoinSet::new();

@@ -69,6 +69,23 @@ pub struct Status {
     pub message: String,
 }
 
+/// The message of an object that was Ready when weftd stopped: until its first reconcile after
+/// the start, nobody has checked the kernel, so it does not say Ready.
+pub const RECHECKING: &str = "weftd restarted; checking the kernel again";
+
+impl Status {
+    /// True if the object was converged at `generation` when last checked (Ready; or Ready
+    /// before a restart and not re-checked yet): a reconcile that writes then repairs drift.
+    pub fn was_converged(&self, generation: i64) -> bool {
+        let ready = match self.phase {
+            Phase::Ready => true,
+            Phase::Pending => self.message == RECHECKING,
+            _ => false,
+        };
+        ready && self.observed_generation == generation
+    }
+}
+
 impl Default for Status {
     fn default() -> Self {
         Self {

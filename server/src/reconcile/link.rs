@@ -45,8 +45,7 @@ impl Controller {
             return Ok(false);
         };
         let key = Key::Link(id.to_string());
-        let converged_before =
-            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
+        let converged_before = row.status.was_converged(row.generation);
         if row.deleting {
             self.remove_link(&row.id, &row.spec, &Plan::live()).await?;
             if self.store().delete_link_row(id).await? {

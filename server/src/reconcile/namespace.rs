@@ -17,8 +17,7 @@ impl Controller {
             return Ok(false);
         };
         let key = Key::Namespace(id.to_string());
-        let converged_before =
-            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
+        let converged_before = row.status.was_converged(row.generation);
         let adopted = row.spec.adopted_path.clone();
         let path = adopted
             .clone()

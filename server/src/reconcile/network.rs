@@ -157,8 +157,7 @@ impl Controller {
             return Ok(false);
         };
         let key = Key::Network(id.to_string());
-        let converged_before =
-            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
+        let converged_before = row.status.was_converged(row.generation);
         let spec = bridge_spec(id, &row.spec);
         if row.deleting {
             self.sync_firewall_structure().await?;
@@ -209,8 +208,7 @@ impl Controller {
             return Ok(false);
         };
         let key = Key::Endpoint(id.to_string());
-        let converged_before =
-            row.status.phase == Phase::Ready && row.status.observed_generation == row.generation;
+        let converged_before = row.status.was_converged(row.generation);
         let net = self
             .store()
             .network_by_id(&row.network_id)

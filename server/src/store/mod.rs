@@ -126,6 +126,29 @@ impl Store {
         c.rows.remove(id);
     }
 
+    /// At start-up: every Ready object becomes Pending ([`crate::model::RECHECKING`]) until
+    /// its first reconcile has checked the kernel, so no client reads Ready for something
+    /// nobody has looked at since the restart. Returns how many rows changed.
+    pub async fn mark_unverified(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut n = 0;
+        for table in ["namespaces", "links", "networks", "endpoints"] {
+            let sql = format!(
+                "UPDATE {table} SET phase = 'pending', message = ? WHERE phase = 'ready' AND deleting = 0"
+            );
+            n += sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(crate::model::RECHECKING)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        let mut c = self.nets();
+        c.epoch += 1;
+        c.rows.clear();
+        Ok(n)
+    }
+
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -835,4 +835,53 @@ mod tests {
         assert!(s.delete_network_row(&id).await.unwrap());
         assert_eq!(s.network_by_id(&id).await.unwrap(), None);
     }
+
+    /// After a restart nothing reads Ready until it was checked again, and a check that
+    /// repairs something still counts as drift.
+    #[tokio::test]
+    async fn ready_objects_are_pending_until_rechecked_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let auto = AutoSubnets {
+            v4: vec![crate::model::AddressPool::parse("10.9.0.0/16/24").unwrap()],
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for name in ["ready", "failed"] {
+            ids.push(
+                s.create_network(&spec(name), &auto, false, None, false)
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let status = |phase| Status {
+            phase,
+            observed_generation: 1,
+            message: String::new(),
+        };
+        s.set_network_status(&ids[0], &status(Phase::Ready))
+            .await
+            .unwrap();
+        s.set_network_status(&ids[1], &status(Phase::Failed))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.network_by_id(&ids[0])
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .phase,
+            Phase::Ready
+        );
+        assert_eq!(s.mark_unverified().await.unwrap(), 1);
+        let n = s.network_by_id(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(n.status.phase, Phase::Pending);
+        assert_eq!(n.status.message, crate::model::RECHECKING);
+        assert!(n.status.was_converged(n.generation));
+        let f = s.network_by_id(&ids[1]).await.unwrap().unwrap();
+        assert_eq!(f.status.phase, Phase::Failed, "failures stay visible");
+        assert!(!f.status.was_converged(f.generation));
+    }
 }
