@@ -123,6 +123,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     ctl.spawn_workers(config.workers, &mut tasks);
     ctl.spawn_reaper(&mut tasks);
+    ctl.spawn_recheck_flusher(&mut tasks);
     ctl.enqueue_all()
         .await
         .context("queueing the stored objects")?;

@@ -521,29 +521,22 @@ impl NetworkApi {
     ) -> ApiResult<Vec<pb::PlannedChange>> {
         let pending = Pending::start(&self.ctl, &req, req.get_ref().wait);
         let r = req.into_inner();
-        if self
-            .ctl
-            .store()
-            .network_by_name(&r.network)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::NotFound(format!(
-                "network {:?} not found",
-                r.network
-            )));
-        }
-        let row = self
+        let Some(row) = self
             .ctl
             .store()
             .endpoint_by_names(&r.network, &r.namespace)
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
+        else {
+            // Say which is missing: the network, or its endpoint for this namespace.
+            let network = self.ctl.store().network_by_name(&r.network).await?;
+            return Err(ApiError::NotFound(match network {
+                None => format!("network {:?} not found", r.network),
+                Some(_) => format!(
                     "namespace {:?} is not connected to network {:?}",
                     r.namespace, r.network
-                ))
-            })?;
+                ),
+            }));
+        };
         if r.dry_run {
             let net = self
                 .ctl

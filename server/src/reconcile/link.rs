@@ -70,7 +70,10 @@ impl Controller {
                     Err(e),
                 ),
             };
-        if self.store().set_link_status(id, &status, &observed).await? {
+        let unchanged = observed == row.observed;
+        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, None)
+            && self.store().set_link_status(id, &status, &observed).await?
+        {
             self.events().send(key, false);
         }
         outcome.map(|()| converged_before)

@@ -16,6 +16,7 @@ mod namespace;
 mod network;
 pub mod plan;
 pub mod queue;
+mod recheck;
 mod retire;
 
 use std::{
@@ -108,6 +109,8 @@ struct Inner {
     finished: std::sync::Mutex<HashMap<Key, Instant>>,
     /// Retired endpoint veths waiting to be deleted in a batch.
     reaper: retire::Reaper,
+    /// Objects found converged after a restart, waiting to be confirmed Ready in a batch.
+    rechecked: recheck::Rechecked,
 }
 
 /// What the reconciler has done since start-up.
@@ -150,6 +153,7 @@ impl Controller {
                 finished: std::sync::Mutex::new(HashMap::new()),
                 firewall_runs: std::sync::atomic::AtomicU64::new(0),
                 reaper: retire::Reaper::default(),
+                rechecked: recheck::Rechecked::default(),
             }),
         }
     }
@@ -174,8 +178,9 @@ impl Controller {
         self.inner.queue.add(key);
     }
 
-    /// Queues every object: namespaces first, so links find theirs, then links, networks, the
-    /// firewall and endpoints. In the background lane (behind API work) when `background`.
+    /// Queues every object: networks and the firewall, then each namespace with the links and
+    /// endpoints in it, then the rest. In the background lane (behind API work) when
+    /// `background`.
     pub async fn enqueue_all(&self) -> Result<(), StoreError> {
         self.queue_all(false).await
     }
@@ -188,18 +193,38 @@ impl Controller {
                 self.inner.queue.add(k)
             }
         };
-        for ns in self.store().list_namespaces().await? {
-            add(Key::Namespace(ns.id));
-        }
-        for l in self.store().list_links().await? {
-            add(Key::Link(l.id));
-        }
+        // Networks (bridges in the host) and the firewall first; then each namespace followed
+        // by what lives in it, so its socket is still cached when they need it (only 64 are
+        // kept: namespaces first and endpoints after would open each socket twice).
         for n in self.store().list_networks().await? {
             add(Key::Network(n.id));
         }
         add(Key::Firewall);
+        let mut inside: HashMap<String, Vec<Key>> = HashMap::new();
+        let mut host_links = Vec::new();
+        for l in self.store().list_links().await? {
+            match l.spec.ends().iter().find(|e| !e.namespace.is_empty()) {
+                Some(e) => inside
+                    .entry(e.namespace.clone())
+                    .or_default()
+                    .push(Key::Link(l.id.clone())),
+                None => host_links.push(Key::Link(l.id.clone())),
+            }
+        }
         for e in self.store().list_endpoints(None).await? {
-            add(Key::Endpoint(e.id));
+            inside
+                .entry(e.namespace.clone())
+                .or_default()
+                .push(Key::Endpoint(e.id));
+        }
+        for ns in self.store().list_namespaces().await? {
+            add(Key::Namespace(ns.id));
+            for k in inside.remove(&ns.spec.name).unwrap_or_default() {
+                add(k);
+            }
+        }
+        for k in host_links.into_iter().chain(inside.into_values().flatten()) {
+            add(k);
         }
         add(Key::Gc);
         Ok(())

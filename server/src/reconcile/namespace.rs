@@ -67,10 +67,13 @@ impl Controller {
                 Err(e),
             ),
         };
-        if self
-            .store()
-            .set_namespace_status(id, &status, &path.display().to_string())
-            .await?
+        let status_path = path.display().to_string();
+        let unchanged = status_path == row.status_path;
+        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, None)
+            && self
+                .store()
+                .set_namespace_status(id, &status, &status_path)
+                .await?
         {
             self.events().send(key, false);
         }

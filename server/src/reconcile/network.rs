@@ -193,7 +193,9 @@ impl Controller {
                 Err(e),
             ),
         };
-        if self.store().set_network_status(id, &status).await? {
+        if !self.confirm_if_rechecked(&key, &row.status, &status, true, None)
+            && self.store().set_network_status(id, &status).await?
+        {
             self.events().send(key, false);
         }
         outcome.map(|()| converged_before)
@@ -266,10 +268,13 @@ impl Controller {
                 Err(e),
             ),
         };
-        if self
-            .store()
-            .set_endpoint_status(id, &status, &EndpointObserved { mac })
-            .await?
+        let unchanged = mac == row.observed.mac;
+        let network = Key::Network(row.network_id.clone());
+        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, Some(network))
+            && self
+                .store()
+                .set_endpoint_status(id, &status, &EndpointObserved { mac })
+                .await?
         {
             self.events().send(key, false);
             self.events()

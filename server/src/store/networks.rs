@@ -883,5 +883,17 @@ mod tests {
         let f = s.network_by_id(&ids[1]).await.unwrap().unwrap();
         assert_eq!(f.status.phase, Phase::Failed, "failures stay visible");
         assert!(!f.status.was_converged(f.generation));
+        // The re-check confirms in one statement, only what still waits for it.
+        let changed = s.confirm_rechecked("networks", &ids).await.unwrap();
+        assert_eq!(changed, vec![ids[0].clone()]);
+        let n = s.network_by_id(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(n.status.phase, Phase::Ready);
+        assert_eq!(n.status.message, "");
+        assert!(
+            s.confirm_rechecked("networks", &ids)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
