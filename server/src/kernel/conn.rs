@@ -1,4 +1,4 @@
-//! One rtnetlink connection per namespace, opened inside it and cached.
+//! rtnetlink connections, each opened inside its namespace and cached.
 //!
 //! A netlink socket belongs forever to the network namespace it was created in, so weft opens
 //! each namespace's socket on a helper thread that has `setns`ed into it (see

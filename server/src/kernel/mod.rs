@@ -10,8 +10,10 @@
 //! # Layout
 //! - `netns`: namespace files (create/delete like `ip netns add`/`del`, the nsfs check) and the
 //!   short-lived helper threads that enter a namespace. No tokio thread ever changes namespace.
-//! - `conn`: one rtnetlink connection per namespace, opened inside it, cached per [`NsRef`],
+//! - `conn`: rtnetlink connections opened inside their namespace and cached (four plus a slow
+//!   lane for the host, at most 64 named namespaces, least recently used closed first),
 //!   reopened when the namespace file names a new namespace.
+//! - `monitor`: one socket in the host namespace hearing every namespace with an id there.
 //! - `link`, `addr`, `route`: request builders and reply parsers per object kind.
 //! - `error`: rtnetlink/syscall errors into [`KernelError`], keeping the positive errno.
 //!

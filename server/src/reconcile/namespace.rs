@@ -23,7 +23,7 @@ impl Controller {
             .clone()
             .unwrap_or_else(|| self.kernel().netns_dir().join(&row.spec.name));
         if row.deleting {
-            // The subscription holds the namespace open: drop it first.
+            // Stop hearing it first: its id in the host namespace may go to a new one.
             self.unwatch_namespace(&NsRef::Path(path.clone()));
             if adopted.is_none() {
                 self.kernel().delete_named_netns(&row.spec.name).await?;
@@ -40,7 +40,7 @@ impl Controller {
         let (status, outcome) = match result {
             Ok(recreated) => {
                 if recreated {
-                    // A subscription to the namespace that died watches nothing useful.
+                    // The id the dead namespace had means nothing now: learn the new one.
                     self.unwatch_namespace(&NsRef::Path(path.clone()));
                 }
                 self.watch_namespace(NsRef::Path(path.clone()));

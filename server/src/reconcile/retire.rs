@@ -5,11 +5,11 @@
 //! whatever weft does), while deleting a whole interface group costs one grace period for all
 //! of them. So removing an endpoint (1) takes its DNAT elements out (the caller), (2) sets the
 //! inside end down and renames it out of the way (`wr<id>`) in one request, so the
-//! container's interface name is free at once and its address and routes are gone with the
-//! interface's being down, (3) puts the host end into [`RETIRED_GROUP`] (with its peer down it
+//! container's interface name is free at once and its routes go with the interface going
+//! down, (3) puts the host end into [`RETIRED_GROUP`] (with its peer down it
 //! has no carrier: the bridge forwards nothing to it); then the endpoint's row goes and the
-//! call answers. The reaper deletes the group every
-//! [`REAP_GATHER`] while it has members, after checking every member carries weft's mark.
+//! call answers. The reaper deletes the group every [`REAP_GATHER`] while it has members,
+//! after checking every member carries weft's mark.
 //!
 //! A crash between (3) and the reaper leaves marked veths whose endpoint is gone: the GC
 //! removes them as orphans at start-up. The reaper never deletes a group that holds an
