@@ -1,7 +1,9 @@
 //! NetworkService on the real kernel, through the real gRPC socket (issue 3): the default
 //! network, automatic subnets, masquerade and internal networks, isolation and the
 //! inter-container switch, dual stack and IPv6-only, the nftables ruleset against golden files,
-//! the forwarding sysctls, delete and prune leaving nothing behind, and the CLI verbs.
+//! the forwarding sysctls, delete and prune leaving nothing behind, the CLI verbs, and a
+//! disconnect that answers with the endpoint cut off and reaps its veth in a batch (issue 5)
+//! without touching an interface weft does not own or the bridge's MAC.
 //!
 //! Each test runs a sandboxed weftd (tests/common); those that need an outside world add an
 //! "outside" namespace linked to the sandbox host by a veth on 10.250.0.0/24 (tests/common/net.rs).
