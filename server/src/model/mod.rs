@@ -135,6 +135,11 @@ pub fn new_uid() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// The host end of endpoint `uid`'s veth: `wv` and the uid's first 12 characters.
+pub fn endpoint_host_ifname(uid: &str) -> String {
+    format!("wv{}", &uid[..uid.len().min(12)])
+}
+
 /// The ownership mark weft puts on an interface it creates (its alias).
 pub fn ownership_mark(uid: &str) -> String {
     format!("weft:{uid}")

@@ -346,6 +346,38 @@ impl Controller {
         }
     }
 
+    /// Starts a task that, each time `wake` is notified, waits `gather` (so more work joins
+    /// the batch) and runs `flush`; at shutdown it runs `flush` once more and ends. The reaper
+    /// and the re-check confirmations are such batches.
+    fn spawn_batcher<F, Fut>(
+        &self,
+        set: &mut JoinSet<()>,
+        wake: fn(&Inner) -> &tokio::sync::Notify,
+        gather: Duration,
+        flush: F,
+    ) where
+        F: Fn(Controller) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut stopping = c.inner.stopping.subscribe();
+            loop {
+                let stop = tokio::select! {
+                    _ = wake(&c.inner).notified() => false,
+                    _ = stopping.wait_for(|s| *s) => true,
+                };
+                if !stop {
+                    tokio::time::sleep(gather).await;
+                }
+                flush(c.clone()).await;
+                if stop {
+                    return;
+                }
+            }
+        });
+    }
+
     /// True if `key` finished a reconcile less than `window` ago.
     pub(crate) fn reconciled_within(&self, key: &Key, window: Duration) -> bool {
         self.inner

@@ -75,23 +75,12 @@ impl Controller {
 
     /// Starts the flusher; it stops after [`Controller::shutdown`], flushing what it holds.
     pub fn spawn_recheck_flusher(&self, set: &mut JoinSet<()>) {
-        let c = self.clone();
-        set.spawn(async move {
-            let mut stopping = c.inner.stopping.subscribe();
-            loop {
-                let stop = tokio::select! {
-                    _ = c.inner.rechecked.wake.notified() => false,
-                    _ = stopping.wait_for(|s| *s) => true,
-                };
-                if !stop {
-                    tokio::time::sleep(GATHER).await;
-                }
-                c.flush_rechecked().await;
-                if stop {
-                    return;
-                }
-            }
-        });
+        self.spawn_batcher(
+            set,
+            |i| &i.rechecked.wake,
+            GATHER,
+            |c| async move { c.flush_rechecked().await },
+        );
     }
 
     async fn flush_rechecked(&self) {

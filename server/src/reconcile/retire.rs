@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::{Controller, ReconcileError};
 use crate::{
     kernel::{LinkChange, NsRef},
-    model::{LinkKind, LinkSpec, ownership_mark},
+    model::{LinkKind, LinkSpec, endpoint_host_ifname, ownership_mark},
 };
 
 /// The interface group of retired endpoint veths waiting for the reaper ("WEFT" in ASCII).
@@ -108,16 +108,14 @@ impl Controller {
         Ok(())
     }
 
-    /// True if the reaper is about to delete the veth of the endpoint with uid `uid` (whose
-    /// host end is `wv` and the uid's first 12 characters; see `Store::connect`).
+    /// True if the reaper is about to delete the veth of the endpoint with uid `uid`.
     pub(super) fn retiring_uid(&self, uid: &str) -> bool {
-        let host_name = format!("wv{}", &uid[..uid.len().min(12)]);
         self.inner
             .reaper
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&host_name)
+            .contains(&endpoint_host_ifname(uid))
     }
 
     /// Retired veths waiting for the reaper.
@@ -132,17 +130,11 @@ impl Controller {
 
     /// Starts the reaper; it stops after [`Controller::shutdown`], deleting what it holds.
     pub fn spawn_reaper(&self, set: &mut JoinSet<()>) {
-        let c = self.clone();
-        set.spawn(async move {
-            let mut stopping = c.inner.stopping.subscribe();
-            loop {
-                let stop = tokio::select! {
-                    _ = c.inner.reaper.wake.notified() => false,
-                    _ = stopping.wait_for(|s| *s) => true,
-                };
-                if !stop {
-                    tokio::time::sleep(REAP_GATHER).await;
-                }
+        self.spawn_batcher(
+            set,
+            |i| &i.reaper.wake,
+            REAP_GATHER,
+            |c| async move {
                 if c.retired_pending() > 0
                     && let Err(e) = c.reap().await
                 {
@@ -150,11 +142,8 @@ impl Controller {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     c.inner.reaper.wake.notify_one();
                 }
-                if stop {
-                    return;
-                }
-            }
-        });
+            },
+        );
     }
 
     /// Deletes the retired group in one request (or, if it holds an interface weft does not

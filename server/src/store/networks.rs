@@ -393,7 +393,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
         let id = new_uid();
-        let host_ifname = format!("wv{}", &id[..12]);
+        let host_ifname = crate::model::endpoint_host_ifname(&id);
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // First, so a concurrent call with the same request id fails here (and replays).
