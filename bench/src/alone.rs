@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use weft::v1::{
     GetNetworkRequest, GetSystemInfoRequest, ListNamespacesRequest, Phase, PublishedPort,
 };
+use weftd::kernel::prelude::*;
 use weftd::kernel::{
     Kernel, NsRef,
     firewall::{FirewallNetwork, PortMapping, Proto},

@@ -27,6 +27,7 @@ use weft::v1::{
     ConnectRequest, CreateNamespaceRequest, CreateNetworkRequest, DeleteNamespaceRequest,
     DisconnectRequest, Namespace, Network, Phase, Status, Subnet,
 };
+use weftd::kernel::prelude::*;
 use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNetwork};
 
 use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};

@@ -118,7 +118,7 @@ pub async fn run(
             "re-checking what was Ready before the restart"
         );
     }
-    let ctl = Controller::new(store.clone(), kernel);
+    let ctl = Controller::new(store.clone(), std::sync::Arc::new(kernel));
 
     let mut tasks = JoinSet::new();
     ctl.spawn_workers(config.workers, &mut tasks);

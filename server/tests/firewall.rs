@@ -17,6 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
+use weftd::kernel::prelude::*;
 use weftd::kernel::{
     Kernel, NsRef,
     firewall::{FirewallNetwork, PortMapping, Proto},

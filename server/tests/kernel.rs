@@ -20,6 +20,7 @@ use nix::{
     mount::{MntFlags, umount2},
 };
 use serde_json::Value;
+use weftd::kernel::prelude::*;
 use weftd::kernel::{Kernel, KernelError, LinkChange, LinkState, NsRef, RTPROT_WEFT, RouteState};
 
 // ---------------------------------------------------------------------------------------------

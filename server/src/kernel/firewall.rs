@@ -141,9 +141,8 @@ pub use self::plan::{
     PlannedRule, PlannedSet, PlannedTable, PortMap, SetKind, TABLE, TableFamily, plan,
 };
 use super::{
-    Kernel, KernelError, NsRef, error,
+    FirewallOps, Kernel, KernelError, NsRef, error,
     netns::{self, NsFile},
-    relabel,
 };
 
 /// A transport protocol of a published port.
@@ -326,7 +325,8 @@ enum Observed {
     },
 }
 
-impl Kernel {
+#[async_trait::async_trait]
+impl FirewallOps for Kernel {
     /// Makes weft's tables' structure (tables, chains, rules, sets and their members) match
     /// `plan(networks)` in ONE batch; port-map elements are left as they are (the maps are
     /// created if missing).
@@ -339,7 +339,7 @@ impl Kernel {
     ///
     /// `EINVAL` for a bridge name that cannot be an interface name; `EEXIST` if a table named
     /// `weft` exists without weft's marker.
-    pub async fn sync_firewall(&self, networks: &[FirewallNetwork]) -> Result<bool, KernelError> {
+    async fn sync_firewall(&self, networks: &[FirewallNetwork]) -> Result<bool, KernelError> {
         let op = format!("sync firewall in {}", self.label(&NsRef::Host));
         for n in networks {
             validate_ifname(&n.bridge).map_err(|m| error::invalid(op.clone(), m))?;
@@ -386,7 +386,7 @@ impl Kernel {
     /// batch is applied. `EINVAL` (before anything is sent) for a host address of another
     /// family than the destination, or port 0. `ENOENT` if the maps do not exist (call
     /// [`Kernel::sync_firewall`] first). An empty list sends nothing.
-    pub async fn add_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
+    async fn add_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
         let op = format!(
             "add {} port mapping(s) in {}",
             m.len(),
@@ -415,7 +415,7 @@ impl Kernel {
     /// (or one that now maps elsewhere) is skipped, so this never fails with `ENOENT`. Writes
     /// nothing when there is nothing to remove. The check costs one small request per mapping
     /// (not a dump of the maps) up to 1,000 mappings per map, and one dump of the map beyond.
-    pub async fn del_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
+    async fn del_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
         let op = format!(
             "delete {} port mapping(s) in {}",
             m.len(),
@@ -468,7 +468,7 @@ impl Kernel {
 
     /// Every published port in weft's maps, sorted. Empty if the table does not exist.
     /// Elements weft could not have written (unknown protocol, other lengths) are skipped.
-    pub async fn list_port_mappings(&self) -> Result<Vec<PortMapping>, KernelError> {
+    async fn list_port_mappings(&self) -> Result<Vec<PortMapping>, KernelError> {
         let op = format!("list port mappings in {}", self.label(&NsRef::Host));
         self.with_nft(&NsRef::Host, op, move |sock| {
             let mut out = Vec::new();
@@ -485,7 +485,7 @@ impl Kernel {
 
     /// Removes weft's tables (`inet weft`, `bridge weft`) in one batch. Ok, and no write, if
     /// neither exists. A table named `weft` without weft's marker is left alone.
-    pub async fn delete_firewall(&self) -> Result<(), KernelError> {
+    async fn delete_firewall(&self) -> Result<(), KernelError> {
         let op = format!("delete firewall in {}", self.label(&NsRef::Host));
         let _guard = self.firewall_lock().await?;
         let kernel = self.clone();
@@ -512,7 +512,9 @@ impl Kernel {
         })
         .await
     }
+}
 
+impl Kernel {
     /// Reads a sysctl under /proc/sys in `ns` (e.g. "net/ipv4/ip_forward") and writes `value`
     /// only if it differs (compared without surrounding whitespace); returns whether it wrote.
     ///
@@ -520,7 +522,7 @@ impl Kernel {
     /// namespace of the thread that opens the file. `EINVAL` for a key that is not a relative
     /// path of plain components; the file's own errors (`ENOENT` for an unknown key) as they
     /// come.
-    pub async fn ensure_sysctl(
+    pub(super) async fn write_sysctl(
         &self,
         ns: &NsRef,
         key: &str,
@@ -562,7 +564,7 @@ impl Kernel {
         })
         .await
         .map(|(t, _)| t)
-        .map_err(|e| relabel(e, op))
+        .map_err(|e| e.relabel(&op))
     }
 
     /// The namespace to enter for `ns`: the host's file opened at start-up, or a path.
@@ -780,9 +782,10 @@ fn relabel_unless_same(e: KernelError, op: String) -> KernelError {
     let already = match &e {
         KernelError::Netlink { op: o, .. }
         | KernelError::Sys { op: o, .. }
+        | KernelError::NamespaceGone { op: o, .. }
         | KernelError::Io { op: o, .. } => *o == op,
     };
-    if already { e } else { relabel(e, op) }
+    if already { e } else { e.relabel(&op) }
 }
 
 #[cfg(test)]

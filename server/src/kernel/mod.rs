@@ -37,12 +37,26 @@
 
 mod addr;
 mod conn;
+mod dryrun;
 mod error;
+#[cfg(test)]
+pub mod fake;
 pub mod firewall;
 mod link;
 pub mod monitor;
 mod netns;
+mod ops;
 mod route;
+
+pub use dryrun::DryRun;
+pub use error::{ErrorKind, KernelError};
+pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
+
+/// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
+/// `use weftd::kernel::prelude::*;`.
+pub mod prelude {
+    pub use super::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
+}
 
 use std::{
     fmt,
@@ -55,6 +69,7 @@ use std::{
     },
 };
 
+use async_trait::async_trait;
 use ipnet::IpNet;
 use nix::errno::Errno;
 use rtnetlink::Handle;
@@ -71,37 +86,6 @@ pub enum NsRef {
     Host,
     /// A namespace file (a bind mount under the netns dir, or an adopted path).
     Path(PathBuf),
-}
-
-/// Errors from the kernel layer.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    /// A netlink request failed; `errno` is the positive errno when the kernel gave one.
-    #[error("{op}: {message}")]
-    Netlink {
-        /// What was being done.
-        op: String,
-        /// The kernel's errno, when known.
-        errno: Option<i32>,
-        /// The error text.
-        message: String,
-    },
-    /// A system call failed.
-    #[error("{op}: {source}")]
-    Sys {
-        /// What was being done.
-        op: String,
-        /// The errno.
-        source: nix::Error,
-    },
-    /// Another I/O failure.
-    #[error("{op}: {source}")]
-    Io {
-        /// What was being done.
-        op: String,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 /// What the kernel says about one interface.
@@ -255,125 +239,6 @@ impl Kernel {
         })
     }
 
-    /// The directory where named namespaces live.
-    pub fn netns_dir(&self) -> &Path {
-        &self.inner.netns_dir
-    }
-
-    /// The namespace file `--host-netns` named, if any (None: weftd's own namespace).
-    pub fn host_netns(&self) -> Option<&Path> {
-        self.inner.host_netns.as_deref()
-    }
-
-    /// The file a named namespace lives in: `<netns_dir>/<name>` (whether or not it exists).
-    pub fn named_netns_path(&self, name: &str) -> PathBuf {
-        self.inner.netns_dir.join(name)
-    }
-
-    /// Kernel writes made so far (every create/set/delete/add/del call that reached the kernel).
-    pub fn writes(&self) -> u64 {
-        self.inner.writes.load(Ordering::Relaxed)
-    }
-
-    /// Creates `<netns_dir>/<name>` as `ip netns add` does, and brings its loopback up.
-    /// If the file already is a network namespace, returns Ok without changes.
-    ///
-    /// "Without changes" is checked, not assumed: an existing namespace whose loopback is down
-    /// (a crash between mounting and `lo up`) gets it brought up. A leftover empty placeholder
-    /// file is replaced; any other non-namespace file in the way is an `EEXIST` error. `name`
-    /// must be one path component (`EINVAL` otherwise). The netns dir is created (0755) and
-    /// made a shared mount point, bind-mounting it onto itself if needed.
-    pub async fn create_named_netns(&self, name: &str) -> Result<PathBuf, KernelError> {
-        netns::validate_name(name)?;
-        let path = self.named_netns_path(name);
-        let created = {
-            let _guard = self.inner.netns_lock.lock().await;
-            if netns::is_nsfs(&path) {
-                netns::Created::Existed
-            } else {
-                netns::prepare_dir(&self.inner.netns_dir)?;
-                let created = netns::create_file(&path).await?;
-                if created == netns::Created::New {
-                    self.wrote();
-                }
-                created
-            }
-        };
-        let ns = NsRef::Path(path.clone());
-        if created == netns::Created::Existed {
-            // Observe before writing, so a converged namespace costs no write.
-            let lo = self.get_link_by_index(&ns, LOOPBACK_INDEX).await?;
-            if lo.is_some_and(|lo| lo.up) {
-                return Ok(path);
-            }
-        }
-        let up = LinkChange {
-            up: Some(true),
-            ..Default::default()
-        };
-        self.set_link(&ns, LOOPBACK_INDEX, &up).await?;
-        Ok(path)
-    }
-
-    /// Unmounts and removes `<netns_dir>/<name>`; Ok if it does not exist.
-    ///
-    /// Forgets the cached socket for the namespace first (it would keep the namespace alive).
-    /// The kernel then frees the namespace, and the interfaces in it, once no process or other
-    /// mount holds it.
-    pub async fn delete_named_netns(&self, name: &str) -> Result<(), KernelError> {
-        netns::validate_name(name)?;
-        let path = self.named_netns_path(name);
-        self.forget(&NsRef::Path(path.clone()));
-        let _guard = self.inner.netns_lock.lock().await;
-        if netns::remove_file(&path)? {
-            self.wrote();
-        }
-        Ok(())
-    }
-
-    /// True if `path` exists and is a network namespace file (nsfs).
-    ///
-    /// This is the `statfs` magic check (`NSFS_MAGIC`), as iproute2 does: it cannot tell a
-    /// network namespace file from another kind of namespace file (`/proc/<pid>/ns/mnt`).
-    pub fn is_netns(&self, path: &Path) -> bool {
-        netns::is_nsfs(path)
-    }
-
-    /// Request sockets open now: at most the host's lanes plus
-    /// `MAX_NAMESPACE_SOCKETS` (64) for named namespaces.
-    pub fn open_sockets(&self) -> usize {
-        self.inner.conns.count()
-    }
-
-    /// Drops cached sockets for a namespace (after it was deleted).
-    pub fn forget(&self, ns: &NsRef) {
-        self.inner.conns.forget(ns);
-    }
-
-    /// Looks an interface up by name. Ok(None) when absent.
-    pub async fn get_link(&self, ns: &NsRef, name: &str) -> Result<Option<LinkState>, KernelError> {
-        self.lookup(ns, Selector::Name(name), true).await
-    }
-
-    /// Looks an interface up by name without its addresses (one `RTM_GETLINK`, no address
-    /// dump): `addresses` is empty. For an index, a kind or flags, or a link just created.
-    pub async fn get_link_bare(
-        &self,
-        ns: &NsRef,
-        name: &str,
-    ) -> Result<Option<LinkState>, KernelError> {
-        self.lookup(ns, Selector::Name(name), false).await
-    }
-
-    /// Looks an interface up by index. Ok(None) when absent.
-    pub async fn get_link_by_index(
-        &self,
-        ns: &NsRef,
-        index: u32,
-    ) -> Result<Option<LinkState>, KernelError> {
-        self.lookup(ns, Selector::Index(index), true).await
-    }
-
     async fn lookup(
         &self,
         ns: &NsRef,
@@ -389,277 +254,6 @@ impl Kernel {
             |h| async move { link::get(&h, selector, with_addresses).await },
         )
         .await
-    }
-
-    /// Every interface in `ns`, without their addresses (`addresses` is empty).
-    pub async fn list_links(&self, ns: &NsRef) -> Result<Vec<LinkState>, KernelError> {
-        self.read(
-            ns,
-            || format!("list links in {}", self.label(ns)),
-            |h| async move { link::list(&h).await },
-        )
-        .await
-    }
-
-    /// Creates a veth pair: `name` in `ns`, `peer_name` born directly in `peer_ns`.
-    ///
-    /// One `RTM_NEWLINK` on `ns`'s socket whose peer message carries `IFLA_NET_NS_FD` of
-    /// `peer_ns` (none when both are the same namespace): no create-then-move. Both ends start
-    /// down. `EEXIST` if either name is taken in its namespace; look the ends up by name
-    /// afterwards (indexes are per namespace).
-    pub async fn create_veth(
-        &self,
-        ns: &NsRef,
-        name: &str,
-        peer_ns: &NsRef,
-        peer_name: &str,
-    ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "create veth {name} in {} (peer {peer_name} in {})",
-                self.label(ns),
-                self.label(peer_ns)
-            )
-        };
-        // Keep the peer namespace's file open until the kernel has answered.
-        let peer_file: Option<PeerNs<'_>> = if peer_ns == ns {
-            None
-        } else {
-            Some(match peer_ns {
-                NsRef::Host => PeerNs::Host(self.inner.conns.host_file()),
-                NsRef::Path(path) => {
-                    PeerNs::Opened(netns::open(path).map_err(|e| relabel(e, op()))?)
-                }
-            })
-        };
-        let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
-        let result = self
-            .write(
-                ns,
-                op,
-                |h| async move { h.link().add(message).execute().await },
-            )
-            .await;
-        drop(peer_file);
-        result
-    }
-
-    /// Creates a bridge.
-    ///
-    /// The bridge starts down with the kernel's defaults; `EEXIST` if the name is taken.
-    pub async fn create_bridge(&self, ns: &NsRef, name: &str) -> Result<(), KernelError> {
-        let message = link::bridge_message(name);
-        self.write(
-            ns,
-            || format!("create bridge {name} in {}", self.label(ns)),
-            |h| async move { h.link().add(message).execute().await },
-        )
-        .await
-    }
-
-    /// Applies `change` to interface `index` in one request.
-    ///
-    /// The request carries only the fields that are `Some`; an empty change sends nothing (and
-    /// counts no write). A malformed MAC is `EINVAL` before anything is sent. `ENODEV` if the
-    /// interface is gone.
-    pub async fn set_link(
-        &self,
-        ns: &NsRef,
-        index: u32,
-        change: &LinkChange,
-    ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "set link #{index} in {} ({})",
-                self.label(ns),
-                link::describe_change(change)
-            )
-        };
-        let message = match link::set_message(index, change) {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(text) => return Err(error::invalid(op(), text)),
-        };
-        self.write(
-            ns,
-            op,
-            |h| async move { h.link().set(message).execute().await },
-        )
-        .await
-    }
-
-    /// Deletes interface `index` (for a veth, the pair goes).
-    ///
-    /// Ok if there is no such interface.
-    pub async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError> {
-        let result = self
-            .write(
-                ns,
-                || format!("delete link #{index} in {}", self.label(ns)),
-                |h| async move { h.link().del(index).execute().await },
-            )
-            .await;
-        ignore_errno(result, &[Errno::ENODEV])
-    }
-
-    /// Deletes every interface of `group` in `ns` with one `RTM_DELLINK` (ifindex 0 and
-    /// `IFLA_GROUP`, what `ip link del group N` sends): the kernel unregisters them as one
-    /// batch and waits for one RCU grace period for all, instead of one per interface (about
-    /// 20 ms each here). A veth's peer goes with it, whatever namespace it is in.
-    ///
-    /// Ok when the group is empty. Callers must know every member is theirs.
-    pub async fn delete_link_group(&self, ns: &NsRef, group: u32) -> Result<(), KernelError> {
-        // On the slow lane: the kernel answers after the grace period, and a socket runs one
-        // request at a time.
-        let result = self
-            .run_on(
-                ns,
-                Lane::Slow,
-                || format!("delete link group {group} in {}", self.label(ns)),
-                true,
-                |h| async move {
-                    let mut request = h.link().del(0);
-                    request
-                        .message_mut()
-                        .attributes
-                        .push(netlink_packet_route::link::LinkAttribute::Group(group));
-                    request.execute().await
-                },
-            )
-            .await;
-        ignore_errno(result, &[Errno::ENODEV])
-    }
-
-    /// Adds an address to interface `index`.
-    ///
-    /// Like `ip addr add`: for IPv4 shorter than /31 the broadcast address is set too. Strict:
-    /// `EEXIST` if the address is already on the interface.
-    pub async fn add_address(
-        &self,
-        ns: &NsRef,
-        index: u32,
-        addr: IpNet,
-    ) -> Result<(), KernelError> {
-        self.write(
-            ns,
-            || format!("add address {addr} to link #{index} in {}", self.label(ns)),
-            |h| async move { addr::add(&h, index, addr).await },
-        )
-        .await
-    }
-
-    /// Removes an address from interface `index`.
-    ///
-    /// Ok if the address (or the interface) is not there.
-    pub async fn del_address(
-        &self,
-        ns: &NsRef,
-        index: u32,
-        addr: IpNet,
-    ) -> Result<(), KernelError> {
-        let result = self
-            .write(
-                ns,
-                || {
-                    format!(
-                        "delete address {addr} from link #{index} in {}",
-                        self.label(ns)
-                    )
-                },
-                |h| async move { addr::del(&h, index, addr).await },
-            )
-            .await;
-        ignore_errno(result, &[Errno::EADDRNOTAVAIL, Errno::ENODEV])
-    }
-
-    /// Routes in the main table whose output interface is `index` and whose protocol is
-    /// weft's (`RTPROT_WEFT`), IPv4 and IPv6.
-    ///
-    /// IPv4 routes come first. Empty if the interface does not exist.
-    pub async fn list_routes(
-        &self,
-        ns: &NsRef,
-        index: u32,
-    ) -> Result<Vec<RouteState>, KernelError> {
-        let routes = self
-            .read(
-                ns,
-                || format!("list routes of link #{index} in {}", self.label(ns)),
-                |h| async move { route::list(&h, index).await },
-            )
-            .await;
-        match routes {
-            Err(e) if e.errno() == Some(Errno::ENODEV as i32) => Ok(Vec::new()),
-            other => other,
-        }
-    }
-
-    /// The destination of every route in `ns`'s main table (any protocol, any interface).
-    pub async fn route_destinations(&self, ns: &NsRef) -> Result<Vec<IpNet>, KernelError> {
-        self.read(
-            ns,
-            || format!("list routes in {}", self.label(ns)),
-            |h| async move { route::destinations(&h).await },
-        )
-        .await
-    }
-
-    /// Adds a route through interface `index` with protocol `RTPROT_WEFT`.
-    ///
-    /// No gateway: an on-link route (IPv4 scope link). `metric` 0 sends no priority (IPv6
-    /// then stores 1024, see [`RouteState::kernel_metric`]). Strict: `EEXIST` if the same
-    /// route exists; `ENETUNREACH` if an IPv4 gateway is not reachable on the interface
-    /// (add the address first); `EINVAL` for a destination with host bits set or a gateway
-    /// of the other family.
-    pub async fn add_route(
-        &self,
-        ns: &NsRef,
-        index: u32,
-        route: &RouteState,
-    ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "add route {} dev #{index} in {}",
-                route::describe(route),
-                self.label(ns)
-            )
-        };
-        let message =
-            route::message(index, route, false).map_err(|text| error::invalid(op(), text))?;
-        self.write(
-            ns,
-            op,
-            |h| async move { h.route().add(message).execute().await },
-        )
-        .await
-    }
-
-    /// Removes a route added by `add_route`.
-    ///
-    /// Only a route with weft's protocol matches. Ok if there is no such route.
-    pub async fn del_route(
-        &self,
-        ns: &NsRef,
-        index: u32,
-        route: &RouteState,
-    ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "delete route {} dev #{index} in {}",
-                route::describe(route),
-                self.label(ns)
-            )
-        };
-        let message =
-            route::message(index, route, true).map_err(|text| error::invalid(op(), text))?;
-        let result = self
-            .write(
-                ns,
-                op,
-                |h| async move { h.route().del(message).execute().await },
-            )
-            .await;
-        ignore_errno(result, &[Errno::ESRCH, Errno::ENODEV])
     }
 
     // ---- plumbing ----
@@ -732,7 +326,7 @@ impl Kernel {
     {
         let session = match self.inner.conns.session(ns, lane).await {
             Ok(session) => session,
-            Err(e) => return Err(relabel(e, op())),
+            Err(e) => return Err(e.relabel(&op())),
         };
         // Reads dump, and a socket runs one dump at a time (EBUSY otherwise).
         let _dumping = if counts {
@@ -767,26 +361,6 @@ impl PeerNs<'_> {
     }
 }
 
-/// Prefixes an error's `op` with the operation it happened in ("create veth ...: open
-/// namespace /x").
-fn relabel(err: KernelError, outer: String) -> KernelError {
-    match err {
-        KernelError::Netlink { op, errno, message } => KernelError::Netlink {
-            op: format!("{outer}: {op}"),
-            errno,
-            message,
-        },
-        KernelError::Sys { op, source } => KernelError::Sys {
-            op: format!("{outer}: {op}"),
-            source,
-        },
-        KernelError::Io { op, source } => KernelError::Io {
-            op: format!("{outer}: {op}"),
-            source,
-        },
-    }
-}
-
 /// Turns the listed errnos ("already gone") into success.
 fn ignore_errno(result: Result<(), KernelError>, gone: &[Errno]) -> Result<(), KernelError> {
     match result {
@@ -796,6 +370,22 @@ fn ignore_errno(result: Result<(), KernelError>, gone: &[Errno]) -> Result<(), K
 }
 
 impl RouteState {
+    /// The route in words: "default via 10.0.0.1 metric 5", "10.1.0.0/16".
+    pub fn describe(&self) -> String {
+        let mut t = if self.destination.prefix_len() == 0 {
+            "default".to_string()
+        } else {
+            self.destination.to_string()
+        };
+        if let Some(g) = self.gateway {
+            t.push_str(&format!(" via {g}"));
+        }
+        if self.metric != 0 {
+            t.push_str(&format!(" metric {}", self.metric));
+        }
+        t
+    }
+
     /// The metric the kernel will report for this route once added: `metric`, except that an
     /// IPv6 route added with metric 0 gets the kernel's default 1024. Compare desired routes
     /// to [`Kernel::list_routes`] by this value to avoid re-adding such routes forever.
@@ -810,28 +400,411 @@ impl RouteState {
 /// The route protocol number weft stamps on its routes, so it only ever removes its own.
 pub const RTPROT_WEFT: u8 = 87;
 
-impl KernelError {
-    /// The errno behind the error, if there is one.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            KernelError::Netlink { errno, .. } => *errno,
-            KernelError::Sys { source, .. } => Some(*source as i32),
-            KernelError::Io { source, .. } => source.raw_os_error(),
+#[async_trait]
+impl LinkOps for Kernel {
+    /// Looks an interface up by name. Ok(None) when absent.
+    async fn get_link(&self, ns: &NsRef, name: &str) -> Result<Option<LinkState>, KernelError> {
+        self.lookup(ns, Selector::Name(name), true).await
+    }
+
+    /// Looks an interface up by name without its addresses (one `RTM_GETLINK`, no address
+    /// dump): `addresses` is empty. For an index, a kind or flags, or a link just created.
+    async fn get_link_bare(
+        &self,
+        ns: &NsRef,
+        name: &str,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.lookup(ns, Selector::Name(name), false).await
+    }
+
+    /// Looks an interface up by index. Ok(None) when absent.
+    async fn get_link_by_index(
+        &self,
+        ns: &NsRef,
+        index: u32,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.lookup(ns, Selector::Index(index), true).await
+    }
+
+    /// Every interface in `ns`, without their addresses (`addresses` is empty).
+    async fn list_links(&self, ns: &NsRef) -> Result<Vec<LinkState>, KernelError> {
+        self.read(
+            ns,
+            || format!("list links in {}", self.label(ns)),
+            |h| async move { link::list(&h).await },
+        )
+        .await
+    }
+
+    /// Creates a veth pair: `name` in `ns`, `peer_name` born directly in `peer_ns`.
+    ///
+    /// One `RTM_NEWLINK` on `ns`'s socket whose peer message carries `IFLA_NET_NS_FD` of
+    /// `peer_ns` (none when both are the same namespace): no create-then-move. Both ends start
+    /// down. `EEXIST` if either name is taken in its namespace; look the ends up by name
+    /// afterwards (indexes are per namespace).
+    async fn create_veth(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "create veth {name} in {} (peer {peer_name} in {})",
+                self.label(ns),
+                self.label(peer_ns)
+            )
+        };
+        // Keep the peer namespace's file open until the kernel has answered.
+        let peer_file: Option<PeerNs<'_>> = if peer_ns == ns {
+            None
+        } else {
+            Some(match peer_ns {
+                NsRef::Host => PeerNs::Host(self.inner.conns.host_file()),
+                NsRef::Path(path) => {
+                    PeerNs::Opened(netns::open(path).map_err(|e| e.relabel(&op()))?)
+                }
+            })
+        };
+        let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
+        let result = self
+            .write(
+                ns,
+                op,
+                |h| async move { h.link().add(message).execute().await },
+            )
+            .await;
+        drop(peer_file);
+        result
+    }
+
+    /// Creates a bridge.
+    ///
+    /// The bridge starts down with the kernel's defaults; `EEXIST` if the name is taken.
+    async fn create_bridge(&self, ns: &NsRef, name: &str) -> Result<(), KernelError> {
+        let message = link::bridge_message(name);
+        self.write(
+            ns,
+            || format!("create bridge {name} in {}", self.label(ns)),
+            |h| async move { h.link().add(message).execute().await },
+        )
+        .await
+    }
+
+    /// Applies `change` to interface `index` in one request.
+    ///
+    /// The request carries only the fields that are `Some`; an empty change sends nothing (and
+    /// counts no write). A malformed MAC is `EINVAL` before anything is sent. `ENODEV` if the
+    /// interface is gone.
+    async fn set_link(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        change: &LinkChange,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "set link #{index} in {} ({})",
+                self.label(ns),
+                link::describe_change(change)
+            )
+        };
+        let message = match link::set_message(index, change) {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(text) => return Err(error::invalid(op(), text)),
+        };
+        self.write(
+            ns,
+            op,
+            |h| async move { h.link().set(message).execute().await },
+        )
+        .await
+    }
+
+    /// Deletes interface `index` (for a veth, the pair goes).
+    ///
+    /// Ok if there is no such interface.
+    async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError> {
+        let result = self
+            .write(
+                ns,
+                || format!("delete link #{index} in {}", self.label(ns)),
+                |h| async move { h.link().del(index).execute().await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::ENODEV])
+    }
+
+    /// Deletes every interface of `group` in `ns` with one `RTM_DELLINK` (ifindex 0 and
+    /// `IFLA_GROUP`, what `ip link del group N` sends): the kernel unregisters them as one
+    /// batch and waits for one RCU grace period for all, instead of one per interface (about
+    /// 20 ms each here). A veth's peer goes with it, whatever namespace it is in.
+    ///
+    /// Ok when the group is empty. Callers must know every member is theirs.
+    async fn delete_link_group(&self, ns: &NsRef, group: u32) -> Result<(), KernelError> {
+        // On the slow lane: the kernel answers after the grace period, and a socket runs one
+        // request at a time.
+        let result = self
+            .run_on(
+                ns,
+                Lane::Slow,
+                || format!("delete link group {group} in {}", self.label(ns)),
+                true,
+                |h| async move {
+                    let mut request = h.link().del(0);
+                    request
+                        .message_mut()
+                        .attributes
+                        .push(netlink_packet_route::link::LinkAttribute::Group(group));
+                    request.execute().await
+                },
+            )
+            .await;
+        ignore_errno(result, &[Errno::ENODEV])
+    }
+}
+
+#[async_trait]
+impl AddrOps for Kernel {
+    /// Adds an address to interface `index`.
+    ///
+    /// Like `ip addr add`: for IPv4 shorter than /31 the broadcast address is set too. Strict:
+    /// `EEXIST` if the address is already on the interface.
+    async fn add_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError> {
+        self.write(
+            ns,
+            || format!("add address {addr} to link #{index} in {}", self.label(ns)),
+            |h| async move { addr::add(&h, index, addr).await },
+        )
+        .await
+    }
+
+    /// Removes an address from interface `index`.
+    ///
+    /// Ok if the address (or the interface) is not there.
+    async fn del_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError> {
+        let result = self
+            .write(
+                ns,
+                || {
+                    format!(
+                        "delete address {addr} from link #{index} in {}",
+                        self.label(ns)
+                    )
+                },
+                |h| async move { addr::del(&h, index, addr).await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::EADDRNOTAVAIL, Errno::ENODEV])
+    }
+}
+
+#[async_trait]
+impl RouteOps for Kernel {
+    /// Routes in the main table whose output interface is `index` and whose protocol is
+    /// weft's (`RTPROT_WEFT`), IPv4 and IPv6.
+    ///
+    /// IPv4 routes come first. Empty if the interface does not exist.
+    async fn list_routes(&self, ns: &NsRef, index: u32) -> Result<Vec<RouteState>, KernelError> {
+        let routes = self
+            .read(
+                ns,
+                || format!("list routes of link #{index} in {}", self.label(ns)),
+                |h| async move { route::list(&h, index).await },
+            )
+            .await;
+        match routes {
+            Err(e) if e.errno() == Some(Errno::ENODEV as i32) => Ok(Vec::new()),
+            other => other,
         }
     }
 
-    /// True if the kernel said the object already exists (`EEXIST`).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(Errno::EEXIST as i32)
+    /// The destination of every route in `ns`'s main table (any protocol, any interface).
+    async fn route_destinations(&self, ns: &NsRef) -> Result<Vec<IpNet>, KernelError> {
+        self.read(
+            ns,
+            || format!("list routes in {}", self.label(ns)),
+            |h| async move { route::destinations(&h).await },
+        )
+        .await
     }
 
-    /// True if the kernel said the object (or the namespace file) does not exist: `ENOENT`,
-    /// `ENODEV` (no such interface), `ESRCH` (no such route) or `EADDRNOTAVAIL` (no such
-    /// address).
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno().map(Errno::from_raw),
-            Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL)
+    /// Adds a route through interface `index` with protocol `RTPROT_WEFT`.
+    ///
+    /// No gateway: an on-link route (IPv4 scope link). `metric` 0 sends no priority (IPv6
+    /// then stores 1024, see [`RouteState::kernel_metric`]). Strict: `EEXIST` if the same
+    /// route exists; `ENETUNREACH` if an IPv4 gateway is not reachable on the interface
+    /// (add the address first); `EINVAL` for a destination with host bits set or a gateway
+    /// of the other family.
+    async fn add_route(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        route: &RouteState,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "add route {} dev #{index} in {}",
+                route::describe(route),
+                self.label(ns)
+            )
+        };
+        let message =
+            route::message(index, route, false).map_err(|text| error::invalid(op(), text))?;
+        self.write(
+            ns,
+            op,
+            |h| async move { h.route().add(message).execute().await },
         )
+        .await
+    }
+
+    /// Removes a route added by `add_route`.
+    ///
+    /// Only a route with weft's protocol matches. Ok if there is no such route.
+    async fn del_route(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        route: &RouteState,
+    ) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "delete route {} dev #{index} in {}",
+                route::describe(route),
+                self.label(ns)
+            )
+        };
+        let message =
+            route::message(index, route, true).map_err(|text| error::invalid(op(), text))?;
+        let result = self
+            .write(
+                ns,
+                op,
+                |h| async move { h.route().del(message).execute().await },
+            )
+            .await;
+        ignore_errno(result, &[Errno::ESRCH, Errno::ENODEV])
+    }
+}
+
+#[async_trait]
+impl NetnsOps for Kernel {
+    fn list_named_netns(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.inner.netns_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| netns::is_nsfs(&e.path()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect()
+    }
+
+    async fn netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
+        self.assign_netns_id(ns).await
+    }
+
+    async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {
+        self.write_sysctl(ns, key, value).await
+    }
+
+    /// The directory where named namespaces live.
+    fn netns_dir(&self) -> &Path {
+        &self.inner.netns_dir
+    }
+
+    /// Creates `<netns_dir>/<name>` as `ip netns add` does, and brings its loopback up.
+    /// If the file already is a network namespace, returns Ok without changes.
+    ///
+    /// "Without changes" is checked, not assumed: an existing namespace whose loopback is down
+    /// (a crash between mounting and `lo up`) gets it brought up. A leftover empty placeholder
+    /// file is replaced; any other non-namespace file in the way is an `EEXIST` error. `name`
+    /// must be one path component (`EINVAL` otherwise). The netns dir is created (0755) and
+    /// made a shared mount point, bind-mounting it onto itself if needed.
+    async fn create_named_netns(&self, name: &str) -> Result<PathBuf, KernelError> {
+        netns::validate_name(name)?;
+        let path = self.named_netns_path(name);
+        let created = {
+            let _guard = self.inner.netns_lock.lock().await;
+            if netns::is_nsfs(&path) {
+                netns::Created::Existed
+            } else {
+                netns::prepare_dir(&self.inner.netns_dir)?;
+                let created = netns::create_file(&path).await?;
+                if created == netns::Created::New {
+                    self.wrote();
+                }
+                created
+            }
+        };
+        let ns = NsRef::Path(path.clone());
+        if created == netns::Created::Existed {
+            // Observe before writing, so a converged namespace costs no write.
+            let lo = self.get_link_by_index(&ns, LOOPBACK_INDEX).await?;
+            if lo.is_some_and(|lo| lo.up) {
+                return Ok(path);
+            }
+        }
+        let up = LinkChange {
+            up: Some(true),
+            ..Default::default()
+        };
+        self.set_link(&ns, LOOPBACK_INDEX, &up).await?;
+        Ok(path)
+    }
+
+    /// Unmounts and removes `<netns_dir>/<name>`; Ok if it does not exist.
+    ///
+    /// Forgets the cached socket for the namespace first (it would keep the namespace alive).
+    /// The kernel then frees the namespace, and the interfaces in it, once no process or other
+    /// mount holds it.
+    async fn delete_named_netns(&self, name: &str) -> Result<(), KernelError> {
+        netns::validate_name(name)?;
+        let path = self.named_netns_path(name);
+        self.forget(&NsRef::Path(path.clone()));
+        let _guard = self.inner.netns_lock.lock().await;
+        if netns::remove_file(&path)? {
+            self.wrote();
+        }
+        Ok(())
+    }
+
+    /// True if `path` exists and is a network namespace file (nsfs).
+    ///
+    /// This is the `statfs` magic check (`NSFS_MAGIC`), as iproute2 does: it cannot tell a
+    /// network namespace file from another kind of namespace file (`/proc/<pid>/ns/mnt`).
+    fn is_netns(&self, path: &Path) -> bool {
+        netns::is_nsfs(path)
+    }
+
+    /// Drops cached sockets for a namespace (after it was deleted).
+    fn forget(&self, ns: &NsRef) {
+        self.inner.conns.forget(ns);
+    }
+}
+
+#[async_trait]
+impl KernelOps for Kernel {
+    async fn monitor(&self) -> Result<monitor::Monitor, KernelError> {
+        self.subscribe().await
+    }
+
+    /// The namespace file `--host-netns` named, if any (None: weftd's own namespace).
+    fn host_netns(&self) -> Option<&Path> {
+        self.inner.host_netns.as_deref()
+    }
+
+    /// Kernel writes made so far (every create/set/delete/add/del call that reached the kernel).
+    fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Request sockets open now: at most the host's lanes plus
+    /// `MAX_NAMESPACE_SOCKETS` (64) for named namespaces.
+    fn open_sockets(&self) -> usize {
+        self.inner.conns.count()
     }
 }

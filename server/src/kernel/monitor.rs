@@ -25,7 +25,7 @@ use netlink_sys::SocketAddr;
 use nix::errno::Errno;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{Kernel, KernelError, NsRef, error, netns, relabel};
+use super::{Kernel, KernelError, NsRef, error, netns};
 
 /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE.
 const GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
@@ -142,7 +142,7 @@ fn link_change(l: &netlink_packet_route::link::LinkMessage, deleted: bool) -> Ch
 impl Kernel {
     /// Subscribes to link, address and route changes in the host namespace and in every
     /// namespace with an id there (see [`Kernel::netns_id`]).
-    pub async fn monitor(&self) -> Result<Monitor, KernelError> {
+    pub(super) async fn subscribe(&self) -> Result<Monitor, KernelError> {
         let label = self.label(&NsRef::Host);
         let target = self.inner.conns.ns_file(&NsRef::Host);
         let (socket, _id) = netns::run_in(target, move || {
@@ -205,12 +205,12 @@ impl Kernel {
     /// The id of namespace `ns` in the host namespace, assigning one first if it has none
     /// (`RTM_NEWNSID` with `NETNSA_NSID` -1, as `ip netns set NAME auto`). The kernel keeps
     /// it while the namespace lives. None for the host itself.
-    pub async fn netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
+    pub(super) async fn assign_netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
         let NsRef::Path(path) = ns else {
             return Ok(None);
         };
         let op = || format!("namespace id of {}", path.display());
-        let file = netns::open(path).map_err(|e| relabel(e, op()))?;
+        let file = netns::open(path).map_err(|e| e.relabel(&op()))?;
         let fd = u32::try_from(file.as_raw_fd()).expect("fds are not negative");
         let get = || {
             let mut m = NsidMessage::default();

@@ -62,7 +62,11 @@ fn id_of_file(file: &File, what: &Path) -> Result<NsId, KernelError> {
 
 /// Opens a namespace file for `setns` or `IFLA_NET_NS_FD` (read-only, close-on-exec).
 pub(crate) fn open(path: &Path) -> Result<File, KernelError> {
-    File::open(path).map_err(|e| error::io(format!("open namespace {}", path.display()), e))
+    let op = || format!("open namespace {}", path.display());
+    File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => error::namespace_gone(op(), path),
+        _ => error::io(op(), e),
+    })
 }
 
 /// Runs `f` on a new thread that first enters the network namespace of `ns` (`setns`), and

@@ -1,21 +1,39 @@
-//! Planning for `dry_run` requests: the same reconcile code as a real call, with a dry
-//! [`Plan`], against the object the store would have made (its transaction rolled back). The
-//! kernel is read, never written.
+//! Planning for `dry_run` requests: the same reconcile code as a real call, run against a
+//! [`DryRun`] kernel (reads go to the real kernel, writes become planned changes) and the
+//! object the store would have made (its transaction rolled back). Nothing is written.
+//!
+//! What is not a kernel write of the converge code (leases, the firewall's rules as a whole,
+//! the forwarding sysctls) is added to the same plan here, in the order a real call makes it.
+
+use std::{collections::HashMap, path::PathBuf};
 
 use super::{
-    Controller, Plan, ReconcileError,
+    Controller, ReconcileError,
     link::where_if,
     network::{bridge_spec, endpoint_spec, mappings_of},
 };
 use crate::{
+    kernel::DryRun,
     model::{LinkSpec, PlannedChange},
     store::{EndpointRow, NamespaceRow, NetworkRow},
 };
 
 impl Controller {
+    /// A dry-run kernel over the real one, naming adopted namespaces as weft does.
+    async fn dry_kernel(&self) -> Result<DryRun, ReconcileError> {
+        let adopted: HashMap<PathBuf, String> = self
+            .store()
+            .list_namespaces()
+            .await?
+            .into_iter()
+            .filter_map(|n| n.spec.adopted_path.map(|p| (p, n.spec.name)))
+            .collect();
+        Ok(DryRun::new(self.kernel_arc(), adopted))
+    }
+
     /// What creating (or converging) namespace `row` would change.
     pub async fn plan_namespace(&self, row: &NamespaceRow) -> Vec<PlannedChange> {
-        let plan = Plan::dry();
+        let plan = DryRun::new(self.kernel_arc(), HashMap::new());
         if row.spec.adopted_path.is_none() {
             let path = self.kernel().netns_dir().join(&row.spec.name);
             if !self.kernel().is_netns(&path) {
@@ -38,7 +56,7 @@ impl Controller {
 
     /// What deleting namespace `row` would change.
     pub fn plan_namespace_removal(&self, row: &NamespaceRow) -> Vec<PlannedChange> {
-        let plan = Plan::dry();
+        let plan = DryRun::new(self.kernel_arc(), HashMap::new());
         match &row.spec.adopted_path {
             None => {
                 let path = self.kernel().netns_dir().join(&row.spec.name);
@@ -67,8 +85,8 @@ impl Controller {
         id: &str,
         spec: &LinkSpec,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
-        self.converge_link(id, spec, &plan).await?;
+        let plan = self.dry_kernel().await?;
+        self.converge_link(&plan, id, spec).await?;
         Ok(plan.changes())
     }
 
@@ -78,8 +96,8 @@ impl Controller {
         id: &str,
         spec: &LinkSpec,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
-        self.remove_link(id, spec, &plan).await?;
+        let plan = self.dry_kernel().await?;
+        self.remove_link(&plan, id, spec).await?;
         Ok(plan.changes())
     }
 
@@ -88,8 +106,8 @@ impl Controller {
         &self,
         row: &NetworkRow,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
-        self.converge_link(&row.id, &bridge_spec(&row.id, &row.spec), &plan)
+        let plan = self.dry_kernel().await?;
+        self.converge_link(&plan, &row.id, &bridge_spec(&row.id, &row.spec))
             .await?;
         let nets: Vec<_> = row
             .spec
@@ -132,14 +150,14 @@ impl Controller {
         &self,
         row: &NetworkRow,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
+        let plan = self.dry_kernel().await?;
         plan.record(
             "set",
             "firewall",
             "tables inet weft, bridge weft",
             format!("remove the rules for bridge {}", row.spec.bridge_name),
         );
-        self.remove_link(&row.id, &bridge_spec(&row.id, &row.spec), &plan)
+        self.remove_link(&plan, &row.id, &bridge_spec(&row.id, &row.spec))
             .await?;
         Ok(plan.changes())
     }
@@ -150,7 +168,7 @@ impl Controller {
         ep: &EndpointRow,
         net: &NetworkRow,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
+        let plan = self.dry_kernel().await?;
         for a in &ep.addresses {
             plan.record(
                 "add",
@@ -159,7 +177,7 @@ impl Controller {
                 format!("for {}", where_if(&ep.spec.ifname, &ep.namespace)),
             );
         }
-        self.converge_link(&ep.id, &endpoint_spec(&net.spec, ep), &plan)
+        self.converge_link(&plan, &ep.id, &endpoint_spec(&net.spec, ep))
             .await?;
         for p in &ep.spec.ports {
             for (h, c) in p.pairs() {
@@ -189,7 +207,7 @@ impl Controller {
         ep: &EndpointRow,
         net: &NetworkRow,
     ) -> Result<Vec<PlannedChange>, ReconcileError> {
-        let plan = Plan::dry();
+        let plan = self.dry_kernel().await?;
         for m in self.store().port_mappings(Some(&ep.id)).await? {
             for pm in mappings_of(&m, &ep.addresses) {
                 plan.record(
@@ -200,7 +218,7 @@ impl Controller {
                 );
             }
         }
-        self.remove_link(&ep.id, &endpoint_spec(&net.spec, ep), &plan)
+        self.remove_link(&plan, &ep.id, &endpoint_spec(&net.spec, ep))
             .await?;
         for a in &ep.addresses {
             plan.record(

@@ -41,25 +41,16 @@ impl Controller {
             }
         }
         let mut marked_files = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(k.netns_dir()) {
-            for e in entries.flatten() {
-                let path = e.path();
-                let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if !k.is_netns(&path) {
-                    continue;
-                }
-                let ns = NsRef::Path(path.clone());
-                let lo = k.get_link_by_index(&ns, 1).await;
-                if let Ok(Some(lo)) = lo
-                    && let Some(uid) = uid_of(lo.alias.as_deref())
-                {
-                    marked_files.push((name, uid.to_string()));
-                }
-                if !spaces.contains(&ns) {
-                    k.forget(&ns);
-                }
+        for name in k.list_named_netns() {
+            let ns = NsRef::Path(k.named_netns_path(&name));
+            let lo = k.get_link_by_index(&ns, 1).await;
+            if let Ok(Some(lo)) = lo
+                && let Some(uid) = uid_of(lo.alias.as_deref())
+            {
+                marked_files.push((name, uid.to_string()));
+            }
+            if !spaces.contains(&ns) {
+                k.forget(&ns);
             }
         }
         // 2. The store: every uid that owns something.
@@ -108,7 +99,7 @@ impl Controller {
                 continue;
             }
             tracing::info!(name, uid, "removing an orphaned namespace weft made");
-            let path = k.netns_dir().join(&name);
+            let path = k.named_netns_path(&name);
             self.unwatch_namespace(&NsRef::Path(path));
             k.delete_named_netns(&name).await?;
             removed += 1;

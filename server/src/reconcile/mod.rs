@@ -14,7 +14,6 @@ mod link;
 mod monitor;
 mod namespace;
 mod network;
-pub mod plan;
 pub mod queue;
 mod recheck;
 mod retire;
@@ -26,14 +25,13 @@ use std::{
 };
 
 pub use events::{Event, Events, Key};
-pub use plan::Plan;
 use queue::WorkQueue;
 pub use retire::{REAP_GATHER, RETIRED_GROUP};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{
     kernel::firewall::PortMapping,
-    kernel::{Kernel, KernelError, NsRef},
+    kernel::{KernelError, KernelOps, NsRef},
     model::{Phase, Status},
     store::{Store, StoreError},
 };
@@ -92,7 +90,7 @@ pub struct Controller {
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    kernel: Kernel,
+    kernel: Arc<dyn KernelOps>,
     queue: WorkQueue<Key>,
     events: Events,
     /// Serialises firewall writes, and caches the port-map elements the kernel holds.
@@ -138,8 +136,9 @@ pub enum WaitOutcome {
 }
 
 impl Controller {
-    /// A controller over `store` and `kernel`.
-    pub fn new(store: Store, kernel: Kernel) -> Self {
+    /// A controller over `store` and `kernel` (the real [`crate::kernel::Kernel`], or a fake
+    /// in unit tests).
+    pub fn new(store: Store, kernel: Arc<dyn KernelOps>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -164,8 +163,13 @@ impl Controller {
     }
 
     /// The kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.inner.kernel
+    pub fn kernel(&self) -> &dyn KernelOps {
+        &*self.inner.kernel
+    }
+
+    /// The kernel, shared (for a [`crate::kernel::DryRun`] over it).
+    pub fn kernel_arc(&self) -> Arc<dyn KernelOps> {
+        self.inner.kernel.clone()
     }
 
     /// The event broadcast.

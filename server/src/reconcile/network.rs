@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use super::{Controller, Key, Plan, ReconcileError};
+use super::{Controller, Key, ReconcileError};
 use crate::{
     kernel::NsRef,
     kernel::firewall::{FirewallNetwork, PortMapping, Proto},
@@ -161,14 +161,14 @@ impl Controller {
         let spec = bridge_spec(id, &row.spec);
         if row.deleting {
             self.sync_firewall_structure().await?;
-            self.remove_link(id, &spec, &Plan::live()).await?;
+            self.remove_link(self.kernel(), id, &spec).await?;
             if self.store().delete_network_row(id).await? {
                 self.events().send(key, true);
             }
             return Ok(false);
         }
         let result = async {
-            self.converge_link(id, &spec, &Plan::live()).await?;
+            self.converge_link(self.kernel(), id, &spec).await?;
             // Published ports answer on the host's loopback addresses too (like Docker without
             // its userland proxy): the kernel routes a 127/8 source out of the bridge only so.
             let localnet = format!("net/ipv4/conf/{}/route_localnet", row.spec.bridge_name);
@@ -241,7 +241,7 @@ impl Controller {
             return Ok(false);
         }
         let result = async {
-            let observed = self.converge_link(id, &spec, &Plan::live()).await?;
+            let observed = self.converge_link(self.kernel(), id, &spec).await?;
             self.ensure_port_mappings(&mappings).await?;
             Ok::<_, ReconcileError>(
                 observed

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::{Controller, ReconcileError};
 use crate::{
-    kernel::{LinkChange, NsRef},
+    kernel::{ErrorKind, LinkChange, NsRef},
     model::{LinkKind, LinkSpec, endpoint_host_ifname, ownership_mark},
 };
 
@@ -67,7 +67,7 @@ impl Controller {
             match k.set_link(&ns, inside.index, &retire).await {
                 // Older kernels refuse to rename an interface that is up (the name is
                 // applied before the flags): down first, then the name.
-                Err(e) if e.errno() == Some(nix::errno::Errno::EBUSY as i32) => {
+                Err(e) if e.kind() == ErrorKind::Busy => {
                     let down = LinkChange {
                         up: Some(false),
                         ..Default::default()
