@@ -57,7 +57,7 @@ pub enum ApiError {
 
 impl From<crate::reconcile::ReconcileError> for ApiError {
     fn from(e: crate::reconcile::ReconcileError) -> Self {
-        ApiError::FailedPrecondition(format!("cannot plan the change: {}", e.message))
+        ApiError::FailedPrecondition(format!("cannot plan the change: {e}"))
     }
 }
 

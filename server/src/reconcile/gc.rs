@@ -19,7 +19,7 @@ fn uid_of(alias: Option<&str>) -> Option<&str> {
 impl Controller {
     /// Removes orphaned marked interfaces (in the host and every live namespace) and orphaned
     /// marked namespace files in the netns directory. Returns how many it removed.
-    pub(super) async fn collect_garbage(&self) -> Result<bool, ReconcileError> {
+    pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let k = self.kernel();
         // 1. The kernel: marked interfaces per namespace, marked namespace files.
         let mut spaces = vec![NsRef::Host];
@@ -110,6 +110,6 @@ impl Controller {
                 .orphans_removed
                 .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(false)
+        Ok(())
     }
 }

@@ -10,11 +10,16 @@ use std::collections::HashSet;
 
 use ipnet::IpNet;
 
-use super::{Controller, Key, ReconcileError};
+use async_trait::async_trait;
+
+use super::{
+    Action, Controller, Key, ReconcileError,
+    driver::{Ctx, Meta, Reconciler},
+};
 use crate::{
     kernel::{ErrorKind, KernelOps, LinkChange, LinkState, NsRef, RouteState},
-    model::{EndSpec, LinkKind, LinkSpec, Phase, Status, ownership_mark},
-    store::{EndObserved, LinkObserved},
+    model::{EndSpec, LinkKind, LinkSpec, Status, ownership_mark},
+    store::{EndObserved, LinkObserved, LinkRow},
 };
 
 pub(super) fn where_ns(ns: &str) -> String {
@@ -33,50 +38,67 @@ fn ok_if_gone(r: Result<(), crate::kernel::KernelError>) -> Result<(), Reconcile
     }
 }
 
-impl Controller {
-    pub(super) async fn reconcile_link(
-        &self,
-        id: &str,
-        attempt: u32,
-    ) -> Result<bool, ReconcileError> {
-        let Some(row) = self.store().link_by_id(id).await? else {
-            return Ok(false);
-        };
-        let key = Key::Link(id.to_string());
-        let converged_before = row.status.was_converged(row.generation);
-        if row.deleting {
-            self.remove_link(self.kernel(), &row.id, &row.spec).await?;
-            if self.store().delete_link_row(id).await? {
-                self.events().send(key, true);
-            }
-            return Ok(false);
-        }
-        let (status, observed, outcome) =
-            match self.converge_link(self.kernel(), &row.id, &row.spec).await {
-                Ok(observed) => (
-                    Status {
-                        phase: Phase::Ready,
-                        observed_generation: row.generation,
-                        message: String::new(),
-                    },
-                    observed,
-                    Ok(()),
-                ),
-                Err(e) => (
-                    Self::failed_status(&e, attempt, row.generation, &row.status),
-                    row.observed.clone(),
-                    Err(e),
-                ),
-            };
-        let unchanged = observed == row.observed;
-        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, None)
-            && self.store().set_link_status(id, &status, &observed).await?
-        {
-            self.events().send(key, false);
-        }
-        outcome.map(|()| converged_before)
+/// The link reconciler. What it observes is each end's index and MAC.
+pub(super) struct Links;
+
+#[async_trait]
+impl Reconciler for Links {
+    type Object = LinkRow;
+    type Observed = LinkObserved;
+
+    fn key(&self, id: &str) -> Key {
+        Key::Link(id.to_string())
     }
 
+    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<LinkRow>, ReconcileError> {
+        Ok(ctx.ctl.store().link_by_id(id).await?)
+    }
+
+    fn meta<'o>(&self, row: &'o LinkRow) -> Meta<'o, LinkObserved> {
+        Meta {
+            status: &row.status,
+            generation: row.generation,
+            deleting: row.deleting,
+            observed: row.observed.clone(),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        row: &LinkRow,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Action, LinkObserved), ReconcileError> {
+        let observed = ctx
+            .ctl
+            .converge_link(ctx.kernel, &row.id, &row.spec)
+            .await?;
+        Ok((Action::AwaitChange, observed))
+    }
+
+    async fn cleanup(&self, row: &LinkRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+        ctx.ctl.remove_link(ctx.kernel, &row.id, &row.spec).await
+    }
+
+    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
+        Ok(ctx.ctl.store().delete_link_row(id).await?)
+    }
+
+    async fn write_status(
+        &self,
+        ctx: &Ctx<'_>,
+        row: &LinkRow,
+        status: &Status,
+        observed: &LinkObserved,
+    ) -> Result<bool, ReconcileError> {
+        Ok(ctx
+            .ctl
+            .store()
+            .set_link_status(&row.id, status, observed)
+            .await?)
+    }
+}
+
+impl Controller {
     /// Deletes the interfaces of `spec` that carry the mark of object `id`. A namespace that is
     /// gone took its interfaces with it.
     pub(super) async fn remove_link(

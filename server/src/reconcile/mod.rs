@@ -7,7 +7,9 @@
 //! converged host sees no kernel writes; it writes status only after the kernel was checked,
 //! and only when the status changed.
 
+mod driver;
 mod dryrun;
+mod error;
 pub mod events;
 mod gc;
 mod link;
@@ -24,6 +26,7 @@ use std::{
     time::Duration,
 };
 
+pub use error::{Action, ReconcileError, Retry, error_policy};
 pub use events::{Event, Events, Key};
 use queue::WorkQueue;
 pub use retire::{REAP_GATHER, RETIRED_GROUP};
@@ -31,55 +34,10 @@ use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{
     kernel::firewall::PortMapping,
-    kernel::{KernelError, KernelOps, NsRef},
-    model::{Phase, Status},
+    kernel::{KernelOps, NsRef},
+    model::Phase,
     store::{Store, StoreError},
 };
-
-/// After this many consecutive transient failures an object reports Failed (it is still
-/// retried); before, it stays Pending, so a short race (a link queued before its namespace
-/// exists) never shows up as a failure.
-const FAILED_AFTER_ATTEMPTS: u32 = 3;
-
-/// Why a reconcile did not converge.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ReconcileError {
-    /// Retrying may help (a missing namespace or bridge, a netlink hiccup).
-    pub transient: bool,
-    /// What went wrong, for the status message.
-    pub message: String,
-}
-
-impl ReconcileError {
-    /// An error that retrying can fix.
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            transient: true,
-            message: message.into(),
-        }
-    }
-
-    /// An error that needs a change of spec or of the host (an interface weft does not own).
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            transient: false,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<KernelError> for ReconcileError {
-    fn from(e: KernelError) -> Self {
-        Self::transient(e.to_string())
-    }
-}
-
-impl From<StoreError> for ReconcileError {
-    fn from(e: StoreError) -> Self {
-        Self::transient(e.to_string())
-    }
-}
 
 /// The controller: store, kernel, queue and events, shared by the API and the workers.
 #[derive(Clone, Debug)]
@@ -294,62 +252,6 @@ impl Controller {
         self.inner.queue.close();
     }
 
-    async fn work(&self, worker: usize, key: Key) {
-        use std::sync::atomic::Ordering::Relaxed;
-        use tracing::Instrument;
-        let attempt = self.inner.queue.failures(&key) + 1;
-        let span = tracing::debug_span!("reconcile", worker, ?key, attempt);
-        let started = Instant::now();
-        let (res, writes) = crate::kernel::count_writes(
-            async {
-                match &key {
-                    Key::Namespace(id) => self.reconcile_namespace(id, attempt).await,
-                    Key::Link(id) => self.reconcile_link(id, attempt).await,
-                    Key::Network(id) => self.reconcile_network(id, attempt).await,
-                    Key::Endpoint(id) => self.reconcile_endpoint(id, attempt).await,
-                    Key::Firewall => self.reconcile_firewall().await,
-                    Key::Gc => self.collect_garbage().await,
-                }
-            }
-            .instrument(span.clone()),
-        )
-        .await;
-        let _e = span.enter();
-        self.inner.stats.reconciles.fetch_add(1, Relaxed);
-        {
-            let mut f = self
-                .inner
-                .finished
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if f.len() > 100_000 {
-                // Bounded: forget the old ones (they are past any echo window anyway).
-                f.retain(|_, t| t.elapsed() < Duration::from_secs(10));
-            }
-            f.insert(key.clone(), Instant::now());
-        }
-        match res {
-            Ok(converged_before) => {
-                if converged_before && writes > 0 {
-                    self.inner.stats.drift_repairs.fetch_add(1, Relaxed);
-                    tracing::info!(writes, "repaired drift");
-                }
-                tracing::debug!(elapsed = ?started.elapsed(), writes, "converged");
-                self.inner.queue.done(&key);
-            }
-            Err(e) if e.transient => {
-                self.inner.stats.failures.fetch_add(1, Relaxed);
-                let (n, delay) = self.inner.queue.retry(&key);
-                tracing::info!(error = %e.message, attempt = n, retry_in = ?delay, "reconcile failed; retrying");
-            }
-            Err(e) => {
-                self.inner.stats.failures.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e.message, "reconcile failed; waiting for a change");
-                self.inner.queue.done(&key);
-            }
-        }
-    }
-
     /// Starts a task that, each time `wake` is notified, waits `gather` (so more work joins
     /// the batch) and runs `flush`; at shutdown it runs `flush` once more and ends. The reaper
     /// and the re-check confirmations are such batches.
@@ -400,28 +302,6 @@ impl Controller {
     /// Counters since start-up.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
-    }
-
-    /// The status to record for a failed attempt.
-    fn failed_status(
-        err: &ReconcileError,
-        attempt: u32,
-        generation: i64,
-        previous: &Status,
-    ) -> Status {
-        if err.transient && attempt < FAILED_AFTER_ATTEMPTS {
-            Status {
-                phase: Phase::Pending,
-                observed_generation: previous.observed_generation,
-                message: err.message.clone(),
-            }
-        } else {
-            Status {
-                phase: Phase::Failed,
-                observed_generation: generation,
-                message: err.message.clone(),
-            }
-        }
     }
 
     /// Resolves a namespace name to where weft acts: "" is the host; otherwise the namespace

@@ -1,96 +1,129 @@
 //! Reconciling a namespace: create `<netns_dir>/<name>` (loopback up) or check an adopted path;
 //! on delete, unmount and remove what weft created, forget what it adopted.
 
-use super::{Controller, Key, ReconcileError};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use super::{
+    Action, Controller, Key, ReconcileError,
+    driver::{Ctx, Meta, Reconciler},
+};
 use crate::{
-    kernel::{LinkChange, NsRef},
-    model::{Phase, Status, ownership_mark},
+    kernel::{KernelOps, LinkChange, NsRef},
+    model::{Status, ownership_mark},
+    store::NamespaceRow,
 };
 
-impl Controller {
-    pub(super) async fn reconcile_namespace(
-        &self,
-        id: &str,
-        attempt: u32,
-    ) -> Result<bool, ReconcileError> {
-        let Some(row) = self.store().namespace_by_id(id).await? else {
-            return Ok(false);
-        };
-        let key = Key::Namespace(id.to_string());
-        let converged_before = row.status.was_converged(row.generation);
-        let adopted = row.spec.adopted_path.clone();
-        let path = adopted
-            .clone()
-            .unwrap_or_else(|| self.kernel().netns_dir().join(&row.spec.name));
-        if row.deleting {
-            // Stop hearing it first: its id in the host namespace may go to a new one.
-            self.unwatch_namespace(&NsRef::Path(path.clone()));
-            if adopted.is_none() {
-                self.kernel().delete_named_netns(&row.spec.name).await?;
-            }
-            self.kernel().forget(&NsRef::Path(path));
-            if self.store().delete_namespace_row(id).await? {
-                self.events().send(key, true);
-            }
-            return Ok(false);
-        }
-        let result = self
-            .converge_namespace(id, &row.spec.name, adopted.is_some(), &path)
-            .await;
-        let (status, outcome) = match result {
-            Ok(recreated) => {
-                if recreated {
-                    // The id the dead namespace had means nothing now: learn the new one.
-                    self.unwatch_namespace(&NsRef::Path(path.clone()));
-                }
-                self.watch_namespace(NsRef::Path(path.clone()));
-                if recreated {
-                    // Everything that lived in the old namespace died with it.
-                    for link in self.store().link_ids_in_namespace(id).await? {
-                        self.enqueue(Key::Link(link));
-                    }
-                    for ep in self.store().endpoint_ids_in_namespace(id).await? {
-                        self.enqueue(Key::Endpoint(ep));
-                    }
-                }
-                (
-                    Status {
-                        phase: Phase::Ready,
-                        observed_generation: row.generation,
-                        message: String::new(),
-                    },
-                    Ok(()),
-                )
-            }
-            Err(e) => (
-                Self::failed_status(&e, attempt, row.generation, &row.status),
-                Err(e),
-            ),
-        };
-        let status_path = path.display().to_string();
-        let unchanged = status_path == row.status_path;
-        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, None)
-            && self
-                .store()
-                .set_namespace_status(id, &status, &status_path)
-                .await?
-        {
-            self.events().send(key, false);
-        }
-        outcome.map(|()| converged_before)
+/// The namespace reconciler. What it observes is the namespace file's path.
+pub(super) struct Namespaces;
+
+/// Where namespace `row` lives: its adopted path, or its file in the netns dir.
+fn path_of(k: &dyn KernelOps, row: &NamespaceRow) -> PathBuf {
+    row.spec
+        .adopted_path
+        .clone()
+        .unwrap_or_else(|| k.named_netns_path(&row.spec.name))
+}
+
+#[async_trait]
+impl Reconciler for Namespaces {
+    type Object = NamespaceRow;
+    type Observed = String;
+
+    fn key(&self, id: &str) -> Key {
+        Key::Namespace(id.to_string())
     }
 
+    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<NamespaceRow>, ReconcileError> {
+        Ok(ctx.ctl.store().namespace_by_id(id).await?)
+    }
+
+    fn meta<'o>(&self, row: &'o NamespaceRow) -> Meta<'o, String> {
+        Meta {
+            status: &row.status,
+            generation: row.generation,
+            deleting: row.deleting,
+            observed: row.status_path.clone(),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        row: &NamespaceRow,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Action, String), ReconcileError> {
+        let path = path_of(ctx.kernel, row);
+        let recreated = ctx
+            .ctl
+            .converge_namespace(
+                ctx.kernel,
+                &row.id,
+                &row.spec.name,
+                row.spec.adopted_path.is_some(),
+                &path,
+            )
+            .await?;
+        let ns = NsRef::Path(path.clone());
+        if recreated {
+            // The id the dead namespace had means nothing now: learn the new one.
+            ctx.ctl.unwatch_namespace(&ns);
+        }
+        ctx.ctl.watch_namespace(ns);
+        if recreated {
+            // Everything that lived in the old namespace died with it.
+            for link in ctx.ctl.store().link_ids_in_namespace(&row.id).await? {
+                ctx.ctl.enqueue(Key::Link(link));
+            }
+            for ep in ctx.ctl.store().endpoint_ids_in_namespace(&row.id).await? {
+                ctx.ctl.enqueue(Key::Endpoint(ep));
+            }
+        }
+        Ok((Action::AwaitChange, path.display().to_string()))
+    }
+
+    async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+        let ns = NsRef::Path(path_of(ctx.kernel, row));
+        // Stop hearing it first: its id in the host namespace may go to a new one.
+        ctx.ctl.unwatch_namespace(&ns);
+        if row.spec.adopted_path.is_none() {
+            ctx.kernel.delete_named_netns(&row.spec.name).await?;
+        }
+        ctx.kernel.forget(&ns);
+        Ok(())
+    }
+
+    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
+        Ok(ctx.ctl.store().delete_namespace_row(id).await?)
+    }
+
+    async fn write_status(
+        &self,
+        ctx: &Ctx<'_>,
+        row: &NamespaceRow,
+        status: &Status,
+        path: &String,
+    ) -> Result<bool, ReconcileError> {
+        Ok(ctx
+            .ctl
+            .store()
+            .set_namespace_status(&row.id, status, path)
+            .await?)
+    }
+}
+
+impl Controller {
     /// Makes the namespace exist, its loopback up and marked (the loopback's alias carries
     /// the namespace's ownership mark, so garbage collection can tell weft's namespace files
     /// from anyone else's); returns true if it had to be (re)created.
     async fn converge_namespace(
         &self,
+        k: &dyn KernelOps,
         id: &str,
         name: &str,
         adopted: bool,
         path: &std::path::Path,
     ) -> Result<bool, ReconcileError> {
-        let k = self.kernel();
         if adopted {
             if !k.is_netns(path) {
                 return Err(ReconcileError::permanent(format!(

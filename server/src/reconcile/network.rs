@@ -14,11 +14,16 @@
 
 use std::collections::HashSet;
 
-use super::{Controller, Key, ReconcileError};
+use async_trait::async_trait;
+
+use super::{
+    Action, Controller, Key, ReconcileError,
+    driver::{Ctx, Meta, Ran, Reconciler},
+};
 use crate::{
     kernel::NsRef,
     kernel::firewall::{FirewallNetwork, PortMapping, Proto},
-    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Phase, Protocol, RouteSpec, Status},
+    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Protocol, RouteSpec, Status},
     store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
 };
 
@@ -147,142 +152,176 @@ fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     }
 }
 
-impl Controller {
-    pub(super) async fn reconcile_network(
-        &self,
-        id: &str,
-        attempt: u32,
-    ) -> Result<bool, ReconcileError> {
-        let Some(row) = self.store().network_by_id(id).await? else {
-            return Ok(false);
-        };
-        let key = Key::Network(id.to_string());
-        let converged_before = row.status.was_converged(row.generation);
-        let spec = bridge_spec(id, &row.spec);
-        if row.deleting {
-            self.sync_firewall_structure().await?;
-            self.remove_link(self.kernel(), id, &spec).await?;
-            if self.store().delete_network_row(id).await? {
-                self.events().send(key, true);
-            }
-            return Ok(false);
-        }
-        let result = async {
-            self.converge_link(self.kernel(), id, &spec).await?;
-            // Published ports answer on the host's loopback addresses too (like Docker without
-            // its userland proxy): the kernel routes a 127/8 source out of the bridge only so.
-            let localnet = format!("net/ipv4/conf/{}/route_localnet", row.spec.bridge_name);
-            self.kernel()
-                .ensure_sysctl(&NsRef::Host, &localnet, "1")
-                .await?;
-            self.sync_firewall_structure().await?;
-            Ok::<_, ReconcileError>(())
-        }
-        .await;
-        let (status, outcome) = match result {
-            Ok(()) => (
-                Status {
-                    phase: Phase::Ready,
-                    observed_generation: row.generation,
-                    message: String::new(),
-                },
-                Ok(()),
-            ),
-            Err(e) => (
-                Self::failed_status(&e, attempt, row.generation, &row.status),
-                Err(e),
-            ),
-        };
-        if !self.confirm_if_rechecked(&key, &row.status, &status, true, None)
-            && self.store().set_network_status(id, &status).await?
-        {
-            self.events().send(key, false);
-        }
-        outcome.map(|()| converged_before)
+/// The network reconciler: the bridge, its loopback routing, the firewall's structure.
+pub(super) struct Networks;
+
+#[async_trait]
+impl Reconciler for Networks {
+    type Object = NetworkRow;
+    type Observed = ();
+
+    fn key(&self, id: &str) -> Key {
+        Key::Network(id.to_string())
     }
 
-    pub(super) async fn reconcile_endpoint(
+    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<NetworkRow>, ReconcileError> {
+        Ok(ctx.ctl.store().network_by_id(id).await?)
+    }
+
+    fn meta<'o>(&self, row: &'o NetworkRow) -> Meta<'o, ()> {
+        Meta {
+            status: &row.status,
+            generation: row.generation,
+            deleting: row.deleting,
+            observed: (),
+        }
+    }
+
+    async fn reconcile(
         &self,
-        id: &str,
-        attempt: u32,
+        row: &NetworkRow,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Action, ()), ReconcileError> {
+        let spec = bridge_spec(&row.id, &row.spec);
+        ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
+        // Published ports answer on the host's loopback addresses too (like Docker without
+        // its userland proxy): the kernel routes a 127/8 source out of the bridge only so.
+        let localnet = format!("net/ipv4/conf/{}/route_localnet", row.spec.bridge_name);
+        ctx.kernel
+            .ensure_sysctl(&NsRef::Host, &localnet, "1")
+            .await?;
+        ctx.ctl.sync_firewall_structure().await?;
+        Ok((Action::AwaitChange, ()))
+    }
+
+    async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+        ctx.ctl.sync_firewall_structure().await?;
+        let spec = bridge_spec(&row.id, &row.spec);
+        ctx.ctl.remove_link(ctx.kernel, &row.id, &spec).await
+    }
+
+    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
+        Ok(ctx.ctl.store().delete_network_row(id).await?)
+    }
+
+    async fn write_status(
+        &self,
+        ctx: &Ctx<'_>,
+        row: &NetworkRow,
+        status: &Status,
+        _: &(),
     ) -> Result<bool, ReconcileError> {
-        let Some(row) = self.store().endpoint_by_id(id).await? else {
-            return Ok(false);
-        };
-        let key = Key::Endpoint(id.to_string());
-        let converged_before = row.status.was_converged(row.generation);
-        let net = self
+        Ok(ctx.ctl.store().set_network_status(&row.id, status).await?)
+    }
+}
+
+/// The endpoint reconciler: the veth on the bridge, leases, routes, published ports. What it
+/// observes is the inside end's MAC.
+pub(super) struct Endpoints;
+
+/// The DNAT map elements of endpoint `row`.
+async fn endpoint_mappings(
+    ctx: &Ctx<'_>,
+    row: &EndpointRow,
+) -> Result<Vec<PortMapping>, ReconcileError> {
+    if row.spec.ports.is_empty() {
+        // Mappings are made only from the spec's ports, in the same transaction.
+        return Ok(Vec::new());
+    }
+    Ok(ctx
+        .ctl
+        .store()
+        .port_mappings(Some(&row.id))
+        .await?
+        .iter()
+        .flat_map(|m| mappings_of(m, &row.addresses))
+        .collect())
+}
+
+/// The endpoint's network, which must still exist.
+async fn network_of(ctx: &Ctx<'_>, row: &EndpointRow) -> Result<NetworkRow, ReconcileError> {
+    ctx.ctl
+        .store()
+        .network_by_id(&row.network_id)
+        .await?
+        .ok_or_else(|| ReconcileError::transient("the endpoint's network vanished"))
+}
+
+#[async_trait]
+impl Reconciler for Endpoints {
+    type Object = EndpointRow;
+    type Observed = String;
+
+    fn key(&self, id: &str) -> Key {
+        Key::Endpoint(id.to_string())
+    }
+
+    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<EndpointRow>, ReconcileError> {
+        Ok(ctx.ctl.store().endpoint_by_id(id).await?)
+    }
+
+    fn meta<'o>(&self, row: &'o EndpointRow) -> Meta<'o, String> {
+        Meta {
+            status: &row.status,
+            generation: row.generation,
+            deleting: row.deleting,
+            observed: row.observed.mac.clone(),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        row: &EndpointRow,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Action, String), ReconcileError> {
+        let net = network_of(ctx, row).await?;
+        let spec = endpoint_spec(&net.spec, row);
+        let mappings = endpoint_mappings(ctx, row).await?;
+        let observed = ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
+        ctx.ctl.ensure_port_mappings(&mappings).await?;
+        let mac = observed
+            .ends
+            .get(1)
+            .map(|e| e.mac.clone())
+            .unwrap_or_default();
+        Ok((Action::AwaitChange, mac))
+    }
+
+    async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+        let net = network_of(ctx, row).await?;
+        let spec = endpoint_spec(&net.spec, row);
+        let mappings = endpoint_mappings(ctx, row).await?;
+        // DNAT first, so no packet is sent to an address about to vanish; then the veth is
+        // cut off and left to the reaper, which deletes retired veths in batches.
+        ctx.ctl.remove_port_mappings(&mappings).await?;
+        ctx.ctl.retire_endpoint_veth(&row.id, &spec).await
+    }
+
+    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
+        Ok(ctx.ctl.store().delete_endpoint_row(id).await?)
+    }
+
+    async fn write_status(
+        &self,
+        ctx: &Ctx<'_>,
+        row: &EndpointRow,
+        status: &Status,
+        mac: &String,
+    ) -> Result<bool, ReconcileError> {
+        let observed = EndpointObserved { mac: mac.clone() };
+        Ok(ctx
+            .ctl
             .store()
-            .network_by_id(&row.network_id)
-            .await?
-            .ok_or_else(|| ReconcileError::transient("the endpoint's network vanished"))?;
-        let spec = endpoint_spec(&net.spec, &row);
-        let mappings: Vec<PortMapping> = if row.spec.ports.is_empty() {
-            // Mappings are made only from the spec's ports, in the same transaction.
-            Vec::new()
-        } else {
-            self.store()
-                .port_mappings(Some(id))
-                .await?
-                .iter()
-                .flat_map(|m| mappings_of(m, &row.addresses))
-                .collect()
-        };
-        if row.deleting {
-            // DNAT first, so no packet is sent to an address about to vanish; then the veth is
-            // cut off and left to the reaper, which deletes retired veths in batches.
-            self.remove_port_mappings(&mappings).await?;
-            self.retire_endpoint_veth(id, &spec).await?;
-            if self.store().delete_endpoint_row(id).await? {
-                self.events().send(key, true);
-                self.events()
-                    .send(Key::Network(row.network_id.clone()), false);
-            }
-            return Ok(false);
-        }
-        let result = async {
-            let observed = self.converge_link(self.kernel(), id, &spec).await?;
-            self.ensure_port_mappings(&mappings).await?;
-            Ok::<_, ReconcileError>(
-                observed
-                    .ends
-                    .get(1)
-                    .map(|e| e.mac.clone())
-                    .unwrap_or_default(),
-            )
-        }
-        .await;
-        let (status, mac, outcome) = match result {
-            Ok(mac) => (
-                Status {
-                    phase: Phase::Ready,
-                    observed_generation: row.generation,
-                    message: String::new(),
-                },
-                mac,
-                Ok(()),
-            ),
-            Err(e) => (
-                Self::failed_status(&e, attempt, row.generation, &row.status),
-                row.observed.mac.clone(),
-                Err(e),
-            ),
-        };
-        let unchanged = mac == row.observed.mac;
-        let network = Key::Network(row.network_id.clone());
-        if !self.confirm_if_rechecked(&key, &row.status, &status, unchanged, Some(network))
-            && self
-                .store()
-                .set_endpoint_status(id, &status, &EndpointObserved { mac })
-                .await?
-        {
-            self.events().send(key, false);
-            self.events()
-                .send(Key::Network(row.network_id.clone()), false);
-        }
-        outcome.map(|()| converged_before)
+            .set_endpoint_status(&row.id, status, &observed)
+            .await?)
     }
 
+    fn also_notify(&self, row: &EndpointRow) -> Option<Key> {
+        Some(Key::Network(row.network_id.clone()))
+    }
+}
+
+impl Controller {
     /// Makes the ruleset's structure and the forwarding sysctls match the live networks;
     /// true if the ruleset had to be written. A rebuilt ruleset may have lost map elements
     /// (a deleted table takes them along), so the element cache is dropped and the firewall
@@ -371,15 +410,25 @@ impl Controller {
     /// cache is unknown (start-up, resync) or the structure was rebuilt, every element is
     /// compared with the store and the difference written. Returns whether this key had
     /// converged before (so a repair counts as drift).
-    pub(super) async fn reconcile_firewall(&self) -> Result<bool, ReconcileError> {
+    pub(super) async fn reconcile_firewall(&self) -> Ran {
         use std::sync::atomic::Ordering::Relaxed;
         let seen_before = self.inner.firewall_runs.fetch_add(1, Relaxed) > 0;
-        let tick = self.inner.firewall_runs.load(Relaxed);
+        Ran {
+            result: self.converge_firewall().await.map(|()| Action::AwaitChange),
+            converged_before: seen_before,
+        }
+    }
+
+    async fn converge_firewall(&self) -> Result<(), ReconcileError> {
+        let tick = self
+            .inner
+            .firewall_runs
+            .load(std::sync::atomic::Ordering::Relaxed);
         let rebuilt = self.sync_firewall_structure().await?;
         let mut cache = self.inner.firewall.lock().await;
         if !rebuilt && let Some(known) = cache.as_ref() {
             if known.len() > ELEMENT_CHECK_LIMIT && !tick.is_multiple_of(10) {
-                return Ok(seen_before);
+                return Ok(());
             }
             let have: HashSet<PortMapping> = self
                 .kernel()
@@ -388,7 +437,7 @@ impl Controller {
                 .into_iter()
                 .collect();
             if have == *known {
-                return Ok(seen_before);
+                return Ok(());
             }
         }
         let mut want: HashSet<PortMapping> = HashSet::new();
@@ -426,7 +475,7 @@ impl Controller {
             );
         }
         *cache = Some(want);
-        Ok(seen_before)
+        Ok(())
     }
 
     /// Forgets the cached map elements, so the next firewall reconcile compares them all.

@@ -1,0 +1,350 @@
+//! The driver: runs one reconcile for a key, the same way for every kind, and is the one
+//! place that writes status.
+//!
+//! Each kind of object has a [`Reconciler`] (namespace.rs, link.rs, network.rs): it fetches
+//! the object, and either converges it (`reconcile`, returning an [`Action`] and what it
+//! observed) or, when the object is being deleted, removes what it made (`cleanup`). It never
+//! writes status and never decides a retry. The driver then:
+//! 1. turns the outcome into a status: Ready at the object's generation, or a failure that
+//!    reads Pending for the first transient attempts (a short race, such as a link queued
+//!    before its namespace exists, never shows as Failed) and Failed after;
+//! 2. writes it only when it changed (or hands a restart's re-check to the batch flusher),
+//!    and notifies the object's watchers;
+//! 3. asks [`error_policy`] whether to retry, counts drift repairs, and tells the queue.
+//!
+//! A panic inside a reconcile is caught here: it is logged with the key, the object is marked
+//! Failed with a message saying so, the key leaves the in-flight set and is retried with
+//! backoff, and the worker lives on.
+
+use std::{panic::AssertUnwindSafe, sync::atomic::Ordering::Relaxed, time::Duration};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::{Action, Controller, Key, ReconcileError, Retry, error_policy};
+use crate::{
+    kernel::KernelOps,
+    model::{Phase, Status},
+};
+
+/// After this many consecutive transient failures an object reports Failed (it is still
+/// retried); before, it stays Pending.
+pub(super) const FAILED_AFTER_ATTEMPTS: u32 = 3;
+
+/// What a reconciler works with: the controller (store, events, queue) and the kernel to act
+/// on, passed explicitly so a reconcile can be run against any kernel.
+pub(super) struct Ctx<'a> {
+    /// The controller: store, events, queue, caches.
+    pub ctl: &'a Controller,
+    /// The kernel to read and change.
+    pub kernel: &'a dyn KernelOps,
+}
+
+/// An object's bookkeeping, as the driver needs it.
+pub(super) struct Meta<'a, O> {
+    /// The status stored now.
+    pub status: &'a Status,
+    /// The spec's generation.
+    pub generation: i64,
+    /// Marked for deletion.
+    pub deleting: bool,
+    /// What was observed last time (kept when a reconcile fails).
+    pub observed: O,
+}
+
+/// One kind of object's reconcile logic (kube-runtime's shape, without its streams).
+#[async_trait]
+pub(super) trait Reconciler: Send + Sync {
+    /// The stored object (its row).
+    type Object: Send + Sync;
+    /// What a reconcile observes and stores beside the status.
+    type Observed: PartialEq + Send + Sync;
+
+    /// The queue key of object `id`.
+    fn key(&self, id: &str) -> Key;
+
+    /// Reads the object; `None` when its row is gone.
+    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<Self::Object>, ReconcileError>;
+
+    /// The object's bookkeeping.
+    fn meta<'o>(&self, obj: &'o Self::Object) -> Meta<'o, Self::Observed>;
+
+    /// Makes the kernel match the object; returns what to do next and what it observed.
+    async fn reconcile(
+        &self,
+        obj: &Self::Object,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Action, Self::Observed), ReconcileError>;
+
+    /// Removes what the object made in the kernel (it is being deleted).
+    async fn cleanup(&self, obj: &Self::Object, ctx: &Ctx<'_>) -> Result<(), ReconcileError>;
+
+    /// Deletes the object's row once `cleanup` succeeded; true if this call deleted it.
+    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError>;
+
+    /// Writes status and observed state; true if the row changed.
+    async fn write_status(
+        &self,
+        ctx: &Ctx<'_>,
+        obj: &Self::Object,
+        status: &Status,
+        observed: &Self::Observed,
+    ) -> Result<bool, ReconcileError>;
+
+    /// Another key whose watchers hear of this object's changes (an endpoint's network).
+    fn also_notify(&self, _obj: &Self::Object) -> Option<Key> {
+        None
+    }
+}
+
+/// A reconcile's result as the worker sees it.
+pub(super) struct Ran {
+    /// What the reconcile returned.
+    pub result: Result<Action, ReconcileError>,
+    /// The object was converged before this reconcile (so writes it made repaired drift).
+    pub converged_before: bool,
+}
+
+/// The status to record for a failed attempt.
+pub(super) fn failed_status(
+    err: &ReconcileError,
+    attempt: u32,
+    generation: i64,
+    previous: &Status,
+) -> Status {
+    if error_policy(err) == Retry::Backoff && attempt < FAILED_AFTER_ATTEMPTS {
+        Status {
+            phase: Phase::Pending,
+            observed_generation: previous.observed_generation,
+            message: err.to_string(),
+        }
+    } else {
+        Status {
+            phase: Phase::Failed,
+            observed_generation: generation,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".into())
+}
+
+impl Controller {
+    /// Runs one reconcile of `key` (a worker's step): the reconcile, its status, its retry.
+    /// Never panics: a panic in the reconcile is caught and handled as a failure.
+    pub(super) async fn work(&self, worker: usize, key: Key) {
+        let attempt = self.inner.queue.failures(&key) + 1;
+        let span = tracing::debug_span!("reconcile", worker, ?key, attempt);
+        let started = Instant::now();
+        let run = AssertUnwindSafe(self.run_key(&key, attempt)).catch_unwind();
+        let (ran, writes) = crate::kernel::count_writes(
+            async {
+                match run.await {
+                    Ok(ran) => ran,
+                    Err(panic) => self.panicked(&key, panic_message(&*panic)).await,
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+        let _e = span.enter();
+        let stats = &self.inner.stats;
+        stats.reconciles.fetch_add(1, Relaxed);
+        self.note_finished(&key);
+        match ran.result {
+            Ok(action) => {
+                if ran.converged_before && writes > 0 {
+                    stats.drift_repairs.fetch_add(1, Relaxed);
+                    tracing::info!(writes, "repaired drift");
+                }
+                tracing::debug!(elapsed = ?started.elapsed(), writes, "converged");
+                self.inner.queue.done(&key);
+                if let Action::Requeue(after) = action {
+                    self.inner.queue.add_after(key, after);
+                }
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Relaxed);
+                match error_policy(&e) {
+                    Retry::Backoff => {
+                        let (n, delay) = self.inner.queue.retry(&key);
+                        tracing::info!(error = %e, attempt = n, retry_in = ?delay, "reconcile failed; retrying");
+                    }
+                    Retry::AwaitChange => {
+                        tracing::warn!(error = %e, "reconcile failed; waiting for a change");
+                        self.inner.queue.done(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A caught panic: logged with the key, the object marked Failed, handled as a failure
+    /// that is retried with backoff.
+    async fn panicked(&self, key: &Key, message: String) -> Ran {
+        tracing::error!(?key, panic = %message, "reconcile panicked; the worker carries on");
+        let err = ReconcileError::Panicked(message);
+        let status = Status {
+            phase: Phase::Failed,
+            observed_generation: 0,
+            message: err.to_string(),
+        };
+        let marked = AssertUnwindSafe(self.mark_failed(key, &status))
+            .catch_unwind()
+            .await;
+        if !matches!(marked, Ok(Ok(()))) {
+            tracing::warn!(?key, "could not mark the object Failed after a panic");
+        }
+        Ran {
+            result: Err(err),
+            converged_before: false,
+        }
+    }
+
+    /// Records the time `key` finished a reconcile (for telling weft's own netlink echoes).
+    fn note_finished(&self, key: &Key) {
+        let mut f = self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if f.len() > 100_000 {
+            // Bounded: forget the old ones (they are past any echo window anyway).
+            f.retain(|_, t| t.elapsed() < Duration::from_secs(10));
+        }
+        f.insert(key.clone(), Instant::now());
+    }
+
+    /// Runs the reconciler of `key`'s kind.
+    async fn run_key(&self, key: &Key, attempt: u32) -> Ran {
+        let ctx = Ctx {
+            ctl: self,
+            kernel: self.kernel(),
+        };
+        match key {
+            Key::Namespace(id) => drive(&super::namespace::Namespaces, &ctx, id, attempt).await,
+            Key::Link(id) => drive(&super::link::Links, &ctx, id, attempt).await,
+            Key::Network(id) => drive(&super::network::Networks, &ctx, id, attempt).await,
+            Key::Endpoint(id) => drive(&super::network::Endpoints, &ctx, id, attempt).await,
+            Key::Firewall => self.reconcile_firewall().await,
+            Key::Gc => Ran {
+                result: self.collect_garbage().await.map(|()| Action::AwaitChange),
+                converged_before: false,
+            },
+        }
+    }
+
+    /// Writes `status` (Failed, at the object's generation) for `key`'s object.
+    async fn mark_failed(&self, key: &Key, status: &Status) -> Result<(), ReconcileError> {
+        let ctx = Ctx {
+            ctl: self,
+            kernel: self.kernel(),
+        };
+        match key {
+            Key::Namespace(id) => fail(&super::namespace::Namespaces, &ctx, id, status).await,
+            Key::Link(id) => fail(&super::link::Links, &ctx, id, status).await,
+            Key::Network(id) => fail(&super::network::Networks, &ctx, id, status).await,
+            Key::Endpoint(id) => fail(&super::network::Endpoints, &ctx, id, status).await,
+            Key::Firewall | Key::Gc => Ok(()),
+        }
+    }
+}
+
+/// One reconcile of object `id` of `r`'s kind: cleanup or converge, then status.
+async fn drive<R: Reconciler>(r: &R, ctx: &Ctx<'_>, id: &str, attempt: u32) -> Ran {
+    let result = drive_inner(r, ctx, id, attempt).await;
+    match result {
+        Ok((result, converged_before)) => Ran {
+            result,
+            converged_before,
+        },
+        Err(e) => Ran {
+            result: Err(e),
+            converged_before: false,
+        },
+    }
+}
+
+async fn drive_inner<R: Reconciler>(
+    r: &R,
+    ctx: &Ctx<'_>,
+    id: &str,
+    attempt: u32,
+) -> Result<(Result<Action, ReconcileError>, bool), ReconcileError> {
+    let Some(obj) = r.fetch(ctx, id).await? else {
+        return Ok((Ok(Action::AwaitChange), false));
+    };
+    let key = r.key(id);
+    let meta = r.meta(&obj);
+    let converged_before = meta.status.was_converged(meta.generation);
+    if meta.deleting {
+        r.cleanup(&obj, ctx).await?;
+        if r.delete_row(ctx, id).await? {
+            ctx.ctl.events().send(key, true);
+            if let Some(also) = r.also_notify(&obj) {
+                ctx.ctl.events().send(also, false);
+            }
+        }
+        return Ok((Ok(Action::AwaitChange), false));
+    }
+    let (status, observed, outcome) = match r.reconcile(&obj, ctx).await {
+        Ok((action, observed)) => (
+            Status {
+                phase: Phase::Ready,
+                observed_generation: meta.generation,
+                message: String::new(),
+            },
+            Some(observed),
+            Ok(action),
+        ),
+        Err(e) => (
+            failed_status(&e, attempt, meta.generation, meta.status),
+            None,
+            Err(e),
+        ),
+    };
+    let observed = observed.unwrap_or(meta.observed);
+    let unchanged = observed == r.meta(&obj).observed;
+    let also = r.also_notify(&obj);
+    let rechecked =
+        ctx.ctl
+            .confirm_if_rechecked(&key, meta.status, &status, unchanged, also.clone());
+    if !rechecked && r.write_status(ctx, &obj, &status, &observed).await? {
+        ctx.ctl.events().send(key, false);
+        if let Some(also) = also {
+            ctx.ctl.events().send(also, false);
+        }
+    }
+    Ok((outcome, converged_before))
+}
+
+/// Marks object `id` Failed with `status`'s message at its current generation, keeping what
+/// was observed.
+async fn fail<R: Reconciler>(
+    r: &R,
+    ctx: &Ctx<'_>,
+    id: &str,
+    status: &Status,
+) -> Result<(), ReconcileError> {
+    let Some(obj) = r.fetch(ctx, id).await? else {
+        return Ok(());
+    };
+    let meta = r.meta(&obj);
+    let status = Status {
+        observed_generation: meta.generation,
+        ..status.clone()
+    };
+    if r.write_status(ctx, &obj, &status, &meta.observed).await? {
+        ctx.ctl.events().send(r.key(id), false);
+    }
+    Ok(())
+}
