@@ -143,18 +143,19 @@ pub fn link(l: &Link) -> Value {
         "status_index": l.status_index,
         "status_mac_address": l.status_mac_address,
     });
-    let obj = v
-        .as_object_mut()
-        .expect("json! of an object literal is an object");
-    match &l.kind {
-        Some(Kind::Veth(veth)) => {
-            let peer = veth.peer.as_ref().map_or(Value::Null, veth_peer);
-            obj.insert("veth".into(), json!({ "peer": peer }));
+    // The kind is one key, `veth` or `bridge`, as in the proto's oneof. `json!` of an object
+    // literal is always an object, so the `if let` always matches.
+    if let Some(obj) = v.as_object_mut() {
+        match &l.kind {
+            Some(Kind::Veth(veth)) => {
+                let peer = veth.peer.as_ref().map_or(Value::Null, veth_peer);
+                obj.insert("veth".into(), json!({ "peer": peer }));
+            }
+            Some(Kind::Bridge(_)) => {
+                obj.insert("bridge".into(), json!({}));
+            }
+            None => {}
         }
-        Some(Kind::Bridge(_)) => {
-            obj.insert("bridge".into(), json!({}));
-        }
-        None => {}
     }
     v
 }

@@ -11,6 +11,7 @@
 pub mod error;
 pub mod json;
 pub mod link;
+pub mod mutate;
 pub mod network;
 pub mod ns;
 pub mod parse;
@@ -121,12 +122,14 @@ pub async fn run(cli: Cli) -> Result<()> {
 pub fn usage(path: &[&str], msg: impl std::fmt::Display) -> anyhow::Error {
     let mut cmd = Cli::command();
     cmd.build();
-    let mut sub = &mut cmd;
+    // Walk down by value: a built subcommand knows its full name (`weft link create`), which
+    // is what its usage line shows. The clones happen only on this error path.
+    let mut sub = cmd;
     for p in path {
-        if sub.find_subcommand(p).is_none() {
+        let Some(next) = sub.find_subcommand(p).cloned() else {
             break;
-        }
-        sub = sub.find_subcommand_mut(p).expect("found just above");
+        };
+        sub = next;
     }
     anyhow::Error::new(sub.error(ErrorKind::ArgumentConflict, msg))
 }
@@ -290,6 +293,28 @@ where
         }
     }
     Ok(done)
+}
+
+/// `inspect NAME...`: `get` fetches one object per name (printing each failure and going on,
+/// as [`each`]), then they are printed together, as a JSON array of `to_json` or as the
+/// `describe` blocks separated by blank lines; exit 1 if any name failed.
+pub async fn inspect_each<T, F, Fut>(
+    ctx: &Ctx,
+    names: Vec<String>,
+    get: F,
+    to_json: fn(&T) -> Value,
+    describe: fn(&T) -> String,
+) -> Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let done = each(names, get).await?;
+    match ctx.output() {
+        Output::Json => ctx.print_json(&Value::Array(done.ok.iter().map(to_json).collect()))?,
+        Output::Table => ctx.print(&done.ok.iter().map(describe).collect::<Vec<_>>().join("\n"))?,
+    }
+    done.finish()
 }
 
 /// The outcome of [`each`]: what succeeded, and whether anything failed.
