@@ -295,6 +295,28 @@ where
     Ok(done)
 }
 
+/// `ls` without `--watch`: prints `list` as a JSON array of `to_json`, or with `-q` (`quiet`)
+/// one `name` per line, or as `table` lays it out (with a header, even when empty).
+pub fn print_list<T>(
+    ctx: &Ctx,
+    list: &[T],
+    quiet: bool,
+    to_json: fn(&T) -> Value,
+    name: fn(&T) -> String,
+    table: fn(&[T]) -> String,
+) -> Result<()> {
+    match (ctx.output(), quiet) {
+        (Output::Json, _) => ctx.print_json(&Value::Array(list.iter().map(to_json).collect())),
+        (Output::Table, true) => ctx.print(
+            &list
+                .iter()
+                .map(|o| format!("{}\n", name(o)))
+                .collect::<String>(),
+        ),
+        (Output::Table, false) => ctx.print(&table(list)),
+    }
+}
+
 /// `inspect NAME...`: `get` fetches one object per name (printing each failure and going on,
 /// as [`each`]), then they are printed together, as a JSON array of `to_json` or as the
 /// `describe` blocks separated by blank lines; exit 1 if any name failed.

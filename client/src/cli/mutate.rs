@@ -21,7 +21,8 @@
 //!    ([`Ctx::check_applied`]). This happens after printing, so the object is shown either way.
 //!
 //! [`Verb::apply`] is steps 2 to 4 for verbs that answer with one object (create, set,
-//! connect); [`remove_each`] is the `rm NAME...` loop; disconnect and prune use
+//! connect); [`remove_each`] is the `rm NAME...` loop ([`remove_named`] where a name is all
+//! a Delete needs); disconnect and prune use
 //! [`Verb::send`] and [`print_fields`].
 
 use std::future::Future;
@@ -32,9 +33,9 @@ use weft::{
     Client,
     v1::{
         ConnectResponse, CreateLinkResponse, CreateNamespaceResponse, CreateNetworkResponse,
-        DeleteLinkResponse, DeleteNamespaceResponse, DeleteNetworkResponse, DisconnectResponse,
-        Endpoint, Link, Namespace, Network, PlannedChange, PruneNetworksResponse, Status,
-        UpdateLinkResponse,
+        DeleteLinkResponse, DeleteNamespaceRequest, DeleteNamespaceResponse, DeleteNetworkRequest,
+        DeleteNetworkResponse, DisconnectResponse, Endpoint, Link, Namespace, Network,
+        PlannedChange, PruneNetworksResponse, Status, UpdateLinkResponse,
     },
 };
 
@@ -280,6 +281,56 @@ where
     let fields = vec![("deleted", json!(deleted))];
     print_fields(ctx, dry_run, &changes.concat(), fields, "")?;
     done.finish()
+}
+
+/// A Delete request that names its object by name alone (namespaces and networks; a link
+/// also needs its namespace), so that [`remove_named`] can build it.
+pub trait DeleteByName {
+    /// The request that deletes `name`, planning only with `dry_run`, waiting until it is gone
+    /// with `wait`.
+    fn by_name(name: &str, dry_run: bool, wait: bool) -> Self;
+}
+
+/// Implements [`DeleteByName`] for requests with `name`, `dry_run` and `wait` fields.
+macro_rules! delete_by_name {
+    ($($req:ty),* $(,)?) => {$(
+        impl DeleteByName for $req {
+            fn by_name(name: &str, dry_run: bool, wait: bool) -> Self {
+                Self {
+                    name: name.to_string(),
+                    dry_run,
+                    wait: Some(wait),
+                }
+            }
+        }
+    )*};
+}
+
+delete_by_name!(DeleteNamespaceRequest, DeleteNetworkRequest);
+
+/// [`remove_each`] for objects named by name alone: `rm` of a `kind` (`namespace`,
+/// `network`), each failure reading `Error: remove <kind> "<name>": ...`, and `deleted`
+/// listing the names.
+pub async fn remove_named<M, R, F, Fut>(
+    ctx: &Ctx,
+    kind: &str,
+    names: Vec<String>,
+    dry_run: bool,
+    no_wait: bool,
+    rpc: F,
+) -> Result<()>
+where
+    M: DeleteByName,
+    R: Answer,
+    F: Fn(Client, tonic::Request<M>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+{
+    let removal = |name: &str| Removal {
+        what: format!("remove {kind} {name:?}"),
+        deleted: Value::from(name),
+        msg: M::by_name(name, dry_run, !no_wait),
+    };
+    remove_each(ctx, names, dry_run, no_wait, removal, rpc).await
 }
 
 #[cfg(test)]

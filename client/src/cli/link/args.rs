@@ -7,7 +7,10 @@
 use clap::{Args, Subcommand, ValueEnum};
 use weft::v1::Route;
 
-use crate::cli::{parse, watch::WatchFlags};
+use crate::cli::{
+    parse,
+    watch::{ListFlags, WatchFlags},
+};
 
 /// `weft link ...`
 #[derive(Debug, Subcommand)]
@@ -117,8 +120,17 @@ pub struct CreateArgs {
     pub request_id: Option<String>,
 }
 
-/// `weft link ls`
+/// The help of `weft link ls -q`, which prints more than names.
+const LS_QUIET_HELP: &str = "Print only NAMESPACE/NAME of each link";
+
+/// The help of `weft link ls --watch`, which names this noun's watch command.
+const LS_WATCH_HELP: &str =
+    "After the list, print every change as it happens (the same as `weft link watch`)";
+
+/// `weft link ls`: the help of `--watch` (and `-q`) names this noun.
 #[derive(Debug, Args)]
+#[command(mut_arg("quiet", |a| a.help(LS_QUIET_HELP)))]
+#[command(mut_arg("watch", |a| a.help(LS_WATCH_HELP)))]
 pub struct LsArgs {
     /// Only links with an end in this namespace ("" is the host).
     #[arg(long, value_name = "NS", conflicts_with = "host")]
@@ -126,18 +138,9 @@ pub struct LsArgs {
     /// Only links with an end in the host namespace (same as --ns "").
     #[arg(long)]
     pub host: bool,
-    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
-    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
-    pub selector: String,
-    /// Print only NAMESPACE/NAME of each link.
-    #[arg(long, short = 'q', conflicts_with = "watch")]
-    pub quiet: bool,
-    /// After the list, print every change as it happens (the same as `weft link watch`).
-    #[arg(long, short = 'w')]
-    pub watch: bool,
-    /// With --watch.
-    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
-    pub flags: WatchFlags,
+    /// The selector, `-q`, `--watch` and the watch flags.
+    #[command(flatten)]
+    pub list: ListFlags,
 }
 
 /// `weft link watch`

@@ -24,20 +24,21 @@ pub mod args;
 pub mod request;
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::json;
 use weft::{
     Client,
     v1::{
-        CreateLinkRequest, DeleteLinkRequest, GetLinkRequest, ListLinksRequest, WatchLinksRequest,
+        CreateLinkRequest, DeleteLinkRequest, GetLinkRequest, Link, ListLinksRequest,
+        WatchLinksRequest,
     },
 };
 
 pub use self::args::LinkCmd;
 use self::request::{build_link, changes, ns_filter, update_request};
 use super::{
-    Ctx, Output, inspect_each, json,
+    Ctx, inspect_each, json,
     mutate::{self, Removal, Verb},
-    sh, table, usage,
+    print_list, sh, table, usage,
     watch::{self, WatchFlags},
 };
 
@@ -110,34 +111,25 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             })
             .await
         }
-        LinkCmd::Ls(a) if a.watch => {
-            watch_links(ctx, ns_filter(a.ns, a.host), a.selector, &a.flags).await
+        LinkCmd::Ls(a) if a.list.watch => {
+            watch_links(ctx, ns_filter(a.ns, a.host), a.list.selector, &a.list.flags).await
         }
         LinkCmd::Watch(a) => watch_links(ctx, ns_filter(a.ns, a.host), a.selector, &a.flags).await,
         LinkCmd::Ls(a) => {
-            a.flags.check(false, &["link", "ls"])?;
+            a.list.flags.check(false, &["link", "ls"])?;
             let namespace = ns_filter(a.ns, a.host);
             let what = links_in("list", namespace.as_deref());
             let req = ctx.req(ListLinksRequest {
                 namespace,
-                label_selector: a.selector,
+                label_selector: a.list.selector,
             });
             let list = ctx
                 .call(&what, |c| async move { c.links().list_links(req).await })
                 .await?
                 .links;
-            match (ctx.output(), a.quiet) {
-                (Output::Json, _) => {
-                    ctx.print_json(&Value::Array(list.iter().map(json::link).collect()))
-                }
-                (Output::Table, true) => ctx.print(
-                    &list
-                        .iter()
-                        .map(|l| format!("{}/{}\n", table::ns_name(&l.namespace), l.name))
-                        .collect::<String>(),
-                ),
-                (Output::Table, false) => ctx.print(&table::links(&list)),
-            }
+            let quiet = a.list.quiet;
+            let name = |l: &Link| format!("{}/{}", table::ns_name(&l.namespace), l.name);
+            print_list(ctx, &list, quiet, json::link, name, table::links)
         }
         LinkCmd::Inspect(r) => {
             let ns = r.ns.as_str();

@@ -11,7 +11,7 @@ use weft::v1::{ConnectRequest, PublishedPort};
 
 use crate::cli::{
     parse::{self, Filter},
-    watch::WatchFlags,
+    watch::{ListFlags, WatchFlags},
 };
 
 /// `--opt` keys (docker's bridge driver options) that weft understands.
@@ -127,24 +127,20 @@ pub struct CreateArgs {
     pub request_id: Option<String>,
 }
 
-/// `weft network ls`
+/// The help of `weft network ls --watch`, which names this noun's watch command.
+const LS_WATCH_HELP: &str =
+    "After the list, print every change as it happens (the same as `weft network watch`)";
+
+/// `weft network ls`: the help of `--watch` (and `-q`) names this noun.
 #[derive(Debug, Args)]
+#[command(mut_arg("watch", |a| a.help(LS_WATCH_HELP)))]
 pub struct LsArgs {
     /// label=KEY, label=KEY=VALUE, label!=KEY[=VALUE], or name=PART (repeatable).
     #[arg(long = "filter", short = 'f', value_name = "FILTER", value_parser = parse::filter)]
     pub filters: Vec<Filter>,
-    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
-    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
-    pub selector: String,
-    /// Print only the names.
-    #[arg(long, short = 'q', conflicts_with = "watch")]
-    pub quiet: bool,
-    /// After the list, print every change as it happens (the same as `weft network watch`).
-    #[arg(long, short = 'w')]
-    pub watch: bool,
-    /// With --watch.
-    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
-    pub flags: WatchFlags,
+    /// The selector, `-q`, `--watch` and the watch flags.
+    #[command(flatten)]
+    pub list: ListFlags,
 }
 
 /// `weft network watch`

@@ -34,22 +34,23 @@ pub mod request;
 use std::io::BufRead;
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::json;
 use weft::{
     Client,
     v1::{
         CreateNetworkRequest, DeleteNetworkRequest, DisconnectRequest, GetNetworkRequest,
-        ListNetworksRequest, PruneNetworksRequest, WatchNetworksRequest, WatchNetworksResponse,
+        ListNetworksRequest, Network, PruneNetworksRequest, WatchNetworksRequest,
+        WatchNetworksResponse,
     },
 };
 
 pub use self::args::{EndpointFlags, NetworkCmd};
 use self::request::{build_network, connect_request, selection};
 use super::{
-    Ctx, Output, inspect_each, json,
-    mutate::{self, Answer, Removal, Verb},
+    Ctx, inspect_each, json,
+    mutate::{self, Answer, Verb},
     parse::{self, Filter},
-    sh, table, usage,
+    print_list, sh, table, usage,
     watch::{self, WatchFlags},
 };
 
@@ -105,13 +106,13 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let table = |n: &weft::v1::Network| format!("{}\n", n.name);
             verb.apply(ctx, msg, rpc, &inspect, table).await
         }
-        NetworkCmd::Ls(a) if a.watch => {
-            watch_networks(ctx, &a.selector, &a.filters, &a.flags).await
+        NetworkCmd::Ls(a) if a.list.watch => {
+            watch_networks(ctx, &a.list.selector, &a.filters, &a.list.flags).await
         }
         NetworkCmd::Watch(a) => watch_networks(ctx, &a.selector, &a.filters, &a.flags).await,
         NetworkCmd::Ls(a) => {
-            a.flags.check(false, &["network", "ls"])?;
-            let (label_selector, names) = selection(&a.selector, &a.filters);
+            a.list.flags.check(false, &["network", "ls"])?;
+            let (label_selector, names) = selection(&a.list.selector, &a.filters);
             let req = ctx.req(ListNetworksRequest { label_selector });
             let mut list = ctx
                 .call("list networks", |c| async move {
@@ -120,18 +121,9 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
                 .await?
                 .networks;
             list.retain(|n| names.iter().all(|part| n.name.contains(part.as_str())));
-            match (ctx.output(), a.quiet) {
-                (Output::Json, _) => {
-                    ctx.print_json(&Value::Array(list.iter().map(json::network).collect()))
-                }
-                (Output::Table, true) => ctx.print(
-                    &list
-                        .iter()
-                        .map(|n| format!("{}\n", n.name))
-                        .collect::<String>(),
-                ),
-                (Output::Table, false) => ctx.print(&table::networks(&list)),
-            }
+            let quiet = a.list.quiet;
+            let name = |n: &Network| n.name.clone();
+            print_list(ctx, &list, quiet, json::network, name, table::networks)
         }
         NetworkCmd::Inspect { names } => {
             let get = |name: String| async move {
@@ -152,18 +144,10 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             no_wait,
             dry_run,
         } => {
-            let removal = |name: &str| Removal {
-                what: format!("remove network {name:?}"),
-                deleted: Value::from(name),
-                msg: DeleteNetworkRequest {
-                    dry_run,
-                    name: name.to_string(),
-                    wait: Some(!no_wait),
-                },
-            };
-            mutate::remove_each(ctx, names, dry_run, no_wait, removal, |c, r| async move {
-                c.networks().delete_network(r).await
-            })
+            let rpc = |c: Client, r| async move { c.networks().delete_network(r).await };
+            mutate::remove_named::<DeleteNetworkRequest, _, _, _>(
+                ctx, "network", names, dry_run, no_wait, rpc,
+            )
             .await
         }
         NetworkCmd::Prune(a) => {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use crate::cli::{
     network::EndpointFlags,
     parse::{self, NetworkMode},
-    watch::WatchFlags,
+    watch::{ListFlags, WatchFlags},
 };
 
 /// `weft ns ...`
@@ -98,21 +98,17 @@ pub struct CreateArgs {
     pub endpoint: EndpointFlags,
 }
 
-/// `weft ns ls`
+/// The help of `weft ns ls --watch`, which names this noun's watch command.
+const LS_WATCH_HELP: &str =
+    "After the list, print every change as it happens (the same as `weft ns watch`)";
+
+/// `weft ns ls`: the help of `--watch` (and `-q`) names this noun.
 #[derive(Debug, Args)]
+#[command(mut_arg("watch", |a| a.help(LS_WATCH_HELP)))]
 pub struct LsArgs {
-    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
-    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
-    pub selector: String,
-    /// Print only the names.
-    #[arg(long, short = 'q', conflicts_with = "watch")]
-    pub quiet: bool,
-    /// After the list, print every change as it happens (the same as `weft ns watch`).
-    #[arg(long, short = 'w')]
-    pub watch: bool,
-    /// With --watch.
-    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
-    pub flags: WatchFlags,
+    /// The selector, `-q`, `--watch` and the watch flags.
+    #[command(flatten)]
+    pub list: ListFlags,
 }
 
 /// `weft ns watch`

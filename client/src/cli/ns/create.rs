@@ -17,8 +17,8 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use tonic::Code;
 use weft::v1::{
-    ConnectRequest, CreateNamespaceRequest, DeleteNamespaceRequest, DisconnectRequest,
-    GetNamespaceRequest, Namespace, Phase,
+    ConnectRequest, CreateNamespaceRequest, DeleteNamespaceRequest, DisconnectRequest, Namespace,
+    Phase,
 };
 
 use super::{
@@ -191,17 +191,7 @@ async fn undo_create(
 /// `--network container:X`: looks X up and prints it as the namespace to use.
 async fn share(ctx: &Ctx, name: &str, x: &str) -> Result<()> {
     let what = format!("share namespace {x:?}");
-    let req = ctx.req(GetNamespaceRequest {
-        name: x.to_string(),
-    });
-    let ns = ctx
-        .call(
-            &what,
-            |c| async move { c.namespaces().get_namespace(req).await },
-        )
-        .await?
-        .namespace
-        .unwrap_or_default();
+    let ns = super::get_namespace(ctx, &what, x).await?;
     let status = ns.status.as_ref();
     match status.and_then(|s| Phase::try_from(s.phase).ok()) {
         Some(Phase::Deleting) => {

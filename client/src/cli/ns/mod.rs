@@ -29,16 +29,19 @@ pub mod create;
 pub mod request;
 
 use anyhow::Result;
-use serde_json::Value;
-use weft::v1::{
-    DeleteNamespaceRequest, GetNamespaceRequest, ListNamespacesRequest, WatchNamespacesRequest,
+use weft::{
+    Client,
+    v1::{
+        DeleteNamespaceRequest, GetNamespaceRequest, ListNamespacesRequest, Namespace,
+        WatchNamespacesRequest,
+    },
 };
 
 pub use self::args::NsCmd;
 use super::{
-    Ctx, Output, inspect_each, json,
-    mutate::{self, Removal},
-    table,
+    Ctx, inspect_each, json,
+    mutate::{self},
+    print_list, table,
     watch::{self, WatchFlags},
 };
 
@@ -46,12 +49,12 @@ use super::{
 pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
     match cmd {
         NsCmd::Create(a) => create::create(ctx, &a).await,
-        NsCmd::Ls(a) if a.watch => watch_namespaces(ctx, a.selector, &a.flags).await,
+        NsCmd::Ls(a) if a.list.watch => watch_namespaces(ctx, a.list.selector, &a.list.flags).await,
         NsCmd::Watch(a) => watch_namespaces(ctx, a.selector, &a.flags).await,
         NsCmd::Ls(a) => {
-            a.flags.check(false, &["ns", "ls"])?;
+            a.list.flags.check(false, &["ns", "ls"])?;
             let req = ctx.req(ListNamespacesRequest {
-                label_selector: a.selector,
+                label_selector: a.list.selector,
             });
             let list = ctx
                 .call("list namespaces", |c| async move {
@@ -59,30 +62,13 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
                 })
                 .await?
                 .namespaces;
-            match (ctx.output(), a.quiet) {
-                (Output::Json, _) => {
-                    ctx.print_json(&Value::Array(list.iter().map(json::namespace).collect()))
-                }
-                (Output::Table, true) => ctx.print(
-                    &list
-                        .iter()
-                        .map(|n| format!("{}\n", n.name))
-                        .collect::<String>(),
-                ),
-                (Output::Table, false) => ctx.print(&table::namespaces(&list)),
-            }
+            let quiet = a.list.quiet;
+            let name = |n: &Namespace| n.name.clone();
+            print_list(ctx, &list, quiet, json::namespace, name, table::namespaces)
         }
         NsCmd::Inspect { names } => {
             let get = |name: String| async move {
-                let req = ctx.req(GetNamespaceRequest { name: name.clone() });
-                let what = format!("inspect namespace {name:?}");
-                let resp = ctx
-                    .call(
-                        &what,
-                        |c| async move { c.namespaces().get_namespace(req).await },
-                    )
-                    .await?;
-                Ok(resp.namespace.unwrap_or_default())
+                get_namespace(ctx, &format!("inspect namespace {name:?}"), &name).await
             };
             inspect_each(ctx, names, get, json::namespace, table::describe_namespace).await
         }
@@ -91,21 +77,33 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
             no_wait,
             dry_run,
         } => {
-            let removal = |name: &str| Removal {
-                what: format!("remove namespace {name:?}"),
-                deleted: Value::from(name),
-                msg: DeleteNamespaceRequest {
-                    dry_run,
-                    name: name.to_string(),
-                    wait: Some(!no_wait),
-                },
-            };
-            mutate::remove_each(ctx, names, dry_run, no_wait, removal, |c, r| async move {
-                c.namespaces().delete_namespace(r).await
-            })
+            let rpc = |c: Client, r| async move { c.namespaces().delete_namespace(r).await };
+            mutate::remove_named::<DeleteNamespaceRequest, _, _, _>(
+                ctx,
+                "namespace",
+                names,
+                dry_run,
+                no_wait,
+                rpc,
+            )
             .await
         }
     }
+}
+
+/// GetNamespace `name`, for `inspect` and `create --network container:X`; `what` names the
+/// operation in errors. A missing namespace is NOT_FOUND: `Error: <what>: ...`, exit 1.
+pub async fn get_namespace(ctx: &Ctx, what: &str, name: &str) -> Result<Namespace> {
+    let req = ctx.req(GetNamespaceRequest {
+        name: name.to_string(),
+    });
+    let resp = ctx
+        .call(
+            what,
+            |c| async move { c.namespaces().get_namespace(req).await },
+        )
+        .await?;
+    Ok(resp.namespace.unwrap_or_default())
 }
 
 /// `weft ns watch` and `weft ns ls --watch`.
