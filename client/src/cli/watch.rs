@@ -139,9 +139,11 @@ macro_rules! event {
 }
 
 event!(
-    WatchNamespacesResponse => namespace, |n: &Namespace| name_or_uid(&n.name, &n.uid), json::namespace;
+    WatchNamespacesResponse => namespace, |n: &Namespace| name_or_uid(&n.name, &n.uid),
+        json::namespace;
     WatchLinksResponse => link, link_name, json::link;
-    WatchNetworksResponse => network, |n: &Network| name_or_uid(&n.name, &n.uid), json::network;
+    WatchNetworksResponse => network, |n: &Network| name_or_uid(&n.name, &n.uid),
+        json::network;
 );
 
 /// A link's OBJECT column: `NAMESPACE/NAME` (`(host)/NAME` in the host namespace), or
@@ -160,8 +162,11 @@ const TYPE_WIDTH: usize = 10;
 /// Turns events into lines, keeping the table's columns as wide as the widest cell so far.
 #[derive(Debug)]
 pub struct Printer {
+    /// Table or JSON lines.
     output: Output,
+    /// The widest OBJECT cell printed so far; later lines pad to it.
     name_width: usize,
+    /// The widest STATE cell printed so far.
     state_width: usize,
 }
 
@@ -211,6 +216,10 @@ impl Printer {
 /// Runs a watch: `start` opens the stream (`what` names it in errors, e.g. `watch
 /// namespaces`), `keep` drops events the CLI filters itself (docker's `name=` filter), and
 /// every other event is printed as it arrives.
+///
+/// It returns `Ok` when weftd ends the stream, after `--max-events`, or when stdout is closed;
+/// a stream that breaks is an error naming the last revision printed, so the user can resume
+/// with `--since` without missing or repeating an event.
 pub async fn run<T, F, Fut>(
     ctx: &Ctx,
     what: &str,
@@ -266,6 +275,7 @@ mod tests {
 
     use super::*;
 
+    /// A namespace event of type `t` for `name` in `phase` (with `msg`) at revision `rev`.
     fn ns_event(t: EventType, name: &str, phase: Phase, msg: &str, rev: u64) -> impl Event {
         WatchNamespacesResponse {
             r#type: t as i32,
@@ -283,6 +293,8 @@ mod tests {
         }
     }
 
+    /// Columns only ever widen: a line is never re-printed, so each is padded to the widest cell
+    /// seen before it, and the STATE of a failure carries weftd's message.
     #[test]
     fn table_lines_stay_aligned_as_cells_widen() {
         let mut p = Printer::new(Output::Table);
@@ -322,6 +334,8 @@ mod tests {
         );
     }
 
+    /// `-o json` prints one compact object per line (`jq -c` style), so that a reader can
+    /// parse line by line while the stream is still open.
     #[test]
     fn json_lines_are_one_object_each() {
         let mut p = Printer::new(Output::Json);
@@ -351,6 +365,7 @@ mod tests {
         );
     }
 
+    /// A link is `NAMESPACE/NAME`; a DELETED event that carries only a uid prints `uid:<uid>`.
     #[test]
     fn links_show_their_namespace_and_tombstones_their_uid() {
         let mut p = Printer::new(Output::Table);

@@ -178,6 +178,7 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command, link::LinkCmd};
 
+    /// Parses `weft link ARGS...` into its subcommand.
     fn parse(args: &[&str]) -> Result<LinkCmd, clap::Error> {
         let mut argv = vec!["weft", "link"];
         argv.extend_from_slice(args);
@@ -187,6 +188,7 @@ mod tests {
         })
     }
 
+    /// The Link that `weft link create ARGS...` asks for.
     fn create(args: &[&str]) -> Result<Link, String> {
         let mut argv = vec!["create"];
         argv.extend_from_slice(args);
@@ -196,6 +198,7 @@ mod tests {
         }
     }
 
+    /// The flags and changes of `weft link set ARGS...`.
     fn set(args: &[&str]) -> Result<(SetArgs, Changes), String> {
         let mut argv = vec!["set"];
         argv.extend_from_slice(args);
@@ -205,6 +208,7 @@ mod tests {
         }
     }
 
+    /// The paths of a request's update mask.
     fn mask(req: &UpdateLinkRequest) -> Vec<&str> {
         req.update_mask
             .as_ref()
@@ -215,6 +219,8 @@ mod tests {
             .collect()
     }
 
+    /// Every flag of `link create --type veth` reaches its field, the `--peer-*` ones on the
+    /// peer.
     #[test]
     fn create_veth_maps_both_ends() {
         let l = create(&[
@@ -265,6 +271,8 @@ mod tests {
         assert_eq!(p.mac_address, "02:00:00:00:00:02");
     }
 
+    /// Without `--peer-ns` the peer is created next to the link; `--peer-ns ""` puts it in the
+    /// host.
     #[test]
     fn veth_peer_defaults_to_the_links_namespace() {
         let l = create(&["a", "--ns", "ns1", "--type", "veth", "--peer", "b"]).unwrap();
@@ -290,6 +298,8 @@ mod tests {
         assert_eq!(p.namespace, "");
     }
 
+    /// A veth needs `--peer`; a bridge takes none of the `--peer*` flags; route options are
+    /// checked by the parser.
     #[test]
     fn create_checks_kind_specific_flags() {
         let l = create(&["br0", "--type", "bridge", "--up"]).unwrap();
@@ -314,6 +324,7 @@ mod tests {
         assert!(create(&["br0", "--type", "bridge", "--route", "10.0.0.0/8,dev=x"]).is_err());
     }
 
+    /// `--host` is `--ns ""`; no flag lists every namespace; the two flags conflict.
     #[test]
     fn ls_namespace_choices() {
         let ns_of = |args: &[&str]| match parse(args).unwrap() {
@@ -333,6 +344,8 @@ mod tests {
         assert!(parse(&["ls", "-w", "-q"]).is_err());
     }
 
+    /// The update mask names exactly the fields given, in proto order, and nothing else: weftd
+    /// leaves every other field as it is.
     #[test]
     fn update_mask_lists_exactly_the_given_fields() {
         let (a, c) = set(&["veth0", "--mtu", "9000"]).unwrap();
@@ -384,6 +397,7 @@ mod tests {
         assert_eq!(req.wait, Some(false));
     }
 
+    /// `--noaddr` and `--noroute` put the field in the mask with an empty list: clear it.
     #[test]
     fn update_mask_can_clear_lists() {
         let (a, c) = set(&["v", "--noaddr", "--noroute", "--up"]).unwrap();
@@ -393,6 +407,8 @@ mod tests {
         assert!(l.addresses.is_empty() && l.routes.is_empty() && l.up);
     }
 
+    /// `set` on the far end of a veth pair names that end; weftd applies the top-level fields to
+    /// it, so no `kind` is sent.
     #[test]
     fn update_names_the_end_the_user_named() {
         // Either end of a veth: top-level fields, weftd applies them to the named end.
@@ -407,6 +423,8 @@ mod tests {
         assert!(l.kind.is_none());
     }
 
+    /// `set` with nothing to change, or with both halves of a pair (`--up --down`), is a usage
+    /// error.
     #[test]
     fn set_needs_something_and_refuses_contradictions() {
         assert!(set(&["v"]).unwrap_err().contains("nothing to change"));

@@ -14,7 +14,9 @@ use crate::cli::{
     watch::{ListFlags, WatchFlags},
 };
 
-/// `--opt` keys (docker's bridge driver options) that weft understands.
+/// `--opt` keys (docker's bridge driver options) that weft understands. Each maps onto a
+/// Network field that also has a flag of its own; any other key is refused, so a compose file
+/// written for docker fails loudly instead of losing a setting.
 pub mod opt {
     /// Inter-container traffic on the network (`enable_icc`).
     pub const ENABLE_ICC: &str = "com.docker.network.bridge.enable_icc";
@@ -236,7 +238,9 @@ impl EndpointFlags {
         .find_map(|(given, flag)| given.then_some(flag))
     }
 
-    /// The Connect request that attaches `namespace` to `network` with these flags.
+    /// The Connect request that attaches `namespace` to `network` with these flags. Unset
+    /// flags are empty strings: weftd then leases addresses, picks a MAC and names the
+    /// interface `eth0`. The caller sets `dry_run` and `request_id`.
     pub fn connect_request(
         &self,
         network: &str,

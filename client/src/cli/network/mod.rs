@@ -78,7 +78,9 @@ async fn watch_networks(
     .await
 }
 
-/// Asks on stderr, reads stdin; anything but y/yes (or end of input) is no.
+/// Asks on stderr, reads stdin; anything but y/yes (or end of input) is no. The question
+/// goes to stderr so that `weft network prune -o json > out.json` still shows it, and a
+/// closed stdin (a script that forgot `-f`) answers no rather than pruning.
 fn confirm(question: &str) -> Result<bool> {
     eprint!("{question} [y/N] ");
     let mut line = String::new();
@@ -89,7 +91,8 @@ fn confirm(question: &str) -> Result<bool> {
     ))
 }
 
-/// Runs `weft network ...`.
+/// Runs `weft network ...`: read verbs here, mutating ones through [`Verb`] (see the module
+/// docs for what each sends).
 pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
     match cmd {
         NetworkCmd::Create(a) => {

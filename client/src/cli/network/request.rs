@@ -14,7 +14,8 @@ use weft::v1::{ConnectRequest, Network, Subnet};
 use super::args::{ConnectArgs, CreateArgs, opt};
 use crate::cli::parse::{self, Filter};
 
-/// Whether `net` (address and prefix) contains `ip`.
+/// Whether `net` (address and prefix) contains `ip`; addresses of different families never
+/// match, and a /0 contains every address of its family.
 fn contains((net, prefix): (IpAddr, u8), ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
@@ -137,7 +138,8 @@ pub fn build_network(a: &CreateArgs) -> Result<Network, String> {
     Ok(net)
 }
 
-/// Sets a value that two flags may give, refusing two different ones.
+/// Sets a value that two flags may give (`--mtu` and `--opt ...driver.mtu=`), refusing two
+/// different ones: `from` names the flag, for the message.
 fn set_once<T: PartialEq + std::fmt::Display>(
     slot: &mut Option<(T, String)>,
     value: T,
@@ -184,6 +186,7 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command, network::NetworkCmd};
 
+    /// Parses `weft network ARGS...` into its subcommand.
     fn parse(args: &[&str]) -> Result<NetworkCmd, String> {
         let mut argv = vec!["weft", "network"];
         argv.extend_from_slice(args);
@@ -195,6 +198,7 @@ mod tests {
             })
     }
 
+    /// The Network that `weft network create n1 ARGS...` asks for.
     fn create(args: &[&str]) -> Result<Network, String> {
         let mut argv = vec!["create", "n1"];
         argv.extend_from_slice(args);
@@ -204,6 +208,7 @@ mod tests {
         }
     }
 
+    /// A Subnet with a gateway and a range (empty for none).
     fn sub(s: &str, gw: &str, range: &str) -> Subnet {
         Subnet {
             subnet: s.into(),
@@ -213,6 +218,8 @@ mod tests {
         }
     }
 
+    /// Gateways and ranges go to the subnet that contains them, whatever the order of the flags,
+    /// as `docker network create` pairs them.
     #[test]
     fn subnet_gateway_and_range_pair_up() {
         let n = create(&[
@@ -271,6 +278,8 @@ mod tests {
         );
     }
 
+    /// A gateway or range outside every subnet, or two for one subnet, is refused before weftd
+    /// is asked, with both values in the message.
     #[test]
     fn pairing_errors() {
         assert!(
@@ -311,6 +320,8 @@ mod tests {
         assert!(!create(&[]).unwrap().enable_ipv6);
     }
 
+    /// docker's bridge driver options set the same fields as weft's own flags; the two may agree
+    /// but not disagree, and an option weft does not know is refused, not ignored.
     #[test]
     fn docker_options_map_onto_fields() {
         let n = create(&[
@@ -392,6 +403,7 @@ mod tests {
         assert!(create(&["-d", "overlay"]).is_err());
     }
 
+    /// Every endpoint flag reaches its field of the Connect request.
     #[test]
     fn connect_maps_flags() {
         let NetworkCmd::Connect(a) = parse(&[
@@ -439,6 +451,8 @@ mod tests {
         assert!(parse(&["connect", "n1", "ns1", "-p", "80:80/icmp"]).is_err());
     }
 
+    /// `-f` filters split into weftd's label selector and the CLI's name match; prune takes
+    /// label filters only.
     #[test]
     fn ls_and_prune_filters() {
         let NetworkCmd::Ls(a) =
@@ -459,6 +473,8 @@ mod tests {
         assert!(parse(&["ls", "--filter", "driver=bridge"]).is_err());
     }
 
+    /// `-l` and `--filter label=...` are one selector (all terms must match), and watch takes
+    /// the same selection with its own flags.
     #[test]
     fn selector_and_filters_combine() {
         let NetworkCmd::Watch(a) = parse(&[
@@ -487,6 +503,8 @@ mod tests {
         assert!(parse(&["ls", "-w", "-q"]).is_err());
     }
 
+    /// `--dry-run` and `--request-id` reach the Connect request; without them the fields stay at
+    /// their defaults, and an empty or too long id is a usage error.
     #[test]
     fn dry_run_and_request_id_reach_the_requests() {
         let NetworkCmd::Connect(a) =

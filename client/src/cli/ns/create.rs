@@ -1,4 +1,4 @@
-//! Running `weft ns create` in each of Docker's network modes (see [`super::CreatePlan`]):
+//! Running `weft ns create` in each of Docker's network modes (see [`super::request::CreatePlan`]):
 //!
 //! - `none`: one CreateNamespace, through the shared skeleton ([`Verb::apply`]): the
 //!   namespace is printed (its name, or its JSON) and its phase checked.

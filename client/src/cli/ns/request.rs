@@ -108,6 +108,7 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command, ns::NsCmd, usage};
 
+    /// The CreateNamespace request of `weft ns create ARGS...`.
     fn create(args: &[&str]) -> Result<CreateNamespaceRequest, String> {
         let mut argv = vec!["weft", "ns", "create"];
         argv.extend_from_slice(args);
@@ -120,6 +121,8 @@ mod tests {
         }
     }
 
+    /// Labels, `--path` and `--no-wait` reach the CreateNamespace request; a label given twice
+    /// is refused.
     #[test]
     fn create_maps_flags() {
         let req = create(&["ns1", "--label", "app=web", "--label", "tier=", "--no-wait"]).unwrap();
@@ -139,6 +142,7 @@ mod tests {
         );
     }
 
+    /// What `weft ns create ARGS...` would do.
     fn plan(args: &[&str]) -> Result<CreatePlan, String> {
         let mut argv = vec!["weft", "ns", "create"];
         argv.extend_from_slice(args);
@@ -151,6 +155,7 @@ mod tests {
         }
     }
 
+    /// No `--network`, or `none`, is one CreateNamespace and no Connect.
     #[test]
     fn network_none_is_the_default_and_creates_only() {
         for args in [&["web"][..], &["web", "--network", "none"]] {
@@ -162,6 +167,8 @@ mod tests {
         }
     }
 
+    /// `bridge` or a network's name adds a Connect of the new namespace, shaped by the endpoint
+    /// flags exactly as `weft network connect` would shape it.
     #[test]
     fn network_bridge_or_a_name_creates_then_connects() {
         let Ok(CreatePlan::Create { namespace, connect }) =
@@ -220,6 +227,8 @@ mod tests {
         assert_eq!(c.wait, Some(false));
     }
 
+    /// `--dry-run` plans both steps, and `--request-id ID` gives the Connect `ID/connect`: a
+    /// retried create gets both answers again.
     #[test]
     fn dry_run_and_request_id_reach_both_steps() {
         let Ok(CreatePlan::Create { namespace, connect }) = plan(&[
@@ -255,6 +264,7 @@ mod tests {
         assert!(plan(&["web", "--request-id", ""]).is_err());
     }
 
+    /// `host` and `container:X` make no request at all.
     #[test]
     fn network_host_and_container_create_nothing() {
         assert!(matches!(
@@ -271,6 +281,8 @@ mod tests {
         ));
     }
 
+    /// Flags the mode has no use for are usage errors (exit 2) before anything is dialled,
+    /// naming the flag and the mode.
     #[test]
     fn network_mode_usage_errors() {
         // `container:` without a namespace is refused by clap: exit 2, before anything is
