@@ -10,6 +10,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;

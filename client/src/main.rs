@@ -3,6 +3,8 @@
 //! Exit codes: 0 on success, 1 when weftd refused or failed a request (or could not be
 //! reached), 2 for usage errors.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 
 use std::process::ExitCode;

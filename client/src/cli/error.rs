@@ -5,6 +5,19 @@
 //! A gRPC status becomes `<why>` from its message (the server's words, verbatim), falling back to
 //! a phrase per code when the message is empty, plus a hint where the code calls for one: weftd
 //! unreachable, a timeout, a service this weftd does not implement.
+//!
+//! How the gRPC codes map (`<what>` is the operation, e.g. `create network "n1"`):
+//!
+//! - UNAVAILABLE, or no connection at all: `<what>: cannot reach weftd at <socket>: is weftd
+//!   running? (--socket to use another)`, an [`Unreachable`];
+//! - DEADLINE_EXCEEDED: `<what>: timed out after <timeout> waiting for weftd`, and for a write
+//!   that the change may still be applied; a [`Failed`];
+//! - any other code: `<what>: <weftd's message>`, or a phrase per code when weftd sent none;
+//!   a [`Failed`], which keeps the code for the callers that act on it.
+//!
+//! Every one of them exits 1. The kind matters to the callers: [`Unreachable`] stops a command
+//! that works through a list of names (the next name would fail the same way), and
+//! [`may_have_applied`] tells `ns create --network` whether a failed Connect needs undoing.
 
 use std::{fmt, path::PathBuf, time::Duration};
 
@@ -20,6 +33,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// Where weftd was expected, as the user gave it: the socket path or the TCP address.
     fn describe(&self) -> String {
         match self {
             Target::Unix(p) => p.display().to_string(),
@@ -27,6 +41,7 @@ impl Target {
         }
     }
 
+    /// The flag that picks another target, for the "use another" hint.
     fn flag(&self) -> &'static str {
         match self {
             Target::Unix(_) => "--socket",
@@ -121,6 +136,7 @@ pub fn rpc(
 pub struct Failed {
     /// The gRPC status code.
     pub code: Code,
+    /// The whole line after `Error: `, as [`rpc`] worded it.
     message: String,
 }
 
@@ -165,6 +181,10 @@ pub fn may_have_applied(err: &anyhow::Error) -> bool {
 }
 
 /// Everything after `<what failed>: ` for a status; `write` as in [`rpc`].
+///
+/// A timeout is worded by the CLI, whatever weftd said, because only the CLI knows the
+/// `--timeout` it gave; otherwise weftd's message is used verbatim (trimmed), and a phrase per
+/// code stands in for an empty one.
 pub fn why(timeout: Duration, status: &Status, write: bool) -> String {
     let msg = status.message().trim();
     let timed_out = status.code() == Code::DeadlineExceeded
@@ -199,7 +219,8 @@ pub fn why(timeout: Duration, status: &Status, write: bool) -> String {
     }
 }
 
-/// A duration as the user would have typed it.
+/// A duration as the user would have typed it: `90s`, `2m`, `1h`, `500ms`, the largest unit
+/// that divides it, so that a message can be pasted back into `--timeout`.
 pub fn humantime(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
         format!("{}ms", d.as_millis())
@@ -216,12 +237,15 @@ pub fn humantime(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// The default `--timeout`.
     const T: Duration = Duration::from_secs(60);
 
+    /// The default socket.
     fn sock() -> Target {
         Target::Unix("/run/weft/weftd.sock".into())
     }
 
+    /// weftd's message says what to fix; the CLI adds only what it was doing, never rewords.
     #[test]
     fn server_message_is_printed_verbatim() {
         let e = rpc(
@@ -237,6 +261,8 @@ mod tests {
         );
     }
 
+    /// A status without a message still says something useful, per code; a message, when
+    /// there is one, wins over the phrase.
     #[test]
     fn empty_messages_get_a_phrase_per_code() {
         assert_eq!(why(T, &Status::not_found(""), false), "not found");
@@ -251,6 +277,8 @@ mod tests {
         );
     }
 
+    /// Unreachable names the socket or address tried and the flag to try another, and is an
+    /// [`Unreachable`], so that `rm A B C` stops after the first.
     #[test]
     fn unavailable_says_how_to_reach_weftd() {
         let e = rpc(
@@ -277,6 +305,8 @@ mod tests {
         );
     }
 
+    /// The code survives the conversion to `anyhow::Error`: `ns create --network` undoes a
+    /// Connect only when it may have been stored (not after NOT_FOUND, yes after a timeout).
     #[test]
     fn failed_calls_keep_their_code() {
         let e = rpc(
@@ -297,6 +327,8 @@ mod tests {
         assert_eq!(code(&anyhow::anyhow!("local")), None);
     }
 
+    /// A timeout names `--timeout`, in the user's units; a write adds that the change may
+    /// still happen, a read does not. tonic's client-side "Timeout expired" counts too.
     #[test]
     fn timeouts_name_the_flag() {
         let m = why(

@@ -7,6 +7,11 @@
 //! unset `optional` fields as `null`, 64-bit integers as JSON numbers, and the `oneof kind` of a
 //! link as the one member that is set (`"veth": {...}` or `"bridge": {}`). Labels are sorted by
 //! key and objects are printed with sorted keys, so the output is byte-for-byte deterministic.
+//!
+//! Each function takes one message and returns its [`Value`]; composite ones call the others
+//! (a network's endpoints, a link's routes), so a field added to the proto is added in exactly
+//! one place here and shows up everywhere that message is printed: `inspect`, `ls`, the object
+//! of a write, a watch event's `object` and a dry run's object.
 
 use std::collections::HashMap;
 
@@ -23,6 +28,7 @@ pub fn render(value: &Value) -> String {
     s
 }
 
+/// Labels as a JSON object, keys sorted (a `HashMap` has no order of its own).
 fn labels(labels: &HashMap<String, String>) -> Value {
     let mut pairs: Vec<_> = labels.iter().collect();
     pairs.sort();
@@ -33,6 +39,7 @@ fn labels(labels: &HashMap<String, String>) -> Value {
     Value::Object(map)
 }
 
+/// A timestamp as RFC 3339 in UTC (`2023-11-14T22:13:20Z`), `null` when unset.
 fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
     ts.map_or(Value::Null, |t| Value::String(t.to_string()))
 }
@@ -94,7 +101,9 @@ pub fn route(r: &Route) -> Value {
     json!({ "destination": r.destination, "gateway": r.gateway, "metric": r.metric })
 }
 
-/// A `Namespace`.
+/// A `Namespace`. `path` is what was asked for (empty, or the file an adopted namespace came
+/// from); `status_path` is where weftd observed it, which is what `ip netns exec` or a
+/// container runtime should be given.
 pub fn namespace(ns: &Namespace) -> Value {
     json!({
         "name": ns.name,
@@ -143,18 +152,19 @@ pub fn link(l: &Link) -> Value {
         "status_index": l.status_index,
         "status_mac_address": l.status_mac_address,
     });
-    let obj = v
-        .as_object_mut()
-        .expect("json! of an object literal is an object");
-    match &l.kind {
-        Some(Kind::Veth(veth)) => {
-            let peer = veth.peer.as_ref().map_or(Value::Null, veth_peer);
-            obj.insert("veth".into(), json!({ "peer": peer }));
+    // The kind is one key, `veth` or `bridge`, as in the proto's oneof. `json!` of an object
+    // literal is always an object, so the `if let` always matches.
+    if let Some(obj) = v.as_object_mut() {
+        match &l.kind {
+            Some(Kind::Veth(veth)) => {
+                let peer = veth.peer.as_ref().map_or(Value::Null, veth_peer);
+                obj.insert("veth".into(), json!({ "peer": peer }));
+            }
+            Some(Kind::Bridge(_)) => {
+                obj.insert("bridge".into(), json!({}));
+            }
+            None => {}
         }
-        Some(Kind::Bridge(_)) => {
-            obj.insert("bridge".into(), json!({}));
-        }
-        None => {}
     }
     v
 }
@@ -185,7 +195,8 @@ pub fn published_port(p: &PublishedPort) -> Value {
     })
 }
 
-/// An `Endpoint`.
+/// An `Endpoint`: a namespace's attachment to a network, with the addresses it leased, the
+/// gateways of its default routes, its aliases and its published ports.
 pub fn endpoint(e: &Endpoint) -> Value {
     json!({
         "network": e.network,
@@ -202,7 +213,9 @@ pub fn endpoint(e: &Endpoint) -> Value {
     })
 }
 
-/// A `Network`.
+/// A `Network`, with its endpoints and the address use of each subnet (`usage`) inline, so
+/// that one `inspect -o json` answers "who is on this network and how full is it".
+/// `enable_icc` and `masquerade` are `null` when unset: weftd's default (on) applies.
 pub fn network(n: &Network) -> Value {
     json!({
         "name": n.name,
@@ -230,6 +243,8 @@ mod tests {
 
     use super::*;
 
+    /// The whole JSON of a namespace, to the byte: proto names, sorted keys and labels, empty
+    /// fields present, the phase by name, the timestamp in RFC 3339.
     #[test]
     fn namespace_has_every_field_with_proto_names() {
         let ns = Namespace {
@@ -272,6 +287,8 @@ mod tests {
         );
     }
 
+    /// The `oneof kind` of a link is one key, `veth` or `bridge`, never both and never a
+    /// wrapper object; an unset status is `null`.
     #[test]
     fn link_kind_is_the_member_that_is_set() {
         let veth = Link {
@@ -301,6 +318,8 @@ mod tests {
         assert!(v.get("veth").is_none());
     }
 
+    /// Watch lines say `ADDED`, not `EVENT_TYPE_ADDED`; a type from a newer weftd is printed
+    /// as its number rather than dropped.
     #[test]
     fn event_types_drop_their_prefix() {
         assert_eq!(event_type(EventType::Added as i32), json!("ADDED"));
@@ -309,6 +328,8 @@ mod tests {
         assert_eq!(event_type(42), json!(42));
     }
 
+    /// An `optional bool` of the proto keeps the difference between unset (`null`, weftd's
+    /// default applies) and `false`.
     #[test]
     fn unknown_phase_is_a_number_and_unset_optionals_are_null() {
         assert_eq!(phase(42), json!(42));

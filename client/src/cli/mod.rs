@@ -7,10 +7,29 @@
 //! the proto objects in JSON. Failures become one `Error: ...` line on stderr and exit 1 (see
 //! [`error`]). Watches are the exception to the deadline: they stream until interrupted (see
 //! [`watch`]). `--dry-run` on a mutating verb prints weftd's plan instead (see [`plan`]).
+//!
+//! Where things are:
+//!
+//! - one folder per noun ([`ns`], [`link`], [`network`]), each with `args.rs` (the clap
+//!   definitions: flags and help text), `request.rs` (flags to proto requests, pure and unit
+//!   tested) and `mod.rs` (what each verb sends and prints); [`system`] is small enough to be
+//!   one file;
+//! - [`mutate`]: the skeleton every create, set, rm, connect, disconnect and prune runs on;
+//! - [`json`] and [`table`]: the two output formats, one function per proto message;
+//! - [`parse`]: flag values (labels, CIDRs, port and route specs, durations);
+//! - [`error`]: how failures are worded, and which stop a list of names;
+//! - this file: the global flags, [`Ctx`] (connection, deadline, printing) and the loops
+//!   shared by the read verbs ([`each`], [`inspect_each`], [`print_list`]).
+//!
+//! A new mutating verb takes a `Verb` for its name and flags, builds its request in its
+//! noun's `request.rs`, and calls [`mutate::Verb::apply`] (one object back) or
+//! [`mutate::Verb::send`] and [`mutate::print_fields`]; error wording, dry runs and the
+//! Ready check then behave like every other verb's.
 
 pub mod error;
 pub mod json;
 pub mod link;
+pub mod mutate;
 pub mod network;
 pub mod ns;
 pub mod parse;
@@ -33,7 +52,8 @@ use weft::{
 use self::error::{Target, Unreachable};
 
 /// How long a call may take beyond its gRPC deadline before the CLI gives up on its own (the
-/// server normally answers at the deadline).
+/// server normally answers at the deadline). Without it, a weftd that accepted the connection
+/// and then hung would hang the CLI too.
 const GRACE: Duration = Duration::from_secs(5);
 
 /// The help heading of the flags every subcommand takes.
@@ -121,21 +141,28 @@ pub async fn run(cli: Cli) -> Result<()> {
 pub fn usage(path: &[&str], msg: impl std::fmt::Display) -> anyhow::Error {
     let mut cmd = Cli::command();
     cmd.build();
-    let mut sub = &mut cmd;
+    // Walk down by value: a built subcommand knows its full name (`weft link create`), which
+    // is what its usage line shows. The clones happen only on this error path.
+    let mut sub = cmd;
     for p in path {
-        if sub.find_subcommand(p).is_none() {
+        let Some(next) = sub.find_subcommand(p).cloned() else {
             break;
-        }
-        sub = sub.find_subcommand_mut(p).expect("found just above");
+        };
+        sub = next;
     }
     anyhow::Error::new(sub.error(ErrorKind::ArgumentConflict, msg))
 }
 
 /// What every verb needs: where weftd is, how to print, and the connection.
 pub struct Ctx {
+    /// The socket or TCP address of weftd (`--socket`, `--tcp`).
     target: Target,
+    /// `-o`: table or JSON.
     output: Output,
+    /// `--timeout`: the gRPC deadline of every call, and the bound on dialling.
     timeout: Duration,
+    /// The connection, made by the first call that needs one: usage errors, `--network
+    /// host` and the like never dial at all.
     client: OnceCell<Client>,
 }
 
@@ -165,7 +192,9 @@ impl Ctx {
             .cloned()
     }
 
-    /// Wraps a message in a request carrying the `--timeout` as its gRPC deadline.
+    /// Wraps a message in a request carrying the `--timeout` as its gRPC deadline. weftd reads
+    /// the deadline too: a write waits for the kernel only until then, and answers with the
+    /// object as it stands (see [`Ctx::check_applied`]).
     pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         r.set_timeout(self.timeout);
@@ -191,6 +220,9 @@ impl Ctx {
         self.call_inner(what, f, true).await
     }
 
+    /// [`Ctx::call`] and [`Ctx::write`]: dials if need be, runs the call with a local
+    /// deadline of `--timeout` plus [`GRACE`] (in case weftd does not answer at the gRPC
+    /// deadline), and turns a failure into the CLI's error, `write` shaping its wording.
     async fn call_inner<T, F, Fut>(&self, what: &str, f: F, write: bool) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
@@ -255,7 +287,8 @@ impl Ctx {
         }
     }
 
-    /// Prints a JSON value.
+    /// Prints a JSON value: pretty, keys sorted, with a trailing newline (see [`json::render`]),
+    /// so the same object always prints the same bytes.
     pub fn print_json(&self, v: &Value) -> Result<()> {
         self.print(&json::render(v))
     }
@@ -266,9 +299,10 @@ pub fn report(err: &anyhow::Error) {
     eprintln!("Error: {err:#}");
 }
 
-/// Runs `f` for each item, printing each failure and going on; stops at once if weftd is
-/// unreachable. Returns the successes, or `Reported` if anything failed (after the caller has
-/// had the chance to print the successes: see [`Partial::finish`]).
+/// Runs `f` for each item, one after the other, printing each failure and going on (as
+/// `docker rm A B C` does); stops at once if weftd is unreachable, since every later item
+/// would fail the same way. Returns the successes, or `Reported` if anything failed (after the
+/// caller has had the chance to print the successes: see [`Partial::finish`]).
 pub async fn each<I, T, F, Fut>(items: I, mut f: F) -> Result<Partial<T>>
 where
     I: IntoIterator,
@@ -292,10 +326,55 @@ where
     Ok(done)
 }
 
+/// `ls` without `--watch`: prints `list` as a JSON array of `to_json`, or with `-q` (`quiet`)
+/// one `name` per line, or as `table` lays it out (with a header, even when empty).
+pub fn print_list<T>(
+    ctx: &Ctx,
+    list: &[T],
+    quiet: bool,
+    to_json: fn(&T) -> Value,
+    name: fn(&T) -> String,
+    table: fn(&[T]) -> String,
+) -> Result<()> {
+    match (ctx.output(), quiet) {
+        (Output::Json, _) => ctx.print_json(&Value::Array(list.iter().map(to_json).collect())),
+        (Output::Table, true) => ctx.print(
+            &list
+                .iter()
+                .map(|o| format!("{}\n", name(o)))
+                .collect::<String>(),
+        ),
+        (Output::Table, false) => ctx.print(&table(list)),
+    }
+}
+
+/// `inspect NAME...`: `get` fetches one object per name (printing each failure and going on,
+/// as [`each`]), then they are printed together, as a JSON array of `to_json` or as the
+/// `describe` blocks separated by blank lines; exit 1 if any name failed.
+pub async fn inspect_each<T, F, Fut>(
+    ctx: &Ctx,
+    names: Vec<String>,
+    get: F,
+    to_json: fn(&T) -> Value,
+    describe: fn(&T) -> String,
+) -> Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let done = each(names, get).await?;
+    match ctx.output() {
+        Output::Json => ctx.print_json(&Value::Array(done.ok.iter().map(to_json).collect()))?,
+        Output::Table => ctx.print(&done.ok.iter().map(describe).collect::<Vec<_>>().join("\n"))?,
+    }
+    done.finish()
+}
+
 /// The outcome of [`each`]: what succeeded, and whether anything failed.
 pub struct Partial<T> {
     /// The results of the items that succeeded, in order.
     pub ok: Vec<T>,
+    /// Whether any item failed (its error already printed).
     failed: bool,
 }
 
@@ -310,7 +389,9 @@ impl<T> Partial<T> {
     }
 }
 
-/// The same text, shell-quoted if it needs to be, for the commands suggested in messages.
+/// The same text, shell-quoted if it needs to be, for the commands suggested in messages
+/// (`weft ns inspect 'my ns'`): a user can paste the hint as it is. Single quotes inside are
+/// written as `'\''`, the one form every POSIX shell reads.
 pub fn sh(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().all(|c| {
@@ -327,11 +408,15 @@ pub fn sh(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// clap's own checks of the whole definition: ids, conflicts, `requires`, the `mut_arg`
+    /// overrides of the `ls` help lines, no two flags with one name.
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
     }
 
+    /// `--socket`, `--tcp`, `-o` and `--timeout` work before or after the subcommand, as in
+    /// docker and kubectl.
     #[test]
     fn global_flags_go_anywhere() {
         let cli =
@@ -353,6 +438,7 @@ mod tests {
         assert_eq!(cli.timeout, Duration::from_secs(5));
     }
 
+    /// A value a parser refuses is clap's usage error: exit 2, with the parser's message.
     #[test]
     fn bad_flag_values_are_usage_errors() {
         let err =
@@ -363,6 +449,8 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
     }
 
+    /// A usage error found after clap (a bad flag combination) looks like clap's own: exit 2 and
+    /// the usage line of the subcommand, not of `weft`.
     #[test]
     fn usage_errors_exit_2_with_the_subcommand_usage() {
         let e = usage(&["link", "create"], "bad combination");
@@ -373,6 +461,7 @@ mod tests {
         assert!(text.contains("weft link create"), "{text}");
     }
 
+    /// Names in suggested commands are quoted only when the shell needs it.
     #[test]
     fn shell_quoting() {
         assert_eq!(sh("ns1"), "ns1");

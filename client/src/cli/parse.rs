@@ -6,6 +6,11 @@
 //! code 2). Everything deeper (is the MAC unicast, does the bridge exist, is the port free) is
 //! the server's to decide. Parsers pass the user's text through unchanged wherever the wire
 //! format is a string, so what weftd sees is what the user typed.
+//!
+//! The parsers are plain `fn(&str) -> Result<T, String>` so that clap can use them directly as
+//! `value_parser = parse::cidr`; the few checks that span several flags (a label given twice,
+//! `--gateway` without its `--subnet`) run after clap, in each noun's `request` module, and
+//! become usage errors there through [`super::usage`].
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
@@ -21,6 +26,8 @@ pub fn label(s: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// A label key is non-empty and has no whitespace and none of `,`, `=`, `!`: those would make
+/// the key ambiguous inside a label selector (`-l KEY!=VALUE,...`).
 fn check_label_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("label key must not be empty (KEY=VALUE)".into());
@@ -296,7 +303,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// The longest `--request-id` weftd accepts, in bytes.
 pub const MAX_REQUEST_ID: usize = 128;
 
-/// Parses a `--request-id`: 1 to 128 bytes.
+/// Parses a `--request-id`: 1 to 128 bytes. weftd remembers the answer to each id and gives it
+/// again to a retry with the same id, so a script can repeat a create after a lost
+/// connection without making a second object.
 pub fn request_id(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("the request id must not be empty (leave --request-id out for none)".into());
@@ -414,6 +423,8 @@ pub fn filter(s: &str) -> Result<Filter, String> {
 }
 
 /// Splits filters into the label selector for weftd and the name substrings for the CLI.
+/// The selector terms are joined with `,`, so all of them must match, as all of docker's
+/// `--filter label=...` must.
 pub fn split_filters(filters: &[Filter]) -> (String, Vec<String>) {
     let mut terms = Vec::new();
     let mut names = Vec::new();
@@ -430,6 +441,8 @@ pub fn split_filters(filters: &[Filter]) -> (String, Vec<String>) {
 mod tests {
     use super::*;
 
+    /// A published port, briefly: host IP, host port, end of the host range, container port,
+    /// protocol.
     fn pp(host_ip: &str, hp: u32, hpe: u32, cp: u32, proto: &str) -> PublishedPort {
         PublishedPort {
             host_ip: host_ip.into(),
@@ -440,6 +453,8 @@ mod tests {
         }
     }
 
+    /// Only the first `=` splits (a value may contain `=`); keys with selector operators are
+    /// refused.
     #[test]
     fn labels_parse_and_reject_bad_keys() {
         assert_eq!(label("app=web").unwrap(), ("app".into(), "web".into()));
@@ -451,6 +466,7 @@ mod tests {
         assert!(label("a,b=c").is_err());
     }
 
+    /// `--label a=1 --label a=2` is a mistake to report, not a case of "the last one wins".
     #[test]
     fn labels_map_refuses_duplicate_keys() {
         let ok = labels_map(&[("a".into(), "1".into()), ("b".into(), "2".into())]).unwrap();
@@ -459,6 +475,7 @@ mod tests {
         assert!(err.contains("\"a\""));
     }
 
+    /// `DEST[,via=GW][,metric=N]`, with `default` and IPv6 destinations and gateways.
     #[test]
     fn route_specs() {
         let r = route("default").unwrap();
@@ -485,6 +502,8 @@ mod tests {
         assert_eq!(r.gateway, "fe80::1");
     }
 
+    /// Each malformed route says which part is wrong: the destination, the gateway, the metric, an
+    /// unknown or repeated option, or a gateway of the other family.
     #[test]
     fn route_spec_errors_say_what_to_fix() {
         assert!(route("").unwrap_err().contains("no destination"));
@@ -517,6 +536,8 @@ mod tests {
         );
     }
 
+    /// The forms of `docker run -p`: a bare container port, host ranges, a host IP (IPv6 with or
+    /// without brackets), an empty host port, and the protocol in any case.
     #[test]
     fn port_specs() {
         assert_eq!(port("8080:80/tcp").unwrap(), pp("", 8080, 0, 80, "tcp"));
@@ -546,6 +567,7 @@ mod tests {
         );
     }
 
+    /// Unknown protocols, ports out of 1 to 65535 and backward ranges each say what to type.
     #[test]
     fn port_spec_errors_say_what_to_fix() {
         assert!(
@@ -571,6 +593,8 @@ mod tests {
         assert!(port("x").is_err());
     }
 
+    /// Addresses are checked for shape only (CIDR or not, family, MAC with colons) and passed on
+    /// exactly as typed.
     #[test]
     fn cidrs_addresses_and_macs() {
         assert_eq!(cidr("192.168.1.10/24").unwrap(), "192.168.1.10/24");
@@ -585,6 +609,7 @@ mod tests {
         assert!(mac("02-42-ac-11-00-02").is_err());
     }
 
+    /// `--timeout` takes `ms`, `s`, `m` or bare seconds; zero and unknown units are refused.
     #[test]
     fn durations() {
         assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
@@ -596,6 +621,8 @@ mod tests {
         assert!(duration("3d").is_err());
     }
 
+    /// docker's `label=` and `label!=` filters become selector terms for weftd; `name=` stays with
+    /// the CLI, which matches names itself.
     #[test]
     fn docker_filters_become_selector_terms() {
         assert_eq!(filter("label=env").unwrap(), Filter::Selector("env".into()));
@@ -626,6 +653,8 @@ mod tests {
         assert_eq!(names, vec!["x".to_string()]);
     }
 
+    /// Docker's mode words are matched exactly; anything else is a network's name, and every mode
+    /// prints back as it was typed (the usage errors quote it).
     #[test]
     fn network_modes() {
         assert_eq!(network_mode("none").unwrap(), NetworkMode::None);
@@ -662,6 +691,7 @@ mod tests {
         }
     }
 
+    /// `--opt` values are booleans as Go's strconv.ParseBool reads them, which is what docker does.
     #[test]
     fn go_booleans() {
         assert_eq!(go_bool("false"), Ok(false));

@@ -28,7 +28,8 @@ pub fn print(ctx: &Ctx, changes: &[PlannedChange], fields: Vec<(&str, Value)>) -
     }
 }
 
-/// The JSON object of a dry run.
+/// The JSON object of a dry run: `dry_run: true`, the `planned_changes`, and `fields` (a
+/// field named like one of the first two would replace it; no verb uses those names).
 pub fn object(changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Value {
     let mut m = Map::new();
     m.insert("dry_run".into(), Value::Bool(true));
@@ -48,6 +49,7 @@ mod tests {
 
     use super::*;
 
+    /// The dry-run JSON is one object: `dry_run`, `planned_changes`, and the verb's own fields.
     #[test]
     fn json_has_the_changes_and_the_fields() {
         let c = PlannedChange {

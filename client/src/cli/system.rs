@@ -1,5 +1,12 @@
 //! `weft system info` (and its short form `weft info`): SystemService.GetSystemInfo, like
 //! `docker info`.
+//!
+//! One read, no flags of its own: the table lists weftd's version and start time, the
+//! counters since it started, and where it works (the host namespace it manages, its
+//! namespace directory, its database); `-o json` prints the response with the proto field
+//! names. The counters are how to tell a quiet weftd from a stuck one: reconciles and kernel
+//! writes grow with work, drift repairs and orphans removed count what it found changed under
+//! it, and the queue depth is the work waiting now.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -40,6 +47,7 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
+    /// `weft info` is `weft system info`, like `docker info`.
     #[test]
     fn info_has_a_short_form() {
         assert!(matches!(

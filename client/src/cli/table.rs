@@ -4,6 +4,14 @@
 //! Columns are separated by three spaces and padded to the widest cell; an empty cell prints as
 //! `-` so that every row splits into the same number of words (the last column, STATE, may hold
 //! a failure message with spaces and is never padded). No colour, ever.
+//!
+//! Two builders do the layout: [`table`] for lists (`ls`, a dry run's plan, an endpoint row)
+//! and [`Describe`] for one object (`inspect`, `system info`). The functions named after an
+//! object (`namespaces`, `links`, `describe_network`...) only choose the columns or fields and
+//! turn values into words: a phase becomes its state ([`state`]), an unset optional prints
+//! weftd's default, the host namespace prints as [`HOST`]. The integration tests in
+//! `client/tests/cli.rs` compare this output byte for byte, so a change here is a change to
+//! what users and their scripts read.
 
 use std::collections::HashMap;
 
@@ -16,6 +24,10 @@ use weft::v1::{
 pub const HOST: &str = "(host)";
 
 /// Formats rows under headers as an aligned table, one line per row.
+///
+/// Every column but the last is padded to its widest cell (headers included) plus three
+/// spaces; widths count characters, not bytes, so a label with `é` does not shift the row.
+/// Trailing spaces are trimmed, so `awk '{print $1}'` and `column -t` both work on the output.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let cols = headers.len();
     let cell = |s: &str| {
@@ -62,9 +74,13 @@ pub struct Describe {
     lines: Vec<Line>,
 }
 
+/// One line of a description, kept until [`Describe::render`] knows the widest key.
 enum Line {
+    /// `Key:   value`, the value aligned with the others.
     Field(String, String),
+    /// `Key:` alone, heading the items below it.
     Header(String),
+    /// An indented line under a header.
     Item(String),
 }
 
@@ -86,7 +102,8 @@ impl Describe {
         self
     }
 
-    /// Renders the description.
+    /// Renders the description: every key padded to the widest one, so values start in one
+    /// column; an empty value prints as `-`, as an empty table cell does.
     pub fn render(&self) -> String {
         let width = self
             .lines
@@ -135,6 +152,10 @@ pub fn state(status: Option<&Status>) -> String {
 }
 
 /// The state line of an inspect description: phase, generation and message.
+///
+/// `Ready (generation 3, observed 3)`: a generation ahead of the observed one means weftd has
+/// not yet applied the latest change, which is the first thing to look at when an object
+/// seems stuck; the message follows when weftd gave one.
 fn state_detail(status: Option<&Status>, generation: Option<i64>) -> String {
     let mut s = phase_word(status).to_string();
     if let Some(st) = status {
@@ -211,6 +232,7 @@ pub fn published_port(p: &PublishedPort) -> String {
     format!("{ip}{host}->{container}/{proto}")
 }
 
+/// The value as text, or `default` (weftd's own default, in words) when it is unset.
 fn or_default<T: PartialEq + Default + ToString>(v: T, default: &str) -> String {
     if v == T::default() {
         default.to_string()
@@ -219,7 +241,8 @@ fn or_default<T: PartialEq + Default + ToString>(v: T, default: &str) -> String 
     }
 }
 
-/// The `weft ns ls` table.
+/// The `weft ns ls` table: NAME, PATH (where the namespace is, as weftd observed it, else as
+/// requested), LABELS and STATE.
 pub fn namespaces(list: &[Namespace]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -249,6 +272,7 @@ pub fn kind(l: &Link) -> &'static str {
     }
 }
 
+/// The far end of a veth pair; `None` for a bridge.
 fn peer(l: &Link) -> Option<&VethPeer> {
     match &l.kind {
         Some(Kind::Veth(v)) => v.peer.as_ref(),
@@ -261,7 +285,8 @@ fn peer_ref(p: &VethPeer) -> String {
     format!("{}/{}", ns_name(&p.namespace), p.name)
 }
 
-/// The `weft link ls` table.
+/// The `weft link ls` table: NAME, NAMESPACE (`(host)` for the host), KIND, PEER (the far
+/// end of a veth pair as `NAMESPACE/NAME`), ADDRESSES and STATE.
 pub fn links(list: &[Link]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -282,7 +307,8 @@ pub fn links(list: &[Link]) -> String {
     )
 }
 
-/// The `weft network ls` table.
+/// The `weft network ls` table: NAME, BRIDGE, SUBNETS, INTERNAL, ENDPOINTS (how many) and
+/// STATE.
 pub fn networks(list: &[Network]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -318,6 +344,7 @@ pub fn networks(list: &[Network]) -> String {
     )
 }
 
+/// One endpoint as a row under [`ENDPOINT_HEADERS`]; the interface defaults to `eth0`.
 fn endpoint_row(e: &Endpoint) -> Vec<String> {
     vec![
         e.network.clone(),
@@ -339,6 +366,7 @@ fn endpoint_row(e: &Endpoint) -> Vec<String> {
     ]
 }
 
+/// The columns of an endpoint, in `weft network connect` and `inspect`.
 const ENDPOINT_HEADERS: [&str; 8] = [
     "NETWORK",
     "NAMESPACE",
@@ -372,7 +400,9 @@ pub fn describe_namespace(n: &Namespace) -> String {
     d.render()
 }
 
-/// `weft link inspect` in table mode.
+/// `weft link inspect` in table mode: identity, then the link's settings (MTU, MAC as
+/// observed with the requested one when they differ, up, master, kernel index), addresses
+/// and routes, the peer of a veth pair as an indented block, and the state line.
 pub fn describe_link(l: &Link) -> String {
     let mut d = Describe::default();
     d.field("Name", &l.name)
@@ -417,6 +447,7 @@ pub fn describe_link(l: &Link) -> String {
     d.render()
 }
 
+/// `-` for an empty value, as in table cells.
 fn dash(s: String) -> String {
     if s.is_empty() { "-".into() } else { s }
 }
@@ -431,6 +462,7 @@ fn mac(spec: &str, observed: &str) -> String {
     }
 }
 
+/// An `optional bool` of the proto in words, `default` (weftd's) when unset.
 fn opt_bool(v: Option<bool>, default: bool) -> &'static str {
     match v.unwrap_or(default) {
         true => "yes",
@@ -438,7 +470,9 @@ fn opt_bool(v: Option<bool>, default: bool) -> &'static str {
     }
 }
 
-/// `weft network inspect` in table mode.
+/// `weft network inspect` in table mode: identity, the bridge and its options (weftd's
+/// defaults spelled out where a field is unset), each subnet with its gateway, range and how
+/// many of its addresses are leased, then the endpoints as an indented table.
 pub fn describe_network(n: &Network) -> String {
     let mut d = Describe::default();
     d.field("Name", &n.name)
@@ -545,6 +579,7 @@ mod tests {
 
     use super::*;
 
+    /// Three spaces between columns, `-` in empty cells, and no trailing spaces on any line.
     #[test]
     fn table_aligns_and_fills_empty_cells() {
         let out = table(
@@ -562,6 +597,7 @@ mod tests {
         );
     }
 
+    /// A dry run prints `ACTION KIND TARGET DETAIL`, one row per change.
     #[test]
     fn planned_changes_are_a_table() {
         let c = |action: &str, kind: &str, target: &str, detail: &str| PlannedChange {
@@ -587,6 +623,8 @@ mod tests {
         assert_eq!(planned_changes(&[]), "ACTION   KIND   TARGET   DETAIL\n");
     }
 
+    /// STATE is the phase, plus weftd's message only when it failed: the reason is what a user
+    /// needs then, and noise otherwise.
     #[test]
     fn state_shows_message_only_when_failed() {
         let st = |phase: Phase, msg: &str| Status {
@@ -601,6 +639,7 @@ mod tests {
         assert_eq!(state(None), "Unknown");
     }
 
+    /// Ports print as `docker ps` prints them: `[IP:]HOST[-END]->CONTAINER/PROTO`.
     #[test]
     fn published_ports_read_like_docker() {
         let p = |ip: &str, hp, hpe, cp, proto: &str| PublishedPort {
@@ -622,6 +661,7 @@ mod tests {
         );
     }
 
+    /// A route prints in the syntax `--route` takes, so it can be copied back into a command.
     #[test]
     fn routes_print_in_spec_syntax() {
         let r = Route {
@@ -633,6 +673,7 @@ mod tests {
         assert_eq!(crate::cli::parse::route(&route(&r)).unwrap(), r);
     }
 
+    /// Keys align on the widest, a list prints indented under its key, an empty value is `-`.
     #[test]
     fn describe_aligns_keys_and_indents_lists() {
         let mut d = Describe::default();
@@ -645,6 +686,7 @@ mod tests {
         );
     }
 
+    /// `network inspect` shows each subnet with its gateway and use, and the endpoints table.
     #[test]
     fn describe_network_lists_subnets_and_endpoints() {
         let n = Network {

@@ -24,10 +24,33 @@ use serde_json::{Value, json};
 use tonic::codec::Streaming;
 use weft::{
     Client,
-    v1::{WatchLinksResponse, WatchNamespacesResponse, WatchNetworksResponse},
+    v1::{
+        Link, Namespace, Network, WatchLinksResponse, WatchNamespacesResponse,
+        WatchNetworksResponse,
+    },
 };
 
 use super::{Ctx, Output, json, table, usage};
+
+/// The flags `weft ns|link|network ls` share, after the noun's own (which come first in
+/// `--help`): the label selector, `-q`, and `--watch` with the flags of a watch. The help of
+/// `--watch` names the noun's watch command, and link's `-q` prints more than names, so each
+/// noun's `LsArgs` overrides those help lines with `mut_arg`.
+#[derive(Debug, Args)]
+pub struct ListFlags {
+    /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
+    #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
+    pub selector: String,
+    /// Print only the names.
+    #[arg(long, short = 'q', conflicts_with = "watch")]
+    pub quiet: bool,
+    /// After the list, print every change as it happens (the same as `weft NOUN watch`).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch.
+    #[command(flatten, next_help_heading = "Watch options (with --watch)")]
+    pub flags: WatchFlags,
+}
 
 /// The flags every watch takes.
 #[derive(Debug, Default, Args)]
@@ -90,72 +113,46 @@ fn name_or_uid(name: &str, uid: &str) -> String {
     }
 }
 
-impl Event for WatchNamespacesResponse {
-    fn event_type(&self) -> i32 {
-        self.r#type
-    }
-    fn revision(&self) -> u64 {
-        self.revision
-    }
-    fn object_name(&self) -> String {
-        self.namespace
-            .as_ref()
-            .map(|n| name_or_uid(&n.name, &n.uid))
-            .unwrap_or_default()
-    }
-    fn state(&self) -> String {
-        table::state(self.namespace.as_ref().and_then(|n| n.status.as_ref()))
-    }
-    fn object_json(&self) -> Value {
-        self.namespace.as_ref().map_or(Value::Null, json::namespace)
-    }
+/// Implements [`Event`] for a watch response whose object is in `$field`: `$name` gives the
+/// OBJECT column from the object, `$json` its JSON. The type, revision and state are read the
+/// same way for every kind.
+macro_rules! event {
+    ($($resp:ty => $field:ident, $name:expr, $json:path);* $(;)?) => {$(
+        impl Event for $resp {
+            fn event_type(&self) -> i32 {
+                self.r#type
+            }
+            fn revision(&self) -> u64 {
+                self.revision
+            }
+            fn object_name(&self) -> String {
+                self.$field.as_ref().map($name).unwrap_or_default()
+            }
+            fn state(&self) -> String {
+                table::state(self.$field.as_ref().and_then(|o| o.status.as_ref()))
+            }
+            fn object_json(&self) -> Value {
+                self.$field.as_ref().map_or(Value::Null, $json)
+            }
+        }
+    )*};
 }
 
-impl Event for WatchLinksResponse {
-    fn event_type(&self) -> i32 {
-        self.r#type
-    }
-    fn revision(&self) -> u64 {
-        self.revision
-    }
-    fn object_name(&self) -> String {
-        self.link
-            .as_ref()
-            .map(|l| {
-                if l.name.is_empty() {
-                    name_or_uid(&l.name, &l.uid)
-                } else {
-                    format!("{}/{}", table::ns_name(&l.namespace), l.name)
-                }
-            })
-            .unwrap_or_default()
-    }
-    fn state(&self) -> String {
-        table::state(self.link.as_ref().and_then(|l| l.status.as_ref()))
-    }
-    fn object_json(&self) -> Value {
-        self.link.as_ref().map_or(Value::Null, json::link)
-    }
-}
+event!(
+    WatchNamespacesResponse => namespace, |n: &Namespace| name_or_uid(&n.name, &n.uid),
+        json::namespace;
+    WatchLinksResponse => link, link_name, json::link;
+    WatchNetworksResponse => network, |n: &Network| name_or_uid(&n.name, &n.uid),
+        json::network;
+);
 
-impl Event for WatchNetworksResponse {
-    fn event_type(&self) -> i32 {
-        self.r#type
-    }
-    fn revision(&self) -> u64 {
-        self.revision
-    }
-    fn object_name(&self) -> String {
-        self.network
-            .as_ref()
-            .map(|n| name_or_uid(&n.name, &n.uid))
-            .unwrap_or_default()
-    }
-    fn state(&self) -> String {
-        table::state(self.network.as_ref().and_then(|n| n.status.as_ref()))
-    }
-    fn object_json(&self) -> Value {
-        self.network.as_ref().map_or(Value::Null, json::network)
+/// A link's OBJECT column: `NAMESPACE/NAME` (`(host)/NAME` in the host namespace), or
+/// `uid:<uid>` when weftd sent only the uid of a deleted link.
+fn link_name(l: &Link) -> String {
+    if l.name.is_empty() {
+        name_or_uid(&l.name, &l.uid)
+    } else {
+        format!("{}/{}", table::ns_name(&l.namespace), l.name)
     }
 }
 
@@ -165,8 +162,11 @@ const TYPE_WIDTH: usize = 10;
 /// Turns events into lines, keeping the table's columns as wide as the widest cell so far.
 #[derive(Debug)]
 pub struct Printer {
+    /// Table or JSON lines.
     output: Output,
+    /// The widest OBJECT cell printed so far; later lines pad to it.
     name_width: usize,
+    /// The widest STATE cell printed so far.
     state_width: usize,
 }
 
@@ -216,6 +216,10 @@ impl Printer {
 /// Runs a watch: `start` opens the stream (`what` names it in errors, e.g. `watch
 /// namespaces`), `keep` drops events the CLI filters itself (docker's `name=` filter), and
 /// every other event is printed as it arrives.
+///
+/// It returns `Ok` when weftd ends the stream, after `--max-events`, or when stdout is closed;
+/// a stream that breaks is an error naming the last revision printed, so the user can resume
+/// with `--since` without missing or repeating an event.
 pub async fn run<T, F, Fut>(
     ctx: &Ctx,
     what: &str,
@@ -271,6 +275,7 @@ mod tests {
 
     use super::*;
 
+    /// A namespace event of type `t` for `name` in `phase` (with `msg`) at revision `rev`.
     fn ns_event(t: EventType, name: &str, phase: Phase, msg: &str, rev: u64) -> impl Event {
         WatchNamespacesResponse {
             r#type: t as i32,
@@ -288,6 +293,8 @@ mod tests {
         }
     }
 
+    /// Columns only ever widen: a line is never re-printed, so each is padded to the widest cell
+    /// seen before it, and the STATE of a failure carries weftd's message.
     #[test]
     fn table_lines_stay_aligned_as_cells_widen() {
         let mut p = Printer::new(Output::Table);
@@ -327,6 +334,8 @@ mod tests {
         );
     }
 
+    /// `-o json` prints one compact object per line (`jq -c` style), so that a reader can
+    /// parse line by line while the stream is still open.
     #[test]
     fn json_lines_are_one_object_each() {
         let mut p = Printer::new(Output::Json);
@@ -356,6 +365,7 @@ mod tests {
         );
     }
 
+    /// A link is `NAMESPACE/NAME`; a DELETED event that carries only a uid prints `uid:<uid>`.
     #[test]
     fn links_show_their_namespace_and_tombstones_their_uid() {
         let mut p = Printer::new(Output::Table);
