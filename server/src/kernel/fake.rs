@@ -36,7 +36,8 @@ use super::{
 struct Fault {
     op: &'static str,
     target: Option<String>,
-    errno: Errno,
+    /// The errno to fail with; `None` panics instead (a bug in the kernel layer).
+    errno: Option<Errno>,
     times: usize,
 }
 
@@ -98,8 +99,18 @@ impl FakeKernel {
         self.state().faults.push(Fault {
             op,
             target: target.map(str::to_string),
-            errno,
+            errno: Some(errno),
             times,
+        });
+    }
+
+    /// Makes the next call of `op` panic, as a bug below the reconcilers would.
+    pub fn panic_next(&self, op: &'static str) {
+        self.state().faults.push(Fault {
+            op,
+            target: None,
+            errno: None,
+            times: 1,
         });
     }
 
@@ -270,9 +281,12 @@ impl State {
         });
         if let Some(f) = hit {
             f.times -= 1;
+            let Some(errno) = f.errno else {
+                panic!("injected panic in {op} {target}");
+            };
             return Err(KernelError::from_errno(
                 format!("{op} {target} (injected)"),
-                f.errno,
+                errno,
             ));
         }
         Ok(())

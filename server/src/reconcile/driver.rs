@@ -348,3 +348,148 @@ async fn fail<R: Reconciler>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nix::errno::Errno;
+
+    use super::*;
+    use crate::{
+        kernel::{NetnsOps, fake::FakeKernel},
+        model::NamespaceSpec,
+        store::Store,
+    };
+
+    async fn setup() -> (tempfile::TempDir, Controller, Arc<FakeKernel>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("weft.db"))
+            .await
+            .expect("store");
+        let fake = Arc::new(FakeKernel::new(dir.path().join("netns")));
+        let ctl = Controller::new(store, fake.clone());
+        (dir, ctl, fake)
+    }
+
+    async fn namespace(ctl: &Controller, name: &str) -> String {
+        let spec = NamespaceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            adopted_path: None,
+        };
+        ctl.store()
+            .create_namespace(&spec, None, false)
+            .await
+            .expect("row")
+            .id
+    }
+
+    async fn status(ctl: &Controller, id: &str) -> Status {
+        ctl.store()
+            .namespace_by_id(id)
+            .await
+            .expect("read")
+            .expect("row")
+            .status
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_marks_failed_and_the_worker_lives_on() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "p1").await;
+        let key = Key::Namespace(id.clone());
+        fake.panic_next("create_named_netns");
+        // The worker step returns normally: the panic was caught.
+        ctl.work(0, key.clone()).await;
+        let s = status(&ctl, &id).await;
+        assert_eq!(s.phase, Phase::Failed);
+        assert!(s.message.contains("internal error"), "{}", s.message);
+        assert!(s.message.contains("injected panic"), "{}", s.message);
+        // Retried with backoff: one failure counted, the key queued again (not stuck in
+        // flight), and the next attempt converges.
+        assert_eq!(ctl.inner.queue.failures(&key), 1);
+        assert_eq!(ctl.stats().failures.load(Relaxed), 1);
+        ctl.work(0, key.clone()).await;
+        assert_eq!(status(&ctl, &id).await.phase, Phase::Ready);
+        assert_eq!(ctl.inner.queue.failures(&key), 0);
+        let path = fake.named_netns_path("p1");
+        assert!(fake.is_netns(&path));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_does_not_block_its_key() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "p2").await;
+        let key = Key::Namespace(id.clone());
+        let mut set = tokio::task::JoinSet::new();
+        ctl.spawn_workers(1, &mut set);
+        fake.panic_next("create_named_netns");
+        ctl.enqueue(key.clone());
+        // The same single worker, after the panic, picks the key up again after backoff.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status(&ctl, &id).await.phase != Phase::Ready {
+            assert!(
+                Instant::now() < deadline,
+                "never reconciled after the panic"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ctl.shutdown();
+        while set.join_next().await.is_some() {}
+    }
+
+    #[tokio::test]
+    async fn transient_failures_read_pending_then_failed() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "t1").await;
+        let key = Key::Namespace(id.clone());
+        fake.fail("create_named_netns", None, Errno::EBUSY, 3);
+        for attempt in 1..=FAILED_AFTER_ATTEMPTS {
+            ctl.work(0, key.clone()).await;
+            let s = status(&ctl, &id).await;
+            let want = if attempt < FAILED_AFTER_ATTEMPTS {
+                Phase::Pending
+            } else {
+                Phase::Failed
+            };
+            assert_eq!(s.phase, want, "attempt {attempt}: {}", s.message);
+            assert!(
+                s.message.contains("Device or resource busy"),
+                "{}",
+                s.message
+            );
+        }
+        ctl.work(0, key).await;
+        assert_eq!(status(&ctl, &id).await.phase, Phase::Ready);
+    }
+
+    #[tokio::test]
+    async fn a_permission_error_fails_at_once_and_waits_for_a_change() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "e1").await;
+        let key = Key::Namespace(id.clone());
+        fake.fail("create_named_netns", None, Errno::EPERM, 1);
+        ctl.work(0, key.clone()).await;
+        let s = status(&ctl, &id).await;
+        assert_eq!(s.phase, Phase::Failed, "{}", s.message);
+        // Not retried: no failure counted toward a backoff.
+        assert_eq!(ctl.inner.queue.failures(&key), 0);
+    }
+
+    #[test]
+    fn failed_status_keeps_the_observed_generation_while_pending() {
+        let previous = Status {
+            phase: Phase::Ready,
+            observed_generation: 4,
+            message: String::new(),
+        };
+        let e = ReconcileError::transient("namespace not ready");
+        let s = failed_status(&e, 1, 5, &previous);
+        assert_eq!((s.phase, s.observed_generation), (Phase::Pending, 4));
+        let s = failed_status(&e, FAILED_AFTER_ATTEMPTS, 5, &previous);
+        assert_eq!((s.phase, s.observed_generation), (Phase::Failed, 5));
+        let s = failed_status(&ReconcileError::permanent("not ours"), 1, 5, &previous);
+        assert_eq!((s.phase, s.observed_generation), (Phase::Failed, 5));
+    }
+}
