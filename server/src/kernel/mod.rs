@@ -47,10 +47,12 @@ pub mod monitor;
 mod netns;
 mod ops;
 mod route;
+mod types;
 
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
+pub use types::{LinkChange, LinkState, NsRef, RTPROT_WEFT, RouteState};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
 /// `use weftd::kernel::prelude::*;`.
@@ -79,69 +81,6 @@ use self::{
     link::Selector,
 };
 
-/// A network namespace weft acts in.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum NsRef {
-    /// The host namespace: `--host-netns` or weftd's own.
-    Host,
-    /// A namespace file (a bind mount under the netns dir, or an adopted path).
-    Path(PathBuf),
-}
-
-/// What the kernel says about one interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkState {
-    /// ifindex in its namespace.
-    pub index: u32,
-    /// Interface name.
-    pub name: String,
-    /// IFLA_INFO_KIND ("veth", "bridge", ...), if any.
-    pub kind: Option<String>,
-    /// MTU.
-    pub mtu: u32,
-    /// MAC address, lower-case "aa:bb:cc:dd:ee:ff".
-    pub mac: Option<String>,
-    /// IFF_UP is set.
-    pub up: bool,
-    /// ifindex of the master (bridge), if enslaved.
-    pub master: Option<u32>,
-    /// IFLA_IFALIAS; weft's ownership mark is `weft:<uid>`.
-    pub alias: Option<String>,
-    /// Every address on the interface (including link-local ones), with prefix length.
-    pub addresses: Vec<IpNet>,
-    /// The interface group (`IFLA_GROUP`; 0 is the kernel's default).
-    pub group: u32,
-}
-
-/// A change to apply to one interface; `None` fields are left alone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LinkChange {
-    /// New MTU.
-    pub mtu: Option<u32>,
-    /// New MAC, "aa:bb:cc:dd:ee:ff".
-    pub mac: Option<String>,
-    /// Bring up (true) or down (false).
-    pub up: Option<bool>,
-    /// Enslave to this ifindex (`Some(Some(i))`) or release from any master (`Some(None)`).
-    pub master: Option<Option<u32>>,
-    /// New alias (the ownership mark).
-    pub alias: Option<String>,
-    /// New name (the kernel refuses to rename an interface that is up: EBUSY).
-    pub name: Option<String>,
-    /// New interface group.
-    pub group: Option<u32>,
-}
-
-/// A route weft manages, as the kernel reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RouteState {
-    /// Destination network (0.0.0.0/0 or ::/0 for a default route).
-    pub destination: IpNet,
-    /// Gateway, if any.
-    pub gateway: Option<std::net::IpAddr>,
-    /// Priority (0 when the kernel reported none).
-    pub metric: u32,
-}
 
 /// The kernel, as seen from weftd.
 ///
@@ -369,36 +308,6 @@ fn ignore_errno(result: Result<(), KernelError>, gone: &[Errno]) -> Result<(), K
     }
 }
 
-impl RouteState {
-    /// The route in words: "default via 10.0.0.1 metric 5", "10.1.0.0/16".
-    pub fn describe(&self) -> String {
-        let mut t = if self.destination.prefix_len() == 0 {
-            "default".to_string()
-        } else {
-            self.destination.to_string()
-        };
-        if let Some(g) = self.gateway {
-            t.push_str(&format!(" via {g}"));
-        }
-        if self.metric != 0 {
-            t.push_str(&format!(" metric {}", self.metric));
-        }
-        t
-    }
-
-    /// The metric the kernel will report for this route once added: `metric`, except that an
-    /// IPv6 route added with metric 0 gets the kernel's default 1024. Compare desired routes
-    /// to [`Kernel::list_routes`] by this value to avoid re-adding such routes forever.
-    pub fn kernel_metric(&self) -> u32 {
-        match (self.destination, self.metric) {
-            (IpNet::V6(_), 0) => 1024,
-            (_, metric) => metric,
-        }
-    }
-}
-
-/// The route protocol number weft stamps on its routes, so it only ever removes its own.
-pub const RTPROT_WEFT: u8 = 87;
 
 #[async_trait]
 impl LinkOps for Kernel {
