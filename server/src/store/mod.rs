@@ -5,6 +5,8 @@
 //! Status writes are conditional, so a reconcile that changes nothing writes nothing and emits
 //! no event.
 
+mod endpoints;
+mod kind;
 mod links;
 mod namespaces;
 mod networks;
@@ -12,10 +14,11 @@ mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use crate::model::Status;
+pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
+pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use namespaces::NamespaceRow;
-pub use networks::{AutoSubnets, EndpointObserved, EndpointRow, NetworkRow, StoredMapping};
+pub use networks::{AutoSubnets, NetworkRow};
 pub use requests::{PastRequest, RequestRecord};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -53,21 +56,20 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The tables of the four kinds of object, in the order a restart re-checks them.
+const TABLES: [&str; 4] = [
+    NamespaceRow::TABLE,
+    LinkRow::TABLE,
+    NetworkRow::TABLE,
+    EndpointRow::TABLE,
+];
+
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
-    nets: std::sync::Arc<std::sync::Mutex<NetCache>>,
-}
-
-/// The network row cache. Every write to a network row drops its entry and bumps `epoch`; a
-/// reader that queried the database fills the cache only if `epoch` did not move meanwhile,
-/// so a row read before a write can never be cached after it.
-#[derive(Debug, Default)]
-struct NetCache {
-    epoch: u64,
-    rows: std::collections::HashMap<String, networks::NetworkRow>,
+    nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
 }
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -112,24 +114,13 @@ impl Store {
         Ok(v)
     }
 
-    fn nets(&self) -> std::sync::MutexGuard<'_, NetCache> {
-        self.nets.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Drops network `id` from the cache: call after every write to its row.
-    fn forget_network(&self, id: &str) {
-        let mut c = self.nets();
-        c.epoch += 1;
-        c.rows.remove(id);
-    }
-
     /// At start-up: every Ready object becomes Pending ([`crate::model::RECHECKING`]) until
     /// its first reconcile has checked the kernel, so no client reads Ready for something
     /// nobody has looked at since the restart. Returns how many rows changed.
     pub async fn mark_unverified(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut n = 0;
-        for table in ["namespaces", "links", "networks", "endpoints"] {
+        for table in TABLES {
             let sql = format!(
                 "UPDATE {table} SET phase = 'pending', message = ? WHERE phase = 'ready' AND deleting = 0"
             );
@@ -140,30 +131,47 @@ impl Store {
                 .rows_affected();
         }
         tx.commit().await?;
-        let mut c = self.nets();
-        c.epoch += 1;
-        c.rows.clear();
+        self.forget_all::<NamespaceRow>();
+        self.forget_all::<LinkRow>();
+        self.forget_all::<NetworkRow>();
+        self.forget_all::<EndpointRow>();
         Ok(n)
     }
 
-    /// Turns the rows `ids` of `table` that still read Pending ([`crate::model::RECHECKING`])
-    /// back to Ready with one statement, for objects whose first reconcile after a restart
-    /// found them converged; returns the ids it changed. One statement for a batch, where a
-    /// write per object cost about half of a 1,000-endpoint restart.
+    /// Turns the rows `ids` of `table` (one of the kinds' [`Kind::TABLE`]) that still read
+    /// Pending ([`crate::model::RECHECKING`]) back to Ready; see [`Store::confirm_rechecked_of`].
     pub async fn confirm_rechecked(
         &self,
         table: &'static str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        match table {
+            NamespaceRow::TABLE => self.confirm_rechecked_of::<NamespaceRow>(ids).await,
+            LinkRow::TABLE => self.confirm_rechecked_of::<LinkRow>(ids).await,
+            NetworkRow::TABLE => self.confirm_rechecked_of::<NetworkRow>(ids).await,
+            EndpointRow::TABLE => self.confirm_rechecked_of::<EndpointRow>(ids).await,
+            other => Err(StoreError::Invalid(format!("no table {other:?}"))),
+        }
+    }
+
+    /// Turns the rows `ids` of kind `K` that still read Pending ([`crate::model::RECHECKING`])
+    /// back to Ready with one statement, for objects whose first reconcile after a restart
+    /// found them converged; returns the ids it changed. One statement for a batch, where a
+    /// write per object cost about half of a 1,000-endpoint restart.
+    pub async fn confirm_rechecked_of<K: Kind>(
+        &self,
         ids: &[String],
     ) -> Result<Vec<String>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let marks = vec!["?"; ids.len()].join(", ");
-        // `table` is one of weft's table names; only "?" placeholders are formatted in.
+        // Only the kind's table name and "?" placeholders are formatted in.
         let sql = format!(
-            "UPDATE {table} SET phase = 'ready', message = '', updated_at = ? \
+            "UPDATE {} SET phase = 'ready', message = '', updated_at = ? \
              WHERE phase = 'pending' AND message = ? AND observed_generation = generation \
-             AND id IN ({marks}) RETURNING id"
+             AND id IN ({marks}) RETURNING id",
+            K::TABLE
         );
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(now_ms())
@@ -172,10 +180,8 @@ impl Store {
             q = q.bind(id);
         }
         let changed: Vec<String> = q.fetch_all(&self.pool).await?;
-        if table == "networks" {
-            for id in &changed {
-                self.forget_network(id);
-            }
+        for id in &changed {
+            self.forget::<K>(id);
         }
         Ok(changed)
     }
@@ -195,45 +201,6 @@ async fn finish(tx: sqlx::Transaction<'_, sqlx::Sqlite>, dry_run: bool) -> Resul
         tx.commit().await?;
     }
     Ok(())
-}
-
-impl Store {
-    /// Writes an object's observed status (and one extra status column, if the table has
-    /// one) only when something differs; returns whether it changed. One statement for every
-    /// kind, so a reconcile that finds nothing new writes nothing and emits no event.
-    pub(crate) async fn write_status(
-        &self,
-        table: &'static str,
-        id: &str,
-        status: &Status,
-        extra: Option<(&'static str, &str)>,
-    ) -> Result<bool, StoreError> {
-        let (set_extra, differs_extra) = match extra {
-            Some((col, _)) => (format!(", {col} = ?"), format!(" OR {col} != ?")),
-            None => (String::new(), String::new()),
-        };
-        let sql = format!(
-            "UPDATE {table} SET phase = ?, observed_generation = ?, message = ?{set_extra}, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?{differs_extra})"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(status.phase.as_str())
-            .bind(status.observed_generation)
-            .bind(status.message.clone());
-        if let Some((_, v)) = extra {
-            q = q.bind(v.to_string());
-        }
-        q = q
-            .bind(now_ms())
-            .bind(id.to_string())
-            .bind(status.phase.as_str())
-            .bind(status.observed_generation)
-            .bind(status.message.clone());
-        if let Some((_, v)) = extra {
-            q = q.bind(v.to_string());
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
-    }
 }
 
 /// Is this a UNIQUE constraint violation?

@@ -1,11 +1,14 @@
-//! Namespace rows.
+//! Namespace rows: the [`Kind`] of namespaces, and creating one.
 
 use std::path::PathBuf;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, sqlite::SqliteRow};
 
-use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
-use crate::model::{Labels, NamespaceSpec, Phase, Status, new_uid};
+use super::{
+    Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode, is_unique_violation,
+    kind::status_of, now_ms,
+};
+use crate::model::{Labels, NamespaceSpec, Status, new_uid};
 
 /// A stored namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,29 +29,55 @@ pub struct NamespaceRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, name, labels, adopted_path, generation, deleting, phase, observed_generation, message, status_path, created_at";
+impl Kind for NamespaceRow {
+    const TABLE: &'static str = "namespaces";
+    const NOUN: &'static str = "namespace";
+    const SELECT: &'static str = "SELECT id, name, labels, adopted_path, generation, deleting, \
+         phase, observed_generation, message, status_path, created_at FROM namespaces";
+    const ID: &'static str = "id";
+    const ORDER: &'static str = "name";
+    /// Where the namespace file was found.
+    type Observed = str;
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamespaceRow, StoreError> {
-    let labels: String = r.get("labels");
-    Ok(NamespaceRow {
-        id: r.get("id"),
-        spec: NamespaceSpec {
-            name: r.get("name"),
-            labels: decode::<Labels>("namespace labels", &labels)?,
-            adopted_path: r
-                .get::<Option<String>, _>("adopted_path")
-                .map(PathBuf::from),
-        },
-        generation: r.get("generation"),
-        deleting: r.get::<i64, _>("deleting") != 0,
-        status: Status {
-            phase: Phase::parse(r.get("phase")),
-            observed_generation: r.get("observed_generation"),
-            message: r.get("message"),
-        },
-        status_path: r.get("status_path"),
-        created_at: r.get("created_at"),
-    })
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
+        let labels: String = r.get("labels");
+        Ok(NamespaceRow {
+            id: r.get("id"),
+            spec: NamespaceSpec {
+                name: r.get("name"),
+                labels: decode::<Labels>("namespace labels", &labels)?,
+                adopted_path: r
+                    .get::<Option<String>, _>("adopted_path")
+                    .map(PathBuf::from),
+            },
+            generation: r.get("generation"),
+            deleting: r.get::<i64, _>("deleting") != 0,
+            status: status_of(r),
+            status_path: r.get("status_path"),
+            created_at: r.get("created_at"),
+        })
+    }
+
+    fn observed_column(status_path: &str) -> Option<(&'static str, String)> {
+        Some(("status_path", status_path.to_string()))
+    }
+}
+
+impl Named for NamespaceRow {
+    const NAME: &'static str = "name";
+}
+
+impl Guarded for NamespaceRow {
+    const HOLDERS: &'static str = "SELECT 'link ' || name FROM link_ifaces WHERE namespace_id = ?1 \
+         UNION ALL SELECT 'endpoint on network ' || w.name FROM endpoints e \
+         JOIN networks w ON w.id = e.network_id WHERE e.namespace_id = ?1 ORDER BY 1";
+
+    fn still_held(name: &str, holders: &[String]) -> String {
+        format!(
+            "namespace {name:?} still holds links weft manages ({}); delete or disconnect them first",
+            holders.join(", ")
+        )
+    }
 }
 
 impl Store {
@@ -85,48 +114,22 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        let row = Self::namespace_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
+        Self::finish_insert(tx, &id, dry_run).await
     }
 
     /// The namespace with this uid.
     pub async fn namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        Self::namespace_by_id_in(&mut *self.pool.acquire().await?, id).await
-    }
-
-    /// The same, inside a transaction.
-    pub(crate) async fn namespace_by_id_in(
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> Result<Option<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        self.by_id(id).await
     }
 
     /// The namespace with this name.
     pub async fn namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces WHERE name = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        self.by_name(name).await
     }
 
     /// Every namespace, by name.
     pub async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces ORDER BY name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(from_row).collect()
+        self.list().await
     }
 
     /// Marks a namespace for deletion. FAILED_PRECONDITION while links live in it.
@@ -135,48 +138,12 @@ impl Store {
         name: &str,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM namespaces WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let id = id.ok_or_else(|| StoreError::NotFound(format!("namespace {name:?} not found")))?;
-        let holders: Vec<String> = sqlx::query_scalar(
-            "SELECT 'link ' || name FROM link_ifaces WHERE namespace_id = ?1 \
-             UNION ALL SELECT 'endpoint on network ' || w.name FROM endpoints e \
-             JOIN networks w ON w.id = e.network_id WHERE e.namespace_id = ?1 ORDER BY 1",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !holders.is_empty() {
-            return Err(StoreError::FailedPrecondition(format!(
-                "namespace {name:?} still holds links weft manages ({}); delete or disconnect them first",
-                holders.join(", ")
-            )));
-        }
-        sqlx::query(
-            "UPDATE namespaces SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
-             WHERE id = ? AND deleting = 0",
-        )
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        let row = Self::namespace_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
+        self.mark_deleting_by_name(name, dry_run).await
     }
 
     /// Removes a namespace row that was marked for deletion. Returns false if there was none.
     pub async fn delete_namespace_row(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM namespaces WHERE id = ? AND deleting = 1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_row::<NamespaceRow>(id).await
     }
 
     /// Writes the observed status; returns true if anything changed.
@@ -186,7 +153,7 @@ impl Store {
         status: &Status,
         status_path: &str,
     ) -> Result<bool, StoreError> {
-        self.write_status("namespaces", id, status, Some(("status_path", status_path)))
+        self.set_status::<NamespaceRow>(id, status, status_path)
             .await
     }
 }
