@@ -2,6 +2,7 @@
 //! label selectors. Pure: no I/O, no proto, no SQL. `api/` converts proto to these types and
 //! every check that can be made without the store or the kernel lives here.
 
+pub mod connect;
 pub mod labels;
 pub mod link;
 pub mod names;
@@ -10,6 +11,7 @@ pub mod network;
 
 use std::fmt;
 
+pub use connect::{ConnectFacts, LeaseAsk, Refusal};
 pub use labels::{Labels, Selector};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
 pub use namespace::NamespaceSpec;

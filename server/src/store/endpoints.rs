@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
 use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status_of, now_ms};
-use crate::model::{ConnectSpec, EndpointSpec, NetworkSpec, Protocol, Status, new_uid};
+use crate::model::{
+    ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Protocol, Status, SubnetSpec,
+    connect::{LEASE_BATCH, first_free, port_taken},
+    new_uid,
+};
 
 /// What the reconciler saw of an endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,51 +94,230 @@ impl Kind for EndpointRow {
         })
     }
 
-    fn observed_column(observed: &EndpointObserved) -> Option<(&'static str, String)> {
-        Some(("status", encode(observed)))
+    fn observed_column(
+        observed: &EndpointObserved,
+    ) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status", encode(observed)?)))
     }
 }
 
 /// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
 /// deleting; already connected, interface name taken, already routed by default.
-type ConnectPreconditions = (String, String, i64, String, i64, bool, bool, bool);
+type ConnectRow = (String, String, i64, String, i64, bool, bool, bool);
 
-/// The first of `candidates` that no lease of network `net_id` holds, checked a batch at a
-/// time with primary-key lookups: a round-robin cursor almost always finds the first one
-/// free, so a connect reads a handful of rows, not every lease of the network.
-async fn first_unleased(
+/// Where a connect that met its preconditions goes.
+struct Admitted {
+    /// The network's uid.
+    net_id: String,
+    /// The network's spec (its subnets).
+    net_spec: NetworkSpec,
+    /// The namespace's uid.
+    ns_id: String,
+    /// The endpoint as it will be stored ([`ConnectSpec::admit`]).
+    endpoint: EndpointSpec,
+}
+
+/// Reads every precondition of `req` in one statement (the network, the namespace, and
+/// whether the namespace is on the network already, has the interface name taken, or routes
+/// by default through another network) and checks them ([`ConnectSpec::admit`]).
+async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted, StoreError> {
+    let found: Option<ConnectRow> = sqlx::query_as(
+        "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
+         EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
+         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
+                 UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
+         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
+                 AND json_extract(spec, '$.default_route') = 1) \
+         FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
+    )
+    .bind(&req.network)
+    .bind(&req.namespace)
+    .bind(&req.endpoint.ifname)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((net_id, net_spec, net_deleting, ns_id, ns_deleting, already, taken, routed)) = found
+    else {
+        let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
+            .bind(&req.network)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(req.not_found(net.is_some()).into());
+    };
+    let endpoint = req.admit(&ConnectFacts {
+        network_deleting: net_deleting != 0,
+        namespace_deleting: ns_deleting != 0,
+        already_connected: already,
+        ifname_taken: taken,
+        routed_by_default: routed,
+    })?;
+    Ok(Admitted {
+        net_id,
+        net_spec: decode("network spec", &net_spec)?,
+        ns_id,
+        endpoint,
+    })
+}
+
+/// One address per subnet of the network: the static one asked for, if no one holds it, or
+/// the next free one after the subnet's cursor, which then moves to it.
+async fn lease(
     tx: &mut SqliteConnection,
+    req: &ConnectSpec,
+    to: &Admitted,
+) -> Result<Vec<(IpAddr, u8)>, StoreError> {
+    let mut leases = Vec::new();
+    for s in &to.net_spec.subnets {
+        let addr = match req.lease_ask(s)? {
+            LeaseAsk::Static(a) => {
+                let holder: Option<String> = sqlx::query_scalar(
+                    "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
+                     JOIN namespaces n ON n.id = e.namespace_id \
+                     WHERE l.network_id = ? AND l.address = ?",
+                )
+                .bind(&to.net_id)
+                .bind(a.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(holder) = holder {
+                    return Err(req.address_taken(a, &holder).into());
+                }
+                a
+            }
+            LeaseAsk::Next => next_free(tx, req, &to.net_id, s).await?,
+        };
+        leases.push((addr, s.subnet.prefix_len()));
+    }
+    req.check_families(&to.net_spec)?;
+    Ok(leases)
+}
+
+/// The next free address of subnet `s` after its cursor, which moves to it. The candidates
+/// are checked a batch at a time with primary-key lookups: a round-robin cursor almost always
+/// finds the first one free, so a connect reads a handful of rows, not every lease.
+async fn next_free(
+    tx: &mut SqliteConnection,
+    req: &ConnectSpec,
     net_id: &str,
-    candidates: impl Iterator<Item = IpAddr>,
-) -> Result<Option<IpAddr>, StoreError> {
-    const BATCH: usize = 32;
-    let mut candidates = candidates.peekable();
+    s: &SubnetSpec,
+) -> Result<IpAddr, StoreError> {
+    let cidr = s.subnet.to_string();
+    let cursor: Option<String> =
+        sqlx::query_scalar("SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?")
+            .bind(net_id)
+            .bind(&cidr)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+    let mut candidates = s.candidates(cursor.and_then(|c| c.parse().ok())).peekable();
     while candidates.peek().is_some() {
-        let batch: Vec<String> = candidates
-            .by_ref()
-            .take(BATCH)
-            .map(|a| a.to_string())
-            .collect();
+        let batch: Vec<IpAddr> = candidates.by_ref().take(LEASE_BATCH).collect();
         let marks = vec!["?"; batch.len()].join(", ");
         let sql =
             format!("SELECT address FROM leases WHERE network_id = ? AND address IN ({marks})");
         // Only "?" placeholders are formatted in; the addresses are bound.
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(net_id);
         for a in &batch {
-            q = q.bind(a);
+            q = q.bind(a.to_string());
         }
-        let taken: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-        if let Some(free) = batch.iter().find(|a| !taken.contains(*a)) {
-            return Ok(free.parse().ok());
+        let leased: Vec<String> = q.fetch_all(&mut *tx).await?;
+        let leased: HashSet<IpAddr> = leased.iter().filter_map(|a| a.parse().ok()).collect();
+        if let Some(a) = first_free(&batch, &leased) {
+            sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
+                .bind(a.to_string())
+                .bind(net_id)
+                .bind(&cidr)
+                .execute(&mut *tx)
+                .await?;
+            return Ok(a);
         }
     }
-    Ok(None)
+    let in_use: i64 = sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
+        .bind(net_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Err(req.subnet_full(s, in_use).into())
+}
+
+/// Writes the endpoint row `id` and its leases.
+async fn insert_endpoint(
+    tx: &mut SqliteConnection,
+    id: &str,
+    to: &Admitted,
+    leases: &[(IpAddr, u8)],
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&to.net_id)
+    .bind(&to.ns_id)
+    .bind(&to.endpoint.ifname)
+    .bind(crate::model::endpoint_host_ifname(id))
+    .bind(encode(&to.endpoint)?)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (a, p) in leases {
+        sqlx::query(
+            "INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&to.net_id)
+        .bind(a.to_string())
+        .bind(i64::from(*p))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records the published ports of endpoint `id`; ALREADY_EXISTS naming the holder of a host
+/// port that is taken. A mapping on every address conflicts with one on any address, and the
+/// other way round.
+async fn publish_ports(
+    tx: &mut SqliteConnection,
+    id: &str,
+    endpoint: &EndpointSpec,
+) -> Result<(), StoreError> {
+    for p in &endpoint.ports {
+        let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+        for (h, c) in p.pairs() {
+            let conflict: Option<(String, String)> = sqlx::query_as(
+                "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
+                 JOIN namespaces n ON n.id = e.namespace_id \
+                 WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
+            )
+            .bind(p.protocol.as_str())
+            .bind(i64::from(h))
+            .bind(&host_ip)
+            .bind(&host_ip)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((ip, holder)) = conflict {
+                return Err(port_taken(h, p.protocol, &ip, &holder).into());
+            }
+            sqlx::query(
+                "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(&host_ip)
+            .bind(p.protocol.as_str())
+            .bind(i64::from(h))
+            .bind(i64::from(c))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
     /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
     /// the next free one after the subnet's cursor) and the published ports, in one
-    /// transaction.
+    /// transaction. The rules are [`ConnectSpec`]'s ([`crate::model::connect`]).
     pub async fn connect(
         &self,
         req: &ConnectSpec,
@@ -142,205 +325,13 @@ impl Store {
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
         let id = new_uid();
-        let host_ifname = crate::model::endpoint_host_ifname(&id);
-        let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // First, so a concurrent call with the same request id fails here (and replays).
         super::requests::record(&mut tx, request, &id).await?;
-        // Every precondition in one statement: the network, the namespace, and whether the
-        // namespace is on the network already, has the interface name taken, or routes by
-        // default through another network.
-        let ifname = &req.endpoint.ifname;
-        let found: Option<ConnectPreconditions> = sqlx::query_as(
-            "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
-             EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
-             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
-                     UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
-             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
-                     AND json_extract(spec, '$.default_route') = 1) \
-             FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
-        )
-        .bind(&req.network)
-        .bind(&req.namespace)
-        .bind(ifname)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((net_id, net_spec, deleting, ns_id, ns_deleting, already, clash, routed)) = found
-        else {
-            let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
-                .bind(&req.network)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Err(StoreError::NotFound(if net.is_none() {
-                format!("network {:?} not found", req.network)
-            } else {
-                format!("namespace {:?} not found; create it first", req.namespace)
-            }));
-        };
-        if deleting != 0 {
-            return Err(StoreError::FailedPrecondition(format!(
-                "network {:?} is being deleted",
-                req.network
-            )));
-        }
-        let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
-        if ns_deleting != 0 {
-            return Err(StoreError::FailedPrecondition(format!(
-                "namespace {:?} is being deleted",
-                req.namespace
-            )));
-        }
-        if already {
-            return Err(StoreError::AlreadyExists(format!(
-                "namespace {:?} is already connected to network {:?}",
-                req.namespace, req.network
-            )));
-        }
-        if clash {
-            return Err(StoreError::AlreadyExists(format!(
-                "interface {ifname:?} already exists in namespace {:?}; pick another interface_name",
-                req.namespace
-            )));
-        }
-        let mut endpoint = req.endpoint.clone();
-        // The namespace already routes by default through another network.
-        endpoint.default_route &= !routed;
-
-        // Leases: one per subnet of the network.
-        let mut leases: Vec<(IpAddr, u8)> = Vec::new();
-        for s in &net_spec.subnets {
-            let requested = if s.is_v4() {
-                req.ipv4.map(IpAddr::V4)
-            } else {
-                req.ipv6.map(IpAddr::V6)
-            };
-            let addr = match requested {
-                Some(a) => {
-                    s.check_static(a).map_err(StoreError::Invalid)?;
-                    let holder: Option<String> = sqlx::query_scalar(
-                        "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
-                         JOIN namespaces n ON n.id = e.namespace_id \
-                         WHERE l.network_id = ? AND l.address = ?",
-                    )
-                    .bind(&net_id)
-                    .bind(a.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(holder) = holder {
-                        return Err(StoreError::AlreadyExists(format!(
-                            "{a} is already leased to namespace {holder:?} on network {:?}",
-                            req.network
-                        )));
-                    }
-                    a
-                }
-                None => {
-                    let cursor: Option<String> = sqlx::query_scalar(
-                        "SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?",
-                    )
-                    .bind(&net_id)
-                    .bind(s.subnet.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten();
-                    let cursor = cursor.and_then(|c| c.parse().ok());
-                    let Some(a) = first_unleased(&mut tx, &net_id, s.candidates(cursor)).await?
-                    else {
-                        let in_use: i64 =
-                            sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
-                                .bind(&net_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                        return Err(StoreError::Exhausted(format!(
-                            "no free address left in {} of network {:?} ({in_use} in use)",
-                            s.subnet, req.network,
-                        )));
-                    };
-                    sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
-                        .bind(a.to_string())
-                        .bind(&net_id)
-                        .bind(s.subnet.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    a
-                }
-            };
-            leases.push((addr, s.subnet.prefix_len()));
-        }
-        if req.ipv4.is_some() && net_spec.v4().is_none() {
-            return Err(StoreError::Invalid(format!(
-                "network {:?} has no IPv4 subnet for ipv4_address",
-                req.network
-            )));
-        }
-        if req.ipv6.is_some() && net_spec.v6().is_none() {
-            return Err(StoreError::Invalid(format!(
-                "network {:?} has no IPv6 subnet for ipv6_address",
-                req.network
-            )));
-        }
-
-        sqlx::query(
-            "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&net_id)
-        .bind(&ns_id)
-        .bind(ifname)
-        .bind(&host_ifname)
-        .bind(encode(&endpoint))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (a, p) in &leases {
-            sqlx::query("INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)")
-                .bind(&net_id)
-                .bind(a.to_string())
-                .bind(i64::from(*p))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for p in &endpoint.ports {
-            for (h, c) in p.pairs() {
-                let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
-                // A wildcard mapping conflicts with every address, and every address with it.
-                let conflict: Option<(String, String)> = sqlx::query_as(
-                    "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
-                     JOIN namespaces n ON n.id = e.namespace_id \
-                     WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
-                )
-                .bind(p.protocol.as_str())
-                .bind(i64::from(h))
-                .bind(&host_ip)
-                .bind(&host_ip)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some((ip, holder)) = conflict {
-                    let ip = if ip.is_empty() {
-                        "every address".to_string()
-                    } else {
-                        ip
-                    };
-                    return Err(StoreError::AlreadyExists(format!(
-                        "host port {h}/{} on {ip} is already published by namespace {holder:?}",
-                        p.protocol.as_str()
-                    )));
-                }
-                sqlx::query(
-                    "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(&id)
-                .bind(&host_ip)
-                .bind(p.protocol.as_str())
-                .bind(i64::from(h))
-                .bind(i64::from(c))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        let to = admit(&mut tx, req).await?;
+        let leases = lease(&mut tx, req, &to).await?;
+        insert_endpoint(&mut tx, &id, &to, &leases).await?;
+        publish_ports(&mut tx, &id, &to.endpoint).await?;
         Self::finish_insert(tx, &id, dry_run).await
     }
 

@@ -37,7 +37,9 @@ pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     fn decode(r: &SqliteRow) -> Result<Self, StoreError>;
 
     /// The column `observed` is stored in and its text, for a kind that stores one.
-    fn observed_column(observed: &Self::Observed) -> Option<(&'static str, String)>;
+    fn observed_column(
+        observed: &Self::Observed,
+    ) -> Result<Option<(&'static str, String)>, StoreError>;
 
     /// The cache of this kind's rows, for a kind read often enough to keep one.
     fn cache(_store: &Store) -> Option<&Mutex<RowCache<Self>>> {
@@ -276,7 +278,7 @@ impl Store {
         status: &Status,
         observed: &K::Observed,
     ) -> Result<bool, StoreError> {
-        let extra = K::observed_column(observed);
+        let extra = K::observed_column(observed)?;
         let (set_extra, differs_extra) = match &extra {
             Some((col, _)) => (format!(", {col} = ?"), format!(" OR {col} != ?")),
             None => (String::new(), String::new()),

@@ -69,8 +69,10 @@ impl Kind for LinkRow {
         })
     }
 
-    fn observed_column(observed: &LinkObserved) -> Option<(&'static str, String)> {
-        Some(("status", encode(observed)))
+    fn observed_column(
+        observed: &LinkObserved,
+    ) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status", encode(observed)?)))
     }
 }
 
@@ -133,7 +135,7 @@ impl Store {
         )
         .bind(&id)
         .bind(kind)
-        .bind(encode(spec))
+        .bind(encode(spec)?)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -208,7 +210,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
         )
-        .bind(encode(spec))
+        .bind(encode(spec)?)
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)

@@ -14,6 +14,7 @@ mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
+use crate::model::Refusal;
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
@@ -48,6 +49,9 @@ pub enum StoreError {
     /// A stored value could not be decoded: the database was changed by hand or is damaged.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A model value could not be written as JSON (model types always can).
+    #[error("cannot encode a stored value: {0}")]
+    Encode(#[from] serde_json::Error),
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -63,6 +67,18 @@ const TABLES: [&str; 4] = [
     NetworkRow::TABLE,
     EndpointRow::TABLE,
 ];
+
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound(m) => StoreError::NotFound(m),
+            Refusal::FailedPrecondition(m) => StoreError::FailedPrecondition(m),
+            Refusal::AlreadyExists(m) => StoreError::AlreadyExists(m),
+            Refusal::Invalid(m) => StoreError::Invalid(m),
+            Refusal::Exhausted(m) => StoreError::Exhausted(m),
+        }
+    }
+}
 
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -213,10 +229,12 @@ fn is_fk_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
+/// A column's JSON text as a model value; `Corrupt`, naming `what`, if it does not parse.
 fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("model types always serialize")
+/// A model value as the JSON text a column stores.
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(v)?)
 }

@@ -58,8 +58,8 @@ impl Kind for NamespaceRow {
         })
     }
 
-    fn observed_column(status_path: &str) -> Option<(&'static str, String)> {
-        Some(("status_path", status_path.to_string()))
+    fn observed_column(status_path: &str) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status_path", status_path.to_string())))
     }
 }
 
@@ -98,7 +98,7 @@ impl Store {
         )
         .bind(&id)
         .bind(&spec.name)
-        .bind(encode(&spec.labels))
+        .bind(encode(&spec.labels)?)
         .bind(spec.adopted_path.as_ref().map(|p| p.display().to_string()))
         .bind(now)
         .bind(now)

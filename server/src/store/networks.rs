@@ -66,8 +66,8 @@ impl Kind for NetworkRow {
         })
     }
 
-    fn observed_column(_: &()) -> Option<(&'static str, String)> {
-        None
+    fn observed_column(_: &()) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(None)
     }
 
     /// Read by every endpoint reconcile and answer, written rarely: cached.
@@ -157,7 +157,7 @@ impl Store {
         .bind(&id)
         .bind(&spec.name)
         .bind(&spec.bridge_name)
-        .bind(encode(&spec))
+        .bind(encode(&spec)?)
         .bind(is_default as i64)
         .bind(now)
         .bind(now)
