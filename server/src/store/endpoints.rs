@@ -14,7 +14,6 @@ use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status
 use crate::model::{
     ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Protocol, Status, SubnetSpec,
     connect::{LEASE_BATCH, first_free, port_taken},
-    new_uid,
 };
 
 /// What the reconciler saw of an endpoint.
@@ -324,20 +323,12 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let id = new_uid();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
+        let (id, mut tx) = self.begin_create(request).await?;
         let to = admit(&mut tx, req).await?;
         let leases = lease(&mut tx, req, &to).await?;
         insert_endpoint(&mut tx, &id, &to, &leases).await?;
         publish_ports(&mut tx, &id, &to.endpoint).await?;
         Self::finish_insert(tx, &id, dry_run).await
-    }
-
-    /// The endpoint with this uid.
-    pub async fn endpoint_by_id(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
-        self.by_id(id).await
     }
 
     /// The endpoint of `namespace` on `network`.
@@ -372,26 +363,6 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
-    }
-
-    /// Marks an endpoint for removal (idempotent).
-    pub async fn mark_endpoint_deleting(&self, id: &str) -> Result<(), StoreError> {
-        self.mark_deleting::<EndpointRow>(id).await
-    }
-
-    /// Removes an endpoint marked for removal; its leases and mappings go with it.
-    pub async fn delete_endpoint_row(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_row::<EndpointRow>(id).await
-    }
-
-    /// Writes an endpoint's observed status; true if it changed.
-    pub async fn set_endpoint_status(
-        &self,
-        id: &str,
-        status: &Status,
-        observed: &EndpointObserved,
-    ) -> Result<bool, StoreError> {
-        self.set_status::<EndpointRow>(id, status, observed).await
     }
 
     /// Leased and total addresses of each subnet of a network.

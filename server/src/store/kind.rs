@@ -14,8 +14,8 @@ use std::{collections::HashMap, sync::Mutex};
 
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{Store, StoreError, now_ms};
-use crate::model::{Phase, Status};
+use super::{RequestRecord, Store, StoreError, now_ms};
+use crate::model::{Phase, Status, new_uid};
 
 /// A kind of stored object: one table, one row type (the implementor).
 pub trait Kind: Sized + Clone + Send + Unpin + 'static {
@@ -183,6 +183,19 @@ impl Store {
         }
         let rows = q.fetch_all(&mut *conn).await?;
         rows.iter().map(K::decode).collect()
+    }
+
+    /// Starts the write transaction of a create: a new uid for the object, and `request`
+    /// recorded first, so a concurrent call with the same request id fails here (and the
+    /// API replays what the first call made).
+    pub(crate) async fn begin_create(
+        &self,
+        request: Option<&RequestRecord>,
+    ) -> Result<(String, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
+        let id = new_uid();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        super::requests::record(&mut tx, request, &id).await?;
+        Ok((id, tx))
     }
 
     /// Reads back the row a create just inserted and ends the transaction (see [`super::finish`]).

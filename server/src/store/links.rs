@@ -8,7 +8,7 @@ use super::{
     Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation,
     kind::status_of, now_ms,
 };
-use crate::model::{LinkKind, LinkSpec, Status, new_uid};
+use crate::model::{LinkKind, LinkSpec, Status};
 
 /// What the reconciler saw of one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +94,8 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<LinkRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let mut ns_ids = Vec::new();
         for end in spec.ends() {
             if end.namespace.is_empty() {
@@ -169,11 +166,6 @@ impl Store {
         Self::finish_insert(tx, &id, dry_run).await
     }
 
-    /// The link with this uid.
-    pub async fn link_by_id(&self, id: &str) -> Result<Option<LinkRow>, StoreError> {
-        self.by_id(id).await
-    }
-
     /// The link with an interface named `name` in namespace `namespace` ("" = host).
     pub async fn link_by_end(
         &self,
@@ -184,11 +176,6 @@ impl Store {
              LEFT JOIN namespaces n ON n.id = i.namespace_id \
              WHERE i.name = ? AND IFNULL(n.name, '') = ?)";
         self.find_one(cond, &[name, namespace]).await
-    }
-
-    /// Every link, oldest first.
-    pub async fn list_links(&self) -> Result<Vec<LinkRow>, StoreError> {
-        self.list().await
     }
 
     /// Ids of the links with an end in the namespace with this id.
@@ -223,25 +210,5 @@ impl Store {
         self.link_by_id(id)
             .await?
             .ok_or_else(|| StoreError::NotFound("link not found".into()))
-    }
-
-    /// Marks a link for deletion (idempotent).
-    pub async fn mark_link_deleting(&self, id: &str) -> Result<(), StoreError> {
-        self.mark_deleting::<LinkRow>(id).await
-    }
-
-    /// Removes a link row marked for deletion (its interface rows go with it).
-    pub async fn delete_link_row(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_row::<LinkRow>(id).await
-    }
-
-    /// Writes the observed status; returns true if anything changed.
-    pub async fn set_link_status(
-        &self,
-        id: &str,
-        status: &Status,
-        observed: &LinkObserved,
-    ) -> Result<bool, StoreError> {
-        self.set_status::<LinkRow>(id, status, observed).await
     }
 }

@@ -10,6 +10,7 @@ mod kind;
 mod links;
 mod namespaces;
 mod networks;
+mod per_kind;
 mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};

@@ -8,7 +8,7 @@ use super::{
     Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode, is_unique_violation,
     kind::status_of, now_ms,
 };
-use crate::model::{Labels, NamespaceSpec, Status, new_uid};
+use crate::model::{Labels, NamespaceSpec, Status};
 
 /// A stored namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,11 +88,8 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -115,45 +112,5 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Self::finish_insert(tx, &id, dry_run).await
-    }
-
-    /// The namespace with this uid.
-    pub async fn namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        self.by_id(id).await
-    }
-
-    /// The namespace with this name.
-    pub async fn namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        self.by_name(name).await
-    }
-
-    /// Every namespace, by name.
-    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        self.list().await
-    }
-
-    /// Marks a namespace for deletion. FAILED_PRECONDITION while links live in it.
-    pub async fn mark_namespace_deleting(
-        &self,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<NamespaceRow, StoreError> {
-        self.mark_deleting_by_name(name, dry_run).await
-    }
-
-    /// Removes a namespace row that was marked for deletion. Returns false if there was none.
-    pub async fn delete_namespace_row(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_row::<NamespaceRow>(id).await
-    }
-
-    /// Writes the observed status; returns true if anything changed.
-    pub async fn set_namespace_status(
-        &self,
-        id: &str,
-        status: &Status,
-        status_path: &str,
-    ) -> Result<bool, StoreError> {
-        self.set_status::<NamespaceRow>(id, status, status_path)
-            .await
     }
 }

@@ -11,7 +11,7 @@ use super::{
     Guarded, Kind, Named, RequestRecord, RowCache, Store, StoreError, decode, encode,
     is_unique_violation, kind::status_of, now_ms,
 };
-use crate::model::{AddressPool, NetworkSpec, Status, SubnetSpec, network::overlaps, new_uid};
+use crate::model::{AddressPool, NetworkSpec, Status, SubnetSpec, network::overlaps};
 
 /// A stored network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,12 +120,9 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NetworkRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
         let mut spec = spec.clone();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let taken = taken_subnets(&mut tx).await?;
         for s in &spec.subnets {
             if let Some((other, net)) = taken.iter().find(|(_, t)| overlaps(t, &s.subnet)) {
@@ -190,40 +187,6 @@ impl Store {
                 .await?;
         }
         Self::finish_insert(tx, &id, dry_run).await
-    }
-
-    /// The network with this uid.
-    pub async fn network_by_id(&self, id: &str) -> Result<Option<NetworkRow>, StoreError> {
-        self.by_id(id).await
-    }
-
-    /// The network with this name.
-    pub async fn network_by_name(&self, name: &str) -> Result<Option<NetworkRow>, StoreError> {
-        self.by_name(name).await
-    }
-
-    /// Every network, by name.
-    pub async fn list_networks(&self) -> Result<Vec<NetworkRow>, StoreError> {
-        self.list().await
-    }
-
-    /// Marks a network for deletion; FAILED_PRECONDITION while endpoints remain.
-    pub async fn mark_network_deleting(
-        &self,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<NetworkRow, StoreError> {
-        self.mark_deleting_by_name(name, dry_run).await
-    }
-
-    /// Removes a network row marked for deletion.
-    pub async fn delete_network_row(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_row::<NetworkRow>(id).await
-    }
-
-    /// Writes a network's observed status; true if it changed.
-    pub async fn set_network_status(&self, id: &str, status: &Status) -> Result<bool, StoreError> {
-        self.set_status::<NetworkRow>(id, status, &()).await
     }
 }
 
