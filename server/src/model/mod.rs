@@ -30,25 +30,33 @@ pub enum Phase {
     Failed,
     /// Deletion requested; kernel objects are being removed.
     Deleting,
+    /// Ready when weftd stopped, and not checked since: its first reconcile after the start
+    /// has not looked at the kernel yet. Clients see it as Pending with the message
+    /// [`RECHECKING`]; it counts as converged ([`Status::was_converged`]), and a waiting call
+    /// waits on as for Pending.
+    Rechecking,
 }
 
 impl Phase {
-    /// The name stored in SQLite.
+    /// The phase's name (SQLite's phase column stores it, but for Rechecking: see
+    /// `store::kind`).
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "pending",
             Phase::Ready => "ready",
             Phase::Failed => "failed",
             Phase::Deleting => "deleting",
+            Phase::Rechecking => "rechecking",
         }
     }
 
-    /// Parses the stored name; unknown text reads as Pending.
+    /// Parses a phase's name; unknown text reads as Pending.
     pub fn parse(s: &str) -> Phase {
         match s {
             "ready" => Phase::Ready,
             "failed" => Phase::Failed,
             "deleting" => Phase::Deleting,
+            "rechecking" => Phase::Rechecking,
             _ => Phase::Pending,
         }
     }
@@ -71,8 +79,9 @@ pub struct Status {
     pub message: String,
 }
 
-/// The message of an object that was Ready when weftd stopped: until its first reconcile after
-/// the start, nobody has checked the kernel, so it does not say Ready.
+/// The message clients read for an object in [`Phase::Rechecking`] (which they see as
+/// Pending): until its first reconcile after the start, nobody has checked the kernel, so it
+/// does not say Ready.
 pub const RECHECKING: &str = "weftd restarted; checking the kernel again";
 
 impl Status {
@@ -80,9 +89,8 @@ impl Status {
     /// before a restart and not re-checked yet): a reconcile that writes then repairs drift.
     pub fn was_converged(&self, generation: i64) -> bool {
         let ready = match self.phase {
-            Phase::Ready => true,
-            Phase::Pending => self.message == RECHECKING,
-            _ => false,
+            Phase::Ready | Phase::Rechecking => true,
+            Phase::Pending | Phase::Failed | Phase::Deleting => false,
         };
         ready && self.observed_generation == generation
     }

@@ -56,7 +56,7 @@ impl Kind for EndpointRow {
     const NOUN: &'static str = "endpoint";
     const SELECT: &'static str = "SELECT e.id, e.network_id, w.name AS network, \
          n.name AS namespace, e.host_ifname, e.spec, e.generation, e.deleting, e.phase, \
-         e.observed_generation, e.message, e.status, \
+         e.rechecking, e.observed_generation, e.message, e.status, \
          (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l \
           WHERE l.endpoint_id = e.id) AS addrs \
          FROM endpoints e JOIN networks w ON w.id = e.network_id \

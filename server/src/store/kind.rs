@@ -89,10 +89,26 @@ fn lock<R>(cache: &Mutex<RowCache<R>>) -> std::sync::MutexGuard<'_, RowCache<R>>
 
 /// The status columns every kind has, as its `SELECT` returns them.
 pub(super) fn status_of(r: &SqliteRow) -> Status {
+    let phase: &str = r.get("phase");
+    let phase = if phase == "pending" && r.get::<i64, _>("rechecking") != 0 {
+        Phase::Rechecking
+    } else {
+        Phase::parse(phase)
+    };
     Status {
-        phase: Phase::parse(r.get("phase")),
+        phase,
         observed_generation: r.get("observed_generation"),
         message: r.get("message"),
+    }
+}
+
+/// How `phase` is stored: the phase column, and the rechecking flag. The phase column's CHECK
+/// predates [`Phase::Rechecking`], so that is phase 'pending' with the flag set (see
+/// migration 0005); every write of a phase writes the flag too.
+fn phase_columns(phase: Phase) -> (&'static str, bool) {
+    match phase {
+        Phase::Rechecking => (Phase::Pending.as_str(), true),
+        Phase::Pending | Phase::Ready | Phase::Failed | Phase::Deleting => (phase.as_str(), false),
     }
 }
 
@@ -224,8 +240,8 @@ impl Store {
         id: &str,
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "UPDATE {} SET deleting = 1, phase = 'deleting', generation = generation + 1, \
-             updated_at = ? WHERE id = ? AND deleting = 0",
+            "UPDATE {} SET deleting = 1, phase = 'deleting', rechecking = 0, \
+             generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
             K::TABLE
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -297,12 +313,15 @@ impl Store {
             None => (String::new(), String::new()),
         };
         let sql = format!(
-            "UPDATE {} SET phase = ?, observed_generation = ?, message = ?{set_extra}, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?{differs_extra})",
+            "UPDATE {} SET phase = ?, rechecking = ?, observed_generation = ?, message = ?{set_extra}, \
+             updated_at = ? WHERE id = ? AND (phase != ? OR rechecking != ? \
+             OR observed_generation != ? OR message != ?{differs_extra})",
             K::TABLE
         );
+        let (phase, rechecking) = phase_columns(status.phase);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(status.phase.as_str())
+            .bind(phase)
+            .bind(rechecking)
             .bind(status.observed_generation)
             .bind(status.message.clone());
         if let Some((_, v)) = &extra {
@@ -311,7 +330,8 @@ impl Store {
         q = q
             .bind(now_ms())
             .bind(id.to_string())
-            .bind(status.phase.as_str())
+            .bind(phase)
+            .bind(rechecking)
             .bind(status.observed_generation)
             .bind(status.message.clone());
         if let Some((_, v)) = extra {

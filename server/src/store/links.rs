@@ -50,7 +50,7 @@ impl Kind for LinkRow {
     const TABLE: &'static str = "links";
     const NOUN: &'static str = "link";
     const SELECT: &'static str = "SELECT id, spec, generation, deleting, phase, \
-         observed_generation, message, status, created_at FROM links";
+         rechecking, observed_generation, message, status, created_at FROM links";
     const ID: &'static str = "id";
     const ORDER: &'static str = "created_at, id";
     /// Indexes and MACs of the ends.

@@ -131,18 +131,19 @@ impl Store {
         Ok(v)
     }
 
-    /// At start-up: every Ready object becomes Pending ([`crate::model::RECHECKING`]) until
-    /// its first reconcile has checked the kernel, so no client reads Ready for something
-    /// nobody has looked at since the restart. Returns how many rows changed.
+    /// At start-up: every Ready object becomes [`Phase::Rechecking`](crate::model::Phase::Rechecking) until its first
+    /// reconcile has checked the kernel, so no client reads Ready for something nobody has
+    /// looked at since the restart. Returns how many rows changed.
     pub async fn mark_unverified(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut n = 0;
         for table in TABLES {
+            // The stored form of Rechecking: see `kind::phase_columns`.
             let sql = format!(
-                "UPDATE {table} SET phase = 'pending', message = ? WHERE phase = 'ready' AND deleting = 0"
+                "UPDATE {table} SET phase = 'pending', rechecking = 1, message = '' \
+                 WHERE phase = 'ready' AND deleting = 0"
             );
             n += sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(crate::model::RECHECKING)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -155,8 +156,8 @@ impl Store {
         Ok(n)
     }
 
-    /// Turns the rows `ids` of `table` (one of the kinds' [`Kind::TABLE`]) that still read
-    /// Pending ([`crate::model::RECHECKING`]) back to Ready; see [`Store::confirm_rechecked_of`].
+    /// Turns the rows `ids` of `table` (one of the kinds' [`Kind::TABLE`]) that are still
+    /// [`Phase::Rechecking`](crate::model::Phase::Rechecking) back to Ready; see [`Store::confirm_rechecked_of`].
     pub async fn confirm_rechecked(
         &self,
         table: &'static str,
@@ -171,8 +172,7 @@ impl Store {
         }
     }
 
-    /// Turns the rows `ids` of kind `K` that still read Pending ([`crate::model::RECHECKING`])
-    /// back to Ready with one statement, for objects whose first reconcile after a restart
+    /// Turns the rows `ids` of kind `K` that are still [`Phase::Rechecking`](crate::model::Phase::Rechecking) back to Ready with one statement, for objects whose first reconcile after a restart
     /// found them converged; returns the ids it changed. One statement for a batch, where a
     /// write per object cost about half of a 1,000-endpoint restart.
     pub async fn confirm_rechecked_of<K: Kind>(
@@ -185,14 +185,12 @@ impl Store {
         let marks = vec!["?"; ids.len()].join(", ");
         // Only the kind's table name and "?" placeholders are formatted in.
         let sql = format!(
-            "UPDATE {} SET phase = 'ready', message = '', updated_at = ? \
-             WHERE phase = 'pending' AND message = ? AND observed_generation = generation \
+            "UPDATE {} SET phase = 'ready', rechecking = 0, message = '', updated_at = ? \
+             WHERE phase = 'pending' AND rechecking = 1 AND observed_generation = generation \
              AND id IN ({marks}) RETURNING id",
             K::TABLE
         );
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms())
-            .bind(crate::model::RECHECKING);
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now_ms());
         for id in ids {
             q = q.bind(id);
         }
@@ -238,4 +236,63 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, Stor
 /// A model value as the JSON text a column stores.
 fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     Ok(serde_json::to_string(v)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Phase, RECHECKING};
+
+    /// A database a weftd before migration 0005 left with an object pending its re-check
+    /// reads as Rechecking after the upgrade; other pending rows stay Pending.
+    #[tokio::test]
+    async fn migration_0005_turns_the_recheck_message_into_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).unwrap();
+        let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        for f in std::fs::read_dir(&all).unwrap() {
+            let f = f.unwrap();
+            if f.file_name().to_string_lossy().as_ref() < "0005" {
+                std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
+            }
+        }
+        let path = dir.path().join("t.db");
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for (id, message) in [("a", RECHECKING), ("b", "waiting for the bridge")] {
+            sqlx::query(
+                "INSERT INTO namespaces (id, name, phase, observed_generation, message, created_at, updated_at) \
+                 VALUES (?, ?, 'pending', 1, ?, 0, 0)",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(message)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let s = Store::open(&path).await.unwrap();
+        let a = s.namespace_by_id("a").await.unwrap().unwrap();
+        assert_eq!(
+            (a.status.phase, a.status.message.as_str()),
+            (Phase::Rechecking, "")
+        );
+        assert!(a.status.was_converged(a.generation));
+        let b = s.namespace_by_id("b").await.unwrap().unwrap();
+        assert_eq!(b.status.phase, Phase::Pending);
+        assert_eq!(b.status.message, "waiting for the bridge");
+        assert!(!b.status.was_converged(b.generation));
+    }
 }

@@ -33,7 +33,7 @@ impl Kind for NamespaceRow {
     const TABLE: &'static str = "namespaces";
     const NOUN: &'static str = "namespace";
     const SELECT: &'static str = "SELECT id, name, labels, adopted_path, generation, deleting, \
-         phase, observed_generation, message, status_path, created_at FROM namespaces";
+         phase, rechecking, observed_generation, message, status_path, created_at FROM namespaces";
     const ID: &'static str = "id";
     const ORDER: &'static str = "name";
     /// Where the namespace file was found.

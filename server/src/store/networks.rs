@@ -47,7 +47,7 @@ impl Kind for NetworkRow {
     const TABLE: &'static str = "networks";
     const NOUN: &'static str = "network";
     const SELECT: &'static str = "SELECT id, spec, is_default, generation, deleting, phase, \
-         observed_generation, message, created_at FROM networks";
+         rechecking, observed_generation, message, created_at FROM networks";
     const ID: &'static str = "id";
     const ORDER: &'static str = "name";
     /// A network stores nothing beside its status.
@@ -285,9 +285,26 @@ mod tests {
         );
         assert_eq!(s.mark_unverified().await.unwrap(), 1);
         let n = s.network_by_id(&ids[0]).await.unwrap().unwrap();
-        assert_eq!(n.status.phase, Phase::Pending);
-        assert_eq!(n.status.message, crate::model::RECHECKING);
+        assert_eq!(n.status.phase, Phase::Rechecking);
+        assert_eq!(n.status.message, "");
         assert!(n.status.was_converged(n.generation));
+        // Any status written over the re-check replaces it; writing it back restores it.
+        let retry = Status {
+            phase: Phase::Pending,
+            observed_generation: 1,
+            message: "bridge busy".into(),
+        };
+        assert!(s.set_network_status(&ids[0], &retry).await.unwrap());
+        assert_eq!(
+            s.network_by_id(&ids[0]).await.unwrap().unwrap().status,
+            retry
+        );
+        assert!(s.set_network_status(&ids[0], &n.status).await.unwrap());
+        assert_eq!(
+            s.network_by_id(&ids[0]).await.unwrap().unwrap().status,
+            n.status
+        );
+        assert!(!s.set_network_status(&ids[0], &n.status).await.unwrap());
         let f = s.network_by_id(&ids[1]).await.unwrap().unwrap();
         assert_eq!(f.status.phase, Phase::Failed, "failures stay visible");
         assert!(!f.status.was_converged(f.generation));
