@@ -1,6 +1,11 @@
 //! Domain types: each object's desired spec and observed status, name and address validation,
 //! label selectors. Pure: no I/O, no proto, no SQL. `api/` converts proto to these types and
 //! every check that can be made without the store or the kernel lives here.
+//!
+//! Every object has a spec (what the client asked for) and a [`Status`] (what the reconciler
+//! last saw of the kernel). Its [`Phase`] moves Pending -> Ready or Failed as reconciles run,
+//! to Deleting when deletion is asked, and to Rechecking when weftd starts on a database in
+//! which it was Ready, until its first reconcile has looked again.
 
 pub mod connect;
 pub mod labels;
@@ -62,6 +67,7 @@ impl Phase {
     }
 }
 
+/// Shows the phase's name ([`Phase::as_str`]), as logs and messages spell it.
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -96,6 +102,7 @@ impl Status {
     }
 }
 
+/// A new object's status: Pending, nothing observed yet (generation 0 was never acted on).
 impl Default for Status {
     fn default() -> Self {
         Self {

@@ -3,6 +3,11 @@
 //! `BEGIN IMMEDIATE` transaction per request, so two concurrent requests are serialised and
 //! can never take the same address or host port; the primary keys on leases and mappings
 //! guard the same invariants a second time.
+//!
+//! An endpoint row is read joined with its network's and namespace's names and with its
+//! leases (one per subnet), so an [`EndpointRow`] is everything a reconcile of it needs. Its
+//! leases and port mappings are deleted with it (`ON DELETE CASCADE`). The rules of a connect
+//! (preconditions, lease choice, refusals) are [`crate::model::connect`]'s.
 
 use std::{collections::HashSet, net::IpAddr};
 

@@ -69,7 +69,9 @@ pub trait Guarded: Named {
 /// if `epoch` did not move meanwhile, so a row read before a write is never cached after it.
 #[derive(Debug)]
 pub struct RowCache<R> {
+    /// Bumped by every write to any row of the kind.
     epoch: u64,
+    /// Rows by uid, as last read.
     rows: HashMap<String, R>,
 }
 

@@ -1,5 +1,10 @@
 //! Link rows (the [`Kind`] of links), and the per-interface rows that keep names unique per
 //! namespace.
+//!
+//! A link row stores its whole spec as JSON; beside it, `link_ifaces` holds one row per end
+//! (name and namespace), whose unique index refuses a second interface of the same name in a
+//! namespace, whoever asks. The reconciler stores each end's index and MAC
+//! ([`LinkObserved`]) with the status.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, sqlite::SqliteRow};

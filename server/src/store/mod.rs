@@ -4,6 +4,23 @@
 //! Rows carry both the spec (what clients asked for) and the status (what the reconciler saw).
 //! Status writes are conditional, so a reconcile that changes nothing writes nothing and emits
 //! no event.
+//!
+//! The layout:
+//! - `kind`: the operations every kind shares (read by id or name, list, mark
+//!   for deletion, delete the row, write the status), written once over the [`Kind`] trait;
+//!   `per_kind` gives them the per-kind names callers use (`link_by_id`, ...).
+//! - `namespaces`, `links`, `networks`, `endpoints`: each kind's row type, its [`Kind`]
+//!   implementation, and what only it does (creating one; a connect's leases and ports).
+//! - `requests`: request ids, recorded in the transaction of the object they made.
+//!
+//! Every write that must check other rows first (a name, a subnet, a lease, a host port)
+//! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
+//! rules it applies are pure functions in [`crate::model`], and a dry run runs all of it and
+//! rolls back ([`finish`]).
+//!
+//! After a restart, [`Store::mark_unverified`] turns every Ready object to Rechecking, and
+//! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
+//! kernel as it was.
 
 mod endpoints;
 mod kind;
@@ -69,6 +86,8 @@ const TABLES: [&str; 4] = [
     EndpointRow::TABLE,
 ];
 
+/// A rule of [`crate::model`] refused the request: the same message, as the error of the
+/// same name, so the API answers with the code it always did.
 impl From<Refusal> for StoreError {
     fn from(r: Refusal) -> Self {
         match r {
@@ -84,6 +103,7 @@ impl From<Refusal> for StoreError {
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Connections to the database (WAL, foreign keys on, a busy timeout).
     pool: SqlitePool,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
     nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
@@ -240,6 +260,8 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    //! Schema migrations against a real (temporary) database.
+
     use super::*;
     use crate::model::{Phase, RECHECKING};
 

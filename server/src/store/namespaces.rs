@@ -1,4 +1,9 @@
 //! Namespace rows: the [`Kind`] of namespaces, and creating one.
+//!
+//! A namespace row holds its name (unique), labels, and the adopted path if weft did not
+//! create it; the reconciler stores where it found the namespace file (`status_path`). A
+//! namespace is [`Guarded`]: it cannot be marked for deletion while a link end or an
+//! endpoint lives in it (the foreign keys refuse the row's deletion a second time).
 
 use std::path::PathBuf;
 

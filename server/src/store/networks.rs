@@ -1,6 +1,11 @@
 //! Network rows (the [`Kind`] of networks) and their subnets. A new network's subnets are
 //! checked against, or chosen around, every other network's inside one `BEGIN IMMEDIATE`
 //! transaction, so two concurrent creates can never take overlapping subnets.
+//!
+//! A network row stores its settled spec (subnets with gateways) as JSON; `subnets` holds
+//! one row per subnet with the round-robin lease cursor. Network rows are read by every
+//! endpoint reconcile and answer, so they are the one kind kept in a [`RowCache`]; every
+//! write to a network row goes through the generic methods, which drop it from the cache.
 
 use std::sync::Mutex;
 
@@ -192,6 +197,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    //! The network cache and the re-check state against a real (temporary) database.
+
     use super::*;
     use crate::model::{Phase, Status};
 
