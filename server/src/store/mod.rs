@@ -16,7 +16,7 @@
 //! Every write that must check other rows first (a name, a subnet, a lease, a host port)
 //! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
 //! rules it applies are pure functions in [`crate::model`], and a dry run runs all of it and
-//! rolls back ([`finish`]).
+//! rolls back (`finish`).
 //!
 //! After a restart, [`Store::mark_unverified`] turns every Ready object to Rechecking, and
 //! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
