@@ -5,8 +5,10 @@
 
 #[cfg(doc)]
 use super::Kind;
-use super::{EndpointObserved, EndpointRow, LinkObserved, LinkRow, NamespaceRow, NetworkRow};
-use super::{Store, StoreError};
+use super::{
+    EndpointObserved, EndpointRow, LinkObserved, LinkRow, NamespaceRow, NetworkRow, Store,
+    StoreError,
+};
 use crate::model::Status;
 
 /// Defines each `name(args) -> T => generic::<Kind>` as an async method of [`Store`] that
