@@ -6,7 +6,8 @@ use weft_proto::v1 as pb;
 
 use crate::{
     model::{
-        EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, Phase, RouteSpec, Status,
+        EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, Phase, RECHECKING, RouteSpec,
+        Status,
         link::{parse_cidr, parse_mac},
     },
     store::{EndObserved, LinkRow, NamespaceRow},
@@ -29,16 +30,18 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
 
 /// Model status to proto.
 pub fn status_out(s: &Status) -> pb::Status {
-    let phase = match s.phase {
-        Phase::Pending => pb::Phase::Pending,
-        Phase::Ready => pb::Phase::Ready,
-        Phase::Failed => pb::Phase::Failed,
-        Phase::Deleting => pb::Phase::Deleting,
+    let (phase, message) = match s.phase {
+        Phase::Pending => (pb::Phase::Pending, s.message.clone()),
+        Phase::Ready => (pb::Phase::Ready, s.message.clone()),
+        Phase::Failed => (pb::Phase::Failed, s.message.clone()),
+        Phase::Deleting => (pb::Phase::Deleting, s.message.clone()),
+        // Clients see the re-check after a restart as Pending, saying why.
+        Phase::Rechecking => (pb::Phase::Pending, RECHECKING.to_string()),
     };
     pb::Status {
         phase: phase as i32,
         observed_generation: s.observed_generation,
-        message: s.message.clone(),
+        message,
     }
 }
 

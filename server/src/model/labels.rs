@@ -1,4 +1,8 @@
 //! Labels and Kubernetes-style label selectors (`a=b,c!=d,e,!f`).
+//!
+//! Every object carries labels; List calls filter by a selector. Labels are kept sorted
+//! ([`Labels`] is a `BTreeMap`), so they are stored and shown in one order. A selector is
+//! parsed once ([`Selector::parse`]) and then matched against each object's labels.
 
 use std::collections::BTreeMap;
 
@@ -37,9 +41,13 @@ pub fn check_labels(field: &str, labels: &Labels) -> Result<(), Invalid> {
 /// One term of a selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Term {
+    /// `key=value` (or `key==value`): the label is there with this value.
     Eq(String, String),
+    /// `key!=value`: the label is missing or has another value.
     Ne(String, String),
+    /// `key`: the label is there, with any value.
     Has(String),
+    /// `!key`: the label is missing.
     Lacks(String),
 }
 
@@ -91,8 +99,11 @@ impl Selector {
 
 #[cfg(test)]
 mod tests {
+    //! Label checks and selector parsing and matching.
+
     use super::*;
 
+    /// Labels from key-value pairs.
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
@@ -100,6 +111,7 @@ mod tests {
             .collect()
     }
 
+    /// Equality, inequality, existence and absence terms, alone and combined.
     #[test]
     fn selector_terms() {
         let l = labels(&[("app", "web"), ("tier", "front")]);
@@ -112,6 +124,7 @@ mod tests {
         assert!(Selector::parse("=x").is_err());
     }
 
+    /// Label keys may hold ".", "/" and "-", but no white space, and cannot be empty.
     #[test]
     fn label_keys_are_checked() {
         assert!(check_labels("labels", &labels(&[("a.b/c-d", "")])).is_ok());

@@ -1,5 +1,9 @@
 //! The Link object: a veth pair or a bridge, with per-end MTU, MAC, state, master, addresses
 //! and routes. Parsing of addresses, routes and MACs from their wire strings lives here.
+//!
+//! A link's spec is stored whole (as JSON) and compared whole by the reconciler; its ends'
+//! names and namespaces are fixed at create time (the store keeps them unique per
+//! namespace), everything else an update may change.
 
 use std::net::IpAddr;
 
@@ -47,8 +51,9 @@ impl RouteSpec {
         };
         let destination = match destination.trim() {
             "default" => match gateway {
-                Some(IpAddr::V6(_)) => "::/0".parse().expect("constant"),
-                _ => "0.0.0.0/0".parse().expect("constant"),
+                // The defaults of the address types are ::/0 and 0.0.0.0/0.
+                Some(IpAddr::V6(_)) => IpNet::V6(Default::default()),
+                _ => IpNet::V4(Default::default()),
             },
             d => parse_cidr(&format!("{field}.destination"), d)?.trunc(),
         };
@@ -287,8 +292,11 @@ impl LinkSpec {
 
 #[cfg(test)]
 mod tests {
+    //! Route, MAC and CIDR parsing, and the link-level checks of a spec.
+
     use super::*;
 
+    /// "default" becomes 0.0.0.0/0 or ::/0 after the gateway's family.
     #[test]
     fn default_route_takes_the_gateway_family() {
         let r = RouteSpec::parse("r", "default", "192.168.1.1", 0).unwrap();
@@ -307,6 +315,8 @@ mod tests {
         );
     }
 
+    /// MACs are normalised to lower case, two digits a byte; multicast, all-zero and
+    /// malformed MACs are refused.
     #[test]
     fn macs_are_normalised_and_must_be_unicast() {
         assert_eq!(
@@ -319,6 +329,8 @@ mod tests {
         assert!(parse_mac("m", "zz:42:ac:11:00:02").is_err());
     }
 
+    /// An address without a prefix length is refused with a message that asks for CIDR; a
+    /// CIDR keeps its host bits (an interface address, not a network).
     #[test]
     fn bad_cidrs_say_what_to_write() {
         assert!(
@@ -334,6 +346,7 @@ mod tests {
         );
     }
 
+    /// The two ends of a veth cannot be the same interface in the same namespace.
     #[test]
     fn veth_ends_must_differ() {
         let end = EndSpec {

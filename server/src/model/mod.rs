@@ -1,7 +1,13 @@
 //! Domain types: each object's desired spec and observed status, name and address validation,
 //! label selectors. Pure: no I/O, no proto, no SQL. `api/` converts proto to these types and
 //! every check that can be made without the store or the kernel lives here.
+//!
+//! Every object has a spec (what the client asked for) and a [`Status`] (what the reconciler
+//! last saw of the kernel). Its [`Phase`] moves Pending -> Ready or Failed as reconciles run,
+//! to Deleting when deletion is asked, and to Rechecking when weftd starts on a database in
+//! which it was Ready, until its first reconcile has looked again.
 
+pub mod connect;
 pub mod labels;
 pub mod link;
 pub mod names;
@@ -10,6 +16,7 @@ pub mod network;
 
 use std::fmt;
 
+pub use connect::{ConnectFacts, LeaseAsk, Refusal};
 pub use labels::{Labels, Selector};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
 pub use namespace::NamespaceSpec;
@@ -28,30 +35,39 @@ pub enum Phase {
     Failed,
     /// Deletion requested; kernel objects are being removed.
     Deleting,
+    /// Ready when weftd stopped, and not checked since: its first reconcile after the start
+    /// has not looked at the kernel yet. Clients see it as Pending with the message
+    /// [`RECHECKING`]; it counts as converged ([`Status::was_converged`]), and a waiting call
+    /// waits on as for Pending.
+    Rechecking,
 }
 
 impl Phase {
-    /// The name stored in SQLite.
+    /// The phase's name (SQLite's phase column stores it, but for Rechecking: see
+    /// `store::kind`).
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "pending",
             Phase::Ready => "ready",
             Phase::Failed => "failed",
             Phase::Deleting => "deleting",
+            Phase::Rechecking => "rechecking",
         }
     }
 
-    /// Parses the stored name; unknown text reads as Pending.
+    /// Parses a phase's name; unknown text reads as Pending.
     pub fn parse(s: &str) -> Phase {
         match s {
             "ready" => Phase::Ready,
             "failed" => Phase::Failed,
             "deleting" => Phase::Deleting,
+            "rechecking" => Phase::Rechecking,
             _ => Phase::Pending,
         }
     }
 }
 
+/// Shows the phase's name ([`Phase::as_str`]), as logs and messages spell it.
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -69,8 +85,9 @@ pub struct Status {
     pub message: String,
 }
 
-/// The message of an object that was Ready when weftd stopped: until its first reconcile after
-/// the start, nobody has checked the kernel, so it does not say Ready.
+/// The message clients read for an object in [`Phase::Rechecking`] (which they see as
+/// Pending): until its first reconcile after the start, nobody has checked the kernel, so it
+/// does not say Ready.
 pub const RECHECKING: &str = "weftd restarted; checking the kernel again";
 
 impl Status {
@@ -78,14 +95,14 @@ impl Status {
     /// before a restart and not re-checked yet): a reconcile that writes then repairs drift.
     pub fn was_converged(&self, generation: i64) -> bool {
         let ready = match self.phase {
-            Phase::Ready => true,
-            Phase::Pending => self.message == RECHECKING,
-            _ => false,
+            Phase::Ready | Phase::Rechecking => true,
+            Phase::Pending | Phase::Failed | Phase::Deleting => false,
         };
         ready && self.observed_generation == generation
     }
 }
 
+/// A new object's status: Pending, nothing observed yet (generation 0 was never acted on).
 impl Default for Status {
     fn default() -> Self {
         Self {

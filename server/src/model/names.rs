@@ -1,5 +1,9 @@
 //! Name rules: interface names (the kernel's IFNAMSIZ rules) and object names (namespaces,
 //! networks: file names under the netns directory).
+//!
+//! Both are checked when a request arrives, so a name the kernel would refuse, or one that
+//! could escape the netns directory, is INVALID_ARGUMENT with a message that says what to
+//! use, instead of a reconcile that fails later.
 
 use super::Invalid;
 
@@ -77,8 +81,12 @@ pub fn check_object_name(field: &str, name: &str) -> Result<(), Invalid> {
 
 #[cfg(test)]
 mod tests {
+    //! Interface and object name rules, at their limits.
+
     use super::*;
 
+    /// Interface names follow the kernel's rules: 1 to 15 bytes, no "/", ":" or white
+    /// space, not "..".
     #[test]
     fn ifname_rules_match_the_kernel() {
         assert!(check_ifname("n", "veth1").is_ok());
@@ -96,6 +104,8 @@ mod tests {
         assert!(check_ifname("n", "..").is_err());
     }
 
+    /// Object names are safe as file names under the netns directory: not empty, no "/", no
+    /// leading ".", at most 64 characters.
     #[test]
     fn object_names_are_safe_file_names() {
         assert!(check_object_name("n", "ns-1.a_b").is_ok());

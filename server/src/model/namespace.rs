@@ -1,4 +1,8 @@
 //! The Namespace object: a named network namespace weft creates, or one it adopts.
+//!
+//! A created namespace is a bind mount under the netns directory named after the object, as
+//! `ip netns add` makes it; an adopted one is an existing file (`/proc/<pid>/ns/net`, a
+//! container runtime's netns file) that weft uses but never deletes.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,13 @@
 //! The Network and Endpoint objects (Docker-style bridge networks), and IPAM: which addresses a
 //! subnet can hand out, picking the next free one round-robin, automatic subnets from pools.
 //! Pure: the store runs these inside its transactions.
+//!
+//! A subnet's leasable addresses are its ip_range (or the whole subnet) less the network
+//! address, IPv4's broadcast, the gateway and the reserved addresses. Dynamic leases walk
+//! them round-robin from a cursor the store keeps per subnet ([`SubnetSpec::candidates`]),
+//! lazily, so an IPv6 /64 costs no more than an IPv4 /24. Automatic subnets are the first of a
+//! pool's that overlaps no other network and no host route ([`AddressPool::first_free`]).
+//! What a connect must meet, and the refusals it returns, are in [`super::connect`].
 
 use std::{
     collections::HashSet,
@@ -246,6 +253,7 @@ impl ConnectSpec {
     }
 }
 
+/// The first and last address of an IPv4 network, as numbers.
 fn v4_bounds(n: &ipnet::Ipv4Net) -> (u128, u128) {
     (
         u128::from(u32::from(n.network())),
@@ -253,10 +261,12 @@ fn v4_bounds(n: &ipnet::Ipv4Net) -> (u128, u128) {
     )
 }
 
+/// The first and last address of an IPv6 network, as numbers.
 fn v6_bounds(n: &ipnet::Ipv6Net) -> (u128, u128) {
     (u128::from(n.network()), u128::from(n.broadcast()))
 }
 
+/// The first and last address of a network of either family, as numbers.
 fn bounds(n: &IpNet) -> (u128, u128) {
     match n {
         IpNet::V4(n) => v4_bounds(n),
@@ -264,6 +274,7 @@ fn bounds(n: &IpNet) -> (u128, u128) {
     }
 }
 
+/// An address as a number, so ranges of either family are walked the same way.
 fn to_u128(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(a) => u128::from(u32::from(a)),
@@ -271,6 +282,7 @@ fn to_u128(a: IpAddr) -> u128 {
     }
 }
 
+/// The address of number `v` in family IPv4 (`v4`) or IPv6.
 fn from_u128(v4: bool, v: u128) -> IpAddr {
     if v4 {
         IpAddr::V4(Ipv4Addr::from(v as u32))
@@ -515,36 +527,26 @@ impl AddressPool {
 
 /// The default pools, as Docker's: 172.17.0.0/12 in /16s, then 192.168.0.0/16 in /20s.
 pub fn default_pools() -> Vec<AddressPool> {
-    vec![
-        AddressPool {
-            base: "172.17.0.0/16".parse().expect("constant"),
-            size: 16,
-        },
-        AddressPool {
-            base: "172.18.0.0/15".parse().expect("constant"),
-            size: 16,
-        },
-        AddressPool {
-            base: "172.20.0.0/14".parse().expect("constant"),
-            size: 16,
-        },
-        AddressPool {
-            base: "172.24.0.0/13".parse().expect("constant"),
-            size: 16,
-        },
-        AddressPool {
-            base: "192.168.0.0/16".parse().expect("constant"),
-            size: 20,
-        },
-    ]
+    pools(&[
+        "172.17.0.0/16/16",
+        "172.18.0.0/15/16",
+        "172.20.0.0/14/16",
+        "172.24.0.0/13/16",
+        "192.168.0.0/16/20",
+    ])
 }
 
 /// The default IPv6 pool: ULA fd5e:f700::/40 in /64s.
 pub fn default_v6_pools() -> Vec<AddressPool> {
-    vec![AddressPool {
-        base: "fd5e:f700::/40".parse().expect("constant"),
-        size: 64,
-    }]
+    pools(&["fd5e:f700::/40/64"])
+}
+
+/// Pools from constant "BASE/SIZE" texts (a unit test checks that every one parses).
+fn pools(texts: &[&str]) -> Vec<AddressPool> {
+    texts
+        .iter()
+        .filter_map(|t| AddressPool::parse(t).ok())
+        .collect()
 }
 
 impl NetworkSpec {
@@ -585,12 +587,17 @@ impl NetworkSpec {
 
 #[cfg(test)]
 mod tests {
+    //! IPAM, subnet and port parsing, and address pools: pure, so no database is needed.
+
     use super::*;
 
+    /// A subnet with its gateway (default when empty).
     fn sub(s: &str, gw: &str) -> SubnetSpec {
         SubnetSpec::parse("s", s, gw, "", &[]).unwrap()
     }
 
+    /// The gateway defaults to the first usable address and must lie inside the subnet;
+    /// the subnet is truncated to its network; a range must lie inside it.
     #[test]
     fn gateway_defaults_to_the_first_address() {
         assert_eq!(sub("172.18.0.0/16", "").gateway.to_string(), "172.18.0.1");
@@ -606,6 +613,7 @@ mod tests {
         assert!(SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.1.0/25", &[]).is_err());
     }
 
+    /// A /24 hands out 253 addresses (less network, broadcast and gateway), each once.
     #[test]
     fn a_slash_24_with_gateway_holds_253() {
         let s = sub("10.0.0.0/24", "");
@@ -626,6 +634,7 @@ mod tests {
         assert!(!leased.contains(&"10.0.0.255".parse().unwrap()));
     }
 
+    /// The cursor moves on, so an address just released is not handed out again at once.
     #[test]
     fn released_addresses_are_not_reused_at_once() {
         let s = sub("10.0.0.0/24", "");
@@ -639,6 +648,8 @@ mod tests {
         assert_eq!(a.to_string(), "10.0.0.2");
     }
 
+    /// Leases come from the ip_range less reserved addresses; static addresses may lie
+    /// anywhere usable in the subnet.
     #[test]
     fn ranges_and_reserved_limit_leases() {
         let s = SubnetSpec::parse(
@@ -680,6 +691,7 @@ mod tests {
         );
     }
 
+    /// A /64 is walked lazily: the first lease costs no enumeration of 2^64 addresses.
     #[test]
     fn ipv6_ranges_are_not_enumerated() {
         let s = sub("fd00::/64", "");
@@ -688,6 +700,27 @@ mod tests {
         assert!(s.capacity() > 1u128 << 63);
     }
 
+    /// Every default pool parses: [`pools`] would drop one that did not.
+    #[test]
+    fn default_pools_are_docker_s() {
+        let v4: Vec<String> = default_pools()
+            .iter()
+            .map(|p| format!("{}/{}", p.base, p.size))
+            .collect();
+        assert_eq!(
+            v4,
+            [
+                "172.17.0.0/16/16",
+                "172.18.0.0/15/16",
+                "172.20.0.0/14/16",
+                "172.24.0.0/13/16",
+                "192.168.0.0/16/20"
+            ]
+        );
+        assert_eq!(default_v6_pools().len(), 1);
+    }
+
+    /// An automatic subnet overlaps no subnet taken already, whatever its size.
     #[test]
     fn pools_skip_taken_subnets() {
         let p = AddressPool::parse("172.16.0.0/12/16").unwrap();
@@ -704,6 +737,8 @@ mod tests {
         assert!(AddressPool::parse("10.0.0.0/16/8").is_err());
     }
 
+    /// A host port range maps onto a container port range of the same length; bad ranges,
+    /// ports and protocols are refused.
     #[test]
     fn port_ranges_pair_up() {
         let p = PortSpec::parse("p", "", 8000, 8002, 80, "tcp").unwrap();

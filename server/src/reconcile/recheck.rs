@@ -1,6 +1,6 @@
 //! The re-check after a restart, confirmed in batches.
 //!
-//! At start-up every object that was Ready reads Pending ([`RECHECKING`]) until its first
+//! At start-up every object that was Ready is [`Phase::Rechecking`] until its first
 //! reconcile has looked at the kernel (see `Store::mark_unverified`). On a converged host
 //! that reconcile finds nothing to do for every object, and writing each status back to Ready
 //! on its own cost about half of a 1,000-endpoint restart. So an object whose reconcile finds
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::{Controller, Key};
-use crate::model::{Phase, RECHECKING, Status};
+use crate::model::{Phase, Status};
 
 /// How long the flusher gathers confirmations.
 const GATHER: Duration = Duration::from_millis(2);
@@ -58,8 +58,7 @@ impl Controller {
             && table(key).is_some()
             && now.phase == Phase::Ready
             && now.message.is_empty()
-            && was.phase == Phase::Pending
-            && was.message == RECHECKING
+            && was.phase == Phase::Rechecking
             && was.observed_generation == now.observed_generation;
         if rechecked {
             self.inner

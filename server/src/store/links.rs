@@ -1,12 +1,19 @@
-//! Link rows, and the per-interface rows that keep names unique per namespace.
+//! Link rows (the [`Kind`] of links), and the per-interface rows that keep names unique per
+//! namespace.
+//!
+//! A link row stores its whole spec as JSON; beside it, `link_ifaces` holds one row per end
+//! (name and namespace), whose unique index refuses a second interface of the same name in a
+//! namespace, whoever asks. The reconciler stores each end's index and MAC
+//! ([`LinkObserved`]) with the status.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, sqlite::SqliteRow};
 
 use super::{
-    RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation, now_ms,
+    Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation,
+    kind::status_of, now_ms,
 };
-use crate::model::{LinkKind, LinkSpec, Phase, Status, new_uid};
+use crate::model::{LinkKind, LinkSpec, Status};
 
 /// What the reconciler saw of one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,26 +51,37 @@ pub struct LinkRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, spec, generation, deleting, phase, observed_generation, message, status, created_at";
+impl Kind for LinkRow {
+    const TABLE: &'static str = "links";
+    const NOUN: &'static str = "link";
+    const SELECT: &'static str = "SELECT id, spec, generation, deleting, phase, \
+         rechecking, observed_generation, message, status, created_at FROM links";
+    const ID: &'static str = "id";
+    const ORDER: &'static str = "created_at, id";
+    /// Indexes and MACs of the ends.
+    type Observed = LinkObserved;
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LinkRow, StoreError> {
-    let id: String = r.get("id");
-    Ok(LinkRow {
-        spec: decode(&format!("link {id} spec"), r.get("spec"))?,
-        observed: decode(&format!("link {id} status"), r.get("status"))?,
-        generation: r.get("generation"),
-        deleting: r.get::<i64, _>("deleting") != 0,
-        status: Status {
-            phase: Phase::parse(r.get("phase")),
-            observed_generation: r.get("observed_generation"),
-            message: r.get("message"),
-        },
-        created_at: r.get("created_at"),
-        id,
-    })
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
+        let id: String = r.get("id");
+        Ok(LinkRow {
+            spec: decode(&format!("link {id} spec"), r.get("spec"))?,
+            observed: decode(&format!("link {id} status"), r.get("status"))?,
+            generation: r.get("generation"),
+            deleting: r.get::<i64, _>("deleting") != 0,
+            status: status_of(r),
+            created_at: r.get("created_at"),
+            id,
+        })
+    }
+
+    fn observed_column(
+        observed: &LinkObserved,
+    ) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status", encode(observed)?)))
+    }
 }
 
+/// Where an interface lives, for messages.
 fn where_ns(ns: &str) -> String {
     if ns.is_empty() {
         "the host namespace".into()
@@ -81,11 +99,8 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<LinkRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let mut ns_ids = Vec::new();
         for end in spec.ends() {
             if end.namespace.is_empty() {
@@ -122,7 +137,7 @@ impl Store {
         )
         .bind(&id)
         .bind(kind)
-        .bind(encode(spec))
+        .bind(encode(spec)?)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -153,29 +168,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        let row = Self::link_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted link vanished".into()))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
-    }
-
-    /// The link with this uid.
-    pub async fn link_by_id(&self, id: &str) -> Result<Option<LinkRow>, StoreError> {
-        Self::link_by_id_in(&mut *self.pool.acquire().await?, id).await
-    }
-
-    /// The same, inside a transaction.
-    pub(crate) async fn link_by_id_in(
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> Result<Option<LinkRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM links WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        Self::finish_insert(tx, &id, dry_run).await
     }
 
     /// The link with an interface named `name` in namespace `namespace` ("" = host).
@@ -184,26 +177,10 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Option<LinkRow>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM links WHERE id = (SELECT i.link_id FROM link_ifaces i \
+        let cond = "id = (SELECT i.link_id FROM link_ifaces i \
              LEFT JOIN namespaces n ON n.id = i.namespace_id \
-             WHERE i.name = ? AND IFNULL(n.name, '') = ?)"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(namespace)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    /// Every link, oldest first.
-    pub async fn list_links(&self) -> Result<Vec<LinkRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM links ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(from_row).collect()
+             WHERE i.name = ? AND IFNULL(n.name, '') = ?)";
+        self.find_one(cond, &[name, namespace]).await
     }
 
     /// Ids of the links with an end in the namespace with this id.
@@ -225,7 +202,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
         )
-        .bind(encode(spec))
+        .bind(encode(spec)?)
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)
@@ -238,38 +215,5 @@ impl Store {
         self.link_by_id(id)
             .await?
             .ok_or_else(|| StoreError::NotFound("link not found".into()))
-    }
-
-    /// Marks a link for deletion (idempotent).
-    pub async fn mark_link_deleting(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE links SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
-             WHERE id = ? AND deleting = 0",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Removes a link row marked for deletion (its interface rows go with it).
-    pub async fn delete_link_row(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM links WHERE id = ? AND deleting = 1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Writes the observed status; returns true if anything changed.
-    pub async fn set_link_status(
-        &self,
-        id: &str,
-        status: &Status,
-        observed: &LinkObserved,
-    ) -> Result<bool, StoreError> {
-        self.write_status("links", id, status, Some(("status", &encode(observed))))
-            .await
     }
 }

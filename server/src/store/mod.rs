@@ -4,18 +4,40 @@
 //! Rows carry both the spec (what clients asked for) and the status (what the reconciler saw).
 //! Status writes are conditional, so a reconcile that changes nothing writes nothing and emits
 //! no event.
+//!
+//! The layout:
+//! - `kind`: the operations every kind shares (read by id or name, list, mark
+//!   for deletion, delete the row, write the status), written once over the [`Kind`] trait;
+//!   `per_kind` gives them the per-kind names callers use (`link_by_id`, ...).
+//! - `namespaces`, `links`, `networks`, `endpoints`: each kind's row type, its [`Kind`]
+//!   implementation, and what only it does (creating one; a connect's leases and ports).
+//! - `requests`: request ids, recorded in the transaction of the object they made.
+//!
+//! Every write that must check other rows first (a name, a subnet, a lease, a host port)
+//! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
+//! rules it applies are pure functions in [`crate::model`], and a dry run runs all of it and
+//! rolls back (`finish`).
+//!
+//! After a restart, [`Store::mark_unverified`] turns every Ready object to Rechecking, and
+//! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
+//! kernel as it was.
 
+mod endpoints;
+mod kind;
 mod links;
 mod namespaces;
 mod networks;
+mod per_kind;
 mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use crate::model::Status;
+use crate::model::Refusal;
+pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
+pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use namespaces::NamespaceRow;
-pub use networks::{AutoSubnets, EndpointObserved, EndpointRow, NetworkRow, StoredMapping};
+pub use networks::{AutoSubnets, NetworkRow};
 pub use requests::{PastRequest, RequestRecord};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -45,6 +67,9 @@ pub enum StoreError {
     /// A stored value could not be decoded: the database was changed by hand or is damaged.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A model value could not be written as JSON (model types always can).
+    #[error("cannot encode a stored value: {0}")]
+    Encode(#[from] serde_json::Error),
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -53,21 +78,35 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The tables of the four kinds of object, in the order a restart re-checks them.
+const TABLES: [&str; 4] = [
+    NamespaceRow::TABLE,
+    LinkRow::TABLE,
+    NetworkRow::TABLE,
+    EndpointRow::TABLE,
+];
+
+/// A rule of [`crate::model`] refused the request: the same message, as the error of the
+/// same name, so the API answers with the code it always did.
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound(m) => StoreError::NotFound(m),
+            Refusal::FailedPrecondition(m) => StoreError::FailedPrecondition(m),
+            Refusal::AlreadyExists(m) => StoreError::AlreadyExists(m),
+            Refusal::Invalid(m) => StoreError::Invalid(m),
+            Refusal::Exhausted(m) => StoreError::Exhausted(m),
+        }
+    }
+}
+
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Connections to the database (WAL, foreign keys on, a busy timeout).
     pool: SqlitePool,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
-    nets: std::sync::Arc<std::sync::Mutex<NetCache>>,
-}
-
-/// The network row cache. Every write to a network row drops its entry and bumps `epoch`; a
-/// reader that queried the database fills the cache only if `epoch` did not move meanwhile,
-/// so a row read before a write can never be cached after it.
-#[derive(Debug, Default)]
-struct NetCache {
-    epoch: u64,
-    rows: std::collections::HashMap<String, networks::NetworkRow>,
+    nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
 }
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -112,70 +151,72 @@ impl Store {
         Ok(v)
     }
 
-    fn nets(&self) -> std::sync::MutexGuard<'_, NetCache> {
-        self.nets.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Drops network `id` from the cache: call after every write to its row.
-    fn forget_network(&self, id: &str) {
-        let mut c = self.nets();
-        c.epoch += 1;
-        c.rows.remove(id);
-    }
-
-    /// At start-up: every Ready object becomes Pending ([`crate::model::RECHECKING`]) until
-    /// its first reconcile has checked the kernel, so no client reads Ready for something
-    /// nobody has looked at since the restart. Returns how many rows changed.
+    /// At start-up: every Ready object becomes [`Phase::Rechecking`](crate::model::Phase::Rechecking) until its first
+    /// reconcile has checked the kernel, so no client reads Ready for something nobody has
+    /// looked at since the restart. Returns how many rows changed.
     pub async fn mark_unverified(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut n = 0;
-        for table in ["namespaces", "links", "networks", "endpoints"] {
+        for table in TABLES {
+            // The stored form of Rechecking: see `kind::phase_columns`.
             let sql = format!(
-                "UPDATE {table} SET phase = 'pending', message = ? WHERE phase = 'ready' AND deleting = 0"
+                "UPDATE {table} SET phase = 'pending', rechecking = 1, message = '' \
+                 WHERE phase = 'ready' AND deleting = 0"
             );
             n += sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(crate::model::RECHECKING)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
         }
         tx.commit().await?;
-        let mut c = self.nets();
-        c.epoch += 1;
-        c.rows.clear();
+        self.forget_all::<NamespaceRow>();
+        self.forget_all::<LinkRow>();
+        self.forget_all::<NetworkRow>();
+        self.forget_all::<EndpointRow>();
         Ok(n)
     }
 
-    /// Turns the rows `ids` of `table` that still read Pending ([`crate::model::RECHECKING`])
-    /// back to Ready with one statement, for objects whose first reconcile after a restart
-    /// found them converged; returns the ids it changed. One statement for a batch, where a
-    /// write per object cost about half of a 1,000-endpoint restart.
+    /// Turns the rows `ids` of `table` (one of the kinds' [`Kind::TABLE`]) that are still
+    /// [`Phase::Rechecking`](crate::model::Phase::Rechecking) back to Ready; see [`Store::confirm_rechecked_of`].
     pub async fn confirm_rechecked(
         &self,
         table: &'static str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        match table {
+            NamespaceRow::TABLE => self.confirm_rechecked_of::<NamespaceRow>(ids).await,
+            LinkRow::TABLE => self.confirm_rechecked_of::<LinkRow>(ids).await,
+            NetworkRow::TABLE => self.confirm_rechecked_of::<NetworkRow>(ids).await,
+            EndpointRow::TABLE => self.confirm_rechecked_of::<EndpointRow>(ids).await,
+            other => Err(StoreError::Invalid(format!("no table {other:?}"))),
+        }
+    }
+
+    /// Turns the rows `ids` of kind `K` that are still [`Phase::Rechecking`](crate::model::Phase::Rechecking) back to Ready with one statement, for objects whose first reconcile after a restart
+    /// found them converged; returns the ids it changed. One statement for a batch, where a
+    /// write per object cost about half of a 1,000-endpoint restart.
+    pub async fn confirm_rechecked_of<K: Kind>(
+        &self,
         ids: &[String],
     ) -> Result<Vec<String>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let marks = vec!["?"; ids.len()].join(", ");
-        // `table` is one of weft's table names; only "?" placeholders are formatted in.
+        // Only the kind's table name and "?" placeholders are formatted in.
         let sql = format!(
-            "UPDATE {table} SET phase = 'ready', message = '', updated_at = ? \
-             WHERE phase = 'pending' AND message = ? AND observed_generation = generation \
-             AND id IN ({marks}) RETURNING id"
+            "UPDATE {} SET phase = 'ready', rechecking = 0, message = '', updated_at = ? \
+             WHERE phase = 'pending' AND rechecking = 1 AND observed_generation = generation \
+             AND id IN ({marks}) RETURNING id",
+            K::TABLE
         );
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms())
-            .bind(crate::model::RECHECKING);
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now_ms());
         for id in ids {
             q = q.bind(id);
         }
         let changed: Vec<String> = q.fetch_all(&self.pool).await?;
-        if table == "networks" {
-            for id in &changed {
-                self.forget_network(id);
-            }
+        for id in &changed {
+            self.forget::<K>(id);
         }
         Ok(changed)
     }
@@ -197,45 +238,6 @@ async fn finish(tx: sqlx::Transaction<'_, sqlx::Sqlite>, dry_run: bool) -> Resul
     Ok(())
 }
 
-impl Store {
-    /// Writes an object's observed status (and one extra status column, if the table has
-    /// one) only when something differs; returns whether it changed. One statement for every
-    /// kind, so a reconcile that finds nothing new writes nothing and emits no event.
-    pub(crate) async fn write_status(
-        &self,
-        table: &'static str,
-        id: &str,
-        status: &Status,
-        extra: Option<(&'static str, &str)>,
-    ) -> Result<bool, StoreError> {
-        let (set_extra, differs_extra) = match extra {
-            Some((col, _)) => (format!(", {col} = ?"), format!(" OR {col} != ?")),
-            None => (String::new(), String::new()),
-        };
-        let sql = format!(
-            "UPDATE {table} SET phase = ?, observed_generation = ?, message = ?{set_extra}, updated_at = ? \
-             WHERE id = ? AND (phase != ? OR observed_generation != ? OR message != ?{differs_extra})"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(status.phase.as_str())
-            .bind(status.observed_generation)
-            .bind(status.message.clone());
-        if let Some((_, v)) = extra {
-            q = q.bind(v.to_string());
-        }
-        q = q
-            .bind(now_ms())
-            .bind(id.to_string())
-            .bind(status.phase.as_str())
-            .bind(status.observed_generation)
-            .bind(status.message.clone());
-        if let Some((_, v)) = extra {
-            q = q.bind(v.to_string());
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
-    }
-}
-
 /// Is this a UNIQUE constraint violation?
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -246,10 +248,73 @@ fn is_fk_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
+/// A column's JSON text as a model value; `Corrupt`, naming `what`, if it does not parse.
 fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("model types always serialize")
+/// A model value as the JSON text a column stores.
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(v)?)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Schema migrations against a real (temporary) database.
+
+    use super::*;
+    use crate::model::{Phase, RECHECKING};
+
+    /// A database a weftd before migration 0005 left with an object pending its re-check
+    /// reads as Rechecking after the upgrade; other pending rows stay Pending.
+    #[tokio::test]
+    async fn migration_0005_turns_the_recheck_message_into_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).unwrap();
+        let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        for f in std::fs::read_dir(&all).unwrap() {
+            let f = f.unwrap();
+            if f.file_name().to_string_lossy().as_ref() < "0005" {
+                std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
+            }
+        }
+        let path = dir.path().join("t.db");
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for (id, message) in [("a", RECHECKING), ("b", "waiting for the bridge")] {
+            sqlx::query(
+                "INSERT INTO namespaces (id, name, phase, observed_generation, message, created_at, updated_at) \
+                 VALUES (?, ?, 'pending', 1, ?, 0, 0)",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(message)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let s = Store::open(&path).await.unwrap();
+        let a = s.namespace_by_id("a").await.unwrap().unwrap();
+        assert_eq!(
+            (a.status.phase, a.status.message.as_str()),
+            (Phase::Rechecking, "")
+        );
+        assert!(a.status.was_converged(a.generation));
+        let b = s.namespace_by_id("b").await.unwrap().unwrap();
+        assert_eq!(b.status.phase, Phase::Pending);
+        assert_eq!(b.status.message, "waiting for the bridge");
+        assert!(!b.status.was_converged(b.generation));
+    }
 }

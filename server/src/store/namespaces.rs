@@ -1,11 +1,19 @@
-//! Namespace rows.
+//! Namespace rows: the [`Kind`] of namespaces, and creating one.
+//!
+//! A namespace row holds its name (unique), labels, and the adopted path if weft did not
+//! create it; the reconciler stores where it found the namespace file (`status_path`). A
+//! namespace is [`Guarded`]: it cannot be marked for deletion while a link end or an
+//! endpoint lives in it (the foreign keys refuse the row's deletion a second time).
 
 use std::path::PathBuf;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, sqlite::SqliteRow};
 
-use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
-use crate::model::{Labels, NamespaceSpec, Phase, Status, new_uid};
+use super::{
+    Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode, is_unique_violation,
+    kind::status_of, now_ms,
+};
+use crate::model::{Labels, NamespaceSpec, Status};
 
 /// A stored namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,29 +34,55 @@ pub struct NamespaceRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, name, labels, adopted_path, generation, deleting, phase, observed_generation, message, status_path, created_at";
+impl Kind for NamespaceRow {
+    const TABLE: &'static str = "namespaces";
+    const NOUN: &'static str = "namespace";
+    const SELECT: &'static str = "SELECT id, name, labels, adopted_path, generation, deleting, \
+         phase, rechecking, observed_generation, message, status_path, created_at FROM namespaces";
+    const ID: &'static str = "id";
+    const ORDER: &'static str = "name";
+    /// Where the namespace file was found.
+    type Observed = str;
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamespaceRow, StoreError> {
-    let labels: String = r.get("labels");
-    Ok(NamespaceRow {
-        id: r.get("id"),
-        spec: NamespaceSpec {
-            name: r.get("name"),
-            labels: decode::<Labels>("namespace labels", &labels)?,
-            adopted_path: r
-                .get::<Option<String>, _>("adopted_path")
-                .map(PathBuf::from),
-        },
-        generation: r.get("generation"),
-        deleting: r.get::<i64, _>("deleting") != 0,
-        status: Status {
-            phase: Phase::parse(r.get("phase")),
-            observed_generation: r.get("observed_generation"),
-            message: r.get("message"),
-        },
-        status_path: r.get("status_path"),
-        created_at: r.get("created_at"),
-    })
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
+        let labels: String = r.get("labels");
+        Ok(NamespaceRow {
+            id: r.get("id"),
+            spec: NamespaceSpec {
+                name: r.get("name"),
+                labels: decode::<Labels>("namespace labels", &labels)?,
+                adopted_path: r
+                    .get::<Option<String>, _>("adopted_path")
+                    .map(PathBuf::from),
+            },
+            generation: r.get("generation"),
+            deleting: r.get::<i64, _>("deleting") != 0,
+            status: status_of(r),
+            status_path: r.get("status_path"),
+            created_at: r.get("created_at"),
+        })
+    }
+
+    fn observed_column(status_path: &str) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status_path", status_path.to_string())))
+    }
+}
+
+impl Named for NamespaceRow {
+    const NAME: &'static str = "name";
+}
+
+impl Guarded for NamespaceRow {
+    const HOLDERS: &'static str = "SELECT 'link ' || name FROM link_ifaces WHERE namespace_id = ?1 \
+         UNION ALL SELECT 'endpoint on network ' || w.name FROM endpoints e \
+         JOIN networks w ON w.id = e.network_id WHERE e.namespace_id = ?1 ORDER BY 1";
+
+    fn still_held(name: &str, holders: &[String]) -> String {
+        format!(
+            "namespace {name:?} still holds links weft manages ({}); delete or disconnect them first",
+            holders.join(", ")
+        )
+    }
 }
 
 impl Store {
@@ -59,17 +93,14 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&spec.name)
-        .bind(encode(&spec.labels))
+        .bind(encode(&spec.labels)?)
         .bind(spec.adopted_path.as_ref().map(|p| p.display().to_string()))
         .bind(now)
         .bind(now)
@@ -85,108 +116,6 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        let row = Self::namespace_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted namespace vanished".into()))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
-    }
-
-    /// The namespace with this uid.
-    pub async fn namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        Self::namespace_by_id_in(&mut *self.pool.acquire().await?, id).await
-    }
-
-    /// The same, inside a transaction.
-    pub(crate) async fn namespace_by_id_in(
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> Result<Option<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    /// The namespace with this name.
-    pub async fn namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces WHERE name = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    /// Every namespace, by name.
-    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM namespaces ORDER BY name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(from_row).collect()
-    }
-
-    /// Marks a namespace for deletion. FAILED_PRECONDITION while links live in it.
-    pub async fn mark_namespace_deleting(
-        &self,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<NamespaceRow, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM namespaces WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let id = id.ok_or_else(|| StoreError::NotFound(format!("namespace {name:?} not found")))?;
-        let holders: Vec<String> = sqlx::query_scalar(
-            "SELECT 'link ' || name FROM link_ifaces WHERE namespace_id = ?1 \
-             UNION ALL SELECT 'endpoint on network ' || w.name FROM endpoints e \
-             JOIN networks w ON w.id = e.network_id WHERE e.namespace_id = ?1 ORDER BY 1",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !holders.is_empty() {
-            return Err(StoreError::FailedPrecondition(format!(
-                "namespace {name:?} still holds links weft manages ({}); delete or disconnect them first",
-                holders.join(", ")
-            )));
-        }
-        sqlx::query(
-            "UPDATE namespaces SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
-             WHERE id = ? AND deleting = 0",
-        )
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        let row = Self::namespace_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
-    }
-
-    /// Removes a namespace row that was marked for deletion. Returns false if there was none.
-    pub async fn delete_namespace_row(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM namespaces WHERE id = ? AND deleting = 1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Writes the observed status; returns true if anything changed.
-    pub async fn set_namespace_status(
-        &self,
-        id: &str,
-        status: &Status,
-        status_path: &str,
-    ) -> Result<bool, StoreError> {
-        self.write_status("namespaces", id, status, Some(("status_path", status_path)))
-            .await
+        Self::finish_insert(tx, &id, dry_run).await
     }
 }

@@ -1,19 +1,22 @@
-//! Network, endpoint, lease and port-mapping rows. Subnet choice, lease picking and port
-//! checks run inside one `BEGIN IMMEDIATE` transaction per request, so two concurrent
-//! requests are serialised and can never take the same subnet, address or host port; the
-//! primary keys on leases and mappings guard the same invariants a second time.
+//! Network rows (the [`Kind`] of networks) and their subnets. A new network's subnets are
+//! checked against, or chosen around, every other network's inside one `BEGIN IMMEDIATE`
+//! transaction, so two concurrent creates can never take overlapping subnets.
+//!
+//! A network row stores its settled spec (subnets with gateways) as JSON; `subnets` holds
+//! one row per subnet with the round-robin lease cursor. Network rows are read by every
+//! endpoint reconcile and answer, so they are the one kind kept in a [`RowCache`]; every
+//! write to a network row goes through the generic methods, which drop it from the cache.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::sync::Mutex;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{RequestRecord, Store, StoreError, decode, encode, is_unique_violation, now_ms};
-use crate::model::{
-    AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, Phase, Protocol, Status, SubnetSpec,
-    network::overlaps, new_uid,
+use super::{
+    Guarded, Kind, Named, RequestRecord, RowCache, Store, StoreError, decode, encode,
+    is_unique_violation, kind::status_of, now_ms,
 };
+use crate::model::{AddressPool, NetworkSpec, Status, SubnetSpec, network::overlaps};
 
 /// A stored network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,41 +37,6 @@ pub struct NetworkRow {
     pub created_at: i64,
 }
 
-/// What the reconciler saw of an endpoint.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EndpointObserved {
-    /// The inside interface's MAC.
-    pub mac: String,
-}
-
-/// A stored endpoint, with its leases and its network's and namespace's names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointRow {
-    /// Opaque uid; the ownership mark of its veth is `weft:<id>`.
-    pub id: String,
-    /// The network's uid.
-    pub network_id: String,
-    /// The network's name.
-    pub network: String,
-    /// The namespace's name.
-    pub namespace: String,
-    /// The host end of the veth (a port of the bridge).
-    pub host_ifname: String,
-    /// The spec.
-    pub spec: EndpointSpec,
-    /// Leased addresses with the subnet's prefix length.
-    pub addresses: Vec<IpNet>,
-    /// Bumped on every spec change.
-    pub generation: i64,
-    /// Disconnect requested.
-    pub deleting: bool,
-    /// Observed state.
-    pub status: Status,
-    /// Observed details.
-    pub observed: EndpointObserved,
-}
-
 /// Where an automatic subnet may come from, and what it must not overlap.
 #[derive(Clone, Debug, Default)]
 pub struct AutoSubnets {
@@ -80,99 +48,56 @@ pub struct AutoSubnets {
     pub host_routes: Vec<IpNet>,
 }
 
-const NET_COLUMNS: &str =
-    "id, spec, is_default, generation, deleting, phase, observed_generation, message, created_at";
+impl Kind for NetworkRow {
+    const TABLE: &'static str = "networks";
+    const NOUN: &'static str = "network";
+    const SELECT: &'static str = "SELECT id, spec, is_default, generation, deleting, phase, \
+         rechecking, observed_generation, message, created_at FROM networks";
+    const ID: &'static str = "id";
+    const ORDER: &'static str = "name";
+    /// A network stores nothing beside its status.
+    type Observed = ();
 
-fn net_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NetworkRow, StoreError> {
-    let id: String = r.get("id");
-    Ok(NetworkRow {
-        spec: decode(&format!("network {id} spec"), r.get("spec"))?,
-        is_default: r.get::<i64, _>("is_default") != 0,
-        generation: r.get("generation"),
-        deleting: r.get::<i64, _>("deleting") != 0,
-        status: Status {
-            phase: Phase::parse(r.get("phase")),
-            observed_generation: r.get("observed_generation"),
-            message: r.get("message"),
-        },
-        created_at: r.get("created_at"),
-        id,
-    })
-}
-
-const EP_SELECT: &str = "SELECT e.id, e.network_id, w.name AS network, n.name AS namespace, e.host_ifname, e.spec, \
-     e.generation, e.deleting, e.phase, e.observed_generation, e.message, e.status, \
-     (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l WHERE l.endpoint_id = e.id) AS addrs \
-     FROM endpoints e JOIN networks w ON w.id = e.network_id JOIN namespaces n ON n.id = e.namespace_id";
-
-fn ep_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRow, StoreError> {
-    let id: String = r.get("id");
-    let addrs: Option<String> = r.get("addrs");
-    let mut addresses = addrs
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|a| {
-            a.parse::<IpNet>()
-                .map_err(|e| StoreError::Corrupt(format!("lease {a}: {e}")))
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
+        let id: String = r.get("id");
+        Ok(NetworkRow {
+            spec: decode(&format!("network {id} spec"), r.get("spec"))?,
+            is_default: r.get::<i64, _>("is_default") != 0,
+            generation: r.get("generation"),
+            deleting: r.get::<i64, _>("deleting") != 0,
+            status: status_of(r),
+            created_at: r.get("created_at"),
+            id,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    addresses.sort_by_key(|a| a.addr().is_ipv6());
-    Ok(EndpointRow {
-        network_id: r.get("network_id"),
-        network: r.get("network"),
-        namespace: r.get("namespace"),
-        host_ifname: r.get("host_ifname"),
-        spec: decode(&format!("endpoint {id} spec"), r.get("spec"))?,
-        addresses,
-        generation: r.get("generation"),
-        deleting: r.get::<i64, _>("deleting") != 0,
-        status: Status {
-            phase: Phase::parse(r.get("phase")),
-            observed_generation: r.get("observed_generation"),
-            message: r.get("message"),
-        },
-        observed: decode(&format!("endpoint {id} status"), r.get("status"))?,
-        id,
-    })
-}
-
-/// Every subnet of every network, for overlap checks.
-/// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
-/// deleting; already connected, interface name taken, already routed by default.
-type ConnectPreconditions = (String, String, i64, String, i64, bool, bool, bool);
-
-/// The first of `candidates` that no lease of network `net_id` holds, checked a batch at a
-/// time with primary-key lookups: a round-robin cursor almost always finds the first one
-/// free, so a connect reads a handful of rows, not every lease of the network.
-async fn first_unleased(
-    tx: &mut SqliteConnection,
-    net_id: &str,
-    candidates: impl Iterator<Item = IpAddr>,
-) -> Result<Option<IpAddr>, StoreError> {
-    const BATCH: usize = 32;
-    let mut candidates = candidates.peekable();
-    while candidates.peek().is_some() {
-        let batch: Vec<String> = candidates
-            .by_ref()
-            .take(BATCH)
-            .map(|a| a.to_string())
-            .collect();
-        let marks = vec!["?"; batch.len()].join(", ");
-        let sql =
-            format!("SELECT address FROM leases WHERE network_id = ? AND address IN ({marks})");
-        // Only "?" placeholders are formatted in; the addresses are bound.
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(net_id);
-        for a in &batch {
-            q = q.bind(a);
-        }
-        let taken: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-        if let Some(free) = batch.iter().find(|a| !taken.contains(*a)) {
-            return Ok(free.parse().ok());
-        }
     }
-    Ok(None)
+
+    fn observed_column(_: &()) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(None)
+    }
+
+    /// Read by every endpoint reconcile and answer, written rarely: cached.
+    fn cache(store: &Store) -> Option<&Mutex<RowCache<Self>>> {
+        Some(&store.nets)
+    }
 }
 
+impl Named for NetworkRow {
+    const NAME: &'static str = "name";
+}
+
+impl Guarded for NetworkRow {
+    const HOLDERS: &'static str = "SELECT n.name FROM endpoints e \
+         JOIN namespaces n ON n.id = e.namespace_id WHERE e.network_id = ? ORDER BY n.name";
+
+    fn still_held(name: &str, holders: &[String]) -> String {
+        format!(
+            "network {name:?} still has endpoints ({}); disconnect them first",
+            holders.join(", ")
+        )
+    }
+}
+
+/// Every subnet of every network with its network's name, for overlap checks.
 async fn taken_subnets(tx: &mut SqliteConnection) -> Result<Vec<(String, IpNet)>, StoreError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT w.name, s.cidr FROM subnets s JOIN networks w ON w.id = s.network_id",
@@ -200,12 +125,9 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NetworkRow, StoreError> {
-        let id = new_uid();
+        let (id, mut tx) = self.begin_create(request).await?;
         let now = now_ms();
         let mut spec = spec.clone();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
         let taken = taken_subnets(&mut tx).await?;
         for s in &spec.subnets {
             if let Some((other, net)) = taken.iter().find(|(_, t)| overlaps(t, &s.subnet)) {
@@ -237,7 +159,7 @@ impl Store {
         .bind(&id)
         .bind(&spec.name)
         .bind(&spec.bridge_name)
-        .bind(encode(&spec))
+        .bind(encode(&spec)?)
         .bind(is_default as i64)
         .bind(now)
         .bind(now)
@@ -269,521 +191,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let row = Self::network_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted network vanished".into()))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
+        Self::finish_insert(tx, &id, dry_run).await
     }
-
-    /// The network with this uid.
-    pub async fn network_by_id(&self, id: &str) -> Result<Option<NetworkRow>, StoreError> {
-        let epoch = {
-            let c = self.nets();
-            if let Some(row) = c.rows.get(id) {
-                return Ok(Some(row.clone()));
-            }
-            c.epoch
-        };
-        let row = Self::network_by_id_in(&mut *self.pool.acquire().await?, id).await?;
-        if let Some(row) = &row {
-            let mut c = self.nets();
-            if c.epoch == epoch {
-                c.rows.insert(id.to_string(), row.clone());
-            }
-        }
-        Ok(row)
-    }
-
-    /// The same, inside a transaction.
-    pub(crate) async fn network_by_id_in(
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> Result<Option<NetworkRow>, StoreError> {
-        let sql = format!("SELECT {NET_COLUMNS} FROM networks WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(net_from_row).transpose()
-    }
-
-    /// The network with this name.
-    pub async fn network_by_name(&self, name: &str) -> Result<Option<NetworkRow>, StoreError> {
-        let sql = format!("SELECT {NET_COLUMNS} FROM networks WHERE name = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(net_from_row).transpose()
-    }
-
-    /// Every network, by name.
-    pub async fn list_networks(&self) -> Result<Vec<NetworkRow>, StoreError> {
-        let sql = format!("SELECT {NET_COLUMNS} FROM networks ORDER BY name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(net_from_row).collect()
-    }
-
-    /// Marks a network for deletion; FAILED_PRECONDITION while endpoints remain.
-    pub async fn mark_network_deleting(
-        &self,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<NetworkRow, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM networks WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let id = id.ok_or_else(|| StoreError::NotFound(format!("network {name:?} not found")))?;
-        let eps: Vec<String> = sqlx::query_scalar(
-            "SELECT n.name FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id WHERE e.network_id = ? ORDER BY n.name",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !eps.is_empty() {
-            return Err(StoreError::FailedPrecondition(format!(
-                "network {name:?} still has endpoints ({}); disconnect them first",
-                eps.join(", ")
-            )));
-        }
-        sqlx::query(
-            "UPDATE networks SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
-        )
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        let row = Self::network_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
-        super::finish(tx, dry_run).await?;
-        self.forget_network(&id);
-        Ok(row)
-    }
-
-    /// Removes a network row marked for deletion.
-    pub async fn delete_network_row(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM networks WHERE id = ? AND deleting = 1")
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        self.forget_network(id);
-        Ok(r?.rows_affected() > 0)
-    }
-
-    /// Writes a network's observed status; true if it changed.
-    pub async fn set_network_status(&self, id: &str, status: &Status) -> Result<bool, StoreError> {
-        let changed = self.write_status("networks", id, status, None).await;
-        self.forget_network(id);
-        changed
-    }
-
-    /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
-    /// the next free one after the subnet's cursor) and the published ports, in one
-    /// transaction.
-    pub async fn connect(
-        &self,
-        req: &ConnectSpec,
-        request: Option<&RequestRecord>,
-        dry_run: bool,
-    ) -> Result<EndpointRow, StoreError> {
-        let id = new_uid();
-        let host_ifname = crate::model::endpoint_host_ifname(&id);
-        let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // First, so a concurrent call with the same request id fails here (and replays).
-        super::requests::record(&mut tx, request, &id).await?;
-        // Every precondition in one statement: the network, the namespace, and whether the
-        // namespace is on the network already, has the interface name taken, or routes by
-        // default through another network.
-        let ifname = &req.endpoint.ifname;
-        let found: Option<ConnectPreconditions> = sqlx::query_as(
-            "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
-             EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
-             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
-                     UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
-             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
-                     AND json_extract(spec, '$.default_route') = 1) \
-             FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
-        )
-        .bind(&req.network)
-        .bind(&req.namespace)
-        .bind(ifname)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((net_id, net_spec, deleting, ns_id, ns_deleting, already, clash, routed)) = found
-        else {
-            let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
-                .bind(&req.network)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Err(StoreError::NotFound(if net.is_none() {
-                format!("network {:?} not found", req.network)
-            } else {
-                format!("namespace {:?} not found; create it first", req.namespace)
-            }));
-        };
-        if deleting != 0 {
-            return Err(StoreError::FailedPrecondition(format!(
-                "network {:?} is being deleted",
-                req.network
-            )));
-        }
-        let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
-        if ns_deleting != 0 {
-            return Err(StoreError::FailedPrecondition(format!(
-                "namespace {:?} is being deleted",
-                req.namespace
-            )));
-        }
-        if already {
-            return Err(StoreError::AlreadyExists(format!(
-                "namespace {:?} is already connected to network {:?}",
-                req.namespace, req.network
-            )));
-        }
-        if clash {
-            return Err(StoreError::AlreadyExists(format!(
-                "interface {ifname:?} already exists in namespace {:?}; pick another interface_name",
-                req.namespace
-            )));
-        }
-        let mut endpoint = req.endpoint.clone();
-        // The namespace already routes by default through another network.
-        endpoint.default_route &= !routed;
-
-        // Leases: one per subnet of the network.
-        let mut leases: Vec<(IpAddr, u8)> = Vec::new();
-        for s in &net_spec.subnets {
-            let requested = if s.is_v4() {
-                req.ipv4.map(IpAddr::V4)
-            } else {
-                req.ipv6.map(IpAddr::V6)
-            };
-            let addr = match requested {
-                Some(a) => {
-                    s.check_static(a).map_err(StoreError::Invalid)?;
-                    let holder: Option<String> = sqlx::query_scalar(
-                        "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
-                         JOIN namespaces n ON n.id = e.namespace_id \
-                         WHERE l.network_id = ? AND l.address = ?",
-                    )
-                    .bind(&net_id)
-                    .bind(a.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(holder) = holder {
-                        return Err(StoreError::AlreadyExists(format!(
-                            "{a} is already leased to namespace {holder:?} on network {:?}",
-                            req.network
-                        )));
-                    }
-                    a
-                }
-                None => {
-                    let cursor: Option<String> = sqlx::query_scalar(
-                        "SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?",
-                    )
-                    .bind(&net_id)
-                    .bind(s.subnet.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten();
-                    let cursor = cursor.and_then(|c| c.parse().ok());
-                    let Some(a) = first_unleased(&mut tx, &net_id, s.candidates(cursor)).await?
-                    else {
-                        let in_use: i64 =
-                            sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
-                                .bind(&net_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                        return Err(StoreError::Exhausted(format!(
-                            "no free address left in {} of network {:?} ({in_use} in use)",
-                            s.subnet, req.network,
-                        )));
-                    };
-                    sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
-                        .bind(a.to_string())
-                        .bind(&net_id)
-                        .bind(s.subnet.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    a
-                }
-            };
-            leases.push((addr, s.subnet.prefix_len()));
-        }
-        if req.ipv4.is_some() && net_spec.v4().is_none() {
-            return Err(StoreError::Invalid(format!(
-                "network {:?} has no IPv4 subnet for ipv4_address",
-                req.network
-            )));
-        }
-        if req.ipv6.is_some() && net_spec.v6().is_none() {
-            return Err(StoreError::Invalid(format!(
-                "network {:?} has no IPv6 subnet for ipv6_address",
-                req.network
-            )));
-        }
-
-        sqlx::query(
-            "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&net_id)
-        .bind(&ns_id)
-        .bind(ifname)
-        .bind(&host_ifname)
-        .bind(encode(&endpoint))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (a, p) in &leases {
-            sqlx::query("INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)")
-                .bind(&net_id)
-                .bind(a.to_string())
-                .bind(i64::from(*p))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for p in &endpoint.ports {
-            for (h, c) in p.pairs() {
-                let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
-                // A wildcard mapping conflicts with every address, and every address with it.
-                let conflict: Option<(String, String)> = sqlx::query_as(
-                    "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
-                     JOIN namespaces n ON n.id = e.namespace_id \
-                     WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
-                )
-                .bind(p.protocol.as_str())
-                .bind(i64::from(h))
-                .bind(&host_ip)
-                .bind(&host_ip)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some((ip, holder)) = conflict {
-                    let ip = if ip.is_empty() {
-                        "every address".to_string()
-                    } else {
-                        ip
-                    };
-                    return Err(StoreError::AlreadyExists(format!(
-                        "host port {h}/{} on {ip} is already published by namespace {holder:?}",
-                        p.protocol.as_str()
-                    )));
-                }
-                sqlx::query(
-                    "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(&id)
-                .bind(&host_ip)
-                .bind(p.protocol.as_str())
-                .bind(i64::from(h))
-                .bind(i64::from(c))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        let row = Self::endpoint_by_id_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted endpoint vanished".into()))?;
-        super::finish(tx, dry_run).await?;
-        Ok(row)
-    }
-
-    /// The endpoint with this uid.
-    pub async fn endpoint_by_id(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
-        Self::endpoint_by_id_in(&mut *self.pool.acquire().await?, id).await
-    }
-
-    /// The same, inside a transaction.
-    pub(crate) async fn endpoint_by_id_in(
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> Result<Option<EndpointRow>, StoreError> {
-        let sql = format!("{EP_SELECT} WHERE e.id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(ep_from_row).transpose()
-    }
-
-    /// The endpoint of `namespace` on `network`.
-    pub async fn endpoint_by_names(
-        &self,
-        network: &str,
-        namespace: &str,
-    ) -> Result<Option<EndpointRow>, StoreError> {
-        let sql = format!("{EP_SELECT} WHERE w.name = ? AND n.name = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(network)
-            .bind(namespace)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(ep_from_row).transpose()
-    }
-
-    /// Every endpoint, or those of one network.
-    pub async fn list_endpoints(
-        &self,
-        network_id: Option<&str>,
-    ) -> Result<Vec<EndpointRow>, StoreError> {
-        let rows = match network_id {
-            Some(n) => {
-                let sql = format!("{EP_SELECT} WHERE e.network_id = ? ORDER BY n.name");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(n)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                let sql = format!("{EP_SELECT} ORDER BY e.created_at, e.id");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter().map(ep_from_row).collect()
-    }
-
-    /// Ids of the endpoints in a namespace.
-    pub async fn endpoint_ids_in_namespace(
-        &self,
-        namespace_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM endpoints WHERE namespace_id = ?")
-                .bind(namespace_id)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Marks an endpoint for removal (idempotent).
-    pub async fn mark_endpoint_deleting(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE endpoints SET deleting = 1, phase = 'deleting', generation = generation + 1, updated_at = ? \
-             WHERE id = ? AND deleting = 0",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Removes an endpoint marked for removal; its leases and mappings go with it.
-    pub async fn delete_endpoint_row(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM endpoints WHERE id = ? AND deleting = 1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Writes an endpoint's observed status; true if it changed.
-    pub async fn set_endpoint_status(
-        &self,
-        id: &str,
-        status: &Status,
-        observed: &EndpointObserved,
-    ) -> Result<bool, StoreError> {
-        self.write_status("endpoints", id, status, Some(("status", &encode(observed))))
-            .await
-    }
-
-    /// Leased and total addresses of each subnet of a network.
-    pub async fn lease_counts(&self, network_id: &str) -> Result<Vec<(IpNet, u64)>, StoreError> {
-        let addrs: Vec<String> =
-            sqlx::query_scalar("SELECT address FROM leases WHERE network_id = ?")
-                .bind(network_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let cidrs: Vec<String> =
-            sqlx::query_scalar("SELECT cidr FROM subnets WHERE network_id = ?")
-                .bind(network_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let addrs: Vec<IpAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        Ok(cidrs
-            .iter()
-            .filter_map(|c| c.parse::<IpNet>().ok())
-            .map(|c| (c, addrs.iter().filter(|a| c.contains(*a)).count() as u64))
-            .collect())
-    }
-
-    /// Published ports of live endpoints: (endpoint id, host ip, protocol, host port,
-    /// container port).
-    pub async fn port_mappings(
-        &self,
-        endpoint_id: Option<&str>,
-    ) -> Result<Vec<StoredMapping>, StoreError> {
-        let rows: Vec<(String, String, String, i64, i64)> = match endpoint_id {
-            Some(id) => {
-                sqlx::query_as(
-                    "SELECT endpoint_id, host_ip, protocol, host_port, container_port FROM port_mappings WHERE endpoint_id = ?",
-                )
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(
-                    "SELECT m.endpoint_id, m.host_ip, m.protocol, m.host_port, m.container_port FROM port_mappings m \
-                     JOIN endpoints e ON e.id = m.endpoint_id WHERE e.deleting = 0",
-                )
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        rows.into_iter()
-            .map(|(endpoint_id, ip, proto, h, c)| {
-                Ok(StoredMapping {
-                    endpoint_id,
-                    host_ip: if ip.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            ip.parse()
-                                .map_err(|_| StoreError::Corrupt(format!("host ip {ip}")))?,
-                        )
-                    },
-                    protocol: Protocol::parse("protocol", &proto)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    host_port: h as u16,
-                    container_port: c as u16,
-                })
-            })
-            .collect()
-    }
-}
-
-/// One published host port as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredMapping {
-    /// The endpoint publishing it.
-    pub endpoint_id: String,
-    /// Host address; None is every address.
-    pub host_ip: Option<IpAddr>,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Host port.
-    pub host_port: u16,
-    /// Port in the endpoint.
-    pub container_port: u16,
 }
 
 #[cfg(test)]
 mod tests {
+    //! The network cache and the re-check state against a real (temporary) database.
+
     use super::*;
     use crate::model::{Phase, Status};
 
@@ -877,9 +292,26 @@ mod tests {
         );
         assert_eq!(s.mark_unverified().await.unwrap(), 1);
         let n = s.network_by_id(&ids[0]).await.unwrap().unwrap();
-        assert_eq!(n.status.phase, Phase::Pending);
-        assert_eq!(n.status.message, crate::model::RECHECKING);
+        assert_eq!(n.status.phase, Phase::Rechecking);
+        assert_eq!(n.status.message, "");
         assert!(n.status.was_converged(n.generation));
+        // Any status written over the re-check replaces it; writing it back restores it.
+        let retry = Status {
+            phase: Phase::Pending,
+            observed_generation: 1,
+            message: "bridge busy".into(),
+        };
+        assert!(s.set_network_status(&ids[0], &retry).await.unwrap());
+        assert_eq!(
+            s.network_by_id(&ids[0]).await.unwrap().unwrap().status,
+            retry
+        );
+        assert!(s.set_network_status(&ids[0], &n.status).await.unwrap());
+        assert_eq!(
+            s.network_by_id(&ids[0]).await.unwrap().unwrap().status,
+            n.status
+        );
+        assert!(!s.set_network_status(&ids[0], &n.status).await.unwrap());
         let f = s.network_by_id(&ids[1]).await.unwrap().unwrap();
         assert_eq!(f.status.phase, Phase::Failed, "failures stay visible");
         assert!(!f.status.was_converged(f.generation));

@@ -1,0 +1,369 @@
+//! The decisions of a connect, as pure functions: which preconditions it must meet, which
+//! address each subnet leases, and what a refusal says.
+//!
+//! The store reads what these need inside its `BEGIN IMMEDIATE` transaction (does the network
+//! exist, is the namespace on it already, which of these addresses are leased, who holds this
+//! host port), calls them, and writes what they decided; so every rule and every message of a
+//! connect can be unit tested here without a database.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use super::{ConnectSpec, EndpointSpec, NetworkSpec, Protocol, SubnetSpec};
+
+/// Why a request is refused. The store returns each as the `StoreError` of the same name, and
+/// the API as the gRPC code that one maps to. The text is the whole message the client
+/// reads, so it names the objects involved and, where it can, what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Something the request names does not exist (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// The stored state does not allow it now (FAILED_PRECONDITION).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// What it asks for is taken (ALREADY_EXISTS).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// It does not fit the stored state in a way the client must fix (INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing is left to hand out (RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    Exhausted(String),
+}
+
+/// What the store read about a connect's network and namespace, both of which exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectFacts {
+    /// The network is being deleted.
+    pub network_deleting: bool,
+    /// The namespace is being deleted.
+    pub namespace_deleting: bool,
+    /// The namespace already has an endpoint on this network.
+    pub already_connected: bool,
+    /// The namespace already has an interface (an endpoint's or a link's) with the name asked.
+    pub ifname_taken: bool,
+    /// The namespace already routes by default through another network.
+    pub routed_by_default: bool,
+}
+
+/// How one subnet's address is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseAsk {
+    /// The client asked for this address, and the subnet allows it; it must not be leased.
+    Static(IpAddr),
+    /// The next free address after the subnet's cursor ([`SubnetSpec::candidates`]).
+    Next,
+}
+
+/// How many lease candidates the store checks with one query. A round-robin cursor almost
+/// always finds the first candidate free, so one batch is nearly always enough; a full
+/// subnet costs one query per batch, never a read of every lease.
+pub const LEASE_BATCH: usize = 32;
+
+impl ConnectSpec {
+    /// The refusal of a connect whose network or namespace was not found.
+    pub fn not_found(&self, network_exists: bool) -> Refusal {
+        Refusal::NotFound(if network_exists {
+            format!("namespace {:?} not found; create it first", self.namespace)
+        } else {
+            format!("network {:?} not found", self.network)
+        })
+    }
+
+    /// Checks the preconditions, in the order a client meets them, and returns the endpoint
+    /// as it will be stored: without a default route when the namespace has one already.
+    /// Deletions come first (FAILED_PRECONDITION), then what is taken (ALREADY_EXISTS):
+    /// the namespace on this network, then the interface name in the namespace.
+    pub fn admit(&self, facts: &ConnectFacts) -> Result<EndpointSpec, Refusal> {
+        if facts.network_deleting {
+            return Err(Refusal::FailedPrecondition(format!(
+                "network {:?} is being deleted",
+                self.network
+            )));
+        }
+        if facts.namespace_deleting {
+            return Err(Refusal::FailedPrecondition(format!(
+                "namespace {:?} is being deleted",
+                self.namespace
+            )));
+        }
+        if facts.already_connected {
+            return Err(Refusal::AlreadyExists(format!(
+                "namespace {:?} is already connected to network {:?}",
+                self.namespace, self.network
+            )));
+        }
+        if facts.ifname_taken {
+            return Err(Refusal::AlreadyExists(format!(
+                "interface {:?} already exists in namespace {:?}; pick another interface_name",
+                self.endpoint.ifname, self.namespace
+            )));
+        }
+        let mut endpoint = self.endpoint.clone();
+        endpoint.default_route &= !facts.routed_by_default;
+        Ok(endpoint)
+    }
+
+    /// How subnet `s` leases: the static address asked for its family, if the subnet allows
+    /// it (INVALID_ARGUMENT if not), or the next free one. A static address may lie outside
+    /// the ip_range (as Docker allows), but never on the gateway or a reserved address; the
+    /// store then checks that no endpoint holds it.
+    pub fn lease_ask(&self, s: &SubnetSpec) -> Result<LeaseAsk, Refusal> {
+        let requested = if s.is_v4() {
+            self.ipv4.map(IpAddr::V4)
+        } else {
+            self.ipv6.map(IpAddr::V6)
+        };
+        match requested {
+            Some(a) => {
+                s.check_static(a).map_err(Refusal::Invalid)?;
+                Ok(LeaseAsk::Static(a))
+            }
+            None => Ok(LeaseAsk::Next),
+        }
+    }
+
+    /// The refusal of static address `addr`, leased already to namespace `holder`.
+    pub fn address_taken(&self, addr: IpAddr, holder: &str) -> Refusal {
+        Refusal::AlreadyExists(format!(
+            "{addr} is already leased to namespace {holder:?} on network {:?}",
+            self.network
+        ))
+    }
+
+    /// The refusal when subnet `s` has no free address left (`in_use` leases on the network).
+    pub fn subnet_full(&self, s: &SubnetSpec, in_use: i64) -> Refusal {
+        Refusal::Exhausted(format!(
+            "no free address left in {} of network {:?} ({in_use} in use)",
+            s.subnet, self.network,
+        ))
+    }
+
+    /// INVALID_ARGUMENT for a static address of a family the network has no subnet of.
+    /// Checked after the leases, so a full subnet of the other family is reported first,
+    /// as it always was.
+    pub fn check_families(&self, net: &NetworkSpec) -> Result<(), Refusal> {
+        if self.ipv4.is_some() && net.v4().is_none() {
+            return Err(Refusal::Invalid(format!(
+                "network {:?} has no IPv4 subnet for ipv4_address",
+                self.network
+            )));
+        }
+        if self.ipv6.is_some() && net.v6().is_none() {
+            return Err(Refusal::Invalid(format!(
+                "network {:?} has no IPv6 subnet for ipv6_address",
+                self.network
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The first address of `batch` (candidates in round-robin order) that is not `leased`.
+/// The store fills `leased` with those of the batch that the network's leases hold; None
+/// sends it on to the next batch.
+pub fn first_free(batch: &[IpAddr], leased: &HashSet<IpAddr>) -> Option<IpAddr> {
+    batch.iter().find(|a| !leased.contains(a)).copied()
+}
+
+/// The refusal of host port `port`/`protocol` on `host_ip` ("" is every address), published
+/// already by namespace `holder`. A mapping on every address conflicts with one on any
+/// address, and the other way round.
+pub fn port_taken(port: u16, protocol: Protocol, host_ip: &str, holder: &str) -> Refusal {
+    let ip = if host_ip.is_empty() {
+        "every address"
+    } else {
+        host_ip
+    };
+    Refusal::AlreadyExists(format!(
+        "host port {port}/{} on {ip} is already published by namespace {holder:?}",
+        protocol.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each rule of a connect, and each refusal's exact message, without a database.
+
+    use super::*;
+
+    /// A connect of namespace "ns" to network "net" as `eth0`, asking a default route.
+    fn spec(ipv4: Option<&str>, ipv6: Option<&str>) -> ConnectSpec {
+        ConnectSpec {
+            network: "net".into(),
+            namespace: "ns".into(),
+            ipv4: ipv4.map(|a| a.parse().unwrap()),
+            ipv6: ipv6.map(|a| a.parse().unwrap()),
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: Vec::new(),
+                ports: Vec::new(),
+                default_route: true,
+            },
+        }
+    }
+
+    /// Network "net" with these subnets, gateways defaulted.
+    fn net(subnets: &[&str]) -> NetworkSpec {
+        NetworkSpec {
+            name: "net".into(),
+            labels: Default::default(),
+            bridge_name: "br-net".into(),
+            subnets: subnets
+                .iter()
+                .map(|s| SubnetSpec::parse("s", s, "", "", &[]).unwrap())
+                .collect(),
+            internal: false,
+            icc: true,
+            masquerade: true,
+            mtu: 0,
+        }
+    }
+
+    /// What the client reads of a refusal.
+    fn message(r: Refusal) -> String {
+        r.to_string()
+    }
+
+    /// The NOT_FOUND message names the network when it is missing, else the namespace.
+    #[test]
+    fn not_found_names_what_is_missing() {
+        let c = spec(None, None);
+        assert_eq!(
+            c.not_found(false),
+            Refusal::NotFound("network \"net\" not found".into())
+        );
+        assert_eq!(
+            c.not_found(true),
+            Refusal::NotFound("namespace \"ns\" not found; create it first".into())
+        );
+    }
+
+    /// With every precondition failing, the first in client order is reported; clearing
+    /// each in turn reports the next.
+    #[test]
+    fn preconditions_are_checked_in_order() {
+        let c = spec(None, None);
+        let mut f = ConnectFacts {
+            network_deleting: true,
+            namespace_deleting: true,
+            already_connected: true,
+            ifname_taken: true,
+            routed_by_default: false,
+        };
+        let clear: [fn(&mut ConnectFacts); 4] = [
+            |f| f.network_deleting = false,
+            |f| f.namespace_deleting = false,
+            |f| f.already_connected = false,
+            |f| f.ifname_taken = false,
+        ];
+        let expected = [
+            Refusal::FailedPrecondition("network \"net\" is being deleted".into()),
+            Refusal::FailedPrecondition("namespace \"ns\" is being deleted".into()),
+            Refusal::AlreadyExists(
+                "namespace \"ns\" is already connected to network \"net\"".into(),
+            ),
+            Refusal::AlreadyExists(
+                "interface \"eth0\" already exists in namespace \"ns\"; pick another interface_name"
+                    .into(),
+            ),
+        ];
+        for (clear, expected) in clear.iter().zip(expected) {
+            assert_eq!(c.admit(&f), Err(expected));
+            clear(&mut f);
+        }
+        assert!(c.admit(&f).is_ok());
+    }
+
+    /// A namespace routed by default through one network keeps that route when it joins
+    /// another.
+    #[test]
+    fn a_second_network_does_not_take_the_default_route() {
+        let c = spec(None, None);
+        assert!(c.admit(&ConnectFacts::default()).unwrap().default_route);
+        let routed = ConnectFacts {
+            routed_by_default: true,
+            ..Default::default()
+        };
+        assert!(!c.admit(&routed).unwrap().default_route);
+    }
+
+    /// A static address applies to the subnet of its family only, must be usable there, and
+    /// needs the network to have a subnet of that family.
+    #[test]
+    fn static_addresses_are_checked_per_family() {
+        let n = net(&["10.0.0.0/24", "fd00::/64"]);
+        let c = spec(Some("10.0.0.7"), None);
+        assert_eq!(
+            c.lease_ask(&n.subnets[0]),
+            Ok(LeaseAsk::Static("10.0.0.7".parse().unwrap()))
+        );
+        assert_eq!(c.lease_ask(&n.subnets[1]), Ok(LeaseAsk::Next));
+        assert_eq!(
+            spec(Some("10.0.0.1"), None).lease_ask(&n.subnets[0]),
+            Err(Refusal::Invalid(
+                "10.0.0.1 is the gateway of 10.0.0.0/24".into()
+            ))
+        );
+        assert_eq!(
+            spec(Some("10.0.1.1"), None).lease_ask(&n.subnets[0]),
+            Err(Refusal::Invalid(
+                "10.0.1.1 is outside subnet 10.0.0.0/24".into()
+            ))
+        );
+        assert!(c.check_families(&n).is_ok());
+        assert_eq!(
+            spec(None, Some("fd00::5")).check_families(&net(&["10.0.0.0/24"])),
+            Err(Refusal::Invalid(
+                "network \"net\" has no IPv6 subnet for ipv6_address".into()
+            ))
+        );
+        assert_eq!(
+            c.check_families(&net(&["fd00::/64"])),
+            Err(Refusal::Invalid(
+                "network \"net\" has no IPv4 subnet for ipv4_address".into()
+            ))
+        );
+    }
+
+    /// A batch yields its first candidate that is not leased, or nothing when all are.
+    #[test]
+    fn the_first_unleased_candidate_wins() {
+        let n = net(&["10.0.0.0/29"]);
+        let batch: Vec<IpAddr> = n.subnets[0].candidates(None).take(LEASE_BATCH).collect();
+        assert_eq!(batch.len(), 5, "a /29 less network, gateway and broadcast");
+        let mut leased: HashSet<IpAddr> = batch[..2].iter().copied().collect();
+        assert_eq!(first_free(&batch, &leased), Some(batch[2]));
+        leased.extend(batch.iter().copied());
+        assert_eq!(first_free(&batch, &leased), None);
+    }
+
+    /// Refusals for taken addresses, full subnets and taken ports read exactly as before the
+    /// rules moved here (the integration tests assert some of them).
+    #[test]
+    fn refusals_say_what_holds_it() {
+        let c = spec(None, None);
+        let s = &net(&["10.0.0.0/24"]).subnets[0];
+        assert_eq!(
+            message(c.address_taken("10.0.0.7".parse().unwrap(), "other")),
+            "10.0.0.7 is already leased to namespace \"other\" on network \"net\""
+        );
+        assert_eq!(
+            message(c.subnet_full(s, 253)),
+            "no free address left in 10.0.0.0/24 of network \"net\" (253 in use)"
+        );
+        assert_eq!(
+            port_taken(8080, Protocol::Tcp, "", "web"),
+            Refusal::AlreadyExists(
+                "host port 8080/tcp on every address is already published by namespace \"web\""
+                    .into()
+            )
+        );
+        assert_eq!(
+            message(port_taken(53, Protocol::Udp, "127.0.0.1", "dns")),
+            "host port 53/udp on 127.0.0.1 is already published by namespace \"dns\""
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! Endpoint rows (the [`Kind`] of endpoints) with their leases and published ports, and
+//! `connect`, which makes them. Lease picking and port checks run inside one
+//! `BEGIN IMMEDIATE` transaction per request, so two concurrent requests are serialised and
+//! can never take the same address or host port; the primary keys on leases and mappings
+//! guard the same invariants a second time.
+//!
+//! An endpoint row is read joined with its network's and namespace's names and with its
+//! leases (one per subnet), so an [`EndpointRow`] is everything a reconcile of it needs. Its
+//! leases and port mappings are deleted with it (`ON DELETE CASCADE`). The rules of a connect
+//! (preconditions, lease choice, refusals) are [`crate::model::connect`]'s.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+
+use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status_of, now_ms};
+use crate::model::{
+    ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Protocol, Status, SubnetSpec,
+    connect::{LEASE_BATCH, first_free, port_taken},
+};
+
+/// What the reconciler saw of an endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointObserved {
+    /// The inside interface's MAC.
+    pub mac: String,
+}
+
+/// A stored endpoint, with its leases and its network's and namespace's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRow {
+    /// Opaque uid; the ownership mark of its veth is `weft:<id>`.
+    pub id: String,
+    /// The network's uid.
+    pub network_id: String,
+    /// The network's name.
+    pub network: String,
+    /// The namespace's name.
+    pub namespace: String,
+    /// The host end of the veth (a port of the bridge).
+    pub host_ifname: String,
+    /// The spec.
+    pub spec: EndpointSpec,
+    /// Leased addresses with the subnet's prefix length.
+    pub addresses: Vec<IpNet>,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    /// Disconnect requested.
+    pub deleting: bool,
+    /// Observed state.
+    pub status: Status,
+    /// Observed details.
+    pub observed: EndpointObserved,
+}
+
+impl Kind for EndpointRow {
+    const TABLE: &'static str = "endpoints";
+    const NOUN: &'static str = "endpoint";
+    const SELECT: &'static str = "SELECT e.id, e.network_id, w.name AS network, \
+         n.name AS namespace, e.host_ifname, e.spec, e.generation, e.deleting, e.phase, \
+         e.rechecking, e.observed_generation, e.message, e.status, \
+         (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l \
+          WHERE l.endpoint_id = e.id) AS addrs \
+         FROM endpoints e JOIN networks w ON w.id = e.network_id \
+         JOIN namespaces n ON n.id = e.namespace_id";
+    const ID: &'static str = "e.id";
+    const ORDER: &'static str = "e.created_at, e.id";
+    /// The inside interface's MAC.
+    type Observed = EndpointObserved;
+
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
+        let id: String = r.get("id");
+        let addrs: Option<String> = r.get("addrs");
+        let mut addresses = addrs
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|a| {
+                a.parse::<IpNet>()
+                    .map_err(|e| StoreError::Corrupt(format!("lease {a}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        addresses.sort_by_key(|a| a.addr().is_ipv6());
+        Ok(EndpointRow {
+            network_id: r.get("network_id"),
+            network: r.get("network"),
+            namespace: r.get("namespace"),
+            host_ifname: r.get("host_ifname"),
+            spec: decode(&format!("endpoint {id} spec"), r.get("spec"))?,
+            addresses,
+            generation: r.get("generation"),
+            deleting: r.get::<i64, _>("deleting") != 0,
+            status: status_of(r),
+            observed: decode(&format!("endpoint {id} status"), r.get("status"))?,
+            id,
+        })
+    }
+
+    fn observed_column(
+        observed: &EndpointObserved,
+    ) -> Result<Option<(&'static str, String)>, StoreError> {
+        Ok(Some(("status", encode(observed)?)))
+    }
+}
+
+/// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
+/// deleting; already connected, interface name taken, already routed by default.
+type ConnectRow = (String, String, i64, String, i64, bool, bool, bool);
+
+/// Where a connect that met its preconditions goes.
+struct Admitted {
+    /// The network's uid.
+    net_id: String,
+    /// The network's spec (its subnets).
+    net_spec: NetworkSpec,
+    /// The namespace's uid.
+    ns_id: String,
+    /// The endpoint as it will be stored ([`ConnectSpec::admit`]).
+    endpoint: EndpointSpec,
+}
+
+/// Reads every precondition of `req` in one statement (the network, the namespace, and
+/// whether the namespace is on the network already, has the interface name taken, or routes
+/// by default through another network) and checks them ([`ConnectSpec::admit`]).
+async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted, StoreError> {
+    let found: Option<ConnectRow> = sqlx::query_as(
+        "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
+         EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
+         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
+                 UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
+         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
+                 AND json_extract(spec, '$.default_route') = 1) \
+         FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
+    )
+    .bind(&req.network)
+    .bind(&req.namespace)
+    .bind(&req.endpoint.ifname)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((net_id, net_spec, net_deleting, ns_id, ns_deleting, already, taken, routed)) = found
+    else {
+        let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
+            .bind(&req.network)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(req.not_found(net.is_some()).into());
+    };
+    let endpoint = req.admit(&ConnectFacts {
+        network_deleting: net_deleting != 0,
+        namespace_deleting: ns_deleting != 0,
+        already_connected: already,
+        ifname_taken: taken,
+        routed_by_default: routed,
+    })?;
+    Ok(Admitted {
+        net_id,
+        net_spec: decode("network spec", &net_spec)?,
+        ns_id,
+        endpoint,
+    })
+}
+
+/// One address per subnet of the network: the static one asked for, if no one holds it, or
+/// the next free one after the subnet's cursor, which then moves to it.
+async fn lease(
+    tx: &mut SqliteConnection,
+    req: &ConnectSpec,
+    to: &Admitted,
+) -> Result<Vec<(IpAddr, u8)>, StoreError> {
+    let mut leases = Vec::new();
+    for s in &to.net_spec.subnets {
+        let addr = match req.lease_ask(s)? {
+            LeaseAsk::Static(a) => {
+                let holder: Option<String> = sqlx::query_scalar(
+                    "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
+                     JOIN namespaces n ON n.id = e.namespace_id \
+                     WHERE l.network_id = ? AND l.address = ?",
+                )
+                .bind(&to.net_id)
+                .bind(a.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(holder) = holder {
+                    return Err(req.address_taken(a, &holder).into());
+                }
+                a
+            }
+            LeaseAsk::Next => next_free(tx, req, &to.net_id, s).await?,
+        };
+        leases.push((addr, s.subnet.prefix_len()));
+    }
+    req.check_families(&to.net_spec)?;
+    Ok(leases)
+}
+
+/// The next free address of subnet `s` after its cursor, which moves to it. The candidates
+/// are checked a batch at a time with primary-key lookups: a round-robin cursor almost always
+/// finds the first one free, so a connect reads a handful of rows, not every lease.
+async fn next_free(
+    tx: &mut SqliteConnection,
+    req: &ConnectSpec,
+    net_id: &str,
+    s: &SubnetSpec,
+) -> Result<IpAddr, StoreError> {
+    let cidr = s.subnet.to_string();
+    let cursor: Option<String> =
+        sqlx::query_scalar("SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?")
+            .bind(net_id)
+            .bind(&cidr)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+    let mut candidates = s.candidates(cursor.and_then(|c| c.parse().ok())).peekable();
+    while candidates.peek().is_some() {
+        let batch: Vec<IpAddr> = candidates.by_ref().take(LEASE_BATCH).collect();
+        let marks = vec!["?"; batch.len()].join(", ");
+        let sql =
+            format!("SELECT address FROM leases WHERE network_id = ? AND address IN ({marks})");
+        // Only "?" placeholders are formatted in; the addresses are bound.
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(net_id);
+        for a in &batch {
+            q = q.bind(a.to_string());
+        }
+        let leased: Vec<String> = q.fetch_all(&mut *tx).await?;
+        let leased: HashSet<IpAddr> = leased.iter().filter_map(|a| a.parse().ok()).collect();
+        if let Some(a) = first_free(&batch, &leased) {
+            sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
+                .bind(a.to_string())
+                .bind(net_id)
+                .bind(&cidr)
+                .execute(&mut *tx)
+                .await?;
+            return Ok(a);
+        }
+    }
+    let in_use: i64 = sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
+        .bind(net_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Err(req.subnet_full(s, in_use).into())
+}
+
+/// Writes the endpoint row `id` and its leases.
+async fn insert_endpoint(
+    tx: &mut SqliteConnection,
+    id: &str,
+    to: &Admitted,
+    leases: &[(IpAddr, u8)],
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&to.net_id)
+    .bind(&to.ns_id)
+    .bind(&to.endpoint.ifname)
+    .bind(crate::model::endpoint_host_ifname(id))
+    .bind(encode(&to.endpoint)?)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (a, p) in leases {
+        sqlx::query(
+            "INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&to.net_id)
+        .bind(a.to_string())
+        .bind(i64::from(*p))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records the published ports of endpoint `id`; ALREADY_EXISTS naming the holder of a host
+/// port that is taken. A mapping on every address conflicts with one on any address, and the
+/// other way round.
+async fn publish_ports(
+    tx: &mut SqliteConnection,
+    id: &str,
+    endpoint: &EndpointSpec,
+) -> Result<(), StoreError> {
+    for p in &endpoint.ports {
+        let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+        for (h, c) in p.pairs() {
+            let conflict: Option<(String, String)> = sqlx::query_as(
+                "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
+                 JOIN namespaces n ON n.id = e.namespace_id \
+                 WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
+            )
+            .bind(p.protocol.as_str())
+            .bind(i64::from(h))
+            .bind(&host_ip)
+            .bind(&host_ip)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((ip, holder)) = conflict {
+                return Err(port_taken(h, p.protocol, &ip, &holder).into());
+            }
+            sqlx::query(
+                "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(&host_ip)
+            .bind(p.protocol.as_str())
+            .bind(i64::from(h))
+            .bind(i64::from(c))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
+    /// the next free one after the subnet's cursor) and the published ports, in one
+    /// transaction. The rules are [`ConnectSpec`]'s ([`crate::model::connect`]).
+    pub async fn connect(
+        &self,
+        req: &ConnectSpec,
+        request: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> Result<EndpointRow, StoreError> {
+        let (id, mut tx) = self.begin_create(request).await?;
+        let to = admit(&mut tx, req).await?;
+        let leases = lease(&mut tx, req, &to).await?;
+        insert_endpoint(&mut tx, &id, &to, &leases).await?;
+        publish_ports(&mut tx, &id, &to.endpoint).await?;
+        Self::finish_insert(tx, &id, dry_run).await
+    }
+
+    /// The endpoint of `namespace` on `network`.
+    pub async fn endpoint_by_names(
+        &self,
+        network: &str,
+        namespace: &str,
+    ) -> Result<Option<EndpointRow>, StoreError> {
+        self.find_one("w.name = ? AND n.name = ?", &[network, namespace])
+            .await
+    }
+
+    /// Every endpoint, or those of one network.
+    pub async fn list_endpoints(
+        &self,
+        network_id: Option<&str>,
+    ) -> Result<Vec<EndpointRow>, StoreError> {
+        match network_id {
+            Some(n) => self.find_all("e.network_id = ?", &[n], "n.name").await,
+            None => self.list().await,
+        }
+    }
+
+    /// Ids of the endpoints in a namespace.
+    pub async fn endpoint_ids_in_namespace(
+        &self,
+        namespace_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM endpoints WHERE namespace_id = ?")
+                .bind(namespace_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Leased and total addresses of each subnet of a network.
+    pub async fn lease_counts(&self, network_id: &str) -> Result<Vec<(IpNet, u64)>, StoreError> {
+        let addrs: Vec<String> =
+            sqlx::query_scalar("SELECT address FROM leases WHERE network_id = ?")
+                .bind(network_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let cidrs: Vec<String> =
+            sqlx::query_scalar("SELECT cidr FROM subnets WHERE network_id = ?")
+                .bind(network_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let addrs: Vec<IpAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        Ok(cidrs
+            .iter()
+            .filter_map(|c| c.parse::<IpNet>().ok())
+            .map(|c| (c, addrs.iter().filter(|a| c.contains(*a)).count() as u64))
+            .collect())
+    }
+
+    /// Published ports of live endpoints: (endpoint id, host ip, protocol, host port,
+    /// container port).
+    pub async fn port_mappings(
+        &self,
+        endpoint_id: Option<&str>,
+    ) -> Result<Vec<StoredMapping>, StoreError> {
+        let rows: Vec<(String, String, String, i64, i64)> = match endpoint_id {
+            Some(id) => {
+                sqlx::query_as(
+                    "SELECT endpoint_id, host_ip, protocol, host_port, container_port FROM port_mappings WHERE endpoint_id = ?",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT m.endpoint_id, m.host_ip, m.protocol, m.host_port, m.container_port FROM port_mappings m \
+                     JOIN endpoints e ON e.id = m.endpoint_id WHERE e.deleting = 0",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|(endpoint_id, ip, proto, h, c)| {
+                Ok(StoredMapping {
+                    endpoint_id,
+                    host_ip: if ip.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            ip.parse()
+                                .map_err(|_| StoreError::Corrupt(format!("host ip {ip}")))?,
+                        )
+                    },
+                    protocol: Protocol::parse("protocol", &proto)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    host_port: h as u16,
+                    container_port: c as u16,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One published host port as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMapping {
+    /// The endpoint publishing it.
+    pub endpoint_id: String,
+    /// Host address; None is every address.
+    pub host_ip: Option<IpAddr>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Host port.
+    pub host_port: u16,
+    /// Port in the endpoint.
+    pub container_port: u16,
+}

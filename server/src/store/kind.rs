@@ -1,0 +1,364 @@
+//! One generic store for what every kind of object shares: read by id or name, list, mark
+//! for deletion, delete the row, write the observed status.
+//!
+//! Each kind (namespaces, links, networks, endpoints) is one table and one row type; the row
+//! type implements [`Kind`], saying which table it lives in, how a row is selected and
+//! decoded, and what the reconciler stores beside the status. The per-kind methods of
+//! [`Store`] (`link_by_id`, `list_networks`, `set_endpoint_status`, ...) are one-line
+//! delegations to the generic methods here, so the SQL for each operation is written once.
+//!
+//! Only constants of a [`Kind`] and `?` placeholders are ever formatted into SQL; every value
+//! is bound.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+
+use super::{RequestRecord, Store, StoreError, now_ms};
+use crate::model::{Phase, Status, new_uid};
+
+/// A kind of stored object: one table, one row type (the implementor).
+pub trait Kind: Sized + Clone + Send + Unpin + 'static {
+    /// The table its rows live in.
+    const TABLE: &'static str;
+    /// What a client calls one ("namespace"), for messages.
+    const NOUN: &'static str;
+    /// `SELECT <columns> FROM <table and joins>`, which [`Kind::decode`] reads; conditions
+    /// and an order are appended to it.
+    const SELECT: &'static str;
+    /// The id column as [`Kind::SELECT`] names it (`id`, or `e.id` under a join).
+    const ID: &'static str;
+    /// The order of a full listing (`name`).
+    const ORDER: &'static str;
+    /// What the reconciler stores beside the status (`()` when nothing).
+    type Observed: ?Sized;
+
+    /// Decodes one row of [`Kind::SELECT`]; `Corrupt` if a stored value does not parse.
+    fn decode(r: &SqliteRow) -> Result<Self, StoreError>;
+
+    /// The column `observed` is stored in and its text, for a kind that stores one.
+    fn observed_column(
+        observed: &Self::Observed,
+    ) -> Result<Option<(&'static str, String)>, StoreError>;
+
+    /// The cache of this kind's rows, for a kind read often enough to keep one.
+    fn cache(_store: &Store) -> Option<&Mutex<RowCache<Self>>> {
+        None
+    }
+}
+
+/// A kind whose rows have a unique name.
+pub trait Named: Kind {
+    /// The name column as [`Kind::SELECT`] names it.
+    const NAME: &'static str;
+}
+
+/// A named kind that other rows can hold: it may only be marked for deletion while nothing
+/// holds it (a namespace with links in it, a network with endpoints).
+pub trait Guarded: Named {
+    /// A query that returns one description per holder of the object whose id is bound as
+    /// `?1`, in the order the refusal lists them.
+    const HOLDERS: &'static str;
+
+    /// The FAILED_PRECONDITION message for object `name` held by `holders`.
+    fn still_held(name: &str, holders: &[String]) -> String;
+}
+
+/// Rows of one kind by uid, for a kind read far more often than written. Every write to a row
+/// drops its entry and bumps `epoch`; a reader that queried the database fills the cache only
+/// if `epoch` did not move meanwhile, so a row read before a write is never cached after it.
+#[derive(Debug)]
+pub struct RowCache<R> {
+    /// Bumped by every write to any row of the kind.
+    epoch: u64,
+    /// Rows by uid, as last read.
+    rows: HashMap<String, R>,
+}
+
+impl<R> Default for RowCache<R> {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            rows: HashMap::new(),
+        }
+    }
+}
+
+/// Locks a cache, taking it over if a holder panicked (a cache is always safe to reuse).
+fn lock<R>(cache: &Mutex<RowCache<R>>) -> std::sync::MutexGuard<'_, RowCache<R>> {
+    cache.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The status columns every kind has, as its `SELECT` returns them.
+pub(super) fn status_of(r: &SqliteRow) -> Status {
+    let phase: &str = r.get("phase");
+    let phase = if phase == "pending" && r.get::<i64, _>("rechecking") != 0 {
+        Phase::Rechecking
+    } else {
+        Phase::parse(phase)
+    };
+    Status {
+        phase,
+        observed_generation: r.get("observed_generation"),
+        message: r.get("message"),
+    }
+}
+
+/// How `phase` is stored: the phase column, and the rechecking flag. The phase column's CHECK
+/// predates [`Phase::Rechecking`], so that is phase 'pending' with the flag set (see
+/// migration 0005); every write of a phase writes the flag too.
+fn phase_columns(phase: Phase) -> (&'static str, bool) {
+    match phase {
+        Phase::Rechecking => (Phase::Pending.as_str(), true),
+        Phase::Pending | Phase::Ready | Phase::Failed | Phase::Deleting => (phase.as_str(), false),
+    }
+}
+
+impl Store {
+    /// The row of kind `K` with this uid (from its cache when it has one).
+    pub async fn by_id<K: Kind>(&self, id: &str) -> Result<Option<K>, StoreError> {
+        let epoch = match K::cache(self) {
+            Some(cache) => {
+                let c = lock(cache);
+                if let Some(row) = c.rows.get(id) {
+                    return Ok(Some(row.clone()));
+                }
+                Some(c.epoch)
+            }
+            None => None,
+        };
+        let row = Self::by_id_in::<K>(&mut *self.pool.acquire().await?, id).await?;
+        if let (Some(cache), Some(epoch), Some(row)) = (K::cache(self), epoch, &row) {
+            let mut c = lock(cache);
+            if c.epoch == epoch {
+                c.rows.insert(id.to_string(), row.clone());
+            }
+        }
+        Ok(row)
+    }
+
+    /// The row of kind `K` with this uid, read on `conn` (inside a transaction).
+    pub(crate) async fn by_id_in<K: Kind>(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<Option<K>, StoreError> {
+        let cond = format!("{} = ?", K::ID);
+        Ok(Self::select_in::<K>(conn, &cond, &[id], "").await?.pop())
+    }
+
+    /// The row of kind `K` with this name.
+    pub async fn by_name<K: Named>(&self, name: &str) -> Result<Option<K>, StoreError> {
+        self.find_one(&format!("{} = ?", K::NAME), &[name]).await
+    }
+
+    /// Every row of kind `K`, in its listing order.
+    pub async fn list<K: Kind>(&self) -> Result<Vec<K>, StoreError> {
+        self.find_all("", &[], K::ORDER).await
+    }
+
+    /// The first row of kind `K` meeting `cond` (SQL over [`Kind::SELECT`]'s tables, with a
+    /// `?` for each of `binds`).
+    pub(crate) async fn find_one<K: Kind>(
+        &self,
+        cond: &str,
+        binds: &[&str],
+    ) -> Result<Option<K>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(Self::select_in::<K>(&mut conn, cond, binds, "")
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every row of kind `K` meeting `cond` (all rows when empty), ordered by `order`.
+    pub(crate) async fn find_all<K: Kind>(
+        &self,
+        cond: &str,
+        binds: &[&str],
+        order: &str,
+    ) -> Result<Vec<K>, StoreError> {
+        Self::select_in::<K>(&mut *self.pool.acquire().await?, cond, binds, order).await
+    }
+
+    /// The one query behind every read: [`Kind::SELECT`], `WHERE cond`, `ORDER BY order`.
+    async fn select_in<K: Kind>(
+        conn: &mut SqliteConnection,
+        cond: &str,
+        binds: &[&str],
+        order: &str,
+    ) -> Result<Vec<K>, StoreError> {
+        let mut sql = K::SELECT.to_string();
+        if !cond.is_empty() {
+            sql = format!("{sql} WHERE {cond}");
+        }
+        if !order.is_empty() {
+            sql = format!("{sql} ORDER BY {order}");
+        }
+        // Only constants of the kinds and "?" placeholders are formatted in.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        rows.iter().map(K::decode).collect()
+    }
+
+    /// Starts the write transaction of a create: a new uid for the object, and `request`
+    /// recorded first, so a concurrent call with the same request id fails here (and the
+    /// API replays what the first call made).
+    pub(crate) async fn begin_create(
+        &self,
+        request: Option<&RequestRecord>,
+    ) -> Result<(String, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
+        let id = new_uid();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        super::requests::record(&mut tx, request, &id).await?;
+        Ok((id, tx))
+    }
+
+    /// Reads back the row a create just inserted and ends the transaction (see [`super::finish`]).
+    pub(crate) async fn finish_insert<K: Kind>(
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        id: &str,
+        dry_run: bool,
+    ) -> Result<K, StoreError> {
+        let row = Self::by_id_in::<K>(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("inserted {} vanished", K::NOUN)))?;
+        super::finish(tx, dry_run).await?;
+        Ok(row)
+    }
+
+    /// Marks the row of kind `K` with this uid for deletion (idempotent).
+    pub async fn mark_deleting<K: Kind>(&self, id: &str) -> Result<(), StoreError> {
+        let res = Self::mark_deleting_in::<K>(&mut *self.pool.acquire().await?, id).await;
+        self.forget::<K>(id);
+        res
+    }
+
+    /// The same, on `conn`.
+    async fn mark_deleting_in<K: Kind>(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET deleting = 1, phase = 'deleting', rechecking = 0, \
+             generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
+            K::TABLE
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the row of kind `K` named `name` for deletion and returns it; NOT_FOUND if there
+    /// is none, FAILED_PRECONDITION while something holds it ([`Guarded`]). With `dry_run`
+    /// nothing changes.
+    pub async fn mark_deleting_by_name<K: Guarded>(
+        &self,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<K, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sql = format!("SELECT id FROM {} WHERE name = ?", K::TABLE);
+        let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id =
+            id.ok_or_else(|| StoreError::NotFound(format!("{} {name:?} not found", K::NOUN)))?;
+        let holders: Vec<String> = sqlx::query_scalar(K::HOLDERS)
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !holders.is_empty() {
+            return Err(StoreError::FailedPrecondition(K::still_held(
+                name, &holders,
+            )));
+        }
+        Self::mark_deleting_in::<K>(&mut tx, &id).await?;
+        let row = Self::by_id_in::<K>(&mut tx, &id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
+        super::finish(tx, dry_run).await?;
+        self.forget::<K>(&id);
+        Ok(row)
+    }
+
+    /// Removes a row of kind `K` that was marked for deletion; false if there was none. Rows
+    /// that belong to it (interfaces, leases, mappings) go with it by `ON DELETE CASCADE`.
+    pub async fn delete_row<K: Kind>(&self, id: &str) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE id = ? AND deleting = 1", K::TABLE);
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        self.forget::<K>(id);
+        Ok(r?.rows_affected() > 0)
+    }
+
+    /// Writes the observed status of the row of kind `K` with this uid (and what the
+    /// reconciler observed beside it) only when something differs; returns whether it
+    /// changed. A reconcile that finds nothing new writes nothing and emits no event.
+    pub async fn set_status<K: Kind>(
+        &self,
+        id: &str,
+        status: &Status,
+        observed: &K::Observed,
+    ) -> Result<bool, StoreError> {
+        let extra = K::observed_column(observed)?;
+        let (set_extra, differs_extra) = match &extra {
+            Some((col, _)) => (format!(", {col} = ?"), format!(" OR {col} != ?")),
+            None => (String::new(), String::new()),
+        };
+        let sql = format!(
+            "UPDATE {} SET phase = ?, rechecking = ?, observed_generation = ?, message = ?{set_extra}, \
+             updated_at = ? WHERE id = ? AND (phase != ? OR rechecking != ? \
+             OR observed_generation != ? OR message != ?{differs_extra})",
+            K::TABLE
+        );
+        let (phase, rechecking) = phase_columns(status.phase);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(phase)
+            .bind(rechecking)
+            .bind(status.observed_generation)
+            .bind(status.message.clone());
+        if let Some((_, v)) = &extra {
+            q = q.bind(v.clone());
+        }
+        q = q
+            .bind(now_ms())
+            .bind(id.to_string())
+            .bind(phase)
+            .bind(rechecking)
+            .bind(status.observed_generation)
+            .bind(status.message.clone());
+        if let Some((_, v)) = extra {
+            q = q.bind(v);
+        }
+        let res = q.execute(&self.pool).await;
+        self.forget::<K>(id);
+        Ok(res?.rows_affected() > 0)
+    }
+
+    /// Drops row `id` of kind `K` from its cache: called after every write to the row.
+    pub(super) fn forget<K: Kind>(&self, id: &str) {
+        if let Some(cache) = K::cache(self) {
+            let mut c = lock(cache);
+            c.epoch += 1;
+            c.rows.remove(id);
+        }
+    }
+
+    /// Empties the cache of kind `K`: called after a write to many of its rows.
+    pub(super) fn forget_all<K: Kind>(&self) {
+        if let Some(cache) = K::cache(self) {
+            let mut c = lock(cache);
+            c.epoch += 1;
+            c.rows.clear();
+        }
+    }
+}
