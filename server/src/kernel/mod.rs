@@ -81,7 +81,6 @@ use self::{
     link::Selector,
 };
 
-
 /// The kernel, as seen from weftd.
 ///
 /// Cheap to clone (one `Arc`); `Send + Sync`. All clones share the socket cache and the
@@ -307,7 +306,6 @@ fn ignore_errno(result: Result<(), KernelError>, gone: &[Errno]) -> Result<(), K
         other => other,
     }
 }
-
 
 #[async_trait]
 impl LinkOps for Kernel {

@@ -16,7 +16,9 @@
 //! Failed with a message saying so, the key leaves the in-flight set and is retried with
 //! backoff, and the worker lives on.
 
-use std::{panic::AssertUnwindSafe, sync::atomic::Ordering::Relaxed, time::Duration};
+use std::{
+    borrow::Borrow, panic::AssertUnwindSafe, sync::atomic::Ordering::Relaxed, time::Duration,
+};
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -27,6 +29,7 @@ use super::{Action, Controller, Key, ReconcileError, Retry, error_policy};
 use crate::{
     kernel::KernelOps,
     model::{Phase, Status},
+    store::Kind,
 };
 
 /// After this many consecutive transient failures an object reports Failed (it is still
@@ -55,18 +58,18 @@ pub(super) struct Meta<'a, O> {
 }
 
 /// One kind of object's reconcile logic (kube-runtime's shape, without its streams).
+///
+/// Reading the object, deleting its row and writing its status are the generic store's
+/// ([`Kind`]); a kind says only how to converge and how to clean up.
 #[async_trait]
 pub(super) trait Reconciler: Send + Sync {
     /// The stored object (its row).
-    type Object: Send + Sync;
+    type Object: Kind + Sync;
     /// What a reconcile observes and stores beside the status.
-    type Observed: PartialEq + Send + Sync;
+    type Observed: PartialEq + Send + Sync + Borrow<<Self::Object as Kind>::Observed>;
 
     /// The queue key of object `id`.
     fn key(&self, id: &str) -> Key;
-
-    /// Reads the object; `None` when its row is gone.
-    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<Self::Object>, ReconcileError>;
 
     /// The object's bookkeeping.
     fn meta<'o>(&self, obj: &'o Self::Object) -> Meta<'o, Self::Observed>;
@@ -80,18 +83,6 @@ pub(super) trait Reconciler: Send + Sync {
 
     /// Removes what the object made in the kernel (it is being deleted).
     async fn cleanup(&self, obj: &Self::Object, ctx: &Ctx<'_>) -> Result<(), ReconcileError>;
-
-    /// Deletes the object's row once `cleanup` succeeded; true if this call deleted it.
-    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError>;
-
-    /// Writes status and observed state; true if the row changed.
-    async fn write_status(
-        &self,
-        ctx: &Ctx<'_>,
-        obj: &Self::Object,
-        status: &Status,
-        observed: &Self::Observed,
-    ) -> Result<bool, ReconcileError>;
 
     /// Another key whose watchers hear of this object's changes (an endpoint's network).
     fn also_notify(&self, _obj: &Self::Object) -> Option<Key> {
@@ -280,7 +271,8 @@ async fn drive_inner<R: Reconciler>(
     id: &str,
     attempt: u32,
 ) -> Result<(Result<Action, ReconcileError>, bool), ReconcileError> {
-    let Some(obj) = r.fetch(ctx, id).await? else {
+    let store = ctx.ctl.store();
+    let Some(obj) = store.by_id::<R::Object>(id).await? else {
         return Ok((Ok(Action::AwaitChange), false));
     };
     let key = r.key(id);
@@ -288,7 +280,7 @@ async fn drive_inner<R: Reconciler>(
     let converged_before = meta.status.was_converged(meta.generation);
     if meta.deleting {
         r.cleanup(&obj, ctx).await?;
-        if r.delete_row(ctx, id).await? {
+        if store.delete_row::<R::Object>(id).await? {
             ctx.ctl.events().send(key, true);
             if let Some(also) = r.also_notify(&obj) {
                 ctx.ctl.events().send(also, false);
@@ -318,7 +310,11 @@ async fn drive_inner<R: Reconciler>(
     let rechecked =
         ctx.ctl
             .confirm_if_rechecked(&key, meta.status, &status, unchanged, also.clone());
-    if !rechecked && r.write_status(ctx, &obj, &status, &observed).await? {
+    if !rechecked
+        && store
+            .set_status::<R::Object>(id, &status, observed.borrow())
+            .await?
+    {
         ctx.ctl.events().send(key, false);
         if let Some(also) = also {
             ctx.ctl.events().send(also, false);
@@ -335,7 +331,8 @@ async fn fail<R: Reconciler>(
     id: &str,
     status: &Status,
 ) -> Result<(), ReconcileError> {
-    let Some(obj) = r.fetch(ctx, id).await? else {
+    let store = ctx.ctl.store();
+    let Some(obj) = store.by_id::<R::Object>(id).await? else {
         return Ok(());
     };
     let meta = r.meta(&obj);
@@ -343,7 +340,10 @@ async fn fail<R: Reconciler>(
         observed_generation: meta.generation,
         ..status.clone()
     };
-    if r.write_status(ctx, &obj, &status, &meta.observed).await? {
+    if store
+        .set_status::<R::Object>(id, &status, meta.observed.borrow())
+        .await?
+    {
         ctx.ctl.events().send(r.key(id), false);
     }
     Ok(())

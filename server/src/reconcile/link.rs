@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     kernel::{ErrorKind, KernelOps, LinkChange, LinkState, NsRef, RouteState},
-    model::{EndSpec, LinkKind, LinkSpec, Status, ownership_mark},
+    model::{EndSpec, LinkKind, LinkSpec, ownership_mark},
     store::{EndObserved, LinkObserved, LinkRow},
 };
 
@@ -50,10 +50,6 @@ impl Reconciler for Links {
         Key::Link(id.to_string())
     }
 
-    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<LinkRow>, ReconcileError> {
-        Ok(ctx.ctl.store().link_by_id(id).await?)
-    }
-
     fn meta<'o>(&self, row: &'o LinkRow) -> Meta<'o, LinkObserved> {
         Meta {
             status: &row.status,
@@ -77,24 +73,6 @@ impl Reconciler for Links {
 
     async fn cleanup(&self, row: &LinkRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
         ctx.ctl.remove_link(ctx.kernel, &row.id, &row.spec).await
-    }
-
-    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
-        Ok(ctx.ctl.store().delete_link_row(id).await?)
-    }
-
-    async fn write_status(
-        &self,
-        ctx: &Ctx<'_>,
-        row: &LinkRow,
-        status: &Status,
-        observed: &LinkObserved,
-    ) -> Result<bool, ReconcileError> {
-        Ok(ctx
-            .ctl
-            .store()
-            .set_link_status(&row.id, status, observed)
-            .await?)
     }
 }
 

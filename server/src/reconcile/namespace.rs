@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     kernel::{KernelOps, LinkChange, NsRef},
-    model::{Status, ownership_mark},
+    model::ownership_mark,
     store::NamespaceRow,
 };
 
@@ -33,10 +33,6 @@ impl Reconciler for Namespaces {
 
     fn key(&self, id: &str) -> Key {
         Key::Namespace(id.to_string())
-    }
-
-    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<NamespaceRow>, ReconcileError> {
-        Ok(ctx.ctl.store().namespace_by_id(id).await?)
     }
 
     fn meta<'o>(&self, row: &'o NamespaceRow) -> Meta<'o, String> {
@@ -91,24 +87,6 @@ impl Reconciler for Namespaces {
         }
         ctx.kernel.forget(&ns);
         Ok(())
-    }
-
-    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
-        Ok(ctx.ctl.store().delete_namespace_row(id).await?)
-    }
-
-    async fn write_status(
-        &self,
-        ctx: &Ctx<'_>,
-        row: &NamespaceRow,
-        status: &Status,
-        path: &String,
-    ) -> Result<bool, ReconcileError> {
-        Ok(ctx
-            .ctl
-            .store()
-            .set_namespace_status(&row.id, status, path)
-            .await?)
     }
 }
 

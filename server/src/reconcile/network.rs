@@ -23,7 +23,7 @@ use super::{
 use crate::{
     kernel::NsRef,
     kernel::firewall::{FirewallNetwork, PortMapping, Proto},
-    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Protocol, RouteSpec, Status},
+    model::{EndSpec, LinkKind, LinkSpec, NetworkSpec, Protocol, RouteSpec},
     store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
 };
 
@@ -164,10 +164,6 @@ impl Reconciler for Networks {
         Key::Network(id.to_string())
     }
 
-    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<NetworkRow>, ReconcileError> {
-        Ok(ctx.ctl.store().network_by_id(id).await?)
-    }
-
     fn meta<'o>(&self, row: &'o NetworkRow) -> Meta<'o, ()> {
         Meta {
             status: &row.status,
@@ -198,20 +194,6 @@ impl Reconciler for Networks {
         ctx.ctl.sync_firewall_structure().await?;
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.remove_link(ctx.kernel, &row.id, &spec).await
-    }
-
-    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
-        Ok(ctx.ctl.store().delete_network_row(id).await?)
-    }
-
-    async fn write_status(
-        &self,
-        ctx: &Ctx<'_>,
-        row: &NetworkRow,
-        status: &Status,
-        _: &(),
-    ) -> Result<bool, ReconcileError> {
-        Ok(ctx.ctl.store().set_network_status(&row.id, status).await?)
     }
 }
 
@@ -250,22 +232,18 @@ async fn network_of(ctx: &Ctx<'_>, row: &EndpointRow) -> Result<NetworkRow, Reco
 #[async_trait]
 impl Reconciler for Endpoints {
     type Object = EndpointRow;
-    type Observed = String;
+    type Observed = EndpointObserved;
 
     fn key(&self, id: &str) -> Key {
         Key::Endpoint(id.to_string())
     }
 
-    async fn fetch(&self, ctx: &Ctx<'_>, id: &str) -> Result<Option<EndpointRow>, ReconcileError> {
-        Ok(ctx.ctl.store().endpoint_by_id(id).await?)
-    }
-
-    fn meta<'o>(&self, row: &'o EndpointRow) -> Meta<'o, String> {
+    fn meta<'o>(&self, row: &'o EndpointRow) -> Meta<'o, EndpointObserved> {
         Meta {
             status: &row.status,
             generation: row.generation,
             deleting: row.deleting,
-            observed: row.observed.mac.clone(),
+            observed: row.observed.clone(),
         }
     }
 
@@ -273,7 +251,7 @@ impl Reconciler for Endpoints {
         &self,
         row: &EndpointRow,
         ctx: &Ctx<'_>,
-    ) -> Result<(Action, String), ReconcileError> {
+    ) -> Result<(Action, EndpointObserved), ReconcileError> {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
@@ -284,7 +262,7 @@ impl Reconciler for Endpoints {
             .get(1)
             .map(|e| e.mac.clone())
             .unwrap_or_default();
-        Ok((Action::AwaitChange, mac))
+        Ok((Action::AwaitChange, EndpointObserved { mac }))
     }
 
     async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
@@ -295,25 +273,6 @@ impl Reconciler for Endpoints {
         // cut off and left to the reaper, which deletes retired veths in batches.
         ctx.ctl.remove_port_mappings(&mappings).await?;
         ctx.ctl.retire_endpoint_veth(&row.id, &spec).await
-    }
-
-    async fn delete_row(&self, ctx: &Ctx<'_>, id: &str) -> Result<bool, ReconcileError> {
-        Ok(ctx.ctl.store().delete_endpoint_row(id).await?)
-    }
-
-    async fn write_status(
-        &self,
-        ctx: &Ctx<'_>,
-        row: &EndpointRow,
-        status: &Status,
-        mac: &String,
-    ) -> Result<bool, ReconcileError> {
-        let observed = EndpointObserved { mac: mac.clone() };
-        Ok(ctx
-            .ctl
-            .store()
-            .set_endpoint_status(&row.id, status, &observed)
-            .await?)
     }
 
     fn also_notify(&self, row: &EndpointRow) -> Option<Key> {
