@@ -1,74 +1,18 @@
-//! Pure conversions between weft.v1 messages and the model, including the UpdateLink field mask.
+//! Links to and from the wire, including the UpdateLink field mask: which end a request
+//! names, which paths it changes (the mask, or every field it sets when there is none), and
+//! what may not change (a name, a namespace, the kind).
 
-use std::{collections::HashMap, path::PathBuf};
+use weft_proto::v1::{self as pb, EventType};
 
-use weft_proto::v1 as pb;
-
+use super::{Wire, labels_in, labels_out, status_out, timestamp};
 use crate::{
     model::{
-        EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, Phase, RouteSpec, Status,
+        EndSpec, Invalid, LinkKind, LinkSpec, RouteSpec,
         link::{parse_cidr, parse_mac},
     },
-    store::{EndObserved, LinkRow, NamespaceRow},
+    service::Links,
+    store::{EndObserved, LinkRow},
 };
-
-fn labels_in(l: &HashMap<String, String>) -> Labels {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn labels_out(l: &Labels) -> HashMap<String, String> {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// Model status to proto.
-pub fn status_out(s: &Status) -> pb::Status {
-    let phase = match s.phase {
-        Phase::Pending => pb::Phase::Pending,
-        Phase::Ready => pb::Phase::Ready,
-        Phase::Failed => pb::Phase::Failed,
-        Phase::Deleting => pb::Phase::Deleting,
-    };
-    pb::Status {
-        phase: phase as i32,
-        observed_generation: s.observed_generation,
-        message: s.message.clone(),
-    }
-}
-
-/// A Namespace request body to its spec.
-pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
-    NamespaceSpec {
-        name: ns.name.clone(),
-        labels: labels_in(&ns.labels),
-        adopted_path: (!ns.path.is_empty()).then(|| PathBuf::from(&ns.path)),
-    }
-}
-
-/// A stored namespace to proto.
-pub fn namespace_out(r: &NamespaceRow) -> pb::Namespace {
-    pb::Namespace {
-        name: r.spec.name.clone(),
-        labels: labels_out(&r.spec.labels),
-        path: r
-            .spec
-            .adopted_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        generation: r.generation,
-        status: Some(status_out(&r.status)),
-        status_path: r.status_path.clone(),
-        uid: r.id.clone(),
-        create_time: Some(timestamp(r.created_at)),
-    }
-}
 
 fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invalid> {
     routes
@@ -371,22 +315,34 @@ pub fn link_out(r: &LinkRow) -> pb::Link {
     l
 }
 
-/// Planned changes to proto.
-pub fn planned_out(changes: Vec<crate::model::PlannedChange>) -> Vec<pb::PlannedChange> {
-    changes
-        .into_iter()
-        .map(|c| pb::PlannedChange {
-            action: c.action.into(),
-            kind: c.kind.into(),
-            target: c.target,
-            detail: c.detail,
-        })
-        .collect()
+impl Wire for Links {
+    type Message = pb::Link;
+    type Response = pb::WatchLinksResponse;
+
+    fn message(view: &LinkRow) -> pb::Link {
+        link_out(view)
+    }
+
+    fn tombstone(uid: &str) -> pb::Link {
+        pb::Link {
+            uid: uid.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn response(event: EventType, link: pb::Link, revision: u64) -> Self::Response {
+        pb::WatchLinksResponse {
+            r#type: event as i32,
+            revision,
+            link: Some(link),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Status;
 
     fn seed() -> pb::Link {
         pb::Link {
