@@ -23,7 +23,7 @@ use crate::{
     kernel::Kernel,
     model::{NetworkSpec, SubnetSpec},
     reconcile::Controller,
-    service::Service,
+    service::{Checked, NewNetwork, Service},
     store::Store,
 };
 
@@ -81,8 +81,11 @@ async fn ensure_default_network(
         masquerade: true,
         mtu: 0,
     };
+    let new = NewNetwork::new(spec, false);
+    new.check()
+        .map_err(|e| anyhow::anyhow!("default network: {e}"))?;
     let row = svc
-        .create_default_network(spec)
+        .create_default_network(&new)
         .await
         .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
     tracing::info!(bridge = %row.spec.bridge_name, subnets = ?row.spec.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>(), "created the default network");

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     model::Invalid,
     reconcile::Controller,
-    service::{Filter, Links, NetworkDefaults},
+    service::{Links, NetworkDefaults, ServiceError},
 };
 
 /// The LinkService implementation.
@@ -38,17 +38,7 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::CreateLinkRequest>,
     ) -> Answer<pb::CreateLinkResponse> {
-        let (body, request, call) = convert::create_parts(req);
-        let spec = body
-            .link
-            .as_ref()
-            .ok_or_else(|| convert::missing("link"))
-            .and_then(convert::link_in);
-        let (row, plan) = self.svc.create::<Links>(spec, &request, call).await?;
-        Ok(Response::new(pb::CreateLinkResponse {
-            planned_changes: convert::planned_out(plan),
-            link: Some(convert::link_out(&row)),
-        }))
+        super::create(&self.svc, req).await
     }
 
     /// One link, by either end.
@@ -66,9 +56,7 @@ impl LinkService for LinkApi {
         req: Request<pb::ListLinksRequest>,
     ) -> Answer<pb::ListLinksResponse> {
         let r = req.into_inner();
-        let filter = Filter::parse(&r.label_selector, r.namespace)?;
-        let rows = self.svc.list::<Links>(&filter).await?;
-        let mut links: Vec<pb::Link> = rows.iter().map(convert::link_out).collect();
+        let mut links = super::list::<Links>(&self.svc, &r.label_selector, r.namespace).await?;
         links.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Ok(Response::new(pb::ListLinksResponse { links }))
     }
@@ -83,7 +71,7 @@ impl LinkService for LinkApi {
         let body = r
             .link
             .ok_or_else(|| Invalid::new("link", "the request needs the link to change"))
-            .map_err(crate::service::ServiceError::from)?;
+            .map_err(ServiceError::from)?;
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let change =
             |current: &_, named_peer| convert::apply_update(current, &body, &mask, named_peer);

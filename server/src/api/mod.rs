@@ -23,15 +23,16 @@ mod network;
 mod system;
 mod watch;
 
+use convert::{CreateRpc, Wire};
 pub use convert::{DEFAULT_WAIT, parse_grpc_timeout};
 pub use link::LinkApi;
 pub use namespace::NamespaceApi;
 pub use network::NetworkApi;
 pub use system::SystemApi;
-use tonic::Status;
+use tonic::{Request, Response, Status};
 
 pub use crate::service::NetworkDefaults;
-use crate::service::{Service, ServiceError};
+use crate::service::{Filter, Service, ServiceError};
 
 /// The one conversion of errors into gRPC statuses: the code is the variant, the message is
 /// the error's text.
@@ -51,7 +52,31 @@ impl From<ServiceError> for Status {
 }
 
 /// Shorthand for a handler's result.
-type Answer<T> = Result<tonic::Response<T>, Status>;
+type Answer<T> = Result<Response<T>, Status>;
+
+/// Runs a Create or Connect: splits the request into body, request id and call options,
+/// converts the body, and lets the service's one idempotent helper make the object (or
+/// replay, or plan).
+async fn create<R: CreateRpc>(svc: &Service, req: Request<R>) -> Answer<R::Response> {
+    let (body, request, call) = convert::create_parts(req);
+    let (view, plan) = svc.create::<R::Kind>(body.spec(), &request, call).await?;
+    Ok(Response::new(R::response(
+        &view,
+        convert::planned_out(plan),
+    )))
+}
+
+/// Runs a List: the messages of the objects of kind `K` that the label selector (and, for
+/// kinds in namespaces, the namespace) picks.
+async fn list<K: Wire>(
+    svc: &Service,
+    label_selector: &str,
+    namespace: Option<String>,
+) -> Result<Vec<K::Message>, Status> {
+    let filter = Filter::parse(label_selector, namespace)?;
+    let views = svc.list::<K>(&filter).await?;
+    Ok(views.iter().map(K::message).collect())
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     reconcile::Controller,
-    service::{Filter, Namespaces, NetworkDefaults},
+    service::{Namespaces, NetworkDefaults},
 };
 
 /// The NamespaceService implementation.
@@ -35,17 +35,7 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::CreateNamespaceRequest>,
     ) -> Answer<pb::CreateNamespaceResponse> {
-        let (body, request, call) = convert::create_parts(req);
-        let spec = body
-            .namespace
-            .as_ref()
-            .map(convert::namespace_in)
-            .ok_or_else(|| convert::missing("namespace"));
-        let (row, plan) = self.svc.create::<Namespaces>(spec, &request, call).await?;
-        Ok(Response::new(pb::CreateNamespaceResponse {
-            planned_changes: convert::planned_out(plan),
-            namespace: Some(convert::namespace_out(&row)),
-        }))
+        super::create(&self.svc, req).await
     }
 
     /// One namespace by name.
@@ -64,11 +54,9 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::ListNamespacesRequest>,
     ) -> Answer<pb::ListNamespacesResponse> {
-        let filter = Filter::parse(&req.into_inner().label_selector, None)?;
-        let rows = self.svc.list::<Namespaces>(&filter).await?;
-        Ok(Response::new(pb::ListNamespacesResponse {
-            namespaces: rows.iter().map(convert::namespace_out).collect(),
-        }))
+        let selector = req.into_inner().label_selector;
+        let namespaces = super::list::<Namespaces>(&self.svc, &selector, None).await?;
+        Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
     }
 
     /// Deletes one namespace; its links and endpoints must be gone first.
@@ -77,7 +65,10 @@ impl NamespaceService for NamespaceApi {
         req: Request<pb::DeleteNamespaceRequest>,
     ) -> Answer<pb::DeleteNamespaceResponse> {
         let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let plan = self.svc.delete_namespace(&req.get_ref().name, call).await?;
+        let plan = self
+            .svc
+            .delete::<Namespaces>(&req.get_ref().name, call)
+            .await?;
         Ok(Response::new(pb::DeleteNamespaceResponse {
             planned_changes: convert::planned_out(plan),
         }))

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     reconcile::Controller,
-    service::{Endpoints, Filter, NetworkDefaults, Networks},
+    service::{Filter, NetworkDefaults, Networks},
 };
 
 /// The NetworkService implementation.
@@ -36,17 +36,7 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::CreateNetworkRequest>,
     ) -> Answer<pb::CreateNetworkResponse> {
-        let (body, request, call) = convert::create_parts(req);
-        let new = body
-            .network
-            .as_ref()
-            .ok_or_else(|| convert::missing("network"))
-            .and_then(convert::network_in);
-        let (view, plan) = self.svc.create::<Networks>(new, &request, call).await?;
-        Ok(Response::new(pb::CreateNetworkResponse {
-            planned_changes: convert::planned_out(plan),
-            network: Some(convert::network_out(&view)),
-        }))
+        super::create(&self.svc, req).await
     }
 
     /// One network by name, with its endpoints and usage.
@@ -65,11 +55,9 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::ListNetworksRequest>,
     ) -> Answer<pb::ListNetworksResponse> {
-        let filter = Filter::parse(&req.into_inner().label_selector, None)?;
-        let views = self.svc.list::<Networks>(&filter).await?;
-        Ok(Response::new(pb::ListNetworksResponse {
-            networks: views.iter().map(convert::network_out).collect(),
-        }))
+        let selector = req.into_inner().label_selector;
+        let networks = super::list::<Networks>(&self.svc, &selector, None).await?;
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
     }
 
     /// Deletes one network; its endpoints must be gone first.
@@ -78,7 +66,10 @@ impl NetworkService for NetworkApi {
         req: Request<pb::DeleteNetworkRequest>,
     ) -> Answer<pb::DeleteNetworkResponse> {
         let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let plan = self.svc.delete_network(&req.get_ref().name, call).await?;
+        let plan = self
+            .svc
+            .delete::<Networks>(&req.get_ref().name, call)
+            .await?;
         Ok(Response::new(pb::DeleteNetworkResponse {
             planned_changes: convert::planned_out(plan),
         }))
@@ -100,13 +91,7 @@ impl NetworkService for NetworkApi {
 
     /// Attaches a namespace; idempotent with a request id; waits unless `wait` is false.
     async fn connect(&self, req: Request<pb::ConnectRequest>) -> Answer<pb::ConnectResponse> {
-        let (body, request, call) = convert::create_parts(req);
-        let spec = convert::connect_in(&body);
-        let (view, plan) = self.svc.create::<Endpoints>(spec, &request, call).await?;
-        Ok(Response::new(pb::ConnectResponse {
-            planned_changes: convert::planned_out(plan),
-            endpoint: Some(convert::endpoint_out(&view)),
-        }))
+        super::create(&self.svc, req).await
     }
 
     /// Detaches a namespace.

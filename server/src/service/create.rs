@@ -24,7 +24,7 @@ use tokio::{sync::broadcast, time::Instant};
 
 use super::{Call, Kind, Service, ServiceError, ServiceResult};
 use crate::{
-    model::{Invalid, PlannedChange},
+    model::{ConnectSpec, Invalid, LinkSpec, NamespaceSpec, PlannedChange},
     reconcile::{Event, Key, WaitOutcome},
     store::RequestRecord,
 };
@@ -57,8 +57,9 @@ pub trait Make: Kind {
     /// The RPC name recorded with a request id ("CreateLink"): an id is only replayed for the
     /// same method.
     const METHOD: &'static str;
-    /// What the client asked for, as model values (not yet validated).
-    type Spec: Send + Sync + 'static;
+    /// What the client asked for, as model values (validated by the helper before
+    /// [`Make::persist`] sees it).
+    type Spec: Checked + Send + Sync + 'static;
 
     /// The error when what a replayed request made is gone since.
     fn replay_gone(request_id: &str) -> ServiceError {
@@ -67,7 +68,7 @@ pub trait Make: Kind {
         ))
     }
 
-    /// Validates `spec`, checks its preconditions, and persists it with `record` (or, for a
+    /// Checks the preconditions of a valid `spec`, and persists it with `record` (or, for a
     /// dry run, in a transaction that is rolled back).
     fn persist(
         svc: &Service,
@@ -85,6 +86,24 @@ pub trait Make: Kind {
     /// Announces a persisted object beyond its own key (Connect: its network changed too).
     fn announce(_svc: &Service, _row: &Self::Row) {}
 }
+
+/// A spec that validates itself in the model: the first step of every Create and Connect.
+pub trait Checked {
+    /// Checks what can be checked without the store or the kernel.
+    fn check(&self) -> Result<(), Invalid>;
+}
+
+/// Implements [`Checked`] with the model type's own `validate`.
+macro_rules! checked_by_validate {
+    ($($spec:ty),*) => {$(
+        impl Checked for $spec {
+            fn check(&self) -> Result<(), Invalid> {
+                self.validate()
+            }
+        }
+    )*};
+}
+checked_by_validate!(NamespaceSpec, LinkSpec, ConnectSpec);
 
 /// A write in progress: subscribed to the events before the store write, so the wait that
 /// follows misses nothing.
@@ -187,6 +206,7 @@ impl Service {
             }
         };
         let spec = spec.as_ref().map_err(|e| ServiceError::from(e.clone()))?;
+        spec.check()?;
         let row = K::persist(self, spec, record.as_ref(), call.dry_run).await?;
         if call.dry_run {
             return K::plan(self, row).await;

@@ -7,11 +7,11 @@
 //! since a network's answer lists its endpoints.
 
 use super::{
-    Call, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
+    Call, Endpoints, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
     kinds::kind_basics,
 };
 use crate::{
-    model::{ConnectSpec, NetworkSpec, PlannedChange},
+    model::{ConnectSpec, Labels, NetworkSpec, PlannedChange},
     reconcile::Key,
     store::{EndpointRow, NetworkRow, RequestRecord},
 };
@@ -25,22 +25,21 @@ pub struct EndpointView {
     pub network: NetworkSpec,
 }
 
-/// The endpoint kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Endpoints;
+/// Endpoints carry no labels of their own.
+static NO_LABELS: Labels = Labels::new();
 
 impl Kind for Endpoints {
     type Row = EndpointRow;
     type View = EndpointView;
 
-    kind_basics!(Endpoint, EndpointRow);
+    kind_basics!("endpoint", Endpoint, EndpointRow);
+
+    fn labels(_row: &EndpointRow) -> &Labels {
+        &NO_LABELS
+    }
 
     fn selected(row: &EndpointRow, filter: &Filter) -> bool {
         filter.namespace(std::iter::once(row.namespace.as_str()))
-    }
-
-    fn gone(_row: &EndpointRow) -> ServiceError {
-        ServiceError::NotFound("the endpoint is gone".into())
     }
 
     async fn by_id(svc: &Service, id: &str) -> ServiceResult<Option<EndpointRow>> {
@@ -73,7 +72,6 @@ impl Make for Endpoints {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<EndpointRow> {
-        spec.validate()?;
         if svc
             .interface_alias(&spec.namespace, &spec.endpoint.ifname)
             .await

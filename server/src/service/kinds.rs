@@ -45,6 +45,22 @@ impl Filter {
     }
 }
 
+/// Namespaces: a [`Kind`] whose view is the row (flows in `namespace.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Namespaces;
+
+/// Links: a [`Kind`] whose view is the row (flows in `link.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Links;
+
+/// Networks: a [`Kind`] whose view adds endpoints and lease counts (flows in `network.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Networks;
+
+/// Endpoints: a [`Kind`] whose view adds its network's spec (flows in `endpoint.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints;
+
 /// One kind of object, as the generic flows see it. Implemented by a marker type per kind
 /// ([`super::Namespaces`], [`super::Links`], [`super::Networks`], [`super::Endpoints`]).
 pub trait Kind: Send + Sync + 'static {
@@ -61,10 +77,30 @@ pub trait Kind: Send + Sync + 'static {
     fn id(row: &Self::Row) -> &str;
     /// A row's generation.
     fn generation(row: &Self::Row) -> i64;
-    /// True if the row passes the filter.
-    fn selected(row: &Self::Row, filter: &Filter) -> bool;
-    /// The error when an object vanished between its write and the answer.
-    fn gone(row: &Self::Row) -> ServiceError;
+    /// A row's labels, for the selector.
+    fn labels(row: &Self::Row) -> &Labels;
+    /// True if the row passes the filter: by default, if its labels match.
+    fn selected(row: &Self::Row, filter: &Filter) -> bool {
+        filter.labels(Self::labels(row))
+    }
+    /// What the kind is called in messages ("namespace").
+    const NOUN: &'static str;
+    /// A row's name, for kinds that have one of their own.
+    fn name(_row: &Self::Row) -> Option<&str> {
+        None
+    }
+    /// The error for a name nobody recorded: `namespace "x" not found`.
+    fn not_found(name: &str) -> ServiceError {
+        ServiceError::NotFound(format!("{} {name:?} not found", Self::NOUN))
+    }
+    /// The error when an object vanished between its write and the answer: NOT_FOUND by
+    /// its name, or `the link is gone` for a kind without one.
+    fn gone(row: &Self::Row) -> ServiceError {
+        match Self::name(row) {
+            Some(name) => Self::not_found(name),
+            None => ServiceError::NotFound(format!("the {} is gone", Self::NOUN)),
+        }
+    }
 
     /// Loads the row with this id.
     fn by_id(
@@ -80,10 +116,33 @@ pub trait Kind: Send + Sync + 'static {
     ) -> impl Future<Output = ServiceResult<Self::View>> + Send;
 }
 
-/// The four [`Kind`] items every kind spells the same way: its key variant and the `id` and
-/// `generation` fields of its row.
+/// The [`Kind`] items every kind spells the same way: its noun, its key variant and the `id`
+/// and `generation` fields of its row; given the store's two reads (by id, all) also those,
+/// and the labels of its spec; given `named`, also the name of its spec.
 macro_rules! kind_basics {
-    ($variant:ident, $row:ty) => {
+    ($noun:literal, $variant:ident, $row:ty, $by_id:ident, $all:ident, named) => {
+        kind_basics!($noun, $variant, $row, $by_id, $all);
+        fn name(row: &$row) -> Option<&str> {
+            Some(&row.spec.name)
+        }
+    };
+    ($noun:literal, $variant:ident, $row:ty, $by_id:ident, $all:ident) => {
+        kind_basics!($noun, $variant, $row);
+        fn labels(row: &$row) -> &crate::model::Labels {
+            &row.spec.labels
+        }
+        async fn by_id(
+            svc: &crate::service::Service,
+            id: &str,
+        ) -> crate::service::ServiceResult<Option<$row>> {
+            Ok(svc.store().$by_id(id).await?)
+        }
+        async fn all(svc: &crate::service::Service) -> crate::service::ServiceResult<Vec<$row>> {
+            Ok(svc.store().$all().await?)
+        }
+    };
+    ($noun:literal, $variant:ident, $row:ty) => {
+        const NOUN: &'static str = $noun;
         fn key(id: String) -> crate::reconcile::Key {
             crate::reconcile::Key::$variant(id)
         }
@@ -102,6 +161,21 @@ macro_rules! kind_basics {
     };
 }
 pub(super) use kind_basics;
+
+/// The [`Kind`] items of a kind whose answers show the row itself: its row and view types.
+macro_rules! row_is_view {
+    ($row:ty) => {
+        type Row = $row;
+        type View = $row;
+        async fn view(
+            _svc: &crate::service::Service,
+            row: $row,
+        ) -> crate::service::ServiceResult<$row> {
+            Ok(row)
+        }
+    };
+}
+pub(super) use row_is_view;
 
 impl Service {
     /// Every object of kind `K` that passes `filter`, as views (a List).

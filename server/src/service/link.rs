@@ -10,17 +10,14 @@
 //! if it differs; a dry run plans the change against the kernel instead.
 
 use super::{
-    Call, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
-    kinds::kind_basics,
+    Call, Filter, Kind, Links, Make, Service, ServiceError, ServiceResult,
+    create::Pending,
+    kinds::{kind_basics, row_is_view},
 };
 use crate::{
     model::{Invalid, LinkSpec, PlannedChange, is_weft_mark},
     store::{LinkRow, RequestRecord},
 };
-
-/// The link kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Links;
 
 /// How a message names where an interface is: "the host namespace" or `namespace "x"`.
 fn where_ns(ns: &str) -> String {
@@ -32,30 +29,13 @@ fn where_ns(ns: &str) -> String {
 }
 
 impl Kind for Links {
-    type Row = LinkRow;
-    type View = LinkRow;
+    row_is_view!(LinkRow);
 
-    kind_basics!(Link, LinkRow);
+    kind_basics!("link", Link, LinkRow, link_by_id, list_links);
 
     fn selected(row: &LinkRow, filter: &Filter) -> bool {
         filter.namespace(row.spec.ends().iter().map(|e| e.namespace.as_str()))
             && filter.labels(&row.spec.labels)
-    }
-
-    fn gone(_row: &LinkRow) -> ServiceError {
-        ServiceError::NotFound("the link is gone".into())
-    }
-
-    async fn by_id(svc: &Service, id: &str) -> ServiceResult<Option<LinkRow>> {
-        Ok(svc.store().link_by_id(id).await?)
-    }
-
-    async fn all(svc: &Service) -> ServiceResult<Vec<LinkRow>> {
-        Ok(svc.store().list_links().await?)
-    }
-
-    async fn view(_svc: &Service, row: LinkRow) -> ServiceResult<LinkRow> {
-        Ok(row)
     }
 }
 
@@ -69,7 +49,6 @@ impl Make for Links {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<LinkRow> {
-        spec.validate()?;
         for end in spec.ends() {
             if !end.namespace.is_empty()
                 && svc

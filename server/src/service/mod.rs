@@ -33,18 +33,18 @@ mod kinds;
 mod link;
 mod namespace;
 mod network;
+mod remove;
 mod system;
 mod watch;
 
 use std::time::Duration;
 
-pub use create::{Make, RequestId, fingerprint};
-pub use endpoint::{EndpointView, Endpoints};
+pub use create::{Checked, Make, RequestId, fingerprint};
+pub use endpoint::EndpointView;
 pub use error::{ServiceError, ServiceResult};
-pub use kinds::{Filter, Kind};
-pub use link::Links;
-pub use namespace::Namespaces;
-pub use network::{NetworkDefaults, NetworkView, Networks, NewNetwork};
+pub use kinds::{Endpoints, Filter, Kind, Links, Namespaces, Networks};
+pub use network::{NetworkDefaults, NetworkView, NewNetwork};
+pub use remove::Removable;
 pub use system::SystemInfo;
 pub use watch::{Start, WatchSource};
 

@@ -6,43 +6,25 @@
 //! the reconciler removes the namespace once the links and endpoints in it are gone.
 
 use super::{
-    Call, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
-    kinds::kind_basics,
+    Kind, Make, Namespaces, Removable, Service, ServiceError, ServiceResult,
+    kinds::{kind_basics, row_is_view},
 };
 use crate::{
     model::{Invalid, NamespaceSpec, PlannedChange},
     store::{NamespaceRow, RequestRecord},
 };
 
-/// The namespace kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Namespaces;
-
 impl Kind for Namespaces {
-    type Row = NamespaceRow;
-    type View = NamespaceRow;
+    row_is_view!(NamespaceRow);
 
-    kind_basics!(Namespace, NamespaceRow);
-
-    fn selected(row: &NamespaceRow, filter: &Filter) -> bool {
-        filter.labels(&row.spec.labels)
-    }
-
-    fn gone(row: &NamespaceRow) -> ServiceError {
-        not_found(&row.spec.name)
-    }
-
-    async fn by_id(svc: &Service, id: &str) -> ServiceResult<Option<NamespaceRow>> {
-        Ok(svc.store().namespace_by_id(id).await?)
-    }
-
-    async fn all(svc: &Service) -> ServiceResult<Vec<NamespaceRow>> {
-        Ok(svc.store().list_namespaces().await?)
-    }
-
-    async fn view(_svc: &Service, row: NamespaceRow) -> ServiceResult<NamespaceRow> {
-        Ok(row)
-    }
+    kind_basics!(
+        "namespace",
+        Namespace,
+        NamespaceRow,
+        namespace_by_id,
+        list_namespaces,
+        named
+    );
 }
 
 impl Make for Namespaces {
@@ -55,7 +37,6 @@ impl Make for Namespaces {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<NamespaceRow> {
-        spec.validate()?;
         match &spec.adopted_path {
             Some(p) => {
                 if !svc.path_exists(p) {
@@ -98,41 +79,22 @@ impl Make for Namespaces {
     }
 }
 
-/// The error for a namespace name nobody recorded.
-fn not_found(name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("namespace {name:?} not found"))
-}
-
 impl Service {
     /// The namespace called `name`.
     pub async fn namespace(&self, name: &str) -> ServiceResult<NamespaceRow> {
         self.store()
             .namespace_by_name(name)
             .await?
-            .ok_or_else(|| not_found(name))
+            .ok_or_else(|| Namespaces::not_found(name))
+    }
+}
+
+impl Removable for Namespaces {
+    async fn mark(svc: &Service, name: &str, dry_run: bool) -> ServiceResult<NamespaceRow> {
+        Ok(svc.store().mark_namespace_deleting(name, dry_run).await?)
     }
 
-    /// Deletes the namespace called `name` (FAILED_PRECONDITION while links or endpoints
-    /// still live in it); a dry run answers what the delete would change.
-    pub async fn delete_namespace(
-        &self,
-        name: &str,
-        call: Call,
-    ) -> ServiceResult<Vec<PlannedChange>> {
-        let pending = Pending::start(self, call);
-        if name.is_empty() {
-            return Err(Invalid::new("name", "which namespace? the name is empty").into());
-        }
-        let row = self
-            .store()
-            .mark_namespace_deleting(name, call.dry_run)
-            .await?;
-        if call.dry_run {
-            return Ok(self.ctl.plan_namespace_removal(&row));
-        }
-        pending
-            .finish(self, Namespaces::key(row.id), row.generation)
-            .await?;
-        Ok(Vec::new())
+    async fn plan_removal(svc: &Service, row: &NamespaceRow) -> ServiceResult<Vec<PlannedChange>> {
+        Ok(svc.ctl.plan_namespace_removal(row))
     }
 }

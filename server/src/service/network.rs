@@ -1,8 +1,8 @@
 //! Networks: create (with subnets taken from the pools when none is given), get, delete,
 //! prune, and the default network weftd makes at start-up.
 //!
-//! Creating a network settles its spec first: an empty bridge name becomes `br-<12 hex>`,
-//! then the spec is validated. A bridge name a foreign interface already holds in the host
+//! A network to create is settled first ([`NewNetwork::new`]: an empty bridge name becomes
+//! `br-<12 hex>`), then validated. A bridge name a foreign interface already holds in the host
 //! is refused (ALREADY_EXISTS). Automatic subnets avoid the host's routes, so the kernel's
 //! route table is read only when the network asks for one. The default network goes through
 //! the very same steps, from a model [`NetworkSpec`] built from the configuration.
@@ -10,13 +10,13 @@
 use ipnet::IpNet;
 
 use super::{
-    Call, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
-    kinds::kind_basics,
+    Call, Filter, Kind, Make, Networks, Removable, Service, ServiceError, ServiceResult,
+    create::Checked, create::Pending, kinds::kind_basics,
 };
 use crate::{
     model::{AddressPool, Invalid, NetworkSpec, PlannedChange, new_uid},
     reconcile::Key,
-    store::{AutoSubnets, EndpointRow, NetworkRow, RequestRecord, StoreError},
+    store::{AutoSubnets, EndpointRow, NetworkRow, RequestRecord},
 };
 
 /// Settings of network creation that come from weftd's configuration.
@@ -28,13 +28,31 @@ pub struct NetworkDefaults {
     pub pools_v6: Vec<AddressPool>,
 }
 
-/// A network to create, as the client asked for it.
+/// A network to create, as the client asked for it; made with [`NewNetwork::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewNetwork {
-    /// The spec; an empty `bridge_name` is generated, no subnet means an automatic IPv4 one.
+    /// The spec, with its bridge name settled; no subnet means an automatic IPv4 one.
     pub spec: NetworkSpec,
     /// Also take an IPv6 subnet from the pools, unless the spec has one.
     pub enable_ipv6: bool,
+}
+
+impl NewNetwork {
+    /// A network to create from `spec`: an empty bridge name becomes `br-<12 hex>`.
+    pub fn new(mut spec: NetworkSpec, enable_ipv6: bool) -> Self {
+        if spec.bridge_name.is_empty() {
+            let uid = new_uid();
+            spec.bridge_name = format!("br-{}", uid.get(..12).unwrap_or(&uid));
+        }
+        Self { spec, enable_ipv6 }
+    }
+}
+
+/// A network validates as its spec does.
+impl Checked for NewNetwork {
+    fn check(&self) -> Result<(), Invalid> {
+        self.spec.validate()
+    }
 }
 
 /// A network as answers show it: its row, its endpoints, and how many leases each subnet has.
@@ -48,31 +66,18 @@ pub struct NetworkView {
     pub leases: Vec<(IpNet, u64)>,
 }
 
-/// The network kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Networks;
-
 impl Kind for Networks {
     type Row = NetworkRow;
     type View = NetworkView;
 
-    kind_basics!(Network, NetworkRow);
-
-    fn selected(row: &NetworkRow, filter: &Filter) -> bool {
-        filter.labels(&row.spec.labels)
-    }
-
-    fn gone(row: &NetworkRow) -> ServiceError {
-        not_found(&row.spec.name)
-    }
-
-    async fn by_id(svc: &Service, id: &str) -> ServiceResult<Option<NetworkRow>> {
-        Ok(svc.store().network_by_id(id).await?)
-    }
-
-    async fn all(svc: &Service) -> ServiceResult<Vec<NetworkRow>> {
-        Ok(svc.store().list_networks().await?)
-    }
+    kind_basics!(
+        "network",
+        Network,
+        NetworkRow,
+        network_by_id,
+        list_networks,
+        named
+    );
 
     async fn view(svc: &Service, row: NetworkRow) -> ServiceResult<NetworkView> {
         let endpoints = svc.store().list_endpoints(Some(&row.id)).await?;
@@ -109,11 +114,6 @@ impl Make for Networks {
     }
 }
 
-/// The error for a network name nobody recorded.
-fn not_found(name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("network {name:?} not found"))
-}
-
 impl Service {
     /// Settles, validates, checks and persists a network (see the module docs).
     async fn persist_network(
@@ -123,11 +123,7 @@ impl Service {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<NetworkRow> {
-        let mut spec = new.spec.clone();
-        if spec.bridge_name.is_empty() {
-            spec.bridge_name = format!("br-{}", &new_uid()[..12]);
-        }
-        spec.validate()?;
+        let spec = &new.spec;
         let auto_v4 = spec.subnets.is_empty();
         let auto_v6 = new.enable_ipv6 && spec.v6().is_none();
         if self.interface_alias("", &spec.bridge_name).await.is_some()
@@ -158,18 +154,16 @@ impl Service {
         };
         Ok(self
             .store()
-            .create_network(&spec, &auto, is_default, record, dry_run)
+            .create_network(spec, &auto, is_default, record, dry_run)
             .await?)
     }
 
-    /// Creates the default network (the docker0 of weft) from `spec`, with an automatic IPv4
-    /// subnet when it names none, and queues it and the firewall. Does not wait.
-    pub async fn create_default_network(&self, spec: NetworkSpec) -> ServiceResult<NetworkRow> {
-        let new = NewNetwork {
-            spec,
-            enable_ipv6: false,
-        };
-        let row = self.persist_network(&new, true, None, false).await?;
+    /// Creates the default network (the docker0 of weft) from `new` (made from a model
+    /// spec with an automatic IPv4 subnet when it names none), and queues it and the
+    /// firewall. Does not wait.
+    pub async fn create_default_network(&self, new: &NewNetwork) -> ServiceResult<NetworkRow> {
+        new.check()?;
+        let row = self.persist_network(new, true, None, false).await?;
         self.ctl.enqueue(Networks::key(row.id.clone()));
         self.ctl.enqueue(Key::Firewall);
         Ok(row)
@@ -181,47 +175,13 @@ impl Service {
             .store()
             .network_by_name(name)
             .await?
-            .ok_or_else(|| not_found(name))?;
+            .ok_or_else(|| Networks::not_found(name))?;
         Networks::view(self, row).await
     }
 
     /// True if a network called `name` exists.
     pub async fn has_network(&self, name: &str) -> ServiceResult<bool> {
         Ok(self.store().network_by_name(name).await?.is_some())
-    }
-
-    /// Deletes the network called `name` (FAILED_PRECONDITION while endpoints remain, or for
-    /// the default network); a dry run answers what the delete would change.
-    pub async fn delete_network(
-        &self,
-        name: &str,
-        call: Call,
-    ) -> ServiceResult<Vec<PlannedChange>> {
-        let pending = Pending::start(self, call);
-        if name.is_empty() {
-            return Err(Invalid::new("name", "which network? the name is empty").into());
-        }
-        let row = self
-            .store()
-            .mark_network_deleting(name, call.dry_run)
-            .await?;
-        self.remove_network(pending, row, call.dry_run).await
-    }
-
-    /// The rest of a delete once the row is marked: plan it (dry run), or queue it and wait.
-    async fn remove_network(
-        &self,
-        pending: Pending,
-        row: NetworkRow,
-        dry_run: bool,
-    ) -> ServiceResult<Vec<PlannedChange>> {
-        if dry_run {
-            return Ok(self.ctl.plan_network_removal(&row).await?);
-        }
-        pending
-            .finish(self, Networks::key(row.id), row.generation)
-            .await?;
-        Ok(Vec::new())
     }
 
     /// Deletes every unused network `filter` selects: those with no endpoint, never the
@@ -243,20 +203,26 @@ impl Service {
                 continue;
             }
             let pending = Pending::start(self, call);
-            match self
-                .store()
-                .mark_network_deleting(&r.spec.name, call.dry_run)
-                .await
-            {
+            match Networks::mark(self, &r.spec.name, call.dry_run).await {
                 Ok(row) => {
-                    planned.extend(self.remove_network(pending, row, call.dry_run).await?);
+                    planned.extend(self.remove::<Networks>(pending, row, call.dry_run).await?);
                     deleted.push(r.spec.name);
                 }
                 // Connected to in the meantime: not unused any more.
-                Err(StoreError::FailedPrecondition(_)) => {}
-                Err(e) => return Err(e.into()),
+                Err(ServiceError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok((deleted, planned))
+    }
+}
+
+impl Removable for Networks {
+    async fn mark(svc: &Service, name: &str, dry_run: bool) -> ServiceResult<NetworkRow> {
+        Ok(svc.store().mark_network_deleting(name, dry_run).await?)
+    }
+
+    async fn plan_removal(svc: &Service, row: &NetworkRow) -> ServiceResult<Vec<PlannedChange>> {
+        Ok(svc.ctl.plan_network_removal(row).await?)
     }
 }

@@ -2,15 +2,14 @@
 //! names, which paths it changes (the mask, or every field it sets when there is none), and
 //! what may not change (a name, a namespace, the kind).
 
-use weft_proto::v1::{self as pb, EventType};
+use weft_proto::v1 as pb;
 
-use super::{Wire, labels_in, labels_out, status_out, timestamp};
+use super::{labels_in, labels_out, status_out, timestamp};
 use crate::{
     model::{
         EndSpec, Invalid, LinkKind, LinkSpec, RouteSpec,
         link::{parse_cidr, parse_mac},
     },
-    service::Links,
     store::{EndObserved, LinkRow},
 };
 
@@ -313,30 +312,6 @@ pub fn link_out(r: &LinkRow) -> pb::Link {
     l.status_index = index as i32;
     l.status_mac_address = mac;
     l
-}
-
-impl Wire for Links {
-    type Message = pb::Link;
-    type Response = pb::WatchLinksResponse;
-
-    fn message(view: &LinkRow) -> pb::Link {
-        link_out(view)
-    }
-
-    fn tombstone(uid: &str) -> pb::Link {
-        pb::Link {
-            uid: uid.to_string(),
-            ..Default::default()
-        }
-    }
-
-    fn response(event: EventType, link: pb::Link, revision: u64) -> Self::Response {
-        pb::WatchLinksResponse {
-            r#type: event as i32,
-            revision,
-            link: Some(link),
-        }
-    }
 }
 
 #[cfg(test)]

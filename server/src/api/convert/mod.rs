@@ -26,8 +26,11 @@ use tonic::Request;
 use weft_proto::v1::{self as pb, EventType};
 
 use crate::{
-    model::{Invalid, Labels, NamespaceSpec, Phase, PlannedChange, Status},
-    service::{Call, Kind, Namespaces, RequestId, SystemInfo, fingerprint},
+    model::{Invalid, Labels, LinkSpec, NamespaceSpec, Phase, PlannedChange, Status},
+    service::{
+        Call, Endpoints, Kind, Links, Make, Namespaces, Networks, NewNetwork, RequestId,
+        SystemInfo, fingerprint,
+    },
     store::NamespaceRow,
 };
 
@@ -83,14 +86,6 @@ pub fn planned_out(changes: Vec<PlannedChange>) -> Vec<pb::PlannedChange> {
         .collect()
 }
 
-/// The error for a Create whose body message (`field`) is missing.
-pub fn missing(field: &str) -> Invalid {
-    Invalid::new(
-        field,
-        format!("the request needs a {field}: {{\"{field}\": {{\"name\": ...}}}}"),
-    )
-}
-
 /// A Namespace request body to its spec.
 pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
     NamespaceSpec {
@@ -144,11 +139,12 @@ pub fn system_info_out(
     }
 }
 
-/// A kind as its Watch RPC streams it.
+/// A kind as its List and Watch RPCs send it: which message shows one object, and how a
+/// Watch wraps it.
 pub trait Wire: Kind {
     /// The message of one object (`pb::Link`).
     type Message: Clone + PartialEq + Send + Sync + 'static;
-    /// The streamed response (`pb::WatchLinksResponse`).
+    /// The streamed Watch response (`pb::WatchLinksResponse`).
     type Response: Send + 'static;
     /// The message of a view.
     fn message(view: &Self::View) -> Self::Message;
@@ -158,29 +154,48 @@ pub trait Wire: Kind {
     fn response(event: EventType, message: Self::Message, revision: u64) -> Self::Response;
 }
 
-impl Wire for Namespaces {
-    type Message = pb::Namespace;
-    type Response = pb::WatchNamespacesResponse;
+/// Implements [`Wire`] for a kind: its message, the function that converts its view, its
+/// Watch response and the field of the response that holds the message.
+macro_rules! wire {
+    ($kind:ty, $message:ident, $out:path, $response:ident { $field:ident }) => {
+        impl Wire for $kind {
+            type Message = pb::$message;
+            type Response = pb::$response;
 
-    fn message(view: &NamespaceRow) -> pb::Namespace {
-        namespace_out(view)
-    }
+            fn message(view: &<$kind as Kind>::View) -> pb::$message {
+                $out(view)
+            }
 
-    fn tombstone(uid: &str) -> pb::Namespace {
-        pb::Namespace {
-            uid: uid.to_string(),
-            ..Default::default()
+            fn tombstone(uid: &str) -> pb::$message {
+                pb::$message {
+                    uid: uid.to_string(),
+                    ..Default::default()
+                }
+            }
+
+            fn response(event: EventType, message: pb::$message, revision: u64) -> pb::$response {
+                pb::$response {
+                    r#type: event as i32,
+                    revision,
+                    $field: Some(message),
+                }
+            }
         }
-    }
-
-    fn response(event: EventType, ns: pb::Namespace, revision: u64) -> Self::Response {
-        pb::WatchNamespacesResponse {
-            r#type: event as i32,
-            revision,
-            namespace: Some(ns),
-        }
-    }
+    };
 }
+wire!(
+    Namespaces,
+    Namespace,
+    namespace_out,
+    WatchNamespacesResponse { namespace }
+);
+wire!(Links, Link, link_out, WatchLinksResponse { link });
+wire!(
+    Networks,
+    Network,
+    network_out,
+    WatchNetworksResponse { network }
+);
 
 /// Parses the `grpc-timeout` header ("100m", "5S", ...) into a duration.
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
@@ -217,17 +232,33 @@ pub fn call_of<T>(req: &Request<T>, wait: Option<bool>, dry_run: bool) -> Call {
     }
 }
 
-/// A Create or Connect request: it carries a request id, `wait` and `dry_run` next to its
-/// body.
-pub trait CreateRequest: Message + Sized {
+/// A Create or Connect RPC. Its request carries a request id, `wait` and `dry_run` next to
+/// its body; the body converts to the spec of one kind ([`CreateRpc::Kind`]), and the answer
+/// is that kind's message with the planned changes.
+pub trait CreateRpc: Message + Sized {
+    /// The kind the RPC makes.
+    type Kind: Make;
+    /// The RPC's response.
+    type Response;
     /// Takes the request id, `wait` and `dry_run` out, leaving them at their defaults.
     fn take_options(&mut self) -> (String, Option<bool>, bool);
+    /// The body as a spec.
+    fn spec(&self) -> Result<<Self::Kind as Make>::Spec, Invalid>;
+    /// The response for the object made (or that would be made) and the planned changes.
+    fn response(
+        view: &<Self::Kind as Kind>::View,
+        planned_changes: Vec<pb::PlannedChange>,
+    ) -> Self::Response;
 }
 
-/// Implements [`CreateRequest`] for request messages with the three usual fields.
-macro_rules! create_request {
-    ($($t:ty),*) => {$(
-        impl CreateRequest for $t {
+/// Implements [`CreateRpc`]: the request, the kind it makes and the function that converts
+/// its body, and the response with the field that holds the answer and its conversion.
+macro_rules! create_rpc {
+    ($request:ident => $kind:ty, $spec:path, $response:ident { $field:ident: $out:path }) => {
+        impl CreateRpc for pb::$request {
+            type Kind = $kind;
+            type Response = pb::$response;
+
             fn take_options(&mut self) -> (String, Option<bool>, bool) {
                 (
                     std::mem::take(&mut self.request_id),
@@ -235,20 +266,57 @@ macro_rules! create_request {
                     std::mem::take(&mut self.dry_run),
                 )
             }
+
+            fn spec(&self) -> Result<<$kind as Make>::Spec, Invalid> {
+                $spec(self)
+            }
+
+            fn response(
+                view: &<$kind as Kind>::View,
+                planned_changes: Vec<pb::PlannedChange>,
+            ) -> pb::$response {
+                pb::$response {
+                    planned_changes,
+                    $field: Some($out(view)),
+                }
+            }
         }
-    )*};
+    };
 }
-create_request!(
-    pb::CreateNamespaceRequest,
-    pb::CreateLinkRequest,
-    pb::CreateNetworkRequest,
-    pb::ConnectRequest
-);
+create_rpc!(CreateNamespaceRequest => Namespaces, namespace_request, CreateNamespaceResponse { namespace: namespace_out });
+create_rpc!(CreateLinkRequest => Links, link_request, CreateLinkResponse { link: link_out });
+create_rpc!(CreateNetworkRequest => Networks, network_request, CreateNetworkResponse { network: network_out });
+create_rpc!(ConnectRequest => Endpoints, connect_in, ConnectResponse { endpoint: endpoint_out });
+
+/// The body of a Create, or the error that names the missing `field`.
+fn body<'a, T>(body: Option<&'a T>, field: &str) -> Result<&'a T, Invalid> {
+    body.ok_or_else(|| {
+        Invalid::new(
+            field,
+            format!("the request needs a {field}: {{\"{field}\": {{\"name\": ...}}}}"),
+        )
+    })
+}
+
+/// A CreateNamespace body as a spec.
+fn namespace_request(r: &pb::CreateNamespaceRequest) -> Result<NamespaceSpec, Invalid> {
+    body(r.namespace.as_ref(), "namespace").map(namespace_in)
+}
+
+/// A CreateLink body as a spec.
+fn link_request(r: &pb::CreateLinkRequest) -> Result<LinkSpec, Invalid> {
+    body(r.link.as_ref(), "link").and_then(link_in)
+}
+
+/// A CreateNetwork body as what the service creates.
+fn network_request(r: &pb::CreateNetworkRequest) -> Result<NewNetwork, Invalid> {
+    body(r.network.as_ref(), "network").and_then(network_in)
+}
 
 /// Splits a Create or Connect into its body, its request id (fingerprinted over the body
 /// without id, `wait` and `dry_run`, so a retry that only changes those still replays) and
 /// its call options.
-pub fn create_parts<M: CreateRequest>(req: Request<M>) -> (M, RequestId, Call) {
+pub fn create_parts<M: CreateRpc>(req: Request<M>) -> (M, RequestId, Call) {
     let budget = call_of(&req, None, false).budget;
     let mut body = req.into_inner();
     let (id, wait, dry_run) = body.take_options();
