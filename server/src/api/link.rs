@@ -2,6 +2,12 @@
 //! Each handler converts, calls the [`Service`], and converts back; see the service for what
 //! is checked. UpdateLink hands the service a closure that applies the request's field mask
 //! (a wire notion, so it stays in `convert`) to the stored spec.
+//!
+//! - CreateLink: the generic create. Both ends' names must be free, in the store and in the
+//!   kernel; a namespace an end names must exist.
+//! - Get, Update, Delete: find the link by either end first; an interface weft does not own
+//!   is FAILED_PRECONDITION, never touched.
+//! - List, Watch: by label selector and, optionally, a namespace one end is in.
 
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
@@ -22,6 +28,7 @@ pub struct LinkApi {
     svc: Service,
 }
 
+/// Construction: the adapter holds nothing but the core service.
 impl LinkApi {
     /// A service over the controller.
     pub fn new(ctl: Controller) -> Self {
@@ -31,6 +38,8 @@ impl LinkApi {
     }
 }
 
+/// The RPCs of weft.v1.LinkService. Every handler is convert, call, convert back; errors
+/// become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
 impl LinkService for LinkApi {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
@@ -98,6 +107,7 @@ impl LinkService for LinkApi {
         }))
     }
 
+    /// The stream of WatchLinks: [`WatchStream`] over [`Links`].
     type WatchLinksStream = WatchStream<Links>;
 
     /// Streams changes of the links a label selector (and a namespace) picks.

@@ -15,6 +15,18 @@
 //!
 //! Watches go the same way: the service supplies a generic source and a starting point, and
 //! `watch.rs` streams it as ADDED / MODIFIED / DELETED messages.
+//!
+//! For example, `CreateLink {link: {...}, request_id: "r1", wait: true}` runs [`create`]:
+//! `convert::create_parts` takes `r1` and `wait` out and fingerprints the rest,
+//! `CreateRpc::spec` turns the body into a `LinkSpec`, and `Service::create::<Links>` looks
+//! `r1` up, validates the spec, checks that neither end's name is taken (in the store or in
+//! the kernel), writes the row and the request record in one transaction, queues the link and
+//! waits for it to settle; `CreateRpc::response` turns the row it answers with into a
+//! `CreateLinkResponse`. A second call with `r1` and the same body replays that answer.
+//!
+//! Nothing here reads the store or the kernel, and nothing in the service sees a proto type:
+//! a new RPC is a conversion in `convert` plus a call, and a new rule is a change in the
+//! service that every RPC using it picks up.
 
 mod convert;
 mod link;
@@ -35,7 +47,18 @@ pub use crate::service::NetworkDefaults;
 use crate::service::{Filter, Service, ServiceError};
 
 /// The one conversion of errors into gRPC statuses: the code is the variant, the message is
-/// the error's text.
+/// the error's text, unchanged:
+///
+/// | variant              | code                | e.g.                                  |
+/// |----------------------|---------------------|---------------------------------------|
+/// | `InvalidArgument`    | INVALID_ARGUMENT    | `link.name: ...` (field: what to fix) |
+/// | `NotFound`           | NOT_FOUND           | `namespace "x" not found`             |
+/// | `AlreadyExists`      | ALREADY_EXISTS      | an interface already has the name     |
+/// | `FailedPrecondition` | FAILED_PRECONDITION | not owned by weft; still in use       |
+/// | `ResourceExhausted`  | RESOURCE_EXHAUSTED  | no address, subnet or port left       |
+/// | `Aborted`            | ABORTED             | a twin with the same request id       |
+/// | `Unavailable`        | UNAVAILABLE         | the kernel could not be read          |
+/// | `Internal`           | INTERNAL            | the database failed                   |
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
         match e {
@@ -86,6 +109,7 @@ mod tests {
     use crate::{model::Invalid, store::StoreError};
 
     #[test]
+    /// Each error keeps the code and message clients have always seen.
     fn each_error_keeps_its_code_and_message() {
         let s: Status = ServiceError::from(StoreError::AlreadyExists("x".into())).into();
         assert_eq!(s.code(), Code::AlreadyExists);

@@ -1,5 +1,12 @@
 //! NamespaceService: create, get, list, delete and watch network namespaces. Each handler
 //! converts, calls the [`Service`], and converts back; see the service for what is checked.
+//!
+//! - CreateNamespace: the generic create (request id, dry run, wait). The service refuses a
+//!   name whose netns file exists and is not weft's, and a `path` to adopt that is not a
+//!   network namespace.
+//! - DeleteNamespace: the generic delete by name; FAILED_PRECONDITION while links or
+//!   endpoints still live in it.
+//! - Get, List, Watch: reads, by name or by label selector.
 
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
@@ -19,6 +26,7 @@ pub struct NamespaceApi {
     svc: Service,
 }
 
+/// Construction: the adapter holds nothing but the core service.
 impl NamespaceApi {
     /// A service over the controller.
     pub fn new(ctl: Controller) -> Self {
@@ -28,6 +36,8 @@ impl NamespaceApi {
     }
 }
 
+/// The RPCs of weft.v1.NamespaceService. Every handler is convert, call, convert back;
+/// errors become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
 impl NamespaceService for NamespaceApi {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
@@ -74,6 +84,7 @@ impl NamespaceService for NamespaceApi {
         }))
     }
 
+    /// The stream of WatchNamespaces: [`WatchStream`] over [`Namespaces`].
     type WatchNamespacesStream = WatchStream<Namespaces>;
 
     /// Streams changes of the namespaces a label selector picks.

@@ -1,6 +1,14 @@
 //! NetworkService: Docker-style bridge networks, endpoints (Connect / Disconnect), prune and
 //! watch. Each handler converts, calls the [`Service`], and converts back; see the service
 //! for what is checked.
+//!
+//! - CreateNetwork: the generic create. No subnet means one from the address pools (and
+//!   `enable_ipv6` one more); a bridge name a foreign interface holds is ALREADY_EXISTS.
+//! - Connect: the generic create of an endpoint: the store leases addresses and host ports
+//!   in the same transaction, so concurrent connects never share one.
+//! - Delete, Prune, Disconnect: mark, queue and wait; Prune skips networks in use and the
+//!   default network.
+//! - Get, List, Watch: a network's message lists its endpoints and per-subnet usage.
 
 use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
@@ -20,6 +28,7 @@ pub struct NetworkApi {
     svc: Service,
 }
 
+/// Construction: the adapter holds the core service, which holds the address pools.
 impl NetworkApi {
     /// A service over the controller; automatic subnets come from `defaults`' pools.
     pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
@@ -29,6 +38,8 @@ impl NetworkApi {
     }
 }
 
+/// The RPCs of weft.v1.NetworkService. Every handler is convert, call, convert back;
+/// errors become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
 impl NetworkService for NetworkApi {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
@@ -107,6 +118,7 @@ impl NetworkService for NetworkApi {
         }))
     }
 
+    /// The stream of WatchNetworks: [`WatchStream`] over [`Networks`].
     type WatchNetworksStream = WatchStream<Networks>;
 
     /// Streams changes of the networks a label selector picks.

@@ -1,4 +1,6 @@
-//! SystemService: version, settings and counters of the running weftd.
+//! SystemService: version, settings and counters of the running weftd. The service gathers
+//! the counters (reconciles, kernel writes, queue depth); only the start time and the
+//! database name are the adapter's own.
 
 use tonic::{Request, Response};
 use weft_proto::v1::{self as pb, system_service_server::SystemService};
@@ -9,11 +11,15 @@ use crate::{reconcile::Controller, service::NetworkDefaults};
 /// The SystemService implementation.
 #[derive(Clone, Debug)]
 pub struct SystemApi {
+    /// The core service.
     svc: Service,
+    /// When this weftd started serving.
     started: std::time::SystemTime,
+    /// The database, as configured.
     database: String,
 }
 
+/// Construction: the start time is taken here.
 impl SystemApi {
     /// A service over the controller; `database` is shown as is.
     pub fn new(ctl: Controller, database: String) -> Self {
@@ -25,6 +31,7 @@ impl SystemApi {
     }
 }
 
+/// The one RPC of weft.v1.SystemService.
 #[tonic::async_trait]
 impl SystemService for SystemApi {
     /// The counters and settings of this weftd.

@@ -26,7 +26,8 @@ use crate::{
 pub type WatchStream<K> = ReceiverStream<Result<<K as Wire>::Response, Status>>;
 
 /// Answers a Watch RPC of kind `K`: parses the filter, subscribes at `since_revision`
-/// (0: fresh) and spawns the stream.
+/// (0: fresh) and spawns the stream. A bad selector or a revision the event log no longer
+/// reaches fail the call itself, before any message is streamed.
 pub(super) fn answer<K: Wire>(
     svc: &Service,
     label_selector: &str,
@@ -40,10 +41,15 @@ pub(super) fn answer<K: Wire>(
 
 /// One client's stream: what it has been sent, per object id.
 struct Stream<K: Wire> {
+    /// The last message sent per object id: to tell ADDED from MODIFIED, to skip an event
+    /// that changed nothing the client sees, and to send a DELETED with the last state.
     known: HashMap<String, K::Message>,
+    /// The client's end; closed when it hangs up.
     tx: mpsc::Sender<Result<K::Response, Status>>,
 }
 
+/// The stream's steps: each returns false once the client is gone or an error was sent,
+/// which ends the task.
 impl<K: Wire> Stream<K> {
     /// Sends one message; false when the client has gone.
     async fn send(&self, t: EventType, m: K::Message, revision: u64) -> bool {
@@ -166,7 +172,10 @@ impl<K: Wire> Stream<K> {
     }
 }
 
-/// Starts streaming `src` from `start`.
+/// Starts streaming `src` from `start` on a task of its own. The task ends when the client
+/// hangs up, when an error was sent, or when the event broadcast closes (shutdown). The
+/// channel holds 256 messages: a slow client slows its own task only, and a task that falls
+/// behind the broadcast re-lists instead of losing events.
 fn spawn<K: Wire>(src: WatchSource<K>, start: Start) -> WatchStream<K> {
     let (tx, out) = mpsc::channel(256);
     tokio::spawn(async move {

@@ -21,6 +21,8 @@
 //! of writing, and a race lost to a concurrent twin with the same id is retried once so the
 //! twin's answer is replayed. The kinds differ only in the small [`Make`] and [`Kind`] impls
 //! next to their other flows (`namespace.rs`, `link.rs`, `network.rs`, `endpoint.rs`).
+//! Deleting by name (namespaces, networks) is one generic flow too, [`Service::delete`] over
+//! [`Removable`] (`remove.rs`); links are deleted by either end, endpoints by Disconnect.
 //!
 //! Reading goes the same generic way: [`Service::list`] and [`WatchSource`] serve every kind
 //! through [`Kind`], with a [`Filter`] (label selector, namespace).

@@ -73,7 +73,7 @@ pub fn status_out(s: &Status) -> pb::Status {
     }
 }
 
-/// Planned changes to proto.
+/// Planned changes to proto (a dry run's answer; empty for a real call).
 pub fn planned_out(changes: Vec<PlannedChange>) -> Vec<pb::PlannedChange> {
     changes
         .into_iter()
@@ -197,7 +197,8 @@ wire!(
     WatchNetworksResponse { network }
 );
 
-/// Parses the `grpc-timeout` header ("100m", "5S", ...) into a duration.
+/// Parses the `grpc-timeout` header ("100m", "5S", ...) into a duration: at most eight
+/// digits and one unit (H, M, S, m, u, n), as the gRPC wire spec defines it.
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
@@ -217,6 +218,9 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 
 /// A write call's options: it may wait until just before the client's deadline (or
 /// [`DEFAULT_WAIT`] without one); `wait` defaults to true.
+///
+/// The budget is a duration, not an instant: the service counts it from when each flow
+/// starts (Prune starts one per network it deletes).
 pub fn call_of<T>(req: &Request<T>, wait: Option<bool>, dry_run: bool) -> Call {
     let budget = req
         .metadata()
@@ -316,6 +320,10 @@ fn network_request(r: &pb::CreateNetworkRequest) -> Result<NewNetwork, Invalid> 
 /// Splits a Create or Connect into its body, its request id (fingerprinted over the body
 /// without id, `wait` and `dry_run`, so a retry that only changes those still replays) and
 /// its call options.
+///
+/// The fingerprint is over the protobuf encoding of what is left, which is deterministic
+/// for one message and one weftd version; a request id recorded by an older weftd that
+/// encoded differently would read as "used for a different request", never replay wrongly.
 pub fn create_parts<M: CreateRpc>(req: Request<M>) -> (M, RequestId, Call) {
     let budget = call_of(&req, None, false).budget;
     let mut body = req.into_inner();
@@ -337,6 +345,7 @@ mod tests {
     use super::*;
 
     #[test]
+    /// Every unit of the `grpc-timeout` header parses; junk does not.
     fn grpc_timeout_units() {
         assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
         assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
@@ -347,6 +356,7 @@ mod tests {
     }
 
     #[test]
+    /// A retry that only changes `wait` or `dry_run` has the same fingerprint.
     fn a_create_is_split_and_fingerprinted_without_its_options() {
         let body = pb::CreateNamespaceRequest {
             namespace: Some(pb::Namespace {
@@ -368,6 +378,7 @@ mod tests {
     }
 
     #[test]
+    /// A call answers a little before its deadline, so the answer arrives in time.
     fn the_deadline_leaves_a_margin() {
         let mut req = Request::new(());
         req.metadata_mut()

@@ -45,7 +45,9 @@ pub fn network_in(body: &pb::Network) -> Result<NewNetwork, Invalid> {
     Ok(NewNetwork::new(spec, body.enable_ipv6))
 }
 
-/// A network view to proto: spec, status, endpoints and per-subnet usage.
+/// A network view to proto: spec, status, endpoints and per-subnet usage. ICC and
+/// masquerade are always set in the answer (the request may leave them unset), and
+/// `enable_ipv6` reports whether the network has an IPv6 subnet.
 pub fn network_out(v: &NetworkView) -> pb::Network {
     let r = &v.row;
     let usage = r
@@ -113,7 +115,9 @@ fn address_in(field: &str, s: &str, v4: bool) -> Result<Option<IpAddr>, Invalid>
 }
 
 /// A ConnectRequest to its spec (validated by the service): static addresses, MAC and
-/// published ports parsed; the interface defaults to `eth0`.
+/// published ports parsed; the interface defaults to `eth0`, and the default route is on
+/// unless `skip_default_route`. Addresses and ports are only parsed here: whether they are
+/// free is the store's to decide, in the transaction that leases them.
 pub fn connect_in(r: &pb::ConnectRequest) -> Result<ConnectSpec, Invalid> {
     let ipv4 = match address_in("ipv4_address", &r.ipv4_address, true)? {
         Some(IpAddr::V4(a)) => Some(a),
@@ -230,6 +234,8 @@ mod tests {
     use super::*;
 
     #[test]
+    /// Connect fills in `eth0` and the default route, and refuses an address of the other
+    /// family with the message clients have always seen.
     fn connect_defaults_and_address_families() {
         let spec = connect_in(&pb::ConnectRequest {
             network: "n".into(),
@@ -259,6 +265,7 @@ mod tests {
     }
 
     #[test]
+    /// Unset switches keep Docker's defaults; an empty bridge name is generated.
     fn a_network_keeps_defaults_for_unset_switches() {
         let new = network_in(&pb::Network {
             name: "n".into(),
