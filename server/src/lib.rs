@@ -1,4 +1,5 @@
-//! weftd: weft's daemon. Desired state arrives through the gRPC services in [`api`], is
+//! weftd: weft's daemon. Desired state arrives through the gRPC services in [`api`], a thin
+//! adapter over the core flows of [`service`] (validate, check, persist, enqueue, wait); it is
 //! recorded in SQLite by [`store`], and the [`reconcile`] worker pool makes the kernel (through
 //! [`kernel`]) match it. [`model`] holds the pure domain types all of them share; [`server`]
 //! wires them together with the [`config`].
@@ -9,4 +10,5 @@ pub mod kernel;
 pub mod model;
 pub mod reconcile;
 pub mod server;
+pub mod service;
 pub mod store;

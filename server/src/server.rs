@@ -21,7 +21,9 @@ use crate::{
     api::{LinkApi, NamespaceApi, NetworkApi, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
+    model::{NetworkSpec, SubnetSpec},
     reconcile::Controller,
+    service::{Checked, NewNetwork, Service},
     store::Store,
 };
 
@@ -50,51 +52,43 @@ async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
 /// Name of the default network.
 pub const DEFAULT_NETWORK: &str = "bridge";
 
-/// Creates the default network `bridge` (the docker0 of weft) if it does not exist yet.
+/// Creates the default network `bridge` (the docker0 of weft) if it does not exist yet: a
+/// model [`NetworkSpec`] from the configuration (bridge name, subnet), made by the same
+/// service flow as a CreateNetwork, without waiting.
 async fn ensure_default_network(
     ctl: &Controller,
     defaults: &NetworkDefaults,
     config: &Config,
 ) -> anyhow::Result<()> {
-    if ctl
-        .store()
-        .network_by_name(DEFAULT_NETWORK)
-        .await?
-        .is_some()
-    {
+    let svc = Service::new(ctl.clone(), defaults.clone());
+    if svc.has_network(DEFAULT_NETWORK).await? {
         return Ok(());
     }
-    let body = weft_proto::v1::Network {
+    let subnets = config
+        .default_subnet
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SubnetSpec::parse(&format!("network.subnets[{i}]"), s, "", "", &[]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("default network: {e}"))?;
+    let spec = NetworkSpec {
         name: DEFAULT_NETWORK.into(),
+        labels: Default::default(),
         bridge_name: config.default_bridge.clone(),
-        subnets: config
-            .default_subnet
-            .iter()
-            .map(|s| weft_proto::v1::Subnet {
-                subnet: s.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
+        subnets,
+        internal: false,
+        icc: true,
+        masquerade: true,
+        mtu: 0,
     };
-    let (spec, auto_v4, auto_v6) =
-        crate::api::network_in(&body).map_err(|e| anyhow::anyhow!("default network: {e}"))?;
-    let row = NetworkApi::create_spec(
-        ctl,
-        defaults,
-        &spec,
-        crate::api::Creation {
-            auto_v4,
-            auto_v6,
-            is_default: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
-    tracing::info!(bridge = %spec.bridge_name, subnets = ?row.spec.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>(), "created the default network");
-    ctl.enqueue(crate::reconcile::Key::Network(row.id));
-    ctl.enqueue(crate::reconcile::Key::Firewall);
+    let new = NewNetwork::new(spec, false);
+    new.check()
+        .map_err(|e| anyhow::anyhow!("default network: {e}"))?;
+    let row = svc
+        .create_default_network(&new)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
+    tracing::info!(bridge = %row.spec.bridge_name, subnets = ?row.spec.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>(), "created the default network");
     Ok(())
 }
 

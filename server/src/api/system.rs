@@ -1,54 +1,49 @@
-//! SystemService: version, settings and counters of the running weftd.
+//! SystemService: version, settings and counters of the running weftd. The service gathers
+//! the counters (reconciles, kernel writes, queue depth); only the start time and the
+//! database name are the adapter's own.
 
-use std::sync::atomic::Ordering::Relaxed;
-
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 use weft_proto::v1::{self as pb, system_service_server::SystemService};
 
-use crate::reconcile::Controller;
+use super::{Answer, Service, convert};
+use crate::{reconcile::Controller, service::NetworkDefaults};
 
 /// The SystemService implementation.
 #[derive(Clone, Debug)]
 pub struct SystemApi {
-    ctl: Controller,
+    /// The core service.
+    svc: Service,
+    /// When this weftd started serving.
     started: std::time::SystemTime,
+    /// The database, as configured.
     database: String,
 }
 
+/// Construction: the start time is taken here.
 impl SystemApi {
     /// A service over the controller; `database` is shown as is.
     pub fn new(ctl: Controller, database: String) -> Self {
         Self {
-            ctl,
+            svc: Service::new(ctl, NetworkDefaults::default()),
             started: std::time::SystemTime::now(),
             database,
         }
     }
 }
 
+/// The one RPC of weft.v1.SystemService.
 #[tonic::async_trait]
 impl SystemService for SystemApi {
+    /// The counters and settings of this weftd.
     async fn get_system_info(
         &self,
         _: Request<pb::GetSystemInfoRequest>,
-    ) -> Result<Response<pb::GetSystemInfoResponse>, Status> {
-        let stats = self.ctl.stats();
-        let k = self.ctl.kernel();
-        Ok(Response::new(pb::GetSystemInfoResponse {
-            version: env!("CARGO_PKG_VERSION").into(),
-            start_time: Some(prost_types::Timestamp::from(self.started)),
-            kernel_writes: k.writes(),
-            reconciles: stats.reconciles.load(Relaxed),
-            reconcile_failures: stats.failures.load(Relaxed),
-            drift_repairs: stats.drift_repairs.load(Relaxed),
-            orphans_removed: stats.orphans_removed.load(Relaxed),
-            queue_depth: self.ctl.queue_depth() as u64,
-            host_netns: k
-                .host_netns()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            netns_dir: k.netns_dir().display().to_string(),
-            database: self.database.clone(),
-        }))
+    ) -> Answer<pb::GetSystemInfoResponse> {
+        let info = self.svc.system_info();
+        Ok(Response::new(convert::system_info_out(
+            info,
+            self.started,
+            &self.database,
+        )))
     }
 }

@@ -1,78 +1,24 @@
-//! Pure conversions between weft.v1 messages and the model, including the UpdateLink field mask.
-
-use std::{collections::HashMap, path::PathBuf};
+//! Links to and from the wire, including the UpdateLink field mask: which end a request
+//! names, which paths it changes (the mask, or every field it sets when there is none), and
+//! what may not change (a name, a namespace, the kind).
+//!
+//! A Link message describes a link from one end: its top-level fields are that end, and a
+//! veth's other end sits in `veth.peer`. An UpdateLink may name either end; the service says
+//! which (`named_peer`), and [`apply_update`] then applies the top-level fields to the named
+//! end and `veth.peer.*` to the other. The answer always describes a link from its first end.
 
 use weft_proto::v1 as pb;
 
+use super::{labels_in, labels_out, status_out, timestamp};
 use crate::{
     model::{
-        EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, Phase, RECHECKING, RouteSpec,
-        Status,
+        EndSpec, Invalid, LinkKind, LinkSpec, RouteSpec,
         link::{parse_cidr, parse_mac},
     },
-    store::{EndObserved, LinkRow, NamespaceRow},
+    store::{EndObserved, LinkRow},
 };
 
-fn labels_in(l: &HashMap<String, String>) -> Labels {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn labels_out(l: &Labels) -> HashMap<String, String> {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// Model status to proto.
-pub fn status_out(s: &Status) -> pb::Status {
-    let (phase, message) = match s.phase {
-        Phase::Pending => (pb::Phase::Pending, s.message.clone()),
-        Phase::Ready => (pb::Phase::Ready, s.message.clone()),
-        Phase::Failed => (pb::Phase::Failed, s.message.clone()),
-        Phase::Deleting => (pb::Phase::Deleting, s.message.clone()),
-        // Clients see the re-check after a restart as Pending, saying why.
-        Phase::Rechecking => (pb::Phase::Pending, RECHECKING.to_string()),
-    };
-    pb::Status {
-        phase: phase as i32,
-        observed_generation: s.observed_generation,
-        message,
-    }
-}
-
-/// A Namespace request body to its spec.
-pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
-    NamespaceSpec {
-        name: ns.name.clone(),
-        labels: labels_in(&ns.labels),
-        adopted_path: (!ns.path.is_empty()).then(|| PathBuf::from(&ns.path)),
-    }
-}
-
-/// A stored namespace to proto.
-pub fn namespace_out(r: &NamespaceRow) -> pb::Namespace {
-    pb::Namespace {
-        name: r.spec.name.clone(),
-        labels: labels_out(&r.spec.labels),
-        path: r
-            .spec
-            .adopted_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        generation: r.generation,
-        status: Some(status_out(&r.status)),
-        status_path: r.status_path.clone(),
-        uid: r.id.clone(),
-        create_time: Some(timestamp(r.created_at)),
-    }
-}
-
+/// Routes from the wire, each parsed and named by its index (`link.routes[2]`).
 fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invalid> {
     routes
         .iter()
@@ -88,6 +34,7 @@ fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invali
         .collect()
 }
 
+/// Routes to the wire; a route without gateway has an empty one.
 fn routes_out(routes: &[RouteSpec]) -> Vec<pb::Route> {
     routes
         .iter()
@@ -99,6 +46,7 @@ fn routes_out(routes: &[RouteSpec]) -> Vec<pb::Route> {
         .collect()
 }
 
+/// Addresses in CIDR notation from the wire, each named by its index.
 fn addresses_in(field: &str, a: &[String]) -> Result<Vec<ipnet::IpNet>, Invalid> {
     a.iter()
         .enumerate()
@@ -106,6 +54,7 @@ fn addresses_in(field: &str, a: &[String]) -> Result<Vec<ipnet::IpNet>, Invalid>
         .collect()
 }
 
+/// An optional MAC from the wire: "" is none.
 fn mac_in(field: &str, m: &str) -> Result<Option<String>, Invalid> {
     if m.is_empty() {
         Ok(None)
@@ -114,23 +63,36 @@ fn mac_in(field: &str, m: &str) -> Result<Option<String>, Invalid> {
     }
 }
 
+/// An optional name from the wire: "" is none.
 fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
 /// The fields of one end, as they arrive (top level of a Link, or a VethPeer).
+/// A veth's two ends arrive in two message types with the same fields; this is their common
+/// view, so one piece of code converts and updates either end.
 struct EndFields<'a> {
+    /// Interface name.
     name: &'a str,
+    /// Namespace name ("" is the host).
     namespace: &'a str,
+    /// MTU (0 keeps the kernel's default).
     mtu: u32,
+    /// MAC ("" lets the kernel choose).
     mac: &'a str,
+    /// Administratively up.
     up: bool,
+    /// Bridge to enslave the end to ("" is none).
     master: &'a str,
+    /// Addresses in CIDR notation.
     addresses: &'a [String],
+    /// Routes through the end.
     routes: &'a [pb::Route],
 }
 
+/// Reading one end from either message, and writing it into a spec.
 impl<'a> EndFields<'a> {
+    /// The top-level end of a Link message.
     fn of_link(l: &'a pb::Link) -> Self {
         Self {
             name: &l.name,
@@ -144,6 +106,7 @@ impl<'a> EndFields<'a> {
         }
     }
 
+    /// The peer end of a veth.
     fn of_peer(p: &'a pb::VethPeer) -> Self {
         Self {
             name: &p.name,
@@ -157,6 +120,7 @@ impl<'a> EndFields<'a> {
         }
     }
 
+    /// The end as a model spec; `field` prefixes the names in errors (`link.veth.peer.`).
     fn to_spec(&self, field: &str) -> Result<EndSpec, Invalid> {
         Ok(EndSpec {
             name: self.name.to_string(),
@@ -224,6 +188,7 @@ impl<'a> EndFields<'a> {
     }
 }
 
+/// The mask paths that name a field of one end.
 const END_PATHS: [&str; 6] = ["mtu", "mac_address", "up", "master", "addresses", "routes"];
 
 /// A CreateLink body to its spec (validated separately with [`LinkSpec::validate`]).
@@ -324,6 +289,7 @@ pub fn apply_update(
     Ok(spec)
 }
 
+/// One end as the fields of a Link message (the caller fills in the rest).
 fn end_out(e: &EndSpec) -> pb::Link {
     pb::Link {
         name: e.name.clone(),
@@ -374,23 +340,12 @@ pub fn link_out(r: &LinkRow) -> pb::Link {
     l
 }
 
-/// Planned changes to proto.
-pub fn planned_out(changes: Vec<crate::model::PlannedChange>) -> Vec<pb::PlannedChange> {
-    changes
-        .into_iter()
-        .map(|c| pb::PlannedChange {
-            action: c.action.into(),
-            kind: c.kind.into(),
-            target: c.target,
-            detail: c.detail,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Status;
 
+    /// A veth pair between two namespaces, as the seed creates it.
     fn seed() -> pb::Link {
         pb::Link {
             name: "veth1".into(),
@@ -411,6 +366,7 @@ mod tests {
     }
 
     #[test]
+    /// The seed's veth pair converts into a valid spec with both ends.
     fn seed_link_converts() {
         let s = link_in(&seed()).unwrap();
         s.validate().unwrap();
@@ -423,6 +379,7 @@ mod tests {
     }
 
     #[test]
+    /// A link must say what it is.
     fn a_link_without_kind_is_refused() {
         let mut l = seed();
         l.kind = None;
@@ -430,6 +387,7 @@ mod tests {
     }
 
     #[test]
+    /// Without a mask, only the fields the body sets change.
     fn update_without_mask_changes_populated_fields_only() {
         let cur = link_in(&seed()).unwrap();
         let body = pb::Link {
@@ -445,6 +403,7 @@ mod tests {
     }
 
     #[test]
+    /// With a mask, a field can be cleared or turned off.
     fn update_mask_can_clear_and_turn_down() {
         let cur = link_in(&seed()).unwrap();
         let body = pb::Link {
@@ -458,6 +417,7 @@ mod tests {
     }
 
     #[test]
+    /// A request that names the peer end changes the peer.
     fn update_named_by_peer_applies_to_the_peer() {
         let cur = link_in(&seed()).unwrap();
         let body = pb::Link {
@@ -475,6 +435,7 @@ mod tests {
     }
 
     #[test]
+    /// Unknown paths and names are refused with a message that says what may change.
     fn update_mask_rejects_unknown_and_immutable_paths() {
         let cur = link_in(&seed()).unwrap();
         let body = pb::Link::default();
@@ -493,6 +454,7 @@ mod tests {
     }
 
     #[test]
+    /// Out and in again gives the same spec.
     fn round_trip_keeps_the_wire_form() {
         let row = LinkRow {
             id: "abc".into(),

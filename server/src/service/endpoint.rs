@@ -1,0 +1,153 @@
+//! Endpoints: a namespace attached to a network (Connect and Disconnect).
+//!
+//! Connect validates the request in the model, refuses an interface name a foreign interface
+//! already holds inside the namespace (unless it is this very endpoint's), and lets the store
+//! settle addresses and ports in one transaction (its UNIQUE constraints make two concurrent
+//! connects never get the same address or host port). Both verbs announce the network too,
+//! since a network's answer lists its endpoints.
+
+use super::{
+    Call, Endpoints, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
+    kinds::kind_basics,
+};
+use crate::{
+    model::{ConnectSpec, Labels, NetworkSpec, PlannedChange},
+    reconcile::Key,
+    store::{EndpointRow, NetworkRow, RequestRecord},
+};
+
+/// An endpoint as answers show it: its row, and the spec of its network (for the gateways).
+#[derive(Clone, Debug)]
+pub struct EndpointView {
+    /// The stored endpoint.
+    pub row: EndpointRow,
+    /// Its network's spec.
+    pub network: NetworkSpec,
+}
+
+/// Endpoints carry no labels of their own.
+static NO_LABELS: Labels = Labels::new();
+
+impl Kind for Endpoints {
+    type Row = EndpointRow;
+    type View = EndpointView;
+
+    kind_basics!("endpoint", Endpoint, EndpointRow);
+
+    fn labels(_row: &EndpointRow) -> &Labels {
+        &NO_LABELS
+    }
+
+    fn selected(row: &EndpointRow, filter: &Filter) -> bool {
+        filter.namespace(std::iter::once(row.namespace.as_str()))
+    }
+
+    async fn by_id(svc: &Service, id: &str) -> ServiceResult<Option<EndpointRow>> {
+        Ok(svc.store().endpoint_by_id(id).await?)
+    }
+
+    async fn all(svc: &Service) -> ServiceResult<Vec<EndpointRow>> {
+        Ok(svc.store().list_endpoints(None).await?)
+    }
+
+    async fn view(svc: &Service, row: EndpointRow) -> ServiceResult<EndpointView> {
+        let network = svc.network_of(&row).await?.spec;
+        Ok(EndpointView { row, network })
+    }
+}
+
+impl Make for Endpoints {
+    const METHOD: &'static str = "Connect";
+    type Spec = ConnectSpec;
+
+    fn replay_gone(request_id: &str) -> ServiceError {
+        ServiceError::NotFound(format!(
+            "the endpoint request {request_id:?} made has been disconnected since"
+        ))
+    }
+
+    async fn persist(
+        svc: &Service,
+        spec: &ConnectSpec,
+        record: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> ServiceResult<EndpointRow> {
+        if svc
+            .interface_alias(&spec.namespace, &spec.endpoint.ifname)
+            .await
+            .is_some()
+            && svc
+                .store()
+                .endpoint_by_names(&spec.network, &spec.namespace)
+                .await?
+                .is_none()
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "interface {:?} already exists in namespace {:?}; pick another interface_name",
+                spec.endpoint.ifname, spec.namespace
+            )));
+        }
+        Ok(svc.store().connect(spec, record, dry_run).await?)
+    }
+
+    async fn plan(
+        svc: &Service,
+        row: EndpointRow,
+    ) -> ServiceResult<(EndpointView, Vec<PlannedChange>)> {
+        let net = svc.network_of(&row).await?;
+        let plan = svc.ctl.plan_endpoint(&row, &net).await?;
+        Ok((
+            EndpointView {
+                row,
+                network: net.spec,
+            },
+            plan,
+        ))
+    }
+
+    fn announce(svc: &Service, row: &EndpointRow) {
+        svc.ctl
+            .events()
+            .send(Key::Network(row.network_id.clone()), false);
+    }
+}
+
+impl Service {
+    /// The network endpoint `row` is on.
+    async fn network_of(&self, row: &EndpointRow) -> ServiceResult<NetworkRow> {
+        self.store()
+            .network_by_id(&row.network_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("the network is gone".into()))
+    }
+
+    /// Disconnects namespace `namespace` from network `network`; a dry run answers what it
+    /// would change. NOT_FOUND says which is missing: the network, or the endpoint.
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        namespace: &str,
+        call: Call,
+    ) -> ServiceResult<Vec<PlannedChange>> {
+        let pending = Pending::start(self, call);
+        let Some(row) = self.store().endpoint_by_names(network, namespace).await? else {
+            return Err(ServiceError::NotFound(
+                if self.has_network(network).await? {
+                    format!("namespace {namespace:?} is not connected to network {network:?}")
+                } else {
+                    format!("network {network:?} not found")
+                },
+            ));
+        };
+        if call.dry_run {
+            let net = self.network_of(&row).await?;
+            return Ok(self.ctl.plan_endpoint_removal(&row, &net).await?);
+        }
+        self.store().mark_endpoint_deleting(&row.id).await?;
+        Endpoints::announce(self, &row);
+        pending
+            .finish(self, Endpoints::key(row.id), row.generation + 1)
+            .await?;
+        Ok(Vec::new())
+    }
+}

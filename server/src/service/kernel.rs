@@ -1,0 +1,77 @@
+//! The kernel and host reads the service's preconditions need, and nothing else: the only
+//! file in `service/` that touches the kernel handle, so the flows read as plain logic and a
+//! change of the kernel's interface is a change here alone.
+//!
+//! These are *reads* for refusing a request early with a precise message (a foreign interface
+//! already has the name weft would give; a path to adopt is not a network namespace). The
+//! reconciler checks again before it writes, so a read that fails is never fatal here: it
+//! reads as "nothing there", except where the answer itself needs it (host routes).
+
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::kernel::NsRef;
+
+impl Service {
+    /// The alias of interface `name` in namespace `namespace` ("" is the host) if the kernel
+    /// has such an interface: `Some(None)` for one without an alias, `None` when there is no
+    /// such interface or the namespace cannot be entered yet.
+    pub(super) async fn interface_alias(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Option<String>> {
+        let ns = self.ctl.ns_ref(namespace).await.ok()?;
+        self.ctl
+            .kernel()
+            .get_link(&ns, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.alias)
+    }
+
+    /// The destinations of the host namespace's routes, which automatic subnets must avoid.
+    pub(super) async fn host_routes(&self) -> ServiceResult<Vec<IpNet>> {
+        self.ctl
+            .kernel()
+            .route_destinations(&NsRef::Host)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// True if `path` exists on the host.
+    pub(super) fn path_exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    /// True if `path` is a network namespace file (nsfs).
+    pub(super) fn is_netns(&self, path: &Path) -> bool {
+        self.ctl.kernel().is_netns(path)
+    }
+
+    /// Where weft mounts the namespace `name` it creates, if a file (or a dangling link)
+    /// already stands there.
+    pub(super) fn netns_file_taken(&self, name: &str) -> Option<PathBuf> {
+        let file = self.netns_file(name);
+        file.symlink_metadata().is_ok().then_some(file)
+    }
+
+    /// Where weft mounts the namespace `name` it creates.
+    fn netns_file(&self, name: &str) -> PathBuf {
+        self.ctl.kernel().netns_dir().join(name)
+    }
+
+    /// The kernel's side of GetSystemInfo: netlink writes so far, the host namespace file
+    /// (None: weftd's own), and the netns directory.
+    pub(super) fn kernel_facts(&self) -> (u64, Option<PathBuf>, PathBuf) {
+        let k = self.ctl.kernel();
+        (
+            k.writes(),
+            k.host_netns().map(Path::to_path_buf),
+            k.netns_dir().to_path_buf(),
+        )
+    }
+}

@@ -1,0 +1,48 @@
+//! What GetSystemInfo reports about the running weftd: its version, the reconciler's
+//! counters, the queue, and where it acts in the kernel.
+
+use std::{path::PathBuf, sync::atomic::Ordering::Relaxed};
+
+use super::Service;
+
+/// A snapshot of weftd's counters and settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// weftd's version.
+    pub version: &'static str,
+    /// Netlink and nftables writes so far.
+    pub kernel_writes: u64,
+    /// Reconciles run.
+    pub reconciles: u64,
+    /// Reconciles that failed.
+    pub reconcile_failures: u64,
+    /// Converged objects found changed in the kernel and repaired.
+    pub drift_repairs: u64,
+    /// Orphaned kernel objects removed.
+    pub orphans_removed: u64,
+    /// Keys waiting in the work queue.
+    pub queue_depth: u64,
+    /// The host namespace file weftd acts in (None: its own).
+    pub host_netns: Option<PathBuf>,
+    /// Where namespaces weft creates are mounted.
+    pub netns_dir: PathBuf,
+}
+
+impl Service {
+    /// The counters and settings of this weftd, now.
+    pub fn system_info(&self) -> SystemInfo {
+        let stats = self.ctl.stats();
+        let (kernel_writes, host_netns, netns_dir) = self.kernel_facts();
+        SystemInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            kernel_writes,
+            reconciles: stats.reconciles.load(Relaxed),
+            reconcile_failures: stats.failures.load(Relaxed),
+            drift_repairs: stats.drift_repairs.load(Relaxed),
+            orphans_removed: stats.orphans_removed.load(Relaxed),
+            queue_depth: self.ctl.queue_depth() as u64,
+            host_netns,
+            netns_dir,
+        }
+    }
+}
