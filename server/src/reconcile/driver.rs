@@ -29,7 +29,7 @@ use super::{Action, Controller, Key, ReconcileError, Retry, error_policy};
 use crate::{
     kernel::KernelOps,
     model::{Phase, Status},
-    store::Kind,
+    store::{EndpointRow, Kind, LinkRow, NamespaceRow, NetworkRow},
 };
 
 /// After this many consecutive transient failures an object reports Failed (it is still
@@ -45,17 +45,36 @@ pub(super) struct Ctx<'a> {
     pub kernel: &'a dyn KernelOps,
 }
 
-/// An object's bookkeeping, as the driver needs it.
-pub(super) struct Meta<'a, O> {
+/// What a successful reconcile returns: the next [`Action`] and what it observed.
+pub(super) type Outcome<O> = Result<(Action, O), ReconcileError>;
+
+/// The bookkeeping every stored object has, as the driver reads it.
+pub(super) trait Tracked {
     /// The status stored now.
-    pub status: &'a Status,
+    fn status(&self) -> &Status;
     /// The spec's generation.
-    pub generation: i64,
+    fn generation(&self) -> i64;
     /// Marked for deletion.
-    pub deleting: bool,
-    /// What was observed last time (kept when a reconcile fails).
-    pub observed: O,
+    fn deleting(&self) -> bool;
 }
+
+/// Implements [`Tracked`] for row types with `status`, `generation` and `deleting` fields.
+macro_rules! tracked {
+    ($($row:ty),*) => {$(
+        impl Tracked for $row {
+            fn status(&self) -> &Status {
+                &self.status
+            }
+            fn generation(&self) -> i64 {
+                self.generation
+            }
+            fn deleting(&self) -> bool {
+                self.deleting
+            }
+        }
+    )*};
+}
+tracked!(NamespaceRow, LinkRow, NetworkRow, EndpointRow);
 
 /// One kind of object's reconcile logic (kube-runtime's shape, without its streams).
 ///
@@ -64,25 +83,18 @@ pub(super) struct Meta<'a, O> {
 #[async_trait]
 pub(super) trait Reconciler: Send + Sync {
     /// The stored object (its row).
-    type Object: Kind + Sync;
+    type Object: Kind + Tracked + Sync;
     /// What a reconcile observes and stores beside the status.
     type Observed: PartialEq + Send + Sync + Borrow<<Self::Object as Kind>::Observed>;
 
-    /// The queue key of object `id`.
-    fn key(&self, id: &str) -> Key;
-
-    /// The object's bookkeeping.
-    fn meta<'o>(&self, obj: &'o Self::Object) -> Meta<'o, Self::Observed>;
+    /// What the stored object says was observed last time (kept when a reconcile fails).
+    fn observed(&self, obj: &Self::Object) -> Self::Observed;
 
     /// Makes the kernel match the object; returns what to do next and what it observed.
-    async fn reconcile(
-        &self,
-        obj: &Self::Object,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Action, Self::Observed), ReconcileError>;
+    async fn reconcile(&self, obj: &Self::Object, ctx: &Ctx) -> Outcome<Self::Observed>;
 
     /// Removes what the object made in the kernel (it is being deleted).
-    async fn cleanup(&self, obj: &Self::Object, ctx: &Ctx<'_>) -> Result<(), ReconcileError>;
+    async fn cleanup(&self, obj: &Self::Object, ctx: &Ctx) -> Result<(), ReconcileError>;
 
     /// Another key whose watchers hear of this object's changes (an endpoint's network).
     fn also_notify(&self, _obj: &Self::Object) -> Option<Key> {
@@ -222,10 +234,12 @@ impl Controller {
             kernel: self.kernel(),
         };
         match key {
-            Key::Namespace(id) => drive(&super::namespace::Namespaces, &ctx, id, attempt).await,
-            Key::Link(id) => drive(&super::link::Links, &ctx, id, attempt).await,
-            Key::Network(id) => drive(&super::network::Networks, &ctx, id, attempt).await,
-            Key::Endpoint(id) => drive(&super::network::Endpoints, &ctx, id, attempt).await,
+            Key::Namespace(id) => {
+                drive(&super::namespace::Namespaces, &ctx, key, id, attempt).await
+            }
+            Key::Link(id) => drive(&super::link::Links, &ctx, key, id, attempt).await,
+            Key::Network(id) => drive(&super::network::Networks, &ctx, key, id, attempt).await,
+            Key::Endpoint(id) => drive(&super::network::Endpoints, &ctx, key, id, attempt).await,
             Key::Firewall => self.reconcile_firewall().await,
             Key::Gc => Ran {
                 result: self.collect_garbage().await.map(|()| Action::AwaitChange),
@@ -241,18 +255,18 @@ impl Controller {
             kernel: self.kernel(),
         };
         match key {
-            Key::Namespace(id) => fail(&super::namespace::Namespaces, &ctx, id, status).await,
-            Key::Link(id) => fail(&super::link::Links, &ctx, id, status).await,
-            Key::Network(id) => fail(&super::network::Networks, &ctx, id, status).await,
-            Key::Endpoint(id) => fail(&super::network::Endpoints, &ctx, id, status).await,
+            Key::Namespace(id) => fail(&super::namespace::Namespaces, &ctx, key, id, status).await,
+            Key::Link(id) => fail(&super::link::Links, &ctx, key, id, status).await,
+            Key::Network(id) => fail(&super::network::Networks, &ctx, key, id, status).await,
+            Key::Endpoint(id) => fail(&super::network::Endpoints, &ctx, key, id, status).await,
             Key::Firewall | Key::Gc => Ok(()),
         }
     }
 }
 
 /// One reconcile of object `id` of `r`'s kind: cleanup or converge, then status.
-async fn drive<R: Reconciler>(r: &R, ctx: &Ctx<'_>, id: &str, attempt: u32) -> Ran {
-    let result = drive_inner(r, ctx, id, attempt).await;
+async fn drive<R: Reconciler>(r: &R, ctx: &Ctx<'_>, key: &Key, id: &str, attempt: u32) -> Ran {
+    let result = drive_inner(r, ctx, key, id, attempt).await;
     match result {
         Ok((result, converged_before)) => Ran {
             result,
@@ -268,6 +282,7 @@ async fn drive<R: Reconciler>(r: &R, ctx: &Ctx<'_>, id: &str, attempt: u32) -> R
 async fn drive_inner<R: Reconciler>(
     r: &R,
     ctx: &Ctx<'_>,
+    key: &Key,
     id: &str,
     attempt: u32,
 ) -> Result<(Result<Action, ReconcileError>, bool), ReconcileError> {
@@ -275,10 +290,9 @@ async fn drive_inner<R: Reconciler>(
     let Some(obj) = store.by_id::<R::Object>(id).await? else {
         return Ok((Ok(Action::AwaitChange), false));
     };
-    let key = r.key(id);
-    let meta = r.meta(&obj);
-    let converged_before = meta.status.was_converged(meta.generation);
-    if meta.deleting {
+    let key = key.clone();
+    let converged_before = obj.status().was_converged(obj.generation());
+    if obj.deleting() {
         r.cleanup(&obj, ctx).await?;
         if store.delete_row::<R::Object>(id).await? {
             ctx.ctl.events().send(key, true);
@@ -292,24 +306,25 @@ async fn drive_inner<R: Reconciler>(
         Ok((action, observed)) => (
             Status {
                 phase: Phase::Ready,
-                observed_generation: meta.generation,
+                observed_generation: obj.generation(),
                 message: String::new(),
             },
             Some(observed),
             Ok(action),
         ),
         Err(e) => (
-            failed_status(&e, attempt, meta.generation, meta.status),
+            failed_status(&e, attempt, obj.generation(), obj.status()),
             None,
             Err(e),
         ),
     };
-    let observed = observed.unwrap_or(meta.observed);
-    let unchanged = observed == r.meta(&obj).observed;
+    let before = r.observed(&obj);
+    let unchanged = observed.as_ref().is_none_or(|o| *o == before);
+    let observed = observed.unwrap_or(before);
     let also = r.also_notify(&obj);
     let rechecked =
         ctx.ctl
-            .confirm_if_rechecked(&key, meta.status, &status, unchanged, also.clone());
+            .confirm_if_rechecked(&key, obj.status(), &status, unchanged, also.clone());
     if !rechecked
         && store
             .set_status::<R::Object>(id, &status, observed.borrow())
@@ -328,6 +343,7 @@ async fn drive_inner<R: Reconciler>(
 async fn fail<R: Reconciler>(
     r: &R,
     ctx: &Ctx<'_>,
+    key: &Key,
     id: &str,
     status: &Status,
 ) -> Result<(), ReconcileError> {
@@ -335,16 +351,15 @@ async fn fail<R: Reconciler>(
     let Some(obj) = store.by_id::<R::Object>(id).await? else {
         return Ok(());
     };
-    let meta = r.meta(&obj);
     let status = Status {
-        observed_generation: meta.generation,
+        observed_generation: obj.generation(),
         ..status.clone()
     };
     if store
-        .set_status::<R::Object>(id, &status, meta.observed.borrow())
+        .set_status::<R::Object>(id, &status, r.observed(&obj).borrow())
         .await?
     {
-        ctx.ctl.events().send(r.key(id), false);
+        ctx.ctl.events().send(key.clone(), false);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use super::{
     Action, Controller, Key, ReconcileError,
-    driver::{Ctx, Meta, Reconciler},
+    driver::{Ctx, Outcome, Reconciler},
 };
 use crate::{
     kernel::{ErrorKind, KernelOps, LinkChange, LinkState, NsRef, RouteState},
@@ -46,24 +46,11 @@ impl Reconciler for Links {
     type Object = LinkRow;
     type Observed = LinkObserved;
 
-    fn key(&self, id: &str) -> Key {
-        Key::Link(id.to_string())
+    fn observed(&self, row: &LinkRow) -> LinkObserved {
+        row.observed.clone()
     }
 
-    fn meta<'o>(&self, row: &'o LinkRow) -> Meta<'o, LinkObserved> {
-        Meta {
-            status: &row.status,
-            generation: row.generation,
-            deleting: row.deleting,
-            observed: row.observed.clone(),
-        }
-    }
-
-    async fn reconcile(
-        &self,
-        row: &LinkRow,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Action, LinkObserved), ReconcileError> {
+    async fn reconcile(&self, row: &LinkRow, ctx: &Ctx) -> Outcome<LinkObserved> {
         let observed = ctx
             .ctl
             .converge_link(ctx.kernel, &row.id, &row.spec)
@@ -71,7 +58,7 @@ impl Reconciler for Links {
         Ok((Action::AwaitChange, observed))
     }
 
-    async fn cleanup(&self, row: &LinkRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+    async fn cleanup(&self, row: &LinkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         ctx.ctl.remove_link(ctx.kernel, &row.id, &row.spec).await
     }
 }

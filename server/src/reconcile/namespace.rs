@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{
     Action, Controller, Key, ReconcileError,
-    driver::{Ctx, Meta, Reconciler},
+    driver::{Ctx, Outcome, Reconciler},
 };
 use crate::{
     kernel::{KernelOps, LinkChange, NsRef},
@@ -31,24 +31,11 @@ impl Reconciler for Namespaces {
     type Object = NamespaceRow;
     type Observed = String;
 
-    fn key(&self, id: &str) -> Key {
-        Key::Namespace(id.to_string())
+    fn observed(&self, row: &NamespaceRow) -> String {
+        row.status_path.clone()
     }
 
-    fn meta<'o>(&self, row: &'o NamespaceRow) -> Meta<'o, String> {
-        Meta {
-            status: &row.status,
-            generation: row.generation,
-            deleting: row.deleting,
-            observed: row.status_path.clone(),
-        }
-    }
-
-    async fn reconcile(
-        &self,
-        row: &NamespaceRow,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Action, String), ReconcileError> {
+    async fn reconcile(&self, row: &NamespaceRow, ctx: &Ctx) -> Outcome<String> {
         let path = path_of(ctx.kernel, row);
         let recreated = ctx
             .ctl
@@ -78,7 +65,7 @@ impl Reconciler for Namespaces {
         Ok((Action::AwaitChange, path.display().to_string()))
     }
 
-    async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+    async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         let ns = NsRef::Path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.
         ctx.ctl.unwatch_namespace(&ns);

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use super::{
     Action, Controller, Key, ReconcileError,
-    driver::{Ctx, Meta, Ran, Reconciler},
+    driver::{Ctx, Outcome, Ran, Reconciler},
 };
 use crate::{
     kernel::NsRef,
@@ -160,24 +160,9 @@ impl Reconciler for Networks {
     type Object = NetworkRow;
     type Observed = ();
 
-    fn key(&self, id: &str) -> Key {
-        Key::Network(id.to_string())
-    }
+    fn observed(&self, _: &NetworkRow) {}
 
-    fn meta<'o>(&self, row: &'o NetworkRow) -> Meta<'o, ()> {
-        Meta {
-            status: &row.status,
-            generation: row.generation,
-            deleting: row.deleting,
-            observed: (),
-        }
-    }
-
-    async fn reconcile(
-        &self,
-        row: &NetworkRow,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Action, ()), ReconcileError> {
+    async fn reconcile(&self, row: &NetworkRow, ctx: &Ctx) -> Outcome<()> {
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
         // Published ports answer on the host's loopback addresses too (like Docker without
@@ -190,7 +175,7 @@ impl Reconciler for Networks {
         Ok((Action::AwaitChange, ()))
     }
 
-    async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+    async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         ctx.ctl.sync_firewall_structure().await?;
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.remove_link(ctx.kernel, &row.id, &spec).await
@@ -234,24 +219,11 @@ impl Reconciler for Endpoints {
     type Object = EndpointRow;
     type Observed = EndpointObserved;
 
-    fn key(&self, id: &str) -> Key {
-        Key::Endpoint(id.to_string())
+    fn observed(&self, row: &EndpointRow) -> EndpointObserved {
+        row.observed.clone()
     }
 
-    fn meta<'o>(&self, row: &'o EndpointRow) -> Meta<'o, EndpointObserved> {
-        Meta {
-            status: &row.status,
-            generation: row.generation,
-            deleting: row.deleting,
-            observed: row.observed.clone(),
-        }
-    }
-
-    async fn reconcile(
-        &self,
-        row: &EndpointRow,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Action, EndpointObserved), ReconcileError> {
+    async fn reconcile(&self, row: &EndpointRow, ctx: &Ctx) -> Outcome<EndpointObserved> {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
@@ -265,7 +237,7 @@ impl Reconciler for Endpoints {
         Ok((Action::AwaitChange, EndpointObserved { mac }))
     }
 
-    async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+    async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
