@@ -487,3 +487,5 @@ impl Controller {
         }
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! Namespaces: create, converge, drift (the file or the loopback mark gone), delete, and
+//! adopted namespaces.
+
+use super::{H, mark, ns_spec, veth};
+use crate::{
+    kernel::{NetnsOps, NsRef},
+    model::Phase,
+    reconcile::Key,
+};
+
+#[tokio::test]
+async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
+    let h = H::new().await;
+    let row = h.namespace_row("ns1").await;
+    assert_eq!(row.status.phase, Phase::Pending);
+    let writes = h.run(Key::Namespace(row.id.clone())).await;
+    assert!(writes >= 2, "create the file, then mark the loopback");
+    let path = h.k.netns_dir().join("ns1");
+    assert!(h.k.is_netns(&path));
+    let lo = h.k.link(&h.ns("ns1"), "lo").unwrap();
+    assert!(lo.up);
+    assert_eq!(lo.alias, mark(&row.id));
+    let stored = h.store().namespace_by_id(&row.id).await.unwrap().unwrap();
+    assert_eq!(stored.status.phase, Phase::Ready);
+    assert_eq!(stored.status.observed_generation, stored.generation);
+    assert_eq!(stored.status.message, "");
+    assert_eq!(stored.status_path, path.display().to_string());
+}
+
+#[tokio::test]
+async fn converged_namespace_reconciles_with_zero_writes() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let calls = h.k.calls().len();
+    assert_eq!(h.run(Key::Namespace(id.clone())).await, 0);
+    assert_eq!(h.k.calls().len(), calls);
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(h.drift(), 0);
+}
+
+#[tokio::test]
+async fn vanished_namespace_is_recreated_counted_as_drift_and_requeues_its_links() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let link = h.link(&veth("vh1", "vi1", "ns1")).await;
+    assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
+    let path = h.k.netns_dir().join("ns1");
+    h.k.vanish_namespace(&path);
+    assert!(h.k.link(&NsRef::Host, "vh1").is_none(), "the peer died too");
+    let depth = h.ctl.queue_depth();
+    assert!(h.run(Key::Namespace(id.clone())).await > 0);
+    assert!(h.k.is_netns(&path));
+    assert_eq!(h.k.link(&h.ns("ns1"), "lo").unwrap().alias, mark(&id));
+    assert_eq!(h.drift(), 1);
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(
+        h.ctl.queue_depth(),
+        depth + 1,
+        "the link that lived in it is queued again"
+    );
+    // And the link's own reconcile brings the pair back.
+    h.run(Key::Link(link.clone())).await;
+    assert!(h.k.link(&h.ns("ns1"), "vi1").is_some());
+    assert!(h.k.link(&NsRef::Host, "vh1").is_some());
+}
+
+#[tokio::test]
+async fn loopback_mark_and_flag_removed_behind_back_are_restored_as_drift() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    h.k.tamper(&h.ns("ns1"), "lo", |l| {
+        l.alias = None;
+        l.up = false;
+    });
+    assert_eq!(h.run(Key::Namespace(id.clone())).await, 1, "one set_link");
+    let lo = h.k.link(&h.ns("ns1"), "lo").unwrap();
+    assert!(lo.up);
+    assert_eq!(lo.alias, mark(&id));
+    assert_eq!(h.drift(), 1);
+}
+
+#[tokio::test]
+async fn namespace_delete_removes_the_file_and_the_row() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let row = h
+        .store()
+        .mark_namespace_deleting("ns1", false)
+        .await
+        .unwrap();
+    assert_eq!(row.status.phase, Phase::Deleting);
+    h.run(Key::Namespace(id.clone())).await;
+    assert!(!h.k.is_netns(&h.k.netns_dir().join("ns1")));
+    assert!(h.store().namespace_by_id(&id).await.unwrap().is_none());
+    assert!(
+        h.k.calls().iter().any(|c| c == "delete_named_netns ns1"),
+        "{:?}",
+        h.k.calls()
+    );
+}
+
+#[tokio::test]
+async fn adopted_namespace_is_checked_never_created() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4242/ns/net");
+    h.k.add_namespace(path.clone());
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some(path.clone());
+    let row = h
+        .store()
+        .create_namespace(&spec, None, false)
+        .await
+        .unwrap();
+    assert_eq!(h.run(Key::Namespace(row.id.clone())).await, 0);
+    let stored = h.store().namespace_by_id(&row.id).await.unwrap().unwrap();
+    assert_eq!(stored.status.phase, Phase::Ready);
+    assert_eq!(stored.status_path, path.display().to_string());
+    assert!(h.k.calls().is_empty(), "{:?}", h.k.calls());
+    assert_eq!(
+        h.k.link(&NsRef::Path(path), "lo").unwrap().alias,
+        None,
+        "an adopted namespace's loopback is not marked"
+    );
+}
+
+#[tokio::test]
+async fn adopted_namespace_that_is_gone_fails_at_once_and_is_not_recreated() {
+    let h = H::new().await;
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some("/proc/4243/ns/net".into());
+    let row = h
+        .store()
+        .create_namespace(&spec, None, false)
+        .await
+        .unwrap();
+    h.run(Key::Namespace(row.id.clone())).await;
+    let s = h.ns_status(&row.id).await;
+    assert_eq!(
+        s.phase,
+        Phase::Failed,
+        "permanent: Failed on the first attempt"
+    );
+    assert_eq!(s.observed_generation, row.generation);
+    assert!(
+        s.message
+            .contains("weft does not recreate adopted namespaces"),
+        "{}",
+        s.message
+    );
+    assert!(h.k.calls().is_empty());
+    assert!(!h.k.is_netns(std::path::Path::new("/proc/4243/ns/net")));
+}
+
+#[tokio::test]
+async fn adopted_namespace_delete_forgets_it_and_leaves_the_file() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4244/ns/net");
+    h.k.add_namespace(path.clone());
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some(path.clone());
+    let row = h
+        .store()
+        .create_namespace(&spec, None, false)
+        .await
+        .unwrap();
+    h.run(Key::Namespace(row.id.clone())).await;
+    h.store()
+        .mark_namespace_deleting("runtime", false)
+        .await
+        .unwrap();
+    assert_eq!(h.run(Key::Namespace(row.id.clone())).await, 0);
+    assert!(h.store().namespace_by_id(&row.id).await.unwrap().is_none());
+    assert!(h.k.is_netns(&path), "weft never deletes what it adopted");
+}
