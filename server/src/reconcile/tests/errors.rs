@@ -12,6 +12,15 @@ use crate::{
     reconcile::{FAILED_AFTER_ATTEMPTS, Key},
 };
 
+/// Records `rich_veth` without reconciling it; returns its id.
+async fn stored_link(h: &H) -> String {
+    h.store()
+        .create_link(&rich_veth(), None, false)
+        .await
+        .unwrap()
+        .id
+}
+
 /// Attempt after attempt, the phase the link shows.
 async fn phases(h: &H, id: &str, attempts: u32) -> Vec<Phase> {
     let mut out = Vec::new();
@@ -28,12 +37,7 @@ async fn eexist_on_create_is_pending_twice_then_failed_then_converges() {
     let h = H::new().await;
     h.namespace("ns1").await;
     h.k.fail("create_veth", Some("vh1"), Errno::EEXIST, 3);
-    let id = h
-        .store()
-        .create_link(&rich_veth(), None, false)
-        .await
-        .unwrap()
-        .id;
+    let id = stored_link(&h).await;
     h.run(Key::Link(id.clone())).await;
     let s = h.link_status(&id).await;
     assert_eq!((s.phase, s.observed_generation), (Phase::Pending, 0));
@@ -79,12 +83,7 @@ async fn ebusy_on_add_address_is_transient_and_retried_to_ready() {
     let h = H::new().await;
     h.namespace("ns1").await;
     h.k.fail("add_address", Some("10.9.0.2"), Errno::EBUSY, 2);
-    let id = h
-        .store()
-        .create_link(&rich_veth(), None, false)
-        .await
-        .unwrap()
-        .id;
+    let id = stored_link(&h).await;
     assert_eq!(
         phases(&h, &id, 3).await,
         vec![Phase::Pending, Phase::Pending, Phase::Ready]
@@ -102,12 +101,7 @@ async fn eperm_is_retried_and_shows_failed_after_three_attempts_then_converges()
     let h = H::new().await;
     h.namespace("ns1").await;
     h.k.fail("add_address", None, Errno::EPERM, 4);
-    let id = h
-        .store()
-        .create_link(&rich_veth(), None, false)
-        .await
-        .unwrap()
-        .id;
+    let id = stored_link(&h).await;
     assert_eq!(
         phases(&h, &id, 5).await,
         vec![
@@ -148,12 +142,7 @@ async fn a_success_resets_the_attempt_count() {
     let h = H::new().await;
     h.namespace("ns1").await;
     h.k.fail("add_address", None, Errno::EAGAIN, 2);
-    let id = h
-        .store()
-        .create_link(&rich_veth(), None, false)
-        .await
-        .unwrap()
-        .id;
+    let id = stored_link(&h).await;
     assert_eq!(
         phases(&h, &id, 3).await,
         vec![Phase::Pending, Phase::Pending, Phase::Ready]

@@ -10,6 +10,7 @@
 //! `retire` (disconnect and the reaper), `gc`, `errors` (each error kind's retry decision) and
 //! `dryrun`. This file holds the harness [`H`] and the spec builders they share.
 
+mod dryrun;
 mod endpoint;
 mod errors;
 mod gc;

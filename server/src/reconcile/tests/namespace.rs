@@ -8,6 +8,16 @@ use crate::{
     reconcile::Key,
 };
 
+/// Records namespace "runtime" adopting `path`, without reconciling it.
+async fn adopted(h: &H, path: &std::path::Path) -> crate::store::NamespaceRow {
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some(path.to_path_buf());
+    h.store()
+        .create_namespace(&spec, None, false)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
     let h = H::new().await;
@@ -104,13 +114,7 @@ async fn adopted_namespace_is_checked_never_created() {
     let h = H::new().await;
     let path = std::path::PathBuf::from("/proc/4242/ns/net");
     h.k.add_namespace(path.clone());
-    let mut spec = ns_spec("runtime");
-    spec.adopted_path = Some(path.clone());
-    let row = h
-        .store()
-        .create_namespace(&spec, None, false)
-        .await
-        .unwrap();
+    let row = adopted(&h, &path).await;
     assert_eq!(h.run(Key::Namespace(row.id.clone())).await, 0);
     let stored = h.store().namespace_by_id(&row.id).await.unwrap().unwrap();
     assert_eq!(stored.status.phase, Phase::Ready);
@@ -126,13 +130,7 @@ async fn adopted_namespace_is_checked_never_created() {
 #[tokio::test]
 async fn adopted_namespace_that_is_gone_fails_at_once_and_is_not_recreated() {
     let h = H::new().await;
-    let mut spec = ns_spec("runtime");
-    spec.adopted_path = Some("/proc/4243/ns/net".into());
-    let row = h
-        .store()
-        .create_namespace(&spec, None, false)
-        .await
-        .unwrap();
+    let row = adopted(&h, std::path::Path::new("/proc/4243/ns/net")).await;
     h.run(Key::Namespace(row.id.clone())).await;
     let s = h.ns_status(&row.id).await;
     assert_eq!(
@@ -156,13 +154,7 @@ async fn adopted_namespace_delete_forgets_it_and_leaves_the_file() {
     let h = H::new().await;
     let path = std::path::PathBuf::from("/proc/4244/ns/net");
     h.k.add_namespace(path.clone());
-    let mut spec = ns_spec("runtime");
-    spec.adopted_path = Some(path.clone());
-    let row = h
-        .store()
-        .create_namespace(&spec, None, false)
-        .await
-        .unwrap();
+    let row = adopted(&h, &path).await;
     h.run(Key::Namespace(row.id.clone())).await;
     h.store()
         .mark_namespace_deleting("runtime", false)
