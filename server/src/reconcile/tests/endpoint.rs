@@ -184,6 +184,28 @@ async fn host_end_released_from_the_bridge_behind_back_is_a_port_again() {
 }
 
 #[tokio::test]
+async fn recreated_bridge_requeues_its_endpoints_which_rejoin_it() {
+    let h = H::new().await;
+    let net = h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    h.k.remove_behind_back(&NsRef::Host, "br-web");
+    let depth = h.ctl.queue_depth();
+    h.run(Key::Network(net)).await;
+    assert!(
+        h.ctl.queue_depth() > depth,
+        "the endpoint (and the firewall) are queued again"
+    );
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 1);
+    let br = h.k.link(&NsRef::Host, "br-web").unwrap().index;
+    assert_eq!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().master,
+        Some(br)
+    );
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+}
+
+#[tokio::test]
 async fn endpoint_in_a_vanished_namespace_is_pending_until_the_namespace_is_back() {
     let h = H::new().await;
     h.network("web", "br-web", &["10.88.0.0/24"]).await;

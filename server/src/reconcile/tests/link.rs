@@ -209,6 +209,19 @@ async fn link_delete_removes_both_ends_and_the_row() {
 }
 
 #[tokio::test]
+async fn link_delete_finishes_when_its_namespace_is_already_gone() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let id = h.link(&rich_veth()).await;
+    h.k.vanish_namespace(&h.ns_path("ns1"));
+    h.store().mark_link_deleting(&id).await.unwrap();
+    h.run(Key::Link(id.clone())).await;
+    assert!(h.store().link_by_id(&id).await.unwrap().is_none());
+    assert!(h.k.link(&NsRef::Host, "vh1").is_none());
+    assert_eq!(h.failures(), 0);
+}
+
+#[tokio::test]
 async fn link_refuses_to_adopt_an_interface_without_weft_mark() {
     let h = H::new().await;
     h.k.add_foreign_link(&NsRef::Host, "eth9", "veth");

@@ -7,7 +7,7 @@
 //! `plan_*` methods. Assertions read the fake kernel's state and the status stored back.
 //!
 //! One file per kind: `namespace`, `link`, `network` (with the firewall key), `endpoint`,
-//! `retire` (disconnect and the reaper), `gc`, `errors` (each error kind's retry decision) and
+//! `retire` (disconnect and the reaper), `restart`, `gc`, `errors` (each error kind's retry decision) and
 //! `dryrun`. This file holds the harness [`H`] and the spec builders they share.
 
 mod dryrun;
@@ -17,6 +17,7 @@ mod gc;
 mod link;
 mod namespace;
 mod network;
+mod restart;
 mod retire;
 
 use std::{
@@ -52,6 +53,14 @@ impl H {
         let k = Arc::new(FakeKernel::new(dir.path().join("netns")));
         let ctl = Controller::new(store, k.clone());
         H { ctl, k, _dir: dir }
+    }
+
+    /// A weftd restart: a new controller over the same store and kernel (fresh counters and
+    /// caches), with every Ready object marked for re-checking as start-up does.
+    pub async fn restart(&mut self) {
+        let store = self.store().clone();
+        store.mark_unverified().await.unwrap();
+        self.ctl = Controller::new(store, self.k.clone());
     }
 
     /// The store.

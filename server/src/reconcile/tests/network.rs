@@ -4,7 +4,7 @@
 use super::{H, mark, net, net_spec, tcp};
 use crate::{
     kernel::{
-        FirewallOps, NsRef,
+        FirewallOps, NetnsOps, NsRef,
         firewall::{PortMapping, Proto},
     },
     model::Phase,
@@ -107,6 +107,21 @@ async fn gateway_address_removed_behind_back_is_restored() {
     assert_eq!(
         h.k.link(&NsRef::Host, "br-web").unwrap().addresses,
         vec![net("10.88.0.1/24")]
+    );
+    assert_eq!(h.drift(), 1);
+}
+
+#[tokio::test]
+async fn forwarding_sysctl_turned_off_behind_back_is_turned_on_again() {
+    let h = H::new().await;
+    let id = h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.k.ensure_sysctl(&NsRef::Host, "net/ipv4/ip_forward", "0")
+        .await
+        .unwrap();
+    assert_eq!(h.run(Key::Network(id)).await, 1);
+    assert_eq!(
+        h.k.sysctl(&NsRef::Host, "net/ipv4/ip_forward").as_deref(),
+        Some("1")
     );
     assert_eq!(h.drift(), 1);
 }
