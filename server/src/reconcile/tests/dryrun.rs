@@ -1,6 +1,11 @@
 //! Dry runs: the controller's `plan_*` methods over the fake kernel list the changes a real
 //! call would make, in its order, and make no kernel write (the rows come from store calls
 //! with `dry_run`, so nothing is stored either).
+//!
+//! Plans are compared as "action kind target" lines, as the API shows them (`veth1 in
+//! namespace "ns1"`, `br0 in the host namespace`); details are checked where they carry the
+//! point (the mark, the MTU, the master). Each test also checks that the kernel's write count
+//! did not move and that the object did not appear in the kernel or the store.
 
 use super::{H, connect_spec, net_spec, ns_spec, rich_veth, tcp};
 use crate::{
@@ -15,6 +20,8 @@ fn lines(plan: &[PlannedChange]) -> Vec<String> {
         .collect()
 }
 
+/// A dry-run create names the bind mount and the loopback change; the kernel and store stay
+/// untouched.
 #[tokio::test]
 async fn plan_for_a_new_namespace_lists_the_file_and_its_loopback_and_writes_nothing() {
     let h = H::new().await;
@@ -37,6 +44,7 @@ async fn plan_for_a_new_namespace_lists_the_file_and_its_loopback_and_writes_not
     assert!(h.store().namespace_by_name("ns1").await.unwrap().is_none());
 }
 
+/// Planning what is already there plans nothing; a delete plans one unmount.
 #[tokio::test]
 async fn plan_for_an_existing_namespace_is_empty_and_its_removal_is_one_delete() {
     let h = H::new().await;
@@ -53,6 +61,7 @@ async fn plan_for_an_existing_namespace_is_empty_and_its_removal_is_one_delete()
     assert!(h.k.is_netns(&h.ns_path("ns1")));
 }
 
+/// An adopted namespace is never deleted, and the plan says so.
 #[tokio::test]
 async fn plan_for_removing_an_adopted_namespace_only_forgets_it() {
     let h = H::new().await;
@@ -68,6 +77,7 @@ async fn plan_for_removing_an_adopted_namespace_only_forgets_it() {
     );
 }
 
+/// A dry-run link create runs the real converge code: same steps, same order, no writes.
 #[tokio::test]
 async fn plan_for_a_new_veth_lists_create_marks_address_and_route_and_writes_nothing() {
     let h = H::new().await;
@@ -101,6 +111,7 @@ async fn plan_for_a_new_veth_lists_create_marks_address_and_route_and_writes_not
     assert!(h.store().link_by_id(&row.id).await.unwrap().is_none());
 }
 
+/// An update plans the diff against the kernel, not a rebuild.
 #[tokio::test]
 async fn plan_for_a_converged_link_is_empty_and_an_update_plans_only_the_difference() {
     let h = H::new().await;
@@ -130,6 +141,7 @@ async fn plan_for_a_converged_link_is_empty_and_an_update_plans_only_the_differe
     assert_eq!(h.k.link(&h.ns("ns1"), "vi1").unwrap().mtu, 1400);
 }
 
+/// A veth's peer goes with it, so its removal is planned as one delete.
 #[tokio::test]
 async fn plan_for_removing_a_veth_is_one_delete_and_writes_nothing() {
     let h = H::new().await;
@@ -142,6 +154,7 @@ async fn plan_for_removing_a_veth_is_one_delete_and_writes_nothing() {
     assert!(h.k.link(&NsRef::Host, "vh1").is_some());
 }
 
+/// A dry run refuses an unmarked interface exactly as the real call would.
 #[tokio::test]
 async fn plan_for_a_name_held_by_a_foreign_interface_is_refused() {
     let h = H::new().await;
@@ -160,6 +173,7 @@ async fn plan_for_a_name_held_by_a_foreign_interface_is_refused() {
     assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().alias, None);
 }
 
+/// A dry-run network lists the bridge, each gateway, the ruleset and the forwarding sysctls.
 #[tokio::test]
 async fn plan_for_a_new_network_lists_bridge_gateways_rules_and_forwarding() {
     let h = H::new().await;
@@ -215,6 +229,7 @@ async fn plan_for_a_new_network_lists_every_sysctl_the_real_call_sets() {
     );
 }
 
+/// Network teardown is planned firewall first, then the bridge.
 #[tokio::test]
 async fn plan_for_removing_a_network_lists_its_rules_then_its_bridge() {
     let h = H::new().await;
@@ -233,6 +248,7 @@ async fn plan_for_removing_a_network_lists_its_rules_then_its_bridge() {
     assert!(h.k.link(&NsRef::Host, "br-web").is_some());
 }
 
+/// A dry-run connect lists the lease, the veth, its addresses and route, and the DNAT element.
 #[tokio::test]
 async fn plan_for_a_connect_lists_lease_veth_route_and_port_and_writes_nothing() {
     let h = H::new().await;
@@ -271,6 +287,7 @@ async fn plan_for_a_connect_lists_lease_veth_route_and_port_and_writes_nothing()
     assert!(h.store().list_endpoints(None).await.unwrap().is_empty());
 }
 
+/// A dry-run disconnect plans DNAT first, then the veth, then the lease.
 #[tokio::test]
 async fn plan_for_a_disconnect_lists_port_then_veth_then_lease_and_writes_nothing() {
     let h = H::new().await;

@@ -1,5 +1,10 @@
 //! Endpoints: the veth (host end a bridge port, inside end with the leases and default
 //! route), published ports, converge with zero writes, drift, a vanished namespace.
+//!
+//! Endpoints are made as the API makes them: `Store::connect` settles the lease (and turns
+//! the default route off when the namespace already routes through another network), then
+//! the endpoint key is reconciled. The network's bridge and the namespace are reconciled
+//! first, as the start-up order does.
 
 use super::{H, connect_spec, ip, mark, net, net_spec, tcp};
 use crate::{
@@ -8,6 +13,8 @@ use crate::{
     reconcile::Key,
 };
 
+/// The endpoint's veth: host end a port of the bridge, inside end with the lease and a default
+/// route.
 #[tokio::test]
 async fn connect_makes_a_bridge_port_veth_with_the_lease_and_default_route() {
     let h = H::new().await;
@@ -44,6 +51,7 @@ async fn connect_makes_a_bridge_port_veth_with_the_lease_and_default_route() {
     );
 }
 
+/// A converged endpoint (ports included, from the cache) writes nothing.
 #[tokio::test]
 async fn converged_endpoint_with_ports_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -57,6 +65,7 @@ async fn converged_endpoint_with_ports_reconciles_with_zero_writes() {
     assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
 }
 
+/// A published range becomes one DNAT element per port, shifted in step.
 #[tokio::test]
 async fn published_port_range_maps_each_port_to_the_lease() {
     let h = H::new().await;
@@ -81,6 +90,7 @@ async fn published_port_range_maps_each_port_to_the_lease() {
     );
 }
 
+/// A requested MAC and address, and the network's MTU, reach the kernel.
 #[tokio::test]
 async fn static_mac_and_network_mtu_are_applied_to_both_ends() {
     let h = H::new().await;
@@ -101,6 +111,7 @@ async fn static_mac_and_network_mtu_are_applied_to_both_ends() {
     assert_eq!(h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().mtu, 1450);
 }
 
+/// A dual-stack network leases one address per family and routes both by default.
 #[tokio::test]
 async fn dual_stack_endpoint_gets_both_leases_and_both_default_routes() {
     let h = H::new().await;
@@ -129,6 +140,7 @@ async fn dual_stack_endpoint_gets_both_leases_and_both_default_routes() {
     assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
 }
 
+/// Only the first network of a namespace routes it by default.
 #[tokio::test]
 async fn second_network_of_a_namespace_adds_no_second_default_route() {
     let h = H::new().await;
@@ -145,6 +157,7 @@ async fn second_network_of_a_namespace_adds_no_second_default_route() {
     assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
 }
 
+/// An address flush inside the container (which takes the route too) is undone.
 #[tokio::test]
 async fn default_route_removed_behind_back_is_restored_as_drift() {
     let h = H::new().await;
@@ -167,6 +180,7 @@ async fn default_route_removed_behind_back_is_restored_as_drift() {
     assert_eq!(h.drift(), 1);
 }
 
+/// A host end taken off the bridge by hand is enslaved again.
 #[tokio::test]
 async fn host_end_released_from_the_bridge_behind_back_is_a_port_again() {
     let h = H::new().await;
@@ -183,6 +197,7 @@ async fn host_end_released_from_the_bridge_behind_back_is_a_port_again() {
     assert_eq!(h.drift(), 1);
 }
 
+/// A re-created bridge lost its ports; its endpoints are queued and rejoin the new one.
 #[tokio::test]
 async fn recreated_bridge_requeues_its_endpoints_which_rejoin_it() {
     let h = H::new().await;
@@ -205,6 +220,7 @@ async fn recreated_bridge_requeues_its_endpoints_which_rejoin_it() {
     assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
 }
 
+/// A vanished namespace makes the endpoint wait (Pending), not fail, until it is re-created.
 #[tokio::test]
 async fn endpoint_in_a_vanished_namespace_is_pending_until_the_namespace_is_back() {
     let h = H::new().await;
@@ -228,6 +244,7 @@ async fn endpoint_in_a_vanished_namespace_is_pending_until_the_namespace_is_back
     assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
 }
 
+/// An unmarked interface holding the inside name is refused and never changed.
 #[tokio::test]
 async fn inside_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
     let h = H::new().await;

@@ -2,6 +2,26 @@
 //! (Pending for the first attempts, Failed from attempt `FAILED_AFTER_ATTEMPTS` on, retried
 //! all along), an interface weft does not own is permanent (Failed at once, not retried), and
 //! a clean attempt afterwards converges.
+//!
+//! What the status shows, attempt by attempt (attempt = consecutive failures of the key + 1):
+//! - transient (any kernel errno: EEXIST, ENODEV, EBUSY, EAGAIN, EPERM, EINVAL, ENETUNREACH;
+//!   a namespace not ready or gone; a missing master bridge): Pending with the message and
+//!   `observed_generation` unchanged on attempts 1 and 2, Failed at the object's generation
+//!   from attempt 3 (`FAILED_AFTER_ATTEMPTS`) on;
+//! - permanent (an interface without weft's mark, a master that is not a bridge, an adopted
+//!   namespace that is gone): Failed at once, and not retried until something changes.
+//!
+//! Transient failures are queued again after the backoff (100 ms, doubling); a success
+//! resets the count. EPERM and EINVAL are transient today although [`ErrorKind`] documents
+//! them as needing a change of host or request: every [`KernelError`] converts to a
+//! transient reconcile error.
+//!
+//! Faults are injected with `FakeKernel::fail(op, target, errno, times)`: the next `times`
+//! calls of `op` whose target contains `target` fail, so "fail three times, then work" is
+//! one line.
+//!
+//! [`ErrorKind`]: crate::kernel::ErrorKind
+//! [`KernelError`]: crate::kernel::KernelError
 
 use nix::errno::Errno;
 
@@ -31,6 +51,7 @@ async fn phases(h: &H, id: &str, attempts: u32) -> Vec<Phase> {
     out
 }
 
+/// EEXIST from create: Pending, Pending, then Failed at the object's generation; then Ready.
 #[tokio::test]
 async fn eexist_on_create_is_pending_twice_then_failed_then_converges() {
     assert_eq!(FAILED_AFTER_ATTEMPTS, 3, "the tests below count on it");
@@ -58,6 +79,8 @@ async fn eexist_on_create_is_pending_twice_then_failed_then_converges() {
     assert!(h.k.link(&h.ns("ns1"), "vi1").is_some());
 }
 
+/// ENODEV while repairing a Ready link: Pending keeping the old generation, then Failed, then
+/// Ready.
 #[tokio::test]
 async fn enodev_while_repairing_drift_reads_pending_then_failed_then_repairs() {
     let h = H::new().await;
@@ -80,6 +103,7 @@ async fn enodev_while_repairing_drift_reads_pending_then_failed_then_repairs() {
     assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().mtu, 1400);
 }
 
+/// EBUSY is transient: two failed attempts stay Pending and the third converges.
 #[tokio::test]
 async fn ebusy_on_add_address_is_transient_and_retried_to_ready() {
     let h = H::new().await;
@@ -117,6 +141,8 @@ async fn eperm_is_retried_and_shows_failed_after_three_attempts_then_converges()
     assert_eq!(h.failures(), 4);
 }
 
+/// EINVAL on a spec change: observed_generation stays at the old one until the attempt that reports
+/// Failed.
 #[tokio::test]
 async fn einval_on_a_spec_change_keeps_the_old_generation_until_failed() {
     let h = H::new().await;
@@ -139,6 +165,7 @@ async fn einval_on_a_spec_change_keeps_the_old_generation_until_failed() {
     assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().mtu, 9000);
 }
 
+/// One success resets the count: a later single failure reads Pending, not Failed.
 #[tokio::test]
 async fn a_success_resets_the_attempt_count() {
     let h = H::new().await;
@@ -155,6 +182,8 @@ async fn a_success_resets_the_attempt_count() {
     assert_eq!(phases(&h, &id, 2).await, vec![Phase::Pending, Phase::Ready]);
 }
 
+/// A link whose namespace vanished waits, then reads Failed, and recovers once the namespace is
+/// back.
 #[tokio::test]
 async fn namespace_gone_under_a_link_is_pending_then_failed_and_recovers() {
     let h = H::new().await;
@@ -173,6 +202,7 @@ async fn namespace_gone_under_a_link_is_pending_then_failed_and_recovers() {
     assert!(h.k.link(&h.ns("ns1"), "vi1").is_some());
 }
 
+/// ENETUNREACH names the route in the status; a corrected spec converges at the new generation.
 #[tokio::test]
 async fn unreachable_gateway_is_pending_with_the_route_named_and_a_spec_fix_converges() {
     let h = H::new().await;
@@ -200,6 +230,7 @@ async fn unreachable_gateway_is_pending_with_the_route_named_and_a_spec_fix_conv
     assert_eq!((s.phase, s.observed_generation), (Phase::Ready, 2));
 }
 
+/// Only transient failures come back after the backoff; a permanent one waits for a change.
 #[tokio::test]
 async fn permanent_failure_is_not_retried_and_transient_one_is() {
     let h = H::new().await;
@@ -215,6 +246,7 @@ async fn permanent_failure_is_not_retried_and_transient_one_is() {
     assert_eq!(h.ctl.queue_depth(), 1);
 }
 
+/// A firewall error fails the network's attempt (and the firewall key's) until a clean attempt.
 #[tokio::test]
 async fn firewall_error_fails_the_network_attempt_and_the_next_one_writes_the_rules() {
     let h = H::new().await;

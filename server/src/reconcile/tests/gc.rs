@@ -1,5 +1,9 @@
 //! Garbage collection: marked interfaces and namespace files that no object owns go; what
 //! a live object owns stays; anything without weft's mark is never touched.
+//!
+//! Orphans are made the way a crash or a restored database leaves them: interfaces or
+//! namespace files carrying `weft:<uid>` for a uid no row has. The mark is the only thing
+//! that counts, never a name: `wv...` interfaces without the mark stay.
 
 use super::{H, rich_veth};
 use crate::{
@@ -11,6 +15,7 @@ use crate::{
 /// A uid no object has.
 const GHOST: &str = "weft:00000000deadbeef";
 
+/// A marked interface whose object is gone is an orphan: removed and counted.
 #[tokio::test]
 async fn gc_removes_a_marked_interface_no_object_owns_and_counts_it() {
     let h = H::new().await;
@@ -23,6 +28,7 @@ async fn gc_removes_a_marked_interface_no_object_owns_and_counts_it() {
     assert_eq!(h.orphans(), 1);
 }
 
+/// Names that look like weft's and aliases that nearly match are not weft's mark.
 #[tokio::test]
 async fn gc_never_touches_an_unmarked_interface_whatever_its_name() {
     let h = H::new().await;
@@ -37,6 +43,7 @@ async fn gc_never_touches_an_unmarked_interface_whatever_its_name() {
     assert_eq!(h.orphans(), 0);
 }
 
+/// On a converged host the GC finds nothing to remove and writes nothing.
 #[tokio::test]
 async fn gc_keeps_everything_live_objects_own_with_zero_writes() {
     let h = H::new().await;
@@ -57,6 +64,7 @@ async fn gc_keeps_everything_live_objects_own_with_zero_writes() {
     assert_eq!(h.orphans(), 0);
 }
 
+/// Both ends of an orphaned pair go, counted as one orphan; the loopback stays.
 #[tokio::test]
 async fn gc_removes_an_orphaned_veth_pair_in_a_namespace_as_one_orphan() {
     let h = H::new().await;
@@ -77,6 +85,7 @@ async fn gc_removes_an_orphaned_veth_pair_in_a_namespace_as_one_orphan() {
     assert_eq!(h.orphans(), 1, "a pair is one orphan");
 }
 
+/// A namespace file whose loopback carries a dead object's mark is removed.
 #[tokio::test]
 async fn gc_removes_a_namespace_file_weft_marked_for_an_object_that_is_gone() {
     let h = H::new().await;
@@ -90,6 +99,7 @@ async fn gc_removes_a_namespace_file_weft_marked_for_an_object_that_is_gone() {
     assert_eq!(h.orphans(), 1);
 }
 
+/// A namespace file in the netns dir that weft never marked is not weft's.
 #[tokio::test]
 async fn gc_leaves_an_unmarked_namespace_file_alone() {
     let h = H::new().await;
@@ -98,6 +108,7 @@ async fn gc_leaves_an_unmarked_namespace_file_alone() {
     assert!(h.k.is_netns(&h.ns_path("someone-elses")));
 }
 
+/// A retired veth has no row any more but is the reaper's, not an orphan.
 #[tokio::test]
 async fn gc_leaves_a_retired_veth_to_the_reaper() {
     let h = H::new().await;
@@ -114,6 +125,7 @@ async fn gc_leaves_a_retired_veth_to_the_reaper() {
     assert_eq!(h.orphans(), 0);
 }
 
+/// A kernel error stops the GC before it removes anything; the next run does it.
 #[tokio::test]
 async fn gc_error_is_a_failed_reconcile_that_removes_nothing() {
     let h = H::new().await;

@@ -1,5 +1,10 @@
 //! Links (veth pairs and bridges): create, converge with zero writes, spec updates, drift
 //! repair, delete, and never adopting or deleting an interface without weft's mark.
+//!
+//! Drift is made with the fake kernel's `tamper` (change an interface's state behind weft's
+//! back) and `remove_behind_back` (delete it, and its veth peer); a repair must write only
+//! what differs (asserted as the write count) and is counted in `stats().drift_repairs`
+//! because the link was Ready at its generation before.
 
 use super::{H, bridge, end, ip, mark, net, rich_veth, veth, veth_ends};
 use crate::{
@@ -8,6 +13,8 @@ use crate::{
     reconcile::Key,
 };
 
+/// A new veth: both ends marked, up, at the link's MTU; addresses and routes inside; indexes
+/// recorded.
 #[tokio::test]
 async fn veth_create_makes_both_ends_marked_up_with_mtu_addresses_and_routes() {
     let h = H::new().await;
@@ -40,6 +47,7 @@ async fn veth_create_makes_both_ends_marked_up_with_mtu_addresses_and_routes() {
     assert_eq!(Some(row.observed.ends[1].mac.clone()), inside.mac);
 }
 
+/// A converged veth is observed, not written.
 #[tokio::test]
 async fn converged_veth_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -53,6 +61,7 @@ async fn converged_veth_reconciles_with_zero_writes() {
     assert_eq!(h.link_status(&id).await.phase, Phase::Ready);
 }
 
+/// A bridge link gets its mark, MAC and address, then reconciles quietly.
 #[tokio::test]
 async fn bridge_create_makes_a_marked_bridge_with_its_mac_and_is_then_quiet() {
     let h = H::new().await;
@@ -70,6 +79,7 @@ async fn bridge_create_makes_a_marked_bridge_with_its_mac_and_is_then_quiet() {
     assert_eq!(h.run(Key::Link(id)).await, 0);
 }
 
+/// An end with a master is enslaved to that bridge; the other end is not.
 #[tokio::test]
 async fn veth_end_with_a_master_becomes_a_port_of_that_bridge() {
     let h = H::new().await;
@@ -87,6 +97,7 @@ async fn veth_end_with_a_master_becomes_a_port_of_that_bridge() {
     assert_eq!(h.link_status(&id).await.phase, Phase::Ready);
 }
 
+/// An update converges MTU and addresses and reports the new generation; it is not drift.
 #[tokio::test]
 async fn spec_update_converges_mtu_and_addresses_at_the_new_generation() {
     let h = H::new().await;
@@ -109,6 +120,7 @@ async fn spec_update_converges_mtu_and_addresses_at_the_new_generation() {
     assert_eq!(h.drift(), 0, "a spec change is not drift");
 }
 
+/// MTU and up flag changed by hand are put back in one request and counted as drift.
 #[tokio::test]
 async fn mtu_and_flag_changed_behind_back_are_repaired_and_counted_as_drift() {
     let h = H::new().await;
@@ -125,6 +137,7 @@ async fn mtu_and_flag_changed_behind_back_are_repaired_and_counted_as_drift() {
     assert_eq!(h.link_status(&id).await.phase, Phase::Ready);
 }
 
+/// An address and a route removed by hand are added back, one request each.
 #[tokio::test]
 async fn address_and_route_removed_behind_back_are_restored() {
     let h = H::new().await;
@@ -155,6 +168,7 @@ async fn address_and_route_removed_behind_back_are_restored() {
     assert_eq!(h.drift(), 1);
 }
 
+/// Half a pair is no pair: a deleted veth comes back whole, with new indexes recorded.
 #[tokio::test]
 async fn veth_deleted_behind_back_is_recreated_whole() {
     let h = H::new().await;
@@ -178,6 +192,7 @@ async fn veth_deleted_behind_back_is_recreated_whole() {
     );
 }
 
+/// A marked interface of the wrong kind is re-created, and the bridge's ports are queued.
 #[tokio::test]
 async fn bridge_whose_kind_changed_behind_back_is_recreated_and_its_ports_requeued() {
     let h = H::new().await;
@@ -195,6 +210,7 @@ async fn bridge_whose_kind_changed_behind_back_is_recreated_and_its_ports_requeu
     assert_eq!(h.ctl.queue_depth(), depth + 1, "its port is queued again");
 }
 
+/// Deleting a link removes both ends, then the row.
 #[tokio::test]
 async fn link_delete_removes_both_ends_and_the_row() {
     let h = H::new().await;
@@ -208,6 +224,7 @@ async fn link_delete_removes_both_ends_and_the_row() {
     assert!(h.store().link_by_id(&id).await.unwrap().is_none());
 }
 
+/// A namespace that is gone took the link's interfaces with it: the delete still finishes.
 #[tokio::test]
 async fn link_delete_finishes_when_its_namespace_is_already_gone() {
     let h = H::new().await;
@@ -221,6 +238,7 @@ async fn link_delete_finishes_when_its_namespace_is_already_gone() {
     assert_eq!(h.failures(), 0);
 }
 
+/// An unmarked interface with the link's name is refused (Failed at once) and never touched.
 #[tokio::test]
 async fn link_refuses_to_adopt_an_interface_without_weft_mark() {
     let h = H::new().await;
@@ -248,6 +266,7 @@ async fn link_refuses_to_adopt_an_interface_without_weft_mark() {
     );
 }
 
+/// Deleting a link spares an unmarked interface that took its name.
 #[tokio::test]
 async fn link_delete_never_touches_a_foreign_interface_with_its_name() {
     let h = H::new().await;
@@ -262,6 +281,7 @@ async fn link_delete_never_touches_a_foreign_interface_with_its_name() {
     assert_eq!(br.alias, None, "the foreign bridge is still there");
 }
 
+/// A master that is not a bridge is a spec problem: Failed at once.
 #[tokio::test]
 async fn master_that_is_not_a_bridge_fails_permanently() {
     let h = H::new().await;
@@ -300,6 +320,7 @@ async fn port_of_a_missing_bridge_waits_pending_and_converges_once_it_exists() {
     assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().master, Some(br));
 }
 
+/// A link reconciled before its namespace waits as Pending, then converges.
 #[tokio::test]
 async fn link_queued_before_its_namespace_is_pending_not_failed() {
     let h = H::new().await;
@@ -314,6 +335,7 @@ async fn link_queued_before_its_namespace_is_pending_not_failed() {
     assert_eq!(h.link_status(&id).await.phase, Phase::Ready);
 }
 
+/// A missing master bridge is transient, and the status names it.
 #[tokio::test]
 async fn port_of_a_missing_bridge_is_pending_with_a_message_naming_the_bridge() {
     let h = H::new().await;

@@ -7,8 +7,11 @@
 //! `plan_*` methods. Assertions read the fake kernel's state and the status stored back.
 //!
 //! One file per kind: `namespace`, `link`, `network` (with the firewall key), `endpoint`,
-//! `retire` (disconnect and the reaper), `restart`, `gc`, `errors` (each error kind's retry decision) and
-//! `dryrun`. This file holds the harness [`H`] and the spec builders they share.
+//! `retire` (disconnect and the reaper), `restart`, `gc`, `errors` (each error kind's retry
+//! decision) and `dryrun`. This file holds the harness [`H`] and the spec builders they share.
+//!
+//! Tests marked `#[ignore = "bug: ..."]` pin a bug found while writing them: they fail today
+//! and pass once it is fixed (`cargo test -p weftd --lib reconcile::tests -- --ignored`).
 
 mod dryrun;
 mod endpoint;

@@ -1,5 +1,10 @@
 //! Namespaces: create, converge, drift (the file or the loopback mark gone), delete, and
 //! adopted namespaces.
+//!
+//! A named namespace is a file under the fake kernel's netns dir (nothing is made on disk);
+//! its loopback carries the namespace's mark, which is how the GC tells weft's namespace
+//! files from anyone else's. An adopted namespace is a path weft was given and never
+//! creates, marks or deletes.
 
 use super::{H, mark, ns_spec, veth};
 use crate::{
@@ -18,6 +23,7 @@ async fn adopted(h: &H, path: &std::path::Path) -> crate::store::NamespaceRow {
         .unwrap()
 }
 
+/// A new namespace: the file, loopback up and marked, Ready with its path.
 #[tokio::test]
 async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
     let h = H::new().await;
@@ -37,6 +43,7 @@ async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
     assert_eq!(stored.status_path, path.display().to_string());
 }
 
+/// A converged namespace is observed, not written.
 #[tokio::test]
 async fn converged_namespace_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -48,6 +55,7 @@ async fn converged_namespace_reconciles_with_zero_writes() {
     assert_eq!(h.drift(), 0);
 }
 
+/// A namespace deleted by hand is re-created, counted as drift, and its links queued again.
 #[tokio::test]
 async fn vanished_namespace_is_recreated_counted_as_drift_and_requeues_its_links() {
     let h = H::new().await;
@@ -74,6 +82,7 @@ async fn vanished_namespace_is_recreated_counted_as_drift_and_requeues_its_links
     assert!(h.k.link(&NsRef::Host, "vh1").is_some());
 }
 
+/// The loopback's flag and mark are put back in one request.
 #[tokio::test]
 async fn loopback_mark_and_flag_removed_behind_back_are_restored_as_drift() {
     let h = H::new().await;
@@ -89,6 +98,7 @@ async fn loopback_mark_and_flag_removed_behind_back_are_restored_as_drift() {
     assert_eq!(h.drift(), 1);
 }
 
+/// Deleting a namespace unmounts its file, then drops the row.
 #[tokio::test]
 async fn namespace_delete_removes_the_file_and_the_row() {
     let h = H::new().await;
@@ -109,6 +119,7 @@ async fn namespace_delete_removes_the_file_and_the_row() {
     );
 }
 
+/// An adopted namespace is only checked: no write, not even the loopback mark.
 #[tokio::test]
 async fn adopted_namespace_is_checked_never_created() {
     let h = H::new().await;
@@ -127,6 +138,7 @@ async fn adopted_namespace_is_checked_never_created() {
     );
 }
 
+/// An adopted namespace that is gone is Failed at once; weft does not re-create it.
 #[tokio::test]
 async fn adopted_namespace_that_is_gone_fails_at_once_and_is_not_recreated() {
     let h = H::new().await;
@@ -149,6 +161,7 @@ async fn adopted_namespace_that_is_gone_fails_at_once_and_is_not_recreated() {
     assert!(!h.k.is_netns(std::path::Path::new("/proc/4243/ns/net")));
 }
 
+/// Deleting an adopted namespace forgets it and leaves the file.
 #[tokio::test]
 async fn adopted_namespace_delete_forgets_it_and_leaves_the_file() {
     let h = H::new().await;

@@ -1,5 +1,9 @@
 //! Networks (bridge, gateway addresses, firewall rules, sysctls) and the firewall key (the
 //! ruleset and every published port as a whole).
+//!
+//! The firewall tests share one set-up ([`published`]): a network, a namespace on it
+//! publishing 8080 -> 80, and one run of the firewall key (the first run is set-up, not
+//! drift). Changes behind weft's back go through the fake kernel's own `FirewallOps`.
 
 use super::{H, mark, net, net_spec, tcp};
 use crate::{
@@ -11,6 +15,8 @@ use crate::{
     reconcile::Key,
 };
 
+/// A new network: marked bridge with the gateway and a local MAC, its rules, forwarding and
+/// route_localnet.
 #[tokio::test]
 async fn network_create_makes_a_marked_bridge_with_gateway_rules_and_sysctls() {
     let h = H::new().await;
@@ -42,6 +48,7 @@ async fn network_create_makes_a_marked_bridge_with_gateway_rules_and_sysctls() {
     assert_eq!((s.phase, s.observed_generation), (Phase::Ready, 1));
 }
 
+/// A converged network (bridge, sysctls, ruleset) writes nothing.
 #[tokio::test]
 async fn converged_network_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -52,6 +59,7 @@ async fn converged_network_reconciles_with_zero_writes() {
     assert_eq!(h.drift(), 0);
 }
 
+/// An IPv6 subnet adds its gateway and turns IPv6 forwarding on.
 #[tokio::test]
 async fn dual_stack_network_gets_both_gateways_and_ipv6_forwarding() {
     let h = H::new().await;
@@ -70,6 +78,7 @@ async fn dual_stack_network_gets_both_gateways_and_ipv6_forwarding() {
     assert_eq!(h.run(Key::Network(id)).await, 0);
 }
 
+/// The network's MTU is set on its bridge.
 #[tokio::test]
 async fn network_mtu_is_the_bridge_mtu() {
     let h = H::new().await;
@@ -80,6 +89,7 @@ async fn network_mtu_is_the_bridge_mtu() {
     assert_eq!(h.k.link(&NsRef::Host, "br-j").unwrap().mtu, 9000);
 }
 
+/// A bridge deleted by hand comes back with the same MAC (derived from the id).
 #[tokio::test]
 async fn bridge_deleted_behind_back_is_recreated_with_the_same_mac_as_drift() {
     let h = H::new().await;
@@ -96,6 +106,7 @@ async fn bridge_deleted_behind_back_is_recreated_with_the_same_mac_as_drift() {
     assert_eq!(h.net_status(&id).await.phase, Phase::Ready);
 }
 
+/// A foreign address is removed and the gateway put back.
 #[tokio::test]
 async fn gateway_address_removed_behind_back_is_restored() {
     let h = H::new().await;
@@ -111,6 +122,7 @@ async fn gateway_address_removed_behind_back_is_restored() {
     assert_eq!(h.drift(), 1);
 }
 
+/// ip_forward turned off by hand is turned on again and counted as drift.
 #[tokio::test]
 async fn forwarding_sysctl_turned_off_behind_back_is_turned_on_again() {
     let h = H::new().await;
@@ -126,6 +138,7 @@ async fn forwarding_sysctl_turned_off_behind_back_is_turned_on_again() {
     assert_eq!(h.drift(), 1);
 }
 
+/// Deleting a network removes its rules and bridge and leaves the other network alone.
 #[tokio::test]
 async fn network_delete_removes_its_bridge_its_rules_and_its_row() {
     let h = H::new().await;
@@ -144,6 +157,7 @@ async fn network_delete_removes_its_bridge_its_rules_and_its_row() {
     assert_eq!(h.net_status(&keep).await.phase, Phase::Ready);
 }
 
+/// A foreign interface with the bridge's name is refused and left as it was.
 #[tokio::test]
 async fn bridge_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
     let h = H::new().await;
@@ -178,6 +192,7 @@ async fn published() -> (H, PortMapping) {
     (h, want)
 }
 
+/// The every-second firewall check writes nothing when the ports match.
 #[tokio::test]
 async fn converged_firewall_key_writes_nothing_and_counts_no_drift() {
     let (h, want) = published().await;
@@ -187,6 +202,7 @@ async fn converged_firewall_key_writes_nothing_and_counts_no_drift() {
     assert_eq!(h.drift(), 0);
 }
 
+/// A DNAT element deleted by hand is put back and counted as drift.
 #[tokio::test]
 async fn firewall_key_restores_a_published_port_removed_behind_back_as_drift() {
     let (h, want) = published().await;
@@ -199,6 +215,7 @@ async fn firewall_key_restores_a_published_port_removed_behind_back_as_drift() {
     assert_eq!(h.drift(), 1);
 }
 
+/// A DNAT element no endpoint owns is removed.
 #[tokio::test]
 async fn firewall_key_removes_a_published_port_no_endpoint_owns() {
     let (h, want) = published().await;
@@ -213,6 +230,7 @@ async fn firewall_key_removes_a_published_port_no_endpoint_owns() {
     assert_eq!(h.k.mappings(), vec![want]);
 }
 
+/// A ruleset deleted by hand is rebuilt, with every published port.
 #[tokio::test]
 async fn firewall_key_rebuilds_a_ruleset_deleted_behind_back_with_its_ports() {
     let (h, want) = published().await;

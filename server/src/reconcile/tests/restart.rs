@@ -39,6 +39,8 @@ async fn flush(h: &H) {
     while set.join_next().await.is_some() {}
 }
 
+/// A restart on a converged host makes zero kernel changes; statuses turn Ready through the batch
+/// flusher.
 #[tokio::test]
 async fn converged_restart_makes_zero_writes_and_confirms_ready_in_a_batch() {
     let mut h = H::new().await;
@@ -71,6 +73,7 @@ async fn converged_restart_makes_zero_writes_and_confirms_ready_in_a_batch() {
     }
 }
 
+/// Drift found by the first reconcile after a restart is repaired and counted.
 #[tokio::test]
 async fn drift_found_at_restart_is_repaired_counted_and_confirmed_ready() {
     let mut h = H::new().await;

@@ -1,6 +1,12 @@
 //! Disconnecting an endpoint: its published ports go first, the veth is cut off (inside end
 //! down and renamed, host end into the retired group) and the row goes; the reaper deletes
 //! the retired group in one request.
+//!
+//! The order matters and is asserted: DNAT elements before the veth (no packet may be sent to
+//! an address about to vanish), the inside end renamed at once (the container's interface
+//! name is free as soon as the call answers), the host end only regrouped (no bridge or link
+//! change that would cost an RCU grace period). The reaper is driven through its public
+//! entry point (`spawn_reaper`, then `shutdown`, which flushes once more).
 
 use nix::errno::Errno;
 use tokio::task::JoinSet;
@@ -33,6 +39,8 @@ fn retired_name(id: &str) -> String {
     format!("wr{}", &id[..12])
 }
 
+/// A disconnect: ports first, then the veth cut off (renamed, down, retired group), then the row
+/// and leases.
 #[tokio::test]
 async fn disconnect_unpublishes_cuts_the_veth_off_and_drops_the_row() {
     let h = H::new().await;
@@ -60,6 +68,7 @@ async fn disconnect_unpublishes_cuts_the_veth_off_and_drops_the_row() {
     assert!(unmap < cut, "ports go before the veth: {calls:?}");
 }
 
+/// EBUSY on the rename (older kernels) falls back to down, then rename; not a failure.
 #[tokio::test]
 async fn disconnect_rename_refused_with_ebusy_falls_back_to_down_then_rename() {
     let h = H::new().await;
@@ -82,6 +91,7 @@ async fn disconnect_rename_refused_with_ebusy_falls_back_to_down_then_rename() {
     assert_eq!(h.failures(), 0, "the fallback is not a failure");
 }
 
+/// An inside interface without the endpoint's mark is not renamed or downed.
 #[tokio::test]
 async fn disconnect_leaves_an_inside_interface_without_the_endpoint_mark_alone() {
     let h = H::new().await;
@@ -98,6 +108,7 @@ async fn disconnect_leaves_an_inside_interface_without_the_endpoint_mark_alone()
     assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
 }
 
+/// With the namespace gone the veth is gone too: the disconnect finishes with nothing to reap.
 #[tokio::test]
 async fn disconnect_from_a_vanished_namespace_still_finishes() {
     let h = H::new().await;
@@ -110,6 +121,7 @@ async fn disconnect_from_a_vanished_namespace_still_finishes() {
     assert_eq!(h.ctl.retired_pending(), 0, "nothing left to reap");
 }
 
+/// A failed disconnect keeps the row Deleting and cuts nothing off; the retry finishes.
 #[tokio::test]
 async fn disconnect_error_keeps_the_row_deleting_and_a_retry_finishes() {
     let h = H::new().await;
@@ -136,6 +148,7 @@ async fn reap(h: &H) {
     while set.join_next().await.is_some() {}
 }
 
+/// The reaper deletes all retired veths with one group delete.
 #[tokio::test]
 async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
     let h = H::new().await;
@@ -157,6 +170,7 @@ async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
     assert_eq!(h.ctl.retired_pending(), 0);
 }
 
+/// A foreign interface in the retired group makes the reaper delete its own one by one.
 #[tokio::test]
 async fn reaper_deletes_only_its_own_when_the_group_holds_a_foreign_interface() {
     let h = H::new().await;
