@@ -120,6 +120,23 @@ async fn spec_update_converges_mtu_and_addresses_at_the_new_generation() {
     assert_eq!(h.drift(), 0, "a spec change is not drift");
 }
 
+/// A spec update that drops the master releases the port from its bridge.
+#[tokio::test]
+async fn update_without_a_master_releases_the_port() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    h.link(&bridge("br9")).await;
+    let mut spec = veth("vh1", "vi1", "ns1");
+    spec.end.master = Some("br9".into());
+    let id = h.link(&spec).await;
+    assert!(h.k.link(&NsRef::Host, "vh1").unwrap().master.is_some());
+    spec.end.master = None;
+    h.store().update_link_spec(&id, &spec).await.unwrap();
+    assert_eq!(h.run(Key::Link(id.clone())).await, 1);
+    assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().master, None);
+    assert_eq!(h.link_status(&id).await.observed_generation, 2);
+}
+
 /// MTU and up flag changed by hand are put back in one request and counted as drift.
 #[tokio::test]
 async fn mtu_and_flag_changed_behind_back_are_repaired_and_counted_as_drift() {

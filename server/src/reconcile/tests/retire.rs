@@ -139,6 +139,25 @@ async fn disconnect_error_keeps_the_row_deleting_and_a_retry_finishes() {
     assert!(h.k.mappings().is_empty());
 }
 
+/// The point of retiring: the inside name is free at once, so a reconnect converges while
+/// the old veth still waits for the reaper.
+#[tokio::test]
+async fn reconnect_right_after_disconnect_converges_before_the_reaper_runs() {
+    let h = H::new().await;
+    let old = connected(&h, "ns1", true).await;
+    h.store().mark_endpoint_deleting(&old.id).await.unwrap();
+    h.run(Key::Endpoint(old.id.clone())).await;
+    assert_eq!(h.ctl.retired_pending(), 1);
+    let new = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
+    assert_eq!(h.ep_status(&new.id).await.phase, Phase::Ready);
+    let eth0 = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(eth0.alias, super::mark(&new.id));
+    assert_eq!(eth0.addresses, new.addresses);
+    assert_eq!(h.k.mappings().len(), 1);
+    assert_eq!(h.k.mappings()[0].dest, new.addresses[0].addr());
+    assert!(h.k.link(&h.ns("ns1"), &retired_name(&old.id)).is_some());
+}
+
 /// Runs the reaper until shutdown (it flushes once more on the way out).
 async fn reap(h: &H) {
     let mut set = JoinSet::new();
