@@ -377,6 +377,8 @@ mod tests {
         store::Store,
     };
 
+    /// A controller over a real SQLite file and the fake kernel (kept for inspection); the
+    /// temp dir must outlive them.
     async fn setup() -> (tempfile::TempDir, Controller, Arc<FakeKernel>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("weft.db"))
@@ -409,6 +411,9 @@ mod tests {
             .status
     }
 
+    /// The worker step survives a panic in the kernel layer: the object reads Failed with a
+    /// message naming an internal error, the failure is counted toward backoff, and the next
+    /// attempt converges.
     #[tokio::test]
     async fn a_panicking_reconcile_marks_failed_and_the_worker_lives_on() {
         let (_dir, ctl, fake) = setup().await;
@@ -432,6 +437,8 @@ mod tests {
         assert!(fake.is_netns(&path));
     }
 
+    /// With one real worker: after the panic the key is not stuck in the in-flight set, so the
+    /// same worker picks it up again after the backoff and it reaches Ready.
     #[tokio::test]
     async fn a_panicking_worker_does_not_block_its_key() {
         let (_dir, ctl, fake) = setup().await;
@@ -454,6 +461,8 @@ mod tests {
         while set.join_next().await.is_some() {}
     }
 
+    /// EBUSY is a race: Pending for the first attempts, Failed once they run out, and Ready at
+    /// the first clean attempt.
     #[tokio::test]
     async fn transient_failures_read_pending_then_failed() {
         let (_dir, ctl, fake) = setup().await;
@@ -479,6 +488,8 @@ mod tests {
         assert_eq!(status(&ctl, &id).await.phase, Phase::Ready);
     }
 
+    /// EPERM cannot be fixed by retrying: Failed at the first attempt, and no backoff retry is
+    /// scheduled (the resync or a change looks again).
     #[tokio::test]
     async fn a_permission_error_fails_at_once_and_waits_for_a_change() {
         let (_dir, ctl, fake) = setup().await;
@@ -492,6 +503,8 @@ mod tests {
         assert_eq!(ctl.inner.queue.failures(&key), 0);
     }
 
+    /// Pending keeps the generation last converged (the object is still what it was); Failed
+    /// reports the generation that failed, at once for a conflict.
     #[test]
     fn failed_status_keeps_the_observed_generation_while_pending() {
         let previous = Status {

@@ -19,7 +19,8 @@ use crate::{
 };
 
 impl Controller {
-    /// A dry-run kernel over the real one, naming adopted namespaces as weft does.
+    /// A dry-run kernel over the real one, naming adopted namespaces as weft does (one store
+    /// read: the adopted paths and their names), so planned targets read like the API's.
     async fn dry_kernel(&self) -> Result<DryRun, ReconcileError> {
         let adopted: HashMap<PathBuf, String> = self
             .store()
@@ -235,6 +236,8 @@ impl Controller {
     }
 }
 
+/// A port mapping as planned changes show it: `HOST:PORT/PROTO -> DEST:PORT`, `*` for any
+/// host address.
 fn describe_mapping(m: &crate::kernel::firewall::PortMapping) -> String {
     let host = m
         .host_ip

@@ -98,6 +98,7 @@ mod tests {
         ReconcileError::Kernel(KernelError::from_errno("test", errno))
     }
 
+    /// Exists, gone, busy, unreachable: a fresh look resolves them, so they back off.
     #[test]
     fn races_in_the_kernel_are_retried() {
         for errno in [
@@ -112,6 +113,7 @@ mod tests {
         }
     }
 
+    /// The same request would fail again: no retry until something changes.
     #[test]
     fn invalid_requests_and_missing_permission_wait_for_a_change() {
         for errno in [
@@ -128,6 +130,7 @@ mod tests {
         }
     }
 
+    /// A namespace re-created by its own reconcile makes the retry succeed.
     #[test]
     fn a_vanished_namespace_is_retried() {
         let e = ReconcileError::Kernel(crate::kernel::KernelError::NamespaceGone {
@@ -137,6 +140,7 @@ mod tests {
         assert_eq!(error_policy(&e), Retry::Backoff);
     }
 
+    /// No errno: the request may never have reached the kernel; a retry opens a new socket.
     #[test]
     fn a_lost_netlink_connection_is_retried() {
         let e = ReconcileError::Kernel(KernelError::Netlink {
@@ -147,6 +151,7 @@ mod tests {
         assert_eq!(error_policy(&e), Retry::Backoff);
     }
 
+    /// The two reconciler-made kinds, and a panic, each get the decision documented above.
     #[test]
     fn conflicts_wait_and_dependencies_retry() {
         assert_eq!(
@@ -163,6 +168,7 @@ mod tests {
         );
     }
 
+    /// Status messages carry the cause as is, with no wrapper text to strip.
     #[test]
     fn messages_are_the_cause_itself() {
         assert_eq!(

@@ -155,6 +155,7 @@ impl Events {
 mod tests {
     use super::*;
 
+    /// A Watch that reconnects with its last revision gets exactly the events after it.
     #[test]
     fn resume_returns_what_was_missed_in_order() {
         let ev = Events::new();
@@ -171,6 +172,7 @@ mod tests {
         assert!(ev.resume(missed[1].revision).unwrap().1.is_empty());
     }
 
+    /// A revision this process never issued (or one already dropped) cannot be resumed.
     #[test]
     fn revisions_from_another_weftd_or_too_old_are_refused() {
         let ev = Events::new();

@@ -6,12 +6,20 @@
 //! Races: rows are written before the kernel objects they describe are made, and removed
 //! only after those objects are gone. So the kernel is read first and the store second: an
 //! object seen in the kernel whose row is missing afterwards is a true orphan.
+//!
+//! What counts as weft's: an interface whose alias is an ownership mark, in the host or in a
+//! namespace weft manages (loopback excluded: it carries its namespace's mark); a file in
+//! the netns directory whose namespace's loopback carries a mark. A veth the reaper is about
+//! to delete (a disconnect in progress) is left to the reaper. The GC runs at start-up, after
+//! the first reconcile of everything, and on the resync; each orphaned object (a veth pair
+//! is one) counts once in `orphans_removed`.
 
 use std::collections::HashSet;
 
 use super::{Controller, ReconcileError};
 use crate::kernel::NsRef;
 
+/// The object id in an ownership mark (`weft:<id>` -> `<id>`); None for any other alias.
 fn uid_of(alias: Option<&str>) -> Option<&str> {
     alias.and_then(|a| a.strip_prefix("weft:"))
 }

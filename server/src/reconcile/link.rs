@@ -5,6 +5,27 @@
 //! The converge and remove steps take the kernel as a parameter: the controller's real one,
 //! or a [`crate::kernel::DryRun`] over it when a request only plans. They hold no dry-run
 //! branches of their own.
+//!
+//! # Converging, step by step
+//! 1. Resolve each end's namespace ([`Controller::ns_ref`]): an unknown or not yet created
+//!    namespace is a [`ReconcileError::Waiting`], so a link queued before its namespace waits
+//!    (Pending) instead of failing.
+//! 2. Look each end up by name. An interface with that name but without this object's mark
+//!    (`weft:<id>`) is someone else's: a [`ReconcileError::Conflict`], never touched. One of
+//!    ours of the wrong kind (changed behind weft's back) is deleted and made anew.
+//! 3. Resolve the master bridges *before* creating anything, so a port whose bridge does not
+//!    exist yet waits without leaving a new, still unmarked interface behind.
+//! 4. If any end is missing, delete what is left of the pair ("half a pair is no pair") and
+//!    create it in one request: a veth's peer is born in its namespace (no create-then-move,
+//!    the slow part of every other tool), a bridge in its own.
+//! 5. Per end, one `set_link` with only the fields that differ (mark, MTU, MAC, master, up),
+//!    then the addresses and the routes (protocol `RTPROT_WEFT`) as set differences. IPv6
+//!    link-local addresses are the kernel's and never compared.
+//! 6. A bridge that had to be re-created lost its ports: the links and endpoints that name it
+//!    as master are queued again.
+//!
+//! A converged link costs reads only: the driver counts a write on a link that was Ready as a
+//! drift repair.
 
 use std::collections::HashSet;
 
@@ -22,6 +43,8 @@ use crate::{
     store::{EndObserved, LinkObserved, LinkRow},
 };
 
+/// How a namespace is named in messages: "the host namespace" for the empty name, else
+/// `namespace "ns1"`.
 pub(super) fn where_ns(ns: &str) -> String {
     if ns.is_empty() {
         "the host namespace".into()
@@ -38,7 +61,8 @@ fn ok_if_gone(r: Result<(), crate::kernel::KernelError>) -> Result<(), Reconcile
     }
 }
 
-/// The link reconciler. What it observes is each end's index and MAC.
+/// The link reconciler: veth pairs and bridges created through LinkService. What it observes
+/// (and stores beside the status, for Get to show) is each end's ifindex and MAC.
 pub(super) struct Links;
 
 #[async_trait]
@@ -58,6 +82,7 @@ impl Reconciler for Links {
         Ok((Action::AwaitChange, observed))
     }
 
+    /// Deletes both ends (a veth pair goes with either end); ends without the mark stay.
     async fn cleanup(&self, row: &LinkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         ctx.ctl.remove_link(ctx.kernel, &row.id, &row.spec).await
     }
@@ -188,6 +213,9 @@ impl Controller {
         Ok(observed)
     }
 
+    /// Queues every link and endpoint whose end names `bridge` (in `namespace`) as master,
+    /// but the bridge's own object `self_id`: after the bridge was re-created they must join
+    /// it again. Endpoints are found through the networks whose bridge it is.
     async fn requeue_ports(
         &self,
         namespace: &str,
@@ -351,6 +379,8 @@ pub(super) fn where_if(name: &str, ns: &str) -> String {
     format!("{name} in {}", where_ns(ns))
 }
 
+/// True for an IPv6 link-local address (fe80::/10): the kernel assigns those itself, so they
+/// are neither desired nor removed.
 fn is_link_local_v6(a: &IpNet) -> bool {
     match a {
         IpNet::V6(n) => (n.addr().segments()[0] & 0xffc0) == 0xfe80,

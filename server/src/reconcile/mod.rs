@@ -45,11 +45,17 @@ pub struct Controller {
     inner: Arc<Inner>,
 }
 
+/// What the controller holds. The workers, timers, the monitor and the API all share it.
 #[derive(Debug)]
 struct Inner {
+    /// The desired state, and the status the driver writes.
     store: Store,
+    /// The kernel every reconcile acts on (the real one; the fake in unit tests).
     kernel: Arc<dyn KernelOps>,
+    /// Keys to reconcile: never one key twice at once, duplicates coalesced, retries backed
+    /// off, background work (the resync) behind API work.
     queue: WorkQueue<Key>,
+    /// Status changes, for waiting requests and Watch streams.
     events: Events,
     /// Serialises firewall writes, and caches the port-map elements the kernel holds.
     firewall: tokio::sync::Mutex<Option<HashSet<PortMapping>>>,

@@ -1,5 +1,17 @@
 //! Reconciling a namespace: create `<netns_dir>/<name>` (loopback up) or check an adopted path;
 //! on delete, unmount and remove what weft created, forget what it adopted.
+//!
+//! - A *named* namespace is a file in the netns directory made as `ip netns add` makes it, so
+//!   `ip netns exec` works on it. If the file is gone (deleted by hand, or a reboot emptied
+//!   /run), it is made again, and every link and endpoint that lived in it is queued: they
+//!   died with the old namespace.
+//! - An *adopted* namespace (a runtime's `/proc/<pid>/ns/net`, a CNI netns file) is only
+//!   checked: weft never creates or deletes it, and one that is gone is a conflict the user
+//!   must resolve (Failed), not something to re-create.
+//! - Either way the loopback interface is brought up and carries the namespace's ownership
+//!   mark, which is how the garbage collector tells weft's namespace files from anyone's.
+//! - A Ready namespace is watched: it gets an id in the host namespace so the one netlink
+//!   monitor hears changes inside it (drift repair within about a second).
 
 use std::path::PathBuf;
 
@@ -15,7 +27,8 @@ use crate::{
     store::NamespaceRow,
 };
 
-/// The namespace reconciler. What it observes is the namespace file's path.
+/// The namespace reconciler. What it observes (and shows in the status) is the path of the
+/// namespace file weft acts on.
 pub(super) struct Namespaces;
 
 /// Where namespace `row` lives: its adopted path, or its file in the netns dir.
@@ -65,6 +78,8 @@ impl Reconciler for Namespaces {
         Ok((Action::AwaitChange, path.display().to_string()))
     }
 
+    /// Stops watching it, unmounts and removes a named namespace (its interfaces go with
+    /// it), and forgets cached sockets; an adopted one is only forgotten.
     async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         let ns = NsRef::Path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.

@@ -27,6 +27,7 @@ use crate::{
     store::{EndpointObserved, EndpointRow, NetworkRow, StoredMapping},
 };
 
+/// The model's protocol as the firewall layer names it.
 fn proto(p: Protocol) -> Proto {
     match p {
         Protocol::Tcp => Proto::Tcp,
@@ -142,6 +143,9 @@ pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<
         .collect()
 }
 
+/// What the firewall needs to know of a network: its bridge, subnets and the three switches
+/// that shape its rules (internal: no way out; icc: endpoints may talk to each other;
+/// masquerade: traffic leaving the host is NATed to the host's address).
 fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     FirewallNetwork {
         bridge: n.spec.bridge_name.clone(),
@@ -152,7 +156,10 @@ fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     }
 }
 
-/// The network reconciler: the bridge, its loopback routing, the firewall's structure.
+/// The network reconciler: the bridge (owned by the network, with each subnet's gateway
+/// address and a MAC derived from the network id), `route_localnet` on it (published ports
+/// answer on 127/8), the forwarding sysctls and the firewall's structure. A network has nothing
+/// to observe beyond its status. Deleting it takes its rules out first, then the bridge.
 pub(super) struct Networks;
 
 #[async_trait]
@@ -162,6 +169,7 @@ impl Reconciler for Networks {
 
     fn observed(&self, _: &NetworkRow) {}
 
+    /// Bridge first (its ports need it), then its sysctl, then the ruleset that names it.
     async fn reconcile(&self, row: &NetworkRow, ctx: &Ctx) -> Outcome<()> {
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
@@ -183,7 +191,13 @@ impl Reconciler for Networks {
 }
 
 /// The endpoint reconciler: the veth on the bridge, leases, routes, published ports. What it
-/// observes is the inside end's MAC.
+/// observes is the inside end's MAC (Inspect shows it).
+///
+/// Its desired state is built from the network and the endpoint rows ([`endpoint_spec`]) and
+/// converged as a link; the DNAT elements of its published ports are added after the veth,
+/// so no packet is sent to an address that does not answer yet. Removal is the reverse:
+/// DNAT out, the veth retired (cut off at once, deleted in a batch by the reaper), the row
+/// (with its leases and mappings) last.
 pub(super) struct Endpoints;
 
 /// The DNAT map elements of endpoint `row`.
@@ -247,6 +261,7 @@ impl Reconciler for Endpoints {
         ctx.ctl.retire_endpoint_veth(&row.id, &spec).await
     }
 
+    /// A network's Inspect lists its endpoints: its watchers hear of every endpoint change.
     fn also_notify(&self, row: &EndpointRow) -> Option<Key> {
         Some(Key::Network(row.network_id.clone()))
     }
@@ -341,6 +356,8 @@ impl Controller {
     /// cache is unknown (start-up, resync) or the structure was rebuilt, every element is
     /// compared with the store and the difference written. Returns whether this key had
     /// converged before (so a repair counts as drift).
+    /// The firewall key's reconcile, for the driver: it has no object and no status, and its
+    /// first run is set-up, so only writes after the first count as drift repairs.
     pub(super) async fn reconcile_firewall(&self) -> Ran {
         use std::sync::atomic::Ordering::Relaxed;
         let seen_before = self.inner.firewall_runs.fetch_add(1, Relaxed) > 0;
@@ -350,6 +367,8 @@ impl Controller {
         }
     }
 
+    /// The structure, then the map elements against the cache (or against the store when
+    /// they differ); see [`Controller::reconcile_firewall`]'s caller notes above.
     async fn converge_firewall(&self) -> Result<(), ReconcileError> {
         let tick = self
             .inner
@@ -417,6 +436,7 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
+    /// 02:.. (locally administered, unicast), from the id, different ids differ.
     #[test]
     fn bridge_macs_are_local_unicast_and_stable() {
         assert_eq!(super::bridge_mac("9930e50c5e1b2f4c"), "02:99:30:e5:0c:5e");

@@ -230,10 +230,12 @@ impl<K: QueueKey> WorkQueue<K> {
 mod tests {
     use super::*;
 
+    /// A queue with the daemon's backoff: 100 ms doubling up to 30 s.
     fn q() -> WorkQueue<&'static str> {
         WorkQueue::new(Duration::from_millis(100), Duration::from_secs(2))
     }
 
+    /// A key added three times before a worker takes it is handed out once.
     #[tokio::test]
     async fn duplicate_triggers_coalesce() {
         let q = q();
@@ -246,6 +248,7 @@ mod tests {
         assert!(q.is_empty());
     }
 
+    /// A key re-added while in flight waits until `done`, then is handed out again.
     #[tokio::test]
     async fn queue_does_not_run_same_key_twice_at_once() {
         let q = q();
@@ -263,6 +266,7 @@ mod tests {
         );
     }
 
+    /// Each failure doubles the delay; it never exceeds the cap; success resets the count.
     #[tokio::test(start_paused = true)]
     async fn retries_back_off_exponentially_up_to_the_cap() {
         let q = q();
@@ -284,6 +288,7 @@ mod tests {
         assert_eq!(q.failures(&"a"), 0, "success resets the backoff");
     }
 
+    /// Resync keys come after API keys, unless the API triggers the same key.
     #[tokio::test]
     async fn background_keys_wait_for_the_foreground_and_move_up_when_triggered() {
         let q = q();
@@ -307,6 +312,7 @@ mod tests {
         assert!(q.is_empty());
     }
 
+    /// Shutdown: a worker blocked in `next` returns None.
     #[tokio::test]
     async fn close_wakes_idle_workers() {
         let q = q();

@@ -26,6 +26,7 @@ pub(super) struct Rechecked {
     wake: tokio::sync::Notify,
 }
 
+/// The table a key's object lives in; None for the keys that are not objects.
 fn table(key: &Key) -> Option<&'static str> {
     Some(match key {
         Key::Namespace(_) => "namespaces",
@@ -36,6 +37,7 @@ fn table(key: &Key) -> Option<&'static str> {
     })
 }
 
+/// The object id in a key ("" for the keys that are not objects).
 fn id(key: &Key) -> &str {
     match key {
         Key::Namespace(i) | Key::Link(i) | Key::Network(i) | Key::Endpoint(i) => i,
@@ -82,6 +84,10 @@ impl Controller {
         );
     }
 
+    /// Turns the gathered objects back to Ready, one statement per table and 500 ids, then
+    /// sends their events (watchers must see Ready only once the row says so). A batch the
+    /// store refuses stays Rechecking and is queued again: its next reconcile writes its
+    /// status on its own.
     async fn flush_rechecked(&self) {
         let batch = std::mem::take(
             &mut *self
