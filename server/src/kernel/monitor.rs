@@ -211,7 +211,8 @@ impl Kernel {
         };
         let op = || format!("namespace id of {}", path.display());
         let file = netns::open(path).map_err(|e| e.relabel(&op()))?;
-        let fd = u32::try_from(file.as_raw_fd()).expect("fds are not negative");
+        // An open file's descriptor is never negative; EBADF if that ever failed to hold.
+        let fd = u32::try_from(file.as_raw_fd()).map_err(|_| error::sys(op(), Errno::EBADF))?;
         let get = || {
             let mut m = NsidMessage::default();
             m.attributes.push(NsidAttribute::Fd(fd));
