@@ -12,7 +12,7 @@
 //! refuses to change it (`EEXIST`) and never deletes it.
 //!
 //! # The ruleset
-//! [`plan`] is a pure function of the networks (sorted by bridge). For one dual-stack network
+//! [`plan()`] is a pure function of the networks (sorted by bridge). For one dual-stack network
 //! on `br-a` and an internal, no-ICC one on `br-b` it renders (see [`FirewallPlan::render`]):
 //! ```text
 //! table inet weft {
@@ -63,8 +63,9 @@
 //!   through any interface but its own bridge. **Hairpin**: traffic DNATed back into the bridge
 //!   it came from is masqueraded so replies return through the host. Connections from the
 //!   host's loopback addresses to a published port are masqueraded too; they also need
-//!   `net/ipv4/conf/<bridge>/route_localnet = 1` (see [`Kernel::ensure_sysctl`]), else the
-//!   kernel refuses to route a 127/8 source out of the bridge. `::1` cannot be published.
+//!   `net/ipv4/conf/<bridge>/route_localnet = 1` (see
+//!   [`Kernel::ensure_sysctl`](crate::kernel::NetnsOps::ensure_sysctl)), else the kernel
+//!   refuses to route a 127/8 source out of the bridge. `::1` cannot be published.
 //! - **Forward filter**, by set membership, so it is six rules whatever the number of
 //!   networks (and so a rule for one bridge can never shadow another's): into any weft bridge
 //!   only replies, DNATed connections and traffic within an ICC network; out of an internal
@@ -78,9 +79,10 @@
 //!   neighbour on the same bridge then happens at the bridge. The hairpin masquerade rule does
 //!   *not* match there (on the bridged path postrouting runs without an input interface), so
 //!   the neighbour sees the client's own address; replies still return through the bridge's
-//!   conntrack and the connection works (tested in both modes). One case does not work with br_netfilter active: an endpoint
-//!   reaching its *own* published port through a host address (the frame would have to leave
-//!   by the port it came in on; this kernel drops it even with the port in hairpin mode).
+//!   conntrack and the connection works (tested in both modes). One case does not work with
+//!   br_netfilter active: an endpoint reaching its *own* published port through a host
+//!   address (the frame would have to leave by the port it came in on; this kernel drops it
+//!   even with the port in hairpin mode).
 //!   Every other path is tested in both modes.
 //! - **Inter-container traffic off** is a `bridge` family forward chain dropping frames bridged
 //!   between two ports whose IP source is in a no-ICC network's subnet. Traffic to the gateway
@@ -113,7 +115,8 @@
 //!   (thread, socket and batch included) next to 10 or next to 10,000.
 //! - All firewall writes of one process to one host namespace are serialised, so a sync's
 //!   read-then-rebuild cannot lose an element added concurrently.
-//! - Every batch sent (and every sysctl written) counts once in [`Kernel::writes`].
+//! - Every batch sent (and every sysctl written) counts once in
+//!   [`Kernel::writes`](crate::kernel::KernelOps::writes).
 //!
 //! # Layout
 //! - this file: the [`FirewallOps`] calls, port mappings as map elements, the write lock.

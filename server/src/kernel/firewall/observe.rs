@@ -1,5 +1,6 @@
-//! The "observe" half of [`Kernel::sync_firewall`](super::Kernel::sync_firewall): reads weft's tables back from the kernel
-//! and decides whether they already are what the plan wants.
+//! The "observe" half of
+//! [`Kernel::sync_firewall`](crate::kernel::FirewallOps::sync_firewall): reads weft's tables
+//! back from the kernel and decides whether they already are what the plan wants.
 //!
 //! Sync is observe-then-act so that a converged host costs only reads. The answer is
 //! [`Observed::Current`] (write nothing) or [`Observed::Stale`], which carries what the one
@@ -44,7 +45,8 @@ pub(super) fn is_marked(comment: Option<&str>) -> bool {
     comment.is_some_and(|c| c.starts_with(MARKER))
 }
 
-/// Looks at weft's tables and compares them to `plan` (see [`Kernel::sync_firewall`](super::Kernel::sync_firewall)).
+/// Looks at weft's tables and compares them to `plan` (see
+/// [`Kernel::sync_firewall`](crate::kernel::FirewallOps::sync_firewall)).
 ///
 /// `EEXIST` if a table called `weft` lacks the marker: that table is someone else's, and
 /// rebuilding would destroy it. Port-map elements are read only when the answer is `Stale`
