@@ -12,7 +12,7 @@
 //! refuses to change it (`EEXIST`) and never deletes it.
 //!
 //! # The ruleset
-//! [`plan`] is a pure function of the networks (sorted by bridge). For one dual-stack network
+//! [`plan()`] is a pure function of the networks (sorted by bridge). For one dual-stack network
 //! on `br-a` and an internal, no-ICC one on `br-b` it renders (see [`FirewallPlan::render`]):
 //! ```text
 //! table inet weft {
@@ -63,8 +63,9 @@
 //!   through any interface but its own bridge. **Hairpin**: traffic DNATed back into the bridge
 //!   it came from is masqueraded so replies return through the host. Connections from the
 //!   host's loopback addresses to a published port are masqueraded too; they also need
-//!   `net/ipv4/conf/<bridge>/route_localnet = 1` (see [`Kernel::ensure_sysctl`]), else the
-//!   kernel refuses to route a 127/8 source out of the bridge. `::1` cannot be published.
+//!   `net/ipv4/conf/<bridge>/route_localnet = 1` (see
+//!   [`Kernel::ensure_sysctl`](crate::kernel::NetnsOps::ensure_sysctl)), else the kernel
+//!   refuses to route a 127/8 source out of the bridge. `::1` cannot be published.
 //! - **Forward filter**, by set membership, so it is six rules whatever the number of
 //!   networks (and so a rule for one bridge can never shadow another's): into any weft bridge
 //!   only replies, DNATed connections and traffic within an ICC network; out of an internal
@@ -78,9 +79,10 @@
 //!   neighbour on the same bridge then happens at the bridge. The hairpin masquerade rule does
 //!   *not* match there (on the bridged path postrouting runs without an input interface), so
 //!   the neighbour sees the client's own address; replies still return through the bridge's
-//!   conntrack and the connection works (tested in both modes). One case does not work with br_netfilter active: an endpoint
-//!   reaching its *own* published port through a host address (the frame would have to leave
-//!   by the port it came in on; this kernel drops it even with the port in hairpin mode).
+//!   conntrack and the connection works (tested in both modes). One case does not work with
+//!   br_netfilter active: an endpoint reaching its *own* published port through a host
+//!   address (the frame would have to leave by the port it came in on; this kernel drops it
+//!   even with the port in hairpin mode).
 //!   Every other path is tested in both modes.
 //! - **Inter-container traffic off** is a `bridge` family forward chain dropping frames bridged
 //!   between two ports whose IP source is in a no-ICC network's subnet. Traffic to the gateway
@@ -113,17 +115,27 @@
 //!   (thread, socket and batch included) next to 10 or next to 10,000.
 //! - All firewall writes of one process to one host namespace are serialised, so a sync's
 //!   read-then-rebuild cannot lose an element added concurrently.
-//! - Every batch sent (and every sysctl written) counts once in [`Kernel::writes`].
+//! - Every batch sent (and every sysctl written) counts once in
+//!   [`Kernel::writes`](crate::kernel::KernelOps::writes).
 //!
 //! # Layout
+//! - this file: the [`FirewallOps`] calls, port mappings as map elements, the write lock.
 //! - `plan`: the pure data ([`FirewallPlan`]), its rendering and fingerprint.
-//! - `nl`: the netlink socket (one `sendmsg` per batch, acks drained), the `nftnl`/`nftnl-sys`
-//!   encoders, and hand-written parsing of dump replies. The only `unsafe` is there.
+//! - `observe`: reads weft's tables back and tells sync whether they match the plan.
+//! - `nl`: nftables over netlink, split by job:
+//!   - `nl::socket`: the `NETLINK_NETFILTER` socket, one `sendmsg` per batch, acks drained;
+//!   - `nl::read`: dumps and element lookups parsed into small structs;
+//!   - `nl::batch`: the batch builder (delete tables, create them from the plan, elements);
+//!   - `nl::rule`: one planned rule into expressions, register for register as `nft` does;
+//!   - `nl::ffi`: the `nftnl-sys` extensions the safe `nftnl` lacks, the only `unsafe` code;
+//!   - `nl::wire`: netlink framing and attributes in safe Rust;
+//!   - `nl::abi`: the kernel's and `nft`'s numbers, copied once from uapi headers.
 //!
 //! Each call opens its netfilter socket on a short-lived thread that `setns`es into the
 //! namespace (the kernel layer's rule), does its reads and its batch on that thread, and exits.
 
 mod nl;
+mod observe;
 mod plan;
 
 use std::{
@@ -135,10 +147,13 @@ use std::{
 
 use nix::errno::Errno;
 
-use self::nl::{BatchBuilder, ElemOp, Element, Socket};
 pub use self::plan::{
     Action, BaseChain, ChainType, FirewallPlan, Hook, IpFamily, MARKER, Match, PlannedChain,
     PlannedRule, PlannedSet, PlannedTable, PortMap, SetKind, TABLE, TableFamily, plan,
+};
+use self::{
+    nl::{BatchBuilder, ElemOp, Element, Socket},
+    observe::{Observed, is_marked, observe},
 };
 use super::{
     FirewallOps, Kernel, KernelError, NsRef, error,
@@ -314,17 +329,6 @@ fn ip_from(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// What a look at the kernel found, for sync.
-enum Observed {
-    /// The tables match the plan.
-    Current,
-    /// They do not: which of weft's tables exist, and the port-map elements to carry over.
-    Stale {
-        existing: Vec<TableFamily>,
-        preserved: HashMap<String, Vec<Element>>,
-    },
-}
-
 #[async_trait::async_trait]
 impl FirewallOps for Kernel {
     /// Makes weft's tables' structure (tables, chains, rules, sets and their members) match
@@ -387,20 +391,9 @@ impl FirewallOps for Kernel {
     /// family than the destination, or port 0. `ENOENT` if the maps do not exist (call
     /// [`Kernel::sync_firewall`] first). An empty list sends nothing.
     async fn add_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
-        let op = format!(
-            "add {} port mapping(s) in {}",
-            m.len(),
-            self.label(&NsRef::Host)
-        );
-        let by_map = group(m).map_err(|e| error::invalid(op.clone(), e))?;
-        if by_map.is_empty() {
-            return Ok(());
-        }
-        let _guard = self.firewall_lock().await?;
-        let kernel = self.clone();
-        self.with_nft(&NsRef::Host, op, move |sock| {
+        self.edit_port_maps("add", m, |sock, kernel, by_map| {
             let mut b = BatchBuilder::new();
-            for (map, elements) in &by_map {
+            for (map, elements) in by_map {
                 b.elements(TableFamily::Inet, TABLE, map.name(), elements, ElemOp::Add);
             }
             kernel.wrote();
@@ -416,23 +409,12 @@ impl FirewallOps for Kernel {
     /// nothing when there is nothing to remove. The check costs one small request per mapping
     /// (not a dump of the maps) up to 1,000 mappings per map, and one dump of the map beyond.
     async fn del_port_mappings(&self, m: &[PortMapping]) -> Result<(), KernelError> {
-        let op = format!(
-            "delete {} port mapping(s) in {}",
-            m.len(),
-            self.label(&NsRef::Host)
-        );
-        let by_map = group(m).map_err(|e| error::invalid(op.clone(), e))?;
-        if by_map.is_empty() {
-            return Ok(());
-        }
-        let _guard = self.firewall_lock().await?;
-        let kernel = self.clone();
-        self.with_nft(&NsRef::Host, op, move |sock| {
+        self.edit_port_maps("delete", m, |sock, kernel, by_map| {
             let mut attempt = 0;
             loop {
                 let mut b = BatchBuilder::new();
                 let mut any = false;
-                for (map, wanted) in &by_map {
+                for (map, wanted) in by_map {
                     // Few: look up exactly those keys. Many: one dump is cheaper than
                     // thousands of lookups (10,000 lookups ~150 ms, a 10,000 dump ~30 ms).
                     let found = if wanted.len() <= LOOKUP_LIMIT {
@@ -551,6 +533,41 @@ impl Kernel {
 
     // ---- plumbing ----
 
+    /// The shared frame of `add_port_mappings` and `del_port_mappings` (`verb` names which in
+    /// the op text): validates and groups `m` by map (`EINVAL` before anything is sent),
+    /// returns at once for an empty list, then holds the firewall lock while `edit` runs on a
+    /// netfilter socket in the host namespace. `edit` builds and sends the batch and counts
+    /// it with [`Kernel::wrote`].
+    async fn edit_port_maps<F>(
+        &self,
+        verb: &str,
+        m: &[PortMapping],
+        edit: F,
+    ) -> Result<(), KernelError>
+    where
+        F: FnOnce(
+                &mut Socket,
+                &Kernel,
+                &BTreeMap<PortMap, Vec<Element>>,
+            ) -> Result<(), KernelError>
+            + Send
+            + 'static,
+    {
+        let op = format!(
+            "{verb} {} port mapping(s) in {}",
+            m.len(),
+            self.label(&NsRef::Host)
+        );
+        let by_map = group(m).map_err(|e| error::invalid(op.clone(), e))?;
+        if by_map.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.firewall_lock().await?;
+        let kernel = self.clone();
+        self.with_nft(&NsRef::Host, op, move |sock| edit(sock, &kernel, &by_map))
+            .await
+    }
+
     /// Runs `f` with a netfilter socket opened inside `ns`, on a short-lived thread.
     async fn with_nft<T, F>(&self, ns: &NsRef, op: String, f: F) -> Result<T, KernelError>
     where
@@ -616,127 +633,6 @@ fn group(m: &[PortMapping]) -> Result<BTreeMap<PortMap, Vec<Element>>, String> {
         }
     }
     Ok(by_map)
-}
-
-fn is_marked(comment: Option<&str>) -> bool {
-    comment.is_some_and(|c| c.starts_with(MARKER))
-}
-
-/// Looks at weft's tables and compares them to `plan` (see [`Kernel::sync_firewall`]).
-fn observe(sock: &mut Socket, plan: &FirewallPlan) -> Result<Observed, KernelError> {
-    let tables = sock.tables()?;
-    let mut existing = Vec::new();
-    let mut current = true;
-    for family in [TableFamily::Inet, TableFamily::Bridge] {
-        let found = tables
-            .iter()
-            .find(|t| t.family == nl::family_code(family) && t.name == TABLE);
-        if let Some(t) = found {
-            if !is_marked(t.comment.as_deref()) {
-                return Err(KernelError::Netlink {
-                    op: format!("table {} {TABLE}", family.as_str()),
-                    errno: Some(Errno::EEXIST as i32),
-                    message: format!(
-                        "exists but is not weft's (its comment does not start with {MARKER:?}); \
-                         remove or rename it"
-                    ),
-                });
-            }
-            existing.push(family);
-        }
-        current &= match (found, plan.table(family)) {
-            (None, None) => true,
-            (Some(_), None) | (None, Some(_)) => false,
-            (Some(t), Some(p)) => {
-                current
-                    && t.comment.as_deref() == Some(plan.comment().as_str())
-                    && table_matches(sock, p)?
-            }
-        };
-    }
-    if current {
-        return Ok(Observed::Current);
-    }
-    let mut preserved = HashMap::new();
-    if existing.contains(&TableFamily::Inet) {
-        let sets = sock.sets(TableFamily::Inet, TABLE)?;
-        for map in PortMap::ALL {
-            let planned = nl::planned_shape(&PlannedSet {
-                name: map.name().into(),
-                kind: SetKind::PortMap(map),
-            });
-            // A map of another shape cannot hold weft's elements; its contents are dropped.
-            if sets
-                .iter()
-                .any(|s| s.name == map.name() && s.shape == planned)
-            {
-                preserved.insert(
-                    map.name().to_string(),
-                    sock.elements(TableFamily::Inet, TABLE, map.name())?,
-                );
-            }
-        }
-    }
-    Ok(Observed::Stale {
-        existing,
-        preserved,
-    })
-}
-
-/// Whether an existing (marked) table has the planned chains, rule counts, sets and members.
-fn table_matches(sock: &mut Socket, p: &PlannedTable) -> Result<bool, KernelError> {
-    let chains = sock.chains(p.family, &p.name)?;
-    if chains.len() != p.chains.len() {
-        return Ok(false);
-    }
-    for c in &p.chains {
-        let want = nl::ChainInfo {
-            name: c.name.clone(),
-            hook: c.base.map(|b| (b.hook.number(), b.priority)),
-            kind: c.base.map(|b| b.kind.as_str().to_string()),
-            policy: c.base.map(|_| 1),
-        };
-        if !chains.contains(&want) {
-            return Ok(false);
-        }
-    }
-    let counts = sock.rule_counts(p.family, &p.name)?;
-    for c in &p.chains {
-        if counts.get(&c.name).copied().unwrap_or(0) != c.rules.len() {
-            return Ok(false);
-        }
-    }
-    let sets = sock.sets(p.family, &p.name)?;
-    if sets.len() != p.sets.len() {
-        return Ok(false);
-    }
-    for s in &p.sets {
-        let shape = nl::planned_shape(s);
-        if !sets.iter().any(|k| k.name == s.name && k.shape == shape) {
-            return Ok(false);
-        }
-        let want: Option<Vec<Vec<u8>>> = match &s.kind {
-            SetKind::Ifnames(members) => Some(members.iter().map(|m| nl::ifname(m)).collect()),
-            SetKind::IfnamePairs(members) => {
-                Some(members.iter().map(|(a, b)| nl::ifname_pair(a, b)).collect())
-            }
-            SetKind::PortMap(_) => None,
-        };
-        if let Some(mut want) = want {
-            let mut have: Vec<Vec<u8>> = sock
-                .elements(p.family, &p.name, &s.name)?
-                .into_iter()
-                .map(|e| e.key)
-                .collect();
-            have.sort();
-            want.sort();
-            want.dedup();
-            if have != want {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
 }
 
 /// An interface name the kernel accepts: 1 to 15 bytes, no '/', ':', NUL or whitespace.

@@ -194,6 +194,39 @@ impl Kernel {
         .await
     }
 
+    /// One `RTM_NEWROUTE` (or, with `delete`, `RTM_DELROUTE`) for `route` through interface
+    /// `index`, counted as a write: the shared body of `add_route` and `del_route`.
+    ///
+    /// The message is built before anything is sent, so a route the kernel could not take
+    /// (host bits set, a gateway of the other family) is `EINVAL` without a write. Kernel
+    /// errors come back as they are; `del_route` decides which of them mean "already gone".
+    async fn write_route(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        route: &RouteState,
+        delete: bool,
+    ) -> Result<(), KernelError> {
+        let verb = if delete { "delete" } else { "add" };
+        let op = || {
+            format!(
+                "{verb} route {} dev #{index} in {}",
+                route::describe(route),
+                self.label(ns)
+            )
+        };
+        let message =
+            route::message(index, route, delete).map_err(|text| error::invalid(op(), text))?;
+        self.write(ns, op, |h| async move {
+            if delete {
+                h.route().del(message).execute().await
+            } else {
+                h.route().add(message).execute().await
+            }
+        })
+        .await
+    }
+
     // ---- plumbing ----
 
     /// How `ns` is named in operation texts.
@@ -551,21 +584,7 @@ impl RouteOps for Kernel {
         index: u32,
         route: &RouteState,
     ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "add route {} dev #{index} in {}",
-                route::describe(route),
-                self.label(ns)
-            )
-        };
-        let message =
-            route::message(index, route, false).map_err(|text| error::invalid(op(), text))?;
-        self.write(
-            ns,
-            op,
-            |h| async move { h.route().add(message).execute().await },
-        )
-        .await
+        self.write_route(ns, index, route, false).await
     }
 
     /// Removes a route added by `add_route`.
@@ -577,22 +596,7 @@ impl RouteOps for Kernel {
         index: u32,
         route: &RouteState,
     ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "delete route {} dev #{index} in {}",
-                route::describe(route),
-                self.label(ns)
-            )
-        };
-        let message =
-            route::message(index, route, true).map_err(|text| error::invalid(op(), text))?;
-        let result = self
-            .write(
-                ns,
-                op,
-                |h| async move { h.route().del(message).execute().await },
-            )
-            .await;
+        let result = self.write_route(ns, index, route, true).await;
         ignore_errno(result, &[Errno::ESRCH, Errno::ENODEV])
     }
 }

@@ -2,9 +2,10 @@
 //! namespace. Subscribed to the link, address and route groups with
 //! `NETLINK_LISTEN_ALL_NSID`, the socket also gets the notifications of every namespace that
 //! has an id (nsid) in the host namespace, each tagged with that id in a control message;
-//! weft gives each namespace it manages an id ([`Kernel::netns_id`], what `ip netns set`
-//! does). One socket and one task for any number of namespaces, where a socket per namespace
-//! cost two file descriptors and about 100 KB each. The reconciler turns each notification
+//! weft gives each namespace it manages an id
+//! ([`Kernel::netns_id`](super::NetnsOps::netns_id), what `ip netns set` does). One socket
+//! and one task for any number of namespaces, where a socket per namespace cost two file
+//! descriptors and about 100 KB each. The reconciler turns each notification
 //! into "re-check the object that owns this interface", so drift is repaired in about a
 //! second instead of at the next resync.
 //!
@@ -141,7 +142,7 @@ fn link_change(l: &netlink_packet_route::link::LinkMessage, deleted: bool) -> Ch
 
 impl Kernel {
     /// Subscribes to link, address and route changes in the host namespace and in every
-    /// namespace with an id there (see [`Kernel::netns_id`]).
+    /// namespace with an id there (see [`Kernel::netns_id`](super::NetnsOps::netns_id)).
     pub(super) async fn subscribe(&self) -> Result<Monitor, KernelError> {
         let label = self.label(&NsRef::Host);
         let target = self.inner.conns.ns_file(&NsRef::Host);
@@ -211,7 +212,8 @@ impl Kernel {
         };
         let op = || format!("namespace id of {}", path.display());
         let file = netns::open(path).map_err(|e| e.relabel(&op()))?;
-        let fd = u32::try_from(file.as_raw_fd()).expect("fds are not negative");
+        // An open file's descriptor is never negative; EBADF if that ever failed to hold.
+        let fd = u32::try_from(file.as_raw_fd()).map_err(|_| error::sys(op(), Errno::EBADF))?;
         let get = || {
             let mut m = NsidMessage::default();
             m.attributes.push(NsidAttribute::Fd(fd));

@@ -89,7 +89,8 @@ impl RouteState {
 
     /// The metric the kernel will report for this route once added: `metric`, except that an
     /// IPv6 route added with metric 0 gets the kernel's default 1024. Compare desired routes
-    /// to [`Kernel::list_routes`] by this value to avoid re-adding such routes forever.
+    /// to [`Kernel::list_routes`](super::RouteOps::list_routes) by this value to avoid
+    /// re-adding such routes forever.
     pub fn kernel_metric(&self) -> u32 {
         match (self.destination, self.metric) {
             (IpNet::V6(_), 0) => 1024,

@@ -3,10 +3,28 @@
 //! ruleset` look, used for golden files) and a fingerprint of that rendering.
 //!
 //! Nothing here does I/O; `super::nl` encodes a [`FirewallPlan`] into one nftables batch.
+//!
+//! # The shape of a plan
+//! A [`FirewallPlan`] is a list of [`PlannedTable`]s; a table holds [`PlannedSet`]s (sets and
+//! maps, created before the chains whose rules name them) and [`PlannedChain`]s; a chain holds
+//! [`PlannedRule`]s, each a list of [`Match`]es ANDed together and one [`Action`]. The types
+//! only say what nftables can say and weft uses, so the encoder in `nl::rule` has one case per
+//! variant and the [`fmt::Display`] impls print exactly what `nft list ruleset` prints.
+//!
+//! # Why the plan depends on so little
+//! Per-network facts live in set members and per-subnet rules, never in chain structure:
+//! adding a network adds members to `bridges`/`internal`/`icc` and its masquerade and hairpin
+//! rules, and leaves the forward filter at six rules. Published ports are not in the plan at
+//! all (they are elements of the four DNAT maps, changed without a rebuild), so the plan, and
+//! its fingerprint, change only when networks do. The fingerprint is what lets sync compare
+//! by reading one comment instead of decoding every rule.
 
-use std::{fmt, net::IpAddr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::FirewallNetwork;
 
@@ -16,14 +34,26 @@ pub const TABLE: &str = "weft";
 /// weft's, and weft refuses to change it.
 pub const MARKER: &str = "weft plan ";
 
-/// Name of the set of every weft bridge (`inet weft`).
+/// Name of the set of every weft bridge (`inet weft`). The forward filter's "into a weft
+/// bridge" and "out of a weft bridge" rules, and the loopback masquerade, match on it, so they
+/// stay one rule each however many networks there are.
 pub const SET_BRIDGES: &str = "bridges";
-/// Name of the set of the bridges of internal networks (`inet weft`).
+/// Name of the set of the bridges of internal networks (`inet weft`): traffic arriving from
+/// one of them is dropped in forward, which is what cuts an internal network off the outside.
 pub const SET_INTERNAL: &str = "internal";
 /// Name of the set of (bridge . bridge) pairs of networks with inter-container traffic on.
+/// Only reached with br_netfilter active, where bridged frames cross the inet forward hook
+/// with the bridge as both input and output; a pair in the set is let through.
 pub const SET_ICC: &str = "icc";
-/// The regular chain holding the four DNAT map lookups.
+/// The regular chain holding the four DNAT map lookups. Both NAT entry points (prerouting
+/// for traffic from outside, output for the host's own) jump here, so the lookups are
+/// written once; a miss falls through to the next map, and a miss in all returns unchanged.
 pub const CHAIN_PORTMAP: &str = "portmap";
+
+/// The host's IPv4 loopback addresses, `127.0.0.0/8`: connections from them to a published
+/// port are masqueraded (a bridge must not see a 127/8 source). A constant, so the prefix
+/// length is checked when compiling, not at run time.
+const LOOPBACK_V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8);
 
 /// Version of the ruleset layout, hashed into the fingerprint: bump it when the encoding
 /// changes without the rendering changing, so running daemons rebuild their tables.
@@ -202,7 +232,9 @@ impl ChainType {
     }
 }
 
-/// What makes a chain a base chain. The policy is always accept.
+/// What makes a chain a base chain. The policy is always accept: weft's chains only add
+/// NAT and drop what isolation forbids, and every other packet goes on to whatever other
+/// tables (the host's own firewall) say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BaseChain {
     /// Chain type.
@@ -325,6 +357,14 @@ impl FirewallPlan {
 /// Builds the plan for `networks`. Pure and deterministic: networks are sorted by bridge name
 /// and subnets by address, so the order callers pass them in does not matter.
 ///
+/// `inet weft` gets, in this order: the three interface sets and the four port maps; the
+/// NAT base chains `prerouting` and `output` (priority -100, dstnat), which only jump to
+/// `portmap` for traffic to a local address; `portmap` itself; `postrouting` (100, srcnat)
+/// with the loopback masquerade, then per network its hairpin rule and one masquerade rule
+/// per subnet; and `forward` (filter, 0), the six set-based isolation rules. `bridge weft`
+/// (filter hook forward, priority -200) is added only when a network has ICC off, with
+/// one drop per subnet of such networks.
+///
 /// See the module documentation of `kernel::firewall` for the rules and why they look so.
 pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
     let mut nets: Vec<FirewallNetwork> = networks.to_vec();
@@ -395,7 +435,7 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
 
     let mut postrouting = vec![rule(
         vec![
-            Match::Saddr("127.0.0.0/8".parse().expect("valid")),
+            Match::Saddr(IpNet::V4(LOOPBACK_V4)),
             Match::OifInSet(SET_BRIDGES.into()),
         ],
         Action::Masquerade,

@@ -1,4 +1,22 @@
 //! Unit tests of the pure half: the plan (golden files), mapping elements, validation.
+//!
+//! # The matrix
+//! [`matrix`] names one case per option that changes the ruleset, each a network on its own
+//! bridge so a golden file shows that option's rules alone: `v4` the default (ICC on,
+//! masquerade on); `internal` (bridge in `internal`, no subnet masquerade); `icc_off` (adds
+//! `bridge weft`); `no_masq` (hairpin but no subnet masquerade); `dual_stack` and `v6_only`
+//! (the `ip6` forms); `mixed` three networks at once, given out of order with unsorted
+//! subnets, to show sorting and set membership; `empty` the tables with no network.
+//!
+//! # What is checked where
+//! - Here: each case's [`FirewallPlan::render`] against `tests/golden/firewall/<case>.nft`
+//!   (`UPDATE_GOLDEN=1` rewrites them; review the diff like code), determinism, distinct
+//!   fingerprints, and the invariants the design promises (the forward chain stays six
+//!   rules; `bridge weft` exists exactly when some network has ICC off).
+//! - Element encoding: a mapping per map round-trips through its register image, with the
+//!   key and data lengths nftables expects and ports in network order.
+//! - `tests/firewall.rs`: the same matrix applied to a real kernel in a scratch namespace,
+//!   read back with `nft -j` and compared with JSON golden files.
 
 use std::net::IpAddr;
 
