@@ -1,5 +1,9 @@
 //! weftd's configuration: built-in defaults, overridden by a TOML file (`--config`), overridden
 //! by command-line flags. The file uses the flags' names with '_' for '-'.
+//!
+//! Every value has one default, here; `weftd --help` and README's flag table name the same
+//! defaults. A key the file does not know is an error at start-up, not silently ignored, so
+//! a typo in deploy/weftd.toml is found before it matters.
 
 use std::{net::SocketAddr, path::PathBuf};
 

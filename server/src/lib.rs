@@ -4,6 +4,9 @@
 //! [`kernel`]) match it. [`model`] holds the pure domain types all of them share; [`server`]
 //! wires them together with the [`config`].
 
+// No unwrap/expect outside tests (clippy.toml allows them in tests): a daemon answers errors.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod api;
 pub mod config;
 pub mod kernel;

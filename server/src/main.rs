@@ -1,5 +1,6 @@
 //! weftd: the weft daemon. Parses flags and the config file, sets up logging, and runs the
 //! server until SIGTERM or SIGINT.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -87,10 +88,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("bad address pool: {e}"))?;
     tracing::info!(?config, "starting weftd");
-    weftd::server::run(config, async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    weftd::server::run(config, async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}

@@ -1,6 +1,19 @@
 //! Wiring: open the store and the kernel, start the workers and the resync timer, serve the
 //! gRPC services (plus health and reflection) on the Unix socket and, if asked, on TCP, and
 //! shut all of it down in order on a signal.
+//!
+//! Start-up, in order:
+//! 1. open the store (migrations applied) and the real [`crate::kernel::Kernel`] for the host
+//!    namespace (`--host-netns`, or weftd's own);
+//! 2. mark every Ready object Rechecking, so nothing reads Ready that nobody has looked at
+//!    since the restart;
+//! 3. build the [`Controller`] over them, start the workers, the reaper and the re-check
+//!    flusher, queue everything (GC last), start the drift watch and the resync timer;
+//! 4. create the default network (from a model spec) unless it exists or is turned off;
+//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha).
+//!
+//! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
+//! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint).
 
 use std::{
     os::unix::fs::{MetadataExt, PermissionsExt},

@@ -15,6 +15,17 @@
 //! A panic inside a reconcile is caught here: it is logged with the key, the object is marked
 //! Failed with a message saying so, the key leaves the in-flight set and is retried with
 //! backoff, and the worker lives on.
+//!
+//! # Drift
+//! Whether a reconcile repaired drift is read, not told: the object was converged before
+//! (Ready, or Rechecking, at its current generation) and the reconcile made kernel writes
+//! (counted per task by [`crate::kernel::count_writes`]). Such a reconcile is counted in
+//! `drift_repairs` and logged; a reconcile of a new generation never is.
+//!
+//! # Testing
+//! [`Controller::work`] is the unit the tests drive: with the fake kernel and a real SQLite
+//! file, one call is one worker step, and what it leaves (kernel state, stored status, queue
+//! counters) is what a user would later see.
 
 use std::{
     borrow::Borrow, panic::AssertUnwindSafe, sync::atomic::Ordering::Relaxed, time::Duration,
@@ -279,6 +290,8 @@ async fn drive<R: Reconciler>(r: &R, ctx: &Ctx<'_>, key: &Key, id: &str, attempt
     }
 }
 
+/// The body of [`drive`]: `Err` only for a failure before the reconcile ran (reading the
+/// object) or while writing its status; the reconcile's own outcome is the inner result.
 async fn drive_inner<R: Reconciler>(
     r: &R,
     ctx: &Ctx<'_>,
@@ -389,6 +402,7 @@ mod tests {
         (dir, ctl, fake)
     }
 
+    /// Stores a named namespace (not yet reconciled); returns its id.
     async fn namespace(ctl: &Controller, name: &str) -> String {
         let spec = NamespaceSpec {
             name: name.into(),
@@ -402,6 +416,7 @@ mod tests {
             .id
     }
 
+    /// The stored status of namespace `id`.
     async fn status(ctl: &Controller, id: &str) -> Status {
         ctl.store()
             .namespace_by_id(id)

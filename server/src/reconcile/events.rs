@@ -89,10 +89,12 @@ impl Events {
         }
     }
 
+    /// The event log (a poisoned lock is taken over: it holds plain data).
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The revision of sequence number `seq` in this process: the epoch above the sequence.
     fn revision_of(&self, seq: u64) -> u64 {
         (self.epoch << SEQ_BITS) | (seq & SEQ_MASK)
     }

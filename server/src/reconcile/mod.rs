@@ -6,6 +6,25 @@
 //! re-queues its ports). A reconcile observes first and writes only the difference, so a
 //! converged host sees no kernel writes; it writes status only after the kernel was checked,
 //! and only when the status changed.
+//!
+//! # Where things are
+//! - [`Controller`] (this file): what the workers, timers and the API share: the store, the
+//!   kernel (a [`KernelOps`] trait object), the queue, the events, and the caches and
+//!   counters; the timers (resync, firewall check); the waiting a request does.
+//! - `driver`: one worker step for any key: the kind's reconciler, the status it leads to,
+//!   [`error_policy`], drift counting, panics caught.
+//! - `namespace`, `link`, `network`: one reconciler per kind (networks and endpoints share
+//!   `network`), and the firewall key.
+//! - `dryrun`: the `plan_*` methods a `dry_run` request calls, the same converge code over a
+//!   [`crate::kernel::DryRun`].
+//! - `monitor` (netlink notifications -> keys), `gc` (orphans), `retire` (the veth reaper),
+//!   `recheck` (a restart's confirmations in batches), `queue`, `events`, `error`.
+//!
+//! # Order
+//! Start-up and every resync queue networks and the firewall first (bridges before their
+//! ports), then each namespace followed by what lives in it (its socket is then still cached),
+//! then the rest, then the GC. A key is never reconciled twice at once, and the resync's keys
+//! wait behind everything the API queued.
 
 mod driver;
 mod dryrun;
@@ -153,6 +172,8 @@ impl Controller {
         self.queue_all(false).await
     }
 
+    /// Queues every object in the order the module docs give; in the background lane for the
+    /// resync, so API work goes first.
     async fn queue_all(&self, background: bool) -> Result<(), StoreError> {
         let add = |k| {
             if background {
@@ -198,7 +219,9 @@ impl Controller {
         Ok(())
     }
 
-    /// Starts `n` workers; they stop after [`Controller::shutdown`].
+    /// Starts `n` workers; they stop after [`Controller::shutdown`]. Each takes one key at a
+    /// time from the queue and runs the driver's worker step for it; a panic in a reconcile
+    /// does not end a worker.
     pub fn spawn_workers(&self, n: usize, set: &mut JoinSet<()>) {
         for i in 0..n.max(1) {
             let c = self.clone();
@@ -311,7 +334,9 @@ impl Controller {
     }
 
     /// Resolves a namespace name to where weft acts: "" is the host; otherwise the namespace
-    /// must be recorded and its file must be a live network namespace.
+    /// must be recorded and its file must be a live network namespace. Both failures are
+    /// [`ReconcileError::Waiting`]: the namespace's own reconcile is about to make it, and
+    /// re-queues what lives in it when it does.
     pub(crate) async fn ns_ref(&self, name: &str) -> Result<NsRef, ReconcileError> {
         if name.is_empty() {
             return Ok(NsRef::Host);

@@ -46,6 +46,7 @@ struct NsState {
 }
 
 impl Controller {
+    /// The watched-namespace table (a poisoned lock is taken over: it holds plain maps).
     fn watched(&self) -> std::sync::MutexGuard<'_, Watched> {
         self.inner.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -105,6 +106,10 @@ impl Controller {
         });
     }
 
+    /// Subscribes and turns notifications into keys until shutdown: gathers them for
+    /// `DEBOUNCE`, drops echoes of weft's own writes and changes to nothing weft manages,
+    /// looks up each interface's owner once per burst, and queues the owners. An overflow of
+    /// the socket queues everything (nothing is lost, only coalesced).
     async fn run_monitor(&self) -> Result<(), crate::kernel::KernelError> {
         let mut mon = self.kernel().monitor().await?;
         let mut states: HashMap<NsRef, NsState> = HashMap::new();

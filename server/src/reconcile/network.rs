@@ -44,17 +44,17 @@ const ELEMENT_CHECK_LIMIT: usize = 2_000;
 /// come and go and every endpoint's ARP entry for the gateway would go stale (Docker sets one
 /// too); one derived from the id also survives the bridge being re-created.
 pub(super) fn bridge_mac(id: &str) -> String {
-    let hex: Vec<u8> = id
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .chain(std::iter::repeat(b'0'))
+    let hex: Vec<char> = id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .chain(std::iter::repeat('0'))
         .take(10)
         .collect();
-    let hex = String::from_utf8(hex).expect("ASCII");
     let mut mac = String::from("02");
-    for pair in hex.as_bytes().chunks(2) {
+    for pair in hex.chunks(2) {
         mac.push(':');
-        mac.push_str(&String::from_utf8_lossy(pair).to_ascii_lowercase());
+        mac.extend(pair);
     }
     mac
 }
@@ -73,7 +73,9 @@ pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
             addresses: net
                 .subnets
                 .iter()
-                .map(|s| ipnet::IpNet::new(s.gateway, s.subnet.prefix_len()).expect("prefix fits"))
+                // The gateway with its subnet's prefix: the prefix came from a valid subnet of
+                // the same family, so it always fits (IpNet::new_assert's precondition).
+                .map(|s| ipnet::IpNet::new_assert(s.gateway, s.subnet.prefix_len()))
                 .collect(),
             routes: Vec::new(),
         },
@@ -89,9 +91,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             .filter_map(|a| net.subnets.iter().find(|s| s.subnet.contains(&a.addr())))
             .map(|s| RouteSpec {
                 destination: if s.is_v4() {
-                    "0.0.0.0/0".parse().expect("constant")
+                    ipnet::IpNet::V4(ipnet::Ipv4Net::default())
                 } else {
-                    "::/0".parse().expect("constant")
+                    ipnet::IpNet::V6(ipnet::Ipv6Net::default())
                 },
                 gateway: Some(s.gateway),
                 metric: 0,
@@ -167,6 +169,7 @@ impl Reconciler for Networks {
     type Object = NetworkRow;
     type Observed = ();
 
+    /// Nothing beyond the status.
     fn observed(&self, _: &NetworkRow) {}
 
     /// Bridge first (its ports need it), then its sysctl, then the ruleset that names it.
@@ -183,6 +186,7 @@ impl Reconciler for Networks {
         Ok((Action::AwaitChange, ()))
     }
 
+    /// The rules first (the ruleset is rebuilt without this network), then the bridge.
     async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         ctx.ctl.sync_firewall_structure().await?;
         let spec = bridge_spec(&row.id, &row.spec);
@@ -233,10 +237,12 @@ impl Reconciler for Endpoints {
     type Object = EndpointRow;
     type Observed = EndpointObserved;
 
+    /// The inside end's MAC as last seen.
     fn observed(&self, row: &EndpointRow) -> EndpointObserved {
         row.observed.clone()
     }
 
+    /// The veth (through the link converge code), then the missing DNAT elements.
     async fn reconcile(&self, row: &EndpointRow, ctx: &Ctx) -> Outcome<EndpointObserved> {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
@@ -251,6 +257,7 @@ impl Reconciler for Endpoints {
         Ok((Action::AwaitChange, EndpointObserved { mac }))
     }
 
+    /// DNAT out, then the veth retired for the reaper; the driver then deletes the row.
     async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);

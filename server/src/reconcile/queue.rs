@@ -6,6 +6,14 @@
 //! Two lanes: keys from the API, the monitor and retries go first; the periodic resync's keys
 //! ([`WorkQueue::add_background`]) only when no other key waits, so a Connect never waits
 //! behind a pass over 10,000 objects. A background key triggered in the foreground moves up.
+//!
+//! A key's life: `add` puts it in a lane (or marks it dirty when it is in flight); `next`
+//! hands it to one worker and marks it in flight; the worker ends with `done` (success, or a
+//! failure not worth retrying) or `retry` (counts the failure, re-adds it after the backoff).
+//! Either way it leaves the in-flight set, and a trigger that came meanwhile hands it out
+//! again. The driver calls exactly one of the two for every key it takes, panics included,
+//! so no key can be stranded in flight. Plain tokio parts: a mutex-guarded state and a
+//! `Notify`, no stream combinators.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -17,6 +25,7 @@ use std::{
 use tokio::sync::Notify;
 
 /// The shape every key has.
+/// (Cloned into the lanes and the in-flight set, hashed for both, sent between workers.)
 pub trait QueueKey: Clone + Eq + Hash + Send + Sync + std::fmt::Debug + 'static {}
 impl<T: Clone + Eq + Hash + Send + Sync + std::fmt::Debug + 'static> QueueKey for T {}
 

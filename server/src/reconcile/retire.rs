@@ -11,6 +11,11 @@
 //! call answers. The reaper deletes the group every [`REAP_GATHER`] while it has members,
 //! after checking every member carries weft's mark.
 //!
+//! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
+//! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
+//! grace period. A reconnect of the same namespace meanwhile is safe: the retired inside end
+//! no longer has the container's interface name, so the new veth can take it at once.
+//!
 //! A crash between (3) and the reaper leaves marked veths whose endpoint is gone: the GC
 //! removes them as orphans at start-up. The reaper never deletes a group that holds an
 //! interface weft does not own; it then deletes its own members one by one.
