@@ -367,3 +367,5 @@ impl Controller {
         }
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! Endpoints: the veth (host end a bridge port, inside end with the leases and default
+//! route), published ports, converge with zero writes, drift, a vanished namespace.
+//!
+//! Endpoints are made as the API makes them: `Store::connect` settles the lease (and turns
+//! the default route off when the namespace already routes through another network), then
+//! the endpoint key is reconciled. The network's bridge and the namespace are reconciled
+//! first, as the start-up order does.
+
+use super::{H, connect_spec, ip, mark, net, net_spec, tcp};
+use crate::{
+    kernel::{NsRef, RouteState},
+    model::{Phase, PortSpec},
+    reconcile::Key,
+};
+
+/// The endpoint's veth: host end a port of the bridge, inside end with the lease and a default
+/// route.
+#[tokio::test]
+async fn connect_makes_a_bridge_port_veth_with_the_lease_and_default_route() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    assert_eq!(ep.addresses.len(), 1);
+    assert!(net("10.88.0.0/24").contains(&ep.addresses[0].addr()));
+    assert_eq!(ep.addresses[0].prefix_len(), 24);
+    let br = h.k.link(&NsRef::Host, "br-web").unwrap();
+    let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    assert_eq!(host.master, Some(br.index));
+    assert!(host.up);
+    assert_eq!(host.alias, mark(&ep.id));
+    let inside = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(inside.alias, mark(&ep.id));
+    assert!(inside.up);
+    assert_eq!(inside.addresses, ep.addresses);
+    assert_eq!(
+        h.k.routes(&h.ns("ns1"), "eth0"),
+        vec![RouteState {
+            destination: net("0.0.0.0/0"),
+            gateway: Some(ip("10.88.0.1")),
+            metric: 0
+        }]
+    );
+    let row = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(row.status.phase, Phase::Ready);
+    assert_eq!(row.status.observed_generation, row.generation);
+    assert_eq!(
+        Some(row.observed.mac),
+        inside.mac,
+        "the inside MAC is recorded"
+    );
+}
+
+/// A converged endpoint (ports included, from the cache) writes nothing.
+#[tokio::test]
+async fn converged_endpoint_with_ports_reconciles_with_zero_writes() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
+    let calls = h.k.calls();
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 0);
+    assert_eq!(h.k.calls(), calls);
+    assert_eq!(h.drift(), 0);
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+}
+
+/// A published range becomes one DNAT element per port, shifted in step.
+#[tokio::test]
+async fn published_port_range_maps_each_port_to_the_lease() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let range = PortSpec::parse("port", "", 8000, 8002, 80, "udp").unwrap();
+    let ep = h.connect("web", "ns1", vec![range]).await;
+    let dest = ep.addresses[0].addr();
+    let got: Vec<(u16, std::net::IpAddr, u16)> =
+        h.k.mappings()
+            .iter()
+            .map(|m| (m.host_port, m.dest, m.dest_port))
+            .collect();
+    assert_eq!(
+        got,
+        vec![(8000, dest, 80), (8001, dest, 81), (8002, dest, 82)]
+    );
+    assert!(
+        h.k.mappings()
+            .iter()
+            .all(|m| m.proto == crate::kernel::firewall::Proto::Udp)
+    );
+}
+
+/// A requested MAC and address, and the network's MTU, reach the kernel.
+#[tokio::test]
+async fn static_mac_and_network_mtu_are_applied_to_both_ends() {
+    let h = H::new().await;
+    let mut spec = net_spec("web", "br-web", &["10.88.0.0/24"]);
+    spec.mtu = 1450;
+    let net_id = h.network_row(&spec).await.id;
+    h.run(Key::Network(net_id)).await;
+    h.namespace("ns1").await;
+    let mut req = connect_spec("web", "ns1", Vec::new());
+    req.endpoint.mac = Some("02:42:ac:11:00:99".into());
+    req.ipv4 = Some("10.88.0.50".parse().unwrap());
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let inside = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(inside.mac.as_deref(), Some("02:42:ac:11:00:99"));
+    assert_eq!(inside.mtu, 1450);
+    assert_eq!(inside.addresses, vec![net("10.88.0.50/24")]);
+    assert_eq!(h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().mtu, 1450);
+}
+
+/// A dual-stack network leases one address per family and routes both by default.
+#[tokio::test]
+async fn dual_stack_endpoint_gets_both_leases_and_both_default_routes() {
+    let h = H::new().await;
+    h.network("ds", "br-ds", &["10.77.0.0/24", "fd00:77::/64"])
+        .await;
+    h.namespace("ns1").await;
+    let ep = h.connect("ds", "ns1", Vec::new()).await;
+    assert_eq!(ep.addresses.len(), 2);
+    let mut routes = h.k.routes(&h.ns("ns1"), "eth0");
+    routes.sort_by_key(|r| r.destination.addr().is_ipv6());
+    assert_eq!(
+        routes,
+        vec![
+            RouteState {
+                destination: net("0.0.0.0/0"),
+                gateway: Some(ip("10.77.0.1")),
+                metric: 0
+            },
+            RouteState {
+                destination: net("::/0"),
+                gateway: Some(ip("fd00:77::1")),
+                metric: 1024
+            },
+        ]
+    );
+    assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
+}
+
+/// Only the first network of a namespace routes it by default.
+#[tokio::test]
+async fn second_network_of_a_namespace_adds_no_second_default_route() {
+    let h = H::new().await;
+    h.network("a", "br-a", &["10.1.0.0/24"]).await;
+    h.network("b", "br-b", &["10.2.0.0/24"]).await;
+    h.namespace("ns1").await;
+    h.connect("a", "ns1", Vec::new()).await;
+    let mut req = connect_spec("b", "ns1", Vec::new());
+    req.endpoint.ifname = "eth1".into();
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    assert!(h.k.routes(&h.ns("ns1"), "eth1").is_empty());
+    assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
+}
+
+/// An address flush inside the container (which takes the route too) is undone.
+#[tokio::test]
+async fn default_route_removed_behind_back_is_restored_as_drift() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    // A flush of the addresses takes the route with it.
+    let idx = h.k.link(&h.ns("ns1"), "eth0").unwrap().index;
+    use crate::kernel::RouteOps;
+    for r in h.k.routes(&h.ns("ns1"), "eth0") {
+        h.k.del_route(&h.ns("ns1"), idx, &r).await.unwrap();
+    }
+    h.k.tamper(&h.ns("ns1"), "eth0", |l| l.addresses.clear());
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 2);
+    assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
+    assert_eq!(
+        h.k.link(&h.ns("ns1"), "eth0").unwrap().addresses,
+        ep.addresses
+    );
+    assert_eq!(h.drift(), 1);
+}
+
+/// A host end taken off the bridge by hand is enslaved again.
+#[tokio::test]
+async fn host_end_released_from_the_bridge_behind_back_is_a_port_again() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    h.k.tamper(&NsRef::Host, &ep.host_ifname, |l| l.master = None);
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 1);
+    let br = h.k.link(&NsRef::Host, "br-web").unwrap().index;
+    assert_eq!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().master,
+        Some(br)
+    );
+    assert_eq!(h.drift(), 1);
+}
+
+/// A re-created bridge lost its ports; its endpoints are queued and rejoin the new one.
+#[tokio::test]
+async fn recreated_bridge_requeues_its_endpoints_which_rejoin_it() {
+    let h = H::new().await;
+    let net = h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    h.k.remove_behind_back(&NsRef::Host, "br-web");
+    let depth = h.ctl.queue_depth();
+    h.run(Key::Network(net)).await;
+    assert!(
+        h.ctl.queue_depth() > depth,
+        "the endpoint (and the firewall) are queued again"
+    );
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 1);
+    let br = h.k.link(&NsRef::Host, "br-web").unwrap().index;
+    assert_eq!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().master,
+        Some(br)
+    );
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+}
+
+/// A vanished namespace makes the endpoint wait (Pending), not fail, until it is re-created.
+#[tokio::test]
+async fn endpoint_in_a_vanished_namespace_is_pending_until_the_namespace_is_back() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    let ns = h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    h.k.vanish_namespace(&h.ns_path("ns1"));
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Pending);
+    assert!(
+        s.message.contains("namespace \"ns1\" is not ready yet"),
+        "{}",
+        s.message
+    );
+    h.run(Key::Namespace(ns)).await;
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    let inside = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(inside.addresses, ep.addresses);
+    assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
+}
+
+/// An unmarked interface holding the inside name is refused and never changed.
+#[tokio::test]
+async fn inside_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    h.k.add_foreign_link(&h.ns("ns1"), "eth0", "dummy");
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Failed);
+    assert!(
+        s.message
+            .contains("\"eth0\" in namespace \"ns1\" exists and is not owned by weft"),
+        "{}",
+        s.message
+    );
+    let eth0 = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(eth0.kind.as_deref(), Some("dummy"));
+    assert!(eth0.alias.is_none() && eth0.addresses.is_empty());
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+}
+
+/// The endpoint is reconciled before its network's bridge exists: the first attempt makes
+/// the veth and stops at the missing master, before marking it; the retry then refuses its
+/// own veth as foreign.
+#[tokio::test]
+#[ignore = "bug: a transient failure after create_veth leaves the endpoint's veth unmarked; the retry then fails permanently with 'not owned by weft'"]
+async fn endpoint_queued_before_its_bridge_converges_once_the_network_is_ready() {
+    let h = H::new().await;
+    let net = h
+        .network_row(&net_spec("web", "br-web", &["10.88.0.0/24"]))
+        .await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Pending);
+    h.run(Key::Network(net.id)).await;
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Ready, "{}", s.message);
+}

@@ -1,0 +1,140 @@
+//! Garbage collection: marked interfaces and namespace files that no object owns go; what
+//! a live object owns stays; anything without weft's mark is never touched.
+//!
+//! Orphans are made the way a crash or a restored database leaves them: interfaces or
+//! namespace files carrying `weft:<uid>` for a uid no row has. The mark is the only thing
+//! that counts, never a name: `wv...` interfaces without the mark stay.
+
+use super::{H, rich_veth};
+use crate::{
+    kernel::{LinkOps, NetnsOps, NsRef},
+    model::Phase,
+    reconcile::Key,
+};
+
+/// A uid no object has.
+const GHOST: &str = "weft:00000000deadbeef";
+
+/// A marked interface whose object is gone is an orphan: removed and counted.
+#[tokio::test]
+async fn gc_removes_a_marked_interface_no_object_owns_and_counts_it() {
+    let h = H::new().await;
+    h.k.add_foreign_link(&NsRef::Host, "wv00000000dead", "veth");
+    h.k.tamper(&NsRef::Host, "wv00000000dead", |l| {
+        l.alias = Some(GHOST.into())
+    });
+    assert_eq!(h.run(Key::Gc).await, 1);
+    assert!(h.k.link(&NsRef::Host, "wv00000000dead").is_none());
+    assert_eq!(h.orphans(), 1);
+}
+
+/// Names that look like weft's and aliases that nearly match are not weft's mark.
+#[tokio::test]
+async fn gc_never_touches_an_unmarked_interface_whatever_its_name() {
+    let h = H::new().await;
+    h.k.add_foreign_link(&NsRef::Host, "wv0123456789ab", "veth");
+    h.k.add_foreign_link(&NsRef::Host, "eth0", "veth");
+    h.k.add_foreign_link(&NsRef::Host, "tagged", "dummy");
+    h.k.tamper(&NsRef::Host, "tagged", |l| l.alias = Some("weftish".into()));
+    assert_eq!(h.run(Key::Gc).await, 0);
+    for name in ["wv0123456789ab", "eth0", "tagged"] {
+        assert!(h.k.link(&NsRef::Host, name).is_some(), "{name}");
+    }
+    assert_eq!(h.orphans(), 0);
+}
+
+/// On a converged host the GC finds nothing to remove and writes nothing.
+#[tokio::test]
+async fn gc_keeps_everything_live_objects_own_with_zero_writes() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    h.namespace("ns2").await;
+    h.connect("web", "ns1", Vec::new()).await;
+    let mut spec = rich_veth();
+    if let crate::model::LinkKind::Veth { peer } = &mut spec.kind {
+        peer.namespace = "ns2".into();
+    }
+    let link = h.link(&spec).await;
+    assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
+    let host = h.k.links(&NsRef::Host).len();
+    assert_eq!(h.run(Key::Gc).await, 0);
+    assert_eq!(h.k.links(&NsRef::Host).len(), host);
+    assert!(h.k.is_netns(&h.ns_path("ns1")) && h.k.is_netns(&h.ns_path("ns2")));
+    assert_eq!(h.orphans(), 0);
+}
+
+/// Both ends of an orphaned pair go, counted as one orphan; the loopback stays.
+#[tokio::test]
+async fn gc_removes_an_orphaned_veth_pair_in_a_namespace_as_one_orphan() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let ns = h.ns("ns1");
+    h.k.create_veth(&NsRef::Host, "left", &ns, "right")
+        .await
+        .unwrap();
+    h.k.tamper(&NsRef::Host, "left", |l| l.alias = Some(GHOST.into()));
+    h.k.tamper(&ns, "right", |l| l.alias = Some(GHOST.into()));
+    h.run(Key::Gc).await;
+    assert!(h.k.link(&NsRef::Host, "left").is_none());
+    assert!(h.k.link(&ns, "right").is_none());
+    assert!(
+        h.k.link(&ns, "lo").is_some(),
+        "the namespace's loopback stays"
+    );
+    assert_eq!(h.orphans(), 1, "a pair is one orphan");
+}
+
+/// A namespace file whose loopback carries a dead object's mark is removed.
+#[tokio::test]
+async fn gc_removes_a_namespace_file_weft_marked_for_an_object_that_is_gone() {
+    let h = H::new().await;
+    h.k.create_named_netns("ghost").await.unwrap();
+    h.k.tamper(&h.ns("ghost"), "lo", |l| l.alias = Some(GHOST.into()));
+    let kept = h.namespace("kept").await;
+    h.run(Key::Gc).await;
+    assert!(!h.k.is_netns(&h.ns_path("ghost")));
+    assert!(h.k.is_netns(&h.ns_path("kept")));
+    assert_eq!(h.ns_status(&kept).await.phase, Phase::Ready);
+    assert_eq!(h.orphans(), 1);
+}
+
+/// A namespace file in the netns dir that weft never marked is not weft's.
+#[tokio::test]
+async fn gc_leaves_an_unmarked_namespace_file_alone() {
+    let h = H::new().await;
+    h.k.create_named_netns("someone-elses").await.unwrap();
+    assert_eq!(h.run(Key::Gc).await, 0);
+    assert!(h.k.is_netns(&h.ns_path("someone-elses")));
+}
+
+/// A retired veth has no row any more but is the reaper's, not an orphan.
+#[tokio::test]
+async fn gc_leaves_a_retired_veth_to_the_reaper() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+    assert_eq!(h.ctl.retired_pending(), 1);
+    // Marked, its endpoint gone, but the reaper holds it: not an orphan.
+    assert_eq!(h.run(Key::Gc).await, 0);
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_some());
+    assert_eq!(h.orphans(), 0);
+}
+
+/// A kernel error stops the GC before it removes anything; the next run does it.
+#[tokio::test]
+async fn gc_error_is_a_failed_reconcile_that_removes_nothing() {
+    let h = H::new().await;
+    h.k.add_foreign_link(&NsRef::Host, "orphan0", "veth");
+    h.k.tamper(&NsRef::Host, "orphan0", |l| l.alias = Some(GHOST.into()));
+    h.k.fail("list_links", None, nix::errno::Errno::EPERM, 1);
+    assert_eq!(h.run(Key::Gc).await, 0);
+    assert_eq!(h.failures(), 1);
+    assert!(h.k.link(&NsRef::Host, "orphan0").is_some());
+    h.run(Key::Gc).await;
+    assert!(h.k.link(&NsRef::Host, "orphan0").is_none());
+}

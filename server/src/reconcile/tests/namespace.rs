@@ -1,0 +1,179 @@
+//! Namespaces: create, converge, drift (the file or the loopback mark gone), delete, and
+//! adopted namespaces.
+//!
+//! A named namespace is a file under the fake kernel's netns dir (nothing is made on disk);
+//! its loopback carries the namespace's mark, which is how the GC tells weft's namespace
+//! files from anyone else's. An adopted namespace is a path weft was given and never
+//! creates, marks or deletes.
+
+use super::{H, mark, ns_spec, veth};
+use crate::{
+    kernel::{NetnsOps, NsRef},
+    model::Phase,
+    reconcile::Key,
+};
+
+/// Records namespace "runtime" adopting `path`, without reconciling it.
+async fn adopted(h: &H, path: &std::path::Path) -> crate::store::NamespaceRow {
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some(path.to_path_buf());
+    h.store()
+        .create_namespace(&spec, None, false)
+        .await
+        .unwrap()
+}
+
+/// A new namespace: the file, loopback up and marked, Ready with its path.
+#[tokio::test]
+async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
+    let h = H::new().await;
+    let row = h.namespace_row("ns1").await;
+    assert_eq!(row.status.phase, Phase::Pending);
+    let writes = h.run(Key::Namespace(row.id.clone())).await;
+    assert!(writes >= 2, "create the file, then mark the loopback");
+    let path = h.k.netns_dir().join("ns1");
+    assert!(h.k.is_netns(&path));
+    let lo = h.k.link(&h.ns("ns1"), "lo").unwrap();
+    assert!(lo.up);
+    assert_eq!(lo.alias, mark(&row.id));
+    let stored = h.store().namespace_by_id(&row.id).await.unwrap().unwrap();
+    assert_eq!(stored.status.phase, Phase::Ready);
+    assert_eq!(stored.status.observed_generation, stored.generation);
+    assert_eq!(stored.status.message, "");
+    assert_eq!(stored.status_path, path.display().to_string());
+}
+
+/// A converged namespace is observed, not written.
+#[tokio::test]
+async fn converged_namespace_reconciles_with_zero_writes() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let calls = h.k.calls().len();
+    assert_eq!(h.run(Key::Namespace(id.clone())).await, 0);
+    assert_eq!(h.k.calls().len(), calls);
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(h.drift(), 0);
+}
+
+/// A namespace deleted by hand is re-created, counted as drift, and its links queued again.
+#[tokio::test]
+async fn vanished_namespace_is_recreated_counted_as_drift_and_requeues_its_links() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let link = h.link(&veth("vh1", "vi1", "ns1")).await;
+    assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
+    let path = h.k.netns_dir().join("ns1");
+    h.k.vanish_namespace(&path);
+    assert!(h.k.link(&NsRef::Host, "vh1").is_none(), "the peer died too");
+    let depth = h.ctl.queue_depth();
+    assert!(h.run(Key::Namespace(id.clone())).await > 0);
+    assert!(h.k.is_netns(&path));
+    assert_eq!(h.k.link(&h.ns("ns1"), "lo").unwrap().alias, mark(&id));
+    assert_eq!(h.drift(), 1);
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(
+        h.ctl.queue_depth(),
+        depth + 1,
+        "the link that lived in it is queued again"
+    );
+    // And the link's own reconcile brings the pair back.
+    h.run(Key::Link(link.clone())).await;
+    assert!(h.k.link(&h.ns("ns1"), "vi1").is_some());
+    assert!(h.k.link(&NsRef::Host, "vh1").is_some());
+}
+
+/// The loopback's flag and mark are put back in one request.
+#[tokio::test]
+async fn loopback_mark_and_flag_removed_behind_back_are_restored_as_drift() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    h.k.tamper(&h.ns("ns1"), "lo", |l| {
+        l.alias = None;
+        l.up = false;
+    });
+    assert_eq!(h.run(Key::Namespace(id.clone())).await, 1, "one set_link");
+    let lo = h.k.link(&h.ns("ns1"), "lo").unwrap();
+    assert!(lo.up);
+    assert_eq!(lo.alias, mark(&id));
+    assert_eq!(h.drift(), 1);
+}
+
+/// Deleting a namespace unmounts its file, then drops the row.
+#[tokio::test]
+async fn namespace_delete_removes_the_file_and_the_row() {
+    let h = H::new().await;
+    let id = h.namespace("ns1").await;
+    let row = h
+        .store()
+        .mark_namespace_deleting("ns1", false)
+        .await
+        .unwrap();
+    assert_eq!(row.status.phase, Phase::Deleting);
+    h.run(Key::Namespace(id.clone())).await;
+    assert!(!h.k.is_netns(&h.k.netns_dir().join("ns1")));
+    assert!(h.store().namespace_by_id(&id).await.unwrap().is_none());
+    assert!(
+        h.k.calls().iter().any(|c| c == "delete_named_netns ns1"),
+        "{:?}",
+        h.k.calls()
+    );
+}
+
+/// An adopted namespace is only checked: no write, not even the loopback mark.
+#[tokio::test]
+async fn adopted_namespace_is_checked_never_created() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4242/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    assert_eq!(h.run(Key::Namespace(row.id.clone())).await, 0);
+    let stored = h.store().namespace_by_id(&row.id).await.unwrap().unwrap();
+    assert_eq!(stored.status.phase, Phase::Ready);
+    assert_eq!(stored.status_path, path.display().to_string());
+    assert!(h.k.calls().is_empty(), "{:?}", h.k.calls());
+    assert_eq!(
+        h.k.link(&NsRef::Path(path), "lo").unwrap().alias,
+        None,
+        "an adopted namespace's loopback is not marked"
+    );
+}
+
+/// An adopted namespace that is gone is Failed at once; weft does not re-create it.
+#[tokio::test]
+async fn adopted_namespace_that_is_gone_fails_at_once_and_is_not_recreated() {
+    let h = H::new().await;
+    let row = adopted(&h, std::path::Path::new("/proc/4243/ns/net")).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    let s = h.ns_status(&row.id).await;
+    assert_eq!(
+        s.phase,
+        Phase::Failed,
+        "permanent: Failed on the first attempt"
+    );
+    assert_eq!(s.observed_generation, row.generation);
+    assert!(
+        s.message
+            .contains("weft does not recreate adopted namespaces"),
+        "{}",
+        s.message
+    );
+    assert!(h.k.calls().is_empty());
+    assert!(!h.k.is_netns(std::path::Path::new("/proc/4243/ns/net")));
+}
+
+/// Deleting an adopted namespace forgets it and leaves the file.
+#[tokio::test]
+async fn adopted_namespace_delete_forgets_it_and_leaves_the_file() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4244/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    h.store()
+        .mark_namespace_deleting("runtime", false)
+        .await
+        .unwrap();
+    assert_eq!(h.run(Key::Namespace(row.id.clone())).await, 0);
+    assert!(h.store().namespace_by_id(&row.id).await.unwrap().is_none());
+    assert!(h.k.is_netns(&path), "weft never deletes what it adopted");
+}

@@ -1,0 +1,211 @@
+//! Disconnecting an endpoint: its published ports go first, the veth is cut off (inside end
+//! down and renamed, host end into the retired group) and the row goes; the reaper deletes
+//! the retired group in one request.
+//!
+//! The order matters and is asserted: DNAT elements before the veth (no packet may be sent to
+//! an address about to vanish), the inside end renamed at once (the container's interface
+//! name is free as soon as the call answers), the host end only regrouped (no bridge or link
+//! change that would cost an RCU grace period). The reaper is driven through its public
+//! entry point (`spawn_reaper`, then `shutdown`, which flushes once more).
+
+use nix::errno::Errno;
+use tokio::task::JoinSet;
+
+use super::{H, tcp};
+use crate::{
+    kernel::NsRef,
+    model::Phase,
+    reconcile::{Key, RETIRED_GROUP},
+    store::EndpointRow,
+};
+
+/// A network, namespace `ns` on it publishing 8080 -> 80 (when `ports`), converged.
+async fn connected(h: &H, ns: &str, ports: bool) -> EndpointRow {
+    if h.store().network_by_name("web").await.unwrap().is_none() {
+        h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    }
+    h.namespace(ns).await;
+    let ports = if ports {
+        vec![tcp(8080, 80)]
+    } else {
+        Vec::new()
+    };
+    let ep = h.connect("web", ns, ports).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    ep
+}
+
+fn retired_name(id: &str) -> String {
+    format!("wr{}", &id[..12])
+}
+
+/// A disconnect: ports first, then the veth cut off (renamed, down, retired group), then the row
+/// and leases.
+#[tokio::test]
+async fn disconnect_unpublishes_cuts_the_veth_off_and_drops_the_row() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", true).await;
+    assert_eq!(h.k.mappings().len(), 1);
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Deleting);
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.k.mappings().is_empty(), "DNAT elements removed");
+    assert!(h.k.link(&h.ns("ns1"), "eth0").is_none(), "the name is free");
+    let inside = h.k.link(&h.ns("ns1"), &retired_name(&ep.id)).unwrap();
+    assert!(!inside.up);
+    let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    assert_eq!(host.group, RETIRED_GROUP);
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+    assert!(h.store().port_mappings(None).await.unwrap().is_empty());
+    let leases = h.store().lease_counts(&ep.network_id).await.unwrap();
+    assert!(leases.iter().all(|(_, n)| *n == 0), "{leases:?}");
+    assert_eq!(h.ctl.retired_pending(), 1);
+    let calls = h.k.calls();
+    let unmap = calls
+        .iter()
+        .position(|c| c.starts_with("del_port_mappings"));
+    let cut = calls.iter().rposition(|c| c.starts_with("set_link"));
+    assert!(unmap < cut, "ports go before the veth: {calls:?}");
+}
+
+/// EBUSY on the rename (older kernels) falls back to down, then rename; not a failure.
+#[tokio::test]
+async fn disconnect_rename_refused_with_ebusy_falls_back_to_down_then_rename() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", false).await;
+    let inside = h.k.link(&h.ns("ns1"), "eth0").unwrap().index;
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.k.fail("set_link", Some(&format!("#{inside}")), Errno::EBUSY, 1);
+    let before = h.k.calls().len();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let l = h.k.link(&h.ns("ns1"), &retired_name(&ep.id)).unwrap();
+    assert_eq!(l.index, inside);
+    assert!(!l.up);
+    let target = format!("set_link #{inside}");
+    let on_inside = h.k.calls()[before..]
+        .iter()
+        .filter(|c| **c == target)
+        .count();
+    assert_eq!(on_inside, 2, "down, then the name, as two requests");
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+    assert_eq!(h.failures(), 0, "the fallback is not a failure");
+}
+
+/// An inside interface without the endpoint's mark is not renamed or downed.
+#[tokio::test]
+async fn disconnect_leaves_an_inside_interface_without_the_endpoint_mark_alone() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", false).await;
+    h.k.tamper(&h.ns("ns1"), "eth0", |l| l.alias = None);
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let eth0 = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert!(eth0.up, "not renamed, not downed");
+    assert_eq!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().group,
+        RETIRED_GROUP
+    );
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+}
+
+/// With the namespace gone the veth is gone too: the disconnect finishes with nothing to reap.
+#[tokio::test]
+async fn disconnect_from_a_vanished_namespace_still_finishes() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", false).await;
+    h.k.vanish_namespace(&h.ns_path("ns1"));
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    assert_eq!(h.ctl.retired_pending(), 0, "nothing left to reap");
+}
+
+/// A failed disconnect keeps the row Deleting and cuts nothing off; the retry finishes.
+#[tokio::test]
+async fn disconnect_error_keeps_the_row_deleting_and_a_retry_finishes() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", true).await;
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.k.fail("del_port_mappings", None, Errno::EPERM, 1);
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.failures(), 1);
+    let row = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(row.status.phase, Phase::Deleting);
+    assert_eq!(h.k.mappings().len(), 1, "nothing was cut off yet");
+    assert!(h.k.link(&h.ns("ns1"), "eth0").is_some());
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.store().endpoint_by_id(&ep.id).await.unwrap().is_none());
+    assert!(h.k.mappings().is_empty());
+}
+
+/// The point of retiring: the inside name is free at once, so a reconnect converges while
+/// the old veth still waits for the reaper.
+#[tokio::test]
+async fn reconnect_right_after_disconnect_converges_before_the_reaper_runs() {
+    let h = H::new().await;
+    let old = connected(&h, "ns1", true).await;
+    h.store().mark_endpoint_deleting(&old.id).await.unwrap();
+    h.run(Key::Endpoint(old.id.clone())).await;
+    assert_eq!(h.ctl.retired_pending(), 1);
+    let new = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
+    assert_eq!(h.ep_status(&new.id).await.phase, Phase::Ready);
+    let eth0 = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(eth0.alias, super::mark(&new.id));
+    assert_eq!(eth0.addresses, new.addresses);
+    assert_eq!(h.k.mappings().len(), 1);
+    assert_eq!(h.k.mappings()[0].dest, new.addresses[0].addr());
+    assert!(h.k.link(&h.ns("ns1"), &retired_name(&old.id)).is_some());
+}
+
+/// Runs the reaper until shutdown (it flushes once more on the way out).
+async fn reap(h: &H) {
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// The reaper deletes all retired veths with one group delete.
+#[tokio::test]
+async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
+    let h = H::new().await;
+    let a = connected(&h, "ns1", false).await;
+    let b = connected(&h, "ns2", false).await;
+    for ep in [&a, &b] {
+        h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+        h.run(Key::Endpoint(ep.id.clone())).await;
+    }
+    assert_eq!(h.ctl.retired_pending(), 2);
+    let before = h.k.calls().len();
+    reap(&h).await;
+    let calls = h.k.calls()[before..].to_vec();
+    assert_eq!(calls, vec![format!("delete_link_group {RETIRED_GROUP}")]);
+    for ep in [&a, &b] {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert!(h.k.link(&NsRef::Host, "br-web").is_some());
+    assert_eq!(h.ctl.retired_pending(), 0);
+}
+
+/// A foreign interface in the retired group makes the reaper delete its own one by one.
+#[tokio::test]
+async fn reaper_deletes_only_its_own_when_the_group_holds_a_foreign_interface() {
+    let h = H::new().await;
+    let ep = connected(&h, "ns1", false).await;
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    h.k.add_foreign_link(&NsRef::Host, "theirs0", "dummy");
+    h.k.tamper(&NsRef::Host, "theirs0", |l| l.group = RETIRED_GROUP);
+    reap(&h).await;
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    assert!(h.k.link(&NsRef::Host, "theirs0").is_some());
+    assert!(
+        !h.k.calls()
+            .iter()
+            .any(|c| c.starts_with("delete_link_group")),
+        "{:?}",
+        h.k.calls()
+    );
+}
