@@ -13,7 +13,7 @@ use super::{
     network::{bridge_spec, endpoint_spec, mappings_of},
 };
 use crate::{
-    kernel::DryRun,
+    kernel::{DryRun, NetnsOps, NsRef},
     model::{LinkSpec, PlannedChange},
     store::{EndpointRow, NamespaceRow, NetworkRow},
 };
@@ -109,6 +109,9 @@ impl Controller {
         let plan = self.dry_kernel().await?;
         self.converge_link(&plan, &row.id, &bridge_spec(&row.id, &row.spec))
             .await?;
+        // The same sysctl the real reconcile sets, planned through the dry kernel.
+        let localnet = format!("net/ipv4/conf/{}/route_localnet", row.spec.bridge_name);
+        plan.ensure_sysctl(&NsRef::Host, &localnet, "1").await?;
         let nets: Vec<_> = row
             .spec
             .subnets

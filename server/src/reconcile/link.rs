@@ -124,6 +124,13 @@ impl Controller {
             }
             ends.push((end, ns, state));
         }
+        // Masters are looked up before anything is created: a port queued before its bridge
+        // exists waits without leaving a new, still unmarked interface behind (which the
+        // next attempt would refuse as not weft's).
+        let mut masters = Vec::with_capacity(ends.len());
+        for (end, ns, _) in &ends {
+            masters.push(master_index(k, ns, end).await?);
+        }
         let created = if ends.iter().any(|(_, _, s)| s.is_none()) {
             // Half a pair is no pair: remove what is left and make both ends anew.
             for (_, ns, s) in &ends {
@@ -154,7 +161,7 @@ impl Controller {
         };
         let default_mtu = spec.end.mtu;
         let mut observed = LinkObserved::default();
-        for (end, ns, state) in &ends {
+        for ((end, ns, state), master) in ends.iter().zip(masters) {
             let Some(state) = state.as_ref() else {
                 return Err(ReconcileError::transient(format!(
                     "interface {:?} is missing after it was created",
@@ -169,6 +176,7 @@ impl Controller {
                 mtu,
                 mark: &mark,
                 fresh: created,
+                master,
             };
             observed.ends.push(self.converge_end(k, end).await?);
         }
@@ -221,6 +229,7 @@ impl Controller {
             mtu,
             mark,
             fresh,
+            master,
         } = t;
         let mut change = LinkChange::default();
         if state.alias.as_deref() != Some(mark) {
@@ -234,25 +243,6 @@ impl Controller {
         {
             change.mac = Some(mac.clone());
         }
-        let master = match &end.master {
-            None => None,
-            Some(m) => match k.get_link_bare(ns, m).await? {
-                Some(br) if br.kind.as_deref() != Some("bridge") => {
-                    return Err(ReconcileError::permanent(format!(
-                        "master {m:?} is not a bridge"
-                    )));
-                }
-                Some(br) => Some(br.index),
-                // A dry run may plan a port of a bridge that is not there yet.
-                None if k.is_dry() => Some(0),
-                None => {
-                    return Err(ReconcileError::transient(format!(
-                        "master bridge {m:?} not found in {}",
-                        where_ns(&end.namespace)
-                    )));
-                }
-            },
-        };
         if state.master != master {
             change.master = Some(master);
         }
@@ -324,6 +314,36 @@ struct EndTarget<'a> {
     mark: &'a str,
     /// Created by this reconcile: it has no routes to look up.
     fresh: bool,
+    /// The index of its master bridge, resolved before anything was created.
+    master: Option<u32>,
+}
+
+/// The index of `end`'s master bridge in `ns` (None when it has none). A master that is not a
+/// bridge is a conflict; one that does not exist yet is waited for (a dry run plans it as 0).
+async fn master_index(
+    k: &dyn KernelOps,
+    ns: &NsRef,
+    end: &EndSpec,
+) -> Result<Option<u32>, ReconcileError> {
+    Ok(match &end.master {
+        None => None,
+        Some(m) => match k.get_link_bare(ns, m).await? {
+            Some(br) if br.kind.as_deref() != Some("bridge") => {
+                return Err(ReconcileError::permanent(format!(
+                    "master {m:?} is not a bridge"
+                )));
+            }
+            Some(br) => Some(br.index),
+            // A dry run may plan a port of a bridge that is not there yet.
+            None if k.is_dry() => Some(0),
+            None => {
+                return Err(ReconcileError::transient(format!(
+                    "master bridge {m:?} not found in {}",
+                    where_ns(&end.namespace)
+                )));
+            }
+        },
+    })
 }
 
 /// "veth1 in namespace \"ns1\"" or "weft0 in the host namespace".

@@ -270,7 +270,6 @@ async fn inside_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
 /// the veth and stops at the missing master, before marking it; the retry then refuses its
 /// own veth as foreign.
 #[tokio::test]
-#[ignore = "bug: a transient failure after create_veth leaves the endpoint's veth unmarked; the retry then fails permanently with 'not owned by weft'"]
 async fn endpoint_queued_before_its_bridge_converges_once_the_network_is_ready() {
     let h = H::new().await;
     let net = h

@@ -315,7 +315,6 @@ async fn master_that_is_not_a_bridge_fails_permanently() {
 /// The first attempt creates the veth, then fails on the missing master before the mark is
 /// set; the next attempt finds its own interface unmarked and refuses it for good.
 #[tokio::test]
-#[ignore = "bug: a transient failure after create_veth leaves the new interface unmarked; the retry then fails permanently with 'not owned by weft'"]
 async fn port_of_a_missing_bridge_waits_pending_and_converges_once_it_exists() {
     let h = H::new().await;
     h.namespace("ns1").await;

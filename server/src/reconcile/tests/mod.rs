@@ -78,13 +78,6 @@ impl H {
         self.k.writes() - before
     }
 
-    /// Runs `key` `n` times.
-    pub async fn run_n(&self, key: Key, n: usize) {
-        for _ in 0..n {
-            self.run(key.clone()).await;
-        }
-    }
-
     /// The file of named namespace `name`.
     pub fn ns_path(&self, name: &str) -> std::path::PathBuf {
         self.k.netns_dir().join(name)
