@@ -5,10 +5,10 @@
 //!
 //! What the status shows, attempt by attempt (attempt = consecutive retried failures of the
 //! key + 1, as the queue counts them):
-//! - transient (EEXIST, ENODEV, ENOENT, EBUSY, EAGAIN, ENETUNREACH; a namespace not ready or
-//!   gone; a missing master bridge; a firewall sync that failed): Pending with the message
-//!   and `observed_generation` unchanged on attempts 1 and 2, Failed at the object's
-//!   generation from attempt 3 (`FAILED_AFTER_ATTEMPTS`) on;
+//! - transient (EEXIST, ENODEV, ENOENT, EBUSY, EAGAIN, ENETUNREACH, from any call, the
+//!   firewall sync's included; a namespace not ready or gone; a missing master bridge):
+//!   Pending with the message and `observed_generation` unchanged on attempts 1 and 2,
+//!   Failed at the object's generation from attempt 3 (`FAILED_AFTER_ATTEMPTS`) on;
 //! - permanent (EPERM and EACCES: the host must change; EINVAL and EOPNOTSUPP: the request
 //!   must; an interface without weft's mark, a master that is not a bridge, an adopted
 //!   namespace that is gone): Failed at the object's generation at once, and not retried
