@@ -6,6 +6,20 @@
 //! veth's other end sits in `veth.peer`. An UpdateLink may name either end; the service says
 //! which (`named_peer`), and [`apply_update`] then applies the top-level fields to the named
 //! end and `veth.peer.*` to the other. The answer always describes a link from its first end.
+//!
+//! Every end field is a plain proto3 scalar, so absence is its default: "" namespace is the
+//! host, MTU 0 keeps the kernel's (a peer's 0 takes the first end's), "" MAC lets the
+//! kernel pick, "" master is no bridge, `up` false is down. Of the message fields, `kind`
+//! must be set on create (exactly one of `veth`, `bridge`), and a veth needs `veth.peer`.
+//!
+//! Errors name the field by its path from the request's root, with indexes into repeated
+//! fields: `link.mac_address`, `link.addresses[1]`, `link.veth.peer.routes[0].gateway`. The
+//! field mask's own problems (an unknown path, a name or namespace that cannot change, a
+//! `veth.peer.*` path without a peer in the body) are reported as `update_mask`, and a body
+//! whose kind does not match the stored link's as `link.bridge` or `link.veth`.
+//!
+//! Without a field mask an update changes only what the body sets to a non-default value,
+//! so it can never clear a list or turn an end down; a mask (or `*`, every path) can.
 
 use weft_proto::v1 as pb;
 
@@ -18,7 +32,9 @@ use crate::{
     store::{EndObserved, LinkRow},
 };
 
-/// Routes from the wire, each parsed and named by its index (`link.routes[2]`).
+/// Routes from the wire, each parsed and named by its index (`link.routes[2]`, then
+/// `.destination` or `.gateway`). The destination is "default" or a CIDR; an empty gateway
+/// is an on-link route (refused for a default route); metric 0 is the kernel's default.
 fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invalid> {
     routes
         .iter()
@@ -34,7 +50,7 @@ fn routes_in(field: &str, routes: &[pb::Route]) -> Result<Vec<RouteSpec>, Invali
         .collect()
 }
 
-/// Routes to the wire; a route without gateway has an empty one.
+/// Routes to the wire; a route without gateway has an empty one, as it came in.
 fn routes_out(routes: &[RouteSpec]) -> Vec<pb::Route> {
     routes
         .iter()
@@ -46,7 +62,8 @@ fn routes_out(routes: &[RouteSpec]) -> Vec<pb::Route> {
         .collect()
 }
 
-/// Addresses in CIDR notation from the wire, each named by its index.
+/// Addresses in CIDR notation from the wire, each named by its index. A bare address
+/// without a prefix length is refused, not guessed.
 fn addresses_in(field: &str, a: &[String]) -> Result<Vec<ipnet::IpNet>, Invalid> {
     a.iter()
         .enumerate()
@@ -134,7 +151,9 @@ impl<'a> EndFields<'a> {
         })
     }
 
-    /// Sets `field` (a mask path relative to the end) of `end` from these values.
+    /// Sets `field` (a mask path relative to the end) of `end` from these values. `prefix` is
+    /// where the end sits in the request (`link.` or `link.veth.peer.`), for error fields and
+    /// messages; unknown and immutable paths are refused as `update_mask`.
     fn apply(&self, prefix: &str, field: &str, end: &mut EndSpec) -> Result<(), Invalid> {
         match field {
             "mtu" => end.mtu = self.mtu,
@@ -163,7 +182,8 @@ impl<'a> EndFields<'a> {
         Ok(())
     }
 
-    /// The paths whose values are set to something other than the default.
+    /// The paths whose values are set to something other than the default: what an update
+    /// without a mask changes. `up` counts only when true, since false is also "not set".
     fn populated(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if self.mtu != 0 {
@@ -188,10 +208,11 @@ impl<'a> EndFields<'a> {
     }
 }
 
-/// The mask paths that name a field of one end.
+/// The mask paths that name a field of one end: what `*` expands to, per end.
 const END_PATHS: [&str; 6] = ["mtu", "mac_address", "up", "master", "addresses", "routes"];
 
 /// A CreateLink body to its spec (validated separately with [`LinkSpec::validate`]).
+/// Fails on a malformed MAC, address or route, a missing kind or a veth without its peer.
 pub fn link_in(l: &pb::Link) -> Result<LinkSpec, Invalid> {
     let end = EndFields::of_link(l).to_spec("link.")?;
     let kind = match &l.kind {
@@ -289,7 +310,8 @@ pub fn apply_update(
     Ok(spec)
 }
 
-/// One end as the fields of a Link message (the caller fills in the rest).
+/// One end as the fields of a Link message (the caller fills in the rest); unset optional
+/// values go out as "" so the answer reads as the request did.
 fn end_out(e: &EndSpec) -> pb::Link {
     pb::Link {
         name: e.name.clone(),
@@ -304,7 +326,9 @@ fn end_out(e: &EndSpec) -> pb::Link {
     }
 }
 
-/// A stored link to proto, described from its first end.
+/// A stored link to proto, described from its first end. The `status_index` and
+/// `status_mac_address` of each end are what the last reconcile observed (0 and "" before
+/// the first); a bridge has no peer.
 pub fn link_out(r: &LinkRow) -> pb::Link {
     let obs = |i: usize| r.observed.ends.get(i).cloned().unwrap_or_default();
     let EndObserved { index, mac } = obs(0);

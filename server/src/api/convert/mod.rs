@@ -13,6 +13,39 @@
 //!
 //! Links (with the UpdateLink field mask) live in `link.rs`, networks and endpoints in
 //! `network.rs`; what all kinds share is here.
+//!
+//! # Absent fields
+//!
+//! weft.v1 is proto3: a plain scalar cannot be told apart from its default, so "" and 0
+//! mean "not set" and read as the documented default ("" namespace is the host, MTU 0 the
+//! kernel's, "" MAC lets the kernel pick, "" interface name is `eth0`). Only a few fields
+//! are declared `optional`, where false must differ from unset:
+//! - `wait` on every write request: unset is true (wait for Ready or Failed);
+//! - `enable_icc` and `masquerade` on a Network: unset is true, as in Docker.
+//!
+//! Message fields are optional by nature. A Create without its body (`namespace`, `link`,
+//! `network`) is refused; so is a Link without a kind, or a veth without `veth.peer`.
+//! Output-only fields (`status`, `generation`, `uid`, `create_time`, ...) are ignored on
+//! requests and always set on answers.
+//!
+//! # Errors in a request body
+//!
+//! A conversion that fails returns [`Invalid`] `{ field, problem }`; the service turns it
+//! into INVALID_ARGUMENT with the message `"<field>: <problem>"`, the problem saying what to
+//! fix. The field is the path in the request as the client wrote it, with indexes:
+//! `link.veth.peer.addresses[1]`, `link.routes[0].gateway`, `network.subnets[2].ip_range`,
+//! `published_ports[0].protocol`, `mac_address`. A ConnectRequest's fields are top level,
+//! so they carry no prefix; a bad UpdateLink mask path is reported as `update_mask`, and a
+//! missing body by its own name (`link`). Checks of the whole spec (name rules, ranges,
+//! overlaps) are the service's, and report their fields the same way.
+//!
+//! # Status
+//!
+//! [`status_out`] maps phases one to one, except [`Phase::Rechecking`] (Ready before a
+//! restart, not checked since), which the wire has no value for: it goes out as
+//! PHASE_PENDING with the [`RECHECKING`] message and the old `observed_generation`, so a
+//! client never reads Ready before weftd has looked at the kernel, and a call that waits
+//! keeps waiting, as for any Pending object.
 
 mod link;
 mod network;
@@ -34,23 +67,27 @@ use crate::{
     store::NamespaceRow,
 };
 
-/// How long a request waits for its result when the client set no deadline.
+/// How long a request waits for its result when the client set no deadline. An object not
+/// settled by then is answered as it stands (usually Pending); the work goes on.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
-/// Room left before the client's deadline to send the answer.
+/// Room left before the client's deadline to send the answer: without it, a call that waits
+/// its whole budget would be answered after the client gave up (DEADLINE_EXCEEDED).
 const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
-/// Labels from the wire.
+/// Labels from the wire, copied as they are; their keys and values are validated with the
+/// spec.
 fn labels_in(l: &HashMap<String, String>) -> Labels {
     l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Labels to the wire.
+/// Labels to the wire (the model keeps them ordered; the proto map has no order).
 fn labels_out(l: &Labels) -> HashMap<String, String> {
     l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Milliseconds since the epoch to a protobuf timestamp.
+/// Milliseconds since the epoch (as the store keeps times) to a protobuf timestamp. The
+/// Euclidean split keeps `nanos` in 0..1e9 for times before 1970, as the type requires.
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
@@ -58,7 +95,8 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-/// Model status to proto.
+/// Model status to proto: the phase (Rechecking as Pending with [`RECHECKING`], see the
+/// module docs), the generation last converged or failed at, and the message.
 pub fn status_out(s: &Status) -> pb::Status {
     let (phase, message) = match s.phase {
         Phase::Pending => (pb::Phase::Pending, s.message.clone()),
@@ -75,7 +113,8 @@ pub fn status_out(s: &Status) -> pb::Status {
     }
 }
 
-/// Planned changes to proto (a dry run's answer; empty for a real call).
+/// Planned changes to proto (a dry run's answer; empty for a real call). Action and kind go
+/// out as their lowercase names ("create", "link"), in the order the call would make them.
 pub fn planned_out(changes: Vec<PlannedChange>) -> Vec<pb::PlannedChange> {
     changes
         .into_iter()
@@ -88,7 +127,9 @@ pub fn planned_out(changes: Vec<PlannedChange>) -> Vec<pb::PlannedChange> {
         .collect()
 }
 
-/// A Namespace request body to its spec.
+/// A Namespace request body to its spec. An empty `path` makes a named namespace weft creates
+/// under its netns dir; any other path adopts that namespace (weft never deletes it).
+/// Cannot fail: every field is text the service validates.
 pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
     NamespaceSpec {
         name: ns.name.clone(),
@@ -97,7 +138,8 @@ pub fn namespace_in(ns: &pb::Namespace) -> NamespaceSpec {
     }
 }
 
-/// A stored namespace to proto.
+/// A stored namespace to proto. `path` is the adopted path as requested ("" for one weft
+/// made), `status_path` the file the reconciler found the namespace at, for either kind.
 pub fn namespace_out(r: &NamespaceRow) -> pb::Namespace {
     pb::Namespace {
         name: r.spec.name.clone(),
@@ -117,7 +159,8 @@ pub fn namespace_out(r: &NamespaceRow) -> pb::Namespace {
 }
 
 /// The service's system info to proto, with what only the adapter knows: when it started
-/// and how the database was named.
+/// and how the database was named. An unset `host_netns` (weftd runs in its own namespace)
+/// goes out as "".
 pub fn system_info_out(
     info: SystemInfo,
     started: std::time::SystemTime,
@@ -200,7 +243,8 @@ wire!(
 );
 
 /// Parses the `grpc-timeout` header ("100m", "5S", ...) into a duration: at most eight
-/// digits and one unit (H, M, S, m, u, n), as the gRPC wire spec defines it.
+/// digits and one unit (H, M, S, m, u, n), as the gRPC wire spec defines it. Anything else
+/// is `None`, and the call then waits [`DEFAULT_WAIT`] rather than failing.
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
@@ -294,7 +338,8 @@ create_rpc!(CreateLinkRequest => Links, link_request, CreateLinkResponse { link:
 create_rpc!(CreateNetworkRequest => Networks, network_request, CreateNetworkResponse { network: network_out });
 create_rpc!(ConnectRequest => Endpoints, connect_in, ConnectResponse { endpoint: endpoint_out });
 
-/// The body of a Create, or the error that names the missing `field`.
+/// The body of a Create, or the error that names the missing `field`. The message shows the
+/// JSON shape the body takes, which is what a grpcurl user needs to fix the request.
 fn body<'a, T>(body: Option<&'a T>, field: &str) -> Result<&'a T, Invalid> {
     body.ok_or_else(|| {
         Invalid::new(
@@ -304,17 +349,17 @@ fn body<'a, T>(body: Option<&'a T>, field: &str) -> Result<&'a T, Invalid> {
     })
 }
 
-/// A CreateNamespace body as a spec.
+/// A CreateNamespace body as a spec; only a missing body can fail here.
 fn namespace_request(r: &pb::CreateNamespaceRequest) -> Result<NamespaceSpec, Invalid> {
     body(r.namespace.as_ref(), "namespace").map(namespace_in)
 }
 
-/// A CreateLink body as a spec.
+/// A CreateLink body as a spec; errors name fields under `link.`.
 fn link_request(r: &pb::CreateLinkRequest) -> Result<LinkSpec, Invalid> {
     body(r.link.as_ref(), "link").and_then(link_in)
 }
 
-/// A CreateNetwork body as what the service creates.
+/// A CreateNetwork body as what the service creates; errors name fields under `network.`.
 fn network_request(r: &pb::CreateNetworkRequest) -> Result<NewNetwork, Invalid> {
     body(r.network.as_ref(), "network").and_then(network_in)
 }

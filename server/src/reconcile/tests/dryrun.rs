@@ -6,6 +6,15 @@
 //! namespace "ns1"`, `br0 in the host namespace`); details are checked where they carry the
 //! point (the mark, the MTU, the master). Each test also checks that the kernel's write count
 //! did not move and that the object did not appear in the kernel or the store.
+//!
+//! A plan is computed by the same converge code as a real reconcile, run against a `DryRun`
+//! kernel that passes reads through to the fake and records each write as a planned change
+//! instead of making it; that is why a plan lists the steps in the real order and why
+//! planning what is already there plans nothing. What is not a kernel write of the converge
+//! code (a lease, the ruleset as a whole, the forwarding sysctls) is added to the plan by
+//! reconcile/dryrun.rs in the order a real call makes it. Rows for a new object come from
+//! the store's create calls with `dry_run = true`: the transaction is rolled back, so the
+//! row (id, leases) is what a real call would record, and nothing is kept.
 
 use super::{H, connect_spec, net_spec, ns_spec, rich_veth, tcp};
 use crate::{
@@ -13,7 +22,8 @@ use crate::{
     model::{LinkKind, PlannedChange},
 };
 
-/// "action kind target" of each planned change.
+/// "action kind target" of each planned change: the part a test can compare exactly (the
+/// detail text is free-form, so tests look into it only where it carries the point).
 fn lines(plan: &[PlannedChange]) -> Vec<String> {
     plan.iter()
         .map(|c| format!("{} {} {}", c.action, c.kind, c.target))
@@ -78,6 +88,8 @@ async fn plan_for_removing_an_adopted_namespace_only_forgets_it() {
 }
 
 /// A dry-run link create runs the real converge code: same steps, same order, no writes.
+/// The `set link` lines after the create are the mark, MTU and up flag of each end, which
+/// the real call sets in a second request on the interface it just made.
 #[tokio::test]
 async fn plan_for_a_new_veth_lists_create_marks_address_and_route_and_writes_nothing() {
     let h = H::new().await;
@@ -111,7 +123,8 @@ async fn plan_for_a_new_veth_lists_create_marks_address_and_route_and_writes_not
     assert!(h.store().link_by_id(&row.id).await.unwrap().is_none());
 }
 
-/// An update plans the diff against the kernel, not a rebuild.
+/// An update plans the diff against the kernel, not a rebuild. The lines are sorted before
+/// comparing: the order among one end's address and route changes is not the point here.
 #[tokio::test]
 async fn plan_for_a_converged_link_is_empty_and_an_update_plans_only_the_difference() {
     let h = H::new().await;
@@ -154,7 +167,8 @@ async fn plan_for_removing_a_veth_is_one_delete_and_writes_nothing() {
     assert!(h.k.link(&NsRef::Host, "vh1").is_some());
 }
 
-/// A dry run refuses an unmarked interface exactly as the real call would.
+/// A dry run refuses an unmarked interface exactly as the real call would: the same
+/// permanent error and message, so a dry run reports the refusal the real call would meet.
 #[tokio::test]
 async fn plan_for_a_name_held_by_a_foreign_interface_is_refused() {
     let h = H::new().await;

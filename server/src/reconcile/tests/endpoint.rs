@@ -5,6 +5,11 @@
 //! the default route off when the namespace already routes through another network), then
 //! the endpoint key is reconciled. The network's bridge and the namespace are reconciled
 //! first, as the start-up order does.
+//!
+//! An endpoint's host end is named by weft (`EndpointRow::host_ifname`) and its inside end is
+//! the requested `ifname` ("eth0" by default); both carry the endpoint's mark. Published
+//! ports are DNAT elements in the fake's port map (`mappings()`), one per host port, pointing
+//! at the endpoint's lease.
 
 use super::{H, connect_spec, ip, mark, net, net_spec, tcp};
 use crate::{
@@ -51,7 +56,8 @@ async fn connect_makes_a_bridge_port_veth_with_the_lease_and_default_route() {
     );
 }
 
-/// A converged endpoint (ports included, from the cache) writes nothing.
+/// A converged endpoint (ports included, from the cache) writes nothing. The whole call log
+/// is compared, not just the write count, so a needless rewrite of the same value shows.
 #[tokio::test]
 async fn converged_endpoint_with_ports_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -65,7 +71,8 @@ async fn converged_endpoint_with_ports_reconciles_with_zero_writes() {
     assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
 }
 
-/// A published range becomes one DNAT element per port, shifted in step.
+/// A published range becomes one DNAT element per port, shifted in step: host ports
+/// 8000-8002 go to container ports 80-82, all with the range's protocol.
 #[tokio::test]
 async fn published_port_range_maps_each_port_to_the_lease() {
     let h = H::new().await;
@@ -90,7 +97,8 @@ async fn published_port_range_maps_each_port_to_the_lease() {
     );
 }
 
-/// A requested MAC and address, and the network's MTU, reach the kernel.
+/// A requested MAC and address, and the network's MTU, reach the kernel. The MTU applies to
+/// both ends of the veth, as it does to the bridge, so no end fragments what another sends.
 #[tokio::test]
 async fn static_mac_and_network_mtu_are_applied_to_both_ends() {
     let h = H::new().await;
@@ -140,7 +148,8 @@ async fn dual_stack_endpoint_gets_both_leases_and_both_default_routes() {
     assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
 }
 
-/// Only the first network of a namespace routes it by default.
+/// Only the first network of a namespace routes it by default: the store turns the second
+/// endpoint's default route off at connect time, so the reconcile has nothing to add.
 #[tokio::test]
 async fn second_network_of_a_namespace_adds_no_second_default_route() {
     let h = H::new().await;
@@ -157,7 +166,8 @@ async fn second_network_of_a_namespace_adds_no_second_default_route() {
     assert_eq!(h.k.routes(&h.ns("ns1"), "eth0").len(), 1);
 }
 
-/// An address flush inside the container (which takes the route too) is undone.
+/// An address flush inside the container (which takes the route too) is undone: two
+/// writes, the address and then the route through it, counted as one drift repair.
 #[tokio::test]
 async fn default_route_removed_behind_back_is_restored_as_drift() {
     let h = H::new().await;
@@ -221,6 +231,8 @@ async fn recreated_bridge_requeues_its_endpoints_which_rejoin_it() {
 }
 
 /// A vanished namespace makes the endpoint wait (Pending), not fail, until it is re-created.
+/// The namespace's own key re-creates the file; the endpoint's next step then rebuilds the
+/// veth with the same lease and default route.
 #[tokio::test]
 async fn endpoint_in_a_vanished_namespace_is_pending_until_the_namespace_is_back() {
     let h = H::new().await;
@@ -266,9 +278,10 @@ async fn inside_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
     assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
 }
 
-/// The endpoint is reconciled before its network's bridge exists: the first attempt makes
-/// the veth and stops at the missing master, before marking it; the retry then refuses its
-/// own veth as foreign.
+/// The endpoint is reconciled before its network's bridge exists: the first attempt is
+/// Pending, and once the network is reconciled the retry converges. Guards a fixed bug: the
+/// veth used to be made before the missing master was found, left unmarked, and refused by
+/// the retry as foreign.
 #[tokio::test]
 async fn endpoint_queued_before_its_bridge_converges_once_the_network_is_ready() {
     let h = H::new().await;

@@ -4,6 +4,13 @@
 //! Orphans are made the way a crash or a restored database leaves them: interfaces or
 //! namespace files carrying `weft:<uid>` for a uid no row has. The mark is the only thing
 //! that counts, never a name: `wv...` interfaces without the mark stay.
+//!
+//! The GC is a key like any other (`Key::Gc`), so one `H::run(Key::Gc)` is one pass: it lists
+//! the interfaces of the host and of every recorded namespace and the files of the netns
+//! dir, and removes those whose mark names no row. The write count it returns, and
+//! `H::orphans`, are what the tests assert; a pass that finds nothing writes nothing. A
+//! retired veth (a disconnect's, still waiting for the reaper) has no row either, and must
+//! be left to the reaper.
 
 use super::{H, rich_veth};
 use crate::{
@@ -12,7 +19,8 @@ use crate::{
     reconcile::Key,
 };
 
-/// A uid no object has.
+/// The mark of a uid no object has: what a crash between deleting a row and deleting its
+/// interface, or a database restored from an older backup, leaves behind.
 const GHOST: &str = "weft:00000000deadbeef";
 
 /// A marked interface whose object is gone is an orphan: removed and counted.
@@ -108,7 +116,8 @@ async fn gc_leaves_an_unmarked_namespace_file_alone() {
     assert!(h.k.is_netns(&h.ns_path("someone-elses")));
 }
 
-/// A retired veth has no row any more but is the reaper's, not an orphan.
+/// A retired veth has no row any more but is the reaper's, not an orphan: the GC skips a
+/// mark whose uid the reaper still holds.
 #[tokio::test]
 async fn gc_leaves_a_retired_veth_to_the_reaper() {
     let h = H::new().await;
@@ -125,7 +134,8 @@ async fn gc_leaves_a_retired_veth_to_the_reaper() {
     assert_eq!(h.orphans(), 0);
 }
 
-/// A kernel error stops the GC before it removes anything; the next run does it.
+/// A kernel error stops the GC before it removes anything; the next run does it. The GC
+/// reads everything before it deletes, so a failed read can never delete on half a view.
 #[tokio::test]
 async fn gc_error_is_a_failed_reconcile_that_removes_nothing() {
     let h = H::new().await;

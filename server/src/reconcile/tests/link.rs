@@ -5,6 +5,13 @@
 //! back) and `remove_behind_back` (delete it, and its veth peer); a repair must write only
 //! what differs (asserted as the write count) and is counted in `stats().drift_repairs`
 //! because the link was Ready at its generation before.
+//!
+//! Most tests use `rich_veth` (host end `vh1`, `vi1` in "ns1" with an address, a route and
+//! MTU 1400): one spec that makes every kind of kernel call, so "zero writes when converged"
+//! and "one write per difference" cover them all. A spec change goes through
+//! `Store::update_link_spec` (generation + 1) and is not drift; the tests on ownership check
+//! both the status (Failed at the first attempt, with the name in the message) and that the
+//! foreign interface is exactly as it was.
 
 use super::{H, bridge, end, ip, mark, net, rich_veth, veth, veth_ends};
 use crate::{
@@ -47,7 +54,8 @@ async fn veth_create_makes_both_ends_marked_up_with_mtu_addresses_and_routes() {
     assert_eq!(Some(row.observed.ends[1].mac.clone()), inside.mac);
 }
 
-/// A converged veth is observed, not written.
+/// A converged veth is observed, not written: two runs, zero writes and the same call log,
+/// so neither the reconcile nor its observation of the peer changes anything.
 #[tokio::test]
 async fn converged_veth_reconciles_with_zero_writes() {
     let h = H::new().await;
@@ -97,7 +105,8 @@ async fn veth_end_with_a_master_becomes_a_port_of_that_bridge() {
     assert_eq!(h.link_status(&id).await.phase, Phase::Ready);
 }
 
-/// An update converges MTU and addresses and reports the new generation; it is not drift.
+/// An update converges MTU and addresses and reports the new generation; it is not drift:
+/// the link was converged at generation 1, not at 2, when the step wrote.
 #[tokio::test]
 async fn spec_update_converges_mtu_and_addresses_at_the_new_generation() {
     let h = H::new().await;
@@ -209,7 +218,8 @@ async fn veth_deleted_behind_back_is_recreated_whole() {
     );
 }
 
-/// A marked interface of the wrong kind is re-created, and the bridge's ports are queued.
+/// A marked interface of the wrong kind is re-created, and the bridge's ports are queued:
+/// a new bridge has no ports, so each veth enslaved to it must be reconciled again.
 #[tokio::test]
 async fn bridge_whose_kind_changed_behind_back_is_recreated_and_its_ports_requeued() {
     let h = H::new().await;
@@ -227,7 +237,8 @@ async fn bridge_whose_kind_changed_behind_back_is_recreated_and_its_ports_requeu
     assert_eq!(h.ctl.queue_depth(), depth + 1, "its port is queued again");
 }
 
-/// Deleting a link removes both ends, then the row.
+/// Deleting a link removes both ends, then the row: the row goes only once the kernel
+/// objects are gone, so a crash in between leaves a delete that a restart finishes.
 #[tokio::test]
 async fn link_delete_removes_both_ends_and_the_row() {
     let h = H::new().await;
@@ -312,8 +323,10 @@ async fn master_that_is_not_a_bridge_fails_permanently() {
     assert!(s.message.contains("is not a bridge"), "{}", s.message);
 }
 
-/// The first attempt creates the veth, then fails on the missing master before the mark is
-/// set; the next attempt finds its own interface unmarked and refuses it for good.
+/// A port whose master bridge does not exist yet is Pending (a bridge may come) and creates
+/// nothing; once the bridge exists the next attempt makes the veth and enslaves it. Guards a
+/// fixed bug: the veth used to be created before the master lookup failed, left unmarked,
+/// and then refused by the retry as not weft's.
 #[tokio::test]
 async fn port_of_a_missing_bridge_waits_pending_and_converges_once_it_exists() {
     let h = H::new().await;

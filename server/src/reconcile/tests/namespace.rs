@@ -5,6 +5,11 @@
 //! its loopback carries the namespace's mark, which is how the GC tells weft's namespace
 //! files from anyone else's. An adopted namespace is a path weft was given and never
 //! creates, marks or deletes.
+//!
+//! Drift here is the file vanishing (`FakeKernel::vanish_namespace`, which takes every
+//! interface inside with it, so a veth's host end dies too) or the loopback's flag and mark
+//! changed with `tamper`. A re-created namespace queues the links and endpoints that lived
+//! in it, since their interfaces are gone; the tests check the queue depth for that.
 
 use super::{H, mark, ns_spec, veth};
 use crate::{
@@ -13,7 +18,8 @@ use crate::{
     reconcile::Key,
 };
 
-/// Records namespace "runtime" adopting `path`, without reconciling it.
+/// Records namespace "runtime" adopting `path`, without reconciling it. Whether the path
+/// exists is up to the test: `FakeKernel::add_namespace` makes it, as a runtime would.
 async fn adopted(h: &H, path: &std::path::Path) -> crate::store::NamespaceRow {
     let mut spec = ns_spec("runtime");
     spec.adopted_path = Some(path.to_path_buf());
@@ -23,7 +29,8 @@ async fn adopted(h: &H, path: &std::path::Path) -> crate::store::NamespaceRow {
         .unwrap()
 }
 
-/// A new namespace: the file, loopback up and marked, Ready with its path.
+/// A new namespace: the file, loopback up and marked, Ready with its path. At least two
+/// writes: the namespace file, then the loopback's flag and mark in one request.
 #[tokio::test]
 async fn namespace_create_makes_the_file_with_loopback_up_and_marked() {
     let h = H::new().await;
@@ -119,7 +126,8 @@ async fn namespace_delete_removes_the_file_and_the_row() {
     );
 }
 
-/// An adopted namespace is only checked: no write, not even the loopback mark.
+/// An adopted namespace is only checked: no write, not even the loopback mark, so the GC
+/// can never take it for one of weft's files; its reported path is the one it was given.
 #[tokio::test]
 async fn adopted_namespace_is_checked_never_created() {
     let h = H::new().await;

@@ -4,6 +4,12 @@
 //! The firewall tests share one set-up ([`published`]): a network, a namespace on it
 //! publishing 8080 -> 80, and one run of the firewall key (the first run is set-up, not
 //! drift). Changes behind weft's back go through the fake kernel's own `FirewallOps`.
+//!
+//! The fake keeps the ruleset as data: `firewall()` is the list of networks the last sync
+//! wrote (bridge, subnets and switches per network), `mappings()` the published-port map,
+//! and `sysctl()` the values written under /proc/sys. A network reconcile writes the bridge,
+//! its gateway addresses, the whole ruleset and the forwarding sysctls; the firewall key
+//! checks the ruleset and the port map against every endpoint in the store.
 
 use super::{H, mark, net, net_spec, tcp};
 use crate::{
@@ -89,7 +95,8 @@ async fn network_mtu_is_the_bridge_mtu() {
     assert_eq!(h.k.link(&NsRef::Host, "br-j").unwrap().mtu, 9000);
 }
 
-/// A bridge deleted by hand comes back with the same MAC (derived from the id).
+/// A bridge deleted by hand comes back with the same MAC (derived from the id), so the
+/// neighbours' ARP caches stay right across the repair.
 #[tokio::test]
 async fn bridge_deleted_behind_back_is_recreated_with_the_same_mac_as_drift() {
     let h = H::new().await;
@@ -106,7 +113,8 @@ async fn bridge_deleted_behind_back_is_recreated_with_the_same_mac_as_drift() {
     assert_eq!(h.net_status(&id).await.phase, Phase::Ready);
 }
 
-/// A foreign address is removed and the gateway put back.
+/// A foreign address is removed and the gateway put back: the bridge is weft's, so its
+/// addresses are exactly the gateways, and anything else on it is drift.
 #[tokio::test]
 async fn gateway_address_removed_behind_back_is_restored() {
     let h = H::new().await;
@@ -122,7 +130,8 @@ async fn gateway_address_removed_behind_back_is_restored() {
     assert_eq!(h.drift(), 1);
 }
 
-/// ip_forward turned off by hand is turned on again and counted as drift.
+/// ip_forward turned off by hand is turned on again and counted as drift: one write, the
+/// sysctl; the bridge and the ruleset were untouched.
 #[tokio::test]
 async fn forwarding_sysctl_turned_off_behind_back_is_turned_on_again() {
     let h = H::new().await;
@@ -175,6 +184,9 @@ async fn bridge_name_held_by_a_foreign_interface_fails_and_is_left_alone() {
 }
 
 /// A network, a namespace on it publishing 8080 -> 80, and the firewall key run once.
+///
+/// Returns the harness and the one mapping the port map must hold; the firewall run is part
+/// of the set-up so a test's own first run starts from a converged, drift-free firewall.
 async fn published() -> (H, PortMapping) {
     let h = H::new().await;
     h.network("web", "br-web", &["10.88.0.0/24"]).await;
@@ -192,7 +204,8 @@ async fn published() -> (H, PortMapping) {
     (h, want)
 }
 
-/// The every-second firewall check writes nothing when the ports match.
+/// The every-second firewall check writes nothing when the ports match: two runs, so the
+/// first is not passing only because of the set-up's run.
 #[tokio::test]
 async fn converged_firewall_key_writes_nothing_and_counts_no_drift() {
     let (h, want) = published().await;

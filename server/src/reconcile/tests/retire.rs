@@ -20,6 +20,9 @@ use crate::{
 };
 
 /// A network, namespace `ns` on it publishing 8080 -> 80 (when `ports`), converged.
+///
+/// The network "web" is made on the first call only, so two calls give two endpoints on
+/// one bridge, as the reaper's batch test needs; asserts the endpoint Ready.
 async fn connected(h: &H, ns: &str, ports: bool) -> EndpointRow {
     if h.store().network_by_name("web").await.unwrap().is_none() {
         h.network("web", "br-web", &["10.88.0.0/24"]).await;
@@ -35,6 +38,8 @@ async fn connected(h: &H, ns: &str, ports: bool) -> EndpointRow {
     ep
 }
 
+/// The name a retired inside end of endpoint `id` takes (`wr` and the first 12 characters of
+/// its id), restated here so a test fails if reconcile/retire.rs changes it unnoticed.
 fn retired_name(id: &str) -> String {
     format!("wr{}", &id[..12])
 }
@@ -69,6 +74,7 @@ async fn disconnect_unpublishes_cuts_the_veth_off_and_drops_the_row() {
 }
 
 /// EBUSY on the rename (older kernels) falls back to down, then rename; not a failure.
+/// The fault targets the inside end by index (`#<index>`), the form `set_link` logs.
 #[tokio::test]
 async fn disconnect_rename_refused_with_ebusy_falls_back_to_down_then_rename() {
     let h = H::new().await;
@@ -122,6 +128,7 @@ async fn disconnect_from_a_vanished_namespace_still_finishes() {
 }
 
 /// A failed disconnect keeps the row Deleting and cuts nothing off; the retry finishes.
+/// The ports go first, so a failure there leaves the endpoint whole, not half removed.
 #[tokio::test]
 async fn disconnect_error_keeps_the_row_deleting_and_a_retry_finishes() {
     let h = H::new().await;
@@ -158,7 +165,8 @@ async fn reconnect_right_after_disconnect_converges_before_the_reaper_runs() {
     assert!(h.k.link(&h.ns("ns1"), &retired_name(&old.id)).is_some());
 }
 
-/// Runs the reaper until shutdown (it flushes once more on the way out).
+/// Runs the reaper until shutdown (it flushes once more on the way out). The sleep is well
+/// past the reaper's gathering window (`REAP_GATHER`, 20 ms), so the batch is complete.
 async fn reap(h: &H) {
     let mut set = JoinSet::new();
     h.ctl.spawn_reaper(&mut set);
