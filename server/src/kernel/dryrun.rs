@@ -488,4 +488,11 @@ impl KernelOps for DryRun {
     fn is_dry(&self) -> bool {
         true
     }
+
+    fn planned_index(&self, ns: &NsRef, name: &str) -> Option<u32> {
+        if self.planned(ns, name).is_none() {
+            self.plan_link(ns, name, "bridge");
+        }
+        self.planned(ns, name).map(|l| l.index)
+    }
 }

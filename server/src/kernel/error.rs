@@ -26,8 +26,9 @@ pub enum ErrorKind {
     /// The network namespace the request was meant for does not exist (any more): its file
     /// is gone or is not a namespace.
     NamespaceGone,
-    /// The request itself is wrong (`EINVAL`, `ERANGE`, `EOPNOTSUPP`, a value weft refused
-    /// to send): the same request will fail again.
+    /// The request itself is wrong (`EINVAL`, or a value weft refused to send): the same
+    /// request will fail again. (`EOPNOTSUPP` is not here: nftables says it before a module
+    /// has loaded, and a retry then succeeds.)
     Invalid,
     /// A gateway is not reachable on the interface (`ENETUNREACH`): add the address first.
     Unreachable,
@@ -46,7 +47,7 @@ impl ErrorKind {
             Errno::EEXIST => Self::Exists,
             Errno::EBUSY | Errno::EAGAIN => Self::Busy,
             Errno::EPERM | Errno::EACCES => Self::PermissionDenied,
-            Errno::EINVAL | Errno::ERANGE | Errno::EOPNOTSUPP => Self::Invalid,
+            Errno::EINVAL => Self::Invalid,
             Errno::ENETUNREACH => Self::Unreachable,
             _ => Self::Other,
         }

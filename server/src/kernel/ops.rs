@@ -200,4 +200,12 @@ pub trait KernelOps:
     fn is_dry(&self) -> bool {
         false
     }
+
+    /// For a dry run: an index standing for interface `name` in `ns`, which does not exist
+    /// but which the plan assumes will (a master bridge another request is making), so what
+    /// refers to it can still be planned and named. None for a real kernel: what does not
+    /// exist has no index.
+    fn planned_index(&self, _ns: &NsRef, _name: &str) -> Option<u32> {
+        None
+    }
 }

@@ -52,7 +52,8 @@ pub(super) const FAILED_AFTER_ATTEMPTS: u32 = 3;
 pub(super) struct Ctx<'a> {
     /// The controller: store, events, queue, caches.
     pub ctl: &'a Controller,
-    /// The kernel to read and change.
+    /// The kernel the converge code reads and changes (the controller's; the firewall and
+    /// reaper helpers use the controller's kernel directly).
     pub kernel: &'a dyn KernelOps,
 }
 
@@ -98,8 +99,13 @@ pub(super) trait Reconciler: Send + Sync {
     /// What a reconcile observes and stores beside the status.
     type Observed: PartialEq + Send + Sync + Borrow<<Self::Object as Kind>::Observed>;
 
-    /// What the stored object says was observed last time (kept when a reconcile fails).
+    /// What the stored object says was observed last time.
     fn observed(&self, obj: &Self::Object) -> Self::Observed;
+
+    /// What to store as observed when a reconcile failed: by default what was stored.
+    fn observed_on_error(&self, obj: &Self::Object, _ctx: &Ctx) -> Self::Observed {
+        self.observed(obj)
+    }
 
     /// Makes the kernel match the object; returns what to do next and what it observed.
     async fn reconcile(&self, obj: &Self::Object, ctx: &Ctx) -> Outcome<Self::Observed>;
@@ -332,8 +338,8 @@ async fn drive_inner<R: Reconciler>(
         ),
     };
     let before = r.observed(&obj);
-    let unchanged = observed.as_ref().is_none_or(|o| *o == before);
-    let observed = observed.unwrap_or(before);
+    let observed = observed.unwrap_or_else(|| r.observed_on_error(&obj, ctx));
+    let unchanged = observed == before;
     let also = r.also_notify(&obj);
     let rechecked =
         ctx.ctl
@@ -364,9 +370,19 @@ async fn fail<R: Reconciler>(
     let Some(obj) = store.by_id::<R::Object>(id).await? else {
         return Ok(());
     };
-    let status = Status {
-        observed_generation: obj.generation(),
-        ..status.clone()
+    let status = if obj.deleting() {
+        // Still being deleted: the phase stays Deleting (a waiting Delete must not read the
+        // panic as done); only the message says what happened.
+        Status {
+            phase: Phase::Deleting,
+            observed_generation: obj.status().observed_generation,
+            message: status.message.clone(),
+        }
+    } else {
+        Status {
+            observed_generation: obj.generation(),
+            ..status.clone()
+        }
     };
     if store
         .set_status::<R::Object>(id, &status, r.observed(&obj).borrow())
@@ -520,6 +536,43 @@ mod tests {
 
     /// Pending keeps the generation last converged (the object is still what it was); Failed
     /// reports the generation that failed, at once for a conflict.
+    /// A namespace that could not be made still shows where it will be (Get's path, the
+    /// CLI's `--network container:X` message), not an empty path.
+    #[tokio::test]
+    async fn a_failing_namespace_still_shows_its_path() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "f1").await;
+        fake.fail("create_named_netns", None, Errno::EPERM, 1);
+        ctl.work(0, Key::Namespace(id.clone())).await;
+        let row = ctl.store().namespace_by_id(&id).await.unwrap().unwrap();
+        assert_eq!(row.status.phase, Phase::Failed);
+        let want = fake.named_netns_path("f1").display().to_string();
+        assert_eq!(row.status_path, want);
+    }
+
+    /// A panic while deleting leaves the object Deleting (a waiting Delete must not read it
+    /// as done), says why, and the retry finishes the delete.
+    #[tokio::test]
+    async fn a_panic_while_deleting_keeps_the_object_deleting() {
+        let (_dir, ctl, fake) = setup().await;
+        let id = namespace(&ctl, "d1").await;
+        let key = Key::Namespace(id.clone());
+        ctl.work(0, key.clone()).await;
+        assert_eq!(status(&ctl, &id).await.phase, Phase::Ready);
+        ctl.store()
+            .mark_deleting::<NamespaceRow>(&id)
+            .await
+            .unwrap();
+        fake.panic_next("delete_named_netns");
+        ctl.work(0, key.clone()).await;
+        let s = status(&ctl, &id).await;
+        assert_eq!(s.phase, Phase::Deleting, "{}", s.message);
+        assert!(s.message.contains("internal error"), "{}", s.message);
+        ctl.work(0, key).await;
+        assert!(ctl.store().namespace_by_id(&id).await.unwrap().is_none());
+        assert!(!fake.is_netns(&fake.named_netns_path("d1")));
+    }
+
     #[test]
     fn failed_status_keeps_the_observed_generation_while_pending() {
         let previous = Status {

@@ -320,8 +320,10 @@ impl Controller {
             ok_if_gone(k.del_route(ns, state.index, r).await)?;
         }
         for r in want.difference(&have) {
+            // The error keeps its kind (the policy decides), prefixed with the route.
             k.add_route(ns, state.index, r).await.map_err(|e| {
-                ReconcileError::transient(format!("route {} on {:?}: {e}", r.describe(), end.name))
+                let route = format!("route {} on {:?}", r.describe(), end.name);
+                ReconcileError::Kernel(e.relabel(&route))
             })?;
         }
         Ok(EndObserved {
@@ -347,7 +349,7 @@ struct EndTarget<'a> {
 }
 
 /// The index of `end`'s master bridge in `ns` (None when it has none). A master that is not a
-/// bridge is a conflict; one that does not exist yet is waited for (a dry run plans it as 0).
+/// bridge is a conflict; one that does not exist yet is waited for (a dry run plans it).
 async fn master_index(
     k: &dyn KernelOps,
     ns: &NsRef,
@@ -362,14 +364,16 @@ async fn master_index(
                 )));
             }
             Some(br) => Some(br.index),
-            // A dry run may plan a port of a bridge that is not there yet.
-            None if k.is_dry() => Some(0),
-            None => {
-                return Err(ReconcileError::transient(format!(
-                    "master bridge {m:?} not found in {}",
-                    where_ns(&end.namespace)
-                )));
-            }
+            None => match k.planned_index(ns, m) {
+                // A dry run may plan a port of a bridge that is not there yet.
+                Some(planned) => Some(planned),
+                None => {
+                    return Err(ReconcileError::transient(format!(
+                        "master bridge {m:?} not found in {}",
+                        where_ns(&end.namespace)
+                    )));
+                }
+            },
         },
     })
 }

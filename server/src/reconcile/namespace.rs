@@ -80,6 +80,12 @@ impl Reconciler for Namespaces {
 
     /// Stops watching it, unmounts and removes a named namespace (its interfaces go with
     /// it), and forgets cached sockets; an adopted one is only forgotten.
+    /// The path is known whether or not the namespace could be made: Get shows where it
+    /// will be (the CLI's `--network container:X` names it) while it is Pending or Failed.
+    fn observed_on_error(&self, row: &NamespaceRow, ctx: &Ctx) -> String {
+        path_of(ctx.kernel, row).display().to_string()
+    }
+
     async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx) -> Result<(), ReconcileError> {
         let ns = NsRef::Path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.

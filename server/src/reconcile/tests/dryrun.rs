@@ -324,3 +324,22 @@ async fn plan_for_a_disconnect_lists_port_then_veth_then_lease_and_writes_nothin
     assert_eq!(h.k.mappings().len(), 1);
     assert!(h.k.link(&h.ns("ns1"), "eth0").is_some());
 }
+
+/// A port of a bridge that does not exist yet is planned with the bridge's name, as the real
+/// call would set it (the dry run stands an index in for the bridge).
+#[tokio::test]
+async fn plan_for_a_port_of_a_missing_bridge_names_the_bridge() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let mut spec = super::veth("vh1", "vi1", "ns1");
+    spec.end.master = Some("br-later".into());
+    let row = h.store().create_link(&spec, None, true).await.unwrap();
+    let writes = h.k.writes();
+    let plan = h.ctl.plan_link(&row.id, &row.spec).await.unwrap();
+    let set = plan
+        .iter()
+        .find(|c| c.action == "set" && c.target.starts_with("vh1 "))
+        .expect("the host end is set");
+    assert!(set.detail.contains("master br-later"), "{}", set.detail);
+    assert_eq!(h.k.writes(), writes, "a dry run wrote to the kernel");
+}
