@@ -107,7 +107,7 @@ impl LinkService for LinkApi {
         }))
     }
 
-    /// The stream of WatchLinks: [`WatchStream`] over [`Links`].
+    /// The stream of WatchLinks: `WatchStream` over [`Links`].
     type WatchLinksStream = WatchStream<Links>;
 
     /// Streams changes of the links a label selector (and a namespace) picks.

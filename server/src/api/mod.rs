@@ -2,7 +2,7 @@
 //! nothing but the wire; a request goes through it like this:
 //!
 //! 1. The handler splits the request into model values and call options with
-//!    [`convert`]: a body becomes a spec (`convert::link_in`, ...), the `grpc-timeout`
+//!    `convert`: a body becomes a spec (`convert::link_in`, ...), the `grpc-timeout`
 //!    header, `wait` and `dry_run` become a [`crate::service::Call`], and for a Create or
 //!    Connect the request id and a fingerprint of the body become a
 //!    [`crate::service::RequestId`]. Parsing text (CIDRs, MACs, ports) fails here with
@@ -10,13 +10,13 @@
 //! 2. It calls one method of [`Service`]: `create::<Links>`, `delete_link`, `list::<Networks>`,
 //!    `disconnect`... The service validates in the model, checks preconditions against the
 //!    store and the kernel, persists, enqueues and waits (see its module docs).
-//! 3. It converts the answer back with [`convert`], or the [`ServiceError`] into a
+//! 3. It converts the answer back with `convert`, or the [`ServiceError`] into a
 //!    [`Status`] through the one `From` impl below: each variant is exactly one gRPC code.
 //!
 //! Watches go the same way: the service supplies a generic source and a starting point, and
 //! `watch.rs` streams it as ADDED / MODIFIED / DELETED messages.
 //!
-//! For example, `CreateLink {link: {...}, request_id: "r1", wait: true}` runs [`create`]:
+//! For example, `CreateLink {link: {...}, request_id: "r1", wait: true}` runs `create`:
 //! `convert::create_parts` takes `r1` and `wait` out and fingerprints the rest,
 //! `CreateRpc::spec` turns the body into a `LinkSpec`, and `Service::create::<Links>` looks
 //! `r1` up, validates the spec, checks that neither end's name is taken (in the store or in

@@ -84,7 +84,7 @@ impl NamespaceService for NamespaceApi {
         }))
     }
 
-    /// The stream of WatchNamespaces: [`WatchStream`] over [`Namespaces`].
+    /// The stream of WatchNamespaces: `WatchStream` over [`Namespaces`].
     type WatchNamespacesStream = WatchStream<Namespaces>;
 
     /// Streams changes of the namespaces a label selector picks.

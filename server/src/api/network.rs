@@ -118,7 +118,7 @@ impl NetworkService for NetworkApi {
         }))
     }
 
-    /// The stream of WatchNetworks: [`WatchStream`] over [`Networks`].
+    /// The stream of WatchNetworks: `WatchStream` over [`Networks`].
     type WatchNetworksStream = WatchStream<Networks>;
 
     /// Streams changes of the networks a label selector picks.

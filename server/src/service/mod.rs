@@ -7,7 +7,7 @@
 //!    problem is INVALID_ARGUMENT before anything is read or written.
 //! 2. **Preconditions**: the store (the namespace a link names exists, the name is free) and
 //!    the kernel (no foreign interface stands where weft would create one, an adopted path is
-//!    a network namespace). The kernel reads all live in [`kernel`](self::kernel), so the rest
+//!    a network namespace). The kernel reads all live in `kernel`, so the rest
 //!    of the service never touches the kernel handle.
 //! 3. **Persist** in one store transaction (or, for a dry run, a transaction rolled back that
 //!    still tells what the store would have decided: leases, generated names).
