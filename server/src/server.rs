@@ -31,7 +31,7 @@ use weft_proto::v1::{
 };
 
 use crate::{
-    api::{LinkApi, NamespaceApi, NetworkApi, NetworkDefaults, SystemApi},
+    api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
     model::{NetworkSpec, SubnetSpec},
@@ -147,14 +147,11 @@ pub async fn run(
         ensure_default_network(&ctl, &defaults, &config).await?;
     }
 
+    let api = Api::new(ctl.clone(), defaults);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<NamespaceServiceServer<NamespaceApi>>()
-        .await;
-    health.set_serving::<LinkServiceServer<LinkApi>>().await;
-    health
-        .set_serving::<NetworkServiceServer<NetworkApi>>()
-        .await;
+    health.set_serving::<NamespaceServiceServer<Api>>().await;
+    health.set_serving::<LinkServiceServer<Api>>().await;
+    health.set_serving::<NetworkServiceServer<Api>>().await;
     health.set_serving::<SystemServiceServer<SystemApi>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -168,12 +165,9 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(NamespaceServiceServer::new(NamespaceApi::new(ctl.clone())))
-        .add_service(LinkServiceServer::new(LinkApi::new(ctl.clone())))
-        .add_service(NetworkServiceServer::new(NetworkApi::new(
-            ctl.clone(),
-            defaults,
-        )))
+        .add_service(NamespaceServiceServer::new(api.clone()))
+        .add_service(LinkServiceServer::new(api.clone()))
+        .add_service(NetworkServiceServer::new(api))
         .add_service(SystemServiceServer::new(SystemApi::new(
             ctl.clone(),
             config.database.display().to_string(),
@@ -213,7 +207,7 @@ pub async fn run(
         }
     }
     health
-        .set_not_serving::<NamespaceServiceServer<NamespaceApi>>()
+        .set_not_serving::<NamespaceServiceServer<Api>>()
         .await;
     let _ = stop_tx.send(true);
     // Let in-flight calls finish, but not forever.

@@ -13,35 +13,18 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
 use super::{
-    Answer, Service, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
 use crate::{
     model::Invalid,
-    reconcile::Controller,
-    service::{Links, NetworkDefaults, ServiceError},
+    service::{Links, ServiceError},
 };
-
-/// The LinkService implementation.
-#[derive(Clone, Debug)]
-pub struct LinkApi {
-    svc: Service,
-}
-
-/// Construction: the adapter holds nothing but the core service.
-impl LinkApi {
-    /// A service over the controller.
-    pub fn new(ctl: Controller) -> Self {
-        Self {
-            svc: Service::new(ctl, NetworkDefaults::default()),
-        }
-    }
-}
 
 /// The RPCs of weft.v1.LinkService. Every handler is convert, call, convert back; errors
 /// become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
-impl LinkService for LinkApi {
+impl LinkService for Api {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
     async fn create_link(
         &self,
@@ -99,12 +82,8 @@ impl LinkService for LinkApi {
         &self,
         req: Request<pb::DeleteLinkRequest>,
     ) -> Answer<pb::DeleteLinkResponse> {
-        let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let r = req.into_inner();
-        let plan = self.svc.delete_link(&r.namespace, &r.name, call).await?;
-        Ok(Response::new(pb::DeleteLinkResponse {
-            planned_changes: convert::planned_out(plan),
-        }))
+        let (call, r) = convert::write_parts(req);
+        super::planned(self.svc.delete_link(&r.namespace, &r.name, call).await?)
     }
 
     /// The stream of WatchLinks: `WatchStream` over [`Links`].

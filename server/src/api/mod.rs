@@ -35,16 +35,36 @@ mod network;
 mod system;
 mod watch;
 
-use convert::{CreateRpc, Wire};
+use convert::{CreateRpc, GetRpc, Planned, Wire};
 pub use convert::{DEFAULT_WAIT, parse_grpc_timeout};
-pub use link::LinkApi;
-pub use namespace::NamespaceApi;
-pub use network::NetworkApi;
 pub use system::SystemApi;
 use tonic::{Request, Response, Status};
 
 pub use crate::service::NetworkDefaults;
-use crate::service::{Filter, Service, ServiceError};
+use crate::{
+    model::PlannedChange,
+    reconcile::Controller,
+    service::{Filter, Service, ServiceError},
+};
+
+/// The adapter of weft.v1's NamespaceService, LinkService and NetworkService: one value
+/// serves all three (their handlers are in `namespace.rs`, `link.rs` and `network.rs`), and
+/// holds nothing but the core service.
+#[derive(Clone, Debug)]
+pub struct Api {
+    /// The core service every handler calls.
+    svc: Service,
+}
+
+/// Construction.
+impl Api {
+    /// The services over the controller; automatic subnets come from `defaults`' pools.
+    pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
+        Self {
+            svc: Service::new(ctl, defaults),
+        }
+    }
+}
 
 /// The one conversion of errors into gRPC statuses: the code is the variant, the message is
 /// the error's text, unchanged:
@@ -87,6 +107,20 @@ async fn create<R: CreateRpc>(svc: &Service, req: Request<R>) -> Answer<R::Respo
         &view,
         convert::planned_out(plan),
     )))
+}
+
+/// Runs a Get by name: the message of the object the request names.
+async fn get<R: GetRpc>(svc: &Service, req: Request<R>) -> Answer<R::Response>
+where
+    <R::Kind as crate::service::Kind>::Row: crate::store::Named,
+{
+    let view = svc.get::<R::Kind>(req.get_ref().name()).await?;
+    Ok(Response::new(R::response(R::Kind::message(&view))))
+}
+
+/// Answers a Delete or Disconnect, whose response is nothing but the planned changes.
+fn planned<T: Planned>(plan: Vec<PlannedChange>) -> Answer<T> {
+    Ok(Response::new(T::planned(convert::planned_out(plan))))
 }
 
 /// Runs a List: the messages of the objects of kind `K` that the label selector (and, for

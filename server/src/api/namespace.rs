@@ -12,34 +12,15 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
 
 use super::{
-    Answer, Service, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
-use crate::{
-    reconcile::Controller,
-    service::{Namespaces, NetworkDefaults},
-};
-
-/// The NamespaceService implementation.
-#[derive(Clone, Debug)]
-pub struct NamespaceApi {
-    svc: Service,
-}
-
-/// Construction: the adapter holds nothing but the core service.
-impl NamespaceApi {
-    /// A service over the controller.
-    pub fn new(ctl: Controller) -> Self {
-        Self {
-            svc: Service::new(ctl, NetworkDefaults::default()),
-        }
-    }
-}
+use crate::service::Namespaces;
 
 /// The RPCs of weft.v1.NamespaceService. Every handler is convert, call, convert back;
 /// errors become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
-impl NamespaceService for NamespaceApi {
+impl NamespaceService for Api {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
     async fn create_namespace(
         &self,
@@ -53,10 +34,7 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::GetNamespaceRequest>,
     ) -> Answer<pb::GetNamespaceResponse> {
-        let row = self.svc.namespace(&req.into_inner().name).await?;
-        Ok(Response::new(pb::GetNamespaceResponse {
-            namespace: Some(convert::namespace_out(&row)),
-        }))
+        super::get(&self.svc, req).await
     }
 
     /// The namespaces a label selector picks.
@@ -74,14 +52,8 @@ impl NamespaceService for NamespaceApi {
         &self,
         req: Request<pb::DeleteNamespaceRequest>,
     ) -> Answer<pb::DeleteNamespaceResponse> {
-        let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let plan = self
-            .svc
-            .delete::<Namespaces>(&req.get_ref().name, call)
-            .await?;
-        Ok(Response::new(pb::DeleteNamespaceResponse {
-            planned_changes: convert::planned_out(plan),
-        }))
+        let (call, r) = convert::write_parts(req);
+        super::planned(self.svc.delete::<Namespaces>(&r.name, call).await?)
     }
 
     /// The stream of WatchNamespaces: `WatchStream` over [`Namespaces`].

@@ -14,34 +14,15 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
 use super::{
-    Answer, Service, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
-use crate::{
-    reconcile::Controller,
-    service::{Filter, NetworkDefaults, Networks},
-};
-
-/// The NetworkService implementation.
-#[derive(Clone, Debug)]
-pub struct NetworkApi {
-    svc: Service,
-}
-
-/// Construction: the adapter holds the core service, which holds the address pools.
-impl NetworkApi {
-    /// A service over the controller; automatic subnets come from `defaults`' pools.
-    pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
-        Self {
-            svc: Service::new(ctl, defaults),
-        }
-    }
-}
+use crate::service::{Filter, Networks};
 
 /// The RPCs of weft.v1.NetworkService. Every handler is convert, call, convert back;
 /// errors become statuses through the one `From<ServiceError>` in `api`.
 #[tonic::async_trait]
-impl NetworkService for NetworkApi {
+impl NetworkService for Api {
     /// Idempotent with a request id; waits for Ready unless `wait` is false.
     async fn create_network(
         &self,
@@ -55,10 +36,7 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::GetNetworkRequest>,
     ) -> Answer<pb::GetNetworkResponse> {
-        let view = self.svc.network(&req.into_inner().name).await?;
-        Ok(Response::new(pb::GetNetworkResponse {
-            network: Some(convert::network_out(&view)),
-        }))
+        super::get(&self.svc, req).await
     }
 
     /// The networks a label selector picks.
@@ -76,14 +54,8 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::DeleteNetworkRequest>,
     ) -> Answer<pb::DeleteNetworkResponse> {
-        let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let plan = self
-            .svc
-            .delete::<Networks>(&req.get_ref().name, call)
-            .await?;
-        Ok(Response::new(pb::DeleteNetworkResponse {
-            planned_changes: convert::planned_out(plan),
-        }))
+        let (call, r) = convert::write_parts(req);
+        super::planned(self.svc.delete::<Networks>(&r.name, call).await?)
     }
 
     /// Deletes the unused networks a label selector picks.
@@ -110,12 +82,8 @@ impl NetworkService for NetworkApi {
         &self,
         req: Request<pb::DisconnectRequest>,
     ) -> Answer<pb::DisconnectResponse> {
-        let call = convert::call_of(&req, req.get_ref().wait, req.get_ref().dry_run);
-        let r = req.into_inner();
-        let plan = self.svc.disconnect(&r.network, &r.namespace, call).await?;
-        Ok(Response::new(pb::DisconnectResponse {
-            planned_changes: convert::planned_out(plan),
-        }))
+        let (call, r) = convert::write_parts(req);
+        super::planned(self.svc.disconnect(&r.network, &r.namespace, call).await?)
     }
 
     /// The stream of WatchNetworks: `WatchStream` over [`Networks`].

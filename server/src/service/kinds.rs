@@ -178,6 +178,19 @@ macro_rules! row_is_view {
 pub(super) use row_is_view;
 
 impl Service {
+    /// The view of the object of kind `K` called `name` (a Get); NOT_FOUND if there is none.
+    pub async fn get<K: Kind>(&self, name: &str) -> ServiceResult<K::View>
+    where
+        K::Row: crate::store::Named,
+    {
+        let row = self
+            .store()
+            .by_name::<K::Row>(name)
+            .await?
+            .ok_or_else(|| K::not_found(name))?;
+        K::view(self, row).await
+    }
+
     /// Every object of kind `K` that passes `filter`, as views (a List).
     pub async fn list<K: Kind>(&self, filter: &Filter) -> ServiceResult<Vec<K::View>> {
         Ok(self

@@ -79,16 +79,6 @@ impl Make for Namespaces {
     }
 }
 
-impl Service {
-    /// The namespace called `name`.
-    pub async fn namespace(&self, name: &str) -> ServiceResult<NamespaceRow> {
-        self.store()
-            .namespace_by_name(name)
-            .await?
-            .ok_or_else(|| Namespaces::not_found(name))
-    }
-}
-
 impl Removable for Namespaces {
     async fn mark(svc: &Service, name: &str, dry_run: bool) -> ServiceResult<NamespaceRow> {
         Ok(svc.store().mark_namespace_deleting(name, dry_run).await?)

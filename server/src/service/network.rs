@@ -169,16 +169,6 @@ impl Service {
         Ok(row)
     }
 
-    /// The network called `name`, with its endpoints and lease counts.
-    pub async fn network(&self, name: &str) -> ServiceResult<NetworkView> {
-        let row = self
-            .store()
-            .network_by_name(name)
-            .await?
-            .ok_or_else(|| Networks::not_found(name))?;
-        Networks::view(self, row).await
-    }
-
     /// True if a network called `name` exists.
     pub async fn has_network(&self, name: &str) -> ServiceResult<bool> {
         Ok(self.store().network_by_name(name).await?.is_some())

@@ -282,6 +282,89 @@ pub fn call_of<T>(req: &Request<T>, wait: Option<bool>, dry_run: bool) -> Call {
     }
 }
 
+/// A Get of a kind with names of its own: the request names the object, the response holds
+/// its message.
+pub trait GetRpc {
+    /// The kind the RPC reads.
+    type Kind: Wire;
+    /// The RPC's response.
+    type Response;
+    /// The name asked for.
+    fn name(&self) -> &str;
+    /// The response showing `message`.
+    fn response(message: <Self::Kind as Wire>::Message) -> Self::Response;
+}
+
+/// Implements [`GetRpc`]: the request, the kind, and the response with its field.
+macro_rules! get_rpc {
+    ($request:ident => $kind:ty, $response:ident { $field:ident }) => {
+        impl GetRpc for pb::$request {
+            type Kind = $kind;
+            type Response = pb::$response;
+
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn response(message: <$kind as Wire>::Message) -> pb::$response {
+                pb::$response {
+                    $field: Some(message),
+                }
+            }
+        }
+    };
+}
+get_rpc!(GetNamespaceRequest => Namespaces, GetNamespaceResponse { namespace });
+get_rpc!(GetNetworkRequest => Networks, GetNetworkResponse { network });
+
+/// A Delete, Disconnect or Update request: it carries `wait` and `dry_run` next to what it
+/// names, and its response carries the planned changes.
+pub trait WriteRpc: Sized {
+    /// The RPC's response.
+    type Response;
+    /// The request's `wait` and `dry_run`.
+    fn options(&self) -> (Option<bool>, bool);
+}
+
+/// Implements [`WriteRpc`] for requests whose response holds nothing but the planned
+/// changes, and [`Planned`] for those responses.
+macro_rules! write_rpc {
+    ($($request:ident => $response:ident),* $(,)?) => {$(
+        impl WriteRpc for pb::$request {
+            type Response = pb::$response;
+
+            fn options(&self) -> (Option<bool>, bool) {
+                (self.wait, self.dry_run)
+            }
+        }
+
+        impl Planned for pb::$response {
+            fn planned(planned_changes: Vec<pb::PlannedChange>) -> Self {
+                pb::$response { planned_changes }
+            }
+        }
+    )*};
+}
+write_rpc!(
+    DeleteNamespaceRequest => DeleteNamespaceResponse,
+    DeleteLinkRequest => DeleteLinkResponse,
+    DeleteNetworkRequest => DeleteNetworkResponse,
+    DisconnectRequest => DisconnectResponse,
+);
+
+/// A response that is nothing but the planned changes.
+pub trait Planned {
+    /// The response with these changes.
+    fn planned(planned_changes: Vec<pb::PlannedChange>) -> Self;
+}
+
+/// Splits a write request into its call options and its body.
+pub fn write_parts<R: WriteRpc>(req: Request<R>) -> (Call, R) {
+    let (wait, dry_run) = req.get_ref().options();
+    let call = call_of(&req, wait, dry_run);
+    (call, req.into_inner())
+}
+
 /// A Create or Connect RPC. Its request carries a request id, `wait` and `dry_run` next to
 /// its body; the body converts to the spec of one kind ([`CreateRpc::Kind`]), and the answer
 /// is that kind's message with the planned changes.
