@@ -893,6 +893,23 @@ async fn traffic(br_netfilter: bool) {
         connect_from(&h, "127.0.0.1:8080").is_some(),
         "from host loopback"
     );
+    // An internal network reaches no other network, not even through a published port (by
+    // the host's outside address, wildcard or host-specific, or by the other bridge's
+    // gateway address); the same ports still work from outside and from network a itself.
+    for to in ["192.168.77.1:8080", "192.168.77.1:8081", "10.77.1.1:8080"] {
+        assert!(
+            connect_from(&t.ns("e3"), to).is_none(),
+            "internal e3 reached network a's endpoint through published port {to}"
+        );
+    }
+    assert!(
+        connect_from(&t.ns("o"), "192.168.77.1:8081").is_some(),
+        "outside -> published port, after the internal attempt"
+    );
+    assert!(
+        connect_from(&t.ns("e2"), "10.77.1.1:8080").is_some(),
+        "e2 -> published port by its gateway address"
+    );
     // An unpublished port is not forwarded.
     assert!(connect_from(&t.ns("o"), "192.168.77.1:8082").is_none());
     // Removing the mapping closes it.

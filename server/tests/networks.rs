@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use net::*;
 use serde_json::Value;
 use weft::v1::{
-    CreateNetworkRequest, DeleteNetworkRequest, GetNetworkRequest, ListNetworksRequest, Network,
-    Phase, PruneNetworksRequest,
+    ConnectRequest, CreateNetworkRequest, DeleteNetworkRequest, GetNetworkRequest,
+    ListNetworksRequest, Network, Phase, PruneNetworksRequest,
 };
 
 /// The subnets of a network as parsed CIDRs.
@@ -403,6 +403,66 @@ async fn outbound_traffic_is_masqueraded_and_internal_networks_stay_inside() {
     assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> outside, again").await;
     let peer = assert_tcp_ok(&sb.ns_path("p"), to, "p -> outside, again").await;
     assert_eq!(peer, IpAddr::V4(HOST_IP));
+}
+
+/// An internal network reaches nothing outside it, not even another network's endpoint
+/// through that network's published port (the forward chain once accepted the DNATed
+/// connection before it dropped internal traffic). The same port still answers from the
+/// outside and from the publishing network's own neighbour.
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_networks_do_not_reach_published_ports_of_other_networks() {
+    let sb = Sandbox::new("intpub").await;
+    let outside = Outside::new(&sb);
+    let c = sb.client();
+    create_network(&c, network("pub", "wb-pub", &["10.247.0.0/24"])).await;
+    create_network(
+        &c,
+        Network {
+            internal: true,
+            ..network("int", "wb-int", &["10.248.0.0/24"])
+        },
+    )
+    .await;
+    for ns in ["web", "nb", "i"] {
+        create_ns(&c, ns).await;
+    }
+    connect(
+        &c,
+        ConnectRequest {
+            published_ports: vec![tcp_port(8080, 7000)],
+            ..connect_req("pub", "web")
+        },
+    )
+    .await;
+    connect(&c, connect_req("pub", "nb")).await;
+    connect(&c, connect_req("int", "i")).await;
+    let _server = EchoServer::start(&sb.ns_path("web"), sa(Ipv4Addr::UNSPECIFIED, 7000));
+
+    assert_tcp_ok(
+        &outside.path,
+        sa(HOST_IP, 8080),
+        "outside -> published port",
+    )
+    .await;
+    assert_tcp_ok(
+        &sb.ns_path("nb"),
+        sa(Ipv4Addr::new(10, 247, 0, 1), 8080),
+        "neighbour -> published port by its gateway",
+    )
+    .await;
+    for to in [
+        sa(HOST_IP, 8080),
+        sa(Ipv4Addr::new(10, 248, 0, 1), 8080),
+        sa(Ipv4Addr::new(10, 247, 0, 1), 8080),
+    ] {
+        assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> published port of pub").await;
+    }
+    assert_tcp_ok(
+        &outside.path,
+        sa(HOST_IP, 8080),
+        "outside -> published port, again",
+    )
+    .await;
 }
 
 // ---- isolation and the inter-container switch ----

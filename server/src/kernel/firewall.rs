@@ -40,11 +40,11 @@
 //!         ip6 saddr fd00:1::/64 oifname != "br-a" masquerade
 //!         iifname "br-b" oifname "br-b" ct status dnat masquerade }
 //!     chain forward { type filter hook forward priority 0; policy accept;
+//!         iifname . oifname @icc accept
+//!         iifname @internal drop
 //!         oifname @bridges ct state established,related accept
 //!         oifname @bridges ct status dnat accept
-//!         iifname . oifname @icc accept
 //!         oifname @bridges drop
-//!         iifname @internal drop
 //!         iifname @bridges accept }
 //! }
 //! table bridge weft {
@@ -67,10 +67,14 @@
 //!   [`Kernel::ensure_sysctl`](crate::kernel::NetnsOps::ensure_sysctl)), else the kernel
 //!   refuses to route a 127/8 source out of the bridge. `::1` cannot be published.
 //! - **Forward filter**, by set membership, so it is six rules whatever the number of
-//!   networks (and so a rule for one bridge can never shadow another's): into any weft bridge
-//!   only replies, DNATed connections and traffic within an ICC network; out of an internal
-//!   network nothing; out of the others everything. That is the isolation between networks
-//!   and from the outside. Endpoints still reach their gateway (that is input, not forward).
+//!   networks (and so a rule for one bridge can never shadow another's): within an ICC
+//!   network everything; out of an internal network nothing, *before* anything is accepted,
+//!   so not even a connection DNATed to another network's published port, nor a reply,
+//!   leaves it (that order is the fix of an escape: with the drop after the DNAT accept, an
+//!   internal endpoint reached other networks through their published ports); into any
+//!   weft bridge only replies and DNATed connections; out of the others everything. That is
+//!   the isolation between networks and from the outside. Endpoints still reach their
+//!   gateway (that is input, not forward).
 //! - **br_netfilter.** Where it is active (`net/bridge/bridge-nf-call-iptables = 1`, the
 //!   default wherever the module is loaded or built in, as on this kernel), traffic bridged
 //!   between two ports of one bridge also crosses the inet hooks, with the bridge as both iif

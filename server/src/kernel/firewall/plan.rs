@@ -462,6 +462,13 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
 
     let bridges_set = || SET_BRIDGES.to_string();
     let forward = vec![
+        // Bridged within one network: only reaches this hook when br_netfilter hands bridged
+        // traffic to the inet hooks (then iif and oif are both the bridge).
+        rule(vec![Match::IifOifInSet(SET_ICC.into())], Action::Accept),
+        // Out of an internal network nothing leaves, whatever it is headed for: this must come
+        // before the accepts below, or a DNATed connection (another network's published port)
+        // or a reply would let it out.
+        rule(vec![Match::IifInSet(SET_INTERNAL.into())], Action::Drop),
         rule(
             vec![Match::OifInSet(bridges_set()), Match::CtEstablishedRelated],
             Action::Accept,
@@ -470,11 +477,7 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
             vec![Match::OifInSet(bridges_set()), Match::CtStatusDnat],
             Action::Accept,
         ),
-        // Bridged within one network: only reaches this hook when br_netfilter hands bridged
-        // traffic to the inet hooks (then iif and oif are both the bridge).
-        rule(vec![Match::IifOifInSet(SET_ICC.into())], Action::Accept),
         rule(vec![Match::OifInSet(bridges_set())], Action::Drop),
-        rule(vec![Match::IifInSet(SET_INTERNAL.into())], Action::Drop),
         rule(vec![Match::IifInSet(bridges_set())], Action::Accept),
     ];
 

@@ -163,6 +163,36 @@ fn rule_count_of_forward_chain_does_not_grow_with_networks() {
     assert_eq!(forward.rules.len(), 6);
 }
 
+/// Nothing leaves an internal network: the drop of traffic from an internal bridge comes
+/// before every accept but the one within a network (ICC), so a connection DNATed to
+/// another network's published port, or a reply, cannot carry it out.
+#[test]
+fn internal_networks_are_dropped_before_any_accept() {
+    let (_, nets) = matrix().pop().expect("mixed");
+    let p = plan(&nets);
+    let forward = p
+        .table(TableFamily::Inet)
+        .and_then(|t| t.chains.iter().find(|c| c.name == "forward"))
+        .expect("forward chain");
+    let internal_drop = forward
+        .rules
+        .iter()
+        .position(|r| {
+            r.matches == [Match::IifInSet(plan::SET_INTERNAL.into())] && r.action == Action::Drop
+        })
+        .expect("the internal drop");
+    for (i, r) in forward.rules.iter().enumerate().take(internal_drop) {
+        assert_eq!(
+            (r.matches.as_slice(), &r.action),
+            (
+                [Match::IifOifInSet(plan::SET_ICC.into())].as_slice(),
+                &Action::Accept
+            ),
+            "rule {i} ({r}) comes before the internal drop"
+        );
+    }
+}
+
 fn mapping(host: Option<&str>, proto: Proto, hp: u16, dest: &str, dp: u16) -> PortMapping {
     PortMapping {
         host_ip: host.map(|h| h.parse::<IpAddr>().expect("ip")),
