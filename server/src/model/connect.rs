@@ -160,6 +160,45 @@ impl ConnectSpec {
     }
 }
 
+impl ConnectSpec {
+    /// Checks the published ports against the network they are published from: none on an
+    /// internal network (FAILED_PRECONDITION: nothing outside it may reach its endpoints),
+    /// and each `host_ip` of a family the network gives its endpoints an address of
+    /// (INVALID_ARGUMENT: an IPv6 host address cannot be forwarded to an IPv4-only
+    /// endpoint; weft would store it, say Ready, and program nothing).
+    pub fn check_ports(&self, net: &NetworkSpec) -> Result<(), Refusal> {
+        if net.internal && !self.endpoint.ports.is_empty() {
+            return Err(Refusal::FailedPrecondition(format!(
+                "published_ports: network {:?} is internal, so nothing outside it can reach \
+                 its endpoints; connect without published_ports, or to a network that is not internal",
+                self.network
+            )));
+        }
+        for (i, p) in self.endpoint.ports.iter().enumerate() {
+            let Some(ip) = p.host_ip else { continue };
+            let has = if ip.is_ipv4() {
+                net.v4().is_some()
+            } else {
+                net.v6().is_some()
+            };
+            if !has {
+                let (fam, other) = if ip.is_ipv4() {
+                    ("IPv4", "IPv6")
+                } else {
+                    ("IPv6", "IPv4")
+                };
+                return Err(Refusal::Invalid(format!(
+                    "published_ports[{i}].host_ip: {ip} is an {fam} address, but network {:?} \
+                     gives its endpoints {other} addresses only; use an {other} host_ip, or leave \
+                     it empty",
+                    self.network
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The first address of `batch` (candidates in round-robin order) that is not `leased`.
 /// The store fills `leased` with those of the batch that the network's leases hold; None
 /// sends it on to the next batch.
@@ -326,6 +365,37 @@ mod tests {
                 "network \"net\" has no IPv4 subnet for ipv4_address".into()
             ))
         );
+    }
+
+    /// Published ports need a network that is not internal, and host addresses of a family
+    /// the network leases.
+    #[test]
+    fn ports_are_checked_against_the_network() {
+        let port = |ip: &str| crate::model::PortSpec::parse("p", ip, 8080, 0, 80, "tcp").unwrap();
+        let mut c = spec(None, None);
+        c.endpoint.ports = vec![port(""), port("fd00::1")];
+        assert_eq!(
+            c.check_ports(&net(&["10.0.0.0/24"])),
+            Err(Refusal::Invalid(
+                "published_ports[1].host_ip: fd00::1 is an IPv6 address, but network \"net\" \
+                 gives its endpoints IPv4 addresses only; use an IPv4 host_ip, or leave it empty"
+                    .into()
+            ))
+        );
+        assert!(c.check_ports(&net(&["10.0.0.0/24", "fd00::/64"])).is_ok());
+        c.endpoint.ports = vec![port("10.1.1.1")];
+        assert!(matches!(
+            c.check_ports(&net(&["fd00::/64"])),
+            Err(Refusal::Invalid(m)) if m.starts_with("published_ports[0].host_ip: 10.1.1.1 is an IPv4")
+        ));
+        let mut internal = net(&["10.0.0.0/24"]);
+        internal.internal = true;
+        assert!(matches!(
+            c.check_ports(&internal),
+            Err(Refusal::FailedPrecondition(m)) if m.starts_with("published_ports: network \"net\" is internal")
+        ));
+        c.endpoint.ports.clear();
+        assert!(c.check_ports(&internal).is_ok());
     }
 
     /// A batch yields its first candidate that is not leased, or nothing when all are.

@@ -55,8 +55,20 @@ impl RouteSpec {
                 Some(IpAddr::V6(_)) => IpNet::V6(Default::default()),
                 _ => IpNet::V4(Default::default()),
             },
-            d => parse_cidr(&format!("{field}.destination"), d)?.trunc(),
+            d => {
+                let net = parse_cidr(&format!("{field}.destination"), d)?;
+                super::network::check_network_address(&format!("{field}.destination"), &net)?;
+                net
+            }
         };
+        if let Some(g) = gateway
+            && (g.is_unspecified() || g.is_multicast() || g.is_loopback() || is_broadcast(g))
+        {
+            return Err(Invalid::new(
+                format!("{field}.gateway"),
+                format!("{g} cannot be a next hop; give a unicast address on the link's subnet"),
+            ));
+        }
         if let Some(g) = gateway
             && g.is_ipv4() != destination.addr().is_ipv4()
         {
@@ -86,6 +98,11 @@ impl RouteSpec {
             self.destination.to_string()
         }
     }
+}
+
+/// True for IPv4's limited broadcast address, 255.255.255.255.
+fn is_broadcast(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v) if v.is_broadcast())
 }
 
 /// Parses an interface address in CIDR notation ("192.168.1.10/24"). The host part is kept.
@@ -198,11 +215,40 @@ impl EndSpec {
                     format!("{} is listed twice", a.addr()),
                 ));
             }
-            if a.addr().is_unspecified() || a.addr().is_multicast() {
+            let mapped = matches!(a.addr(), IpAddr::V6(v) if v.to_ipv4_mapped().is_some());
+            if a.addr().is_unspecified()
+                || a.addr().is_multicast()
+                || is_broadcast(a.addr())
+                || mapped
+            {
                 return Err(Invalid::new(
                     f("addresses"),
-                    format!("{a} cannot be assigned to an interface"),
+                    format!(
+                        "{a} cannot be assigned to an interface (unspecified, multicast, \
+                         broadcast or IPv4-mapped); give a unicast address"
+                    ),
                 ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            // The kernel refuses an IPv4 next hop it cannot reach through this interface
+            // (ENETUNREACH). IPv6 next hops are often link-local, reachable without an address.
+            if let Some(g @ IpAddr::V4(_)) = r.gateway {
+                let on_link = self.addresses.iter().any(|a| a.trunc().contains(&g))
+                    || self
+                        .routes
+                        .iter()
+                        .any(|o| o.gateway.is_none() && o.destination.contains(&g));
+                if !on_link {
+                    return Err(Invalid::new(
+                        f(&format!("routes[{i}].gateway")),
+                        format!(
+                            "{g} is on no subnet of this interface's addresses or on-link routes, \
+                             so the kernel cannot reach it; add an address on its subnet, or an \
+                             on-link route to it"
+                        ),
+                    ));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -306,13 +352,20 @@ mod tests {
         assert_eq!(r.destination_string(), "default");
         assert!(RouteSpec::parse("r", "default", "", 0).is_err());
         assert!(RouteSpec::parse("r", "10.0.0.0/8", "fd00::1", 0).is_err());
-        assert_eq!(
-            RouteSpec::parse("r", "10.1.2.3/8", "", 0)
-                .unwrap()
-                .destination
-                .to_string(),
-            "10.0.0.0/8"
-        );
+        let e = RouteSpec::parse("r", "10.1.2.3/8", "", 0).unwrap_err();
+        assert_eq!(e.field, "r.destination");
+        assert!(e.problem.contains("network address is 10.0.0.0/8"), "{e}");
+        for gw in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "127.0.0.1",
+            "255.255.255.255",
+            "ff02::1",
+            "::1",
+        ] {
+            let e = RouteSpec::parse("r", "default", gw, 0).unwrap_err();
+            assert_eq!(e.field, "r.gateway", "{gw}");
+        }
     }
 
     /// MACs are normalised to lower case, two digits a byte; multicast, all-zero and
@@ -344,6 +397,48 @@ mod tests {
             parse_cidr("a", "192.168.1.10/24").unwrap().to_string(),
             "192.168.1.10/24"
         );
+    }
+
+    /// An IPv4 next hop must be on a subnet of the end's addresses or on-link routes; an
+    /// address must be one an interface can hold.
+    #[test]
+    fn next_hops_must_be_reachable_and_addresses_assignable() {
+        let end = |addrs: &[&str], routes: Vec<RouteSpec>| EndSpec {
+            name: "v".into(),
+            addresses: addrs.iter().map(|a| parse_cidr("a", a).unwrap()).collect(),
+            routes,
+            ..Default::default()
+        };
+        let r = |d: &str, g: &str| RouteSpec::parse("r", d, g, 0).unwrap();
+        assert!(
+            end(&["10.0.0.2/24"], vec![r("default", "10.0.0.1")])
+                .validate("link")
+                .is_ok()
+        );
+        let e = end(&["10.0.0.2/24"], vec![r("default", "10.9.0.1")])
+            .validate("link")
+            .unwrap_err();
+        assert_eq!(e.field, "link.routes[0].gateway");
+        assert!(
+            end(&[], vec![r("10.9.0.0/24", ""), r("default", "10.9.0.1")])
+                .validate("link")
+                .is_ok(),
+            "reachable through an on-link route"
+        );
+        assert!(
+            end(&[], vec![r("default", "fe80::1")])
+                .validate("link")
+                .is_ok()
+        );
+        for bad in [
+            "255.255.255.255/32",
+            "::ffff:10.0.0.1/128",
+            "224.0.0.5/24",
+            "0.0.0.0/8",
+        ] {
+            let e = end(&[bad], vec![]).validate("link").unwrap_err();
+            assert_eq!(e.field, "link.addresses", "{bad}");
+        }
     }
 
     /// The two ends of a veth cannot be the same interface in the same namespace.

@@ -19,7 +19,7 @@ use std::fmt;
 pub use connect::{ConnectFacts, LeaseAsk, Refusal};
 pub use labels::{Labels, Selector};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
-pub use namespace::NamespaceSpec;
+pub use namespace::{AdoptFacts, NamespaceSpec};
 pub use network::{
     AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, PortSpec, Protocol, SubnetSpec,
 };

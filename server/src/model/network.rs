@@ -91,6 +91,68 @@ pub struct PortSpec {
 /// The most ports one published range may span.
 pub const MAX_PORT_RANGE: u32 = 1024;
 
+/// INVALID_ARGUMENT unless `a` can be a host address connections arrive at: not multicast
+/// or broadcast, not IPv6 loopback (`::1` cannot be NATed to a bridge) or link-local (it
+/// would need a scope), not an IPv4-mapped IPv6 address (publish on the IPv4 address).
+fn check_host_ip(field: &str, a: IpAddr) -> Result<(), Invalid> {
+    let why = match a {
+        IpAddr::V4(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v) if v.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V6(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v) if v.is_loopback() => {
+            Some("IPv6 loopback, which cannot be forwarded to a bridge (use 127.0.0.1)")
+        }
+        IpAddr::V6(v) if v.is_unicast_link_local() => Some("a link-local address"),
+        IpAddr::V6(v) if v.to_ipv4_mapped().is_some() => {
+            Some("an IPv4-mapped IPv6 address (give the IPv4 address)")
+        }
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(Invalid::new(
+            field,
+            format!(
+                "{a} is {why}; publish on a unicast address of the host, or leave it empty for every address"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The longest alias weft accepts: a DNS name.
+const ALIAS_MAX: usize = 253;
+
+/// INVALID_ARGUMENT unless `a` is a host name: 1 to 253 bytes of dot-separated labels, each
+/// 1 to 63 ASCII letters, digits, '-' or '_', not starting or ending with '-'.
+fn check_alias(field: &str, a: &str) -> Result<(), Invalid> {
+    let bad = |why: &str| {
+        Err(Invalid::new(
+            field,
+            format!(
+                "{a:?} is not a host name: {why}; use labels of letters, digits, '-' and '_' separated by dots"
+            ),
+        ))
+    };
+    if a.is_empty() || a.len() > ALIAS_MAX {
+        return bad("it must be 1 to 253 bytes");
+    }
+    for label in a.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("each label is 1 to 63 bytes");
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+        {
+            return bad(&format!("{c:?} is not allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("a label cannot start or end with '-'");
+        }
+    }
+    Ok(())
+}
+
 impl PortSpec {
     /// Builds and checks a published port from its wire fields.
     pub fn parse(
@@ -143,12 +205,16 @@ impl PortSpec {
         }
         let host_ip = match host_ip.trim() {
             "" | "0.0.0.0" | "::" => None,
-            s => Some(s.parse::<IpAddr>().map_err(|_| {
-                Invalid::new(
-                    format!("{field}.host_ip"),
-                    format!("{s:?} is not an IP address"),
-                )
-            })?),
+            s => {
+                let a = s.parse::<IpAddr>().map_err(|_| {
+                    Invalid::new(
+                        format!("{field}.host_ip"),
+                        format!("{s:?} is not an IP address"),
+                    )
+                })?;
+                check_host_ip(&format!("{field}.host_ip"), a)?;
+                Some(a)
+            }
         };
         Ok(PortSpec {
             host_ip,
@@ -227,26 +293,34 @@ impl ConnectSpec {
         if let Some(m) = &self.endpoint.mac {
             parse_mac("mac_address", m)?;
         }
+        let mut aliases = HashSet::new();
         for (i, a) in self.endpoint.aliases.iter().enumerate() {
-            if a.is_empty()
-                || a.len() > 253
-                || a.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
+            check_alias(&format!("aliases[{i}]"), a)?;
+            if !aliases.insert(a.to_ascii_lowercase()) {
                 return Err(Invalid::new(
                     format!("aliases[{i}]"),
-                    format!("{a:?} is not a host name"),
+                    format!("{a:?} is listed twice (host names ignore case)"),
                 ));
             }
         }
-        let mut seen = HashSet::new();
-        for p in &self.endpoint.ports {
-            for (h, _) in p.pairs() {
-                if !seen.insert((p.host_ip, p.protocol, h)) {
-                    return Err(Invalid::new(
-                        "published_ports",
-                        format!("host port {h}/{} is published twice", p.protocol.as_str()),
-                    ));
-                }
+        // A port on every address clashes with the same port on any one address.
+        let ports = &self.endpoint.ports;
+        for (i, p) in ports.iter().enumerate() {
+            let clash = ports[..i].iter().find(|q| {
+                q.protocol == p.protocol
+                    && (q.host_ip.is_none() || p.host_ip.is_none() || q.host_ip == p.host_ip)
+                    && q.host_port <= p.host_port_end
+                    && p.host_port <= q.host_port_end
+            });
+            if let Some(q) = clash {
+                let h = p.host_port.max(q.host_port);
+                return Err(Invalid::new(
+                    format!("published_ports[{i}]"),
+                    format!(
+                        "host port {h}/{} is published twice in this request; publish each host port once",
+                        p.protocol.as_str()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -296,9 +370,64 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Ranges no network may use or overlap, and what they are: the kernel routes them
+/// specially (loopback, multicast, link-local), or they are not addresses a host may own.
+const SPECIAL_RANGES: [(&str, &str); 10] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    (
+        "240.0.0.0/4",
+        "reserved (240.0.0.0/4, with the broadcast address)",
+    ),
+    ("::/127", "unspecified and loopback (::/127)"),
+    ("::ffff:0:0/96", "IPv4-mapped IPv6 (::ffff:0:0/96)"),
+    ("64:ff9b::/96", "NAT64 (64:ff9b::/96)"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// INVALID_ARGUMENT unless `net` is written as its network address (no host bits set): a
+/// subnet or range written "10.1.2.3/24" is refused, saying to write "10.1.2.0/24", rather
+/// than silently truncated.
+pub fn check_network_address(field: &str, net: &IpNet) -> Result<(), Invalid> {
+    let t = net.trunc();
+    if t.addr() != net.addr() {
+        return Err(Invalid::new(
+            field,
+            format!("{net} has host bits set; the network address is {t}, write that"),
+        ));
+    }
+    Ok(())
+}
+
+/// INVALID_ARGUMENT if `net` lies in or overlaps a range no network may use
+/// (loopback, multicast, link-local, IPv4-mapped IPv6, ...): a bridge with such an address
+/// would break the host's own routing, or never carry traffic at all.
+pub fn check_subnet_range(field: &str, net: &IpNet) -> Result<(), Invalid> {
+    for (range, what) in SPECIAL_RANGES {
+        let Ok(r) = range.parse::<IpNet>() else {
+            continue;
+        };
+        if overlaps(net, &r) {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "{net} overlaps {r}, the {what} range, which a network cannot use; \
+                     use a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fd00::/8)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl SubnetSpec {
-    /// Settles a subnet from its wire fields: the subnet is truncated to its network, the
-    /// gateway defaults to the first usable address, range and reserved addresses must lie in it.
+    /// Settles a subnet from its wire fields: the subnet must be written as its network
+    /// address and lie outside the special ranges, the gateway defaults to the first usable
+    /// address, range and reserved addresses must lie in it, and the range must leave at
+    /// least one address to lease.
     pub fn parse(
         field: &str,
         subnet: &str,
@@ -312,7 +441,8 @@ impl SubnetSpec {
                 format!("{subnet:?} is not a subnet in CIDR notation (like 172.18.0.0/16)"),
             )
         })?;
-        let net = net.trunc();
+        check_network_address(&format!("{field}.subnet"), &net)?;
+        check_subnet_range(&format!("{field}.subnet"), &net)?;
         let max = if net.addr().is_ipv4() { 30 } else { 126 };
         if net.prefix_len() > max {
             return Err(Invalid::new(
@@ -355,7 +485,7 @@ impl SubnetSpec {
                 let r: IpNet = r.parse().map_err(|_| {
                     Invalid::new(format!("{field}.ip_range"), format!("{r:?} is not a CIDR"))
                 })?;
-                let r = r.trunc();
+                check_network_address(&format!("{field}.ip_range"), &r)?;
                 if !(net.contains(&r.network()) && net.contains(&r.broadcast())) {
                     return Err(Invalid::new(
                         format!("{field}.ip_range"),
@@ -365,6 +495,7 @@ impl SubnetSpec {
                 Some(r)
             }
         };
+        let mut seen = HashSet::new();
         let reserved = reserved
             .iter()
             .map(|s| {
@@ -380,15 +511,33 @@ impl SubnetSpec {
                         format!("{a} is outside subnet {net}"),
                     ));
                 }
+                if !seen.insert(a) {
+                    return Err(Invalid::new(
+                        format!("{field}.reserved"),
+                        format!("{a} is listed twice"),
+                    ));
+                }
                 Ok(a)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SubnetSpec {
+        let spec = SubnetSpec {
             subnet: net,
             gateway,
             ip_range,
             reserved,
-        })
+        };
+        if let Some(r) = spec.ip_range
+            && spec.capacity() == 0
+        {
+            return Err(Invalid::new(
+                format!("{field}.ip_range"),
+                format!(
+                    "{r} leaves no address to lease (the network address, broadcast, gateway \
+                     and reserved addresses are never leased); give a wider range"
+                ),
+            ));
+        }
+        Ok(spec)
     }
 
     /// True for an IPv4 subnet.
@@ -409,13 +558,16 @@ impl SubnetSpec {
     /// Addresses that can be leased in all: the range less the gateway and reserved addresses.
     pub fn capacity(&self) -> u128 {
         let (lo, hi) = self.lease_bounds();
-        let size = hi.saturating_sub(lo) + 1;
+        if hi < lo {
+            return 0;
+        }
+        let size = hi - lo + 1;
         let excluded: HashSet<u128> = std::iter::once(self.gateway)
             .chain(self.reserved.iter().copied())
             .map(to_u128)
             .filter(|v| (lo..=hi).contains(v))
             .collect();
-        size - excluded.len() as u128
+        size.saturating_sub(excluded.len() as u128)
     }
 
     /// Why `addr` cannot be a static address here, if it cannot (leases are checked apart).
@@ -549,6 +701,18 @@ fn pools(texts: &[&str]) -> Vec<AddressPool> {
         .collect()
 }
 
+/// FAILED_PRECONDITION for deleting the default network: weftd made it at start-up for
+/// endpoints that name no network (Docker's `bridge`), and would make it again at the next.
+pub fn check_deletable(name: &str, is_default: bool) -> Result<(), super::Refusal> {
+    if is_default {
+        return Err(super::Refusal::FailedPrecondition(format!(
+            "name: network {name:?} is the default network, which weftd keeps; start weftd with \
+             --no-default-network (or default_network = false) instead of deleting it"
+        )));
+    }
+    Ok(())
+}
+
 impl NetworkSpec {
     /// Checks a settled spec.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -602,7 +766,11 @@ mod tests {
     fn gateway_defaults_to_the_first_address() {
         assert_eq!(sub("172.18.0.0/16", "").gateway.to_string(), "172.18.0.1");
         assert_eq!(sub("fd00:1::/64", "").gateway.to_string(), "fd00:1::1");
-        assert_eq!(sub("10.1.2.3/24", "").subnet.to_string(), "10.1.2.0/24");
+        let e = SubnetSpec::parse("s", "10.1.2.3/24", "", "", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s.subnet: 10.1.2.3/24 has host bits set; the network address is 10.1.2.0/24, write that"
+        );
         assert!(
             SubnetSpec::parse("s", "10.0.0.0/24", "10.0.1.1", "", &[])
                 .unwrap_err()
@@ -611,6 +779,179 @@ mod tests {
         );
         assert!(SubnetSpec::parse("s", "10.0.0.0/24", "10.0.0.255", "", &[]).is_err());
         assert!(SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.1.0/25", &[]).is_err());
+    }
+
+    /// Subnets in or over the special ranges are refused, naming the range; private ones
+    /// of both families pass.
+    #[test]
+    fn special_ranges_are_refused() {
+        for (range, _) in SPECIAL_RANGES {
+            assert!(range.parse::<IpNet>().is_ok(), "{range}");
+        }
+        for (net, what) in [
+            ("127.0.0.0/24", "loopback"),
+            ("0.0.0.0/0", "this network"),
+            ("64.0.0.0/2", "loopback"),
+            ("224.1.0.0/16", "multicast"),
+            ("239.0.0.0/8", "multicast"),
+            ("169.254.0.0/24", "link-local"),
+            ("240.0.0.0/24", "reserved"),
+            ("::ffff:10.0.0.0/120", "IPv4-mapped"),
+            ("::/64", "loopback"),
+            ("fe80::/64", "link-local"),
+            ("ff02::/64", "multicast"),
+        ] {
+            let e = SubnetSpec::parse("n.subnets[0]", net, "", "", &[]).unwrap_err();
+            assert_eq!(e.field, "n.subnets[0].subnet", "{net}");
+            assert!(e.problem.contains(what), "{net}: {e}");
+        }
+        for ok in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.5.0/24",
+            "100.64.0.0/10",
+            "fd00::/64",
+            "2001:db8::/64",
+        ] {
+            assert!(SubnetSpec::parse("s", ok, "", "", &[]).is_ok(), "{ok}");
+        }
+    }
+
+    /// An ip_range must be written as its network address and leave at least one lease: a
+    /// /32 on the network address or the gateway, or a range all reserved, is refused.
+    #[test]
+    fn ranges_must_leave_a_lease() {
+        let e = SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.0.128/24", &[]).unwrap_err();
+        assert_eq!(e.field, "s.ip_range");
+        let e = SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.0.129/25", &[]).unwrap_err();
+        assert!(e.problem.contains("10.0.0.128/25"), "{e}");
+        for r in ["10.0.0.0/32", "10.0.0.1/32", "10.0.0.255/32"] {
+            let e = SubnetSpec::parse("s", "10.0.0.0/24", "", r, &[]).unwrap_err();
+            assert_eq!(e.field, "s.ip_range", "{r}");
+            assert!(e.problem.contains("no address to lease"), "{r}: {e}");
+        }
+        let e = SubnetSpec::parse("s", "fd00::/64", "", "fd00::1/128", &[]).unwrap_err();
+        assert!(e.problem.contains("no address to lease"), "{e}");
+        let e = SubnetSpec::parse(
+            "s",
+            "10.0.0.0/24",
+            "",
+            "10.0.0.4/31",
+            &["10.0.0.4".into(), "10.0.0.5".into()],
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("no address to lease"), "{e}");
+        let one = SubnetSpec::parse("s", "10.0.0.0/24", "", "10.0.0.9/32", &[]).unwrap();
+        assert_eq!(one.capacity(), 1);
+        assert_eq!(one.candidates(None).count(), 1);
+        let e = SubnetSpec::parse(
+            "s",
+            "10.0.0.0/24",
+            "",
+            "",
+            &["10.0.0.7".into(), "10.0.0.7".into()],
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "s.reserved: 10.0.0.7 is listed twice");
+    }
+
+    /// Capacity agrees with the candidates: never more than can be handed out.
+    #[test]
+    fn capacity_counts_the_candidates() {
+        for (net, range, reserved) in [
+            ("10.0.0.0/29", "", vec![]),
+            ("10.0.0.0/29", "10.0.0.4/30", vec!["10.0.0.6".to_string()]),
+            ("10.0.0.0/30", "", vec![]),
+            ("fd00::/124", "fd00::8/125", vec![]),
+        ] {
+            let s = SubnetSpec::parse("s", net, "", range, &reserved).unwrap();
+            assert_eq!(
+                s.capacity(),
+                s.candidates(None).count() as u128,
+                "{net} {range}"
+            );
+        }
+    }
+
+    /// Published ports: host addresses must be unicast and reachable; a port is published
+    /// once per request, an address on every host address clashing with any other.
+    #[test]
+    fn host_ips_and_duplicate_ports_are_refused() {
+        for ip in [
+            "224.0.0.1",
+            "255.255.255.255",
+            "ff02::1",
+            "::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let e = PortSpec::parse("p[0]", ip, 80, 0, 80, "tcp").unwrap_err();
+            assert_eq!(e.field, "p[0].host_ip", "{ip}");
+        }
+        assert!(PortSpec::parse("p", "127.0.0.1", 80, 0, 80, "tcp").is_ok());
+        let spec = |ports: Vec<PortSpec>| ConnectSpec {
+            network: "n".into(),
+            namespace: "x".into(),
+            ipv4: None,
+            ipv6: None,
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: vec![],
+                ports,
+                default_route: true,
+            },
+        };
+        let p = |ip: &str, h: u32, end: u32| PortSpec::parse("p", ip, h, end, 80, "tcp").unwrap();
+        let e = spec(vec![p("", 8080, 0), p("10.0.0.1", 8080, 0)])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "published_ports[1]");
+        let e = spec(vec![p("", 8000, 8010), p("", 8005, 0)])
+            .validate()
+            .unwrap_err();
+        assert!(e.problem.contains("8005/tcp"), "{e}");
+        assert!(
+            spec(vec![p("10.0.0.1", 8080, 0), p("10.0.0.2", 8080, 0)])
+                .validate()
+                .is_ok()
+        );
+        let udp = PortSpec::parse("p", "", 8080, 0, 80, "udp").unwrap();
+        assert!(spec(vec![p("", 8080, 0), udp]).validate().is_ok());
+    }
+
+    /// Aliases are host names, each once (case-insensitively).
+    #[test]
+    fn aliases_are_host_names() {
+        let with = |aliases: &[&str]| ConnectSpec {
+            network: "n".into(),
+            namespace: "x".into(),
+            ipv4: None,
+            ipv6: None,
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                ports: vec![],
+                default_route: true,
+            },
+        };
+        assert!(with(&["web", "web.local", "db_1"]).validate().is_ok());
+        for bad in [
+            "",
+            "a b",
+            "-web",
+            "web-",
+            "a..b",
+            "wéb",
+            "a/b",
+            &"x".repeat(64),
+        ] {
+            let e = with(&["ok", bad]).validate().unwrap_err();
+            assert_eq!(e.field, "aliases[1]", "{bad:?}");
+        }
+        let e = with(&["Web", "web"]).validate().unwrap_err();
+        assert!(e.problem.contains("listed twice"), "{e}");
     }
 
     /// A /24 hands out 253 addresses (less network, broadcast and gateway), each once.

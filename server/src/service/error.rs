@@ -4,7 +4,11 @@
 //! code in a single `From` impl, so a variant *is* its code and its message is what the client
 //! reads. Store and planner errors are folded in here, once, by the `From` impls below.
 
-use crate::{model::Invalid, reconcile::ReconcileError, store::StoreError};
+use crate::{
+    model::{Invalid, Refusal},
+    reconcile::ReconcileError,
+    store::StoreError,
+};
 
 /// Why a service call failed. The message is shown to the client as it is.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,19 @@ impl ServiceError {
 impl From<Invalid> for ServiceError {
     fn from(e: Invalid) -> Self {
         ServiceError::InvalidArgument(e.to_string())
+    }
+}
+
+/// A refusal of the model's rules keeps its meaning: each variant is one code.
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound(m) => ServiceError::NotFound(m),
+            Refusal::FailedPrecondition(m) => ServiceError::FailedPrecondition(m),
+            Refusal::AlreadyExists(m) => ServiceError::AlreadyExists(m),
+            Refusal::Invalid(m) => ServiceError::InvalidArgument(m),
+            Refusal::Exhausted(m) => ServiceError::ResourceExhausted(m),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     kinds::{kind_basics, row_is_view},
 };
 use crate::{
-    model::{Invalid, LinkSpec, PlannedChange, is_weft_mark},
+    model::{Invalid, LinkKind, LinkSpec, PlannedChange, is_weft_mark},
     store::{LinkRow, RequestRecord},
 };
 
@@ -86,6 +86,7 @@ impl Make for Links {
                 )));
             }
         }
+        svc.check_masters(spec, None).await?;
         Ok(svc.store().create_link(spec, record, dry_run).await?)
     }
 
@@ -96,6 +97,66 @@ impl Make for Links {
 }
 
 impl Service {
+    /// Refuses an end whose `master` names no bridge in the end's namespace, so the link is
+    /// not stored only to fail in its reconcile: NOT_FOUND when nothing has the name,
+    /// FAILED_PRECONDITION when it is not a bridge or is being deleted. A bridge is a bridge
+    /// link weft manages there, a network's bridge (host namespace), or a bridge interface
+    /// the kernel has (one weft did not make may still take ports, as `ip link set master`
+    /// allows). With `before`, only masters that differ from it are checked (an update).
+    async fn check_masters(&self, spec: &LinkSpec, before: Option<&LinkSpec>) -> ServiceResult<()> {
+        let fields = ["link.master", "link.veth.peer.master"];
+        for (i, end) in spec.ends().into_iter().enumerate() {
+            let Some(master) = &end.master else { continue };
+            let unchanged = before
+                .and_then(|b| b.ends().get(i).map(|e| e.master.as_ref() == Some(master)))
+                .unwrap_or(false);
+            if unchanged {
+                continue;
+            }
+            let field = fields[i.min(1)];
+            let at = where_ns(&end.namespace);
+            if let Some(row) = self.store().link_by_end(&end.namespace, master).await? {
+                if !matches!(row.spec.kind, LinkKind::Bridge) {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "{field}: {master:?} in {at} is a veth, not a bridge; name a bridge"
+                    )));
+                }
+                if row.deleting {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "{field}: bridge {master:?} in {at} is being deleted"
+                    )));
+                }
+                continue;
+            }
+            if end.namespace.is_empty()
+                && self
+                    .store()
+                    .list_networks()
+                    .await?
+                    .iter()
+                    .any(|n| &n.spec.bridge_name == master)
+            {
+                continue;
+            }
+            match self.interface_kind(&end.namespace, master).await {
+                Some(Some(kind)) if kind == "bridge" => {}
+                Some(kind) => {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "{field}: interface {master:?} in {at} is not a bridge ({}); name a bridge",
+                        kind.as_deref().unwrap_or("no kind")
+                    )));
+                }
+                None => {
+                    return Err(ServiceError::NotFound(format!(
+                        "{field}: there is no bridge {master:?} in {at}; create it first (a link \
+                         of kind bridge), or leave master empty"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Finds the link with an end (`namespace`, `name`). When weft has none, says whether an
     /// interface weft does not own stands there (FAILED_PRECONDITION: weft will not `verb`
     /// it) or nothing does (NOT_FOUND).
@@ -156,6 +217,7 @@ impl Service {
         let named_peer = row.spec.end.name != name || row.spec.end.namespace != namespace;
         let spec = change(&row.spec, named_peer)?;
         spec.validate()?;
+        self.check_masters(&spec, Some(&row.spec)).await?;
         if call.dry_run {
             let plan = self.ctl.plan_link(&row.id, &spec).await?;
             let mut would = row;

@@ -14,7 +14,7 @@ use super::{
     create::Checked, create::Pending, kinds::kind_basics,
 };
 use crate::{
-    model::{AddressPool, Invalid, NetworkSpec, PlannedChange, new_uid},
+    model::{AddressPool, Invalid, NetworkSpec, PlannedChange, network::check_deletable, new_uid},
     reconcile::Key,
     store::{AutoSubnets, EndpointRow, NetworkRow, RequestRecord},
 };
@@ -208,7 +208,12 @@ impl Service {
 }
 
 impl Removable for Networks {
+    /// Refuses the default network (FAILED_PRECONDITION, [`check_deletable`]), as Prune
+    /// skips it, then marks the row.
     async fn mark(svc: &Service, name: &str, dry_run: bool) -> ServiceResult<NetworkRow> {
+        if let Some(row) = svc.store().network_by_name(name).await? {
+            check_deletable(name, row.is_default)?;
+        }
         Ok(svc.store().mark_network_deleting(name, dry_run).await?)
     }
 

@@ -154,9 +154,11 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
         ifname_taken: taken,
         routed_by_default: routed,
     })?;
+    let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
+    req.check_ports(&net_spec)?;
     Ok(Admitted {
         net_id,
-        net_spec: decode("network spec", &net_spec)?,
+        net_spec,
         ns_id,
         endpoint,
     })
