@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use super::{
-    AddrOps, FirewallOps, KernelError, KernelOps, LinkChange, LinkOps, LinkState, NetnsOps, NsRef,
-    RouteOps, RouteState,
+    AddrOps, FirewallOps, KernelError, KernelOps, LinkChange, LinkOps, LinkState, NetnsOps,
+    NsIdentity, NsRef, RouteOps, RouteState,
     firewall::{FirewallNetwork, PortMapping},
     monitor::Monitor,
 };
@@ -377,6 +377,18 @@ impl NetnsOps for DryRun {
 
     fn list_named_netns(&self) -> Vec<String> {
         self.inner.list_named_netns()
+    }
+
+    fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError> {
+        self.inner.netns_identity(path)
+    }
+
+    fn host_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        self.inner.host_netns_identity()
+    }
+
+    fn own_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        self.inner.own_netns_identity()
     }
 
     async fn create_named_netns(&self, name: &str) -> Result<PathBuf, KernelError> {

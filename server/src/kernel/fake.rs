@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 
 use super::{
-    AddrOps, FirewallOps, KernelError, KernelOps, LinkChange, LinkOps, LinkState, NetnsOps, NsRef,
-    RouteOps, RouteState, error,
+    AddrOps, FirewallOps, KernelError, KernelOps, LinkChange, LinkOps, LinkState, NetnsOps,
+    NsIdentity, NsRef, RouteOps, RouteState, error,
     firewall::{FirewallNetwork, PortMapping},
     monitor::Monitor,
     note_write,
@@ -62,6 +62,10 @@ struct State {
     mappings: BTreeSet<PortMapping>,
     /// Every write, in words ("create_veth v1"), in order.
     calls: Vec<String>,
+    /// Namespace identities (inode numbers) by file; files of one namespace share one.
+    inodes: HashMap<PathBuf, u64>,
+    /// The next inode a new namespace gets.
+    next_inode: u64,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -80,6 +84,7 @@ impl FakeKernel {
             netns_dir: netns_dir.into(),
             state: Mutex::new(State {
                 next_index: 2,
+                next_inode: 100,
                 ..Default::default()
             }),
             writes: AtomicU64::new(0),
@@ -114,11 +119,37 @@ impl FakeKernel {
         });
     }
 
+    /// The inode of the fake host namespace ([`NetnsOps::host_netns_identity`]).
+    pub const HOST_INODE: u64 = 1;
+    /// The inode of the namespace the fake weftd runs in ([`NetnsOps::own_netns_identity`]):
+    /// another one than the host's, as with `--host-netns`.
+    pub const OWN_INODE: u64 = 2;
+
     /// Makes a namespace file exist that weft did not create (a runtime's, for adoption).
     pub fn add_namespace(&self, path: impl Into<PathBuf>) {
-        self.state()
-            .spaces
-            .insert(NsRef::Path(path.into()), Space::with_loopback());
+        let path = path.into();
+        let mut s = self.state();
+        s.spaces
+            .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        let inode = s.next_inode;
+        s.next_inode += 1;
+        s.inodes.insert(path, inode);
+    }
+
+    /// Makes `path` a second file of the namespace with inode `inode` (another namespace
+    /// file's, [`Self::HOST_INODE`] or [`Self::OWN_INODE`]), as a bind mount or
+    /// `/proc/<pid>/ns/net` would be.
+    pub fn alias_namespace(&self, path: impl Into<PathBuf>, inode: u64) {
+        let path = path.into();
+        let mut s = self.state();
+        s.spaces
+            .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        s.inodes.insert(path, inode);
+    }
+
+    /// The inode of the namespace file `path`, if it is one.
+    pub fn inode_of(&self, path: &Path) -> Option<u64> {
+        self.state().inodes.get(path).copied()
     }
 
     /// Removes a namespace behind weft's back, with everything in it.
@@ -621,6 +652,9 @@ impl NetnsOps for FakeKernel {
         let mut s = self.begin("create_named_netns", name)?;
         s.spaces
             .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        let inode = s.next_inode;
+        s.next_inode += 1;
+        s.inodes.insert(path.clone(), inode);
         Ok(path)
     }
 
@@ -635,6 +669,31 @@ impl NetnsOps for FakeKernel {
     }
 
     fn forget(&self, _ns: &NsRef) {}
+
+    fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError> {
+        let inode = self.state().inodes.get(path).copied();
+        match inode {
+            Some(ino) if self.is_netns(path) => Ok(NsIdentity { dev: 4, ino }),
+            _ => Err(KernelError::from_errno(
+                format!("stat namespace {}", path.display()),
+                Errno::ENOENT,
+            )),
+        }
+    }
+
+    fn host_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        Ok(NsIdentity {
+            dev: 4,
+            ino: Self::HOST_INODE,
+        })
+    }
+
+    fn own_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        Ok(NsIdentity {
+            dev: 4,
+            ino: Self::OWN_INODE,
+        })
+    }
 
     async fn netns_id(&self, _ns: &NsRef) -> Result<Option<i32>, KernelError> {
         Ok(None)

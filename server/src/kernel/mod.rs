@@ -52,7 +52,7 @@ mod types;
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
-pub use types::{LinkChange, LinkState, NsRef, RTPROT_WEFT, RouteState};
+pub use types::{LinkChange, LinkState, NsIdentity, NsRef, RTPROT_WEFT, RouteState};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
 /// `use weftd::kernel::prelude::*;`.
@@ -694,6 +694,28 @@ impl NetnsOps for Kernel {
     /// Drops cached sockets for a namespace (after it was deleted).
     fn forget(&self, ns: &NsRef) {
         self.inner.conns.forget(ns);
+    }
+
+    /// `stat` of the file's nsfs inode.
+    fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError> {
+        netns::id_of_path(path).map(|(dev, ino)| NsIdentity { dev, ino })
+    }
+
+    /// `fstat` of the host namespace file opened at start-up (so a path re-pointed since
+    /// cannot fool it).
+    fn host_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        let st = nix::sys::stat::fstat(self.inner.conns.host_file())
+            .map_err(|e| error::sys("stat the host namespace", e))?;
+        Ok(NsIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// `stat` of `/proc/self/ns/net`: the namespace of weftd's main thread, which weftd
+    /// never moves (only short-lived helper threads enter other namespaces).
+    fn own_netns_identity(&self) -> Result<NsIdentity, KernelError> {
+        self.netns_identity(Path::new("/proc/self/ns/net"))
     }
 }
 

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use super::{
-    KernelError, LinkChange, LinkState, NsRef, RouteState,
+    KernelError, LinkChange, LinkState, NsIdentity, NsRef, RouteState,
     firewall::{FirewallNetwork, PortMapping},
     monitor::Monitor,
 };
@@ -130,6 +130,15 @@ pub trait NetnsOps: Send + Sync {
 
     /// True if `path` exists and is a network namespace file.
     fn is_netns(&self, path: &Path) -> bool;
+
+    /// Which namespace `path` names ([`NsIdentity`]); an error when it names none.
+    fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError>;
+
+    /// Which namespace the host namespace weft manages is (`--host-netns`, or weftd's own).
+    fn host_netns_identity(&self) -> Result<NsIdentity, KernelError>;
+
+    /// Which namespace weftd itself runs in (its main thread's).
+    fn own_netns_identity(&self) -> Result<NsIdentity, KernelError>;
 
     /// The names of the namespace files in the netns directory (files that are not
     /// namespaces are left out). Empty if the directory does not exist.

@@ -15,6 +15,17 @@ pub enum NsRef {
     Path(PathBuf),
 }
 
+/// Which network namespace a file names: the (device, inode) `stat` reports for its nsfs
+/// file. Two paths name the same namespace exactly when their identities are equal, whatever
+/// the paths (`/proc/<pid>/ns/net`, a bind mount, a runtime's file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NsIdentity {
+    /// The nsfs device.
+    pub dev: u64,
+    /// The namespace's inode number.
+    pub ino: u64,
+}
+
 /// What the kernel says about one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkState {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use super::{Service, ServiceError, ServiceResult};
-use crate::kernel::NsRef;
+use crate::{kernel::NsRef, model::AdoptFacts};
 
 impl Service {
     /// The alias of interface `name` in namespace `namespace` ("" is the host) if the kernel
@@ -33,6 +33,24 @@ impl Service {
             .map(|l| l.alias)
     }
 
+    /// The kind (`IFLA_INFO_KIND`, "bridge", "veth"; None for a plain device) of interface
+    /// `name` in namespace `namespace` ("" is the host), if the kernel has such an interface;
+    /// `None` when there is none or the namespace cannot be entered yet.
+    pub(super) async fn interface_kind(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Option<String>> {
+        let ns = self.ctl.ns_ref(namespace).await.ok()?;
+        self.ctl
+            .kernel()
+            .get_link_bare(&ns, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.kind)
+    }
+
     /// The destinations of the host namespace's routes, which automatic subnets must avoid.
     pub(super) async fn host_routes(&self) -> ServiceResult<Vec<IpNet>> {
         self.ctl
@@ -45,6 +63,33 @@ impl Service {
     /// True if `path` exists on the host.
     pub(super) fn path_exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    /// What the kernel and the store say about the namespace at `path` that `name` would
+    /// adopt, compared by identity ([`crate::kernel::NsIdentity`]): is it the host, weftd's
+    /// own, or one weft manages already (the file of each stored namespace, made or
+    /// adopted, looked at now)? UNAVAILABLE when `path`'s own identity cannot be read.
+    pub(super) async fn adopt_facts(&self, path: &Path) -> ServiceResult<AdoptFacts> {
+        let k = self.ctl.kernel();
+        let id = k
+            .netns_identity(path)
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let mut facts = AdoptFacts {
+            is_host: k.host_netns_identity().ok() == Some(id),
+            is_weftd_own: k.own_netns_identity().ok() == Some(id),
+            managed_as: None,
+        };
+        for row in self.store().list_namespaces().await? {
+            let file = match &row.spec.adopted_path {
+                Some(p) => p.clone(),
+                None => k.named_netns_path(&row.spec.name),
+            };
+            if k.netns_identity(&file).ok() == Some(id) {
+                facts.managed_as = Some(row.spec.name);
+                break;
+            }
+        }
+        Ok(facts)
     }
 
     /// True if `path` is a network namespace file (nsfs).

@@ -1,5 +1,7 @@
-//! Namespaces: the create preconditions (an adopted path must be a network namespace; a
-//! namespace weft makes must not collide with a netns file it does not own), get and delete.
+//! Namespaces: the create preconditions (an adopted path must be a network namespace, and not
+//! the host's, weftd's own or one weft manages under another name: see
+//! [`NamespaceSpec::check_adoption`]; a namespace weft makes must not collide with a netns
+//! file it does not own), get and delete.
 //!
 //! A namespace weft creates is a bind mount under the netns dir, like `ip netns add`; an
 //! adopted one (`path` set) is only recorded, and never deleted. Deleting marks the row, and
@@ -55,6 +57,7 @@ impl Make for Namespaces {
                     )
                     .into());
                 }
+                spec.check_adoption(&svc.adopt_facts(p).await?)?;
             }
             None => {
                 if let Some(file) = svc.netns_file_taken(&spec.name)
