@@ -110,14 +110,15 @@ impl ConnectSpec {
     /// the ip_range (as Docker allows), but never on the gateway or a reserved address; the
     /// store then checks that no endpoint holds it.
     pub fn lease_ask(&self, s: &SubnetSpec) -> Result<LeaseAsk, Refusal> {
-        let requested = if s.is_v4() {
-            self.ipv4.map(IpAddr::V4)
+        let (requested, field) = if s.is_v4() {
+            (self.ipv4.map(IpAddr::V4), "ipv4_address")
         } else {
-            self.ipv6.map(IpAddr::V6)
+            (self.ipv6.map(IpAddr::V6), "ipv6_address")
         };
         match requested {
             Some(a) => {
-                s.check_static(a).map_err(Refusal::Invalid)?;
+                s.check_static(a)
+                    .map_err(|m| Refusal::Invalid(format!("{field}: {m}")))?;
                 Ok(LeaseAsk::Static(a))
             }
             None => Ok(LeaseAsk::Next),
@@ -146,13 +147,13 @@ impl ConnectSpec {
     pub fn check_families(&self, net: &NetworkSpec) -> Result<(), Refusal> {
         if self.ipv4.is_some() && net.v4().is_none() {
             return Err(Refusal::Invalid(format!(
-                "network {:?} has no IPv4 subnet for ipv4_address",
+                "ipv4_address: network {:?} has no IPv4 subnet for ipv4_address",
                 self.network
             )));
         }
         if self.ipv6.is_some() && net.v6().is_none() {
             return Err(Refusal::Invalid(format!(
-                "network {:?} has no IPv6 subnet for ipv6_address",
+                "ipv6_address: network {:?} has no IPv6 subnet for ipv6_address",
                 self.network
             )));
         }
@@ -343,26 +344,26 @@ mod tests {
         assert_eq!(
             spec(Some("10.0.0.1"), None).lease_ask(&n.subnets[0]),
             Err(Refusal::Invalid(
-                "10.0.0.1 is the gateway of 10.0.0.0/24".into()
+                "ipv4_address: 10.0.0.1 is the gateway of 10.0.0.0/24".into()
             ))
         );
         assert_eq!(
             spec(Some("10.0.1.1"), None).lease_ask(&n.subnets[0]),
             Err(Refusal::Invalid(
-                "10.0.1.1 is outside subnet 10.0.0.0/24".into()
+                "ipv4_address: 10.0.1.1 is outside subnet 10.0.0.0/24".into()
             ))
         );
         assert!(c.check_families(&n).is_ok());
         assert_eq!(
             spec(None, Some("fd00::5")).check_families(&net(&["10.0.0.0/24"])),
             Err(Refusal::Invalid(
-                "network \"net\" has no IPv6 subnet for ipv6_address".into()
+                "ipv6_address: network \"net\" has no IPv6 subnet for ipv6_address".into()
             ))
         );
         assert_eq!(
             c.check_families(&net(&["fd00::/64"])),
             Err(Refusal::Invalid(
-                "network \"net\" has no IPv4 subnet for ipv4_address".into()
+                "ipv4_address: network \"net\" has no IPv4 subnet for ipv4_address".into()
             ))
         );
     }

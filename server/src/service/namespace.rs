@@ -43,7 +43,7 @@ impl Make for Namespaces {
             Some(p) => {
                 if !svc.path_exists(p) {
                     return Err(ServiceError::NotFound(format!(
-                        "{} does not exist; give the path of a network namespace to adopt",
+                        "namespace.path: {} does not exist; give the path of a network namespace to adopt",
                         p.display()
                     )));
                 }
