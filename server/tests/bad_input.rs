@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::{os::unix::fs::MetadataExt, time::Duration};
+
 use common::*;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -1595,4 +1597,112 @@ async fn retries_with_many_labels_replay() {
     }
     assert_eq!(uids.len(), 1, "{uids:?}");
     assert_eq!(net_uids.len(), 1, "{net_uids:?}");
+}
+
+/// A namespace made outside weft, deleted (with `ip netns del`) when dropped.
+struct Foreign(String);
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = run(std::process::Command::new("ip").args(["netns", "del", &self.0]));
+    }
+}
+
+/// Adoption compares namespaces, not paths: a foreign namespace adopts (and is Ready), the
+/// same namespace under another path and another name is FAILED_PRECONDITION naming the
+/// first, and so are the host namespace and weftd's own; nothing changes on refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn adoption_compares_namespaces_not_paths() {
+    let sb = Sandbox::new("adopt").await;
+    let c = sb.client();
+    let foreign = Foreign(format!("{}fo", sb.prefix));
+    let out = run(std::process::Command::new("ip").args(["netns", "add", &foreign.0]));
+    assert!(out.status.success(), "ip netns add: {out:?}");
+    let path = format!("/run/netns/{}", foreign.0);
+    let adopted = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+        namespace: Some(Namespace {
+            name: "fa".into(),
+            path: path.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await
+    .expect("adopting a foreign namespace")
+    .namespace
+    .expect("namespace");
+    assert_ready("fa", adopted.generation, adopted.status.as_ref());
+
+    // A process inside it: its /proc/<pid>/ns/net is another path to the same namespace.
+    let mut sleeper = std::process::Command::new("nsenter")
+        .arg(format!("--net={path}"))
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("spawn sleep in the foreign namespace");
+    let other_path = format!("/proc/{}/ns/net", sleeper.id());
+    wait_for(
+        Duration::from_secs(5),
+        "sleep to enter the namespace",
+        || {
+            std::fs::metadata(&other_path).map(|m| m.ino()).ok()
+                == std::fs::metadata(&path).map(|m| m.ino()).ok()
+        },
+    )
+    .await;
+    let weftd_ns = format!("/proc/{}/ns/net", weftd_pid(&sb));
+    let host = sb.ns_path("").display().to_string();
+    for (what, p, says) in [
+        (
+            "the adopted namespace by another path",
+            other_path.as_str(),
+            "manages as \"fa\"",
+        ),
+        (
+            "the same path under another name",
+            path.as_str(),
+            "manages as \"fa\"",
+        ),
+        (
+            "the scratch host",
+            host.as_str(),
+            "host namespace weftd manages",
+        ),
+        (
+            "weftd's own",
+            weftd_ns.as_str(),
+            "host namespace weftd manages",
+        ),
+    ] {
+        let before = everything(&sb).await;
+        let s = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+            namespace: Some(Namespace {
+                name: "fb".into(),
+                path: p.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect_err(what);
+        assert_eq!(s.code(), Code::FailedPrecondition, "{what}: {s:?}");
+        assert!(
+            s.message().starts_with("namespace.path: ") && s.message().contains(says),
+            "{what}: {:?}",
+            s.message()
+        );
+        assert_eq!(before, everything(&sb).await, "{what} changed something");
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // Deleting the adopted one leaves the namespace itself alone.
+    rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        name: "fa".into(),
+        ..Default::default()
+    }))
+    .await
+    .expect("DeleteNamespace fa");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "weft deleted a foreign namespace"
+    );
 }
