@@ -91,3 +91,96 @@ impl Removable for Namespaces {
         Ok(svc.ctl.plan_namespace_removal(row))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Adoption against the fake kernel: the identities of the host, weftd's own namespace
+    //! and managed namespaces decide, never the path.
+
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        kernel::{NetnsOps, fake::FakeKernel},
+        reconcile::Controller,
+        service::{Call, NetworkDefaults, RequestId},
+        store::Store,
+    };
+
+    /// A namespace `name` adopting `path`.
+    fn adopt(name: &str, path: &str) -> NamespaceSpec {
+        NamespaceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            adopted_path: Some(path.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn adoption_refuses_the_host_weftd_s_own_and_managed_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("weft.db")).await.unwrap();
+        let k = Arc::new(FakeKernel::new(dir.path().join("netns")));
+        let svc = Service::new(
+            Controller::new(store, k.clone()),
+            NetworkDefaults::default(),
+        );
+        let call = Call {
+            budget: Duration::from_secs(1),
+            wait: false,
+            dry_run: false,
+        };
+        let create = |spec: NamespaceSpec| {
+            let svc = svc.clone();
+            async move {
+                svc.create::<Namespaces>(Ok(spec), &RequestId::default(), call)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        // path_exists looks at the file system: the paths are files in the temp dir, which
+        // the fake kernel then calls namespaces.
+        let p = |name: &str| {
+            let f = dir.path().join(name);
+            std::fs::write(&f, "").unwrap();
+            f.display().to_string()
+        };
+        let (foreign, by_pid, host, own) = (p("foreign"), p("pid77"), p("pid1"), p("pid9"));
+        k.add_namespace(&foreign);
+        create(adopt("fa", &foreign)).await.unwrap();
+        k.alias_namespace(&by_pid, k.inode_of(foreign.as_ref()).unwrap());
+        k.alias_namespace(&host, FakeKernel::HOST_INODE);
+        k.alias_namespace(&own, FakeKernel::OWN_INODE);
+        for (path, says) in [
+            (&by_pid, "already manages as \"fa\""),
+            (&foreign, "already manages as \"fa\""),
+            (&host, "host namespace weftd manages"),
+            (&own, "weftd itself runs in"),
+        ] {
+            match create(adopt("fb", path)).await {
+                Err(ServiceError::FailedPrecondition(m)) => {
+                    assert!(m.starts_with("namespace.path: ") && m.contains(says), "{m}")
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        // A namespace weft made is managed too, under its name.
+        create(NamespaceSpec {
+            name: "made".into(),
+            labels: Default::default(),
+            adopted_path: None,
+        })
+        .await
+        .unwrap();
+        // What its reconcile does.
+        let made = k.create_named_netns("made").await.unwrap();
+
+        let pid5 = p("pid5");
+        k.alias_namespace(&pid5, k.inode_of(&made).unwrap());
+        match create(adopt("fc", &pid5)).await {
+            Err(ServiceError::FailedPrecondition(m)) => assert!(m.contains("\"made\""), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(svc.store().namespace_by_name("fb").await.unwrap().is_none());
+    }
+}
