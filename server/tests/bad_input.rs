@@ -1396,66 +1396,70 @@ fn cases(sb: &Sandbox) -> Vec<Case> {
     );
 
     // Deletes and reads.
-    add(
-        "deleting the default network",
-        Req::DeleteNet("bridge"),
-        FailedPrecondition,
-        "default network",
-    );
-    add(
-        "deleting a network with an endpoint",
-        Req::DeleteNet("net1"),
-        FailedPrecondition,
-        "\"net1\"",
-    );
-    add(
-        "deleting an unknown network",
-        Req::DeleteNet("nosuch"),
-        NotFound,
-        "\"nosuch\"",
-    );
-    add(
-        "deleting a namespace with links",
-        Req::DeleteNs("ns1"),
-        FailedPrecondition,
-        "\"ns1\"",
-    );
-    add(
-        "deleting an unknown namespace",
-        Req::DeleteNs("nosuch"),
-        NotFound,
-        "\"nosuch\"",
-    );
-    add(
-        "deleting a namespace of no name",
-        Req::DeleteNs(""),
-        InvalidArgument,
-        "name",
-    );
-    add(
-        "deleting an unknown link",
-        Req::DeleteLink("ns1", "nosuch"),
-        NotFound,
-        "\"nosuch\"",
-    );
-    add(
-        "deleting the host's loopback",
-        Req::DeleteLink("", "lo"),
-        FailedPrecondition,
-        "\"lo\"",
-    );
-    add(
-        "disconnecting what is not connected",
-        Req::Disconnect("net1", "ns3"),
-        NotFound,
-        "\"ns3\"",
-    );
-    add(
-        "listing with a selector that does not parse",
-        Req::ListLinks("=x"),
-        InvalidArgument,
-        "label_selector",
-    );
+    for (what, req, code, names) in [
+        (
+            "deleting the default network",
+            Req::DeleteNet("bridge"),
+            FailedPrecondition,
+            "default network",
+        ),
+        (
+            "deleting a network with an endpoint",
+            Req::DeleteNet("net1"),
+            FailedPrecondition,
+            "\"net1\"",
+        ),
+        (
+            "deleting an unknown network",
+            Req::DeleteNet("nosuch"),
+            NotFound,
+            "\"nosuch\"",
+        ),
+        (
+            "deleting a namespace with links",
+            Req::DeleteNs("ns1"),
+            FailedPrecondition,
+            "\"ns1\"",
+        ),
+        (
+            "deleting an unknown namespace",
+            Req::DeleteNs("nosuch"),
+            NotFound,
+            "\"nosuch\"",
+        ),
+        (
+            "deleting a namespace of no name",
+            Req::DeleteNs(""),
+            InvalidArgument,
+            "name",
+        ),
+        (
+            "deleting an unknown link",
+            Req::DeleteLink("ns1", "nosuch"),
+            NotFound,
+            "\"nosuch\"",
+        ),
+        (
+            "deleting the host's loopback",
+            Req::DeleteLink("", "lo"),
+            FailedPrecondition,
+            "\"lo\"",
+        ),
+        (
+            "disconnecting what is not connected",
+            Req::Disconnect("net1", "ns3"),
+            NotFound,
+            "\"ns3\"",
+        ),
+        (
+            "listing with a selector that does not parse",
+            Req::ListLinks("=x"),
+            InvalidArgument,
+            "label_selector",
+        ),
+    ] {
+        add(what, req, code, names);
+    }
 
     v.into_iter()
         .map(|(name, req, code, names)| Case {

@@ -873,6 +873,23 @@ mod tests {
         }
     }
 
+    /// A connect of "x" to "n" as eth0 with these aliases and ports.
+    fn connect_spec(aliases: Vec<String>, ports: Vec<PortSpec>) -> ConnectSpec {
+        ConnectSpec {
+            network: "n".into(),
+            namespace: "x".into(),
+            ipv4: None,
+            ipv6: None,
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases,
+                ports,
+                default_route: true,
+            },
+        }
+    }
+
     /// Published ports: host addresses must be unicast and reachable; a port is published
     /// once per request, an address on every host address clashing with any other.
     #[test]
@@ -889,19 +906,7 @@ mod tests {
             assert_eq!(e.field, "p[0].host_ip", "{ip}");
         }
         assert!(PortSpec::parse("p", "127.0.0.1", 80, 0, 80, "tcp").is_ok());
-        let spec = |ports: Vec<PortSpec>| ConnectSpec {
-            network: "n".into(),
-            namespace: "x".into(),
-            ipv4: None,
-            ipv6: None,
-            endpoint: EndpointSpec {
-                ifname: "eth0".into(),
-                mac: None,
-                aliases: vec![],
-                ports,
-                default_route: true,
-            },
-        };
+        let spec = |ports: Vec<PortSpec>| connect_spec(vec![], ports);
         let p = |ip: &str, h: u32, end: u32| PortSpec::parse("p", ip, h, end, 80, "tcp").unwrap();
         let e = spec(vec![p("", 8080, 0), p("10.0.0.1", 8080, 0)])
             .validate()
@@ -923,18 +928,8 @@ mod tests {
     /// Aliases are host names, each once (case-insensitively).
     #[test]
     fn aliases_are_host_names() {
-        let with = |aliases: &[&str]| ConnectSpec {
-            network: "n".into(),
-            namespace: "x".into(),
-            ipv4: None,
-            ipv6: None,
-            endpoint: EndpointSpec {
-                ifname: "eth0".into(),
-                mac: None,
-                aliases: aliases.iter().map(|a| a.to_string()).collect(),
-                ports: vec![],
-                default_route: true,
-            },
+        let with = |aliases: &[&str]| {
+            connect_spec(aliases.iter().map(|a| a.to_string()).collect(), vec![])
         };
         assert!(with(&["web", "web.local", "db_1"]).validate().is_ok());
         for bad in [

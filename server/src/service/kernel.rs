@@ -12,9 +12,25 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use super::{Service, ServiceError, ServiceResult};
-use crate::{kernel::NsRef, model::AdoptFacts};
+use crate::{
+    kernel::{LinkState, NsRef},
+    model::AdoptFacts,
+};
 
 impl Service {
+    /// Interface `name` in namespace `namespace` ("" is the host), without its addresses, if
+    /// the kernel has it; `None` when there is no such interface or the namespace cannot be
+    /// entered yet.
+    async fn interface(&self, namespace: &str, name: &str) -> Option<LinkState> {
+        let ns = self.ctl.ns_ref(namespace).await.ok()?;
+        self.ctl
+            .kernel()
+            .get_link_bare(&ns, name)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The alias of interface `name` in namespace `namespace` ("" is the host) if the kernel
     /// has such an interface: `Some(None)` for one without an alias, `None` when there is no
     /// such interface or the namespace cannot be entered yet.
@@ -23,14 +39,7 @@ impl Service {
         namespace: &str,
         name: &str,
     ) -> Option<Option<String>> {
-        let ns = self.ctl.ns_ref(namespace).await.ok()?;
-        self.ctl
-            .kernel()
-            .get_link(&ns, name)
-            .await
-            .ok()
-            .flatten()
-            .map(|l| l.alias)
+        self.interface(namespace, name).await.map(|l| l.alias)
     }
 
     /// The kind (`IFLA_INFO_KIND`, "bridge", "veth"; None for a plain device) of interface
@@ -41,14 +50,7 @@ impl Service {
         namespace: &str,
         name: &str,
     ) -> Option<Option<String>> {
-        let ns = self.ctl.ns_ref(namespace).await.ok()?;
-        self.ctl
-            .kernel()
-            .get_link_bare(&ns, name)
-            .await
-            .ok()
-            .flatten()
-            .map(|l| l.kind)
+        self.interface(namespace, name).await.map(|l| l.kind)
     }
 
     /// The destinations of the host namespace's routes, which automatic subnets must avoid.
