@@ -32,6 +32,7 @@ mod convert;
 mod link;
 mod namespace;
 mod network;
+pub mod precheck;
 mod system;
 mod watch;
 
