@@ -1612,6 +1612,16 @@ impl Drop for Foreign {
     }
 }
 
+/// A child process, killed and reaped when dropped (also when the test fails).
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Adoption compares namespaces, not paths: a foreign namespace adopts (and is Ready), the
 /// same namespace under another path and another name is FAILED_PRECONDITION naming the
 /// first, and so are the host namespace and weftd's own; nothing changes on refusal.
@@ -1638,12 +1648,14 @@ async fn adoption_compares_namespaces_not_paths() {
     assert_ready("fa", adopted.generation, adopted.status.as_ref());
 
     // A process inside it: its /proc/<pid>/ns/net is another path to the same namespace.
-    let mut sleeper = std::process::Command::new("nsenter")
-        .arg(format!("--net={path}"))
-        .args(["sleep", "60"])
-        .spawn()
-        .expect("spawn sleep in the foreign namespace");
-    let other_path = format!("/proc/{}/ns/net", sleeper.id());
+    let sleeper = Sleeper(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={path}"))
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("spawn sleep in the foreign namespace"),
+    );
+    let other_path = format!("/proc/{}/ns/net", sleeper.0.id());
     wait_for(
         Duration::from_secs(5),
         "sleep to enter the namespace",
@@ -1655,6 +1667,8 @@ async fn adoption_compares_namespaces_not_paths() {
     .await;
     let weftd_ns = format!("/proc/{}/ns/net", weftd_pid(&sb));
     let host = sb.ns_path("").display().to_string();
+    // The default network's bridge and its addresses may still be settling.
+    sb.settled_snapshot(&[]).await;
     for (what, p, says) in [
         (
             "the adopted namespace by another path",
@@ -1696,8 +1710,7 @@ async fn adoption_compares_namespaces_not_paths() {
         );
         assert_eq!(before, everything(&sb).await, "{what} changed something");
     }
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
+    drop(sleeper);
     // Deleting the adopted one leaves the namespace itself alone.
     rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
         name: "fa".into(),
