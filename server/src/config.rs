@@ -53,6 +53,16 @@ pub struct FileConfig {
     pub address_pools: Option<Vec<String>>,
     /// Pools for automatic IPv6 subnets.
     pub address_pools_v6: Option<Vec<String>>,
+    /// weftd's TLS certificate (PEM) for `tcp`.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that must have signed every TCP client's certificate.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Group (name or gid) with full access on the Unix socket.
+    pub socket_group: Option<String>,
+    /// Group (name or gid) that may only read on the Unix socket.
+    pub read_only_group: Option<String>,
 }
 
 /// The settled configuration.
@@ -82,6 +92,51 @@ pub struct Config {
     pub address_pools: Vec<AddressPool>,
     /// Pools for automatic IPv6 subnets.
     pub address_pools_v6: Vec<AddressPool>,
+    /// The TCP listener's TLS files; always Some when `tcp` is.
+    pub tls: Option<TlsFiles>,
+    /// `--socket-group`; None means group `weft` if it exists.
+    pub socket_group: Option<String>,
+    /// `--read-only-group`; None means none.
+    pub read_only_group: Option<String>,
+}
+
+/// The TLS files of the TCP listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// weftd's certificate chain, PEM.
+    pub cert: PathBuf,
+    /// weftd's private key, PEM.
+    pub key: PathBuf,
+    /// The CA that signs client certificates, PEM.
+    pub client_ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// TCP is served only with TLS and client certificates: all three files, or none of them
+    /// and no `tcp`.
+    fn settle(
+        tcp: Option<SocketAddr>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        client_ca: Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, String> {
+        match (tcp, cert, key, client_ca) {
+            (Some(_), Some(cert), Some(key), Some(client_ca)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            })),
+            (None, None, None, None) => Ok(None),
+            (Some(addr), ..) => Err(format!(
+                "--tcp {addr} needs TLS with client certificates: give --tls-cert, --tls-key \
+                 and --tls-client-ca (README, \"Security model\", shows how to make them); \
+                 weftd never serves its API on TCP without them"
+            )),
+            (None, ..) => Err("--tls-cert, --tls-key and --tls-client-ca are for --tcp, \
+                 which is not set: add --tcp ADDR or drop them"
+                .into()),
+        }
+    }
 }
 
 /// Default name of the default network's bridge (Docker's is docker0).
@@ -95,9 +150,19 @@ impl Config {
          -> Result<Vec<AddressPool>, String> {
             match v {
                 None => Ok(default),
-                Some(v) => v.iter().map(|p| AddressPool::parse(p)).collect(),
+                Some(v) => v
+                    .iter()
+                    .map(|p| AddressPool::parse(p).map_err(|e| format!("bad address pool: {e}")))
+                    .collect(),
             }
         };
+        let tcp = cli.tcp.or(file.tcp);
+        let tls = TlsFiles::settle(
+            tcp,
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_client_ca.or(file.tls_client_ca),
+        )?;
         Ok(Config {
             socket: cli
                 .socket
@@ -112,7 +177,10 @@ impl Config {
                 .or(file.netns_dir)
                 .unwrap_or_else(|| DEFAULT_NETNS_DIR.into()),
             host_netns: cli.host_netns.or(file.host_netns),
-            tcp: cli.tcp.or(file.tcp),
+            tcp,
+            tls,
+            socket_group: cli.socket_group.or(file.socket_group),
+            read_only_group: cli.read_only_group.or(file.read_only_group),
             workers: cli
                 .workers
                 .or(file.workers)
@@ -178,6 +246,35 @@ mod tests {
         assert_eq!(c.default_subnet.as_deref(), Some("10.1.0.0/24"));
         let bad = Config::parse_file("address_pools = [\"10.0.0.0/16/8\"]").unwrap();
         assert!(Config::merge(FileConfig::default(), bad).is_err());
+    }
+
+    #[test]
+    fn tcp_needs_all_three_tls_files() {
+        let file = Config::parse_file(
+            "tcp = \"127.0.0.1:5000\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\n\
+             tls_client_ca = \"/ca\"\nsocket_group = \"weft\"\nread_only_group = \"1234\"\n",
+        )
+        .unwrap();
+        let c = Config::merge(FileConfig::default(), file.clone()).unwrap();
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.client_ca.clone()),
+            Some("/ca".into())
+        );
+        assert_eq!(c.socket_group.as_deref(), Some("weft"));
+        assert_eq!(c.read_only_group.as_deref(), Some("1234"));
+        let no_ca = FileConfig {
+            tls_client_ca: None,
+            ..file
+        };
+        let err = Config::merge(FileConfig::default(), no_ca).unwrap_err();
+        assert!(err.contains("--tcp 127.0.0.1:5000 needs TLS"), "{err}");
+        assert!(err.contains("--tls-client-ca"), "{err}");
+        let only_tls = FileConfig {
+            tls_cert: Some("/c".into()),
+            ..Default::default()
+        };
+        let err = Config::merge(only_tls, FileConfig::default()).unwrap_err();
+        assert!(err.contains("--tcp"), "{err}");
     }
 
     #[test]

@@ -7,9 +7,11 @@
 // No unwrap/expect outside tests (clippy.toml allows them in tests): a daemon answers errors.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod kernel;
+pub mod listen;
 pub mod model;
 pub mod reconcile;
 pub mod server;

@@ -24,9 +24,27 @@ struct Flags {
     /// Act on this namespace file as "the host" instead of weftd's own namespace
     #[arg(long)]
     host_netns: Option<PathBuf>,
-    /// Also serve gRPC on this TCP address (off by default)
+    /// Also serve gRPC on this TCP address, with TLS and client certificates (off by default;
+    /// needs --tls-cert, --tls-key and --tls-client-ca)
     #[arg(long)]
     tcp: Option<SocketAddr>,
+    /// weftd's TLS certificate (PEM) for --tcp
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that must have signed every TCP client's certificate
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// Group (name or gid) whose members get full access on the Unix socket [default: weft,
+    /// if that group exists]
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Group (name or gid) whose members may only read (Get, List, Watch, system info) on the
+    /// Unix socket [default: none]
+    #[arg(long)]
+    read_only_group: Option<String>,
     /// Reconcile workers [default: 4]
     #[arg(long)]
     workers: Option<usize>,
@@ -85,8 +103,13 @@ async fn main() -> anyhow::Result<()> {
         default_subnet: flags.default_subnet,
         address_pools: (!flags.address_pools.is_empty()).then_some(flags.address_pools),
         address_pools_v6: (!flags.address_pools_v6.is_empty()).then_some(flags.address_pools_v6),
+        tls_cert: flags.tls_cert,
+        tls_key: flags.tls_key,
+        tls_client_ca: flags.tls_client_ca,
+        socket_group: flags.socket_group,
+        read_only_group: flags.read_only_group,
     };
-    let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("bad address pool: {e}"))?;
+    let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(?config, "starting weftd");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -15,22 +15,19 @@
 //! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
 //! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint).
 
-use std::{
-    os::unix::fs::{MetadataExt, PermissionsExt},
-    path::Path,
-    time::Duration,
-};
+use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use tokio::{net::UnixListener, task::JoinSet};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::Routes, transport::Server};
 use weft_proto::v1::{
     link_service_server::LinkServiceServer, namespace_service_server::NamespaceServiceServer,
     network_service_server::NetworkServiceServer, system_service_server::SystemServiceServer,
 };
 
 use crate::{
+    access::{AccessLayer, Policy},
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
@@ -39,28 +36,6 @@ use crate::{
     service::{Checked, NewNetwork, Service},
     store::Store,
 };
-
-/// Binds the Unix socket: removes a stale socket file, refuses if another weftd answers on it,
-/// and makes it owner-only.
-async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!(
-                "{} is in use: is another weftd running? (--socket to use another path)",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
 
 /// Name of the default network.
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -110,6 +85,19 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Settings that can be wrong are checked before anything is touched.
+    let policy = Arc::new(
+        Policy::resolve(
+            config.socket_group.as_deref(),
+            config.read_only_group.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    let tls = match (&config.tcp, &config.tls) {
+        (Some(_), Some(files)) => Some(crate::listen::tls_config(files)?),
+        (Some(addr), None) => bail!("--tcp {addr} needs --tls-cert, --tls-key and --tls-client-ca"),
+        (None, _) => None,
+    };
     let store = Store::open(&config.database)
         .await
         .with_context(|| format!("opening {}", config.database.display()))?;
@@ -161,8 +149,7 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let router = Server::builder()
-        .add_service(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(NamespaceServiceServer::new(api.clone()))
@@ -172,29 +159,46 @@ pub async fn run(
             ctl.clone(),
             config.database.display().to_string(),
         )));
+    let access = AccessLayer::new(policy.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let unix = bind_unix(&config.socket).await?;
+    let (group, mode) = policy.socket_file();
+    let unix = crate::listen::bind_unix(&config.socket, group, mode).await?;
     let socket_id = std::fs::metadata(&config.socket)
         .map(|m| (m.dev(), m.ino()))
         .ok();
-    tracing::info!(socket = %config.socket.display(), "serving gRPC");
+    tracing::info!(
+        socket = %config.socket.display(),
+        mode = format!("{mode:o}"),
+        socket_group = ?policy.socket_group,
+        read_only_group = ?policy.read_only_group,
+        "serving gRPC"
+    );
     let mut servers = JoinSet::new();
     servers.spawn(
-        router
-            .clone()
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone())),
+        Server::builder()
+            .layer(access.clone())
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(
+                crate::listen::unix_incoming(unix),
+                stopped(stop_rx.clone()),
+            ),
     );
-    if let Some(addr) = config.tcp {
+    if let (Some(addr), Some(tls)) = (config.tcp, tls) {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, "serving gRPC on TCP");
+        tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
+            Server::builder()
+                .tls_config(tls)
+                .context("loading the TLS certificate, key and client CA")?
+                .layer(access)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
         );
     }
 

@@ -125,6 +125,7 @@ impl Store {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
         }
+        owner_only(path).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -256,6 +257,30 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, Stor
 /// A model value as the JSON text a column stores.
 fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     Ok(serde_json::to_string(v)?)
+}
+
+/// Makes the database file owner-only (0600) before SQLite opens it, whatever the umask:
+/// creates it so (an empty file is a new database to SQLite) or narrows an existing one, and
+/// narrows leftover `-wal`/`-shm` files. SQLite gives the `-wal` and `-shm` files it creates
+/// the database file's mode, so they are 0600 too.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::Permissions::from_mode(0o600);
+    let db = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    db.set_permissions(mode.clone())?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::set_permissions(&side, mode.clone()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
