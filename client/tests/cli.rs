@@ -1633,7 +1633,7 @@ async fn watch_resumes_since_a_revision() {
             "link",
             "ls",
             "--watch",
-            "--host",
+            "--host-ns",
             "--since",
             &REV.to_string(),
             "--max-events",
