@@ -215,7 +215,7 @@ pub fn classify(path: &str) -> Class {
 pub struct NamedGroup {
     /// Its gid.
     pub gid: u32,
-    /// Its name as given, or `gid N` for a number with no entry in /etc/group.
+    /// Its name in /etc/group, or the number as given when it has no entry there.
     pub name: String,
 }
 
@@ -228,7 +228,7 @@ impl NamedGroup {
                 .ok()
                 .flatten()
                 .map(|g| g.name)
-                .unwrap_or_else(|| format!("gid {gid}"));
+                .unwrap_or_else(|| value.to_string());
             return Ok(NamedGroup { gid, name });
         }
         match Group::from_name(value) {

@@ -215,7 +215,7 @@ fn groups_are_read_only_from_the_connecting_processes_status() {
 fn numeric_groups_need_no_entry_and_names_must_exist() {
     let g = NamedGroup::resolve("socket-group", "4242424").unwrap();
     assert_eq!(g.gid, 4242424);
-    assert_eq!(g.name, "gid 4242424");
+    assert_eq!(g.name, "4242424");
     let root = NamedGroup::resolve("socket-group", "root").unwrap();
     assert_eq!(root.gid, 0);
     let err = NamedGroup::resolve("read-only-group", "no-such-group-xyz").unwrap_err();

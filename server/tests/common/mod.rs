@@ -55,9 +55,23 @@ pub struct Builder {
     default_netns_dir: bool,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
+    umask: Option<u32>,
 }
 
 impl Builder {
+    /// More weftd flags, after the sandbox's own (`--socket-group 4242`, `--tcp ...`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Start weftd under this umask (through `sh -c 'umask ...; exec ...'`).
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.umask = Some(umask);
+        self
+    }
+
     /// weftd's `--resync` period in seconds (default here 30, as weftd's own default).
     pub fn resync(mut self, seconds: u64) -> Self {
         self.resync = seconds;
@@ -116,6 +130,8 @@ impl Builder {
             resync: self.resync,
             workers: self.workers,
             config_file: self.config_file,
+            args: self.args,
+            umask: self.umask,
             dir: Some(dir),
             child: None,
             client: None,
@@ -151,6 +167,8 @@ pub struct Sandbox {
     resync: u64,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
+    umask: Option<u32>,
     dir: Option<TempDir>,
     child: Option<Child>,
     client: Option<weft::Client>,
@@ -171,6 +189,8 @@ impl Sandbox {
             default_netns_dir: false,
             workers: None,
             config_file: false,
+            args: Vec::new(),
+            umask: None,
         }
     }
 
@@ -187,6 +207,16 @@ impl Sandbox {
     /// weftd's `--netns-dir`.
     pub fn netns_dir(&self) -> &Path {
         &self.netns_dir
+    }
+
+    /// weftd's database file.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// The scratch host namespace's file (`/run/netns/<prefix>h`).
+    pub fn host_ns_path(&self) -> &Path {
+        &self.host_ns_path
     }
 
     /// The sandbox's temp dir.
@@ -220,7 +250,17 @@ impl Sandbox {
             .append(true)
             .open(&self.log)
             .expect("open weftd.log");
-        let mut cmd = Command::new("nsenter");
+        let mut cmd = match self.umask {
+            Some(u) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {u:03o} && exec \"$@\""))
+                    .arg("sh")
+                    .arg("nsenter");
+                c
+            }
+            None => Command::new("nsenter"),
+        };
         cmd.arg(format!("--net={}", self.host_ns_path.display()))
             .arg(weftd_bin());
         if self.config_file {
@@ -250,6 +290,7 @@ impl Sandbox {
                 cmd.arg("--workers").arg(n.to_string());
             }
         }
+        cmd.args(&self.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }
