@@ -94,7 +94,11 @@ pub async fn run(
         .map_err(anyhow::Error::msg)?,
     );
     let tls = match (&config.tcp, &config.tls) {
-        (Some(_), Some(files)) => Some(crate::listen::tls_config(files)?),
+        (Some(_), Some(files)) => Some(
+            Server::builder()
+                .tls_config(crate::listen::tls_config(files)?)
+                .context("loading the TLS certificate, key and client CA")?,
+        ),
         (Some(addr), None) => bail!("--tcp {addr} needs --tls-cert, --tls-key and --tls-client-ca"),
         (None, _) => None,
     };
@@ -193,10 +197,7 @@ pub async fn run(
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
-            Server::builder()
-                .tls_config(tls)
-                .context("loading the TLS certificate, key and client CA")?
-                .layer(access)
+            tls.layer(access)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
         );
