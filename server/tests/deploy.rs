@@ -63,7 +63,8 @@ fn default_config_names_every_key_with_its_default() {
     assert_eq!(f.resync, Some(DEFAULT_RESYNC));
     assert!(f.host_netns.is_some(), "host_netns is not documented");
     assert!(f.tcp.is_some(), "tcp is not documented");
-    // Apart from the two keys that are off by default (shown with example values), the
+    assert!(f.tls_client_ca.is_some(), "tls_client_ca is not documented");
+    // Apart from the keys that are off by default (shown with example values), the
     // uncommented file settles to exactly the built-in configuration.
     let defaults = Config::merge(FileConfig::default(), FileConfig::default())
         .expect("the built-in configuration");
@@ -72,6 +73,11 @@ fn default_config_names_every_key_with_its_default() {
         FileConfig {
             host_netns: None,
             tcp: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            socket_group: None,
+            read_only_group: None,
             ..f
         },
     )
@@ -148,7 +154,7 @@ fn systemd_unit_starts_weftd_with_the_shipped_config() {
         .lines()
         .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
         .expect("CapabilityBoundingSet");
-    for cap in ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+    for cap in ["CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_CHOWN"] {
         assert!(caps.split_whitespace().any(|c| c == cap), "{cap} missing");
     }
     // These would give weftd a private mount namespace, hiding /run/netns mounts from the host.
