@@ -167,3 +167,35 @@ pub fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
         .client_ca_root(Certificate::from_pem(ca))
         .client_auth_optional(false))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+
+    /// The socket appears at its path only once, with its final mode, replacing a stale one;
+    /// the private directory is gone; a live socket is refused.
+    #[tokio::test]
+    async fn socket_is_renamed_into_place_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.sock");
+        // A stale socket file: bound, then its listener dropped.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let listener = bind_unix(&path, None, 0o640).await.unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("w.sock")]);
+        // It is the listener's socket: a client gets through.
+        let (conn, accepted) = tokio::join!(UnixStream::connect(&path), listener.accept());
+        conn.unwrap();
+        accepted.unwrap();
+        let err = bind_unix(&path, None, 0o600).await.unwrap_err();
+        assert!(err.to_string().contains("is in use"), "{err}");
+    }
+}
