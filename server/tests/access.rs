@@ -291,6 +291,7 @@ async fn with_only_a_socket_group_the_socket_is_0660_and_others_cannot_connect()
         let o = weft(&sb, &t, who, &["ns", "ls"]);
         assert!(!o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("permission denied"), "{}", text(&o));
+        assert!(text(&o).contains("--socket-group"), "{}", text(&o));
         let o = grpcurl(&sb, &t, who, None, &[HEALTH]);
         assert!(!o.status.success(), "{}", text(&o));
     }

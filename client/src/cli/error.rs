@@ -95,8 +95,8 @@ pub fn connect_error(target: &Target, err: &(dyn std::error::Error + 'static)) -
             use std::io::ErrorKind::*;
             return match io.kind() {
                 PermissionDenied => Unreachable(format!(
-                    "permission denied connecting to weftd at {}: its socket is owner-only by \
-                     default; run weft as root or as weftd's user",
+                    "permission denied connecting to weftd at {}: run weft as root or as a \
+                     member of weftd's --socket-group (group weft by default, like docker's)",
                     target.describe()
                 )),
                 NotFound => unreachable(target, Some("no such socket")),
