@@ -76,7 +76,9 @@ pub struct Cli {
 
     /// Where weftd is: unix:///path/to/weftd.sock or tcp://HOST:PORT (TCP needs --tls-cert,
     /// --tls-key and --tls-ca). Also from WEFT_HOST, which an explicit --socket overrides.
-    #[arg(long, short = 'H', global = true, help_heading = GLOBAL, value_name = "URL")]
+    /// Given before the command, as Docker's `-H` (`weft -H tcp://h:7443 ns ls`): after
+    /// `link ls` and `link watch`, `--host` keeps its older meaning, the host namespace.
+    #[arg(long, short = 'H', help_heading = GLOBAL, value_name = "URL")]
     pub host: Option<Host>,
 
     /// Client certificate (PEM) to present to weftd over TCP.
@@ -495,7 +497,7 @@ mod tests {
             Target::Unix(p) => format!("unix:{}", p.display()),
             Target::Tcp(a) => format!("tcp:{a}"),
         };
-        let cli = parse(&["weft", "ns", "ls", "--host", "tcp://10.0.0.1:7443"]);
+        let cli = parse(&["weft", "--host", "tcp://10.0.0.1:7443", "ns", "ls"]);
         assert_eq!(t(&cli, false, None), "tcp:10.0.0.1:7443");
         assert_eq!(t(&cli, true, Some("unix:///x")), "tcp:10.0.0.1:7443");
         let cli = parse(&["weft", "-H", "unix:///tmp/w.sock", "ns", "ls"]);
@@ -507,7 +509,7 @@ mod tests {
         assert_eq!(t(&cli, true, Some("tcp://h:1")), "unix:/tmp/s");
         let cli = parse(&["weft", "ns", "ls", "--tcp", "h:2"]);
         assert_eq!(t(&cli, false, Some("tcp://h:1")), "tcp:h:2");
-        let err = Cli::try_parse_from(["weft", "ns", "ls", "--host", "http://x"]).unwrap_err();
+        let err = Cli::try_parse_from(["weft", "--host", "http://x", "ns", "ls"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("tcp://host:port"), "{err}");
         let cli = parse(&["weft", "ns", "ls"]);

@@ -135,9 +135,9 @@ pub struct LsArgs {
     /// Only links with an end in this namespace ("" is the host).
     #[arg(long, value_name = "NS", conflicts_with = "host_ns")]
     pub ns: Option<String>,
-    /// Only links with an end in the host namespace (same as --ns ""). (`--host` is the
-    /// global flag that says where weftd is.)
-    #[arg(long)]
+    /// Only links with an end in the host namespace (same as --ns ""); `--host` is the
+    /// same flag (weft's own `--host URL` goes before the command).
+    #[arg(long, alias = "host")]
     pub host_ns: bool,
     /// The selector, `-q`, `--watch` and the watch flags.
     #[command(flatten)]
@@ -150,9 +150,9 @@ pub struct WatchArgs {
     /// Only links with an end in this namespace ("" is the host).
     #[arg(long, value_name = "NS", conflicts_with = "host_ns")]
     pub ns: Option<String>,
-    /// Only links with an end in the host namespace (same as --ns ""). (`--host` is the
-    /// global flag that says where weftd is.)
-    #[arg(long)]
+    /// Only links with an end in the host namespace (same as --ns ""); `--host` is the
+    /// same flag (weft's own `--host URL` goes before the command).
+    #[arg(long, alias = "host")]
     pub host_ns: bool,
     /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
     #[arg(long, short = 'l', value_name = "SEL", default_value = "")]

@@ -334,6 +334,9 @@ mod tests {
         };
         assert_eq!(ns_of(&["ls"]), None);
         assert_eq!(ns_of(&["ls", "--host-ns"]), Some(String::new()));
+        // The older spelling, kept for scripts: `--host` after `link ls` is the host namespace.
+        assert_eq!(ns_of(&["ls", "--host"]), Some(String::new()));
+        assert_eq!(ns_of(&["watch", "--host"]), Some(String::new()));
         assert_eq!(ns_of(&["list", "--ns", ""]), Some(String::new()));
         assert_eq!(ns_of(&["ls", "--ns", "ns1"]), Some("ns1".into()));
         assert!(parse(&["ls", "--ns", "ns1", "--host-ns"]).is_err());
