@@ -8,7 +8,10 @@
 //! object seen in the kernel whose row is missing afterwards is a true orphan.
 //!
 //! What counts as weft's: an interface whose alias is an ownership mark, in the host or in a
-//! namespace weft manages (loopback excluded: it carries its namespace's mark); a file in
+//! namespace weft manages (loopback excluded: it carries its namespace's mark); an interface
+//! there that weft created and never marked (a crash between the create and the mark: group
+//! `NEWBORN_GROUP`, no alias), which is an orphan when no object plans its name in its
+//! namespace any more; a file in
 //! the netns directory whose namespace's loopback carries a mark. A veth the reaper is about
 //! to delete (a disconnect in progress) is left to the reaper. The GC runs at start-up, after
 //! the first reconcile of everything, and on the resync; each orphaned object (a veth pair
@@ -30,21 +33,24 @@ impl Controller {
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let k = self.kernel();
         // 1. The kernel: marked interfaces per namespace, marked namespace files.
-        let mut spaces = vec![NsRef::Host];
+        let mut spaces = vec![(String::new(), NsRef::Host)];
         for ns in self.store().list_namespaces().await? {
             if !ns.deleting
                 && let Ok(r) = self.ns_ref(&ns.spec.name).await
             {
-                spaces.push(r);
+                spaces.push((ns.spec.name, r));
             }
         }
         let mut marked = Vec::new();
-        for ns in &spaces {
+        let mut newborn = Vec::new();
+        for (ns_name, ns) in &spaces {
             for l in k.list_links(ns).await? {
                 if let Some(uid) = uid_of(l.alias.as_deref())
                     && l.index != 1
                 {
                     marked.push((ns.clone(), l.index, l.name.clone(), uid.to_string()));
+                } else if l.is_newborn() {
+                    newborn.push((ns.clone(), l.index, (ns_name.clone(), l.name.clone())));
                 }
             }
         }
@@ -57,27 +63,32 @@ impl Controller {
             {
                 marked_files.push((name, uid.to_string()));
             }
-            if !spaces.contains(&ns) {
+            if !spaces.iter().any(|(_, r)| *r == ns) {
                 k.forget(&ns);
             }
         }
-        // 2. The store: every uid that owns something.
+        // 2. The store: every uid that owns something, and every interface name an object
+        //    plans (namespace name, "" for the host; interface name).
+        let links = self.store().list_links().await?;
+        let networks = self.store().list_networks().await?;
+        let endpoints = self.store().list_endpoints(None).await?;
         let mut known: HashSet<String> = HashSet::new();
-        known.extend(self.store().list_links().await?.into_iter().map(|r| r.id));
-        known.extend(
-            self.store()
-                .list_networks()
-                .await?
-                .into_iter()
-                .map(|r| r.id),
-        );
-        known.extend(
-            self.store()
-                .list_endpoints(None)
-                .await?
-                .into_iter()
-                .map(|r| r.id),
-        );
+        let mut planned: HashSet<(String, String)> = HashSet::new();
+        for l in links {
+            for end in l.spec.ends() {
+                planned.insert((end.namespace.clone(), end.name.clone()));
+            }
+            known.insert(l.id);
+        }
+        for n in networks {
+            planned.insert((String::new(), n.spec.bridge_name));
+            known.insert(n.id);
+        }
+        for e in endpoints {
+            planned.insert((String::new(), e.host_ifname));
+            planned.insert((e.namespace, e.spec.ifname));
+            known.insert(e.id);
+        }
         let namespaces: HashSet<String> = self
             .store()
             .list_namespaces()
@@ -102,6 +113,24 @@ impl Controller {
             }
         }
         let mut removed = gone_uids.len() as u64;
+        // Newborn interfaces (made, never marked) that no object plans any more, each looked
+        // up again by name first: a veth pair goes with its first end (the second then reads
+        // as gone), and an index may have been reused meanwhile.
+        for (ns, index, (ns_name, name)) in newborn {
+            if planned.contains(&(ns_name, name.clone())) {
+                continue;
+            }
+            match k.get_link_bare(&ns, &name).await {
+                Ok(Some(l)) if l.index == index && l.is_newborn() => {}
+                _ => continue,
+            }
+            tracing::info!(ns = ?ns, name, "removing an interface weft made and never marked");
+            match k.delete_link(&ns, index).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         for (name, uid) in marked_files {
             if namespaces.contains(&uid) {
                 continue;
