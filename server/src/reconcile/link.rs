@@ -181,6 +181,10 @@ impl Controller {
                 }
                 LinkKind::Bridge => k.create_bridge(&ends[0].1, &spec.end.name).await?,
             }
+            if cfg!(debug_assertions) && !k.is_dry() {
+                let names: Vec<&str> = ends.iter().map(|(e, _, _)| e.name.as_str()).collect();
+                super::fault::after_create(&names);
+            }
             for (end, ns, s) in &mut ends {
                 // Just made: down, unmarked (newborn), no addresses (but IPv6 link-local ones, which
                 // are never compared) and no routes; only its index is unknown.

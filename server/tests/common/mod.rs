@@ -55,9 +55,16 @@ pub struct Builder {
     default_netns_dir: bool,
     workers: Option<u32>,
     config_file: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Builder {
+    /// An environment variable for weftd (every start, until [`Sandbox::set_env`] changes it).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// weftd's `--resync` period in seconds (default here 30, as weftd's own default).
     pub fn resync(mut self, seconds: u64) -> Self {
         self.resync = seconds;
@@ -116,6 +123,7 @@ impl Builder {
             resync: self.resync,
             workers: self.workers,
             config_file: self.config_file,
+            env: self.env,
             dir: Some(dir),
             child: None,
             client: None,
@@ -151,6 +159,7 @@ pub struct Sandbox {
     resync: u64,
     workers: Option<u32>,
     config_file: bool,
+    env: Vec<(String, String)>,
     dir: Option<TempDir>,
     child: Option<Child>,
     client: Option<weft::Client>,
@@ -171,6 +180,15 @@ impl Sandbox {
             default_netns_dir: false,
             workers: None,
             config_file: false,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets (`Some`) or unsets (`None`) an environment variable for weftd's next starts.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
         }
     }
 
@@ -253,6 +271,7 @@ impl Sandbox {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
