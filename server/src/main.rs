@@ -21,6 +21,10 @@ struct Flags {
     /// Directory of named network namespaces [default: /run/netns]
     #[arg(long)]
     netns_dir: Option<PathBuf>,
+    /// Runtime directory, for the lock that keeps a second weftd off the same host namespace
+    /// [default: /run/weft]
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
     /// Act on this namespace file as "the host" instead of weftd's own namespace
     #[arg(long)]
     host_netns: Option<PathBuf>,
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         socket: flags.socket,
         database: flags.database,
         netns_dir: flags.netns_dir,
+        runtime_dir: flags.runtime_dir,
         host_netns: flags.host_netns,
         tcp: flags.tcp,
         workers: flags.workers,

@@ -4,8 +4,8 @@
 //! Each [`Sandbox`] owns, for a prefix unique to its test and process:
 //! - a scratch host namespace `/run/netns/<prefix>h`, made with `ip netns add` (the only thing a
 //!   sandbox puts in `/run/netns`, unless it is built with [`Builder::default_netns_dir`]);
-//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `weft.db`, `weftd.sock` and
-//!   `weftd.log` (the daemon's stderr, printed when the test fails);
+//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `run/` (its `--runtime-dir`),
+//!   `weft.db`, `weftd.sock` and `weftd.log` (the daemon's stderr, printed when the test fails);
 //! - a weftd child started under `nsenter --net=<scratch host>` with `--host-netns` naming that
 //!   same namespace, so every interface it makes lives in namespaces the test made.
 //!
@@ -207,6 +207,21 @@ impl Sandbox {
         &self.netns_dir
     }
 
+    /// weftd's `--runtime-dir` (`<temp dir>/run`), where it locks the host namespace.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
+    /// weftd's database file.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// The running weftd's pid (nsenter execs it, so the child is weftd itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The sandbox's temp dir.
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().expect("temp dir").path()
@@ -245,8 +260,13 @@ impl Sandbox {
             let file = self.dir().join("weftd.toml");
             let mut text = format!(
                 "socket = {:?}\ndatabase = {:?}\nnetns_dir = {:?}\nhost_netns = {:?}\n\
-                 resync = {}\n",
-                self.socket, self.database, self.netns_dir, self.host_ns_path, self.resync
+                 resync = {}\nruntime_dir = {:?}\n",
+                self.socket,
+                self.database,
+                self.netns_dir,
+                self.host_ns_path,
+                self.resync,
+                self.runtime_dir()
             );
             if let Some(n) = self.workers {
                 text.push_str(&format!("workers = {n}\n"));
@@ -263,7 +283,9 @@ impl Sandbox {
                 .arg("--socket")
                 .arg(&self.socket)
                 .arg("--resync")
-                .arg(self.resync.to_string());
+                .arg(self.resync.to_string())
+                .arg("--runtime-dir")
+                .arg(self.runtime_dir());
             if let Some(n) = self.workers {
                 cmd.arg("--workers").arg(n.to_string());
             }
