@@ -337,9 +337,14 @@ impl Sandbox {
 
     /// Sends SIGTERM and waits for weftd to exit (SIGKILL after 10 s); returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits for weftd to exit as [`Sandbox::stop`] does.
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
         self.client = None;
         let mut child = self.child.take().expect("weftd is not running");
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait for weftd") {
@@ -349,7 +354,7 @@ impl Sandbox {
                 let _ = child.kill();
                 let status = child.wait().expect("wait for weftd");
                 panic!(
-                    "weftd did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed: {status})\n\
+                    "weftd did not exit within {STOP_TIMEOUT:?} of {signal} (killed: {status})\n\
                      --- weftd log ---\n{}",
                     self.log()
                 );
