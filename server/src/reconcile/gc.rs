@@ -17,7 +17,7 @@
 //! the first reconcile of everything, and on the resync; each orphaned object (a veth pair
 //! is one) counts once in `orphans_removed`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{Controller, ReconcileError};
 use crate::kernel::NsRef;
@@ -27,7 +27,37 @@ fn uid_of(alias: Option<&str>) -> Option<&str> {
     alias.and_then(|a| a.strip_prefix("weft:"))
 }
 
+/// Interface names objects plan, with the uids of the objects that plan each: (namespace
+/// name, "" for the host; interface name) -> uids. Every link, network and endpoint plans at
+/// least one, so the uids are every object that can own an interface.
+pub(super) type Planned = HashMap<(String, String), Vec<String>>;
+
 impl Controller {
+    /// Every interface name a stored object plans (rows being deleted included: they still
+    /// own what they made until their cleanup ran).
+    pub(super) async fn planned_interfaces(&self) -> Result<Planned, ReconcileError> {
+        let mut planned: Planned = HashMap::new();
+        let mut add = |ns: &str, name: &str, uid: &str| {
+            planned
+                .entry((ns.to_string(), name.to_string()))
+                .or_default()
+                .push(uid.to_string());
+        };
+        for l in self.store().list_links().await? {
+            for end in l.spec.ends() {
+                add(&end.namespace, &end.name, &l.id);
+            }
+        }
+        for n in self.store().list_networks().await? {
+            add("", &n.spec.bridge_name, &n.id);
+        }
+        for e in self.store().list_endpoints(None).await? {
+            add("", &e.host_ifname, &e.id);
+            add(&e.namespace, &e.spec.ifname, &e.id);
+        }
+        Ok(planned)
+    }
+
     /// Removes orphaned marked interfaces (in the host and every live namespace) and orphaned
     /// marked namespace files in the netns directory. Returns how many it removed.
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
@@ -68,27 +98,9 @@ impl Controller {
             }
         }
         // 2. The store: every uid that owns something, and every interface name an object
-        //    plans (namespace name, "" for the host; interface name).
-        let links = self.store().list_links().await?;
-        let networks = self.store().list_networks().await?;
-        let endpoints = self.store().list_endpoints(None).await?;
-        let mut known: HashSet<String> = HashSet::new();
-        let mut planned: HashSet<(String, String)> = HashSet::new();
-        for l in links {
-            for end in l.spec.ends() {
-                planned.insert((end.namespace.clone(), end.name.clone()));
-            }
-            known.insert(l.id);
-        }
-        for n in networks {
-            planned.insert((String::new(), n.spec.bridge_name));
-            known.insert(n.id);
-        }
-        for e in endpoints {
-            planned.insert((String::new(), e.host_ifname));
-            planned.insert((e.namespace, e.spec.ifname));
-            known.insert(e.id);
-        }
+        //    plans.
+        let planned = self.planned_interfaces().await?;
+        let known: HashSet<String> = planned.values().flatten().cloned().collect();
         let namespaces: HashSet<String> = self
             .store()
             .list_namespaces()
@@ -117,7 +129,7 @@ impl Controller {
         // up again by name first: a veth pair goes with its first end (the second then reads
         // as gone), and an index may have been reused meanwhile.
         for (ns, index, (ns_name, name)) in newborn {
-            if planned.contains(&(ns_name, name.clone())) {
+            if planned.contains_key(&(ns_name, name.clone())) {
                 continue;
             }
             match k.get_link_bare(&ns, &name).await {

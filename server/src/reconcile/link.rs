@@ -14,8 +14,9 @@
 //!    (`weft:<id>`) is someone else's: a [`ReconcileError::Conflict`], never touched. One of
 //!    ours of the wrong kind (changed behind weft's back) is deleted and made anew. An
 //!    interface weft created and never marked ([`LinkState::is_newborn`]: a crash, or a
-//!    failed request, between the create and the mark) is taken as this object's own: only
-//!    the object that plans a name in a namespace creates an interface under it.
+//!    failed request, between the create and the mark) is taken as this object's own when no
+//!    other object plans the same name in that namespace (else a conflict: two objects would
+//!    take one interface).
 //! 3. Resolve the master bridges *before* creating anything, so a port whose bridge does not
 //!    exist yet waits without leaving a new, still unmarked interface behind.
 //! 4. If any end is missing, delete what is left of the pair ("half a pair is no pair") and
@@ -121,6 +122,10 @@ impl Controller {
                 tracing::warn!(name = %end.name, "not deleting an interface without our mark");
                 continue;
             }
+            if state.is_newborn() && self.may_adopt(id, end).await.is_err() {
+                tracing::warn!(name = %end.name, "not deleting a newborn interface another object plans");
+                continue;
+            }
             ok_if_gone(k.delete_link(&ns, state.index).await)?;
             if k.is_dry() {
                 // A veth's peer goes with it; the dry run cannot see that.
@@ -128,6 +133,27 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Whether object `id` may take a newborn interface under the name `end` plans as its own:
+    /// only when no other object plans the same name in the same namespace (two objects that
+    /// plan one name, which concurrent requests of two kinds can make, would otherwise both
+    /// take the interface one of them is making). A conflict otherwise.
+    async fn may_adopt(&self, id: &str, end: &EndSpec) -> Result<(), ReconcileError> {
+        let planned = self.planned_interfaces().await?;
+        let key = (end.namespace.clone(), end.name.clone());
+        match planned
+            .get(&key)
+            .and_then(|uids| uids.iter().find(|u| *u != id))
+        {
+            None => Ok(()),
+            Some(other) => Err(ReconcileError::permanent(format!(
+                "interface {:?} in {} was made by weft and not marked yet, and object {other} \
+                 plans the same name too; delete one of the two",
+                end.name,
+                where_ns(&end.namespace)
+            ))),
+        }
     }
 
     /// Makes the interfaces of `spec` exist with the mark of object `id` and match the spec.
@@ -150,6 +176,9 @@ impl Controller {
                         end.name,
                         where_ns(&end.namespace)
                     )));
+                }
+                if s.is_newborn() {
+                    self.may_adopt(id, end).await?;
                 }
                 if s.kind.as_deref() != Some(spec.kind.kernel_kind()) {
                     // Ours, but not what the spec says (changed behind our back): recreate.

@@ -196,3 +196,40 @@ async fn an_interface_in_the_newborn_group_with_another_alias_is_not_weft_s() {
     assert_eq!(l.alias.as_deref(), Some("someone else's"));
     assert!(h.k.link(&NsRef::Host, "other").is_some());
 }
+
+/// Two objects plan one name (a link's end and an endpoint's eth0 in ns1, as two concurrent
+/// requests of different kinds can leave): neither takes the newborn interface as its own,
+/// and deleting one of them does not delete it; once only one plans it, that one adopts it.
+#[tokio::test]
+async fn a_newborn_interface_two_objects_plan_is_taken_by_neither() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect_row("web", "ns1", Vec::new()).await;
+    let link = h
+        .store()
+        .create_link(&veth("vh1", "eth0", "ns1"), None, false)
+        .await
+        .unwrap()
+        .id;
+    h.k.create_veth(&NsRef::Host, &ep.host_ifname, &h.ns("ns1"), "eth0")
+        .await
+        .unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    h.run(Key::Link(link.clone())).await;
+    for s in [h.ep_status(&ep.id).await, h.link_status(&link).await] {
+        assert_eq!(s.phase, Phase::Failed);
+        assert!(s.message.contains("plans the same name"), "{}", s.message);
+    }
+    assert!(h.k.link(&h.ns("ns1"), "eth0").unwrap().is_newborn());
+    h.store().mark_link_deleting(&link).await.unwrap();
+    h.run(Key::Link(link.clone())).await;
+    assert!(h.store().link_by_id(&link).await.unwrap().is_none());
+    assert!(
+        h.k.link(&h.ns("ns1"), "eth0").is_some(),
+        "the link's delete took the interface the endpoint plans"
+    );
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Ready, "{}", s.message);
+}
