@@ -18,6 +18,8 @@ use crate::model::{
 pub const DEFAULT_SOCKET: &str = "/run/weft/weftd.sock";
 /// Default database file.
 pub const DEFAULT_DATABASE: &str = "/var/lib/weft/weft.db";
+/// Default runtime directory: weftd's lock file for the host namespace lives there.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/weft";
 /// Default directory for named namespaces (the one `ip netns` uses).
 pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
 /// Default resync period in seconds.
@@ -35,6 +37,8 @@ pub struct FileConfig {
     pub database: Option<PathBuf>,
     /// Directory of named namespaces.
     pub netns_dir: Option<PathBuf>,
+    /// Runtime directory (the host namespace's lock file).
+    pub runtime_dir: Option<PathBuf>,
     /// Namespace file that plays the host.
     pub host_netns: Option<PathBuf>,
     /// TCP listen address.
@@ -74,6 +78,9 @@ pub struct Config {
     pub database: PathBuf,
     /// Directory of named namespaces.
     pub netns_dir: PathBuf,
+    /// Runtime directory: `host-<dev>-<ino>.lock` keeps a second weftd off the same host
+    /// namespace (see [`crate::lock`]).
+    pub runtime_dir: PathBuf,
     /// Namespace file that plays the host; None is weftd's own namespace.
     pub host_netns: Option<PathBuf>,
     /// TCP listen address, off when None.
@@ -176,6 +183,10 @@ impl Config {
                 .netns_dir
                 .or(file.netns_dir)
                 .unwrap_or_else(|| DEFAULT_NETNS_DIR.into()),
+            runtime_dir: cli
+                .runtime_dir
+                .or(file.runtime_dir)
+                .unwrap_or_else(|| DEFAULT_RUNTIME_DIR.into()),
             host_netns: cli.host_netns.or(file.host_netns),
             tcp,
             tls,
@@ -228,6 +239,7 @@ mod tests {
         assert_eq!(c.resync, 5);
         assert_eq!(c.database, PathBuf::from(DEFAULT_DATABASE));
         assert_eq!(c.netns_dir, PathBuf::from(DEFAULT_NETNS_DIR));
+        assert_eq!(c.runtime_dir, PathBuf::from(DEFAULT_RUNTIME_DIR));
         assert_eq!(c.tcp, None);
         assert!(c.default_network);
         assert_eq!(c.default_bridge, DEFAULT_BRIDGE);

@@ -1,5 +1,5 @@
 //! weftd: the weft daemon. Parses flags and the config file, sets up logging, and runs the
-//! server until SIGTERM or SIGINT.
+//! server until SIGTERM or SIGINT. SIGHUP is logged (and the config file checked), never fatal.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -21,6 +21,10 @@ struct Flags {
     /// Directory of named network namespaces [default: /run/netns]
     #[arg(long)]
     netns_dir: Option<PathBuf>,
+    /// Runtime directory, for the lock that keeps a second weftd off the same host namespace
+    /// [default: /run/weft]
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
     /// Act on this namespace file as "the host" instead of weftd's own namespace
     #[arg(long)]
     host_netns: Option<PathBuf>,
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         socket: flags.socket,
         database: flags.database,
         netns_dir: flags.netns_dir,
+        runtime_dir: flags.runtime_dir,
         host_netns: flags.host_netns,
         tcp: flags.tcp,
         workers: flags.workers,
@@ -114,11 +119,42 @@ async fn main() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let config_file = flags.config;
     weftd::server::run(config, async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => on_hangup(config_file.as_deref()),
+            }
         }
     })
     .await
+}
+
+/// SIGHUP (by default it would kill weftd without a word and leave its socket behind): no
+/// configuration key is reloadable while weftd runs (each one shapes the store, the kernel
+/// handle, the listeners or the worker pool that start-up built), so weftd logs, checks that
+/// the config file still parses (so an operator who edited it learns of a mistake before the
+/// restart that applies it) and keeps serving with the configuration it has.
+fn on_hangup(config_file: Option<&std::path::Path>) {
+    let Some(path) = config_file else {
+        tracing::info!("SIGHUP: nothing to reload (no --config file); weftd keeps running");
+        return;
+    };
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Config::parse_file(&text).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(_) => tracing::info!(
+            file = %path.display(),
+            "SIGHUP: the config file parses; no key is reloaded while weftd runs, restart it to apply changes"
+        ),
+        Err(error) => tracing::warn!(
+            file = %path.display(),
+            %error,
+            "SIGHUP: the config file does not parse; weftd keeps running with the configuration it started with"
+        ),
+    }
 }

@@ -3,6 +3,8 @@
 //! shut all of it down in order on a signal.
 //!
 //! Start-up, in order:
+//! 0. take the locks on the database and the host namespace ([`crate::lock`]): a second
+//!    weftd on either exits here, before it touches anything;
 //! 1. open the store (migrations applied) and the real [`crate::kernel::Kernel`] for the host
 //!    namespace (`--host-netns`, or weftd's own);
 //! 2. mark every Ready object Rechecking, so nothing reads Ready that nobody has looked at
@@ -13,7 +15,8 @@
 //! 5. bind the socket and serve, with health and reflection (v1 and v1alpha).
 //!
 //! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
-//! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint).
+//! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint),
+//! remove the socket, release the locks.
 
 use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
 
@@ -31,6 +34,7 @@ use crate::{
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
+    lock::Locks,
     model::{NetworkSpec, SubnetSpec},
     reconcile::Controller,
     service::{Checked, NewNetwork, Service},
@@ -102,6 +106,14 @@ pub async fn run(
         (Some(addr), None) => bail!("--tcp {addr} needs --tls-cert, --tls-key and --tls-client-ca"),
         (None, _) => None,
     };
+    // Before anything reads the database or touches the kernel: no other weftd may manage
+    // the same database or the same host namespace. Held until weftd returns.
+    let locks = Locks::acquire(
+        &config.database,
+        &config.runtime_dir,
+        config.host_netns.as_deref(),
+    )?;
+    tracing::debug!(files = ?locks.paths(), "holding the locks");
     let store = Store::open(&config.database)
         .await
         .with_context(|| format!("opening {}", config.database.display()))?;
@@ -234,6 +246,7 @@ pub async fn run(
     {
         let _ = std::fs::remove_file(&config.socket);
     }
+    locks.release();
     tracing::info!("stopped");
     Ok(())
 }

@@ -150,7 +150,7 @@ impl DryRun {
                 master: None,
                 alias: None,
                 addresses: Vec::new(),
-                group: 0,
+                group: super::NEWBORN_GROUP,
             },
         );
     }

@@ -274,6 +274,15 @@ fn new_link(index: u32, name: &str, kind: &str) -> LinkState {
     }
 }
 
+/// An interface weft's create makes: [`new_link`] in the newborn group, as the real kernel
+/// makes it from weft's `RTM_NEWLINK`.
+fn newborn(index: u32, name: &str, kind: &str) -> LinkState {
+    LinkState {
+        group: crate::kernel::NEWBORN_GROUP,
+        ..new_link(index, name, kind)
+    }
+}
+
 impl State {
     fn check_fault(&mut self, op: &'static str, target: &str) -> Result<(), KernelError> {
         let hit = self.faults.iter_mut().find(|f| {
@@ -409,10 +418,10 @@ impl LinkOps for FakeKernel {
             return Err(KernelError::from_errno(op, Errno::EEXIST));
         }
         let (a, b) = (s.alloc(), s.alloc());
-        s.space(ns, &op)?.links.insert(a, new_link(a, name, "veth"));
+        s.space(ns, &op)?.links.insert(a, newborn(a, name, "veth"));
         s.space(peer_ns, &op)?
             .links
-            .insert(b, new_link(b, peer_name, "veth"));
+            .insert(b, newborn(b, peer_name, "veth"));
         s.peers.insert((ns.clone(), a), (peer_ns.clone(), b));
         s.peers.insert((peer_ns.clone(), b), (ns.clone(), a));
         Ok(())
@@ -427,7 +436,7 @@ impl LinkOps for FakeKernel {
         let i = s.alloc();
         s.space(ns, &op)?
             .links
-            .insert(i, new_link(i, name, "bridge"));
+            .insert(i, newborn(i, name, "bridge"));
         Ok(())
     }
 

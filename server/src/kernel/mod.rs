@@ -31,7 +31,8 @@
 //!   a retry opens a new socket): treat it as transient.
 //! - The write counter ([`Kernel::writes`]) counts requests *sent* that change the kernel,
 //!   successful or not: a converged system observes without writing.
-//! - Every link weft creates starts down (veth, bridge); bring it up with [`Kernel::set_link`].
+//! - Every link weft creates starts down (veth, bridge) and in interface group
+//!   [`NEWBORN_GROUP`] (both ends of a veth); bring it up with [`Kernel::set_link`].
 //! - A cached socket holds its namespace alive; [`Kernel::delete_named_netns`] forgets it
 //!   itself, callers that stop using an adopted namespace call [`Kernel::forget`].
 
@@ -52,7 +53,7 @@ mod types;
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
-pub use types::{LinkChange, LinkState, NsRef, RTPROT_WEFT, RouteState};
+pub use types::{LinkChange, LinkState, NEWBORN_GROUP, NsRef, RTPROT_WEFT, RouteState};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
 /// `use weftd::kernel::prelude::*;`.

@@ -30,6 +30,7 @@ mod driver;
 mod dryrun;
 mod error;
 pub mod events;
+mod fault;
 mod gc;
 mod link;
 mod monitor;

@@ -4,8 +4,8 @@
 //! Each [`Sandbox`] owns, for a prefix unique to its test and process:
 //! - a scratch host namespace `/run/netns/<prefix>h`, made with `ip netns add` (the only thing a
 //!   sandbox puts in `/run/netns`, unless it is built with [`Builder::default_netns_dir`]);
-//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `weft.db`, `weftd.sock` and
-//!   `weftd.log` (the daemon's stderr, printed when the test fails);
+//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `run/` (its `--runtime-dir`),
+//!   `weft.db`, `weftd.sock` and `weftd.log` (the daemon's stderr, printed when the test fails);
 //! - a weftd child started under `nsenter --net=<scratch host>` with `--host-netns` naming that
 //!   same namespace, so every interface it makes lives in namespaces the test made.
 //!
@@ -57,6 +57,7 @@ pub struct Builder {
     config_file: bool,
     args: Vec<String>,
     umask: Option<u32>,
+    env: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -69,6 +70,12 @@ impl Builder {
     /// Start weftd under this umask (through `sh -c 'umask ...; exec ...'`).
     pub fn umask(mut self, umask: u32) -> Self {
         self.umask = Some(umask);
+        self
+    }
+
+    /// An environment variable for weftd (every start, until [`Sandbox::set_env`] changes it).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -132,6 +139,7 @@ impl Builder {
             config_file: self.config_file,
             args: self.args,
             umask: self.umask,
+            env: self.env,
             dir: Some(dir),
             child: None,
             client: None,
@@ -169,6 +177,7 @@ pub struct Sandbox {
     config_file: bool,
     args: Vec<String>,
     umask: Option<u32>,
+    env: Vec<(String, String)>,
     dir: Option<TempDir>,
     child: Option<Child>,
     client: Option<weft::Client>,
@@ -191,6 +200,15 @@ impl Sandbox {
             config_file: false,
             args: Vec::new(),
             umask: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets (`Some`) or unsets (`None`) an environment variable for weftd's next starts.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
         }
     }
 
@@ -209,6 +227,11 @@ impl Sandbox {
         &self.netns_dir
     }
 
+    /// weftd's `--runtime-dir` (`<temp dir>/run`), where it locks the host namespace.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
     /// weftd's database file.
     pub fn database(&self) -> &Path {
         &self.database
@@ -217,6 +240,11 @@ impl Sandbox {
     /// The scratch host namespace's file (`/run/netns/<prefix>h`).
     pub fn host_ns_path(&self) -> &Path {
         &self.host_ns_path
+    }
+
+    /// The running weftd's pid (nsenter execs it, so the child is weftd itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The sandbox's temp dir.
@@ -267,8 +295,13 @@ impl Sandbox {
             let file = self.dir().join("weftd.toml");
             let mut text = format!(
                 "socket = {:?}\ndatabase = {:?}\nnetns_dir = {:?}\nhost_netns = {:?}\n\
-                 resync = {}\n",
-                self.socket, self.database, self.netns_dir, self.host_ns_path, self.resync
+                 resync = {}\nruntime_dir = {:?}\n",
+                self.socket,
+                self.database,
+                self.netns_dir,
+                self.host_ns_path,
+                self.resync,
+                self.runtime_dir()
             );
             if let Some(n) = self.workers {
                 text.push_str(&format!("workers = {n}\n"));
@@ -285,7 +318,9 @@ impl Sandbox {
                 .arg("--socket")
                 .arg(&self.socket)
                 .arg("--resync")
-                .arg(self.resync.to_string());
+                .arg(self.resync.to_string())
+                .arg("--runtime-dir")
+                .arg(self.runtime_dir());
             if let Some(n) = self.workers {
                 cmd.arg("--workers").arg(n.to_string());
             }
@@ -294,6 +329,7 @@ impl Sandbox {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
@@ -337,9 +373,14 @@ impl Sandbox {
 
     /// Sends SIGTERM and waits for weftd to exit (SIGKILL after 10 s); returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits for weftd to exit as [`Sandbox::stop`] does.
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
         self.client = None;
         let mut child = self.child.take().expect("weftd is not running");
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait for weftd") {
@@ -349,7 +390,7 @@ impl Sandbox {
                 let _ = child.kill();
                 let status = child.wait().expect("wait for weftd");
                 panic!(
-                    "weftd did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed: {status})\n\
+                    "weftd did not exit within {STOP_TIMEOUT:?} of {signal} (killed: {status})\n\
                      --- weftd log ---\n{}",
                     self.log()
                 );
