@@ -23,7 +23,9 @@ use std::{
 
 use common::*;
 use net::*;
-use weft::v1::Endpoint;
+use weft::v1::{
+    ConnectRequest, CreateNamespaceRequest, Endpoint, GetNamespaceRequest, Namespace, Phase,
+};
 
 const NET: &str = "faults";
 const BRIDGE: &str = "wfaults";
@@ -188,4 +190,206 @@ fn log_tail(sb: &Sandbox) -> String {
     let log = sb.log();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// The bound item 8 sets: from the process's exit to everything released.
+const RELEASE_BOUND: Duration = Duration::from_secs(2);
+
+/// A process in a network namespace of its own (`unshare -n sleep`), killed on drop.
+struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    /// Starts it and waits until it is in its new namespace; returns it and the namespace's
+    /// identity (`net:[inode]`).
+    async fn start() -> (Holder, String) {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare -n sleep");
+        let holder = Holder { child };
+        let own = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(ns) = std::fs::read_link(holder.ns_file())
+                && ns != own
+            {
+                return (holder, ns.display().to_string());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "unshare never entered its namespace"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn ns_file(&self) -> String {
+        format!("/proc/{}/ns/net", self.child.id())
+    }
+
+    /// SIGKILL, and reaped, so its /proc entry is gone.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The pid of the sandbox's weftd: the process running weftd's binary with its socket.
+fn weftd_pid(sb: &Sandbox) -> u32 {
+    let socket = sb.socket().display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.starts_with(&*weftd_bin().display().to_string()) && cmd.contains(&socket)
+        })
+        .expect("no weftd process")
+}
+
+/// The descriptors of process `pid` that point at `target` (`net:[inode]`).
+fn fds_to(pid: u32, target: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.display().to_string() == target)
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The namespace ids the scratch host knows (`ip netns list-id`).
+fn nsids(sb: &Sandbox) -> Vec<i64> {
+    sb.ip_json("", &["netns", "list-id"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["nsid"].as_i64())
+        .collect()
+}
+
+async fn namespace(c: &weft::Client, name: &str) -> Namespace {
+    rpc(c
+        .namespaces()
+        .get_namespace(GetNamespaceRequest { name: name.into() }))
+    .await
+    .unwrap_or_else(|s| panic!("GetNamespace {name}: {s:?}"))
+    .namespace
+    .expect("GetNamespace answered no namespace")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adopted_namespace_whose_process_exits_is_failed_and_released_within_2s() {
+    let sb = Sandbox::builder("deadns").resync(3600).start().await;
+    let c = sb.client();
+    create_network(&c, network(NET, BRIDGE, &[SUBNET])).await;
+    let (mut holder, identity) = Holder::start().await;
+    let adopted = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+        namespace: Some(Namespace {
+            name: "ctr".into(),
+            path: holder.ns_file(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await
+    .expect("adopt the process's namespace")
+    .namespace
+    .expect("namespace");
+    assert_eq!(phase(adopted.status.as_ref()), Phase::Ready, "{adopted:?}");
+    let req = ConnectRequest {
+        ipv4_address: "10.243.0.50".into(),
+        published_ports: vec![tcp_port(18090, 80)],
+        ..connect_req(NET, "ctr")
+    };
+    let ep = connect(&c, req.clone()).await;
+    assert_eq!(ep.ipv4_address, "10.243.0.50/24");
+    let inside = ok_at(
+        std::path::Path::new(&holder.ns_file()),
+        &["ip", "-j", "link", "show", "eth0"],
+    );
+    let inside: serde_json::Value = serde_json::from_str(&inside).expect("ip -j");
+    let uid = ifalias(&inside[0]).trim_start_matches("weft:").to_string();
+    let host_if = format!("wv{}", &uid[..12]);
+    let nsid = sb.must_link("", &host_if)["link_netnsid"]
+        .as_i64()
+        .expect("the host end names its peer's namespace id");
+    assert!(nsids(&sb).contains(&nsid));
+    let weftd = weftd_pid(&sb);
+
+    let t0 = Instant::now();
+    holder.kill();
+    let mut last = String::new();
+    let took = loop {
+        let ns = namespace(&c, "ctr").await;
+        let net = get_network(&c, NET).await;
+        let e = net.endpoints.iter().find(|e| e.namespace == "ctr");
+        let fds = fds_to(weftd, &identity);
+        let problems: Vec<String> = [
+            (phase(ns.status.as_ref()) != Phase::Failed)
+                .then(|| format!("namespace {:?}", ns.status)),
+            e.is_none_or(|e| {
+                phase(e.status.as_ref()) != Phase::Failed || !e.ipv4_address.is_empty()
+            })
+            .then(|| format!("endpoint {e:?}")),
+            sb.link("", &host_if)
+                .is_some()
+                .then(|| format!("host end {host_if} still there")),
+            nsids(&sb)
+                .contains(&nsid)
+                .then(|| format!("namespace id {nsid} still there (the namespace lives)")),
+            (!fds.is_empty()).then(|| format!("weftd fds {fds:?} point at {identity}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if problems.is_empty() {
+            break t0.elapsed();
+        }
+        last = problems.join("; ");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "not released 15 s after the process exited: {last}\n--- weftd log ---\n{}",
+            log_tail(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("dead adopted namespace released {took:?} after its process was killed");
+    assert!(
+        took < RELEASE_BOUND,
+        "released only after {took:?}: last seen {last}"
+    );
+    let ns = namespace(&c, "ctr").await;
+    let msg = ns.status.map(|s| s.message).unwrap_or_default();
+    assert!(msg.contains("not a network namespace any more"), "{msg}");
+
+    // The address and the host port are free: another namespace gets them at once.
+    create_ns(&c, "next").await;
+    let again = connect(
+        &c,
+        ConnectRequest {
+            namespace: "next".into(),
+            ..req
+        },
+    )
+    .await;
+    assert_eq!(again.ipv4_address, "10.243.0.50/24");
+}
+
+fn phase(s: Option<&weft::v1::Status>) -> Phase {
+    s.map(|s| s.phase()).unwrap_or_default()
 }

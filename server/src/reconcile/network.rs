@@ -249,10 +249,22 @@ impl Reconciler for Endpoints {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
-        let (observed, created) = ctx
+        let (observed, created) = match ctx
             .ctl
             .converge_link_fresh(ctx.kernel, &row.id, &spec)
-            .await?;
+            .await
+        {
+            Ok(done) => done,
+            // Its namespace may be an adopted one whose process exited: release it all.
+            Err(e) if e.is_transient() => {
+                return Err(ctx
+                    .ctl
+                    .release_if_namespace_gone(row, &mappings, &row.host_ifname)
+                    .await?
+                    .unwrap_or(e));
+            }
+            Err(e) => return Err(e),
+        };
         ctx.ctl.ensure_port_mappings(&mappings).await?;
         // Re-created under neighbours that knew it: tell them (its MAC is the same, but a
         // neighbour may have learnt another meanwhile, and the bridge's forwarding entry for
@@ -390,7 +402,10 @@ impl Controller {
     }
 
     /// Removes mappings from the kernel (those it may hold).
-    async fn remove_port_mappings(&self, gone: &[PortMapping]) -> Result<(), ReconcileError> {
+    pub(super) async fn remove_port_mappings(
+        &self,
+        gone: &[PortMapping],
+    ) -> Result<(), ReconcileError> {
         if gone.is_empty() {
             return Ok(());
         }

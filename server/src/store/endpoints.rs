@@ -387,6 +387,26 @@ impl Store {
         Self::finish_insert(tx, &id, dry_run).await
     }
 
+    /// Releases what endpoint `id` holds on its network (its leases, published ports and
+    /// MAC) while its row stays: its namespace is gone. Returns whether it held anything.
+    pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM leases WHERE endpoint_id = ?",
+            "DELETE FROM port_mappings WHERE endpoint_id = ?",
+            "UPDATE endpoints SET mac = NULL WHERE id = ? AND mac IS NOT NULL",
+        ] {
+            n += sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     /// The endpoint of `namespace` on `network`.
     pub async fn endpoint_by_names(
         &self,
