@@ -185,6 +185,58 @@ async fn a_recreated_endpoint_announces_itself_to_its_neighbours() {
     panic!("b's ARP entry for a was never corrected to {want}: {seen}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_endpoint_announces_its_ipv6_address_too() {
+    let sb = Sandbox::builder("annsix").resync(3600).start().await;
+    let c = sb.client();
+    create_network(&c, network(NET, BRIDGE, &[SUBNET, "fd00:243::/64"])).await;
+    create_ns(&c, "a").await;
+    create_ns(&c, "b").await;
+    let a = join(&c, "a").await;
+    join(&c, "b").await;
+    let a6 = addr_of(&a.ipv6_address).to_string();
+    assert!(
+        ping_within(&sb, "b", &a6, Duration::from_secs(10)).await,
+        "b cannot ping a's IPv6 address"
+    );
+    sb.ok_in(
+        "b",
+        &[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            &a6,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ],
+    );
+    let t0 = Instant::now();
+    sb.ok_in("a", &["ip", "link", "del", "eth0"]);
+    // The new address is usable (and announced) once duplicate address detection is done.
+    let mut seen = String::new();
+    while t0.elapsed() < Duration::from_secs(8) {
+        let neigh = sb.ip_json("b", &["-6", "neigh", "show", &a6, "dev", "eth0"]);
+        seen = neigh.to_string();
+        if neigh[0]["lladdr"] == a.mac_address.as_str() {
+            eprintln!(
+                "b learnt a's MAC for {a6} {:?} after the delete",
+                t0.elapsed()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "b's ND entry for a was never corrected to {}: {seen}",
+        a.mac_address
+    );
+}
+
 /// The last lines of weftd's log.
 fn log_tail(sb: &Sandbox) -> String {
     let log = sb.log();

@@ -237,3 +237,30 @@ async fn endpoint_of_a_dead_adopted_namespace_is_failed_and_its_lease_and_port_r
     let again = h.store().connect(&req, None, false).await.unwrap();
     assert_eq!(again.mac, ep.mac, "the same address derives the same MAC");
 }
+
+/// The twice-a-second check of adopted namespaces' files leaves a live one alone and queues
+/// one whose file vanished (a process's exit makes no netlink event while weft's socket
+/// pins its namespace), once.
+#[tokio::test]
+async fn liveness_check_queues_an_adopted_namespace_whose_file_vanished() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4246/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    let mut set = tokio::task::JoinSet::new();
+    h.ctl.spawn_liveness(&mut set);
+    let wait = crate::reconcile::adopted::LIVENESS_EVERY * 3;
+    let depth = h.ctl.queue_depth();
+    tokio::time::sleep(wait).await;
+    assert_eq!(h.ctl.queue_depth(), depth, "a live namespace is not queued");
+    h.k.vanish_namespace(&path);
+    tokio::time::sleep(wait).await;
+    assert_eq!(
+        h.ctl.queue_depth(),
+        depth + 1,
+        "the dead one is queued once"
+    );
+    h.run(Key::Namespace(row.id.clone())).await;
+    assert_eq!(h.ns_status(&row.id).await.phase, Phase::Failed);
+}
