@@ -148,41 +148,51 @@ async fn a_neighbour_pings_an_endpoint_again_within_1s_of_its_eth0_being_deleted
     );
 }
 
+/// Points b's neighbour entry (`ip -4`/`-6`) for `addr` at a MAC nobody has, deletes a's
+/// eth0 and waits up to `within` for a's announcement to correct the entry to `want` (b sends
+/// nothing meanwhile, so nothing else can); returns how long that took after the delete.
+async fn corrected_after_delete(
+    sb: &Sandbox,
+    family: &str,
+    addr: &str,
+    want: &str,
+    within: Duration,
+) -> Duration {
+    let wrong = [
+        "ip",
+        family,
+        "neigh",
+        "replace",
+        addr,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "eth0",
+        "nud",
+        "stale",
+    ];
+    sb.ok_in("b", &wrong);
+    let t0 = Instant::now();
+    sb.ok_in("a", &["ip", "link", "del", "eth0"]);
+    let mut seen = String::new();
+    while t0.elapsed() < within {
+        let neigh = sb.ip_json("b", &[family, "neigh", "show", addr, "dev", "eth0"]);
+        seen = neigh.to_string();
+        if neigh[0]["lladdr"] == want {
+            return t0.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("b's neighbour entry for {addr} was never corrected to {want}: {seen}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_endpoint_announces_itself_to_its_neighbours() {
     let (sb, a, a_ip) = neighbours("announce").await;
     assert!(ping_within(&sb, "b", &a_ip, Duration::from_secs(10)).await);
-    // b's ARP entry for a points at some other MAC; only a's announcement can correct it
-    // (b sends nothing meanwhile).
-    sb.ok_in(
-        "b",
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            &a_ip,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "eth0",
-            "nud",
-            "stale",
-        ],
-    );
-    let t0 = Instant::now();
-    sb.ok_in("a", &["ip", "link", "del", "eth0"]);
-    let want = a.mac_address.clone();
-    let mut seen = String::new();
-    while t0.elapsed() < Duration::from_secs(5) {
-        let neigh = sb.ip_json("b", &["neigh", "show", &a_ip, "dev", "eth0"]);
-        seen = neigh.to_string();
-        if neigh[0]["lladdr"] == want.as_str() {
-            eprintln!("b learnt a's MAC {:?} after the delete", t0.elapsed());
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("b's ARP entry for a was never corrected to {want}: {seen}");
+    let took =
+        corrected_after_delete(&sb, "-4", &a_ip, &a.mac_address, Duration::from_secs(5)).await;
+    eprintln!("b learnt a's MAC {took:?} after the delete");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,42 +209,9 @@ async fn a_recreated_endpoint_announces_its_ipv6_address_too() {
         ping_within(&sb, "b", &a6, Duration::from_secs(10)).await,
         "b cannot ping a's IPv6 address"
     );
-    sb.ok_in(
-        "b",
-        &[
-            "ip",
-            "-6",
-            "neigh",
-            "replace",
-            &a6,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "eth0",
-            "nud",
-            "stale",
-        ],
-    );
-    let t0 = Instant::now();
-    sb.ok_in("a", &["ip", "link", "del", "eth0"]);
     // The new address is usable (and announced) once duplicate address detection is done.
-    let mut seen = String::new();
-    while t0.elapsed() < Duration::from_secs(8) {
-        let neigh = sb.ip_json("b", &["-6", "neigh", "show", &a6, "dev", "eth0"]);
-        seen = neigh.to_string();
-        if neigh[0]["lladdr"] == a.mac_address.as_str() {
-            eprintln!(
-                "b learnt a's MAC for {a6} {:?} after the delete",
-                t0.elapsed()
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "b's ND entry for a was never corrected to {}: {seen}",
-        a.mac_address
-    );
+    let took = corrected_after_delete(&sb, "-6", &a6, &a.mac_address, Duration::from_secs(8)).await;
+    eprintln!("b learnt a's MAC for {a6} {took:?} after the delete");
 }
 
 /// The last lines of weftd's log.
