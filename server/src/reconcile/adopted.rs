@@ -118,7 +118,6 @@ impl Controller {
         &self,
         row: &EndpointRow,
         mappings: &[crate::kernel::firewall::PortMapping],
-        host_end: &str,
     ) -> Result<Option<ReconcileError>, ReconcileError> {
         let Some(ns) = self.store().namespace_by_name(&row.namespace).await? else {
             return Ok(None);
@@ -132,7 +131,7 @@ impl Controller {
         }
         k.forget(&NsRef::Path(path.clone()));
         self.remove_port_mappings(mappings).await?;
-        if let Some(host) = k.get_link_bare(&NsRef::Host, host_end).await?
+        if let Some(host) = k.get_link_bare(&NsRef::Host, &row.host_ifname).await?
             && host.alias.as_deref() == Some(ownership_mark(&row.id).as_str())
         {
             match k.delete_link(&NsRef::Host, host.index).await {

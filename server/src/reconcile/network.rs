@@ -259,7 +259,7 @@ impl Reconciler for Endpoints {
             Err(e) if e.is_transient() => {
                 return Err(ctx
                     .ctl
-                    .release_if_namespace_gone(row, &mappings, &row.host_ifname)
+                    .release_if_namespace_gone(row, &mappings)
                     .await?
                     .unwrap_or(e));
             }
