@@ -246,6 +246,18 @@ impl Reconciler for Endpoints {
 
     /// The veth (through the link converge code), then the missing DNAT elements.
     async fn reconcile(&self, row: &EndpointRow, ctx: &Ctx) -> Outcome<EndpointObserved> {
+        // An endpoint older than weft keeping MACs, whose MAC it never saw, gets one now.
+        let assigned;
+        let row = match ctx.ctl.store().assign_endpoint_mac(row).await? {
+            Some(mac) => {
+                assigned = EndpointRow {
+                    mac: Some(mac),
+                    ..row.clone()
+                };
+                &assigned
+            }
+            None => row,
+        };
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;

@@ -387,6 +387,44 @@ impl Store {
         Self::finish_insert(tx, &id, dry_run).await
     }
 
+    /// Gives endpoint `row`, which has no MAC (it is older than weft keeping them, and weft
+    /// never saw its interface or another endpoint had the same), the first free one [`derived_mac`] gives for its leases, and
+    /// returns it. None, and nothing written, when it has one already, asked for one, has no
+    /// lease, or another request took the candidate meanwhile (the next reconcile tries again).
+    pub async fn assign_endpoint_mac(
+        &self,
+        row: &EndpointRow,
+    ) -> Result<Option<String>, StoreError> {
+        if row.mac.is_some() || row.spec.mac.is_some() || row.addresses.is_empty() {
+            return Ok(None);
+        }
+        let addrs: Vec<IpAddr> = row.addresses.iter().map(|a| a.addr()).collect();
+        let mut tx = self.pool.begin().await?;
+        for attempt in 0..MAC_ATTEMPTS {
+            let Some(mac) = derived_mac(&addrs, attempt) else {
+                return Ok(None);
+            };
+            if mac_holder(&mut tx, &row.network_id, &mac).await?.is_some() {
+                continue;
+            }
+            let set = sqlx::query("UPDATE endpoints SET mac = ? WHERE id = ? AND mac IS NULL")
+                .bind(&mac)
+                .bind(&row.id)
+                .execute(&mut *tx)
+                .await;
+            return match set {
+                Ok(done) if done.rows_affected() == 1 => {
+                    tx.commit().await?;
+                    Ok(Some(mac))
+                }
+                Ok(_) => Ok(None),
+                Err(e) if super::is_unique_violation(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Ok(None)
+    }
+
     /// Releases what endpoint `id` holds on its network (its leases, published ports and
     /// MAC) while its row stays: its namespace is gone. Returns whether it held anything.
     pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {

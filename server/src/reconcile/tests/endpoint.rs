@@ -368,3 +368,37 @@ async fn macs_never_collide_within_a_network() {
     let ep3 = h.store().connect(&req, None, false).await.unwrap();
     assert_eq!(ep3.mac, Some(mac2));
 }
+
+/// An endpoint without a MAC (from before weft kept them: migration 0007 could not tell
+/// one) gets the derived one from the store, which its reconcile asks first; one with a MAC
+/// keeps it.
+#[tokio::test]
+async fn an_endpoint_from_before_macs_were_kept_gets_one_at_its_next_reconcile() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let mut req = connect_spec("web", "ns1", Vec::new());
+    req.ipv4 = Some("10.88.0.8".parse().unwrap());
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    // As a row that lost its MAC (release_endpoint clears it), with its lease kept.
+    let legacy = crate::store::EndpointRow {
+        mac: None,
+        ..ep.clone()
+    };
+    assert_eq!(
+        h.store().assign_endpoint_mac(&ep).await.unwrap(),
+        None,
+        "one that has a MAC keeps it"
+    );
+    h.store().release_endpoint(&ep.id).await.unwrap();
+    assert_eq!(
+        h.store()
+            .assign_endpoint_mac(&legacy)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("02:42:0a:58:00:08")
+    );
+    let stored = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(stored.mac.as_deref(), Some("02:42:0a:58:00:08"));
+}
