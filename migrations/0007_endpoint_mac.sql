@@ -6,8 +6,8 @@
 --
 -- Rows from before keep the MAC they have: the one the client asked for, else the one weft
 -- last observed on the interface. If two rows of a network would share one (a client asked
--- twice for the same MAC), only the oldest keeps it; the others are left NULL and keep
--- whatever the kernel gives them, as before.
+-- twice for the same MAC), only the oldest keeps it. Rows left NULL get one derived from
+-- their lease at their next reconcile (Store::assign_endpoint_mac).
 
 ALTER TABLE endpoints ADD COLUMN mac TEXT;
 
