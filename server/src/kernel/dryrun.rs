@@ -310,6 +310,10 @@ impl LinkOps for DryRun {
         );
         Ok(())
     }
+    /// Sends packets, changes nothing: not part of a plan.
+    async fn announce(&self, _: &NsRef, _: u32, _: &str, _: &str) -> Result<bool, KernelError> {
+        Ok(false)
+    }
 }
 
 #[async_trait]

@@ -493,6 +493,27 @@ impl LinkOps for FakeKernel {
         Ok(())
     }
 
+    /// Recorded as a write ("announce <name>") when the interface is there with that MAC.
+    async fn announce(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        name: &str,
+        mac: &str,
+    ) -> Result<bool, KernelError> {
+        let there = {
+            let mut s = self.read("announce", name)?;
+            s.space(ns, "announce")?
+                .links
+                .get(&index)
+                .is_some_and(|l| l.name == name && l.mac.as_deref() == Some(mac))
+        };
+        if there {
+            drop(self.begin("announce", name)?);
+        }
+        Ok(there)
+    }
+
     async fn delete_link_group(&self, ns: &NsRef, group: u32) -> Result<(), KernelError> {
         let mut s = self.begin("delete_link_group", &group.to_string())?;
         let members: Vec<u32> = s

@@ -164,6 +164,17 @@ impl Controller {
         id: &str,
         spec: &LinkSpec,
     ) -> Result<LinkObserved, ReconcileError> {
+        Ok(self.converge_link_fresh(k, id, spec).await?.0)
+    }
+
+    /// [`Controller::converge_link`], also saying whether the interfaces had to be created
+    /// (an endpoint re-created under its neighbours announces itself).
+    pub(super) async fn converge_link_fresh(
+        &self,
+        k: &dyn KernelOps,
+        id: &str,
+        spec: &LinkSpec,
+    ) -> Result<(LinkObserved, bool), ReconcileError> {
         let mark = ownership_mark(id);
         let mut ends = Vec::new();
         for end in spec.ends() {
@@ -254,7 +265,7 @@ impl Controller {
             self.requeue_ports(&spec.end.namespace, &spec.end.name, id)
                 .await?;
         }
-        Ok(observed)
+        Ok((observed, created))
     }
 
     /// Queues every link and endpoint whose end names `bridge` (in `namespace`) as master,
