@@ -1,5 +1,6 @@
 //! The weft client library: a connection to weftd over its Unix socket (or TCP) and typed
-//! clients for the weft.v1 services.
+//! clients for the weft.v1 services. Lists come a page at a time; `list_all_namespaces`,
+//! `list_all_links` and `list_all_networks` page through all of them (see [`page`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,9 +20,13 @@ use tonic::transport::{Channel, Endpoint};
 use tower::service_fn;
 pub use weft_proto::v1;
 use weft_proto::v1::{
-    link_service_client::LinkServiceClient, namespace_service_client::NamespaceServiceClient,
-    network_service_client::NetworkServiceClient, system_service_client::SystemServiceClient,
+    ListLinksRequest, ListLinksResponse, ListNamespacesRequest, ListNamespacesResponse,
+    ListNetworksRequest, ListNetworksResponse, link_service_client::LinkServiceClient,
+    namespace_service_client::NamespaceServiceClient, network_service_client::NetworkServiceClient,
+    system_service_client::SystemServiceClient,
 };
+
+pub mod page;
 
 /// The socket weftd listens on by default.
 pub const DEFAULT_SOCKET: &str = "/run/weft/weftd.sock";
@@ -80,6 +85,47 @@ impl Client {
     /// The SystemService client (weftd's version, settings and counters).
     pub fn system(&self) -> SystemServiceClient<Channel> {
         SystemServiceClient::new(self.channel.clone())
+    }
+
+    /// Every namespace `req` selects: ListNamespaces page after page (from `req.page_token`,
+    /// `req.page_size` at a time), joined into one response; each page is asked with `req`'s
+    /// metadata (its deadline).
+    pub async fn list_all_namespaces(
+        &self,
+        req: tonic::Request<ListNamespacesRequest>,
+    ) -> Result<tonic::Response<ListNamespacesResponse>, tonic::Status> {
+        let c = self.namespaces();
+        page::all_pages(req, |r| {
+            let mut c = c.clone();
+            async move { c.list_namespaces(r).await }
+        })
+        .await
+    }
+
+    /// Every link `req` selects, as [`Client::list_all_namespaces`].
+    pub async fn list_all_links(
+        &self,
+        req: tonic::Request<ListLinksRequest>,
+    ) -> Result<tonic::Response<ListLinksResponse>, tonic::Status> {
+        let c = self.links();
+        page::all_pages(req, |r| {
+            let mut c = c.clone();
+            async move { c.list_links(r).await }
+        })
+        .await
+    }
+
+    /// Every network `req` selects, as [`Client::list_all_namespaces`].
+    pub async fn list_all_networks(
+        &self,
+        req: tonic::Request<ListNetworksRequest>,
+    ) -> Result<tonic::Response<ListNetworksResponse>, tonic::Status> {
+        let c = self.networks();
+        page::all_pages(req, |r| {
+            let mut c = c.clone();
+            async move { c.list_networks(r).await }
+        })
+        .await
     }
 
     /// The underlying channel, for other services (health, reflection).

@@ -7,6 +7,7 @@
 // No unwrap/expect outside tests (clippy.toml allows them in tests): a daemon answers errors.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod kernel;

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use weftd::config::{Config, FileConfig};
+use weftd::config::{Config, FileConfig, LimitSettings};
 
 /// weft's daemon: declarative network namespaces, links and networks, kept converged.
 #[derive(Debug, Parser)]
@@ -52,6 +52,9 @@ struct Flags {
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Limits on requests, objects, connections and Watch streams (the file's `[limits]`)
+    #[command(flatten)]
+    limits: LimitSettings,
 }
 
 #[tokio::main]
@@ -85,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         default_subnet: flags.default_subnet,
         address_pools: (!flags.address_pools.is_empty()).then_some(flags.address_pools),
         address_pools_v6: (!flags.address_pools_v6.is_empty()).then_some(flags.address_pools_v6),
+        limits: Some(flags.limits),
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("bad address pool: {e}"))?;
     tracing::info!(?config, "starting weftd");

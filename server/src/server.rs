@@ -10,7 +10,9 @@
 //! 3. build the [`Controller`] over them, start the workers, the reaper and the re-check
 //!    flusher, queue everything (GC last), start the drift watch and the resync timer;
 //! 4. create the default network (from a model spec) unless it exists or is turned off;
-//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha).
+//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha); every accepted
+//!    connection takes a place among the connections per peer and in all
+//!    ([`crate::admission`]), or is closed at once.
 //!
 //! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
 //! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint).
@@ -31,6 +33,7 @@ use weft_proto::v1::{
 };
 
 use crate::{
+    admission::limit_incoming,
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
@@ -112,7 +115,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database)
         .await
-        .with_context(|| format!("opening {}", config.database.display()))?;
+        .with_context(|| format!("opening {}", config.database.display()))?
+        .with_limits(config.limits.objects);
     let kernel = Kernel::new(config.host_netns.clone(), config.netns_dir.clone())
         .context("opening the kernel interfaces")?;
     let rechecking = store
@@ -147,7 +151,8 @@ pub async fn run(
         ensure_default_network(&ctl, &defaults, &config).await?;
     }
 
-    let api = Api::new(ctl.clone(), defaults);
+    let api =
+        Api::new(ctl.clone(), defaults).with_limits(config.limits.request, &config.limits.conns);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NamespaceServiceServer<Api>>().await;
     health.set_serving::<LinkServiceServer<Api>>().await;
@@ -182,20 +187,22 @@ pub async fn run(
         .map(|m| (m.dev(), m.ino()))
         .ok();
     tracing::info!(socket = %config.socket.display(), "serving gRPC");
+    // One count of connections for both listeners: the total limit is over all of them.
+    let connections = config.limits.conns.connections();
     let mut servers = JoinSet::new();
-    servers.spawn(
-        router
-            .clone()
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone())),
-    );
+    servers.spawn(router.clone().serve_with_incoming_shutdown(
+        limit_incoming(UnixListenerStream::new(unix), connections.clone()),
+        stopped(stop_rx.clone()),
+    ));
     if let Some(addr) = config.tcp {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "serving gRPC on TCP");
-        servers.spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
-        );
+        servers.spawn(router.serve_with_incoming_shutdown(
+            limit_incoming(TcpListenerStream::new(tcp), connections),
+            stopped(stop_rx),
+        ));
     }
 
     tokio::select! {

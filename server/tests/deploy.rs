@@ -49,7 +49,11 @@ fn default_config_names_every_key_with_its_default() {
     let uncommented: String = text
         .lines()
         .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            Some(rest)
+                if (rest.contains(" = ") || rest.starts_with('[')) && !rest.starts_with(' ') =>
+            {
+                rest
+            }
             _ => l,
         })
         .collect::<Vec<_>>()
@@ -93,8 +97,25 @@ fn default_config_names_every_key_with_its_default() {
     );
     for key in &known {
         assert!(
-            text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+            text.lines()
+                .any(|l| l.starts_with(&format!("#{key} = ")) || l == format!("#[{key}]")),
             "deploy/weftd.toml does not document key {key} (weftd knows {known:?})"
+        );
+    }
+    // The same for the keys of the [limits] table.
+    let err = Config::parse_file("[limits]\nno_such_key = 1")
+        .expect_err("weftd accepted an unknown limit")
+        .to_string();
+    let expected = err.split_once("expected").map_or("", |(_, e)| e);
+    let limits: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    assert!(
+        limits.contains(&"max_labels"),
+        "cannot read the keys from: {err}"
+    );
+    for key in &limits {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+            "deploy/weftd.toml does not document limit {key} (weftd knows {limits:?})"
         );
     }
     // Every flag (but --config) is a key of the file.

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
 use super::{
-    Answer, Api, convert,
+    Answer, Api, ListAsk, convert,
     watch::{self, WatchStream},
 };
 use crate::{
@@ -48,9 +48,17 @@ impl LinkService for Api {
         req: Request<pb::ListLinksRequest>,
     ) -> Answer<pb::ListLinksResponse> {
         let r = req.into_inner();
-        let mut links = super::list::<Links>(&self.svc, &r.label_selector, r.namespace).await?;
-        links.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Ok(Response::new(pb::ListLinksResponse { links }))
+        let ask = ListAsk {
+            label_selector: &r.label_selector,
+            namespace: r.namespace,
+            page_size: r.page_size,
+            page_token: &r.page_token,
+        };
+        let (links, next_page_token) = super::list::<Links>(&self.svc, ask).await?;
+        Ok(Response::new(pb::ListLinksResponse {
+            links,
+            next_page_token,
+        }))
     }
 
     /// Changes the fields the mask names (or, without a mask, those the body sets).
@@ -94,7 +102,14 @@ impl LinkService for Api {
         &self,
         req: Request<pb::WatchLinksRequest>,
     ) -> Result<Response<Self::WatchLinksStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Links>(&self.svc, &r.label_selector, r.namespace, r.since_revision)
+        watch::answer::<Links>(
+            &self.svc,
+            slot,
+            &r.label_selector,
+            r.namespace,
+            r.since_revision,
+        )
     }
 }

@@ -42,7 +42,8 @@ use tonic::{Request, Response, Status};
 
 pub use crate::service::NetworkDefaults;
 use crate::{
-    model::PlannedChange,
+    admission::{ConnLimits, Slot, Slots, peer_of_request},
+    model::{PlannedChange, RequestLimits},
     reconcile::Controller,
     service::{Filter, Service, ServiceError},
 };
@@ -54,15 +55,35 @@ use crate::{
 pub struct Api {
     /// The core service every handler calls.
     svc: Service,
+    /// The open Watch streams, per peer and in all.
+    watches: Slots,
 }
 
 /// Construction.
 impl Api {
     /// The services over the controller; automatic subnets come from `defaults`' pools.
+    /// Requests and Watch streams are held to the default limits until
+    /// [`Api::with_limits`].
     pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
         Self {
             svc: Service::new(ctl, defaults),
+            watches: ConnLimits::default().watches(),
         }
+    }
+
+    /// The same services with these limits on requests and on Watch streams.
+    pub fn with_limits(mut self, request: RequestLimits, conns: &ConnLimits) -> Self {
+        self.svc = self.svc.with_limits(request);
+        self.watches = conns.watches();
+        self
+    }
+
+    /// A place for one more Watch stream of the peer `req` comes from; RESOURCE_EXHAUSTED,
+    /// naming the limit and its flag, when there is none.
+    fn watch_slot<T>(&self, req: &Request<T>) -> Result<Slot, Status> {
+        self.watches
+            .take(peer_of_request(req))
+            .map_err(Status::resource_exhausted)
     }
 }
 
@@ -123,16 +144,54 @@ fn planned<T: Planned>(plan: Vec<PlannedChange>) -> Answer<T> {
     Ok(Response::new(T::planned(convert::planned_out(plan))))
 }
 
-/// Runs a List: the messages of the objects of kind `K` that the label selector (and, for
-/// kinds in namespaces, the namespace) picks.
+/// The most bytes of objects one List page carries: half the 4 MiB a gRPC client accepts
+/// by default, so no set of objects makes a List answer too big to read.
+pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// What a List request asks for besides its kind: the filter and the page.
+struct ListAsk<'a> {
+    /// The label selector.
+    label_selector: &'a str,
+    /// For kinds in namespaces, the namespace one end must be in.
+    namespace: Option<String>,
+    /// `page_size` as sent.
+    page_size: i32,
+    /// `page_token` as sent.
+    page_token: &'a str,
+}
+
+/// Runs a List: one page of the messages of the objects of kind `K` that the label selector
+/// (and, for kinds in namespaces, the namespace) picks, and the `next_page_token`. A page
+/// ends early, before the object that would take it past [`PAGE_BYTES`] (but never empty).
 async fn list<K: Wire>(
     svc: &Service,
-    label_selector: &str,
-    namespace: Option<String>,
-) -> Result<Vec<K::Message>, Status> {
-    let filter = Filter::parse(label_selector, namespace)?;
-    let views = svc.list::<K>(&filter).await?;
-    Ok(views.iter().map(K::message).collect())
+    ask: ListAsk<'_>,
+) -> Result<(Vec<K::Message>, String), Status> {
+    let filter = Filter::parse(ask.label_selector, ask.namespace)?;
+    let page = svc
+        .list_page::<K>(&filter, ask.page_size, ask.page_token)
+        .await?;
+    let mut out = Vec::with_capacity(page.items.len());
+    let mut bytes = 0;
+    let mut last: Option<&str> = None;
+    for (key, view) in &page.items {
+        let m = K::message(view);
+        // The message, its field tag and its length prefix.
+        let len = prost::Message::encoded_len(&m) + 16;
+        if let Some(last) = last
+            && bytes + len > PAGE_BYTES
+        {
+            return Ok((out, page.token_after(last)));
+        }
+        bytes += len;
+        out.push(m);
+        last = Some(key);
+    }
+    let next = match last {
+        Some(last) if page.more => page.token_after(last),
+        _ => String::new(),
+    };
+    Ok((out, next))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
 
 use super::{
-    Answer, Api, convert,
+    Answer, Api, ListAsk, convert,
     watch::{self, WatchStream},
 };
 use crate::service::Namespaces;
@@ -42,9 +42,18 @@ impl NamespaceService for Api {
         &self,
         req: Request<pb::ListNamespacesRequest>,
     ) -> Answer<pb::ListNamespacesResponse> {
-        let selector = req.into_inner().label_selector;
-        let namespaces = super::list::<Namespaces>(&self.svc, &selector, None).await?;
-        Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
+        let r = req.into_inner();
+        let ask = ListAsk {
+            label_selector: &r.label_selector,
+            namespace: None,
+            page_size: r.page_size,
+            page_token: &r.page_token,
+        };
+        let (namespaces, next_page_token) = super::list::<Namespaces>(&self.svc, ask).await?;
+        Ok(Response::new(pb::ListNamespacesResponse {
+            namespaces,
+            next_page_token,
+        }))
     }
 
     /// Deletes one namespace; its links and endpoints must be gone first.
@@ -64,7 +73,8 @@ impl NamespaceService for Api {
         &self,
         req: Request<pb::WatchNamespacesRequest>,
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Namespaces>(&self.svc, &r.label_selector, None, r.since_revision)
+        watch::answer::<Namespaces>(&self.svc, slot, &r.label_selector, None, r.since_revision)
     }
 }

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
 use super::{
-    Answer, Api, convert,
+    Answer, Api, ListAsk, convert,
     watch::{self, WatchStream},
 };
 use crate::service::{Filter, Networks};
@@ -44,9 +44,18 @@ impl NetworkService for Api {
         &self,
         req: Request<pb::ListNetworksRequest>,
     ) -> Answer<pb::ListNetworksResponse> {
-        let selector = req.into_inner().label_selector;
-        let networks = super::list::<Networks>(&self.svc, &selector, None).await?;
-        Ok(Response::new(pb::ListNetworksResponse { networks }))
+        let r = req.into_inner();
+        let ask = ListAsk {
+            label_selector: &r.label_selector,
+            namespace: None,
+            page_size: r.page_size,
+            page_token: &r.page_token,
+        };
+        let (networks, next_page_token) = super::list::<Networks>(&self.svc, ask).await?;
+        Ok(Response::new(pb::ListNetworksResponse {
+            networks,
+            next_page_token,
+        }))
     }
 
     /// Deletes one network; its endpoints must be gone first.
@@ -94,7 +103,8 @@ impl NetworkService for Api {
         &self,
         req: Request<pb::WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Networks>(&self.svc, &r.label_selector, None, r.since_revision)
+        watch::answer::<Networks>(&self.svc, slot, &r.label_selector, None, r.since_revision)
     }
 }
