@@ -55,9 +55,16 @@ pub struct Builder {
     default_netns_dir: bool,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
 }
 
 impl Builder {
+    /// Extra weftd flags (`["--max-labels", "2"]`), after the sandbox's own.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// weftd's `--resync` period in seconds (default here 30, as weftd's own default).
     pub fn resync(mut self, seconds: u64) -> Self {
         self.resync = seconds;
@@ -116,6 +123,7 @@ impl Builder {
             resync: self.resync,
             workers: self.workers,
             config_file: self.config_file,
+            args: self.args,
             dir: Some(dir),
             child: None,
             client: None,
@@ -151,6 +159,7 @@ pub struct Sandbox {
     resync: u64,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
     dir: Option<TempDir>,
     child: Option<Child>,
     client: Option<weft::Client>,
@@ -171,6 +180,7 @@ impl Sandbox {
             default_netns_dir: false,
             workers: None,
             config_file: false,
+            args: Vec::new(),
         }
     }
 
@@ -250,6 +260,7 @@ impl Sandbox {
                 cmd.arg("--workers").arg(n.to_string());
             }
         }
+        cmd.args(&self.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }
