@@ -87,49 +87,39 @@ impl Client {
         SystemServiceClient::new(self.channel.clone())
     }
 
-    /// Every namespace `req` selects: ListNamespaces page after page (from `req.page_token`,
-    /// `req.page_size` at a time), joined into one response; each page is asked with `req`'s
-    /// metadata (its deadline).
-    pub async fn list_all_namespaces(
-        &self,
-        req: tonic::Request<ListNamespacesRequest>,
-    ) -> Result<tonic::Response<ListNamespacesResponse>, tonic::Status> {
-        let c = self.namespaces();
-        page::all_pages(req, |r| {
-            let mut c = c.clone();
-            async move { c.list_namespaces(r).await }
-        })
-        .await
-    }
-
-    /// Every link `req` selects, as [`Client::list_all_namespaces`].
-    pub async fn list_all_links(
-        &self,
-        req: tonic::Request<ListLinksRequest>,
-    ) -> Result<tonic::Response<ListLinksResponse>, tonic::Status> {
-        let c = self.links();
-        page::all_pages(req, |r| {
-            let mut c = c.clone();
-            async move { c.list_links(r).await }
-        })
-        .await
-    }
-
-    /// Every network `req` selects, as [`Client::list_all_namespaces`].
-    pub async fn list_all_networks(
-        &self,
-        req: tonic::Request<ListNetworksRequest>,
-    ) -> Result<tonic::Response<ListNetworksResponse>, tonic::Status> {
-        let c = self.networks();
-        page::all_pages(req, |r| {
-            let mut c = c.clone();
-            async move { c.list_networks(r).await }
-        })
-        .await
-    }
-
     /// The underlying channel, for other services (health, reflection).
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
+}
+
+/// Defines `Client::$name`, which answers every object a List request selects: the List
+/// `$rpc` of `$service`, page after page (from `req.page_token`, `req.page_size` at a time),
+/// joined into one response; each page is asked with `req`'s metadata (its deadline).
+macro_rules! list_all {
+    ($($(#[$doc:meta])* $name:ident: $service:ident.$rpc:ident($req:ty) -> $resp:ty;)*) => {
+        impl Client {$(
+            $(#[$doc])*
+            pub async fn $name(
+                &self,
+                req: tonic::Request<$req>,
+            ) -> Result<tonic::Response<$resp>, tonic::Status> {
+                let c = self.$service();
+                page::all_pages(req, |r| {
+                    let mut c = c.clone();
+                    async move { c.$rpc(r).await }
+                })
+                .await
+            }
+        )*}
+    };
+}
+
+list_all! {
+    /// Every namespace the request selects, all pages of ListNamespaces joined.
+    list_all_namespaces: namespaces.list_namespaces(ListNamespacesRequest) -> ListNamespacesResponse;
+    /// Every link the request selects, all pages of ListLinks joined.
+    list_all_links: links.list_links(ListLinksRequest) -> ListLinksResponse;
+    /// Every network the request selects, all pages of ListNetworks joined.
+    list_all_networks: networks.list_networks(ListNetworksRequest) -> ListNetworksResponse;
 }

@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo, UdsConnectInfo};
 
+use crate::model::limits::limits;
+
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKey {
@@ -81,36 +83,17 @@ pub fn peer_of_request<T>(req: &tonic::Request<T>) -> PeerKey {
         .map_or(PeerKey::Unknown, |a| PeerKey::Ip(a.ip()))
 }
 
-/// The limits on open connections and Watch streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnLimits {
-    /// Connections in all (`--max-connections`).
-    pub connections: usize,
-    /// Connections from one peer (`--max-connections-per-peer`).
-    pub connections_per_peer: usize,
-    /// Watch streams in all (`--max-watches`).
-    pub watches: usize,
-    /// Watch streams of one peer (`--max-watches-per-peer`).
-    pub watches_per_peer: usize,
-}
-
-/// Default `--max-connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default `--max-connections-per-peer`.
-pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
-/// Default `--max-watches`.
-pub const DEFAULT_MAX_WATCHES: usize = 1024;
-/// Default `--max-watches-per-peer`.
-pub const DEFAULT_MAX_WATCHES_PER_PEER: usize = 256;
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        Self {
-            connections: DEFAULT_MAX_CONNECTIONS,
-            connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
-            watches: DEFAULT_MAX_WATCHES,
-            watches_per_peer: DEFAULT_MAX_WATCHES_PER_PEER,
-        }
+limits! {
+    /// The limits on open connections and Watch streams.
+    ConnLimits {
+        /// Connections in all (`--max-connections`).
+        connections = DEFAULT_MAX_CONNECTIONS(1024);
+        /// Connections from one peer (`--max-connections-per-peer`).
+        connections_per_peer = DEFAULT_MAX_CONNECTIONS_PER_PEER(256);
+        /// Watch streams in all (`--max-watches`).
+        watches = DEFAULT_MAX_WATCHES(1024);
+        /// Watch streams of one peer (`--max-watches-per-peer`).
+        watches_per_peer = DEFAULT_MAX_WATCHES_PER_PEER(256);
     }
 }
 

@@ -522,17 +522,31 @@ async fn working_client(sb: &Sandbox) -> weft::Client {
     c
 }
 
-/// Waits until a fresh connection works again (its place freed).
-async fn until_fresh_client_works(sb: &Sandbox) {
+/// Tries `f` every 100 ms until it answers Some (within 20 s, else panics naming `what`).
+async fn eventually<T, Fut>(sb: &Sandbox, what: &str, mut f: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !fresh_client_works(sb).await {
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no place was freed\n{}",
+            "{what}\n{}",
             sb.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until a fresh connection works again (its place freed).
+async fn until_fresh_client_works(sb: &Sandbox) {
+    eventually(sb, "no connection place was freed", || async {
+        fresh_client_works(sb).await.then_some(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -601,21 +615,16 @@ async fn until_watch_works(
     sb: &Sandbox,
     c: &weft::Client,
 ) -> tonic::Streaming<weft::v1::WatchNamespacesResponse> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(sb, "the Watch place was not freed", || async {
         match watch(c).await {
-            Ok(s) => return s,
+            Ok(s) => Some(s),
             Err(e) => {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the Watch place was not freed\n{}",
-                    sb.log()
-                );
+                None
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

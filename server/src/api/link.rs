@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
 use super::{
-    Answer, Api, ListAsk, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
 use crate::{
@@ -47,18 +47,7 @@ impl LinkService for Api {
         &self,
         req: Request<pb::ListLinksRequest>,
     ) -> Answer<pb::ListLinksResponse> {
-        let r = req.into_inner();
-        let ask = ListAsk {
-            label_selector: &r.label_selector,
-            namespace: r.namespace,
-            page_size: r.page_size,
-            page_token: &r.page_token,
-        };
-        let (links, next_page_token) = super::list::<Links>(&self.svc, ask).await?;
-        Ok(Response::new(pb::ListLinksResponse {
-            links,
-            next_page_token,
-        }))
+        super::list(&self.svc, req).await
     }
 
     /// Changes the fields the mask names (or, without a mask, those the body sets).

@@ -144,44 +144,76 @@ fn planned<T: Planned>(plan: Vec<PlannedChange>) -> Answer<T> {
     Ok(Response::new(T::planned(convert::planned_out(plan))))
 }
 
+/// A List RPC: where its request keeps the filter and the page, and how its response holds
+/// one page.
+trait ListRpc: Send + 'static {
+    /// The kind it lists.
+    type Kind: Wire;
+    /// Its response.
+    type Response;
+    /// The label selector, the namespace (kinds in namespaces), `page_size`, `page_token`.
+    fn ask(self) -> (String, Option<String>, i32, String);
+    /// The response holding `items` and `next_page_token`.
+    fn response(
+        items: Vec<<Self::Kind as Wire>::Message>,
+        next_page_token: String,
+    ) -> Self::Response;
+}
+
+/// Implements [`ListRpc`] for a List request of `$kind` whose response keeps its objects in
+/// `$items`; `$ns` reads the namespace from the request `r` (or is None).
+macro_rules! list_rpc {
+    ($($req:ident => $kind:ty, $resp:ident { $items:ident }, |$r:ident| $ns:expr;)*) => {$(
+        impl ListRpc for weft_proto::v1::$req {
+            type Kind = $kind;
+            type Response = weft_proto::v1::$resp;
+            fn ask(self) -> (String, Option<String>, i32, String) {
+                let $r = self;
+                ($r.label_selector.clone(), $ns, $r.page_size, $r.page_token)
+            }
+            fn response(
+                $items: Vec<<$kind as Wire>::Message>,
+                next_page_token: String,
+            ) -> weft_proto::v1::$resp {
+                weft_proto::v1::$resp { $items, next_page_token }
+            }
+        }
+    )*};
+}
+
+list_rpc! {
+    ListNamespacesRequest => crate::service::Namespaces, ListNamespacesResponse { namespaces },
+        |r| None;
+    ListLinksRequest => crate::service::Links, ListLinksResponse { links }, |r| r.namespace.clone();
+    ListNetworksRequest => crate::service::Networks, ListNetworksResponse { networks },
+        |r| None;
+}
+
 /// The most bytes of objects one List page carries: half the 4 MiB a gRPC client accepts
 /// by default, so no set of objects makes a List answer too big to read.
 pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
 
-/// What a List request asks for besides its kind: the filter and the page.
-struct ListAsk<'a> {
-    /// The label selector.
-    label_selector: &'a str,
-    /// For kinds in namespaces, the namespace one end must be in.
-    namespace: Option<String>,
-    /// `page_size` as sent.
-    page_size: i32,
-    /// `page_token` as sent.
-    page_token: &'a str,
-}
-
-/// Runs a List: one page of the messages of the objects of kind `K` that the label selector
-/// (and, for kinds in namespaces, the namespace) picks, and the `next_page_token`. A page
-/// ends early, before the object that would take it past [`PAGE_BYTES`] (but never empty).
-async fn list<K: Wire>(
-    svc: &Service,
-    ask: ListAsk<'_>,
-) -> Result<(Vec<K::Message>, String), Status> {
-    let filter = Filter::parse(ask.label_selector, ask.namespace)?;
+/// Runs a List: one page (`page_size` after `page_token`) of the messages of the objects
+/// that the label selector (and, for kinds in namespaces, the namespace) picks, with the
+/// `next_page_token`. A page ends early, before the object that would take it past
+/// [`PAGE_BYTES`] (but never empty).
+async fn list<R: ListRpc>(svc: &Service, req: Request<R>) -> Answer<R::Response> {
+    let (label_selector, namespace, page_size, page_token) = req.into_inner().ask();
+    let filter = Filter::parse(&label_selector, namespace)?;
     let page = svc
-        .list_page::<K>(&filter, ask.page_size, ask.page_token)
+        .list_page::<R::Kind>(&filter, page_size, &page_token)
         .await?;
     let mut out = Vec::with_capacity(page.items.len());
     let mut bytes = 0;
     let mut last: Option<&str> = None;
     for (key, view) in &page.items {
-        let m = K::message(view);
+        let m = R::Kind::message(view);
         // The message, its field tag and its length prefix.
         let len = prost::Message::encoded_len(&m) + 16;
         if let Some(last) = last
             && bytes + len > PAGE_BYTES
         {
-            return Ok((out, page.token_after(last)));
+            return Ok(Response::new(R::response(out, page.token_after(last))));
         }
         bytes += len;
         out.push(m);
@@ -191,7 +223,7 @@ async fn list<K: Wire>(
         Some(last) if page.more => page.token_after(last),
         _ => String::new(),
     };
-    Ok((out, next))
+    Ok(Response::new(R::response(out, next)))
 }
 
 #[cfg(test)]

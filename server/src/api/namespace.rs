@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, namespace_service_server::NamespaceService};
 
 use super::{
-    Answer, Api, ListAsk, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
 use crate::service::Namespaces;
@@ -42,18 +42,7 @@ impl NamespaceService for Api {
         &self,
         req: Request<pb::ListNamespacesRequest>,
     ) -> Answer<pb::ListNamespacesResponse> {
-        let r = req.into_inner();
-        let ask = ListAsk {
-            label_selector: &r.label_selector,
-            namespace: None,
-            page_size: r.page_size,
-            page_token: &r.page_token,
-        };
-        let (namespaces, next_page_token) = super::list::<Namespaces>(&self.svc, ask).await?;
-        Ok(Response::new(pb::ListNamespacesResponse {
-            namespaces,
-            next_page_token,
-        }))
+        super::list(&self.svc, req).await
     }
 
     /// Deletes one namespace; its links and endpoints must be gone first.

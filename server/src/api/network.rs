@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
 use super::{
-    Answer, Api, ListAsk, convert,
+    Answer, Api, convert,
     watch::{self, WatchStream},
 };
 use crate::service::{Filter, Networks};
@@ -44,18 +44,7 @@ impl NetworkService for Api {
         &self,
         req: Request<pb::ListNetworksRequest>,
     ) -> Answer<pb::ListNetworksResponse> {
-        let r = req.into_inner();
-        let ask = ListAsk {
-            label_selector: &r.label_selector,
-            namespace: None,
-            page_size: r.page_size,
-            page_token: &r.page_token,
-        };
-        let (networks, next_page_token) = super::list::<Networks>(&self.svc, ask).await?;
-        Ok(Response::new(pb::ListNetworksResponse {
-            networks,
-            next_page_token,
-        }))
+        super::list(&self.svc, req).await
     }
 
     /// Deletes one network; its endpoints must be gone first.

@@ -15,46 +15,47 @@ use super::{
     ConnectSpec, EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, NetworkSpec,
 };
 
-/// The limits on one request (INVALID_ARGUMENT when exceeded).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestLimits {
-    /// Labels on one object (`--max-labels`).
-    pub labels: usize,
-    /// Bytes of all label keys and values of one object (`--max-label-bytes`).
-    pub label_bytes: usize,
-    /// Aliases of one endpoint (`--max-aliases`).
-    pub aliases: usize,
-    /// Addresses of one interface, and reserved addresses of one subnet (`--max-addresses`).
-    pub addresses: usize,
-    /// Routes of one interface (`--max-routes`).
-    pub routes: usize,
-    /// Host ports one Connect publishes, each port of a range counted (`--max-published-ports`).
-    pub published_ports: usize,
-}
-
-/// Default `--max-labels`.
-pub const DEFAULT_MAX_LABELS: usize = 256;
-/// Default `--max-label-bytes`: 32 KiB.
-pub const DEFAULT_MAX_LABEL_BYTES: usize = 32 * 1024;
-/// Default `--max-aliases`.
-pub const DEFAULT_MAX_ALIASES: usize = 64;
-/// Default `--max-addresses`.
-pub const DEFAULT_MAX_ADDRESSES: usize = 256;
-/// Default `--max-routes`.
-pub const DEFAULT_MAX_ROUTES: usize = 1024;
-/// Default `--max-published-ports`.
-pub const DEFAULT_MAX_PUBLISHED_PORTS: usize = 65536;
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self {
-            labels: DEFAULT_MAX_LABELS,
-            label_bytes: DEFAULT_MAX_LABEL_BYTES,
-            aliases: DEFAULT_MAX_ALIASES,
-            addresses: DEFAULT_MAX_ADDRESSES,
-            routes: DEFAULT_MAX_ROUTES,
-            published_ports: DEFAULT_MAX_PUBLISHED_PORTS,
+/// Declares a struct of limits (every one a `usize`): each field with its doc and its default,
+/// a `pub const` of that value, and `Default` made of them.
+macro_rules! limits {
+    ($(#[$doc:meta])* $name:ident {
+        $($(#[$fdoc:meta])* $field:ident = $default:ident($value:expr);)*
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: usize,)*
         }
+        $(
+            #[doc = concat!("The default of `", stringify!($name), "::", stringify!($field), "`.")]
+            pub const $default: usize = $value;
+        )*
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)* }
+            }
+        }
+    };
+}
+pub(crate) use limits;
+
+limits! {
+    /// The limits on one request (INVALID_ARGUMENT when exceeded).
+    RequestLimits {
+        /// Labels on one object (`--max-labels`).
+        labels = DEFAULT_MAX_LABELS(256);
+        /// Bytes of all label keys and values of one object (`--max-label-bytes`): 32 KiB.
+        label_bytes = DEFAULT_MAX_LABEL_BYTES(32 * 1024);
+        /// Aliases of one endpoint (`--max-aliases`).
+        aliases = DEFAULT_MAX_ALIASES(64);
+        /// Addresses of one interface, and reserved addresses of one subnet
+        /// (`--max-addresses`).
+        addresses = DEFAULT_MAX_ADDRESSES(256);
+        /// Routes of one interface (`--max-routes`).
+        routes = DEFAULT_MAX_ROUTES(1024);
+        /// Host ports one Connect publishes, each port of a range counted
+        /// (`--max-published-ports`).
+        published_ports = DEFAULT_MAX_PUBLISHED_PORTS(65536);
     }
 }
 
@@ -183,36 +184,17 @@ impl RequestLimits {
     }
 }
 
-/// The limits on stored objects per kind (RESOURCE_EXHAUSTED when reached).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ObjectLimits {
-    /// Namespaces (`--max-namespaces`).
-    pub namespaces: usize,
-    /// Links (`--max-links`).
-    pub links: usize,
-    /// Networks (`--max-networks`).
-    pub networks: usize,
-    /// Endpoints, over all networks (`--max-endpoints`).
-    pub endpoints: usize,
-}
-
-/// Default `--max-namespaces`.
-pub const DEFAULT_MAX_NAMESPACES: usize = 65536;
-/// Default `--max-links`.
-pub const DEFAULT_MAX_LINKS: usize = 65536;
-/// Default `--max-networks`.
-pub const DEFAULT_MAX_NETWORKS: usize = 4096;
-/// Default `--max-endpoints`.
-pub const DEFAULT_MAX_ENDPOINTS: usize = 65536;
-
-impl Default for ObjectLimits {
-    fn default() -> Self {
-        Self {
-            namespaces: DEFAULT_MAX_NAMESPACES,
-            links: DEFAULT_MAX_LINKS,
-            networks: DEFAULT_MAX_NETWORKS,
-            endpoints: DEFAULT_MAX_ENDPOINTS,
-        }
+limits! {
+    /// The limits on stored objects per kind (RESOURCE_EXHAUSTED when reached).
+    ObjectLimits {
+        /// Namespaces (`--max-namespaces`).
+        namespaces = DEFAULT_MAX_NAMESPACES(65536);
+        /// Links (`--max-links`).
+        links = DEFAULT_MAX_LINKS(65536);
+        /// Networks (`--max-networks`).
+        networks = DEFAULT_MAX_NETWORKS(4096);
+        /// Endpoints, over all networks (`--max-endpoints`).
+        endpoints = DEFAULT_MAX_ENDPOINTS(65536);
     }
 }
 
