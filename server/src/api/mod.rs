@@ -13,7 +13,10 @@
 //! 3. It converts the answer back with `convert`, or the [`ServiceError`] into a
 //!    [`Status`] through the one `From` impl below: each variant is exactly one gRPC code.
 //!
-//! Watches go the same way: the service supplies a generic source and a starting point, and
+//! Lists go through one generic `list` over `ListRpc`: the service answers one page, and
+//! the adapter ends it early rather than carry more than `PAGE_BYTES` of objects.
+//! Watches go through one generic path too: each first takes a place among its peer's open
+//! Watch streams (`Api::watch_slot`; RESOURCE_EXHAUSTED when there is none), the service supplies a generic source and a starting point, and
 //! `watch.rs` streams it as ADDED / MODIFIED / DELETED messages.
 //!
 //! For example, `CreateLink {link: {...}, request_id: "r1", wait: true}` runs `create`:

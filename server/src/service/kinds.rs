@@ -3,7 +3,8 @@
 //! [`Filter`], and the *view* the adapter converts into a message (the row itself, or the row
 //! with what its message also shows, such as a network's endpoints).
 //!
-//! With that, one [`Service::list`] serves every List, and [`super::WatchSource`] every Watch;
+//! With that, one [`Service::list_page`] serves every List (a page at a time, in
+//! [`Kind::sort_key`] order), and [`super::WatchSource`] every Watch;
 //! [`super::Make`] builds Create and Connect on top of it.
 
 use std::future::Future;
@@ -217,16 +218,6 @@ impl Service {
             .await?
             .ok_or_else(|| K::not_found(name))?;
         K::view(self, row).await
-    }
-
-    /// Every object of kind `K` that passes `filter`, as views (a List).
-    pub async fn list<K: Kind>(&self, filter: &Filter) -> ServiceResult<Vec<K::View>> {
-        Ok(self
-            .list_by_id::<K>(filter)
-            .await?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
     }
 
     /// One page of the objects of kind `K` that pass `filter`, in [`Kind::sort_key`] order

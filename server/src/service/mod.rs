@@ -24,7 +24,7 @@
 //! Deleting by name (namespaces, networks) is one generic flow too, [`Service::delete`] over
 //! [`Removable`] (`remove.rs`); links are deleted by either end, endpoints by Disconnect.
 //!
-//! Reading goes the same generic way: [`Service::list`] and [`WatchSource`] serve every kind
+//! Reading goes the same generic way: [`Service::list_page`] and [`WatchSource`] serve every kind
 //! through [`Kind`], with a [`Filter`] (label selector, namespace).
 
 mod create;
