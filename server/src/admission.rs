@@ -10,7 +10,7 @@
 //! [`Slots`] counts what is open: [`Slots::take`] hands out a [`Slot`] that gives its place
 //! back when dropped. Connections are counted by [`limit_incoming`], a wrapper of the accept
 //! stream: a connection over a limit is closed at once (and logged with the flag that raises
-//! the limit); one within it carries its slot in [`Counted`] until the connection ends. A
+//! the limit, at most one line per 10 s in a flood); one within it carries its slot in [`Counted`] until the connection ends. A
 //! Watch stream holds its slot in the task that feeds it, which ends when the client goes
 //! away, so a watcher that disconnects frees its place; one over a limit is refused with
 //! RESOURCE_EXHAUSTED.
@@ -271,16 +271,53 @@ where
     IO: Connected,
     IO::ConnectInfo: PeerOf,
 {
+    let mut log = RefusalLog::default();
     incoming.filter_map(move |accepted| match accepted {
         Err(e) => Some(Err(e)),
         Ok(io) => match slots.take(io.connect_info().peer()) {
             Ok(slot) => Some(Ok(Counted { io, _slot: slot })),
             Err(why) => {
-                tracing::warn!("refused a connection: {why}");
+                let _ = log.refused(&why);
                 None
             }
         },
     })
+}
+
+/// How often a flood of refused connections is logged.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs refused connections without letting a flood of them flood the log: the first, then
+/// at most one line per [`REFUSAL_LOG_EVERY`] saying how many were refused meanwhile.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    /// Notes one refusal, `why`; true if it wrote a line.
+    fn refused(&mut self, why: &str) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return false;
+        }
+        if self.unlogged > 0 {
+            tracing::warn!(
+                "refused a connection: {why} ({} more refused since the last such line)",
+                self.unlogged
+            );
+        } else {
+            tracing::warn!("refused a connection: {why}");
+        }
+        self.last = Some(now);
+        self.unlogged = 0;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +363,18 @@ mod tests {
         drop(y);
         let _z = s.take(PeerKey::Unknown).unwrap();
         assert_eq!(s.open(&PeerKey::Uid(1)), (2, 1));
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_logged_once_per_period() {
+        let mut log = RefusalLog::default();
+        assert!(log.refused("x"));
+        assert!(!log.refused("x"));
+        assert!(!log.refused("x"));
+        assert_eq!(log.unlogged, 2);
+        log.last = Some(std::time::Instant::now() - REFUSAL_LOG_EVERY);
+        assert!(log.refused("x"));
+        assert_eq!(log.unlogged, 0);
     }
 
     #[test]
