@@ -6,6 +6,9 @@
 //! connected to with [`Client::connect`]; weftd's TCP listener needs a client certificate
 //! ([`TlsFiles`]).
 //!
+//! Lists come a page at a time; `list_all_namespaces`, `list_all_links` and
+//! `list_all_networks` page through all of them (see [`page`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use weft::v1::{GetNamespaceRequest};
@@ -24,9 +27,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tower::service_fn;
 pub use weft_proto::v1;
 use weft_proto::v1::{
-    link_service_client::LinkServiceClient, namespace_service_client::NamespaceServiceClient,
-    network_service_client::NetworkServiceClient, system_service_client::SystemServiceClient,
+    ListLinksRequest, ListLinksResponse, ListNamespacesRequest, ListNamespacesResponse,
+    ListNetworksRequest, ListNetworksResponse, link_service_client::LinkServiceClient,
+    namespace_service_client::NamespaceServiceClient, network_service_client::NetworkServiceClient,
+    system_service_client::SystemServiceClient,
 };
+
+pub mod page;
 
 /// The socket weftd listens on by default.
 pub const DEFAULT_SOCKET: &str = "/run/weft/weftd.sock";
@@ -215,4 +222,35 @@ impl Client {
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
+}
+
+/// Defines `Client::$name`, which answers every object a List request selects: the List
+/// `$rpc` of `$service`, page after page (from `req.page_token`, `req.page_size` at a time),
+/// joined into one response; each page is asked with `req`'s metadata (its deadline).
+macro_rules! list_all {
+    ($($(#[$doc:meta])* $name:ident: $service:ident.$rpc:ident($req:ty) -> $resp:ty;)*) => {
+        impl Client {$(
+            $(#[$doc])*
+            pub async fn $name(
+                &self,
+                req: tonic::Request<$req>,
+            ) -> Result<tonic::Response<$resp>, tonic::Status> {
+                let c = self.$service();
+                page::all_pages(req, |r| {
+                    let mut c = c.clone();
+                    async move { c.$rpc(r).await }
+                })
+                .await
+            }
+        )*}
+    };
+}
+
+list_all! {
+    /// Every namespace the request selects, all pages of ListNamespaces joined.
+    list_all_namespaces: namespaces.list_namespaces(ListNamespacesRequest) -> ListNamespacesResponse;
+    /// Every link the request selects, all pages of ListLinks joined.
+    list_all_links: links.list_links(ListLinksRequest) -> ListLinksResponse;
+    /// Every network the request selects, all pages of ListNetworks joined.
+    list_all_networks: networks.list_networks(ListNetworksRequest) -> ListNetworksResponse;
 }

@@ -1,6 +1,10 @@
 //! weftd's configuration: built-in defaults, overridden by a TOML file (`--config`), overridden
 //! by command-line flags. The file uses the flags' names with '_' for '-'.
 //!
+//! Limits (`--max-labels`, `--max-connections`, ...) live in the file's `[limits]` table, under
+//! the flags' names with '_' for '-' (`[limits]` `max_labels = 512`); their defaults are in
+//! [`crate::model::limits`] and [`crate::admission`].
+//!
 //! Every value has one default, here; `weftd --help` and README's flag table name the same
 //! defaults. A key the file does not know is an error at start-up, not silently ignored, so
 //! a typo in deploy/weftd.toml is found before it matters.
@@ -9,9 +13,12 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
-use crate::model::{
-    AddressPool,
-    network::{default_pools, default_v6_pools},
+use crate::{
+    admission::ConnLimits,
+    model::{
+        AddressPool, ObjectLimits, RequestLimits,
+        network::{default_pools, default_v6_pools},
+    },
 };
 
 /// Default Unix socket.
@@ -67,6 +74,106 @@ pub struct FileConfig {
     pub socket_group: Option<String>,
     /// Group (name or gid) that may only read on the Unix socket.
     pub read_only_group: Option<String>,
+    /// The `[limits]` table.
+    pub limits: Option<LimitSettings>,
+}
+
+/// The limits as flags (`--max-labels`) and as the file's `[limits]` table (`max_labels`):
+/// every one optional, a flag winning over the file, the file over the default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Labels on one object [default: 256]
+    #[arg(long)]
+    pub max_labels: Option<usize>,
+    /// Bytes of one object's label keys and values together [default: 32768]
+    #[arg(long)]
+    pub max_label_bytes: Option<usize>,
+    /// Aliases of one endpoint [default: 64]
+    #[arg(long)]
+    pub max_aliases: Option<usize>,
+    /// Addresses of one interface, and reserved addresses of one subnet [default: 256]
+    #[arg(long)]
+    pub max_addresses: Option<usize>,
+    /// Routes of one interface [default: 1024]
+    #[arg(long)]
+    pub max_routes: Option<usize>,
+    /// Host ports one endpoint publishes, each port of a range counted [default: 65536]
+    #[arg(long)]
+    pub max_published_ports: Option<usize>,
+    /// Namespaces weftd keeps [default: 65536]
+    #[arg(long)]
+    pub max_namespaces: Option<usize>,
+    /// Links weftd keeps [default: 65536]
+    #[arg(long)]
+    pub max_links: Option<usize>,
+    /// Networks weftd keeps [default: 4096]
+    #[arg(long)]
+    pub max_networks: Option<usize>,
+    /// Endpoints weftd keeps, over all networks [default: 65536]
+    #[arg(long)]
+    pub max_endpoints: Option<usize>,
+    /// Open client connections in all [default: 1024]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Open connections of one peer (a uid on the socket, an address over TCP) [default: 256]
+    #[arg(long)]
+    pub max_connections_per_peer: Option<usize>,
+    /// Open Watch streams in all [default: 1024]
+    #[arg(long)]
+    pub max_watches: Option<usize>,
+    /// Open Watch streams of one peer [default: 256]
+    #[arg(long)]
+    pub max_watches_per_peer: Option<usize>,
+}
+
+/// Every limit weftd applies, settled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// The size of one request.
+    pub request: RequestLimits,
+    /// Stored objects per kind.
+    pub objects: ObjectLimits,
+    /// Open connections and Watch streams.
+    pub conns: ConnLimits,
+}
+
+impl LimitSettings {
+    /// Layers flags (`cli`) over the file (`file`) over the defaults.
+    pub fn merge(cli: LimitSettings, file: LimitSettings) -> Limits {
+        let (r, o, c) = (
+            RequestLimits::default(),
+            ObjectLimits::default(),
+            ConnLimits::default(),
+        );
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                cli.$field.or(file.$field).unwrap_or($default)
+            };
+        }
+        Limits {
+            request: RequestLimits {
+                labels: pick!(max_labels, r.labels),
+                label_bytes: pick!(max_label_bytes, r.label_bytes),
+                aliases: pick!(max_aliases, r.aliases),
+                addresses: pick!(max_addresses, r.addresses),
+                routes: pick!(max_routes, r.routes),
+                published_ports: pick!(max_published_ports, r.published_ports),
+            },
+            objects: ObjectLimits {
+                namespaces: pick!(max_namespaces, o.namespaces),
+                links: pick!(max_links, o.links),
+                networks: pick!(max_networks, o.networks),
+                endpoints: pick!(max_endpoints, o.endpoints),
+            },
+            conns: ConnLimits {
+                connections: pick!(max_connections, c.connections),
+                connections_per_peer: pick!(max_connections_per_peer, c.connections_per_peer),
+                watches: pick!(max_watches, c.watches),
+                watches_per_peer: pick!(max_watches_per_peer, c.watches_per_peer),
+            },
+        }
+    }
 }
 
 /// The settled configuration.
@@ -105,6 +212,8 @@ pub struct Config {
     pub socket_group: Option<String>,
     /// `--read-only-group`; None means none.
     pub read_only_group: Option<String>,
+    /// Every limit on requests, objects, connections and Watch streams.
+    pub limits: Limits,
 }
 
 /// The TLS files of the TCP listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
@@ -212,6 +321,10 @@ impl Config {
                 cli.address_pools_v6.or(file.address_pools_v6),
                 default_v6_pools(),
             )?,
+            limits: LimitSettings::merge(
+                cli.limits.unwrap_or_default(),
+                file.limits.unwrap_or_default(),
+            ),
         })
     }
 
@@ -292,5 +405,29 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::parse_file("sockett = \"/x\"").is_err());
+        assert!(Config::parse_file("[limits]\nmax_lables = 3").is_err());
+    }
+
+    #[test]
+    fn limits_come_from_flags_then_the_limits_table_then_defaults() {
+        let file =
+            Config::parse_file("[limits]\nmax_labels = 7\nmax_watches_per_peer = 3\n").unwrap();
+        let cli = FileConfig {
+            limits: Some(LimitSettings {
+                max_watches_per_peer: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::merge(cli, file).unwrap();
+        assert_eq!(c.limits.request.labels, 7);
+        assert_eq!(c.limits.conns.watches_per_peer, 1);
+        assert_eq!(c.limits.objects, ObjectLimits::default());
+        assert_eq!(
+            c.limits.conns.connections,
+            ConnLimits::default().connections
+        );
+        let none = Config::merge(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(none.limits, Limits::default());
     }
 }

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod access;
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod kernel;

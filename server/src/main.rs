@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use weftd::config::{Config, FileConfig};
+use weftd::config::{Config, FileConfig, LimitSettings};
 
 /// weft's daemon: declarative network namespaces, links and networks, kept converged.
 #[derive(Debug, Parser)]
@@ -74,6 +74,9 @@ struct Flags {
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Limits on requests, objects, connections and Watch streams (the file's `[limits]`)
+    #[command(flatten)]
+    limits: LimitSettings,
 }
 
 #[tokio::main]
@@ -113,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         tls_client_ca: flags.tls_client_ca,
         socket_group: flags.socket_group,
         read_only_group: flags.read_only_group,
+        limits: Some(flags.limits),
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(?config, "starting weftd");

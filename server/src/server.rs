@@ -12,7 +12,9 @@
 //! 3. build the [`Controller`] over them, start the workers, the reaper and the re-check
 //!    flusher, queue everything (GC last), start the drift watch and the resync timer;
 //! 4. create the default network (from a model spec) unless it exists or is turned off;
-//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha).
+//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha); every accepted
+//!    connection takes a place among the connections per peer and in all
+//!    ([`crate::admission`]), or is closed at once.
 //!
 //! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
 //! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint),
@@ -31,6 +33,7 @@ use weft_proto::v1::{
 
 use crate::{
     access::{AccessLayer, Policy},
+    admission::limit_incoming,
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
@@ -84,6 +87,14 @@ async fn ensure_default_network(
     Ok(())
 }
 
+/// HTTP/2 pings find a peer that vanished without closing (a TCP peer cut off), so its
+/// connection, and its place among the connections, is not held forever.
+fn keepalive(server: Server) -> Server {
+    server
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
 /// Runs weftd until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -116,7 +127,8 @@ pub async fn run(
     tracing::debug!(files = ?locks.paths(), "holding the locks");
     let store = Store::open(&config.database)
         .await
-        .with_context(|| format!("opening {}", config.database.display()))?;
+        .with_context(|| format!("opening {}", config.database.display()))?
+        .with_limits(config.limits.objects);
     let kernel = Kernel::new(config.host_netns.clone(), config.netns_dir.clone())
         .context("opening the kernel interfaces")?;
     let rechecking = store
@@ -151,7 +163,8 @@ pub async fn run(
         ensure_default_network(&ctl, &defaults, &config).await?;
     }
 
-    let api = Api::new(ctl.clone(), defaults);
+    let api =
+        Api::new(ctl.clone(), defaults).with_limits(config.limits.request, &config.limits.conns);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NamespaceServiceServer<Api>>().await;
     health.set_serving::<LinkServiceServer<Api>>().await;
@@ -193,13 +206,15 @@ pub async fn run(
         read_only_group = ?policy.read_only_group,
         "serving gRPC"
     );
+    // One count of connections for both listeners: the total limit is over all of them.
+    let connections = config.limits.conns.connections();
     let mut servers = JoinSet::new();
     servers.spawn(
-        Server::builder()
+        keepalive(Server::builder())
             .layer(access.clone())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                crate::listen::unix_incoming(unix),
+                limit_incoming(crate::listen::unix_incoming(unix), connections.clone()),
                 stopped(stop_rx.clone()),
             ),
     );
@@ -209,9 +224,13 @@ pub async fn run(
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
-            tls.layer(access)
+            keepalive(tls)
+                .layer(access)
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
+                .serve_with_incoming_shutdown(
+                    limit_incoming(TcpListenerStream::new(tcp), connections),
+                    stopped(stop_rx),
+                ),
         );
     }
 

@@ -42,6 +42,7 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 async fn list_names(c: &weft::Client, selector: &str) -> Vec<String> {
     rpc(c.networks().list_networks(ListNetworksRequest {
         label_selector: selector.into(),
+        ..Default::default()
     }))
     .await
     .expect("ListNetworks")

@@ -378,7 +378,7 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let (id, mut tx) = self.begin_create(request).await?;
+        let (id, mut tx) = self.begin_create::<EndpointRow>(request).await?;
         let to = admit(&mut tx, req).await?;
         let leases = lease(&mut tx, req, &to).await?;
         let mac = choose_mac(&mut tx, req, &to, &leases).await?;

@@ -32,7 +32,7 @@ mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use crate::model::Refusal;
+use crate::model::{ObjectLimits, Refusal};
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
@@ -107,6 +107,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
     nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
+    /// How many objects of each kind a create may make it.
+    objects: ObjectLimits,
 }
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -141,7 +143,14 @@ impl Store {
         Ok(Store {
             pool,
             nets: Default::default(),
+            objects: ObjectLimits::default(),
         })
+    }
+
+    /// The same store with these limits on objects per kind (the defaults until set).
+    pub fn with_limits(mut self, objects: ObjectLimits) -> Store {
+        self.objects = objects;
+        self
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when healthy).

@@ -61,7 +61,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// More weftd flags, after the sandbox's own (`--socket-group 4242`, `--tcp ...`).
+    /// Extra weftd flags (`["--max-labels", "2"]`, `--socket-group 4242`), after the
+    /// sandbox's own.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self

@@ -130,9 +130,10 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             let req = ctx.req(ListLinksRequest {
                 namespace,
                 label_selector: a.list.selector,
+                ..Default::default()
             });
             let list = ctx
-                .call(&what, |c| async move { c.links().list_links(req).await })
+                .call(&what, |c| async move { c.list_all_links(req).await })
                 .await?
                 .links;
             let quiet = a.list.quiet;
