@@ -5,7 +5,7 @@
 # google/protobuf/*.proto (named explicitly: --no-install-recommends leaves it out otherwise).
 WEFT_DEB_PACKAGES=(
     protobuf-compiler libprotobuf-dev libnftnl-dev libmnl-dev pkg-config
-    iproute2 nftables iputils-ping util-linux gcc libc6-dev ca-certificates
+    iproute2 nftables iputils-ping util-linux gcc libc6-dev ca-certificates openssl
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

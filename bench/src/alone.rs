@@ -261,8 +261,7 @@ pub struct Restart {
 /// True when every namespace is Ready and network `net` and each of its `endpoints` are Ready.
 async fn all_ready(c: &weft::Client, net: &str, endpoints: usize) -> Result<bool> {
     let nss = c
-        .namespaces()
-        .list_namespaces(ListNamespacesRequest::default())
+        .list_all_namespaces(tonic::Request::new(ListNamespacesRequest::default()))
         .await?
         .into_inner()
         .namespaces;

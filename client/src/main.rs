@@ -9,10 +9,18 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    // An explicit --socket (or WEFT_SOCKET) wins over WEFT_HOST; only clap knows which it was.
+    let socket_given = matches
+        .value_source("socket")
+        .is_some_and(|s| s != ValueSource::DefaultValue);
+    let args = match cli::Cli::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -23,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(cli::run(args, socket_given)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(usage) = e.downcast_ref::<clap::Error>() {

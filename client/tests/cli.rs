@@ -311,7 +311,10 @@ impl NamespaceService for Svc {
             })
             .cloned()
             .collect();
-        Ok(Response::new(ListNamespacesResponse { namespaces }))
+        Ok(Response::new(ListNamespacesResponse {
+            namespaces,
+            ..Default::default()
+        }))
     }
 
     async fn delete_namespace(
@@ -465,7 +468,10 @@ impl LinkService for Svc {
         _: Request<ListLinksRequest>,
     ) -> Result<Response<ListLinksResponse>, Status> {
         self.called("ListLinks");
-        Ok(Response::new(ListLinksResponse { links: the_links() }))
+        Ok(Response::new(ListLinksResponse {
+            links: the_links(),
+            ..Default::default()
+        }))
     }
 
     async fn update_link(
@@ -1633,7 +1639,7 @@ async fn watch_resumes_since_a_revision() {
             "link",
             "ls",
             "--watch",
-            "--host",
+            "--host-ns",
             "--since",
             &REV.to_string(),
             "--max-events",

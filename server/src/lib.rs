@@ -2,14 +2,19 @@
 //! adapter over the core flows of [`service`] (validate, check, persist, enqueue, wait); it is
 //! recorded in SQLite by [`store`], and the [`reconcile`] worker pool makes the kernel (through
 //! [`kernel`]) match it. [`model`] holds the pure domain types all of them share; [`server`]
-//! wires them together with the [`config`].
+//! wires them together with the [`config`], after [`lock`] made sure no other weftd manages the
+//! same database or host namespace.
 
 // No unwrap/expect outside tests (clippy.toml allows them in tests): a daemon answers errors.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access;
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod kernel;
+pub mod listen;
+pub mod lock;
 pub mod model;
 pub mod reconcile;
 pub mod server;

@@ -1,12 +1,12 @@
 //! weftd: the weft daemon. Parses flags and the config file, sets up logging, and runs the
-//! server until SIGTERM or SIGINT.
+//! server until SIGTERM or SIGINT. SIGHUP is logged (and the config file checked), never fatal.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use weftd::config::{Config, FileConfig};
+use weftd::config::{Config, FileConfig, LimitSettings};
 
 /// weft's daemon: declarative network namespaces, links and networks, kept converged.
 #[derive(Debug, Parser)]
@@ -21,12 +21,34 @@ struct Flags {
     /// Directory of named network namespaces [default: /run/netns]
     #[arg(long)]
     netns_dir: Option<PathBuf>,
+    /// Runtime directory, for the lock that keeps a second weftd off the same host namespace
+    /// [default: /run/weft]
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
     /// Act on this namespace file as "the host" instead of weftd's own namespace
     #[arg(long)]
     host_netns: Option<PathBuf>,
-    /// Also serve gRPC on this TCP address (off by default)
+    /// Also serve gRPC on this TCP address, with TLS and client certificates (off by default;
+    /// needs --tls-cert, --tls-key and --tls-client-ca)
     #[arg(long)]
     tcp: Option<SocketAddr>,
+    /// weftd's TLS certificate (PEM) for --tcp
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that must have signed every TCP client's certificate
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// Group (name or gid) whose members get full access on the Unix socket [default: weft,
+    /// if that group exists]
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Group (name or gid) whose members may only read (Get, List, Watch, system info) on the
+    /// Unix socket [default: none]
+    #[arg(long)]
+    read_only_group: Option<String>,
     /// Reconcile workers [default: 4]
     #[arg(long)]
     workers: Option<usize>,
@@ -52,6 +74,9 @@ struct Flags {
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Limits on requests, objects, connections and Watch streams (the file's `[limits]`)
+    #[command(flatten)]
+    limits: LimitSettings,
 }
 
 #[tokio::main]
@@ -76,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         socket: flags.socket,
         database: flags.database,
         netns_dir: flags.netns_dir,
+        runtime_dir: flags.runtime_dir,
         host_netns: flags.host_netns,
         tcp: flags.tcp,
         workers: flags.workers,
@@ -85,17 +111,54 @@ async fn main() -> anyhow::Result<()> {
         default_subnet: flags.default_subnet,
         address_pools: (!flags.address_pools.is_empty()).then_some(flags.address_pools),
         address_pools_v6: (!flags.address_pools_v6.is_empty()).then_some(flags.address_pools_v6),
+        tls_cert: flags.tls_cert,
+        tls_key: flags.tls_key,
+        tls_client_ca: flags.tls_client_ca,
+        socket_group: flags.socket_group,
+        read_only_group: flags.read_only_group,
+        limits: Some(flags.limits),
     };
-    let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("bad address pool: {e}"))?;
+    let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(?config, "starting weftd");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let config_file = flags.config;
     weftd::server::run(config, async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => on_hangup(config_file.as_deref()),
+            }
         }
     })
     .await
+}
+
+/// SIGHUP (by default it would kill weftd without a word and leave its socket behind): no
+/// configuration key is reloadable while weftd runs (each one shapes the store, the kernel
+/// handle, the listeners or the worker pool that start-up built), so weftd logs, checks that
+/// the config file still parses (so an operator who edited it learns of a mistake before the
+/// restart that applies it) and keeps serving with the configuration it has.
+fn on_hangup(config_file: Option<&std::path::Path>) {
+    let Some(path) = config_file else {
+        tracing::info!("SIGHUP: nothing to reload (no --config file); weftd keeps running");
+        return;
+    };
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Config::parse_file(&text).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(_) => tracing::info!(
+            file = %path.display(),
+            "SIGHUP: the config file parses; no key is reloaded while weftd runs, restart it to apply changes"
+        ),
+        Err(error) => tracing::warn!(
+            file = %path.display(),
+            %error,
+            "SIGHUP: the config file does not parse; weftd keeps running with the configuration it started with"
+        ),
+    }
 }

@@ -3,6 +3,8 @@
 //! shut all of it down in order on a signal.
 //!
 //! Start-up, in order:
+//! 0. take the locks on the database and the host namespace ([`crate::lock`]): a second
+//!    weftd on either exits here, before it touches anything;
 //! 1. open the store (migrations applied) and the real [`crate::kernel::Kernel`] for the host
 //!    namespace (`--host-netns`, or weftd's own);
 //! 2. mark every Ready object Rechecking, so nothing reads Ready that nobody has looked at
@@ -10,57 +12,37 @@
 //! 3. build the [`Controller`] over them, start the workers, the reaper and the re-check
 //!    flusher, queue everything (GC last), start the drift watch and the resync timer;
 //! 4. create the default network (from a model spec) unless it exists or is turned off;
-//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha).
+//! 5. bind the socket and serve, with health and reflection (v1 and v1alpha); every accepted
+//!    connection takes a place among the connections per peer and in all
+//!    ([`crate::admission`]), or is closed at once.
 //!
 //! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
-//! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint).
+//! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint),
+//! remove the socket, release the locks.
 
-use std::{
-    os::unix::fs::{MetadataExt, PermissionsExt},
-    path::Path,
-    time::Duration,
-};
+use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use tokio::{net::UnixListener, task::JoinSet};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::Routes, transport::Server};
 use weft_proto::v1::{
     link_service_server::LinkServiceServer, namespace_service_server::NamespaceServiceServer,
     network_service_server::NetworkServiceServer, system_service_server::SystemServiceServer,
 };
 
 use crate::{
+    access::{AccessLayer, Policy},
+    admission::limit_incoming,
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
+    lock::Locks,
     model::{NetworkSpec, SubnetSpec},
     reconcile::Controller,
     service::{Checked, NewNetwork, Service},
     store::Store,
 };
-
-/// Binds the Unix socket: removes a stale socket file, refuses if another weftd answers on it,
-/// and makes it owner-only.
-async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!(
-                "{} is in use: is another weftd running? (--socket to use another path)",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
 
 /// Name of the default network.
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -105,14 +87,48 @@ async fn ensure_default_network(
     Ok(())
 }
 
+/// HTTP/2 pings find a peer that vanished without closing (a TCP peer cut off), so its
+/// connection, and its place among the connections, is not held forever.
+fn keepalive(server: Server) -> Server {
+    server
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
 /// Runs weftd until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Settings that can be wrong are checked before anything is touched.
+    let policy = Arc::new(
+        Policy::resolve(
+            config.socket_group.as_deref(),
+            config.read_only_group.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    let tls = match (&config.tcp, &config.tls) {
+        (Some(_), Some(files)) => Some(
+            Server::builder()
+                .tls_config(crate::listen::tls_config(files)?)
+                .context("loading the TLS certificate, key and client CA")?,
+        ),
+        (Some(addr), None) => bail!("--tcp {addr} needs --tls-cert, --tls-key and --tls-client-ca"),
+        (None, _) => None,
+    };
+    // Before anything reads the database or touches the kernel: no other weftd may manage
+    // the same database or the same host namespace. Held until weftd returns.
+    let locks = Locks::acquire(
+        &config.database,
+        &config.runtime_dir,
+        config.host_netns.as_deref(),
+    )?;
+    tracing::debug!(files = ?locks.paths(), "holding the locks");
     let store = Store::open(&config.database)
         .await
-        .with_context(|| format!("opening {}", config.database.display()))?;
+        .with_context(|| format!("opening {}", config.database.display()))?
+        .with_limits(config.limits.objects);
     let kernel = Kernel::new(config.host_netns.clone(), config.netns_dir.clone())
         .context("opening the kernel interfaces")?;
     let rechecking = store
@@ -147,7 +163,8 @@ pub async fn run(
         ensure_default_network(&ctl, &defaults, &config).await?;
     }
 
-    let api = Api::new(ctl.clone(), defaults);
+    let api =
+        Api::new(ctl.clone(), defaults).with_limits(config.limits.request, &config.limits.conns);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NamespaceServiceServer<Api>>().await;
     health.set_serving::<LinkServiceServer<Api>>().await;
@@ -161,8 +178,7 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let router = Server::builder()
-        .add_service(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(NamespaceServiceServer::new(api.clone()))
@@ -172,29 +188,49 @@ pub async fn run(
             ctl.clone(),
             config.database.display().to_string(),
         )));
+    let access = AccessLayer::new(policy.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let unix = bind_unix(&config.socket).await?;
+    let (group, mode) = policy.socket_file();
+    let unix = crate::listen::bind_unix(&config.socket, group, mode).await?;
     let socket_id = std::fs::metadata(&config.socket)
         .map(|m| (m.dev(), m.ino()))
         .ok();
-    tracing::info!(socket = %config.socket.display(), "serving gRPC");
+    tracing::info!(
+        socket = %config.socket.display(),
+        mode = format!("{mode:o}"),
+        socket_group = ?policy.socket_group,
+        read_only_group = ?policy.read_only_group,
+        "serving gRPC"
+    );
+    // One count of connections for both listeners: the total limit is over all of them.
+    let connections = config.limits.conns.connections();
     let mut servers = JoinSet::new();
     servers.spawn(
-        router
-            .clone()
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone())),
+        keepalive(Server::builder())
+            .layer(access.clone())
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(
+                limit_incoming(crate::listen::unix_incoming(unix), connections.clone()),
+                stopped(stop_rx.clone()),
+            ),
     );
-    if let Some(addr) = config.tcp {
+    if let (Some(addr), Some(tls)) = (config.tcp, tls) {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, "serving gRPC on TCP");
+        tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx)),
+            keepalive(tls)
+                .layer(access)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    limit_incoming(TcpListenerStream::new(tcp), connections),
+                    stopped(stop_rx),
+                ),
         );
     }
 
@@ -229,6 +265,7 @@ pub async fn run(
     {
         let _ = std::fs::remove_file(&config.socket);
     }
+    locks.release();
     tracing::info!("stopped");
     Ok(())
 }

@@ -36,6 +36,26 @@ fn weftd_flags() -> BTreeSet<String> {
         .collect()
 }
 
+/// The keys weftd's strict parser knows after `table` (a table header, or "" for the top
+/// level): it names them all when it refuses an unknown one. `one` must be among them.
+fn keys_known_by_the_parser(table: &str, one: &str) -> Vec<String> {
+    let err = Config::parse_file(&format!("{table}no_such_key = 1"))
+        .expect_err("weftd accepted an unknown config key")
+        .to_string();
+    let expected = err.split_once("expected").map_or("", |(_, e)| e);
+    let known: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(
+        known.iter().any(|k| k == one),
+        "cannot read the keys from: {err}"
+    );
+    known
+}
+
 #[test]
 fn default_config_names_every_key_with_its_default() {
     let text = repo_file("deploy/weftd.toml");
@@ -49,7 +69,11 @@ fn default_config_names_every_key_with_its_default() {
     let uncommented: String = text
         .lines()
         .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            Some(rest)
+                if (rest.contains(" = ") || rest.starts_with('[')) && !rest.starts_with(' ') =>
+            {
+                rest
+            }
             _ => l,
         })
         .collect::<Vec<_>>()
@@ -63,7 +87,8 @@ fn default_config_names_every_key_with_its_default() {
     assert_eq!(f.resync, Some(DEFAULT_RESYNC));
     assert!(f.host_netns.is_some(), "host_netns is not documented");
     assert!(f.tcp.is_some(), "tcp is not documented");
-    // Apart from the two keys that are off by default (shown with example values), the
+    assert!(f.tls_client_ca.is_some(), "tls_client_ca is not documented");
+    // Apart from the keys that are off by default (shown with example values), the
     // uncommented file settles to exactly the built-in configuration.
     let defaults = Config::merge(FileConfig::default(), FileConfig::default())
         .expect("the built-in configuration");
@@ -72,6 +97,11 @@ fn default_config_names_every_key_with_its_default() {
         FileConfig {
             host_netns: None,
             tcp: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            socket_group: None,
+            read_only_group: None,
             ..f
         },
     )
@@ -82,19 +112,20 @@ fn default_config_names_every_key_with_its_default() {
     );
     // Every key weftd's parser knows is documented. Its strict parser names them all when it
     // refuses an unknown one.
-    let err = Config::parse_file("no_such_key = 1")
-        .expect_err("weftd accepted an unknown config key")
-        .to_string();
-    let expected = err.split_once("expected").map_or("", |(_, e)| e);
-    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    assert!(
-        known.contains(&"socket"),
-        "cannot read the keys from: {err}"
-    );
+    let known = keys_known_by_the_parser("", "socket");
     for key in &known {
         assert!(
-            text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+            text.lines()
+                .any(|l| l.starts_with(&format!("#{key} = ")) || l == format!("#[{key}]")),
             "deploy/weftd.toml does not document key {key} (weftd knows {known:?})"
+        );
+    }
+    // The same for the keys of the [limits] table.
+    let limits = keys_known_by_the_parser("[limits]\n", "max_labels");
+    for key in &limits {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+            "deploy/weftd.toml does not document limit {key} (weftd knows {limits:?})"
         );
     }
     // Every flag (but --config) is a key of the file.
@@ -148,7 +179,7 @@ fn systemd_unit_starts_weftd_with_the_shipped_config() {
         .lines()
         .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
         .expect("CapabilityBoundingSet");
-    for cap in ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+    for cap in ["CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_CHOWN"] {
         assert!(caps.split_whitespace().any(|c| c == cap), "{cap} missing");
     }
     // These would give weftd a private mount namespace, hiding /run/netns mounts from the host.

@@ -602,7 +602,30 @@ async fn ensure_sysctl_writes_only_inside_the_scratch_namespaces() {
         .trim()
         .to_string()
     };
-    // A new namespace starts with forwarding off.
+    let write_in = |ns: &str, key: &str, value: &str| {
+        let file = format!("/proc/sys/{key}");
+        run_ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
+                &format!("echo {value} > {file}"),
+            ],
+        );
+        assert_eq!(read_in(ns, key), value, "{key} in {ns}");
+    };
+    // A new namespace inherits the real host's IPv4 settings (on a host where weftd or
+    // Docker runs, forwarding is on), and IPv6 ones too when net.core.devconf_inherit_init_net
+    // says so: never assume. This test's starting point is forwarding off in both scratch
+    // namespaces, so it writes that itself (there, never on the host).
+    for ns in [&s.name, &other.name] {
+        for key in ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"] {
+            write_in(ns, key, "0");
+        }
+    }
     assert_eq!(read_in(&s.name, "net/ipv4/ip_forward"), "0");
 
     let before = s.kernel.writes();

@@ -160,6 +160,7 @@ async fn list_namespaces_filters_by_label_selector() {
     ] {
         let names: Vec<String> = rpc(c.namespaces().list_namespaces(ListNamespacesRequest {
             label_selector: selector.into(),
+            ..Default::default()
         }))
         .await
         .unwrap_or_else(|s| panic!("ListNamespaces {selector:?}: {s:?}"))

@@ -42,6 +42,7 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 async fn list_names(c: &weft::Client, selector: &str) -> Vec<String> {
     rpc(c.networks().list_networks(ListNetworksRequest {
         label_selector: selector.into(),
+        ..Default::default()
     }))
     .await
     .expect("ListNetworks")
@@ -173,9 +174,13 @@ async fn forwarding_is_turned_on_in_the_sandbox_host_only() {
     let sb = Sandbox::new("fwd").await;
     {
         let d = ExtraDaemon::start(&sb, "nd", &["--no-default-network"], |ns| {
-            // A fresh namespace starts with forwarding off; say so rather than assume it.
-            assert_eq!(sysctl_at(ns, "net/ipv4/ip_forward"), "0");
-            assert_eq!(sysctl_at(ns, "net/ipv6/conf/all/forwarding"), "0");
+            // A new namespace inherits the real host's IPv4 settings: on a host where weftd
+            // or Docker runs it starts with forwarding on. This test starts from off, so it
+            // turns it off itself, in its own namespace (never on the host).
+            for key in ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"] {
+                ok_at(ns, &["sh", "-c", &format!("echo 0 > /proc/sys/{key}")]);
+                assert_eq!(sysctl_at(ns, key), "0");
+            }
         })
         .await;
         let c = d.client();

@@ -100,7 +100,7 @@ async fn lists_filter_and_deletes_remove_kernel_objects() {
 
     let in_ns = |ns: &str| ListLinksRequest {
         namespace: Some(ns.to_string()),
-        label_selector: String::new(),
+        ..Default::default()
     };
     let all = rpc(c.links().list_links(ListLinksRequest::default()))
         .await

@@ -95,8 +95,8 @@ pub fn connect_error(target: &Target, err: &(dyn std::error::Error + 'static)) -
             use std::io::ErrorKind::*;
             return match io.kind() {
                 PermissionDenied => Unreachable(format!(
-                    "permission denied connecting to weftd at {}: its socket is owner-only by \
-                     default; run weft as root or as weftd's user",
+                    "permission denied connecting to weftd at {}: run weft as root or as a \
+                     member of weftd's --socket-group (group weft by default, like docker's)",
                     target.describe()
                 )),
                 NotFound => unreachable(target, Some("no such socket")),
@@ -118,6 +118,16 @@ pub fn rpc(
     status: &Status,
     write: bool,
 ) -> anyhow::Error {
+    // A failure on the client's side of the connection (a TLS handshake weftd refused, say)
+    // comes as "transport error" with the reason in its sources: say the reason.
+    let detailed;
+    let status = match root_cause(status) {
+        Some(cause) if !status.message().contains(&cause) => {
+            detailed = Status::new(status.code(), format!("{}: {cause}", status.message()));
+            &detailed
+        }
+        _ => status,
+    };
     if status.code() == Code::Unavailable {
         let msg = status.message();
         let cause = (!msg.is_empty()).then_some(msg);
@@ -128,6 +138,17 @@ pub fn rpc(
         code: status.code(),
         message: format!("{what}: {}", why(timeout, status, write)),
     })
+}
+
+/// The innermost source of `status`, if it has any (only client-side failures do).
+fn root_cause(status: &Status) -> Option<String> {
+    let mut cur = std::error::Error::source(status);
+    let mut last = None;
+    while let Some(e) = cur {
+        last = Some(e.to_string());
+        cur = e.source();
+    }
+    last
 }
 
 /// weftd answered a call with an error status. It prints as `<what>: <why>`; the code is kept

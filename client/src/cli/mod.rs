@@ -45,7 +45,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use weft::{
-    Client, DEFAULT_SOCKET,
+    Client, DEFAULT_SOCKET, Host, TlsFiles,
     v1::{Phase, Status},
 };
 
@@ -69,9 +69,29 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_SOCKET", value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 
-    /// Connect to weftd over TCP at ADDR (host:port or http://host:port) instead of the socket.
+    /// Connect to weftd over TCP at ADDR (host:port) instead of the socket; the same as
+    /// `--host tcp://ADDR`.
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "ADDR")]
     pub tcp: Option<String>,
+
+    /// Where weftd is: unix:///path/to/weftd.sock or tcp://HOST:PORT (TCP needs --tls-cert,
+    /// --tls-key and --tls-ca). Also from WEFT_HOST, which an explicit --socket overrides.
+    /// Given before the command, as Docker's `-H` (`weft -H tcp://h:7443 ns ls`): after
+    /// `link ls` and `link watch`, `--host` keeps its older meaning, the host namespace.
+    #[arg(long, short = 'H', help_heading = GLOBAL, value_name = "URL")]
+    pub host: Option<Host>,
+
+    /// Client certificate (PEM) to present to weftd over TCP.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate (PEM) that signed weftd's certificate.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
 
     /// Output format.
     #[arg(short, long, global = true, help_heading = GLOBAL, value_enum, default_value_t = Output::Table)]
@@ -115,13 +135,41 @@ pub enum Command {
     Info,
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
-    let target = match &cli.tcp {
-        Some(addr) => Target::Tcp(addr.clone()),
-        None => Target::Unix(cli.socket.clone()),
+/// Where to find weftd, most explicit first: `--tcp`, `--host`, `--socket` (flag or
+/// WEFT_SOCKET, `socket_given`), then WEFT_HOST (`env_host`), then the default socket.
+pub fn target(cli: &Cli, socket_given: bool, env_host: Option<&str>) -> Result<Target> {
+    if let Some(addr) = &cli.tcp {
+        return Ok(Target::Tcp(addr.clone()));
+    }
+    let host = match (&cli.host, env_host) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(h)) if !socket_given && !h.is_empty() => Some(
+            h.parse::<Host>()
+                .map_err(|e| usage(&[], format!("WEFT_HOST: {e}")))?,
+        ),
+        _ => None,
     };
+    Ok(match host {
+        Some(Host::Tcp(addr)) => Target::Tcp(addr),
+        Some(Host::Unix(path)) => Target::Unix(path),
+        None => Target::Unix(cli.socket.clone()),
+    })
+}
+
+/// Runs a parsed command line; `socket_given` says whether `--socket` or WEFT_SOCKET was set
+/// (they then win over WEFT_HOST).
+pub async fn run(cli: Cli, socket_given: bool) -> Result<()> {
+    let target = target(
+        &cli,
+        socket_given,
+        std::env::var("WEFT_HOST").ok().as_deref(),
+    )?;
     let ctx = Ctx {
+        tls: TlsFiles {
+            cert: cli.tls_cert.clone(),
+            key: cli.tls_key.clone(),
+            ca: cli.tls_ca.clone(),
+        },
         target,
         output: cli.output,
         timeout: cli.timeout,
@@ -155,8 +203,10 @@ pub fn usage(path: &[&str], msg: impl std::fmt::Display) -> anyhow::Error {
 
 /// What every verb needs: where weftd is, how to print, and the connection.
 pub struct Ctx {
-    /// The socket or TCP address of weftd (`--socket`, `--tcp`).
+    /// The socket or TCP address of weftd (`--socket`, `--host`, `--tcp`).
     target: Target,
+    /// The TLS files for TCP.
+    tls: TlsFiles,
     /// `-o`: table or JSON.
     output: Output,
     /// `--timeout`: the gRPC deadline of every call, and the bound on dialling.
@@ -176,14 +226,14 @@ impl Ctx {
     async fn client(&self) -> Result<Client, Unreachable> {
         self.client
             .get_or_try_init(|| async {
-                let connect = async {
-                    match &self.target {
-                        Target::Unix(path) => Client::connect_unix(path).await,
-                        Target::Tcp(addr) => Client::connect_tcp(addr).await,
-                    }
+                let host = match &self.target {
+                    Target::Unix(path) => Host::Unix(path.clone()),
+                    Target::Tcp(addr) => Host::Tcp(addr.clone()),
                 };
+                let connect = Client::connect(&host, &self.tls);
                 match tokio::time::timeout(self.timeout, connect).await {
                     Ok(Ok(c)) => Ok(c),
+                    Ok(Err(weft::ConnectError::Tls(msg))) => Err(Unreachable(msg)),
                     Ok(Err(e)) => Err(error::connect_error(&self.target, &e)),
                     Err(_) => Err(error::unreachable(&self.target, Some("connect timed out"))),
                 }
@@ -436,6 +486,46 @@ mod tests {
         .unwrap();
         assert_eq!(cli.tcp.as_deref(), Some("127.0.0.1:7000"));
         assert_eq!(cli.timeout, Duration::from_secs(5));
+    }
+
+    /// `--host` and WEFT_HOST take unix:// and tcp:// URLs; an explicit --socket or --tcp wins
+    /// over WEFT_HOST, and --host over --socket.
+    #[test]
+    fn host_flag_and_env() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).unwrap();
+        let t = |cli: &Cli, given, env| match target(cli, given, env).unwrap() {
+            Target::Unix(p) => format!("unix:{}", p.display()),
+            Target::Tcp(a) => format!("tcp:{a}"),
+        };
+        let cli = parse(&["weft", "--host", "tcp://10.0.0.1:7443", "ns", "ls"]);
+        assert_eq!(t(&cli, false, None), "tcp:10.0.0.1:7443");
+        assert_eq!(t(&cli, true, Some("unix:///x")), "tcp:10.0.0.1:7443");
+        let cli = parse(&["weft", "-H", "unix:///tmp/w.sock", "ns", "ls"]);
+        assert_eq!(t(&cli, false, None), "unix:/tmp/w.sock");
+        let cli = parse(&["weft", "ns", "ls"]);
+        assert_eq!(t(&cli, false, None), format!("unix:{DEFAULT_SOCKET}"));
+        assert_eq!(t(&cli, false, Some("tcp://h:1")), "tcp:h:1");
+        let cli = parse(&["weft", "ns", "ls", "--socket", "/tmp/s"]);
+        assert_eq!(t(&cli, true, Some("tcp://h:1")), "unix:/tmp/s");
+        let cli = parse(&["weft", "ns", "ls", "--tcp", "h:2"]);
+        assert_eq!(t(&cli, false, Some("tcp://h:1")), "tcp:h:2");
+        let err = Cli::try_parse_from(["weft", "--host", "http://x", "ns", "ls"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("tcp://host:port"), "{err}");
+        let cli = parse(&["weft", "ns", "ls"]);
+        assert!(target(&cli, false, Some("bogus")).is_err());
+        let cli = parse(&[
+            "weft",
+            "ns",
+            "ls",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+        ]);
+        assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
     }
 
     /// A value a parser refuses is clap's usage error: exit 2, with the parser's message.

@@ -47,10 +47,7 @@ impl LinkService for Api {
         &self,
         req: Request<pb::ListLinksRequest>,
     ) -> Answer<pb::ListLinksResponse> {
-        let r = req.into_inner();
-        let mut links = super::list::<Links>(&self.svc, &r.label_selector, r.namespace).await?;
-        links.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Ok(Response::new(pb::ListLinksResponse { links }))
+        super::list(&self.svc, req).await
     }
 
     /// Changes the fields the mask names (or, without a mask, those the body sets).
@@ -94,7 +91,14 @@ impl LinkService for Api {
         &self,
         req: Request<pb::WatchLinksRequest>,
     ) -> Result<Response<Self::WatchLinksStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Links>(&self.svc, &r.label_selector, r.namespace, r.since_revision)
+        watch::answer::<Links>(
+            &self.svc,
+            slot,
+            &r.label_selector,
+            r.namespace,
+            r.since_revision,
+        )
     }
 }

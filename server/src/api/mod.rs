@@ -13,7 +13,10 @@
 //! 3. It converts the answer back with `convert`, or the [`ServiceError`] into a
 //!    [`Status`] through the one `From` impl below: each variant is exactly one gRPC code.
 //!
-//! Watches go the same way: the service supplies a generic source and a starting point, and
+//! Lists go through one generic `list` over `ListRpc`: the service answers one page, and
+//! the adapter ends it early rather than carry more than `PAGE_BYTES` of objects.
+//! Watches go through one generic path too: each first takes a place among its peer's open
+//! Watch streams (`Api::watch_slot`; RESOURCE_EXHAUSTED when there is none), the service supplies a generic source and a starting point, and
 //! `watch.rs` streams it as ADDED / MODIFIED / DELETED messages.
 //!
 //! For example, `CreateLink {link: {...}, request_id: "r1", wait: true}` runs `create`:
@@ -43,7 +46,8 @@ use tonic::{Request, Response, Status};
 
 pub use crate::service::NetworkDefaults;
 use crate::{
-    model::PlannedChange,
+    admission::{ConnLimits, Slot, Slots, peer_of_request},
+    model::{PlannedChange, RequestLimits},
     reconcile::Controller,
     service::{Filter, Service, ServiceError},
 };
@@ -55,15 +59,35 @@ use crate::{
 pub struct Api {
     /// The core service every handler calls.
     svc: Service,
+    /// The open Watch streams, per peer and in all.
+    watches: Slots,
 }
 
 /// Construction.
 impl Api {
     /// The services over the controller; automatic subnets come from `defaults`' pools.
+    /// Requests and Watch streams are held to the default limits until
+    /// [`Api::with_limits`].
     pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
         Self {
             svc: Service::new(ctl, defaults),
+            watches: ConnLimits::default().watches(),
         }
+    }
+
+    /// The same services with these limits on requests and on Watch streams.
+    pub fn with_limits(mut self, request: RequestLimits, conns: &ConnLimits) -> Self {
+        self.svc = self.svc.with_limits(request);
+        self.watches = conns.watches();
+        self
+    }
+
+    /// A place for one more Watch stream of the peer `req` comes from; RESOURCE_EXHAUSTED,
+    /// naming the limit and its flag, when there is none.
+    fn watch_slot<T>(&self, req: &Request<T>) -> Result<Slot, Status> {
+        self.watches
+            .take(peer_of_request(req))
+            .map_err(Status::resource_exhausted)
     }
 }
 
@@ -124,16 +148,86 @@ fn planned<T: Planned>(plan: Vec<PlannedChange>) -> Answer<T> {
     Ok(Response::new(T::planned(convert::planned_out(plan))))
 }
 
-/// Runs a List: the messages of the objects of kind `K` that the label selector (and, for
-/// kinds in namespaces, the namespace) picks.
-async fn list<K: Wire>(
-    svc: &Service,
-    label_selector: &str,
-    namespace: Option<String>,
-) -> Result<Vec<K::Message>, Status> {
-    let filter = Filter::parse(label_selector, namespace)?;
-    let views = svc.list::<K>(&filter).await?;
-    Ok(views.iter().map(K::message).collect())
+/// A List RPC: where its request keeps the filter and the page, and how its response holds
+/// one page.
+trait ListRpc: Send + 'static {
+    /// The kind it lists.
+    type Kind: Wire;
+    /// Its response.
+    type Response;
+    /// The label selector, the namespace (kinds in namespaces), `page_size`, `page_token`.
+    fn ask(self) -> (String, Option<String>, i32, String);
+    /// The response holding `items` and `next_page_token`.
+    fn response(
+        items: Vec<<Self::Kind as Wire>::Message>,
+        next_page_token: String,
+    ) -> Self::Response;
+}
+
+/// Implements [`ListRpc`] for a List request of `$kind` whose response keeps its objects in
+/// `$items`; `$ns` reads the namespace from the request `r` (or is None).
+macro_rules! list_rpc {
+    ($($req:ident => $kind:ty, $resp:ident { $items:ident }, |$r:ident| $ns:expr;)*) => {$(
+        impl ListRpc for weft_proto::v1::$req {
+            type Kind = $kind;
+            type Response = weft_proto::v1::$resp;
+            fn ask(self) -> (String, Option<String>, i32, String) {
+                let $r = self;
+                ($r.label_selector.clone(), $ns, $r.page_size, $r.page_token)
+            }
+            fn response(
+                $items: Vec<<$kind as Wire>::Message>,
+                next_page_token: String,
+            ) -> weft_proto::v1::$resp {
+                weft_proto::v1::$resp { $items, next_page_token }
+            }
+        }
+    )*};
+}
+
+list_rpc! {
+    ListNamespacesRequest => crate::service::Namespaces, ListNamespacesResponse { namespaces },
+        |r| None;
+    ListLinksRequest => crate::service::Links, ListLinksResponse { links }, |r| r.namespace.clone();
+    ListNetworksRequest => crate::service::Networks, ListNetworksResponse { networks },
+        |r| None;
+}
+
+/// The most bytes of objects one List page carries: half the 4 MiB a gRPC client accepts
+/// by default, so no set of objects makes a List answer too big to read.
+pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Runs a List: one page (`page_size` after `page_token`) of the messages of the objects
+/// that the label selector (and, for kinds in namespaces, the namespace) picks, with the
+/// `next_page_token`. A page ends early, before the object that would take it past
+/// [`PAGE_BYTES`] (but never empty).
+async fn list<R: ListRpc>(svc: &Service, req: Request<R>) -> Answer<R::Response> {
+    let (label_selector, namespace, page_size, page_token) = req.into_inner().ask();
+    let filter = Filter::parse(&label_selector, namespace)?;
+    let page = svc
+        .list_page::<R::Kind>(&filter, page_size, &page_token)
+        .await?;
+    let mut out = Vec::with_capacity(page.items.len());
+    let mut bytes = 0;
+    let mut last: Option<&str> = None;
+    for (key, view) in &page.items {
+        let m = R::Kind::message(view);
+        // The message, its field tag and its length prefix.
+        let len = prost::Message::encoded_len(&m) + 16;
+        if let Some(last) = last
+            && bytes + len > PAGE_BYTES
+        {
+            return Ok(Response::new(R::response(out, page.token_after(last))));
+        }
+        bytes += len;
+        out.push(m);
+        last = Some(key);
+    }
+    let next = match last {
+        Some(last) if page.more => page.token_after(last),
+        _ => String::new(),
+    };
+    Ok(Response::new(R::response(out, next)))
 }
 
 #[cfg(test)]

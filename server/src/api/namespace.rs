@@ -42,9 +42,7 @@ impl NamespaceService for Api {
         &self,
         req: Request<pb::ListNamespacesRequest>,
     ) -> Answer<pb::ListNamespacesResponse> {
-        let selector = req.into_inner().label_selector;
-        let namespaces = super::list::<Namespaces>(&self.svc, &selector, None).await?;
-        Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
+        super::list(&self.svc, req).await
     }
 
     /// Deletes one namespace; its links and endpoints must be gone first.
@@ -64,7 +62,8 @@ impl NamespaceService for Api {
         &self,
         req: Request<pb::WatchNamespacesRequest>,
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Namespaces>(&self.svc, &r.label_selector, None, r.since_revision)
+        watch::answer::<Namespaces>(&self.svc, slot, &r.label_selector, None, r.since_revision)
     }
 }

@@ -44,9 +44,7 @@ impl NetworkService for Api {
         &self,
         req: Request<pb::ListNetworksRequest>,
     ) -> Answer<pb::ListNetworksResponse> {
-        let selector = req.into_inner().label_selector;
-        let networks = super::list::<Networks>(&self.svc, &selector, None).await?;
-        Ok(Response::new(pb::ListNetworksResponse { networks }))
+        super::list(&self.svc, req).await
     }
 
     /// Deletes one network; its endpoints must be gone first.
@@ -94,7 +92,8 @@ impl NetworkService for Api {
         &self,
         req: Request<pb::WatchNetworksRequest>,
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
+        let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Networks>(&self.svc, &r.label_selector, None, r.since_revision)
+        watch::answer::<Networks>(&self.svc, slot, &r.label_selector, None, r.since_revision)
     }
 }

@@ -18,6 +18,7 @@ use weft_proto::v1::EventType;
 
 use super::{Answer, Service, convert::Wire};
 use crate::{
+    admission::Slot,
     reconcile::Event,
     service::{Filter, ServiceError, Start, WatchSource},
 };
@@ -26,17 +27,19 @@ use crate::{
 pub type WatchStream<K> = ReceiverStream<Result<<K as Wire>::Response, Status>>;
 
 /// Answers a Watch RPC of kind `K`: parses the filter, subscribes at `since_revision`
-/// (0: fresh) and spawns the stream. A bad selector or a revision the event log no longer
-/// reaches fail the call itself, before any message is streamed.
+/// (0: fresh) and spawns the stream, which holds `slot` (its place among the open Watch
+/// streams) until it ends. A bad selector or a revision the event log no longer reaches
+/// fail the call itself, before any message is streamed.
 pub(super) fn answer<K: Wire>(
     svc: &Service,
+    slot: Slot,
     label_selector: &str,
     namespace: Option<String>,
     since_revision: u64,
 ) -> Answer<WatchStream<K>> {
     let filter = Filter::parse(label_selector, namespace)?;
     let start = svc.watch_start(since_revision)?;
-    Ok(Response::new(spawn(svc.watch::<K>(filter), start)))
+    Ok(Response::new(spawn(svc.watch::<K>(filter), start, slot)))
 }
 
 /// One client's stream: what it has been sent, per object id.
@@ -173,12 +176,14 @@ impl<K: Wire> Stream<K> {
 }
 
 /// Starts streaming `src` from `start` on a task of its own. The task ends when the client
-/// hangs up, when an error was sent, or when the event broadcast closes (shutdown). The
-/// channel holds 256 messages: a slow client slows its own task only, and a task that falls
-/// behind the broadcast re-lists instead of losing events.
-fn spawn<K: Wire>(src: WatchSource<K>, start: Start) -> WatchStream<K> {
+/// hangs up, when an error was sent, or when the event broadcast closes (shutdown); `slot`
+/// goes with it, so a watcher that disconnects frees its place. The channel holds 256
+/// messages: a slow client slows its own task only, and a task that falls behind the
+/// broadcast re-lists instead of losing events.
+fn spawn<K: Wire>(src: WatchSource<K>, start: Start, slot: Slot) -> WatchStream<K> {
     let (tx, out) = mpsc::channel(256);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut s = Stream::<K> {
             known: HashMap::new(),
             tx,

@@ -150,7 +150,7 @@ impl DryRun {
                 master: None,
                 alias: None,
                 addresses: Vec::new(),
-                group: 0,
+                group: super::NEWBORN_GROUP,
             },
         );
     }
@@ -309,6 +309,10 @@ impl LinkOps for DryRun {
             "",
         );
         Ok(())
+    }
+    /// Sends packets, changes nothing: not part of a plan.
+    async fn announce(&self, _: &NsRef, _: u32, _: &str, _: &str) -> Result<bool, KernelError> {
+        Ok(false)
     }
 }
 

@@ -305,6 +305,15 @@ fn new_link(index: u32, name: &str, kind: &str) -> LinkState {
     }
 }
 
+/// An interface weft's create makes: [`new_link`] in the newborn group, as the real kernel
+/// makes it from weft's `RTM_NEWLINK`.
+fn newborn(index: u32, name: &str, kind: &str) -> LinkState {
+    LinkState {
+        group: crate::kernel::NEWBORN_GROUP,
+        ..new_link(index, name, kind)
+    }
+}
+
 impl State {
     fn check_fault(&mut self, op: &'static str, target: &str) -> Result<(), KernelError> {
         let hit = self.faults.iter_mut().find(|f| {
@@ -440,10 +449,10 @@ impl LinkOps for FakeKernel {
             return Err(KernelError::from_errno(op, Errno::EEXIST));
         }
         let (a, b) = (s.alloc(), s.alloc());
-        s.space(ns, &op)?.links.insert(a, new_link(a, name, "veth"));
+        s.space(ns, &op)?.links.insert(a, newborn(a, name, "veth"));
         s.space(peer_ns, &op)?
             .links
-            .insert(b, new_link(b, peer_name, "veth"));
+            .insert(b, newborn(b, peer_name, "veth"));
         s.peers.insert((ns.clone(), a), (peer_ns.clone(), b));
         s.peers.insert((peer_ns.clone(), b), (ns.clone(), a));
         Ok(())
@@ -458,7 +467,7 @@ impl LinkOps for FakeKernel {
         let i = s.alloc();
         s.space(ns, &op)?
             .links
-            .insert(i, new_link(i, name, "bridge"));
+            .insert(i, newborn(i, name, "bridge"));
         Ok(())
     }
 
@@ -513,6 +522,27 @@ impl LinkOps for FakeKernel {
         s.space(ns, "delete link")?;
         s.remove_link(ns, index);
         Ok(())
+    }
+
+    /// Recorded as a write ("announce <name>") when the interface is there with that MAC.
+    async fn announce(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        name: &str,
+        mac: &str,
+    ) -> Result<bool, KernelError> {
+        let there = {
+            let mut s = self.read("announce", name)?;
+            s.space(ns, "announce")?
+                .links
+                .get(&index)
+                .is_some_and(|l| l.name == name && l.mac.as_deref() == Some(mac))
+        };
+        if there {
+            drop(self.begin("announce", name)?);
+        }
+        Ok(there)
     }
 
     async fn delete_link_group(&self, ns: &NsRef, group: u32) -> Result<(), KernelError> {

@@ -13,7 +13,7 @@ use netlink_packet_route::link::{
 use nix::errno::Errno;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use super::{LinkChange, LinkState, addr, error::has_errno};
+use super::{LinkChange, LinkState, NEWBORN_GROUP, addr, error::has_errno};
 
 /// The longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub(crate) const MAX_NAME_LEN: usize = 15;
@@ -106,25 +106,30 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
 
 /// The `RTM_NEWLINK` request for a veth pair: `name` where the request is sent, `peer_name`
 /// created directly in the namespace `peer_netns_fd` refers to (`IFLA_NET_NS_FD` inside the
-/// peer's own link message), or next to `name` when `None`.
+/// peer's own link message), or next to `name` when `None`. Both ends are born in
+/// [`NEWBORN_GROUP`] (`IFLA_GROUP` in each end's message).
 pub(crate) fn veth_message(
     name: &str,
     peer_name: &str,
     peer_netns_fd: Option<RawFd>,
 ) -> LinkMessage {
-    let mut peer = LinkUnspec::new_with_name(peer_name);
+    let mut peer = LinkUnspec::new_with_name(peer_name).link_group(NEWBORN_GROUP);
     if let Some(fd) = peer_netns_fd {
         peer = peer.setns_by_fd(fd);
     }
     LinkVeth::new(name, peer_name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .link_group(NEWBORN_GROUP)
         .build()
 }
 
-/// The `RTM_NEWLINK` request for a bridge. Unlike rtnetlink's `LinkBridge::new`, the bridge
-/// is created down, like every other link weft creates; `set_link` brings it up.
+/// The `RTM_NEWLINK` request for a bridge, born in [`NEWBORN_GROUP`]. Unlike rtnetlink's
+/// `LinkBridge::new`, the bridge is created down, like every other link weft creates;
+/// `set_link` brings it up.
 pub(crate) fn bridge_message(name: &str) -> LinkMessage {
-    LinkMessageBuilder::<LinkBridge>::new(name).build()
+    LinkMessageBuilder::<LinkBridge>::new(name)
+        .link_group(NEWBORN_GROUP)
+        .build()
 }
 
 /// The `RTM_SETLINK` request carrying only the fields `change` sets; `None` when it sets none.
@@ -280,6 +285,16 @@ mod tests {
             .expect("peer message");
         assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(42)));
         assert!(peer.attributes.contains(&LinkAttribute::IfName("b".into())));
+        // Both ends are born in weft's newborn group: the mark the kernel takes at creation.
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::Group(NEWBORN_GROUP))
+        );
+        assert!(
+            message
+                .attributes
+                .contains(&LinkAttribute::Group(NEWBORN_GROUP))
+        );
         // The first end stays where the request is sent.
         assert!(
             !message

@@ -31,7 +31,8 @@
 //!   a retry opens a new socket): treat it as transient.
 //! - The write counter ([`Kernel::writes`]) counts requests *sent* that change the kernel,
 //!   successful or not: a converged system observes without writing.
-//! - Every link weft creates starts down (veth, bridge); bring it up with [`Kernel::set_link`].
+//! - Every link weft creates starts down (veth, bridge) and in interface group
+//!   [`NEWBORN_GROUP`] (both ends of a veth); bring it up with [`Kernel::set_link`].
 //! - A cached socket holds its namespace alive; [`Kernel::delete_named_netns`] forgets it
 //!   itself, callers that stop using an adopted namespace call [`Kernel::forget`].
 
@@ -52,7 +53,7 @@ mod types;
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
-pub use types::{LinkChange, LinkState, NsIdentity, NsRef, RTPROT_WEFT, RouteState};
+pub use types::{LinkChange, LinkState, NEWBORN_GROUP, NsIdentity, NsRef, RTPROT_WEFT, RouteState};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
 /// `use weftd::kernel::prelude::*;`.
@@ -475,6 +476,47 @@ impl LinkOps for Kernel {
             )
             .await;
         ignore_errno(result, &[Errno::ENODEV])
+    }
+
+    /// Announces interface `index` to its neighbours, by the kernel's own means: with
+    /// `arp_notify` and `ndisc_notify` on for the interface (set here if they are not; an
+    /// interface without IPv6 has no `ndisc_notify`), setting its MAC makes the kernel send a
+    /// gratuitous ARP for each IPv4 address and an unsolicited neighbour advertisement for
+    /// each IPv6 one (`NETDEV_CHANGEADDR`), even when the MAC stays the same. No packet
+    /// socket, no process. The kernel sends them on `IFF_UP` too, but a veth's bridge port
+    /// is not forwarding yet at that moment, so those are lost; callers announce after.
+    async fn announce(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        name: &str,
+        mac: &str,
+    ) -> Result<bool, KernelError> {
+        let Some(link) = self.lookup(ns, Selector::Index(index), false).await? else {
+            return Ok(false);
+        };
+        if link.name != name || link.mac.as_deref() != Some(mac) {
+            return Ok(false);
+        }
+        self.write_sysctl(ns, &format!("net/ipv4/conf/{name}/arp_notify"), "1")
+            .await?;
+        match self
+            .write_sysctl(ns, &format!("net/ipv6/conf/{name}/ndisc_notify"), "1")
+            .await
+        {
+            Err(e) if e.is_not_found() => {}
+            other => {
+                other?;
+            }
+        }
+        let same = LinkChange {
+            mac: Some(mac.to_string()),
+            ..Default::default()
+        };
+        match self.set_link(ns, index, &same).await {
+            Err(e) if e.is_not_found() => Ok(false),
+            other => other.map(|()| true),
+        }
     }
 
     /// Deletes every interface of `group` in `ns` with one `RTM_DELLINK` (ifindex 0 and

@@ -72,6 +72,19 @@ pub trait LinkOps: Send + Sync {
     /// Deletes interface `index` (a veth's peer goes with it). Ok if it is already gone.
     async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError>;
 
+    /// Announces interface `index` (named `name`) to its neighbours: a gratuitous ARP for
+    /// each IPv4 address, an unsolicited neighbour advertisement for each IPv6 one, so their
+    /// ARP/ND entries point at its MAC again after it was re-created. Only if its MAC is
+    /// `mac` (it changes nothing else); Ok(false) and nothing sent when the interface is gone
+    /// or has another name or MAC.
+    async fn announce(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        name: &str,
+        mac: &str,
+    ) -> Result<bool, KernelError>;
+
     /// Deletes every interface of interface group `group` in one request (one RCU grace
     /// period for all). Ok when the group is empty. Callers must know every member is theirs.
     async fn delete_link_group(&self, ns: &NsRef, group: u32) -> Result<(), KernelError>;

@@ -51,6 +51,23 @@ pub struct LinkState {
     pub group: u32,
 }
 
+/// The interface group every interface weft creates is born in ("WEFN" in ASCII): the
+/// kernel ignores `IFLA_IFALIAS` in the `RTM_NEWLINK` that creates an interface (it honours
+/// it only on an existing one), but it applies `IFLA_GROUP` at creation, to a veth's peer
+/// too. So an interface in this group without an alias is one weft made and had not marked
+/// yet (a crash or a failed request between the create and the mark); the request that
+/// marks it (alias `weft:<uid>`) puts it back in group 0.
+pub const NEWBORN_GROUP: u32 = 0x5745_464E;
+
+impl LinkState {
+    /// True for an interface weft created and has not marked yet: group [`NEWBORN_GROUP`]
+    /// and no alias. Whose it is follows from its name and namespace, which only the object
+    /// that planned them uses.
+    pub fn is_newborn(&self) -> bool {
+        self.group == NEWBORN_GROUP && self.alias.as_deref().is_none_or(str::is_empty)
+    }
+}
+
 /// A change to apply to one interface; `None` fields are left alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkChange {

@@ -207,6 +207,74 @@ pub fn first_free(batch: &[IpAddr], leased: &HashSet<IpAddr>) -> Option<IpAddr> 
     batch.iter().find(|a| !leased.contains(a)).copied()
 }
 
+/// How many MACs a connect tries before giving up: the first is derived from the lease, the
+/// others from a hash of it; a network would need to hold nearly all of them to exhaust it.
+pub const MAC_ATTEMPTS: u32 = 64;
+
+/// The MAC an endpoint with leases `addresses` gets, at attempt `attempt` (0 first) when the
+/// ones before are taken on its network; the store keeps the first free one, so no two
+/// endpoints of a network ever share one. Locally administered and unicast (first byte 02):
+/// - attempt 0 with an IPv4 lease: Docker's `02:42:` and the four bytes of the address, so
+///   two endpoints of a network (whose IPv4 leases differ) never derive the same one;
+/// - attempt 0 with only an IPv6 lease: `02:` and the low 40 bits of the address; leases of
+///   one ip_range differ there unless the range is wider than 2^40 addresses;
+/// - later attempts (another endpoint's client-given MAC is the derived one, or a huge IPv6
+///   range wrapped): `02:` and 40 bits of an FNV-1a hash of the address and the attempt.
+///
+/// None when the endpoint has no address at all (it then keeps the kernel's random MAC).
+pub fn derived_mac(addresses: &[IpAddr], attempt: u32) -> Option<String> {
+    let base = addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addresses.first())?;
+    let bytes: [u8; 5] = match (base, attempt) {
+        (IpAddr::V4(v4), 0) => {
+            let o = v4.octets();
+            [0x42, o[0], o[1], o[2], o[3]]
+        }
+        (IpAddr::V6(v6), 0) => {
+            let o = v6.octets();
+            [o[11], o[12], o[13], o[14], o[15]]
+        }
+        (a, n) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            let octets = match a {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            for b in octets.iter().chain(n.to_be_bytes().iter()) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            let b = h.to_be_bytes();
+            [b[3], b[4], b[5], b[6], b[7]]
+        }
+    };
+    Some(format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4]
+    ))
+}
+
+impl ConnectSpec {
+    /// The refusal of the client's `mac_address`, used already by namespace `holder` on the
+    /// same network (two interfaces with one MAC on a bridge break both).
+    pub fn mac_taken(&self, mac: &str, holder: &str) -> Refusal {
+        Refusal::AlreadyExists(format!(
+            "mac_address {mac} is already used by namespace {holder:?} on network {:?}; pick another or leave it empty",
+            self.network
+        ))
+    }
+
+    /// The refusal when no MAC could be found that is free on the network.
+    pub fn no_free_mac(&self) -> Refusal {
+        Refusal::Exhausted(format!(
+            "no free MAC address found for the endpoint on network {:?} after {MAC_ATTEMPTS} tries; give one in mac_address",
+            self.network
+        ))
+    }
+}
+
 /// The refusal of host port `port`/`protocol` on `host_ip` ("" is every address), published
 /// already by namespace `holder`. A mapping on every address conflicts with one on any
 /// address, and the other way round.
@@ -227,6 +295,35 @@ mod tests {
     //! Each rule of a connect, and each refusal's exact message, without a database.
 
     use super::*;
+
+    /// Docker's MAC for an IPv4 lease; the low bytes of an IPv6-only one; hashed retries
+    /// differ from the first and from each other; locally administered unicast throughout.
+    #[test]
+    fn derived_macs_follow_the_lease() {
+        let v4: IpAddr = "172.17.0.2".parse().unwrap();
+        let v6: IpAddr = "fd00::1:2:3:4".parse().unwrap();
+        assert_eq!(derived_mac(&[v6, v4], 0).unwrap(), "02:42:ac:11:00:02");
+        assert_eq!(derived_mac(&[v6], 0).unwrap(), "02:02:00:03:00:04");
+        assert_eq!(derived_mac(&[], 0), None);
+        let mut seen = HashSet::new();
+        for n in 0..MAC_ATTEMPTS {
+            let m = derived_mac(&[v4], n).unwrap();
+            assert!(m.starts_with("02:"), "{m}");
+            assert!(seen.insert(m.clone()), "attempt {n} repeats {m}");
+        }
+    }
+
+    /// Two leases of one network never derive one MAC at the first attempt.
+    #[test]
+    fn different_leases_derive_different_macs() {
+        let mut seen = HashSet::new();
+        for i in 1..=254u8 {
+            let a = IpAddr::from([10, 0, 0, i]);
+            assert!(seen.insert(derived_mac(&[a], 0).unwrap()));
+            let b: IpAddr = format!("fd00::{i:x}").parse().unwrap();
+            assert!(seen.insert(derived_mac(&[b], 0).unwrap()));
+        }
+    }
 
     /// A connect of namespace "ns" to network "net" as `eth0`, asking a default route.
     fn spec(ipv4: Option<&str>, ipv6: Option<&str>) -> ConnectSpec {

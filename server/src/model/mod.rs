@@ -9,20 +9,24 @@
 
 pub mod connect;
 pub mod labels;
+pub mod limits;
 pub mod link;
 pub mod names;
 pub mod namespace;
 pub mod network;
+pub mod page;
 
 use std::fmt;
 
 pub use connect::{ConnectFacts, LeaseAsk, Refusal};
 pub use labels::{Labels, Selector};
+pub use limits::{ObjectLimits, RequestLimits};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
 pub use namespace::{AdoptFacts, NamespaceSpec};
 pub use network::{
     AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, PortSpec, Protocol, SubnetSpec,
 };
+pub use page::PageRequest;
 
 /// Where an object stands on its way to (or away from) the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

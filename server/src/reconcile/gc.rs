@@ -8,13 +8,16 @@
 //! object seen in the kernel whose row is missing afterwards is a true orphan.
 //!
 //! What counts as weft's: an interface whose alias is an ownership mark, in the host or in a
-//! namespace weft manages (loopback excluded: it carries its namespace's mark); a file in
+//! namespace weft manages (loopback excluded: it carries its namespace's mark); an interface
+//! there that weft created and never marked (a crash between the create and the mark: group
+//! `NEWBORN_GROUP`, no alias), which is an orphan when no object plans its name in its
+//! namespace any more; a file in
 //! the netns directory whose namespace's loopback carries a mark. A veth the reaper is about
 //! to delete (a disconnect in progress) is left to the reaper. The GC runs at start-up, after
 //! the first reconcile of everything, and on the resync; each orphaned object (a veth pair
 //! is one) counts once in `orphans_removed`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{Controller, ReconcileError};
 use crate::kernel::NsRef;
@@ -24,27 +27,60 @@ fn uid_of(alias: Option<&str>) -> Option<&str> {
     alias.and_then(|a| a.strip_prefix("weft:"))
 }
 
+/// Interface names objects plan, with the uids of the objects that plan each: (namespace
+/// name, "" for the host; interface name) -> uids. Every link, network and endpoint plans at
+/// least one, so the uids are every object that can own an interface.
+pub(super) type Planned = HashMap<(String, String), Vec<String>>;
+
 impl Controller {
+    /// Every interface name a stored object plans (rows being deleted included: they still
+    /// own what they made until their cleanup ran).
+    pub(super) async fn planned_interfaces(&self) -> Result<Planned, ReconcileError> {
+        let mut planned: Planned = HashMap::new();
+        let mut add = |ns: &str, name: &str, uid: &str| {
+            planned
+                .entry((ns.to_string(), name.to_string()))
+                .or_default()
+                .push(uid.to_string());
+        };
+        for l in self.store().list_links().await? {
+            for end in l.spec.ends() {
+                add(&end.namespace, &end.name, &l.id);
+            }
+        }
+        for n in self.store().list_networks().await? {
+            add("", &n.spec.bridge_name, &n.id);
+        }
+        for e in self.store().list_endpoints(None).await? {
+            add("", &e.host_ifname, &e.id);
+            add(&e.namespace, &e.spec.ifname, &e.id);
+        }
+        Ok(planned)
+    }
+
     /// Removes orphaned marked interfaces (in the host and every live namespace) and orphaned
     /// marked namespace files in the netns directory. Returns how many it removed.
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let k = self.kernel();
         // 1. The kernel: marked interfaces per namespace, marked namespace files.
-        let mut spaces = vec![NsRef::Host];
+        let mut spaces = vec![(String::new(), NsRef::Host)];
         for ns in self.store().list_namespaces().await? {
             if !ns.deleting
                 && let Ok(r) = self.ns_ref(&ns.spec.name).await
             {
-                spaces.push(r);
+                spaces.push((ns.spec.name, r));
             }
         }
         let mut marked = Vec::new();
-        for ns in &spaces {
+        let mut newborn = Vec::new();
+        for (ns_name, ns) in &spaces {
             for l in k.list_links(ns).await? {
                 if let Some(uid) = uid_of(l.alias.as_deref())
                     && l.index != 1
                 {
                     marked.push((ns.clone(), l.index, l.name.clone(), uid.to_string()));
+                } else if l.is_newborn() {
+                    newborn.push((ns.clone(), l.index, (ns_name.clone(), l.name.clone())));
                 }
             }
         }
@@ -57,27 +93,14 @@ impl Controller {
             {
                 marked_files.push((name, uid.to_string()));
             }
-            if !spaces.contains(&ns) {
+            if !spaces.iter().any(|(_, r)| *r == ns) {
                 k.forget(&ns);
             }
         }
-        // 2. The store: every uid that owns something.
-        let mut known: HashSet<String> = HashSet::new();
-        known.extend(self.store().list_links().await?.into_iter().map(|r| r.id));
-        known.extend(
-            self.store()
-                .list_networks()
-                .await?
-                .into_iter()
-                .map(|r| r.id),
-        );
-        known.extend(
-            self.store()
-                .list_endpoints(None)
-                .await?
-                .into_iter()
-                .map(|r| r.id),
-        );
+        // 2. The store: every uid that owns something, and every interface name an object
+        //    plans.
+        let planned = self.planned_interfaces().await?;
+        let known: HashSet<String> = planned.values().flatten().cloned().collect();
         let namespaces: HashSet<String> = self
             .store()
             .list_namespaces()
@@ -102,6 +125,24 @@ impl Controller {
             }
         }
         let mut removed = gone_uids.len() as u64;
+        // Newborn interfaces (made, never marked) that no object plans any more, each looked
+        // up again by name first: a veth pair goes with its first end (the second then reads
+        // as gone), and an index may have been reused meanwhile.
+        for (ns, index, (ns_name, name)) in newborn {
+            if planned.contains_key(&(ns_name, name.clone())) {
+                continue;
+            }
+            match k.get_link_bare(&ns, &name).await {
+                Ok(Some(l)) if l.index == index && l.is_newborn() => {}
+                _ => continue,
+            }
+            tracing::info!(ns = ?ns, name, "removing an interface weft made and never marked");
+            match k.delete_link(&ns, index).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         for (name, uid) in marked_files {
             if namespaces.contains(&uid) {
                 continue;

@@ -12,13 +12,18 @@
 //!    (Pending) instead of failing.
 //! 2. Look each end up by name. An interface with that name but without this object's mark
 //!    (`weft:<id>`) is someone else's: a [`ReconcileError::Conflict`], never touched. One of
-//!    ours of the wrong kind (changed behind weft's back) is deleted and made anew.
+//!    ours of the wrong kind (changed behind weft's back) is deleted and made anew. An
+//!    interface weft created and never marked ([`LinkState::is_newborn`]: a crash, or a
+//!    failed request, between the create and the mark) is taken as this object's own when no
+//!    other object plans the same name in that namespace (else a conflict: two objects would
+//!    take one interface).
 //! 3. Resolve the master bridges *before* creating anything, so a port whose bridge does not
 //!    exist yet waits without leaving a new, still unmarked interface behind.
 //! 4. If any end is missing, delete what is left of the pair ("half a pair is no pair") and
 //!    create it in one request: a veth's peer is born in its namespace (no create-then-move,
 //!    the slow part of every other tool), a bridge in its own.
-//! 5. Per end, one `set_link` with only the fields that differ (mark, MTU, MAC, master, up),
+//! 5. Per end, one `set_link` with only the fields that differ (mark, MTU, MAC, master, up;
+//!    a newborn end also leaves the newborn group in it),
 //!    then the addresses and the routes (protocol `RTPROT_WEFT`) as set differences. IPv6
 //!    link-local addresses are the kernel's and never compared.
 //! 6. A bridge that had to be re-created lost its ports: the links and endpoints that name it
@@ -38,7 +43,7 @@ use super::{
     driver::{Ctx, Outcome, Reconciler},
 };
 use crate::{
-    kernel::{ErrorKind, KernelOps, LinkChange, LinkState, NsRef, RouteState},
+    kernel::{ErrorKind, KernelOps, LinkChange, LinkState, NEWBORN_GROUP, NsRef, RouteState},
     model::{EndSpec, LinkKind, LinkSpec, ownership_mark},
     store::{EndObserved, LinkObserved, LinkRow},
 };
@@ -51,6 +56,13 @@ pub(super) fn where_ns(ns: &str) -> String {
     } else {
         format!("namespace {ns:?}")
     }
+}
+
+/// True if `state`, found under a name that the object whose mark is `mark` plans, is that
+/// object's: it carries the mark, or weft made it and has not marked it yet (a crash or a
+/// failure between the create and the mark; see [`crate::kernel::NEWBORN_GROUP`]).
+pub(super) fn owned(state: &LinkState, mark: &str) -> bool {
+    state.alias.as_deref() == Some(mark) || state.is_newborn()
 }
 
 /// Ok for a delete whose object is already gone (the interface, or its namespace).
@@ -106,8 +118,12 @@ impl Controller {
             let Some(state) = k.get_link(&ns, &end.name).await? else {
                 continue;
             };
-            if state.alias.as_deref() != Some(mark.as_str()) {
+            if !owned(&state, &mark) {
                 tracing::warn!(name = %end.name, "not deleting an interface without our mark");
+                continue;
+            }
+            if state.is_newborn() && self.may_adopt(id, end).await.is_err() {
+                tracing::warn!(name = %end.name, "not deleting a newborn interface another object plans");
                 continue;
             }
             ok_if_gone(k.delete_link(&ns, state.index).await)?;
@@ -119,6 +135,27 @@ impl Controller {
         Ok(())
     }
 
+    /// Whether object `id` may take a newborn interface under the name `end` plans as its own:
+    /// only when no other object plans the same name in the same namespace (two objects that
+    /// plan one name, which concurrent requests of two kinds can make, would otherwise both
+    /// take the interface one of them is making). A conflict otherwise.
+    async fn may_adopt(&self, id: &str, end: &EndSpec) -> Result<(), ReconcileError> {
+        let planned = self.planned_interfaces().await?;
+        let key = (end.namespace.clone(), end.name.clone());
+        match planned
+            .get(&key)
+            .and_then(|uids| uids.iter().find(|u| *u != id))
+        {
+            None => Ok(()),
+            Some(other) => Err(ReconcileError::permanent(format!(
+                "interface {:?} in {} was made by weft and not marked yet, and object {other} \
+                 plans the same name too; delete one of the two",
+                end.name,
+                where_ns(&end.namespace)
+            ))),
+        }
+    }
+
     /// Makes the interfaces of `spec` exist with the mark of object `id` and match the spec.
     /// Links, network bridges and endpoint veths all converge through here.
     pub(super) async fn converge_link(
@@ -127,18 +164,32 @@ impl Controller {
         id: &str,
         spec: &LinkSpec,
     ) -> Result<LinkObserved, ReconcileError> {
+        Ok(self.converge_link_fresh(k, id, spec).await?.0)
+    }
+
+    /// [`Controller::converge_link`], also saying whether the interfaces had to be created
+    /// (an endpoint re-created under its neighbours announces itself).
+    pub(super) async fn converge_link_fresh(
+        &self,
+        k: &dyn KernelOps,
+        id: &str,
+        spec: &LinkSpec,
+    ) -> Result<(LinkObserved, bool), ReconcileError> {
         let mark = ownership_mark(id);
         let mut ends = Vec::new();
         for end in spec.ends() {
             let ns = self.ns_ref(&end.namespace).await?;
             let state = k.get_link(&ns, &end.name).await?;
             if let Some(s) = &state {
-                if s.alias.as_deref() != Some(mark.as_str()) {
+                if !owned(s, &mark) {
                     return Err(ReconcileError::permanent(format!(
                         "interface {:?} in {} exists and is not owned by weft (no weft mark); remove or rename it",
                         end.name,
                         where_ns(&end.namespace)
                     )));
+                }
+                if s.is_newborn() {
+                    self.may_adopt(id, end).await?;
                 }
                 if s.kind.as_deref() != Some(spec.kind.kernel_kind()) {
                     // Ours, but not what the spec says (changed behind our back): recreate.
@@ -150,8 +201,8 @@ impl Controller {
             ends.push((end, ns, state));
         }
         // Masters are looked up before anything is created: a port queued before its bridge
-        // exists waits without leaving a new, still unmarked interface behind (which the
-        // next attempt would refuse as not weft's).
+        // exists waits without making an interface it cannot finish. (One left unmarked by a
+        // later failure is newborn, and the next attempt takes it as its own.)
         let mut masters = Vec::with_capacity(ends.len());
         for (end, ns, _) in &ends {
             masters.push(master_index(k, ns, end).await?);
@@ -170,8 +221,12 @@ impl Controller {
                 }
                 LinkKind::Bridge => k.create_bridge(&ends[0].1, &spec.end.name).await?,
             }
+            if cfg!(debug_assertions) && !k.is_dry() {
+                let names: Vec<&str> = ends.iter().map(|(e, _, _)| e.name.as_str()).collect();
+                super::fault::after_create(&names);
+            }
             for (end, ns, s) in &mut ends {
-                // Just made: down, unmarked, no addresses (but IPv6 link-local ones, which
+                // Just made: down, unmarked (newborn), no addresses (but IPv6 link-local ones, which
                 // are never compared) and no routes; only its index is unknown.
                 *s = Some(k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
                     ReconcileError::transient(format!(
@@ -210,7 +265,7 @@ impl Controller {
             self.requeue_ports(&spec.end.namespace, &spec.end.name, id)
                 .await?;
         }
-        Ok(observed)
+        Ok((observed, created))
     }
 
     /// Queues every link and endpoint whose end names `bridge` (in `namespace`) as master,
@@ -262,6 +317,11 @@ impl Controller {
         let mut change = LinkChange::default();
         if state.alias.as_deref() != Some(mark) {
             change.alias = Some(mark.to_string());
+        }
+        if state.group == NEWBORN_GROUP {
+            // Marked in the same request: never in the newborn group with the mark, never
+            // out of it without.
+            change.group = Some(0);
         }
         if mtu != 0 && state.mtu != mtu {
             change.mtu = Some(mtu);

@@ -17,6 +17,8 @@
 //!   `network`), and the firewall key.
 //! - `dryrun`: the `plan_*` methods a `dry_run` request calls, the same converge code over a
 //!   [`crate::kernel::DryRun`].
+//! - `adopted`: adopted namespaces whose process exited: noticed, Failed, their endpoints'
+//!   leases and ports released, weft's sockets into them dropped.
 //! - `monitor` (netlink notifications -> keys), `gc` (orphans), `retire` (the veth reaper),
 //!   `recheck` (a restart's confirmations in batches), `queue`, `events`, `error`.
 //!
@@ -26,10 +28,12 @@
 //! then the rest, then the GC. A key is never reconciled twice at once, and the resync's keys
 //! wait behind everything the API queued.
 
+mod adopted;
 mod driver;
 mod dryrun;
 mod error;
 pub mod events;
+mod fault;
 mod gc;
 mod link;
 mod monitor;
@@ -92,6 +96,8 @@ struct Inner {
     reaper: retire::Reaper,
     /// Objects found converged after a restart, waiting to be confirmed Ready in a batch.
     rechecked: recheck::Rechecked,
+    /// Ready adopted namespaces, whose files are checked for their process's exit.
+    adopted: adopted::Adopted,
 }
 
 /// What the reconciler has done since start-up.
@@ -136,6 +142,7 @@ impl Controller {
                 firewall_runs: std::sync::atomic::AtomicU64::new(0),
                 reaper: retire::Reaper::default(),
                 rechecked: recheck::Rechecked::default(),
+                adopted: Default::default(),
             }),
         }
     }
@@ -256,10 +263,11 @@ impl Controller {
     }
 
     /// Starts the event-driven repair: the netlink monitor (it hears a namespace once that is
-    /// Ready), and a check of the firewall every
+    /// Ready), the check of adopted namespaces' files (`adopted`), and a check of the firewall every
     /// `firewall_every` (a few cheap reads; nftables has no cheap change feed for this).
     pub fn spawn_drift_watch(&self, firewall_every: Duration, set: &mut JoinSet<()>) {
         self.spawn_monitor(set);
+        self.spawn_liveness(set);
         let c = self.clone();
         set.spawn(async move {
             let mut tick = tokio::time::interval(firewall_every);

@@ -7,7 +7,8 @@
 //!   died with the old namespace.
 //! - An *adopted* namespace (a runtime's `/proc/<pid>/ns/net`, a CNI netns file) is only
 //!   checked: weft never creates or deletes it, and one that is gone is a conflict the user
-//!   must resolve (Failed), not something to re-create.
+//!   must resolve (Failed), not something to re-create; its endpoints are released (see
+//!   `adopted`). A Ready one's file is checked twice a second for its process's exit.
 //! - Either way the loopback interface is brought up and carries the namespace's ownership
 //!   mark, which is how the garbage collector tells weft's namespace files from anyone's.
 //! - A Ready namespace is watched: it gets an id in the host namespace so the one netlink
@@ -50,6 +51,12 @@ impl Reconciler for Namespaces {
 
     async fn reconcile(&self, row: &NamespaceRow, ctx: &Ctx) -> Outcome<String> {
         let path = path_of(ctx.kernel, row);
+        if row.spec.adopted_path.is_some() {
+            if !ctx.kernel.is_netns(&path) {
+                return Err(ctx.ctl.adopted_gone(ctx.kernel, &row.id, &path).await);
+            }
+            ctx.ctl.watch_adopted(&row.id, &path);
+        }
         let recreated = ctx
             .ctl
             .converge_namespace(
@@ -90,6 +97,7 @@ impl Reconciler for Namespaces {
         let ns = NsRef::Path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.
         ctx.ctl.unwatch_namespace(&ns);
+        ctx.ctl.unwatch_adopted(&row.id);
         if row.spec.adopted_path.is_none() {
             ctx.kernel.delete_named_netns(&row.spec.name).await?;
         }

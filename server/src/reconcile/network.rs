@@ -12,7 +12,7 @@
 //!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
 //!   what is missing and a converged restart writes nothing.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use async_trait::async_trait;
 
@@ -119,7 +119,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 name: ep.spec.ifname.clone(),
                 namespace: ep.namespace.clone(),
                 mtu: net.mtu,
-                mac: ep.spec.mac.clone(),
+                // Kept in the desired state: a re-created interface gets the same MAC, so
+                // the neighbours' ARP and ND entries stay right.
+                mac: ep.mac.clone().or_else(|| ep.spec.mac.clone()),
                 up: true,
                 master: None,
                 addresses: ep.addresses.clone(),
@@ -244,11 +246,49 @@ impl Reconciler for Endpoints {
 
     /// The veth (through the link converge code), then the missing DNAT elements.
     async fn reconcile(&self, row: &EndpointRow, ctx: &Ctx) -> Outcome<EndpointObserved> {
+        // An endpoint older than weft keeping MACs, whose MAC it never saw, gets one now.
+        let assigned;
+        let row = match ctx.ctl.store().assign_endpoint_mac(row).await? {
+            Some(mac) => {
+                assigned = EndpointRow {
+                    mac: Some(mac),
+                    ..row.clone()
+                };
+                &assigned
+            }
+            None => row,
+        };
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
-        let observed = ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
+        let (observed, created) = match ctx
+            .ctl
+            .converge_link_fresh(ctx.kernel, &row.id, &spec)
+            .await
+        {
+            Ok(done) => done,
+            // Its namespace may be an adopted one whose process exited: release it all.
+            Err(e) if e.is_transient() => {
+                return Err(ctx
+                    .ctl
+                    .release_if_namespace_gone(row, &mappings)
+                    .await?
+                    .unwrap_or(e));
+            }
+            Err(e) => return Err(e),
+        };
         ctx.ctl.ensure_port_mappings(&mappings).await?;
+        // Re-created under neighbours that knew it: tell them (its MAC is the same, but a
+        // neighbour may have learnt another meanwhile, and the bridge's forwarding entry for
+        // it went with the old port).
+        if created
+            && !row.observed.mac.is_empty()
+            && let (Some(inside), LinkKind::Veth { peer }) = (observed.ends.get(1), &spec.kind)
+        {
+            let ns = ctx.ctl.ns_ref(&peer.namespace).await?;
+            ctx.ctl
+                .announce_soon(ns, inside.index, &peer.name, &inside.mac);
+        }
         let mac = observed
             .ends
             .get(1)
@@ -274,7 +314,39 @@ impl Reconciler for Endpoints {
     }
 }
 
+/// When a re-created endpoint announces itself, from the end of its reconcile: at once, and
+/// twice more in case the first went out before its bridge port forwarded (the port starts
+/// forwarding when the kernel's link watch has seen the carrier, usually within
+/// milliseconds). Each is a gratuitous ARP (and unsolicited NA) to every port of the bridge.
+const ANNOUNCE_AT: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(200),
+    Duration::from_millis(1000),
+];
+
 impl Controller {
+    /// Announces interface `index` (`name`, with MAC `mac`) in `ns` to its neighbours at
+    /// [`ANNOUNCE_AT`], in the background; stops early if it is gone or changed.
+    fn announce_soon(&self, ns: NsRef, index: u32, name: &str, mac: &str) {
+        let k = self.kernel_arc();
+        let (name, mac) = (name.to_string(), mac.to_string());
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for at in ANNOUNCE_AT {
+                tokio::time::sleep_until(start + at).await;
+                match k.announce(&ns, index, &name, &mac).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, %name, "could not announce");
+                        return;
+                    }
+                }
+            }
+            tracing::debug!(%name, %mac, "announced a re-created endpoint");
+        });
+    }
+
     /// Makes the ruleset's structure and the forwarding sysctls match the live networks;
     /// true if the ruleset had to be written. A rebuilt ruleset may have lost map elements
     /// (a deleted table takes them along), so the element cache is dropped and the firewall
@@ -342,7 +414,10 @@ impl Controller {
     }
 
     /// Removes mappings from the kernel (those it may hold).
-    async fn remove_port_mappings(&self, gone: &[PortMapping]) -> Result<(), ReconcileError> {
+    pub(super) async fn remove_port_mappings(
+        &self,
+        gone: &[PortMapping],
+    ) -> Result<(), ReconcileError> {
         if gone.is_empty() {
             return Ok(());
         }

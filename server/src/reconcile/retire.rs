@@ -59,10 +59,23 @@ impl Controller {
     ) -> Result<(), ReconcileError> {
         let k = self.kernel();
         let mark = ownership_mark(id);
+        let host = NsRef::Host;
+        let host_end = k.get_link_bare(&host, &spec.end.name).await?;
+        if let Some(state) = &host_end
+            && state.is_newborn()
+        {
+            // Made but never marked (a crash or a failure right after the create): it never
+            // carried traffic, and the reaper deletes only marked veths. It goes now, with
+            // its peer.
+            return match k.delete_link(&host, state.index).await {
+                Err(e) if !e.is_not_found() => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
         if let LinkKind::Veth { peer } = &spec.kind
             && let Ok(ns) = self.ns_ref(&peer.namespace).await
             && let Some(inside) = k.get_link_bare(&ns, &peer.name).await?
-            && inside.alias.as_deref() == Some(mark.as_str())
+            && super::link::owned(&inside, &mark)
         {
             let retire = LinkChange {
                 up: inside.up.then_some(false),
@@ -87,8 +100,7 @@ impl Controller {
                 other => other?,
             }
         }
-        let host = NsRef::Host;
-        let Some(state) = k.get_link_bare(&host, &spec.end.name).await? else {
+        let Some(state) = host_end else {
             return Ok(());
         };
         if state.alias.as_deref() != Some(mark.as_str()) {

@@ -24,7 +24,7 @@ use tokio::{sync::broadcast, time::Instant};
 
 use super::{Call, Kind, Service, ServiceError, ServiceResult};
 use crate::{
-    model::{ConnectSpec, Invalid, LinkSpec, NamespaceSpec, PlannedChange},
+    model::{ConnectSpec, Invalid, LinkSpec, NamespaceSpec, PlannedChange, RequestLimits},
     reconcile::{Event, Key, WaitOutcome},
     store::RequestRecord,
 };
@@ -91,19 +91,28 @@ pub trait Make: Kind {
 pub trait Checked {
     /// Checks what can be checked without the store or the kernel.
     fn check(&self) -> Result<(), Invalid>;
+    /// Checks the request's size against the configured [`RequestLimits`].
+    fn within(&self, limits: &RequestLimits) -> Result<(), Invalid>;
 }
 
-/// Implements [`Checked`] with the model type's own `validate`.
+/// Implements [`Checked`] with the model type's own `validate` and the limits' check of it.
 macro_rules! checked_by_validate {
-    ($($spec:ty),*) => {$(
+    ($($spec:ty => $limit:ident),*) => {$(
         impl Checked for $spec {
             fn check(&self) -> Result<(), Invalid> {
                 self.validate()
             }
+            fn within(&self, limits: &RequestLimits) -> Result<(), Invalid> {
+                limits.$limit(self)
+            }
         }
     )*};
 }
-checked_by_validate!(NamespaceSpec, LinkSpec, ConnectSpec);
+checked_by_validate!(
+    NamespaceSpec => check_namespace,
+    LinkSpec => check_link,
+    ConnectSpec => check_connect
+);
 
 /// A write in progress: subscribed to the events before the store write, so the wait that
 /// follows misses nothing.
@@ -206,6 +215,7 @@ impl Service {
             }
         };
         let spec = spec.as_ref().map_err(|e| ServiceError::from(e.clone()))?;
+        spec.within(&self.limits)?;
         spec.check()?;
         let row = K::persist(self, spec, record.as_ref(), call.dry_run).await?;
         if call.dry_run {

@@ -33,13 +33,18 @@ impl Service {
 
     /// The alias of interface `name` in namespace `namespace` ("" is the host) if the kernel
     /// has such an interface: `Some(None)` for one without an alias, `None` when there is no
-    /// such interface or the namespace cannot be entered yet.
+    /// such interface or the namespace cannot be entered yet. An interface weft made and
+    /// never marked (newborn, left by a crash) reads as `None`: it is in nobody's way, the
+    /// reconcile of the object that now plans its name takes it over.
     pub(super) async fn interface_alias(
         &self,
         namespace: &str,
         name: &str,
     ) -> Option<Option<String>> {
-        self.interface(namespace, name).await.map(|l| l.alias)
+        self.interface(namespace, name)
+            .await
+            .filter(|l| !l.is_newborn())
+            .map(|l| l.alias)
     }
 
     /// The kind (`IFLA_INFO_KIND`, "bridge", "veth"; None for a plain device) of interface

@@ -3,14 +3,15 @@
 //! [`Filter`], and the *view* the adapter converts into a message (the row itself, or the row
 //! with what its message also shows, such as a network's endpoints).
 //!
-//! With that, one [`Service::list`] serves every List, and [`super::WatchSource`] every Watch;
+//! With that, one [`Service::list_page`] serves every List (a page at a time, in
+//! [`Kind::sort_key`] order), and [`super::WatchSource`] every Watch;
 //! [`super::Make`] builds Create and Connect on top of it.
 
 use std::future::Future;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::{
-    model::{Labels, Selector},
+    model::{Labels, PageRequest, Selector},
     reconcile::Key,
 };
 
@@ -37,11 +38,34 @@ impl Filter {
         self.selector.matches(labels)
     }
 
+    /// Text that differs whenever the filter does: what a page token is bound to.
+    fn describe(&self) -> String {
+        format!("{:?}|{:?}", self.selector, self.namespace)
+    }
+
     /// True if no namespace was asked for, or one of `namespaces` is it.
     pub(super) fn namespace<'a>(&self, mut namespaces: impl Iterator<Item = &'a str>) -> bool {
         self.namespace
             .as_deref()
             .is_none_or(|ns| namespaces.any(|n| n == ns))
+    }
+}
+
+/// One page of a List: views with their sort keys, and whether more follow.
+#[derive(Debug)]
+pub struct Page<V> {
+    /// The objects of the page, each with its [`Kind::sort_key`], in that order.
+    pub items: Vec<(String, V)>,
+    /// True when objects follow the last of `items`.
+    pub more: bool,
+    /// The request, which makes tokens.
+    request: PageRequest,
+}
+
+impl<V> Page<V> {
+    /// The `next_page_token` of a page that ends with the object whose sort key is `last`.
+    pub fn token_after(&self, last: &str) -> String {
+        self.request.token_after(last)
     }
 }
 
@@ -88,6 +112,11 @@ pub trait Kind: Send + Sync + 'static {
     /// A row's name, for kinds that have one of their own.
     fn name(_row: &Self::Row) -> Option<&str> {
         None
+    }
+    /// A row's place in a List: Lists are sorted by it, and a page token goes on after it.
+    /// By default the name (or, for a kind without one, the id).
+    fn sort_key(row: &Self::Row) -> String {
+        Self::name(row).unwrap_or(Self::id(row)).to_string()
     }
     /// The error for a name nobody recorded: `namespace "x" not found`.
     fn not_found(name: &str) -> ServiceError {
@@ -191,14 +220,37 @@ impl Service {
         K::view(self, row).await
     }
 
-    /// Every object of kind `K` that passes `filter`, as views (a List).
-    pub async fn list<K: Kind>(&self, filter: &Filter) -> ServiceResult<Vec<K::View>> {
-        Ok(self
-            .list_by_id::<K>(filter)
+    /// One page of the objects of kind `K` that pass `filter`, in [`Kind::sort_key`] order
+    /// (a List): at most `page_size` (0: the default) after the object `page_token` names.
+    /// INVALID_ARGUMENT for a negative size, or a token that is not one this List made for
+    /// this filter (see [`PageRequest`]).
+    pub async fn list_page<K: Kind>(
+        &self,
+        filter: &Filter,
+        page_size: i32,
+        page_token: &str,
+    ) -> ServiceResult<Page<K::View>> {
+        let request = PageRequest::parse(
+            page_size,
+            page_token,
+            &format!("{}|{}", K::NOUN, filter.describe()),
+        )?;
+        let rows = K::all(self)
             .await?
             .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+            .filter(|row| K::selected(row, filter))
+            .map(|row| (K::sort_key(&row), row))
+            .collect();
+        let (rows, more) = request.select(rows);
+        let mut items = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            items.push((key, K::view(self, row).await?));
+        }
+        Ok(Page {
+            items,
+            more,
+            request,
+        })
     }
 
     /// Every object of kind `K` that passes `filter`, with its id.

@@ -37,6 +37,12 @@ impl Kind for Links {
         filter.namespace(row.spec.ends().iter().map(|e| e.namespace.as_str()))
             && filter.labels(&row.spec.labels)
     }
+
+    /// Links are listed by the namespace, then the name, of their first end (a NUL between
+    /// them, which no name holds, keeps that order).
+    fn sort_key(row: &LinkRow) -> String {
+        format!("{}\0{}", row.spec.end.namespace, row.spec.end.name)
+    }
 }
 
 impl Make for Links {
@@ -216,6 +222,7 @@ impl Service {
         }
         let named_peer = row.spec.end.name != name || row.spec.end.namespace != namespace;
         let spec = change(&row.spec, named_peer)?;
+        self.limits.check_link(&spec)?;
         spec.validate()?;
         self.check_masters(&spec, Some(&row.spec)).await?;
         if call.dry_run {

@@ -24,7 +24,7 @@
 //! Deleting by name (namespaces, networks) is one generic flow too, [`Service::delete`] over
 //! [`Removable`] (`remove.rs`); links are deleted by either end, endpoints by Disconnect.
 //!
-//! Reading goes the same generic way: [`Service::list`] and [`WatchSource`] serve every kind
+//! Reading goes the same generic way: [`Service::list_page`] and [`WatchSource`] serve every kind
 //! through [`Kind`], with a [`Filter`] (label selector, namespace).
 
 mod create;
@@ -44,13 +44,13 @@ use std::time::Duration;
 pub use create::{Checked, Make, RequestId, fingerprint};
 pub use endpoint::EndpointView;
 pub use error::{ServiceError, ServiceResult};
-pub use kinds::{Endpoints, Filter, Kind, Links, Namespaces, Networks};
+pub use kinds::{Endpoints, Filter, Kind, Links, Namespaces, Networks, Page};
 pub use network::{NetworkDefaults, NetworkView, NewNetwork};
 pub use remove::Removable;
 pub use system::SystemInfo;
 pub use watch::{Start, WatchSource};
 
-use crate::{reconcile::Controller, store::Store};
+use crate::{model::RequestLimits, reconcile::Controller, store::Store};
 
 /// How one write call runs: how long it may wait for its result, whether it waits at all,
 /// and whether it only plans.
@@ -70,13 +70,26 @@ pub struct Call {
 pub struct Service {
     ctl: Controller,
     defaults: NetworkDefaults,
+    /// How big one request may be.
+    limits: RequestLimits,
 }
 
 impl Service {
     /// A service over the controller. `defaults` gives the pools automatic subnets come from;
-    /// a service that never creates networks may pass [`NetworkDefaults::default`].
+    /// a service that never creates networks may pass [`NetworkDefaults::default`]. Requests
+    /// are held to the default [`RequestLimits`] until [`Service::with_limits`].
     pub fn new(ctl: Controller, defaults: NetworkDefaults) -> Self {
-        Self { ctl, defaults }
+        Self {
+            ctl,
+            defaults,
+            limits: RequestLimits::default(),
+        }
+    }
+
+    /// The same service with these limits on the size of a request.
+    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The store, for the flows' reads and writes.

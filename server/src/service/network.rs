@@ -14,7 +14,10 @@ use super::{
     create::Checked, create::Pending, kinds::kind_basics,
 };
 use crate::{
-    model::{AddressPool, Invalid, NetworkSpec, PlannedChange, network::check_deletable, new_uid},
+    model::{
+        AddressPool, Invalid, NetworkSpec, PlannedChange, RequestLimits, network::check_deletable,
+        new_uid,
+    },
     reconcile::Key,
     store::{AutoSubnets, EndpointRow, NetworkRow, RequestRecord},
 };
@@ -52,6 +55,9 @@ impl NewNetwork {
 impl Checked for NewNetwork {
     fn check(&self) -> Result<(), Invalid> {
         self.spec.validate()
+    }
+    fn within(&self, limits: &RequestLimits) -> Result<(), Invalid> {
+        limits.check_network(&self.spec)
     }
 }
 

@@ -18,7 +18,7 @@ use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status_of, now_ms};
 use crate::model::{
     ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Protocol, Status, SubnetSpec,
-    connect::{LEASE_BATCH, first_free, port_taken},
+    connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free, port_taken},
 };
 
 /// What the reconciler saw of an endpoint.
@@ -46,6 +46,10 @@ pub struct EndpointRow {
     pub spec: EndpointSpec,
     /// Leased addresses with the subnet's prefix length.
     pub addresses: Vec<IpNet>,
+    /// The inside interface's MAC, chosen at connect time (the client's, or derived from the
+    /// lease; unique on the network) and set again whenever the interface is re-created.
+    /// None only for an endpoint from before weft kept MACs whose MAC was unknown or shared.
+    pub mac: Option<String>,
     /// Bumped on every spec change.
     pub generation: i64,
     /// Disconnect requested.
@@ -60,7 +64,7 @@ impl Kind for EndpointRow {
     const TABLE: &'static str = "endpoints";
     const NOUN: &'static str = "endpoint";
     const SELECT: &'static str = "SELECT e.id, e.network_id, w.name AS network, \
-         n.name AS namespace, e.host_ifname, e.spec, e.generation, e.deleting, e.phase, \
+         n.name AS namespace, e.host_ifname, e.spec, e.mac, e.generation, e.deleting, e.phase, \
          e.rechecking, e.observed_generation, e.message, e.status, \
          (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l \
           WHERE l.endpoint_id = e.id) AS addrs \
@@ -90,6 +94,7 @@ impl Kind for EndpointRow {
             host_ifname: r.get("host_ifname"),
             spec: decode(&format!("endpoint {id} spec"), r.get("spec"))?,
             addresses,
+            mac: r.get("mac"),
             generation: r.get("generation"),
             deleting: r.get::<i64, _>("deleting") != 0,
             status: status_of(r),
@@ -244,17 +249,61 @@ async fn next_free(
     Err(req.subnet_full(s, in_use).into())
 }
 
-/// Writes the endpoint row `id` and its leases.
+/// The namespace on network `net_id` whose endpoint has MAC `mac`, if any.
+async fn mac_holder(
+    tx: &mut SqliteConnection,
+    net_id: &str,
+    mac: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT n.name FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id \
+         WHERE e.network_id = ? AND e.mac = ?",
+    )
+    .bind(net_id)
+    .bind(mac)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// The MAC of a new endpoint: the client's, if no endpoint of the network has it
+/// (ALREADY_EXISTS otherwise), or the first free one [`derived_mac`] gives for its leases.
+/// One indexed lookup per attempt; the first is nearly always free.
+async fn choose_mac(
+    tx: &mut SqliteConnection,
+    req: &ConnectSpec,
+    to: &Admitted,
+    leases: &[(IpAddr, u8)],
+) -> Result<Option<String>, StoreError> {
+    if let Some(mac) = &to.endpoint.mac {
+        if let Some(holder) = mac_holder(tx, &to.net_id, mac).await? {
+            return Err(req.mac_taken(mac, &holder).into());
+        }
+        return Ok(Some(mac.clone()));
+    }
+    let addrs: Vec<IpAddr> = leases.iter().map(|(a, _)| *a).collect();
+    for attempt in 0..MAC_ATTEMPTS {
+        let Some(mac) = derived_mac(&addrs, attempt) else {
+            return Ok(None);
+        };
+        if mac_holder(tx, &to.net_id, &mac).await?.is_none() {
+            return Ok(Some(mac));
+        }
+    }
+    Err(req.no_free_mac().into())
+}
+
+/// Writes the endpoint row `id` with its MAC, and its leases.
 async fn insert_endpoint(
     tx: &mut SqliteConnection,
     id: &str,
     to: &Admitted,
     leases: &[(IpAddr, u8)],
+    mac: Option<&str>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, mac, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(&to.net_id)
@@ -262,6 +311,7 @@ async fn insert_endpoint(
     .bind(&to.endpoint.ifname)
     .bind(crate::model::endpoint_host_ifname(id))
     .bind(encode(&to.endpoint)?)
+    .bind(mac)
     .bind(now)
     .bind(now)
     .execute(&mut *tx)
@@ -330,12 +380,71 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let (id, mut tx) = self.begin_create(request).await?;
+        let (id, mut tx) = self.begin_create::<EndpointRow>(request).await?;
         let to = admit(&mut tx, req).await?;
         let leases = lease(&mut tx, req, &to).await?;
-        insert_endpoint(&mut tx, &id, &to, &leases).await?;
+        let mac = choose_mac(&mut tx, req, &to, &leases).await?;
+        insert_endpoint(&mut tx, &id, &to, &leases, mac.as_deref()).await?;
         publish_ports(&mut tx, &id, &to.endpoint).await?;
         Self::finish_insert(tx, &id, dry_run).await
+    }
+
+    /// Gives endpoint `row`, which has no MAC (it is older than weft keeping them, and weft
+    /// never saw its interface or another endpoint had the same), the first free one [`derived_mac`] gives for its leases, and
+    /// returns it. None, and nothing written, when it has one already, asked for one, has no
+    /// lease, or another request took the candidate meanwhile (the next reconcile tries again).
+    pub async fn assign_endpoint_mac(
+        &self,
+        row: &EndpointRow,
+    ) -> Result<Option<String>, StoreError> {
+        if row.mac.is_some() || row.spec.mac.is_some() || row.addresses.is_empty() {
+            return Ok(None);
+        }
+        let addrs: Vec<IpAddr> = row.addresses.iter().map(|a| a.addr()).collect();
+        let mut tx = self.pool.begin().await?;
+        for attempt in 0..MAC_ATTEMPTS {
+            let Some(mac) = derived_mac(&addrs, attempt) else {
+                return Ok(None);
+            };
+            if mac_holder(&mut tx, &row.network_id, &mac).await?.is_some() {
+                continue;
+            }
+            let set = sqlx::query("UPDATE endpoints SET mac = ? WHERE id = ? AND mac IS NULL")
+                .bind(&mac)
+                .bind(&row.id)
+                .execute(&mut *tx)
+                .await;
+            return match set {
+                Ok(done) if done.rows_affected() == 1 => {
+                    tx.commit().await?;
+                    Ok(Some(mac))
+                }
+                Ok(_) => Ok(None),
+                Err(e) if super::is_unique_violation(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Releases what endpoint `id` holds on its network (its leases, published ports and
+    /// MAC) while its row stays: its namespace is gone. Returns whether it held anything.
+    pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM leases WHERE endpoint_id = ?",
+            "DELETE FROM port_mappings WHERE endpoint_id = ?",
+            "UPDATE endpoints SET mac = NULL WHERE id = ? AND mac IS NOT NULL",
+        ] {
+            n += sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n > 0)
     }
 
     /// The endpoint of `namespace` on `network`.

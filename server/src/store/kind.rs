@@ -15,7 +15,7 @@ use std::{collections::HashMap, sync::Mutex};
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
 use super::{RequestRecord, Store, StoreError, now_ms};
-use crate::model::{Phase, Status, new_uid};
+use crate::model::{ObjectLimits, Phase, Status, new_uid};
 
 /// A kind of stored object: one table, one row type (the implementor).
 pub trait Kind: Sized + Clone + Send + Unpin + 'static {
@@ -203,15 +203,33 @@ impl Store {
         rows.iter().map(K::decode).collect()
     }
 
-    /// Starts the write transaction of a create: a new uid for the object, and `request`
-    /// recorded first, so a concurrent call with the same request id fails here (and the
-    /// API replays what the first call made).
-    pub(crate) async fn begin_create(
+    /// Starts the write transaction of a create of kind `K`: a new uid for the object, and
+    /// `request` recorded first, so a concurrent call with the same request id fails here
+    /// (and the API replays what the first call made). RESOURCE_EXHAUSTED when the kind has
+    /// reached its limit ([`ObjectLimits`]): counted inside the transaction, which
+    /// `BEGIN IMMEDIATE` serialises with every other write, so concurrent creates cannot
+    /// overshoot. Rows being deleted still count until they are gone.
+    pub(crate) async fn begin_create<K: Kind>(
         &self,
         request: Option<&RequestRecord>,
     ) -> Result<(String, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
         let id = new_uid();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some((max, flag)) = self.objects.of(K::NOUN) {
+            let sql = format!("SELECT COUNT(*) FROM {}", K::TABLE);
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut *tx)
+                .await?;
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            if count >= max {
+                return Err(StoreError::Exhausted(ObjectLimits::exhausted(
+                    K::NOUN,
+                    count,
+                    max,
+                    flag,
+                )));
+            }
+        }
         super::requests::record(&mut tx, request, &id).await?;
         Ok((id, tx))
     }

@@ -99,7 +99,7 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<LinkRow, StoreError> {
-        let (id, mut tx) = self.begin_create(request).await?;
+        let (id, mut tx) = self.begin_create::<LinkRow>(request).await?;
         let now = now_ms();
         let mut ns_ids = Vec::new();
         for end in spec.ends() {

@@ -32,7 +32,7 @@ mod requests;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use crate::model::Refusal;
+use crate::model::{ObjectLimits, Refusal};
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
@@ -107,6 +107,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
     nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
+    /// How many objects of each kind a create may make it.
+    objects: ObjectLimits,
 }
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -125,6 +127,7 @@ impl Store {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
         }
+        owner_only(path).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -140,7 +143,14 @@ impl Store {
         Ok(Store {
             pool,
             nets: Default::default(),
+            objects: ObjectLimits::default(),
         })
+    }
+
+    /// The same store with these limits on objects per kind (the defaults until set).
+    pub fn with_limits(mut self, objects: ObjectLimits) -> Store {
+        self.objects = objects;
+        self
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when healthy).
@@ -258,6 +268,30 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     Ok(serde_json::to_string(v)?)
 }
 
+/// Makes the database file owner-only (0600) before SQLite opens it, whatever the umask:
+/// creates it so (an empty file is a new database to SQLite) or narrows an existing one, and
+/// narrows leftover `-wal`/`-shm` files. SQLite gives the `-wal` and `-shm` files it creates
+/// the database file's mode, so they are 0600 too.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::Permissions::from_mode(0o600);
+    let db = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    db.set_permissions(mode.clone())?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::set_permissions(&side, mode.clone()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! Schema migrations against a real (temporary) database.
@@ -267,19 +301,19 @@ mod tests {
 
     /// A database a weftd before migration 0005 left with an object pending its re-check
     /// reads as Rechecking after the upgrade; other pending rows stay Pending.
-    #[tokio::test]
-    async fn migration_0005_turns_the_recheck_message_into_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("migrations");
+    /// A database in `dir` as a weftd with the migrations before `version` left it: its
+    /// path and a pool on it (close it before opening the Store).
+    async fn database_before(dir: &Path, version: &str) -> (std::path::PathBuf, SqlitePool) {
+        let old = dir.join("migrations");
         std::fs::create_dir(&old).unwrap();
         let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
         for f in std::fs::read_dir(&all).unwrap() {
             let f = f.unwrap();
-            if f.file_name().to_string_lossy().as_ref() < "0005" {
+            if f.file_name().to_string_lossy().as_ref() < version {
                 std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
             }
         }
-        let path = dir.path().join("t.db");
+        let path = dir.join("t.db");
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .unwrap()
             .filename(&path)
@@ -291,6 +325,13 @@ mod tests {
             .run(&pool)
             .await
             .unwrap();
+        (path, pool)
+    }
+
+    #[tokio::test]
+    async fn migration_0005_turns_the_recheck_message_into_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pool) = database_before(dir.path(), "0005").await;
         for (id, message) in [("a", RECHECKING), ("b", "waiting for the bridge")] {
             sqlx::query(
                 "INSERT INTO namespaces (id, name, phase, observed_generation, message, created_at, updated_at) \
@@ -316,5 +357,67 @@ mod tests {
         assert_eq!(b.status.phase, Phase::Pending);
         assert_eq!(b.status.message, "waiting for the bridge");
         assert!(!b.status.was_converged(b.generation));
+    }
+
+    /// Endpoints from before migration 0007 keep the MAC they have as their desired one: the
+    /// one the client asked for, else the one weft observed. When two of a network would
+    /// share one, the older keeps it and the other has none (the unique index holds).
+    #[tokio::test]
+    async fn migration_0007_keeps_each_endpoints_mac() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pool) = database_before(dir.path(), "0007").await;
+        for sql in [
+            "INSERT INTO networks (id, name, bridge_name, spec, created_at, updated_at) \
+             VALUES ('w', 'web', 'br-web', '{}', 0, 0)",
+            "INSERT INTO namespaces (id, name, created_at, updated_at) VALUES \
+             ('n1', 'ns1', 0, 0), ('n2', 'ns2', 0, 0), ('n3', 'ns3', 0, 0)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let spec = |mac: &str| {
+            format!(
+                r#"{{"ifname":"eth0","mac":{mac},"aliases":[],"ports":[],"default_route":true}}"#
+            )
+        };
+        for (id, ns, spec, status, at) in [
+            ("e1", "n1", spec(r#""02:00:00:00:00:01""#), "{}", 1),
+            (
+                "e2",
+                "n2",
+                spec("null"),
+                r#"{"mac":"0a:00:00:00:00:02"}"#,
+                2,
+            ),
+            ("e3", "n3", spec(r#""02:00:00:00:00:01""#), "{}", 3),
+        ] {
+            sqlx::query(
+                "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, \
+                 status, created_at, updated_at) VALUES (?, 'w', ?, 'eth0', ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(ns)
+            .bind(format!("wv{id}"))
+            .bind(spec)
+            .bind(status)
+            .bind(at)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let s = Store::open(&path).await.unwrap();
+        let mac = |id: &'static str| {
+            let s = &s;
+            async move { s.endpoint_by_id(id).await.unwrap().unwrap().mac }
+        };
+        assert_eq!(mac("e1").await.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(mac("e2").await.as_deref(), Some("0a:00:00:00:00:02"));
+        assert_eq!(
+            mac("e3").await,
+            None,
+            "the younger of two alike gives it up"
+        );
     }
 }

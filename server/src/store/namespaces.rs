@@ -93,7 +93,7 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
-        let (id, mut tx) = self.begin_create(request).await?;
+        let (id, mut tx) = self.begin_create::<NamespaceRow>(request).await?;
         let now = now_ms();
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",

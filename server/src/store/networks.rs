@@ -125,7 +125,7 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NetworkRow, StoreError> {
-        let (id, mut tx) = self.begin_create(request).await?;
+        let (id, mut tx) = self.begin_create::<NetworkRow>(request).await?;
         let now = now_ms();
         let mut spec = spec.clone();
         let taken = taken_subnets(&mut tx).await?;

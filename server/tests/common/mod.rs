@@ -4,8 +4,8 @@
 //! Each [`Sandbox`] owns, for a prefix unique to its test and process:
 //! - a scratch host namespace `/run/netns/<prefix>h`, made with `ip netns add` (the only thing a
 //!   sandbox puts in `/run/netns`, unless it is built with [`Builder::default_netns_dir`]);
-//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `weft.db`, `weftd.sock` and
-//!   `weftd.log` (the daemon's stderr, printed when the test fails);
+//! - a temp dir holding `netns/` (weftd's `--netns-dir`), `run/` (its `--runtime-dir`),
+//!   `weft.db`, `weftd.sock` and `weftd.log` (the daemon's stderr, printed when the test fails);
 //! - a weftd child started under `nsenter --net=<scratch host>` with `--host-netns` naming that
 //!   same namespace, so every interface it makes lives in namespaces the test made.
 //!
@@ -55,9 +55,31 @@ pub struct Builder {
     default_netns_dir: bool,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
+    umask: Option<u32>,
+    env: Vec<(String, String)>,
 }
 
 impl Builder {
+    /// Extra weftd flags (`["--max-labels", "2"]`, `--socket-group 4242`), after the
+    /// sandbox's own.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Start weftd under this umask (through `sh -c 'umask ...; exec ...'`).
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.umask = Some(umask);
+        self
+    }
+
+    /// An environment variable for weftd (every start, until [`Sandbox::set_env`] changes it).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// weftd's `--resync` period in seconds (default here 30, as weftd's own default).
     pub fn resync(mut self, seconds: u64) -> Self {
         self.resync = seconds;
@@ -116,6 +138,9 @@ impl Builder {
             resync: self.resync,
             workers: self.workers,
             config_file: self.config_file,
+            args: self.args,
+            umask: self.umask,
+            env: self.env,
             dir: Some(dir),
             child: None,
             client: None,
@@ -151,6 +176,9 @@ pub struct Sandbox {
     resync: u64,
     workers: Option<u32>,
     config_file: bool,
+    args: Vec<String>,
+    umask: Option<u32>,
+    env: Vec<(String, String)>,
     dir: Option<TempDir>,
     child: Option<Child>,
     client: Option<weft::Client>,
@@ -171,6 +199,17 @@ impl Sandbox {
             default_netns_dir: false,
             workers: None,
             config_file: false,
+            args: Vec::new(),
+            umask: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets (`Some`) or unsets (`None`) an environment variable for weftd's next starts.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
         }
     }
 
@@ -187,6 +226,26 @@ impl Sandbox {
     /// weftd's `--netns-dir`.
     pub fn netns_dir(&self) -> &Path {
         &self.netns_dir
+    }
+
+    /// weftd's `--runtime-dir` (`<temp dir>/run`), where it locks the host namespace.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
+    /// weftd's database file.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// The scratch host namespace's file (`/run/netns/<prefix>h`).
+    pub fn host_ns_path(&self) -> &Path {
+        &self.host_ns_path
+    }
+
+    /// The running weftd's pid (nsenter execs it, so the child is weftd itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The sandbox's temp dir.
@@ -220,15 +279,30 @@ impl Sandbox {
             .append(true)
             .open(&self.log)
             .expect("open weftd.log");
-        let mut cmd = Command::new("nsenter");
+        let mut cmd = match self.umask {
+            Some(u) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {u:03o} && exec \"$@\""))
+                    .arg("sh")
+                    .arg("nsenter");
+                c
+            }
+            None => Command::new("nsenter"),
+        };
         cmd.arg(format!("--net={}", self.host_ns_path.display()))
             .arg(weftd_bin());
         if self.config_file {
             let file = self.dir().join("weftd.toml");
             let mut text = format!(
                 "socket = {:?}\ndatabase = {:?}\nnetns_dir = {:?}\nhost_netns = {:?}\n\
-                 resync = {}\n",
-                self.socket, self.database, self.netns_dir, self.host_ns_path, self.resync
+                 resync = {}\nruntime_dir = {:?}\n",
+                self.socket,
+                self.database,
+                self.netns_dir,
+                self.host_ns_path,
+                self.resync,
+                self.runtime_dir()
             );
             if let Some(n) = self.workers {
                 text.push_str(&format!("workers = {n}\n"));
@@ -245,14 +319,18 @@ impl Sandbox {
                 .arg("--socket")
                 .arg(&self.socket)
                 .arg("--resync")
-                .arg(self.resync.to_string());
+                .arg(self.resync.to_string())
+                .arg("--runtime-dir")
+                .arg(self.runtime_dir());
             if let Some(n) = self.workers {
                 cmd.arg("--workers").arg(n.to_string());
             }
         }
+        cmd.args(&self.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
@@ -296,9 +374,14 @@ impl Sandbox {
 
     /// Sends SIGTERM and waits for weftd to exit (SIGKILL after 10 s); returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits for weftd to exit as [`Sandbox::stop`] does.
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
         self.client = None;
         let mut child = self.child.take().expect("weftd is not running");
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait for weftd") {
@@ -308,7 +391,7 @@ impl Sandbox {
                 let _ = child.kill();
                 let status = child.wait().expect("wait for weftd");
                 panic!(
-                    "weftd did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed: {status})\n\
+                    "weftd did not exit within {STOP_TIMEOUT:?} of {signal} (killed: {status})\n\
                      --- weftd log ---\n{}",
                     self.log()
                 );

@@ -704,6 +704,8 @@ impl ExtraDaemon {
             .arg(dir.join("weft.db"))
             .arg("--socket")
             .arg(&socket)
+            .arg("--runtime-dir")
+            .arg(dir.join("run"))
             .args(args)
             .env("RUST_LOG", "info,weftd=debug")
             .stdin(Stdio::null())

@@ -17,7 +17,7 @@ use crate::cli::{
 pub enum LinkCmd {
     /// Create a veth pair or a bridge.
     Create(Box<CreateArgs>),
-    /// List links (all namespaces unless --ns or --host; --watch: then every change).
+    /// List links (all namespaces unless --ns or --host-ns; --watch: then every change).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
     /// Watch links: every current one, then every change, one line each as it happens.
@@ -133,11 +133,12 @@ const LS_WATCH_HELP: &str =
 #[command(mut_arg("watch", |a| a.help(LS_WATCH_HELP)))]
 pub struct LsArgs {
     /// Only links with an end in this namespace ("" is the host).
-    #[arg(long, value_name = "NS", conflicts_with = "host")]
+    #[arg(long, value_name = "NS", conflicts_with = "host_ns")]
     pub ns: Option<String>,
-    /// Only links with an end in the host namespace (same as --ns "").
-    #[arg(long)]
-    pub host: bool,
+    /// Only links with an end in the host namespace (same as --ns ""); `--host` is the
+    /// same flag (weft's own `--host URL` goes before the command).
+    #[arg(long, alias = "host")]
+    pub host_ns: bool,
     /// The selector, `-q`, `--watch` and the watch flags.
     #[command(flatten)]
     pub list: ListFlags,
@@ -147,11 +148,12 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Only links with an end in this namespace ("" is the host).
-    #[arg(long, value_name = "NS", conflicts_with = "host")]
+    #[arg(long, value_name = "NS", conflicts_with = "host_ns")]
     pub ns: Option<String>,
-    /// Only links with an end in the host namespace (same as --ns "").
-    #[arg(long)]
-    pub host: bool,
+    /// Only links with an end in the host namespace (same as --ns ""); `--host` is the
+    /// same flag (weft's own `--host URL` goes before the command).
+    #[arg(long, alias = "host")]
+    pub host_ns: bool,
     /// Label selector: comma-separated KEY=VALUE, KEY!=VALUE, KEY or !KEY.
     #[arg(long, short = 'l', value_name = "SEL", default_value = "")]
     pub selector: String,

@@ -14,7 +14,7 @@
 //!   by its far end is still printed by the name the user gave.
 //! - `rm`: one DeleteLink per name; either end of a veth pair removes the pair. JSON lists
 //!   `{"namespace", "name"}` of each under `deleted`.
-//! - `ls`, `watch`, `inspect`: ListLinks, WatchLinks, GetLink; `--ns`/`--host` filter by
+//! - `ls`, `watch`, `inspect`: ListLinks, WatchLinks, GetLink; `--ns`/`--host-ns` filter by
 //!   namespace (a veth pair matches if either end is there).
 //!
 //! Errors name the link the way the user did: `Error: set link "veth0" in namespace "ns1":
@@ -112,19 +112,28 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
             .await
         }
         LinkCmd::Ls(a) if a.list.watch => {
-            watch_links(ctx, ns_filter(a.ns, a.host), a.list.selector, &a.list.flags).await
+            watch_links(
+                ctx,
+                ns_filter(a.ns, a.host_ns),
+                a.list.selector,
+                &a.list.flags,
+            )
+            .await
         }
-        LinkCmd::Watch(a) => watch_links(ctx, ns_filter(a.ns, a.host), a.selector, &a.flags).await,
+        LinkCmd::Watch(a) => {
+            watch_links(ctx, ns_filter(a.ns, a.host_ns), a.selector, &a.flags).await
+        }
         LinkCmd::Ls(a) => {
             a.list.flags.check(false, &["link", "ls"])?;
-            let namespace = ns_filter(a.ns, a.host);
+            let namespace = ns_filter(a.ns, a.host_ns);
             let what = links_in("list", namespace.as_deref());
             let req = ctx.req(ListLinksRequest {
                 namespace,
                 label_selector: a.list.selector,
+                ..Default::default()
             });
             let list = ctx
-                .call(&what, |c| async move { c.links().list_links(req).await })
+                .call(&what, |c| async move { c.list_all_links(req).await })
                 .await?
                 .links;
             let quiet = a.list.quiet;

@@ -166,7 +166,7 @@ pub fn update_request(ns: &str, name: &str, c: &Changes, wait: bool) -> UpdateLi
     }
 }
 
-/// The namespace filter of `ls` and `watch`: `--host` is `--ns ""`.
+/// The namespace filter of `ls` and `watch`: `--host-ns` is `--ns ""`.
 pub fn ns_filter(ns: Option<String>, host: bool) -> Option<String> {
     if host { Some(String::new()) } else { ns }
 }
@@ -324,23 +324,26 @@ mod tests {
         assert!(create(&["br0", "--type", "bridge", "--route", "10.0.0.0/8,dev=x"]).is_err());
     }
 
-    /// `--host` is `--ns ""`; no flag lists every namespace; the two flags conflict.
+    /// `--host-ns` is `--ns ""`; no flag lists every namespace; the two flags conflict.
     #[test]
     fn ls_namespace_choices() {
         let ns_of = |args: &[&str]| match parse(args).unwrap() {
-            LinkCmd::Ls(a) => ns_filter(a.ns, a.host),
-            LinkCmd::Watch(a) => ns_filter(a.ns, a.host),
+            LinkCmd::Ls(a) => ns_filter(a.ns, a.host_ns),
+            LinkCmd::Watch(a) => ns_filter(a.ns, a.host_ns),
             other => panic!("{other:?}"),
         };
         assert_eq!(ns_of(&["ls"]), None);
+        assert_eq!(ns_of(&["ls", "--host-ns"]), Some(String::new()));
+        // The older spelling, kept for scripts: `--host` after `link ls` is the host namespace.
         assert_eq!(ns_of(&["ls", "--host"]), Some(String::new()));
+        assert_eq!(ns_of(&["watch", "--host"]), Some(String::new()));
         assert_eq!(ns_of(&["list", "--ns", ""]), Some(String::new()));
         assert_eq!(ns_of(&["ls", "--ns", "ns1"]), Some("ns1".into()));
-        assert!(parse(&["ls", "--ns", "ns1", "--host"]).is_err());
-        assert_eq!(ns_of(&["watch", "--host"]), Some(String::new()));
+        assert!(parse(&["ls", "--ns", "ns1", "--host-ns"]).is_err());
+        assert_eq!(ns_of(&["watch", "--host-ns"]), Some(String::new()));
         assert_eq!(ns_of(&["watch", "--ns", "ns1"]), Some("ns1".into()));
         assert_eq!(ns_of(&["ls", "-w", "--ns", "ns1"]), Some("ns1".into()));
-        assert!(parse(&["watch", "--ns", "ns1", "--host"]).is_err());
+        assert!(parse(&["watch", "--ns", "ns1", "--host-ns"]).is_err());
         assert!(parse(&["ls", "-w", "-q"]).is_err());
     }
 

@@ -116,10 +116,13 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
         NetworkCmd::Ls(a) => {
             a.list.flags.check(false, &["network", "ls"])?;
             let (label_selector, names) = selection(&a.list.selector, &a.filters);
-            let req = ctx.req(ListNetworksRequest { label_selector });
+            let req = ctx.req(ListNetworksRequest {
+                label_selector,
+                ..Default::default()
+            });
             let mut list = ctx
                 .call("list networks", |c| async move {
-                    c.networks().list_networks(req).await
+                    c.list_all_networks(req).await
                 })
                 .await?
                 .networks;

@@ -55,10 +55,11 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
             a.list.flags.check(false, &["ns", "ls"])?;
             let req = ctx.req(ListNamespacesRequest {
                 label_selector: a.list.selector,
+                ..Default::default()
             });
             let list = ctx
                 .call("list namespaces", |c| async move {
-                    c.namespaces().list_namespaces(req).await
+                    c.list_all_namespaces(req).await
                 })
                 .await?
                 .namespaces;

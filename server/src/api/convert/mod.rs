@@ -188,7 +188,7 @@ pub fn system_info_out(
 /// Watch wraps it.
 pub trait Wire: Kind {
     /// The message of one object (`pb::Link`).
-    type Message: Clone + PartialEq + Send + Sync + 'static;
+    type Message: prost::Message + Clone + PartialEq + Send + Sync + 'static;
     /// The streamed Watch response (`pb::WatchLinksResponse`).
     type Response: Send + 'static;
     /// The message of a view.

@@ -241,7 +241,10 @@ fn endpoint_row_out(e: &EndpointRow, net: &NetworkSpec) -> pb::Endpoint {
         ipv4_address: addr(true),
         ipv6_address: addr(false),
         mac_address: if e.observed.mac.is_empty() {
-            e.spec.mac.clone().unwrap_or_default()
+            e.mac
+                .clone()
+                .or_else(|| e.spec.mac.clone())
+                .unwrap_or_default()
         } else {
             e.observed.mac.clone()
         },

@@ -296,3 +296,109 @@ async fn endpoint_queued_before_its_bridge_converges_once_the_network_is_ready()
     let s = h.ep_status(&ep.id).await;
     assert_eq!(s.phase, Phase::Ready, "{}", s.message);
 }
+
+/// The MAC is desired state (issue 10, item 7): derived from the lease at connect time
+/// (Docker's 02:42 and the IPv4 address), and an inside end deleted behind weft's back comes
+/// back with the same one, then announces itself to the neighbours (after the reconcile, in
+/// the background). A first connect announces nothing: no neighbour knew it.
+#[tokio::test]
+async fn recreated_inside_end_keeps_its_mac_and_announces_itself() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let mut req = connect_spec("web", "ns1", Vec::new());
+    req.ipv4 = Some("10.88.0.7".parse().unwrap());
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    assert_eq!(ep.mac.as_deref(), Some("02:42:0a:58:00:07"));
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let first = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_eq!(first.mac.as_deref(), Some("02:42:0a:58:00:07"));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !h.k.calls().iter().any(|c| c.starts_with("announce")),
+        "{:?}",
+        h.k.calls()
+    );
+
+    h.k.remove_behind_back(&h.ns("ns1"), "eth0");
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let again = h.k.link(&h.ns("ns1"), "eth0").unwrap();
+    assert_ne!(again.index, first.index, "re-created");
+    assert_eq!(again.mac, first.mac, "with the same MAC");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !h.k.calls().contains(&"announce eth0".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", h.k.calls());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// No two endpoints of a network share a MAC: a client's mac_address another endpoint of the
+/// network has is ALREADY_EXISTS (naming the holder), and a derived MAC a client took already
+/// is passed over for the next candidate. Another network may reuse it.
+#[tokio::test]
+async fn macs_never_collide_within_a_network() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.network("db", "br-db", &["10.89.0.0/24"]).await;
+    for ns in ["ns1", "ns2", "ns3"] {
+        h.namespace(ns).await;
+    }
+    // ns1 takes, by hand, the MAC 10.88.0.2 would derive.
+    let mut req = connect_spec("web", "ns1", Vec::new());
+    req.ipv4 = Some("10.88.0.9".parse().unwrap());
+    req.endpoint.mac = Some("02:42:0a:58:00:02".into());
+    h.store().connect(&req, None, false).await.unwrap();
+    let mut req = connect_spec("web", "ns2", Vec::new());
+    req.ipv4 = Some("10.88.0.2".parse().unwrap());
+    let ep2 = h.store().connect(&req, None, false).await.unwrap();
+    let mac2 = ep2.mac.clone().unwrap();
+    assert_ne!(mac2, "02:42:0a:58:00:02");
+    assert!(mac2.starts_with("02:"), "{mac2}");
+
+    let mut req = connect_spec("web", "ns3", Vec::new());
+    req.endpoint.mac = Some(mac2.clone());
+    let err = h.store().connect(&req, None, false).await.unwrap_err();
+    assert!(
+        matches!(&err, crate::store::StoreError::AlreadyExists(m)
+            if m.contains("ns2") && m.contains("mac_address")),
+        "{err:?}"
+    );
+    let mut req = connect_spec("db", "ns3", Vec::new());
+    req.endpoint.mac = Some(mac2.clone());
+    let ep3 = h.store().connect(&req, None, false).await.unwrap();
+    assert_eq!(ep3.mac, Some(mac2));
+}
+
+/// An endpoint without a MAC (from before weft kept them: migration 0007 could not tell
+/// one) gets the derived one from the store, which its reconcile asks first; one with a MAC
+/// keeps it.
+#[tokio::test]
+async fn an_endpoint_from_before_macs_were_kept_gets_one_at_its_next_reconcile() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let mut req = connect_spec("web", "ns1", Vec::new());
+    req.ipv4 = Some("10.88.0.8".parse().unwrap());
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    // As a row that lost its MAC (release_endpoint clears it), with its lease kept.
+    let legacy = crate::store::EndpointRow {
+        mac: None,
+        ..ep.clone()
+    };
+    assert_eq!(
+        h.store().assign_endpoint_mac(&ep).await.unwrap(),
+        None,
+        "one that has a MAC keeps it"
+    );
+    h.store().release_endpoint(&ep.id).await.unwrap();
+    assert_eq!(
+        h.store()
+            .assign_endpoint_mac(&legacy)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("02:42:0a:58:00:08")
+    );
+    let stored = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(stored.mac.as_deref(), Some("02:42:0a:58:00:08"));
+}

@@ -40,7 +40,8 @@
 //!
 //! One file per kind: `namespace`, `link`, `network` (with the firewall key), `endpoint`,
 //! `retire` (disconnect and the reaper), `restart`, `gc`, `errors` (each error kind's retry
-//! decision) and `dryrun`. This file holds the harness [`H`] and the spec builders they share.
+//! decision), `newborn` (the window between creating an interface and marking it) and
+//! `dryrun`. This file holds the harness [`H`] and the spec builders they share.
 //! The builders make the smallest valid spec (a veth with both ends up and nothing else, a
 //! bridge network with Docker's default switches), and a test changes only the fields its
 //! point is about, so whatever differs from a builder's default is what the test is about.
@@ -55,6 +56,7 @@ mod gc;
 mod link;
 mod namespace;
 mod network;
+mod newborn;
 mod restart;
 mod retire;
 

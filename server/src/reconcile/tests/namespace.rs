@@ -185,3 +185,82 @@ async fn adopted_namespace_delete_forgets_it_and_leaves_the_file() {
     assert!(h.store().namespace_by_id(&row.id).await.unwrap().is_none());
     assert!(h.k.is_netns(&path), "weft never deletes what it adopted");
 }
+
+/// An adopted namespace whose process exits (issue 10, item 8): the namespace's next
+/// reconcile marks it Failed and queues its endpoint; the endpoint's marks it Failed, takes
+/// its published port out of the DNAT map, deletes its host end and releases its lease,
+/// port and MAC, so a new connect gets the same address and host port at once.
+#[tokio::test]
+async fn endpoint_of_a_dead_adopted_namespace_is_failed_and_its_lease_and_port_released() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    let path = std::path::PathBuf::from("/proc/4245/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    let mut req = super::connect_spec("web", "runtime", vec![super::tcp(8080, 80)]);
+    req.ipv4 = Some("10.88.0.5".parse().unwrap());
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    assert_eq!(h.k.mappings().len(), 1);
+
+    h.k.vanish_namespace(&path);
+    let depth = h.ctl.queue_depth();
+    h.run(Key::Namespace(row.id.clone())).await;
+    let s = h.ns_status(&row.id).await;
+    assert_eq!(s.phase, Phase::Failed);
+    assert!(
+        s.message.contains("not a network namespace any more"),
+        "{}",
+        s.message
+    );
+    assert!(h.ctl.queue_depth() > depth, "its endpoint is queued");
+
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Failed, "{}", s.message);
+    assert!(s.message.contains("were released"), "{}", s.message);
+    let stored = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert!(
+        stored.addresses.is_empty() && stored.mac.is_none(),
+        "{stored:?}"
+    );
+    assert!(h.k.mappings().is_empty(), "{:?}", h.k.mappings());
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    // Failed again on the next look, without a write.
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 0);
+
+    h.namespace("ns2").await;
+    let mut req = super::connect_spec("web", "ns2", vec![super::tcp(8080, 80)]);
+    req.ipv4 = Some("10.88.0.5".parse().unwrap());
+    let again = h.store().connect(&req, None, false).await.unwrap();
+    assert_eq!(again.mac, ep.mac, "the same address derives the same MAC");
+}
+
+/// The twice-a-second check of adopted namespaces' files leaves a live one alone and queues
+/// one whose file vanished (a process's exit makes no netlink event while weft's socket
+/// pins its namespace), once.
+#[tokio::test]
+async fn liveness_check_queues_an_adopted_namespace_whose_file_vanished() {
+    let h = H::new().await;
+    let path = std::path::PathBuf::from("/proc/4246/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    let mut set = tokio::task::JoinSet::new();
+    h.ctl.spawn_liveness(&mut set);
+    let wait = crate::reconcile::adopted::LIVENESS_EVERY * 3;
+    let depth = h.ctl.queue_depth();
+    tokio::time::sleep(wait).await;
+    assert_eq!(h.ctl.queue_depth(), depth, "a live namespace is not queued");
+    h.k.vanish_namespace(&path);
+    tokio::time::sleep(wait).await;
+    assert_eq!(
+        h.ctl.queue_depth(),
+        depth + 1,
+        "the dead one is queued once"
+    );
+    h.run(Key::Namespace(row.id.clone())).await;
+    assert_eq!(h.ns_status(&row.id).await.phase, Phase::Failed);
+}

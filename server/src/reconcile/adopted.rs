@@ -1,0 +1,155 @@
+//! Adopted namespaces that die: a namespace adopted from `/proc/<pid>/ns/net` lives only as
+//! long as its process (or a runtime's bind mount), and weft neither owns nor outlives it.
+//!
+//! When its file stops being a network namespace, weft:
+//! - marks the namespace Failed, saying why (weft never re-creates what it adopted);
+//! - drops what it holds of it: the cached netlink sockets (a socket keeps its namespace
+//!   alive, so while weft held one the namespace, and the veth inside, could never be freed)
+//!   and the monitor's id for it;
+//! - marks each endpoint in it Failed, after taking its published ports out of the DNAT
+//!   maps, deleting the host end of its veth and releasing its leases, published ports and
+//!   MAC in the store, so a new connect can have them at once. The endpoint row stays (a
+//!   client sees what happened) until it is disconnected.
+//!
+//! How it is noticed, fastest first: a check of every Ready adopted namespace's file every
+//! [`LIVENESS_EVERY`] (one `statfs` each: a process's exit has no netlink event while weft's
+//! socket keeps its namespace alive); the host end of an endpoint's veth vanishing (the
+//! monitor hears it when the namespace is freed and re-queues the endpoint); the resync.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::task::JoinSet;
+
+use super::{Controller, Key, ReconcileError};
+use crate::{
+    kernel::{KernelOps, NsRef},
+    model::ownership_mark,
+    store::EndpointRow,
+};
+
+/// How often the files of Ready adopted namespaces are checked.
+pub const LIVENESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The Ready adopted namespaces whose files are checked: namespace id -> adopted path.
+pub(super) type Adopted = std::sync::Mutex<HashMap<String, PathBuf>>;
+
+/// The status message of an adopted namespace whose file is gone.
+pub(super) fn gone_message(path: &Path) -> String {
+    format!(
+        "{} is not a network namespace any more (its process exited, or its runtime removed it); \
+         weft does not recreate adopted namespaces: disconnect its endpoints and delete it",
+        path.display()
+    )
+}
+
+impl Controller {
+    fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<String, PathBuf>> {
+        self.inner.adopted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks the file of adopted namespace `id` every [`LIVENESS_EVERY`] from now on.
+    pub(super) fn watch_adopted(&self, id: &str, path: &Path) {
+        self.adopted().insert(id.to_string(), path.to_path_buf());
+    }
+
+    /// Stops checking adopted namespace `id` (deleted, or found dead).
+    pub(super) fn unwatch_adopted(&self, id: &str) {
+        self.adopted().remove(id);
+    }
+
+    /// Starts the check of adopted namespaces' files; a dead one's key is queued (its
+    /// reconcile marks it Failed and queues its endpoints).
+    pub(super) fn spawn_liveness(&self, set: &mut JoinSet<()>) {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut tick = tokio::time::interval(LIVENESS_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut stopping = c.inner.stopping.subscribe();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let watched: Vec<(String, PathBuf)> = c
+                    .adopted()
+                    .iter()
+                    .map(|(id, p)| (id.clone(), p.clone()))
+                    .collect();
+                for (id, path) in watched {
+                    if !c.kernel().is_netns(&path) {
+                        tracing::info!(path = %path.display(), "an adopted namespace is gone");
+                        c.unwatch_adopted(&id);
+                        c.kernel().forget(&NsRef::Path(path));
+                        c.enqueue(Key::Namespace(id));
+                    }
+                }
+            }
+        });
+    }
+
+    /// What weft does when adopted namespace `id` at `path` is gone: stops watching it,
+    /// drops its sockets (so the kernel can free it) and queues the endpoints that lived in
+    /// it. Returns the namespace's (permanent) error.
+    pub(super) async fn adopted_gone(
+        &self,
+        k: &dyn KernelOps,
+        id: &str,
+        path: &Path,
+    ) -> ReconcileError {
+        let ns = NsRef::Path(path.to_path_buf());
+        self.unwatch_adopted(id);
+        self.unwatch_namespace(&ns);
+        k.forget(&ns);
+        match self.store().endpoint_ids_in_namespace(id).await {
+            Ok(eps) => eps.into_iter().for_each(|e| self.enqueue(Key::Endpoint(e))),
+            Err(e) => return e.into(),
+        }
+        ReconcileError::permanent(gone_message(path))
+    }
+
+    /// If endpoint `row`'s namespace is adopted and gone: its DNAT elements out, the host end
+    /// of its veth deleted, its leases, published ports and MAC released in the store, and
+    /// the endpoint's (permanent) error. None when its namespace is not such a one.
+    pub(super) async fn release_if_namespace_gone(
+        &self,
+        row: &EndpointRow,
+        mappings: &[crate::kernel::firewall::PortMapping],
+    ) -> Result<Option<ReconcileError>, ReconcileError> {
+        let Some(ns) = self.store().namespace_by_name(&row.namespace).await? else {
+            return Ok(None);
+        };
+        let Some(path) = ns.spec.adopted_path else {
+            return Ok(None);
+        };
+        let k = self.kernel();
+        if k.is_netns(&path) {
+            return Ok(None);
+        }
+        k.forget(&NsRef::Path(path.clone()));
+        self.remove_port_mappings(mappings).await?;
+        if let Some(host) = k.get_link_bare(&NsRef::Host, &row.host_ifname).await?
+            && host.alias.as_deref() == Some(ownership_mark(&row.id).as_str())
+        {
+            match k.delete_link(&NsRef::Host, host.index).await {
+                Err(e) if !e.is_not_found() => return Err(e.into()),
+                _ => {}
+            }
+        }
+        if self.store().release_endpoint(&row.id).await? {
+            tracing::info!(endpoint = %row.id, namespace = %row.namespace,
+                "released the leases and ports of an endpoint whose adopted namespace is gone");
+            // The namespace shows it too, without waiting for the next check.
+            self.enqueue(Key::Namespace(ns.id));
+        }
+        Ok(Some(ReconcileError::permanent(format!(
+            "namespace {:?} (adopted from {}) is gone; the endpoint's addresses and published \
+             ports were released: disconnect it",
+            row.namespace,
+            path.display()
+        ))))
+    }
+}

@@ -1,0 +1,95 @@
+//! Signals (issue 10, item 9): SIGHUP used to kill weftd without a log line and leave its
+//! socket behind. Now it is logged (with a check of the config file) and weftd keeps serving;
+//! SIGTERM and SIGINT still shut it down cleanly: exit 0, the socket removed, and both lock
+//! files released (another process can flock them at once).
+
+mod common;
+
+use std::{fs::File, path::Path, time::Duration};
+
+use common::*;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+/// Sends `signal` to the sandbox's weftd.
+fn signal(sb: &Sandbox, signal: Signal) {
+    let pid = sb.pid().expect("weftd runs");
+    kill(Pid::from_raw(pid as i32), signal).expect("kill");
+}
+
+/// Waits (10 s) until weftd's log has `n` lines containing `needle`.
+async fn wait_log(sb: &Sandbox, needle: &str, n: usize) {
+    wait_for(Duration::from_secs(10), needle, || {
+        sb.log().lines().filter(|l| l.contains(needle)).count() >= n
+    })
+    .await;
+}
+
+/// After weftd exited: its socket is gone and nobody holds its lock files.
+fn assert_released(sb: &Sandbox, how: &str) {
+    assert!(
+        !sb.socket().exists(),
+        "{how}: the socket {} is left behind",
+        sb.socket().display()
+    );
+    let database = weftd::lock::database_lock_path(sb.database());
+    let mut locks = vec![database];
+    locks.extend(
+        std::fs::read_dir(sb.runtime_dir())
+            .expect("the runtime dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "lock")),
+    );
+    assert_eq!(locks.len(), 2, "{how}: lock files {locks:?}");
+    for path in &locks {
+        try_lock(path).unwrap_or_else(|e| panic!("{how}: {} is still locked: {e}", path.display()));
+    }
+}
+
+/// Takes and drops an exclusive flock on `path`.
+fn try_lock(path: &Path) -> Result<(), String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    f.try_lock().map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_is_logged_and_weftd_keeps_serving_then_sigterm_and_sigint_clean_up() {
+    let mut sb = Sandbox::builder("hup").config_file().start().await;
+    create_ns(&sb.client(), "h1").await;
+
+    signal(&sb, Signal::SIGHUP);
+    wait_log(&sb, "SIGHUP: the config file parses", 1).await;
+    create_ns(&sb.client(), "h2").await;
+
+    // An operator breaks the file, then sends SIGHUP: told, and weftd keeps running.
+    let file = sb.dir().join("weftd.toml");
+    let good = std::fs::read_to_string(&file).expect("weftd.toml");
+    std::fs::write(&file, "workers = \"many\"\n").expect("write");
+    signal(&sb, Signal::SIGHUP);
+    wait_log(&sb, "SIGHUP: the config file does not parse", 1).await;
+    create_ns(&sb.client(), "h3").await;
+    std::fs::write(&file, good).expect("write");
+
+    let status = sb.stop();
+    assert!(status.success(), "SIGTERM: exit {status}\n{}", sb.log());
+    assert_released(&sb, "after SIGTERM");
+
+    sb.start().await;
+    assert_eq!(
+        sb.client()
+            .namespaces()
+            .list_namespaces(weft::v1::ListNamespacesRequest::default())
+            .await
+            .expect("ListNamespaces")
+            .into_inner()
+            .namespaces
+            .len(),
+        3
+    );
+    let status = sb.stop_with(Signal::SIGINT);
+    assert!(status.success(), "SIGINT: exit {status}\n{}", sb.log());
+    assert_released(&sb, "after SIGINT");
+}
