@@ -182,7 +182,8 @@ impl Slots {
         }
     }
 
-    /// Takes a place for `peer`; the refusal names the limit and its flag.
+    /// Takes a place for `peer`; the refusal names the limit and its flag. Root on the Unix
+    /// socket (uid 0) is held to the per-peer limit only.
     pub fn take(&self, peer: PeerKey) -> Result<Slot, String> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mine = c.by_peer.get(&peer).copied().unwrap_or(0);
@@ -193,7 +194,10 @@ impl Slots {
                 self.what, self.per_peer.0, self.per_peer.1
             ));
         }
-        if c.total >= self.total.0 {
+        // Root on the socket is never kept out by the others: however many connections
+        // strangers hold, the administrator can still reach weftd (its own budget, per peer,
+        // still applies).
+        if c.total >= self.total.0 && peer != PeerKey::Uid(0) {
             return Err(format!(
                 "too many {}: {} open, at most {} in all; close some, or raise the limit with {}",
                 self.what, c.total, self.total.0, self.total.1
@@ -375,6 +379,21 @@ mod tests {
         drop(y);
         let _z = s.take(PeerKey::Unknown).unwrap();
         assert_eq!(s.open(&PeerKey::Uid(1)), (2, 1));
+    }
+
+    /// Strangers filling every place in all do not keep root out; root's own per-peer limit
+    /// still holds.
+    #[test]
+    fn root_is_held_to_its_per_peer_limit_only() {
+        let s = slots(2, 2);
+        let _x = s.take(PeerKey::Uid(1000)).unwrap();
+        let _y = s.take(PeerKey::Ip("10.0.0.1".parse().unwrap())).unwrap();
+        assert!(s.take(PeerKey::Uid(1001)).is_err());
+        let _r1 = s.take(PeerKey::Uid(0)).unwrap();
+        let _r2 = s.take(PeerKey::Uid(0)).unwrap();
+        let e = s.take(PeerKey::Uid(0)).unwrap_err();
+        assert!(e.contains("per peer"), "{e}");
+        assert_eq!(s.open(&PeerKey::Uid(0)), (4, 2));
     }
 
     #[test]

@@ -153,8 +153,12 @@ impl AsyncWrite for UnixConn {
     }
 }
 
+/// How long a TCP client has to complete the TLS handshake before weftd closes it.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The TLS settings of the TCP listener: weftd's certificate and key, and the CA every client
-/// certificate must be signed by (a client without one is refused in the handshake).
+/// certificate must be signed by (a client without one is refused in the handshake, and one
+/// that does not finish it within [`TLS_HANDSHAKE_TIMEOUT`] is closed).
 pub fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
     let read = |p: &Path, what: &str| {
         std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
@@ -165,7 +169,10 @@ pub fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
     Ok(ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key))
         .client_ca_root(Certificate::from_pem(ca))
-        .client_auth_optional(false))
+        .client_auth_optional(false)
+        // A TCP connection holds a place among the connections from its accept on; one that
+        // never completes its handshake must give it back.
+        .timeout(TLS_HANDSHAKE_TIMEOUT))
 }
 
 #[cfg(test)]

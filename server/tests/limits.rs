@@ -577,19 +577,61 @@ async fn a_connection_past_the_per_peer_limit_is_closed_while_the_others_work() 
     until_fresh_client_works(&sb).await;
 }
 
+/// The `weft` CLI copied where any uid can run it, and run as uid 12360 in group `gid` (the
+/// sandbox's `--socket-group`), so it is a peer other than root.
+fn weft_as_member(sb: &Sandbox, gid: u32, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(sb.dir(), 0o755);
+    let bin = sb.dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    mode(&bin, 0o755);
+    let weft = bin.join("weft");
+    if !weft.exists() {
+        std::fs::copy(weft_bin(), &weft).unwrap();
+        mode(&weft, 0o755);
+    }
+    let sock = sb.socket().display().to_string();
+    run(Command::new("setpriv")
+        .args([
+            "--reuid=12360",
+            "--regid=12360",
+            &format!("--groups={gid}"),
+            "--",
+        ])
+        .arg(&weft)
+        .args(["--socket", &sock, "--timeout", "10s"])
+        .args(args))
+}
+
+/// A connection past the total limit is closed, whoever's it is, except root's: strangers
+/// filling every place do not keep the administrator out (root is held to its per-peer limit
+/// only).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_connection_past_the_total_limit_is_closed() {
+async fn a_connection_past_the_total_limit_is_closed_but_root_still_gets_in() {
     let sb = Sandbox::builder("ltot")
-        .args(&["--max-connections", "2"])
+        .args(&["--max-connections", "2", "--socket-group", "4244"])
         .start()
         .await;
+    // The sandbox's client and this one fill both places.
     let c2 = working_client(&sb).await;
-    assert!(!fresh_client_works(&sb).await, "a third connection worked");
+    let o = weft_as_member(&sb, 4244, &["ns", "ls", "-q"]);
+    assert!(
+        !o.status.success(),
+        "a member's connection past the total worked: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     wait_for(Duration::from_secs(5), "the refusal in the log", || {
         sb.log()
             .contains("too many connections: 2 open, at most 2 in all; close some, or raise the limit with --max-connections")
     })
     .await;
+    assert!(
+        fresh_client_works(&sb).await,
+        "root was kept out by the total limit"
+    );
     rpc(sb
         .client()
         .system()
@@ -597,7 +639,13 @@ async fn a_connection_past_the_total_limit_is_closed() {
     .await
     .expect("the first connection stopped working");
     drop(c2);
-    until_fresh_client_works(&sb).await;
+    eventually(&sb, "the member never got a place back", || async {
+        weft_as_member(&sb, 4244, &["ns", "ls", "-q"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .await;
 }
 
 /// Starts a Watch of namespaces on `c`.

@@ -131,8 +131,9 @@ impl Controller {
         }
         k.forget(&NsRef::Path(path.clone()));
         self.remove_port_mappings(mappings).await?;
+        // Marked, or newborn: the namespace may have died between the create and the mark.
         if let Some(host) = k.get_link_bare(&NsRef::Host, &row.host_ifname).await?
-            && host.alias.as_deref() == Some(ownership_mark(&row.id).as_str())
+            && super::link::owned(&host, &ownership_mark(&row.id))
         {
             match k.delete_link(&NsRef::Host, host.index).await {
                 Err(e) if !e.is_not_found() => return Err(e.into()),

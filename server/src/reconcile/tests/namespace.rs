@@ -238,6 +238,36 @@ async fn endpoint_of_a_dead_adopted_namespace_is_failed_and_its_lease_and_port_r
     assert_eq!(again.mac, ep.mac, "the same address derives the same MAC");
 }
 
+/// The namespace may die between the create of an endpoint's veth and its mark: the host
+/// end, still newborn (unmarked, in weft's group), goes with the release too.
+#[tokio::test]
+async fn a_newborn_host_end_of_a_dead_adopted_namespace_is_removed_too() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    let path = std::path::PathBuf::from("/proc/4247/ns/net");
+    h.k.add_namespace(path.clone());
+    let row = adopted(&h, &path).await;
+    h.run(Key::Namespace(row.id.clone())).await;
+    let req = super::connect_spec("web", "runtime", vec![]);
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    // The namespace's file is gone while something else still pins the namespace, so the
+    // veth pair lives on; its host end never got its mark.
+    h.k.vanish_namespace(&path);
+    h.k.add_foreign_link(&NsRef::Host, &ep.host_ifname, "veth");
+    h.k.tamper(&NsRef::Host, &ep.host_ifname, |l| {
+        l.alias = None;
+        l.group = crate::kernel::NEWBORN_GROUP;
+    });
+    h.run(Key::Namespace(row.id.clone())).await;
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Failed);
+    assert!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).is_none(),
+        "the newborn host end was left behind"
+    );
+}
+
 /// The twice-a-second check of adopted namespaces' files leaves a live one alone and queues
 /// one whose file vanished (a process's exit makes no netlink event while weft's socket
 /// pins its namespace), once.
