@@ -26,6 +26,13 @@ pub struct NsIdentity {
     pub ino: u64,
 }
 
+/// `dev:ino`, as weft stores it.
+impl std::fmt::Display for NsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
 /// What the kernel says about one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkState {

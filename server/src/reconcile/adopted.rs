@@ -1,7 +1,8 @@
 //! Adopted namespaces that die: a namespace adopted from `/proc/<pid>/ns/net` lives only as
 //! long as its process (or a runtime's bind mount), and weft neither owns nor outlives it.
 //!
-//! When its file stops being a network namespace, weft:
+//! When its file stops being a network namespace, or names another namespace than the one
+//! weft adopted (a `/proc/<pid>/ns/net` whose pid was reused: see [`adopted_alive`]), weft:
 //! - marks the namespace Failed, saying why (weft never re-creates what it adopted);
 //! - drops what it holds of it: the cached netlink sockets (a socket keeps its namespace
 //!   alive, so while weft held one the namespace, and the veth inside, could never be freed)
@@ -34,8 +35,22 @@ use crate::{
 /// How often the files of Ready adopted namespaces are checked.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(500);
 
-/// The Ready adopted namespaces whose files are checked: namespace id -> adopted path.
-pub(super) type Adopted = std::sync::Mutex<HashMap<String, PathBuf>>;
+/// The Ready adopted namespaces whose files are checked: namespace id -> adopted path and
+/// the identity recorded at adoption.
+pub(super) type Adopted = std::sync::Mutex<HashMap<String, (PathBuf, Option<String>)>>;
+
+/// True if adopted namespace file `path` still names the namespace weft adopted: it is a
+/// network namespace and, when its identity was recorded at adoption (`dev:ino`), the same
+/// one. A path is never followed into another namespace.
+pub(super) fn adopted_alive(k: &dyn KernelOps, path: &Path, identity: Option<&str>) -> bool {
+    if !k.is_netns(path) {
+        return false;
+    }
+    identity.is_none_or(|want| {
+        k.netns_identity(path)
+            .is_ok_and(|id| id.to_string() == want)
+    })
+}
 
 /// The status message of an adopted namespace whose file is gone.
 pub(super) fn gone_message(path: &Path) -> String {
@@ -47,13 +62,16 @@ pub(super) fn gone_message(path: &Path) -> String {
 }
 
 impl Controller {
-    fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<String, PathBuf>> {
+    fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PathBuf, Option<String>)>> {
         self.inner.adopted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Checks the file of adopted namespace `id` every [`LIVENESS_EVERY`] from now on.
-    pub(super) fn watch_adopted(&self, id: &str, path: &Path) {
-        self.adopted().insert(id.to_string(), path.to_path_buf());
+    pub(super) fn watch_adopted(&self, id: &str, path: &Path, identity: Option<&str>) {
+        self.adopted().insert(
+            id.to_string(),
+            (path.to_path_buf(), identity.map(str::to_string)),
+        );
     }
 
     /// Stops checking adopted namespace `id` (deleted, or found dead).
@@ -74,13 +92,13 @@ impl Controller {
                     _ = tick.tick() => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
-                let watched: Vec<(String, PathBuf)> = c
+                let watched: Vec<(String, PathBuf, Option<String>)> = c
                     .adopted()
                     .iter()
-                    .map(|(id, p)| (id.clone(), p.clone()))
+                    .map(|(id, (p, ident))| (id.clone(), p.clone(), ident.clone()))
                     .collect();
-                for (id, path) in watched {
-                    if !c.kernel().is_netns(&path) {
+                for (id, path, ident) in watched {
+                    if !adopted_alive(c.kernel(), &path, ident.as_deref()) {
                         tracing::info!(path = %path.display(), "an adopted namespace is gone");
                         c.unwatch_adopted(&id);
                         c.kernel().forget(&NsRef::Path(path));
@@ -126,7 +144,7 @@ impl Controller {
             return Ok(None);
         };
         let k = self.kernel();
-        if k.is_netns(&path) {
+        if adopted_alive(k, &path, ns.adopted_identity.as_deref()) {
             return Ok(None);
         }
         k.forget(&NsRef::Path(path.clone()));

@@ -52,10 +52,11 @@ impl Reconciler for Namespaces {
     async fn reconcile(&self, row: &NamespaceRow, ctx: &Ctx) -> Outcome<String> {
         let path = path_of(ctx.kernel, row);
         if row.spec.adopted_path.is_some() {
-            if !ctx.kernel.is_netns(&path) {
+            if !super::adopted::adopted_alive(ctx.kernel, &path, row.adopted_identity.as_deref()) {
                 return Err(ctx.ctl.adopted_gone(ctx.kernel, &row.id, &path).await);
             }
-            ctx.ctl.watch_adopted(&row.id, &path);
+            ctx.ctl
+                .watch_adopted(&row.id, &path, row.adopted_identity.as_deref());
         }
         let recreated = ctx
             .ctl

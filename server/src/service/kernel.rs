@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::{
-    kernel::{LinkState, NsRef},
+    kernel::{LinkState, NsIdentity, NsRef},
     model::AdoptFacts,
 };
 
@@ -76,7 +76,7 @@ impl Service {
     /// adopt, compared by identity ([`crate::kernel::NsIdentity`]): is it the host, weftd's
     /// own, or one weft manages already (the file of each stored namespace, made or
     /// adopted, looked at now)? UNAVAILABLE when `path`'s own identity cannot be read.
-    pub(super) async fn adopt_facts(&self, path: &Path) -> ServiceResult<AdoptFacts> {
+    pub(super) async fn adopt_facts(&self, path: &Path) -> ServiceResult<(AdoptFacts, NsIdentity)> {
         let k = self.ctl.kernel();
         let id = k
             .netns_identity(path)
@@ -96,7 +96,7 @@ impl Service {
                 break;
             }
         }
-        Ok(facts)
+        Ok((facts, id))
     }
 
     /// True if `path` is a network namespace file (nsfs).

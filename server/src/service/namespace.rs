@@ -39,6 +39,7 @@ impl Make for Namespaces {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<NamespaceRow> {
+        let mut identity = None;
         match &spec.adopted_path {
             Some(p) => {
                 if !svc.path_exists(p) {
@@ -57,7 +58,9 @@ impl Make for Namespaces {
                     )
                     .into());
                 }
-                spec.check_adoption(&svc.adopt_facts(p).await?)?;
+                let (facts, id) = svc.adopt_facts(p).await?;
+                spec.check_adoption(&facts)?;
+                identity = Some(id.to_string());
             }
             None => {
                 if let Some(file) = svc.netns_file_taken(&spec.name)
@@ -70,7 +73,10 @@ impl Make for Namespaces {
                 }
             }
         }
-        Ok(svc.store().create_namespace(spec, record, dry_run).await?)
+        Ok(svc
+            .store()
+            .create_namespace_as(spec, identity, record, dry_run)
+            .await?)
     }
 
     async fn plan(

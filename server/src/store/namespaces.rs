@@ -30,6 +30,10 @@ pub struct NamespaceRow {
     pub status: Status,
     /// Where the namespace file is, once known.
     pub status_path: String,
+    /// For an adopted namespace, which namespace its path named at adoption (`dev:ino`,
+    /// [`crate::kernel::NsIdentity`]'s text): the path is trusted only while it names that
+    /// one. None for one weft made, or adopted before weft kept it.
+    pub adopted_identity: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
 }
@@ -38,7 +42,8 @@ impl Kind for NamespaceRow {
     const TABLE: &'static str = "namespaces";
     const NOUN: &'static str = "namespace";
     const SELECT: &'static str = "SELECT id, name, labels, adopted_path, generation, deleting, \
-         phase, rechecking, observed_generation, message, status_path, created_at FROM namespaces";
+         phase, rechecking, observed_generation, message, status_path, adopted_identity, created_at \
+         FROM namespaces";
     const ID: &'static str = "id";
     const ORDER: &'static str = "name";
     /// Where the namespace file was found.
@@ -59,6 +64,7 @@ impl Kind for NamespaceRow {
             deleting: r.get::<i64, _>("deleting") != 0,
             status: status_of(r),
             status_path: r.get("status_path"),
+            adopted_identity: r.get("adopted_identity"),
             created_at: r.get("created_at"),
         })
     }
@@ -93,15 +99,29 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
+        self.create_namespace_as(spec, None, request, dry_run).await
+    }
+
+    /// [`Store::create_namespace`] for an adopted namespace: `identity` is which namespace
+    /// its path names now (see [`NamespaceRow::adopted_identity`]).
+    pub async fn create_namespace_as(
+        &self,
+        spec: &NamespaceSpec,
+        identity: Option<String>,
+        request: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> Result<NamespaceRow, StoreError> {
         let (id, mut tx) = self.begin_create::<NamespaceRow>(request).await?;
         let now = now_ms();
         let res = sqlx::query(
-            "INSERT INTO namespaces (id, name, labels, adopted_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO namespaces (id, name, labels, adopted_path, adopted_identity, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&spec.name)
         .bind(encode(&spec.labels)?)
         .bind(spec.adopted_path.as_ref().map(|p| p.display().to_string()))
+        .bind(identity)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)

@@ -268,6 +268,54 @@ async fn a_newborn_host_end_of_a_dead_adopted_namespace_is_removed_too() {
     );
 }
 
+/// A `/proc/<pid>/ns/net` whose pid was reused (while weftd was down, say) names another
+/// namespace: weft never follows it there. The namespace is Failed, its endpoint released,
+/// and nothing is made in the stranger's namespace.
+#[tokio::test]
+async fn an_adopted_path_that_names_another_namespace_now_is_not_followed() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    let path = std::path::PathBuf::from("/proc/4248/ns/net");
+    h.k.add_namespace(path.clone());
+    let mut spec = ns_spec("runtime");
+    spec.adopted_path = Some(path.clone());
+    let identity = h.k.netns_identity(&path).unwrap().to_string();
+    let row = h
+        .store()
+        .create_namespace_as(&spec, Some(identity), None, false)
+        .await
+        .unwrap();
+    h.run(Key::Namespace(row.id.clone())).await;
+    assert_eq!(h.ns_status(&row.id).await.phase, Phase::Ready);
+    let req = super::connect_spec("web", "runtime", vec![super::tcp(8080, 80)]);
+    let ep = h.store().connect(&req, None, false).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+
+    // The process exits and another one, in another namespace, gets its pid.
+    h.k.vanish_namespace(&path);
+    h.k.add_namespace(path.clone());
+    assert!(h.k.is_netns(&path));
+    h.run(Key::Namespace(row.id.clone())).await;
+    let s = h.ns_status(&row.id).await;
+    assert_eq!(s.phase, Phase::Failed, "{}", s.message);
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    let s = h.ep_status(&ep.id).await;
+    assert_eq!(s.phase, Phase::Failed, "{}", s.message);
+    assert!(s.message.contains("were released"), "{}", s.message);
+    assert!(h.k.mappings().is_empty(), "{:?}", h.k.mappings());
+    let inside = NsRef::Path(path.clone());
+    assert!(
+        h.k.link(&inside, "eth0").is_none(),
+        "an interface was made in the stranger's namespace"
+    );
+    // A resync changes nothing: Failed stays Failed.
+    h.run(Key::Namespace(row.id.clone())).await;
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Failed);
+    assert!(h.k.link(&inside, "eth0").is_none());
+}
+
 /// The twice-a-second check of adopted namespaces' files leaves a live one alone and queues
 /// one whose file vanished (a process's exit makes no netlink event while weft's socket
 /// pins its namespace), once.
