@@ -422,3 +422,111 @@ async fn an_adopted_namespace_whose_process_exits_is_failed_and_released_within_
 fn phase(s: Option<&weft::v1::Status>) -> Phase {
     s.map(|s| s.phase()).unwrap_or_default()
 }
+
+/// A bind mount of one namespace file onto a path in the sandbox's dir, undone on drop (even
+/// when the test fails), so the path can be re-pointed at another namespace.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(target: std::path::PathBuf, source: &str) -> BindMount {
+        std::fs::write(&target, "").expect("mount point");
+        let m = BindMount(target);
+        m.point_at(source);
+        m
+    }
+
+    /// Makes the path name `source`'s namespace instead.
+    fn point_at(&self, source: &str) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let st = Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(&self.0)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount --bind {source} {}", self.0.display());
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// An adopted path that names another namespace after a restart (a runtime's file
+/// re-pointed, as a reused pid re-points `/proc/<pid>/ns/net`) is never followed: weft made
+/// nothing in the other namespace, the adopted one reads Failed, and its address is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adopted_path_that_names_another_namespace_after_a_restart_is_not_followed() {
+    let mut sb = Sandbox::builder("reuse").resync(3600).start().await;
+    let c = sb.client();
+    create_network(&c, network(NET, BRIDGE, &[SUBNET])).await;
+    let (mut first, _) = Holder::start().await;
+    let (mut second, _) = Holder::start().await;
+    let file = BindMount::new(sb.dir().join("ctr.netns"), &first.ns_file());
+    let path = file.0.display().to_string();
+    rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
+        namespace: Some(Namespace {
+            name: "ctr".into(),
+            path: path.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await
+    .expect("adopt the file");
+    let req = ConnectRequest {
+        ipv4_address: "10.243.0.60".into(),
+        ..connect_req(NET, "ctr")
+    };
+    connect(&c, req.clone()).await;
+    assert!(
+        ok_at(
+            std::path::Path::new(&first.ns_file()),
+            &["ip", "-o", "link"]
+        )
+        .contains("eth0")
+    );
+
+    drop(c);
+    sb.stop();
+    file.point_at(&second.ns_file());
+    sb.start().await;
+    let c = sb.client();
+    let t0 = Instant::now();
+    loop {
+        let ns = namespace(&c, "ctr").await;
+        if phase(ns.status.as_ref()) == Phase::Failed {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the namespace never read Failed: {ns:?}\n{}",
+            log_tail(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let links = ok_at(
+        std::path::Path::new(&second.ns_file()),
+        &["ip", "-o", "link"],
+    );
+    assert!(
+        !links.contains("eth0") && !links.contains("weft:"),
+        "weft followed the path into another namespace: {links}"
+    );
+    // The address is free for another namespace.
+    create_ns(&c, "next").await;
+    let again = connect(
+        &c,
+        ConnectRequest {
+            namespace: "next".into(),
+            ..req
+        },
+    )
+    .await;
+    assert_eq!(again.ipv4_address, "10.243.0.60/24");
+    drop(file);
+    first.kill();
+    second.kill();
+}
