@@ -112,6 +112,29 @@ impl Store {
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
         let (id, mut tx) = self.begin_create::<NamespaceRow>(request).await?;
+        // The service compared the path with every stored namespace before; two adoptions of
+        // one namespace racing each other are told apart here, in the create's transaction.
+        if let Some(ident) = &identity {
+            let other: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM namespaces WHERE adopted_identity = ? AND phase != 'failed' \
+                 AND name != ? LIMIT 1",
+            )
+            .bind(ident)
+            .bind(&spec.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = other {
+                let path = spec
+                    .adopted_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                return Err(StoreError::FailedPrecondition(format!(
+                    "namespace.path: {path} is the namespace weft already manages as {other:?}; \
+                     use that name instead of adopting it twice"
+                )));
+            }
+        }
         let now = now_ms();
         let res = sqlx::query(
             "INSERT INTO namespaces (id, name, labels, adopted_path, adopted_identity, created_at, updated_at) \

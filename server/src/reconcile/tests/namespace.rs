@@ -316,6 +316,56 @@ async fn an_adopted_path_that_names_another_namespace_now_is_not_followed() {
     assert!(h.k.link(&inside, "eth0").is_none());
 }
 
+/// Two adoptions of one namespace under two names, racing past the service's checks, are
+/// told apart in the create's transaction: the second is FAILED_PRECONDITION naming the
+/// first. A Failed one (its namespace died; the inode may be reused) does not count.
+#[tokio::test]
+async fn a_second_adoption_of_one_namespace_is_refused_in_the_transaction() {
+    let h = H::new().await;
+    let adopt = |name: &str, path: &str| {
+        let mut spec = ns_spec(name);
+        spec.adopted_path = Some(path.into());
+        spec
+    };
+    let store = h.store();
+    let first = store
+        .create_namespace_as(
+            &adopt("a", "/proc/1/ns/net"),
+            Some("4:77".into()),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let err = store
+        .create_namespace_as(&adopt("b", "/run/x"), Some("4:77".into()), None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, crate::store::StoreError::FailedPrecondition(m)
+            if m.contains("already manages as \"a\"") && m.starts_with("namespace.path: /run/x")),
+        "{err:?}"
+    );
+    assert!(store.namespace_by_name("b").await.unwrap().is_none());
+    // Another namespace is fine; so is this one once the first is Failed.
+    store
+        .create_namespace_as(&adopt("c", "/run/y"), Some("4:78".into()), None, false)
+        .await
+        .unwrap();
+    let failed = crate::model::Status {
+        phase: Phase::Failed,
+        ..Default::default()
+    };
+    store
+        .set_namespace_status(&first.id, &failed, "")
+        .await
+        .unwrap();
+    store
+        .create_namespace_as(&adopt("b", "/run/x"), Some("4:77".into()), None, false)
+        .await
+        .unwrap();
+}
+
 /// The twice-a-second check of adopted namespaces' files leaves a live one alone and queues
 /// one whose file vanished (a process's exit makes no netlink event while weft's socket
 /// pins its namespace), once.
