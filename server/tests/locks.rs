@@ -130,6 +130,27 @@ async fn a_second_weftd_on_the_same_host_namespace_exits_and_the_first_keeps_its
         !second.join("weft.db").exists() && !second.join("weftd.sock").exists(),
         "the second weftd made its database or socket before it gave up"
     );
+    // Its own runtime dir too (so its own lock file): the namespace's abstract socket
+    // still keeps it out, naming the first weftd's pid.
+    let third = sb.dir().join("third");
+    let (status, log) = second_weftd(
+        &sb.ns_path(""),
+        &third,
+        &third.join("weft.db"),
+        &third.join("run"),
+    );
+    assert!(
+        !status.success(),
+        "the third weftd exited with {status}\n{log}"
+    );
+    assert!(
+        log.contains(&format!("pid {pid}")) && log.contains("abstract socket"),
+        "the message does not name the first weftd's pid {pid}:\n{log}"
+    );
+    assert!(
+        !third.join("weft.db").exists(),
+        "the third weftd made its database before it gave up"
+    );
 
     assert_eq!(
         nft_json(&sb, &["list", "ruleset"]),
