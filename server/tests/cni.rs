@@ -444,3 +444,150 @@ async fn gc_status_and_error_codes() {
     ok(call("DEL", Some(&x), "eth0", None, &cf), "DEL x");
     disconnect(&sb.client(), "web", "mine").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
+    let sb = Sandbox::new("cnimn").await;
+    let c = sb.client();
+    create_network(
+        &c,
+        network("a", &format!("{}a", sb.prefix), &["10.245.0.0/24"]),
+    )
+    .await;
+    create_network(
+        &c,
+        network("b", &format!("{}b", sb.prefix), &["10.246.0.0/24"]),
+    )
+    .await;
+    let k = Container::new(&sb, "k");
+    let peer = Container::new(&sb, "p");
+    // podman's way: IP and MAC only in CNI_ARGS; aliases and ports in runtimeConfig.
+    let ca = conf(
+        &sb,
+        "1.0.0",
+        "a",
+        json!({"runtimeConfig": {"aliases": {"a": ["db"]},
+            "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}}),
+    );
+    let args = "IgnoreUnknown=1;K8S_POD_NAME=web-0;K8S_POD_NAMESPACE=prod;IP=10.245.0.77;MAC=02:00:0a:f5:00:4d";
+    let vars = |ifname: &'static str| {
+        vec![
+            ("CNI_COMMAND", "ADD".to_string()),
+            ("CNI_CONTAINERID", k.id.clone()),
+            ("CNI_NETNS", k.netns().to_string()),
+            ("CNI_IFNAME", ifname.to_string()),
+            ("CNI_ARGS", args.to_string()),
+        ]
+    };
+    let run_with = |v: Vec<(&str, String)>, cf: &Value| {
+        let refs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        cni(&refs, &cf.to_string())
+    };
+    let ra = ok(run_with(vars("eth0"), &ca), "ADD a");
+    assert_eq!(ra["ips"][0]["address"], "10.245.0.77/24");
+    assert_eq!(ra["interfaces"][1]["mac"], "02:00:0a:f5:00:4d");
+    let ep = &endpoints_of(&sb, "a", &k).await[0];
+    assert_eq!(ep.aliases, vec!["db"]);
+    assert_eq!(ep.published_ports.len(), 1);
+    assert_eq!(ep.published_ports[0].host_port, 18080);
+    let mut vb = vars("eth1");
+    vb[4].1 = "IgnoreUnknown=1".into();
+    let rb = ok(run_with(vb, &conf(&sb, "1.0.0", "b", json!({}))), "ADD b");
+    assert_eq!(rb["interfaces"][1]["name"], "eth1");
+    // One namespace object, two interfaces.
+    let nss = c
+        .list_all_namespaces(tonic::Request::new(weft::v1::ListNamespacesRequest {
+            label_selector: format!("cni.weft.dev/container-id={}", k.id),
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner()
+        .namespaces;
+    assert_eq!(nss.len(), 1, "{nss:?}");
+    assert_eq!(
+        nss[0]
+            .labels
+            .get("cni.weft.dev/pod-name")
+            .map(String::as_str),
+        Some("web-0")
+    );
+    assert_eq!(
+        nss[0]
+            .labels
+            .get("cni.weft.dev/pod-namespace")
+            .map(String::as_str),
+        Some("prod")
+    );
+    let inside =
+        String::from_utf8_lossy(&exec_at(&k.path, &["ip", "-br", "link"]).stdout).into_owned();
+    assert!(
+        inside.contains("eth0") && inside.contains("eth1"),
+        "{inside}"
+    );
+    // A peer on b reaches k's eth1.
+    ok(
+        call(
+            "ADD",
+            Some(&peer),
+            "eth0",
+            None,
+            &conf(&sb, "1.0.0", "b", json!({})),
+        ),
+        "ADD peer",
+    );
+    assert!(
+        ping_at(&peer.path, &ipv4_of(&rb)),
+        "peer cannot ping k on b"
+    );
+
+    // inspect shows the container id and interface of CNI endpoints.
+    let out = sb.weft_cli(&["network", "inspect", "a"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("CNI containers:") && text.contains(&k.id),
+        "{text}"
+    );
+    let out = sb.weft_cli(&["network", "inspect", "a", "-o", "json"]);
+    let j: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        j[0]["endpoints"][0]["cni"],
+        json!({"container_id": k.id, "ifname": "eth0"})
+    );
+
+    // DEL from a: the namespace object stays for b.
+    ok(call("DEL", Some(&k), "eth0", None, &ca), "DEL a");
+    assert!(endpoints_of(&sb, "a", &k).await.is_empty());
+    assert_eq!(endpoints_of(&sb, "b", &k).await.len(), 1);
+    // The container dies (its namespace file goes) before its DEL: DEL still succeeds and
+    // leaves nothing.
+    let kid = k.id.clone();
+    drop(k);
+    let cb = conf(&sb, "1.0.0", "b", json!({}));
+    let r = cni(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", &kid),
+            ("CNI_NETNS", ""),
+            ("CNI_IFNAME", "eth1"),
+        ],
+        &cb.to_string(),
+    );
+    ok(r, "DEL b after the namespace died");
+    let left: Vec<_> = get_network(&c, "b")
+        .await
+        .endpoints
+        .into_iter()
+        .filter(|e| e.namespace == format!("cni-{kid}"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let gone = c
+        .namespaces()
+        .get_namespace(weft::v1::GetNamespaceRequest {
+            name: format!("cni-{kid}"),
+        })
+        .await;
+    assert_eq!(gone.expect_err("object kept").code(), tonic::Code::NotFound);
+    ok(call("DEL", Some(&peer), "eth0", None, &cb), "DEL peer");
+}

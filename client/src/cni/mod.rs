@@ -17,6 +17,7 @@ pub mod result;
 use serde_json::{Value, json};
 
 pub use config::{Command, Invocation, NetConf};
+pub use ops::{LABEL_CONTAINER, LABEL_IFNAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
 /// The error codes of the CNI spec, and weft-cni's own (100 and up).
 pub mod code {
