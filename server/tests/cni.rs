@@ -591,3 +591,61 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
     assert_eq!(gone.expect_err("object kept").code(), tonic::Code::NotFound);
     ok(call("DEL", Some(&peer), "eth0", None, &cb), "DEL peer");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_life_without_del_gets_a_fresh_attachment() {
+    // ctr sends no DEL after `ctr task kill` + `ctr container rm`: the next container with the
+    // same id comes with another namespace file, and must get a working attachment.
+    let sb = Sandbox::new("cnilife").await;
+    let c = sb.client();
+    create_network(
+        &c,
+        network("web", &format!("{}b", sb.prefix), &["10.247.0.0/24"]),
+    )
+    .await;
+    let first = Container::new(&sb, "l1");
+    let peer = Container::new(&sb, "pe");
+    let cf = conf(&sb, "1.0.0", "web", json!({}));
+    let id = format!("{}ctr", sb.prefix);
+    let add = |netns: &str| {
+        cni(
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", &id),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &cf.to_string(),
+        )
+    };
+    ok(add(first.netns()), "ADD first life");
+    ok(call("ADD", Some(&peer), "eth0", None, &cf), "ADD peer");
+    drop(first);
+    let second = Container::new(&sb, "l2");
+    let r = ok(add(second.netns()), "ADD second life");
+    assert_eq!(r["interfaces"][1]["sandbox"], second.netns());
+    let mine: Vec<_> = get_network(&c, "web")
+        .await
+        .endpoints
+        .into_iter()
+        .filter(|e| e.namespace == format!("cni-{id}"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let peer_ip = addr_of(&endpoints_of(&sb, "web", &peer).await[0].ipv4_address).to_string();
+    assert!(
+        ping_at(&second.path, &peer_ip),
+        "the second life cannot ping the peer"
+    );
+    let del = cni(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", &id),
+            ("CNI_NETNS", second.netns()),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &cf.to_string(),
+    );
+    ok(del, "DEL second life");
+    ok(call("DEL", Some(&peer), "eth0", None, &cf), "DEL peer");
+    assert!(get_network(&c, "web").await.endpoints.is_empty());
+}

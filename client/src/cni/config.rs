@@ -266,12 +266,25 @@ impl NetConf {
                 ips.push(parse_ip(s, "runtimeConfig.ips")?);
             }
         }
-        if let Some(s) = inv.args.get("IP") {
+        // `IP=` of CNI_ARGS (podman's way) counts when the capability gave none.
+        if let Some(s) = inv.args.get("IP").filter(|_| ips.is_empty()) {
             for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let ip = parse_ip(part, "CNI_ARGS IP").map_err(|e| env_err(e.msg))?;
                 if !ips.contains(&ip) {
                     ips.push(ip);
                 }
+            }
+        }
+        for v4 in [true, false] {
+            if ips.iter().filter(|a| a.is_ipv4() == v4).count() > 1 {
+                return Err(CniError::new(
+                    code::UNSUPPORTED_FIELD,
+                    format!(
+                        "more than one IPv{} address asked for ({ips:?}): a weft endpoint has one \
+                         address per family",
+                        if v4 { 4 } else { 6 }
+                    ),
+                ));
             }
         }
         let mac = str_field(&rc, "mac")?
@@ -501,8 +514,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.network, "w2");
         assert_eq!(c.socket, PathBuf::from("/s"));
-        assert_eq!(c.ips.len(), 2);
-        assert_eq!(c.ips[0], "10.0.0.7".parse::<IpAddr>().unwrap());
+        // The capability wins over IP= of CNI_ARGS.
+        assert_eq!(c.ips, vec!["10.0.0.7".parse::<IpAddr>().unwrap()]);
         assert_eq!(c.mac, "02:00:00:00:00:07");
         assert_eq!(c.port_mappings[0].protocol, "tcp");
         assert_eq!(c.port_mappings[0].host_port, 8080);

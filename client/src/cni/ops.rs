@@ -167,9 +167,13 @@ fn phase_of(status: Option<&crate::v1::Status>) -> (Phase, String) {
 async fn adopt(c: &Client, inv: &Invocation) -> Result<Namespace, CniError> {
     let name = config::namespace_name(&inv.container_id);
     if let Some(ns) = get_namespace(c, &name).await? {
-        if ns.path == inv.netns {
+        let (phase, _) = phase_of(ns.status.as_ref());
+        // The same file, still a live namespace: the container's other network, or a retry.
+        if ns.path == inv.netns && phase != Phase::Failed {
             return Ok(ns);
         }
+        // An earlier life of the container that got no DEL (ctr sends none): its namespace
+        // file is another one now, or dead.
         release(c, &name, None).await?;
     }
     let mut labels = BTreeMap::new();
