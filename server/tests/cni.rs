@@ -350,6 +350,12 @@ async fn gc_status_and_error_codes() {
     create_ns(&c, "mine").await;
     connect(&c, connect_req("web", "mine")).await;
 
+    // GC without the list is refused and removes nothing.
+    assert_eq!(
+        err_code(&call("GC", None, "", None, &cf), "GC without a list"),
+        7
+    );
+    assert_eq!(endpoints_of(&sb, "web", &y).await.len(), 1);
     // GC keeps x (listed) and removes y (not listed).
     let mut gc = cf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": x.id, "ifname": "eth0"}]);

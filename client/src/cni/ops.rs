@@ -472,7 +472,18 @@ async fn check(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniEr
 }
 
 async fn gc(c: &Client, conf: &NetConf) -> Result<(), CniError> {
-    let valid: BTreeSet<&(String, String)> = conf.valid_attachments.iter().collect();
+    // Without the list every CNI endpoint would look stale: refuse rather than remove them.
+    let valid: BTreeSet<&(String, String)> = conf
+        .valid_attachments
+        .as_ref()
+        .ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "GC needs \"cni.dev/valid-attachments\" (an empty list removes every attachment)",
+            )
+        })?
+        .iter()
+        .collect();
     let net = network(c, conf).await?;
     let ours = c
         .list_all_namespaces(tonic::Request::new(ListNamespacesRequest {
