@@ -562,9 +562,14 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         json!({"container_id": k.id, "ifname": "eth0"})
     );
 
-    // DEL from a: the namespace object stays for b.
+    // DEL from a releases the published port; the namespace object stays for b.
+    assert!(
+        !dnat_elems(&sb).is_empty(),
+        "no DNAT entry for hostPort 18080"
+    );
     ok(call("DEL", Some(&k), "eth0", None, &ca), "DEL a");
     assert!(endpoints_of(&sb, "a", &k).await.is_empty());
+    assert!(dnat_elems(&sb).is_empty(), "{:?}", dnat_elems(&sb));
     assert_eq!(endpoints_of(&sb, "b", &k).await.len(), 1);
     // The container dies (its namespace file goes) before its DEL: DEL still succeeds and
     // leaves nothing.
