@@ -429,6 +429,29 @@ async fn gc_status_and_error_codes() {
         ),
         1
     );
+    // An address another container holds: weftd refuses (100, its message), and the failed
+    // ADD leaves no namespace object behind.
+    let taken = endpoints_of(&sb, "web", &x).await[0].ipv4_address.clone();
+    let z = Container::new(&sb, "z");
+    let ip_arg = format!("IP={}", taken.split('/').next().expect("addr"));
+    let r = cni(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &z.id),
+            ("CNI_NETNS", z.netns()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", &ip_arg),
+        ],
+        &cf.to_string(),
+    );
+    assert_eq!(err_code(&r, "ADD with a taken address"), 100);
+    let left = c
+        .namespaces()
+        .get_namespace(weft::v1::GetNamespaceRequest {
+            name: format!("cni-{}", z.id),
+        })
+        .await;
+    assert_eq!(left.expect_err("object left").code(), tonic::Code::NotFound);
     // Nothing changed by any of them.
     assert_eq!(endpoints_of(&sb, "web", &x).await.len(), 1);
 
