@@ -594,3 +594,34 @@ async fn a_new_life_without_del_gets_a_fresh_attachment() {
     ok(call("DEL", Some(&peer), "eth0", None, &cf), "DEL peer");
     assert!(get_network(&c, "web").await.endpoints.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_conflists_work_as_shipped() {
+    // libcni hands each plugin its entry of the list with the list's name and cniVersion.
+    let sb = sandbox_with("cnidep", &[("web", "10.248.0.0/24")]).await;
+    for file in ["weft-podman.conflist", "weft-containerd.conflist"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let list: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(list["cniVersion"], "1.0.0", "{file}");
+        let mut plugin = list["plugins"][0].clone();
+        assert_eq!(plugin["type"], "weft-cni", "{file}");
+        assert_eq!(plugin["socket"], "/run/weft/weftd.sock", "{file}");
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        // The sandbox's weftd instead of the real one; everything else as shipped.
+        plugin["socket"] = json!(sb.socket().to_str().expect("utf-8"));
+        let ctr = Container::new(&sb, &file[5..9]);
+        let r = ok(call("ADD", Some(&ctr), "eth0", None, &plugin), file);
+        assert!(
+            r["ips"][0]["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("10.248.0.")),
+            "{r}"
+        );
+        ok(call("DEL", Some(&ctr), "eth0", None, &plugin), file);
+    }
+    assert!(get_network(&sb.client(), "web").await.endpoints.is_empty());
+}
