@@ -201,7 +201,7 @@ fn ping_at(path: &Path, addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_add_ping_retry_check_del() {
-    let sb = sandbox_with("cni", &[("web", "10.243.0.0/24")]).await;
+    let mut sb = sandbox_with("cni", &[("web", "10.243.0.0/24")]).await;
     let c = sb.client();
     let a = Container::new(&sb, "a");
     let b = Container::new(&sb, "b");
@@ -286,7 +286,6 @@ async fn version_add_ping_retry_check_del() {
         101
     );
     // The interface deleted by hand while weftd is down (so nothing heals it): CHECK fails.
-    let mut sb = sb;
     sb.stop();
     ok_at(&a.path, &["ip", "link", "del", "eth0"]);
     let r = call("CHECK", Some(&a), "eth0", None, &chk);
