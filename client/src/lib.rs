@@ -33,6 +33,7 @@ use weft_proto::v1::{
     system_service_client::SystemServiceClient,
 };
 
+pub mod cni;
 pub mod page;
 
 /// The socket weftd listens on by default.

@@ -22,13 +22,15 @@
 //! - `rm`: one DeleteNetwork per name, going on after failures; the names as they go.
 //! - `prune`: after asking on the terminal (unless `-f` or `--dry-run`), PruneNetworks with
 //!   the label filters; `Deleted Networks:` and the names, as docker prints them.
-//! - `ls`, `watch`, `inspect`: ListNetworks, WatchNetworks, GetNetwork. Name filters
+//! - `ls`, `watch`, `inspect`: ListNetworks, WatchNetworks, GetNetwork (inspect also lists
+//!   the namespaces `weft-cni` adopted, to show container ids: see [`cni`]). Name filters
 //!   (`--filter name=PART`) are not in the API: the CLI applies them to what weftd sends.
 //!
 //! The flags are in [`args`], their translation into requests in [`request`]; the mutating
 //! verbs run on the shared skeleton of [`super::mutate`].
 
 pub mod args;
+pub mod cni;
 pub mod request;
 
 use std::io::BufRead;
@@ -38,9 +40,8 @@ use serde_json::json;
 use weft::{
     Client,
     v1::{
-        CreateNetworkRequest, DeleteNetworkRequest, DisconnectRequest, GetNetworkRequest,
-        ListNetworksRequest, Network, PruneNetworksRequest, WatchNetworksRequest,
-        WatchNetworksResponse,
+        CreateNetworkRequest, DeleteNetworkRequest, DisconnectRequest, ListNetworksRequest,
+        Network, PruneNetworksRequest, WatchNetworksRequest, WatchNetworksResponse,
     },
 };
 
@@ -132,18 +133,8 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             print_list(ctx, &list, quiet, json::network, name, table::networks)
         }
         NetworkCmd::Inspect { names } => {
-            let get = |name: String| async move {
-                let what = format!("inspect network {name:?}");
-                let req = ctx.req(GetNetworkRequest { name });
-                let resp = ctx
-                    .call(
-                        &what,
-                        |c| async move { c.networks().get_network(req).await },
-                    )
-                    .await?;
-                Ok(resp.network.unwrap_or_default())
-            };
-            inspect_each(ctx, names, get, json::network, table::describe_network).await
+            let get = |name: String| cni::get(ctx, name);
+            inspect_each(ctx, names, get, cni::to_json, cni::describe).await
         }
         NetworkCmd::Rm {
             names,

@@ -253,6 +253,7 @@ fn endpoint_row_out(e: &EndpointRow, net: &NetworkSpec) -> pb::Endpoint {
         aliases: e.spec.aliases.clone(),
         published_ports: ports_out(&e.spec.ports),
         status: Some(status_out(&e.status)),
+        host_interface_name: e.host_ifname.clone(),
     }
 }
 

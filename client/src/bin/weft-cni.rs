@@ -1,0 +1,37 @@
+//! `weft-cni`: the CNI plugin that puts containers on weft networks (see `weft::cni`).
+//! Runtimes call it with `CNI_*` variables and the network configuration on stdin; it answers
+//! with the spec's JSON on stdout and exit status 0 (success) or 1 (error).
+
+use std::io::{Read, Write};
+
+fn main() {
+    let mut stdin = Vec::new();
+    let outcome = match std::io::stdin().read_to_end(&mut stdin) {
+        Err(e) => weft::cni::Outcome {
+            stdout: Some(
+                weft::cni::CniError::new(weft::cni::code::IO, format!("reading stdin: {e}"))
+                    .to_json(weft::cni::config::LATEST_VERSION),
+            ),
+            status: 1,
+        },
+        Ok(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(weft::cni::run(|k| std::env::var(k).ok(), &stdin)),
+            Err(e) => weft::cni::Outcome {
+                stdout: Some(
+                    weft::cni::CniError::new(weft::cni::code::IO, format!("starting: {e}"))
+                        .to_json(weft::cni::config::LATEST_VERSION),
+                ),
+                status: 1,
+            },
+        },
+    };
+    if let Some(v) = outcome.stdout {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
+    std::process::exit(outcome.status);
+}

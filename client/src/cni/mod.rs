@@ -1,0 +1,127 @@
+//! `weft-cni`, a CNI 1.1 plugin that puts containers on weft networks: ADD adopts the
+//! container's namespace (`CNI_NETNS`) as a weft namespace object and Connects it, DEL
+//! Disconnects and forgets it, CHECK compares a prevResult with weftd's endpoint and the
+//! namespace, GC removes CNI-made endpoints that are no valid attachment, STATUS says whether
+//! weftd and the network can serve ADDs, VERSION lists the versions spoken.
+//!
+//! The plugin never changes the kernel: every change is a call to weftd over its Unix
+//! socket. Only CHECK reads the container's namespace (its interfaces and addresses), to see
+//! what weftd cannot vouch for. Results and errors are the spec's JSON on stdout, errors with
+//! the spec's codes ([`code`]) and exit status 1.
+
+pub mod config;
+mod netns;
+mod ops;
+pub mod result;
+
+use serde_json::{Value, json};
+
+pub use config::{Command, Invocation, NetConf};
+pub use ops::{LABEL_CONTAINER, LABEL_IFNAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+
+/// The error codes of the CNI spec, and weft-cni's own (100 and up).
+pub mod code {
+    /// Incompatible CNI version.
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    /// Unsupported field in the network configuration.
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    /// Container unknown or does not exist.
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    /// Invalid necessary environment variables.
+    pub const INVALID_ENV: u32 = 4;
+    /// I/O failure.
+    pub const IO: u32 = 5;
+    /// Failed to decode content.
+    pub const DECODE: u32 = 6;
+    /// Invalid network config.
+    pub const INVALID_CONFIG: u32 = 7;
+    /// Try again later (weftd unreachable or busy).
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    /// STATUS: the plugin cannot serve ADDs.
+    pub const NOT_AVAILABLE: u32 = 50;
+    /// weft-cni's own: weftd refused the request (its message says why).
+    pub const WEFTD_REFUSED: u32 = 100;
+    /// weft-cni's own: CHECK found the attachment different from its prevResult.
+    pub const CHECK_FAILED: u32 = 101;
+}
+
+/// A CNI error: its code, message and details, written as the spec's error JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CniError {
+    /// The spec's error code ([`code`]).
+    pub code: u32,
+    /// A short message.
+    pub msg: String,
+    /// Longer details (may be empty).
+    pub details: String,
+}
+
+impl CniError {
+    /// An error with `code` and `msg`.
+    pub fn new(code: u32, msg: impl Into<String>) -> Self {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
+    }
+
+    /// The spec's error JSON, in CNI version `version`.
+    pub fn to_json(&self, version: &str) -> Value {
+        let mut v = json!({ "cniVersion": version, "code": self.code, "msg": self.msg });
+        if !self.details.is_empty() {
+            v["details"] = json!(self.details);
+        }
+        v
+    }
+}
+
+impl std::fmt::Display for CniError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CNI error {}: {}", self.code, self.msg)
+    }
+}
+
+/// What one invocation prints on stdout and exits with.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The JSON to print (none for a successful DEL, CHECK, GC or STATUS).
+    pub stdout: Option<Value>,
+    /// The exit status: 0 on success, 1 on error.
+    pub status: i32,
+}
+
+/// Runs one invocation: the environment read by `get`, the configuration on `stdin`.
+pub async fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+    let version = config::peek_version(stdin)
+        .filter(|v| config::supported(v))
+        .unwrap_or_else(|| config::LATEST_VERSION.to_string());
+    let res = match Invocation::from_env(get) {
+        Ok(inv) => ops::dispatch(&inv, stdin, &version).await,
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok(stdout) => Outcome { stdout, status: 0 },
+        Err(e) => Outcome {
+            stdout: Some(e.to_json(&version)),
+            status: 1,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_the_spec_json() {
+        let e = CniError::new(code::INVALID_CONFIG, "no network");
+        assert_eq!(
+            e.to_json("1.0.0"),
+            json!({"cniVersion":"1.0.0","code":7,"msg":"no network"})
+        );
+        let mut e = e;
+        e.details = "more".into();
+        assert_eq!(e.to_json("1.1.0")["details"], "more");
+    }
+}
