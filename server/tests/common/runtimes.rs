@@ -159,6 +159,38 @@ fn unmount_under(dir: &Path) {
     }
 }
 
+/// Waits (up to `timeout`) until no process names `dir` on its command line.
+fn wait_for_processes_using(dir: &Path, timeout: Duration) {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let users: Vec<String> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.bytes().all(|b| b.is_ascii_digit()) && name != me.as_str()
+            })
+            .filter_map(|e| {
+                let cmd = fs::read(e.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                cmd.contains(&needle).then_some(cmd)
+            })
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("processes still using {needle}: {users:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A plugin dir holding a link to weft-cni (and whatever [`add_plugin`] adds).
 fn plugin_dir(dir: &Path) -> PathBuf {
     let bin = dir.join("cni-bin");
@@ -442,6 +474,9 @@ impl Drop for Podman {
             let _ = fs::remove_file(Path::new(CNI_CACHE).join(f));
         }
         if let Some(dir) = self.dir.take() {
+            // conmon's exit command (`podman container cleanup`) can still be running; it
+            // would re-create the storage dirs after the temp dir is gone.
+            wait_for_processes_using(dir.path(), Duration::from_secs(10));
             unmount_under(dir.path());
             let path = dir.path().to_path_buf();
             if let Err(e) = dir.close() {
