@@ -121,16 +121,43 @@ fn call(
         .map(str::to_string)
         .or_else(|| ctr.map(|c| c.netns().to_string()))
         .unwrap_or_default();
+    as_id(cmd, &id, &ns, ifname, "", conf)
+}
+
+/// Runs `cmd` for container id `id` in `netns` with `CNI_ARGS` `args`.
+fn as_id(cmd: &str, id: &str, netns: &str, ifname: &str, args: &str, conf: &Value) -> Reply {
     cni(
         &[
             ("CNI_COMMAND", cmd),
-            ("CNI_CONTAINERID", &id),
-            ("CNI_NETNS", &ns),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
             ("CNI_IFNAME", ifname),
+            ("CNI_ARGS", args),
             ("CNI_PATH", "/opt/cni/bin"),
         ],
         &conf.to_string(),
     )
+}
+
+/// A sandbox with weft networks `nets` (name, subnet), their bridges named after its prefix.
+async fn sandbox_with(tag: &str, nets: &[(&str, &str)]) -> Sandbox {
+    let sb = Sandbox::new(tag).await;
+    for (i, (name, subnet)) in nets.iter().enumerate() {
+        let bridge = format!("{}b{i}", sb.prefix);
+        create_network(&sb.client(), network(name, &bridge, &[subnet])).await;
+    }
+    sb
+}
+
+/// Panics unless weft has no namespace object for container `id`.
+async fn assert_no_object(sb: &Sandbox, id: &str) {
+    let name = format!("cni-{id}");
+    let r = sb
+        .client()
+        .namespaces()
+        .get_namespace(weft::v1::GetNamespaceRequest { name: name.clone() })
+        .await;
+    assert_eq!(r.expect_err(&name).code(), tonic::Code::NotFound);
 }
 
 fn ok(r: Reply, what: &str) -> Value {
@@ -174,13 +201,8 @@ fn ping_at(path: &Path, addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_add_ping_retry_check_del() {
-    let sb = Sandbox::new("cni").await;
+    let sb = sandbox_with("cni", &[("web", "10.243.0.0/24")]).await;
     let c = sb.client();
-    create_network(
-        &c,
-        network("web", &format!("{}b", sb.prefix), &["10.243.0.0/24"]),
-    )
-    .await;
     let a = Container::new(&sb, "a");
     let b = Container::new(&sb, "b");
     let cf = conf(&sb, "1.0.0", "web", json!({}));
@@ -295,17 +317,7 @@ async fn version_add_ping_retry_check_del() {
         a.path.exists(),
         "DEL removed the container's namespace file"
     );
-    let gone = sb
-        .client()
-        .namespaces()
-        .get_namespace(weft::v1::GetNamespaceRequest {
-            name: format!("cni-{}", a.id),
-        })
-        .await;
-    assert_eq!(
-        gone.expect_err("namespace object kept").code(),
-        tonic::Code::NotFound
-    );
+    assert_no_object(&sb, &a.id).await;
     // DEL with an empty CNI_NETNS (containerd after the container died) releases b.
     assert!(
         ok(
@@ -334,13 +346,8 @@ async fn wait_check(ctr: &Container, chk: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_status_and_error_codes() {
-    let mut sb = Sandbox::new("cnigc").await;
+    let mut sb = sandbox_with("cnigc", &[("web", "10.244.0.0/24")]).await;
     let c = sb.client();
-    create_network(
-        &c,
-        network("web", &format!("{}b", sb.prefix), &["10.244.0.0/24"]),
-    )
-    .await;
     let x = Container::new(&sb, "x");
     let y = Container::new(&sb, "y");
     let cf = conf(&sb, "1.1.0", "web", json!({}));
@@ -350,6 +357,12 @@ async fn gc_status_and_error_codes() {
     create_ns(&c, "mine").await;
     connect(&c, connect_req("web", "mine")).await;
 
+    // GC without the list is refused and removes nothing.
+    assert_eq!(
+        err_code(&call("GC", None, "", None, &cf), "GC without a list"),
+        7
+    );
+    assert_eq!(endpoints_of(&sb, "web", &y).await.len(), 1);
     // GC keeps x (listed) and removes y (not listed).
     let mut gc = cf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": x.id, "ifname": "eth0"}]);
@@ -396,24 +409,9 @@ async fn gc_status_and_error_codes() {
         "{}",
         r.raw
     );
-    let r = cni(
-        &[
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", &x.id),
-            ("CNI_IFNAME", "eth1"),
-        ],
-        &cf.to_string(),
-    );
+    let r = as_id("ADD", &x.id, "", "eth1", "", &cf);
     assert_eq!(err_code(&r, "ADD without CNI_NETNS"), 4);
-    let r = cni(
-        &[
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", &x.id),
-            ("CNI_NETNS", x.netns()),
-            ("CNI_IFNAME", "this-is-too-long"),
-        ],
-        &cf.to_string(),
-    );
+    let r = as_id("ADD", &x.id, x.netns(), "this-is-too-long", "", &cf);
     assert_eq!(err_code(&r, "ifname too long"), 4);
     let old = conf(&sb, "0.0.9", "web", json!({}));
     assert_eq!(
@@ -423,6 +421,14 @@ async fn gc_status_and_error_codes() {
         ),
         1
     );
+    // An address another container holds: weftd refuses (100, its message), and the failed
+    // ADD leaves no namespace object behind.
+    let taken = endpoints_of(&sb, "web", &x).await[0].ipv4_address.clone();
+    let z = Container::new(&sb, "z");
+    let ip_arg = format!("IP={}", taken.split('/').next().expect("addr"));
+    let r = as_id("ADD", &z.id, z.netns(), "eth0", &ip_arg, &cf);
+    assert_eq!(err_code(&r, "ADD with a taken address"), 100);
+    assert_no_object(&sb, &z.id).await;
     // Nothing changed by any of them.
     assert_eq!(endpoints_of(&sb, "web", &x).await.len(), 1);
 
@@ -447,18 +453,8 @@ async fn gc_status_and_error_codes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
-    let sb = Sandbox::new("cnimn").await;
+    let sb = sandbox_with("cnimn", &[("a", "10.245.0.0/24"), ("b", "10.246.0.0/24")]).await;
     let c = sb.client();
-    create_network(
-        &c,
-        network("a", &format!("{}a", sb.prefix), &["10.245.0.0/24"]),
-    )
-    .await;
-    create_network(
-        &c,
-        network("b", &format!("{}b", sb.prefix), &["10.246.0.0/24"]),
-    )
-    .await;
     let k = Container::new(&sb, "k");
     let peer = Container::new(&sb, "p");
     // podman's way: IP and MAC only in CNI_ARGS; aliases and ports in runtimeConfig.
@@ -470,29 +466,18 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
             "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}}),
     );
     let args = "IgnoreUnknown=1;K8S_POD_NAME=web-0;K8S_POD_NAMESPACE=prod;IP=10.245.0.77;MAC=02:00:0a:f5:00:4d";
-    let vars = |ifname: &'static str| {
-        vec![
-            ("CNI_COMMAND", "ADD".to_string()),
-            ("CNI_CONTAINERID", k.id.clone()),
-            ("CNI_NETNS", k.netns().to_string()),
-            ("CNI_IFNAME", ifname.to_string()),
-            ("CNI_ARGS", args.to_string()),
-        ]
-    };
-    let run_with = |v: Vec<(&str, String)>, cf: &Value| {
-        let refs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        cni(&refs, &cf.to_string())
-    };
-    let ra = ok(run_with(vars("eth0"), &ca), "ADD a");
+    let ra = ok(as_id("ADD", &k.id, k.netns(), "eth0", args, &ca), "ADD a");
     assert_eq!(ra["ips"][0]["address"], "10.245.0.77/24");
     assert_eq!(ra["interfaces"][1]["mac"], "02:00:0a:f5:00:4d");
     let ep = &endpoints_of(&sb, "a", &k).await[0];
     assert_eq!(ep.aliases, vec!["db"]);
     assert_eq!(ep.published_ports.len(), 1);
     assert_eq!(ep.published_ports[0].host_port, 18080);
-    let mut vb = vars("eth1");
-    vb[4].1 = "IgnoreUnknown=1".into();
-    let rb = ok(run_with(vb, &conf(&sb, "1.0.0", "b", json!({}))), "ADD b");
+    let cb = conf(&sb, "1.0.0", "b", json!({}));
+    let rb = ok(
+        as_id("ADD", &k.id, k.netns(), "eth1", "IgnoreUnknown=1", &cb),
+        "ADD b",
+    );
     assert_eq!(rb["interfaces"][1]["name"], "eth1");
     // One namespace object, two interfaces.
     let nss = c
@@ -526,16 +511,7 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         "{inside}"
     );
     // A peer on b reaches k's eth1.
-    ok(
-        call(
-            "ADD",
-            Some(&peer),
-            "eth0",
-            None,
-            &conf(&sb, "1.0.0", "b", json!({})),
-        ),
-        "ADD peer",
-    );
+    ok(call("ADD", Some(&peer), "eth0", None, &cb), "ADD peer");
     assert!(
         ping_at(&peer.path, &ipv4_of(&rb)),
         "peer cannot ping k on b"
@@ -556,24 +532,20 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         json!({"container_id": k.id, "ifname": "eth0"})
     );
 
-    // DEL from a: the namespace object stays for b.
+    // DEL from a releases the published port; the namespace object stays for b.
+    assert!(
+        !dnat_elems(&sb).is_empty(),
+        "no DNAT entry for hostPort 18080"
+    );
     ok(call("DEL", Some(&k), "eth0", None, &ca), "DEL a");
     assert!(endpoints_of(&sb, "a", &k).await.is_empty());
+    assert!(dnat_elems(&sb).is_empty(), "{:?}", dnat_elems(&sb));
     assert_eq!(endpoints_of(&sb, "b", &k).await.len(), 1);
     // The container dies (its namespace file goes) before its DEL: DEL still succeeds and
     // leaves nothing.
     let kid = k.id.clone();
     drop(k);
-    let cb = conf(&sb, "1.0.0", "b", json!({}));
-    let r = cni(
-        &[
-            ("CNI_COMMAND", "DEL"),
-            ("CNI_CONTAINERID", &kid),
-            ("CNI_NETNS", ""),
-            ("CNI_IFNAME", "eth1"),
-        ],
-        &cb.to_string(),
-    );
+    let r = as_id("DEL", &kid, "", "eth1", "", &cb);
     ok(r, "DEL b after the namespace died");
     let left: Vec<_> = get_network(&c, "b")
         .await
@@ -582,13 +554,7 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         .filter(|e| e.namespace == format!("cni-{kid}"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let gone = c
-        .namespaces()
-        .get_namespace(weft::v1::GetNamespaceRequest {
-            name: format!("cni-{kid}"),
-        })
-        .await;
-    assert_eq!(gone.expect_err("object kept").code(), tonic::Code::NotFound);
+    assert_no_object(&sb, &kid).await;
     ok(call("DEL", Some(&peer), "eth0", None, &cb), "DEL peer");
 }
 
@@ -596,28 +562,13 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
 async fn a_new_life_without_del_gets_a_fresh_attachment() {
     // ctr sends no DEL after `ctr task kill` + `ctr container rm`: the next container with the
     // same id comes with another namespace file, and must get a working attachment.
-    let sb = Sandbox::new("cnilife").await;
+    let sb = sandbox_with("cnilife", &[("web", "10.247.0.0/24")]).await;
     let c = sb.client();
-    create_network(
-        &c,
-        network("web", &format!("{}b", sb.prefix), &["10.247.0.0/24"]),
-    )
-    .await;
     let first = Container::new(&sb, "l1");
     let peer = Container::new(&sb, "pe");
     let cf = conf(&sb, "1.0.0", "web", json!({}));
     let id = format!("{}ctr", sb.prefix);
-    let add = |netns: &str| {
-        cni(
-            &[
-                ("CNI_COMMAND", "ADD"),
-                ("CNI_CONTAINERID", &id),
-                ("CNI_NETNS", netns),
-                ("CNI_IFNAME", "eth0"),
-            ],
-            &cf.to_string(),
-        )
-    };
+    let add = |netns: &str| as_id("ADD", &id, netns, "eth0", "", &cf);
     ok(add(first.netns()), "ADD first life");
     ok(call("ADD", Some(&peer), "eth0", None, &cf), "ADD peer");
     drop(first);
@@ -636,16 +587,41 @@ async fn a_new_life_without_del_gets_a_fresh_attachment() {
         ping_at(&second.path, &peer_ip),
         "the second life cannot ping the peer"
     );
-    let del = cni(
-        &[
-            ("CNI_COMMAND", "DEL"),
-            ("CNI_CONTAINERID", &id),
-            ("CNI_NETNS", second.netns()),
-            ("CNI_IFNAME", "eth0"),
-        ],
-        &cf.to_string(),
+    ok(
+        as_id("DEL", &id, second.netns(), "eth0", "", &cf),
+        "DEL second life",
     );
-    ok(del, "DEL second life");
     ok(call("DEL", Some(&peer), "eth0", None, &cf), "DEL peer");
     assert!(get_network(&c, "web").await.endpoints.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_conflists_work_as_shipped() {
+    // libcni hands each plugin its entry of the list with the list's name and cniVersion.
+    let sb = sandbox_with("cnidep", &[("web", "10.248.0.0/24")]).await;
+    for file in ["weft-podman.conflist", "weft-containerd.conflist"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let list: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(list["cniVersion"], "1.0.0", "{file}");
+        let mut plugin = list["plugins"][0].clone();
+        assert_eq!(plugin["type"], "weft-cni", "{file}");
+        assert_eq!(plugin["socket"], "/run/weft/weftd.sock", "{file}");
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        // The sandbox's weftd instead of the real one; everything else as shipped.
+        plugin["socket"] = json!(sb.socket().to_str().expect("utf-8"));
+        let ctr = Container::new(&sb, &file[5..9]);
+        let r = ok(call("ADD", Some(&ctr), "eth0", None, &plugin), file);
+        assert!(
+            r["ips"][0]["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("10.248.0.")),
+            "{r}"
+        );
+        ok(call("DEL", Some(&ctr), "eth0", None, &plugin), file);
+    }
+    assert!(get_network(&sb.client(), "web").await.endpoints.is_empty());
 }

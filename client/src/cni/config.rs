@@ -178,8 +178,8 @@ pub struct NetConf {
     pub aliases: Vec<String>,
     /// `prevResult` (DEL, CHECK), as sent.
     pub prev_result: Option<Value>,
-    /// `cni.dev/valid-attachments` (GC): (container id, ifname) pairs.
-    pub valid_attachments: Vec<(String, String)>,
+    /// `cni.dev/valid-attachments` (GC): (container id, ifname) pairs; `None` when absent.
+    pub valid_attachments: Option<Vec<(String, String)>>,
 }
 
 fn conf_err(msg: impl Into<String>) -> CniError {
@@ -307,9 +307,10 @@ impl NetConf {
                     .collect()
             })
             .unwrap_or_default();
-        let valid_attachments = v
-            .get("cni.dev/valid-attachments")
-            .and_then(Value::as_array)
+        // libcni sends the list under both names (a spec typo kept for compatibility).
+        let valid_attachments = ["cni.dev/valid-attachments", "cni.dev/attachments"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_array))
             .map(|l| {
                 l.iter()
                     .map(|a| {
@@ -322,8 +323,7 @@ impl NetConf {
                         (f("containerID"), f("ifname"))
                     })
                     .collect()
-            })
-            .unwrap_or_default();
+            });
         Ok(NetConf {
             cni_version,
             name,
@@ -540,6 +540,16 @@ mod tests {
             NetConf::parse(bad_port, &i).unwrap_err().code,
             code::INVALID_CONFIG
         );
+        let two = br#"{"cniVersion":"1.0.0","name":"x","runtimeConfig":{"ips":["10.0.0.7","10.0.0.8/24"]}}"#;
+        assert_eq!(
+            NetConf::parse(two, &i).unwrap_err().code,
+            code::UNSUPPORTED_FIELD
+        );
+        let gc = br#"{"cniVersion":"1.1.0","name":"x","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]}"#;
+        let list = NetConf::parse(gc, &i).unwrap().valid_attachments;
+        assert_eq!(list, Some(vec![("c".to_string(), "eth0".to_string())]));
+        let none = br#"{"cniVersion":"1.1.0","name":"x"}"#;
+        assert_eq!(NetConf::parse(none, &i).unwrap().valid_attachments, None);
     }
 
     #[test]

@@ -280,19 +280,33 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
         request_id: config::request_id(&inv.container_id, &inv.ifname, &conf.network, &ns.uid),
         ..Default::default()
     };
+    match connect_endpoint(c, req, inv, conf).await {
+        Ok(ep) => Ok(result::add_result(&ep, &inv.netns, &conf.cni_version)),
+        Err(e) => {
+            // A failed ADD leaves nothing behind: the endpoint (if weftd made one) and the
+            // namespace object, unless the container is on another network.
+            let _ = release(c, &ns.name, Some(&conf.network)).await;
+            Err(e)
+        }
+    }
+}
+
+/// Connect, and the endpoint it made when it is Ready.
+async fn connect_endpoint(
+    c: &Client,
+    req: ConnectRequest,
+    inv: &Invocation,
+    conf: &NetConf,
+) -> Result<Endpoint, CniError> {
+    let what = format!(
+        "connecting {} to network {:?}",
+        inv.container_id, conf.network
+    );
     let ep = c
         .networks()
         .connect(req)
         .await
-        .map_err(|s| {
-            rpc_err(
-                &format!(
-                    "connecting {} to network {:?}",
-                    inv.container_id, conf.network
-                ),
-                &s,
-            )
-        })?
+        .map_err(|s| rpc_err(&what, &s))?
         .into_inner()
         .endpoint
         .ok_or_else(|| CniError::new(code::WEFTD_REFUSED, "weftd sent no endpoint"))?;
@@ -300,14 +314,10 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
     if phase != Phase::Ready {
         return Err(CniError::new(
             code::WEFTD_REFUSED,
-            format!(
-                "the endpoint on {:?} is {} : {msg}",
-                conf.network,
-                phase.as_str_name()
-            ),
+            format!("{what}: the endpoint is {}: {msg}", phase.as_str_name()),
         ));
     }
-    Ok(result::add_result(&ep, &inv.netns, &conf.cni_version))
+    Ok(ep)
 }
 
 /// Every endpoint of every network, by namespace name.
@@ -472,7 +482,18 @@ async fn check(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniEr
 }
 
 async fn gc(c: &Client, conf: &NetConf) -> Result<(), CniError> {
-    let valid: BTreeSet<&(String, String)> = conf.valid_attachments.iter().collect();
+    // Without the list every CNI endpoint would look stale: refuse rather than remove them.
+    let valid: BTreeSet<&(String, String)> = conf
+        .valid_attachments
+        .as_ref()
+        .ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "GC needs \"cni.dev/valid-attachments\" (an empty list removes every attachment)",
+            )
+        })?
+        .iter()
+        .collect();
     let net = network(c, conf).await?;
     let ours = c
         .list_all_namespaces(tonic::Request::new(ListNamespacesRequest {
