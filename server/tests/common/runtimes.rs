@@ -142,19 +142,15 @@ pub fn must(what: &str, out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Lazily unmounts every mount point under `dir`, deepest first.
+/// Lazily unmounts every mount point under `dir`, deepest first (a few rounds: one mount
+/// may hide another).
 fn unmount_under(dir: &Path) {
     for _ in 0..3 {
-        let mut mounts: Vec<_> = mount_points()
-            .into_iter()
-            .filter(|m| m.starts_with(dir))
-            .collect();
-        if mounts.is_empty() {
-            return;
-        }
+        let mut mounts: Vec<_> = mount_points();
+        mounts.retain(|m| m.starts_with(dir));
         mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        for m in mounts {
-            let _ = umount2(&m, MntFlags::MNT_DETACH);
+        for m in &mounts {
+            let _ = umount2(m, MntFlags::MNT_DETACH);
         }
     }
 }
@@ -379,19 +375,14 @@ impl Podman {
     /// up to `within`.
     pub async fn ping_within(&self, name: &str, addr: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        loop {
-            if self
-                .exec_in(name, &["ping", "-c1", "-W1", addr])
-                .status
-                .success()
-            {
-                return true;
-            }
+        let ping = ["ping", "-c1", "-W1", addr];
+        while !self.exec_in(name, &ping).status.success() {
             if Instant::now() > deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        true
     }
 
     /// The container's main process id (`podman inspect`).
