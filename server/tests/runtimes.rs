@@ -8,7 +8,8 @@
 //! and a `kill -9` of the container's process both leave no endpoint, no lease and no host
 //! interface behind; `podman run --network a,b` gets one interface per network; a ctr container
 //! gets an address, pings a podman container, and kill + rm (which sends no DEL) releases it
-//! through weftd's dead-namespace handling; a weftd restart while containers run changes nothing
+//! through weftd's dead-namespace handling, while a foreground `ctr run --cni` releases through
+//! its DEL with an empty `CNI_NETNS`; a weftd restart while containers run changes nothing
 //! in their networking.
 mod common;
 #[path = "common/net.rs"]
@@ -305,6 +306,25 @@ async fn ctr_container_gets_an_address_pings_podman_and_kill_rm_releases_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("measured: ctr kill + rm released in {:?}", since.elapsed());
+
+    // A foreground `ctr run --cni` pings from inside with the image's own ping, and sends DEL
+    // with an empty CNI_NETNS when its task exits; ctr fails unless that DEL succeeds.
+    let since = Instant::now();
+    let out = cd.run_cni_foreground("c2", &["ping", "-c1", "-W2", "10.77.6.20"]);
+    let text = must("ctr run --rm --cni (foreground ping)", out);
+    assert!(text.contains("1 packets received"), "ping from c2: {text}");
+    eprintln!(
+        "measured: foreground ctr run + DEL in {:?}",
+        since.elapsed()
+    );
+    let n = get_network(&sb.client(), &net).await;
+    let leased: u64 = n.usage.iter().map(|u| u.leased).sum();
+    assert_eq!(leased, 1, "c2's lease after its DEL: {:?}", n.endpoints);
+    assert!(
+        !n.endpoints.iter().any(|e| e.namespace.contains("c2")),
+        "c2's endpoint after its DEL: {:?}",
+        n.endpoints
+    );
     assert!(
         pm.ping_within("p", "10.77.6.1", Duration::from_secs(5))
             .await,

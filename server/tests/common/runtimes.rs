@@ -591,10 +591,22 @@ impl Containerd {
         run(Command::new("ctr").arg("-a").arg(&self.socket).args(args))
     }
 
-    /// `ctr run -d --cni --rootfs <busybox> <id> <cmd>` in the scratch host namespace and a
-    /// private mount namespace where the test's conf, plugin and cache dirs hide ctr's
-    /// hard-coded CNI paths (see the module docs).
+    /// `ctr run -d --cni --rootfs <busybox> <id> <cmd>`: returns once the task runs. ctr never
+    /// sends DEL for it (see [`Containerd::kill_and_rm`]).
     pub fn run_cni(&self, id: &str, cmd: &[&str]) -> Output {
+        self.ctr_run_cni("-d", id, cmd)
+    }
+
+    /// `ctr run --rm --cni --rootfs <busybox> <id> <cmd>` in the foreground: when the task
+    /// exits ctr sends DEL (with an empty `CNI_NETNS`) and fails if DEL fails.
+    pub fn run_cni_foreground(&self, id: &str, cmd: &[&str]) -> Output {
+        self.ctr_run_cni("--rm", id, cmd)
+    }
+
+    /// `ctr run <mode> --cni ...` in the scratch host namespace and a private mount namespace
+    /// where the test's conf, plugin and cache dirs hide ctr's hard-coded CNI paths (see the
+    /// module docs).
+    fn ctr_run_cni(&self, mode: &str, id: &str, cmd: &[&str]) -> Output {
         // ctr and the plugin it runs need nothing else from /var/lib, so when /var/lib/cni is
         // missing a tmpfs over /var/lib stands in (in this mount namespace only); /opt/cni/bin
         // is hidden only when it exists (ctr finds nothing there otherwise).
@@ -619,7 +631,7 @@ impl Containerd {
             .arg("ctr")
             .arg("-a")
             .arg(&self.socket)
-            .args(["run", "-d", "--cni", "--env", "PATH=/bin", "--fifo-dir"])
+            .args(["run", mode, "--cni", "--env", "PATH=/bin", "--fifo-dir"])
             .arg(dir.join("fifo"))
             .arg("--runc-root")
             .arg(dir.join("runc"))
