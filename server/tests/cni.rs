@@ -201,7 +201,7 @@ fn ping_at(path: &Path, addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_add_ping_retry_check_del() {
-    let sb = sandbox_with("cni", &[("web", "10.243.0.0/24")]).await;
+    let mut sb = sandbox_with("cni", &[("web", "10.243.0.0/24")]).await;
     let c = sb.client();
     let a = Container::new(&sb, "a");
     let b = Container::new(&sb, "b");
@@ -286,7 +286,6 @@ async fn version_add_ping_retry_check_del() {
         101
     );
     // The interface deleted by hand while weftd is down (so nothing heals it): CHECK fails.
-    let mut sb = sb;
     sb.stop();
     ok_at(&a.path, &["ip", "link", "del", "eth0"]);
     let r = call("CHECK", Some(&a), "eth0", None, &chk);
@@ -348,6 +347,8 @@ async fn wait_check(ctr: &Container, chk: &Value) -> bool {
 async fn gc_status_and_error_codes() {
     let mut sb = sandbox_with("cnigc", &[("web", "10.244.0.0/24")]).await;
     let c = sb.client();
+    let bad_bridge = format!("{}bx", sb.prefix);
+    create_network(&c, network("bad", &bad_bridge, &["10.249.0.0/24"])).await;
     let x = Container::new(&sb, "x");
     let y = Container::new(&sb, "y");
     let cf = conf(&sb, "1.1.0", "web", json!({}));
@@ -446,7 +447,31 @@ async fn gc_status_and_error_codes() {
         err_code(&call("DEL", Some(&x), "eth0", None, &cf), "DEL weftd down"),
         11
     );
+    // STATUS: 50 for a network that is not Ready: while weftd is down, an interface weft
+    // does not own takes the name of network bad's bridge.
+    sb.host_ok(&["ip", "link", "del", &bad_bridge]);
+    let peer = format!("{}by", sb.prefix);
+    sb.host_ok(&[
+        "ip",
+        "link",
+        "add",
+        &bad_bridge,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+    ]);
     sb.start().await;
+    let r = call(
+        "STATUS",
+        None,
+        "",
+        None,
+        &conf(&sb, "1.1.0", "bad", json!({})),
+    );
+    assert_eq!(err_code(&r, "STATUS network not Ready"), 50);
+    assert!(r.raw.contains("PHASE_"), "{}", r.raw);
     ok(call("DEL", Some(&x), "eth0", None, &cf), "DEL x");
     disconnect(&sb.client(), "web", "mine").await;
 }

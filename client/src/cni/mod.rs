@@ -113,6 +113,51 @@ pub async fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome 
 mod tests {
     use super::*;
 
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn version_and_early_errors_need_no_weftd() {
+        // VERSION with nothing on stdin answers in the newest version.
+        let o = run(env(&[("CNI_COMMAND", "VERSION")]), b"").await;
+        assert_eq!(o.status, 0);
+        let v = o.stdout.unwrap();
+        assert_eq!(v["cniVersion"], "1.1.0");
+        assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 7);
+        // CHECK of a 0.3.1 configuration: incompatible version, in that version.
+        let check = &[
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/proc/1/ns/net"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let o = run(env(check), br#"{"cniVersion":"0.3.1","name":"web"}"#).await;
+        assert_eq!(o.status, 1);
+        let e = o.stdout.unwrap();
+        assert_eq!(
+            (e["code"].as_u64(), e["cniVersion"].as_str()),
+            (Some(1), Some("0.3.1"))
+        );
+        // An unknown command: invalid environment.
+        let o = run(env(&[("CNI_COMMAND", "FROB")]), b"{}").await;
+        assert_eq!(o.stdout.unwrap()["code"], 4);
+        // weftd's socket missing: try again later.
+        let add = &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/proc/1/ns/net"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let conf = br#"{"cniVersion":"1.0.0","name":"web","socket":"/nonexistent/weftd.sock"}"#;
+        let o = run(env(add), conf).await;
+        assert_eq!(o.stdout.unwrap()["code"], 11);
+    }
+
     #[test]
     fn errors_are_the_spec_json() {
         let e = CniError::new(code::INVALID_CONFIG, "no network");
