@@ -3,8 +3,8 @@
 //! a private configuration (common/runtimes.rs) against the test's own weftd and scratch host
 //! namespace. Traffic goes only between the test's containers and its scratch host.
 //!
-//! What is proven: two podman containers on a weft network ping each other and `--ip` gives the
-//! static address; `-p 18080:80` reaches a busybox httpd from the scratch host; `podman rm -f`
+//! What is proven: two podman containers on a weft network ping each other, `--ip` and
+//! `--mac-address` give the static address and MAC; `-p 18080:80` reaches a busybox httpd from the scratch host; `podman rm -f`
 //! and a `kill -9` of the container's process both leave no endpoint, no lease and no host
 //! interface behind; `podman run --network a,b` gets one interface per network; a ctr container
 //! gets an address, pings a podman container, and kill + rm (which sends no DEL) releases it
@@ -97,12 +97,25 @@ fn addr_in(pm: &Podman, name: &str, ifname: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn podman_containers_ping_each_other_and_ip_gives_the_static_address() {
+async fn podman_containers_ping_each_other_and_ip_and_mac_are_kept() {
     let t0 = Instant::now();
     let (sb, pm, net) = podman_on_network("rtping", "10.77.1.0/24").await;
     pm.run_sleeper("a", &["--network", &net]);
-    pm.run_sleeper("b", &["--network", &net, "--ip", "10.77.1.50"]);
+    let mac = "02:aa:0a:4d:01:50";
+    pm.run_sleeper(
+        "b",
+        &[
+            "--network",
+            &net,
+            "--ip",
+            "10.77.1.50",
+            "--mac-address",
+            mac,
+        ],
+    );
     assert_eq!(pm.ipv4("b", "eth0"), vec!["10.77.1.50/24"], "--ip");
+    let link = pm.ip_json("b", &["link", "show", "eth0"]);
+    assert_eq!(link[0]["address"], mac, "--mac-address");
     let a = addr_in(&pm, "a", "eth0");
     assert!(a.starts_with("10.77.1."), "a got {a}");
     let n = wait_endpoints_ready(&sb, &net, 2, Duration::from_secs(10)).await;
@@ -111,6 +124,11 @@ async fn podman_containers_ping_each_other_and_ip_gives_the_static_address() {
     let mut want = vec![format!("{a}/24"), "10.77.1.50/24".to_string()];
     want.sort();
     assert_eq!(leased, want, "weft's endpoints are the containers'");
+    assert!(
+        n.endpoints.iter().any(|e| e.mac_address == mac),
+        "weft does not record b's MAC {mac}: {:?}",
+        n.endpoints
+    );
     assert!(
         pm.ping_within("a", "10.77.1.50", Duration::from_secs(5))
             .await,
