@@ -8,6 +8,13 @@ WEFT_DEB_PACKAGES=(
     iproute2 nftables iputils-ping util-linux gcc libc6-dev ca-certificates openssl
 )
 
+# What the container runtime tests need on top (scripts/test only, not setup-and-run): podman
+# 4.3 with its CNI backend (runc: crun fails on Debian 12's cgroup layout), containerd 1.6 for
+# `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image.
+WEFT_TEST_DEB_PACKAGES=(
+    podman runc containernetworking-plugins busybox-static containerd
+)
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
