@@ -235,10 +235,13 @@ async fn podman_run_with_two_networks_gets_two_interfaces() {
     pm.add_network(&weft_conflist(&db, &db, sb.socket()));
     pm.run_sleeper("a", &["--network", &format!("{web},{db}")]);
     pm.run_sleeper("b", &["--network", &db]);
-    let on_web = addr_in(&pm, "a", "eth0");
-    let on_db = addr_in(&pm, "a", "eth1");
-    assert!(on_web.starts_with("10.77.4."), "eth0 {on_web}");
-    assert!(on_db.starts_with("10.77.5."), "eth1 {on_db}");
+    // podman names the interfaces in an order of its own (not always the order given):
+    // one of eth0 and eth1 is on each network.
+    let mut addrs = [addr_in(&pm, "a", "eth0"), addr_in(&pm, "a", "eth1")];
+    addrs.sort();
+    let [on_web, on_db] = addrs;
+    assert!(on_web.starts_with("10.77.4."), "eth0/eth1 {on_web} {on_db}");
+    assert!(on_db.starts_with("10.77.5."), "eth0/eth1 {on_web} {on_db}");
     let mut links: Vec<String> = pm
         .ip_json("a", &["link", "show"])
         .as_array()
