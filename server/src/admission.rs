@@ -9,8 +9,11 @@
 //!
 //! [`Slots`] counts what is open: [`Slots::take`] hands out a [`Slot`] that gives its place
 //! back when dropped. Connections are counted by [`limit_incoming`], a wrapper of the accept
-//! stream: a connection over a limit is closed at once (and logged with the flag that raises
-//! the limit, at most one line per 10 s in a flood); one within it carries its slot in [`Counted`] until the connection ends. A
+//! stream: a connection over a limit is logged with the flag that raises the limit (at most
+//! one line per 10 s in a flood) and, on the Unix socket, its first call is answered
+//! RESOURCE_EXHAUSTED with that text by a minimal HTTP/2 responder ([`Refuse::Answer`]);
+//! on TCP it is closed at once. One within the limits carries its slot in [`Counted`] until
+//! the connection ends. A
 //! Watch stream holds its slot in the task that feeds it, which ends when the client goes
 //! away, so a watcher that disconnects frees its place; one over a limit is refused with
 //! RESOURCE_EXHAUSTED.
@@ -276,28 +279,109 @@ impl<IO: Connected> Connected for Counted<IO> {
     }
 }
 
-/// Wraps an accept stream: each connection takes a place in `slots` for its peer, or is
-/// closed at once (logged, with the flag that raises the limit) when there is none.
+/// What happens to a connection past a limit.
+#[derive(Clone, Debug)]
+pub enum Refuse {
+    /// Closed at once (TCP: the client expects TLS, which only tonic speaks).
+    Close,
+    /// Its calls answered RESOURCE_EXHAUSTED with the reason, then closed (the Unix
+    /// socket): at most [`ANSWERED_AT_ONCE`] such connections at a time, per peer a quarter
+    /// of that; past those it is closed too.
+    Answer(Slots),
+}
+
+/// How many connections past a limit are answered at once; more are closed unanswered.
+pub const ANSWERED_AT_ONCE: usize = 32;
+
+impl Refuse {
+    /// Answers over-limit connections with RESOURCE_EXHAUSTED.
+    pub fn answer() -> Refuse {
+        Refuse::Answer(Slots::new(
+            "refused connections being answered",
+            (ANSWERED_AT_ONCE, "(fixed)"),
+            (ANSWERED_AT_ONCE / 4, "(fixed)"),
+        ))
+    }
+}
+
+/// Wraps an accept stream: each connection takes a place in `slots` for its peer. One past a
+/// limit is logged (with the flag that raises the limit) and refused as `refuse` says.
 pub fn limit_incoming<S, IO>(
     incoming: S,
     slots: Slots,
+    refuse: Refuse,
 ) -> impl Stream<Item = io::Result<Counted<IO>>>
 where
     S: Stream<Item = io::Result<IO>>,
-    IO: Connected,
+    IO: Connected + AsyncRead + AsyncWrite + Send + Unpin + 'static,
     IO::ConnectInfo: PeerOf,
 {
     let mut log = RefusalLog::default();
     incoming.filter_map(move |accepted| match accepted {
         Err(e) => Some(Err(e)),
-        Ok(io) => match slots.take(io.connect_info().peer()) {
-            Ok(slot) => Some(Ok(Counted { io, _slot: slot })),
-            Err(why) => {
-                let _ = log.refused(&why);
-                None
+        Ok(io) => {
+            let peer = io.connect_info().peer();
+            match slots.take(peer.clone()) {
+                Ok(slot) => Some(Ok(Counted { io, _slot: slot })),
+                Err(why) => {
+                    let _ = log.refused(&why);
+                    if let Refuse::Answer(answering) = &refuse
+                        && let Ok(slot) = answering.take(peer)
+                    {
+                        tokio::spawn(async move {
+                            answer_exhausted(io, &why).await;
+                            drop(slot);
+                        });
+                    }
+                    None
+                }
             }
-        },
+        }
     })
+}
+
+/// How long a refused connection is served before it is closed.
+const ANSWER_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Speaks just enough HTTP/2 on `io` to answer its first call with RESOURCE_EXHAUSTED and
+/// `why` (a trailers-only gRPC response), then closes it: the client sees the limit and the
+/// flag that raises it instead of a connection reset.
+async fn answer_exhausted<IO: AsyncRead + AsyncWrite + Unpin>(io: IO, why: &str) {
+    let served = async {
+        let Ok(mut conn) = h2::server::handshake(io).await else {
+            return;
+        };
+        if let Some(Ok((_request, mut respond))) = conn.accept().await {
+            let response = tonic::codegen::http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .header(
+                    "grpc-status",
+                    (tonic::Code::ResourceExhausted as i32).to_string(),
+                )
+                .header("grpc-message", grpc_message(why))
+                .body(());
+            if let Ok(response) = response {
+                let _ = respond.send_response(response, true);
+            }
+        }
+        conn.graceful_shutdown();
+        while let Some(Ok(_)) = conn.accept().await {}
+    };
+    let _ = tokio::time::timeout(ANSWER_FOR, served).await;
+}
+
+/// `text` as a `grpc-message` header: percent-encoded outside printable ASCII and `%`.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// How often a flood of refused connections is logged.
@@ -381,6 +465,12 @@ mod tests {
         assert_eq!(s.open(&PeerKey::Uid(1)), (2, 1));
     }
 
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(grpc_message("too many: 3 open"), "too many: 3 open");
+        assert_eq!(grpc_message("50% \u{e9}\n"), "50%25 %C3%A9%0A");
+    }
+
     /// Strangers filling every place in all do not keep root out; root's own per-peer limit
     /// still holds.
     #[test]
@@ -424,7 +514,7 @@ mod tests {
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let s = slots(10, 1);
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let mut limited = Box::pin(limit_incoming(incoming, s.clone()));
+        let mut limited = Box::pin(limit_incoming(incoming, s.clone(), Refuse::Close));
         let c1 = tokio::net::UnixStream::connect(&path).await.unwrap();
         let first = limited.next().await.unwrap().unwrap();
         let me = first.connect_info().peer();

@@ -33,7 +33,7 @@ use weft_proto::v1::{
 
 use crate::{
     access::{AccessLayer, Policy},
-    admission::limit_incoming,
+    admission::{Refuse, limit_incoming},
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
     kernel::Kernel,
@@ -214,7 +214,11 @@ pub async fn run(
             .layer(access.clone())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                limit_incoming(crate::listen::unix_incoming(unix), connections.clone()),
+                limit_incoming(
+                    crate::listen::unix_incoming(unix),
+                    connections.clone(),
+                    Refuse::answer(),
+                ),
                 stopped(stop_rx.clone()),
             ),
     );
@@ -228,7 +232,7 @@ pub async fn run(
                 .layer(access)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
-                    limit_incoming(TcpListenerStream::new(tcp), connections),
+                    limit_incoming(TcpListenerStream::new(tcp), connections, Refuse::Close),
                     stopped(stop_rx),
                 ),
         );

@@ -550,7 +550,7 @@ async fn until_fresh_client_works(sb: &Sandbox) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_connection_past_the_per_peer_limit_is_closed_while_the_others_work() {
+async fn a_connection_past_the_per_peer_limit_is_refused_while_the_others_work() {
     let sb = Sandbox::builder("lconn")
         .args(&["--max-connections-per-peer", "3"])
         .start()
@@ -559,7 +559,22 @@ async fn a_connection_past_the_per_peer_limit_is_closed_while_the_others_work() 
     let c1 = sb.client();
     let c2 = working_client(&sb).await;
     let c3 = working_client(&sb).await;
-    assert!(!fresh_client_works(&sb).await, "a fourth connection worked");
+    // A fourth: its call is answered RESOURCE_EXHAUSTED, saying which limit and its flag.
+    let c4 = weft::Client::connect_unix(sb.socket())
+        .await
+        .expect("the fourth connect");
+    let err = rpc(c4
+        .system()
+        .get_system_info(weft::v1::GetSystemInfoRequest {}))
+    .await
+    .expect_err("a fourth connection worked");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "too many connections from uid 0: 3 open, at most 3 per peer; close some, or raise \
+         the limit with --max-connections-per-peer"
+    );
+    drop(c4);
     wait_for(Duration::from_secs(5), "the refusal in the log", || {
         sb.log().contains("refused a connection: too many connections from uid 0: 3 open, at most 3 per peer; close some, or raise the limit with --max-connections-per-peer")
     })
@@ -610,7 +625,7 @@ fn weft_as_member(sb: &Sandbox, gid: u32, args: &[&str]) -> std::process::Output
 /// filling every place do not keep the administrator out (root is held to its per-peer limit
 /// only).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_connection_past_the_total_limit_is_closed_but_root_still_gets_in() {
+async fn a_connection_past_the_total_limit_is_refused_but_root_still_gets_in() {
     let sb = Sandbox::builder("ltot")
         .args(&["--max-connections", "2", "--socket-group", "4244"])
         .start()
@@ -622,6 +637,12 @@ async fn a_connection_past_the_total_limit_is_closed_but_root_still_gets_in() {
         !o.status.success(),
         "a member's connection past the total worked: {}",
         String::from_utf8_lossy(&o.stdout)
+    );
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("too many connections: 2 open, at most 2 in all")
+            && said.contains("--max-connections"),
+        "the CLI does not show the limit: {said}"
     );
     wait_for(Duration::from_secs(5), "the refusal in the log", || {
         sb.log()

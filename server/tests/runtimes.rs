@@ -342,7 +342,9 @@ async fn ctr_container_gets_an_address_pings_podman_and_kill_rm_releases_it() {
     let leased: u64 = n.usage.iter().map(|u| u.leased).sum();
     assert_eq!(leased, 1, "c2's lease after its DEL: {:?}", n.endpoints);
     assert!(
-        !n.endpoints.iter().any(|e| e.namespace.contains("c2")),
+        // ctr's container id is "<namespace>-<id>", so c2 is `cni-default-c2` (a bare
+        // "c2" would also match podman's random hex ids).
+        !n.endpoints.iter().any(|e| e.namespace == "cni-default-c2"),
         "c2's endpoint after its DEL: {:?}",
         n.endpoints
     );
