@@ -134,6 +134,9 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
         for i in [0, n.saturating_sub(1)] {
             if i < n {
                 m.verify(*k, i)?;
+                m.check_port(i)
+                    .await
+                    .with_context(|| format!("{}: port mapping", k.name()))?;
             }
         }
     }

@@ -288,6 +288,16 @@ impl Method {
             .with_context(|| format!("{}: ping from endpoint {i} to {gw}, 3 tries", kind.name()))
     }
 
+    /// Checks, outside the timing, that endpoint `i`'s port mapping is in its host's firewall
+    /// (the methods that map a port).
+    pub async fn check_port(&self, i: usize) -> Result<()> {
+        match self {
+            Method::Cni(m) => m.check_port(i).await,
+            Method::WeftCni(m) => m.check_port(i).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Fails if the method's daemon (weftd) died.
     pub fn check_alive(&mut self) -> Result<()> {
         match self {

@@ -36,6 +36,23 @@ fn runtime_config(i: usize) -> Value {
     json!({"portMappings": [{"hostPort": host_port(i), "containerPort": 80, "protocol": "tcp"}]})
 }
 
+/// Fails unless the firewall of the scratch host of `cmds` has endpoint `i`'s port mapping
+/// (in `nft list ruleset`, which shows iptables-nft's rules too).
+async fn check_port(cmds: &Cmds, i: usize) -> Result<()> {
+    let rules = cmds
+        .runner
+        .ok(Cmd::new("nft").args(["list", "ruleset"]))
+        .await?;
+    let port = host_port(i);
+    // portmap: a `tcp dport <port>` rule per mapping; weft: an element `tcp . <port> : ...`
+    // of its dnat map.
+    ensure!(
+        rules.contains(&format!("dport {port} ")) || rules.contains(&format!(". {port} : ")),
+        "endpoint {i}: no rule for host port {port} in the scratch host's firewall"
+    );
+    Ok(())
+}
+
 /// A plugin invocation for container `wbench-<i>`, interface `eth0`.
 fn invoke(plugin: &Path, cni_path: &str, verb: &str, netns: &Path, i: usize, conf: &Value) -> Cmd {
     Cmd::new(plugin.display().to_string())
@@ -142,6 +159,14 @@ impl CniM {
         self.cmds.runner.ok(cmd).await
     }
 
+    /// Checks endpoint `i`'s port mapping (chained with portmap only).
+    pub async fn check_port(&self, i: usize) -> Result<()> {
+        match self.portmap {
+            Some(_) => check_port(&self.cmds, i).await,
+            None => Ok(()),
+        }
+    }
+
     /// ADD: `bridge`, then `portmap` with `bridge`'s result.
     pub async fn connect(&mut self, i: usize) -> Result<()> {
         let out = self.call(&self.bridge, "ADD", i, &self.config).await?;
@@ -219,6 +244,11 @@ impl WeftCniM {
     async fn call(&self, verb: &str, i: usize, conf: &Value) -> Result<String> {
         let cmd = invoke(&self.plugin, "", verb, &self.cmds.path(i), i, conf);
         self.cmds.runner.ok(cmd).await
+    }
+
+    /// Checks endpoint `i`'s port mapping.
+    pub async fn check_port(&self, i: usize) -> Result<()> {
+        check_port(&self.cmds, i).await
     }
 
     /// ADD with one port mapping.
