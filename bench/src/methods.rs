@@ -25,7 +25,6 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use ipnet::{IpNet, Ipv4Net};
-use serde_json::json;
 use weft::v1::{
     ConnectRequest, CreateNamespaceRequest, CreateNetworkRequest, DeleteNamespaceRequest,
     DisconnectRequest, Namespace, Network, Phase, Status, Subnet,
@@ -33,7 +32,7 @@ use weft::v1::{
 use weftd::kernel::prelude::*;
 use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNetwork};
 
-use crate::plugins::{CniM, WeftCniM};
+use crate::plugins::{CniM, NetavarkM, WeftCniM};
 use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};
 
 /// The methods, in table order.
@@ -611,6 +610,11 @@ impl Cmds {
         format!("{}{i}", self.prefix)
     }
 
+    /// The method's subnet.
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
     /// The file of namespace `i`.
     pub fn path(&self, i: usize) -> PathBuf {
         Path::new(crate::sandbox::RUN_NETNS).join(self.name(i))
@@ -735,78 +739,6 @@ impl IpM {
             .await?;
         self.cmds.ip(&["link", "del", &format!("h{i}")]).await?;
         Ok(())
-    }
-}
-
-/// netavark (Debian's 1.4, iptables driver), given the network and a static address on stdin
-/// as podman gives them.
-pub struct NetavarkM {
-    cmds: Cmds,
-    bin: PathBuf,
-    config_dir: PathBuf,
-}
-
-impl NetavarkM {
-    fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
-        ensure!(
-            tools.netavark.exists(),
-            "{} is missing (Debian package netavark)",
-            tools.netavark.display()
-        );
-        Ok(Self {
-            cmds: Cmds::new(run, host, "n", subnet)?,
-            bin: tools.netavark.clone(),
-            config_dir: run.subdir("netavark")?,
-        })
-    }
-
-    fn options(&self, i: usize) -> String {
-        let s = self.cmds.subnet;
-        json!({
-            "container_id": format!("wbench{i:058}"),
-            "container_name": format!("wbench-{i}"),
-            "networks": {
-                "wbench": {
-                    "interface_name": "eth0",
-                    "static_ips": [address(s, i).addr().to_string()],
-                }
-            },
-            "network_info": {
-                "wbench": {
-                    "dns_enabled": false,
-                    "driver": "bridge",
-                    "id": "7765667462656e636800000000000000000000000000000000000000000000ff",
-                    "internal": false,
-                    "ipv6_enabled": false,
-                    "name": "wbench",
-                    "network_interface": "wbr",
-                    "subnets": [{"subnet": s.to_string(), "gateway": gateway(s).to_string()}],
-                }
-            },
-            "port_mappings": null,
-        })
-        .to_string()
-    }
-
-    async fn run(&self, verb: &str, i: usize) -> Result<()> {
-        let cmd = Cmd::new(self.bin.display().to_string())
-            .args([
-                "--config".to_string(),
-                self.config_dir.display().to_string(),
-                verb.to_string(),
-                self.cmds.path(i).display().to_string(),
-            ])
-            .stdin(self.options(i));
-        self.cmds.runner.ok(cmd).await?;
-        Ok(())
-    }
-
-    async fn connect(&mut self, i: usize) -> Result<()> {
-        self.run("setup", i).await
-    }
-
-    async fn disconnect(&mut self, i: usize) -> Result<()> {
-        self.run("teardown", i).await
     }
 }
 

@@ -1,5 +1,6 @@
-//! The CNI methods, each plugin run as a runtime (libcni) runs it: one process per plugin and
-//! command, `CNI_*` in the environment, the plugin's configuration on stdin.
+//! The methods that run a runtime's network plugins: the CNI ones as libcni runs them (one
+//! process per plugin and command, `CNI_*` in the environment, the plugin's configuration on
+//! stdin), and netavark as podman runs it.
 //!
 //! - `cni`: the reference `bridge` plugin alone, host-local IPAM, `ipMasq`.
 //! - `cni+portmap`: the same, chained with `portmap` as podman chains it: ADD runs `bridge`
@@ -9,6 +10,7 @@
 //!   work (adopt the namespace, Connect it with the same port mapping; DEL releases both).
 //!   Besides ADD and DEL, each iteration times two calls that take its cost apart: VERSION
 //!   (process start only) and STATUS (start, gRPC connect, one GetNetwork).
+//! - `netavark`: `netavark setup` / `teardown` with the network and a static address on stdin.
 
 use std::{
     collections::HashMap,
@@ -21,7 +23,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde_json::{Value, json};
 
 use crate::{
-    methods::{Cmds, Tools, WeftM, create_network, gateway},
+    methods::{Cmds, Tools, WeftM, address, create_network, gateway},
     sandbox::{Cmd, Run, Weftd},
 };
 
@@ -281,5 +283,81 @@ impl WeftCniM {
         let t = Instant::now();
         self.call("STATUS", i, &conf).await?;
         Ok([version, t.elapsed()])
+    }
+}
+
+/// netavark (Debian's 1.4, iptables driver), given the network and a static address on stdin
+/// as podman gives them.
+pub struct NetavarkM {
+    /// Namespaces and the runner in the scratch host.
+    pub cmds: Cmds,
+    bin: PathBuf,
+    config_dir: PathBuf,
+}
+
+impl NetavarkM {
+    /// Checks netavark is there; its config dir in the temp dir.
+    pub fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        ensure!(
+            tools.netavark.exists(),
+            "{} is missing (Debian package netavark)",
+            tools.netavark.display()
+        );
+        Ok(Self {
+            cmds: Cmds::new(run, host, "n", subnet)?,
+            bin: tools.netavark.clone(),
+            config_dir: run.subdir("netavark")?,
+        })
+    }
+
+    fn options(&self, i: usize) -> String {
+        let s = self.cmds.subnet();
+        json!({
+            "container_id": format!("wbench{i:058}"),
+            "container_name": format!("wbench-{i}"),
+            "networks": {
+                "wbench": {
+                    "interface_name": "eth0",
+                    "static_ips": [address(s, i).addr().to_string()],
+                }
+            },
+            "network_info": {
+                "wbench": {
+                    "dns_enabled": false,
+                    "driver": "bridge",
+                    "id": "7765667462656e636800000000000000000000000000000000000000000000ff",
+                    "internal": false,
+                    "ipv6_enabled": false,
+                    "name": "wbench",
+                    "network_interface": "wbr",
+                    "subnets": [{"subnet": s.to_string(), "gateway": gateway(s).to_string()}],
+                }
+            },
+            "port_mappings": null,
+        })
+        .to_string()
+    }
+
+    async fn run(&self, verb: &str, i: usize) -> Result<()> {
+        let cmd = Cmd::new(self.bin.display().to_string())
+            .args([
+                "--config".to_string(),
+                self.config_dir.display().to_string(),
+                verb.to_string(),
+                self.cmds.path(i).display().to_string(),
+            ])
+            .stdin(self.options(i));
+        self.cmds.runner.ok(cmd).await?;
+        Ok(())
+    }
+
+    /// `netavark setup`.
+    pub async fn connect(&mut self, i: usize) -> Result<()> {
+        self.run("setup", i).await
+    }
+
+    /// `netavark teardown`.
+    pub async fn disconnect(&mut self, i: usize) -> Result<()> {
+        self.run("teardown", i).await
     }
 }
