@@ -1,4 +1,5 @@
-//! weft against the floor, ip, CNI and netavark, in one run, interleaved.
+//! weft against the floor, ip, CNI and netavark (and weft-cni against bridge+portmap), in one
+//! run, interleaved.
 //!
 //! Every method gets its own scratch host namespace and does the same work. Iteration `i`
 //! visits every method once, starting at a different one each time (round-robin: `i`, `i+1`,
@@ -31,11 +32,22 @@ pub enum Op {
     Disconnect,
     /// Namespace delete.
     NsDelete,
+    /// weft-cni VERSION: starting the plugin's process, no gRPC.
+    Exec,
+    /// weft-cni STATUS: the process, a gRPC connect to weftd and one GetNetwork.
+    Status,
 }
 
 impl Op {
     /// Every operation, in table order.
-    pub const ALL: [Op; 4] = [Op::Connect, Op::Disconnect, Op::NsCreate, Op::NsDelete];
+    pub const ALL: [Op; 6] = [
+        Op::Connect,
+        Op::Disconnect,
+        Op::NsCreate,
+        Op::NsDelete,
+        Op::Exec,
+        Op::Status,
+    ];
 
     /// The operation's name in tables.
     pub fn name(self) -> &'static str {
@@ -44,6 +56,8 @@ impl Op {
             Op::Connect => "connect",
             Op::Disconnect => "disconnect",
             Op::NsDelete => "ns delete",
+            Op::Exec => "VERSION (process only)",
+            Op::Status => "STATUS (process + gRPC connect + 1 call)",
         }
     }
 }
@@ -101,6 +115,17 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
                 .with_context(|| format!("{}: connect {i}", k.name()))?;
             let d = t.elapsed();
             out.samples.entry((*k, Op::Connect)).or_default().push(d);
+            if let Method::WeftCni(w) = m {
+                let [exec, status] = w
+                    .probes(i)
+                    .await
+                    .with_context(|| format!("{}: VERSION and STATUS {i}", k.name()))?;
+                out.samples.entry((*k, Op::Exec)).or_default().push(exec);
+                out.samples
+                    .entry((*k, Op::Status))
+                    .or_default()
+                    .push(status);
+            }
         }
         progress("create+connect", i);
     }
@@ -109,6 +134,9 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
         for i in [0, n.saturating_sub(1)] {
             if i < n {
                 m.verify(*k, i)?;
+                m.check_port(i)
+                    .await
+                    .with_context(|| format!("{}: port mapping", k.name()))?;
             }
         }
     }
@@ -161,7 +189,10 @@ impl Comparison {
             for k in Kind::ALL {
                 let Some(s) = self.get(k, op) else { continue };
                 let name = match (k, op) {
-                    (Kind::Cni | Kind::Netavark, Op::NsCreate | Op::NsDelete) => {
+                    (
+                        Kind::Cni | Kind::Netavark | Kind::WeftCni | Kind::CniPortmap,
+                        Op::NsCreate | Op::NsDelete,
+                    ) => {
                         format!("{} (ip netns)", k.name())
                     }
                     _ => k.name().to_string(),
@@ -178,5 +209,35 @@ impl Comparison {
             }
         }
         t
+    }
+}
+
+impl Comparison {
+    /// issue 11's target, when both weft-cni and cni+portmap ran: weft-cni's ADD and DEL p50
+    /// each at most a fifth of bridge+portmap's, in this run.
+    pub fn cni_verdict(&self) -> Option<String> {
+        let p50 = |k, op| self.get(k, op).map(Samples::p50);
+        let add = (
+            p50(Kind::WeftCni, Op::Connect)?,
+            p50(Kind::CniPortmap, Op::Connect)?,
+        );
+        let del = (
+            p50(Kind::WeftCni, Op::Disconnect)?,
+            p50(Kind::CniPortmap, Op::Disconnect)?,
+        );
+        let r = |(w, c): (std::time::Duration, std::time::Duration)| {
+            w.as_secs_f64() / c.as_secs_f64().max(1e-9)
+        };
+        let (ra, rd) = (r(add), r(del));
+        let met = ra <= 0.2 && rd <= 0.2;
+        Some(format!(
+            "weft-cni vs cni+portmap (same run, p50): ADD {} ms vs {} ms = {ra:.2}x, DEL {} ms \
+             vs {} ms = {rd:.2}x. Target (each at most 0.20x): {}.",
+            ms(add.0),
+            ms(add.1),
+            ms(del.0),
+            ms(del.1),
+            if met { "**met**" } else { "**missed**" }
+        ))
     }
 }

@@ -9,6 +9,7 @@
 mod alone;
 mod compare;
 mod methods;
+mod plugins;
 mod sandbox;
 mod stats;
 
@@ -45,6 +46,9 @@ struct Common {
     /// The CNI plugin directory.
     #[arg(long, global = true, default_value = "/usr/lib/cni")]
     cni_dir: PathBuf,
+    /// weft's CNI plugin (default: next to weftd).
+    #[arg(long, global = true)]
+    weft_cni: Option<PathBuf>,
     /// Small sizes for CI: N=50, 200 concurrent connects, 10 drift samples, no RSS climb.
     #[arg(long, global = true)]
     quick: bool,
@@ -71,7 +75,8 @@ struct CompareArgs {
     /// Endpoint counts, comma-separated (default 100,1000; 50 with --quick).
     #[arg(long, value_delimiter = ',')]
     n: Vec<usize>,
-    /// Methods, comma-separated (default: all of weft, floor, ip, cni, netavark).
+    /// Methods, comma-separated (default: all of weft, floor, ip, cni, netavark, weft-cni,
+    /// cni+portmap).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
 }
@@ -164,10 +169,15 @@ async fn main_async(cli: Cli) -> Result<()> {
         None => std::env::current_exe()?.with_file_name("weftd"),
     };
     methods::require(&weftd, "weftd (cargo build --release -p weftd)")?;
+    let weft_cni = match &common.weft_cni {
+        Some(p) => p.clone(),
+        None => weftd.with_file_name("weft-cni"),
+    };
     let tools = Tools {
         weftd,
         netavark: common.netavark.clone(),
         cni_dir: common.cni_dir.clone(),
+        weft_cni,
     };
     let (cmp, alone) = match command {
         Command::All(a) => (Some(a.compare), Some(a.alone)),
@@ -202,6 +212,14 @@ async fn main_async(cli: Cli) -> Result<()> {
                 Kind::Cni => {
                     methods::require(&tools.cni_dir.join("bridge"), "containernetworking-plugins")?
                 }
+                Kind::CniPortmap => {
+                    for p in ["bridge", "portmap"] {
+                        methods::require(&tools.cni_dir.join(p), "containernetworking-plugins")?
+                    }
+                }
+                Kind::WeftCni => {
+                    methods::require(&tools.weft_cni, "weft-cni (cargo build -p weft --bins)")?
+                }
                 Kind::Netavark => methods::require(&tools.netavark, "netavark")?,
                 _ => {}
             }
@@ -222,6 +240,9 @@ async fn main_async(cli: Cli) -> Result<()> {
                 secs(result.wall)
             )?;
             writeln!(s, "{}", result.table().render())?;
+            if let Some(v) = result.cni_verdict() {
+                writeln!(s, "{v}\n")?;
+            }
             print!("{s}");
             report.push_str(&s);
             save(&common, &report)?;

@@ -1,5 +1,6 @@
-//! The five ways of doing the same work, each in its own scratch host namespace: N namespaces,
-//! each connected to one bridge network with an address, a default route and masquerade.
+//! The ways of doing the same work, each in its own scratch host namespace: N namespaces,
+//! each connected to one bridge network with an address, a default route and masquerade
+//! (`weft-cni` and `cni+portmap` also publish one port per endpoint; see [`crate::plugins`]).
 //!
 //! | method | namespace create/delete | connect | disconnect |
 //! | --- | --- | --- | --- |
@@ -8,6 +9,8 @@
 //! | ip | `ip netns add` + `ip -n X link set lo up` / `ip netns del` | 8 commands: veth, move, rename, address, up, route, master+up, `nft` masquerade rule | `nft delete rule`, `ip link del` |
 //! | cni | as ip | the `bridge` plugin, `CNI_COMMAND=ADD`, host-local IPAM, `ipMasq` | `CNI_COMMAND=DEL` |
 //! | netavark | as ip | `netavark setup` (Debian's, iptables) | `netavark teardown` |
+//! | weft-cni | as ip | `weft-cni` ADD (adopt + Connect), one port mapping | `weft-cni` DEL |
+//! | cni+portmap | as ip | `bridge` ADD then `portmap` ADD, one port mapping | `portmap` DEL then `bridge` DEL |
 //!
 //! weft is measured end to end: gRPC over weftd's Unix socket through the `weft` client
 //! library, each call waiting for Ready (the default). Method `k` uses subnet
@@ -22,7 +25,6 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use ipnet::{IpNet, Ipv4Net};
-use serde_json::json;
 use weft::v1::{
     ConnectRequest, CreateNamespaceRequest, CreateNetworkRequest, DeleteNamespaceRequest,
     DisconnectRequest, Namespace, Network, Phase, Status, Subnet,
@@ -30,6 +32,7 @@ use weft::v1::{
 use weftd::kernel::prelude::*;
 use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNetwork};
 
+use crate::plugins::{CniM, NetavarkM, WeftCniM};
 use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};
 
 /// The methods, in table order.
@@ -45,11 +48,23 @@ pub enum Kind {
     Cni,
     /// netavark.
     Netavark,
+    /// The `weft-cni` plugin against weftd, one port mapping per endpoint.
+    WeftCni,
+    /// The CNI bridge plugin chained with `portmap`, one port mapping per endpoint.
+    CniPortmap,
 }
 
 impl Kind {
     /// Every method, in table order.
-    pub const ALL: [Kind; 5] = [Kind::Weft, Kind::Floor, Kind::Ip, Kind::Cni, Kind::Netavark];
+    pub const ALL: [Kind; 7] = [
+        Kind::Weft,
+        Kind::Floor,
+        Kind::Ip,
+        Kind::Cni,
+        Kind::Netavark,
+        Kind::WeftCni,
+        Kind::CniPortmap,
+    ];
 
     /// The method's name in tables and on the command line.
     pub fn name(self) -> &'static str {
@@ -59,6 +74,8 @@ impl Kind {
             Kind::Ip => "ip",
             Kind::Cni => "cni",
             Kind::Netavark => "netavark",
+            Kind::WeftCni => "weft-cni",
+            Kind::CniPortmap => "cni+portmap",
         }
     }
 
@@ -67,7 +84,11 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| anyhow!("unknown method {s:?} (weft, floor, ip, cni, netavark)"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "unknown method {s:?} (weft, floor, ip, cni, netavark, weft-cni, cni+portmap)"
+                )
+            })
     }
 
     fn index(self) -> u8 {
@@ -89,6 +110,8 @@ pub struct Tools {
     pub netavark: PathBuf,
     /// The CNI plugin directory (Debian: /usr/lib/cni).
     pub cni_dir: PathBuf,
+    /// weft's CNI plugin, `weft-cni`.
+    pub weft_cni: PathBuf,
 }
 
 /// The gateway of a subnet: its first address.
@@ -123,8 +146,10 @@ pub enum Method {
     Floor(FloorM),
     /// ip commands.
     Ip(IpM),
-    /// The CNI bridge plugin.
+    /// The CNI bridge plugin, alone or chained with portmap.
     Cni(CniM),
+    /// weft-cni against weftd.
+    WeftCni(WeftCniM),
     /// netavark.
     Netavark(NetavarkM),
 }
@@ -138,7 +163,16 @@ impl Method {
             Kind::Weft => Method::Weft(WeftM::setup(run, tools, &host, kind.subnet()).await?),
             Kind::Floor => Method::Floor(FloorM::setup(run, &host, kind.subnet()).await?),
             Kind::Ip => Method::Ip(IpM::setup(run, &host, kind.subnet()).await?),
-            Kind::Cni => Method::Cni(CniM::setup(run, tools, &host, kind.subnet())?),
+            Kind::Cni | Kind::CniPortmap => Method::Cni(CniM::setup(
+                run,
+                tools,
+                &host,
+                kind.subnet(),
+                kind == Kind::CniPortmap,
+            )?),
+            Kind::WeftCni => {
+                Method::WeftCni(WeftCniM::setup(run, tools, &host, kind.subnet()).await?)
+            }
             Kind::Netavark => Method::Netavark(NetavarkM::setup(run, tools, &host, kind.subnet())?),
         })
     }
@@ -150,6 +184,7 @@ impl Method {
             Method::Floor(m) => m.ns_create(i).await,
             Method::Ip(m) => m.cmds.ns_create(i).await,
             Method::Cni(m) => m.cmds.ns_create(i).await,
+            Method::WeftCni(m) => m.cmds.ns_create(i).await,
             Method::Netavark(m) => m.cmds.ns_create(i).await,
         }
     }
@@ -161,6 +196,7 @@ impl Method {
             Method::Floor(m) => m.connect(i).await,
             Method::Ip(m) => m.connect(i).await,
             Method::Cni(m) => m.connect(i).await,
+            Method::WeftCni(m) => m.connect(i).await,
             Method::Netavark(m) => m.connect(i).await,
         }
     }
@@ -172,6 +208,7 @@ impl Method {
             Method::Floor(m) => m.disconnect(i).await,
             Method::Ip(m) => m.disconnect(i).await,
             Method::Cni(m) => m.disconnect(i).await,
+            Method::WeftCni(m) => m.disconnect(i).await,
             Method::Netavark(m) => m.disconnect(i).await,
         }
     }
@@ -183,6 +220,7 @@ impl Method {
             Method::Floor(m) => m.ns_delete(i).await,
             Method::Ip(m) => m.cmds.ns_delete(i).await,
             Method::Cni(m) => m.cmds.ns_delete(i).await,
+            Method::WeftCni(m) => m.cmds.ns_delete(i).await,
             Method::Netavark(m) => m.cmds.ns_delete(i).await,
         }
     }
@@ -194,6 +232,7 @@ impl Method {
             Method::Floor(m) => m.kernel.named_netns_path(&FloorM::name(i)),
             Method::Ip(m) => m.cmds.path(i),
             Method::Cni(m) => m.cmds.path(i),
+            Method::WeftCni(m) => m.cmds.path(i),
             Method::Netavark(m) => m.cmds.path(i),
         }
     }
@@ -201,7 +240,8 @@ impl Method {
     /// The address endpoint `i` should have.
     pub fn address_of(&self, i: usize) -> Option<Ipv4Net> {
         match self {
-            Method::Cni(m) => m.leases.get(&i).copied(),
+            Method::Cni(m) => m.address_of(i),
+            Method::WeftCni(m) => m.address_of(i),
             Method::Weft(m) => m.leases.get(&i).copied(),
             Method::Floor(m) => Some(address(m.subnet, i)),
             Method::Ip(m) => Some(address(m.cmds.subnet, i)),
@@ -247,10 +287,21 @@ impl Method {
             .with_context(|| format!("{}: ping from endpoint {i} to {gw}, 3 tries", kind.name()))
     }
 
+    /// Checks, outside the timing, that endpoint `i`'s port mapping is in its host's firewall
+    /// (the methods that map a port).
+    pub async fn check_port(&self, i: usize) -> Result<()> {
+        match self {
+            Method::Cni(m) => m.check_port(i).await,
+            Method::WeftCni(m) => m.check_port(i).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Fails if the method's daemon (weftd) died.
     pub fn check_alive(&mut self) -> Result<()> {
         match self {
             Method::Weft(m) => m.weftd.check_alive(),
+            Method::WeftCni(m) => m.weftd.check_alive(),
             _ => Ok(()),
         }
     }
@@ -539,13 +590,15 @@ fn up() -> LinkChange {
 /// What the command-line methods share: a runner in their scratch host, and namespaces made
 /// with `ip netns add` (loopback up) and removed with `ip netns del`.
 pub struct Cmds {
-    runner: NsRunner,
+    /// Runs commands in the method's scratch host.
+    pub runner: NsRunner,
     prefix: String,
     subnet: Ipv4Net,
 }
 
 impl Cmds {
-    fn new(run: &Run, host: &Path, letter: &str, subnet: Ipv4Net) -> Result<Self> {
+    /// Namespaces `<run prefix><letter><i>`, commands run in `host`.
+    pub fn new(run: &Run, host: &Path, letter: &str, subnet: Ipv4Net) -> Result<Self> {
         Ok(Self {
             runner: NsRunner::new(host)?,
             prefix: run.ns_name(letter),
@@ -557,11 +610,18 @@ impl Cmds {
         format!("{}{i}", self.prefix)
     }
 
-    fn path(&self, i: usize) -> PathBuf {
+    /// The method's subnet.
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
+    /// The file of namespace `i`.
+    pub fn path(&self, i: usize) -> PathBuf {
         Path::new(crate::sandbox::RUN_NETNS).join(self.name(i))
     }
 
-    async fn ns_create(&self, i: usize) -> Result<()> {
+    /// `ip netns add`, loopback up.
+    pub async fn ns_create(&self, i: usize) -> Result<()> {
         let n = self.name(i);
         self.runner
             .ok(Cmd::new("ip").args(["netns", "add", &n]))
@@ -572,7 +632,8 @@ impl Cmds {
         Ok(())
     }
 
-    async fn ns_delete(&self, i: usize) -> Result<()> {
+    /// `ip netns del`.
+    pub async fn ns_delete(&self, i: usize) -> Result<()> {
         self.runner
             .ok(Cmd::new("ip").args(["netns", "del", &self.name(i)]))
             .await?;
@@ -678,148 +739,6 @@ impl IpM {
             .await?;
         self.cmds.ip(&["link", "del", &format!("h{i}")]).await?;
         Ok(())
-    }
-}
-
-/// The CNI bridge plugin (Debian's containernetworking-plugins) with host-local IPAM (its
-/// data in the temp dir) and ipMasq, run as a runtime runs it.
-pub struct CniM {
-    cmds: Cmds,
-    plugin: PathBuf,
-    cni_path: String,
-    config: String,
-    leases: HashMap<usize, Ipv4Net>,
-}
-
-impl CniM {
-    fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
-        let plugin = tools.cni_dir.join("bridge");
-        ensure!(
-            plugin.exists(),
-            "{} is missing (Debian package containernetworking-plugins)",
-            plugin.display()
-        );
-        let config = json!({
-            "cniVersion": "1.0.0",
-            "name": "wbench",
-            "type": "bridge",
-            "bridge": "wbr",
-            "isGateway": true,
-            "ipMasq": true,
-            "ipam": {
-                "type": "host-local",
-                "subnet": subnet.to_string(),
-                "gateway": gateway(subnet).to_string(),
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": run.subdir("cni-ipam")?,
-            },
-        })
-        .to_string();
-        Ok(Self {
-            cmds: Cmds::new(run, host, "c", subnet)?,
-            plugin,
-            cni_path: tools.cni_dir.display().to_string(),
-            config,
-            leases: HashMap::new(),
-        })
-    }
-
-    fn cmd(&self, verb: &str, i: usize) -> Cmd {
-        Cmd::new(self.plugin.display().to_string())
-            .env("CNI_COMMAND", verb)
-            .env("CNI_CONTAINERID", format!("wbench-{i}"))
-            .env("CNI_NETNS", self.cmds.path(i).display().to_string())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", self.cni_path.clone())
-            .stdin(self.config.clone())
-    }
-
-    async fn connect(&mut self, i: usize) -> Result<()> {
-        let out = self.cmds.runner.ok(self.cmd("ADD", i)).await?;
-        let v: serde_json::Value =
-            serde_json::from_str(&out).with_context(|| format!("CNI ADD answered {out}"))?;
-        if let Some(Ok(IpNet::V4(a))) = v["ips"][0]["address"].as_str().map(str::parse::<IpNet>) {
-            self.leases.insert(i, a);
-        }
-        Ok(())
-    }
-
-    async fn disconnect(&mut self, i: usize) -> Result<()> {
-        self.cmds.runner.ok(self.cmd("DEL", i)).await?;
-        self.leases.remove(&i);
-        Ok(())
-    }
-}
-
-/// netavark (Debian's 1.4, iptables driver), given the network and a static address on stdin
-/// as podman gives them.
-pub struct NetavarkM {
-    cmds: Cmds,
-    bin: PathBuf,
-    config_dir: PathBuf,
-}
-
-impl NetavarkM {
-    fn setup(run: &Run, tools: &Tools, host: &Path, subnet: Ipv4Net) -> Result<Self> {
-        ensure!(
-            tools.netavark.exists(),
-            "{} is missing (Debian package netavark)",
-            tools.netavark.display()
-        );
-        Ok(Self {
-            cmds: Cmds::new(run, host, "n", subnet)?,
-            bin: tools.netavark.clone(),
-            config_dir: run.subdir("netavark")?,
-        })
-    }
-
-    fn options(&self, i: usize) -> String {
-        let s = self.cmds.subnet;
-        json!({
-            "container_id": format!("wbench{i:058}"),
-            "container_name": format!("wbench-{i}"),
-            "networks": {
-                "wbench": {
-                    "interface_name": "eth0",
-                    "static_ips": [address(s, i).addr().to_string()],
-                }
-            },
-            "network_info": {
-                "wbench": {
-                    "dns_enabled": false,
-                    "driver": "bridge",
-                    "id": "7765667462656e636800000000000000000000000000000000000000000000ff",
-                    "internal": false,
-                    "ipv6_enabled": false,
-                    "name": "wbench",
-                    "network_interface": "wbr",
-                    "subnets": [{"subnet": s.to_string(), "gateway": gateway(s).to_string()}],
-                }
-            },
-            "port_mappings": null,
-        })
-        .to_string()
-    }
-
-    async fn run(&self, verb: &str, i: usize) -> Result<()> {
-        let cmd = Cmd::new(self.bin.display().to_string())
-            .args([
-                "--config".to_string(),
-                self.config_dir.display().to_string(),
-                verb.to_string(),
-                self.cmds.path(i).display().to_string(),
-            ])
-            .stdin(self.options(i));
-        self.cmds.runner.ok(cmd).await?;
-        Ok(())
-    }
-
-    async fn connect(&mut self, i: usize) -> Result<()> {
-        self.run("setup", i).await
-    }
-
-    async fn disconnect(&mut self, i: usize) -> Result<()> {
-        self.run("teardown", i).await
     }
 }
 

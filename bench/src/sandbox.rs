@@ -510,6 +510,11 @@ impl Weftd {
         &self.host_ns
     }
 
+    /// weftd's socket (`--socket`).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("weftd.sock")
+    }
+
     /// weftd's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("weftd.log")
@@ -529,7 +534,7 @@ impl Weftd {
         if self.child.is_some() {
             bail!("weftd is already running");
         }
-        let socket = self.dir.join("weftd.sock");
+        let socket = self.socket();
         let _ = fs::remove_file(&socket);
         let log = OpenOptions::new()
             .create(true)
