@@ -82,28 +82,19 @@ impl Controller {
     /// Starts the check of adopted namespaces' files; a dead one's key is queued (its
     /// reconcile marks it Failed and queues its endpoints).
     pub(super) fn spawn_liveness(&self, set: &mut JoinSet<()>) {
-        let c = self.clone();
-        set.spawn(async move {
-            let mut tick = tokio::time::interval(LIVENESS_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut stopping = c.inner.stopping.subscribe();
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
-                let watched: Vec<(String, PathBuf, Option<String>)> = c
-                    .adopted()
-                    .iter()
-                    .map(|(id, (p, ident))| (id.clone(), p.clone(), ident.clone()))
-                    .collect();
-                for (id, path, ident) in watched {
-                    if !adopted_alive(c.kernel(), &path, ident.as_deref()) {
-                        tracing::info!(path = %path.display(), "an adopted namespace is gone");
-                        c.unwatch_adopted(&id);
-                        c.kernel().forget(&NsRef::Path(path));
-                        c.enqueue(Key::Namespace(id));
-                    }
+        let now = tokio::time::Instant::now();
+        self.spawn_every(set, now, LIVENESS_EVERY, |c| async move {
+            let watched: Vec<(String, PathBuf, Option<String>)> = c
+                .adopted()
+                .iter()
+                .map(|(id, (p, ident))| (id.clone(), p.clone(), ident.clone()))
+                .collect();
+            for (id, path, ident) in watched {
+                if !adopted_alive(c.kernel(), &path, ident.as_deref()) {
+                    tracing::info!(path = %path.display(), "an adopted namespace is gone");
+                    c.unwatch_adopted(&id);
+                    c.kernel().forget(&NsRef::Path(path));
+                    c.enqueue(Key::Namespace(id));
                 }
             }
         });

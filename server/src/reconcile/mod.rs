@@ -243,9 +243,30 @@ impl Controller {
     /// Starts the periodic resync: every `period`, every object is queued again, in the
     /// background lane.
     pub fn spawn_resync(&self, period: Duration, set: &mut JoinSet<()>) {
+        self.spawn_every(set, Instant::now() + period, period, |c| async move {
+            tracing::debug!("resync");
+            c.forget_port_cache().await;
+            if let Err(e) = c.queue_all(true).await {
+                tracing::warn!(error = %e, "resync could not list objects");
+            }
+        });
+    }
+
+    /// Runs `each` every `period`, the first time at `start`, until the controller stops (a
+    /// late tick is delayed, never bunched).
+    pub(super) fn spawn_every<F, Fut>(
+        &self,
+        set: &mut JoinSet<()>,
+        start: Instant,
+        period: Duration,
+        each: F,
+    ) where
+        F: Fn(Controller) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let c = self.clone();
         set.spawn(async move {
-            let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+            let mut tick = tokio::time::interval_at(start, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut stopping = c.inner.stopping.subscribe();
             loop {
@@ -253,11 +274,7 @@ impl Controller {
                     _ = tick.tick() => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
-                tracing::debug!("resync");
-                c.forget_port_cache().await;
-                if let Err(e) = c.queue_all(true).await {
-                    tracing::warn!(error = %e, "resync could not list objects");
-                }
+                each(c.clone()).await;
             }
         });
     }
@@ -268,18 +285,8 @@ impl Controller {
     pub fn spawn_drift_watch(&self, firewall_every: Duration, set: &mut JoinSet<()>) {
         self.spawn_monitor(set);
         self.spawn_liveness(set);
-        let c = self.clone();
-        set.spawn(async move {
-            let mut tick = tokio::time::interval(firewall_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut stopping = c.inner.stopping.subscribe();
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
-                c.enqueue(Key::Firewall);
-            }
+        self.spawn_every(set, Instant::now(), firewall_every, |c| async move {
+            c.enqueue(Key::Firewall);
         });
     }
 
