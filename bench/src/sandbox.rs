@@ -552,8 +552,13 @@ impl Weftd {
             .arg(self.dir.join("weft.db"))
             .arg("--socket")
             .arg(&socket)
-            .arg("--no-default-network")
-            .stdin(Stdio::null())
+            .arg("--no-default-network");
+        // Its lock files under the bench's dir, never the real /run/weft (a weftd from before
+        // the flag, which the before/after comparisons run, has no locks to put anywhere).
+        if knows_flag(&self.bin, "--runtime-dir") {
+            cmd.arg("--runtime-dir").arg(self.dir.join("run"));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("dup log")?)
             .stderr(log)
             .process_group(0);
@@ -693,6 +698,14 @@ impl Drop for Weftd {
             let _ = fs::copy(self.log_path(), &to);
         }
     }
+}
+
+/// True if `bin --help` lists `flag`.
+fn knows_flag(bin: &std::path::Path, flag: &str) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
 }
 
 #[cfg(test)]

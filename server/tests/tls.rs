@@ -315,13 +315,19 @@ async fn weftd_refuses_tcp_without_tls() {
     let weftd = |extra: &[&str]| {
         let socket = dir.join("other.sock");
         let db = dir.join("other.db");
-        let o = run(Command::new("nsenter")
+        // `timeout`: a weftd that wrongly started would serve forever; its own runtime dir,
+        // so even a regression never writes under the real /run/weft.
+        let o = run(Command::new("timeout")
+            .arg("20")
+            .arg("nsenter")
             .arg(format!("--net={}", sb.host_ns_path().display()))
             .arg(weftd_bin())
             .arg("--host-netns")
             .arg(sb.host_ns_path())
             .arg("--netns-dir")
             .arg(sb.netns_dir())
+            .arg("--runtime-dir")
+            .arg(dir.join("run"))
             .arg("--socket")
             .arg(&socket)
             .arg("--database")
