@@ -515,7 +515,22 @@ async fn an_adopted_path_that_names_another_namespace_after_a_restart_is_not_fol
         !links.contains("eth0") && !links.contains("weft:"),
         "weft followed the path into another namespace: {links}"
     );
-    // The address is free for another namespace.
+    // The endpoint follows (its own reconcile, queued by the namespace's): Failed, its
+    // address released, and free for another namespace.
+    loop {
+        let net = get_network(&c, NET).await;
+        let e = net.endpoints.iter().find(|e| e.namespace == "ctr");
+        if e.is_some_and(|e| phase(e.status.as_ref()) == Phase::Failed && e.ipv4_address.is_empty())
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the endpoint was never released: {e:?}\n{}",
+            log_tail(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     create_ns(&c, "next").await;
     let again = connect(
         &c,
