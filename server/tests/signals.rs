@@ -49,6 +49,24 @@ fn assert_released(sb: &Sandbox, how: &str) {
     }
 }
 
+/// While weftd runs: both lock files exist and are held (so the release checked after it
+/// exits is of locks that were weftd's).
+fn assert_held(sb: &Sandbox) {
+    let database = weftd::lock::database_lock_path(sb.database());
+    assert!(
+        try_lock(&database).is_err(),
+        "the database lock is not held"
+    );
+    let host: Vec<_> = std::fs::read_dir(sb.runtime_dir())
+        .expect("the runtime dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert_eq!(host.len(), 1, "host lock files {host:?}");
+    assert!(try_lock(&host[0]).is_err(), "the host lock is not held");
+}
+
 /// Takes and drops an exclusive flock on `path`.
 fn try_lock(path: &Path) -> Result<(), String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
@@ -73,6 +91,7 @@ async fn sighup_is_logged_and_weftd_keeps_serving_then_sigterm_and_sigint_clean_
     create_ns(&sb.client(), "h3").await;
     std::fs::write(&file, good).expect("write");
 
+    assert_held(&sb);
     let status = sb.stop();
     assert!(status.success(), "SIGTERM: exit {status}\n{}", sb.log());
     assert_released(&sb, "after SIGTERM");
@@ -89,6 +108,7 @@ async fn sighup_is_logged_and_weftd_keeps_serving_then_sigterm_and_sigint_clean_
             .len(),
         3
     );
+    assert_held(&sb);
     let status = sb.stop_with(Signal::SIGINT);
     assert!(status.success(), "SIGINT: exit {status}\n{}", sb.log());
     assert_released(&sb, "after SIGINT");

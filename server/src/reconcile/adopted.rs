@@ -43,9 +43,13 @@ pub(super) type Adopted = std::sync::Mutex<HashMap<String, (PathBuf, Option<Stri
 /// network namespace and, when its identity was recorded at adoption (`dev:ino`), the same
 /// one. A path is never followed into another namespace.
 pub(super) fn adopted_alive(k: &dyn KernelOps, path: &Path, identity: Option<&str>) -> bool {
-    if !k.is_netns(path) {
-        return false;
-    }
+    k.is_netns(path) && same_namespace(k, path, identity)
+}
+
+/// True if `path` names the namespace whose identity was recorded (`dev:ino`), or none was
+/// (a namespace weft made, or adopted before weft kept identities): one `stat`, and none
+/// when there is nothing to compare.
+pub(super) fn same_namespace(k: &dyn KernelOps, path: &Path, identity: Option<&str>) -> bool {
     identity.is_none_or(|want| {
         k.netns_identity(path)
             .is_ok_and(|id| id.to_string() == want)

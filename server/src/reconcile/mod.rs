@@ -369,7 +369,7 @@ impl Controller {
                 "namespace {name:?} is not ready yet"
             )));
         }
-        if !adopted::adopted_alive(self.kernel(), &path, row.adopted_identity.as_deref()) {
+        if !adopted::same_namespace(self.kernel(), &path, row.adopted_identity.as_deref()) {
             // Its path names another namespace now: never follow it there. Transient, as a
             // file that vanished: an endpoint's reconcile then releases what it held.
             return Err(ReconcileError::transient(adopted::gone_message(&path)));
