@@ -719,6 +719,7 @@ impl NetworkService for Svc {
             ipv4_gateway: "172.17.0.1".into(),
             ipv6_gateway: String::new(),
             host_interface_name: "wv0123456789ab".into(),
+            dns_servers: Vec::new(),
             aliases: r.aliases,
             published_ports: r.published_ports,
             status: Some(weft::v1::Status {

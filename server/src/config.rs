@@ -33,6 +33,12 @@ pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
 pub const DEFAULT_RESYNC: u64 = 30;
 /// Default worker count.
 pub const DEFAULT_WORKERS: usize = 4;
+/// Default host resolv.conf: its nameservers are the DNS upstreams unless `--dns-upstream`
+/// names some, and its options go into the resolv.conf weft writes for namespaces.
+pub const DEFAULT_HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Default directory of per-namespace /etc files (`ip netns exec` bind-mounts
+/// `<dir>/<name>/resolv.conf` over /etc/resolv.conf).
+pub const DEFAULT_ETC_NETNS_DIR: &str = "/etc/netns";
 
 /// The file form: every key optional.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -74,6 +80,13 @@ pub struct FileConfig {
     pub socket_group: Option<String>,
     /// Group (name or gid) that may only read on the Unix socket.
     pub read_only_group: Option<String>,
+    /// DNS upstreams (`ADDR` or `ADDR:PORT`) for names not on a network; none means the
+    /// host resolv.conf's nameservers.
+    pub dns_upstream: Option<Vec<String>>,
+    /// The host's resolv.conf (its nameservers and options).
+    pub host_resolv_conf: Option<PathBuf>,
+    /// Where weft writes `<name>/resolv.conf` for the namespaces it creates.
+    pub etc_netns_dir: Option<PathBuf>,
     /// The `[limits]` table.
     pub limits: Option<LimitSettings>,
 }
@@ -214,6 +227,28 @@ pub struct Config {
     pub read_only_group: Option<String>,
     /// Every limit on requests, objects, connections and Watch streams.
     pub limits: Limits,
+    /// `--dns-upstream`: where names not on a network are forwarded; empty means the
+    /// nameservers of `host_resolv_conf` (re-read when it changes).
+    pub dns_upstream: Vec<SocketAddr>,
+    /// `--host-resolv-conf`: the host's resolv.conf.
+    pub host_resolv_conf: PathBuf,
+    /// `--etc-netns-dir`: weft writes `<dir>/<namespace>/resolv.conf` for the namespaces it
+    /// creates.
+    pub etc_netns_dir: PathBuf,
+}
+
+/// One `--dns-upstream`: an IP address (port 53) or a socket address (`[::1]:5353`).
+pub fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(a, 53));
+    }
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "bad --dns-upstream {s:?}: give an IP address (port 53) or ADDR:PORT \
+             (\"192.0.2.53\", \"[2001:db8::53]:5353\")"
+        )
+    })
 }
 
 /// The TLS files of the TCP listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
@@ -273,6 +308,13 @@ impl Config {
             }
         };
         let tcp = cli.tcp.or(file.tcp);
+        let dns_upstream = cli
+            .dns_upstream
+            .or(file.dns_upstream)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_dns_upstream(s))
+            .collect::<Result<Vec<_>, _>>()?;
         let tls = TlsFiles::settle(
             tcp,
             cli.tls_cert.or(file.tls_cert),
@@ -325,6 +367,15 @@ impl Config {
                 cli.limits.unwrap_or_default(),
                 file.limits.unwrap_or_default(),
             ),
+            dns_upstream,
+            host_resolv_conf: cli
+                .host_resolv_conf
+                .or(file.host_resolv_conf)
+                .unwrap_or_else(|| DEFAULT_HOST_RESOLV_CONF.into()),
+            etc_netns_dir: cli
+                .etc_netns_dir
+                .or(file.etc_netns_dir)
+                .unwrap_or_else(|| DEFAULT_ETC_NETNS_DIR.into()),
         })
     }
 

@@ -71,6 +71,18 @@ struct Flags {
     /// Pool for automatic IPv6 subnets, BASE/SIZE (repeatable) [default: fd5e:f700::/40/64]
     #[arg(long = "address-pool-v6")]
     address_pools_v6: Vec<String>,
+    /// DNS server for names not on a network, ADDR or ADDR:PORT (repeatable) [default: the
+    /// nameservers of --host-resolv-conf]
+    #[arg(long = "dns-upstream")]
+    dns_upstream: Vec<String>,
+    /// The host's resolv.conf: its nameservers are the default DNS upstreams (re-read when
+    /// it changes) and its options go into namespaces' resolv.conf [default: /etc/resolv.conf]
+    #[arg(long)]
+    host_resolv_conf: Option<PathBuf>,
+    /// Where weft writes NAME/resolv.conf for the namespaces it creates (`ip netns exec`
+    /// bind-mounts it) [default: /etc/netns]
+    #[arg(long)]
+    etc_netns_dir: Option<PathBuf>,
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
@@ -117,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
         socket_group: flags.socket_group,
         read_only_group: flags.read_only_group,
         limits: Some(flags.limits),
+        dns_upstream: (!flags.dns_upstream.is_empty()).then_some(flags.dns_upstream),
+        host_resolv_conf: flags.host_resolv_conf,
+        etc_netns_dir: flags.etc_netns_dir,
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(?config, "starting weftd");

@@ -75,6 +75,8 @@ async fn ensure_default_network(
         icc: true,
         masquerade: true,
         mtu: 0,
+        // Docker's default bridge has no embedded DNS; neither has weft's.
+        dns: false,
     };
     let new = NewNetwork::new(spec, false);
     new.check()

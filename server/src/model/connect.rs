@@ -356,6 +356,7 @@ mod tests {
             icc: true,
             masquerade: true,
             mtu: 0,
+            dns: true,
         }
     }
 

@@ -251,6 +251,26 @@ pub struct NetworkSpec {
     pub masquerade: bool,
     /// MTU; 0 is 1500.
     pub mtu: u32,
+    /// weftd serves names of the network's endpoints on its gateways. Rows stored before
+    /// this field existed get it from migration 0012 (off for the default network).
+    #[serde(default = "dns_default")]
+    pub dns: bool,
+}
+
+/// What a stored spec without `dns` means: on, as for a user-defined network.
+fn dns_default() -> bool {
+    true
+}
+
+impl NetworkSpec {
+    /// The resolver's addresses: the gateway of every subnet when the network serves DNS,
+    /// none otherwise.
+    pub fn dns_servers(&self) -> Vec<IpAddr> {
+        if !self.dns {
+            return Vec::new();
+        }
+        self.subnets.iter().map(|s| s.gateway).collect()
+    }
 }
 
 /// The desired state of an endpoint (a namespace on a network).

@@ -212,6 +212,7 @@ mod tests {
             icc: true,
             masquerade: true,
             mtu: 0,
+            dns: true,
         }
     }
 

@@ -353,6 +353,7 @@ pub(super) fn net_spec(name: &str, bridge: &str, subnets: &[&str]) -> NetworkSpe
         icc: true,
         masquerade: true,
         mtu: 0,
+        dns: true,
     }
 }
 
