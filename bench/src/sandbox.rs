@@ -558,6 +558,14 @@ impl Weftd {
         if knows_flag(&self.bin, "--runtime-dir") {
             cmd.arg("--runtime-dir").arg(self.dir.join("run"));
         }
+        // No DNS forwarding out of the bench's namespaces (an empty resolv.conf has no
+        // nameservers) and no writes to the real /etc/netns.
+        if knows_flag(&self.bin, "--etc-netns-dir") {
+            cmd.arg("--host-resolv-conf")
+                .arg("/dev/null")
+                .arg("--etc-netns-dir")
+                .arg(self.dir.join("etc-netns"));
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("dup log")?)
             .stderr(log)

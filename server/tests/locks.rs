@@ -48,6 +48,11 @@ fn second_weftd(
         .arg(dir.join("weftd.sock"))
         .arg("--runtime-dir")
         .arg(runtime_dir)
+        // No forwarding out of the sandbox, no writes to the real /etc/netns.
+        .arg("--host-resolv-conf")
+        .arg("/dev/null")
+        .arg("--etc-netns-dir")
+        .arg(dir.join("etc-netns"))
         .env("RUST_LOG", "info,weftd=debug")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup"))

@@ -328,6 +328,11 @@ async fn weftd_refuses_tcp_without_tls() {
             .arg(sb.netns_dir())
             .arg("--runtime-dir")
             .arg(dir.join("run"))
+            // No forwarding out of the sandbox, no writes to the real /etc/netns.
+            .arg("--host-resolv-conf")
+            .arg("/dev/null")
+            .arg("--etc-netns-dir")
+            .arg(dir.join("etc-netns"))
             .arg("--socket")
             .arg(&socket)
             .arg("--database")

@@ -154,6 +154,11 @@ impl Builder {
             String::from_utf8_lossy(&out.stderr)
         );
         sb.host_ns_made = true;
+        fs::write(
+            sb.host_resolv_conf(),
+            "# the sandbox's: nothing answers here\nnameserver 127.0.0.1\n",
+        )
+        .expect("write the sandbox's host resolv.conf");
         sb.host_ok(&["ip", "link", "set", "lo", "up"]);
         sb.start().await;
         sb
@@ -233,6 +238,20 @@ impl Sandbox {
         self.dir().join("run")
     }
 
+    /// weftd's `--host-resolv-conf` (`<temp dir>/host-resolv.conf`). The sandbox writes it
+    /// with `nameserver 127.0.0.1`, the loopback of the scratch host namespace, where nothing
+    /// answers: a name weftd forwards never leaves the sandbox. Tests rewrite it to point at
+    /// an upstream they serve.
+    pub fn host_resolv_conf(&self) -> PathBuf {
+        self.dir().join("host-resolv.conf")
+    }
+
+    /// weftd's `--etc-netns-dir` (`<temp dir>/etc-netns`), so weft never writes the real
+    /// /etc/netns in a test.
+    pub fn etc_netns_dir(&self) -> PathBuf {
+        self.dir().join("etc-netns")
+    }
+
     /// weftd's database file.
     pub fn database(&self) -> &Path {
         &self.database
@@ -296,13 +315,16 @@ impl Sandbox {
             let file = self.dir().join("weftd.toml");
             let mut text = format!(
                 "socket = {:?}\ndatabase = {:?}\nnetns_dir = {:?}\nhost_netns = {:?}\n\
-                 resync = {}\nruntime_dir = {:?}\n",
+                 resync = {}\nruntime_dir = {:?}\nhost_resolv_conf = {:?}\n\
+                 etc_netns_dir = {:?}\n",
                 self.socket,
                 self.database,
                 self.netns_dir,
                 self.host_ns_path,
                 self.resync,
-                self.runtime_dir()
+                self.runtime_dir(),
+                self.host_resolv_conf(),
+                self.etc_netns_dir()
             );
             if let Some(n) = self.workers {
                 text.push_str(&format!("workers = {n}\n"));
@@ -321,7 +343,11 @@ impl Sandbox {
                 .arg("--resync")
                 .arg(self.resync.to_string())
                 .arg("--runtime-dir")
-                .arg(self.runtime_dir());
+                .arg(self.runtime_dir())
+                .arg("--host-resolv-conf")
+                .arg(self.host_resolv_conf())
+                .arg("--etc-netns-dir")
+                .arg(self.etc_netns_dir());
             if let Some(n) = self.workers {
                 cmd.arg("--workers").arg(n.to_string());
             }

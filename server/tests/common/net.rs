@@ -707,6 +707,11 @@ impl ExtraDaemon {
             .arg("--runtime-dir")
             .arg(dir.join("run"))
             .args(args)
+            // No forwarding out of the sandbox, no writes to the real /etc/netns.
+            .arg("--host-resolv-conf")
+            .arg("/dev/null")
+            .arg("--etc-netns-dir")
+            .arg(dir.join("etc-netns"))
             .env("RUST_LOG", "info,weftd=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
