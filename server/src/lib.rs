@@ -10,8 +10,10 @@
 
 pub mod access;
 pub mod admission;
+pub mod any_authority;
 pub mod api;
 pub mod config;
+mod delegate;
 pub mod kernel;
 pub mod listen;
 pub mod lock;
