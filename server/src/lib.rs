@@ -17,6 +17,7 @@ mod delegate;
 pub mod kernel;
 pub mod listen;
 pub mod lock;
+pub mod logging;
 pub mod model;
 pub mod reconcile;
 pub mod server;

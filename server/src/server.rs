@@ -38,6 +38,7 @@ use crate::{
     config::Config,
     kernel::Kernel,
     lock::Locks,
+    logging::RequestSpanLayer,
     model::{NetworkSpec, SubnetSpec},
     reconcile::Controller,
     service::{Checked, NewNetwork, Service},
@@ -213,6 +214,7 @@ pub async fn run(
     let mut servers = JoinSet::new();
     servers.spawn(
         keepalive(Server::builder())
+            .layer(RequestSpanLayer)
             .layer(access.clone())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
@@ -231,6 +233,7 @@ pub async fn run(
         tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
             keepalive(tls)
+                .layer(RequestSpanLayer)
                 .layer(access)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
