@@ -19,6 +19,7 @@ pub mod listen;
 pub mod lock;
 pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod reconcile;
 pub mod server;
 pub mod service;

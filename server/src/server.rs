@@ -16,7 +16,10 @@
 //!    connection takes a place among the connections per peer and in all
 //!    ([`crate::admission`]), or is closed at once.
 //!
-//! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
+//! 6. tell systemd `READY=1` ([`crate::notify`]; `WATCHDOG=1` pings follow when the unit
+//!    sets `WatchdogSec=`).
+//!
+//! Shutdown: `STOPPING=1` to systemd, stop accepting, let in-flight requests answer, close the queue (workers finish
 //! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint),
 //! remove the socket, release the locks.
 
@@ -40,6 +43,7 @@ use crate::{
     lock::Locks,
     logging::RequestSpanLayer,
     model::{NetworkSpec, SubnetSpec},
+    notify::Notifier,
     reconcile::Controller,
     service::{Checked, NewNetwork, Service},
     store::Store,
@@ -243,6 +247,12 @@ pub async fn run(
         );
     }
 
+    // The socket answers (bound, listening, served) and every stored object is queued:
+    // systemd may start what depends on weftd.
+    let notifier = Notifier::from_env();
+    notifier.ready("serving");
+    let watchdog = tokio::spawn(notifier.clone().run_watchdog());
+
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
         res = servers.join_next() => {
@@ -251,6 +261,8 @@ pub async fn run(
             }
         }
     }
+    notifier.stopping();
+    watchdog.abort();
     health
         .set_not_serving::<NamespaceServiceServer<Api>>()
         .await;
