@@ -186,3 +186,47 @@ async fn python_example_runs_against_a_sandbox() {
     .expect("list namespaces");
     assert!(left.namespaces.is_empty(), "{:?}", left.namespaces);
 }
+
+/// A grpcio connection past a connection limit gets the RESOURCE_EXHAUSTED answer that names
+/// the flag (the minimal HTTP/2 responder of admission.rs reads through the same rewrite), not
+/// a PROTOCOL_ERROR.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcio_past_a_connection_limit_is_told_which_limit() {
+    let sb = Sandbox::builder("pylimit")
+        .args(&["--max-connections-per-peer", "1"])
+        .start()
+        .await;
+    // The sandbox's own client holds uid 0's one place.
+    rpc(sb
+        .client()
+        .system()
+        .get_system_info(weft::v1::GetSystemInfoRequest {}))
+    .await
+    .expect("the sandbox's client");
+    let stubs = python_stubs();
+    let script = r#"
+import sys
+sys.path.insert(0, sys.argv[2])
+import grpc
+from weft.v1 import system_pb2, system_pb2_grpc
+
+with grpc.insecure_channel("unix:" + sys.argv[1]) as channel:
+    try:
+        system_pb2_grpc.SystemServiceStub(channel).GetSystemInfo(
+            system_pb2.GetSystemInfoRequest(), timeout=30)
+        print("answered")
+    except grpc.RpcError as e:
+        print(e.code().name, e.details())
+"#;
+    let out = run(python()
+        .arg("-c")
+        .arg(script)
+        .arg(sb.socket())
+        .arg(stubs.path()));
+    let stdout = assert_ok("the grpcio client", &out);
+    assert!(
+        stdout.starts_with("RESOURCE_EXHAUSTED too many connections from uid 0")
+            && stdout.contains("--max-connections-per-peer"),
+        "{stdout}"
+    );
+}
