@@ -31,7 +31,8 @@
 //! `rewrite_is_cheap` and the README's measurement). What h2 would refuse for itself
 //! (a HEADERS inside another block, a CONTINUATION without one, a broken HPACK block)
 //! closes the connection here with an error, as h2 would with a connection error; a block
-//! over 1 MiB, compressed or decoded, does too (h2 allows 16 KiB of headers per request).
+//! over 64 KiB, compressed or decoded, does too: h2 under hyper accepts 16 KiB of headers
+//! per request, and the bound keeps what one connection can make weftd hold small.
 //! Input that does not start with the HTTP/2 preface is passed on untouched, for h2 to refuse.
 
 use std::{
@@ -61,8 +62,9 @@ const MAX_FRAME_OUT: usize = 16_384;
 /// HTTP/2's default SETTINGS_HEADER_TABLE_SIZE, which h2 under tonic keeps (it announces no
 /// other), so the most a client's table size update may ask for.
 const HEADER_TABLE_SIZE: usize = 4096;
-/// The most bytes of one header block kept, compressed or decoded (RFC 7541 sizes).
-const MAX_BLOCK: usize = 1 << 20;
+/// The most bytes of one header block kept, compressed or decoded (RFC 7541 sizes): four
+/// times the 16 KiB header list hyper lets h2 accept, so nothing h2 would take is refused.
+const MAX_BLOCK: usize = 64 << 10;
 /// What replaces an `:authority` h2 would refuse.
 pub const REPLACEMENT: &[u8] = b"localhost";
 
@@ -219,7 +221,7 @@ impl Rewriter {
                     .filter(|b| b.stream == stream)
                     .ok_or_else(|| broken("a CONTINUATION frame outside its header block"))?;
                 if block.fragment.len() + payload.len() > MAX_BLOCK {
-                    return Err(broken("a header block over 1 MiB"));
+                    return Err(broken("a header block over 64 KiB"));
                 }
                 block.fragment.extend_from_slice(payload);
             }
@@ -309,7 +311,7 @@ fn rewrite(decoder: &mut Decoder<'static>, block: &[u8]) -> io::Result<Vec<u8>> 
         })
         .map_err(|e| broken(format!("a header block HPACK cannot decode: {e}")))?;
     if size > MAX_BLOCK {
-        return Err(broken("a header block over 1 MiB decoded"));
+        return Err(broken("a header block over 64 KiB decoded"));
     }
     Ok(out)
 }

@@ -238,6 +238,16 @@ fn what_h2_would_refuse_is_an_error() {
     bad.extend(frame(HEADERS, END_HEADERS, 1, &[0x80 | 70]));
     let e = through(&bad).unwrap_err();
     assert!(e.to_string().contains("HPACK"), "{e}");
+
+    // An HPACK bomb: one 4 KiB table entry referenced until the block decodes past 64 KiB.
+    let mut bomb = vec![0x40];
+    bomb.extend(lit(b"x-big"));
+    bomb.extend(lit(&[b'v'; 4000]));
+    bomb.extend([0x80 | 62; 20]);
+    let mut bad = hello();
+    bad.extend(frame(HEADERS, END_HEADERS, 1, &bomb));
+    let e = through(&bad).unwrap_err();
+    assert!(e.to_string().contains("over 64 KiB decoded"), "{e}");
 }
 
 #[test]
