@@ -102,6 +102,7 @@ fn default_config_names_every_key_with_its_default() {
             tls_client_ca: None,
             socket_group: None,
             read_only_group: None,
+            log_format: None,
             ..f
         },
     )
