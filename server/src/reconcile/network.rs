@@ -151,7 +151,8 @@ pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<
 
 /// What the firewall needs to know of a network: its bridge, subnets and the three switches
 /// that shape its rules (internal: no way out; icc: endpoints may talk to each other;
-/// masquerade: traffic leaving the host is NATed to the host's address).
+/// masquerade: traffic leaving the host is NATed to the host's address), and its resolver
+/// addresses (what an internal network may still reach on the host).
 fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     FirewallNetwork {
         bridge: n.spec.bridge_name.clone(),
@@ -159,6 +160,7 @@ fn fw_network(n: &NetworkRow) -> FirewallNetwork {
         internal: n.spec.internal,
         icc: n.spec.icc,
         masquerade: n.spec.masquerade,
+        dns_servers: n.spec.dns_servers(),
     }
 }
 
