@@ -2161,6 +2161,9 @@ async fn network_dns_flags_and_inspect() {
     let r = d.weft(&["-o", "json", "network", "inspect", "web"]).await;
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     // A list, as `docker network inspect` prints.
-    assert_eq!(v[0]["dns_servers"], serde_json::json!(["10.1.0.1", "fd00::1"]));
+    assert_eq!(
+        v[0]["dns_servers"],
+        serde_json::json!(["10.1.0.1", "fd00::1"])
+    );
     assert_eq!(v[0]["dns"], serde_json::Value::Null);
 }

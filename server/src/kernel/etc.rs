@@ -8,8 +8,10 @@
 //! blocking thread: no process is spawned.
 //!
 //! - [`EtcNetns::write_resolv_conf`] is atomic: the text goes to a temporary file in the same
-//!   directory (mode 0644, synced), which is then renamed over the old file, so a reader (a
-//!   process starting under `ip netns exec`) sees the old file or the new one, never half.
+//!   directory (mode 0644), which is then renamed over the old file, so a reader (a process
+//!   starting under `ip netns exec`) sees the old file or the new one, never half. It is not
+//!   fsynced: the file is derived state, and a file a power loss left empty or old is
+//!   rewritten by the restart's reconcile, so a Connect does not wait for the disk.
 //! - [`EtcNetns::read_resolv_conf`] reports the text only when the file is a regular file of
 //!   mode 0644; anything else reads as absent, so converging rewrites it.
 //! - [`EtcNetns::remove`] removes the file, a temporary file a crash left, and the directory
@@ -124,7 +126,6 @@ fn write_atomic(dir: &Path, text: &str) -> Result<(), KernelError> {
     f.set_permissions(fs::Permissions::from_mode(MODE))
         .map_err(|e| error::io(op("chmod"), e))?;
     f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
         .map_err(|e| error::io(op("write"), e))?;
     drop(f);
     fs::rename(&temp, &target).map_err(|e| {
