@@ -385,10 +385,19 @@ async fn outbound_traffic_is_masqueraded_and_internal_networks_stay_inside() {
     let peer = assert_tcp_ok(&sb.ns_path("p"), to, "p -> outside").await;
     assert_eq!(peer, IpAddr::V4(HOST_IP), "p -> outside: not masqueraded");
 
-    // An internal network cannot leave, though its endpoint is up and reaches its gateway.
+    // An internal network cannot leave, though its endpoint is up: the host reaches it (the
+    // replies are let in; of the host itself it may reach only its resolver, see
+    // internal_networks_reach_only_port_53_of_their_own_gateway).
+    let i_ip = addr_of(&get_network(&c, "int").await.endpoints[0].ipv4_address).to_string();
     assert!(
-        ping_within(&sb, "i", "10.243.0.1", Duration::from_secs(5)).await,
-        "i cannot reach its gateway"
+        sb.exec_host(&["ping", "-c1", "-W2", &i_ip])
+            .status
+            .success()
+            || sb
+                .exec_host(&["ping", "-c1", "-W2", &i_ip])
+                .status
+                .success(),
+        "the host cannot reach i"
     );
     assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> outside").await;
 

@@ -309,3 +309,37 @@ fn interface_and_sysctl_names_are_checked() {
     assert!(validate_sysctl_key("/proc/sys/x").is_err());
     assert!(validate_sysctl_key("net/../../etc").is_err());
 }
+
+/// The resolver sets hold only internal networks' (bridge, resolver) pairs, by family: a
+/// network that is not internal needs none (its input is not filtered) and an internal one
+/// without DNS gets none (it reaches nothing of the host).
+#[test]
+fn resolver_sets_hold_internal_networks_with_dns_only() {
+    let net = |bridge: &str, internal: bool, dns: &[&str]| FirewallNetwork {
+        bridge: bridge.into(),
+        subnets: vec!["10.3.0.0/24".parse().expect("net")],
+        internal,
+        icc: true,
+        masquerade: true,
+        dns_servers: dns.iter().map(|a| a.parse().expect("ip")).collect(),
+    };
+    let p = plan(&[
+        net("wb-pub", false, &["10.3.0.1"]),
+        net("wb-int", true, &["10.4.0.1", "fd00:4::1"]),
+        net("wb-quiet", true, &[]),
+    ]);
+    let inet = p.table(TableFamily::Inet).expect("inet");
+    let members = |name: &str| match &inet.sets.iter().find(|s| s.name == name).expect(name).kind {
+        SetKind::Resolvers(_, m) => m.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        members(plan::SET_DNS4),
+        [("wb-int".to_string(), ip("10.4.0.1"))]
+    );
+    assert_eq!(
+        members(plan::SET_DNS6),
+        [("wb-int".to_string(), ip("fd00:4::1"))]
+    );
+}
