@@ -648,6 +648,7 @@ pub async fn ports(
             internal: false,
             icc: true,
             masquerade: true,
+            dns_servers: Vec::new(),
         }])
         .await?;
         let bulk: Vec<PortMapping> = (20_000..20_000 + count).map(mapping).collect();

@@ -39,12 +39,12 @@ use crate::{
     admission::{Refuse, limit_incoming},
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
-    kernel::Kernel,
+    kernel::{Kernel, etc::EtcNetns},
     lock::Locks,
     logging::RequestSpanLayer,
     model::{NetworkSpec, SubnetSpec},
     notify::Notifier,
-    reconcile::Controller,
+    reconcile::{Controller, ResolvSettings},
     service::{Checked, NewNetwork, Service},
     store::Store,
 };
@@ -149,6 +149,10 @@ pub async fn run(
         );
     }
     let ctl = Controller::new(store.clone(), std::sync::Arc::new(kernel));
+    ctl.set_resolv_settings(ResolvSettings {
+        etc: EtcNetns::new(config.etc_netns_dir.clone()),
+        host_resolv_conf: config.host_resolv_conf.clone(),
+    });
 
     let mut tasks = JoinSet::new();
     ctl.spawn_workers(config.workers, &mut tasks);

@@ -154,9 +154,15 @@ fn assert_golden_json(name: &str, value: &Value) {
 // ---- the option matrix (same names and networks as the unit tests' golden plans) ----
 
 fn net(bridge: &str, subnets: &[&str], internal: bool, icc: bool, masq: bool) -> FirewallNetwork {
+    let subnets: Vec<ipnet::IpNet> = subnets.iter().map(|s| s.parse().expect("subnet")).collect();
     FirewallNetwork {
         bridge: bridge.into(),
-        subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
+        // DNS on the first address, as the unit tests' matrix has it.
+        dns_servers: subnets
+            .iter()
+            .filter_map(|s| s.hosts().find(|a| *a != s.network()))
+            .collect(),
+        subnets,
         internal,
         icc,
         masquerade: masq,
@@ -172,7 +178,13 @@ fn matrix() -> Vec<(&'static str, Vec<FirewallNetwork>)> {
         ),
         (
             "internal",
-            vec![net("wb-int", &["10.11.0.0/24"], true, true, true)],
+            vec![net(
+                "wb-int",
+                &["10.11.0.0/24", "fd00:11::/64"],
+                true,
+                true,
+                true,
+            )],
         ),
         (
             "icc_off",

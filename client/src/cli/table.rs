@@ -307,8 +307,8 @@ pub fn links(list: &[Link]) -> String {
     )
 }
 
-/// The `weft network ls` table: NAME, BRIDGE, SUBNETS, INTERNAL, ENDPOINTS (how many) and
-/// STATE.
+/// The `weft network ls` table: NAME, BRIDGE, SUBNETS, INTERNAL, DNS (the resolver's
+/// addresses, `-` without DNS), ENDPOINTS (how many) and STATE.
 pub fn networks(list: &[Network]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -326,6 +326,7 @@ pub fn networks(list: &[Network]) -> String {
                 } else {
                     "no".into()
                 },
+                dash(n.dns_servers.join(",")),
                 n.endpoints.len().to_string(),
                 state(n.status.as_ref()),
             ]
@@ -337,6 +338,7 @@ pub fn networks(list: &[Network]) -> String {
             "BRIDGE",
             "SUBNETS",
             "INTERNAL",
+            "DNS",
             "ENDPOINTS",
             "STATE",
         ],
@@ -447,6 +449,14 @@ pub fn describe_link(l: &Link) -> String {
     d.render()
 }
 
+/// The DNS line of `network inspect`: whether the network serves names, and where.
+fn dns(n: &Network) -> String {
+    match (opt_bool(n.dns, true), n.dns_servers.is_empty()) {
+        ("yes", false) => format!("yes (resolver on {})", n.dns_servers.join(", ")),
+        (yes_no, _) => yes_no.to_string(),
+    }
+}
+
 /// `-` for an empty value, as in table cells.
 fn dash(s: String) -> String {
     if s.is_empty() { "-".into() } else { s }
@@ -488,6 +498,7 @@ pub fn describe_network(n: &Network) -> String {
         .field("IPv6", if n.enable_ipv6 { "yes" } else { "no" })
         .field("ICC", opt_bool(n.enable_icc, true))
         .field("Masquerade", opt_bool(n.masquerade, true))
+        .field("DNS", dns(n))
         .field("MTU", or_default(n.mtu, "1500"))
         .list(
             "Subnets",

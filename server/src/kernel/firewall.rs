@@ -20,6 +20,9 @@
 //!     set bridges { type ifname; elements = { "br-a", "br-b" } }
 //!     set internal { type ifname; elements = { "br-b" } }
 //!     set icc { type ifname . ifname; elements = { "br-a" . "br-a" } }
+//!     set dns4 { type ifname . ipv4_addr . inet_proto . inet_service;
+//!         elements = { "br-b" . 10.2.0.1 . tcp . 53, "br-b" . 10.2.0.1 . udp . 53 } }
+//!     set dns6 { type ifname . ipv6_addr . inet_proto . inet_service }
 //!     map dnat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }
 //!     map dnat4_any { type inet_proto . inet_service : ipv4_addr . inet_service }
 //!     map dnat6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service }
@@ -46,6 +49,13 @@
 //!         oifname @bridges ct status dnat accept
 //!         oifname @bridges drop
 //!         iifname @bridges accept }
+//!     chain input { type filter hook input priority 0; policy accept;
+//!         iifname @internal ct state established,related accept
+//!         iifname @internal icmpv6 type nd-neighbor-solicit accept
+//!         iifname @internal icmpv6 type nd-neighbor-advert accept
+//!         iifname . ip daddr . meta l4proto . th dport @dns4 accept
+//!         iifname . ip6 daddr . meta l4proto . th dport @dns6 accept
+//!         iifname @internal drop }
 //! }
 //! table bridge weft {
 //!     comment "weft plan <fingerprint>"
@@ -73,8 +83,16 @@
 //!   leaves it (that order is the fix of an escape: with the drop after the DNAT accept, an
 //!   internal endpoint reached other networks through their published ports); into any
 //!   weft bridge only replies and DNATed connections; out of the others everything. That is
-//!   the isolation between networks and from the outside. Endpoints still reach their
-//!   gateway (that is input, not forward).
+//!   the isolation between networks and from the outside. Endpoints reach their gateway
+//!   (that is input, not forward), subject to the input chain below.
+//! - **Input from internal networks**: an internal network reaches nothing of the host but
+//!   weftd's resolver on its own gateway(s), UDP and TCP port 53: `dns4`/`dns6` hold
+//!   `bridge . gateway . proto . 53` for each internal network with DNS, so another network's
+//!   gateway address (also the host's) is refused as well, and the chain stays six rules
+//!   however many networks there are. Replies to what the host started, and neighbour
+//!   solicitations and advertisements (without which IPv6 endpoints cannot reach the gateway
+//!   at all) pass; everything else from an internal bridge is dropped. Other networks'
+//!   input is left to the host's own firewall.
 //! - **br_netfilter.** Where it is active (`net/bridge/bridge-nf-call-iptables = 1`, the
 //!   default wherever the module is loaded or built in, as on this kernel), traffic bridged
 //!   between two ports of one bridge also crosses the inet hooks, with the bridge as both iif
@@ -209,6 +227,9 @@ pub struct FirewallNetwork {
     pub icc: bool,
     /// Masquerade traffic leaving toward the outside.
     pub masquerade: bool,
+    /// weftd's resolver addresses on the bridge (the gateways, when the network has DNS): an
+    /// internal network may reach these, on port 53, and nothing else of the host.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// One published port: traffic to `host_ip:host_port` (or any host address) goes to

@@ -16,6 +16,8 @@
 //! - `monitor`: one socket in the host namespace hearing every namespace with an id there.
 //! - `link`, `addr`, `route`: request builders and reply parsers per object kind.
 //! - `error`: rtnetlink/syscall errors into [`KernelError`], keeping the positive errno.
+//! - `etc`: the per-namespace files under `--etc-netns-dir` (`<name>/resolv.conf`), written
+//!   atomically; files, not kernel state, outside the [`KernelOps`] seam.
 //!
 //! # Conventions callers rely on
 //! - **Reads** never change anything and never count as writes. Absent things are `Ok(None)`
@@ -40,6 +42,7 @@ mod addr;
 mod conn;
 mod dryrun;
 mod error;
+pub mod etc;
 #[cfg(test)]
 pub mod fake;
 pub mod firewall;

@@ -15,6 +15,7 @@ pub mod names;
 pub mod namespace;
 pub mod network;
 pub mod page;
+pub mod resolv;
 
 use std::fmt;
 

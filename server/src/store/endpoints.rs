@@ -468,6 +468,20 @@ impl Store {
         }
     }
 
+    /// The endpoints of namespace `name` that are not being disconnected, in connect order
+    /// (the order of the nameservers in its resolv.conf).
+    pub async fn live_endpoints_in_namespace(
+        &self,
+        name: &str,
+    ) -> Result<Vec<EndpointRow>, StoreError> {
+        self.find_all(
+            "n.name = ? AND e.deleting = 0",
+            &[name],
+            <EndpointRow as Kind>::ORDER,
+        )
+        .await
+    }
+
     /// Ids of the endpoints in a namespace.
     pub async fn endpoint_ids_in_namespace(
         &self,

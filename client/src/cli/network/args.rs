@@ -103,6 +103,14 @@ pub struct CreateArgs {
     /// Give the network an IPv6 subnet too: from weftd's IPv6 pool unless --subnet names one.
     #[arg(long)]
     pub ipv6: bool,
+    /// Names of the network's endpoints resolve: weftd serves DNS on its gateways (the
+    /// default, as on a user-defined Docker network).
+    #[arg(long, overrides_with = "no_dns")]
+    pub dns: bool,
+    /// No DNS on the network (as Docker's default bridge): its namespaces' resolv.conf
+    /// does not name its gateways.
+    #[arg(long, overrides_with = "dns")]
+    pub no_dns: bool,
     /// A driver option KEY=VALUE: com.docker.network.bridge.enable_icc,
     /// com.docker.network.bridge.enable_ip_masquerade, com.docker.network.bridge.name,
     /// com.docker.network.driver.mtu (repeatable).

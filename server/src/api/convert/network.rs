@@ -257,14 +257,8 @@ fn endpoint_row_out(e: &EndpointRow, net: &NetworkSpec) -> pb::Endpoint {
         published_ports: ports_out(&e.spec.ports),
         status: Some(status_out(&e.status)),
         host_interface_name: e.host_ifname.clone(),
-        dns_servers: net
-            .dns_servers()
+        dns_servers: crate::model::resolv::endpoint_dns_servers(net, &e.addresses)
             .iter()
-            .filter(|s| {
-                e.addresses
-                    .iter()
-                    .any(|a| a.addr().is_ipv4() == s.is_ipv4())
-            })
             .map(|s| s.to_string())
             .collect(),
     }

@@ -87,6 +87,23 @@ pub(super) fn build_rule<'a>(
                 lookup(&mut rule, s, set_ids, None);
             }
             Match::Saddr(net) => saddr(&mut rule, family, net),
+            Match::Icmpv6Type(t) => {
+                // nft's dependencies first: IPv6, then ICMPv6; then the type byte.
+                nfproto(&mut rule, IpFamily::V6);
+                rule.add_expr(&Meta::L4Proto);
+                rule.add_expr(&Cmp::new(
+                    CmpOp::Eq,
+                    [libc::IPPROTO_ICMPV6 as u8].as_slice(),
+                ));
+                rule.add_expr(&X::Payload {
+                    base: libc::NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset: 0,
+                    len: 1,
+                    dreg: libc::NFT_REG_1,
+                });
+                rule.add_expr(&Cmp::new(CmpOp::Eq, [*t].as_slice()));
+            }
+            Match::IifDaddrProtoPortInSet(f, s) => iif_daddr_proto_port(&mut rule, *f, s, set_ids),
             Match::CtEstablishedRelated | Match::CtStatusDnat => {
                 // `ct state established,related` / `ct status dnat`: the bits masked, then
                 // compared with zero.
@@ -113,6 +130,55 @@ pub(super) fn build_rule<'a>(
         Action::DnatMap(m) => dnat_map(&mut rule, *m, set_ids),
     }
     rule
+}
+
+/// The register that 32-bit slot `n` of a concatenation starts in, numbered as nft numbers
+/// it: a slot on a 128-bit boundary by its 128-bit register (`NFT_REG_1` + n/4), any other by
+/// its 32-bit one.
+const fn slot_reg(n: i32) -> i32 {
+    if n % 4 == 0 {
+        libc::NFT_REG_1 + n / 4
+    } else {
+        reg32(n)
+    }
+}
+
+/// `iifname . ip daddr . meta l4proto . th dport @set` (or `ip6 daddr`): the family check,
+/// then the name in slots 0-3, the address after it, the protocol and port in the next
+/// slots, and one lookup (checked against `nft --debug=netlink`).
+fn iif_daddr_proto_port(
+    rule: &mut Rule<'_>,
+    f: IpFamily,
+    set: &str,
+    set_ids: &HashMap<String, u32>,
+) {
+    let (offset, len) = match f {
+        IpFamily::V4 => (16, 4u32),
+        IpFamily::V6 => (24, 16u32),
+    };
+    nfproto(rule, f);
+    rule.add_expr(&X::Meta {
+        key: libc::NFT_META_IIFNAME,
+        dreg: libc::NFT_REG_1,
+    });
+    rule.add_expr(&X::Payload {
+        base: libc::NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+        dreg: slot_reg(4),
+    });
+    let proto_slot = 4 + (len / 4) as i32;
+    rule.add_expr(&X::Meta {
+        key: libc::NFT_META_L4PROTO,
+        dreg: slot_reg(proto_slot),
+    });
+    rule.add_expr(&X::Payload {
+        base: libc::NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: 2,
+        len: 2,
+        dreg: slot_reg(proto_slot + 1),
+    });
+    lookup(rule, set, set_ids, None);
 }
 
 /// `lookup reg 1 set @<set> [dreg <dreg>]`: the key starts in register 1; a map writes its
