@@ -190,14 +190,22 @@ async fn names_resolve_for_the_network_and_no_one_else() {
     );
 }
 
-/// dnsmasq in a namespace of the test's, answering `upstream.test` (192.0.2.77) and NXDOMAIN
-/// for names under `example.test`; REFUSED for the rest.
-struct Upstream {
-    child: Child,
+/// A process the test started, killed when the test ends (also when it fails).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
+/// dnsmasq in a namespace of the test's, answering `upstream.test` (192.0.2.77) and NXDOMAIN
+/// for names under `example.test`; REFUSED for the rest.
+struct Upstream;
+
 impl Upstream {
-    fn start(outside: &Outside) -> Upstream {
+    fn start(outside: &Outside) -> Running {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", outside.path.display()))
             .args([
@@ -217,14 +225,7 @@ impl Upstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq (Debian's dnsmasq-base)");
-        Upstream { child }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Running(child)
     }
 }
 
@@ -301,4 +302,59 @@ async fn other_names_go_to_the_host_resolvers_except_from_internal_networks() {
         "upstream.test",
     ]);
     assert_eq!(out.trim(), "192.0.2.77");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_53_held_by_another_server_is_retried_not_fatal() {
+    let sb = Sandbox::new("dnsheld").await;
+    let c = sb.client();
+    // Someone else's DNS server on every address of the host, port 53 (UDP).
+    let mut holder = Running(
+        Command::new("nsenter")
+            .arg(format!("--net={}", sb.host_ns_path().display()))
+            .args([
+                "python3",
+                "-c",
+                "import socket,time\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',53))\nprint('bound',flush=True)\ntime.sleep(120)",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the port holder"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read the holder");
+    assert_eq!(line.trim(), "bound");
+    create_network(&c, dns_network("held", "dnshd0", &["10.79.1.0/24"], false)).await;
+    create_ns(&c, "h1").await;
+    connect(&c, connect_req("held", "h1")).await;
+    let gw = "10.79.1.1";
+    let t = Instant::now();
+    while !sb.log().contains("DNS: cannot serve on port 53") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no bind failure logged:\n{}",
+            sb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // weftd goes on: its API answers, and once the port is free its resolver serves.
+    info(&sb).await;
+    drop(holder);
+    let t = Instant::now();
+    loop {
+        if short(&sb, "h1", gw, &["h1", "A"]).len() == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the resolver never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
