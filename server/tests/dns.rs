@@ -380,3 +380,28 @@ async fn port_53_held_by_another_server_is_retried_not_fatal() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_upstream_flag_wins_over_the_host_resolv_conf() {
+    let upstream = OUTSIDE_IP.to_string();
+    let sb = Sandbox::builder("dnsflag")
+        .args(&["--dns-upstream", &upstream])
+        .start()
+        .await;
+    let c = sb.client();
+    let outside = Outside::new(&sb);
+    let _upstream = Upstream::start(&outside);
+    create_network(&c, dns_network("up", "dnsup0", &["10.80.1.0/24"], false)).await;
+    create_ns(&c, "u1").await;
+    connect(&c, connect_req("up", "u1")).await;
+    // The sandbox's resolv.conf still names 127.0.0.1, where nothing answers.
+    let t = Instant::now();
+    while short(&sb, "u1", "10.80.1.1", &["upstream.test", "A"]) != ["192.0.2.77"] {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "upstream.test never resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(info(&sb).await.dns_forwards >= 1);
+}
