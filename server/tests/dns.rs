@@ -405,3 +405,52 @@ async fn dns_upstream_flag_wins_over_the_host_resolv_conf() {
     }
     assert!(info(&sb).await.dns_forwards >= 1);
 }
+
+/// The addresses with a socket on port 53 in the scratch host (`ss`), as "udp ADDR" and
+/// "tcp ADDR", sorted.
+fn port_53(sb: &Sandbox) -> Vec<String> {
+    let out = sb.host_ok(&["ss", "-Hlntu", "sport = :53"]);
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = f.get(4)?;
+            Some(format!("{} {}", f.first()?, local.rsplit_once(':')?.0))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_follow_the_networks_that_have_dns() {
+    let sb = Sandbox::new("dnslist").await;
+    let c = sb.client();
+    create_network(&c, dns_network("on", "dnson0", &["10.81.1.0/24"], false)).await;
+    let off = Network {
+        dns: Some(false),
+        ..dns_network("off", "dnsoff0", &["10.81.2.0/24"], false)
+    };
+    assert!(create_network(&c, off).await.dns_servers.is_empty());
+    let serving = ["tcp 10.81.1.1", "udp 10.81.1.1"];
+    let t = Instant::now();
+    while port_53(&sb) != serving {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "port 53: {:?}",
+            port_53(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Neither the network without DNS nor the default network `bridge` has a listener.
+    delete_network(&c, "on").await;
+    let t = Instant::now();
+    while !port_53(&sb).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "port 53: {:?}",
+            port_53(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
