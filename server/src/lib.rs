@@ -14,6 +14,7 @@ pub mod any_authority;
 pub mod api;
 pub mod config;
 mod delegate;
+pub mod dns;
 pub mod kernel;
 pub mod listen;
 pub mod lock;

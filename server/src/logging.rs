@@ -46,7 +46,7 @@ pub fn init(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(crate::dns::quiet_hickory(filter))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
