@@ -528,11 +528,17 @@ pub struct Ports {
     pub fw_large: Samples,
 }
 
+/// Host ports `from..=to` mapped pairwise onto container ports from `container` on.
 fn range(from: u16, to: u16, container: u16) -> PublishedPort {
     PublishedPort {
         host_port: from.into(),
         host_port_end: if to > from { to.into() } else { 0 },
         container_port: container.into(),
+        container_port_end: if to > from {
+            u32::from(container) + u32::from(to - from)
+        } else {
+            0
+        },
         protocol: "tcp".into(),
         ..Default::default()
     }

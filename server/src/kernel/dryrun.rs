@@ -434,6 +434,10 @@ impl NetnsOps for DryRun {
         Ok(None)
     }
 
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        self.inner.read_sysctl(ns, key).await
+    }
+
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {
         let key = key.replace('/', ".");
         self.record(

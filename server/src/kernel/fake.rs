@@ -729,6 +729,11 @@ impl NetnsOps for FakeKernel {
         Ok(None)
     }
 
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        let mut s = self.read("read_sysctl", key)?;
+        Ok(s.space(ns, "sysctl")?.sysctls.get(key).cloned())
+    }
+
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {
         {
             let mut s = self.read("ensure_sysctl", key)?;

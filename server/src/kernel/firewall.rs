@@ -535,6 +535,25 @@ impl Kernel {
         .map_err(|e| relabel_unless_same(e, op))
     }
 
+    /// Reads a sysctl under /proc/sys as `ns` sees it (e.g. "net/ipv4/ip_local_port_range"),
+    /// trimmed, on a short-lived thread that `setns`ed into `ns`, as
+    /// [`Kernel::write_sysctl`] does.
+    pub(super) async fn sysctl_value(&self, ns: &NsRef, key: &str) -> Result<String, KernelError> {
+        let op = format!("read sysctl {key} in {}", self.label(ns));
+        validate_sysctl_key(key).map_err(|m| error::invalid(op.clone(), m))?;
+        let path = PathBuf::from("/proc/sys").join(key);
+        let target = self.ns_file(ns)?;
+        let what = op.clone();
+        netns::run_in(target, move || {
+            std::fs::read_to_string(&path)
+                .map(|v| v.trim().to_string())
+                .map_err(|e| error::io(&what, e))
+        })
+        .await
+        .map(|(v, _)| v)
+        .map_err(|e| relabel_unless_same(e, op))
+    }
+
     // ---- plumbing ----
 
     /// The shared frame of `add_port_mappings` and `del_port_mappings` (`verb` names which in

@@ -664,6 +664,10 @@ impl NetnsOps for Kernel {
         self.write_sysctl(ns, key, value).await
     }
 
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        self.sysctl_value(ns, key).await.map(Some)
+    }
+
     /// The directory where named namespaces live.
     fn netns_dir(&self) -> &Path {
         &self.inner.netns_dir
