@@ -151,6 +151,7 @@ impl DryRun {
                 alias: None,
                 addresses: Vec::new(),
                 group: super::NEWBORN_GROUP,
+                hairpin: false,
             },
         );
     }
@@ -195,6 +196,13 @@ fn describe_change(c: &LinkChange, master: Option<&str>) -> String {
     }
     if let Some(g) = c.group {
         parts.push(format!("group {g}"));
+    }
+    if let Some(h) = c.hairpin {
+        parts.push(if h {
+            "hairpin on".into()
+        } else {
+            "hairpin off".into()
+        });
     }
     parts.join(", ")
 }
