@@ -104,8 +104,8 @@
 //!   before; the bridge's own transmit does not need hairpin mode. Both modes are tested
 //!   (`tests/ports.rs`), from outside, from the host, from a neighbour and from the endpoint
 //!   itself; the rules stay per network, never per mapping. Without the SNAT rule the
-//!   neighbour case sees the client's own address and the self case fails (checked by
-//!   removing it).
+//!   neighbour sees the client's own address with br_netfilter (checked by removing it: the
+//!   test then fails there).
 //! - **Inter-container traffic off** is a `bridge` family forward chain dropping frames bridged
 //!   between two ports whose IP source is in a no-ICC network's subnet. Traffic to the gateway
 //!   is bridge *input*, not forward, so it passes. Identifying the bridge by its subnets rather

@@ -426,6 +426,7 @@ mod tests {
             let e = PortSpec::parse("p[0]", ip, 80, 0, 80, "tcp").unwrap_err();
             assert_eq!(e.field, "p[0].host_ip", "{ip}");
         }
+        assert!(PortSpec::parse("p", "127.0.0.1", 80, 0, 80, "tcp").is_ok());
     }
 
     /// A spec stored before `container_port_end` existed keeps its pairwise meaning

@@ -508,3 +508,33 @@ async fn endpoint_port_is_in_hairpin_mode_and_drift_is_repaired() {
         "converged again"
     );
 }
+
+/// Every port rule change is one nftables batch: a connect publishing a pairwise range, a
+/// chosen port and a port left out adds all its map elements in one `add_port_mappings`;
+/// its disconnect removes them in one `del_port_mappings`. No rule is written for a port
+/// (rules are per network).
+#[tokio::test]
+async fn one_port_change_is_one_batch() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let count = |prefix: &str| h.k.calls().iter().filter(|c| c.starts_with(prefix)).count();
+    let rules = count("sync_firewall");
+    let ports = vec![
+        PortSpec::parse_range("port", "", (9000, 9009), (90, 99), "tcp").unwrap(),
+        PortSpec::parse("port", "", 9100, 9110, 80, "tcp").unwrap(),
+        PortSpec::parse("port", "", 0, 0, 81, "udp").unwrap(),
+    ];
+    let ep = h.connect("web", "ns1", ports).await;
+    assert_eq!(h.k.mappings().len(), 12);
+    assert_eq!(count("add_port_mappings"), 1, "{:?}", h.k.calls());
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.k.mappings().is_empty());
+    assert_eq!(count("del_port_mappings"), 1, "{:?}", h.k.calls());
+    assert_eq!(
+        count("sync_firewall"),
+        rules,
+        "ports never rebuild the rules"
+    );
+}
