@@ -87,10 +87,12 @@
 //!   `"B" . "B"` for each); for no-ICC networks it falls to `oifname @bridges drop`. DNAT to a
 //!   neighbour on the same bridge then happens at the bridge: br_netfilter sees the new
 //!   destination is behind the bridge itself and bridges the frame instead of routing it.
-//!   The hairpin masquerade rule does *not* match there (on the bridged path postrouting runs
-//!   without an input interface), and `masquerade` would not do either: it takes an address
-//!   of the output device, which on the bridged path is not the gateway's interface. Hence
-//!   the SNAT rule per subnet, to the subnet's gateway (the address `FirewallNetwork::subnets`
+//!   The hairpin masquerade rule does *not* match there: `nft monitor trace` shows the
+//!   bridged packet in postrouting with `oif` the bridge and no `iif`, and (for an endpoint
+//!   reaching itself) the endpoint's address as both source and destination. A `masquerade`
+//!   on a subnet match would work with one address per family on the bridge, but it picks
+//!   the source by the kernel's address selection (an IPv6 bridge also has a link-local
+//!   address), so weft names the gateway instead: the SNAT rule per subnet, to the subnet's gateway (the address `FirewallNetwork::subnets`
 //!   carries as host bits): any connection DNATed from a subnet to the same subnet leaves
 //!   with the gateway as source, so neighbours see what they see without br_netfilter too.
 //!   **Hairpin to itself** (an endpoint reaching its *own* published port through a host
@@ -105,7 +107,10 @@
 //!   (`tests/ports.rs`), from outside, from the host, from a neighbour and from the endpoint
 //!   itself; the rules stay per network, never per mapping. Without the SNAT rule the
 //!   neighbour sees the client's own address with br_netfilter (checked by removing it: the
-//!   test then fails there).
+//!   test then fails there). Checked by hand with a bare bridge, one port and `nft monitor
+//!   trace` (br_netfilter on): hairpin off fails with or without the SNAT (the frame never
+//!   leaves the port); hairpin on without it fails (the SYN reaches the endpoint from its
+//!   own address, no SYN-ACK); hairpin on with it connects, the server seeing the gateway.
 //! - **Inter-container traffic off** is a `bridge` family forward chain dropping frames bridged
 //!   between two ports whose IP source is in a no-ICC network's subnet. Traffic to the gateway
 //!   is bridge *input*, not forward, so it passes. Identifying the bridge by its subnets rather

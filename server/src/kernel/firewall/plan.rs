@@ -459,8 +459,8 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
         // the DNATed frame is bridged back out of its port (hairpin mode), and the rule
         // above cannot match there (no input interface on the bridged path); the packet
         // would reach the endpoint with its own address as source and be dropped as a
-        // martian. SNAT to the gateway (masquerade on the bridged path would pick an address
-        // of the output port's device, not the gateway). One rule per subnet, whatever the
+        // martian. SNAT to the gateway, named (masquerade would leave the choice to the
+        // kernel's address selection). One rule per subnet, whatever the
         // number of mappings; it also gives neighbours through a published port the gateway
         // as source, as without br_netfilter.
         if !n.internal {
