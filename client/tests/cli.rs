@@ -1228,6 +1228,7 @@ async fn network_bridge_creates_then_connects_with_the_flags() {
                 host_port: 8080,
                 host_port_end: 0,
                 container_port: 80,
+                container_port_end: 0,
                 protocol: "tcp".into(),
             },
             PublishedPort {
@@ -1235,6 +1236,7 @@ async fn network_bridge_creates_then_connects_with_the_flags() {
                 host_port: 5353,
                 host_port_end: 0,
                 container_port: 53,
+                container_port_end: 0,
                 protocol: "udp".into(),
             }
         ]

@@ -526,20 +526,27 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
         IpAddr::V6("fd00:249::1".parse::<Ipv6Addr>().expect("ip")),
         IpAddr::V4(Ipv4Addr::new(10, 249, 1, 1)),
     );
-    let _servers: Vec<EchoServer> = [
-        sa(gw4, 53),
-        sa(gw6, 53),
-        sa(pub_gw, 53),
-        // Every host address, both families (a dual-stack socket).
-        sa(Ipv6Addr::UNSPECIFIED, 9000),
-    ]
-    .into_iter()
-    .map(|at| EchoServer::start(host, at))
-    .collect();
-
+    // Port 9000 on every host address, both families (a dual-stack socket): a service of
+    // the host that an internal network must not reach. Port 53 is weftd's own resolver.
+    let _server = EchoServer::start(host, sa(Ipv6Addr::UNSPECIFIED, 9000));
+    let dig = |ns: &str, server: IpAddr, tcp: bool| {
+        let at = format!("@{server}");
+        let proto = if tcp { "+tcp" } else { "+notcp" };
+        let out = sb.exec_in(
+            ns,
+            &["dig", "+tries=1", "+time=2", proto, "+short", &at, "b"],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let b4 = addr_of(&b.ipv4_address).to_string();
+    for (server, tcp) in [(gw4, false), (gw4, true), (gw6, false), (gw6, true)] {
+        assert_eq!(
+            dig("a", server, tcp),
+            b4,
+            "internal a -> its gateway {server} port 53 (tcp {tcp}): weft's resolver answers"
+        );
+    }
     let a = sb.ns_path("a");
-    assert_tcp_ok(&a, sa(gw4, 53), "internal a -> its gateway, port 53").await;
-    assert_tcp_ok(&a, sa(gw6, 53), "internal a -> its IPv6 gateway, port 53").await;
     assert_tcp_fails(&a, sa(gw4, 9000), "internal a -> its gateway, port 9000").await;
     assert_tcp_fails(
         &a,
@@ -547,13 +554,13 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
         "internal a -> its IPv6 gateway, port 9000",
     )
     .await;
-    assert_tcp_fails(
-        &a,
-        sa(pub_gw, 53),
-        "internal a -> the other network's resolver",
-    )
-    .await;
-
+    for tcp in [false, true] {
+        let out = dig("a", pub_gw, tcp);
+        assert!(
+            out.contains("timed out") || out.contains("no servers could be reached"),
+            "internal a reached the other network's resolver {pub_gw} (tcp {tcp}): {out:?}"
+        );
+    }
     // Within the internal network everything still flows, IPv6 (neighbour discovery) too.
     sb.assert_ping("a", &addr_of(&b.ipv4_address).to_string())
         .await;
@@ -566,7 +573,26 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
     // A network that is not internal is not touched by the input chain.
     let p = sb.ns_path("p");
     assert_tcp_ok(&p, sa(pub_gw, 9000), "p -> its gateway, port 9000").await;
-    assert_tcp_ok(&p, sa(pub_gw, 53), "p -> its gateway, port 53").await;
+    assert!(
+        dig("p", pub_gw, true).is_empty(),
+        "p -> its gateway's port 53 answers (empty: b is not on p's network)"
+    );
+    let out = sb.exec_in(
+        "p",
+        &[
+            "dig",
+            "+tries=1",
+            "+time=2",
+            "+tcp",
+            &format!("@{pub_gw}"),
+            "p",
+        ],
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.249.1."),
+        "p -> its own resolver over TCP: {out}"
+    );
 }
 
 // ---- isolation and the inter-container switch ----

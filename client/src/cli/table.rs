@@ -202,21 +202,18 @@ pub fn route(r: &Route) -> String {
 }
 
 /// A published port docker style: `[HOST_IP:]HOST_PORT[-END]->CONTAINER_PORT[-END]/PROTO`.
+/// Answers hold the host port weftd picked where the request left it out (or gave a range
+/// with one container port), so that is what prints.
 pub fn published_port(p: &PublishedPort) -> String {
-    let host_port = if p.host_port == 0 {
-        p.container_port
-    } else {
-        p.host_port
+    let range = |start: u32, end: u32| {
+        if end > start {
+            format!("{start}-{end}")
+        } else {
+            start.to_string()
+        }
     };
-    let (host, container) = if p.host_port_end > p.host_port && p.host_port != 0 {
-        let len = p.host_port_end - p.host_port;
-        (
-            format!("{host_port}-{}", p.host_port_end),
-            format!("{}-{}", p.container_port, p.container_port + len),
-        )
-    } else {
-        (host_port.to_string(), p.container_port.to_string())
-    };
+    let host = range(p.host_port, p.host_port_end);
+    let container = range(p.container_port, p.container_port_end);
     let ip = if p.host_ip.contains(':') {
         format!("[{}]:", p.host_ip)
     } else if p.host_ip.is_empty() {
@@ -661,10 +658,11 @@ mod tests {
             host_port: hp,
             host_port_end: hpe,
             container_port: cp,
+            container_port_end: if hpe > hp { cp + hpe - hp } else { 0 },
             protocol: proto.into(),
         };
         assert_eq!(published_port(&p("", 8080, 0, 80, "tcp")), "8080->80/tcp");
-        assert_eq!(published_port(&p("", 0, 0, 80, "")), "80->80/tcp");
+        assert_eq!(published_port(&p("", 40123, 0, 80, "")), "40123->80/tcp");
         assert_eq!(
             published_port(&p("127.0.0.1", 8000, 8010, 80, "udp")),
             "127.0.0.1:8000-8010->80-90/udp"

@@ -278,6 +278,7 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
                 host_port: p.host_port,
                 host_port_end: 0,
                 container_port: p.container_port,
+                container_port_end: 0,
                 protocol: p.protocol.clone(),
             })
             .collect(),

@@ -456,17 +456,24 @@ impl LinkOps for Kernel {
                 link::describe_change(change)
             )
         };
-        let message = match link::set_message(index, change) {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(text) => return Err(error::invalid(op(), text)),
-        };
-        self.write(
-            ns,
-            op,
-            |h| async move { h.link().set(message).execute().await },
-        )
-        .await
+        let message =
+            link::set_message(index, change).map_err(|text| error::invalid(op(), text))?;
+        if let Some(message) = message {
+            self.write(
+                ns,
+                op,
+                |h| async move { h.link().set(message).execute().await },
+            )
+            .await?;
+        }
+        // The port data goes second, through the master the first request may have set.
+        if let Some(message) = link::hairpin_message(index, change) {
+            self.write(ns, op, |h| async move {
+                h.link().set_port(message).execute().await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes interface `index` (for a veth, the pair goes).
@@ -667,6 +674,10 @@ impl NetnsOps for Kernel {
 
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {
         self.write_sysctl(ns, key, value).await
+    }
+
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        self.sysctl_value(ns, key).await.map(Some)
     }
 
     /// The directory where named namespaces live.

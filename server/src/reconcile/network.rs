@@ -72,6 +72,7 @@ pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
             mac: Some(bridge_mac(id)),
             up: true,
             master: None,
+            hairpin: false,
             addresses: net
                 .subnets
                 .iter()
@@ -113,6 +114,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             mac: None,
             up: true,
             master: Some(net.bridge_name.clone()),
+            // An endpoint reaches its own published ports through a host address: with
+            // br_netfilter the DNATed frame is bridged back out of the port it came in on.
+            hairpin: true,
             addresses: Vec::new(),
             routes: Vec::new(),
         },
@@ -126,6 +130,7 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 mac: ep.mac.clone().or_else(|| ep.spec.mac.clone()),
                 up: true,
                 master: None,
+                hairpin: false,
                 addresses: ep.addresses.clone(),
                 routes,
             },
@@ -156,7 +161,13 @@ pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<
 fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     FirewallNetwork {
         bridge: n.spec.bridge_name.clone(),
-        subnets: n.spec.subnets.iter().map(|s| s.subnet).collect(),
+        // The gateway as host bits: the hairpin SNAT address.
+        subnets: n
+            .spec
+            .subnets
+            .iter()
+            .map(|s| ipnet::IpNet::new_assert(s.gateway, s.subnet.prefix_len()))
+            .collect(),
         internal: n.spec.internal,
         icc: n.spec.icc,
         masquerade: n.spec.masquerade,

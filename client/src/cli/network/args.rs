@@ -222,7 +222,11 @@ pub struct EndpointFlags {
     /// An extra name for the endpoint on the network (repeatable).
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
-    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[/PROTO] (repeatable).
+    /// Publish a port, as `docker run -p` (repeatable):
+    /// [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]. `80` or
+    /// `127.0.0.1::80` takes a free host port from the host's ip_local_port_range;
+    /// `9000-9010:80` takes one free port of the range; `9000-9001:90-91` maps pairwise. The
+    /// answer shows the host ports taken.
     #[arg(long = "publish", short = 'p', value_name = "SPEC", value_parser = parse::port)]
     pub ports: Vec<PublishedPort>,
     /// Interface name inside the namespace (default eth0).

@@ -300,6 +300,9 @@ pub enum Match {
     IifOifInSet(String),
     /// `ip saddr <net>` / `ip6 saddr <net>` (with the family check nft implies).
     Saddr(IpNet),
+    /// `ip daddr <net>` / `ip6 daddr <net>`. Only after a `Saddr` of the same family, whose
+    /// family check it shares (as nft emits the dependency once).
+    Daddr(IpNet),
     /// `ct state established,related`.
     CtEstablishedRelated,
     /// `ct status dnat`: the connection was destination-NATed.
@@ -321,6 +324,8 @@ pub enum Action {
     Drop,
     /// `masquerade`.
     Masquerade,
+    /// `snat ip|ip6 to <address>`.
+    Snat(IpAddr),
     /// `jump <chain>`.
     Jump(String),
     /// `dnat ip|ip6 to <key> map @<map>`, where the key is `ip daddr . meta l4proto . th
@@ -503,6 +508,26 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
             ],
             Action::Masquerade,
         ));
+        // Hairpin to itself: an endpoint reaching its own published port. With br_netfilter
+        // the DNATed frame is bridged back out of its port (hairpin mode), and the rule
+        // above cannot match there (no input interface on the bridged path); the packet
+        // would reach the endpoint with its own address as source and be dropped as a
+        // martian. SNAT to the gateway, named (masquerade would leave the choice to the
+        // kernel's address selection). One rule per subnet, whatever the
+        // number of mappings; it also gives neighbours through a published port the gateway
+        // as source, as without br_netfilter.
+        if !n.internal {
+            for s in n.subnets.iter().filter(|s| s.addr() != s.network()) {
+                postrouting.push(rule(
+                    vec![
+                        Match::Saddr(s.trunc()),
+                        Match::Daddr(s.trunc()),
+                        Match::CtStatusDnat,
+                    ],
+                    Action::Snat(s.addr()),
+                ));
+            }
+        }
         if n.masquerade && !n.internal {
             for s in &n.subnets {
                 postrouting.push(rule(
@@ -756,6 +781,8 @@ impl fmt::Display for Match {
             Match::IifOifInSet(s) => write!(f, "iifname . oifname @{s}"),
             Match::Saddr(net @ IpNet::V4(_)) => write!(f, "ip saddr {net}"),
             Match::Saddr(net @ IpNet::V6(_)) => write!(f, "ip6 saddr {net}"),
+            Match::Daddr(net @ IpNet::V4(_)) => write!(f, "ip daddr {net}"),
+            Match::Daddr(net @ IpNet::V6(_)) => write!(f, "ip6 daddr {net}"),
             Match::CtEstablishedRelated => write!(f, "ct state established,related"),
             Match::CtStatusDnat => write!(f, "ct status dnat"),
             Match::Icmpv6Type(t) => match *t {
@@ -780,6 +807,7 @@ impl fmt::Display for Action {
             Action::Accept => write!(f, "accept"),
             Action::Drop => write!(f, "drop"),
             Action::Masquerade => write!(f, "masquerade"),
+            Action::Snat(a) => write!(f, "snat {} to {a}", IpFamily::of(a).nft()),
             Action::Jump(c) => write!(f, "jump {c}"),
             Action::DnatMap(m) => {
                 let fam = m.family().nft();
