@@ -215,10 +215,13 @@ async fn requests_over_a_size_limit_are_invalid_argument_and_change_nothing() {
         Code::InvalidArgument,
         &["aliases", "2 aliases", "at most 1", "--max-aliases"],
     );
+    // Pairwise ranges (8080-8082:80-82) publish three host ports; a host range with one
+    // container port would publish one (Docker's meaning: one free port of the range).
     let range = PublishedPort {
         host_port: 8080,
         host_port_end: 8082,
         container_port: 80,
+        container_port_end: 82,
         ..Default::default()
     };
     refused(
