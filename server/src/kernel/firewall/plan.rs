@@ -19,14 +19,14 @@
 //! its fingerprint, change only when networks do. The fingerprint is what lets sync compare
 //! by reading one comment instead of decoding every rule.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
 use super::FirewallNetwork;
+
+mod render;
+use render::{fnv1a64, render_tables};
 
 /// The name of both of weft's tables (`inet weft` and `bridge weft`).
 pub const TABLE: &str = "weft";
@@ -656,171 +656,5 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
     FirewallPlan {
         tables,
         fingerprint: format!("{:016x}", fnv1a64(hashed.as_bytes())),
-    }
-}
-
-/// FNV-1a, 64 bit: tiny, and stable across Rust releases (unlike `DefaultHasher`).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn render_tables(tables: &[PlannedTable], comment: Option<&str>) -> String {
-    let mut out = String::new();
-    for t in tables {
-        out.push_str(&format!("table {} {} {{\n", t.family.as_str(), t.name));
-        if let Some(c) = comment {
-            out.push_str(&format!("\tcomment \"{c}\"\n"));
-        }
-        for s in &t.sets {
-            out.push_str(&format!("\n{s}"));
-        }
-        for c in &t.chains {
-            out.push_str(&format!("\n{c}"));
-        }
-        out.push_str("}\n");
-    }
-    out
-}
-
-impl fmt::Display for PlannedSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            SetKind::Ifnames(members) => {
-                writeln!(f, "\tset {} {{", self.name)?;
-                writeln!(f, "\t\ttype ifname")?;
-                if !members.is_empty() {
-                    let quoted: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
-                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
-                }
-            }
-            SetKind::IfnamePairs(members) => {
-                writeln!(f, "\tset {} {{", self.name)?;
-                writeln!(f, "\t\ttype ifname . ifname")?;
-                if !members.is_empty() {
-                    let quoted: Vec<String> = members
-                        .iter()
-                        .map(|(a, b)| format!("\"{a}\" . \"{b}\""))
-                        .collect();
-                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
-                }
-            }
-            SetKind::Resolvers(fam, members) => {
-                writeln!(f, "\tset {} {{", self.name)?;
-                let addr = match fam {
-                    IpFamily::V4 => "ipv4_addr",
-                    IpFamily::V6 => "ipv6_addr",
-                };
-                writeln!(f, "\t\ttype ifname . {addr} . inet_proto . inet_service")?;
-                if !members.is_empty() {
-                    let quoted: Vec<String> = members
-                        .iter()
-                        .flat_map(|(b, a)| {
-                            ["tcp", "udp"].map(|p| format!("\"{b}\" . {a} . {p} . {DNS_PORT}"))
-                        })
-                        .collect();
-                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
-                }
-            }
-            SetKind::PortMap(m) => {
-                writeln!(f, "\tmap {} {{", self.name)?;
-                let key = if m.by_address() {
-                    format!("{} . inet_proto . inet_service", m.addr_type())
-                } else {
-                    "inet_proto . inet_service".to_string()
-                };
-                writeln!(f, "\t\ttype {key} : {} . inet_service", m.addr_type())?;
-            }
-        }
-        writeln!(f, "\t}}")
-    }
-}
-
-impl fmt::Display for PlannedChain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "\tchain {} {{", self.name)?;
-        if let Some(b) = &self.base {
-            writeln!(
-                f,
-                "\t\ttype {} hook {} priority {}; policy accept;",
-                b.kind.as_str(),
-                b.hook.as_str(),
-                b.priority
-            )?;
-        }
-        for r in &self.rules {
-            writeln!(f, "\t\t{r}")?;
-        }
-        writeln!(f, "\t}}")
-    }
-}
-
-impl fmt::Display for PlannedRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for m in &self.matches {
-            write!(f, "{m} ")?;
-        }
-        write!(f, "{}", self.action)
-    }
-}
-
-impl fmt::Display for Match {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Match::NfProto(fam) => write!(f, "meta nfproto {}", fam.nfproto()),
-            Match::FibDaddrLocal => write!(f, "fib daddr type local"),
-            Match::IifName(n) => write!(f, "iifname \"{n}\""),
-            Match::OifName(n) => write!(f, "oifname \"{n}\""),
-            Match::OifNameNot(n) => write!(f, "oifname != \"{n}\""),
-            Match::IifInSet(s) => write!(f, "iifname @{s}"),
-            Match::OifInSet(s) => write!(f, "oifname @{s}"),
-            Match::IifOifInSet(s) => write!(f, "iifname . oifname @{s}"),
-            Match::Saddr(net @ IpNet::V4(_)) => write!(f, "ip saddr {net}"),
-            Match::Saddr(net @ IpNet::V6(_)) => write!(f, "ip6 saddr {net}"),
-            Match::Daddr(net @ IpNet::V4(_)) => write!(f, "ip daddr {net}"),
-            Match::Daddr(net @ IpNet::V6(_)) => write!(f, "ip6 daddr {net}"),
-            Match::CtEstablishedRelated => write!(f, "ct state established,related"),
-            Match::CtStatusDnat => write!(f, "ct status dnat"),
-            Match::Icmpv6Type(t) => match *t {
-                ND_NEIGHBOR_SOLICIT => write!(f, "icmpv6 type nd-neighbor-solicit"),
-                ND_NEIGHBOR_ADVERT => write!(f, "icmpv6 type nd-neighbor-advert"),
-                other => write!(f, "icmpv6 type {other}"),
-            },
-            Match::IifDaddrProtoPortInSet(fam, s) => {
-                write!(
-                    f,
-                    "iifname . {} daddr . meta l4proto . th dport @{s}",
-                    fam.nft()
-                )
-            }
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Accept => write!(f, "accept"),
-            Action::Drop => write!(f, "drop"),
-            Action::Masquerade => write!(f, "masquerade"),
-            Action::Snat(a) => write!(f, "snat {} to {a}", IpFamily::of(a).nft()),
-            Action::Jump(c) => write!(f, "jump {c}"),
-            Action::DnatMap(m) => {
-                let fam = m.family().nft();
-                if m.by_address() {
-                    write!(
-                        f,
-                        "dnat {fam} to {fam} daddr . meta l4proto . th dport map @{}",
-                        m.name()
-                    )
-                } else {
-                    write!(f, "dnat {fam} to meta l4proto . th dport map @{}", m.name())
-                }
-            }
-        }
     }
 }
