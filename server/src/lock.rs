@@ -73,6 +73,8 @@ pub enum LockError {
 /// The locks a running weftd holds; dropping it releases them.
 #[derive(Debug)]
 pub struct Locks {
+    /// The host namespace's identity, `<dev>-<ino>` (as in its lock file's name).
+    host_id: String,
     /// The database's lock file, locked.
     database: File,
     /// The host namespace's lock file, locked.
@@ -114,11 +116,18 @@ impl Locks {
         )?;
         let host_socket = bind_host_socket(ns)?;
         Ok(Locks {
+            host_id: format!("{}-{}", meta.dev(), meta.ino()),
             database,
             host,
             host_socket,
             paths: [db_lock, host_lock],
         })
+    }
+
+    /// The host namespace's identity, `<dev>-<ino>`: what tells this weftd's namespaces from
+    /// another's in a shared netns directory ([`crate::model::namespace_mark`]).
+    pub fn host_id(&self) -> &str {
+        &self.host_id
     }
 
     /// The lock files held.

@@ -150,6 +150,7 @@ pub async fn run(
         );
     }
     let ctl = Controller::new(store.clone(), std::sync::Arc::new(kernel));
+    ctl.set_owner(locks.host_id().to_string());
     ctl.set_resolv_settings(ResolvSettings {
         etc: EtcNetns::new(config.etc_netns_dir.clone()),
         host_resolv_conf: config.host_resolv_conf.clone(),

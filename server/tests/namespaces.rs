@@ -30,6 +30,46 @@ fn ip_netns_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Two weftds on two host namespaces share `/run/netns` (as two sandboxes do here, or a
+/// sandbox and a weftd already running on the host): the second one's start-up garbage
+/// collection must not take the first one's namespace for an orphan of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_weftd_sharing_the_netns_dir_leaves_the_first_ones_namespaces_alone() {
+    let first = Sandbox::builder("share").default_netns_dir().start().await;
+    let name = format!("{}a", first.prefix);
+    let ns = create_ns(&first.client(), &name).await;
+    let mark = run(Command::new("ip").args(["-n", &name, "-j", "link", "show", "lo"]));
+    let uid = ns.uid.clone();
+    assert!(
+        String::from_utf8_lossy(&mark.stdout).contains(&format!("weft:{uid}@")),
+        "the loopback's mark names its weftd: {mark:?}"
+    );
+    let second = Sandbox::builder("share").default_netns_dir().start().await;
+    // Its start-up garbage collection runs right after the start-up reconcile of an empty
+    // store: give it ample time.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let info = rpc(second
+        .client()
+        .system()
+        .get_system_info(weft::v1::GetSystemInfoRequest {}))
+    .await
+    .expect("GetSystemInfo");
+    assert_eq!(
+        info.orphans_removed, 0,
+        "the second weftd removed something: {info:?}"
+    );
+    assert!(
+        ip_netns_names().contains(&name),
+        "the second weftd removed the first one's namespace {name}"
+    );
+    assert_eq!(
+        first.link_names(&name),
+        ["lo"],
+        "the first one's namespace is intact"
+    );
+    drop(second);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ip_netns_sees_a_namespace_made_in_the_default_dir() {
     let sb = Sandbox::builder("defdir").default_netns_dir().start().await;

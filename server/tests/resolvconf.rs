@@ -8,7 +8,9 @@
 //! Each test runs a sandboxed weftd (tests/common) whose `--etc-netns-dir` and
 //! `--host-resolv-conf` are in its temp dir: nothing here writes the real /etc. The
 //! `ip netns exec` test lays the sandbox's directory over /etc with a read-only overlay in a
-//! private mount namespace that ends with the command.
+//! private mount namespace that ends with the command; through the same overlay, `getent
+//! hosts` (glibc's resolver, as a program in the namespace meets it) resolves names and
+//! aliases with weft's resolver.
 
 mod common;
 #[path = "common/net.rs"]
@@ -263,5 +265,97 @@ async fn ip_netns_exec_shows_the_file_weft_wrote() {
     assert!(
         !PathBuf::from("/etc/netns").join(&ns).exists(),
         "something wrote the real /etc/netns"
+    );
+}
+
+/// `ip netns exec NS sh -c SCRIPT` with the sandbox's `--etc-netns-dir` as /etc/netns (a
+/// read-only overlay over /etc in a private mount namespace that ends with the command).
+fn exec_with_weft_etc(sb: &Sandbox, ns: &str, script: &str) -> std::process::Output {
+    let lower = sb.dir().join("etc-overlay");
+    if !lower.exists() {
+        fs::create_dir(&lower).expect("overlay dir");
+        std::os::unix::fs::symlink(sb.etc_netns_dir(), lower.join("netns")).expect("symlink");
+    }
+    let outer = format!(
+        "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} sh -c '{script}'",
+        lower.display()
+    );
+    run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &outer]))
+}
+
+/// The user's path to names: a program in a weft namespace asks glibc (`getent`, as `ping
+/// NAME` or `curl` would), which reads the resolv.conf weft wrote and asks weft's resolver.
+/// Names and aliases resolve (an alias two namespaces share gives both), a namespace on
+/// another network gets nothing, and an unknown name fails at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn getent_hosts_resolves_through_the_resolv_conf_weft_wrote() {
+    let sb = Sandbox::builder("rcget").default_netns_dir().start().await;
+    let c = sb.client();
+    let p = &sb.prefix;
+    let (u, v, w, x) = (
+        format!("{p}u"),
+        format!("{p}v"),
+        format!("{p}w"),
+        format!("{p}x"),
+    );
+    create_network(&c, network("n", "wb-rcget", &["10.251.6.0/24"])).await;
+    create_network(&c, network("m", "wb-rcgetm", &["10.251.7.0/24"])).await;
+    for ns in [&u, &v, &w, &x] {
+        create_ns(&c, ns).await;
+    }
+    connect(&c, connect_req("n", &u)).await;
+    let mut shared = Vec::new();
+    for ns in [&v, &w] {
+        let mut req = connect_req("n", ns);
+        req.aliases = vec!["api".into()];
+        shared.push(addr_of(&connect(&c, req).await.ipv4_address).to_string());
+    }
+    connect(&c, connect_req("m", &x)).await;
+
+    let getent = |ns: &str, name: &str| {
+        let out = exec_with_weft_etc(&sb, ns, &format!("getent ahostsv4 {name}"));
+        let mut addrs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        (out.status.code(), addrs)
+    };
+    // By namespace name, by name.<network>, and by a shared alias (both holders).
+    assert_eq!(
+        getent(&u, &v),
+        (Some(0), vec![shared[0].clone()]),
+        "{v} from {u}"
+    );
+    assert_eq!(
+        getent(&u, &format!("{v}.n")),
+        (Some(0), vec![shared[0].clone()])
+    );
+    shared.sort();
+    assert_eq!(
+        getent(&u, "api"),
+        (Some(0), shared),
+        "the alias gives both holders"
+    );
+    // A namespace on another network resolves none of them.
+    assert_eq!(
+        getent(&x, &v).0,
+        Some(2),
+        "{x} (network m) resolved {v} of network n"
+    );
+    assert_eq!(
+        getent(&x, "api").0,
+        Some(2),
+        "{x} (network m) resolved n's alias"
+    );
+    // An unknown name: NXDOMAIN at once (a timeout would take glibc 5 s per try).
+    let t0 = std::time::Instant::now();
+    assert_eq!(getent(&u, "no-such-name").0, Some(2));
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "an unknown name took {:?}: a timeout, not an answer",
+        t0.elapsed()
     );
 }

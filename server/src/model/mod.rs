@@ -167,6 +167,30 @@ pub fn ownership_mark(uid: &str) -> String {
     format!("weft:{uid}")
 }
 
+/// The mark on the loopback of a namespace weft creates: `weft:<uid>@<owner>`, where owner
+/// names the weftd that made it (its host namespace's device and inode, `<dev>-<ino>`). The
+/// netns directory is shared (`/run/netns`): another weftd, on another host namespace with
+/// its own database, must never take this namespace for an orphan of its own. An empty
+/// owner gives the plain mark (as before owners were written; such a file counts as any
+/// weftd's).
+pub fn namespace_mark(uid: &str, owner: &str) -> String {
+    if owner.is_empty() {
+        ownership_mark(uid)
+    } else {
+        format!("weft:{uid}@{owner}")
+    }
+}
+
+/// The uid and the owner (if any) of an ownership mark: `weft:<uid>` -> (uid, None),
+/// `weft:<uid>@<owner>` -> (uid, Some(owner)); None for any other alias.
+pub fn parse_mark(alias: Option<&str>) -> Option<(&str, Option<&str>)> {
+    let rest = alias?.strip_prefix("weft:")?;
+    Some(match rest.split_once('@') {
+        Some((uid, owner)) => (uid, Some(owner)),
+        None => (rest, None),
+    })
+}
+
 /// True if an interface alias is a weft ownership mark (of any object).
 pub fn is_weft_mark(alias: Option<&str>) -> bool {
     alias.is_some_and(|a| a.starts_with("weft:"))

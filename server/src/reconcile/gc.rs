@@ -22,9 +22,10 @@ use std::collections::{HashMap, HashSet};
 use super::{Controller, ReconcileError};
 use crate::kernel::NsRef;
 
-/// The object id in an ownership mark (`weft:<id>` -> `<id>`); None for any other alias.
+/// The object id in an ownership mark (`weft:<id>` or `weft:<id>@<owner>` -> `<id>`); None
+/// for any other alias.
 fn uid_of(alias: Option<&str>) -> Option<&str> {
-    alias.and_then(|a| a.strip_prefix("weft:"))
+    crate::model::parse_mark(alias).map(|(uid, _)| uid)
 }
 
 /// Interface names objects plan, with the uids of the objects that plan each: (namespace
@@ -88,8 +89,11 @@ impl Controller {
         for name in k.list_named_netns() {
             let ns = NsRef::Path(k.named_netns_path(&name));
             let lo = k.get_link_by_index(&ns, 1).await;
+            // Another weftd's namespace (the netns directory is shared) is never an orphan
+            // of this one, whatever this one's database says.
             if let Ok(Some(lo)) = lo
-                && let Some(uid) = uid_of(lo.alias.as_deref())
+                && let Some((uid, owner)) = crate::model::parse_mark(lo.alias.as_deref())
+                && owner.is_none_or(|o| o == self.owner())
             {
                 marked_files.push((name, uid.to_string()));
             }

@@ -106,6 +106,9 @@ struct Inner {
     resolv: std::sync::OnceLock<ResolvSettings>,
     /// One lock per namespace while its resolv.conf is converged.
     resolv_locks: resolv::ResolvLocks,
+    /// Who this weftd is among those sharing a netns directory (see
+    /// [`crate::model::namespace_mark`]); unset: "" (the plain mark).
+    owner: std::sync::OnceLock<String>,
 }
 
 /// What the reconciler has done since start-up.
@@ -139,6 +142,17 @@ pub enum WaitOutcome {
 }
 
 impl Controller {
+    /// Sets who this weftd is (its host namespace's `<dev>-<ino>`), for the marks on the
+    /// namespaces it creates and for telling its orphans from another weftd's. Once.
+    pub fn set_owner(&self, owner: String) {
+        let _ = self.inner.owner.set(owner);
+    }
+
+    /// This weftd's owner id; "" when unset.
+    pub fn owner(&self) -> &str {
+        self.inner.owner.get().map_or("", String::as_str)
+    }
+
     /// A controller over `store` and `kernel` (the real [`crate::kernel::Kernel`], or a fake
     /// in unit tests).
     pub fn new(store: Store, kernel: Arc<dyn KernelOps>) -> Self {
@@ -158,6 +172,7 @@ impl Controller {
                 rechecked: recheck::Rechecked::default(),
                 adopted: Default::default(),
                 resolv: std::sync::OnceLock::new(),
+                owner: std::sync::OnceLock::new(),
                 resolv_locks: Default::default(),
             }),
         }

@@ -177,7 +177,7 @@ impl Controller {
                     } else if seen.insert(index, fingerprint) == Some(fingerprint) {
                         continue;
                     }
-                    let uid = match alias.as_deref().and_then(|a| a.strip_prefix("weft:")) {
+                    let uid = match crate::model::parse_mark(alias.as_deref()).map(|(uid, _)| uid) {
                         Some(uid) => Some(uid.to_string()),
                         // Our mark was removed, or the interface went without one.
                         None => owners.get(&index).cloned(),
@@ -208,7 +208,7 @@ impl Controller {
                     Ok(Some(l)) => l
                         .alias
                         .as_deref()
-                        .and_then(|a| a.strip_prefix("weft:"))
+                        .and_then(|a| crate::model::parse_mark(Some(a)).map(|(uid, _)| uid))
                         .map(|u| {
                             owners.insert(index, u.to_string());
                             u.to_string()

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     kernel::{KernelOps, LinkChange, NsRef},
-    model::ownership_mark,
+    model::namespace_mark,
     store::NamespaceRow,
 };
 
@@ -143,7 +143,7 @@ impl Controller {
             true
         };
         let ns = NsRef::Path(path.to_path_buf());
-        let mark = ownership_mark(id);
+        let mark = namespace_mark(id, self.owner());
         if let Some(lo) = k.get_link(&ns, "lo").await? {
             let change = LinkChange {
                 up: (!lo.up).then_some(true),

@@ -107,6 +107,41 @@ async fn gc_removes_a_namespace_file_weft_marked_for_an_object_that_is_gone() {
     assert_eq!(h.orphans(), 1);
 }
 
+/// The netns directory is shared: a namespace file another weftd marked (`weft:<uid>@<its
+/// owner>`) is never this one's orphan, while one this weftd marked for a dead object is;
+/// and the namespaces this weftd makes carry its owner.
+#[tokio::test]
+async fn gc_leaves_another_weftds_namespace_file_alone() {
+    let h = H::new().await;
+    h.ctl.set_owner("64768-4026531840".into());
+    let kept = h.namespace("kept").await;
+    let mark = h.k.link(&h.ns("kept"), "lo").and_then(|l| l.alias);
+    assert_eq!(
+        mark,
+        Some(format!("weft:{kept}@64768-4026531840")),
+        "the namespace's mark names its owner"
+    );
+    h.k.create_named_netns("theirs").await.unwrap();
+    h.k.tamper(&h.ns("theirs"), "lo", |l| {
+        l.alias = Some(format!("{GHOST}@64768-4026532999"))
+    });
+    h.k.create_named_netns("mine").await.unwrap();
+    h.k.tamper(&h.ns("mine"), "lo", |l| {
+        l.alias = Some(format!("{GHOST}@64768-4026531840"))
+    });
+    h.run(Key::Gc).await;
+    assert!(
+        h.k.is_netns(&h.ns_path("theirs")),
+        "another weftd's namespace was removed"
+    );
+    assert!(
+        !h.k.is_netns(&h.ns_path("mine")),
+        "this weftd's orphan stayed"
+    );
+    assert!(h.k.is_netns(&h.ns_path("kept")));
+    assert_eq!(h.orphans(), 1);
+}
+
 /// A namespace file in the netns dir that weft never marked is not weft's.
 #[tokio::test]
 async fn gc_leaves_an_unmarked_namespace_file_alone() {
