@@ -13,6 +13,7 @@ WEFT_DEB_PACKAGES=(
 # `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image.
 WEFT_TEST_DEB_PACKAGES=(
     podman runc containernetworking-plugins busybox-static containerd
+    bind9-dnsutils dnsmasq-base
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -819,6 +819,9 @@ impl SystemService for Svc {
             netns_dir: "/run/netns".into(),
             database: "/var/lib/weft/weft.db".into(),
             orphans_removed: 6,
+            dns_queries: 40,
+            dns_answers: 31,
+            dns_forwards: 7,
         }))
     }
 }
@@ -2075,6 +2078,9 @@ async fn system_info_prints_every_counter() {
          Drift repairs:       14\n\
          Orphans removed:     6\n\
          Queue depth:         5\n\
+         DNS queries:         40\n\
+         DNS answers:         31\n\
+         DNS forwards:        7\n\
          Host netns:          weftd's own\n\
          Netns dir:           /run/netns\n\
          Database:            /var/lib/weft/weft.db\n"
@@ -2098,6 +2104,9 @@ async fn system_info_prints_every_counter() {
             "host_netns": "",
             "netns_dir": "/run/netns",
             "database": "/var/lib/weft/weft.db",
+            "dns_queries": 40,
+            "dns_answers": 31,
+            "dns_forwards": 7,
         })
     );
     assert_eq!(

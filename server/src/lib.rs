@@ -12,6 +12,7 @@ pub mod access;
 pub mod admission;
 pub mod api;
 pub mod config;
+pub mod dns;
 pub mod kernel;
 pub mod listen;
 pub mod lock;

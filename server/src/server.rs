@@ -10,7 +10,8 @@
 //! 2. mark every Ready object Rechecking, so nothing reads Ready that nobody has looked at
 //!    since the restart;
 //! 3. build the [`Controller`] over them, start the workers, the reaper and the re-check
-//!    flusher, queue everything (GC last), start the drift watch and the resync timer;
+//!    flusher, queue everything (GC last), start the drift watch, the DNS resolver
+//!    ([`crate::dns`]) and the resync timer;
 //! 4. create the default network (from a model spec) unless it exists or is turned off;
 //! 5. bind the socket and serve, with health and reflection (v1 and v1alpha); every accepted
 //!    connection takes a place among the connections per peer and in all
@@ -153,6 +154,16 @@ pub async fn run(
         .await
         .context("queueing the stored objects")?;
     ctl.spawn_drift_watch(Duration::from_secs(1), &mut tasks);
+    crate::dns::spawn(
+        &ctl,
+        crate::dns::DnsSettings {
+            host_netns: config.host_netns.clone(),
+            upstream: config.dns_upstream.clone(),
+            host_resolv_conf: config.host_resolv_conf.clone(),
+        },
+        &mut tasks,
+    )
+    .context("starting the DNS resolver")?;
     if config.resync > 0 {
         ctl.spawn_resync(Duration::from_secs(config.resync), &mut tasks);
     }

@@ -82,6 +82,9 @@ pub fn system_info(i: &GetSystemInfoResponse) -> Value {
         "netns_dir": i.netns_dir,
         "database": i.database,
         "orphans_removed": i.orphans_removed,
+        "dns_queries": i.dns_queries,
+        "dns_answers": i.dns_answers,
+        "dns_forwards": i.dns_forwards,
     })
 }
 

@@ -48,11 +48,13 @@ pub mod monitor;
 mod netns;
 mod ops;
 mod route;
+pub mod sockets;
 mod types;
 
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
+pub use sockets::{HostSockets, SocketKind};
 pub use types::{LinkChange, LinkState, NEWBORN_GROUP, NsIdentity, NsRef, RTPROT_WEFT, RouteState};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):

@@ -111,6 +111,12 @@ pub struct Stats {
     pub drift_repairs: std::sync::atomic::AtomicU64,
     /// Orphaned kernel objects (marked by weft, owned by no object) removed.
     pub orphans_removed: std::sync::atomic::AtomicU64,
+    /// DNS queries the resolver received (counted by [`crate::dns`]).
+    pub dns_queries: std::sync::atomic::AtomicU64,
+    /// DNS queries answered from weft's own records, NXDOMAIN and NODATA included.
+    pub dns_answers: std::sync::atomic::AtomicU64,
+    /// DNS queries forwarded upstream.
+    pub dns_forwards: std::sync::atomic::AtomicU64,
 }
 
 /// What a wait ended with.
@@ -288,6 +294,11 @@ impl Controller {
         self.spawn_every(set, Instant::now(), firewall_every, |c| async move {
             c.enqueue(Key::Firewall);
         });
+    }
+
+    /// Turns true when weftd shuts down (for background loops outside the controller).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// Stops handing out work; workers exit after their current key.

@@ -20,6 +20,12 @@ pub struct SystemInfo {
     pub drift_repairs: u64,
     /// Orphaned kernel objects removed.
     pub orphans_removed: u64,
+    /// DNS queries received.
+    pub dns_queries: u64,
+    /// DNS queries answered from weft's records (NXDOMAIN and NODATA included).
+    pub dns_answers: u64,
+    /// DNS queries forwarded upstream.
+    pub dns_forwards: u64,
     /// Keys waiting in the work queue.
     pub queue_depth: u64,
     /// The host namespace file weftd acts in (None: its own).
@@ -40,6 +46,9 @@ impl Service {
             reconcile_failures: stats.failures.load(Relaxed),
             drift_repairs: stats.drift_repairs.load(Relaxed),
             orphans_removed: stats.orphans_removed.load(Relaxed),
+            dns_queries: stats.dns_queries.load(Relaxed),
+            dns_answers: stats.dns_answers.load(Relaxed),
+            dns_forwards: stats.dns_forwards.load(Relaxed),
             queue_depth: self.ctl.queue_depth() as u64,
             host_netns,
             netns_dir,

@@ -174,6 +174,9 @@ pub fn system_info_out(
         reconcile_failures: info.reconcile_failures,
         drift_repairs: info.drift_repairs,
         orphans_removed: info.orphans_removed,
+        dns_queries: info.dns_queries,
+        dns_answers: info.dns_answers,
+        dns_forwards: info.dns_forwards,
         queue_depth: info.queue_depth,
         host_netns: info
             .host_netns

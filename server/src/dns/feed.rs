@@ -1,0 +1,126 @@
+//! Keeps the resolver's index current: subscribe to the controller's change events (the ones
+//! Watch streams get), load everything once, then apply each event by reading the one object
+//! it names. A subscriber that lags behind loads everything again, so no change is lost.
+//!
+//! - `Endpoint(id)`: read it; gone, being disconnected or without addresses, it leaves the
+//!   index (a Disconnect marks it deleting first, so its names go before its veth does).
+//! - `Network(id)`: read it; gone or being deleted, it leaves with its endpoints. Every
+//!   endpoint change also announces its network, which costs one read.
+//! - `Namespace(id)`: its endpoints are read again (an adopted namespace that died has its
+//!   leases released).
+//!
+//! When what the listeners serve changes (a DNS network came, went, or changed its
+//! gateways), the listener manager is told through `changed`.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{
+    Shared,
+    index::{EpInfo, Index, NetInfo},
+};
+use crate::{
+    reconcile::{Event, Key},
+    store::StoreError,
+};
+
+/// Runs until weftd stops.
+pub(super) async fn run(shared: Arc<Shared>, changed: tokio::sync::watch::Sender<()>) {
+    let mut stopping = shared.ctl.stopping();
+    let mut events = shared.ctl.events().subscribe();
+    let mut reload = true;
+    loop {
+        if reload {
+            match load_all(&shared).await {
+                Ok(ix) => {
+                    *shared.index.write().unwrap_or_else(|p| p.into_inner()) = ix;
+                    changed.send_replace(());
+                    reload = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "DNS: could not load networks and endpoints; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                        _ = stopping.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        match ev {
+            Ok(ev) => match apply(&shared, &ev).await {
+                Ok(true) => {
+                    changed.send_replace(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, key = ?ev.key, "DNS: could not read a change; reloading");
+                    reload = true;
+                }
+            },
+            Err(RecvError::Lagged(n)) => {
+                tracing::debug!(missed = n, "DNS: change events lagged; reloading");
+                reload = true;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Every network and endpoint from the store.
+async fn load_all(shared: &Shared) -> Result<Index, StoreError> {
+    let store = shared.ctl.store();
+    let mut ix = Index::default();
+    for n in store.list_networks().await? {
+        if !n.deleting {
+            ix.set_network(&n.id, NetInfo::of(&n.spec));
+        }
+    }
+    for e in store.list_endpoints(None).await? {
+        if !e.deleting && !e.addresses.is_empty() {
+            ix.set_endpoint(&e.id, EpInfo::of(&e));
+        }
+    }
+    Ok(ix)
+}
+
+/// Applies one event; true if what the listeners serve changed.
+async fn apply(shared: &Shared, ev: &Event) -> Result<bool, StoreError> {
+    let store = shared.ctl.store();
+    match &ev.key {
+        Key::Endpoint(id) => {
+            let row = store.endpoint_by_id(id).await?;
+            set_endpoint(shared, id, row);
+            Ok(false)
+        }
+        Key::Network(id) => {
+            let row = store.network_by_id(id).await?;
+            let mut ix = shared.index.write().unwrap_or_else(|p| p.into_inner());
+            Ok(match row {
+                Some(n) if !n.deleting => ix.set_network(id, NetInfo::of(&n.spec)),
+                _ => ix.remove_network(id),
+            })
+        }
+        Key::Namespace(id) => {
+            for ep in store.endpoint_ids_in_namespace(id).await? {
+                let row = store.endpoint_by_id(&ep).await?;
+                set_endpoint(shared, &ep, row);
+            }
+            Ok(false)
+        }
+        Key::Link(_) | Key::Firewall | Key::Gc => Ok(false),
+    }
+}
+
+/// Puts endpoint `id` in the index as `row` says (or takes it out).
+fn set_endpoint(shared: &Shared, id: &str, row: Option<crate::store::EndpointRow>) {
+    let mut ix = shared.index.write().unwrap_or_else(|p| p.into_inner());
+    match row {
+        Some(e) if !e.deleting && !e.addresses.is_empty() => ix.set_endpoint(id, EpInfo::of(&e)),
+        _ => ix.remove_endpoint(id),
+    }
+}

@@ -1,0 +1,622 @@
+//! The resolver's in-memory index of networks and endpoints, and the pure answer to "what
+//! does this querier get for this name?". No I/O: `feed` keeps it current from the store's
+//! change notifications, the server reads it under a read lock for each query.
+//!
+//! # Who sees what
+//! A querier is found by its source address: the endpoint that holds it, hence its namespace,
+//! sees the names of every DNS-enabled network that namespace is connected to (as
+//! aardvark-dns does), whichever of them it asked. A source address no endpoint holds (the
+//! host itself) sees the names of the network whose resolver it asked. An address several
+//! namespaces hold (overlapping subnets on different networks) counts as the one on the asked
+//! network, and otherwise as nobody: it sees no names.
+//!
+//! # Names
+//! An endpoint answers to its namespace's name and to each of its aliases, as `name.` and as
+//! `name.<network>.`, case-insensitively. Every visible endpoint that holds a name is
+//! returned. A name that is not there answers NXDOMAIN when it has one label or ends in the
+//! name of a DNS-enabled network (any: it does not tell a querier that a network it is not on
+//! exists); everything else is not weft's and is forwarded. PTR of an endpoint's address
+//! gives `<namespace>.<network>.` (the network's name as created); of any other address in
+//! a DNS-enabled network's subnet (or of an endpoint the querier does not see), NXDOMAIN.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+use crate::{model::NetworkSpec, store::EndpointRow};
+
+/// What the index keeps of a network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetInfo {
+    /// Its name as created (answers use it).
+    pub name: String,
+    /// Serves DNS.
+    pub dns: bool,
+    /// No outside access: nothing is forwarded for a querier on internal networks only.
+    pub internal: bool,
+    /// The resolver's addresses (the gateways when `dns`).
+    pub servers: Vec<IpAddr>,
+    /// Its subnets.
+    pub subnets: Vec<IpNet>,
+}
+
+impl NetInfo {
+    /// From a network's spec.
+    pub fn of(spec: &NetworkSpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            dns: spec.dns,
+            internal: spec.internal,
+            servers: spec.dns_servers(),
+            subnets: spec.subnets.iter().map(|s| s.subnet).collect(),
+        }
+    }
+}
+
+/// What the index keeps of an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpInfo {
+    /// The network's id.
+    pub network: String,
+    /// The namespace's name.
+    pub namespace: String,
+    /// The names it answers to, lower case: the namespace's, then the aliases.
+    pub names: Vec<String>,
+    /// Its leased addresses.
+    pub addrs: Vec<IpAddr>,
+}
+
+impl EpInfo {
+    /// From a stored endpoint.
+    pub fn of(row: &EndpointRow) -> Self {
+        let mut names = vec![row.namespace.to_ascii_lowercase()];
+        for a in &row.spec.aliases {
+            let a = a.to_ascii_lowercase();
+            if !names.contains(&a) {
+                names.push(a);
+            }
+        }
+        Self {
+            network: row.network_id.clone(),
+            namespace: row.namespace.clone(),
+            names,
+            addrs: row.addresses.iter().map(|a| a.addr()).collect(),
+        }
+    }
+}
+
+/// Who asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Querier {
+    /// A namespace weft connects (by name).
+    Namespace(String),
+    /// An address no endpoint holds: sees the asked network.
+    Outsider,
+    /// An address held on several networks, none of them the asked one: sees nothing.
+    Ambiguous,
+}
+
+/// The record type asked for, as far as the index cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// IPv4 addresses.
+    A,
+    /// IPv6 addresses.
+    Aaaa,
+    /// Both (ANY).
+    Any,
+    /// Anything else: a name that exists has none of it.
+    Other,
+}
+
+/// What the index answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The name is weft's and has these addresses (in rotated order; empty: NODATA).
+    Addrs(Vec<IpAddr>),
+    /// PTR: these names (`<namespace>.<network>.`).
+    Names(Vec<String>),
+    /// The name is weft's and does not exist.
+    NxDomain,
+    /// Not weft's: forward (if the querier may).
+    Forward,
+}
+
+/// Networks and endpoints by id, with the lookup tables the answers need.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    nets: HashMap<String, NetInfo>,
+    /// Lower-case network name -> id.
+    net_by_name: HashMap<String, String>,
+    eps: HashMap<String, EpInfo>,
+    /// Network id -> lower-case name -> endpoint ids (sorted).
+    names: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// Address -> endpoint ids.
+    by_addr: HashMap<IpAddr, BTreeSet<String>>,
+    /// Namespace name -> endpoint ids.
+    by_ns: HashMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    /// Sets network `id`; true if what the resolver serves for it (DNS on, its addresses)
+    /// changed.
+    pub fn set_network(&mut self, id: &str, info: NetInfo) -> bool {
+        let old = self.nets.insert(id.to_string(), info.clone());
+        if let Some(o) = &old {
+            self.net_by_name.remove(&o.name.to_ascii_lowercase());
+        }
+        self.net_by_name
+            .insert(info.name.to_ascii_lowercase(), id.to_string());
+        old.map(|o| o.servers).unwrap_or_default() != info.servers
+    }
+
+    /// Forgets network `id` and its endpoints; true if it served DNS.
+    pub fn remove_network(&mut self, id: &str) -> bool {
+        let Some(old) = self.nets.remove(id) else {
+            return false;
+        };
+        self.net_by_name.remove(&old.name.to_ascii_lowercase());
+        let eps: Vec<String> = self
+            .eps
+            .iter()
+            .filter(|(_, e)| e.network == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for e in eps {
+            self.remove_endpoint(&e);
+        }
+        self.names.remove(id);
+        !old.servers.is_empty()
+    }
+
+    /// Sets endpoint `id`.
+    pub fn set_endpoint(&mut self, id: &str, info: EpInfo) {
+        if self.eps.get(id) == Some(&info) {
+            return;
+        }
+        self.remove_endpoint(id);
+        let names = self.names.entry(info.network.clone()).or_default();
+        for n in &info.names {
+            names.entry(n.clone()).or_default().insert(id.to_string());
+        }
+        for a in &info.addrs {
+            self.by_addr.entry(*a).or_default().insert(id.to_string());
+        }
+        self.by_ns
+            .entry(info.namespace.clone())
+            .or_default()
+            .insert(id.to_string());
+        self.eps.insert(id.to_string(), info);
+    }
+
+    /// Forgets endpoint `id`.
+    pub fn remove_endpoint(&mut self, id: &str) {
+        let Some(old) = self.eps.remove(id) else {
+            return;
+        };
+        if let Some(names) = self.names.get_mut(&old.network) {
+            for n in &old.names {
+                drop_from(names, n, id);
+            }
+        }
+        for a in &old.addrs {
+            drop_from(&mut self.by_addr, a, id);
+        }
+        drop_from(&mut self.by_ns, &old.namespace, id);
+    }
+
+    /// Every (network id, address) the resolver should listen on.
+    pub fn servers(&self) -> BTreeSet<(String, IpAddr)> {
+        self.nets
+            .iter()
+            .flat_map(|(id, n)| n.servers.iter().map(move |a| (id.clone(), *a)))
+            .collect()
+    }
+
+    /// The endpoint ids a network id holds (for tests and reloads).
+    pub fn endpoint_ids(&self) -> impl Iterator<Item = &String> {
+        self.eps.keys()
+    }
+
+    /// The network ids (for reloads).
+    pub fn network_ids(&self) -> impl Iterator<Item = &String> {
+        self.nets.keys()
+    }
+
+    /// Who sent from `src` to the resolver of network `asked`.
+    pub fn querier(&self, src: IpAddr, asked: &str) -> Querier {
+        let src = src.to_canonical();
+        let Some(eps) = self.by_addr.get(&src) else {
+            return Querier::Outsider;
+        };
+        let mut namespaces: BTreeSet<&str> = BTreeSet::new();
+        for id in eps {
+            let Some(e) = self.eps.get(id) else { continue };
+            if e.network == asked {
+                return Querier::Namespace(e.namespace.clone());
+            }
+            namespaces.insert(&e.namespace);
+        }
+        match namespaces.len() {
+            0 => Querier::Outsider,
+            1 => Querier::Namespace(
+                namespaces
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => Querier::Ambiguous,
+        }
+    }
+
+    /// The DNS-enabled networks `q` sees, having asked network `asked`'s resolver.
+    pub fn visible<'a>(&'a self, q: &Querier, asked: &'a str) -> Vec<&'a str> {
+        let mut out: Vec<&str> = match q {
+            Querier::Namespace(ns) => self
+                .by_ns
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.eps.get(id))
+                .map(|e| e.network.as_str())
+                .collect(),
+            Querier::Outsider => vec![asked],
+            Querier::Ambiguous => Vec::new(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|id| self.nets.get(*id).is_some_and(|n| n.dns));
+        out
+    }
+
+    /// May queries of `q` (asking network `asked`) be forwarded? Not when every network it is
+    /// on is internal (a namespace) or the asked network is internal (an outsider), or when
+    /// it is ambiguous.
+    pub fn may_forward(&self, q: &Querier, asked: &str) -> bool {
+        let open = |id: &str| self.nets.get(id).is_some_and(|n| !n.internal);
+        match q {
+            Querier::Namespace(ns) => self
+                .by_ns
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.eps.get(id))
+                .any(|e| open(&e.network)),
+            Querier::Outsider => open(asked),
+            Querier::Ambiguous => false,
+        }
+    }
+
+    /// The addresses (or names, for a PTR) `q` gets for `name` (lower case, without the
+    /// trailing dot), `rotate` picking where the rotated list starts.
+    pub fn lookup(
+        &self,
+        q: &Querier,
+        asked: &str,
+        name: &str,
+        want: Want,
+        rotate: usize,
+    ) -> Answer {
+        let visible = self.visible(q, asked);
+        let mut found: BTreeSet<&String> = BTreeSet::new();
+        let mut exists = false;
+        for net in &visible {
+            if let Some(ids) = self.names.get(*net).and_then(|m| m.get(name)) {
+                exists = true;
+                found.extend(ids.iter());
+            }
+        }
+        // `name.<network>`: every split at a dot, as names and networks may hold dots.
+        for (i, _) in name.match_indices('.') {
+            let (host, net_name) = (&name[..i], &name[i + 1..]);
+            let Some(net) = self.net_by_name.get(net_name) else {
+                continue;
+            };
+            if !visible.contains(&net.as_str()) {
+                continue;
+            }
+            if let Some(ids) = self.names.get(net).and_then(|m| m.get(host)) {
+                exists = true;
+                found.extend(ids.iter());
+            }
+        }
+        if !exists {
+            return if self.is_ours(name) {
+                Answer::NxDomain
+            } else {
+                Answer::Forward
+            };
+        }
+        let mut addrs: Vec<IpAddr> = found
+            .iter()
+            .filter_map(|id| self.eps.get(*id))
+            .flat_map(|e| e.addrs.iter().copied())
+            .filter(|a| match want {
+                Want::A => a.is_ipv4(),
+                Want::Aaaa => a.is_ipv6(),
+                Want::Any => true,
+                Want::Other => false,
+            })
+            .collect();
+        addrs.dedup();
+        if !addrs.is_empty() {
+            let n = rotate % addrs.len();
+            addrs.rotate_left(n);
+        }
+        Answer::Addrs(addrs)
+    }
+
+    /// PTR of `addr` for `q`.
+    pub fn reverse(&self, q: &Querier, asked: &str, addr: IpAddr) -> Answer {
+        let visible = self.visible(q, asked);
+        let names: BTreeSet<String> = self
+            .by_addr
+            .get(&addr)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.eps.get(id))
+            .filter(|e| visible.contains(&e.network.as_str()))
+            .filter_map(|e| {
+                let net = self.nets.get(&e.network)?;
+                Some(format!("{}.{}.", e.namespace, net.name))
+            })
+            .collect();
+        if !names.is_empty() {
+            return Answer::Names(names.into_iter().collect());
+        }
+        // An address in any DNS network's subnet is weft's to answer: a querier not on that
+        // network learns nothing, not even that the address is in use.
+        let inside = self
+            .nets
+            .values()
+            .any(|n| n.dns && n.subnets.iter().any(|s| s.contains(&addr)));
+        if inside {
+            Answer::NxDomain
+        } else {
+            Answer::Forward
+        }
+    }
+
+    /// True if `name` is weft's to answer: one label, or under a DNS-enabled network's name.
+    fn is_ours(&self, name: &str) -> bool {
+        if !name.contains('.') {
+            return true;
+        }
+        name.match_indices('.').any(|(i, _)| {
+            self.net_by_name
+                .get(&name[i + 1..])
+                .and_then(|id| self.nets.get(id))
+                .is_some_and(|n| n.dns)
+        })
+    }
+}
+
+/// Removes `id` from the set at `key`, and the set when it empties.
+fn drop_from<K, Q>(map: &mut HashMap<K, BTreeSet<String>>, key: &Q, id: &str)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(set) = map.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, dns: bool, internal: bool, subnet: &str, gw: &str) -> NetInfo {
+        NetInfo {
+            name: name.into(),
+            dns,
+            internal,
+            servers: if dns {
+                vec![gw.parse().unwrap()]
+            } else {
+                vec![]
+            },
+            subnets: vec![subnet.parse().unwrap()],
+        }
+    }
+
+    fn ep(net: &str, ns: &str, aliases: &[&str], addrs: &[&str]) -> EpInfo {
+        let mut names = vec![ns.to_ascii_lowercase()];
+        names.extend(aliases.iter().map(|a| a.to_ascii_lowercase()));
+        EpInfo {
+            network: net.into(),
+            namespace: ns.into(),
+            names,
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    /// Two DNS networks (front with a, b; back with c, and b on both), one without DNS.
+    fn sample() -> Index {
+        let mut ix = Index::default();
+        assert!(ix.set_network("n1", net("Front", true, false, "10.1.0.0/24", "10.1.0.1")));
+        assert!(ix.set_network("n2", net("back", true, true, "10.2.0.0/24", "10.2.0.1")));
+        assert!(!ix.set_network("n3", net("bridge", false, false, "10.3.0.0/24", "10.3.0.1")));
+        ix.set_endpoint("e1", ep("n1", "a", &["api"], &["10.1.0.2", "fd00::2"]));
+        ix.set_endpoint("e2", ep("n1", "b", &["API", "web.v1"], &["10.1.0.3"]));
+        ix.set_endpoint("e3", ep("n2", "c", &[], &["10.2.0.2"]));
+        ix.set_endpoint("e4", ep("n2", "b", &[], &["10.2.0.3"]));
+        ix.set_endpoint("e5", ep("n3", "d", &[], &["10.3.0.2"]));
+        ix
+    }
+
+    fn addrs(v: &[&str]) -> Answer {
+        Answer::Addrs(v.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    fn ns(n: &str) -> Querier {
+        Querier::Namespace(n.into())
+    }
+
+    #[test]
+    fn names_match_bare_and_under_the_network_case_insensitively() {
+        let ix = sample();
+        let q = ix.querier("10.1.0.3".parse().unwrap(), "n1");
+        assert_eq!(q, ns("b"));
+        assert_eq!(ix.lookup(&q, "n1", "a", Want::A, 0), addrs(&["10.1.0.2"]));
+        assert_eq!(
+            ix.lookup(&q, "n1", "a.front", Want::A, 0),
+            addrs(&["10.1.0.2"])
+        );
+        assert_eq!(ix.lookup(&q, "n1", "a", Want::Aaaa, 0), addrs(&["fd00::2"]));
+        assert_eq!(
+            ix.lookup(&q, "n1", "web.v1", Want::A, 0),
+            addrs(&["10.1.0.3"])
+        );
+        assert_eq!(
+            ix.lookup(&q, "n1", "web.v1.front", Want::A, 0),
+            addrs(&["10.1.0.3"])
+        );
+        // b is on back too: it sees c there, whichever resolver it asked.
+        assert_eq!(ix.lookup(&q, "n1", "c", Want::A, 0), addrs(&["10.2.0.2"]));
+        assert_eq!(
+            ix.lookup(&q, "n1", "c.back", Want::A, 0),
+            addrs(&["10.2.0.2"])
+        );
+        // A name that exists but has no such record: NODATA, not NXDOMAIN.
+        assert_eq!(ix.lookup(&q, "n1", "c", Want::Aaaa, 0), addrs(&[]));
+        assert_eq!(ix.lookup(&q, "n1", "c", Want::Other, 0), addrs(&[]));
+        // "c.front": c is not on front.
+        assert_eq!(ix.lookup(&q, "n1", "c.front", Want::A, 0), Answer::NxDomain);
+    }
+
+    #[test]
+    fn a_shared_alias_returns_every_endpoint_rotated() {
+        let ix = sample();
+        let q = ns("a");
+        assert_eq!(
+            ix.lookup(&q, "n1", "api", Want::A, 0),
+            addrs(&["10.1.0.2", "10.1.0.3"])
+        );
+        assert_eq!(
+            ix.lookup(&q, "n1", "api", Want::A, 1),
+            addrs(&["10.1.0.3", "10.1.0.2"])
+        );
+        assert_eq!(
+            ix.lookup(&q, "n1", "api", Want::A, 2),
+            addrs(&["10.1.0.2", "10.1.0.3"])
+        );
+        // b is on both networks: one name, both addresses.
+        assert_eq!(
+            ix.lookup(&ns("b"), "n1", "b", Want::A, 0),
+            addrs(&["10.1.0.3", "10.2.0.3"])
+        );
+    }
+
+    #[test]
+    fn other_networks_see_nothing_even_through_this_gateway() {
+        let ix = sample();
+        // d is on bridge (no DNS) and asks front's resolver through the host.
+        let q = ix.querier("10.3.0.2".parse().unwrap(), "n1");
+        assert_eq!(q, ns("d"));
+        assert!(ix.visible(&q, "n1").is_empty());
+        assert_eq!(ix.lookup(&q, "n1", "a", Want::A, 0), Answer::NxDomain);
+        assert_eq!(ix.lookup(&q, "n1", "a.front", Want::A, 0), Answer::NxDomain);
+        assert_eq!(
+            ix.lookup(&q, "n1", "example.org", Want::A, 0),
+            Answer::Forward
+        );
+        // c (back only) does not see front's a.
+        assert_eq!(ix.lookup(&ns("c"), "n2", "a", Want::A, 0), Answer::NxDomain);
+        // The host (no endpoint's address) sees the asked network.
+        let host = ix.querier("10.1.0.1".parse().unwrap(), "n1");
+        assert_eq!(host, Querier::Outsider);
+        assert_eq!(
+            ix.lookup(&host, "n1", "a", Want::A, 0),
+            addrs(&["10.1.0.2"])
+        );
+        assert_eq!(ix.lookup(&host, "n2", "a", Want::A, 0), Answer::NxDomain);
+    }
+
+    #[test]
+    fn forwarding_is_refused_for_internal_only_queriers() {
+        let ix = sample();
+        assert!(
+            !ix.may_forward(&ns("c"), "n2"),
+            "c is on back (internal) only"
+        );
+        assert!(ix.may_forward(&ns("b"), "n2"), "b is on front too");
+        assert!(ix.may_forward(&ns("d"), "n1"));
+        assert!(!ix.may_forward(&Querier::Outsider, "n2"));
+        assert!(ix.may_forward(&Querier::Outsider, "n1"));
+        assert!(!ix.may_forward(&Querier::Ambiguous, "n1"));
+    }
+
+    #[test]
+    fn reverse_names_the_namespace_on_its_network() {
+        let ix = sample();
+        let q = ns("a");
+        assert_eq!(
+            ix.reverse(&q, "n1", "10.1.0.3".parse().unwrap()),
+            Answer::Names(vec!["b.Front.".into()])
+        );
+        assert_eq!(
+            ix.reverse(&q, "n1", "10.1.0.99".parse().unwrap()),
+            Answer::NxDomain
+        );
+        assert_eq!(
+            ix.reverse(&q, "n1", "10.2.0.2".parse().unwrap()),
+            Answer::NxDomain
+        );
+        assert_eq!(
+            ix.reverse(&q, "n1", "10.3.0.2".parse().unwrap()),
+            Answer::Forward
+        );
+        assert_eq!(
+            ix.reverse(&q, "n1", "192.0.2.1".parse().unwrap()),
+            Answer::Forward
+        );
+    }
+
+    #[test]
+    fn updates_move_names_and_addresses() {
+        let mut ix = sample();
+        let q = ns("a");
+        ix.remove_endpoint("e2");
+        assert_eq!(ix.lookup(&q, "n1", "api", Want::A, 0), addrs(&["10.1.0.2"]));
+        // A dotted alias that is gone is no longer weft's name: forwarded.
+        assert_eq!(ix.lookup(&q, "n1", "web.v1", Want::A, 0), Answer::Forward);
+        assert_eq!(ix.lookup(&q, "n1", "b", Want::A, 0), Answer::NxDomain);
+        // The same endpoint, re-set with another alias and address.
+        ix.set_endpoint("e1", ep("n1", "a", &["db"], &["10.1.0.9"]));
+        assert_eq!(ix.lookup(&q, "n1", "api", Want::A, 0), Answer::NxDomain);
+        assert_eq!(ix.lookup(&q, "n1", "db", Want::A, 0), addrs(&["10.1.0.9"]));
+        assert_eq!(
+            ix.querier("10.1.0.2".parse().unwrap(), "n1"),
+            Querier::Outsider
+        );
+        // DNS turned off: the servers go, the names are no longer visible.
+        assert!(ix.set_network("n1", net("front", false, false, "10.1.0.0/24", "10.1.0.1")));
+        assert_eq!(ix.lookup(&q, "n1", "db", Want::A, 0), Answer::NxDomain);
+        assert_eq!(ix.servers().len(), 1);
+        assert!(ix.remove_network("n2"));
+        assert!(ix.servers().is_empty());
+        assert_eq!(
+            ix.querier("10.2.0.2".parse().unwrap(), "n2"),
+            Querier::Outsider
+        );
+    }
+
+    #[test]
+    fn ambiguous_sources_see_nothing() {
+        let mut ix = sample();
+        ix.set_network("n4", net("other", true, false, "10.3.0.0/24", "10.3.0.1"));
+        ix.set_endpoint("e6", ep("n4", "x", &[], &["10.3.0.2"]));
+        assert_eq!(ix.querier("10.3.0.2".parse().unwrap(), "n4"), ns("x"));
+        let q = ix.querier("10.3.0.2".parse().unwrap(), "n1");
+        assert_eq!(q, Querier::Ambiguous);
+        assert_eq!(ix.lookup(&q, "n1", "a", Want::A, 0), Answer::NxDomain);
+    }
+}
