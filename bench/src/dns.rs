@@ -341,6 +341,8 @@ pub struct Case {
     pub wall: Duration,
     /// weftd's API latency during the run (weft only).
     pub api: Option<Samples>,
+    /// Queries weftd counted during the run (GetSystemInfo's `dns_queries`; weft only).
+    pub counted: Option<u64>,
 }
 
 /// The result of [`run`].
@@ -464,6 +466,7 @@ pub async fn run(run: &Run, weftd_bin: &Path, o: &Opts) -> Result<DnsResult> {
                     usize::MAX,
                 ))
             });
+            let counted0 = dns_queries(&api_client, s.server).await?;
             let cpu0 = s.pid.as_deref().map(cpu_time).transpose()?;
             let t0 = Instant::now();
             let res = s.client.output(dnsperf(gw, file, o.seconds)).await;
@@ -476,6 +479,10 @@ pub async fn run(run: &Run, weftd_bin: &Path, o: &Opts) -> Result<DnsResult> {
             let api = match api {
                 Some(h) => Some(h.await.context("the API task panicked")??),
                 None => None,
+            };
+            let counted = match (counted0, dns_queries(&api_client, s.server).await?) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
             };
             let res = res?;
             let perf = parse_dnsperf(&String::from_utf8_lossy(&res.stdout))
@@ -495,6 +502,7 @@ pub async fn run(run: &Run, weftd_bin: &Path, o: &Opts) -> Result<DnsResult> {
                 cpu,
                 wall,
                 api,
+                counted,
             });
         }
     }
@@ -578,6 +586,20 @@ fn aardvark_sandbox(
         run_ok(Command::new("ip").args(args))?;
     }
     Ok((host, client))
+}
+
+/// weftd's `dns_queries` counter (GetSystemInfo), for weft's runs.
+async fn dns_queries(c: &weft::Client, server: Server) -> Result<Option<u64>> {
+    if server != Server::Weft {
+        return Ok(None);
+    }
+    let info = c
+        .system()
+        .get_system_info(GetSystemInfoRequest {})
+        .await
+        .context("GetSystemInfo")?
+        .into_inner();
+    Ok(Some(info.dns_queries))
 }
 
 /// GetSystemInfo calls, one every 5 ms, until `stop` is set or `max` calls are made.
@@ -700,6 +722,26 @@ impl DnsResult {
             }
         }
         t
+    }
+
+    /// A line per weft run: the queries weftd counted against those dnsperf sent.
+    pub fn counted(&self) -> Vec<String> {
+        self.cases
+            .iter()
+            .filter_map(|c| {
+                c.counted.map(|n| {
+                    format!(
+                        "weftd counted {n} queries during the {} run; dnsperf sent {}",
+                        if c.local {
+                            "local-name"
+                        } else {
+                            "unknown-name"
+                        },
+                        c.perf.sent
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The targets: per case, weft's rate at least aardvark-dns's with a lower p99; the API's

@@ -516,6 +516,9 @@ async fn run_dns(tools: &Tools, a: &DnsArgs, common: &Common, report: &mut Strin
         r.table().render(),
         r.api_table().render()
     );
+    for line in r.counted() {
+        let _ = writeln!(s, "- {line}.");
+    }
     for (what, met) in r.verdicts() {
         let v = met.map_or_else(|| "not measured".to_string(), verdict);
         let _ = writeln!(s, "- Target, {what}: {v}");
