@@ -15,7 +15,9 @@ use std::{
 
 use common::*;
 use net::*;
-use weft::v1::{ConnectRequest, GetSystemInfoRequest, GetSystemInfoResponse, Network};
+use weft::v1::{
+    ConnectRequest, DisconnectRequest, GetSystemInfoRequest, GetSystemInfoResponse, Network,
+};
 
 /// `dig` with one try, a 2 s wait and no search list; its stdout.
 fn dig(sb: &Sandbox, ns: &str, server: &str, args: &[&str]) -> String {
@@ -101,6 +103,15 @@ async fn names_resolve_for_the_network_and_no_one_else() {
     assert_eq!(short(&sb, "db", gw, &["WeB.FrOnT", "A"]), [web4.as_str()]);
     assert_eq!(short(&sb, "db", gw, &["web", "AAAA"]), [web6.as_str()]);
     assert_eq!(short(&sb, "db", gw, &["+tcp", "web", "A"]), [web4.as_str()]);
+    // The resolver also listens on the IPv6 gateway (once the bridge's address is usable).
+    let t = Instant::now();
+    while short(&sb, "db", "fd77:1::1", &["web", "AAAA"]) != [web6.as_str()] {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no answer on fd77:1::1"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // PTR gives <namespace>.<network>.
     assert_eq!(short(&sb, "db", gw, &["-x", &web4]), ["web.front."]);
     assert_eq!(short(&sb, "db", gw, &["-x", &web6]), ["web.front."]);
@@ -164,9 +175,16 @@ async fn names_resolve_for_the_network_and_no_one_else() {
     // Nor does it see front's names through front's gateway.
     assert_eq!(status(&dig(&sb, "plain", gw, &["web", "A"])), "NXDOMAIN");
 
-    // A disconnect shows within a second.
-    disconnect(&c, "front", "db").await;
+    // A disconnect shows within a second of its request (not waiting for the reconcile).
     let t = Instant::now();
+    rpc(c.networks().disconnect(DisconnectRequest {
+        network: "front".into(),
+        namespace: "db".into(),
+        wait: Some(false),
+        ..Default::default()
+    }))
+    .await
+    .expect("Disconnect");
     loop {
         let now = short(&sb, "web", gw, &["api", "A"]);
         if now == [web4.clone()] {
@@ -179,6 +197,10 @@ async fn names_resolve_for_the_network_and_no_one_else() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "api lost db's address {:?} after the Disconnect request",
+        t.elapsed()
+    );
     assert_eq!(status(&dig(&sb, "web", gw, &["db", "A"])), "NXDOMAIN");
 
     let after = info(&sb).await;
@@ -190,14 +212,22 @@ async fn names_resolve_for_the_network_and_no_one_else() {
     );
 }
 
-/// dnsmasq in a namespace of the test's, answering `upstream.test` (192.0.2.77) and NXDOMAIN
-/// for names under `example.test`; REFUSED for the rest.
-struct Upstream {
-    child: Child,
+/// A process the test started, killed when the test ends (also when it fails).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
+/// dnsmasq in a namespace of the test's, answering `upstream.test` (192.0.2.77) and NXDOMAIN
+/// for names under `example.test`; REFUSED for the rest.
+struct Upstream;
+
 impl Upstream {
-    fn start(outside: &Outside) -> Upstream {
+    fn start(outside: &Outside) -> Running {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", outside.path.display()))
             .args([
@@ -217,14 +247,7 @@ impl Upstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq (Debian's dnsmasq-base)");
-        Upstream { child }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Running(child)
     }
 }
 
@@ -301,4 +324,133 @@ async fn other_names_go_to_the_host_resolvers_except_from_internal_networks() {
         "upstream.test",
     ]);
     assert_eq!(out.trim(), "192.0.2.77");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_53_held_by_another_server_is_retried_not_fatal() {
+    let sb = Sandbox::new("dnsheld").await;
+    let c = sb.client();
+    // Someone else's DNS server on every address of the host, port 53 (UDP).
+    let mut holder = Running(
+        Command::new("nsenter")
+            .arg(format!("--net={}", sb.host_ns_path().display()))
+            .args([
+                "python3",
+                "-c",
+                "import socket,time\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',53))\nprint('bound',flush=True)\ntime.sleep(120)",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the port holder"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read the holder");
+    assert_eq!(line.trim(), "bound");
+    create_network(&c, dns_network("held", "dnshd0", &["10.79.1.0/24"], false)).await;
+    create_ns(&c, "h1").await;
+    connect(&c, connect_req("held", "h1")).await;
+    let gw = "10.79.1.1";
+    let t = Instant::now();
+    while !sb.log().contains("DNS: cannot serve on port 53") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no bind failure logged:\n{}",
+            sb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // weftd goes on: its API answers, and once the port is free its resolver serves.
+    info(&sb).await;
+    drop(holder);
+    let t = Instant::now();
+    loop {
+        if short(&sb, "h1", gw, &["h1", "A"]).len() == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the resolver never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_upstream_flag_wins_over_the_host_resolv_conf() {
+    let upstream = OUTSIDE_IP.to_string();
+    let sb = Sandbox::builder("dnsflag")
+        .args(&["--dns-upstream", &upstream])
+        .start()
+        .await;
+    let c = sb.client();
+    let outside = Outside::new(&sb);
+    let _upstream = Upstream::start(&outside);
+    create_network(&c, dns_network("up", "dnsup0", &["10.80.1.0/24"], false)).await;
+    create_ns(&c, "u1").await;
+    connect(&c, connect_req("up", "u1")).await;
+    // The sandbox's resolv.conf still names 127.0.0.1, where nothing answers.
+    let t = Instant::now();
+    while short(&sb, "u1", "10.80.1.1", &["upstream.test", "A"]) != ["192.0.2.77"] {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "upstream.test never resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(info(&sb).await.dns_forwards >= 1);
+}
+
+/// The addresses with a socket on port 53 in the scratch host (`ss`), as "udp ADDR" and
+/// "tcp ADDR", sorted.
+fn port_53(sb: &Sandbox) -> Vec<String> {
+    let out = sb.host_ok(&["ss", "-Hlntu", "sport = :53"]);
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = f.get(4)?;
+            Some(format!("{} {}", f.first()?, local.rsplit_once(':')?.0))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_follow_the_networks_that_have_dns() {
+    let sb = Sandbox::new("dnslist").await;
+    let c = sb.client();
+    create_network(&c, dns_network("on", "dnson0", &["10.81.1.0/24"], false)).await;
+    let off = Network {
+        dns: Some(false),
+        ..dns_network("off", "dnsoff0", &["10.81.2.0/24"], false)
+    };
+    assert!(create_network(&c, off).await.dns_servers.is_empty());
+    let serving = ["tcp 10.81.1.1", "udp 10.81.1.1"];
+    let t = Instant::now();
+    while port_53(&sb) != serving {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "port 53: {:?}",
+            port_53(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Neither the network without DNS nor the default network `bridge` has a listener.
+    delete_network(&c, "on").await;
+    let t = Instant::now();
+    while !port_53(&sb).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "port 53: {:?}",
+            port_53(&sb)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
