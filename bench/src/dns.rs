@@ -21,7 +21,8 @@
 //!   the rate is dnsperf's "Queries per second", the p50 and p99 are computed here from the
 //!   latency it prints for every answer (Debian's dnsperf 2.10 has no latency histogram).
 //! - weftd's API latency: GetSystemInfo over its Unix socket, one call every 5 ms, idle
-//!   (before the storms) and while each weft storm runs, on a connection of its own.
+//!   (before the storms, 2 s after the last connect) and while each weft storm runs, on a
+//!   connection of its own.
 
 use std::{
     fmt::Write as _,
@@ -438,6 +439,8 @@ pub async fn run(run: &Run, weftd_bin: &Path, o: &Opts) -> Result<DnsResult> {
         setups.push(setup);
     }
 
+    // Let the connects' own follow-up work (echo reconciles) settle: idle means idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("dns: weftd's API latency, idle ({} calls)", o.api_calls);
     let mut out = DnsResult {
         records: records.len(),
