@@ -508,8 +508,9 @@ async fn run_dns(tools: &Tools, a: &DnsArgs, common: &Common, report: &mut Strin
          the records of both resolvers; dnsperf (`-v`, defaults otherwise) {} s per case and \
          resolver from an endpoint's position, interleaved; p50/p99 from dnsperf's per-answer \
          latencies; load average before: {load}, after: {}.\n\n{}\n**weftd's API latency** \
-         (GetSystemInfo on its Unix socket, one call every 5 ms) idle and during weft's query \
-         storms:\n\n{}\n",
+         (GetSystemInfo on its Unix socket, one call every 5 ms) idle and during each storm; \
+         during aardvark-dns's, weftd serves no query: those rows are the control for the \
+         busy CPU alone:\n\n{}\n",
         r.records,
         o.seconds,
         loadavg(),
