@@ -93,17 +93,10 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut filter =
+    let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // hickory-server logs every DNS query at INFO: too much for a log (and for the query
-    // rate), unless RUST_LOG asks for hickory by name.
-    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("hickory"))
-        && let Ok(d) = "hickory_server=warn".parse()
-    {
-        filter = filter.add_directive(d);
-    }
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(weftd::dns::quiet_hickory(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

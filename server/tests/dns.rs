@@ -128,6 +128,24 @@ async fn names_resolve_for_the_network_and_no_one_else() {
         2,
         "the first answer should rotate: {firsts:?}"
     );
+    // glibc's resolver (getent) through the gateway: a resolv.conf naming it is bind-mounted
+    // over /etc/resolv.conf in a private mount namespace (`unshare -m`), so nothing of the
+    // host's changes.
+    let conf = sb.dir().join("glibc-resolv.conf");
+    std::fs::write(&conf, format!("nameserver {gw}\n")).unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec nsenter --net={} getent ahostsv4 api",
+        conf.display(),
+        sb.ns_path("web").display()
+    );
+    let out = run(Command::new("unshare").args(["-m", "sh", "-c", &script]));
+    let mut seen: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, both, "getent ahostsv4 api: {out:?}");
     // The full answer: authoritative, a short TTL.
     let full = dig(&sb, "db", gw, &["web", "A"]);
     assert!(full.contains("flags: qr aa"), "{full}");

@@ -48,6 +48,17 @@ use crate::{
     reconcile::Controller,
 };
 
+/// `filter` with hickory-server's per-query lines (INFO, two per query) turned down to WARN,
+/// unless `RUST_LOG` names hickory itself: at tens of thousands of queries a second they
+/// would be most of the log, and of the resolver's CPU.
+pub fn quiet_hickory(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    let asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("hickory"));
+    match "hickory_server=warn".parse() {
+        Ok(d) if !asked => filter.add_directive(d),
+        _ => filter,
+    }
+}
+
 /// What every network's resolver shares.
 #[derive(Debug)]
 pub struct Shared {
