@@ -16,6 +16,10 @@ WEFT_TEST_DEB_PACKAGES=(
     bind9-dnsutils dnsmasq-base
 )
 
+# Python packages the tests need (scripts/test only): grpcio's default channel and its stub
+# generator, for the "any gRPC client" tests and examples/python/ (server/tests/clients.rs).
+WEFT_TEST_PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1)
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
@@ -55,4 +59,20 @@ ensure_cargo() {
         export PATH
     fi
     log "$(cargo --version), $(rustc --version)"
+}
+
+# Installs the given pip requirements (name==version) that python3 does not have at that
+# version yet; Debian's own Python refuses system-wide installs (PEP 668) unless told.
+pip_install_missing() {
+    local missing=() r
+    for r in "$@"; do
+        python3 -m pip show "${r%%==*}" 2>/dev/null | grep -qx "Version: ${r#*==}" || missing+=("$r")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    python3 -m pip --version >/dev/null 2>&1 || apt_install_missing python3-pip
+    log "pip install ${missing[*]}"
+    local args=(install --quiet --disable-pip-version-check "${missing[@]}")
+    python3 -m pip "${args[@]}" 2>/dev/null || python3 -m pip "${args[@]}" --break-system-packages
 }

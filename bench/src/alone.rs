@@ -514,6 +514,11 @@ pub struct Ports {
     pub weft_port_small: Samples,
     /// ... at `large` mappings.
     pub weft_port_large: Samples,
+    /// weft: Connect with one published port whose host port is left out (weftd picks it from
+    /// [`EPHEMERAL_RANGE`], which holds the existing mappings), at `small` mappings.
+    pub weft_eph_small: Samples,
+    /// ... at `large` mappings.
+    pub weft_eph_large: Samples,
     /// weft: Connect without ports, at `small` mappings (to isolate the port's cost).
     pub weft_plain_small: Samples,
     /// ... at `large` mappings.
@@ -528,11 +533,21 @@ pub struct Ports {
     pub fw_large: Samples,
 }
 
+/// The scratch hosts' `ip_local_port_range` in the port benchmark: it holds the existing
+/// mappings (20000 on), so a picked port is chosen among them, not beside them.
+pub const EPHEMERAL_RANGE: (u16, u16) = (20_000, 60_999);
+
+/// Host ports `from..=to` mapped pairwise onto container ports from `container` on.
 fn range(from: u16, to: u16, container: u16) -> PublishedPort {
     PublishedPort {
         host_port: from.into(),
         host_port_end: if to > from { to.into() } else { 0 },
         container_port: container.into(),
+        container_port_end: if to > from {
+            u32::from(container) + u32::from(to - from)
+        } else {
+            0
+        },
         protocol: "tcp".into(),
         ..Default::default()
     }
@@ -576,13 +591,20 @@ pub async fn ports(
     let mut daemons = Vec::new();
     for (tag, count) in [("ports10", small), ("ports10k", large)] {
         let host = run.scratch_ns(&format!("h-{tag}"))?;
+        Kernel::new(Some(host.clone()), run.subdir(&format!("{tag}-sysctl"))?)?
+            .ensure_sysctl(
+                &NsRef::Host,
+                "net/ipv4/ip_local_port_range",
+                &format!("{}\t{}", EPHEMERAL_RANGE.0, EPHEMERAL_RANGE.1),
+            )
+            .await?;
         let mut w = Weftd::new(weftd_bin, &host, run.subdir(tag)?)?;
         w.start().await?;
         let c = w.client()?;
         methods::create_network(&c, "ports", "wbp", "10.212.0.0/16".parse()?).await?;
         methods::create_namespace(&c, "pbase").await?;
         for s in 0..samples {
-            for prefix in ["pa", "pn"] {
+            for prefix in ["pa", "pn", "pe"] {
                 methods::create_namespace(&c, &format!("{prefix}{s}")).await?;
             }
         }
@@ -600,29 +622,39 @@ pub async fn ports(
     for s in 0..samples {
         check_stop()?;
         let port = vec![range(40_000 + s as u16, 40_000 + s as u16, 80)];
-        let (pa, pn) = (format!("pa{s}"), format!("pn{s}"));
-        // Rotate which daemon and which kind of call goes first.
-        for k in 0..4 {
-            let which = (s + k) % 4;
-            let (d, with_port) = (which / 2, which % 2 == 0);
+        let left_out = vec![PublishedPort {
+            container_port: 80,
+            protocol: "tcp".into(),
+            ..Default::default()
+        }];
+        let (pa, pn, pe) = (format!("pa{s}"), format!("pn{s}"), format!("pe{s}"));
+        // Rotate which daemon and which kind of call goes first: 0 a fixed port, 1 none,
+        // 2 a port left out.
+        for k in 0..6 {
+            let which = (s + k) % 6;
+            let (d, kind) = (which / 3, which % 3);
             let c = &daemons[d].1;
             let t = Instant::now();
-            if with_port {
-                methods::connect(c, "ports", &pa, port.clone()).await?;
-            } else {
-                methods::connect(c, "ports", &pn, Vec::new()).await?;
-            }
+            let (ns, ports) = match kind {
+                0 => (&pa, port.clone()),
+                1 => (&pn, Vec::new()),
+                _ => (&pe, left_out.clone()),
+            };
+            methods::connect(c, "ports", ns, ports).await?;
             let e = t.elapsed();
-            match (d, with_port) {
-                (0, true) => out.weft_port_small.push(e),
-                (0, false) => out.weft_plain_small.push(e),
-                (_, true) => out.weft_port_large.push(e),
-                (_, false) => out.weft_plain_large.push(e),
+            match (d, kind) {
+                (0, 0) => out.weft_port_small.push(e),
+                (0, 1) => out.weft_plain_small.push(e),
+                (0, _) => out.weft_eph_small.push(e),
+                (_, 0) => out.weft_port_large.push(e),
+                (_, 1) => out.weft_plain_large.push(e),
+                (_, _) => out.weft_eph_large.push(e),
             }
         }
         for (_, c) in &daemons {
-            methods::disconnect(c, "ports", &pa).await?;
-            methods::disconnect(c, "ports", &pn).await?;
+            for ns in [&pa, &pn, &pe] {
+                methods::disconnect(c, "ports", ns).await?;
+            }
         }
     }
     for (w, _) in &mut daemons {
@@ -648,6 +680,7 @@ pub async fn ports(
             internal: false,
             icc: true,
             masquerade: true,
+            dns_servers: Vec::new(),
         }])
         .await?;
         let bulk: Vec<PortMapping> = (20_000..20_000 + count).map(mapping).collect();
@@ -688,6 +721,15 @@ impl Ports {
             ms(self.weft_port_small.p50()),
             ms(self.weft_port_large.p50()),
             ratio(self.weft_port_large.p50(), self.weft_port_small.p50()),
+        ]);
+        t.row([
+            format!(
+                "weft: Connect with one port, host port left out (picked in {}-{})",
+                EPHEMERAL_RANGE.0, EPHEMERAL_RANGE.1
+            ),
+            ms(self.weft_eph_small.p50()),
+            ms(self.weft_eph_large.p50()),
+            ratio(self.weft_eph_large.p50(), self.weft_eph_small.p50()),
         ]);
         t.row([
             "weft: Connect without ports (same state)".into(),

@@ -497,6 +497,7 @@ impl FloorM {
                 internal: false,
                 icc: true,
                 masquerade: true,
+                dns_servers: Vec::new(),
             }])
             .await?;
         Ok(Self {

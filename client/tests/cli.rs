@@ -600,12 +600,28 @@ impl NetworkService for Svc {
             network: Some(net),
         }))
     }
+    /// Only `web` (with DNS, two resolver addresses) and `plain` (DNS off) exist.
     async fn get_network(
         &self,
-        _: Request<GetNetworkRequest>,
+        req: Request<GetNetworkRequest>,
     ) -> Result<Response<GetNetworkResponse>, Status> {
         self.called("GetNetwork");
-        not_yet()
+        let name = req.into_inner().name;
+        let (dns, dns_servers) = match name.as_str() {
+            "web" => (None, vec!["10.1.0.1".into(), "fd00::1".into()]),
+            "plain" => (Some(false), Vec::new()),
+            _ => return not_yet(),
+        };
+        Ok(Response::new(GetNetworkResponse {
+            network: Some(Network {
+                bridge_name: format!("br-{name}"),
+                name,
+                dns,
+                dns_servers,
+                status: status(Phase::Ready, ""),
+                ..Default::default()
+            }),
+        }))
     }
     async fn list_networks(
         &self,
@@ -1212,6 +1228,7 @@ async fn network_bridge_creates_then_connects_with_the_flags() {
                 host_port: 8080,
                 host_port_end: 0,
                 container_port: 80,
+                container_port_end: 0,
                 protocol: "tcp".into(),
             },
             PublishedPort {
@@ -1219,6 +1236,7 @@ async fn network_bridge_creates_then_connects_with_the_flags() {
                 host_port: 5353,
                 host_port_end: 0,
                 container_port: 53,
+                container_port_end: 0,
                 protocol: "udp".into(),
             }
         ]
@@ -2113,4 +2131,50 @@ async fn system_info_prints_every_counter() {
         d.calls(),
         ["GetSystemInfo", "GetSystemInfo", "GetSystemInfo"]
     );
+}
+
+/// `--dns`/`--no-dns` set `Network.dns` (the last one wins; neither leaves it unset, weftd's
+/// default); inspect shows whether a network has DNS and its resolver's addresses, in the
+/// table and in JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_dns_flags_and_inspect() {
+    let d = Daemon::start().await;
+    for (args, want) in [
+        (&["--no-dns"][..], serde_json::json!(false)),
+        (&["--dns"], serde_json::json!(true)),
+        (&[], serde_json::Value::Null),
+        (&["--dns", "--no-dns"], serde_json::json!(false)),
+        (&["--no-dns", "--dns"], serde_json::json!(true)),
+    ] {
+        let mut all = vec!["-o", "json", "network", "create", "n1"];
+        all.extend_from_slice(args);
+        let r = d.weft(&all).await;
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{args:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["dns"], want, "{args:?}: {}", r.stdout);
+    }
+
+    let r = d.weft(&["network", "inspect", "web"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("DNS"))
+        .unwrap_or_else(|| panic!("no DNS line in:\n{}", r.stdout));
+    assert!(
+        line.ends_with("yes (resolver on 10.1.0.1, fd00::1)"),
+        "{line:?}"
+    );
+    let r = d.weft(&["network", "inspect", "plain"]).await;
+    let line = r.stdout.lines().find(|l| l.starts_with("DNS")).unwrap();
+    assert!(line.ends_with("no"), "{line:?}");
+
+    let r = d.weft(&["-o", "json", "network", "inspect", "web"]).await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // A list, as `docker network inspect` prints.
+    assert_eq!(
+        v[0]["dns_servers"],
+        serde_json::json!(["10.1.0.1", "fd00::1"])
+    );
+    assert_eq!(v[0]["dns"], serde_json::Value::Null);
 }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     admission::ConnLimits,
+    logging::LogFormat,
     model::{
         AddressPool, ObjectLimits, RequestLimits,
         network::{default_pools, default_v6_pools},
@@ -89,6 +90,8 @@ pub struct FileConfig {
     pub etc_netns_dir: Option<PathBuf>,
     /// The `[limits]` table.
     pub limits: Option<LimitSettings>,
+    /// The format of the log lines, `text` or `json`.
+    pub log_format: Option<LogFormat>,
 }
 
 /// The limits as flags (`--max-labels`) and as the file's `[limits]` table (`max_labels`):
@@ -235,6 +238,8 @@ pub struct Config {
     /// `--etc-netns-dir`: weft writes `<dir>/<namespace>/resolv.conf` for the namespaces it
     /// creates.
     pub etc_netns_dir: PathBuf,
+    /// `--log-format`; None: text when stderr is a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
 }
 
 /// One `--dns-upstream`: an IP address (port 53) or a socket address (`[::1]:5353`).
@@ -376,6 +381,7 @@ impl Config {
                 .etc_netns_dir
                 .or(file.etc_netns_dir)
                 .unwrap_or_else(|| DEFAULT_ETC_NETNS_DIR.into()),
+            log_format: cli.log_format.or(file.log_format),
         })
     }
 

@@ -10,13 +10,17 @@
 
 pub mod access;
 pub mod admission;
+pub mod any_authority;
 pub mod api;
 pub mod config;
+mod delegate;
 pub mod dns;
 pub mod kernel;
 pub mod listen;
 pub mod lock;
+pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod reconcile;
 pub mod server;
 pub mod service;

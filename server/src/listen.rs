@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use futures::{Stream, StreamExt};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, ReadBuf},
     net::{UnixListener, UnixStream},
 };
 use tokio_stream::wrappers::UnixListenerStream;
@@ -24,6 +24,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig, server::Connected
 
 use crate::{
     access::{Creds, UnixConnectInfo},
+    any_authority::AnyAuthority,
     config::TlsFiles,
 };
 
@@ -86,22 +87,27 @@ fn bind_in(
 }
 
 /// The connections of `listener`, each carrying its peer's [`Creds`] (read once, at accept)
-/// as tonic connect info.
+/// as tonic connect info, each read through [`AnyAuthority`].
 pub fn unix_incoming(
     listener: UnixListener,
 ) -> impl Stream<Item = std::io::Result<UnixConn>> + Send + 'static {
     UnixListenerStream::new(listener).map(|res| {
         res.map(|io| {
+            // The credentials are the socket's, read before any wrapper.
             let creds = Creds::of(&io);
-            UnixConn { io, creds }
+            UnixConn {
+                io: AnyAuthority::new(io),
+                creds,
+            }
         })
     })
 }
 
-/// A Unix socket connection and its peer's credentials.
+/// A Unix socket connection and its peer's credentials. Its client header blocks are
+/// rewritten so that any `:authority` reaches h2 as one it accepts ([`AnyAuthority`]).
 #[derive(Debug)]
 pub struct UnixConn {
-    io: UnixStream,
+    io: AnyAuthority<UnixStream>,
     creds: Option<Creds>,
 }
 
@@ -123,35 +129,7 @@ impl AsyncRead for UnixConn {
     }
 }
 
-impl AsyncWrite for UnixConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
+crate::delegate::delegate_async_write!([] UnixConn => io);
 
 /// How long a TCP client has to complete the TLS handshake before weftd closes it.
 pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

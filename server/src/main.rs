@@ -6,7 +6,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use weftd::config::{Config, FileConfig, LimitSettings};
+use weftd::{
+    config::{Config, FileConfig, LimitSettings},
+    logging::LogFormat,
+};
 
 /// weft's daemon: declarative network namespaces, links and networks, kept converged.
 #[derive(Debug, Parser)]
@@ -83,6 +86,10 @@ struct Flags {
     /// bind-mounts it) [default: /etc/netns]
     #[arg(long)]
     etc_netns_dir: Option<PathBuf>,
+    /// Log lines as `text` or `json` (one object per line, with the span fields) [default:
+    /// text when stderr is a terminal, json otherwise]
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
     /// TOML file with the same keys (flags win)
     #[arg(long)]
     config: Option<PathBuf>,
@@ -93,13 +100,6 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(weftd::dns::quiet_hickory(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let flags = Flags::parse();
     let file = match &flags.config {
         Some(path) => {
@@ -132,8 +132,16 @@ async fn main() -> anyhow::Result<()> {
         dns_upstream: (!flags.dns_upstream.is_empty()).then_some(flags.dns_upstream),
         host_resolv_conf: flags.host_resolv_conf,
         etc_netns_dir: flags.etc_netns_dir,
+        log_format: flags.log_format,
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Logging starts once the format is known (a flag or the file); what fails before
+    // this point is an error main returns, printed on stderr.
+    weftd::logging::init(
+        config
+            .log_format
+            .unwrap_or_else(LogFormat::default_for_stderr),
+    );
     tracing::info!(?config, "starting weftd");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -17,7 +17,10 @@
 //!    connection takes a place among the connections per peer and in all
 //!    ([`crate::admission`]), or is closed at once.
 //!
-//! Shutdown: stop accepting, let in-flight requests answer, close the queue (workers finish
+//! 6. tell systemd `READY=1` ([`crate::notify`]; `WATCHDOG=1` pings follow when the unit
+//!    sets `WatchdogSec=`).
+//!
+//! Shutdown: `STOPPING=1` to systemd, stop accepting, let in-flight requests answer, close the queue (workers finish
 //! their key), flush the reaper and the re-check batches, close the store (WAL checkpoint),
 //! remove the socket, release the locks.
 
@@ -37,10 +40,12 @@ use crate::{
     admission::{Refuse, limit_incoming},
     api::{Api, NetworkDefaults, SystemApi},
     config::Config,
-    kernel::Kernel,
+    kernel::{Kernel, etc::EtcNetns},
     lock::Locks,
+    logging::RequestSpanLayer,
     model::{NetworkSpec, SubnetSpec},
-    reconcile::Controller,
+    notify::Notifier,
+    reconcile::{Controller, ResolvSettings},
     service::{Checked, NewNetwork, Service},
     store::Store,
 };
@@ -145,6 +150,10 @@ pub async fn run(
         );
     }
     let ctl = Controller::new(store.clone(), std::sync::Arc::new(kernel));
+    ctl.set_resolv_settings(ResolvSettings {
+        etc: EtcNetns::new(config.etc_netns_dir.clone()),
+        host_resolv_conf: config.host_resolv_conf.clone(),
+    });
 
     let mut tasks = JoinSet::new();
     ctl.spawn_workers(config.workers, &mut tasks);
@@ -224,6 +233,7 @@ pub async fn run(
     let mut servers = JoinSet::new();
     servers.spawn(
         keepalive(Server::builder())
+            .layer(RequestSpanLayer)
             .layer(access.clone())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
@@ -242,6 +252,7 @@ pub async fn run(
         tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
             keepalive(tls)
+                .layer(RequestSpanLayer)
                 .layer(access)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
@@ -251,6 +262,12 @@ pub async fn run(
         );
     }
 
+    // The socket answers (bound, listening, served) and every stored object is queued:
+    // systemd may start what depends on weftd.
+    let notifier = Notifier::from_env();
+    notifier.ready("serving");
+    let watchdog = tokio::spawn(notifier.clone().run_watchdog());
+
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
         res = servers.join_next() => {
@@ -259,6 +276,8 @@ pub async fn run(
             }
         }
     }
+    notifier.stopping();
+    watchdog.abort();
     health
         .set_not_serving::<NamespaceServiceServer<Api>>()
         .await;

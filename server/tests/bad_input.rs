@@ -632,7 +632,16 @@ fn port(ip: &str, host: u32, end: u32, container: u32, proto: &str) -> Published
         host_port: host,
         host_port_end: end,
         container_port: container,
+        container_port_end: 0,
         protocol: proto.into(),
+    }
+}
+
+/// Host ports `host`-`end` onto container ports `container`-`cend` (0: a single port).
+fn ports(host: u32, end: u32, container: u32, cend: u32) -> PublishedPort {
+    PublishedPort {
+        container_port_end: cend,
+        ..port("", host, end, container, "tcp")
     }
 }
 
@@ -1321,8 +1330,33 @@ fn cases(sb: &Sandbox) -> Vec<Case> {
         ),
         (
             "container port range past 65535",
-            port("", 9000, 9010, 65530, "tcp"),
-            "published_ports[0].container_port",
+            ports(9000, 9010, 65530, 70000),
+            "published_ports[0].container_port_end",
+        ),
+        (
+            "container port range onto one host port",
+            ports(9000, 0, 90, 91),
+            "published_ports[0].container_port_end",
+        ),
+        (
+            "host and container ranges of different lengths",
+            ports(9000, 9002, 90, 91),
+            "published_ports[0].container_port_end",
+        ),
+        (
+            "container port range with the host port left out",
+            ports(0, 0, 90, 91),
+            "published_ports[0].host_port",
+        ),
+        (
+            "host range end with the host port left out",
+            ports(0, 9010, 80, 0),
+            "published_ports[0].host_port",
+        ),
+        (
+            "container range that ends before it starts",
+            ports(9000, 9001, 91, 90),
+            "published_ports[0].container_port_end",
         ),
         (
             "protocol icmp",

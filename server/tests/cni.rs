@@ -241,6 +241,8 @@ async fn version_add_ping_retry_check_del() {
     assert_eq!(ra["ips"][0]["gateway"], "10.243.0.1");
     assert_eq!(ra["ips"][0]["interface"], 1);
     assert_eq!(ra["routes"], json!([{"dst":"0.0.0.0/0","gw":"10.243.0.1"}]));
+    // The network's resolver (weftd's DNS on its gateway) is the container's nameserver.
+    assert_eq!(ra["dns"], json!({"nameservers": ["10.243.0.1"]}));
     let rb = ok(call("ADD", Some(&b), "eth0", None, &cf), "ADD b");
     let (ipa, ipb) = (ipv4_of(&ra), ipv4_of(&rb));
     assert_ne!(ipa, ipb);
@@ -488,12 +490,20 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         "1.0.0",
         "a",
         json!({"runtimeConfig": {"aliases": {"a": ["db"]},
-            "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}}),
+            "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+            "dns": {"nameservers": ["192.0.2.53"], "search": ["corp.example"],
+                    "options": ["ndots:1"]}}),
     );
     let args = "IgnoreUnknown=1;K8S_POD_NAME=web-0;K8S_POD_NAMESPACE=prod;IP=10.245.0.77;MAC=02:00:0a:f5:00:4d";
     let ra = ok(as_id("ADD", &k.id, k.netns(), "eth0", args, &ca), "ADD a");
     assert_eq!(ra["ips"][0]["address"], "10.245.0.77/24");
     assert_eq!(ra["interfaces"][1]["mac"], "02:00:0a:f5:00:4d");
+    // weft's resolver for the network, the configuration's search and options.
+    assert_eq!(
+        ra["dns"],
+        json!({"nameservers": ["10.245.0.1"], "search": ["corp.example"],
+               "options": ["ndots:1"]})
+    );
     let ep = &endpoints_of(&sb, "a", &k).await[0];
     assert_eq!(ep.aliases, vec!["db"]);
     assert_eq!(ep.published_ports.len(), 1);
@@ -504,6 +514,7 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         "ADD b",
     );
     assert_eq!(rb["interfaces"][1]["name"], "eth1");
+    assert_eq!(rb["dns"], json!({"nameservers": ["10.246.0.1"]}));
     // One namespace object, two interfaces.
     let nss = c
         .list_all_namespaces(tonic::Request::new(weft::v1::ListNamespacesRequest {

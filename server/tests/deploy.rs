@@ -102,6 +102,7 @@ fn default_config_names_every_key_with_its_default() {
             tls_client_ca: None,
             socket_group: None,
             read_only_group: None,
+            log_format: None,
             ..f
         },
     )
@@ -218,4 +219,53 @@ async fn weftd_runs_from_a_config_file() {
     create_link(&c, seed_link()).await;
     // The links live in namespaces of the sandbox, so host_netns and netns_dir were honoured.
     sb.assert_ping("ns1", "192.168.1.20").await;
+}
+
+/// deploy/Containerfile's build stage copies a complete workspace: with only the files its
+/// `COPY` lines name, `cargo metadata --offline --locked --no-deps` loads every member's
+/// manifest and path dependency (a member left out, as `bench` once was, fails the image
+/// build at its first cargo step). `--no-deps`: registry crates are the image's to download.
+#[test]
+fn containerfile_copies_a_complete_workspace() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = repo_file("deploy/Containerfile");
+    let build_stage = text
+        .split("\nFROM ")
+        .nth(1)
+        .expect("the Containerfile has a build stage");
+    let copied: Vec<&str> = build_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(copied.contains(&"Cargo.toml"), "{copied:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for src in &copied {
+        let out = run(Command::new("cp")
+            .arg("-a")
+            .arg(repo.join(src))
+            .arg(dir.path().join(src)));
+        assert!(out.status.success(), "cp {src}: {out:?}");
+    }
+    let out = run(Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--offline",
+            "--locked",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(dir.path().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", dir.path().join("target")));
+    assert!(
+        out.status.success(),
+        "cargo metadata on the Containerfile's files ({copied:?}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -154,9 +154,15 @@ fn assert_golden_json(name: &str, value: &Value) {
 // ---- the option matrix (same names and networks as the unit tests' golden plans) ----
 
 fn net(bridge: &str, subnets: &[&str], internal: bool, icc: bool, masq: bool) -> FirewallNetwork {
+    let subnets: Vec<ipnet::IpNet> = subnets.iter().map(|s| s.parse().expect("subnet")).collect();
     FirewallNetwork {
         bridge: bridge.into(),
-        subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
+        // DNS on the first address, as the unit tests' matrix has it.
+        dns_servers: subnets
+            .iter()
+            .filter_map(|s| s.hosts().find(|a| *a != s.network()))
+            .collect(),
+        subnets,
         internal,
         icc,
         masquerade: masq,
@@ -168,25 +174,31 @@ fn matrix() -> Vec<(&'static str, Vec<FirewallNetwork>)> {
         ("empty", vec![]),
         (
             "v4",
-            vec![net("wb-v4", &["10.10.0.0/24"], false, true, true)],
+            vec![net("wb-v4", &["10.10.0.1/24"], false, true, true)],
         ),
         (
             "internal",
-            vec![net("wb-int", &["10.11.0.0/24"], true, true, true)],
+            vec![net(
+                "wb-int",
+                &["10.11.0.1/24", "fd00:11::1/64"],
+                true,
+                true,
+                true,
+            )],
         ),
         (
             "icc_off",
-            vec![net("wb-noicc", &["10.12.0.0/24"], false, false, true)],
+            vec![net("wb-noicc", &["10.12.0.1/24"], false, false, true)],
         ),
         (
             "no_masq",
-            vec![net("wb-nomasq", &["10.13.0.0/24"], false, true, false)],
+            vec![net("wb-nomasq", &["10.13.0.1/24"], false, true, false)],
         ),
         (
             "dual_stack",
             vec![net(
                 "wb-dual",
-                &["10.14.0.0/24", "fd00:14::/64"],
+                &["10.14.0.1/24", "fd00:14::1/64"],
                 false,
                 true,
                 true,
@@ -194,13 +206,13 @@ fn matrix() -> Vec<(&'static str, Vec<FirewallNetwork>)> {
         ),
         (
             "v6_only",
-            vec![net("wb-v6", &["fd00:15::/64"], false, false, true)],
+            vec![net("wb-v6", &["fd00:15::1/64"], false, false, true)],
         ),
         (
             "mixed",
             vec![
                 net("wb-c", &["fd00:3::/56"], false, false, false),
-                net("wb-a", &["fd00:1::/64", "10.1.0.0/24"], false, true, true),
+                net("wb-a", &["fd00:1::1/64", "10.1.0.1/24"], false, true, true),
                 net("wb-b", &["10.2.16.0/20"], true, false, true),
             ],
         ),

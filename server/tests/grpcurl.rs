@@ -11,8 +11,8 @@ use std::process::Output;
 use common::*;
 use serde_json::Value;
 
-/// `grpcurl -plaintext -unix -authority localhost [-d data] <socket> <rest...>`. Without
-/// `-authority`, grpcurl sends the socket path as :authority and the server resets the stream.
+/// `grpcurl -plaintext -unix -authority localhost [-d data] <socket> <rest...>`: an explicit
+/// authority, as older weftd needed (clients.rs runs grpcurl without it).
 fn grpcurl(sb: &Sandbox, data: Option<&str>, rest: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(grpcurl_bin());
     cmd.args([

@@ -184,6 +184,7 @@ const UP: LinkChange = LinkChange {
     alias: None,
     name: None,
     group: None,
+    hairpin: None,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -693,6 +694,43 @@ async fn set_link_changes_mtu_mac_up_master_and_alias_in_one_request() {
     assert_eq!(seen["ifalias"], "weft:1234");
     assert!(has_flag(&seen, "UP"));
     assert_eq!(seen["linkinfo"]["info_slave_kind"], "bridge");
+    assert!(!got.hairpin, "a new bridge port starts with hairpin off");
+    assert_eq!(seen["linkinfo"]["info_slave_data"]["hairpin"], false);
+
+    // Hairpin mode is port data: a second request (RTM_NEWLINK through the master), read
+    // back from the link's own attributes and as `ip` sees it.
+    let before = k.writes();
+    let hairpin = LinkChange {
+        hairpin: Some(true),
+        ..Default::default()
+    };
+    k.set_link(&h, port.index, &hairpin)
+        .await
+        .expect("hairpin on");
+    assert_eq!(k.writes(), before + 1, "one request for the hairpin mode");
+    assert!(sb.link(&h, "wp0").await.hairpin);
+    assert_eq!(
+        ip_link(&host, "wp0")["linkinfo"]["info_slave_data"]["hairpin"],
+        true
+    );
+    // Hairpin with a new master in one change: the master first, then the port data.
+    let both = LinkChange {
+        master: Some(None),
+        ..Default::default()
+    };
+    k.set_link(&h, port.index, &both).await.expect("nomaster");
+    let both = LinkChange {
+        master: Some(Some(br.index)),
+        hairpin: Some(true),
+        ..Default::default()
+    };
+    let before = k.writes();
+    k.set_link(&h, port.index, &both)
+        .await
+        .expect("master + hairpin");
+    assert_eq!(k.writes(), before + 2, "the master, then the port data");
+    let got = sb.link(&h, "wp0").await;
+    assert_eq!((got.master, got.hairpin), (Some(br.index), true));
 
     // Release from the bridge and bring down; untouched fields stay.
     let change = LinkChange {

@@ -385,10 +385,19 @@ async fn outbound_traffic_is_masqueraded_and_internal_networks_stay_inside() {
     let peer = assert_tcp_ok(&sb.ns_path("p"), to, "p -> outside").await;
     assert_eq!(peer, IpAddr::V4(HOST_IP), "p -> outside: not masqueraded");
 
-    // An internal network cannot leave, though its endpoint is up and reaches its gateway.
+    // An internal network cannot leave, though its endpoint is up: the host reaches it (the
+    // replies are let in; of the host itself it may reach only its resolver, see
+    // internal_networks_reach_only_port_53_of_their_own_gateway).
+    let i_ip = addr_of(&get_network(&c, "int").await.endpoints[0].ipv4_address).to_string();
     assert!(
-        ping_within(&sb, "i", "10.243.0.1", Duration::from_secs(5)).await,
-        "i cannot reach its gateway"
+        sb.exec_host(&["ping", "-c1", "-W2", &i_ip])
+            .status
+            .success()
+            || sb
+                .exec_host(&["ping", "-c1", "-W2", &i_ip])
+                .status
+                .success(),
+        "the host cannot reach i"
     );
     assert_tcp_fails(&sb.ns_path("i"), to, "internal i -> outside").await;
 
@@ -468,6 +477,122 @@ async fn internal_networks_do_not_reach_published_ports_of_other_networks() {
         "outside -> published port, again",
     )
     .await;
+}
+
+/// An internal network's endpoints reach the host only at their own gateway's port 53
+/// (weftd's resolver; listeners this test starts in the sandbox host stand in for it): TCP
+/// to another port of the gateway fails, to port 53 connects, over IPv4 and IPv6; the other
+/// network's resolver address is out of reach too. Its endpoints still ping each other (v4
+/// and v6), and a non-internal network's endpoint reaches the same host ports.
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
+    let sb = Sandbox::new("intdns").await;
+    let c = sb.client();
+    create_network(
+        &c,
+        Network {
+            internal: true,
+            ..network("int", "wb-intd", &["10.249.0.0/24", "fd00:249::/64"])
+        },
+    )
+    .await;
+    create_network(&c, network("pub", "wb-pubd", &["10.249.1.0/24"])).await;
+    for ns in ["a", "b", "p"] {
+        create_ns(&c, ns).await;
+    }
+    connect(&c, connect_req("int", "a")).await;
+    let b = connect(&c, connect_req("int", "b")).await;
+    connect(&c, connect_req("pub", "p")).await;
+    assert_eq!(
+        get_network(&c, "int").await.dns_servers,
+        ["10.249.0.1", "fd00:249::1"],
+        "an internal network has a resolver too"
+    );
+
+    // The bridge's IPv6 address must have left DAD before anything binds to it.
+    wait_for(
+        Duration::from_secs(10),
+        "no tentative address on wb-intd",
+        || {
+            sb.host_ok(&["ip", "-6", "addr", "show", "dev", "wb-intd", "tentative"])
+                .trim()
+                .is_empty()
+        },
+    )
+    .await;
+    let host = sb.host_ns_path();
+    let (gw4, gw6, pub_gw) = (
+        IpAddr::V4(Ipv4Addr::new(10, 249, 0, 1)),
+        IpAddr::V6("fd00:249::1".parse::<Ipv6Addr>().expect("ip")),
+        IpAddr::V4(Ipv4Addr::new(10, 249, 1, 1)),
+    );
+    // Port 9000 on every host address, both families (a dual-stack socket): a service of
+    // the host that an internal network must not reach. Port 53 is weftd's own resolver.
+    let _server = EchoServer::start(host, sa(Ipv6Addr::UNSPECIFIED, 9000));
+    let dig = |ns: &str, server: IpAddr, tcp: bool| {
+        let at = format!("@{server}");
+        let proto = if tcp { "+tcp" } else { "+notcp" };
+        let out = sb.exec_in(
+            ns,
+            &["dig", "+tries=1", "+time=2", proto, "+short", &at, "b"],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let b4 = addr_of(&b.ipv4_address).to_string();
+    for (server, tcp) in [(gw4, false), (gw4, true), (gw6, false), (gw6, true)] {
+        assert_eq!(
+            dig("a", server, tcp),
+            b4,
+            "internal a -> its gateway {server} port 53 (tcp {tcp}): weft's resolver answers"
+        );
+    }
+    let a = sb.ns_path("a");
+    assert_tcp_fails(&a, sa(gw4, 9000), "internal a -> its gateway, port 9000").await;
+    assert_tcp_fails(
+        &a,
+        sa(gw6, 9000),
+        "internal a -> its IPv6 gateway, port 9000",
+    )
+    .await;
+    for tcp in [false, true] {
+        let out = dig("a", pub_gw, tcp);
+        assert!(
+            out.contains("timed out") || out.contains("no servers could be reached"),
+            "internal a reached the other network's resolver {pub_gw} (tcp {tcp}): {out:?}"
+        );
+    }
+    // Within the internal network everything still flows, IPv6 (neighbour discovery) too.
+    sb.assert_ping("a", &addr_of(&b.ipv4_address).to_string())
+        .await;
+    let b6 = addr_of(&b.ipv6_address).to_string();
+    assert!(
+        ping_within(&sb, "a", &b6, Duration::from_secs(10)).await,
+        "internal a cannot ping b over IPv6"
+    );
+
+    // A network that is not internal is not touched by the input chain.
+    let p = sb.ns_path("p");
+    assert_tcp_ok(&p, sa(pub_gw, 9000), "p -> its gateway, port 9000").await;
+    assert!(
+        dig("p", pub_gw, true).is_empty(),
+        "p -> its gateway's port 53 answers (empty: b is not on p's network)"
+    );
+    let out = sb.exec_in(
+        "p",
+        &[
+            "dig",
+            "+tries=1",
+            "+time=2",
+            "+tcp",
+            &format!("@{pub_gw}"),
+            "p",
+        ],
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.249.1."),
+        "p -> its own resolver over TCP: {out}"
+    );
 }
 
 // ---- isolation and the inter-container switch ----

@@ -51,6 +51,16 @@ async fn published_port_answers_from_outside_from_the_host_and_by_hairpin() {
     );
     let cli = connect(&c, connect_req("web", "cli")).await;
     let cli_ip = addr_of(&cli.ipv4_address);
+    // Every endpoint's bridge port is in hairpin mode (as Docker's with the userland proxy
+    // off), so a frame may leave by the port it came in on.
+    for ep in [&srv, &cli] {
+        let port = sb.must_link("", &ep.host_interface_name);
+        assert_eq!(
+            port["linkinfo"]["info_slave_data"]["hairpin"], true,
+            "{}: {port}",
+            ep.namespace
+        );
+    }
 
     // The mappings are map elements, one each, in the wildcard and the by-address map.
     let elems = dnat_elems(&sb);
@@ -125,20 +135,32 @@ async fn published_port_answers_from_outside_from_the_host_and_by_hairpin() {
             &format!("{mode}: hairpin cli -> HOST_IP:8080"),
         )
         .await;
-        if brnf == "0" {
-            // Routed back into the bridge it came from: masqueraded to the gateway, so the
-            // reply returns through the host.
-            assert_eq!(peer, gw, "{mode}: hairpin source (cli is {cli_ip})");
-        } else {
-            // DNATed to a neighbour on the same bridge, the frame is bridged; the reply is
-            // un-NATed on the bridge path too. The postrouting hairpin rule (`iifname B oifname
-            // B ct status dnat masquerade`) cannot match there (br_netfilter's postrouting
-            // has no input interface), so the server may see cli's own address.
-            assert!(
-                peer == gw || peer == cli_ip,
-                "{mode}: hairpin source {peer}, neither the gateway {gw} nor cli {cli_ip}"
-            );
+        // Without br_netfilter the connection is routed back into the bridge it came from
+        // and masqueraded; with it the DNATed frame is bridged and SNATed by the per-subnet
+        // hairpin rule. Either way the gateway is the source, so the reply returns through
+        // the host (cli is {cli_ip}).
+        assert_eq!(peer, gw, "{mode}: hairpin source (cli is {cli_ip})");
+
+        // Hairpin to itself: srv reaches its own published port through a host address,
+        // on the wildcard mapping and the one on HOST_IP. With br_netfilter the frame leaves
+        // by the port it came in on (hairpin mode) and is SNATed to the gateway, else srv
+        // would drop a packet from its own address as a martian.
+        for port in [8080, 8081] {
+            let peer = assert_tcp_ok(
+                &sb.ns_path("srv"),
+                sa(HOST_IP, port),
+                &format!("{mode}: hairpin to itself srv -> HOST_IP:{port} (srv is {srv_ip})"),
+            )
+            .await;
+            assert_eq!(peer, gw, "{mode}: hairpin to itself, source seen");
         }
+        let peer = assert_tcp_ok(
+            &sb.ns_path("srv"),
+            sa(gw, 8080),
+            &format!("{mode}: hairpin to itself srv -> gateway:8080"),
+        )
+        .await;
+        assert_eq!(peer, gw, "{mode}: srv -> gateway:8080, source seen");
     }
 
     // The wildcard mapping is on every host address (here the gateway, from the host and by

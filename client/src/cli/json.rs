@@ -210,6 +210,7 @@ pub fn endpoint(e: &Endpoint) -> Value {
         "mac_address": e.mac_address,
         "ipv4_gateway": e.ipv4_gateway,
         "ipv6_gateway": e.ipv6_gateway,
+        "dns_servers": e.dns_servers,
         "aliases": e.aliases,
         "published_ports": e.published_ports.iter().map(published_port).collect::<Vec<_>>(),
         "status": status(e.status.as_ref()),
@@ -218,7 +219,8 @@ pub fn endpoint(e: &Endpoint) -> Value {
 
 /// A `Network`, with its endpoints and the address use of each subnet (`usage`) inline, so
 /// that one `inspect -o json` answers "who is on this network and how full is it".
-/// `enable_icc` and `masquerade` are `null` when unset: weftd's default (on) applies.
+/// `enable_icc`, `masquerade` and `dns` are `null` when unset: weftd's default (on) applies.
+/// `dns_servers` are the resolver's addresses (the gateways) when the network has DNS.
 pub fn network(n: &Network) -> Value {
     json!({
         "name": n.name,
@@ -237,6 +239,8 @@ pub fn network(n: &Network) -> Value {
         "usage": n.usage.iter().map(usage).collect::<Vec<_>>(),
         "enable_ipv6": n.enable_ipv6,
         "default": n.default,
+        "dns": n.dns,
+        "dns_servers": n.dns_servers,
     })
 }
 
@@ -343,5 +347,7 @@ mod tests {
         let v = network(&n);
         assert_eq!(v["enable_icc"], json!(false));
         assert_eq!(v["masquerade"], Value::Null);
+        assert_eq!(v["dns"], Value::Null);
+        assert_eq!(v["dns_servers"], json!([]));
     }
 }

@@ -184,9 +184,11 @@ pub fn route(s: &str) -> Result<Route, String> {
 
 /// Parses a published-port spec `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO]`,
 /// docker style. An IPv6 host address goes in brackets (`[::1]:8080:80`). Without a host port
-/// the host uses the container port. A container range must be as long as the host range.
+/// (`80`, `127.0.0.1::80`) weftd picks a free one from the host's ip_local_port_range; a host
+/// range with one container port (`9000-9010:80`) takes one free port of the range; a
+/// container range needs a host range of the same length (`9000-9001:90-91`, pairwise).
 pub fn port(s: &str) -> Result<PublishedPort, String> {
-    const SHAPE: &str = "[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[/tcp|udp|sctp]";
+    const SHAPE: &str = "[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]";
     let (spec, protocol) = match s.rsplit_once('/') {
         Some((spec, proto)) => {
             let proto = proto.to_ascii_lowercase();
@@ -232,7 +234,7 @@ pub fn port(s: &str) -> Result<PublishedPort, String> {
     let (host_port, host_port_end) = if host_port.is_empty() {
         if cend.is_some() {
             return Err(format!(
-                "a container port range in {s:?} needs a host port range"
+                "a container port range in {s:?} needs a host port range of the same length"
             ));
         }
         (0, 0)
@@ -243,7 +245,8 @@ pub fn port(s: &str) -> Result<PublishedPort, String> {
             if hend - hstart != cend - cstart {
                 return Err(format!(
                     "host range {hstart}-{hend} and container range {cstart}-{cend} in {s:?} \
-                     differ in length"
+                     differ in length: give ranges of the same length, or one container port \
+                     to take one free port of the host range"
                 ));
             }
         }
@@ -254,6 +257,7 @@ pub fn port(s: &str) -> Result<PublishedPort, String> {
         host_port,
         host_port_end,
         container_port: cstart,
+        container_port_end: cend.unwrap_or(0),
         protocol,
     })
 }
@@ -449,6 +453,7 @@ mod tests {
             host_port: hp,
             host_port_end: hpe,
             container_port: cp,
+            container_port_end: 0,
             protocol: proto.into(),
         }
     }
@@ -550,7 +555,15 @@ mod tests {
         );
         assert_eq!(
             port("8000-8002:80-82").unwrap(),
-            pp("", 8000, 8002, 80, "tcp")
+            PublishedPort {
+                container_port_end: 82,
+                ..pp("", 8000, 8002, 80, "tcp")
+            }
+        );
+        assert_eq!(
+            port("9000-9010:80").unwrap(),
+            pp("", 9000, 9010, 80, "tcp"),
+            "a host range with one container port: one free port of the range"
         );
         assert_eq!(
             port("127.0.0.1::80").unwrap(),
@@ -584,6 +597,7 @@ mod tests {
                 .contains("differ in length")
         );
         assert!(port("80-81").unwrap_err().contains("host port range"));
+        assert!(port("9000:90-91").unwrap_err().contains("differ in length"));
         assert!(
             port("host:8080:80")
                 .unwrap_err()

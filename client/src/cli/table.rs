@@ -202,21 +202,18 @@ pub fn route(r: &Route) -> String {
 }
 
 /// A published port docker style: `[HOST_IP:]HOST_PORT[-END]->CONTAINER_PORT[-END]/PROTO`.
+/// Answers hold the host port weftd picked where the request left it out (or gave a range
+/// with one container port), so that is what prints.
 pub fn published_port(p: &PublishedPort) -> String {
-    let host_port = if p.host_port == 0 {
-        p.container_port
-    } else {
-        p.host_port
+    let range = |start: u32, end: u32| {
+        if end > start {
+            format!("{start}-{end}")
+        } else {
+            start.to_string()
+        }
     };
-    let (host, container) = if p.host_port_end > p.host_port && p.host_port != 0 {
-        let len = p.host_port_end - p.host_port;
-        (
-            format!("{host_port}-{}", p.host_port_end),
-            format!("{}-{}", p.container_port, p.container_port + len),
-        )
-    } else {
-        (host_port.to_string(), p.container_port.to_string())
-    };
+    let host = range(p.host_port, p.host_port_end);
+    let container = range(p.container_port, p.container_port_end);
     let ip = if p.host_ip.contains(':') {
         format!("[{}]:", p.host_ip)
     } else if p.host_ip.is_empty() {
@@ -307,8 +304,8 @@ pub fn links(list: &[Link]) -> String {
     )
 }
 
-/// The `weft network ls` table: NAME, BRIDGE, SUBNETS, INTERNAL, ENDPOINTS (how many) and
-/// STATE.
+/// The `weft network ls` table: NAME, BRIDGE, SUBNETS, INTERNAL, DNS (the resolver's
+/// addresses, `-` without DNS), ENDPOINTS (how many) and STATE.
 pub fn networks(list: &[Network]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -326,6 +323,7 @@ pub fn networks(list: &[Network]) -> String {
                 } else {
                     "no".into()
                 },
+                dash(n.dns_servers.join(",")),
                 n.endpoints.len().to_string(),
                 state(n.status.as_ref()),
             ]
@@ -337,6 +335,7 @@ pub fn networks(list: &[Network]) -> String {
             "BRIDGE",
             "SUBNETS",
             "INTERNAL",
+            "DNS",
             "ENDPOINTS",
             "STATE",
         ],
@@ -447,6 +446,14 @@ pub fn describe_link(l: &Link) -> String {
     d.render()
 }
 
+/// The DNS line of `network inspect`: whether the network serves names, and where.
+fn dns(n: &Network) -> String {
+    match (opt_bool(n.dns, true), n.dns_servers.is_empty()) {
+        ("yes", false) => format!("yes (resolver on {})", n.dns_servers.join(", ")),
+        (yes_no, _) => yes_no.to_string(),
+    }
+}
+
 /// `-` for an empty value, as in table cells.
 fn dash(s: String) -> String {
     if s.is_empty() { "-".into() } else { s }
@@ -488,6 +495,7 @@ pub fn describe_network(n: &Network) -> String {
         .field("IPv6", if n.enable_ipv6 { "yes" } else { "no" })
         .field("ICC", opt_bool(n.enable_icc, true))
         .field("Masquerade", opt_bool(n.masquerade, true))
+        .field("DNS", dns(n))
         .field("MTU", or_default(n.mtu, "1500"))
         .list(
             "Subnets",
@@ -650,10 +658,11 @@ mod tests {
             host_port: hp,
             host_port_end: hpe,
             container_port: cp,
+            container_port_end: if hpe > hp { cp + hpe - hp } else { 0 },
             protocol: proto.into(),
         };
         assert_eq!(published_port(&p("", 8080, 0, 80, "tcp")), "8080->80/tcp");
-        assert_eq!(published_port(&p("", 0, 0, 80, "")), "80->80/tcp");
+        assert_eq!(published_port(&p("", 40123, 0, 80, "")), "40123->80/tcp");
         assert_eq!(
             published_port(&p("127.0.0.1", 8000, 8010, 80, "udp")),
             "127.0.0.1:8000-8010->80-90/udp"

@@ -180,6 +180,9 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): (container id, ifname) pairs; `None` when absent.
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// The configuration's `dns` object (`nameservers`, `domain`, `search`, `options`), if
+    /// any: its search and options go into ADD's result beside weft's resolver.
+    pub dns: Option<Value>,
 }
 
 fn conf_err(msg: impl Into<String>) -> CniError {
@@ -335,6 +338,15 @@ impl NetConf {
             aliases,
             prev_result: v.get("prevResult").filter(|p| !p.is_null()).cloned(),
             valid_attachments,
+            dns: match v.get("dns") {
+                None | Some(Value::Null) => None,
+                Some(d @ Value::Object(_)) => Some(d.clone()),
+                Some(_) => {
+                    return Err(conf_err(
+                        "\"dns\" must be an object ({\"search\": [...], \"options\": [...]})",
+                    ));
+                }
+            },
         })
     }
 }

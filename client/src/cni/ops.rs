@@ -239,7 +239,12 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
     // A retried ADD: the endpoint is there already.
     let net = network(c, conf).await.unwrap_or(net);
     if let Some(ep) = find_endpoint(&net, &ns.name, &inv.ifname) {
-        return Ok(result::add_result(ep, &inv.netns, &conf.cni_version));
+        return Ok(result::add_result(
+            ep,
+            &inv.netns,
+            &conf.cni_version,
+            conf.dns.as_ref(),
+        ));
     }
     if let Some(other) = net.endpoints.iter().find(|e| e.namespace == ns.name) {
         return Err(CniError::new(
@@ -273,6 +278,7 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
                 host_port: p.host_port,
                 host_port_end: 0,
                 container_port: p.container_port,
+                container_port_end: 0,
                 protocol: p.protocol.clone(),
             })
             .collect(),
@@ -281,7 +287,12 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
         ..Default::default()
     };
     match connect_endpoint(c, req, inv, conf).await {
-        Ok(ep) => Ok(result::add_result(&ep, &inv.netns, &conf.cni_version)),
+        Ok(ep) => Ok(result::add_result(
+            &ep,
+            &inv.netns,
+            &conf.cni_version,
+            conf.dns.as_ref(),
+        )),
         Err(e) => {
             // A failed ADD leaves nothing behind: the endpoint (if weftd made one) and the
             // namespace object, unless the container is on another network.

@@ -10,13 +10,15 @@ use crate::v1::Endpoint;
 /// The result of an ADD for `ep`, its inside interface living in `sandbox` (CNI_NETNS), in
 /// CNI version `version`. The host end is interface 0, the container's interface 1; each IP
 /// names interface 1 and its gateway, and each family with a gateway gets a default route.
-pub fn add_result(ep: &Endpoint, sandbox: &str, version: &str) -> Value {
+/// `dns` is [`dns`]'s, from the endpoint and the configuration's `dns` object.
+pub fn add_result(ep: &Endpoint, sandbox: &str, version: &str, conf_dns: Option<&Value>) -> Value {
+    let dns = dns(ep, conf_dns);
     let fams = [
         (&ep.ipv4_address, &ep.ipv4_gateway, "4", "0.0.0.0/0"),
         (&ep.ipv6_address, &ep.ipv6_gateway, "6", "::/0"),
     ];
     if version.starts_with("0.1.") || version.starts_with("0.2.") {
-        let mut out = json!({ "cniVersion": version, "dns": {} });
+        let mut out = json!({ "cniVersion": version, "dns": dns });
         for (addr, gw, fam, dst) in fams {
             if addr.is_empty() {
                 continue;
@@ -54,8 +56,32 @@ pub fn add_result(ep: &Endpoint, sandbox: &str, version: &str) -> Value {
         "interfaces": [host, inside],
         "ips": ips,
         "routes": routes,
-        "dns": {},
+        "dns": dns,
     })
+}
+
+/// The result's `dns`: `nameservers` are the endpoint's resolvers (weftd's, on the network's
+/// gateways, when the network has DNS), else the configuration's own; `domain`, `search` and
+/// `options` come from the configuration's `dns`, as the CNI spec has plugins do. Empty
+/// fields are left out, so a network without DNS and a configuration without `dns` give `{}`.
+pub fn dns(ep: &Endpoint, conf: Option<&Value>) -> Value {
+    let mut out = serde_json::Map::new();
+    let from_conf = |k: &str| {
+        conf.and_then(|c| c.get(k))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    if !ep.dns_servers.is_empty() {
+        out.insert("nameservers".into(), json!(ep.dns_servers));
+    } else if let Some(n) = from_conf("nameservers") {
+        out.insert("nameservers".into(), n);
+    }
+    for k in ["domain", "search", "options"] {
+        if let Some(v) = from_conf(k) {
+            out.insert(k.into(), v);
+        }
+    }
+    Value::Object(out)
 }
 
 /// The addresses (CIDR) a prevResult of any version gives its container: `ips[].address`, or
@@ -115,7 +141,7 @@ mod tests {
 
     #[test]
     fn result_1x_lists_both_interfaces_ips_and_routes() {
-        let r = add_result(&ep(), "/run/netns/c1", "1.0.0");
+        let r = add_result(&ep(), "/run/netns/c1", "1.0.0", None);
         assert_eq!(r["cniVersion"], "1.0.0");
         assert_eq!(r["interfaces"][0]["name"], "wv0123456789ab");
         assert!(r["interfaces"][0].get("sandbox").is_none());
@@ -137,15 +163,40 @@ mod tests {
 
     #[test]
     fn result_0x_shapes() {
-        let r = add_result(&ep(), "/n", "0.4.0");
+        let r = add_result(&ep(), "/n", "0.4.0", None);
         assert_eq!(r["ips"][0]["version"], "4");
         let mut e = ep();
         e.ipv6_address = "fd00::2/64".into();
         e.ipv6_gateway = "fd00::1".into();
-        let r = add_result(&e, "/n", "0.2.0");
+        let r = add_result(&e, "/n", "0.2.0", None);
         assert_eq!(r["ip4"]["ip"], "10.7.0.2/24");
         assert_eq!(r["ip6"]["routes"][0]["dst"], "::/0");
         assert!(r.get("interfaces").is_none());
         assert_eq!(prev_addresses(&r), vec!["10.7.0.2/24", "fd00::2/64"]);
+    }
+
+    /// The endpoint's resolvers are the nameservers; search and options come from the
+    /// configuration, whose own nameservers count only when weft has none (a network
+    /// without DNS); in every result version.
+    #[test]
+    fn dns_carries_the_endpoints_resolvers_and_the_configurations_options() {
+        let conf = json!({"nameservers": ["192.0.2.53"], "search": ["corp.example"],
+                          "options": ["ndots:2"]});
+        let mut e = ep();
+        e.dns_servers = vec!["10.7.0.1".into()];
+        for v in ["1.0.0", "0.4.0", "0.2.0"] {
+            let r = add_result(&e, "/n", v, Some(&conf));
+            assert_eq!(
+                r["dns"],
+                json!({"nameservers": ["10.7.0.1"], "search": ["corp.example"],
+                       "options": ["ndots:2"]}),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            dns(&ep(), Some(&conf))["nameservers"],
+            json!(["192.0.2.53"])
+        );
+        assert_eq!(dns(&e, None), json!({"nameservers": ["10.7.0.1"]}));
     }
 }

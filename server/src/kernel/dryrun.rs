@@ -151,6 +151,7 @@ impl DryRun {
                 alias: None,
                 addresses: Vec::new(),
                 group: super::NEWBORN_GROUP,
+                hairpin: false,
             },
         );
     }
@@ -195,6 +196,13 @@ fn describe_change(c: &LinkChange, master: Option<&str>) -> String {
     }
     if let Some(g) = c.group {
         parts.push(format!("group {g}"));
+    }
+    if let Some(h) = c.hairpin {
+        parts.push(if h {
+            "hairpin on".into()
+        } else {
+            "hairpin off".into()
+        });
     }
     parts.join(", ")
 }
@@ -432,6 +440,10 @@ impl NetnsOps for DryRun {
 
     async fn netns_id(&self, _ns: &NsRef) -> Result<Option<i32>, KernelError> {
         Ok(None)
+    }
+
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        self.inner.read_sysctl(ns, key).await
     }
 
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {

@@ -302,6 +302,7 @@ fn new_link(index: u32, name: &str, kind: &str) -> LinkState {
         alias: None,
         addresses: Vec::new(),
         group: 0,
+        hairpin: false,
     }
 }
 
@@ -503,7 +504,17 @@ impl LinkOps for FakeKernel {
             l.up = v;
         }
         if let Some(v) = change.master {
+            if l.master != v {
+                // A new port starts with the kernel's defaults.
+                l.hairpin = false;
+            }
             l.master = v;
+        }
+        if let Some(v) = change.hairpin {
+            if l.master.is_none() {
+                return Err(KernelError::from_errno(op, Errno::EOPNOTSUPP));
+            }
+            l.hairpin = v;
         }
         if let Some(v) = &change.alias {
             l.alias = Some(v.clone());
@@ -727,6 +738,11 @@ impl NetnsOps for FakeKernel {
 
     async fn netns_id(&self, _ns: &NsRef) -> Result<Option<i32>, KernelError> {
         Ok(None)
+    }
+
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        let mut s = self.read("read_sysctl", key)?;
+        Ok(s.space(ns, "sysctl")?.sysctls.get(key).cloned())
     }
 
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {

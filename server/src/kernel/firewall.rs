@@ -20,6 +20,9 @@
 //!     set bridges { type ifname; elements = { "br-a", "br-b" } }
 //!     set internal { type ifname; elements = { "br-b" } }
 //!     set icc { type ifname . ifname; elements = { "br-a" . "br-a" } }
+//!     set dns4 { type ifname . ipv4_addr . inet_proto . inet_service;
+//!         elements = { "br-b" . 10.2.0.1 . tcp . 53, "br-b" . 10.2.0.1 . udp . 53 } }
+//!     set dns6 { type ifname . ipv6_addr . inet_proto . inet_service }
 //!     map dnat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }
 //!     map dnat4_any { type inet_proto . inet_service : ipv4_addr . inet_service }
 //!     map dnat6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service }
@@ -36,6 +39,8 @@
 //!     chain postrouting { type nat hook postrouting priority 100; policy accept;
 //!         ip saddr 127.0.0.0/8 oifname @bridges masquerade
 //!         iifname "br-a" oifname "br-a" ct status dnat masquerade
+//!         ip saddr 10.1.0.0/24 ip daddr 10.1.0.0/24 ct status dnat snat ip to 10.1.0.1
+//!         ip6 saddr fd00:1::/64 ip6 daddr fd00:1::/64 ct status dnat snat ip6 to fd00:1::1
 //!         ip saddr 10.1.0.0/24 oifname != "br-a" masquerade
 //!         ip6 saddr fd00:1::/64 oifname != "br-a" masquerade
 //!         iifname "br-b" oifname "br-b" ct status dnat masquerade }
@@ -46,6 +51,13 @@
 //!         oifname @bridges ct status dnat accept
 //!         oifname @bridges drop
 //!         iifname @bridges accept }
+//!     chain input { type filter hook input priority 0; policy accept;
+//!         iifname @internal ct state established,related accept
+//!         iifname @internal icmpv6 type nd-neighbor-solicit accept
+//!         iifname @internal icmpv6 type nd-neighbor-advert accept
+//!         iifname . ip daddr . meta l4proto . th dport @dns4 accept
+//!         iifname . ip6 daddr . meta l4proto . th dport @dns6 accept
+//!         iifname @internal drop }
 //! }
 //! table bridge weft {
 //!     comment "weft plan <fingerprint>"
@@ -61,7 +73,10 @@
 //!   map ends that rule and the next one is tried.
 //! - **Masquerade** per subnet of each masquerading, non-internal network, for traffic leaving
 //!   through any interface but its own bridge. **Hairpin**: traffic DNATed back into the bridge
-//!   it came from is masqueraded so replies return through the host. Connections from the
+//!   it came from is masqueraded so replies return through the host (the routed path, without
+//!   br_netfilter), or SNATed to the gateway by the per-subnet `ip saddr S ip daddr S ct
+//!   status dnat snat to <gateway>` (the bridged path, with br_netfilter; see below).
+//!   Connections from the
 //!   host's loopback addresses to a published port are masqueraded too; they also need
 //!   `net/ipv4/conf/<bridge>/route_localnet = 1` (see
 //!   [`Kernel::ensure_sysctl`](crate::kernel::NetnsOps::ensure_sysctl)), else the kernel
@@ -73,21 +88,47 @@
 //!   leaves it (that order is the fix of an escape: with the drop after the DNAT accept, an
 //!   internal endpoint reached other networks through their published ports); into any
 //!   weft bridge only replies and DNATed connections; out of the others everything. That is
-//!   the isolation between networks and from the outside. Endpoints still reach their
-//!   gateway (that is input, not forward).
+//!   the isolation between networks and from the outside. Endpoints reach their gateway
+//!   (that is input, not forward), subject to the input chain below.
+//! - **Input from internal networks**: an internal network reaches nothing of the host but
+//!   weftd's resolver on its own gateway(s), UDP and TCP port 53: `dns4`/`dns6` hold
+//!   `bridge . gateway . proto . 53` for each internal network with DNS, so another network's
+//!   gateway address (also the host's) is refused as well, and the chain stays six rules
+//!   however many networks there are. Replies to what the host started, and neighbour
+//!   solicitations and advertisements (without which IPv6 endpoints cannot reach the gateway
+//!   at all) pass; everything else from an internal bridge is dropped. Other networks'
+//!   input is left to the host's own firewall.
 //! - **br_netfilter.** Where it is active (`net/bridge/bridge-nf-call-iptables = 1`, the
 //!   default wherever the module is loaded or built in, as on this kernel), traffic bridged
 //!   between two ports of one bridge also crosses the inet hooks, with the bridge as both iif
 //!   and oif. `iifname . oifname @icc accept` lets it through for ICC networks (the set holds
 //!   `"B" . "B"` for each); for no-ICC networks it falls to `oifname @bridges drop`. DNAT to a
-//!   neighbour on the same bridge then happens at the bridge. The hairpin masquerade rule does
-//!   *not* match there (on the bridged path postrouting runs without an input interface), so
-//!   the neighbour sees the client's own address; replies still return through the bridge's
-//!   conntrack and the connection works (tested in both modes). One case does not work with
-//!   br_netfilter active: an endpoint reaching its *own* published port through a host
-//!   address (the frame would have to leave by the port it came in on; this kernel drops it
-//!   even with the port in hairpin mode).
-//!   Every other path is tested in both modes.
+//!   neighbour on the same bridge then happens at the bridge: br_netfilter sees the new
+//!   destination is behind the bridge itself and bridges the frame instead of routing it.
+//!   The hairpin masquerade rule does *not* match there: `nft monitor trace` shows the
+//!   bridged packet in postrouting with `oif` the bridge and no `iif`, and (for an endpoint
+//!   reaching itself) the endpoint's address as both source and destination. A `masquerade`
+//!   on a subnet match would work with one address per family on the bridge, but it picks
+//!   the source by the kernel's address selection (an IPv6 bridge also has a link-local
+//!   address), so weft names the gateway instead: the SNAT rule per subnet, to the subnet's gateway (the address `FirewallNetwork::subnets`
+//!   carries as host bits): any connection DNATed from a subnet to the same subnet leaves
+//!   with the gateway as source, so neighbours see what they see without br_netfilter too.
+//!   **Hairpin to itself** (an endpoint reaching its *own* published port through a host
+//!   address, as with Docker's userland proxy off) needs two things on the bridged path: the
+//!   endpoint's bridge port in hairpin mode (`IFLA_BRPORT_MODE`, set and repaired by the
+//!   endpoint reconciler as desired state), since the frame leaves by the port it came in
+//!   on; and the SNAT, since the packet would otherwise reach the endpoint with its own
+//!   address as source and destination, which its kernel drops as a martian. Replies go to
+//!   the gateway's MAC, are un-NATed in the bridge's prerouting and bridged back the same
+//!   way. Without br_netfilter the same connection is routed and masqueraded by the rule
+//!   before; the bridge's own transmit does not need hairpin mode. Both modes are tested
+//!   (`tests/ports.rs`), from outside, from the host, from a neighbour and from the endpoint
+//!   itself; the rules stay per network, never per mapping. Without the SNAT rule the
+//!   neighbour sees the client's own address with br_netfilter (checked by removing it: the
+//!   test then fails there). Checked by hand with a bare bridge, one port and `nft monitor
+//!   trace` (br_netfilter on): hairpin off fails with or without the SNAT (the frame never
+//!   leaves the port); hairpin on without it fails (the SYN reaches the endpoint from its
+//!   own address, no SYN-ACK); hairpin on with it connects, the server seeing the gateway.
 //! - **Inter-container traffic off** is a `bridge` family forward chain dropping frames bridged
 //!   between two ports whose IP source is in a no-ICC network's subnet. Traffic to the gateway
 //!   is bridge *input*, not forward, so it passes. Identifying the bridge by its subnets rather
@@ -201,7 +242,9 @@ impl Proto {
 pub struct FirewallNetwork {
     /// The bridge interface's name (1 to 15 bytes).
     pub bridge: String,
-    /// Its subnets, IPv4 and IPv6 (host bits are ignored).
+    /// Its subnets, IPv4 and IPv6, with the gateway (the bridge's address) as host bits:
+    /// `10.1.0.1/24`. The gateway is where hairpin traffic is SNATed to; a subnet given
+    /// with zero host bits gets no hairpin SNAT rule. Every other rule ignores host bits.
     pub subnets: Vec<ipnet::IpNet>,
     /// No outside access (and no masquerade).
     pub internal: bool,
@@ -209,6 +252,9 @@ pub struct FirewallNetwork {
     pub icc: bool,
     /// Masquerade traffic leaving toward the outside.
     pub masquerade: bool,
+    /// weftd's resolver addresses on the bridge (the gateways, when the network has DNS): an
+    /// internal network may reach these, on port 53, and nothing else of the host.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// One published port: traffic to `host_ip:host_port` (or any host address) goes to
@@ -532,6 +578,25 @@ impl Kernel {
         })
         .await
         .map(|(wrote, _)| wrote)
+        .map_err(|e| relabel_unless_same(e, op))
+    }
+
+    /// Reads a sysctl under /proc/sys as `ns` sees it (e.g. "net/ipv4/ip_local_port_range"),
+    /// trimmed, on a short-lived thread that `setns`ed into `ns`, as
+    /// [`Kernel::write_sysctl`] does.
+    pub(super) async fn sysctl_value(&self, ns: &NsRef, key: &str) -> Result<String, KernelError> {
+        let op = format!("read sysctl {key} in {}", self.label(ns));
+        validate_sysctl_key(key).map_err(|m| error::invalid(op.clone(), m))?;
+        let path = PathBuf::from("/proc/sys").join(key);
+        let target = self.ns_file(ns)?;
+        let what = op.clone();
+        netns::run_in(target, move || {
+            std::fs::read_to_string(&path)
+                .map(|v| v.trim().to_string())
+                .map_err(|e| error::io(&what, e))
+        })
+        .await
+        .map(|(v, _)| v)
         .map_err(|e| relabel_unless_same(e, op))
     }
 

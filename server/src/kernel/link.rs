@@ -8,10 +8,11 @@ use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use nix::errno::Errno;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use super::{LinkChange, LinkState, NEWBORN_GROUP, addr, error::has_errno};
 
@@ -80,6 +81,7 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
         alias: None,
         addresses: Vec::new(),
         group: 0,
+        hairpin: false,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -93,8 +95,14 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
             LinkAttribute::Group(group) => state.group = *group,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        state.kind = Some(kind.to_string());
+                    match info {
+                        LinkInfo::Kind(kind) => state.kind = Some(kind.to_string()),
+                        LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                            state.hairpin = port
+                                .iter()
+                                .any(|a| matches!(a, InfoBridgePort::HairpinMode(true)));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -132,10 +140,25 @@ pub(crate) fn bridge_message(name: &str) -> LinkMessage {
         .build()
 }
 
-/// The `RTM_SETLINK` request carrying only the fields `change` sets; `None` when it sets none.
-/// A malformed MAC is returned as the error text.
+/// The `RTM_NEWLINK` request (without create flags, as `ip link set .. type bridge_slave
+/// hairpin on` sends it) setting the hairpin mode of bridge port `index`, if `change` sets
+/// it. `RTM_SETLINK` cannot carry port data: the kernel applies `IFLA_INFO_SLAVE_DATA` only
+/// in a new-link request, through the port's current master.
+pub(crate) fn hairpin_message(index: u32, change: &LinkChange) -> Option<LinkMessage> {
+    change
+        .hairpin
+        .map(|on| LinkBridgePort::new(index).hairpin(on).build())
+}
+
+/// The `RTM_SETLINK` request carrying only the fields `change` sets but the hairpin mode
+/// ([`hairpin_message`]); `None` when it sets none. A malformed MAC is returned as the
+/// error text.
 pub(crate) fn set_message(index: u32, change: &LinkChange) -> Result<Option<LinkMessage>, String> {
-    if *change == LinkChange::default() {
+    let rest = LinkChange {
+        hairpin: None,
+        ..change.clone()
+    };
+    if rest == LinkChange::default() {
         return Ok(None);
     }
     let mut builder = LinkUnspec::new_with_index(index);
@@ -194,6 +217,11 @@ pub(crate) fn describe_change(change: &LinkChange) -> String {
     }
     if let Some(group) = change.group {
         parts.push(format!("group {group}"));
+    }
+    match change.hairpin {
+        Some(true) => parts.push("hairpin on".to_string()),
+        Some(false) => parts.push("hairpin off".to_string()),
+        None => {}
     }
     parts.join(", ")
 }

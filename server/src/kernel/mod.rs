@@ -16,6 +16,8 @@
 //! - `monitor`: one socket in the host namespace hearing every namespace with an id there.
 //! - `link`, `addr`, `route`: request builders and reply parsers per object kind.
 //! - `error`: rtnetlink/syscall errors into [`KernelError`], keeping the positive errno.
+//! - `etc`: the per-namespace files under `--etc-netns-dir` (`<name>/resolv.conf`), written
+//!   atomically; files, not kernel state, outside the [`KernelOps`] seam.
 //!
 //! # Conventions callers rely on
 //! - **Reads** never change anything and never count as writes. Absent things are `Ok(None)`
@@ -40,6 +42,7 @@ mod addr;
 mod conn;
 mod dryrun;
 mod error;
+pub mod etc;
 #[cfg(test)]
 pub mod fake;
 pub mod firewall;
@@ -453,17 +456,24 @@ impl LinkOps for Kernel {
                 link::describe_change(change)
             )
         };
-        let message = match link::set_message(index, change) {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(text) => return Err(error::invalid(op(), text)),
-        };
-        self.write(
-            ns,
-            op,
-            |h| async move { h.link().set(message).execute().await },
-        )
-        .await
+        let message =
+            link::set_message(index, change).map_err(|text| error::invalid(op(), text))?;
+        if let Some(message) = message {
+            self.write(
+                ns,
+                op,
+                |h| async move { h.link().set(message).execute().await },
+            )
+            .await?;
+        }
+        // The port data goes second, through the master the first request may have set.
+        if let Some(message) = link::hairpin_message(index, change) {
+            self.write(ns, op, |h| async move {
+                h.link().set_port(message).execute().await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes interface `index` (for a veth, the pair goes).
@@ -664,6 +674,10 @@ impl NetnsOps for Kernel {
 
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError> {
         self.write_sysctl(ns, key, value).await
+    }
+
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {
+        self.sysctl_value(ns, key).await.map(Some)
     }
 
     /// The directory where named namespaces live.

@@ -174,6 +174,11 @@ pub trait NetnsOps: Send + Sync {
     /// Reads sysctl `key` (under /proc/sys, e.g. "net/ipv4/ip_forward") in `ns` and writes
     /// `value` only if it differs; returns whether it wrote.
     async fn ensure_sysctl(&self, ns: &NsRef, key: &str, value: &str) -> Result<bool, KernelError>;
+
+    /// Reads sysctl `key` (under /proc/sys, e.g. "net/ipv4/ip_local_port_range") as `ns`
+    /// sees it, surrounding whitespace trimmed; `Ok(None)` where the implementation has no
+    /// value for it (a fake that was never told one). A read: it never counts as a write.
+    async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError>;
 }
 
 /// weft's nftables: the ruleset built from the live networks, and the published-port maps.

@@ -56,6 +56,9 @@ pub struct LinkState {
     pub addresses: Vec<IpNet>,
     /// The interface group (`IFLA_GROUP`; 0 is the kernel's default).
     pub group: u32,
+    /// A bridge port in hairpin mode (`IFLA_BRPORT_MODE`): frames may leave by the port they
+    /// came in on. False for an interface that is no bridge port.
+    pub hairpin: bool,
 }
 
 /// The interface group every interface weft creates is born in ("WEFN" in ASCII): the
@@ -92,6 +95,9 @@ pub struct LinkChange {
     pub name: Option<String>,
     /// New interface group.
     pub group: Option<u32>,
+    /// Hairpin mode of the bridge port (`IFLA_BRPORT_MODE`). Sent as a second request, after
+    /// the others (so after a new master): only a port's master applies it.
+    pub hairpin: Option<bool>,
 }
 
 /// A route weft manages, as the kernel reports it.

@@ -275,6 +275,39 @@ impl ConnectSpec {
     }
 }
 
+/// The refusal of published port `index` when no port of `range` is free for `protocol` on
+/// `host_ip` ("" is every address).
+pub fn no_free_port(
+    index: usize,
+    range: &std::ops::RangeInclusive<u16>,
+    protocol: Protocol,
+    host_ip: &str,
+    ephemeral: bool,
+) -> Refusal {
+    let ip = if host_ip.is_empty() {
+        "every address"
+    } else {
+        host_ip
+    };
+    let (field, fix) = if ephemeral {
+        (
+            "host_port",
+            "give a host_port, or widen the host's net.ipv4.ip_local_port_range",
+        )
+    } else {
+        (
+            "host_port_end",
+            "give a wider host range, or free one of its ports",
+        )
+    };
+    Refusal::Exhausted(format!(
+        "published_ports[{index}].{field}: no free host port left in {}-{} for {} on {ip}; {fix}",
+        range.start(),
+        range.end(),
+        protocol.as_str()
+    ))
+}
+
 /// The refusal of host port `port`/`protocol` on `host_ip` ("" is every address), published
 /// already by namespace `holder`. A mapping on every address conflicts with one on any
 /// address, and the other way round.

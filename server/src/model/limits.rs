@@ -12,7 +12,7 @@
 //! weftd's database, memory or answers without bound.
 
 use super::{
-    ConnectSpec, EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, NetworkSpec,
+    ConnectSpec, EndSpec, Invalid, Labels, LinkKind, LinkSpec, NamespaceSpec, NetworkSpec, PortSpec,
 };
 
 /// Declares a struct of limits (every one a `usize`): each field with its doc and its default,
@@ -156,8 +156,8 @@ impl RequestLimits {
         Ok(())
     }
 
-    /// Checks a Connect: its aliases, and its published host ports (each port of a range
-    /// counts, as each is a mapping of its own).
+    /// Checks a Connect: its aliases, and its published host ports (each mapped port of a
+    /// range counts, as each is a mapping of its own; one free port of a range is one).
     pub fn check_connect(&self, spec: &ConnectSpec) -> Result<(), Invalid> {
         at_most(
             "aliases",
@@ -171,7 +171,7 @@ impl RequestLimits {
             .endpoint
             .ports
             .iter()
-            .map(|p| usize::from(p.host_port_end.saturating_sub(p.host_port)) + 1)
+            .map(PortSpec::mapping_count)
             .sum();
         at_most(
             "published_ports",
@@ -318,6 +318,7 @@ mod tests {
             host_port: from,
             host_port_end: to,
             container_port: from,
+            container_port_end: to,
             protocol: Protocol::Tcp,
         };
         let mut spec = ConnectSpec {

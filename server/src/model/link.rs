@@ -169,6 +169,11 @@ pub struct EndSpec {
     pub up: bool,
     /// Bridge to enslave to, in the same namespace.
     pub master: Option<String>,
+    /// Hairpin mode on its bridge port: frames may leave by the port they came in on (an
+    /// endpoint reaching its own published port through a host address needs it). Only
+    /// with a master; weft sets it on endpoints' host ends, links leave it off.
+    #[serde(default)]
+    pub hairpin: bool,
     /// Addresses with prefix length.
     pub addresses: Vec<IpNet>,
     /// Routes through this interface.

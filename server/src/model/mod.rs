@@ -15,6 +15,8 @@ pub mod names;
 pub mod namespace;
 pub mod network;
 pub mod page;
+pub mod port;
+pub mod resolv;
 
 use std::fmt;
 
@@ -23,10 +25,9 @@ pub use labels::{Labels, Selector};
 pub use limits::{ObjectLimits, RequestLimits};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};
 pub use namespace::{AdoptFacts, NamespaceSpec};
-pub use network::{
-    AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, PortSpec, Protocol, SubnetSpec,
-};
+pub use network::{AddressPool, ConnectSpec, EndpointSpec, NetworkSpec, SubnetSpec};
 pub use page::PageRequest;
+pub use port::{HostPorts, PortSpec, Protocol};
 
 /// Where an object stands on its way to (or away from) the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Invalid, Labels,
+    Invalid, Labels, PortSpec,
     labels::check_labels,
     link::parse_mac,
     names::{check_ifname, check_object_name},
@@ -35,88 +35,6 @@ pub struct SubnetSpec {
     pub ip_range: Option<IpNet>,
     /// Never handed out.
     pub reserved: Vec<IpAddr>,
-}
-
-/// A transport protocol of a published port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-    /// SCTP.
-    Sctp,
-}
-
-impl Protocol {
-    /// Parses "tcp" (also ""), "udp" or "sctp".
-    pub fn parse(field: &str, s: &str) -> Result<Protocol, Invalid> {
-        match s.to_ascii_lowercase().as_str() {
-            "" | "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            "sctp" => Ok(Protocol::Sctp),
-            other => Err(Invalid::new(
-                field,
-                format!("protocol {other:?} is not one of tcp, udp, sctp"),
-            )),
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-        }
-    }
-}
-
-/// A published port or port range.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PortSpec {
-    /// Host address; None is every address of the host.
-    pub host_ip: Option<IpAddr>,
-    /// First host port.
-    pub host_port: u16,
-    /// Last host port (== host_port for a single port).
-    pub host_port_end: u16,
-    /// First port in the endpoint.
-    pub container_port: u16,
-    /// Protocol.
-    pub protocol: Protocol,
-}
-
-/// The most ports one published range may span.
-pub const MAX_PORT_RANGE: u32 = 1024;
-
-/// INVALID_ARGUMENT unless `a` can be a host address connections arrive at: not multicast
-/// or broadcast, not IPv6 loopback (`::1` cannot be NATed to a bridge) or link-local (it
-/// would need a scope), not an IPv4-mapped IPv6 address (publish on the IPv4 address).
-fn check_host_ip(field: &str, a: IpAddr) -> Result<(), Invalid> {
-    let why = match a {
-        IpAddr::V4(v) if v.is_multicast() => Some("a multicast address"),
-        IpAddr::V4(v) if v.is_broadcast() => Some("the broadcast address"),
-        IpAddr::V6(v) if v.is_multicast() => Some("a multicast address"),
-        IpAddr::V6(v) if v.is_loopback() => {
-            Some("IPv6 loopback, which cannot be forwarded to a bridge (use 127.0.0.1)")
-        }
-        IpAddr::V6(v) if v.is_unicast_link_local() => Some("a link-local address"),
-        IpAddr::V6(v) if v.to_ipv4_mapped().is_some() => {
-            Some("an IPv4-mapped IPv6 address (give the IPv4 address)")
-        }
-        _ => None,
-    };
-    match why {
-        Some(why) => Err(Invalid::new(
-            field,
-            format!(
-                "{a} is {why}; publish on a unicast address of the host, or leave it empty for every address"
-            ),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// The longest alias weft accepts: a DNS name.
@@ -151,85 +69,6 @@ fn check_alias(field: &str, a: &str) -> Result<(), Invalid> {
         }
     }
     Ok(())
-}
-
-impl PortSpec {
-    /// Builds and checks a published port from its wire fields.
-    pub fn parse(
-        field: &str,
-        host_ip: &str,
-        host_port: u32,
-        host_port_end: u32,
-        container_port: u32,
-        protocol: &str,
-    ) -> Result<PortSpec, Invalid> {
-        let port = |name: &str, p: u32| -> Result<u16, Invalid> {
-            if p == 0 || p > 65535 {
-                Err(Invalid::new(
-                    format!("{field}.{name}"),
-                    format!("{p} is not a port (1..65535)"),
-                ))
-            } else {
-                Ok(p as u16)
-            }
-        };
-        let container_port = port("container_port", container_port)?;
-        let host_port = if host_port == 0 {
-            container_port
-        } else {
-            port("host_port", host_port)?
-        };
-        let host_port_end = if host_port_end == 0 {
-            host_port
-        } else {
-            port("host_port_end", host_port_end)?
-        };
-        if host_port_end < host_port {
-            return Err(Invalid::new(
-                format!("{field}.host_port_end"),
-                format!("range {host_port}-{host_port_end} ends before it starts"),
-            ));
-        }
-        let span = u32::from(host_port_end - host_port) + 1;
-        if span > MAX_PORT_RANGE {
-            return Err(Invalid::new(
-                format!("{field}.host_port_end"),
-                format!("a range spans at most {MAX_PORT_RANGE} ports, not {span}"),
-            ));
-        }
-        if u32::from(container_port) + span - 1 > 65535 {
-            return Err(Invalid::new(
-                format!("{field}.container_port"),
-                "the container port range runs past 65535",
-            ));
-        }
-        let host_ip = match host_ip.trim() {
-            "" | "0.0.0.0" | "::" => None,
-            s => {
-                let a = s.parse::<IpAddr>().map_err(|_| {
-                    Invalid::new(
-                        format!("{field}.host_ip"),
-                        format!("{s:?} is not an IP address"),
-                    )
-                })?;
-                check_host_ip(&format!("{field}.host_ip"), a)?;
-                Some(a)
-            }
-        };
-        Ok(PortSpec {
-            host_ip,
-            host_port,
-            host_port_end,
-            container_port,
-            protocol: Protocol::parse(&format!("{field}.protocol"), protocol)?,
-        })
-    }
-
-    /// Each (host port, container port) pair of the range.
-    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
-        (self.host_port..=self.host_port_end)
-            .map(move |h| (h, self.container_port + (h - self.host_port)))
-    }
 }
 
 /// The desired state of a network.
@@ -323,11 +162,17 @@ impl ConnectSpec {
                 ));
             }
         }
-        // A port on every address clashes with the same port on any one address.
-        let ports = &self.endpoint.ports;
+        // A port on every address clashes with the same port on any one address. Ports the
+        // store chooses (left out, or one of a range) are never chosen twice, so only fixed
+        // ones can clash here.
+        let ports: Vec<&PortSpec> = self.endpoint.ports.iter().collect();
         for (i, p) in ports.iter().enumerate() {
+            if !p.is_fixed() {
+                continue;
+            }
             let clash = ports[..i].iter().find(|q| {
-                q.protocol == p.protocol
+                q.is_fixed()
+                    && q.protocol == p.protocol
                     && (q.host_ip.is_none() || p.host_ip.is_none() || q.host_ip == p.host_ip)
                     && q.host_port <= p.host_port_end
                     && p.host_port <= q.host_port_end
@@ -910,21 +755,10 @@ mod tests {
         }
     }
 
-    /// Published ports: host addresses must be unicast and reachable; a port is published
-    /// once per request, an address on every host address clashing with any other.
+    /// Published ports: a port is published once per request, an address on every host
+    /// address clashing with any other (host addresses are checked in `model::port`).
     #[test]
-    fn host_ips_and_duplicate_ports_are_refused() {
-        for ip in [
-            "224.0.0.1",
-            "255.255.255.255",
-            "ff02::1",
-            "::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            let e = PortSpec::parse("p[0]", ip, 80, 0, 80, "tcp").unwrap_err();
-            assert_eq!(e.field, "p[0].host_ip", "{ip}");
-        }
+    fn duplicate_ports_are_refused() {
         assert!(PortSpec::parse("p", "127.0.0.1", 80, 0, 80, "tcp").is_ok());
         let spec = |ports: Vec<PortSpec>| connect_spec(vec![], ports);
         let p = |ip: &str, h: u32, end: u32| PortSpec::parse("p", ip, h, end, 80, "tcp").unwrap();
@@ -932,9 +766,8 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.field, "published_ports[1]");
-        let e = spec(vec![p("", 8000, 8010), p("", 8005, 0)])
-            .validate()
-            .unwrap_err();
+        let pairwise = PortSpec::parse_range("p", "", (8000, 8010), (80, 90), "tcp").unwrap();
+        let e = spec(vec![pairwise, p("", 8005, 0)]).validate().unwrap_err();
         assert!(e.problem.contains("8005/tcp"), "{e}");
         assert!(
             spec(vec![p("10.0.0.1", 8080, 0), p("10.0.0.2", 8080, 0)])
@@ -943,6 +776,12 @@ mod tests {
         );
         let udp = PortSpec::parse("p", "", 8080, 0, 80, "udp").unwrap();
         assert!(spec(vec![p("", 8080, 0), udp]).validate().is_ok());
+        // Ports weft chooses never clash in the request: the store picks distinct ones.
+        assert!(
+            spec(vec![p("", 8000, 8010), p("", 8005, 0), p("", 0, 0)])
+                .validate()
+                .is_ok()
+        );
     }
 
     /// Aliases are host names, each once (case-insensitively).
@@ -1091,21 +930,5 @@ mod tests {
             24
         );
         assert!(AddressPool::parse("10.0.0.0/16/8").is_err());
-    }
-
-    /// A host port range maps onto a container port range of the same length; bad ranges,
-    /// ports and protocols are refused.
-    #[test]
-    fn port_ranges_pair_up() {
-        let p = PortSpec::parse("p", "", 8000, 8002, 80, "tcp").unwrap();
-        assert_eq!(
-            p.pairs().collect::<Vec<_>>(),
-            vec![(8000, 80), (8001, 81), (8002, 82)]
-        );
-        let p = PortSpec::parse("p", "127.0.0.1", 0, 0, 53, "UDP").unwrap();
-        assert_eq!((p.host_port, p.protocol), (53, Protocol::Udp));
-        assert!(PortSpec::parse("p", "", 80, 79, 80, "tcp").is_err());
-        assert!(PortSpec::parse("p", "", 80, 0, 0, "tcp").is_err());
-        assert!(PortSpec::parse("p", "", 80, 0, 80, "icmp").is_err());
     }
 }

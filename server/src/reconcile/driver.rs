@@ -163,7 +163,13 @@ impl Controller {
     /// Never panics: a panic in the reconcile is caught and handled as a failure.
     pub(super) async fn work(&self, worker: usize, key: Key) {
         let attempt = self.inner.queue.failures(&key) + 1;
-        let span = tracing::debug_span!("reconcile", worker, ?key, attempt);
+        let span = tracing::debug_span!(
+            "reconcile",
+            worker,
+            kind = key.kind(),
+            key = key.id(),
+            attempt
+        );
         let started = Instant::now();
         let run = AssertUnwindSafe(self.run_key(&key, attempt)).catch_unwind();
         let (ran, writes) = crate::kernel::count_writes(

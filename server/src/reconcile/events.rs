@@ -37,6 +37,28 @@ pub enum Key {
     Gc,
 }
 
+impl Key {
+    /// The kind, as logs name it: `namespace`, `link`, `network`, `endpoint`, `firewall`, `gc`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Key::Namespace(_) => "namespace",
+            Key::Link(_) => "link",
+            Key::Network(_) => "network",
+            Key::Endpoint(_) => "endpoint",
+            Key::Firewall => "firewall",
+            Key::Gc => "gc",
+        }
+    }
+
+    /// The object's uid; the kind again for the singletons (`firewall`, `gc`).
+    pub fn id(&self) -> &str {
+        match self {
+            Key::Namespace(id) | Key::Link(id) | Key::Network(id) | Key::Endpoint(id) => id,
+            Key::Firewall | Key::Gc => self.kind(),
+        }
+    }
+}
+
 /// Something about an object changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {

@@ -334,6 +334,11 @@ impl Controller {
         if state.master != master {
             change.master = Some(master);
         }
+        // A port enslaved by this change starts with hairpin off, as every new port does.
+        let hairpin = state.hairpin && change.master.is_none();
+        if master.is_some() && hairpin != end.hairpin {
+            change.hairpin = Some(end.hairpin);
+        }
         if state.up != end.up {
             change.up = Some(end.up);
         }

@@ -15,6 +15,8 @@
 //!   [`error_policy`], drift counting, panics caught.
 //! - `namespace`, `link`, `network`: one reconciler per kind (networks and endpoints share
 //!   `network`), and the firewall key.
+//! - `resolv`: the resolv.conf of each namespace weft creates, a step of the namespace and
+//!   endpoint reconciles.
 //! - `dryrun`: the `plan_*` methods a `dry_run` request calls, the same converge code over a
 //!   [`crate::kernel::DryRun`].
 //! - `adopted`: adopted namespaces whose process exited: noticed, Failed, their endpoints'
@@ -41,6 +43,7 @@ mod namespace;
 mod network;
 pub mod queue;
 mod recheck;
+mod resolv;
 mod retire;
 
 use std::{
@@ -52,6 +55,7 @@ use std::{
 pub use error::{Action, ReconcileError, Retry, error_policy};
 pub use events::{Event, Events, Key};
 use queue::WorkQueue;
+pub use resolv::ResolvSettings;
 pub use retire::{REAP_GATHER, RETIRED_GROUP};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
@@ -98,6 +102,10 @@ struct Inner {
     rechecked: recheck::Rechecked,
     /// Ready adopted namespaces, whose files are checked for their process's exit.
     adopted: adopted::Adopted,
+    /// Where the namespaces' resolv.conf files go (unset: none are written).
+    resolv: std::sync::OnceLock<ResolvSettings>,
+    /// One lock per namespace while its resolv.conf is converged.
+    resolv_locks: resolv::ResolvLocks,
 }
 
 /// What the reconciler has done since start-up.
@@ -149,6 +157,8 @@ impl Controller {
                 reaper: retire::Reaper::default(),
                 rechecked: recheck::Rechecked::default(),
                 adopted: Default::default(),
+                resolv: std::sync::OnceLock::new(),
+                resolv_locks: Default::default(),
             }),
         }
     }

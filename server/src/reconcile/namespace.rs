@@ -11,6 +11,8 @@
 //!   `adopted`). A Ready one's file is checked twice a second for its process's exit.
 //! - Either way the loopback interface is brought up and carries the namespace's ownership
 //!   mark, which is how the garbage collector tells weft's namespace files from anyone's.
+//! - A namespace weft created gets its resolv.conf under `--etc-netns-dir` (see `resolv`),
+//!   converged here and removed with it.
 //! - A Ready namespace is watched: it gets an id in the host namespace so the one netlink
 //!   monitor hears changes inside it (drift repair within about a second).
 
@@ -83,6 +85,9 @@ impl Reconciler for Namespaces {
                 ctx.ctl.enqueue(Key::Endpoint(ep));
             }
         }
+        if row.spec.adopted_path.is_none() {
+            ctx.ctl.converge_resolv_conf(&row.spec.name).await?;
+        }
         Ok((Action::AwaitChange, path.display().to_string()))
     }
 
@@ -101,6 +106,7 @@ impl Reconciler for Namespaces {
         ctx.ctl.unwatch_adopted(&row.id);
         if row.spec.adopted_path.is_none() {
             ctx.kernel.delete_named_netns(&row.spec.name).await?;
+            ctx.ctl.remove_resolv_conf(&row.spec.name).await?;
         }
         ctx.kernel.forget(&ns);
         Ok(())

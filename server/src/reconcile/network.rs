@@ -7,6 +7,8 @@
 //!   end carries the leases, the MTU, and a default route via the gateway(s); its published
 //!   ports are elements of the DNAT maps. Removal goes DNAT elements first, then the veth,
 //!   then the row (leases and mappings cascade).
+//! - An endpoint's reconcile and cleanup end by converging its namespace's resolv.conf
+//!   (`resolv`), so Connect and Disconnect answer with the file already changed.
 //! - The firewall key converges the ruleset's structure, the forwarding sysctls and every
 //!   map element at once (start-up, resync, network changes). The controller keeps a cache
 //!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
@@ -70,6 +72,7 @@ pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
             mac: Some(bridge_mac(id)),
             up: true,
             master: None,
+            hairpin: false,
             addresses: net
                 .subnets
                 .iter()
@@ -111,6 +114,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             mac: None,
             up: true,
             master: Some(net.bridge_name.clone()),
+            // An endpoint reaches its own published ports through a host address: with
+            // br_netfilter the DNATed frame is bridged back out of the port it came in on.
+            hairpin: true,
             addresses: Vec::new(),
             routes: Vec::new(),
         },
@@ -124,6 +130,7 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 mac: ep.mac.clone().or_else(|| ep.spec.mac.clone()),
                 up: true,
                 master: None,
+                hairpin: false,
                 addresses: ep.addresses.clone(),
                 routes,
             },
@@ -149,14 +156,22 @@ pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<
 
 /// What the firewall needs to know of a network: its bridge, subnets and the three switches
 /// that shape its rules (internal: no way out; icc: endpoints may talk to each other;
-/// masquerade: traffic leaving the host is NATed to the host's address).
+/// masquerade: traffic leaving the host is NATed to the host's address), and its resolver
+/// addresses (what an internal network may still reach on the host).
 fn fw_network(n: &NetworkRow) -> FirewallNetwork {
     FirewallNetwork {
         bridge: n.spec.bridge_name.clone(),
-        subnets: n.spec.subnets.iter().map(|s| s.subnet).collect(),
+        // The gateway as host bits: the hairpin SNAT address.
+        subnets: n
+            .spec
+            .subnets
+            .iter()
+            .map(|s| ipnet::IpNet::new_assert(s.gateway, s.subnet.prefix_len()))
+            .collect(),
         internal: n.spec.internal,
         icc: n.spec.icc,
         masquerade: n.spec.masquerade,
+        dns_servers: n.spec.dns_servers(),
     }
 }
 
@@ -289,6 +304,8 @@ impl Reconciler for Endpoints {
             ctx.ctl
                 .announce_soon(ns, inside.index, &peer.name, &inside.mac);
         }
+        // Its namespace's resolv.conf names this network's resolver from now on.
+        ctx.ctl.converge_resolv_conf(&row.namespace).await?;
         let mac = observed
             .ends
             .get(1)
@@ -305,7 +322,9 @@ impl Reconciler for Endpoints {
         // DNAT first, so no packet is sent to an address about to vanish; then the veth is
         // cut off and left to the reaper, which deletes retired veths in batches.
         ctx.ctl.remove_port_mappings(&mappings).await?;
-        ctx.ctl.retire_endpoint_veth(&row.id, &spec).await
+        ctx.ctl.retire_endpoint_veth(&row.id, &spec).await?;
+        // The namespace's resolv.conf without this network (the row is marked deleting).
+        ctx.ctl.converge_resolv_conf(&row.namespace).await
     }
 
     /// A network's Inspect lists its endpoints: its watchers hear of every endpoint change.

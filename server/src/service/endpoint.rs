@@ -11,7 +11,9 @@ use super::{
     kinds::kind_basics,
 };
 use crate::{
-    model::{ConnectSpec, Labels, NetworkSpec, PlannedChange},
+    model::{
+        ConnectSpec, HostPorts, Labels, NetworkSpec, PlannedChange, port::DEFAULT_LOCAL_PORT_RANGE,
+    },
     reconcile::Key,
     store::{EndpointRow, NetworkRow, RequestRecord},
 };
@@ -87,7 +89,20 @@ impl Make for Endpoints {
                 spec.endpoint.ifname, spec.namespace
             )));
         }
-        Ok(svc.store().connect(spec, record, dry_run).await?)
+        let local = if spec
+            .endpoint
+            .ports
+            .iter()
+            .any(|p| p.host_ports() == HostPorts::Ephemeral)
+        {
+            svc.local_port_range().await
+        } else {
+            DEFAULT_LOCAL_PORT_RANGE
+        };
+        Ok(svc
+            .store()
+            .connect_in(spec, &local, record, dry_run)
+            .await?)
     }
 
     async fn plan(

@@ -14,10 +14,32 @@ use ipnet::IpNet;
 use super::{Service, ServiceError, ServiceResult};
 use crate::{
     kernel::{LinkState, NsIdentity, NsRef},
-    model::AdoptFacts,
+    model::{
+        AdoptFacts,
+        port::{DEFAULT_LOCAL_PORT_RANGE, parse_local_port_range},
+    },
 };
 
 impl Service {
+    /// The host namespace's `net.ipv4.ip_local_port_range`, where host ports left out of a
+    /// Connect come from (as Docker's do). Read at each such Connect, in the namespace weftd
+    /// manages (`--host-netns`), so a change of it applies at once; Linux's default when it
+    /// cannot be read (logged).
+    pub(super) async fn local_port_range(&self) -> std::ops::RangeInclusive<u16> {
+        const KEY: &str = "net/ipv4/ip_local_port_range";
+        match self.ctl.kernel().read_sysctl(&NsRef::Host, KEY).await {
+            Ok(Some(text)) => parse_local_port_range(&text).unwrap_or_else(|| {
+                tracing::warn!(%text, "unreadable {KEY}; choosing from Linux's default range");
+                DEFAULT_LOCAL_PORT_RANGE
+            }),
+            Ok(None) => DEFAULT_LOCAL_PORT_RANGE,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read {KEY}; choosing from Linux's default range");
+                DEFAULT_LOCAL_PORT_RANGE
+            }
+        }
+    }
+
     /// Interface `name` in namespace `namespace` ("" is the host), without its addresses, if
     /// the kernel has it; `None` when there is no such interface or the namespace cannot be
     /// entered yet.

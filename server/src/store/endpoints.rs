@@ -17,8 +17,10 @@ use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
 use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status_of, now_ms};
 use crate::model::{
-    ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Protocol, Status, SubnetSpec,
-    connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free, port_taken},
+    ConnectFacts, ConnectSpec, EndpointSpec, HostPorts, LeaseAsk, NetworkSpec, PortSpec, Protocol,
+    Status, SubnetSpec,
+    connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free, no_free_port, port_taken},
+    port::{DEFAULT_LOCAL_PORT_RANGE, port_candidates},
 };
 
 /// What the reconciler saw of an endpoint.
@@ -330,6 +332,82 @@ async fn insert_endpoint(
     Ok(())
 }
 
+/// How many candidate host ports a choice checks with one query.
+const PORT_BATCH: usize = 64;
+
+/// Whether two host addresses ("" is every address) collide: the same, or either is every.
+fn collides(a: &str, b: &str) -> bool {
+    a.is_empty() || b.is_empty() || a == b
+}
+
+/// The ports of the endpoint as they will be stored: fixed ones as asked, and for each one
+/// weft chooses ([`HostPorts::Ephemeral`] from `local`, the host's ip_local_port_range;
+/// [`HostPorts::OneOf`] from its range) the first candidate that no stored mapping and no
+/// port of this request holds on a colliding address. Fixed ports are taken into account
+/// first, so a choice never lands on a port the same request names. Runs in the connect's
+/// transaction: a concurrent connect waits for it and then sees its mappings, and the
+/// primary key on mappings guards the same a second time.
+///
+/// Ephemeral choices start at a point derived from the endpoint's id (so endpoints spread
+/// over the range instead of all probing its start); a range's choice starts at its first
+/// port, as Docker's does. Each batch of candidates is one indexed query.
+async fn resolve_ports(
+    tx: &mut SqliteConnection,
+    id: &str,
+    ports: &[PortSpec],
+    local: &std::ops::RangeInclusive<u16>,
+) -> Result<Vec<PortSpec>, StoreError> {
+    let mut held: Vec<(String, Protocol, u16)> = Vec::new();
+    for p in ports.iter().filter(|p| p.is_fixed()) {
+        let ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+        held.extend(p.pairs().map(|(h, _)| (ip.clone(), p.protocol, h)));
+    }
+    let seed = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut out = Vec::with_capacity(ports.len());
+    for (i, p) in ports.iter().enumerate() {
+        let (range, seed, ephemeral) = match p.host_ports() {
+            HostPorts::Fixed => {
+                out.push(p.clone());
+                continue;
+            }
+            HostPorts::Ephemeral => (local.clone(), seed.wrapping_add(i as u64), true),
+            HostPorts::OneOf(r) => (r, 0, false),
+        };
+        let ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+        let mut candidates = port_candidates(&range, seed).peekable();
+        let mut chosen = None;
+        while chosen.is_none() && candidates.peek().is_some() {
+            let batch: Vec<u16> = candidates.by_ref().take(PORT_BATCH).collect();
+            let marks = vec!["?"; batch.len()].join(", ");
+            let sql = format!(
+                "SELECT host_port FROM port_mappings WHERE protocol = ? AND host_port IN ({marks}) \
+                 AND (host_ip = ? OR host_ip = '' OR ? = '')"
+            );
+            // Only "?" placeholders are formatted in; the ports are bound.
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(p.protocol.as_str());
+            for h in &batch {
+                q = q.bind(i64::from(*h));
+            }
+            let taken: Vec<i64> = q.bind(&ip).bind(&ip).fetch_all(&mut *tx).await?;
+            let taken: HashSet<i64> = taken.into_iter().collect();
+            chosen = batch.into_iter().find(|h| {
+                !taken.contains(&i64::from(*h))
+                    && !held.iter().any(|(hip, proto, hp)| {
+                        *proto == p.protocol && hp == h && collides(hip, &ip)
+                    })
+            });
+        }
+        let Some(h) = chosen else {
+            return Err(no_free_port(i, &range, p.protocol, &ip, ephemeral).into());
+        };
+        held.push((ip, p.protocol, h));
+        out.push(p.resolved(h));
+    }
+    Ok(out)
+}
+
 /// Records the published ports of endpoint `id`; ALREADY_EXISTS naming the holder of a host
 /// port that is taken. A mapping on every address conflicts with one on any address, and the
 /// other way round.
@@ -374,14 +452,31 @@ impl Store {
     /// Connects a namespace to a network: the endpoint row, one lease per subnet (static or
     /// the next free one after the subnet's cursor) and the published ports, in one
     /// transaction. The rules are [`ConnectSpec`]'s ([`crate::model::connect`]).
+    /// Host ports left out of the request are chosen from Linux's default
+    /// ip_local_port_range; [`Store::connect_in`] takes the host's.
     pub async fn connect(
         &self,
         req: &ConnectSpec,
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
+        self.connect_in(req, &DEFAULT_LOCAL_PORT_RANGE, request, dry_run)
+            .await
+    }
+
+    /// [`Store::connect`], choosing host ports left out of the request from `local` (the
+    /// host's `net.ipv4.ip_local_port_range`). Chosen ports are stored in the endpoint's spec
+    /// in place of what was asked, so answers show them and restarts keep them.
+    pub async fn connect_in(
+        &self,
+        req: &ConnectSpec,
+        local: &std::ops::RangeInclusive<u16>,
+        request: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> Result<EndpointRow, StoreError> {
         let (id, mut tx) = self.begin_create::<EndpointRow>(request).await?;
-        let to = admit(&mut tx, req).await?;
+        let mut to = admit(&mut tx, req).await?;
+        to.endpoint.ports = resolve_ports(&mut tx, &id, &to.endpoint.ports, local).await?;
         let leases = lease(&mut tx, req, &to).await?;
         let mac = choose_mac(&mut tx, req, &to, &leases).await?;
         insert_endpoint(&mut tx, &id, &to, &leases, mac.as_deref()).await?;
@@ -466,6 +561,20 @@ impl Store {
             Some(n) => self.find_all("e.network_id = ?", &[n], "n.name").await,
             None => self.list().await,
         }
+    }
+
+    /// The endpoints of namespace `name` that are not being disconnected, in connect order
+    /// (the order of the nameservers in its resolv.conf).
+    pub async fn live_endpoints_in_namespace(
+        &self,
+        name: &str,
+    ) -> Result<Vec<EndpointRow>, StoreError> {
+        self.find_all(
+            "n.name = ? AND e.deleting = 0",
+            &[name],
+            <EndpointRow as Kind>::ORDER,
+        )
+        .await
     }
 
     /// Ids of the endpoints in a namespace.

@@ -420,4 +420,67 @@ mod tests {
             "the younger of two alike gives it up"
         );
     }
+
+    /// Networks stored before migration 0012 get `dns` written into their spec: off for the
+    /// default network (Docker's default bridge has no DNS), on for every other; a spec that
+    /// already says is left alone.
+    #[tokio::test]
+    async fn migration_0012_turns_dns_off_for_the_default_network_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pool) = database_before(dir.path(), "0012").await;
+        let spec = |name: &str, dns: Option<bool>| {
+            let mut v = serde_json::to_value(crate::model::NetworkSpec {
+                name: name.into(),
+                labels: Default::default(),
+                bridge_name: format!("br-{name}"),
+                subnets: Vec::new(),
+                internal: false,
+                icc: true,
+                masquerade: true,
+                mtu: 0,
+                dns: true,
+            })
+            .unwrap();
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("dns");
+            if let Some(d) = dns {
+                obj.insert("dns".into(), d.into());
+            }
+            v.to_string()
+        };
+        for (id, name, is_default, dns) in [
+            ("b", "bridge", 1, None),
+            ("w", "web", 0, None),
+            ("q", "quiet", 0, Some(false)),
+        ] {
+            sqlx::query(
+                "INSERT INTO networks (id, name, bridge_name, spec, is_default, created_at, \
+                 updated_at) VALUES (?, ?, ?, ?, ?, 0, 0)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(format!("br-{name}"))
+            .bind(spec(name, dns))
+            .bind(is_default)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let s = Store::open(&path).await.unwrap();
+        for (name, want) in [("bridge", false), ("web", true), ("quiet", false)] {
+            // Written into the stored spec, not only serde's default when reading it.
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT json_extract(spec, '$.dns') FROM networks WHERE name = ?",
+            )
+            .bind(name)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+            assert_eq!(stored, Some(i64::from(want)), "{name}");
+            let row = s.network_by_name(name).await.unwrap().unwrap();
+            assert_eq!(row.spec.dns, want, "{name}");
+        }
+    }
 }

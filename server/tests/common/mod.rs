@@ -353,6 +353,11 @@ impl Sandbox {
             }
         }
         cmd.args(&self.args);
+        // weftd.log is no terminal, so weftd would write JSON: text reads better in a failed
+        // test's output (tests/logging.rs asks for JSON).
+        if !self.args.iter().any(|a| a == "--log-format") {
+            cmd.args(["--log-format", "text"]);
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,weftd=debug");
         }

@@ -103,6 +103,14 @@ pub struct CreateArgs {
     /// Give the network an IPv6 subnet too: from weftd's IPv6 pool unless --subnet names one.
     #[arg(long)]
     pub ipv6: bool,
+    /// Names of the network's endpoints resolve: weftd serves DNS on its gateways (the
+    /// default, as on a user-defined Docker network).
+    #[arg(long, overrides_with = "no_dns")]
+    pub dns: bool,
+    /// No DNS on the network (as Docker's default bridge): its namespaces' resolv.conf
+    /// does not name its gateways.
+    #[arg(long, overrides_with = "dns")]
+    pub no_dns: bool,
     /// A driver option KEY=VALUE: com.docker.network.bridge.enable_icc,
     /// com.docker.network.bridge.enable_ip_masquerade, com.docker.network.bridge.name,
     /// com.docker.network.driver.mtu (repeatable).
@@ -214,7 +222,11 @@ pub struct EndpointFlags {
     /// An extra name for the endpoint on the network (repeatable).
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
-    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[/PROTO] (repeatable).
+    /// Publish a port, as `docker run -p` (repeatable):
+    /// [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]. `80` or
+    /// `127.0.0.1::80` takes a free host port from the host's ip_local_port_range;
+    /// `9000-9010:80` takes one free port of the range; `9000-9001:90-91` maps pairwise. The
+    /// answer shows the host ports taken.
     #[arg(long = "publish", short = 'p', value_name = "SPEC", value_parser = parse::port)]
     pub ports: Vec<PublishedPort>,
     /// Interface name inside the namespace (default eth0).

@@ -102,6 +102,12 @@ pub fn build_network(a: &CreateArgs) -> Result<Network, String> {
         subnets: subnets(&a.subnets, &a.gateways, &a.ip_ranges)?,
         internal: a.internal,
         enable_ipv6: a.ipv6,
+        // Unset unless asked: weftd's default (on) applies.
+        dns: match (a.dns, a.no_dns) {
+            (_, true) => Some(false),
+            (true, false) => Some(true),
+            (false, false) => None,
+        },
         ..Default::default()
     };
     let mut bridge = a

@@ -162,12 +162,11 @@ pub fn connect_in(r: &pb::ConnectRequest) -> Result<ConnectSpec, Invalid> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            PortSpec::parse(
+            PortSpec::parse_range(
                 &format!("published_ports[{i}]"),
                 &p.host_ip,
-                p.host_port,
-                p.host_port_end,
-                p.container_port,
+                (p.host_port, p.host_port_end),
+                (p.container_port, p.container_port_end),
                 &p.protocol,
             )
         })
@@ -192,7 +191,8 @@ pub fn connect_in(r: &pb::ConnectRequest) -> Result<ConnectSpec, Invalid> {
 }
 
 /// Published ports to proto; a single port has no range end (0), and a port on every host
-/// address has an empty `host_ip`, both as a request would write them.
+/// address has an empty `host_ip`, both as a request would write them. A stored port whose
+/// host port weft picked holds the picked one, so answers show it.
 fn ports_out(ports: &[PortSpec]) -> Vec<pb::PublishedPort> {
     ports
         .iter()
@@ -205,6 +205,11 @@ fn ports_out(ports: &[PortSpec]) -> Vec<pb::PublishedPort> {
                 u32::from(p.host_port_end)
             },
             container_port: u32::from(p.container_port),
+            container_port_end: if p.container_port_end == p.container_port {
+                0
+            } else {
+                u32::from(p.container_port_end)
+            },
             protocol: p.protocol.as_str().into(),
         })
         .collect()
@@ -257,14 +262,8 @@ fn endpoint_row_out(e: &EndpointRow, net: &NetworkSpec) -> pb::Endpoint {
         published_ports: ports_out(&e.spec.ports),
         status: Some(status_out(&e.status)),
         host_interface_name: e.host_ifname.clone(),
-        dns_servers: net
-            .dns_servers()
+        dns_servers: crate::model::resolv::endpoint_dns_servers(net, &e.addresses)
             .iter()
-            .filter(|s| {
-                e.addresses
-                    .iter()
-                    .any(|a| a.addr().is_ipv4() == s.is_ipv4())
-            })
             .map(|s| s.to_string())
             .collect(),
     }

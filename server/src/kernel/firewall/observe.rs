@@ -8,7 +8,7 @@
 //! back into the new maps, so published ports survive a structure change.
 //!
 //! "Current" means every planned table exists with the plan's fingerprint in its comment and
-//! its chains, rule counts, sets and interface-set members match (see [`table_matches`]);
+//! its chains, rule counts, sets and the members of its planned sets match (see [`table_matches`]);
 //! a table that is not planned (`bridge weft` when every network has ICC on) must be absent.
 //! The fingerprint catches a change in the rules' text; the member and count checks catch
 //! someone editing the tables by hand after weft wrote them.
@@ -147,14 +147,7 @@ fn table_matches(sock: &mut Socket, p: &PlannedTable) -> Result<bool, KernelErro
         if !sets.iter().any(|k| k.name == s.name && k.shape == shape) {
             return Ok(false);
         }
-        let want: Option<Vec<Vec<u8>>> = match &s.kind {
-            SetKind::Ifnames(members) => Some(members.iter().map(|m| nl::ifname(m)).collect()),
-            SetKind::IfnamePairs(members) => {
-                Some(members.iter().map(|(a, b)| nl::ifname_pair(a, b)).collect())
-            }
-            SetKind::PortMap(_) => None,
-        };
-        if let Some(mut want) = want {
+        if let Some(mut want) = nl::planned_keys(s) {
             let mut have: Vec<Vec<u8>> = sock
                 .elements(p.family, &p.name, &s.name)?
                 .into_iter()

@@ -45,6 +45,21 @@ pub const SET_INTERNAL: &str = "internal";
 /// Only reached with br_netfilter active, where bridged frames cross the inet forward hook
 /// with the bridge as both input and output; a pair in the set is let through.
 pub const SET_ICC: &str = "icc";
+/// Names of the sets of (bridge . resolver address . protocol . port) an internal network's
+/// endpoints may reach on the host: weftd's resolver, UDP and TCP port 53 on the network's
+/// gateways (`ifname . ipv4_addr . inet_proto . inet_service`, and the IPv6 form). The input
+/// chain accepts what is in them and drops everything else from an internal bridge, so
+/// however many internal networks there are it stays six rules.
+pub const SET_DNS4: &str = "dns4";
+/// The IPv6 form of [`SET_DNS4`].
+pub const SET_DNS6: &str = "dns6";
+/// The port weftd's resolver listens on.
+pub const DNS_PORT: u16 = 53;
+/// ICMPv6 neighbour solicitation and advertisement: what an IPv6 endpoint must exchange with
+/// its gateway to reach it at all.
+pub const ND_NEIGHBOR_SOLICIT: u8 = 135;
+/// See [`ND_NEIGHBOR_SOLICIT`].
+pub const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// The regular chain holding the four DNAT map lookups. Both NAT entry points (prerouting
 /// for traffic from outside, output for the host's own) jump here, so the lookups are
 /// written once; a miss falls through to the next map, and a miss in all returns unchanged.
@@ -57,7 +72,7 @@ const LOOPBACK_V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)
 
 /// Version of the ruleset layout, hashed into the fingerprint: bump it when the encoding
 /// changes without the rendering changing, so running daemons rebuild their tables.
-const LAYOUT_VERSION: &str = "weft-firewall-layout-1";
+const LAYOUT_VERSION: &str = "weft-firewall-layout-2";
 
 /// An nftables table family weft uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,6 +183,10 @@ pub enum SetKind {
     IfnamePairs(Vec<(String, String)>),
     /// A published-port map; its elements are not part of the plan.
     PortMap(PortMap),
+    /// (bridge, resolver address) pairs of one family, each planned as two members
+    /// `"<bridge>" . <address> . udp|tcp . 53` (`type ifname . ipv4_addr|ipv6_addr .
+    /// inet_proto . inet_service`).
+    Resolvers(IpFamily, Vec<(String, IpAddr)>),
 }
 
 /// A named set or map.
@@ -184,6 +203,8 @@ pub struct PlannedSet {
 pub enum Hook {
     /// `prerouting`.
     Prerouting,
+    /// `input`: traffic to the host itself.
+    Input,
     /// `output`.
     Output,
     /// `forward`.
@@ -197,6 +218,7 @@ impl Hook {
     pub fn number(self) -> u32 {
         match self {
             Hook::Prerouting => 0,
+            Hook::Input => 1,
             Hook::Forward => 2,
             Hook::Output => 3,
             Hook::Postrouting => 4,
@@ -206,6 +228,7 @@ impl Hook {
     fn as_str(self) -> &'static str {
         match self {
             Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
             Hook::Output => "output",
             Hook::Forward => "forward",
             Hook::Postrouting => "postrouting",
@@ -277,10 +300,19 @@ pub enum Match {
     IifOifInSet(String),
     /// `ip saddr <net>` / `ip6 saddr <net>` (with the family check nft implies).
     Saddr(IpNet),
+    /// `ip daddr <net>` / `ip6 daddr <net>`. Only after a `Saddr` of the same family, whose
+    /// family check it shares (as nft emits the dependency once).
+    Daddr(IpNet),
     /// `ct state established,related`.
     CtEstablishedRelated,
     /// `ct status dnat`: the connection was destination-NATed.
     CtStatusDnat,
+    /// `icmpv6 type <type>` (with the `meta nfproto ipv6` and `meta l4proto ipv6-icmp`
+    /// checks nft implies).
+    Icmpv6Type(u8),
+    /// `iifname . ip daddr . meta l4proto . th dport @<set>` (or `ip6 daddr`): the input
+    /// interface, destination, protocol and port together are a member of the set.
+    IifDaddrProtoPortInSet(IpFamily, String),
 }
 
 /// What a rule does when all its matches hold.
@@ -292,6 +324,8 @@ pub enum Action {
     Drop,
     /// `masquerade`.
     Masquerade,
+    /// `snat ip|ip6 to <address>`.
+    Snat(IpAddr),
     /// `jump <chain>`.
     Jump(String),
     /// `dnat ip|ip6 to <key> map @<map>`, where the key is `ip daddr . meta l4proto . th
@@ -357,12 +391,13 @@ impl FirewallPlan {
 /// Builds the plan for `networks`. Pure and deterministic: networks are sorted by bridge name
 /// and subnets by address, so the order callers pass them in does not matter.
 ///
-/// `inet weft` gets, in this order: the three interface sets and the four port maps; the
-/// NAT base chains `prerouting` and `output` (priority -100, dstnat), which only jump to
+/// `inet weft` gets, in this order: the three interface sets, the two resolver sets and the
+/// four port maps; the NAT base chains `prerouting` and `output` (priority -100, dstnat), which only jump to
 /// `portmap` for traffic to a local address; `portmap` itself; `postrouting` (100, srcnat)
 /// with the loopback masquerade, then per network its hairpin rule and one masquerade rule
-/// per subnet; and `forward` (filter, 0), the six set-based isolation rules. `bridge weft`
-/// (filter hook forward, priority -200) is added only when a network has ICC off, with
+/// per subnet; `forward` (filter, 0), the six set-based isolation rules; and `input`
+/// (filter, 0), the six rules that let an internal network reach only its resolver.
+/// `bridge weft` (filter hook forward, priority -200) is added only when a network has ICC off, with
 /// one drop per subnet of such networks.
 ///
 /// See the module documentation of `kernel::firewall` for the rules and why they look so.
@@ -392,6 +427,21 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
         .map(|n| n.bridge.clone())
         .collect();
     internal.dedup();
+    let resolvers = |fam: IpFamily| {
+        let mut v: Vec<(String, IpAddr)> = nets
+            .iter()
+            .filter(|n| n.internal)
+            .flat_map(|n| {
+                n.dns_servers
+                    .iter()
+                    .filter(|a| IpFamily::of(a) == fam)
+                    .map(|a| (n.bridge.clone(), *a))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
 
     let rule = |matches: Vec<Match>, action: Action| PlannedRule { matches, action };
 
@@ -407,6 +457,14 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
         PlannedSet {
             name: SET_ICC.into(),
             kind: SetKind::IfnamePairs(icc),
+        },
+        PlannedSet {
+            name: SET_DNS4.into(),
+            kind: SetKind::Resolvers(IpFamily::V4, resolvers(IpFamily::V4)),
+        },
+        PlannedSet {
+            name: SET_DNS6.into(),
+            kind: SetKind::Resolvers(IpFamily::V6, resolvers(IpFamily::V6)),
         },
     ];
     sets.extend(PortMap::ALL.iter().map(|m| PlannedSet {
@@ -450,6 +508,26 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
             ],
             Action::Masquerade,
         ));
+        // Hairpin to itself: an endpoint reaching its own published port. With br_netfilter
+        // the DNATed frame is bridged back out of its port (hairpin mode), and the rule
+        // above cannot match there (no input interface on the bridged path); the packet
+        // would reach the endpoint with its own address as source and be dropped as a
+        // martian. SNAT to the gateway, named (masquerade would leave the choice to the
+        // kernel's address selection). One rule per subnet, whatever the
+        // number of mappings; it also gives neighbours through a published port the gateway
+        // as source, as without br_netfilter.
+        if !n.internal {
+            for s in n.subnets.iter().filter(|s| s.addr() != s.network()) {
+                postrouting.push(rule(
+                    vec![
+                        Match::Saddr(s.trunc()),
+                        Match::Daddr(s.trunc()),
+                        Match::CtStatusDnat,
+                    ],
+                    Action::Snat(s.addr()),
+                ));
+            }
+        }
         if n.masquerade && !n.internal {
             for s in &n.subnets {
                 postrouting.push(rule(
@@ -479,6 +557,35 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
         ),
         rule(vec![Match::OifInSet(bridges_set())], Action::Drop),
         rule(vec![Match::IifInSet(bridges_set())], Action::Accept),
+    ];
+
+    let from_internal = || Match::IifInSet(SET_INTERNAL.into());
+    let input = vec![
+        // Replies to what the host started (a ping of an endpoint, a connection to it).
+        rule(
+            vec![from_internal(), Match::CtEstablishedRelated],
+            Action::Accept,
+        ),
+        // Neighbour discovery, or IPv6 endpoints cannot reach their gateway at all.
+        rule(
+            vec![from_internal(), Match::Icmpv6Type(ND_NEIGHBOR_SOLICIT)],
+            Action::Accept,
+        ),
+        rule(
+            vec![from_internal(), Match::Icmpv6Type(ND_NEIGHBOR_ADVERT)],
+            Action::Accept,
+        ),
+        // weftd's resolver on the network's own gateway(s): the sets hold only internal
+        // bridges, each with its own gateways.
+        rule(
+            vec![Match::IifDaddrProtoPortInSet(IpFamily::V4, SET_DNS4.into())],
+            Action::Accept,
+        ),
+        rule(
+            vec![Match::IifDaddrProtoPortInSet(IpFamily::V6, SET_DNS6.into())],
+            Action::Accept,
+        ),
+        rule(vec![from_internal()], Action::Drop),
     ];
 
     let base = |kind, hook, priority| {
@@ -519,6 +626,7 @@ pub fn plan(networks: &[FirewallNetwork]) -> FirewallPlan {
                 base(ChainType::Filter, Hook::Forward, 0),
                 forward,
             ),
+            chain("input", base(ChainType::Filter, Hook::Input, 0), input),
         ],
     };
 
@@ -601,6 +709,23 @@ impl fmt::Display for PlannedSet {
                     writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
                 }
             }
+            SetKind::Resolvers(fam, members) => {
+                writeln!(f, "\tset {} {{", self.name)?;
+                let addr = match fam {
+                    IpFamily::V4 => "ipv4_addr",
+                    IpFamily::V6 => "ipv6_addr",
+                };
+                writeln!(f, "\t\ttype ifname . {addr} . inet_proto . inet_service")?;
+                if !members.is_empty() {
+                    let quoted: Vec<String> = members
+                        .iter()
+                        .flat_map(|(b, a)| {
+                            ["tcp", "udp"].map(|p| format!("\"{b}\" . {a} . {p} . {DNS_PORT}"))
+                        })
+                        .collect();
+                    writeln!(f, "\t\telements = {{ {} }}", quoted.join(", "))?;
+                }
+            }
             SetKind::PortMap(m) => {
                 writeln!(f, "\tmap {} {{", self.name)?;
                 let key = if m.by_address() {
@@ -656,8 +781,22 @@ impl fmt::Display for Match {
             Match::IifOifInSet(s) => write!(f, "iifname . oifname @{s}"),
             Match::Saddr(net @ IpNet::V4(_)) => write!(f, "ip saddr {net}"),
             Match::Saddr(net @ IpNet::V6(_)) => write!(f, "ip6 saddr {net}"),
+            Match::Daddr(net @ IpNet::V4(_)) => write!(f, "ip daddr {net}"),
+            Match::Daddr(net @ IpNet::V6(_)) => write!(f, "ip6 daddr {net}"),
             Match::CtEstablishedRelated => write!(f, "ct state established,related"),
             Match::CtStatusDnat => write!(f, "ct status dnat"),
+            Match::Icmpv6Type(t) => match *t {
+                ND_NEIGHBOR_SOLICIT => write!(f, "icmpv6 type nd-neighbor-solicit"),
+                ND_NEIGHBOR_ADVERT => write!(f, "icmpv6 type nd-neighbor-advert"),
+                other => write!(f, "icmpv6 type {other}"),
+            },
+            Match::IifDaddrProtoPortInSet(fam, s) => {
+                write!(
+                    f,
+                    "iifname . {} daddr . meta l4proto . th dport @{s}",
+                    fam.nft()
+                )
+            }
         }
     }
 }
@@ -668,6 +807,7 @@ impl fmt::Display for Action {
             Action::Accept => write!(f, "accept"),
             Action::Drop => write!(f, "drop"),
             Action::Masquerade => write!(f, "masquerade"),
+            Action::Snat(a) => write!(f, "snat {} to {a}", IpFamily::of(a).nft()),
             Action::Jump(c) => write!(f, "jump {c}"),
             Action::DnatMap(m) => {
                 let fam = m.family().nft();

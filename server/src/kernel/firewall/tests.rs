@@ -25,36 +25,52 @@ use super::*;
 /// The option matrix shared with `tests/firewall.rs` (which checks the kernel's view of the
 /// same cases against JSON golden files): keep the two lists in step.
 pub(super) fn matrix() -> Vec<(&'static str, Vec<FirewallNetwork>)> {
-    let net = |bridge: &str, subnets: &[&str], internal, icc, masquerade| FirewallNetwork {
-        bridge: bridge.into(),
-        subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
-        internal,
-        icc,
-        masquerade,
+    let net = |bridge: &str, subnets: &[&str], internal, icc, masquerade| {
+        let subnets: Vec<ipnet::IpNet> =
+            subnets.iter().map(|s| s.parse().expect("subnet")).collect();
+        FirewallNetwork {
+            bridge: bridge.into(),
+            // Every network has DNS on its first address (the gateway's default); only the
+            // internal ones' show, in the resolver sets.
+            dns_servers: subnets
+                .iter()
+                .filter_map(|s| s.hosts().find(|a| *a != s.network()))
+                .collect(),
+            subnets,
+            internal,
+            icc,
+            masquerade,
+        }
     };
     vec![
         ("empty", vec![]),
         (
             "v4",
-            vec![net("wb-v4", &["10.10.0.0/24"], false, true, true)],
+            vec![net("wb-v4", &["10.10.0.1/24"], false, true, true)],
         ),
         (
             "internal",
-            vec![net("wb-int", &["10.11.0.0/24"], true, true, true)],
+            vec![net(
+                "wb-int",
+                &["10.11.0.1/24", "fd00:11::1/64"],
+                true,
+                true,
+                true,
+            )],
         ),
         (
             "icc_off",
-            vec![net("wb-noicc", &["10.12.0.0/24"], false, false, true)],
+            vec![net("wb-noicc", &["10.12.0.1/24"], false, false, true)],
         ),
         (
             "no_masq",
-            vec![net("wb-nomasq", &["10.13.0.0/24"], false, true, false)],
+            vec![net("wb-nomasq", &["10.13.0.1/24"], false, true, false)],
         ),
         (
             "dual_stack",
             vec![net(
                 "wb-dual",
-                &["10.14.0.0/24", "fd00:14::/64"],
+                &["10.14.0.1/24", "fd00:14::1/64"],
                 false,
                 true,
                 true,
@@ -62,13 +78,13 @@ pub(super) fn matrix() -> Vec<(&'static str, Vec<FirewallNetwork>)> {
         ),
         (
             "v6_only",
-            vec![net("wb-v6", &["fd00:15::/64"], false, false, true)],
+            vec![net("wb-v6", &["fd00:15::1/64"], false, false, true)],
         ),
         (
             "mixed",
             vec![
                 net("wb-c", &["fd00:3::/56"], false, false, false),
-                net("wb-a", &["fd00:1::/64", "10.1.0.0/24"], false, true, true),
+                net("wb-a", &["fd00:1::1/64", "10.1.0.1/24"], false, true, true),
                 net("wb-b", &["10.2.16.0/20"], true, false, true),
             ],
         ),
@@ -151,6 +167,7 @@ fn rule_count_of_forward_chain_does_not_grow_with_networks() {
             internal: i % 3 == 0,
             icc: true,
             masquerade: true,
+            dns_servers: vec![format!("10.{i}.0.1").parse().expect("ip")],
         })
         .collect();
     let p = plan(&many);
@@ -161,6 +178,23 @@ fn rule_count_of_forward_chain_does_not_grow_with_networks() {
         .find(|c| c.name == "forward")
         .expect("fwd");
     assert_eq!(forward.rules.len(), 6);
+    // The input chain too: internal networks' resolvers are members of a set, not rules.
+    let input = inet
+        .chains
+        .iter()
+        .find(|c| c.name == "input")
+        .expect("input");
+    assert_eq!(input.rules.len(), 6);
+    let dns4 = inet
+        .sets
+        .iter()
+        .find(|s| s.name == plan::SET_DNS4)
+        .expect("dns4");
+    let internal = many.iter().filter(|n| n.internal).count();
+    assert!(
+        matches!(&dns4.kind, SetKind::Resolvers(_, m) if m.len() == internal),
+        "{dns4:?}"
+    );
 }
 
 /// Nothing leaves an internal network: the drop of traffic from an internal bridge comes
@@ -274,4 +308,38 @@ fn interface_and_sysctl_names_are_checked() {
     assert!(validate_sysctl_key("net/ipv4/conf/br-a.1/route_localnet").is_ok());
     assert!(validate_sysctl_key("/proc/sys/x").is_err());
     assert!(validate_sysctl_key("net/../../etc").is_err());
+}
+
+/// The resolver sets hold only internal networks' (bridge, resolver) pairs, by family: a
+/// network that is not internal needs none (its input is not filtered) and an internal one
+/// without DNS gets none (it reaches nothing of the host).
+#[test]
+fn resolver_sets_hold_internal_networks_with_dns_only() {
+    let net = |bridge: &str, internal: bool, dns: &[&str]| FirewallNetwork {
+        bridge: bridge.into(),
+        subnets: vec!["10.3.0.0/24".parse().expect("net")],
+        internal,
+        icc: true,
+        masquerade: true,
+        dns_servers: dns.iter().map(|a| a.parse().expect("ip")).collect(),
+    };
+    let p = plan(&[
+        net("wb-pub", false, &["10.3.0.1"]),
+        net("wb-int", true, &["10.4.0.1", "fd00:4::1"]),
+        net("wb-quiet", true, &[]),
+    ]);
+    let inet = p.table(TableFamily::Inet).expect("inet");
+    let members = |name: &str| match &inet.sets.iter().find(|s| s.name == name).expect(name).kind {
+        SetKind::Resolvers(_, m) => m.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        members(plan::SET_DNS4),
+        [("wb-int".to_string(), ip("10.4.0.1"))]
+    );
+    assert_eq!(
+        members(plan::SET_DNS6),
+        [("wb-int".to_string(), ip("fd00:4::1"))]
+    );
 }

@@ -78,7 +78,7 @@ async fn published_port_range_maps_each_port_to_the_lease() {
     let h = H::new().await;
     h.network("web", "br-web", &["10.88.0.0/24"]).await;
     h.namespace("ns1").await;
-    let range = PortSpec::parse("port", "", 8000, 8002, 80, "udp").unwrap();
+    let range = PortSpec::parse_range("port", "", (8000, 8002), (80, 82), "udp").unwrap();
     let ep = h.connect("web", "ns1", vec![range]).await;
     let dest = ep.addresses[0].addr();
     let got: Vec<(u16, std::net::IpAddr, u16)> =
@@ -401,4 +401,140 @@ async fn an_endpoint_from_before_macs_were_kept_gets_one_at_its_next_reconcile()
     );
     let stored = h.store().endpoint_by_id(&ep.id).await.unwrap().unwrap();
     assert_eq!(stored.mac.as_deref(), Some("02:42:0a:58:00:08"));
+}
+
+/// Host ports left out come from the range given (the host's ip_local_port_range), a host
+/// range with one container port takes one free port of it, fixed ports of the same request
+/// are never chosen, and what was chosen is stored in the spec and mapped.
+#[tokio::test]
+async fn chosen_host_ports_are_free_stored_and_mapped() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    for ns in ["ns1", "ns2", "ns3"] {
+        h.namespace(ns).await;
+    }
+    let local = 40000..=40002;
+    let eph = PortSpec::parse("port", "", 0, 0, 80, "tcp").unwrap();
+    let one_of = PortSpec::parse("port", "", 9000, 9001, 81, "tcp").unwrap();
+    let fixed = PortSpec::parse("port", "", 9000, 0, 82, "tcp").unwrap();
+    let mut req = connect_spec("web", "ns1", vec![eph.clone(), one_of.clone(), fixed]);
+    let a = h
+        .store()
+        .connect_in(&req, &local, None, false)
+        .await
+        .unwrap();
+    let stored = h
+        .store()
+        .endpoint_by_names("web", "ns1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.spec.ports, a.spec.ports,
+        "the chosen ports are stored"
+    );
+    let (p0, p1) = (a.spec.ports[0].host_port, a.spec.ports[1].host_port);
+    assert!(local.contains(&p0), "{p0}");
+    assert_eq!(p1, 9001, "9000 is the request's own fixed port");
+    req.namespace = "ns2".into();
+    req.endpoint.ports = vec![eph.clone(), eph.clone()];
+    let b = h
+        .store()
+        .connect_in(&req, &local, None, false)
+        .await
+        .unwrap();
+    let mut all = vec![p0, b.spec.ports[0].host_port, b.spec.ports[1].host_port];
+    all.sort();
+    assert_eq!(all, [40000, 40001, 40002], "three endpoints' picks differ");
+    // The range is used up: RESOURCE_EXHAUSTED naming the field, nothing stored.
+    req.namespace = "ns3".into();
+    req.endpoint.ports = vec![eph];
+    let e = h
+        .store()
+        .connect_in(&req, &local, None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("published_ports[0].host_port: no free host port left in 40000-40002"),
+        "{e}"
+    );
+    req.endpoint.ports = vec![one_of];
+    let e = h
+        .store()
+        .connect_in(&req, &local, None, false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("host_port_end"), "{e}");
+    assert!(
+        h.store()
+            .endpoint_by_names("web", "ns3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The stored spec holds the chosen ports; the reconcile maps them.
+    for ep in [&a, &b] {
+        h.run(Key::Endpoint(ep.id.clone())).await;
+    }
+    let mut mapped: Vec<u16> = h.k.mappings().iter().map(|m| m.host_port).collect();
+    mapped.sort();
+    assert_eq!(mapped, [9000, 9001, 40000, 40001, 40002]);
+}
+
+/// The endpoint's bridge port is in hairpin mode (so an endpoint reaches its own published
+/// port through a host address): set once, observed after, a converged reconcile writes
+/// nothing, and a port put out of hairpin mode under weft is put back.
+#[tokio::test]
+async fn endpoint_port_is_in_hairpin_mode_and_drift_is_repaired() {
+    use crate::kernel::{LinkChange, LinkOps};
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
+    let port = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    assert!(port.master.is_some() && port.hairpin, "{port:?}");
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 0, "converged");
+    let off = LinkChange {
+        hairpin: Some(false),
+        ..Default::default()
+    };
+    h.k.set_link(&NsRef::Host, port.index, &off).await.unwrap();
+    assert_eq!(h.run(Key::Endpoint(ep.id.clone())).await, 1, "one repair");
+    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().hairpin);
+    assert_eq!(
+        h.run(Key::Endpoint(ep.id.clone())).await,
+        0,
+        "converged again"
+    );
+}
+
+/// Every port rule change is one nftables batch: a connect publishing a pairwise range, a
+/// chosen port and a port left out adds all its map elements in one `add_port_mappings`;
+/// its disconnect removes them in one `del_port_mappings`. No rule is written for a port
+/// (rules are per network).
+#[tokio::test]
+async fn one_port_change_is_one_batch() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let count = |prefix: &str| h.k.calls().iter().filter(|c| c.starts_with(prefix)).count();
+    let rules = count("sync_firewall");
+    let ports = vec![
+        PortSpec::parse_range("port", "", (9000, 9009), (90, 99), "tcp").unwrap(),
+        PortSpec::parse("port", "", 9100, 9110, 80, "tcp").unwrap(),
+        PortSpec::parse("port", "", 0, 0, 81, "udp").unwrap(),
+    ];
+    let ep = h.connect("web", "ns1", ports).await;
+    assert_eq!(h.k.mappings().len(), 12);
+    assert_eq!(count("add_port_mappings"), 1, "{:?}", h.k.calls());
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    assert!(h.k.mappings().is_empty());
+    assert_eq!(count("del_port_mappings"), 1, "{:?}", h.k.calls());
+    assert_eq!(
+        count("sync_firewall"),
+        rules,
+        "ports never rebuild the rules"
+    );
 }

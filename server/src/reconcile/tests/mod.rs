@@ -293,6 +293,7 @@ pub(super) fn end(name: &str, ns: &str) -> EndSpec {
         mac: None,
         up: true,
         master: None,
+        hairpin: false,
         addresses: Vec::new(),
         routes: Vec::new(),
     }

@@ -37,7 +37,8 @@ async fn network_create_makes_a_marked_bridge_with_gateway_rules_and_sysctls() {
     let fw = h.k.firewall().expect("the ruleset was written");
     assert_eq!(fw.len(), 1);
     assert_eq!(fw[0].bridge, "br-web");
-    assert_eq!(fw[0].subnets, vec![net("10.88.0.0/24")]);
+    // The subnet with the gateway as host bits (the hairpin SNAT address).
+    assert_eq!(fw[0].subnets, vec![net("10.88.0.1/24")]);
     assert!(fw[0].icc && fw[0].masquerade && !fw[0].internal);
     let sysctl = |k: &str| h.k.sysctl(&NsRef::Host, k);
     assert_eq!(sysctl("net/ipv4/ip_forward").as_deref(), Some("1"));

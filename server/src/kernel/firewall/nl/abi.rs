@@ -148,9 +148,10 @@ pub(super) const TYPE_BITS: u32 = 6;
 
 /// `type ifname`: KEYBYTEORDER = host endian (1).
 pub(super) const UDATA_IFNAME_SET: &[u8] = &[0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
-/// `type ifname . ifname`: KEYBYTEORDER = 0 (a concatenation) and the KEY_TYPEOF blob nft
-/// emits for concatenated `type` declarations.
-pub(super) const UDATA_IFNAME_PAIRS: &[u8] = &[
+/// A set of a concatenated `type` (`ifname . ifname`, `ifname . ipv4_addr . inet_proto .
+/// inet_service`): KEYBYTEORDER = 0 (a concatenation) and the KEY_TYPEOF blob nft emits for
+/// concatenated `type` declarations (the same bytes for both, read off `nft --debug=mnl`).
+pub(super) const UDATA_CONCAT_SET: &[u8] = &[
     0x00, 0x04, 0x00, 0x00, 0x00, 0x00, // key byte order
     0x03, 0x08, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x00, // key typeof
 ];

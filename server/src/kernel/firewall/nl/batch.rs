@@ -20,10 +20,10 @@ use nftnl::{Batch, Chain, MsgType, ProtoFamily, nftnl_sys as sys};
 
 use super::{
     Element,
-    abi::{UDATA_IFNAME_PAIRS, UDATA_IFNAME_SET, UDATA_PORT_MAP},
+    abi::{UDATA_CONCAT_SET, UDATA_IFNAME_SET, UDATA_PORT_MAP},
     cstring,
     ffi::{RawSet, SetDecl, TableMsg, add_elements},
-    ifname, ifname_pair, planned_shape,
+    planned_keys, planned_shape,
     rule::build_rule,
 };
 use crate::kernel::firewall::plan::{self, ChainType, PlannedTable, SetKind, TableFamily};
@@ -88,23 +88,18 @@ impl BatchBuilder {
                 sys::NFTNL_SET_USERDATA,
                 match s.kind {
                     SetKind::Ifnames(_) => UDATA_IFNAME_SET,
-                    SetKind::IfnamePairs(_) => UDATA_IFNAME_PAIRS,
+                    SetKind::IfnamePairs(_) | SetKind::Resolvers(..) => UDATA_CONCAT_SET,
                     SetKind::PortMap(_) => UDATA_PORT_MAP,
                 },
             );
             self.batch.add(&SetDecl(&set), MsgType::Add);
-            match &s.kind {
-                SetKind::Ifnames(members) => {
-                    for m in members {
-                        set.add_element(&ifname(m), None);
+            match planned_keys(s) {
+                Some(keys) => {
+                    for k in &keys {
+                        set.add_element(k, None);
                     }
                 }
-                SetKind::IfnamePairs(members) => {
-                    for (a, b) in members {
-                        set.add_element(&ifname_pair(a, b), None);
-                    }
-                }
-                SetKind::PortMap(_) => {
+                None => {
                     for e in preserved.get(&s.name).into_iter().flatten() {
                         set.add_element(&e.key, e.data.as_deref());
                     }
@@ -185,6 +180,7 @@ fn hook(h: plan::Hook) -> nftnl::Hook {
     use plan::Hook as H;
     match h {
         H::Prerouting => nftnl::Hook::PreRouting,
+        H::Input => nftnl::Hook::In,
         H::Output => nftnl::Hook::Out,
         H::Forward => nftnl::Hook::Forward,
         H::Postrouting => nftnl::Hook::PostRouting,

@@ -59,7 +59,7 @@ pub(super) use self::{
     read::ChainInfo,
     socket::Socket,
 };
-use super::plan::{IpFamily, PlannedSet, SetKind, TableFamily};
+use super::plan::{DNS_PORT, IpFamily, PlannedSet, SetKind, TableFamily};
 use crate::kernel::KernelError;
 
 /// What distinguishes one kind of set from another, as the kernel stores it: compared
@@ -117,6 +117,19 @@ pub(super) fn planned_shape(set: &PlannedSet) -> SetShape {
             data_type: None,
             data_len: None,
         },
+        SetKind::Resolvers(fam, _) => {
+            let (addr_type, addr_len) = addr_type_len(*fam);
+            SetShape {
+                flags: 0,
+                key_type: (((((TYPE_IFNAME << TYPE_BITS) | addr_type) << TYPE_BITS)
+                    | TYPE_INET_PROTO)
+                    << TYPE_BITS)
+                    | TYPE_INET_SERVICE,
+                key_len: IFNAMSIZ as u32 + addr_len + 8,
+                data_type: None,
+                data_len: None,
+            }
+        }
         SetKind::PortMap(m) => {
             let (addr_type, addr_len) = match m.family() {
                 IpFamily::V4 => (TYPE_IPV4, 4),
@@ -140,6 +153,49 @@ pub(super) fn planned_shape(set: &PlannedSet) -> SetShape {
             }
         }
     }
+}
+
+/// nft's type number and the byte length of an address of `fam`.
+fn addr_type_len(fam: IpFamily) -> (u32, u32) {
+    match fam {
+        IpFamily::V4 => (TYPE_IPV4, 4),
+        IpFamily::V6 => (TYPE_IPV6, 16),
+    }
+}
+
+/// The keys a planned set must hold (its planned members as register images); None for a
+/// port map, whose elements are not part of the plan.
+pub(super) fn planned_keys(set: &PlannedSet) -> Option<Vec<Vec<u8>>> {
+    match &set.kind {
+        SetKind::Ifnames(members) => Some(members.iter().map(|m| ifname(m)).collect()),
+        SetKind::IfnamePairs(members) => {
+            Some(members.iter().map(|(a, b)| ifname_pair(a, b)).collect())
+        }
+        SetKind::Resolvers(_, members) => Some(
+            members
+                .iter()
+                .flat_map(|(bridge, addr)| {
+                    [libc::IPPROTO_TCP, libc::IPPROTO_UDP]
+                        .map(|proto| resolver_key(bridge, addr, proto as u8))
+                })
+                .collect(),
+        ),
+        SetKind::PortMap(_) => None,
+    }
+}
+
+/// `"<bridge>" . <addr> . <proto> . 53` as a key: the name (16 bytes), the address, the
+/// protocol and the port (network order) each padded to 4 bytes.
+fn resolver_key(bridge: &str, addr: &std::net::IpAddr, proto: u8) -> Vec<u8> {
+    let mut v = ifname(bridge);
+    match addr {
+        std::net::IpAddr::V4(a) => v.extend_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => v.extend_from_slice(&a.octets()),
+    }
+    v.extend_from_slice(&[proto, 0, 0, 0]);
+    v.extend_from_slice(&DNS_PORT.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
 }
 
 /// Two interface names as one concatenated key (32 bytes).

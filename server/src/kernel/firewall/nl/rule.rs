@@ -16,12 +16,15 @@
 //! nftnl's safe expressions always use register 1; the ones that need another register, a
 //! set lookup by name, `fib` or `nat` from registers come from [`super::ffi::X`].
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
 
 use ipnet::IpNet;
 use nftnl::{
-    Chain, Rule,
-    expr::{Bitwise, Cmp, CmpOp, Conntrack, Masquerade, Meta, Verdict},
+    Chain, ProtoFamily, Rule,
+    expr::{
+        Bitwise, Cmp, CmpOp, Conntrack, Immediate, Masquerade, Meta, Nat, NatType, Register,
+        Verdict,
+    },
     nftnl_sys::libc,
 };
 
@@ -87,6 +90,24 @@ pub(super) fn build_rule<'a>(
                 lookup(&mut rule, s, set_ids, None);
             }
             Match::Saddr(net) => saddr(&mut rule, family, net),
+            Match::Icmpv6Type(t) => {
+                // nft's dependencies first: IPv6, then ICMPv6; then the type byte.
+                nfproto(&mut rule, IpFamily::V6);
+                rule.add_expr(&Meta::L4Proto);
+                rule.add_expr(&Cmp::new(
+                    CmpOp::Eq,
+                    [libc::IPPROTO_ICMPV6 as u8].as_slice(),
+                ));
+                rule.add_expr(&X::Payload {
+                    base: libc::NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset: 0,
+                    len: 1,
+                    dreg: libc::NFT_REG_1,
+                });
+                rule.add_expr(&Cmp::new(CmpOp::Eq, [*t].as_slice()));
+            }
+            Match::IifDaddrProtoPortInSet(f, s) => iif_daddr_proto_port(&mut rule, *f, s, set_ids),
+            Match::Daddr(net) => addr_match(&mut rule, net, true),
             Match::CtEstablishedRelated | Match::CtStatusDnat => {
                 // `ct state established,related` / `ct status dnat`: the bits masked, then
                 // compared with zero.
@@ -109,10 +130,78 @@ pub(super) fn build_rule<'a>(
         Action::Accept => rule.add_expr(&Verdict::Accept),
         Action::Drop => rule.add_expr(&Verdict::Drop),
         Action::Masquerade => rule.add_expr(&Masquerade),
+        Action::Snat(a) => {
+            // `immediate reg 1 <address>`, then `nat snat ip|ip6 addr_min reg 1`.
+            let family = match a {
+                IpAddr::V4(v4) => {
+                    rule.add_expr(&Immediate::new(v4.octets(), Register::Reg1));
+                    ProtoFamily::Ipv4
+                }
+                IpAddr::V6(v6) => {
+                    rule.add_expr(&Immediate::new(v6.octets(), Register::Reg1));
+                    ProtoFamily::Ipv6
+                }
+            };
+            rule.add_expr(&Nat {
+                nat_type: NatType::SNat,
+                family,
+                ip_register: Register::Reg1,
+                port_register: None,
+            });
+        }
         Action::Jump(c) => rule.add_expr(&Verdict::Jump { chain: cstring(c) }),
         Action::DnatMap(m) => dnat_map(&mut rule, *m, set_ids),
     }
     rule
+}
+
+/// The register that 32-bit slot `n` of a concatenation starts in, numbered as nft numbers
+/// it: a slot on a 128-bit boundary by its 128-bit register (`NFT_REG_1` + n/4), any other by
+/// its 32-bit one.
+const fn slot_reg(n: i32) -> i32 {
+    if n % 4 == 0 {
+        libc::NFT_REG_1 + n / 4
+    } else {
+        reg32(n)
+    }
+}
+
+/// `iifname . ip daddr . meta l4proto . th dport @set` (or `ip6 daddr`): the family check,
+/// then the name in slots 0-3, the address after it, the protocol and port in the next
+/// slots, and one lookup (checked against `nft --debug=netlink`).
+fn iif_daddr_proto_port(
+    rule: &mut Rule<'_>,
+    f: IpFamily,
+    set: &str,
+    set_ids: &HashMap<String, u32>,
+) {
+    let (offset, len) = match f {
+        IpFamily::V4 => (16, 4u32),
+        IpFamily::V6 => (24, 16u32),
+    };
+    nfproto(rule, f);
+    rule.add_expr(&X::Meta {
+        key: libc::NFT_META_IIFNAME,
+        dreg: libc::NFT_REG_1,
+    });
+    rule.add_expr(&X::Payload {
+        base: libc::NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+        dreg: slot_reg(4),
+    });
+    let proto_slot = 4 + (len / 4) as i32;
+    rule.add_expr(&X::Meta {
+        key: libc::NFT_META_L4PROTO,
+        dreg: slot_reg(proto_slot),
+    });
+    rule.add_expr(&X::Payload {
+        base: libc::NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: 2,
+        len: 2,
+        dreg: slot_reg(proto_slot + 1),
+    });
+    lookup(rule, set, set_ids, None);
 }
 
 /// `lookup reg 1 set @<set> [dreg <dreg>]`: the key starts in register 1; a map writes its
@@ -140,10 +229,7 @@ fn nfproto(rule: &mut Rule<'_>, f: IpFamily) {
 /// type in bridge), then the prefix bytes (whole bytes compared directly, otherwise the whole
 /// address masked).
 fn saddr(rule: &mut Rule<'_>, family: TableFamily, net: &IpNet) {
-    let (f, offset, addr): (IpFamily, u32, Vec<u8>) = match net {
-        IpNet::V4(n) => (IpFamily::V4, 12, n.network().octets().to_vec()),
-        IpNet::V6(n) => (IpFamily::V6, 8, n.network().octets().to_vec()),
-    };
+    let f = IpFamily::of(&net.addr());
     match family {
         TableFamily::Inet => nfproto(rule, f),
         TableFamily::Bridge => {
@@ -155,6 +241,19 @@ fn saddr(rule: &mut Rule<'_>, family: TableFamily, net: &IpNet) {
             rule.add_expr(&Cmp::new(CmpOp::Eq, ethertype.to_be_bytes().as_slice()));
         }
     }
+    addr_match(rule, net, false);
+}
+
+/// The address part of `ip saddr|daddr <net>` (no family check): the prefix bytes of the
+/// source (IPv4 offset 12, IPv6 8) or destination (16, 24) address, whole bytes compared
+/// directly, otherwise the whole address masked.
+fn addr_match(rule: &mut Rule<'_>, net: &IpNet, daddr: bool) {
+    let (offset, addr): (u32, Vec<u8>) = match (net, daddr) {
+        (IpNet::V4(n), false) => (12, n.network().octets().to_vec()),
+        (IpNet::V4(n), true) => (16, n.network().octets().to_vec()),
+        (IpNet::V6(n), false) => (8, n.network().octets().to_vec()),
+        (IpNet::V6(n), true) => (24, n.network().octets().to_vec()),
+    };
     let prefix = u32::from(net.prefix_len());
     if prefix == 0 {
         return;

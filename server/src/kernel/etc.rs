@@ -1,0 +1,196 @@
+//! The per-namespace `/etc` files weft writes: `<etc-netns-dir>/<name>/resolv.conf`, which
+//! `ip netns exec <name>` bind-mounts over `/etc/resolv.conf` (iproute2 reads the fixed
+//! `/etc/netns`; weftd's `--etc-netns-dir` is for tests and unusual hosts).
+//!
+//! Files, not kernel state, but host state weft owns like the namespace files beside them,
+//! so they live here and their errors are [`KernelError`]s with the errno kept (`EACCES` on a
+//! read-only `/etc` is not retried; the error policy reads the kind). Plain `std::fs` on a
+//! blocking thread: no process is spawned.
+//!
+//! - [`EtcNetns::write_resolv_conf`] is atomic: the text goes to a temporary file in the same
+//!   directory (mode 0644), which is then renamed over the old file, so a reader (a process
+//!   starting under `ip netns exec`) sees the old file or the new one, never half. It is not
+//!   fsynced: the file is derived state, and a file a power loss left empty or old is
+//!   rewritten by the restart's reconcile, so a Connect does not wait for the disk.
+//! - [`EtcNetns::read_resolv_conf`] reports the text only when the file is a regular file of
+//!   mode 0644; anything else reads as absent, so converging rewrites it.
+//! - [`EtcNetns::remove`] removes the file, a temporary file a crash left, and the directory
+//!   if nothing else is in it (someone else's files there are kept, and so is the directory).
+
+use std::{
+    fs,
+    io::{ErrorKind, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use super::{KernelError, error};
+
+/// The file `ip netns exec` bind-mounts over `/etc/resolv.conf`.
+const RESOLV_CONF: &str = "resolv.conf";
+/// The temporary file a write goes to before its rename.
+const TEMP: &str = ".resolv.conf.weft-tmp";
+/// The mode of the file (as `/etc/resolv.conf`'s).
+const MODE: u32 = 0o644;
+
+/// The directory of per-namespace `/etc` files (`--etc-netns-dir`, default `/etc/netns`).
+#[derive(Clone, Debug)]
+pub struct EtcNetns {
+    dir: PathBuf,
+}
+
+impl EtcNetns {
+    /// Files under `dir` (created when the first file is written).
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// `<dir>/<namespace>/resolv.conf`.
+    pub fn resolv_conf_path(&self, namespace: &str) -> PathBuf {
+        self.dir.join(namespace).join(RESOLV_CONF)
+    }
+
+    /// The text of namespace `namespace`'s resolv.conf; None when it is missing, not a
+    /// regular file or not mode 0644 (so a converge writes it again).
+    pub async fn read_resolv_conf(&self, namespace: &str) -> Result<Option<String>, KernelError> {
+        let path = self.resolv_conf_path(namespace);
+        blocking(move || read_if_ours(&path)).await
+    }
+
+    /// Writes namespace `namespace`'s resolv.conf atomically (temporary file, then rename),
+    /// mode 0644, making the directories (0755) it needs.
+    pub async fn write_resolv_conf(&self, namespace: &str, text: &str) -> Result<(), KernelError> {
+        let dir = self.dir.join(namespace);
+        let text = text.to_string();
+        blocking(move || write_atomic(&dir, &text)).await
+    }
+
+    /// Removes namespace `namespace`'s resolv.conf, a leftover temporary file, and its
+    /// directory when that is then empty. Idempotent.
+    pub async fn remove(&self, namespace: &str) -> Result<(), KernelError> {
+        let dir = self.dir.join(namespace);
+        blocking(move || remove_all(&dir)).await
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (plain file work, no namespace change).
+async fn blocking<T, F>(f: F) -> Result<T, KernelError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KernelError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(error::io(
+            "file helper task",
+            std::io::Error::other(e.to_string()),
+        ))
+    })
+}
+
+fn read_if_ours(path: &Path) -> Result<Option<String>, KernelError> {
+    let op = || format!("read {}", path.display());
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(error::io(op(), e)),
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o7777 != MODE {
+        return Ok(None);
+    }
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        // Not UTF-8: not what weft wrote.
+        Err(e) if e.kind() == ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(error::io(op(), e)),
+    }
+}
+
+fn write_atomic(dir: &Path, text: &str) -> Result<(), KernelError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| error::io(format!("create {}", dir.display()), e))?;
+    let temp = dir.join(TEMP);
+    let target = dir.join(RESOLV_CONF);
+    let op = |what: &str| format!("{what} {}", temp.display());
+    let _ = fs::remove_file(&temp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(MODE)
+        .open(&temp)
+        .map_err(|e| error::io(op("create"), e))?;
+    // The umask may have taken bits off: set the mode exactly.
+    f.set_permissions(fs::Permissions::from_mode(MODE))
+        .map_err(|e| error::io(op("chmod"), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| error::io(op("write"), e))?;
+    drop(f);
+    fs::rename(&temp, &target).map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        error::io(
+            format!("rename {} to {}", temp.display(), target.display()),
+            e,
+        )
+    })
+}
+
+fn remove_all(dir: &Path) -> Result<(), KernelError> {
+    for name in [RESOLV_CONF, TEMP] {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(error::io(format!("remove {}", path.display()), e)),
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        // Gone already, or holding someone else's files: leave it.
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::DirectoryNotEmpty => {
+            Ok(())
+        }
+        Err(e) => Err(error::io(format!("remove {}", dir.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Write, read back, overwrite, a wrong mode reads as absent, remove leaves nothing but
+    /// a directory holding someone else's file.
+    #[tokio::test]
+    async fn write_read_and_remove() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etc = EtcNetns::new(tmp.path().join("etc-netns"));
+        assert_eq!(etc.read_resolv_conf("a").await.expect("read"), None);
+        etc.write_resolv_conf("a", "nameserver 10.0.0.1\n")
+            .await
+            .expect("write");
+        let path = etc.resolv_conf_path("a");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(
+            etc.read_resolv_conf("a").await.expect("read").as_deref(),
+            Some("nameserver 10.0.0.1\n")
+        );
+        etc.write_resolv_conf("a", "x\n").await.expect("rewrite");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "x\n");
+        assert!(!path.with_file_name(TEMP).exists(), "temp file left behind");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(etc.read_resolv_conf("a").await.expect("read"), None);
+        etc.remove("a").await.expect("remove");
+        assert!(!path.parent().expect("dir").exists());
+        etc.remove("a").await.expect("idempotent");
+
+        etc.write_resolv_conf("b", "y\n").await.expect("write");
+        let other = etc.resolv_conf_path("b").with_file_name("hosts");
+        fs::write(&other, "127.0.0.1 b\n").expect("someone's file");
+        etc.remove("b").await.expect("remove");
+        assert!(other.exists(), "someone else's file was removed");
+        assert!(!etc.resolv_conf_path("b").exists());
+    }
+}

@@ -1,0 +1,166 @@
+//! Logging: the format of weftd's log lines (`--log-format text|json`) and the span every
+//! gRPC call runs in, so each line a call logs names its method and request id.
+//!
+//! `json` writes one JSON object per line (tracing-subscriber's JSON formatter): `timestamp`,
+//! `level`, `target`, `fields.message` and the other fields of the event, `span` (the
+//! innermost) and `spans` (all of them, outermost first) with their fields: `grpc` spans carry
+//! `method` (the gRPC path) and `request_id`, `reconcile` spans `kind`, `key` (the object's
+//! uid), `worker` and `attempt`. `text` is the human form. Without the flag weftd writes text
+//! when stderr is a terminal and JSON otherwise (journald, a container runtime, a file), so
+//! what a log shipper reads is structured unless someone is watching.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use tonic::codegen::http;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// The format of the log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl LogFormat {
+    /// The default: text on a terminal, JSON otherwise.
+    pub fn default_for_stderr() -> LogFormat {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
+/// Installs the global subscriber: lines on stderr in `format`, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(crate::dns::quiet_hickory(filter))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// The header a client may set to choose a call's request id (at most 64 printable ASCII
+/// characters); weftd makes one up otherwise.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id of a call: the client's `x-request-id`, or 16 random hex digits.
+fn request_id<B>(req: &http::Request<B>) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned)
+}
+
+/// The tower layer that runs every call in a `grpc` span (`method`, `request_id`) and logs,
+/// at debug, when it answered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpanLayer;
+
+impl<S> Layer<S> for RequestSpanLayer {
+    type Service = RequestSpan<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestSpan { inner }
+    }
+}
+
+/// The service [`RequestSpanLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct RequestSpan<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for RequestSpan<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let span = tracing::info_span!(
+            "grpc",
+            method = req.uri().path(),
+            request_id = request_id(&req)
+        );
+        let started = Instant::now();
+        let call = span.in_scope(|| self.inner.call(req));
+        Box::pin(
+            async move {
+                let res = call.await;
+                if let Ok(r) = &res {
+                    // Set on errors (a trailers-only answer); a success's is in the trailers.
+                    let code = r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0");
+                    tracing::debug!(grpc_status = code, elapsed = ?started.elapsed(), "answered");
+                }
+                res
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_the_clients_when_sane() {
+        let req = |v: Option<&str>| {
+            let mut b = http::Request::builder();
+            if let Some(v) = v {
+                b = b.header(REQUEST_ID_HEADER, v);
+            }
+            b.body(()).unwrap()
+        };
+        assert_eq!(request_id(&req(Some("abc-123"))), "abc-123");
+        for bad in [None, Some(""), Some("a b"), Some(&"x".repeat(65)[..])] {
+            let id = request_id(&req(bad));
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+    }
+
+    #[test]
+    fn formats_parse_from_the_file() {
+        #[derive(serde::Deserialize)]
+        struct F {
+            log_format: LogFormat,
+        }
+        let f: F = toml::from_str("log_format = \"json\"").unwrap();
+        assert_eq!(f.log_format, LogFormat::Json);
+        assert!(toml::from_str::<F>("log_format = \"xml\"").is_err());
+    }
+}
