@@ -1,5 +1,6 @@
 //! weft-bench: weft against plain `ip` commands, the CNI bridge plugin and netavark, in the
-//! same run and interleaved, plus benchmarks of weft alone. Prints markdown tables.
+//! same run and interleaved, plus benchmarks of weft alone, and weftd's DNS resolver against
+//! aardvark-dns with dnsperf ([`dns`]). Prints markdown tables.
 //!
 //! Run it through `bench/run` (it installs the peers and builds everything in release):
 //! `sudo bench/run [--n 100,1000] [--quick]`. Everything happens inside scratch network
@@ -8,12 +9,18 @@
 
 mod alone;
 mod compare;
+mod dns;
 mod methods;
 mod plugins;
 mod sandbox;
 mod stats;
 
-use std::{fmt::Write as _, path::PathBuf, sync::atomic::Ordering, time::Instant};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    sync::atomic::Ordering,
+    time::Instant,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -59,12 +66,15 @@ struct Common {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Everything: the comparison at each N, then weft alone (the default).
+    /// Everything: the comparison at each N, then weft alone, then DNS (the default).
     All(AllArgs),
     /// The interleaved comparison only.
     Compare(CompareArgs),
     /// weft alone only: concurrent connects, restart, drift, ports, RSS.
     Alone(AloneArgs),
+    /// weftd's resolver against aardvark-dns with dnsperf, and weftd's API latency during
+    /// the query storm.
+    Dns(DnsArgs),
     /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
     /// weftd processes).
     Cleanup,
@@ -105,11 +115,33 @@ struct AloneArgs {
 }
 
 #[derive(Args, Debug, Clone, Default)]
+struct DnsArgs {
+    /// Endpoints on weft's network, each a record both resolvers hold (default 100; 10 with
+    /// --quick).
+    #[arg(long)]
+    endpoints: Option<usize>,
+    /// dnsperf's run time per case and resolver, in seconds (default 10; 1 with --quick).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// GetSystemInfo calls for weftd's idle API latency (default 300; 50 with --quick).
+    #[arg(long)]
+    api_calls: Option<usize>,
+    /// The aardvark-dns binary (default /usr/lib/podman/aardvark-dns).
+    #[arg(long)]
+    aardvark: Option<PathBuf>,
+    /// Resolvers to measure, comma-separated: weft, aardvark (default both).
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
 struct AllArgs {
     #[command(flatten)]
     compare: CompareArgs,
     #[command(flatten)]
     alone: AloneArgs,
+    #[command(flatten)]
+    dns: DnsArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -179,10 +211,11 @@ async fn main_async(cli: Cli) -> Result<()> {
         cni_dir: common.cni_dir.clone(),
         weft_cni,
     };
-    let (cmp, alone) = match command {
-        Command::All(a) => (Some(a.compare), Some(a.alone)),
-        Command::Compare(c) => (Some(c), None),
-        Command::Alone(a) => (None, Some(a)),
+    let (cmp, alone, dns) = match command {
+        Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns)),
+        Command::Compare(c) => (Some(c), None, None),
+        Command::Alone(a) => (None, Some(a), None),
+        Command::Dns(d) => (None, None, Some(d)),
         Command::Cleanup => unreachable!("handled above"),
     };
     let started = Instant::now();
@@ -250,6 +283,10 @@ async fn main_async(cli: Cli) -> Result<()> {
     }
     if let Some(a) = alone {
         run_alone(&run, &tools, &a, &common, &mut report).await?;
+    }
+    if let Some(d) = dns {
+        eprintln!("dns: weft's resolver against aardvark-dns");
+        run_dns(&tools, &d, &common, &mut report).await?;
     }
     drop(run);
     let s = format!("Total bench time {} s.\n", secs(started.elapsed()));
@@ -448,6 +485,59 @@ async fn run_alone(
     Ok(())
 }
 
+/// Runs the DNS benchmark, printing its section and adding it to `report` (saved).
+async fn run_dns(tools: &Tools, a: &DnsArgs, common: &Common, report: &mut String) -> Result<()> {
+    let quick = common.quick;
+    let servers = if a.servers.is_empty() {
+        vec![dns::Server::Weft, dns::Server::Aardvark]
+    } else {
+        a.servers
+            .iter()
+            .map(|s| dns::Server::parse(s))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let o = dns::Opts {
+        endpoints: a.endpoints.unwrap_or(if quick { 10 } else { 100 }),
+        seconds: a.seconds.unwrap_or(if quick { 1 } else { 10 }),
+        api_calls: a.api_calls.unwrap_or(if quick { 50 } else { 300 }),
+        aardvark: a
+            .aardvark
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/podman/aardvark-dns")),
+        servers,
+    };
+    methods::require(Path::new("/usr/bin/dnsperf"), "dnsperf")?;
+    let load = loadavg();
+    let run = Run::new()?;
+    let r = dns::run(&run, &tools.weftd, &o).await?;
+    drop(run);
+    let mut s = format!(
+        "### DNS: weft against aardvark-dns\n\n{} endpoints, their namespace names and aliases \
+         the records of both resolvers; dnsperf (`-v`, defaults otherwise) {} s per case and \
+         resolver from an endpoint's position, interleaved; p50/p99 from dnsperf's per-answer \
+         latencies; load average before: {load}, after: {}.\n\n{}\n**weftd's API latency** \
+         (GetSystemInfo on its Unix socket, one call every 5 ms) idle and during each storm; \
+         during aardvark-dns's, weftd serves no query: those rows are the control for the \
+         busy CPU alone:\n\n{}\n",
+        r.records,
+        o.seconds,
+        loadavg(),
+        r.table().render(),
+        r.api_table().render()
+    );
+    for line in r.counted() {
+        let _ = writeln!(s, "- {line}.");
+    }
+    for (what, met) in r.verdicts() {
+        let v = met.map_or_else(|| "not measured".to_string(), verdict);
+        let _ = writeln!(s, "- Target, {what}: {v}");
+    }
+    s.push('\n');
+    print!("{s}");
+    report.push_str(&s);
+    save(common, report)
+}
+
 fn verdict(met: bool) -> String {
     if met { "**met**" } else { "**missed**" }.to_string()
 }
@@ -507,7 +597,7 @@ fn machine(tools: &Tools) -> String {
     format!(
         "## Machine\n\n- {nproc} CPUs, {cpu}, {mem} RAM; kernel {kernel}; load average at start: {}\n\
          - weftd: {} ({build})\n\
-         - peers: {}, {}, {}, {}, {}\n\
+         - peers: {}, {}, {}, {}, {}, {}, {}\n\
          - method: each method in its own scratch host network namespace, all interleaved \
          round-robin per iteration; weft end to end over gRPC on the Unix socket, waiting for \
          Ready; times are wall-clock per operation as the caller sees it.\n",
@@ -518,5 +608,7 @@ fn machine(tools: &Tools) -> String {
         pkg("iptables"),
         pkg("containernetworking-plugins"),
         pkg("netavark"),
+        pkg("aardvark-dns"),
+        pkg("dnsperf"),
     )
 }

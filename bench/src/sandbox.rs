@@ -5,7 +5,7 @@
 //! namespace files `/run/netns/wbench<pid>-*`, the temp dir `/tmp/wbench<pid>-*`. Nothing else
 //! is ever touched. [`Run`] removes everything of its own tag when dropped (also on an error or
 //! Ctrl-C); [`sweep`] removes what a run whose process is gone left behind (`weft-bench
-//! cleanup`, which `bench/run` calls on exit).
+//! cleanup`, which `bench/run` calls on exit), weftd and aardvark-dns processes included.
 //!
 //! The real host's interfaces, routes and firewall are never changed: every command that acts
 //! on "the host" runs on a [`NsRunner`] thread that has `setns`ed into a scratch namespace
@@ -176,7 +176,8 @@ fn remove_netns_files(pick: impl Fn(&str) -> bool) -> Vec<String> {
 pub fn sweep() -> Vec<String> {
     let mut done = Vec::new();
     let dead = |name: &str| -> bool { tag_pid(name).is_some_and(|pid| !bench_alive(pid)) };
-    // weftd processes started by a dead run: their command line names its temp dir.
+    // weftd and aardvark-dns processes started by a dead run: their command line names its
+    // temp dir.
     if let Ok(procs) = fs::read_dir("/proc") {
         for p in procs.flatten() {
             let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
@@ -189,7 +190,9 @@ pub fn sweep() -> Vec<String> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            let ours = args.first().is_some_and(|a| a.ends_with("weftd"))
+            let ours = args
+                .first()
+                .is_some_and(|a| a.ends_with("weftd") || a.ends_with("aardvark-dns"))
                 && args.iter().any(|a| {
                     a.strip_prefix("/tmp/")
                         .and_then(|rest| rest.split('/').next())
@@ -197,7 +200,8 @@ pub fn sweep() -> Vec<String> {
                 });
             if ours {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                done.push(format!("killed weftd {pid}"));
+                let what = args.first().map(String::as_str).unwrap_or_default();
+                done.push(format!("killed {what} {pid}"));
             }
         }
     }
