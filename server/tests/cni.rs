@@ -506,6 +506,32 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
     );
     let ep = &endpoints_of(&sb, "a", &k).await[0];
     assert_eq!(ep.aliases, vec!["db"]);
+    // The `aliases` capability's name resolves on the network, with weft's resolver (the
+    // result's nameserver), from another container on it; so does the namespace's name.
+    let q = Container::new(&sb, "q");
+    ok(
+        call(
+            "ADD",
+            Some(&q),
+            "eth0",
+            None,
+            &conf(&sb, "1.0.0", "a", json!({})),
+        ),
+        "ADD q to a",
+    );
+    let dig = |name: &str| {
+        let out = exec_at(
+            &q.path,
+            &["dig", "+short", "+tries=1", "+time=2", "@10.245.0.1", name],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(dig("db"), "10.245.0.77", "the CNI alias db from q");
+    assert_eq!(
+        dig(&format!("cni-{}", k.id)),
+        "10.245.0.77",
+        "k's namespace name"
+    );
     assert_eq!(ep.published_ports.len(), 1);
     assert_eq!(ep.published_ports[0].host_port, 18080);
     let cb = conf(&sb, "1.0.0", "b", json!({}));

@@ -676,9 +676,10 @@ pub fn consistency_problems(k: &KernelView, db: &DbView, foreign_files: &[&str])
             None => p.push(format!("namespace {name}: no file in the netns dir")),
             Some(Err(e)) => p.push(format!("namespace {name}: unreadable: {e}")),
             Some(Ok(ifs)) => match ifs.iter().find(|i| i.index == 1) {
-                Some(lo) if lo.alias == format!("weft:{id}") && lo.up => {}
+                // `weft:<uid>@<owner>`: the owner is the weftd's host namespace.
+                Some(lo) if lo.alias.starts_with(&format!("weft:{id}@")) && lo.up => {}
                 other => p.push(format!(
-                    "namespace {name}: loopback should be up and marked weft:{id}, is {other:?}"
+                    "namespace {name}: loopback should be up and marked weft:{id}@<owner>, is {other:?}"
                 )),
             },
         }
