@@ -838,6 +838,7 @@ impl SystemService for Svc {
             dns_queries: 40,
             dns_answers: 31,
             dns_forwards: 7,
+            git_commit: "0123456789ab".into(),
         }))
     }
 }
@@ -2089,6 +2090,7 @@ async fn system_info_prints_every_counter() {
     assert_eq!(
         r.stdout,
         "Version:             0.1.0\n\
+         Git commit:          0123456789ab\n\
          Started:             2023-11-14T22:13:20Z\n\
          Kernel writes:       1201\n\
          Reconciles:          1302\n\
@@ -2125,12 +2127,43 @@ async fn system_info_prints_every_counter() {
             "dns_queries": 40,
             "dns_answers": 31,
             "dns_forwards": 7,
+            "git_commit": "0123456789ab",
         })
     );
     assert_eq!(
         d.calls(),
         ["GetSystemInfo", "GetSystemInfo", "GetSystemInfo"]
     );
+}
+
+/// `weft version` shows the client's version and commit and weftd's, like `docker version`;
+/// `weft --version` carries the commit too. Without a weftd the client part still prints and
+/// the exit status says the server part failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_shows_client_and_server_commits() {
+    let d = Daemon::start().await;
+    let commit = weft_proto::GIT_COMMIT;
+    let r = d.weft(&["version"]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Client:\n Version:     {}\n Git commit:  {commit}\n\
+             Server:\n Version:     0.1.0\n Git commit:  0123456789ab\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let r = d.weft(&["-o", "json", "version"]).await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["client"]["git_commit"], commit);
+    assert_eq!(v["server"]["git_commit"], "0123456789ab");
+    let r = d.weft(&["--version"]).await;
+    assert_eq!(
+        r.stdout.trim(),
+        format!("weft {}", weft_proto::LONG_VERSION)
+    );
+    assert!(r.stdout.contains("(commit "), "{}", r.stdout);
+    drop(d);
 }
 
 /// `--dns`/`--no-dns` set `Network.dns` (the last one wins; neither leaves it unset, weftd's

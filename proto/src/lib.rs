@@ -9,5 +9,16 @@ pub mod v1 {
     tonic::include_proto!("weft.v1");
 }
 
+/// The commit weft was built from: 12 hex digits, or `unknown` outside a git checkout.
+pub const GIT_COMMIT: &str = env!("WEFT_GIT_COMMIT");
+
+/// `<version> (commit <GIT_COMMIT>)`: what `weftd --version` and `weft --version` print.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WEFT_GIT_COMMIT"),
+    ")"
+);
+
 /// The encoded `FileDescriptorSet` of every weft.v1 file, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("weft_v1_descriptor");

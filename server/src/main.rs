@@ -13,7 +13,7 @@ use weftd::{
 
 /// weft's daemon: declarative network namespaces, links and networks, kept converged.
 #[derive(Debug, Parser)]
-#[command(name = "weftd", version)]
+#[command(name = "weftd", version = weft_proto::LONG_VERSION)]
 struct Flags {
     /// Unix socket to serve gRPC on [default: /run/weft/weftd.sock]
     #[arg(long)]

@@ -85,6 +85,7 @@ pub fn system_info(i: &GetSystemInfoResponse) -> Value {
         "dns_queries": i.dns_queries,
         "dns_answers": i.dns_answers,
         "dns_forwards": i.dns_forwards,
+        "git_commit": i.git_commit,
     })
 }
 

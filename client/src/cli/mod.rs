@@ -63,7 +63,7 @@ const GLOBAL: &str = "Global options";
 ///
 /// Exit codes: 0 success, 1 weftd refused or failed a request (or is unreachable), 2 usage.
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, propagate_version = true)]
+#[command(name = "weft", version = weft_proto::LONG_VERSION, propagate_version = true)]
 pub struct Cli {
     /// weftd's Unix socket.
     #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_SOCKET", value_name = "PATH", default_value = DEFAULT_SOCKET)]
@@ -133,6 +133,8 @@ pub enum Command {
     System(system::SystemCmd),
     /// Show weftd's version, settings and counters (the same as `weft system info`).
     Info,
+    /// Show the client's and weftd's versions and git commits, like `docker version`.
+    Version,
 }
 
 /// Where to find weftd, most explicit first: `--tcp`, `--host`, `--socket` (flag or
@@ -181,6 +183,7 @@ pub async fn run(cli: Cli, socket_given: bool) -> Result<()> {
         Command::Network(cmd) => network::run(&ctx, cmd).await,
         Command::System(cmd) => system::run(&ctx, cmd).await,
         Command::Info => system::run(&ctx, system::SystemCmd::Info).await,
+        Command::Version => system::version(&ctx).await,
     }
 }
 

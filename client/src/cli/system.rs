@@ -40,6 +40,45 @@ pub async fn run(ctx: &Ctx, cmd: SystemCmd) -> Result<()> {
     }
 }
 
+/// `weft version`: the client's version and commit, then weftd's, as `docker version` shows
+/// them. The client part is printed even when weftd cannot be reached (then the error
+/// follows and the exit status is not 0).
+pub async fn version(ctx: &Ctx) -> Result<()> {
+    let client = (env!("CARGO_PKG_VERSION"), weft_proto::GIT_COMMIT);
+    let req = ctx.req(GetSystemInfoRequest {});
+    let server = ctx
+        .call("version", |c| async move {
+            c.system().get_system_info(req).await
+        })
+        .await;
+    match ctx.output() {
+        Output::Json => {
+            let mut v = serde_json::json!({
+                "client": {"version": client.0, "git_commit": client.1},
+            });
+            if let Ok(info) = &server {
+                v["server"] =
+                    serde_json::json!({"version": info.version, "git_commit": info.git_commit});
+            }
+            ctx.print_json(&v)?;
+        }
+        Output::Table => {
+            let mut text = format!(
+                "Client:\n Version:     {}\n Git commit:  {}\n",
+                client.0, client.1
+            );
+            if let Ok(info) = &server {
+                text.push_str(&format!(
+                    "Server:\n Version:     {}\n Git commit:  {}\n",
+                    info.version, info.git_commit
+                ));
+            }
+            ctx.print(&text)?;
+        }
+    }
+    server.map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -558,6 +558,7 @@ pub fn planned_changes(list: &[PlannedChange]) -> String {
 pub fn describe_system_info(i: &GetSystemInfoResponse) -> String {
     let mut d = Describe::default();
     d.field("Version", &i.version)
+        .field("Git commit", &i.git_commit)
         .field(
             "Started",
             i.start_time.map(|t| t.to_string()).unwrap_or_default(),

@@ -177,6 +177,7 @@ pub fn system_info_out(
         dns_queries: info.dns_queries,
         dns_answers: info.dns_answers,
         dns_forwards: info.dns_forwards,
+        git_commit: weft_proto::GIT_COMMIT.to_string(),
         queue_depth: info.queue_depth,
         host_netns: info
             .host_netns
