@@ -2211,3 +2211,40 @@ async fn network_dns_flags_and_inspect() {
     );
     assert_eq!(v[0]["dns"], serde_json::Value::Null);
 }
+
+/// `weft completion SHELL` prints a script the shell loads, and `weft man DIR` writes a page
+/// per command; both come from the CLI's own definition, so every verb is in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_scripts_and_man_pages_cover_the_cli() {
+    let d = Daemon::start().await;
+    for (shell, marker) in [
+        ("bash", "complete -F _weft"),
+        ("zsh", "#compdef weft"),
+        ("fish", "complete -c weft"),
+    ] {
+        let r = d.weft(&["completion", shell]).await;
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        assert!(r.stdout.contains(marker), "{shell}: no {marker:?}");
+        assert!(r.stdout.contains("connect"), "{shell}: no `connect` verb");
+    }
+    let r = d.weft(&["completion", "tcsh"]).await;
+    assert_ne!(r.code, 0, "an unknown shell is refused");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let r = d.weft(&["man", out.to_str().unwrap()]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    for page in [
+        "weft.1",
+        "weft-network-connect.1",
+        "weft-ns-create.1",
+        "weft-version.1",
+    ] {
+        let text =
+            std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    assert!(d.calls().is_empty(), "no call to weftd: {:?}", d.calls());
+}

@@ -26,6 +26,7 @@
 //! [`mutate::Verb::send`] and [`mutate::print_fields`]; error wording, dry runs and the
 //! Ready check then behave like every other verb's.
 
+pub mod docs;
 pub mod error;
 pub mod json;
 pub mod link;
@@ -135,6 +136,17 @@ pub enum Command {
     Info,
     /// Show the client's and weftd's versions and git commits, like `docker version`.
     Version,
+    /// Print a shell completion script: `weft completion bash > /etc/bash_completion.d/weft`.
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (weft.1 and one per subcommand, weft-network-connect.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write them into (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Where to find weftd, most explicit first: `--tcp`, `--host`, `--socket` (flag or
@@ -184,6 +196,8 @@ pub async fn run(cli: Cli, socket_given: bool) -> Result<()> {
         Command::System(cmd) => system::run(&ctx, cmd).await,
         Command::Info => system::run(&ctx, system::SystemCmd::Info).await,
         Command::Version => system::version(&ctx).await,
+        Command::Completion { shell } => docs::completion(shell),
+        Command::Man { dir } => docs::man(&dir),
     }
 }
 
