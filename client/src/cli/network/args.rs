@@ -97,6 +97,10 @@ pub struct CreateArgs {
     /// Lease addresses only from this range of the subnet that contains it (repeatable).
     #[arg(long = "ip-range", value_name = "CIDR", value_parser = parse::cidr)]
     pub ip_ranges: Vec<String>,
+    /// An address weftd never leases, NAME=IP, as Docker's (repeatable; the name is only for
+    /// you): it goes to the `reserved` addresses of the --subnet that contains it.
+    #[arg(long = "aux-address", value_name = "NAME=IP", value_parser = parse::key_value)]
+    pub aux_addresses: Vec<(String, String)>,
     /// No traffic to or from outside the network.
     #[arg(long)]
     pub internal: bool,

@@ -94,12 +94,41 @@ pub fn subnets(
     Ok(out)
 }
 
+/// Docker's `--aux-address NAME=IP`: each IP joins the `reserved` addresses of the subnet
+/// that contains it (the name is not kept: weft has no field for it).
+fn aux_addresses(mut out: Vec<Subnet>, aux: &[(String, String)]) -> Result<Vec<Subnet>, String> {
+    for (name, value) in aux {
+        let given = format!("--aux-address {name}={value}");
+        let ip = parse::ip(value).map_err(|e| format!("{given}: {e}"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{given}: {value:?} is not an IP address"))?;
+        let mut home = None;
+        for (i, s) in out.iter().enumerate() {
+            if contains(parse::cidr_parts(&s.subnet)?, ip) {
+                home = Some(i);
+                break;
+            }
+        }
+        let Some(i) = home else {
+            return Err(format!(
+                "{given}: {ip} is in none of the subnets; give the --subnet it belongs to"
+            ));
+        };
+        out[i].reserved.push(ip.to_string());
+    }
+    Ok(out)
+}
+
 /// Builds the network `weft network create` asks for.
 pub fn build_network(a: &CreateArgs) -> Result<Network, String> {
     let mut net = Network {
         name: a.name.clone(),
         labels: parse::labels_map(&a.labels)?,
-        subnets: subnets(&a.subnets, &a.gateways, &a.ip_ranges)?,
+        subnets: aux_addresses(
+            subnets(&a.subnets, &a.gateways, &a.ip_ranges)?,
+            &a.aux_addresses,
+        )?,
         internal: a.internal,
         enable_ipv6: a.ipv6,
         // Unset unless asked: weftd's default (on) applies.
@@ -222,6 +251,33 @@ mod tests {
             ip_range: range.into(),
             reserved: vec![],
         }
+    }
+
+    /// `--aux-address NAME=IP` reserves IP in the subnet that contains it, as Docker's; one
+    /// in no subnet is refused, naming the flag.
+    #[test]
+    fn aux_addresses_are_reserved_in_their_subnet() {
+        let n = create(&[
+            "--subnet",
+            "10.1.0.0/24",
+            "--subnet",
+            "fd00:1::/64",
+            "--aux-address",
+            "router=10.1.0.5",
+            "--aux-address",
+            "dns6=fd00:1::53",
+            "--aux-address",
+            "printer=10.1.0.9",
+        ])
+        .unwrap();
+        assert_eq!(n.subnets[0].reserved, ["10.1.0.5", "10.1.0.9"]);
+        assert_eq!(n.subnets[1].reserved, ["fd00:1::53"]);
+        let e = create(&["--subnet", "10.1.0.0/24", "--aux-address", "x=10.2.0.1"]).unwrap_err();
+        assert!(
+            e.contains("--aux-address x=10.2.0.1") && e.contains("none of the subnets"),
+            "{e}"
+        );
+        assert!(create(&["--aux-address", "x=10.2.0.1"]).is_err());
     }
 
     /// Gateways and ranges go to the subnet that contains them, whatever the order of the flags,
