@@ -172,3 +172,54 @@ async fn cli_errors_say_what_to_fix() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("weftd"), "{stderr}");
 }
+
+/// `weft ns rm --force` takes a namespace off its networks and deletes its links first, as
+/// `docker rm -f` does for a container; without it the same removal is refused and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn ns_rm_force_disconnects_and_deletes_links_first() {
+    let sb = Sandbox::new("clirmf").await;
+    weft_ok(
+        &sb,
+        &["network", "create", "web", "--subnet", "10.252.0.0/24"],
+    );
+    weft_ok(&sb, &["ns", "create", "app"]);
+    weft_ok(&sb, &["ns", "create", "side"]);
+    weft_ok(&sb, &["network", "connect", "web", "app"]);
+    weft_ok(
+        &sb,
+        &[
+            "link",
+            "create",
+            "vapp",
+            "--ns",
+            "side",
+            "--type",
+            "veth",
+            "--peer",
+            "vapp-p",
+            "--peer-ns",
+            "app",
+        ],
+    );
+    let out = sb.weft_cli(&["ns", "rm", "app"]);
+    assert!(
+        !out.status.success(),
+        "rm without --force: {:?}",
+        text(&out)
+    );
+    assert!(sb.ns_path("app").exists());
+    assert_eq!(sb.link_names("app").len(), 3, "lo, eth0 and vapp-p stay");
+
+    weft_ok(&sb, &["ns", "rm", "--force", "app"]);
+    assert!(!sb.ns_path("app").exists(), "the namespace is gone");
+    let net: Value =
+        serde_json::from_str(&weft_ok(&sb, &["-o", "json", "network", "inspect", "web"]))
+            .expect("json");
+    assert_eq!(net[0]["endpoints"], serde_json::json!([]), "{net}");
+    assert_eq!(
+        sb.link_names("side"),
+        ["lo"],
+        "the veth with its peer in app went too"
+    );
+}

@@ -47,12 +47,17 @@ pub enum NsCmd {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
-    /// Remove namespaces (they must hold no weft links). Adopted ones are only forgotten.
+    /// Remove namespaces (they must hold no weft links, unless --force). Adopted ones are
+    /// only forgotten.
     #[command(visible_alias = "delete")]
     Rm {
         /// Namespace names.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// First disconnect the namespace from its networks and delete the links with an end
+        /// in it, as `docker rm -f` takes a container off its networks.
+        #[arg(long, short = 'f', conflicts_with = "dry_run")]
+        force: bool,
         /// Answer at once instead of waiting until the namespace is gone.
         #[arg(long)]
         no_wait: bool,
@@ -141,7 +146,7 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["weft", "ns", "delete", "a", "b"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Ns(NsCmd::Rm { names, no_wait: false, dry_run: false }) if names == ["a", "b"])
+            matches!(cli.command, Command::Ns(NsCmd::Rm { names, no_wait: false, dry_run: false, force: false }) if names == ["a", "b"])
         );
     }
 }

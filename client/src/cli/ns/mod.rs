@@ -26,6 +26,7 @@
 
 pub mod args;
 pub mod create;
+pub mod force;
 pub mod request;
 
 use anyhow::Result;
@@ -77,7 +78,13 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
             names,
             no_wait,
             dry_run,
+            force,
         } => {
+            if force {
+                for name in &names {
+                    force::clear(ctx, name).await?;
+                }
+            }
             let rpc = |c: Client, r| async move { c.namespaces().delete_namespace(r).await };
             mutate::remove_named::<DeleteNamespaceRequest, _, _, _>(
                 ctx,
