@@ -175,7 +175,7 @@ async fn cli_errors_say_what_to_fix() {
 
 /// `weft ns rm --force` takes a namespace off its networks and deletes its links first, as
 /// `docker rm -f` does for a container; without it the same removal is refused and changes
-/// nothing.
+/// nothing. `network rm -f` and `network disconnect -f` do not fail for what is already gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn ns_rm_force_disconnects_and_deletes_links_first() {
     let sb = Sandbox::new("clirmf").await;

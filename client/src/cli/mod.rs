@@ -240,7 +240,7 @@ impl Ctx {
     }
 
     /// The connection, dialled on first use.
-    async fn client(&self) -> Result<Client, Unreachable> {
+    pub(crate) async fn client(&self) -> Result<Client, Unreachable> {
         self.client
             .get_or_try_init(|| async {
                 let host = match &self.target {

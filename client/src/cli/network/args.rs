@@ -53,6 +53,9 @@ pub enum NetworkCmd {
         /// Network names.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Do not fail for a network that does not exist (Docker's `network rm -f`).
+        #[arg(long, short = 'f')]
+        force: bool,
         /// Answer at once instead of waiting until the network is gone.
         #[arg(long)]
         no_wait: bool,
@@ -70,6 +73,10 @@ pub enum NetworkCmd {
         network: String,
         /// The namespace.
         namespace: String,
+        /// Do not fail when the namespace is not connected to the network (or either does not
+        /// exist): the wanted end state holds already.
+        #[arg(long, short = 'f')]
+        force: bool,
         /// Answer at once instead of waiting until the endpoint is gone.
         #[arg(long)]
         no_wait: bool,

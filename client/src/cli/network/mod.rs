@@ -137,10 +137,23 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             inspect_each(ctx, names, get, cni::to_json, cni::describe).await
         }
         NetworkCmd::Rm {
-            names,
+            mut names,
             no_wait,
             dry_run,
+            force,
         } => {
+            if force {
+                let mut present = Vec::new();
+                for n in names {
+                    if get_if_present(ctx, &n).await?.is_some() {
+                        present.push(n);
+                    }
+                }
+                names = present;
+                if names.is_empty() {
+                    return Ok(());
+                }
+            }
             let rpc = |c: Client, r| async move { c.networks().delete_network(r).await };
             mutate::remove_named::<DeleteNetworkRequest, _, _, _>(
                 ctx, "network", names, dry_run, no_wait, rpc,
@@ -202,7 +215,15 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             namespace,
             no_wait,
             dry_run,
+            force,
         } => {
+            if force
+                && !get_if_present(ctx, &network)
+                    .await?
+                    .is_some_and(|n| n.endpoints.iter().any(|e| e.namespace == namespace))
+            {
+                return Ok(());
+            }
             let what = format!("disconnect namespace {namespace:?} from network {network:?}");
             let msg = DisconnectRequest {
                 dry_run,
@@ -221,5 +242,23 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             let fields = vec![("network", json!(network)), ("namespace", json!(namespace))];
             mutate::print_fields(ctx, dry_run, &resp.take_plan(), fields, "")
         }
+    }
+}
+
+/// The network `name`, or None when weftd says NOT_FOUND (for the `--force` forms, which
+/// treat a missing network as done). Any other failure is the command's error.
+async fn get_if_present(ctx: &Ctx, name: &str) -> Result<Option<weft::v1::Network>> {
+    let client = ctx.client().await?;
+    let req = ctx.req(weft::v1::GetNetworkRequest {
+        name: name.to_string(),
+    });
+    match client.networks().get_network(req).await {
+        Ok(r) => Ok(r.into_inner().network),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(anyhow::anyhow!(
+            "get network {name:?}: {} ({:?})",
+            s.message(),
+            s.code()
+        )),
     }
 }
