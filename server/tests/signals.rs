@@ -195,3 +195,27 @@ async fn sighup_reloads_limits_log_level_and_resync_and_names_what_changed() {
     );
     assert!(sb.stop().success(), "{}", sb.log());
 }
+
+/// Issue 13: a new `resync` takes effect at once. The sandbox starts with 30 s between
+/// resyncs; after SIGHUP sets 1 s, the timer fires well within 30 s of the start (twice, so it
+/// is periodic, not a one-off).
+#[tokio::test]
+async fn sighup_shortens_the_resync_period_at_once() {
+    let mut sb = Sandbox::builder("hupsync").config_file().start().await;
+    let started = std::time::Instant::now();
+    let needle = "weftd::reconcile: resync";
+    assert_eq!(sb.log().matches(needle).count(), 0, "{}", sb.log());
+    let file = sb.dir().join("weftd.toml");
+    let text = std::fs::read_to_string(&file).expect("weftd.toml");
+    assert!(text.contains("resync = 30\n"), "{text}");
+    std::fs::write(&file, text.replace("resync = 30\n", "resync = 1\n")).expect("write");
+    signal(&sb, Signal::SIGHUP);
+    wait_log(&sb, "SIGHUP: resync: 30 -> 1", 1).await;
+    wait_log(&sb, needle, 2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "two resyncs only after {:?}: the old 30 s period was still in force",
+        started.elapsed()
+    );
+    assert!(sb.stop().success(), "{}", sb.log());
+}
