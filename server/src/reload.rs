@@ -212,6 +212,49 @@ mod tests {
         );
     }
 
+    fn reloader() -> Reloader {
+        let config = Config::merge(FileConfig::default(), FileConfig::default()).unwrap();
+        Reloader {
+            cli_limits: LimitSettings {
+                max_aliases: Some(3),
+                ..Default::default()
+            },
+            cli_resync: None,
+            applied: toml::Table::new(),
+            live: Live::new(&config),
+            level: None,
+        }
+    }
+
+    #[test]
+    fn reload_applies_the_file_under_the_flags_and_a_bad_file_changes_nothing() {
+        let mut r = reloader();
+        let changes = r
+            .reload("resync = 0\n[limits]\nmax_labels = 2\nmax_aliases = 9\n")
+            .unwrap();
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(r.live.request.get().labels, 2);
+        assert_eq!(
+            r.live.request.get().aliases,
+            3,
+            "the flag wins over the file"
+        );
+        assert_eq!(*r.live.resync.borrow(), 0);
+
+        for bad in [
+            "log_level = \"info,,=x[\"\n[limits]\nmax_labels = 1\n",
+            "resync = \"soon\"\n",
+        ] {
+            assert!(r.reload(bad).is_err(), "{bad}");
+            assert_eq!(r.live.request.get().labels, 2, "{bad}");
+            assert_eq!(*r.live.resync.borrow(), 0, "{bad}");
+        }
+        // Back to no file keys: the defaults again.
+        r.reload("").unwrap();
+        assert_eq!(r.live.request.get().labels, RequestLimits::default().labels);
+        assert_eq!(*r.live.resync.borrow(), DEFAULT_RESYNC);
+    }
+
     #[test]
     fn live_limits_are_shared_between_clones() {
         let a = LiveLimits::default();
