@@ -92,6 +92,10 @@ pub struct FileConfig {
     pub limits: Option<LimitSettings>,
     /// The format of the log lines, `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// The log filter (an `EnvFilter` directive such as `info` or `weftd=debug,info`);
+    /// `RUST_LOG` wins at start-up, SIGHUP applies the file's. File only, reloadable.
+    #[serde(default)]
+    pub log_level: Option<String>,
 }
 
 /// The limits as flags (`--max-labels`) and as the file's `[limits]` table (`max_labels`):

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod reconcile;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -40,24 +40,62 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber: lines on stderr in `format`, filtered by `RUST_LOG`
-/// (default `info`).
-pub fn init(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(crate::dns::quiet_hickory(filter))
-        .with_writer(std::io::stderr);
+/// The handle SIGHUP changes the log filter through.
+#[derive(Clone)]
+pub struct LevelHandle(
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+);
+
+impl std::fmt::Debug for LevelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LevelHandle")
+    }
+}
+
+impl LevelHandle {
+    /// Puts `filter` in force.
+    pub fn set(&self, filter: tracing_subscriber::EnvFilter) -> Result<(), String> {
+        self.0
+            .reload(filter)
+            .map_err(|e| format!("changing the log filter: {e}"))
+    }
+}
+
+/// The filter a `log_level` directive names (with hickory's chatter quieted, as at start-up);
+/// an error names the key when it is not a filter.
+pub fn filter_from(directive: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(directive)
+        .map(crate::dns::quiet_hickory)
+        .map_err(|e| format!("log_level {directive:?} is not a log filter (e.g. \"info\" or \"weftd=debug,info\"): {e}"))
+}
+
+/// The filter without `RUST_LOG` or `log_level`: `info`.
+pub fn default_filter() -> tracing_subscriber::EnvFilter {
+    crate::dns::quiet_hickory("info".into())
+}
+
+/// Installs the global subscriber: lines on stderr in `format`, filtered by `RUST_LOG`, else
+/// by `level` (the file's `log_level`), else `info`. Returns the handle SIGHUP changes the
+/// filter through; a `level` that is not a filter is an error.
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<LevelHandle, String> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    let filter = match (tracing_subscriber::EnvFilter::try_from_default_env(), level) {
+        (Ok(env), _) => crate::dns::quiet_hickory(env),
+        (Err(_), Some(level)) => filter_from(level)?,
+        (Err(_), None) => default_filter(),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+        LogFormat::Json => registry
+            .with(fmt.json().with_current_span(true).with_span_list(true))
             .init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        LogFormat::Text => registry
+            .with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
             .init(),
     }
+    Ok(LevelHandle(handle))
 }
 
 /// The header a client may set to choose a call's request id (at most 64 printable ASCII

@@ -1,5 +1,6 @@
 //! weftd: the weft daemon. Parses flags and the config file, sets up logging, and runs the
-//! server until SIGTERM or SIGINT. SIGHUP is logged (and the config file checked), never fatal.
+//! server until SIGTERM or SIGINT. SIGHUP reloads the config file's reloadable keys
+//! ([`weftd::reload`]), never fatal.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -101,14 +102,22 @@ struct Flags {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let file = match &flags.config {
+    let (file, table) = match &flags.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Config::parse_file(&text).with_context(|| format!("parsing {}", path.display()))?
+            let file =
+                Config::parse_file(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))?;
+            (file, table)
         }
-        None => FileConfig::default(),
+        None => (FileConfig::default(), toml::Table::new()),
     };
+    let log_level = file.log_level.clone();
+    let cli_limits = flags.limits.clone();
+    let cli_resync = flags.resync;
     let cli = FileConfig {
         socket: flags.socket,
         database: flags.database,
@@ -133,55 +142,66 @@ async fn main() -> anyhow::Result<()> {
         host_resolv_conf: flags.host_resolv_conf,
         etc_netns_dir: flags.etc_netns_dir,
         log_format: flags.log_format,
+        log_level: None,
     };
     let config = Config::merge(cli, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Logging starts once the format is known (a flag or the file); what fails before
     // this point is an error main returns, printed on stderr.
-    weftd::logging::init(
+    let level = weftd::logging::init(
         config
             .log_format
             .unwrap_or_else(LogFormat::default_for_stderr),
-    );
+        log_level.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     tracing::info!(?config, "starting weftd");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let live = weftd::reload::Live::new(&config);
+    let mut reloader = weftd::reload::Reloader {
+        cli_limits,
+        cli_resync,
+        applied: table,
+        live: live.clone(),
+        level: Some(level),
+    };
     let config_file = flags.config;
-    weftd::server::run(config, async move {
+    weftd::server::run_live(config, live, async move {
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => on_hangup(config_file.as_deref()),
+                _ = hup.recv() => on_hangup(config_file.as_deref(), &mut reloader),
             }
         }
     })
     .await
 }
 
-/// SIGHUP (by default it would kill weftd without a word and leave its socket behind): no
-/// configuration key is reloadable while weftd runs (each one shapes the store, the kernel
-/// handle, the listeners or the worker pool that start-up built), so weftd logs, checks that
-/// the config file still parses (so an operator who edited it learns of a mistake before the
-/// restart that applies it) and keeps serving with the configuration it has.
-fn on_hangup(config_file: Option<&std::path::Path>) {
+/// SIGHUP (by default it would kill weftd without a word and leave its socket behind): weftd
+/// reads the config file again, applies its reloadable keys (`log_level`, `resync`, the
+/// request `[limits]`), logs each change, and logs the keys that wait for a restart. A file
+/// that does not parse changes nothing: weftd keeps serving with what it has.
+fn on_hangup(config_file: Option<&std::path::Path>, reloader: &mut weftd::reload::Reloader) {
     let Some(path) = config_file else {
         tracing::info!("SIGHUP: nothing to reload (no --config file); weftd keeps running");
         return;
     };
-    let parsed = std::fs::read_to_string(path)
+    let reloaded = std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
-        .and_then(|text| Config::parse_file(&text).map_err(|e| e.to_string()));
-    match parsed {
-        Ok(_) => tracing::info!(
+        .and_then(|text| reloader.reload(&text));
+    match reloaded {
+        Ok(changes) => tracing::info!(
             file = %path.display(),
-            "SIGHUP: the config file parses; no key is reloaded while weftd runs, restart it to apply changes"
+            changed = changes.len(),
+            "SIGHUP: the config file parses; reloadable keys applied"
         ),
         Err(error) => tracing::warn!(
             file = %path.display(),
             %error,
-            "SIGHUP: the config file does not parse; weftd keeps running with the configuration it started with"
+            "SIGHUP: the config file does not parse; weftd keeps running with the configuration it had"
         ),
     }
 }

@@ -103,9 +103,20 @@ fn keepalive(server: Server) -> Server {
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
 }
 
-/// Runs weftd until `shutdown` resolves.
+/// Runs weftd until `shutdown` resolves, with the limits and resync of `config` fixed.
 pub async fn run(
     config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let live = crate::reload::Live::new(&config);
+    run_live(config, live, shutdown).await
+}
+
+/// Runs weftd until `shutdown` resolves; the request limits and the resync period are read
+/// through `live`, so whoever holds a clone (SIGHUP) can change them while weftd serves.
+pub async fn run_live(
+    config: Config,
+    live: crate::reload::Live,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Settings that can be wrong are checked before anything is touched.
@@ -174,9 +185,7 @@ pub async fn run(
         &mut tasks,
     )
     .context("starting the DNS resolver")?;
-    if config.resync > 0 {
-        ctl.spawn_resync(Duration::from_secs(config.resync), &mut tasks);
-    }
+    ctl.spawn_resync(live.resync.subscribe(), &mut tasks);
 
     let defaults = NetworkDefaults {
         pools_v4: config.address_pools.clone(),
@@ -187,7 +196,7 @@ pub async fn run(
     }
 
     let api =
-        Api::new(ctl.clone(), defaults).with_limits(config.limits.request, &config.limits.conns);
+        Api::new(ctl.clone(), defaults).with_limits(live.request.clone(), &config.limits.conns);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NamespaceServiceServer<Api>>().await;
     health.set_serving::<LinkServiceServer<Api>>().await;

@@ -47,7 +47,7 @@ use tonic::{Request, Response, Status};
 pub use crate::service::NetworkDefaults;
 use crate::{
     admission::{ConnLimits, Slot, Slots, peer_of_request},
-    model::{PlannedChange, RequestLimits},
+    model::PlannedChange,
     reconcile::Controller,
     service::{Filter, Service, ServiceError},
 };
@@ -76,7 +76,7 @@ impl Api {
     }
 
     /// The same services with these limits on requests and on Watch streams.
-    pub fn with_limits(mut self, request: RequestLimits, conns: &ConnLimits) -> Self {
+    pub fn with_limits(mut self, request: crate::reload::LiveLimits, conns: &ConnLimits) -> Self {
         self.svc = self.svc.with_limits(request);
         self.watches = conns.watches();
         self

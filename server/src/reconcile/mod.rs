@@ -271,14 +271,43 @@ impl Controller {
         }
     }
 
-    /// Starts the periodic resync: every `period`, every object is queued again, in the
-    /// background lane.
-    pub fn spawn_resync(&self, period: Duration, set: &mut JoinSet<()>) {
-        self.spawn_every(set, Instant::now() + period, period, |c| async move {
-            tracing::debug!("resync");
-            c.forget_port_cache().await;
-            if let Err(e) = c.queue_all(true).await {
-                tracing::warn!(error = %e, "resync could not list objects");
+    /// Starts the periodic resync: every `period` seconds (0: never), every object is queued
+    /// again, in the background lane. A new period (SIGHUP) restarts the wait.
+    pub fn spawn_resync(
+        &self,
+        mut period: tokio::sync::watch::Receiver<u64>,
+        set: &mut JoinSet<()>,
+    ) {
+        let c = self.clone();
+        set.spawn(async move {
+            let mut stopping = c.inner.stopping.subscribe();
+            // Once nobody can change the period, it stays what it is.
+            let mut fixed = false;
+            loop {
+                let secs = *period.borrow_and_update();
+                let due = async {
+                    match secs {
+                        0 => std::future::pending().await,
+                        s => tokio::time::sleep(Duration::from_secs(s)).await,
+                    }
+                };
+                let changed = async {
+                    match fixed {
+                        true => std::future::pending().await,
+                        false => period.changed().await.is_ok(),
+                    }
+                };
+                tokio::select! {
+                    () = due => {
+                        tracing::debug!("resync");
+                        c.forget_port_cache().await;
+                        if let Err(e) = c.queue_all(true).await {
+                            tracing::warn!(error = %e, "resync could not list objects");
+                        }
+                    }
+                    open = changed => fixed = !open,
+                    _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return,
+                }
             }
         });
     }

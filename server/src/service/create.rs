@@ -215,7 +215,7 @@ impl Service {
             }
         };
         let spec = spec.as_ref().map_err(|e| ServiceError::from(e.clone()))?;
-        spec.within(&self.limits)?;
+        spec.within(&self.limits.get())?;
         spec.check()?;
         let row = K::persist(self, spec, record.as_ref(), call.dry_run).await?;
         if call.dry_run {

@@ -222,7 +222,7 @@ impl Service {
         }
         let named_peer = row.spec.end.name != name || row.spec.end.namespace != namespace;
         let spec = change(&row.spec, named_peer)?;
-        self.limits.check_link(&spec)?;
+        self.limits.get().check_link(&spec)?;
         spec.validate()?;
         self.check_masters(&spec, Some(&row.spec)).await?;
         if call.dry_run {

@@ -50,7 +50,7 @@ pub use remove::Removable;
 pub use system::SystemInfo;
 pub use watch::{Start, WatchSource};
 
-use crate::{model::RequestLimits, reconcile::Controller, store::Store};
+use crate::{reconcile::Controller, reload::LiveLimits, store::Store};
 
 /// How one write call runs: how long it may wait for its result, whether it waits at all,
 /// and whether it only plans.
@@ -70,8 +70,8 @@ pub struct Call {
 pub struct Service {
     ctl: Controller,
     defaults: NetworkDefaults,
-    /// How big one request may be.
-    limits: RequestLimits,
+    /// How big one request may be (SIGHUP may change it).
+    limits: LiveLimits,
 }
 
 impl Service {
@@ -82,12 +82,13 @@ impl Service {
         Self {
             ctl,
             defaults,
-            limits: RequestLimits::default(),
+            limits: LiveLimits::default(),
         }
     }
 
-    /// The same service with these limits on the size of a request.
-    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+    /// The same service with these limits on the size of a request (shared with whoever
+    /// changes them: SIGHUP).
+    pub fn with_limits(mut self, limits: LiveLimits) -> Self {
         self.limits = limits;
         self
     }
