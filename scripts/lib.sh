@@ -10,10 +10,12 @@ WEFT_DEB_PACKAGES=(
 
 # What the container runtime tests need on top (scripts/test only, not setup-and-run): podman
 # 4.3 with its CNI backend (runc: crun fails on Debian 12's cgroup layout), containerd 1.6 for
-# `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image.
+# `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image;
+# prometheus for `promtool check metrics` (server/tests/metrics.rs).
 WEFT_TEST_DEB_PACKAGES=(
     podman runc containernetworking-plugins busybox-static containerd
     bind9-dnsutils dnsmasq-base
+    prometheus
 )
 
 # Python packages the tests need (scripts/test only): grpcio's default channel and its stub
