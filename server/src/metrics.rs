@@ -198,7 +198,15 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
     depth.set(i64::try_from(ctl.queue_depth()).unwrap_or(i64::MAX));
     reg.register("queue_depth", "Keys waiting in the work queue", depth);
 
-    let snap = ctl.store().metrics_snapshot().await?;
+    // The gauges need the store; the counters above do not, and are served without them
+    // when it fails.
+    let snap = match ctl.store().metrics_snapshot().await {
+        Ok(snap) => snap,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading the object and IPAM gauges failed");
+            Default::default()
+        }
+    };
     let objects = Family::<Labels, Gauge>::default();
     for (kind, phase, n) in snap.objects {
         objects
@@ -352,6 +360,55 @@ mod tests {
         assert_eq!(code_name(16), "UNAUTHENTICATED");
         assert_eq!(code_name(17), "UNKNOWN");
         assert_eq!(code_name(-1), "UNKNOWN");
+    }
+
+    #[tokio::test]
+    async fn counters_are_served_without_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("weft.db"))
+            .await
+            .unwrap();
+        let k = Arc::new(crate::kernel::fake::FakeKernel::new(
+            dir.path().join("netns"),
+        ));
+        let spec = crate::model::NamespaceSpec {
+            name: "one".into(),
+            labels: Default::default(),
+            adopted_path: None,
+        };
+        store.create_namespace(&spec, None, false).await.unwrap();
+        let ctl = Controller::new(store.clone(), k);
+        ctl.stats()
+            .dns_queries
+            .fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+        ctl.stats()
+            .by_kind
+            .observe("network", true, Duration::from_millis(3));
+        let grpc = GrpcMetrics::default();
+        grpc.observe(
+            "/weft.v1.NetworkService/Connect",
+            "6",
+            Duration::from_millis(2),
+        );
+        let open = render(&ctl, &grpc).await.unwrap();
+        assert!(
+            open.contains("weft_objects{kind=\"namespace\",phase=\"pending\"} 1"),
+            "{open}"
+        );
+        // With the database closed, every counter is still there, and only the gauges go.
+        store.close().await;
+        let closed = render(&ctl, &grpc).await.unwrap();
+        for line in [
+            "weft_dns_queries_total 7",
+            "weft_reconciles_total{kind=\"network\",result=\"ok\"} 1",
+            "weft_reconcile_duration_seconds_count{kind=\"network\"} 1",
+            "weft_grpc_requests_total{method=\"/weft.v1.NetworkService/Connect\",code=\"ALREADY_EXISTS\"} 1",
+            "weft_kernel_writes_total 0",
+            "weft_queue_depth 0",
+        ] {
+            assert!(closed.contains(line), "{line} missing:\n{closed}");
+        }
+        assert!(!closed.contains("weft_objects{"), "{closed}");
     }
 
     #[test]
