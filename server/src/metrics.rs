@@ -44,20 +44,41 @@ pub struct GrpcMetrics {
     pub requests: Family<Labels, Counter>,
     /// `weft_grpc_request_duration_seconds{method}`.
     pub duration: Histograms,
+    /// The methods labelled so far (at most [`MAX_METHODS`]).
+    methods: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct `method` labels kept; calls to further paths (which only a client making up
+/// method names sends) count as `method="other"`, so no client can grow the series unbounded.
+pub const MAX_METHODS: usize = 128;
 
 impl Default for GrpcMetrics {
     fn default() -> Self {
         Self {
             requests: Family::default(),
             duration: histograms(),
+            methods: Default::default(),
         }
     }
 }
 
 impl GrpcMetrics {
+    /// The `method` label of a call to `path`.
+    fn method_label(&self, path: &str) -> String {
+        let Ok(mut seen) = self.methods.lock() else {
+            return "other".into();
+        };
+        if seen.contains(path) || (seen.len() < MAX_METHODS && seen.insert(path.to_owned())) {
+            path.to_owned()
+        } else {
+            "other".into()
+        }
+    }
+
     /// Records one answered call: its path, its `grpc-status` number and how long it took.
-    pub fn observe(&self, method: &str, code: &str, elapsed: Duration) {
+    pub fn observe(&self, path: &str, code: &str, elapsed: Duration) {
+        let method = self.method_label(path);
+        let method = method.as_str();
         let code = code.parse::<i32>().map_or("UNKNOWN", code_name);
         self.requests
             .get_or_create(&vec![
@@ -409,6 +430,22 @@ mod tests {
             assert!(closed.contains(line), "{line} missing:\n{closed}");
         }
         assert!(!closed.contains("weft_objects{"), "{closed}");
+    }
+
+    #[test]
+    fn made_up_methods_beyond_the_cap_count_as_other() {
+        let g = GrpcMetrics::default();
+        for i in 0..MAX_METHODS + 5 {
+            g.observe(&format!("/x.Y/M{i}"), "12", Duration::ZERO);
+        }
+        g.observe("/x.Y/M0", "0", Duration::ZERO);
+        let other = vec![
+            ("method", "other".to_owned()),
+            ("code", "UNIMPLEMENTED".to_owned()),
+        ];
+        assert_eq!(g.requests.get_or_create(&other).get(), 5);
+        let first = vec![("method", "/x.Y/M0".to_owned()), ("code", "OK".to_owned())];
+        assert_eq!(g.requests.get_or_create(&first).get(), 1);
     }
 
     #[test]
