@@ -12,6 +12,8 @@ WEFT_DEB_PACKAGES=(
 # 4.3 with its CNI backend (runc: crun fails on Debian 12's cgroup layout), containerd 1.6 for
 # `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image;
 # systemd for `systemd-analyze verify`/`security` on deploy/weftd.service (server/tests/systemd.rs).
+# promtool (server/tests/metrics.rs) comes from Debian's prometheus package, extracted without
+# installing it (installing would start a Prometheus server on the host): install_promtool.
 WEFT_TEST_DEB_PACKAGES=(
     podman runc containernetworking-plugins busybox-static containerd
     bind9-dnsutils dnsmasq-base
@@ -42,6 +44,19 @@ apt_install_missing() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Puts Debian's promtool (from the prometheus package) at /usr/local/bin/promtool, extracted
+# from the .deb, so no Prometheus service is installed or started on the host.
+install_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    local d
+    d=$(mktemp -d)
+    log "extracting promtool from Debian's prometheus package"
+    (cd "$d" && apt-get download -q prometheus) || { apt-get update -q && (cd "$d" && apt-get download -q prometheus); }
+    dpkg-deb -x "$d"/prometheus_*.deb "$d/x"
+    install -m 0755 "$d/x/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$d"
 }
 
 # Puts cargo on PATH (rustup's usual place, also under sudo), or installs rustup's stable

@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub host_netns: Option<PathBuf>,
     /// TCP listen address.
     pub tcp: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` listener.
+    pub metrics: Option<SocketAddr>,
     /// Reconcile workers.
     pub workers: Option<usize>,
     /// Resync period, seconds.
@@ -212,6 +214,8 @@ pub struct Config {
     pub host_netns: Option<PathBuf>,
     /// TCP listen address, off when None.
     pub tcp: Option<SocketAddr>,
+    /// `--metrics`: where `GET /metrics` is served (plain HTTP), off when None.
+    pub metrics: Option<SocketAddr>,
     /// Reconcile workers.
     pub workers: usize,
     /// Resync period, seconds (0 turns the periodic resync off).
@@ -349,6 +353,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_RUNTIME_DIR.into()),
             host_netns: cli.host_netns.or(file.host_netns),
             tcp,
+            metrics: cli.metrics.or(file.metrics),
             tls,
             socket_group: cli.socket_group.or(file.socket_group),
             read_only_group: cli.read_only_group.or(file.read_only_group),

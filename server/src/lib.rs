@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod listen;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod reconcile;

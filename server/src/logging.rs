@@ -11,6 +11,7 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -18,6 +19,8 @@ use std::{
 use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::Instrument;
+
+use crate::metrics::GrpcMetrics;
 
 /// The format of the log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -111,16 +114,33 @@ fn request_id<B>(req: &http::Request<B>) -> String {
         .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned)
 }
 
-/// The tower layer that runs every call in a `grpc` span (`method`, `request_id`) and logs,
-/// at debug, when it answered.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RequestSpanLayer;
+/// The tower layer that runs every call in a `grpc` span (`method`, `request_id`), logs, at
+/// debug, when it answered, and counts it in the `--metrics` families.
+///
+/// The status code is the response headers' `grpc-status`: set there on errors (a
+/// trailers-only answer); a success carries it in the trailers, so a call whose headers have
+/// none counts as `OK` (a stream that fails after its first message counts as `OK` too).
+/// The latency is until the response headers.
+#[derive(Clone, Debug, Default)]
+pub struct RequestSpanLayer {
+    metrics: Arc<GrpcMetrics>,
+}
+
+impl RequestSpanLayer {
+    /// A layer counting calls in `metrics`.
+    pub fn new(metrics: Arc<GrpcMetrics>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for RequestSpanLayer {
     type Service = RequestSpan<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestSpan { inner }
+        RequestSpan {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -128,6 +148,7 @@ impl<S> Layer<S> for RequestSpanLayer {
 #[derive(Clone, Debug)]
 pub struct RequestSpan<S> {
     inner: S,
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for RequestSpan<S>
@@ -150,6 +171,8 @@ where
             request_id = request_id(&req)
         );
         let started = Instant::now();
+        let method = req.uri().path().to_owned();
+        let metrics = self.metrics.clone();
         let call = span.in_scope(|| self.inner.call(req));
         Box::pin(
             async move {
@@ -161,7 +184,9 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0");
-                    tracing::debug!(grpc_status = code, elapsed = ?started.elapsed(), "answered");
+                    let elapsed = started.elapsed();
+                    metrics.observe(&method, code, elapsed);
+                    tracing::debug!(grpc_status = code, ?elapsed, "answered");
                 }
                 res
             }

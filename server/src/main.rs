@@ -36,6 +36,10 @@ struct Flags {
     /// needs --tls-cert, --tls-key and --tls-client-ca)
     #[arg(long)]
     tcp: Option<SocketAddr>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (plain HTTP, in weftd's own namespace;
+    /// off by default)
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// weftd's TLS certificate (PEM) for --tcp
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         runtime_dir: flags.runtime_dir,
         host_netns: flags.host_netns,
         tcp: flags.tcp,
+        metrics: flags.metrics,
         workers: flags.workers,
         resync: flags.resync,
         default_network: flags.no_default_network.then_some(false),

@@ -226,6 +226,19 @@ pub async fn run_live(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let grpc_metrics = std::sync::Arc::new(crate::metrics::GrpcMetrics::default());
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics {addr}"))?;
+        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            ctl.clone(),
+            grpc_metrics.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     let (group, mode) = policy.socket_file();
     let unix = crate::listen::bind_unix(&config.socket, group, mode).await?;
     let socket_id = std::fs::metadata(&config.socket)
@@ -243,7 +256,7 @@ pub async fn run_live(
     let mut servers = JoinSet::new();
     servers.spawn(
         keepalive(Server::builder())
-            .layer(RequestSpanLayer)
+            .layer(RequestSpanLayer::new(grpc_metrics.clone()))
             .layer(access.clone())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
@@ -262,7 +275,7 @@ pub async fn run_live(
         tracing::info!(%addr, "serving gRPC on TCP (TLS, client certificates required)");
         servers.spawn(
             keepalive(tls)
-                .layer(RequestSpanLayer)
+                .layer(RequestSpanLayer::new(grpc_metrics.clone()))
                 .layer(access)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(

@@ -87,6 +87,7 @@ fn default_config_names_every_key_with_its_default() {
     assert_eq!(f.resync, Some(DEFAULT_RESYNC));
     assert!(f.host_netns.is_some(), "host_netns is not documented");
     assert!(f.tcp.is_some(), "tcp is not documented");
+    assert!(f.metrics.is_some(), "metrics is not documented");
     assert!(f.tls_client_ca.is_some(), "tls_client_ca is not documented");
     // Apart from the keys that are off by default (shown with example values), the
     // uncommented file settles to exactly the built-in configuration.
@@ -97,6 +98,7 @@ fn default_config_names_every_key_with_its_default() {
         FileConfig {
             host_netns: None,
             tcp: None,
+            metrics: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

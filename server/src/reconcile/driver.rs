@@ -185,6 +185,9 @@ impl Controller {
         let _e = span.enter();
         let stats = &self.inner.stats;
         stats.reconciles.fetch_add(1, Relaxed);
+        stats
+            .by_kind
+            .observe(key.kind(), ran.result.is_ok(), started.elapsed());
         self.note_finished(&key);
         match ran.result {
             Ok(action) => {

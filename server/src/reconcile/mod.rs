@@ -128,6 +128,8 @@ pub struct Stats {
     pub dns_answers: std::sync::atomic::AtomicU64,
     /// DNS queries forwarded upstream.
     pub dns_forwards: std::sync::atomic::AtomicU64,
+    /// Reconciles and their latencies by kind, for `--metrics`.
+    pub by_kind: crate::metrics::ReconcileMetrics,
 }
 
 /// What a wait ended with.

@@ -25,6 +25,7 @@
 mod endpoints;
 mod kind;
 mod links;
+mod metrics;
 mod namespaces;
 mod networks;
 mod per_kind;
@@ -36,6 +37,7 @@ use crate::model::{ObjectLimits, Refusal};
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
+pub use metrics::{MetricsSnapshot, NetworkGauge};
 pub use namespaces::NamespaceRow;
 pub use networks::{AutoSubnets, NetworkRow};
 pub use requests::{PastRequest, RequestRecord};
