@@ -503,6 +503,10 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
     connect(&c, connect_req("int", "a")).await;
     let b = connect(&c, connect_req("int", "b")).await;
     connect(&c, connect_req("pub", "p")).await;
+    // The MTU in force: created with 0, the answer says 1500 (what the bridge has).
+    assert_eq!(get_network(&c, "pub").await.mtu, 1500);
+    let link = sb.host_ok(&["ip", "-o", "link", "show", "wb-pubd"]);
+    assert!(link.contains(" mtu 1500 "), "{link}");
     assert_eq!(
         get_network(&c, "int").await.dns_servers,
         ["10.249.0.1", "fd00:249::1"],

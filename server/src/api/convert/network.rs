@@ -104,7 +104,9 @@ pub fn network_out(v: &NetworkView) -> pb::Network {
         internal: r.spec.internal,
         enable_icc: Some(r.spec.icc),
         masquerade: Some(r.spec.masquerade),
-        mtu: r.spec.mtu,
+        // What is in force: a request's 0 means 1500, and answers say so (as the CLI's
+        // table always did), so JSON and grpcurl users see the real MTU.
+        mtu: if r.spec.mtu == 0 { 1500 } else { r.spec.mtu },
         generation: r.generation,
         status: Some(status_out(&r.status)),
         uid: r.id.clone(),
