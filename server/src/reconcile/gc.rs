@@ -12,7 +12,10 @@
 //! there that weft created and never marked (a crash between the create and the mark: group
 //! `NEWBORN_GROUP`, no alias), which is an orphan when no object plans its name in its
 //! namespace any more; a file in
-//! the netns directory whose namespace's loopback carries a mark. A veth the reaper is about
+//! the netns directory whose namespace's loopback carries a mark of this weftd
+//! (`weft:<uid>@<owner>`, owner = its host namespace; a plain legacy `weft:<uid>` counts as
+//! anyone's): the directory is shared, and another weftd's namespace is never this one's
+//! orphan. A veth the reaper is about
 //! to delete (a disconnect in progress) is left to the reaper. The GC runs at start-up, after
 //! the first reconcile of everything, and on the resync; each orphaned object (a veth pair
 //! is one) counts once in `orphans_removed`.

@@ -10,7 +10,9 @@
 //!   must resolve (Failed), not something to re-create; its endpoints are released (see
 //!   `adopted`). A Ready one's file is checked twice a second for its process's exit.
 //! - Either way the loopback interface is brought up and carries the namespace's ownership
-//!   mark, which is how the garbage collector tells weft's namespace files from anyone's.
+//!   mark, `weft:<uid>@<owner>` (model::namespace_mark: the owner is this weftd's host
+//!   namespace), which is how the garbage collector tells this weftd's namespace files from
+//!   anyone's, another weftd's sharing the netns directory included.
 //! - A namespace weft created gets its resolv.conf under `--etc-netns-dir` (see `resolv`),
 //!   converged here and removed with it.
 //! - A Ready namespace is watched: it gets an id in the host namespace so the one netlink
