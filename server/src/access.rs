@@ -25,7 +25,6 @@
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -36,7 +35,9 @@ use tonic::{
     codegen::http,
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
-use tower::{Layer, Service};
+use tower::Service;
+
+use crate::layer::{ShareLayer, Shared};
 
 /// Name of the group `--socket-group` defaults to when it exists (Docker's is `docker`).
 pub const DEFAULT_SOCKET_GROUP: &str = "weft";
@@ -369,37 +370,12 @@ pub fn peer_of(ext: &http::Extensions) -> Option<Peer> {
 }
 
 /// The tower layer that authorizes every call with a [`Policy`] and inserts the [`Peer`].
-#[derive(Clone, Debug)]
-pub struct AccessLayer {
-    policy: Arc<Policy>,
-}
-
-impl AccessLayer {
-    /// A layer applying `policy`.
-    pub fn new(policy: Arc<Policy>) -> Self {
-        Self { policy }
-    }
-}
-
-impl<S> Layer<S> for AccessLayer {
-    type Service = AccessService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessService {
-            inner,
-            policy: self.policy.clone(),
-        }
-    }
-}
+pub type AccessLayer = ShareLayer<Policy>;
 
 /// The service [`AccessLayer`] makes.
-#[derive(Clone, Debug)]
-pub struct AccessService<S> {
-    inner: S,
-    policy: Arc<Policy>,
-}
+pub type AccessService<S> = Shared<S, Policy>;
 
-impl<S, B, R> Service<http::Request<B>> for AccessService<S>
+impl<S, B, R> Service<http::Request<B>> for Shared<S, Policy>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     R: Default,
@@ -415,7 +391,7 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
         let verdict = match peer_of(req.extensions()) {
-            Some(peer) => self.policy.decide(path, &peer).map(|()| peer),
+            Some(peer) => self.value.decide(path, &peer).map(|()| peer),
             None => Err(format!(
                 "{path}: the connection has no verified identity (TCP needs a client \
                  certificate signed by weftd's --tls-client-ca)"

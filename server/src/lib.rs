@@ -16,6 +16,7 @@ pub mod config;
 mod delegate;
 pub mod dns;
 pub mod kernel;
+pub mod layer;
 pub mod listen;
 pub mod lock;
 pub mod logging;

@@ -11,16 +11,18 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use tonic::codegen::http;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 
-use crate::metrics::GrpcMetrics;
+use crate::{
+    layer::{ShareLayer, Shared},
+    metrics::GrpcMetrics,
+};
 
 /// The format of the log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -121,37 +123,12 @@ fn request_id<B>(req: &http::Request<B>) -> String {
 /// trailers-only answer); a success carries it in the trailers, so a call whose headers have
 /// none counts as `OK` (a stream that fails after its first message counts as `OK` too).
 /// The latency is until the response headers.
-#[derive(Clone, Debug, Default)]
-pub struct RequestSpanLayer {
-    metrics: Arc<GrpcMetrics>,
-}
-
-impl RequestSpanLayer {
-    /// A layer counting calls in `metrics`.
-    pub fn new(metrics: Arc<GrpcMetrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for RequestSpanLayer {
-    type Service = RequestSpan<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestSpan {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
+pub type RequestSpanLayer = ShareLayer<GrpcMetrics>;
 
 /// The service [`RequestSpanLayer`] makes.
-#[derive(Clone, Debug)]
-pub struct RequestSpan<S> {
-    inner: S,
-    metrics: Arc<GrpcMetrics>,
-}
+pub type RequestSpan<S> = Shared<S, GrpcMetrics>;
 
-impl<S, B, R> Service<http::Request<B>> for RequestSpan<S>
+impl<S, B, R> Service<http::Request<B>> for Shared<S, GrpcMetrics>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
@@ -172,7 +149,7 @@ where
         );
         let started = Instant::now();
         let method = req.uri().path().to_owned();
-        let metrics = self.metrics.clone();
+        let metrics = self.value.clone();
         let call = span.in_scope(|| self.inner.call(req));
         Box::pin(
             async move {
