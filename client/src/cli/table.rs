@@ -1,11 +1,11 @@
-//! Human output (`-o table`, the default): docker-style aligned tables for lists, and a
+//! Human output (`--format table`, the default): docker-style aligned tables for lists, and a
 //! `Key: value` description per object for `inspect`.
 //!
 //! Columns are separated by three spaces and padded to the widest cell; an empty cell prints as
 //! `-` so that every row splits into the same number of words (the last column, STATE, may hold
 //! a failure message with spaces and is never padded). No colour, ever.
 //!
-//! Two builders do the layout: [`table`] for lists (`ls`, a dry run's plan, an endpoint row)
+//! Two builders do the layout: [`table`] (comfy-table underneath) for lists (`ls`, a dry run's plan, an endpoint row)
 //! and [`Describe`] for one object (`inspect`, `system info`). The functions named after an
 //! object (`namespaces`, `links`, `describe_network`...) only choose the columns or fields and
 //! turn values into words: a phase becomes its state ([`state`]), an unset optional prints

@@ -389,6 +389,19 @@ mod tests {
         );
     }
 
+    /// `--format TEMPLATE` renders `{Type, Revision, Object}` per event, the object as a
+    /// template sees it elsewhere.
+    #[test]
+    fn template_lines_render_each_event() {
+        let t = format::template("{{.Type}} {{.Object.Name}} {{.Object.ID}} {{.Revision}}");
+        let shape = Shape::Template(Box::new(t.unwrap()));
+        let mut p = Printer::new(&shape);
+        assert_eq!(
+            p.line_ok(&ns_event(EventType::Added, "ns1", Phase::Ready, "", 5)),
+            "ADDED ns1 uid-ns1 5\n"
+        );
+    }
+
     /// A link is `NAMESPACE/NAME`; a DELETED event that carries only a uid prints `uid:<uid>`.
     #[test]
     fn links_show_their_namespace_and_tombstones_their_uid() {
