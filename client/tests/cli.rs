@@ -1,7 +1,8 @@
 //! Runs the `weft` binary against a fake weftd (in-process tonic services on a Unix socket in
 //! a temp dir) and checks what it prints and how it exits: table and JSON output, the requests
 //! it sends (update masks, the calls of `ns create --network`, dry runs, request ids, watch
-//! selections), error lines and exit codes; watches stream from scripted event logs. No
+//! selections), error lines and exit codes, `--format` (JSON checked against grpcurl, templates,
+//! Docker's inspect shape read by jq); watches stream from scripted event logs. No
 //! privileges, no kernel.
 
 use std::{
