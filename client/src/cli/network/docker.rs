@@ -5,7 +5,8 @@
 //! How weft's fields map onto Docker's:
 //!
 //! - `Id` is the network's uid; `Created` its create time (RFC 3339); `Scope` is `local`,
-//!   `Driver` `bridge`; `Attachable`, `Ingress` and `ConfigOnly` are false, `ConfigFrom` is
+//!   `Driver` `bridge`; `EnableIPv4` (Docker 28's field) whether it has an IPv4 subnet;
+//!   `Attachable`, `Ingress` and `ConfigOnly` are false, `ConfigFrom` is
 //!   `{"Network": ""}`, as on any local bridge network.
 //! - `IPAM`: `Driver` `default`, `Options` `{}`, one `Config` entry per subnet with `Subnet`,
 //!   and `Gateway` and `IPRange` when set (Docker leaves empty ones out too).
@@ -73,6 +74,7 @@ pub fn network(net: &Network, container: impl Fn(&str) -> Option<String>) -> Val
         "Created": net.create_time.as_ref().map(ToString::to_string).unwrap_or_default(),
         "Scope": "local",
         "Driver": "bridge",
+        "EnableIPv4": net.subnets.iter().any(|s| s.subnet.contains('.')),
         "EnableIPv6": net.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": net.internal,
@@ -123,6 +125,7 @@ mod tests {
         assert_eq!(v["Options"][opt::MASQUERADE], "true");
         assert_eq!(v["Options"][opt::MTU], "1400");
         assert_eq!(v["EnableIPv6"], false);
+        assert_eq!(v["EnableIPv4"], true);
         assert_eq!(v["Labels"], json!({}));
     }
 }
