@@ -1,7 +1,8 @@
 //! Runs the `weft` binary against a fake weftd (in-process tonic services on a Unix socket in
 //! a temp dir) and checks what it prints and how it exits: table and JSON output, the requests
 //! it sends (update masks, the calls of `ns create --network`, dry runs, request ids, watch
-//! selections), error lines and exit codes; watches stream from scripted event logs. No
+//! selections), error lines and exit codes, `--format` (JSON checked against grpcurl, templates,
+//! Docker's inspect shape read by jq); watches stream from scripted event logs. No
 //! privileges, no kernel.
 
 use std::{
@@ -563,6 +564,66 @@ impl LinkService for Svc {
     }
 }
 
+/// A network of the fake: `web` is full (labels, two subnets, an endpoint, usage, every kind of
+/// field proto3 JSON treats specially: int64, uint64, optional bool, a timestamp, an enum), so
+/// that JSON, templates and Docker's shape have something to show.
+fn fake_network(name: String, dns: Option<bool>, dns_servers: Vec<String>) -> Network {
+    let mut n = Network {
+        bridge_name: format!("br-{name}"),
+        dns,
+        dns_servers,
+        status: status(Phase::Ready, ""),
+        ..Default::default()
+    };
+    if name == "web" {
+        n.labels = HashMap::from([
+            ("app".into(), "web".into()),
+            ("tier".into(), "front".into()),
+        ]);
+        n.uid = "0b1c2d3e-web".into();
+        n.generation = 2;
+        n.mtu = 1500;
+        n.enable_icc = Some(false);
+        n.enable_ipv6 = true;
+        n.create_time = Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 500_000_000,
+        });
+        n.subnets = vec![
+            Subnet {
+                subnet: "10.1.0.0/24".into(),
+                gateway: "10.1.0.1".into(),
+                ip_range: "10.1.0.128/25".into(),
+                reserved: vec!["10.1.0.200".into()],
+            },
+            Subnet {
+                subnet: "fd00::/64".into(),
+                gateway: "fd00::1".into(),
+                ..Default::default()
+            },
+        ];
+        n.endpoints = vec![Endpoint {
+            network: "web".into(),
+            namespace: "ns1".into(),
+            interface_name: "eth0".into(),
+            ipv4_address: "10.1.0.130/24".into(),
+            ipv6_address: "fd00::2/64".into(),
+            mac_address: "02:42:0a:01:00:82".into(),
+            ipv4_gateway: "10.1.0.1".into(),
+            host_interface_name: "veth1a2b3c".into(),
+            status: status(Phase::Ready, ""),
+            ..Default::default()
+        }];
+        n.usage = vec![SubnetUsage {
+            subnet: "10.1.0.0/24".into(),
+            leased: 1,
+            capacity: 126,
+        }];
+    }
+    n.name = name;
+    n
+}
+
 fn not_yet<T>() -> Result<Response<T>, Status> {
     Err(Status::unimplemented(
         "NetworkService is not implemented yet",
@@ -613,22 +674,26 @@ impl NetworkService for Svc {
             _ => return not_yet(),
         };
         Ok(Response::new(GetNetworkResponse {
-            network: Some(Network {
-                bridge_name: format!("br-{name}"),
-                name,
-                dns,
-                dns_servers,
-                status: status(Phase::Ready, ""),
-                ..Default::default()
-            }),
+            network: Some(fake_network(name, dns, dns_servers)),
         }))
     }
+    /// `web` and `plain`, as GetNetwork answers them.
     async fn list_networks(
         &self,
         _: Request<ListNetworksRequest>,
     ) -> Result<Response<ListNetworksResponse>, Status> {
         self.called("ListNetworks");
-        not_yet()
+        Ok(Response::new(ListNetworksResponse {
+            networks: vec![
+                fake_network(
+                    "web".into(),
+                    None,
+                    vec!["10.1.0.1".into(), "fd00::1".into()],
+                ),
+                fake_network("plain".into(), Some(false), Vec::new()),
+            ],
+            ..Default::default()
+        }))
     }
     async fn delete_network(
         &self,
@@ -996,23 +1061,25 @@ async fn namespace_lifecycle_in_table_and_json() {
     let r = d.weft(&["ns", "list", "-q", "--selector", "app=web"]).await;
     assert_eq!(r.stdout, "ns1\n");
 
-    let r = d.weft(&["-o", "json", "ns", "inspect", "ns1"]).await;
+    let r = d.weft(&["--format", "json", "ns", "inspect", "ns1"]).await;
     assert_eq!(r.code, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["name"], "ns1");
     assert_eq!(v[0]["labels"]["app"], "web");
     assert_eq!(v[0]["status"]["phase"], "PHASE_READY");
-    assert_eq!(v[0]["status_path"], "/run/netns/ns1");
-    assert_eq!(v[0]["create_time"], "2023-11-14T22:13:20Z");
+    assert_eq!(v[0]["statusPath"], "/run/netns/ns1");
+    assert_eq!(v[0]["createTime"], "2023-11-14T22:13:20Z");
     // Deterministic: the same call prints the same bytes.
     assert_eq!(
-        d.weft(&["-o", "json", "ns", "inspect", "ns1"]).await.stdout,
+        d.weft(&["--format", "json", "ns", "inspect", "ns1"])
+            .await
+            .stdout,
         r.stdout
     );
 
     let r = d.weft(&["ns", "rm", "ns1", "ns2"]).await;
     assert_eq!((r.code, r.stdout.as_str()), (0, "ns1\nns2\n"));
-    let r = d.weft(&["ns", "ls", "-o", "json"]).await;
+    let r = d.weft(&["ns", "ls", "--format", "json"]).await;
     assert_eq!(r.stdout, "[]\n");
 }
 
@@ -1028,7 +1095,9 @@ async fn errors_name_what_failed_and_exit_1() {
 
     // One found, one not: the found one is printed, the other reported, exit 1.
     d.weft(&["ns", "create", "a"]).await;
-    let r = d.weft(&["-o", "json", "ns", "inspect", "a", "nope"]).await;
+    let r = d
+        .weft(&["--format", "json", "ns", "inspect", "a", "nope"])
+        .await;
     assert_eq!(r.code, 1);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()[0]["name"],
@@ -1073,10 +1142,10 @@ async fn errors_name_what_failed_and_exit_1() {
         r.stderr,
         "Error: inspect network \"n1\": NetworkService is not implemented yet\n"
     );
-    let r = d.weft(&["network", "ls"]).await;
+    let r = d.weft(&["network", "rm", "n1"]).await;
     assert_eq!(
         r.stderr,
-        "Error: list networks: NetworkService is not implemented yet\n"
+        "Error: remove network \"n1\": NetworkService is not implemented yet\n"
     );
 }
 
@@ -1160,13 +1229,13 @@ async fn network_none_only_creates_the_namespace() {
     );
     assert_eq!(d.calls(), ["CreateNamespace(a)"]);
     let r = d
-        .weft(&["-o", "json", "ns", "create", "b", "--network", "none"])
+        .weft(&["--format", "json", "ns", "create", "b", "--network", "none"])
         .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     // Exactly what `ns create` prints without --network: the namespace itself.
     assert_eq!(v["name"], "b");
-    assert_eq!(v["status_path"], "/run/netns/b");
+    assert_eq!(v["statusPath"], "/run/netns/b");
     assert!(v.get("endpoint").is_none(), "{v}");
     assert_eq!(d.calls(), ["CreateNamespace(b)"]);
 }
@@ -1266,8 +1335,8 @@ async fn network_bridge_creates_then_connects_with_the_flags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_network_is_connected_to_and_json_is_stable() {
     let args = [
-        "-o", "json", "ns", "create", "db", "--net", "mynet", "--label", "b=2", "--label", "a=1",
-        "--label", "c=3",
+        "--format", "json", "ns", "create", "db", "--net", "mynet", "--label", "b=2", "--label",
+        "a=1", "--label", "c=3",
     ];
     let d = Daemon::start().await;
     let r = d.weft(&args).await;
@@ -1280,7 +1349,7 @@ async fn a_named_network_is_connected_to_and_json_is_stable() {
     assert_eq!(v["namespace"]["status"]["phase"], "PHASE_READY");
     assert_eq!(v["endpoint"]["network"], "mynet");
     assert_eq!(v["endpoint"]["namespace"], "db");
-    assert_eq!(v["endpoint"]["ipv4_address"], "172.17.0.2/16");
+    assert_eq!(v["endpoint"]["ipv4Address"], "172.17.0.2/16");
     assert_eq!(v["endpoint"]["status"]["phase"], "PHASE_READY");
     // Deterministic: the same call to another weftd in the same state prints the same bytes.
     let again = Daemon::start().await.weft(&args).await;
@@ -1374,14 +1443,14 @@ async fn network_host_calls_nothing() {
         )
     );
     let r = d
-        .weft(&["-o", "json", "ns", "create", "web", "--net", "host"])
+        .weft(&["--format", "json", "ns", "create", "web", "--net", "host"])
         .await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
             0,
-            "{\n  \"created\": false,\n  \"namespace\": null,\n  \"network_mode\": \"host\",\n  \
-             \"path\": \"/proc/1/ns/net\",\n  \"unused_name\": \"web\"\n}\n"
+            "{\n  \"created\": false,\n  \"namespace\": null,\n  \"networkMode\": \"host\",\n  \
+             \"path\": \"/proc/1/ns/net\",\n  \"unusedName\": \"web\"\n}\n"
         )
     );
     assert!(d.calls().is_empty());
@@ -1416,7 +1485,7 @@ async fn network_container_looks_up_the_namespace_only() {
     assert_eq!(d.calls(), ["GetNamespace(ns1)"]);
     let r = d
         .weft(&[
-            "-o",
+            "--format",
             "json",
             "ns",
             "create",
@@ -1427,9 +1496,9 @@ async fn network_container_looks_up_the_namespace_only() {
         .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["network_mode"], "container:ns1");
+    assert_eq!(v["networkMode"], "container:ns1");
     assert_eq!(v["created"], false);
-    assert_eq!(v["unused_name"], "web");
+    assert_eq!(v["unusedName"], "web");
     assert_eq!(v["path"], "/run/netns/ns1");
     assert_eq!(v["namespace"]["name"], "ns1");
     assert_eq!(d.calls(), ["GetNamespace(ns1)"]);
@@ -1556,7 +1625,7 @@ async fn watch_prints_events_in_order_and_stops_after_max_events() {
 
     // JSON: one object per line, the object as `inspect -o json` shows it.
     let r = d
-        .weft(&["-o", "json", "ns", "watch", "--max-events", "3"])
+        .weft(&["--format", "json", "ns", "watch", "--max-events", "3"])
         .await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let lines: Vec<serde_json::Value> = r
@@ -1585,7 +1654,7 @@ async fn watch_prints_events_in_order_and_stops_after_max_events() {
         ]
     );
     assert_eq!(lines[0]["object"]["labels"]["app"], "web");
-    assert_eq!(lines[0]["object"]["status_path"], "/run/netns/ns1");
+    assert_eq!(lines[0]["object"]["statusPath"], "/run/netns/ns1");
     assert_eq!(lines[2]["object"]["status"]["phase"], "PHASE_FAILED");
     assert_eq!(
         lines[2]["object"]["status"]["message"],
@@ -1681,7 +1750,7 @@ async fn watch_resumes_since_a_revision() {
 
     // The networks' stream ends after its log: the watch ends with it, successfully.
     let r = d
-        .weft(&["-o", "json", "network", "ls", "-w", "--since", &since])
+        .weft(&["--format", "json", "network", "ls", "-w", "--since", &since])
         .await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let revs: Vec<u64> = r
@@ -1718,7 +1787,7 @@ async fn resuming_from_a_forgotten_revision_exits_1_with_the_message() {
         )
     );
     for args in [
-        &["-o", "json", "link", "watch", "--since", "7"][..],
+        &["--format", "json", "link", "watch", "--since", "7"][..],
         &["network", "ls", "--watch", "--since", "7"],
     ] {
         let r = d.weft(args).await;
@@ -1822,15 +1891,15 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
     assert!(d.namespaces().is_empty());
 
     let r = d
-        .weft(&["-o", "json", "ns", "create", "web", "--dry-run"])
+        .weft(&["--format", "json", "ns", "create", "web", "--dry-run"])
         .await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["dry_run", "namespace", "planned_changes"]);
-    assert_eq!(v["dry_run"], true);
+    assert_eq!(keys, ["dryRun", "namespace", "plannedChanges"]);
+    assert_eq!(v["dryRun"], true);
     assert_eq!(
-        v["planned_changes"],
+        v["plannedChanges"],
         serde_json::json!([
             {"action": "create", "kind": "namespace", "target": "web", "detail": "/run/netns/web"},
             {"action": "set", "kind": "link", "target": "lo in namespace web", "detail": "up"},
@@ -1869,7 +1938,7 @@ async fn dry_run_of_ns_create_with_a_network_plans_both_steps_and_undoes_nothing
 
     let r = d
         .weft(&[
-            "-o",
+            "--format",
             "json",
             "ns",
             "create",
@@ -1882,12 +1951,9 @@ async fn dry_run_of_ns_create_with_a_network_plans_both_steps_and_undoes_nothing
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        ["dry_run", "endpoint", "namespace", "planned_changes"]
-    );
-    assert_eq!(v["planned_changes"].as_array().unwrap().len(), 5);
-    assert_eq!(v["endpoint"]["ipv4_address"], "172.17.0.2/16");
+    assert_eq!(keys, ["dryRun", "endpoint", "namespace", "plannedChanges"]);
+    assert_eq!(v["plannedChanges"].as_array().unwrap().len(), 5);
+    assert_eq!(v["endpoint"]["ipv4Address"], "172.17.0.2/16");
     d.calls();
 
     // A refused step is reported, and there is nothing to remove.
@@ -1961,13 +2027,13 @@ async fn every_mutating_verb_has_a_dry_run() {
         );
         assert_eq!(d.calls(), [call], "{argv:?}");
 
-        argv.splice(0..0, ["-o", "json"]);
+        argv.splice(0..0, ["--format", "json"]);
         let r = d.weft(&argv).await;
         assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{argv:?}");
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        assert_eq!(v["dry_run"], true, "{argv:?}");
+        assert_eq!(v["dryRun"], true, "{argv:?}");
         assert!(
-            !v["planned_changes"].as_array().unwrap().is_empty(),
+            !v["plannedChanges"].as_array().unwrap().is_empty(),
             "{argv:?}"
         );
         assert_eq!(d.calls(), [call], "{argv:?}");
@@ -1979,23 +2045,23 @@ async fn every_mutating_verb_has_a_dry_run() {
 
     // The shapes of the JSON beside the plan.
     let r = d
-        .weft(&["-o", "json", "link", "rm", "veth0", "--dry-run"])
+        .weft(&["--format", "json", "link", "rm", "veth0", "--dry-run"])
         .await;
     assert_eq!(
         r.stdout,
         "{\n  \"deleted\": [\n    {\n      \"name\": \"veth0\",\n      \"namespace\": \"\"\n    \
-         }\n  ],\n  \"dry_run\": true,\n  \"planned_changes\": [\n    {\n      \"action\": \
+         }\n  ],\n  \"dryRun\": true,\n  \"plannedChanges\": [\n    {\n      \"action\": \
          \"delete\",\n      \"detail\": \"and its peer eth0 in namespace ns1\",\n      \
          \"kind\": \"link\",\n      \"target\": \"veth0 in the host namespace\"\n    }\n  ]\n}\n"
     );
     let r = d
-        .weft(&["-o", "json", "network", "prune", "--dry-run"])
+        .weft(&["--format", "json", "network", "prune", "--dry-run"])
         .await;
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["deleted"], serde_json::json!(["old"]));
     let r = d
         .weft(&[
-            "-o",
+            "--format",
             "json",
             "network",
             "disconnect",
@@ -2010,7 +2076,15 @@ async fn every_mutating_verb_has_a_dry_run() {
         (Some("bridge"), Some("a"))
     );
     let r = d
-        .weft(&["-o", "json", "link", "set", "veth0", "--up", "--dry-run"])
+        .weft(&[
+            "--format",
+            "json",
+            "link",
+            "set",
+            "veth0",
+            "--up",
+            "--dry-run",
+        ])
         .await;
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["link"]["name"], "veth0");
@@ -2107,27 +2181,27 @@ async fn system_info_prints_every_counter() {
     );
     assert_eq!(d.weft(&["info"]).await.stdout, r.stdout);
 
-    let r = d.weft(&["-o", "json", "info"]).await;
+    let r = d.weft(&["--format", "json", "info"]).await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
         v,
+        // proto3 canonical JSON: uint64 counters as strings, the empty host_netns left out.
         serde_json::json!({
             "version": "0.1.0",
-            "start_time": "2023-11-14T22:13:20Z",
-            "kernel_writes": 1201,
-            "reconciles": 1302,
-            "reconcile_failures": 3,
-            "drift_repairs": 14,
-            "orphans_removed": 6,
-            "queue_depth": 5,
-            "host_netns": "",
-            "netns_dir": "/run/netns",
+            "startTime": "2023-11-14T22:13:20Z",
+            "kernelWrites": "1201",
+            "reconciles": "1302",
+            "reconcileFailures": "3",
+            "driftRepairs": "14",
+            "orphansRemoved": "6",
+            "queueDepth": "5",
+            "netnsDir": "/run/netns",
             "database": "/var/lib/weft/weft.db",
-            "dns_queries": 40,
-            "dns_answers": 31,
-            "dns_forwards": 7,
-            "git_commit": "0123456789ab",
+            "dnsQueries": "40",
+            "dnsAnswers": "31",
+            "dnsForwards": "7",
+            "gitCommit": "0123456789ab",
         })
     );
     assert_eq!(
@@ -2153,10 +2227,10 @@ async fn version_shows_client_and_server_commits() {
             env!("CARGO_PKG_VERSION")
         )
     );
-    let r = d.weft(&["-o", "json", "version"]).await;
+    let r = d.weft(&["--format", "json", "version"]).await;
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["client"]["git_commit"], commit);
-    assert_eq!(v["server"]["git_commit"], "0123456789ab");
+    assert_eq!(v["client"]["gitCommit"], commit);
+    assert_eq!(v["server"]["gitCommit"], "0123456789ab");
     let r = d.weft(&["--version"]).await;
     assert_eq!(
         r.stdout.trim(),
@@ -2179,7 +2253,7 @@ async fn network_dns_flags_and_inspect() {
         (&["--dns", "--no-dns"], serde_json::json!(false)),
         (&["--no-dns", "--dns"], serde_json::json!(true)),
     ] {
-        let mut all = vec!["-o", "json", "network", "create", "n1"];
+        let mut all = vec!["--format", "json", "network", "create", "n1"];
         all.extend_from_slice(args);
         let r = d.weft(&all).await;
         assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{args:?}");
@@ -2202,11 +2276,13 @@ async fn network_dns_flags_and_inspect() {
     let line = r.stdout.lines().find(|l| l.starts_with("DNS")).unwrap();
     assert!(line.ends_with("no"), "{line:?}");
 
-    let r = d.weft(&["-o", "json", "network", "inspect", "web"]).await;
+    let r = d
+        .weft(&["--format", "json", "network", "inspect", "web"])
+        .await;
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     // A list, as `docker network inspect` prints.
     assert_eq!(
-        v[0]["dns_servers"],
+        v[0]["dnsServers"],
         serde_json::json!(["10.1.0.1", "fd00::1"])
     );
     assert_eq!(v[0]["dns"], serde_json::Value::Null);
@@ -2247,4 +2323,308 @@ async fn completion_scripts_and_man_pages_cover_the_cli() {
         );
     }
     assert!(d.calls().is_empty(), "no call to weftd: {:?}", d.calls());
+}
+
+// --format: proto3 JSON as grpcurl prints it, Go templates, Docker's inspect shape, and `-o`
+// as `network create`'s `--opt`.
+
+/// Runs grpcurl (`$GRPCURL`, else `grpcurl` on PATH: scripts/test installs it) against the
+/// fake with the repo's .proto files (the fake serves no reflection) and returns its JSON.
+fn grpcurl(d: &Daemon, proto: &str, method: &str, data: &str) -> serde_json::Value {
+    let bin = std::env::var_os("GRPCURL").unwrap_or_else(|| "grpcurl".into());
+    let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args([
+        "-plaintext",
+        "-unix",
+        "-authority",
+        "localhost",
+        "-import-path",
+    ])
+    .arg(&protos)
+    .args(["-proto", proto, "-d", data])
+    .arg(&d.socket)
+    .arg(method);
+    let out = run_bounded(cmd, "grpcurl");
+    assert!(
+        out.status.success(),
+        "grpcurl {method}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts that two JSON objects have the same fields with the same values, naming the first
+/// field that differs (or is in one only).
+fn same_fields(what: &str, weft: &serde_json::Value, grpcurl: &serde_json::Value) {
+    let (w, g) = (weft.as_object().unwrap(), grpcurl.as_object().unwrap());
+    let keys: std::collections::BTreeSet<&String> = w.keys().chain(g.keys()).collect();
+    assert!(keys.len() > 3, "{what}: too few fields to compare: {weft}");
+    for k in keys {
+        assert_eq!(w.get(k), g.get(k), "{what}: field {k:?} differs");
+    }
+}
+
+/// `--format json` is proto3 canonical JSON: for the same object, every field is what grpcurl
+/// prints (names, int64 and uint64 as strings, enums by name, the timestamp, the optional bool
+/// set to false, defaults left out, labels, nested endpoints and usage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_json_is_what_grpcurl_prints() {
+    let d = Daemon::start().await;
+    d.weft(&["ns", "create", "ns1", "--label", "app=web"]).await;
+    // (weft's arguments, the service's file, the method, its request, and where grpcurl's
+    // answer holds the objects: a field of the response, or "" for the response itself).
+    let cases = [
+        (
+            &["network", "inspect", "web"][..],
+            "network",
+            "NetworkService/GetNetwork",
+            r#"{"name":"web"}"#,
+            "network",
+        ),
+        (
+            &["network", "ls"],
+            "network",
+            "NetworkService/ListNetworks",
+            "{}",
+            "networks",
+        ),
+        (
+            &["link", "inspect", "veth0"],
+            "link",
+            "LinkService/GetLink",
+            r#"{"name":"veth0"}"#,
+            "link",
+        ),
+        (
+            &["ns", "inspect", "ns1"],
+            "namespace",
+            "NamespaceService/GetNamespace",
+            r#"{"name":"ns1"}"#,
+            "namespace",
+        ),
+        (
+            &["system", "info"],
+            "system",
+            "SystemService/GetSystemInfo",
+            "{}",
+            "",
+        ),
+    ];
+    for (args, file, method, req, field) in cases {
+        let mut argv = args.to_vec();
+        argv.extend(["--format", "json"]);
+        let r = d.weft(&argv).await;
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{args:?}");
+        let weft: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let proto = format!("weft/v1/{file}.proto");
+        let theirs = grpcurl(&d, &proto, &format!("weft.v1.{method}"), req);
+        let theirs = if field.is_empty() {
+            theirs
+        } else {
+            theirs[field].clone()
+        };
+        // `inspect` prints an array of one, `ls` an array, `info` the object.
+        let (w, g) = match (&weft, &theirs) {
+            (serde_json::Value::Array(w), serde_json::Value::Array(g)) => (w.clone(), g.clone()),
+            (serde_json::Value::Array(w), g) => (w.clone(), vec![g.clone()]),
+            (w, g) => (vec![w.clone()], vec![g.clone()]),
+        };
+        assert_eq!(w.len(), g.len(), "{args:?}");
+        assert!(!w.is_empty(), "{args:?}");
+        for (w, g) in w.iter().zip(&g) {
+            same_fields(method, w, g);
+        }
+        if method.ends_with("GetNetwork") {
+            assert_eq!(weft[0]["generation"], "2");
+            assert_eq!(weft[0]["usage"][0]["capacity"], "126");
+            assert_eq!(weft[0]["enableIcc"], false);
+            assert!(weft[0].get("internal").is_none(), "{weft}");
+        }
+    }
+}
+
+/// A Go template is applied to each object, with Docker-like names (`.Name`, `.Bridge`,
+/// `.Status.Phase`, labels by their own keys) and Docker's `json` and `join`; a field that does
+/// not exist fails (exit 1, naming it), a template that does not parse is a usage error
+/// (exit 2, before any call), and so is `--format docker` outside `network inspect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_template_renders_each_object() {
+    let d = Daemon::start().await;
+    let r = d
+        .weft(&["network", "ls", "--format", "{{.Name}} {{.Bridge}}"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(r.stdout, "web br-web\nplain br-plain\n");
+
+    let r = d
+        .weft(&[
+            "network",
+            "inspect",
+            "web",
+            "--format",
+            "{{.ID}} {{.Mtu}} {{.Generation}} {{.EnableIcc}} {{index .Labels \"tier\"}} \
+             {{json .DnsServers}} {{join .DnsServers \",\"}} {{range .Endpoints}}{{.Namespace}}={{.Ipv4Address}}{{end}} {{.Status.Phase}}",
+        ])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        "0b1c2d3e-web 1500 2 false front [\"10.1.0.1\",\"fd00::1\"] 10.1.0.1,fd00::1 \
+         ns1=10.1.0.130/24 PHASE_READY\n"
+    );
+
+    // `--output` is kept as an alias of `--format`; create answers go through templates too.
+    let r = d
+        .weft(&[
+            "--output",
+            "{{.Name}}:{{.Bridge}}",
+            "network",
+            "create",
+            "n9",
+        ])
+        .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "n9:br-n9\n"),
+        "{}",
+        r.stderr
+    );
+
+    let r = d.weft(&["network", "ls", "--format", "{{.Nmae}}"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("Nmae"), "{}", r.stderr);
+
+    d.calls();
+    let r = d.weft(&["network", "ls", "--format", "{{.Name"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("template"), "{}", r.stderr);
+    let r = d.weft(&["ns", "ls", "--format", "docker"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("network inspect"), "{}", r.stderr);
+    let r = d.weft(&["ns", "ls", "--format", "yaml"]).await;
+    assert_eq!(r.code, 2);
+    assert!(d.calls().is_empty());
+}
+
+/// Runs jq with `filter` over `input` and returns its output, trimmed.
+fn jq(input: &str, filter: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("jq")
+        .args(["-c", filter])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("jq (Debian package jq; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "jq {filter}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `network inspect --format docker` is `docker network inspect`'s shape: the jq filters
+/// written for Docker read the same things from it, with Docker's types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_docker_works_with_scripts_written_for_docker() {
+    let d = Daemon::start().await;
+    let r = d
+        .weft(&["network", "inspect", "web", "plain", "--format", "docker"])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let out = r.stdout.as_str();
+    assert_eq!(jq(out, "length"), "2");
+    assert_eq!(jq(out, ".[0].Name"), r#""web""#);
+    assert_eq!(jq(out, ".[0].Id"), r#""0b1c2d3e-web""#);
+    assert_eq!(jq(out, ".[0].Created"), r#""2023-11-14T22:13:20.500Z""#);
+    assert_eq!(
+        jq(out, ".[0].Scope + \" \" + .[0].Driver"),
+        r#""local bridge""#
+    );
+    assert_eq!(jq(out, ".[0].IPAM.Config[0].Subnet"), r#""10.1.0.0/24""#);
+    assert_eq!(jq(out, ".[0].IPAM.Config[0].Gateway"), r#""10.1.0.1""#);
+    assert_eq!(jq(out, ".[0].IPAM.Config[0].IPRange"), r#""10.1.0.128/25""#);
+    // Docker leaves an empty IPRange out.
+    assert_eq!(
+        jq(
+            out,
+            ".[0].IPAM.Config[1] | [.Subnet, .Gateway, has(\"IPRange\")]"
+        ),
+        r#"["fd00::/64","fd00::1",false]"#
+    );
+    assert_eq!(jq(out, ".[0].IPAM.Driver"), r#""default""#);
+    assert_eq!(jq(out, ".[0].IPAM.Options"), "{}");
+    assert_eq!(
+        jq(
+            out,
+            ".[0].Containers | to_entries[0] | [.key, .value.Name, .value.IPv4Address, .value.IPv6Address, .value.MacAddress, .value.EndpointID]"
+        ),
+        r#"["ns1","ns1","10.1.0.130/24","fd00::2/64","02:42:0a:01:00:82","veth1a2b3c"]"#
+    );
+    assert_eq!(
+        jq(
+            out,
+            ".[0] | [.EnableIPv6, .Internal, .Attachable, .Ingress, .ConfigOnly] | map(type)"
+        ),
+        r#"["boolean","boolean","boolean","boolean","boolean"]"#
+    );
+    assert_eq!(jq(out, ".[0].EnableIPv6"), "true");
+    assert_eq!(jq(out, ".[0].ConfigFrom.Network"), r#""""#);
+    assert_eq!(jq(out, ".[0].Labels.tier"), r#""front""#);
+    assert_eq!(
+        jq(out, ".[0].Options"),
+        r#"{"com.docker.network.bridge.enable_icc":"false","com.docker.network.bridge.enable_ip_masquerade":"true","com.docker.network.bridge.name":"br-web","com.docker.network.driver.mtu":"1500"}"#
+    );
+    assert_eq!(jq(out, ".[1].Containers"), "{}");
+    assert_eq!(jq(out, ".[1].IPAM.Config"), "[]");
+}
+
+/// `-o` is `network create`'s `--opt`, as in Docker: the options set the fields they name, and
+/// an unknown key is refused (exit 2, nothing sent) naming it and the keys weft knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_create_o_is_opt() {
+    let d = Daemon::start().await;
+    let r = d
+        .weft(&[
+            "network",
+            "create",
+            "n1",
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+            "--opt",
+            "com.docker.network.bridge.enable_ip_masquerade=false",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["mtu"], 1400);
+    assert_eq!(v["enableIcc"], false);
+    assert_eq!(v["masquerade"], false);
+    d.calls();
+    let r = d
+        .weft(&[
+            "network",
+            "create",
+            "n2",
+            "-o",
+            "com.docker.network.bridge.host_binding_ipv4=10.0.0.1",
+        ])
+        .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for word in [
+        "com.docker.network.bridge.host_binding_ipv4",
+        "com.docker.network.driver.mtu",
+        "com.docker.network.bridge.name",
+    ] {
+        assert!(r.stderr.contains(word), "{word}: {}", r.stderr);
+    }
+    assert!(d.calls().is_empty());
 }

@@ -587,11 +587,11 @@ async fn two_networks_static_addresses_inspect_and_a_dead_namespace() {
         text.contains("CNI containers:") && text.contains(&k.id),
         "{text}"
     );
-    let out = sb.weft_cli(&["network", "inspect", "a", "-o", "json"]);
+    let out = sb.weft_cli(&["network", "inspect", "a", "--format", "json"]);
     let j: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
         j[0]["endpoints"][0]["cni"],
-        json!({"container_id": k.id, "ifname": "eth0"})
+        json!({"containerId": k.id, "ifname": "eth0"})
     );
 
     // DEL from a releases the published port; the namespace object stays for b.

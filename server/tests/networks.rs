@@ -1005,7 +1005,7 @@ async fn cli_network_verbs_work_end_to_end() {
     cli_ok(&sb, &["ns", "create", "y"]);
     cli_ok(&sb, &["network", "connect", "clinet", "y", "-p", "8080:80"]);
 
-    let out = cli_ok(&sb, &["network", "inspect", "clinet", "-o", "json"]);
+    let out = cli_ok(&sb, &["network", "inspect", "clinet", "--format", "json"]);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let n = &v[0];
     assert_eq!(n["name"], "clinet", "{v}");
@@ -1015,18 +1015,14 @@ async fn cli_network_verbs_work_end_to_end() {
     assert_eq!(n["status"]["phase"], "PHASE_READY", "{v}");
     let ep = &n["endpoints"][0];
     assert_eq!(ep["namespace"], "y", "{v}");
-    assert_eq!(ep["ipv4_gateway"], "10.249.0.254", "{v}");
-    let port = &ep["published_ports"][0];
+    assert_eq!(ep["ipv4Gateway"], "10.249.0.254", "{v}");
+    let port = &ep["publishedPorts"][0];
     assert_eq!(
-        (
-            &port["host_port"],
-            &port["container_port"],
-            &port["protocol"]
-        ),
+        (&port["hostPort"], &port["containerPort"], &port["protocol"]),
         (&Value::from(8080), &Value::from(80), &Value::from("tcp")),
         "{v}"
     );
-    let y_addr = ep["ipv4_address"]
+    let y_addr = ep["ipv4Address"]
         .as_str()
         .expect("ipv4_address")
         .to_string();
@@ -1038,10 +1034,11 @@ async fn cli_network_verbs_work_end_to_end() {
         "{y_addr}"
     );
     assert_ne!(addr_of(&y_addr).to_string(), "10.249.0.254");
-    assert_eq!(n["usage"][0]["leased"], 1, "{v}");
+    // uint64 is a string in proto3 JSON.
+    assert_eq!(n["usage"][0]["leased"], "1", "{v}");
 
     // The kernel: the bridge has the gateway given, y the address and the default route.
-    let bridge = n["bridge_name"].as_str().expect("bridge_name").to_string();
+    let bridge = n["bridgeName"].as_str().expect("bridgeName").to_string();
     assert_eq!(sb.addrs("", &bridge), ["10.249.0.254/24"]);
     assert_eq!(sb.addrs("y", "eth0"), [y_addr.as_str()]);
     assert!(

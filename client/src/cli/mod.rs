@@ -3,8 +3,8 @@
 //!
 //! Each verb first turns its flags into a request (a bad combination is a usage error, exit 2,
 //! before anything is dialled), then connects (lazily, once per run), calls weftd with the
-//! `--timeout` as the gRPC deadline, and prints the answer as a table or, with `-o json`, as
-//! the proto objects in JSON. Failures become one `Error: ...` line on stderr and exit 1 (see
+//! `--timeout` as the gRPC deadline, and prints the answer as a table or, with `--format`, as
+//! the proto objects in JSON, through a Go template or in Docker's shape (see [`format`]). Failures become one `Error: ...` line on stderr and exit 1 (see
 //! [`error`]). Watches are the exception to the deadline: they stream until interrupted (see
 //! [`watch`]). `--dry-run` on a mutating verb prints weftd's plan instead (see [`plan`]).
 //!
@@ -15,7 +15,8 @@
 //!   tested) and `mod.rs` (what each verb sends and prints); [`system`] is small enough to be
 //!   one file;
 //! - [`mutate`]: the skeleton every create, set, rm, connect, disconnect and prune runs on;
-//! - [`json`] and [`table`]: the two output formats, one function per proto message;
+//! - [`format`]: `--format` (JSON by prost-reflect, templates by gotmpl), and [`table`], the
+//!   human output, one function per proto message;
 //! - [`parse`]: flag values (labels, CIDRs, port and route specs, durations);
 //! - [`error`]: how failures are worded, and which stop a list of names;
 //! - this file: the global flags, [`Ctx`] (connection, deadline, printing) and the loops
@@ -28,7 +29,7 @@
 
 pub mod docs;
 pub mod error;
-pub mod json;
+pub mod format;
 pub mod link;
 pub mod mutate;
 pub mod network;
@@ -42,7 +43,7 @@ pub mod watch;
 use std::{future::Future, io::Write, path::PathBuf, time::Duration};
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use weft::{
@@ -50,7 +51,10 @@ use weft::{
     v1::{Phase, Status},
 };
 
-use self::error::{Target, Unreachable};
+use self::{
+    error::{Target, Unreachable},
+    format::{Format, Shown},
+};
 
 /// How long a call may take beyond its gRPC deadline before the CLI gives up on its own (the
 /// server normally answers at the deadline). Without it, a weftd that accepted the connection
@@ -94,9 +98,11 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_TLS_CA", value_name = "PATH")]
     pub tls_ca: Option<PathBuf>,
 
-    /// Output format.
-    #[arg(short, long, global = true, help_heading = GLOBAL, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    /// Output format: table, json (proto3 canonical JSON, as grpcurl prints it), docker
+    /// (`network inspect` only: Docker's shape) or a Go template applied to each object, e.g.
+    /// '{{.Name}} {{.Bridge}}' (fields: see README, "Output formats").
+    #[arg(long, global = true, help_heading = GLOBAL, alias = "output", value_name = "FORMAT", default_value = "table", value_parser = parse_format)]
+    pub format: Format,
 
     /// Deadline of each call; writes wait up to this long for the kernel to match (e.g. 30s,
     /// 2m). A watch has none: this bounds only reaching weftd.
@@ -108,13 +114,21 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+/// Parses `--format` (see [`Format`]).
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// `--format` with its template parsed: how [`Ctx`] prints.
+pub enum Shape {
     /// Aligned columns for lists, `Key: value` for inspect.
     Table,
-    /// The objects as JSON with the proto field names.
+    /// proto3 canonical JSON.
     Json,
+    /// Docker's `network inspect` shape.
+    Docker,
+    /// A Go template, rendered per object.
+    Template(Box<gotmpl::Template>),
 }
 
 /// The object kinds.
@@ -178,6 +192,26 @@ pub async fn run(cli: Cli, socket_given: bool) -> Result<()> {
         socket_given,
         std::env::var("WEFT_HOST").ok().as_deref(),
     )?;
+    let shape = match &cli.format {
+        Format::Table => Shape::Table,
+        Format::Json => Shape::Json,
+        Format::Docker => {
+            if !matches!(
+                cli.command,
+                Command::Network(network::NetworkCmd::Inspect { .. })
+            ) {
+                return Err(usage(
+                    &[],
+                    "--format docker is only for `weft network inspect` (Docker's shape of a \
+                     network); use json or a template elsewhere",
+                ));
+            }
+            Shape::Docker
+        }
+        Format::Template(src) => {
+            Shape::Template(Box::new(format::template(src).map_err(|e| usage(&[], e))?))
+        }
+    };
     let ctx = Ctx {
         tls: TlsFiles {
             cert: cli.tls_cert.clone(),
@@ -185,7 +219,7 @@ pub async fn run(cli: Cli, socket_given: bool) -> Result<()> {
             ca: cli.tls_ca.clone(),
         },
         target,
-        output: cli.output,
+        shape,
         timeout: cli.timeout,
         client: OnceCell::new(),
     };
@@ -224,8 +258,8 @@ pub struct Ctx {
     target: Target,
     /// The TLS files for TCP.
     tls: TlsFiles,
-    /// `-o`: table or JSON.
-    output: Output,
+    /// `--format`: table, JSON, Docker's shape or a template.
+    shape: Shape,
     /// `--timeout`: the gRPC deadline of every call, and the bound on dialling.
     timeout: Duration,
     /// The connection, made by the first call that needs one: usage errors, `--network
@@ -235,8 +269,57 @@ pub struct Ctx {
 
 impl Ctx {
     /// The output format.
-    pub fn output(&self) -> Output {
-        self.output
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// Whether the output is the table (the default), where verbs print words of their own.
+    pub fn is_table(&self) -> bool {
+        matches!(self.shape, Shape::Table)
+    }
+
+    /// Prints objects in the `--format` asked for: a JSON array, each through the template,
+    /// the Docker shape, or `table()`.
+    pub fn print_objects<T: Shown>(
+        &self,
+        objs: &[T],
+        table: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match &self.shape {
+            Shape::Table => self.print(&table()),
+            Shape::Json => self.print_json(&Value::Array(objs.iter().map(Shown::json).collect())),
+            Shape::Template(t) => {
+                let data: Vec<Value> = objs.iter().map(Shown::data).collect();
+                self.print(&format::render_each(t, &data)?)
+            }
+            Shape::Docker => {
+                let docker: Option<Vec<Value>> = objs.iter().map(Shown::docker).collect();
+                match docker {
+                    Some(v) => self.print_json(&Value::Array(v)),
+                    None => Err(anyhow::anyhow!(
+                        "--format docker is only for `weft network inspect`"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Prints one object: as [`Ctx::print_objects`], but JSON is the object, not an array.
+    pub fn print_one<T: Shown>(&self, obj: &T, table: impl FnOnce() -> String) -> Result<()> {
+        match &self.shape {
+            Shape::Json => self.print_json(&obj.json()),
+            _ => self.print_objects(std::slice::from_ref(obj), table),
+        }
+    }
+
+    /// Prints a JSON object the CLI makes itself (a dry run, `rm`'s `deleted`, `version`): as
+    /// it is, through the template (keys capitalized: see [`format::data_of`]), or `table()`.
+    pub fn print_value(&self, v: &Value, table: impl FnOnce() -> String) -> Result<()> {
+        match &self.shape {
+            Shape::Table => self.print(&table()),
+            Shape::Template(t) => self.print(&format::render_each(t, &[format::data_of(v)])?),
+            Shape::Json | Shape::Docker => self.print_json(v),
+        }
     }
 
     /// The connection, dialled on first use.
@@ -354,10 +437,9 @@ impl Ctx {
         }
     }
 
-    /// Prints a JSON value: pretty, keys sorted, with a trailing newline (see [`json::render`]),
-    /// so the same object always prints the same bytes.
+    /// Prints a JSON value: pretty, with a trailing newline (see [`format::render`]).
     pub fn print_json(&self, v: &Value) -> Result<()> {
-        self.print(&json::render(v))
+        self.print(&format::render(v))
     }
 }
 
@@ -393,47 +475,44 @@ where
     Ok(done)
 }
 
-/// `ls` without `--watch`: prints `list` as a JSON array of `to_json`, or with `-q` (`quiet`)
+/// `ls` without `--watch`: prints `list` in the `--format` asked for, or with `-q` (`quiet`)
 /// one `name` per line, or as `table` lays it out (with a header, even when empty).
-pub fn print_list<T>(
+pub fn print_list<T: Shown>(
     ctx: &Ctx,
     list: &[T],
     quiet: bool,
-    to_json: fn(&T) -> Value,
     name: fn(&T) -> String,
     table: fn(&[T]) -> String,
 ) -> Result<()> {
-    match (ctx.output(), quiet) {
-        (Output::Json, _) => ctx.print_json(&Value::Array(list.iter().map(to_json).collect())),
-        (Output::Table, true) => ctx.print(
+    if quiet && ctx.is_table() {
+        return ctx.print(
             &list
                 .iter()
                 .map(|o| format!("{}\n", name(o)))
                 .collect::<String>(),
-        ),
-        (Output::Table, false) => ctx.print(&table(list)),
+        );
     }
+    ctx.print_objects(list, || table(list))
 }
 
 /// `inspect NAME...`: `get` fetches one object per name (printing each failure and going on,
-/// as [`each`]), then they are printed together, as a JSON array of `to_json` or as the
-/// `describe` blocks separated by blank lines; exit 1 if any name failed.
+/// as [`each`]), then they are printed together in the `--format` asked for (a JSON array) or
+/// as the `describe` blocks separated by blank lines; exit 1 if any name failed.
 pub async fn inspect_each<T, F, Fut>(
     ctx: &Ctx,
     names: Vec<String>,
     get: F,
-    to_json: fn(&T) -> Value,
     describe: fn(&T) -> String,
 ) -> Result<()>
 where
+    T: Shown,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let done = each(names, get).await?;
-    match ctx.output() {
-        Output::Json => ctx.print_json(&Value::Array(done.ok.iter().map(to_json).collect()))?,
-        Output::Table => ctx.print(&done.ok.iter().map(describe).collect::<Vec<_>>().join("\n"))?,
-    }
+    ctx.print_objects(&done.ok, || {
+        done.ok.iter().map(describe).collect::<Vec<_>>().join("\n")
+    })?;
     done.finish()
 }
 
@@ -482,14 +561,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// `--socket`, `--tcp`, `-o` and `--timeout` work before or after the subcommand, as in
-    /// docker and kubectl.
+    /// `--socket`, `--tcp`, `--format` and `--timeout` work before or after the subcommand, as
+    /// in docker and kubectl; `--output` is an alias of `--format`.
     #[test]
     fn global_flags_go_anywhere() {
         let cli =
-            Cli::try_parse_from(["weft", "ns", "ls", "-o", "json", "--socket", "/tmp/s"]).unwrap();
-        assert_eq!(cli.output, Output::Json);
+            Cli::try_parse_from(["weft", "ns", "ls", "--format", "json", "--socket", "/tmp/s"])
+                .unwrap();
+        assert_eq!(cli.format, Format::Json);
         assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
+        let out = Cli::try_parse_from(["weft", "--output", "{{.Name}}", "ns", "ls"]).unwrap();
+        assert_eq!(out.format, Format::Template("{{.Name}}".into()));
         assert_eq!(cli.timeout, Duration::from_secs(60));
         let cli = Cli::try_parse_from([
             "weft",
@@ -552,7 +634,10 @@ mod tests {
             Cli::try_parse_from(["weft", "ns", "create", "x", "--label", "nokey"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
-        let err = Cli::try_parse_from(["weft", "-o", "yaml", "ns", "ls"]).unwrap_err();
+        let err = Cli::try_parse_from(["weft", "--format", "yaml", "ns", "ls"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        // `-o` is `network create`'s `--opt` now, as in Docker; elsewhere it does not exist.
+        let err = Cli::try_parse_from(["weft", "-o", "json", "ns", "ls"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 

@@ -39,7 +39,7 @@ use weft::{
     },
 };
 
-use super::{Ctx, Output, each, json, plan};
+use super::{Ctx, each, format::Shown, plan};
 
 /// The answer to a mutating call: every one carries the changes weftd planned, which are
 /// filled in only when the request had `dry_run` set.
@@ -50,11 +50,9 @@ pub trait Answer {
 
 /// An object a mutating call answers with (the namespace, link, network or endpoint as weftd
 /// stored it), and how the CLI shows it.
-pub trait Object: Default {
-    /// Its key in the JSON of a dry run: `{"dry_run": true, "<KEY>": {...}, ...}`.
+pub trait Object: Default + Shown {
+    /// Its key in the JSON of a dry run: `{"dryRun": true, "<KEY>": {...}, ...}`.
     const KEY: &'static str;
-    /// The object as JSON, with the proto field names (see [`super::json`]).
-    fn to_json(&self) -> Value;
     /// Its status, for [`Ctx::check_applied`].
     fn status(&self) -> Option<&Status>;
 }
@@ -111,14 +109,11 @@ carries!(
     ConnectResponse => endpoint: Endpoint,
 );
 
-/// Implements [`Object`] for a proto object: its dry-run key and its JSON function.
+/// Implements [`Object`] for a proto object: its dry-run key.
 macro_rules! object {
-    ($($obj:ty => $key:literal, $json:path),* $(,)?) => {$(
+    ($($obj:ty => $key:literal),* $(,)?) => {$(
         impl Object for $obj {
             const KEY: &'static str = $key;
-            fn to_json(&self) -> Value {
-                $json(self)
-            }
             fn status(&self) -> Option<&Status> {
                 self.status.as_ref()
             }
@@ -127,10 +122,10 @@ macro_rules! object {
 }
 
 object!(
-    Namespace => "namespace", json::namespace,
-    Link => "link", json::link,
-    Network => "network", json::network,
-    Endpoint => "endpoint", json::endpoint,
+    Namespace => "namespace",
+    Link => "link",
+    Network => "network",
+    Endpoint => "endpoint",
 );
 
 /// One mutating call as the user asked for it: its name in messages and the two flags every
@@ -193,14 +188,11 @@ impl Verb {
         let mut resp = self.send(ctx, msg, rpc).await?;
         let obj = resp.take_object();
         if self.dry_run {
-            let obj = obj.as_ref().map_or(Value::Null, Object::to_json);
+            let obj = obj.as_ref().map_or(Value::Null, Shown::json);
             return plan::print(ctx, &resp.take_plan(), vec![(R::Object::KEY, obj)]);
         }
         let obj = obj.unwrap_or_default();
-        match ctx.output() {
-            Output::Json => ctx.print_json(&obj.to_json())?,
-            Output::Table => ctx.print(&table(&obj))?,
-        }
+        ctx.print_one(&obj, || table(&obj))?;
         ctx.check_applied(&self.what, obj.status(), self.wait, inspect)
     }
 }
@@ -218,11 +210,10 @@ pub fn print_fields(
     if dry_run {
         return plan::print(ctx, changes, fields);
     }
-    match ctx.output() {
-        Output::Json => ctx.print_json(&fields_object(fields)),
-        Output::Table if table.is_empty() => Ok(()),
-        Output::Table => ctx.print(table),
+    if ctx.is_table() && table.is_empty() {
+        return Ok(());
     }
+    ctx.print_value(&fields_object(fields), || table.to_string())
 }
 
 /// A JSON object of `fields`; like every object the CLI prints, its keys come out sorted.
@@ -271,7 +262,7 @@ where
         if dry_run {
             return Ok((deleted, resp.take_plan()));
         }
-        if ctx.output() == Output::Table {
+        if ctx.is_table() {
             ctx.print(&format!("{name}\n"))?;
         }
         Ok((deleted, Vec::new()))
@@ -344,8 +335,8 @@ mod tests {
         let v = fields_object(vec![("network", json!("n1")), ("namespace", json!("ns1"))]);
         assert_eq!(v, json!({ "network": "n1", "namespace": "ns1" }));
         assert_eq!(
-            json::render(&v),
-            json::render(&json!({ "network": "n1", "namespace": "ns1" }))
+            super::super::format::render(&v),
+            super::super::format::render(&json!({ "network": "n1", "namespace": "ns1" }))
         );
     }
 

@@ -14,6 +14,7 @@
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
+use ipnet::IpNet;
 use weft::v1::{PublishedPort, Route};
 
 /// Parses a `KEY=VALUE` label. The value may be empty (`KEY=`); the key may not, and may not
@@ -64,21 +65,17 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
 
 /// Parses `ADDR/PREFIX` (host bits may be set, as in an interface address) into its parts.
 pub fn cidr_parts(s: &str) -> Result<(IpAddr, u8), String> {
-    let Some((addr, prefix)) = s.split_once('/') else {
-        return Err(format!(
-            "{s:?} is not in CIDR notation (ADDRESS/PREFIX, e.g. 10.1.0.5/24)"
-        ));
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} in {s:?} is not an IP address"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= max)
-        .ok_or_else(|| format!("prefix length in {s:?} must be a number from 0 to {max}"))?;
-    Ok((ip, prefix))
+    let net: IpNet = s.parse().map_err(|_| match s.split_once('/') {
+        None => format!("{s:?} is not in CIDR notation (ADDRESS/PREFIX, e.g. 10.1.0.5/24)"),
+        Some((addr, _)) => match addr.parse::<IpAddr>() {
+            Err(_) => format!("{addr:?} in {s:?} is not an IP address"),
+            Ok(ip) => format!(
+                "prefix length in {s:?} must be a number from 0 to {}",
+                if ip.is_ipv4() { 32 } else { 128 }
+            ),
+        },
+    })?;
+    Ok((net.addr(), net.prefix_len()))
 }
 
 /// Validates a CIDR (`10.1.0.5/24`, `fd00::1/64`) and returns it as typed.
@@ -285,18 +282,16 @@ fn port_range(s: &str, what: &str, spec: &str) -> Result<(u32, Option<u32>), Str
     }
 }
 
-/// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+/// Parses a duration with humantime (`500ms`, `30s`, `2m`, `1h 30m`, `1d`), or a bare number
+/// of seconds; zero is refused.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 30s, 500ms, 2m)");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{s:?}: {e}"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration (e.g. 30s, 500ms, 2m): {e}"))?
     };
     if d.is_zero() {
         return Err("the timeout must be more than zero".into());
@@ -623,7 +618,8 @@ mod tests {
         assert!(mac("02-42-ac-11-00-02").is_err());
     }
 
-    /// `--timeout` takes `ms`, `s`, `m` or bare seconds; zero and unknown units are refused.
+    /// `--timeout` takes humantime's durations or bare seconds; zero and unknown units are
+    /// refused.
     #[test]
     fn durations() {
         assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
@@ -632,7 +628,11 @@ mod tests {
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
         assert!(duration("0s").is_err());
         assert!(duration("fast").is_err());
-        assert!(duration("3d").is_err());
+        // humantime's units, days and compound durations included.
+        assert_eq!(duration("3d").unwrap(), Duration::from_secs(3 * 86_400));
+        assert_eq!(duration("1m 30s").unwrap(), Duration::from_secs(90));
+        assert!(duration("3x").is_err());
+        assert!(duration("").is_err());
     }
 
     /// docker's `label=` and `label!=` filters become selector terms for weftd; `name=` stays with

@@ -5,7 +5,7 @@
 //!
 //! - table: `ACTION  KIND  TARGET  DETAIL`, one row per change, and nothing else (a dry run
 //!   that would change nothing prints the header alone);
-//! - `-o json`: one object, `{"dry_run": true, "planned_changes": [...], ...}`, where `...` is
+//! - `--format json`: one object, `{"dryRun": true, "plannedChanges": [...], ...}`, where `...` is
 //!   what the verb prints in JSON without `--dry-run`, keyed by what it is: `"namespace"`,
 //!   `"link"`, `"network"`, `"endpoint"` for the object the call would make or change (as weftd
 //!   answered it), or the fields of the verb's own JSON object (`"deleted"` for `rm` and
@@ -17,25 +17,22 @@ use anyhow::Result;
 use serde_json::{Map, Value};
 use weft::v1::PlannedChange;
 
-use super::{Ctx, Output, json, table};
+use super::{Ctx, format::Shown, table};
 
 /// Prints a dry run's `changes`; `fields` are the rest of the JSON object (ignored in table
 /// mode).
 pub fn print(ctx: &Ctx, changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Result<()> {
-    match ctx.output() {
-        Output::Table => ctx.print(&table::planned_changes(changes)),
-        Output::Json => ctx.print_json(&object(changes, fields)),
-    }
+    ctx.print_value(&object(changes, fields), || table::planned_changes(changes))
 }
 
 /// The JSON object of a dry run: `dry_run: true`, the `planned_changes`, and `fields` (a
 /// field named like one of the first two would replace it; no verb uses those names).
 pub fn object(changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Value {
     let mut m = Map::new();
-    m.insert("dry_run".into(), Value::Bool(true));
+    m.insert("dryRun".into(), Value::Bool(true));
     m.insert(
-        "planned_changes".into(),
-        Value::Array(changes.iter().map(json::planned_change).collect()),
+        "plannedChanges".into(),
+        Value::Array(changes.iter().map(Shown::json).collect()),
     );
     for (k, v) in fields {
         m.insert(k.to_string(), v);
@@ -49,7 +46,8 @@ mod tests {
 
     use super::*;
 
-    /// The dry-run JSON is one object: `dry_run`, `planned_changes`, and the verb's own fields.
+    /// The dry-run JSON is one object: `dryRun`, `plannedChanges`, and the verb's own fields;
+    /// each change is canonical JSON (its empty `detail` left out).
     #[test]
     fn json_has_the_changes_and_the_fields() {
         let c = PlannedChange {
@@ -59,16 +57,15 @@ mod tests {
             detail: String::new(),
         };
         assert_eq!(
-            json::render(&object(&[c], vec![("deleted", json!(["ns1"]))])),
+            crate::cli::format::render(&object(&[c], vec![("deleted", json!(["ns1"]))])),
             r#"{
   "deleted": [
     "ns1"
   ],
-  "dry_run": true,
-  "planned_changes": [
+  "dryRun": true,
+  "plannedChanges": [
     {
       "action": "delete",
-      "detail": "",
       "kind": "namespace",
       "target": "ns1"
     }

@@ -3,8 +3,7 @@
 //!
 //! One read, no flags of its own: the table lists weftd's version and start time, the
 //! counters since it started, and where it works (the host namespace it manages, its
-//! namespace directory, its database); `-o json` prints the response with the proto field
-//! names. The counters are how to tell a quiet weftd from a stuck one: reconciles and kernel
+//! namespace directory, its database); `--format json` prints the response as proto3 JSON. The counters are how to tell a quiet weftd from a stuck one: reconciles and kernel
 //! writes grow with work, drift repairs and orphans removed count what it found changed under
 //! it, and the queue depth is the work waiting now.
 
@@ -12,7 +11,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use weft::v1::GetSystemInfoRequest;
 
-use super::{Ctx, Output, json, table};
+use super::{Ctx, table};
 
 /// `weft system ...`
 #[derive(Debug, Subcommand)]
@@ -32,10 +31,7 @@ pub async fn run(ctx: &Ctx, cmd: SystemCmd) -> Result<()> {
                     c.system().get_system_info(req).await
                 })
                 .await?;
-            match ctx.output() {
-                Output::Json => ctx.print_json(&json::system_info(&info)),
-                Output::Table => ctx.print(&table::describe_system_info(&info)),
-            }
+            ctx.print_one(&info, || table::describe_system_info(&info))
         }
     }
 }
@@ -51,31 +47,25 @@ pub async fn version(ctx: &Ctx) -> Result<()> {
             c.system().get_system_info(req).await
         })
         .await;
-    match ctx.output() {
-        Output::Json => {
-            let mut v = serde_json::json!({
-                "client": {"version": client.0, "git_commit": client.1},
-            });
-            if let Ok(info) = &server {
-                v["server"] =
-                    serde_json::json!({"version": info.version, "git_commit": info.git_commit});
-            }
-            ctx.print_json(&v)?;
-        }
-        Output::Table => {
-            let mut text = format!(
-                "Client:\n Version:     {}\n Git commit:  {}\n",
-                client.0, client.1
-            );
-            if let Ok(info) = &server {
-                text.push_str(&format!(
-                    "Server:\n Version:     {}\n Git commit:  {}\n",
-                    info.version, info.git_commit
-                ));
-            }
-            ctx.print(&text)?;
-        }
+    let mut v = serde_json::json!({
+        "client": {"version": client.0, "gitCommit": client.1},
+    });
+    if let Ok(info) = &server {
+        v["server"] = serde_json::json!({"version": info.version, "gitCommit": info.git_commit});
     }
+    ctx.print_value(&v, || {
+        let mut text = format!(
+            "Client:\n Version:     {}\n Git commit:  {}\n",
+            client.0, client.1
+        );
+        if let Ok(info) = &server {
+            text.push_str(&format!(
+                "Server:\n Version:     {}\n Git commit:  {}\n",
+                info.version, info.git_commit
+            ));
+        }
+        text
+    })?;
     server.map(drop)
 }
 
@@ -96,7 +86,7 @@ mod tests {
             Command::System(SystemCmd::Info)
         ));
         assert!(matches!(
-            Cli::try_parse_from(["weft", "info", "-o", "json"])
+            Cli::try_parse_from(["weft", "info", "--format", "json"])
                 .unwrap()
                 .command,
             Command::Info

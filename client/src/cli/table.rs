@@ -1,11 +1,11 @@
-//! Human output (`-o table`, the default): docker-style aligned tables for lists, and a
+//! Human output (`--format table`, the default): docker-style aligned tables for lists, and a
 //! `Key: value` description per object for `inspect`.
 //!
 //! Columns are separated by three spaces and padded to the widest cell; an empty cell prints as
 //! `-` so that every row splits into the same number of words (the last column, STATE, may hold
 //! a failure message with spaces and is never padded). No colour, ever.
 //!
-//! Two builders do the layout: [`table`] for lists (`ls`, a dry run's plan, an endpoint row)
+//! Two builders do the layout: [`table`] (comfy-table underneath) for lists (`ls`, a dry run's plan, an endpoint row)
 //! and [`Describe`] for one object (`inspect`, `system info`). The functions named after an
 //! object (`namespaces`, `links`, `describe_network`...) only choose the columns or fields and
 //! turn values into words: a phase becomes its state ([`state`]), an unset optional prints
@@ -23,47 +23,28 @@ use weft::v1::{
 /// How the host namespace appears where a namespace name is expected.
 pub const HOST: &str = "(host)";
 
-/// Formats rows under headers as an aligned table, one line per row.
+/// Formats rows under headers as an aligned table, one line per row, with comfy-table.
 ///
-/// Every column but the last is padded to its widest cell (headers included) plus three
-/// spaces; widths count characters, not bytes, so a label with `é` does not shift the row.
+/// Docker's plain layout: no borders, every column but the last padded to its widest cell
+/// (headers included, by display width) plus three spaces, an empty cell printed as `-`.
 /// Trailing spaces are trimmed, so `awk '{print $1}'` and `column -t` both work on the output.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let cols = headers.len();
-    let cell = |s: &str| {
-        if s.is_empty() {
-            "-".to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| cell(c)).collect())
-        .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (i, c) in row.iter().enumerate().take(cols) {
-            widths[i] = widths[i].max(c.chars().count());
-        }
+    let cell = |s: &str| if s.is_empty() { "-" } else { s }.to_string();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.iter().copied())
+        .add_rows(
+            rows.iter()
+                .map(|r| r.iter().take(headers.len()).map(|c| cell(c))),
+        );
+    for col in t.column_iter_mut() {
+        col.set_padding((0, 3));
     }
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, c) in cells.enumerate() {
-            if i + 1 < cols {
-                l.push_str(c);
-                l.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 3));
-            } else {
-                l.push_str(c);
-            }
-        }
-        out.push_str(l.trim_end());
+    for line in t.lines() {
+        out.push_str(line.trim_end());
         out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in &rows {
-        line(&mut row.iter().map(String::as_str));
     }
     out
 }

@@ -7,8 +7,11 @@
 //!   TYPE is padded to the widest type; OBJECT (a link's is `NAMESPACE/NAME`) and STATE are
 //!   padded to the widest seen so far, so a stream stays aligned as far as it can be without
 //!   knowing what comes next. No header.
-//! - `-o json`: one compact JSON object per line, `{"object": {...}, "revision": N, "type":
-//!   "ADDED"}`, the object as `inspect -o json` prints it (`null` if weftd sent none).
+//! - `--format json`: one compact JSON object per line, `{"object": {...}, "revision": N,
+//!   "type": "ADDED"}`, the object as `inspect --format json` prints it (`null` if weftd sent
+//!   none).
+//! - `--format TEMPLATE`: the template over `{Type, Revision, Object}` per event, `Object`
+//!   holding the object's template data (`{{.Type}} {{.Object.Name}}`).
 //!
 //! A watch has no deadline: `--timeout` bounds only dialling weftd and its first answer, never
 //! the stream. It ends when interrupted, when weftd ends the stream (exit 0), after
@@ -30,7 +33,11 @@ use weft::{
     },
 };
 
-use super::{Ctx, Output, json, table, usage};
+use super::{
+    Ctx, Shape,
+    format::{self, Shown},
+    table, usage,
+};
 
 /// The flags `weft ns|link|network ls` share, after the noun's own (which come first in
 /// `--help`): the label selector, `-q`, and `--watch` with the flags of a watch. The help of
@@ -101,6 +108,8 @@ pub trait Event {
     fn state(&self) -> String;
     /// The object as JSON, `null` when the message carries none.
     fn object_json(&self) -> Value;
+    /// The object as template data, `null` when the message carries none.
+    fn object_data(&self) -> Value;
 }
 
 /// The name, or `uid:<uid>` for the DELETED message of an object whose last state weftd no
@@ -117,7 +126,7 @@ fn name_or_uid(name: &str, uid: &str) -> String {
 /// OBJECT column from the object, `$json` its JSON. The type, revision and state are read the
 /// same way for every kind.
 macro_rules! event {
-    ($($resp:ty => $field:ident, $name:expr, $json:path);* $(;)?) => {$(
+    ($($resp:ty => $field:ident, $name:expr);* $(;)?) => {$(
         impl Event for $resp {
             fn event_type(&self) -> i32 {
                 self.r#type
@@ -132,18 +141,19 @@ macro_rules! event {
                 table::state(self.$field.as_ref().and_then(|o| o.status.as_ref()))
             }
             fn object_json(&self) -> Value {
-                self.$field.as_ref().map_or(Value::Null, $json)
+                self.$field.as_ref().map_or(Value::Null, Shown::json)
+            }
+            fn object_data(&self) -> Value {
+                self.$field.as_ref().map_or(Value::Null, Shown::data)
             }
         }
     )*};
 }
 
 event!(
-    WatchNamespacesResponse => namespace, |n: &Namespace| name_or_uid(&n.name, &n.uid),
-        json::namespace;
-    WatchLinksResponse => link, link_name, json::link;
-    WatchNetworksResponse => network, |n: &Network| name_or_uid(&n.name, &n.uid),
-        json::network;
+    WatchNamespacesResponse => namespace, |n: &Namespace| name_or_uid(&n.name, &n.uid);
+    WatchLinksResponse => link, link_name;
+    WatchNetworksResponse => network, |n: &Network| name_or_uid(&n.name, &n.uid);
 );
 
 /// A link's OBJECT column: `NAMESPACE/NAME` (`(host)/NAME` in the host namespace), or
@@ -160,32 +170,39 @@ fn link_name(l: &Link) -> String {
 const TYPE_WIDTH: usize = 10;
 
 /// Turns events into lines, keeping the table's columns as wide as the widest cell so far.
-#[derive(Debug)]
-pub struct Printer {
-    /// Table or JSON lines.
-    output: Output,
+pub struct Printer<'a> {
+    /// Table, JSON lines or a template.
+    shape: &'a Shape,
     /// The widest OBJECT cell printed so far; later lines pad to it.
     name_width: usize,
     /// The widest STATE cell printed so far.
     state_width: usize,
 }
 
-impl Printer {
-    /// A printer for `output`.
-    pub fn new(output: Output) -> Self {
+impl<'a> Printer<'a> {
+    /// A printer for `shape`.
+    pub fn new(shape: &'a Shape) -> Self {
         Printer {
-            output,
+            shape,
             name_width: 0,
             state_width: 0,
         }
     }
 
     /// The line for one event, with its newline.
-    pub fn line(&mut self, ev: &impl Event) -> String {
-        match self.output {
-            Output::Json => {
+    pub fn line(&mut self, ev: &impl Event) -> Result<String> {
+        Ok(match self.shape {
+            Shape::Template(t) => {
                 let v = json!({
-                    "type": json::event_type(ev.event_type()),
+                    "Type": format::event_type(ev.event_type()),
+                    "Object": ev.object_data(),
+                    "Revision": ev.revision(),
+                });
+                format::render_each(t, &[v])?
+            }
+            Shape::Json | Shape::Docker => {
+                let v = json!({
+                    "type": format::event_type(ev.event_type()),
                     "object": ev.object_json(),
                     "revision": ev.revision(),
                 });
@@ -193,8 +210,8 @@ impl Printer {
                 s.push('\n');
                 s
             }
-            Output::Table => {
-                let ty = json::event_type_name(ev.event_type())
+            Shape::Table => {
+                let ty = format::event_type_name(ev.event_type())
                     .map_or_else(|| ev.event_type().to_string(), str::to_string);
                 let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
                 let name = dash(ev.object_name());
@@ -209,7 +226,7 @@ impl Printer {
                     sw = self.state_width,
                 )
             }
-        }
+        })
     }
 }
 
@@ -239,7 +256,7 @@ where
     // No deadline on the request: `ctx.call` bounds only the wait for weftd's first answer
     // (the response headers), never the stream.
     let mut stream = ctx.call(&what, start).await?;
-    let mut printer = Printer::new(ctx.output());
+    let mut printer = Printer::new(ctx.shape());
     let mut printed = 0u64;
     let mut last = None;
     while flags.max_events.is_none_or(|max| printed < max) {
@@ -260,7 +277,7 @@ where
         if !keep(&ev) {
             continue;
         }
-        if !ctx.print_open(&printer.line(&ev))? {
+        if !ctx.print_open(&printer.line(&ev)?)? {
             return Ok(());
         }
         printed += 1;
@@ -274,6 +291,13 @@ mod tests {
     use weft::v1::{EventType, Link, Namespace, Phase, Status};
 
     use super::*;
+
+    impl Printer<'_> {
+        /// [`Printer::line`] of an event the test knows renders.
+        fn line_ok(&mut self, ev: &impl Event) -> String {
+            self.line(ev).unwrap()
+        }
+    }
 
     /// A namespace event of type `t` for `name` in `phase` (with `msg`) at revision `rev`.
     fn ns_event(t: EventType, name: &str, phase: Phase, msg: &str, rev: u64) -> impl Event {
@@ -297,9 +321,9 @@ mod tests {
     /// seen before it, and the STATE of a failure carries weftd's message.
     #[test]
     fn table_lines_stay_aligned_as_cells_widen() {
-        let mut p = Printer::new(Output::Table);
+        let mut p = Printer::new(&Shape::Table);
         assert_eq!(
-            p.line(&ns_event(
+            p.line_ok(&ns_event(
                 EventType::Added,
                 "ns1",
                 Phase::Ready,
@@ -309,7 +333,7 @@ mod tests {
             "ADDED     ns1   Ready   rev 5591444337264164871\n"
         );
         assert_eq!(
-            p.line(&ns_event(
+            p.line_ok(&ns_event(
                 EventType::Modified,
                 "ns10",
                 Phase::Pending,
@@ -319,11 +343,11 @@ mod tests {
             "MODIFIED  ns10   Pending   rev 7\n"
         );
         assert_eq!(
-            p.line(&ns_event(EventType::Deleted, "ns1", Phase::Deleting, "", 8)),
+            p.line_ok(&ns_event(EventType::Deleted, "ns1", Phase::Deleting, "", 8)),
             "DELETED   ns1    Deleting   rev 8\n"
         );
         assert_eq!(
-            p.line(&ns_event(
+            p.line_ok(&ns_event(
                 EventType::Modified,
                 "a",
                 Phase::Failed,
@@ -334,12 +358,12 @@ mod tests {
         );
     }
 
-    /// `-o json` prints one compact object per line (`jq -c` style), so that a reader can
+    /// `--format json` prints one compact object per line (`jq -c` style), so that a reader can
     /// parse line by line while the stream is still open.
     #[test]
     fn json_lines_are_one_object_each() {
-        let mut p = Printer::new(Output::Json);
-        let line = p.line(&ns_event(EventType::Added, "ns1", Phase::Ready, "", 5));
+        let mut p = Printer::new(&Shape::Json);
+        let line = p.line_ok(&ns_event(EventType::Added, "ns1", Phase::Ready, "", 5));
         assert!(
             line.ends_with("}\n") && line.matches('\n').count() == 1,
             "{line}"
@@ -349,10 +373,10 @@ mod tests {
         assert_eq!(v["revision"], 5);
         assert_eq!(v["object"]["name"], "ns1");
         assert_eq!(v["object"]["status"]["phase"], "PHASE_READY");
-        // The same conversion as `inspect -o json`.
+        // The same conversion as `inspect --format json`.
         assert_eq!(
             v["object"],
-            json::namespace(&Namespace {
+            Shown::json(&Namespace {
                 name: "ns1".into(),
                 uid: "uid-ns1".into(),
                 status: Some(Status {
@@ -365,10 +389,23 @@ mod tests {
         );
     }
 
+    /// `--format TEMPLATE` renders `{Type, Revision, Object}` per event, the object as a
+    /// template sees it elsewhere.
+    #[test]
+    fn template_lines_render_each_event() {
+        let t = format::template("{{.Type}} {{.Object.Name}} {{.Object.ID}} {{.Revision}}");
+        let shape = Shape::Template(Box::new(t.unwrap()));
+        let mut p = Printer::new(&shape);
+        assert_eq!(
+            p.line_ok(&ns_event(EventType::Added, "ns1", Phase::Ready, "", 5)),
+            "ADDED ns1 uid-ns1 5\n"
+        );
+    }
+
     /// A link is `NAMESPACE/NAME`; a DELETED event that carries only a uid prints `uid:<uid>`.
     #[test]
     fn links_show_their_namespace_and_tombstones_their_uid() {
-        let mut p = Printer::new(Output::Table);
+        let mut p = Printer::new(&Shape::Table);
         let ev = WatchLinksResponse {
             r#type: EventType::Added as i32,
             link: Some(Link {
@@ -377,7 +414,7 @@ mod tests {
             }),
             revision: 1,
         };
-        assert_eq!(p.line(&ev), "ADDED     (host)/veth0   Unknown   rev 1\n");
+        assert_eq!(p.line_ok(&ev), "ADDED     (host)/veth0   Unknown   rev 1\n");
         let gone = WatchLinksResponse {
             r#type: EventType::Deleted as i32,
             link: Some(Link {
@@ -387,6 +424,9 @@ mod tests {
             revision: 2,
         };
         assert_eq!(gone.object_name(), "uid:u1");
-        assert_eq!(p.line(&gone), "DELETED   uid:u1         Unknown   rev 2\n");
+        assert_eq!(
+            p.line_ok(&gone),
+            "DELETED   uid:u1         Unknown   rev 2\n"
+        );
     }
 }

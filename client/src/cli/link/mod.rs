@@ -36,7 +36,7 @@ use weft::{
 pub use self::args::LinkCmd;
 use self::request::{build_link, changes, ns_filter, update_request};
 use super::{
-    Ctx, inspect_each, json,
+    Ctx, inspect_each,
     mutate::{self, Removal, Verb},
     print_list, sh, table, usage,
     watch::{self, WatchFlags},
@@ -138,7 +138,7 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
                 .links;
             let quiet = a.list.quiet;
             let name = |l: &Link| format!("{}/{}", table::ns_name(&l.namespace), l.name);
-            print_list(ctx, &list, quiet, json::link, name, table::links)
+            print_list(ctx, &list, quiet, name, table::links)
         }
         LinkCmd::Inspect(r) => {
             let ns = r.ns.as_str();
@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, cmd: LinkCmd) -> Result<()> {
                     .await?;
                 Ok(resp.link.unwrap_or_default())
             };
-            inspect_each(ctx, r.names, get, json::link, table::describe_link).await
+            inspect_each(ctx, r.names, get, table::describe_link).await
         }
         LinkCmd::Rm {
             refs,

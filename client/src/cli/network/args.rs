@@ -125,7 +125,7 @@ pub struct CreateArgs {
     /// A driver option KEY=VALUE: com.docker.network.bridge.enable_icc,
     /// com.docker.network.bridge.enable_ip_masquerade, com.docker.network.bridge.name,
     /// com.docker.network.driver.mtu (repeatable).
-    #[arg(long = "opt", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+    #[arg(long = "opt", short = 'o', value_name = "KEY=VALUE", value_parser = parse::key_value)]
     pub opts: Vec<(String, String)>,
     /// A label, KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse::label)]

@@ -1,7 +1,7 @@
 //! `weft network inspect` with the CNI view: an endpoint whose namespace `weft-cni` adopted
 //! (its object carries the `cni.weft.dev/container-id` label) shows the container id and the
 //! interface the runtime asked for (`CNI_IFNAME`, the endpoint's interface), in the table as a
-//! "CNI containers" block and in JSON as `cni: {container_id, ifname}` on the endpoint.
+//! "CNI containers" block and in JSON as `cni: {containerId, ifname}` on the endpoint.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,12 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use weft::v1::{GetNetworkRequest, ListNamespacesRequest, Network};
 
-use crate::cli::{Ctx, json as cli_json, table};
+use super::docker;
+use crate::cli::{
+    Ctx,
+    format::{Shown, title},
+    table,
+};
 
 /// A network and the container ids of its CNI endpoints, by namespace name.
 pub struct Inspected {
@@ -49,17 +54,36 @@ pub async fn get(ctx: &Ctx, name: String) -> Result<Inspected> {
     Ok(Inspected { net, containers })
 }
 
-/// The network as JSON, each CNI endpoint with `cni: {container_id, ifname}`.
-pub fn to_json(v: &Inspected) -> Value {
-    let mut out = cli_json::network(&v.net);
-    if let Some(eps) = out.get_mut("endpoints").and_then(Value::as_array_mut) {
-        for (e, ep) in eps.iter_mut().zip(&v.net.endpoints) {
-            if let Some(id) = v.containers.get(&ep.namespace) {
-                e["cni"] = json!({ "container_id": id, "ifname": ep.interface_name });
+impl Inspected {
+    /// Adds `cni: {containerId, ifname}` (in `key`'s case) to each CNI endpoint of `out`, the
+    /// network as JSON or template data.
+    fn with_cni(&self, mut out: Value, key: fn(&str) -> String) -> Value {
+        if let Some(eps) = out.get_mut(key("endpoints")).and_then(Value::as_array_mut) {
+            for (e, ep) in eps.iter_mut().zip(&self.net.endpoints) {
+                if let Some(id) = self.containers.get(&ep.namespace) {
+                    let mut cni = serde_json::Map::new();
+                    cni.insert(key("containerId"), json!(id));
+                    cni.insert(key("ifname"), json!(ep.interface_name));
+                    e[key("cni")] = Value::Object(cni);
+                }
             }
         }
+        out
     }
-    out
+}
+
+impl Shown for Inspected {
+    fn json(&self) -> Value {
+        self.with_cni(self.net.json(), str::to_string)
+    }
+    fn data(&self) -> Value {
+        self.with_cni(self.net.data(), title)
+    }
+    fn docker(&self) -> Option<Value> {
+        Some(docker::network(&self.net, |ns| {
+            self.containers.get(ns).cloned()
+        }))
+    }
 }
 
 /// The network's description, and a "CNI containers" table when it has CNI endpoints.

@@ -31,6 +31,7 @@
 
 pub mod args;
 pub mod cni;
+pub mod docker;
 pub mod request;
 
 use std::io::BufRead;
@@ -48,7 +49,7 @@ use weft::{
 pub use self::args::{EndpointFlags, NetworkCmd};
 use self::request::{build_network, connect_request, selection};
 use super::{
-    Ctx, inspect_each, json,
+    Ctx, inspect_each,
     mutate::{self, Answer, Verb},
     parse::{self, Filter},
     print_list, sh, table, usage,
@@ -80,7 +81,7 @@ async fn watch_networks(
 }
 
 /// Asks on stderr, reads stdin; anything but y/yes (or end of input) is no. The question
-/// goes to stderr so that `weft network prune -o json > out.json` still shows it, and a
+/// goes to stderr so that `weft network prune --format json > out.json` still shows it, and a
 /// closed stdin (a script that forgot `-f`) answers no rather than pruning.
 fn confirm(question: &str) -> Result<bool> {
     eprint!("{question} [y/N] ");
@@ -130,11 +131,11 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> Result<()> {
             list.retain(|n| names.iter().all(|part| n.name.contains(part.as_str())));
             let quiet = a.list.quiet;
             let name = |n: &Network| n.name.clone();
-            print_list(ctx, &list, quiet, json::network, name, table::networks)
+            print_list(ctx, &list, quiet, name, table::networks)
         }
         NetworkCmd::Inspect { names } => {
             let get = |name: String| cni::get(ctx, name);
-            inspect_each(ctx, names, get, cni::to_json, cni::describe).await
+            inspect_each(ctx, names, get, cni::describe).await
         }
         NetworkCmd::Rm {
             mut names,

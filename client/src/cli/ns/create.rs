@@ -26,7 +26,8 @@ use super::{
     request::{CreatePlan, create_plan},
 };
 use crate::cli::{
-    Ctx, Output, error, json,
+    Ctx, error,
+    format::Shown,
     mutate::{Answer, Verb},
     plan, sh, table, usage,
 };
@@ -85,17 +86,14 @@ pub async fn create(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
     if let Err(e) = ctx.check_applied(&verb.what, ep.status.as_ref(), verb.wait, &inspect) {
         return Err(undo_create(ctx, &a.name, Some(&network), e).await);
     }
-    match ctx.output() {
-        Output::Json => ctx.print_json(&json!({
-            "namespace": json::namespace(&ns),
-            "endpoint": json::endpoint(&ep),
-        })),
-        Output::Table => ctx.print(&format!(
+    let v = json!({ "namespace": ns.json(), "endpoint": ep.json() });
+    ctx.print_value(&v, || {
+        format!(
             "{}\n{}",
             ns.name,
             table::endpoints(std::slice::from_ref(&ep))
-        )),
-    }
+        )
+    })
 }
 
 /// `weft ns create --network ... --dry-run`: plans the CreateNamespace (`verb`) and the
@@ -115,7 +113,7 @@ async fn dry_run_create(
     let mut changes = resp.take_plan();
     let mut fields = vec![(
         "namespace",
-        resp.namespace.as_ref().map_or(Value::Null, json::namespace),
+        resp.namespace.as_ref().map_or(Value::Null, Shown::json),
     )];
     let what = format!(
         "connect namespace {:?} to network {:?}",
@@ -131,7 +129,7 @@ async fn dry_run_create(
     changes.extend(resp.take_plan());
     fields.push((
         "endpoint",
-        resp.endpoint.as_ref().map_or(Value::Null, json::endpoint),
+        resp.endpoint.as_ref().map_or(Value::Null, Shown::json),
     ));
     plan::print(ctx, &changes, fields)
 }
@@ -223,23 +221,21 @@ fn print_shared(
     path: &str,
     ns: Option<&Namespace>,
 ) -> Result<()> {
-    match ctx.output() {
-        Output::Json => ctx.print_json(&json!({
-            "network_mode": mode,
-            "created": false,
-            "unused_name": name,
-            "path": path,
-            "namespace": ns.map_or(Value::Null, json::namespace),
-        })),
-        Output::Table => {
-            let which = match ns {
-                Some(ns) => format!("namespace {}", ns.name),
-                None => "the host namespace".to_string(),
-            };
-            ctx.print(&format!(
-                "{which} at {path}: nothing created (network mode {mode}; the name {name:?} is \
-                 unused)\n"
-            ))
-        }
-    }
+    let v = json!({
+        "networkMode": mode,
+        "created": false,
+        "unusedName": name,
+        "path": path,
+        "namespace": ns.map_or(Value::Null, Shown::json),
+    });
+    ctx.print_value(&v, || {
+        let which = match ns {
+            Some(ns) => format!("namespace {}", ns.name),
+            None => "the host namespace".to_string(),
+        };
+        format!(
+            "{which} at {path}: nothing created (network mode {mode}; the name {name:?} is \
+             unused)\n"
+        )
+    })
 }

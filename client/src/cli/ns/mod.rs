@@ -40,7 +40,7 @@ use weft::{
 
 pub use self::args::NsCmd;
 use super::{
-    Ctx, inspect_each, json,
+    Ctx, inspect_each,
     mutate::{self},
     print_list, table,
     watch::{self, WatchFlags},
@@ -66,13 +66,13 @@ pub async fn run(ctx: &Ctx, cmd: NsCmd) -> Result<()> {
                 .namespaces;
             let quiet = a.list.quiet;
             let name = |n: &Namespace| n.name.clone();
-            print_list(ctx, &list, quiet, json::namespace, name, table::namespaces)
+            print_list(ctx, &list, quiet, name, table::namespaces)
         }
         NsCmd::Inspect { names } => {
             let get = |name: String| async move {
                 get_namespace(ctx, &format!("inspect namespace {name:?}"), &name).await
             };
-            inspect_each(ctx, names, get, json::namespace, table::describe_namespace).await
+            inspect_each(ctx, names, get, table::describe_namespace).await
         }
         NsCmd::Rm {
             names,
