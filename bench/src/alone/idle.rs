@@ -62,17 +62,32 @@ impl Idle {
     pub fn table(&self) -> Table {
         let mut t = Table::new(["what", "value"]);
         let rows = [
-            ("endpoints (and namespaces) held", self.endpoints.to_string()),
+            (
+                "endpoints (and namespaces) held",
+                self.endpoints.to_string(),
+            ),
             ("time to make them s", secs(self.build)),
             ("idle window s (default resync: 30 s)", secs(self.window)),
             ("weftd CPU in the window s", secs(self.cpu)),
-            ("weftd CPU, % of one core", format!("{:.2}", self.cpu_percent())),
+            (
+                "weftd CPU, % of one core",
+                format!("{:.2}", self.cpu_percent()),
+            ),
             ("reconciles in the window", self.reconciles.to_string()),
             ("kernel writes in the window", self.writes.to_string()),
             ("VmRSS after the window's resyncs MiB", mib(self.rss_kib)),
-            ("restart: start to everything Ready s", secs(self.restart_ready)),
-            ("restart: kernel writes then", self.restart_writes.to_string()),
-            ("restart: reconciles then", self.restart_reconciles.to_string()),
+            (
+                "restart: start to everything Ready s",
+                secs(self.restart_ready),
+            ),
+            (
+                "restart: kernel writes then",
+                self.restart_writes.to_string(),
+            ),
+            (
+                "restart: reconciles then",
+                self.restart_reconciles.to_string(),
+            ),
             ("restart: VmRSS once Ready MiB", mib(self.restart_rss_kib)),
         ];
         for (what, value) in rows {

@@ -9,8 +9,8 @@
 //! with `IFLA_TARGET_NETNSID` moves the interface (BENCHMARKS.md, "Surprises").
 //!
 //! Routes cannot be read so: `RTM_GETROUTE` has no target-namespace attribute (the route
-//! attributes end at `RTA_FLOWLABEL`; kernel 6.18's `ip_valid_fib_dump_req` rejects any
-//! other). So the same helper thread `setns()`es into each namespace in turn, opens a
+//! attributes end at `RTA_NH_ID` in this system's uapi headers, and the strict dump check,
+//! `ip_valid_fib_dump_req`, accepts only `RTA_TABLE` and `RTA_OIF`). So the same helper thread `setns()`es into each namespace in turn, opens a
 //! socket, dumps weft's routes (main table, protocol `RTPROT_WEFT`, filtered by the kernel),
 //! closes it and goes back to the host namespace. The thread is a fresh one that exits
 //! afterwards (the rule of [`super::netns`]), so its namespace never leaks into other work.

@@ -235,13 +235,12 @@ impl Controller {
             .unwrap_or_else(|p| p.into_inner())
             .get(path)
             .copied();
-        if let Some((known, id)) = cached
-            && known == identity
-        {
-            return Some(id);
+        match cached {
+            Some((known, id)) if known == identity => return Some(id),
+            // Another namespace under this path now: its old id means nothing.
+            Some(_) => self.unwatch_namespace(ns),
+            None => {}
         }
-        // Another namespace under this path now: its old id means nothing.
-        self.unwatch_namespace(ns);
         let id = match self.kernel().netns_id(ns).await {
             Ok(id) => id?,
             Err(e) => {

@@ -19,7 +19,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{Key, network::endpoint_spec};
+use super::{Key, link::is_link_local_v6, network::endpoint_spec};
 use crate::{
     kernel::{LinkState, NEWBORN_GROUP, RouteState, snapshot::NsSnapshot},
     model::{EndSpec, LinkSpec, namespace_mark, ownership_mark},
@@ -282,12 +282,4 @@ fn end_matches<'a>(
         }
     }
     Ok(s)
-}
-
-/// True for an IPv6 link-local address (the kernel's own, never compared).
-fn is_link_local_v6(a: &IpNet) -> bool {
-    match a {
-        IpNet::V6(n) => (n.addr().segments()[0] & 0xffc0) == 0xfe80,
-        IpNet::V4(_) => false,
-    }
 }
