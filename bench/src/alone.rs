@@ -29,7 +29,9 @@ use crate::{
 };
 
 /// The subnet of the alone suite's network `conc`.
+mod idle;
 mod ports;
+pub use idle::idle;
 pub use ports::{EPHEMERAL_RANGE, ports};
 
 fn conc_subnet() -> Ipv4Net {
@@ -244,8 +246,7 @@ pub struct Restart {
     pub writes_at_ready: u64,
     /// GetSystemInfo.reconciles at that moment.
     pub reconciles_at_ready: u64,
-    /// Spawn to the start-up reconcile done: GetSystemInfo says at least as many reconciles
-    /// as objects queued at start-up, and an empty queue.
+    /// Spawn to the start-up re-check done: everything Ready and an empty queue.
     pub to_reconciled: Duration,
     /// Objects queued at start-up.
     pub objects: u64,
@@ -320,8 +321,8 @@ pub async fn restart(d: &mut Daemon) -> Result<Restart> {
                 .into_inner(),
         )
     };
-    // Every stored object is queued at start-up: namespaces, networks, endpoints, the
-    // firewall key and the garbage collector.
+    // Every stored object, what a start-up that reconciled everything ran: namespaces,
+    // networks, endpoints, the firewall key and the garbage collector.
     let objects = (2 * d.endpoints + d.networks + 2) as u64;
     let (mut ready_at, mut done_at) = (None, None);
     while ready_at.is_none() || done_at.is_none() {
@@ -334,9 +335,11 @@ pub async fn restart(d: &mut Daemon) -> Result<Restart> {
                 out.writes_at_ready = i.kernel_writes;
             }
         }
+        // The start-up check reconciles only what differs: done once everything is Ready
+        // and the queue is empty.
         if done_at.is_none()
+            && ready_at.is_some()
             && let Ok(i) = info(c.clone()).await
-            && i.reconciles >= objects
             && i.queue_depth == 0
         {
             done_at = Some(t0.elapsed());
@@ -385,7 +388,7 @@ impl Restart {
             self.writes_at_ready.to_string(),
         ]);
         t.row([
-            "start to start-up reconcile done (every object reconciled, queue empty) s".into(),
+            "start to start-up re-check done (everything Ready, queue empty) s".into(),
             secs(self.to_reconciled),
         ]);
         t.row(["kernel writes then".into(), self.writes_at_done.to_string()]);

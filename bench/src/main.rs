@@ -75,6 +75,9 @@ enum Command {
     /// weftd's resolver against aardvark-dns with dnsperf, and weftd's API latency during
     /// the query storm.
     Dns(DnsArgs),
+    /// weftd at rest with many endpoints: idle CPU over a window with the default resync,
+    /// VmRSS after resyncs, and a converged restart at that size.
+    Idle(IdleArgs),
     /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
     /// weftd processes).
     Cleanup,
@@ -112,6 +115,16 @@ struct AloneArgs {
     /// Endpoints to climb to for weftd's RSS (default 10000; 0 with --quick; 0 skips).
     #[arg(long)]
     rss_endpoints: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct IdleArgs {
+    /// Endpoints (each its own namespace; networks of 1,000).
+    #[arg(long, default_value_t = 10_000)]
+    endpoints: usize,
+    /// The idle window measured, in seconds.
+    #[arg(long, default_value_t = 300)]
+    window: u64,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -211,12 +224,35 @@ async fn main_async(cli: Cli) -> Result<()> {
         cni_dir: common.cni_dir.clone(),
         weft_cni,
     };
+    if let Command::Idle(a) = &command {
+        let run = Run::new()?;
+        let load = loadavg();
+        let window = std::time::Duration::from_secs(a.window);
+        let r = alone::idle(&run, &tools.weftd, a.endpoints, window).await?;
+        drop(run);
+        let s = format!(
+            "{}\n**Idle** with {} endpoints ({}; load average before: {load}, after: {}). \
+             Targets: <= 2% of one core: {} ({:.2}%); converged restart Ready in <= 5 s with 0 \
+             kernel writes: {}.\n\n{}\n",
+            machine(&tools),
+            r.endpoints,
+            tools.weftd.display(),
+            loadavg(),
+            verdict(r.cpu_percent() <= 2.0),
+            r.cpu_percent(),
+            verdict(r.restart_ready.as_secs_f64() <= 5.0 && r.restart_writes == 0),
+            r.table().render()
+        );
+        print!("{s}");
+        save(&common, &s)?;
+        return Ok(());
+    }
     let (cmp, alone, dns) = match command {
         Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns)),
         Command::Compare(c) => (Some(c), None, None),
         Command::Alone(a) => (None, Some(a), None),
         Command::Dns(d) => (None, None, Some(d)),
-        Command::Cleanup => unreachable!("handled above"),
+        Command::Cleanup | Command::Idle(_) => unreachable!("handled above"),
     };
     let started = Instant::now();
     let mut report = String::new();

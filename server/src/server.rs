@@ -171,9 +171,12 @@ pub async fn run_live(
     ctl.spawn_workers(config.workers, &mut tasks);
     ctl.spawn_reaper(&mut tasks);
     ctl.spawn_recheck_flusher(&mut tasks);
-    ctl.enqueue_all()
-        .await
-        .context("queueing the stored objects")?;
+    {
+        // The re-check reads every namespace (about a second at 10,000): the API starts
+        // meanwhile, and what it checks reads Pending until confirmed.
+        let c = ctl.clone();
+        tasks.spawn(async move { c.check_at_startup().await });
+    }
     ctl.spawn_drift_watch(Duration::from_secs(1), &mut tasks);
     crate::dns::spawn(
         &ctl,

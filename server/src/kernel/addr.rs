@@ -26,7 +26,7 @@ pub(crate) async fn list(handle: &Handle, index: u32) -> Result<Vec<IpNet>, rtne
 
 /// The address an `RTM_NEWADDR` message describes: `IFA_LOCAL` when present (on
 /// point-to-point links `IFA_ADDRESS` is the peer), else `IFA_ADDRESS`.
-fn parse(message: &AddressMessage) -> Option<IpNet> {
+pub(crate) fn parse(message: &AddressMessage) -> Option<IpNet> {
     let mut local = None;
     let mut address = None;
     for attribute in &message.attributes {

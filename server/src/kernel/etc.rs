@@ -57,6 +57,22 @@ impl EtcNetns {
         blocking(move || read_if_ours(&path)).await
     }
 
+    /// [`EtcNetns::read_resolv_conf`] of many namespaces in one blocking call (the bulk
+    /// check reads them all); one answer per name, in order.
+    pub async fn read_resolv_confs(
+        &self,
+        namespaces: Vec<String>,
+    ) -> Result<Vec<Option<String>>, KernelError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            namespaces
+                .iter()
+                .map(|n| read_if_ours(&dir.join(n).join(RESOLV_CONF)))
+                .collect()
+        })
+        .await
+    }
+
     /// Writes namespace `namespace`'s resolv.conf atomically (temporary file, then rename),
     /// mode 0644, making the directories (0755) it needs.
     pub async fn write_resolv_conf(&self, namespace: &str, text: &str) -> Result<(), KernelError> {

@@ -51,14 +51,18 @@ pub mod monitor;
 mod netns;
 mod ops;
 mod route;
+pub mod snapshot;
 pub mod sockets;
 mod types;
+mod writes;
 
 pub use dryrun::DryRun;
 pub use error::{ErrorKind, KernelError};
 pub use ops::{AddrOps, FirewallOps, KernelOps, LinkOps, NetnsOps, RouteOps};
 pub use sockets::{HostSockets, SocketKind};
 pub use types::{LinkChange, LinkState, NEWBORN_GROUP, NsIdentity, NsRef, RTPROT_WEFT, RouteState};
+use writes::TASK_WRITES;
+pub use writes::{count_writes, note_write};
 
 /// The kernel traits, for code that calls them on a concrete [`Kernel`] (tests, benches):
 /// `use weftd::kernel::prelude::*;`.
@@ -115,27 +119,6 @@ impl fmt::Debug for Inner {
             .field("writes", &self.writes.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
-}
-
-tokio::task_local! {
-    /// Writes made by the current task inside [`count_writes`].
-    static TASK_WRITES: std::cell::Cell<u64>;
-}
-
-/// Counts a write made on the caller's behalf on another thread (an nftables batch) toward
-/// the current [`count_writes`] scope, if any. The global counter already has it.
-pub fn note_write() {
-    let _ = TASK_WRITES.try_with(|c| c.set(c.get() + 1));
-}
-
-/// Runs `f` and returns its output with the number of kernel writes it made on its own task.
-pub async fn count_writes<F: Future>(f: F) -> (F::Output, u64) {
-    TASK_WRITES
-        .scope(std::cell::Cell::new(0), async {
-            let out = f.await;
-            (out, TASK_WRITES.with(|c| c.get()))
-        })
-        .await
 }
 
 /// The loopback interface's index in every network namespace.
@@ -779,6 +762,13 @@ impl NetnsOps for Kernel {
 
 #[async_trait]
 impl KernelOps for Kernel {
+    async fn snapshot(
+        &self,
+        targets: &[snapshot::SnapshotTarget],
+    ) -> Result<Vec<Result<snapshot::NsSnapshot, KernelError>>, KernelError> {
+        self.read_snapshot(targets).await
+    }
+
     async fn monitor(&self) -> Result<monitor::Monitor, KernelError> {
         self.subscribe().await
     }

@@ -24,6 +24,7 @@ use super::{
     KernelError, LinkChange, LinkState, NsIdentity, NsRef, RouteState,
     firewall::{FirewallNetwork, PortMapping},
     monitor::Monitor,
+    snapshot::{NsSnapshot, SnapshotTarget},
 };
 
 /// Interfaces: look up, create (veth, bridge), change, delete.
@@ -221,6 +222,38 @@ pub trait KernelOps:
     /// namespace with an id there. Implementations without a change feed return an error,
     /// and drift is then caught by the periodic resync alone.
     async fn monitor(&self) -> Result<Monitor, KernelError>;
+
+    /// Reads every interface (with its addresses) of each target namespace, and weft's routes
+    /// where the target asks; one result per target, in order. Reads only. The default asks
+    /// through the calls above, one namespace after another (the fake, the dry run); the real
+    /// kernel reads them all on one thread, through the host's socket where the kernel allows
+    /// it (kernel/snapshot.rs). An error for the whole call only when nothing could be read.
+    async fn snapshot(
+        &self,
+        targets: &[SnapshotTarget],
+    ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            let one = async {
+                let mut snap = NsSnapshot {
+                    links: Vec::new(),
+                    routes: t.routes.then(Vec::new),
+                };
+                for l in self.list_links(&t.ns).await? {
+                    let full = self.get_link_by_index(&t.ns, l.index).await?.unwrap_or(l);
+                    if let Some(routes) = snap.routes.as_mut() {
+                        for r in self.list_routes(&t.ns, full.index).await? {
+                            routes.push((full.index, r));
+                        }
+                    }
+                    snap.links.push(full);
+                }
+                Ok(snap)
+            };
+            out.push(one.await);
+        }
+        Ok(out)
+    }
 
     /// True when writes are recorded as planned changes instead of made (a dry run): code
     /// that would *wait* for a write to take effect skips the wait.

@@ -62,6 +62,11 @@ pub(crate) async fn destinations(handle: &Handle) -> Result<Vec<IpNet>, rtnetlin
 
 /// True for a main-table route of weft's through interface `index`.
 fn is_ours(message: &RouteMessage, index: u32) -> bool {
+    oif_if_ours(message) == Some(index)
+}
+
+/// The output interface of a main-table route of weft's; None for any other route.
+pub(crate) fn oif_if_ours(message: &RouteMessage) -> Option<u32> {
     let mut table = u32::from(message.header.table);
     let mut oif = None;
     for attribute in &message.attributes {
@@ -71,13 +76,14 @@ fn is_ours(message: &RouteMessage, index: u32) -> bool {
             _ => {}
         }
     }
-    u8::from(message.header.protocol) == RTPROT_WEFT
-        && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-        && oif == Some(index)
+    (u8::from(message.header.protocol) == RTPROT_WEFT
+        && table == u32::from(RouteHeader::RT_TABLE_MAIN))
+    .then_some(oif)
+    .flatten()
 }
 
 /// The route an `RTM_NEWROUTE` message describes.
-fn parse(message: &RouteMessage) -> Option<RouteState> {
+pub(crate) fn parse(message: &RouteMessage) -> Option<RouteState> {
     let prefix = message.header.destination_prefix_length;
     let mut destination = match message.header.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

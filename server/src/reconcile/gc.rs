@@ -22,8 +22,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Controller, ReconcileError};
-use crate::kernel::NsRef;
+use super::{Controller, ReconcileError, check::View};
+use crate::kernel::{NsRef, snapshot::NsSnapshot};
 
 /// The object id in an ownership mark (`weft:<id>` or `weft:<id>@<owner>` -> `<id>`); None
 /// for any other alias.
@@ -63,22 +63,23 @@ impl Controller {
     }
 
     /// Removes orphaned marked interfaces (in the host and every live namespace) and orphaned
-    /// marked namespace files in the netns directory. Returns how many it removed.
+    /// marked namespace files in the netns directory, reading the kernel first (one snapshot
+    /// of every namespace, see `check`).
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
+        let rows = self.store().list_namespaces().await?;
+        let view = self.read_view(&rows, false).await?;
+        self.collect_garbage_in(&view).await
+    }
+
+    /// [`Controller::collect_garbage`] on a view of the kernel already read (the bulk
+    /// check's); the store is read after it, as the race rule above wants.
+    pub(super) async fn collect_garbage_in(&self, view: &View) -> Result<(), ReconcileError> {
         let k = self.kernel();
         // 1. The kernel: marked interfaces per namespace, marked namespace files.
-        let mut spaces = vec![(String::new(), NsRef::Host)];
-        for ns in self.store().list_namespaces().await? {
-            if !ns.deleting
-                && let Ok(r) = self.ns_ref(&ns.spec.name).await
-            {
-                spaces.push((ns.spec.name, r));
-            }
-        }
         let mut marked = Vec::new();
         let mut newborn = Vec::new();
-        for (ns_name, ns) in &spaces {
-            for l in k.list_links(ns).await? {
+        for (ns_name, (ns, snap)) in &view.spaces {
+            for l in &snap.links {
                 if let Some(uid) = uid_of(l.alias.as_deref())
                     && l.index != 1
                 {
@@ -89,18 +90,21 @@ impl Controller {
             }
         }
         let mut marked_files = Vec::new();
+        let spaces: HashMap<&NsRef, &NsSnapshot> =
+            view.spaces.values().map(|(r, s)| (r, s)).collect();
         for name in k.list_named_netns() {
             let ns = NsRef::Path(k.named_netns_path(&name));
-            let lo = k.get_link_by_index(&ns, 1).await;
+            let snap = spaces.get(&ns).copied().or_else(|| view.others.get(&name));
+            let lo = snap.and_then(|s| s.links.iter().find(|l| l.index == 1));
             // Another weftd's namespace (the netns directory is shared) is never an orphan
             // of this one, whatever this one's database says.
-            if let Ok(Some(lo)) = lo
+            if let Some(lo) = lo
                 && let Some((uid, owner)) = crate::model::parse_mark(lo.alias.as_deref())
                 && owner.is_none_or(|o| o == self.owner())
             {
                 marked_files.push((name, uid.to_string()));
             }
-            if !spaces.iter().any(|(_, r)| *r == ns) {
+            if !spaces.contains_key(&ns) {
                 k.forget(&ns);
             }
         }
@@ -156,7 +160,8 @@ impl Controller {
             }
             tracing::info!(name, uid, "removing an orphaned namespace weft made");
             let path = k.named_netns_path(&name);
-            self.unwatch_namespace(&NsRef::Path(path));
+            self.unwatch_namespace(&NsRef::Path(path.clone()));
+            self.forget_nsid(&path);
             k.delete_named_netns(&name).await?;
             removed += 1;
         }

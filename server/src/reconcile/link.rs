@@ -450,7 +450,7 @@ pub(super) fn where_if(name: &str, ns: &str) -> String {
 
 /// True for an IPv6 link-local address (fe80::/10): the kernel assigns those itself, so they
 /// are neither desired nor removed.
-fn is_link_local_v6(a: &IpNet) -> bool {
+pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
     match a {
         IpNet::V6(n) => (n.addr().segments()[0] & 0xffc0) == 0xfe80,
         IpNet::V4(_) => false,

@@ -31,6 +31,8 @@
 //! wait behind everything the API queued.
 
 mod adopted;
+mod check;
+mod drift;
 mod driver;
 mod dryrun;
 mod error;
@@ -106,6 +108,8 @@ struct Inner {
     resolv: std::sync::OnceLock<ResolvSettings>,
     /// One lock per namespace while its resolv.conf is converged.
     resolv_locks: resolv::ResolvLocks,
+    /// Each managed namespace's id in the host namespace, for the bulk check's reads.
+    nsids: check::NsIds,
     /// Who this weftd is among those sharing a netns directory (see
     /// [`crate::model::namespace_mark`]); unset: "" (the plain mark).
     owner: std::sync::OnceLock<String>,
@@ -176,6 +180,7 @@ impl Controller {
                 resolv: std::sync::OnceLock::new(),
                 owner: std::sync::OnceLock::new(),
                 resolv_locks: Default::default(),
+                nsids: Default::default(),
             }),
         }
     }
@@ -210,6 +215,13 @@ impl Controller {
     /// `background`.
     pub async fn enqueue_all(&self) -> Result<(), StoreError> {
         self.queue_all(false).await
+    }
+
+    /// The start-up re-check: the bulk check (`check`) reads the kernel once per namespace;
+    /// what matches is confirmed Ready (it was Rechecking), what differs is reconciled, then
+    /// the garbage collector runs. Everything is reconciled if the check cannot run.
+    pub async fn check_at_startup(&self) {
+        self.check_all(check::Pass::Startup).await;
     }
 
     /// Queues every object in the order the module docs give; in the background lane for the
@@ -273,8 +285,9 @@ impl Controller {
         }
     }
 
-    /// Starts the periodic resync: every `period` seconds (0: never), every object is queued
-    /// again, in the background lane. A new period (SIGHUP) restarts the wait.
+    /// Starts the periodic resync: every `period` seconds (0: never), the bulk check
+    /// (`check`): one read of each namespace compared in memory with the store, and only
+    /// what differs queued, in the background lane. A new period (SIGHUP) restarts the wait.
     pub fn spawn_resync(
         &self,
         mut period: tokio::sync::watch::Receiver<u64>,
@@ -303,9 +316,7 @@ impl Controller {
                     () = due => {
                         tracing::debug!("resync");
                         c.forget_port_cache().await;
-                        if let Err(e) = c.queue_all(true).await {
-                            tracing::warn!(error = %e, "resync could not list objects");
-                        }
+                        c.check_all(check::Pass::Background).await;
                     }
                     open = changed => fixed = !open,
                     _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return,

@@ -84,6 +84,17 @@ impl Controller {
         });
     }
 
+    /// Makes the monitor hear `ns`, whose id `id` the caller just learnt (the bulk check).
+    pub(super) fn watch_namespace_as(&self, ns: NsRef, id: i32) {
+        let mut w = self.watched();
+        if let Some(Some(old)) = w.by_ns.insert(ns.clone(), Some(id))
+            && old != id
+        {
+            w.by_id.remove(&old);
+        }
+        w.by_id.insert(id, ns);
+    }
+
     /// Stops hearing `ns` (before it is deleted: its id may be reused by a new namespace).
     pub fn unwatch_namespace(&self, ns: &NsRef) {
         let mut w = self.watched();
@@ -122,9 +133,7 @@ impl Controller {
             if batch.contains(&Notification::Overflow) {
                 tracing::warn!("netlink monitor overflowed; checking everything again");
                 states.clear();
-                if let Err(e) = self.queue_all(true).await {
-                    tracing::warn!(error = %e, "could not list objects");
-                }
+                self.check_all(super::check::Pass::Background).await;
                 continue;
             }
             // Per namespace, in the order heard.

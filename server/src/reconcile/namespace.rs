@@ -105,6 +105,7 @@ impl Reconciler for Namespaces {
         let ns = NsRef::Path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.
         ctx.ctl.unwatch_namespace(&ns);
+        ctx.ctl.forget_nsid(&path_of(ctx.kernel, row));
         ctx.ctl.unwatch_adopted(&row.id);
         if row.spec.adopted_path.is_none() {
             ctx.kernel.delete_named_netns(&row.spec.name).await?;

@@ -74,6 +74,21 @@ impl Controller {
         rechecked
     }
 
+    /// Queues objects the bulk check found matching after a restart for the flusher, which
+    /// turns those still Rechecking back to Ready (`also`: another key whose watchers hear).
+    pub(super) fn confirm_checked(&self, items: Vec<(Key, Option<Key>)>) {
+        if items.is_empty() {
+            return;
+        }
+        self.inner
+            .rechecked
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(items);
+        self.inner.rechecked.wake.notify_one();
+    }
+
     /// Starts the flusher; it stops after [`Controller::shutdown`], flushing what it holds.
     pub fn spawn_recheck_flusher(&self, set: &mut JoinSet<()>) {
         self.spawn_batcher(

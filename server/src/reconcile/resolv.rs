@@ -132,7 +132,7 @@ impl Controller {
 
 /// The host's resolv.conf, or "" when it cannot be read (said in the log): a namespace then
 /// gets its DNS networks' resolvers alone, or no nameserver.
-async fn read_host_resolv_conf(path: &std::path::Path) -> String {
+pub(super) async fn read_host_resolv_conf(path: &std::path::Path) -> String {
     match tokio::fs::read_to_string(path).await {
         Ok(t) => t,
         Err(e) => {

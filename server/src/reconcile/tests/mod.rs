@@ -49,6 +49,7 @@
 //! Tests marked `#[ignore = "known bug, ..."]` pin a bug found while writing them: they fail
 //! today and pass once it is fixed (`cargo test -p weftd --lib reconcile::tests -- --ignored`).
 
+mod check;
 mod dryrun;
 mod endpoint;
 mod errors;

@@ -1,0 +1,310 @@
+//! Bulk reads for the periodic check: every interface (with its addresses) and weft's routes
+//! of many namespaces, on ONE helper thread, with plain synchronous netlink dumps.
+//!
+//! Where the kernel allows it, a namespace is read through the host namespace's own socket:
+//! `RTM_GETLINK` with `IFLA_TARGET_NETNSID` and `RTM_GETADDR` with `IFA_TARGET_NETNSID` dump
+//! the interfaces and addresses of the namespace with that id (weft gives each namespace it
+//! manages one, for the monitor). No socket is opened inside the namespace and no socket of
+//! the per-namespace cache ([`super::conn`], 64 at most) is evicted. Reads only: a *write*
+//! with `IFLA_TARGET_NETNSID` moves the interface (BENCHMARKS.md, "Surprises").
+//!
+//! Routes cannot be read so: `RTM_GETROUTE` has no target-namespace attribute (the route
+//! attributes end at `RTA_NH_ID` in this system's uapi headers, and the strict dump check,
+//! `ip_valid_fib_dump_req`, accepts only `RTA_TABLE` and `RTA_OIF`). So the same helper thread `setns()`es into each namespace in turn, opens a
+//! socket, dumps weft's routes (main table, protocol `RTPROT_WEFT`, filtered by the kernel),
+//! closes it and goes back to the host namespace. The thread is a fresh one that exits
+//! afterwards (the rule of [`super::netns`]), so its namespace never leaks into other work.
+//! Measured in BENCHMARKS.md ("Idle cost").
+//!
+//! A namespace without an id is read entirely from inside it (the same `setns` path).
+
+use std::{fs::File, os::fd::AsRawFd, path::PathBuf, sync::Arc};
+
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    link::{LinkAttribute, LinkMessage},
+    route::{RouteHeader, RouteMessage, RouteProtocol},
+};
+use nix::{
+    errno::Errno,
+    sched::{CloneFlags, setns},
+    sys::socket::{MsgFlags, recv},
+};
+
+use super::{Kernel, KernelError, LinkState, NsRef, RTPROT_WEFT, RouteState, error, netns};
+
+/// One namespace to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotTarget {
+    /// The namespace.
+    pub ns: NsRef,
+    /// Its id in the host namespace: read through the host's socket. None: from inside.
+    pub nsid: Option<i32>,
+    /// Also read weft's routes (one `setns` into the namespace).
+    pub routes: bool,
+}
+
+/// What one namespace holds, as far as weft manages it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NsSnapshot {
+    /// Every interface, with its addresses.
+    pub links: Vec<LinkState>,
+    /// weft's routes (main table, `RTPROT_WEFT`) as (output interface, route); None when the
+    /// routes were not read.
+    pub routes: Option<Vec<(u32, RouteState)>>,
+}
+
+impl Kernel {
+    /// [`super::KernelOps::snapshot`] for the real kernel: [`read_all`] from the host.
+    pub(super) async fn read_snapshot(
+        &self,
+        targets: &[SnapshotTarget],
+    ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
+        match self.inner.conns.ns_file(&NsRef::Host) {
+            netns::NsFile::Open(host, label) => read_all(host, label, targets.to_vec()).await,
+            netns::NsFile::Path(p) => {
+                read_all(Arc::new(netns::open(&p)?), p, targets.to_vec()).await
+            }
+        }
+    }
+}
+
+/// Reads `targets` on one fresh thread that starts in the host namespace (`host`); one result
+/// per target, in order. An error for the whole call only when the thread could not start.
+async fn read_all(
+    host: Arc<File>,
+    host_label: PathBuf,
+    targets: Vec<SnapshotTarget>,
+) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
+    let back = host.clone();
+    let (out, _) = netns::run_in(netns::NsFile::Open(host, host_label), move || {
+        let sock = open_socket().map_err(|e| error::sys("open snapshot socket in the host", e))?;
+        let mut r = Reader {
+            buf: vec![0u8; 64 * 1024],
+            seq: 0,
+        };
+        let mut out = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let one = r.read_one(&sock, &back, t);
+            let lost = matches!(&one, Err(Lost::Thread(_)));
+            out.push(one.map_err(|e| e.into_error(t)));
+            if lost {
+                // This thread is no longer in the host namespace: read nothing more.
+                let e = || error::sys("return to the host namespace", Errno::EIO);
+                out.extend((out.len()..targets.len()).map(|_| Err(e())));
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Why one namespace could not be read.
+enum Lost {
+    /// A request failed (this namespace only).
+    Request(&'static str, Errno),
+    /// The thread could not return to the host namespace (nothing more can be read).
+    Thread(Errno),
+}
+
+impl Lost {
+    fn into_error(self, t: &SnapshotTarget) -> KernelError {
+        let label = match &t.ns {
+            NsRef::Host => "the host namespace".to_string(),
+            NsRef::Path(p) => p.display().to_string(),
+        };
+        match self {
+            Lost::Request(what, e) => error::sys(format!("{what} of {label}"), e),
+            Lost::Thread(e) => error::sys(format!("return to the host after {label}"), e),
+        }
+    }
+}
+
+/// A netlink socket with strict checking (so the kernel filters dumps), blocking.
+fn open_socket() -> Result<netlink_sys::Socket, Errno> {
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio()));
+    let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(io)?;
+    s.bind_auto().map_err(io)?;
+    s.set_netlink_get_strict_chk(true).map_err(io)?;
+    Ok(s)
+}
+
+/// EIO's number, for an I/O error without one.
+fn libc_eio() -> i32 {
+    Errno::EIO as i32
+}
+
+/// The dump buffer and sequence numbers of one thread.
+struct Reader {
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Reader {
+    /// Reads one namespace: through `host_sock` with its id, or from inside it.
+    fn read_one(
+        &mut self,
+        host_sock: &netlink_sys::Socket,
+        host: &File,
+        t: &SnapshotTarget,
+    ) -> Result<NsSnapshot, Lost> {
+        let inside = match (&t.ns, t.nsid) {
+            (NsRef::Host, _) => None,
+            (NsRef::Path(p), None) => Some(p),
+            (NsRef::Path(p), Some(_)) if t.routes => Some(p),
+            (NsRef::Path(_), Some(_)) => None,
+        };
+        let Some(path) = inside else {
+            return self.read_with(host_sock, t.nsid, t.routes);
+        };
+        // Enter, read, come back. Links and addresses through the host socket when there is
+        // an id (no extra dumps inside), the routes on the socket opened inside.
+        let file = File::open(path)
+            .map_err(|e| Lost::Request("open", Errno::from_raw(e.raw_os_error().unwrap_or(5))))?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Lost::Request("enter", e))?;
+        let result = (|| {
+            let sock = open_socket().map_err(|e| Lost::Request("open a socket", e))?;
+            match t.nsid {
+                Some(_) => Ok((None, self.routes(&sock)?)),
+                None => {
+                    let mut snap = self.read_with(&sock, None, true)?;
+                    let routes = snap.routes.take().unwrap_or_default();
+                    Ok((Some(snap), routes))
+                }
+            }
+        })();
+        setns(host, CloneFlags::CLONE_NEWNET).map_err(Lost::Thread)?;
+        let (inside, routes) = result?;
+        let mut snap = match inside {
+            Some(s) => s,
+            None => self.read_with(host_sock, t.nsid, false)?,
+        };
+        snap.routes = Some(routes);
+        Ok(snap)
+    }
+
+    /// Links with their addresses (of namespace `nsid` when set, else the socket's own), and
+    /// the socket's own namespace's routes when `routes`.
+    fn read_with(
+        &mut self,
+        sock: &netlink_sys::Socket,
+        nsid: Option<i32>,
+        routes: bool,
+    ) -> Result<NsSnapshot, Lost> {
+        let mut link = LinkMessage::default();
+        if let Some(id) = nsid {
+            link.attributes.push(LinkAttribute::IfNetnsId(id));
+        }
+        let mut links: Vec<LinkState> = self
+            .dump(sock, RouteNetlinkMessage::GetLink(link))
+            .map_err(|e| Lost::Request("dump links", e))?
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(super::link::parse(l)),
+                _ => None,
+            })
+            .collect();
+        let mut addr = AddressMessage::default();
+        if let Some(id) = nsid {
+            addr.attributes.push(AddressAttribute::TargetNetNsId(id));
+        }
+        let addrs = self
+            .dump(sock, RouteNetlinkMessage::GetAddress(addr))
+            .map_err(|e| Lost::Request("dump addresses", e))?;
+        let by_index: std::collections::HashMap<u32, usize> = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.index, i))
+            .collect();
+        for m in &addrs {
+            if let RouteNetlinkMessage::NewAddress(a) = m
+                && let Some(net) = super::addr::parse(a)
+                && let Some(i) = by_index.get(&a.header.index)
+            {
+                links[*i].addresses.push(net);
+            }
+        }
+        let routes = if routes {
+            Some(self.routes(sock)?)
+        } else {
+            None
+        };
+        Ok(NsSnapshot { links, routes })
+    }
+
+    /// weft's routes in the socket's namespace, IPv4 then IPv6.
+    fn routes(&mut self, sock: &netlink_sys::Socket) -> Result<Vec<(u32, RouteState)>, Lost> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut filter = RouteMessage::default();
+            filter.header.address_family = family;
+            filter.header.table = RouteHeader::RT_TABLE_MAIN;
+            filter.header.protocol = RouteProtocol::from(RTPROT_WEFT);
+            let messages = self
+                .dump(sock, RouteNetlinkMessage::GetRoute(filter))
+                .map_err(|e| Lost::Request("dump routes", e))?;
+            for m in &messages {
+                if let RouteNetlinkMessage::NewRoute(r) = m
+                    && let Some(oif) = super::route::oif_if_ours(r)
+                    && let Some(state) = super::route::parse(r)
+                {
+                    out.push((oif, state));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One dump request and all of its answer.
+    fn dump(
+        &mut self,
+        sock: &netlink_sys::Socket,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>, Errno> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        req.header.sequence_number = seq;
+        req.finalize();
+        let mut bytes = vec![0u8; req.buffer_len()];
+        req.serialize(&mut bytes);
+        sock.send(&bytes, 0)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio())))?;
+        let mut out = Vec::new();
+        loop {
+            let n = recv(sock.as_raw_fd(), &mut self.buf, MsgFlags::MSG_TRUNC)?;
+            if n > self.buf.len() {
+                return Err(Errno::EMSGSIZE);
+            }
+            let mut rest = &self.buf[..n];
+            while rest.len() >= 16 {
+                let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                if len < 16 || len > rest.len() {
+                    return Err(Errno::EBADMSG);
+                }
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
+                    .map_err(|_| Errno::EBADMSG)?;
+                rest = &rest[((len + 3) & !3).min(rest.len())..];
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return Err(match e.code {
+                            Some(c) => Errno::from_raw(-c.get()),
+                            None => Errno::EIO,
+                        });
+                    }
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The bulk check: the periodic resync, the start-up re-check and the recovery from a
+//! monitor overflow, at the cost of a few list queries and one kernel read per namespace.
+//!
+//! 1. The store is listed once (namespaces, links, networks, endpoints: four queries).
+//! 2. The kernel is read once per namespace ([`crate::kernel::KernelOps::snapshot`]): the
+//!    host and every namespace weft manages, on one helper thread, interfaces and addresses
+//!    through the host's socket (`IFLA_TARGET_NETNSID`), weft's routes with one `setns` per
+//!    namespace (kernel/snapshot.rs says why). Each namespace's id (for the target reads and
+//!    the monitor) is cached with the identity of its file, asked again when the file names
+//!    another namespace.
+//! 3. Each named namespace's resolv.conf is read and compared with what it should say.
+//! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
+//!    queued for a full reconcile. Those that match cost nothing more; after a restart they
+//!    are confirmed Ready in batches (`recheck`), since the kernel was really read.
+//! 5. Networks and the firewall are always queued (a handful of keys; their reconciles also
+//!    cover the forwarding sysctls, `route_localnet` and the ruleset, which the check does not
+//!    read), and the garbage collector runs on the same snapshot.
+//!
+//! What the check does not read is covered elsewhere: the firewall's map elements and
+//! structure by the firewall key (every second, a cheap check; the resync forgets its cache
+//! so all elements are compared), adopted namespaces' liveness by `adopted` (twice a second),
+//! the namespace files themselves (one `stat` each here).
+//!
+//! If the check cannot run at all (the store or the helper thread failed), everything is
+//! queued for a full reconcile instead, as before this existed.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::PathBuf,
+};
+
+use super::{
+    Controller, Key, ReconcileError,
+    drift::{Desired, Space, compare},
+};
+use crate::{
+    kernel::{
+        NsIdentity, NsRef,
+        snapshot::{NsSnapshot, SnapshotTarget},
+    },
+    model::resolv,
+    store::NamespaceRow,
+};
+
+/// Why a check runs, which decides where its keys go and what it confirms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// Start-up: drifted keys in the ordinary lane; matching Rechecking objects confirmed.
+    Startup,
+    /// The resync timer, or a monitor overflow: drifted keys behind API work.
+    Background,
+}
+
+/// What the kernel holds, read for one check: per namespace name ("" the host) its
+/// [`NsRef`] and snapshot, and the netns-dir files no namespace row names.
+pub(super) struct View {
+    /// Namespaces weft manages that could be read, and the host.
+    pub spaces: HashMap<String, (NsRef, NsSnapshot)>,
+    /// Files in the netns dir that no row names (another weftd's, or orphans): by file name.
+    pub others: HashMap<String, NsSnapshot>,
+}
+
+/// Each namespace's id in the host namespace, with the identity of the file it was asked for.
+#[derive(Debug, Default)]
+pub(super) struct NsIds(std::sync::Mutex<HashMap<PathBuf, (NsIdentity, i32)>>);
+
+impl Controller {
+    /// Runs one bulk check; queues what differs, confirms what matches (see the module doc).
+    /// Falls back to queueing everything when it cannot check.
+    pub(super) async fn check_all(&self, pass: Pass) {
+        let started = tokio::time::Instant::now();
+        match self.try_check_all(pass).await {
+            Ok((matched, differ)) => tracing::debug!(
+                ?pass,
+                matched,
+                differ,
+                elapsed = ?started.elapsed(),
+                "bulk check"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk check failed; reconciling everything");
+                if let Err(e) = self.queue_all(pass == Pass::Background).await {
+                    tracing::warn!(error = %e, "could not list objects");
+                }
+            }
+        }
+    }
+
+    /// The body of [`Controller::check_all`]: (objects matching, objects queued).
+    async fn try_check_all(&self, pass: Pass) -> Result<(usize, usize), ReconcileError> {
+        let store = self.store();
+        let networks = store.list_networks().await?;
+        let add = |k: Key| match pass {
+            Pass::Startup => self.inner.queue.add(k),
+            Pass::Background => self.inner.queue.add_background(k),
+        };
+        for n in &networks {
+            add(Key::Network(n.id.clone()));
+        }
+        add(Key::Firewall);
+        let namespaces = store.list_namespaces().await?;
+        let links = store.list_links().await?;
+        let endpoints = store.list_endpoints(None).await?;
+        let view = self.read_view(&namespaces, true).await?;
+        let resolv_stale = self
+            .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
+            .await?;
+        let spaces: HashMap<String, Space> = view
+            .spaces
+            .iter()
+            .map(|(name, (_, snap))| (name.clone(), Space::new(snap)))
+            .collect();
+        let d = Desired {
+            namespaces: &namespaces,
+            links: &links,
+            networks: &networks,
+            endpoints: &endpoints,
+            owner: self.owner(),
+            netns_dir: self.kernel().netns_dir(),
+            resolv_stale: &resolv_stale,
+        };
+        let verdict = compare(&d, &spaces);
+        drop(spaces);
+        // Matching namespaces are watched (the monitor hears them; adopted ones' files are
+        // checked for their process's exit), as their reconcile would have made them.
+        let matching: HashSet<&Key> = verdict.matching.iter().map(|(k, _, _)| k).collect();
+        for ns in &namespaces {
+            if matching.contains(&Key::Namespace(ns.id.clone()))
+                && let Some(path) = &ns.spec.adopted_path
+            {
+                self.watch_adopted(&ns.id, path, ns.adopted_identity.as_deref());
+            }
+        }
+        let confirm: Vec<(Key, Option<Key>)> = verdict
+            .matching
+            .iter()
+            .filter(|(_, _, rechecking)| *rechecking && pass == Pass::Startup)
+            .map(|(k, also, _)| (k.clone(), also.clone()))
+            .collect();
+        self.confirm_checked(confirm);
+        for (key, why) in &verdict.differ {
+            tracing::debug!(?key, why, "bulk check: differs");
+            add(key.clone());
+        }
+        match pass {
+            // After the reconciles of what differed (a bridge re-created, a newborn adopted).
+            Pass::Startup => add(Key::Gc),
+            Pass::Background => self.collect_garbage_in(&view).await?,
+        }
+        Ok((verdict.matching.len(), verdict.differ.len()))
+    }
+
+    /// Reads the host and every namespace of `rows` that is not being deleted and whose file
+    /// names the namespace weft manages (an adopted one's recorded identity), plus the files
+    /// in the netns dir no row names; with weft's routes when `routes`.
+    pub(super) async fn read_view(
+        &self,
+        rows: &[NamespaceRow],
+        routes: bool,
+    ) -> Result<View, ReconcileError> {
+        let k = self.kernel();
+        let mut names = vec![String::new()];
+        let mut targets = vec![SnapshotTarget {
+            ns: NsRef::Host,
+            nsid: None,
+            routes,
+        }];
+        let mut named: HashSet<PathBuf> = HashSet::new();
+        for row in rows {
+            let path = match &row.spec.adopted_path {
+                Some(p) => p.clone(),
+                None => k.named_netns_path(&row.spec.name),
+            };
+            named.insert(path.clone());
+            if row.deleting
+                || !super::adopted::adopted_alive(k, &path, row.adopted_identity.as_deref())
+            {
+                continue;
+            }
+            let ns = NsRef::Path(path);
+            let nsid = self.checked_nsid(&ns).await;
+            names.push(row.spec.name.clone());
+            targets.push(SnapshotTarget { ns, nsid, routes });
+        }
+        let files = k.list_named_netns();
+        let mut other_names = Vec::new();
+        for name in files {
+            let path = k.named_netns_path(&name);
+            if !named.contains(&path) {
+                other_names.push(name);
+                targets.push(SnapshotTarget {
+                    ns: NsRef::Path(path),
+                    nsid: None,
+                    routes: false,
+                });
+            }
+        }
+        let mut read = k.snapshot(&targets).await?.into_iter();
+        let mut view = View {
+            spaces: HashMap::new(),
+            others: HashMap::new(),
+        };
+        for (name, t) in names.into_iter().zip(targets.iter()) {
+            match read.next() {
+                Some(Ok(snap)) => {
+                    view.spaces.insert(name, (t.ns.clone(), snap));
+                }
+                // Without the host (bridges, host ends) nothing can be judged.
+                Some(Err(e)) if t.ns == NsRef::Host => return Err(e.into()),
+                Some(Err(e)) => tracing::debug!(ns = ?t.ns, error = %e, "could not read namespace"),
+                None => {}
+            }
+        }
+        for name in other_names {
+            if let Some(Ok(snap)) = read.next() {
+                view.others.insert(name, snap);
+            }
+        }
+        Ok(view)
+    }
+
+    /// `ns`'s id in the host namespace (assigned if it has none, and then heard by the
+    /// monitor), cached with its file's identity; None where there are no ids.
+    async fn checked_nsid(&self, ns: &NsRef) -> Option<i32> {
+        let NsRef::Path(path) = ns else {
+            return None;
+        };
+        let identity = self.kernel().netns_identity(path).ok()?;
+        let cached = self
+            .inner
+            .nsids
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .copied();
+        match cached {
+            Some((known, id)) if known == identity => return Some(id),
+            // Another namespace under this path now: its old id means nothing.
+            Some(_) => self.unwatch_namespace(ns),
+            None => {}
+        }
+        let id = match self.kernel().netns_id(ns).await {
+            Ok(id) => id?,
+            Err(e) => {
+                tracing::debug!(ns = ?ns, error = %e, "no namespace id; reading from inside");
+                return None;
+            }
+        };
+        self.inner
+            .nsids
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.clone(), (identity, id));
+        self.watch_namespace_as(ns.clone(), id);
+        Some(id)
+    }
+
+    /// Forgets `path`'s cached id (its namespace was deleted).
+    pub(super) fn forget_nsid(&self, path: &std::path::Path) {
+        self.inner
+            .nsids
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
+    }
+
+    /// Named namespaces (converged, readable, not adopted) whose resolv.conf differs from
+    /// what their live endpoints' networks and the host's resolv.conf make it.
+    async fn stale_resolv_confs(
+        &self,
+        rows: &[NamespaceRow],
+        networks: &[crate::store::NetworkRow],
+        endpoints: &[crate::store::EndpointRow],
+        view: &View,
+    ) -> Result<HashSet<String>, ReconcileError> {
+        let mut stale = HashSet::new();
+        let Some(settings) = self.inner.resolv.get() else {
+            return Ok(stale);
+        };
+        let host = super::resolv::read_host_resolv_conf(&settings.host_resolv_conf).await;
+        let nets: HashMap<&str, &crate::store::NetworkRow> =
+            networks.iter().map(|n| (n.id.as_str(), n)).collect();
+        // Live endpoints per namespace, in connect order (the list's order).
+        let mut servers: HashMap<&str, Vec<IpAddr>> = HashMap::new();
+        for e in endpoints.iter().filter(|e| !e.deleting) {
+            if let Some(n) = nets.get(e.network_id.as_str()) {
+                servers
+                    .entry(e.namespace.as_str())
+                    .or_default()
+                    .extend(resolv::endpoint_dns_servers(&n.spec, &e.addresses));
+            }
+        }
+        let mut names = Vec::new();
+        let mut wants = Vec::new();
+        for row in rows {
+            let name = row.spec.name.as_str();
+            if row.spec.adopted_path.is_some() || row.deleting || !view.spaces.contains_key(name) {
+                continue;
+            }
+            let of = servers.get(name).map_or(&[][..], Vec::as_slice);
+            wants.push(resolv::render(name, of, &host));
+            names.push(name.to_string());
+        }
+        let have = settings.etc.read_resolv_confs(names.clone()).await?;
+        for ((name, want), have) in names.into_iter().zip(wants).zip(have) {
+            if have.as_deref() != Some(want.as_str()) {
+                stale.insert(name);
+            }
+        }
+        Ok(stale)
+    }
+}

@@ -1,0 +1,339 @@
+//! The bulk check: the pure comparison ([`compare`]) against each kind of drift it must
+//! catch and the converged case where it must queue nothing, then the check as the resync
+//! and start-up run it (what it queues, what it confirms, with zero kernel writes).
+//!
+//! The comparison's input is built the way the check builds it: the store's lists, and one
+//! snapshot per namespace read from the fake kernel of a converged host. Each drift test then
+//! changes that snapshot (plain data: no kernel, no store) and asks the comparison again.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{H, rich_veth, tcp};
+use crate::{
+    kernel::{KernelOps, LinkState, NEWBORN_GROUP, NetnsOps, NsRef, snapshot::NsSnapshot},
+    model::Phase,
+    reconcile::{
+        Key,
+        check::Pass,
+        drift::{Desired, Space, Verdict, compare},
+    },
+    store::{EndpointRow, LinkRow, NamespaceRow, NetworkRow},
+};
+
+/// A converged host's desired state and kernel snapshots, for the comparison.
+struct World {
+    namespaces: Vec<NamespaceRow>,
+    links: Vec<LinkRow>,
+    networks: Vec<NetworkRow>,
+    endpoints: Vec<EndpointRow>,
+    snaps: HashMap<String, NsSnapshot>,
+    owner: String,
+    dir: std::path::PathBuf,
+    stale: HashSet<String>,
+}
+
+impl World {
+    /// The comparison of what the world holds now.
+    fn verdict(&self) -> Verdict {
+        let spaces: HashMap<String, Space> = self
+            .snaps
+            .iter()
+            .map(|(n, s)| (n.clone(), Space::new(s)))
+            .collect();
+        compare(
+            &Desired {
+                namespaces: &self.namespaces,
+                links: &self.links,
+                networks: &self.networks,
+                endpoints: &self.endpoints,
+                owner: &self.owner,
+                netns_dir: &self.dir,
+                resolv_stale: &self.stale,
+            },
+            &spaces,
+        )
+    }
+
+    /// The keys the comparison says differ.
+    fn differ(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.verdict().differ.into_iter().map(|(k, _)| k).collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        keys
+    }
+
+    /// Interface `name` in namespace `ns` ("" the host) of the snapshot, to change.
+    fn link(&mut self, ns: &str, name: &str) -> &mut LinkState {
+        self.snaps
+            .get_mut(ns)
+            .and_then(|s| s.links.iter_mut().find(|l| l.name == name))
+            .unwrap_or_else(|| panic!("no {name} in {ns:?}"))
+    }
+}
+
+/// The keys of a converged host: a network, namespace "ns1", the rich veth into it, and an
+/// endpoint of the network in it publishing a port.
+struct Keys {
+    ns: Key,
+    link: Key,
+    ep: Key,
+    ep_row: EndpointRow,
+}
+
+async fn converged(h: &H) -> Keys {
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    let ns = h.namespace("ns1").await;
+    let link = h.link(&rich_veth()).await;
+    let ep = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
+    h.run(Key::Firewall).await;
+    assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
+    assert_eq!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    Keys {
+        ns: Key::Namespace(ns),
+        link: Key::Link(link),
+        ep: Key::Endpoint(ep.id.clone()),
+        ep_row: ep,
+    }
+}
+
+/// The store's lists and a snapshot of every namespace (with routes), as the check reads them.
+async fn world(h: &H) -> World {
+    let s = h.store();
+    let namespaces = s.list_namespaces().await.unwrap();
+    let view = h.ctl.read_view(&namespaces, true).await.unwrap();
+    World {
+        links: s.list_links().await.unwrap(),
+        networks: s.list_networks().await.unwrap(),
+        endpoints: s.list_endpoints(None).await.unwrap(),
+        namespaces,
+        snaps: view
+            .spaces
+            .into_iter()
+            .map(|(n, (_, snap))| (n, snap))
+            .collect(),
+        owner: h.ctl.owner().to_string(),
+        dir: h.k.netns_dir().to_path_buf(),
+        stale: HashSet::new(),
+    }
+}
+
+/// On a converged host nothing differs, and every namespace, link and endpoint matches.
+#[tokio::test]
+async fn a_converged_host_differs_in_nothing() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let w = world(&h).await;
+    let v = w.verdict();
+    assert_eq!(v.differ, vec![], "{v:?}");
+    let matching: Vec<Key> = v.matching.iter().map(|(k, _, _)| k.clone()).collect();
+    for key in [&k.ns, &k.link, &k.ep] {
+        assert!(matching.contains(key), "{key:?} in {matching:?}");
+    }
+    // The endpoint's network hears of its confirmation too.
+    assert!(
+        v.matching
+            .iter()
+            .any(|(key, also, _)| key == &k.ep && matches!(also, Some(Key::Network(_))))
+    );
+}
+
+/// Each kind of drift on a link's ends makes that link (and only it) differ.
+#[tokio::test]
+async fn every_kind_of_link_drift_is_caught() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let base = world(&h).await;
+    type Change = Box<dyn Fn(&mut World)>;
+    let changes: Vec<(&str, Change)> = vec![
+        ("mtu", Box::new(|w| w.link("", "vh1").mtu = 1500)),
+        (
+            "mac",
+            Box::new(|w| w.link("ns1", "vi1").mac = Some("02:00:00:00:00:99".into())),
+        ),
+        ("down", Box::new(|w| w.link("ns1", "vi1").up = false)),
+        ("mark", Box::new(|w| w.link("", "vh1").alias = None)),
+        (
+            "newborn",
+            Box::new(|w| w.link("", "vh1").group = NEWBORN_GROUP),
+        ),
+        (
+            "kind",
+            Box::new(|w| w.link("", "vh1").kind = Some("dummy".into())),
+        ),
+        (
+            "address gone",
+            Box::new(|w| w.link("ns1", "vi1").addresses.clear()),
+        ),
+        (
+            "extra address",
+            Box::new(|w| {
+                w.link("ns1", "vi1")
+                    .addresses
+                    .push("10.9.0.77/24".parse().unwrap())
+            }),
+        ),
+        ("route gone", Box::new(|w| route_drift(w, "vi1", None))),
+        (
+            "extra route",
+            Box::new(|w| route_drift(w, "vi1", Some("10.11.0.0/16"))),
+        ),
+        (
+            "missing",
+            Box::new(|w| {
+                if let Some(s) = w.snaps.get_mut("ns1") {
+                    s.links.retain(|l| l.name != "vi1");
+                }
+            }),
+        ),
+        ("index", Box::new(|w| w.link("", "vh1").index += 1000)),
+    ];
+    for (what, change) in changes {
+        let mut w = world(&h).await;
+        change(&mut w);
+        assert_eq!(w.differ(), vec![k.link.clone()], "{what}");
+    }
+    assert_eq!(base.differ(), vec![]);
+}
+
+/// Removes weft's routes of interface `name` in "ns1", then adds `extra` (via 10.9.0.1) if
+/// given after putting the real ones back.
+fn route_drift(w: &mut World, name: &str, extra: Option<&str>) {
+    let index = w.link("ns1", name).index;
+    let routes = w
+        .snaps
+        .get_mut("ns1")
+        .and_then(|s| s.routes.as_mut())
+        .expect("routes were read");
+    match extra {
+        None => routes.retain(|(oif, _)| *oif != index),
+        Some(dest) => routes.push((
+            index,
+            crate::kernel::RouteState {
+                destination: dest.parse().unwrap(),
+                gateway: Some("10.9.0.1".parse().unwrap()),
+                metric: 0,
+            },
+        )),
+    }
+}
+
+/// An endpoint's drift: its host end off the bridge, hairpin off, its inside end's route or
+/// address gone, its veth gone; each makes the endpoint differ.
+#[tokio::test]
+async fn every_kind_of_endpoint_drift_is_caught() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let host = k.ep_row.host_ifname.clone();
+    let changes: Vec<(&str, Box<dyn Fn(&mut World)>)> = vec![
+        ("master", Box::new(|w| w.link("", &host).master = None)),
+        ("hairpin", Box::new(|w| w.link("", &host).hairpin = false)),
+        ("down", Box::new(|w| w.link("ns1", "eth0").up = false)),
+        (
+            "address",
+            Box::new(|w| w.link("ns1", "eth0").addresses.clear()),
+        ),
+        ("default route", Box::new(|w| route_drift(w, "eth0", None))),
+        (
+            "veth gone",
+            Box::new(|w| {
+                for s in w.snaps.values_mut() {
+                    s.links.retain(|l| l.name != "eth0" && l.name != host);
+                }
+            }),
+        ),
+        (
+            "inside mac",
+            Box::new(|w| w.link("ns1", "eth0").mac = Some("02:00:00:00:00:42".into())),
+        ),
+    ];
+    for (what, change) in changes {
+        let mut w = world(&h).await;
+        change(&mut w);
+        assert_eq!(w.differ(), vec![k.ep.clone()], "{what}");
+    }
+}
+
+/// A namespace: loopback down or unmarked, resolv.conf stale, its file gone (then what lives
+/// in it differs too); an object not converged or being deleted always differs.
+#[tokio::test]
+async fn namespace_drift_and_unconverged_objects_are_caught() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let mut w = world(&h).await;
+    w.link("ns1", "lo").up = false;
+    assert_eq!(w.differ(), vec![k.ns.clone()], "lo down");
+    let mut w = world(&h).await;
+    w.link("ns1", "lo").alias = Some("weft:someone-else".into());
+    assert_eq!(w.differ(), vec![k.ns.clone()], "lo mark");
+    let mut w = world(&h).await;
+    w.stale.insert("ns1".into());
+    assert_eq!(w.differ(), vec![k.ns.clone()], "resolv.conf");
+    let mut w = world(&h).await;
+    w.snaps.remove("ns1");
+    let mut all = vec![k.ep.clone(), k.link.clone(), k.ns.clone()];
+    all.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(w.differ(), all, "namespace gone");
+    let mut w = world(&h).await;
+    w.links[0].status.phase = Phase::Pending;
+    assert_eq!(w.differ(), vec![k.link.clone()], "pending");
+    let mut w = world(&h).await;
+    w.endpoints[0].deleting = true;
+    assert_eq!(w.differ(), vec![k.ep.clone()], "deleting");
+    let mut w = world(&h).await;
+    w.links[0].generation += 1;
+    assert_eq!(w.differ(), vec![k.link.clone()], "new generation");
+}
+
+/// The resync's check on a converged host queues only the networks and the firewall (always
+/// reconciled), writes nothing; a change behind weft's back queues just its object.
+#[tokio::test]
+async fn the_resync_check_queues_only_what_differs() {
+    let h = H::new().await;
+    let _k = converged(&h).await;
+    let before = h.k.writes();
+    h.ctl.check_all(Pass::Background).await;
+    assert_eq!(h.k.writes(), before, "a check only reads");
+    // One network and the firewall.
+    assert_eq!(h.ctl.queue_depth(), 2);
+    h.k.tamper(&NsRef::Host, "vh1", |l| l.mtu = 1500);
+    h.ctl.check_all(Pass::Background).await;
+    assert_eq!(h.ctl.queue_depth(), 3);
+    assert_eq!(h.k.writes(), before);
+}
+
+/// After a restart the check confirms every matching object Ready without reconciling it
+/// and with zero kernel writes; an object that drifted while weftd was down is queued and
+/// stays Rechecking until its reconcile.
+#[tokio::test]
+async fn a_restart_check_confirms_what_matches_without_reconciling() {
+    let mut h = H::new().await;
+    let k = converged(&h).await;
+    h.restart().await;
+    h.k.tamper(&NsRef::Host, "vh1", |l| l.up = false);
+    let before = h.k.writes();
+    h.ctl.check_all(Pass::Startup).await;
+    // Network, firewall, the drifted link, the GC.
+    assert_eq!(h.ctl.queue_depth(), 4);
+    let mut set = tokio::task::JoinSet::new();
+    h.ctl.spawn_recheck_flusher(&mut set);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+    assert_eq!(h.k.writes(), before);
+    assert_eq!(
+        h.ctl
+            .stats()
+            .reconciles
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let (Key::Namespace(ns), Key::Link(link), Key::Endpoint(ep)) = (&k.ns, &k.link, &k.ep) else {
+        unreachable!()
+    };
+    assert_eq!(h.ns_status(ns).await.phase, Phase::Ready);
+    assert_eq!(h.ep_status(ep).await.phase, Phase::Ready);
+    assert_eq!(
+        h.link_status(link).await.phase,
+        Phase::Rechecking,
+        "drifted: not confirmed"
+    );
+}

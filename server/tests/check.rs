@@ -1,0 +1,180 @@
+//! The bulk check on the real kernel (issue 14): the periodic resync and the start-up
+//! re-check read each namespace once (interfaces and addresses through the host's socket
+//! with a target namespace id, weft's routes from inside) and reconcile only what differs.
+//!
+//! - drift made behind weftd's back (a link's MTU, an endpoint's address, its default route,
+//!   its whole veth, a bridge port's hairpin mode the netlink monitor cannot hear) is found
+//!   and repaired, while the converged objects see no reconcile: GetSystemInfo's reconciles
+//!   counter moves only by the keys every pass queues (the network, the firewall) and the
+//!   repairs, where a reconcile of every object per pass moved it by more than a dozen;
+//! - a converged restart comes back Ready with zero kernel writes and without reconciling
+//!   the namespaces and endpoints the check found matching.
+//!
+//! Counter bounds scale with the time measured, so a loaded machine only makes them looser.
+
+mod common;
+mod heal;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use heal::*;
+
+const NET: &str = "chk";
+const BRIDGE: &str = "wchk";
+const SUBNET: &str = "10.243.0.0/24";
+/// Namespaces connected to the network: the converged objects the counter bounds are about.
+const SPACES: usize = 6;
+
+/// A sandbox with `--resync resync`, the network, [`SPACES`] connected namespaces `c0`..,
+/// and a LinkService veth `vchk` (MTU 1450) into namespace `l1`; all Ready and settled.
+async fn setup(tag: &str, resync: u64) -> Sandbox {
+    let sb = Sandbox::builder(tag).resync(resync).start().await;
+    let c = sb.client();
+    create_net(&c, NET, BRIDGE, SUBNET).await;
+    for i in 0..SPACES {
+        let ns = format!("c{i}");
+        create_ns(&c, &ns).await;
+        connect_ok(&c, connect_req(NET, &ns, vec![])).await;
+    }
+    create_ns(&c, "l1").await;
+    let mut l = veth(("", "vchk", &[]), ("l1", "vchk1", &["10.244.0.2/24"]));
+    l.mtu = 1450;
+    create_link(&c, l).await;
+    wait_all_ready(&sb, Duration::from_secs(30)).await;
+    // IPv6 duplicate address detection and the new ports' notifications re-queue owners for
+    // about two seconds after they came up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sb
+}
+
+/// Reconciles since start-up.
+async fn reconciles(sb: &Sandbox) -> u64 {
+    info(&sb.client()).await.reconciles
+}
+
+/// The most reconciles an idle window of `elapsed` may show with `--resync 1`: per pass the
+/// network and the firewall, plus the firewall's own 1 s check, with a pass of slack at each
+/// end. A reconcile of every object per pass adds more than `SPACES * 2` per second.
+fn idle_bound(elapsed: Duration) -> u64 {
+    3 * (elapsed.as_secs() + 2)
+}
+
+/// The host end of the endpoint in `ns`: `wv` and the first 12 characters of its mark.
+fn host_end(sb: &Sandbox, ns: &str) -> String {
+    let eth0 = sb.must_link(ns, "eth0");
+    let uid = ifalias(&eth0)
+        .strip_prefix("weft:")
+        .unwrap_or_else(|| panic!("eth0 in {ns} is not marked: {eth0}"))
+        .to_string();
+    format!("wv{}", &uid[..12])
+}
+
+/// True when `dev` in the host is a bridge port in hairpin mode.
+fn hairpin(sb: &Sandbox, dev: &str) -> bool {
+    let v = sb.ip_json("", &["-d", "link", "show", "dev", dev]);
+    v[0]["linkinfo"]["info_slave_data"]["hairpin"] == serde_json::Value::Bool(true)
+}
+
+/// An idle converged host: the resync passes reconcile only the network and the firewall.
+/// Then a port's hairpin mode turned off by hand (the monitor drops it: no field it
+/// fingerprints changed) is found by the periodic check alone and repaired.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift() {
+    let sb = setup("chkidle", 1).await;
+    let started = Instant::now();
+    let before = reconciles(&sb).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let moved = reconciles(&sb).await - before;
+    let bound = idle_bound(started.elapsed());
+    assert!(
+        moved <= bound,
+        "{moved} reconciles in {:?} of idle with --resync 1 (at most {bound}: the converged \
+         namespaces, endpoints and link must not be reconciled)",
+        started.elapsed()
+    );
+
+    let dev = host_end(&sb, "c0");
+    assert!(
+        hairpin(&sb, &dev),
+        "{dev} is not in hairpin mode to begin with"
+    );
+    let drift_before = info(&sb.client()).await.drift_repairs;
+    sb.host_ok(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        &dev,
+        "type",
+        "bridge_slave",
+        "hairpin",
+        "off",
+    ]);
+    assert!(!hairpin(&sb, &dev), "hairpin off did not take");
+    wait_for(Duration::from_secs(15), "hairpin mode back on", || {
+        hairpin(&sb, &dev)
+    })
+    .await;
+    assert!(info(&sb.client()).await.drift_repairs > drift_before);
+}
+
+/// A link's MTU, an endpoint's address, another's default route and a third one's whole
+/// veth changed behind weftd's back are all repaired; the other endpoints and namespaces are
+/// not reconciled meanwhile (the counter stays within the idle bound plus a few reconciles
+/// per repaired object), and traffic flows again.
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_repaired_and_converged_objects_are_left_alone() {
+    let sb = setup("chkdrift", 1).await;
+    let addr1 = sb.addrs("c1", "eth0");
+    assert_eq!(addr1.len(), 1, "{addr1:?}");
+    let started = Instant::now();
+    let before = reconciles(&sb).await;
+    sb.host_ok(&["ip", "link", "set", "dev", "vchk", "mtu", "1300"]);
+    sb.ok_in("c1", &["ip", "addr", "del", &addr1[0], "dev", "eth0"]);
+    sb.ok_in("c2", &["ip", "route", "del", "default"]);
+    sb.ok_in("c3", &["ip", "link", "del", "eth0"]);
+    let whole = || {
+        sb.must_link("", "vchk")["mtu"] == 1450
+            && sb.addrs("c1", "eth0") == addr1
+            && sb.routes("c2").iter().any(|r| r["dst"] == "default")
+            && sb.link("c3", "eth0").is_some()
+    };
+    wait_for(Duration::from_secs(15), "every drift repaired", whole).await;
+    let gateway = "10.243.0.1";
+    for ns in ["c1", "c2", "c3"] {
+        sb.assert_ping(ns, gateway).await;
+    }
+    // Let the repairs' own notifications settle, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let moved = reconciles(&sb).await - before;
+    let bound = idle_bound(started.elapsed()) + 4 * 4;
+    assert!(
+        moved <= bound,
+        "{moved} reconciles in {:?} (at most {bound}): converged objects were reconciled",
+        started.elapsed()
+    );
+}
+
+/// A converged restart is Ready with zero kernel writes, and the namespaces, endpoints and
+/// link the start-up check found matching were confirmed without a reconcile of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_converged_restart_confirms_ready_without_reconciling_or_writing() {
+    let mut sb = setup("chkrst", 3600).await;
+    sb.restart().await;
+    let started = Instant::now();
+    wait_all_ready(&sb, Duration::from_secs(30)).await;
+    let i = info(&sb.client()).await;
+    assert_eq!(
+        i.kernel_writes, 0,
+        "a converged restart wrote to the kernel"
+    );
+    // The network, the GC and the firewall's 1 s checks; never the 2 * SPACES + 2 others.
+    let bound = 2 + started.elapsed().as_secs() + 3;
+    assert!(
+        i.reconciles <= bound,
+        "{} reconciles after a converged restart (at most {bound})",
+        i.reconciles
+    );
+    sb.assert_ping("c0", "10.243.0.1").await;
+}
