@@ -13,6 +13,7 @@ mod dns;
 mod methods;
 mod plugins;
 mod sandbox;
+mod scale;
 mod stats;
 
 use std::{
@@ -75,6 +76,9 @@ enum Command {
     /// weftd's resolver against aardvark-dns with dnsperf, and weftd's API latency during
     /// the query storm.
     Dns(DnsArgs),
+    /// How weftd's cost grows with its endpoints (issue 14's growth table): VmRSS, idle CPU,
+    /// Connect/Disconnect (idle and during a resync), restart, Watch streams, per size.
+    Scale(ScaleArgs),
     /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
     /// weftd processes).
     Cleanup,
@@ -132,6 +136,28 @@ struct DnsArgs {
     /// Resolvers to measure, comma-separated: weft, aardvark (default both).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct ScaleArgs {
+    /// Endpoint counts, ascending, comma-separated; each builds on the previous (default
+    /// 100,1000,5000,10000; 10,50 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// The idle window per size, seconds (default 60; 2 with --quick; the issue's target is
+    /// over 300).
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// Connect/Disconnect samples per size, idle and during a resync (default 50; 10 with
+    /// --quick).
+    #[arg(long)]
+    scale_samples: Option<usize>,
+    /// Idle Watch streams for the per-stream memory; 0 skips (default 200; 20 with --quick).
+    #[arg(long)]
+    watches: Option<usize>,
+    /// The size at which the Watch streams are measured (default: the largest).
+    #[arg(long)]
+    watch_at: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -211,11 +237,15 @@ async fn main_async(cli: Cli) -> Result<()> {
         cni_dir: common.cni_dir.clone(),
         weft_cni,
     };
-    let (cmp, alone, dns) = match command {
-        Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns)),
-        Command::Compare(c) => (Some(c), None, None),
-        Command::Alone(a) => (None, Some(a), None),
-        Command::Dns(d) => (None, None, Some(d)),
+    // `all` runs the growth benchmark only with --quick (a tiny one, so CI proves it works);
+    // the full one takes many minutes: `weft-bench scale`.
+    let quick_scale = common.quick.then(ScaleArgs::default);
+    let (cmp, alone, dns, scale) = match command {
+        Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns), quick_scale),
+        Command::Compare(c) => (Some(c), None, None, None),
+        Command::Alone(a) => (None, Some(a), None, None),
+        Command::Dns(d) => (None, None, Some(d), None),
+        Command::Scale(s) => (None, None, None, Some(s)),
         Command::Cleanup => unreachable!("handled above"),
     };
     let started = Instant::now();
@@ -287,6 +317,9 @@ async fn main_async(cli: Cli) -> Result<()> {
     if let Some(d) = dns {
         eprintln!("dns: weft's resolver against aardvark-dns");
         run_dns(&tools, &d, &common, &mut report).await?;
+    }
+    if let Some(a) = scale {
+        run_scale(&tools, &a, &common, &mut report).await?;
     }
     drop(run);
     let s = format!("Total bench time {} s.\n", secs(started.elapsed()));
@@ -483,6 +516,43 @@ async fn run_alone(
     }
     emit(rss_text);
     Ok(())
+}
+
+/// Runs the growth benchmark, printing its section and adding it to `report` (saved).
+async fn run_scale(
+    tools: &Tools,
+    a: &ScaleArgs,
+    common: &Common,
+    report: &mut String,
+) -> Result<()> {
+    let quick = common.quick;
+    let sizes = if !a.sizes.is_empty() {
+        a.sizes.clone()
+    } else if quick {
+        vec![10, 50]
+    } else {
+        vec![100, 1000, 5000, 10_000]
+    };
+    let o = scale::Opts {
+        watch_at: a
+            .watch_at
+            .unwrap_or_else(|| sizes.last().copied().unwrap_or(0)),
+        sizes,
+        idle_secs: a.idle_secs.unwrap_or(if quick { 2 } else { 60 }),
+        samples: a.scale_samples.unwrap_or(if quick { 10 } else { 50 }),
+        watches: a.watches.unwrap_or(if quick { 20 } else { 200 }),
+    };
+    eprintln!("scale: sizes {:?}", o.sizes);
+    let load = loadavg();
+    let t0 = Instant::now();
+    let run = Run::new()?;
+    let r = scale::run(&run, &tools.weftd, &o).await;
+    drop(run);
+    let r = r?;
+    let s = r.render(&load, &loadavg(), t0.elapsed());
+    print!("{s}");
+    report.push_str(&s);
+    save(common, report)
 }
 
 /// Runs the DNS benchmark, printing its section and adding it to `report` (saved).
