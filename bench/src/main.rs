@@ -20,7 +20,7 @@ use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     sync::atomic::Ordering,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -141,14 +141,14 @@ struct DnsArgs {
 #[derive(Args, Debug, Clone, Default)]
 struct ScaleArgs {
     /// Endpoint counts, ascending, comma-separated; each builds on the previous (default
-    /// 100,1000,5000,10000; 10,50 with --quick).
+    /// 100,1000,5000,10000; 20 with --quick).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
-    /// The idle window per size, seconds (default 60; 2 with --quick; the target is
+    /// The idle window per size, seconds (default 60; 1 with --quick; the target is
     /// over 300).
     #[arg(long)]
     idle_secs: Option<u64>,
-    /// Connect/Disconnect samples per size, idle and during a resync (default 50; 10 with
+    /// Connect/Disconnect samples per size, idle and during a resync (default 50; 3 with
     /// --quick).
     #[arg(long)]
     scale_samples: Option<usize>,
@@ -529,7 +529,7 @@ async fn run_scale(
     let sizes = if !a.sizes.is_empty() {
         a.sizes.clone()
     } else if quick {
-        vec![10, 50]
+        vec![20]
     } else {
         vec![100, 1000, 5000, 10_000]
     };
@@ -538,8 +538,9 @@ async fn run_scale(
             .watch_at
             .unwrap_or_else(|| sizes.last().copied().unwrap_or(0)),
         sizes,
-        idle_secs: a.idle_secs.unwrap_or(if quick { 2 } else { 60 }),
-        samples: a.scale_samples.unwrap_or(if quick { 10 } else { 50 }),
+        idle_secs: a.idle_secs.unwrap_or(if quick { 1 } else { 60 }),
+        samples: a.scale_samples.unwrap_or(if quick { 3 } else { 50 }),
+        later: Duration::from_secs(if quick { 1 } else { 3 }),
         watches: a.watches.unwrap_or(if quick { 20 } else { 200 }),
     };
     eprintln!("scale: sizes {:?}", o.sizes);

@@ -8,12 +8,11 @@
 //!
 //! The resync period is switched through weftd's config file and SIGHUP (`resync` is a
 //! reloadable key), so the restarts and the idle window run with the default (30 s) while the
-//! build-up runs with the resync off and a resync pass can be started on demand (period 1 s).
-//! A pass is *seen in progress* when GetSystemInfo's queue depth is at least
-//! [`BUSY_DEPTH`] (the resync queues every object in the background lane; a Connect's own
-//! leftovers are one to three keys). A periodic check that queues nothing on a converged
-//! host shows no pass: then a resync "over everything" is two ticks at 1 s, and the samples
-//! "during a resync" are taken blind, with resyncs every second, and marked so.
+//! build-up runs with the resync off, and a pass can be started at a known moment: a new
+//! period restarts weftd's resync timer, so with `resync = 1` the pass starts 1 s after the
+//! reload. That works whatever a pass does (queue every object, as before issue 14, or a bulk
+//! check that queues only what differs); its end is seen as an empty queue and a quiet weftd
+//! (CPU, [`phases`]).
 
 mod phases;
 
@@ -25,8 +24,6 @@ use crate::{
     sandbox::{Run, STOP},
     stats::{Samples, Table, ms, secs},
 };
-
-pub use phases::BUSY_DEPTH;
 
 /// Networks the endpoints are spread over (issue 14: "each connected to one of 10 networks").
 pub const NETWORKS: usize = 10;
@@ -48,6 +45,9 @@ pub struct Opts {
     pub watches: usize,
     /// The size at which the Watch streams are measured.
     pub watch_at: usize,
+    /// How long after a restart's Ready the kernel writes are read again (3 s; the firewall
+    /// check runs every second).
+    pub later: Duration,
 }
 
 /// One size's measurements.
@@ -69,18 +69,18 @@ pub struct Row {
     pub connect: Samples,
     /// Disconnect of it.
     pub disconnect: Samples,
-    /// Connect while a resync pass was seen in progress.
+    /// True when the queue never emptied within 60 s (a resync pass longer than its
+    /// period) and the idle samples were taken with it busy.
+    pub idle_busy: bool,
+    /// Connect sent [`phases::AFTER_TICK`] after a resync pass started.
     pub connect_rs: Samples,
-    /// Disconnect likewise.
+    /// Disconnect right after it.
     pub disconnect_rs: Samples,
-    /// True when no pass was visible (queue empty throughout) and the "during a resync"
-    /// samples were taken blind, with resyncs every second.
-    pub rs_blind: bool,
     /// Restart: spawn to everything Ready (re-checked).
     pub restart_ready: Duration,
     /// Kernel writes at that moment.
     pub restart_writes: u64,
-    /// ... and 3 s later.
+    /// ... and [`Opts::later`] later.
     pub restart_writes_later: u64,
 }
 
@@ -115,8 +115,10 @@ pub struct Scale {
     pub watches: Option<Watches>,
     /// Why it stopped before the last size, if it did.
     pub stopped: Option<String>,
-    /// The options.
+    /// The idle window, seconds.
     pub idle_secs: u64,
+    /// [`Opts::later`].
+    pub later: Duration,
 }
 
 /// Runs the growth benchmark. A failure after the first size ends it and is reported in
@@ -143,6 +145,7 @@ pub async fn run(run: &Run, weftd_bin: &Path, o: &Opts) -> Result<Scale> {
     let mut d = phases::Daemon::start(run, weftd_bin).await?;
     let mut out = Scale {
         idle_secs: o.idle_secs,
+        later: o.later,
         ..Default::default()
     };
     for &n in &o.sizes {
@@ -195,19 +198,19 @@ impl Scale {
             "kernel writes in the restart",
         ]);
         for r in &self.rows {
-            let blind = if r.rs_blind { " (blind)" } else { "" };
+            let busy = if r.idle_busy { " (queue busy)" } else { "" };
             t.row([
                 r.endpoints.to_string(),
                 secs(r.build),
                 mib(r.rss_resync),
                 mib(r.rss_restart),
                 format!("{:.2}", r.idle_cpu),
-                p(&r.connect),
+                format!("{}{busy}", p(&r.connect)),
                 p(&r.disconnect),
-                format!("{}{blind} (n={})", p(&r.connect_rs), r.connect_rs.len()),
+                format!("{} (n={})", p(&r.connect_rs), r.connect_rs.len()),
                 format!("{} (n={})", p(&r.disconnect_rs), r.disconnect_rs.len()),
                 secs(r.restart_ready),
-                format!("{}, {} 3 s later", r.restart_writes, r.restart_writes_later),
+                format!("{}, {} later", r.restart_writes, r.restart_writes_later),
             ]);
         }
         t
@@ -298,20 +301,19 @@ impl Scale {
             let add =
                 last.connect_rs.p50().as_secs_f64() * 1e3 - last.connect.p50().as_secs_f64() * 1e3;
             v.push(format!(
-                "Flat connect, a resync in progress adds <= 1 ms to Connect's p50 at {}: {} (+{add:.2} ms: {} vs {} ms, {} samples during a resync{})",
+                "Flat connect, a resync in progress adds <= 1 ms to Connect's p50 at {}: {} (+{add:.2} ms: {} vs {} ms, {} samples during a resync)",
                 last.endpoints,
                 verdict(add <= 1.0),
                 ms(last.connect_rs.p50()),
                 ms(last.connect.p50()),
                 last.connect_rs.len(),
-                if last.rs_blind { ", blind: no pass was visible" } else { "" }
             ));
         }
         // 4. Restart.
         for (n, limit) in [(1_000, 1.0), (10_000, 5.0)] {
             match self.row(n) {
                 Some(r) => v.push(format!(
-                    "Restart, converged with {n} endpoints Ready (re-checked) in <= {limit} s with 0 kernel writes: {} ({} s, {} kernel writes, {} 3 s later)",
+                    "Restart, converged with {n} endpoints Ready (re-checked) in <= {limit} s with 0 kernel writes: {} ({} s, {} kernel writes, {} later)",
                     verdict(
                         r.restart_ready.as_secs_f64() <= limit
                             && r.restart_writes == 0
@@ -335,20 +337,23 @@ impl Scale {
              concurrent clients (CreateNamespace + Connect each), every endpoint its own \
              namespace connected to one of {NETWORKS} networks. At each size: VmRSS once a \
              resync has passed over everything (a pass started by setting `resync = 1` in \
-             weftd's config file and SIGHUP, then back to {DEFAULT_RESYNC} s, and waited out); \
+             weftd's config file and SIGHUP, then back to {DEFAULT_RESYNC} s, and waited out: \
+             queue empty and weftd quiet); \
              idle CPU (utime+stime of /proc/<pid>/stat) over {} s with the default resync; \
              {} Connect and Disconnect samples of fresh namespaces (each its own, created and \
              deleted untimed; waiting for Ready, as the CLI does) with the reconcile queue \
-             empty, and as many while a resync pass is in progress (resync every 1 s; a \
-             sample counts when GetSystemInfo's queue depth is at least {BUSY_DEPTH} just \
-             before the call; \"blind\": no pass was ever visible in the queue, samples taken \
-             with resyncs every second); then a converged restart (SIGTERM, start on the same \
+             empty (\"queue busy\": it never emptied within 60 s, samples taken anyway), and \
+             as many during a resync pass (the Connect sent {} ms after a pass starts: \
+             `resync = 1` restarts weftd's timer, so the pass starts 1 s after the reload; \
+             the Disconnect right after it); then a converged restart (SIGTERM, start on the same \
              database and namespaces with the default resync, until every namespace, network \
              and endpoint is Ready in one listing: weftd shows Pending until its re-check) with \
-             GetSystemInfo's kernel writes at that moment and 3 s later; VmRSS after it. \
+             GetSystemInfo's kernel writes at that moment and {} s later; VmRSS after it. \
              Load average before: {load_before}, after: {load_after}; wall {} s.\n\n{}\n",
             self.idle_secs,
             self.rows.first().map_or(0, |r| r.connect.len()),
+            phases::AFTER_TICK.as_millis(),
+            self.later.as_secs_f64(),
             secs(wall),
             self.table().render()
         );

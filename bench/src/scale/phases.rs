@@ -25,6 +25,8 @@ use crate::{
 /// Queue depth from which a resync pass counts as in progress (see the module docs of
 /// [`super`]).
 pub const BUSY_DEPTH: u64 = 5;
+/// How long after a resync pass starts the Connect of a "during a resync" sample is sent.
+pub const AFTER_TICK: Duration = Duration::from_millis(10);
 /// Concurrent clients of the build-up.
 const CLIENTS: usize = 4;
 
@@ -87,17 +89,53 @@ impl Daemon {
         system_info(&self.weftd.client()?).await
     }
 
-    /// Waits until the reconcile queue is empty (at most `limit`).
-    async fn drained(&self, limit: Duration) -> Result<()> {
+    /// Waits until the reconcile queue is empty, or `reconciles` reaches `enough` (a pass
+    /// over everything done, if the next one has already begun); false after `limit`.
+    async fn drained(&self, limit: Duration, enough: u64) -> Result<bool> {
         let t0 = Instant::now();
-        while self.info().await?.queue_depth > 0 {
+        loop {
             check_stop()?;
+            let i = self.info().await?;
+            if i.queue_depth == 0 || i.reconciles >= enough {
+                return Ok(true);
+            }
             if t0.elapsed() > limit {
-                bail!("the reconcile queue did not empty within {limit:?}");
+                return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(())
+    }
+
+    /// Waits until no resync pass runs: weftd under 20% of a core over 200 ms with an empty
+    /// queue, or a pass's reconciles queued (depth >= [`BUSY_DEPTH`]: a new pass only
+    /// re-queues them). False after `limit`.
+    async fn settled(&self, limit: Duration) -> Result<bool> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            check_stop()?;
+            let depth = self.info().await?.queue_depth;
+            if depth >= BUSY_DEPTH {
+                return Ok(true);
+            }
+            if depth == 0 && self.quiet().await? {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(false)
+    }
+
+    /// True when weftd used under 20% of a core over the next 200 ms.
+    async fn quiet(&self) -> Result<bool> {
+        let cpu0 = self.weftd.cpu()?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(self.weftd.cpu()?.saturating_sub(cpu0) < Duration::from_millis(40))
+    }
+
+    /// Objects weftd holds: a resync queues each (networks, firewall, garbage collector,
+    /// namespaces, endpoints).
+    fn objects(&self) -> u64 {
+        (2 * self.endpoints + NETWORKS + 2) as u64
     }
 }
 
@@ -135,17 +173,13 @@ pub async fn size(d: &mut Daemon, n: usize, o: &Opts, out: &mut Scale) -> Result
     row.idle_cpu = cpu.as_secs_f64() / row.idle_window.as_secs_f64().max(1e-9) * 100.0;
 
     eprintln!("scale: {n}: {} Connect/Disconnect samples, idle", o.samples);
-    let (c, dis, _) = samples(d, n, o.samples, false).await?;
-    (row.connect, row.disconnect) = (c, dis);
+    let (c, dis, busy) = samples_idle(d, n, o.samples).await?;
+    (row.connect, row.disconnect, row.idle_busy) = (c, dis, busy);
     eprintln!("scale: {n}: {} samples during a resync", o.samples);
-    d.set_resync(1).await?;
-    let during = samples(d, n, o.samples, true).await;
-    d.set_resync(DEFAULT_RESYNC).await?;
-    let (c, dis, blind) = during?;
-    (row.connect_rs, row.disconnect_rs, row.rs_blind) = (c, dis, blind);
+    (row.connect_rs, row.disconnect_rs) = samples_resync(d, n, o.samples).await?;
 
     eprintln!("scale: {n}: converged restart");
-    restart(d, &mut row).await?;
+    restart(d, &mut row, o.later).await?;
     if o.watches > 0 && n == o.watch_at {
         eprintln!("scale: {n}: {} idle Watch streams", o.watches);
         out.watches = Some(watches(d, o.watches).await?);
@@ -206,116 +240,109 @@ async fn build_up(d: &mut Daemon, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Starts a resync pass (period 1 s), sets the default period back once it is under way
-/// (queue depth >= [`BUSY_DEPTH`], or after 2.5 s, two ticks, if no pass is visible in the
-/// queue), and waits it out (queue empty, then 1 s).
+/// Starts a resync pass (period 1 s for 1.4 s), sets the default period back, and waits it
+/// out: the queue empty (or a pass's worth of reconciles run), weftd quiet, then 1 s.
 async fn resync_once(d: &mut Daemon) -> Result<()> {
-    d.drained(Duration::from_secs(120)).await?;
+    d.drained(Duration::from_secs(120), u64::MAX).await?;
+    let r0 = d.info().await?.reconciles;
+    // A new period restarts weftd's resync timer: the pass starts 1 s after the reload. A
+    // periodic check that runs in the timer's task takes the next reload after it.
     d.set_resync(1).await?;
-    let t0 = Instant::now();
-    loop {
-        check_stop()?;
-        if d.info().await?.queue_depth >= BUSY_DEPTH || t0.elapsed() > Duration::from_millis(2500) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tokio::time::sleep(Duration::from_millis(1400)).await;
     d.set_resync(DEFAULT_RESYNC).await?;
-    // A pass at 10,000 endpoints took most of 30 s before issue 14.
-    d.drained(Duration::from_secs(300)).await?;
+    // A pass at 10,000 endpoints took most of 30 s before issue 14: the queue may not empty
+    // before the next one, so a pass's worth of reconciles counts as done too.
+    if !d
+        .drained(Duration::from_secs(300), r0 + d.objects())
+        .await?
+    {
+        bail!("a resync pass did not finish within 300 s");
+    }
+    // A check that queues little shows in weftd's CPU: wait until it is quiet.
+    let t0 = Instant::now();
+    while !d.quiet().await? && t0.elapsed() < Duration::from_secs(120) {}
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(())
 }
 
-/// `count` Connect + Disconnect samples of fresh namespaces on the networks in turn: with
-/// `during_resync` false each waits for an empty queue; with it true, for a resync pass in
-/// progress (queue depth >= [`BUSY_DEPTH`]; blind after 5 s without one, the third value).
-async fn samples(
-    d: &Daemon,
-    n: usize,
-    count: usize,
-    during_resync: bool,
-) -> Result<(Samples, Samples, bool)> {
+/// Connect and Disconnect of a fresh namespace `ns` on `net`: created, then `ready` awaited
+/// (untimed), both calls timed, then deleted (untimed).
+async fn sample<F: std::future::Future<Output = Result<()>>>(
+    c: &weft::Client,
+    ns: &str,
+    net: &str,
+    ready: F,
+) -> Result<(Duration, Duration)> {
+    check_stop()?;
+    methods::create_namespace(c, ns).await?;
+    ready.await?;
+    let t = Instant::now();
+    methods::connect(c, net, ns, Vec::new()).await?;
+    let conn = t.elapsed();
+    let t = Instant::now();
+    methods::disconnect(c, net, ns).await?;
+    let disc = t.elapsed();
+    methods::delete_namespace(c, ns).await?;
+    Ok((conn, disc))
+}
+
+/// `count` samples ([`sample`]) on the networks in turn, each once the reconcile queue is
+/// empty (no resync pass in progress, its own namespace's reconcile done). If the queue does
+/// not empty within 60 s (a pass longer than its period), the rest are taken without waiting:
+/// the third value says so.
+async fn samples_idle(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Samples, bool)> {
     let c = d.weftd.client()?;
     let (mut conn, mut disc) = (Samples::default(), Samples::default());
-    let mut blind = false;
-    let mut seen_busy = false;
-    let t_all = Instant::now();
-    let tag = if during_resync { "r" } else { "q" };
+    let mut busy = false;
     for s in 0..count {
-        check_stop()?;
-        let ns = format!("{tag}{n}-{s}");
-        let net = net_name(s % NETWORKS);
-        methods::create_namespace(&c, &ns).await?;
-        // The wait: the state the sample is meant to see.
-        let gate = |want_busy: bool| {
-            let c = c.clone();
-            async move {
-                let t0 = Instant::now();
-                loop {
-                    check_stop()?;
-                    let depth = system_info(&c).await?.queue_depth;
-                    if want_busy && depth >= BUSY_DEPTH {
-                        return Ok::<_, anyhow::Error>(true);
-                    }
-                    if !want_busy && depth == 0 {
-                        return Ok(true);
-                    }
-                    if want_busy && t0.elapsed() > Duration::from_secs(5) {
-                        return Ok(false);
-                    }
-                    if t0.elapsed() > Duration::from_secs(300) {
-                        bail!("the reconcile queue did not empty within 300 s");
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+        let wait = async {
+            if !busy && !d.drained(Duration::from_secs(60), u64::MAX).await? {
+                busy = true;
             }
+            Ok(())
         };
-        let busy = if blind {
-            false
-        } else {
-            gate(during_resync).await?
-        };
-        if during_resync && !busy && !seen_busy {
-            blind = true;
-        }
-        seen_busy |= busy;
-        let t = Instant::now();
-        methods::connect(&c, &net, &ns, Vec::new()).await?;
-        if !during_resync || busy || blind {
-            conn.push(t.elapsed());
-        }
-        let busy = if during_resync && !blind {
-            gate(true).await?
-        } else {
-            if !during_resync {
-                gate(false).await?;
-            }
-            blind
-        };
-        let t = Instant::now();
-        methods::disconnect(&c, &net, &ns).await?;
-        if !during_resync || busy {
-            disc.push(t.elapsed());
-        }
-        methods::delete_namespace(&c, &ns).await?;
-        if !during_resync {
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        if t_all.elapsed() > Duration::from_secs(600) {
-            bail!("{count} samples took over 600 s");
-        }
+        let (a, b) = sample(&c, &format!("q{n}-{s}"), &net_name(s % NETWORKS), wait).await?;
+        conn.push(a);
+        disc.push(b);
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    Ok((conn, disc, blind))
+    Ok((conn, disc, busy))
+}
+
+/// `count` samples ([`sample`]) during a resync pass: each Connect is sent [`AFTER_TICK`]
+/// after a pass starts, and its Disconnect right after it. The pass is started by setting the
+/// period to 1 s (SIGHUP), since a new period restarts weftd's resync timer: the pass begins
+/// 1 s after the reload; the period goes back to the default after each sample. Before each,
+/// the previous pass is let finish: weftd quiet (under 20% of a core over 200 ms), or a pass's
+/// reconciles still queued (queue depth >= [`BUSY_DEPTH`]), which a new pass only re-queues.
+async fn samples_resync(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Samples)> {
+    let c = d.weftd.client()?;
+    let (mut conn, mut disc) = (Samples::default(), Samples::default());
+    for s in 0..count {
+        let trigger = async {
+            d.settled(Duration::from_secs(60)).await?;
+            let t0 = Instant::now();
+            d.set_resync(1).await?;
+            let at = t0 + Duration::from_secs(1) + AFTER_TICK;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            Ok(())
+        };
+        let r = sample(&c, &format!("r{n}-{s}"), &net_name(s % NETWORKS), trigger).await;
+        d.set_resync(DEFAULT_RESYNC).await?;
+        let (a, b) = r?;
+        conn.push(a);
+        disc.push(b);
+    }
+    Ok((conn, disc))
 }
 
 /// SIGTERM, start again on the same database and namespaces (default resync), until
-/// everything is Ready in one listing; kernel writes then and 3 s later; VmRSS after it.
-async fn restart(d: &mut Daemon, row: &mut Row) -> Result<()> {
+/// everything is Ready in one listing; kernel writes then and `later`; VmRSS after it.
+async fn restart(d: &mut Daemon, row: &mut Row, later: Duration) -> Result<()> {
     let n = d.endpoints;
     let nets = d.nets.clone();
     let nets: Vec<&str> = nets.iter().map(String::as_str).collect();
-    d.drained(Duration::from_secs(300)).await?;
+    d.drained(Duration::from_secs(60), u64::MAX).await?;
     if !all_ready(&d.weftd.client()?, &nets, n).await? {
         bail!("not converged before the restart");
     }
@@ -340,9 +367,9 @@ async fn restart(d: &mut Daemon, row: &mut Row) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     row.restart_writes = d.info().await?.kernel_writes;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(later).await;
     row.restart_writes_later = d.info().await?.kernel_writes;
-    d.drained(Duration::from_secs(300)).await?;
+    d.drained(Duration::from_secs(60), u64::MAX).await?;
     row.rss_restart = d.weftd.rss_kib()?;
     d.weftd.check_alive()?;
     Ok(())
