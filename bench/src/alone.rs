@@ -102,7 +102,8 @@ pub struct Concurrent {
     pub weft_writes: u64,
 }
 
-async fn system_info(c: &weft::Client) -> Result<weft::v1::GetSystemInfoResponse> {
+/// weftd's GetSystemInfo answer (counters, queue depth).
+pub async fn system_info(c: &weft::Client) -> Result<weft::v1::GetSystemInfoResponse> {
     Ok(c.system()
         .get_system_info(GetSystemInfoRequest {})
         .await?
@@ -262,8 +263,9 @@ pub struct Restart {
     pub fds: usize,
 }
 
-/// True when every namespace is Ready and network `net` and each of its `endpoints` are Ready.
-async fn all_ready(c: &weft::Client, net: &str, endpoints: usize) -> Result<bool> {
+/// True when every namespace (at least `endpoints` of them) is Ready and re-checked, and each
+/// network of `nets` is Ready with all its endpoints (at least `endpoints` in all) Ready.
+pub async fn all_ready(c: &weft::Client, nets: &[&str], endpoints: usize) -> Result<bool> {
     let nss = c
         .list_all_namespaces(tonic::Request::new(ListNamespacesRequest::default()))
         .await?
@@ -277,32 +279,40 @@ async fn all_ready(c: &weft::Client, net: &str, endpoints: usize) -> Result<bool
     if !ns_ok || nss.len() < endpoints {
         return Ok(false);
     }
-    let Some(network) = c
-        .networks()
-        .get_network(GetNetworkRequest { name: net.into() })
-        .await?
-        .into_inner()
-        .network
-    else {
-        return Ok(false);
-    };
-    let net_ok = network
-        .status
-        .as_ref()
-        .is_some_and(|s| s.phase() == Phase::Ready);
-    let eps_ok = network.endpoints.len() >= endpoints
-        && network
+    let mut eps = 0;
+    for net in nets {
+        let Some(network) = c
+            .networks()
+            .get_network(GetNetworkRequest {
+                name: (*net).into(),
+            })
+            .await?
+            .into_inner()
+            .network
+        else {
+            return Ok(false);
+        };
+        let net_ok = network
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase() == Phase::Ready);
+        let eps_ok = network
             .endpoints
             .iter()
             .all(|e| e.status.as_ref().is_some_and(|s| s.phase() == Phase::Ready));
-    Ok(net_ok && eps_ok)
+        if !net_ok || !eps_ok {
+            return Ok(false);
+        }
+        eps += network.endpoints.len();
+    }
+    Ok(eps >= endpoints)
 }
 
 /// Restarts weftd on a converged host: time to Ready and kernel writes.
 pub async fn restart(d: &mut Daemon) -> Result<Restart> {
     let c = d.weftd.client()?;
     ensure!(
-        all_ready(&c, "conc", d.endpoints).await?,
+        all_ready(&c, &["conc"], d.endpoints).await?,
         "not converged before the restart"
     );
     let mut out = Restart {
@@ -328,7 +338,7 @@ pub async fn restart(d: &mut Daemon) -> Result<Restart> {
     while ready_at.is_none() || done_at.is_none() {
         check_stop()?;
         // A call can fail while weftd is still starting its services: try again.
-        if ready_at.is_none() && matches!(all_ready(&c, "conc", d.endpoints).await, Ok(true)) {
+        if ready_at.is_none() && matches!(all_ready(&c, &["conc"], d.endpoints).await, Ok(true)) {
             ready_at = Some(t0.elapsed());
             if let Ok(i) = info(c.clone()).await {
                 out.reconciles_at_ready = i.reconciles;

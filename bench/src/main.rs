@@ -13,13 +13,14 @@ mod dns;
 mod methods;
 mod plugins;
 mod sandbox;
+mod scale;
 mod stats;
 
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     sync::atomic::Ordering,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -78,6 +79,9 @@ enum Command {
     /// weftd at rest with many endpoints: idle CPU over a window with the default resync,
     /// VmRSS after resyncs, and a converged restart at that size.
     Idle(IdleArgs),
+    /// How weftd's cost grows with its endpoints (issue 14's growth table): VmRSS, idle CPU,
+    /// Connect/Disconnect (idle and during a resync), restart, Watch streams, per size.
+    Scale(ScaleArgs),
     /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
     /// weftd processes).
     Cleanup,
@@ -145,6 +149,28 @@ struct DnsArgs {
     /// Resolvers to measure, comma-separated: weft, aardvark (default both).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct ScaleArgs {
+    /// Endpoint counts, ascending, comma-separated; each builds on the previous (default
+    /// 100,1000,5000,10000; 20 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// The idle window per size, seconds (default 60; 1 with --quick; the issue's target is
+    /// over 300).
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// Connect/Disconnect samples per size, idle and during a resync (default 50; 3 with
+    /// --quick).
+    #[arg(long)]
+    scale_samples: Option<usize>,
+    /// Idle Watch streams for the per-stream memory; 0 skips (default 200; 20 with --quick).
+    #[arg(long)]
+    watches: Option<usize>,
+    /// The size at which the Watch streams are measured (default: the largest).
+    #[arg(long)]
+    watch_at: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -247,11 +273,15 @@ async fn main_async(cli: Cli) -> Result<()> {
         save(&common, &s)?;
         return Ok(());
     }
-    let (cmp, alone, dns) = match command {
-        Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns)),
-        Command::Compare(c) => (Some(c), None, None),
-        Command::Alone(a) => (None, Some(a), None),
-        Command::Dns(d) => (None, None, Some(d)),
+    // `all` runs the growth benchmark only with --quick (a tiny one, so CI proves it works);
+    // the full one takes many minutes: `weft-bench scale`.
+    let quick_scale = common.quick.then(ScaleArgs::default);
+    let (cmp, alone, dns, scale) = match command {
+        Command::All(a) => (Some(a.compare), Some(a.alone), Some(a.dns), quick_scale),
+        Command::Compare(c) => (Some(c), None, None, None),
+        Command::Alone(a) => (None, Some(a), None, None),
+        Command::Dns(d) => (None, None, Some(d), None),
+        Command::Scale(s) => (None, None, None, Some(s)),
         Command::Cleanup | Command::Idle(_) => unreachable!("handled above"),
     };
     let started = Instant::now();
@@ -323,6 +353,9 @@ async fn main_async(cli: Cli) -> Result<()> {
     if let Some(d) = dns {
         eprintln!("dns: weft's resolver against aardvark-dns");
         run_dns(&tools, &d, &common, &mut report).await?;
+    }
+    if let Some(a) = scale {
+        run_scale(&tools, &a, &common, &mut report).await?;
     }
     drop(run);
     let s = format!("Total bench time {} s.\n", secs(started.elapsed()));
@@ -519,6 +552,44 @@ async fn run_alone(
     }
     emit(rss_text);
     Ok(())
+}
+
+/// Runs the growth benchmark, printing its section and adding it to `report` (saved).
+async fn run_scale(
+    tools: &Tools,
+    a: &ScaleArgs,
+    common: &Common,
+    report: &mut String,
+) -> Result<()> {
+    let quick = common.quick;
+    let sizes = if !a.sizes.is_empty() {
+        a.sizes.clone()
+    } else if quick {
+        vec![20]
+    } else {
+        vec![100, 1000, 5000, 10_000]
+    };
+    let o = scale::Opts {
+        watch_at: a
+            .watch_at
+            .unwrap_or_else(|| sizes.last().copied().unwrap_or(0)),
+        sizes,
+        idle_secs: a.idle_secs.unwrap_or(if quick { 1 } else { 60 }),
+        samples: a.scale_samples.unwrap_or(if quick { 3 } else { 50 }),
+        later: Duration::from_secs(if quick { 1 } else { 3 }),
+        watches: a.watches.unwrap_or(if quick { 20 } else { 200 }),
+    };
+    eprintln!("scale: sizes {:?}", o.sizes);
+    let load = loadavg();
+    let t0 = Instant::now();
+    let run = Run::new()?;
+    let r = scale::run(&run, &tools.weftd, &o).await;
+    drop(run);
+    let r = r?;
+    let s = r.render(&load, &loadavg(), t0.elapsed());
+    print!("{s}");
+    report.push_str(&s);
+    save(common, report)
 }
 
 /// Runs the DNS benchmark, printing its section and adding it to `report` (saved).

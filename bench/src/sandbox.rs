@@ -485,6 +485,8 @@ pub struct Weftd {
     dir: PathBuf,
     child: Option<Child>,
     client: Option<weft::Client>,
+    /// Extra arguments for every start ([`Weftd::with_args`]).
+    extra: Vec<std::ffi::OsString>,
 }
 
 impl Weftd {
@@ -501,7 +503,18 @@ impl Weftd {
             dir,
             child: None,
             client: None,
+            extra: Vec::new(),
         })
+    }
+
+    /// Adds arguments to every start of this weftd (e.g. `--config FILE`).
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        self.extra.extend(args.into_iter().map(Into::into));
+        self
     }
 
     /// weftd's netns dir (`--netns-dir`).
@@ -570,6 +583,7 @@ impl Weftd {
                 .arg("--etc-netns-dir")
                 .arg(self.dir.join("etc-netns"));
         }
+        cmd.args(&self.extra);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("dup log")?)
             .stderr(log)
