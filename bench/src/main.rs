@@ -544,7 +544,11 @@ async fn run_memory(run: &Run, tools: &Tools, m: &MemoryArgs, quick: bool) -> Re
             "not measured at 10,000".to_string()
         },
         mib(top),
-        verdict(per <= 64.0),
+        if r.watches.is_empty() {
+            "not measured".to_string()
+        } else {
+            verdict(per <= 64.0)
+        },
         per,
         r.table().render(),
         r.watch_table().render()
