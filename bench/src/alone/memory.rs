@@ -92,6 +92,13 @@ async fn settled_rss(weftd: &Weftd) -> Result<u64> {
     weftd.rss_kib()
 }
 
+/// Counts the messages of stream `i` until it ends.
+async fn count<T>(mut s: tonic::Streaming<T>, counts: Arc<Vec<AtomicUsize>>, i: usize) {
+    while let Ok(Some(_)) = s.message().await {
+        counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Opens `streams` idle Watch streams, measures, proves each still delivers, closes them.
 pub async fn watch_cost(weftd: &Weftd, streams: usize, objects: usize) -> Result<Watches> {
     let before = settled_rss(weftd).await?;
@@ -105,31 +112,22 @@ pub async fn watch_cost(weftd: &Weftd, streams: usize, objects: usize) -> Result
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..streams {
         let c = clients[i / 50].clone();
-        let counts = counts.clone();
         if i % 2 == 0 {
-            let mut s = c
+            let s = c
                 .namespaces()
                 .watch_namespaces(WatchNamespacesRequest::default())
                 .await
                 .context("WatchNamespaces")?
                 .into_inner();
-            tasks.spawn(async move {
-                while let Ok(Some(_)) = s.message().await {
-                    counts[i].fetch_add(1, Ordering::Relaxed);
-                }
-            });
+            tasks.spawn(count(s, counts.clone(), i));
         } else {
-            let mut s = c
+            let s = c
                 .networks()
                 .watch_networks(WatchNetworksRequest::default())
                 .await
                 .context("WatchNetworks")?
                 .into_inner();
-            tasks.spawn(async move {
-                while let Ok(Some(_)) = s.message().await {
-                    counts[i].fetch_add(1, Ordering::Relaxed);
-                }
-            });
+            tasks.spawn(count(s, counts.clone(), i));
         }
     }
     let total = || {
