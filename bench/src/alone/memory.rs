@@ -68,6 +68,15 @@ impl Watches {
     }
 }
 
+/// weftd's reconcile queue depth now.
+async fn queue_depth(c: &weft::Client) -> Result<u64> {
+    Ok(c.system()
+        .get_system_info(GetSystemInfoRequest {})
+        .await?
+        .into_inner()
+        .queue_depth)
+}
+
 /// Reads VmRSS once weftd has been idle for a moment (its queue empty for 1 s).
 async fn settled_rss(weftd: &Weftd) -> Result<u64> {
     let c = weftd.client()?;
@@ -75,12 +84,7 @@ async fn settled_rss(weftd: &Weftd) -> Result<u64> {
     let mut quiet_since = None;
     while t0.elapsed() < Duration::from_secs(120) {
         check_stop()?;
-        let depth = c
-            .system()
-            .get_system_info(GetSystemInfoRequest {})
-            .await?
-            .into_inner()
-            .queue_depth;
+        let depth = queue_depth(&c).await?;
         match (depth, quiet_since) {
             (0, None) => quiet_since = Some(Instant::now()),
             (0, Some(t)) if Instant::now().duration_since(t) >= Duration::from_secs(1) => break,
@@ -235,12 +239,7 @@ async fn after_resync(weftd: &Weftd) -> Result<u64> {
     let mut filled = false;
     loop {
         check_stop()?;
-        let depth = c
-            .system()
-            .get_system_info(GetSystemInfoRequest {})
-            .await?
-            .into_inner()
-            .queue_depth;
+        let depth = queue_depth(&c).await?;
         if depth > 10 {
             filled = true;
         } else if filled && depth == 0 {
