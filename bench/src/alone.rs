@@ -30,8 +30,10 @@ use crate::{
 
 /// The subnet of the alone suite's network `conc`.
 mod idle;
+mod memory;
 mod ports;
 pub use idle::idle;
+pub use memory::memory;
 pub use ports::{EPHEMERAL_RANGE, ports};
 
 fn conc_subnet() -> Ipv4Net {
@@ -547,14 +549,27 @@ pub async fn rss(
     per_network: usize,
     every: usize,
 ) -> Result<Rss> {
-    ensure!(
-        (1..=1000).contains(&per_network),
-        "per network: 1 to 1000 (a bridge takes 1023 ports)"
-    );
     let host = run.scratch_ns("h-rss")?;
     let mut weftd = Weftd::new(weftd_bin, &host, run.subdir("rss")?)?;
     weftd.start().await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = climb(&weftd, endpoints, per_network, every).await?;
+    weftd.check_alive()?;
+    Ok(out)
+}
+
+/// The climb of [`rss`] on a running `weftd` (networks `r0`, `r1`, ... on bridges `wbr0`,
+/// ..., subnets 10.100.0.0/16 up; namespaces `r0`, `r1`, ...).
+pub async fn climb(
+    weftd: &Weftd,
+    endpoints: usize,
+    per_network: usize,
+    every: usize,
+) -> Result<Rss> {
+    ensure!(
+        (1..=1000).contains(&per_network),
+        "per network: 1 to 1000 (a bridge takes 1023 ports)"
+    );
     let mut out = Rss {
         asked: endpoints,
         readings: vec![(0, weftd.rss_kib()?, weftd.fds()?, mem_available_kib())],
@@ -650,7 +665,6 @@ pub async fn rss(
     }
     out.reached = done;
     out.wall = t0.elapsed();
-    weftd.check_alive()?;
     Ok(out)
 }
 

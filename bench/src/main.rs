@@ -82,6 +82,9 @@ enum Command {
     /// How weftd's cost grows with its endpoints (issue 14's growth table): VmRSS, idle CPU,
     /// Connect/Disconnect (idle and during a resync), restart, Watch streams, per size.
     Scale(ScaleArgs),
+    /// weftd's memory: idle Watch streams (KiB each) with no objects and at the top of a
+    /// climb to many endpoints, VmRSS over the climb, after a resync and after a restart.
+    Memory(MemoryArgs),
     /// Remove what runs whose process is gone left behind (namespaces, mounts, temp dirs,
     /// weftd processes).
     Cleanup,
@@ -129,6 +132,16 @@ struct IdleArgs {
     /// The idle window measured, in seconds.
     #[arg(long, default_value_t = 300)]
     window: u64,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct MemoryArgs {
+    /// Endpoints to climb to, in networks of 1,000 (default 10000; 100 with --quick).
+    #[arg(long)]
+    endpoints: Option<usize>,
+    /// Idle Watch streams to open (default 200; 20 with --quick; 0 skips).
+    #[arg(long)]
+    watches: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -228,6 +241,10 @@ async fn main_async(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
+    let memory_args = match &command {
+        Command::Memory(m) => Some(m.clone()),
+        _ => None,
+    };
     if !nix::unistd::Uid::effective().is_root() {
         bail!("run as root (sudo): the bench creates network namespaces");
     }
@@ -282,6 +299,7 @@ async fn main_async(cli: Cli) -> Result<()> {
         Command::Alone(a) => (None, Some(a), None, None),
         Command::Dns(d) => (None, None, Some(d), None),
         Command::Scale(s) => (None, None, None, Some(s)),
+        Command::Memory(_) => (None, None, None, None),
         Command::Cleanup | Command::Idle(_) => unreachable!("handled above"),
     };
     let started = Instant::now();
@@ -356,6 +374,12 @@ async fn main_async(cli: Cli) -> Result<()> {
     }
     if let Some(a) = scale {
         run_scale(&tools, &a, &common, &mut report).await?;
+    }
+    if let Some(m) = memory_args {
+        let s = run_memory(&run, &tools, &m, common.quick).await?;
+        print!("{s}");
+        report.push_str(&s);
+        save(&common, &report)?;
     }
     drop(run);
     let s = format!("Total bench time {} s.\n", secs(started.elapsed()));
@@ -590,6 +614,53 @@ async fn run_scale(
     print!("{s}");
     report.push_str(&s);
     save(common, report)
+}
+
+/// Runs the memory benchmark ([`alone::memory`]) and returns its section.
+async fn run_memory(run: &Run, tools: &Tools, m: &MemoryArgs, quick: bool) -> Result<String> {
+    let endpoints = m.endpoints.unwrap_or(if quick { 100 } else { 10_000 });
+    let watches = m.watches.unwrap_or(if quick { 20 } else { 200 });
+    let r = alone::memory(run, &tools.weftd, endpoints, watches).await?;
+    let top = r
+        .after_resync
+        .into_iter()
+        .chain(r.after_restart.map(|(k, _)| k))
+        .chain(r.climb.readings.last().map(|x| x.1))
+        .max()
+        .unwrap_or(0);
+    let per = r
+        .watches
+        .iter()
+        .map(|w| w.per_stream_kib())
+        .fold(0.0, f64::max);
+    Ok(format!(
+        "### weftd's memory\n\nVmRSS of /proc/<pid>/status, read once weftd's queue has been \
+         empty for 1 s. Climb to {} endpoints in networks of 1,000 (4 clients){}. Target: at \
+         most 50 MiB at 10,000 endpoints, after a resync and after a restart: {} (highest {} \
+         MiB); at most 64 KiB per idle Watch stream: {} (highest {:.0} KiB).\n\n{}\n\
+         **Idle Watch streams** (half WatchNamespaces, half WatchNetworks, 50 per connection; \
+         each then had to deliver an event):\n\n{}\n",
+        r.climb.asked,
+        r.climb
+            .stopped
+            .as_ref()
+            .map(|e| format!(", stopped early at {}: {e}", r.climb.reached))
+            .unwrap_or_default(),
+        if r.climb.reached >= 10_000 {
+            verdict(top <= 50 * 1024)
+        } else {
+            "not measured at 10,000".to_string()
+        },
+        mib(top),
+        if r.watches.is_empty() {
+            "not measured".to_string()
+        } else {
+            verdict(per <= 64.0)
+        },
+        per,
+        r.table().render(),
+        r.watch_table().render()
+    ))
 }
 
 /// Runs the DNS benchmark, printing its section and adding it to `report` (saved).

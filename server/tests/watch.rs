@@ -101,3 +101,52 @@ async fn watch_resumes_after_a_reconnect() {
     let st = expect_code(watch(&c, last).await, Code::FailedPrecondition);
     assert!(st.message().contains("list again"), "{}", st.message());
 }
+
+/// Many streams hold the same objects (shared between them since issue 14): each still gets
+/// every change, and a deletion still carries the object's last state, not just its uid.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_watch_streams_each_get_every_change_with_the_last_state() {
+    let sb = Sandbox::new("wmany").await;
+    let c = sb.client();
+    let a = create_ns(&c, "a").await;
+    let second = weft::Client::connect_unix(sb.socket()).await.unwrap();
+    let mut streams = Vec::new();
+    for i in 0..40 {
+        let conn = if i % 2 == 0 { &c } else { &second };
+        let mut s = watch(conn, 0).await.unwrap();
+        let first = next(&mut s).await;
+        assert_eq!(first.r#type(), EventType::Added);
+        assert_eq!(first.namespace.as_ref().unwrap().name, "a");
+        streams.push(s);
+    }
+    let b = create_ns(&c, "b").await;
+    rpc(c.namespaces().delete_namespace(DeleteNamespaceRequest {
+        name: "a".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    for (i, s) in streams.iter_mut().enumerate() {
+        let (mut added_b, mut deleted_a) = (false, false);
+        while !(added_b && deleted_a) {
+            let ev = next(s).await;
+            let n = ev.namespace.as_ref().unwrap();
+            match ev.r#type() {
+                EventType::Added => {
+                    assert_eq!(n.uid, b.uid, "stream {i}: only b is new");
+                    added_b = true;
+                }
+                EventType::Deleted => {
+                    assert_eq!(n.uid, a.uid, "stream {i}");
+                    assert_eq!(n.name, "a", "stream {i}: the last state, not a tombstone");
+                    assert!(
+                        n.status.is_some(),
+                        "stream {i}: the last state has a status"
+                    );
+                    deleted_a = true;
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -95,6 +95,7 @@ impl LinkService for Api {
         let r = req.into_inner();
         watch::answer::<Links>(
             &self.svc,
+            &self.shared,
             slot,
             &r.label_selector,
             r.namespace,

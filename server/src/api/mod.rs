@@ -54,13 +54,15 @@ use crate::{
 
 /// The adapter of weft.v1's NamespaceService, LinkService and NetworkService: one value
 /// serves all three (their handlers are in `namespace.rs`, `link.rs` and `network.rs`), and
-/// holds nothing but the core service.
+/// holds nothing but the core service, the Watch slots and the messages Watch streams share.
 #[derive(Clone, Debug)]
 pub struct Api {
     /// The core service every handler calls.
     svc: Service,
     /// The open Watch streams, per peer and in all.
     watches: Slots,
+    /// The messages Watch streams hold, shared between them.
+    shared: watch::Shared,
 }
 
 /// Construction.
@@ -72,6 +74,7 @@ impl Api {
         Self {
             svc: Service::new(ctl, defaults),
             watches: ConnLimits::default().watches(),
+            shared: watch::Shared::default(),
         }
     }
 

@@ -64,6 +64,13 @@ impl NamespaceService for Api {
     ) -> Result<Response<Self::WatchNamespacesStream>, Status> {
         let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Namespaces>(&self.svc, slot, &r.label_selector, None, r.since_revision)
+        watch::answer::<Namespaces>(
+            &self.svc,
+            &self.shared,
+            slot,
+            &r.label_selector,
+            None,
+            r.since_revision,
+        )
     }
 }

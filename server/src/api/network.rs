@@ -94,6 +94,13 @@ impl NetworkService for Api {
     ) -> Result<Response<Self::WatchNetworksStream>, Status> {
         let slot = self.watch_slot(&req)?;
         let r = req.into_inner();
-        watch::answer::<Networks>(&self.svc, slot, &r.label_selector, None, r.since_revision)
+        watch::answer::<Networks>(
+            &self.svc,
+            &self.shared,
+            slot,
+            &r.label_selector,
+            None,
+            r.since_revision,
+        )
     }
 }

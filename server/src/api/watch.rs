@@ -8,8 +8,21 @@
 //!
 //! What to load comes from the service's [`WatchSource`]; which message to send for it from
 //! the kind's [`Wire`] impl in `convert`.
+//!
+//! # Memory
+//! A stream remembers the last message it sent for every object it selects (to tell ADDED
+//! from MODIFIED, to skip an event that changed nothing it shows, and to send DELETED with the
+//! last state). Those messages are shared between the streams ([`Shared`]): every stream
+//! that holds the same state of one object holds one `Arc` of it, and the object's id is one
+//! `Arc<str>`, so an idle stream costs a map entry per object (tens of bytes) rather than a
+//! copy of every object (about a kilobyte each; issue 14 measured 200 streams at a few
+//! thousand objects in the hundreds of MiB).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    any::{Any, TypeId},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, Weak},
+};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,6 +45,7 @@ pub type WatchStream<K> = ReceiverStream<Result<<K as Wire>::Response, Status>>;
 /// fail the call itself, before any message is streamed.
 pub(super) fn answer<K: Wire>(
     svc: &Service,
+    shared: &Shared,
     slot: Slot,
     label_selector: &str,
     namespace: Option<String>,
@@ -39,14 +53,106 @@ pub(super) fn answer<K: Wire>(
 ) -> Answer<WatchStream<K>> {
     let filter = Filter::parse(label_selector, namespace)?;
     let start = svc.watch_start(since_revision)?;
-    Ok(Response::new(spawn(svc.watch::<K>(filter), start, slot)))
+    let messages = shared.of::<K::Message>();
+    Ok(Response::new(spawn(
+        svc.watch::<K>(filter),
+        messages,
+        start,
+        slot,
+    )))
+}
+
+/// The messages every Watch stream holds, shared: one [`Messages`] per message type.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    by_type: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl Shared {
+    /// The shared messages of type `M`.
+    fn of<M: PartialEq + Send + Sync + 'static>(&self) -> Arc<Messages<M>> {
+        let mut g = self.by_type.lock().unwrap_or_else(|p| p.into_inner());
+        let any = g
+            .entry(TypeId::of::<M>())
+            .or_insert_with(|| Arc::new(Messages::<M>::default()))
+            .clone();
+        drop(g);
+        // The entry for TypeId::of::<M>() is always a Messages<M>; a fresh one otherwise.
+        any.downcast::<Messages<M>>().unwrap_or_default()
+    }
+}
+
+/// The last state of each object that some stream holds, by id: a stream that loads a
+/// message equal to the one held gets the held `Arc` instead of keeping its own copy. Entries
+/// are weak, so a state no stream holds any longer is freed; dead entries are swept once the
+/// map has doubled since the last sweep.
+#[derive(Debug)]
+pub struct Messages<M> {
+    inner: Mutex<Interned<M>>,
+}
+
+#[derive(Debug)]
+struct Interned<M> {
+    by_id: HashMap<Arc<str>, Weak<M>>,
+    /// Sweep dead entries when the map grows past this.
+    sweep_at: usize,
+}
+
+impl<M> Default for Messages<M> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Interned {
+                by_id: HashMap::new(),
+                sweep_at: 1024,
+            }),
+        }
+    }
+}
+
+impl<M: PartialEq> Messages<M> {
+    /// The shared id and message for object `id` in state `m`.
+    fn intern(&self, id: &str, m: M) -> (Arc<str>, Arc<M>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = match g.by_id.get_key_value(id) {
+            Some((k, held)) => {
+                if let Some(held) = held.upgrade()
+                    && *held == m
+                {
+                    return (k.clone(), held);
+                }
+                k.clone()
+            }
+            None => Arc::from(id),
+        };
+        let m = Arc::new(m);
+        g.by_id.insert(key.clone(), Arc::downgrade(&m));
+        if g.by_id.len() > g.sweep_at {
+            g.by_id.retain(|_, w| w.strong_count() > 0);
+            g.by_id.shrink_to_fit();
+            g.sweep_at = (2 * g.by_id.len()).max(1024);
+        }
+        (key, m)
+    }
+
+    /// Objects with an entry (live or not yet swept).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .len()
+    }
 }
 
 /// One client's stream: what it has been sent, per object id.
 struct Stream<K: Wire> {
     /// The last message sent per object id: to tell ADDED from MODIFIED, to skip an event
     /// that changed nothing the client sees, and to send a DELETED with the last state.
-    known: HashMap<String, K::Message>,
+    /// Ids and messages are shared with the other streams (see the module docs).
+    known: HashMap<Arc<str>, Arc<K::Message>>,
+    /// Where equal messages are shared.
+    messages: Arc<Messages<K::Message>>,
     /// The client's end; closed when it hangs up.
     tx: mpsc::Sender<Result<K::Response, Status>>,
 }
@@ -68,17 +174,25 @@ impl<K: Wire> Stream<K> {
     /// Reports object `id`'s new state (None: gone or no longer selected): ADDED for one
     /// the client has not seen, MODIFIED for one that changed, DELETED (with its last state)
     /// for one that went; nothing when nothing changed.
-    async fn update(&mut self, id: String, now: Option<K::Message>, revision: u64) -> bool {
-        match (self.known.remove(&id), now) {
+    async fn update(&mut self, id: &str, now: Option<K::Message>, revision: u64) -> bool {
+        match (self.known.remove_entry(id), now) {
             (None, None) => true,
-            (Some(last), None) => self.send(EventType::Deleted, last, revision).await,
+            (Some((_, last)), None) => {
+                let last = Arc::unwrap_or_clone(last);
+                self.send(EventType::Deleted, last, revision).await
+            }
+            (Some((key, old)), Some(m)) if *old == m => {
+                self.known.insert(key, old);
+                true
+            }
             (old, Some(m)) => {
-                self.known.insert(id, m.clone());
-                match old {
-                    None => self.send(EventType::Added, m, revision).await,
-                    Some(old) if old == m => true,
-                    Some(_) => self.send(EventType::Modified, m, revision).await,
-                }
+                let (key, shared) = self.messages.intern(id, m);
+                self.known.insert(key, shared.clone());
+                let event = match old {
+                    None => EventType::Added,
+                    Some(_) => EventType::Modified,
+                };
+                self.send(event, K::Message::clone(&shared), revision).await
             }
         }
     }
@@ -91,19 +205,19 @@ impl<K: Wire> Stream<K> {
         };
         let mut seen = HashSet::new();
         for (id, view) in list {
-            seen.insert(id.clone());
-            if !self.update(id, Some(K::message(&view)), revision).await {
+            if !self.update(&id, Some(K::message(&view)), revision).await {
                 return false;
             }
+            seen.insert(id);
         }
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<str>> = self
             .known
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| !seen.contains(&***k))
             .cloned()
             .collect();
         for id in gone {
-            if !self.update(id, None, revision).await {
+            if !self.update(&id, None, revision).await {
                 return false;
             }
         }
@@ -138,7 +252,9 @@ impl<K: Wire> Stream<K> {
             } else {
                 match self.load(src, &id).await {
                     Ok(Some(m)) => {
-                        self.known.insert(id, m.clone());
+                        let (key, shared) = self.messages.intern(&id, m);
+                        self.known.insert(key, shared.clone());
+                        let m = K::Message::clone(&shared);
                         self.send(EventType::Modified, m, ev.revision).await
                     }
                     // Not selected (or gone since, which a later event reports).
@@ -169,7 +285,7 @@ impl<K: Wire> Stream<K> {
             self.load(src, &id).await
         };
         match now {
-            Ok(now) => self.update(id, now, ev.revision).await,
+            Ok(now) => self.update(&id, now, ev.revision).await,
             Err(e) => self.fail(e).await,
         }
     }
@@ -180,12 +296,18 @@ impl<K: Wire> Stream<K> {
 /// goes with it, so a watcher that disconnects frees its place. The channel holds 256
 /// messages: a slow client slows its own task only, and a task that falls behind the
 /// broadcast re-lists instead of losing events.
-fn spawn<K: Wire>(src: WatchSource<K>, start: Start, slot: Slot) -> WatchStream<K> {
+fn spawn<K: Wire>(
+    src: WatchSource<K>,
+    messages: Arc<Messages<K::Message>>,
+    start: Start,
+    slot: Slot,
+) -> WatchStream<K> {
     let (tx, out) = mpsc::channel(256);
     tokio::spawn(async move {
         let _slot = slot;
         let mut s = Stream::<K> {
             known: HashMap::new(),
+            messages,
             tx,
         };
         let (mut rx, mut last) = match start {
@@ -216,4 +338,31 @@ fn spawn<K: Wire>(src: WatchSource<K>, start: Start, slot: Slot) -> WatchStream<
         }
     });
     ReceiverStream::new(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Messages;
+
+    #[test]
+    fn equal_messages_are_shared_and_freed_when_no_stream_holds_them() {
+        let m = Messages::<String>::default();
+        let (k1, a) = m.intern("x", "v1".to_string());
+        let (k2, b) = m.intern("x", "v1".to_string());
+        assert!(Arc::ptr_eq(&a, &b), "one allocation for one state");
+        assert!(Arc::ptr_eq(&k1, &k2), "one allocation for one id");
+        let (k3, c) = m.intern("x", "v2".to_string());
+        assert!(!Arc::ptr_eq(&a, &c), "a new state is its own");
+        assert!(Arc::ptr_eq(&k1, &k3));
+        assert_eq!(*a, "v1", "a stream still holds the state it sent");
+        // States nobody holds are swept once the map has doubled: it stays bounded.
+        for i in 0..10_000 {
+            let _ = m.intern(&format!("id{i}"), String::new());
+        }
+        assert!(m.len() <= 2048, "{} entries kept", m.len());
+        let (_, d) = m.intern("x", "v2".to_string());
+        assert!(Arc::ptr_eq(&c, &d), "a held state survives the sweeps");
+    }
 }
