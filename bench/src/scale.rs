@@ -367,3 +367,75 @@ impl Scale {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: usize, connect_ms: u64, rss_mib: u64, restart_ms: u64) -> Row {
+        let mut r = Row {
+            endpoints: n,
+            rss_resync: rss_mib * 1024,
+            rss_restart: rss_mib * 1024,
+            idle_cpu: 1.0,
+            idle_window: Duration::from_secs(300),
+            restart_ready: Duration::from_millis(restart_ms),
+            ..Default::default()
+        };
+        for s in [&mut r.connect, &mut r.disconnect] {
+            s.push(Duration::from_millis(connect_ms));
+        }
+        r.connect_rs.push(Duration::from_millis(connect_ms + 2));
+        r
+    }
+
+    #[test]
+    fn verdicts_read_the_targets_off_the_rows() {
+        let s = Scale {
+            rows: vec![
+                row(100, 10, 30, 200),
+                row(1_000, 11, 40, 900),
+                row(10_000, 13, 49, 6_000),
+            ],
+            watches: Some(Watches {
+                endpoints: 10_000,
+                streams: 200,
+                connections: 10,
+                rss_without: 1000,
+                rss_with: 1000 + 200 * 70,
+            }),
+            ..Default::default()
+        };
+        let v = s.verdicts();
+        let find = |what: &str| {
+            v.iter()
+                .find(|l| l.starts_with(what))
+                .unwrap_or_else(|| panic!("no line {what:?} in {v:#?}"))
+                .clone()
+        };
+        assert!(find("Memory, VmRSS").contains("**met**"));
+        assert!(find("Memory, <= 64 KiB").contains("**missed** (70.0 KiB"));
+        assert!(find("Idle cost").contains("**met**"));
+        // 13 ms against 10 ms is 1.3x.
+        assert!(find("Flat connect, Connect and Disconnect").contains("Connect **missed** (1.30x"));
+        assert!(find("Flat connect, a resync").contains("**missed** (+2.00 ms"));
+        assert!(find("Restart, converged with 1000").contains("**met**"));
+        assert!(find("Restart, converged with 10000").contains("**missed** (6.00 s"));
+        let table = s.table().render();
+        assert_eq!(table.lines().count(), 5, "{table}");
+    }
+
+    #[test]
+    fn sizes_short_of_10000_say_so() {
+        let s = Scale {
+            rows: vec![row(10, 3, 25, 50), row(50, 3, 26, 100)],
+            ..Default::default()
+        };
+        let v = s.verdicts().join("\n");
+        assert!(
+            v.contains("not measured at 10,000 (largest size 50)"),
+            "{v}"
+        );
+        assert!(v.contains("this run has 50 against 10"), "{v}");
+    }
+}
