@@ -223,7 +223,7 @@ async fn the_endpoint_limit_follows_connects_and_removals() {
         matches!(&err, StoreError::Exhausted(m) if m.contains("--max-endpoints")),
         "{err}"
     );
-    s.mark_endpoint_deleting_row(&a).await.unwrap();
+    s.mark_endpoint_deleting_kept(&a.id).await.unwrap();
     let err = s
         .connect(&connect_spec("web", "ns2"), None, false)
         .await
@@ -263,12 +263,12 @@ async fn kept_endpoint_rows_follow_every_write() {
         (Phase::Ready, seen.mac.as_str())
     );
     assert_eq!(now, stored(&s, &row.id).await);
-    s.mark_endpoint_deleting_row(&now).await.unwrap();
+    s.mark_endpoint_deleting_kept(&now.id).await.unwrap();
     let marked = s.endpoint_by_id(&row.id).await.unwrap().unwrap();
     assert!(marked.deleting);
     assert_eq!(marked, stored(&s, &row.id).await);
     // Marking twice changes nothing, and keeps what is stored.
-    s.mark_endpoint_deleting_row(&now).await.unwrap();
+    s.mark_endpoint_deleting_kept(&now.id).await.unwrap();
     assert_eq!(s.endpoint_by_id(&row.id).await.unwrap().unwrap(), marked);
     assert!(s.release_endpoint(&row.id).await.unwrap());
     assert_eq!(

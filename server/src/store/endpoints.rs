@@ -481,15 +481,17 @@ impl Store {
         Ok(row)
     }
 
-    /// Marks endpoint `row` for removal (idempotent; a Disconnect), and keeps the marked
-    /// row for its reconcile and the waiting request.
-    pub async fn mark_endpoint_deleting_row(&self, row: &EndpointRow) -> Result<(), StoreError> {
+    /// Marks endpoint `id` for removal (idempotent; a Disconnect). When its row is kept
+    /// (a connect or status write put it there, so it is exactly what the database holds),
+    /// the marked row is kept in its place for the reconcile and the waiting request.
+    pub async fn mark_endpoint_deleting_kept(&self, id: &str) -> Result<(), StoreError> {
         let _w = self.write.lock().await;
         let marked =
-            Self::mark_deleting_in::<EndpointRow>(&mut *self.pool.acquire().await?, &row.id).await;
-        self.forget::<EndpointRow>(&row.id);
-        if marked? {
-            // What the UPDATE wrote, on the row as read before it.
+            Self::mark_deleting_in::<EndpointRow>(&mut *self.pool.acquire().await?, id).await;
+        let kept = self.cached::<EndpointRow>(id);
+        self.forget::<EndpointRow>(id);
+        if marked? && let Some(row) = kept {
+            // What the UPDATE wrote, on the row as it was.
             let marked = EndpointRow {
                 generation: row.generation + 1,
                 deleting: true,
@@ -497,9 +499,9 @@ impl Store {
                     phase: Phase::Deleting,
                     ..row.status.clone()
                 },
-                ..row.clone()
+                ..row
             };
-            self.prime(&row.id, marked);
+            self.prime(id, marked);
         }
         Ok(())
     }

@@ -176,6 +176,11 @@ impl Store {
         Ok(row)
     }
 
+    /// The cached copy of row `id` of kind `K`, if it has one.
+    pub(super) fn cached<K: Kind>(&self, id: &str) -> Option<K> {
+        K::cache(self).and_then(|c| lock(c).rows.get(id).cloned())
+    }
+
     /// Puts `row`, just written (a connect's new endpoint, a disconnect's marked one), in its
     /// kind's cache, so the reconcile and the waiting request that read it next need no
     /// query. Called only after the write committed, with the row as the database now holds
