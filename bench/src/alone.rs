@@ -29,9 +29,11 @@ use crate::{
 };
 
 /// The subnet of the alone suite's network `conc`.
+mod disconnect;
 mod idle;
 mod memory;
 mod ports;
+pub use disconnect::disconnects;
 pub use idle::idle;
 pub use memory::memory;
 pub use ports::{EPHEMERAL_RANGE, ports};
@@ -98,6 +100,10 @@ pub struct Concurrent {
     pub client_cpu: Duration,
     /// CPU the bench used for the serial floor connects.
     pub floor_cpu: Duration,
+    /// Wall time of as many serial disconnects at the floor.
+    pub floor_disc_wall: Duration,
+    /// Each floor disconnect's latency.
+    pub floor_disc: Samples,
     /// Reconciles weftd ran during the concurrent connects (GetSystemInfo).
     pub weft_reconciles: u64,
     /// Kernel writes weftd made meanwhile.
@@ -125,35 +131,21 @@ pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> 
         check_stop()?;
         methods::create_namespace(&c, &format!("c{i}")).await?;
     }
-    let mut tasks = Vec::new();
     // Let the namespaces' own reconciles and echoes settle first.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let info0 = system_info(&c).await?;
     let (cpu0, self0) = (d.weftd.cpu()?, cpu_time("self")?);
-    let t0 = Instant::now();
-    for j in 0..clients {
-        let client = d.weftd.new_client().await?;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            for i in (j..n).step_by(clients) {
-                check_stop()?;
-                let t = Instant::now();
-                methods::connect(&client, "conc", &format!("c{i}"), Vec::new()).await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(d.weftd.new_client().await?);
     }
+    let t0 = Instant::now();
     let mut out = Concurrent {
         n,
         clients,
+        weft: disconnect::from_clients(conns, n, true).await?,
         ..Default::default()
     };
-    for t in tasks {
-        for l in t.await.context("a client task panicked")?? {
-            out.weft.push(l);
-        }
-    }
     out.weft_wall = t0.elapsed();
     out.weft_cpu = d.weftd.cpu()?.saturating_sub(cpu0);
     out.client_cpu = cpu_time("self")?.saturating_sub(self0);
@@ -184,6 +176,15 @@ pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> 
     }
     out.floor_wall = t0.elapsed();
     out.floor_cpu = cpu_time("self")?.saturating_sub(self0);
+    // The floor's serial disconnects, against which the concurrent ones are measured.
+    let t0 = Instant::now();
+    for i in 0..n {
+        check_stop()?;
+        let t = Instant::now();
+        floor.disconnect(i).await?;
+        out.floor_disc.push(t.elapsed());
+    }
+    out.floor_disc_wall = t0.elapsed();
     // Free the floor's namespaces now, so they do not weigh on what follows.
     for i in 0..n {
         floor.ns_delete(i).await?;

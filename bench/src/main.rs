@@ -517,8 +517,33 @@ async fn run_alone(
          overlap).\n\n{}\n",
         b.table().render()
     ));
-    d.weftd.check_alive()?;
+    eprintln!(
+        "weft alone: {} disconnects from {} clients",
+        d.endpoints, a.clients
+    );
     let conc_n = d.endpoints;
+    let dc = alone::disconnects(&mut d, a.clients).await?;
+    emit(format!(
+        "**Concurrent disconnects.** The {} endpoints of the concurrent connects, disconnected \
+         from {} clients (each its own connection), against {} serial disconnects and \
+         connects at the in-process floor; and the mass disconnect's veths, from the first \
+         Disconnect until the scratch host lists none of their host ends. Targets: the \
+         concurrent disconnects finish sooner than the floor's serial connects: {} ({} s vs \
+         {} s; the floor's serial disconnects {} s); no veth left within 2 s: {} ({}).\n\n{}\n",
+        dc.n,
+        dc.clients,
+        conc.n,
+        verdict(dc.wall < conc.floor_wall),
+        secs(dc.wall),
+        secs(conc.floor_wall),
+        secs(conc.floor_disc_wall),
+        verdict(dc.veths_gone.is_some_and(|g| g.as_secs_f64() <= 2.0)),
+        dc.veths_gone
+            .map(|g| format!("{} s", secs(g)))
+            .unwrap_or_else(|| format!("{} still there", dc.veths_left)),
+        dc.table(&conc).render()
+    ));
+    d.weftd.check_alive()?;
     let mut t = Table::new(["weftd", "VmRSS MiB", "open fds"]);
     t.row([
         "idle, just started".to_string(),

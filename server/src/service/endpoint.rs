@@ -158,7 +158,7 @@ impl Service {
             let net = self.network_of(&row).await?;
             return Ok(self.ctl.plan_endpoint_removal(&row, &net).await?);
         }
-        self.store().mark_endpoint_deleting(&row.id).await?;
+        self.store().mark_endpoint_deleting_kept(&row.id).await?;
         Endpoints::announce(self, &row);
         pending
             .finish(self, Endpoints::key(row.id), row.generation + 1)

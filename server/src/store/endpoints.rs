@@ -9,18 +9,27 @@
 //! leases and port mappings are deleted with it (`ON DELETE CASCADE`). The rules of a connect
 //! (preconditions, lease choice, refusals) are [`crate::model::connect`]'s.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Mutex,
+};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{Kind, RequestRecord, Store, StoreError, decode, encode, kind::status_of, now_ms};
+use super::{
+    Kind, RequestRecord, RowCache, Store, StoreError, decode, encode, is_unique_violation,
+    kind::status_of,
+    now_ms,
+    ports::{publish_ports, resolve_ports},
+};
 use crate::model::{
-    ConnectFacts, ConnectSpec, EndpointSpec, HostPorts, LeaseAsk, NetworkSpec, PortSpec, Protocol,
-    Status, SubnetSpec,
-    connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free, no_free_port, port_taken},
-    port::{DEFAULT_LOCAL_PORT_RANGE, port_candidates},
+    ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Phase, Protocol, Status,
+    SubnetSpec,
+    connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free},
+    port::DEFAULT_LOCAL_PORT_RANGE,
 };
 
 /// What the reconciler saw of an endpoint.
@@ -110,11 +119,40 @@ impl Kind for EndpointRow {
     ) -> Result<Option<(&'static str, String)>, StoreError> {
         Ok(Some(("status", encode(observed)?)))
     }
+
+    /// The rows a connect or disconnect just wrote, for the reconcile and the waiting
+    /// request that read them next.
+    fn cache(store: &Store) -> Option<&Mutex<RowCache<Self>>> {
+        Some(&store.endpoints)
+    }
+
+    /// Only writes fill it: a resync reading every endpoint would churn it for nothing.
+    const CACHE_READS: bool = false;
+
+    /// A few requests' worth (a row is well under 1 KiB).
+    const CACHE_CAP: usize = 1024;
+
+    fn set_observed(&mut self, status: &Status, observed: &EndpointObserved) -> bool {
+        self.status = status.clone();
+        self.observed = observed.clone();
+        true
+    }
 }
 
 /// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
-/// deleting; already connected, interface name taken, already routed by default.
-type ConnectRow = (String, String, i64, String, i64, bool, bool, bool);
+/// deleting; already connected, interface name taken, already routed by default; the
+/// network's subnet cursors (`<cidr> <address or ->` joined by `,`).
+type ConnectRow = (
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    bool,
+    bool,
+    bool,
+    Option<String>,
+);
 
 /// Where a connect that met its preconditions goes.
 struct Admitted {
@@ -126,11 +164,14 @@ struct Admitted {
     ns_id: String,
     /// The endpoint as it will be stored ([`ConnectSpec::admit`]).
     endpoint: EndpointSpec,
+    /// Each subnet's lease cursor (the last address handed out), by CIDR.
+    cursors: HashMap<String, Option<IpAddr>>,
 }
 
 /// Reads every precondition of `req` in one statement (the network, the namespace, and
 /// whether the namespace is on the network already, has the interface name taken, or routes
-/// by default through another network) and checks them ([`ConnectSpec::admit`]).
+/// by default through another network) and checks them ([`ConnectSpec::admit`]). The same
+/// statement reads the subnets' lease cursors.
 async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted, StoreError> {
     let found: Option<ConnectRow> = sqlx::query_as(
         "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
@@ -138,7 +179,9 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
          EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
                  UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
          EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
-                 AND json_extract(spec, '$.default_route') = 1) \
+                 AND json_extract(spec, '$.default_route') = 1), \
+         (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
+          WHERE network_id = w.id) \
          FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
     )
     .bind(&req.network)
@@ -146,7 +189,8 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
     .bind(&req.endpoint.ifname)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((net_id, net_spec, net_deleting, ns_id, ns_deleting, already, taken, routed)) = found
+    let Some((net_id, net_spec, net_deleting, ns_id, ns_deleting, already, taken, routed, cursors)) =
+        found
     else {
         let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
             .bind(&req.network)
@@ -163,12 +207,27 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
     })?;
     let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
     req.check_ports(&net_spec)?;
+    let cursors = cursors
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|c| c.split_once(' '))
+        .map(|(cidr, at)| (cidr.to_string(), at.parse().ok()))
+        .collect();
     Ok(Admitted {
         net_id,
         net_spec,
         ns_id,
         endpoint,
+        cursors,
     })
+}
+
+/// The leases a connect chose: one address (with its prefix length) per subnet, and the
+/// subnets whose cursor moves (CIDR, new cursor).
+#[derive(Default)]
+struct Chosen {
+    leases: Vec<(IpAddr, u8)>,
+    cursors: Vec<(String, IpAddr)>,
 }
 
 /// One address per subnet of the network: the static one asked for, if no one holds it, or
@@ -177,8 +236,8 @@ async fn lease(
     tx: &mut SqliteConnection,
     req: &ConnectSpec,
     to: &Admitted,
-) -> Result<Vec<(IpAddr, u8)>, StoreError> {
-    let mut leases = Vec::new();
+) -> Result<Chosen, StoreError> {
+    let mut chosen = Chosen::default();
     for s in &to.net_spec.subnets {
         let addr = match req.lease_ask(s)? {
             LeaseAsk::Static(a) => {
@@ -196,32 +255,32 @@ async fn lease(
                 }
                 a
             }
-            LeaseAsk::Next => next_free(tx, req, &to.net_id, s).await?,
+            LeaseAsk::Next => {
+                let cidr = s.subnet.to_string();
+                let cursor = to.cursors.get(&cidr).copied().flatten();
+                let a = next_free(tx, req, &to.net_id, s, cursor).await?;
+                chosen.cursors.push((cidr, a));
+                a
+            }
         };
-        leases.push((addr, s.subnet.prefix_len()));
+        chosen.leases.push((addr, s.subnet.prefix_len()));
     }
     req.check_families(&to.net_spec)?;
-    Ok(leases)
+    Ok(chosen)
 }
 
-/// The next free address of subnet `s` after its cursor, which moves to it. The candidates
-/// are checked a batch at a time with primary-key lookups: a round-robin cursor almost always
-/// finds the first one free, so a connect reads a handful of rows, not every lease.
+/// The next free address of subnet `s` after its `cursor` (the insert then moves the cursor
+/// to it). The candidates are checked a batch at a time with primary-key lookups: a
+/// round-robin cursor almost always finds the first one free, so a connect reads a handful
+/// of rows, not every lease.
 async fn next_free(
     tx: &mut SqliteConnection,
     req: &ConnectSpec,
     net_id: &str,
     s: &SubnetSpec,
+    cursor: Option<IpAddr>,
 ) -> Result<IpAddr, StoreError> {
-    let cidr = s.subnet.to_string();
-    let cursor: Option<String> =
-        sqlx::query_scalar("SELECT cursor FROM subnets WHERE network_id = ? AND cidr = ?")
-            .bind(net_id)
-            .bind(&cidr)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
-    let mut candidates = s.candidates(cursor.and_then(|c| c.parse().ok())).peekable();
+    let mut candidates = s.candidates(cursor).peekable();
     while candidates.peek().is_some() {
         let batch: Vec<IpAddr> = candidates.by_ref().take(LEASE_BATCH).collect();
         let marks = vec!["?"; batch.len()].join(", ");
@@ -235,12 +294,6 @@ async fn next_free(
         let leased: Vec<String> = q.fetch_all(&mut *tx).await?;
         let leased: HashSet<IpAddr> = leased.iter().filter_map(|a| a.parse().ok()).collect();
         if let Some(a) = first_free(&batch, &leased) {
-            sqlx::query("UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?")
-                .bind(a.to_string())
-                .bind(net_id)
-                .bind(&cidr)
-                .execute(&mut *tx)
-                .await?;
             return Ok(a);
         }
     }
@@ -294,158 +347,62 @@ async fn choose_mac(
     Err(req.no_free_mac().into())
 }
 
-/// Writes the endpoint row `id` with its MAC, and its leases.
+/// Writes the endpoint row `id` with its MAC, its leases and the subnets' moved cursors, as
+/// one multi-statement query (one round trip to SQLite's thread instead of one per row).
+/// The endpoint's row goes first, so a MAC another endpoint of the network holds (the
+/// unique index) fails the query before anything else was written.
 async fn insert_endpoint(
     tx: &mut SqliteConnection,
     id: &str,
     to: &Admitted,
-    leases: &[(IpAddr, u8)],
+    chosen: &Chosen,
     mac: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, mac, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(&to.net_id)
-    .bind(&to.ns_id)
-    .bind(&to.endpoint.ifname)
-    .bind(crate::model::endpoint_host_ifname(id))
-    .bind(encode(&to.endpoint)?)
-    .bind(mac)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    for (a, p) in leases {
-        sqlx::query(
-            "INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&to.net_id)
-        .bind(a.to_string())
-        .bind(i64::from(*p))
+    let mut sql = String::from(
+        "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, mac, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);",
+    );
+    if !chosen.leases.is_empty() {
+        let rows = vec!["(?, ?, ?, ?)"; chosen.leases.len()].join(", ");
+        sql.push_str(&format!(
+            " INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES {rows};"
+        ));
+    }
+    for _ in &chosen.cursors {
+        sql.push_str(" UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?;");
+    }
+    let spec = encode(&to.endpoint).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    // Only constant statements and "?" placeholders are formatted in; every value is bound.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        .bind(&to.net_id)
+        .bind(&to.ns_id)
+        .bind(&to.endpoint.ifname)
+        .bind(crate::model::endpoint_host_ifname(id))
+        .bind(spec)
+        .bind(mac)
+        .bind(now)
+        .bind(now);
+    for (a, p) in &chosen.leases {
+        q = q
+            .bind(&to.net_id)
+            .bind(a.to_string())
+            .bind(i64::from(*p))
+            .bind(id);
     }
+    for (cidr, a) in &chosen.cursors {
+        q = q.bind(a.to_string()).bind(&to.net_id).bind(cidr);
+    }
+    q.execute(&mut *tx).await?;
     Ok(())
 }
 
-/// How many candidate host ports a choice checks with one query.
-const PORT_BATCH: usize = 64;
-
-/// Whether two host addresses ("" is every address) collide: the same, or either is every.
-fn collides(a: &str, b: &str) -> bool {
-    a.is_empty() || b.is_empty() || a == b
-}
-
-/// The ports of the endpoint as they will be stored: fixed ones as asked, and for each one
-/// weft chooses ([`HostPorts::Ephemeral`] from `local`, the host's ip_local_port_range;
-/// [`HostPorts::OneOf`] from its range) the first candidate that no stored mapping and no
-/// port of this request holds on a colliding address. Fixed ports are taken into account
-/// first, so a choice never lands on a port the same request names. Runs in the connect's
-/// transaction: a concurrent connect waits for it and then sees its mappings, and the
-/// primary key on mappings guards the same a second time.
-///
-/// Ephemeral choices start at a point derived from the endpoint's id (so endpoints spread
-/// over the range instead of all probing its start); a range's choice starts at its first
-/// port, as Docker's does. Each batch of candidates is one indexed query.
-async fn resolve_ports(
-    tx: &mut SqliteConnection,
-    id: &str,
-    ports: &[PortSpec],
-    local: &std::ops::RangeInclusive<u16>,
-) -> Result<Vec<PortSpec>, StoreError> {
-    let mut held: Vec<(String, Protocol, u16)> = Vec::new();
-    for p in ports.iter().filter(|p| p.is_fixed()) {
-        let ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
-        held.extend(p.pairs().map(|(h, _)| (ip.clone(), p.protocol, h)));
-    }
-    let seed = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut out = Vec::with_capacity(ports.len());
-    for (i, p) in ports.iter().enumerate() {
-        let (range, seed, ephemeral) = match p.host_ports() {
-            HostPorts::Fixed => {
-                out.push(p.clone());
-                continue;
-            }
-            HostPorts::Ephemeral => (local.clone(), seed.wrapping_add(i as u64), true),
-            HostPorts::OneOf(r) => (r, 0, false),
-        };
-        let ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
-        let mut candidates = port_candidates(&range, seed).peekable();
-        let mut chosen = None;
-        while chosen.is_none() && candidates.peek().is_some() {
-            let batch: Vec<u16> = candidates.by_ref().take(PORT_BATCH).collect();
-            let marks = vec!["?"; batch.len()].join(", ");
-            let sql = format!(
-                "SELECT host_port FROM port_mappings WHERE protocol = ? AND host_port IN ({marks}) \
-                 AND (host_ip = ? OR host_ip = '' OR ? = '')"
-            );
-            // Only "?" placeholders are formatted in; the ports are bound.
-            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(p.protocol.as_str());
-            for h in &batch {
-                q = q.bind(i64::from(*h));
-            }
-            let taken: Vec<i64> = q.bind(&ip).bind(&ip).fetch_all(&mut *tx).await?;
-            let taken: HashSet<i64> = taken.into_iter().collect();
-            chosen = batch.into_iter().find(|h| {
-                !taken.contains(&i64::from(*h))
-                    && !held.iter().any(|(hip, proto, hp)| {
-                        *proto == p.protocol && hp == h && collides(hip, &ip)
-                    })
-            });
-        }
-        let Some(h) = chosen else {
-            return Err(no_free_port(i, &range, p.protocol, &ip, ephemeral).into());
-        };
-        held.push((ip, p.protocol, h));
-        out.push(p.resolved(h));
-    }
-    Ok(out)
-}
-
-/// Records the published ports of endpoint `id`; ALREADY_EXISTS naming the holder of a host
-/// port that is taken. A mapping on every address conflicts with one on any address, and the
-/// other way round.
-async fn publish_ports(
-    tx: &mut SqliteConnection,
-    id: &str,
-    endpoint: &EndpointSpec,
-) -> Result<(), StoreError> {
-    for p in &endpoint.ports {
-        let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
-        for (h, c) in p.pairs() {
-            let conflict: Option<(String, String)> = sqlx::query_as(
-                "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
-                 JOIN namespaces n ON n.id = e.namespace_id \
-                 WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
-            )
-            .bind(p.protocol.as_str())
-            .bind(i64::from(h))
-            .bind(&host_ip)
-            .bind(&host_ip)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((ip, holder)) = conflict {
-                return Err(port_taken(h, p.protocol, &ip, &holder).into());
-            }
-            sqlx::query(
-                "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(&host_ip)
-            .bind(p.protocol.as_str())
-            .bind(i64::from(h))
-            .bind(i64::from(c))
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    Ok(())
+/// Whether `e` is the unique index on (network, MAC) refusing an endpoint's MAC.
+fn is_mac_taken(e: &sqlx::Error) -> bool {
+    is_unique_violation(e)
+        && e.as_database_error()
+            .is_some_and(|d| d.message().contains("endpoints.mac"))
 }
 
 impl Store {
@@ -477,11 +434,76 @@ impl Store {
         let (id, mut tx) = self.begin_create::<EndpointRow>(request).await?;
         let mut to = admit(&mut tx, req).await?;
         to.endpoint.ports = resolve_ports(&mut tx, &id, &to.endpoint.ports, local).await?;
-        let leases = lease(&mut tx, req, &to).await?;
-        let mac = choose_mac(&mut tx, req, &to, &leases).await?;
-        insert_endpoint(&mut tx, &id, &to, &leases, mac.as_deref()).await?;
+        let chosen = lease(&mut tx, req, &to).await?;
+        let addrs: Vec<IpAddr> = chosen.leases.iter().map(|(a, _)| *a).collect();
+        // The MAC it nearly always gets: the client's, or the first derived one. The unique
+        // index checks it in the insert; only when it is taken is it looked for (and a
+        // refusal worded) with queries.
+        let mut mac = to.endpoint.mac.clone().or_else(|| derived_mac(&addrs, 0));
+        match insert_endpoint(&mut tx, &id, &to, &chosen, mac.as_deref()).await {
+            Ok(()) => {}
+            Err(e) if is_mac_taken(&e) => {
+                mac = choose_mac(&mut tx, req, &to, &chosen.leases).await?;
+                insert_endpoint(&mut tx, &id, &to, &chosen, mac.as_deref()).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         publish_ports(&mut tx, &id, &to.endpoint).await?;
-        Self::finish_insert(tx, &id, dry_run).await
+        let _turn = tx.finish_keeping_turn(dry_run).await?;
+        let mut addresses: Vec<IpNet> = chosen
+            .leases
+            .iter()
+            .filter_map(|(a, p)| IpNet::new(*a, *p).ok())
+            .collect();
+        addresses.sort_by_key(|a| a.addr().is_ipv6());
+        // The row as the database now holds it (what reading it back gave, without the read).
+        let row = EndpointRow {
+            id: id.clone(),
+            network_id: to.net_id,
+            network: req.network.clone(),
+            namespace: req.namespace.clone(),
+            host_ifname: crate::model::endpoint_host_ifname(&id),
+            spec: to.endpoint,
+            addresses,
+            mac,
+            generation: 1,
+            deleting: false,
+            status: Status {
+                phase: Phase::Pending,
+                observed_generation: 0,
+                message: String::new(),
+            },
+            observed: EndpointObserved::default(),
+        };
+        if !dry_run {
+            self.prime(&id, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// Marks endpoint `id` for removal (idempotent; a Disconnect). When its row is kept
+    /// (a connect or status write put it there, so it is exactly what the database holds),
+    /// the marked row is kept in its place for the reconcile and the waiting request.
+    pub async fn mark_endpoint_deleting_kept(&self, id: &str) -> Result<(), StoreError> {
+        let _w = self.write.lock().await;
+        let marked =
+            Self::mark_deleting_in::<EndpointRow>(&mut *self.pool.acquire().await?, id).await;
+        let kept = self.cached::<EndpointRow>(id);
+        self.forget::<EndpointRow>(id);
+        if marked? && let Some(row) = kept {
+            // What the UPDATE wrote, on the row as it was.
+            let marked = EndpointRow {
+                generation: row.generation + 1,
+                deleting: true,
+                status: Status {
+                    phase: Phase::Deleting,
+                    ..row.status.clone()
+                },
+                ..row
+            };
+            self.prime(id, marked);
+        }
+        Ok(())
     }
 
     /// Gives endpoint `row`, which has no MAC (it is older than weft keeping them, and weft
@@ -496,6 +518,8 @@ impl Store {
             return Ok(None);
         }
         let addrs: Vec<IpAddr> = row.addresses.iter().map(|a| a.addr()).collect();
+        let _w = self.write.lock().await;
+        self.forget::<EndpointRow>(&row.id);
         let mut tx = self.pool.begin().await?;
         for attempt in 0..MAC_ATTEMPTS {
             let Some(mac) = derived_mac(&addrs, attempt) else {
@@ -512,6 +536,7 @@ impl Store {
             return match set {
                 Ok(done) if done.rows_affected() == 1 => {
                     tx.commit().await?;
+                    self.forget::<EndpointRow>(&row.id);
                     Ok(Some(mac))
                 }
                 Ok(_) => Ok(None),
@@ -525,6 +550,8 @@ impl Store {
     /// Releases what endpoint `id` holds on its network (its leases, published ports and
     /// MAC) while its row stays: its namespace is gone. Returns whether it held anything.
     pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let _w = self.write.lock().await;
+        self.forget::<EndpointRow>(id);
         let mut tx = self.pool.begin().await?;
         let mut n = 0;
         for sql in [
@@ -539,6 +566,7 @@ impl Store {
                 .rows_affected();
         }
         tx.commit().await?;
+        self.forget::<EndpointRow>(id);
         Ok(n > 0)
     }
 

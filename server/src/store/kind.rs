@@ -14,7 +14,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{RequestRecord, Store, StoreError, now_ms};
+use super::{RequestRecord, Store, StoreError, WriteTx, now_ms};
 use crate::model::{ObjectLimits, Phase, Status, new_uid};
 
 /// A kind of stored object: one table, one row type (the implementor).
@@ -44,6 +44,20 @@ pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     /// The cache of this kind's rows, for a kind read often enough to keep one.
     fn cache(_store: &Store) -> Option<&Mutex<RowCache<Self>>> {
         None
+    }
+
+    /// Whether a read from the database fills the cache (true), or only the writes that
+    /// make and change a row put it there ([`Store::prime`]): endpoints, of which there may
+    /// be 10,000 while only those a client is waiting on are worth holding.
+    const CACHE_READS: bool = true;
+
+    /// At most this many rows in the cache; past it, an arbitrary one is dropped.
+    const CACHE_CAP: usize = usize::MAX;
+
+    /// Puts a status write into a cached row: true if the kind can (the row then equals what
+    /// the database holds), false to drop the row from the cache instead.
+    fn set_observed(&mut self, _status: &Status, _observed: &Self::Observed) -> bool {
+        false
     }
 }
 
@@ -81,6 +95,29 @@ impl<R> Default for RowCache<R> {
             epoch: 0,
             rows: HashMap::new(),
         }
+    }
+}
+
+impl<R> RowCache<R> {
+    /// Puts `row` in under `id`, first dropping an arbitrary other row when `cap` are held.
+    fn put(&mut self, id: &str, row: R, cap: usize) {
+        if self.rows.len() >= cap
+            && !self.rows.contains_key(id)
+            && let Some(old) = self.rows.keys().next().cloned()
+        {
+            self.rows.remove(&old);
+        }
+        self.rows.insert(id.to_string(), row);
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 }
 
@@ -128,13 +165,32 @@ impl Store {
             None => None,
         };
         let row = Self::by_id_in::<K>(&mut *self.pool.acquire().await?, id).await?;
-        if let (Some(cache), Some(epoch), Some(row)) = (K::cache(self), epoch, &row) {
+        if let (Some(cache), Some(epoch), Some(row)) = (K::cache(self), epoch, &row)
+            && K::CACHE_READS
+        {
             let mut c = lock(cache);
             if c.epoch == epoch {
-                c.rows.insert(id.to_string(), row.clone());
+                c.put(id, row.clone(), K::CACHE_CAP);
             }
         }
         Ok(row)
+    }
+
+    /// The cached copy of row `id` of kind `K`, if it has one.
+    pub(super) fn cached<K: Kind>(&self, id: &str) -> Option<K> {
+        K::cache(self).and_then(|c| lock(c).rows.get(id).cloned())
+    }
+
+    /// Puts `row`, just written (a connect's new endpoint, a disconnect's marked one), in its
+    /// kind's cache, so the reconcile and the waiting request that read it next need no
+    /// query. Called only after the write committed, with the row as the database now holds
+    /// it; every later write to the row updates or drops it.
+    pub(crate) fn prime<K: Kind>(&self, id: &str, row: K) {
+        if let Some(cache) = K::cache(self) {
+            let mut c = lock(cache);
+            c.epoch += 1;
+            c.put(id, row, K::CACHE_CAP);
+        }
     }
 
     /// The row of kind `K` with this uid, read on `conn` (inside a transaction).
@@ -212,14 +268,16 @@ impl Store {
     pub(crate) async fn begin_create<K: Kind>(
         &self,
         request: Option<&RequestRecord>,
-    ) -> Result<(String, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
+    ) -> Result<(String, WriteTx), StoreError> {
         let id = new_uid();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some((max, flag)) = self.objects.of(K::NOUN) {
-            let sql = format!("SELECT COUNT(*) FROM {}", K::TABLE);
-            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut *tx)
-                .await?;
+            // Kept by triggers (migration 0013): one key lookup, where COUNT(*) read every row.
+            let count: i64 = sqlx::query_scalar("SELECT n FROM object_counts WHERE kind = ?")
+                .bind(K::TABLE)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
             let count = usize::try_from(count).unwrap_or(usize::MAX);
             if count >= max {
                 return Err(StoreError::Exhausted(ObjectLimits::exhausted(
@@ -234,42 +292,43 @@ impl Store {
         Ok((id, tx))
     }
 
-    /// Reads back the row a create just inserted and ends the transaction (see [`super::finish`]).
+    /// Reads back the row a create just inserted and ends the transaction (see [`WriteTx::finish`]).
     pub(crate) async fn finish_insert<K: Kind>(
-        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        mut tx: WriteTx,
         id: &str,
         dry_run: bool,
     ) -> Result<K, StoreError> {
         let row = Self::by_id_in::<K>(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("inserted {} vanished", K::NOUN)))?;
-        super::finish(tx, dry_run).await?;
+        tx.finish(dry_run).await?;
         Ok(row)
     }
 
     /// Marks the row of kind `K` with this uid for deletion (idempotent).
     pub async fn mark_deleting<K: Kind>(&self, id: &str) -> Result<(), StoreError> {
+        let _w = self.write.lock().await;
         let res = Self::mark_deleting_in::<K>(&mut *self.pool.acquire().await?, id).await;
         self.forget::<K>(id);
-        res
+        res.map(|_| ())
     }
 
-    /// The same, on `conn`.
-    async fn mark_deleting_in<K: Kind>(
+    /// The same, on `conn`; true if it marked the row (false: it was marked already, or gone).
+    pub(super) async fn mark_deleting_in<K: Kind>(
         conn: &mut SqliteConnection,
         id: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let sql = format!(
             "UPDATE {} SET deleting = 1, phase = 'deleting', rechecking = 0, \
              generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
             K::TABLE
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms())
             .bind(id)
             .execute(&mut *conn)
             .await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
     /// Marks the row of kind `K` named `name` for deletion and returns it; NOT_FOUND if there
@@ -280,7 +339,7 @@ impl Store {
         name: &str,
         dry_run: bool,
     ) -> Result<K, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT id FROM {} WHERE name = ?", K::TABLE);
         let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(name)
@@ -301,7 +360,7 @@ impl Store {
         let row = Self::by_id_in::<K>(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("{name:?} not found")))?;
-        super::finish(tx, dry_run).await?;
+        tx.finish(dry_run).await?;
         self.forget::<K>(&id);
         Ok(row)
     }
@@ -310,6 +369,7 @@ impl Store {
     /// that belong to it (interfaces, leases, mappings) go with it by `ON DELETE CASCADE`.
     pub async fn delete_row<K: Kind>(&self, id: &str) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE id = ? AND deleting = 1", K::TABLE);
+        let _w = self.write.lock().await;
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .execute(&self.pool)
@@ -357,9 +417,35 @@ impl Store {
         if let Some((_, v)) = extra {
             q = q.bind(v);
         }
-        let res = q.execute(&self.pool).await;
-        self.forget::<K>(id);
-        Ok(res?.rows_affected() > 0)
+        // The cached copy changes under the same write turn, so no other write to the row
+        // lands between the two.
+        let _w = self.write.lock().await;
+        match q.execute(&self.pool).await {
+            Ok(done) => {
+                self.observe_cached::<K>(id, status, observed);
+                Ok(done.rows_affected() > 0)
+            }
+            Err(e) => {
+                self.forget::<K>(id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Puts a status just written into row `id`'s cached copy, if it has one and its kind
+    /// can ([`Kind::set_observed`]); drops the row from the cache otherwise.
+    fn observe_cached<K: Kind>(&self, id: &str, status: &Status, observed: &K::Observed) {
+        if let Some(cache) = K::cache(self) {
+            let mut c = lock(cache);
+            c.epoch += 1;
+            let kept = c
+                .rows
+                .get_mut(id)
+                .is_some_and(|row| row.set_observed(status, observed));
+            if !kept {
+                c.rows.remove(id);
+            }
+        }
     }
 
     /// Drops row `id` of kind `K` from its cache: called after every write to the row.

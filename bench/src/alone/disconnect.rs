@@ -1,0 +1,232 @@
+//! Concurrent disconnects (issue 14, item 6): the endpoints [`super::concurrent`] made,
+//! disconnected from several clients at once (each its own connection), against the floor's
+//! serial disconnects of as many endpoints; and a mass disconnect's veths: the time from the
+//! first Disconnect until the scratch host's `ip -j link` lists none of those endpoints' host
+//! ends (weft answers a Disconnect when the endpoint is cut off; its reaper deletes the veths
+//! in batches afterwards).
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow};
+use weft::v1::GetNetworkRequest;
+
+use super::{Concurrent, Daemon};
+use crate::{
+    methods,
+    sandbox::check_stop,
+    stats::{Samples, Table, ms, secs},
+};
+
+/// How long the veth poll waits for the host ends to go before it gives up.
+const VETH_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The result of [`disconnects`].
+#[derive(Debug, Default)]
+pub struct Disconnects {
+    /// Disconnects in all.
+    pub n: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Wall time of the concurrent disconnects.
+    pub wall: Duration,
+    /// Each disconnect's latency.
+    pub lat: Samples,
+    /// CPU weftd used meanwhile.
+    pub cpu: Duration,
+    /// From the first Disconnect until no host end of those endpoints was listed (None: some
+    /// were still there after [`VETH_DEADLINE`]).
+    pub veths_gone: Option<Duration>,
+    /// The same, from the last Disconnect's answer.
+    pub veths_after_last: Option<Duration>,
+    /// Host ends still listed at the deadline.
+    pub veths_left: usize,
+}
+
+/// How many of `names` the scratch host `host` (a name under /run/netns) lists.
+async fn listed(host: &str, names: &HashSet<String>) -> Result<usize> {
+    let host = host.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ip")
+            .args(["-n", &host, "-j", "link", "show"])
+            .output()
+    })
+    .await
+    .context("the ip task panicked")?
+    .context("run ip -j link show")?;
+    let links: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parse ip -j link show")?;
+    Ok(links
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str())
+                .filter(|n| names.contains(*n))
+                .count()
+        })
+        .unwrap_or(0))
+}
+
+/// Disconnects every endpoint of network `conc` (`c0`..) from `clients` concurrent clients
+/// and polls the host for their veths meanwhile.
+pub async fn disconnects(d: &mut Daemon, clients: usize) -> Result<Disconnects> {
+    let n = d.endpoints;
+    let c = d.weftd.client()?;
+    let net = c
+        .networks()
+        .get_network(GetNetworkRequest {
+            name: "conc".into(),
+        })
+        .await?
+        .into_inner()
+        .network
+        .ok_or_else(|| anyhow!("GetNetwork conc answered no network"))?;
+    let names: HashSet<String> = net
+        .endpoints
+        .iter()
+        .filter(|e| e.namespace.starts_with('c'))
+        .map(|e| e.host_interface_name.clone())
+        .collect();
+    let host = d
+        .weftd
+        .host_ns()
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| anyhow!("weftd's host namespace has no name"))?
+        .to_string();
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(d.weftd.new_client().await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = d.weftd.cpu()?;
+    let t0 = Instant::now();
+    let poll = {
+        let (host, names) = (host.clone(), names.clone());
+        tokio::spawn(async move {
+            loop {
+                if listed(&host, &names).await? == 0 {
+                    return Ok::<_, anyhow::Error>((Some(t0.elapsed()), 0));
+                }
+                if t0.elapsed() > VETH_DEADLINE {
+                    return Ok((None, listed(&host, &names).await?));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut out = Disconnects {
+        n,
+        clients,
+        lat: from_clients(conns, n, false).await?,
+        ..Default::default()
+    };
+    out.wall = t0.elapsed();
+    out.cpu = d.weftd.cpu()?.saturating_sub(cpu0);
+    let (gone, left) = poll.await.context("the veth poll panicked")??;
+    out.veths_gone = gone;
+    out.veths_after_last = gone.map(|g| g.saturating_sub(out.wall));
+    out.veths_left = left;
+    d.endpoints = 0;
+    d.weftd.check_alive()?;
+    Ok(out)
+}
+
+/// Connects (or with `connect` false, disconnects) namespaces `c0`..`c{n-1}` to network
+/// `conc` from one task per client in `conns`, client j taking i = j, j + k, ...; returns
+/// each call's latency.
+pub(crate) async fn from_clients(
+    conns: Vec<weft::Client>,
+    n: usize,
+    connect: bool,
+) -> Result<Samples> {
+    let k = conns.len();
+    let mut tasks = Vec::new();
+    for (j, client) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in (j..n).step_by(k) {
+                check_stop()?;
+                let ns = format!("c{i}");
+                let t = Instant::now();
+                if connect {
+                    methods::connect(&client, "conc", &ns, Vec::new()).await?;
+                } else {
+                    methods::disconnect(&client, "conc", &ns).await?;
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut out = Samples::default();
+    for t in tasks {
+        for l in t.await.context("a client task panicked")?? {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+impl Disconnects {
+    /// The table, with the floor's serial disconnects and connects from `conc`.
+    pub fn table(&self, conc: &Concurrent) -> Table {
+        let per = |d: Duration, n: usize| ms(d / n.max(1) as u32);
+        let mut t = Table::new([
+            "what",
+            "wall s",
+            "per call p50 ms",
+            "p99 ms",
+            "CPU ms per call",
+        ]);
+        t.row([
+            format!(
+                "weft, {} disconnects from {} concurrent clients",
+                self.n, self.clients
+            ),
+            secs(self.wall),
+            ms(self.lat.p50()),
+            ms(self.lat.p99()),
+            format!("{} weftd", per(self.cpu, self.n)),
+        ]);
+        t.row([
+            format!(
+                "floor, {} serial disconnects in-process",
+                conc.floor_disc.len()
+            ),
+            secs(conc.floor_disc_wall),
+            ms(conc.floor_disc.p50()),
+            ms(conc.floor_disc.p99()),
+            "–".into(),
+        ]);
+        t.row([
+            format!("floor, {} serial connects in-process", conc.n),
+            secs(conc.floor_wall),
+            ms(conc.floor.p50()),
+            ms(conc.floor.p99()),
+            per(conc.floor_cpu, conc.n),
+        ]);
+        t.row([
+            format!(
+                "first Disconnect -> none of the {} host veths listed (`ip -j link`, polled)",
+                self.n
+            ),
+            self.veths_gone
+                .map(secs)
+                .unwrap_or_else(|| format!("> {} ({} left)", secs(VETH_DEADLINE), self.veths_left)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        t.row([
+            "of which after the last Disconnect's answer".to_string(),
+            self.veths_after_last.map(secs).unwrap_or_default(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        t
+    }
+}

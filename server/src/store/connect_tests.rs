@@ -1,0 +1,280 @@
+//! The Connect path's store (issue 14): the connect transaction in fewer round trips, the
+//! endpoint rows it keeps for the reconcile and the waiting request, the object counts that
+//! triggers keep, and concurrent connects serialised by the store's write turn.
+
+use std::{collections::HashSet, path::Path};
+
+use super::*;
+use crate::model::{
+    ConnectSpec, EndpointSpec, NamespaceSpec, NetworkSpec, Phase, SubnetSpec, connect::derived_mac,
+};
+
+fn ns_spec(name: &str) -> NamespaceSpec {
+    NamespaceSpec {
+        name: name.into(),
+        labels: Default::default(),
+        adopted_path: None,
+    }
+}
+
+fn net_spec(name: &str, subnets: &[&str]) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        labels: Default::default(),
+        bridge_name: format!("br-{name}"),
+        subnets: subnets
+            .iter()
+            .map(|s| SubnetSpec::parse("subnet", s, "", "", &[]).unwrap())
+            .collect(),
+        internal: false,
+        icc: true,
+        masquerade: true,
+        mtu: 0,
+        dns: true,
+    }
+}
+
+fn connect_spec(net: &str, ns: &str) -> ConnectSpec {
+    ConnectSpec {
+        network: net.into(),
+        namespace: ns.into(),
+        ipv4: None,
+        ipv6: None,
+        endpoint: EndpointSpec {
+            ifname: "eth0".into(),
+            mac: None,
+            aliases: Vec::new(),
+            ports: Vec::new(),
+            default_route: true,
+        },
+    }
+}
+
+/// A store at `path` with network "web" (`subnets`) and namespaces `ns0`..`ns{n-1}`.
+async fn store_with(path: &Path, subnets: &[&str], n: usize) -> Store {
+    let s = Store::open(path).await.unwrap();
+    s.create_network(
+        &net_spec("web", subnets),
+        &AutoSubnets::default(),
+        false,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        s.create_namespace(&ns_spec(&format!("ns{i}")), None, false)
+            .await
+            .unwrap();
+    }
+    s
+}
+
+/// Endpoint `id` read from the database itself, past the cache.
+async fn stored(s: &Store, id: &str) -> EndpointRow {
+    s.find_one::<EndpointRow>("e.id = ?", &[id])
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The row a connect answers with is built without reading it back: it must be what the
+/// database holds, field for field (single and dual stack), and what the cache serves.
+#[tokio::test]
+async fn connect_answers_the_row_the_database_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(
+        &dir.path().join("t.db"),
+        &["10.88.0.0/24", "fd00:88::/64"],
+        2,
+    )
+    .await;
+    for ns in ["ns0", "ns1"] {
+        let row = s
+            .connect(&connect_spec("web", ns), None, false)
+            .await
+            .unwrap();
+        assert_eq!(row.addresses.len(), 2);
+        assert!(row.mac.is_some());
+        assert_eq!(row, stored(&s, &row.id).await);
+        assert_eq!(Some(row.clone()), s.endpoint_by_id(&row.id).await.unwrap());
+    }
+    // The cursors moved: the two endpoints hold different addresses in both subnets.
+    let all = s.list_endpoints(None).await.unwrap();
+    let addrs: HashSet<_> = all.iter().flat_map(|e| e.addresses.clone()).collect();
+    assert_eq!(addrs.len(), 4);
+}
+
+/// A dry run answers the row it would make and leaves nothing behind, in the database or
+/// in the cache.
+#[tokio::test]
+async fn a_dry_run_connect_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 1).await;
+    let row = s
+        .connect(&connect_spec("web", "ns0"), None, true)
+        .await
+        .unwrap();
+    assert_eq!(row.status.phase, Phase::Pending);
+    assert_eq!(s.endpoint_by_id(&row.id).await.unwrap(), None);
+    assert!(s.list_endpoints(None).await.unwrap().is_empty());
+    let real = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        real.addresses, row.addresses,
+        "the rolled-back cursor did not move"
+    );
+}
+
+/// The derived MAC is tried in the insert itself; when another endpoint of the network
+/// holds it (here a client asked for it), the next one is taken and nothing half-written
+/// stays behind.
+#[tokio::test]
+async fn a_taken_derived_mac_is_skipped_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 2).await;
+    // ns1 will get the first address; ns0 takes the MAC that address derives first.
+    let first: std::net::IpAddr = "10.88.0.2".parse().unwrap();
+    let taken = derived_mac(&[first], 0).unwrap();
+    let mut asks = connect_spec("web", "ns0");
+    asks.ipv4 = Some("10.88.0.200".parse().unwrap());
+    asks.endpoint.mac = Some(taken.clone());
+    s.connect(&asks, None, false).await.unwrap();
+    let row = s
+        .connect(&connect_spec("web", "ns1"), None, false)
+        .await
+        .unwrap();
+    assert_eq!(row.addresses[0].addr(), first);
+    assert_eq!(row.mac, derived_mac(&[first], 1));
+    assert_eq!(row, stored(&s, &row.id).await);
+    // A client asking for a held MAC is refused, naming the holder, and nothing is written.
+    s.create_namespace(&ns_spec("ns2"), None, false)
+        .await
+        .unwrap();
+    let mut again = connect_spec("web", "ns2");
+    again.endpoint.mac = Some(taken);
+    let err = s.connect(&again, None, false).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyExists(m) if m.contains("ns0")),
+        "{err}"
+    );
+    assert_eq!(s.list_endpoints(None).await.unwrap().len(), 2);
+}
+
+/// Concurrent connects (each its own task, as concurrent API calls are) take the store's
+/// write turn one after another: every one succeeds with its own address and MAC, and all
+/// of them are in the database file when it is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_connects_are_distinct_and_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let n = 40;
+    let s = store_with(&path, &["10.88.0.0/24"], n).await;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.connect(&connect_spec("web", &format!("ns{i}")), None, false)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut answered = Vec::new();
+    for t in tasks {
+        answered.push(t.await.unwrap());
+    }
+    s.close().await;
+    let s = Store::open(&path).await.unwrap();
+    let all = s.list_endpoints(None).await.unwrap();
+    assert_eq!(all.len(), n);
+    let addrs: HashSet<_> = all.iter().map(|e| e.addresses[0]).collect();
+    let macs: HashSet<_> = all.iter().map(|e| e.mac.clone().unwrap()).collect();
+    assert_eq!((addrs.len(), macs.len()), (n, n));
+    for row in answered {
+        assert_eq!(row, stored(&s, &row.id).await, "answered as stored");
+    }
+}
+
+/// The object limit reads the count the triggers keep: it follows inserts and deletes, and
+/// a database from before migration 0013 starts with its rows counted.
+#[tokio::test]
+async fn the_endpoint_limit_follows_connects_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 3)
+        .await
+        .with_limits(crate::model::ObjectLimits {
+            endpoints: 2,
+            ..Default::default()
+        });
+    let a = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    s.connect(&connect_spec("web", "ns1"), None, false)
+        .await
+        .unwrap();
+    let err = s
+        .connect(&connect_spec("web", "ns2"), None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Exhausted(m) if m.contains("--max-endpoints")),
+        "{err}"
+    );
+    s.mark_endpoint_deleting_kept(&a.id).await.unwrap();
+    let err = s
+        .connect(&connect_spec("web", "ns2"), None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Exhausted(_)),
+        "a row being deleted still counts"
+    );
+    assert!(s.delete_endpoint_row(&a.id).await.unwrap());
+    s.connect(&connect_spec("web", "ns2"), None, false)
+        .await
+        .unwrap();
+}
+
+/// A disconnect's marked row is kept for its reconcile, as the database holds it; a status
+/// write updates the kept row; the row's delete drops it.
+#[tokio::test]
+async fn kept_endpoint_rows_follow_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 1).await;
+    let row = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    let ready = crate::model::Status {
+        phase: Phase::Ready,
+        observed_generation: 1,
+        message: String::new(),
+    };
+    let seen = EndpointObserved {
+        mac: "02:42:0a:58:00:02".into(),
+    };
+    assert!(s.set_endpoint_status(&row.id, &ready, &seen).await.unwrap());
+    let now = s.endpoint_by_id(&row.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status.phase, now.observed.mac.as_str()),
+        (Phase::Ready, seen.mac.as_str())
+    );
+    assert_eq!(now, stored(&s, &row.id).await);
+    s.mark_endpoint_deleting_kept(&now.id).await.unwrap();
+    let marked = s.endpoint_by_id(&row.id).await.unwrap().unwrap();
+    assert!(marked.deleting);
+    assert_eq!(marked, stored(&s, &row.id).await);
+    // Marking twice changes nothing, and keeps what is stored.
+    s.mark_endpoint_deleting_kept(&now.id).await.unwrap();
+    assert_eq!(s.endpoint_by_id(&row.id).await.unwrap().unwrap(), marked);
+    assert!(s.release_endpoint(&row.id).await.unwrap());
+    assert_eq!(
+        s.endpoint_by_id(&row.id).await.unwrap().unwrap(),
+        stored(&s, &row.id).await
+    );
+    assert!(s.delete_endpoint_row(&row.id).await.unwrap());
+    assert_eq!(s.endpoint_by_id(&row.id).await.unwrap(), None);
+}
