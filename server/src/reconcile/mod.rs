@@ -1,7 +1,8 @@
 //! Reconciliation: a keyed work queue, a pool of workers that make the kernel match the store,
 //! a periodic resync, and the waiting that lets a request answer with the converged status.
 //!
-//! Triggers: API writes, start-up (everything), the resync timer (everything), and the
+//! Triggers: API writes, start-up and the resync timer (the bulk check, `check`: what differs
+//! from one read of each namespace, plus the networks and the firewall), and the
 //! reconcilers themselves (a re-created namespace re-queues its links; a re-created bridge
 //! re-queues its ports). A reconcile observes first and writes only the difference, so a
 //! converged host sees no kernel writes; it writes status only after the kernel was checked,
@@ -21,13 +22,15 @@
 //!   [`crate::kernel::DryRun`].
 //! - `adopted`: adopted namespaces whose process exited: noticed, Failed, their endpoints'
 //!   leases and ports released, weft's sockets into them dropped.
+//! - `check` (the bulk check) and `drift` (its pure comparison).
 //! - `monitor` (netlink notifications -> keys), `gc` (orphans), `retire` (the veth reaper),
 //!   `recheck` (a restart's confirmations in batches), `queue`, `events`, `error`.
 //!
 //! # Order
-//! Start-up and every resync queue networks and the firewall first (bridges before their
-//! ports), then each namespace followed by what lives in it (its socket is then still cached),
-//! then the rest, then the GC. A key is never reconciled twice at once, and the resync's keys
+//! The bulk check queues networks and the firewall first (bridges before their ports), then
+//! what differs; start-up queues the GC last. When the check cannot run, everything is queued:
+//! each namespace followed by what lives in it (its socket is then still cached), then the
+//! rest, then the GC. A key is never reconciled twice at once, and the resync's keys
 //! wait behind everything the API queued.
 
 mod adopted;

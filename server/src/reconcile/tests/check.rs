@@ -20,6 +20,9 @@ use crate::{
     store::{EndpointRow, LinkRow, NamespaceRow, NetworkRow},
 };
 
+/// A change made to a [`World`]'s snapshot: one kind of drift.
+type Change<'a> = Box<dyn Fn(&mut World) + 'a>;
+
 /// A converged host's desired state and kernel snapshots, for the comparison.
 struct World {
     namespaces: Vec<NamespaceRow>,
@@ -142,7 +145,6 @@ async fn every_kind_of_link_drift_is_caught() {
     let h = H::new().await;
     let k = converged(&h).await;
     let base = world(&h).await;
-    type Change = Box<dyn Fn(&mut World)>;
     let changes: Vec<(&str, Change)> = vec![
         ("mtu", Box::new(|w| w.link("", "vh1").mtu = 1500)),
         (
@@ -223,7 +225,7 @@ async fn every_kind_of_endpoint_drift_is_caught() {
     let h = H::new().await;
     let k = converged(&h).await;
     let host = k.ep_row.host_ifname.clone();
-    let changes: Vec<(&str, Box<dyn Fn(&mut World)>)> = vec![
+    let changes: Vec<(&str, Change)> = vec![
         ("master", Box::new(|w| w.link("", &host).master = None)),
         ("hairpin", Box::new(|w| w.link("", &host).hairpin = false)),
         ("down", Box::new(|w| w.link("ns1", "eth0").up = false)),
