@@ -721,6 +721,26 @@ pub struct Breakdown {
     pub disconnect_full: Samples,
 }
 
+/// Waits (at most 10 s) until network `net` no longer lists an endpoint of `ns`.
+async fn gone_from(c: &weft::Client, net: &str, ns: &str) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let n = c
+            .networks()
+            .get_network(weft::v1::GetNetworkRequest { name: net.into() })
+            .await?
+            .into_inner()
+            .network;
+        if !n.is_some_and(|n| n.endpoints.iter().any(|e| e.namespace == ns)) {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("the endpoint of {ns} on {net} was still there 10 s after its Disconnect");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Takes weft's Connect and Disconnect apart from the outside: the same call with less of the
 /// work each time, serial, `samples` each, on a network of its own (`bd`).
 pub async fn breakdown(d: &mut Daemon, samples: usize) -> Result<Breakdown> {
@@ -761,6 +781,9 @@ pub async fn breakdown(d: &mut Daemon, samples: usize) -> Result<Breakdown> {
         c.networks().disconnect(disc(s, Some(false))).await?;
         out.disconnect_no_wait.push(t.elapsed());
         settle().await;
+        // Its removal may outlast the pause on a loaded machine: the next Connect of the
+        // same namespace would find the endpoint still there (ALREADY_EXISTS).
+        gone_from(&c, "bd", &format!("b{s}")).await?;
         let t = Instant::now();
         methods::connect(&c, "bd", &format!("b{s}"), Vec::new()).await?;
         out.full.push(t.elapsed());

@@ -9,28 +9,20 @@
 //!   is FAILED_PRECONDITION, never touched.
 //! - List, Watch: by label selector and, optionally, a namespace one end is in.
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 use weft_proto::v1::{self as pb, link_service_server::LinkService};
 
-use super::{
-    Answer, Api, convert,
-    watch::{self, WatchStream},
-};
+use super::{Answer, convert};
 use crate::{
     model::Invalid,
     service::{Links, ServiceError},
 };
 
-/// The RPCs of weft.v1.LinkService. Every handler is convert, call, convert back; errors
-/// become statuses through the one `From<ServiceError>` in `api`.
-#[tonic::async_trait]
-impl LinkService for Api {
-    /// Idempotent with a request id; waits for Ready unless `wait` is false.
-    async fn create_link(
-        &self,
-        req: Request<pb::CreateLinkRequest>,
-    ) -> Answer<pb::CreateLinkResponse> {
-        super::create(&self.svc, req).await
+super::service_impl! {
+    impl LinkService {
+        create create_link(pb::CreateLinkRequest) -> pb::CreateLinkResponse;
+        list list_links(pb::ListLinksRequest) -> pb::ListLinksResponse;
+        watch watch_links(pb::WatchLinksRequest) -> WatchLinksStream<Links>;
     }
 
     /// One link, by either end.
@@ -40,14 +32,6 @@ impl LinkService for Api {
         Ok(Response::new(pb::GetLinkResponse {
             link: Some(convert::link_out(&row)),
         }))
-    }
-
-    /// The links a label selector (and a namespace, if given) picks, by namespace and name.
-    async fn list_links(
-        &self,
-        req: Request<pb::ListLinksRequest>,
-    ) -> Answer<pb::ListLinksResponse> {
-        super::list(&self.svc, req).await
     }
 
     /// Changes the fields the mask names (or, without a mask, those the body sets).
@@ -81,25 +65,5 @@ impl LinkService for Api {
     ) -> Answer<pb::DeleteLinkResponse> {
         let (call, r) = convert::write_parts(req);
         super::planned(self.svc.delete_link(&r.namespace, &r.name, call).await?)
-    }
-
-    /// The stream of WatchLinks: `WatchStream` over [`Links`].
-    type WatchLinksStream = WatchStream<Links>;
-
-    /// Streams changes of the links a label selector (and a namespace) picks.
-    async fn watch_links(
-        &self,
-        req: Request<pb::WatchLinksRequest>,
-    ) -> Result<Response<Self::WatchLinksStream>, Status> {
-        let slot = self.watch_slot(&req)?;
-        let r = req.into_inner();
-        watch::answer::<Links>(
-            &self.svc,
-            &self.shared,
-            slot,
-            &r.label_selector,
-            r.namespace,
-            r.since_revision,
-        )
     }
 }

@@ -38,6 +38,7 @@ mod network;
 pub mod precheck;
 mod system;
 mod watch;
+use watch::WatchStream;
 
 use convert::{CreateRpc, GetRpc, Planned, Wire};
 pub use convert::{DEFAULT_WAIT, parse_grpc_timeout};
@@ -46,7 +47,7 @@ use tonic::{Request, Response, Status};
 
 pub use crate::service::NetworkDefaults;
 use crate::{
-    admission::{ConnLimits, Slot, Slots, peer_of_request},
+    admission::{ConnLimits, Slots, peer_of_request},
     model::PlannedChange,
     reconcile::Controller,
     service::{Filter, Service, ServiceError},
@@ -85,14 +86,66 @@ impl Api {
         self
     }
 
-    /// A place for one more Watch stream of the peer `req` comes from; RESOURCE_EXHAUSTED,
-    /// naming the limit and its flag, when there is none.
-    fn watch_slot<T>(&self, req: &Request<T>) -> Result<Slot, Status> {
-        self.watches
-            .take(peer_of_request(req))
-            .map_err(Status::resource_exhausted)
+    /// Runs a Watch: a slot for the stream (RESOURCE_EXHAUSTED, naming the limit and its
+    /// flag, when the peer or weftd has none left), then the stream of the objects the
+    /// request's label selector (and namespace) picks, from its `since_revision`.
+    fn watch<R: WatchRpc>(&self, req: Request<R>) -> Answer<WatchStream<R::Kind>> {
+        let slot = self
+            .watches
+            .take(peer_of_request(&req))
+            .map_err(Status::resource_exhausted)?;
+        let (label_selector, namespace, since_revision) = req.into_inner().ask();
+        watch::answer::<R::Kind>(
+            &self.svc,
+            &self.shared,
+            slot,
+            &label_selector,
+            namespace,
+            since_revision,
+        )
     }
 }
+
+/// Writes `impl $service for Api` (a tonic service trait, async): first the RPCs that every
+/// kind serves through the generic handlers, one line each (`create`, `get`, `list`: the
+/// functions of this module; `watch`: [`Api::watch`], with the stream type it names over
+/// the kind), then the service's own handlers, as written. So no service repeats the same
+/// delegation bodies, and every generic RPC is visibly one.
+macro_rules! service_impl {
+    (
+        impl $service:ident {
+            $(create $create:ident($creq:ty) -> $cres:ty;)*
+            $(get $get:ident($greq:ty) -> $gres:ty;)*
+            $(list $list:ident($lreq:ty) -> $lres:ty;)*
+            $(watch $watch:ident($wreq:ty) -> $stream:ident<$kind:ty>;)*
+        }
+        $($own:tt)*
+    ) => {
+        #[tonic::async_trait]
+        impl $service for $crate::api::Api {
+            $(async fn $create(&self, req: tonic::Request<$creq>) -> $crate::api::Answer<$cres> {
+                $crate::api::create(&self.svc, req).await
+            })*
+            $(async fn $get(&self, req: tonic::Request<$greq>) -> $crate::api::Answer<$gres> {
+                $crate::api::get(&self.svc, req).await
+            })*
+            $(async fn $list(&self, req: tonic::Request<$lreq>) -> $crate::api::Answer<$lres> {
+                $crate::api::list(&self.svc, req).await
+            })*
+            $(
+                type $stream = $crate::api::watch::WatchStream<$kind>;
+                async fn $watch(
+                    &self,
+                    req: tonic::Request<$wreq>,
+                ) -> $crate::api::Answer<Self::$stream> {
+                    self.watch(req)
+                }
+            )*
+            $($own)*
+        }
+    };
+}
+use service_impl;
 
 /// The one conversion of errors into gRPC statuses: the code is the variant, the message is
 /// the error's text, unchanged:
@@ -194,6 +247,35 @@ list_rpc! {
     ListLinksRequest => crate::service::Links, ListLinksResponse { links }, |r| r.namespace.clone();
     ListNetworksRequest => crate::service::Networks, ListNetworksResponse { networks },
         |r| None;
+}
+
+/// A Watch RPC: where its request keeps the filter and the revision to start after.
+trait WatchRpc: Send + 'static {
+    /// The kind it watches.
+    type Kind: Wire;
+    /// The label selector, the namespace (kinds in namespaces), `since_revision`.
+    fn ask(self) -> (String, Option<String>, u64);
+}
+
+/// Implements [`WatchRpc`] for a Watch request of `$kind`; `$ns` reads the namespace from the
+/// request `r` (or is None).
+macro_rules! watch_rpc {
+    ($($req:ident => $kind:ty, |$r:ident| $ns:expr;)*) => {$(
+        impl WatchRpc for weft_proto::v1::$req {
+            type Kind = $kind;
+            fn ask(self) -> (String, Option<String>, u64) {
+                let $r = self;
+                let namespace = $ns;
+                ($r.label_selector, namespace, $r.since_revision)
+            }
+        }
+    )*};
+}
+
+watch_rpc! {
+    WatchNamespacesRequest => crate::service::Namespaces, |r| None;
+    WatchLinksRequest => crate::service::Links, |r| r.namespace;
+    WatchNetworksRequest => crate::service::Networks, |r| None;
 }
 
 /// The most bytes of objects one List page carries: half the 4 MiB a gRPC client accepts

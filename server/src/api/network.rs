@@ -10,41 +10,19 @@
 //!   default network.
 //! - Get, List, Watch: a network's message lists its endpoints and per-subnet usage.
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 use weft_proto::v1::{self as pb, network_service_server::NetworkService};
 
-use super::{
-    Answer, Api, convert,
-    watch::{self, WatchStream},
-};
+use super::{Answer, convert};
 use crate::service::{Filter, Networks};
 
-/// The RPCs of weft.v1.NetworkService. Every handler is convert, call, convert back;
-/// errors become statuses through the one `From<ServiceError>` in `api`.
-#[tonic::async_trait]
-impl NetworkService for Api {
-    /// Idempotent with a request id; waits for Ready unless `wait` is false.
-    async fn create_network(
-        &self,
-        req: Request<pb::CreateNetworkRequest>,
-    ) -> Answer<pb::CreateNetworkResponse> {
-        super::create(&self.svc, req).await
-    }
-
-    /// One network by name, with its endpoints and usage.
-    async fn get_network(
-        &self,
-        req: Request<pb::GetNetworkRequest>,
-    ) -> Answer<pb::GetNetworkResponse> {
-        super::get(&self.svc, req).await
-    }
-
-    /// The networks a label selector picks.
-    async fn list_networks(
-        &self,
-        req: Request<pb::ListNetworksRequest>,
-    ) -> Answer<pb::ListNetworksResponse> {
-        super::list(&self.svc, req).await
+super::service_impl! {
+    impl NetworkService {
+        create create_network(pb::CreateNetworkRequest) -> pb::CreateNetworkResponse;
+        create connect(pb::ConnectRequest) -> pb::ConnectResponse;
+        get get_network(pb::GetNetworkRequest) -> pb::GetNetworkResponse;
+        list list_networks(pb::ListNetworksRequest) -> pb::ListNetworksResponse;
+        watch watch_networks(pb::WatchNetworksRequest) -> WatchNetworksStream<Networks>;
     }
 
     /// Deletes one network; its endpoints must be gone first.
@@ -70,11 +48,6 @@ impl NetworkService for Api {
         }))
     }
 
-    /// Attaches a namespace; idempotent with a request id; waits unless `wait` is false.
-    async fn connect(&self, req: Request<pb::ConnectRequest>) -> Answer<pb::ConnectResponse> {
-        super::create(&self.svc, req).await
-    }
-
     /// Detaches a namespace.
     async fn disconnect(
         &self,
@@ -82,25 +55,5 @@ impl NetworkService for Api {
     ) -> Answer<pb::DisconnectResponse> {
         let (call, r) = convert::write_parts(req);
         super::planned(self.svc.disconnect(&r.network, &r.namespace, call).await?)
-    }
-
-    /// The stream of WatchNetworks: `WatchStream` over [`Networks`].
-    type WatchNetworksStream = WatchStream<Networks>;
-
-    /// Streams changes of the networks a label selector picks.
-    async fn watch_networks(
-        &self,
-        req: Request<pb::WatchNetworksRequest>,
-    ) -> Result<Response<Self::WatchNetworksStream>, Status> {
-        let slot = self.watch_slot(&req)?;
-        let r = req.into_inner();
-        watch::answer::<Networks>(
-            &self.svc,
-            &self.shared,
-            slot,
-            &r.label_selector,
-            None,
-            r.since_revision,
-        )
     }
 }

@@ -19,7 +19,11 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{Key, link::is_link_local_v6, network::endpoint_spec};
+use super::{
+    Key,
+    link::{is_link_local_v6, wanted_routes},
+    network::endpoint_spec,
+};
 use crate::{
     kernel::{LinkState, NEWBORN_GROUP, RouteState, snapshot::NsSnapshot},
     model::{EndSpec, LinkSpec, namespace_mark, ownership_mark},
@@ -260,21 +264,7 @@ fn end_matches<'a>(
         return Err("other addresses");
     }
     if let Some(routes) = &space.routes {
-        let want: HashSet<RouteState> = end
-            .routes
-            .iter()
-            .map(|r| {
-                let route = RouteState {
-                    destination: r.destination,
-                    gateway: r.gateway,
-                    metric: r.metric,
-                };
-                RouteState {
-                    metric: route.kernel_metric(),
-                    ..route
-                }
-            })
-            .collect();
+        let want = wanted_routes(end);
         let empty = HashSet::new();
         let have = routes.get(&s.index).unwrap_or(&empty);
         if want.len() != have.len() || !want.iter().all(|r| have.contains(r)) {

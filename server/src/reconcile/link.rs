@@ -361,21 +361,7 @@ impl Controller {
             }
         }
 
-        let want: HashSet<RouteState> = end
-            .routes
-            .iter()
-            .map(|r| {
-                let route = RouteState {
-                    destination: r.destination,
-                    gateway: r.gateway,
-                    metric: r.metric,
-                };
-                RouteState {
-                    metric: route.kernel_metric(),
-                    ..route
-                }
-            })
-            .collect();
+        let want = wanted_routes(end);
         let have: HashSet<RouteState> = if fresh {
             HashSet::new()
         } else {
@@ -441,6 +427,24 @@ async fn master_index(
             },
         },
     })
+}
+
+/// The routes an end should have, as the kernel shows them (its metric for an unset one).
+pub(super) fn wanted_routes(end: &EndSpec) -> HashSet<RouteState> {
+    end.routes
+        .iter()
+        .map(|r| {
+            let route = RouteState {
+                destination: r.destination,
+                gateway: r.gateway,
+                metric: r.metric,
+            };
+            RouteState {
+                metric: route.kernel_metric(),
+                ..route
+            }
+        })
+        .collect()
 }
 
 /// "veth1 in namespace \"ns1\"" or "weft0 in the host namespace".
