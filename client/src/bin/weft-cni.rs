@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 
+/// Reads stdin whole, runs the command on a current-thread runtime (one call, no threads to
+/// spare), prints the answer and exits with its status.
 fn main() {
     let mut stdin = Vec::new();
     let outcome = match std::io::stdin().read_to_end(&mut stdin) {

@@ -50,6 +50,7 @@ pub struct Invocation {
     pub args: BTreeMap<String, String>,
 }
 
+/// An error in the `CNI_*` variables: the spec's code 4 (invalid environment variables).
 fn env_err(msg: impl Into<String>) -> CniError {
     CniError::new(code::INVALID_ENV, msg)
 }
@@ -185,6 +186,7 @@ pub struct NetConf {
     pub dns: Option<Value>,
 }
 
+/// An error in the network configuration on stdin: the spec's code 7 (invalid network config).
 fn conf_err(msg: impl Into<String>) -> CniError {
     CniError::new(code::INVALID_CONFIG, msg)
 }
@@ -211,6 +213,7 @@ fn parse_ip(s: &str, what: &str) -> Result<IpAddr, CniError> {
     })
 }
 
+/// The string field `key` of a JSON object: None when absent, an error when not a string.
 fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, CniError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -351,6 +354,7 @@ impl NetConf {
     }
 }
 
+/// One `portMappings` entry of `runtimeConfig` (hostPort, containerPort, protocol, hostIP).
 fn port_mapping(v: &Value) -> Result<PortMapping, CniError> {
     let port = |k: &str| -> Result<u32, CniError> {
         v.get(k)

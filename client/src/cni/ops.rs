@@ -94,6 +94,8 @@ fn unreachable_err(cmd: Command, why: String) -> CniError {
     )
 }
 
+/// A client on the socket the configuration names; an unreachable weftd is error 11 (try
+/// again later), or 50 for STATUS (see `unreachable_err`).
 async fn connect(conf: &NetConf, cmd: Command) -> Result<Client, CniError> {
     Client::connect_unix(&conf.socket)
         .await
@@ -140,6 +142,7 @@ async fn network(c: &Client, conf: &NetConf) -> Result<Network, CniError> {
     }
 }
 
+/// The namespace object `name`, or None when weftd has none by that name.
 async fn get_namespace(c: &Client, name: &str) -> Result<Option<Namespace>, CniError> {
     match c
         .namespaces()
@@ -152,6 +155,7 @@ async fn get_namespace(c: &Client, name: &str) -> Result<Option<Namespace>, CniE
     }
 }
 
+/// An object's phase and status message (Pending and "" when it has no status yet).
 fn phase_of(status: Option<&crate::v1::Status>) -> (Phase, String) {
     status.map_or((Phase::Unspecified, String::new()), |s| {
         (
@@ -227,12 +231,15 @@ async fn adopt(c: &Client, inv: &Invocation) -> Result<Namespace, CniError> {
     ns.ok_or_else(|| CniError::new(code::WEFTD_REFUSED, "weftd sent no namespace"))
 }
 
+/// The endpoint of namespace `ns` on `net` with the inside interface `ifname`.
 fn find_endpoint<'a>(net: &'a Network, ns: &str, ifname: &str) -> Option<&'a Endpoint> {
     net.endpoints
         .iter()
         .find(|e| e.namespace == ns && e.interface_name == ifname)
 }
 
+/// ADD: adopts the container's namespace, connects it (idempotent by request id), and
+/// answers the spec's result: interfaces, IPs, routes and DNS of the endpoint.
 async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
     let net = network(c, conf).await?;
     let ns = adopt(c, inv).await?;
@@ -346,6 +353,8 @@ async fn endpoints_by_namespace(c: &Client) -> Result<BTreeMap<String, Vec<Endpo
     Ok(out)
 }
 
+/// Disconnects `ns` from `network`, waiting until the endpoint is gone; already gone is
+/// success (DEL must be idempotent).
 async fn disconnect(c: &Client, network: &str, ns: &str) -> Result<(), CniError> {
     let req = DisconnectRequest {
         network: network.into(),
@@ -393,6 +402,9 @@ async fn release(c: &Client, name: &str, only: Option<&str>) -> Result<(), CniEr
     }
 }
 
+/// DEL: disconnects the container from this network and forgets the adopted namespace
+/// when no endpoint is left in it; a namespace gone, or one weft-cni did not adopt for this
+/// container, is success (left alone).
 async fn del(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let name = config::namespace_name(&inv.container_id);
     let Some(ns) = get_namespace(c, &name).await? else {
@@ -405,6 +417,8 @@ async fn del(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniErro
     release(c, &name, Some(&conf.network)).await
 }
 
+/// A CHECK failure: weft-cni's own code 101 (codes of 100 and up are the plugin's), for a
+/// container or endpoint that differs from the prevResult.
 fn check_err(msg: String) -> CniError {
     CniError::new(code::CHECK_FAILED, msg)
 }
@@ -455,6 +469,8 @@ fn check_netns(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
 }
 
 /// CHECK's second half: weftd's endpoint against the prevResult.
+/// CHECK: the container's interface (read inside its namespace) and weftd's endpoint,
+/// both against the prevResult the runtime cached.
 async fn check(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let (want, want_mac) = prev_of(conf)?;
     // Then weftd's view of the endpoint.

@@ -16,6 +16,9 @@ pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The tables whole, as `nft list ruleset` prints them: each table with its comment (the
+/// layout version and fingerprint), its sets, then its chains. This text is what the
+/// fingerprint hashes and what a dry run shows, so its form is part of the goldens.
 pub(super) fn render_tables(tables: &[PlannedTable], comment: Option<&str>) -> String {
     let mut out = String::new();
     for t in tables {
@@ -34,6 +37,8 @@ pub(super) fn render_tables(tables: &[PlannedTable], comment: Option<&str>) -> S
     out
 }
 
+/// A set or map as nft prints it: `set NAME { type ...; flags ...; elements = { ... } }`;
+/// a port map's elements are not part of the plan (they change with every published port).
 impl fmt::Display for PlannedSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
@@ -87,6 +92,8 @@ impl fmt::Display for PlannedSet {
     }
 }
 
+/// A chain: its `type ... hook ... priority ...; policy ...;` line for a base chain, then
+/// its rules in order (order is meaning in a chain).
 impl fmt::Display for PlannedChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\tchain {} {{", self.name)?;
@@ -106,6 +113,7 @@ impl fmt::Display for PlannedChain {
     }
 }
 
+/// One rule: its matches, then its action, then its comment, as one nft line.
 impl fmt::Display for PlannedRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for m in &self.matches {
@@ -115,6 +123,8 @@ impl fmt::Display for PlannedRule {
     }
 }
 
+/// One match of a rule in nft syntax (`meta nfproto ipv4`, `iifname "br0"`, `fib daddr
+/// type local`, ...).
 impl fmt::Display for Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -148,6 +158,7 @@ impl fmt::Display for Match {
     }
 }
 
+/// What a rule does, in nft syntax (`accept`, `drop`, `masquerade`, `snat ip to ...`, ...).
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
