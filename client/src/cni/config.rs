@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::{CniError, code};
 
-/// The CNI versions `weft-cni` speaks, oldest first (what VERSION answers).
+/// The CNI versions `weft-cni` speaks, oldest first (what VERSION answers). They fall into
+/// three result shapes, 0.1/0.2, 0.3/0.4 and 1.x (see [`super::result`]); CHECK needs 0.4.0
+/// or later, GC and STATUS are 1.1 commands.
 pub const SUPPORTED_VERSIONS: &[&str] = &[
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
 ];
@@ -21,9 +23,10 @@ pub const LATEST_VERSION: &str = "1.1.0";
 /// One CNI operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Attach a container.
+    /// Attach a container: adopt its namespace, Connect it, print the result.
     Add,
-    /// Detach a container (idempotent).
+    /// Detach a container (idempotent: the spec has DEL succeed when there is nothing to
+    /// remove, and runtimes may call it more than once).
     Del,
     /// Verify a container's attachment against its prevResult.
     Check,
@@ -42,11 +45,14 @@ pub struct Invocation {
     pub command: Command,
     /// `CNI_CONTAINERID` (empty for VERSION, GC, STATUS).
     pub container_id: String,
-    /// `CNI_NETNS` (may be empty for DEL).
+    /// `CNI_NETNS`, the path of the container's namespace file (may be empty for DEL, which
+    /// a runtime may send after the namespace is gone).
     pub netns: String,
-    /// `CNI_IFNAME`.
+    /// `CNI_IFNAME`: the interface to make inside the container (checked for ADD, DEL and
+    /// CHECK only).
     pub ifname: String,
-    /// `CNI_ARGS`, parsed.
+    /// `CNI_ARGS`, parsed. `IP`, `MAC`, `K8S_POD_NAME` and `K8S_POD_NAMESPACE` are read; any
+    /// other key is kept and ignored, with or without `IgnoreUnknown`.
     pub args: BTreeMap<String, String>,
 }
 
@@ -56,6 +62,8 @@ fn env_err(msg: impl Into<String>) -> CniError {
 }
 
 /// Parses `CNI_ARGS`: `KEY=VALUE` pairs separated by `;` (`IgnoreUnknown=1;IP=10.0.0.5`).
+/// Empty pairs are skipped (so `""` and `";;"` give none); a repeated key keeps its last
+/// value. A pair without `=` or with an empty key is code 4.
 pub fn parse_cni_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
     let mut out = BTreeMap::new();
     for pair in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -73,7 +81,7 @@ pub fn parse_cni_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
 }
 
 /// A container id as the spec allows: alphanumerics, `_`, `.` and `-`, starting with an
-/// alphanumeric.
+/// alphanumeric (the spec's `CNI_CONTAINERID` rule).
 fn valid_container_id(id: &str) -> bool {
     id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id
@@ -82,7 +90,8 @@ fn valid_container_id(id: &str) -> bool {
 }
 
 /// An interface name as the spec allows: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
-/// whitespace.
+/// whitespace. These are the kernel's own rules (`dev_valid_name`, with `IFNAMSIZ` 16 bytes
+/// counting the NUL), which libcni's `ValidateInterfaceName` checks too.
 fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
@@ -93,7 +102,9 @@ fn valid_ifname(n: &str) -> bool {
 
 impl Invocation {
     /// Reads and checks the CNI variables from `get` (the process environment, or a map in
-    /// tests). Errors are code 4 (invalid environment variables).
+    /// tests). Errors are code 4 (invalid environment variables). ADD, DEL and CHECK need a
+    /// valid container id and interface name, ADD and CHECK a namespace path too; VERSION,
+    /// GC and STATUS need none of them. Each message names the variable and what it must be.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, CniError> {
         let var = |k: &str| get(k).unwrap_or_default();
         let command = match var("CNI_COMMAND").as_str() {
@@ -145,20 +156,23 @@ impl Invocation {
     }
 }
 
-/// A port mapping from the `portMappings` capability.
+/// A port mapping from the `portMappings` capability, in the shape the CNI conventions
+/// document (and the reference `portmap` plugin reads): one port each side, no ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortMapping {
-    /// `hostPort`.
+    /// `hostPort`, 1 to 65535.
     pub host_port: u32,
-    /// `containerPort`.
+    /// `containerPort`, 1 to 65535.
     pub container_port: u32,
-    /// `protocol` ("tcp" when absent).
+    /// `protocol`, lower-cased ("tcp" when absent); weftd takes tcp, udp and sctp.
     pub protocol: String,
-    /// `hostIP` ("" for every address).
+    /// `hostIP` ("" for every address); not checked here, weftd validates it on Connect.
     pub host_ip: String,
 }
 
-/// The network configuration one invocation gets on stdin.
+/// The network configuration one invocation gets on stdin. Keys weft-cni does not use
+/// (`type`, `ipam`, ...) are ignored; `runtimeConfig` carries the capabilities the runtime
+/// filled in (`ips`, `mac`, `portMappings`, `aliases`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetConf {
     /// `cniVersion`: the version results are written in.
@@ -167,17 +181,20 @@ pub struct NetConf {
     pub name: String,
     /// `network`: the weft network (default: `name`).
     pub network: String,
-    /// `socket`: weftd's socket (default: weftd's default).
+    /// `socket`: weftd's socket (default: weftd's default, `/run/weft/weftd.sock`).
     pub socket: PathBuf,
-    /// Static addresses: the `ips` capability, or `IP=` of `CNI_ARGS`.
+    /// Static addresses: the `ips` capability, or `IP=` of `CNI_ARGS`. At most one per
+    /// family, prefix lengths dropped (the network's subnet decides the prefix).
     pub ips: Vec<IpAddr>,
-    /// Static MAC: the `mac` capability, or `MAC=` of `CNI_ARGS`.
+    /// Static MAC: the `mac` capability, or `MAC=` of `CNI_ARGS`; empty lets weftd derive
+    /// one from the lease (Docker's 02:42 and the IPv4 address).
     pub mac: String,
     /// The `portMappings` capability.
     pub port_mappings: Vec<PortMapping>,
-    /// The `aliases` capability's names for this network.
+    /// The `aliases` capability's names for this network: the list under the configuration's
+    /// `name`, else under `network`.
     pub aliases: Vec<String>,
-    /// `prevResult` (DEL, CHECK), as sent.
+    /// `prevResult` (DEL, CHECK), as sent; `None` when absent or null.
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): (container id, ifname) pairs; `None` when absent.
     pub valid_attachments: Option<Vec<(String, String)>>,
@@ -203,7 +220,9 @@ pub fn supported(v: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&v)
 }
 
-/// Splits "10.0.0.5/24" or "10.0.0.5" into the address.
+/// Splits "10.0.0.5/24" or "10.0.0.5" into the address. The prefix length is dropped
+/// unchecked: weftd gives an endpoint its network's prefix. `what` names the field in the
+/// error (code 7).
 fn parse_ip(s: &str, what: &str) -> Result<IpAddr, CniError> {
     let host = s.split_once('/').map_or(s, |(a, _)| a);
     host.trim().parse().map_err(|_| {
@@ -224,7 +243,8 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, CniError> {
 
 impl NetConf {
     /// Parses stdin against the invocation (whose `CNI_ARGS` also carry `IP=`/`MAC=`).
-    /// Code 6 when stdin is not JSON, 1 for a version not spoken, 7 for a bad field.
+    /// Code 6 when stdin is not JSON, 1 for a version not spoken, 7 for a bad field, 2 for two
+    /// addresses of one family, 4 for a bad `IP=`. The capabilities win over `CNI_ARGS`.
     pub fn parse(stdin: &[u8], inv: &Invocation) -> Result<Self, CniError> {
         let v: Value = serde_json::from_slice(stdin).map_err(|e| {
             CniError::new(
@@ -400,7 +420,10 @@ pub fn namespace_name(container_id: &str) -> String {
     format!("cni-{}-{hash}", &clean[..clean.len().min(keep)])
 }
 
-/// FNV-1a (64 bits) of `data`, from a `seed`ed offset basis.
+/// FNV-1a (64 bits) of `data`, from a `seed`ed offset basis: two seeds give two independent
+/// hashes of the same bytes, which [`request_id`] joins into 128 bits. Stable across Rust
+/// releases, which matters: a DEL run by an upgraded plugin must derive the namespace name
+/// the ADD did.
 fn fnv1a(seed: u64, data: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
     for b in data {
@@ -412,7 +435,8 @@ fn fnv1a(seed: u64, data: &[u8]) -> u64 {
 
 /// The Connect `request_id` of an attachment: a 128-bit hash of the container id, interface,
 /// network and the namespace object's uid, so a retried ADD replays the first Connect, and a
-/// new life of the container (a new namespace object) makes a new endpoint.
+/// new life of the container (a new namespace object) makes a new endpoint. `cni-` and 32 hex
+/// digits, 36 bytes, well inside weftd's 128-byte limit on request ids.
 pub fn request_id(container_id: &str, ifname: &str, network: &str, ns_uid: &str) -> String {
     let data = [container_id, ifname, network, ns_uid].join("\0");
     format!(

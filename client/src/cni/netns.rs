@@ -10,14 +10,20 @@ use nix::sched::{CloneFlags, setns};
 /// What CHECK needs to know of an interface inside the namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
-    /// Its MAC, `aa:bb:..` in lower case.
+    /// Its MAC, `aa:bb:..` in lower case; empty if the interface has no link-layer address.
     pub mac: String,
-    /// Its addresses.
+    /// Its IPv4 and IPv6 addresses, without prefix lengths (CHECK compares hosts only).
     pub addrs: Vec<IpAddr>,
 }
 
 /// Interface `ifname` in the namespace at `path`: `Ok(None)` when it is not there, `Err` when
 /// the namespace cannot be entered (gone, not a namespace, no permission).
+///
+/// `setns(CLONE_NEWNET)` moves only the calling thread, so it runs on a fresh thread that
+/// ends afterwards: the async runtime's thread never changes namespace. The caller blocks
+/// for the few system calls that takes. An interface without addresses is still found, by
+/// its link-layer (`AF_PACKET`) entry. Entering needs `CAP_SYS_ADMIN`, which runtimes
+/// running plugins as root have.
 pub fn interface(path: &str, ifname: &str) -> Result<Option<Seen>, String> {
     let path = path.to_string();
     let ifname = ifname.to_string();

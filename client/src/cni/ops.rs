@@ -28,10 +28,14 @@ pub const LABEL_POD_NAME: &str = "cni.weft.dev/pod-name";
 /// The label with `K8S_POD_NAMESPACE` of `CNI_ARGS`.
 pub const LABEL_POD_NAMESPACE: &str = "cni.weft.dev/pod-namespace";
 
-/// How long one invocation may wait for weftd in all.
+/// How long one invocation may wait for weftd in all. Connect, Disconnect and the
+/// namespace calls are sent with `wait`, so this bounds the kernel work too; past it the
+/// answer is 11, try again later (50 for STATUS), and a retried ADD replays the same Connect.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs the invocation's command; `version` is the one errors are written in.
+/// Runs the invocation's command; `version` is the one errors are written in. VERSION
+/// answers without parsing stdin; CHECK reads the container's namespace before it connects
+/// to weftd. `Ok(None)` is success with nothing to print (DEL, CHECK, GC, STATUS).
 pub async fn dispatch(
     inv: &Invocation,
     stdin: &[u8],
@@ -102,7 +106,9 @@ async fn connect(conf: &NetConf, cmd: Command) -> Result<Client, CniError> {
         .map_err(|e| unreachable_err(cmd, format!("{}: {e}", conf.socket.display())))
 }
 
-/// A gRPC failure of `what` as a CNI error.
+/// A gRPC failure of `what` as a CNI error: statuses that may pass (weftd restarting,
+/// overloaded, aborted by a concurrent change) are 11 so the runtime retries; any other is
+/// weftd refusing on the merits, 100, with weftd's message (which names the field and fix).
 fn rpc_err(what: &str, s: &tonic::Status) -> CniError {
     let c = match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
@@ -167,7 +173,10 @@ fn phase_of(status: Option<&crate::v1::Status>) -> (Phase, String) {
 
 /// The namespace object for the container, adopted from `CNI_NETNS` or reused: one per
 /// container, whatever the number of networks it joins. An object left from an earlier life
-/// of the container (another namespace file) is released and made again.
+/// of the container (another namespace file) is released and made again. It is labelled
+/// with the container id, the ifname and the pod's name and namespace from `CNI_ARGS`; GC
+/// finds CNI-made objects by [`LABEL_CONTAINER`]. weftd's NotFound (the path is no network
+/// namespace) is code 3, its InvalidArgument (a malformed path) code 4.
 async fn adopt(c: &Client, inv: &Invocation) -> Result<Namespace, CniError> {
     let name = config::namespace_name(&inv.container_id);
     if let Some(ns) = get_namespace(c, &name).await? {
@@ -239,7 +248,9 @@ fn find_endpoint<'a>(net: &'a Network, ns: &str, ifname: &str) -> Option<&'a End
 }
 
 /// ADD: adopts the container's namespace, connects it (idempotent by request id), and
-/// answers the spec's result: interfaces, IPs, routes and DNS of the endpoint.
+/// answers the spec's result: interfaces, IPs, routes and DNS of the endpoint. A retried ADD
+/// that finds the endpoint answers the same result again; a second interface of the same
+/// container on the same network is refused (code 7).
 async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
     let net = network(c, conf).await?;
     let ns = adopt(c, inv).await?;
@@ -309,7 +320,8 @@ async fn add(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<Value, CniE
     }
 }
 
-/// Connect, and the endpoint it made when it is Ready.
+/// Connect, and the endpoint it made when it is Ready; an endpoint weftd answers in any
+/// other phase (Failed, say) is code 100 with its status message.
 async fn connect_endpoint(
     c: &Client,
     req: ConnectRequest,
@@ -468,9 +480,9 @@ fn check_netns(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
-/// CHECK's second half: weftd's endpoint against the prevResult.
-/// CHECK: the container's interface (read inside its namespace) and weftd's endpoint,
-/// both against the prevResult the runtime cached.
+/// CHECK's second half, after `check_netns`: weftd's endpoint of this container and
+/// interface must exist, be Ready, and have the prevResult's addresses (compared as a set of
+/// CIDR strings) and, when the prevResult names one, its MAC. Any difference is code 101.
 async fn check(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let (want, want_mac) = prev_of(conf)?;
     // Then weftd's view of the endpoint.
@@ -508,6 +520,10 @@ async fn check(c: &Client, inv: &Invocation, conf: &NetConf) -> Result<(), CniEr
     Ok(())
 }
 
+/// GC (CNI 1.1): every endpoint on this network whose namespace object carries
+/// [`LABEL_CONTAINER`] and whose (container id, interface) is not in
+/// `cni.dev/valid-attachments` is released, as DEL would release it. Endpoints weft-cni did
+/// not make (no such label) are never touched.
 async fn gc(c: &Client, conf: &NetConf) -> Result<(), CniError> {
     // Without the list every CNI endpoint would look stale: refuse rather than remove them.
     let valid: BTreeSet<&(String, String)> = conf
@@ -546,6 +562,8 @@ async fn gc(c: &Client, conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
+/// STATUS (CNI 1.1): success when weftd answers and the network is Ready; weftd unreachable,
+/// the network missing or not Ready is code 50, the spec's "cannot service ADD requests".
 async fn status(c: &Client, conf: &NetConf) -> Result<(), CniError> {
     let net = network(c, conf)
         .await

@@ -10,7 +10,9 @@ use crate::v1::Endpoint;
 /// The result of an ADD for `ep`, its inside interface living in `sandbox` (CNI_NETNS), in
 /// CNI version `version`. The host end is interface 0, the container's interface 1; each IP
 /// names interface 1 and its gateway, and each family with a gateway gets a default route.
-/// `dns` is [`dns`]'s, from the endpoint and the configuration's `dns` object.
+/// `dns` is [`dns`]'s, from the endpoint and the configuration's `dns` object. The host end
+/// has no `mac` and no `sandbox`: an interface without `sandbox` is the spec's host
+/// interface, and an IP's `interface` is an index into `interfaces`.
 pub fn add_result(ep: &Endpoint, sandbox: &str, version: &str, conf_dns: Option<&Value>) -> Value {
     let dns = dns(ep, conf_dns);
     let fams = [
@@ -85,7 +87,8 @@ pub fn dns(ep: &Endpoint, conf: Option<&Value>) -> Value {
 }
 
 /// The addresses (CIDR) a prevResult of any version gives its container: `ips[].address`, or
-/// `ip4.ip`/`ip6.ip` of the 0.1/0.2 shape.
+/// `ip4.ip`/`ip6.ip` of the 0.1/0.2 shape. Entries without an address string are skipped;
+/// CHECK compares the list as a set.
 pub fn prev_addresses(prev: &Value) -> Vec<String> {
     if let Some(ips) = prev.get("ips").and_then(Value::as_array) {
         return ips
