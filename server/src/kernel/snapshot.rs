@@ -1,29 +1,29 @@
 //! Bulk reads for the periodic check: every interface (with its addresses) and weft's routes
 //! of many namespaces, on ONE helper thread, with plain synchronous netlink dumps.
 //!
-//! Where the kernel allows it, a namespace is read through the host namespace's own socket:
-//! `RTM_GETLINK` with `IFLA_TARGET_NETNSID` and `RTM_GETADDR` with `IFA_TARGET_NETNSID` dump
-//! the interfaces and addresses of the namespace with that id (weft gives each namespace it
-//! manages one, for the monitor). No socket is opened inside the namespace and no socket of
-//! the per-namespace cache ([`super::conn`], 64 at most) is evicted. Reads only: a *write*
-//! with `IFLA_TARGET_NETNSID` moves the interface (BENCHMARKS.md, "Surprises").
+//! The thread `setns()`es into each namespace in turn, opens a netlink socket there, dumps
+//! the interfaces, their addresses and weft's routes (main table, protocol `RTPROT_WEFT`,
+//! filtered by the kernel), closes it and goes back to the host namespace. The thread is a
+//! fresh one that exits afterwards (the rule of [`super::netns`]), so its namespace never
+//! leaks into other work; the per-namespace socket cache ([`super::conn`], 64 at most) is
+//! not touched.
 //!
-//! Routes cannot be read so: `RTM_GETROUTE` has no target-namespace attribute (the route
-//! attributes end at `RTA_NH_ID` in this system's uapi headers, and the strict dump check,
-//! `ip_valid_fib_dump_req`, accepts only `RTA_TABLE` and `RTA_OIF`). So the same helper thread `setns()`es into each namespace in turn, opens a
-//! socket, dumps weft's routes (main table, protocol `RTPROT_WEFT`, filtered by the kernel),
-//! closes it and goes back to the host namespace. The thread is a fresh one that exits
-//! afterwards (the rule of [`super::netns`]), so its namespace never leaks into other work.
-//! Measured in BENCHMARKS.md ("Idle cost").
-//!
-//! A namespace without an id is read entirely from inside it (the same `setns` path).
+//! Why not the host's socket with `IFLA_TARGET_NETNSID` / `IFA_TARGET_NETNSID`, which the
+//! kernel allows for reads (and which needs no `setns`)? Because every `RTM_GETLINK` dump
+//! first sizes its buffer over every interface of the *socket's* namespace (`rtnl_calcit`
+//! calls `if_nlmsg_size` per device): through the host's socket each namespace's two-line
+//! dump cost as much as a dump of the whole host, so a pass over N namespaces was O(N²):
+//! 75 % of the pass's CPU at 3,000 endpoints (perf, BENCHMARKS.md "Surprises"). From
+//! inside, the sizing walks the namespace's own two or three interfaces. Routes could not be
+//! read through the host's socket anyway: `RTM_GETROUTE` has no target-namespace attribute
+//! (the strict dump check, `ip_valid_fib_dump_req`, accepts only `RTA_TABLE` and `RTA_OIF`).
 
 use std::{fs::File, os::fd::AsRawFd, path::PathBuf, sync::Arc};
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressMessage},
+    address::AddressMessage,
     link::{LinkAttribute, LinkExtentMask, LinkMessage},
     route::{RouteHeader, RouteMessage, RouteProtocol},
 };
@@ -40,9 +40,7 @@ use super::{Kernel, KernelError, LinkState, NsRef, RTPROT_WEFT, RouteState, erro
 pub struct SnapshotTarget {
     /// The namespace.
     pub ns: NsRef,
-    /// Its id in the host namespace: read through the host's socket. None: from inside.
-    pub nsid: Option<i32>,
-    /// Also read weft's routes (one `setns` into the namespace).
+    /// Also read weft's routes.
     pub routes: bool,
 }
 
@@ -145,60 +143,31 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads one namespace: through `host_sock` with its id, or from inside it.
+    /// Reads one namespace: the host through `host_sock`, any other from inside it.
     fn read_one(
         &mut self,
         host_sock: &netlink_sys::Socket,
         host: &File,
         t: &SnapshotTarget,
     ) -> Result<NsSnapshot, Lost> {
-        let inside = match (&t.ns, t.nsid) {
-            (NsRef::Host, _) => None,
-            (NsRef::Path(p), None) => Some(p),
-            (NsRef::Path(p), Some(_)) if t.routes => Some(p),
-            (NsRef::Path(_), Some(_)) => None,
+        let NsRef::Path(path) = &t.ns else {
+            return self.read_with(host_sock, t.routes);
         };
-        let Some(path) = inside else {
-            return self.read_with(host_sock, t.nsid, t.routes);
-        };
-        // Enter, read, come back. Links and addresses through the host socket when there is
-        // an id (no extra dumps inside), the routes on the socket opened inside.
+        // Enter, read, come back (see the module doc for why not through the host's socket).
         let file = File::open(path)
             .map_err(|e| Lost::Request("open", Errno::from_raw(e.raw_os_error().unwrap_or(5))))?;
         setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Lost::Request("enter", e))?;
-        let result = (|| {
-            let sock = open_socket().map_err(|e| Lost::Request("open a socket", e))?;
-            match t.nsid {
-                Some(_) => Ok((None, self.routes(&sock)?)),
-                None => {
-                    let mut snap = self.read_with(&sock, None, true)?;
-                    let routes = snap.routes.take().unwrap_or_default();
-                    Ok((Some(snap), routes))
-                }
-            }
-        })();
+        let result = open_socket()
+            .map_err(|e| Lost::Request("open a socket", e))
+            .and_then(|sock| self.read_with(&sock, t.routes));
         setns(host, CloneFlags::CLONE_NEWNET).map_err(Lost::Thread)?;
-        let (inside, routes) = result?;
-        let mut snap = match inside {
-            Some(s) => s,
-            None => self.read_with(host_sock, t.nsid, false)?,
-        };
-        snap.routes = Some(routes);
-        Ok(snap)
+        result
     }
 
-    /// Links with their addresses (of namespace `nsid` when set, else the socket's own), and
-    /// the socket's own namespace's routes when `routes`.
-    fn read_with(
-        &mut self,
-        sock: &netlink_sys::Socket,
-        nsid: Option<i32>,
-        routes: bool,
-    ) -> Result<NsSnapshot, Lost> {
+    /// The links with their addresses of the socket's namespace, and its weft routes when
+    /// `routes`.
+    fn read_with(&mut self, sock: &netlink_sys::Socket, routes: bool) -> Result<NsSnapshot, Lost> {
         let mut link = LinkMessage::default();
-        if let Some(id) = nsid {
-            link.attributes.push(LinkAttribute::IfNetnsId(id));
-        }
         // Without counters, and each message parsed as it arrives: the host's dump at
         // 10,000 endpoints is 10,000 messages of about 6 KiB parsed (see `link::list`).
         link.attributes
@@ -210,23 +179,23 @@ impl Reader {
             }
         })
         .map_err(|e| Lost::Request("dump links", e))?;
-        let mut addr = AddressMessage::default();
-        if let Some(id) = nsid {
-            addr.attributes.push(AddressAttribute::TargetNetNsId(id));
-        }
         let by_index: std::collections::HashMap<u32, usize> = links
             .iter()
             .enumerate()
             .map(|(i, l)| (l.index, i))
             .collect();
-        self.dump(sock, RouteNetlinkMessage::GetAddress(addr), |m| {
-            if let RouteNetlinkMessage::NewAddress(a) = m
-                && let Some(net) = super::addr::parse(&a)
-                && let Some(i) = by_index.get(&a.header.index)
-            {
-                links[*i].addresses.push(net);
-            }
-        })
+        self.dump(
+            sock,
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            |m| {
+                if let RouteNetlinkMessage::NewAddress(a) = m
+                    && let Some(net) = super::addr::parse(&a)
+                    && let Some(i) = by_index.get(&a.header.index)
+                {
+                    links[*i].addresses.push(net);
+                }
+            },
+        )
         .map_err(|e| Lost::Request("dump addresses", e))?;
         let routes = if routes {
             Some(self.routes(sock)?)

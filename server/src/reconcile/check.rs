@@ -3,11 +3,10 @@
 //!
 //! 1. The store is listed once (namespaces, links, networks, endpoints: four queries).
 //! 2. The kernel is read once per namespace ([`crate::kernel::KernelOps::snapshot`]): the
-//!    host and every namespace weft manages, on one helper thread, interfaces and addresses
-//!    through the host's socket (`IFLA_TARGET_NETNSID`), weft's routes with one `setns` per
-//!    namespace (kernel/snapshot.rs says why). Each namespace's id (for the target reads and
-//!    the monitor) is cached with the identity of its file, asked again when the file names
-//!    another namespace.
+//!    host and every namespace weft manages, on one helper thread that enters each in turn
+//!    (kernel/snapshot.rs says why from inside). Each namespace gets an id in the host
+//!    namespace if it has none, so the monitor hears it; the id is cached with the identity
+//!    of its file and asked again when the file names another namespace.
 //! 3. Each named namespace's resolv.conf is read and compared with what it should say.
 //! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
 //!    queued for a full reconcile. Those that match cost nothing more; after a restart they
@@ -163,7 +162,6 @@ impl Controller {
         let mut names = vec![String::new()];
         let mut targets = vec![SnapshotTarget {
             ns: NsRef::Host,
-            nsid: None,
             routes,
         }];
         let mut named: HashSet<PathBuf> = HashSet::new();
@@ -179,9 +177,10 @@ impl Controller {
                 continue;
             }
             let ns = NsRef::Path(path);
-            let nsid = self.checked_nsid(&ns).await;
+            // The monitor hears a namespace with an id (assigned here when it has none).
+            self.checked_nsid(&ns).await;
             names.push(row.spec.name.clone());
-            targets.push(SnapshotTarget { ns, nsid, routes });
+            targets.push(SnapshotTarget { ns, routes });
         }
         let files = k.list_named_netns();
         let mut other_names = Vec::new();
@@ -191,7 +190,6 @@ impl Controller {
                 other_names.push(name);
                 targets.push(SnapshotTarget {
                     ns: NsRef::Path(path),
-                    nsid: None,
                     routes: false,
                 });
             }
@@ -221,7 +219,8 @@ impl Controller {
     }
 
     /// `ns`'s id in the host namespace (assigned if it has none, and then heard by the
-    /// monitor), cached with its file's identity; None where there are no ids.
+    /// monitor), cached with its file's identity; None where there are no ids. The check reads
+    /// every namespace from inside; the id is for the monitor only.
     async fn checked_nsid(&self, ns: &NsRef) -> Option<i32> {
         let NsRef::Path(path) = ns else {
             return None;
@@ -244,7 +243,7 @@ impl Controller {
         let id = match self.kernel().netns_id(ns).await {
             Ok(id) => id?,
             Err(e) => {
-                tracing::debug!(ns = ?ns, error = %e, "no namespace id; reading from inside");
+                tracing::debug!(ns = ?ns, error = %e, "no namespace id; the monitor will not hear it");
                 return None;
             }
         };
