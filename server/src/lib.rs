@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod alloc;
 pub mod any_authority;
 pub mod api;
 pub mod config;

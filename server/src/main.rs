@@ -103,8 +103,18 @@ struct Flags {
     limits: LimitSettings,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread exists (the runtime's workers would each get their own arena).
+    weftd::alloc::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+/// The daemon proper, on the runtime [`main`] built.
+async fn run() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let (file, table) = match &flags.config {
         Some(path) => {

@@ -1,6 +1,6 @@
 //! The bulk check on the real kernel (issue 14): the periodic resync and the start-up
-//! re-check read each namespace once (interfaces and addresses through the host's socket
-//! with a target namespace id, weft's routes from inside) and reconcile only what differs.
+//! re-check read each namespace once, from inside (interfaces, addresses, weft's IPv4 and
+//! IPv6 routes), and reconcile only what differs.
 //!
 //! - drift made behind weftd's back (a link's MTU, an endpoint's address, its default route,
 //!   its whole veth, a bridge port's hairpin mode the netlink monitor cannot hear) is found
@@ -23,15 +23,32 @@ use heal::*;
 const NET: &str = "chk";
 const BRIDGE: &str = "wchk";
 const SUBNET: &str = "10.243.0.0/24";
+/// The network is dual-stack, so the check's one route dump must bring both families: a
+/// missed IPv6 default route would make every endpoint differ on every pass.
+const SUBNET6: &str = "fd00:243::/64";
 /// Namespaces connected to the network: the converged objects the counter bounds are about.
 const SPACES: usize = 6;
 
-/// A sandbox with `--resync resync`, the network, [`SPACES`] connected namespaces `c0`..,
+/// A sandbox with `--resync resync`, the dual-stack network, [`SPACES`] connected namespaces `c0`..,
 /// and a LinkService veth `vchk` (MTU 1450) into namespace `l1`; all Ready and settled.
 async fn setup(tag: &str, resync: u64) -> Sandbox {
     let sb = Sandbox::builder(tag).resync(resync).start().await;
     let c = sb.client();
-    create_net(&c, NET, BRIDGE, SUBNET).await;
+    let subnet = |s: &str| weft::v1::Subnet {
+        subnet: s.into(),
+        ..Default::default()
+    };
+    rpc(c.networks().create_network(weft::v1::CreateNetworkRequest {
+        network: Some(weft::v1::Network {
+            name: NET.into(),
+            bridge_name: BRIDGE.into(),
+            subnets: vec![subnet(SUBNET), subnet(SUBNET6)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await
+    .unwrap_or_else(|s| panic!("CreateNetwork {NET}: {s:?}"));
     for i in 0..SPACES {
         let ns = format!("c{i}");
         create_ns(&c, &ns).await;
@@ -127,7 +144,7 @@ async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift
 async fn drift_is_repaired_and_converged_objects_are_left_alone() {
     let sb = setup("chkdrift", 1).await;
     let addr1 = sb.addrs("c1", "eth0");
-    assert_eq!(addr1.len(), 1, "{addr1:?}");
+    assert_eq!(addr1.len(), 2, "one address per family: {addr1:?}");
     let started = Instant::now();
     let before = reconciles(&sb).await;
     sb.host_ok(&["ip", "link", "set", "dev", "vchk", "mtu", "1300"]);

@@ -205,24 +205,24 @@ impl Reader {
         Ok(NsSnapshot { links, routes })
     }
 
-    /// weft's routes in the socket's namespace, IPv4 then IPv6.
+    /// weft's routes in the socket's namespace, IPv4 and IPv6 in one dump: `AF_UNSPEC` asks
+    /// every family, and the strict check applies the table and protocol filter to each (the
+    /// multicast tables have no main table and answer nothing).
     fn routes(&mut self, sock: &netlink_sys::Socket) -> Result<Vec<(u32, RouteState)>, Lost> {
         let mut out = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut filter = RouteMessage::default();
-            filter.header.address_family = family;
-            filter.header.table = RouteHeader::RT_TABLE_MAIN;
-            filter.header.protocol = RouteProtocol::from(RTPROT_WEFT);
-            self.dump(sock, RouteNetlinkMessage::GetRoute(filter), |m| {
-                if let RouteNetlinkMessage::NewRoute(r) = m
-                    && let Some(oif) = super::route::oif_if_ours(&r)
-                    && let Some(state) = super::route::parse(&r)
-                {
-                    out.push((oif, state));
-                }
-            })
-            .map_err(|e| Lost::Request("dump routes", e))?;
-        }
+        let mut filter = RouteMessage::default();
+        filter.header.address_family = AddressFamily::Unspec;
+        filter.header.table = RouteHeader::RT_TABLE_MAIN;
+        filter.header.protocol = RouteProtocol::from(RTPROT_WEFT);
+        self.dump(sock, RouteNetlinkMessage::GetRoute(filter), |m| {
+            if let RouteNetlinkMessage::NewRoute(r) = m
+                && let Some(oif) = super::route::oif_if_ours(&r)
+                && let Some(state) = super::route::parse(&r)
+            {
+                out.push((oif, state));
+            }
+        })
+        .map_err(|e| Lost::Request("dump routes", e))?;
         Ok(out)
     }
 

@@ -69,7 +69,10 @@ impl Controller {
     /// Falls back to queueing everything when it cannot check.
     pub(super) async fn check_all(&self, pass: Pass) {
         let started = tokio::time::Instant::now();
-        match self.try_check_all(pass).await {
+        let result = self.try_check_all(pass).await;
+        // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
+        tokio::task::spawn_blocking(crate::alloc::trim);
+        match result {
             Ok((matched, differ)) => tracing::debug!(
                 ?pass,
                 matched,
@@ -145,7 +148,11 @@ impl Controller {
         match pass {
             // After the reconciles of what differed (a bridge re-created, a newborn adopted).
             Pass::Startup => add(Key::Gc),
-            Pass::Background => self.collect_garbage_in(&view).await?,
+            Pass::Background => {
+                let before =
+                    super::gc::Owners::from_rows(&links, &networks, &endpoints, &namespaces);
+                self.collect_garbage_in(&view, Some(before)).await?
+            }
         }
         Ok((verdict.matching.len(), verdict.differ.len()))
     }

@@ -36,10 +36,26 @@ fn uid_of(alias: Option<&str>) -> Option<&str> {
 /// least one, so the uids are every object that can own an interface.
 pub(super) type Planned = HashMap<(String, String), Vec<String>>;
 
-impl Controller {
-    /// Every interface name a stored object plans (rows being deleted included: they still
-    /// own what they made until their cleanup ran).
-    pub(super) async fn planned_interfaces(&self) -> Result<Planned, ReconcileError> {
+/// Who owns what, from the store: every interface name an object plans, every object uid,
+/// every namespace uid.
+pub(super) struct Owners {
+    /// Interface names and the uids that plan each.
+    pub planned: Planned,
+    /// Every uid that owns an interface (links, networks, endpoints).
+    known: HashSet<String>,
+    /// Every namespace's uid.
+    namespaces: HashSet<String>,
+}
+
+impl Owners {
+    /// From rows listed together (rows being deleted included: they still own what they made
+    /// until their cleanup ran).
+    pub(super) fn from_rows(
+        links: &[crate::store::LinkRow],
+        networks: &[crate::store::NetworkRow],
+        endpoints: &[crate::store::EndpointRow],
+        namespaces: &[crate::store::NamespaceRow],
+    ) -> Self {
         let mut planned: Planned = HashMap::new();
         let mut add = |ns: &str, name: &str, uid: &str| {
             planned
@@ -47,19 +63,48 @@ impl Controller {
                 .or_default()
                 .push(uid.to_string());
         };
-        for l in self.store().list_links().await? {
+        for l in links {
             for end in l.spec.ends() {
                 add(&end.namespace, &end.name, &l.id);
             }
         }
-        for n in self.store().list_networks().await? {
+        for n in networks {
             add("", &n.spec.bridge_name, &n.id);
         }
-        for e in self.store().list_endpoints(None).await? {
+        for e in endpoints {
             add("", &e.host_ifname, &e.id);
             add(&e.namespace, &e.spec.ifname, &e.id);
         }
-        Ok(planned)
+        let known = planned.values().flatten().cloned().collect();
+        let namespaces = namespaces.iter().map(|r| r.id.clone()).collect();
+        Self {
+            planned,
+            known,
+            namespaces,
+        }
+    }
+}
+
+impl Controller {
+    /// Every interface name a stored object plans (rows being deleted included: they still
+    /// own what they made until their cleanup ran).
+    pub(super) async fn planned_interfaces(&self) -> Result<Planned, ReconcileError> {
+        Ok(self.owners().await?.planned)
+    }
+
+    /// [`Owners`] as the store holds them now.
+    async fn owners(&self) -> Result<Owners, ReconcileError> {
+        let store = self.store();
+        let links = store.list_links().await?;
+        let networks = store.list_networks().await?;
+        let endpoints = store.list_endpoints(None).await?;
+        let namespaces = store.list_namespaces().await?;
+        Ok(Owners::from_rows(
+            &links,
+            &networks,
+            &endpoints,
+            &namespaces,
+        ))
     }
 
     /// Removes orphaned marked interfaces (in the host and every live namespace) and orphaned
@@ -68,12 +113,22 @@ impl Controller {
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let rows = self.store().list_namespaces().await?;
         let view = self.read_view(&rows, false).await?;
-        self.collect_garbage_in(&view).await
+        self.collect_garbage_in(&view, None).await
     }
 
     /// [`Controller::collect_garbage`] on a view of the kernel already read (the bulk
     /// check's); the store is read after it, as the race rule above wants.
-    pub(super) async fn collect_garbage_in(&self, view: &View) -> Result<(), ReconcileError> {
+    ///
+    /// `before`: owners listed *before* the view was read (the bulk check's rows). They may
+    /// hold a row deleted since (which only keeps more) and miss an object created between
+    /// that list and the read. So when they explain everything the view holds, nothing is an
+    /// orphan and the store is not read again (the common case: three list queries saved per
+    /// resync); anything unexplained is judged against a fresh read, as without them.
+    pub(super) async fn collect_garbage_in(
+        &self,
+        view: &View,
+        before: Option<Owners>,
+    ) -> Result<(), ReconcileError> {
         let k = self.kernel();
         // 1. The kernel: marked interfaces per namespace, marked namespace files.
         let mut marked = Vec::new();
@@ -110,15 +165,25 @@ impl Controller {
         }
         // 2. The store: every uid that owns something, and every interface name an object
         //    plans.
-        let planned = self.planned_interfaces().await?;
-        let known: HashSet<String> = planned.values().flatten().cloned().collect();
-        let namespaces: HashSet<String> = self
-            .store()
-            .list_namespaces()
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        let explained = |o: &Owners| {
+            marked
+                .iter()
+                .all(|(_, _, _, uid)| o.known.contains(uid) || self.retiring_uid(uid))
+                && newborn
+                    .iter()
+                    .all(|(_, _, key)| o.planned.contains_key(key))
+                && marked_files
+                    .iter()
+                    .all(|(_, uid)| o.namespaces.contains(uid))
+        };
+        if before.as_ref().is_some_and(explained) {
+            return Ok(());
+        }
+        let Owners {
+            planned,
+            known,
+            namespaces,
+        } = self.owners().await?;
         // 3. Remove what nobody owns.
         // Counted per orphaned object, not per interface (a veth pair is one orphan).
         let mut gone_uids = HashSet::new();

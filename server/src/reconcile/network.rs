@@ -14,7 +14,10 @@
 //!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
 //!   what is missing and a converged restart writes nothing.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
@@ -492,13 +495,19 @@ impl Controller {
             }
         }
         let mut want: HashSet<PortMapping> = HashSet::new();
-        let endpoints = self.store().list_endpoints(None).await?;
         let mappings = self.store().port_mappings(None).await?;
+        // Only endpoints that publish ports matter (none: no list of every endpoint).
+        let endpoints = match mappings.is_empty() {
+            true => Vec::new(),
+            false => self.store().list_endpoints(None).await?,
+        };
+        let live: HashMap<&str, &crate::store::EndpointRow> = endpoints
+            .iter()
+            .filter(|e| !e.deleting)
+            .map(|e| (e.id.as_str(), e))
+            .collect();
         for m in &mappings {
-            if let Some(ep) = endpoints
-                .iter()
-                .find(|e| e.id == m.endpoint_id && !e.deleting)
-            {
+            if let Some(ep) = live.get(m.endpoint_id.as_str()) {
                 want.extend(mappings_of(m, &ep.addresses));
             }
         }

@@ -119,8 +119,10 @@ impl Controller {
                 let ids: Vec<String> = chunk.iter().map(|(k, _)| id(k).to_string()).collect();
                 match self.store().confirm_rechecked(t, &ids).await {
                     Ok(changed) => {
+                        let changed: std::collections::HashSet<&str> =
+                            changed.iter().map(String::as_str).collect();
                         for (key, also) in chunk {
-                            if changed.iter().any(|c| c == id(key)) {
+                            if changed.contains(id(key)) {
                                 self.events().send(key.clone(), false);
                                 if let Some(a) = also {
                                     self.events().send(a.clone(), false);
@@ -137,6 +139,11 @@ impl Controller {
                     }
                 }
             }
+        }
+        // A restart's confirmation of thousands (its rows and events are freed now): give
+        // the pages back, as after a bulk check (crate::alloc).
+        if batch.len() >= 1000 {
+            tokio::task::spawn_blocking(crate::alloc::trim);
         }
     }
 }

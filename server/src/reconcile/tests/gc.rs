@@ -183,3 +183,64 @@ async fn gc_error_is_a_failed_reconcile_that_removes_nothing() {
     h.run(Key::Gc).await;
     assert!(h.k.link(&NsRef::Host, "orphan0").is_none());
 }
+
+/// The bulk check hands the GC the rows it listed *before* its kernel read. An object made
+/// between that list and the read is not in them; its interfaces must survive (the GC reads
+/// the store again for anything those rows do not explain).
+#[tokio::test]
+async fn gc_on_rows_listed_before_an_object_was_made_keeps_that_object() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let before = owners_now(&h).await;
+    let mut spec = rich_veth();
+    if let crate::model::LinkKind::Veth { peer } = &mut spec.kind {
+        peer.namespace = "ns1".into();
+    }
+    let link = h.link(&spec).await;
+    assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
+    let host = h.k.links(&NsRef::Host).len();
+    let inside = h.k.links(&h.ns("ns1")).len();
+    let view = h
+        .ctl
+        .read_view(&h.store().list_namespaces().await.unwrap(), false)
+        .await
+        .unwrap();
+    h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
+    assert_eq!(h.k.links(&NsRef::Host).len(), host);
+    assert_eq!(h.k.links(&h.ns("ns1")).len(), inside);
+    assert_eq!(h.orphans(), 0);
+}
+
+/// Rows listed before the read do not hide a true orphan: a marked interface no row owns
+/// goes, as on the GC's own pass.
+#[tokio::test]
+async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    h.connect("web", "ns1", Vec::new()).await;
+    h.k.add_foreign_link(&NsRef::Host, "wv00000000dead", "veth");
+    h.k.tamper(&NsRef::Host, "wv00000000dead", |l| {
+        l.alias = Some(GHOST.into())
+    });
+    let before = owners_now(&h).await;
+    let view = h
+        .ctl
+        .read_view(&h.store().list_namespaces().await.unwrap(), false)
+        .await
+        .unwrap();
+    h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
+    assert!(h.k.link(&NsRef::Host, "wv00000000dead").is_none());
+    assert_eq!(h.orphans(), 1);
+}
+
+/// The owners the store holds now, as the bulk check lists them.
+async fn owners_now(h: &H) -> crate::reconcile::gc::Owners {
+    let s = h.store();
+    crate::reconcile::gc::Owners::from_rows(
+        &s.list_links().await.unwrap(),
+        &s.list_networks().await.unwrap(),
+        &s.list_endpoints(None).await.unwrap(),
+        &s.list_namespaces().await.unwrap(),
+    )
+}
