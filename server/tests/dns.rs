@@ -472,3 +472,54 @@ async fn listeners_follow_the_networks_that_have_dns() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A restart turns every namespace and endpoint back to Ready at once: hundreds of change
+/// events in one burst, which the resolver's feed takes as one reload of its index (more
+/// than 256 objects). Names must be right after it, and single changes after it must still
+/// show at once (the feed goes back to reading one object per event).
+#[tokio::test(flavor = "multi_thread")]
+async fn names_are_right_through_a_restart_burst_and_changes_after_it_show() {
+    const SPACES: usize = 140;
+    let mut sb = Sandbox::new("dnsburst").await;
+    let c = sb.client();
+    create_network(&c, dns_network("burst", "dnsbu0", &["10.77.8.0/22"], false)).await;
+    let mut last = String::new();
+    for i in 0..SPACES {
+        let ns = format!("b{i}");
+        create_ns(&c, &ns).await;
+        let ep = connect(&c, connect_req("burst", &ns)).await;
+        last = addr_of(&ep.ipv4_address).to_string();
+    }
+    sb.restart().await;
+    let c = sb.client();
+    let gw = "10.77.8.1";
+    let t = Instant::now();
+    while short(&sb, "b0", gw, &["b139", "A"]) != [last.as_str()] {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "b139 does not resolve to {last} after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // After the burst: a disconnect and a new connect show within a second each.
+    disconnect(&c, "burst", "b5").await;
+    let t = Instant::now();
+    while status(&dig(&sb, "b0", gw, &["b5", "A"])) != "NXDOMAIN" {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "b5 still resolves 1 s after its disconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    create_ns(&c, "late").await;
+    let late = connect(&c, connect_req("burst", "late")).await;
+    let late4 = addr_of(&late.ipv4_address).to_string();
+    let t = Instant::now();
+    while short(&sb, "b0", gw, &["late", "A"]) != [late4.as_str()] {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "late does not resolve 1 s after its connect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -227,6 +227,12 @@ async fn settle(weftd: &Weftd, n: usize, timeout: Duration) -> Result<()> {
                 weftd.log_tail(20)
             );
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The lists above cost weftd real work at 10,000 objects (every namespace, every
+        // endpoint): asked every 20 ms they slowed the restart they time. Wait for an empty
+        // queue cheaply first, then look again after 100 ms.
+        while t0.elapsed() < timeout && system_info(&c).await.is_ok_and(|i| i.queue_depth > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

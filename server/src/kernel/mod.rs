@@ -765,8 +765,9 @@ impl KernelOps for Kernel {
     async fn snapshot(
         &self,
         targets: &[snapshot::SnapshotTarget],
+        threads: usize,
     ) -> Result<Vec<Result<snapshot::NsSnapshot, KernelError>>, KernelError> {
-        self.read_snapshot(targets).await
+        self.read_snapshot(targets, threads).await
     }
 
     async fn monitor(&self) -> Result<monitor::Monitor, KernelError> {

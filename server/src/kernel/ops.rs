@@ -226,11 +226,13 @@ pub trait KernelOps:
     /// Reads every interface (with its addresses) of each target namespace, and weft's routes
     /// where the target asks; one result per target, in order. Reads only. The default asks
     /// through the calls above, one namespace after another (the fake, the dry run); the real
-    /// kernel reads them all on one thread, through the host's socket where the kernel allows
-    /// it (kernel/snapshot.rs). An error for the whole call only when nothing could be read.
+    /// kernel reads them on helper threads, at most `threads` of them, each entering one
+    /// namespace after another (kernel/snapshot.rs). An error for the whole call only when
+    /// nothing could be read.
     async fn snapshot(
         &self,
         targets: &[SnapshotTarget],
+        _threads: usize,
     ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
         let mut out = Vec::with_capacity(targets.len());
         for t in targets {

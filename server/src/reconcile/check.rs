@@ -3,7 +3,8 @@
 //!
 //! 1. The store is listed once (namespaces, links, networks, endpoints: four queries).
 //! 2. The kernel is read once per namespace ([`crate::kernel::KernelOps::snapshot`]): the
-//!    host and every namespace weft manages, on one helper thread that enters each in turn
+//!    host and every namespace weft manages, on helper threads that enter each in turn (one at
+//!    the resync, one per core at start-up)
 //!    (kernel/snapshot.rs says why from inside). Each namespace gets an id in the host
 //!    namespace if it has none, so the monitor hears it; the id is cached with the identity
 //!    of its file and asked again when the file names another namespace.
@@ -104,7 +105,13 @@ impl Controller {
         let namespaces = store.list_namespaces().await?;
         let links = store.list_links().await?;
         let endpoints = store.list_endpoints(None).await?;
-        let view = self.read_view(&namespaces, true).await?;
+        // At start-up nothing else runs yet: every core reads. Later, one thread leaves the
+        // other cores to the API.
+        let threads = match pass {
+            Pass::Startup => usize::MAX,
+            Pass::Background => 1,
+        };
+        let view = self.read_view(&namespaces, true, threads).await?;
         let resolv_stale = self
             .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
             .await?;
@@ -159,11 +166,13 @@ impl Controller {
 
     /// Reads the host and every namespace of `rows` that is not being deleted and whose file
     /// names the namespace weft manages (an adopted one's recorded identity), plus the files
-    /// in the netns dir no row names; with weft's routes when `routes`.
+    /// in the netns dir no row names; with weft's routes when `routes`; on at most `threads`
+    /// helper threads.
     pub(super) async fn read_view(
         &self,
         rows: &[NamespaceRow],
         routes: bool,
+        threads: usize,
     ) -> Result<View, ReconcileError> {
         let k = self.kernel();
         let mut names = vec![String::new()];
@@ -201,7 +210,7 @@ impl Controller {
                 });
             }
         }
-        let mut read = k.snapshot(&targets).await?.into_iter();
+        let mut read = k.snapshot(&targets, threads).await?.into_iter();
         let mut view = View {
             spaces: HashMap::new(),
             others: HashMap::new(),

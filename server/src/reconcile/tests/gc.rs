@@ -202,7 +202,7 @@ async fn gc_on_rows_listed_before_an_object_was_made_keeps_that_object() {
     let inside = h.k.links(&h.ns("ns1")).len();
     let view = h
         .ctl
-        .read_view(&h.store().list_namespaces().await.unwrap(), false)
+        .read_view(&h.store().list_namespaces().await.unwrap(), false, 1)
         .await
         .unwrap();
     h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
@@ -226,7 +226,7 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
     let before = owners_now(&h).await;
     let view = h
         .ctl
-        .read_view(&h.store().list_namespaces().await.unwrap(), false)
+        .read_view(&h.store().list_namespaces().await.unwrap(), false, 1)
         .await
         .unwrap();
     h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
