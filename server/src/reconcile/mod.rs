@@ -61,7 +61,7 @@ pub use error::{Action, ReconcileError, Retry, error_policy};
 pub use events::{Event, Events, Key};
 use queue::WorkQueue;
 pub use resolv::ResolvSettings;
-pub use retire::{REAP_GATHER, RETIRED_GROUP};
+pub use retire::{ONE_BY_ONE_UP_TO, REAP_GATHER, RETIRED_GROUP};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{

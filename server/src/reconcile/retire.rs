@@ -8,8 +8,9 @@
 //! container's interface name is free at once and its routes go with the interface going
 //! down, (3) puts the host end into [`RETIRED_GROUP`] (with its peer down it
 //! has no carrier: the bridge forwards nothing to it); then the endpoint's row goes and the
-//! call answers. The reaper deletes the group every [`REAP_GATHER`] while it has members,
-//! after checking every member carries weft's mark.
+//! call answers. The reaper deletes them every [`REAP_GATHER`] while it has some: up to
+//! [`ONE_BY_ONE_UP_TO`] one by one (each looked up by name and checked for weft's mark), more
+//! as the whole group, after checking every member carries weft's mark.
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
@@ -35,6 +36,14 @@ pub const RETIRED_GROUP: u32 = 0x5745_4654;
 
 /// How long the reaper gathers retired veths before deleting them as one batch.
 pub const REAP_GATHER: Duration = Duration::from_millis(20);
+
+/// Batches up to this many retired veths are deleted one by one, looked up by name. A group
+/// delete needs a dump of every host interface first (to be sure the group holds only weft's),
+/// and at 10,000 endpoints that dump costs the kernel ~0.5 s (BENCHMARKS.md, "Surprises":
+/// `peernet2id` per veth), during which Connects waited: the p50 of a Connect right after a
+/// Disconnect was 776 ms there. A few single deletes cost a grace period each, off the API's
+/// path; a burst (a mass disconnect) still goes as one group.
+pub const ONE_BY_ONE_UP_TO: usize = 8;
 
 /// The retired veths not yet deleted, by host-end name.
 #[derive(Debug, Default)]
@@ -163,8 +172,9 @@ impl Controller {
         );
     }
 
-    /// Deletes the retired group in one request (or, if it holds an interface weft does not
-    /// own, weft's members one by one).
+    /// Deletes the retired veths: a few one by one, by name; more as the whole retired group
+    /// in one request (or, if the group holds an interface weft does not own, weft's members
+    /// one by one).
     async fn reap(&self) -> Result<(), ReconcileError> {
         let k = self.kernel();
         let host = NsRef::Host;
@@ -175,15 +185,29 @@ impl Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        if taken.len() <= ONE_BY_ONE_UP_TO {
+            for name in &taken {
+                match k.get_link_bare(&host, name).await? {
+                    Some(l) if l.group == RETIRED_GROUP && is_ours(&l) => {
+                        match k.delete_link(&host, l.index).await {
+                            Err(e) if !e.is_not_found() => return Err(e.into()),
+                            _ => {}
+                        }
+                    }
+                    // Gone already (with its namespace), or no longer ours to delete.
+                    _ => {}
+                }
+            }
+            self.forget_reaped(&taken);
+            return Ok(());
+        }
         let members: Vec<_> = k
             .list_links(&host)
             .await?
             .into_iter()
             .filter(|l| l.group == RETIRED_GROUP)
             .collect();
-        let ours = |l: &crate::kernel::LinkState| {
-            l.alias.as_deref().is_some_and(|a| a.starts_with("weft:"))
-        };
+        let ours = is_ours;
         if members.iter().all(ours) {
             if !members.is_empty() {
                 k.delete_link_group(&host, RETIRED_GROUP).await?;
@@ -198,13 +222,22 @@ impl Controller {
                 k.delete_link(&host, l.index).await?;
             }
         }
-        let mut pending = self
-            .inner
+        self.forget_reaped(&taken);
+        Ok(())
+    }
+
+    /// Takes `reaped` out of the pending set (what was retired meanwhile stays).
+    fn forget_reaped(&self, reaped: &HashSet<String>) {
+        self.inner
             .reaper
             .pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        pending.retain(|n| !taken.contains(n));
-        Ok(())
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|n| !reaped.contains(n));
     }
+}
+
+/// True when `l` carries weft's mark.
+fn is_ours(l: &crate::kernel::LinkState) -> bool {
+    l.alias.as_deref().is_some_and(|a| a.starts_with("weft:"))
 }

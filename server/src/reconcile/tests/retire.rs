@@ -15,7 +15,7 @@ use super::{H, tcp};
 use crate::{
     kernel::NsRef,
     model::Phase,
-    reconcile::{Key, RETIRED_GROUP},
+    reconcile::{Key, ONE_BY_ONE_UP_TO, RETIRED_GROUP},
     store::EndpointRow,
 };
 
@@ -175,22 +175,53 @@ async fn reap(h: &H) {
     while set.join_next().await.is_some() {}
 }
 
-/// The reaper deletes all retired veths with one group delete.
-#[tokio::test]
-async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
-    let h = H::new().await;
-    let a = connected(&h, "ns1", false).await;
-    let b = connected(&h, "ns2", false).await;
-    for ep in [&a, &b] {
+/// Connects `n` endpoints (in namespaces ns0, ns1, ...) and disconnects them again: their
+/// veths wait for the reaper.
+async fn retired(h: &H, n: usize) -> Vec<EndpointRow> {
+    let mut eps = Vec::new();
+    for i in 0..n {
+        eps.push(connected(h, &format!("ns{i}"), false).await);
+    }
+    for ep in &eps {
         h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
         h.run(Key::Endpoint(ep.id.clone())).await;
     }
+    eps
+}
+
+/// A few retired veths are deleted one by one, by name: no group delete (which would need a
+/// dump of every host interface first).
+#[tokio::test]
+async fn reaper_deletes_a_few_retired_veths_one_by_one() {
+    let h = H::new().await;
+    let eps = retired(&h, 2).await;
     assert_eq!(h.ctl.retired_pending(), 2);
     let before = h.k.calls().len();
     reap(&h).await;
     let calls = h.k.calls()[before..].to_vec();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c.starts_with("delete_link #")),
+        "{calls:?}"
+    );
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert!(h.k.link(&NsRef::Host, "br-web").is_some());
+    assert_eq!(h.ctl.retired_pending(), 0);
+}
+
+/// More than a few retired veths go with one group delete.
+#[tokio::test]
+async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
+    let h = H::new().await;
+    let eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    assert_eq!(h.ctl.retired_pending(), ONE_BY_ONE_UP_TO + 1);
+    let before = h.k.calls().len();
+    reap(&h).await;
+    let calls = h.k.calls()[before..].to_vec();
     assert_eq!(calls, vec![format!("delete_link_group {RETIRED_GROUP}")]);
-    for ep in [&a, &b] {
+    for ep in &eps {
         assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
     }
     assert!(h.k.link(&NsRef::Host, "br-web").is_some());
@@ -201,13 +232,13 @@ async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
 #[tokio::test]
 async fn reaper_deletes_only_its_own_when_the_group_holds_a_foreign_interface() {
     let h = H::new().await;
-    let ep = connected(&h, "ns1", false).await;
-    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
-    h.run(Key::Endpoint(ep.id.clone())).await;
+    let eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
     h.k.add_foreign_link(&NsRef::Host, "theirs0", "dummy");
     h.k.tamper(&NsRef::Host, "theirs0", |l| l.group = RETIRED_GROUP);
     reap(&h).await;
-    assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
     assert!(h.k.link(&NsRef::Host, "theirs0").is_some());
     assert!(
         !h.k.calls()
