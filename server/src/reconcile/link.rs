@@ -235,6 +235,11 @@ impl Controller {
                     ))
                 })?);
             }
+            for (end, ns, _) in &ends {
+                if end.master.is_some() {
+                    port_without_ipv6(k, ns, &end.name).await;
+                }
+            }
             true
         } else {
             false
@@ -458,5 +463,23 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
     match a {
         IpNet::V6(n) => (n.addr().segments()[0] & 0xffc0) == 0xfe80,
         IpNet::V4(_) => false,
+    }
+}
+
+/// Turns IPv6 off on a new bridge port, before it first comes up. A port needs no IPv6 of its
+/// own (the bridge carries its frames at layer 2, IPv6 ones included; the bridge holds the
+/// addresses), and each port with IPv6 on adds a link-local and a multicast route to its
+/// namespace's table, which every link change there walks whole (`rt6_sync_down_dev`): with
+/// 10,000 endpoints that walk was most of a Connect's time (BENCHMARKS.md, "Surprises").
+/// LXD does the same on its host-side veths. Best effort: a kernel without IPv6 has no such
+/// file, and a port that keeps IPv6 works all the same.
+async fn port_without_ipv6(k: &dyn KernelOps, ns: &NsRef, name: &str) {
+    let key = format!("net/ipv6/conf/{name}/disable_ipv6");
+    match k.ensure_sysctl(ns, &key, "1").await {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            tracing::warn!(interface = name, error = %e, "could not turn IPv6 off on a bridge port")
+        }
     }
 }
