@@ -340,9 +340,14 @@ pub async fn restart(d: &mut Daemon) -> Result<Restart> {
     let (mut ready_at, mut done_at) = (None, None);
     while ready_at.is_none() || done_at.is_none() {
         check_stop()?;
-        // A call can fail while weftd is still starting its services: try again.
-        if ready_at.is_none() && matches!(all_ready(&c, &["conc"], d.endpoints).await, Ok(true)) {
-            ready_at = Some(t0.elapsed());
+        // weftd counts what its re-check has not confirmed yet (GetSystemInfo `rechecking`):
+        // a cheap poll, proved by one listing; listing everything every 2 ms slowed the
+        // restart it timed. A call can fail while weftd is still starting: try again.
+        let confirmed =
+            ready_at.is_none() && info(c.clone()).await.is_ok_and(|i| i.rechecking == 0);
+        let settled = t0.elapsed();
+        if confirmed && matches!(all_ready(&c, &["conc"], d.endpoints).await, Ok(true)) {
+            ready_at = Some(settled);
             if let Ok(i) = info(c.clone()).await {
                 out.reconciles_at_ready = i.reconciles;
                 out.writes_at_ready = i.kernel_writes;

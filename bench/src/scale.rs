@@ -353,8 +353,10 @@ impl Scale {
              as many during a resync pass (the Connect sent {} ms after a pass starts: \
              `resync = 1` restarts weftd's timer, so the pass starts 1 s after the reload; \
              the Disconnect right after it); then a converged restart (SIGTERM, start on the same \
-             database and namespaces with the default resync, until every namespace, network \
-             and endpoint is Ready in one listing: weftd shows Pending until its re-check) with \
+             database and namespaces with the default resync, until GetSystemInfo says no \
+             object awaits its re-check and the queue is empty, proved by one listing showing \
+             every namespace, network and endpoint Ready: weftd shows Pending until its \
+             re-check) with \
              GetSystemInfo's kernel writes at that moment and {} s later; VmRSS after it. \
              Load average before: {load_before}, after: {load_after}; wall {} s.\n\n{}\n",
             self.idle_secs,

@@ -896,6 +896,7 @@ impl SystemService for Svc {
             reconcile_failures: 3,
             drift_repairs: 14,
             queue_depth: 5,
+            rechecking: 2,
             host_netns: String::new(),
             netns_dir: "/run/netns".into(),
             database: "/var/lib/weft/weft.db".into(),
@@ -2172,6 +2173,7 @@ async fn system_info_prints_every_counter() {
          Drift repairs:       14\n\
          Orphans removed:     6\n\
          Queue depth:         5\n\
+         Re-checking:         2\n\
          DNS queries:         40\n\
          DNS answers:         31\n\
          DNS forwards:        7\n\
@@ -2196,6 +2198,7 @@ async fn system_info_prints_every_counter() {
             "driftRepairs": "14",
             "orphansRemoved": "6",
             "queueDepth": "5",
+            "rechecking": "2",
             "netnsDir": "/run/netns",
             "database": "/var/lib/weft/weft.db",
             "dnsQueries": "40",

@@ -550,6 +550,7 @@ pub fn describe_system_info(i: &GetSystemInfoResponse) -> String {
         .field("Drift repairs", i.drift_repairs.to_string())
         .field("Orphans removed", i.orphans_removed.to_string())
         .field("Queue depth", i.queue_depth.to_string())
+        .field("Re-checking", i.rechecking.to_string())
         .field("DNS queries", i.dns_queries.to_string())
         .field("DNS answers", i.dns_answers.to_string())
         .field("DNS forwards", i.dns_forwards.to_string())

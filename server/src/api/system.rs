@@ -1,5 +1,5 @@
 //! SystemService: version, settings and counters of the running weftd. The service gathers
-//! the counters (reconciles, kernel writes, queue depth); only the start time and the
+//! the counters (reconciles, kernel writes, queue depth, objects still re-checking); only the start time and the
 //! database name are the adapter's own.
 
 use tonic::{Request, Response};
@@ -39,7 +39,7 @@ impl SystemService for SystemApi {
         &self,
         _: Request<pb::GetSystemInfoRequest>,
     ) -> Answer<pb::GetSystemInfoResponse> {
-        let info = self.svc.system_info();
+        let info = self.svc.system_info().await?;
         Ok(Response::new(convert::system_info_out(
             info,
             self.started,

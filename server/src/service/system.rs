@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, sync::atomic::Ordering::Relaxed};
 
-use super::Service;
+use super::{Service, ServiceError};
 
 /// A snapshot of weftd's counters and settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct SystemInfo {
     pub dns_forwards: u64,
     /// Keys waiting in the work queue.
     pub queue_depth: u64,
+    /// Objects a restart marked Rechecking that no re-check has confirmed yet: 0 once the
+    /// start-up check is done (what differed then is in the queue, or failed).
+    pub rechecking: u64,
     /// The host namespace file weftd acts in (None: its own).
     pub host_netns: Option<PathBuf>,
     /// Where namespaces weft creates are mounted.
@@ -35,11 +38,13 @@ pub struct SystemInfo {
 }
 
 impl Service {
-    /// The counters and settings of this weftd, now.
-    pub fn system_info(&self) -> SystemInfo {
+    /// The counters and settings of this weftd, now. Fails only if the store cannot be read
+    /// (for `rechecking`, the one figure kept there).
+    pub async fn system_info(&self) -> Result<SystemInfo, ServiceError> {
+        let rechecking = self.store().count_rechecking().await?;
         let stats = self.ctl.stats();
         let (kernel_writes, host_netns, netns_dir) = self.kernel_facts();
-        SystemInfo {
+        Ok(SystemInfo {
             version: env!("CARGO_PKG_VERSION"),
             kernel_writes,
             reconciles: stats.reconciles.load(Relaxed),
@@ -50,8 +55,9 @@ impl Service {
             dns_answers: stats.dns_answers.load(Relaxed),
             dns_forwards: stats.dns_forwards.load(Relaxed),
             queue_depth: self.ctl.queue_depth() as u64,
+            rechecking,
             host_netns,
             netns_dir,
-        }
+        })
     }
 }

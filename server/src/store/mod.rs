@@ -205,6 +205,21 @@ impl Store {
         Ok(n)
     }
 
+    /// How many objects are still [`Phase::Rechecking`](crate::model::Phase::Rechecking):
+    /// marked by [`Store::mark_unverified`] at this start and not yet confirmed or reconciled.
+    /// Reads only those rows (a partial index per table, migration 0014).
+    pub async fn count_rechecking(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM namespaces WHERE rechecking = 1) \
+                  + (SELECT count(*) FROM links WHERE rechecking = 1) \
+                  + (SELECT count(*) FROM networks WHERE rechecking = 1) \
+                  + (SELECT count(*) FROM endpoints WHERE rechecking = 1)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Turns the rows `ids` of `table` (one of the kinds' [`Kind::TABLE`]) that are still
     /// [`Phase::Rechecking`](crate::model::Phase::Rechecking) back to Ready; see [`Store::confirm_rechecked_of`].
     pub async fn confirm_rechecked(

@@ -179,6 +179,7 @@ pub fn system_info_out(
         dns_forwards: info.dns_forwards,
         git_commit: weft_proto::GIT_COMMIT.to_string(),
         queue_depth: info.queue_depth,
+        rechecking: info.rechecking,
         host_netns: info
             .host_netns
             .map(|p| p.display().to_string())

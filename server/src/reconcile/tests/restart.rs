@@ -67,6 +67,13 @@ async fn converged_restart_makes_zero_writes_and_confirms_ready_in_a_batch() {
     let s = h.link_status(link).await;
     // A real state, not a message: clients see it as Pending with RECHECKING (api/convert).
     assert_eq!(s.phase, Phase::Rechecking);
+    // GetSystemInfo's `rechecking`: every object, until the flusher confirms them.
+    let objects = keys
+        .iter()
+        .filter(|k| !matches!(k, Key::Firewall | Key::Gc))
+        .count() as u64;
+    assert!(objects >= 4, "{keys:?}");
+    assert_eq!(h.store().count_rechecking().await.unwrap(), objects);
     for key in &keys {
         assert_eq!(h.run(key.clone()).await, 0, "{key:?}");
     }
@@ -76,7 +83,9 @@ async fn converged_restart_makes_zero_writes_and_confirms_ready_in_a_batch() {
         Phase::Rechecking,
         "confirmed by the flusher, not one by one"
     );
+    assert_eq!(h.store().count_rechecking().await.unwrap(), objects);
     flush(&h).await;
+    assert_eq!(h.store().count_rechecking().await.unwrap(), 0);
     for key in &keys {
         let status = match key {
             Key::Namespace(id) => h.ns_status(id).await,
@@ -96,6 +105,7 @@ async fn drift_found_at_restart_is_repaired_counted_and_confirmed_ready() {
     let keys = converged_host(&h).await;
     h.k.tamper(&NsRef::Host, "vh1", |l| l.mtu = 1500);
     h.restart().await;
+    let waiting = h.store().count_rechecking().await.unwrap();
     let Key::Link(link) = &keys[LINK] else {
         unreachable!()
     };
@@ -109,4 +119,7 @@ async fn drift_found_at_restart_is_repaired_counted_and_confirmed_ready() {
     flush(&h).await;
     let s = h.link_status(link).await;
     assert_eq!((s.phase, s.message.as_str()), (Phase::Ready, ""));
+    // The repaired link left the count (its reconcile wrote its status); the objects not
+    // reconciled here are still waiting.
+    assert_eq!(h.store().count_rechecking().await.unwrap(), waiting - 1);
 }
