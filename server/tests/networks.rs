@@ -688,6 +688,7 @@ async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
     )
     .await;
     let v6only = create_network(&c, network("six", "wb-six", &["fd00:253::/64"])).await;
+    create_network(&c, network("four", "wb-four", &["10.251.0.0/24"])).await;
     assert!(dual.enable_ipv6 && v6only.enable_ipv6);
     assert_eq!(
         sb.addrs("", "wb-dual"),
@@ -696,7 +697,13 @@ async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
     );
 
     let mut eps = std::collections::BTreeMap::new();
-    for (ns, net) in [("d1", "dual"), ("d2", "dual"), ("s1", "six"), ("s2", "six")] {
+    for (ns, net) in [
+        ("d1", "dual"),
+        ("d2", "dual"),
+        ("s1", "six"),
+        ("s2", "six"),
+        ("f1", "four"),
+    ] {
         create_ns(&c, ns).await;
         eps.insert(ns, connect(&c, connect_req(net, ns)).await);
     }
@@ -752,6 +759,44 @@ async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
     }
     // Isolation holds over IPv6 too.
     assert_tcp_fails(&sb.ns_path("d1"), sa(s2, 7000), "d1 (dual) -> s2 (six)").await;
+
+    // The bridge ports carried those IPv6 frames with IPv6 off on themselves: no address of
+    // their own, not even a link-local one (so no routes in the host's table). An IPv4-only
+    // endpoint's inside end has none either (no router solicitations flooded to every
+    // port), and still reaches its gateway; the dual-stack and IPv6-only ones keep
+    // their link-local addresses beside the leased ones.
+    let inet6 = |ns: &str, dev: &str| -> Vec<String> {
+        let v = sb.ip_json(ns, &["addr", "show", "dev", dev]);
+        v[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet6")
+            .map(|a| a["local"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    for bridge in ["wb-dual", "wb-six", "wb-four"] {
+        let ports = sb.ip_json("", &["link", "show", "master", bridge]);
+        let ports = ports.as_array().expect("a list of ports");
+        assert!(!ports.is_empty(), "{bridge} has no ports");
+        for p in ports {
+            let port = p["ifname"].as_str().expect("ifname");
+            assert_eq!(
+                inet6("", port),
+                Vec::<String>::new(),
+                "port {port} of {bridge}"
+            );
+        }
+    }
+    assert_eq!(inet6("f1", "eth0"), Vec::<String>::new(), "f1's eth0");
+    for ns in ["d1", "s1"] {
+        assert!(
+            inet6(ns, "eth0").iter().any(|a| a.starts_with("fe80:")),
+            "{ns}'s eth0 has no link-local address: {:?}",
+            inet6(ns, "eth0")
+        );
+    }
+    sb.assert_ping("f1", "10.251.0.1").await;
 }
 
 // ---- the ruleset against golden files ----

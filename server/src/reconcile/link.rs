@@ -236,8 +236,8 @@ impl Controller {
                 })?);
             }
             for (end, ns, _) in &ends {
-                if end.master.is_some() {
-                    port_without_ipv6(k, ns, &end.name).await;
+                if end.ipv6_off {
+                    ipv6_off_before_up(k, ns, &end.name).await;
                 }
             }
             true
@@ -466,20 +466,20 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
     }
 }
 
-/// Turns IPv6 off on a new bridge port, before it first comes up. A port needs no IPv6 of its
-/// own (the bridge carries its frames at layer 2, IPv6 ones included; the bridge holds the
-/// addresses), and each port with IPv6 on adds a link-local and a multicast route to its
-/// namespace's table, which every link change there walks whole (`rt6_sync_down_dev`): with
-/// 10,000 endpoints that walk was most of a Connect's time (BENCHMARKS.md, "Surprises").
-/// LXD does the same on its host-side veths. Best effort: a kernel without IPv6 has no such
-/// file, and a port that keeps IPv6 works all the same.
-async fn port_without_ipv6(k: &dyn KernelOps, ns: &NsRef, name: &str) {
+/// Turns IPv6 off on a new interface (`EndSpec::ipv6_off`), before it first comes up. A bridge
+/// port needs no IPv6 of its own (the bridge carries its frames at layer 2, IPv6 ones
+/// included; the bridge holds the addresses), and each port with IPv6 on adds a link-local
+/// and a multicast route to its namespace's table, which every link change there walks whole
+/// (`rt6_sync_down_dev`): with 10,000 endpoints that walk was most of a Connect's time. An
+/// endpoint's inside end on an IPv4-only network would only send router solicitations and
+/// DAD probes, each flooded to every port of the bridge (BENCHMARKS.md, "Surprises"). Best
+/// effort: a kernel without IPv6 has no such file, and an interface that keeps IPv6 works
+/// all the same.
+async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str) {
     let key = format!("net/ipv6/conf/{name}/disable_ipv6");
     match k.ensure_sysctl(ns, &key, "1").await {
         Ok(_) => {}
         Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            tracing::warn!(interface = name, error = %e, "could not turn IPv6 off on a bridge port")
-        }
+        Err(e) => tracing::warn!(interface = name, error = %e, "could not turn IPv6 off"),
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
             up: true,
             master: None,
             hairpin: false,
+            ipv6_off: false,
             addresses: net
                 .subnets
                 .iter()
@@ -120,6 +121,8 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             // An endpoint reaches its own published ports through a host address: with
             // br_netfilter the DNATed frame is bridged back out of the port it came in on.
             hairpin: true,
+            // A bridge port needs no IPv6 of its own (see `EndSpec::ipv6_off`).
+            ipv6_off: true,
             addresses: Vec::new(),
             routes: Vec::new(),
         },
@@ -134,6 +137,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 up: true,
                 master: None,
                 hairpin: false,
+                // On an IPv4-only network the container gets no IPv6 on this interface:
+                // no link-local address, no router solicitations flooded to every port.
+                ipv6_off: !ep.addresses.iter().any(|a| a.addr().is_ipv6()),
                 addresses: ep.addresses.clone(),
                 routes,
             },

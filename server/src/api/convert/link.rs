@@ -146,8 +146,9 @@ impl<'a> EndFields<'a> {
             mac: mac_in(&format!("{field}mac_address"), self.mac)?,
             up: self.up,
             master: opt(self.master),
-            // Links are plain bridge ports; hairpin is for endpoints.
+            // Links are plain bridge ports; hairpin is for endpoints, and so is IPv6 off.
             hairpin: false,
+            ipv6_off: false,
             addresses: addresses_in(&format!("{field}addresses"), self.addresses)?,
             routes: routes_in(&format!("{field}routes"), self.routes)?,
         })

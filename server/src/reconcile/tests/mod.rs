@@ -295,6 +295,7 @@ pub(super) fn end(name: &str, ns: &str) -> EndSpec {
         up: true,
         master: None,
         hairpin: false,
+        ipv6_off: false,
         addresses: Vec::new(),
         routes: Vec::new(),
     }
