@@ -118,7 +118,7 @@ pub async fn idle(
     };
     let t0 = Instant::now();
     build(&weftd, endpoints).await?;
-    settle(&weftd, endpoints, Duration::from_secs(600)).await?;
+    settle(&weftd, endpoints, Duration::from_secs(600), Instant::now()).await?;
     out.build = t0.elapsed();
     eprintln!(
         "  idle: {endpoints} endpoints in {:.0} s; one resync first",
@@ -142,8 +142,7 @@ pub async fn idle(
     weftd.stop()?;
     let t = Instant::now();
     weftd.start().await?;
-    settle(&weftd, endpoints, Duration::from_secs(120)).await?;
-    out.restart_ready = t.elapsed();
+    out.restart_ready = settle(&weftd, endpoints, Duration::from_secs(120), t).await?;
     let i = system_info(&weftd.client()?).await?;
     out.restart_writes = i.kernel_writes;
     out.restart_reconciles = i.reconciles;
@@ -184,13 +183,24 @@ async fn build(weftd: &Weftd, n: usize) -> Result<()> {
 }
 
 /// Waits until every namespace, network and endpoint is Ready (at least `n` of each of
-/// namespaces and endpoints) and the queue is empty.
-async fn settle(weftd: &Weftd, n: usize, timeout: Duration) -> Result<()> {
+/// namespaces and endpoints) and the queue is empty; returns how long after `since` weftd
+/// said so (GetSystemInfo: nothing re-checking, an empty queue), proved by one listing.
+async fn settle(weftd: &Weftd, n: usize, timeout: Duration, since: Instant) -> Result<Duration> {
     let c = weftd.client()?;
     let t0 = Instant::now();
     let ready = |s: Option<&weft::v1::Status>| s.is_some_and(|s| s.phase() == Phase::Ready);
     loop {
         check_stop()?;
+        // The lists below cost weftd real work at 10,000 objects (~0.2 s each): polled, they
+        // slowed the restart they time. Wait for weftd's own word first, cheaply.
+        while t0.elapsed() < timeout
+            && !system_info(&c)
+                .await
+                .is_ok_and(|i| i.rechecking == 0 && i.queue_depth == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let settled = since.elapsed();
         let ok = async {
             let nss = c
                 .list_all_namespaces(tonic::Request::new(ListNamespacesRequest::default()))
@@ -219,19 +229,13 @@ async fn settle(weftd: &Weftd, n: usize, timeout: Duration) -> Result<()> {
         }
         .await;
         if matches!(ok, Ok(true)) {
-            return Ok(());
+            return Ok(settled);
         }
         if t0.elapsed() > timeout {
             bail!(
                 "not Ready within {timeout:?}; weftd's log:\n{}",
                 weftd.log_tail(20)
             );
-        }
-        // The lists above cost weftd real work at 10,000 objects (every namespace, every
-        // endpoint): asked every 20 ms they slowed the restart they time. Wait for an empty
-        // queue cheaply first, then look again after 100 ms.
-        while t0.elapsed() < timeout && system_info(&c).await.is_ok_and(|i| i.queue_depth > 0) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

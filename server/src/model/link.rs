@@ -176,9 +176,9 @@ pub struct EndSpec {
     pub hairpin: bool,
     /// IPv6 off on this interface (`disable_ipv6`), written right after it is created and
     /// before it first comes up: it never gets a link-local address or routes of its own and
-    /// sends no router solicitations. weft sets it on endpoints' host ends (bridge ports) and
-    /// on the inside end of an endpoint without an IPv6 address; links leave it off. Applied
-    /// at creation only: an interface that exists keeps what it has.
+    /// sends no router solicitations. weft sets it on endpoints' host ends (bridge ports);
+    /// links and endpoints' inside ends leave it off. Applied at creation only: an interface
+    /// that exists keeps what it has.
     #[serde(default)]
     pub ipv6_off: bool,
     /// Addresses with prefix length.

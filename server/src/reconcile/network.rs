@@ -137,9 +137,12 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 up: true,
                 master: None,
                 hairpin: false,
-                // On an IPv4-only network the container gets no IPv6 on this interface:
-                // no link-local address, no router solicitations flooded to every port.
-                ipv6_off: !ep.addresses.iter().any(|a| a.addr().is_ipv6()),
+                // Kept on, even on an IPv4-only network, where its router solicitations are
+                // flooded to every port: `disable_ipv6` through /proc here costs O(N) per
+                // Connect (every namespace's /proc/sys/net/ipv6/conf/eth0 shares one dcache
+                // hash chain; BENCHMARKS.md, "Surprises"). The cheap way is netlink
+                // (IFLA_INET6_ADDR_GEN_MODE none before it comes up); not done yet.
+                ipv6_off: false,
                 addresses: ep.addresses.clone(),
                 routes,
             },
