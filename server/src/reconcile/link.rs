@@ -470,11 +470,11 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
 /// port needs no IPv6 of its own (the bridge carries its frames at layer 2, IPv6 ones
 /// included; the bridge holds the addresses), and each port with IPv6 on adds a link-local
 /// and a multicast route to its namespace's table, which every link change there walks whole
-/// (`rt6_sync_down_dev`): with 10,000 endpoints that walk was most of a Connect's time. An
-/// endpoint's inside end on an IPv4-only network would only send router solicitations and
-/// DAD probes, each flooded to every port of the bridge (BENCHMARKS.md, "Surprises"). Best
-/// effort: a kernel without IPv6 has no such file, and an interface that keeps IPv6 works
-/// all the same.
+/// (`rt6_sync_down_dev`): with 10,000 endpoints that walk was most of a Connect's time
+/// (BENCHMARKS.md, "Surprises"). Through /proc, so only for interfaces with unique names:
+/// every namespace's `eth0` made the write itself grow with the namespaces. Best effort: a
+/// kernel without IPv6 has no such file, and an interface that keeps IPv6 works all the
+/// same.
 async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str) {
     let key = format!("net/ipv6/conf/{name}/disable_ipv6");
     match k.ensure_sysctl(ns, &key, "1").await {

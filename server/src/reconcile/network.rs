@@ -138,9 +138,10 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 master: None,
                 hairpin: false,
                 // Kept on, even on an IPv4-only network, where its router solicitations are
-                // flooded to every port: `disable_ipv6` through /proc here costs O(N) per
-                // Connect (every namespace's /proc/sys/net/ipv6/conf/eth0 shares one dcache
-                // hash chain; BENCHMARKS.md, "Surprises"). The cheap way is netlink
+                // flooded to every port: `disable_ipv6` through /proc here doubled a Connect's
+                // p50 at 5,000 and 10,000 endpoints (measured; probably because every
+                // namespace's /proc/sys/net/ipv6/conf/eth0 shares one dcache hash chain, not
+                // profiled; BENCHMARKS.md, "Issue 14: growth"). The cheap way is netlink
                 // (IFLA_INET6_ADDR_GEN_MODE none before it comes up); not done yet.
                 ipv6_off: false,
                 addresses: ep.addresses.clone(),
@@ -506,9 +507,10 @@ impl Controller {
         let mut want: HashSet<PortMapping> = HashSet::new();
         let mappings = self.store().port_mappings(None).await?;
         // Only endpoints that publish ports matter (none: no list of every endpoint).
-        let endpoints = match mappings.is_empty() {
-            true => Vec::new(),
-            false => self.store().list_endpoints(None).await?,
+        let endpoints = if mappings.is_empty() {
+            Vec::new()
+        } else {
+            self.store().list_endpoints(None).await?
         };
         let live: HashMap<&str, &crate::store::EndpointRow> = endpoints
             .iter()

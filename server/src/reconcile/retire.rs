@@ -207,8 +207,7 @@ impl Controller {
             .into_iter()
             .filter(|l| l.group == RETIRED_GROUP)
             .collect();
-        let ours = is_ours;
-        if members.iter().all(ours) {
+        if members.iter().all(is_ours) {
             if !members.is_empty() {
                 k.delete_link_group(&host, RETIRED_GROUP).await?;
                 tracing::debug!(count = members.len(), "deleted retired veths");
@@ -218,7 +217,7 @@ impl Controller {
                 group = RETIRED_GROUP,
                 "interface group holds interfaces weft does not own; deleting weft's one by one"
             );
-            for l in members.iter().filter(|l| ours(l)) {
+            for l in members.iter().filter(|l| is_ours(l)) {
                 k.delete_link(&host, l.index).await?;
             }
         }

@@ -200,12 +200,7 @@ async fn gc_on_rows_listed_before_an_object_was_made_keeps_that_object() {
     assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
     let host = h.k.links(&NsRef::Host).len();
     let inside = h.k.links(&h.ns("ns1")).len();
-    let view = h
-        .ctl
-        .read_view(&h.store().list_namespaces().await.unwrap(), false, 1)
-        .await
-        .unwrap();
-    h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
+    gc_on_a_read_after(&h, before).await;
     assert_eq!(h.k.links(&NsRef::Host).len(), host);
     assert_eq!(h.k.links(&h.ns("ns1")).len(), inside);
     assert_eq!(h.orphans(), 0);
@@ -224,14 +219,20 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
         l.alias = Some(GHOST.into())
     });
     let before = owners_now(&h).await;
+    gc_on_a_read_after(&h, before).await;
+    assert!(h.k.link(&NsRef::Host, "wv00000000dead").is_none());
+    assert_eq!(h.orphans(), 1);
+}
+
+/// Reads the kernel now and collects garbage on that view with `before`, as the bulk check
+/// does with the rows it listed before its read.
+async fn gc_on_a_read_after(h: &H, before: crate::reconcile::gc::Owners) {
     let view = h
         .ctl
         .read_view(&h.store().list_namespaces().await.unwrap(), false, 1)
         .await
         .unwrap();
     h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
-    assert!(h.k.link(&NsRef::Host, "wv00000000dead").is_none());
-    assert_eq!(h.orphans(), 1);
 }
 
 /// The owners the store holds now, as the bulk check lists them.
