@@ -185,6 +185,7 @@ const UP: LinkChange = LinkChange {
     name: None,
     group: None,
     hairpin: None,
+    ipv6_addr_gen_none: false,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -766,6 +767,47 @@ async fn set_link_changes_mtu_mac_up_master_and_alias_in_one_request() {
     assert_eq!(errno(&err), Errno::ENODEV, "{err}");
     assert!(err.is_not_found());
     assert!(err.to_string().contains("set link #999999"), "{err}");
+}
+
+/// The IPv6 address generation mode none, set in its own request on a down interface, is
+/// what `ip link set .. addrgenmode none` sets: once up, that end has no IPv6 address at all,
+/// while its peer, left alone, gets its link-local one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addrgenmode_none_before_up_leaves_an_interface_without_ipv6_addresses() {
+    let sb = Sandbox::new("addrgen");
+    let k = &sb.kernel;
+    let host = sb.host_file();
+    let h = NsRef::Host;
+    let (a_path, a) = sb.named("a").await;
+    k.create_veth(&h, "wg0", &a, "wg1").await.expect("veth");
+    let inside = sb.link(&a, "wg1").await;
+    let quiet = LinkChange {
+        ipv6_addr_gen_none: true,
+        ..Default::default()
+    };
+    let before = k.writes();
+    k.set_link(&a, inside.index, &quiet).await.expect("mode");
+    assert_eq!(k.writes(), before + 1, "one request");
+    assert_eq!(ip_link(&a_path, "wg1")["inet6_addr_gen_mode"], "none");
+    assert_ne!(ip_link(&host, "wg0")["inet6_addr_gen_mode"], "none");
+    k.set_link(&a, inside.index, &UP).await.expect("up");
+    let port = sb.link(&h, "wg0").await;
+    k.set_link(&h, port.index, &UP).await.expect("up");
+    let link_local = |ns: &Path, dev: &str| {
+        ip_json(ns, &["-6", "addr", "show", "dev", dev])[0]["addr_info"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !link_local(&host, "wg0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer never got its link-local address"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!link_local(&a_path, "wg1"), "{:?}", ip_link(&a_path, "wg1"));
+    assert!(sb.link(&a, "wg1").await.addresses.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -762,8 +762,8 @@ async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
 
     // The bridge ports carried those IPv6 frames with IPv6 off on themselves: no address of
     // their own, not even a link-local one (so no routes in the host's table), on an
-    // IPv4-only network too; inside ends keep their link-local addresses beside the leased
-    // ones, and the IPv4-only one reaches its gateway.
+    // IPv4-only network too. Dual-stack and IPv6-only inside ends keep their link-local
+    // addresses beside the leased ones.
     let inet6 = |ns: &str, dev: &str| -> Vec<String> {
         let v = sb.ip_json(ns, &["addr", "show", "dev", dev]);
         v[0]["addr_info"]
@@ -787,12 +787,37 @@ async fn dual_stack_and_ipv6_only_endpoints_reach_their_ipv6_gateway() {
             );
         }
     }
-    for ns in ["d1", "s1", "f1"] {
+    for ns in ["d1", "s1"] {
         assert!(
             inet6(ns, "eth0").iter().any(|a| a.starts_with("fe80:")),
             "{ns}'s eth0 has no link-local address: {:?}",
             inet6(ns, "eth0")
         );
+    }
+    // The IPv4-only endpoint's eth0 is quiet on IPv6: address generation mode none, set
+    // before it came up, so no link-local address, no DAD probe and no router solicitation
+    // (which its bridge would flood to every port). The dual-stack one solicits, as the
+    // kernel does once its link-local address is ready: the counter is live.
+    let mode = sb.ip_json("f1", &["-d", "link", "show", "dev", "eth0"]);
+    assert_eq!(mode[0]["inet6_addr_gen_mode"], "none", "{mode}");
+    assert_eq!(inet6("f1", "eth0"), Vec::<String>::new(), "f1's eth0");
+    let sent = |ns: &str, counter: &str| -> u64 {
+        let text = sb.ok_in(ns, &["cat", "/proc/net/dev_snmp6/eth0"]);
+        text.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(counter)).then(|| w.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {counter} in {ns}'s dev_snmp6: {text}"))
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "d1's first router solicitation",
+        || sent("d1", "Icmp6OutRouterSolicits") > 0,
+    )
+    .await;
+    for counter in ["Icmp6OutRouterSolicits", "Icmp6OutNeighborSolicits"] {
+        assert_eq!(sent("f1", counter), 0, "f1's eth0 sent {counter}");
     }
     sb.assert_ping("f1", "10.251.0.1").await;
 }

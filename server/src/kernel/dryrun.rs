@@ -204,6 +204,9 @@ fn describe_change(c: &LinkChange, master: Option<&str>) -> String {
             "hairpin off".into()
         });
     }
+    if c.ipv6_addr_gen_none {
+        parts.push("addrgenmode none".into());
+    }
     parts.join(", ")
 }
 

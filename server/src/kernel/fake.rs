@@ -47,6 +47,8 @@ struct Space {
     links: BTreeMap<u32, LinkState>,
     routes: BTreeMap<u32, Vec<RouteState>>,
     sysctls: HashMap<String, String>,
+    /// Interfaces whose IPv6 address generation mode was set to none.
+    addr_gen_none: BTreeSet<u32>,
 }
 
 /// Everything the fake kernel holds.
@@ -206,6 +208,16 @@ impl FakeKernel {
             .values()
             .find(|l| l.name == name)
             .cloned()
+    }
+
+    /// True if interface `name` in `ns` had its IPv6 address generation mode set to none.
+    pub fn addr_gen_none(&self, ns: &NsRef, name: &str) -> bool {
+        let s = self.state();
+        s.spaces.get(ns).is_some_and(|sp| {
+            sp.links
+                .values()
+                .any(|l| l.name == name && sp.addr_gen_none.contains(&l.index))
+        })
     }
 
     /// Every interface in `ns`.
@@ -375,12 +387,14 @@ impl State {
         if let Some(sp) = self.spaces.get_mut(ns) {
             sp.links.remove(&index);
             sp.routes.remove(&index);
+            sp.addr_gen_none.remove(&index);
         }
         if let Some((pns, pi)) = self.peers.remove(&(ns.clone(), index)) {
             self.peers.remove(&(pns.clone(), pi));
             if let Some(sp) = self.spaces.get_mut(&pns) {
                 sp.links.remove(&pi);
                 sp.routes.remove(&pi);
+                sp.addr_gen_none.remove(&pi);
             }
         }
     }
@@ -524,6 +538,9 @@ impl LinkOps for FakeKernel {
         }
         if let Some(v) = change.group {
             l.group = v;
+        }
+        if change.ipv6_addr_gen_none {
+            s.space(ns, &op)?.addr_gen_none.insert(index);
         }
         Ok(())
     }

@@ -10,8 +10,8 @@ use futures::TryStreamExt;
 use netlink_packet_route::{
     AddressFamily,
     link::{
-        InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
-        LinkInfo, LinkMessage,
+        AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoPortData,
+        InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
     },
 };
 use nix::errno::Errno;
@@ -201,7 +201,15 @@ pub(crate) fn set_message(index: u32, change: &LinkChange) -> Result<Option<Link
     if let Some(group) = change.group {
         builder = builder.link_group(group);
     }
-    Ok(Some(builder.build()))
+    let mut message = builder.build();
+    if change.ipv6_addr_gen_none {
+        message
+            .attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
+    }
+    Ok(Some(message))
 }
 
 /// Describes a change for operation texts: "mtu 1400, up, master 7".
@@ -236,6 +244,9 @@ pub(crate) fn describe_change(change: &LinkChange) -> String {
         Some(true) => parts.push("hairpin on".to_string()),
         Some(false) => parts.push("hairpin off".to_string()),
         None => {}
+    }
+    if change.ipv6_addr_gen_none {
+        parts.push("addrgenmode none".to_string());
     }
     parts.join(", ")
 }

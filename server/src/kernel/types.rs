@@ -98,6 +98,12 @@ pub struct LinkChange {
     /// Hairpin mode of the bridge port (`IFLA_BRPORT_MODE`). Sent as a second request, after
     /// the others (so after a new master): only a port's master applies it.
     pub hairpin: Option<bool>,
+    /// Sets the interface's IPv6 address generation mode to none (`IFLA_INET6_ADDR_GEN_MODE`,
+    /// `ip link set .. addrgenmode none`): when it next comes up it gets no link-local address,
+    /// so it sends no DAD probes and no router solicitations. False leaves the mode alone. The
+    /// kernel applies it after any up in the same request, so it goes in a request of its own
+    /// before the one that brings the interface up.
+    pub ipv6_addr_gen_none: bool,
 }
 
 /// A route weft manages, as the kernel reports it.

@@ -174,11 +174,13 @@ pub struct EndSpec {
     /// with a master; weft sets it on endpoints' host ends, links leave it off.
     #[serde(default)]
     pub hairpin: bool,
-    /// IPv6 off on this interface (`disable_ipv6`), written right after it is created and
-    /// before it first comes up: it never gets a link-local address or routes of its own and
-    /// sends no router solicitations. weft sets it on endpoints' host ends (bridge ports);
-    /// links and endpoints' inside ends leave it off. Applied at creation only: an interface
-    /// that exists keeps what it has.
+    /// IPv6 off on this interface, set right after it is created and before it first comes
+    /// up, so it never gets a link-local address and sends no router solicitations. In the
+    /// host namespace that is `disable_ipv6` (no routes of its own either); in any other
+    /// namespace it is the address generation mode none, set over netlink. weft sets it on
+    /// endpoints' host ends (bridge ports) and on inside ends of endpoints without an IPv6
+    /// address; links leave it off. Applied at creation only: an interface that exists keeps
+    /// what it has.
     #[serde(default)]
     pub ipv6_off: bool,
     /// Addresses with prefix length.

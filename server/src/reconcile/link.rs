@@ -235,9 +235,9 @@ impl Controller {
                     ))
                 })?);
             }
-            for (end, ns, _) in &ends {
-                if end.ipv6_off {
-                    ipv6_off_before_up(k, ns, &end.name).await;
+            for (end, ns, s) in &ends {
+                if let Some(s) = s.as_ref().filter(|_| end.ipv6_off) {
+                    ipv6_off_before_up(k, ns, &end.name, s.index).await;
                 }
             }
             true
@@ -466,20 +466,38 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
     }
 }
 
-/// Turns IPv6 off on a new interface (`EndSpec::ipv6_off`), before it first comes up. A bridge
-/// port needs no IPv6 of its own (the bridge carries its frames at layer 2, IPv6 ones
-/// included; the bridge holds the addresses), and each port with IPv6 on adds a link-local
-/// and a multicast route to its namespace's table, which every link change there walks whole
-/// (`rt6_sync_down_dev`): with 10,000 endpoints that walk was most of a Connect's time
-/// (BENCHMARKS.md, "Surprises"). Through /proc, so only for interfaces with unique names:
-/// every namespace's `eth0` made the write itself grow with the namespaces. Best effort: a
-/// kernel without IPv6 has no such file, and an interface that keeps IPv6 works all the
-/// same.
-async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str) {
-    let key = format!("net/ipv6/conf/{name}/disable_ipv6");
-    match k.ensure_sysctl(ns, &key, "1").await {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
+/// Turns IPv6 off on a new interface (`EndSpec::ipv6_off`), before it first comes up.
+///
+/// A bridge port needs no IPv6 of its own (the bridge carries its frames at layer 2, IPv6
+/// ones included; the bridge holds the addresses), and each port with IPv6 on adds a
+/// link-local and a multicast route to its namespace's table, which every link change there
+/// walks whole (`rt6_sync_down_dev`): with 10,000 endpoints that walk was most of a Connect's
+/// time. In the host namespace, where names are unique, that is `disable_ipv6` through /proc.
+///
+/// In any other namespace it is the address generation mode none, over netlink: the
+/// interface gets no link-local address, so it sends no DAD probes and no router
+/// solicitations (an idle IPv4-only container's solicitations were flooded to every port of
+/// its bridge, for ever). Not /proc there: every namespace's interface is `eth0`, and that
+/// write grew with the number of namespaces (a Connect's p50 doubled at 5,000 and 10,000;
+/// BENCHMARKS.md, "Surprises").
+///
+/// Best effort: a kernel without IPv6 has no such file and refuses the mode, and an
+/// interface that keeps IPv6 works all the same.
+async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str, index: u32) {
+    let result = if *ns == NsRef::Host {
+        let key = format!("net/ipv6/conf/{name}/disable_ipv6");
+        k.ensure_sysctl(ns, &key, "1").await.map(drop)
+    } else {
+        let quiet = LinkChange {
+            ipv6_addr_gen_none: true,
+            ..Default::default()
+        };
+        k.set_link(ns, index, &quiet).await
+    };
+    match result {
+        Ok(()) => {}
+        // ENOENT: no such sysctl; EAFNOSUPPORT: no IPv6 on the interface to set a mode of.
+        Err(e) if e.is_not_found() || e.errno() == Some(nix::libc::EAFNOSUPPORT) => {}
         Err(e) => tracing::warn!(interface = name, error = %e, "could not turn IPv6 off"),
     }
 }

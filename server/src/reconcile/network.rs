@@ -137,13 +137,10 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 up: true,
                 master: None,
                 hairpin: false,
-                // Kept on, even on an IPv4-only network, where its router solicitations are
-                // flooded to every port: `disable_ipv6` through /proc here doubled a Connect's
-                // p50 at 5,000 and 10,000 endpoints (measured; probably because every
-                // namespace's /proc/sys/net/ipv6/conf/eth0 shares one dcache hash chain, not
-                // profiled; BENCHMARKS.md, "Issue 14: growth"). The cheap way is netlink
-                // (IFLA_INET6_ADDR_GEN_MODE none before it comes up); not done yet.
-                ipv6_off: false,
+                // On an IPv4-only network the container's interface gets no IPv6 address,
+                // not even a link-local one: it would only send router solicitations, which
+                // the bridge floods to every port (see `EndSpec::ipv6_off`).
+                ipv6_off: !ep.addresses.iter().any(|a| a.addr().is_ipv6()),
                 addresses: ep.addresses.clone(),
                 routes,
             },

@@ -18,10 +18,12 @@ use crate::{
     reconcile::Key,
 };
 
-/// The host end, a bridge port, has IPv6 turned off before it first comes up (no link-local
-/// or multicast route of its own in the host's table); the inside end keeps it.
+/// On an IPv4-only network both ends have IPv6 off before they first come up: the host end, a
+/// bridge port, through `disable_ipv6` (no link-local or multicast route of its own in the
+/// host's table); the inside end, named `eth0` like every other, through the address
+/// generation mode none over netlink, not /proc.
 #[tokio::test]
-async fn bridge_port_has_ipv6_off_before_it_comes_up_and_the_inside_end_keeps_it() {
+async fn ipv4_only_endpoint_has_ipv6_off_on_both_ends_before_they_come_up() {
     let h = H::new().await;
     h.network("web", "br-web", &["10.88.0.0/24"]).await;
     h.namespace("ns1").await;
@@ -29,17 +31,29 @@ async fn bridge_port_has_ipv6_off_before_it_comes_up_and_the_inside_end_keeps_it
     let ep = h.connect("web", "ns1", Vec::new()).await;
     let key = format!("net/ipv6/conf/{}/disable_ipv6", ep.host_ifname);
     assert_eq!(h.k.sysctl(&NsRef::Host, &key).as_deref(), Some("1"));
+    assert!(!h.k.addr_gen_none(&NsRef::Host, &ep.host_ifname));
     assert_eq!(
         h.k.sysctl(&h.ns("ns1"), "net/ipv6/conf/eth0/disable_ipv6"),
         None
     );
+    assert!(h.k.addr_gen_none(&h.ns("ns1"), "eth0"));
     let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    let inside = h.k.link(&h.ns("ns1"), "eth0").unwrap();
     let calls = h.k.calls()[before..].to_vec();
     let at = |c: &str| calls.iter().position(|x| x == c);
     let off = at(&format!("ensure_sysctl {key}")).expect("sysctl written");
     let up = at(&format!("set_link #{}", host.index)).expect("host end set");
     assert!(off < up, "IPv6 off before the port comes up: {calls:?}");
-    assert!(host.up);
+    // The inside end is set twice: first the mode alone, then the rest (up among it).
+    let inside_sets: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == format!("set_link #{}", inside.index))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(inside_sets.len(), 2, "{calls:?}");
+    assert!(host.up && inside.up);
+    assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
 }
 
 /// The endpoint's veth: host end a port of the bridge, inside end with the lease and a default
@@ -174,6 +188,8 @@ async fn dual_stack_endpoint_gets_both_leases_and_both_default_routes() {
         h.k.sysctl(&h.ns("ns1"), "net/ipv6/conf/eth0/disable_ipv6"),
         None
     );
+    // A dual-stack endpoint keeps its link-local address.
+    assert!(!h.k.addr_gen_none(&h.ns("ns1"), "eth0"));
     let port = format!("net/ipv6/conf/{}/disable_ipv6", ep.host_ifname);
     assert_eq!(h.k.sysctl(&NsRef::Host, &port).as_deref(), Some("1"));
     assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
