@@ -16,9 +16,16 @@
 //! - [`trim`] after a burst is over (each bulk check): `malloc_trim(0)` walks every arena and
 //!   hands the whole free pages *inside* it back too (`MADV_DONTNEED`), which no threshold
 //!   reaches. A walk costs a few milliseconds; it runs once per resync period.
+//! - [`watch`]: bursts the daemon cannot see the end of (a client listing 10,000 endpoints, a
+//!   Watch stream's initial list, a wave of connects) are caught by their effect: every
+//!   [`WATCH_EVERY`] the resident size is read (`/proc/self/statm`, one small read), and a
+//!   trim runs when it has grown by [`TRIM_GROWTH`] since the last one. Live data that grows
+//!   (more endpoints) just moves the mark up after one trim.
 //!
-//! Measured with `weft-bench idle` (BENCHMARKS.md). Elsewhere than Linux with glibc (musl) both
-//! are no-ops. The only `unsafe` here are the two FFI calls, whose arguments are plain integers.
+//! Measured with `weft-bench idle` (BENCHMARKS.md). Elsewhere than Linux with glibc (musl) tuning
+//! and trimming are no-ops. The only `unsafe` here are the FFI calls, whose arguments are plain integers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Sets weftd's allocator defaults (see the module doc); call first thing in `main`, before
 /// the async runtime starts its threads.
@@ -51,5 +58,92 @@ pub fn trim() {
         unsafe {
             libc::malloc_trim(0);
         }
+    }
+    if let Some(rss) = resident_bytes() {
+        AFTER_TRIM.store(rss, Ordering::Relaxed);
+    }
+}
+
+/// How often [`watch`] looks at the resident size.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How much the resident size may grow past its size after the last trim before [`watch`]
+/// trims again.
+pub const TRIM_GROWTH: u64 = 4 << 20;
+
+/// The resident size right after the last [`trim`], in bytes (0 before the first).
+static AFTER_TRIM: AtomicU64 = AtomicU64::new(0);
+
+/// The process's resident size in bytes (`/proc/self/statm`'s second field), if readable.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+/// The page size (4 KiB when the system does not say).
+fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer name and returns an integer.
+    #[allow(unsafe_code)]
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+/// True when the resident size `now` is [`TRIM_GROWTH`] past `after_trim`, the size right
+/// after the last trim.
+pub fn worth_trimming(now: u64, after_trim: u64) -> bool {
+    now > after_trim.saturating_add(TRIM_GROWTH)
+}
+
+/// Trims (on a blocking thread) whenever the resident size has grown by [`TRIM_GROWTH`] since
+/// the last trim, checking every [`WATCH_EVERY`] (see the module doc). Runs until the runtime
+/// stops.
+pub fn watch() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(now) = resident_bytes() else {
+                return;
+            };
+            if worth_trimming(now, AFTER_TRIM.load(Ordering::Relaxed)) {
+                let _ = tokio::task::spawn_blocking(move || {
+                    trim();
+                    tracing::debug!(
+                        before = now,
+                        after = AFTER_TRIM.load(Ordering::Relaxed),
+                        "trimmed the allocator"
+                    );
+                })
+                .await;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trim follows growth past the mark, not the size itself: a large but steady daemon
+    /// is left alone, and shrinking never trims.
+    #[test]
+    fn trims_on_growth_since_the_last_trim_only() {
+        let mb = 1 << 20;
+        assert!(!worth_trimming(100 * mb, 100 * mb));
+        assert!(!worth_trimming(104 * mb, 100 * mb));
+        assert!(worth_trimming(104 * mb + 1, 100 * mb));
+        assert!(!worth_trimming(20 * mb, 100 * mb));
+        assert!(worth_trimming(5 * mb, 0));
+    }
+
+    /// The resident size is read, and a trim records the size after it.
+    #[test]
+    fn trim_records_the_resident_size() {
+        let before = resident_bytes().expect("statm");
+        assert!(before > 0);
+        trim();
+        assert!(AFTER_TRIM.load(Ordering::Relaxed) > 0);
     }
 }

@@ -116,6 +116,8 @@ fn main() -> anyhow::Result<()> {
 /// The daemon proper, on the runtime [`main`] built.
 async fn run() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    // Gives a burst's freed memory back to the kernel once it is over (weftd::alloc).
+    let _trimmer = weftd::alloc::watch();
     let (file, table) = match &flags.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

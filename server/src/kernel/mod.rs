@@ -765,9 +765,9 @@ impl KernelOps for Kernel {
     async fn snapshot(
         &self,
         targets: &[snapshot::SnapshotTarget],
-        threads: usize,
+        pace: snapshot::Pace,
     ) -> Result<Vec<Result<snapshot::NsSnapshot, KernelError>>, KernelError> {
-        self.read_snapshot(targets, threads).await
+        self.read_snapshot(targets, pace).await
     }
 
     async fn monitor(&self) -> Result<monitor::Monitor, KernelError> {

@@ -24,7 +24,7 @@ use super::{
     KernelError, LinkChange, LinkState, NsIdentity, NsRef, RouteState,
     firewall::{FirewallNetwork, PortMapping},
     monitor::Monitor,
-    snapshot::{NsSnapshot, SnapshotTarget},
+    snapshot::{NsSnapshot, Pace, SnapshotTarget},
 };
 
 /// Interfaces: look up, create (veth, bridge), change, delete.
@@ -226,13 +226,13 @@ pub trait KernelOps:
     /// Reads every interface (with its addresses) of each target namespace, and weft's routes
     /// where the target asks; one result per target, in order. Reads only. The default asks
     /// through the calls above, one namespace after another (the fake, the dry run); the real
-    /// kernel reads them on helper threads, at most `threads` of them, each entering one
-    /// namespace after another (kernel/snapshot.rs). An error for the whole call only when
-    /// nothing could be read.
+    /// kernel reads them on helper threads at the given `pace`, each entering one namespace
+    /// after another (kernel/snapshot.rs). An error for the whole call only when nothing
+    /// could be read.
     async fn snapshot(
         &self,
         targets: &[SnapshotTarget],
-        _threads: usize,
+        _pace: Pace,
     ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
         let mut out = Vec::with_capacity(targets.len());
         for t in targets {

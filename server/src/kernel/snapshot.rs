@@ -45,6 +45,20 @@ pub struct SnapshotTarget {
     pub routes: bool,
 }
 
+/// How a snapshot reads: how many threads, at what priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// On every core (up to four threads), at normal priority: start-up, when nothing else
+    /// runs yet.
+    AllCores,
+    /// On one thread at the lowest priority (nice 19): the periodic check and the garbage
+    /// collector, which must not slow the API's work on a busy host. The reading thread is a
+    /// fresh one that exits afterwards, so the priority never reaches other work; the kernel
+    /// work of its dumps runs at its priority too, and link, address and route dumps take no
+    /// lock a Connect needs (RCU since Linux 6.9-6.10).
+    Background,
+}
+
 /// What one namespace holds, as far as weft manages it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NsSnapshot {
@@ -60,13 +74,13 @@ impl Kernel {
     pub(super) async fn read_snapshot(
         &self,
         targets: &[SnapshotTarget],
-        threads: usize,
+        pace: Pace,
     ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
         let (host, label) = match self.inner.conns.ns_file(&NsRef::Host) {
             netns::NsFile::Open(host, label) => (host, label),
             netns::NsFile::Path(p) => (Arc::new(netns::open(&p)?), p),
         };
-        read_all(host, label, targets.to_vec(), threads).await
+        read_all(host, label, targets.to_vec(), pace).await
     }
 }
 
@@ -84,17 +98,17 @@ async fn read_all(
     host: Arc<File>,
     host_label: PathBuf,
     targets: Vec<SnapshotTarget>,
-    threads: usize,
+    pace: Pace,
 ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let threads = targets
-        .len()
-        .div_ceil(PER_THREAD)
-        .clamp(1, cores.min(threads).max(1));
+    let threads = match pace {
+        Pace::AllCores => targets.len().div_ceil(PER_THREAD).clamp(1, cores),
+        Pace::Background => 1,
+    };
     let chunk = targets.len().div_ceil(threads).max(1);
     let reads = targets.chunks(chunk).map(|part| {
         let ns = netns::NsFile::Open(host.clone(), host_label.clone());
-        read_part(ns, host.clone(), part.to_vec())
+        read_part(ns, host.clone(), part.to_vec(), pace)
     });
     let mut out = Vec::with_capacity(targets.len());
     for part in futures::future::join_all(reads).await {
@@ -108,8 +122,12 @@ async fn read_part(
     ns: netns::NsFile,
     back: Arc<File>,
     targets: Vec<SnapshotTarget>,
+    pace: Pace,
 ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
     let (out, _) = netns::run_in(ns, move || {
+        if pace == Pace::Background {
+            lowest_priority();
+        }
         let sock = open_socket().map_err(|e| error::sys("open snapshot socket in the host", e))?;
         let mut r = Reader {
             buf: vec![0u8; 64 * 1024],
@@ -131,6 +149,18 @@ async fn read_part(
     })
     .await?;
     Ok(out)
+}
+
+/// Gives the calling thread the lowest priority (nice 19; on Linux `setpriority` with
+/// `PRIO_PROCESS` and 0 applies to the calling thread only). Best effort: a refusal leaves the
+/// read at normal priority.
+fn lowest_priority() {
+    // SAFETY: setpriority takes three integers and changes only this thread's nice value.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if r != 0 {
+        tracing::debug!(error = %Errno::last(), "could not lower the reading thread's priority");
+    }
 }
 
 /// Why one namespace could not be read.

@@ -37,7 +37,7 @@ use super::{
 use crate::{
     kernel::{
         NsIdentity, NsRef,
-        snapshot::{NsSnapshot, SnapshotTarget},
+        snapshot::{NsSnapshot, Pace, SnapshotTarget},
     },
     model::resolv,
     store::NamespaceRow,
@@ -105,13 +105,13 @@ impl Controller {
         let namespaces = store.list_namespaces().await?;
         let links = store.list_links().await?;
         let endpoints = store.list_endpoints(None).await?;
-        // At start-up nothing else runs yet: every core reads. Later, one thread leaves the
-        // other cores to the API.
-        let threads = match pass {
-            Pass::Startup => usize::MAX,
-            Pass::Background => 1,
+        // At start-up nothing else runs yet: every core reads. Later, one thread at the
+        // lowest priority leaves the cores to the API.
+        let pace = match pass {
+            Pass::Startup => Pace::AllCores,
+            Pass::Background => Pace::Background,
         };
-        let view = self.read_view(&namespaces, true, threads).await?;
+        let view = self.read_view(&namespaces, true, pace).await?;
         let resolv_stale = self
             .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
             .await?;
@@ -166,13 +166,12 @@ impl Controller {
 
     /// Reads the host and every namespace of `rows` that is not being deleted and whose file
     /// names the namespace weft manages (an adopted one's recorded identity), plus the files
-    /// in the netns dir no row names; with weft's routes when `routes`; on at most `threads`
-    /// helper threads.
+    /// in the netns dir no row names; with weft's routes when `routes`; at `pace`.
     pub(super) async fn read_view(
         &self,
         rows: &[NamespaceRow],
         routes: bool,
-        threads: usize,
+        pace: Pace,
     ) -> Result<View, ReconcileError> {
         let k = self.kernel();
         let mut names = vec![String::new()];
@@ -210,7 +209,7 @@ impl Controller {
                 });
             }
         }
-        let mut read = k.snapshot(&targets, threads).await?.into_iter();
+        let mut read = k.snapshot(&targets, pace).await?.into_iter();
         let mut view = View {
             spaces: HashMap::new(),
             others: HashMap::new(),

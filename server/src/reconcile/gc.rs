@@ -112,7 +112,9 @@ impl Controller {
     /// of every namespace, see `check`).
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let rows = self.store().list_namespaces().await?;
-        let view = self.read_view(&rows, false, 1).await?;
+        let view = self
+            .read_view(&rows, false, crate::kernel::snapshot::Pace::Background)
+            .await?;
         self.collect_garbage_in(&view, None).await
     }
 

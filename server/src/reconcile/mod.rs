@@ -91,6 +91,10 @@ struct Inner {
     events: Events,
     /// Serialises firewall writes, and caches the port-map elements the kernel holds.
     firewall: tokio::sync::Mutex<Option<HashSet<PortMapping>>>,
+    /// The networks the firewall's structure last matched (after a check or a rewrite); None
+    /// when unknown. A network's reconcile skips the structure when its networks are these:
+    /// the firewall key checks it every second anyway.
+    firewall_networks: std::sync::Mutex<Option<Vec<crate::kernel::firewall::FirewallNetwork>>>,
     /// The namespaces the netlink monitor hears, by id.
     watched: std::sync::Mutex<monitor::Watched>,
     /// Counters, for GetSystemInfo.
@@ -172,6 +176,7 @@ impl Controller {
                 queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
                 events: Events::new(),
                 firewall: tokio::sync::Mutex::new(None),
+                firewall_networks: std::sync::Mutex::new(None),
                 watched: Default::default(),
                 stats: Stats::default(),
                 stopping: tokio::sync::watch::channel(false).0,

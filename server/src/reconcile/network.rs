@@ -164,6 +164,16 @@ pub(super) fn mappings_of(m: &StoredMapping, addresses: &[ipnet::IpNet]) -> Vec<
         .collect()
 }
 
+/// Whether [`Controller::sync_firewall_structure`] reads the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Structure {
+    /// Always: the firewall key, and a network's removal.
+    Check,
+    /// Only when the stored networks differ from those the structure last matched: a
+    /// network's reconcile.
+    IfNetworksChanged,
+}
+
 /// What the firewall needs to know of a network: its bridge, subnets and the three switches
 /// that shape its rules (internal: no way out; icc: endpoints may talk to each other;
 /// masquerade: traffic leaving the host is NATed to the host's address), and its resolver
@@ -209,13 +219,15 @@ impl Reconciler for Networks {
         ctx.kernel
             .ensure_sysctl(&NsRef::Host, &localnet, "1")
             .await?;
-        ctx.ctl.sync_firewall_structure().await?;
+        ctx.ctl
+            .sync_firewall_structure(Structure::IfNetworksChanged)
+            .await?;
         Ok((Action::AwaitChange, ()))
     }
 
     /// The rules first (the ruleset is rebuilt without this network), then the bridge.
     async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
-        ctx.ctl.sync_firewall_structure().await?;
+        ctx.ctl.sync_firewall_structure(Structure::Check).await?;
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.remove_link(ctx.kernel, &row.id, &spec).await
     }
@@ -376,12 +388,15 @@ impl Controller {
         });
     }
 
-    /// Makes the ruleset's structure and the forwarding sysctls match the live networks;
+    /// Makes the forwarding sysctls and the firewall's structure match the stored networks;
+    /// the structure is left unread when `how` is [`Structure::IfNetworksChanged`] and they
+    /// are the networks it last matched: a resync queues every network, and ten structure reads in a row, each
+    /// under the firewall lock, were most of a resync's cost at 100 endpoints (the firewall
+    /// key, queued by the same resync and run every second, checks it anyway). Returns
     /// true if the ruleset had to be written. A rebuilt ruleset may have lost map elements
     /// (a deleted table takes them along), so the element cache is dropped and the firewall
     /// key queued to put every element back.
-    async fn sync_firewall_structure(&self) -> Result<bool, ReconcileError> {
-        let mut cache = self.inner.firewall.lock().await;
+    async fn sync_firewall_structure(&self, how: Structure) -> Result<bool, ReconcileError> {
         let networks: Vec<FirewallNetwork> = self
             .store()
             .list_networks()
@@ -390,6 +405,12 @@ impl Controller {
             .filter(|n| !n.deleting)
             .map(fw_network)
             .collect();
+        let known = || {
+            self.inner
+                .firewall_networks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
         if !networks.is_empty() {
             self.kernel()
                 .ensure_sysctl(&NsRef::Host, "net/ipv4/ip_forward", "1")
@@ -403,6 +424,12 @@ impl Controller {
                     .await?;
             }
         }
+        if how == Structure::IfNetworksChanged && known().as_ref() == Some(&networks) {
+            return Ok(false);
+        }
+        let mut cache = self.inner.firewall.lock().await;
+        // Unknown until this sync succeeds.
+        *known() = None;
         let rebuilt = self.kernel().sync_firewall(&networks).await?;
         if rebuilt {
             tracing::info!("rewrote the firewall ruleset");
@@ -410,6 +437,7 @@ impl Controller {
             *cache = None;
             self.enqueue(Key::Firewall);
         }
+        *known() = Some(networks);
         Ok(rebuilt)
     }
 
@@ -485,7 +513,7 @@ impl Controller {
             .inner
             .firewall_runs
             .load(std::sync::atomic::Ordering::Relaxed);
-        let rebuilt = self.sync_firewall_structure().await?;
+        let rebuilt = self.sync_firewall_structure(Structure::Check).await?;
         let mut cache = self.inner.firewall.lock().await;
         if !rebuilt && let Some(known) = cache.as_ref() {
             if known.len() > ELEMENT_CHECK_LIMIT && !tick.is_multiple_of(10) {

@@ -102,7 +102,11 @@ async fn converged(h: &H) -> Keys {
 async fn world(h: &H) -> World {
     let s = h.store();
     let namespaces = s.list_namespaces().await.unwrap();
-    let view = h.ctl.read_view(&namespaces, true, 1).await.unwrap();
+    let view = h
+        .ctl
+        .read_view(&namespaces, true, crate::kernel::snapshot::Pace::Background)
+        .await
+        .unwrap();
     World {
         links: s.list_links().await.unwrap(),
         networks: s.list_networks().await.unwrap(),

@@ -229,7 +229,11 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
 async fn gc_on_a_read_after(h: &H, before: crate::reconcile::gc::Owners) {
     let view = h
         .ctl
-        .read_view(&h.store().list_namespaces().await.unwrap(), false, 1)
+        .read_view(
+            &h.store().list_namespaces().await.unwrap(),
+            false,
+            crate::kernel::snapshot::Pace::Background,
+        )
         .await
         .unwrap();
     h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();

@@ -255,3 +255,33 @@ async fn firewall_key_rebuilds_a_ruleset_deleted_behind_back_with_its_ports() {
     assert_eq!(h.k.mappings(), vec![want]);
     assert_eq!(h.drift(), 1);
 }
+
+/// A network's reconcile leaves the ruleset's structure to the firewall key once it matched
+/// these very networks (a resync queues every network: ten structure reads in a row), but
+/// reads it again when the networks changed: a second network gets its rules from its own
+/// reconcile. A ruleset deleted by hand meanwhile is the firewall key's to rebuild.
+#[tokio::test]
+async fn network_reconcile_reads_the_ruleset_only_when_the_networks_changed() {
+    let h = H::new().await;
+    let a = h.network("a", "br-a", &["10.1.0.0/24"]).await;
+    h.k.delete_firewall().await.unwrap();
+    assert_eq!(
+        h.run(Key::Network(a.clone())).await,
+        0,
+        "structure not read"
+    );
+    assert!(h.k.firewall().is_none());
+    assert!(h.run(Key::Firewall).await >= 1);
+    assert_eq!(h.k.firewall().unwrap().len(), 1);
+    h.network("b", "br-b", &["10.2.0.0/24"]).await;
+    let bridges: Vec<String> =
+        h.k.firewall()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.bridge)
+            .collect();
+    assert_eq!(bridges, ["br-a", "br-b"]);
+    // Converged: neither key writes.
+    assert_eq!(h.run(Key::Network(a)).await, 0);
+    assert_eq!(h.run(Key::Firewall).await, 0);
+}
