@@ -197,6 +197,16 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
             stats.orphans_removed.load(Relaxed),
         ),
         (
+            "check_namespaces_read",
+            "Namespaces (and the host) the bulk checks read",
+            stats.check_reads.load(Relaxed),
+        ),
+        (
+            "check_namespaces_quiet",
+            "Namespaces (and the host) the periodic checks left unread: nothing heard from them since a check found them clean",
+            stats.check_quiet.load(Relaxed),
+        ),
+        (
             "dns_queries",
             "DNS queries the resolver received",
             stats.dns_queries.load(Relaxed),

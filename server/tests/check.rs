@@ -28,11 +28,40 @@ const SUBNET: &str = "10.243.0.0/24";
 const SUBNET6: &str = "fd00:243::/64";
 /// Namespaces connected to the network: the converged objects the counter bounds are about.
 const SPACES: usize = 6;
+/// Where weftd serves its metrics, in the sandbox's host namespace.
+const METRICS: &str = "127.0.0.1:9465";
+
+/// The bulk checks' counters from `/metrics`: (namespaces read, namespaces left quiet).
+fn check_counters(sb: &Sandbox) -> (f64, f64) {
+    let text = sb.host_ok(&[
+        "curl",
+        "-sSf",
+        "--max-time",
+        "10",
+        &format!("http://{METRICS}/metrics"),
+    ]);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    (
+        value("weft_check_namespaces_read_total"),
+        value("weft_check_namespaces_quiet_total"),
+    )
+}
 
 /// A sandbox with `--resync resync`, the dual-stack network, [`SPACES`] connected namespaces `c0`..,
 /// and a LinkService veth `vchk` (MTU 1450) into namespace `l1`; all Ready and settled.
 async fn setup(tag: &str, resync: u64) -> Sandbox {
-    let sb = Sandbox::builder(tag).resync(resync).start().await;
+    let sb = Sandbox::builder(tag)
+        .resync(resync)
+        .args(&["--metrics", METRICS])
+        .start()
+        .await;
     let c = sb.client();
     let subnet = |s: &str| weft::v1::Subnet {
         subnet: s.into(),
@@ -93,15 +122,27 @@ fn hairpin(sb: &Sandbox, dev: &str) -> bool {
     v[0]["linkinfo"]["info_slave_data"]["hairpin"] == serde_json::Value::Bool(true)
 }
 
-/// An idle converged host: the resync passes reconcile only the network and the firewall.
-/// Then a port's hairpin mode turned off by hand (the monitor drops it: no field it
-/// fingerprints changed) is found by the periodic check alone and repaired.
+/// An idle converged host: the resync passes reconcile only the network and the firewall,
+/// and read mostly nothing: the namespaces (and the host) they found clean, which the
+/// monitor has not heard from since, stay unread but for their turn every tenth pass. Then a
+/// port's hairpin mode turned off by hand (no field the monitor fingerprints changed) is
+/// found and repaired: the notification makes the host unclean, so the next pass reads it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift() {
     let sb = setup("chkidle", 1).await;
     let started = Instant::now();
     let before = reconciles(&sb).await;
+    let (read0, quiet0) = check_counters(&sb);
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let (read1, quiet1) = check_counters(&sb);
+    // 8 namespaces and the host per pass: a pass that read them all would make `read` grow
+    // at least as fast as `quiet`.
+    let (read, quiet) = (read1 - read0, quiet1 - quiet0);
+    eprintln!("6 s of --resync 1: {read} namespaces read, {quiet} left quiet");
+    assert!(
+        quiet >= 9.0 && quiet > 3.0 * read,
+        "over 6 s of --resync 1: {read} namespaces read, {quiet} left quiet"
+    );
     let moved = reconciles(&sb).await - before;
     let bound = idle_bound(started.elapsed());
     assert!(

@@ -99,6 +99,8 @@ async fn metrics_are_served_and_move_with_the_work() {
         "weft_queue_depth",
         "weft_drift_repairs_total",
         "weft_orphans_removed_total",
+        "weft_check_namespaces_read_total",
+        "weft_check_namespaces_quiet_total",
         "weft_dns_forwards_total",
     ] {
         must(&text, series);

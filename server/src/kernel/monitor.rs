@@ -9,8 +9,9 @@
 //! into "re-check the object that owns this interface", so drift is repaired in about a
 //! second instead of at the next resync.
 //!
-//! Filtered out here, because weft manages none of it: the bridge's per-port messages
-//! (`AF_BRIDGE`), IPv6 link-local addresses, and routes not of weft's protocol.
+//! Filtered out here, because weft manages none of it: IPv6 link-local addresses and routes
+//! not of weft's protocol. The bridge's per-port messages (`AF_BRIDGE`) are kept apart
+//! ([`Change::Port`]): they carry a port's hairpin mode, but not its alias.
 
 use std::os::fd::AsRawFd;
 
@@ -53,6 +54,13 @@ pub enum Change {
         index: u32,
         /// It was removed.
         deleted: bool,
+    },
+    /// The bridge port data of interface `index` changed (its hairpin mode, its STP state),
+    /// or it stopped being a port: the bridge's own message (`AF_BRIDGE`), which carries no
+    /// alias.
+    Port {
+        /// The port.
+        index: u32,
     },
     /// A route through interface `oif` was added or (with `deleted`) removed.
     Route {
@@ -322,12 +330,15 @@ fn parse_all(mut bytes: &[u8]) -> Vec<Change> {
 /// What weft cares about in one notification, if anything.
 fn change_of(inner: RouteNetlinkMessage) -> Option<Change> {
     Some(match inner {
-        // The bridge's per-port messages (family AF_BRIDGE: a port enslaved, its STP state)
-        // never carry the alias: they would read as "mark removed".
+        // The bridge's per-port messages (family AF_BRIDGE: a port enslaved, its hairpin
+        // mode or STP state set) never carry the alias, so they are no link change (they
+        // would read as "mark removed"); `bridge link set .. hairpin off` sends only these.
         RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l)
             if l.header.interface_family == AddressFamily::Bridge =>
         {
-            return None;
+            Change::Port {
+                index: l.header.index,
+            }
         }
         RouteNetlinkMessage::NewLink(l) => link_change(&l, false),
         RouteNetlinkMessage::DelLink(l) => link_change(&l, true),

@@ -33,6 +33,7 @@ use std::{
 use super::{
     Controller, Key, ReconcileError,
     drift::{Desired, Space, compare},
+    quiet::PassMark,
 };
 use crate::{
     kernel::{
@@ -59,6 +60,11 @@ pub(super) struct View {
     pub spaces: HashMap<String, (NsRef, NsSnapshot)>,
     /// Files in the netns dir that no row names (another weftd's, or orphans): by file name.
     pub others: HashMap<String, NsSnapshot>,
+    /// Namespaces left unread because they are quiet (`quiet`): found clean by an earlier
+    /// pass, nothing heard from them since. By name; "" is the host.
+    pub quiet: HashSet<String>,
+    /// The id in the host namespace of each namespace read (None: the host, or no id).
+    pub ids: HashMap<String, Option<i32>>,
 }
 
 /// Each namespace's id in the host namespace, with the identity of the file it was asked for.
@@ -111,7 +117,12 @@ impl Controller {
             Pass::Startup => Pace::AllCores,
             Pass::Background => Pace::Background,
         };
-        let view = self.read_view(&namespaces, true, pace).await?;
+        // A periodic pass skips what stayed quiet since it was found clean (`quiet`).
+        let mark = match pass {
+            Pass::Startup => None,
+            Pass::Background => self.inner.quiet.begin(),
+        };
+        let view = self.read_view(&namespaces, true, pace, mark).await?;
         let resolv_stale = self
             .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
             .await?;
@@ -128,9 +139,20 @@ impl Controller {
             owner: self.owner(),
             netns_dir: self.kernel().netns_dir(),
             resolv_stale: &resolv_stale,
+            quiet: &view.quiet,
         };
         let verdict = compare(&d, &spaces);
         drop(spaces);
+        // What was read and matched throughout is quiet until the monitor hears from it.
+        if let Some(mark) = mark {
+            for (name, id) in &view.ids {
+                if verdict.unclean.contains(name) {
+                    self.inner.quiet.unclean(*id);
+                } else if id.is_some() || name.is_empty() {
+                    self.inner.quiet.found_clean(mark, *id);
+                }
+            }
+        }
         // Matching namespaces are watched (the monitor hears them; adopted ones' files are
         // checked for their process's exit), as their reconcile would have made them.
         let matching: HashSet<&Key> = verdict.matching.iter().map(|(k, _, _)| k).collect();
@@ -166,19 +188,32 @@ impl Controller {
 
     /// Reads the host and every namespace of `rows` that is not being deleted and whose file
     /// names the namespace weft manages (an adopted one's recorded identity), plus the files
-    /// in the netns dir no row names; with weft's routes when `routes`; at `pace`.
+    /// in the netns dir no row names; with weft's routes when `routes`; at `pace`. With a
+    /// pass's `mark`, the host and the namespaces the quiet book lets it skip are left
+    /// unread (and listed in [`View::quiet`]).
     pub(super) async fn read_view(
         &self,
         rows: &[NamespaceRow],
         routes: bool,
         pace: Pace,
+        mark: Option<PassMark>,
     ) -> Result<View, ReconcileError> {
         let k = self.kernel();
-        let mut names = vec![String::new()];
-        let mut targets = vec![SnapshotTarget {
-            ns: NsRef::Host,
-            routes,
-        }];
+        let skip = |id: Option<i32>| mark.is_some_and(|m| self.inner.quiet.may_skip(m, id));
+        let mut quiet = HashSet::new();
+        let mut names = Vec::new();
+        let mut ids = Vec::new();
+        let mut targets = Vec::new();
+        if skip(None) {
+            quiet.insert(String::new());
+        } else {
+            names.push(String::new());
+            ids.push(None);
+            targets.push(SnapshotTarget {
+                ns: NsRef::Host,
+                routes,
+            });
+        }
         let mut named: HashSet<PathBuf> = HashSet::new();
         for row in rows {
             let path = match &row.spec.adopted_path {
@@ -193,8 +228,13 @@ impl Controller {
             }
             let ns = NsRef::Path(path);
             // The monitor hears a namespace with an id (assigned here when it has none).
-            self.checked_nsid(&ns).await;
+            let id = self.checked_nsid(&ns).await;
+            if id.is_some() && skip(id) {
+                quiet.insert(row.spec.name.clone());
+                continue;
+            }
             names.push(row.spec.name.clone());
+            ids.push(id);
             targets.push(SnapshotTarget { ns, routes });
         }
         let files = k.list_named_netns();
@@ -209,19 +249,29 @@ impl Controller {
                 });
             }
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.inner.stats;
+        stats.check_quiet.fetch_add(quiet.len() as u64, Relaxed);
+        stats.check_reads.fetch_add(names.len() as u64, Relaxed);
         let mut read = k.snapshot(&targets, pace).await?.into_iter();
         let mut view = View {
             spaces: HashMap::new(),
             others: HashMap::new(),
+            quiet,
+            ids: HashMap::new(),
         };
-        for (name, t) in names.into_iter().zip(targets.iter()) {
+        for ((name, t), id) in names.into_iter().zip(targets.iter()).zip(ids) {
             match read.next() {
                 Some(Ok(snap)) => {
+                    view.ids.insert(name.clone(), id);
                     view.spaces.insert(name, (t.ns.clone(), snap));
                 }
                 // Without the host (bridges, host ends) nothing can be judged.
                 Some(Err(e)) if t.ns == NsRef::Host => return Err(e.into()),
-                Some(Err(e)) => tracing::debug!(ns = ?t.ns, error = %e, "could not read namespace"),
+                Some(Err(e)) => {
+                    tracing::debug!(ns = ?t.ns, error = %e, "could not read namespace");
+                    self.inner.quiet.unclean(id);
+                }
                 None => {}
             }
         }
@@ -252,7 +302,10 @@ impl Controller {
         match cached {
             Some((known, id)) if known == identity => return Some(id),
             // Another namespace under this path now: its old id means nothing.
-            Some(_) => self.unwatch_namespace(ns),
+            Some((_, old)) => {
+                self.unwatch_namespace(ns);
+                self.inner.quiet.forget(old);
+            }
             None => {}
         }
         let id = match self.kernel().netns_id(ns).await {
@@ -274,12 +327,16 @@ impl Controller {
 
     /// Forgets `path`'s cached id (its namespace was deleted).
     pub(super) fn forget_nsid(&self, path: &std::path::Path) {
-        self.inner
+        let gone = self
+            .inner
             .nsids
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(path);
+        if let Some((_, id)) = gone {
+            self.inner.quiet.forget(id);
+        }
     }
 
     /// Named namespaces (converged, readable, not adopted) whose resolv.conf differs from
@@ -312,7 +369,8 @@ impl Controller {
         let mut wants = Vec::new();
         for row in rows {
             let name = row.spec.name.as_str();
-            if row.spec.adopted_path.is_some() || row.deleting || !view.spaces.contains_key(name) {
+            let readable = view.spaces.contains_key(name) || view.quiet.contains(name);
+            if row.spec.adopted_path.is_some() || row.deleting || !readable {
                 continue;
             }
             let of = servers.get(name).map_or(&[][..], Vec::as_slice);

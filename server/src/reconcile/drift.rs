@@ -70,6 +70,9 @@ pub(super) struct Desired<'a> {
     /// Named namespaces whose resolv.conf differs from what it should say (read by the
     /// caller, the one file check of the pass).
     pub resolv_stale: &'a HashSet<String>,
+    /// Namespaces ("" the host) left unread because they stayed quiet since a check found
+    /// them clean (`quiet`): what lies in them is taken as it was then, as wanted.
+    pub quiet: &'a HashSet<String>,
 }
 
 /// The check's verdict: what must be reconciled, and what matches.
@@ -80,44 +83,83 @@ pub(super) struct Verdict {
     /// Objects that match, with the key whose watchers hear of them too (an endpoint's
     /// network), and whether their status is Rechecking (a restart's, to confirm Ready).
     pub matching: Vec<(Key, Option<Key>, bool)>,
+    /// The namespaces ("" the host) an object that differs lies in: not clean, so the next
+    /// pass reads them again.
+    pub unclean: HashSet<String>,
 }
 
 /// Compares every namespace, link and endpoint of `d` with `spaces` (namespace name -> its
 /// snapshot; "" is the host). A namespace missing from `spaces` could not be read (gone, or
-/// another namespace under its path): what lives in it differs.
+/// another namespace under its path): what lives in it differs; unless it is in
+/// [`Desired::quiet`], when what lives in it is taken as matching, as it did when last read.
 pub(super) fn compare(d: &Desired, spaces: &HashMap<String, Space>) -> Verdict {
     let mut v = Verdict::default();
-    let mut judge = |key: Key, also: Option<Key>, rechecking: bool, r: Result<(), String>| match r {
+    let mut judge = |key: Key,
+                     also: Option<Key>,
+                     rechecking: bool,
+                     within: &mut dyn Iterator<Item = &str>,
+                     r: Result<(), String>| match r {
         Ok(()) => v.matching.push((key, also, rechecking)),
-        Err(why) => v.differ.push((key, why)),
+        Err(why) => {
+            v.differ.push((key, why));
+            v.unclean.extend(within.map(str::to_string));
+        }
+    };
+    let at = Within {
+        spaces,
+        quiet: d.quiet,
     };
     for ns in d.namespaces {
         let key = Key::Namespace(ns.id.clone());
         let r = converged(ns.status.was_converged(ns.generation), ns.deleting)
-            .and_then(|()| namespace_matches(d, ns, spaces));
-        judge(
-            key,
-            None,
-            ns.status.phase == crate::model::Phase::Rechecking,
-            r,
-        );
+            .and_then(|()| namespace_matches(d, ns, &at));
+        let rechecking = ns.status.phase == crate::model::Phase::Rechecking;
+        let mut within = std::iter::once(ns.spec.name.as_str());
+        judge(key, None, rechecking, &mut within, r);
     }
     for l in d.links {
         let r = converged(l.status.was_converged(l.generation), l.deleting)
-            .and_then(|()| spec_matches(&l.id, &l.spec, &l.observed.ends, spaces));
+            .and_then(|()| spec_matches(&l.id, &l.spec, &l.observed.ends, &at));
         let rechecking = l.status.phase == crate::model::Phase::Rechecking;
-        judge(Key::Link(l.id.clone()), None, rechecking, r);
+        let ends = l.spec.ends();
+        let mut within = ends.iter().map(|e| e.namespace.as_str());
+        judge(Key::Link(l.id.clone()), None, rechecking, &mut within, r);
     }
     let networks: HashMap<&str, &NetworkRow> =
         d.networks.iter().map(|n| (n.id.as_str(), n)).collect();
     for e in d.endpoints {
         let r = converged(e.status.was_converged(e.generation), e.deleting)
-            .and_then(|()| endpoint_matches(e, networks.get(e.network_id.as_str()), spaces));
+            .and_then(|()| endpoint_matches(e, networks.get(e.network_id.as_str()), &at));
         let rechecking = e.status.phase == crate::model::Phase::Rechecking;
         let also = Some(Key::Network(e.network_id.clone()));
-        judge(Key::Endpoint(e.id.clone()), also, rechecking, r);
+        let mut within = ["", e.namespace.as_str()].into_iter();
+        judge(
+            Key::Endpoint(e.id.clone()),
+            also,
+            rechecking,
+            &mut within,
+            r,
+        );
     }
     v
+}
+
+/// Where the comparison looks: the spaces read, and those left unread as quiet.
+struct Within<'a, 'b> {
+    spaces: &'b HashMap<String, Space<'a>>,
+    quiet: &'b HashSet<String>,
+}
+
+impl<'a> Within<'a, '_> {
+    /// Namespace `name`'s snapshot: Ok(Some) when read, Ok(None) when quiet (taken as it was
+    /// found, clean), Err when it could not be read.
+    fn space(&self, name: &str) -> Result<Option<&Space<'a>>, ()> {
+        match self.spaces.get(name) {
+            Some(s) => Ok(Some(s)),
+            None if self.quiet.contains(name) => Ok(None),
+            None => Err(()),
+        }
+    }
 }
 
 /// Ok for an object converged at its generation and not being deleted.
@@ -130,14 +172,16 @@ fn converged(at_generation: bool, deleting: bool) -> Result<(), String> {
 }
 
 /// A namespace: readable, its loopback up and marked, its path as shown, its resolv.conf.
-fn namespace_matches(
-    d: &Desired,
-    ns: &NamespaceRow,
-    spaces: &HashMap<String, Space>,
-) -> Result<(), String> {
-    let space = spaces
-        .get(&ns.spec.name)
-        .ok_or("its namespace file is gone or could not be read")?;
+fn namespace_matches(d: &Desired, ns: &NamespaceRow, at: &Within) -> Result<(), String> {
+    let space = at
+        .space(&ns.spec.name)
+        .map_err(|()| "its namespace file is gone or could not be read")?;
+    if d.resolv_stale.contains(&ns.spec.name) {
+        return Err("resolv.conf differs".into());
+    }
+    let Some(space) = space else {
+        return Ok(());
+    };
     let path = match &ns.spec.adopted_path {
         Some(p) => p.clone(),
         None => d.netns_dir.join(&ns.spec.name),
@@ -152,27 +196,24 @@ fn namespace_matches(
     if lo.alias.as_deref() != Some(namespace_mark(&ns.id, d.owner).as_str()) {
         return Err("loopback lacks the namespace's mark".into());
     }
-    if d.resolv_stale.contains(&ns.spec.name) {
-        return Err("resolv.conf differs".into());
-    }
     Ok(())
 }
 
 /// An endpoint: its veth as [`endpoint_spec`] builds it, and the inside MAC its status shows.
-fn endpoint_matches(
-    e: &EndpointRow,
-    net: Option<&&NetworkRow>,
-    spaces: &HashMap<String, Space>,
-) -> Result<(), String> {
+fn endpoint_matches(e: &EndpointRow, net: Option<&&NetworkRow>, at: &Within) -> Result<(), String> {
     let net = net.ok_or("its network is gone")?;
     if e.mac.is_none() {
         return Err("no MAC kept yet".into());
     }
     let spec = endpoint_spec(&net.spec, e);
-    spec_matches(&e.id, &spec, &[], spaces)?;
-    let inside = spaces
-        .get(&e.namespace)
-        .and_then(|s| s.by_name.get(e.spec.ifname.as_str()))
+    spec_matches(&e.id, &spec, &[], at)?;
+    let Ok(Some(space)) = at.space(&e.namespace) else {
+        // Quiet (as it was when found clean); unreadable was an error above.
+        return Ok(());
+    };
+    let inside = space
+        .by_name
+        .get(e.spec.ifname.as_str())
         .ok_or("inside end missing")?;
     if inside.mac.as_deref().unwrap_or_default() != e.observed.mac {
         return Err("its status shows another MAC".into());
@@ -186,7 +227,7 @@ fn spec_matches(
     id: &str,
     spec: &LinkSpec,
     observed: &[EndObserved],
-    spaces: &HashMap<String, Space>,
+    at: &Within,
 ) -> Result<(), String> {
     let mark = ownership_mark(id);
     let ends = spec.ends();
@@ -194,9 +235,13 @@ fn spec_matches(
         return Err("its status shows other ends".into());
     }
     for (i, end) in ends.iter().enumerate() {
-        let space = spaces
-            .get(&end.namespace)
-            .ok_or_else(|| format!("{}: its namespace could not be read", end.name))?;
+        let space = at
+            .space(&end.namespace)
+            .map_err(|()| format!("{}: its namespace could not be read", end.name))?;
+        // Quiet: as it was when a check found it clean.
+        let Some(space) = space else {
+            continue;
+        };
         let state =
             end_matches(space, end, spec, &mark).map_err(|w| format!("{}: {w}", end.name))?;
         if let Some(o) = observed.get(i)

@@ -113,7 +113,12 @@ impl Controller {
     pub(super) async fn collect_garbage(&self) -> Result<(), ReconcileError> {
         let rows = self.store().list_namespaces().await?;
         let view = self
-            .read_view(&rows, false, crate::kernel::snapshot::Pace::Background)
+            .read_view(
+                &rows,
+                false,
+                crate::kernel::snapshot::Pace::Background,
+                None,
+            )
             .await?;
         self.collect_garbage_in(&view, None).await
     }
@@ -155,14 +160,15 @@ impl Controller {
             let lo = snap.and_then(|s| s.links.iter().find(|l| l.index == 1));
             // Another weftd's namespace (the netns directory is shared) is never an orphan
             // of this one, whatever this one's database says.
+            // (A quiet namespace was not read, but it lives: its socket stays.)
+            if !spaces.contains_key(&ns) && !view.quiet.contains(&name) {
+                k.forget(&ns);
+            }
             if let Some(lo) = lo
                 && let Some((uid, owner)) = crate::model::parse_mark(lo.alias.as_deref())
                 && owner.is_none_or(|o| o == self.owner())
             {
                 marked_files.push((name, uid.to_string()));
-            }
-            if !spaces.contains_key(&ns) {
-                k.forget(&ns);
             }
         }
         // 2. The store: every uid that owns something, and every interface name an object

@@ -23,6 +23,8 @@
 //! - `adopted`: adopted namespaces whose process exited: noticed, Failed, their endpoints'
 //!   leases and ports released, weft's sockets into them dropped.
 //! - `check` (the bulk check) and `drift` (its pure comparison).
+//! - `quiet`: which namespaces the periodic check may leave unread (nothing heard from them
+//!   since a check found them clean).
 //! - `monitor` (netlink notifications -> keys), `gc` (orphans), `retire` (the veth reaper),
 //!   `recheck` (a restart's confirmations in batches), `queue`, `events`, `error`.
 //!
@@ -47,6 +49,7 @@ mod monitor;
 mod namespace;
 mod network;
 pub mod queue;
+mod quiet;
 mod recheck;
 mod resolv;
 mod retire;
@@ -117,6 +120,9 @@ struct Inner {
     resolv_locks: resolv::ResolvLocks,
     /// Each managed namespace's id in the host namespace, for the bulk check's reads.
     nsids: check::NsIds,
+    /// Which namespaces the periodic check may leave unread (nothing heard since they were
+    /// found clean).
+    quiet: quiet::Quiet,
     /// Who this weftd is among those sharing a netns directory (see
     /// [`crate::model::namespace_mark`]); unset: "" (the plain mark).
     owner: std::sync::OnceLock<String>,
@@ -133,6 +139,10 @@ pub struct Stats {
     pub drift_repairs: std::sync::atomic::AtomicU64,
     /// Orphaned kernel objects (marked by weft, owned by no object) removed.
     pub orphans_removed: std::sync::atomic::AtomicU64,
+    /// Namespaces (the host included) the bulk checks read.
+    pub check_reads: std::sync::atomic::AtomicU64,
+    /// Namespaces (the host included) the periodic checks left unread as quiet (`quiet`).
+    pub check_quiet: std::sync::atomic::AtomicU64,
     /// DNS queries the resolver received (counted by [`crate::dns`]).
     pub dns_queries: std::sync::atomic::AtomicU64,
     /// DNS queries answered from weft's own records, NXDOMAIN and NODATA included.
@@ -189,6 +199,7 @@ impl Controller {
                 owner: std::sync::OnceLock::new(),
                 resolv_locks: Default::default(),
                 nsids: Default::default(),
+                quiet: Default::default(),
             }),
         }
     }

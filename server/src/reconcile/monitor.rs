@@ -23,6 +23,15 @@ use crate::kernel::{
     monitor::{Change, Notification},
 };
 
+/// Marks the monitor stopped in the quiet book when dropped.
+struct LiveGuard<'a>(&'a Controller);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inner.quiet.set_live(false);
+    }
+}
+
 /// How long after a reconcile additions and changes to its object count as its own echo.
 const OWN_ECHO: Duration = Duration::from_secs(1);
 
@@ -123,11 +132,17 @@ impl Controller {
     /// the socket queues everything (nothing is lost, only coalesced).
     async fn run_monitor(&self) -> Result<(), crate::kernel::KernelError> {
         let mut mon = self.kernel().monitor().await?;
+        // From now on every change is heard: the check may skip what stays quiet. Not any
+        // more once this returns (the guard), whatever the reason.
+        self.inner.quiet.set_live(true);
+        let _live = LiveGuard(self);
         let mut states: HashMap<NsRef, NsState> = HashMap::new();
         while let Some(first) = mon.changes.recv().await {
+            self.heard(&first);
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + DEBOUNCE;
             while let Ok(Some(c)) = tokio::time::timeout_at(deadline, mon.changes.recv()).await {
+                self.heard(&c);
                 batch.push(c);
             }
             if batch.contains(&Notification::Overflow) {
@@ -165,6 +180,14 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Tells the quiet book (`quiet`) that `n` was heard, as soon as it is received.
+    fn heard(&self, n: &Notification) {
+        match n {
+            Notification::Change { nsid, .. } => self.inner.quiet.heard(*nsid),
+            Notification::Overflow => self.inner.quiet.overflowed(),
+        }
     }
 
     /// Re-queues the owners of what `changes` touched in `ns`.
@@ -206,6 +229,10 @@ impl Controller {
                     deleted,
                 } => {
                     *indexes.entry(index).or_default() |= deleted;
+                }
+                // A bridge port's own settings (hairpin) changed, or it left its bridge.
+                Change::Port { index } => {
+                    indexes.entry(index).or_default();
                 }
                 Change::Route { oif: None, .. } => {}
             }

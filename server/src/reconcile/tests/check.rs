@@ -33,6 +33,7 @@ struct World {
     owner: String,
     dir: std::path::PathBuf,
     stale: HashSet<String>,
+    quiet: HashSet<String>,
 }
 
 impl World {
@@ -52,6 +53,7 @@ impl World {
                 owner: &self.owner,
                 netns_dir: &self.dir,
                 resolv_stale: &self.stale,
+                quiet: &self.quiet,
             },
             &spaces,
         )
@@ -104,7 +106,12 @@ async fn world(h: &H) -> World {
     let namespaces = s.list_namespaces().await.unwrap();
     let view = h
         .ctl
-        .read_view(&namespaces, true, crate::kernel::snapshot::Pace::Background)
+        .read_view(
+            &namespaces,
+            true,
+            crate::kernel::snapshot::Pace::Background,
+            None,
+        )
         .await
         .unwrap();
     World {
@@ -120,6 +127,15 @@ async fn world(h: &H) -> World {
         owner: h.ctl.owner().to_string(),
         dir: h.k.netns_dir().to_path_buf(),
         stale: HashSet::new(),
+        quiet: HashSet::new(),
+    }
+}
+
+impl World {
+    /// Leaves namespace `name` ("" the host) unread, as a quiet one.
+    fn quiet(&mut self, name: &str) {
+        self.snaps.remove(name);
+        self.quiet.insert(name.to_string());
     }
 }
 
@@ -287,6 +303,102 @@ async fn namespace_drift_and_unconverged_objects_are_caught() {
     let mut w = world(&h).await;
     w.links[0].generation += 1;
     assert_eq!(w.differ(), vec![k.link.clone()], "new generation");
+}
+
+/// Quiet namespaces (unread, found clean before) hold what they held: nothing in them
+/// differs, but a stale resolv.conf still does (files are read every pass). What differs in
+/// a namespace that was read marks it, and only it, unclean.
+#[tokio::test]
+async fn quiet_namespaces_are_taken_as_found_and_drift_marks_its_namespaces_unclean() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let mut w = world(&h).await;
+    w.quiet("");
+    w.quiet("ns1");
+    let v = w.verdict();
+    assert_eq!(v.differ, vec![], "{v:?}");
+    assert!(v.unclean.is_empty());
+    w.stale.insert("ns1".into());
+    assert_eq!(w.differ(), vec![k.ns.clone()], "resolv.conf");
+    // The host read, the container quiet: the port's drift is caught, the endpoint's two
+    // namespaces are unclean, the link (host and ns1 too) matches.
+    let mut w = world(&h).await;
+    w.quiet("ns1");
+    w.link("", &k.ep_row.host_ifname).master = None;
+    let v = w.verdict();
+    let differ: Vec<Key> = v.differ.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(differ, vec![k.ep.clone()]);
+    let unclean: HashSet<&str> = v.unclean.iter().map(String::as_str).collect();
+    assert_eq!(unclean, HashSet::from(["", "ns1"]));
+}
+
+/// Empties the queue without reconciling.
+async fn drain(h: &H) {
+    while h.ctl.queue_depth() > 0 {
+        if let Some(k) = h.ctl.inner.queue.next().await {
+            h.ctl.inner.queue.done(&k);
+        }
+    }
+}
+
+/// One periodic pass on an empty queue: true if it found the link's drift (it queues one
+/// network, the firewall, and the link when it differs).
+async fn pass_finds_drift(h: &H) -> bool {
+    drain(h).await;
+    h.ctl.check_all(Pass::Background).await;
+    let depth = h.ctl.queue_depth();
+    drain(h).await;
+    assert!(depth == 2 || depth == 3, "{depth}");
+    depth == 3
+}
+
+/// With the monitor live, a pass leaves what it found clean unread: a change the kernel made
+/// without a notification (the fake sends none) is not seen until the monitor is heard from
+/// that namespace, or the namespace's turn for a full read comes (every FULL_EVERY passes).
+/// Without the monitor, every pass reads everything.
+#[tokio::test]
+async fn a_live_monitor_lets_the_check_skip_quiet_namespaces_until_heard_or_due() {
+    use crate::reconcile::quiet::FULL_EVERY;
+    let h = H::new().await;
+    let _k = converged(&h).await;
+    let mtu = h.k.link(&NsRef::Host, "vh1").unwrap().mtu;
+    let drift = |on: bool| {
+        h.k.tamper(&NsRef::Host, "vh1", |l| l.mtu = if on { 1500 } else { mtu })
+    };
+    let q = &h.ctl.inner.quiet;
+    drift(true);
+    assert!(pass_finds_drift(&h).await, "no monitor: the host is read");
+    assert!(
+        pass_finds_drift(&h).await,
+        "no monitor: the host is read again"
+    );
+    drift(false);
+    q.set_live(true);
+    // Pass 1 reads everything and finds it clean; pass 2 leaves the host unread.
+    assert!(!pass_finds_drift(&h).await);
+    drift(true);
+    assert!(!pass_finds_drift(&h).await, "quiet: the host is not read");
+    // Heard from the host (pass 3): read, and the drift found; pass 4 reads it again.
+    q.heard(None);
+    assert!(pass_finds_drift(&h).await, "heard: read");
+    assert!(pass_finds_drift(&h).await, "unclean: read again");
+    drift(false);
+    assert!(!pass_finds_drift(&h).await, "pass 5: clean again");
+    // Passes 6 to 9 leave it unread; pass 10 is the host's full read.
+    drift(true);
+    for n in 6..FULL_EVERY {
+        assert!(!pass_finds_drift(&h).await, "pass {n}");
+    }
+    assert!(
+        pass_finds_drift(&h).await,
+        "pass {FULL_EVERY}: the full read"
+    );
+    // The monitor stopped: everything is read again.
+    drift(false);
+    assert!(!pass_finds_drift(&h).await);
+    drift(true);
+    q.set_live(false);
+    assert!(pass_finds_drift(&h).await, "no monitor any more");
 }
 
 /// The resync's check on a converged host queues only the networks and the firewall (always

@@ -233,6 +233,7 @@ async fn gc_on_a_read_after(h: &H, before: crate::reconcile::gc::Owners) {
             &h.store().list_namespaces().await.unwrap(),
             false,
             crate::kernel::snapshot::Pace::Background,
+            None,
         )
         .await
         .unwrap();
