@@ -67,6 +67,38 @@ pub(super) struct View {
     pub ids: HashMap<String, Option<i32>>,
 }
 
+/// Where a pass's time went, for its debug line: "list 12ms, read 40 (9960 quiet) 80ms, ...".
+pub(super) struct Laps {
+    last: std::time::Instant,
+    text: String,
+}
+
+impl Laps {
+    fn new() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            text: String::new(),
+        }
+    }
+
+    /// Ends the lap `what` now.
+    fn lap(&mut self, what: impl std::fmt::Display) {
+        let now = std::time::Instant::now();
+        if !self.text.is_empty() {
+            self.text.push_str(", ");
+        }
+        self.text
+            .push_str(&format!("{what} {:?}", now.duration_since(self.last)));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Laps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Each namespace's id in the host namespace, with the identity of the file it was asked for.
 #[derive(Debug, Default)]
 pub(super) struct NsIds(std::sync::Mutex<HashMap<PathBuf, (NsIdentity, i32)>>);
@@ -80,11 +112,12 @@ impl Controller {
         // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
         tokio::task::spawn_blocking(crate::alloc::trim);
         match result {
-            Ok((matched, differ)) => tracing::debug!(
+            Ok((matched, differ, laps)) => tracing::debug!(
                 ?pass,
                 matched,
                 differ,
                 elapsed = ?started.elapsed(),
+                laps = %laps,
                 "bulk check"
             ),
             Err(e) => {
@@ -96,8 +129,10 @@ impl Controller {
         }
     }
 
-    /// The body of [`Controller::check_all`]: (objects matching, objects queued).
-    async fn try_check_all(&self, pass: Pass) -> Result<(usize, usize), ReconcileError> {
+    /// The body of [`Controller::check_all`]: (objects matching, objects queued, where the
+    /// time went).
+    async fn try_check_all(&self, pass: Pass) -> Result<(usize, usize, Laps), ReconcileError> {
+        let mut laps = Laps::new();
         let store = self.store();
         let networks = store.list_networks().await?;
         let add = |k: Key| match pass {
@@ -111,6 +146,7 @@ impl Controller {
         let namespaces = store.list_namespaces().await?;
         let links = store.list_links().await?;
         let endpoints = store.list_endpoints(None).await?;
+        laps.lap("list");
         // At start-up nothing else runs yet: every core reads. Later, one thread at the
         // lowest priority leaves the cores to the API.
         let pace = match pass {
@@ -123,9 +159,15 @@ impl Controller {
             Pass::Background => self.inner.quiet.begin(),
         };
         let view = self.read_view(&namespaces, true, pace, mark).await?;
+        laps.lap(format!(
+            "read {} ({} quiet)",
+            view.spaces.len(),
+            view.quiet.len()
+        ));
         let resolv_stale = self
             .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
             .await?;
+        laps.lap("resolv.conf");
         let spaces: HashMap<String, Space> = view
             .spaces
             .iter()
@@ -143,6 +185,7 @@ impl Controller {
         };
         let verdict = compare(&d, &spaces);
         drop(spaces);
+        laps.lap("compare");
         // What was read and matched throughout is quiet until the monitor hears from it.
         if let Some(mark) = mark {
             for (name, id) in &view.ids {
@@ -180,10 +223,11 @@ impl Controller {
             Pass::Background => {
                 let before =
                     super::gc::Owners::from_rows(&links, &networks, &endpoints, &namespaces);
-                self.collect_garbage_in(&view, Some(before)).await?
+                self.collect_garbage_in(&view, Some(before)).await?;
+                laps.lap("gc");
             }
         }
-        Ok((verdict.matching.len(), verdict.differ.len()))
+        Ok((verdict.matching.len(), verdict.differ.len(), laps))
     }
 
     /// Reads the host and every namespace of `rows` that is not being deleted and whose file

@@ -230,10 +230,12 @@ impl Controller {
                 } => {
                     *indexes.entry(index).or_default() |= deleted;
                 }
-                // A bridge port's own settings (hairpin) changed, or it left its bridge.
-                Change::Port { index } => {
-                    indexes.entry(index).or_default();
-                }
+                // A bridge port's own message: each port sends a few as it comes up (its STP
+                // state), often more than OWN_ECHO after its reconcile on a busy host, so
+                // re-queueing its owner re-reconciled every endpoint of a build-up once more.
+                // It only makes the namespace unclean (`heard`): the next resync reads it,
+                // and finds a hairpin mode changed by hand.
+                Change::Port { .. } => {}
                 Change::Route { oif: None, .. } => {}
             }
         }
