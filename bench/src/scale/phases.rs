@@ -420,7 +420,9 @@ async fn watches(d: &Daemon, streams: usize) -> Result<Watches> {
             .into_inner();
         open.push(stream);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What an idle stream keeps, not its opening's garbage: weftd gives freed memory back
+    // within 2 s of its resident size growing (weftd::alloc::watch), so wait that out.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     out.rss_with = d.weftd.rss_kib()?;
     drop(open);
     Ok(out)
