@@ -150,3 +150,38 @@ async fn many_watch_streams_each_get_every_change_with_the_last_state() {
         }
     }
 }
+
+/// Watches a client opens and never reads do not hold up another client's watch: a stream's
+/// initial list takes one of a few turns only while it reads the store, not while it waits
+/// for its client. 600 namespaces are more ADDED messages than a stream's channel (256) and
+/// the HTTP/2 window hold, so the three unread streams stay blocked in their sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_nobody_reads_do_not_hold_up_a_new_one() {
+    const N: usize = 600;
+    let sb = Sandbox::new("wslow").await;
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let c = sb.client();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..N).step_by(4) {
+                create_ns(&c, &format!("s{i}")).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let slow = weft::Client::connect_unix(sb.socket()).await.unwrap();
+    let mut unread = Vec::new();
+    for _ in 0..3 {
+        unread.push(watch(&slow, 0).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = weft::Client::connect_unix(sb.socket()).await.unwrap();
+    let mut s = watch(&other, 0).await.unwrap();
+    for got in 0..N {
+        let ev = next(&mut s).await;
+        assert_eq!(ev.r#type(), EventType::Added, "message {got}");
+    }
+    drop(unread);
+}

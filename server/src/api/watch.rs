@@ -199,7 +199,15 @@ impl<K: Wire> Stream<K> {
 
     /// Lists everything and reports the difference with what the client has.
     async fn resync(&mut self, src: &WatchSource<K>, revision: u64) -> bool {
-        let list = match src.list().await {
+        // A list reads every row of the kind before the selector (10,000 namespaces at
+        // scale): a few at a time, so 200 watches opened at once do not make 200 such peaks
+        // (glibc keeps the heap they leave in pieces between the streams' live blocks). The
+        // turn ends with the listing, before anything is sent: a slow client never holds it.
+        let listed = match INITIAL_LISTS.acquire().await {
+            Ok(_turn) => src.list().await,
+            Err(_) => return false,
+        };
+        let list = match listed {
             Ok(l) => l,
             Err(e) => return self.fail(e).await,
         };
@@ -290,6 +298,9 @@ impl<K: Wire> Stream<K> {
         }
     }
 }
+
+/// How many watch streams may list at once (see [`Stream::resync`]).
+static INITIAL_LISTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Starts streaming `src` from `start` on a task of its own. The task ends when the client
 /// hangs up, when an error was sent, or when the event broadcast closes (shutdown); `slot`
