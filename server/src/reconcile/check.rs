@@ -221,8 +221,12 @@ impl Controller {
             // After the reconciles of what differed (a bridge re-created, a newborn adopted).
             Pass::Startup => add(Key::Gc),
             Pass::Background => {
-                let before =
-                    super::gc::Owners::from_rows(&links, &networks, &endpoints, &namespaces);
+                let before = super::gc::Listed {
+                    links: &links,
+                    networks: &networks,
+                    endpoints: &endpoints,
+                    namespaces: &namespaces,
+                };
                 self.collect_garbage_in(&view, Some(before)).await?;
                 laps.lap("gc");
             }

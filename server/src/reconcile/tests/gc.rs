@@ -191,7 +191,7 @@ async fn gc_error_is_a_failed_reconcile_that_removes_nothing() {
 async fn gc_on_rows_listed_before_an_object_was_made_keeps_that_object() {
     let h = H::new().await;
     h.namespace("ns1").await;
-    let before = owners_now(&h).await;
+    let before = Rows::now(&h).await;
     let mut spec = rich_veth();
     if let crate::model::LinkKind::Veth { peer } = &mut spec.kind {
         peer.namespace = "ns1".into();
@@ -218,7 +218,7 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
     h.k.tamper(&NsRef::Host, "wv00000000dead", |l| {
         l.alias = Some(GHOST.into())
     });
-    let before = owners_now(&h).await;
+    let before = Rows::now(&h).await;
     gc_on_a_read_after(&h, before).await;
     assert!(h.k.link(&NsRef::Host, "wv00000000dead").is_none());
     assert_eq!(h.orphans(), 1);
@@ -226,7 +226,7 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
 
 /// Reads the kernel now and collects garbage on that view with `before`, as the bulk check
 /// does with the rows it listed before its read.
-async fn gc_on_a_read_after(h: &H, before: crate::reconcile::gc::Owners) {
+async fn gc_on_a_read_after(h: &H, before: Rows) {
     let view = h
         .ctl
         .read_view(
@@ -237,16 +237,31 @@ async fn gc_on_a_read_after(h: &H, before: crate::reconcile::gc::Owners) {
         )
         .await
         .unwrap();
-    h.ctl.collect_garbage_in(&view, Some(before)).await.unwrap();
+    let listed = crate::reconcile::gc::Listed {
+        links: &before.links,
+        networks: &before.networks,
+        endpoints: &before.endpoints,
+        namespaces: &before.namespaces,
+    };
+    h.ctl.collect_garbage_in(&view, Some(listed)).await.unwrap();
 }
 
-/// The owners the store holds now, as the bulk check lists them.
-async fn owners_now(h: &H) -> crate::reconcile::gc::Owners {
-    let s = h.store();
-    crate::reconcile::gc::Owners::from_rows(
-        &s.list_links().await.unwrap(),
-        &s.list_networks().await.unwrap(),
-        &s.list_endpoints(None).await.unwrap(),
-        &s.list_namespaces().await.unwrap(),
-    )
+/// The rows the store holds now, as the bulk check lists them.
+struct Rows {
+    links: Vec<crate::store::LinkRow>,
+    networks: Vec<crate::store::NetworkRow>,
+    endpoints: Vec<crate::store::EndpointRow>,
+    namespaces: Vec<crate::store::NamespaceRow>,
+}
+
+impl Rows {
+    async fn now(h: &H) -> Rows {
+        let s = h.store();
+        Rows {
+            links: s.list_links().await.unwrap(),
+            networks: s.list_networks().await.unwrap(),
+            endpoints: s.list_endpoints(None).await.unwrap(),
+            namespaces: s.list_namespaces().await.unwrap(),
+        }
+    }
 }
