@@ -101,31 +101,20 @@ pub(super) struct Listed<'a> {
 }
 
 impl Listed<'_> {
-    /// True when these rows own every marked interface (by uid, or one `retiring` says is
-    /// being retired), plan every newborn one's name, and own every marked namespace file.
-    fn explain(
+    /// The uids of marked interfaces these rows do not own (nor `retiring` says are being
+    /// retired), when they plan every newborn interface's name and own every marked
+    /// namespace file; None when they do not.
+    fn unexplained<'m>(
         &self,
-        marked: &[(NsRef, u32, String, String)],
+        marked: &'m [(NsRef, u32, String, String)],
         newborn: &[(NsRef, u32, (String, String))],
         marked_files: &[(String, String)],
         retiring: impl Fn(&str) -> bool,
-    ) -> bool {
-        if !marked.is_empty() {
-            let known: HashSet<&str> = (self.links.iter().map(|l| l.id.as_str()))
-                .chain(self.networks.iter().map(|n| n.id.as_str()))
-                .chain(self.endpoints.iter().map(|e| e.id.as_str()))
-                .collect();
-            if !marked
-                .iter()
-                .all(|(_, _, _, uid)| known.contains(uid.as_str()) || retiring(uid))
-            {
-                return false;
-            }
-        }
+    ) -> Option<HashSet<&'m str>> {
         if !newborn.is_empty() {
             let planned = Owners::from_rows(self.links, self.networks, self.endpoints, &[]).planned;
             if !newborn.iter().all(|(_, _, key)| planned.contains_key(key)) {
-                return false;
+                return None;
             }
         }
         if !marked_files.is_empty() {
@@ -134,12 +123,29 @@ impl Listed<'_> {
                 .iter()
                 .all(|(_, uid)| namespaces.contains(uid.as_str()))
             {
-                return false;
+                return None;
             }
         }
-        true
+        if marked.is_empty() {
+            return Some(HashSet::new());
+        }
+        let known: HashSet<&str> = (self.links.iter().map(|l| l.id.as_str()))
+            .chain(self.networks.iter().map(|n| n.id.as_str()))
+            .chain(self.endpoints.iter().map(|e| e.id.as_str()))
+            .collect();
+        Some(
+            marked
+                .iter()
+                .map(|(_, _, _, uid)| uid.as_str())
+                .filter(|uid| !known.contains(uid) && !retiring(uid))
+                .collect(),
+        )
     }
 }
+
+/// At most this many uids the check's rows do not explain are looked up one by one; more,
+/// and the GC lists the whole store again.
+const LOOK_UP_AT_MOST: usize = 16;
 
 impl Controller {
     /// Every interface name a stored object plans (rows being deleted included: they still
@@ -229,12 +235,25 @@ impl Controller {
         }
         // 2. The store: every uid that owns something, and every interface name an object
         //    plans.
-        if before.is_some_and(|rows| {
-            rows.explain(&marked, &newborn, &marked_files, |uid| {
+        // The rows may miss an object made after they were listed (a Connect racing the
+        // pass): its few uids are looked up by id, now, after the kernel read (the race rule
+        // above), instead of listing the whole store again (~0.3 s at 10,000 endpoints).
+        if let Some(rows) = before
+            && let Some(missing) = rows.unexplained(&marked, &newborn, &marked_files, |uid| {
                 self.retiring_uid(uid)
             })
-        }) {
-            return Ok(());
+            && missing.len() <= LOOK_UP_AT_MOST
+        {
+            let mut all_owned = true;
+            for uid in missing {
+                if self.key_of_uid(uid).await.is_none() {
+                    all_owned = false;
+                    break;
+                }
+            }
+            if all_owned {
+                return Ok(());
+            }
         }
         let Owners {
             planned,

@@ -271,7 +271,7 @@ impl Controller {
     }
 
     /// The object whose ownership mark is `weft:<uid>`.
-    async fn key_of_uid(&self, uid: &str) -> Option<Key> {
+    pub(super) async fn key_of_uid(&self, uid: &str) -> Option<Key> {
         let s = self.store();
         if s.link_by_id(uid).await.ok().flatten().is_some() {
             return Some(Key::Link(uid.to_string()));
