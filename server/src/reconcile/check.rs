@@ -3,9 +3,10 @@
 //!
 //! 1. The store is listed once (namespaces, links, networks, endpoints: four queries).
 //! 2. The kernel is read once per namespace ([`crate::kernel::KernelOps::snapshot`]): the
-//!    host and every namespace weft manages, on helper threads that enter each in turn (one at
-//!    the resync, one per core at start-up)
-//!    (kernel/snapshot.rs says why from inside). Each namespace gets an id in the host
+//!    host and every namespace weft manages, on helper threads that enter each in turn (one
+//!    at nice 19 at the resync, one per core at start-up; kernel/snapshot.rs says why from
+//!    inside). A periodic pass leaves quiet ones unread (`quiet`: found clean, nothing heard
+//!    since), taking them as found. Each namespace gets an id in the host
 //!    namespace if it has none, so the monitor hears it; the id is cached with the identity
 //!    of its file and asked again when the file names another namespace.
 //! 3. Each named namespace's resolv.conf is read and compared with what it should say.

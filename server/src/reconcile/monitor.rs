@@ -11,7 +11,9 @@
 //! dropped. An addition or change (not a removal) to an object weft reconciled within the last
 //! [`OWN_ECHO`] is taken for the echo of weft's own writes and not re-queued: removals always
 //! are, and anything else an admin changes right after weft did is caught by the resync. If
-//! the socket overflows, everything is queued again.
+//! the socket overflows, everything is queued again. Every notification, a bridge port's own
+//! (`Change::Port`, which re-queues nothing) included, also tells the quiet book (`quiet`)
+//! that its namespace must be read by the next resync.
 
 use std::{collections::HashMap, time::Duration};
 
