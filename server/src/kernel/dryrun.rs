@@ -390,8 +390,8 @@ impl NetnsOps for DryRun {
         self.overlay().namespaces.iter().any(|p| p == path) || self.inner.is_netns(path)
     }
 
-    fn list_named_netns(&self) -> Vec<String> {
-        self.inner.list_named_netns()
+    fn netns_dir_entries(&self) -> Vec<String> {
+        self.inner.netns_dir_entries()
     }
 
     fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError> {

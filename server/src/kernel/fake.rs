@@ -689,7 +689,7 @@ impl NetnsOps for FakeKernel {
             .contains_key(&NsRef::Path(path.to_path_buf()))
     }
 
-    fn list_named_netns(&self) -> Vec<String> {
+    fn netns_dir_entries(&self) -> Vec<String> {
         self.state()
             .spaces
             .keys()

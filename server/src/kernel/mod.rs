@@ -640,13 +640,12 @@ impl RouteOps for Kernel {
 
 #[async_trait]
 impl NetnsOps for Kernel {
-    fn list_named_netns(&self) -> Vec<String> {
+    fn netns_dir_entries(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.inner.netns_dir) else {
             return Vec::new();
         };
         entries
             .flatten()
-            .filter(|e| netns::is_nsfs(&e.path()))
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect()
     }

@@ -154,9 +154,10 @@ pub trait NetnsOps: Send + Sync {
     /// Which namespace weftd itself runs in (its main thread's).
     fn own_netns_identity(&self) -> Result<NsIdentity, KernelError>;
 
-    /// The names of the namespace files in the netns directory (files that are not
-    /// namespaces are left out). Empty if the directory does not exist.
-    fn list_named_netns(&self) -> Vec<String>;
+    /// The names of the entries in the netns directory, namespace files or not (a directory
+    /// read, no `statfs` of each: callers check with [`NetnsOps::is_netns`] what they do not
+    /// already know). Empty if the directory does not exist.
+    fn netns_dir_entries(&self) -> Vec<String>;
 
     /// Creates `<netns_dir>/<name>` as `ip netns add` does, with loopback up; Ok without
     /// changes when it already is a namespace with loopback up.

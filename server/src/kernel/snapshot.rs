@@ -126,7 +126,7 @@ async fn read_part(
 ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
     let (out, _) = netns::run_in(ns, move || {
         if pace == Pace::Background {
-            lowest_priority();
+            crate::nice::lowest_priority();
         }
         let sock = open_socket().map_err(|e| error::sys("open snapshot socket in the host", e))?;
         let mut r = Reader {
@@ -149,18 +149,6 @@ async fn read_part(
     })
     .await?;
     Ok(out)
-}
-
-/// Gives the calling thread the lowest priority (nice 19; on Linux `setpriority` with
-/// `PRIO_PROCESS` and 0 applies to the calling thread only). Best effort: a refusal leaves the
-/// read at normal priority.
-fn lowest_priority() {
-    // SAFETY: setpriority takes three integers and changes only this thread's nice value.
-    #[allow(unsafe_code)]
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-    if r != 0 {
-        tracing::debug!(error = %Errno::last(), "could not lower the reading thread's priority");
-    }
 }
 
 /// Why one namespace could not be read.

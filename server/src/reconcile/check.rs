@@ -1,7 +1,8 @@
 //! The bulk check: the periodic resync, the start-up re-check and the recovery from a
 //! monitor overflow, at the cost of a few list queries and one kernel read per namespace.
 //!
-//! 1. The store is listed once (namespaces, links, networks, endpoints: four queries).
+//! 1. The store is listed once (namespaces, links, networks, endpoints: four queries in one
+//!    read transaction, at nice 19 on a thread and connection of its own: store/lists.rs).
 //! 2. The kernel is read once per namespace ([`crate::kernel::KernelOps::snapshot`]): the
 //!    host and every namespace weft manages, on helper threads that enter each in turn (one
 //!    at nice 19 at the resync, one per core at start-up; kernel/snapshot.rs says why from
@@ -66,6 +67,8 @@ pub(super) struct View {
     pub quiet: HashSet<String>,
     /// The id in the host namespace of each namespace read (None: the host, or no id).
     pub ids: HashMap<String, Option<i32>>,
+    /// The names of the namespace files in the netns dir, whoever's (read or not).
+    pub files: Vec<String>,
 }
 
 /// Where a pass's time went, for its debug line: "list 12ms, read 40 (9960 quiet) 80ms, ...".
@@ -134,8 +137,13 @@ impl Controller {
     /// time went).
     async fn try_check_all(&self, pass: Pass) -> Result<(usize, usize, Laps), ReconcileError> {
         let mut laps = Laps::new();
-        let store = self.store();
-        let networks = store.list_networks().await?;
+        // At the lowest priority, on a thread and a connection of its own (store/lists.rs).
+        let crate::store::AllRows {
+            networks,
+            namespaces,
+            links,
+            endpoints,
+        } = self.store().list_all_in_background().await?;
         let add = |k: Key| match pass {
             Pass::Startup => self.inner.queue.add(k),
             Pass::Background => self.inner.queue.add_background(k),
@@ -144,9 +152,6 @@ impl Controller {
             add(Key::Network(n.id.clone()));
         }
         add(Key::Firewall);
-        let namespaces = store.list_namespaces().await?;
-        let links = store.list_links().await?;
-        let endpoints = store.list_endpoints(None).await?;
         laps.lap("list");
         // At start-up nothing else runs yet: every core reads. Later, one thread at the
         // lowest priority leaves the cores to the API.
@@ -263,21 +268,36 @@ impl Controller {
                 routes,
             });
         }
-        let mut named: HashSet<PathBuf> = HashSet::new();
+        // Each path a row names: whether it was found a live namespace.
+        let mut named: HashMap<PathBuf, bool> = HashMap::new();
         for row in rows {
             let path = match &row.spec.adopted_path {
                 Some(p) => p.clone(),
                 None => k.named_netns_path(&row.spec.name),
             };
-            named.insert(path.clone());
-            if row.deleting
-                || !super::adopted::adopted_alive(k, &path, row.adopted_identity.as_deref())
-            {
+            named.insert(path.clone(), false);
+            if row.deleting {
                 continue;
             }
+            // One `stat` per namespace: a file still showing the identity its id was cached
+            // with is that live namespace (an unmounted file shows another file system's
+            // dev:ino), so only a new or changed one gets the `statfs` check as well.
+            let Ok(identity) = k.netns_identity(&path) else {
+                continue;
+            };
+            let recorded = row.adopted_identity.as_deref();
+            let id = match self.cached_nsid(&path, identity) {
+                Some(_) if recorded.is_some_and(|want| identity.to_string() != want) => continue,
+                Some(id) => Some(id),
+                None if !super::adopted::adopted_alive(k, &path, recorded) => continue,
+                // The monitor hears a namespace with an id (assigned here when it has none).
+                None => {
+                    self.checked_nsid(&NsRef::Path(path.clone()), identity)
+                        .await
+                }
+            };
+            named.insert(path.clone(), true);
             let ns = NsRef::Path(path);
-            // The monitor hears a namespace with an id (assigned here when it has none).
-            let id = self.checked_nsid(&ns).await;
             if id.is_some() && skip(id) {
                 quiet.insert(row.spec.name.clone());
                 continue;
@@ -286,17 +306,24 @@ impl Controller {
             ids.push(id);
             targets.push(SnapshotTarget { ns, routes });
         }
-        let files = k.list_named_netns();
+        // The netns dir: a live namespace a row names is known to be one; any other file
+        // gets the `statfs` check.
+        let mut files = Vec::new();
         let mut other_names = Vec::new();
-        for name in files {
+        for name in k.netns_dir_entries() {
             let path = k.named_netns_path(&name);
-            if !named.contains(&path) {
-                other_names.push(name);
+            let row = named.get(&path).copied();
+            if row != Some(true) && !k.is_netns(&path) {
+                continue;
+            }
+            if row.is_none() {
+                other_names.push(name.clone());
                 targets.push(SnapshotTarget {
                     ns: NsRef::Path(path),
                     routes: false,
                 });
             }
+            files.push(name);
         }
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.inner.stats;
@@ -308,6 +335,7 @@ impl Controller {
             others: HashMap::new(),
             quiet,
             ids: HashMap::new(),
+            files,
         };
         for ((name, t), id) in names.into_iter().zip(targets.iter()).zip(ids) {
             match read.next() {
@@ -332,14 +360,21 @@ impl Controller {
         Ok(view)
     }
 
+    /// The cached id of the namespace at `path`, if it was cached with the file's present
+    /// `identity`.
+    fn cached_nsid(&self, path: &std::path::Path, identity: NsIdentity) -> Option<i32> {
+        let ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.get(path)
+            .and_then(|&(known, id)| (known == identity).then_some(id))
+    }
+
     /// `ns`'s id in the host namespace (assigned if it has none, and then heard by the
-    /// monitor), cached with its file's identity; None where there are no ids. The check reads
-    /// every namespace from inside; the id is for the monitor only.
-    async fn checked_nsid(&self, ns: &NsRef) -> Option<i32> {
+    /// monitor), cached with its file's `identity`; None where there are no ids. The check
+    /// reads every namespace from inside; the id is for the monitor only.
+    async fn checked_nsid(&self, ns: &NsRef, identity: NsIdentity) -> Option<i32> {
         let NsRef::Path(path) = ns else {
             return None;
         };
-        let identity = self.kernel().netns_identity(path).ok()?;
         let cached = self
             .inner
             .nsids

@@ -101,22 +101,38 @@ pub(super) struct Listed<'a> {
 }
 
 impl Listed<'_> {
-    /// The uids of marked interfaces these rows do not own (nor `retiring` says are being
-    /// retired), when they plan every newborn interface's name and own every marked
-    /// namespace file; None when they do not.
+    /// Whether these rows plan an interface `name` in namespace `ns` ("" the host): a scan,
+    /// asked only for the few newborn interfaces a pass sees.
+    fn plans(&self, ns: &str, name: &str) -> bool {
+        let links = self
+            .links
+            .iter()
+            .flat_map(|l| l.spec.ends())
+            .any(|end| end.namespace == ns && end.name == name);
+        let host = ns.is_empty()
+            && (self.networks.iter().any(|n| n.spec.bridge_name == name)
+                || self.endpoints.iter().any(|e| e.host_ifname == name));
+        links || host || (self.endpoints.iter()).any(|e| e.namespace == ns && e.spec.ifname == name)
+    }
+
+    /// What these rows do not explain: the uids of marked interfaces they do not own (nor
+    /// `retiring` says are being retired), and the newborn interfaces whose names they do not
+    /// plan; None when they do not own every marked namespace file, or when more than
+    /// [`LOOK_UP_AT_MOST`] interfaces are newborn.
     fn unexplained<'m>(
         &self,
         marked: &'m [(NsRef, u32, String, String)],
-        newborn: &[(NsRef, u32, (String, String))],
+        newborn: &'m [(NsRef, u32, (String, String))],
         marked_files: &[(String, String)],
         retiring: impl Fn(&str) -> bool,
-    ) -> Option<HashSet<&'m str>> {
-        if !newborn.is_empty() {
-            let planned = Owners::from_rows(self.links, self.networks, self.endpoints, &[]).planned;
-            if !newborn.iter().all(|(_, _, key)| planned.contains_key(key)) {
-                return None;
-            }
+    ) -> Option<Unexplained<'m>> {
+        if newborn.len() > LOOK_UP_AT_MOST {
+            return None;
         }
+        let newborn: Vec<&(String, String)> = (newborn.iter())
+            .map(|(_, _, key)| key)
+            .filter(|(ns, name)| !self.plans(ns, name))
+            .collect();
         if !marked_files.is_empty() {
             let namespaces: HashSet<&str> = self.namespaces.iter().map(|n| n.id.as_str()).collect();
             if !marked_files
@@ -127,27 +143,64 @@ impl Listed<'_> {
             }
         }
         if marked.is_empty() {
-            return Some(HashSet::new());
+            return Some(Unexplained {
+                uids: Vec::new(),
+                newborn,
+            });
         }
         let known: HashSet<&str> = (self.links.iter().map(|l| l.id.as_str()))
             .chain(self.networks.iter().map(|n| n.id.as_str()))
             .chain(self.endpoints.iter().map(|e| e.id.as_str()))
             .collect();
-        Some(
-            marked
-                .iter()
-                .map(|(_, _, _, uid)| uid.as_str())
-                .filter(|uid| !known.contains(uid) && !retiring(uid))
-                .collect(),
-        )
+        let uids = marked
+            .iter()
+            .filter(|(_, _, _, uid)| !known.contains(uid.as_str()) && !retiring(uid))
+            .collect();
+        Some(Unexplained { uids, newborn })
     }
 }
 
-/// At most this many uids the check's rows do not explain are looked up one by one; more,
-/// and the GC lists the whole store again.
+/// What [`Listed::unexplained`] found its rows do not explain.
+struct Unexplained<'m> {
+    /// Marked interfaces (namespace, index, name, uid) whose uids they do not own.
+    uids: Vec<&'m (NsRef, u32, String, String)>,
+    /// Names, (namespace, interface), of newborn interfaces.
+    newborn: Vec<&'m (String, String)>,
+}
+
+impl Unexplained<'_> {
+    fn len(&self) -> usize {
+        self.uids.len() + self.newborn.len()
+    }
+}
+
+/// At most this many uids and newborn names the check's rows do not explain are looked up
+/// one by one; more, and the GC lists the whole store again.
 const LOOK_UP_AT_MOST: usize = 16;
 
 impl Controller {
+    /// Whether everything in `missing` is explained now, looked up one by one (stopping at the
+    /// first that is not): each uid owned by a row, or its interface gone already (an object
+    /// made and removed while the pass ran: a Connect and its Disconnect); each newborn name
+    /// planned by a row.
+    async fn all_owned(&self, missing: &Unexplained<'_>) -> Result<bool, ReconcileError> {
+        for (ns, index, name, uid) in &missing.uids {
+            if self.key_of_uid(uid).await.is_some() {
+                continue;
+            }
+            let now = self.kernel().get_link_bare(ns, name).await?;
+            if now.is_some_and(|l| l.index == *index && uid_of(l.alias.as_deref()) == Some(uid)) {
+                return Ok(false);
+            }
+        }
+        for (ns, name) in &missing.newborn {
+            if !self.store().plans_interface(ns, name).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Every interface name a stored object plans (rows being deleted included: they still
     /// own what they made until their cleanup ran).
     pub(super) async fn planned_interfaces(&self) -> Result<Planned, ReconcileError> {
@@ -216,12 +269,12 @@ impl Controller {
         let mut marked_files = Vec::new();
         let spaces: HashMap<&NsRef, &NsSnapshot> =
             view.spaces.values().map(|(r, s)| (r, s)).collect();
-        for name in k.list_named_netns() {
-            let ns = NsRef::Path(k.named_netns_path(&name));
-            let snap = spaces.get(&ns).copied().or_else(|| view.others.get(&name));
+        for name in &view.files {
+            let ns = NsRef::Path(k.named_netns_path(name));
+            let snap = spaces.get(&ns).copied().or_else(|| view.others.get(name));
             let lo = snap.and_then(|s| s.links.iter().find(|l| l.index == 1));
             // (A quiet namespace was not read, but it lives: its socket stays.)
-            if !spaces.contains_key(&ns) && !view.quiet.contains(&name) {
+            if !spaces.contains_key(&ns) && !view.quiet.contains(name) {
                 k.forget(&ns);
             }
             // Another weftd's namespace (the netns directory is shared) is never an orphan
@@ -230,31 +283,34 @@ impl Controller {
                 && let Some((uid, owner)) = crate::model::parse_mark(lo.alias.as_deref())
                 && owner.is_none_or(|o| o == self.owner())
             {
-                marked_files.push((name, uid.to_string()));
+                marked_files.push((name.clone(), uid.to_string()));
             }
         }
         // 2. The store: every uid that owns something, and every interface name an object
         //    plans.
         // The rows may miss an object made after they were listed (a Connect racing the
-        // pass): its few uids are looked up by id, now, after the kernel read (the race rule
-        // above), instead of listing the whole store again (~0.3 s at 10,000 endpoints).
-        if let Some(rows) = before
-            && let Some(missing) = rows.unexplained(&marked, &newborn, &marked_files, |uid| {
+        // pass): its few uids are looked up by id, and its newborn interfaces' names by name,
+        // now, after the kernel read (the race rule above), instead of listing the whole
+        // store again (~0.3 s at 10,000 endpoints).
+        let missing = before.and_then(|rows| {
+            rows.unexplained(&marked, &newborn, &marked_files, |uid| {
                 self.retiring_uid(uid)
             })
-            && missing.len() <= LOOK_UP_AT_MOST
+        });
+        if let Some(m) = &missing
+            && m.len() <= LOOK_UP_AT_MOST
+            && self.all_owned(m).await?
         {
-            let mut all_owned = true;
-            for uid in missing {
-                if self.key_of_uid(uid).await.is_none() {
-                    all_owned = false;
-                    break;
-                }
-            }
-            if all_owned {
-                return Ok(());
-            }
+            return Ok(());
         }
+        tracing::debug!(
+            marked = marked.len(),
+            newborn = newborn.len(),
+            files = marked_files.len(),
+            unexplained = missing.as_ref().map(Unexplained::len),
+            "gc: listing the store"
+        );
+        (self.inner.stats.gc_store_lists).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Owners {
             planned,
             known,

@@ -143,6 +143,9 @@ pub struct Stats {
     pub check_reads: std::sync::atomic::AtomicU64,
     /// Namespaces (the host included) the periodic checks left unread as quiet (`quiet`).
     pub check_quiet: std::sync::atomic::AtomicU64,
+    /// GC runs that listed the whole store (the GC's own; a resync's when the rows its check
+    /// listed and a few lookups did not explain what it read).
+    pub gc_store_lists: std::sync::atomic::AtomicU64,
     /// DNS queries the resolver received (counted by [`crate::dns`]).
     pub dns_queries: std::sync::atomic::AtomicU64,
     /// DNS queries answered from weft's own records, NXDOMAIN and NODATA included.

@@ -278,3 +278,120 @@ async fn kept_endpoint_rows_follow_every_write() {
     assert!(s.delete_endpoint_row(&row.id).await.unwrap());
     assert_eq!(s.endpoint_by_id(&row.id).await.unwrap(), None);
 }
+
+/// The GC's lookup of a newborn interface's name: every kind of object that plans a name is
+/// found (a link's end in the host and in a namespace, a network's bridge, an endpoint's
+/// host and inside ends), in its own namespace only, and an unplanned name is not.
+#[tokio::test]
+async fn plans_interface_finds_each_planned_name_in_its_namespace_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.1.0.0/24"], 2).await;
+    let end = |name: &str, ns: &str| crate::model::EndSpec {
+        name: name.into(),
+        namespace: ns.into(),
+        ..Default::default()
+    };
+    let link = crate::model::LinkSpec {
+        labels: Default::default(),
+        end: end("vh0", ""),
+        kind: crate::model::LinkKind::Veth {
+            peer: end("vi0", "ns1"),
+        },
+    };
+    s.create_link(&link, None, false).await.unwrap();
+    let e = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    let planned = [
+        ("", "vh0"),
+        ("ns1", "vi0"),
+        ("", "br-web"),
+        ("", e.host_ifname.as_str()),
+        ("ns0", "eth0"),
+    ];
+    for (ns, name) in planned {
+        assert!(s.plans_interface(ns, name).await.unwrap(), "{ns:?} {name}");
+    }
+    let elsewhere = [
+        ("ns0", "vh0"),
+        ("", "vi0"),
+        ("ns0", "vi0"),
+        ("ns1", "br-web"),
+        ("ns1", e.host_ifname.as_str()),
+        ("ns1", "eth0"),
+        ("", "eth0"),
+        ("nope", "eth0"),
+        ("", "lost0"),
+    ];
+    for (ns, name) in elsewhere {
+        assert!(!s.plans_interface(ns, name).await.unwrap(), "{ns:?} {name}");
+    }
+}
+
+/// The bulk check's list: the same rows the per-kind lists give, read over a connection
+/// whose SQLite thread runs at nice 19 (sqlx starts it from the reading thread, which took
+/// the lowest priority first), kept for the next read.
+#[tokio::test]
+async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.1.0.0/24"], 3).await;
+    for ns in ["ns0", "ns2"] {
+        s.connect(&connect_spec("web", ns), None, false)
+            .await
+            .unwrap();
+    }
+    let niced_sqlite_threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // Field 19 is the nice value; fields after the `(comm)` one are split on spaces.
+                let nice = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(16).map(str::to_string));
+                comm.starts_with("sqlx-sqlite") && nice.as_deref() == Some("19")
+            })
+            .count()
+    };
+    assert_eq!(niced_sqlite_threads(), 0);
+    let all = s.list_all_in_background().await.unwrap();
+    let ns_ids: Vec<String> = s
+        .list_namespaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let ep_ids: Vec<String> = (s.list_endpoints(None).await.unwrap().into_iter())
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        all.namespaces.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        ns_ids.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all.endpoints.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        ep_ids.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(all.endpoints.len(), 2);
+    assert_eq!(all.networks.len(), 1);
+    assert_eq!(all.networks[0].spec.bridge_name, "br-web");
+    assert!(all.links.is_empty());
+    assert_eq!(
+        all.endpoints[1].addresses,
+        s.list_endpoints(None).await.unwrap()[1].addresses
+    );
+    assert_eq!(
+        niced_sqlite_threads(),
+        1,
+        "its SQLite thread runs at nice 19"
+    );
+    // The connection is kept: a second read opens no other.
+    let again = s.list_all_in_background().await.unwrap();
+    assert_eq!(again.namespaces.len(), 3);
+    assert_eq!(niced_sqlite_threads(), 1);
+    s.close().await;
+}

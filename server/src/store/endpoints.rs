@@ -103,13 +103,13 @@ impl Kind for EndpointRow {
             network: r.get("network"),
             namespace: r.get("namespace"),
             host_ifname: r.get("host_ifname"),
-            spec: decode(&format!("endpoint {id} spec"), r.get("spec"))?,
+            spec: decode(|| format!("endpoint {id} spec"), r.get("spec"))?,
             addresses,
             mac: r.get("mac"),
             generation: r.get("generation"),
             deleting: r.get::<i64, _>("deleting") != 0,
             status: status_of(r),
-            observed: decode(&format!("endpoint {id} status"), r.get("status"))?,
+            observed: decode(|| format!("endpoint {id} status"), r.get("status"))?,
             id,
         })
     }
@@ -205,7 +205,7 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
         ifname_taken: taken,
         routed_by_default: routed,
     })?;
-    let net_spec: NetworkSpec = decode("network spec", &net_spec)?;
+    let net_spec: NetworkSpec = decode(|| "network spec".into(), &net_spec)?;
     req.check_ports(&net_spec)?;
     let cursors = cursors
         .unwrap_or_default()

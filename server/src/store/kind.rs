@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// The one query behind every read: [`Kind::SELECT`], `WHERE cond`, `ORDER BY order`.
-    async fn select_in<K: Kind>(
+    pub(super) async fn select_in<K: Kind>(
         conn: &mut SqliteConnection,
         cond: &str,
         binds: &[&str],
@@ -255,8 +255,13 @@ impl Store {
         for b in binds {
             q = q.bind(*b);
         }
-        let rows = q.fetch_all(&mut *conn).await?;
-        rows.iter().map(K::decode).collect()
+        // Decoded as they come: 10,000 raw rows held at once cost more than the decoded ones.
+        let mut rows = q.fetch(&mut *conn);
+        let mut out = Vec::new();
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+            out.push(K::decode(&row)?);
+        }
+        Ok(out)
     }
 
     /// Starts the write transaction of a create of kind `K`: a new uid for the object, and

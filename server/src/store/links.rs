@@ -64,8 +64,8 @@ impl Kind for LinkRow {
     fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
         let id: String = r.get("id");
         Ok(LinkRow {
-            spec: decode(&format!("link {id} spec"), r.get("spec"))?,
-            observed: decode(&format!("link {id} status"), r.get("status"))?,
+            spec: decode(|| format!("link {id} spec"), r.get("spec"))?,
+            observed: decode(|| format!("link {id} status"), r.get("status"))?,
             generation: r.get("generation"),
             deleting: r.get::<i64, _>("deleting") != 0,
             status: status_of(r),
@@ -181,6 +181,28 @@ impl Store {
              LEFT JOIN namespaces n ON n.id = i.namespace_id \
              WHERE i.name = ? AND IFNULL(n.name, '') = ?)";
         self.find_one(cond, &[name, namespace]).await
+    }
+
+    /// Whether any object plans an interface named `name` in namespace `namespace` ("" =
+    /// host): a link's end, a network's bridge, an endpoint's host or inside end. Rows being
+    /// deleted count (they own what they made until their cleanup ran). One query, each part
+    /// a lookup in a unique index; the GC asks it for the few new interfaces its rows did not
+    /// explain instead of listing every row again.
+    pub async fn plans_interface(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let q = "SELECT \
+               EXISTS (SELECT 1 FROM link_ifaces \
+                       WHERE name = ?1 AND ns_key = CASE WHEN ?2 = '' THEN '' \
+                           ELSE (SELECT id FROM namespaces WHERE name = ?2) END) \
+            OR (?2 = '' AND EXISTS (SELECT 1 FROM networks WHERE bridge_name = ?1)) \
+            OR (?2 = '' AND EXISTS (SELECT 1 FROM endpoints WHERE host_ifname = ?1)) \
+            OR EXISTS (SELECT 1 FROM endpoints \
+                       WHERE namespace_id = (SELECT id FROM namespaces WHERE name = ?2) \
+                         AND ifname = ?1)";
+        Ok(sqlx::query_scalar(q)
+            .bind(name)
+            .bind(namespace)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Ids of the links with an end in the namespace with this id.

@@ -25,6 +25,7 @@
 mod endpoints;
 mod kind;
 mod links;
+mod lists;
 mod metrics;
 mod namespaces;
 mod networks;
@@ -38,6 +39,7 @@ use crate::model::{ObjectLimits, Refusal};
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
+pub use lists::AllRows;
 pub use metrics::{MetricsSnapshot, NetworkGauge};
 pub use namespaces::NamespaceRow;
 pub use networks::{AutoSubnets, NetworkRow};
@@ -108,6 +110,10 @@ impl From<Refusal> for StoreError {
 pub struct Store {
     /// Connections to the database (WAL, foreign keys on, a busy timeout).
     pool: SqlitePool,
+    /// How they connect (for the background reader's own connection).
+    opts: SqliteConnectOptions,
+    /// The bulk check's reader at the lowest priority (`lists`).
+    background: lists::Background,
     /// Network rows by uid: read by every endpoint reconcile and answer, written rarely.
     nets: std::sync::Arc<std::sync::Mutex<RowCache<NetworkRow>>>,
     /// Endpoint rows a connect or disconnect just wrote, kept for the reconcile and the
@@ -146,11 +152,13 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         Ok(Store {
             pool,
+            opts,
+            background: Default::default(),
             nets: Default::default(),
             endpoints: Default::default(),
             write: Default::default(),
@@ -268,6 +276,7 @@ impl Store {
 
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
+        self.background.close().await;
         self.pool.close().await;
     }
 }
@@ -336,9 +345,13 @@ fn is_fk_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
-/// A column's JSON text as a model value; `Corrupt`, naming `what`, if it does not parse.
-fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+/// A column's JSON text as a model value; `Corrupt`, naming `what()`, if it does not parse
+/// (named only then: a listing decodes 20,000 of these).
+fn decode<T: serde::de::DeserializeOwned>(
+    what: impl FnOnce() -> String,
+    s: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))
 }
 
 /// A model value as the JSON text a column stores.

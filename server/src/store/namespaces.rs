@@ -55,7 +55,7 @@ impl Kind for NamespaceRow {
             id: r.get("id"),
             spec: NamespaceSpec {
                 name: r.get("name"),
-                labels: decode::<Labels>("namespace labels", &labels)?,
+                labels: decode::<Labels>(|| "namespace labels".into(), &labels)?,
                 adopted_path: r
                     .get::<Option<String>, _>("adopted_path")
                     .map(PathBuf::from),

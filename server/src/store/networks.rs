@@ -61,7 +61,7 @@ impl Kind for NetworkRow {
     fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
         let id: String = r.get("id");
         Ok(NetworkRow {
-            spec: decode(&format!("network {id} spec"), r.get("spec"))?,
+            spec: decode(|| format!("network {id} spec"), r.get("spec"))?,
             is_default: r.get::<i64, _>("is_default") != 0,
             generation: r.get("generation"),
             deleting: r.get::<i64, _>("deleting") != 0,

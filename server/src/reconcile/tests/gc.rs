@@ -200,10 +200,85 @@ async fn gc_on_rows_listed_before_an_object_was_made_keeps_that_object() {
     assert_eq!(h.link_status(&link).await.phase, Phase::Ready);
     let host = h.k.links(&NsRef::Host).len();
     let inside = h.k.links(&h.ns("ns1")).len();
+    let lists = h.gc_store_lists();
     gc_on_a_read_after(&h, before).await;
     assert_eq!(h.k.links(&NsRef::Host).len(), host);
     assert_eq!(h.k.links(&h.ns("ns1")).len(), inside);
     assert_eq!(h.orphans(), 0);
+    assert_eq!(h.gc_store_lists(), lists, "the new uid was looked up by id");
+}
+
+/// A Connect racing the resync: its row was written after the check listed, and its veth is
+/// still newborn (made, not yet marked) when the kernel is read. The GC looks its two names
+/// up in the store (not the whole store again) and keeps both ends.
+#[tokio::test]
+async fn gc_on_rows_listed_before_a_connect_looks_its_newborn_veth_up_by_name() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let before = Rows::now(&h).await;
+    let row = h.connect_row("web", "ns1", Vec::new()).await;
+    h.k.create_veth(
+        &NsRef::Host,
+        &row.host_ifname,
+        &h.ns("ns1"),
+        &row.spec.ifname,
+    )
+    .await
+    .unwrap();
+    let lists = h.gc_store_lists();
+    gc_on_a_read_after(&h, before).await;
+    assert!(
+        h.k.link(&NsRef::Host, &row.host_ifname)
+            .unwrap()
+            .is_newborn()
+    );
+    assert!(h.k.link(&h.ns("ns1"), &row.spec.ifname).is_some());
+    assert_eq!(h.orphans(), 0);
+    assert_eq!(h.gc_store_lists(), lists, "two names looked up, no listing");
+}
+
+/// A Connect and its Disconnect both inside one pass: the read saw the marked veth, and by
+/// the GC the row and the veth are gone. Nothing is left to collect, and the GC finds that
+/// by asking the kernel for the interface, not by listing the store again.
+#[tokio::test]
+async fn gc_on_rows_listed_before_an_object_made_and_removed_during_the_pass_lists_nothing() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let before = Rows::now(&h).await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    let view = read_now(&h).await;
+    let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    h.k.delete_link(&NsRef::Host, host.index).await.unwrap();
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    assert!(h.store().delete_endpoint_row(&ep.id).await.unwrap());
+    let lists = h.gc_store_lists();
+    gc_on(&h, &view, before).await;
+    assert_eq!(h.orphans(), 0);
+    assert_eq!(
+        h.gc_store_lists(),
+        lists,
+        "the interface was looked up, not the store"
+    );
+}
+
+/// The lookup by name does not keep what nobody plans: a newborn pair made after the rows
+/// were listed, whose names no object plans, is still removed (after a full listing).
+#[tokio::test]
+async fn gc_on_rows_listed_before_the_read_removes_a_newborn_pair_nobody_plans() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let before = Rows::now(&h).await;
+    h.k.create_veth(&NsRef::Host, "lost0", &h.ns("ns1"), "lost1")
+        .await
+        .unwrap();
+    let lists = h.gc_store_lists();
+    gc_on_a_read_after(&h, before).await;
+    assert!(h.k.link(&NsRef::Host, "lost0").is_none());
+    assert!(h.k.link(&h.ns("ns1"), "lost1").is_none());
+    assert_eq!(h.orphans(), 1);
+    assert_eq!(h.gc_store_lists(), lists + 1);
 }
 
 /// Rows listed before the read do not hide a true orphan: a marked interface no row owns
@@ -227,8 +302,13 @@ async fn gc_on_rows_listed_before_the_read_still_removes_an_orphan() {
 /// Reads the kernel now and collects garbage on that view with `before`, as the bulk check
 /// does with the rows it listed before its read.
 async fn gc_on_a_read_after(h: &H, before: Rows) {
-    let view = h
-        .ctl
+    let view = read_now(h).await;
+    gc_on(h, &view, before).await;
+}
+
+/// The kernel as the bulk check reads it.
+async fn read_now(h: &H) -> crate::reconcile::check::View {
+    h.ctl
         .read_view(
             &h.store().list_namespaces().await.unwrap(),
             false,
@@ -236,14 +316,18 @@ async fn gc_on_a_read_after(h: &H, before: Rows) {
             None,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Collects garbage on `view` with `before`, the rows listed before it was read.
+async fn gc_on(h: &H, view: &crate::reconcile::check::View, before: Rows) {
     let listed = crate::reconcile::gc::Listed {
         links: &before.links,
         networks: &before.networks,
         endpoints: &before.endpoints,
         namespaces: &before.namespaces,
     };
-    h.ctl.collect_garbage_in(&view, Some(listed)).await.unwrap();
+    h.ctl.collect_garbage_in(view, Some(listed)).await.unwrap();
 }
 
 /// The rows the store holds now, as the bulk check lists them.

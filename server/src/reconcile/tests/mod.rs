@@ -255,6 +255,11 @@ impl H {
     pub fn orphans(&self) -> u64 {
         self.ctl.stats().orphans_removed.load(Relaxed)
     }
+
+    /// GC runs that listed the whole store.
+    pub fn gc_store_lists(&self) -> u64 {
+        self.ctl.stats().gc_store_lists.load(Relaxed)
+    }
 }
 
 /// The ownership mark of object `id`, as the interface alias reads; `Some` so it compares
