@@ -116,14 +116,14 @@ impl Listed<'_> {
     }
 
     /// What these rows do not explain: the uids of marked interfaces they do not own (nor
-    /// `retiring` says are being retired), and the newborn interfaces whose names they do not
-    /// plan; None when they do not own every marked namespace file, or when more than
-    /// [`LOOK_UP_AT_MOST`] interfaces are newborn.
+    /// `retiring` says are being retired), the newborn interfaces whose names they do not
+    /// plan, and the marked namespace files whose namespaces they do not hold; None when more
+    /// than [`LOOK_UP_AT_MOST`] interfaces are newborn.
     fn unexplained<'m>(
         &self,
         marked: &'m [(NsRef, u32, String, String)],
         newborn: &'m [(NsRef, u32, (String, String))],
-        marked_files: &[(String, String)],
+        marked_files: &'m [(String, String)],
         retiring: impl Fn(&str) -> bool,
     ) -> Option<Unexplained<'m>> {
         if newborn.len() > LOOK_UP_AT_MOST {
@@ -133,19 +133,19 @@ impl Listed<'_> {
             .map(|(_, _, key)| key)
             .filter(|(ns, name)| !self.plans(ns, name))
             .collect();
-        if !marked_files.is_empty() {
+        let files = if marked_files.is_empty() {
+            Vec::new()
+        } else {
             let namespaces: HashSet<&str> = self.namespaces.iter().map(|n| n.id.as_str()).collect();
-            if !marked_files
-                .iter()
-                .all(|(_, uid)| namespaces.contains(uid.as_str()))
-            {
-                return None;
-            }
-        }
+            (marked_files.iter())
+                .filter(|(_, uid)| !namespaces.contains(uid.as_str()))
+                .collect()
+        };
         if marked.is_empty() {
             return Some(Unexplained {
                 uids: Vec::new(),
                 newborn,
+                files,
             });
         }
         let known: HashSet<&str> = (self.links.iter().map(|l| l.id.as_str()))
@@ -156,7 +156,11 @@ impl Listed<'_> {
             .iter()
             .filter(|(_, _, _, uid)| !known.contains(uid.as_str()) && !retiring(uid))
             .collect();
-        Some(Unexplained { uids, newborn })
+        Some(Unexplained {
+            uids,
+            newborn,
+            files,
+        })
     }
 }
 
@@ -166,11 +170,13 @@ struct Unexplained<'m> {
     uids: Vec<&'m (NsRef, u32, String, String)>,
     /// Names, (namespace, interface), of newborn interfaces.
     newborn: Vec<&'m (String, String)>,
+    /// Marked namespace files, (file name, uid).
+    files: Vec<&'m (String, String)>,
 }
 
 impl Unexplained<'_> {
     fn len(&self) -> usize {
-        self.uids.len() + self.newborn.len()
+        self.uids.len() + self.newborn.len() + self.files.len()
     }
 }
 
@@ -179,10 +185,27 @@ impl Unexplained<'_> {
 const LOOK_UP_AT_MOST: usize = 16;
 
 impl Controller {
+    /// The uid in this weftd's mark on the loopback of the namespace file `name` in the
+    /// netns dir, as it is now; None when the file is gone, is no namespace, or carries no
+    /// mark of this weftd.
+    async fn file_mark(&self, name: &str) -> Option<String> {
+        let k = self.kernel();
+        let path = k.named_netns_path(name);
+        if !k.is_netns(&path) {
+            return None;
+        }
+        let lo = k.get_link_bare(&NsRef::Path(path), "lo").await.ok()??;
+        let (uid, owner) = crate::model::parse_mark(lo.alias.as_deref())?;
+        owner
+            .is_none_or(|o| o == self.owner())
+            .then(|| uid.to_string())
+    }
+
     /// Whether everything in `missing` is explained now, looked up one by one (stopping at the
     /// first that is not): each uid owned by a row, or its interface gone already (an object
     /// made and removed while the pass ran: a Connect and its Disconnect); each newborn name
-    /// planned by a row.
+    /// planned by a row; each namespace file's uid a namespace row's, or the file no longer
+    /// carrying that mark (a namespace created, or deleted, while the pass ran).
     async fn all_owned(&self, missing: &Unexplained<'_>) -> Result<bool, ReconcileError> {
         for (ns, index, name, uid) in &missing.uids {
             if self.key_of_uid(uid).await.is_some() {
@@ -195,6 +218,14 @@ impl Controller {
         }
         for (ns, name) in &missing.newborn {
             if !self.store().plans_interface(ns, name).await? {
+                return Ok(false);
+            }
+        }
+        for (name, uid) in &missing.files {
+            if self.store().namespace_by_id(uid).await?.is_some() {
+                continue;
+            }
+            if self.file_mark(name).await.as_deref() == Some(uid.as_str()) {
                 return Ok(false);
             }
         }
@@ -353,6 +384,11 @@ impl Controller {
         }
         for (name, uid) in marked_files {
             if namespaces.contains(&uid) {
+                continue;
+            }
+            // Read when the pass began: the file may name another namespace by now (deleted
+            // and made again under the same name), which is not this orphan.
+            if self.file_mark(&name).await.as_deref() != Some(uid.as_str()) {
                 continue;
             }
             tracing::info!(name, uid, "removing an orphaned namespace weft made");

@@ -263,6 +263,38 @@ async fn gc_on_rows_listed_before_an_object_made_and_removed_during_the_pass_lis
     );
 }
 
+/// A namespace created while the pass ran (after its rows were listed): its marked file is
+/// looked up by uid and kept, without listing the store.
+#[tokio::test]
+async fn gc_on_rows_listed_before_a_namespace_was_made_keeps_it_without_listing() {
+    let h = H::new().await;
+    h.namespace("ns1").await;
+    let before = Rows::now(&h).await;
+    let id = h.namespace("ns2").await;
+    let lists = h.gc_store_lists();
+    gc_on_a_read_after(&h, before).await;
+    assert!(h.k.is_netns(&h.ns_path("ns2")));
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(h.orphans(), 0);
+    assert_eq!(h.gc_store_lists(), lists, "its uid was looked up");
+}
+
+/// A namespace file read as an orphan that names another namespace by the time the GC acts
+/// (deleted and made again under the same name, now owned by a row) is left alone.
+#[tokio::test]
+async fn gc_leaves_a_namespace_file_made_again_since_the_read() {
+    let h = H::new().await;
+    h.k.create_named_netns("x").await.unwrap();
+    h.k.tamper(&h.ns("x"), "lo", |l| l.alias = Some(GHOST.into()));
+    let view = read_now(&h).await;
+    h.k.delete_named_netns("x").await.unwrap();
+    let id = h.namespace("x").await;
+    h.ctl.collect_garbage_in(&view, None).await.unwrap();
+    assert!(h.k.is_netns(&h.ns_path("x")));
+    assert_eq!(h.ns_status(&id).await.phase, Phase::Ready);
+    assert_eq!(h.orphans(), 0);
+}
+
 /// The lookup by name does not keep what nobody plans: a newborn pair made after the rows
 /// were listed, whose names no object plans, is still removed (after a full listing).
 #[tokio::test]
