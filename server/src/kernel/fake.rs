@@ -64,6 +64,8 @@ struct State {
     mappings: BTreeSet<PortMapping>,
     /// Every write, in words ("create_veth v1"), in order.
     calls: Vec<String>,
+    /// Every [`NetnsOps::forget`], in order (a real kernel drops its cached sockets).
+    forgotten: Vec<NsRef>,
     /// Namespace identities (inode numbers) by file; files of one namespace share one.
     inodes: HashMap<PathBuf, u64>,
     /// The next inode a new namespace gets.
@@ -254,6 +256,11 @@ impl FakeKernel {
     /// A sysctl's value in `ns`, if it was ever set.
     pub fn sysctl(&self, ns: &NsRef, key: &str) -> Option<String> {
         self.state().spaces.get(ns)?.sysctls.get(key).cloned()
+    }
+
+    /// Every namespace whose cached sockets were dropped so far, in order.
+    pub fn forgotten(&self) -> Vec<NsRef> {
+        self.state().forgotten.clone()
     }
 
     /// Every write made so far, in words, in order.
@@ -726,7 +733,9 @@ impl NetnsOps for FakeKernel {
         Ok(())
     }
 
-    fn forget(&self, _ns: &NsRef) {}
+    fn forget(&self, ns: &NsRef) {
+        self.state().forgotten.push(ns.clone());
+    }
 
     fn netns_identity(&self, path: &Path) -> Result<NsIdentity, KernelError> {
         let inode = self.state().inodes.get(path).copied();

@@ -304,17 +304,19 @@ impl Controller {
             let ns = NsRef::Path(k.named_netns_path(name));
             let snap = spaces.get(&ns).copied().or_else(|| view.others.get(name));
             let lo = snap.and_then(|s| s.links.iter().find(|l| l.index == 1));
-            // (A quiet namespace was not read, but it lives: its socket stays.)
-            if !spaces.contains_key(&ns) && !view.quiet.contains(name) {
-                k.forget(&ns);
-            }
             // Another weftd's namespace (the netns directory is shared) is never an orphan
             // of this one, whatever this one's database says.
             if let Some(lo) = lo
                 && let Some((uid, owner)) = crate::model::parse_mark(lo.alias.as_deref())
                 && owner.is_none_or(|o| o == self.owner())
             {
+                // This weftd's: owned (a namespace made during the pass, whose socket a
+                // Connect is about to use) or an orphan, whose removal drops its socket.
                 marked_files.push((name.clone(), uid.to_string()));
+            } else if !spaces.contains_key(&ns) && !view.quiet.contains(name) {
+                // Not read and not weft's now: no socket of ours should keep it alive. (A
+                // quiet namespace was not read, but it lives: its socket stays.)
+                k.forget(&ns);
             }
         }
         // 2. The store: every uid that owns something, and every interface name an object

@@ -196,6 +196,7 @@ impl Service {
         request: &RequestId,
         call: Call,
     ) -> ServiceResult<(K::View, Vec<PlannedChange>)> {
+        let started = std::time::Instant::now();
         let pending = Pending::start(self, call);
         let idempotency = if call.dry_run {
             Idempotency::New(None)
@@ -222,10 +223,22 @@ impl Service {
             return K::plan(self, row).await;
         }
         K::announce(self, &row);
+        let stored = started.elapsed();
         pending
             .finish(self, K::key(K::id(&row).to_string()), K::generation(&row))
             .await?;
-        Ok((self.reload::<K>(&row).await?, Vec::new()))
+        let settled = started.elapsed();
+        let view = self.reload::<K>(&row).await?;
+        // Where a create's time went (checks, kernel precheck and the store transaction; the
+        // wait for its reconcile; the answer), for the "converged" line of its reconcile.
+        tracing::debug!(
+            method = K::METHOD,
+            ?stored,
+            ?settled,
+            answered = ?started.elapsed(),
+            "create laps"
+        );
+        Ok((view, Vec::new()))
     }
 
     /// Looks a request id up: new (to be recorded with the object), or a replay.
