@@ -211,7 +211,9 @@ impl Controller {
             if self.key_of_uid(uid).await.is_some() {
                 continue;
             }
-            let now = self.kernel().get_link_bare(ns, name).await?;
+            // An error (its namespace deleted since the read) counts as gone: this only
+            // decides whether to look further, and a GC error would fail the whole pass.
+            let now = self.kernel().get_link_bare(ns, name).await.ok().flatten();
             if now.is_some_and(|l| l.index == *index && uid_of(l.alias.as_deref()) == Some(uid)) {
                 return Ok(false);
             }

@@ -263,6 +263,25 @@ async fn gc_on_rows_listed_before_an_object_made_and_removed_during_the_pass_lis
     );
 }
 
+/// The namespace of an unexplained interface deleted between the read and the GC (a
+/// Disconnect and a DeleteNamespace inside one pass): the GC does not fail the pass.
+#[tokio::test]
+async fn gc_on_rows_listed_before_survives_a_namespace_deleted_since_the_read() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let before = Rows::now(&h).await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    let view = read_now(&h).await;
+    let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
+    h.k.delete_link(&NsRef::Host, host.index).await.unwrap();
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    assert!(h.store().delete_endpoint_row(&ep.id).await.unwrap());
+    h.k.delete_named_netns("ns1").await.unwrap();
+    gc_on(&h, &view, before).await;
+    assert_eq!(h.orphans(), 0);
+}
+
 /// A namespace created while the pass ran (after its rows were listed): its marked file is
 /// looked up by uid and kept, without listing the store.
 #[tokio::test]
