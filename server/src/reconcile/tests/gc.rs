@@ -244,15 +244,7 @@ async fn gc_on_rows_listed_before_a_connect_looks_its_newborn_veth_up_by_name() 
 #[tokio::test]
 async fn gc_on_rows_listed_before_an_object_made_and_removed_during_the_pass_lists_nothing() {
     let h = H::new().await;
-    h.network("web", "br-web", &["10.88.0.0/24"]).await;
-    h.namespace("ns1").await;
-    let before = Rows::now(&h).await;
-    let ep = h.connect("web", "ns1", Vec::new()).await;
-    let view = read_now(&h).await;
-    let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
-    h.k.delete_link(&NsRef::Host, host.index).await.unwrap();
-    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
-    assert!(h.store().delete_endpoint_row(&ep.id).await.unwrap());
+    let (before, view) = connected_and_removed_after_the_read(&h).await;
     let lists = h.gc_store_lists();
     gc_on(&h, &view, before).await;
     assert_eq!(h.orphans(), 0);
@@ -268,18 +260,25 @@ async fn gc_on_rows_listed_before_an_object_made_and_removed_during_the_pass_lis
 #[tokio::test]
 async fn gc_on_rows_listed_before_survives_a_namespace_deleted_since_the_read() {
     let h = H::new().await;
+    let (before, view) = connected_and_removed_after_the_read(&h).await;
+    h.k.delete_named_netns("ns1").await.unwrap();
+    gc_on(&h, &view, before).await;
+    assert_eq!(h.orphans(), 0);
+}
+
+/// Rows listed, then an endpoint connected in ns1, the kernel read, then the endpoint's veth
+/// and row removed: a Connect and its Disconnect inside one pass. The rows and the read.
+async fn connected_and_removed_after_the_read(h: &H) -> (Rows, crate::reconcile::check::View) {
     h.network("web", "br-web", &["10.88.0.0/24"]).await;
     h.namespace("ns1").await;
-    let before = Rows::now(&h).await;
+    let before = Rows::now(h).await;
     let ep = h.connect("web", "ns1", Vec::new()).await;
-    let view = read_now(&h).await;
+    let view = read_now(h).await;
     let host = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
     h.k.delete_link(&NsRef::Host, host.index).await.unwrap();
     h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
     assert!(h.store().delete_endpoint_row(&ep.id).await.unwrap());
-    h.k.delete_named_netns("ns1").await.unwrap();
-    gc_on(&h, &view, before).await;
-    assert_eq!(h.orphans(), 0);
+    (before, view)
 }
 
 /// A namespace created while the pass ran (after its rows were listed): its marked file is
