@@ -36,6 +36,27 @@ fn uid_of(alias: Option<&str>) -> Option<&str> {
 /// least one, so the uids are every object that can own an interface.
 pub(super) type Planned = HashMap<(String, String), Vec<String>>;
 
+/// Every interface name the rows plan, as (namespace name, "" for the host; interface name;
+/// uid of the object planning it): a link's ends, a network's bridge, an endpoint's host and
+/// inside ends. (`Store::plans_interface` asks the database the same.)
+fn planned_names<'r>(
+    links: &'r [crate::store::LinkRow],
+    networks: &'r [crate::store::NetworkRow],
+    endpoints: &'r [crate::store::EndpointRow],
+) -> impl Iterator<Item = (&'r str, &'r str, &'r str)> {
+    let links = links.iter().flat_map(|l| {
+        (l.spec.ends().into_iter()).map(|e| (e.namespace.as_str(), e.name.as_str(), l.id.as_str()))
+    });
+    let bridges = (networks.iter()).map(|n| ("", n.spec.bridge_name.as_str(), n.id.as_str()));
+    let endpoints = endpoints.iter().flat_map(|e| {
+        [
+            ("", e.host_ifname.as_str(), e.id.as_str()),
+            (e.namespace.as_str(), e.spec.ifname.as_str(), e.id.as_str()),
+        ]
+    });
+    links.chain(bridges).chain(endpoints)
+}
+
 /// Who owns what, from the store: every interface name an object plans, every object uid,
 /// every namespace uid.
 pub(super) struct Owners {
@@ -57,23 +78,11 @@ impl Owners {
         namespaces: &[crate::store::NamespaceRow],
     ) -> Self {
         let mut planned: Planned = HashMap::new();
-        let mut add = |ns: &str, name: &str, uid: &str| {
+        for (ns, name, uid) in planned_names(links, networks, endpoints) {
             planned
                 .entry((ns.to_string(), name.to_string()))
                 .or_default()
                 .push(uid.to_string());
-        };
-        for l in links {
-            for end in l.spec.ends() {
-                add(&end.namespace, &end.name, &l.id);
-            }
-        }
-        for n in networks {
-            add("", &n.spec.bridge_name, &n.id);
-        }
-        for e in endpoints {
-            add("", &e.host_ifname, &e.id);
-            add(&e.namespace, &e.spec.ifname, &e.id);
         }
         let known = planned.values().flatten().cloned().collect();
         let namespaces = namespaces.iter().map(|r| r.id.clone()).collect();
@@ -104,15 +113,8 @@ impl Listed<'_> {
     /// Whether these rows plan an interface `name` in namespace `ns` ("" the host): a scan,
     /// asked only for the few newborn interfaces a pass sees.
     fn plans(&self, ns: &str, name: &str) -> bool {
-        let links = self
-            .links
-            .iter()
-            .flat_map(|l| l.spec.ends())
-            .any(|end| end.namespace == ns && end.name == name);
-        let host = ns.is_empty()
-            && (self.networks.iter().any(|n| n.spec.bridge_name == name)
-                || self.endpoints.iter().any(|e| e.host_ifname == name));
-        links || host || (self.endpoints.iter()).any(|e| e.namespace == ns && e.spec.ifname == name)
+        planned_names(self.links, self.networks, self.endpoints)
+            .any(|(n, i, _)| n == ns && i == name)
     }
 
     /// What these rows do not explain: the uids of marked interfaces they do not own (nor
