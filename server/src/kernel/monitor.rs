@@ -17,11 +17,8 @@ use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
-    AddressFamily, RouteNetlinkMessage,
-    address::AddressAttribute,
-    link::LinkAttribute,
+    RouteNetlinkMessage,
     nsid::{NsidAttribute, NsidMessage},
-    route::RouteAttribute,
 };
 use netlink_sys::SocketAddr;
 use nix::errno::Errno;
@@ -103,50 +100,6 @@ impl Drop for Monitor {
 /// `SOL_NETLINK` and its `NETLINK_LISTEN_ALL_NSID` control message (linux/netlink.h).
 const SOL_NETLINK: i32 = 270;
 const NETLINK_LISTEN_ALL_NSID: i32 = 8;
-
-fn oif(r: &netlink_packet_route::route::RouteMessage) -> Option<u32> {
-    r.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Oif(i) => Some(*i),
-        _ => None,
-    })
-}
-
-fn is_link_local(a: &netlink_packet_route::address::AddressMessage) -> bool {
-    a.attributes.iter().any(|attr| match attr {
-        AddressAttribute::Address(std::net::IpAddr::V6(v6)) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-        _ => false,
-    })
-}
-
-fn link_change(l: &netlink_packet_route::link::LinkMessage, deleted: bool) -> Change {
-    let alias = l.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfAlias(s) => Some(s.clone()),
-        _ => None,
-    });
-    let state = super::link::parse(l);
-    let fingerprint = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            &state.name,
-            state.mtu,
-            &state.mac,
-            state.up,
-            state.master,
-            &state.alias,
-        )
-            .hash(&mut h);
-        h.finish()
-    };
-    Change::Link {
-        index: l.header.index,
-        alias,
-        deleted,
-        fingerprint,
-    }
-}
 
 impl Kernel {
     /// Subscribes to link, address and route changes in the host namespace and in every
@@ -310,69 +263,370 @@ fn receive(
 /// The changes in one datagram (it may hold several netlink messages).
 fn parse_all(mut bytes: &[u8]) -> Vec<Change> {
     let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        if len < 16 || len > bytes.len() {
+    while bytes.len() >= NLMSG_HDR {
+        let len = u32_at(bytes, 0).unwrap_or(0) as usize;
+        if len < NLMSG_HDR || len > bytes.len() {
             break;
         }
-        if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len])
-            && let NetlinkPayload::InnerMessage(inner) = msg.payload
-            && let Some(change) = change_of(inner)
-        {
+        if let Some(change) = change_of(&bytes[..len]) {
             out.push(change);
         }
         // Messages are 4-byte aligned.
-        bytes = &bytes[((len + 3) & !3).min(bytes.len())..];
+        bytes = &bytes[align(len).min(bytes.len())..];
     }
     out
 }
 
-/// What weft cares about in one notification, if anything.
-fn change_of(inner: RouteNetlinkMessage) -> Option<Change> {
-    Some(match inner {
-        // The bridge's per-port messages (family AF_BRIDGE: a port enslaved, its hairpin
-        // mode or STP state set) never carry the alias, so they are no link change (they
-        // would read as "mark removed"); `bridge link set .. hairpin off` sends only these.
-        RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l)
-            if l.header.interface_family == AddressFamily::Bridge =>
-        {
-            Change::Port {
-                index: l.header.index,
-            }
-        }
-        RouteNetlinkMessage::NewLink(l) => link_change(&l, false),
-        RouteNetlinkMessage::DelLink(l) => link_change(&l, true),
-        // IPv6 link-local addresses come and go (and finish duplicate address detection a
-        // second or two after an interface is up) on their own; weft never manages them.
-        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a)
-            if is_link_local(&a) =>
-        {
-            return None;
-        }
-        // weft manages only routes of its own protocol; the kernel's (prefix routes, IPv6
-        // link-local and multicast ones) come and go with addresses and links, which are
-        // watched themselves.
-        RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r)
-            if u8::from(r.header.protocol) != super::RTPROT_WEFT =>
-        {
-            return None;
-        }
-        RouteNetlinkMessage::NewAddress(a) => Change::Address {
-            index: a.header.index,
-            deleted: false,
-        },
-        RouteNetlinkMessage::DelAddress(a) => Change::Address {
-            index: a.header.index,
-            deleted: true,
-        },
-        RouteNetlinkMessage::NewRoute(r) => Change::Route {
-            oif: oif(&r),
-            deleted: false,
-        },
-        RouteNetlinkMessage::DelRoute(r) => Change::Route {
-            oif: oif(&r),
-            deleted: true,
-        },
-        _ => return None,
+// The few parts of rtnetlink's wire format the monitor reads (linux/netlink.h,
+// linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h). Notifications come by the dozen per
+// Connect (a link message with its statistics and per-family blocks is over a kilobyte), so
+// they are read in place: the header, then only the attributes weft looks at, where decoding
+// each message in full into netlink-packet-route's types was a tenth of weftd's CPU in a
+// burst of connects.
+const NLMSG_HDR: usize = 16;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+/// `struct ifinfomsg`, `struct ifaddrmsg`, `struct rtmsg`.
+const IFINFOMSG: usize = 16;
+const IFADDRMSG: usize = 8;
+const RTMSG: usize = 12;
+const AF_INET6: u8 = 10;
+const AF_BRIDGE: u8 = 7;
+const IFF_UP: u32 = 0x1;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_IFALIAS: u16 = 20;
+const IFA_ADDRESS: u16 = 1;
+const RTA_OIF: u16 = 4;
+
+fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The attributes (type without the nested/byte-order flags, payload) from `b`'s start.
+fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?));
+        let kind = u16::from_ne_bytes(b.get(2..4)?.try_into().ok()?) & 0x3fff;
+        let payload = b.get(4..len)?;
+        b = b.get(align(len)..).unwrap_or(&[]);
+        Some((kind, payload))
     })
+}
+
+/// A string attribute's text, without its terminating NUL.
+fn text(payload: &[u8]) -> &[u8] {
+    payload.split(|c| *c == 0).next().unwrap_or(payload)
+}
+
+/// What weft cares about in one notification (`msg`, header included), if anything.
+fn change_of(msg: &[u8]) -> Option<Change> {
+    let kind = u16::from_ne_bytes(msg.get(4..6)?.try_into().ok()?);
+    let body = msg.get(NLMSG_HDR..)?;
+    match kind {
+        RTM_NEWLINK | RTM_DELLINK => {
+            let index = u32_at(body, 4)?;
+            // The bridge's per-port messages (family AF_BRIDGE: a port enslaved, its
+            // hairpin mode or STP state set) never carry the alias, so they are no link
+            // change (they would read as "mark removed"); `bridge link set .. hairpin off`
+            // sends only these.
+            if *body.first()? == AF_BRIDGE {
+                return Some(Change::Port { index });
+            }
+            let up = u32_at(body, 8)? & IFF_UP != 0;
+            Some(link_change(
+                index,
+                up,
+                body.get(IFINFOMSG..)?,
+                kind == RTM_DELLINK,
+            ))
+        }
+        RTM_NEWADDR | RTM_DELADDR => {
+            // IPv6 link-local addresses come and go (and finish duplicate address
+            // detection a second or two after an interface is up) on their own; weft
+            // never manages them.
+            let link_local = *body.first()? == AF_INET6
+                && attributes(body.get(IFADDRMSG..)?).any(|(t, p)| {
+                    t == IFA_ADDRESS && p.len() == 16 && p[0] == 0xfe && p[1] & 0xc0 == 0x80
+                });
+            (!link_local).then(|| Change::Address {
+                index: u32_at(body, 4).unwrap_or(0),
+                deleted: kind == RTM_DELADDR,
+            })
+        }
+        RTM_NEWROUTE | RTM_DELROUTE => {
+            // weft manages only routes of its own protocol; the kernel's (prefix routes,
+            // IPv6 link-local and multicast ones) come and go with addresses and links,
+            // which are watched themselves.
+            if *body.get(5)? != super::RTPROT_WEFT {
+                return None;
+            }
+            let oif = attributes(body.get(RTMSG..)?)
+                .find(|(t, _)| *t == RTA_OIF)
+                .and_then(|(_, p)| u32_at(p, 0));
+            Some(Change::Route {
+                oif,
+                deleted: kind == RTM_DELROUTE,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A link message's change: its alias, and a fingerprint of what weft manages on it.
+fn link_change(index: u32, up: bool, attrs: &[u8], deleted: bool) -> Change {
+    let (mut name, mut mtu, mut mac, mut master, mut alias) = (None, None, None, None, None);
+    for (t, p) in attributes(attrs) {
+        match t {
+            IFLA_IFNAME => name = Some(text(p)),
+            IFLA_MTU => mtu = u32_at(p, 0),
+            IFLA_ADDRESS if !p.is_empty() => mac = Some(p),
+            IFLA_MASTER => master = u32_at(p, 0).filter(|m| *m != 0),
+            IFLA_IFALIAS => alias = Some(text(p)),
+            _ => {}
+        }
+    }
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (name, mtu, mac, up, master, alias).hash(&mut h);
+        h.finish()
+    };
+    Change::Link {
+        index,
+        alias: alias.map(|a| String::from_utf8_lossy(a).into_owned()),
+        deleted,
+        fingerprint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::{
+        AddressFamily,
+        address::{AddressAttribute, AddressMessage},
+        link::{LinkAttribute, LinkFlags, LinkMessage, State},
+        route::{RouteAttribute, RouteMessage, RouteProtocol},
+    };
+
+    use super::*;
+
+    /// `inner` as the kernel sends it: header and body, serialized.
+    fn wire(inner: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::from(inner);
+        m.finalize();
+        let mut buf = vec![0u8; m.header.length as usize];
+        m.serialize(&mut buf);
+        buf
+    }
+
+    fn link(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.header.flags = LinkFlags::Up;
+        l.attributes = attributes;
+        l
+    }
+
+    fn fingerprint(c: &Change) -> u64 {
+        match c {
+            Change::Link { fingerprint, .. } => *fingerprint,
+            other => panic!("not a link change: {other:?}"),
+        }
+    }
+
+    /// A link's alias, index and deletion are read; its fingerprint moves with what weft
+    /// manages (name, MTU, MAC, up, master, alias) and not with anything else.
+    #[test]
+    fn link_messages_are_read_in_place() {
+        let base = || {
+            vec![
+                LinkAttribute::IfName("wv1".into()),
+                LinkAttribute::Mtu(1500),
+                LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
+                LinkAttribute::Controller(7),
+                LinkAttribute::IfAlias("weft:abc".into()),
+            ]
+        };
+        let parse = |l: LinkMessage, del: bool| {
+            let msg = if del {
+                RouteNetlinkMessage::DelLink(l)
+            } else {
+                RouteNetlinkMessage::NewLink(l)
+            };
+            let mut all = parse_all(&wire(msg));
+            assert_eq!(all.len(), 1, "{all:?}");
+            all.remove(0)
+        };
+        let first = parse(link(42, base()), false);
+        let Change::Link {
+            index,
+            alias,
+            deleted,
+            ..
+        } = &first
+        else {
+            panic!("{first:?}");
+        };
+        assert_eq!(
+            (*index, alias.as_deref(), *deleted),
+            (42, Some("weft:abc"), false)
+        );
+        let gone = parse(link(42, base()), true);
+        assert!(
+            matches!(gone, Change::Link { deleted: true, .. }),
+            "{gone:?}"
+        );
+
+        // Carrier, operstate and counters: no drift.
+        let mut more = base();
+        more.push(LinkAttribute::OperState(State::Down));
+        more.push(LinkAttribute::Carrier(0));
+        more.push(LinkAttribute::TxQueueLen(1000));
+        assert_eq!(
+            fingerprint(&parse(link(42, more), false)),
+            fingerprint(&first)
+        );
+        // Each managed field moves it.
+        let changed = |f: &dyn Fn(&mut Vec<LinkAttribute>)| {
+            let mut a = base();
+            f(&mut a);
+            fingerprint(&parse(link(42, a), false))
+        };
+        let fp = fingerprint(&first);
+        assert_ne!(changed(&|a| a[0] = LinkAttribute::IfName("wv2".into())), fp);
+        assert_ne!(changed(&|a| a[1] = LinkAttribute::Mtu(1400)), fp);
+        assert_ne!(
+            changed(&|a| a[2] = LinkAttribute::Address(vec![2, 0, 0, 0, 0, 2])),
+            fp
+        );
+        assert_ne!(changed(&|a| a[3] = LinkAttribute::Controller(8)), fp);
+        assert_ne!(changed(&|a| a[4] = LinkAttribute::IfAlias("x".into())), fp);
+        let mut down = link(42, base());
+        down.header.flags = LinkFlags::empty();
+        assert_ne!(fingerprint(&parse(down, false)), fp);
+        // Without an alias (the mark removed): None.
+        let bare = parse(link(42, base()[..4].to_vec()), false);
+        assert!(matches!(bare, Change::Link { alias: None, .. }), "{bare:?}");
+
+        // The bridge's per-port message is a port change, whatever it carries.
+        let mut port = link(42, base());
+        port.header.interface_family = AddressFamily::Bridge;
+        assert_eq!(parse(port, false), Change::Port { index: 42 },);
+    }
+
+    /// Addresses: every change but IPv6 link-local ones. Routes: weft's protocol only, with
+    /// their output interface.
+    #[test]
+    fn address_and_route_messages_are_filtered_in_place() {
+        let addr = |ip: std::net::IpAddr, del: bool| {
+            let mut a = AddressMessage::default();
+            a.header.index = 9;
+            a.header.family = match ip {
+                std::net::IpAddr::V4(_) => AddressFamily::Inet,
+                std::net::IpAddr::V6(_) => AddressFamily::Inet6,
+            };
+            a.header.prefix_len = 64;
+            a.attributes.push(AddressAttribute::Address(ip));
+            parse_all(&wire(if del {
+                RouteNetlinkMessage::DelAddress(a)
+            } else {
+                RouteNetlinkMessage::NewAddress(a)
+            }))
+        };
+        assert_eq!(
+            addr("10.1.0.2".parse().unwrap(), false),
+            vec![Change::Address {
+                index: 9,
+                deleted: false
+            }]
+        );
+        assert_eq!(
+            addr("fd00::2".parse().unwrap(), true),
+            vec![Change::Address {
+                index: 9,
+                deleted: true
+            }]
+        );
+        assert_eq!(addr("fe80::1".parse().unwrap(), false), vec![]);
+        assert_eq!(addr("febf::1".parse().unwrap(), false), vec![]);
+        assert_eq!(addr("fec0::1".parse().unwrap(), false).len(), 1);
+
+        let route = |protocol: u8, oif: Option<u32>, del: bool| {
+            let mut r = RouteMessage::default();
+            r.header.address_family = AddressFamily::Inet;
+            r.header.protocol = RouteProtocol::from(protocol);
+            if let Some(i) = oif {
+                r.attributes.push(RouteAttribute::Oif(i));
+            }
+            parse_all(&wire(if del {
+                RouteNetlinkMessage::DelRoute(r)
+            } else {
+                RouteNetlinkMessage::NewRoute(r)
+            }))
+        };
+        assert_eq!(
+            route(crate::kernel::RTPROT_WEFT, Some(5), false),
+            vec![Change::Route {
+                oif: Some(5),
+                deleted: false
+            }]
+        );
+        assert_eq!(
+            route(crate::kernel::RTPROT_WEFT, None, true),
+            vec![Change::Route {
+                oif: None,
+                deleted: true
+            }]
+        );
+        // The kernel's own (RTPROT_KERNEL) and the boot protocol's.
+        assert_eq!(route(2, Some(5), false), vec![]);
+        assert_eq!(route(3, Some(5), false), vec![]);
+    }
+
+    /// One datagram holds several messages; one cut short ends the reading, without a panic.
+    #[test]
+    fn a_datagram_of_many_messages_and_a_truncated_one() {
+        let mut l = LinkMessage::default();
+        l.header.index = 3;
+        let mut dgram = wire(RouteNetlinkMessage::NewLink(l.clone()));
+        let mut a = AddressMessage::default();
+        a.header.index = 4;
+        a.header.family = AddressFamily::Inet;
+        dgram.extend(wire(RouteNetlinkMessage::NewAddress(a)));
+        let all = parse_all(&dgram);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(matches!(all[0], Change::Link { index: 3, .. }));
+        assert_eq!(
+            all[1],
+            Change::Address {
+                index: 4,
+                deleted: false
+            }
+        );
+        for cut in 0..dgram.len() {
+            let _ = parse_all(&dgram[..cut]);
+        }
+        // An attribute whose length overruns the message.
+        let mut bad = wire(RouteNetlinkMessage::NewLink(link(
+            3,
+            vec![LinkAttribute::IfName("x".into())],
+        )));
+        let at = NLMSG_HDR + IFINFOMSG;
+        bad[at..at + 2].copy_from_slice(&500u16.to_ne_bytes());
+        assert!(matches!(
+            parse_all(&bad)[..],
+            [Change::Link { index: 3, .. }]
+        ));
+    }
 }

@@ -261,12 +261,20 @@ impl Controller {
             }
         }
         for (uid, removal) in uids {
+            // The echo of weft's own reconcile, known without asking the store which kind the
+            // uid is (a Connect's veth alone sends a dozen notifications; uids are unique
+            // across kinds).
+            let own_echo = || {
+                [Key::Endpoint, Key::Link, Key::Network]
+                    .into_iter()
+                    .any(|k| self.reconciled_within(&k(uid.clone()), OWN_ECHO))
+            };
+            if !removal && own_echo() {
+                continue;
+            }
             let Some(key) = self.key_of_uid(&uid).await else {
                 continue;
             };
-            if !removal && self.reconciled_within(&key, OWN_ECHO) {
-                continue;
-            }
             tracing::debug!(?key, removal, "kernel change on an interface weft owns");
             self.enqueue(key);
         }
