@@ -13,6 +13,7 @@ pub mod admission;
 pub mod alloc;
 pub mod any_authority;
 pub mod api;
+pub mod busy;
 pub mod config;
 mod delegate;
 pub mod dns;

@@ -151,9 +151,12 @@ where
         let method = req.uri().path().to_owned();
         let metrics = self.value.clone();
         let call = span.in_scope(|| self.inner.call(req));
+        // Background work gives way while it is in flight (crate::busy).
+        let entered = crate::busy::REQUESTS.enter();
         Box::pin(
             async move {
                 let res = call.await;
+                drop(entered);
                 if let Ok(r) = &res {
                     // Set on errors (a trailers-only answer); a success's is in the trailers.
                     let code = r
@@ -191,6 +194,24 @@ mod tests {
             assert_eq!(id.len(), 16, "{id}");
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         }
+    }
+
+    /// A call counts as in flight (crate::busy) from its request until its answer.
+    #[tokio::test]
+    async fn calls_count_as_in_flight_until_answered() {
+        use tower::{Layer, ServiceExt};
+        let inner = tower::service_fn(|_req: http::Request<()>| async {
+            // What the resync's readers see while this call is answered.
+            let seen = crate::busy::REQUESTS.now();
+            Ok::<_, std::convert::Infallible>(http::Response::new(seen))
+        });
+        let svc = RequestSpanLayer::new(std::sync::Arc::new(GrpcMetrics::default())).layer(inner);
+        let req = http::Request::builder()
+            .uri("/weft.v1.X/Y")
+            .body(())
+            .unwrap();
+        let seen = svc.oneshot(req).await.unwrap().into_body();
+        assert!(seen >= 1, "in flight while answered: {seen}");
     }
 
     #[test]

@@ -58,16 +58,22 @@ impl EtcNetns {
     }
 
     /// [`EtcNetns::read_resolv_conf`] of many namespaces in one blocking call (the bulk
-    /// check reads them all); one answer per name, in order.
+    /// check reads them all); one answer per name, in order. Gives way to API calls in
+    /// flight for up to `give_way` in all (crate::busy; zero: never).
     pub async fn read_resolv_confs(
         &self,
         namespaces: Vec<String>,
+        give_way: std::time::Duration,
     ) -> Result<Vec<Option<String>>, KernelError> {
         let dir = self.dir.clone();
         blocking(move || {
+            let mut give_way = crate::busy::GiveWay::new(&crate::busy::REQUESTS, give_way);
             namespaces
                 .iter()
-                .map(|n| read_if_ours(&dir.join(n).join(RESOLV_CONF)))
+                .map(|n| {
+                    give_way.now();
+                    read_if_ours(&dir.join(n).join(RESOLV_CONF))
+                })
                 .collect()
         })
         .await

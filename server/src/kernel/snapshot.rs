@@ -52,7 +52,8 @@ pub enum Pace {
     /// runs yet.
     AllCores,
     /// On one thread at the lowest priority (nice 19): the periodic check and the garbage
-    /// collector, which must not slow the API's work on a busy host. The reading thread is a
+    /// collector, which must not slow the API's work on a busy host; it pauses between
+    /// namespaces while API calls are in flight (crate::busy). The reading thread is a
     /// fresh one that exits afterwards, so the priority never reaches other work; the kernel
     /// work of its dumps runs at its priority too, and link, address and route dumps take no
     /// lock a Connect needs (RCU since Linux 6.9-6.10).
@@ -134,7 +135,14 @@ async fn read_part(
             seq: 0,
         };
         let mut out = Vec::with_capacity(targets.len());
+        // In the background, between namespaces, while API calls are in flight (busy.rs).
+        let budget = match pace {
+            Pace::AllCores => std::time::Duration::ZERO,
+            Pace::Background => crate::busy::GiveWay::PASS_PHASE,
+        };
+        let mut give_way = crate::busy::GiveWay::new(&crate::busy::REQUESTS, budget);
         for t in &targets {
+            give_way.now();
             let one = r.read_one(&sock, &back, t);
             let lost = matches!(&one, Err(Lost::Thread(_)));
             out.push(one.map_err(|e| e.into_error(t)));

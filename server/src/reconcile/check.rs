@@ -11,6 +11,10 @@
 //!    namespace if it has none, so the monitor hears it; the id is cached with the identity
 //!    of its file and asked again when the file names another namespace.
 //! 3. Each named namespace's resolv.conf is read and compared with what it should say.
+//!
+//! A periodic pass's three reading phases (1-3) pause while API calls are in flight, up to a
+//! second each (crate::busy): nice 19 does not keep a busy thread from slowing a Connect on
+//! the same core.
 //! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
 //!    queued for a full reconcile. Those that match cost nothing more; after a restart they
 //!    are confirmed Ready in batches (`recheck`), since the kernel was really read.
@@ -53,6 +57,18 @@ pub(super) enum Pass {
     Startup,
     /// The resync timer, or a monitor overflow: drifted keys behind API work.
     Background,
+}
+
+impl Pass {
+    /// How long each of its reading phases may pause for API calls in flight (crate::busy):
+    /// at start-up not at all (the restart's Ready waits on this pass; clients polling for
+    /// it would only delay it).
+    fn give_way(self) -> std::time::Duration {
+        match self {
+            Pass::Startup => std::time::Duration::ZERO,
+            Pass::Background => crate::busy::GiveWay::PASS_PHASE,
+        }
+    }
 }
 
 /// What the kernel holds, read for one check: per namespace name ("" the host) its
@@ -143,7 +159,7 @@ impl Controller {
             namespaces,
             links,
             endpoints,
-        } = self.store().list_all_in_background().await?;
+        } = self.store().list_all_in_background(pass.give_way()).await?;
         let add = |k: Key| match pass {
             Pass::Startup => self.inner.queue.add(k),
             Pass::Background => self.inner.queue.add_background(k),
@@ -171,7 +187,7 @@ impl Controller {
             view.quiet.len()
         ));
         let resolv_stale = self
-            .stale_resolv_confs(&namespaces, &networks, &endpoints, &view)
+            .stale_resolv_confs(&namespaces, &networks, &endpoints, &view, pass)
             .await?;
         laps.lap("resolv.conf");
         let spaces: HashMap<String, Space> = view
@@ -431,6 +447,7 @@ impl Controller {
         networks: &[crate::store::NetworkRow],
         endpoints: &[crate::store::EndpointRow],
         view: &View,
+        pass: Pass,
     ) -> Result<HashSet<String>, ReconcileError> {
         let mut stale = HashSet::new();
         let Some(settings) = self.inner.resolv.get() else {
@@ -461,7 +478,10 @@ impl Controller {
             wants.push(resolv::render(name, of, &host));
             names.push(name.to_string());
         }
-        let have = settings.etc.read_resolv_confs(names.clone()).await?;
+        let have = settings
+            .etc
+            .read_resolv_confs(names.clone(), pass.give_way())
+            .await?;
         for ((name, want), have) in names.into_iter().zip(wants).zip(have) {
             if have.as_deref() != Some(want.as_str()) {
                 stale.insert(name);

@@ -6,7 +6,8 @@ use std::{collections::HashSet, path::Path};
 
 use super::*;
 use crate::model::{
-    ConnectSpec, EndpointSpec, NamespaceSpec, NetworkSpec, Phase, SubnetSpec, connect::derived_mac,
+    ConnectSpec, EndpointSpec, NamespaceSpec, NetworkSpec, Phase, Status, SubnetSpec,
+    connect::derived_mac,
 };
 
 fn ns_spec(name: &str) -> NamespaceSpec {
@@ -329,18 +330,61 @@ async fn plans_interface_finds_each_planned_name_in_its_namespace_only() {
     }
 }
 
-/// The bulk check's list: the same rows the per-kind lists give, read over a connection
-/// whose SQLite thread runs at nice 19 (sqlx starts it from the reading thread, which took
-/// the lowest priority first), kept for the next read.
+/// The bulk check's list: exactly the rows the per-kind lists give through sqlx (NULL and
+/// set optional columns, statuses, rows being deleted, a link, a lease-less endpoint's
+/// addresses), stepped in place on a thread at nice 19 whose connection's SQLite thread runs
+/// at nice 19 too (sqlx starts it from the reading thread, which took the lowest priority
+/// first), kept for the next read.
 #[tokio::test]
 async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() {
     let dir = tempfile::tempdir().unwrap();
     let s = store_with(&dir.path().join("t.db"), &["10.1.0.0/24"], 3).await;
-    for ns in ["ns0", "ns2"] {
-        s.connect(&connect_spec("web", ns), None, false)
-            .await
-            .unwrap();
+    let mut eps = Vec::new();
+    for ns in ["ns0", "ns2", "ns1"] {
+        eps.push(
+            s.connect(&connect_spec("web", ns), None, false)
+                .await
+                .unwrap(),
+        );
     }
+    let end = |name: &str, ns: &str| crate::model::EndSpec {
+        name: name.into(),
+        namespace: ns.into(),
+        ..Default::default()
+    };
+    let link = s
+        .create_link(
+            &crate::model::LinkSpec {
+                labels: Default::default(),
+                end: end("vh0", ""),
+                kind: crate::model::LinkKind::Veth {
+                    peer: end("vi0", "ns1"),
+                },
+            },
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let ready = Status {
+        phase: Phase::Ready,
+        observed_generation: 1,
+        message: "fine".into(),
+    };
+    s.set_status::<EndpointRow>(
+        &eps[0].id,
+        &ready,
+        &EndpointObserved {
+            mac: "02:00:00:00:00:09".into(),
+        },
+    )
+    .await
+    .unwrap();
+    s.set_status::<LinkRow>(&link.id, &ready, &LinkObserved::default())
+        .await
+        .unwrap();
+    s.mark_deleting::<EndpointRow>(&eps[1].id).await.unwrap();
+    s.mark_unverified().await.unwrap();
     let niced_sqlite_threads = || {
         std::fs::read_dir("/proc/self/task")
             .unwrap()
@@ -357,32 +401,30 @@ async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() 
             .count()
     };
     assert_eq!(niced_sqlite_threads(), 0);
-    let all = s.list_all_in_background().await.unwrap();
-    let ns_ids: Vec<String> = s
-        .list_namespaces()
+    let all = s
+        .list_all_in_background(std::time::Duration::ZERO)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    let ep_ids: Vec<String> = (s.list_endpoints(None).await.unwrap().into_iter())
-        .map(|r| r.id)
-        .collect();
+        .unwrap();
+    assert_eq!(all.namespaces, s.list_namespaces().await.unwrap());
+    assert_eq!(all.endpoints, s.list_endpoints(None).await.unwrap());
+    assert_eq!(all.networks, s.list_networks().await.unwrap());
+    assert_eq!(all.links, s.list_links().await.unwrap());
     assert_eq!(
-        all.namespaces.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        ns_ids.iter().collect::<Vec<_>>()
+        (
+            all.namespaces.len(),
+            all.endpoints.len(),
+            all.networks.len(),
+            all.links.len()
+        ),
+        (3, 3, 1, 1)
     );
-    assert_eq!(
-        all.endpoints.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        ep_ids.iter().collect::<Vec<_>>()
-    );
-    assert_eq!(all.endpoints.len(), 2);
-    assert_eq!(all.networks.len(), 1);
     assert_eq!(all.networks[0].spec.bridge_name, "br-web");
-    assert!(all.links.is_empty());
-    assert_eq!(
-        all.endpoints[1].addresses,
-        s.list_endpoints(None).await.unwrap()[1].addresses
+    assert!(all.endpoints.iter().any(|e| e.deleting));
+    assert!(all.endpoints.iter().all(|e| !e.addresses.is_empty()));
+    assert!(
+        all.endpoints
+            .iter()
+            .any(|e| e.status.phase == Phase::Rechecking && e.observed.mac == "02:00:00:00:00:09")
     );
     assert_eq!(
         niced_sqlite_threads(),
@@ -390,8 +432,58 @@ async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() 
         "its SQLite thread runs at nice 19"
     );
     // The connection is kept: a second read opens no other.
-    let again = s.list_all_in_background().await.unwrap();
+    let again = s
+        .list_all_in_background(std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(again.namespaces.len(), 3);
     assert_eq!(niced_sqlite_threads(), 1);
+
+    // While an API call is in flight it gives way, for its budget at most.
+    let call = crate::busy::REQUESTS.enter();
+    let started = std::time::Instant::now();
+    let paused = s
+        .list_all_in_background(std::time::Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    drop(call);
+    assert_eq!(paused.namespaces, all.namespaces);
+
+    // A value of the wrong storage class (a hand-edited database) is an error naming the
+    // column, not a panic; so is text that is not UTF-8.
+    for damage in [
+        "UPDATE namespaces SET generation = 'x' WHERE name = 'ns1'",
+        "UPDATE namespaces SET name = CAST(X'ff00' AS TEXT) WHERE name = 'ns1'",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(damage))
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        let e = s
+            .list_all_in_background(std::time::Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{damage}: {e}");
+        sqlx::query("UPDATE namespaces SET generation = 1, name = 'ns1' WHERE id = ?")
+            .bind(
+                &all.namespaces
+                    .iter()
+                    .find(|n| n.spec.name == "ns1")
+                    .unwrap()
+                    .id,
+            )
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.list_all_in_background(std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                .namespaces
+                .len(),
+            3
+        );
+    }
     s.close().await;
 }

@@ -17,10 +17,10 @@ use std::{
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+use sqlx::SqliteConnection;
 
 use super::{
-    Kind, RequestRecord, RowCache, Store, StoreError, decode, encode, is_unique_violation,
+    Columns, Kind, RequestRecord, RowCache, Store, StoreError, decode, encode, is_unique_violation,
     kind::status_of,
     now_ms,
     ports::{publish_ports, resolve_ports},
@@ -86,9 +86,9 @@ impl Kind for EndpointRow {
     /// The inside interface's MAC.
     type Observed = EndpointObserved;
 
-    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
-        let id: String = r.get("id");
-        let addrs: Option<String> = r.get("addrs");
+    fn decode(r: &impl Columns) -> Result<Self, StoreError> {
+        let id: String = r.get("id")?;
+        let addrs: Option<String> = r.get("addrs")?;
         let mut addresses = addrs
             .unwrap_or_default()
             .split_whitespace()
@@ -99,17 +99,17 @@ impl Kind for EndpointRow {
             .collect::<Result<Vec<_>, _>>()?;
         addresses.sort_by_key(|a| a.addr().is_ipv6());
         Ok(EndpointRow {
-            network_id: r.get("network_id"),
-            network: r.get("network"),
-            namespace: r.get("namespace"),
-            host_ifname: r.get("host_ifname"),
-            spec: decode(|| format!("endpoint {id} spec"), r.get("spec"))?,
+            network_id: r.get("network_id")?,
+            network: r.get("network")?,
+            namespace: r.get("namespace")?,
+            host_ifname: r.get("host_ifname")?,
+            spec: decode(|| format!("endpoint {id} spec"), r.get("spec")?)?,
             addresses,
-            mac: r.get("mac"),
-            generation: r.get("generation"),
-            deleting: r.get::<i64, _>("deleting") != 0,
-            status: status_of(r),
-            observed: decode(|| format!("endpoint {id} status"), r.get("status"))?,
+            mac: r.get("mac")?,
+            generation: r.get("generation")?,
+            deleting: r.get::<i64>("deleting")? != 0,
+            status: status_of(r)?,
+            observed: decode(|| format!("endpoint {id} status"), r.get("status")?)?,
             id,
         })
     }

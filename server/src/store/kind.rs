@@ -12,9 +12,9 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+use sqlx::SqliteConnection;
 
-use super::{RequestRecord, Store, StoreError, WriteTx, now_ms};
+use super::{Columns, RequestRecord, Store, StoreError, WriteTx, now_ms};
 use crate::model::{ObjectLimits, Phase, Status, new_uid};
 
 /// A kind of stored object: one table, one row type (the implementor).
@@ -34,7 +34,7 @@ pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     type Observed: ?Sized;
 
     /// Decodes one row of [`Kind::SELECT`]; `Corrupt` if a stored value does not parse.
-    fn decode(r: &SqliteRow) -> Result<Self, StoreError>;
+    fn decode(r: &impl Columns) -> Result<Self, StoreError>;
 
     /// The column `observed` is stored in and its text, for a kind that stores one.
     fn observed_column(
@@ -127,18 +127,18 @@ fn lock<R>(cache: &Mutex<RowCache<R>>) -> std::sync::MutexGuard<'_, RowCache<R>>
 }
 
 /// The status columns every kind has, as its `SELECT` returns them.
-pub(super) fn status_of(r: &SqliteRow) -> Status {
-    let phase: &str = r.get("phase");
-    let phase = if phase == "pending" && r.get::<i64, _>("rechecking") != 0 {
+pub(super) fn status_of(r: &impl Columns) -> Result<Status, StoreError> {
+    let phase: &str = r.get("phase")?;
+    let phase = if phase == "pending" && r.get::<i64>("rechecking")? != 0 {
         Phase::Rechecking
     } else {
         Phase::parse(phase)
     };
-    Status {
+    Ok(Status {
         phase,
-        observed_generation: r.get("observed_generation"),
-        message: r.get("message"),
-    }
+        observed_generation: r.get("observed_generation")?,
+        message: r.get("message")?,
+    })
 }
 
 /// How `phase` is stored: the phase column, and the rechecking flag. The phase column's CHECK

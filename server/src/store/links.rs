@@ -7,11 +7,10 @@
 //! ([`LinkObserved`]) with the status.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, sqlite::SqliteRow};
 
 use super::{
-    Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation, is_unique_violation,
-    kind::status_of, now_ms,
+    Columns, Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation,
+    is_unique_violation, kind::status_of, now_ms,
 };
 use crate::model::{LinkKind, LinkSpec, Status};
 
@@ -61,15 +60,15 @@ impl Kind for LinkRow {
     /// Indexes and MACs of the ends.
     type Observed = LinkObserved;
 
-    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
-        let id: String = r.get("id");
+    fn decode(r: &impl Columns) -> Result<Self, StoreError> {
+        let id: String = r.get("id")?;
         Ok(LinkRow {
-            spec: decode(|| format!("link {id} spec"), r.get("spec"))?,
-            observed: decode(|| format!("link {id} status"), r.get("status"))?,
-            generation: r.get("generation"),
-            deleting: r.get::<i64, _>("deleting") != 0,
-            status: status_of(r),
-            created_at: r.get("created_at"),
+            spec: decode(|| format!("link {id} spec"), r.get("spec")?)?,
+            observed: decode(|| format!("link {id} status"), r.get("status")?)?,
+            generation: r.get("generation")?,
+            deleting: r.get::<i64>("deleting")? != 0,
+            status: status_of(r)?,
+            created_at: r.get("created_at")?,
             id,
         })
     }

@@ -22,6 +22,7 @@
 //! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
 //! kernel as it was.
 
+mod columns;
 mod endpoints;
 mod kind;
 mod links;
@@ -36,6 +37,7 @@ mod requests;
 use std::{path::Path, str::FromStr, time::Duration};
 
 use crate::model::{ObjectLimits, Refusal};
+pub use columns::{Cell, Columns, FromColumn};
 pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
@@ -78,6 +80,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// SQLite failed under the background listing, which steps statements itself.
+    #[error("database: {0}")]
+    Sqlite(String),
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

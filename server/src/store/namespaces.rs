@@ -7,11 +7,9 @@
 
 use std::path::PathBuf;
 
-use sqlx::{Row, sqlite::SqliteRow};
-
 use super::{
-    Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode, is_unique_violation,
-    kind::status_of, now_ms,
+    Columns, Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode,
+    is_unique_violation, kind::status_of, now_ms,
 };
 use crate::model::{Labels, NamespaceSpec, Status};
 
@@ -49,23 +47,21 @@ impl Kind for NamespaceRow {
     /// Where the namespace file was found.
     type Observed = str;
 
-    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
-        let labels: String = r.get("labels");
+    fn decode(r: &impl Columns) -> Result<Self, StoreError> {
+        let labels: String = r.get("labels")?;
         Ok(NamespaceRow {
-            id: r.get("id"),
+            id: r.get("id")?,
             spec: NamespaceSpec {
-                name: r.get("name"),
+                name: r.get("name")?,
                 labels: decode::<Labels>(|| "namespace labels".into(), &labels)?,
-                adopted_path: r
-                    .get::<Option<String>, _>("adopted_path")
-                    .map(PathBuf::from),
+                adopted_path: r.get::<Option<String>>("adopted_path")?.map(PathBuf::from),
             },
-            generation: r.get("generation"),
-            deleting: r.get::<i64, _>("deleting") != 0,
-            status: status_of(r),
-            status_path: r.get("status_path"),
-            adopted_identity: r.get("adopted_identity"),
-            created_at: r.get("created_at"),
+            generation: r.get("generation")?,
+            deleting: r.get::<i64>("deleting")? != 0,
+            status: status_of(r)?,
+            status_path: r.get("status_path")?,
+            adopted_identity: r.get("adopted_identity")?,
+            created_at: r.get("created_at")?,
         })
     }
 

@@ -10,10 +10,10 @@
 use std::sync::Mutex;
 
 use ipnet::IpNet;
-use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+use sqlx::SqliteConnection;
 
 use super::{
-    Guarded, Kind, Named, RequestRecord, RowCache, Store, StoreError, decode, encode,
+    Columns, Guarded, Kind, Named, RequestRecord, RowCache, Store, StoreError, decode, encode,
     is_unique_violation, kind::status_of, now_ms,
 };
 use crate::model::{AddressPool, NetworkSpec, Status, SubnetSpec, network::overlaps};
@@ -58,15 +58,15 @@ impl Kind for NetworkRow {
     /// A network stores nothing beside its status.
     type Observed = ();
 
-    fn decode(r: &SqliteRow) -> Result<Self, StoreError> {
-        let id: String = r.get("id");
+    fn decode(r: &impl Columns) -> Result<Self, StoreError> {
+        let id: String = r.get("id")?;
         Ok(NetworkRow {
-            spec: decode(|| format!("network {id} spec"), r.get("spec"))?,
-            is_default: r.get::<i64, _>("is_default") != 0,
-            generation: r.get("generation"),
-            deleting: r.get::<i64, _>("deleting") != 0,
-            status: status_of(r),
-            created_at: r.get("created_at"),
+            spec: decode(|| format!("network {id} spec"), r.get("spec")?)?,
+            is_default: r.get::<i64>("is_default")? != 0,
+            generation: r.get("generation")?,
+            deleting: r.get::<i64>("deleting")? != 0,
+            status: status_of(r)?,
+            created_at: r.get("created_at")?,
             id,
         })
     }
