@@ -18,9 +18,11 @@
 //! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
 //!    queued for a full reconcile. Those that match cost nothing more; after a restart they
 //!    are confirmed Ready in batches (`recheck`), since the kernel was really read.
-//! 5. Networks and the firewall are always queued (a handful of keys; their reconciles also
-//!    cover the forwarding sysctls, `route_localnet` and the ruleset, which the check does not
-//!    read), and the garbage collector runs on the same snapshot.
+//! 5. Networks and the firewall are always queued (a handful of keys: first at start-up, at
+//!    the end of a periodic pass, so that their reconciles do not meet a Connect arriving
+//!    while it reads; they also cover the forwarding sysctls, `route_localnet` and the
+//!    ruleset, which the check does not read), and the garbage collector runs on the same
+//!    snapshot.
 //!
 //! What the check does not read is covered elsewhere: the firewall's map elements and
 //! structure by the firewall key (every second, a cheap check; the resync forgets its cache
@@ -164,10 +166,18 @@ impl Controller {
             Pass::Startup => self.inner.queue.add(k),
             Pass::Background => self.inner.queue.add_background(k),
         };
-        for n in &networks {
-            add(Key::Network(n.id.clone()));
+        // At start-up first (a bridge is re-made before its ports); a periodic pass queues
+        // them at its end, so their reconciles do not meet a Connect that arrives while it
+        // reads.
+        let add_networks = || {
+            for n in &networks {
+                add(Key::Network(n.id.clone()));
+            }
+            add(Key::Firewall);
+        };
+        if pass == Pass::Startup {
+            add_networks();
         }
-        add(Key::Firewall);
         laps.lap("list");
         // At start-up nothing else runs yet: every core reads. Later, one thread at the
         // lowest priority leaves the cores to the API.
@@ -251,6 +261,7 @@ impl Controller {
                 };
                 self.collect_garbage_in(&view, Some(before)).await?;
                 laps.lap("gc");
+                add_networks();
             }
         }
         Ok((verdict.matching.len(), verdict.differ.len(), laps))
