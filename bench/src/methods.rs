@@ -464,12 +464,28 @@ pub struct FloorM {
     subnet: Ipv4Net,
     bridge: u32,
     host_ends: HashMap<usize, u32>,
+    /// The group the host ends are moved to (beside a weftd: out of its newborn group).
+    ungroup: Option<u32>,
 }
 
 impl FloorM {
     /// Sets up a bridge `wbr` with the gateway address, up, and weft's firewall for it (so
     /// masquerade is in place as for the others), in the scratch host `host`.
     pub async fn setup(run: &Run, host: &Path, subnet: Ipv4Net) -> Result<Self> {
+        Self::setup_with(run, host, subnet, true).await
+    }
+
+    /// [`FloorM::setup`], or (`beside_weftd`) for a host a weftd manages: without weft's
+    /// firewall (a second writer of its ruleset would fight weftd over it), and with the host
+    /// interfaces taken out of weft's newborn group (weftd's GC removes newborn interfaces no
+    /// object of its own plans, as a crash's leftovers), the veth's in the request that makes
+    /// it a port, at no extra cost.
+    pub async fn setup_with(
+        run: &Run,
+        host: &Path,
+        subnet: Ipv4Net,
+        beside_weftd: bool,
+    ) -> Result<Self> {
         let kernel = Kernel::new(
             Some(host.to_path_buf()),
             run.subdir(&format!("floor-{}", subnet.network()))?,
@@ -488,7 +504,26 @@ impl FloorM {
                 IpNet::V4(Ipv4Net::new(gateway(subnet), subnet.prefix_len())?),
             )
             .await?;
-        kernel.set_link(&h, br, &up()).await?;
+        let ungroup = beside_weftd.then_some(0);
+        kernel
+            .set_link(
+                &h,
+                br,
+                &LinkChange {
+                    group: ungroup,
+                    ..up()
+                },
+            )
+            .await?;
+        if beside_weftd {
+            return Ok(Self {
+                kernel,
+                subnet,
+                bridge: br,
+                host_ends: HashMap::new(),
+                ungroup,
+            });
+        }
         kernel.ensure_sysctl(&h, "net/ipv4/ip_forward", "1").await?;
         kernel
             .sync_firewall(&[FirewallNetwork {
@@ -505,6 +540,7 @@ impl FloorM {
             subnet,
             bridge: br,
             host_ends: HashMap::new(),
+            ungroup,
         })
     }
 
@@ -538,6 +574,7 @@ impl FloorM {
             &LinkChange {
                 master: Some(Some(self.bridge)),
                 up: Some(true),
+                group: self.ungroup,
                 ..Default::default()
             },
         )

@@ -69,6 +69,8 @@ pub struct Row {
     pub connect: Samples,
     /// Disconnect of it.
     pub disconnect: Samples,
+    /// The in-process floor's connect in the same host, at the same time.
+    pub floor_connect: Samples,
     /// True when the queue never emptied within 60 s (a resync pass longer than its
     /// period) and the idle samples were taken with it busy.
     pub idle_busy: bool,
@@ -191,6 +193,7 @@ impl Scale {
             "VmRSS MiB after a restart",
             "idle CPU % of a core",
             "Connect p50 / p99 ms",
+            "floor connect p50 / p99 ms",
             "Disconnect p50 / p99 ms",
             "Connect during a resync",
             "Disconnect during a resync",
@@ -206,6 +209,7 @@ impl Scale {
                 mib(r.rss_restart),
                 format!("{:.2}", r.idle_cpu),
                 format!("{}{busy}", p(&r.connect)),
+                p(&r.floor_connect),
                 p(&r.disconnect),
                 format!("{} (n={})", p(&r.connect_rs), r.connect_rs.len()),
                 format!("{} (n={})", p(&r.disconnect_rs), r.disconnect_rs.len()),
@@ -296,6 +300,14 @@ impl Scale {
                 ms(last.disconnect.p50()),
                 ms(base.disconnect.p50()),
             ));
+            if !last.floor_connect.is_empty() && !base.floor_connect.is_empty() {
+                v.push(format!(
+                    "The same growth at the in-process floor (its connects in weftd's host, beside weftd's namespaces): {:.2}x ({} vs {} ms)",
+                    ratio(&last.floor_connect, &base.floor_connect),
+                    ms(last.floor_connect.p50()),
+                    ms(base.floor_connect.p50()),
+                ));
+            }
         }
         if !last.connect_rs.is_empty() && last.idle_busy {
             // Without an idle baseline there is nothing to add a resync's cost to.

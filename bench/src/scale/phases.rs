@@ -38,6 +38,12 @@ pub struct Daemon {
     /// Endpoints connected (`e0`..`e{n-1}`, endpoint `i` on network `s{i % 10}`).
     pub endpoints: usize,
     nets: Vec<String>,
+    /// The in-process floor in weftd's own scratch host (its bridge `wbr`, no firewall), so
+    /// its connects meet the kernel as weftd leaves it: every namespace with an id there,
+    /// weftd's monitor listening to all of them.
+    floor: Option<methods::FloorM>,
+    /// The floor's next namespace number.
+    floor_next: usize,
 }
 
 fn net_name(k: usize) -> String {
@@ -64,12 +70,20 @@ impl Daemon {
             methods::create_network(&c, &net_name(k), &format!("wsc{k}"), subnet).await?;
             nets.push(net_name(k));
         }
-        Ok(Self {
+        let mut d = Self {
             weftd,
             config,
             endpoints: 0,
             nets,
-        })
+            floor: None,
+            floor_next: 0,
+        };
+        // After weftd's start-up GC, which removes newborn interfaces no object plans (the
+        // floor's bridge is born in weft's newborn group, and leaves it right after).
+        d.drained(Duration::from_secs(60), u64::MAX).await?;
+        d.floor =
+            Some(methods::FloorM::setup_with(run, &host, "10.250.0.0/16".parse()?, true).await?);
+        Ok(d)
     }
 
     /// Sets weftd's resync period through its config file and SIGHUP (0: off).
@@ -175,6 +189,8 @@ pub async fn size(d: &mut Daemon, n: usize, o: &Opts, out: &mut Scale) -> Result
     eprintln!("scale: {n}: {} Connect/Disconnect samples, idle", o.samples);
     let (c, dis, busy) = samples_idle(d, n, o.samples).await?;
     (row.connect, row.disconnect, row.idle_busy) = (c, dis, busy);
+    eprintln!("scale: {n}: {} floor connects in the same host", o.samples);
+    row.floor_connect = samples_floor(d, o.samples).await?;
     eprintln!("scale: {n}: {} samples during a resync", o.samples);
     (row.connect_rs, row.disconnect_rs) = samples_resync(d, n, o.samples).await?;
 
@@ -307,6 +323,35 @@ async fn samples_idle(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Sa
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     Ok((conn, disc, busy))
+}
+
+/// `count` connects at the in-process floor in weftd's scratch host, each of a fresh
+/// namespace (created before, disconnected and deleted after, untimed), once the reconcile
+/// queue is empty.
+/// The resync is off meanwhile: a pass's GC could take a floor veth, born in weft's newborn
+/// group, for a crash's leftover in the millisecond before it leaves the group.
+async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
+    d.set_resync(0).await?;
+    let mut conn = Samples::default();
+    for _ in 0..count {
+        check_stop()?;
+        let i = d.floor_next;
+        d.floor_next += 1;
+        d.drained(Duration::from_secs(60), u64::MAX).await?;
+        let floor = d
+            .floor
+            .as_mut()
+            .ok_or_else(|| anyhow!("the floor was not set up"))?;
+        floor.ns_create(i).await?;
+        let t = Instant::now();
+        floor.connect(i).await?;
+        conn.push(t.elapsed());
+        floor.disconnect(i).await?;
+        floor.ns_delete(i).await?;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    d.set_resync(DEFAULT_RESYNC).await?;
+    Ok(conn)
 }
 
 /// `count` samples ([`sample`]) during a resync pass: each Connect is sent [`AFTER_TICK`]
