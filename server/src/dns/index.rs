@@ -22,6 +22,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -125,19 +126,47 @@ pub enum Answer {
     Forward,
 }
 
+/// Endpoint ids, sorted, each shared with the index's other tables. Nearly every name,
+/// address and namespace has one endpoint: a `BTreeSet<String>` held it in a node of eleven
+/// slots (~290 bytes) and a copy of the id, three times per endpoint.
+#[derive(Clone, Debug, Default)]
+struct Ids(Vec<Arc<str>>);
+
+impl Ids {
+    fn insert(&mut self, id: &Arc<str>) {
+        if let Err(at) = self.0.binary_search(id) {
+            self.0.insert(at, id.clone());
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Ok(at) = self.0.binary_search_by(|x| (**x).cmp(id)) {
+            self.0.remove(at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|id| &**id)
+    }
+}
+
 /// Networks and endpoints by id, with the lookup tables the answers need.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     nets: HashMap<String, NetInfo>,
     /// Lower-case network name -> id.
     net_by_name: HashMap<String, String>,
-    eps: HashMap<String, EpInfo>,
-    /// Network id -> lower-case name -> endpoint ids (sorted).
-    names: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    eps: HashMap<Arc<str>, EpInfo>,
+    /// Network id -> lower-case name -> endpoint ids.
+    names: HashMap<String, HashMap<String, Ids>>,
     /// Address -> endpoint ids.
-    by_addr: HashMap<IpAddr, BTreeSet<String>>,
+    by_addr: HashMap<IpAddr, Ids>,
     /// Namespace name -> endpoint ids.
-    by_ns: HashMap<String, BTreeSet<String>>,
+    by_ns: HashMap<String, Ids>,
 }
 
 impl Index {
@@ -159,7 +188,7 @@ impl Index {
             return false;
         };
         self.net_by_name.remove(&old.name.to_ascii_lowercase());
-        let eps: Vec<String> = self
+        let eps: Vec<Arc<str>> = self
             .eps
             .iter()
             .filter(|(_, e)| e.network == id)
@@ -178,18 +207,19 @@ impl Index {
             return;
         }
         self.remove_endpoint(id);
+        let id: Arc<str> = Arc::from(id);
         let names = self.names.entry(info.network.clone()).or_default();
         for n in &info.names {
-            names.entry(n.clone()).or_default().insert(id.to_string());
+            names.entry(n.clone()).or_default().insert(&id);
         }
         for a in &info.addrs {
-            self.by_addr.entry(*a).or_default().insert(id.to_string());
+            self.by_addr.entry(*a).or_default().insert(&id);
         }
         self.by_ns
             .entry(info.namespace.clone())
             .or_default()
-            .insert(id.to_string());
-        self.eps.insert(id.to_string(), info);
+            .insert(&id);
+        self.eps.insert(id, info);
     }
 
     /// Forgets endpoint `id`.
@@ -217,8 +247,8 @@ impl Index {
     }
 
     /// The endpoint ids a network id holds (for tests and reloads).
-    pub fn endpoint_ids(&self) -> impl Iterator<Item = &String> {
-        self.eps.keys()
+    pub fn endpoint_ids(&self) -> impl Iterator<Item = &str> {
+        self.eps.keys().map(|id| &**id)
     }
 
     /// The network ids (for reloads).
@@ -233,7 +263,7 @@ impl Index {
             return Querier::Outsider;
         };
         let mut namespaces: BTreeSet<&str> = BTreeSet::new();
-        for id in eps {
+        for id in eps.iter() {
             let Some(e) = self.eps.get(id) else { continue };
             if e.network == asked {
                 return Querier::Namespace(e.namespace.clone());
@@ -260,7 +290,7 @@ impl Index {
                 .by_ns
                 .get(ns)
                 .into_iter()
-                .flatten()
+                .flat_map(Ids::iter)
                 .filter_map(|id| self.eps.get(id))
                 .map(|e| e.network.as_str())
                 .collect(),
@@ -283,7 +313,7 @@ impl Index {
                 .by_ns
                 .get(ns)
                 .into_iter()
-                .flatten()
+                .flat_map(Ids::iter)
                 .filter_map(|id| self.eps.get(id))
                 .any(|e| open(&e.network)),
             Querier::Outsider => open(asked),
@@ -302,7 +332,7 @@ impl Index {
         rotate: usize,
     ) -> Answer {
         let visible = self.visible(q, asked);
-        let mut found: BTreeSet<&String> = BTreeSet::new();
+        let mut found: BTreeSet<&str> = BTreeSet::new();
         let mut exists = false;
         for net in &visible {
             if let Some(ids) = self.names.get(*net).and_then(|m| m.get(name)) {
@@ -357,7 +387,7 @@ impl Index {
             .by_addr
             .get(&addr)
             .into_iter()
-            .flatten()
+            .flat_map(Ids::iter)
             .filter_map(|id| self.eps.get(id))
             .filter(|e| visible.contains(&e.network.as_str()))
             .filter_map(|e| {
@@ -396,7 +426,7 @@ impl Index {
 }
 
 /// Removes `id` from the set at `key`, and the set when it empties.
-fn drop_from<K, Q>(map: &mut HashMap<K, BTreeSet<String>>, key: &Q, id: &str)
+fn drop_from<K, Q>(map: &mut HashMap<K, Ids>, key: &Q, id: &str)
 where
     K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
     Q: std::hash::Hash + Eq + ?Sized,
