@@ -107,7 +107,7 @@ struct Inner {
     /// Firewall reconciles run so far (the first one's writes are set-up, not drift).
     firewall_runs: std::sync::atomic::AtomicU64,
     /// When each key last finished a reconcile (for telling weft's own netlink echoes).
-    finished: std::sync::Mutex<HashMap<Key, Instant>>,
+    finished: std::sync::Mutex<driver::Finished>,
     /// Retired endpoint veths waiting to be deleted in a batch.
     reaper: retire::Reaper,
     /// Objects found converged after a restart, waiting to be confirmed Ready in a batch.
@@ -193,7 +193,7 @@ impl Controller {
                 watched: Default::default(),
                 stats: Stats::default(),
                 stopping: tokio::sync::watch::channel(false).0,
-                finished: std::sync::Mutex::new(HashMap::new()),
+                finished: std::sync::Mutex::new(driver::Finished::default()),
                 firewall_runs: std::sync::atomic::AtomicU64::new(0),
                 reaper: retire::Reaper::default(),
                 rechecked: recheck::Rechecked::default(),
@@ -428,14 +428,14 @@ impl Controller {
         });
     }
 
-    /// True if `key` finished a reconcile less than `window` ago.
+    /// True if `key` finished a reconcile less than `window` ago (at most
+    /// [`driver::Finished::FORGET_AFTER`]).
     pub(crate) fn reconciled_within(&self, key: &Key, window: Duration) -> bool {
         self.inner
             .finished
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .is_some_and(|t| t.elapsed() < window)
+            .within(key, window)
     }
 
     /// Keys waiting in the queue.
