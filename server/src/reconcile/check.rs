@@ -11,10 +11,6 @@
 //!    namespace if it has none, so the monitor hears it; the id is cached with the identity
 //!    of its file and asked again when the file names another namespace.
 //! 3. Each named namespace's resolv.conf is read and compared with what it should say.
-//!
-//! A periodic pass's three reading phases (1-3) pause while API calls are in flight, up to a
-//! second each (crate::busy): nice 19 does not keep a busy thread from slowing a Connect on
-//! the same core.
 //! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
 //!    queued for a full reconcile. Those that match cost nothing more; after a restart they
 //!    are confirmed Ready in batches (`recheck`), since the kernel was really read.
@@ -23,6 +19,10 @@
 //!    while it reads; they also cover the forwarding sysctls, `route_localnet` and the
 //!    ruleset, which the check does not read), and the garbage collector runs on the same
 //!    snapshot.
+//!
+//! A periodic pass's three reading phases (1-3) pause while API calls are in flight, up to a
+//! second each (crate::busy): nice 19 does not keep a busy thread from slowing a Connect on
+//! the same core.
 //!
 //! What the check does not read is covered elsewhere: the firewall's map elements and
 //! structure by the firewall key (every second, a cheap check; the resync forgets its cache
@@ -259,20 +259,17 @@ impl Controller {
             tracing::debug!(?key, why, "bulk check: differs");
             add(key.clone());
         }
-        match pass {
-            // Queued by `check_all` once this pass's rows and snapshots are freed.
-            Pass::Startup => {}
-            Pass::Background => {
-                let before = super::gc::Listed {
-                    links: &links,
-                    networks: &networks,
-                    endpoints: &endpoints,
-                    namespaces: &namespaces,
-                };
-                self.collect_garbage_in(&view, Some(before)).await?;
-                laps.lap("gc");
-                add_networks();
-            }
+        // At start-up the GC is queued by `check_all`, once this pass's data is freed.
+        if pass == Pass::Background {
+            let before = super::gc::Listed {
+                links: &links,
+                networks: &networks,
+                endpoints: &endpoints,
+                namespaces: &namespaces,
+            };
+            self.collect_garbage_in(&view, Some(before)).await?;
+            laps.lap("gc");
+            add_networks();
         }
         Ok((verdict.matching.len(), verdict.differ.len(), laps))
     }

@@ -22,9 +22,13 @@ pub trait Columns {
 }
 
 /// A value a column can be read as: text, an integer, or either of them or NULL.
-pub trait FromColumn<'r>: Sized {
+pub trait FromColumn<'r>:
+    Sized + sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>
+{
     /// From sqlx's row.
-    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError>;
+    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError> {
+        Ok(r.try_get(name)?)
+    }
     /// From a value read in place.
     fn from_cell(name: &str, cell: Cell<'r>) -> Result<Self, StoreError>;
 }
@@ -45,9 +49,6 @@ fn mismatch(name: &str, want: &str, cell: Cell<'_>) -> StoreError {
 }
 
 impl<'r> FromColumn<'r> for &'r str {
-    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError> {
-        Ok(r.try_get(name)?)
-    }
     fn from_cell(name: &str, cell: Cell<'r>) -> Result<Self, StoreError> {
         match cell {
             Cell::Text(t) => Ok(t),
@@ -57,18 +58,12 @@ impl<'r> FromColumn<'r> for &'r str {
 }
 
 impl<'r> FromColumn<'r> for String {
-    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError> {
-        Ok(r.try_get(name)?)
-    }
     fn from_cell(name: &str, cell: Cell<'r>) -> Result<Self, StoreError> {
         <&str>::from_cell(name, cell).map(str::to_string)
     }
 }
 
 impl<'r> FromColumn<'r> for i64 {
-    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError> {
-        Ok(r.try_get(name)?)
-    }
     fn from_cell(name: &str, cell: Cell<'r>) -> Result<Self, StoreError> {
         match cell {
             Cell::Int(i) => Ok(i),
@@ -77,13 +72,7 @@ impl<'r> FromColumn<'r> for i64 {
     }
 }
 
-impl<'r, T: FromColumn<'r>> FromColumn<'r> for Option<T>
-where
-    Option<T>: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    fn from_row(r: &'r SqliteRow, name: &str) -> Result<Self, StoreError> {
-        Ok(r.try_get(name)?)
-    }
+impl<'r, T: FromColumn<'r>> FromColumn<'r> for Option<T> {
     fn from_cell(name: &str, cell: Cell<'r>) -> Result<Self, StoreError> {
         match cell {
             Cell::Null => Ok(None),
