@@ -513,7 +513,9 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
         "an internal network has a resolver too"
     );
 
-    // The bridge's IPv6 address must have left DAD before anything binds to it.
+    // The bridge's IPv6 address must have left DAD before anything binds to it, and so must
+    // the endpoints' own: a tentative address is no source, and a query from a link-local
+    // one is no query from the subnet.
     wait_for(
         Duration::from_secs(10),
         "no tentative address on wb-intd",
@@ -524,6 +526,17 @@ async fn internal_networks_reach_only_port_53_of_their_own_gateway() {
         },
     )
     .await;
+    for ns in ["a", "b"] {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("no tentative address in {ns}"),
+            || {
+                let out = sb.exec_in(ns, &["ip", "-6", "addr", "show", "tentative"]);
+                out.status.success() && out.stdout.is_empty()
+            },
+        )
+        .await;
+    }
     let host = sb.host_ns_path();
     let (gw4, gw6, pub_gw) = (
         IpAddr::V4(Ipv4Addr::new(10, 249, 0, 1)),

@@ -87,6 +87,33 @@ impl EtcNetns {
         blocking(move || write_atomic(&dir, &text)).await
     }
 
+    /// Makes namespace `namespace`'s resolv.conf read `render(host)`, where `host` is the text
+    /// of the host's resolv.conf at `host_path` ("" when it cannot be read: said in the log):
+    /// reads both files, and writes (as [`EtcNetns::write_resolv_conf`]) only when the text or
+    /// the mode differs. One trip to a blocking thread for all of it, where a read, a compare
+    /// and a write each took one. Returns whether it wrote.
+    pub async fn converge_resolv_conf<R>(
+        &self,
+        namespace: &str,
+        host_path: &Path,
+        render: R,
+    ) -> Result<bool, KernelError>
+    where
+        R: FnOnce(&str) -> String + Send + 'static,
+    {
+        let dir = self.dir.join(namespace);
+        let host_path = host_path.to_path_buf();
+        blocking(move || {
+            let want = render(&read_host_resolv_conf(&host_path));
+            if read_if_ours(&dir.join(RESOLV_CONF))?.as_deref() == Some(want.as_str()) {
+                return Ok(false);
+            }
+            write_atomic(&dir, &want)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Removes namespace `namespace`'s resolv.conf, a leftover temporary file, and its
     /// directory when that is then empty. Idempotent.
     pub async fn remove(&self, namespace: &str) -> Result<(), KernelError> {
@@ -107,6 +134,18 @@ where
             std::io::Error::other(e.to_string()),
         ))
     })
+}
+
+/// The host's resolv.conf, or "" when it cannot be read (said in the log): a namespace then
+/// gets its DNS networks' resolvers alone, or no nameserver.
+pub fn read_host_resolv_conf(path: &Path) -> String {
+    match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the host's resolv.conf");
+            String::new()
+        }
+    }
 }
 
 fn read_if_ours(path: &Path) -> Result<Option<String>, KernelError> {
@@ -214,5 +253,66 @@ mod tests {
         etc.remove("b").await.expect("remove");
         assert!(other.exists(), "someone else's file was removed");
         assert!(!etc.resolv_conf_path("b").exists());
+    }
+
+    /// The one-trip converge renders from the host's file as it is now, writes only when the
+    /// text or the mode differs (the inode stays when it does not), and renders from "" when
+    /// the host's file cannot be read.
+    #[tokio::test]
+    async fn converge_writes_only_what_differs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etc = EtcNetns::new(tmp.path().join("etc-netns"));
+        let host = tmp.path().join("host-resolv.conf");
+        fs::write(&host, "options ndots:2\n").expect("host file");
+        let render = |h: &str| format!("nameserver 10.0.0.1\n{h}");
+        assert!(
+            etc.converge_resolv_conf("a", &host, render)
+                .await
+                .expect("converge")
+        );
+        let path = etc.resolv_conf_path("a");
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            "nameserver 10.0.0.1\noptions ndots:2\n"
+        );
+        let inode = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).expect("meta"));
+        let before = inode();
+        assert!(
+            !etc.converge_resolv_conf("a", &host, render)
+                .await
+                .expect("again")
+        );
+        assert_eq!(inode(), before, "a converged file was written again");
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(
+            etc.converge_resolv_conf("a", &host, render)
+                .await
+                .expect("mode")
+        );
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode, MODE);
+
+        fs::write(&host, "options edns0\n").expect("host changed");
+        assert!(
+            etc.converge_resolv_conf("a", &host, render)
+                .await
+                .expect("host")
+        );
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            "nameserver 10.0.0.1\noptions edns0\n"
+        );
+        fs::remove_file(&host).expect("host gone");
+        assert!(
+            etc.converge_resolv_conf("a", &host, render)
+                .await
+                .expect("no host")
+        );
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            "nameserver 10.0.0.1\n"
+        );
+        assert!(!path.with_file_name(TEMP).exists(), "temp file left behind");
     }
 }

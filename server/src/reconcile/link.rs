@@ -164,22 +164,55 @@ impl Controller {
         id: &str,
         spec: &LinkSpec,
     ) -> Result<LinkObserved, ReconcileError> {
-        Ok(self.converge_link_fresh(k, id, spec).await?.0)
+        Ok(self.converge_link_fresh(k, id, spec, false).await?.0)
     }
 
     /// [`Controller::converge_link`], also saying whether the interfaces had to be created
     /// (an endpoint re-created under its neighbours announces itself).
+    ///
+    /// `absent` says the interfaces are most likely not there (an endpoint never converged):
+    /// they are then created without first reading both names, and only when the kernel
+    /// says a name is taken (`EEXIST`) is the whole converge done again the careful way,
+    /// which reads them and tells what is in the way. Not in a dry run, whose plan reads.
     pub(super) async fn converge_link_fresh(
         &self,
         k: &dyn KernelOps,
         id: &str,
         spec: &LinkSpec,
+        absent: bool,
     ) -> Result<(LinkObserved, bool), ReconcileError> {
+        if absent && !k.is_dry() {
+            if let Some(done) = self.converge_link_as(k, id, spec, true).await? {
+                return Ok(done);
+            }
+            tracing::debug!(
+                link = id,
+                "a name was taken after all: converging by reading first"
+            );
+        }
+        self.converge_link_as(k, id, spec, false)
+            .await?
+            .ok_or_else(|| ReconcileError::transient("an interface name was taken meanwhile"))
+    }
+
+    /// The body of [`Controller::converge_link_fresh`]; `guess` skips the reads before the
+    /// create and answers None when the create finds a name taken (nothing was made).
+    async fn converge_link_as(
+        &self,
+        k: &dyn KernelOps,
+        id: &str,
+        spec: &LinkSpec,
+        guess: bool,
+    ) -> Result<Option<(LinkObserved, bool)>, ReconcileError> {
         let mark = ownership_mark(id);
         let mut ends = Vec::new();
         for end in spec.ends() {
             let ns = self.ns_ref(&end.namespace).await?;
-            let state = k.get_link(&ns, &end.name).await?;
+            let state = if guess {
+                None
+            } else {
+                k.get_link(&ns, &end.name).await?
+            };
             if let Some(s) = &state {
                 if !owned(s, &mark) {
                     return Err(ReconcileError::permanent(format!(
@@ -214,12 +247,16 @@ impl Controller {
                     ok_if_gone(k.delete_link(ns, s.index).await)?;
                 }
             }
-            match &spec.kind {
+            let made = match &spec.kind {
                 LinkKind::Veth { peer } => {
                     k.create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
-                        .await?
+                        .await
                 }
-                LinkKind::Bridge => k.create_bridge(&ends[0].1, &spec.end.name).await?,
+                LinkKind::Bridge => k.create_bridge(&ends[0].1, &spec.end.name).await,
+            };
+            match made {
+                Err(e) if guess && e.kind() == ErrorKind::Exists => return Ok(None),
+                made => made?,
             }
             if cfg!(debug_assertions) && !k.is_dry() {
                 let names: Vec<&str> = ends.iter().map(|(e, _, _)| e.name.as_str()).collect();
@@ -270,7 +307,7 @@ impl Controller {
             self.requeue_ports(&spec.end.namespace, &spec.end.name, id)
                 .await?;
         }
-        Ok((observed, created))
+        Ok(Some((observed, created)))
     }
 
     /// Queues every link and endpoint whose end names `bridge` (in `namespace`) as master,

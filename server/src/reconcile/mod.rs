@@ -456,12 +456,12 @@ impl Controller {
         if name.is_empty() {
             return Ok(NsRef::Host);
         }
-        let row =
-            self.store().namespace_by_name(name).await?.ok_or_else(|| {
+        let place =
+            self.store().namespace_place(name).await?.ok_or_else(|| {
                 ReconcileError::transient(format!("namespace {name:?} is not known"))
             })?;
-        let path = match &row.spec.adopted_path {
-            Some(p) => p.clone(),
+        let path = match place.adopted_path {
+            Some(p) => p,
             None => self.kernel().netns_dir().join(name),
         };
         if !self.kernel().is_netns(&path) {
@@ -469,7 +469,7 @@ impl Controller {
                 "namespace {name:?} is not ready yet"
             )));
         }
-        if !adopted::same_namespace(self.kernel(), &path, row.adopted_identity.as_deref()) {
+        if !adopted::same_namespace(self.kernel(), &path, place.adopted_identity.as_deref()) {
             // Its path names another namespace now: never follow it there. Transient, as a
             // file that vanished: an endpoint's reconcile then releases what it held.
             return Err(ReconcileError::transient(adopted::gone_message(&path)));

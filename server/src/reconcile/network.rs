@@ -298,9 +298,12 @@ impl Reconciler for Endpoints {
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
+        // Its inside MAC is recorded at its first converge: until then its veth is most
+        // likely not there, and is made without reading first.
+        let never_seen = row.observed.mac.is_empty();
         let (observed, created) = match ctx
             .ctl
-            .converge_link_fresh(ctx.kernel, &row.id, &spec)
+            .converge_link_fresh(ctx.kernel, &row.id, &spec, never_seen)
             .await
         {
             Ok(done) => done,

@@ -85,32 +85,37 @@ impl Controller {
         result
     }
 
-    /// The body of [`Controller::converge_resolv_conf`], under the namespace's lock.
+    /// The body of [`Controller::converge_resolv_conf`], under the namespace's lock: one
+    /// query for the namespace and its live endpoints (their networks come from the store's
+    /// cache), one blocking call for both files.
     async fn converge_resolv_locked(
         &self,
         settings: &ResolvSettings,
         name: &str,
     ) -> Result<(), ReconcileError> {
-        let Some(ns) = self.store().namespace_by_name(name).await? else {
+        let Some(sources) = self.store().resolv_sources(name).await? else {
             return Ok(());
         };
-        if ns.spec.adopted_path.is_some() || ns.deleting {
+        if !sources.written {
             return Ok(());
         }
         let mut servers: Vec<IpAddr> = Vec::new();
-        for ep in self.store().live_endpoints_in_namespace(name).await? {
-            if let Some(net) = self.store().network_by_id(&ep.network_id).await? {
-                servers.extend(resolv::endpoint_dns_servers(&net.spec, &ep.addresses));
+        for (network_id, addresses) in &sources.endpoints {
+            if let Some(net) = self.store().network_by_id(network_id).await? {
+                servers.extend(resolv::endpoint_dns_servers(&net.spec, addresses));
             }
         }
-        let host = read_host_resolv_conf(&settings.host_resolv_conf).await;
-        let want = resolv::render(name, &servers, &host);
-        if settings.etc.read_resolv_conf(name).await?.as_deref() == Some(want.as_str()) {
-            return Ok(());
+        let (owned, shown) = (name.to_string(), servers.clone());
+        let wrote = settings
+            .etc
+            .converge_resolv_conf(name, &settings.host_resolv_conf, move |host| {
+                resolv::render(&owned, &servers, host)
+            })
+            .await?;
+        if wrote {
+            crate::kernel::note_write();
+            tracing::debug!(namespace = name, servers = ?shown, "wrote resolv.conf");
         }
-        settings.etc.write_resolv_conf(name, &want).await?;
-        crate::kernel::note_write();
-        tracing::debug!(namespace = name, ?servers, "wrote resolv.conf");
         Ok(())
     }
 
@@ -130,16 +135,12 @@ impl Controller {
     }
 }
 
-/// The host's resolv.conf, or "" when it cannot be read (said in the log): a namespace then
-/// gets its DNS networks' resolvers alone, or no nameserver.
+/// The host's resolv.conf, or "" when it cannot be read (said in the log).
 pub(super) async fn read_host_resolv_conf(path: &std::path::Path) -> String {
-    match tokio::fs::read_to_string(path).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the host's resolv.conf");
-            String::new()
-        }
-    }
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::kernel::etc::read_host_resolv_conf(&path))
+        .await
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -54,21 +54,26 @@ fn connect_spec(net: &str, ns: &str) -> ConnectSpec {
 /// A store at `path` with network "web" (`subnets`) and namespaces `ns0`..`ns{n-1}`.
 async fn store_with(path: &Path, subnets: &[&str], n: usize) -> Store {
     let s = Store::open(path).await.unwrap();
-    s.create_network(
-        &net_spec("web", subnets),
-        &AutoSubnets::default(),
-        false,
-        None,
-        false,
-    )
-    .await
-    .unwrap();
+    add_network(&s, "web", subnets).await;
     for i in 0..n {
         s.create_namespace(&ns_spec(&format!("ns{i}")), None, false)
             .await
             .unwrap();
     }
     s
+}
+
+/// Records network `name` with `subnets`.
+async fn add_network(s: &Store, name: &str, subnets: &[&str]) -> NetworkRow {
+    s.create_network(
+        &net_spec(name, subnets),
+        &AutoSubnets::default(),
+        false,
+        None,
+        false,
+    )
+    .await
+    .unwrap()
 }
 
 /// Endpoint `id` read from the database itself, past the cache.
@@ -486,4 +491,108 @@ async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() 
         );
     }
     s.close().await;
+}
+
+/// A namespace's resolv.conf sources come in one query: whether weft writes its file, and
+/// its live endpoints' networks and leases in connect order; a disconnecting endpoint is
+/// left out, an adopted or deleting namespace is not written, an unknown one is None.
+#[tokio::test]
+async fn resolv_sources_are_the_live_endpoints_in_connect_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.7.0.0/24"], 2).await;
+    let other = add_network(&s, "db", &["10.8.0.0/24"]).await;
+    assert_eq!(s.resolv_sources("nope").await.unwrap(), None);
+    let alone = s.resolv_sources("ns0").await.unwrap().unwrap();
+    assert_eq!((alone.written, alone.endpoints.len()), (true, 0));
+
+    let web = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    let mut second = connect_spec("db", "ns0");
+    second.endpoint.ifname = "eth1".into();
+    let db = s.connect(&second, None, false).await.unwrap();
+    s.connect(&connect_spec("web", "ns1"), None, false)
+        .await
+        .unwrap();
+    let got = s.resolv_sources("ns0").await.unwrap().unwrap();
+    assert!(got.written);
+    assert_eq!(
+        got.endpoints,
+        vec![
+            (web.network_id.clone(), web.addresses.clone()),
+            (other.id.clone(), db.addresses.clone()),
+        ]
+    );
+    assert_eq!(db.network_id, other.id);
+
+    s.mark_deleting::<EndpointRow>(&web.id).await.unwrap();
+    let got = s.resolv_sources("ns0").await.unwrap().unwrap();
+    assert_eq!(
+        got.endpoints,
+        vec![(other.id.clone(), db.addresses.clone())]
+    );
+
+    let adopted = NamespaceSpec {
+        adopted_path: Some("/proc/1/ns/net".into()),
+        ..ns_spec("ad")
+    };
+    s.create_namespace(&adopted, None, false).await.unwrap();
+    assert!(!s.resolv_sources("ad").await.unwrap().unwrap().written);
+    let ns1 = s.namespace_by_name("ns1").await.unwrap().unwrap();
+    sqlx::query("UPDATE namespaces SET deleting = 1 WHERE id = ?")
+        .bind(&ns1.id)
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    assert!(!s.resolv_sources("ns1").await.unwrap().unwrap().written);
+}
+
+/// A namespace's place is read once and kept by name (a change behind the store's back is
+/// not seen), and dropped when its row is deleted, so a namespace made again under the same
+/// name is found where it is now; other places stay kept. At most `PLACES_CAP` are kept.
+#[tokio::test]
+async fn namespace_places_are_kept_until_their_row_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.7.0.0/24"], 2).await;
+    assert_eq!(s.namespace_place("nope").await.unwrap(), None);
+    let first = s.namespace_place("ns0").await.unwrap().unwrap();
+    assert_eq!(
+        (first.adopted_path.as_ref(), first.adopted_identity.as_ref()),
+        (None, None)
+    );
+    let ns1 = s.namespace_place("ns1").await.unwrap().unwrap();
+    sqlx::query("UPDATE namespaces SET adopted_path = '/elsewhere'")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.namespace_place("ns0").await.unwrap().as_ref(),
+        Some(&first)
+    );
+
+    s.mark_deleting::<NamespaceRow>(&first.id).await.unwrap();
+    assert!(s.delete_row::<NamespaceRow>(&first.id).await.unwrap());
+    assert_eq!(s.namespace_place("ns0").await.unwrap(), None);
+    let adopted = NamespaceSpec {
+        adopted_path: Some("/proc/1/ns/net".into()),
+        ..ns_spec("ns0")
+    };
+    let again = s.create_namespace(&adopted, None, false).await.unwrap();
+    let place = s.namespace_place("ns0").await.unwrap().unwrap();
+    assert_eq!(place.id, again.id);
+    assert_eq!(
+        place.adopted_path.as_deref(),
+        Some(Path::new("/proc/1/ns/net"))
+    );
+    // ns1's place was kept through the other's deletion: still the one read before.
+    assert_eq!(s.namespace_place("ns1").await.unwrap().as_ref(), Some(&ns1));
+
+    for i in 2..1100 {
+        s.create_namespace(&ns_spec(&format!("ns{i}")), None, false)
+            .await
+            .unwrap();
+        s.namespace_place(&format!("ns{i}")).await.unwrap().unwrap();
+    }
+    assert!(s.places.lock().unwrap().by_name.len() <= 1024);
 }

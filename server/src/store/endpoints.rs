@@ -40,6 +40,30 @@ pub struct EndpointObserved {
     pub mac: String,
 }
 
+/// What a namespace's resolv.conf is made of ([`Store::resolv_sources`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvSources {
+    /// weft writes the namespace's resolv.conf: it is not adopted, nor being deleted.
+    pub written: bool,
+    /// The network uid and leased addresses of each live endpoint, in connect order.
+    pub endpoints: Vec<(String, Vec<IpNet>)>,
+}
+
+/// An endpoint's leases as its query returns them (`addr/len` separated by spaces, or NULL
+/// for none), IPv4 first.
+fn leases(text: Option<String>) -> Result<Vec<IpNet>, StoreError> {
+    let mut addresses = text
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|a| {
+            a.parse::<IpNet>()
+                .map_err(|e| StoreError::Corrupt(format!("lease {a}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    addresses.sort_by_key(|a| a.addr().is_ipv6());
+    Ok(addresses)
+}
+
 /// A stored endpoint, with its leases and its network's and namespace's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointRow {
@@ -88,16 +112,7 @@ impl Kind for EndpointRow {
 
     fn decode(r: &impl Columns) -> Result<Self, StoreError> {
         let id: String = r.get("id")?;
-        let addrs: Option<String> = r.get("addrs")?;
-        let mut addresses = addrs
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(|a| {
-                a.parse::<IpNet>()
-                    .map_err(|e| StoreError::Corrupt(format!("lease {a}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        addresses.sort_by_key(|a| a.addr().is_ipv6());
+        let addresses = leases(r.get("addrs")?)?;
         Ok(EndpointRow {
             network_id: r.get("network_id")?,
             network: r.get("network")?,
@@ -591,18 +606,36 @@ impl Store {
         }
     }
 
-    /// The endpoints of namespace `name` that are not being disconnected, in connect order
-    /// (the order of the nameservers in its resolv.conf).
-    pub async fn live_endpoints_in_namespace(
-        &self,
-        name: &str,
-    ) -> Result<Vec<EndpointRow>, StoreError> {
-        self.find_all(
-            "n.name = ? AND e.deleting = 0",
-            &[name],
-            <EndpointRow as Kind>::ORDER,
+    /// What namespace `name`'s resolv.conf is made of, in one query: whether weft writes it
+    /// (not adopted, not being deleted) and its endpoints that are not being disconnected, in
+    /// connect order (the order of the nameservers). None for an unknown namespace.
+    pub async fn resolv_sources(&self, name: &str) -> Result<Option<ResolvSources>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.adopted_path IS NULL AND n.deleting = 0 AS written, e.network_id, \
+             (SELECT group_concat(l.address || '/' || l.prefix_len, ' ') FROM leases l \
+              WHERE l.endpoint_id = e.id) AS addrs \
+             FROM namespaces n LEFT JOIN endpoints e ON e.namespace_id = n.id AND e.deleting = 0 \
+             WHERE n.name = ? ORDER BY e.created_at, e.id",
         )
-        .await
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut sources = ResolvSources {
+            written: first.get::<i64>("written")? != 0,
+            endpoints: Vec::with_capacity(rows.len()),
+        };
+        for r in &rows {
+            // The namespace alone (no live endpoint) is one row without an endpoint.
+            if let Some(network_id) = r.get::<Option<String>>("network_id")? {
+                sources
+                    .endpoints
+                    .push((network_id, leases(r.get("addrs")?)?));
+            }
+        }
+        Ok(Some(sources))
     }
 
     /// Ids of the endpoints in a namespace.

@@ -380,6 +380,11 @@ impl Store {
             .execute(&self.pool)
             .await;
         self.forget::<K>(id);
+        if K::TABLE == super::NamespaceRow::TABLE {
+            // After the delete: a read that raced it either sees the epoch moved or is
+            // dropped here.
+            self.forget_place(id);
+        }
         Ok(r?.rows_affected() > 0)
     }
 

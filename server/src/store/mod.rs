@@ -38,12 +38,12 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use crate::model::{ObjectLimits, Refusal};
 pub use columns::{Cell, Columns, FromColumn};
-pub use endpoints::{EndpointObserved, EndpointRow, StoredMapping};
+pub use endpoints::{EndpointObserved, EndpointRow, ResolvSources, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use lists::AllRows;
 pub use metrics::{MetricsSnapshot, NetworkGauge};
-pub use namespaces::NamespaceRow;
+pub use namespaces::{NamespaceRow, NsPlace};
 pub use networks::{AutoSubnets, NetworkRow};
 pub use requests::{PastRequest, RequestRecord};
 use sqlx::sqlite::{
@@ -124,6 +124,8 @@ pub struct Store {
     /// Endpoint rows a connect or disconnect just wrote, kept for the reconcile and the
     /// waiting request that read them next (bounded; see [`EndpointRow`]'s [`Kind`]).
     endpoints: std::sync::Arc<std::sync::Mutex<RowCache<EndpointRow>>>,
+    /// Where namespaces are, by name (see [`NsPlace`]).
+    places: std::sync::Arc<std::sync::Mutex<namespaces::Places>>,
     /// Taken by every write: writers queue here, in order, instead of in SQLite's busy
     /// handler, which sleeps (1, 2, 5, 10 ms ...) whenever a write transaction is open.
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -166,6 +168,7 @@ impl Store {
             background: Default::default(),
             nets: Default::default(),
             endpoints: Default::default(),
+            places: Default::default(),
             write: Default::default(),
             objects: ObjectLimits::default(),
         })

@@ -5,7 +5,7 @@
 //! namespace is [`Guarded`]: it cannot be marked for deletion while a link end or an
 //! endpoint lives in it (the foreign keys refuse the row's deletion a second time).
 
-use std::path::PathBuf;
+use std::{collections::HashMap, path::PathBuf};
 
 use super::{
     Columns, Guarded, Kind, Named, RequestRecord, Store, StoreError, decode, encode,
@@ -87,7 +87,80 @@ impl Guarded for NamespaceRow {
     }
 }
 
+/// Where a namespace is: what never changes while its row lives (its uid, the path it was
+/// adopted from and which namespace that path named then), so it is kept by name and read by
+/// every request and reconcile that enters the namespace without a query
+/// ([`Store::namespace_place`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsPlace {
+    /// The row's uid.
+    pub id: String,
+    /// The adopted path (None for a namespace weft made: it is `<netns-dir>/<name>`).
+    pub adopted_path: Option<PathBuf>,
+    /// [`NamespaceRow::adopted_identity`].
+    pub adopted_identity: Option<String>,
+}
+
+/// The places kept by name: at most [`PLACES_CAP`], each dropped when its row is deleted.
+/// The epoch moves with every deletion, so a read that raced one keeps nothing.
+#[derive(Debug, Default)]
+pub(super) struct Places {
+    pub(super) by_name: HashMap<String, NsPlace>,
+    epoch: u64,
+}
+
+/// How many places are kept (about 100 bytes each); a name beyond them is read again.
+const PLACES_CAP: usize = 1024;
+
+/// Locks the places, taking them over if a holder panicked (always safe to reuse).
+fn places(m: &std::sync::Mutex<Places>) -> std::sync::MutexGuard<'_, Places> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Store {
+    /// Where namespace `name` is ([`NsPlace`]), kept after the first read; None for an
+    /// unknown name (never kept).
+    pub async fn namespace_place(&self, name: &str) -> Result<Option<NsPlace>, StoreError> {
+        let epoch = {
+            let p = places(&self.places);
+            if let Some(place) = p.by_name.get(name) {
+                return Ok(Some(place.clone()));
+            }
+            p.epoch
+        };
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, adopted_path, adopted_identity FROM namespaces WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, adopted_path, adopted_identity)) = row else {
+            return Ok(None);
+        };
+        let place = NsPlace {
+            id,
+            adopted_path: adopted_path.map(PathBuf::from),
+            adopted_identity,
+        };
+        let mut p = places(&self.places);
+        if p.epoch == epoch {
+            if p.by_name.len() >= PLACES_CAP
+                && let Some(other) = p.by_name.keys().next().cloned()
+            {
+                p.by_name.remove(&other);
+            }
+            p.by_name.insert(name.to_string(), place.clone());
+        }
+        Ok(Some(place))
+    }
+
+    /// Drops the kept place of namespace row `id` (just deleted).
+    pub(super) fn forget_place(&self, id: &str) {
+        let mut p = places(&self.places);
+        p.epoch += 1;
+        p.by_name.retain(|_, place| place.id != id);
+    }
+
     /// Records a new namespace; ALREADY_EXISTS if the name is taken.
     pub async fn create_namespace(
         &self,
