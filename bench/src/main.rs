@@ -9,6 +9,7 @@
 
 mod alone;
 mod compare;
+mod crowded;
 mod dns;
 mod methods;
 mod plugins;

@@ -283,8 +283,23 @@ impl Method {
             }
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        Err(last.expect("tried"))
-            .with_context(|| format!("{}: ping from endpoint {i} to {gw}, 3 tries", kind.name()))
+        let failed = || format!("{}: ping from endpoint {i} to {gw}, 3 tries", kind.name());
+        let gw_ip = gateway(kind.subnet());
+        let (Some(crowd), Some(a)) = (crate::crowded::crowded(&path, gw_ip)?, self.address_of(i))
+        else {
+            return Err(last.expect("tried")).with_context(failed);
+        };
+        crowd
+            .seeded_ping(&path, gw_ip, a.addr())
+            .with_context(|| format!("{}, and with both neighbours seeded", failed()))?;
+        eprintln!(
+            "  {}: endpoint {i} answers over unicast; its ARP broadcast got no answer on a \
+             bridge of {} ports (backlog {}: see crowded.rs)",
+            kind.name(),
+            crowd.ports,
+            crowd.backlog
+        );
+        Ok(())
     }
 
     /// Checks, outside the timing, that endpoint `i`'s port mapping is in its host's firewall

@@ -125,7 +125,7 @@ fn hairpin(sb: &Sandbox, dev: &str) -> bool {
 /// An idle converged host: the resync passes reconcile only the network and the firewall,
 /// and read mostly nothing: the namespaces (and the host) they found clean, which the
 /// monitor has not heard from since, stay unread but for their turn every tenth pass. Then a
-/// port's hairpin mode turned off by hand (no field the monitor fingerprints changed) is
+/// port's hairpin mode turned on by hand (no field the monitor fingerprints changed) is
 /// found and repaired: the notification makes the host unclean, so the next pass reads it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift() {
@@ -152,10 +152,11 @@ async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift
         started.elapsed()
     );
 
+    // c0 publishes no port: its bridge port is out of hairpin mode, and is put back out.
     let dev = host_end(&sb, "c0");
     assert!(
-        hairpin(&sb, &dev),
-        "{dev} is not in hairpin mode to begin with"
+        !hairpin(&sb, &dev),
+        "{dev} is in hairpin mode to begin with"
     );
     let drift_before = info(&sb.client()).await.drift_repairs;
     sb.host_ok(&[
@@ -167,11 +168,11 @@ async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift
         "type",
         "bridge_slave",
         "hairpin",
-        "off",
+        "on",
     ]);
-    assert!(!hairpin(&sb, &dev), "hairpin off did not take");
-    wait_for(Duration::from_secs(15), "hairpin mode back on", || {
-        hairpin(&sb, &dev)
+    assert!(hairpin(&sb, &dev), "hairpin on did not take");
+    wait_for(Duration::from_secs(15), "hairpin mode back off", || {
+        !hairpin(&sb, &dev)
     })
     .await;
     assert!(info(&sb.client()).await.drift_repairs > drift_before);

@@ -120,7 +120,12 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             master: Some(net.bridge_name.clone()),
             // An endpoint reaches its own published ports through a host address: with
             // br_netfilter the DNATed frame is bridged back out of the port it came in on.
-            hairpin: true,
+            // Only one that publishes ports needs it (as Docker sets it only without its
+            // userland proxy): in hairpin mode a port also gets back a copy of every
+            // broadcast it sends, which on a bridge of 1,000 ports is the copy past the
+            // receive backlog that drops the gateway's ARP reply (BENCHMARKS.md,
+            // "Surprises"); and it is one netlink request less per Connect.
+            hairpin: !ep.spec.ports.is_empty(),
             // A bridge port needs no IPv6 of its own (see `EndSpec::ipv6_off`).
             ipv6_off: true,
             addresses: Vec::new(),

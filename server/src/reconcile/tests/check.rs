@@ -238,7 +238,7 @@ fn route_drift(w: &mut World, name: &str, extra: Option<&str>) {
     }
 }
 
-/// An endpoint's drift: its host end off the bridge, hairpin off, its inside end's route or
+/// An endpoint's drift: its host end off the bridge, its hairpin mode flipped, its inside end's route or
 /// address gone, its veth gone; each makes the endpoint differ.
 #[tokio::test]
 async fn every_kind_of_endpoint_drift_is_caught() {
@@ -247,7 +247,13 @@ async fn every_kind_of_endpoint_drift_is_caught() {
     let host = k.ep_row.host_ifname.clone();
     let changes: Vec<(&str, Change)> = vec![
         ("master", Box::new(|w| w.link("", &host).master = None)),
-        ("hairpin", Box::new(|w| w.link("", &host).hairpin = false)),
+        (
+            "hairpin",
+            Box::new(|w| {
+                let port = w.link("", &host);
+                port.hairpin = !port.hairpin;
+            }),
+        ),
         ("down", Box::new(|w| w.link("ns1", "eth0").up = false)),
         (
             "address",

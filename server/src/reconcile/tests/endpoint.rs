@@ -549,15 +549,32 @@ async fn chosen_host_ports_are_free_stored_and_mapped() {
     assert_eq!(mapped, [9000, 9001, 40000, 40001, 40002]);
 }
 
-/// The endpoint's bridge port is in hairpin mode (so an endpoint reaches its own published
-/// port through a host address): set once, observed after, a converged reconcile writes
-/// nothing, and a port put out of hairpin mode under weft is put back.
+/// The bridge port of an endpoint that publishes ports is in hairpin mode (so it reaches its
+/// own published port through a host address): set once, observed after, a converged
+/// reconcile writes nothing, and a port put out of hairpin mode under weft is put back. An
+/// endpoint without published ports has it off, and is kept so.
 #[tokio::test]
 async fn endpoint_port_is_in_hairpin_mode_and_drift_is_repaired() {
     use crate::kernel::{LinkChange, LinkOps};
     let h = H::new().await;
     h.network("web", "br-web", &["10.88.0.0/24"]).await;
     h.namespace("ns1").await;
+    h.namespace("ns2").await;
+    let plain = h.connect("web", "ns2", Vec::new()).await;
+    let port = h.k.link(&NsRef::Host, &plain.host_ifname).unwrap();
+    assert!(port.master.is_some() && !port.hairpin, "{port:?}");
+    let on = LinkChange {
+        hairpin: Some(true),
+        ..Default::default()
+    };
+    h.k.set_link(&NsRef::Host, port.index, &on).await.unwrap();
+    assert_eq!(
+        h.run(Key::Endpoint(plain.id.clone())).await,
+        1,
+        "put back off"
+    );
+    assert!(!h.k.link(&NsRef::Host, &plain.host_ifname).unwrap().hairpin);
+
     let ep = h.connect("web", "ns1", vec![tcp(8080, 80)]).await;
     let port = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap();
     assert!(port.master.is_some() && port.hairpin, "{port:?}");
