@@ -170,10 +170,12 @@ impl Controller {
     /// [`Controller::converge_link`], also saying whether the interfaces had to be created
     /// (an endpoint re-created under its neighbours announces itself).
     ///
-    /// `absent` says the interfaces are most likely not there (an endpoint never converged):
-    /// they are then created without first reading both names, and only when the kernel
-    /// says a name is taken (`EEXIST`) is the whole converge done again the careful way,
-    /// which reads them and tells what is in the way. Not in a dry run, whose plan reads.
+    /// `absent` says the interfaces are most likely not there (an endpoint never seen whole:
+    /// no inside MAC recorded): they are then created without first reading both names, and
+    /// only when the kernel says a name is taken (`EEXIST`, nothing made) is the whole
+    /// converge done again the careful way, which reads them and tells what is in the way.
+    /// (An endpoint whose earlier attempts failed after their create pays that failed create
+    /// on each retry.) Not in a dry run, whose plan reads.
     pub(super) async fn converge_link_fresh(
         &self,
         k: &dyn KernelOps,
@@ -190,6 +192,7 @@ impl Controller {
                 "a name was taken after all: converging by reading first"
             );
         }
+        // Without a guess the body never answers None; should it, it is a retry's matter.
         self.converge_link_as(k, id, spec, false)
             .await?
             .ok_or_else(|| ReconcileError::transient("an interface name was taken meanwhile"))

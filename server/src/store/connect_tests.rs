@@ -509,6 +509,8 @@ async fn resolv_sources_are_the_live_endpoints_in_connect_order() {
         .connect(&connect_spec("web", "ns0"), None, false)
         .await
         .unwrap();
+    // Connect order is creation time (milliseconds), then the random id: a millisecond apart.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let mut second = connect_spec("db", "ns0");
     second.endpoint.ifname = "eth1".into();
     let db = s.connect(&second, None, false).await.unwrap();
@@ -595,4 +597,25 @@ async fn namespace_places_are_kept_until_their_row_is_deleted() {
         s.namespace_place(&format!("ns{i}")).await.unwrap().unwrap();
     }
     assert!(s.places.lock().unwrap().by_name.len() <= 1024);
+}
+
+/// A place read before a namespace row was deleted is not kept after it (the deletion may be
+/// of that very row): the epoch moved. One read after the deletion is kept.
+#[tokio::test]
+async fn a_place_read_before_a_deletion_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.7.0.0/24"], 2).await;
+    let row = s.namespace_by_name("ns0").await.unwrap().unwrap();
+    let stale = NsPlace {
+        id: row.id.clone(),
+        adopted_path: None,
+        adopted_identity: None,
+    };
+    let before = s.places_epoch();
+    s.mark_deleting::<NamespaceRow>(&row.id).await.unwrap();
+    assert!(s.delete_row::<NamespaceRow>(&row.id).await.unwrap());
+    s.keep_place("ns0", &stale, before);
+    assert!(!s.places.lock().unwrap().by_name.contains_key("ns0"));
+    s.keep_place("ns0", &stale, s.places_epoch());
+    assert!(s.places.lock().unwrap().by_name.contains_key("ns0"));
 }

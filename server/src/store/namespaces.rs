@@ -142,16 +142,29 @@ impl Store {
             adopted_path: adopted_path.map(PathBuf::from),
             adopted_identity,
         };
-        let mut p = places(&self.places);
-        if p.epoch == epoch {
-            if p.by_name.len() >= PLACES_CAP
-                && let Some(other) = p.by_name.keys().next().cloned()
-            {
-                p.by_name.remove(&other);
-            }
-            p.by_name.insert(name.to_string(), place.clone());
-        }
+        self.keep_place(name, &place, epoch);
         Ok(Some(place))
+    }
+
+    /// Keeps `place` under `name`, read when the places' epoch was `epoch`: not if a row was
+    /// deleted since (it may be this one), and making room when [`PLACES_CAP`] are kept.
+    pub(super) fn keep_place(&self, name: &str, place: &NsPlace, epoch: u64) {
+        let mut p = places(&self.places);
+        if p.epoch != epoch {
+            return;
+        }
+        if p.by_name.len() >= PLACES_CAP
+            && let Some(other) = p.by_name.keys().next().cloned()
+        {
+            p.by_name.remove(&other);
+        }
+        p.by_name.insert(name.to_string(), place.clone());
+    }
+
+    /// The places' epoch now (for [`Store::keep_place`] in tests).
+    #[cfg(test)]
+    pub(super) fn places_epoch(&self) -> u64 {
+        places(&self.places).epoch
     }
 
     /// Drops the kept place of namespace row `id` (just deleted).
