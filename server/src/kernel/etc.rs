@@ -7,13 +7,15 @@
 //! read-only `/etc` is not retried; the error policy reads the kind). Plain `std::fs` on a
 //! blocking thread: no process is spawned.
 //!
-//! - [`EtcNetns::write_resolv_conf`] is atomic: the text goes to a temporary file in the same
+//! - [`EtcNetns::converge_resolv_conf`] reads the host's resolv.conf, renders the file from
+//!   it, reads the file and writes it only when it differs, all in one blocking call. A
+//!   file counts as read only when it is a regular file of mode 0644; anything else reads
+//!   as absent, so converging rewrites it ([`EtcNetns::read_resolv_confs`], the bulk check's
+//!   read, likewise). The write is atomic: the text goes to a temporary file in the same
 //!   directory (mode 0644), which is then renamed over the old file, so a reader (a process
 //!   starting under `ip netns exec`) sees the old file or the new one, never half. It is not
 //!   fsynced: the file is derived state, and a file a power loss left empty or old is
 //!   rewritten by the restart's reconcile, so a Connect does not wait for the disk.
-//! - [`EtcNetns::read_resolv_conf`] reports the text only when the file is a regular file of
-//!   mode 0644; anything else reads as absent, so converging rewrites it.
 //! - [`EtcNetns::remove`] removes the file, a temporary file a crash left, and the directory
 //!   if nothing else is in it (someone else's files there are kept, and so is the directory).
 
@@ -50,15 +52,9 @@ impl EtcNetns {
         self.dir.join(namespace).join(RESOLV_CONF)
     }
 
-    /// The text of namespace `namespace`'s resolv.conf; None when it is missing, not a
-    /// regular file or not mode 0644 (so a converge writes it again).
-    pub async fn read_resolv_conf(&self, namespace: &str) -> Result<Option<String>, KernelError> {
-        let path = self.resolv_conf_path(namespace);
-        blocking(move || read_if_ours(&path)).await
-    }
-
-    /// [`EtcNetns::read_resolv_conf`] of many namespaces in one blocking call (the bulk
-    /// check reads them all); one answer per name, in order. Gives way to API calls in
+    /// The text of each namespace's resolv.conf, in one blocking call (the bulk check reads
+    /// them all); one answer per name, in order, None for a file that is missing, not a
+    /// regular file or not mode 0644 (so a converge writes it again). Gives way to API calls in
     /// flight for up to `give_way` in all (crate::busy; zero: never).
     pub async fn read_resolv_confs(
         &self,
@@ -79,18 +75,10 @@ impl EtcNetns {
         .await
     }
 
-    /// Writes namespace `namespace`'s resolv.conf atomically (temporary file, then rename),
-    /// mode 0644, making the directories (0755) it needs.
-    pub async fn write_resolv_conf(&self, namespace: &str, text: &str) -> Result<(), KernelError> {
-        let dir = self.dir.join(namespace);
-        let text = text.to_string();
-        blocking(move || write_atomic(&dir, &text)).await
-    }
-
     /// Makes namespace `namespace`'s resolv.conf read `render(host)`, where `host` is the text
     /// of the host's resolv.conf at `host_path` ("" when it cannot be read: said in the log):
-    /// reads both files, and writes (as [`EtcNetns::write_resolv_conf`]) only when the text or
-    /// the mode differs. One trip to a blocking thread for all of it, where a read, a compare
+    /// reads both files, and writes (atomically, mode 0644, making the directories it needs)
+    /// only when the text or the mode differs. One trip to a blocking thread for all of it, where a read, a compare
     /// and a write each took one. Returns whether it wrote.
     pub async fn converge_resolv_conf<R>(
         &self,
@@ -227,27 +215,28 @@ mod tests {
     async fn write_read_and_remove() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let etc = EtcNetns::new(tmp.path().join("etc-netns"));
-        assert_eq!(etc.read_resolv_conf("a").await.expect("read"), None);
-        etc.write_resolv_conf("a", "nameserver 10.0.0.1\n")
-            .await
-            .expect("write");
+        let host = tmp.path().join("host-resolv.conf");
+        fs::write(&host, "").expect("host file");
+        let write = |ns: &'static str, text: &'static str| {
+            etc.converge_resolv_conf(ns, &host, move |_| text.to_string())
+        };
+        let read = |ns: &str| read_if_ours(&etc.resolv_conf_path(ns)).expect("read");
+        assert_eq!(read("a"), None);
+        write("a", "nameserver 10.0.0.1\n").await.expect("write");
         let path = etc.resolv_conf_path("a");
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
-        assert_eq!(
-            etc.read_resolv_conf("a").await.expect("read").as_deref(),
-            Some("nameserver 10.0.0.1\n")
-        );
-        etc.write_resolv_conf("a", "x\n").await.expect("rewrite");
+        assert_eq!(read("a").as_deref(), Some("nameserver 10.0.0.1\n"));
+        write("a", "x\n").await.expect("rewrite");
         assert_eq!(fs::read_to_string(&path).expect("read"), "x\n");
         assert!(!path.with_file_name(TEMP).exists(), "temp file left behind");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert_eq!(etc.read_resolv_conf("a").await.expect("read"), None);
+        assert_eq!(read("a"), None);
         etc.remove("a").await.expect("remove");
         assert!(!path.parent().expect("dir").exists());
         etc.remove("a").await.expect("idempotent");
 
-        etc.write_resolv_conf("b", "y\n").await.expect("write");
+        write("b", "y\n").await.expect("write");
         let other = etc.resolv_conf_path("b").with_file_name("hosts");
         fs::write(&other, "127.0.0.1 b\n").expect("someone's file");
         etc.remove("b").await.expect("remove");

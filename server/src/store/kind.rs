@@ -54,6 +54,10 @@ pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     /// At most this many rows in the cache; past it, an arbitrary one is dropped.
     const CACHE_CAP: usize = usize::MAX;
 
+    /// Drops what the store keeps of row `id` besides its cache, once the row is deleted
+    /// (namespaces: their place, [`Store::namespace_place`]).
+    fn forget_kept(_store: &Store, _id: &str) {}
+
     /// Puts a status write into a cached row: true if the kind can (the row then equals what
     /// the database holds), false to drop the row from the cache instead.
     fn set_observed(&mut self, _status: &Status, _observed: &Self::Observed) -> bool {
@@ -380,11 +384,7 @@ impl Store {
             .execute(&self.pool)
             .await;
         self.forget::<K>(id);
-        if K::TABLE == super::NamespaceRow::TABLE {
-            // After the delete: a read that raced it either sees the epoch moved or is
-            // dropped here.
-            self.forget_place(id);
-        }
+        K::forget_kept(self, id);
         Ok(r?.rows_affected() > 0)
     }
 

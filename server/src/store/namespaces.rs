@@ -68,6 +68,11 @@ impl Kind for NamespaceRow {
     fn observed_column(status_path: &str) -> Result<Option<(&'static str, String)>, StoreError> {
         Ok(Some(("status_path", status_path.to_string())))
     }
+
+    /// After the delete: a place read that raced it sees the epoch moved, or is dropped here.
+    fn forget_kept(store: &Store, id: &str) {
+        store.forget_place(id);
+    }
 }
 
 impl Named for NamespaceRow {
