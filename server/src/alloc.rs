@@ -20,7 +20,12 @@
 //!   Watch stream's initial list, a wave of connects) are caught by their effect: every
 //!   [`WATCH_EVERY`] the resident size is read (`/proc/self/statm`, one small read), and a
 //!   trim runs when it has grown by [`TRIM_GROWTH`] since the last one. Live data that grows
-//!   (more endpoints) just moves the mark up after one trim.
+//!   (more endpoints) just moves the mark up after one trim. A trim for growth runs in the
+//!   middle of a burst, before most of it is freed, and freeing does not lower the resident
+//!   size, so nothing would ever trim again: after one, the first reading that has stopped
+//!   growing (the burst is over) trims once more ("settle"). A start-up's garbage collection,
+//!   which reads every namespace after the check has, left 20-30 % of weftd's resident size
+//!   behind that way at 10,000 endpoints (BENCHMARKS.md, session 13).
 //!
 //! Measured with `weft-bench idle` (BENCHMARKS.md). Elsewhere than Linux with glibc (musl) tuning
 //! and trimming are no-ops. The only `unsafe` here are the FFI calls, whose arguments are plain integers.
@@ -95,28 +100,70 @@ pub fn worth_trimming(now: u64, after_trim: u64) -> bool {
     now > after_trim.saturating_add(TRIM_GROWTH)
 }
 
+/// How much a reading may exceed the one before and still count as "stopped growing".
+pub const SETTLED_WITHIN: u64 = 1 << 20;
+
+/// Why [`watch`] trims at one reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trim {
+    /// The resident size grew by [`TRIM_GROWTH`] since the last trim.
+    Growth,
+    /// The last trim was for growth and the size has stopped growing since: the burst is
+    /// over and what it freed can go back.
+    Settle,
+}
+
+/// [`watch`]'s state between readings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Watcher {
+    /// The previous reading.
+    last: u64,
+    /// A trim for growth ran and its settling trim has not.
+    settle: bool,
+}
+
+impl Watcher {
+    /// Whether to trim at reading `now`, with `after_trim` the size right after the last trim.
+    pub fn decide(&mut self, now: u64, after_trim: u64) -> Option<Trim> {
+        let last = std::mem::replace(&mut self.last, now);
+        if worth_trimming(now, after_trim) {
+            self.settle = true;
+            Some(Trim::Growth)
+        } else if self.settle && now <= last.saturating_add(SETTLED_WITHIN) {
+            self.settle = false;
+            Some(Trim::Settle)
+        } else {
+            None
+        }
+    }
+}
+
 /// Trims (on a blocking thread) whenever the resident size has grown by [`TRIM_GROWTH`] since
-/// the last trim, checking every [`WATCH_EVERY`] (see the module doc). Runs until the runtime
-/// stops.
+/// the last trim, and once more when such a growth has stopped, checking every
+/// [`WATCH_EVERY`] (see the module doc and [`Watcher`]). Runs until the runtime stops.
 pub fn watch() -> tokio::task::JoinHandle<()> {
     tokio::spawn(async {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watcher = Watcher::default();
         loop {
             tick.tick().await;
             let Some(now) = resident_bytes() else {
                 return;
             };
-            if worth_trimming(now, AFTER_TRIM.load(Ordering::Relaxed)) {
+            if let Some(why) = watcher.decide(now, AFTER_TRIM.load(Ordering::Relaxed)) {
                 let _ = tokio::task::spawn_blocking(move || {
                     trim();
                     tracing::debug!(
+                        ?why,
                         before = now,
                         after = AFTER_TRIM.load(Ordering::Relaxed),
                         "trimmed the allocator"
                     );
                 })
                 .await;
+                // The next reading is compared with the size after this trim.
+                watcher.last = AFTER_TRIM.load(Ordering::Relaxed);
             }
         }
     })
@@ -136,6 +183,27 @@ mod tests {
         assert!(worth_trimming(104 * mb + 1, 100 * mb));
         assert!(!worth_trimming(20 * mb, 100 * mb));
         assert!(worth_trimming(5 * mb, 0));
+    }
+
+    /// A growth trim is followed by one more once the size stops growing, and only one;
+    /// a steady daemon that never grew is never trimmed.
+    #[test]
+    fn a_growth_trim_is_followed_by_one_settling_trim() {
+        let mb = 1 << 20;
+        let mut w = Watcher::default();
+        assert_eq!(w.decide(50 * mb, 50 * mb), None, "steady");
+        assert_eq!(w.decide(50 * mb, 50 * mb), None, "steady");
+        assert_eq!(w.decide(60 * mb, 50 * mb), Some(Trim::Growth));
+        w.last = 57 * mb; // what the trim left
+        // Still growing (the burst goes on): no trim until it has grown past the mark again.
+        assert_eq!(w.decide(60 * mb, 57 * mb), None);
+        assert_eq!(w.decide(62 * mb, 57 * mb), Some(Trim::Growth));
+        w.last = 61 * mb;
+        // The burst is over: the size holds; one settling trim, then quiet.
+        assert_eq!(w.decide(61 * mb + 1, 61 * mb), Some(Trim::Settle));
+        w.last = 52 * mb;
+        assert_eq!(w.decide(52 * mb, 52 * mb), None);
+        assert_eq!(w.decide(52 * mb, 52 * mb), None);
     }
 
     /// The resident size is read, and a trim records the size after it.

@@ -262,10 +262,16 @@ impl Controller {
             Key::Network(id) => drive(&super::network::Networks, &ctx, key, id, attempt).await,
             Key::Endpoint(id) => drive(&super::network::Endpoints, &ctx, key, id, attempt).await,
             Key::Firewall => self.reconcile_firewall().await,
-            Key::Gc => Ran {
-                result: self.collect_garbage().await.map(|()| Action::AwaitChange),
-                converged_before: false,
-            },
+            Key::Gc => {
+                let result = self.collect_garbage().await.map(|()| Action::AwaitChange);
+                // It read every namespace (a restart's second pass over the kernel): give
+                // its pages back, as after a bulk check (crate::alloc).
+                tokio::task::spawn_blocking(crate::alloc::trim);
+                Ran {
+                    result,
+                    converged_before: false,
+                }
+            }
         }
     }
 
