@@ -62,10 +62,11 @@ impl NetInfo {
 pub struct EpInfo {
     /// The network's id.
     pub network: String,
-    /// The namespace's name.
-    pub namespace: String,
-    /// The names it answers to, lower case: the namespace's, then the aliases.
-    pub names: Vec<String>,
+    /// The namespace's name (shared with the tables keyed by it).
+    pub namespace: Arc<str>,
+    /// The names it answers to, lower case: the namespace's, then the aliases (the first is
+    /// `namespace` itself, shared, when that is lower case already).
+    pub names: Vec<Arc<str>>,
     /// Its leased addresses.
     pub addrs: Vec<IpAddr>,
 }
@@ -73,19 +74,29 @@ pub struct EpInfo {
 impl EpInfo {
     /// From a stored endpoint.
     pub fn of(row: &EndpointRow) -> Self {
-        let mut names = vec![row.namespace.to_ascii_lowercase()];
+        let namespace: Arc<str> = Arc::from(row.namespace.as_str());
+        let mut names = vec![lower(&namespace)];
         for a in &row.spec.aliases {
             let a = a.to_ascii_lowercase();
-            if !names.contains(&a) {
-                names.push(a);
+            if !names.iter().any(|n| **n == *a) {
+                names.push(Arc::from(a));
             }
         }
         Self {
             network: row.network_id.clone(),
-            namespace: row.namespace.clone(),
+            namespace,
             names,
             addrs: row.addresses.iter().map(|a| a.addr()).collect(),
         }
+    }
+}
+
+/// `name` in lower case: `name` itself (shared) when it is already.
+fn lower(name: &Arc<str>) -> Arc<str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Arc::from(name.to_ascii_lowercase())
+    } else {
+        name.clone()
     }
 }
 
@@ -127,30 +138,66 @@ pub enum Answer {
 }
 
 /// Endpoint ids, sorted, each shared with the index's other tables. Nearly every name,
-/// address and namespace has one endpoint: a `BTreeSet<String>` held it in a node of eleven
-/// slots (~290 bytes) and a copy of the id, three times per endpoint.
-#[derive(Clone, Debug, Default)]
-struct Ids(Vec<Arc<str>>);
+/// address and namespace has one endpoint, kept in place: a `BTreeSet<String>` held it in a
+/// node of eleven slots (~290 bytes) and a copy of the id, three times per endpoint, and a
+/// `Vec` in an allocation of four (80 bytes with malloc's header).
+#[derive(Clone, Debug)]
+enum Ids {
+    /// Exactly one.
+    One(Arc<str>),
+    /// None, or two and more, sorted.
+    Many(Vec<Arc<str>>),
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids::Many(Vec::new())
+    }
+}
 
 impl Ids {
     fn insert(&mut self, id: &Arc<str>) {
-        if let Err(at) = self.0.binary_search(id) {
-            self.0.insert(at, id.clone());
+        match self {
+            Ids::Many(v) if v.is_empty() => *self = Ids::One(id.clone()),
+            Ids::One(x) if x == id => {}
+            Ids::One(x) => {
+                let mut v = vec![x.clone(), id.clone()];
+                v.sort_unstable();
+                *self = Ids::Many(v);
+            }
+            Ids::Many(v) => {
+                if let Err(at) = v.binary_search(id) {
+                    v.insert(at, id.clone());
+                }
+            }
         }
     }
 
     fn remove(&mut self, id: &str) {
-        if let Ok(at) = self.0.binary_search_by(|x| (**x).cmp(id)) {
-            self.0.remove(at);
+        match self {
+            Ids::One(x) if **x == *id => *self = Ids::default(),
+            Ids::One(_) => {}
+            Ids::Many(v) => {
+                if let Ok(at) = v.binary_search_by(|x| (**x).cmp(id)) {
+                    v.remove(at);
+                }
+                if v.len() == 1 {
+                    *self = Ids::One(v.remove(0));
+                }
+            }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self, Ids::Many(v) if v.is_empty())
     }
 
     fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|id| &**id)
+        let ids: &[Arc<str>] = match self {
+            Ids::One(x) => std::slice::from_ref(x),
+            Ids::Many(v) => v,
+        };
+        ids.iter().map(|id| &**id)
     }
 }
 
@@ -162,11 +209,11 @@ pub struct Index {
     net_by_name: HashMap<String, String>,
     eps: HashMap<Arc<str>, EpInfo>,
     /// Network id -> lower-case name -> endpoint ids.
-    names: HashMap<String, HashMap<String, Ids>>,
+    names: HashMap<String, HashMap<Arc<str>, Ids>>,
     /// Address -> endpoint ids.
     by_addr: HashMap<IpAddr, Ids>,
     /// Namespace name -> endpoint ids.
-    by_ns: HashMap<String, Ids>,
+    by_ns: HashMap<Arc<str>, Ids>,
 }
 
 impl Index {
@@ -266,7 +313,7 @@ impl Index {
         for id in eps.iter() {
             let Some(e) = self.eps.get(id) else { continue };
             if e.network == asked {
-                return Querier::Namespace(e.namespace.clone());
+                return Querier::Namespace(e.namespace.to_string());
             }
             namespaces.insert(&e.namespace);
         }
@@ -288,7 +335,7 @@ impl Index {
         let mut out: Vec<&str> = match q {
             Querier::Namespace(ns) => self
                 .by_ns
-                .get(ns)
+                .get(ns.as_str())
                 .into_iter()
                 .flat_map(Ids::iter)
                 .filter_map(|id| self.eps.get(id))
@@ -311,7 +358,7 @@ impl Index {
         match q {
             Querier::Namespace(ns) => self
                 .by_ns
-                .get(ns)
+                .get(ns.as_str())
                 .into_iter()
                 .flat_map(Ids::iter)
                 .filter_map(|id| self.eps.get(id))
@@ -458,8 +505,8 @@ mod tests {
     }
 
     fn ep(net: &str, ns: &str, aliases: &[&str], addrs: &[&str]) -> EpInfo {
-        let mut names = vec![ns.to_ascii_lowercase()];
-        names.extend(aliases.iter().map(|a| a.to_ascii_lowercase()));
+        let mut names: Vec<Arc<str>> = vec![Arc::from(ns.to_ascii_lowercase())];
+        names.extend(aliases.iter().map(|a| Arc::from(a.to_ascii_lowercase())));
         EpInfo {
             network: net.into(),
             namespace: ns.into(),
@@ -648,5 +695,44 @@ mod tests {
         let q = ix.querier("10.3.0.2".parse().unwrap(), "n1");
         assert_eq!(q, Querier::Ambiguous);
         assert_eq!(ix.lookup(&q, "n1", "a", Want::A, 0), Answer::NxDomain);
+    }
+
+    /// The id sets kept in place for one id: inserting twice keeps one, a second id makes a
+    /// sorted list, removing back to one and to none, and removing an absent id changes
+    /// nothing.
+    #[test]
+    fn id_sets_go_from_one_to_many_and_back() {
+        let ids = |s: &Ids| s.iter().map(str::to_string).collect::<Vec<_>>();
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let mut s = Ids::default();
+        assert!(s.is_empty());
+        s.insert(&b);
+        s.insert(&b);
+        assert!(matches!(s, Ids::One(_)));
+        assert_eq!(ids(&s), ["b"]);
+        s.remove("a");
+        assert_eq!(ids(&s), ["b"]);
+        s.insert(&c);
+        s.insert(&a);
+        assert_eq!(ids(&s), ["a", "b", "c"]);
+        s.remove("b");
+        s.remove("zz");
+        assert_eq!(ids(&s), ["a", "c"]);
+        s.remove("a");
+        assert!(matches!(s, Ids::One(_)));
+        assert_eq!(ids(&s), ["c"]);
+        s.remove("c");
+        assert!(s.is_empty());
+        assert_eq!(ids(&s), Vec::<String>::new());
+    }
+
+    /// An endpoint's name list shares its namespace's name when that is lower case, and
+    /// lowers it otherwise.
+    #[test]
+    fn names_share_the_namespace_when_lower_case() {
+        let ns: Arc<str> = "web-1".into();
+        assert!(Arc::ptr_eq(&lower(&ns), &ns));
+        let upper: Arc<str> = "Web-1".into();
+        assert_eq!(&*lower(&upper), "web-1");
     }
 }
