@@ -6,16 +6,17 @@
 //! was 3-5 times that; BENCHMARKS.md "Issue 14: memory"). glibc gives each thread that
 //! allocates under contention its own arena (up to 8 per core) and returns a freed page to the
 //! kernel only from the top of an arena, so the free space those peaks leave between live
-//! blocks stays resident. Two remedies, both standard for glibc daemons:
+//! blocks stays resident. Three remedies, the first two standard for glibc daemons:
 //!
 //! - [`tune`] at start-up, before any thread exists: at most two arenas, free space at an
 //!   arena's top returned once it reaches 128 KiB, and blocks of 64 KiB or more in their own
 //!   mappings (freed straight back to the kernel). An operator's `MALLOC_ARENA_MAX`,
 //!   `MALLOC_TRIM_THRESHOLD_` or `MALLOC_MMAP_THRESHOLD_` wins over each default (glibc read
 //!   it before `main`).
-//! - [`trim`] after a burst is over (each bulk check): `malloc_trim(0)` walks every arena and
-//!   hands the whole free pages *inside* it back too (`MADV_DONTNEED`), which no threshold
-//!   reaches. A walk costs a few milliseconds; it runs once per resync period.
+//! - [`trim`] after a burst weftd knows the end of (each bulk check, the start-up garbage
+//!   collection, a restart's confirmation of thousands): `malloc_trim(0)` walks every arena
+//!   and hands the whole free pages *inside* it back too (`MADV_DONTNEED`), which no threshold
+//!   reaches. A walk costs a few milliseconds; it runs about once per resync period.
 //! - [`watch`]: bursts the daemon cannot see the end of (a client listing 10,000 endpoints, a
 //!   Watch stream's initial list, a wave of connects) are caught by their effect: every
 //!   [`WATCH_EVERY`] the resident size is read (`/proc/self/statm`, one small read), and a
@@ -123,6 +124,12 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// Records what a trim left: the next reading is compared with it, not with the reading
+    /// before the trim.
+    pub fn trimmed(&mut self, after: u64) {
+        self.last = after;
+    }
+
     /// Whether to trim at reading `now`, with `after_trim` the size right after the last trim.
     pub fn decide(&mut self, now: u64, after_trim: u64) -> Option<Trim> {
         let last = std::mem::replace(&mut self.last, now);
@@ -162,8 +169,7 @@ pub fn watch() -> tokio::task::JoinHandle<()> {
                     );
                 })
                 .await;
-                // The next reading is compared with the size after this trim.
-                watcher.last = AFTER_TRIM.load(Ordering::Relaxed);
+                watcher.trimmed(AFTER_TRIM.load(Ordering::Relaxed));
             }
         }
     })
@@ -194,14 +200,15 @@ mod tests {
         assert_eq!(w.decide(50 * mb, 50 * mb), None, "steady");
         assert_eq!(w.decide(50 * mb, 50 * mb), None, "steady");
         assert_eq!(w.decide(60 * mb, 50 * mb), Some(Trim::Growth));
-        w.last = 57 * mb; // what the trim left
-        // Still growing (the burst goes on): no trim until it has grown past the mark again.
+        w.trimmed(57 * mb);
+        // Still growing (the burst goes on) from what the trim left: no trim until it has
+        // grown past the mark again.
         assert_eq!(w.decide(60 * mb, 57 * mb), None);
         assert_eq!(w.decide(62 * mb, 57 * mb), Some(Trim::Growth));
-        w.last = 61 * mb;
+        w.trimmed(61 * mb);
         // The burst is over: the size holds; one settling trim, then quiet.
         assert_eq!(w.decide(61 * mb + 1, 61 * mb), Some(Trim::Settle));
-        w.last = 52 * mb;
+        w.trimmed(52 * mb);
         assert_eq!(w.decide(52 * mb, 52 * mb), None);
         assert_eq!(w.decide(52 * mb, 52 * mb), None);
     }

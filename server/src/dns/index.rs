@@ -62,7 +62,7 @@ impl NetInfo {
 pub struct EpInfo {
     /// The network's id.
     pub network: String,
-    /// The namespace's name (shared with the tables keyed by it).
+    /// The namespace's name (one allocation for this endpoint's entries keyed by it).
     pub namespace: Arc<str>,
     /// The names it answers to, lower case: the namespace's, then the aliases (the first is
     /// `namespace` itself, shared, when that is lower case already).
@@ -712,8 +712,9 @@ mod tests {
         assert_eq!(ids(&s), ["b"]);
         s.remove("a");
         assert_eq!(ids(&s), ["b"]);
-        s.insert(&c);
         s.insert(&a);
+        assert_eq!(ids(&s), ["a", "b"], "sorted from the second");
+        s.insert(&c);
         assert_eq!(ids(&s), ["a", "b", "c"]);
         s.remove("b");
         s.remove("zz");
@@ -727,12 +728,40 @@ mod tests {
     }
 
     /// An endpoint's name list shares its namespace's name when that is lower case, and
-    /// lowers it otherwise.
+    /// lowers it otherwise; aliases follow, lowered, without repeats.
     #[test]
     fn names_share_the_namespace_when_lower_case() {
-        let ns: Arc<str> = "web-1".into();
-        assert!(Arc::ptr_eq(&lower(&ns), &ns));
-        let upper: Arc<str> = "Web-1".into();
-        assert_eq!(&*lower(&upper), "web-1");
+        let row = |namespace: &str, aliases: &[&str]| EndpointRow {
+            id: "e1".into(),
+            network_id: "n1".into(),
+            network: "front".into(),
+            namespace: namespace.into(),
+            host_ifname: "wv-e1".into(),
+            spec: crate::model::EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                ports: Vec::new(),
+                default_route: true,
+            },
+            addresses: vec!["10.0.0.2/24".parse().unwrap()],
+            mac: None,
+            generation: 1,
+            deleting: false,
+            status: crate::model::Status {
+                phase: crate::model::Phase::Ready,
+                observed_generation: 1,
+                message: String::new(),
+            },
+            observed: Default::default(),
+        };
+        let e = EpInfo::of(&row("web-1", &["Db", "web-1"]));
+        assert!(Arc::ptr_eq(&e.names[0], &e.namespace));
+        assert_eq!(
+            e.names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["web-1", "db"]
+        );
+        let e = EpInfo::of(&row("Web-1", &[]));
+        assert_eq!((&*e.namespace, &*e.names[0]), ("Web-1", "web-1"));
     }
 }

@@ -264,8 +264,8 @@ impl Controller {
             Key::Firewall => self.reconcile_firewall().await,
             Key::Gc => {
                 let result = self.collect_garbage().await.map(|()| Action::AwaitChange);
-                // It read every namespace (a restart's second pass over the kernel): give
-                // its pages back, as after a bulk check (crate::alloc).
+                // It read every namespace (at start-up, a second pass over the kernel after
+                // the check's): give its pages back, as after a bulk check (crate::alloc).
                 tokio::task::spawn_blocking(crate::alloc::trim);
                 Ran {
                     result,

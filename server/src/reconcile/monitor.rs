@@ -56,9 +56,21 @@ impl Watched {
     fn remove(&mut self, ns: &NsRef) {
         if let Some(id) = self.by_ns.remove(ns) {
             self.unwatched += 1;
-            if let Some(id) = id {
+            // The id may name another namespace by now (the kernel reuses ids).
+            if let Some(id) = id
+                && self.by_id.get(&id) == Some(ns)
+            {
                 self.by_id.remove(&id);
             }
+        }
+    }
+
+    /// Drops from `states` the namespaces no longer heard (the host is always heard), when
+    /// one was unwatched since `pruned_at`, which it then moves.
+    fn prune<S>(&self, states: &mut HashMap<NsRef, S>, pruned_at: &mut u64) {
+        if self.unwatched != *pruned_at {
+            states.retain(|ns, _| *ns == NsRef::Host || self.by_ns.contains_key(ns));
+            *pruned_at = self.unwatched;
         }
     }
 }
@@ -226,10 +238,7 @@ impl Controller {
             let mut per_ns: Vec<(NsRef, Vec<Change>)> = Vec::new();
             {
                 let w = self.watched();
-                if w.unwatched != pruned_at {
-                    states.retain(|ns, _| *ns == NsRef::Host || w.by_ns.contains_key(ns));
-                    pruned_at = w.unwatched;
-                }
+                w.prune(&mut states, &mut pruned_at);
                 for n in batch {
                     let Notification::Change { nsid, change } = n else {
                         continue;
@@ -387,6 +396,37 @@ mod tests {
         w.remove(&b);
         assert_eq!(w.unwatched, 2);
         assert!(w.by_ns.is_empty());
+        // An id the kernel gave another namespace since is left to that one.
+        w.by_ns.insert(a.clone(), Some(7));
+        w.by_id.insert(7, b.clone());
+        w.remove(&a);
+        assert_eq!(w.by_id.get(&7), Some(&b));
+    }
+
+    /// The monitor's state is pruned only when a namespace was unwatched since the last
+    /// prune, and then keeps the host and what is still heard.
+    #[test]
+    fn state_is_pruned_only_after_an_unwatch() {
+        let (a, b) = (
+            NsRef::Path("/run/netns/a".into()),
+            NsRef::Path("/run/netns/b".into()),
+        );
+        let mut w = Watched::default();
+        w.by_ns.insert(a.clone(), None);
+        let mut states: HashMap<NsRef, ()> =
+            [(NsRef::Host, ()), (a.clone(), ()), (b.clone(), ())].into();
+        let mut pruned_at = 0;
+        w.prune(&mut states, &mut pruned_at);
+        assert_eq!(states.len(), 3, "nothing unwatched yet: left alone");
+        w.by_ns.insert(b.clone(), None);
+        w.remove(&b);
+        w.prune(&mut states, &mut pruned_at);
+        assert_eq!(pruned_at, 1);
+        assert!(states.contains_key(&NsRef::Host) && states.contains_key(&a));
+        assert!(!states.contains_key(&b));
+        states.insert(b.clone(), ());
+        w.prune(&mut states, &mut pruned_at);
+        assert!(states.contains_key(&b), "pruned once per unwatch");
     }
 
     /// Fingerprints and owners per interface: a repeated fingerprint is "seen", a deletion
