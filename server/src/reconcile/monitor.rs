@@ -99,6 +99,9 @@ impl NsState {
         let at = match self.0.iter().position(|i| i.index == index) {
             Some(at) => at,
             None => {
+                // One or two interfaces is the rule: no room for four (Vec's first growth),
+                // 160 bytes per namespace for 40.
+                self.0.reserve_exact(1);
                 self.0.push(Iface {
                     index,
                     fingerprint: None,
