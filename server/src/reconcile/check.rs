@@ -132,6 +132,7 @@ impl Controller {
         let started = tokio::time::Instant::now();
         let result = self.try_check_all(pass).await;
         // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
+        // SQLite's page caches stay warm for the API (the start-up GC hands them back).
         tokio::task::spawn_blocking(crate::alloc::trim);
         match result {
             Ok((matched, differ, laps)) => {
