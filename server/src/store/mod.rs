@@ -133,7 +133,7 @@ pub struct Store {
     objects: ObjectLimits,
 }
 
-/// How long [`Store::release_memory`] waits for each pooled connection.
+/// How long [`Store::release_memory`] waits in all for pooled connections to come back.
 const RELEASE_WAIT: Duration = Duration::from_millis(10);
 
 /// Milliseconds since the epoch, for created/updated columns.
@@ -191,25 +191,31 @@ impl Store {
         self
     }
 
-    /// Hands back the page cache of every idle pooled connection (`PRAGMA shrink_memory`).
+    /// Hands back the page cache of every pooled connection (`PRAGMA shrink_memory`).
     /// Each keeps up to SQLite's default 2 MiB, and after a restart's reads of every row all
     /// four were full (heaptrack at 10,000 endpoints: 9.6 MB, most of what VmRSS after a
     /// restart had over VmRSS after a resync); the next queries refill them from the file
-    /// cache as they need. Call it when a burst of reads is over, before
-    /// [`crate::alloc::trim`]: at start-up, after the GC (not after every periodic pass:
-    /// the API's next reads would only refill the caches, and the bench's steady VmRSS did
-    /// not need it). Each connection is taken (a connection just
-    /// dropped goes back to the pool a moment later) and held until all are shrunk, so each
-    /// is shrunk once; one busy for longer than [`RELEASE_WAIT`] is left as it is.
+    /// cache as they need. Called when the GC key has run (after the start-up check, or after
+    /// a failed check's fall-back), before [`crate::alloc::trim`]; not after every periodic
+    /// pass (the API's next reads would only refill the caches, and the bench's steady VmRSS
+    /// did not need it). Connections are taken with `try_acquire`, which never opens one nor
+    /// jumps ahead of waiting calls, and held until all are shrunk, so each is shrunk once; a
+    /// dropped connection goes back to the pool a moment later, so it retries for up to
+    /// [`RELEASE_WAIT`] in all, then leaves the ones still busy as they are.
     pub async fn release_memory(&self) {
-        let mut idle = Vec::new();
-        for _ in 0..self.pool.size() {
-            match tokio::time::timeout(RELEASE_WAIT, self.pool.acquire()).await {
-                Ok(Ok(c)) => idle.push(c),
-                _ => break,
+        let open = self.pool.size() as usize;
+        let until = tokio::time::Instant::now() + RELEASE_WAIT;
+        let mut held = Vec::new();
+        while held.len() < open {
+            match self.pool.try_acquire() {
+                Some(c) => held.push(c),
+                None if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                None => break,
             }
         }
-        for c in &mut idle {
+        for c in &mut held {
             if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut **c).await {
                 tracing::debug!(error = %e, "could not shrink a connection's page cache");
             }
@@ -661,7 +667,8 @@ mod release_tests {
         let mut handle = c.lock_handle().await.unwrap();
         let db = handle.as_raw_handle();
         let (mut now, mut high) = (0, 0);
-        // SAFETY: sqlx's lock on the connection is held; the call only reads counters.
+        // SAFETY: `db` is an open connection whose sqlx lock is held; `now` and `high` are
+        // live locals the call writes; it only reads the connection's counters.
         #[allow(unsafe_code)]
         let rc = unsafe {
             libsqlite3_sys::sqlite3_db_status(
@@ -698,15 +705,24 @@ mod release_tests {
             before > 500_000,
             "the read filled the cache: {before} bytes"
         );
+        // Every connection back in the pool (a dropped one returns a moment later).
+        let all_idle = |s: &Store| s.pool.num_idle() == s.pool.size() as usize;
+        while !all_idle(&store) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let open = store.pool.size();
         store.release_memory().await;
+        while !all_idle(&store) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(store.pool.size(), open, "no connection opened to shrink");
         let mut held = Vec::new();
         let mut most = 0;
-        for _ in 0..store.pool.size() {
-            let mut c = store.pool.acquire().await.unwrap();
+        while let Some(mut c) = store.pool.try_acquire() {
             most = most.max(cache_used(&mut c).await);
             held.push(c);
         }
-        assert!(!held.is_empty());
+        assert_eq!(held.len(), open as usize);
         assert!(most < before / 10, "{most} bytes left of {before}");
         drop(held);
         let again: i64 = sqlx::query_scalar(sum)
