@@ -266,7 +266,7 @@ impl Controller {
                 let result = self.collect_garbage().await.map(|()| Action::AwaitChange);
                 // It read every namespace (at start-up, a second pass over the kernel after
                 // the check's): give its pages back, as after a bulk check (crate::alloc),
-                // with the page caches the restart's reads filled.
+                // with the SQLite page caches its and the check's reads filled.
                 self.store().release_memory().await;
                 tokio::task::spawn_blocking(crate::alloc::trim);
                 Ran {

@@ -378,14 +378,19 @@ impl Controller {
 mod tests {
     use super::*;
 
+    /// Two named namespaces.
+    fn two_paths() -> (NsRef, NsRef) {
+        (
+            NsRef::Path("/run/netns/a".into()),
+            NsRef::Path("/run/netns/b".into()),
+        )
+    }
+
     /// Removing a watched namespace forgets its id and moves the count the monitor prunes
     /// its state by; removing one not watched moves nothing.
     #[test]
     fn unwatching_counts_only_what_was_watched() {
-        let (a, b) = (
-            NsRef::Path("/run/netns/a".into()),
-            NsRef::Path("/run/netns/b".into()),
-        );
+        let (a, b) = two_paths();
         let mut w = Watched::default();
         w.by_ns.insert(a.clone(), Some(7));
         w.by_id.insert(7, a.clone());
@@ -410,10 +415,7 @@ mod tests {
     /// prune, and then keeps the host and what is still heard.
     #[test]
     fn state_is_pruned_only_after_an_unwatch() {
-        let (a, b) = (
-            NsRef::Path("/run/netns/a".into()),
-            NsRef::Path("/run/netns/b".into()),
-        );
+        let (a, b) = two_paths();
         let mut w = Watched::default();
         w.by_ns.insert(a.clone(), None);
         let mut states: HashMap<NsRef, ()> =
