@@ -265,45 +265,67 @@ impl Controller {
                 let names: Vec<&str> = ends.iter().map(|(e, _, _)| e.name.as_str()).collect();
                 super::fault::after_create(&names);
             }
-            for (end, ns, s) in &mut ends {
-                // Just made: down, unmarked (newborn), no addresses (but IPv6 link-local ones, which
-                // are never compared) and no routes; only its index is unknown.
-                *s = Some(k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
-                    ReconcileError::transient(format!(
-                        "interface {:?} vanished right after it was created",
-                        end.name
-                    ))
-                })?);
-            }
-            for (end, ns, s) in &ends {
-                if let Some(s) = s.as_ref().filter(|_| end.ipv6_off) {
-                    ipv6_off_before_up(k, ns, &end.name, s.index).await;
-                }
-            }
             true
         } else {
             false
         };
         let default_mtu = spec.end.mtu;
+        let mark = mark.as_str();
+        // The ends converge side by side: each is its own interface, read and written
+        // through its own namespace's socket, and neither waits for anything of the other's
+        // (a veth's carrier comes up when both are up, in either order), so the round trips
+        // of one overlap the other's. A dry run goes one end after the other, so its plan
+        // lists each end's steps together, in the same order every time.
+        let each_end = ends
+            .iter()
+            .zip(masters)
+            .map(|((end, ns, state), master)| async move {
+                let made;
+                let state = if created {
+                    // Just made: down, unmarked (newborn), no addresses (but IPv6 link-local
+                    // ones, which are never compared) and no routes; only its index is unknown.
+                    made = k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
+                        ReconcileError::transient(format!(
+                            "interface {:?} vanished right after it was created",
+                            end.name
+                        ))
+                    })?;
+                    if end.ipv6_off {
+                        ipv6_off_before_up(k, ns, &end.name, made.index).await;
+                    }
+                    &made
+                } else {
+                    state.as_ref().ok_or_else(|| {
+                        ReconcileError::transient(format!(
+                            "interface {:?} is missing after it was created",
+                            end.name
+                        ))
+                    })?
+                };
+                let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
+                let target = EndTarget {
+                    ns,
+                    state,
+                    spec: end,
+                    mtu,
+                    mark,
+                    fresh: created,
+                    master,
+                };
+                self.converge_end(k, target).await
+            });
+        let converged = if k.is_dry() {
+            let mut done = Vec::with_capacity(ends.len());
+            for end in each_end {
+                done.push(end.await);
+            }
+            done
+        } else {
+            futures::future::join_all(each_end).await
+        };
         let mut observed = LinkObserved::default();
-        for ((end, ns, state), master) in ends.iter().zip(masters) {
-            let Some(state) = state.as_ref() else {
-                return Err(ReconcileError::transient(format!(
-                    "interface {:?} is missing after it was created",
-                    end.name
-                )));
-            };
-            let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
-            let end = EndTarget {
-                ns,
-                state,
-                spec: end,
-                mtu,
-                mark: &mark,
-                fresh: created,
-                master,
-            };
-            observed.ends.push(self.converge_end(k, end).await?);
+        for end in converged {
+            observed.ends.push(end?);
         }
         if created && spec.kind == LinkKind::Bridge && !k.is_dry() {
             // A re-created bridge lost its ports: let them enslave themselves again.

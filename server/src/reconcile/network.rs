@@ -7,8 +7,9 @@
 //!   end carries the leases, the MTU, and a default route via the gateway(s); its published
 //!   ports are elements of the DNAT maps. Removal goes DNAT elements first, then the veth,
 //!   then the row (leases and mappings cascade).
-//! - An endpoint's reconcile and cleanup end by converging its namespace's resolv.conf
-//!   (`resolv`), so Connect and Disconnect answer with the file already changed.
+//! - An endpoint's reconcile converges its namespace's resolv.conf (`resolv`) alongside its
+//!   veth, and its cleanup after the veth is retired, so Connect and Disconnect answer with
+//!   the file already changed.
 //! - The firewall key converges the ruleset's structure, the forwarding sysctls and every
 //!   map element at once (start-up, resync, network changes). The controller keeps a cache
 //!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
@@ -306,11 +307,15 @@ impl Reconciler for Endpoints {
         // Its inside MAC is recorded at its first converge: until then its veth is most
         // likely not there, and is made without reading first.
         let never_seen = row.observed.mac.is_empty();
-        let (observed, created) = match ctx
-            .ctl
-            .converge_link_fresh(ctx.kernel, &row.id, &spec, never_seen)
-            .await
-        {
+        // Its namespace's resolv.conf names this network's resolver from now on: a file and a
+        // store read that need nothing of the veth's, so they go alongside it (on a blocking
+        // thread, while this task waits on netlink).
+        let (link, resolv) = tokio::join!(
+            ctx.ctl
+                .converge_link_fresh(ctx.kernel, &row.id, &spec, never_seen),
+            ctx.ctl.converge_resolv_conf(&row.namespace)
+        );
+        let (observed, created) = match link {
             Ok(done) => done,
             // Its namespace may be an adopted one whose process exited: release it all.
             Err(e) if e.is_transient() => {
@@ -334,8 +339,7 @@ impl Reconciler for Endpoints {
             ctx.ctl
                 .announce_soon(ns, inside.index, &peer.name, &inside.mac);
         }
-        // Its namespace's resolv.conf names this network's resolver from now on.
-        ctx.ctl.converge_resolv_conf(&row.namespace).await?;
+        resolv?;
         let mac = observed
             .ends
             .get(1)
