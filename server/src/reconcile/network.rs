@@ -7,9 +7,9 @@
 //!   end carries the leases, the MTU, and a default route via the gateway(s); its published
 //!   ports are elements of the DNAT maps. Removal goes DNAT elements first, then the veth,
 //!   then the row (leases and mappings cascade).
-//! - An endpoint's reconcile converges its namespace's resolv.conf (`resolv`) alongside its
-//!   veth, and its cleanup after the veth is retired, so Connect and Disconnect answer with
-//!   the file already changed.
+//! - An endpoint's reconcile and cleanup converge its namespace's resolv.conf (`resolv`)
+//!   alongside their veth work, so Connect and Disconnect answer with the file already
+//!   changed.
 //! - The firewall key converges the ruleset's structure, the forwarding sysctls and every
 //!   map element at once (start-up, resync, network changes). The controller keeps a cache
 //!   of the map elements the kernel holds, refreshed by that key, so an endpoint adds only
@@ -354,11 +354,15 @@ impl Reconciler for Endpoints {
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;
         // DNAT first, so no packet is sent to an address about to vanish; then the veth is
-        // cut off and left to the reaper, which deletes retired veths in batches.
+        // cut off and left to the reaper, which deletes retired veths in batches. Alongside
+        // it, the namespace's resolv.conf without this network (the row is marked deleting).
         ctx.ctl.remove_port_mappings(&mappings).await?;
-        ctx.ctl.retire_endpoint_veth(&row.id, &spec).await?;
-        // The namespace's resolv.conf without this network (the row is marked deleting).
-        ctx.ctl.converge_resolv_conf(&row.namespace).await
+        let (retired, resolv) = tokio::join!(
+            ctx.ctl.retire_endpoint_veth(&row.id, &spec),
+            ctx.ctl.converge_resolv_conf(&row.namespace)
+        );
+        retired?;
+        resolv
     }
 
     /// A network's Inspect lists its endpoints: its watchers hear of every endpoint change.

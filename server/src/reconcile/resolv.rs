@@ -6,8 +6,8 @@
 //! derived from the store and the host's resolv.conf ([`crate::model::resolv`] renders it):
 //! - a namespace's reconcile converges it (creation, restart, every resync: a file deleted
 //!   or edited by hand, or a changed host resolv.conf, is repaired there);
-//! - an endpoint's reconcile converges it alongside its kernel work, and its cleanup after
-//!   it, so a Connect or Disconnect that answered has already changed the file;
+//! - an endpoint's reconcile and its cleanup converge it alongside their kernel work, so a
+//!   Connect or Disconnect that answered has already changed the file;
 //! - a namespace's cleanup removes it and its directory.
 //!
 //! Converging reads the file first and writes (atomically) only when the text or mode
