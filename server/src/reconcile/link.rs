@@ -271,10 +271,12 @@ impl Controller {
         };
         let default_mtu = spec.end.mtu;
         let mark = mark.as_str();
-        // The ends converge side by side: each is its own interface, read and written
-        // through its own namespace's socket, and neither waits for anything of the other's
-        // (a veth's carrier comes up when both are up, in either order), so the round trips
-        // of one overlap the other's. A dry run goes one end after the other, so its plan
+        // The ends converge side by side: each is its own interface (an endpoint's in two
+        // namespaces, on two sockets; a link's two ends in one namespace share its socket,
+        // whose requests are independent), and neither waits for anything of the other's (a
+        // veth's carrier comes up when both are up, in either order), so the round trips of
+        // one overlap the other's. One end failing does not stop the other; the retry
+        // converges both again. A dry run goes one end after the other, so its plan
         // lists each end's steps together, in the same order every time.
         let each_end = ends
             .iter()

@@ -309,7 +309,8 @@ impl Reconciler for Endpoints {
         let never_seen = row.observed.mac.is_empty();
         // Its namespace's resolv.conf names this network's resolver from now on: a file and a
         // store read that need nothing of the veth's, so they go alongside it (on a blocking
-        // thread, while this task waits on netlink).
+        // thread, while this task waits on netlink). It is written even when the veth then
+        // fails: the text is what the namespace's own reconcile would write too.
         let (link, resolv) = tokio::join!(
             ctx.ctl
                 .converge_link_fresh(ctx.kernel, &row.id, &spec, never_seen),
@@ -319,13 +320,17 @@ impl Reconciler for Endpoints {
             Ok(done) => done,
             // Its namespace may be an adopted one whose process exited: release it all.
             Err(e) if e.is_transient() => {
+                log_resolv_failure(&resolv);
                 return Err(ctx
                     .ctl
                     .release_if_namespace_gone(row, &mappings)
                     .await?
                     .unwrap_or(e));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                log_resolv_failure(&resolv);
+                return Err(e);
+            }
         };
         ctx.ctl.ensure_port_mappings(&mappings).await?;
         // Re-created under neighbours that knew it: tell them (its MAC is the same, but a
@@ -368,6 +373,14 @@ impl Reconciler for Endpoints {
     /// A network's Inspect lists its endpoints: its watchers hear of every endpoint change.
     fn also_notify(&self, row: &EndpointRow) -> Option<Key> {
         Some(Key::Network(row.network_id.clone()))
+    }
+}
+
+/// Logs a resolv.conf step that failed beside a veth that failed too (whose error is the
+/// one the reconcile returns; the next attempt runs both again).
+fn log_resolv_failure(resolv: &Result<(), ReconcileError>) {
+    if let Err(e) = resolv {
+        tracing::debug!(error = %e, "resolv.conf failed too");
     }
 }
 

@@ -205,10 +205,10 @@ impl Store {
     }
 
     /// Hands back the page cache of every pooled connection (`PRAGMA shrink_memory`).
-    /// Each keeps up to SQLite's default 2 MiB, and after a restart's reads of every row all
-    /// four were full (heaptrack at 10,000 endpoints: 9.6 MB, most of what VmRSS after a
-    /// restart had over VmRSS after a resync); the next queries refill them from the file
-    /// cache as they need. Called when the GC key has run (after the start-up check, or after
+    /// Each keeps up to [`POOL_CACHE_KIB`]; with SQLite's default 2 MiB, a restart's reads of
+    /// every row filled all four (heaptrack at 10,000 endpoints: 9.6 MB, most of what VmRSS
+    /// after a restart had over VmRSS after a resync); the next queries refill them from the
+    /// file cache as they need. Called when the GC key has run (after the start-up check, or after
     /// a failed check's fall-back), before [`crate::alloc::trim`]; not after every periodic
     /// pass (the API's next reads would only refill the caches, and the bench's steady VmRSS
     /// did not need it). Connections are taken with `try_acquire`, which never opens one nor
