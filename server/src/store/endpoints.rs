@@ -502,7 +502,7 @@ impl Store {
     pub async fn mark_endpoint_deleting_kept(&self, id: &str) -> Result<(), StoreError> {
         let _w = self.write.lock().await;
         let marked =
-            Self::mark_deleting_in::<EndpointRow>(&mut *self.pool.acquire().await?, id).await;
+            Self::mark_deleting_in::<EndpointRow>(&mut *self.writer.acquire().await?, id).await;
         let kept = self.cached::<EndpointRow>(id);
         self.forget::<EndpointRow>(id);
         if marked? && let Some(row) = kept {
@@ -535,7 +535,7 @@ impl Store {
         let addrs: Vec<IpAddr> = row.addresses.iter().map(|a| a.addr()).collect();
         let _w = self.write.lock().await;
         self.forget::<EndpointRow>(&row.id);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for attempt in 0..MAC_ATTEMPTS {
             let Some(mac) = derived_mac(&addrs, attempt) else {
                 return Ok(None);
@@ -567,7 +567,7 @@ impl Store {
     pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {
         let _w = self.write.lock().await;
         self.forget::<EndpointRow>(id);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut n = 0;
         for sql in [
             "DELETE FROM leases WHERE endpoint_id = ?",

@@ -317,7 +317,7 @@ impl Store {
     /// Marks the row of kind `K` with this uid for deletion (idempotent).
     pub async fn mark_deleting<K: Kind>(&self, id: &str) -> Result<(), StoreError> {
         let _w = self.write.lock().await;
-        let res = Self::mark_deleting_in::<K>(&mut *self.pool.acquire().await?, id).await;
+        let res = Self::mark_deleting_in::<K>(&mut *self.writer.acquire().await?, id).await;
         self.forget::<K>(id);
         res.map(|_| ())
     }
@@ -381,7 +381,7 @@ impl Store {
         let _w = self.write.lock().await;
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         self.forget::<K>(id);
         K::forget_kept(self, id);
@@ -430,7 +430,7 @@ impl Store {
         // The cached copy changes under the same write turn, so no other write to the row
         // lands between the two.
         let _w = self.write.lock().await;
-        match q.execute(&self.pool).await {
+        match q.execute(&self.writer).await {
             Ok(done) => {
                 self.observe_cached::<K>(id, status, observed);
                 Ok(done.rows_affected() > 0)

@@ -226,7 +226,7 @@ impl Store {
         .bind(encode(spec)?)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::FailedPrecondition(

@@ -113,8 +113,16 @@ impl From<Refusal> for StoreError {
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// Connections to the database (WAL, foreign keys on, a busy timeout).
+    /// Connections to the database (WAL, foreign keys on, a busy timeout), for reads.
     pool: SqlitePool,
+    /// The one connection every write goes through (a pool of one). SQLite drops a
+    /// connection's whole page cache whenever another connection has written since its
+    /// last transaction, so writes spread over the read pool each began by reading their
+    /// pages back (a `pread` and an allocation per page; in a mass disconnect's profile
+    /// each of the four connections' threads did so). The writer's own commits keep its
+    /// cache valid; writes were one at a time already ([`Store::write`]). Reads through
+    /// the pool still start cold after a write.
+    writer: SqlitePool,
     /// How they connect (for the background reader's own connection).
     opts: SqliteConnectOptions,
     /// The bulk check's reader at the lowest priority (`lists`).
@@ -178,8 +186,14 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
+            .await?;
         Ok(Store {
             pool,
+            writer,
             opts,
             background: Default::default(),
             nets: Default::default(),
@@ -194,7 +208,7 @@ impl Store {
     /// store is done (see [`WriteTx`]).
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         let guard = self.write.clone().lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx { tx, _guard: guard })
     }
 
@@ -322,7 +336,7 @@ impl Store {
             q = q.bind(id);
         }
         let _w = self.write.lock().await;
-        let changed: Vec<String> = q.fetch_all(&self.pool).await?;
+        let changed: Vec<String> = q.fetch_all(&self.writer).await?;
         for id in &changed {
             self.forget::<K>(id);
         }
@@ -332,6 +346,7 @@ impl Store {
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.background.close().await;
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -675,25 +690,83 @@ mod connect_tests;
 mod release_tests {
     use super::*;
 
-    /// The page cache connection `c` holds now (`SQLITE_DBSTATUS_CACHE_USED`), in bytes.
-    async fn cache_used(c: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) -> i64 {
+    /// SQLite's counter `op` (`SQLITE_DBSTATUS_*`) of connection `c`, then reset to zero when
+    /// `reset` (for the counters that can be).
+    async fn db_status(
+        c: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        op: std::ffi::c_int,
+        reset: bool,
+    ) -> i64 {
         let mut handle = c.lock_handle().await.unwrap();
         let db = handle.as_raw_handle();
         let (mut now, mut high) = (0, 0);
         // SAFETY: `db` is an open connection whose sqlx lock is held; `now` and `high` are
-        // live locals the call writes; it only reads the connection's counters.
+        // live locals the call writes; it only reads (and may zero) the connection's counters.
         #[allow(unsafe_code)]
         let rc = unsafe {
             libsqlite3_sys::sqlite3_db_status(
                 db.as_ptr(),
-                libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED,
+                op,
                 &mut now,
                 &mut high,
-                0,
+                std::ffi::c_int::from(reset),
             )
         };
         assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
         i64::from(now)
+    }
+
+    /// The page cache connection `c` holds now (`SQLITE_DBSTATUS_CACHE_USED`), in bytes.
+    async fn cache_used(c: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) -> i64 {
+        db_status(c, libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED, false).await
+    }
+
+    /// Writes go through the one writer connection, and with reads through the pool in
+    /// between, a second round of writes to the same rows finds every page in its cache
+    /// (SQLite drops a connection's cache when *another* connection wrote since).
+    #[tokio::test]
+    async fn writes_go_through_one_connection_whose_cache_stays_warm() {
+        use libsqlite3_sys::{SQLITE_DBSTATUS_CACHE_MISS, SQLITE_DBSTATUS_CACHE_WRITE};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let spec = crate::model::NamespaceSpec {
+                name: format!("n{i}"),
+                labels: Default::default(),
+                adopted_path: None,
+            };
+            ids.push(store.create_namespace(&spec, None, false).await.unwrap().id);
+        }
+        let status = |phase, message: &str| crate::model::Status {
+            phase,
+            observed_generation: 1,
+            message: message.into(),
+        };
+        for id in &ids {
+            let ready = status(crate::model::Phase::Ready, "");
+            assert!(store.set_namespace_status(id, &ready, "").await.unwrap());
+        }
+        assert_eq!(store.list_namespaces().await.unwrap().len(), 50);
+        {
+            let mut w = store.writer.acquire().await.unwrap();
+            for op in [SQLITE_DBSTATUS_CACHE_MISS, SQLITE_DBSTATUS_CACHE_WRITE] {
+                db_status(&mut w, op, true).await;
+            }
+        }
+        for id in &ids {
+            let failed = status(crate::model::Phase::Failed, "again");
+            assert!(store.set_namespace_status(id, &failed, "").await.unwrap());
+            assert!(store.namespace_by_id(id).await.unwrap().is_some());
+        }
+        let mut w = store.writer.acquire().await.unwrap();
+        let written = db_status(&mut w, SQLITE_DBSTATUS_CACHE_WRITE, false).await;
+        let missed = db_status(&mut w, SQLITE_DBSTATUS_CACHE_MISS, false).await;
+        assert!(
+            written >= 50,
+            "the writes went through the writer: {written} pages"
+        );
+        assert_eq!(missed, 0, "no page read back between two writes");
     }
 
     /// A read of 4 MB leaves at most [`POOL_CACHE_KIB`] in the page cache of the connection
