@@ -1,9 +1,10 @@
 //! Crash safety and restarts at scale (issue 4):
 //! - kill -9 of weftd in the middle of 200 concurrent requests (CreateNamespace + Connect with
 //!   a published port, CreateLink veths, each with a request id), three runs killed after
-//!   20, 100 and 170 of the 200 answers: after a restart every request that was answered OK is converged, every
-//!   object in the store is Ready and whole in the kernel, nothing marked is left without an
-//!   owner, no lease or DNAT element without an endpoint, and SQLite's integrity check is ok.
+//!   20, 100 and 170 of the 200 answers: after a restart every request that was answered
+//!   OK is converged, every object in the store is Ready and whole in the kernel, nothing
+//!   marked is left without an owner, no lease or DNAT element without an endpoint, and
+//!   SQLite's integrity check is ok.
 //!   Then the clients retry every call that got no OK answer with its request id: each returns
 //!   what the killed call had made, or makes it now, exactly once;
 //! - a converged restart with 200 endpoints (some with published ports) and a few veths
