@@ -134,6 +134,64 @@ async fn a_dry_run_connect_leaves_nothing() {
     );
 }
 
+/// A connect refused at its last step (a host port another endpoint holds, found after
+/// its row, lease and cursor were written in the same transaction) leaves nothing: no row,
+/// no lease, the cursor where it was, the request id free; and the writer connection goes
+/// on (the next connect commits).
+#[tokio::test]
+async fn a_connect_refused_at_its_last_step_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 2).await;
+    let port = crate::model::PortSpec {
+        host_ip: None,
+        host_port: 8080,
+        host_port_end: 8080,
+        container_port: 80,
+        container_port_end: 80,
+        protocol: crate::model::Protocol::Tcp,
+    };
+    let mut first = connect_spec("web", "ns0");
+    first.endpoint.ports = vec![port.clone()];
+    s.connect(&first, None, false).await.unwrap();
+    let mut second = connect_spec("web", "ns1");
+    second.endpoint.ports = vec![port];
+    let record = RequestRecord {
+        id: "req-1".into(),
+        method: "Connect",
+        fingerprint: "f".into(),
+    };
+    let e = s.connect(&second, Some(&record), false).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::AlreadyExists(ref m) if m.contains("8080")),
+        "{e}"
+    );
+    assert_eq!(s.list_endpoints(None).await.unwrap().len(), 1);
+    let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM leases")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(leases, 1);
+    assert_eq!(s.past_request("req-1").await.unwrap(), None);
+    // The cursor did not move: the next connect gets the address the refused one had.
+    let refused_would_have = {
+        let dry = s
+            .connect(&connect_spec("web", "ns1"), None, true)
+            .await
+            .unwrap();
+        dry.addresses
+    };
+    let ok = s
+        .connect(&connect_spec("web", "ns1"), Some(&record), false)
+        .await
+        .unwrap();
+    assert_eq!(ok.addresses, refused_would_have);
+    assert_eq!(ok.addresses[0].addr().to_string(), "10.88.0.3");
+    assert_eq!(
+        s.past_request("req-1").await.unwrap().unwrap().object_id,
+        ok.id
+    );
+}
+
 /// The derived MAC is tried in the insert itself; when another endpoint of the network
 /// holds it (here a client asked for it), the next one is taken and nothing half-written
 /// stays behind.
@@ -618,4 +676,70 @@ async fn a_place_read_before_a_deletion_is_not_kept() {
     assert!(!s.places.lock().unwrap().by_name.contains_key("ns0"));
     s.keep_place("ns0", &stale, s.places_epoch());
     assert!(s.places.lock().unwrap().by_name.contains_key("ns0"));
+}
+
+/// The writer keeps the statements its in-place transactions prepared: a second connect
+/// prepares nothing new. Whether the store is closed or only dropped, they are finalized
+/// before the connection closes: the last connection to close then removes the WAL file
+/// (a connection SQLite refused to close, for statements left, would keep it).
+#[tokio::test]
+async fn kept_statements_are_reused_and_finalized_before_the_connection_closes() {
+    for close in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = store_with(&path, &["10.88.0.0/24"], 3).await;
+        let kept = |s: &Store| {
+            let s = s.clone();
+            async move { s.writer().await.unwrap().statements.borrow().len() }
+        };
+        s.connect(&connect_spec("web", "ns0"), None, false)
+            .await
+            .unwrap();
+        let after_one = kept(&s).await;
+        assert!(after_one >= 5, "{after_one} statements kept");
+        s.connect(&connect_spec("web", "ns1"), None, false)
+            .await
+            .unwrap();
+        assert_eq!(kept(&s).await, after_one, "the second connect reused them");
+        if close {
+            s.close().await;
+        } else {
+            drop(s);
+        }
+        let wal = dir.path().join("t.db-wal");
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while wal.exists() && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!wal.exists(), "a connection stayed open (close: {close})");
+        let again = Store::open(&path).await.unwrap();
+        assert_eq!(again.list_endpoints(None).await.unwrap().len(), 2);
+        again.close().await;
+    }
+}
+
+/// A write transaction dropped before it ended (an error, a cancelled call) is rolled back
+/// by the next writer: what it wrote is gone, and writes go on.
+#[tokio::test]
+async fn a_dropped_write_transaction_is_rolled_back_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 1).await;
+    {
+        let mut tx = s.begin_write().await.unwrap();
+        sqlx::query("DELETE FROM namespaces")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    s.create_namespace(&ns_spec("later"), None, false)
+        .await
+        .unwrap();
+    let names: Vec<String> = s
+        .list_namespaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.spec.name)
+        .collect();
+    assert_eq!(names, ["later", "ns0"]);
 }

@@ -17,18 +17,19 @@ use std::{
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sqlx::SqliteConnection;
 
 use super::{
-    Columns, Kind, RequestRecord, RowCache, Store, StoreError, decode, encode, is_unique_violation,
+    Columns, Kind, RequestRecord, RowCache, Store, StoreError, decode, encode,
     kind::status_of,
     now_ms,
     ports::{publish_ports, resolve_ports},
+    raw::{Arg, Failure, Raw},
 };
 use crate::model::{
     ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Phase, Protocol, Status,
     SubnetSpec,
     connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free},
+    new_uid,
     port::DEFAULT_LOCAL_PORT_RANGE,
 };
 
@@ -157,18 +158,6 @@ impl Kind for EndpointRow {
 /// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
 /// deleting; already connected, interface name taken, already routed by default; the
 /// network's subnet cursors (`<cidr> <address or ->` joined by `,`).
-type ConnectRow = (
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    bool,
-    bool,
-    bool,
-    Option<String>,
-);
-
 /// Where a connect that met its preconditions goes.
 struct Admitted {
     /// The network's uid.
@@ -187,8 +176,8 @@ struct Admitted {
 /// whether the namespace is on the network already, has the interface name taken, or routes
 /// by default through another network) and checks them ([`ConnectSpec::admit`]). The same
 /// statement reads the subnets' lease cursors.
-async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted, StoreError> {
-    let found: Option<ConnectRow> = sqlx::query_as(
+fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
+    let found = raw.optional(
         "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
          EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
          EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
@@ -198,36 +187,46 @@ async fn admit(tx: &mut SqliteConnection, req: &ConnectSpec) -> Result<Admitted,
          (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
           WHERE network_id = w.id) \
          FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
-    )
-    .bind(&req.network)
-    .bind(&req.namespace)
-    .bind(&req.endpoint.ifname)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((net_id, net_spec, net_deleting, ns_id, ns_deleting, already, taken, routed, cursors)) =
-        found
-    else {
-        let net: Option<i64> = sqlx::query_scalar("SELECT 1 FROM networks WHERE name = ?")
-            .bind(&req.network)
-            .fetch_optional(&mut *tx)
-            .await?;
+        &[
+            (&req.network).into(),
+            (&req.namespace).into(),
+            (&req.endpoint.ifname).into(),
+        ],
+        |r| {
+            let facts = ConnectFacts {
+                network_deleting: r.at::<i64>(2)? != 0,
+                namespace_deleting: r.at::<i64>(4)? != 0,
+                already_connected: r.at::<i64>(5)? != 0,
+                ifname_taken: r.at::<i64>(6)? != 0,
+                routed_by_default: r.at::<i64>(7)? != 0,
+            };
+            let net_spec: NetworkSpec = decode(|| "network spec".into(), r.at(1)?)?;
+            let cursors = r
+                .at::<Option<&str>>(8)?
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|c| c.split_once(' '))
+                .map(|(cidr, at)| (cidr.to_string(), at.parse().ok()))
+                .collect();
+            Ok((
+                r.at::<String>(0)?,
+                net_spec,
+                r.at::<String>(3)?,
+                facts,
+                cursors,
+            ))
+        },
+    )?;
+    let Some((net_id, net_spec, ns_id, facts, cursors)) = found else {
+        let net = raw.optional(
+            "SELECT 1 FROM networks WHERE name = ?",
+            &[(&req.network).into()],
+            |_| Ok(()),
+        )?;
         return Err(req.not_found(net.is_some()).into());
     };
-    let endpoint = req.admit(&ConnectFacts {
-        network_deleting: net_deleting != 0,
-        namespace_deleting: ns_deleting != 0,
-        already_connected: already,
-        ifname_taken: taken,
-        routed_by_default: routed,
-    })?;
-    let net_spec: NetworkSpec = decode(|| "network spec".into(), &net_spec)?;
+    let endpoint = req.admit(&facts)?;
     req.check_ports(&net_spec)?;
-    let cursors = cursors
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|c| c.split_once(' '))
-        .map(|(cidr, at)| (cidr.to_string(), at.parse().ok()))
-        .collect();
     Ok(Admitted {
         net_id,
         net_spec,
@@ -247,24 +246,18 @@ struct Chosen {
 
 /// One address per subnet of the network: the static one asked for, if no one holds it, or
 /// the next free one after the subnet's cursor, which then moves to it.
-async fn lease(
-    tx: &mut SqliteConnection,
-    req: &ConnectSpec,
-    to: &Admitted,
-) -> Result<Chosen, StoreError> {
+fn lease(raw: Raw<'_>, req: &ConnectSpec, to: &Admitted) -> Result<Chosen, StoreError> {
     let mut chosen = Chosen::default();
     for s in &to.net_spec.subnets {
         let addr = match req.lease_ask(s)? {
             LeaseAsk::Static(a) => {
-                let holder: Option<String> = sqlx::query_scalar(
+                let holder = raw.optional(
                     "SELECT n.name FROM leases l JOIN endpoints e ON e.id = l.endpoint_id \
                      JOIN namespaces n ON n.id = e.namespace_id \
                      WHERE l.network_id = ? AND l.address = ?",
-                )
-                .bind(&to.net_id)
-                .bind(a.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+                    &[(&to.net_id).into(), (&a.to_string()).into()],
+                    |r| r.at::<String>(0),
+                )?;
                 if let Some(holder) = holder {
                     return Err(req.address_taken(a, &holder).into());
                 }
@@ -273,7 +266,7 @@ async fn lease(
             LeaseAsk::Next => {
                 let cidr = s.subnet.to_string();
                 let cursor = to.cursors.get(&cidr).copied().flatten();
-                let a = next_free(tx, req, &to.net_id, s, cursor).await?;
+                let a = next_free(raw, req, &to.net_id, s, cursor)?;
                 chosen.cursors.push((cidr, a));
                 a
             }
@@ -288,8 +281,8 @@ async fn lease(
 /// to it). The candidates are checked a batch at a time with primary-key lookups: a
 /// round-robin cursor almost always finds the first one free, so a connect reads a handful
 /// of rows, not every lease.
-async fn next_free(
-    tx: &mut SqliteConnection,
+fn next_free(
+    raw: Raw<'_>,
     req: &ConnectSpec,
     net_id: &str,
     s: &SubnetSpec,
@@ -301,51 +294,50 @@ async fn next_free(
         let marks = vec!["?"; batch.len()].join(", ");
         let sql =
             format!("SELECT address FROM leases WHERE network_id = ? AND address IN ({marks})");
+        let texts: Vec<String> = batch.iter().map(ToString::to_string).collect();
+        let mut args: Vec<Arg<'_>> = vec![net_id.into()];
+        args.extend(texts.iter().map(Arg::from));
         // Only "?" placeholders are formatted in; the addresses are bound.
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(net_id);
-        for a in &batch {
-            q = q.bind(a.to_string());
-        }
-        let leased: Vec<String> = q.fetch_all(&mut *tx).await?;
-        let leased: HashSet<IpAddr> = leased.iter().filter_map(|a| a.parse().ok()).collect();
+        let leased: HashSet<IpAddr> = raw
+            .rows(&sql, &args, |r| Ok(r.at::<&str>(0)?.parse().ok()))?
+            .into_iter()
+            .flatten()
+            .collect();
         if let Some(a) = first_free(&batch, &leased) {
             return Ok(a);
         }
     }
-    let in_use: i64 = sqlx::query_scalar("SELECT count(*) FROM leases WHERE network_id = ?")
-        .bind(net_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let in_use = raw
+        .optional(
+            "SELECT count(*) FROM leases WHERE network_id = ?",
+            &[net_id.into()],
+            |r| r.at::<i64>(0),
+        )?
+        .unwrap_or(0);
     Err(req.subnet_full(s, in_use).into())
 }
 
 /// The namespace on network `net_id` whose endpoint has MAC `mac`, if any.
-async fn mac_holder(
-    tx: &mut SqliteConnection,
-    net_id: &str,
-    mac: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
+fn mac_holder(raw: Raw<'_>, net_id: &str, mac: &str) -> Result<Option<String>, StoreError> {
+    raw.optional(
         "SELECT n.name FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id \
          WHERE e.network_id = ? AND e.mac = ?",
+        &[net_id.into(), mac.into()],
+        |r| r.at::<String>(0),
     )
-    .bind(net_id)
-    .bind(mac)
-    .fetch_optional(&mut *tx)
-    .await?)
 }
 
 /// The MAC of a new endpoint: the client's, if no endpoint of the network has it
 /// (ALREADY_EXISTS otherwise), or the first free one [`derived_mac`] gives for its leases.
 /// One indexed lookup per attempt; the first is nearly always free.
-async fn choose_mac(
-    tx: &mut SqliteConnection,
+fn choose_mac(
+    raw: Raw<'_>,
     req: &ConnectSpec,
     to: &Admitted,
     leases: &[(IpAddr, u8)],
 ) -> Result<Option<String>, StoreError> {
     if let Some(mac) = &to.endpoint.mac {
-        if let Some(holder) = mac_holder(tx, &to.net_id, mac).await? {
+        if let Some(holder) = mac_holder(raw, &to.net_id, mac)? {
             return Err(req.mac_taken(mac, &holder).into());
         }
         return Ok(Some(mac.clone()));
@@ -355,69 +347,68 @@ async fn choose_mac(
         let Some(mac) = derived_mac(&addrs, attempt) else {
             return Ok(None);
         };
-        if mac_holder(tx, &to.net_id, &mac).await?.is_none() {
+        if mac_holder(raw, &to.net_id, &mac)?.is_none() {
             return Ok(Some(mac));
         }
     }
     Err(req.no_free_mac().into())
 }
 
-/// Writes the endpoint row `id` with its MAC, its leases and the subnets' moved cursors, as
-/// one multi-statement query (one round trip to SQLite's thread instead of one per row).
-/// The endpoint's row goes first, so a MAC another endpoint of the network holds (the
-/// unique index) fails the query before anything else was written.
-async fn insert_endpoint(
-    tx: &mut SqliteConnection,
+/// Writes the endpoint row `id` (its spec encoded as `spec`) with its MAC. A MAC another
+/// endpoint of the network holds fails it (the unique index) with nothing written.
+fn insert_endpoint(
+    raw: Raw<'_>,
     id: &str,
     to: &Admitted,
-    chosen: &Chosen,
+    spec: &str,
     mac: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Failure> {
     let now = now_ms();
-    let mut sql = String::from(
+    let host_ifname = crate::model::endpoint_host_ifname(id);
+    raw.execute(
         "INSERT INTO endpoints (id, network_id, namespace_id, ifname, host_ifname, spec, mac, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);",
-    );
-    if !chosen.leases.is_empty() {
-        let rows = vec!["(?, ?, ?, ?)"; chosen.leases.len()].join(", ");
-        sql.push_str(&format!(
-            " INSERT INTO leases (network_id, address, prefix_len, endpoint_id) VALUES {rows};"
-        ));
-    }
-    for _ in &chosen.cursors {
-        sql.push_str(" UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?;");
-    }
-    let spec = encode(&to.endpoint).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    // Only constant statements and "?" placeholders are formatted in; every value is bound.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(&to.net_id)
-        .bind(&to.ns_id)
-        .bind(&to.endpoint.ifname)
-        .bind(crate::model::endpoint_host_ifname(id))
-        .bind(spec)
-        .bind(mac)
-        .bind(now)
-        .bind(now);
-    for (a, p) in &chosen.leases {
-        q = q
-            .bind(&to.net_id)
-            .bind(a.to_string())
-            .bind(i64::from(*p))
-            .bind(id);
-    }
-    for (cidr, a) in &chosen.cursors {
-        q = q.bind(a.to_string()).bind(&to.net_id).bind(cidr);
-    }
-    q.execute(&mut *tx).await?;
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            id.into(),
+            (&to.net_id).into(),
+            (&to.ns_id).into(),
+            (&to.endpoint.ifname).into(),
+            (&host_ifname).into(),
+            spec.into(),
+            mac.into(),
+            now.into(),
+            now.into(),
+        ],
+    )?;
     Ok(())
 }
 
-/// Whether `e` is the unique index on (network, MAC) refusing an endpoint's MAC.
-fn is_mac_taken(e: &sqlx::Error) -> bool {
-    is_unique_violation(e)
-        && e.as_database_error()
-            .is_some_and(|d| d.message().contains("endpoints.mac"))
+/// Writes endpoint `id`'s leases and moves the subnets' cursors to the addresses chosen.
+fn insert_leases(raw: Raw<'_>, id: &str, to: &Admitted, chosen: &Chosen) -> Result<(), Failure> {
+    for (a, p) in &chosen.leases {
+        raw.execute(
+            "INSERT INTO leases (network_id, address, prefix_len, endpoint_id) \
+             VALUES (?, ?, ?, ?)",
+            &[
+                (&to.net_id).into(),
+                (&a.to_string()).into(),
+                i64::from(*p).into(),
+                id.into(),
+            ],
+        )?;
+    }
+    for (cidr, a) in &chosen.cursors {
+        raw.execute(
+            "UPDATE subnets SET cursor = ? WHERE network_id = ? AND cidr = ?",
+            &[(&a.to_string()).into(), (&to.net_id).into(), cidr.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `f` is the unique index on (network, MAC) refusing an endpoint's MAC.
+fn is_mac_taken(f: &Failure) -> bool {
+    f.is_unique_violation() && f.message().contains("endpoints.mac")
 }
 
 impl Store {
@@ -446,25 +437,32 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let (id, mut tx) = self.begin_create::<EndpointRow>(request).await?;
-        let mut to = admit(&mut tx, req).await?;
-        to.endpoint.ports = resolve_ports(&mut tx, &id, &to.endpoint.ports, local).await?;
-        let chosen = lease(&mut tx, req, &to).await?;
-        let addrs: Vec<IpAddr> = chosen.leases.iter().map(|(a, _)| *a).collect();
-        // The MAC it nearly always gets: the client's, or the first derived one. The unique
-        // index checks it in the insert; only when it is taken is it looked for (and a
-        // refusal worded) with queries.
-        let mut mac = to.endpoint.mac.clone().or_else(|| derived_mac(&addrs, 0));
-        match insert_endpoint(&mut tx, &id, &to, &chosen, mac.as_deref()).await {
-            Ok(()) => {}
-            Err(e) if is_mac_taken(&e) => {
-                mac = choose_mac(&mut tx, req, &to, &chosen.leases).await?;
-                insert_endpoint(&mut tx, &id, &to, &chosen, mac.as_deref()).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        publish_ports(&mut tx, &id, &to.endpoint).await?;
-        let _turn = tx.finish_keeping_turn(dry_run).await?;
+        let id = new_uid();
+        let ((to, chosen, mac), _turn) = self
+            .write_in_place(dry_run, |raw| {
+                self.create_checks::<EndpointRow>(raw, request, &id)?;
+                let mut to = admit(raw, req)?;
+                to.endpoint.ports = resolve_ports(raw, &id, &to.endpoint.ports, local)?;
+                let chosen = lease(raw, req, &to)?;
+                let addrs: Vec<IpAddr> = chosen.leases.iter().map(|(a, _)| *a).collect();
+                // The MAC it nearly always gets: the client's, or the first derived one. The
+                // unique index checks it in the insert; only when it is taken is it looked
+                // for (and a refusal worded) with queries.
+                let mut mac = to.endpoint.mac.clone().or_else(|| derived_mac(&addrs, 0));
+                let spec = encode(&to.endpoint)?;
+                match insert_endpoint(raw, &id, &to, &spec, mac.as_deref()) {
+                    Ok(()) => {}
+                    Err(f) if is_mac_taken(&f) => {
+                        mac = choose_mac(raw, req, &to, &chosen.leases)?;
+                        insert_endpoint(raw, &id, &to, &spec, mac.as_deref())?;
+                    }
+                    Err(f) => return Err(f.into()),
+                }
+                insert_leases(raw, &id, &to, &chosen)?;
+                publish_ports(raw, &id, &to.endpoint)?;
+                Ok((to, chosen, mac))
+            })
+            .await?;
         let mut addresses: Vec<IpNet> = chosen
             .leases
             .iter()
@@ -500,9 +498,8 @@ impl Store {
     /// (a connect or status write put it there, so it is exactly what the database holds),
     /// the marked row is kept in its place for the reconcile and the waiting request.
     pub async fn mark_endpoint_deleting_kept(&self, id: &str) -> Result<(), StoreError> {
-        let _w = self.write.lock().await;
-        let marked =
-            Self::mark_deleting_in::<EndpointRow>(&mut *self.writer.acquire().await?, id).await;
+        let mut w = self.writer().await?;
+        let marked = Self::mark_deleting_in::<EndpointRow>(w.conn()?, id).await;
         let kept = self.cached::<EndpointRow>(id);
         self.forget::<EndpointRow>(id);
         if marked? && let Some(row) = kept {
@@ -533,54 +530,52 @@ impl Store {
             return Ok(None);
         }
         let addrs: Vec<IpAddr> = row.addresses.iter().map(|a| a.addr()).collect();
-        let _w = self.write.lock().await;
-        self.forget::<EndpointRow>(&row.id);
-        let mut tx = self.writer.begin().await?;
-        for attempt in 0..MAC_ATTEMPTS {
-            let Some(mac) = derived_mac(&addrs, attempt) else {
-                return Ok(None);
-            };
-            if mac_holder(&mut tx, &row.network_id, &mac).await?.is_some() {
-                continue;
-            }
-            let set = sqlx::query("UPDATE endpoints SET mac = ? WHERE id = ? AND mac IS NULL")
-                .bind(&mac)
-                .bind(&row.id)
-                .execute(&mut *tx)
-                .await;
-            return match set {
-                Ok(done) if done.rows_affected() == 1 => {
-                    tx.commit().await?;
-                    self.forget::<EndpointRow>(&row.id);
-                    Ok(Some(mac))
+        let (mac, _turn) = self
+            .write_in_place(false, |raw| {
+                self.forget::<EndpointRow>(&row.id);
+                for attempt in 0..MAC_ATTEMPTS {
+                    let Some(mac) = derived_mac(&addrs, attempt) else {
+                        return Ok(None);
+                    };
+                    if mac_holder(raw, &row.network_id, &mac)?.is_some() {
+                        continue;
+                    }
+                    return match raw.execute(
+                        "UPDATE endpoints SET mac = ? WHERE id = ? AND mac IS NULL",
+                        &[(&mac).into(), (&row.id).into()],
+                    ) {
+                        Ok(1) => Ok(Some(mac)),
+                        Ok(_) => Ok(None),
+                        Err(f) if f.is_unique_violation() => Ok(None),
+                        Err(f) => Err(f.into()),
+                    };
                 }
-                Ok(_) => Ok(None),
-                Err(e) if super::is_unique_violation(&e) => Ok(None),
-                Err(e) => Err(e.into()),
-            };
+                Ok(None)
+            })
+            .await?;
+        if mac.is_some() {
+            self.forget::<EndpointRow>(&row.id);
         }
-        Ok(None)
+        Ok(mac)
     }
 
     /// Releases what endpoint `id` holds on its network (its leases, published ports and
     /// MAC) while its row stays: its namespace is gone. Returns whether it held anything.
     pub async fn release_endpoint(&self, id: &str) -> Result<bool, StoreError> {
-        let _w = self.write.lock().await;
         self.forget::<EndpointRow>(id);
-        let mut tx = self.writer.begin().await?;
-        let mut n = 0;
-        for sql in [
-            "DELETE FROM leases WHERE endpoint_id = ?",
-            "DELETE FROM port_mappings WHERE endpoint_id = ?",
-            "UPDATE endpoints SET mac = NULL WHERE id = ? AND mac IS NOT NULL",
-        ] {
-            n += sqlx::query(sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
+        let (n, _turn) = self
+            .write_in_place(false, |raw| {
+                let mut n = 0;
+                for sql in [
+                    "DELETE FROM leases WHERE endpoint_id = ?",
+                    "DELETE FROM port_mappings WHERE endpoint_id = ?",
+                    "UPDATE endpoints SET mac = NULL WHERE id = ? AND mac IS NOT NULL",
+                ] {
+                    n += raw.execute(sql, &[id.into()])?;
+                }
+                Ok(n)
+            })
+            .await?;
         self.forget::<EndpointRow>(id);
         Ok(n > 0)
     }

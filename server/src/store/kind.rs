@@ -14,7 +14,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use sqlx::SqliteConnection;
 
-use super::{Columns, RequestRecord, Store, StoreError, WriteTx, now_ms};
+use super::{Columns, RequestRecord, Store, StoreError, WriteTx, now_ms, raw::Raw};
 use crate::model::{ObjectLimits, Phase, Status, new_uid};
 
 /// A kind of stored object: one table, one row type (the implementor).
@@ -280,12 +280,27 @@ impl Store {
     ) -> Result<(String, WriteTx), StoreError> {
         let id = new_uid();
         let mut tx = self.begin_write().await?;
+        tx.in_place(|raw| self.create_checks::<K>(raw, request, &id))
+            .await?;
+        Ok((id, tx))
+    }
+
+    /// What every create of kind `K` checks and records first, in its transaction on `raw`:
+    /// the kind's limit, then the request id (see [`Store::begin_create`]).
+    pub(super) fn create_checks<K: Kind>(
+        &self,
+        raw: Raw<'_>,
+        request: Option<&RequestRecord>,
+        id: &str,
+    ) -> Result<(), StoreError> {
         if let Some((max, flag)) = self.objects.of(K::NOUN) {
             // Kept by triggers (migration 0013): one key lookup, where COUNT(*) read every row.
-            let count: i64 = sqlx::query_scalar("SELECT n FROM object_counts WHERE kind = ?")
-                .bind(K::TABLE)
-                .fetch_optional(&mut *tx)
-                .await?
+            let count: i64 = raw
+                .optional(
+                    "SELECT n FROM object_counts WHERE kind = ?",
+                    &[K::TABLE.into()],
+                    |r| r.at(0),
+                )?
                 .unwrap_or(0);
             let count = usize::try_from(count).unwrap_or(usize::MAX);
             if count >= max {
@@ -297,8 +312,7 @@ impl Store {
                 )));
             }
         }
-        super::requests::record(&mut tx, request, &id).await?;
-        Ok((id, tx))
+        super::requests::record(raw, request, id)
     }
 
     /// Reads back the row a create just inserted and ends the transaction (see [`WriteTx::finish`]).
@@ -316,8 +330,8 @@ impl Store {
 
     /// Marks the row of kind `K` with this uid for deletion (idempotent).
     pub async fn mark_deleting<K: Kind>(&self, id: &str) -> Result<(), StoreError> {
-        let _w = self.write.lock().await;
-        let res = Self::mark_deleting_in::<K>(&mut *self.writer.acquire().await?, id).await;
+        let mut w = self.writer().await?;
+        let res = Self::mark_deleting_in::<K>(w.conn()?, id).await;
         self.forget::<K>(id);
         res.map(|_| ())
     }
@@ -378,10 +392,10 @@ impl Store {
     /// that belong to it (interfaces, leases, mappings) go with it by `ON DELETE CASCADE`.
     pub async fn delete_row<K: Kind>(&self, id: &str) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE id = ? AND deleting = 1", K::TABLE);
-        let _w = self.write.lock().await;
+        let mut w = self.writer().await?;
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .execute(&self.writer)
+            .execute(w.conn()?)
             .await;
         self.forget::<K>(id);
         K::forget_kept(self, id);
@@ -429,8 +443,8 @@ impl Store {
         }
         // The cached copy changes under the same write turn, so no other write to the row
         // lands between the two.
-        let _w = self.write.lock().await;
-        match q.execute(&self.writer).await {
+        let mut w = self.writer().await?;
+        match q.execute(w.conn()?).await {
             Ok(done) => {
                 self.observe_cached::<K>(id, status, observed);
                 Ok(done.rows_affected() > 0)

@@ -220,13 +220,14 @@ impl Store {
     /// Replaces a link's spec (names and namespaces must not change) and bumps its generation.
     /// FAILED_PRECONDITION if the link is being deleted.
     pub async fn update_link_spec(&self, id: &str, spec: &LinkSpec) -> Result<LinkRow, StoreError> {
+        let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
         )
         .bind(encode(spec)?)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(w.conn()?)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::FailedPrecondition(

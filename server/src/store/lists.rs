@@ -21,9 +21,7 @@ use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use crate::busy::GiveWay;
 
-use super::{
-    EndpointRow, Kind, LinkRow, NamespaceRow, NetworkRow, Store, StoreError, columns::RawStatement,
-};
+use super::{EndpointRow, Kind, LinkRow, NamespaceRow, NetworkRow, Store, StoreError, raw::Raw};
 
 /// The background connection's page cache, KiB (SQLite's default is 2,000).
 const CACHE_KIB: u32 = 256;
@@ -103,16 +101,14 @@ async fn read(
         let mut tx = conn.begin().await?;
         let rows = {
             let mut handle = tx.lock_handle().await?;
-            let db = handle.as_raw_handle();
             // SAFETY: sqlx's lock on the connection is held until the statements are done.
             #[allow(unsafe_code)]
-            unsafe {
-                AllRows {
-                    networks: select_raw(db, give_way)?,
-                    namespaces: select_raw(db, give_way)?,
-                    links: select_raw(db, give_way)?,
-                    endpoints: select_raw(db, give_way)?,
-                }
+            let db = unsafe { Raw::new(handle.as_raw_handle()) };
+            AllRows {
+                networks: select_raw(db, give_way)?,
+                namespaces: select_raw(db, give_way)?,
+                links: select_raw(db, give_way)?,
+                endpoints: select_raw(db, give_way)?,
             }
         };
         tx.rollback().await?;
@@ -125,18 +121,10 @@ async fn read(
     Ok(rows)
 }
 
-/// Every row of kind `K` in its listing order, stepped in place on `db` (store/columns.rs).
-///
-/// # Safety
-/// `db` must be an open connection no other thread uses meanwhile.
-#[allow(unsafe_code)]
-unsafe fn select_raw<K: Kind>(
-    db: std::ptr::NonNull<libsqlite3_sys::sqlite3>,
-    give_way: &mut GiveWay,
-) -> Result<Vec<K>, StoreError> {
+/// Every row of kind `K` in its listing order, stepped in place on `db` (store/raw.rs).
+fn select_raw<K: Kind>(db: Raw<'_>, give_way: &mut GiveWay) -> Result<Vec<K>, StoreError> {
     let sql = format!("{} ORDER BY {}", K::SELECT, K::ORDER);
-    // SAFETY: as the caller promises.
-    let mut stmt = unsafe { RawStatement::prepare(db, &sql)? };
+    let mut stmt = db.prepare(&sql)?;
     let mut out = Vec::new();
     loop {
         // Between rows, not holding one (the read transaction stays open meanwhile).

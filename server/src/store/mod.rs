@@ -33,9 +33,10 @@ mod namespaces;
 mod networks;
 mod per_kind;
 mod ports;
+mod raw;
 mod requests;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::atomic::Ordering::Relaxed, time::Duration};
 
 use crate::model::{ObjectLimits, Refusal};
 pub use columns::{Cell, Columns, FromColumn};
@@ -47,8 +48,11 @@ pub use metrics::{MetricsSnapshot, NetworkGauge};
 pub use namespaces::{NamespaceRow, NsPlace};
 pub use networks::{AutoSubnets, NetworkRow};
 pub use requests::{PastRequest, RequestRecord};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+use sqlx::{
+    Connection, SqliteConnection,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
 /// Errors from the store. The API maps them to gRPC codes.
@@ -116,14 +120,15 @@ impl From<Refusal> for StoreError {
 pub struct Store {
     /// Connections to the database (WAL, foreign keys on, a busy timeout), for reads.
     pool: SqlitePool,
-    /// The one connection every write goes through (a pool of one). SQLite drops a
+    /// The one connection every write goes through, taken in turn: writers queue here, in
+    /// order, instead of in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms ...)
+    /// whenever a write transaction is open. One connection, because SQLite drops a
     /// connection's whole page cache whenever another connection has written since its
     /// last transaction, so writes spread over the read pool each began by reading their
     /// pages back (a `pread` and an allocation per page; in a mass disconnect's profile
     /// each of the four connections' threads did so). The writer's own commits keep its
-    /// cache valid; writes were one at a time already ([`Store::write`]). Reads through
-    /// the pool still start cold after a write.
-    writer: SqlitePool,
+    /// cache valid. Reads through the pool still start cold after a write.
+    writer: std::sync::Arc<tokio::sync::Mutex<Writer>>,
     /// How they connect (for the background reader's own connection).
     opts: SqliteConnectOptions,
     /// The bulk check's reader at the lowest priority (`lists`).
@@ -135,9 +140,6 @@ pub struct Store {
     endpoints: std::sync::Arc<std::sync::Mutex<RowCache<EndpointRow>>>,
     /// Where namespaces are, by name (see [`NsPlace`]).
     places: std::sync::Arc<std::sync::Mutex<namespaces::Places>>,
-    /// Taken by every write: writers queue here, in order, instead of in SQLite's busy
-    /// handler, which sleeps (1, 2, 5, 10 ms ...) whenever a write transaction is open.
-    write: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// How many objects of each kind a create may make it.
     objects: ObjectLimits,
 }
@@ -187,30 +189,62 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(opts.clone())
-            .await?;
+        let writer = Writer {
+            conn: Some(SqliteConnection::connect_with(&opts).await?),
+            statements: Default::default(),
+            maybe_open: Default::default(),
+        };
         Ok(Store {
             pool,
-            writer,
             opts,
             background: Default::default(),
             nets: Default::default(),
             endpoints: Default::default(),
             places: Default::default(),
-            write: Default::default(),
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
             objects: ObjectLimits::default(),
         })
+    }
+
+    /// The writer connection, once every earlier writer of this store is done with it; a
+    /// transaction a dropped [`WriteTx`] left open is rolled back first.
+    async fn writer(&self) -> Result<tokio::sync::OwnedMutexGuard<Writer>, StoreError> {
+        let mut w = self.writer.clone().lock_owned().await;
+        if w.maybe_open.load(Relaxed) {
+            // An error here is "no transaction is active": it had ended after all.
+            let _ = sqlx::query("ROLLBACK").execute(w.conn()?).await;
+            w.maybe_open.store(false, Relaxed);
+        }
+        Ok(w)
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`) once every earlier writer of this
     /// store is done (see [`WriteTx`]).
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let guard = self.write.clone().lock_owned().await;
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx { tx, _guard: guard })
+        let w = self.writer().await?;
+        let open = w.maybe_open.clone();
+        let mut conn = tokio::sync::OwnedMutexGuard::try_map(w, |w| w.conn.as_mut())
+            .map_err(|_| StoreError::Sqlx(sqlx::Error::PoolClosed))?;
+        // Marked before it is sent: a call cancelled meanwhile may have begun it.
+        open.store(true, Relaxed);
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(WriteTx { conn, open })
+    }
+
+    /// Runs `f` as one write transaction stepped in place on the writer connection, once
+    /// every earlier writer of this store is done (store/raw.rs: one round trip to sqlx's
+    /// thread for the whole transaction, with the statements kept prepared); rolled back
+    /// when `f` fails or with `dry_run`. Returns what `f` made and the write turn, held until
+    /// the caller drops it: the caller updates a cache with what it wrote before any other
+    /// writer can change the same rows.
+    async fn write_in_place<T>(
+        &self,
+        dry_run: bool,
+        f: impl FnOnce(raw::Raw<'_>) -> Result<T, StoreError>,
+    ) -> Result<(T, tokio::sync::OwnedMutexGuard<Writer>), StoreError> {
+        let mut w = self.writer().await?;
+        let out = w.in_place(|raw| raw.transaction(dry_run, f)).await?;
+        Ok((out, w))
     }
 
     /// The same store with these limits on objects per kind (the defaults until set).
@@ -337,73 +371,167 @@ impl Store {
         for id in ids {
             q = q.bind(id);
         }
-        let _w = self.write.lock().await;
-        let changed: Vec<String> = q.fetch_all(&self.writer).await?;
+        let mut w = self.writer().await?;
+        let changed: Vec<String> = q.fetch_all(w.conn()?).await?;
         for id in &changed {
             self.forget::<K>(id);
         }
         Ok(changed)
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the connections, checkpointing the WAL; writes fail after it.
     pub async fn close(&self) {
         self.background.close().await;
-        self.writer.close().await;
+        if let Ok(mut w) = self.writer().await {
+            w.close().await;
+        }
         self.pool.close().await;
+    }
+}
+
+/// The writer connection ([`Store::writer`]) and the statements kept prepared on it.
+struct Writer {
+    /// The connection; None once closed.
+    conn: Option<SqliteConnection>,
+    /// Statements the in-place transactions prepared on `conn` (store/raw.rs).
+    statements: std::cell::RefCell<raw::Statements>,
+    /// A transaction begun through sqlx ([`WriteTx`]) may still be open: its owner was
+    /// dropped before it ended (an error, a cancelled call). The next user rolls it back.
+    maybe_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("open", &self.conn.is_some())
+            .field("statements", &self.statements)
+            .field("maybe_open", &self.maybe_open)
+            .finish()
+    }
+}
+
+impl Writer {
+    /// The connection, or an error once it is closed.
+    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))
+    }
+
+    /// Runs `f` on the connection held through sqlx's lock, with its kept statements (one
+    /// round trip to the connection's thread, to take the lock).
+    async fn in_place<T>(
+        &mut self,
+        f: impl FnOnce(raw::Raw<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Writer {
+            conn, statements, ..
+        } = self;
+        let conn = conn
+            .as_mut()
+            .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))?;
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: sqlx's lock on the connection is held until `f` is done, and every kept
+        // statement was prepared on this connection (the writer's only one, for its life).
+        #[allow(unsafe_code)]
+        let raw = unsafe { raw::Raw::keeping(handle.as_raw_handle(), statements) };
+        f(raw)
+    }
+
+    /// Finalizes the kept statements and closes the connection.
+    async fn close(&mut self) {
+        let finalized = self
+            .in_place(|raw| {
+                raw.finalize_kept();
+                Ok(())
+            })
+            .await;
+        if finalized.is_err() {
+            self.statements.get_mut().leak_all();
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// The kept statements must go before the connection does (SQLite will not close a
+    /// connection with statements left, and sqlx panics then): finalized under sqlx's lock,
+    /// waited for here (its thread answers on its own, no runtime needed); if that thread is
+    /// gone, they are left to the process's end.
+    fn drop(&mut self) {
+        if self.statements.get_mut().len() == 0 {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        match futures::executor::block_on(conn.lock_handle()) {
+            Ok(mut handle) => {
+                // SAFETY: as in `in_place`.
+                #[allow(unsafe_code)]
+                let raw = unsafe { raw::Raw::keeping(handle.as_raw_handle(), &self.statements) };
+                raw.finalize_kept();
+            }
+            Err(_) => self.statements.get_mut().leak_all(),
+        }
     }
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) holding the store's write turn: concurrent
 /// writers of one weftd wait for it in order, on the async side, where SQLite alone would
-/// make them poll with sleeps. Dropped without [`WriteTx::commit`], it rolls back.
+/// make them poll with sleeps. Dropped without [`WriteTx::commit`], it is rolled back by
+/// the next user of the writer (nothing else writes meanwhile, and reads do not see it).
 pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    /// The writer's connection, under its turn.
+    conn: tokio::sync::OwnedMappedMutexGuard<Writer, SqliteConnection>,
+    /// The writer's [`Writer::maybe_open`].
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = sqlx::SqliteConnection;
+    type Target = SqliteConnection;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
 impl WriteTx {
     /// Commits it.
-    pub(crate) async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
-    }
-
-    /// [`WriteTx::finish`], keeping the write turn: the caller updates a cache with what it
-    /// wrote before any other writer can change the same rows.
-    pub(crate) async fn finish_keeping_turn(
-        self,
-        dry_run: bool,
-    ) -> Result<tokio::sync::OwnedMutexGuard<()>, StoreError> {
-        let guard = self._guard;
-        if dry_run {
-            self.tx.rollback().await?;
-        } else {
-            self.tx.commit().await?;
-        }
-        Ok(guard)
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        self.end("COMMIT").await
     }
 
     /// Ends it: commits, or with `dry_run` rolls back, so a dry run meets every check a real
     /// call would (constraints, leases, ports) and changes nothing.
-    pub(crate) async fn finish(self, dry_run: bool) -> Result<(), StoreError> {
-        if dry_run {
-            self.tx.rollback().await?;
-        } else {
-            self.tx.commit().await?;
-        }
+    pub(crate) async fn finish(mut self, dry_run: bool) -> Result<(), StoreError> {
+        self.end(if dry_run { "ROLLBACK" } else { "COMMIT" }).await
+    }
+
+    async fn end(&mut self, how: &'static str) -> Result<(), StoreError> {
+        sqlx::query(how).execute(&mut *self.conn).await?;
+        self.open.store(false, Relaxed);
         Ok(())
+    }
+
+    /// Runs `f` in this transaction, stepped in place (without the writer's kept statements:
+    /// the checks every create makes first, a few cheap statements).
+    async fn in_place<T>(
+        &mut self,
+        f: impl FnOnce(raw::Raw<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut handle = self.conn.lock_handle().await?;
+        // SAFETY: sqlx's lock on the connection is held until `f` is done.
+        #[allow(unsafe_code)]
+        let raw = unsafe { raw::Raw::new(handle.as_raw_handle()) };
+        f(raw)
     }
 }
 
@@ -694,11 +822,7 @@ mod release_tests {
 
     /// SQLite's counter `op` (`SQLITE_DBSTATUS_*`) of connection `c`, then reset to zero when
     /// `reset` (for the counters that can be).
-    async fn db_status(
-        c: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-        op: std::ffi::c_int,
-        reset: bool,
-    ) -> i64 {
+    async fn db_status(c: &mut SqliteConnection, op: std::ffi::c_int, reset: bool) -> i64 {
         let mut handle = c.lock_handle().await.unwrap();
         let db = handle.as_raw_handle();
         let (mut now, mut high) = (0, 0);
@@ -719,7 +843,7 @@ mod release_tests {
     }
 
     /// The page cache connection `c` holds now (`SQLITE_DBSTATUS_CACHE_USED`), in bytes.
-    async fn cache_used(c: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) -> i64 {
+    async fn cache_used(c: &mut SqliteConnection) -> i64 {
         db_status(c, libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED, false).await
     }
 
@@ -751,9 +875,10 @@ mod release_tests {
         }
         assert_eq!(store.list_namespaces().await.unwrap().len(), 50);
         {
-            let mut w = store.writer.acquire().await.unwrap();
+            let mut w = store.writer().await.unwrap();
+            let w = w.conn().unwrap();
             for op in [SQLITE_DBSTATUS_CACHE_MISS, SQLITE_DBSTATUS_CACHE_WRITE] {
-                db_status(&mut w, op, true).await;
+                db_status(w, op, true).await;
             }
         }
         for id in &ids {
@@ -761,9 +886,10 @@ mod release_tests {
             assert!(store.set_namespace_status(id, &failed, "").await.unwrap());
             assert!(store.namespace_by_id(id).await.unwrap().is_some());
         }
-        let mut w = store.writer.acquire().await.unwrap();
-        let written = db_status(&mut w, SQLITE_DBSTATUS_CACHE_WRITE, false).await;
-        let missed = db_status(&mut w, SQLITE_DBSTATUS_CACHE_MISS, false).await;
+        let mut w = store.writer().await.unwrap();
+        let w = w.conn().unwrap();
+        let written = db_status(w, SQLITE_DBSTATUS_CACHE_WRITE, false).await;
+        let missed = db_status(w, SQLITE_DBSTATUS_CACHE_MISS, false).await;
         assert!(
             written >= 50,
             "the writes went through the writer: {written} pages"

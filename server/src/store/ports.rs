@@ -5,9 +5,10 @@
 
 use std::collections::HashSet;
 
-use sqlx::SqliteConnection;
-
-use super::StoreError;
+use super::{
+    StoreError,
+    raw::{Arg, Raw},
+};
 use crate::model::{
     EndpointSpec, HostPorts, PortSpec, Protocol,
     connect::{no_free_port, port_taken},
@@ -33,8 +34,8 @@ fn collides(a: &str, b: &str) -> bool {
 /// Ephemeral choices start at a point derived from the endpoint's id (so endpoints spread
 /// over the range instead of all probing its start); a range's choice starts at its first
 /// port, as Docker's does. Each batch of candidates is one indexed query.
-pub(super) async fn resolve_ports(
-    tx: &mut SqliteConnection,
+pub(super) fn resolve_ports(
+    raw: Raw<'_>,
     id: &str,
     ports: &[PortSpec],
     local: &std::ops::RangeInclusive<u16>,
@@ -67,12 +68,12 @@ pub(super) async fn resolve_ports(
                 "SELECT host_port FROM port_mappings WHERE protocol = ? AND host_port IN ({marks}) \
                  AND (host_ip = ? OR host_ip = '' OR ? = '')"
             );
+            let proto = p.protocol.as_str();
+            let mut args: Vec<Arg<'_>> = vec![proto.into()];
+            args.extend(batch.iter().map(|h| Arg::Int(i64::from(*h))));
+            args.extend([Arg::Text(&ip), Arg::Text(&ip)]);
             // Only "?" placeholders are formatted in; the ports are bound.
-            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(p.protocol.as_str());
-            for h in &batch {
-                q = q.bind(i64::from(*h));
-            }
-            let taken: Vec<i64> = q.bind(&ip).bind(&ip).fetch_all(&mut *tx).await?;
+            let taken = raw.rows(&sql, &args, |r| r.at::<i64>(0))?;
             let taken: HashSet<i64> = taken.into_iter().collect();
             chosen = batch.into_iter().find(|h| {
                 !taken.contains(&i64::from(*h))
@@ -93,38 +94,43 @@ pub(super) async fn resolve_ports(
 /// Records the published ports of endpoint `id`; ALREADY_EXISTS naming the holder of a host
 /// port that is taken. A mapping on every address conflicts with one on any address, and the
 /// other way round.
-pub(super) async fn publish_ports(
-    tx: &mut SqliteConnection,
+pub(super) fn publish_ports(
+    raw: Raw<'_>,
     id: &str,
     endpoint: &EndpointSpec,
 ) -> Result<(), StoreError> {
     for p in &endpoint.ports {
         let host_ip = p.host_ip.map(|a| a.to_string()).unwrap_or_default();
+        let proto = p.protocol.as_str();
         for (h, c) in p.pairs() {
-            let conflict: Option<(String, String)> = sqlx::query_as(
-                "SELECT m.host_ip, n.name FROM port_mappings m JOIN endpoints e ON e.id = m.endpoint_id \
+            let conflict = raw.optional(
+                "SELECT m.host_ip, n.name FROM port_mappings m \
+                 JOIN endpoints e ON e.id = m.endpoint_id \
                  JOIN namespaces n ON n.id = e.namespace_id \
-                 WHERE m.protocol = ? AND m.host_port = ? AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
-            )
-            .bind(p.protocol.as_str())
-            .bind(i64::from(h))
-            .bind(&host_ip)
-            .bind(&host_ip)
-            .fetch_optional(&mut *tx)
-            .await?;
+                 WHERE m.protocol = ? AND m.host_port = ? \
+                 AND (m.host_ip = ? OR m.host_ip = '' OR ? = '')",
+                &[
+                    proto.into(),
+                    i64::from(h).into(),
+                    (&host_ip).into(),
+                    (&host_ip).into(),
+                ],
+                |r| Ok((r.at::<String>(0)?, r.at::<String>(1)?)),
+            )?;
             if let Some((ip, holder)) = conflict {
                 return Err(port_taken(h, p.protocol, &ip, &holder).into());
             }
-            sqlx::query(
-                "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(&host_ip)
-            .bind(p.protocol.as_str())
-            .bind(i64::from(h))
-            .bind(i64::from(c))
-            .execute(&mut *tx)
-            .await?;
+            raw.execute(
+                "INSERT INTO port_mappings (endpoint_id, host_ip, protocol, host_port, \
+                 container_port) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    id.into(),
+                    (&host_ip).into(),
+                    proto.into(),
+                    i64::from(h).into(),
+                    i64::from(c).into(),
+                ],
+            )?;
         }
     }
     Ok(())

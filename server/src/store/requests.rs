@@ -2,9 +2,7 @@
 //! written in the same transaction as the object it made, so either both exist or neither.
 //! Records older than a day are dropped as new ones arrive.
 
-use sqlx::SqliteConnection;
-
-use super::{Store, StoreError, is_unique_violation, now_ms};
+use super::{Store, StoreError, now_ms, raw::Raw};
 
 /// How long a request id is remembered.
 pub const REQUEST_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -31,31 +29,34 @@ pub struct PastRequest {
     pub object_id: String,
 }
 
-/// Records `r` for `object_id` inside the caller's transaction. A concurrent request with the
-/// same id makes this fail with [`StoreError::DuplicateRequest`].
-pub(crate) async fn record(
-    tx: &mut SqliteConnection,
+/// Records `r` for `object_id` inside the caller's transaction on `raw`. A concurrent
+/// request with the same id makes this fail with [`StoreError::DuplicateRequest`].
+pub(super) fn record(
+    raw: Raw<'_>,
     r: Option<&RequestRecord>,
     object_id: &str,
 ) -> Result<(), StoreError> {
     let Some(r) = r else { return Ok(()) };
     let now = now_ms();
-    sqlx::query("DELETE FROM requests WHERE created_at < ?")
-        .bind(now - REQUEST_TTL_MS)
-        .execute(&mut *tx)
-        .await?;
-    let res = sqlx::query("INSERT INTO requests (request_id, method, fingerprint, object_id, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(&r.id)
-        .bind(r.method)
-        .bind(&r.fingerprint)
-        .bind(object_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
+    raw.execute(
+        "DELETE FROM requests WHERE created_at < ?",
+        &[(now - REQUEST_TTL_MS).into()],
+    )?;
+    let res = raw.execute(
+        "INSERT INTO requests (request_id, method, fingerprint, object_id, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            (&r.id).into(),
+            r.method.into(),
+            (&r.fingerprint).into(),
+            object_id.into(),
+            now.into(),
+        ],
+    );
     match res {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateRequest(r.id.clone())),
-        Err(e) => Err(e.into()),
+        Err(f) if f.is_unique_violation() => Err(StoreError::DuplicateRequest(r.id.clone())),
+        Err(f) => Err(f.into()),
     }
 }
 
