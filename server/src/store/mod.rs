@@ -435,7 +435,7 @@ impl Writer {
         // statement was prepared on this connection (the writer's only one, for its life).
         #[allow(unsafe_code)]
         let raw = unsafe { raw::Raw::keeping(handle.as_raw_handle(), statements) };
-        f(raw)
+        raw::blocking(|| f(raw))
     }
 
     /// Finalizes the kept statements and closes the connection.

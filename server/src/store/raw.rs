@@ -11,9 +11,10 @@
 //! (an error, a dry run, or a panic unwinding through it).
 //!
 //! What blocks meanwhile is this thread, for the transaction's SQLite work (tens of
-//! microseconds, and a WAL checkpoint now and then at a commit). `BEGIN IMMEDIATE` could wait
-//! up to the busy timeout only for another process writing the same file, which the daemon's
-//! lock (crate::lock) rules out; writers of this process queue before it (`Store::write`).
+//! microseconds, and a WAL checkpoint now and then at a commit), run off the async runtime's
+//! core ([`blocking`]). `BEGIN IMMEDIATE` could wait up to the busy timeout only for another
+//! process writing the same file, which the daemon's lock (crate::lock) rules out; writers of
+//! this process queue before it (`Store::writer`).
 
 use std::{
     cell::RefCell,
@@ -90,6 +91,20 @@ impl Failure {
 impl From<Failure> for StoreError {
     fn from(f: Failure) -> Self {
         StoreError::Sqlite(f.message)
+    }
+}
+
+/// Runs `f`, SQLite work on a connection held in place, where it may block: off the async
+/// runtime's core when it has more than one (`block_in_place`: the runtime hands this
+/// worker's other tasks to another thread meanwhile). A commit may write the WAL back to
+/// the database file and `fsync` it (a checkpoint, every thousand pages or so), and writes
+/// to a busy disk may be throttled: tens to hundreds of milliseconds in which a worker
+/// thread would otherwise serve nothing else. On a single-threaded runtime (tests) it runs
+/// in place.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
