@@ -200,7 +200,7 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
                 ifname_taken: r.at::<i64>(6)? != 0,
                 routed_by_default: r.at::<i64>(7)? != 0,
             };
-            let net_spec: NetworkSpec = decode(|| "network spec".into(), r.at(1)?)?;
+            let net_spec: String = r.at(1)?;
             let cursors = r
                 .at::<Option<&str>>(8)?
                 .unwrap_or_default()
@@ -226,6 +226,7 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
         return Err(req.not_found(net.is_some()).into());
     };
     let endpoint = req.admit(&facts)?;
+    let net_spec: NetworkSpec = decode(|| "network spec".into(), &net_spec)?;
     req.check_ports(&net_spec)?;
     Ok(Admitted {
         net_id,

@@ -101,9 +101,7 @@ async fn read(
         let mut tx = conn.begin().await?;
         let rows = {
             let mut handle = tx.lock_handle().await?;
-            // SAFETY: sqlx's lock on the connection is held until the statements are done.
-            #[allow(unsafe_code)]
-            let db = unsafe { Raw::new(handle.as_raw_handle()) };
+            let db = Raw::new(&mut handle);
             AllRows {
                 networks: select_raw(db, give_way)?,
                 namespaces: select_raw(db, give_way)?,

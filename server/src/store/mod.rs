@@ -85,7 +85,8 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
-    /// SQLite failed under the background listing, which steps statements itself.
+    /// SQLite failed under a statement stepped in place (store/raw.rs: the background
+    /// listing, the Connect transaction).
     #[error("database: {0}")]
     Sqlite(String),
     /// Migrations failed.
@@ -425,17 +426,25 @@ impl Writer {
         f: impl FnOnce(raw::Raw<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let Writer {
-            conn, statements, ..
+            conn,
+            statements,
+            maybe_open,
         } = self;
         let conn = conn
             .as_mut()
             .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))?;
         let mut handle = conn.lock_handle().await?;
-        // SAFETY: sqlx's lock on the connection is held until `f` is done, and every kept
-        // statement was prepared on this connection (the writer's only one, for its life).
+        // SAFETY: every kept statement was prepared on this connection (the writer's only
+        // one, for its life).
         #[allow(unsafe_code)]
-        let raw = unsafe { raw::Raw::keeping(handle.as_raw_handle(), statements) };
-        raw::blocking(|| f(raw))
+        let raw = unsafe { raw::Raw::keeping(&mut handle, statements) };
+        let out = raw::blocking(|| f(raw));
+        // A transaction `f` could not end (a ROLLBACK that failed) must not stay open under
+        // writes that mean to commit on their own: ended now, or by the next writer.
+        if !raw.end_leftover() {
+            maybe_open.store(true, Relaxed);
+        }
+        out
     }
 
     /// Finalizes the kept statements and closes the connection.
@@ -447,7 +456,7 @@ impl Writer {
             })
             .await;
         if finalized.is_err() {
-            self.statements.get_mut().leak_all();
+            self.statements.get_mut().finalize_orphaned();
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;
@@ -459,7 +468,7 @@ impl Drop for Writer {
     /// The kept statements must go before the connection does (SQLite will not close a
     /// connection with statements left, and sqlx panics then): finalized under sqlx's lock,
     /// waited for here (its thread answers on its own, no runtime needed); if that thread is
-    /// gone, they are left to the process's end.
+    /// gone, finalized without it (nothing else can use the connection then).
     fn drop(&mut self) {
         if self.statements.get_mut().len() == 0 {
             return;
@@ -471,10 +480,10 @@ impl Drop for Writer {
             Ok(mut handle) => {
                 // SAFETY: as in `in_place`.
                 #[allow(unsafe_code)]
-                let raw = unsafe { raw::Raw::keeping(handle.as_raw_handle(), &self.statements) };
+                let raw = unsafe { raw::Raw::keeping(&mut handle, &self.statements) };
                 raw.finalize_kept();
             }
-            Err(_) => self.statements.get_mut().leak_all(),
+            Err(_) => self.statements.get_mut().finalize_orphaned(),
         }
     }
 }
@@ -528,10 +537,7 @@ impl WriteTx {
         f: impl FnOnce(raw::Raw<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut handle = self.conn.lock_handle().await?;
-        // SAFETY: sqlx's lock on the connection is held until `f` is done.
-        #[allow(unsafe_code)]
-        let raw = unsafe { raw::Raw::new(handle.as_raw_handle()) };
-        f(raw)
+        f(raw::Raw::new(&mut handle))
     }
 }
 
