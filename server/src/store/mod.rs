@@ -12,12 +12,15 @@
 //! - `namespaces`, `links`, `networks`, `endpoints`: each kind's row type, its [`Kind`]
 //!   implementation, and what only it does (creating one; a connect's leases and ports).
 //! - `requests`: request ids, recorded in the transaction of the object they made.
+//! - `raw`: statements stepped in place through sqlx's locked handle (the Connect
+//!   transaction, the background listing); `columns`: a row's columns by name for both.
 //!
 //! Every write that must check other rows first (a name, a subnet, a lease, a host port)
 //! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
 //! rules it applies are pure functions in [`crate::model`], and a dry run runs all of it and
-//! rolls back (`finish`). Every write goes through one connection of its own (`writer`),
-//! reads through a pool of four.
+//! rolls back (`finish`). Every write goes through one connection of its own (`writer`,
+//! which keeps the statements the in-place transactions prepared on it), reads through a
+//! pool of four.
 //!
 //! After a restart, [`Store::mark_unverified`] turns every Ready object to Rechecking, and
 //! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
@@ -414,9 +417,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// The connection, or an error once it is closed.
     fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
-        self.conn
-            .as_mut()
-            .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))
+        open(&mut self.conn)
     }
 
     /// Runs `f` on the connection held through sqlx's lock, with its kept statements (one
@@ -430,10 +431,7 @@ impl Writer {
             statements,
             maybe_open,
         } = self;
-        let conn = conn
-            .as_mut()
-            .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))?;
-        let mut handle = conn.lock_handle().await?;
+        let mut handle = open(conn)?.lock_handle().await?;
         // SAFETY: every kept statement was prepared on this connection (the writer's only
         // one, for its life).
         #[allow(unsafe_code)]
@@ -462,6 +460,12 @@ impl Writer {
             let _ = conn.close().await;
         }
     }
+}
+
+/// The writer's connection, or an error once it is closed.
+fn open(conn: &mut Option<SqliteConnection>) -> Result<&mut SqliteConnection, StoreError> {
+    conn.as_mut()
+        .ok_or(StoreError::Sqlx(sqlx::Error::PoolClosed))
 }
 
 impl Drop for Writer {

@@ -2,13 +2,14 @@
 //! thread: for the background listing (store/lists.rs) and for write transactions whose
 //! every statement runs in one go ([`Raw::transaction`]).
 //!
-//! Through sqlx each statement is a round trip to the connection's own thread (a message,
-//! a wake-up, an answer and another wake-up: about 70 us here, for 10-20 us of SQLite work).
-//! A Connect's transaction was eight of them. Holding sqlx's lock on the connection
+//! Through sqlx each statement is a round trip to the connection's own thread; a Connect's
+//! transaction was six of them. Holding sqlx's lock on the connection
 //! ([`sqlx::SqliteConnection::lock_handle`]) is one round trip; then every statement, the
 //! `BEGIN` and the `COMMIT` included, runs here with no `await` in between, so the
 //! transaction is never left half-done by a cancelled future: it commits, or it rolls back
-//! (an error, a dry run, or a panic unwinding through it).
+//! (an error, a dry run, or a panic unwinding through it). The writer keeps the statements
+//! prepared ([`Statements`]): preparing them, not the trips, was most of the cost (sqlx had
+//! kept them too; BENCHMARKS.md, "Session 15").
 //!
 //! What blocks meanwhile is this thread, for the transaction's SQLite work (tens of
 //! microseconds, and a WAL checkpoint now and then at a commit), run off the async runtime's
@@ -145,24 +146,23 @@ impl Statements {
         self.kept.len()
     }
 
-    /// Finalizes every kept statement (before their connection closes).
+    /// Finalizes every kept statement (before their connection closes); `_held` proves
+    /// the connection is held.
     pub(super) fn finalize_all(&mut self, _held: Raw<'_>) {
-        for (_, stmt) in self.kept.drain() {
-            // SAFETY: a statement of the held connection, finalized once, out of the map.
-            #[allow(unsafe_code)]
-            unsafe {
-                ffi::sqlite3_finalize(stmt.as_ptr());
-            }
-        }
+        self.finalize();
     }
 
     /// Finalizes every kept statement of a connection whose sqlx thread is gone (its lock
     /// can no longer be taken, and nothing else can use the connection): the connection is
     /// then closed on this thread, which SQLite refuses while statements are left.
     pub(super) fn finalize_orphaned(&mut self) {
+        self.finalize();
+    }
+
+    fn finalize(&mut self) {
         for (_, stmt) in self.kept.drain() {
-            // SAFETY: a statement of a connection no other thread can use any more (its
-            // thread is gone), finalized once, out of the map.
+            // SAFETY: a statement of a connection no other thread is using (held, or its
+            // thread gone: the callers), finalized once, out of the map.
             #[allow(unsafe_code)]
             unsafe {
                 ffi::sqlite3_finalize(stmt.as_ptr());
@@ -269,7 +269,6 @@ impl<'h> Raw<'h> {
     }
 
     /// Prepares `sql` (one statement), or takes it from the kept ones (reset, no bindings).
-    #[allow(unsafe_code)]
     pub(super) fn prepare(&self, sql: &str) -> Result<RawStatement<'h>, Failure> {
         let kept = self.statements.and_then(|k| {
             let mut k = k.borrow_mut();
@@ -394,9 +393,7 @@ impl Open<'_> {
             let _ = raw.batch("ROLLBACK");
         })
     }
-}
 
-impl Open<'_> {
     /// Rolls it back.
     fn rollback(mut self) -> Result<(), Failure> {
         match self.0.take() {
