@@ -452,7 +452,7 @@ pub async fn drift(run: &Run, d: &mut Daemon, samples: usize) -> Result<Drift> {
     for s in 0..samples {
         check_stop()?;
         let i = (s * step) % d.endpoints;
-        let ns = NsRef::Path(d.weftd.netns_dir().join(format!("c{i}")));
+        let ns = NsRef::path(d.weftd.netns_dir().join(format!("c{i}")));
         let eth0 = kernel
             .get_link(&ns, "eth0")
             .await?

@@ -576,7 +576,7 @@ impl FloorM {
     pub async fn connect(&mut self, i: usize) -> Result<()> {
         let k = &self.kernel;
         let h = NsRef::Host;
-        let ns = NsRef::Path(k.named_netns_path(&Self::name(i)));
+        let ns = NsRef::path(k.named_netns_path(&Self::name(i)));
         let host_end = format!("fv{i}");
         k.create_veth(&h, &host_end, &ns, "eth0").await?;
         let hi = k

@@ -658,7 +658,7 @@ async fn ensure_sysctl_writes_only_inside_the_scratch_namespaces() {
     assert_eq!(s.kernel.writes(), before + 1, "no write when equal");
 
     // Another namespace, by path; the IPv6 knob too.
-    let p = NsRef::Path(other.path());
+    let p = NsRef::path(other.path());
     assert_eq!(read_in(&other.name, "net/ipv6/conf/all/forwarding"), "0");
     assert!(
         s.kernel

@@ -76,7 +76,7 @@ impl Sandbox {
             .create_named_netns(&self.ns_name(suffix))
             .await
             .expect("create named netns");
-        (path.clone(), NsRef::Path(path))
+        (path.clone(), NsRef::path(&path))
     }
 
     async fn link(&self, ns: &NsRef, name: &str) -> LinkState {
@@ -384,7 +384,7 @@ async fn concurrent_callers_are_safe_and_tokio_threads_never_change_namespace() 
         let name = sb.ns_name(&format!("c{i}"));
         set.spawn(async move {
             let path = k.create_named_netns(&name).await?;
-            let ns = NsRef::Path(path.clone());
+            let ns = NsRef::path(&path);
             k.create_veth(&NsRef::Host, &format!("wc{i}"), &ns, "eth0")
                 .await?;
             Ok::<_, KernelError>((i, path))
@@ -919,7 +919,7 @@ async fn missing_links_are_none_and_reads_do_not_count_as_writes() {
     assert_eq!(k.writes(), before, "reads make no writes");
 
     // A namespace file that does not exist is ENOENT, not a silent fallback to the host.
-    let gone = NsRef::Path(sb.netns_dir.join("never-made"));
+    let gone = NsRef::path(sb.netns_dir.join("never-made"));
     let err = k.get_link(&gone, "lo").await.unwrap_err();
     assert_eq!(errno(&err), Errno::ENOENT, "{err}");
     assert!(err.is_not_found());

@@ -214,7 +214,7 @@ impl Connections {
     pub(crate) fn ns_file(&self, ns: &NsRef) -> NsFile {
         match ns {
             NsRef::Host => NsFile::Open(self.host.clone(), self.host_label.clone()),
-            NsRef::Path(p) => NsFile::Path(p.clone()),
+            NsRef::Path(p) => NsFile::Path(p.to_path_buf()),
         }
     }
 

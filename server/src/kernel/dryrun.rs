@@ -97,7 +97,7 @@ impl DryRun {
         match ns {
             NsRef::Host => "the host namespace".into(),
             NsRef::Path(p) => {
-                let name = self.adopted.get(p).cloned().or_else(|| {
+                let name = self.adopted.get(&**p).cloned().or_else(|| {
                     (p.parent() == Some(self.inner.netns_dir()))
                         .then(|| p.file_name().map(|f| f.to_string_lossy().into_owned()))
                         .flatten()
@@ -167,7 +167,7 @@ impl DryRun {
     /// True if `ns` is a namespace this dry run planned to create (reads in it find only
     /// what the overlay holds).
     fn planned_ns(&self, ns: &NsRef) -> bool {
-        matches!(ns, NsRef::Path(p) if self.overlay().namespaces.contains(p))
+        matches!(ns, NsRef::Path(p) if self.overlay().namespaces.iter().any(|n| **n == **p))
     }
 }
 
@@ -419,7 +419,7 @@ impl NetnsOps for DryRun {
         );
         self.overlay().namespaces.push(path.clone());
         // A new namespace has its loopback up (the real create does that too).
-        let ns = NsRef::Path(path.clone());
+        let ns = NsRef::path(&path);
         self.plan_link(&ns, "lo", "loopback");
         if let Some(lo) = self.overlay().links.get_mut(&(ns, "lo".to_string())) {
             lo.index = 1;

@@ -70,6 +70,9 @@ struct State {
     inodes: HashMap<PathBuf, u64>,
     /// The next inode a new namespace gets.
     next_inode: u64,
+    /// Namespaces have ids in the host (each its inode), as on a real kernel; off by default,
+    /// where the fake has none (as without `NETLINK_LISTEN_ALL_NSID`).
+    nsids: bool,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -113,6 +116,12 @@ impl FakeKernel {
         });
     }
 
+    /// Gives every named namespace an id in the host (its inode number), as a real kernel
+    /// does, so the bulk check caches ids and the monitor is told them.
+    pub fn give_nsids(&self) {
+        self.state().nsids = true;
+    }
+
     /// Makes the next call of `op` panic, as a bug below the reconcilers would.
     pub fn panic_next(&self, op: &'static str) {
         self.state().faults.push(Fault {
@@ -133,8 +142,7 @@ impl FakeKernel {
     pub fn add_namespace(&self, path: impl Into<PathBuf>) {
         let path = path.into();
         let mut s = self.state();
-        s.spaces
-            .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        s.spaces.insert(NsRef::path(&path), Space::with_loopback());
         let inode = s.next_inode;
         s.next_inode += 1;
         s.inodes.insert(path, inode);
@@ -146,8 +154,7 @@ impl FakeKernel {
     pub fn alias_namespace(&self, path: impl Into<PathBuf>, inode: u64) {
         let path = path.into();
         let mut s = self.state();
-        s.spaces
-            .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        s.spaces.insert(NsRef::path(&path), Space::with_loopback());
         s.inodes.insert(path, inode);
     }
 
@@ -159,7 +166,7 @@ impl FakeKernel {
     /// Removes a namespace behind weft's back, with everything in it.
     pub fn vanish_namespace(&self, path: &Path) {
         let mut s = self.state();
-        let ns = NsRef::Path(path.to_path_buf());
+        let ns = NsRef::path(path);
         let indexes: Vec<u32> = s
             .spaces
             .get(&ns)
@@ -691,9 +698,7 @@ impl NetnsOps for FakeKernel {
     }
 
     fn is_netns(&self, path: &Path) -> bool {
-        self.state()
-            .spaces
-            .contains_key(&NsRef::Path(path.to_path_buf()))
+        self.state().spaces.contains_key(&NsRef::path(path))
     }
 
     fn netns_dir_entries(&self) -> Vec<String> {
@@ -715,8 +720,7 @@ impl NetnsOps for FakeKernel {
             return Ok(path);
         }
         let mut s = self.begin("create_named_netns", name)?;
-        s.spaces
-            .insert(NsRef::Path(path.clone()), Space::with_loopback());
+        s.spaces.insert(NsRef::path(&path), Space::with_loopback());
         let inode = s.next_inode;
         s.next_inode += 1;
         s.inodes.insert(path.clone(), inode);
@@ -762,8 +766,15 @@ impl NetnsOps for FakeKernel {
         })
     }
 
-    async fn netns_id(&self, _ns: &NsRef) -> Result<Option<i32>, KernelError> {
-        Ok(None)
+    async fn netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
+        let s = self.state();
+        let NsRef::Path(path) = ns else {
+            return Ok(None);
+        };
+        Ok(s.inodes
+            .get(&**path)
+            .filter(|_| s.nsids)
+            .and_then(|ino| i32::try_from(*ino).ok()))
     }
 
     async fn read_sysctl(&self, ns: &NsRef, key: &str) -> Result<Option<String>, KernelError> {

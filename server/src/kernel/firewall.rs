@@ -665,7 +665,7 @@ impl Kernel {
                     .map_err(|e| error::io("duplicate host namespace file", e))?;
                 NsFile::Open(Arc::new(file), PathBuf::from(self.label(ns)))
             }
-            NsRef::Path(p) => NsFile::Path(p.clone()),
+            NsRef::Path(p) => NsFile::Path(p.to_path_buf()),
         })
     }
 

@@ -691,7 +691,7 @@ impl NetnsOps for Kernel {
                 created
             }
         };
-        let ns = NsRef::Path(path.clone());
+        let ns = NsRef::path(&path);
         if created == netns::Created::Existed {
             // Observe before writing, so a converged namespace costs no write.
             let lo = self.get_link_by_index(&ns, LOOPBACK_INDEX).await?;
@@ -715,7 +715,7 @@ impl NetnsOps for Kernel {
     async fn delete_named_netns(&self, name: &str) -> Result<(), KernelError> {
         netns::validate_name(name)?;
         let path = self.named_netns_path(name);
-        self.forget(&NsRef::Path(path.clone()));
+        self.forget(&NsRef::path(&path));
         let _guard = self.inner.netns_lock.lock().await;
         if netns::remove_file(&path)? {
             self.wrote();

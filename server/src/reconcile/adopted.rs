@@ -97,7 +97,7 @@ impl Controller {
                 if !adopted_alive(c.kernel(), &path, ident.as_deref()) {
                     tracing::info!(path = %path.display(), "an adopted namespace is gone");
                     c.unwatch_adopted(&id);
-                    c.kernel().forget(&NsRef::Path(path));
+                    c.kernel().forget(&NsRef::Path(path.into()));
                     c.enqueue(Key::Namespace(id));
                 }
             }
@@ -113,7 +113,7 @@ impl Controller {
         id: &str,
         path: &Path,
     ) -> ReconcileError {
-        let ns = NsRef::Path(path.to_path_buf());
+        let ns = NsRef::path(path);
         self.unwatch_adopted(id);
         self.unwatch_namespace(&ns);
         k.forget(&ns);
@@ -142,7 +142,7 @@ impl Controller {
         if adopted_alive(k, &path, ns.adopted_identity.as_deref()) {
             return Ok(None);
         }
-        k.forget(&NsRef::Path(path.clone()));
+        k.forget(&NsRef::path(&path));
         self.remove_port_mappings(mappings).await?;
         // Marked, or newborn: the namespace may have died between the create and the mark.
         if let Some(host) = k.get_link_bare(&NsRef::Host, &row.host_ifname).await?

@@ -35,7 +35,8 @@
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use super::{
@@ -123,7 +124,7 @@ impl std::fmt::Display for Laps {
 
 /// Each namespace's id in the host namespace, with the identity of the file it was asked for.
 #[derive(Debug, Default)]
-pub(super) struct NsIds(std::sync::Mutex<HashMap<PathBuf, (NsIdentity, i32)>>);
+pub(super) struct NsIds(std::sync::Mutex<HashMap<Arc<Path>, (NsIdentity, i32)>>);
 
 impl Controller {
     /// Runs one bulk check; queues what differs, confirms what matches (see the module doc).
@@ -326,13 +327,10 @@ impl Controller {
                 Some(id) => Some(id),
                 None if !super::adopted::adopted_alive(k, &path, recorded) => continue,
                 // The monitor hears a namespace with an id (assigned here when it has none).
-                None => {
-                    self.checked_nsid(&NsRef::Path(path.clone()), identity)
-                        .await
-                }
+                None => self.checked_nsid(&NsRef::path(&path), identity).await,
             };
             named.insert(path.clone(), true);
-            let ns = NsRef::Path(path);
+            let ns = NsRef::Path(path.into());
             if id.is_some() && skip(id) {
                 quiet.insert(row.spec.name.clone());
                 continue;
@@ -354,7 +352,7 @@ impl Controller {
             if row.is_none() {
                 other_names.push(name.clone());
                 targets.push(SnapshotTarget {
-                    ns: NsRef::Path(path),
+                    ns: NsRef::Path(path.into()),
                     routes: false,
                 });
             }
@@ -434,14 +432,24 @@ impl Controller {
                 return None;
             }
         };
-        self.inner
-            .nsids
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.clone(), (identity, id));
-        self.watch_namespace_as(ns.clone(), id);
+        // The monitor's copy of the path, if it has one: one allocation for both tables. An
+        // entry for an earlier namespace under this path goes first (`insert` would keep its
+        // key, a copy the monitor no longer holds).
+        let NsRef::Path(path) = self.watch_namespace_as(ns.clone(), id) else {
+            return Some(id);
+        };
+        let mut ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.remove(&*path);
+        ids.insert(path, (identity, id));
         Some(id)
+    }
+
+    /// The bulk check's own copy of `path` in its id cache, if it cached one (for tests of
+    /// what the tables share).
+    #[cfg(test)]
+    pub(super) fn cached_nsid_path(&self, path: &Path) -> Option<Arc<Path>> {
+        let ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.get_key_value(path).map(|(k, _)| k.clone())
     }
 
     /// Forgets `path`'s cached id (its namespace was deleted).

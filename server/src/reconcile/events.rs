@@ -132,6 +132,11 @@ impl Events {
         };
         if log.events.len() == LOG_CAPACITY {
             log.events.pop_front();
+        } else if log.events.len() == log.events.capacity() {
+            // Doubling would end at 16,384 slots for 10,000 (300 KB never used): grow to the
+            // capacity at most.
+            let more = log.events.len().max(4).min(LOG_CAPACITY - log.events.len());
+            log.events.reserve_exact(more);
         }
         log.events.push_back(ev.clone());
         // Sent under the lock, so subscribers see revisions in order.
@@ -208,6 +213,14 @@ mod tests {
             ev.send(Key::Gc, false);
         }
         assert_eq!(ev.resume(start).err(), Some(TooOld(start)));
+        let log = ev.lock();
+        assert_eq!(log.events.len(), LOG_CAPACITY);
+        assert!(
+            log.events.capacity() < LOG_CAPACITY + LOG_CAPACITY / 8,
+            "the log grows to its capacity, not past it: {}",
+            log.events.capacity()
+        );
+        drop(log);
         let (_rx, recent) = ev.subscribe_at();
         assert!(ev.resume(recent).is_ok());
         assert!(

@@ -196,7 +196,10 @@ impl Controller {
         if !k.is_netns(&path) {
             return None;
         }
-        let lo = k.get_link_bare(&NsRef::Path(path), "lo").await.ok()??;
+        let lo = k
+            .get_link_bare(&NsRef::Path(path.into()), "lo")
+            .await
+            .ok()??;
         let (uid, owner) = crate::model::parse_mark(lo.alias.as_deref())?;
         owner
             .is_none_or(|o| o == self.owner())
@@ -305,7 +308,7 @@ impl Controller {
         let spaces: HashMap<&NsRef, &NsSnapshot> =
             view.spaces.values().map(|(r, s)| (r, s)).collect();
         for name in &view.files {
-            let ns = NsRef::Path(k.named_netns_path(name));
+            let ns = NsRef::path(k.named_netns_path(name));
             let snap = spaces.get(&ns).copied().or_else(|| view.others.get(name));
             let lo = snap.and_then(|s| s.links.iter().find(|l| l.index == 1));
             // Another weftd's namespace (the netns directory is shared) is never an orphan
@@ -399,7 +402,7 @@ impl Controller {
             }
             tracing::info!(name, uid, "removing an orphaned namespace weft made");
             let path = k.named_netns_path(&name);
-            self.unwatch_namespace(&NsRef::Path(path.clone()));
+            self.unwatch_namespace(&NsRef::path(&path));
             self.forget_nsid(&path);
             k.delete_named_netns(&name).await?;
             removed += 1;

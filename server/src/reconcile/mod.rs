@@ -474,7 +474,7 @@ impl Controller {
             // file that vanished: an endpoint's reconcile then releases what it held.
             return Err(ReconcileError::transient(adopted::gone_message(&path)));
         }
-        Ok(NsRef::Path(path))
+        Ok(NsRef::Path(path.into()))
     }
 
     /// Waits until the object `key` has settled at `generation` (Ready or Failed), is gone, or

@@ -165,10 +165,11 @@ impl Controller {
             match c.kernel().netns_id(&ns).await {
                 Ok(Some(id)) => {
                     let mut w = c.watched();
-                    // Unwatched meanwhile: leave it.
-                    if let Some(slot) = w.by_ns.get_mut(&ns) {
-                        *slot = Some(id);
-                        w.by_id.insert(id, ns);
+                    // Unwatched meanwhile: leave it. Watched again meanwhile: the copy held
+                    // now is the one to keep.
+                    if let Some(held) = w.by_ns.get_key_value(&ns).map(|(k, _)| k.clone()) {
+                        w.by_ns.insert(held.clone(), Some(id));
+                        w.by_id.insert(id, held);
                     }
                 }
                 Ok(None) => {}
@@ -181,14 +182,31 @@ impl Controller {
     }
 
     /// Makes the monitor hear `ns`, whose id `id` the caller just learnt (the bulk check).
-    pub(super) fn watch_namespace_as(&self, ns: NsRef, id: i32) {
+    /// Returns the monitor's own copy of `ns` (the one it held already, if any), for the
+    /// caller's tables to share.
+    pub(super) fn watch_namespace_as(&self, ns: NsRef, id: i32) -> NsRef {
         let mut w = self.watched();
+        let ns = match w.by_ns.get_key_value(&ns) {
+            Some((held, _)) => held.clone(),
+            None => ns,
+        };
         if let Some(Some(old)) = w.by_ns.insert(ns.clone(), Some(id))
             && old != id
         {
             w.by_id.remove(&old);
         }
-        w.by_id.insert(id, ns);
+        w.by_id.insert(id, ns.clone());
+        ns
+    }
+
+    /// The monitor's copies of `ns`, if it watches it: its key in the watched table, and the
+    /// value under its id once it has one (for tests of what the tables share).
+    #[cfg(test)]
+    pub(super) fn watched_copies(&self, ns: &NsRef) -> Option<(NsRef, Option<NsRef>)> {
+        let w = self.watched();
+        let (held, id) = w.by_ns.get_key_value(ns)?;
+        let by_id = id.and_then(|id| w.by_id.get(&id)).cloned();
+        Some((held.clone(), by_id))
     }
 
     /// Stops hearing `ns` (before it is deleted: its id may be reused by a new namespace).
@@ -380,10 +398,7 @@ mod tests {
 
     /// Two named namespaces.
     fn two_paths() -> (NsRef, NsRef) {
-        (
-            NsRef::Path("/run/netns/a".into()),
-            NsRef::Path("/run/netns/b".into()),
-        )
+        (NsRef::path("/run/netns/a"), NsRef::path("/run/netns/b"))
     }
 
     /// Removing a watched namespace forgets its id and moves the count the monitor prunes
@@ -395,7 +410,7 @@ mod tests {
         w.by_ns.insert(a.clone(), Some(7));
         w.by_id.insert(7, a.clone());
         w.by_ns.insert(b.clone(), None);
-        w.remove(&NsRef::Path("/run/netns/c".into()));
+        w.remove(&NsRef::path("/run/netns/c"));
         assert_eq!(w.unwatched, 0);
         w.remove(&a);
         assert_eq!(w.unwatched, 1);

@@ -72,7 +72,7 @@ impl Reconciler for Namespaces {
                 &path,
             )
             .await?;
-        let ns = NsRef::Path(path.clone());
+        let ns = NsRef::path(&path);
         if recreated {
             // The id the dead namespace had means nothing now: learn the new one.
             ctx.ctl.unwatch_namespace(&ns);
@@ -102,7 +102,7 @@ impl Reconciler for Namespaces {
     }
 
     async fn cleanup(&self, row: &NamespaceRow, ctx: &Ctx) -> Result<(), ReconcileError> {
-        let ns = NsRef::Path(path_of(ctx.kernel, row));
+        let ns = NsRef::path(path_of(ctx.kernel, row));
         // Stop hearing it first: its id in the host namespace may go to a new one.
         ctx.ctl.unwatch_namespace(&ns);
         ctx.ctl.forget_nsid(&path_of(ctx.kernel, row));
@@ -141,11 +141,11 @@ impl Controller {
             false
         } else {
             // A stale socket would still point at the namespace that died.
-            k.forget(&NsRef::Path(path.to_path_buf()));
+            k.forget(&NsRef::path(path));
             k.create_named_netns(name).await?;
             true
         };
-        let ns = NsRef::Path(path.to_path_buf());
+        let ns = NsRef::path(path);
         let mark = namespace_mark(id, self.owner());
         if let Some(lo) = k.get_link(&ns, "lo").await? {
             let change = LinkChange {

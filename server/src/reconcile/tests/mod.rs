@@ -135,7 +135,7 @@ impl H {
 
     /// Named namespace `name`, as the kernel layer addresses it (for reading the fake).
     pub fn ns(&self, name: &str) -> NsRef {
-        NsRef::Path(self.ns_path(name))
+        NsRef::path(self.ns_path(name))
     }
 
     /// Records namespace `name` without reconciling it: its row reads Pending, and nothing

@@ -140,7 +140,7 @@ async fn adopted_namespace_is_checked_never_created() {
     assert_eq!(stored.status_path, path.display().to_string());
     assert!(h.k.calls().is_empty(), "{:?}", h.k.calls());
     assert_eq!(
-        h.k.link(&NsRef::Path(path), "lo").unwrap().alias,
+        h.k.link(&NsRef::Path(path.into()), "lo").unwrap().alias,
         None,
         "an adopted namespace's loopback is not marked"
     );
@@ -304,7 +304,7 @@ async fn an_adopted_path_that_names_another_namespace_now_is_not_followed() {
     assert_eq!(s.phase, Phase::Failed, "{}", s.message);
     assert!(s.message.contains("were released"), "{}", s.message);
     assert!(h.k.mappings().is_empty(), "{:?}", h.k.mappings());
-    let inside = NsRef::Path(path.clone());
+    let inside = NsRef::path(&path);
     assert!(
         h.k.link(&inside, "eth0").is_none(),
         "an interface was made in the stranger's namespace"
