@@ -32,6 +32,12 @@ pub enum Refusal {
     Exhausted(String),
 }
 
+/// The most ports one Linux bridge takes: it numbers them 1 to 1,023 (`BR_MAX_PORTS` is
+/// 1,024, port 0 reserved) and refuses one more with EXFULL. A network is one bridge, so it
+/// holds at most this many endpoints (Docker's 1,024th container on a network fails with
+/// "exchange full").
+pub const BRIDGE_PORTS: u32 = 1023;
+
 /// What the store read about a connect's network and namespace, both of which exist.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectFacts {
@@ -45,6 +51,9 @@ pub struct ConnectFacts {
     pub ifname_taken: bool,
     /// The namespace already routes by default through another network.
     pub routed_by_default: bool,
+    /// The network's endpoints (including those being removed, whose ports the bridge still
+    /// holds), counted up to [`BRIDGE_PORTS`].
+    pub endpoints: u32,
 }
 
 /// How one subnet's address is chosen.
@@ -74,7 +83,8 @@ impl ConnectSpec {
     /// Checks the preconditions, in the order a client meets them, and returns the endpoint
     /// as it will be stored: without a default route when the namespace has one already.
     /// Deletions come first (FAILED_PRECONDITION), then what is taken (ALREADY_EXISTS):
-    /// the namespace on this network, then the interface name in the namespace.
+    /// the namespace on this network, then the interface name in the namespace; then a
+    /// network whose bridge has no port left (RESOURCE_EXHAUSTED).
     pub fn admit(&self, facts: &ConnectFacts) -> Result<EndpointSpec, Refusal> {
         if facts.network_deleting {
             return Err(Refusal::FailedPrecondition(format!(
@@ -98,6 +108,13 @@ impl ConnectSpec {
             return Err(Refusal::AlreadyExists(format!(
                 "interface {:?} already exists in namespace {:?}; pick another interface_name",
                 self.endpoint.ifname, self.namespace
+            )));
+        }
+        if facts.endpoints >= BRIDGE_PORTS {
+            return Err(Refusal::Exhausted(format!(
+                "network {:?} has {BRIDGE_PORTS} endpoints, as many as one Linux bridge takes; \
+                 connect namespace {:?} to another network",
+                self.network, self.namespace
             )));
         }
         let mut endpoint = self.endpoint.clone();
@@ -423,12 +440,14 @@ mod tests {
             already_connected: true,
             ifname_taken: true,
             routed_by_default: false,
+            endpoints: BRIDGE_PORTS,
         };
-        let clear: [fn(&mut ConnectFacts); 4] = [
+        let clear: [fn(&mut ConnectFacts); 5] = [
             |f| f.network_deleting = false,
             |f| f.namespace_deleting = false,
             |f| f.already_connected = false,
             |f| f.ifname_taken = false,
+            |f| f.endpoints = BRIDGE_PORTS - 1,
         ];
         let expected = [
             Refusal::FailedPrecondition("network \"net\" is being deleted".into()),
@@ -438,6 +457,11 @@ mod tests {
             ),
             Refusal::AlreadyExists(
                 "interface \"eth0\" already exists in namespace \"ns\"; pick another interface_name"
+                    .into(),
+            ),
+            Refusal::Exhausted(
+                "network \"net\" has 1023 endpoints, as many as one Linux bridge takes; \
+                 connect namespace \"ns\" to another network"
                     .into(),
             ),
         ];

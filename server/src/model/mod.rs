@@ -20,7 +20,7 @@ pub mod resolv;
 
 use std::fmt;
 
-pub use connect::{ConnectFacts, LeaseAsk, Refusal};
+pub use connect::{BRIDGE_PORTS, ConnectFacts, LeaseAsk, Refusal};
 pub use labels::{Labels, Selector};
 pub use limits::{ObjectLimits, RequestLimits};
 pub use link::{EndSpec, LinkKind, LinkSpec, RouteSpec};

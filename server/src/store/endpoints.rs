@@ -26,8 +26,8 @@ use super::{
     raw::{Arg, Failure, Raw},
 };
 use crate::model::{
-    ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Phase, Protocol, Status,
-    SubnetSpec,
+    BRIDGE_PORTS, ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Phase, Protocol,
+    Status, SubnetSpec,
     connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free},
     new_uid,
     port::DEFAULT_LOCAL_PORT_RANGE,
@@ -185,12 +185,14 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
          EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
                  AND json_extract(spec, '$.default_route') = 1), \
          (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
-          WHERE network_id = w.id) \
+          WHERE network_id = w.id), \
+         (SELECT count(*) FROM (SELECT 1 FROM endpoints WHERE network_id = w.id LIMIT ?4)) \
          FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
         &[
             (&req.network).into(),
             (&req.namespace).into(),
             (&req.endpoint.ifname).into(),
+            i64::from(BRIDGE_PORTS).into(),
         ],
         |r| {
             let facts = ConnectFacts {
@@ -199,6 +201,7 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
                 already_connected: r.at::<i64>(5)? != 0,
                 ifname_taken: r.at::<i64>(6)? != 0,
                 routed_by_default: r.at::<i64>(7)? != 0,
+                endpoints: u32::try_from(r.at::<i64>(9)?).unwrap_or(BRIDGE_PORTS),
             };
             let net_spec: String = r.at(1)?;
             let cursors = r
