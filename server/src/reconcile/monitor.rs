@@ -52,6 +52,11 @@ pub(super) struct Watched {
 }
 
 impl Watched {
+    /// The copy of `ns` the table holds, if it watches it (for others to share).
+    fn held(&self, ns: &NsRef) -> Option<NsRef> {
+        self.by_ns.get_key_value(ns).map(|(held, _)| held.clone())
+    }
+
     /// Stops hearing `ns`.
     fn remove(&mut self, ns: &NsRef) {
         if let Some(id) = self.by_ns.remove(ns) {
@@ -167,7 +172,7 @@ impl Controller {
                     let mut w = c.watched();
                     // Unwatched meanwhile: leave it. Watched again meanwhile: the copy held
                     // now is the one to keep.
-                    if let Some(held) = w.by_ns.get_key_value(&ns).map(|(k, _)| k.clone()) {
+                    if let Some(held) = w.held(&ns) {
                         w.by_ns.insert(held.clone(), Some(id));
                         w.by_id.insert(id, held);
                     }
@@ -186,10 +191,7 @@ impl Controller {
     /// caller's tables to share.
     pub(super) fn watch_namespace_as(&self, ns: NsRef, id: i32) -> NsRef {
         let mut w = self.watched();
-        let ns = match w.by_ns.get_key_value(&ns) {
-            Some((held, _)) => held.clone(),
-            None => ns,
-        };
+        let ns = w.held(&ns).unwrap_or(ns);
         if let Some(Some(old)) = w.by_ns.insert(ns.clone(), Some(id))
             && old != id
         {
@@ -204,9 +206,9 @@ impl Controller {
     #[cfg(test)]
     pub(super) fn watched_copies(&self, ns: &NsRef) -> Option<(NsRef, Option<NsRef>)> {
         let w = self.watched();
-        let (held, id) = w.by_ns.get_key_value(ns)?;
-        let by_id = id.and_then(|id| w.by_id.get(&id)).cloned();
-        Some((held.clone(), by_id))
+        let held = w.held(ns)?;
+        let by_id = w.by_ns[ns].and_then(|id| w.by_id.get(&id)).cloned();
+        Some((held, by_id))
     }
 
     /// Stops hearing `ns` (before it is deleted: its id may be reused by a new namespace).
