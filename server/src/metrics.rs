@@ -207,6 +207,16 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
             stats.check_quiet.load(Relaxed),
         ),
         (
+            "check_host_reads",
+            "Bulk checks that read the host namespace (it is left unread, like any namespace, while nothing but weft's own writes was heard from it)",
+            stats.check_host_reads.load(Relaxed),
+        ),
+        (
+            "check_echoes_queued",
+            "Objects the periodic checks queued because the monitor took changes to them for the echo of their own reconcile and did not count them as heard",
+            stats.check_echoes.load(Relaxed),
+        ),
+        (
             "dns_queries",
             "DNS queries the resolver received",
             stats.dns_queries.load(Relaxed),

@@ -3,10 +3,12 @@
 //! IPv6 routes), and reconcile only what differs.
 //!
 //! - drift made behind weftd's back (a link's MTU, an endpoint's address, its default route,
-//!   its whole veth, a bridge port's hairpin mode the netlink monitor cannot hear) is found
-//!   and repaired, while the converged objects see no reconcile: GetSystemInfo's reconciles
-//!   counter moves only by the keys every pass queues (the network, the firewall) and the
-//!   repairs, where a reconcile of every object per pass moved it by more than a dozen;
+//!   its whole veth, a bridge port's hairpin mode) is found and repaired, while the
+//!   converged objects see no reconcile: GetSystemInfo's reconciles counter moves only by
+//!   the keys every pass queues (the network, the firewall) and the repairs, where a
+//!   reconcile of every object per pass moved it by more than a dozen;
+//! - weft's own writes (a Connect's) do not make the next pass read the host; a change made
+//!   right after one is still repaired within a pass or two;
 //! - a converged restart comes back Ready with zero kernel writes and without reconciling
 //!   the namespaces and endpoints the check found matching.
 //!
@@ -33,6 +35,18 @@ const METRICS: &str = "127.0.0.1:9465";
 
 /// The bulk checks' counters from `/metrics`: (namespaces read, namespaces left quiet).
 fn check_counters(sb: &Sandbox) -> (f64, f64) {
+    let v = metrics(
+        sb,
+        &[
+            "weft_check_namespaces_read_total",
+            "weft_check_namespaces_quiet_total",
+        ],
+    );
+    (v[0], v[1])
+}
+
+/// The values of the counters `names` from `/metrics`.
+fn metrics(sb: &Sandbox, names: &[&str]) -> Vec<f64> {
     let text = sb.host_ok(&[
         "curl",
         "-sSf",
@@ -48,10 +62,7 @@ fn check_counters(sb: &Sandbox) -> (f64, f64) {
             .parse()
             .expect("a number")
     };
-    (
-        value("weft_check_namespaces_read_total"),
-        value("weft_check_namespaces_quiet_total"),
-    )
+    names.iter().map(|n| value(n)).collect()
 }
 
 /// A sandbox with `--resync resync`, the dual-stack network, [`SPACES`] connected namespaces `c0`..,
@@ -125,10 +136,10 @@ fn hairpin(sb: &Sandbox, dev: &str) -> bool {
 /// An idle converged host: the resync passes reconcile only the network and the firewall,
 /// and read mostly nothing: the namespaces (and the host) they found clean, which the
 /// monitor has not heard from since, stay unread but for their turn every tenth pass. Then a
-/// port's hairpin mode turned on by hand (no field the monitor fingerprints changed) is
-/// found and repaired: the notification makes the host unclean, so the next pass reads it.
+/// port's hairpin mode turned on by hand (only the bridge's own port message tells) is
+/// found and repaired.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift() {
+async fn an_idle_check_reconciles_nothing_converged_and_a_hairpin_set_by_hand_is_repaired() {
     let sb = setup("chkidle", 1).await;
     let started = Instant::now();
     let before = reconciles(&sb).await;
@@ -176,6 +187,75 @@ async fn the_periodic_check_reconciles_nothing_converged_and_finds_unheard_drift
     })
     .await;
     assert!(info(&sb.client()).await.drift_repairs > drift_before);
+}
+
+/// weft's own writes do not make the periodic check read the host: a Connect's veth, port
+/// and marks are the echo of its reconcile, so the next pass leaves the host unread and
+/// queues the new objects instead (reconciles that write nothing). Over Connects a second
+/// apart with `--resync 1`, the host is read on its full-read turn (one pass in ten) and
+/// hardly otherwise; before, every pass after a Connect read it (a dump of every host veth).
+/// A change an admin makes right after a reconcile, taken for its echo too, is still
+/// repaired within a pass or two, by the reconcile the pass queues (the host's full read
+/// comes only every tenth pass).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connects_own_echo_leaves_the_host_unread_and_a_change_right_after_it_is_repaired() {
+    const CONNECTS: usize = 6;
+    let sb = setup("chkecho", 1).await;
+    let c = sb.client();
+    let counters = || {
+        let v = metrics(
+            &sb,
+            &[
+                "weft_check_host_reads_total",
+                "weft_check_echoes_queued_total",
+            ],
+        );
+        (v[0], v[1])
+    };
+    let (hosts0, echoes0) = counters();
+    let started = Instant::now();
+    for i in 0..CONNECTS {
+        let ns = format!("e{i}");
+        create_ns(&c, &ns).await;
+        connect_ok(&c, connect_req(NET, &ns, vec![])).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let (hosts1, echoes1) = counters();
+    let (hosts, echoes) = (hosts1 - hosts0, echoes1 - echoes0);
+    let passes = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{CONNECTS} connects over ~{passes:.0} passes: the host read {hosts} times, {echoes} echoes' owners queued"
+    );
+    // Its full-read turn, and a pass of slack.
+    let most = (passes / 10.0).ceil() + 1.0;
+    assert!(
+        hosts <= most,
+        "the host was read by {hosts} of ~{passes:.0} passes over {CONNECTS} connects (at most {most})"
+    );
+    assert!(
+        echoes >= CONNECTS as f64,
+        "{echoes} echoes' owners queued for {CONNECTS} connects"
+    );
+
+    // Right after a link's reconcile (within its echo window), its MTU changed. A veth with
+    // IPv4 addresses only: an IPv6 address finishing duplicate address detection a second
+    // later would re-queue it through the monitor and hide what this is about.
+    let mut l = veth(("", "vecho", &[]), ("l1", "vecho1", &["10.244.1.2/24"]));
+    l.mtu = 1450;
+    let made = Instant::now();
+    create_link(&c, l).await;
+    sb.host_ok(&["ip", "link", "set", "dev", "vecho", "mtu", "1300"]);
+    let after = made.elapsed();
+    assert_eq!(
+        sb.must_link("", "vecho")["mtu"],
+        1300,
+        "the MTU did not take"
+    );
+    eprintln!("MTU changed {after:?} after CreateLink was sent");
+    wait_for(Duration::from_secs(5), "the MTU back", || {
+        sb.must_link("", "vecho")["mtu"] == 1450
+    })
+    .await;
 }
 
 /// A link's MTU, an endpoint's address, another's default route and a third one's whole

@@ -40,10 +40,13 @@ pub enum Change {
         alias: Option<String>,
         /// It was deleted.
         deleted: bool,
-        /// A hash of what weft manages on it (name, MTU, MAC, up, master, alias): equal in
-        /// two notifications when only something else changed (carrier, operstate,
+        /// A hash of what weft manages on it (name, MTU, MAC, up, master, alias, group):
+        /// equal in two notifications when only something else changed (carrier, operstate,
         /// counters), which is no drift.
         fingerprint: u64,
+        /// It is in weft's newborn group without a mark: made by a reconcile that has not
+        /// marked it yet ([`super::NEWBORN_GROUP`]).
+        newborn: bool,
     },
     /// An address on interface `index` was added or (with `deleted`) removed.
     Address {
@@ -58,6 +61,10 @@ pub enum Change {
     Port {
         /// The port.
         index: u32,
+        /// A hash of what weft manages on the port (its bridge, its hairpin mode): equal in
+        /// two notifications when only its STP state or timers changed, which is no drift.
+        /// None when it stopped being a port.
+        fingerprint: Option<u64>,
     },
     /// A route through interface `oif` was added or (with `deleted`) removed.
     Route {
@@ -301,7 +308,11 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
 const IFLA_IFALIAS: u16 = 20;
+const IFLA_GROUP: u16 = 27;
+/// In `IFLA_PROTINFO` (linux/if_link.h): the port's hairpin mode.
+const IFLA_BRPORT_MODE: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
 const RTA_OIF: u16 = 4;
 
@@ -341,7 +352,9 @@ fn change_of(msg: &[u8]) -> Option<Change> {
             // change (they would read as "mark removed"); `bridge link set .. hairpin off`
             // sends only these.
             if *body.first()? == AF_BRIDGE {
-                return Some(Change::Port { index });
+                let fingerprint = (kind == RTM_NEWLINK)
+                    .then(|| port_fingerprint(body.get(IFINFOMSG..).unwrap_or(&[])));
+                return Some(Change::Port { index, fingerprint });
             }
             let up = u32_at(body, 8)? & IFF_UP != 0;
             Some(link_change(
@@ -385,7 +398,8 @@ fn change_of(msg: &[u8]) -> Option<Change> {
 
 /// A link message's change: its alias, and a fingerprint of what weft manages on it.
 fn link_change(index: u32, up: bool, attrs: &[u8], deleted: bool) -> Change {
-    let (mut name, mut mtu, mut mac, mut master, mut alias) = (None, None, None, None, None);
+    let (mut name, mut mtu, mut mac, mut master, mut alias, mut group) =
+        (None, None, None, None, None, None);
     for (t, p) in attributes(attrs) {
         match t {
             IFLA_IFNAME => name = Some(text(p)),
@@ -393,21 +407,44 @@ fn link_change(index: u32, up: bool, attrs: &[u8], deleted: bool) -> Change {
             IFLA_ADDRESS if !p.is_empty() => mac = Some(p),
             IFLA_MASTER => master = u32_at(p, 0).filter(|m| *m != 0),
             IFLA_IFALIAS => alias = Some(text(p)),
+            IFLA_GROUP => group = u32_at(p, 0),
             _ => {}
         }
     }
-    let fingerprint = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (name, mtu, mac, up, master, alias).hash(&mut h);
-        h.finish()
-    };
+    let fingerprint = hash((name, mtu, mac, up, master, alias, group));
     Change::Link {
         index,
         alias: alias.map(|a| String::from_utf8_lossy(a).into_owned()),
         deleted,
         fingerprint,
+        newborn: group == Some(super::NEWBORN_GROUP) && alias.is_none_or(<[u8]>::is_empty),
     }
+}
+
+/// A port message's fingerprint: its bridge and its hairpin mode (`attrs`: the attributes
+/// after the `ifinfomsg`). Not its STP state: a port sends a few as it comes up.
+fn port_fingerprint(attrs: &[u8]) -> u64 {
+    let (mut master, mut hairpin) = (None, None);
+    for (t, p) in attributes(attrs) {
+        match t {
+            IFLA_MASTER => master = u32_at(p, 0),
+            IFLA_PROTINFO => {
+                hairpin = attributes(p)
+                    .find(|(t, _)| *t == IFLA_BRPORT_MODE)
+                    .and_then(|(_, p)| p.first().copied());
+            }
+            _ => {}
+        }
+    }
+    hash((master, hairpin))
+}
+
+/// A fingerprint's hash.
+fn hash(what: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    what.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -415,9 +452,11 @@ mod tests {
     use netlink_packet_route::{
         AddressFamily,
         address::{AddressAttribute, AddressMessage},
-        link::{LinkAttribute, LinkFlags, LinkMessage, State},
+        link::{LinkAttribute, LinkFlags, LinkMessage, LinkProtoInfoBridge, State},
         route::{RouteAttribute, RouteMessage, RouteProtocol},
     };
+
+    use netlink_packet_core::DefaultNla;
 
     use super::*;
 
@@ -446,7 +485,7 @@ mod tests {
     }
 
     /// A link's alias, index and deletion are read; its fingerprint moves with what weft
-    /// manages (name, MTU, MAC, up, master, alias) and not with anything else.
+    /// manages (name, MTU, MAC, up, master, alias, group) and not with anything else.
     #[test]
     fn link_messages_are_read_in_place() {
         let base = || {
@@ -456,6 +495,7 @@ mod tests {
                 LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
                 LinkAttribute::Controller(7),
                 LinkAttribute::IfAlias("weft:abc".into()),
+                LinkAttribute::Group(0),
             ]
         };
         let parse = |l: LinkMessage, del: bool| {
@@ -512,17 +552,66 @@ mod tests {
         );
         assert_ne!(changed(&|a| a[3] = LinkAttribute::Controller(8)), fp);
         assert_ne!(changed(&|a| a[4] = LinkAttribute::IfAlias("x".into())), fp);
+        assert_ne!(changed(&|a| a[5] = LinkAttribute::Group(7)), fp);
         let mut down = link(42, base());
         down.header.flags = LinkFlags::empty();
         assert_ne!(fingerprint(&parse(down, false)), fp);
         // Without an alias (the mark removed): None.
         let bare = parse(link(42, base()[..4].to_vec()), false);
-        assert!(matches!(bare, Change::Link { alias: None, .. }), "{bare:?}");
+        assert!(
+            matches!(
+                bare,
+                Change::Link {
+                    alias: None,
+                    newborn: false,
+                    ..
+                }
+            ),
+            "{bare:?}"
+        );
+        // In the newborn group: newborn until marked.
+        let mut young = base()[..4].to_vec();
+        young.push(LinkAttribute::Group(crate::kernel::NEWBORN_GROUP));
+        let parsed = parse(link(42, young.clone()), false);
+        assert!(
+            matches!(parsed, Change::Link { newborn: true, .. }),
+            "{parsed:?}"
+        );
+        young.push(LinkAttribute::IfAlias("weft:abc".into()));
+        let parsed = parse(link(42, young), false);
+        assert!(
+            matches!(parsed, Change::Link { newborn: false, .. }),
+            "{parsed:?}"
+        );
+        assert!(matches!(first, Change::Link { newborn: false, .. }));
 
-        // The bridge's per-port message is a port change, whatever it carries.
-        let mut port = link(42, base());
-        port.header.interface_family = AddressFamily::Bridge;
-        assert_eq!(parse(port, false), Change::Port { index: 42 },);
+        // The bridge's per-port message is a port change, whatever it carries; its
+        // fingerprint moves with its bridge and hairpin mode, not with its STP state.
+        let port = |master: u32, hairpin: u8, state: u8, del: bool| {
+            let info =
+                |kind: u16, v: u8| LinkProtoInfoBridge::Other(DefaultNla::new(kind, vec![v]));
+            let mut p = link(
+                42,
+                vec![
+                    LinkAttribute::IfName("wv1".into()),
+                    LinkAttribute::Controller(master),
+                    LinkAttribute::ProtoInfoBridge(vec![info(1, state), info(4, hairpin)]),
+                ],
+            );
+            p.header.interface_family = AddressFamily::Bridge;
+            match parse(p, del) {
+                Change::Port {
+                    index: 42,
+                    fingerprint,
+                } => fingerprint,
+                other => panic!("not a port change: {other:?}"),
+            }
+        };
+        let fp = port(7, 0, 0, false).expect("a port");
+        assert_eq!(port(7, 0, 3, false), Some(fp), "STP state: no drift");
+        assert_ne!(port(7, 1, 3, false), Some(fp), "hairpin mode");
+        assert_ne!(port(8, 0, 3, false), Some(fp), "another bridge");
+        assert_eq!(port(7, 0, 0, true), None, "no longer a port");
     }
 
     /// Addresses: every change but IPv6 link-local ones. Routes: weft's protocol only, with

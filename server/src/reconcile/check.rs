@@ -90,7 +90,8 @@ pub(super) struct View {
     pub files: Vec<String>,
 }
 
-/// Where a pass's time went, for its debug line: "list 12ms, read 40 (9960 quiet) 80ms, ...".
+/// Where a pass's time went, for its debug line: "list 12ms, read 40 (9960 quiet, the host
+/// among them) 80ms, ...".
 pub(super) struct Laps {
     last: std::time::Instant,
     text: String,
@@ -202,11 +203,22 @@ impl Controller {
             Pass::Startup => None,
             Pass::Background => self.inner.quiet.begin(),
         };
+        // The objects whose echoes the monitor dropped since the last pass, queued at its
+        // end (`quiet`): what it heard nothing of, it finds through their reconciles.
+        let echoes = match pass {
+            Pass::Startup => Vec::new(),
+            Pass::Background => self.inner.quiet.take_echoes(),
+        };
         let view = self.read_view(&namespaces, true, pace, mark).await?;
         laps.lap(format!(
-            "read {} ({} quiet)",
+            "read {} ({} quiet{})",
             view.spaces.len(),
-            view.quiet.len()
+            view.quiet.len(),
+            if view.quiet.contains("") {
+                ", the host among them"
+            } else {
+                ""
+            }
         ));
         let resolv_stale = self
             .stale_resolv_confs(&namespaces, &networks, &endpoints, &view, pass)
@@ -272,6 +284,13 @@ impl Controller {
             self.collect_garbage_in(&view, Some(before)).await?;
             laps.lap("gc");
             add_networks();
+            self.inner
+                .stats
+                .check_echoes
+                .fetch_add(echoes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            for key in echoes {
+                add(key);
+            }
         }
         Ok((verdict.matching.len(), verdict.differ.len(), laps))
     }
@@ -297,6 +316,10 @@ impl Controller {
         if skip(None) {
             quiet.insert(String::new());
         } else {
+            self.inner
+                .stats
+                .check_host_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             names.push(String::new());
             ids.push(None);
             targets.push(SnapshotTarget {

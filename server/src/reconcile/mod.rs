@@ -143,6 +143,11 @@ pub struct Stats {
     pub check_reads: std::sync::atomic::AtomicU64,
     /// Namespaces (the host included) the periodic checks left unread as quiet (`quiet`).
     pub check_quiet: std::sync::atomic::AtomicU64,
+    /// Bulk checks that read the host namespace (of those counted in `check_reads`).
+    pub check_host_reads: std::sync::atomic::AtomicU64,
+    /// Objects the periodic checks queued because the monitor took a change to them for the
+    /// echo of their own reconcile and left it unheard (`quiet`).
+    pub check_echoes: std::sync::atomic::AtomicU64,
     /// GC runs that listed the whole store (the GC's own; a resync's when the rows its check
     /// listed and a few lookups did not explain what it read).
     pub gc_store_lists: std::sync::atomic::AtomicU64,

@@ -1,21 +1,23 @@
 //! Event-driven repair: one netlink subscription in the host namespace that also hears every
 //! namespace weft manages (each gets an id in the host namespace when it is Ready; see
 //! `Kernel::monitor`). A change to an interface carrying weft's mark (or an address or route
-//! on one) re-queues the object that owns it, so a veth deleted or an address removed by hand
-//! is back in about a second. Changes weft makes itself arrive here too; they re-queue an
-//! object that is already converged, whose reconcile then writes nothing, so nothing loops.
+//! on one, or its bridge port's hairpin mode) re-queues the object that owns it, so a veth
+//! deleted or an address removed by hand is back in about a second.
 //!
 //! Notifications are gathered for a short window and deduplicated before the owners are
 //! looked up, so a burst (a connect makes about ten) costs one lookup per interface. A link
-//! notification that changes nothing weft manages (its fingerprint is the last one seen) is
-//! dropped. An addition or change (not a removal) to an object weft reconciled within the last
-//! [`OWN_ECHO`] is taken for the echo of weft's own writes and not re-queued: removals always
-//! are, and anything else an admin changes right after weft did is caught by the resync. If
-//! the socket overflows, everything is queued again. Every notification, a bridge port's own
-//! (`Change::Port`, which re-queues nothing) included, also tells the quiet book (`quiet`)
-//! that its namespace must be read by the next resync.
+//! or port notification that changes nothing weft manages (its fingerprint is the last one
+//! seen: carrier, operstate, STP state) is dropped. An addition or change (not a removal) to
+//! an object weft reconciled within the last [`OWN_ECHO`] is taken for the echo of weft's own
+//! writes and not re-queued now: the quiet book keeps its owner for the next resync to queue
+//! (`quiet`). Removals always are re-queued (a removal whose object is gone from the store
+//! is the echo of its delete). If the socket overflows, everything is checked again.
+//!
+//! Every notification not dropped as above also tells the quiet book that its namespace must
+//! be read by the next resync; notifications from namespaces the monitor does not know yet
+//! always do.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, num::NonZeroU64, time::Duration};
 
 use tokio::task::JoinSet;
 
@@ -80,19 +82,26 @@ impl Watched {
     }
 }
 
-/// What the monitor remembers of one namespace: per interface it heard of, the fingerprint
-/// of its last link notification and the uid of the object owning it (learnt from
-/// notifications and lookups). A namespace holds two or three interfaces: a short vector,
-/// where two hash maps cost ~250 bytes per namespace (the monitor's state was 5.9 MB of
-/// heap at 10,000 endpoints; heaptrack).
+/// What the monitor remembers of one namespace: per interface it heard of, the fingerprints
+/// of its last link and bridge port notifications and the uid of the object owning it
+/// (learnt from notifications and lookups). A namespace holds two or three interfaces: a
+/// short vector, where two hash maps cost ~250 bytes per namespace (the monitor's state was
+/// 5.9 MB of heap at 10,000 endpoints; heaptrack).
 #[derive(Debug, Default)]
 struct NsState(Vec<Iface>);
 
+/// One interface (40 bytes: the fingerprints are non-zero, so their `Option`s take none).
 #[derive(Debug)]
 struct Iface {
     index: u32,
-    fingerprint: Option<u64>,
+    fingerprint: Option<NonZeroU64>,
+    port: Option<NonZeroU64>,
     owner: Option<Box<str>>,
+}
+
+/// A fingerprint as kept (0, one hash in 2^64, is taken for 1).
+fn kept(fingerprint: u64) -> NonZeroU64 {
+    NonZeroU64::new(fingerprint).unwrap_or(NonZeroU64::MIN)
 }
 
 impl NsState {
@@ -110,6 +119,7 @@ impl NsState {
                 self.0.push(Iface {
                     index,
                     fingerprint: None,
+                    port: None,
                     owner: None,
                 });
                 self.0.len() - 1
@@ -129,12 +139,27 @@ impl NsState {
         self.prune();
     }
 
-    /// Records `fingerprint` as `index`'s last (None: it was deleted); true if it was that
-    /// already.
+    /// Records `fingerprint` as `index`'s last link fingerprint (None: it was deleted, and
+    /// its port's is forgotten too); true if it was that already.
     fn saw(&mut self, index: u32, fingerprint: Option<u64>) -> bool {
+        let fingerprint = fingerprint.map(kept);
         let e = self.entry(index);
         let same = fingerprint.is_some() && e.fingerprint == fingerprint;
         e.fingerprint = fingerprint;
+        if fingerprint.is_none() {
+            e.port = None;
+        }
+        self.prune();
+        same
+    }
+
+    /// Records `fingerprint` as `index`'s last bridge port fingerprint (None: it is no
+    /// longer a port); true if it was that already.
+    fn saw_port(&mut self, index: u32, fingerprint: Option<u64>) -> bool {
+        let fingerprint = fingerprint.map(kept);
+        let e = self.entry(index);
+        let same = fingerprint.is_some() && e.port == fingerprint;
+        e.port = fingerprint;
         self.prune();
         same
     }
@@ -142,7 +167,7 @@ impl NsState {
     /// Drops interfaces it knows nothing of any more.
     fn prune(&mut self) {
         self.0
-            .retain(|i| i.fingerprint.is_some() || i.owner.is_some());
+            .retain(|i| i.fingerprint.is_some() || i.port.is_some() || i.owner.is_some());
     }
 }
 
@@ -244,21 +269,20 @@ impl Controller {
         // The unwatched count when `states` last dropped what is no longer heard.
         let mut pruned_at = 0;
         while let Some(first) = mon.changes.recv().await {
-            self.heard(&first);
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + DEBOUNCE;
             while let Ok(Some(c)) = tokio::time::timeout_at(deadline, mon.changes.recv()).await {
-                self.heard(&c);
                 batch.push(c);
             }
             if batch.contains(&Notification::Overflow) {
                 tracing::warn!("netlink monitor overflowed; checking everything again");
+                self.inner.quiet.overflowed();
                 states.clear();
                 self.check_all(super::check::Pass::Background).await;
                 continue;
             }
             // Per namespace, in the order heard.
-            let mut per_ns: Vec<(NsRef, Vec<Change>)> = Vec::new();
+            let mut per_ns: Vec<(NsRef, Option<i32>, Vec<Change>)> = Vec::new();
             {
                 let w = self.watched();
                 w.prune(&mut states, &mut pruned_at);
@@ -270,37 +294,46 @@ impl Controller {
                         None => NsRef::Host,
                         Some(id) => match w.by_id.get(&id) {
                             Some(ns) => ns.clone(),
-                            // A namespace weft does not manage (or not yet).
-                            None => continue,
+                            // A namespace weft does not manage (or not yet): nothing to
+                            // re-queue, but heard, whatever it was.
+                            None => {
+                                self.inner.quiet.heard(nsid);
+                                continue;
+                            }
                         },
                     };
-                    match per_ns.iter_mut().find(|(n, _)| *n == ns) {
-                        Some((_, v)) => v.push(change),
-                        None => per_ns.push((ns, vec![change])),
+                    match per_ns.iter_mut().find(|(n, _, _)| *n == ns) {
+                        Some((_, _, v)) => v.push(change),
+                        None => per_ns.push((ns, nsid, vec![change])),
                     }
                 }
             }
-            for (ns, changes) in per_ns {
+            for (ns, nsid, changes) in per_ns {
                 let state = states.entry(ns.clone()).or_default();
-                self.react(&ns, state, changes).await;
+                if self.react((&ns, nsid), state, changes).await {
+                    self.inner.quiet.heard(nsid);
+                }
             }
         }
         Ok(())
     }
 
-    /// Tells the quiet book (`quiet`) that `n` was heard, as soon as it is received.
-    fn heard(&self, n: &Notification) {
-        match n {
-            Notification::Change { nsid, .. } => self.inner.quiet.heard(*nsid),
-            Notification::Overflow => self.inner.quiet.overflowed(),
-        }
-    }
-
-    /// Re-queues the owners of what `changes` touched in `ns`.
-    async fn react(&self, ns: &NsRef, st: &mut NsState, changes: Vec<Change>) {
+    /// Re-queues the owners of what `changes` touched in `ns` (whose id is `nsid`). True when
+    /// the quiet book (`quiet`) must hear of them: anything but changes to nothing weft
+    /// manages (a fingerprint seen before), a newborn's, and the echoes of weft's own
+    /// reconciles the book takes over.
+    async fn react(
+        &self,
+        (ns, nsid): (&NsRef, Option<i32>),
+        st: &mut NsState,
+        changes: Vec<Change>,
+    ) -> bool {
+        let mut news = false;
         // For each interface or owner: was anything removed?
         let mut indexes: HashMap<u32, bool> = HashMap::new();
         let mut uids: HashMap<String, bool> = HashMap::new();
+        // Interfaces whose owner is forgotten once the batch is read.
+        let mut forget = Vec::new();
         for change in changes {
             match change {
                 Change::Link {
@@ -308,6 +341,7 @@ impl Controller {
                     alias,
                     deleted,
                     fingerprint,
+                    newborn,
                 } => {
                     if st.saw(index, (!deleted).then_some(fingerprint)) {
                         continue;
@@ -317,10 +351,22 @@ impl Controller {
                         // Our mark was removed, or the interface went without one.
                         None => st.owner(index).map(str::to_string),
                     };
-                    if let Some(uid) = uid {
-                        let keep = !(deleted || alias.is_none());
-                        st.set_owner(index, keep.then_some(uid.as_str()));
-                        *uids.entry(uid).or_default() |= deleted || alias.is_none();
+                    match uid {
+                        Some(uid) => {
+                            // Forgotten only once the batch is read: its other messages
+                            // (a port's, an address's) still tell whose it was.
+                            if deleted || alias.is_none() {
+                                forget.push(index);
+                            } else {
+                                st.set_owner(index, Some(&uid));
+                            }
+                            *uids.entry(uid).or_default() |= deleted || alias.is_none();
+                        }
+                        // A reconcile's veth before it is marked: the mark's own message
+                        // follows (the echo of its owner); a crash's newborn is for the GC.
+                        None if newborn => {}
+                        // Not weft's: nothing to re-queue, but the check must read it.
+                        None => news = true,
                     }
                 }
                 Change::Address { index, deleted }
@@ -330,13 +376,15 @@ impl Controller {
                 } => {
                     *indexes.entry(index).or_default() |= deleted;
                 }
-                // A bridge port's own message: each port sends a few as it comes up (its STP
-                // state), often more than OWN_ECHO after its reconcile on a busy host, so
-                // re-queueing its owner re-reconciled every endpoint of a build-up once more.
-                // It only makes the namespace unclean (`heard`): the next resync reads it,
-                // and finds a hairpin mode changed by hand.
-                Change::Port { .. } => {}
-                Change::Route { oif: None, .. } => {}
+                // A bridge port's own message: its owner is re-queued when its bridge or
+                // hairpin mode changed, not for its STP state (a port sends a few as it comes
+                // up, often more than OWN_ECHO after its reconcile on a busy host).
+                Change::Port { index, fingerprint } => {
+                    if !st.saw_port(index, fingerprint) {
+                        indexes.entry(index).or_default();
+                    }
+                }
+                Change::Route { oif: None, .. } => news = true,
             }
         }
         for (index, deleted) in indexes {
@@ -354,28 +402,40 @@ impl Controller {
                     _ => None,
                 },
             };
-            if let Some(uid) = uid {
-                *uids.entry(uid).or_default() |= deleted;
+            match uid {
+                Some(uid) => *uids.entry(uid).or_default() |= deleted,
+                None => news = true,
             }
+        }
+        for index in forget {
+            st.set_owner(index, None);
         }
         for (uid, removal) in uids {
-            // The echo of weft's own reconcile, known without asking the store which kind the
-            // uid is (a Connect's veth alone sends a dozen notifications; uids are unique
-            // across kinds).
-            let own_echo = || {
-                [Key::Endpoint, Key::Link, Key::Network]
-                    .into_iter()
-                    .any(|k| self.reconciled_within(&k(uid.clone()), OWN_ECHO))
-            };
-            if !removal && own_echo() {
+            // The reconcile whose echo this may be, known without asking the store which
+            // kind the uid is (a Connect's veth alone sends a dozen notifications; uids are
+            // unique across kinds).
+            let own = [Key::Endpoint, Key::Link, Key::Network]
+                .into_iter()
+                .map(|k| k(uid.clone()))
+                .find(|k| self.reconciled_within(k, OWN_ECHO));
+            if !removal && let Some(key) = &own {
+                // Not re-queued now; the next resync queues it, unless the book has no room
+                // left for it: then the namespace is read.
+                news |= !self.inner.quiet.echoed(key, nsid);
                 continue;
             }
-            let Some(key) = self.key_of_uid(&uid).await else {
-                continue;
-            };
-            tracing::debug!(?key, removal, "kernel change on an interface weft owns");
-            self.enqueue(key);
+            match self.key_of_uid(&uid).await {
+                Some(key) => {
+                    news = true;
+                    tracing::debug!(?key, removal, "kernel change on an interface weft owns");
+                    self.enqueue(key);
+                }
+                // Its object is gone: the echo of its delete when one finished within the
+                // window (nothing left to read for), a stale interface otherwise (the GC's).
+                None => news |= own.is_none(),
+            }
         }
+        news
     }
 
     /// The object whose ownership mark is `weft:<uid>`.
@@ -473,5 +533,24 @@ mod tests {
         assert_eq!(st.0.len(), 1, "{:?}", st.0);
         assert!(!st.saw(3, None));
         assert!(st.0.is_empty(), "{:?}", st.0);
+    }
+
+    /// Port fingerprints are kept beside link ones: a repeated one is "seen", a port
+    /// dropped or its interface deleted forgets it, and a fingerprint of 0 is kept too.
+    #[test]
+    fn namespace_state_remembers_port_fingerprints_apart() {
+        let mut st = NsState::default();
+        assert!(!st.saw_port(5, Some(1)));
+        assert!(st.saw_port(5, Some(1)), "the same port again");
+        assert!(!st.saw(5, Some(1)), "a link fingerprint is another thing");
+        assert!(st.saw_port(5, Some(1)));
+        assert!(!st.saw_port(5, Some(2)), "hairpin mode changed");
+        assert!(!st.saw_port(5, None), "no longer a port");
+        assert!(!st.saw_port(5, Some(2)));
+        assert!(!st.saw(5, None), "deleted");
+        assert!(!st.saw_port(5, Some(2)), "a deletion forgets the port");
+        assert!(!st.saw_port(6, Some(0)));
+        assert!(st.saw_port(6, Some(0)), "0 is kept");
+        assert_eq!(std::mem::size_of::<Iface>(), 40);
     }
 }

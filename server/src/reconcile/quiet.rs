@@ -21,12 +21,36 @@
 //!
 //! What the check reads that is not netlink (resolv.conf files, namespace files) is read
 //! every pass, whatever this book says.
+//!
+//! weft's own writes are notifications too: each Connect's veth, port and addresses send a
+//! dozen, in the host and in the endpoint's namespace. Counted as heard, they made every
+//! pass after a Connect read the host whole (at 1,000 endpoints the pass a Connect met
+//! most: every host veth described, under the locks the Connect's writes need;
+//! BENCHMARKS.md, session 16). So the monitor tells the book only what it does not take for
+//! the echo of a reconcile (a removal, or a change to an object no reconcile touched within
+//! the echo window; `monitor`), and hands the owners of the echoes it dropped to
+//! [`Quiet::echoed`]: the next pass queues them (a reconcile that reads the object's
+//! interfaces and writes nothing when they are as wanted), so a change an admin makes right
+//! after weft's own is still found within a resync, by the object's reconcile where it was
+//! the namespace's read. Past [`ECHOES`] of them between two passes (a build-up), the book
+//! hears all their namespaces instead, as before, until the next pass: a reconcile that
+//! writes nothing costs about a millisecond, and 1,000 of them queued after a build-up cost
+//! more than the one read of the host they spare.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
+use super::Key;
 
 /// Every namespace is read at least once every this many passes (5 minutes at the default
 /// 30 s resync).
 pub(super) const FULL_EVERY: u64 = 10;
+
+/// The most echoes kept for the next pass (owner and namespace); past them, echoes are
+/// heard until the next pass.
+pub(super) const ECHOES: usize = 64;
 
 /// The book (see the module doc). A poisoned lock is taken over: it holds plain numbers.
 #[derive(Debug, Default)]
@@ -44,6 +68,12 @@ struct Book {
     host: Marks,
     /// Per namespace id in the host namespace.
     spaces: HashMap<i32, Marks>,
+    /// The sequence number of the last loss of notifications (an overflow).
+    lost: u64,
+    /// The echoes not heard (owner, namespace), for the next pass to queue their owners.
+    echoes: HashSet<(Key, Option<i32>)>,
+    /// More than [`ECHOES`] came since the last pass: the rest are heard.
+    spilled: bool,
 }
 
 /// One namespace's sequence numbers.
@@ -74,6 +104,8 @@ impl Quiet {
         if !live {
             b.host = Marks::default();
             b.spaces.clear();
+            b.echoes.clear();
+            b.spilled = false;
         }
     }
 
@@ -88,11 +120,48 @@ impl Quiet {
         }
     }
 
-    /// Notifications were lost: nothing is known to be quiet.
+    /// The monitor dropped an echo of `key`'s reconcile in namespace `nsid` (None: the
+    /// host): true when the next pass will queue `key` instead of the namespace being read;
+    /// false (hear it) when the monitor is not running or more than [`ECHOES`] came since
+    /// the last pass, when the namespaces of those kept are heard too.
+    pub(super) fn echoed(&self, key: &Key, nsid: Option<i32>) -> bool {
+        let mut b = self.book();
+        if !b.live || b.spilled {
+            return false;
+        }
+        let echo = (key.clone(), nsid);
+        if b.echoes.contains(&echo) {
+            return true;
+        }
+        if b.echoes.len() < ECHOES {
+            b.echoes.insert(echo);
+            return true;
+        }
+        let spaces: HashSet<Option<i32>> = b.echoes.drain().map(|(_, ns)| ns).collect();
+        b.spilled = true;
+        drop(b);
+        for ns in spaces {
+            self.heard(ns);
+        }
+        false
+    }
+
+    /// The owners of the echoes dropped since the last call, for a pass to queue.
+    pub(super) fn take_echoes(&self) -> Vec<Key> {
+        let mut b = self.book();
+        b.spilled = false;
+        let owners: HashSet<Key> = b.echoes.drain().map(|(key, _)| key).collect();
+        owners.into_iter().collect()
+    }
+
+    /// Notifications were lost: nothing is known to be quiet, and a pass that began before
+    /// cannot tell it found anything clean.
     pub(super) fn overflowed(&self) {
         let mut b = self.book();
         b.host = Marks::default();
         b.spaces.clear();
+        b.seq += 1;
+        b.lost = b.seq;
     }
 
     /// Namespace `nsid` is gone (or its id now names another): forget it.
@@ -133,7 +202,7 @@ impl Quiet {
     /// Recorded unless a change was heard for it since the pass began.
     pub(super) fn found_clean(&self, at: PassMark, nsid: Option<i32>) {
         let mut b = self.book();
-        if !b.live {
+        if !b.live || b.lost > at.seq {
             return;
         }
         let marks = match nsid {
@@ -230,6 +299,76 @@ mod tests {
             }
             assert_eq!(read, 1, "namespace {id}");
         }
+    }
+
+    /// An echo's owner is kept for the next pass (once however often echoed), not heard:
+    /// its namespace stays quiet. Without a monitor the monitor is told to hear it instead.
+    /// Past ECHOES, the namespaces of all those kept are heard, and every echo after them
+    /// until a pass takes the rest.
+    #[test]
+    fn echoes_are_kept_for_the_next_pass_up_to_their_room() {
+        let q = Quiet::default();
+        let key = |i: usize| Key::Endpoint(format!("e{i}"));
+        assert!(!q.echoed(&key(0), None), "no monitor: heard");
+        assert!(q.take_echoes().is_empty());
+        q.set_live(true);
+        let p = pass_not_due(&q, None);
+        q.found_clean(p, None);
+        let ns = |i: usize| Some(i32::try_from(i).unwrap());
+        for i in 1..=ECHOES {
+            q.found_clean(p, ns(i));
+        }
+        assert!(q.echoed(&key(0), None) && q.echoed(&key(0), None));
+        assert!(
+            q.may_skip(pass_not_due(&q, None), None),
+            "an echo is not heard"
+        );
+        assert_eq!(q.take_echoes(), vec![key(0)]);
+        assert!(q.take_echoes().is_empty(), "taken once");
+        // One owner in two namespaces is queued once.
+        assert!(q.echoed(&key(0), None) && q.echoed(&key(0), ns(1)));
+        assert_eq!(q.take_echoes(), vec![key(0)]);
+        for i in 1..ECHOES {
+            assert!(q.echoed(&key(i), ns(i)), "{i}");
+        }
+        assert!(q.echoed(&key(0), None));
+        let at = pass_not_due(&q, None);
+        assert!(q.may_skip(at, None) && q.may_skip(at, ns(1)));
+        assert!(!q.echoed(&key(ECHOES), ns(ECHOES)), "no room: heard");
+        let at = pass_not_due(&q, None);
+        assert!(
+            !q.may_skip(at, None) && !q.may_skip(at, ns(1)),
+            "spilled: heard"
+        );
+        assert!(!q.echoed(&key(0), None), "heard until the next pass");
+        assert!(
+            q.take_echoes().is_empty(),
+            "their namespaces are read instead"
+        );
+        assert!(q.echoed(&key(0), None), "room again");
+        q.set_live(false);
+        assert!(
+            q.take_echoes().is_empty(),
+            "the monitor stopped: all is read"
+        );
+    }
+
+    /// Notifications lost while a pass runs: it records nothing clean, since what it read
+    /// may predate a change it will never hear of.
+    #[test]
+    fn an_overflow_during_a_pass_keeps_what_it_read_unclean() {
+        let q = live();
+        let p = pass_not_due(&q, Some(5));
+        q.overflowed();
+        q.found_clean(p, Some(5));
+        q.found_clean(p, None);
+        let next = pass_not_due(&q, Some(5));
+        assert!(!q.may_skip(next, Some(5)) && !q.may_skip(next, None));
+        q.found_clean(next, Some(5));
+        assert!(
+            q.may_skip(pass_not_due(&q, Some(5)), Some(5)),
+            "a later pass may"
+        );
     }
 
     /// Without a running monitor, after an overflow, or marked unclean: nothing is skipped.

@@ -410,6 +410,42 @@ async fn a_live_monitor_lets_the_check_skip_quiet_namespaces_until_heard_or_due(
     assert!(pass_finds_drift(&h).await, "no monitor any more");
 }
 
+/// An echo the monitor took over (`Quiet::echoed`) leaves the host quiet, and the next pass
+/// queues its owner instead: a change made right after weft's own reconcile of the same link
+/// is found by that reconcile within a resync, where ten passes would pass before the host's
+/// full read found it.
+#[tokio::test]
+async fn an_echo_taken_over_is_queued_by_the_next_pass_without_a_host_read() {
+    let h = H::new().await;
+    let k = converged(&h).await;
+    let mtu = h.k.link(&NsRef::Host, "vh1").unwrap().mtu;
+    let q = &h.ctl.inner.quiet;
+    let host_reads = || {
+        h.ctl
+            .stats()
+            .check_host_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    q.set_live(true);
+    assert!(
+        !pass_finds_drift(&h).await,
+        "pass 1 reads and finds it clean"
+    );
+    let read = host_reads();
+    h.k.tamper(&NsRef::Host, "vh1", |l| l.mtu = mtu + 1);
+    assert!(q.echoed(&k.link, None));
+    assert!(pass_finds_drift(&h).await, "pass 2 queues the link");
+    assert_eq!(host_reads(), read, "the host stays unread");
+    assert!(!pass_finds_drift(&h).await, "taken once");
+    assert_eq!(
+        h.ctl
+            .stats()
+            .check_echoes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
 /// The resync's check on a converged host queues only the networks and the firewall (always
 /// reconciled), writes nothing; a change behind weft's back queues just its object.
 #[tokio::test]
