@@ -208,7 +208,7 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
         ),
         (
             "check_host_reads",
-            "Bulk checks that read the host namespace (it is left unread, like any namespace, while nothing but weft's own writes was heard from it)",
+            "Bulk checks (start-up and periodic) that read the host namespace: a periodic one leaves it unread, like any namespace, while nothing but weft's own writes was heard from it",
             stats.check_host_reads.load(Relaxed),
         ),
         (

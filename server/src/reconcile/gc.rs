@@ -213,7 +213,7 @@ impl Controller {
     /// carrying that mark (a namespace created, or deleted, while the pass ran).
     async fn all_owned(&self, missing: &Unexplained<'_>) -> Result<bool, ReconcileError> {
         for (ns, index, name, uid) in &missing.uids {
-            if self.key_of_uid(uid).await.is_some() {
+            if self.key_of_uid(uid).await.ok().flatten().is_some() {
                 continue;
             }
             // An error (its namespace deleted since the read) counts as gone: this only

@@ -10,8 +10,9 @@
 //! seen: carrier, operstate, STP state) is dropped. An addition or change (not a removal) to
 //! an object weft reconciled within the last [`OWN_ECHO`] is taken for the echo of weft's own
 //! writes and not re-queued now: the quiet book keeps its owner for the next resync to queue
-//! (`quiet`). Removals always are re-queued (a removal whose object is gone from the store
-//! is the echo of its delete). If the socket overflows, everything is checked again.
+//! (`quiet`). Removals are re-queued whenever their object exists; one whose object is gone
+//! from the store is the echo of its delete within the window (not heard), and heard after
+//! it. If the socket overflows, everything is checked again.
 //!
 //! Every notification not dropped as above also tells the quiet book that its namespace must
 //! be read by the next resync; notifications from namespaces the monitor does not know yet
@@ -425,32 +426,41 @@ impl Controller {
                 continue;
             }
             match self.key_of_uid(&uid).await {
-                Some(key) => {
+                Ok(Some(key)) => {
                     news = true;
                     tracing::debug!(?key, removal, "kernel change on an interface weft owns");
                     self.enqueue(key);
                 }
                 // Its object is gone: the echo of its delete when one finished within the
                 // window (nothing left to read for), a stale interface otherwise (the GC's).
-                None => news |= own.is_none(),
+                Ok(None) => news |= own.is_none(),
+                // Not known whose: the next pass reads the namespace.
+                Err(e) => {
+                    tracing::debug!(uid, error = %e, "cannot look up the owner of a kernel change");
+                    news = true;
+                }
             }
         }
         news
     }
 
     /// The object whose ownership mark is `weft:<uid>`.
-    pub(super) async fn key_of_uid(&self, uid: &str) -> Option<Key> {
+    /// None when no object has that uid.
+    pub(super) async fn key_of_uid(
+        &self,
+        uid: &str,
+    ) -> Result<Option<Key>, crate::store::StoreError> {
         let s = self.store();
-        if s.link_by_id(uid).await.ok().flatten().is_some() {
-            return Some(Key::Link(uid.to_string()));
+        if s.link_by_id(uid).await?.is_some() {
+            return Ok(Some(Key::Link(uid.to_string())));
         }
-        if s.endpoint_by_id(uid).await.ok().flatten().is_some() {
-            return Some(Key::Endpoint(uid.to_string()));
+        if s.endpoint_by_id(uid).await?.is_some() {
+            return Ok(Some(Key::Endpoint(uid.to_string())));
         }
-        if s.network_by_id(uid).await.ok().flatten().is_some() {
-            return Some(Key::Network(uid.to_string()));
+        if s.network_by_id(uid).await?.is_some() {
+            return Ok(Some(Key::Network(uid.to_string())));
         }
-        None
+        Ok(None)
     }
 }
 

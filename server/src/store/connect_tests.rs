@@ -395,8 +395,8 @@ async fn plans_interface_finds_each_planned_name_in_its_namespace_only() {
 
 /// The bulk check's list: exactly the rows the per-kind lists give through sqlx (NULL and
 /// set optional columns, statuses, rows being deleted, a link, a lease-less endpoint's
-/// addresses), stepped in place on a thread at nice 19 whose connection's SQLite thread runs
-/// at nice 19 too (sqlx starts it from the reading thread, which took the lowest priority
+/// addresses), stepped in place on a thread at nice 19 and SCHED_IDLE whose connection's
+/// SQLite thread runs so too (sqlx starts it from the reading thread, which took the lowest priority
 /// first), kept for the next read.
 #[tokio::test]
 async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() {
@@ -455,11 +455,15 @@ async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() 
             .filter(|t| {
                 let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
                 let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-                // Field 19 is the nice value; fields after the `(comm)` one are split on spaces.
-                let nice = stat
-                    .rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split(' ').nth(16).map(str::to_string));
-                comm.starts_with("sqlx-sqlite") && nice.as_deref() == Some("19")
+                // Field 19 is the nice value, field 41 the policy (5: SCHED_IDLE); fields
+                // after the `(comm)` one are split on spaces.
+                let field = |n: usize| {
+                    stat.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.split(' ').nth(n - 3).map(str::to_string))
+                };
+                comm.starts_with("sqlx-sqlite")
+                    && field(19).as_deref() == Some("19")
+                    && field(41).as_deref() == Some("5")
             })
             .count()
     };
@@ -492,7 +496,7 @@ async fn list_all_in_background_reads_every_row_on_a_sqlite_thread_at_nice_19() 
     assert_eq!(
         niced_sqlite_threads(),
         1,
-        "its SQLite thread runs at nice 19"
+        "its SQLite thread runs at nice 19, SCHED_IDLE"
     );
     // The connection is kept: a second read opens no other.
     let again = s
