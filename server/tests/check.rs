@@ -198,7 +198,7 @@ async fn an_idle_check_reconciles_nothing_converged_and_a_hairpin_set_by_hand_is
 /// repaired within a pass or two, by the reconcile the pass queues (the host's full read
 /// comes only every tenth pass).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_connects_own_echo_leaves_the_host_unread_and_a_change_right_after_it_is_repaired() {
+async fn own_echoes_leave_the_host_unread_and_a_change_right_after_a_reconcile_is_repaired() {
     const CONNECTS: usize = 6;
     let sb = setup("chkecho", 1).await;
     let c = sb.client();

@@ -24,9 +24,9 @@
 //!
 //! weft's own writes are notifications too: each Connect's veth, port and addresses send a
 //! dozen, in the host and in the endpoint's namespace. Counted as heard, they made every
-//! pass after a Connect read the host whole (at 1,000 endpoints the pass a Connect met
-//! most: every host veth described, under the locks the Connect's writes need;
-//! BENCHMARKS.md, session 16). So the monitor tells the book only what it does not take for
+//! pass after a Connect read the host whole: every host veth described with its peer's
+//! nsid, 0.3 s of a pass's kernel time at 10,000 endpoints (BENCHMARKS.md, session 17).
+//! So the monitor tells the book only what it does not take for
 //! the echo of a reconcile (a removal, or a change to an object no reconcile touched within
 //! the echo window; `monitor`), and hands the owners of the echoes it dropped to
 //! [`Quiet::echoed`]: the next pass queues them (a reconcile that reads the object's
