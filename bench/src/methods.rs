@@ -518,6 +518,7 @@ impl FloorM {
                 &h,
                 br,
                 IpNet::V4(Ipv4Net::new(gateway(subnet), subnet.prefix_len())?),
+                true,
             )
             .await?;
         let ungroup = beside_weftd.then_some(0);
@@ -600,7 +601,7 @@ impl FloorM {
             .await?
             .ok_or_else(|| anyhow!("eth0 of {i} vanished"))?
             .index;
-        k.add_address(&ns, ei, IpNet::V4(address(self.subnet, i)))
+        k.add_address(&ns, ei, IpNet::V4(address(self.subnet, i)), true)
             .await?;
         k.set_link(&ns, ei, &up()).await?;
         k.add_route(

@@ -416,7 +416,7 @@ async fn concurrent_reads_on_one_namespace_do_not_get_ebusy() {
     sb.kernel.create_bridge(&h, "wbr0").await.unwrap();
     let br = sb.link(&h, "wbr0").await;
     sb.kernel
-        .add_address(&h, br.index, net("10.3.0.1/24"))
+        .add_address(&h, br.index, net("10.3.0.1/24"), false)
         .await
         .unwrap();
     let mut set = tokio::task::JoinSet::new();
@@ -939,10 +939,16 @@ async fn addresses_v4_and_v6_are_added_listed_and_removed() {
 
     let v4 = net("10.1.2.3/24");
     let v6 = net("fd00:1::5/64");
+    let v6_nodad = net("fd00:1::6/64");
     let before = k.writes();
-    k.add_address(&a, br.index, v4).await.expect("add v4");
-    k.add_address(&a, br.index, v6).await.expect("add v6");
-    assert_eq!(k.writes(), before + 2);
+    k.add_address(&a, br.index, v4, true).await.expect("add v4");
+    k.add_address(&a, br.index, v6, false)
+        .await
+        .expect("add v6");
+    k.add_address(&a, br.index, v6_nodad, true)
+        .await
+        .expect("add v6 nodad");
+    assert_eq!(k.writes(), before + 3);
 
     let got = sb.link(&a, "wb0").await;
     assert!(got.addresses.contains(&v4), "{:?}", got.addresses);
@@ -965,17 +971,27 @@ async fn addresses_v4_and_v6_are_added_listed_and_removed() {
         .expect("v4 in ip addr");
     assert_eq!(v4_info["prefixlen"], 24);
     assert_eq!(v4_info["broadcast"], "10.1.2.255");
-    assert!(
+    let v6_info = |ip: &str| {
         infos
             .iter()
-            .any(|i| i["local"] == "fd00:1::5" && i["prefixlen"] == 64)
-    );
+            .find(|i| i["local"] == ip && i["prefixlen"] == 64)
+            .unwrap_or_else(|| panic!("{ip} in ip addr: {infos:?}"))
+    };
+    // Duplicate address detection: on a bridge that is down, an address added without
+    // `nodad` waits tentative (no source, no destination); one with it is usable at once,
+    // and nodad has no meaning for IPv4.
+    assert_eq!(v6_info("fd00:1::5")["tentative"], true, "{infos:?}");
+    assert!(v6_info("fd00:1::5").get("nodad").is_none(), "{infos:?}");
+    assert!(v6_info("fd00:1::6").get("tentative").is_none(), "{infos:?}");
+    assert_eq!(v6_info("fd00:1::6")["nodad"], true, "{infos:?}");
+    assert!(v4_info.get("nodad").is_none(), "{v4_info:?}");
 
     // Adding twice is EEXIST.
-    let err = k.add_address(&a, br.index, v4).await.unwrap_err();
+    let err = k.add_address(&a, br.index, v4, false).await.unwrap_err();
     assert!(err.is_exists(), "{err}");
-    let err = k.add_address(&a, br.index, v6).await.unwrap_err();
+    let err = k.add_address(&a, br.index, v6, true).await.unwrap_err();
     assert!(err.is_exists(), "{err}");
+    k.del_address(&a, br.index, v6_nodad).await.expect("del");
 
     // Remove both; removing again is Ok.
     k.del_address(&a, br.index, v4).await.expect("del v4");
@@ -990,7 +1006,7 @@ async fn addresses_v4_and_v6_are_added_listed_and_removed() {
     k.del_address(&a, br.index, v6).await.expect("del v6 again");
 
     // A /32 gets no broadcast.
-    k.add_address(&a, br.index, net("10.9.9.9/32"))
+    k.add_address(&a, br.index, net("10.9.9.9/32"), false)
         .await
         .unwrap();
     let seen = ip_json(&a_path, &["addr", "show", "dev", "wb0"]);
@@ -1015,7 +1031,7 @@ async fn routes_are_added_listed_and_removed_including_default_via_gateway() {
     let peer = sb.link(&h, "wr0").await;
     k.set_link(&h, peer.index, &UP).await.unwrap();
     k.set_link(&a, eth0.index, &UP).await.unwrap();
-    k.add_address(&a, eth0.index, net("10.9.0.2/24"))
+    k.add_address(&a, eth0.index, net("10.9.0.2/24"), false)
         .await
         .unwrap();
     // Nothing of ours yet: the kernel's connected route is not listed.
@@ -1214,10 +1230,10 @@ async fn ping_crosses_a_veth_between_two_namespaces() {
     k.create_veth(&a, "p0", &b, "p1").await.unwrap();
     let p0 = sb.link(&a, "p0").await;
     let p1 = sb.link(&b, "p1").await;
-    k.add_address(&a, p0.index, net("10.77.0.1/24"))
+    k.add_address(&a, p0.index, net("10.77.0.1/24"), false)
         .await
         .unwrap();
-    k.add_address(&b, p1.index, net("10.77.0.2/24"))
+    k.add_address(&b, p1.index, net("10.77.0.2/24"), false)
         .await
         .unwrap();
     k.set_link(&a, p0.index, &UP).await.unwrap();
@@ -1234,7 +1250,7 @@ async fn bridge_ports_carry_traffic_between_namespaces_and_default_route_works()
     k.create_bridge(&h, "wbr0").await.unwrap();
     let br = sb.link(&h, "wbr0").await;
     k.set_link(&h, br.index, &UP).await.unwrap();
-    k.add_address(&h, br.index, net("10.88.0.1/24"))
+    k.add_address(&h, br.index, net("10.88.0.1/24"), false)
         .await
         .unwrap();
 
@@ -1251,7 +1267,9 @@ async fn bridge_ports_carry_traffic_between_namespaces_and_default_route_works()
         };
         k.set_link(&h, host_end.index, &change).await.unwrap();
         let eth0 = sb.link(&ns, "eth0").await;
-        k.add_address(&ns, eth0.index, net(addr)).await.unwrap();
+        k.add_address(&ns, eth0.index, net(addr), false)
+            .await
+            .unwrap();
         k.set_link(&ns, eth0.index, &UP).await.unwrap();
         let default = RouteState {
             destination: net("0.0.0.0/0"),
@@ -1294,7 +1312,7 @@ async fn measure_endpoint_connect() {
     k.create_bridge(&h, "wbr0").await.unwrap();
     let br = sb.link(&h, "wbr0").await;
     k.set_link(&h, br.index, &UP).await.unwrap();
-    k.add_address(&h, br.index, net("10.128.0.1/16"))
+    k.add_address(&h, br.index, net("10.128.0.1/16"), false)
         .await
         .unwrap();
 
@@ -1318,7 +1336,9 @@ async fn measure_endpoint_connect() {
         k.set_link(&h, host_end.index, &change).await.unwrap();
         let eth0 = k.get_link(&ns, "eth0").await.unwrap().unwrap();
         let addr = format!("10.128.{}.{}/16", (i + 2) / 256, (i + 2) % 256);
-        k.add_address(&ns, eth0.index, net(&addr)).await.unwrap();
+        k.add_address(&ns, eth0.index, net(&addr), false)
+            .await
+            .unwrap();
         k.set_link(&ns, eth0.index, &UP).await.unwrap();
         let default = RouteState {
             destination: net("0.0.0.0/0"),

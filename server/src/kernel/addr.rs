@@ -1,13 +1,14 @@
 //! IP addresses over rtnetlink: list an interface's addresses, add and remove one.
 //!
 //! Adding builds the same request as `ip addr add A/N dev X`: `IFA_LOCAL` and `IFA_ADDRESS`,
-//! and for IPv4 with a prefix shorter than /31 the broadcast address (`brd +`).
+//! and for IPv4 with a prefix shorter than /31 the broadcast address (`brd +`); for IPv6,
+//! optionally `IFA_F_NODAD` (`nodad`).
 
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::Handle;
 
 /// Every address on interface `index` (IPv4 and IPv6, link-local included), with its prefix
@@ -40,13 +41,20 @@ pub(crate) fn parse(message: &AddressMessage) -> Option<IpNet> {
     IpNet::new(ip, message.header.prefix_len).ok()
 }
 
-/// Adds `net` to interface `index` (`NLM_F_EXCL`: `EEXIST` if it is already there).
-pub(crate) async fn add(handle: &Handle, index: u32, net: IpNet) -> Result<(), rtnetlink::Error> {
-    handle
-        .address()
-        .add(index, net.addr(), net.prefix_len())
-        .execute()
-        .await
+/// Adds `net` to interface `index` (`NLM_F_EXCL`: `EEXIST` if it is already there); with
+/// `nodad` an IPv6 address gets `IFA_F_NODAD`, in the header's flags as `ip addr add ..
+/// nodad` sends it (the kernel ignores the flag on IPv4).
+pub(crate) async fn add(
+    handle: &Handle,
+    index: u32,
+    net: IpNet,
+    nodad: bool,
+) -> Result<(), rtnetlink::Error> {
+    let mut request = handle.address().add(index, net.addr(), net.prefix_len());
+    if nodad && net.addr().is_ipv6() {
+        request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+    }
+    request.execute().await
 }
 
 /// Removes `net` from interface `index` (`EADDRNOTAVAIL` if it is not there).

@@ -329,9 +329,20 @@ impl LinkOps for DryRun {
 
 #[async_trait]
 impl AddrOps for DryRun {
-    async fn add_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError> {
+    async fn add_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+        nodad: bool,
+    ) -> Result<(), KernelError> {
         let on = self.target(ns, &self.name_of(ns, index).await);
-        self.record("add", "address", format!("{addr} on {on}"), "");
+        let detail = if nodad && addr.addr().is_ipv6() {
+            "nodad"
+        } else {
+            ""
+        };
+        self.record("add", "address", format!("{addr} on {on}"), detail);
         Ok(())
     }
 

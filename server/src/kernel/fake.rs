@@ -605,8 +605,15 @@ impl LinkOps for FakeKernel {
 
 #[async_trait]
 impl AddrOps for FakeKernel {
-    async fn add_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError> {
-        let mut s = self.begin("add_address", &format!("{addr} #{index}"))?;
+    async fn add_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+        nodad: bool,
+    ) -> Result<(), KernelError> {
+        let nodad = if nodad { " nodad" } else { "" };
+        let mut s = self.begin("add_address", &format!("{addr} #{index}{nodad}"))?;
         let op = format!("add address {addr} to #{index}");
         let l = s.link_mut(ns, index, &op)?;
         if l.addresses.contains(&addr) {

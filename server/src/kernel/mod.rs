@@ -549,11 +549,17 @@ impl AddrOps for Kernel {
     ///
     /// Like `ip addr add`: for IPv4 shorter than /31 the broadcast address is set too. Strict:
     /// `EEXIST` if the address is already on the interface.
-    async fn add_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError> {
+    async fn add_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+        nodad: bool,
+    ) -> Result<(), KernelError> {
         self.write(
             ns,
             || format!("add address {addr} to link #{index} in {}", self.label(ns)),
-            |h| async move { addr::add(&h, index, addr).await },
+            |h| async move { addr::add(&h, index, addr, nodad).await },
         )
         .await
     }

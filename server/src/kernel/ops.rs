@@ -95,8 +95,15 @@ pub trait LinkOps: Send + Sync {
 #[async_trait]
 pub trait AddrOps: Send + Sync {
     /// Adds an address to interface `index` (IPv4 with its broadcast address, like `ip addr
-    /// add`). `Exists` if it is already there.
-    async fn add_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError>;
+    /// add`); with `nodad` an IPv6 one skips duplicate address detection (`ip addr add ..
+    /// nodad`): it is usable at once, never tentative. `Exists` if it is already there.
+    async fn add_address(
+        &self,
+        ns: &NsRef,
+        index: u32,
+        addr: IpNet,
+        nodad: bool,
+    ) -> Result<(), KernelError>;
 
     /// Removes an address from interface `index`. Ok if it (or the interface) is not there.
     async fn del_address(&self, ns: &NsRef, index: u32, addr: IpNet) -> Result<(), KernelError>;

@@ -183,6 +183,14 @@ pub struct EndSpec {
     /// what it has.
     #[serde(default)]
     pub ipv6_off: bool,
+    /// Its IPv6 addresses skip duplicate address detection (`IFA_F_NODAD`): usable the moment
+    /// they are added, where with it they stay tentative for a second or two (no source, no
+    /// destination) and on a bridge without a port up until one comes up. weft sets it where
+    /// its IPAM made each address unique (a network's bridge, its endpoints' inside ends), as
+    /// Docker does; links leave it off, as `ip addr add` does. Applied when an address is
+    /// added: one already there keeps what it has.
+    #[serde(default)]
+    pub nodad: bool,
     /// Addresses with prefix length.
     pub addresses: Vec<IpNet>,
     /// Routes through this interface.

@@ -424,7 +424,7 @@ impl Controller {
             ok_if_gone(k.del_address(ns, state.index, *a).await)?;
         }
         for a in want.difference(&have) {
-            match k.add_address(ns, state.index, *a).await {
+            match k.add_address(ns, state.index, *a, end.nodad).await {
                 Err(e) if e.kind() != ErrorKind::Exists => return Err(e.into()),
                 _ => {}
             }

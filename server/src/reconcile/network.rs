@@ -78,6 +78,8 @@ pub(super) fn bridge_spec(id: &str, net: &NetworkSpec) -> LinkSpec {
             master: None,
             hairpin: false,
             ipv6_off: false,
+            // Its gateways are IPAM's: unique, and usable before its first port is up.
+            nodad: true,
             addresses: net
                 .subnets
                 .iter()
@@ -129,6 +131,7 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
             hairpin: !ep.spec.ports.is_empty(),
             // A bridge port needs no IPv6 of its own (see `EndSpec::ipv6_off`).
             ipv6_off: true,
+            nodad: false,
             addresses: Vec::new(),
             routes: Vec::new(),
         },
@@ -147,6 +150,9 @@ pub(super) fn endpoint_spec(net: &NetworkSpec, ep: &EndpointRow) -> LinkSpec {
                 // not even a link-local one: it would only send router solicitations, which
                 // the bridge floods to every port (see `EndSpec::ipv6_off`).
                 ipv6_off: !ep.addresses.iter().any(|a| a.addr().is_ipv6()),
+                // Leased by IPAM, so unique: usable when the Connect is answered, as with
+                // Docker (see `EndSpec::nodad`).
+                nodad: true,
                 addresses: ep.addresses.clone(),
                 routes,
             },

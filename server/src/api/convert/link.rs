@@ -149,6 +149,7 @@ impl<'a> EndFields<'a> {
             // Links are plain bridge ports; hairpin is for endpoints, and so is IPv6 off.
             hairpin: false,
             ipv6_off: false,
+            nodad: false,
             addresses: addresses_in(&format!("{field}addresses"), self.addresses)?,
             routes: routes_in(&format!("{field}routes"), self.routes)?,
         })

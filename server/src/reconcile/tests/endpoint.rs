@@ -56,6 +56,39 @@ async fn ipv4_only_endpoint_has_ipv6_off_on_both_ends_before_they_come_up() {
     assert_eq!(h.run(Key::Endpoint(ep.id)).await, 0);
 }
 
+/// The addresses weft's IPAM leased (a bridge's gateways, an endpoint's own) are added without
+/// duplicate address detection, IPv6 ones usable at once as with Docker; a link's addresses,
+/// given by whoever made it, keep it (`ip addr add`'s default).
+#[tokio::test]
+async fn leased_addresses_skip_duplicate_address_detection_and_a_links_do_not() {
+    let h = H::new().await;
+    let before = h.k.calls().len();
+    h.network("web", "br-web", &["10.88.0.0/24", "fd00:88::/64"])
+        .await;
+    h.namespace("ns1").await;
+    let ep = h.connect("web", "ns1", Vec::new()).await;
+    let mut end = super::end("wl0", "");
+    end.addresses = vec![net("fd00:99::5/64"), net("10.99.0.5/24")];
+    h.link(&super::veth_ends(end, super::end("wl1", ""))).await;
+    let adds: Vec<String> = h.k.calls()[before..]
+        .iter()
+        .filter(|c| c.starts_with("add_address "))
+        .cloned()
+        .collect();
+    let add = |a: &str| {
+        adds.iter()
+            .find(|c| c.starts_with(&format!("add_address {a} ")))
+            .unwrap_or_else(|| panic!("{a} added: {adds:?}"))
+            .ends_with(" nodad")
+    };
+    assert!(add("fd00:88::1/64") && add("10.88.0.1/24"), "{adds:?}");
+    assert_eq!(ep.addresses.len(), 2);
+    for a in &ep.addresses {
+        assert!(add(&a.to_string()), "{a}: {adds:?}");
+    }
+    assert!(!add("fd00:99::5/64") && !add("10.99.0.5/24"), "{adds:?}");
+}
+
 /// The endpoint's veth: host end a port of the bridge, inside end with the lease and a default
 /// route.
 #[tokio::test]

@@ -301,6 +301,7 @@ pub(super) fn end(name: &str, ns: &str) -> EndSpec {
         master: None,
         hairpin: false,
         ipv6_off: false,
+        nodad: false,
         addresses: Vec::new(),
         routes: Vec::new(),
     }
