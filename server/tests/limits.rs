@@ -762,7 +762,9 @@ async fn a_watch_past_its_limit_is_refused_and_a_watcher_that_goes_away_frees_it
 /// A network is one Linux bridge, which takes 1,023 ports: the 1,024th Connect to a network
 /// is RESOURCE_EXHAUSTED up front, saying why and what to do, and changes nothing (before, it
 /// was stored, answered Failed with the kernel's EXFULL and retried for ever, its veth half
-/// made). With one endpoint gone, the next Connect works and carries traffic.
+/// made). A link's interface on the bridge takes a port too: onto a full bridge it is
+/// refused, and on the bridge it makes the next Connect refused. With the link taken off,
+/// the next Connect works and carries traffic.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_connect_past_a_bridges_last_port_is_resource_exhausted_and_changes_nothing() {
     let sb = Sandbox::new("brfull").await;
@@ -816,8 +818,65 @@ async fn the_connect_past_a_bridges_last_port_is_resource_exhausted_and_changes_
     assert_eq!(sb.link_names("").len(), host_links, "a host end was made");
     assert_eq!(sb.link_names("last"), ["lo"]);
     assert_eq!(ports(), 1023);
-    // A port freed, the connect works.
+    // A link's interface takes a port of the bridge too: onto the full bridge it is refused,
+    // naming the bridge, its network and what to do, and nothing is made.
+    let mut vbig = veth(("", "vbig", &[]), ("", "vbig1", &[]));
+    vbig.master = "br-big".into();
+    let link_words = [
+        "link.master",
+        "\"br-big\"",
+        "network \"big\"",
+        "1023 ports taken",
+        "attach \"vbig\" to another bridge",
+    ];
+    for dry_run in [true, false] {
+        refused(
+            rpc(c.links().create_link(CreateLinkRequest {
+                link: Some(vbig.clone()),
+                dry_run,
+                ..Default::default()
+            }))
+            .await,
+            Code::ResourceExhausted,
+            &link_words,
+        );
+    }
+    assert_eq!(
+        sb.link_names("").len(),
+        host_links,
+        "a link's veth was made"
+    );
+    // An endpoint gone, the link takes its port; then the next Connect is refused for the
+    // link's port, saying so (before, it was stored and failed in the kernel with EXFULL).
     disconnect(&c, "big", "n7").await;
+    create_link(&c, vbig.clone()).await;
+    wait_for(
+        Duration::from_secs(10),
+        "1023 ports with the link's",
+        || ports() == 1023,
+    )
+    .await;
+    refused(
+        rpc(c.networks().connect(connect_req("big", "last"))).await,
+        Code::ResourceExhausted,
+        &[
+            "\"big\"",
+            "1022 endpoints and 1 link interfaces",
+            "\"last\"",
+            "take a link off the bridge",
+        ],
+    );
+    // The link taken off the bridge, the connect works.
+    vbig.master = String::new();
+    rpc(c.links().update_link(UpdateLinkRequest {
+        link: Some(vbig),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["master".into()],
+        }),
+        ..Default::default()
+    }))
+    .await
+    .expect("UpdateLink vbig off the bridge");
     let ep = connect(&c, connect_req("big", "last")).await;
     assert_eq!(ports(), 1023);
     // Traffic, over unicast: on a bridge of ~1,000 ports an ARP request's copies fill the

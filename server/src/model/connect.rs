@@ -54,6 +54,9 @@ pub struct ConnectFacts {
     /// The network's endpoints (including those being removed, whose ports the bridge still
     /// holds), counted up to [`BRIDGE_PORTS`].
     pub endpoints: u32,
+    /// Link interfaces (LinkService's) whose master is the network's bridge: ports of that
+    /// bridge too, counted up to [`BRIDGE_PORTS`].
+    pub bridge_links: u32,
 }
 
 /// How one subnet's address is chosen.
@@ -110,11 +113,19 @@ impl ConnectSpec {
                 self.endpoint.ifname, self.namespace
             )));
         }
-        if facts.endpoints >= BRIDGE_PORTS {
+        if facts.bridge_links == 0 && facts.endpoints >= BRIDGE_PORTS {
             return Err(Refusal::Exhausted(format!(
                 "network {:?} has {BRIDGE_PORTS} endpoints, as many as one Linux bridge takes; \
                  connect namespace {:?} to another network",
                 self.network, self.namespace
+            )));
+        }
+        if facts.endpoints.saturating_add(facts.bridge_links) >= BRIDGE_PORTS {
+            return Err(Refusal::Exhausted(format!(
+                "network {:?} has {} endpoints and {} link interfaces on its bridge, the \
+                 {BRIDGE_PORTS} ports one Linux bridge takes; connect namespace {:?} to another \
+                 network, or take a link off the bridge (UpdateLink with no master)",
+                self.network, facts.endpoints, facts.bridge_links, self.namespace
             )));
         }
         let mut endpoint = self.endpoint.clone();
@@ -441,6 +452,7 @@ mod tests {
             ifname_taken: true,
             routed_by_default: false,
             endpoints: BRIDGE_PORTS,
+            bridge_links: 0,
         };
         let clear: [fn(&mut ConnectFacts); 5] = [
             |f| f.network_deleting = false,
@@ -470,6 +482,33 @@ mod tests {
             clear(&mut f);
         }
         assert!(c.admit(&f).is_ok());
+    }
+
+    /// Link interfaces on the network's bridge take its ports too: the refusal comes when
+    /// endpoints and links together fill it, and says both counts and what to do.
+    #[test]
+    fn links_on_the_bridge_count_toward_its_ports() {
+        let c = spec(None, None);
+        let f = |endpoints, bridge_links| ConnectFacts {
+            endpoints,
+            bridge_links,
+            ..Default::default()
+        };
+        assert!(c.admit(&f(BRIDGE_PORTS - 2, 1)).is_ok());
+        assert!(c.admit(&f(0, BRIDGE_PORTS - 1)).is_ok());
+        assert_eq!(
+            c.admit(&f(BRIDGE_PORTS - 1, 1)),
+            Err(Refusal::Exhausted(
+                "network \"net\" has 1022 endpoints and 1 link interfaces on its bridge, the \
+                 1023 ports one Linux bridge takes; connect namespace \"ns\" to another \
+                 network, or take a link off the bridge (UpdateLink with no master)"
+                    .into()
+            ))
+        );
+        assert!(matches!(
+            c.admit(&f(0, BRIDGE_PORTS)),
+            Err(Refusal::Exhausted(_))
+        ));
     }
 
     /// A namespace routed by default through one network keeps that route when it joins

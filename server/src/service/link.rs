@@ -226,6 +226,12 @@ impl Service {
         spec.validate()?;
         self.check_masters(&spec, Some(&row.spec)).await?;
         if call.dry_run {
+            // The store's checks (a bridge's ports) run and roll back.
+            if spec != row.spec {
+                self.store()
+                    .update_link_spec(&row.id, &spec, &row.spec, true)
+                    .await?;
+            }
             let plan = self.ctl.plan_link(&row.id, &spec).await?;
             let mut would = row;
             would.spec = spec;
@@ -234,7 +240,10 @@ impl Service {
         if spec == row.spec {
             return Ok((row, Vec::new()));
         }
-        let row = self.store().update_link_spec(&row.id, &spec).await?;
+        let row = self
+            .store()
+            .update_link_spec(&row.id, &spec, &row.spec, false)
+            .await?;
         pending
             .finish(self, Links::key(row.id.clone()), row.generation)
             .await?;

@@ -393,6 +393,108 @@ async fn plans_interface_finds_each_planned_name_in_its_namespace_only() {
     }
 }
 
+/// A Linux bridge takes 1,023 ports, whoever attaches them: link interfaces whose master is a
+/// network's bridge count with its endpoints. A Connect past the last port is refused naming
+/// both counts; a link onto a full bridge is refused at create and at update (its dry run
+/// too), naming the bridge and its network; a link taken off the bridge frees its port. A
+/// veth whose two ends join one bridge takes two. Nothing refused is stored.
+#[tokio::test]
+async fn link_interfaces_on_a_networks_bridge_take_its_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = crate::model::BRIDGE_PORTS as usize;
+    let s = store_with(&dir.path().join("t.db"), &["10.1.0.0/21"], n).await;
+    let end = |name: &str, master: Option<&str>| crate::model::EndSpec {
+        name: name.into(),
+        master: master.map(str::to_string),
+        ..Default::default()
+    };
+    let veth = |a: crate::model::EndSpec, b: crate::model::EndSpec| crate::model::LinkSpec {
+        labels: Default::default(),
+        end: a,
+        kind: crate::model::LinkKind::Veth { peer: b },
+    };
+    let on = veth(end("vx0", Some("br-web")), end("vx1", None));
+    let link = s.create_link(&on, None, false).await.unwrap();
+    for i in 0..n - 1 {
+        s.connect(&connect_spec("web", &format!("ns{i}")), None, false)
+            .await
+            .unwrap();
+    }
+    let last = connect_spec("web", &format!("ns{}", n - 1));
+    for dry_run in [true, false] {
+        let err = s.connect(&last, None, dry_run).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Exhausted(m)
+                if m.contains("1022 endpoints and 1 link interfaces") && m.contains("take a link off")),
+            "{err}"
+        );
+    }
+    // Its own port is its own: an update that keeps it (an MTU) is fine, one that also puts
+    // its peer on the full bridge is not.
+    let mut mtu = on.clone();
+    mtu.end.mtu = 1400;
+    s.update_link_spec(&link.id, &mtu, &on, false)
+        .await
+        .unwrap();
+    let peer_too = veth(end("vx0", Some("br-web")), end("vx1", Some("br-web")));
+    let err = s
+        .update_link_spec(&link.id, &peer_too, &on, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Exhausted(m) if m.starts_with("link.veth.peer.master: ")),
+        "{err}"
+    );
+    s.update_link_spec(&link.id, &on, &mtu, false)
+        .await
+        .unwrap();
+    // Another link onto the full bridge: refused, naming it and its network.
+    let count = |s: &Store| {
+        let s = s.clone();
+        async move { s.list_links().await.unwrap().len() }
+    };
+    let links = count(&s).await;
+    let more = veth(end("vy0", Some("br-web")), end("vy1", None));
+    let err = s.create_link(&more, None, false).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Exhausted(m)
+            if m.starts_with("link.master: bridge \"br-web\" in the host namespace (the bridge of \
+                              network \"web\", with 1022 endpoints) has 1023 ports taken, 1 of \
+                              them by link interfaces")
+                && m.contains("attach \"vy0\" to another bridge")),
+        "{err}"
+    );
+    assert_eq!(count(&s).await, links, "a refused link was stored");
+    // The link taken off the bridge frees its port: the Connect works, and putting the link
+    // back is refused (its dry run too), leaving its spec as it was.
+    let off = veth(end("vx0", None), end("vx1", None));
+    s.update_link_spec(&link.id, &off, &on, false)
+        .await
+        .unwrap();
+    s.connect(&last, None, false).await.unwrap();
+    for dry_run in [true, false] {
+        let err = s
+            .update_link_spec(&link.id, &on, &off, dry_run)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Exhausted(m) if m.contains("1023 endpoints")),
+            "{err}"
+        );
+    }
+    assert_eq!(s.link_by_id(&link.id).await.unwrap().unwrap().spec, off);
+    // A bridge of a link's own, in the host: a veth with both ends on it takes two ports.
+    let both = veth(end("vz0", Some("br-own")), end("vz1", Some("br-own")));
+    s.create_link(&both, None, false).await.unwrap();
+    let ports: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM link_ifaces WHERE ns_key = '' AND master = 'br-own'",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(ports, 2);
+}
+
 /// The bulk check's list: exactly the rows the per-kind lists give through sqlx (NULL and
 /// set optional columns, statuses, rows being deleted, a link, a lease-less endpoint's
 /// addresses), stepped in place on a thread at nice 19 and SCHED_IDLE whose connection's

@@ -186,7 +186,9 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
                  AND json_extract(spec, '$.default_route') = 1), \
          (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
           WHERE network_id = w.id), \
-         (SELECT count(*) FROM (SELECT 1 FROM endpoints WHERE network_id = w.id LIMIT ?4)) \
+         (SELECT count(*) FROM (SELECT 1 FROM endpoints WHERE network_id = w.id LIMIT ?4)), \
+         (SELECT count(*) FROM (SELECT 1 FROM link_ifaces \
+                                WHERE ns_key = '' AND master = w.bridge_name LIMIT ?4)) \
          FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
         &[
             (&req.network).into(),
@@ -202,6 +204,7 @@ fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
                 ifname_taken: r.at::<i64>(6)? != 0,
                 routed_by_default: r.at::<i64>(7)? != 0,
                 endpoints: u32::try_from(r.at::<i64>(9)?).unwrap_or(BRIDGE_PORTS),
+                bridge_links: u32::try_from(r.at::<i64>(10)?).unwrap_or(BRIDGE_PORTS),
             };
             let net_spec: String = r.at(1)?;
             let cursors = r

@@ -12,7 +12,7 @@ use super::{
     Columns, Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation,
     is_unique_violation, kind::status_of, now_ms,
 };
-use crate::model::{LinkKind, LinkSpec, Status};
+use crate::model::{BRIDGE_PORTS, LinkKind, LinkSpec, Status};
 
 /// What the reconciler saw of one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +127,7 @@ impl Store {
                 Some((ns_id, _)) => ns_ids.push(Some(ns_id)),
             }
         }
+        check_bridge_ports(&mut tx, spec, None, &ns_ids, &id).await?;
         let kind = match spec.kind {
             LinkKind::Veth { .. } => "veth",
             LinkKind::Bridge => "bridge",
@@ -142,13 +143,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (i, (end, ns_id)) in spec.ends().into_iter().zip(ns_ids).enumerate() {
-            let res = sqlx::query("INSERT INTO link_ifaces (link_id, end_index, namespace_id, name) VALUES (?, ?, ?, ?)")
-                .bind(&id)
-                .bind(i as i64)
-                .bind(ns_id)
-                .bind(&end.name)
-                .execute(&mut *tx)
-                .await;
+            let res = sqlx::query(
+                "INSERT INTO link_ifaces (link_id, end_index, namespace_id, name, master) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(i as i64)
+            .bind(ns_id)
+            .bind(&end.name)
+            .bind(&end.master)
+            .execute(&mut *tx)
+            .await;
             match res {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {
@@ -217,25 +222,121 @@ impl Store {
         )
     }
 
-    /// Replaces a link's spec (names and namespaces must not change) and bumps its generation.
-    /// FAILED_PRECONDITION if the link is being deleted.
-    pub async fn update_link_spec(&self, id: &str, spec: &LinkSpec) -> Result<LinkRow, StoreError> {
-        let mut w = self.writer().await?;
+    /// Replaces a link's spec (names and namespaces must not change) and bumps its generation,
+    /// keeping each interface's master beside it. FAILED_PRECONDITION if the link is being
+    /// deleted; RESOURCE_EXHAUSTED if a new master bridge has no port left (`before` is the
+    /// stored spec: only masters that changed are counted). A `dry_run` checks all that and
+    /// changes nothing (the row answered is the one it would have written).
+    pub async fn update_link_spec(
+        &self,
+        id: &str,
+        spec: &LinkSpec,
+        before: &LinkSpec,
+        dry_run: bool,
+    ) -> Result<LinkRow, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ns_ids: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT namespace_id FROM link_ifaces WHERE link_id = ? ORDER BY end_index",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        check_bridge_ports(&mut tx, spec, Some(before), &ns_ids, id).await?;
         let r = sqlx::query(
             "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
         )
         .bind(encode(spec)?)
         .bind(now_ms())
         .bind(id)
-        .execute(w.conn()?)
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::FailedPrecondition(
                 "the link is being deleted".into(),
             ));
         }
-        self.link_by_id(id)
+        for (i, end) in spec.ends().into_iter().enumerate() {
+            sqlx::query("UPDATE link_ifaces SET master = ? WHERE link_id = ? AND end_index = ?")
+                .bind(&end.master)
+                .bind(id)
+                .bind(i as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = Self::by_id_in::<LinkRow>(&mut tx, id)
             .await?
-            .ok_or_else(|| StoreError::NotFound("link not found".into()))
+            .ok_or_else(|| StoreError::NotFound("link not found".into()))?;
+        tx.finish(dry_run).await?;
+        Ok(row)
     }
+}
+
+/// Refuses (RESOURCE_EXHAUSTED) a link whose interfaces would take a port a bridge does not
+/// have: a Linux bridge takes [`BRIDGE_PORTS`], counting the link interfaces whose master it
+/// is (but link `id`'s own) and, for a network's bridge in the host, the network's endpoints
+/// (those being removed too, as a Connect counts them). `ns_ids` holds each end's namespace
+/// id (None: the host). With `before`, an end whose master did not change is not counted.
+async fn check_bridge_ports(
+    conn: &mut sqlx::SqliteConnection,
+    spec: &LinkSpec,
+    before: Option<&LinkSpec>,
+    ns_ids: &[Option<String>],
+    id: &str,
+) -> Result<(), StoreError> {
+    let ends = spec.ends();
+    let old = before.map(|b| b.ends()).unwrap_or_default();
+    for (i, end) in ends.iter().enumerate() {
+        let Some(master) = &end.master else { continue };
+        if old
+            .get(i)
+            .is_some_and(|o| o.master.as_ref() == Some(master))
+        {
+            continue;
+        }
+        let ns_id = ns_ids.get(i).cloned().flatten();
+        // This link's interfaces on the same bridge, as the spec has them (a veth's two ends
+        // may share one); the count below leaves out every row of this link.
+        let mine = ends
+            .iter()
+            .enumerate()
+            .filter(|(j, e)| {
+                e.master.as_ref() == Some(master) && ns_ids.get(*j).cloned().flatten() == ns_id
+            })
+            .count() as i64;
+        let (links, endpoints, network): (i64, i64, Option<String>) = sqlx::query_as(
+            "SELECT \
+               (SELECT count(*) FROM (SELECT 1 FROM link_ifaces \
+                  WHERE ns_key = IFNULL(?1, '') AND master = ?2 AND link_id != ?3 LIMIT ?4)), \
+               (SELECT count(*) FROM (SELECT 1 FROM endpoints \
+                  WHERE ?1 IS NULL \
+                    AND network_id = (SELECT id FROM networks WHERE bridge_name = ?2) LIMIT ?4)), \
+               (SELECT name FROM networks WHERE ?1 IS NULL AND bridge_name = ?2)",
+        )
+        .bind(&ns_id)
+        .bind(master)
+        .bind(id)
+        .bind(i64::from(BRIDGE_PORTS))
+        .fetch_one(&mut *conn)
+        .await?;
+        if links + endpoints + mine > i64::from(BRIDGE_PORTS) {
+            let field = if i == 0 {
+                "link.master"
+            } else {
+                "link.veth.peer.master"
+            };
+            let network = match network {
+                Some(n) => format!(" (the bridge of network {n:?}, with {endpoints} endpoints)"),
+                None => String::new(),
+            };
+            return Err(StoreError::Exhausted(format!(
+                "{field}: bridge {master:?} in {}{network} has {} ports taken, {links} of them \
+                 by link interfaces, and one Linux bridge takes {BRIDGE_PORTS}; attach {:?} to \
+                 another bridge",
+                where_ns(&end.namespace),
+                links + endpoints,
+                end.name
+            )));
+        }
+    }
+    Ok(())
 }

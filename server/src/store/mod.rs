@@ -759,6 +759,101 @@ mod tests {
         );
     }
 
+    /// Links stored before migration 0015 get each interface's master beside its name: the
+    /// first end's from the spec's end, a veth peer's from its peer, none where none is set.
+    #[tokio::test]
+    async fn migration_0015_keeps_each_link_interfaces_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pool) = database_before(dir.path(), "0015").await;
+        sqlx::query(
+            "INSERT INTO namespaces (id, name, created_at, updated_at) VALUES ('n1', 'ns1', 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let end = |name: &str, ns: &str, master: Option<&str>| crate::model::EndSpec {
+            name: name.into(),
+            namespace: ns.into(),
+            master: master.map(str::to_string),
+            ..Default::default()
+        };
+        let links = [
+            (
+                "l1",
+                "veth",
+                crate::model::LinkSpec {
+                    labels: Default::default(),
+                    end: end("va", "", Some("br0")),
+                    kind: crate::model::LinkKind::Veth {
+                        peer: end("vb", "ns1", Some("br1")),
+                    },
+                },
+            ),
+            (
+                "l2",
+                "veth",
+                crate::model::LinkSpec {
+                    labels: Default::default(),
+                    end: end("vc", "", None),
+                    kind: crate::model::LinkKind::Veth {
+                        peer: end("vd", "", Some("br0")),
+                    },
+                },
+            ),
+            (
+                "l3",
+                "bridge",
+                crate::model::LinkSpec {
+                    labels: Default::default(),
+                    end: end("br0", "", None),
+                    kind: crate::model::LinkKind::Bridge,
+                },
+            ),
+        ];
+        for (id, kind, spec) in &links {
+            sqlx::query(
+                "INSERT INTO links (id, kind, spec, created_at, updated_at) VALUES (?, ?, ?, 0, 0)",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(serde_json::to_string(spec).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+            for (i, e) in spec.ends().into_iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO link_ifaces (link_id, end_index, namespace_id, name) \
+                     VALUES (?, ?, NULLIF(?, ''), ?)",
+                )
+                .bind(id)
+                .bind(i as i64)
+                .bind(if e.namespace.is_empty() { "" } else { "n1" })
+                .bind(&e.name)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        }
+        pool.close().await;
+
+        let s = Store::open(&path).await.unwrap();
+        let masters: Vec<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT name, master, ns_key FROM link_ifaces ORDER BY link_id, end_index",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        let want = [
+            ("va", Some("br0"), ""),
+            ("vb", Some("br1"), "n1"),
+            ("vc", None, ""),
+            ("vd", Some("br0"), ""),
+            ("br0", None, ""),
+        ]
+        .map(|(n, m, k)| (n.to_string(), m.map(str::to_string), k.to_string()));
+        assert_eq!(masters, want);
+    }
+
     /// Networks stored before migration 0012 get `dns` written into their spec: off for the
     /// default network (Docker's default bridge has no DNS), on for every other; a spec that
     /// already says is left alone.

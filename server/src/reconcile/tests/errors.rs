@@ -160,7 +160,7 @@ async fn einval_on_a_spec_change_fails_at_the_new_generation_at_once() {
     let id = h.link(&rich_veth()).await;
     let mut spec = rich_veth();
     spec.end.mtu = 9000;
-    h.store().update_link_spec(&id, &spec).await.unwrap();
+    h.update_link(&id, &spec).await;
     h.k.fail("set_link", None, Errno::EINVAL, 1);
     h.run(Key::Link(id.clone())).await;
     let s = h.link_status(&id).await;
@@ -232,7 +232,7 @@ async fn unreachable_gateway_is_pending_with_the_route_named_and_a_spec_fix_conv
         "{}",
         s.message
     );
-    h.store().update_link_spec(&id, &rich_veth()).await.unwrap();
+    h.update_link(&id, &rich_veth()).await;
     h.run(Key::Link(id.clone())).await;
     let s = h.link_status(&id).await;
     assert_eq!((s.phase, s.observed_generation), (Phase::Ready, 2));

@@ -117,7 +117,7 @@ async fn spec_update_converges_mtu_and_addresses_at_the_new_generation() {
     if let crate::model::LinkKind::Veth { peer } = &mut spec.kind {
         peer.addresses = vec![net("10.9.0.3/24")];
     }
-    let row = h.store().update_link_spec(&id, &spec).await.unwrap();
+    let row = h.update_link(&id, &spec).await;
     assert_eq!(row.generation, 2);
     assert!(h.run(Key::Link(id.clone())).await > 0);
     let inside = h.k.link(&h.ns("ns1"), "vi1").unwrap();
@@ -140,7 +140,7 @@ async fn update_without_a_master_releases_the_port() {
     let id = h.link(&spec).await;
     assert!(h.k.link(&NsRef::Host, "vh1").unwrap().master.is_some());
     spec.end.master = None;
-    h.store().update_link_spec(&id, &spec).await.unwrap();
+    h.update_link(&id, &spec).await;
     assert_eq!(h.run(Key::Link(id.clone())).await, 1);
     assert_eq!(h.k.link(&NsRef::Host, "vh1").unwrap().master, None);
     assert_eq!(h.link_status(&id).await.observed_generation, 2);
