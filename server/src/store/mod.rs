@@ -26,6 +26,7 @@
 //! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
 //! kernel as it was.
 
+mod checkpoint;
 mod columns;
 mod endpoints;
 mod kind;
@@ -133,6 +134,8 @@ pub struct Store {
     /// each of the four connections' threads did so). The writer's own commits keep its
     /// cache valid. Reads through the pool still start cold after a write.
     writer: std::sync::Arc<tokio::sync::Mutex<Writer>>,
+    /// Checkpoints the WAL on a thread of its own, so commits do not (`checkpoint`).
+    checkpointer: std::sync::Arc<checkpoint::Checkpointer>,
     /// How they connect (for the background reader's own connection).
     opts: SqliteConnectOptions,
     /// The bulk check's reader at the lowest priority (`lists`).
@@ -193,8 +196,13 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        // The writer's commits leave checkpoints to the checkpointer's thread (`checkpoint`).
+        let writer_opts = opts.clone().pragma(
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT.to_string(),
+        );
         let writer = Writer {
-            conn: Some(SqliteConnection::connect_with(&opts).await?),
+            conn: Some(SqliteConnection::connect_with(&writer_opts).await?),
             statements: Default::default(),
             maybe_open: Default::default(),
         };
@@ -206,6 +214,7 @@ impl Store {
             endpoints: Default::default(),
             places: Default::default(),
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
+            checkpointer: std::sync::Arc::new(checkpoint::Checkpointer::start(path)),
             objects: ObjectLimits::default(),
         })
     }
@@ -385,6 +394,7 @@ impl Store {
 
     /// Closes the connections, checkpointing the WAL; writes fail after it.
     pub async fn close(&self) {
+        self.checkpointer.close().await;
         self.background.close().await;
         if let Ok(mut w) = self.writer().await {
             w.close().await;
@@ -627,6 +637,68 @@ mod tests {
             .await
             .unwrap();
         (path, pool)
+    }
+
+    /// The WAL is checkpointed by the checkpointer's thread within a second or two of the
+    /// last commit, not by the commits: the writer's own threshold is far above SQLite's
+    /// 1,000 pages, and the database file itself (copied without its WAL) holds every
+    /// committed row soon after, where SQLite's default left the last few hundred pages of
+    /// commits in the WAL until the next thousand. Closing the store stops the thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_checkpointed_by_a_thread_of_its_own_not_by_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = Store::open(&path).await.unwrap();
+        {
+            let mut w = s.writer().await.unwrap();
+            let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(w.conn().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(pages, i64::from(checkpoint::WRITER_AUTOCHECKPOINT));
+        }
+        const N: usize = 50;
+        for i in 0..N {
+            let spec = crate::model::NamespaceSpec {
+                name: format!("ns{i}"),
+                labels: Default::default(),
+                adopted_path: None,
+            };
+            s.create_namespace(&spec, None, false).await.unwrap();
+        }
+        let copy = dir.path().join("copy.db");
+        let started = std::time::Instant::now();
+        let mut seen = namespaces_in_file_alone(&path, &copy).await;
+        while seen < N as i64 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = namespaces_in_file_alone(&path, &copy).await;
+        }
+        assert_eq!(
+            seen,
+            N as i64,
+            "namespaces in the database file itself {:?} after the last commit",
+            started.elapsed()
+        );
+        s.close().await;
+        assert!(s.checkpointer.stopped(), "the thread was joined");
+    }
+
+    /// Rows of `namespaces` in the database file at `path` alone: copied to `copy` without
+    /// its WAL, and read there (-1: no such table there yet).
+    async fn namespaces_in_file_alone(path: &Path, copy: &Path) -> i64 {
+        std::fs::copy(path, copy).unwrap();
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(copy)
+            .read_only(true);
+        let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
+        // Before the first checkpoint the file has not even the tables.
+        let n = sqlx::query_scalar("SELECT count(*) FROM namespaces")
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or(-1);
+        let _ = c.close().await;
+        n
     }
 
     /// A database from before migration 0013 starts with its rows counted: the object

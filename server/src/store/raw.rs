@@ -98,9 +98,9 @@ impl From<Failure> for StoreError {
 
 /// Runs `f`, SQLite work on a connection held in place, where it may block: off the async
 /// runtime's core when it has more than one (`block_in_place`: the runtime hands this
-/// worker's other tasks to another thread meanwhile). A commit may write the WAL back to
-/// the database file and `fsync` it (a checkpoint, every thousand pages or so), and writes
-/// to a busy disk may be throttled: tens to hundreds of milliseconds in which a worker
+/// worker's other tasks to another thread meanwhile). Writes to a busy disk may be
+/// throttled, and a commit may still checkpoint the WAL when the checkpointer's thread fell
+/// far behind (store/checkpoint.rs): tens to hundreds of milliseconds in which a worker
 /// thread would otherwise serve nothing else. On a single-threaded runtime (tests) it runs
 /// in place.
 pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
