@@ -849,6 +849,11 @@ async fn the_connect_past_a_bridges_last_port_is_resource_exhausted_and_changes_
     // An endpoint gone, the link takes its port; then the next Connect is refused for the
     // link's port, saying so (before, it was stored and failed in the kernel with EXFULL).
     disconnect(&c, "big", "n7").await;
+    // The host end stays a port until the reaper deletes it, some 20 ms after the answer.
+    wait_for(Duration::from_secs(10), "n7's port gone", || {
+        ports() == 1022
+    })
+    .await;
     create_link(&c, vbig.clone()).await;
     wait_for(
         Duration::from_secs(10),

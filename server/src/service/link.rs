@@ -228,9 +228,7 @@ impl Service {
         if call.dry_run {
             // The store's checks (a bridge's ports) run and roll back.
             if spec != row.spec {
-                self.store()
-                    .update_link_spec(&row.id, &spec, &row.spec, true)
-                    .await?;
+                self.store().update_link_spec(&row.id, &spec, true).await?;
             }
             let plan = self.ctl.plan_link(&row.id, &spec).await?;
             let mut would = row;
@@ -240,10 +238,7 @@ impl Service {
         if spec == row.spec {
             return Ok((row, Vec::new()));
         }
-        let row = self
-            .store()
-            .update_link_spec(&row.id, &spec, &row.spec, false)
-            .await?;
+        let row = self.store().update_link_spec(&row.id, &spec, false).await?;
         pending
             .finish(self, Links::key(row.id.clone()), row.generation)
             .await?;

@@ -7,9 +7,9 @@
 //! for it, a Connect's p99. Here the writer's own commits checkpoint only past
 //! [`WRITER_AUTOCHECKPOINT`] pages (a safety net, should this thread fall behind or die),
 //! and a thread of its own (`weft-checkpoint`, nice [`NICE`]) runs a `PASSIVE` checkpoint
-//! every [`EVERY`] on a connection of its own: it never waits for a lock and never holds
-//! up a writer or a reader (SQLite's WAL lets commits go on while it copies), and with
-//! nothing new in the WAL it returns at once without touching the disk. Durability is
+//! every [`EVERY`] on a connection of its own: it waits for no lock and blocks no commit
+//! (SQLite's WAL lets commits go on while it copies; a reader may retry for a moment for a
+//! read slot), and with nothing new in the WAL it returns at once without touching the disk. Durability is
 //! unchanged: a commit is in the WAL (in the kernel's page cache, `synchronous = NORMAL`)
 //! before it is answered, whoever checkpoints it later.
 //!

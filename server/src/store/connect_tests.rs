@@ -433,21 +433,17 @@ async fn link_interfaces_on_a_networks_bridge_take_its_ports() {
     // its peer on the full bridge is not.
     let mut mtu = on.clone();
     mtu.end.mtu = 1400;
-    s.update_link_spec(&link.id, &mtu, &on, false)
-        .await
-        .unwrap();
+    s.update_link_spec(&link.id, &mtu, false).await.unwrap();
     let peer_too = veth(end("vx0", Some("br-web")), end("vx1", Some("br-web")));
     let err = s
-        .update_link_spec(&link.id, &peer_too, &on, false)
+        .update_link_spec(&link.id, &peer_too, false)
         .await
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::Exhausted(m) if m.starts_with("link.veth.peer.master: ")),
         "{err}"
     );
-    s.update_link_spec(&link.id, &on, &mtu, false)
-        .await
-        .unwrap();
+    s.update_link_spec(&link.id, &on, false).await.unwrap();
     // Another link onto the full bridge: refused, naming it and its network.
     let count = |s: &Store| {
         let s = s.clone();
@@ -468,13 +464,11 @@ async fn link_interfaces_on_a_networks_bridge_take_its_ports() {
     // The link taken off the bridge frees its port: the Connect works, and putting the link
     // back is refused (its dry run too), leaving its spec as it was.
     let off = veth(end("vx0", None), end("vx1", None));
-    s.update_link_spec(&link.id, &off, &on, false)
-        .await
-        .unwrap();
+    s.update_link_spec(&link.id, &off, false).await.unwrap();
     s.connect(&last, None, false).await.unwrap();
     for dry_run in [true, false] {
         let err = s
-            .update_link_spec(&link.id, &on, &off, dry_run)
+            .update_link_spec(&link.id, &on, dry_run)
             .await
             .unwrap_err();
         assert!(

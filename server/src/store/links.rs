@@ -224,24 +224,16 @@ impl Store {
 
     /// Replaces a link's spec (names and namespaces must not change) and bumps its generation,
     /// keeping each interface's master beside it. FAILED_PRECONDITION if the link is being
-    /// deleted; RESOURCE_EXHAUSTED if a new master bridge has no port left (`before` is the
-    /// stored spec: only masters that changed are counted). A `dry_run` checks all that and
-    /// changes nothing (the row answered is the one it would have written).
+    /// deleted; RESOURCE_EXHAUSTED if an interface moves onto a bridge with no port left
+    /// (the masters stored in the same transaction tell which moved). A `dry_run` checks all
+    /// that and changes nothing (the row answered is the one it would have written).
     pub async fn update_link_spec(
         &self,
         id: &str,
         spec: &LinkSpec,
-        before: &LinkSpec,
         dry_run: bool,
     ) -> Result<LinkRow, StoreError> {
         let mut tx = self.begin_write().await?;
-        let ns_ids: Vec<Option<String>> = sqlx::query_scalar(
-            "SELECT namespace_id FROM link_ifaces WHERE link_id = ? ORDER BY end_index",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        check_bridge_ports(&mut tx, spec, Some(before), &ns_ids, id).await?;
         let r = sqlx::query(
             "UPDATE links SET spec = ?, generation = generation + 1, updated_at = ? WHERE id = ? AND deleting = 0",
         )
@@ -255,6 +247,14 @@ impl Store {
                 "the link is being deleted".into(),
             ));
         }
+        let stored: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT namespace_id, master FROM link_ifaces WHERE link_id = ? ORDER BY end_index",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (ns_ids, masters): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
+        check_bridge_ports(&mut tx, spec, Some(&masters), &ns_ids, id).await?;
         for (i, end) in spec.ends().into_iter().enumerate() {
             sqlx::query("UPDATE link_ifaces SET master = ? WHERE link_id = ? AND end_index = ?")
                 .bind(&end.master)
@@ -275,21 +275,21 @@ impl Store {
 /// have: a Linux bridge takes [`BRIDGE_PORTS`], counting the link interfaces whose master it
 /// is (but link `id`'s own) and, for a network's bridge in the host, the network's endpoints
 /// (those being removed too, as a Connect counts them). `ns_ids` holds each end's namespace
-/// id (None: the host). With `before`, an end whose master did not change is not counted.
+/// id (None: the host). With `stored` (each end's master as stored, for an update), an end
+/// whose master did not change is not checked: it holds its port already.
 async fn check_bridge_ports(
     conn: &mut sqlx::SqliteConnection,
     spec: &LinkSpec,
-    before: Option<&LinkSpec>,
+    stored: Option<&[Option<String>]>,
     ns_ids: &[Option<String>],
     id: &str,
 ) -> Result<(), StoreError> {
     let ends = spec.ends();
-    let old = before.map(|b| b.ends()).unwrap_or_default();
     for (i, end) in ends.iter().enumerate() {
         let Some(master) = &end.master else { continue };
-        if old
-            .get(i)
-            .is_some_and(|o| o.master.as_ref() == Some(master))
+        if stored
+            .and_then(|s| s.get(i))
+            .is_some_and(|m| m.as_ref() == Some(master))
         {
             continue;
         }

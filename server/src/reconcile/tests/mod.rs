@@ -169,23 +169,16 @@ impl H {
         id
     }
 
-    /// Records a network (no automatic subnets) without reconciling it. No pool is
-    /// configured, so the network has exactly the subnets its spec names.
     /// Replaces link `id`'s spec as UpdateLink does (its masters' ports checked).
     pub async fn update_link(&self, id: &str, spec: &LinkSpec) -> crate::store::LinkRow {
-        let before = self
-            .store()
-            .link_by_id(id)
-            .await
-            .unwrap()
-            .expect("the link")
-            .spec;
         self.store()
-            .update_link_spec(id, spec, &before, false)
+            .update_link_spec(id, spec, false)
             .await
             .unwrap()
     }
 
+    /// Records a network (no automatic subnets) without reconciling it. No pool is
+    /// configured, so the network has exactly the subnets its spec names.
     pub async fn network_row(&self, spec: &NetworkSpec) -> NetworkRow {
         self.store()
             .create_network(spec, &AutoSubnets::default(), false, None, false)
