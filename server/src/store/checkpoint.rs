@@ -2,70 +2,125 @@
 //!
 //! In WAL mode a commit appends its pages to the `-wal` file; a checkpoint copies them back
 //! into the database file and `fsync`s it. SQLite runs one inside the commit that takes the
-//! WAL past 1,000 pages (`wal_autocheckpoint`), so with its defaults about one commit in a
-//! hundred and fifty (a Connect commits twice: its transaction, its status) paid 5-13 ms
-//! for it, a Connect's p99. Here the writer's own commits checkpoint only past
-//! [`WRITER_AUTOCHECKPOINT`] pages (a safety net, should this thread fall behind or die),
-//! and a thread of its own (`weft-checkpoint`, nice [`NICE`]) runs a `PASSIVE` checkpoint
-//! every [`EVERY`] on a connection of its own: it waits for no lock and blocks no commit
-//! (SQLite's WAL lets commits go on while it copies; a reader may retry for a moment for a
-//! read slot), and with nothing new in the WAL it returns at once without touching the disk. Durability is
-//! unchanged: a commit is in the WAL (in the kernel's page cache, `synchronous = NORMAL`)
-//! before it is answered, whoever checkpoints it later.
+//! WAL past 1,000 pages (`wal_autocheckpoint`), so about one commit in 140 (a Connect commits
+//! twice: its transaction, its status) paid 5-13 ms for it, a Connect's p99. Here the
+//! writer's connection has a WAL hook of its own ([`install`]) in place of SQLite's: past
+//! [`WAKE_AT`] pages a commit only wakes a thread of its own (`weft-checkpoint`, nice
+//! [`NICE`]), which runs a `PASSIVE` checkpoint on a connection of its own; it waits for no
+//! lock and blocks no commit (SQLite's WAL lets commits go on while it copies; a reader may
+//! retry for a moment for a read slot). Only past [`WRITER_AUTOCHECKPOINT`] pages (the thread
+//! fell far behind, or died) does the commit checkpoint itself, as SQLite would.
 //!
-//! The thread ends when the store is closed or its last handle dropped, closing its
-//! connection. It talks to SQLite directly (a plain blocking thread needs no runtime).
+//! Not on a timer: a checkpoint that empties the WAL makes the next commit rewind it, and
+//! SQLite then `fsync`s the WAL's header (`synchronous = NORMAL`), so checkpointing every
+//! second made the first call after a quiet second 0.7-0.8 ms slower (BENCHMARKS.md,
+//! "Session 18"). At SQLite's own threshold the rewinds are as rare as they were.
+//!
+//! Durability is unchanged: a commit is in the WAL (in the kernel's page cache) before it is
+//! answered, whoever checkpoints it later. The thread ends when the store is closed or its
+//! last handle dropped, closing its connection; it talks to SQLite directly (a plain
+//! blocking thread needs no runtime).
 
 use std::{
-    ffi::CString,
+    ffi::{CString, c_char, c_int, c_void},
     path::Path,
     ptr::NonNull,
-    sync::{Mutex, mpsc},
-    time::Duration,
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
 use libsqlite3_sys as ffi;
 
-/// Pages the writer's WAL may hold before the writer's own commit checkpoints (SQLite's
-/// default is 1,000): only if the checkpointer falls this far behind.
-pub(super) const WRITER_AUTOCHECKPOINT: u32 = 20_000;
-/// How often the checkpointer runs.
-pub(super) const EVERY: Duration = Duration::from_secs(1);
+/// WAL pages after a commit from which the writer wakes the checkpointer (SQLite's default
+/// checkpoint threshold).
+pub(super) const WAKE_AT: c_int = 1_000;
+/// WAL pages after a commit from which the committing connection checkpoints itself: only
+/// if the checkpointer fell this far behind.
+pub(super) const WRITER_AUTOCHECKPOINT: c_int = 20_000;
 /// The checkpointer's nice value: below the API's threads, but not the lowest priority
-/// (`SCHED_IDLE`): it takes SQLite's checkpoint lock, which a writer restarting the WAL
-/// may want, and must not sit on it unscheduled behind a busy host.
+/// (`SCHED_IDLE`): it takes SQLite's checkpoint lock, and must not sit on it unscheduled
+/// behind a busy host.
 const NICE: i32 = 10;
 
-/// The checkpointer of one store: stops its thread when closed or dropped.
+/// What the writer's WAL hook and the checkpointer's thread share.
 #[derive(Debug, Default)]
+pub(super) struct Wake {
+    /// (a checkpoint is wanted, the thread must stop).
+    state: Mutex<(bool, bool)>,
+    cv: Condvar,
+    /// Checkpoints the thread ran.
+    pub(super) done: AtomicU64,
+}
+
+impl Wake {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the thread for a checkpoint (never blocks on it: called inside a commit).
+    fn want(&self) {
+        self.lock().0 = true;
+        self.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().1 = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits for a request; false once stopped.
+    fn wait(&self) -> bool {
+        let mut g = self.lock();
+        loop {
+            if g.1 {
+                return false;
+            }
+            if g.0 {
+                g.0 = false;
+                return true;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The checkpointer of one store: stops its thread when closed or dropped.
+#[derive(Debug)]
 pub(super) struct Checkpointer {
-    /// Dropped to stop the thread (it wakes at once).
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    /// Shared with the writer's WAL hook and the thread.
+    pub(super) wake: Arc<Wake>,
     /// The thread, joined by [`Checkpointer::close`].
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Checkpointer {
-    /// Starts checkpointing the database at `path` every [`EVERY`]. Best effort: without a
-    /// thread (or a connection) the writer's own commits still checkpoint, past
-    /// [`WRITER_AUTOCHECKPOINT`] pages.
+    /// Starts the thread for the database at `path`. Best effort: without a thread (or a
+    /// connection) the writer's commits still checkpoint past [`WRITER_AUTOCHECKPOINT`]
+    /// pages.
     pub(super) fn start(path: &Path) -> Checkpointer {
-        let (tx, rx) = mpsc::channel::<()>();
+        let wake = Arc::new(Wake::default());
+        let none = |wake| Checkpointer {
+            wake,
+            thread: Mutex::new(None),
+        };
         let Some(path) = path.to_str().and_then(|p| CString::new(p).ok()) else {
             tracing::warn!(path = %path.display(), "no WAL checkpointer: the path is not UTF-8");
-            return Checkpointer::default();
+            return none(wake);
         };
+        let w = wake.clone();
         let spawned = std::thread::Builder::new()
             .name("weft-checkpoint".into())
-            .spawn(move || run(&path, &rx));
+            .spawn(move || run(&path, &w));
         match spawned {
             Ok(thread) => Checkpointer {
-                stop: Mutex::new(Some(tx)),
+                wake,
                 thread: Mutex::new(Some(thread)),
             },
             Err(e) => {
                 tracing::warn!(error = %e, "no WAL checkpointer thread");
-                Checkpointer::default()
+                none(wake)
             }
         }
     }
@@ -81,7 +136,7 @@ impl Checkpointer {
 
     /// Stops the thread and waits for it to close its connection.
     pub(super) async fn close(&self) {
-        drop(self.stop.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.wake.stop();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -89,9 +144,71 @@ impl Checkpointer {
     }
 }
 
-/// The thread: a connection of its own, a `PASSIVE` checkpoint every [`EVERY`] until
-/// `stop` is dropped.
-fn run(path: &CString, stop: &mpsc::Receiver<()>) {
+impl Drop for Checkpointer {
+    /// Stops the thread and waits for it (it exits at once): its connection is closed
+    /// before the store's others, so it never races them to be the last one, the one that
+    /// removes the WAL file.
+    fn drop(&mut self) {
+        self.wake.stop();
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Puts the WAL hook on the writer's connection `db`, in place of SQLite's own
+/// (`wal_autocheckpoint`). The caller keeps `wake` alive as long as the connection can
+/// commit (the writer holds it beside its connection).
+///
+/// # Safety
+/// `db` is an open connection the caller holds, and `wake` outlives every commit on it.
+#[allow(unsafe_code)]
+pub(super) unsafe fn install(db: NonNull<ffi::sqlite3>, wake: &Arc<Wake>) {
+    // SAFETY: the caller's promises; the pointer is only read by `hook`, as a `Wake`.
+    unsafe {
+        ffi::sqlite3_wal_hook(
+            db.as_ptr(),
+            Some(hook),
+            Arc::as_ptr(wake).cast::<c_void>().cast_mut(),
+        );
+    }
+}
+
+/// SQLite's call after each commit on the writer, with the WAL's size in pages.
+#[allow(unsafe_code)]
+unsafe extern "C" fn hook(
+    wake: *mut c_void,
+    db: *mut ffi::sqlite3,
+    name: *const c_char,
+    pages: c_int,
+) -> c_int {
+    if pages >= WRITER_AUTOCHECKPOINT {
+        // SAFETY: SQLite allows a checkpoint from the hook, on the connection it passes.
+        unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                db,
+                name,
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+        }
+    } else if pages >= WAKE_AT {
+        // SAFETY: `install`'s caller keeps the `Wake` alive while the connection commits.
+        let wake = unsafe { &*wake.cast::<Wake>() };
+        wake.want();
+    }
+    ffi::SQLITE_OK
+}
+
+/// The thread: a connection of its own, a `PASSIVE` checkpoint each time it is asked, until
+/// stopped.
+fn run(path: &CString, wake: &Wake) {
     // SAFETY: setpriority takes three integers and changes only this thread's nice value.
     #[allow(unsafe_code)]
     unsafe {
@@ -100,8 +217,9 @@ fn run(path: &CString, stop: &mpsc::Receiver<()>) {
     let Some(db) = Db::open(path) else {
         return;
     };
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(EVERY) {
+    while wake.wait() {
         db.checkpoint();
+        wake.done.fetch_add(1, Relaxed);
     }
 }
 
@@ -169,8 +287,18 @@ impl Db {
         if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_BUSY {
             tracing::debug!(code = rc, "WAL checkpoint failed");
         } else if log < 0 {
-            // The WAL was not open on this connection: open it for the next one.
+            // The WAL was not open on this connection: open it, and try again.
             self.read_schema();
+            // SAFETY: as above.
+            unsafe {
+                ffi::sqlite3_wal_checkpoint_v2(
+                    self.0.as_ptr(),
+                    std::ptr::null(),
+                    ffi::SQLITE_CHECKPOINT_PASSIVE,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
+            }
         }
     }
 }

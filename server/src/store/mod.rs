@@ -123,6 +123,9 @@ impl From<Refusal> for StoreError {
 /// The handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Checkpoints the WAL on a thread of its own, so commits do not (`checkpoint`). First:
+    /// dropped first, its connection closes before the others.
+    checkpointer: std::sync::Arc<checkpoint::Checkpointer>,
     /// Connections to the database (WAL, foreign keys on, a busy timeout), for reads.
     pool: SqlitePool,
     /// The one connection every write goes through, taken in turn: writers queue here, in
@@ -134,8 +137,6 @@ pub struct Store {
     /// each of the four connections' threads did so). The writer's own commits keep its
     /// cache valid. Reads through the pool still start cold after a write.
     writer: std::sync::Arc<tokio::sync::Mutex<Writer>>,
-    /// Checkpoints the WAL on a thread of its own, so commits do not (`checkpoint`).
-    checkpointer: std::sync::Arc<checkpoint::Checkpointer>,
     /// How they connect (for the background reader's own connection).
     opts: SqliteConnectOptions,
     /// The bulk check's reader at the lowest priority (`lists`).
@@ -197,14 +198,21 @@ impl Store {
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         // The writer's commits leave checkpoints to the checkpointer's thread (`checkpoint`).
-        let writer_opts = opts.clone().pragma(
-            "wal_autocheckpoint",
-            checkpoint::WRITER_AUTOCHECKPOINT.to_string(),
-        );
+        let checkpointer = checkpoint::Checkpointer::start(path);
+        let mut conn = SqliteConnection::connect_with(&opts).await?;
+        {
+            let mut handle = conn.lock_handle().await?;
+            // SAFETY: the handle is held; the writer keeps `wake` beside its connection.
+            #[allow(unsafe_code)]
+            unsafe {
+                checkpoint::install(handle.as_raw_handle(), &checkpointer.wake);
+            }
+        }
         let writer = Writer {
-            conn: Some(SqliteConnection::connect_with(&writer_opts).await?),
+            conn: Some(conn),
             statements: Default::default(),
             maybe_open: Default::default(),
+            _wake: checkpointer.wake.clone(),
         };
         Ok(Store {
             pool,
@@ -214,7 +222,7 @@ impl Store {
             endpoints: Default::default(),
             places: Default::default(),
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
-            checkpointer: std::sync::Arc::new(checkpoint::Checkpointer::start(path)),
+            checkpointer: std::sync::Arc::new(checkpointer),
             objects: ObjectLimits::default(),
         })
     }
@@ -412,6 +420,9 @@ struct Writer {
     /// A transaction begun through sqlx ([`WriteTx`]) may still be open: its owner was
     /// dropped before it ended (an error, a cancelled call). The next user rolls it back.
     maybe_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What the connection's WAL hook points at (`checkpoint::install`): kept as long as
+    /// the connection can commit.
+    _wake: std::sync::Arc<checkpoint::Wake>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -440,6 +451,7 @@ impl Writer {
             conn,
             statements,
             maybe_open,
+            ..
         } = self;
         let mut handle = open(conn)?.lock_handle().await?;
         // SAFETY: every kept statement was prepared on this connection (the writer's only
@@ -639,45 +651,42 @@ mod tests {
         (path, pool)
     }
 
-    /// The WAL is checkpointed by the checkpointer's thread within a second or two of the
-    /// last commit, not by the commits: the writer's own threshold is far above SQLite's
-    /// 1,000 pages, and the database file itself (copied without its WAL) holds every
-    /// committed row soon after, where SQLite's default left the last few hundred pages of
-    /// commits in the WAL until the next thousand. Closing the store stops the thread.
+    /// The WAL is checkpointed by the checkpointer's thread, not by the commits, and only
+    /// once it holds SQLite's 1,000 pages: a few commits leave it alone (a checkpoint that
+    /// empties it makes the next commit rewind it and `fsync` its header), many get a
+    /// checkpoint from the thread, after which the database file itself (copied without
+    /// its WAL) holds the rows. Closing the store stops the thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_is_checkpointed_by_a_thread_of_its_own_not_by_commits() {
+    async fn the_wal_is_checkpointed_by_a_thread_of_its_own_past_a_thousand_pages() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = Store::open(&path).await.unwrap();
-        {
-            let mut w = s.writer().await.unwrap();
-            let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-                .fetch_one(w.conn().unwrap())
-                .await
-                .unwrap();
-            assert_eq!(pages, i64::from(checkpoint::WRITER_AUTOCHECKPOINT));
+        let done = || s.checkpointer.wake.done.load(Relaxed);
+        let spec = |i: usize| crate::model::NamespaceSpec {
+            name: format!("ns{i}"),
+            labels: Default::default(),
+            adopted_path: None,
+        };
+        for i in 0..20 {
+            s.create_namespace(&spec(i), None, false).await.unwrap();
         }
-        const N: usize = 50;
-        for i in 0..N {
-            let spec = crate::model::NamespaceSpec {
-                name: format!("ns{i}"),
-                labels: Default::default(),
-                adopted_path: None,
-            };
-            s.create_namespace(&spec, None, false).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(done(), 0, "a checkpoint of a WAL of a few commits");
+        let mut n = 20;
+        while done() == 0 && n < 5_000 {
+            s.create_namespace(&spec(n), None, false).await.unwrap();
+            n += 1;
         }
-        let copy = dir.path().join("copy.db");
         let started = std::time::Instant::now();
-        let mut seen = namespaces_in_file_alone(&path, &copy).await;
-        while seen < N as i64 && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            seen = namespaces_in_file_alone(&path, &copy).await;
+        while done() == 0 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(
-            seen,
-            N as i64,
-            "namespaces in the database file itself {:?} after the last commit",
-            started.elapsed()
+        assert!(done() > 0, "no checkpoint by the thread after {n} commits");
+        let copy = dir.path().join("copy.db");
+        let in_file = namespaces_in_file_alone(&path, &copy).await;
+        assert!(
+            in_file >= 20 && in_file <= n as i64,
+            "{in_file} namespaces in the database file itself after {n} commits"
         );
         s.close().await;
         assert!(s.checkpointer.stopped(), "the thread was joined");

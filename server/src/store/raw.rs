@@ -12,7 +12,7 @@
 //! kept them too; BENCHMARKS.md, "Session 15").
 //!
 //! What blocks meanwhile is this thread, for the transaction's SQLite work (tens of
-//! microseconds; a WAL checkpoint only if the checkpointer fell far behind), run off the async runtime's
+//! microseconds; a WAL checkpoint only if the checkpointer fell far behind, store/checkpoint.rs), run off the async runtime's
 //! core ([`blocking`]). `BEGIN IMMEDIATE` could wait up to the busy timeout only for another
 //! process writing the same file, which the daemon's lock (crate::lock) rules out; writers of
 //! this process queue before it (`Store::writer`).
