@@ -256,6 +256,9 @@ impl Store {
         let (ns_ids, masters): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
         check_bridge_ports(&mut tx, spec, Some(&masters), &ns_ids, id).await?;
         for (i, end) in spec.ends().into_iter().enumerate() {
+            if masters.get(i) == Some(&end.master) {
+                continue;
+            }
             sqlx::query("UPDATE link_ifaces SET master = ? WHERE link_id = ? AND end_index = ?")
                 .bind(&end.master)
                 .bind(id)

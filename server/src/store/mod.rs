@@ -14,6 +14,8 @@
 //! - `requests`: request ids, recorded in the transaction of the object they made.
 //! - `raw`: statements stepped in place through sqlx's locked handle (the Connect
 //!   transaction, the background listing); `columns`: a row's columns by name for both.
+//! - `checkpoint`: the writer's WAL hook and the thread that checkpoints the WAL, so that
+//!   commits do not.
 //!
 //! Every write that must check other rows first (a name, a subnet, a lease, a host port)
 //! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
