@@ -618,6 +618,15 @@ impl FloorM {
         Ok(())
     }
 
+    /// Interface `name` in the host (one `RTM_GETLINK` by name), if it is there.
+    pub async fn host_link(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self
+            .kernel
+            .get_link_bare(&NsRef::Host, name)
+            .await?
+            .map(|l| l.index))
+    }
+
     /// Deletes the veth (by its host end).
     pub async fn disconnect(&mut self, i: usize) -> Result<()> {
         let hi = self

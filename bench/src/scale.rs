@@ -81,6 +81,11 @@ pub struct Row {
     /// Connect after the same wait as `connect_rs`'s from a settled weftd, without a pass:
     /// the baseline a resync's cost is measured against.
     pub connect_wait: Samples,
+    /// [`phases::MASS`] endpoints disconnected at once from 4 clients: until every call
+    /// answered.
+    pub mass_answered: Option<Duration>,
+    /// ... and until none of their host veths was left.
+    pub mass_gone: Option<Duration>,
     /// Restart: spawn to everything Ready (re-checked).
     pub restart_ready: Duration,
     /// Kernel writes at that moment.
@@ -201,6 +206,7 @@ impl Scale {
             "Connect during a resync",
             "Connect after the same wait, no resync",
             "Disconnect during a resync",
+            "Disconnects at once: answered / veths gone s",
             "restart to Ready s",
             "kernel writes in the restart",
         ]);
@@ -218,6 +224,15 @@ impl Scale {
                 format!("{} (n={})", p(&r.connect_rs), r.connect_rs.len()),
                 format!("{} (n={})", p(&r.connect_wait), r.connect_wait.len()),
                 format!("{} (n={})", p(&r.disconnect_rs), r.disconnect_rs.len()),
+                match (r.mass_answered, r.mass_gone) {
+                    (Some(a), Some(g)) => format!(
+                        "{} / {} (n={})",
+                        secs(a),
+                        secs(g),
+                        phases::MASS.min(r.endpoints / 2)
+                    ),
+                    _ => "–".into(),
+                },
                 secs(r.restart_ready),
                 format!("{}, {} later", r.restart_writes, r.restart_writes_later),
             ]);

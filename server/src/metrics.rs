@@ -212,6 +212,11 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
             stats.check_host_reads.load(Relaxed),
         ),
         (
+            "reaper_host_dumps",
+            "Dumps of every host interface the veth reaper took to check the retired group before deleting it (one per batch of more than a few retired veths)",
+            stats.reaper_host_dumps.load(Relaxed),
+        ),
+        (
             "check_echoes_queued",
             "Objects the periodic checks queued because the monitor took changes to them for the echo of their own reconcile and did not count them as heard",
             stats.check_echoes.load(Relaxed),

@@ -103,6 +103,7 @@ async fn metrics_are_served_and_move_with_the_work() {
         "weft_check_namespaces_quiet_total",
         "weft_check_host_reads_total",
         "weft_check_echoes_queued_total",
+        "weft_reaper_host_dumps_total",
         "weft_dns_forwards_total",
     ] {
         must(&text, series);

@@ -196,6 +196,11 @@ pub async fn size(d: &mut Daemon, n: usize, o: &Opts, out: &mut Scale) -> Result
     (row.connect_rs, row.disconnect_rs, row.connect_wait) =
         (rs.connect, rs.disconnect, rs.connect_wait);
 
+    eprintln!("scale: {n}: {} Disconnects at once", MASS.min(n / 2));
+    if let Some((answered, gone)) = mass_disconnect(d).await? {
+        (row.mass_answered, row.mass_gone) = (Some(answered), Some(gone));
+    }
+
     eprintln!("scale: {n}: converged restart");
     restart(d, &mut row, o.later).await?;
     if o.watches > 0 && n == o.watch_at {
@@ -354,6 +359,103 @@ async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
     }
     d.set_resync(DEFAULT_RESYNC).await?;
     Ok(conn)
+}
+
+/// Endpoints disconnected at once by [`mass_disconnect`] (at most half of those held).
+pub const MASS: usize = 100;
+
+/// The last [`MASS`] endpoints (at most half of those held, over all the networks)
+/// disconnected at once by [`CLIENTS`] clients, as a node drain or a CI runner's teardown
+/// does: the time until every call has answered, and until none of their host veths is left
+/// (each looked up by name through the floor's kernel layer every 10 ms once the last call has
+/// answered, since none can go before its Disconnect retires it; a dump of the host's links
+/// would cost the kernel the nsid walk per veth this measures). They are connected again
+/// afterwards (untimed), so the size stays. None when fewer than two endpoints are held.
+pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duration)>> {
+    let n = d.endpoints;
+    let m = MASS.min(n / 2);
+    if m == 0 {
+        return Ok(None);
+    }
+    d.drained(Duration::from_secs(60), u64::MAX).await?;
+    let picked: Vec<(String, String)> = (n - m..n)
+        .map(|i| (net_name(i % NETWORKS), format!("e{i}")))
+        .collect();
+    let namespaces: std::collections::HashSet<&str> =
+        picked.iter().map(|(_, ns)| ns.as_str()).collect();
+    let c = d.weftd.client()?;
+    let mut host_ends = Vec::new();
+    for net in &d.nets {
+        let got = c
+            .networks()
+            .get_network(weft::v1::GetNetworkRequest { name: net.clone() })
+            .await?
+            .into_inner()
+            .network
+            .ok_or_else(|| anyhow!("GetNetwork {net} answered no network"))?;
+        host_ends.extend(
+            got.endpoints
+                .into_iter()
+                .filter(|e| namespaces.contains(e.namespace.as_str()))
+                .map(|e| e.host_interface_name),
+        );
+    }
+    if host_ends.len() != m {
+        bail!(
+            "found {} of the {m} endpoints to disconnect",
+            host_ends.len()
+        );
+    }
+    let t0 = Instant::now();
+    on_clients(d, &picked, false).await?;
+    let answered = t0.elapsed();
+    let floor = d
+        .floor
+        .as_ref()
+        .ok_or_else(|| anyhow!("the floor was not set up"))?;
+    let gone = loop {
+        let mut left = 0;
+        for name in &host_ends {
+            if floor.host_link(name).await?.is_some() {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("{left} of {m} disconnected endpoints' veths still there after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    on_clients(d, &picked, true).await?;
+    d.drained(Duration::from_secs(60), u64::MAX).await?;
+    Ok(Some((answered, gone)))
+}
+
+/// Connects (or disconnects) each (network, namespace) of `picked` from [`CLIENTS`]
+/// clients, client j taking j, j + k, ...
+async fn on_clients(d: &Daemon, picked: &[(String, String)], connect: bool) -> Result<()> {
+    let mut tasks = Vec::new();
+    for j in 0..CLIENTS {
+        let c = d.weftd.new_client().await?;
+        let mine: Vec<(String, String)> = picked.iter().skip(j).step_by(CLIENTS).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for (net, ns) in mine {
+                check_stop()?;
+                if connect {
+                    methods::connect(&c, &net, &ns, Vec::new()).await?;
+                } else {
+                    methods::disconnect(&c, &net, &ns).await?;
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.context("a client task panicked")??;
+    }
+    Ok(())
 }
 
 /// Samples during a resync, and their control.

@@ -148,6 +148,9 @@ pub struct Stats {
     /// Objects the periodic checks queued because the monitor took a change to them for the
     /// echo of their own reconcile and left it unheard (`quiet`).
     pub check_echoes: std::sync::atomic::AtomicU64,
+    /// Dumps of every host interface the reaper took before a group delete (one per batch
+    /// of more than a few retired veths).
+    pub reaper_host_dumps: std::sync::atomic::AtomicU64,
     /// GC runs that listed the whole store (the GC's own; a resync's when the rows its check
     /// listed and a few lookups did not explain what it read).
     pub gc_store_lists: std::sync::atomic::AtomicU64,

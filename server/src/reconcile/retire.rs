@@ -10,7 +10,10 @@
 //! has no carrier: the bridge forwards nothing to it); then the endpoint's row goes and the
 //! call answers. The reaper deletes them every [`REAP_GATHER`] while it has some: up to
 //! [`ONE_BY_ONE_UP_TO`] one by one (each looked up by name and checked for weft's mark), more
-//! as the whole group, after checking every member carries weft's mark.
+//! as the whole group, after checking every member carries weft's mark (a dump of every host
+//! interface: no notification tells when a down interface joins a group). A burst's batch is
+//! gathered for as long as the last such dump took (up to [`REAP_BURST_GATHER_MAX`]), so at
+//! 10,000 endpoints a burst pays one or two dumps, not one per batch.
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
@@ -37,6 +40,9 @@ pub const RETIRED_GROUP: u32 = 0x5745_4654;
 /// How long the reaper gathers retired veths before deleting them as one batch.
 pub const REAP_GATHER: Duration = Duration::from_millis(20);
 
+/// The longest a burst's batch is gathered (see [`Reaper::last_dump`]).
+pub const REAP_BURST_GATHER_MAX: Duration = Duration::from_secs(1);
+
 /// Batches up to this many retired veths are deleted one by one, looked up by name. A group
 /// delete needs a dump of every host interface first (to be sure the group holds only weft's),
 /// and at 10,000 endpoints that dump costs the kernel ~0.5 s (BENCHMARKS.md, "Surprises":
@@ -50,6 +56,15 @@ pub const ONE_BY_ONE_UP_TO: usize = 8;
 pub(super) struct Reaper {
     pending: std::sync::Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
+    /// How long the last dump of the host's interfaces (before a group delete) took. A
+    /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered at least that long, up to
+    /// [`REAP_BURST_GATHER_MAX`]: each host veth in that dump is described with its peer's
+    /// namespace id, a linear walk in the kernel, so at 10,000 endpoints one dump takes
+    /// ~0.4 s; gathering for [`REAP_GATHER`] alone, a burst of 100 Disconnects paid one dump
+    /// per batch of 20-30 and took 1.9 s to answer (BENCHMARKS.md, session 19). At 1,000
+    /// endpoints a dump takes a few milliseconds and batches stay small, which keeps each
+    /// group delete's hold on the kernel's RTNL lock short.
+    last_dump: std::sync::Mutex<Duration>,
 }
 
 /// The name a retired inside end takes: unique per endpoint, so it never clashes.
@@ -161,6 +176,20 @@ impl Controller {
             |i| &i.reaper.wake,
             REAP_GATHER,
             |c| async move {
+                if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
+                    let dump = *c
+                        .inner
+                        .reaper
+                        .last_dump
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let more = dump.min(REAP_BURST_GATHER_MAX).saturating_sub(REAP_GATHER);
+                    let mut stop = c.inner.stopping.subscribe();
+                    tokio::select! {
+                        _ = tokio::time::sleep(more) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                }
                 if c.retired_pending() > 0
                     && let Err(e) = c.reap().await
                 {
@@ -201,12 +230,23 @@ impl Controller {
             self.forget_reaped(&taken);
             return Ok(());
         }
+        let started = std::time::Instant::now();
+        self.inner
+            .stats
+            .reaper_host_dumps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let members: Vec<_> = k
             .list_links(&host)
             .await?
             .into_iter()
             .filter(|l| l.group == RETIRED_GROUP)
             .collect();
+        *self
+            .inner
+            .reaper
+            .last_dump
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = started.elapsed();
         if members.iter().all(is_ours) {
             if !members.is_empty() {
                 k.delete_link_group(&host, RETIRED_GROUP).await?;
@@ -223,6 +263,17 @@ impl Controller {
         }
         self.forget_reaped(&taken);
         Ok(())
+    }
+
+    /// Sets how long the last dump of the host took (for tests of the burst's gathering).
+    #[cfg(test)]
+    pub(super) fn set_last_dump(&self, took: Duration) {
+        *self
+            .inner
+            .reaper
+            .last_dump
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = took;
     }
 
     /// Takes `reaped` out of the pending set (what was retired meanwhile stays).

@@ -226,6 +226,70 @@ async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
     }
     assert!(h.k.link(&NsRef::Host, "br-web").is_some());
     assert_eq!(h.ctl.retired_pending(), 0);
+    assert_eq!(dumps(&h), 1, "the group is looked at first");
+}
+
+/// A burst's batch is gathered for as long as the last dump of the host took (up to
+/// `REAP_BURST_GATHER_MAX`), so a host whose dumps are slow pays fewer of them; a few retired
+/// veths still go after `REAP_GATHER`.
+#[tokio::test]
+async fn reaper_gathers_a_burst_as_long_as_its_last_dump_took() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_secs(5));
+    retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.ctl.retired_pending(),
+        ONE_BY_ONE_UP_TO + 1,
+        "reaped before the burst's gathering ended"
+    );
+    while h.ctl.retired_pending() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the burst was never reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // At most REAP_BURST_GATHER_MAX (1 s), however long the dump took.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(dumps(&h), 1);
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+
+    // A few go after the short gathering, one by one, however long the last dump took.
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_secs(5));
+    let few = retired(&h, 2).await;
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    let t0 = Instant::now();
+    while h.ctl.retired_pending() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "a few waited for a burst's gathering: {:?}",
+        t0.elapsed()
+    );
+    for ep in &few {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert_eq!(dumps(&h), 0);
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// Dumps of every host interface the reaper took.
+fn dumps(h: &H) -> u64 {
+    h.ctl
+        .stats()
+        .reaper_host_dumps
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A foreign interface in the retired group makes the reaper delete its own one by one.
