@@ -220,14 +220,20 @@ async fn named_netns_is_created_like_ip_netns_add_idempotently_and_deleted() {
         "a new namespace, not the host's"
     );
 
-    // The netns dir is a shared mount point, as `ip netns add` leaves /run/netns.
+    // The netns dir is a shared mount point, as `ip netns add` leaves /run/netns, and so is
+    // each namespace's file, so both propagate to other mount namespaces.
     let dir = sb.netns_dir.to_string_lossy().to_string();
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        mountinfo
+    let shared = |mount_point: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
             .lines()
-            .any(|l| l.split(' ').nth(4) == Some(dir.as_str()) && l.contains("shared:")),
-        "{dir} is a shared mount point"
+            .any(|l| l.split(' ').nth(4) == Some(mount_point) && l.contains("shared:"))
+    };
+    assert!(shared(&dir), "{dir} is a shared mount point");
+    assert!(
+        shared(&path.to_string_lossy()),
+        "{} is shared",
+        path.display()
     );
 
     // Idempotent: a second create changes nothing.
@@ -264,6 +270,25 @@ async fn named_netns_is_created_like_ip_netns_add_idempotently_and_deleted() {
     assert_eq!(k.writes(), 4);
     k.delete_named_netns(&name).await.expect("delete again");
     assert_eq!(k.writes(), 4, "deleting nothing makes no write");
+
+    // Made private by someone else, the dir is shared again by the next create (the mounts
+    // under it are made shared recursively only the first time), and the new namespace's
+    // file is shared too.
+    run("mount", &["--make-private", &dir]);
+    assert!(!shared(&dir));
+    let other = k
+        .create_named_netns(&sb.ns_name("b"))
+        .await
+        .expect("create b");
+    assert!(shared(&dir), "{dir} is shared again");
+    assert!(
+        shared(&other.to_string_lossy()),
+        "{} is shared",
+        other.display()
+    );
+    k.delete_named_netns(&sb.ns_name("b"))
+        .await
+        .expect("delete b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
