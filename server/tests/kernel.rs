@@ -291,6 +291,36 @@ async fn named_netns_is_created_like_ip_netns_add_idempotently_and_deleted() {
         .expect("delete b");
 }
 
+/// The first create makes every mount already under the netns dir shared, as `ip netns add`
+/// does at each create (later creates make only the dir shared: a mount made under a shared
+/// mount is shared itself). The sandbox's drop unmounts what is under the dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_create_shares_the_mounts_already_under_the_netns_dir() {
+    let sb = Sandbox::new("rshared");
+    let k = &sb.kernel;
+    let dir = sb.netns_dir.to_string_lossy().to_string();
+    std::fs::create_dir_all(&sb.netns_dir).unwrap();
+    run("mount", &["--bind", &dir, &dir]);
+    run("mount", &["--make-private", &dir]);
+    let sub = sb.netns_dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let sub = sub.to_string_lossy().to_string();
+    run("mount", &["-t", "tmpfs", "-o", "size=1m", "none", &sub]);
+    run("mount", &["--make-private", &sub]);
+    let shared = |mount_point: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(mount_point) && l.contains("shared:"))
+    };
+    assert!(!shared(&sub) && !shared(&dir));
+    k.create_named_netns(&sb.ns_name("a"))
+        .await
+        .expect("create a");
+    assert!(shared(&dir), "{dir} is shared");
+    assert!(shared(&sub), "{sub} under it was made shared too");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_netns_replaces_a_leftover_placeholder_and_refuses_other_files() {
     let sb = Sandbox::new("placeholder");

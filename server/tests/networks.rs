@@ -1286,14 +1286,15 @@ async fn a_burst_of_disconnects_spares_a_down_interface_that_joined_the_group_un
         create_ns(&c, ns).await;
     }
     add_foreign_in_weft_group(&sb);
-    // Bursts until one was reaped as a group (a burst may come apart into batches of a few,
-    // deleted one by one by name, on a loaded machine).
+    // Bursts until a batch was large enough to be checked with a dump before a group delete
+    // (a burst may come apart into batches of a few, deleted one by one by name, on a loaded
+    // machine); the dump finds the bridge, and the reaper deletes its own one by one.
     let mut rounds = 0;
     while reaper_dumps(&sb, METRICS) == 0 {
         rounds += 1;
         assert!(
             rounds <= 5,
-            "no burst was reaped as a group in 5 rounds:\n{}",
+            "no batch was checked for a group delete in 5 rounds:\n{}",
             sb.log()
         );
         burst(&sb, &c, "rl", &names).await;

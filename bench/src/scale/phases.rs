@@ -369,8 +369,9 @@ pub const MASS: usize = 100;
 /// does: the time until every call has answered, and until none of their host veths is left
 /// (each looked up by name through the floor's kernel layer every 10 ms once the last call has
 /// answered, since none can go before its Disconnect retires it; a dump of the host's links
-/// would cost the kernel the nsid walk per veth this measures). They are connected again
-/// afterwards (untimed), so the size stays. None when fewer than two endpoints are held.
+/// would cost the kernel the nsid walk per veth this measures). The resync is off meanwhile.
+/// They are connected again afterwards (untimed), so the size stays. None when fewer than two
+/// endpoints are held.
 pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duration)>> {
     let n = d.endpoints;
     let m = MASS.min(n / 2);
@@ -384,7 +385,7 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
     let namespaces: std::collections::HashSet<&str> =
         picked.iter().map(|(_, ns)| ns.as_str()).collect();
     let c = d.weftd.client()?;
-    let mut host_ends = Vec::new();
+    let mut host_ends: Vec<String> = Vec::new();
     for net in &d.nets {
         let got = c
             .networks()
@@ -406,40 +407,60 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
             host_ends.len()
         );
     }
+    // No resync pass in the timed window (as for the floor's samples).
+    d.set_resync(0).await?;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(d.weftd.new_client().await?);
+    }
     let t0 = Instant::now();
-    on_clients(d, &picked, false).await?;
+    on_clients(clients, &picked, false).await?;
     let answered = t0.elapsed();
     let floor = d
         .floor
         .as_ref()
         .ok_or_else(|| anyhow!("the floor was not set up"))?;
     let gone = loop {
-        let mut left = 0;
-        for name in &host_ends {
-            if floor.host_link(name).await?.is_some() {
-                left += 1;
+        // A veth gone stays gone: only the rest are looked up again.
+        let mut left = Vec::new();
+        for name in host_ends {
+            if floor.host_link(&name).await?.is_some() {
+                left.push(name);
             }
         }
-        if left == 0 {
+        host_ends = left;
+        if host_ends.is_empty() {
             break t0.elapsed();
         }
         if t0.elapsed() > Duration::from_secs(60) {
-            bail!("{left} of {m} disconnected endpoints' veths still there after 60 s");
+            bail!(
+                "{} of {m} disconnected endpoints' veths still there after 60 s",
+                host_ends.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    on_clients(d, &picked, true).await?;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(d.weftd.new_client().await?);
+    }
+    on_clients(clients, &picked, true).await?;
+    d.set_resync(DEFAULT_RESYNC).await?;
     d.drained(Duration::from_secs(60), u64::MAX).await?;
     Ok(Some((answered, gone)))
 }
 
-/// Connects (or disconnects) each (network, namespace) of `picked` from [`CLIENTS`]
-/// clients, client j taking j, j + k, ...
-async fn on_clients(d: &Daemon, picked: &[(String, String)], connect: bool) -> Result<()> {
+/// Connects (or disconnects) each (network, namespace) of `picked` from `clients`, client j
+/// taking j, j + k, ...
+async fn on_clients(
+    clients: Vec<weft::Client>,
+    picked: &[(String, String)],
+    connect: bool,
+) -> Result<()> {
+    let k = clients.len();
     let mut tasks = Vec::new();
-    for j in 0..CLIENTS {
-        let c = d.weftd.new_client().await?;
-        let mine: Vec<(String, String)> = picked.iter().skip(j).step_by(CLIENTS).cloned().collect();
+    for (j, c) in clients.into_iter().enumerate() {
+        let mine: Vec<(String, String)> = picked.iter().skip(j).step_by(k).cloned().collect();
         tasks.push(tokio::spawn(async move {
             for (net, ns) in mine {
                 check_stop()?;

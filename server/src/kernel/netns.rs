@@ -147,7 +147,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(), KernelError> {
 /// perf at 10,000 namespaces: ~1.5 ms of each CreateNamespace, holding the kernel's mount
 /// lock). The dir itself is made shared every time (one mount, constant cost), so a dir
 /// someone made private or unmounted is set right again, recursively when it had to be
-/// bind-mounted anew.
+/// bind-mounted anew; namespace files someone made private themselves (`--make-rprivate` on
+/// the dir) stay so until weftd starts again, and another mount namespace then keeps its copy
+/// of such a namespace after weft deletes it.
 pub(crate) fn prepare_dir(dir: &Path, recursive: bool) -> Result<(), KernelError> {
     DirBuilder::new()
         .recursive(true)

@@ -322,6 +322,13 @@ impl Reconciler for Endpoints {
                 .converge_link_fresh(ctx.kernel, &row.id, &spec, never_seen),
             ctx.ctl.converge_resolv_conf(&row.namespace)
         );
+        // Its bridge has no port left: retired veths may still hold some (README, "1,023
+        // endpoints per network"); the reaper deletes them before this is retried.
+        if let Err(ReconcileError::Kernel(k)) = &link
+            && k.errno() == Some(nix::errno::Errno::EXFULL as i32)
+        {
+            ctx.ctl.hurry_reaper();
+        }
         let (observed, created) = match link {
             Ok(done) => done,
             // Its namespace may be an adopted one whose process exited: release it all.

@@ -65,6 +65,9 @@ pub(super) struct Reaper {
     /// endpoints a dump takes a few milliseconds and batches stay small, which keeps each
     /// group delete's hold on the kernel's RTNL lock short.
     last_dump: std::sync::Mutex<Duration>,
+    /// Ends a burst's gathering at once: a Connect met a bridge whose ports are all taken,
+    /// some perhaps by retired veths waiting here.
+    hurry: tokio::sync::Notify,
 }
 
 /// The name a retired inside end takes: unique per endpoint, so it never clashes.
@@ -149,6 +152,13 @@ impl Controller {
         Ok(())
     }
 
+    /// A bridge refused a port (`EXFULL`): retired veths may hold ports of it, so the reaper
+    /// stops gathering a burst and deletes them now (the endpoint's retry then finds the port
+    /// free, where a wait of up to [`REAP_BURST_GATHER_MAX`] could outlast its retries).
+    pub(super) fn hurry_reaper(&self) {
+        self.inner.reaper.hurry.notify_one();
+    }
+
     /// True if the reaper is about to delete the veth of the endpoint with uid `uid`.
     pub(super) fn retiring_uid(&self, uid: &str) -> bool {
         self.inner
@@ -188,6 +198,7 @@ impl Controller {
                     tokio::select! {
                         _ = tokio::time::sleep(more) => {}
                         _ = stop.wait_for(|s| *s) => {}
+                        _ = c.inner.reaper.hurry.notified() => {}
                     }
                 }
                 if c.retired_pending() > 0

@@ -284,6 +284,61 @@ async fn reaper_gathers_a_burst_as_long_as_its_last_dump_took() {
     while set.join_next().await.is_some() {}
 }
 
+/// A burst (more than a few retired veths) the reaper is gathering for as long as a slow
+/// last dump (5 s, so the 1-s cap): its task, and the endpoints, 100 ms in, none reaped.
+async fn gathering(h: &H) -> (JoinSet<()>, Vec<EndpointRow>) {
+    h.ctl.set_last_dump(std::time::Duration::from_secs(5));
+    let eps = retired(h, ONE_BY_ONE_UP_TO + 1).await;
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(h.ctl.retired_pending(), ONE_BY_ONE_UP_TO + 1);
+    (set, eps)
+}
+
+/// A Connect whose bridge has no port left (`EXFULL`) ends a burst's gathering at once:
+/// retired veths may hold the ports, and its retries would not outlast a long wait.
+#[tokio::test]
+async fn a_bridge_without_a_free_port_hurries_the_reaper() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    let (mut set, _) = gathering(&h).await;
+    h.namespace("late").await;
+    h.k.fail("set_link", None, Errno::EXFULL, 1);
+    let t0 = Instant::now();
+    let ep = h.connect("web", "late", Vec::new()).await;
+    assert_ne!(h.ep_status(&ep.id).await.phase, Phase::Ready);
+    while h.ctl.retired_pending() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_millis(600),
+            "the reaper kept gathering after EXFULL"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// A shutdown ends a burst's gathering: the reaper deletes what it holds and stops.
+#[tokio::test]
+async fn shutdown_ends_a_bursts_gathering() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    let (mut set, eps) = gathering(&h).await;
+    let t0 = Instant::now();
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+    assert!(
+        t0.elapsed() < Duration::from_millis(600),
+        "the shutdown waited for the gathering: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(h.ctl.retired_pending(), 0);
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+}
+
 /// Dumps of every host interface the reaper took.
 fn dumps(h: &H) -> u64 {
     h.ctl
