@@ -409,10 +409,7 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
     }
     // No resync pass in the timed window (as for the floor's samples).
     d.set_resync(0).await?;
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(d.weftd.new_client().await?);
-    }
+    let clients = new_clients(d).await?;
     let t0 = Instant::now();
     on_clients(clients, &picked, false).await?;
     let answered = t0.elapsed();
@@ -440,14 +437,19 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    on_clients(new_clients(d).await?, &picked, true).await?;
+    d.set_resync(DEFAULT_RESYNC).await?;
+    d.drained(Duration::from_secs(60), u64::MAX).await?;
+    Ok(Some((answered, gone)))
+}
+
+/// [`CLIENTS`] clients, each on a connection of its own.
+async fn new_clients(d: &Daemon) -> Result<Vec<weft::Client>> {
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(d.weftd.new_client().await?);
     }
-    on_clients(clients, &picked, true).await?;
-    d.set_resync(DEFAULT_RESYNC).await?;
-    d.drained(Duration::from_secs(60), u64::MAX).await?;
-    Ok(Some((answered, gone)))
+    Ok(clients)
 }
 
 /// Connects (or disconnects) each (network, namespace) of `picked` from `clients`, client j

@@ -17,7 +17,8 @@
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
-//! grace period. A reconnect of the same namespace meanwhile is safe: the retired inside end
+//! grace period (in a burst, within the burst's gathering plus a dump and one group delete;
+//! a Connect that meets a full bridge cuts the gathering short). A reconnect of the same namespace meanwhile is safe: the retired inside end
 //! no longer has the container's interface name, so the new veth can take it at once.
 //!
 //! A crash between (3) and the reaper leaves marked veths whose endpoint is gone: the GC
@@ -187,12 +188,7 @@ impl Controller {
             REAP_GATHER,
             |c| async move {
                 if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
-                    let dump = *c
-                        .inner
-                        .reaper
-                        .last_dump
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let dump = *c.last_dump();
                     let more = dump.min(REAP_BURST_GATHER_MAX).saturating_sub(REAP_GATHER);
                     let mut stop = c.inner.stopping.subscribe();
                     tokio::select! {
@@ -252,12 +248,7 @@ impl Controller {
             .into_iter()
             .filter(|l| l.group == RETIRED_GROUP)
             .collect();
-        *self
-            .inner
-            .reaper
-            .last_dump
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = started.elapsed();
+        *self.last_dump() = started.elapsed();
         if members.iter().all(is_ours) {
             if !members.is_empty() {
                 k.delete_link_group(&host, RETIRED_GROUP).await?;
@@ -276,15 +267,19 @@ impl Controller {
         Ok(())
     }
 
-    /// Sets how long the last dump of the host took (for tests of the burst's gathering).
-    #[cfg(test)]
-    pub(super) fn set_last_dump(&self, took: Duration) {
-        *self
-            .inner
+    /// How long the reaper's last dump of the host took ([`Reaper::last_dump`]).
+    fn last_dump(&self) -> std::sync::MutexGuard<'_, Duration> {
+        self.inner
             .reaper
             .last_dump
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = took;
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets how long the last dump of the host took (for tests of the burst's gathering).
+    #[cfg(test)]
+    pub(super) fn set_last_dump(&self, took: Duration) {
+        *self.last_dump() = took;
     }
 
     /// Takes `reaped` out of the pending set (what was retired meanwhile stays).

@@ -236,12 +236,9 @@ async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
 async fn reaper_gathers_a_burst_as_long_as_its_last_dump_took() {
     use std::time::{Duration, Instant};
     let h = H::new().await;
-    h.ctl.set_last_dump(Duration::from_secs(5));
-    retired(&h, ONE_BY_ONE_UP_TO + 1).await;
-    let mut set = JoinSet::new();
-    h.ctl.spawn_reaper(&mut set);
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut set, _) = gathering(&h).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         h.ctl.retired_pending(),
         ONE_BY_ONE_UP_TO + 1,
