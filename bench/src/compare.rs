@@ -11,7 +11,10 @@
 //!
 //! So each method's host holds 1 to N+1 endpoints during the run: the numbers are "at N".
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 
@@ -75,7 +78,14 @@ pub struct Comparison {
 const WARM: usize = 60_000;
 
 /// Runs the comparison at `n` for `kinds`.
-pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Result<Comparison> {
+/// `gap` of quiet (nothing sent by the bench) precedes each timed connect and disconnect.
+pub async fn compare(
+    run: &Run,
+    tools: &Tools,
+    kinds: &[Kind],
+    n: usize,
+    gap: Duration,
+) -> Result<Comparison> {
     let t0 = Instant::now();
     let mut methods: Vec<(Kind, Method)> = Vec::new();
     for &k in kinds {
@@ -109,6 +119,7 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
                 .with_context(|| format!("{}: create namespace {i}", k.name()))?;
             let d = t.elapsed();
             out.samples.entry((*k, Op::NsCreate)).or_default().push(d);
+            quiet(gap).await;
             let t = Instant::now();
             m.connect(i)
                 .await
@@ -144,6 +155,7 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
         for j in 0..count {
             check_stop()?;
             let (k, m) = &mut methods[(i + j) % count];
+            quiet(gap).await;
             let t = Instant::now();
             m.disconnect(i)
                 .await
@@ -165,6 +177,13 @@ pub async fn compare(run: &Run, tools: &Tools, kinds: &[Kind], n: usize) -> Resu
     drop(methods);
     out.wall = t0.elapsed();
     Ok(out)
+}
+
+/// Waits out `gap` (nothing when zero).
+async fn quiet(gap: Duration) {
+    if !gap.is_zero() {
+        tokio::time::sleep(gap).await;
+    }
 }
 
 impl Comparison {

@@ -100,6 +100,10 @@ struct CompareArgs {
     /// cni+portmap).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
+    /// Quiet before each timed connect and disconnect, in milliseconds (default 0: back to
+    /// back). What a container's start after a quiet spell meets.
+    #[arg(long, default_value_t = 0)]
+    gap_ms: u64,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -347,13 +351,22 @@ async fn main_async(cli: Cli) -> Result<()> {
             let load = loadavg();
             // Each N in a fresh scratch area, so one N's leftovers cannot weigh on the next.
             let sub = Run::new()?;
-            let result = compare::compare(&sub, &tools, &kinds, n).await?;
+            let gap = Duration::from_millis(c.gap_ms);
+            let result = compare::compare(&sub, &tools, &kinds, n, gap).await?;
             drop(sub);
             let mut s = String::new();
             writeln!(
                 s,
                 "### Comparison at N = {n}\n\nInterleaved round-robin; each method in its own \
-                 scratch host namespace; load average before: {load}, after: {}; wall {} s.\n",
+                 scratch host namespace{}; load average before: {load}, after: {}; wall {} s.\n",
+                if gap.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} ms of quiet before each connect and disconnect",
+                        c.gap_ms
+                    )
+                },
                 loadavg(),
                 secs(result.wall)
             )?;
