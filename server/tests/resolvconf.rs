@@ -359,3 +359,81 @@ async fn getent_hosts_resolves_through_the_resolv_conf_weft_wrote() {
         t0.elapsed()
     );
 }
+
+/// Kills and reaps a child process when dropped (also when the test fails).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process already running under `ip netns exec` sees what later Connects and Disconnects
+/// change: `ip netns exec` bind-mounts the file itself over `/etc/resolv.conf`, so weft
+/// writes changes into that file (a rename would leave the process reading the old text for
+/// as long as it lives). Read through the process's own root (`/proc/PID/root`), as it
+/// reads it; the file keeps its inode.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_running_under_ip_netns_exec_sees_later_changes() {
+    let sb = Sandbox::builder("rclive").default_netns_dir().start().await;
+    fs::write(sb.host_resolv_conf(), HOST_RESOLV).expect("host resolv.conf");
+    let c = sb.client();
+    let ns = format!("{}l", sb.prefix);
+    create_network(&c, network("n", "wb-rclive", &["10.251.8.0/24"])).await;
+    create_network(&c, network("m", "wb-rclivm", &["10.251.9.0/24"])).await;
+    create_ns(&c, &ns).await;
+    connect(&c, connect_req("n", &ns)).await;
+    let inode = fs::metadata(resolv_path(&sb, &ns)).expect("meta").ino();
+
+    let lower = sb.dir().join("etc-overlay");
+    fs::create_dir(&lower).expect("overlay dir");
+    std::os::unix::fs::symlink(sb.etc_netns_dir(), lower.join("netns")).expect("symlink");
+    let script = format!(
+        "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} sleep 120",
+        lower.display()
+    );
+    let child = Reaped(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ip netns exec"),
+    );
+    let pid = child.0.id();
+    // unshare, sh and ip netns exec each exec the next in the same process.
+    wait_for(
+        Duration::from_secs(10),
+        "the process under ip netns exec",
+        || fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep"),
+    )
+    .await;
+    let seen = || {
+        fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf"))
+            .expect("read the process's /etc/resolv.conf")
+    };
+    assert_eq!(nameservers(&seen()), ["10.251.8.1"], "{}", seen());
+
+    connect(&c, on("m", &ns, "eth1")).await;
+    assert_eq!(nameservers(&resolv(&sb, &ns)), ["10.251.8.1", "10.251.9.1"]);
+    assert_eq!(
+        seen(),
+        resolv(&sb, &ns),
+        "the running process kept the old file"
+    );
+
+    disconnect(&c, "n", &ns).await;
+    assert_eq!(nameservers(&seen()), ["10.251.9.1"], "{}", seen());
+    assert_eq!(seen(), resolv(&sb, &ns));
+    assert_eq!(
+        fs::metadata(resolv_path(&sb, &ns)).expect("meta").ino(),
+        inode,
+        "the file was replaced"
+    );
+    drop(child);
+    assert!(
+        !PathBuf::from("/etc/netns").join(&ns).exists(),
+        "something wrote the real /etc/netns"
+    );
+}

@@ -11,18 +11,27 @@
 //!   it, reads the file and writes it only when it differs, all in one blocking call. A
 //!   file counts as read only when it is a regular file of mode 0644; anything else reads
 //!   as absent, so converging rewrites it ([`EtcNetns::read_resolv_confs`], the bulk check's
-//!   read, likewise). The write is atomic: the text goes to a temporary file in the same
-//!   directory (mode 0644), which is then renamed over the old file, so a reader (a process
-//!   starting under `ip netns exec`) sees the old file or the new one, never half. It is not
-//!   fsynced: the file is derived state, and a file a power loss left empty or old is
-//!   rewritten by the restart's reconcile, so a Connect does not wait for the disk.
+//!   read, likewise). A file is made atomically: the text goes to a temporary file in the
+//!   same directory (mode 0644), which is then renamed into place. A change to an existing
+//!   file is written into it (the same inode), because `ip netns exec` bind-mounts the file
+//!   itself: a process started before the change keeps the inode it was given, and a rename
+//!   would leave it reading the old text for good (podman writes its containers'
+//!   bind-mounted resolv.conf in place for the same reason). The new text goes in one write
+//!   at the start, padded with newlines to the old length when shorter, and the file is then
+//!   cut to length: a reader sees the old text, or the new one with blank lines after it,
+//!   never an empty file or the tail of the old one. Only weft's own regular file with one
+//!   link is written through (opened without following a symlink); anything else is
+//!   replaced. It
+//!   also spares the filesystem an inode made and freed per change. Nothing is fsynced: the
+//!   file is derived state, and a file a power loss left empty or old is rewritten by the
+//!   restart's reconcile, so a Connect does not wait for the disk.
 //! - [`EtcNetns::remove`] removes the file, a temporary file a crash left, and the directory
 //!   if nothing else is in it (someone else's files there are kept, and so is the directory).
 
 use std::{
     fs,
     io::{ErrorKind, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -34,6 +43,9 @@ const RESOLV_CONF: &str = "resolv.conf";
 const TEMP: &str = ".resolv.conf.weft-tmp";
 /// The mode of the file (as `/etc/resolv.conf`'s).
 const MODE: u32 = 0o644;
+/// A file longer than this is replaced rather than padded and written through (weft's are a
+/// few hundred bytes; a longer one was made by someone else).
+const IN_PLACE_MAX: u64 = 64 * 1024;
 
 /// The directory of per-namespace `/etc` files (`--etc-netns-dir`, default `/etc/netns`).
 #[derive(Clone, Debug)]
@@ -77,9 +89,11 @@ impl EtcNetns {
 
     /// Makes namespace `namespace`'s resolv.conf read `render(host)`, where `host` is the text
     /// of the host's resolv.conf at `host_path` ("" when it cannot be read: said in the log):
-    /// reads both files, and writes (atomically, mode 0644, making the directories it needs)
-    /// only when the text or the mode differs. One trip to a blocking thread for all of it, where a read, a compare
-    /// and a write each took one. Returns whether it wrote.
+    /// reads both files, and writes (mode 0644, making the directories it needs) only when
+    /// the text or the mode differs: into the file when there is one (so a process that
+    /// bind-mounted it sees the change), else a new file renamed into place. One trip to a
+    /// blocking thread for all of it, where a read, a compare and a write each took one.
+    /// Returns whether it wrote.
     pub async fn converge_resolv_conf<R>(
         &self,
         namespace: &str,
@@ -93,10 +107,13 @@ impl EtcNetns {
         let host_path = host_path.to_path_buf();
         blocking(move || {
             let want = render(&read_host_resolv_conf(&host_path));
-            if read_if_ours(&dir.join(RESOLV_CONF))?.as_deref() == Some(want.as_str()) {
+            let path = dir.join(RESOLV_CONF);
+            if read_if_ours(&path)?.as_deref() == Some(want.as_str()) {
                 return Ok(false);
             }
-            write_atomic(&dir, &want)?;
+            if !write_in_place(&path, &want)? {
+                write_atomic(&dir, &want)?;
+            }
             Ok(true)
         })
         .await
@@ -153,6 +170,55 @@ fn read_if_ours(path: &Path) -> Result<Option<String>, KernelError> {
         Err(e) if e.kind() == ErrorKind::InvalidData => Ok(None),
         Err(e) => Err(error::io(op(), e)),
     }
+}
+
+/// Writes `text` into the file at `path` (the same inode, mode set to 0644): one write at
+/// offset 0, padded with newlines to the old length when `text` is shorter, then the file cut
+/// to `text`'s length. False (nothing written) when there is no file, or it is a symlink, not
+/// a regular file, has more than one link, belongs to another user, or is longer than
+/// [`IN_PLACE_MAX`]: the caller replaces it.
+fn write_in_place(path: &Path, text: &str) -> Result<bool, KernelError> {
+    let op = |what: &str| format!("{what} {}", path.display());
+    let f = match fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        // Missing, a symlink (ELOOP), a directory, a FIFO without a reader: replace it.
+        Err(e)
+            if e.kind() == ErrorKind::NotFound
+                || e.kind() == ErrorKind::IsADirectory
+                || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(error::io(op("open"), e)),
+    };
+    let meta = f.metadata().map_err(|e| error::io(op("stat"), e))?;
+    if !meta.is_file()
+        || meta.nlink() != 1
+        || meta.uid() != nix::unistd::geteuid().as_raw()
+        || meta.len() > IN_PLACE_MAX
+    {
+        return Ok(false);
+    }
+    if meta.mode() & 0o7777 != MODE {
+        f.set_permissions(fs::Permissions::from_mode(MODE))
+            .map_err(|e| error::io(op("chmod"), e))?;
+    }
+    let mut buf = text.as_bytes().to_vec();
+    let old = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    if old > buf.len() {
+        buf.resize(old, b'\n');
+    }
+    f.write_all_at(&buf, 0)
+        .map_err(|e| error::io(op("write"), e))?;
+    if buf.len() != text.len() {
+        f.set_len(text.len() as u64)
+            .map_err(|e| error::io(op("truncate"), e))?;
+    }
+    Ok(true)
 }
 
 fn write_atomic(dir: &Path, text: &str) -> Result<(), KernelError> {
@@ -242,6 +308,64 @@ mod tests {
         etc.remove("b").await.expect("remove");
         assert!(other.exists(), "someone else's file was removed");
         assert!(!etc.resolv_conf_path("b").exists());
+    }
+
+    /// A change is written into the file (the same inode, so a process that bind-mounted it
+    /// sees it), shorter or longer, with its mode put back; a symlink, a file with a second
+    /// link or another user's file is replaced, and what it pointed to or shared is untouched.
+    #[tokio::test]
+    async fn a_change_is_written_into_weft_s_own_file_and_replaces_anything_else() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let etc = EtcNetns::new(tmp.path().join("etc-netns"));
+        let host = tmp.path().join("host-resolv.conf");
+        fs::write(&host, "").expect("host file");
+        let path = etc.resolv_conf_path("a");
+        let write =
+            |text: &'static str| etc.converge_resolv_conf("a", &host, move |_| text.to_string());
+        let inode = || fs::symlink_metadata(&path).expect("meta").ino();
+        let long = "nameserver 10.0.0.1\nnameserver 10.0.1.1\nsearch corp.example\n";
+        assert!(write(long).await.expect("create"));
+        let first = inode();
+        for text in ["nameserver 10.0.1.1\n", long, ""] {
+            assert!(write(text).await.expect("rewrite"));
+            assert_eq!(fs::read_to_string(&path).expect("read"), text);
+            assert_eq!(inode(), first, "{text:?} was not written into the file");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(write("x\n").await.expect("mode"));
+        let meta = fs::metadata(&path).expect("meta");
+        assert_eq!(
+            (meta.ino(), meta.permissions().mode() & 0o7777),
+            (first, MODE)
+        );
+
+        // A symlink is replaced, not followed.
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::write(&elsewhere, "theirs\n").expect("their file");
+        fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
+        assert!(write("y\n").await.expect("over a symlink"));
+        assert!(fs::symlink_metadata(&path).expect("meta").is_file());
+        assert_eq!(fs::read_to_string(&path).expect("read"), "y\n");
+        assert_eq!(fs::read_to_string(&elsewhere).expect("read"), "theirs\n");
+
+        // A second link to it: replaced, the other name keeps the old text.
+        let other = tmp.path().join("hardlink");
+        fs::hard_link(&path, &other).expect("link");
+        assert!(write("z\n").await.expect("over a shared inode"));
+        assert_eq!(fs::read_to_string(&path).expect("read"), "z\n");
+        assert_eq!(fs::read_to_string(&other).expect("read"), "y\n");
+        assert_ne!(inode(), fs::metadata(&other).expect("meta").ino());
+
+        // Another user's file: replaced by weft's own.
+        let mine = inode();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+        assert!(write("w\n").await.expect("over another user's file"));
+        let meta = fs::metadata(&path).expect("meta");
+        assert_ne!(meta.ino(), mine, "another user's file was written through");
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(fs::read_to_string(&path).expect("read"), "w\n");
+        assert!(!path.with_file_name(TEMP).exists(), "temp file left behind");
     }
 
     /// The one-trip converge renders from the host's file as it is now, writes only when the

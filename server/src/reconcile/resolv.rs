@@ -10,10 +10,11 @@
 //!   Connect or Disconnect that answered has already changed the file;
 //! - a namespace's cleanup removes it and its directory.
 //!
-//! Converging reads the file first and writes (atomically) only when the text or mode
-//! differs, so a converged restart writes nothing; a write counts as a kernel write, so a
-//! repair of a converged namespace counts as drift. Adopted namespaces get no file: weft
-//! does not own their `/etc`. Each namespace's steps hold a lock of their own, so two
+//! Converging reads the file first and writes only when the text or mode differs (a change
+//! into the file itself, which `ip netns exec` bind-mounts: see `kernel::etc`), so a
+//! converged restart writes nothing; a write counts as a kernel write, so a repair of a
+//! converged namespace counts as drift. Adopted namespaces get no file: weft does not own
+//! their `/etc`. Each namespace's steps hold a lock of their own, so two
 //! endpoints of one namespace reconciled at once cannot leave the older view last.
 
 use std::{
