@@ -1646,16 +1646,6 @@ impl Drop for Foreign {
     }
 }
 
-/// A child process, killed and reaped when dropped (also when the test fails).
-struct Sleeper(std::process::Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Adoption compares namespaces, not paths: a foreign namespace adopts (and is Ready), the
 /// same namespace under another path and another name is FAILED_PRECONDITION naming the
 /// first, and so are the host namespace and weftd's own; nothing changes on refusal.
@@ -1682,7 +1672,7 @@ async fn adoption_compares_namespaces_not_paths() {
     assert_ready("fa", adopted.generation, adopted.status.as_ref());
 
     // A process inside it: its /proc/<pid>/ns/net is another path to the same namespace.
-    let sleeper = Sleeper(
+    let sleeper = Reaped(
         std::process::Command::new("nsenter")
             .arg(format!("--net={path}"))
             .args(["sleep", "60"])

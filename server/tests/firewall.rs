@@ -458,6 +458,53 @@ async fn port_mappings_add_list_and_delete() {
     assert!(err.is_not_found(), "{err}");
 }
 
+/// The sockets among this process's open files (`socket:[inode]`).
+fn socket_fds() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.display().to_string())
+        .filter(|t| t.starts_with("socket:"))
+        .collect()
+}
+
+/// The host's netfilter socket is kept between calls: a socket closed right after a batch
+/// that deleted something waits in `close` for the kernel's deferred frees (an RCU grace
+/// period), which every Disconnect of an endpoint with published ports paid when each call
+/// made its own. After the first call one socket stays open, and adds, deletes (the closes
+/// that waited), lists and syncs all use that same socket.
+#[tokio::test]
+async fn one_netfilter_socket_serves_call_after_call() {
+    if !root() {
+        return;
+    }
+    let s = Scratch::new("keep");
+    let before = socket_fds();
+    s.kernel.sync_firewall(&matrix()[1].1).await.expect("sync");
+    let kept = socket_fds();
+    assert_eq!(
+        kept.difference(&before).count(),
+        1,
+        "not one socket kept after the first call: {before:?} -> {kept:?}"
+    );
+    for round in 0..3 {
+        let m = many(3, 7000 + round * 10);
+        s.kernel.add_port_mappings(&m).await.expect("add");
+        assert_eq!(s.kernel.list_port_mappings().await.expect("list"), m);
+        s.kernel.del_port_mappings(&m).await.expect("del");
+        assert!(
+            s.kernel
+                .list_port_mappings()
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        s.kernel.sync_firewall(&matrix()[1].1).await.expect("sync");
+        assert_eq!(socket_fds(), kept, "round {round}: a socket made or closed");
+    }
+    assert_eq!(s.map_len("dnat4_any"), 0, "nft still sees mappings");
+}
+
 #[tokio::test]
 async fn ten_thousand_mappings_in_one_call() {
     if !root() {

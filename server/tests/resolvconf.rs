@@ -360,16 +360,6 @@ async fn getent_hosts_resolves_through_the_resolv_conf_weft_wrote() {
     );
 }
 
-/// Kills and reaps a child process when dropped (also when the test fails).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A process already running under `ip netns exec` sees what later Connects and Disconnects
 /// change: `ip netns exec` bind-mounts the file itself over `/etc/resolv.conf`, so weft
 /// writes changes into that file (a rename would leave the process reading the old text for
@@ -394,7 +384,7 @@ async fn a_process_running_under_ip_netns_exec_sees_later_changes() {
         "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} sleep 120",
         lower.display()
     );
-    let child = Reaped(
+    let mut child = Reaped(
         Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .stdin(std::process::Stdio::null())
@@ -406,7 +396,12 @@ async fn a_process_running_under_ip_netns_exec_sees_later_changes() {
     wait_for(
         Duration::from_secs(10),
         "the process under ip netns exec",
-        || fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep"),
+        || {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                panic!("the overlay mount or ip netns exec failed: {status}");
+            }
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        },
     )
     .await;
     let seen = || {

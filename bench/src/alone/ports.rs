@@ -59,7 +59,10 @@ fn range(from: u16, to: u16, container: u16) -> PublishedPort {
 /// - end to end: two fresh weftds (scratch hosts `h-ports10`, `h-ports10k`), each with network
 ///   `ports` and one endpoint publishing `small` resp. `large` ports; a sample is a Connect of
 ///   a new namespace with one published port, and one without ports for comparison (each
-///   disconnected again, so the counts stay put);
+///   disconnected again, so the counts stay put; the next round starts once both hosts are
+///   back to their interfaces before it, since a reaper's veth delete holds the kernel's RTNL
+///   lock, shared by every namespace, for a grace period, and a Connect meeting one waited
+///   10-30 ms whatever its ports);
 /// - the kernel layer alone: two scratch hosts with weft's tables, `small` resp. `large`
 ///   elements; a sample is [`Kernel::add_port_mappings`] of one element (removed again).
 pub async fn ports(
@@ -90,6 +93,7 @@ pub async fn ports(
         v
     };
     let mut daemons = Vec::new();
+    let mut hosts = Vec::new();
     for (tag, count) in [("ports10", small), ("ports10k", large)] {
         let host = run.scratch_ns(&format!("h-{tag}"))?;
         Kernel::new(Some(host.clone()), run.subdir(&format!("{tag}-sysctl"))?)?
@@ -117,9 +121,17 @@ pub async fn ports(
             out.kernel_count = reader.list_port_mappings().await?.len();
         }
         daemons.push((w, c));
+        hosts.push(Kernel::new(
+            Some(host.clone()),
+            run.subdir(&format!("{tag}-reader"))?,
+        )?);
     }
     // Let the bulk connect's echoes and the first element checks pass.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut settled = Vec::new();
+    for h in &hosts {
+        settled.push(h.list_links(&NsRef::Host).await?.len());
+    }
     for s in 0..samples {
         check_stop()?;
         let port = vec![range(40_000 + s as u16, 40_000 + s as u16, 80)];
@@ -155,6 +167,17 @@ pub async fn ports(
         for (_, c) in &daemons {
             for ns in [&pa, &pn, &pe] {
                 methods::disconnect(c, "ports", ns).await?;
+            }
+        }
+        // The retired veths gone (untimed) before the next round.
+        for (h, want) in hosts.iter().zip(&settled) {
+            let t = Instant::now();
+            while h.list_links(&NsRef::Host).await?.len() > *want {
+                ensure!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "retired veths still in a scratch host after 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }

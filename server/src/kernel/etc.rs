@@ -18,12 +18,13 @@
 //!   would leave it reading the old text for good (podman writes its containers'
 //!   bind-mounted resolv.conf in place for the same reason). The new text goes in one write
 //!   at the start, padded with newlines to the old length when shorter, and the file is then
-//!   cut to length: a reader sees the old text, or the new one with blank lines after it,
-//!   never an empty file or the tail of the old one. Only weft's own regular file with one
-//!   link is written through (opened without following a symlink); anything else is
-//!   replaced. It
-//!   also spares the filesystem an inode made and freed per change. Nothing is fsynced: the
-//!   file is derived state, and a file a power loss left empty or old is rewritten by the
+//!   cut to length, so there is no moment when the file is empty or ends in the old text (a
+//!   read racing the write itself may still see a torn page: ext4 does not lock buffered
+//!   reads against writes). Only weft's own regular file with one link, at most
+//!   [`IN_PLACE_MAX`] long and writable by weftd, is written through (opened without
+//!   following a symlink); anything else is replaced by a new file. Writing in place also
+//!   spares the filesystem an inode made and freed per change. Nothing is fsynced: the file
+//!   is derived state, and a file a power loss left empty, old or mixed is rewritten by the
 //!   restart's reconcile, so a Connect does not wait for the disk.
 //! - [`EtcNetns::remove`] removes the file, a temporary file a crash left, and the directory
 //!   if nothing else is in it (someone else's files there are kept, and so is the directory).
@@ -111,9 +112,7 @@ impl EtcNetns {
             if read_if_ours(&path)?.as_deref() == Some(want.as_str()) {
                 return Ok(false);
             }
-            if !write_in_place(&path, &want)? {
-                write_atomic(&dir, &want)?;
-            }
+            write(&dir, &want)?;
             Ok(true)
         })
         .await
@@ -172,23 +171,49 @@ fn read_if_ours(path: &Path) -> Result<Option<String>, KernelError> {
     }
 }
 
+/// Makes `<dir>/resolv.conf` read `text`: written into the file when [`write_in_place`] can,
+/// else a new file renamed into place ([`write_atomic`]).
+fn write(dir: &Path, text: &str) -> Result<(), KernelError> {
+    if !write_in_place(&dir.join(RESOLV_CONF), text)? {
+        write_atomic(dir, text)?;
+    }
+    Ok(())
+}
+
 /// Writes `text` into the file at `path` (the same inode, mode set to 0644): one write at
 /// offset 0, padded with newlines to the old length when `text` is shorter, then the file cut
 /// to `text`'s length. False (nothing written) when there is no file, or it is a symlink, not
-/// a regular file, has more than one link, belongs to another user, or is longer than
-/// [`IN_PLACE_MAX`]: the caller replaces it.
+/// a regular file, has more than one link, belongs to another user, is longer than
+/// [`IN_PLACE_MAX`], or cannot be opened for writing (a mode without the owner's write bit,
+/// to a weftd without `CAP_DAC_OVERRIDE`): the caller replaces it.
 fn write_in_place(path: &Path, text: &str) -> Result<bool, KernelError> {
     let op = |what: &str| format!("{what} {}", path.display());
+    let ours = |m: &fs::Metadata| {
+        m.is_file()
+            && m.nlink() == 1
+            && m.uid() == nix::unistd::geteuid().as_raw()
+            && m.len() <= IN_PLACE_MAX
+    };
+    // Looked at before it is opened (no device or FIFO is ever opened), and again after
+    // (it may have been swapped in between).
+    match fs::symlink_metadata(path) {
+        Ok(m) if ours(&m) => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(error::io(op("stat"), e)),
+    }
     let f = match fs::OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,
-        // Missing, a symlink (ELOOP), a directory, a FIFO without a reader: replace it.
+        // Swapped for something else meanwhile (gone, a symlink, a directory, a FIFO without
+        // a reader), or not writable by this weftd: replace it.
         Err(e)
             if e.kind() == ErrorKind::NotFound
                 || e.kind() == ErrorKind::IsADirectory
+                || e.kind() == ErrorKind::PermissionDenied
                 || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) =>
         {
             return Ok(false);
@@ -196,11 +221,7 @@ fn write_in_place(path: &Path, text: &str) -> Result<bool, KernelError> {
         Err(e) => return Err(error::io(op("open"), e)),
     };
     let meta = f.metadata().map_err(|e| error::io(op("stat"), e))?;
-    if !meta.is_file()
-        || meta.nlink() != 1
-        || meta.uid() != nix::unistd::geteuid().as_raw()
-        || meta.len() > IN_PLACE_MAX
-    {
+    if !ours(&meta) {
         return Ok(false);
     }
     if meta.mode() & 0o7777 != MODE {
@@ -214,10 +235,9 @@ fn write_in_place(path: &Path, text: &str) -> Result<bool, KernelError> {
     }
     f.write_all_at(&buf, 0)
         .map_err(|e| error::io(op("write"), e))?;
-    if buf.len() != text.len() {
-        f.set_len(text.len() as u64)
-            .map_err(|e| error::io(op("truncate"), e))?;
-    }
+    // Always, also when nothing was padded: the file may have grown since it was looked at.
+    f.set_len(text.len() as u64)
+        .map_err(|e| error::io(op("truncate"), e))?;
     Ok(true)
 }
 
@@ -357,7 +377,10 @@ mod tests {
         assert_eq!(fs::read_to_string(&other).expect("read"), "y\n");
         assert_ne!(inode(), fs::metadata(&other).expect("meta").ino());
 
-        // Another user's file: replaced by weft's own.
+        // Another user's file: replaced by weft's own (changing its owner needs root).
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
         let mine = inode();
         std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
         assert!(write("w\n").await.expect("over another user's file"));
@@ -366,6 +389,69 @@ mod tests {
         assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
         assert_eq!(fs::read_to_string(&path).expect("read"), "w\n");
         assert!(!path.with_file_name(TEMP).exists(), "temp file left behind");
+    }
+
+    /// Without `CAP_DAC_OVERRIDE` (the shipped systemd unit does not grant it), weft's own file
+    /// made read-only cannot be opened for writing: it is replaced, not a failed write.
+    /// Capabilities are per thread on Linux: the write runs on a thread that drops it.
+    #[test]
+    fn a_file_weftd_cannot_open_for_writing_is_replaced() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("a");
+        write(&dir, "old\n").expect("create");
+        let path = dir.join(RESOLV_CONF);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).expect("chmod");
+        let before = fs::metadata(&path).expect("meta").ino();
+        let written = std::thread::spawn(move || {
+            drop_dac_override();
+            write(&dir, "new\n")
+        })
+        .join()
+        .expect("thread");
+        written.expect("a read-only file of weft's was not replaced");
+        let meta = fs::metadata(&path).expect("meta");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "new\n");
+        assert_eq!(meta.permissions().mode() & 0o7777, MODE);
+        assert_ne!(meta.ino(), before);
+    }
+
+    /// Takes `CAP_DAC_OVERRIDE` out of this thread's effective set (capset(2)).
+    #[allow(unsafe_code)]
+    fn drop_dac_override() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const CAP_DAC_OVERRIDE: u32 = 1;
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: capget and capset read/write one header and two data structs of the
+        // layout above (version 3), which live for the whole calls.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+                0,
+                "capget"
+            );
+            data[0].effective &= !(1 << CAP_DAC_OVERRIDE);
+            assert_eq!(
+                libc::syscall(libc::SYS_capset, &header, data.as_ptr()),
+                0,
+                "capset"
+            );
+        }
     }
 
     /// The one-trip converge renders from the host's file as it is now, writes only when the

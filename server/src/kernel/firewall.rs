@@ -637,20 +637,45 @@ impl Kernel {
             .await
     }
 
-    /// Runs `f` with a netfilter socket opened inside `ns`, on a short-lived thread.
+    /// Runs `f` on a blocking thread with a netfilter socket of `ns`: for the host, one kept
+    /// from an earlier call ([`NftSockets`]), or a new one made in the namespace on a
+    /// short-lived thread; for another namespace, a socket opened there for this call only.
     async fn with_nft<T, F>(&self, ns: &NsRef, op: String, f: F) -> Result<T, KernelError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Socket) -> Result<T, KernelError> + Send + 'static,
     {
-        let target = self.ns_file(ns)?;
-        netns::run_in(target, move || {
-            let mut sock = Socket::open()?;
-            f(&mut sock)
+        if *ns != NsRef::Host {
+            let target = self.ns_file(ns)?;
+            return netns::run_in(target, move || {
+                let mut sock = Socket::open()?;
+                f(&mut sock)
+            })
+            .await
+            .map(|(t, _)| t)
+            .map_err(|e| e.relabel(&op));
+        }
+        let sock = match self.inner.nft.take() {
+            Some(sock) => sock,
+            None => netns::run_in(self.ns_file(ns)?, Socket::open)
+                .await
+                .map(|(sock, _)| sock)
+                .map_err(|e| e.relabel(&op))?,
+        };
+        let (result, sock) = tokio::task::spawn_blocking(move || {
+            let mut sock = sock;
+            let result = f(&mut sock);
+            (result, sock)
         })
         .await
-        .map(|(t, _)| t)
-        .map_err(|e| e.relabel(&op))
+        .map_err(|e| {
+            error::io(
+                op.clone(),
+                std::io::Error::other(format!("netfilter helper task: {e}")),
+            )
+        })?;
+        self.inner.nft.give_back(sock);
+        result.map_err(|e| e.relabel(&op))
     }
 
     /// The namespace to enter for `ns`: the host's file opened at start-up, or a path.
@@ -685,6 +710,38 @@ impl Kernel {
             .or_default()
             .clone();
         Ok(lock.lock_owned().await)
+    }
+}
+
+/// Netfilter sockets of the host namespace, kept between calls (at most [`NftSockets::KEEP`]).
+///
+/// A socket closed right after a batch that deleted something makes `close` itself wait for
+/// an RCU grace period: nf_tables' handler of the socket's release flushes the work that frees
+/// deleted objects after a grace period (10-20 ms here; BENCHMARKS.md, session 20). With a
+/// socket made per call, every Disconnect of an endpoint with published ports paid that, and
+/// every call paid a thread to enter the namespace. A netlink socket stays in the namespace it
+/// was made in, whichever thread uses it later, and each call drains what an earlier one left
+/// in its queue ([`Socket`]), so one can serve call after call.
+#[derive(Default)]
+pub(super) struct NftSockets(Mutex<Vec<Socket>>);
+
+impl NftSockets {
+    /// Sockets kept; one more (calls running side by side) is closed after its call, on a
+    /// blocking thread.
+    const KEEP: usize = 4;
+
+    fn take(&self) -> Option<Socket> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, sock: Socket) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < Self::KEEP {
+            kept.push(sock);
+        } else {
+            drop(kept);
+            tokio::task::spawn_blocking(move || drop(sock));
+        }
     }
 }
 

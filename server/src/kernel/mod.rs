@@ -110,6 +110,8 @@ struct Inner {
     /// the same file (one would see the other's not-yet-mounted placeholder). It holds
     /// whether the netns dir's mounts were made shared recursively yet ([`netns::prepare_dir`]).
     netns_lock: tokio::sync::Mutex<bool>,
+    /// The host namespace's netfilter sockets, kept between calls.
+    nft: firewall::NftSockets,
 }
 
 impl fmt::Debug for Inner {
@@ -163,6 +165,7 @@ impl Kernel {
                 conns: Connections::new(file, label),
                 writes: AtomicU64::new(0),
                 netns_lock: tokio::sync::Mutex::new(false),
+                nft: firewall::NftSockets::default(),
             }),
         })
     }

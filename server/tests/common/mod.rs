@@ -838,6 +838,16 @@ pub fn grpcurl_bin() -> PathBuf {
     );
 }
 
+/// A child process, killed and reaped when dropped (also when the test fails).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs a command to completion, capturing its output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
