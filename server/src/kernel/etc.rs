@@ -21,7 +21,7 @@
 //!   cut to length, so there is no moment when the file is empty or ends in the old text (a
 //!   read racing the write itself may still see a torn page: ext4 does not lock buffered
 //!   reads against writes). Only weft's own regular file with one link, at most
-//!   [`IN_PLACE_MAX`] long and writable by weftd, is written through (opened without
+//!   `IN_PLACE_MAX` long and writable by weftd, is written through (opened without
 //!   following a symlink); anything else is replaced by a new file. Writing in place also
 //!   spares the filesystem an inode made and freed per change. Nothing is fsynced: the file
 //!   is derived state, and a file a power loss left empty, old or mixed is rewritten by the
