@@ -240,10 +240,7 @@ async fn ip_netns_exec_shows_the_file_weft_wrote() {
     let want = resolv(&sb, &ns);
     assert_eq!(nameservers(&want), ["10.251.4.1"]);
 
-    // <lower>/netns -> the sandbox's --etc-netns-dir: /etc/netns in the overlay.
-    let lower = sb.dir().join("etc-overlay");
-    fs::create_dir(&lower).expect("overlay dir");
-    std::os::unix::fs::symlink(sb.etc_netns_dir(), lower.join("netns")).expect("symlink");
+    let lower = etc_overlay_lower(&sb);
     let script = format!(
         "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} cat /etc/resolv.conf",
         lower.display()
@@ -268,14 +265,21 @@ async fn ip_netns_exec_shows_the_file_weft_wrote() {
     );
 }
 
-/// `ip netns exec NS sh -c SCRIPT` with the sandbox's `--etc-netns-dir` as /etc/netns (a
-/// read-only overlay over /etc in a private mount namespace that ends with the command).
-fn exec_with_weft_etc(sb: &Sandbox, ns: &str, script: &str) -> std::process::Output {
+/// The lower layer that lays the sandbox's `--etc-netns-dir` over /etc as /etc/netns (a
+/// directory holding only the symlink `netns`), made on first use.
+fn etc_overlay_lower(sb: &Sandbox) -> PathBuf {
     let lower = sb.dir().join("etc-overlay");
     if !lower.exists() {
         fs::create_dir(&lower).expect("overlay dir");
         std::os::unix::fs::symlink(sb.etc_netns_dir(), lower.join("netns")).expect("symlink");
     }
+    lower
+}
+
+/// `ip netns exec NS sh -c SCRIPT` with the sandbox's `--etc-netns-dir` as /etc/netns (a
+/// read-only overlay over /etc in a private mount namespace that ends with the command).
+fn exec_with_weft_etc(sb: &Sandbox, ns: &str, script: &str) -> std::process::Output {
+    let lower = etc_overlay_lower(sb);
     let outer = format!(
         "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} sh -c '{script}'",
         lower.display()
@@ -377,9 +381,7 @@ async fn a_process_running_under_ip_netns_exec_sees_later_changes() {
     connect(&c, connect_req("n", &ns)).await;
     let inode = fs::metadata(resolv_path(&sb, &ns)).expect("meta").ino();
 
-    let lower = sb.dir().join("etc-overlay");
-    fs::create_dir(&lower).expect("overlay dir");
-    std::os::unix::fs::symlink(sb.etc_netns_dir(), lower.join("netns")).expect("symlink");
+    let lower = etc_overlay_lower(&sb);
     let script = format!(
         "mount -t overlay weft-test -o lowerdir={}:/etc /etc && exec ip netns exec {ns} sleep 120",
         lower.display()

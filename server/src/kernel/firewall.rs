@@ -404,7 +404,7 @@ impl FirewallOps for Kernel {
         let plan = plan(networks);
         let _guard = self.firewall_lock().await?;
         let kernel = self.clone();
-        self.with_nft(&NsRef::Host, op, move |sock| {
+        self.with_nft(op, move |sock| {
             // A table deleted between the look and the batch fails the batch with ENOENT;
             // look again then.
             let mut attempt = 0;
@@ -505,7 +505,7 @@ impl FirewallOps for Kernel {
     /// Elements weft could not have written (unknown protocol, other lengths) are skipped.
     async fn list_port_mappings(&self) -> Result<Vec<PortMapping>, KernelError> {
         let op = format!("list port mappings in {}", self.label(&NsRef::Host));
-        self.with_nft(&NsRef::Host, op, move |sock| {
+        self.with_nft(op, move |sock| {
             let mut out = Vec::new();
             for map in PortMap::ALL {
                 for e in sock.elements(TableFamily::Inet, TABLE, map.name())? {
@@ -524,7 +524,7 @@ impl FirewallOps for Kernel {
         let op = format!("delete firewall in {}", self.label(&NsRef::Host));
         let _guard = self.firewall_lock().await?;
         let kernel = self.clone();
-        self.with_nft(&NsRef::Host, op, move |sock| {
+        self.with_nft(op, move |sock| {
             let ours: Vec<TableFamily> = sock
                 .tables()?
                 .into_iter()
@@ -636,31 +636,20 @@ impl Kernel {
         }
         let _guard = self.firewall_lock().await?;
         let kernel = self.clone();
-        self.with_nft(&NsRef::Host, op, move |sock| edit(sock, &kernel, &by_map))
+        self.with_nft(op, move |sock| edit(sock, &kernel, &by_map))
             .await
     }
 
-    /// Runs `f` on a blocking thread with a netfilter socket of `ns`: for the host, one kept
-    /// from an earlier call ([`NftSockets`]), or a new one made in the namespace on a
-    /// short-lived thread; for another namespace, a socket opened there for this call only.
-    async fn with_nft<T, F>(&self, ns: &NsRef, op: String, f: F) -> Result<T, KernelError>
+    /// Runs `f` on a blocking thread with a netfilter socket of the host namespace: one kept
+    /// from an earlier call ([`NftSockets`]), or a new one made there on a short-lived thread.
+    async fn with_nft<T, F>(&self, op: String, f: F) -> Result<T, KernelError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Socket) -> Result<T, KernelError> + Send + 'static,
     {
-        if *ns != NsRef::Host {
-            let target = self.ns_file(ns)?;
-            return netns::run_in(target, move || {
-                let mut sock = Socket::open()?;
-                f(&mut sock)
-            })
-            .await
-            .map(|(t, _)| t)
-            .map_err(|e| e.relabel(&op));
-        }
         let sock = match self.inner.nft.take() {
             Some(sock) => sock,
-            None => netns::run_in(self.ns_file(ns)?, Socket::open)
+            None => netns::run_in(self.ns_file(&NsRef::Host)?, Socket::open)
                 .await
                 .map(|(sock, _)| sock)
                 .map_err(|e| e.relabel(&op))?,
