@@ -16,8 +16,8 @@
 //! On the client-to-server direction it follows the HTTP/2 frames: the 24-byte preface, then
 //! frame headers; every frame but HEADERS and CONTINUATION passes through unchanged and
 //! unbuffered (a DATA payload is read straight into h2's buffer). A header block (a HEADERS
-//! frame and its CONTINUATIONs, padding removed, priority kept) is decoded in full with
-//! loona-hpack's decoder, which keeps the client's dynamic table (entries, evictions and the
+//! frame and its CONTINUATIONs, padding removed, priority kept) is decoded in full by
+//! [`hpack::Decoder`], which keeps the client's dynamic table (entries, evictions and the
 //! table size updates, up to HTTP/2's default 4096 bytes that h2 announces), an
 //! `:authority` that `http::uri::Authority` refuses (the very check h2 makes) is replaced by
 //! `localhost` (what grpc-go itself sends on a Unix socket), and the block is encoded again
@@ -27,8 +27,8 @@
 //! must accept. The server-to-client direction is not touched.
 //!
 //! Every block is re-encoded, not only those with a bad authority, so there is one path, the
-//! one every test exercises. It costs a few microseconds per call (see the unit test
-//! `rewrite_is_cheap` and the README's measurement). What h2 would refuse for itself
+//! one every test exercises. It costs a few microseconds per call (the unit test
+//! `rewrite_is_cheap` times a tonic client's first block and a later one). What h2 would refuse for itself
 //! (a HEADERS inside another block, a CONTINUATION without one, a broken HPACK block)
 //! closes the connection here with an error, as h2 would with a connection error; a block
 //! over 64 KiB, compressed or decoded, does too: h2 under hyper accepts 16 KiB of headers
@@ -41,9 +41,11 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use loona_hpack::{Decoder, encoder::encode_integer_into};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::codegen::http::uri::Authority;
+
+mod hpack;
+use hpack::Decoder;
 
 /// The client connection preface every HTTP/2 connection starts with.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -111,7 +113,7 @@ struct Rewriter {
     /// Bytes of the current frame's payload still to pass through.
     pass: usize,
     block: Option<Block>,
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     eof: bool,
 }
 
@@ -126,8 +128,6 @@ impl std::fmt::Debug for Rewriter {
 
 impl Default for Rewriter {
     fn default() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Self {
             raw: Vec::new(),
             raw_at: 0,
@@ -138,7 +138,7 @@ impl Default for Rewriter {
             bypass: false,
             pass: 0,
             block: None,
-            decoder,
+            decoder: Decoder::new(HEADER_TABLE_SIZE),
             eof: false,
         }
     }
@@ -290,23 +290,23 @@ fn headers_frame(flags: u8, stream: [u8; 4], payload: &[u8]) -> io::Result<Block
 
 /// Decodes a complete header block (keeping the client's dynamic table) and encodes it again
 /// as literals without indexing, with an `:authority` h2 would refuse replaced.
-fn rewrite(decoder: &mut Decoder<'static>, block: &[u8]) -> io::Result<Vec<u8>> {
+fn rewrite(decoder: &mut Decoder, block: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(block.len() + 64);
     let mut size = 0usize;
     decoder
-        .decode_with_cb(block, |name, value| {
+        .decode(block, |name, value| {
             size += name.len() + value.len() + 32;
             if size > MAX_BLOCK {
                 return;
             }
-            let value: &[u8] = if &*name == b":authority" && Authority::try_from(&*value).is_err() {
+            let value = if name == b":authority" && Authority::try_from(value).is_err() {
                 REPLACEMENT
             } else {
-                &value
+                value
             };
             // Literal Header Field without Indexing, New Name (RFC 7541 6.2.2).
             out.push(0);
-            literal(&name, &mut out);
+            literal(name, &mut out);
             literal(value, &mut out);
         })
         .map_err(|e| broken(format!("a header block HPACK cannot decode: {e}")))?;
@@ -318,8 +318,7 @@ fn rewrite(decoder: &mut Decoder<'static>, block: &[u8]) -> io::Result<Vec<u8>> 
 
 /// An HPACK string literal, not Huffman-coded.
 fn literal(s: &[u8], out: &mut Vec<u8>) {
-    // Writing to a Vec cannot fail.
-    let _ = encode_integer_into(s.len(), 7, 0, out);
+    hpack::encode_integer(s.len(), 7, 0, out);
     out.extend_from_slice(s);
 }
 
