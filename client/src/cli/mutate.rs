@@ -188,8 +188,13 @@ impl Verb {
         let mut resp = self.send(ctx, msg, rpc).await?;
         let obj = resp.take_object();
         if self.dry_run {
-            let obj = obj.as_ref().map_or(Value::Null, Shown::json);
-            return plan::print(ctx, &resp.take_plan(), vec![(R::Object::KEY, obj)]);
+            let json = || {
+                vec![(
+                    R::Object::KEY,
+                    obj.as_ref().map_or(Value::Null, Shown::json),
+                )]
+            };
+            return plan::print(ctx, &resp.take_plan(), json);
         }
         let obj = obj.unwrap_or_default();
         ctx.print_one(&obj, || table(&obj))?;
@@ -208,12 +213,12 @@ pub fn print_fields(
     table: &str,
 ) -> Result<()> {
     if dry_run {
-        return plan::print(ctx, changes, fields);
+        return plan::print(ctx, changes, || fields);
     }
     if ctx.is_table() && table.is_empty() {
         return Ok(());
     }
-    ctx.print_value(&fields_object(fields), || table.to_string())
+    ctx.print_value(|| fields_object(fields), || table.to_string())
 }
 
 /// A JSON object of `fields`; like every object the CLI prints, its keys come out sorted.

@@ -19,10 +19,17 @@ use weft::v1::PlannedChange;
 
 use super::{Ctx, format::Shown, table};
 
-/// Prints a dry run's `changes`; `fields` are the rest of the JSON object (ignored in table
-/// mode).
-pub fn print(ctx: &Ctx, changes: &[PlannedChange], fields: Vec<(&str, Value)>) -> Result<()> {
-    ctx.print_value(&object(changes, fields), || table::planned_changes(changes))
+/// Prints a dry run's `changes`; `fields` makes the rest of the JSON object (not called in
+/// table mode).
+pub fn print<'a>(
+    ctx: &Ctx,
+    changes: &[PlannedChange],
+    fields: impl FnOnce() -> Vec<(&'a str, Value)>,
+) -> Result<()> {
+    ctx.print_value(
+        || object(changes, fields()),
+        || table::planned_changes(changes),
+    )
 }
 
 /// The JSON object of a dry run: `dry_run: true`, the `planned_changes`, and `fields` (a

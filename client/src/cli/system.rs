@@ -53,19 +53,22 @@ pub async fn version(ctx: &Ctx) -> Result<()> {
     if let Ok(info) = &server {
         v["server"] = serde_json::json!({"version": info.version, "gitCommit": info.git_commit});
     }
-    ctx.print_value(&v, || {
-        let mut text = format!(
-            "Client:\n Version:     {}\n Git commit:  {}\n",
-            client.0, client.1
-        );
-        if let Ok(info) = &server {
-            text.push_str(&format!(
-                "Server:\n Version:     {}\n Git commit:  {}\n",
-                info.version, info.git_commit
-            ));
-        }
-        text
-    })?;
+    ctx.print_value(
+        || v,
+        || {
+            let mut text = format!(
+                "Client:\n Version:     {}\n Git commit:  {}\n",
+                client.0, client.1
+            );
+            if let Ok(info) = &server {
+                text.push_str(&format!(
+                    "Server:\n Version:     {}\n Git commit:  {}\n",
+                    info.version, info.git_commit
+                ));
+            }
+            text
+        },
+    )?;
     server.map(drop)
 }
 

@@ -86,8 +86,8 @@ pub async fn create(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
     if let Err(e) = ctx.check_applied(&verb.what, ep.status.as_ref(), verb.wait, &inspect) {
         return Err(undo_create(ctx, &a.name, Some(&network), e).await);
     }
-    let v = json!({ "namespace": ns.json(), "endpoint": ep.json() });
-    ctx.print_value(&v, || {
+    let v = || json!({ "namespace": ns.json(), "endpoint": ep.json() });
+    ctx.print_value(v, || {
         format!(
             "{}\n{}",
             ns.name,
@@ -111,10 +111,7 @@ async fn dry_run_create(
         })
         .await?;
     let mut changes = resp.take_plan();
-    let mut fields = vec![(
-        "namespace",
-        resp.namespace.as_ref().map_or(Value::Null, Shown::json),
-    )];
+    let namespace = resp.namespace.take();
     let what = format!(
         "connect namespace {:?} to network {:?}",
         connect.namespace, connect.network
@@ -127,11 +124,19 @@ async fn dry_run_create(
         )
         .await?;
     changes.extend(resp.take_plan());
-    fields.push((
-        "endpoint",
-        resp.endpoint.as_ref().map_or(Value::Null, Shown::json),
-    ));
-    plan::print(ctx, &changes, fields)
+    let json = || {
+        vec![
+            (
+                "namespace",
+                namespace.as_ref().map_or(Value::Null, Shown::json),
+            ),
+            (
+                "endpoint",
+                resp.endpoint.as_ref().map_or(Value::Null, Shown::json),
+            ),
+        ]
+    };
+    plan::print(ctx, &changes, json)
 }
 
 /// Undoes a `weft ns create --network` that failed with `cause` once the namespace `name`
@@ -221,14 +226,16 @@ fn print_shared(
     path: &str,
     ns: Option<&Namespace>,
 ) -> Result<()> {
-    let v = json!({
-        "networkMode": mode,
-        "created": false,
-        "unusedName": name,
-        "path": path,
-        "namespace": ns.map_or(Value::Null, Shown::json),
-    });
-    ctx.print_value(&v, || {
+    let v = || {
+        json!({
+            "networkMode": mode,
+            "created": false,
+            "unusedName": name,
+            "path": path,
+            "namespace": ns.map_or(Value::Null, Shown::json),
+        })
+    };
+    ctx.print_value(v, || {
         let which = match ns {
             Some(ns) => format!("namespace {}", ns.name),
             None => "the host namespace".to_string(),
