@@ -655,17 +655,21 @@ impl Store {
 
     /// Leased and total addresses of each subnet of a network.
     pub async fn lease_counts(&self, network_id: &str) -> Result<Vec<(IpNet, u64)>, StoreError> {
-        let addrs: Vec<String> =
-            sqlx::query_scalar("SELECT address FROM leases WHERE network_id = ?")
-                .bind(network_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let mut conn = self.pool.acquire().await?;
+        // One lease a row: stepped in place, each address parsed where SQLite holds it.
+        let addrs: Vec<Option<IpAddr>> = Self::rows_in(
+            &mut conn,
+            "SELECT address FROM leases WHERE network_id = ?",
+            &[network_id.into()],
+            |row| Ok(row.at::<&str>(0)?.parse().ok()),
+        )
+        .await?;
         let cidrs: Vec<String> =
             sqlx::query_scalar("SELECT cidr FROM subnets WHERE network_id = ?")
                 .bind(network_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
-        let addrs: Vec<IpAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let addrs: Vec<IpAddr> = addrs.into_iter().flatten().collect();
         Ok(cidrs
             .iter()
             .filter_map(|c| c.parse::<IpNet>().ok())
