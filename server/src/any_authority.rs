@@ -37,6 +37,7 @@
 
 use std::{
     io,
+    ops::ControlFlow,
     pin::Pin,
     task::{Context, Poll, ready},
 };
@@ -297,7 +298,9 @@ fn rewrite(decoder: &mut Decoder, block: &[u8]) -> io::Result<Vec<u8>> {
         .decode(block, |name, value| {
             size += name.len() + value.len() + 32;
             if size > MAX_BLOCK {
-                return;
+                // Stop now: a few octets naming a large table entry, over and over, would
+                // otherwise make this copy far more than the block holds.
+                return ControlFlow::Break(());
             }
             let value = if name == b":authority" && Authority::try_from(value).is_err() {
                 REPLACEMENT
@@ -308,6 +311,7 @@ fn rewrite(decoder: &mut Decoder, block: &[u8]) -> io::Result<Vec<u8>> {
             out.push(0);
             literal(name, &mut out);
             literal(value, &mut out);
+            ControlFlow::Continue(())
         })
         .map_err(|e| broken(format!("a header block HPACK cannot decode: {e}")))?;
     if size > MAX_BLOCK {

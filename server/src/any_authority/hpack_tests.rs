@@ -19,7 +19,8 @@ fn decode(d: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, Error>
         out.push((
             String::from_utf8_lossy(n).into_owned(),
             String::from_utf8_lossy(v).into_owned(),
-        ))
+        ));
+        ControlFlow::Continue(())
     })?;
     Ok(out)
 }
@@ -178,8 +179,11 @@ fn blocks_of_an_independent_encoder_decode_through_evictions() {
         }
         block.extend(enc.encode(want.iter().map(|(n, v)| (&n[..], &v[..]))));
         let mut got = Vec::new();
-        dec.decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())))
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        dec.decode(&block, |n, v| {
+            got.push((n.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(got, want, "round {round}");
         assert!(dec.table_size() <= dec.max, "round {round}");
     }
@@ -262,7 +266,7 @@ fn malformed_blocks_are_refused() {
     for _ in 0..20_000 {
         let len = rng.below(24);
         let block: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let _ = Decoder::new(4096).decode(&block, |_, _| {});
+        let _ = Decoder::new(4096).decode(&block, |_, _| ControlFlow::Continue(()));
     }
 }
 
@@ -281,4 +285,65 @@ fn integers_round_trip() {
     let mut buf = Vec::new();
     encode_integer(1337, 5, 0, &mut buf);
     assert_eq!(buf, [0x1f, 0x9a, 0x0a]);
+}
+
+/// Every static table entry (RFC 7541 Appendix A) as loona-hpack's table has it.
+#[test]
+fn static_table_matches_an_independent_decoder() {
+    for i in 1..=61u8 {
+        let ours = decode(&mut Decoder::new(4096), &[0x80 | i]).unwrap();
+        let theirs = loona_hpack::Decoder::new().decode(&[0x80 | i]).unwrap();
+        let theirs: Vec<(String, String)> = theirs
+            .into_iter()
+            .map(|(n, v)| (String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(ours, theirs, "static index {i}");
+    }
+}
+
+/// Literals without indexing (0000) and never indexed (0001), with a new name or an indexed
+/// one: fields as sent, the dynamic table untouched.
+#[test]
+fn literals_that_are_not_indexed_leave_the_table_alone() {
+    let mut d = Decoder::new(4096);
+    let mut block = vec![0x10, 0x03];
+    block.extend(b"key");
+    block.push(0x05);
+    block.extend(b"value");
+    // Never indexed, name from static index 23 (authorization).
+    block.extend([0x1f, 0x08, 0x06]);
+    block.extend(b"secret");
+    // Without indexing, name from static index 4 (:path), the value Huffman-coded.
+    let path = huffman_encode(b"/a/b");
+    block.push(0x04);
+    encode_integer(path.len(), 7, 0x80, &mut block);
+    block.extend(path);
+    assert_eq!(
+        decode(&mut d, &block).unwrap(),
+        fields(&[
+            ("key", "value"),
+            ("authorization", "secret"),
+            (":path", "/a/b")
+        ])
+    );
+    assert!(entries(&d).is_empty());
+    assert_eq!(d.table_size(), 0);
+}
+
+/// The caller can stop the decoding at a field (the rewrite does, past 64 KiB decoded): no
+/// field after it is decoded or copied.
+#[test]
+fn the_caller_stops_the_decoding() {
+    let mut d = Decoder::new(4096);
+    let mut seen = 0;
+    d.decode(&[0x82, 0x86, 0x84, 0x87], |_, _| {
+        seen += 1;
+        if seen == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, 2);
 }

@@ -20,10 +20,6 @@ use super::{
 };
 use crate::model::{ObjectLimits, Phase, Status, new_uid};
 
-/// How many rows a read steps before it hands the worker's other tasks to another thread
-/// ([`Store::rows_in`]): a few hundred microseconds of decoding at most.
-pub(super) const INLINE_ROWS: usize = 64;
-
 /// A kind of stored object: one table, one row type (the implementor).
 pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     /// The table its rows live in.
@@ -286,32 +282,18 @@ impl Store {
     }
 
     /// Every row of `sql` with `args` on `conn`, each read by `f`, stepped in place (see
-    /// [`Store::select_in`]). The first [`INLINE_ROWS`] right on the task's thread: most
-    /// lists are short, tens of microseconds, less than handing the worker's other tasks to
-    /// another thread (`block_in_place` wakes one). A longer list hands them over for the
-    /// rest ([`raw::blocking`]): 10,000 rows take tens of milliseconds.
+    /// [`Store::select_in`]), with the worker's other tasks handed to another thread
+    /// meanwhile ([`raw::blocking`]): 10,000 rows take tens of milliseconds, and a sorted
+    /// listing (endpoints, links) does its whole query and sort in its first step.
     pub(super) async fn rows_in<T>(
         conn: &mut SqliteConnection,
         sql: &str,
         args: &[Arg<'_>],
-        mut f: impl FnMut(&RawRow<'_, '_>) -> Result<T, StoreError>,
+        f: impl FnMut(&RawRow<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let mut handle = conn.lock_handle().await?;
         let db = Raw::new(&mut handle);
-        let mut stmt = db.query(sql, args)?;
-        let mut out = Vec::new();
-        while out.len() < INLINE_ROWS {
-            match stmt.next()? {
-                Some(row) => out.push(f(&row)?),
-                None => return Ok(out),
-            }
-        }
-        raw::blocking(|| {
-            while let Some(row) = stmt.next()? {
-                out.push(f(&row)?);
-            }
-            Ok(out)
-        })
+        raw::blocking(|| db.rows(sql, args, f))
     }
 
     /// Starts the write transaction of a create of kind `K`: a new uid for the object, and

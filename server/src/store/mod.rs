@@ -13,7 +13,7 @@
 //!   implementation, and what only it does (creating one; a connect's leases and ports).
 //! - `requests`: request ids, recorded in the transaction of the object they made.
 //! - `raw`: statements stepped in place through sqlx's locked handle (the Connect
-//!   transaction, the background listing); `columns`: a row's columns by name for both.
+//!   transaction, every listing); `columns`: a row's columns by name for both.
 //! - `checkpoint`: the writer's WAL hook and the thread that checkpoints the WAL, so that
 //!   commits do not.
 //!
@@ -91,8 +91,8 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
-    /// SQLite failed under a statement stepped in place (store/raw.rs: the background
-    /// listing, the Connect transaction).
+    /// SQLite failed under a statement stepped in place (store/raw.rs: the listings, the
+    /// Connect transaction).
     #[error("database: {0}")]
     Sqlite(String),
     /// Migrations failed.

@@ -1,6 +1,7 @@
 //! Statements stepped in place on a connection held through sqlx's lock, on the caller's
-//! thread: for the background listing (store/lists.rs) and for write transactions whose
-//! every statement runs in one go ([`Raw::transaction`]).
+//! thread: for listings (the background one, store/lists.rs, and the API's,
+//! `Store::select_in`) and for write transactions whose every statement runs in one go
+//! ([`Raw::transaction`]).
 //!
 //! Through sqlx each statement is a round trip to the connection's own thread; a Connect's
 //! transaction was six of them. Holding sqlx's lock on the connection
