@@ -176,10 +176,11 @@ pub trait Shown {
     }
 }
 
-/// The descriptors of weft.v1, decoded once from the set weft-proto embeds.
+/// The descriptors of weft.v1, decoded once from the set weft-proto embeds (without source
+/// info: comments are not printed, and they were half of the time to load).
 fn pool() -> Option<&'static DescriptorPool> {
     static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(weft_proto::FILE_DESCRIPTOR_SET).ok())
+    POOL.get_or_init(|| DescriptorPool::decode(weft_proto::FILE_DESCRIPTOR_SET_LEAN).ok())
         .as_ref()
 }
 
