@@ -1637,15 +1637,6 @@ async fn retries_with_many_labels_replay() {
     assert_eq!(net_uids.len(), 1, "{net_uids:?}");
 }
 
-/// A namespace made outside weft, deleted (with `ip netns del`) when dropped.
-struct Foreign(String);
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = run(std::process::Command::new("ip").args(["netns", "del", &self.0]));
-    }
-}
-
 /// Adoption compares namespaces, not paths: a foreign namespace adopts (and is Ready), the
 /// same namespace under another path and another name is FAILED_PRECONDITION naming the
 /// first, and so are the host namespace and weftd's own; nothing changes on refusal.
@@ -1653,10 +1644,8 @@ impl Drop for Foreign {
 async fn adoption_compares_namespaces_not_paths() {
     let sb = Sandbox::new("adopt").await;
     let c = sb.client();
-    let foreign = Foreign(format!("{}fo", sb.prefix));
-    let out = run(std::process::Command::new("ip").args(["netns", "add", &foreign.0]));
-    assert!(out.status.success(), "ip netns add: {out:?}");
-    let path = format!("/run/netns/{}", foreign.0);
+    let foreign = Foreign::add(&sb);
+    let path = foreign.path();
     let adopted = rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
         namespace: Some(Namespace {
             name: "fa".into(),

@@ -235,15 +235,6 @@ async fn dry_runs_plan_and_change_nothing() {
     assert_eq!(writes(&c).await, before, "dry runs wrote to the kernel");
 }
 
-/// A namespace made outside weft, deleted (with `ip netns del`) when dropped.
-struct Foreign(String);
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = run(std::process::Command::new("ip").args(["netns", "del", &self.0]));
-    }
-}
-
 /// A plan names an adopted namespace by the name weft knows it by, as every other answer
 /// does, not by its path: for a Connect and for a link with an end in it.
 #[tokio::test(flavor = "multi_thread")]
@@ -251,10 +242,8 @@ async fn plans_name_adopted_namespaces_as_the_api_does() {
     let sb = Sandbox::new("dryad").await;
     let c = sb.client();
     create_ns(&c, "ns1").await;
-    let foreign = Foreign(format!("{}fo", sb.prefix));
-    let out = run(std::process::Command::new("ip").args(["netns", "add", &foreign.0]));
-    assert!(out.status.success(), "ip netns add: {out:?}");
-    let path = format!("/run/netns/{}", foreign.0);
+    let foreign = Foreign::add(&sb);
+    let path = foreign.path();
     rpc(c.namespaces().create_namespace(CreateNamespaceRequest {
         namespace: Some(weft::v1::Namespace {
             name: "ctr".into(),
@@ -265,6 +254,14 @@ async fn plans_name_adopted_namespaces_as_the_api_does() {
     }))
     .await
     .expect("adopting a foreign namespace");
+    let by_name_only = |plan: &[PlannedChange]| {
+        assert!(
+            !plan
+                .iter()
+                .any(|p| p.target.contains(&path) || p.detail.contains(&path)),
+            "a plan named the adopted namespace by its path: {plan:?}"
+        );
+    };
 
     let r = rpc(c.networks().connect(ConnectRequest {
         network: "bridge".into(),
@@ -283,12 +280,7 @@ async fn plans_name_adopted_namespaces_as_the_api_does() {
         has(plan, "add", "route", "on eth0 in namespace \"ctr\""),
         "{plan:?}"
     );
-    assert!(
-        !plan
-            .iter()
-            .any(|p| p.target.contains(&path) || p.detail.contains(&path)),
-        "a plan named the adopted namespace by its path: {plan:?}"
-    );
+    by_name_only(plan);
 
     let r = rpc(c.links().create_link(CreateLinkRequest {
         link: Some(veth(
@@ -314,10 +306,5 @@ async fn plans_name_adopted_namespaces_as_the_api_does() {
         ),
         "{plan:?}"
     );
-    assert!(
-        !plan
-            .iter()
-            .any(|p| p.target.contains(&path) || p.detail.contains(&path)),
-        "a plan named the adopted namespace by its path: {plan:?}"
-    );
+    by_name_only(plan);
 }

@@ -848,6 +848,31 @@ impl Drop for Reaped {
     }
 }
 
+/// A namespace made outside weft with `ip netns add` (named `<prefix>fo`, so under the
+/// test's own prefix), deleted with `ip netns del` when dropped, also when the test fails.
+pub struct Foreign(pub String);
+
+impl Foreign {
+    /// Makes the namespace of sandbox `sb`.
+    pub fn add(sb: &Sandbox) -> Foreign {
+        let f = Foreign(format!("{}fo", sb.prefix));
+        let out = run(Command::new("ip").args(["netns", "add", &f.0]));
+        assert!(out.status.success(), "ip netns add: {out:?}");
+        f
+    }
+
+    /// Its file, `/run/netns/<name>`.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["netns", "del", &self.0]));
+    }
+}
+
 /// Runs a command to completion, capturing its output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
