@@ -31,3 +31,5 @@ pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod testing;

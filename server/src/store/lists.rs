@@ -23,7 +23,9 @@ use crate::busy::GiveWay;
 
 use super::{EndpointRow, Kind, LinkRow, NamespaceRow, NetworkRow, Store, StoreError, raw::Raw};
 
-/// The background connection's page cache, KiB (SQLite's default is 2,000).
+/// The background connection's page cache, KiB (SQLite's default is 2,000). Its share of
+/// the process's bound: past it, the pass's read takes the least recently used pages of the
+/// other connections too (see `POOL_CACHE_KIB` in store/mod.rs).
 const CACHE_KIB: u32 = 256;
 
 /// Every row of the four kinds, read in one transaction (a consistent snapshot).
