@@ -106,9 +106,7 @@ struct Flags {
 fn main() -> anyhow::Result<()> {
     // Before any thread exists (the runtime's workers would each get their own arena).
     weftd::alloc::tune();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    weftd::nice::runtime()
         .context("starting the async runtime")?
         .block_on(run())
 }

@@ -162,20 +162,21 @@ impl Drop for Checkpointer {
 }
 
 /// Puts the WAL hook on the writer's connection `db`, in place of SQLite's own
-/// (`wal_autocheckpoint`). The caller keeps `wake` alive as long as the connection can
-/// commit (the writer holds it beside its connection).
+/// (`wal_autocheckpoint`). The hook holds a reference to `wake` that is never given back,
+/// so the `Wake` (a few dozen bytes per store opened) lives as long as the process: no
+/// owner on this side can know when the connection has made its last commit, because
+/// dropping a sqlx connection does not close it, its thread still runs the commands already
+/// sent to it (a commit whose caller was cancelled, say), and each commit may call the hook.
 ///
 /// # Safety
-/// `db` is an open connection the caller holds, and `wake` outlives every commit on it.
+/// `db` is an open connection the caller holds.
 #[allow(unsafe_code)]
 pub(super) unsafe fn install(db: NonNull<ffi::sqlite3>, wake: &Arc<Wake>) {
-    // SAFETY: the caller's promises; the pointer is only read by `hook`, as a `Wake`.
+    let context = Arc::into_raw(Arc::clone(wake));
+    // SAFETY: the caller's promise on `db`; `context` points at a `Wake` that is never
+    // freed (its count is never given back), and `hook` only reads it.
     unsafe {
-        ffi::sqlite3_wal_hook(
-            db.as_ptr(),
-            Some(hook),
-            Arc::as_ptr(wake).cast::<c_void>().cast_mut(),
-        );
+        ffi::sqlite3_wal_hook(db.as_ptr(), Some(hook), context.cast::<c_void>().cast_mut());
     }
 }
 
@@ -199,7 +200,7 @@ unsafe extern "C" fn hook(
             );
         }
     } else if pages >= WAKE_AT {
-        // SAFETY: `install`'s caller keeps the `Wake` alive while the connection commits.
+        // SAFETY: `install` passed a `Wake` whose reference it never gives back.
         let wake = unsafe { &*wake.cast::<Wake>() };
         wake.want();
     }

@@ -212,7 +212,7 @@ impl Store {
         let mut conn = SqliteConnection::connect_with(&opts).await?;
         {
             let mut handle = conn.lock_handle().await?;
-            // SAFETY: the handle is held; the writer keeps `wake` beside its connection.
+            // SAFETY: the handle is held.
             #[allow(unsafe_code)]
             unsafe {
                 checkpoint::install(handle.as_raw_handle(), &checkpointer.wake);
@@ -222,7 +222,6 @@ impl Store {
             conn: Some(conn),
             statements: Default::default(),
             maybe_open: Default::default(),
-            _wake: checkpointer.wake.clone(),
         };
         Ok(Store {
             pool,
@@ -432,9 +431,6 @@ struct Writer {
     /// A transaction begun through sqlx ([`WriteTx`]) may still be open: its owner was
     /// dropped before it ended (an error, a cancelled call). The next user rolls it back.
     maybe_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// What the connection's WAL hook points at (`checkpoint::install`): kept as long as
-    /// the connection can commit.
-    _wake: std::sync::Arc<checkpoint::Wake>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -488,7 +484,13 @@ impl Writer {
             })
             .await;
         if finalized.is_err() {
-            self.statements.get_mut().finalize_orphaned();
+            // SAFETY: `in_place` failed before its closure ran (the closure cannot fail): the
+            // connection is closed already, or its lock could not be taken because its sqlx
+            // thread has left its loop; either way no thread can use it.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.statements.get_mut().finalize_orphaned();
+            }
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;
@@ -521,7 +523,10 @@ impl Drop for Writer {
                 let raw = unsafe { raw::Raw::keeping(&mut handle, &self.statements) };
                 raw.finalize_kept();
             }
-            Err(_) => self.statements.get_mut().finalize_orphaned(),
+            // SAFETY: the lock could not be taken: the connection's sqlx thread has left its
+            // loop, so no thread can use it.
+            #[allow(unsafe_code)]
+            Err(_) => unsafe { self.statements.get_mut().finalize_orphaned() },
         }
     }
 }
@@ -661,6 +666,27 @@ mod tests {
             .await
             .unwrap();
         (path, pool)
+    }
+
+    /// What the writer's WAL hook points at outlives the store, closed or only dropped:
+    /// dropping a sqlx connection does not close it, and its thread may still run a commit
+    /// that was sent before, which calls the hook (`checkpoint::install`).
+    #[tokio::test]
+    async fn the_wal_hooks_wake_outlives_the_store() {
+        for close in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+            let wake = std::sync::Arc::downgrade(&s.checkpointer.wake);
+            if close {
+                s.close().await;
+            }
+            drop(s);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                wake.upgrade().is_some(),
+                "the Wake was freed (close: {close})"
+            );
+        }
     }
 
     /// The WAL is checkpointed by the checkpointer's thread, not by the commits, and only

@@ -119,7 +119,7 @@ const STATEMENTS_MAX: usize = 128;
 /// Statements prepared on one connection, by their SQL, kept between transactions: a
 /// statement is prepared once for the connection's life instead of once per use (preparing
 /// was most of a Connect transaction's SQLite time: 0.28 ms of work were 0.12 with them
-/// kept). Only statements of that connection go in, and [`Statements::finalize_all`] must
+/// kept). Only statements of that connection go in, and [`Raw::finalize_kept`] must
 /// run before the connection closes (SQLite refuses to close a connection with statements
 /// left, and sqlx panics then).
 #[derive(Default)]
@@ -147,16 +147,21 @@ impl Statements {
         self.kept.len()
     }
 
-    /// Finalizes every kept statement (before their connection closes); `_held` proves
-    /// the connection is held.
-    pub(super) fn finalize_all(&mut self, _held: Raw<'_>) {
+    /// Finalizes every kept statement (before their connection closes); only through
+    /// [`Raw::finalize_kept`], whose `Raw` holds the connection these were prepared on.
+    fn finalize_all(&mut self) {
         self.finalize();
     }
 
     /// Finalizes every kept statement of a connection whose sqlx thread is gone (its lock
-    /// can no longer be taken, and nothing else can use the connection): the connection is
-    /// then closed on this thread, which SQLite refuses while statements are left.
-    pub(super) fn finalize_orphaned(&mut self) {
+    /// can no longer be taken): the connection is then closed on this thread, which SQLite
+    /// refuses while statements are left.
+    ///
+    /// # Safety
+    /// No thread can use the connection any more (sqlx's `lock_handle` failed: its worker
+    /// has left its loop).
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn finalize_orphaned(&mut self) {
         self.finalize();
     }
 
@@ -188,9 +193,10 @@ fn last_error(db: NonNull<ffi::sqlite3>, what: &str) -> Failure {
     // SAFETY: `db` is an open connection; sqlite3_errmsg returns a NUL-terminated string it
     // owns, copied out before anything else runs on the connection.
     unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
         let message = CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr()));
         Failure {
-            code: ffi::sqlite3_extended_errcode(db.as_ptr()),
+            code,
             message: format!("{what}: {}", message.to_string_lossy()),
         }
     }
@@ -209,7 +215,9 @@ impl<'h> Raw<'h> {
     /// The same, keeping the statements it prepares in `statements`.
     ///
     /// # Safety
-    /// Every statement in `statements` was prepared on `handle`'s connection.
+    /// Every statement in `statements` was prepared on `handle`'s connection, `statements`
+    /// is never used with another connection, and its statements are finalized before that
+    /// connection closes (SQLite refuses to close it otherwise, and sqlx panics then).
     #[allow(unsafe_code)]
     pub(super) unsafe fn keeping(
         handle: &'h mut LockedSqliteHandle<'_>,
@@ -265,7 +273,7 @@ impl<'h> Raw<'h> {
     /// Finalizes the statements kept for this connection (before it closes).
     pub(super) fn finalize_kept(&self) {
         if let Some(k) = self.statements {
-            k.borrow_mut().finalize_all(*self);
+            k.borrow_mut().finalize_all();
         }
     }
 

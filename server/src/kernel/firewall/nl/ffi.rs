@@ -67,6 +67,10 @@ unsafe fn build_hdr(
     }
 }
 
+/// The longest key or data of a set element: the kernel's `NFT_DATA_VALUE_MAXLEN`, the size
+/// of libnftnl's buffer for either.
+pub(super) const ELEMENT_VALUE_MAX: usize = 64;
+
 /// A table message with optional comment (userdata TLV `NFTNL_UDATA_TABLE_COMMENT`), which
 /// `nftnl::Table` cannot carry.
 pub(super) struct TableMsg {
@@ -92,6 +96,8 @@ impl TableMsg {
             sys::nftnl_table_set_str(ptr.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
         }
         if let Some(c) = comment {
+            // One TLV: its length is a byte.
+            assert!(c.len() < 255, "a table comment of {} bytes", c.len());
             let mut udata = vec![sys::NFTNL_UDATA_TABLE_COMMENT as u8, 0];
             udata.extend_from_slice(c.as_bytes());
             udata.push(0);
@@ -184,28 +190,37 @@ impl RawSet {
         };
     }
 
-    /// Adds an element (key, and data for a map) to the set's in-memory list.
+    /// Adds an element (key, and data for a map) to the set's in-memory list. Key and data
+    /// are at most [`ELEMENT_VALUE_MAX`] bytes each (ours are at most 40: an IPv6 resolver's
+    /// key; what the kernel lists back is at most that too); a longer one is a bug here, and
+    /// panics rather than reach libnftnl, some releases of which copy it unchecked into a
+    /// 64-byte buffer.
     pub(super) fn add_element(&mut self, key: &[u8], data: Option<&[u8]>) {
+        assert!(
+            key.len() <= ELEMENT_VALUE_MAX && data.is_none_or(|d| d.len() <= ELEMENT_VALUE_MAX),
+            "a set element of {} bytes with {:?} bytes of data",
+            key.len(),
+            data.map(<[u8]>::len)
+        );
         // SAFETY: allocation; checked for NULL. The element is handed to the set, which frees
-        // it with itself; libnftnl copies key and data (at most 64 bytes each, and ours are
-        // at most 24).
+        // it with itself; libnftnl copies key and data, each within its 64-byte buffer
+        // (checked above).
         unsafe {
             let Some(elem) = NonNull::new(sys::nftnl_set_elem_alloc()) else {
                 std::process::abort();
             };
-            sys::nftnl_set_elem_set(
-                elem.as_ptr(),
-                sys::NFTNL_SET_ELEM_KEY as u16,
-                key.as_ptr().cast::<c_void>(),
-                key.len() as u32,
-            );
-            if let Some(data) = data {
-                sys::nftnl_set_elem_set(
+            let set = |attr: u32, value: &[u8]| {
+                let rc = sys::nftnl_set_elem_set(
                     elem.as_ptr(),
-                    sys::NFTNL_SET_ELEM_DATA as u16,
-                    data.as_ptr().cast::<c_void>(),
-                    data.len() as u32,
+                    attr as u16,
+                    value.as_ptr().cast::<c_void>(),
+                    value.len() as u32,
                 );
+                assert_eq!(rc, 0, "libnftnl refused a set element's attribute {attr}");
+            };
+            set(sys::NFTNL_SET_ELEM_KEY, key);
+            if let Some(data) = data {
+                set(sys::NFTNL_SET_ELEM_DATA, data);
             }
             sys::nftnl_set_elem_add(self.ptr.as_ptr(), elem.as_ptr());
         }
