@@ -214,6 +214,9 @@ impl Comparison {
                     ) => {
                         format!("{} (ip netns)", k.name())
                     }
+                    (Kind::FloorGrpc, Op::NsCreate | Op::NsDelete) => {
+                        format!("{} (in-process)", k.name())
+                    }
                     _ => k.name().to_string(),
                 };
                 t.row([
@@ -232,6 +235,37 @@ impl Comparison {
 }
 
 impl Comparison {
+    /// Issue 14's item 5, when weft and the floor ran: weft's Connect p50 at most 1.25x the
+    /// in-process floor's in this run; and, when `floor+grpc` ran, weft's Connect over the
+    /// floor's behind gRPC (what is weft's own, not gRPC's).
+    pub fn floor_verdict(&self) -> Option<String> {
+        let p50 = |k| self.get(k, Op::Connect).map(Samples::p50);
+        let (weft, floor) = (p50(Kind::Weft)?, p50(Kind::Floor)?);
+        let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        let mut v = format!(
+            "Connect p50 (same run): weft {} ms, the in-process floor {} ms = {:.2}x. Target \
+             (issue 14, item 5: at most 1.25x): {}.",
+            ms(weft),
+            ms(floor),
+            r(weft, floor),
+            if r(weft, floor) <= 1.25 {
+                "**met**"
+            } else {
+                "**missed**"
+            }
+        );
+        if let Some(grpc) = p50(Kind::FloorGrpc) {
+            v.push_str(&format!(
+                " The floor behind gRPC (a server of its own doing only the floor's work): {} \
+                 ms, {:.2}x the floor; weft {:.2}x it.",
+                ms(grpc),
+                r(grpc, floor),
+                r(weft, grpc)
+            ));
+        }
+        Some(v)
+    }
+
     /// issue 11's target, when both weft-cni and cni+portmap ran: weft-cni's ADD and DEL p50
     /// each at most a fifth of bridge+portmap's, in this run.
     pub fn cni_verdict(&self) -> Option<String> {

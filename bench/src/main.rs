@@ -11,6 +11,7 @@ mod alone;
 mod compare;
 mod crowded;
 mod dns;
+mod floor_grpc;
 mod methods;
 mod plugins;
 mod sandbox;
@@ -204,7 +205,9 @@ struct AllArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let serve = args.get(1).is_some_and(|a| a == floor_grpc::SERVE);
+    let cli = if serve { None } else { Some(Cli::parse()) };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,6 +217,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: tokio runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
+    };
+    let Some(cli) = cli else {
+        // The floor's gRPC server (floor_grpc.rs), started by a comparison.
+        return match rt.block_on(floor_grpc::serve(&args[2..])) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {SERVE}: {e:#}", SERVE = floor_grpc::SERVE);
+                std::process::ExitCode::FAILURE
+            }
+        };
     };
     let result = rt.block_on(async {
         tokio::spawn(async {
@@ -376,6 +389,9 @@ async fn main_async(cli: Cli) -> Result<()> {
             writeln!(s, "{}", result.table().render())?;
             // Issue 11's target is for calls back to back.
             if let Some(v) = result.cni_verdict().filter(|_| gap.is_zero()) {
+                writeln!(s, "{v}\n")?;
+            }
+            if let Some(v) = result.floor_verdict() {
                 writeln!(s, "{v}\n")?;
             }
             print!("{s}");

@@ -6,6 +6,7 @@
 //! | --- | --- | --- | --- |
 //! | weft | `CreateNamespace`/`DeleteNamespace` | `Connect` | `Disconnect` |
 //! | floor | [`Kernel::create_named_netns`] | veth with the peer born inside, bridge port, up, address, up, default route; in-process netlink | [`Kernel::delete_link`] |
+//! | floor+grpc | as floor | the floor's connect in a server of its own, called over gRPC ([`crate::floor_grpc`]) | the floor's, over gRPC |
 //! | ip | `ip netns add` + `ip -n X link set lo up` / `ip netns del` | 8 commands: veth, move, rename, address, up, route, master+up, `nft` masquerade rule | `nft delete rule`, `ip link del` |
 //! | cni | as ip | the `bridge` plugin, `CNI_COMMAND=ADD`, host-local IPAM, `ipMasq` | `CNI_COMMAND=DEL` |
 //! | netavark | as ip | `netavark setup` (Debian's, iptables) | `netavark teardown` |
@@ -32,6 +33,7 @@ use weft::v1::{
 use weftd::kernel::prelude::*;
 use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNetwork};
 
+use crate::floor_grpc::FloorGrpcM;
 use crate::plugins::{CniM, NetavarkM, WeftCniM};
 use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};
 
@@ -42,6 +44,8 @@ pub enum Kind {
     Weft,
     /// In-process netlink through `weftd::kernel::Kernel`, peer born in its namespace.
     Floor,
+    /// The floor's connect behind a minimal gRPC server of its own.
+    FloorGrpc,
     /// Plain `ip` and `nft` commands.
     Ip,
     /// The CNI bridge plugin with host-local IPAM and ipMasq.
@@ -56,9 +60,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every method, in table order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Weft,
         Kind::Floor,
+        Kind::FloorGrpc,
         Kind::Ip,
         Kind::Cni,
         Kind::Netavark,
@@ -71,6 +76,7 @@ impl Kind {
         match self {
             Kind::Weft => "weft",
             Kind::Floor => "floor",
+            Kind::FloorGrpc => "floor+grpc",
             Kind::Ip => "ip",
             Kind::Cni => "cni",
             Kind::Netavark => "netavark",
@@ -86,7 +92,8 @@ impl Kind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 anyhow!(
-                    "unknown method {s:?} (weft, floor, ip, cni, netavark, weft-cni, cni+portmap)"
+                    "unknown method {s:?} (weft, floor, floor+grpc, ip, cni, netavark, weft-cni, \
+                     cni+portmap)"
                 )
             })
     }
@@ -144,6 +151,8 @@ pub enum Method {
     Weft(WeftM),
     /// The in-process floor.
     Floor(FloorM),
+    /// The floor behind gRPC.
+    FloorGrpc(FloorGrpcM),
     /// ip commands.
     Ip(IpM),
     /// The CNI bridge plugin, alone or chained with portmap.
@@ -162,6 +171,9 @@ impl Method {
         Ok(match kind {
             Kind::Weft => Method::Weft(WeftM::setup(run, tools, &host, kind.subnet()).await?),
             Kind::Floor => Method::Floor(FloorM::setup(run, &host, kind.subnet()).await?),
+            Kind::FloorGrpc => {
+                Method::FloorGrpc(FloorGrpcM::setup(run, &host, kind.subnet()).await?)
+            }
             Kind::Ip => Method::Ip(IpM::setup(run, &host, kind.subnet()).await?),
             Kind::Cni | Kind::CniPortmap => Method::Cni(CniM::setup(
                 run,
@@ -182,6 +194,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.ns_create(i).await,
             Method::Floor(m) => m.ns_create(i).await,
+            Method::FloorGrpc(m) => m.ns_create(i).await,
             Method::Ip(m) => m.cmds.ns_create(i).await,
             Method::Cni(m) => m.cmds.ns_create(i).await,
             Method::WeftCni(m) => m.cmds.ns_create(i).await,
@@ -194,6 +207,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.connect(i).await,
             Method::Floor(m) => m.connect(i).await,
+            Method::FloorGrpc(m) => m.connect(i).await,
             Method::Ip(m) => m.connect(i).await,
             Method::Cni(m) => m.connect(i).await,
             Method::WeftCni(m) => m.connect(i).await,
@@ -206,6 +220,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.disconnect(i).await,
             Method::Floor(m) => m.disconnect(i).await,
+            Method::FloorGrpc(m) => m.disconnect(i).await,
             Method::Ip(m) => m.disconnect(i).await,
             Method::Cni(m) => m.disconnect(i).await,
             Method::WeftCni(m) => m.disconnect(i).await,
@@ -218,6 +233,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.ns_delete(i).await,
             Method::Floor(m) => m.ns_delete(i).await,
+            Method::FloorGrpc(m) => m.ns_delete(i).await,
             Method::Ip(m) => m.cmds.ns_delete(i).await,
             Method::Cni(m) => m.cmds.ns_delete(i).await,
             Method::WeftCni(m) => m.cmds.ns_delete(i).await,
@@ -230,6 +246,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.weftd.netns_dir().join(WeftM::name(i)),
             Method::Floor(m) => m.kernel.named_netns_path(&FloorM::name(i)),
+            Method::FloorGrpc(m) => m.ns_path(i),
             Method::Ip(m) => m.cmds.path(i),
             Method::Cni(m) => m.cmds.path(i),
             Method::WeftCni(m) => m.cmds.path(i),
@@ -244,6 +261,7 @@ impl Method {
             Method::WeftCni(m) => m.address_of(i),
             Method::Weft(m) => m.leases.get(&i).copied(),
             Method::Floor(m) => Some(address(m.subnet, i)),
+            Method::FloorGrpc(m) => Some(address(m.subnet, i)),
             Method::Ip(m) => Some(address(m.cmds.subnet, i)),
             Method::Netavark(m) => Some(address(m.cmds.subnet, i)),
         }
@@ -318,6 +336,7 @@ impl Method {
         match self {
             Method::Weft(m) => m.weftd.check_alive(),
             Method::WeftCni(m) => m.weftd.check_alive(),
+            Method::FloorGrpc(m) => m.check_alive(),
             _ => Ok(()),
         }
     }
@@ -502,10 +521,18 @@ impl FloorM {
         subnet: Ipv4Net,
         beside_weftd: bool,
     ) -> Result<Self> {
-        let kernel = Kernel::new(
-            Some(host.to_path_buf()),
-            run.subdir(&format!("floor-{}", subnet.network()))?,
-        )?;
+        let dir = run.subdir(&format!("floor-{}", subnet.network()))?;
+        Self::setup_in(dir, host, subnet, beside_weftd).await
+    }
+
+    /// [`FloorM::setup_with`], its namespaces' files in `netns_dir`.
+    pub async fn setup_in(
+        netns_dir: PathBuf,
+        host: &Path,
+        subnet: Ipv4Net,
+        beside_weftd: bool,
+    ) -> Result<Self> {
+        let kernel = Kernel::new(Some(host.to_path_buf()), netns_dir)?;
         let h = NsRef::Host;
         kernel.create_bridge(&h, "wbr").await?;
         let br = kernel

@@ -176,8 +176,8 @@ fn remove_netns_files(pick: impl Fn(&str) -> bool) -> Vec<String> {
 pub fn sweep() -> Vec<String> {
     let mut done = Vec::new();
     let dead = |name: &str| -> bool { tag_pid(name).is_some_and(|pid| !bench_alive(pid)) };
-    // weftd and aardvark-dns processes started by a dead run: their command line names its
-    // temp dir.
+    // weftd, aardvark-dns and floor-server processes started by a dead run: their command
+    // line names its temp dir.
     if let Ok(procs) = fs::read_dir("/proc") {
         for p in procs.flatten() {
             let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
@@ -190,9 +190,10 @@ pub fn sweep() -> Vec<String> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            let ours = args
+            let ours = (args
                 .first()
                 .is_some_and(|a| a.ends_with("weftd") || a.ends_with("aardvark-dns"))
+                || args.get(1).is_some_and(|a| a == crate::floor_grpc::SERVE))
                 && args.iter().any(|a| {
                     a.strip_prefix("/tmp/")
                         .and_then(|rest| rest.split('/').next())
