@@ -891,3 +891,22 @@ async fn a_long_listing_gives_every_row_in_order() {
     let want: Vec<String> = (0..n).map(|i| format!("ns{i:04}")).collect();
     assert_eq!(namespace_names(&s).await, want);
 }
+
+/// A Connect's kept statements are prepared once: at later uses SQLite runs them as they are
+/// (`SQLITE_STMTSTATUS_REPREPARE` stays 0). A subquery's `LIMIT` bound as a parameter made it
+/// prepare the precondition query again at every Connect.
+#[tokio::test]
+async fn a_connects_kept_statements_are_never_prepared_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/16"], 20).await;
+    for i in 0..20 {
+        s.connect(&connect_spec("web", &format!("ns{i}")), None, false)
+            .await
+            .unwrap();
+    }
+    let w = s.writer().await.unwrap();
+    let kept = w.statements.borrow().reprepares();
+    assert!(kept.len() >= 5, "{} statements kept", kept.len());
+    let again: Vec<_> = kept.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(again.is_empty(), "prepared again: {again:?}");
+}

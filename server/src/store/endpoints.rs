@@ -28,6 +28,7 @@ use super::{
 use crate::model::{
     BRIDGE_PORTS, ConnectFacts, ConnectSpec, EndpointSpec, LeaseAsk, NetworkSpec, Phase, Protocol,
     Status, SubnetSpec,
+    connect::bridge_ports,
     connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free},
     new_uid,
     port::DEFAULT_LOCAL_PORT_RANGE,
@@ -178,23 +179,26 @@ struct Admitted {
 /// statement reads the subnets' lease cursors.
 fn admit(raw: Raw<'_>, req: &ConnectSpec) -> Result<Admitted, StoreError> {
     let found = raw.optional(
-        "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
-         EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
-         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
-                 UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
-         EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
-                 AND json_extract(spec, '$.default_route') = 1), \
-         (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
-          WHERE network_id = w.id), \
-         (SELECT count(*) FROM (SELECT 1 FROM endpoints WHERE network_id = w.id LIMIT ?4)), \
-         (SELECT count(*) FROM (SELECT 1 FROM link_ifaces \
-                                WHERE ns_key = '' AND master = w.bridge_name LIMIT ?4)) \
-         FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2",
+        concat!(
+            "SELECT w.id, w.spec, w.deleting, n.id, n.deleting, \
+             EXISTS (SELECT 1 FROM endpoints WHERE network_id = w.id AND namespace_id = n.id), \
+             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id AND ifname = ?3 \
+                     UNION ALL SELECT 1 FROM link_ifaces WHERE namespace_id = n.id AND name = ?3), \
+             EXISTS (SELECT 1 FROM endpoints WHERE namespace_id = n.id \
+                     AND json_extract(spec, '$.default_route') = 1), \
+             (SELECT group_concat(cidr || ' ' || IFNULL(cursor, '-'), ',') FROM subnets \
+              WHERE network_id = w.id), \
+             (SELECT count(*) FROM (SELECT 1 FROM endpoints WHERE network_id = w.id LIMIT ",
+            bridge_ports!(),
+            ")), (SELECT count(*) FROM (SELECT 1 FROM link_ifaces \
+                                WHERE ns_key = '' AND master = w.bridge_name LIMIT ",
+            bridge_ports!(),
+            ")) FROM networks w, namespaces n WHERE w.name = ?1 AND n.name = ?2"
+        ),
         &[
             (&req.network).into(),
             (&req.namespace).into(),
             (&req.endpoint.ifname).into(),
-            i64::from(BRIDGE_PORTS).into(),
         ],
         |r| {
             let facts = ConnectFacts {

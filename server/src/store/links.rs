@@ -12,7 +12,7 @@ use super::{
     Columns, Kind, RequestRecord, Store, StoreError, decode, encode, is_fk_violation,
     is_unique_violation, kind::status_of, now_ms,
 };
-use crate::model::{BRIDGE_PORTS, LinkKind, LinkSpec, Status};
+use crate::model::{BRIDGE_PORTS, LinkKind, LinkSpec, Status, connect::bridge_ports};
 
 /// What the reconciler saw of one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,19 +306,20 @@ async fn check_bridge_ports(
                 e.master.as_ref() == Some(master) && ns_ids.get(*j).cloned().flatten() == ns_id
             })
             .count() as i64;
-        let (links, endpoints, network): (i64, i64, Option<String>) = sqlx::query_as(
+        let (links, endpoints, network): (i64, i64, Option<String>) = sqlx::query_as(concat!(
             "SELECT \
                (SELECT count(*) FROM (SELECT 1 FROM link_ifaces \
-                  WHERE ns_key = IFNULL(?1, '') AND master = ?2 AND link_id != ?3 LIMIT ?4)), \
-               (SELECT count(*) FROM (SELECT 1 FROM endpoints \
+                  WHERE ns_key = IFNULL(?1, '') AND master = ?2 AND link_id != ?3 LIMIT ",
+            bridge_ports!(),
+            ")), (SELECT count(*) FROM (SELECT 1 FROM endpoints \
                   WHERE ?1 IS NULL \
-                    AND network_id = (SELECT id FROM networks WHERE bridge_name = ?2) LIMIT ?4)), \
-               (SELECT name FROM networks WHERE ?1 IS NULL AND bridge_name = ?2)",
-        )
+                    AND network_id = (SELECT id FROM networks WHERE bridge_name = ?2) LIMIT ",
+            bridge_ports!(),
+            ")), (SELECT name FROM networks WHERE ?1 IS NULL AND bridge_name = ?2)"
+        ))
         .bind(&ns_id)
         .bind(master)
         .bind(id)
-        .bind(i64::from(BRIDGE_PORTS))
         .fetch_one(&mut *conn)
         .await?;
         if links + endpoints + mine > i64::from(BRIDGE_PORTS) {

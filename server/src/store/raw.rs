@@ -165,6 +165,23 @@ impl Statements {
         self.finalize();
     }
 
+    /// Each kept statement's SQL and how often SQLite prepared it again
+    /// (`SQLITE_STMTSTATUS_REPREPARE`).
+    #[cfg(test)]
+    pub(super) fn reprepares(&self) -> Vec<(String, i32)> {
+        self.kept
+            .iter()
+            .map(|(sql, stmt)| {
+                // SAFETY: a kept statement, only read.
+                #[allow(unsafe_code)]
+                let n = unsafe {
+                    ffi::sqlite3_stmt_status(stmt.as_ptr(), ffi::SQLITE_STMTSTATUS_REPREPARE, 0)
+                };
+                (sql.clone(), n)
+            })
+            .collect()
+    }
+
     fn finalize(&mut self) {
         for (_, stmt) in self.kept.drain() {
             // SAFETY: a statement of a connection no other thread is using (held, or its
