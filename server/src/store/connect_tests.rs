@@ -777,6 +777,35 @@ async fn namespace_places_are_kept_until_their_row_is_deleted() {
 
 /// A place read before a namespace row was deleted is not kept after it (the deletion may be
 /// of that very row): the epoch moved. One read after the deletion is kept.
+/// A namespace's creation keeps its place (the Connect that follows finds it without a
+/// query), equal to what a read of the row gives; a dry run keeps nothing.
+#[tokio::test]
+async fn a_created_namespace_s_place_is_kept_as_a_read_gives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.7.0.0/24"], 0).await;
+    let adopted = NamespaceSpec {
+        adopted_path: Some("/proc/1/ns/net".into()),
+        ..ns_spec("adopted")
+    };
+    s.create_namespace(&ns_spec("made"), None, false)
+        .await
+        .unwrap();
+    s.create_namespace_as(&adopted, Some("4026531840:4".into()), None, false)
+        .await
+        .unwrap();
+    s.create_namespace(&ns_spec("planned"), None, true)
+        .await
+        .unwrap();
+    let kept = |name: &str| s.places.lock().unwrap().by_name.get(name).cloned();
+    assert!(kept("planned").is_none(), "a dry run keeps no place");
+    for name in ["made", "adopted"] {
+        let at_create = kept(name).expect("kept at its creation");
+        s.places.lock().unwrap().by_name.remove(name);
+        let read = s.namespace_place(name).await.unwrap().unwrap();
+        assert_eq!(at_create, read, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn a_place_read_before_a_deletion_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();

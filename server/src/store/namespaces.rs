@@ -198,6 +198,8 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<NamespaceRow, StoreError> {
+        // Before the row exists: a delete of it can only come after, and moves the epoch.
+        let epoch = places(&self.places).epoch;
         let (id, mut tx) = self.begin_create::<NamespaceRow>(request).await?;
         // The service compared the path with every stored namespace before; two adoptions of
         // one namespace racing each other are told apart here, in the create's transaction.
@@ -246,6 +248,17 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        Self::finish_insert(tx, &id, dry_run).await
+        let row: NamespaceRow = Self::finish_insert(tx, &id, dry_run).await?;
+        if !dry_run {
+            // Its place, as a read of the row gives it: the Connect that usually follows a
+            // namespace's creation finds it kept.
+            let place = NsPlace {
+                id: row.id.clone(),
+                adopted_path: row.spec.adopted_path.clone(),
+                adopted_identity: row.adopted_identity.clone(),
+            };
+            self.keep_place(&row.spec.name, &place, epoch);
+        }
+        Ok(row)
     }
 }
