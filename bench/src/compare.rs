@@ -1,5 +1,5 @@
-//! weft against the floor, ip, CNI and netavark (and weft-cni against bridge+portmap), in one
-//! run, interleaved.
+//! weft against the floor (in-process, and behind gRPC), ip, CNI and netavark (and weft-cni
+//! against bridge+portmap), in one run, interleaved.
 //!
 //! Every method gets its own scratch host namespace and does the same work. Iteration `i`
 //! visits every method once, starting at a different one each time (round-robin: `i`, `i+1`,

@@ -8,6 +8,8 @@
 //! and deleted by the bench itself, in the directory the server's floor reads them from.
 
 use std::{
+    io::Read,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -15,8 +17,6 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use ipnet::Ipv4Net;
-use std::io::Read;
-
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 use weft::v1::{
@@ -26,7 +26,7 @@ use weft::v1::{
     WatchNetworksRequest, WatchNetworksResponse,
     network_service_server::{NetworkService, NetworkServiceServer},
 };
-use weftd::kernel::{Kernel, prelude::*};
+use weftd::kernel::{Kernel, NsRef, prelude::*};
 
 use crate::methods::{FloorM, address, connect, disconnect, gateway};
 use crate::sandbox::Run;
@@ -39,7 +39,7 @@ pub const SERVE: &str = "floor-server";
 
 /// The bench's side: the server's process, a client of it, and the namespaces.
 pub struct FloorGrpcM {
-    server: Child,
+    server: Server,
     client: weft::Client,
     /// Makes and deletes the namespaces, in the directory the server's floor reads.
     kernel: Kernel,
@@ -55,7 +55,7 @@ impl FloorGrpcM {
         std::fs::create_dir_all(&netns)?;
         let socket = dir.join("floor.sock");
         let exe = std::env::current_exe().context("the bench's own path")?;
-        let mut server = Command::new(exe)
+        let server = Command::new(exe)
             .arg(SERVE)
             .arg(&socket)
             .arg(host)
@@ -64,11 +64,15 @@ impl FloorGrpcM {
             // Its stdin is how it knows the bench is gone: it exits at end of file.
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
+            // Out of the terminal's group, as weftd: Ctrl-C stops the bench, which stops it.
+            .process_group(0)
             .spawn()
             .context("start the floor's gRPC server")?;
+        // Killed and reaped on every way out from here.
+        let mut server = Server(server);
         let until = Instant::now() + Duration::from_secs(10);
         let client = loop {
-            if let Some(status) = server.try_wait()? {
+            if let Some(status) = server.0.try_wait()? {
                 bail!("the floor's gRPC server exited at start: {status}");
             }
             if socket.exists()
@@ -77,7 +81,6 @@ impl FloorGrpcM {
                 break c;
             }
             if Instant::now() > until {
-                let _ = server.kill();
                 bail!("the floor's gRPC server did not listen within 10 s");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -121,17 +124,20 @@ impl FloorGrpcM {
 
     /// Fails if the server died.
     pub fn check_alive(&mut self) -> Result<()> {
-        match self.server.try_wait()? {
+        match self.server.0.try_wait()? {
             Some(status) => bail!("the floor's gRPC server exited: {status}"),
             None => Ok(()),
         }
     }
 }
 
-impl Drop for FloorGrpcM {
+/// The server's process, killed and reaped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -223,12 +229,11 @@ impl NetworkService for Floor {
         request: Request<DisconnectRequest>,
     ) -> Result<Response<DisconnectResponse>, Status> {
         let i = index(&request.into_inner().namespace)?;
-        self.floor
-            .lock()
-            .await
-            .disconnect(i)
-            .await
-            .map_err(failed)?;
+        let mut floor = self.floor.lock().await;
+        floor.disconnect(i).await.map_err(failed)?;
+        // The bench deletes the namespace next: its sockets here would keep it alive.
+        let path = floor.kernel.named_netns_path(&FloorM::name(i));
+        floor.kernel.forget(&NsRef::path(path));
         Ok(Response::new(DisconnectResponse::default()))
     }
 

@@ -220,7 +220,10 @@ fn main() -> std::process::ExitCode {
     };
     let Some(cli) = cli else {
         // The floor's gRPC server (floor_grpc.rs), started by a comparison.
-        return match rt.block_on(floor_grpc::serve(&args[2..])) {
+        let served = rt.block_on(floor_grpc::serve(&args[2..]));
+        // Its reader of stdin may still be blocked in a read: not waited for.
+        rt.shutdown_background();
+        return match served {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {SERVE}: {e:#}", SERVE = floor_grpc::SERVE);

@@ -201,7 +201,10 @@ pub fn sweep() -> Vec<String> {
                 });
             if ours {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                let what = args.first().map(String::as_str).unwrap_or_default();
+                let what = match args.get(1) {
+                    Some(a) if a == crate::floor_grpc::SERVE => a.as_str(),
+                    _ => args.first().map(String::as_str).unwrap_or_default(),
+                };
                 done.push(format!("killed {what} {pid}"));
             }
         }

@@ -159,7 +159,7 @@ pub fn watch() -> tokio::task::JoinHandle<()> {
                 return;
             };
             if let Some(why) = watcher.decide(now, AFTER_TRIM.load(Ordering::Relaxed)) {
-                let _ = tokio::task::spawn_blocking(move || {
+                let _ = crate::nice::spawn_blocking(move || {
                     trim();
                     tracing::debug!(
                         ?why,

@@ -24,7 +24,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod nice;
+mod nice;
 pub mod notify;
 pub mod reconcile;
 pub mod reload;

@@ -106,7 +106,9 @@ struct Flags {
 fn main() -> anyhow::Result<()> {
     // Before any thread exists (the runtime's workers would each get their own arena).
     weftd::alloc::tune();
-    weftd::nice::runtime()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
         .context("starting the async runtime")?
         .block_on(run())
 }

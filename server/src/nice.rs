@@ -13,64 +13,46 @@
 //! A thread inherits both from the thread that starts it, and tokio starts a blocking-pool
 //! thread from whichever thread calls `spawn_blocking` when none is idle: a pass's call
 //! (its resolv.conf reads) made one at idle priority, which then stayed in the pool and ran
-//! the API's blocking work at that priority too. So every thread of weftd's runtime starts
-//! by taking the priority the process had at start back ([`runtime`]).
+//! the API's blocking work at that priority too. Taking the priority back in the new thread
+//! needs `CAP_SYS_NICE`, which weftd's unit does not grant; so a lowered thread never starts
+//! one: weftd's blocking work goes through [`spawn_blocking`] and [`spawn_blocking_detached`],
+//! which from a lowered thread hand the call to a runtime worker first.
 
-use std::sync::OnceLock;
+use std::cell::Cell;
 
 use nix::errno::Errno;
 
-/// The process's priority at start: its nice value and scheduling policy.
-static NORMAL: OnceLock<Option<(libc::c_int, libc::c_int)>> = OnceLock::new();
-
-/// The calling thread's nice value and policy, when both can be read.
-fn current() -> Option<(libc::c_int, libc::c_int)> {
-    Errno::clear();
-    // SAFETY: getpriority and sched_getscheduler take integers and only read.
-    #[allow(unsafe_code)]
-    let (nice, policy) = unsafe {
-        (
-            libc::getpriority(libc::PRIO_PROCESS, 0),
-            libc::sched_getscheduler(0),
-        )
-    };
-    // getpriority's -1 is a nice value unless errno says otherwise.
-    (!(nice == -1 && Errno::last_raw() != 0) && policy >= 0).then_some((nice, policy))
+thread_local! {
+    /// The calling thread was lowered by [`lowest_priority`].
+    static LOWERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The multi-threaded runtime weftd runs on: every thread it starts, worker or blocking,
-/// first takes the priority the calling thread has now (the process's normal one) back, so
-/// none keeps a background thread's ([`lowest_priority`]) it was started from.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    NORMAL.get_or_init(current);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(restore_normal)
-        .build()
-}
-
-/// Gives the calling thread the process's priority at start back, if it differs.
-fn restore_normal() {
-    let (Some(Some((nice, policy))), Some((now_nice, now_policy))) = (NORMAL.get(), current())
-    else {
-        return;
-    };
-    if now_policy != *policy {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler reads `param` and changes only this thread's policy.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::sched_setscheduler(0, *policy, &param) };
-        if r != 0 {
-            tracing::debug!(error = %Errno::last(), "could not restore a thread's policy");
-        }
+/// `tokio::task::spawn_blocking(f).await`, with the pool's thread (should one be started)
+/// started by a runtime worker, never by a lowered thread, whose priority it would inherit.
+/// Needs a runtime (as tokio's does).
+pub(crate) async fn spawn_blocking<F, T>(f: F) -> Result<T, tokio::task::JoinError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if LOWERED.get() {
+        tokio::spawn(async move { tokio::task::spawn_blocking(f).await }).await?
+    } else {
+        tokio::task::spawn_blocking(f).await
     }
-    if now_nice != *nice {
-        // SAFETY: setpriority takes three integers and changes only this thread's nice value.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, *nice) };
-        if r != 0 {
-            tracing::debug!(error = %Errno::last(), "could not restore a thread's nice value");
-        }
+}
+
+/// [`spawn_blocking`] without waiting for it.
+pub(crate) fn spawn_blocking_detached<F>(f: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    if LOWERED.get() {
+        tokio::spawn(async move {
+            let _ = tokio::task::spawn_blocking(f).await;
+        });
+    } else {
+        tokio::task::spawn_blocking(f);
     }
 }
 
@@ -79,6 +61,7 @@ fn restore_normal() {
 /// the calling thread only, and threads it starts inherit both). Best effort: a refusal
 /// leaves the thread at normal priority.
 pub(crate) fn lowest_priority() {
+    LOWERED.set(true);
     // SAFETY: setpriority takes three integers and changes only this thread's nice value.
     #[allow(unsafe_code)]
     let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
@@ -98,22 +81,52 @@ pub(crate) fn lowest_priority() {
 mod tests {
     use super::*;
 
-    /// A blocking task spawned from a thread at the lowest priority, on weftd's runtime with
-    /// no blocking thread yet (so the pool starts one from that thread), runs at the
-    /// priority the process started with.
+    /// The calling thread's nice value and policy.
+    fn priority() -> (libc::c_int, libc::c_int) {
+        Errno::clear();
+        // SAFETY: getpriority and sched_getscheduler take integers and only read.
+        #[allow(unsafe_code)]
+        let (nice, policy) = unsafe {
+            (
+                libc::getpriority(libc::PRIO_PROCESS, 0),
+                libc::sched_getscheduler(0),
+            )
+        };
+        assert!(!(nice == -1 && Errno::last_raw() != 0) && policy >= 0);
+        (nice, policy)
+    }
+
+    /// Blocking work sent from a lowered thread, on a runtime with no blocking thread yet
+    /// (so the pool starts one), runs at the priority the process had, with no privilege
+    /// needed: the thread is started by a worker. Both ways, awaited and detached. With
+    /// tokio's own `spawn_blocking`, the new thread is the lowered thread's child and idle.
     #[test]
-    fn a_blocking_thread_started_from_a_background_thread_runs_at_normal_priority() {
-        let before = current().expect("readable");
-        let rt = runtime().unwrap();
-        let handle = rt.handle().clone();
-        let seen = std::thread::spawn(move || {
-            lowest_priority();
-            let lowered = current().expect("readable");
-            assert_eq!(lowered, (19, libc::SCHED_IDLE), "lowered first");
-            handle.block_on(async { tokio::task::spawn_blocking(current).await.unwrap() })
-        })
-        .join()
-        .unwrap();
-        assert_eq!(seen, Some(before));
+    fn blocking_work_from_a_lowered_thread_runs_at_normal_priority() {
+        let before = priority();
+        for detached in [false, true] {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = rt.handle().clone();
+            let seen = std::thread::spawn(move || {
+                lowest_priority();
+                assert_eq!(priority(), (19, libc::SCHED_IDLE), "lowered first");
+                handle.block_on(async move {
+                    if detached {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        spawn_blocking_detached(move || {
+                            let _ = tx.send(priority());
+                        });
+                        rx.await.unwrap()
+                    } else {
+                        spawn_blocking(priority).await.unwrap()
+                    }
+                })
+            })
+            .join()
+            .unwrap();
+            assert_eq!(seen, before, "detached: {detached}");
+        }
     }
 }

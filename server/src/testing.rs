@@ -50,13 +50,49 @@ pub(crate) use alone;
 
 #[cfg(test)]
 mod tests {
-    /// In its own process the body runs; the calling process sees it pass.
+    /// Where the body of [`the_body_runs_in_a_process_of_its_own`] leaves word that it ran:
+    /// a file named after the calling process, which the body finds as its parent.
+    fn mark(pid: u32) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("weft-alone-ran-{pid}"))
+    }
+
+    /// The body runs, and in another process: it leaves a file named after its parent.
     #[test]
-    fn a_test_runs_again_in_a_process_of_its_own() {
-        if !alone!(a_test_runs_again_in_a_process_of_its_own) {
+    fn the_body_runs_in_a_process_of_its_own() {
+        if !alone!(the_body_runs_in_a_process_of_its_own) {
+            let mark = mark(std::process::id());
+            let ran = mark.exists();
+            let _ = std::fs::remove_file(&mark);
+            assert!(ran, "the body did not run");
             return;
         }
         assert!(std::env::var_os(super::ALONE).is_some());
+        std::fs::write(mark(std::os::unix::process::parent_id()), b"").unwrap();
+    }
+
+    /// The test whose body fails for [`a_failing_body_fails_the_calling_test`]; in the calling
+    /// process it does nothing.
+    #[test]
+    fn a_body_that_fails() {
+        if std::env::var_os(super::ALONE).is_some() {
+            panic!("the failing body's own words");
+        }
+    }
+
+    /// A failing body fails the calling test, with the body's output in its message.
+    #[test]
+    fn a_failing_body_fails_the_calling_test() {
+        if std::env::var_os(super::ALONE).is_some() {
+            return;
+        }
+        let failed =
+            std::panic::catch_unwind(|| super::in_own_process(module_path!(), "a_body_that_fails"))
+                .expect_err("the calling test failed");
+        let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("the failing body's own words"),
+            "{message}"
+        );
     }
 
     /// A name that selects no test is a failure.
@@ -67,15 +103,5 @@ mod tests {
             return;
         }
         super::in_own_process(module_path!(), "no_such_test");
-    }
-
-    /// A failing body fails the calling test.
-    #[test]
-    #[should_panic(expected = "in a process of its own, failed")]
-    fn a_failure_in_the_own_process_fails_the_test() {
-        if !alone!(a_failure_in_the_own_process_fails_the_test) {
-            return;
-        }
-        panic!("as it should");
     }
 }

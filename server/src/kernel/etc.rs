@@ -132,7 +132,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, KernelError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+    crate::nice::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(error::io(
             "file helper task",
             std::io::Error::other(e.to_string()),

@@ -654,7 +654,7 @@ impl Kernel {
                 .map(|(sock, _)| sock)
                 .map_err(|e| e.relabel(&op))?,
         };
-        let (result, sock) = tokio::task::spawn_blocking(move || {
+        let (result, sock) = crate::nice::spawn_blocking(move || {
             let mut sock = sock;
             let result = f(&mut sock);
             (result, sock)
@@ -732,7 +732,7 @@ impl NftSockets {
             kept.push(sock);
         } else {
             drop(kept);
-            tokio::task::spawn_blocking(move || drop(sock));
+            crate::nice::spawn_blocking_detached(move || drop(sock));
         }
     }
 }

@@ -140,7 +140,7 @@ impl Controller {
         };
         // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
         // SQLite's page caches stay warm for the API (the start-up GC hands them back).
-        tokio::task::spawn_blocking(crate::alloc::trim);
+        crate::nice::spawn_blocking_detached(crate::alloc::trim);
         match result {
             Ok((matched, differ, laps)) => {
                 // At start-up the GC follows the reconciles of what differed (a bridge

@@ -268,7 +268,7 @@ impl Controller {
                 // the check's): give its pages back, as after a bulk check (crate::alloc),
                 // with the SQLite page caches its and the check's reads filled.
                 self.store().release_memory().await;
-                tokio::task::spawn_blocking(crate::alloc::trim);
+                crate::nice::spawn_blocking_detached(crate::alloc::trim);
                 Ran {
                     result,
                     converged_before: false,

@@ -143,7 +143,7 @@ impl Controller {
         // A restart's confirmation of thousands (its rows and events are freed now): give
         // the pages back, as after a bulk check (crate::alloc).
         if batch.len() >= 1000 {
-            tokio::task::spawn_blocking(crate::alloc::trim);
+            crate::nice::spawn_blocking_detached(crate::alloc::trim);
         }
     }
 }

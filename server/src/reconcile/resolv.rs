@@ -139,7 +139,7 @@ impl Controller {
 /// The host's resolv.conf, or "" when it cannot be read (said in the log).
 pub(super) async fn read_host_resolv_conf(path: &std::path::Path) -> String {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::kernel::etc::read_host_resolv_conf(&path))
+    crate::nice::spawn_blocking(move || crate::kernel::etc::read_host_resolv_conf(&path))
         .await
         .unwrap_or_default()
 }

@@ -139,7 +139,7 @@ impl Checkpointer {
         self.wake.stop();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            let _ = crate::nice::spawn_blocking(move || t.join()).await;
         }
     }
 }

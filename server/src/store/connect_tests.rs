@@ -775,8 +775,6 @@ async fn namespace_places_are_kept_until_their_row_is_deleted() {
     assert!(s.places.lock().unwrap().by_name.len() <= 1024);
 }
 
-/// A place read before a namespace row was deleted is not kept after it (the deletion may be
-/// of that very row): the epoch moved. One read after the deletion is kept.
 /// A namespace's creation keeps its place (the Connect that follows finds it without a
 /// query), equal to what a read of the row gives; a dry run keeps nothing.
 #[tokio::test]
@@ -806,6 +804,28 @@ async fn a_created_namespace_s_place_is_kept_as_a_read_gives_it() {
     }
 }
 
+/// A creation keeps its place only if no row was deleted while it waited for the write turn
+/// (the epoch is read before it): the deletion may have been of a row of that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_that_met_a_deletion_keeps_no_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.7.0.0/24"], 0).await;
+    let turn = s.writer().await.unwrap();
+    let create = tokio::spawn({
+        let s = s.clone();
+        async move { s.create_namespace(&ns_spec("late"), None, false).await }
+    });
+    // The create has read the epoch and waits for the write turn.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!create.is_finished());
+    s.forget_place("some deleted row");
+    drop(turn);
+    create.await.unwrap().unwrap();
+    assert!(!s.places.lock().unwrap().by_name.contains_key("late"));
+}
+
+/// A place read before a namespace row was deleted is not kept after it (the deletion may be
+/// of that very row): the epoch moved. One read after the deletion is kept.
 #[tokio::test]
 async fn a_place_read_before_a_deletion_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -670,7 +670,8 @@ mod tests {
 
     /// What the writer's WAL hook points at outlives the store, closed or only dropped:
     /// dropping a sqlx connection does not close it, and its thread may still run a commit
-    /// that was sent before, which calls the hook (`checkpoint::install`).
+    /// that was sent before, which calls the hook (`checkpoint::install`). This pins that
+    /// the hook's reference is never given back.
     #[tokio::test]
     async fn the_wal_hooks_wake_outlives_the_store() {
         for close in [true, false] {
@@ -681,7 +682,6 @@ mod tests {
                 s.close().await;
             }
             drop(s);
-            tokio::time::sleep(Duration::from_millis(50)).await;
             assert!(
                 wake.upgrade().is_some(),
                 "the Wake was freed (close: {close})"
@@ -1140,8 +1140,8 @@ mod release_tests {
 
     /// SQLite keeps one list of unused pages for all the connections of a process (the
     /// bundled build's `SQLITE_ENABLE_MEMORY_MANAGEMENT`): a connection reading past its own
-    /// bound takes the least recently used page of any connection, here all of the writer's,
-    /// and the caches together stay within the sum of their bounds.
+    /// bound takes the least recently used page of any connection, here all of the writer's
+    /// (with a cache of its own per connection, the writer would keep them).
     #[tokio::test]
     async fn a_long_read_takes_the_oldest_pages_of_any_connection() {
         if !alone!(a_long_read_takes_the_oldest_pages_of_any_connection) {
@@ -1157,25 +1157,11 @@ mod release_tests {
         );
         let mut c = store.pool.acquire().await.unwrap();
         read_filler(&mut c).await;
-        let reader = cache_used(&mut c).await;
         drop(c);
         let writer_after = cache_used(store.writer().await.unwrap().conn().unwrap()).await;
         assert!(
             writer_after < writer_before / 4,
             "the read took the writer's pages: {writer_before} -> {writer_after} bytes"
-        );
-        settle(&store).await;
-        let mut all = writer_after;
-        let mut held = Vec::new();
-        while let Some(mut c) = store.pool.try_acquire() {
-            all += cache_used(&mut c).await;
-            held.push(c);
-        }
-        // The pool's connections and the writer, each bounded alike.
-        let bound = i64::from(POOL_CACHE_KIB) * 1024 * (held.len() as i64 + 1);
-        assert!(
-            reader > i64::from(POOL_CACHE_KIB) * 1024 / 2 && all < bound * 5 / 4,
-            "{all} bytes cached in all ({reader} by the reader), the bounds together {bound}"
         );
     }
 

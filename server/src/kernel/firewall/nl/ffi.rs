@@ -96,8 +96,8 @@ impl TableMsg {
             sys::nftnl_table_set_str(ptr.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
         }
         if let Some(c) = comment {
-            // One TLV: its length is a byte.
-            assert!(c.len() < 255, "a table comment of {} bytes", c.len());
+            // One TLV (its length a byte) in the kernel's 256 bytes of table userdata.
+            assert!(c.len() + 3 <= 256, "a table comment of {} bytes", c.len());
             let mut udata = vec![sys::NFTNL_UDATA_TABLE_COMMENT as u8, 0];
             udata.extend_from_slice(c.as_bytes());
             udata.push(0);
