@@ -53,8 +53,8 @@ pub(super) struct Watched {
     /// CPU at 10,000 endpoints; perf).
     unwatched: u64,
     /// The last of them ([`GONE_MAX`] at most), each with its number in that count: the
-    /// monitor forgets just their state (a pass over all of it after each unwatch took
-    /// ~0.5 ms at 10,000 namespaces, in the Connect that followed a namespace's deletion).
+    /// monitor forgets just their state (a pass over all of it after each unwatch, 10,000
+    /// paths hashed, was ~6 % of weftd's samples during Connects at 10,000 endpoints; perf).
     gone: std::collections::VecDeque<(u64, NsRef)>,
 }
 

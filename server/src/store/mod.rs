@@ -177,8 +177,8 @@ pub(crate) fn now_ms() -> i64 {
 /// The bound holds for all the connections together, not for each: the bundled SQLite is
 /// built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, so the page caches of a process share one
 /// list of unused pages, a connection reading past its bound takes the least recently used
-/// page of any connection (the writer's, another store's), and their sum stays within the
-/// sum of their bounds (`release_tests`).
+/// page of any connection (the writer's, another store's; `release_tests`), and their sum
+/// stays within the sum of their bounds.
 const POOL_CACHE_KIB: u32 = 1024;
 
 impl Store {

@@ -147,12 +147,6 @@ impl Statements {
         self.kept.len()
     }
 
-    /// Finalizes every kept statement (before their connection closes); only through
-    /// [`Raw::finalize_kept`], whose `Raw` holds the connection these were prepared on.
-    fn finalize_all(&mut self) {
-        self.finalize();
-    }
-
     /// Finalizes every kept statement of a connection whose sqlx thread is gone (its lock
     /// can no longer be taken): the connection is then closed on this thread, which SQLite
     /// refuses while statements are left.
@@ -182,6 +176,8 @@ impl Statements {
             .collect()
     }
 
+    /// Finalizes every kept statement: through [`Raw::finalize_kept`] (whose `Raw` holds the
+    /// connection they were prepared on) or [`Statements::finalize_orphaned`].
     fn finalize(&mut self) {
         for (_, stmt) in self.kept.drain() {
             // SAFETY: a statement of a connection no other thread is using (held, or its
@@ -290,7 +286,7 @@ impl<'h> Raw<'h> {
     /// Finalizes the statements kept for this connection (before it closes).
     pub(super) fn finalize_kept(&self) {
         if let Some(k) = self.statements {
-            k.borrow_mut().finalize_all();
+            k.borrow_mut().finalize();
         }
     }
 
