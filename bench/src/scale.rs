@@ -69,7 +69,8 @@ pub struct Row {
     pub connect: Samples,
     /// Disconnect of it.
     pub disconnect: Samples,
-    /// The in-process floor's connect in the same host, at the same time.
+    /// The in-process floor's connect in the same host, at the same time, on a bridge of as
+    /// many ports as each of weftd's networks.
     pub floor_connect: Samples,
     /// True when the queue never emptied within 60 s (a resync pass longer than its
     /// period) and the idle samples were taken with it busy.
@@ -322,10 +323,19 @@ impl Scale {
             ));
             if !last.floor_connect.is_empty() && !base.floor_connect.is_empty() {
                 v.push(format!(
-                    "The same growth at the in-process floor (its connects in weftd's host, beside weftd's namespaces): {:.2}x ({} vs {} ms)",
+                    "The same growth at the in-process floor (its connects in weftd's host, beside weftd's namespaces, on a bridge of as many ports as each network): {:.2}x ({} vs {} ms)",
                     ratio(&last.floor_connect, &base.floor_connect),
                     ms(last.floor_connect.p50()),
                     ms(base.floor_connect.p50()),
+                ));
+                let own =
+                    |r: &Row| r.connect.p50().as_secs_f64() - r.floor_connect.p50().as_secs_f64();
+                v.push(format!(
+                    "weft's own part of Connect (its p50 minus the floor's): {:.2} ms at {}, {:.2} ms at {}",
+                    own(base) * 1e3,
+                    base.endpoints,
+                    own(last) * 1e3,
+                    last.endpoints,
                 ));
             }
         }

@@ -334,11 +334,21 @@ async fn samples_idle(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Sa
 
 /// `count` connects at the in-process floor in weftd's scratch host, each of a fresh
 /// namespace (created before, disconnected and deleted after, untimed), once the reconcile
-/// queue is empty.
+/// queue is empty. Its bridge first gets as many ports as each of weftd's networks has
+/// (`endpoints / NETWORKS`, [`methods::FloorM::fill_bridge`]): adding a port to a bridge
+/// walks its ports, so a floor on an empty bridge at 10,000 endpoints did less than weft's
+/// Connect to a bridge of 1,000 (sessions 11-22 compared against that).
 /// The resync is off meanwhile: a pass's GC could take a floor veth, born in weft's newborn
 /// group, for a crash's leftover in the millisecond before it leaves the group.
 async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
     d.set_resync(0).await?;
+    let ports = (d.endpoints / NETWORKS).min(FLOOR_PORTS_MAX);
+    d.floor
+        .as_mut()
+        .ok_or_else(|| anyhow!("the floor was not set up"))?
+        .fill_bridge(ports)
+        .await
+        .context("filling the floor's bridge")?;
     let mut conn = Samples::default();
     for _ in 0..count {
         check_stop()?;
@@ -360,6 +370,10 @@ async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
     d.set_resync(DEFAULT_RESYNC).await?;
     Ok(conn)
 }
+
+/// The most ports [`samples_floor`] fills its bridge with: a bridge takes 1,023 (and one
+/// more is the sample's).
+const FLOOR_PORTS_MAX: usize = 1_000;
 
 /// Endpoints disconnected at once by [`mass_disconnect`] (at most half of those held).
 pub const MASS: usize = 100;
