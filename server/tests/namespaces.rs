@@ -261,3 +261,112 @@ async fn sigterm_shuts_down_cleanly_and_state_survives() {
         "an idle weftd took {took:?} to shut down after SIGTERM"
     );
 }
+
+/// A test process that is killed (by its timeout, nextest's SIGTERM, by hand) drops none of its
+/// sandboxes. The next sandbox sweeps what a gone process left: the processes naming its temp
+/// dir, the mounts under it, its namespace files, the dir. A live process's stay. Fixtures
+/// shaped as sandboxes leave, one for a process that exited, one for this live one.
+#[test]
+fn a_gone_test_process_sandbox_leftovers_are_swept_and_a_live_ones_are_not() {
+    let ok = |c: &mut Command| {
+        let out = run(c);
+        assert!(
+            out.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    gone.wait().expect("reap true");
+    let gone = gone.id();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{gone}")).exists(),
+        "pid {gone} came back at once"
+    );
+    struct Fixture {
+        dir: std::path::PathBuf,
+        ns: String,
+        mount: std::path::PathBuf,
+        child: std::process::Child,
+    }
+    let fixture = |pid: u32| {
+        let prefix = format!("sweep0-{}-", base36(pid));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("weft-{prefix}"))
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        assert_eq!(
+            sandbox_of_dir(&dir.file_name().unwrap().to_string_lossy()),
+            Some((prefix.clone(), pid))
+        );
+        let ns = format!("{prefix}h");
+        ok(Command::new("ip").args(["netns", "add", &ns]));
+        let mount = dir.join("m");
+        std::fs::create_dir(&mount).expect("mkdir");
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "none"])
+            .arg(&mount));
+        let log = dir.join("log");
+        std::fs::write(&log, "").expect("write");
+        let child = Command::new("tail")
+            .arg("-f")
+            .arg(&log)
+            .spawn()
+            .expect("spawn tail");
+        Fixture {
+            dir,
+            ns,
+            mount,
+            child,
+        }
+    };
+    let mut dead = fixture(gone);
+    let mut live = fixture(std::process::id());
+
+    sweep_dead_sandboxes();
+
+    // Killed by the sweep, it has exited by now (or soon: a signal is delivered at once).
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        match dead.child.try_wait().expect("try_wait") {
+            Some(status) => break Some(status),
+            None if t0.elapsed() > std::time::Duration::from_secs(5) => break None,
+            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
+    if status.is_none() {
+        let _ = dead.child.kill();
+        let _ = dead.child.wait();
+    }
+    assert_eq!(
+        status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+        Some(9),
+        "the gone sandbox's process was not killed"
+    );
+    assert!(!dead.dir.exists(), "{} is left", dead.dir.display());
+    assert!(!mount_points().contains(&dead.mount), "its mount is left");
+    assert!(
+        !std::path::Path::new("/run/netns").join(&dead.ns).exists(),
+        "its namespace {} is left",
+        dead.ns
+    );
+
+    let still = live.child.try_wait().expect("try_wait");
+    let kept = (
+        still.is_none(),
+        live.dir.exists(),
+        mount_points().contains(&live.mount),
+        std::path::Path::new("/run/netns").join(&live.ns).exists(),
+    );
+    let _ = live.child.kill();
+    let _ = live.child.wait();
+    let _ = nix::mount::umount2(&live.mount, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(&live.dir);
+    ok(Command::new("ip").args(["netns", "del", &live.ns]));
+    assert_eq!(
+        kept,
+        (true, true, true, true),
+        "a live process's sandbox was touched (process, dir, mount, namespace)"
+    );
+}

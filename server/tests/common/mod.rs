@@ -11,7 +11,9 @@
 //!
 //! Dropping the sandbox (also while a test panics) kills the daemon, lazily unmounts every
 //! namespace file it made and the netns dir itself, deletes the scratch host namespace and
-//! removes the temp dir. Nothing here touches the real host's interfaces, routes or sysctls.
+//! removes the temp dir. A test process that is killed drops nothing: the first sandbox of a
+//! later test process removes what it left ([`sweep_dead_sandboxes`]). Nothing here touches
+//! the real host's interfaces, routes or sysctls.
 //!
 //! Each test file compiles this module on its own and uses part of it.
 #![allow(dead_code)]
@@ -46,6 +48,8 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Tells sandboxes of one test process apart (tests in one file run in parallel).
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// [`sweep_dead_sandboxes`] runs once per test process, before its first sandbox.
+static SWEEP: std::sync::Once = std::sync::Once::new();
 
 /// Options for a [`Sandbox`]; start with [`Sandbox::builder`].
 #[derive(Clone, Debug)]
@@ -109,6 +113,11 @@ impl Builder {
 
     /// Makes the scratch namespace and temp dir, starts weftd and connects to it.
     pub async fn start(self) -> Sandbox {
+        SWEEP.call_once(|| {
+            for line in sweep_dead_sandboxes() {
+                eprintln!("swept a gone test process's sandbox: {line}");
+            }
+        });
         let prefix = unique_prefix(&self.tag);
         let host_ns = format!("{prefix}h");
         let host_ns_path = PathBuf::from("/run/netns").join(&host_ns);
@@ -792,7 +801,8 @@ fn unique_prefix(tag: &str) -> String {
     format!("{tag}{n}-{}-", base36(std::process::id()))
 }
 
-fn base36(mut n: u32) -> String {
+/// `n` in base 36 (digits, then lowercase letters).
+pub fn base36(mut n: u32) -> String {
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut s = Vec::new();
     loop {
@@ -804,6 +814,110 @@ fn base36(mut n: u32) -> String {
     }
     s.reverse();
     String::from_utf8(s).expect("ascii")
+}
+
+/// Removes what sandboxes of test processes that are gone left behind: a test killed by its
+/// timeout, by nextest's SIGTERM or by hand drops nothing, so its weftd kept running and its
+/// scratch namespaces stayed in `/run/netns`. A sandbox's temp dirs (`<tmp>/weft-<prefix>…`,
+/// its own and its runtimes') name its prefix, and the prefix names the test process
+/// ([`unique_prefix`]); for each such dir whose process is gone this kills every process whose
+/// command line names the dir (weftd, containerd, podman's), unmounts what is mounted under
+/// it, removes the namespace files `/run/netns/<prefix>*` (what `ip netns del` does) and the
+/// dir. What a live process's sandboxes hold is never touched. Returns a line per thing
+/// removed. Runs before a process's first sandbox (and is idempotent: two test processes
+/// sweeping at once only repeat each other's work).
+pub fn sweep_dead_sandboxes() -> Vec<String> {
+    let mut done = Vec::new();
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return done;
+    };
+    let dead: Vec<(PathBuf, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (prefix, pid) = sandbox_of_dir(&name)?;
+            (!Path::new("/proc").join(pid.to_string()).exists()).then(|| (e.path(), prefix))
+        })
+        .collect();
+    if dead.is_empty() {
+        return done;
+    }
+    let names_dir = |args: &[String], dir: &str| {
+        let inside = format!("{dir}/");
+        args.iter().any(|a| a.contains(&inside) || a.ends_with(dir))
+    };
+    if let Ok(procs) = fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            for (dir, _) in &dead {
+                if names_dir(&args, &dir.to_string_lossy()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    done.push(format!("killed {pid} ({})", args.join(" ")));
+                    break;
+                }
+            }
+        }
+    }
+    for (dir, prefix) in &dead {
+        for _ in 0..5 {
+            let mut mounts: Vec<PathBuf> = mount_points()
+                .into_iter()
+                .filter(|m| m.starts_with(dir))
+                .collect();
+            if mounts.is_empty() {
+                break;
+            }
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+            for m in mounts {
+                let _ = umount2(&m, MntFlags::MNT_DETACH);
+            }
+        }
+        if let Ok(entries) = fs::read_dir("/run/netns") {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(prefix.as_str()) {
+                    let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
+                    if fs::remove_file(e.path()).is_ok() {
+                        done.push(format!("removed {}", e.path().display()));
+                    }
+                }
+            }
+        }
+        if fs::remove_dir_all(dir).is_ok() {
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    done
+}
+
+/// The sandbox prefix and test process a temp dir's name `weft-<tag><n>-<pid base 36>-…`
+/// gives ([`unique_prefix`]), if it is one.
+pub fn sandbox_of_dir(name: &str) -> Option<(String, u32)> {
+    let rest = name.strip_prefix("weft-")?;
+    let tag = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+    let digits = rest[tag..].bytes().take_while(u8::is_ascii_digit).count();
+    if !(1..=8).contains(&tag) || digits == 0 {
+        return None;
+    }
+    let after = rest[tag + digits..].strip_prefix('-')?;
+    let (pid, _) = after.split_once('-')?;
+    if pid.is_empty()
+        || !pid
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let prefix = format!("{}-{pid}-", &rest[..tag + digits]);
+    Some((prefix, u32::from_str_radix(pid, 36).ok()?))
 }
 
 /// The weftd binary cargo built for these tests.
