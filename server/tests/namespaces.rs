@@ -265,9 +265,32 @@ async fn sigterm_shuts_down_cleanly_and_state_survives() {
 /// A test process that is killed (by its timeout, nextest's SIGTERM, by hand) drops none of its
 /// sandboxes. The next sandbox sweeps what a gone process left: the processes naming its temp
 /// dir, the mounts under it, its namespace files, the dir. A live process's stay. Fixtures
-/// shaped as sandboxes leave, one for a process that exited, one for this live one.
+/// shaped as sandboxes leave, one for a process that exited, one for this live one, in a
+/// root of the test's own (so no other test process's sweep of the temp dir finds them).
 #[test]
 fn a_gone_test_process_sandbox_leftovers_are_swept_and_a_live_ones_are_not() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    for name in [
+        "weft-abcdefghi1-1xj-x",
+        "weft-ab-1xj-x",
+        "weft-1-1xj-x",
+        "weft-ab1-1xj",
+        "weft-ab1--x",
+        "weft-Ab1-1xj-x",
+        "weft-ab1-1Xj-x",
+        "weft-alone-ran-123",
+        "wbench1xj-x",
+    ] {
+        assert_eq!(sandbox_of_dir(name), None, "{name} is not a sandbox's dir");
+    }
+    assert_eq!(
+        sandbox_of_dir("weft-podns12-1xj-podmanQ1w2e3"),
+        Some(("podns12-1xj-".to_string(), 2503))
+    );
+
     let ok = |c: &mut Command| {
         let out = run(c);
         assert!(
@@ -276,24 +299,28 @@ fn a_gone_test_process_sandbox_leftovers_are_swept_and_a_live_ones_are_not() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    let root = tempfile::Builder::new()
+        .prefix("sweeptest-")
+        .tempdir()
+        .expect("a root for the fixtures");
     let mut gone = Command::new("true").spawn().expect("spawn true");
     gone.wait().expect("reap true");
     let gone = gone.id();
     assert!(
-        !std::path::Path::new(&format!("/proc/{gone}")).exists(),
+        !Path::new(&format!("/proc/{gone}")).exists(),
         "pid {gone} came back at once"
     );
     struct Fixture {
-        dir: std::path::PathBuf,
+        dir: PathBuf,
         ns: String,
-        mount: std::path::PathBuf,
+        mount: PathBuf,
         child: std::process::Child,
     }
     let fixture = |pid: u32| {
         let prefix = format!("sweep0-{}-", base36(pid));
         let dir = tempfile::Builder::new()
             .prefix(&format!("weft-{prefix}"))
-            .tempdir()
+            .tempdir_in(root.path())
             .expect("temp dir")
             .keep();
         assert_eq!(
@@ -309,7 +336,9 @@ fn a_gone_test_process_sandbox_leftovers_are_swept_and_a_live_ones_are_not() {
             .arg(&mount));
         let log = dir.join("log");
         std::fs::write(&log, "").expect("write");
+        // A stand-in for the sandbox's weftd: named so, the dir on its command line.
         let child = Command::new("tail")
+            .arg0("weftd")
             .arg("-f")
             .arg(&log)
             .spawn()
@@ -323,50 +352,65 @@ fn a_gone_test_process_sandbox_leftovers_are_swept_and_a_live_ones_are_not() {
     };
     let mut dead = fixture(gone);
     let mut live = fixture(std::process::id());
+    // A process that only names the gone dir is not one of a sandbox's: it stays.
+    let mut reader = Command::new("tail")
+        .arg("-f")
+        .arg(dead.dir.join("log"))
+        .spawn()
+        .expect("spawn a reader");
 
-    sweep_dead_sandboxes();
+    let swept = sweep_dead_sandboxes_in(root.path());
 
     // Killed by the sweep, it has exited by now (or soon: a signal is delivered at once).
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let status = loop {
         match dead.child.try_wait().expect("try_wait") {
             Some(status) => break Some(status),
-            None if t0.elapsed() > std::time::Duration::from_secs(5) => break None,
-            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+            None if t0.elapsed() > Duration::from_secs(5) => break None,
+            None => std::thread::sleep(Duration::from_millis(10)),
         }
     };
     if status.is_none() {
         let _ = dead.child.kill();
         let _ = dead.child.wait();
     }
-    assert_eq!(
-        status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
-        Some(9),
-        "the gone sandbox's process was not killed"
+    let reader_left = reader.try_wait().expect("try_wait").is_none();
+    let _ = reader.kill();
+    let _ = reader.wait();
+    let dead_left = (
+        dead.dir.exists(),
+        mount_points().contains(&dead.mount),
+        Path::new("/run/netns").join(&dead.ns).exists(),
     );
-    assert!(!dead.dir.exists(), "{} is left", dead.dir.display());
-    assert!(!mount_points().contains(&dead.mount), "its mount is left");
-    assert!(
-        !std::path::Path::new("/run/netns").join(&dead.ns).exists(),
-        "its namespace {} is left",
-        dead.ns
-    );
-
-    let still = live.child.try_wait().expect("try_wait");
-    let kept = (
-        still.is_none(),
+    let live_kept = (
+        live.child.try_wait().expect("try_wait").is_none(),
         live.dir.exists(),
         mount_points().contains(&live.mount),
-        std::path::Path::new("/run/netns").join(&live.ns).exists(),
+        Path::new("/run/netns").join(&live.ns).exists(),
     );
-    let _ = live.child.kill();
-    let _ = live.child.wait();
-    let _ = nix::mount::umount2(&live.mount, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir_all(&live.dir);
-    ok(Command::new("ip").args(["netns", "del", &live.ns]));
+    // Everything of both fixtures goes before any assertion, whatever the sweep did.
+    for f in [&mut dead, &mut live] {
+        let _ = f.child.kill();
+        let _ = f.child.wait();
+        let _ = nix::mount::umount2(&f.mount, nix::mount::MntFlags::MNT_DETACH);
+        let _ = run(Command::new("ip").args(["netns", "del", &f.ns]));
+    }
+    drop(root);
+
     assert_eq!(
-        kept,
+        status.and_then(|s| s.signal()),
+        Some(9),
+        "the gone sandbox's process was not killed: {swept:?}"
+    );
+    assert!(reader_left, "a process not of a sandbox's was killed");
+    assert_eq!(
+        dead_left,
+        (false, false, false),
+        "the gone sandbox's dir, mount or namespace is left: {swept:?}"
+    );
+    assert_eq!(
+        live_kept,
         (true, true, true, true),
-        "a live process's sandbox was touched (process, dir, mount, namespace)"
+        "a live process's sandbox was touched (process, dir, mount, namespace): {swept:?}"
     );
 }

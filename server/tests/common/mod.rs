@@ -818,70 +818,92 @@ pub fn base36(mut n: u32) -> String {
 
 /// Removes what sandboxes of test processes that are gone left behind: a test killed by its
 /// timeout, by nextest's SIGTERM or by hand drops nothing, so its weftd kept running and its
-/// scratch namespaces stayed in `/run/netns`. A sandbox's temp dirs (`<tmp>/weft-<prefix>…`,
-/// its own and its runtimes') name its prefix, and the prefix names the test process
-/// ([`unique_prefix`]); for each such dir whose process is gone this kills every process whose
-/// command line names the dir (weftd, containerd, podman's), unmounts what is mounted under
-/// it, removes the namespace files `/run/netns/<prefix>*` (what `ip netns del` does) and the
-/// dir. What a live process's sandboxes hold is never touched. Returns a line per thing
-/// removed. Runs before a process's first sandbox (and is idempotent: two test processes
-/// sweeping at once only repeat each other's work).
+/// scratch namespaces stayed in `/run/netns`. Runs before a process's first sandbox; see
+/// [`sweep_dead_sandboxes_in`]. Returns a line per thing removed.
 pub fn sweep_dead_sandboxes() -> Vec<String> {
+    sweep_dead_sandboxes_in(&std::env::temp_dir())
+}
+
+/// Programs a sandbox starts with its temp dir on the command line; only they are killed.
+const SANDBOX_PROGRAMS: [&str; 6] = [
+    "weftd",
+    "nsenter",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "conmon",
+    "podman",
+];
+
+/// [`sweep_dead_sandboxes`] for the temp dirs in `root`. A sandbox's temp dirs
+/// (`weft-<prefix>…`, its own and its runtimes') name its prefix, and the prefix names the
+/// test process ([`unique_prefix`]). For each such dir whose process is gone
+/// ([`owner_alive`]) this kills the weftd, nsenter, containerd, shim, conmon and podman
+/// processes with an argument that is the dir or a path in it, waits for them, unmounts what
+/// is mounted under the dir, removes the namespace files `/run/netns/<prefix>*` (what `ip
+/// netns del` does; the kernel then frees the namespaces and what is in them) and the dir.
+/// What such a runtime left outside the dir (a container whose shim was killed, podman's
+/// `/run/netns/netns-*`) stays. A live process's sandboxes are never touched. Two test
+/// processes sweeping at once only repeat each other's work.
+pub fn sweep_dead_sandboxes_in(root: &Path) -> Vec<String> {
     let mut done = Vec::new();
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = fs::read_dir(root) else {
         return done;
     };
-    let dead: Vec<(PathBuf, String)> = entries
+    let dead: Vec<(PathBuf, String, u32)> = entries
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (prefix, pid) = sandbox_of_dir(&name)?;
-            (!Path::new("/proc").join(pid.to_string()).exists()).then(|| (e.path(), prefix))
+            let (prefix, pid) = sandbox_of_dir(e.file_name().to_str()?)?;
+            (!owner_alive(pid, &e.path())).then(|| (e.path(), prefix, pid))
         })
         .collect();
     if dead.is_empty() {
         return done;
     }
-    let names_dir = |args: &[String], dir: &str| {
+    let names = |args: &[String], dir: &str| {
         let inside = format!("{dir}/");
-        args.iter().any(|a| a.contains(&inside) || a.ends_with(dir))
+        args.iter().any(|a| {
+            let value = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
+            [a.as_str(), value]
+                .iter()
+                .any(|v| *v == dir || v.starts_with(&inside))
+        })
     };
-    if let Ok(procs) = fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            for (dir, _) in &dead {
-                if names_dir(&args, &dir.to_string_lossy()) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    done.push(format!("killed {pid} ({})", args.join(" ")));
-                    break;
-                }
-            }
+    let mut killed = Vec::new();
+    for (pid, args) in command_lines() {
+        let program = args
+            .first()
+            .and_then(|a| Path::new(a).file_name())
+            .and_then(OsStr::to_str)
+            .unwrap_or_default();
+        if SANDBOX_PROGRAMS.contains(&program)
+            && dead
+                .iter()
+                .any(|(dir, _, _)| names(&args, &dir.to_string_lossy()))
+            && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        {
+            done.push(format!("killed {pid} ({})", args.join(" ")));
+            killed.push(pid);
         }
     }
-    for (dir, prefix) in &dead {
-        for _ in 0..5 {
-            let mut mounts: Vec<PathBuf> = mount_points()
-                .into_iter()
-                .filter(|m| m.starts_with(dir))
-                .collect();
-            if mounts.is_empty() {
-                break;
-            }
-            mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-            for m in mounts {
-                let _ = umount2(&m, MntFlags::MNT_DETACH);
-            }
-        }
-        if let Ok(entries) = fs::read_dir("/run/netns") {
+    // Gone (or a zombie), so nothing mounts or writes under a dir any more while it is
+    // removed.
+    let t0 = Instant::now();
+    let running = |pid: &i32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.starts_with(" Z"))
+        })
+    };
+    while killed.iter().any(running) && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (dir, prefix, pid) in &dead {
+        unmount_under(dir);
+        // Checked again: a test process that took the pid since would have made its own dir
+        // and namespaces under the same prefix.
+        if !owner_alive(*pid, dir)
+            && let Ok(entries) = fs::read_dir("/run/netns")
+        {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(prefix.as_str()) {
                     let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
@@ -896,6 +918,80 @@ pub fn sweep_dead_sandboxes() -> Vec<String> {
         }
     }
     done
+}
+
+/// Whether the test process that made sandbox dir `dir` may still be running: process `pid`
+/// exists and started no later than the dir was last changed (a process that took the pid
+/// after the owner died started after that). True when that cannot be told.
+fn owner_alive(pid: u32, dir: &Path) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let started = || -> Option<Duration> {
+        // Field 22, counted from the state, which follows the parenthesised command.
+        let ticks: u64 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(19)?
+            .parse()
+            .ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+        let boot: u64 = fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz as u64))
+    };
+    let changed = || {
+        fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+    };
+    match (started(), changed()) {
+        // The start time counts in clock ticks from a boot time in whole seconds.
+        (Some(started), Some(changed)) => started <= changed + Duration::from_secs(1),
+        _ => true,
+    }
+}
+
+/// Every process's id and arguments (those that exit meanwhile are left out).
+fn command_lines() -> Vec<(i32, Vec<String>)> {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_str()?.parse().ok()?;
+            let raw = fs::read(p.path().join("cmdline")).ok()?;
+            let args = raw.split(|b| *b == 0).map(String::from_utf8_lossy);
+            Some((pid, args.map(|a| a.into_owned()).collect()))
+        })
+        .collect()
+}
+
+/// Unmounts (lazily, deepest first) every mount point at or under `root`; a dir bind-mounted
+/// onto itself shows up once per mount, so it goes round until none is left.
+pub fn unmount_under(root: &Path) {
+    for _ in 0..5 {
+        let mut mounts: Vec<PathBuf> = mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(root))
+            .collect();
+        if mounts.is_empty() {
+            return;
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+        for m in mounts {
+            let _ = umount2(&m, MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 /// The sandbox prefix and test process a temp dir's name `weft-<tag><n>-<pid base 36>-…`

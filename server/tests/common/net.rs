@@ -30,17 +30,14 @@ use std::{
 };
 
 use ipnet::IpNet;
-use nix::{
-    mount::{MntFlags, umount2},
-    sched::{CloneFlags, setns},
-};
+use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
 use weft::v1::{
     ConnectRequest, CreateNetworkRequest, DeleteNetworkRequest, DisconnectRequest, Endpoint,
     GetNetworkRequest, Network, Phase, PublishedPort, Subnet,
 };
 
-use crate::common::{Sandbox, mount_points, rpc, run, weftd_bin};
+use crate::common::{Sandbox, rpc, run, unmount_under, weftd_bin};
 
 /// The sandbox host's address on the veth to the outside namespace.
 pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
@@ -790,19 +787,7 @@ impl Drop for ExtraDaemon {
                 self.ns_name
             );
         }
-        for _ in 0..5 {
-            let mut mounts: Vec<PathBuf> = mount_points()
-                .into_iter()
-                .filter(|m| m.starts_with(&self.netns_dir))
-                .collect();
-            if mounts.is_empty() {
-                break;
-            }
-            mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-            for m in mounts {
-                let _ = umount2(&m, MntFlags::MNT_DETACH);
-            }
-        }
+        unmount_under(&self.netns_dir);
         let out = run(Command::new("ip").args(["netns", "del", &self.ns_name]));
         if !out.status.success() {
             eprintln!(
