@@ -100,6 +100,9 @@ pub struct Concurrent {
     pub client_cpu: Duration,
     /// CPU the bench used for the serial floor connects.
     pub floor_cpu: Duration,
+    /// The floor's kernel writes over its serial connects (as weftd's kernel layer counts
+    /// them).
+    pub floor_writes: u64,
     /// Wall time of as many serial disconnects at the floor.
     pub floor_disc_wall: Duration,
     /// Each floor disconnect's latency.
@@ -167,6 +170,7 @@ pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> 
         floor.ns_create(i).await?;
     }
     let self0 = cpu_time("self")?;
+    let writes0 = floor.kernel.writes();
     let t0 = Instant::now();
     for i in 0..n {
         check_stop()?;
@@ -176,6 +180,7 @@ pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> 
     }
     out.floor_wall = t0.elapsed();
     out.floor_cpu = cpu_time("self")?.saturating_sub(self0);
+    out.floor_writes = floor.kernel.writes().saturating_sub(writes0);
     // The floor's serial disconnects, against which the concurrent ones are measured.
     let t0 = Instant::now();
     for i in 0..n {
@@ -229,7 +234,7 @@ impl Concurrent {
             ms(self.floor.p50()),
             ms(self.floor.p99()),
             per(self.floor_cpu),
-            "–, 5".into(),
+            format!("–, {:.2}", self.floor_writes as f64 / self.n.max(1) as f64),
         ]);
         t
     }

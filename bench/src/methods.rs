@@ -594,10 +594,10 @@ impl FloorM {
 
     /// Adds ports to the bridge until `ports` of them only fill it, so the connects that
     /// follow meet a bridge as large as a weft network's (the kernel's port add and delete
-    /// walk a bridge's ports). Each filler is an endpoint as weft makes one, without an
-    /// address: a veth `fp<k>` with its peer `fq<k>` in the namespace `fx`, the host end
-    /// with IPv6 off and the peer without IPv6 link-local (no chatter flooding the bridge),
-    /// both up.
+    /// walk a bridge's ports). Each filler is a veth made as the connect makes one, with no
+    /// address, MAC or route: `fp<k>` a port of the bridge, its peer `fq<k>` in the one
+    /// namespace `fx` the fillers share, IPv6 off on both ends (no chatter flooding the
+    /// bridge), both up. [`FloorM::clear_bridge`] removes them.
     pub async fn fill_bridge(&mut self, ports: usize) -> Result<()> {
         let fx = NsRef::path(self.kernel.named_netns_path("fx"));
         if self.filled == 0 && ports > 0 {
@@ -609,6 +609,28 @@ impl FloorM {
             self.kernel.set_link(&fx, pi, &up()).await?;
             self.filled += 1;
         }
+        Ok(())
+    }
+
+    /// Removes the ports [`FloorM::fill_bridge`] added: deletes the namespace `fx`, whose
+    /// veths the kernel then frees, and waits (at most 30 s) until the host lists none of them.
+    pub async fn clear_bridge(&mut self) -> Result<()> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        self.kernel.delete_named_netns("fx").await?;
+        let t0 = std::time::Instant::now();
+        for k in 0..self.filled {
+            let name = format!("fp{k}");
+            while self.host_link(&name).await?.is_some() {
+                ensure!(
+                    t0.elapsed() < std::time::Duration::from_secs(30),
+                    "{name} is still there 30 s after its namespace went"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        self.filled = 0;
         Ok(())
     }
 

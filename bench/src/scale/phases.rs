@@ -337,7 +337,8 @@ async fn samples_idle(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Sa
 /// queue is empty. Its bridge first gets as many ports as each of weftd's networks has
 /// (`endpoints / NETWORKS`, [`methods::FloorM::fill_bridge`]): adding a port to a bridge
 /// walks its ports, so a floor on an empty bridge at 10,000 endpoints did less than weft's
-/// Connect to a bridge of 1,000 (sessions 11-22 compared against that).
+/// Connect to a bridge of 1,000 (sessions 11-22 compared against that). They go again after
+/// the samples.
 /// The resync is off meanwhile: a pass's GC could take a floor veth, born in weft's newborn
 /// group, for a crash's leftover in the millisecond before it leaves the group.
 async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
@@ -367,6 +368,13 @@ async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
         floor.ns_delete(i).await?;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+    // The rest of the size, and the next sizes, meet weftd's host as before the floor came.
+    d.floor
+        .as_mut()
+        .ok_or_else(|| anyhow!("the floor was not set up"))?
+        .clear_bridge()
+        .await
+        .context("clearing the floor's bridge")?;
     d.set_resync(DEFAULT_RESYNC).await?;
     Ok(conn)
 }
