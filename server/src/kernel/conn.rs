@@ -1,9 +1,10 @@
 //! rtnetlink connections, each opened inside its namespace and cached.
 //!
 //! A netlink socket belongs forever to the network namespace it was created in, so weft opens
-//! each namespace's socket on a helper thread that has `setns`ed into it (see
-//! [`netns::run_in`]); the thread enters the tokio runtime just long
-//! enough to register the socket with the reactor, hands back the connection and exits. The
+//! each namespace's socket on a thread in it (see [`netns::run_in`]: a helper thread that has
+//! `setns`ed into it and exits afterwards, or for the host a blocking-pool thread already
+//! there); the thread enters the tokio runtime just long enough to register the socket with
+//! the reactor and hands back the connection. The
 //! connection task then runs on tokio like any other, and the [`Handle`] is cached per
 //! [`NsRef`].
 //!
@@ -210,7 +211,7 @@ impl Connections {
         }
     }
 
-    /// How a helper thread enters `ns`.
+    /// How a thread gets into `ns` ([`netns::run_in`]).
     pub(crate) fn ns_file(&self, ns: &NsRef) -> NsFile {
         match ns {
             NsRef::Host => NsFile::Open(self.host.clone(), self.host_label.clone()),
@@ -218,7 +219,7 @@ impl Connections {
         }
     }
 
-    /// Opens a socket inside `ns` on a helper thread and starts its connection task.
+    /// Opens a socket inside `ns` on a thread in it and starts its connection task.
     async fn connect(&self, ns: &NsRef) -> Result<Conn, KernelError> {
         let target = self.ns_file(ns);
         let label = self.label(ns);

@@ -176,8 +176,9 @@
 //!   - `nl::wire`: netlink framing and attributes in safe Rust;
 //!   - `nl::abi`: the kernel's and `nft`'s numbers, copied once from uapi headers.
 //!
-//! The host namespace's netfilter sockets are made on a short-lived thread that `setns`es
-//! into it (the kernel layer's rule) and then kept between calls (`NftSockets`): each call
+//! The host namespace's netfilter sockets are made on a thread in it (`netns::run_in`: a
+//! short-lived one that `setns`es into it, or a blocking-pool thread already there) and then
+//! kept between calls (`NftSockets`): each call
 //! borrows one and does its reads and its batch on one of tokio's blocking threads. Closing a
 //! socket right after a batch that deleted something waits for an RCU grace period in the
 //! kernel, which a socket per call made every Disconnect with published ports pay.
@@ -553,8 +554,9 @@ impl Kernel {
     /// Reads a sysctl under /proc/sys in `ns` (e.g. "net/ipv4/ip_forward") and writes `value`
     /// only if it differs (compared without surrounding whitespace); returns whether it wrote.
     ///
-    /// Done on a short-lived thread that `setns`ed into `ns`: `/proc/sys/net` shows the
-    /// namespace of the thread that opens the file. `EINVAL` for a key that is not a relative
+    /// Done on a thread in `ns` ([`netns::run_in`]: a short-lived one that `setns`ed into it,
+    /// or for the host a pool thread already there): `/proc/sys/net` shows the namespace of
+    /// the thread that opens the file. `EINVAL` for a key that is not a relative
     /// path of plain components; the file's own errors (`ENOENT` for an unknown key) as they
     /// come.
     pub(super) async fn write_sysctl(
@@ -585,8 +587,7 @@ impl Kernel {
     }
 
     /// Reads a sysctl under /proc/sys as `ns` sees it (e.g. "net/ipv4/ip_local_port_range"),
-    /// trimmed, on a short-lived thread that `setns`ed into `ns`, as
-    /// [`Kernel::write_sysctl`] does.
+    /// trimmed, on a thread in `ns`, as [`Kernel::write_sysctl`] does.
     pub(super) async fn sysctl_value(&self, ns: &NsRef, key: &str) -> Result<String, KernelError> {
         let op = format!("read sysctl {key} in {}", self.label(ns));
         validate_sysctl_key(key).map_err(|m| error::invalid(op.clone(), m))?;
@@ -641,7 +642,7 @@ impl Kernel {
     }
 
     /// Runs `f` on a blocking thread with a netfilter socket of the host namespace: one kept
-    /// from an earlier call ([`NftSockets`]), or a new one made there on a short-lived thread.
+    /// from an earlier call ([`NftSockets`]), or a new one made there ([`netns::run_in`]).
     async fn with_nft<T, F>(&self, op: String, f: F) -> Result<T, KernelError>
     where
         T: Send + 'static,

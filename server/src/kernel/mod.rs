@@ -4,12 +4,14 @@
 //!
 //! Namespaces are addressed by [`NsRef`]: the daemon's host namespace (the one `--host-netns`
 //! names, or weftd's own) or a namespace file. Netlink sockets for a namespace are created on a
-//! short-lived thread that `setns`es into it, then used from tokio; they are cached per
-//! namespace until [`Kernel::forget`].
+//! thread in it (a short-lived one that `setns`es into it, or for the host a blocking-pool
+//! thread already there), then used from tokio; they are cached per namespace until
+//! [`Kernel::forget`].
 //!
 //! # Layout
 //! - `netns`: namespace files (create/delete like `ip netns add`/`del`, the nsfs check) and the
-//!   short-lived helper threads that enter a namespace. No tokio thread ever changes namespace.
+//!   short-lived helper threads that enter a namespace (work in the host runs on a blocking-pool
+//!   thread instead when that thread is in it). No tokio thread ever changes namespace.
 //! - `conn`: rtnetlink connections opened inside their namespace and cached (four plus a slow
 //!   lane for the host, at most 64 named namespaces, least recently used closed first),
 //!   reopened when the namespace file names a new namespace.
@@ -766,7 +768,8 @@ impl NetnsOps for Kernel {
     }
 
     /// `stat` of `/proc/self/ns/net`: the namespace of weftd's main thread, which weftd
-    /// never moves (only short-lived helper threads enter other namespaces).
+    /// never moves (only short-lived helper threads enter other namespaces; pool threads
+    /// never do).
     fn own_netns_identity(&self) -> Result<NsIdentity, KernelError> {
         self.netns_identity(Path::new("/proc/self/ns/net"))
     }

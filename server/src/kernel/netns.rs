@@ -70,10 +70,54 @@ pub(crate) fn open(path: &Path) -> Result<File, KernelError> {
     })
 }
 
-/// Runs `f` on a new thread that first enters the network namespace of `ns` (`setns`), and
-/// returns its result. The thread exits afterwards, so its namespace never leaks into other
-/// work. Also returns the namespace's identity, read from the same open file.
+/// Runs `f` in the network namespace of `ns`, and returns its result. Also returns the
+/// namespace's identity, read from the same open file.
+///
+/// An already open file (the host's) is tried first on a thread of tokio's blocking pool:
+/// those threads never enter another namespace, so for a weftd started in its host one is
+/// already there, and `f` runs on it as it is (checked each time against the thread's own
+/// namespace, `/proc/thread-self/ns/net`). Otherwise `f` runs on a new thread that first
+/// enters the namespace (`setns`) and exits afterwards, so its namespace never leaks into
+/// other work. A Connect writes one sysctl in the host (its host end's `disable_ipv6`): making
+/// a thread for it was 1.7 % of weftd's samples at 1,000 concurrent Connects (BENCHMARKS.md,
+/// session 23).
+///
+/// So `f` may run on a shared thread: it must leave the thread as it found it (no `setns`,
+/// no `unshare`, no priority, credential or capability change) and not hold it long. Work
+/// that does any of that goes through [`run_on_fresh_thread`].
 pub(crate) async fn run_in<T, F>(ns: NsFile, f: F) -> Result<(T, NsId), KernelError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KernelError> + Send + 'static,
+{
+    let (ns, f) = match ns {
+        NsFile::Open(file, label) => {
+            let id = id_of_file(&file, &label)?;
+            let here = move || match id_of_path(Path::new("/proc/thread-self/ns/net")) {
+                Ok(own) if own == id => Ok(f()),
+                _ => Err(f),
+            };
+            match crate::nice::spawn_blocking(here).await {
+                Ok(Ok(done)) => return Ok((done?, id)),
+                Ok(Err(f)) => (NsFile::Open(file, label), f),
+                Err(e) => {
+                    return Err(error::io(
+                        "namespace work on a blocking thread",
+                        std::io::Error::other(e.to_string()),
+                    ));
+                }
+            }
+        }
+        path => (path, f),
+    };
+    run_on_fresh_thread(ns, f).await
+}
+
+/// Runs `f` on a new thread that first enters the network namespace of `ns` (`setns`), and
+/// returns its result; the thread exits afterwards, so whatever `f` does to it (another
+/// namespace, a lower priority) never reaches other work. Also returns the namespace's
+/// identity, read from the same open file.
+pub(crate) async fn run_on_fresh_thread<T, F>(ns: NsFile, f: F) -> Result<(T, NsId), KernelError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, KernelError> + Send + 'static,
@@ -312,4 +356,66 @@ pub(crate) fn remove_file(path: &Path) -> Result<bool, KernelError> {
         }
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name of the thread `f` ran on, and the namespace that thread was in.
+    fn where_it_ran() -> Result<(Option<String>, NsId), KernelError> {
+        let name = std::thread::current().name().map(str::to_owned);
+        Ok((name, id_of_path(Path::new("/proc/thread-self/ns/net"))?))
+    }
+
+    fn own_namespace() -> NsFile {
+        let path = PathBuf::from("/proc/self/ns/net");
+        NsFile::Open(std::sync::Arc::new(open(&path).unwrap()), path)
+    }
+
+    #[tokio::test]
+    async fn work_in_the_processs_own_namespace_makes_no_thread() {
+        let ((thread, ran_in), id) = run_in(own_namespace(), where_it_ran).await.unwrap();
+        assert_eq!(ran_in, id);
+        assert_ne!(
+            thread.as_deref(),
+            Some("weft-netns"),
+            "a helper thread was made for the namespace the pool's threads are in"
+        );
+    }
+
+    #[tokio::test]
+    async fn work_in_another_namespace_runs_on_a_thread_that_entered_it() {
+        // A namespace of its own, held by an open file of a thread that left it (root only,
+        // as every test of the kernel layer).
+        let other = std::thread::spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).expect("unshare a network namespace");
+            open(Path::new("/proc/thread-self/ns/net")).unwrap()
+        })
+        .join()
+        .unwrap();
+        let label = PathBuf::from("another namespace");
+        let other = std::sync::Arc::new(other);
+        let theirs = id_of_file(&other, &label).unwrap();
+        let ((thread, ran_in), id) = run_in(NsFile::Open(other, label), where_it_ran)
+            .await
+            .unwrap();
+        assert_eq!((ran_in, id), (theirs, theirs));
+        assert_eq!(thread.as_deref(), Some("weft-netns"));
+        // A path goes to a helper thread too, even for the namespace the process is in.
+        let own = PathBuf::from("/proc/self/ns/net");
+        let ((thread, _), _) = run_in(NsFile::Path(own), where_it_ran).await.unwrap();
+        assert_eq!(thread.as_deref(), Some("weft-netns"));
+    }
+
+    /// Work that changes its thread (the snapshot reader `setns`es through every namespace
+    /// and lowers its priority) gets a thread of its own even in the process's namespace.
+    #[tokio::test]
+    async fn work_that_changes_its_thread_always_gets_a_fresh_one() {
+        let ((thread, ran_in), id) = run_on_fresh_thread(own_namespace(), where_it_ran)
+            .await
+            .unwrap();
+        assert_eq!(ran_in, id);
+        assert_eq!(thread.as_deref(), Some("weft-netns"));
+    }
 }

@@ -125,7 +125,8 @@ async fn read_part(
     targets: Vec<SnapshotTarget>,
     pace: Pace,
 ) -> Result<Vec<Result<NsSnapshot, KernelError>>, KernelError> {
-    let (out, _) = netns::run_in(ns, move || {
+    // A fresh thread: this one setns()es through every namespace and may lower its priority.
+    let (out, _) = netns::run_on_fresh_thread(ns, move || {
         if pace == Pace::Background {
             crate::nice::lowest_priority();
         }
@@ -331,6 +332,46 @@ impl Reader {
                     _ => {}
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Kernel;
+
+    /// The nice value and network namespace of the calling thread.
+    fn this_thread() -> (i64, (u64, u64)) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Field 19, counted from the state, which follows the parenthesised command.
+        let nice = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16);
+        let ns = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
+        (nice.unwrap().parse().unwrap(), (ns.st_dev, ns.st_ino))
+    }
+
+    /// A background read lowers its thread's priority and enters every namespace it reads:
+    /// on a thread of its own, never one of the blocking pool, even when the pool's threads
+    /// are in the host it starts from (work in the host may run on them, `netns::run_in`).
+    /// Reads the process's own namespace, nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_background_read_leaves_the_pools_threads_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = PathBuf::from("/proc/self/ns/net");
+        let k = Kernel::new(Some(own), dir.path().to_path_buf()).unwrap();
+        let before = tokio::task::spawn_blocking(this_thread).await.unwrap();
+        let targets = [SnapshotTarget {
+            ns: NsRef::Host,
+            routes: false,
+        }];
+        let read = k.read_snapshot(&targets, Pace::Background).await.unwrap();
+        assert!(read[0].is_ok(), "{:?}", read[0].as_ref().err());
+        for _ in 0..8 {
+            let after = tokio::task::spawn_blocking(this_thread).await.unwrap();
+            assert_eq!(
+                after, before,
+                "a pool thread was left changed (nice, namespace)"
+            );
         }
     }
 }
