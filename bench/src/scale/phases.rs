@@ -99,6 +99,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// The in-process floor, set up by [`Daemon::start`].
+    fn floor(&mut self) -> Result<&mut methods::FloorM> {
+        self.floor
+            .as_mut()
+            .ok_or_else(|| anyhow!("the floor was not set up"))
+    }
+
     async fn info(&self) -> Result<GetSystemInfoResponse> {
         system_info(&self.weftd.client()?).await
     }
@@ -335,18 +342,18 @@ async fn samples_idle(d: &Daemon, n: usize, count: usize) -> Result<(Samples, Sa
 /// `count` connects at the in-process floor in weftd's scratch host, each of a fresh
 /// namespace (created before, disconnected and deleted after, untimed), once the reconcile
 /// queue is empty. Its bridge first gets as many ports as each of weftd's networks has
-/// (`endpoints / NETWORKS`, [`methods::FloorM::fill_bridge`]): adding a port to a bridge
-/// walks its ports, so a floor on an empty bridge at 10,000 endpoints did less than weft's
+/// (`endpoints / NETWORKS`, at most [`super::PER_NETWORK`]; [`methods::FloorM::fill_bridge`]):
+/// adding a port to a bridge walks its ports, so a floor on an empty bridge at 10,000
+/// endpoints did less than weft's
 /// Connect to a bridge of 1,000 (sessions 11-22 compared against that). They go again after
 /// the samples.
 /// The resync is off meanwhile: a pass's GC could take a floor veth, born in weft's newborn
 /// group, for a crash's leftover in the millisecond before it leaves the group.
 async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
     d.set_resync(0).await?;
-    let ports = (d.endpoints / NETWORKS).min(FLOOR_PORTS_MAX);
-    d.floor
-        .as_mut()
-        .ok_or_else(|| anyhow!("the floor was not set up"))?
+    // At most PER_NETWORK: the sizes are checked against it.
+    let ports = d.endpoints / NETWORKS;
+    d.floor()?
         .fill_bridge(ports)
         .await
         .context("filling the floor's bridge")?;
@@ -356,10 +363,7 @@ async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
         let i = d.floor_next;
         d.floor_next += 1;
         d.drained(Duration::from_secs(60), u64::MAX).await?;
-        let floor = d
-            .floor
-            .as_mut()
-            .ok_or_else(|| anyhow!("the floor was not set up"))?;
+        let floor = d.floor()?;
         floor.ns_create(i).await?;
         let t = Instant::now();
         floor.connect(i).await?;
@@ -369,19 +373,13 @@ async fn samples_floor(d: &mut Daemon, count: usize) -> Result<Samples> {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     // The rest of the size, and the next sizes, meet weftd's host as before the floor came.
-    d.floor
-        .as_mut()
-        .ok_or_else(|| anyhow!("the floor was not set up"))?
+    d.floor()?
         .clear_bridge()
         .await
         .context("clearing the floor's bridge")?;
     d.set_resync(DEFAULT_RESYNC).await?;
     Ok(conn)
 }
-
-/// The most ports [`samples_floor`] fills its bridge with: a bridge takes 1,023 (and one
-/// more is the sample's).
-const FLOOR_PORTS_MAX: usize = 1_000;
 
 /// Endpoints disconnected at once by [`mass_disconnect`] (at most half of those held).
 pub const MASS: usize = 100;
