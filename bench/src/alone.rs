@@ -1,5 +1,6 @@
-//! Benchmarks of weft alone: concurrent connects against serial ones at the floor, a converged
-//! restart, drift repair, published ports at 10 and 10,000 mappings, and weftd's memory.
+//! Benchmarks of weft alone: concurrent connects against the floor's (serial, and from as many
+//! tasks at once), a converged restart, drift repair, published ports at 10 and 10,000
+//! mappings, and weftd's memory.
 //!
 //! They share one weftd (its own scratch host, network `conc`): [`concurrent`] leaves N
 //! endpoints connected, which [`restart`], [`drift`] and the RSS readings then use; [`ports`]
@@ -107,6 +108,17 @@ pub struct Concurrent {
     pub floor_disc_wall: Duration,
     /// Each floor disconnect's latency.
     pub floor_disc: Samples,
+    /// Wall time of as many floor connects from as many in-process tasks at once as there
+    /// are clients: the kernel's part made as concurrent as weft's.
+    pub floor_conc_wall: Duration,
+    /// Each of those connects' latency.
+    pub floor_conc: Samples,
+    /// CPU the bench used for them.
+    pub floor_conc_cpu: Duration,
+    /// Wall time of as many floor disconnects from as many tasks at once.
+    pub floor_conc_disc_wall: Duration,
+    /// Each of those disconnects' latency.
+    pub floor_conc_disc: Samples,
     /// Reconciles weftd ran during the concurrent connects (GetSystemInfo).
     pub weft_reconciles: u64,
     /// Kernel writes weftd made meanwhile.
@@ -190,6 +202,17 @@ pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> 
         out.floor_disc.push(t.elapsed());
     }
     out.floor_disc_wall = t0.elapsed();
+    // The same connects and disconnects from as many tasks at once as weft had clients: how
+    // much the kernel's part gains from concurrency (RTNL serializes most of it), so weft's
+    // concurrent calls can be read against what the same kernel work allows.
+    let self0 = cpu_time("self")?;
+    let t0 = Instant::now();
+    out.floor_conc = floor.connect_concurrently(n, clients).await?;
+    out.floor_conc_wall = t0.elapsed();
+    out.floor_conc_cpu = cpu_time("self")?.saturating_sub(self0);
+    let t0 = Instant::now();
+    out.floor_conc_disc = floor.disconnect_concurrently(n, clients).await?;
+    out.floor_conc_disc_wall = t0.elapsed();
     // Free the floor's namespaces now, so they do not weigh on what follows.
     for i in 0..n {
         floor.ns_delete(i).await?;
@@ -235,6 +258,17 @@ impl Concurrent {
             ms(self.floor.p99()),
             per(self.floor_cpu),
             format!("–, {:.2}", self.floor_writes as f64 / self.n.max(1) as f64),
+        ]);
+        t.row([
+            format!(
+                "floor, {} connects from {} concurrent in-process tasks",
+                self.n, self.clients
+            ),
+            secs(self.floor_conc_wall),
+            ms(self.floor_conc.p50()),
+            ms(self.floor_conc.p99()),
+            per(self.floor_conc_cpu),
+            "–, –".into(),
         ]);
         t
     }

@@ -473,13 +473,16 @@ async fn run_alone(
     emit(format!(
         "**Concurrent connects.** {} connects to weft from {} clients (each its own connection) \
          against {} serial connects at the in-process floor. Target: the concurrent ones finish \
-         sooner: {} ({} s vs {} s).\n\n{}\n",
+         sooner: {} ({} s vs {} s). The floor's connects from {} in-process tasks at once, the \
+         kernel work as concurrent as weft's with nothing of weft's, took {} s.\n\n{}\n",
         conc.n,
         conc.clients,
         conc.n,
         verdict(conc.weft_wall < conc.floor_wall),
         secs(conc.weft_wall),
         secs(conc.floor_wall),
+        conc.clients,
+        secs(conc.floor_conc_wall),
         conc.table().render()
     ));
 

@@ -22,6 +22,7 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -35,7 +36,8 @@ use weftd::kernel::{Kernel, LinkChange, NsRef, RouteState, firewall::FirewallNet
 
 use crate::floor_grpc::FloorGrpcM;
 use crate::plugins::{CniM, NetavarkM, WeftCniM};
-use crate::sandbox::{Cmd, NsRunner, Run, Weftd, run_ok};
+use crate::sandbox::{Cmd, NsRunner, Run, Weftd, check_stop, run_ok};
+use crate::stats::Samples;
 
 /// The methods, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -634,6 +636,142 @@ impl FloorM {
         Ok(())
     }
 
+    /// What a connect of this floor needs, for a task of its own.
+    fn wiring(&self) -> Wiring {
+        Wiring {
+            kernel: self.kernel.clone(),
+            subnet: self.subnet,
+            bridge: self.bridge,
+            ungroup: self.ungroup,
+        }
+    }
+
+    async fn quiet_port(&self, host_end: &str, ns: &NsRef, peer: &str) -> Result<(u32, u32)> {
+        self.wiring().quiet_port(host_end, ns, peer).await
+    }
+
+    /// The name of namespace `i`.
+    pub fn name(i: usize) -> String {
+        format!("f{i}")
+    }
+
+    /// Creates namespace `i` (like `ip netns add`, loopback up).
+    pub async fn ns_create(&mut self, i: usize) -> Result<()> {
+        self.kernel.create_named_netns(&Self::name(i)).await?;
+        Ok(())
+    }
+
+    /// The connect: veth `fv<i>` with `eth0` born in the namespace, IPv6 off on both ends
+    /// before they come up (as weft does on an IPv4 network), host end a bridge port and up,
+    /// `eth0` with its address, up, default route via the gateway.
+    ///
+    /// Without the IPv6 off (until session 23), each end's IPv6 chatter as it came up (DAD,
+    /// MLD, router solicitations) was flooded to every port of the bridge inside the
+    /// request that brought it up: at 1,000 ports the floor's two ups took ~1 ms more than
+    /// at 10, and the flood slowed every method interleaved with it (`compare --n 1000`:
+    /// weft 2.40 ms beside the old floor, 1.40 beside this one). At N=100 the two requests
+    /// cost the floor ~0.04 ms more than it saves. The two ends are read without their
+    /// addresses (one `RTM_GETLINK` each), as weft reads a link it has just made; until
+    /// session 23 each read dumped the end's addresses too.
+    pub async fn connect(&mut self, i: usize) -> Result<()> {
+        let hi = self.wiring().connect(i).await?;
+        self.host_ends.insert(i, hi);
+        Ok(())
+    }
+
+    /// Connects namespaces `0..n` from `workers` tasks at once, worker j taking i = j,
+    /// j + workers, ... one after another, as weft's concurrent clients do: the floor's
+    /// kernel work as concurrent as theirs, with nothing of weft's (the kernel serializes
+    /// most of it under RTNL). Returns each connect's latency.
+    pub async fn connect_concurrently(&mut self, n: usize, workers: usize) -> Result<Samples> {
+        let mut tasks = Vec::new();
+        for j in 0..workers.max(1) {
+            let w = self.wiring();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in (j..n).step_by(workers.max(1)) {
+                    check_stop()?;
+                    let t = Instant::now();
+                    let hi = w.connect(i).await?;
+                    done.push((i, hi, t.elapsed()));
+                }
+                Ok::<_, anyhow::Error>(done)
+            }));
+        }
+        let mut out = Samples::default();
+        for t in tasks {
+            for (i, hi, d) in t.await.context("a floor task panicked")?? {
+                self.host_ends.insert(i, hi);
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Disconnects namespaces `0..n` from `workers` tasks at once (as
+    /// [`FloorM::connect_concurrently`] shares them out). Returns each disconnect's latency.
+    pub async fn disconnect_concurrently(&mut self, n: usize, workers: usize) -> Result<Samples> {
+        let mut tasks = Vec::new();
+        for j in 0..workers.max(1) {
+            let mut ends = Vec::new();
+            for i in (j..n).step_by(workers.max(1)) {
+                let hi = self
+                    .host_ends
+                    .remove(&i)
+                    .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
+                ends.push(hi);
+            }
+            let kernel = self.kernel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                for hi in ends {
+                    check_stop()?;
+                    let t = Instant::now();
+                    kernel.delete_link(&NsRef::Host, hi).await?;
+                    done.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(done)
+            }));
+        }
+        Samples::gather(tasks, "a floor").await
+    }
+
+    /// Interface `name` in the host (one `RTM_GETLINK` by name), if it is there.
+    pub async fn host_link(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self
+            .kernel
+            .get_link_bare(&NsRef::Host, name)
+            .await?
+            .map(|l| l.index))
+    }
+
+    /// Deletes the veth (by its host end).
+    pub async fn disconnect(&mut self, i: usize) -> Result<()> {
+        let hi = self
+            .host_ends
+            .remove(&i)
+            .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
+        self.kernel.delete_link(&NsRef::Host, hi).await?;
+        Ok(())
+    }
+
+    /// Deletes namespace `i`.
+    pub async fn ns_delete(&mut self, i: usize) -> Result<()> {
+        self.kernel.delete_named_netns(&Self::name(i)).await?;
+        Ok(())
+    }
+}
+
+/// The part of [`FloorM`] a connect uses, cheap to clone (the kernel layer is one `Arc`),
+/// so concurrent tasks can each connect ([`FloorM::connect_concurrently`]).
+struct Wiring {
+    kernel: Kernel,
+    subnet: Ipv4Net,
+    bridge: u32,
+    ungroup: Option<u32>,
+}
+
+impl Wiring {
     /// A veth `host_end` with its peer `peer` born in `ns`, IPv6 off on both ends (the host
     /// end's `disable_ipv6`, the peer's address generation none), the host end a port of the
     /// bridge and up; the peer left down. Returns both ends' indexes.
@@ -672,31 +810,9 @@ impl FloorM {
         Ok((hi, pi))
     }
 
-    /// The name of namespace `i`.
-    pub fn name(i: usize) -> String {
-        format!("f{i}")
-    }
-
-    /// Creates namespace `i` (like `ip netns add`, loopback up).
-    pub async fn ns_create(&mut self, i: usize) -> Result<()> {
-        self.kernel.create_named_netns(&Self::name(i)).await?;
-        Ok(())
-    }
-
-    /// The connect: veth `fv<i>` with `eth0` born in the namespace, IPv6 off on both ends
-    /// before they come up (as weft does on an IPv4 network), host end a bridge port and up,
-    /// `eth0` with its address, up, default route via the gateway.
-    ///
-    /// Without the IPv6 off (until session 23), each end's IPv6 chatter as it came up (DAD,
-    /// MLD, router solicitations) was flooded to every port of the bridge inside the
-    /// request that brought it up: at 1,000 ports the floor's two ups took ~1 ms more than
-    /// at 10, and the flood slowed every method interleaved with it (`compare --n 1000`:
-    /// weft 2.40 ms beside the old floor, 1.40 beside this one). At N=100 the two requests
-    /// cost the floor ~0.04 ms more than it saves. The two ends are read without their
-    /// addresses (one `RTM_GETLINK` each), as weft reads a link it has just made; until
-    /// session 23 each read dumped the end's addresses too.
-    pub async fn connect(&mut self, i: usize) -> Result<()> {
-        let ns = NsRef::path(self.kernel.named_netns_path(&Self::name(i)));
+    /// The connect of namespace `i`; returns its host end's index (see [`FloorM::connect`]).
+    async fn connect(&self, i: usize) -> Result<u32> {
+        let ns = NsRef::path(self.kernel.named_netns_path(&FloorM::name(i)));
         let (hi, ei) = self.quiet_port(&format!("fv{i}"), &ns, "eth0").await?;
         let k = &self.kernel;
         k.add_address(&ns, ei, IpNet::V4(address(self.subnet, i)), true)
@@ -712,33 +828,7 @@ impl FloorM {
             },
         )
         .await?;
-        self.host_ends.insert(i, hi);
-        Ok(())
-    }
-
-    /// Interface `name` in the host (one `RTM_GETLINK` by name), if it is there.
-    pub async fn host_link(&self, name: &str) -> Result<Option<u32>> {
-        Ok(self
-            .kernel
-            .get_link_bare(&NsRef::Host, name)
-            .await?
-            .map(|l| l.index))
-    }
-
-    /// Deletes the veth (by its host end).
-    pub async fn disconnect(&mut self, i: usize) -> Result<()> {
-        let hi = self
-            .host_ends
-            .remove(&i)
-            .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
-        self.kernel.delete_link(&NsRef::Host, hi).await?;
-        Ok(())
-    }
-
-    /// Deletes namespace `i`.
-    pub async fn ns_delete(&mut self, i: usize) -> Result<()> {
-        self.kernel.delete_named_netns(&Self::name(i)).await?;
-        Ok(())
+        Ok(hi)
     }
 }
 

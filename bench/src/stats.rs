@@ -9,6 +9,24 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// The latencies timed by `tasks`, each task's in its order; `who` names a task in the
+    /// error when one panicked.
+    pub async fn gather(
+        tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+        who: &str,
+    ) -> anyhow::Result<Samples> {
+        let mut out = Samples::default();
+        for t in tasks {
+            for d in t
+                .await
+                .map_err(|e| anyhow::anyhow!("{who} task panicked: {e}"))??
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
     /// Records one latency.
     pub fn push(&mut self, d: Duration) {
         self.values.push(d);

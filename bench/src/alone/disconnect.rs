@@ -158,13 +158,7 @@ pub(crate) async fn from_clients(
             Ok::<_, anyhow::Error>(lat)
         }));
     }
-    let mut out = Samples::default();
-    for t in tasks {
-        for l in t.await.context("a client task panicked")?? {
-            out.push(l);
-        }
-    }
-    Ok(out)
+    Samples::gather(tasks, "a client").await
 }
 
 impl Disconnects {
@@ -196,6 +190,17 @@ impl Disconnects {
             secs(conc.floor_disc_wall),
             ms(conc.floor_disc.p50()),
             ms(conc.floor_disc.p99()),
+            "–".into(),
+        ]);
+        t.row([
+            format!(
+                "floor, {} disconnects from {} concurrent in-process tasks",
+                conc.floor_conc_disc.len(),
+                conc.clients
+            ),
+            secs(conc.floor_conc_disc_wall),
+            ms(conc.floor_conc_disc.p50()),
+            ms(conc.floor_conc_disc.p99()),
             "–".into(),
         ]);
         t.row([
