@@ -559,6 +559,18 @@ impl Kernel {
     /// the thread that opens the file. `EINVAL` for a key that is not a relative
     /// path of plain components; the file's own errors (`ENOENT` for an unknown key) as they
     /// come.
+    ///
+    /// The write itself waits until none of weft's netlink writes is in flight, and they
+    /// wait for it (the sysctl fence, held alone here and shared by each of them). A write of
+    /// an IPv6 knob (every Connect's host end gets `disable_ipv6`) that finds RTNL taken does
+    /// not sleep on it: the kernel restarts the `write` until it gets it (`rtnl_trylock`,
+    /// `restart_syscall`), a core spinning for as long as another request holds RTNL. With
+    /// concurrent Connects that was most of their kernel time: the floor's 1,000 connects
+    /// from 4 tasks took 1.1-1.2 s and 1.6-1.7 ms of CPU each unfenced, 0.62-0.67 s and
+    /// 0.7-0.8 ms fenced, and weft's from 4 clients 1.27-1.43 s and 1.05-1.22 s (BENCHMARKS.md,
+    /// session 24). Serial work never waits on it; RTNL taken by others (the kernel's own
+    /// work, other programs) is not fenced off. Deletes do not hold it: the kernel answers
+    /// them only after RCU grace periods, and the write would wait those out.
     pub(super) async fn write_sysctl(
         &self,
         ns: &NsRef,
@@ -577,6 +589,9 @@ impl Kernel {
             if current.trim() == value {
                 return Ok(false);
             }
+            // On a blocking thread, so waiting here blocks no async worker; held only for
+            // the write.
+            let _alone = kernel.inner.sysctl_fence.blocking_write();
             kernel.wrote();
             std::fs::write(&path, format!("{value}\n")).map_err(|e| error::io(&what, e))?;
             Ok(true)

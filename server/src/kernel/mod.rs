@@ -47,6 +47,8 @@ mod error;
 pub mod etc;
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+mod fence_tests;
 pub mod firewall;
 mod link;
 pub mod monitor;
@@ -114,6 +116,9 @@ struct Inner {
     netns_lock: tokio::sync::Mutex<bool>,
     /// The host namespace's netfilter sockets, kept between calls.
     nft: firewall::NftSockets,
+    /// The sysctl fence: every netlink write of weft's (but deletes) holds it shared while
+    /// it is in flight, a sysctl write holds it alone ([`Kernel::write_sysctl`] says why).
+    sysctl_fence: tokio::sync::RwLock<()>,
 }
 
 impl fmt::Debug for Inner {
@@ -168,6 +173,7 @@ impl Kernel {
                 writes: AtomicU64::new(0),
                 netns_lock: tokio::sync::Mutex::new(false),
                 nft: firewall::NftSockets::default(),
+                sysctl_fence: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -275,15 +281,20 @@ impl Kernel {
         F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = Result<T, rtnetlink::Error>>,
     {
-        self.run_on(ns, Lane::Normal, op, counts, request).await
+        self.run_on(ns, Lane::Normal, op, counts, counts, request)
+            .await
     }
 
+    /// Runs `request` on `ns`'s socket of `lane`; `counts` makes it a write (counted), and
+    /// `fenced` holds the sysctl fence shared while it is in flight (see
+    /// [`Kernel::write_sysctl`]).
     async fn run_on<T, F, Fut>(
         &self,
         ns: &NsRef,
         lane: Lane,
         op: impl FnOnce() -> String,
         counts: bool,
+        fenced: bool,
         request: F,
     ) -> Result<T, KernelError>
     where
@@ -300,6 +311,11 @@ impl Kernel {
             None
         } else {
             Some(session.dumps.lock().await)
+        };
+        let _fence = if fenced {
+            Some(self.inner.sysctl_fence.read().await)
+        } else {
+            None
         };
         let handle = session.handle;
         request(handle).await.map_err(|e| {
@@ -469,10 +485,15 @@ impl LinkOps for Kernel {
     ///
     /// Ok if there is no such interface.
     async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError> {
+        // Unfenced: the kernel answers a delete only after RCU grace periods (tens of
+        // milliseconds), most of them without RTNL; a sysctl write would wait them out.
         let result = self
-            .write(
+            .run_on(
                 ns,
+                Lane::Normal,
                 || format!("delete link #{index} in {}", self.label(ns)),
+                true,
+                false,
                 |h| async move { h.link().del(index).execute().await },
             )
             .await;
@@ -535,6 +556,8 @@ impl LinkOps for Kernel {
                 Lane::Slow,
                 || format!("delete link group {group} in {}", self.label(ns)),
                 true,
+                // Unfenced, as `delete_link`.
+                false,
                 |h| async move {
                     let mut request = h.link().del(0);
                     request
