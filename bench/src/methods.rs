@@ -684,54 +684,54 @@ impl FloorM {
     /// kernel work as concurrent as theirs, with nothing of weft's (the kernel serializes
     /// most of it under RTNL). Returns each connect's latency.
     pub async fn connect_concurrently(&mut self, n: usize, workers: usize) -> Result<Samples> {
-        let mut tasks = Vec::new();
-        for j in 0..workers.max(1) {
-            let w = self.wiring();
-            tasks.push(tokio::spawn(async move {
-                let mut done = Vec::new();
-                for i in (j..n).step_by(workers.max(1)) {
+        let workers = workers.max(1);
+        // The host ends made, recorded as they come, so a failure keeps what was made.
+        let made = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for j in 0..workers {
+            let (w, made) = (self.wiring(), made.clone());
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
+                for i in (j..n).step_by(workers) {
                     check_stop()?;
                     let t = Instant::now();
                     let hi = w.connect(i).await?;
-                    done.push((i, hi, t.elapsed()));
+                    lat.push(t.elapsed());
+                    made.lock().unwrap_or_else(|p| p.into_inner()).push((i, hi));
                 }
-                Ok::<_, anyhow::Error>(done)
-            }));
+                Ok::<_, anyhow::Error>(lat)
+            });
         }
-        let mut out = Samples::default();
-        for t in tasks {
-            for (i, hi, d) in t.await.context("a floor task panicked")?? {
-                self.host_ends.insert(i, hi);
-                out.push(d);
-            }
-        }
-        Ok(out)
+        let out = Samples::gather(tasks, "a floor").await;
+        self.host_ends
+            .extend(made.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
+        out
     }
 
     /// Disconnects namespaces `0..n` from `workers` tasks at once (as
     /// [`FloorM::connect_concurrently`] shares them out). Returns each disconnect's latency.
     pub async fn disconnect_concurrently(&mut self, n: usize, workers: usize) -> Result<Samples> {
-        let mut tasks = Vec::new();
-        for j in 0..workers.max(1) {
-            let mut ends = Vec::new();
-            for i in (j..n).step_by(workers.max(1)) {
-                let hi = self
-                    .host_ends
-                    .remove(&i)
-                    .ok_or_else(|| anyhow!("endpoint {i} is not connected"))?;
-                ends.push(hi);
-            }
+        let workers = workers.max(1);
+        if let Some(i) = (0..n).find(|i| !self.host_ends.contains_key(i)) {
+            bail!("endpoint {i} is not connected");
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for j in 0..workers {
+            let ends: Vec<u32> = (j..n)
+                .step_by(workers)
+                .filter_map(|i| self.host_ends.remove(&i))
+                .collect();
             let kernel = self.kernel.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut done = Vec::new();
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
                 for hi in ends {
                     check_stop()?;
                     let t = Instant::now();
                     kernel.delete_link(&NsRef::Host, hi).await?;
-                    done.push(t.elapsed());
+                    lat.push(t.elapsed());
                 }
-                Ok::<_, anyhow::Error>(done)
-            }));
+                Ok::<_, anyhow::Error>(lat)
+            });
         }
         Samples::gather(tasks, "a floor").await
     }

@@ -9,18 +9,16 @@ pub struct Samples {
 }
 
 impl Samples {
-    /// The latencies timed by `tasks`, each task's in its order; `who` names a task in the
-    /// error when one panicked.
+    /// The latencies timed by `tasks`, each task's in its order, the tasks' in the order they
+    /// finish. At the first failure the rest are aborted (dropping the set aborts them); `who`
+    /// names a task in the error when one panicked.
     pub async fn gather(
-        tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+        mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<Duration>>>,
         who: &str,
     ) -> anyhow::Result<Samples> {
         let mut out = Samples::default();
-        for t in tasks {
-            for d in t
-                .await
-                .map_err(|e| anyhow::anyhow!("{who} task panicked: {e}"))??
-            {
+        while let Some(done) = tasks.join_next().await {
+            for d in done.map_err(|e| anyhow::anyhow!("{who} task panicked: {e}"))?? {
                 out.push(d);
             }
         }

@@ -140,9 +140,9 @@ pub(crate) async fn from_clients(
     connect: bool,
 ) -> Result<Samples> {
     let k = conns.len();
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for (j, client) in conns.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut lat = Vec::new();
             for i in (j..n).step_by(k) {
                 check_stop()?;
@@ -156,7 +156,7 @@ pub(crate) async fn from_clients(
                 lat.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>(lat)
-        }));
+        });
     }
     Samples::gather(tasks, "a client").await
 }

@@ -18,8 +18,9 @@
 //!
 //! The kernel handles a netlink request inside the `sendmsg` that carries it, so one socket
 //! runs one request at a time: the host namespace, where every endpoint has its host end, gets
-//! [`HOST_LANES`] sockets used in turn, and a separate one for slow requests (a batch delete
-//! waits for an RCU grace period, about 20 ms) so they never hold up the others.
+//! [`HOST_LANES`] sockets used in turn, and a separate one for slow requests (a link delete,
+//! one or a batch, waits for an RCU grace period, about 20 ms) so they never hold up the
+//! others.
 //!
 //! Named namespaces keep at most [`MAX_NAMESPACE_SOCKETS`] sockets open, the least recently
 //! used closed first. A cached socket keeps its namespace alive. [`Connections::forget`] drops it (the task ends
@@ -75,7 +76,9 @@ pub(crate) const HOST_LANES: usize = 4;
 pub(crate) enum Lane {
     /// Ordinary requests.
     Normal,
-    /// Requests that can take tens of milliseconds (batch deletes): their own socket.
+    /// Requests that can take tens of milliseconds (link deletes, one or a batch): their own
+    /// socket in the host, so no ordinary request waits behind one (and none holds the sysctl
+    /// fence meanwhile, `Kernel::write_sysctl`).
     Slow,
 }
 

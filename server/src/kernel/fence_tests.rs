@@ -28,12 +28,11 @@ impl Scratch {
         let dir = tempfile::tempdir().unwrap();
         let own = PathBuf::from("/proc/self/ns/net");
         let kernel = Kernel::new(Some(own), dir.path().to_path_buf()).unwrap();
-        let path = kernel.create_named_netns("fence").await.unwrap();
-        Scratch {
-            dir,
-            kernel,
-            ns: NsRef::path(path),
-        }
+        let ns = NsRef::path(kernel.named_netns_path("fence"));
+        // The guard first: a failure while making the namespace still unmounts what was made.
+        let s = Scratch { dir, kernel, ns };
+        s.kernel.create_named_netns("fence").await.unwrap();
+        s
     }
 
     /// Sysctl `key` in the scratch namespace.
@@ -129,4 +128,64 @@ async fn a_sysctl_write_waits_for_netlink_writes_in_flight_and_they_for_it() {
         s.kernel.get_link(&s.ns, "lo").await.unwrap().unwrap().mtu,
         1400
     );
+}
+
+/// A netlink write holds the fence from before it is sent until it is answered, queued
+/// behind another request on its socket included (a named namespace has one): here behind a
+/// veth's delete, which the kernel answers only after an RCU grace period. Tried again (a new
+/// veth) when the write was not queued after all (it got ahead of the delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netlink_write_holds_the_fence_until_it_is_answered() {
+    let s = Scratch::new().await;
+    let lo = s.kernel.get_link(&s.ns, "lo").await.unwrap().unwrap().index;
+    assert!(
+        s.kernel.inner.sysctl_fence.try_write().is_ok(),
+        "free at rest"
+    );
+    for attempt in 0..5u32 {
+        s.kernel
+            .create_veth(&s.ns, "fa", &s.ns, "fb")
+            .await
+            .unwrap();
+        let fa = s.kernel.get_link(&s.ns, "fa").await.unwrap().unwrap().index;
+        let k = s.kernel.clone();
+        let ns = s.ns.clone();
+        let delete = tokio::spawn(async move { k.delete_link(&ns, fa).await });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let k = s.kernel.clone();
+        let ns = s.ns.clone();
+        let set = tokio::spawn(async move {
+            let mtu = LinkChange {
+                mtu: Some(1400 - attempt),
+                ..Default::default()
+            };
+            k.set_link(&ns, lo, &mtu).await
+        });
+        let mut held = 0;
+        let t0 = std::time::Instant::now();
+        while !set.is_finished() && t0.elapsed() < PROMPT {
+            if s.kernel.inner.sysctl_fence.try_write().is_err() {
+                held += 1;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        // Queued: the delete was still running when the write was sent, so it ended first.
+        let queued = delete.is_finished();
+        let set = tokio::time::timeout(PROMPT, set).await;
+        assert!(matches!(set, Ok(Ok(Ok(())))), "the netlink write: {set:?}");
+        let deleted = tokio::time::timeout(PROMPT, delete).await;
+        assert!(matches!(deleted, Ok(Ok(Ok(())))), "the delete: {deleted:?}");
+        assert!(
+            s.kernel.inner.sysctl_fence.try_write().is_ok(),
+            "released once answered"
+        );
+        if queued {
+            assert!(
+                held > 0,
+                "the fence was never seen held while the write was in flight"
+            );
+            return;
+        }
+    }
+    panic!("the write never queued behind the delete in 5 attempts");
 }

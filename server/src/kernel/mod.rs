@@ -116,8 +116,9 @@ struct Inner {
     netns_lock: tokio::sync::Mutex<bool>,
     /// The host namespace's netfilter sockets, kept between calls.
     nft: firewall::NftSockets,
-    /// The sysctl fence: every netlink write of weft's (but deletes) holds it shared while
-    /// it is in flight, a sysctl write holds it alone ([`Kernel::write_sysctl`] says why).
+    /// The sysctl fence: every netlink write of weft's but link deletes holds it shared
+    /// while it is in flight, a sysctl write holds it alone ([`Kernel::write_sysctl`] says
+    /// why).
     sysctl_fence: tokio::sync::RwLock<()>,
 }
 
@@ -486,11 +487,14 @@ impl LinkOps for Kernel {
     /// Ok if there is no such interface.
     async fn delete_link(&self, ns: &NsRef, index: u32) -> Result<(), KernelError> {
         // Unfenced: the kernel answers a delete only after RCU grace periods (tens of
-        // milliseconds), most of them without RTNL; a sysctl write would wait them out.
+        // milliseconds), most of them without RTNL; a sysctl write would wait them out. In
+        // the host on the slow lane: a fenced write queued behind it on a shared socket would
+        // hold the fence all that time (a named namespace has one socket; deletes there are
+        // rare: a wrong kind of link, garbage).
         let result = self
             .run_on(
                 ns,
-                Lane::Normal,
+                Lane::Slow,
                 || format!("delete link #{index} in {}", self.label(ns)),
                 true,
                 false,
