@@ -607,7 +607,7 @@ impl FloorM {
         }
         while self.filled < ports {
             let (host_end, peer) = (format!("fp{}", self.filled), format!("fq{}", self.filled));
-            let (_, pi) = self.quiet_port(&host_end, &fx, &peer).await?;
+            let (_, pi) = self.wiring().quiet_port(&host_end, &fx, &peer).await?;
             self.kernel.set_link(&fx, pi, &up()).await?;
             self.filled += 1;
         }
@@ -644,10 +644,6 @@ impl FloorM {
             bridge: self.bridge,
             ungroup: self.ungroup,
         }
-    }
-
-    async fn quiet_port(&self, host_end: &str, ns: &NsRef, peer: &str) -> Result<(u32, u32)> {
-        self.wiring().quiet_port(host_end, ns, peer).await
     }
 
     /// The name of namespace `i`.

@@ -561,19 +561,13 @@ impl Kernel {
     /// come.
     ///
     /// The write itself waits until none of weft's netlink writes is in flight, and they
-    /// wait for it (the sysctl fence, held alone here and shared by each of them). A write of
+    /// wait for it (the sysctl fence, held alone here and shared by each of them): a write of
     /// an IPv6 knob (every Connect's host end gets `disable_ipv6`) that finds RTNL taken does
-    /// not sleep on it: the kernel restarts the `write` until it gets it (`rtnl_trylock`,
-    /// `restart_syscall`), a core spinning for as long as another request holds RTNL. With
-    /// concurrent Connects that was about half of the floor's CPU: its 1,000 connects from 4
-    /// tasks took 1.1-1.2 s and 1.6-1.7 ms of CPU each unfenced, 0.62-0.67 s and 0.7-0.8 ms
-    /// fenced, and weft's from 4 clients 1.27-1.43 s and 1.05-1.22 s (BENCHMARKS.md, session
-    /// 24). Serial calls measured no different (a lone Connect's two ends still overlap, so
-    /// its `disable_ipv6` can wait on its peer's write). RTNL taken by others (the kernel's own
-    /// work, other programs, namespace setup) is not fenced off. Link deletes do not hold it:
-    /// the kernel answers them only after RCU grace periods, and the write would wait those
-    /// out; the host's go on its slow lane, whose socket no fenced host write shares (a write
-    /// queued behind a delete on its socket would hold the fence while it waits).
+    /// not sleep on it, the kernel restarts the `write` until it gets it (`rtnl_trylock`,
+    /// `restart_syscall`), a core spinning meanwhile. Link deletes do not hold the fence (they
+    /// are answered after RCU grace periods, and the host's go on its slow lane); RTNL taken
+    /// by others is not fenced off. ARCHITECTURE.md ("The kernel, and what weft owns") and
+    /// BENCHMARKS.md (session 24: half of the floor's CPU in concurrent connects) say more.
     pub(super) async fn write_sysctl(
         &self,
         ns: &NsRef,
