@@ -959,3 +959,32 @@ async fn a_connects_kept_statements_are_never_prepared_again() {
     let again: Vec<_> = kept.iter().filter(|(_, n)| *n > 0).collect();
     assert!(again.is_empty(), "prepared again: {again:?}");
 }
+
+/// A row this store deleted reads as none, for every kind, without a query: with the pool
+/// closed, reads of it still answer, where a read of a row it did not delete fails
+/// (store/gone.rs; a Disconnect's echoes read its uid three times per notification).
+#[tokio::test]
+async fn a_row_deleted_lately_reads_as_none_without_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 2).await;
+    let gone = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    let kept = s
+        .connect(&connect_spec("web", "ns1"), None, false)
+        .await
+        .unwrap();
+    s.mark_deleting::<EndpointRow>(&gone.id).await.unwrap();
+    assert!(s.delete_row::<EndpointRow>(&gone.id).await.unwrap());
+    // The live one out of the kept rows, so a read of it has to query.
+    s.forget::<EndpointRow>(&kept.id);
+    s.pool.close().await;
+    assert!(s.endpoint_by_id(&gone.id).await.unwrap().is_none());
+    assert!(s.link_by_id(&gone.id).await.unwrap().is_none());
+    assert!(s.network_by_id(&gone.id).await.unwrap().is_none());
+    assert!(
+        s.endpoint_by_id(&kept.id).await.is_err(),
+        "a row it did not delete is read from the database"
+    );
+}

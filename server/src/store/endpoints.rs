@@ -30,7 +30,6 @@ use crate::model::{
     Status, SubnetSpec,
     connect::bridge_ports,
     connect::{LEASE_BATCH, MAC_ATTEMPTS, derived_mac, first_free},
-    new_uid,
     port::DEFAULT_LOCAL_PORT_RANGE,
 };
 
@@ -448,7 +447,7 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let id = new_uid();
+        let id = self.fresh_uid();
         let ((to, chosen, mac), _turn) = self
             .write_in_place(dry_run, |raw| {
                 self.create_checks::<EndpointRow>(raw, request, &id)?;

@@ -159,7 +159,8 @@ fn phase_columns(phase: Phase) -> (&'static str, bool) {
 }
 
 impl Store {
-    /// The row of kind `K` with this uid (from its cache when it has one).
+    /// The row of kind `K` with this uid (from its cache when it has one; none, without a
+    /// query, when this store deleted it lately: store/gone.rs).
     pub async fn by_id<K: Kind>(&self, id: &str) -> Result<Option<K>, StoreError> {
         let epoch = match K::cache(self) {
             Some(cache) => {
@@ -171,6 +172,9 @@ impl Store {
             }
             None => None,
         };
+        if self.gone().contains(id) {
+            return Ok(None);
+        }
         let row = Self::by_id_in::<K>(&mut *self.pool.acquire().await?, id).await?;
         if let (Some(cache), Some(epoch), Some(row)) = (K::cache(self), epoch, &row)
             && K::CACHE_READS
@@ -181,6 +185,16 @@ impl Store {
             }
         }
         Ok(row)
+    }
+
+    /// The uids of rows deleted lately.
+    fn gone(&self) -> std::sync::MutexGuard<'_, super::gone::Gone> {
+        self.gone.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new uid for a row: never one of a row deleted lately, which reads take for gone.
+    pub(super) fn fresh_uid(&self) -> String {
+        self.gone().fresh(new_uid)
     }
 
     /// The cached copy of row `id` of kind `K`, if it has one.
@@ -306,7 +320,7 @@ impl Store {
         &self,
         request: Option<&RequestRecord>,
     ) -> Result<(String, WriteTx), StoreError> {
-        let id = new_uid();
+        let id = self.fresh_uid();
         let mut tx = self.begin_write().await?;
         tx.in_place(|raw| self.create_checks::<K>(raw, request, &id))
             .await?;
@@ -425,9 +439,15 @@ impl Store {
             .bind(id)
             .execute(w.conn()?)
             .await;
+        let deleted = r.map(|r| r.rows_affected() > 0);
+        if matches!(deleted, Ok(true)) {
+            // Before the cache lets go of it, under the write turn: no read in between can
+            // query for it and find it, nor cache what it found before the delete.
+            self.gone().insert(id);
+        }
         self.forget::<K>(id);
         K::forget_kept(self, id);
-        Ok(r?.rows_affected() > 0)
+        Ok(deleted?)
     }
 
     /// Writes the observed status of the row of kind `K` with this uid (and what the

@@ -31,6 +31,7 @@
 mod checkpoint;
 mod columns;
 mod endpoints;
+mod gone;
 mod kind;
 mod links;
 mod lists;
@@ -152,6 +153,8 @@ pub struct Store {
     endpoints: std::sync::Arc<std::sync::Mutex<RowCache<EndpointRow>>>,
     /// Where namespaces are, by name (see [`NsPlace`]).
     places: std::sync::Arc<std::sync::Mutex<namespaces::Places>>,
+    /// Uids of rows deleted lately: a read of one needs no query (store/gone.rs).
+    gone: std::sync::Arc<std::sync::Mutex<gone::Gone>>,
     /// How many objects of each kind a create may make it.
     objects: ObjectLimits,
 }
@@ -230,6 +233,7 @@ impl Store {
             nets: Default::default(),
             endpoints: Default::default(),
             places: Default::default(),
+            gone: Default::default(),
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
             checkpointer: std::sync::Arc::new(checkpointer),
             objects: ObjectLimits::default(),
