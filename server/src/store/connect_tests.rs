@@ -983,8 +983,24 @@ async fn a_row_deleted_lately_reads_as_none_without_a_query() {
     assert!(s.endpoint_by_id(&gone.id).await.unwrap().is_none());
     assert!(s.link_by_id(&gone.id).await.unwrap().is_none());
     assert!(s.network_by_id(&gone.id).await.unwrap().is_none());
+    assert!(s.namespace_by_id(&gone.id).await.unwrap().is_none());
     assert!(
         s.endpoint_by_id(&kept.id).await.is_err(),
         "a row it did not delete is read from the database"
     );
+}
+
+/// A delete that removed nothing (the row was not marked) leaves its uid readable: only a
+/// row really deleted reads as gone.
+#[tokio::test]
+async fn a_delete_that_removed_nothing_leaves_the_row_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 1).await;
+    let live = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    assert!(!s.delete_row::<EndpointRow>(&live.id).await.unwrap());
+    let read = s.endpoint_by_id(&live.id).await.unwrap();
+    assert_eq!(read.map(|r| r.id), Some(live.id));
 }

@@ -8,9 +8,12 @@
 //! connection whose page cache SQLite had emptied since the last write.
 //!
 //! Uids are random 64-bit numbers and never reused: the store draws a new one until it is
-//! not among these ([`Store::fresh_uid`](super::Store::fresh_uid)), so a uid here names no
-//! row of any kind, for as long as it is here. Bounded: the oldest go first, past [`CAP`]
-//! (a mass disconnect's notifications arrive within seconds of its deletes).
+//! not among these ([`Store::fresh_uid`](super::Store::fresh_uid)), so no row made after a
+//! delete takes its uid. A read by uid of any kind answers none for one here (the monitor
+//! asks links, endpoints and networks in turn); only a live row of another kind that drew the
+//! very same uid before the delete would be hidden, about one chance in 2^64 / 2,048 per live
+//! row. Bounded: the oldest go first, past [`CAP`] (a mass disconnect's notifications arrive
+//! within seconds of its deletes).
 
 use std::collections::{HashSet, VecDeque};
 
@@ -24,11 +27,11 @@ pub(super) struct Gone {
     ids: HashSet<u64>,
 }
 
-/// A uid as the number it is written from; None for one weft did not make (16 hex digits).
+/// A uid as the number it is written from; None for one weft did not make (16 lower-case
+/// hex digits, as `new_uid` writes them).
 fn number(uid: &str) -> Option<u64> {
-    (uid.len() == 16)
-        .then(|| u64::from_str_radix(uid, 16).ok())
-        .flatten()
+    let weft_s = uid.len() == 16 && uid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    weft_s.then(|| u64::from_str_radix(uid, 16).ok()).flatten()
 }
 
 impl Gone {
@@ -107,6 +110,11 @@ mod tests {
             assert!(!g.contains(odd), "{odd:?}");
         }
         assert_eq!(g.len(), 0);
+        // Another spelling of a kept uid's number is not that uid.
+        g.insert("00000000000000ab");
+        for alias in ["00000000000000AB", "+0000000000000ab"] {
+            assert!(!g.contains(alias), "{alias:?}");
+        }
     }
 
     #[test]

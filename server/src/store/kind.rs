@@ -441,8 +441,9 @@ impl Store {
             .await;
         let deleted = r.map(|r| r.rows_affected() > 0);
         if matches!(deleted, Ok(true)) {
-            // Before the cache lets go of it, under the write turn: no read in between can
-            // query for it and find it, nor cache what it found before the delete.
+            // Under the write turn, right after the commit: reads from here on skip the
+            // query (a read already past this check may still find the row as it was before
+            // the delete, as before; `forget`'s epoch bump keeps it from caching that).
             self.gone().insert(id);
         }
         self.forget::<K>(id);
