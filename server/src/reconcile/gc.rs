@@ -3,9 +3,12 @@
 //! restored database, or a bug. Port-map elements without an endpoint are removed by the full
 //! firewall reconcile. Anything without weft's mark is never touched, whatever its name.
 //!
-//! Races: rows are written before the kernel objects they describe are made, and removed
+//! Races: rows are written before the kernel objects they describe are marked, and removed
 //! only after those objects are gone. So the kernel is read first and the store second: an
-//! object seen in the kernel whose row is missing afterwards is a true orphan.
+//! object seen in the kernel whose row is missing afterwards is a true orphan. The one kernel
+//! object made before its row commits is a Connect's veth pair, newborn until its reconcile
+//! marks it; the pairs being made are registered before their create and read between the
+//! two (`super::prepare`).
 //!
 //! What counts as weft's: an interface whose alias is an ownership mark, in the host or in a
 //! namespace weft manages (loopback excluded: it carries its namespace's mark); an interface
@@ -304,6 +307,11 @@ impl Controller {
                 }
             }
         }
+        // Pairs Connects are making beside their transactions (see `super::prepare`): read
+        // after the kernel and before the store, so each newborn one seen here is either
+        // still registered now or planned by a row committed before the store is read.
+        let preparing = self.preparing_names();
+        newborn.retain(|(_, _, key)| !preparing.contains(key));
         let mut marked_files = Vec::new();
         let spaces: HashMap<&NsRef, &NsSnapshot> =
             view.spaces.values().map(|(r, s)| (r, s)).collect();

@@ -184,7 +184,17 @@ impl Controller {
         absent: bool,
     ) -> Result<(LinkObserved, bool), ReconcileError> {
         if absent && !k.is_dry() {
-            if let Some(done) = self.converge_link_as(k, id, spec, true).await? {
+            // A Connect may have made the pair already, beside its transaction.
+            let prepared = match self.take_prepared(id) {
+                // Its inner end's IPv6 turned off for a network that has IPv6 now (its name
+                // reused, or a subnet added): that pair is made anew, the usual way.
+                Some(p) if p.peer_ipv6_off && spec.ends().get(1).is_some_and(|e| !e.ipv6_off) => {
+                    ok_if_gone(k.delete_link(&NsRef::Host, p.ends[0].index).await)?;
+                    None
+                }
+                p => p,
+            };
+            if let Some(done) = self.converge_link_as(k, id, spec, true, prepared).await? {
                 return Ok(done);
             }
             tracing::debug!(
@@ -193,20 +203,33 @@ impl Controller {
             );
         }
         // Without a guess the body never answers None; should it, it is a retry's matter.
-        self.converge_link_as(k, id, spec, false)
+        self.converge_link_as(k, id, spec, false, None)
             .await?
             .ok_or_else(|| ReconcileError::transient("an interface name was taken meanwhile"))
     }
 
     /// The body of [`Controller::converge_link_fresh`]; `guess` skips the reads before the
     /// create and answers None when the create finds a name taken (nothing was made).
+    /// `prepared` (with `guess` only): the pair a Connect made already, its ends as read
+    /// then, which stands for the create and the reads after it.
     async fn converge_link_as(
         &self,
         k: &dyn KernelOps,
         id: &str,
         spec: &LinkSpec,
         guess: bool,
+        prepared: Option<super::prepare::Made>,
     ) -> Result<Option<(LinkObserved, bool)>, ReconcileError> {
+        // Only a veth whose ends are the ones the spec names.
+        let prepared = prepared.filter(|p| {
+            guess
+                && matches!(spec.kind, LinkKind::Veth { .. })
+                && spec
+                    .ends()
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .eq(p.ends.iter().map(|l| l.name.as_str()))
+        });
         let mark = ownership_mark(id);
         let mut ends = Vec::new();
         for end in spec.ends() {
@@ -238,10 +261,15 @@ impl Controller {
         }
         // Masters are looked up before anything is created: a port queued before its bridge
         // exists waits without making an interface it cannot finish. (One left unmarked by a
-        // later failure is newborn, and the next attempt takes it as its own.)
+        // later failure is newborn, and the next attempt takes it as its own.) A prepared
+        // pair is made already: each end looks its own master up, beside the other end's
+        // requests (None here).
         let mut masters = Vec::with_capacity(ends.len());
         for (end, ns, _) in &ends {
-            masters.push(master_index(k, ns, end).await?);
+            masters.push(match prepared {
+                Some(_) => None,
+                None => Some(master_index(k, ns, end).await?),
+            });
         }
         let created = if ends.iter().any(|(_, _, s)| s.is_none()) {
             // Half a pair is no pair: remove what is left and make both ends anew.
@@ -251,6 +279,7 @@ impl Controller {
                 }
             }
             let made = match &spec.kind {
+                LinkKind::Veth { .. } if prepared.is_some() => Ok(()),
                 LinkKind::Veth { peer } => {
                     k.create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
                         .await
@@ -278,44 +307,63 @@ impl Controller {
         // one overlap the other's. One end failing does not stop the other; the retry
         // converges both again. A dry run goes one end after the other, so its plan
         // lists each end's steps together, in the same order every time.
-        let each_end = ends
-            .iter()
-            .zip(masters)
-            .map(|((end, ns, state), master)| async move {
-                let made;
-                let state = if created {
-                    // Just made: down, unmarked (newborn), no addresses (but IPv6 link-local
-                    // ones, which are never compared) and no routes; only its index is unknown.
-                    made = k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
-                        ReconcileError::transient(format!(
-                            "interface {:?} vanished right after it was created",
-                            end.name
-                        ))
-                    })?;
-                    if end.ipv6_off {
-                        ipv6_off_before_up(k, ns, &end.name, made.index).await;
+        let each_end =
+            ends.iter()
+                .zip(masters)
+                .enumerate()
+                .map(|(i, ((end, ns, state), master))| {
+                    let ready = prepared.as_ref().map(|p| p.ends[i].clone());
+                    let peer_ipv6_off = prepared.as_ref().is_some_and(|p| p.peer_ipv6_off);
+                    async move {
+                        let master = match master {
+                            Some(m) => m,
+                            None => master_index(k, ns, end).await?,
+                        };
+                        let made;
+                        let state = if created {
+                            // Just made: down, unmarked (newborn), no addresses (but IPv6
+                            // link-local ones, which are never compared) and no routes; only
+                            // its index is unknown. A prepared pair was read after its
+                            // create, its host end's IPv6 off.
+                            let host_end = i == 0;
+                            let (read, ipv6_done) = match ready {
+                                Some(l) => (l, host_end || peer_ipv6_off),
+                                None => (
+                                    k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
+                                        ReconcileError::transient(format!(
+                                            "interface {:?} vanished right after it was created",
+                                            end.name
+                                        ))
+                                    })?,
+                                    false,
+                                ),
+                            };
+                            made = read;
+                            if end.ipv6_off && !ipv6_done {
+                                ipv6_off_before_up(k, ns, &end.name, made.index).await;
+                            }
+                            &made
+                        } else {
+                            state.as_ref().ok_or_else(|| {
+                                ReconcileError::transient(format!(
+                                    "interface {:?} is missing after it was created",
+                                    end.name
+                                ))
+                            })?
+                        };
+                        let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
+                        let target = EndTarget {
+                            ns,
+                            state,
+                            spec: end,
+                            mtu,
+                            mark,
+                            fresh: created,
+                            master,
+                        };
+                        self.converge_end(k, target).await
                     }
-                    &made
-                } else {
-                    state.as_ref().ok_or_else(|| {
-                        ReconcileError::transient(format!(
-                            "interface {:?} is missing after it was created",
-                            end.name
-                        ))
-                    })?
-                };
-                let mtu = if end.mtu == 0 { default_mtu } else { end.mtu };
-                let target = EndTarget {
-                    ns,
-                    state,
-                    spec: end,
-                    mtu,
-                    mark,
-                    fresh: created,
-                    master,
-                };
-                self.converge_end(k, target).await
-            });
+                });
         let converged = if k.is_dry() {
             let mut done = Vec::with_capacity(ends.len());
             for end in each_end {
@@ -547,7 +595,7 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
 ///
 /// Best effort: a kernel without IPv6 has no such file and refuses the mode, and an
 /// interface that keeps IPv6 works all the same.
-async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str, index: u32) {
+pub(super) async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str, index: u32) {
     let result = if *ns == NsRef::Host {
         let key = format!("net/ipv6/conf/{name}/disable_ipv6");
         k.ensure_sysctl(ns, &key, "1").await.map(drop)

@@ -48,6 +48,7 @@ mod link;
 mod monitor;
 mod namespace;
 mod network;
+mod prepare;
 pub mod queue;
 mod quiet;
 mod recheck;
@@ -110,6 +111,8 @@ struct Inner {
     finished: std::sync::Mutex<driver::Finished>,
     /// Retired endpoint veths waiting to be deleted in a batch.
     reaper: retire::Reaper,
+    /// Endpoint veths Connects made beside their transactions, for the first reconciles.
+    prepared: prepare::Prepared,
     /// Objects found converged after a restart, waiting to be confirmed Ready in a batch.
     rechecked: recheck::Rechecked,
     /// Ready adopted namespaces, whose files are checked for their process's exit.
@@ -204,6 +207,7 @@ impl Controller {
                 finished: std::sync::Mutex::new(driver::Finished::default()),
                 firewall_runs: std::sync::atomic::AtomicU64::new(0),
                 reaper: retire::Reaper::default(),
+                prepared: prepare::Prepared::default(),
                 rechecked: recheck::Rechecked::default(),
                 adopted: Default::default(),
                 resolv: std::sync::OnceLock::new(),

@@ -223,6 +223,9 @@ impl Reconciler for Networks {
 
     /// Bridge first (its ports need it), then its sysctl, then the ruleset that names it.
     async fn reconcile(&self, row: &NetworkRow, ctx: &Ctx) -> Outcome<()> {
+        // What a Connect's prepared veth may take for granted of the inner end's IPv6.
+        ctx.ctl
+            .note_network_families(&row.spec.name, row.spec.subnets.iter().all(|s| s.is_v4()));
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.converge_link(ctx.kernel, &row.id, &spec).await?;
         // Published ports answer on the host's loopback addresses too (like Docker without
@@ -239,6 +242,7 @@ impl Reconciler for Networks {
 
     /// The rules first (the ruleset is rebuilt without this network), then the bridge.
     async fn cleanup(&self, row: &NetworkRow, ctx: &Ctx) -> Result<(), ReconcileError> {
+        ctx.ctl.forget_network_families(&row.spec.name);
         ctx.ctl.sync_firewall_structure(Structure::Check).await?;
         let spec = bridge_spec(&row.id, &row.spec);
         ctx.ctl.remove_link(ctx.kernel, &row.id, &spec).await
@@ -368,6 +372,9 @@ impl Reconciler for Endpoints {
 
     /// DNAT out, then the veth retired for the reaper; the driver then deletes the row.
     async fn cleanup(&self, row: &EndpointRow, ctx: &Ctx) -> Result<(), ReconcileError> {
+        // Disconnected before its first reconcile took the veth its Connect made: the veth
+        // is retired below by name, as any other.
+        ctx.ctl.forget_prepared(&row.id);
         let net = network_of(ctx, row).await?;
         let spec = endpoint_spec(&net.spec, row);
         let mappings = endpoint_mappings(ctx, row).await?;

@@ -99,10 +99,32 @@ impl Make for Endpoints {
         } else {
             DEFAULT_LOCAL_PORT_RANGE
         };
-        Ok(svc
-            .store()
-            .connect_in(spec, &local, record, dry_run)
-            .await?)
+        if dry_run {
+            return Ok(svc
+                .store()
+                .connect_in(spec, &local, record, dry_run)
+                .await?);
+        }
+        // The veth needs nothing the transaction decides: it is made meanwhile (newborn,
+        // unmarked; see `reconcile::prepare`), and deleted again if the transaction fails.
+        let id = svc.store().fresh_uid();
+        let mut guard = svc.ctl.prepare_guard(&id);
+        // The create is polled first: its request is on its way before the transaction
+        // takes this thread (`block_in_place`).
+        let (made, row) = tokio::join!(
+            svc.ctl.prepare_endpoint_veth(
+                &id,
+                &spec.network,
+                &spec.namespace,
+                &spec.endpoint.ifname
+            ),
+            svc.store().connect_as(&id, spec, &local, record, false)
+        );
+        if row.is_err() && made {
+            svc.ctl.discard_prepared(&id).await;
+        }
+        guard.disarm();
+        Ok(row?)
     }
 
     async fn plan(

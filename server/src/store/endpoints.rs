@@ -447,7 +447,22 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
-        let id = self.fresh_uid();
+        self.connect_as(&self.fresh_uid(), req, local, request, dry_run)
+            .await
+    }
+
+    /// [`Store::connect_in`], the new endpoint's uid `id` drawn by the caller (from
+    /// [`Store::fresh_uid`]): a Connect makes the endpoint's veth, named after it, while
+    /// this transaction runs.
+    pub async fn connect_as(
+        &self,
+        id: &str,
+        req: &ConnectSpec,
+        local: &std::ops::RangeInclusive<u16>,
+        request: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> Result<EndpointRow, StoreError> {
+        let id = id.to_string();
         let ((to, chosen, mac), _turn) = self
             .write_in_place(dry_run, |raw| {
                 self.create_checks::<EndpointRow>(raw, request, &id)?;

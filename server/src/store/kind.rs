@@ -193,7 +193,7 @@ impl Store {
     }
 
     /// A new uid for a row: never one of a row deleted lately, which reads take for gone.
-    pub(super) fn fresh_uid(&self) -> String {
+    pub fn fresh_uid(&self) -> String {
         self.gone().fresh(new_uid)
     }
 

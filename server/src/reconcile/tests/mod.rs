@@ -58,6 +58,7 @@ mod link;
 mod namespace;
 mod network;
 mod newborn;
+mod prepare;
 mod restart;
 mod retire;
 

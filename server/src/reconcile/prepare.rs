@@ -1,0 +1,279 @@
+//! Endpoint veths made while their Connect's transaction commits.
+//!
+//! A Connect's kernel work starts with the veth pair, its dearest request, and the pair needs
+//! nothing the store decides: its host end is named after the endpoint's uid, which the
+//! Connect draws before its transaction, and its peer goes into the namespace the request
+//! names, under the interface name it asks for. So the Connect makes the pair while its
+//! transaction runs ([`Controller::prepare_endpoint_veth`]): created, both ends' indexes
+//! read, IPv6 off on the host end (and on the peer when its network has no IPv6 subnet, as
+//! the network's last reconcile saw it); and the endpoint's first reconcile, after the commit,
+//! takes the pair as made ([`Controller::take_prepared`]) and goes on with the mark, the
+//! bridge, the addresses and the routes.
+//!
+//! What weft owns does not change: only the reconcile marks an interface, and only after the
+//! row that plans it is committed. Until then the pair is newborn (`NEWBORN_GROUP`, no
+//! alias), as after a crash between a create and its mark:
+//! - a transaction that fails: the Connect deletes the pair ([`Controller::discard_prepared`])
+//!   before it answers;
+//! - a crash before the commit: no row plans the pair, and the GC removes it as it removes
+//!   any newborn interface no object plans;
+//! - a GC pass while a Connect prepares: the pair's names are registered here *before* it is
+//!   created and stay until the reconcile takes it or the Connect deletes it. The GC reads
+//!   them ([`Controller::preparing_names`]) after it read the kernel and before it reads the
+//!   store, so a pair it saw is either registered then or planned by a committed row.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use super::{Controller, link::ipv6_off_before_up};
+use crate::{
+    kernel::{LinkState, NsRef},
+    model::endpoint_host_ifname,
+};
+
+/// An entry older than this is dropped when another is added: a committed endpoint whose
+/// first reconcile never reached its veth (it was disconnected first) leaves one behind.
+const STALE: Duration = Duration::from_secs(300);
+
+/// The pairs being made or made and not taken yet, by endpoint uid; and what the
+/// controller knows of each network's address families.
+#[derive(Debug, Default)]
+pub(super) struct Prepared {
+    by_uid: Mutex<HashMap<String, Entry>>,
+    /// Network name -> it has no IPv6 subnet, as its last reconcile saw it: its endpoints'
+    /// inner ends then get no IPv6 at all (`EndSpec::ipv6_off`), which a prepared pair can
+    /// set before the commit. A name reused since by a network with IPv6 is found out by
+    /// the reconcile, which then makes the pair anew.
+    v4_only: Mutex<HashMap<String, bool>>,
+}
+
+/// One endpoint's pair.
+#[derive(Debug)]
+struct Entry {
+    /// (namespace name, "" for the host; interface name) of the host end and the peer.
+    names: [(String, String); 2],
+    /// The ends as read right after the create; None while it is being made, or when it
+    /// could not be read.
+    made: Option<Made>,
+    /// When the entry was added.
+    since: Instant,
+}
+
+/// A pair a Connect made: both ends as read right after the create (newborn, down, no
+/// addresses), the host end's first; IPv6 is off on the host end.
+#[derive(Clone, Debug)]
+pub(super) struct Made {
+    /// The host end and the peer, in that order.
+    pub ends: [LinkState; 2],
+    /// IPv6 is off on the peer too (its network had no IPv6 subnet when it was made).
+    pub peer_ipv6_off: bool,
+}
+
+impl Prepared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.by_uid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn families(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.v4_only.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Controller {
+    /// Makes the veth of endpoint `uid` (not committed yet) into namespace `namespace` as
+    /// `ifname`, for the endpoint's first reconcile to take (see the module docs). Answers
+    /// whether the kernel made a pair: the caller then owes [`Controller::discard_prepared`]
+    /// if its transaction fails. Any failure leaves the work to the reconcile, as before this
+    /// existed: a namespace not ready, a name taken, a read that failed.
+    pub async fn prepare_endpoint_veth(
+        &self,
+        uid: &str,
+        network: &str,
+        namespace: &str,
+        ifname: &str,
+    ) -> bool {
+        if self.kernel().is_dry() || namespace.is_empty() {
+            return false;
+        }
+        let host = endpoint_host_ifname(uid);
+        {
+            let mut map = self.inner.prepared.lock();
+            map.retain(|_, e| e.since.elapsed() < STALE);
+            map.insert(
+                uid.to_string(),
+                Entry {
+                    names: [
+                        (String::new(), host.clone()),
+                        (namespace.to_string(), ifname.to_string()),
+                    ],
+                    made: None,
+                    since: Instant::now(),
+                },
+            );
+        }
+        let t0 = Instant::now();
+        let Ok(ns) = self.ns_ref(namespace).await else {
+            self.inner.prepared.lock().remove(uid);
+            return false;
+        };
+        let k = self.kernel();
+        if k.create_veth(&NsRef::Host, &host, &ns, ifname)
+            .await
+            .is_err()
+        {
+            self.inner.prepared.lock().remove(uid);
+            return false;
+        }
+        let t1 = t0.elapsed();
+        super::fault::after_prepare(&[host.as_str(), ifname]);
+        let (h, p) = tokio::join!(
+            k.get_link_bare(&NsRef::Host, &host),
+            k.get_link_bare(&ns, ifname)
+        );
+        let made = match (h, p) {
+            (Ok(Some(h)), Ok(Some(p))) if h.is_newborn() && p.is_newborn() => {
+                let peer_ipv6_off = self.network_is_v4_only(network);
+                let peer = async {
+                    if peer_ipv6_off {
+                        ipv6_off_before_up(k, &ns, ifname, p.index).await;
+                    }
+                };
+                tokio::join!(ipv6_off_before_up(k, &NsRef::Host, &host, h.index), peer);
+                Some(Made {
+                    ends: [h, p],
+                    peer_ipv6_off,
+                })
+            }
+            // Left to the reconcile, which reads the ends itself (or to the discard).
+            _ => None,
+        };
+        // Where a Connect's own kernel lap went (the create, then the reads and IPv6).
+        tracing::debug!(created = ?t1, done = ?t0.elapsed(), ready = made.is_some(), "veth prepared");
+        if let Some(e) = self.inner.prepared.lock().get_mut(uid) {
+            e.made = made;
+        }
+        true
+    }
+
+    /// Deletes the pair [`Controller::prepare_endpoint_veth`] made for endpoint `uid`, whose
+    /// transaction failed, and forgets it. Only a newborn host end of that name is deleted
+    /// (its peer goes with it); a failure is logged, and the GC removes what is left.
+    pub async fn discard_prepared(&self, uid: &str) {
+        let host = endpoint_host_ifname(uid);
+        let k = self.kernel();
+        match k.get_link_bare(&NsRef::Host, &host).await {
+            Ok(Some(l)) if l.is_newborn() => {
+                if let Err(e) = k.delete_link(&NsRef::Host, l.index).await
+                    && !e.is_not_found()
+                {
+                    tracing::warn!(interface = host, error = %e, "could not delete a veth made for a failed Connect");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(interface = host, error = %e, "could not read a veth made for a failed Connect");
+            }
+        }
+        self.inner.prepared.lock().remove(uid);
+    }
+
+    /// The pair prepared for endpoint `uid`, taken (None when there is none, or it could not
+    /// be read after its create).
+    pub(super) fn take_prepared(&self, uid: &str) -> Option<Made> {
+        self.inner.prepared.lock().remove(uid)?.made
+    }
+
+    /// Forgets whatever was prepared for endpoint `uid` (its row is being removed).
+    pub(super) fn forget_prepared(&self, uid: &str) {
+        self.inner.prepared.lock().remove(uid);
+    }
+
+    /// Network `name` has `v4_only` (no IPv6 subnet), as its reconcile sees it.
+    pub(super) fn note_network_families(&self, name: &str, v4_only: bool) {
+        self.inner
+            .prepared
+            .families()
+            .insert(name.to_string(), v4_only);
+    }
+
+    /// Network `name` is gone.
+    pub(super) fn forget_network_families(&self, name: &str) {
+        self.inner.prepared.families().remove(name);
+    }
+
+    /// Whether network `name` was IPv4 only at its last reconcile (false when unknown).
+    fn network_is_v4_only(&self, name: &str) -> bool {
+        self.inner
+            .prepared
+            .families()
+            .get(name)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The (namespace name, interface name) of every end being prepared or prepared and not
+    /// taken: newborn interfaces the GC leaves alone.
+    pub(super) fn preparing_names(&self) -> HashSet<(String, String)> {
+        self.inner
+            .prepared
+            .lock()
+            .values()
+            .flat_map(|e| e.names.iter().cloned())
+            .collect()
+    }
+}
+
+/// Settles what a Connect prepared if the Connect is dropped before it knows its
+/// transaction's outcome (its client went away mid-call): see [`Controller::prepare_guard`].
+#[derive(Debug)]
+pub struct PrepareGuard {
+    ctl: Controller,
+    uid: Option<String>,
+}
+
+impl PrepareGuard {
+    /// The Connect settled it itself (took the row, or discarded the pair).
+    pub fn disarm(&mut self) {
+        self.uid = None;
+    }
+}
+
+impl Drop for PrepareGuard {
+    fn drop(&mut self) {
+        let Some(uid) = self.uid.take() else {
+            return;
+        };
+        let ctl = self.ctl.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { ctl.settle_prepared(&uid).await });
+        }
+    }
+}
+
+impl Controller {
+    /// A guard for endpoint `uid`'s Connect, to hold across its transaction and
+    /// [`Controller::prepare_endpoint_veth`], and disarm once it has settled the pair.
+    /// Dropped armed, it settles the pair in a task of its own: a committed endpoint gets its
+    /// reconcile (its Connect may not have queued it), and a pair no row plans is deleted.
+    pub fn prepare_guard(&self, uid: &str) -> PrepareGuard {
+        PrepareGuard {
+            ctl: self.clone(),
+            uid: Some(uid.to_string()),
+        }
+    }
+
+    /// The body of a dropped [`PrepareGuard`].
+    async fn settle_prepared(&self, uid: &str) {
+        match self.store().endpoint_by_id(uid).await {
+            Ok(Some(_)) => self.enqueue(super::Key::Endpoint(uid.to_string())),
+            Ok(None) => self.discard_prepared(uid).await,
+            // Left to the GC (newborn, and no longer registered after the STALE period).
+            Err(e) => {
+                tracing::warn!(endpoint = uid, error = %e, "could not settle a dropped Connect's veth")
+            }
+        }
+    }
+}
