@@ -20,7 +20,9 @@
 //! - a GC pass while a Connect prepares: the pair's names are registered here *before* it is
 //!   created and stay until the reconcile takes it or the Connect deletes it. The GC reads
 //!   them ([`Controller::preparing_names`]) after it read the kernel and before it reads the
-//!   store, so a pair it saw is either registered then or planned by a committed row.
+//!   store, so a pair it saw is either registered then or planned by a committed row;
+//! - a Connect dropped mid-call (its client went away): its [`PrepareGuard`] settles the pair
+//!   in a task, queueing a committed endpoint or deleting a pair no row plans.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,8 +36,9 @@ use crate::{
     model::endpoint_host_ifname,
 };
 
-/// An entry older than this is dropped when another is added: a committed endpoint whose
-/// first reconcile never reached its veth (it was disconnected first) leaves one behind.
+/// An entry older than this is dropped when another is added. A safety net: the reconcile,
+/// the discard and an endpoint's cleanup each remove theirs, but a dropped Connect whose
+/// settling could not read the store leaves one nothing takes.
 const STALE: Duration = Duration::from_secs(300);
 
 /// The pairs being made or made and not taken yet, by endpoint uid; and what the

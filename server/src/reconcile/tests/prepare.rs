@@ -203,6 +203,16 @@ async fn nothing_is_prepared_where_it_cannot_be() {
     assert!(h.ctl.preparing_names().is_empty());
 }
 
+/// Waits (at most 2 s) until `done` holds: the dropped guard settles in a task of its own.
+async fn settled(done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 /// A Connect dropped before it settled its pair (its client went away mid-call): without a
 /// row the pair is deleted; with one the endpoint is queued, and the pair kept for it.
 #[tokio::test]
@@ -216,12 +226,7 @@ async fn a_dropped_connect_s_pair_is_settled() {
             .await
     );
     drop(guard);
-    for _ in 0..1000 {
-        if ends(&h, &lost).0.is_none() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    settled(|| ends(&h, &lost).0.is_none()).await;
     assert!(ends(&h, &lost).0.is_none() && ends(&h, &lost).1.is_none());
     assert!(h.ctl.preparing_names().is_empty());
 
@@ -235,12 +240,7 @@ async fn a_dropped_connect_s_pair_is_settled() {
     commit(&h, &kept).await;
     let depth = h.ctl.queue_depth();
     drop(guard);
-    for _ in 0..1000 {
-        if h.ctl.queue_depth() > depth {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    settled(|| h.ctl.queue_depth() > depth).await;
     assert_eq!(
         h.ctl.queue_depth(),
         depth + 1,
