@@ -133,6 +133,27 @@ pub async fn system_info(c: &weft::Client) -> Result<weft::v1::GetSystemInfoResp
         .into_inner())
 }
 
+/// Waits (until `deadline`) for weftd's own word that it has settled: nothing re-checking
+/// and an empty queue (GetSystemInfo, a small answer polled every 5 ms). Listing every object
+/// instead costs weftd real work at 10,000 (~0.1 s each): polled, the lists slowed the restart
+/// they timed and left their answers' pages in its heap. Callers prove Ready with one listing
+/// after this.
+pub async fn weftd_says_settled(c: &weft::Client, deadline: Instant) -> Result<()> {
+    loop {
+        crate::sandbox::check_stop()?;
+        if system_info(c)
+            .await
+            .is_ok_and(|i| i.rechecking == 0 && i.queue_depth == 0)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("weftd still re-checking or queueing work at the deadline");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// `n` connects to weft from `clients` concurrent clients (each its own connection), against
 /// `n` serial connects at the in-process floor. Namespaces are made beforehand, untimed.
 pub async fn concurrent(run: &Run, d: &mut Daemon, n: usize, clients: usize) -> Result<Concurrent> {

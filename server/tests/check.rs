@@ -10,7 +10,8 @@
 //! - weft's own writes (a Connect's) do not make the next pass read the host; a change made
 //!   right after one is still repaired within a pass or two;
 //! - a converged restart comes back Ready with zero kernel writes and without reconciling
-//!   the namespaces and endpoints the check found matching.
+//!   the namespaces and endpoints the check found matching, and the monitor then hears each
+//!   namespace by the id the check took from the host's veths.
 //!
 //! Counter bounds scale with the time measured, so a loaded machine only makes them looser.
 
@@ -371,4 +372,19 @@ async fn a_converged_restart_confirms_ready_without_reconciling_or_writing() {
         i.reconciles
     );
     sb.assert_ping("c0", "10.243.0.1").await;
+    // The monitor hears each namespace by the id the start-up check gave it (taken from the
+    // host's veths, not asked one by one): a change made now in two of them is repaired at
+    // once, an hour before the next resync would find it.
+    let addr1 = sb.addrs("c1", "eth0");
+    sb.ok_in("c1", &["ip", "addr", "del", &addr1[0], "dev", "eth0"]);
+    sb.ok_in("c4", &["ip", "route", "del", "default"]);
+    wait_for(
+        Duration::from_secs(10),
+        "the monitor heard c1 and c4 and their endpoints were repaired",
+        || sb.addrs("c1", "eth0") == addr1 && sb.routes("c4").iter().any(|r| r["dst"] == "default"),
+    )
+    .await;
+    for ns in ["c1", "c4"] {
+        sb.assert_ping(ns, "10.243.0.1").await;
+    }
 }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use ipnet::Ipv4Net;
 use weft::v1::{GetNetworkRequest, ListNamespacesRequest, Phase};
 
-use super::system_info;
+use super::{system_info, weftd_says_settled};
 use crate::{
     methods,
     sandbox::{Run, Weftd, check_stop},
@@ -191,15 +191,9 @@ async fn settle(weftd: &Weftd, n: usize, timeout: Duration, since: Instant) -> R
     let ready = |s: Option<&weft::v1::Status>| s.is_some_and(|s| s.phase() == Phase::Ready);
     loop {
         check_stop()?;
-        // The lists below cost weftd real work at 10,000 objects (~0.2 s each): polled, they
-        // slowed the restart they time. Wait for weftd's own word first, cheaply.
-        while t0.elapsed() < timeout
-            && !system_info(&c)
-                .await
-                .is_ok_and(|i| i.rechecking == 0 && i.queue_depth == 0)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // The lists below cost weftd real work at 10,000 objects: wait for its own word first.
+        // Past the timeout, the listing below decides and the error says why.
+        let _ = weftd_says_settled(&c, t0 + timeout).await;
         let settled = since.elapsed();
         let ok = async {
             let nss = c

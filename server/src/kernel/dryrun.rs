@@ -152,6 +152,8 @@ impl DryRun {
                 addresses: Vec::new(),
                 group: super::NEWBORN_GROUP,
                 hairpin: false,
+                link: None,
+                link_netnsid: None,
             },
         );
     }

@@ -73,6 +73,8 @@ struct State {
     /// Namespaces have ids in the host (each its inode), as on a real kernel; off by default,
     /// where the fake has none (as without `NETLINK_LISTEN_ALL_NSID`).
     nsids: bool,
+    /// How many times [`NetnsOps::netns_id`] was asked.
+    nsid_lookups: u64,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -120,6 +122,12 @@ impl FakeKernel {
     /// does, so the bulk check caches ids and the monitor is told them.
     pub fn give_nsids(&self) {
         self.state().nsids = true;
+    }
+
+    /// How many times a namespace's id was asked ([`NetnsOps::netns_id`]): on a real kernel
+    /// each ask walks every id the host has given out.
+    pub fn nsid_lookups(&self) -> u64 {
+        self.state().nsid_lookups
     }
 
     /// Makes the next call of `op` panic, as a bug below the reconcilers would.
@@ -329,6 +337,8 @@ fn new_link(index: u32, name: &str, kind: &str) -> LinkState {
         addresses: Vec::new(),
         group: 0,
         hairpin: false,
+        link: None,
+        link_netnsid: None,
     }
 }
 
@@ -357,6 +367,19 @@ impl State {
             ));
         }
         Ok(())
+    }
+
+    /// The id a namespace has where a veth's other end sees it, when namespaces have ids
+    /// ([`FakeKernel::give_nsids`]): a named one's inode, as [`NetnsOps::netns_id`] says; the
+    /// host 0.
+    fn nsid_of(&self, ns: &NsRef) -> Option<i32> {
+        if !self.nsids {
+            return None;
+        }
+        match ns {
+            NsRef::Host => Some(0),
+            NsRef::Path(p) => self.inodes.get(&**p).and_then(|i| i32::try_from(*i).ok()),
+        }
     }
 
     fn alloc(&mut self) -> u32 {
@@ -478,10 +501,22 @@ impl LinkOps for FakeKernel {
             return Err(KernelError::from_errno(op, Errno::EEXIST));
         }
         let (a, b) = (s.alloc(), s.alloc());
-        s.space(ns, &op)?.links.insert(a, newborn(a, name, "veth"));
+        // Each end names the other, and the other's namespace by its id where it is another
+        // one, as the kernel's IFLA_LINK and IFLA_LINK_NETNSID do.
+        let (a_sees, b_sees) = if ns == peer_ns {
+            (None, None)
+        } else {
+            (s.nsid_of(peer_ns), s.nsid_of(ns))
+        };
+        let end = |index: u32, name: &str, peer: u32, netnsid: Option<i32>| LinkState {
+            link: Some(peer),
+            link_netnsid: netnsid,
+            ..newborn(index, name, "veth")
+        };
+        s.space(ns, &op)?.links.insert(a, end(a, name, b, a_sees));
         s.space(peer_ns, &op)?
             .links
-            .insert(b, newborn(b, peer_name, "veth"));
+            .insert(b, end(b, peer_name, a, b_sees));
         s.peers.insert((ns.clone(), a), (peer_ns.clone(), b));
         s.peers.insert((peer_ns.clone(), b), (ns.clone(), a));
         Ok(())
@@ -774,7 +809,8 @@ impl NetnsOps for FakeKernel {
     }
 
     async fn netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
-        let s = self.state();
+        let mut s = self.state();
+        s.nsid_lookups += 1;
         let NsRef::Path(path) = ns else {
             return Ok(None);
         };

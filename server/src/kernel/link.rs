@@ -96,6 +96,8 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
         addresses: Vec::new(),
         group: 0,
         hairpin: false,
+        link: None,
+        link_netnsid: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -107,6 +109,8 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
             LinkAttribute::Controller(index) if *index != 0 => state.master = Some(*index),
             LinkAttribute::IfAlias(alias) => state.alias = Some(alias.clone()),
             LinkAttribute::Group(group) => state.group = *group,
+            LinkAttribute::Link(index) if *index != 0 => state.link = Some(*index),
+            LinkAttribute::LinkNetNsId(id) if *id >= 0 => state.link_netnsid = Some(*id),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {
@@ -122,6 +126,11 @@ pub(crate) fn parse(message: &LinkMessage) -> LinkState {
             }
             _ => {}
         }
+    }
+    // An interface that is no link to another names itself; a peer elsewhere may share its
+    // number, since each namespace numbers its own.
+    if state.link == Some(state.index) && state.link_netnsid.is_none() {
+        state.link = None;
     }
     state
 }

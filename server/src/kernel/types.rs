@@ -43,7 +43,7 @@ impl std::fmt::Display for NsIdentity {
 }
 
 /// What the kernel says about one interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkState {
     /// ifindex in its namespace.
     pub index: u32,
@@ -68,6 +68,14 @@ pub struct LinkState {
     /// A bridge port in hairpin mode (`IFLA_BRPORT_MODE`): frames may leave by the port they
     /// came in on. False for an interface that is no bridge port.
     pub hairpin: bool,
+    /// `IFLA_LINK` where it names another interface: for a veth, its peer's ifindex, in the
+    /// peer's namespace.
+    pub link: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: the id, in this interface's namespace, of the namespace its
+    /// [`LinkState::link`] lives in, when that is another one (a veth whose peer is
+    /// elsewhere). Read from the host, a host end's is the id the monitor hears its
+    /// endpoint's namespace by (see `reconcile::check`, which takes the ids from there).
+    pub link_netnsid: Option<i32>,
 }
 
 /// The interface group every interface weft creates is born in ("WEFN" in ASCII): the

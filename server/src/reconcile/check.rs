@@ -11,7 +11,8 @@
 //!    inside). A periodic pass leaves quiet ones unread (`quiet`: found clean, nothing heard
 //!    since), taking them as found. Each namespace gets an id in the host
 //!    namespace if it has none, so the monitor hears it; the id is cached with the identity
-//!    of its file and asked again when the file names another namespace.
+//!    of its file and found again when the file names another namespace (at start-up from
+//!    the host's veths, see [`Controller::read_view`]).
 //! 3. Each named namespace's resolv.conf is read and compared with what it should say.
 //! 4. [`super::drift::compare`] decides, in memory, which objects differ: only those are
 //!    queued for a full reconcile. Those that match cost nothing more; after a restart they
@@ -336,6 +337,14 @@ impl Controller {
     /// in the netns dir no row names; with weft's routes when `routes`; at `pace`. With a
     /// pass's `mark`, the host and the namespaces the quiet book lets it skip are left
     /// unread (and listed in [`View::quiet`]).
+    ///
+    /// A namespace whose id in the host is not cached yet gets it before its read on a pass
+    /// with a `mark` (its id decides whether it may be skipped), and after the read on one
+    /// without (start-up, the garbage collector): from the host's read where its veths show
+    /// it ([`Controller::ids_from_veths`]), asked of the kernel otherwise. Each ask walks
+    /// every id the host has given out, so asking 10,000 namespaces one after the other
+    /// took 1.4 s of a restart at 10,000 endpoints (BENCHMARKS.md, session 27), while the
+    /// host's read names the ids of every endpoint's namespace anyway.
     pub(super) async fn read_view(
         &self,
         rows: &[NamespaceRow],
@@ -363,6 +372,10 @@ impl Controller {
                 routes,
             });
         }
+        // Namespaces whose id is taken after the read: (their place in `names`, file, identity).
+        let ids_after = mark.is_none();
+        let mut unknown: Vec<(usize, PathBuf, NsIdentity)> = Vec::new();
+        let since = self.inner.quiet.now();
         // Each path a row names: whether it was found a live namespace.
         let mut named: HashMap<PathBuf, bool> = HashMap::new();
         for row in rows {
@@ -385,6 +398,10 @@ impl Controller {
                 Some(_) if recorded.is_some_and(|want| identity.to_string() != want) => continue,
                 Some(id) => Some(id),
                 None if !super::adopted::adopted_alive(k, &path, recorded) => continue,
+                None if ids_after => {
+                    unknown.push((names.len(), path.clone(), identity));
+                    None
+                }
                 // The monitor hears a namespace with an id (assigned here when it has none).
                 None => self.checked_nsid(&NsRef::path(&path), identity).await,
             };
@@ -429,11 +446,11 @@ impl Controller {
             ids: HashMap::new(),
             files,
         };
-        for ((name, t), id) in names.into_iter().zip(targets.iter()).zip(ids) {
+        for ((name, t), id) in names.iter().zip(targets.iter()).zip(ids) {
             match read.next() {
                 Some(Ok(snap)) => {
                     view.ids.insert(name.clone(), id);
-                    view.spaces.insert(name, (t.ns.clone(), snap));
+                    view.spaces.insert(name.clone(), (t.ns.clone(), snap));
                 }
                 // Without the host (bridges, host ends) nothing can be judged.
                 Some(Err(e)) if t.ns == NsRef::Host => return Err(e.into()),
@@ -449,12 +466,79 @@ impl Controller {
                 view.others.insert(name, snap);
             }
         }
+        if !unknown.is_empty() {
+            self.ids_after_read(&mut view, &names, unknown, since, pace)
+                .await?;
+        }
         Ok(view)
+    }
+
+    /// Gives the namespaces read without a cached id (`unknown`: their place in `names`,
+    /// file, identity) their ids: from the host's read where it shows them, asked of the
+    /// kernel otherwise; then the monitor hears them. What changed in one between its read
+    /// and that moment was not heard, so a namespace heard of since `since` (the quiet book's
+    /// moment before the read), or all of them after lost notifications, is read again.
+    pub(super) async fn ids_after_read(
+        &self,
+        view: &mut View,
+        names: &[String],
+        unknown: Vec<(usize, PathBuf, NsIdentity)>,
+        since: u64,
+        pace: Pace,
+    ) -> Result<(), ReconcileError> {
+        let inner = |name: &String| view.spaces.get(name).map(|(_, snap)| snap);
+        let found = ids_from_veths(
+            view.spaces.get("").map(|(_, snap)| snap),
+            unknown.iter().map(|(i, _, _)| inner(&names[*i])),
+        );
+        let mut again = Vec::new();
+        for ((i, path, identity), found) in unknown.into_iter().zip(found) {
+            let ns = NsRef::path(&path);
+            let id = match found {
+                Some(id) => Some(self.remember_nsid(&ns, identity, id)),
+                None => self.checked_nsid(&ns, identity).await,
+            };
+            let name = &names[i];
+            if view.spaces.contains_key(name) {
+                view.ids.insert(name.clone(), id);
+                if id.is_some_and(|id| self.inner.quiet.heard_since(since, id)) {
+                    again.push((name.clone(), ns));
+                }
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        let targets: Vec<SnapshotTarget> = again
+            .iter()
+            .map(|(name, ns)| SnapshotTarget {
+                ns: ns.clone(),
+                routes: view.spaces[name].1.routes.is_some(),
+            })
+            .collect();
+        let read = self.kernel().snapshot(&targets, pace).await?;
+        for ((name, _), snap) in again.into_iter().zip(read) {
+            match snap {
+                Ok(snap) => {
+                    if let Some(entry) = view.spaces.get_mut(&name) {
+                        entry.1 = snap;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(ns = %name, error = %e, "could not read namespace again");
+                    if let Some(id) = view.ids.remove(&name).flatten() {
+                        self.inner.quiet.unclean(Some(id));
+                    }
+                    view.spaces.remove(&name);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The cached id of the namespace at `path`, if it was cached with the file's present
     /// `identity`.
-    fn cached_nsid(&self, path: &std::path::Path, identity: NsIdentity) -> Option<i32> {
+    pub(super) fn cached_nsid(&self, path: &std::path::Path, identity: NsIdentity) -> Option<i32> {
         let ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
         ids.get(path)
             .and_then(|&(known, id)| (known == identity).then_some(id))
@@ -464,6 +548,39 @@ impl Controller {
     /// monitor), cached with its file's `identity`; None where there are no ids. The check
     /// reads every namespace from inside; the id is for the monitor only.
     async fn checked_nsid(&self, ns: &NsRef, identity: NsIdentity) -> Option<i32> {
+        if *ns == NsRef::Host {
+            return None;
+        }
+        if let Some(id) = self.known_nsid(ns, identity) {
+            return Some(id);
+        }
+        let id = match self.kernel().netns_id(ns).await {
+            Ok(id) => id?,
+            Err(e) => {
+                tracing::debug!(ns = ?ns, error = %e, "no namespace id; the monitor will not hear it");
+                return None;
+            }
+        };
+        Some(self.cache_nsid(ns, identity, id))
+    }
+
+    /// [`Controller::checked_nsid`] for an id known without asking the kernel (the host's
+    /// read showed it).
+    fn remember_nsid(&self, ns: &NsRef, identity: NsIdentity, id: i32) -> i32 {
+        match self.known_nsid(ns, identity) {
+            Some(known) if known == id => id,
+            Some(other) => {
+                self.unwatch_namespace(ns);
+                self.inner.quiet.forget(other);
+                self.cache_nsid(ns, identity, id)
+            }
+            None => self.cache_nsid(ns, identity, id),
+        }
+    }
+
+    /// The id cached for `ns` if it was cached with its file's present `identity`. One
+    /// cached for another namespace under the same path is dropped: its id means nothing now.
+    fn known_nsid(&self, ns: &NsRef, identity: NsIdentity) -> Option<i32> {
         let NsRef::Path(path) = ns else {
             return None;
         };
@@ -476,31 +593,28 @@ impl Controller {
             .get(path)
             .copied();
         match cached {
-            Some((known, id)) if known == identity => return Some(id),
-            // Another namespace under this path now: its old id means nothing.
+            Some((known, id)) if known == identity => Some(id),
             Some((_, old)) => {
                 self.unwatch_namespace(ns);
                 self.inner.quiet.forget(old);
+                None
             }
-            None => {}
+            None => None,
         }
-        let id = match self.kernel().netns_id(ns).await {
-            Ok(id) => id?,
-            Err(e) => {
-                tracing::debug!(ns = ?ns, error = %e, "no namespace id; the monitor will not hear it");
-                return None;
-            }
-        };
+    }
+
+    /// Tells the monitor namespace `ns` has `id` and caches it with the file's `identity`.
+    fn cache_nsid(&self, ns: &NsRef, identity: NsIdentity, id: i32) -> i32 {
         // The monitor's copy of the path, if it has one: one allocation for both tables. An
         // entry for an earlier namespace under this path goes first (`insert` would keep its
         // key, a copy the monitor no longer holds).
         let NsRef::Path(path) = self.watch_namespace_as(ns.clone(), id) else {
-            return Some(id);
+            return id;
         };
         let mut ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
         ids.remove(&*path);
         ids.insert(path, (identity, id));
-        Some(id)
+        id
     }
 
     /// The bulk check's own copy of `path` in its id cache, if it cached one (for tests of
@@ -575,4 +689,44 @@ impl Controller {
         }
         Ok(stale)
     }
+}
+
+/// The ids in the host of namespaces read from inside (`spaces`, None where unread), from
+/// the host's read (`host`), one answer per namespace in order. A host veth shows the id
+/// of its peer's namespace (`IFLA_LINK_NETNSID`) and its peer's ifindex there; a namespace
+/// whose veth names that host veth as its peer, and is itself the ifindex the host veth
+/// names, holds that peer, so the id is its own. An id two namespaces would take is left to
+/// the kernel for both (a copy of a namespace's interfaces elsewhere cannot pass for it),
+/// and so is a namespace with no such veth.
+pub(super) fn ids_from_veths<'a>(
+    host: Option<&NsSnapshot>,
+    spaces: impl Iterator<Item = Option<&'a NsSnapshot>>,
+) -> Vec<Option<i32>> {
+    let Some(host) = host else {
+        return spaces.map(|_| None).collect();
+    };
+    // Host veth ifindex -> (its peer's ifindex, the peer's namespace's id).
+    let peers: HashMap<u32, (u32, i32)> = host
+        .links
+        .iter()
+        .filter_map(|l| Some((l.index, (l.link?, l.link_netnsid?))))
+        .collect();
+    let found: Vec<Option<i32>> = spaces
+        .map(|snap| {
+            let mut ids = snap?.links.iter().filter_map(|l| {
+                let (peer_of_host_end, id) = peers.get(&l.link?)?;
+                (l.link_netnsid.is_some() && *peer_of_host_end == l.index).then_some(*id)
+            });
+            let id = ids.next()?;
+            ids.all(|other| other == id).then_some(id)
+        })
+        .collect();
+    let mut takers: HashMap<i32, usize> = HashMap::new();
+    for id in found.iter().flatten() {
+        *takers.entry(*id).or_default() += 1;
+    }
+    found
+        .into_iter()
+        .map(|id| id.filter(|id| takers[id] == 1))
+        .collect()
 }

@@ -169,6 +169,19 @@ impl Quiet {
         self.book().spaces.remove(&nsid);
     }
 
+    /// The last sequence number given out: [`Quiet::heard_since`] then tells what was heard
+    /// after this moment.
+    pub(super) fn now(&self) -> u64 {
+        self.book().seq
+    }
+
+    /// True when a change was heard in namespace `nsid` after [`Quiet::now`] said `since`,
+    /// or notifications were lost since (anything may have been missed).
+    pub(super) fn heard_since(&self, since: u64, nsid: i32) -> bool {
+        let b = self.book();
+        b.lost > since || b.spaces.get(&nsid).is_some_and(|m| m.changed > since)
+    }
+
     /// A pass begins; None when nothing may be skipped (the monitor is not running).
     pub(super) fn begin(&self) -> Option<PassMark> {
         let mut b = self.book();
@@ -391,5 +404,22 @@ mod tests {
         q.set_live(false);
         q.set_live(true);
         assert!(!q.may_skip(pass_not_due(&q, Some(4)), Some(4)));
+    }
+
+    /// What is heard after a moment is told apart from what was heard before it, for any
+    /// namespace id, known or not; lost notifications count as heard by everything.
+    #[test]
+    fn heard_since_a_moment() {
+        let q = live();
+        q.heard(Some(3));
+        let since = q.now();
+        assert!(!q.heard_since(since, 3), "heard before the moment");
+        assert!(!q.heard_since(since, 9), "never heard");
+        q.heard(Some(9));
+        assert!(q.heard_since(since, 9) && !q.heard_since(since, 3));
+        let later = q.now();
+        assert!(!q.heard_since(later, 9));
+        q.overflowed();
+        assert!(q.heard_since(later, 3) && q.heard_since(later, 42));
     }
 }
