@@ -691,7 +691,7 @@ async fn run_memory(run: &Run, tools: &Tools, m: &MemoryArgs, quick: bool) -> Re
         .after_resync
         .into_iter()
         .chain(r.after_restart.map(|(k, _)| k))
-        .chain(r.after_list)
+        .chain(r.after_list.map(|(k, _)| k))
         .chain(r.climb.readings.last().map(|x| x.1))
         .max()
         .unwrap_or(0);

@@ -42,8 +42,9 @@ pub struct Memory {
     pub after_resync: Option<u64>,
     /// VmRSS once a restart has re-checked everything, KiB, and how long that took.
     pub after_restart: Option<(u64, Duration)>,
-    /// VmRSS after the one listing of every namespace that proves the restart's Ready, KiB.
-    pub after_list: Option<u64>,
+    /// VmRSS after the one listing of every namespace that proves the restart's Ready, KiB,
+    /// and how long that listing took.
+    pub after_list: Option<(u64, Duration)>,
 }
 
 /// The cost of `streams` idle Watch streams at `objects` namespaces.
@@ -290,11 +291,13 @@ pub async fn memory(
         let _ = weftd_says_settled(&c, t0 + Duration::from_secs(300)).await;
         let took = t0.elapsed();
         let rss = settled_rss(&weftd).await?;
+        let listing = Instant::now();
         let nss = c
             .list_all_namespaces(tonic::Request::new(Default::default()))
             .await?
             .into_inner()
             .namespaces;
+        let listed_in = listing.elapsed();
         let ready = nss.iter().all(|n| {
             n.status
                 .as_ref()
@@ -303,7 +306,7 @@ pub async fn memory(
         if ready && nss.len() >= reached {
             drop(nss);
             out.after_restart = Some((rss, took));
-            out.after_list = Some(settled_rss(&weftd).await?);
+            out.after_list = Some((settled_rss(&weftd).await?, listed_in));
             break;
         }
         if t0.elapsed() > Duration::from_secs(300) {
@@ -338,9 +341,12 @@ impl Memory {
                 mib(k),
             ]);
         }
-        if let Some(k) = self.after_list {
+        if let Some((k, took)) = self.after_list {
             t.row([
-                format!("{top} endpoints, after the restart and one list of every namespace"),
+                format!(
+                    "{top} endpoints, after the restart and one list of every namespace (in {} s)",
+                    secs(took)
+                ),
                 mib(k),
             ]);
         }

@@ -89,7 +89,7 @@ pub struct Endpoints;
 /// ([`super::Namespaces`], [`super::Links`], [`super::Networks`], [`super::Endpoints`]).
 pub trait Kind: Send + Sync + 'static {
     /// The stored row.
-    type Row: Send + Sync + 'static;
+    type Row: crate::store::Kind + Sync;
     /// What an answer shows of one object (the adapter converts it to a message).
     type View: Send + 'static;
 
@@ -118,6 +118,10 @@ pub trait Kind: Send + Sync + 'static {
     fn sort_key(row: &Self::Row) -> String {
         Self::name(row).unwrap_or(Self::id(row)).to_string()
     }
+    /// The unique, indexed column that holds [`Kind::sort_key`], for a kind whose List
+    /// pages are read from the store a page at a time; None: every row is read and the
+    /// page cut in memory.
+    const SORT_COLUMN: Option<&'static str> = None;
     /// The error for a name nobody recorded: `namespace "x" not found`.
     fn not_found(name: &str) -> ServiceError {
         ServiceError::NotFound(format!("{} {name:?} not found", Self::NOUN))
@@ -235,12 +239,15 @@ impl Service {
             page_token,
             &format!("{}|{}", K::NOUN, filter.describe()),
         )?;
-        let rows = K::all(self)
-            .await?
-            .into_iter()
-            .filter(|row| K::selected(row, filter))
-            .map(|row| (K::sort_key(&row), row))
-            .collect();
+        let rows = match K::SORT_COLUMN {
+            Some(column) => self.rows_from::<K>(column, filter, &request).await?,
+            None => K::all(self)
+                .await?
+                .into_iter()
+                .filter(|row| K::selected(row, filter))
+                .map(|row| (K::sort_key(&row), row))
+                .collect(),
+        };
         let (rows, more) = request.select(rows);
         let mut items = Vec::with_capacity(rows.len());
         for (key, row) in rows {
@@ -251,6 +258,38 @@ impl Service {
             more,
             request,
         })
+    }
+
+    /// The rows of kind `K` (sorted by `column`) that pass `filter`, from after the page
+    /// token on, until one more than the page holds or the last: a page of a List read
+    /// from the store in pieces of a page, where reading every row for every page made a
+    /// List of 10,000 namespaces read 200,000 rows (20 pages of 500).
+    async fn rows_from<K: Kind>(
+        &self,
+        column: &'static str,
+        filter: &Filter,
+        request: &PageRequest,
+    ) -> ServiceResult<Vec<(String, K::Row)>> {
+        let piece = request.size + 1;
+        let mut after = request.after.clone();
+        let mut out = Vec::new();
+        loop {
+            let rows = self
+                .store()
+                .list_after::<K::Row>(column, after.as_deref(), piece)
+                .await?;
+            let last_piece = rows.len() < piece;
+            for row in rows {
+                let key = K::sort_key(&row);
+                after = Some(key.clone());
+                if K::selected(&row, filter) {
+                    out.push((key, row));
+                }
+            }
+            if last_piece || out.len() > request.size {
+                return Ok(out);
+            }
+        }
     }
 
     /// Every object of kind `K` that passes `filter`, with its id.

@@ -17,6 +17,8 @@ use crate::{
 };
 
 impl Kind for Namespaces {
+    /// Listed by name (unique, indexed): a List reads one page of rows, not all of them.
+    const SORT_COLUMN: Option<&'static str> = Some("name");
     row_is_view!(NamespaceRow);
 
     kind_basics!(

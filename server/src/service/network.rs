@@ -73,6 +73,8 @@ pub struct NetworkView {
 }
 
 impl Kind for Networks {
+    /// Listed by name (unique, indexed): a List reads one page of rows, not all of them.
+    const SORT_COLUMN: Option<&'static str> = Some("name");
     type Row = NetworkRow;
     type View = NetworkView;
 

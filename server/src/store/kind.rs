@@ -263,6 +263,28 @@ impl Store {
         }
     }
 
+    /// Up to `limit` rows of kind `K` whose `column` (a unique, indexed one of
+    /// [`Kind::SELECT`]) sorts after `after` (from the first when None), in its order: a
+    /// List's page read without the rows before or after it.
+    pub async fn list_after<K: Kind>(
+        &self,
+        column: &'static str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<K>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // Only constants of the kinds and a number are formatted in.
+        let sql = match after {
+            Some(_) => format!(
+                "{} WHERE {column} > ? ORDER BY {column} LIMIT {limit}",
+                K::SELECT
+            ),
+            None => format!("{} ORDER BY {column} LIMIT {limit}", K::SELECT),
+        };
+        let args: Vec<Arg<'_>> = after.map(Arg::Text).into_iter().collect();
+        Self::rows_in(&mut conn, &sql, &args, |row| K::decode(row)).await
+    }
+
     /// Every row of kind `K` meeting `cond` (all rows when empty), ordered by `order`.
     pub(crate) async fn find_all<K: Kind>(
         &self,
