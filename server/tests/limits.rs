@@ -342,6 +342,28 @@ async fn creates_past_an_object_limit_are_resource_exhausted_and_change_nothing(
     create_ns(&c, "again").await;
 }
 
+/// The names on each page of ListNamespaces with `selector`, `page_size` at a time, following
+/// `next_page_token` to the end.
+async fn namespace_pages(c: &weft::Client, selector: &str, page_size: i32) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = rpc(c.namespaces().list_namespaces(ListNamespacesRequest {
+            label_selector: selector.into(),
+            page_size,
+            page_token: token.clone(),
+        }))
+        .await
+        .expect("ListNamespaces");
+        pages.push(page.namespaces.into_iter().map(|n| n.name).collect());
+        token = page.next_page_token;
+        if token.is_empty() {
+            return pages;
+        }
+        assert!(pages.len() < 10, "paging does not end");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_come_in_pages_with_every_object_once_and_the_cli_reads_them_all() {
     let sb = Sandbox::new("lpage").await;
@@ -369,56 +391,14 @@ async fn lists_come_in_pages_with_every_object_once_and_the_cli_reads_them_all()
     let want: Vec<String> = (0..120).map(|i| format!("ns{i:03}")).collect();
 
     // page_size 50: pages of 50, 50 and 20, in name order, each object once.
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(c.namespaces().list_namespaces(ListNamespacesRequest {
-            page_size: 50,
-            page_token: token.clone(),
-            ..Default::default()
-        }))
-        .await
-        .expect("ListNamespaces");
-        pages.push(
-            page.namespaces
-                .into_iter()
-                .map(|n| n.name)
-                .collect::<Vec<_>>(),
-        );
-        token = page.next_page_token;
-        if token.is_empty() {
-            break;
-        }
-        assert!(pages.len() < 10, "paging does not end");
-    }
+    let pages = namespace_pages(&c, "", 50).await;
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [50, 50, 20]);
     assert_eq!(pages.concat(), want);
 
     // With a selector that one namespace in seven passes: full pages all the same (weftd
     // reads the store a page at a time and goes on past the rows the selector leaves out).
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(c.namespaces().list_namespaces(ListNamespacesRequest {
-            label_selector: "seventh=yes".into(),
-            page_size: 5,
-            page_token: token.clone(),
-        }))
-        .await
-        .expect("ListNamespaces with a selector");
-        pages.push(
-            page.namespaces
-                .into_iter()
-                .map(|n| n.name)
-                .collect::<Vec<_>>(),
-        );
-        token = page.next_page_token;
-        if token.is_empty() {
-            break;
-        }
-        assert!(pages.len() < 10, "paging does not end");
-    }
+    let pages = namespace_pages(&c, "seventh=yes", 5).await;
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [5, 5, 5, 3]);
     let sevenths: Vec<String> = (0..120).step_by(7).map(|i| format!("ns{i:03}")).collect();
