@@ -491,6 +491,18 @@ impl Controller {
             view.spaces.get("").map(|(_, snap)| snap),
             unknown.iter().map(|(i, _, _)| inner(&names[*i])),
         );
+        // An id already cached for another namespace is not taken from the veths either.
+        let taken: HashSet<i32> = {
+            let mine: HashSet<&Path> = unknown.iter().map(|(_, p, _)| p.as_path()).collect();
+            let ids = self.inner.nsids.0.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter(|(path, _)| !mine.contains(&***path))
+                .map(|(_, (_, id))| *id)
+                .collect()
+        };
+        let found = found
+            .into_iter()
+            .map(|id| id.filter(|id| !taken.contains(id)));
         let mut again = Vec::new();
         for ((i, path, identity), found) in unknown.into_iter().zip(found) {
             let ns = NsRef::path(&path);
@@ -566,7 +578,7 @@ impl Controller {
 
     /// [`Controller::checked_nsid`] for an id known without asking the kernel (the host's
     /// read showed it).
-    fn remember_nsid(&self, ns: &NsRef, identity: NsIdentity, id: i32) -> i32 {
+    pub(super) fn remember_nsid(&self, ns: &NsRef, identity: NsIdentity, id: i32) -> i32 {
         match self.known_nsid(ns, identity) {
             Some(known) if known == id => id,
             Some(other) => {
@@ -695,9 +707,10 @@ impl Controller {
 /// the host's read (`host`), one answer per namespace in order. A host veth shows the id
 /// of its peer's namespace (`IFLA_LINK_NETNSID`) and its peer's ifindex there; a namespace
 /// whose veth names that host veth as its peer, and is itself the ifindex the host veth
-/// names, holds that peer, so the id is its own. An id two namespaces would take is left to
-/// the kernel for both (a copy of a namespace's interfaces elsewhere cannot pass for it),
-/// and so is a namespace with no such veth.
+/// names, holds that peer, so the id is its own. Only veths count (another kind's
+/// `IFLA_LINK` names a lower device). An id two namespaces would take is left to the kernel
+/// for both (a copy of a namespace's interfaces elsewhere cannot pass for it), and so is a
+/// namespace with no such veth; the caller also leaves out ids cached for other namespaces.
 pub(super) fn ids_from_veths<'a>(
     host: Option<&NsSnapshot>,
     spaces: impl Iterator<Item = Option<&'a NsSnapshot>>,
@@ -706,14 +719,18 @@ pub(super) fn ids_from_veths<'a>(
         return spaces.map(|_| None).collect();
     };
     // Host veth ifindex -> (its peer's ifindex, the peer's namespace's id).
+    // Only veths: another kind's IFLA_LINK names a lower device, not a peer that names it
+    // back (a macvlan on a host veth could share the number of that veth's peer).
+    let veth = |l: &&crate::kernel::LinkState| l.kind.as_deref() == Some("veth");
     let peers: HashMap<u32, (u32, i32)> = host
         .links
         .iter()
+        .filter(veth)
         .filter_map(|l| Some((l.index, (l.link?, l.link_netnsid?))))
         .collect();
     let found: Vec<Option<i32>> = spaces
         .map(|snap| {
-            let mut ids = snap?.links.iter().filter_map(|l| {
+            let mut ids = snap?.links.iter().filter(veth).filter_map(|l| {
                 let (peer_of_host_end, id) = peers.get(&l.link?)?;
                 (l.link_netnsid.is_some() && *peer_of_host_end == l.index).then_some(*id)
             });

@@ -618,12 +618,25 @@ fn ids_from_veths_takes_only_ids_both_ends_agree_on() {
     // Two ends of namespace 102, both agreeing.
     let c = snap(vec![veth(2, 12, 0), veth(3, 13, 0)]);
     let none = snap(vec![]);
+    // Not a veth: its IFLA_LINK names a lower device, whatever the numbers say.
+    let macvlan = snap(vec![LinkState {
+        kind: Some("macvlan".into()),
+        ..veth(2, 10, 0)
+    }]);
     assert_eq!(
         ids_from_veths(
             Some(&host),
-            [Some(&a), Some(&b), Some(&c), Some(&none), None].into_iter()
+            [
+                Some(&a),
+                Some(&b),
+                Some(&c),
+                Some(&none),
+                None,
+                Some(&macvlan)
+            ]
+            .into_iter()
         ),
-        vec![Some(100), None, Some(102), None, None]
+        vec![Some(100), None, Some(102), None, None, None]
     );
     // A copy of `a`'s interfaces elsewhere would take its id too: neither gets it.
     assert_eq!(
@@ -711,4 +724,26 @@ async fn a_namespace_heard_of_while_its_id_was_unknown_is_read_again() {
             "heard since the read: read again (and only then)"
         );
     }
+}
+
+/// An id the cache already holds for another namespace is not taken from the veths: the
+/// namespace is asked instead.
+#[tokio::test]
+async fn an_id_cached_for_another_namespace_is_asked_not_taken() {
+    let mut h = H::new().await;
+    h.k.give_nsids();
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    for ns in ["ns1", "ns2"] {
+        h.namespace(ns).await;
+        h.connect("web", ns, vec![]).await;
+    }
+    h.restart().await;
+    let id1 = h.k.netns_id(&h.ns("ns1")).await.unwrap().unwrap();
+    let ns2 = h.ns_path("ns2");
+    h.ctl
+        .remember_nsid(&h.ns("ns2"), h.k.netns_identity(&ns2).unwrap(), id1);
+    let before = h.k.nsid_lookups();
+    h.ctl.check_all(Pass::Startup).await;
+    assert_eq!(h.k.nsid_lookups() - before, 1, "ns1 is asked");
+    assert_eq!(watched_id(&h, "ns1"), Some(id1));
 }
