@@ -341,7 +341,7 @@ impl Controller {
     /// A namespace whose id in the host is not cached yet gets it before its read on a pass
     /// with a `mark` (its id decides whether it may be skipped), and after the read on one
     /// without (start-up, the garbage collector): from the host's read where its veths show
-    /// it ([`Controller::ids_from_veths`]), asked of the kernel otherwise. Each ask walks
+    /// it ([`ids_from_veths`]), asked of the kernel otherwise. Each ask walks
     /// every id the host has given out, so asking 10,000 namespaces one after the other
     /// took 1.4 s of a restart at 10,000 endpoints (BENCHMARKS.md, session 27), while the
     /// host's read names the ids of every endpoint's namespace anyway.
