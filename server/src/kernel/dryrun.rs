@@ -145,15 +145,8 @@ impl DryRun {
                 name: name.to_string(),
                 kind: Some(kind.to_string()),
                 mtu: 1500,
-                mac: None,
-                up: false,
-                master: None,
-                alias: None,
-                addresses: Vec::new(),
                 group: super::NEWBORN_GROUP,
-                hairpin: false,
-                link: None,
-                link_netnsid: None,
+                ..LinkState::default()
             },
         );
     }

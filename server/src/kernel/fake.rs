@@ -331,14 +331,7 @@ fn new_link(index: u32, name: &str, kind: &str) -> LinkState {
             "0a:fa:{:02x}:{:02x}:{:02x}:{:02x}",
             b[0], b[1], b[2], b[3]
         )),
-        up: false,
-        master: None,
-        alias: None,
-        addresses: Vec::new(),
-        group: 0,
-        hairpin: false,
-        link: None,
-        link_netnsid: None,
+        ..LinkState::default()
     }
 }
 

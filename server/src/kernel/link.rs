@@ -86,18 +86,8 @@ pub(crate) async fn list(handle: &Handle) -> Result<Vec<LinkState>, rtnetlink::E
 pub(crate) fn parse(message: &LinkMessage) -> LinkState {
     let mut state = LinkState {
         index: message.header.index,
-        name: String::new(),
-        kind: None,
-        mtu: 0,
-        mac: None,
         up: message.header.flags.contains(LinkFlags::Up),
-        master: None,
-        alias: None,
-        addresses: Vec::new(),
-        group: 0,
-        hairpin: false,
-        link: None,
-        link_netnsid: None,
+        ..LinkState::default()
     };
     for attribute in &message.attributes {
         match attribute {
