@@ -12,8 +12,9 @@
 //! [`ONE_BY_ONE_UP_TO`] one by one (each looked up by name and checked for weft's mark), more
 //! as the whole group, after checking every member carries weft's mark (a dump of every host
 //! interface: no notification tells when a down interface joins a group). A burst's batch is
-//! gathered for as long as the last such dump took (up to [`REAP_BURST_GATHER_MAX`]), so at
-//! 10,000 endpoints a burst pays one or two dumps, not one per batch.
+//! gathered for [`burst_gathering`]: at least [`REAP_BURST_GATHER_MIN`], and four times as
+//! long as the last such dump took, up to [`REAP_BURST_GATHER_MAX`], so a burst pays a few
+//! dumps and grace periods, not one per 20 ms.
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
@@ -44,6 +45,28 @@ pub const REAP_GATHER: Duration = Duration::from_millis(20);
 /// The longest a burst's batch is gathered (see [`Reaper::last_dump`]).
 pub const REAP_BURST_GATHER_MAX: Duration = Duration::from_secs(1);
 
+/// The shortest a burst's batch is gathered, however fast the last dump of the host was. A
+/// batch's cost is mostly per batch, not per veth: the dump that checks the group (every
+/// host interface, so at 1,000 endpoints 1,000 messages to read and parse) and the grace
+/// periods of the delete. Gathering for 20 ms, a mass disconnect of 1,000 paid 50 batches,
+/// and weftd 5.4-5.7 ms of CPU per Disconnect; for 250 ms, 3.2-4.0 ms, and the 1,000
+/// Disconnects from 4 clients took 2.7-3.4 s instead of 4.7-5.2 (BENCHMARKS.md, session 28).
+/// The price: a batch of about a hundred veths holds the kernel's RTNL lock for longer, so
+/// the slowest calls during such a burst wait up to about 0.2 s where they waited 0.1 s.
+pub const REAP_BURST_GATHER_MIN: Duration = Duration::from_millis(250);
+
+/// A burst's batch is gathered at least this many times as long as the last dump of the
+/// host took (within [`REAP_BURST_GATHER_MIN`] and [`REAP_BURST_GATHER_MAX`]), so the dumps
+/// stay a small share of the reaper's time on a host of many interfaces, where a dump takes
+/// longest.
+pub const REAP_GATHER_PER_DUMP: u32 = 4;
+
+/// How long a burst's batch is gathered when the last dump of the host took `dump`.
+pub fn burst_gathering(dump: Duration) -> Duration {
+    dump.saturating_mul(REAP_GATHER_PER_DUMP)
+        .clamp(REAP_BURST_GATHER_MIN, REAP_BURST_GATHER_MAX)
+}
+
 /// Batches up to this many retired veths are deleted one by one, looked up by name. A group
 /// delete needs a dump of every host interface first (to be sure the group holds only weft's),
 /// and at 10,000 endpoints that dump costs the kernel ~0.5 s (BENCHMARKS.md, "Surprises":
@@ -58,13 +81,11 @@ pub(super) struct Reaper {
     pending: std::sync::Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
     /// How long the last dump of the host's interfaces (before a group delete) took. A
-    /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered at least that long, up to
-    /// [`REAP_BURST_GATHER_MAX`]: each host veth in that dump is described with its peer's
-    /// namespace id, a linear walk in the kernel, so at 10,000 endpoints one dump takes
-    /// ~0.4 s; gathering for [`REAP_GATHER`] alone, a burst of 100 Disconnects paid one dump
-    /// per batch of 20-30 and took 1.9 s to answer (BENCHMARKS.md, session 19). At 1,000
-    /// endpoints a dump takes a few milliseconds and batches stay small, which keeps each
-    /// group delete's hold on the kernel's RTNL lock short.
+    /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered [`REAP_GATHER_PER_DUMP`]
+    /// times that long (see [`burst_gathering`]): each host veth in that dump is described
+    /// with its peer's namespace id, a linear walk in the kernel, so at 10,000 endpoints one
+    /// dump takes ~0.4 s; gathering for [`REAP_GATHER`] alone, a burst of 100 Disconnects
+    /// paid one dump per batch of 20-30 and took 1.9 s to answer (BENCHMARKS.md, session 19).
     last_dump: std::sync::Mutex<Duration>,
     /// Ends a burst's gathering at once: a Connect met a bridge whose ports are all taken,
     /// some perhaps by retired veths waiting here.
@@ -189,7 +210,7 @@ impl Controller {
             |c| async move {
                 if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
                     let dump = *c.last_dump();
-                    let more = dump.min(REAP_BURST_GATHER_MAX).saturating_sub(REAP_GATHER);
+                    let more = burst_gathering(dump).saturating_sub(REAP_GATHER);
                     let mut stop = c.inner.stopping.subscribe();
                     tokio::select! {
                         _ = tokio::time::sleep(more) => {}

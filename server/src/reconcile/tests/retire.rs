@@ -281,6 +281,62 @@ async fn reaper_gathers_a_burst_as_long_as_its_last_dump_took() {
     while set.join_next().await.is_some() {}
 }
 
+/// A burst's gathering: at least `REAP_BURST_GATHER_MIN` however fast the host's last dump
+/// was (each batch pays a dump and grace periods), four times the dump on a slow host, and
+/// never past `REAP_BURST_GATHER_MAX`.
+#[test]
+fn a_burst_is_gathered_a_few_dumps_long_within_its_bounds() {
+    use std::time::Duration;
+
+    use crate::reconcile::retire::{REAP_BURST_GATHER_MAX, REAP_BURST_GATHER_MIN, burst_gathering};
+    assert_eq!(burst_gathering(Duration::ZERO), REAP_BURST_GATHER_MIN);
+    assert_eq!(
+        burst_gathering(Duration::from_millis(5)),
+        REAP_BURST_GATHER_MIN
+    );
+    assert_eq!(
+        burst_gathering(Duration::from_millis(100)),
+        Duration::from_millis(400)
+    );
+    assert_eq!(
+        burst_gathering(Duration::from_secs(5)),
+        REAP_BURST_GATHER_MAX
+    );
+    assert_eq!(burst_gathering(Duration::MAX), REAP_BURST_GATHER_MAX);
+}
+
+/// On a host whose dumps are fast, a burst still waits for more before its dump and group
+/// delete, and then goes in one.
+#[tokio::test]
+async fn a_burst_waits_for_more_even_when_dumps_are_fast() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_millis(1));
+    let eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    let mut set = JoinSet::new();
+    let t0 = Instant::now();
+    h.ctl.spawn_reaper(&mut set);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if t0.elapsed() < Duration::from_millis(200) {
+        assert_eq!(
+            h.ctl.retired_pending(),
+            ONE_BY_ONE_UP_TO + 1,
+            "a burst was reaped after {:?}, before its gathering ended",
+            t0.elapsed()
+        );
+    }
+    while h.ctl.retired_pending() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert_eq!(dumps(&h), 1);
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
 /// A burst (more than a few retired veths) the reaper is gathering for as long as a slow
 /// last dump (5 s, so the 1-s cap): its task, and the endpoints, 100 ms in, none reaped.
 async fn gathering(h: &H) -> (JoinSet<()>, Vec<EndpointRow>) {
