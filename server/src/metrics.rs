@@ -197,6 +197,11 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
             stats.orphans_removed.load(Relaxed),
         ),
         (
+            "check_passes",
+            "Bulk checks of the kernel finished: the start-up one, then one per resync period",
+            stats.check_passes.load(Relaxed),
+        ),
+        (
             "check_namespaces_read",
             "Namespaces (and the host) the bulk checks read",
             stats.check_reads.load(Relaxed),
@@ -235,6 +240,11 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
             "dns_forwards",
             "DNS queries forwarded upstream",
             stats.dns_forwards.load(Relaxed),
+        ),
+        (
+            "dns_index_loads",
+            "Times the resolver loaded every network and endpoint into its index: at start-up, then after a burst of changes too large to read one by one or after change events it missed (status changes alone, such as a restart's confirmations, cost none)",
+            stats.dns_index_loads.load(Relaxed),
         ),
     ];
     for (name, help, value) in counters {

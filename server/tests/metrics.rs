@@ -95,6 +95,9 @@ async fn metrics_are_served_and_move_with_the_work() {
     assert!(must(&text, "weft_kernel_writes_total") > must(&before, "weft_kernel_writes_total"));
     assert!(must(&text, "weft_dns_queries_total") >= 1.0);
     assert!(must(&text, "weft_dns_answers_total") >= 1.0);
+    assert!(must(&text, "weft_dns_index_loads_total") >= 1.0);
+    // The start-up check (of an empty store: done long before this scrape).
+    assert!(must(&text, "weft_check_passes_total") >= 1.0);
     for series in [
         "weft_queue_depth",
         "weft_drift_repairs_total",

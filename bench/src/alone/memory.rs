@@ -25,7 +25,7 @@ use weft::v1::{
 use super::{Rss, climb, weftd_says_settled};
 use crate::{
     methods,
-    sandbox::{Run, Weftd, check_stop},
+    sandbox::{Run, Weftd, check_stop, run_ok},
     stats::{Table, secs},
 };
 
@@ -38,7 +38,7 @@ pub struct Memory {
     pub watches: Vec<Watches>,
     /// The climb (readings every `every` endpoints).
     pub climb: Rss,
-    /// VmRSS after the first resync pass that started after the climb finished, KiB.
+    /// VmRSS after a whole resync pass that started after the climb finished, KiB.
     pub after_resync: Option<u64>,
     /// VmRSS once a restart has re-checked everything, KiB, and how long that took.
     pub after_restart: Option<(u64, Duration)>,
@@ -234,14 +234,38 @@ pub async fn watch_cost(weftd: &Weftd, streams: usize, objects: usize) -> Result
     })
 }
 
-/// Waits until a resync pass has run since now (weftd's default period, 30 s; the timer runs
-/// from weftd's start, so one starts within 30 s) and finished. A pass no longer fills the
-/// queue (the bulk check queues only what differs), so this waits a whole period and a bit,
-/// then for the queue to be empty ([`settled_rss`]).
+/// Where the memory benchmark's weftd serves its metrics (in its own scratch host).
+const METRICS: &str = "127.0.0.1:9479";
+
+/// weftd's `weft_check_passes_total`: bulk checks finished since it started.
+fn check_passes(weftd: &Weftd) -> Result<u64> {
+    let text = run_ok(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={}", weftd.host_ns().display()))
+            .args(["curl", "-sSf", "--max-time", "10"])
+            .arg(format!("http://{METRICS}/metrics")),
+    )?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("weft_check_passes_total "))
+        .context("no weft_check_passes_total in weftd's metrics")?
+        .trim()
+        .parse()
+        .context("weft_check_passes_total is not a number")
+}
+
+/// Waits until a whole resync pass has run since now and finished (weftd's default period,
+/// 30 s), then for the queue to be empty ([`settled_rss`]). weftd counts the passes it
+/// finished, and two more than now means one began after now: until session 28 this waited
+/// 33 s instead, which read VmRSS at a moment of the pass that varied from run to run (a pass
+/// at 10,000 endpoints reads for seconds, holding what it read).
 async fn after_resync(weftd: &Weftd) -> Result<u64> {
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(33) {
+    let before = check_passes(weftd)?;
+    while check_passes(weftd)? < before + 2 {
         check_stop()?;
+        if t0.elapsed() > Duration::from_secs(150) {
+            bail!("no whole resync pass within 150 s");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     settled_rss(weftd).await
@@ -256,7 +280,8 @@ pub async fn memory(
     streams: usize,
 ) -> Result<Memory> {
     let host = run.scratch_ns("h-mem")?;
-    let mut weftd = Weftd::new(weftd_bin, &host, run.subdir("mem")?)?;
+    let mut weftd =
+        Weftd::new(weftd_bin, &host, run.subdir("mem")?)?.with_args(["--metrics", METRICS]);
     weftd.start().await?;
     let mut out = Memory {
         idle: settled_rss(&weftd).await?,

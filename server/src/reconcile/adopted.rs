@@ -156,6 +156,8 @@ impl Controller {
         if self.store().release_endpoint(&row.id).await? {
             tracing::info!(endpoint = %row.id, namespace = %row.namespace,
                 "released the leases and ports of an endpoint whose adopted namespace is gone");
+            // Its addresses changed, not only its status (the resolver drops its names).
+            self.events().send(Key::Endpoint(row.id.clone()), false);
             // The namespace shows it too, without waiting for the next check.
             self.enqueue(Key::Namespace(ns.id));
         }

@@ -142,6 +142,10 @@ impl Controller {
         // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
         // SQLite's page caches stay warm for the API (the start-up GC hands them back).
         crate::nice::spawn_blocking_detached(crate::alloc::trim);
+        self.inner
+            .stats
+            .check_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok((matched, differ, laps)) => {
                 // At start-up the GC follows the reconciles of what differed (a bridge

@@ -361,9 +361,9 @@ async fn drive_inner<R: Reconciler>(
             .set_status::<R::Object>(id, &status, observed.borrow())
             .await?
     {
-        ctx.ctl.events().send(key, false);
+        ctx.ctl.events().send_status(key);
         if let Some(also) = also {
-            ctx.ctl.events().send(also, false);
+            ctx.ctl.events().send_status(also);
         }
     }
     Ok((outcome, converged_before))
@@ -400,7 +400,7 @@ async fn fail<R: Reconciler>(
         .set_status::<R::Object>(id, &status, r.observed(&obj).borrow())
         .await?
     {
-        ctx.ctl.events().send(key.clone(), false);
+        ctx.ctl.events().send_status(key.clone());
     }
     Ok(())
 }

@@ -66,6 +66,10 @@ pub struct Event {
     pub key: Key,
     /// The object's row is gone.
     pub deleted: bool,
+    /// Only the object's status changed (its phase, message or what was observed): what was
+    /// asked of it, its addresses included, is as before. The resolver's index, which holds
+    /// nothing of a status, passes these by; a restart's confirmations are all such.
+    pub status_only: bool,
     /// Where this event stands in the order of all events.
     pub revision: u64,
 }
@@ -123,11 +127,21 @@ impl Events {
 
     /// Publishes an event (the broadcast drops it if nobody listens; the log keeps it).
     pub fn send(&self, key: Key, deleted: bool) {
+        self.publish(key, deleted, false);
+    }
+
+    /// Publishes the event of a write that changed only `key`'s status ([`Event::status_only`]).
+    pub fn send_status(&self, key: Key) {
+        self.publish(key, false, true);
+    }
+
+    fn publish(&self, key: Key, deleted: bool, status_only: bool) {
         let mut log = self.lock();
         log.seq += 1;
         let ev = Event {
             key,
             deleted,
+            status_only,
             revision: self.revision_of(log.seq),
         };
         if log.events.len() == LOG_CAPACITY {

@@ -142,6 +142,9 @@ pub struct Stats {
     pub drift_repairs: std::sync::atomic::AtomicU64,
     /// Orphaned kernel objects (marked by weft, owned by no object) removed.
     pub orphans_removed: std::sync::atomic::AtomicU64,
+    /// Bulk checks finished (the start-up one, then one per resync period), whatever they
+    /// found; one that could not read falls back to queueing everything and counts too.
+    pub check_passes: std::sync::atomic::AtomicU64,
     /// Namespaces (the host included) the bulk checks read.
     pub check_reads: std::sync::atomic::AtomicU64,
     /// Namespaces (the host included) the periodic checks left unread as quiet (`quiet`).
@@ -163,6 +166,9 @@ pub struct Stats {
     pub dns_answers: std::sync::atomic::AtomicU64,
     /// DNS queries forwarded upstream.
     pub dns_forwards: std::sync::atomic::AtomicU64,
+    /// Times the resolver loaded every network and endpoint into its index (at start-up, and
+    /// after a burst too large to read object by object or events it missed).
+    pub dns_index_loads: std::sync::atomic::AtomicU64,
     /// Reconciles and their latencies by kind, for `--metrics`.
     pub by_kind: crate::metrics::ReconcileMetrics,
 }

@@ -123,9 +123,9 @@ impl Controller {
                             changed.iter().map(String::as_str).collect();
                         for (key, also) in chunk {
                             if changed.contains(id(key)) {
-                                self.events().send(key.clone(), false);
+                                self.events().send_status(key.clone());
                                 if let Some(a) = also {
-                                    self.events().send(a.clone(), false);
+                                    self.events().send_status(a.clone());
                                 }
                             }
                         }
