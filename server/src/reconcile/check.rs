@@ -139,8 +139,12 @@ impl Controller {
             Pass::Startup => self.try_check_all(pass).await,
             Pass::Background => self.try_check_all_at_lowest_priority().await,
         };
-        // The pass's lists and snapshots are freed: give their pages back (crate::alloc).
-        // SQLite's page caches stay warm for the API (the start-up GC hands them back).
+        // The pass's lists and snapshots are freed: give their pages back (crate::alloc),
+        // with the SQLite page caches (the start-up GC hands those back after the start-up
+        // check): between passes the API refills only what it reads.
+        if pass == Pass::Background {
+            self.store().release_memory().await;
+        }
         crate::nice::spawn_blocking_detached(crate::alloc::trim);
         self.inner
             .stats

@@ -294,10 +294,11 @@ impl Store {
     /// Each keeps up to [`POOL_CACHE_KIB`]; with SQLite's default 2 MiB, a restart's reads of
     /// every row filled all four (heaptrack at 10,000 endpoints: 9.6 MB, most of what VmRSS
     /// after a restart had over VmRSS after a resync); the next queries refill them from the
-    /// file cache as they need. Called when the GC key has run (after the start-up check, or after
-    /// a failed check's fall-back), before [`crate::alloc::trim`]; not after every periodic
-    /// pass (the API's next reads would only refill the caches, and the bench's steady VmRSS
-    /// did not need it). Connections are taken with `try_acquire`, which never opens one nor
+    /// file cache as they need. Called when the GC key has run (after the start-up check, or
+    /// after a failed check's fall-back) and after each periodic pass, before
+    /// [`crate::alloc::trim`]: between passes the API refills only the pages it reads, a few
+    /// per request (until session 28 the periodic passes left the caches full, 5-7 MiB more
+    /// VmRSS at 10,000 endpoints). Connections are taken with `try_acquire`, which never opens one nor
     /// jumps ahead of waiting calls, and held until all are shrunk, so each is shrunk once; a
     /// dropped connection goes back to the pool a moment later, so it retries for up to
     /// [`RELEASE_WAIT`] in all, then leaves the ones still busy as they are.
@@ -1045,7 +1046,7 @@ mod tests {
 mod connect_tests;
 
 #[cfg(test)]
-mod release_tests {
+pub(crate) mod release_tests {
     use super::*;
     use crate::testing::alone;
 
@@ -1225,6 +1226,30 @@ mod release_tests {
         .execute(&store.pool)
         .await
         .unwrap();
+    }
+
+    /// Fills a pooled connection's page cache with about 1 MB (a table of its own, read
+    /// whole); returns the bytes its cache then holds.
+    pub(crate) async fn fill_a_page_cache(store: &Store) -> i64 {
+        fill(store, 2000).await;
+        let mut c = store.pool.acquire().await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT sum(length(x)) FROM filler")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        cache_used(&mut c).await
+    }
+
+    /// The page cache every pooled connection holds, in all (each idle one taken in turn).
+    pub(crate) async fn pooled_page_caches(store: &Store) -> i64 {
+        settle(store).await;
+        let mut held = Vec::new();
+        let mut sum = 0;
+        while let Some(mut c) = store.pool.try_acquire() {
+            sum += cache_used(&mut c).await;
+            held.push(c);
+        }
+        sum
     }
 
     /// After a read of about 1 MB, the connection that read it holds its pages; releasing
