@@ -48,9 +48,9 @@ pub const REAP_BURST_GATHER_MAX: Duration = Duration::from_secs(1);
 /// The shortest a burst's batch is gathered, however fast the last dump of the host was. A
 /// batch's cost is mostly per batch, not per veth: the dump that checks the group (every
 /// host interface, so at 1,000 endpoints 1,000 messages to read and parse) and the grace
-/// periods of the delete. Gathering for 20 ms, a mass disconnect of 1,000 paid 50 batches,
-/// and weftd 5.4-5.7 ms of CPU per Disconnect; for 250 ms, 3.2-4.0 ms, and the 1,000
-/// Disconnects from 4 clients took 2.7-3.4 s instead of 4.7-5.2 (BENCHMARKS.md, session 28).
+/// periods of the delete. Gathering for 20 ms, a mass disconnect of 1,000 paid about 50
+/// batches, weftd 3.6-5.7 ms of CPU per Disconnect, and the 1,000 Disconnects from 4 clients
+/// took 3.1-5.2 s; gathering for 250 ms, 3.0-4.0 ms and 2.5-3.4 s (BENCHMARKS.md, session 28).
 /// The price: a batch of about a hundred veths holds the kernel's RTNL lock for longer, so
 /// the slowest calls during such a burst wait up to about 0.2 s where they waited 0.1 s.
 pub const REAP_BURST_GATHER_MIN: Duration = Duration::from_millis(250);
