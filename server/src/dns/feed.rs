@@ -1,8 +1,8 @@
 //! Keeps the resolver's index current: subscribe to the controller's change events (the ones
 //! Watch streams get), load everything once, then apply each event by reading the one object
 //! it names. Events of a status write alone ([`Event::status_only`](crate::reconcile::Event))
-//! are passed by: the index holds nothing of a status, and a restart's confirmations (20,000
-//! at 10,000 endpoints) are all such. A burst of events (all those already waiting) is taken
+//! are passed by: the index holds nothing of a status, and a restart's confirmations (about
+//! 30,000 at 10,000 endpoints, each endpoint's with its network's) are all such. A burst of events (all those already waiting) is taken
 //! at once and each object in it read once; a burst of more than 256 objects, or a subscriber
 //! that lagged behind, loads everything again instead, so no change is lost. (Before status
 //! events were told apart, a restart at 10,000 endpoints made the index load everything
