@@ -11,7 +11,8 @@ WEFT_DEB_PACKAGES=(
 # What the container runtime tests need on top (scripts/test only, not setup-and-run): podman
 # 4.3 with its CNI backend (runc: crun fails on Debian 12's cgroup layout), containerd 1.6 for
 # `ctr run --cni`, the reference CNI plugins, and static busybox for a registry-free image;
-# jq for the `--format docker` test (client/tests/cli.rs); systemd for `systemd-analyze verify`/`security` on deploy/weftd.service (server/tests/systemd.rs).
+# jq for the `--format docker` test (client/tests/cli.rs); systemd for `systemd-analyze verify`/`security` on deploy/weftd.service (server/tests/systemd.rs);
+# curl for the tests that scrape weftd's metrics (server/tests/metrics.rs, networks.rs, dns.rs, check.rs).
 # promtool (server/tests/metrics.rs) comes from Debian's prometheus package, extracted without
 # installing it (installing would start a Prometheus server on the host): install_promtool.
 WEFT_TEST_DEB_PACKAGES=(
@@ -19,6 +20,7 @@ WEFT_TEST_DEB_PACKAGES=(
     bind9-dnsutils dnsmasq-base
     jq
     systemd
+    curl
 )
 
 # Python packages the tests need (scripts/test only): grpcio's default channel and its stub
