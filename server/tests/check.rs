@@ -36,34 +36,14 @@ const METRICS: &str = "127.0.0.1:9465";
 
 /// The bulk checks' counters from `/metrics`: (namespaces read, namespaces left quiet).
 fn check_counters(sb: &Sandbox) -> (f64, f64) {
-    let v = metrics(
-        sb,
+    let v = sb.metrics(
+        METRICS,
         &[
             "weft_check_namespaces_read_total",
             "weft_check_namespaces_quiet_total",
         ],
     );
     (v[0], v[1])
-}
-
-/// The values of the counters `names` from `/metrics`.
-fn metrics(sb: &Sandbox, names: &[&str]) -> Vec<f64> {
-    let text = sb.host_ok(&[
-        "curl",
-        "-sSf",
-        "--max-time",
-        "10",
-        &format!("http://{METRICS}/metrics"),
-    ]);
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-            .trim()
-            .parse()
-            .expect("a number")
-    };
-    names.iter().map(|n| value(n)).collect()
 }
 
 /// A sandbox with `--resync resync`, the dual-stack network, [`SPACES`] connected namespaces `c0`..,
@@ -204,8 +184,8 @@ async fn own_echoes_leave_the_host_unread_and_a_change_right_after_a_reconcile_i
     let sb = setup("chkecho", 1).await;
     let c = sb.client();
     let counters = || {
-        let v = metrics(
-            &sb,
+        let v = sb.metrics(
+            METRICS,
             &[
                 "weft_check_host_reads_total",
                 "weft_check_echoes_queued_total",
@@ -272,8 +252,8 @@ async fn a_dual_stack_connect_is_reconciled_once() {
     let sb = setup("chkdad", 3600).await;
     let c = sb.client();
     let endpoints = || {
-        metrics(
-            &sb,
+        sb.metrics(
+            METRICS,
             &["weft_reconciles_total{kind=\"endpoint\",result=\"ok\"}"],
         )[0]
     };

@@ -1220,19 +1220,7 @@ fn group_of(link: &Value) -> String {
 
 /// `weft_reaper_host_dumps_total` from weftd's metrics endpoint at `addr`.
 fn reaper_dumps(sb: &Sandbox, addr: &str) -> u64 {
-    let text = sb.host_ok(&[
-        "curl",
-        "-sSf",
-        "--max-time",
-        "10",
-        &format!("http://{addr}/metrics"),
-    ]);
-    text.lines()
-        .find_map(|l| l.strip_prefix("weft_reaper_host_dumps_total "))
-        .unwrap_or_else(|| panic!("no weft_reaper_host_dumps_total in:\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
+    sb.metrics(addr, &["weft_reaper_host_dumps_total"])[0] as u64
 }
 
 /// Adds a bridge `wforeign` weft does not own (down, no mark) to the host and puts it in

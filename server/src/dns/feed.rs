@@ -12,8 +12,9 @@
 //!   index (a Disconnect marks it deleting first, so its names go before its veth does).
 //! - `Network(id)`: read it; gone or being deleted, it leaves with its endpoints. Every
 //!   endpoint change also announces its network, which costs one read.
-//! - `Namespace(id)`: its endpoints are read again (an adopted namespace that died has its
-//!   leases released).
+//! - `Namespace(id)`: its endpoints are read again. (An adopted namespace that died has its
+//!   endpoints' leases released; that release announces each endpoint itself, since the
+//!   namespace's own event then is a status.)
 //!
 //! When what the listeners serve changes (a DNS network came, went, or changed its
 //! gateways), the listener manager is told through `changed`.

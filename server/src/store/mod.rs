@@ -298,10 +298,10 @@ impl Store {
     /// after a failed check's fall-back) and after each periodic pass, before
     /// [`crate::alloc::trim`]: between passes the API refills only the pages it reads, a few
     /// per request (until session 28 the periodic passes left the caches full, 5-7 MiB more
-    /// VmRSS at 10,000 endpoints). Connections are taken with `try_acquire`, which never opens one nor
-    /// jumps ahead of waiting calls, and held until all are shrunk, so each is shrunk once; a
-    /// dropped connection goes back to the pool a moment later, so it retries for up to
-    /// [`RELEASE_WAIT`] in all, then leaves the ones still busy as they are.
+    /// VmRSS at 10,000 endpoints). Connections are taken with `try_acquire`, which never
+    /// opens one nor jumps ahead of waiting calls, and held until all are shrunk, so each is
+    /// shrunk once; a dropped connection goes back to the pool a moment later, so it retries
+    /// for up to [`RELEASE_WAIT`] in all, then leaves the ones still busy as they are.
     pub async fn release_memory(&self) {
         let open = self.pool.size() as usize;
         let until = tokio::time::Instant::now() + RELEASE_WAIT;

@@ -491,6 +491,28 @@ impl Sandbox {
         self.ok_in("", args)
     }
 
+    /// The values of the counters `names` from weftd's `/metrics` at `addr` (served in the
+    /// scratch host with `--metrics addr`), from one scrape. Panics when one is missing.
+    #[allow(dead_code)]
+    pub fn metrics(&self, addr: &str, names: &[&str]) -> Vec<f64> {
+        let text = self.host_ok(&[
+            "curl",
+            "-sSf",
+            "--max-time",
+            "10",
+            &format!("http://{addr}/metrics"),
+        ]);
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+                .trim()
+                .parse()
+                .expect("a number")
+        };
+        names.iter().map(|n| value(n)).collect()
+    }
+
     /// `ip -j <args>` inside `ns` (`""` is the scratch host), parsed. Panics when ip fails.
     pub fn ip_json(&self, ns: &str, args: &[&str]) -> Value {
         let mut full = vec!["ip", "-j"];

@@ -229,9 +229,9 @@ async fn reaper_deletes_every_retired_veth_in_one_group_delete() {
     assert_eq!(dumps(&h), 1, "the group is looked at first");
 }
 
-/// A burst's batch is gathered for as long as the last dump of the host took (up to
-/// `REAP_BURST_GATHER_MAX`), so a host whose dumps are slow pays fewer of them; a few retired
-/// veths still go after `REAP_GATHER`.
+/// A burst's batch is gathered longer on a host whose dumps are slow (four times the last
+/// dump, up to `REAP_BURST_GATHER_MAX`), so it pays fewer of them; a few retired veths still
+/// go after `REAP_GATHER`.
 #[tokio::test]
 async fn reaper_gathers_a_burst_as_long_as_its_last_dump_took() {
     use std::time::{Duration, Instant};
