@@ -644,6 +644,57 @@ async fn endpoints_of_different_networks_cannot_reach_each_other() {
     assert!(!sb.ping("b1", &ip["a2"].to_string()), "b1 pinged a2");
 }
 
+/// A Connect whose interface name a foreign interface holds in the namespace (made by hand,
+/// no weft mark) is refused with ALREADY_EXISTS and changes nothing: the hand-made interface
+/// stays as it was, no veth is left in the host or the namespace, and the network lists no
+/// endpoint. (The Connect starts making its veth before it looks; the kernel refuses the
+/// taken name.) The same namespace then connects under another name and carries traffic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_over_a_foreign_interface_name_is_refused_and_changes_nothing() {
+    let sb = Sandbox::new("fifname").await;
+    let c = sb.client();
+    create_network(&c, network("fi", "wb-fi", &["10.247.0.0/24"])).await;
+    create_ns(&c, "a").await;
+    create_ns(&c, "b").await;
+    sb.ok_in("a", &["ip", "link", "add", "eth0", "type", "bridge"]);
+    let snapshot = |sb: &Sandbox| {
+        let mut all: Vec<Value> = ["", "a"].iter().flat_map(|ns| sb.links(ns)).collect();
+        all.iter_mut().for_each(scrub_volatile);
+        all
+    };
+    let before = snapshot(&sb);
+
+    let refused = expect_code(
+        rpc(c.networks().connect(connect_req("fi", "a"))).await,
+        tonic::Code::AlreadyExists,
+    );
+    assert!(
+        refused.message().contains("pick another interface_name"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        snapshot(&sb),
+        before,
+        "a refused Connect changed interfaces"
+    );
+    assert!(get_network(&c, "fi").await.endpoints.is_empty());
+
+    let a = connect(
+        &c,
+        ConnectRequest {
+            interface_name: "eth1".into(),
+            ..connect_req("fi", "a")
+        },
+    )
+    .await;
+    connect(&c, connect_req("fi", "b")).await;
+    sb.assert_ping("b", &addr_of(&a.ipv4_address).to_string())
+        .await;
+    let hand = sb.must_link("a", "eth0");
+    assert_eq!(hand["linkinfo"]["info_kind"], "bridge", "{hand}");
+    assert!(hand["ifalias"].is_null(), "{hand}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn icc_off_blocks_endpoints_of_a_network_but_not_its_gateway() {
     let sb = Sandbox::new("icc").await;

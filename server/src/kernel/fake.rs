@@ -16,6 +16,7 @@ use std::{
         Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -75,6 +76,8 @@ struct State {
     nsids: bool,
     /// How many times [`NetnsOps::netns_id`] was asked.
     nsid_lookups: u64,
+    /// How long each veth create waits before it is made ([`FakeKernel::delay_creates`]).
+    create_delay: Duration,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -128,6 +131,12 @@ impl FakeKernel {
     /// each ask walks every id the host has given out.
     pub fn nsid_lookups(&self) -> u64 {
         self.state().nsid_lookups
+    }
+
+    /// Makes every veth create wait `by` before the pair is made, as a slow kernel's would:
+    /// for a race with what runs meanwhile.
+    pub fn delay_creates(&self, by: Duration) {
+        self.state().create_delay = by;
     }
 
     /// Makes the next call of `op` panic, as a bug below the reconcilers would.
@@ -484,6 +493,10 @@ impl LinkOps for FakeKernel {
         peer_ns: &NsRef,
         peer_name: &str,
     ) -> Result<(), KernelError> {
+        let delay = self.state().create_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut s = self.begin("create_veth", name)?;
         let op = format!("create veth {name}");
         s.space(peer_ns, &op)?;

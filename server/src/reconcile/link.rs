@@ -593,6 +593,9 @@ pub(super) fn is_link_local_v6(a: &IpNet) -> bool {
 /// write grew with the number of namespaces (a Connect's p50 doubled at 5,000 and 10,000;
 /// BENCHMARKS.md, "Surprises").
 ///
+/// `index` serves only outside the host: the host's switch-off goes by name, so it needs
+/// no read of the interface first.
+///
 /// Best effort: a kernel without IPv6 has no such file and refuses the mode, and an
 /// interface that keeps IPv6 works all the same.
 pub(super) async fn ipv6_off_before_up(k: &dyn KernelOps, ns: &NsRef, name: &str, index: u32) {

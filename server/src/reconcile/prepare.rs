@@ -4,11 +4,14 @@
 //! nothing the store decides: its host end is named after the endpoint's uid, which the
 //! Connect draws before its transaction, and its peer goes into the namespace the request
 //! names, under the interface name it asks for. So the Connect makes the pair while its
-//! transaction runs ([`Controller::prepare_endpoint_veth`]): created, both ends' indexes
-//! read, IPv6 off on the host end (and on the peer when its network has no IPv6 subnet, as
-//! the network's last reconcile saw it); and the endpoint's first reconcile, after the commit,
-//! takes the pair as made ([`Controller::take_prepared`]) and goes on with the mark, the
-//! bridge, the addresses and the routes.
+//! transaction runs ([`Controller::prepare_endpoint_veth`], in a task of its own started by
+//! [`PrepareGuard::start`]: the transaction holds the Connect's thread): created, both ends'
+//! indexes read, IPv6 off on the host end (and on the peer when its network has no IPv6
+//! subnet, as the network's last reconcile saw it); and the endpoint's first reconcile, after
+//! the commit, takes the pair as made ([`Controller::take_prepared`]) and goes on with the
+//! mark, the bridge, the addresses and the routes. The Connect starts the pair before it looks
+//! for a foreign interface holding the name: the create is exclusive (`EEXIST` where one is),
+//! and the look passes by the newborn pair it may meet.
 //!
 //! What weft owns does not change: only the reconcile marks an interface, and only after the
 //! row that plans it is committed. Until then the pair is newborn (`NEWBORN_GROUP`, no
@@ -22,7 +25,8 @@
 //!   them ([`Controller::preparing_names`]) after it read the kernel and before it reads the
 //!   store, so a pair it saw is either registered then or planned by a committed row;
 //! - a Connect dropped mid-call (its client went away): its [`PrepareGuard`] settles the pair
-//!   in a task, queueing a committed endpoint or deleting a pair no row plans.
+//!   in a task, once the pair's own task has ended, queueing a committed endpoint or deleting
+//!   a pair no row plans.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -132,24 +136,33 @@ impl Controller {
         }
         let t1 = t0.elapsed();
         super::fault::after_prepare(&[host.as_str(), ifname]);
-        let (h, p) = tokio::join!(
-            k.get_link_bare(&NsRef::Host, &host),
-            k.get_link_bare(&ns, ifname)
-        );
-        let made = match (h, p) {
-            (Ok(Some(h)), Ok(Some(p))) if h.is_newborn() && p.is_newborn() => {
-                let peer_ipv6_off = self.network_is_v4_only(network);
-                let peer = async {
-                    if peer_ipv6_off {
-                        ipv6_off_before_up(k, &ns, ifname, p.index).await;
-                    }
-                };
-                tokio::join!(ipv6_off_before_up(k, &NsRef::Host, &host, h.index), peer);
-                Some(Made {
-                    ends: [h, p],
-                    peer_ipv6_off,
-                })
+        // The reads go beside the IPv6 switch-offs: the host end's is a sysctl by name, of a
+        // name only this endpoint's uid gives and that the create just took; the peer's
+        // (netlink, by index) follows its own read.
+        let peer_ipv6_off = self.network_is_v4_only(network);
+        let host_end = async {
+            let (h, ()) = tokio::join!(
+                k.get_link_bare(&NsRef::Host, &host),
+                ipv6_off_before_up(k, &NsRef::Host, &host, 0)
+            );
+            h
+        };
+        let peer_end = async {
+            let p = k.get_link_bare(&ns, ifname).await;
+            if peer_ipv6_off
+                && let Ok(Some(p)) = &p
+                && p.is_newborn()
+            {
+                ipv6_off_before_up(k, &ns, ifname, p.index).await;
             }
+            p
+        };
+        let (h, p) = tokio::join!(host_end, peer_end);
+        let made = match (h, p) {
+            (Ok(Some(h)), Ok(Some(p))) if h.is_newborn() && p.is_newborn() => Some(Made {
+                ends: [h, p],
+                peer_ipv6_off,
+            }),
             // Left to the reconcile, which reads the ends itself (or to the discard).
             _ => None,
         };
@@ -235,9 +248,47 @@ impl Controller {
 pub struct PrepareGuard {
     ctl: Controller,
     uid: Option<String>,
+    /// The task making the pair ([`PrepareGuard::start`]), until its outcome is taken.
+    task: Option<tokio::task::JoinHandle<bool>>,
 }
 
 impl PrepareGuard {
+    /// Makes the pair ([`Controller::prepare_endpoint_veth`]) in a task of its own, so that
+    /// all of it (the create, then the reads and IPv6) goes on while the Connect's
+    /// transaction holds the Connect's thread (`block_in_place`): a future polled beside the
+    /// transaction got its create sent first, but nothing after that until the commit.
+    pub fn start(&mut self, network: &str, namespace: &str, ifname: &str) {
+        let Some(uid) = self.uid.clone() else {
+            return;
+        };
+        let ctl = self.ctl.clone();
+        let (network, namespace, ifname) = (
+            network.to_string(),
+            namespace.to_string(),
+            ifname.to_string(),
+        );
+        self.task = Some(tokio::spawn(async move {
+            ctl.prepare_endpoint_veth(&uid, &network, &namespace, &ifname)
+                .await
+        }));
+    }
+
+    /// Waits for the task [`PrepareGuard::start`] began: whether the kernel made a pair
+    /// (false when none was started). A Connect dropped meanwhile leaves the task to the
+    /// guard's settling, which waits for it too.
+    pub async fn made(&mut self) -> bool {
+        let Some(task) = self.task.as_mut() else {
+            return false;
+        };
+        let made = task.await.unwrap_or_else(|e| {
+            // Left to the GC: a pair no row plans is newborn, and unregistered after STALE.
+            tracing::warn!(error = %e, "a Connect's veth task failed");
+            false
+        });
+        self.task = None;
+        made
+    }
+
     /// The Connect settled it itself (took the row, or discarded the pair).
     pub fn disarm(&mut self) {
         self.uid = None;
@@ -250,8 +301,15 @@ impl Drop for PrepareGuard {
             return;
         };
         let ctl = self.ctl.clone();
+        let task = self.task.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { ctl.settle_prepared(&uid).await });
+            rt.spawn(async move {
+                // Settled once made: a pair still being created would outlive a discard.
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
+                ctl.settle_prepared(&uid).await
+            });
         }
     }
 }
@@ -265,6 +323,7 @@ impl Controller {
         PrepareGuard {
             ctl: self.clone(),
             uid: Some(uid.to_string()),
+            task: None,
         }
     }
 

@@ -74,20 +74,27 @@ impl Make for Endpoints {
         record: Option<&RequestRecord>,
         dry_run: bool,
     ) -> ServiceResult<EndpointRow> {
-        if svc
-            .interface_alias(&spec.namespace, &spec.endpoint.ifname)
-            .await
-            .is_some()
-            && svc
-                .store()
-                .endpoint_by_names(&spec.network, &spec.namespace)
-                .await?
-                .is_none()
-        {
-            return Err(ServiceError::AlreadyExists(format!(
-                "interface {:?} already exists in namespace {:?}; pick another interface_name",
-                spec.endpoint.ifname, spec.namespace
-            )));
+        let mut prepared = None;
+        if !dry_run {
+            // The veth needs nothing the transaction decides: it is made meanwhile (newborn,
+            // unmarked; see `reconcile::prepare`), in a task of its own since the transaction
+            // takes this thread (`block_in_place`), and deleted again if the transaction
+            // fails. It starts before the check below: its create is exclusive, so it fails
+            // where a foreign interface holds the name, and the check passes by the newborn
+            // pair it may meet.
+            let id = svc.store().fresh_uid();
+            let mut guard = svc.ctl.prepare_guard(&id);
+            guard.start(&spec.network, &spec.namespace, &spec.endpoint.ifname);
+            prepared = Some((id, guard));
+        }
+        if let Err(e) = svc.refuse_foreign_interface(spec).await {
+            if let Some((id, mut guard)) = prepared {
+                if guard.made().await {
+                    svc.ctl.discard_prepared(&id).await;
+                }
+                guard.disarm();
+            }
+            return Err(e);
         }
         let local = if spec
             .endpoint
@@ -99,27 +106,17 @@ impl Make for Endpoints {
         } else {
             DEFAULT_LOCAL_PORT_RANGE
         };
-        if dry_run {
+        let Some((id, mut guard)) = prepared else {
             return Ok(svc
                 .store()
                 .connect_in(spec, &local, record, dry_run)
                 .await?);
-        }
-        // The veth needs nothing the transaction decides: it is made meanwhile (newborn,
-        // unmarked; see `reconcile::prepare`), and deleted again if the transaction fails.
-        let id = svc.store().fresh_uid();
-        let mut guard = svc.ctl.prepare_guard(&id);
-        // The create is polled first: its request is on its way before the transaction
-        // takes this thread (`block_in_place`).
-        let (made, row) = tokio::join!(
-            svc.ctl.prepare_endpoint_veth(
-                &id,
-                &spec.network,
-                &spec.namespace,
-                &spec.endpoint.ifname
-            ),
-            svc.store().connect_as(&id, spec, &local, record, false)
-        );
+        };
+        let row = svc
+            .store()
+            .connect_as(&id, spec, &local, record, false)
+            .await;
+        let made = guard.made().await;
         if row.is_err() && made {
             svc.ctl.discard_prepared(&id).await;
         }
@@ -150,6 +147,28 @@ impl Make for Endpoints {
 }
 
 impl Service {
+    /// ALREADY_EXISTS when a foreign interface holds the interface name `spec` asks for in
+    /// its namespace (one that is this very endpoint's, or a newborn one weft is making,
+    /// does not count).
+    async fn refuse_foreign_interface(&self, spec: &ConnectSpec) -> ServiceResult<()> {
+        if self
+            .interface_alias(&spec.namespace, &spec.endpoint.ifname)
+            .await
+            .is_some()
+            && self
+                .store()
+                .endpoint_by_names(&spec.network, &spec.namespace)
+                .await?
+                .is_none()
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "interface {:?} already exists in namespace {:?}; pick another interface_name",
+                spec.endpoint.ifname, spec.namespace
+            )));
+        }
+        Ok(())
+    }
+
     /// The network endpoint `row` is on.
     async fn network_of(&self, row: &EndpointRow) -> ServiceResult<NetworkRow> {
         self.store()

@@ -251,6 +251,67 @@ async fn a_dropped_connect_s_pair_is_settled() {
     assert_eq!(h.ep_status(&kept).await.phase, Phase::Ready);
 }
 
+/// A Connect dropped while its pair is still being made in the guard's task (its client went
+/// away during the transaction): the settling waits for the task, so the pair made after the
+/// drop is deleted too, not left behind unregistered.
+#[tokio::test]
+async fn a_connect_dropped_while_its_pair_is_made_has_it_settled_once_made() {
+    let h = world().await;
+    h.k.delay_creates(std::time::Duration::from_millis(100));
+    let lost = h.store().fresh_uid();
+    let mut guard = h.ctl.prepare_guard(&lost);
+    guard.start("web", "ns1", "eth0");
+    // Let the task reach its create, then drop the Connect while the create waits.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        ends(&h, &lost).0.is_none(),
+        "the create did not wait as the fake was told"
+    );
+    drop(guard);
+    settled(|| h.ctl.preparing_names().is_empty()).await;
+    // Well past the create's end, whatever the settling did.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        ends(&h, &lost).0.is_none() && ends(&h, &lost).1.is_none(),
+        "the pair made after the Connect was dropped is still there"
+    );
+    assert!(h.ctl.preparing_names().is_empty());
+}
+
+/// A guard's task answers whether the kernel made the pair, as the direct call does; a
+/// failed create answers false and leaves nothing registered.
+#[tokio::test]
+async fn the_guard_s_task_answers_what_the_create_made() {
+    let h = world().await;
+    let id = h.store().fresh_uid();
+    let mut guard = h.ctl.prepare_guard(&id);
+    guard.start("web", "ns1", "eth0");
+    assert!(guard.made().await);
+    assert!(ends(&h, &id).0.is_some_and(|l| l.is_newborn()));
+    guard.disarm();
+
+    // eth0 is taken in ns1 now: the next pair for it is refused by the kernel.
+    let other = h.store().fresh_uid();
+    let mut guard = h.ctl.prepare_guard(&other);
+    guard.start("web", "ns1", "eth0");
+    assert!(!guard.made().await);
+    assert!(
+        h.k.link(&NsRef::Host, &endpoint_host_ifname(&other))
+            .is_none()
+    );
+    assert!(
+        !h.ctl
+            .preparing_names()
+            .iter()
+            .any(|(_, name)| *name == endpoint_host_ifname(&other))
+    );
+    guard.disarm();
+    // Not started at all: nothing was made.
+    let mut idle = h.ctl.prepare_guard(&h.store().fresh_uid());
+    assert!(!idle.made().await);
+    idle.disarm();
+}
+
 /// A disarmed guard settles nothing: the Connect did.
 #[tokio::test]
 async fn a_disarmed_guard_leaves_the_pair_to_the_reconcile() {
