@@ -9,15 +9,18 @@
 //! indexes read, IPv6 off on the host end (and on the peer when its network has no IPv6
 //! subnet, as the network's last reconcile saw it); and the endpoint's first reconcile, after
 //! the commit, takes the pair as made ([`Controller::take_prepared`]) and goes on with the
-//! mark, the bridge, the addresses and the routes. The Connect starts the pair before it looks
-//! for a foreign interface holding the name: the create is exclusive (`EEXIST` where one is),
-//! and the look passes by the newborn pair it may meet.
+//! mark, the bridge, the addresses and the routes. The Connect starts the pair's task before
+//! it looks for a foreign interface holding the name, and either may reach the kernel first:
+//! the create is exclusive (`EEXIST` where such an interface is, nothing made), and the look
+//! passes by the newborn pair it may meet, so neither order touches a foreign interface.
 //!
 //! What weft owns does not change: only the reconcile marks an interface, and only after the
 //! row that plans it is committed. Until then the pair is newborn (`NEWBORN_GROUP`, no
 //! alias), as after a crash between a create and its mark:
-//! - a transaction that fails: the Connect deletes the pair ([`Controller::discard_prepared`])
-//!   before it answers;
+//! - a transaction that fails, or a Connect the look refuses: the Connect deletes the pair
+//!   ([`Controller::discard_prepared`], which reads first and deletes only a newborn host end
+//!   of the uid's name) before it answers, whatever the pair's task said it made (a task that
+//!   failed after its create said nothing);
 //! - a crash before the commit: no row plans the pair, and the GC removes it as it removes
 //!   any newborn interface no object plans;
 //! - a GC pass while a Connect prepares: the pair's names are registered here *before* it is
@@ -102,25 +105,39 @@ impl Controller {
         namespace: &str,
         ifname: &str,
     ) -> bool {
+        self.register_prepared(uid, namespace, ifname)
+            && self.make_prepared(uid, network, namespace, ifname).await
+    }
+
+    /// The first half of [`Controller::prepare_endpoint_veth`]: registers the pair's names
+    /// (for the GC, and for the reconcile to take), before anything is made; false where no
+    /// pair is made at all (a dry run, the host as the namespace).
+    fn register_prepared(&self, uid: &str, namespace: &str, ifname: &str) -> bool {
         if self.kernel().is_dry() || namespace.is_empty() {
             return false;
         }
+        let mut map = self.inner.prepared.lock();
+        map.retain(|_, e| e.since.elapsed() < STALE);
+        map.insert(
+            uid.to_string(),
+            Entry {
+                names: [
+                    (String::new(), endpoint_host_ifname(uid)),
+                    (namespace.to_string(), ifname.to_string()),
+                ],
+                made: None,
+                since: Instant::now(),
+            },
+        );
+        true
+    }
+
+    /// The second half of [`Controller::prepare_endpoint_veth`], once registered: the
+    /// create, the reads and IPv6. A reconcile that took the registration meanwhile (the
+    /// endpoint committed and queued by someone else) makes the pair itself; what this
+    /// makes then is not kept for it.
+    async fn make_prepared(&self, uid: &str, network: &str, namespace: &str, ifname: &str) -> bool {
         let host = endpoint_host_ifname(uid);
-        {
-            let mut map = self.inner.prepared.lock();
-            map.retain(|_, e| e.since.elapsed() < STALE);
-            map.insert(
-                uid.to_string(),
-                Entry {
-                    names: [
-                        (String::new(), host.clone()),
-                        (namespace.to_string(), ifname.to_string()),
-                    ],
-                    made: None,
-                    since: Instant::now(),
-                },
-            );
-        }
         let t0 = Instant::now();
         let Ok(ns) = self.ns_ref(namespace).await else {
             self.inner.prepared.lock().remove(uid);
@@ -257,10 +274,15 @@ impl PrepareGuard {
     /// all of it (the create, then the reads and IPv6) goes on while the Connect's
     /// transaction holds the Connect's thread (`block_in_place`): a future polled beside the
     /// transaction got its create sent first, but nothing after that until the commit.
+    /// The pair's names are registered here, before this returns (so before the commit), and
+    /// the kernel work goes to the task.
     pub fn start(&mut self, network: &str, namespace: &str, ifname: &str) {
         let Some(uid) = self.uid.clone() else {
             return;
         };
+        if !self.ctl.register_prepared(&uid, namespace, ifname) {
+            return;
+        }
         let ctl = self.ctl.clone();
         let (network, namespace, ifname) = (
             network.to_string(),
@@ -268,8 +290,7 @@ impl PrepareGuard {
             ifname.to_string(),
         );
         self.task = Some(tokio::spawn(async move {
-            ctl.prepare_endpoint_veth(&uid, &network, &namespace, &ifname)
-                .await
+            ctl.make_prepared(&uid, &network, &namespace, &ifname).await
         }));
     }
 

@@ -1,10 +1,11 @@
 //! Endpoints: a namespace attached to a network (Connect and Disconnect).
 //!
-//! Connect validates the request in the model, refuses an interface name a foreign interface
-//! already holds inside the namespace (unless it is this very endpoint's), and lets the store
-//! settle addresses and ports in one transaction (its UNIQUE constraints make two concurrent
-//! connects never get the same address or host port). Both verbs announce the network too,
-//! since a network's answer lists its endpoints.
+//! Connect validates the request in the model, starts making the endpoint's veth (a task of
+//! its own, `reconcile::prepare`), refuses an interface name a foreign interface already
+//! holds inside the namespace (unless it is this very endpoint's), and lets the store settle
+//! addresses and ports in one transaction (its UNIQUE constraints make two concurrent
+//! connects never get the same address or host port), the veth being made meanwhile. Both
+//! verbs announce the network too, since a network's answer lists its endpoints.
 
 use super::{
     Call, Endpoints, Filter, Kind, Make, Service, ServiceError, ServiceResult, create::Pending,
@@ -79,9 +80,9 @@ impl Make for Endpoints {
             // The veth needs nothing the transaction decides: it is made meanwhile (newborn,
             // unmarked; see `reconcile::prepare`), in a task of its own since the transaction
             // takes this thread (`block_in_place`), and deleted again if the transaction
-            // fails. It starts before the check below: its create is exclusive, so it fails
-            // where a foreign interface holds the name, and the check passes by the newborn
-            // pair it may meet.
+            // fails. Its task starts before the check below, and either may reach the kernel
+            // first: its create is exclusive, so it fails where a foreign interface holds the
+            // name, and the check passes by the newborn pair it may meet.
             let id = svc.store().fresh_uid();
             let mut guard = svc.ctl.prepare_guard(&id);
             guard.start(&spec.network, &spec.namespace, &spec.endpoint.ifname);
@@ -89,9 +90,9 @@ impl Make for Endpoints {
         }
         if let Err(e) = svc.refuse_foreign_interface(spec).await {
             if let Some((id, mut guard)) = prepared {
-                if guard.made().await {
-                    svc.ctl.discard_prepared(&id).await;
-                }
+                // Whatever the task answers: one that failed after its create says nothing.
+                guard.made().await;
+                svc.ctl.discard_prepared(&id).await;
                 guard.disarm();
             }
             return Err(e);
@@ -116,8 +117,9 @@ impl Make for Endpoints {
             .store()
             .connect_as(&id, spec, &local, record, false)
             .await;
-        let made = guard.made().await;
-        if row.is_err() && made {
+        guard.made().await;
+        if row.is_err() {
+            // Whatever the task answers (see above); `discard_prepared` reads first.
             svc.ctl.discard_prepared(&id).await;
         }
         guard.disarm();
@@ -205,5 +207,87 @@ impl Service {
             .finish(self, Endpoints::key(row.id), row.generation + 1)
             .await?;
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Connect's own handling of the pair its task makes, against the fake kernel.
+
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        kernel::{LinkOps, NetnsOps, NsRef, fake::FakeKernel},
+        model::{EndpointSpec, NamespaceSpec, endpoint_host_ifname},
+        reconcile::Controller,
+        service::{Call, Namespaces, NetworkDefaults, RequestId},
+        store::Store,
+    };
+
+    /// A Connect whose transaction fails (no such network) deletes the pair its task made,
+    /// even when the task failed after its create and so answered nothing (here: a panic in
+    /// the host end's IPv6 switch-off).
+    #[tokio::test]
+    async fn a_failed_connect_deletes_a_pair_whose_task_failed_after_its_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("weft.db")).await.unwrap();
+        let k = Arc::new(FakeKernel::new(dir.path().join("netns")));
+        let svc = Service::new(
+            Controller::new(store, k.clone()),
+            NetworkDefaults::default(),
+        );
+        let call = Call {
+            budget: Duration::from_secs(1),
+            wait: false,
+            dry_run: false,
+        };
+        svc.create::<Namespaces>(
+            Ok(NamespaceSpec {
+                name: "ns1".into(),
+                labels: Default::default(),
+                adopted_path: None,
+            }),
+            &RequestId::default(),
+            call,
+        )
+        .await
+        .unwrap();
+        k.create_named_netns("ns1").await.unwrap();
+        k.panic_next("ensure_sysctl");
+        let spec = ConnectSpec {
+            network: "nowhere".into(),
+            namespace: "ns1".into(),
+            ipv4: None,
+            ipv6: None,
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: Vec::new(),
+                ports: Vec::new(),
+                default_route: true,
+            },
+        };
+        let refused = svc
+            .create::<Endpoints>(Ok(spec), &RequestId::default(), call)
+            .await;
+        assert!(
+            matches!(refused, Err(ServiceError::NotFound(_))),
+            "{refused:?}"
+        );
+        assert!(
+            k.calls().iter().any(|c| c.starts_with("create_veth wv")),
+            "the pair was not made: {:?}",
+            k.calls()
+        );
+        let ns1 = NsRef::path(k.named_netns_path("ns1"));
+        assert!(k.get_link_bare(&ns1, "eth0").await.unwrap().is_none());
+        let left: Vec<String> = k
+            .links(&NsRef::Host)
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n.starts_with(&endpoint_host_ifname("")))
+            .collect();
+        assert!(left.is_empty(), "left in the host: {left:?}");
     }
 }

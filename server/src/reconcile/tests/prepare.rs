@@ -312,6 +312,36 @@ async fn the_guard_s_task_answers_what_the_create_made() {
     idle.disarm();
 }
 
+/// The pair's names are registered when the guard's task is started, before the commit: a
+/// reconcile that runs while the task's create is still under way (the endpoint queued by
+/// someone else) takes the registration and makes or adopts the pair itself, and nothing of
+/// the task's lingers for a later reconcile.
+#[tokio::test]
+async fn a_started_pair_is_registered_at_once_and_a_reconcile_before_its_create_takes_it() {
+    let h = world().await;
+    h.k.delay_creates(std::time::Duration::from_millis(50));
+    let id = h.store().fresh_uid();
+    let host = endpoint_host_ifname(&id);
+    let mut guard = h.ctl.prepare_guard(&id);
+    guard.start("web", "ns1", "eth0");
+    assert!(
+        h.ctl
+            .preparing_names()
+            .contains(&(String::new(), host.clone())),
+        "not registered when start returned"
+    );
+    commit(&h, &id).await;
+    h.run(Key::Endpoint(id.clone())).await;
+    let s = h.ep_status(&id).await;
+    assert_eq!(s.phase, Phase::Ready, "{}", s.message);
+    guard.made().await;
+    guard.disarm();
+    assert!(h.ctl.preparing_names().is_empty(), "a registration lingers");
+    assert!(h.ctl.take_prepared(&id).is_none(), "a made pair lingers");
+    let (host_end, peer) = ends(&h, &id);
+    assert!(host_end.is_some_and(|l| !l.is_newborn()) && peer.is_some_and(|l| !l.is_newborn()));
+}
+
 /// A disarmed guard settles nothing: the Connect did.
 #[tokio::test]
 async fn a_disarmed_guard_leaves_the_pair_to_the_reconcile() {
