@@ -296,6 +296,25 @@ pub fn derived_mac(addresses: &[IpAddr], attempt: u32) -> Option<String> {
 }
 
 impl ConnectSpec {
+    /// A connect of namespace `namespace` to network `network` as `eth0`, asking a default
+    /// route and nothing else: the tests' usual request.
+    #[cfg(test)]
+    pub(crate) fn plain(network: &str, namespace: &str) -> ConnectSpec {
+        ConnectSpec {
+            network: network.into(),
+            namespace: namespace.into(),
+            ipv4: None,
+            ipv6: None,
+            endpoint: EndpointSpec {
+                ifname: "eth0".into(),
+                mac: None,
+                aliases: Vec::new(),
+                ports: Vec::new(),
+                default_route: true,
+            },
+        }
+    }
+
     /// The refusal of the client's `mac_address`, used already by namespace `holder` on the
     /// same network (two interfaces with one MAC on a bridge break both).
     pub fn mac_taken(&self, mac: &str, holder: &str) -> Refusal {
@@ -400,17 +419,9 @@ mod tests {
     /// A connect of namespace "ns" to network "net" as `eth0`, asking a default route.
     fn spec(ipv4: Option<&str>, ipv6: Option<&str>) -> ConnectSpec {
         ConnectSpec {
-            network: "net".into(),
-            namespace: "ns".into(),
             ipv4: ipv4.map(|a| a.parse().unwrap()),
             ipv6: ipv6.map(|a| a.parse().unwrap()),
-            endpoint: EndpointSpec {
-                ifname: "eth0".into(),
-                mac: None,
-                aliases: Vec::new(),
-                ports: Vec::new(),
-                default_route: true,
-            },
+            ..ConnectSpec::plain("net", "ns")
         }
     }
 

@@ -214,15 +214,11 @@ impl Service {
 mod tests {
     //! The Connect's own handling of the pair its task makes, against the fake kernel.
 
-    use std::{sync::Arc, time::Duration};
-
     use super::*;
     use crate::{
-        kernel::{LinkOps, NetnsOps, NsRef, fake::FakeKernel},
-        model::{EndpointSpec, NamespaceSpec, endpoint_host_ifname},
-        reconcile::Controller,
-        service::{Call, Namespaces, NetworkDefaults, RequestId},
-        store::Store,
+        kernel::{LinkOps, NetnsOps, NsRef},
+        model::{NamespaceSpec, endpoint_host_ifname},
+        service::{Namespaces, RequestId},
     };
 
     /// A Connect whose transaction fails (no such network) deletes the pair its task made,
@@ -231,17 +227,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_connect_deletes_a_pair_whose_task_failed_after_its_create() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("weft.db")).await.unwrap();
-        let k = Arc::new(FakeKernel::new(dir.path().join("netns")));
-        let svc = Service::new(
-            Controller::new(store, k.clone()),
-            NetworkDefaults::default(),
-        );
-        let call = Call {
-            budget: Duration::from_secs(1),
-            wait: false,
-            dry_run: false,
-        };
+        let (svc, k, call) = crate::service::fake_service(dir.path()).await;
         svc.create::<Namespaces>(
             Ok(NamespaceSpec {
                 name: "ns1".into(),
@@ -255,21 +241,12 @@ mod tests {
         .unwrap();
         k.create_named_netns("ns1").await.unwrap();
         k.panic_next("ensure_sysctl");
-        let spec = ConnectSpec {
-            network: "nowhere".into(),
-            namespace: "ns1".into(),
-            ipv4: None,
-            ipv6: None,
-            endpoint: EndpointSpec {
-                ifname: "eth0".into(),
-                mac: None,
-                aliases: Vec::new(),
-                ports: Vec::new(),
-                default_route: true,
-            },
-        };
         let refused = svc
-            .create::<Endpoints>(Ok(spec), &RequestId::default(), call)
+            .create::<Endpoints>(
+                Ok(ConnectSpec::plain("nowhere", "ns1")),
+                &RequestId::default(),
+                call,
+            )
             .await;
         assert!(
             matches!(refused, Err(ServiceError::NotFound(_))),

@@ -98,3 +98,27 @@ impl Service {
         self.ctl.store()
     }
 }
+
+/// A service on the fake kernel with a store in `dir`, and a call that does not wait: for the
+/// flows' own tests.
+#[cfg(test)]
+pub(crate) async fn fake_service(
+    dir: &std::path::Path,
+) -> (
+    Service,
+    std::sync::Arc<crate::kernel::fake::FakeKernel>,
+    Call,
+) {
+    let store = Store::open(&dir.join("weft.db")).await.unwrap();
+    let k = std::sync::Arc::new(crate::kernel::fake::FakeKernel::new(dir.join("netns")));
+    let svc = Service::new(
+        Controller::new(store, k.clone()),
+        NetworkDefaults::default(),
+    );
+    let call = Call {
+        budget: Duration::from_secs(1),
+        wait: false,
+        dry_run: false,
+    };
+    (svc, k, call)
+}

@@ -105,14 +105,10 @@ mod tests {
     //! Adoption against the fake kernel: the identities of the host, weftd's own namespace
     //! and managed namespaces decide, never the path.
 
-    use std::{sync::Arc, time::Duration};
-
     use super::*;
     use crate::{
         kernel::{NetnsOps, fake::FakeKernel},
-        reconcile::Controller,
-        service::{Call, NetworkDefaults, RequestId},
-        store::Store,
+        service::RequestId,
     };
 
     /// A namespace `name` adopting `path`.
@@ -127,17 +123,7 @@ mod tests {
     #[tokio::test]
     async fn adoption_refuses_the_host_weftd_s_own_and_managed_namespaces() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("weft.db")).await.unwrap();
-        let k = Arc::new(FakeKernel::new(dir.path().join("netns")));
-        let svc = Service::new(
-            Controller::new(store, k.clone()),
-            NetworkDefaults::default(),
-        );
-        let call = Call {
-            budget: Duration::from_secs(1),
-            wait: false,
-            dry_run: false,
-        };
+        let (svc, k, call) = crate::service::fake_service(dir.path()).await;
         let create = |spec: NamespaceSpec| {
             let svc = svc.clone();
             async move {

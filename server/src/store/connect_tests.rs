@@ -6,8 +6,7 @@ use std::{collections::HashSet, path::Path};
 
 use super::*;
 use crate::model::{
-    ConnectSpec, EndpointSpec, NamespaceSpec, NetworkSpec, Phase, Status, SubnetSpec,
-    connect::derived_mac,
+    ConnectSpec, NamespaceSpec, NetworkSpec, Phase, Status, SubnetSpec, connect::derived_mac,
 };
 
 fn ns_spec(name: &str) -> NamespaceSpec {
@@ -36,19 +35,7 @@ fn net_spec(name: &str, subnets: &[&str]) -> NetworkSpec {
 }
 
 fn connect_spec(net: &str, ns: &str) -> ConnectSpec {
-    ConnectSpec {
-        network: net.into(),
-        namespace: ns.into(),
-        ipv4: None,
-        ipv6: None,
-        endpoint: EndpointSpec {
-            ifname: "eth0".into(),
-            mac: None,
-            aliases: Vec::new(),
-            ports: Vec::new(),
-            default_route: true,
-        },
-    }
+    ConnectSpec::plain(net, ns)
 }
 
 /// A store at `path` with network "web" (`subnets`) and namespaces `ns0`..`ns{n-1}`.

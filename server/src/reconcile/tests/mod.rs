@@ -71,8 +71,8 @@ use super::{Controller, Key};
 use crate::{
     kernel::{KernelOps, NetnsOps, NsRef, fake::FakeKernel},
     model::{
-        ConnectSpec, EndSpec, EndpointSpec, LinkKind, LinkSpec, NamespaceSpec, NetworkSpec, Phase,
-        PortSpec, RouteSpec, Status, SubnetSpec,
+        ConnectSpec, EndSpec, LinkKind, LinkSpec, NamespaceSpec, NetworkSpec, Phase, PortSpec,
+        RouteSpec, Status, SubnetSpec,
     },
     store::{AutoSubnets, EndpointRow, NamespaceRow, NetworkRow, Store},
 };
@@ -379,19 +379,9 @@ pub(super) fn net_spec(name: &str, bridge: &str, subnets: &[&str]) -> NetworkSpe
 ///
 /// No static address or MAC (the store leases the next free address), no aliases.
 pub(super) fn connect_spec(net: &str, ns: &str, ports: Vec<PortSpec>) -> ConnectSpec {
-    ConnectSpec {
-        network: net.into(),
-        namespace: ns.into(),
-        ipv4: None,
-        ipv6: None,
-        endpoint: EndpointSpec {
-            ifname: "eth0".into(),
-            mac: None,
-            aliases: Vec::new(),
-            ports,
-            default_route: true,
-        },
-    }
+    let mut spec = ConnectSpec::plain(net, ns);
+    spec.endpoint.ports = ports;
+    spec
 }
 
 /// A published TCP port on every host address: one port, no range (end 0).
