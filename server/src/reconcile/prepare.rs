@@ -94,11 +94,12 @@ impl Prepared {
 
 impl Controller {
     /// Makes the veth of endpoint `uid` (not committed yet) into namespace `namespace` as
-    /// `ifname`, for the endpoint's first reconcile to take (see the module docs). Answers
-    /// whether the kernel made a pair: the caller then owes [`Controller::discard_prepared`]
-    /// if its transaction fails. Any failure leaves the work to the reconcile, as before this
-    /// existed: a namespace not ready, a name taken, a read that failed.
-    pub async fn prepare_endpoint_veth(
+    /// `ifname`, for the endpoint's first reconcile to take (see the module docs): in one call
+    /// what a Connect does through [`PrepareGuard::start`] (the registration) and its task.
+    /// Answers whether the kernel made a pair. Any failure leaves the work to the reconcile,
+    /// as before this existed: a namespace not ready, a name taken, a read that failed.
+    #[cfg(test)]
+    pub(crate) async fn prepare_endpoint_veth(
         &self,
         uid: &str,
         network: &str,
@@ -302,12 +303,24 @@ impl PrepareGuard {
             return false;
         };
         let made = task.await.unwrap_or_else(|e| {
-            // Left to the GC: a pair no row plans is newborn, and unregistered after STALE.
+            // It may have made a pair: a failed Connect discards whatever this answers.
             tracing::warn!(error = %e, "a Connect's veth task failed");
             false
         });
         self.task = None;
         made
+    }
+
+    /// For a Connect that failed (its transaction, or the look for a foreign interface):
+    /// waits for the task, deletes what it may have made ([`Controller::discard_prepared`]
+    /// reads first, whatever the task answered: one that failed after its create answered
+    /// nothing), and disarms.
+    pub async fn discard(&mut self) {
+        self.made().await;
+        if let Some(uid) = &self.uid {
+            self.ctl.discard_prepared(uid).await;
+        }
+        self.disarm();
     }
 
     /// The Connect settled it itself (took the row, or discarded the pair).

@@ -89,11 +89,8 @@ impl Make for Endpoints {
             prepared = Some((id, guard));
         }
         if let Err(e) = svc.refuse_foreign_interface(spec).await {
-            if let Some((id, mut guard)) = prepared {
-                // Whatever the task answers: one that failed after its create says nothing.
-                guard.made().await;
-                svc.ctl.discard_prepared(&id).await;
-                guard.disarm();
+            if let Some((_, mut guard)) = prepared {
+                guard.discard().await;
             }
             return Err(e);
         }
@@ -117,12 +114,12 @@ impl Make for Endpoints {
             .store()
             .connect_as(&id, spec, &local, record, false)
             .await;
-        guard.made().await;
         if row.is_err() {
-            // Whatever the task answers (see above); `discard_prepared` reads first.
-            svc.ctl.discard_prepared(&id).await;
+            guard.discard().await;
+        } else {
+            guard.made().await;
+            guard.disarm();
         }
-        guard.disarm();
         Ok(row?)
     }
 

@@ -3,7 +3,8 @@
 //! leaves a pair being prepared alone, and removes one a crash left before its commit; a
 //! Connect dropped mid-call has its pair settled.
 //!
-//! The tests call what the Connect calls (`prepare_endpoint_veth`, the store's `connect_as`
+//! The tests call what the Connect calls (the guard's `start` and `made`, or
+//! `prepare_endpoint_veth`, its registration and task in one call; the store's `connect_as`
 //! with the same uid, `discard_prepared`, `prepare_guard`) in the orders the races allow.
 
 use super::{H, connect_spec};
