@@ -50,6 +50,16 @@ async fn store_with(path: &Path, subnets: &[&str], n: usize) -> Store {
     s
 }
 
+/// A store at `path` with namespace `ns0` connected to network "web" (10.88.0.0/24).
+async fn store_with_endpoint(path: &Path) -> (Store, EndpointRow) {
+    let s = store_with(path, &["10.88.0.0/24"], 1).await;
+    let ep = s
+        .connect(&connect_spec("web", "ns0"), None, false)
+        .await
+        .unwrap();
+    (s, ep)
+}
+
 /// Records network `name` with `subnets`.
 async fn add_network(s: &Store, name: &str, subnets: &[&str]) -> NetworkRow {
     s.create_network(
@@ -982,12 +992,151 @@ async fn a_row_deleted_lately_reads_as_none_without_a_query() {
 #[tokio::test]
 async fn a_delete_that_removed_nothing_leaves_the_row_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let s = store_with(&dir.path().join("t.db"), &["10.88.0.0/24"], 1).await;
-    let live = s
-        .connect(&connect_spec("web", "ns0"), None, false)
-        .await
-        .unwrap();
+    let (s, live) = store_with_endpoint(&dir.path().join("t.db")).await;
     assert!(!s.delete_row::<EndpointRow>(&live.id).await.unwrap());
     let read = s.endpoint_by_id(&live.id).await.unwrap();
     assert_eq!(read.map(|r| r.id), Some(live.id));
+}
+
+/// A Ready status for an endpoint at generation 1, with `mac` observed.
+fn ready_with(mac: &str) -> (Status, EndpointObserved) {
+    (
+        Status {
+            phase: Phase::Ready,
+            observed_generation: 1,
+            message: String::new(),
+        },
+        EndpointObserved { mac: mac.into() },
+    )
+}
+
+/// The phase column of endpoint `id`, read straight from the database.
+async fn stored_phase(s: &Store, id: &str) -> String {
+    sqlx::query_scalar("SELECT phase FROM endpoints WHERE id = ?")
+        .bind(id)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap()
+}
+
+/// The status write of a cached endpoint goes behind its answer (store/behind.rs): the call
+/// returns while the UPDATE is held, the cached copy already reads the new status, a
+/// listing waits for the write, and a status the row already has writes nothing.
+#[tokio::test]
+async fn a_cached_endpoints_status_is_written_behind_and_a_later_listing_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ep) = store_with_endpoint(&dir.path().join("t.db")).await;
+    let (ready, seen) = ready_with("02:00:00:00:00:01");
+    let hold = s.behind.gate.clone().write_owned().await;
+    let changed = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.set_status::<EndpointRow>(&ep.id, &ready, &seen),
+    )
+    .await
+    .expect("the status write waited for its UPDATE");
+    assert!(changed.unwrap());
+    let cached = s.endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(
+        (cached.status, cached.observed),
+        (ready.clone(), seen.clone())
+    );
+    assert_eq!(
+        stored_phase(&s, &ep.id).await,
+        "pending",
+        "the UPDATE is held"
+    );
+    let mut listing = tokio::spawn({
+        let s = s.clone();
+        async move { s.list_endpoints(None).await.unwrap() }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut listing)
+            .await
+            .is_err(),
+        "a listing read the database while a status write was in flight"
+    );
+    drop(hold);
+    let listed = listing.await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].status.clone(), listed[0].observed.clone()),
+        (ready.clone(), seen.clone())
+    );
+    assert_eq!(stored_phase(&s, &ep.id).await, "ready");
+    // The same status again: nothing differs, nothing is written.
+    assert!(
+        !s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+            .await
+            .unwrap()
+    );
+}
+
+/// A clean stop waits for a status write in flight: the write turn it holds is the one
+/// `close` takes, so the status is in the file when the store opens again.
+#[tokio::test]
+async fn close_waits_for_a_status_write_sent_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (s, ep) = store_with_endpoint(&path).await;
+    let (ready, seen) = ready_with("02:00:00:00:00:02");
+    let hold = s.behind.gate.clone().write_owned().await;
+    assert!(
+        s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+            .await
+            .unwrap()
+    );
+    let mut closing = tokio::spawn({
+        let s = s.clone();
+        async move { s.close().await }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut closing)
+            .await
+            .is_err(),
+        "close went ahead of a status write in flight"
+    );
+    drop(hold);
+    closing.await.unwrap();
+    drop(s);
+    let again = Store::open(&path).await.unwrap();
+    let row = again.endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!((row.status, row.observed), (ready, seen));
+}
+
+/// A status write that fails behind its answer drops the cached copy, so reads go back to
+/// what the database holds (the earlier status), and the next write is not skipped.
+#[tokio::test]
+async fn a_status_write_that_fails_behind_drops_the_cached_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ep) = store_with_endpoint(&dir.path().join("t.db")).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase ON endpoints \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let (ready, seen) = ready_with("02:00:00:00:00:03");
+    assert!(
+        s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.list_endpoints(None).await.unwrap()[0].status.phase,
+        Phase::Pending
+    );
+    let read = s.endpoint_by_id(&ep.id).await.unwrap().unwrap();
+    assert_eq!(read.status.phase, Phase::Pending);
+    assert!(s.cached::<EndpointRow>(&ep.id).is_none());
+    sqlx::query("DROP TRIGGER refuse_status")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    assert!(
+        s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+            .await
+            .unwrap()
+    );
+    assert_eq!(stored_phase(&s, &ep.id).await, "ready");
 }

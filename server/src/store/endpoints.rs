@@ -153,6 +153,10 @@ impl Kind for EndpointRow {
         self.observed = observed.clone();
         true
     }
+
+    fn has_status(&self, status: &Status, observed: &EndpointObserved) -> Option<bool> {
+        Some(self.status == *status && self.observed == *observed)
+    }
 }
 
 /// What `connect` reads first, in one row: network id, spec and deleting; namespace id and
@@ -638,7 +642,7 @@ impl Store {
              WHERE n.name = ? ORDER BY e.created_at, e.id",
         )
         .bind(name)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads().await)
         .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -666,14 +670,14 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT id FROM endpoints WHERE namespace_id = ?")
                 .bind(namespace_id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.reads().await)
                 .await?,
         )
     }
 
     /// Leased and total addresses of each subnet of a network.
     pub async fn lease_counts(&self, network_id: &str) -> Result<Vec<(IpNet, u64)>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads().await.acquire().await?;
         // One lease a row: stepped in place, each address parsed where SQLite holds it.
         let addrs: Vec<Option<IpAddr>> = Self::rows_in(
             &mut conn,
@@ -707,7 +711,7 @@ impl Store {
                     "SELECT endpoint_id, host_ip, protocol, host_port, container_port FROM port_mappings WHERE endpoint_id = ?",
                 )
                 .bind(id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.reads().await)
                 .await?
             }
             None => {
@@ -715,7 +719,7 @@ impl Store {
                     "SELECT m.endpoint_id, m.host_ip, m.protocol, m.host_port, m.container_port FROM port_mappings m \
                      JOIN endpoints e ON e.id = m.endpoint_id WHERE e.deleting = 0",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(self.reads().await)
                 .await?
             }
         };

@@ -66,6 +66,14 @@ pub trait Kind: Sized + Clone + Send + Unpin + 'static {
     fn set_observed(&mut self, _status: &Status, _observed: &Self::Observed) -> bool {
         false
     }
+
+    /// Whether this row already has `status` and `observed` (what [`Store::set_status`]
+    /// would write): None when the kind cannot tell. A kind that says, and whose
+    /// [`Kind::set_observed`] keeps the cached copy, has its status writes sent behind the
+    /// answer when the row is cached (store/behind.rs).
+    fn has_status(&self, _status: &Status, _observed: &Self::Observed) -> Option<bool> {
+        None
+    }
 }
 
 /// A kind whose rows have a unique name.
@@ -175,7 +183,7 @@ impl Store {
         if self.gone().contains(id) {
             return Ok(None);
         }
-        let row = Self::by_id_in::<K>(&mut *self.pool.acquire().await?, id).await?;
+        let row = Self::by_id_in::<K>(&mut *self.reads().await.acquire().await?, id).await?;
         if let (Some(cache), Some(epoch), Some(row)) = (K::cache(self), epoch, &row)
             && K::CACHE_READS
         {
@@ -240,7 +248,7 @@ impl Store {
         cond: &str,
         binds: &[&str],
     ) -> Result<Option<K>, StoreError> {
-        Self::lookup_in::<K>(&mut *self.pool.acquire().await?, cond, binds).await
+        Self::lookup_in::<K>(&mut *self.reads().await.acquire().await?, cond, binds).await
     }
 
     /// The first row of kind `K` meeting `cond`, through sqlx: a look-up, whose statement
@@ -272,7 +280,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<K>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads().await.acquire().await?;
         // Only constants of the kinds and a number are formatted in.
         let sql = match after {
             Some(_) => format!(
@@ -292,7 +300,7 @@ impl Store {
         binds: &[&str],
         order: &str,
     ) -> Result<Vec<K>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads().await.acquire().await?;
         Self::select_in::<K>(&mut conn, cond, binds, order).await
     }
 
@@ -515,6 +523,25 @@ impl Store {
         // The cached copy changes under the same write turn, so no other write to the row
         // lands between the two.
         let mut w = self.writer().await?;
+        // A closed store fails here, before anything changes.
+        w.conn()?;
+        // The cached copy is what the database holds: when it tells, the write is skipped
+        // (nothing differs) or sent behind (store/behind.rs).
+        let known = K::cache(self).and_then(|cache| {
+            lock(cache)
+                .rows
+                .get(id)
+                .and_then(|row| row.has_status(status, observed))
+        });
+        match known {
+            Some(true) => return Ok(false),
+            Some(false) => {
+                self.observe_cached::<K>(id, status, observed);
+                self.write_behind::<K>(w, id, q);
+                return Ok(true);
+            }
+            None => {}
+        }
         match q.execute(w.conn()?).await {
             Ok(done) => {
                 self.observe_cached::<K>(id, status, observed);

@@ -205,7 +205,7 @@ impl Store {
         Ok(sqlx::query_scalar(q)
             .bind(name)
             .bind(namespace)
-            .fetch_one(&self.pool)
+            .fetch_one(self.reads().await)
             .await?)
     }
 
@@ -217,7 +217,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT DISTINCT link_id FROM link_ifaces WHERE namespace_id = ?")
                 .bind(namespace_id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.reads().await)
                 .await?,
         )
     }

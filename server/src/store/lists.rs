@@ -69,6 +69,7 @@ impl Store {
         &self,
         give_way: std::time::Duration,
     ) -> Result<AllRows, StoreError> {
+        self.settled().await;
         let slot = self.background.clone();
         let opts = self.opts.clone();
         let handle = tokio::runtime::Handle::current();

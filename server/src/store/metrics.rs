@@ -35,7 +35,7 @@ impl Store {
              UNION ALL SELECT 'network', phase, COUNT(*) FROM networks GROUP BY phase \
              UNION ALL SELECT 'endpoint', phase, COUNT(*) FROM endpoints GROUP BY phase",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads().await)
         .await?
         .iter()
         .map(|r| (r.get("kind"), r.get("phase"), r.get("n")))
@@ -44,7 +44,7 @@ impl Store {
             "SELECT w.name, w.spec, (SELECT COUNT(*) FROM leases l WHERE l.network_id = w.id) \
              AS leases FROM networks w",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads().await)
         .await?
         .iter()
         .map(|r| {

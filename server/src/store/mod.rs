@@ -3,7 +3,8 @@
 //!
 //! Rows carry both the spec (what clients asked for) and the status (what the reconciler saw).
 //! Status writes are conditional, so a reconcile that changes nothing writes nothing and emits
-//! no event.
+//! no event; an endpoint's, whose row is kept in memory, is sent behind the answer, and every
+//! read waits for those begun before it (`behind`).
 //!
 //! The layout:
 //! - `kind`: the operations every kind shares (read by id or name, list, mark
@@ -16,6 +17,8 @@
 //!   transaction, every listing); `columns`: a row's columns by name for both.
 //! - `checkpoint`: the writer's WAL hook and the thread that checkpoints the WAL, so that
 //!   commits do not.
+//! - `behind`: status writes sent from a task of their own, holding the write turn, and the
+//!   wait every read makes for them.
 //!
 //! Every write that must check other rows first (a name, a subnet, a lease, a host port)
 //! runs in one `BEGIN IMMEDIATE` transaction, so concurrent requests are serialised; the
@@ -28,6 +31,7 @@
 //! [`Store::confirm_rechecked`] turns a batch back to Ready once their reconciles found the
 //! kernel as it was.
 
+mod behind;
 mod checkpoint;
 mod columns;
 mod endpoints;
@@ -155,6 +159,8 @@ pub struct Store {
     places: std::sync::Arc<std::sync::Mutex<namespaces::Places>>,
     /// Uids of rows deleted lately: a read of one needs no query (store/gone.rs).
     gone: std::sync::Arc<std::sync::Mutex<gone::Gone>>,
+    /// Status writes sent behind their answers, which reads wait for (store/behind.rs).
+    behind: std::sync::Arc<behind::Behind>,
     /// How many objects of each kind a create may make it.
     objects: ObjectLimits,
 }
@@ -234,6 +240,7 @@ impl Store {
             endpoints: Default::default(),
             places: Default::default(),
             gone: Default::default(),
+            behind: Default::default(),
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
             checkpointer: std::sync::Arc::new(checkpointer),
             objects: ObjectLimits::default(),
@@ -250,6 +257,14 @@ impl Store {
             w.maybe_open.store(false, Relaxed);
         }
         Ok(w)
+    }
+
+    /// The pool of reading connections, once every status write sent behind its answer
+    /// before this call is done (store/behind.rs): every read of the database goes
+    /// through here.
+    async fn reads(&self) -> &SqlitePool {
+        self.settled().await;
+        &self.pool
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`) once every earlier writer of this
@@ -325,7 +340,7 @@ impl Store {
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when healthy).
     pub async fn integrity_check(&self) -> Result<String, StoreError> {
         let (v,): (String,) = sqlx::query_as("PRAGMA integrity_check")
-            .fetch_one(&self.pool)
+            .fetch_one(self.reads().await)
             .await?;
         Ok(v)
     }
@@ -365,7 +380,7 @@ impl Store {
                   + (SELECT count(*) FROM networks WHERE rechecking = 1) \
                   + (SELECT count(*) FROM endpoints WHERE rechecking = 1)",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.reads().await)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

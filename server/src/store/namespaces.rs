@@ -137,7 +137,7 @@ impl Store {
             "SELECT id, adopted_path, adopted_identity FROM namespaces WHERE name = ?",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reads().await)
         .await?;
         let Some((id, adopted_path, adopted_identity)) = row else {
             return Ok(None);

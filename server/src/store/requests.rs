@@ -68,7 +68,7 @@ impl Store {
         )
         .bind(id)
         .bind(now_ms() - REQUEST_TTL_MS)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reads().await)
         .await?;
         Ok(row.map(|(method, fingerprint, object_id)| PastRequest {
             method,
