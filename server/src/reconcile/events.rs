@@ -14,6 +14,8 @@ use std::{
 
 use tokio::sync::broadcast;
 
+use crate::store::{EndpointRow, Kind, LinkRow, NamespaceRow, NetworkRow};
+
 /// How many past events are kept for resuming watches.
 pub const LOG_CAPACITY: usize = 10_000;
 
@@ -38,6 +40,29 @@ pub enum Key {
 }
 
 impl Key {
+    /// The table a key's object lives in; None for the keys that are not objects.
+    pub fn table(&self) -> Option<&'static str> {
+        Some(match self {
+            Key::Namespace(_) => NamespaceRow::TABLE,
+            Key::Link(_) => LinkRow::TABLE,
+            Key::Network(_) => NetworkRow::TABLE,
+            Key::Endpoint(_) => EndpointRow::TABLE,
+            Key::Firewall | Key::Gc => return None,
+        })
+    }
+
+    /// The key of row `id` of `table` (one of the kinds' tables); None for another table.
+    pub fn of_row(table: &str, id: &str) -> Option<Key> {
+        let id = id.to_string();
+        Some(match table {
+            NamespaceRow::TABLE => Key::Namespace(id),
+            LinkRow::TABLE => Key::Link(id),
+            NetworkRow::TABLE => Key::Network(id),
+            EndpointRow::TABLE => Key::Endpoint(id),
+            _ => return None,
+        })
+    }
+
     /// The kind, as logs name it: `namespace`, `link`, `network`, `endpoint`, `firewall`, `gc`.
     pub fn kind(&self) -> &'static str {
         match self {

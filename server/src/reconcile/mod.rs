@@ -199,11 +199,21 @@ impl Controller {
     /// A controller over `store` and `kernel` (the real [`crate::kernel::Kernel`], or a fake
     /// in unit tests).
     pub fn new(store: Store, kernel: Arc<dyn KernelOps>) -> Self {
+        let queue = WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30));
+        // A status write sent behind its answer that did not land: its reconcile again.
+        store.on_failed_status_write(Box::new({
+            let queue = queue.clone();
+            move |table, id| {
+                if let Some(key) = Key::of_row(table, id) {
+                    queue.add(key);
+                }
+            }
+        }));
         Self {
             inner: Arc::new(Inner {
                 store,
                 kernel,
-                queue: WorkQueue::new(Duration::from_millis(100), Duration::from_secs(30)),
+                queue,
                 events: Events::new(),
                 firewall: tokio::sync::Mutex::new(None),
                 firewall_networks: std::sync::Mutex::new(None),

@@ -26,17 +26,6 @@ pub(super) struct Rechecked {
     wake: tokio::sync::Notify,
 }
 
-/// The table a key's object lives in; None for the keys that are not objects.
-fn table(key: &Key) -> Option<&'static str> {
-    Some(match key {
-        Key::Namespace(_) => "namespaces",
-        Key::Link(_) => "links",
-        Key::Network(_) => "networks",
-        Key::Endpoint(_) => "endpoints",
-        Key::Firewall | Key::Gc => return None,
-    })
-}
-
 /// The object id in a key ("" for the keys that are not objects).
 fn id(key: &Key) -> &str {
     match key {
@@ -57,7 +46,7 @@ impl Controller {
         also: Option<Key>,
     ) -> bool {
         let rechecked = unchanged
-            && table(key).is_some()
+            && key.table().is_some()
             && now.phase == Phase::Ready
             && now.message.is_empty()
             && was.phase == Phase::Rechecking
@@ -114,7 +103,7 @@ impl Controller {
         );
         for t in ["namespaces", "links", "networks", "endpoints"] {
             let of_table: Vec<&(Key, Option<Key>)> =
-                batch.iter().filter(|(k, _)| table(k) == Some(t)).collect();
+                batch.iter().filter(|(k, _)| k.table() == Some(t)).collect();
             for chunk in of_table.chunks(500) {
                 let ids: Vec<String> = chunk.iter().map(|(k, _)| id(k).to_string()).collect();
                 match self.store().confirm_rechecked(t, &ids).await {

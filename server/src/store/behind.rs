@@ -19,8 +19,10 @@
 //!   status, and the restart's check looks at the kernel again (Rechecking, then Ready) as
 //!   it does for every row. [`Store::close`] takes the write turn, so a clean stop waits
 //!   for the writes in flight.
-//! - **A failed write** (a full disk) drops the cached copy and is logged; the row keeps its
-//!   earlier status until the next reconcile writes it again.
+//! - **A failed write** (a full disk), or one whose task panicked or was dropped, drops the
+//!   cached copy under the write turn, is logged, and has its row's reconcile queued again
+//!   ([`Store::on_failed_status_write`], which the controller sets), as a failed write before
+//!   had its reconcile retried; the row keeps its earlier status until that reconcile.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,17 +30,32 @@ use tokio::sync::watch;
 
 use super::{Kind, Store, StoreError, Writer};
 
+/// What to call when a status write sent behind fails: the row's table and uid. The
+/// controller queues the row's key again, as a failed synchronous write had its reconcile
+/// retried.
+pub type OnFailedWrite = Box<dyn Fn(&'static str, &str) + Send + Sync>;
+
 /// The count of status writes sent behind their answers, and of those done.
-#[derive(Debug)]
 pub(super) struct Behind {
     /// Status writes begun (each is numbered by this count, taken under the write turn).
     begun: AtomicU64,
     /// The highest number done. The write turn is taken in order, so writes end in the
     /// order they began, and every number up to it is done.
     done: watch::Sender<u64>,
+    /// Told of every failed write ([`Store::on_failed_status_write`]).
+    on_failed: std::sync::Mutex<Option<OnFailedWrite>>,
     /// Tests hold the writes here (a read lock per write; the test takes the write lock).
     #[cfg(test)]
     pub(super) gate: std::sync::Arc<tokio::sync::RwLock<()>>,
+}
+
+impl std::fmt::Debug for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behind")
+            .field("begun", &self.begun)
+            .field("done", &*self.done.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Behind {
@@ -46,6 +63,7 @@ impl Default for Behind {
         Self {
             begun: AtomicU64::new(0),
             done: watch::Sender::new(0),
+            on_failed: Default::default(),
             #[cfg(test)]
             gate: Default::default(),
         }
@@ -76,16 +94,39 @@ impl Behind {
     }
 }
 
-/// Marks write `n` done when dropped: at the end of its task, and also when the task panics
-/// or the runtime drops it at shutdown, so no read waits for it forever.
-struct Ending {
+/// One write sent behind, from its start to its end; dropped at the end of its task, and
+/// also when the task panics or the runtime drops it unrun at shutdown. Unless the write
+/// landed, it drops the row's cached copy (which holds the status the database does not)
+/// while the write turn is still held, then tells [`Behind::on_failed`]; either way it ends
+/// the write's number last, so no read waits for it forever.
+struct Ending<K: Kind> {
     store: Store,
     n: u64,
+    id: String,
+    /// The write turn, held to the end.
+    turn: Option<tokio::sync::OwnedMutexGuard<Writer>>,
+    landed: bool,
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
-impl Drop for Ending {
+impl<K: Kind> Drop for Ending<K> {
     fn drop(&mut self) {
+        if !self.landed {
+            self.store.forget::<K>(&self.id);
+        }
+        drop(self.turn.take());
         self.store.behind.end(self.n);
+        if !self.landed {
+            let on_failed = self
+                .store
+                .behind
+                .on_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = on_failed.as_ref() {
+                f(K::TABLE, &self.id);
+            }
+        }
     }
 }
 
@@ -96,40 +137,64 @@ impl Store {
         self.behind.settled().await;
     }
 
+    /// Calls `f` with the table and uid of each row whose status write, sent behind its
+    /// answer, did not land (replacing any earlier `f`).
+    pub fn on_failed_status_write(&self, f: OnFailedWrite) {
+        *self
+            .behind
+            .on_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Runs `sql` on the writer, for tests that change the schema under the store (a
+    /// trigger that refuses a write).
+    #[cfg(test)]
+    pub(crate) async fn execute_for_tests(&self, sql: &str) {
+        let mut w = self.writer().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(w.conn().unwrap())
+            .await
+            .unwrap();
+    }
+
     /// Sends `query` (the status write of row `id` of kind `K`, whose cached copy already
     /// holds it) from a task of its own, holding the write turn `w` until it is done.
     pub(super) fn write_behind<K: Kind>(
         &self,
-        mut w: tokio::sync::OwnedMutexGuard<Writer>,
+        w: tokio::sync::OwnedMutexGuard<Writer>,
         id: &str,
         query: sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
     ) {
-        let ending = Ending {
+        let mut ending = Ending::<K> {
             store: self.clone(),
             n: self.behind.begin(),
+            id: id.to_string(),
+            turn: Some(w),
+            landed: false,
+            kind: std::marker::PhantomData,
         };
-        let id = id.to_string();
         tokio::spawn(async move {
             #[cfg(test)]
             let _gate = ending.store.behind.gate.clone().read_owned().await;
-            let result = match w.conn() {
-                Ok(conn) => query
+            let result = match ending.turn.as_mut().map(|w| w.conn()) {
+                Some(Ok(conn)) => query
                     .execute(conn)
                     .await
                     .map(drop)
                     .map_err(StoreError::from),
-                Err(e) => Err(e),
+                Some(Err(e)) => Err(e),
+                None => Err(StoreError::Sqlx(sqlx::Error::PoolClosed)),
             };
-            if let Err(e) = result {
-                ending.store.forget::<K>(&id);
-                tracing::warn!(
+            match result {
+                Ok(()) => ending.landed = true,
+                Err(e) => tracing::warn!(
                     error = %e,
                     table = K::TABLE,
-                    id,
-                    "could not write a status; the row keeps its earlier one until the next reconcile"
-                );
+                    id = ending.id,
+                    "could not write a status; its reconcile is queued again"
+                ),
             }
-            drop(w);
             drop(ending);
         });
     }

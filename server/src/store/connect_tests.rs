@@ -1103,19 +1103,31 @@ async fn close_waits_for_a_status_write_sent_behind() {
     assert_eq!((row.status, row.observed), (ready, seen));
 }
 
+/// A trigger that refuses every status write to an endpoint.
+pub(crate) const REFUSE_STATUS: &str = "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase \
+     ON endpoints BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+
+/// The rows whose status write sent behind did not land, as `s` tells of them.
+fn told_of_failed_writes(
+    s: &Store,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>> {
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    s.on_failed_status_write(Box::new({
+        let failed = failed.clone();
+        move |table, id| failed.lock().unwrap().push((table, id.to_string()))
+    }));
+    failed
+}
+
 /// A status write that fails behind its answer drops the cached copy, so reads go back to
-/// what the database holds (the earlier status), and the next write is not skipped.
+/// what the database holds (the earlier status), tells of the row (the controller queues its
+/// reconcile again), and the next write is not skipped.
 #[tokio::test]
 async fn a_status_write_that_fails_behind_drops_the_cached_copy() {
     let dir = tempfile::tempdir().unwrap();
     let (s, ep) = store_with_endpoint(&dir.path().join("t.db")).await;
-    sqlx::query(
-        "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase ON endpoints \
-         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-    )
-    .execute(&s.pool)
-    .await
-    .unwrap();
+    let failed = told_of_failed_writes(&s);
+    s.execute_for_tests(REFUSE_STATUS).await;
     let (ready, seen) = ready_with("02:00:00:00:00:03");
     assert!(
         s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
@@ -1126,17 +1138,88 @@ async fn a_status_write_that_fails_behind_drops_the_cached_copy() {
         s.list_endpoints(None).await.unwrap()[0].status.phase,
         Phase::Pending
     );
+    assert_eq!(*failed.lock().unwrap(), [("endpoints", ep.id.clone())]);
     let read = s.endpoint_by_id(&ep.id).await.unwrap().unwrap();
     assert_eq!(read.status.phase, Phase::Pending);
     assert!(s.cached::<EndpointRow>(&ep.id).is_none());
-    sqlx::query("DROP TRIGGER refuse_status")
-        .execute(&s.pool)
-        .await
-        .unwrap();
+    s.execute_for_tests("DROP TRIGGER refuse_status").await;
     assert!(
         s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
             .await
             .unwrap()
     );
     assert_eq!(stored_phase(&s, &ep.id).await, "ready");
+}
+
+/// A write that comes after a status write sent behind lands after it (it waits for the
+/// write turn the status write holds): a Disconnect's mark, here, which the row keeps.
+#[tokio::test]
+async fn a_write_after_a_status_write_sent_behind_lands_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ep) = store_with_endpoint(&dir.path().join("t.db")).await;
+    let (ready, seen) = ready_with("02:00:00:00:00:04");
+    let hold = s.behind.gate.clone().write_owned().await;
+    assert!(
+        s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+            .await
+            .unwrap()
+    );
+    let mut marking = tokio::spawn({
+        let (s, id) = (s.clone(), ep.id.clone());
+        async move { s.mark_endpoint_deleting_kept(&id).await.unwrap() }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut marking)
+            .await
+            .is_err(),
+        "a write went ahead of a status write in flight"
+    );
+    drop(hold);
+    marking.await.unwrap();
+    let row = s.list_endpoints(None).await.unwrap().remove(0);
+    assert!(row.deleting);
+    assert_eq!(row.observed, seen);
+    // Had the mark gone first, the status write would have turned it back to Ready.
+    assert_eq!(row.status.phase, Phase::Deleting);
+    assert_eq!(stored_phase(&s, &ep.id).await, "deleting");
+}
+
+/// A status write whose task is dropped before it ran (a runtime shutting down) drops the
+/// row's cached copy, tells of the row, and ends its number, so no later read waits for it.
+#[test]
+fn a_status_write_dropped_unrun_drops_the_cached_copy_and_is_told_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = rt();
+    let (s, ep, failed) = first.block_on(async {
+        let (s, ep) = store_with_endpoint(&path).await;
+        let failed = told_of_failed_writes(&s);
+        let hold = s.behind.gate.clone().write_owned().await;
+        let (ready, seen) = ready_with("02:00:00:00:00:05");
+        assert!(
+            s.set_status::<EndpointRow>(&ep.id, &ready, &seen)
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.cached::<EndpointRow>(&ep.id).unwrap().status, ready);
+        // The gate stays shut: the runtime goes with the write's task still waiting at it.
+        std::mem::forget(hold);
+        (s, ep, failed)
+    });
+    drop(first);
+    assert!(s.cached::<EndpointRow>(&ep.id).is_none());
+    assert_eq!(*failed.lock().unwrap(), [("endpoints", ep.id.clone())]);
+    rt().block_on(async {
+        let listed = tokio::time::timeout(Duration::from_secs(5), s.list_endpoints(None))
+            .await
+            .expect("a read waited for a write that will never run")
+            .unwrap();
+        assert_eq!(listed[0].status.phase, Phase::Pending);
+    });
 }

@@ -50,6 +50,7 @@ mod requests;
 use std::{path::Path, str::FromStr, sync::atomic::Ordering::Relaxed, time::Duration};
 
 use crate::model::{ObjectLimits, Refusal};
+pub use behind::OnFailedWrite;
 pub use columns::{Cell, Columns, FromColumn};
 pub use endpoints::{EndpointObserved, EndpointRow, ResolvSources, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
@@ -362,12 +363,22 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        // Emptied under the write turn too, before the commit releases it: a status write
+        // after the commit must not find a kept row that still reads Ready and skip itself
+        // (store/behind.rs). And again after the commit, for a read that filled a cache
+        // from the rows as they were before it.
+        self.forget_all_kinds();
         tx.commit().await?;
+        self.forget_all_kinds();
+        Ok(n)
+    }
+
+    /// Empties the cache of every kind.
+    fn forget_all_kinds(&self) {
         self.forget_all::<NamespaceRow>();
         self.forget_all::<LinkRow>();
         self.forget_all::<NetworkRow>();
         self.forget_all::<EndpointRow>();
-        Ok(n)
     }
 
     /// How many objects are still [`Phase::Rechecking`](crate::model::Phase::Rechecking):

@@ -655,3 +655,40 @@ async fn one_port_change_is_one_batch() {
         "ports never rebuild the rules"
     );
 }
+
+/// An endpoint's status write is sent behind the reconcile (store/behind.rs); one that does
+/// not land (here a trigger refuses it) has the endpoint's reconcile queued again, as a
+/// failed write had it retried before, and that reconcile writes the status.
+#[tokio::test]
+async fn a_status_write_that_did_not_land_queues_the_endpoints_reconcile_again() {
+    let h = H::new().await;
+    h.network("web", "br-web", &["10.88.0.0/24"]).await;
+    h.namespace("ns1").await;
+    let ep = h.connect_row("web", "ns1", Vec::new()).await;
+    h.store()
+        .execute_for_tests(
+            "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase ON endpoints \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .await;
+    // What the earlier steps queued (the firewall), handed out and done, so the queue is
+    // empty before the endpoint's reconcile.
+    while !h.ctl.inner.queue.is_empty() {
+        let k = h.ctl.inner.queue.next().await.unwrap();
+        assert_ne!(k, Key::Endpoint(ep.id.clone()));
+        h.ctl.inner.queue.done(&k);
+    }
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    // A read waits for the write in flight, so the failure is in by then.
+    let listed = h.store().list_endpoints(None).await.unwrap();
+    assert_eq!(listed[0].status.phase, Phase::Pending);
+    assert_eq!(h.ctl.inner.queue.len(), 1);
+    h.store()
+        .execute_for_tests("DROP TRIGGER refuse_status")
+        .await;
+    let key = h.ctl.inner.queue.next().await.unwrap();
+    assert_eq!(key, Key::Endpoint(ep.id.clone()));
+    h.ctl.work(0, key).await;
+    let listed = h.store().list_endpoints(None).await.unwrap();
+    assert_eq!(listed[0].status.phase, Phase::Ready);
+}
