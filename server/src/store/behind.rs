@@ -147,6 +147,12 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
+    /// A trigger that refuses every status write to an endpoint, for [`Store::execute_for_tests`]
+    /// (dropped with `DROP TRIGGER refuse_status`).
+    #[cfg(test)]
+    pub(crate) const REFUSE_STATUS: &str = "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase \
+         ON endpoints BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+
     /// Runs `sql` on the writer, for tests that change the schema under the store (a
     /// trigger that refuses a write).
     #[cfg(test)]

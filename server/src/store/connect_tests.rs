@@ -1103,10 +1103,6 @@ async fn close_waits_for_a_status_write_sent_behind() {
     assert_eq!((row.status, row.observed), (ready, seen));
 }
 
-/// A trigger that refuses every status write to an endpoint.
-pub(crate) const REFUSE_STATUS: &str = "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase \
-     ON endpoints BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
-
 /// The rows whose status write sent behind did not land, as `s` tells of them.
 fn told_of_failed_writes(
     s: &Store,
@@ -1127,7 +1123,7 @@ async fn a_status_write_that_fails_behind_drops_the_cached_copy() {
     let dir = tempfile::tempdir().unwrap();
     let (s, ep) = store_with_endpoint(&dir.path().join("t.db")).await;
     let failed = told_of_failed_writes(&s);
-    s.execute_for_tests(REFUSE_STATUS).await;
+    s.execute_for_tests(Store::REFUSE_STATUS).await;
     let (ready, seen) = ready_with("02:00:00:00:00:03");
     assert!(
         s.set_status::<EndpointRow>(&ep.id, &ready, &seen)

@@ -483,7 +483,9 @@ impl Store {
 
     /// Writes the observed status of the row of kind `K` with this uid (and what the
     /// reconciler observed beside it) only when something differs; returns whether it
-    /// changed. A reconcile that finds nothing new writes nothing and emits no event.
+    /// changed. A reconcile that finds nothing new writes nothing and emits no event. For a
+    /// kept row whose kind can tell ([`Kind::has_status`]), the kept copy decides without a
+    /// query, and a change is sent behind the answer (store/behind.rs).
     pub async fn set_status<K: Kind>(
         &self,
         id: &str,

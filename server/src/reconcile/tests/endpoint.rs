@@ -666,10 +666,7 @@ async fn a_status_write_that_did_not_land_queues_the_endpoints_reconcile_again()
     h.namespace("ns1").await;
     let ep = h.connect_row("web", "ns1", Vec::new()).await;
     h.store()
-        .execute_for_tests(
-            "CREATE TRIGGER refuse_status BEFORE UPDATE OF phase ON endpoints \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-        )
+        .execute_for_tests(crate::store::Store::REFUSE_STATUS)
         .await;
     // What the earlier steps queued (the firewall), handed out and done, so the queue is
     // empty before the endpoint's reconcile.
