@@ -615,6 +615,69 @@ async fn veth_peer_is_born_in_its_namespace() {
         .expect("delete again is Ok");
 }
 
+/// A veth create with `NLM_F_ECHO` answers the host end as a read right after it would show
+/// it (the read a Connect's prepare no longer makes), its `link` the peer's index in the
+/// peer's namespace; a taken name is still `EEXIST` with nothing made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_veth_create_answers_the_host_end_as_a_read_would() {
+    let sb = Sandbox::new("vecho");
+    let k = &sb.kernel;
+    let host = sb.host_file();
+    let (a_path, a) = sb.named("a").await;
+    let before = k.writes();
+
+    let echoed = k
+        .create_veth_echoed(&NsRef::Host, "we0", &a, "we1")
+        .await
+        .expect("veth host->a")
+        .expect("Linux 6.1 and later echo the new interface");
+    assert_eq!(k.writes(), before + 1, "one request");
+    let read = sb.link(&NsRef::Host, "we0").await;
+    assert_eq!(
+        echoed,
+        LinkState {
+            addresses: Vec::new(),
+            ..read
+        },
+        "the echo is the read"
+    );
+    assert_eq!(echoed.name, "we0");
+    assert!(echoed.is_newborn() && !echoed.up, "{echoed:?}");
+    assert_eq!(echoed.kind.as_deref(), Some("veth"));
+    assert_eq!(
+        echoed.mac.as_deref(),
+        ip_link(&host, "we0")["address"].as_str()
+    );
+    let peer = sb.link(&a, "we1").await;
+    assert_eq!(
+        echoed.link,
+        Some(peer.index),
+        "the peer's index in its namespace"
+    );
+    assert_eq!(
+        Some(u64::from(peer.index)),
+        ip_link(&a_path, "we1")["ifindex"].as_u64()
+    );
+    assert!(echoed.link_netnsid.is_some(), "the peer is elsewhere");
+
+    // Names taken: EEXIST, nothing made, nothing echoed.
+    let err = k
+        .create_veth_echoed(&NsRef::Host, "we0", &a, "zz1")
+        .await
+        .unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert!(err.to_string().contains("create veth we0"), "{err}");
+    let err = k
+        .create_veth_echoed(&NsRef::Host, "zz0", &a, "we1")
+        .await
+        .unwrap_err();
+    assert!(err.is_exists(), "peer name taken in A: {err}");
+    assert!(
+        !link_names(&host).contains(&"zz0".into()),
+        "nothing half-made"
+    );
+}
+
 /// An rtnetlink handle whose socket lives in namespace file `ns` (made on a short-lived
 /// thread that entered it; the connection runs on the test's runtime).
 fn rtnetlink_in(ns: &Path) -> rtnetlink::Handle {

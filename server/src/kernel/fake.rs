@@ -78,6 +78,8 @@ struct State {
     nsid_lookups: u64,
     /// How long each veth create waits before it is made ([`FakeKernel::delay_creates`]).
     create_delay: Duration,
+    /// Veth creates echo nothing ([`FakeKernel::no_echo`]), as before Linux 6.1.
+    no_echo: bool,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -137,6 +139,12 @@ impl FakeKernel {
     /// for a race with what runs meanwhile.
     pub fn delay_creates(&self, by: Duration) {
         self.state().create_delay = by;
+    }
+
+    /// Makes veth creates echo nothing back (`create_veth_echoed` answers None), as on a
+    /// kernel before 6.1.
+    pub fn no_echo(&self) {
+        self.state().no_echo = true;
     }
 
     /// Makes the next call of `op` panic, as a bug below the reconcilers would.
@@ -484,6 +492,27 @@ impl LinkOps for FakeKernel {
                 ..l.clone()
             })
             .collect())
+    }
+
+    async fn create_veth_echoed(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.create_veth(ns, name, peer_ns, peer_name).await?;
+        let s = self.state();
+        if s.no_echo {
+            return Ok(None);
+        }
+        Ok(s.spaces
+            .get(ns)
+            .and_then(|sp| sp.links.values().find(|l| l.name == name))
+            .map(|l| LinkState {
+                addresses: Vec::new(),
+                ..l.clone()
+            }))
     }
 
     async fn create_veth(

@@ -144,6 +144,41 @@ pub(crate) fn veth_message(
         .build()
 }
 
+/// Sends `message` as a create (`NLM_F_CREATE | NLM_F_EXCL`), as rtnetlink's
+/// `LinkAddRequest` does; with `echo`, also `NLM_F_ECHO`, and answers the interface the
+/// kernel echoed back before its acknowledgement (None when it echoed none, as kernels
+/// before 6.1 do).
+pub(crate) async fn add_echoed(
+    mut handle: Handle,
+    message: LinkMessage,
+    echo: bool,
+) -> Result<Option<LinkState>, rtnetlink::Error> {
+    use netlink_packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
+        NetlinkPayload,
+    };
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewLink(message));
+    request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    if echo {
+        request.header.flags |= NLM_F_ECHO;
+    }
+    let mut answers = handle.request(request)?;
+    let mut echoed = None;
+    while let Some(answer) = futures::StreamExt::next(&mut answers).await {
+        match answer.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+                echoed = Some(parse(&m));
+            }
+            _ => {}
+        }
+    }
+    Ok(echoed)
+}
+
 /// The `RTM_NEWLINK` request for a bridge, born in [`NEWBORN_GROUP`]. Unlike rtnetlink's
 /// `LinkBridge::new`, the bridge is created down, like every other link weft creates;
 /// `set_link` brings it up.

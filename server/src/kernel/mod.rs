@@ -401,34 +401,22 @@ impl LinkOps for Kernel {
         peer_ns: &NsRef,
         peer_name: &str,
     ) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "create veth {name} in {} (peer {peer_name} in {})",
-                self.label(ns),
-                self.label(peer_ns)
-            )
-        };
-        // Keep the peer namespace's file open until the kernel has answered.
-        let peer_file: Option<PeerNs<'_>> = if peer_ns == ns {
-            None
-        } else {
-            Some(match peer_ns {
-                NsRef::Host => PeerNs::Host(self.inner.conns.host_file()),
-                NsRef::Path(path) => {
-                    PeerNs::Opened(netns::open(path).map_err(|e| e.relabel(&op()))?)
-                }
-            })
-        };
-        let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
-        let result = self
-            .write(
-                ns,
-                op,
-                |h| async move { h.link().add(message).execute().await },
-            )
-            .await;
-        drop(peer_file);
-        result
+        self.make_veth(ns, name, peer_ns, peer_name, false)
+            .await
+            .map(drop)
+    }
+
+    /// [`Kernel::create_veth`] with `NLM_F_ECHO`: the kernel (Linux 6.1 and later) sends the
+    /// request's own socket the `RTM_NEWLINK` that announces `name`'s end, before its answer;
+    /// that message is parsed as a read of the end would be.
+    async fn create_veth_echoed(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.make_veth(ns, name, peer_ns, peer_name, true).await
     }
 
     /// Creates a bridge.
@@ -573,6 +561,44 @@ impl LinkOps for Kernel {
             )
             .await;
         ignore_errno(result, &[Errno::ENODEV])
+    }
+}
+
+impl Kernel {
+    /// The body of [`Kernel::create_veth`] and [`Kernel::create_veth_echoed`]: with `echo`,
+    /// the end the kernel echoed (None when it echoed nothing).
+    async fn make_veth(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+        echo: bool,
+    ) -> Result<Option<LinkState>, KernelError> {
+        let op = || {
+            format!(
+                "create veth {name} in {} (peer {peer_name} in {})",
+                self.label(ns),
+                self.label(peer_ns)
+            )
+        };
+        // Keep the peer namespace's file open until the kernel has answered.
+        let peer_file: Option<PeerNs<'_>> = if peer_ns == ns {
+            None
+        } else {
+            Some(match peer_ns {
+                NsRef::Host => PeerNs::Host(self.inner.conns.host_file()),
+                NsRef::Path(path) => {
+                    PeerNs::Opened(netns::open(path).map_err(|e| e.relabel(&op()))?)
+                }
+            })
+        };
+        let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
+        let result = self
+            .write(ns, op, |h| link::add_echoed(h, message, echo))
+            .await;
+        drop(peer_file);
+        result
     }
 }
 

@@ -58,6 +58,21 @@ pub trait LinkOps: Send + Sync {
         peer_name: &str,
     ) -> Result<(), KernelError>;
 
+    /// [`LinkOps::create_veth`], also answering `name`'s end as the kernel announced it to
+    /// the request itself (without addresses): down, newborn, its `link` the peer's index in
+    /// the peer's namespace. `None` where the kernel does not say (read the end then).
+    async fn create_veth_echoed(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<Option<LinkState>, KernelError> {
+        self.create_veth(ns, name, peer_ns, peer_name)
+            .await
+            .map(|()| None)
+    }
+
     /// Creates a bridge, down, with the kernel's defaults. `Exists` if the name is taken.
     async fn create_bridge(&self, ns: &NsRef, name: &str) -> Result<(), KernelError>;
 

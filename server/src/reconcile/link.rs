@@ -271,6 +271,8 @@ impl Controller {
                 None => Some(master_index(k, ns, end).await?),
             });
         }
+        // The first end of a veth as its create's echo showed it, where the kernel sends one.
+        let mut echoed = None;
         let created = if ends.iter().any(|(_, _, s)| s.is_none()) {
             // Half a pair is no pair: remove what is left and make both ends anew.
             for (_, ns, s) in &ends {
@@ -280,10 +282,10 @@ impl Controller {
             }
             let made = match &spec.kind {
                 LinkKind::Veth { .. } if prepared.is_some() => Ok(()),
-                LinkKind::Veth { peer } => {
-                    k.create_veth(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
-                        .await
-                }
+                LinkKind::Veth { peer } => k
+                    .create_veth_echoed(&ends[0].1, &spec.end.name, &ends[1].1, &peer.name)
+                    .await
+                    .map(|end| echoed = end),
                 LinkKind::Bridge => k.create_bridge(&ends[0].1, &spec.end.name).await,
             };
             match made {
@@ -312,8 +314,13 @@ impl Controller {
                 .zip(masters)
                 .enumerate()
                 .map(|(i, ((end, ns, state), master))| {
-                    let ready = prepared.as_ref().map(|p| p.ends[i].clone());
-                    let peer_ipv6_off = prepared.as_ref().is_some_and(|p| p.peer_ipv6_off);
+                    // The end as read or echoed right after its create, and whether its IPv6
+                    // is off already (a prepared pair's host end, and its peer where the
+                    // network had no IPv6).
+                    let ready = match &prepared {
+                        Some(p) => Some((p.ends[i].clone(), i == 0 || p.peer_ipv6_off)),
+                        None => echoed.clone().filter(|_| i == 0).map(|l| (l, false)),
+                    };
                     async move {
                         let master = match master {
                             Some(m) => m,
@@ -323,11 +330,9 @@ impl Controller {
                         let state = if created {
                             // Just made: down, unmarked (newborn), no addresses (but IPv6
                             // link-local ones, which are never compared) and no routes; only
-                            // its index is unknown. A prepared pair was read after its
-                            // create, its host end's IPv6 off.
-                            let host_end = i == 0;
+                            // its index is unknown.
                             let (read, ipv6_done) = match ready {
-                                Some(l) => (l, host_end || peer_ipv6_off),
+                                Some(ready) => ready,
                                 None => (
                                     k.get_link_bare(ns, &end.name).await?.ok_or_else(|| {
                                         ReconcileError::transient(format!(

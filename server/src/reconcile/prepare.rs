@@ -5,8 +5,9 @@
 //! Connect draws before its transaction, and its peer goes into the namespace the request
 //! names, under the interface name it asks for. So the Connect makes the pair while its
 //! transaction runs ([`Controller::prepare_endpoint_veth`], in a task of its own started by
-//! [`PrepareGuard::start`]: the transaction holds the Connect's thread): created, both ends'
-//! indexes read, IPv6 off on the host end (and on the peer when its network has no IPv6
+//! [`PrepareGuard::start`]: the transaction holds the Connect's thread): created (the host end as
+//! the create's echo shows it, read where the kernel echoes nothing), the peer read, IPv6
+//! off on the host end (and on the peer when its network has no IPv6
 //! subnet, as the network's last reconcile saw it); and the endpoint's first reconcile, after
 //! the commit, takes the pair as made ([`Controller::take_prepared`]) and goes on with the
 //! mark, the bridge, the addresses and the routes. The Connect starts the pair's task before
@@ -145,13 +146,13 @@ impl Controller {
             return false;
         };
         let k = self.kernel();
-        if k.create_veth(&NsRef::Host, &host, &ns, ifname)
-            .await
-            .is_err()
-        {
+        // The create's echo is the host end as a read right after it would show it (Linux
+        // 6.1 and later; before, the end is read): one RTNL holder fewer beside the host
+        // end's `disable_ipv6`, which spins while another holds the lock.
+        let Ok(echoed) = k.create_veth_echoed(&NsRef::Host, &host, &ns, ifname).await else {
             self.inner.prepared.lock().remove(uid);
             return false;
-        }
+        };
         let t1 = t0.elapsed();
         super::fault::after_prepare(&[host.as_str(), ifname]);
         // The reads go beside the IPv6 switch-offs: the host end's is a sysctl by name, of a
@@ -159,11 +160,19 @@ impl Controller {
         // (netlink, by index) follows its own read.
         let peer_ipv6_off = self.network_is_v4_only(network);
         let host_end = async {
-            let (h, ()) = tokio::join!(
-                k.get_link_bare(&NsRef::Host, &host),
-                ipv6_off_before_up(k, &NsRef::Host, &host, 0)
-            );
-            h
+            match echoed {
+                Some(h) => {
+                    ipv6_off_before_up(k, &NsRef::Host, &host, 0).await;
+                    Ok(Some(h))
+                }
+                None => {
+                    let (h, ()) = tokio::join!(
+                        k.get_link_bare(&NsRef::Host, &host),
+                        ipv6_off_before_up(k, &NsRef::Host, &host, 0)
+                    );
+                    h
+                }
+            }
         };
         let peer_end = async {
             let p = k.get_link_bare(&ns, ifname).await;

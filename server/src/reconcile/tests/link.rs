@@ -13,6 +13,8 @@
 //! both the status (Failed at the first attempt, with the name in the message) and that the
 //! foreign interface is exactly as it was.
 
+use nix::errno::Errno;
+
 use super::{H, bridge, end, ip, mark, net, rich_veth, veth, veth_ends};
 use crate::{
     kernel::{NsRef, RouteState},
@@ -52,6 +54,30 @@ async fn veth_create_makes_both_ends_marked_up_with_mtu_addresses_and_routes() {
     assert_eq!(row.observed.ends[0].index, outside.index);
     assert_eq!(row.observed.ends[1].index, inside.index);
     assert_eq!(Some(row.observed.ends[1].mac.clone()), inside.mac);
+}
+
+/// A veth's first end is known from its create's echo and not read again; where the kernel
+/// echoes nothing (before Linux 6.1), it is read, and a failed read is retried.
+#[tokio::test]
+async fn a_new_veths_first_end_comes_from_the_creates_echo_and_is_read_without_one() {
+    for echo in [true, false] {
+        let h = H::new().await;
+        h.namespace("ns1").await;
+        if !echo {
+            h.k.no_echo();
+        }
+        h.k.fail("get_link_bare", Some("vh1"), Errno::EIO, 1);
+        let id = h.link(&rich_veth()).await;
+        let first = h.link_status(&id).await;
+        assert_eq!(first.phase == Phase::Ready, echo, "echo {echo}: {first:?}");
+        h.run(Key::Link(id.clone())).await;
+        assert_eq!(h.link_status(&id).await.phase, Phase::Ready, "echo {echo}");
+        let outside = h.k.link(&NsRef::Host, "vh1").unwrap();
+        assert!(
+            outside.up && outside.alias == mark(&id),
+            "echo {echo}: {outside:?}"
+        );
+    }
 }
 
 /// A converged veth is observed, not written: two runs, zero writes and the same call log,

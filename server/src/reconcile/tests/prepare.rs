@@ -7,6 +7,8 @@
 //! `prepare_endpoint_veth`, its registration and task in one call; the store's `connect_as`
 //! with the same uid, `discard_prepared`, `prepare_guard`) in the orders the races allow.
 
+use nix::errno::Errno;
+
 use super::{H, connect_spec};
 use crate::{
     kernel::NsRef,
@@ -94,6 +96,34 @@ async fn the_first_reconcile_takes_the_prepared_pair_without_creating_one() {
     assert_eq!(now_peer.addresses, row.addresses);
     assert!(h.k.addr_gen_none(&h.ns("ns1"), "eth0"));
     assert!(h.ctl.preparing_names().is_empty());
+}
+
+/// The host end is known from the create's echo, not read: a read of it that would fail
+/// does not stop the pair being taken. Where the kernel echoes nothing (before Linux 6.1),
+/// the end is read, and a failed read leaves the pair to the reconcile, which makes it.
+#[tokio::test]
+async fn the_host_end_comes_from_the_creates_echo_and_is_read_without_one() {
+    for echo in [true, false] {
+        let h = world().await;
+        if !echo {
+            h.k.no_echo();
+        }
+        let id = h.store().fresh_uid();
+        let host_ifname = endpoint_host_ifname(&id);
+        h.k.fail("get_link_bare", Some(&host_ifname), Errno::EIO, 1);
+        assert!(h.ctl.prepare_endpoint_veth(&id, "web", "ns1", "eth0").await);
+        commit(&h, &id).await;
+        let calls_before = h.k.calls().len();
+        h.run(Key::Endpoint(id.clone())).await;
+        let s = h.ep_status(&id).await;
+        assert_eq!(s.phase, Phase::Ready, "echo {echo}: {}", s.message);
+        let created = h.k.calls()[calls_before..]
+            .iter()
+            .any(|c| c.starts_with("create_veth"));
+        assert_eq!(created, !echo, "echo {echo}: {:?}", h.k.calls());
+        let (host, peer) = ends(&h, &id);
+        assert!(host.unwrap().up && peer.unwrap().up);
+    }
 }
 
 /// A network with IPv6 keeps its endpoints' inner IPv6: the pair made for it leaves the
