@@ -145,12 +145,13 @@ pub(crate) fn veth_message(
 }
 
 /// Sends `message` as a create (`NLM_F_CREATE | NLM_F_EXCL`), as rtnetlink's
-/// `LinkAddRequest` does; with `echo`, also `NLM_F_ECHO`, and answers the interface the
-/// kernel echoed back before its acknowledgement (None when it echoed none, as kernels
-/// before 6.1 do).
+/// `LinkAddRequest` does; with `echo`, also `NLM_F_ECHO`, and answers the interface named
+/// `name` as the kernel echoed it back before its acknowledgement (None when it echoed none,
+/// as kernels before 6.1 do; an echo of any other interface is not taken for it).
 pub(crate) async fn add_echoed(
     mut handle: Handle,
     message: LinkMessage,
+    name: String,
     echo: bool,
 ) -> Result<Option<LinkState>, rtnetlink::Error> {
     use netlink_packet_core::{
@@ -171,7 +172,10 @@ pub(crate) async fn add_echoed(
                 return Err(rtnetlink::Error::NetlinkError(e));
             }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
-                echoed = Some(parse(&m));
+                let end = parse(&m);
+                if end.name == name && end.index != 0 {
+                    echoed = Some(end);
+                }
             }
             _ => {}
         }

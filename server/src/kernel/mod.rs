@@ -595,7 +595,9 @@ impl Kernel {
         };
         let message = link::veth_message(name, peer_name, peer_file.as_ref().map(|f| f.fd()));
         let result = self
-            .write(ns, op, |h| link::add_echoed(h, message, echo))
+            .write(ns, op, |h| {
+                link::add_echoed(h, message, name.to_string(), echo)
+            })
             .await;
         drop(peer_file);
         result
