@@ -494,27 +494,6 @@ impl LinkOps for FakeKernel {
             .collect())
     }
 
-    async fn create_veth_echoed(
-        &self,
-        ns: &NsRef,
-        name: &str,
-        peer_ns: &NsRef,
-        peer_name: &str,
-    ) -> Result<Option<LinkState>, KernelError> {
-        self.create_veth(ns, name, peer_ns, peer_name).await?;
-        let s = self.state();
-        if s.no_echo {
-            return Ok(None);
-        }
-        Ok(s.spaces
-            .get(ns)
-            .and_then(|sp| sp.links.values().find(|l| l.name == name))
-            .map(|l| LinkState {
-                addresses: Vec::new(),
-                ..l.clone()
-            }))
-    }
-
     async fn create_veth(
         &self,
         ns: &NsRef,
@@ -522,6 +501,20 @@ impl LinkOps for FakeKernel {
         peer_ns: &NsRef,
         peer_name: &str,
     ) -> Result<(), KernelError> {
+        self.create_veth_echoed(ns, name, peer_ns, peer_name)
+            .await
+            .map(drop)
+    }
+
+    /// The pair is made as the kernel makes it, and its first end echoed from the same
+    /// moment (unless [`FakeKernel::no_echo`]).
+    async fn create_veth_echoed(
+        &self,
+        ns: &NsRef,
+        name: &str,
+        peer_ns: &NsRef,
+        peer_name: &str,
+    ) -> Result<Option<LinkState>, KernelError> {
         let delay = self.state().create_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -548,13 +541,14 @@ impl LinkOps for FakeKernel {
             link_netnsid: netnsid,
             ..newborn(index, name, "veth")
         };
-        s.space(ns, &op)?.links.insert(a, end(a, name, b, a_sees));
+        let first = end(a, name, b, a_sees);
+        s.space(ns, &op)?.links.insert(a, first.clone());
         s.space(peer_ns, &op)?
             .links
             .insert(b, end(b, peer_name, a, b_sees));
         s.peers.insert((ns.clone(), a), (peer_ns.clone(), b));
         s.peers.insert((peer_ns.clone(), b), (ns.clone(), a));
-        Ok(())
+        Ok((!s.no_echo).then_some(first))
     }
 
     async fn create_bridge(&self, ns: &NsRef, name: &str) -> Result<(), KernelError> {

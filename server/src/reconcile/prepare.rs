@@ -5,11 +5,11 @@
 //! Connect draws before its transaction, and its peer goes into the namespace the request
 //! names, under the interface name it asks for. So the Connect makes the pair while its
 //! transaction runs ([`Controller::prepare_endpoint_veth`], in a task of its own started by
-//! [`PrepareGuard::start`]: the transaction holds the Connect's thread): created (the host end as
-//! the create's echo shows it, read where the kernel echoes nothing), the peer read, IPv6
-//! off on the host end (and on the peer when its network has no IPv6
-//! subnet, as the network's last reconcile saw it); and the endpoint's first reconcile, after
-//! the commit, takes the pair as made ([`Controller::take_prepared`]) and goes on with the
+//! [`PrepareGuard::start`]: the transaction holds the Connect's thread): created (the host
+//! end as the create's echo shows it, read where the kernel echoes nothing), the peer read,
+//! IPv6 off on the host end (and on the peer when its network has no IPv6 subnet, as the
+//! network's last reconcile saw it); and the endpoint's first reconcile, after the commit,
+//! takes the pair as made ([`Controller::take_prepared`]) and goes on with the
 //! mark, the bridge, the addresses and the routes. The Connect starts the pair's task before
 //! it looks for a foreign interface holding the name, and either may reach the kernel first:
 //! the create is exclusive (`EEXIST` where such an interface is, nothing made), and the look
