@@ -678,46 +678,6 @@ async fn an_echoed_veth_create_answers_the_host_end_as_a_read_would() {
     );
 }
 
-/// `name_taken` asks each namespace for the name's index alone (`SIOCGIFINDEX` on that
-/// namespace's socket, what a Connect's look for a foreign interface now asks first): it
-/// sees each end in its own namespace only, sees a name go with its interface, turns away
-/// names no interface can have, and writes nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn name_taken_answers_per_namespace_from_the_index_alone() {
-    let sb = Sandbox::new("vtaken");
-    let k = &sb.kernel;
-    let (_, a) = sb.named("a").await;
-    k.create_veth(&NsRef::Host, "wt0", &a, "wt1")
-        .await
-        .expect("veth host->a");
-    let before = k.writes();
-
-    let taken = |ns: NsRef, name: &'static str| async move {
-        k.name_taken(&ns, name).await.expect("name_taken")
-    };
-    assert!(taken(NsRef::Host, "wt0").await, "the host end, in the host");
-    assert!(
-        !taken(NsRef::Host, "wt1").await,
-        "the peer is not in the host"
-    );
-    assert!(taken(a.clone(), "wt1").await, "the peer, in its namespace");
-    assert!(!taken(a.clone(), "wt0").await, "the host end is not in a");
-    assert!(taken(a.clone(), "lo").await, "every namespace has lo");
-    assert!(!taken(a.clone(), "").await);
-    assert!(!taken(a.clone(), "a-name-too-long-for-linux").await);
-    assert!(
-        link_names(&sb.host_file()).contains(&"wt0".into()),
-        "as `ip` sees the host"
-    );
-    assert_eq!(k.writes(), before, "reads only");
-
-    let index = sb.link(&NsRef::Host, "wt0").await.index;
-    k.delete_link(&NsRef::Host, index).await.expect("delete");
-    assert!(!taken(NsRef::Host, "wt0").await, "gone with its interface");
-    assert!(!link_names(&sb.host_file()).contains(&"wt0".into()));
-    assert!(!taken(a.clone(), "wt1").await, "its peer went with it");
-}
-
 /// An rtnetlink handle whose socket lives in namespace file `ns` (made on a short-lived
 /// thread that entered it; the connection runs on the test's runtime).
 fn rtnetlink_in(ns: &Path) -> rtnetlink::Handle {

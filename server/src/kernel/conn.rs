@@ -10,8 +10,6 @@
 //!
 //! Sockets use `NETLINK_GET_STRICT_CHK`, so dumps can be filtered by the kernel (addresses of
 //! one interface, routes of one interface and protocol) instead of copying everything out.
-//! Each connection also keeps a duplicate of its socket's descriptor, for the ioctls that a
-//! socket answers in its own namespace (`SIOCGIFINDEX`: a name's index, under RCU).
 //!
 //! The kernel runs at most one dump at a time per netlink socket: a second `NLM_F_DUMP`
 //! request while one is in progress fails with `EBUSY` (seen here as soon as two tasks called
@@ -60,8 +58,6 @@ struct Conn {
     dumps: Arc<tokio::sync::Mutex<()>>,
     /// Identity of the namespace file it was opened from.
     id: NsId,
-    /// A duplicate of the socket's descriptor, for ioctls answered in its namespace.
-    fd: Arc<std::os::fd::OwnedFd>,
 }
 
 /// What a caller gets for one namespace: the request handle and the socket's dump lock.
@@ -70,8 +66,6 @@ pub(crate) struct Session {
     pub(crate) handle: Handle,
     /// Hold this while a dump request is in flight on `handle`.
     pub(crate) dumps: Arc<tokio::sync::Mutex<()>>,
-    /// The socket's descriptor (a duplicate), for ioctls in its namespace.
-    pub(crate) fd: Arc<std::os::fd::OwnedFd>,
 }
 
 /// Sockets for ordinary requests in the host namespace, used in turn.
@@ -151,7 +145,6 @@ impl Connections {
                 return Ok(Session {
                     handle: conn.handle.clone(),
                     dumps: conn.dumps.clone(),
-                    fd: conn.fd.clone(),
                 });
             }
             tracing::debug!(ns = ?ns, "namespace file names a new namespace; reopening socket");
@@ -234,23 +227,13 @@ impl Connections {
         let target = self.ns_file(ns);
         let label = self.label(ns);
         let runtime = tokio::runtime::Handle::current();
-        let ((connection, handle, fd), id) = netns::run_in(target, move || {
+        let ((connection, handle), id) = netns::run_in(target, move || {
             // Registering the socket with the reactor needs the runtime's context; the socket
             // itself is created here, in the namespace this thread just entered.
             let _entered = runtime.enter();
-            let (mut connection, handle, _unsolicited) =
-                rtnetlink::new_connection_with_strict_check()
-                    .map_err(|e| error::io(format!("open netlink socket in {label}"), e))?;
-            use std::os::fd::{AsFd, AsRawFd};
-            let raw = connection.socket_mut().as_raw_fd();
-            // SAFETY: the socket is open for as long as `connection`, which is alive here.
-            #[allow(unsafe_code)]
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-            let fd = borrowed
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| error::io(format!("duplicate netlink socket in {label}"), e))?;
-            Ok((connection, handle, fd))
+            let (connection, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check()
+                .map_err(|e| error::io(format!("open netlink socket in {label}"), e))?;
+            Ok((connection, handle))
         })
         .await?;
         tokio::spawn(connection);
@@ -260,7 +243,6 @@ impl Connections {
             handle,
             dumps: Arc::default(),
             id,
-            fd: Arc::new(fd),
         })
     }
 }

@@ -369,15 +369,6 @@ impl LinkOps for Kernel {
         self.lookup(ns, Selector::Name(name), false).await
     }
 
-    /// `SIOCGIFINDEX` on the namespace's netlink socket: the kernel looks the name up under
-    /// RCU, so the answer never waits for RTNL.
-    async fn name_taken(&self, ns: &NsRef, name: &str) -> Result<bool, KernelError> {
-        let session = self.inner.conns.session(ns, Lane::Normal).await?;
-        ifindex_by_name(&session.fd, name)
-            .map(|i| i.is_some())
-            .map_err(|e| error::sys(format!("look up interface {name:?}"), e))
-    }
-
     /// Looks an interface up by index. Ok(None) when absent.
     async fn get_link_by_index(
         &self,
@@ -867,37 +858,5 @@ impl KernelOps for Kernel {
     /// `MAX_NAMESPACE_SOCKETS` (64) for named namespaces.
     fn open_sockets(&self) -> usize {
         self.inner.conns.count()
-    }
-}
-
-/// The index of interface `name` in the namespace of socket `fd` (`SIOCGIFINDEX`, answered
-/// under RCU), None when there is no such interface.
-fn ifindex_by_name(
-    fd: &std::os::fd::OwnedFd,
-    name: &str,
-) -> Result<Option<u32>, nix::errno::Errno> {
-    use std::os::fd::AsRawFd;
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= nix::libc::IFNAMSIZ || bytes.contains(&0) {
-        return Ok(None);
-    }
-    // SAFETY: an all-zero ifreq is valid (a NUL-terminated empty name, a zero union).
-    #[allow(unsafe_code)]
-    let mut req: nix::libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
-        *d = *s as nix::libc::c_char;
-    }
-    // SAFETY: `fd` is an open socket and `req` a valid ifreq the kernel fills in.
-    #[allow(unsafe_code)]
-    let rc = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::SIOCGIFINDEX, &mut req) };
-    if rc == 0 {
-        // SAFETY: SIOCGIFINDEX answered, so the union holds the index.
-        #[allow(unsafe_code)]
-        let index = unsafe { req.ifr_ifru.ifru_ifindex };
-        return Ok(u32::try_from(index).ok());
-    }
-    match nix::errno::Errno::last() {
-        nix::errno::Errno::ENODEV => Ok(None),
-        e => Err(e),
     }
 }

@@ -38,13 +38,6 @@ pub trait LinkOps: Send + Sync {
     async fn get_link_bare(&self, ns: &NsRef, name: &str)
     -> Result<Option<LinkState>, KernelError>;
 
-    /// Whether namespace `ns` has an interface named `name`, and nothing else about it. The
-    /// real kernel asks for the name's index alone (`SIOCGIFINDEX`), which the kernel answers
-    /// under RCU: unlike a netlink read, it never waits for RTNL. By default, a read.
-    async fn name_taken(&self, ns: &NsRef, name: &str) -> Result<bool, KernelError> {
-        Ok(self.get_link_bare(ns, name).await?.is_some())
-    }
-
     /// Looks an interface up by index, with its addresses. `Ok(None)` when absent.
     async fn get_link_by_index(
         &self,

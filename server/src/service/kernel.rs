@@ -42,14 +42,9 @@ impl Service {
 
     /// Interface `name` in namespace `namespace` ("" is the host), without its addresses, if
     /// the kernel has it; `None` when there is no such interface or the namespace cannot be
-    /// entered yet. A free name is answered from its index alone (no netlink read).
+    /// entered yet.
     async fn interface(&self, namespace: &str, name: &str) -> Option<LinkState> {
         let ns = self.ctl.ns_ref(namespace).await.ok()?;
-        // Most names asked about are free: say so without a netlink read, which waits for
-        // RTNL (a Connect's own veth create may hold it meanwhile).
-        if matches!(self.ctl.kernel().name_taken(&ns, name).await, Ok(false)) {
-            return None;
-        }
         self.ctl
             .kernel()
             .get_link_bare(&ns, name)
