@@ -678,6 +678,128 @@ async fn an_echoed_veth_create_answers_the_host_end_as_a_read_would() {
     );
 }
 
+/// `name_listed` answers from each named namespace's own `/proc/net/dev` (kept open beside
+/// its socket: what a Connect's look for a foreign interface asks first): it sees each end in
+/// its own namespace only, sees a name go with its interface and a rename take effect, never
+/// lists an alternative name (the gap a Connect closes after its commit), cannot tell for the
+/// host (whose listing holds every endpoint's host end), and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_listed_answers_per_namespace_from_its_listing() {
+    let sb = Sandbox::new("vlisted");
+    let k = &sb.kernel;
+    let (a_path, a) = sb.named("a").await;
+    let (b_path, b) = sb.named("b").await;
+    k.create_veth(&a, "wl0", &b, "wl1")
+        .await
+        .expect("veth a->b");
+    let net = format!("--net={}", a_path.display());
+    run(
+        "nsenter",
+        &[&net, "ip", "link", "add", "wd0", "type", "bridge"],
+    );
+    run(
+        "nsenter",
+        &[
+            &net, "ip", "link", "property", "add", "dev", "wd0", "altname", "walt0",
+        ],
+    );
+    assert!(
+        ip_link(&a_path, "wd0")["altnames"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == "walt0")),
+        "the kernel took the alternative name"
+    );
+    let before = k.writes();
+
+    let listed = |ns: NsRef, name: &'static str| async move {
+        k.name_listed(&ns, name).await.expect("name_listed")
+    };
+    assert_eq!(listed(a.clone(), "wl0").await, Some(true), "its end, in a");
+    assert_eq!(
+        listed(a.clone(), "lo").await,
+        Some(true),
+        "every namespace has lo"
+    );
+    assert_eq!(
+        listed(a.clone(), "wl1").await,
+        Some(false),
+        "the peer is in b"
+    );
+    assert_eq!(listed(b.clone(), "wl1").await, Some(true), "the peer, in b");
+    assert_eq!(listed(b.clone(), "wl0").await, Some(false));
+    assert_eq!(
+        listed(a.clone(), "wl").await,
+        Some(false),
+        "a prefix is not a name"
+    );
+    assert_eq!(listed(a.clone(), "wd0").await, Some(true));
+    assert_eq!(
+        listed(a.clone(), "walt0").await,
+        Some(false),
+        "an alternative name is not listed"
+    );
+    assert!(
+        k.get_link_bare(&a, "walt0").await.expect("read").is_some(),
+        "while a netlink read by that name finds its interface"
+    );
+    assert_eq!(
+        listed(NsRef::Host, "lo").await,
+        None,
+        "the host: can't tell"
+    );
+    assert_eq!(k.writes(), before, "reads only");
+
+    let index = sb.link(&a, "wl0").await.index;
+    k.set_link(
+        &a,
+        index,
+        &LinkChange {
+            name: Some("wl9".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rename");
+    assert_eq!(listed(a.clone(), "wl0").await, Some(false), "renamed away");
+    assert_eq!(
+        listed(a.clone(), "wl9").await,
+        Some(true),
+        "under its new name"
+    );
+    k.delete_link(&a, index).await.expect("delete");
+    assert_eq!(listed(a.clone(), "wl9").await, Some(false), "gone");
+    assert_eq!(
+        listed(b.clone(), "wl1").await,
+        Some(false),
+        "its peer went with it"
+    );
+    assert!(
+        !link_names(&a_path).contains(&"wl9".to_string()),
+        "as `ip` sees a"
+    );
+
+    // A listing longer than one read (the kernel gives a page at a time, ~30 lines), then
+    // one longer than the look reads at all (16 KiB): it can't tell, and a read decides.
+    let pairs = |from: usize, to: usize| {
+        let batch = sb._tmp.path().join(format!("pairs-{from}"));
+        let lines: Vec<String> = (from..to)
+            .map(|i| format!("link add wm{i}a type veth peer name wm{i}b\n"))
+            .collect();
+        std::fs::write(&batch, lines.concat()).expect("batch file");
+        let net = format!("--net={}", b_path.display());
+        run("nsenter", &[&net, "ip", "-batch", &batch.to_string_lossy()]);
+    };
+    pairs(0, 25);
+    assert_eq!(link_names(&b_path).len(), 51, "lo and 25 pairs");
+    for name in ["wm0a", "wm12b", "wm24a", "wm24b"] {
+        assert_eq!(listed(b.clone(), name).await, Some(true), "{name}");
+    }
+    assert_eq!(listed(b.clone(), "wm25a").await, Some(false));
+    pairs(25, 100);
+    assert_eq!(listed(b.clone(), "wm0a").await, None, "too long to read");
+    assert_eq!(listed(b.clone(), "wm99z").await, None);
+}
+
 /// An rtnetlink handle whose socket lives in namespace file `ns` (made on a short-lived
 /// thread that entered it; the connection runs on the test's runtime).
 fn rtnetlink_in(ns: &Path) -> rtnetlink::Handle {

@@ -644,6 +644,27 @@ async fn endpoints_of_different_networks_cannot_reach_each_other() {
     assert!(!sb.ping("b1", &ip["a2"].to_string()), "b1 pinged a2");
 }
 
+/// Asserts that Connect `req` (into namespace "a") is refused with ALREADY_EXISTS, saying
+/// to pick another interface name, and that it changed no interface in the scratch host or
+/// in "a".
+async fn refused_over_a_taken_name(sb: &Sandbox, req: ConnectRequest) {
+    let snapshot = || {
+        let mut all: Vec<Value> = ["", "a"].iter().flat_map(|ns| sb.links(ns)).collect();
+        all.iter_mut().for_each(scrub_volatile);
+        all
+    };
+    let before = snapshot();
+    let refused = expect_code(
+        rpc(sb.client().networks().connect(req)).await,
+        tonic::Code::AlreadyExists,
+    );
+    assert!(
+        refused.message().contains("pick another interface_name"),
+        "{refused:?}"
+    );
+    assert_eq!(snapshot(), before, "a refused Connect changed interfaces");
+}
+
 /// A Connect whose interface name a foreign interface holds in the namespace (made by hand,
 /// no weft mark) is refused with ALREADY_EXISTS and changes nothing: the hand-made interface
 /// stays as it was, no veth is left in the host or the namespace, and the network lists no
@@ -657,26 +678,7 @@ async fn a_connect_over_a_foreign_interface_name_is_refused_and_changes_nothing(
     create_ns(&c, "a").await;
     create_ns(&c, "b").await;
     sb.ok_in("a", &["ip", "link", "add", "eth0", "type", "bridge"]);
-    let snapshot = |sb: &Sandbox| {
-        let mut all: Vec<Value> = ["", "a"].iter().flat_map(|ns| sb.links(ns)).collect();
-        all.iter_mut().for_each(scrub_volatile);
-        all
-    };
-    let before = snapshot(&sb);
-
-    let refused = expect_code(
-        rpc(c.networks().connect(connect_req("fi", "a"))).await,
-        tonic::Code::AlreadyExists,
-    );
-    assert!(
-        refused.message().contains("pick another interface_name"),
-        "{refused:?}"
-    );
-    assert_eq!(
-        snapshot(&sb),
-        before,
-        "a refused Connect changed interfaces"
-    );
+    refused_over_a_taken_name(&sb, connect_req("fi", "a")).await;
     assert!(get_network(&c, "fi").await.endpoints.is_empty());
 
     let a = connect(
@@ -692,6 +694,68 @@ async fn a_connect_over_a_foreign_interface_name_is_refused_and_changes_nothing(
         .await;
     let hand = sb.must_link("a", "eth0");
     assert_eq!(hand["linkinfo"]["info_kind"], "bridge", "{hand}");
+    assert!(hand["ifalias"].is_null(), "{hand}");
+}
+
+/// A Connect whose interface name is another interface's *alternative* name in the namespace
+/// (`ip link property add ... altname eth0`, which the namespace's listing of interfaces
+/// leaves out, so the look before the transaction finds the name free) is still refused with
+/// ALREADY_EXISTS and changes nothing: the kernel refuses the veth's create, and the Connect,
+/// told so after its commit, takes the endpoint back before it answers. Its request id and its
+/// address are free again: the Connect under another name that reuses the id gets the
+/// network's first address, and carries traffic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_over_an_alternative_interface_name_is_refused_and_changes_nothing() {
+    let sb = Sandbox::new("faltname").await;
+    let c = sb.client();
+    create_network(&c, network("fa", "wb-fa", &["10.247.1.0/24"])).await;
+    create_ns(&c, "a").await;
+    create_ns(&c, "b").await;
+    sb.ok_in("a", &["ip", "link", "add", "hand0", "type", "bridge"]);
+    sb.ok_in(
+        "a",
+        &[
+            "ip", "link", "property", "add", "dev", "hand0", "altname", "eth0",
+        ],
+    );
+    let hand = sb.must_link("a", "hand0");
+    assert!(
+        hand["altnames"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == "eth0")),
+        "the kernel took the alternative name: {hand}"
+    );
+
+    refused_over_a_taken_name(
+        &sb,
+        ConnectRequest {
+            request_id: "altname-once".into(),
+            ..connect_req("fa", "a")
+        },
+    )
+    .await;
+    assert!(get_network(&c, "fa").await.endpoints.is_empty());
+
+    let a = connect(
+        &c,
+        ConnectRequest {
+            interface_name: "eth1".into(),
+            request_id: "altname-once".into(),
+            ..connect_req("fa", "a")
+        },
+    )
+    .await;
+    assert_eq!(
+        addr_of(&a.ipv4_address).to_string(),
+        "10.247.1.2",
+        "the refused Connect's address was not given back"
+    );
+    let b = connect(&c, connect_req("fa", "b")).await;
+    sb.assert_ping("b", &addr_of(&a.ipv4_address).to_string())
+        .await;
+    sb.assert_ping("a", &addr_of(&b.ipv4_address).to_string())
+        .await;
+    let hand = sb.must_link("a", "hand0");
     assert!(hand["ifalias"].is_null(), "{hand}");
 }
 

@@ -11,6 +11,13 @@
 //! Sockets use `NETLINK_GET_STRICT_CHK`, so dumps can be filtered by the kernel (addresses of
 //! one interface, routes of one interface and protocol) instead of copying everything out.
 //!
+//! Beside a named namespace's socket, the same thread opens that namespace's `/proc/net/dev`
+//! (`/proc/thread-self/net/dev`: the file keeps the namespace it was opened in). Each read
+//! lists the namespace's interfaces by primary name, which the kernel walks under RCU: unlike
+//! any netlink request on 6.18 (a single `RTM_GETLINK` as much as a dump), it never waits for
+//! RTNL, which veth creates and deletes hold. [`Session::devs`] answers "is this name
+//! listed" from it ([`listed_in`]). It never loads a module, unlike the `SIOCGIF*` ioctls.
+//!
 //! The kernel runs at most one dump at a time per netlink socket: a second `NLM_F_DUMP`
 //! request while one is in progress fails with `EBUSY` (seen here as soon as two tasks called
 //! `get_link` on one namespace at once). So each connection carries a dump lock, which every
@@ -58,6 +65,8 @@ struct Conn {
     dumps: Arc<tokio::sync::Mutex<()>>,
     /// Identity of the namespace file it was opened from.
     id: NsId,
+    /// The namespace's `/proc/net/dev`, opened beside the socket (named namespaces only).
+    devs: Option<Arc<Devs>>,
 }
 
 /// What a caller gets for one namespace: the request handle and the socket's dump lock.
@@ -66,7 +75,15 @@ pub(crate) struct Session {
     pub(crate) handle: Handle,
     /// Hold this while a dump request is in flight on `handle`.
     pub(crate) dumps: Arc<tokio::sync::Mutex<()>>,
+    /// The namespace's `/proc/net/dev`, where it could be opened (named namespaces only: the
+    /// host's lists every endpoint's host end).
+    pub(crate) devs: Option<Arc<Devs>>,
 }
+
+/// A namespace's `/proc/net/dev`, read by one caller at a time: the kernel keeps one listing
+/// state per open file, so readers interleaving their pages would get pieces of different
+/// listings.
+pub(crate) type Devs = Mutex<File>;
 
 /// Sockets for ordinary requests in the host namespace, used in turn.
 pub(crate) const HOST_LANES: usize = 4;
@@ -145,6 +162,7 @@ impl Connections {
                 return Ok(Session {
                     handle: conn.handle.clone(),
                     dumps: conn.dumps.clone(),
+                    devs: conn.devs.clone(),
                 });
             }
             tracing::debug!(ns = ?ns, "namespace file names a new namespace; reopening socket");
@@ -227,13 +245,20 @@ impl Connections {
         let target = self.ns_file(ns);
         let label = self.label(ns);
         let runtime = tokio::runtime::Handle::current();
-        let ((connection, handle), id) = netns::run_in(target, move || {
+        let named = matches!(ns, NsRef::Path(_));
+        let ((connection, handle, devs), id) = netns::run_in(target, move || {
             // Registering the socket with the reactor needs the runtime's context; the socket
             // itself is created here, in the namespace this thread just entered.
             let _entered = runtime.enter();
             let (connection, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check()
                 .map_err(|e| error::io(format!("open netlink socket in {label}"), e))?;
-            Ok((connection, handle))
+            // `thread-self`: this thread's namespace (a process's threads may be in others).
+            // Without it (no /proc), names are looked up by netlink, as before.
+            let devs = named
+                .then(|| File::open("/proc/thread-self/net/dev").ok())
+                .flatten()
+                .map(|f| Arc::new(Mutex::new(f)));
+            Ok((connection, handle, devs))
         })
         .await?;
         tokio::spawn(connection);
@@ -243,6 +268,76 @@ impl Connections {
             handle,
             dumps: Arc::default(),
             id,
+            devs,
         })
+    }
+}
+
+/// Reads of a `/proc/net/dev` larger than this give up (the caller then reads by netlink): a
+/// namespace with that many interfaces (about 100) is not a container's.
+const DEVS_READ_MAX: usize = 16 * 1024;
+
+/// Whether `/proc/net/dev` file `devs` lists an interface whose primary name is `name`;
+/// None when it could not be read whole (too large, or a read failed). An alternative name
+/// (`ip link property add ... altname`) is never listed.
+pub(crate) fn listed_in(devs: &Devs, name: &str) -> Option<bool> {
+    use std::os::unix::fs::FileExt;
+    let devs = devs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut buf = vec![0u8; DEVS_READ_MAX];
+    let mut len = 0;
+    // Offset 0 makes the kernel list anew; each read returns whole lines, at most a page.
+    loop {
+        match devs.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == buf.len() {
+            return None;
+        }
+    }
+    Some(devs_lists(&buf[..len], name))
+}
+
+/// Whether the text of a `/proc/net/dev` lists interface `name`: after two header lines,
+/// one line per interface, `<spaces><name>: <counters>` (a name never holds a colon).
+fn devs_lists(text: &[u8], name: &str) -> bool {
+    text.split(|b| *b == b'\n').skip(2).any(|line| {
+        line.iter()
+            .position(|b| *b == b':')
+            .is_some_and(|colon| line[..colon].trim_ascii() == name.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  eth0:     936      12    0    0    0     0          0         0      866      11    0    0    0     0       0          0
+wr0123456789ab:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+";
+
+    #[test]
+    fn a_listing_names_each_interface_by_its_whole_name() {
+        let t = SAMPLE.as_bytes();
+        for listed in ["lo", "eth0", "wr0123456789ab"] {
+            assert!(devs_lists(t, listed), "{listed}");
+        }
+        for not in [
+            "eth",
+            "eth00",
+            "th0",
+            "",
+            "face",
+            "Inter-",
+            "wr0123456789a",
+            "0",
+        ] {
+            assert!(!devs_lists(t, not), "{not:?}");
+        }
     }
 }

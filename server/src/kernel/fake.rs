@@ -10,7 +10,7 @@
 //! fails as the real kernel's do ([`ErrorKind::NamespaceGone`](super::ErrorKind)).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{
         Mutex,
@@ -80,6 +80,9 @@ struct State {
     create_delay: Duration,
     /// Veth creates echo nothing ([`FakeKernel::no_echo`]), as before Linux 6.1.
     no_echo: bool,
+    /// Names [`LinkOps::name_listed`] leaves out ([`FakeKernel::unlist`]), as the kernel's
+    /// listing leaves out alternative names.
+    unlisted: HashSet<String>,
 }
 
 /// The in-memory kernel; see the module docs.
@@ -145,6 +148,13 @@ impl FakeKernel {
     /// kernel before 6.1.
     pub fn no_echo(&self) {
         self.state().no_echo = true;
+    }
+
+    /// Leaves interface name `name` out of [`LinkOps::name_listed`]'s answers, as the kernel's
+    /// listing leaves out an alternative name, or as a foreign interface made right after the
+    /// listing was read would be.
+    pub fn unlist(&self, name: &str) {
+        self.state().unlisted.insert(name.to_string());
     }
 
     /// Makes the next call of `op` panic, as a bug below the reconcilers would.
@@ -470,6 +480,13 @@ impl LinkOps for FakeKernel {
                 addresses: Vec::new(),
                 ..l.clone()
             }))
+    }
+
+    async fn name_listed(&self, ns: &NsRef, name: &str) -> Result<Option<bool>, KernelError> {
+        let mut s = self.read("name_listed", name)?;
+        let unlisted = s.unlisted.contains(name);
+        let sp = s.space(ns, "list links")?;
+        Ok(Some(!unlisted && sp.links.values().any(|l| l.name == name)))
     }
 
     async fn get_link_by_index(

@@ -369,6 +369,19 @@ impl LinkOps for Kernel {
         self.lookup(ns, Selector::Name(name), false).await
     }
 
+    /// The namespace's `/proc/net/dev`, kept open beside its socket (see `conn`): listed
+    /// under RCU. The host's is not kept (it lists every endpoint's host end).
+    async fn name_listed(&self, ns: &NsRef, name: &str) -> Result<Option<bool>, KernelError> {
+        if matches!(ns, NsRef::Host) {
+            return Ok(None);
+        }
+        let session = self.inner.conns.session(ns, Lane::Normal).await?;
+        Ok(session
+            .devs
+            .as_deref()
+            .and_then(|devs| conn::listed_in(devs, name)))
+    }
+
     /// Looks an interface up by index. Ok(None) when absent.
     async fn get_link_by_index(
         &self,

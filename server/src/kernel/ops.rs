@@ -38,6 +38,15 @@ pub trait LinkOps: Send + Sync {
     async fn get_link_bare(&self, ns: &NsRef, name: &str)
     -> Result<Option<LinkState>, KernelError>;
 
+    /// Whether namespace `ns` lists an interface whose primary name is `name`, from a listing
+    /// the kernel gives under RCU, so the answer never waits for RTNL (which creates and
+    /// deletes hold) and never loads a module; `Ok(None)` when this can't tell (read the
+    /// interface instead). An alternative name is not listed: a create still refuses it
+    /// (`EEXIST`). By default it can't tell.
+    async fn name_listed(&self, _ns: &NsRef, _name: &str) -> Result<Option<bool>, KernelError> {
+        Ok(None)
+    }
+
     /// Looks an interface up by index, with its addresses. `Ok(None)` when absent.
     async fn get_link_by_index(
         &self,

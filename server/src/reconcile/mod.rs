@@ -63,6 +63,7 @@ use std::{
 
 pub use error::{Action, ReconcileError, Retry, error_policy};
 pub use events::{Event, Events, Key};
+pub use prepare::Outcome as PrepareOutcome;
 use queue::WorkQueue;
 pub use resolv::ResolvSettings;
 pub use retire::{ONE_BY_ONE_UP_TO, REAP_GATHER, RETIRED_GROUP};

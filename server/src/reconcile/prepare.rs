@@ -22,6 +22,10 @@
 //!   ([`Controller::discard_prepared`], which reads first and deletes only a newborn host end
 //!   of the uid's name) before it answers, whatever the pair's task said it made (a task that
 //!   failed after its create said nothing);
+//! - a create refused for a taken name (`EEXIST`) although the look passed (an alternative
+//!   name, which the namespace's listing leaves out, or an interface made since the look):
+//!   the create made nothing, and the Connect, once committed, looks again by netlink and
+//!   takes the connect back where an interface holds the name ([`PrepareGuard::settle`]);
 //! - a crash before the commit: no row plans the pair, and the GC removes it as it removes
 //!   any newborn interface no object plans;
 //! - a GC pass while a Connect prepares: the pair's names are registered here *before* it is
@@ -41,7 +45,8 @@ use std::{
 use super::{Controller, link::ipv6_off_before_up};
 use crate::{
     kernel::{LinkState, NsRef},
-    model::endpoint_host_ifname,
+    model::{endpoint_host_ifname, ownership_mark},
+    store::ConnectUndo,
 };
 
 /// An entry older than this is dropped when another is added. A safety net: the reconcile,
@@ -108,7 +113,7 @@ impl Controller {
         ifname: &str,
     ) -> bool {
         self.register_prepared(uid, namespace, ifname)
-            && self.make_prepared(uid, network, namespace, ifname).await
+            && self.make_prepared(uid, network, namespace, ifname).await == Outcome::Made
     }
 
     /// The first half of [`Controller::prepare_endpoint_veth`]: registers the pair's names
@@ -138,20 +143,36 @@ impl Controller {
     /// create, the reads and IPv6. A reconcile that took the registration meanwhile (the
     /// endpoint committed and queued by someone else) makes the pair itself; what this
     /// makes then is not kept for it.
-    async fn make_prepared(&self, uid: &str, network: &str, namespace: &str, ifname: &str) -> bool {
+    async fn make_prepared(
+        &self,
+        uid: &str,
+        network: &str,
+        namespace: &str,
+        ifname: &str,
+    ) -> Outcome {
         let host = endpoint_host_ifname(uid);
         let t0 = Instant::now();
         let Ok(ns) = self.ns_ref(namespace).await else {
             self.inner.prepared.lock().remove(uid);
-            return false;
+            return Outcome::NotMade;
         };
         let k = self.kernel();
         // The create's echo is the host end as a read right after it would show it (Linux
         // 6.1 and later; before, the end is read): one RTNL holder fewer beside the host
         // end's `disable_ipv6`, which spins while another holds the lock.
-        let Ok(echoed) = k.create_veth_echoed(&NsRef::Host, &host, &ns, ifname).await else {
-            self.inner.prepared.lock().remove(uid);
-            return false;
+        let echoed = match k.create_veth_echoed(&NsRef::Host, &host, &ns, ifname).await {
+            Ok(echoed) => echoed,
+            Err(e) => {
+                // Still registered, the refusal is about this Connect's own names: a
+                // reconcile that took the registration meanwhile makes the pair itself (and
+                // its create may be what this one met).
+                let ours = self.inner.prepared.lock().remove(uid).is_some();
+                return if ours && e.is_exists() {
+                    Outcome::NameTaken
+                } else {
+                    Outcome::NotMade
+                };
+            }
         };
         let t1 = t0.elapsed();
         super::fault::after_prepare(&[host.as_str(), ifname]);
@@ -198,7 +219,7 @@ impl Controller {
         if let Some(e) = self.inner.prepared.lock().get_mut(uid) {
             e.made = made;
         }
-        true
+        Outcome::Made
     }
 
     /// Deletes the pair [`Controller::prepare_endpoint_veth`] made for endpoint `uid`, whose
@@ -276,7 +297,32 @@ pub struct PrepareGuard {
     ctl: Controller,
     uid: Option<String>,
     /// The task making the pair ([`PrepareGuard::start`]), until its outcome is taken.
-    task: Option<tokio::task::JoinHandle<bool>>,
+    task: Option<tokio::task::JoinHandle<Outcome>>,
+    /// Once the Connect's transaction has committed: how to take it back.
+    committed: Option<Committed>,
+}
+
+/// A Connect's committed endpoint, and how to take it back ([`Controller::take_back_if_taken`]).
+#[derive(Clone, Debug)]
+struct Committed {
+    undo: ConnectUndo,
+    namespace: String,
+    ifname: String,
+}
+
+/// What a Connect's veth task did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel made the pair (whether or not its reads after the create worked).
+    Made,
+    /// The create was refused because a name is taken (`EEXIST`; it made nothing) while the
+    /// pair was still this task's to make: most likely the interface name in the namespace,
+    /// held by an interface the look before the transaction did not see (an alternative
+    /// name, which the namespace's listing leaves out, or one made since the look).
+    NameTaken,
+    /// Nothing was made: none was started (a dry run, the host as the namespace), the
+    /// namespace could not be entered, or the create failed otherwise. The reconcile tries.
+    NotMade,
 }
 
 impl PrepareGuard {
@@ -304,17 +350,17 @@ impl PrepareGuard {
         }));
     }
 
-    /// Waits for the task [`PrepareGuard::start`] began: whether the kernel made a pair
-    /// (false when none was started). A Connect dropped meanwhile leaves the task to the
-    /// guard's settling, which waits for it too.
-    pub async fn made(&mut self) -> bool {
+    /// Waits for the task [`PrepareGuard::start`] began: what it did ([`Outcome::NotMade`]
+    /// when none was started, or once this has answered). A Connect dropped meanwhile leaves
+    /// the task to the guard's settling, which waits for it too.
+    pub async fn made(&mut self) -> Outcome {
         let Some(task) = self.task.as_mut() else {
-            return false;
+            return Outcome::NotMade;
         };
         let made = task.await.unwrap_or_else(|e| {
             // It may have made a pair: a failed Connect discards whatever this answers.
             tracing::warn!(error = %e, "a Connect's veth task failed");
-            false
+            Outcome::NotMade
         });
         self.task = None;
         made
@@ -336,6 +382,42 @@ impl PrepareGuard {
     pub fn disarm(&mut self) {
         self.uid = None;
     }
+
+    /// The Connect's transaction committed the endpoint, of `namespace` under `ifname`;
+    /// `undo` takes it back ([`PrepareGuard::settle`]).
+    pub fn committed(&mut self, undo: ConnectUndo, namespace: &str, ifname: &str) {
+        self.committed = Some(Committed {
+            undo,
+            namespace: namespace.to_string(),
+            ifname: ifname.to_string(),
+        });
+    }
+
+    /// After [`PrepareGuard::committed`]: waits for the pair's task and disarms. Where its
+    /// create found the name taken ([`Outcome::NameTaken`]), looks again and, where an
+    /// interface holds the name in the namespace, takes the connect back: true then, and
+    /// the Connect answers ALREADY_EXISTS ([`Controller::take_back_if_taken`]). That look
+    /// and undo run in a task of their own, so a Connect dropped meanwhile does not cut them
+    /// short; the task then queues a kept endpoint for its reconcile, as a dropped guard's
+    /// settling does.
+    pub async fn settle(&mut self) -> bool {
+        let outcome = self.made().await;
+        let committed = self.committed.take();
+        self.disarm();
+        let (Outcome::NameTaken, Some(c)) = (outcome, committed) else {
+            return false;
+        };
+        let ctl = self.ctl.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let taken_back = ctl.take_back_if_taken(&c).await;
+            if answer.send(taken_back).is_err() && !taken_back {
+                // The Connect went away: the endpoint stays, and nobody queued it.
+                ctl.enqueue(super::Key::Endpoint(c.undo.id().to_string()));
+            }
+        });
+        answered.await.unwrap_or(false)
+    }
 }
 
 impl Drop for PrepareGuard {
@@ -345,11 +427,19 @@ impl Drop for PrepareGuard {
         };
         let ctl = self.ctl.clone();
         let task = self.task.take();
+        let committed = self.committed.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 // Settled once made: a pair still being created would outlive a discard.
-                if let Some(task) = task {
-                    let _ = task.await;
+                let outcome = match task {
+                    Some(task) => task.await.unwrap_or(Outcome::NotMade),
+                    None => Outcome::NotMade,
+                };
+                if outcome == Outcome::NameTaken
+                    && let Some(c) = &committed
+                    && ctl.take_back_if_taken(c).await
+                {
+                    return;
                 }
                 ctl.settle_prepared(&uid).await
             });
@@ -367,6 +457,45 @@ impl Controller {
             ctl: self.clone(),
             uid: Some(uid.to_string()),
             task: None,
+            committed: None,
+        }
+    }
+
+    /// For a committed Connect whose pair's create found the name taken: whether an
+    /// interface holds its interface name in its namespace, other than a newborn one (a pair
+    /// another Connect is making) or the endpoint's own (made by its reconcile, queued by
+    /// someone else); if so, takes the connect back ([`Store::undo_connect`]) and says so
+    /// (true, also when the row was gone already), with the events a delete sends.
+    /// Otherwise, and where the namespace cannot be entered, the read fails or the undo
+    /// fails, the endpoint stays (false), for its reconcile, which reports what is in its way.
+    ///
+    /// [`Store::undo_connect`]: crate::store::Store::undo_connect
+    async fn take_back_if_taken(&self, c: &Committed) -> bool {
+        let Ok(ns) = self.ns_ref(&c.namespace).await else {
+            return false;
+        };
+        let mark = ownership_mark(c.undo.id());
+        let held = matches!(
+            self.kernel().get_link_bare(&ns, &c.ifname).await,
+            Ok(Some(l)) if !super::link::owned(&l, &mark)
+        );
+        if !held {
+            return false;
+        }
+        match self.store().undo_connect(&c.undo).await {
+            Ok(gone) => {
+                if gone {
+                    self.events()
+                        .send(super::Key::Endpoint(c.undo.id().to_string()), true);
+                    self.events()
+                        .send(super::Key::Network(c.undo.network_id().to_string()), false);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = c.undo.id(), error = %e, "could not take back a Connect whose interface name is taken");
+                false
+            }
         }
     }
 

@@ -4,7 +4,10 @@
 //! its own, `reconcile::prepare`), refuses an interface name a foreign interface already
 //! holds inside the namespace (unless it is this very endpoint's), and lets the store settle
 //! addresses and ports in one transaction (its UNIQUE constraints make two concurrent
-//! connects never get the same address or host port), the veth being made meanwhile. Both
+//! connects never get the same address or host port), the veth being made meanwhile. The
+//! look before the transaction reads the namespace's listing of interfaces, which leaves out
+//! alternative names; where the veth's create then finds the name taken, the Connect looks
+//! again and takes its commit back (`PrepareGuard::settle`) before it answers. Both
 //! verbs announce the network too, since a network's answer lists its endpoints.
 
 use super::{
@@ -18,6 +21,14 @@ use crate::{
     reconcile::Key,
     store::{EndpointRow, NetworkRow, RequestRecord},
 };
+
+/// The refusal of a Connect whose interface name another interface holds in the namespace.
+fn interface_taken(spec: &ConnectSpec) -> ServiceError {
+    ServiceError::AlreadyExists(format!(
+        "interface {:?} already exists in namespace {:?}; pick another interface_name",
+        spec.endpoint.ifname, spec.namespace
+    ))
+}
 
 /// An endpoint as answers show it: its row, and the spec of its network (for the gateways).
 #[derive(Clone, Debug)]
@@ -110,17 +121,22 @@ impl Make for Endpoints {
                 .connect_in(spec, &local, record, dry_run)
                 .await?);
         };
-        let row = svc
+        let (row, undo) = match svc
             .store()
-            .connect_as(&id, spec, &local, record, false)
-            .await;
-        if row.is_err() {
-            guard.discard().await;
-        } else {
-            guard.made().await;
-            guard.disarm();
+            .connect_undoable(&id, spec, &local, record, false)
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                guard.discard().await;
+                return Err(e.into());
+            }
+        };
+        guard.committed(undo, &spec.namespace, &spec.endpoint.ifname);
+        if guard.settle().await {
+            return Err(interface_taken(spec));
         }
-        Ok(row?)
+        Ok(row)
     }
 
     async fn plan(
@@ -150,6 +166,17 @@ impl Service {
     /// its namespace (one that is this very endpoint's, or a newborn one weft is making,
     /// does not count).
     async fn refuse_foreign_interface(&self, spec: &ConnectSpec) -> ServiceResult<()> {
+        // Most names asked for are free, and the namespace's listing says so without a
+        // netlink read, which waits for RTNL (this Connect's own veth create may hold it, and
+        // so may other Connects'). A name it does not list may still be another interface's
+        // alternative name: the create then refuses it, and the Connect looks again after
+        // its commit (`PrepareGuard::settle`).
+        if self
+            .name_unlisted(&spec.namespace, &spec.endpoint.ifname)
+            .await
+        {
+            return Ok(());
+        }
         if self
             .interface_alias(&spec.namespace, &spec.endpoint.ifname)
             .await
@@ -160,10 +187,7 @@ impl Service {
                 .await?
                 .is_none()
         {
-            return Err(ServiceError::AlreadyExists(format!(
-                "interface {:?} already exists in namespace {:?}; pick another interface_name",
-                spec.endpoint.ifname, spec.namespace
-            )));
+            return Err(interface_taken(spec));
         }
         Ok(())
     }
@@ -224,19 +248,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_connect_deletes_a_pair_whose_task_failed_after_its_create() {
         let dir = tempfile::tempdir().unwrap();
-        let (svc, k, call) = crate::service::fake_service(dir.path()).await;
-        svc.create::<Namespaces>(
-            Ok(NamespaceSpec {
-                name: "ns1".into(),
-                labels: Default::default(),
-                adopted_path: None,
-            }),
-            &RequestId::default(),
-            call,
-        )
-        .await
-        .unwrap();
-        k.create_named_netns("ns1").await.unwrap();
+        let (svc, k, call) = with_ns1(dir.path()).await;
         k.panic_next("ensure_sysctl");
         let refused = svc
             .create::<Endpoints>(
@@ -256,12 +268,197 @@ mod tests {
         );
         let ns1 = NsRef::path(k.named_netns_path("ns1"));
         assert!(k.get_link_bare(&ns1, "eth0").await.unwrap().is_none());
-        let left: Vec<String> = k
-            .links(&NsRef::Host)
+        assert!(
+            host_ends(&k).is_empty(),
+            "left in the host: {:?}",
+            host_ends(&k)
+        );
+    }
+
+    /// A service, its fake kernel and a call's settings.
+    type Fake = (
+        Service,
+        std::sync::Arc<crate::kernel::fake::FakeKernel>,
+        Call,
+    );
+
+    /// A service on the fake kernel with namespace "ns1" (recorded and made), nothing
+    /// reconciled (no workers run).
+    async fn with_ns1(dir: &std::path::Path) -> Fake {
+        let (svc, k, call) = crate::service::fake_service(dir).await;
+        svc.create::<Namespaces>(
+            Ok(NamespaceSpec {
+                name: "ns1".into(),
+                labels: Default::default(),
+                adopted_path: None,
+            }),
+            &RequestId::default(),
+            call,
+        )
+        .await
+        .unwrap();
+        k.create_named_netns("ns1").await.unwrap();
+        (svc, k, call)
+    }
+
+    /// [`with_ns1`], and network "web" (10.88.0.0/24).
+    async fn web_and_ns1(dir: &std::path::Path) -> Fake {
+        let (svc, k, call) = with_ns1(dir).await;
+        let web = crate::model::NetworkSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            bridge_name: "br-web".into(),
+            subnets: vec![
+                crate::model::SubnetSpec::parse("subnet", "10.88.0.0/24", "", "", &[]).unwrap(),
+            ],
+            internal: false,
+            icc: true,
+            masquerade: true,
+            mtu: 0,
+            dns: true,
+        };
+        svc.store()
+            .create_network(&web, &Default::default(), false, None, false)
+            .await
+            .unwrap();
+        (svc, k, call)
+    }
+
+    /// The endpoint interfaces (host ends) the fake kernel has in the host.
+    fn host_ends(k: &crate::kernel::fake::FakeKernel) -> Vec<String> {
+        k.links(&NsRef::Host)
             .into_iter()
             .map(|l| l.name)
             .filter(|n| n.starts_with(&endpoint_host_ifname("")))
-            .collect();
-        assert!(left.is_empty(), "left in the host: {left:?}");
+            .collect()
+    }
+
+    /// A Connect whose look before its transaction finds the name free, and whose veth
+    /// create then finds it taken (here a foreign interface the listing leaves out, as the
+    /// kernel's leaves out an alternative name), is refused with ALREADY_EXISTS once the
+    /// create has said so, and taken back: no endpoint, no pair, and its request id and
+    /// address free again for the Connect that follows under another name.
+    #[tokio::test]
+    async fn a_connect_whose_create_finds_the_name_taken_is_refused_and_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, k, call) = web_and_ns1(dir.path()).await;
+        let ns1 = NsRef::path(k.named_netns_path("ns1"));
+        let foreign = k.add_foreign_link(&ns1, "eth0", "dummy");
+        k.unlist("eth0");
+        let rid = |spec: &ConnectSpec| RequestId {
+            id: "once".into(),
+            fingerprint: format!("{spec:?}"),
+        };
+        let mut events = svc.ctl.events().subscribe();
+
+        let spec = ConnectSpec::plain("web", "ns1");
+        let refused = svc
+            .create::<Endpoints>(Ok(spec.clone()), &rid(&spec), call)
+            .await;
+        match refused {
+            Err(ServiceError::AlreadyExists(m)) => {
+                assert!(m.contains("pick another interface_name"), "{m}")
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(
+            k.calls().iter().any(|c| c.starts_with("create_veth wv")),
+            "the create was tried: {:?}",
+            k.calls()
+        );
+        assert!(svc.store().list_endpoints(None).await.unwrap().is_empty());
+        assert!(
+            svc.store().past_request("once").await.unwrap().is_none(),
+            "the request id is still taken"
+        );
+        let eth0 = k.get_link_bare(&ns1, "eth0").await.unwrap().unwrap();
+        assert_eq!(eth0.index, foreign, "the foreign interface is as it was");
+        assert!(
+            host_ends(&k).is_empty(),
+            "left in the host: {:?}",
+            host_ends(&k)
+        );
+        let mut deleted = false;
+        while let Ok(ev) = events.try_recv() {
+            deleted |= matches!(&ev.key, Key::Endpoint(_)) && ev.deleted;
+        }
+        assert!(deleted, "no event told of the endpoint's removal");
+
+        let mut other = ConnectSpec::plain("web", "ns1");
+        other.endpoint.ifname = "eth1".into();
+        svc.create::<Endpoints>(Ok(other.clone()), &rid(&other), call)
+            .await
+            .unwrap();
+        let made = svc.store().endpoint_by_names("web", "ns1").await.unwrap();
+        let made = made.expect("the second Connect made its endpoint");
+        assert_eq!(made.addresses[0].addr().to_string(), "10.88.0.2");
+    }
+
+    /// A create refused for a taken name whose look after the commit finds the name free
+    /// again (the holder went meanwhile) keeps the endpoint: the Connect answers it, for its
+    /// reconcile to make the pair.
+    #[tokio::test]
+    async fn a_connect_whose_taken_name_is_free_again_keeps_its_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, k, call) = web_and_ns1(dir.path()).await;
+        k.fail("create_veth", None, nix::errno::Errno::EEXIST, 1);
+        let (view, _) = svc
+            .create::<Endpoints>(
+                Ok(ConnectSpec::plain("web", "ns1")),
+                &RequestId::default(),
+                call,
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.row.spec.ifname, "eth0");
+        let kept = svc.store().endpoint_by_names("web", "ns1").await.unwrap();
+        assert_eq!(kept.map(|r| r.id), Some(view.row.id));
+    }
+
+    /// A Connect dropped (its client gone) while its create is still in flight, after its
+    /// commit, is still taken back when the create finds the name taken: the dropped
+    /// guard's settling looks again and undoes it, where it would have queued the endpoint.
+    #[tokio::test]
+    async fn a_dropped_connect_whose_create_finds_the_name_taken_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, k, call) = web_and_ns1(dir.path()).await;
+        let ns1 = NsRef::path(k.named_netns_path("ns1"));
+        k.add_foreign_link(&ns1, "eth0", "dummy");
+        k.unlist("eth0");
+        k.delay_creates(std::time::Duration::from_millis(300));
+        let rid = RequestId::default();
+        let connect = svc.create::<Endpoints>(Ok(ConnectSpec::plain("web", "ns1")), &rid, call);
+        let dropped = tokio::time::timeout(std::time::Duration::from_millis(100), connect).await;
+        assert!(
+            dropped.is_err(),
+            "the Connect ended before its create: {dropped:?}"
+        );
+        assert!(
+            svc.store()
+                .endpoint_by_names("web", "ns1")
+                .await
+                .unwrap()
+                .is_some(),
+            "dropped before its commit: this tests nothing"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while svc
+            .store()
+            .endpoint_by_names("web", "ns1")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dropped Connect's endpoint stayed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            host_ends(&k).is_empty(),
+            "left in the host: {:?}",
+            host_ends(&k)
+        );
     }
 }

@@ -53,6 +53,20 @@ impl Service {
             .flatten()
     }
 
+    /// Whether namespace `namespace`'s listing of interfaces (`LinkOps::name_listed`: under
+    /// RCU, no netlink read) has no interface named `name`. False where it lists one, where
+    /// it can't tell, and where the namespace cannot be entered yet. An alternative name is
+    /// never listed.
+    pub(super) async fn name_unlisted(&self, namespace: &str, name: &str) -> bool {
+        let Ok(ns) = self.ctl.ns_ref(namespace).await else {
+            return false;
+        };
+        matches!(
+            self.ctl.kernel().name_listed(&ns, name).await,
+            Ok(Some(false))
+        )
+    }
+
     /// The alias of interface `name` in namespace `namespace` ("" is the host) if the kernel
     /// has such an interface: `Some(None)` for one without an alias, `None` when there is no
     /// such interface or the namespace cannot be entered yet. An interface weft made and

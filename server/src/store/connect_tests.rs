@@ -1219,3 +1219,89 @@ fn a_status_write_dropped_unrun_drops_the_cached_copy_and_is_told_of() {
         assert_eq!(listed[0].status.phase, Phase::Pending);
     });
 }
+
+/// `undo_connect` takes a committed connect back whole: the row, its leases and published
+/// ports, its request id, and its subnets' cursors where they still are where it moved them.
+/// A cursor another connect has moved on since stays where that one put it.
+#[tokio::test]
+async fn undo_connect_takes_back_the_row_its_request_and_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(
+        &dir.path().join("w.db"),
+        &["10.88.0.0/24", "fd00:88::/64"],
+        3,
+    )
+    .await;
+    let record = RequestRecord {
+        id: "req-undo".into(),
+        method: "Connect",
+        fingerprint: "f".into(),
+    };
+    let mut spec = connect_spec("web", "ns0");
+    spec.endpoint.ports = vec![crate::model::PortSpec {
+        host_ip: None,
+        host_port: 8080,
+        host_port_end: 8080,
+        container_port: 80,
+        container_port_end: 80,
+        protocol: crate::model::Protocol::Tcp,
+    }];
+    let id = s.fresh_uid();
+    let (row, undo) = s
+        .connect_undoable(
+            &id,
+            &spec,
+            &crate::model::port::DEFAULT_LOCAL_PORT_RANGE,
+            Some(&record),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.addresses[0].addr().to_string(), "10.88.0.2");
+    assert!(s.undo_connect(&undo).await.unwrap());
+    assert!(s.endpoint_by_id(&id).await.unwrap().is_none());
+    assert!(s.endpoint_by_names("web", "ns0").await.unwrap().is_none());
+    assert_eq!(s.past_request("req-undo").await.unwrap(), None);
+    assert!(s.port_mappings(None).await.unwrap().is_empty());
+    assert!(
+        !s.undo_connect(&undo).await.unwrap(),
+        "nothing left to undo"
+    );
+
+    // The same request id, the same ports and the same addresses are free again.
+    let again = s.connect(&spec, Some(&record), false).await.unwrap();
+    let addrs: Vec<String> = again
+        .addresses
+        .iter()
+        .map(|a| a.addr().to_string())
+        .collect();
+    assert_eq!(addrs, ["10.88.0.2", "fd00:88::2"]);
+
+    // A cursor moved on by a later connect is not moved back.
+    let id = s.fresh_uid();
+    let (_, undo) = s
+        .connect_undoable(
+            &id,
+            &connect_spec("web", "ns1"),
+            &crate::model::port::DEFAULT_LOCAL_PORT_RANGE,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let later = s
+        .connect(&connect_spec("web", "ns2"), None, false)
+        .await
+        .unwrap();
+    assert_eq!(later.addresses[0].addr().to_string(), "10.88.0.4");
+    assert!(s.undo_connect(&undo).await.unwrap());
+    let next = s
+        .connect(&connect_spec("web", "ns1"), None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.addresses[0].addr().to_string(),
+        "10.88.0.5",
+        "the cursor stayed where the later connect put it"
+    );
+}

@@ -176,6 +176,31 @@ struct Admitted {
     cursors: HashMap<String, Option<IpAddr>>,
 }
 
+/// What [`Store::undo_connect`] needs to take a connect back.
+#[derive(Clone, Debug)]
+pub struct ConnectUndo {
+    /// The endpoint's uid.
+    id: String,
+    /// Its network's uid.
+    network_id: String,
+    /// The request id the connect recorded, if any.
+    request_id: Option<String>,
+    /// Each subnet whose lease cursor the connect moved: CIDR, the cursor before, after.
+    cursors: Vec<(String, Option<IpAddr>, IpAddr)>,
+}
+
+impl ConnectUndo {
+    /// The endpoint's uid.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its network's uid.
+    pub fn network_id(&self) -> &str {
+        &self.network_id
+    }
+}
+
 /// Reads every precondition of `req` in one statement (the network, the namespace, and
 /// whether the namespace is on the network already, has the interface name taken, or routes
 /// by default through another network) and checks them ([`ConnectSpec::admit`]). The same
@@ -466,6 +491,22 @@ impl Store {
         request: Option<&RequestRecord>,
         dry_run: bool,
     ) -> Result<EndpointRow, StoreError> {
+        Ok(self
+            .connect_undoable(id, req, local, request, dry_run)
+            .await?
+            .0)
+    }
+
+    /// [`Store::connect_as`], with what [`Store::undo_connect`] needs to take the connect
+    /// back before anyone was told of it.
+    pub async fn connect_undoable(
+        &self,
+        id: &str,
+        req: &ConnectSpec,
+        local: &std::ops::RangeInclusive<u16>,
+        request: Option<&RequestRecord>,
+        dry_run: bool,
+    ) -> Result<(EndpointRow, ConnectUndo), StoreError> {
         let id = id.to_string();
         let ((to, chosen, mac), _turn) = self
             .write_in_place(dry_run, |raw| {
@@ -517,10 +558,63 @@ impl Store {
             },
             observed: EndpointObserved::default(),
         };
+        let undo = ConnectUndo {
+            id: id.clone(),
+            network_id: row.network_id.clone(),
+            request_id: request.map(|r| r.id.clone()),
+            cursors: chosen
+                .cursors
+                .iter()
+                .map(|(cidr, new)| {
+                    let old = to.cursors.get(cidr).copied().flatten();
+                    (cidr.clone(), old, *new)
+                })
+                .collect(),
+        };
         if !dry_run {
             self.prime(&id, row.clone());
         }
-        Ok(row)
+        Ok((row, undo))
+    }
+
+    /// Takes back the connect that gave `undo` before its Connect answers (the Connect found
+    /// the interface name taken only once it had committed): the endpoint row with its
+    /// leases and published ports, the request id it recorded, and each subnet's lease
+    /// cursor where it still is where the connect moved it. False when the row was gone.
+    /// Between the commit and this, reads (lists, a Watch, the preconditions of other
+    /// requests) may have seen the endpoint; the caller sends the events a delete sends.
+    pub async fn undo_connect(&self, undo: &ConnectUndo) -> Result<bool, StoreError> {
+        let (n, _turn) = self
+            .write_in_place(false, |raw| {
+                let n = raw.execute("DELETE FROM endpoints WHERE id = ?", &[(&undo.id).into()])?;
+                if let Some(rid) = &undo.request_id {
+                    raw.execute(
+                        "DELETE FROM requests WHERE request_id = ? AND object_id = ?",
+                        &[rid.into(), (&undo.id).into()],
+                    )?;
+                }
+                for (cidr, old, new) in &undo.cursors {
+                    let old = old.map(|a| a.to_string());
+                    raw.execute(
+                        "UPDATE subnets SET cursor = ? \
+                         WHERE network_id = ? AND cidr = ? AND cursor = ?",
+                        &[
+                            old.as_deref().into(),
+                            (&undo.network_id).into(),
+                            cidr.into(),
+                            (&new.to_string()).into(),
+                        ],
+                    )?;
+                }
+                Ok(n)
+            })
+            .await?;
+        if n > 0 {
+            self.note_gone(&undo.id);
+        }
+        self.forget::<EndpointRow>(&undo.id);
+        EndpointRow::forget_kept(self, &undo.id);
+        Ok(n > 0)
     }
 
     /// Marks endpoint `id` for removal (idempotent; a Disconnect). When its row is kept

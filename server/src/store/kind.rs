@@ -195,6 +195,12 @@ impl Store {
         Ok(row)
     }
 
+    /// Notes row `id` as deleted (under the write turn, right after the commit): reads from
+    /// here on skip the query.
+    pub(super) fn note_gone(&self, id: &str) {
+        self.gone().insert(id);
+    }
+
     /// The uids of rows deleted lately.
     fn gone(&self) -> std::sync::MutexGuard<'_, super::gone::Gone> {
         self.gone.lock().unwrap_or_else(|p| p.into_inner())

@@ -52,7 +52,7 @@ use std::{path::Path, str::FromStr, sync::atomic::Ordering::Relaxed, time::Durat
 use crate::model::{ObjectLimits, Refusal};
 pub use behind::OnFailedWrite;
 pub use columns::{Cell, Columns, FromColumn};
-pub use endpoints::{EndpointObserved, EndpointRow, ResolvSources, StoredMapping};
+pub use endpoints::{ConnectUndo, EndpointObserved, EndpointRow, ResolvSources, StoredMapping};
 pub use kind::{Guarded, Kind, Named, RowCache};
 pub use links::{EndObserved, LinkObserved, LinkRow};
 pub use lists::AllRows;

@@ -13,7 +13,7 @@ use super::{H, connect_spec};
 use crate::{
     kernel::NsRef,
     model::{Phase, endpoint_host_ifname, port::DEFAULT_LOCAL_PORT_RANGE},
-    reconcile::Key,
+    reconcile::{Key, PrepareOutcome},
     store::EndpointRow,
 };
 
@@ -310,14 +310,16 @@ async fn a_connect_dropped_while_its_pair_is_made_has_it_settled_once_made() {
 }
 
 /// A guard's task answers whether the kernel made the pair, as the direct call does; a
-/// failed create answers false and leaves nothing registered.
+/// create refused for a taken name answers so and leaves nothing registered; another failure
+/// answers not made.
 #[tokio::test]
 async fn the_guard_s_task_answers_what_the_create_made() {
     let h = world().await;
     let id = h.store().fresh_uid();
     let mut guard = h.ctl.prepare_guard(&id);
     guard.start("web", "ns1", "eth0");
-    assert!(guard.made().await);
+    assert_eq!(guard.made().await, PrepareOutcome::Made);
+    assert_eq!(guard.made().await, PrepareOutcome::NotMade, "answered once");
     assert!(ends(&h, &id).0.is_some_and(|l| l.is_newborn()));
     guard.disarm();
 
@@ -325,7 +327,7 @@ async fn the_guard_s_task_answers_what_the_create_made() {
     let other = h.store().fresh_uid();
     let mut guard = h.ctl.prepare_guard(&other);
     guard.start("web", "ns1", "eth0");
-    assert!(!guard.made().await);
+    assert_eq!(guard.made().await, PrepareOutcome::NameTaken);
     assert!(
         h.k.link(&NsRef::Host, &endpoint_host_ifname(&other))
             .is_none()
@@ -337,9 +339,20 @@ async fn the_guard_s_task_answers_what_the_create_made() {
             .any(|(_, name)| *name == endpoint_host_ifname(&other))
     );
     guard.disarm();
+    // A create that fails for another reason.
+    h.k.fail("create_veth", None, Errno::EPERM, 1);
+    let denied = h.store().fresh_uid();
+    let mut guard = h.ctl.prepare_guard(&denied);
+    guard.start("web", "ns1", "eth1");
+    assert_eq!(guard.made().await, PrepareOutcome::NotMade);
+    assert!(
+        h.k.link(&NsRef::Host, &endpoint_host_ifname(&denied))
+            .is_none()
+    );
+    guard.disarm();
     // Not started at all: nothing was made.
     let mut idle = h.ctl.prepare_guard(&h.store().fresh_uid());
-    assert!(!idle.made().await);
+    assert_eq!(idle.made().await, PrepareOutcome::NotMade);
     idle.disarm();
 }
 
