@@ -255,9 +255,14 @@ impl Connections {
             // `thread-self`: this thread's namespace (a process's threads may be in others).
             // Without it (no /proc), names are looked up by netlink, as before.
             let devs = named
-                .then(|| File::open("/proc/thread-self/net/dev").ok())
-                .flatten()
-                .map(|f| Arc::new(Mutex::new(f)));
+                .then(|| match File::open("/proc/thread-self/net/dev") {
+                    Ok(f) => Some(Arc::new(Mutex::new(f))),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no /proc/net/dev beside the socket in {label}");
+                        None
+                    }
+                })
+                .flatten();
             Ok((connection, handle, devs))
         })
         .await?;
@@ -274,7 +279,7 @@ impl Connections {
 }
 
 /// Reads of a `/proc/net/dev` larger than this give up (the caller then reads by netlink): a
-/// namespace with that many interfaces (about 100) is not a container's.
+/// namespace with that many interfaces (about 130) is not a container's.
 const DEVS_READ_MAX: usize = 16 * 1024;
 
 /// Whether `/proc/net/dev` file `devs` lists an interface whose primary name is `name`;

@@ -34,7 +34,9 @@
 //!   store, so a pair it saw is either registered then or planned by a committed row;
 //! - a Connect dropped mid-call (its client went away): its [`PrepareGuard`] settles the pair
 //!   in a task, once the pair's own task has ended, queueing a committed endpoint or deleting
-//!   a pair no row plans.
+//!   a pair no row plans, and taking back a committed endpoint whose create found the name
+//!   taken (as [`PrepareGuard::settle`] does). A replay of the Connect's request id waits
+//!   for that settling ([`Controller::connect_settled`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -64,6 +66,11 @@ pub(super) struct Prepared {
     /// set before the commit. A name reused since by a network with IPv6 is found out by
     /// the reconcile, which then makes the pair anew.
     v4_only: Mutex<HashMap<String, bool>>,
+    /// Uids of committed endpoints whose Connect has not settled yet: one whose create found
+    /// the name taken may still be taken back, so a replay of its request waits.
+    settling: Mutex<HashSet<String>>,
+    /// Told whenever one leaves `settling`.
+    settled: tokio::sync::Notify,
 }
 
 /// One endpoint's pair.
@@ -386,6 +393,7 @@ impl PrepareGuard {
     /// The Connect's transaction committed the endpoint, of `namespace` under `ifname`;
     /// `undo` takes it back ([`PrepareGuard::settle`]).
     pub fn committed(&mut self, undo: ConnectUndo, namespace: &str, ifname: &str) {
+        self.ctl.settling(undo.id(), true);
         self.committed = Some(Committed {
             undo,
             namespace: namespace.to_string(),
@@ -404,17 +412,25 @@ impl PrepareGuard {
         let outcome = self.made().await;
         let committed = self.committed.take();
         self.disarm();
-        let (Outcome::NameTaken, Some(c)) = (outcome, committed) else {
-            return false;
+        let c = match (outcome, committed) {
+            (Outcome::NameTaken, Some(c)) => c,
+            (_, Some(c)) => {
+                self.ctl.settling(c.undo.id(), false);
+                return false;
+            }
+            (_, None) => return false,
         };
         let ctl = self.ctl.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let taken_back = ctl.take_back_if_taken(&c).await;
-            if answer.send(taken_back).is_err() && !taken_back {
-                // The Connect went away: the endpoint stays, and nobody queued it.
+            if !taken_back {
+                // The endpoint stays. Queued here too: the Connect may have gone away after
+                // this answer was sent and before it read it (the queue takes a key once).
                 ctl.enqueue(super::Key::Endpoint(c.undo.id().to_string()));
             }
+            ctl.settling(c.undo.id(), false);
+            let _ = answer.send(taken_back);
         });
         answered.await.unwrap_or(false)
     }
@@ -435,13 +451,16 @@ impl Drop for PrepareGuard {
                     Some(task) => task.await.unwrap_or(Outcome::NotMade),
                     None => Outcome::NotMade,
                 };
-                if outcome == Outcome::NameTaken
-                    && let Some(c) = &committed
-                    && ctl.take_back_if_taken(c).await
-                {
-                    return;
+                let taken_back = match &committed {
+                    Some(c) if outcome == Outcome::NameTaken => ctl.take_back_if_taken(c).await,
+                    _ => false,
+                };
+                if !taken_back {
+                    ctl.settle_prepared(&uid).await;
                 }
-                ctl.settle_prepared(&uid).await
+                if let Some(c) = &committed {
+                    ctl.settling(c.undo.id(), false);
+                }
             });
         }
     }
@@ -451,13 +470,50 @@ impl Controller {
     /// A guard for endpoint `uid`'s Connect, to hold across its transaction and
     /// [`Controller::prepare_endpoint_veth`], and disarm once it has settled the pair.
     /// Dropped armed, it settles the pair in a task of its own: a committed endpoint gets its
-    /// reconcile (its Connect may not have queued it), and a pair no row plans is deleted.
+    /// reconcile (its Connect may not have queued it), or is taken back where its create
+    /// found the name taken and an interface holds it; a pair no row plans is deleted.
     pub fn prepare_guard(&self, uid: &str) -> PrepareGuard {
         PrepareGuard {
             ctl: self.clone(),
             uid: Some(uid.to_string()),
             task: None,
             committed: None,
+        }
+    }
+
+    /// Notes that the Connect of committed endpoint `uid` is settling (`on`), or has settled.
+    fn settling(&self, uid: &str, on: bool) {
+        let p = &self.inner.prepared;
+        let mut set = p.settling.lock().unwrap_or_else(|e| e.into_inner());
+        if on {
+            set.insert(uid.to_string());
+        } else if set.remove(uid) {
+            p.settled.notify_waiters();
+        }
+    }
+
+    /// Waits until the Connect that committed the object of uid `uid` (any kind: only
+    /// endpoints ever wait) has settled: answered, or taken the endpoint back because its
+    /// interface name was taken. A replay of that Connect's request id calls this before it
+    /// reads the object, so it never answers with an endpoint about to be taken back.
+    /// Answers whether it waited.
+    pub async fn connect_settled(&self, uid: &str) -> bool {
+        let p = &self.inner.prepared;
+        let mut waited = false;
+        loop {
+            let told = p.settled.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if !p
+                .settling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(uid)
+            {
+                return waited;
+            }
+            told.await;
+            waited = true;
         }
     }
 
@@ -489,6 +545,11 @@ impl Controller {
                         .send(super::Key::Endpoint(c.undo.id().to_string()), true);
                     self.events()
                         .send(super::Key::Network(c.undo.network_id().to_string()), false);
+                }
+                // A reconcile of the endpoint in the meantime (a resync, its namespace's) may
+                // have named its network's resolver in the namespace's resolv.conf.
+                if let Err(e) = self.converge_resolv_conf(&c.namespace).await {
+                    tracing::debug!(namespace = %c.namespace, error = %e, "resolv.conf after a taken-back Connect");
                 }
                 true
             }

@@ -12,8 +12,11 @@
 //! - a **dry run** skips the id (nothing is recorded), persists in a transaction that is
 //!   rolled back, and answers with the planned changes;
 //! - a **race** with a concurrent twin carrying the same id ends, for the loser, in
-//!   ALREADY_EXISTS or ABORTED; the helper then runs once more, finds the twin's record and
-//!   replays its answer.
+//!   ALREADY_EXISTS or ABORTED; the helper then runs once more if the twin's record is
+//!   there now, and replays its answer (a refusal with no twin is not run again);
+//! - a replay of a **Connect still settling** (committed, its answer not given: one whose
+//!   veth create found the interface name taken may yet take its endpoint back) waits for it
+//!   to settle, then looks the id up again.
 //!
 //! What differs by kind (how to validate, check and persist; how to plan) is the [`Make`]
 //! trait, implemented next to each kind's other flows.
@@ -181,8 +184,14 @@ impl Service {
         call: Call,
     ) -> ServiceResult<(K::View, Vec<PlannedChange>)> {
         match self.create_once::<K>(&spec, request, call).await {
-            // A concurrent call with the same id may have won the race: replay its answer.
-            Err(e) if e.is_conflict() && !request.id.is_empty() => {
+            // A concurrent call with the same id may have won the race: replay its answer,
+            // once its record is there (a refusal of this call's own, such as a name taken,
+            // is not run again).
+            Err(e)
+                if e.is_conflict()
+                    && !request.id.is_empty()
+                    && matches!(self.store().past_request(&request.id).await, Ok(Some(_))) =>
+            {
                 self.create_once::<K>(&spec, request, call).await
             }
             result => result,
@@ -198,11 +207,18 @@ impl Service {
     ) -> ServiceResult<(K::View, Vec<PlannedChange>)> {
         let started = std::time::Instant::now();
         let pending = Pending::start(self, call);
-        let idempotency = if call.dry_run {
+        let mut idempotency = if call.dry_run {
             Idempotency::New(None)
         } else {
             self.idempotency(K::METHOD, request).await?
         };
+        // A Connect still settling may yet take its endpoint back, and its request id with
+        // it: once it has settled, the id says again what it made.
+        if let Idempotency::Replay(id) = &idempotency
+            && self.ctl.connect_settled(id).await
+        {
+            idempotency = self.idempotency(K::METHOD, request).await?;
+        }
         let record = match idempotency {
             Idempotency::New(record) => record,
             Idempotency::Replay(id) => {

@@ -415,8 +415,50 @@ mod tests {
         assert_eq!(kept.map(|r| r.id), Some(view.row.id));
     }
 
-    /// A Connect dropped (its client gone) while its create is still in flight, after its
-    /// commit, is still taken back when the create finds the name taken: the dropped
+    /// Drives `connect` until the endpoint of ns1 on web is committed (panics if the call
+    /// ends first), and hands the call back still running.
+    async fn until_committed<F: std::future::Future>(
+        svc: &Service,
+        connect: F,
+    ) -> std::pin::Pin<Box<F>>
+    where
+        F::Output: std::fmt::Debug,
+    {
+        let mut connect = Box::pin(connect);
+        loop {
+            tokio::select! {
+                ended = &mut connect => panic!("the Connect ended before its create: {ended:?}"),
+                () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            }
+            if svc
+                .store()
+                .endpoint_by_names("web", "ns1")
+                .await
+                .unwrap()
+                .is_some()
+            {
+                return connect;
+            }
+        }
+    }
+
+    /// Waits (up to 10 s) until ns1 has no endpoint on web.
+    async fn until_taken_back(svc: &Service) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while svc
+            .store()
+            .endpoint_by_names("web", "ns1")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(std::time::Instant::now() < deadline, "the endpoint stayed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A Connect dropped (its client gone) after its commit, while its create is still in
+    /// flight, is still taken back when the create finds the name taken: the dropped
     /// guard's settling looks again and undoes it, where it would have queued the endpoint.
     #[tokio::test]
     async fn a_dropped_connect_whose_create_finds_the_name_taken_is_taken_back() {
@@ -425,40 +467,45 @@ mod tests {
         let ns1 = NsRef::path(k.named_netns_path("ns1"));
         k.add_foreign_link(&ns1, "eth0", "dummy");
         k.unlist("eth0");
-        k.delay_creates(std::time::Duration::from_millis(300));
+        k.delay_creates(std::time::Duration::from_millis(1500));
         let rid = RequestId::default();
         let connect = svc.create::<Endpoints>(Ok(ConnectSpec::plain("web", "ns1")), &rid, call);
-        let dropped = tokio::time::timeout(std::time::Duration::from_millis(100), connect).await;
-        assert!(
-            dropped.is_err(),
-            "the Connect ended before its create: {dropped:?}"
-        );
-        assert!(
-            svc.store()
-                .endpoint_by_names("web", "ns1")
-                .await
-                .unwrap()
-                .is_some(),
-            "dropped before its commit: this tests nothing"
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while svc
-            .store()
-            .endpoint_by_names("web", "ns1")
-            .await
-            .unwrap()
-            .is_some()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the dropped Connect's endpoint stayed"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        drop(until_committed(&svc, connect).await);
+        until_taken_back(&svc).await;
         assert!(
             host_ends(&k).is_empty(),
             "left in the host: {:?}",
             host_ends(&k)
         );
+    }
+
+    /// A retry of a Connect (the same request id) that arrives while the first is settling
+    /// waits for it instead of answering with its endpoint, and once the first has taken the
+    /// endpoint back, is refused as the first was: it is not told of an endpoint that is
+    /// about to go.
+    #[tokio::test]
+    async fn a_retry_during_a_take_back_is_refused_not_answered_with_the_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, k, call) = web_and_ns1(dir.path()).await;
+        let ns1 = NsRef::path(k.named_netns_path("ns1"));
+        k.add_foreign_link(&ns1, "eth0", "dummy");
+        k.unlist("eth0");
+        k.delay_creates(std::time::Duration::from_millis(500));
+        let spec = ConnectSpec::plain("web", "ns1");
+        let rid = RequestId {
+            id: "retried".into(),
+            fingerprint: format!("{spec:?}"),
+        };
+        let first = svc.create::<Endpoints>(Ok(spec.clone()), &rid, call);
+        let first = until_committed(&svc, first).await;
+        let retry = svc.create::<Endpoints>(Ok(spec.clone()), &rid, call);
+        let (first, retry) = tokio::join!(first, retry);
+        for (which, answer) in [("first", first), ("retry", retry)] {
+            assert!(
+                matches!(answer, Err(ServiceError::AlreadyExists(_))),
+                "{which}: {answer:?}"
+            );
+        }
+        assert!(svc.store().list_endpoints(None).await.unwrap().is_empty());
     }
 }

@@ -498,7 +498,7 @@ impl Store {
     }
 
     /// [`Store::connect_as`], with what [`Store::undo_connect`] needs to take the connect
-    /// back before anyone was told of it.
+    /// back before its Connect answers.
     pub async fn connect_undoable(
         &self,
         id: &str,
