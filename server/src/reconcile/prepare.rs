@@ -423,14 +423,13 @@ impl PrepareGuard {
         let ctl = self.ctl.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let taken_back = ctl.take_back_if_taken(&c).await;
-            if !taken_back {
-                // The endpoint stays. Queued here too: the Connect may have gone away after
-                // this answer was sent and before it read it (the queue takes a key once).
-                ctl.enqueue(super::Key::Endpoint(c.undo.id().to_string()));
-            }
-            ctl.settling(c.undo.id(), false);
-            let _ = answer.send(taken_back);
+            // A kept endpoint is queued here too: the Connect may go away after this answer
+            // is sent and before it reads it (the queue takes a key once).
+            let uid = c.undo.id().to_string();
+            let _ = answer.send(
+                ctl.settle_committed(&uid, Outcome::NameTaken, Some(c))
+                    .await,
+            );
         });
         answered.await.unwrap_or(false)
     }
@@ -451,16 +450,7 @@ impl Drop for PrepareGuard {
                     Some(task) => task.await.unwrap_or(Outcome::NotMade),
                     None => Outcome::NotMade,
                 };
-                let taken_back = match &committed {
-                    Some(c) if outcome == Outcome::NameTaken => ctl.take_back_if_taken(c).await,
-                    _ => false,
-                };
-                if !taken_back {
-                    ctl.settle_prepared(&uid).await;
-                }
-                if let Some(c) = &committed {
-                    ctl.settling(c.undo.id(), false);
-                }
+                ctl.settle_committed(&uid, outcome, committed).await;
             });
         }
     }
@@ -479,6 +469,30 @@ impl Controller {
             task: None,
             committed: None,
         }
+    }
+
+    /// Settles endpoint `uid`'s pair for a Connect that will not (a dropped one) or that
+    /// found the name taken, once the pair's task said `outcome`: takes a `committed`
+    /// endpoint back where its create found the name taken and an interface holds it
+    /// (true); otherwise queues a committed endpoint or deletes a pair no row plans
+    /// ([`Controller::settle_prepared`]). Either way the Connect has settled then.
+    async fn settle_committed(
+        &self,
+        uid: &str,
+        outcome: Outcome,
+        committed: Option<Committed>,
+    ) -> bool {
+        let taken_back = match &committed {
+            Some(c) if outcome == Outcome::NameTaken => self.take_back_if_taken(c).await,
+            _ => false,
+        };
+        if !taken_back {
+            self.settle_prepared(uid).await;
+        }
+        if let Some(c) = &committed {
+            self.settling(c.undo.id(), false);
+        }
+        taken_back
     }
 
     /// Notes that the Connect of committed endpoint `uid` is settling (`on`), or has settled.
