@@ -218,7 +218,7 @@ pub async fn render(ctl: &Controller, grpc: &GrpcMetrics) -> anyhow::Result<Stri
         ),
         (
             "reaper_host_dumps",
-            "Dumps of every host interface the veth reaper took to check the retired group before deleting it (one per batch of more than a few retired veths)",
+            "Dumps of every host interface the veth reaper took to check the retired groups before deleting them (one per batch of more than a few retired veths)",
             stats.reaper_host_dumps.load(Relaxed),
         ),
         (

@@ -1322,7 +1322,8 @@ async fn cli_network_verbs_work_end_to_end() {
 
 // ---- disconnect: cut off at once, veths deleted in batches behind the answer ----
 
-/// The interface group weft's reaper deletes ("WEFT"; `weftd::reconcile::RETIRED_GROUP`).
+/// The first of the 16 interface groups weft's reaper deletes ("WEFT";
+/// `weftd::reconcile::RETIRED_GROUP`).
 const RETIRED_GROUP: u64 = 0x5745_4654;
 
 /// `ip -j -d link` reports a group as a name ("default") or a number.
@@ -1339,17 +1340,36 @@ fn reaper_dumps(sb: &Sandbox, addr: &str) -> u64 {
 }
 
 /// Adds a bridge `wforeign` weft does not own (down, no mark) to the host and puts it in
-/// weft's retired group.
-fn add_foreign_in_weft_group(sb: &Sandbox) {
+/// interface group `group` (one of weft's retired groups).
+fn add_foreign_in_group(sb: &Sandbox, group: u64) {
     sb.host_ok(&["ip", "link", "add", "wforeign", "type", "bridge"]);
-    sb.host_ok(&[
-        "ip",
-        "link",
-        "set",
-        "wforeign",
-        "group",
-        &RETIRED_GROUP.to_string(),
-    ]);
+    sb.host_ok(&["ip", "link", "set", "wforeign", "group", &group.to_string()]);
+}
+
+/// Adds a bridge `wforeign` weft does not own (down, no mark) to the host and puts it in
+/// weft's first retired group.
+fn add_foreign_in_weft_group(sb: &Sandbox) {
+    add_foreign_in_group(sb, RETIRED_GROUP);
+}
+
+/// A sandbox serving metrics at `metrics`, with network `net` (bridge `bridge`, `subnet`)
+/// and namespaces `names`, for a burst of disconnects.
+async fn burst_sandbox(
+    tag: &str,
+    metrics: &str,
+    (net, bridge, subnet): (&str, &str, &str),
+    names: &[String],
+) -> (Sandbox, weft::Client) {
+    let sb = Sandbox::builder(tag)
+        .args(&["--metrics", metrics])
+        .start()
+        .await;
+    let c = sb.client();
+    create_network(&c, network(net, bridge, &[subnet])).await;
+    for ns in names {
+        create_ns(&c, ns).await;
+    }
+    (sb, c)
 }
 
 /// Connects namespaces `names` to `net`, then disconnects them all at once (a burst the
@@ -1378,16 +1398,9 @@ async fn burst(sb: &Sandbox, c: &weft::Client, net: &str, names: &[String]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_disconnects_spares_a_down_interface_that_joined_the_group_unheard() {
     const METRICS: &str = "127.0.0.1:9466";
-    let sb = Sandbox::builder("reapdown")
-        .args(&["--metrics", METRICS])
-        .start()
-        .await;
-    let c = sb.client();
-    create_network(&c, network("rl", "wb-rl", &["10.246.0.0/24"])).await;
     let names: Vec<String> = (0..24).map(|i| format!("b{i}")).collect();
-    for ns in &names {
-        create_ns(&c, ns).await;
-    }
+    let net = ("rl", "wb-rl", "10.246.0.0/24");
+    let (sb, c) = burst_sandbox("reapdown", METRICS, net, &names).await;
     add_foreign_in_weft_group(&sb);
     // Bursts until a batch was large enough to be checked with a dump before a group delete
     // (a burst may come apart into batches of a few, deleted one by one by name, on a loaded
@@ -1407,6 +1420,40 @@ async fn a_burst_of_disconnects_spares_a_down_interface_that_joined_the_group_un
             "the reaper deleted an interface it does not own"
         );
     }
+}
+
+/// A burst of more than one chunk (128 veths: `weftd::reconcile::REAP_CHUNK`) fills two of
+/// weft's retired groups, and each goes with a group delete of its own after one dump; a down
+/// bridge weft does not own, put unheard into the second group, spares that group only:
+/// weft's members of it go one by one, the bridge stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_more_than_a_chunk_is_reaped_group_by_group() {
+    const METRICS: &str = "127.0.0.1:9468";
+    let names: Vec<String> = (0..144).map(|i| format!("k{i}")).collect();
+    let net = ("rc", "wb-rc", "10.245.0.0/24");
+    let (sb, c) = burst_sandbox("reapchnk", METRICS, net, &names).await;
+    add_foreign_in_group(&sb, RETIRED_GROUP + 1);
+    let dumps = reaper_dumps(&sb, METRICS);
+    burst(&sb, &c, "rc", &names).await;
+    assert!(host_veths(&sb).is_empty(), "{:?}", host_veths(&sb));
+    assert!(
+        sb.link("", "wforeign").is_some(),
+        "the reaper deleted an interface it does not own"
+    );
+    // One burst, one dump (a loaded machine may split it into two batches).
+    let took = reaper_dumps(&sb, METRICS) - dumps;
+    assert!((1..=2).contains(&took), "{took} dumps");
+    // No group delete took more than a chunk (weftd's debug log names each one's count).
+    let log = sb.log();
+    let counts: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains("deleted retired veths"))
+        .filter_map(|l| l.split("count=").nth(1))
+        .filter_map(|c| c.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!counts.is_empty(), "no group delete logged:\n{log}");
+    assert!(counts.iter().all(|&n| n <= 128), "{counts:?}");
+    eprintln!("group deletes: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

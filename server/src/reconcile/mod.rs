@@ -66,7 +66,9 @@ pub use events::{Event, Events, Key};
 pub use prepare::Outcome as PrepareOutcome;
 use queue::WorkQueue;
 pub use resolv::ResolvSettings;
-pub use retire::{ONE_BY_ONE_UP_TO, REAP_GATHER, RETIRED_GROUP};
+pub use retire::{
+    ONE_BY_ONE_UP_TO, REAP_CHUNK, REAP_GATHER, RETIRED_GROUP, RETIRED_GROUPS, is_retired_group,
+};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet, time::Instant};
 
 use crate::{

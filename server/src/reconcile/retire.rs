@@ -6,25 +6,40 @@
 //! of them. So removing an endpoint (1) takes its DNAT elements out (the caller), (2) sets the
 //! inside end down and renames it out of the way (`wr<id>`) in one request, so the
 //! container's interface name is free at once and its routes go with the interface going
-//! down, (3) puts the host end into [`RETIRED_GROUP`] (with its peer down it
-//! has no carrier: the bridge forwards nothing to it); then the endpoint's row goes and the
+//! down, (3) puts the host end into one of the retired groups ([`RETIRED_GROUP`] and the
+//! [`RETIRED_GROUPS`] `- 1` after it; with its peer down it has no carrier: the bridge
+//! forwards nothing to it); then the endpoint's row goes and the
 //! call answers. The reaper deletes them every [`REAP_GATHER`] while it has some: up to
 //! [`ONE_BY_ONE_UP_TO`] one by one (each looked up by name and checked for weft's mark), more
-//! as the whole group, after checking every member carries weft's mark (a dump of every host
-//! interface: no notification tells when a down interface joins a group). A burst's batch is
-//! gathered for [`burst_gathering`]: at least [`REAP_BURST_GATHER_MIN`], and four times as
-//! long as the last such dump took, up to [`REAP_BURST_GATHER_MAX`], so a burst pays a few
-//! dumps and grace periods, not one per 20 ms.
+//! as whole groups, after checking every member carries weft's mark (a dump of every host
+//! interface: no notification tells when a down interface joins a group).
+//!
+//! A burst (a mass disconnect) is deleted once it pauses: its batch is gathered until no veth
+//! was retired for [`REAP_QUIET`], for at least [`burst_gathering`] (four times as long as
+//! the last dump took, within [`REAP_BURST_GATHER_MIN`] and [`REAP_BURST_GATHER_MAX`], so
+//! the dumps stay a small share) and at most [`REAP_BURST_GATHER_LONGEST`] while it goes on.
+//! A group delete holds the kernel's RTNL lock for all of its veths (~0.7 ms each on a bridge
+//! of 1,000 ports), and every Disconnect's cut-off needs that lock: deleted in the middle of
+//! the burst, each batch stalled all the Disconnects while the other CPU idled, about a third
+//! of a mass disconnect of 1,000 from 4 clients (BENCHMARKS.md, sessions 33 and 34). So the
+//! veths wait until the burst's answers are out, and then go a chunk at a time: a burst's
+//! veths fill the [`RETIRED_GROUPS`] groups in turn, [`REAP_CHUNK`] to a group, and each
+//! group is deleted with a request of its own, [`REAP_BETWEEN_GROUPS`] apart, so that a
+//! request waiting for RTNL meanwhile waits for about one chunk, not for the whole burst.
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
-//! grace period (in a burst, within the burst's gathering plus a dump and one group delete;
-//! a Connect that meets a full bridge cuts the gathering short). A reconnect of the same namespace meanwhile is safe: the retired inside end
-//! no longer has the container's interface name, so the new veth can take it at once.
+//! grace period (in a burst, once the burst has paused for `REAP_QUIET`, plus a dump and a
+//! group delete per chunk; a Connect that meets a full bridge cuts the gathering short). A
+//! reconnect of the same namespace meanwhile is safe: the retired inside end no longer has
+//! the container's interface name, so the new veth can take it at once.
 //!
 //! A crash between (3) and the reaper leaves marked veths whose endpoint is gone: the GC
-//! removes them as orphans at start-up. The reaper never deletes a group that holds an
-//! interface weft does not own; it then deletes its own members one by one.
+//! removes them as orphans at start-up. The reaper never deletes a group that its dump shows
+//! holding an interface weft does not own; it then deletes its own members one by one. What
+//! joins a group after that dump is not seen: the group deletes of a burst follow one dump,
+//! so an interface someone puts into one of weft's groups (down: no notification tells) while
+//! they run, within a second of the dump for a burst of 1,000, would go with it.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -36,14 +51,50 @@ use crate::{
     model::{LinkKind, LinkSpec, endpoint_host_ifname, ownership_mark},
 };
 
-/// The interface group of retired endpoint veths waiting for the reaper ("WEFT" in ASCII).
+/// The first interface group of retired endpoint veths waiting for the reaper ("WEFT" in
+/// ASCII); they use [`RETIRED_GROUPS`] groups from this one on.
 pub const RETIRED_GROUP: u32 = 0x5745_4654;
+
+/// How many interface groups retired veths use ([`RETIRED_GROUP`] and the ones after it): a
+/// burst's veths fill them [`REAP_CHUNK`] at a time, and each is deleted with a request of
+/// its own. A burst of more than `RETIRED_GROUPS * REAP_CHUNK` (2,048) waiting at once
+/// shares them.
+pub const RETIRED_GROUPS: u32 = 16;
+
+/// Retired veths per group before the next group is used: a chunk the reaper deletes in one
+/// request, holding RTNL for ~0.1 s on a bridge of 1,000 ports (about as long as one batch
+/// of a burst held it before bursts were deleted once they paused).
+pub const REAP_CHUNK: usize = 128;
+
+/// True if `group` is one of the groups retired veths wait in.
+pub fn is_retired_group(group: u32) -> bool {
+    (RETIRED_GROUP..RETIRED_GROUP + RETIRED_GROUPS).contains(&group)
+}
+
+/// The group of the `n`th veth retired since none was waiting: a burst fills the first
+/// group, then the next, [`REAP_CHUNK`] to each, and after the last the first again.
+pub(super) fn retired_group_for(n: usize) -> u32 {
+    // RETIRED_GROUPS is small, so the remainder fits in u32.
+    RETIRED_GROUP + ((n / REAP_CHUNK) % RETIRED_GROUPS as usize) as u32
+}
+
+/// The reaper's pause between two group deletes: a request waiting for RTNL gets it first.
+pub const REAP_BETWEEN_GROUPS: Duration = Duration::from_millis(1);
 
 /// How long the reaper gathers retired veths before deleting them as one batch.
 pub const REAP_GATHER: Duration = Duration::from_millis(20);
 
-/// The longest a burst's batch is gathered (see [`Reaper::last_dump`]).
+/// The longest [`burst_gathering`] asks a burst's batch to be gathered for however long the
+/// last dump took (see [`Reaper::last_dump`]).
 pub const REAP_BURST_GATHER_MAX: Duration = Duration::from_secs(1);
+
+/// A burst's batch is gathered until no veth was retired for this long: the burst has paused
+/// (4 clients retire one every ~1.5 ms; one client, one every few ms).
+pub const REAP_QUIET: Duration = Duration::from_millis(50);
+
+/// The longest a burst's batch is gathered while veths keep being retired: a burst that
+/// goes on longer has its veths deleted this often.
+pub const REAP_BURST_GATHER_LONGEST: Duration = Duration::from_secs(2);
 
 /// The shortest a burst's batch is gathered, however fast the last dump of the host was. A
 /// batch's cost is mostly per batch, not per veth: the dump that checks the group (every
@@ -51,8 +102,8 @@ pub const REAP_BURST_GATHER_MAX: Duration = Duration::from_secs(1);
 /// periods of the delete. Gathering for 20 ms, a mass disconnect of 1,000 paid about 50
 /// batches, weftd 3.6-5.7 ms of CPU per Disconnect, and the 1,000 Disconnects from 4 clients
 /// took 3.1-5.2 s; gathering for 250 ms, 3.0-4.0 ms and 2.5-3.4 s (BENCHMARKS.md, session 28).
-/// The price: a batch of about a hundred veths holds the kernel's RTNL lock for longer, so
-/// the slowest calls during such a burst wait up to about 0.2 s where they waited 0.1 s.
+/// Since session 34 a burst is also gathered until it pauses ([`REAP_QUIET`]), which is
+/// usually longer; this is the least for a short one.
 pub const REAP_BURST_GATHER_MIN: Duration = Duration::from_millis(250);
 
 /// A burst's batch is gathered at least this many times as long as the last dump of the
@@ -72,7 +123,7 @@ pub fn burst_gathering(dump: Duration) -> Duration {
 /// and at 10,000 endpoints that dump costs the kernel ~0.5 s (BENCHMARKS.md, "Surprises":
 /// `peernet2id` per veth), during which Connects waited: the p50 of a Connect right after a
 /// Disconnect was 776 ms there. A few single deletes cost a grace period each, off the API's
-/// path; a burst (a mass disconnect) still goes as one group.
+/// path; a burst (a mass disconnect) still goes by whole groups.
 pub const ONE_BY_ONE_UP_TO: usize = 8;
 
 /// The retired veths not yet deleted, by host-end name.
@@ -81,8 +132,9 @@ pub(super) struct Reaper {
     pending: std::sync::Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
     /// How long the last dump of the host's interfaces (before a group delete) took. A
-    /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered [`REAP_GATHER_PER_DUMP`]
-    /// times that long (see [`burst_gathering`]): each host veth in that dump is described
+    /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered at least
+    /// [`REAP_GATHER_PER_DUMP`] times that long (see [`burst_gathering`]): each host veth in
+    /// that dump is described
     /// with its peer's namespace id, a linear walk in the kernel, so at 10,000 endpoints one
     /// dump takes ~0.4 s; gathering for [`REAP_GATHER`] alone, a burst of 100 Disconnects
     /// paid one dump per batch of 20-30 and took 1.9 s to answer (BENCHMARKS.md, session 19).
@@ -90,6 +142,14 @@ pub(super) struct Reaper {
     /// Ends a burst's gathering at once: a Connect met a bridge whose ports are all taken,
     /// some perhaps by retired veths waiting here.
     hurry: tokio::sync::Notify,
+    /// When the last veth was handed over: a burst's gathering ends [`REAP_QUIET`] after it.
+    last_retired: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Veths retired since none was waiting: which group the next one goes into
+    /// ([`retired_group_for`]). Back to 0 when the reaper has deleted all it held.
+    filled: std::sync::atomic::AtomicUsize,
+    /// [`REAP_QUIET`] and [`REAP_BURST_GATHER_LONGEST`], changed by tests only.
+    #[cfg(test)]
+    timing: std::sync::Mutex<Option<(Duration, Duration)>>,
 }
 
 /// The name a retired inside end takes: unique per endpoint, so it never clashes.
@@ -159,26 +219,78 @@ impl Controller {
         // Only the group: with its peer down the host end has no carrier, so the bridge
         // forwards nothing to it, and leaving the bridge or going down would each cost a
         // synchronize_net() in the kernel for nothing (the delete does both anyway).
+        let reaper = &self.inner.reaper;
+        // Counted only when it joins a group (not again for a retry that finds it in one).
+        let group = (!is_retired_group(state.group)).then(|| {
+            retired_group_for(
+                reaper
+                    .filled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )
+        });
         let change = LinkChange {
-            group: (state.group != RETIRED_GROUP).then_some(RETIRED_GROUP),
+            group,
             ..Default::default()
         };
         k.set_link(&host, state.index, &change).await?;
-        self.inner
-            .reaper
+        reaper
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(spec.end.name.clone());
-        self.inner.reaper.wake.notify_one();
+        *reaper
+            .last_retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        reaper.wake.notify_one();
         Ok(())
+    }
+
+    /// Waits while a burst of retired veths is being gathered: until no veth was retired for
+    /// [`REAP_QUIET`] (the burst has paused), for at least [`burst_gathering`] of the last
+    /// dump and at most [`REAP_BURST_GATHER_LONGEST`], counted from `began`; a shutdown or a
+    /// full bridge ([`Controller::hurry_reaper`]) ends it at once.
+    async fn gather_burst(&self, began: std::time::Instant) {
+        let reaper = &self.inner.reaper;
+        #[cfg(not(test))]
+        let (quiet, longest) = (REAP_QUIET, REAP_BURST_GATHER_LONGEST);
+        #[cfg(test)]
+        let (quiet, longest) = reaper
+            .timing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or((REAP_QUIET, REAP_BURST_GATHER_LONGEST));
+        let least = began + burst_gathering(*self.last_dump());
+        let most = began + longest;
+        let mut stop = self.inner.stopping.subscribe();
+        loop {
+            let last = *reaper
+                .last_retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let paused = last.map_or(began, |t| t + quiet);
+            let until = least.max(paused).min(most);
+            if std::time::Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = stop.wait_for(|s| *s) => return,
+                _ = reaper.hurry.notified() => return,
+            }
+        }
     }
 
     /// A bridge refused a port (`EXFULL`): retired veths may hold ports of it, so the reaper
     /// stops gathering a burst and deletes them now (the endpoint's retry then finds the port
-    /// free, where a wait of up to [`REAP_BURST_GATHER_MAX`] could outlast its retries).
+    /// free, where a wait of up to [`REAP_BURST_GATHER_LONGEST`] could outlast its retries).
+    /// With none waiting there is nothing to hurry, and no reason is kept for later (a
+    /// stored one would cut the next burst's gathering short; a retry that meets `EXFULL`
+    /// again hurries again).
     pub(super) fn hurry_reaper(&self) {
-        self.inner.reaper.hurry.notify_one();
+        if self.retired_pending() > 0 {
+            self.inner.reaper.hurry.notify_one();
+        }
     }
 
     /// True if the reaper is about to delete the veth of the endpoint with uid `uid`.
@@ -209,14 +321,11 @@ impl Controller {
             REAP_GATHER,
             |c| async move {
                 if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
-                    let dump = *c.last_dump();
-                    let more = burst_gathering(dump).saturating_sub(REAP_GATHER);
-                    let mut stop = c.inner.stopping.subscribe();
-                    tokio::select! {
-                        _ = tokio::time::sleep(more) => {}
-                        _ = stop.wait_for(|s| *s) => {}
-                        _ = c.inner.reaper.hurry.notified() => {}
-                    }
+                    // The batch began when the reaper woke, REAP_GATHER ago.
+                    let began = std::time::Instant::now()
+                        .checked_sub(REAP_GATHER)
+                        .unwrap_or_else(std::time::Instant::now);
+                    c.gather_burst(began).await;
                 }
                 if c.retired_pending() > 0
                     && let Err(e) = c.reap().await
@@ -229,9 +338,9 @@ impl Controller {
         );
     }
 
-    /// Deletes the retired veths: a few one by one, by name; more as the whole retired group
-    /// in one request (or, if the group holds an interface weft does not own, weft's members
-    /// one by one).
+    /// Deletes the retired veths: a few one by one, by name; more as whole retired groups, a
+    /// request per group (or, where a group holds an interface weft does not own, weft's
+    /// members of it one by one).
     async fn reap(&self) -> Result<(), ReconcileError> {
         let k = self.kernel();
         let host = NsRef::Host;
@@ -245,7 +354,7 @@ impl Controller {
         if taken.len() <= ONE_BY_ONE_UP_TO {
             for name in &taken {
                 match k.get_link_bare(&host, name).await? {
-                    Some(l) if l.group == RETIRED_GROUP && is_ours(&l) => {
+                    Some(l) if is_retired_group(l.group) && is_ours(&l) => {
                         match k.delete_link(&host, l.index).await {
                             Err(e) if !e.is_not_found() => return Err(e.into()),
                             _ => {}
@@ -263,25 +372,29 @@ impl Controller {
             .stats
             .reaper_host_dumps
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let members: Vec<_> = k
-            .list_links(&host)
-            .await?
-            .into_iter()
-            .filter(|l| l.group == RETIRED_GROUP)
-            .collect();
-        *self.last_dump() = started.elapsed();
-        if members.iter().all(is_ours) {
-            if !members.is_empty() {
-                k.delete_link_group(&host, RETIRED_GROUP).await?;
-                tracing::debug!(count = members.len(), "deleted retired veths");
+        let mut groups: std::collections::BTreeMap<u32, Vec<crate::kernel::LinkState>> =
+            Default::default();
+        for l in k.list_links(&host).await? {
+            if is_retired_group(l.group) {
+                groups.entry(l.group).or_default().push(l);
             }
-        } else {
-            tracing::warn!(
-                group = RETIRED_GROUP,
-                "interface group holds interfaces weft does not own; deleting weft's one by one"
-            );
-            for l in members.iter().filter(|l| is_ours(l)) {
-                k.delete_link(&host, l.index).await?;
+        }
+        *self.last_dump() = started.elapsed();
+        for (i, (group, members)) in groups.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(REAP_BETWEEN_GROUPS).await;
+            }
+            if members.iter().all(is_ours) {
+                k.delete_link_group(&host, *group).await?;
+                tracing::debug!(group, count = members.len(), "deleted retired veths");
+            } else {
+                tracing::warn!(
+                    group,
+                    "interface group holds interfaces weft does not own; deleting weft's one by one"
+                );
+                for l in members.iter().filter(|l| is_ours(l)) {
+                    k.delete_link(&host, l.index).await?;
+                }
             }
         }
         self.forget_reaped(&taken);
@@ -303,14 +416,31 @@ impl Controller {
         *self.last_dump() = took;
     }
 
-    /// Takes `reaped` out of the pending set (what was retired meanwhile stays).
-    fn forget_reaped(&self, reaped: &HashSet<String>) {
-        self.inner
+    /// Sets how long a burst must pause before it is deleted and how long at most it is
+    /// gathered while it goes on (for tests: [`REAP_QUIET`] and [`REAP_BURST_GATHER_LONGEST`]
+    /// otherwise).
+    #[cfg(test)]
+    pub(super) fn set_reap_timing(&self, quiet: Duration, longest: Duration) {
+        *self
+            .inner
             .reaper
-            .pending
+            .timing
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|n| !reaped.contains(n));
+            .unwrap_or_else(|p| p.into_inner()) = Some((quiet, longest));
+    }
+
+    /// Takes `reaped` out of the pending set (what was retired meanwhile stays). With none
+    /// left, the next burst fills the groups from the first again, and a hurry that came
+    /// while these were deleted is spent.
+    fn forget_reaped(&self, reaped: &HashSet<String>) {
+        let reaper = &self.inner.reaper;
+        let mut pending = reaper.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|n| !reaped.contains(n));
+        if pending.is_empty() {
+            reaper.filled.store(0, std::sync::atomic::Ordering::Relaxed);
+            // Polling the future once takes a stored permit, if there is one.
+            let _ = futures::FutureExt::now_or_never(reaper.hurry.notified());
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Disconnecting an endpoint: its published ports go first, the veth is cut off (inside end
-//! down and renamed, host end into the retired group) and the row goes; the reaper deletes
-//! the retired group in one request.
+//! down and renamed, host end into a retired group) and the row goes; the reaper deletes a
+//! few one by one and a burst by whole groups, a request per group.
 //!
 //! The order matters and is asserted: DNAT elements before the veth (no packet may be sent to
 //! an address about to vanish), the inside end renamed at once (the container's interface
 //! name is free as soon as the call answers), the host end only regrouped (no bridge or link
 //! change that would cost an RCU grace period). The reaper is driven through its public
-//! entry point (`spawn_reaper`, then `shutdown`, which flushes once more).
+//! entry point (`spawn_reaper`, then `shutdown`, which flushes once more). A burst is deleted
+//! once it pauses, a group (a chunk of it) per request.
 
 use nix::errno::Errno;
 use tokio::task::JoinSet;
@@ -15,7 +16,9 @@ use super::{H, tcp};
 use crate::{
     kernel::NsRef,
     model::Phase,
-    reconcile::{Key, ONE_BY_ONE_UP_TO, RETIRED_GROUP},
+    reconcile::{
+        Key, ONE_BY_ONE_UP_TO, REAP_CHUNK, RETIRED_GROUP, RETIRED_GROUPS, is_retired_group,
+    },
     store::EndpointRow,
 };
 
@@ -400,7 +403,8 @@ fn dumps(h: &H) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A foreign interface in the retired group makes the reaper delete its own one by one.
+/// A foreign interface in the first retired group (where a small burst goes) makes the reaper
+/// delete its own one by one.
 #[tokio::test]
 async fn reaper_deletes_only_its_own_when_the_group_holds_a_foreign_interface() {
     let h = H::new().await;
@@ -419,4 +423,220 @@ async fn reaper_deletes_only_its_own_when_the_group_holds_a_foreign_interface() 
         "{:?}",
         h.k.calls()
     );
+}
+
+/// Retires one more endpoint, in namespace `ns` (connected first).
+async fn retire_one(h: &H, ns: &str) -> EndpointRow {
+    let ep = connected(h, ns, false).await;
+    h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+    h.run(Key::Endpoint(ep.id.clone())).await;
+    ep
+}
+
+/// A burst is deleted once it pauses: while veths keep being retired (here one every 100 ms,
+/// past the least gathering of 250 ms), none is deleted; once none was for the quiet time,
+/// all of them go after one dump, in one group delete.
+#[tokio::test]
+async fn a_burst_is_deleted_once_it_pauses() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_millis(1));
+    // Much longer than the 100 ms between retirements, so that a loaded machine's slow one
+    // does not end the gathering; the cap far beyond the test.
+    let quiet = Duration::from_millis(600);
+    h.ctl.set_reap_timing(quiet, Duration::from_secs(60));
+    let mut eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    let mut set = JoinSet::new();
+    let t0 = Instant::now();
+    h.ctl.spawn_reaper(&mut set);
+    let mut last = t0;
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            h.ctl.retired_pending(),
+            eps.len(),
+            "deleted {:?} in, while the burst went on",
+            t0.elapsed()
+        );
+        // Before the retirement, so the reaper's quiet time (from its handing over) is over
+        // no sooner than `quiet` after this.
+        last = Instant::now();
+        eps.push(retire_one(&h, &format!("late{i}")).await);
+    }
+    assert!(
+        last - t0 > Duration::from_millis(500),
+        "the burst did not outlast the least gathering"
+    );
+    while h.ctl.retired_pending() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        last.elapsed() >= quiet,
+        "deleted {:?} after the last retirement, before the burst had paused",
+        last.elapsed()
+    );
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert_eq!(dumps(&h), 1);
+    let groups: Vec<_> =
+        h.k.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("delete_link"))
+            .collect();
+    assert_eq!(groups, vec![format!("delete_link_group {RETIRED_GROUP}")]);
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// A burst that does not pause is still deleted, at `REAP_BURST_GATHER_LONGEST` (2 s): here
+/// its quiet time (60 s) outlasts the test, as a burst that goes on would.
+#[tokio::test]
+async fn a_burst_that_goes_on_is_deleted_at_the_longest_gathering() {
+    use std::time::{Duration, Instant};
+
+    use crate::reconcile::retire::REAP_BURST_GATHER_LONGEST;
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_millis(1));
+    h.ctl
+        .set_reap_timing(Duration::from_secs(60), REAP_BURST_GATHER_LONGEST);
+    let eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    let mut set = JoinSet::new();
+    let t0 = Instant::now();
+    h.ctl.spawn_reaper(&mut set);
+    while h.ctl.retired_pending() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1900),
+        "deleted after {:?}, before the longest gathering",
+        t0.elapsed()
+    );
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// A burst's veths fill the retired groups a chunk at a time, and each group goes with a
+/// request of its own, so no request waiting for RTNL waits for a whole burst's delete.
+#[tokio::test]
+async fn a_large_burst_is_deleted_a_chunk_at_a_time() {
+    let h = H::new().await;
+    let eps = retired(&h, REAP_CHUNK + 2).await;
+    for (i, ep) in eps.iter().enumerate() {
+        let group = h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().group;
+        let chunk = if i < REAP_CHUNK { 0 } else { 1 };
+        assert_eq!(group, RETIRED_GROUP + chunk, "the {i}th retired veth");
+    }
+    let before = h.k.calls().len();
+    reap(&h).await;
+    let calls = h.k.calls()[before..].to_vec();
+    assert_eq!(
+        calls,
+        vec![
+            format!("delete_link_group {RETIRED_GROUP}"),
+            format!("delete_link_group {}", RETIRED_GROUP + 1),
+        ]
+    );
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert!(h.k.link(&NsRef::Host, "br-web").is_some());
+    assert_eq!(h.ctl.retired_pending(), 0);
+    assert_eq!(dumps(&h), 1);
+}
+
+/// A foreign interface in one retired group spares that group only: the others go whole,
+/// weft's members of that one one by one.
+#[tokio::test]
+async fn a_foreign_interface_in_the_second_group_spares_that_group_only() {
+    let h = H::new().await;
+    let eps = retired(&h, REAP_CHUNK + 2).await;
+    h.k.add_foreign_link(&NsRef::Host, "theirs1", "dummy");
+    h.k.tamper(&NsRef::Host, "theirs1", |l| l.group = RETIRED_GROUP + 1);
+    let before = h.k.calls().len();
+    reap(&h).await;
+    let calls = h.k.calls()[before..].to_vec();
+    assert_eq!(calls[0], format!("delete_link_group {RETIRED_GROUP}"));
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls[1..].iter().all(|c| c.starts_with("delete_link #")),
+        "{calls:?}"
+    );
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+    assert!(h.k.link(&NsRef::Host, "theirs1").is_some());
+    assert_eq!(h.ctl.retired_pending(), 0);
+}
+
+/// Once the reaper has deleted all it held, the next burst fills the groups from the first
+/// again (here the first burst filled the first group and began the second).
+#[tokio::test]
+async fn the_next_burst_starts_again_at_the_first_group() {
+    use std::time::{Duration, Instant};
+    let h = H::new().await;
+    h.ctl.set_last_dump(Duration::from_millis(1));
+    let first = retired(&h, REAP_CHUNK + 1).await;
+    let last =
+        h.k.link(&NsRef::Host, &first[REAP_CHUNK].host_ifname)
+            .unwrap();
+    assert_eq!(last.group, RETIRED_GROUP + 1);
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    let t0 = Instant::now();
+    while h.ctl.retired_pending() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ep = retire_one(&h, "again").await;
+    assert_eq!(
+        h.k.link(&NsRef::Host, &ep.host_ifname).unwrap().group,
+        RETIRED_GROUP
+    );
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// The retired groups: a run of `RETIRED_GROUPS` from `RETIRED_GROUP`, filled a chunk at a
+/// time and used again from the first once all are (a burst that large shares groups).
+#[test]
+fn retired_veths_fill_the_groups_a_chunk_at_a_time_and_wrap() {
+    use crate::reconcile::retire::retired_group_for;
+    assert_eq!(retired_group_for(0), RETIRED_GROUP);
+    assert_eq!(retired_group_for(REAP_CHUNK - 1), RETIRED_GROUP);
+    assert_eq!(retired_group_for(REAP_CHUNK), RETIRED_GROUP + 1);
+    let last = RETIRED_GROUP + RETIRED_GROUPS - 1;
+    assert_eq!(
+        retired_group_for(REAP_CHUNK * RETIRED_GROUPS as usize - 1),
+        last
+    );
+    assert_eq!(
+        retired_group_for(REAP_CHUNK * RETIRED_GROUPS as usize),
+        RETIRED_GROUP
+    );
+    assert!(is_retired_group(RETIRED_GROUP) && is_retired_group(last));
+    assert!(!is_retired_group(RETIRED_GROUP - 1) && !is_retired_group(last + 1));
+    assert!(!is_retired_group(0));
+}
+
+/// A full bridge with no retired veth waiting has nothing to hurry, and leaves no reason for
+/// later: the next burst is still gathered.
+#[tokio::test]
+async fn a_hurry_with_nothing_waiting_does_not_cut_the_next_burst_short() {
+    let h = H::new().await;
+    h.ctl.hurry_reaper();
+    let (mut set, _) = gathering(&h).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        h.ctl.retired_pending(),
+        ONE_BY_ONE_UP_TO + 1,
+        "the burst was deleted at once"
+    );
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
 }
