@@ -18,14 +18,15 @@
 //! was retired for [`REAP_QUIET`], for at least [`burst_gathering`] (four times as long as
 //! the last dump took, within [`REAP_BURST_GATHER_MIN`] and [`REAP_BURST_GATHER_MAX`], so
 //! the dumps stay a small share) and at most [`REAP_BURST_GATHER_LONGEST`] while it goes on.
-//! A group delete holds the kernel's RTNL lock for all of its veths (~0.7 ms each on a bridge
-//! of 1,000 ports), and every Disconnect's cut-off needs that lock: deleted in the middle of
-//! the burst, each batch stalled all the Disconnects while the other CPU idled, about a third
-//! of a mass disconnect of 1,000 from 4 clients (BENCHMARKS.md, sessions 33 and 34). So the
-//! veths wait until the burst's answers are out, and then go a chunk at a time: a burst's
-//! veths fill the [`RETIRED_GROUPS`] groups in turn, [`REAP_CHUNK`] to a group, and each
-//! group is deleted with a request of its own, [`REAP_BETWEEN_GROUPS`] apart, so that a
-//! request waiting for RTNL meanwhile waits for about one chunk, not for the whole burst.
+//! A group delete holds the kernel's RTNL lock for all of its veths (0.6-0.8 ms each on a
+//! bridge of 1,000 ports), and every Disconnect's cut-off needs that lock: deleted in the
+//! middle of the burst, each batch stalled all the Disconnects while the other CPU idled,
+//! about a third of a mass disconnect of 1,000 from 4 clients (BENCHMARKS.md, sessions 33
+//! and 34). So the veths wait until the burst's answers are out, and then go a chunk at a
+//! time: a burst's veths fill the [`RETIRED_GROUPS`] groups in turn, [`REAP_CHUNK`] to a
+//! group, and each group is deleted with a request of its own, [`REAP_BETWEEN_GROUPS`]
+//! apart, so that a request waiting for RTNL meanwhile waits for about one chunk, not for
+//! the whole burst.
 //!
 //! Timing: a disconnect answers after two small requests (about 1 ms), where deleting the
 //! veth would cost it about 20 ms; the veth itself is gone within `REAP_GATHER` plus one
@@ -57,13 +58,14 @@ pub const RETIRED_GROUP: u32 = 0x5745_4654;
 
 /// How many interface groups retired veths use ([`RETIRED_GROUP`] and the ones after it): a
 /// burst's veths fill them [`REAP_CHUNK`] at a time, and each is deleted with a request of
-/// its own. A burst of more than `RETIRED_GROUPS * REAP_CHUNK` (2,048) waiting at once
-/// shares them.
+/// its own. After `RETIRED_GROUPS * REAP_CHUNK` (2,048) retirements with some always
+/// waiting, the first is used again (and may be shared).
 pub const RETIRED_GROUPS: u32 = 16;
 
 /// Retired veths per group before the next group is used: a chunk the reaper deletes in one
-/// request, holding RTNL for ~0.1 s on a bridge of 1,000 ports (about as long as one batch
-/// of a burst held it before bursts were deleted once they paused).
+/// request, holding RTNL for ~0.1 s on a bridge of 1,000 ports (0.6-0.8 ms a veth measured
+/// after a burst; one of the burst's batches held it for ~160 ms before bursts were deleted
+/// once they paused).
 pub const REAP_CHUNK: usize = 128;
 
 /// True if `group` is one of the groups retired veths wait in.
@@ -143,7 +145,7 @@ pub(super) struct Reaper {
     /// some perhaps by retired veths waiting here.
     hurry: tokio::sync::Notify,
     /// When the last veth was handed over: a burst's gathering ends [`REAP_QUIET`] after it.
-    last_retired: std::sync::Mutex<Option<std::time::Instant>>,
+    last_retired: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Veths retired since none was waiting: which group the next one goes into
     /// ([`retired_group_for`]). Back to 0 when the reaper has deleted all it held.
     filled: std::sync::atomic::AtomicUsize,
@@ -241,7 +243,7 @@ impl Controller {
         *reaper
             .last_retired
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
         reaper.wake.notify_one();
         Ok(())
     }
@@ -250,7 +252,7 @@ impl Controller {
     /// [`REAP_QUIET`] (the burst has paused), for at least [`burst_gathering`] of the last
     /// dump and at most [`REAP_BURST_GATHER_LONGEST`], counted from `began`; a shutdown or a
     /// full bridge ([`Controller::hurry_reaper`]) ends it at once.
-    async fn gather_burst(&self, began: std::time::Instant) {
+    async fn gather_burst(&self, began: tokio::time::Instant) {
         let reaper = &self.inner.reaper;
         #[cfg(not(test))]
         let (quiet, longest) = (REAP_QUIET, REAP_BURST_GATHER_LONGEST);
@@ -270,11 +272,11 @@ impl Controller {
                 .unwrap_or_else(|p| p.into_inner());
             let paused = last.map_or(began, |t| t + quiet);
             let until = least.max(paused).min(most);
-            if std::time::Instant::now() >= until {
+            if tokio::time::Instant::now() >= until {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = tokio::time::sleep_until(until) => {}
                 _ = stop.wait_for(|s| *s) => return,
                 _ = reaper.hurry.notified() => return,
             }
@@ -288,8 +290,12 @@ impl Controller {
     /// stored one would cut the next burst's gathering short; a retry that meets `EXFULL`
     /// again hurries again).
     pub(super) fn hurry_reaper(&self) {
-        if self.retired_pending() > 0 {
-            self.inner.reaper.hurry.notify_one();
+        let reaper = &self.inner.reaper;
+        // Under the lock that `forget_reaped` spends a stored hurry under, so none is kept
+        // past the moment the last waiting veth is deleted.
+        let pending = reaper.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.is_empty() {
+            reaper.hurry.notify_one();
         }
     }
 
@@ -322,9 +328,9 @@ impl Controller {
             |c| async move {
                 if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
                     // The batch began when the reaper woke, REAP_GATHER ago.
-                    let began = std::time::Instant::now()
+                    let began = tokio::time::Instant::now()
                         .checked_sub(REAP_GATHER)
-                        .unwrap_or_else(std::time::Instant::now);
+                        .unwrap_or_else(tokio::time::Instant::now);
                     c.gather_burst(began).await;
                 }
                 if c.retired_pending() > 0
@@ -380,24 +386,54 @@ impl Controller {
             }
         }
         *self.last_dump() = started.elapsed();
+        // Every group is tried; the first error is returned once all were (the reaper tries
+        // again), and only what is surely gone is forgotten.
+        let mut first_error = None;
+        let mut gone = taken;
         for (i, (group, members)) in groups.iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(REAP_BETWEEN_GROUPS).await;
             }
-            if members.iter().all(is_ours) {
-                k.delete_link_group(&host, *group).await?;
-                tracing::debug!(group, count = members.len(), "deleted retired veths");
+            let deleted = if members.iter().all(is_ours) {
+                k.delete_link_group(&host, *group).await.map(|()| {
+                    tracing::debug!(group, count = members.len(), "deleted retired veths");
+                })
             } else {
                 tracing::warn!(
                     group,
                     "interface group holds interfaces weft does not own; deleting weft's one by one"
                 );
-                for l in members.iter().filter(|l| is_ours(l)) {
-                    k.delete_link(&host, l.index).await?;
+                self.delete_each(members.iter().filter(|l| is_ours(l)))
+                    .await
+            };
+            match deleted {
+                // Veths retired since `taken` was read went too, if the dump saw them.
+                Ok(()) => gone.extend(members.iter().map(|l| l.name.clone())),
+                Err(e) => {
+                    // This group's veths stay pending, to be tried again.
+                    for l in members {
+                        gone.remove(&l.name);
+                    }
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        self.forget_reaped(&taken);
+        self.forget_reaped(&gone);
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Deletes the host interfaces `links`, one request each; one already gone is no error.
+    async fn delete_each(
+        &self,
+        links: impl Iterator<Item = &crate::kernel::LinkState>,
+    ) -> Result<(), crate::kernel::KernelError> {
+        let k = self.kernel();
+        for l in links {
+            match k.delete_link(&NsRef::Host, l.index).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -414,6 +450,12 @@ impl Controller {
     #[cfg(test)]
     pub(super) fn set_last_dump(&self, took: Duration) {
         *self.last_dump() = took;
+    }
+
+    /// Deletes what the reaper holds now, as its task would (for tests).
+    #[cfg(test)]
+    pub(super) async fn reap_now(&self) -> Result<(), ReconcileError> {
+        self.reap().await
     }
 
     /// Sets how long a burst must pause before it is deleted and how long at most it is

@@ -640,3 +640,55 @@ async fn a_hurry_with_nothing_waiting_does_not_cut_the_next_burst_short() {
     h.ctl.shutdown();
     while set.join_next().await.is_some() {}
 }
+
+/// A hurry that came while the reaper held veths is spent once it has deleted them all: the
+/// next burst is still gathered, not deleted 20 ms in.
+#[tokio::test]
+async fn a_hurry_is_spent_once_all_it_was_for_is_deleted() {
+    use std::time::Duration;
+    let h = H::new().await;
+    let _ = retired(&h, 2).await;
+    // Nothing waits on the hurry now: it is kept as a permit, until the reap spends it.
+    h.ctl.hurry_reaper();
+    h.ctl.reap_now().await.unwrap();
+    assert_eq!(h.ctl.retired_pending(), 0);
+    let mut next = Vec::new();
+    for i in 0..=ONE_BY_ONE_UP_TO {
+        next.push(connected(&h, &format!("next{i}"), false).await);
+    }
+    for ep in &next {
+        h.store().mark_endpoint_deleting(&ep.id).await.unwrap();
+        h.run(Key::Endpoint(ep.id.clone())).await;
+    }
+    h.ctl.set_last_dump(Duration::from_secs(5));
+    let mut set = JoinSet::new();
+    h.ctl.spawn_reaper(&mut set);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        h.ctl.retired_pending(),
+        next.len(),
+        "the next burst was deleted at once"
+    );
+    h.ctl.shutdown();
+    while set.join_next().await.is_some() {}
+}
+
+/// A group whose delete fails does not stop the others: they go, its veths stay waiting for
+/// the next try, and the error is reported.
+#[tokio::test]
+async fn a_failed_group_delete_leaves_that_group_waiting_and_the_rest_deleted() {
+    let h = H::new().await;
+    let eps = retired(&h, REAP_CHUNK + 2).await;
+    h.k.fail("delete_link_group", None, Errno::EBUSY, 1);
+    assert!(h.ctl.reap_now().await.is_err());
+    assert_eq!(h.ctl.retired_pending(), REAP_CHUNK);
+    for (i, ep) in eps.iter().enumerate() {
+        let there = h.k.link(&NsRef::Host, &ep.host_ifname).is_some();
+        assert_eq!(there, i < REAP_CHUNK, "the {i}th retired veth");
+    }
+    h.ctl.reap_now().await.unwrap();
+    assert_eq!(h.ctl.retired_pending(), 0);
+    for ep in &eps {
+        assert!(h.k.link(&NsRef::Host, &ep.host_ifname).is_none());
+    }
+}
