@@ -136,10 +136,10 @@ pub(super) struct Reaper {
     /// How long the last dump of the host's interfaces (before a group delete) took. A
     /// burst's batch (more than [`ONE_BY_ONE_UP_TO`]) is gathered at least
     /// [`REAP_GATHER_PER_DUMP`] times that long (see [`burst_gathering`]): each host veth in
-    /// that dump is described
-    /// with its peer's namespace id, a linear walk in the kernel, so at 10,000 endpoints one
-    /// dump takes ~0.4 s; gathering for [`REAP_GATHER`] alone, a burst of 100 Disconnects
-    /// paid one dump per batch of 20-30 and took 1.9 s to answer (BENCHMARKS.md, session 19).
+    /// that dump is described with its peer's namespace id, a linear walk in the kernel, so
+    /// at 10,000 endpoints one dump takes ~0.4 s; gathering for [`REAP_GATHER`] alone, a
+    /// burst of 100 Disconnects paid one dump per batch of 20-30 and took 1.9 s to answer
+    /// (BENCHMARKS.md, session 19).
     last_dump: std::sync::Mutex<Duration>,
     /// Ends a burst's gathering at once: a Connect met a bridge whose ports are all taken,
     /// some perhaps by retired veths waiting here.
@@ -361,10 +361,7 @@ impl Controller {
             for name in &taken {
                 match k.get_link_bare(&host, name).await? {
                     Some(l) if is_retired_group(l.group) && is_ours(&l) => {
-                        match k.delete_link(&host, l.index).await {
-                            Err(e) if !e.is_not_found() => return Err(e.into()),
-                            _ => {}
-                        }
+                        self.delete_each(std::iter::once(&l)).await?;
                     }
                     // Gone already (with its namespace), or no longer ours to delete.
                     _ => {}
