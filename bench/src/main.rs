@@ -567,8 +567,9 @@ async fn run_alone(
         "**Concurrent disconnects.** The {} endpoints of the concurrent connects, disconnected \
          from {} clients (each its own connection), against {} serial disconnects and \
          connects at the in-process floor; and the mass disconnect's veths, from the first \
-         Disconnect until the scratch host lists none of their host ends (polled every 10 ms \
-         once the last Disconnect has answered). Targets: the \
+         Disconnect until the scratch host's /proc/net/dev lists none of their host ends \
+         (read every 10 ms, or twice as long as a read takes, once the last Disconnect has \
+         answered). Targets: the \
          concurrent disconnects finish sooner than the floor's serial connects: {} ({} s vs \
          {} s; the floor's serial disconnects {} s); no veth left within 2 s: {} ({}).\n\n{}\n",
         dc.n,

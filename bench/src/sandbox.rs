@@ -481,6 +481,67 @@ impl Drop for NsRunner {
     }
 }
 
+/// The interface names a network namespace lists, read from its `/proc/net/dev`: the file
+/// is opened by a thread inside the namespace (`/proc/thread-self/net/dev` keeps the
+/// namespace it was opened in), and each [`DevList::names`] reads it again. The kernel walks
+/// that list under RCU, so a poll never waits for RTNL nor holds it, unlike `ip link` (a
+/// netlink dump, which on 6.18 holds RTNL and, with 1,000 veths in the namespace, costs tens
+/// of milliseconds: `peernet2id` per veth), and spawns no process. A device leaves this list
+/// when its unregistering starts, as it leaves a netlink dump.
+pub struct DevList {
+    file: Mutex<File>,
+}
+
+impl DevList {
+    /// Opens the `/proc/net/dev` of the namespace whose file is `ns_file`.
+    pub fn open(ns_file: &Path) -> Result<Self> {
+        let ns = File::open(ns_file).with_context(|| format!("open {}", ns_file.display()))?;
+        let label = ns_file.display().to_string();
+        let file = std::thread::Builder::new()
+            .name("devlist".into())
+            .spawn(move || -> Result<File> {
+                setns(&ns, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("setns into {label}"))?;
+                File::open("/proc/thread-self/net/dev")
+                    .with_context(|| format!("open /proc/net/dev in {label}"))
+            })
+            .context("spawn a devlist thread")?
+            .join()
+            .map_err(|_| anyhow!("the devlist thread panicked"))??;
+        Ok(Self {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// The names listed now.
+    pub fn names(&self) -> Result<Vec<String>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.seek(SeekFrom::Start(0)).context("rewind /proc/net/dev")?;
+        let mut text = String::new();
+        f.read_to_string(&mut text).context("read /proc/net/dev")?;
+        Ok(dev_names(&text))
+    }
+}
+
+/// How long a poll of a [`DevList`] waits before its next read, when the last read took
+/// `read`: 10 ms, or twice the read where that is longer. A read costs the kernel about 2 µs
+/// an interface (21 ms at 10,000 here: BENCHMARKS.md, session 35), so the poll takes at most
+/// a third of a CPU from what it times, and finds a change within about three reads.
+pub fn poll_pause(read: Duration) -> Duration {
+    read.saturating_mul(2).max(Duration::from_millis(10))
+}
+
+/// The interface names in the text of a `/proc/net/dev` (two header lines, then
+/// `name: counters` per interface).
+fn dev_names(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
 /// A weftd process against a scratch host namespace, in the run's temp dir (the integration
 /// tests' sandbox, tests/common/mod.rs, does the same). Killed when dropped.
 pub struct Weftd {
@@ -740,7 +801,29 @@ fn knows_flag(bin: &std::path::Path, flag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::tag_pid;
+    use super::{DevList, dev_names, tag_pid};
+
+    #[test]
+    fn dev_names_are_the_names_before_the_colons() {
+        let text = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n    lo:   15965     145\n  veth-a1:0 0\nwh0123456789ab:    1 2\n";
+        assert_eq!(dev_names(text), ["lo", "veth-a1", "wh0123456789ab"]);
+        assert!(dev_names("Inter-|\n face |\n").is_empty());
+    }
+
+    #[test]
+    fn a_dev_list_lists_its_namespace_again_at_each_read() {
+        // `setns` needs CAP_SYS_ADMIN, even into the namespace the thread is in; the suite
+        // runs as root (scripts/test).
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // This process's own namespace, read only: it has a loopback interface.
+        let list = DevList::open(std::path::Path::new("/proc/self/ns/net")).unwrap();
+        for _ in 0..2 {
+            assert!(list.names().unwrap().iter().any(|n| n == "lo"));
+        }
+    }
 
     #[test]
     fn tags() {

@@ -1,8 +1,8 @@
 //! Concurrent disconnects (issue 14, item 6): the endpoints [`super::concurrent`] made,
 //! disconnected from several clients at once (each its own connection), against the floor's
 //! serial disconnects of as many endpoints; and a mass disconnect's veths: the time from the
-//! first Disconnect until the scratch host's `ip -j link` lists none of those endpoints' host
-//! ends (weft answers a Disconnect when the endpoint is cut off; its reaper deletes the veths
+//! first Disconnect until the scratch host's `/proc/net/dev` lists none of those endpoints'
+//! host ends (weft answers a Disconnect when the endpoint is cut off; its reaper deletes the veths
 //! in batches afterwards).
 
 use std::{
@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use weft::v1::GetNetworkRequest;
 
 use super::{Concurrent, Daemon};
 use crate::{
     methods,
-    sandbox::check_stop,
+    sandbox::{DevList, check_stop, poll_pause},
     stats::{Samples, Table, ms, secs},
 };
 
@@ -45,28 +45,9 @@ pub struct Disconnects {
     pub veths_left: usize,
 }
 
-/// How many of `names` the scratch host `host` (a name under /run/netns) lists.
-async fn listed(host: &str, names: &HashSet<String>) -> Result<usize> {
-    let host = host.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ip")
-            .args(["-n", &host, "-j", "link", "show"])
-            .output()
-    })
-    .await
-    .context("the ip task panicked")?
-    .context("run ip -j link show")?;
-    let links: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parse ip -j link show")?;
-    Ok(links
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l["ifname"].as_str())
-                .filter(|n| names.contains(*n))
-                .count()
-        })
-        .unwrap_or(0))
+/// How many of `names` `devs` (the scratch host's `/proc/net/dev`) lists.
+fn listed(devs: &DevList, names: &HashSet<String>) -> Result<usize> {
+    Ok(devs.names()?.iter().filter(|n| names.contains(*n)).count())
 }
 
 /// Disconnects every endpoint of network `conc` (`c0`..) from `clients` concurrent clients
@@ -89,13 +70,7 @@ pub async fn disconnects(d: &mut Daemon, clients: usize) -> Result<Disconnects> 
         .filter(|e| e.namespace.starts_with('c'))
         .map(|e| e.host_interface_name.clone())
         .collect();
-    let host = d
-        .weftd
-        .host_ns()
-        .file_name()
-        .and_then(|f| f.to_str())
-        .ok_or_else(|| anyhow!("weftd's host namespace has no name"))?
-        .to_string();
+    let devs = DevList::open(d.weftd.host_ns())?;
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(d.weftd.new_client().await?);
@@ -113,15 +88,19 @@ pub async fn disconnects(d: &mut Daemon, clients: usize) -> Result<Disconnects> 
     out.cpu = d.weftd.cpu()?.saturating_sub(cpu0);
     // The poll starts once the last Disconnect has answered: its veth is retired before
     // that answer, so none can be gone earlier, and `ip -j link` of 1,000 veths every 10 ms
-    // during the calls took a sixth of the two cores from the daemon being timed.
+    // during the calls took a sixth of the two cores from the daemon being timed. It reads
+    // `/proc/net/dev` (no process, no RTNL), not `ip -j link`, whose dump holds RTNL, which
+    // the reaper's deletes need. At 1,000 the two polls timed the same (BENCHMARKS.md,
+    // session 35); this one costs the machine less.
     let (gone, left) = loop {
-        if listed(&host, &names).await? == 0 {
+        let read = Instant::now();
+        if listed(&devs, &names)? == 0 {
             break (Some(t0.elapsed()), 0);
         }
         if t0.elapsed() > VETH_DEADLINE {
-            break (None, listed(&host, &names).await?);
+            break (None, listed(&devs, &names)?);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(poll_pause(read.elapsed())).await;
     };
     out.veths_gone = gone;
     out.veths_after_last = gone.map(|g| g.saturating_sub(out.wall));
@@ -212,7 +191,7 @@ impl Disconnects {
         ]);
         t.row([
             format!(
-                "first Disconnect -> none of the {} host veths listed (`ip -j link`, polled after the last answer)",
+                "first Disconnect -> none of the {} host veths listed (`/proc/net/dev`, polled after the last answer)",
                 self.n
             ),
             self.veths_gone

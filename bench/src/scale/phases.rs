@@ -18,7 +18,7 @@ use super::{DEFAULT_RESYNC, NETWORKS, Opts, Row, Scale, Watches};
 use crate::{
     alone::{all_ready, system_info},
     methods,
-    sandbox::{Run, Weftd, check_stop, mem_available_kib},
+    sandbox::{DevList, Run, Weftd, check_stop, mem_available_kib, poll_pause},
     stats::Samples,
 };
 
@@ -387,11 +387,11 @@ pub const MASS: usize = 100;
 /// The last [`MASS`] endpoints (at most half of those held, over all the networks)
 /// disconnected at once by [`CLIENTS`] clients, as a node drain or a CI runner's teardown
 /// does: the time until every call has answered, and until none of their host veths is left
-/// (each looked up by name through the floor's kernel layer every 10 ms once the last call has
-/// answered, since none can go before its Disconnect retires it; a dump of the host's links
-/// would cost the kernel the nsid walk per veth this measures). The resync is off meanwhile.
-/// They are connected again afterwards (untimed), so the size stays. None when fewer than two
-/// endpoints are held.
+/// (the host's `/proc/net/dev` read every 10 ms, or twice as long as a read takes, once the
+/// last call has answered, since none can go before its Disconnect retires it; a dump of the
+/// host's links would cost the kernel the nsid walk per veth, under RTNL, which the reaper's
+/// deletes need). The resync is off meanwhile. They are connected again afterwards
+/// (untimed), so the size stays. None when fewer than two endpoints are held.
 pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duration)>> {
     let n = d.endpoints;
     let m = MASS.min(n / 2);
@@ -427,25 +427,23 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
             host_ends.len()
         );
     }
+    let devs = DevList::open(d.weftd.host_ns())?;
     // No resync pass in the timed window (as for the floor's samples).
     d.set_resync(0).await?;
     let clients = new_clients(d).await?;
     let t0 = Instant::now();
     on_clients(clients, &picked, false).await?;
     let answered = t0.elapsed();
-    let floor = d
-        .floor
-        .as_ref()
-        .ok_or_else(|| anyhow!("the floor was not set up"))?;
+    // The host's `/proc/net/dev`, not a netlink lookup per name: each lookup waits for RTNL,
+    // which each of the reaper's group deletes holds for ~0.1 s, and a round of 100 of them
+    // could see the last group gone a round late. The kernel lists `/proc/net/dev` under
+    // RCU, never waiting for RTNL (a read of 10,000 interfaces costs milliseconds of CPU,
+    // BENCHMARKS.md, session 35).
     let gone = loop {
-        // A veth gone stays gone: only the rest are looked up again.
-        let mut left = Vec::new();
-        for name in host_ends {
-            if floor.host_link(&name).await?.is_some() {
-                left.push(name);
-            }
-        }
-        host_ends = left;
+        // A veth gone stays gone: only the rest are looked for again.
+        let read = Instant::now();
+        let listed: std::collections::HashSet<String> = devs.names()?.into_iter().collect();
+        host_ends.retain(|name| listed.contains(name));
         if host_ends.is_empty() {
             break t0.elapsed();
         }
@@ -455,7 +453,7 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
                 host_ends.len()
             );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(poll_pause(read.elapsed())).await;
     };
     on_clients(new_clients(d).await?, &picked, true).await?;
     d.set_resync(DEFAULT_RESYNC).await?;
