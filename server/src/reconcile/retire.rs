@@ -326,7 +326,9 @@ impl Controller {
             |i| &i.reaper.wake,
             REAP_GATHER,
             |c| async move {
-                if c.retired_pending() > ONE_BY_ONE_UP_TO && !*c.inner.stopping.borrow() {
+                let stopping = *c.inner.stopping.borrow();
+                let burst = c.retired_pending() > ONE_BY_ONE_UP_TO;
+                if burst && !stopping {
                     // The batch began when the reaper woke, REAP_GATHER ago.
                     let began = tokio::time::Instant::now()
                         .checked_sub(REAP_GATHER)
@@ -334,7 +336,7 @@ impl Controller {
                     c.gather_burst(began).await;
                 }
                 if c.retired_pending() > 0
-                    && let Err(e) = c.reap().await
+                    && let Err(e) = c.reap(burst || stopping).await
                 {
                     tracing::warn!(error = %e, "could not delete retired veths; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -346,8 +348,11 @@ impl Controller {
 
     /// Deletes the retired veths: a few one by one, by name; more as whole retired groups, a
     /// request per group (or, where a group holds an interface weft does not own, weft's
-    /// members of it one by one).
-    async fn reap(&self) -> Result<(), ReconcileError> {
+    /// members of it one by one). More than a few only when `gathered` (the caller saw a
+    /// burst and gathered it, or is shutting down): veths retired between the caller's count
+    /// and this may have made a burst of a few, which would skip its gathering (and go with a
+    /// dump of the host in the middle of the burst); the reaper then comes back for it.
+    async fn reap(&self, gathered: bool) -> Result<(), ReconcileError> {
         let k = self.kernel();
         let host = NsRef::Host;
         let taken: HashSet<String> = self
@@ -357,6 +362,10 @@ impl Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        if taken.len() > ONE_BY_ONE_UP_TO && !gathered {
+            self.inner.reaper.wake.notify_one();
+            return Ok(());
+        }
         if taken.len() <= ONE_BY_ONE_UP_TO {
             for name in &taken {
                 match k.get_link_bare(&host, name).await? {
@@ -452,7 +461,13 @@ impl Controller {
     /// Deletes what the reaper holds now, as its task would (for tests).
     #[cfg(test)]
     pub(super) async fn reap_now(&self) -> Result<(), ReconcileError> {
-        self.reap().await
+        self.reap(true).await
+    }
+
+    /// Deletes what the reaper holds now, as its task would after counting a few (for tests).
+    #[cfg(test)]
+    pub(super) async fn reap_ungathered(&self) -> Result<(), ReconcileError> {
+        self.reap(false).await
     }
 
     /// Sets how long a burst must pause before it is deleted and how long at most it is

@@ -340,6 +340,23 @@ async fn a_burst_waits_for_more_even_when_dumps_are_fast() {
     while set.join_next().await.is_some() {}
 }
 
+/// A reap that was not gathered as a burst (the reaper counted a few before it began) and
+/// finds more than a few waiting leaves them for the next round, which gathers them: it
+/// neither deletes them one by one nor dumps the host without the gathering.
+#[tokio::test]
+async fn a_burst_that_grew_after_the_count_is_left_for_a_gathered_round() {
+    let h = H::new().await;
+    let eps = retired(&h, ONE_BY_ONE_UP_TO + 1).await;
+    let before = h.k.calls().len();
+    h.ctl.reap_ungathered().await.unwrap();
+    assert_eq!(h.k.calls().len(), before, "{:?}", &h.k.calls()[before..]);
+    assert_eq!(dumps(&h), 0);
+    assert_eq!(h.ctl.retired_pending(), eps.len());
+    h.ctl.reap_now().await.unwrap();
+    assert_eq!(h.ctl.retired_pending(), 0);
+    assert_eq!(dumps(&h), 1);
+}
+
 /// A burst (more than a few retired veths) the reaper is gathering for as long as a slow
 /// last dump (5 s, so the 1-s cap): its task, and the endpoints, 100 ms in, none reaped.
 async fn gathering(h: &H) -> (JoinSet<()>, Vec<EndpointRow>) {
