@@ -568,8 +568,9 @@ async fn run_alone(
          from {} clients (each its own connection), against {} serial disconnects and \
          connects at the in-process floor; and the mass disconnect's veths, from the first \
          Disconnect until the scratch host's /proc/net/dev lists none of their host ends \
-         (read every 10 ms, or twice as long as a read takes, once the last Disconnect has \
-         answered). Targets: the \
+         (read again 10 ms after each read, or twice as long as the read took, once the last \
+         Disconnect has answered, then one request that waits for the kernel's RTNL lock, \
+         which the last delete holds after its veths leave that list). Targets: the \
          concurrent disconnects finish sooner than the floor's serial connects: {} ({} s vs \
          {} s; the floor's serial disconnects {} s); no veth left within 2 s: {} ({}).\n\n{}\n",
         dc.n,

@@ -487,7 +487,10 @@ impl Drop for NsRunner {
 /// that list under RCU, so a poll never waits for RTNL nor holds it, unlike `ip link` (a
 /// netlink dump, which on 6.18 holds RTNL and, with 1,000 veths in the namespace, costs tens
 /// of milliseconds: `peernet2id` per veth), and spawns no process. A device leaves this list
-/// when its unregistering starts, as it leaves a netlink dump.
+/// when its unregistering starts, while the kernel still holds RTNL for the rest of the
+/// delete (the bridge port's removal, the address families' teardown): to see a delete
+/// finished, follow an empty listing with one request that waits for RTNL
+/// ([`rtnl_passed`]).
 pub struct DevList {
     file: Mutex<File>,
 }
@@ -522,6 +525,18 @@ impl DevList {
         f.read_to_string(&mut text).context("read /proc/net/dev")?;
         Ok(dev_names(&text))
     }
+}
+
+/// Returns once the kernel's RTNL lock has been free since the call: one `RTM_GETLINK` of
+/// `lo` through `kernel` (any namespace: the lock is global), which waits for whatever
+/// delete holds it.
+pub async fn rtnl_passed(kernel: &weftd::kernel::Kernel) -> Result<()> {
+    use weftd::kernel::prelude::*;
+    kernel
+        .get_link_bare(&weftd::kernel::NsRef::Host, "lo")
+        .await
+        .context("look up lo (to wait for RTNL)")?;
+    Ok(())
 }
 
 /// How long a poll of a [`DevList`] waits before its next read, when the last read took

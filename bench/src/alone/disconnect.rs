@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use weft::v1::GetNetworkRequest;
 
 use super::{Concurrent, Daemon};
 use crate::{
     methods,
-    sandbox::{DevList, check_stop, poll_pause},
+    sandbox::{DevList, check_stop, poll_pause, rtnl_passed},
     stats::{Samples, Table, ms, secs},
 };
 
@@ -71,6 +71,11 @@ pub async fn disconnects(d: &mut Daemon, clients: usize) -> Result<Disconnects> 
         .map(|e| e.host_interface_name.clone())
         .collect();
     let devs = DevList::open(d.weftd.host_ns())?;
+    let netns_dir = tempfile::tempdir().context("a temp dir for the RTNL probe")?;
+    let rtnl = weftd::kernel::Kernel::new(
+        Some(d.weftd.host_ns().to_path_buf()),
+        netns_dir.path().to_path_buf(),
+    )?;
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(d.weftd.new_client().await?);
@@ -90,11 +95,14 @@ pub async fn disconnects(d: &mut Daemon, clients: usize) -> Result<Disconnects> 
     // that answer, so none can be gone earlier, and `ip -j link` of 1,000 veths every 10 ms
     // during the calls took a sixth of the two cores from the daemon being timed. It reads
     // `/proc/net/dev` (no process, no RTNL), not `ip -j link`, whose dump holds RTNL, which
-    // the reaper's deletes need. At 1,000 the two polls timed the same (BENCHMARKS.md,
-    // session 35); this one costs the machine less.
+    // the reaper's deletes need; once it lists none, one request waits for RTNL, so the
+    // last delete is finished, not just begun. At 1,000 the two polls timed the same
+    // (BENCHMARKS.md, session 35); this one costs the machine less.
     let (gone, left) = loop {
         let read = Instant::now();
         if listed(&devs, &names)? == 0 {
+            // Unlisted when its delete starts; gone once that delete lets RTNL go.
+            rtnl_passed(&rtnl).await?;
             break (Some(t0.elapsed()), 0);
         }
         if t0.elapsed() > VETH_DEADLINE {

@@ -18,7 +18,7 @@ use super::{DEFAULT_RESYNC, NETWORKS, Opts, Row, Scale, Watches};
 use crate::{
     alone::{all_ready, system_info},
     methods,
-    sandbox::{DevList, Run, Weftd, check_stop, mem_available_kib, poll_pause},
+    sandbox::{DevList, Run, Weftd, check_stop, mem_available_kib, poll_pause, rtnl_passed},
     stats::Samples,
 };
 
@@ -387,10 +387,11 @@ pub const MASS: usize = 100;
 /// The last [`MASS`] endpoints (at most half of those held, over all the networks)
 /// disconnected at once by [`CLIENTS`] clients, as a node drain or a CI runner's teardown
 /// does: the time until every call has answered, and until none of their host veths is left
-/// (the host's `/proc/net/dev` read every 10 ms, or twice as long as a read takes, once the
-/// last call has answered, since none can go before its Disconnect retires it; a dump of the
-/// host's links would cost the kernel the nsid walk per veth, under RTNL, which the reaper's
-/// deletes need). The resync is off meanwhile. They are connected again afterwards
+/// (the host's `/proc/net/dev` read again 10 ms after each read, or twice as long as the read
+/// took, once the last call has answered, since none can go before its Disconnect retires
+/// it; then one request that waits for RTNL, which the last delete holds after its veths
+/// leave that list; a dump of the host's links would cost the kernel the nsid walk per veth,
+/// under RTNL, which the reaper's deletes need). The resync is off meanwhile. They are connected again afterwards
 /// (untimed), so the size stays. None when fewer than two endpoints are held.
 pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duration)>> {
     let n = d.endpoints;
@@ -437,7 +438,7 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
     // The host's `/proc/net/dev`, not a netlink lookup per name: each lookup waits for RTNL,
     // which each of the reaper's group deletes holds for ~0.1 s, and a round of 100 of them
     // could see the last group gone a round late. The kernel lists `/proc/net/dev` under
-    // RCU, never waiting for RTNL (a read of 10,000 interfaces costs milliseconds of CPU,
+    // RCU, never waiting for RTNL (a read of 10,000 interfaces costs ~21 ms of CPU,
     // BENCHMARKS.md, session 35).
     let gone = loop {
         // A veth gone stays gone: only the rest are looked for again.
@@ -445,6 +446,8 @@ pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duratio
         let listed: std::collections::HashSet<String> = devs.names()?.into_iter().collect();
         host_ends.retain(|name| listed.contains(name));
         if host_ends.is_empty() {
+            // Unlisted when its delete starts; gone once that delete lets RTNL go.
+            rtnl_passed(&d.floor()?.kernel).await?;
             break t0.elapsed();
         }
         if t0.elapsed() > Duration::from_secs(60) {
