@@ -470,6 +470,12 @@ impl Controller {
         self.reap(false).await
     }
 
+    /// True if the reaper's task would wake now (a wake is stored); takes it (for tests).
+    #[cfg(test)]
+    pub(super) fn reaper_woken(&self) -> bool {
+        futures::FutureExt::now_or_never(self.inner.reaper.wake.notified()).is_some()
+    }
+
     /// Sets how long a burst must pause before it is deleted and how long at most it is
     /// gathered while it goes on (for tests: [`REAP_QUIET`] and [`REAP_BURST_GATHER_LONGEST`]
     /// otherwise).
