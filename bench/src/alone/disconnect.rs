@@ -2,8 +2,8 @@
 //! disconnected from several clients at once (each its own connection), against the floor's
 //! serial disconnects of as many endpoints; and a mass disconnect's veths: the time from the
 //! first Disconnect until the scratch host's `/proc/net/dev` lists none of those endpoints'
-//! host ends (weft answers a Disconnect when the endpoint is cut off; its reaper deletes the veths
-//! in batches afterwards).
+//! host ends and the last delete has let RTNL go (weft answers a Disconnect when the endpoint
+//! is cut off; its reaper deletes the veths in batches afterwards).
 
 use std::{
     collections::HashSet,

@@ -391,8 +391,9 @@ pub const MASS: usize = 100;
 /// took, once the last call has answered, since none can go before its Disconnect retires
 /// it; then one request that waits for RTNL, which the last delete holds after its veths
 /// leave that list; a dump of the host's links would cost the kernel the nsid walk per veth,
-/// under RTNL, which the reaper's deletes need). The resync is off meanwhile. They are connected again afterwards
-/// (untimed), so the size stays. None when fewer than two endpoints are held.
+/// under RTNL, which the reaper's deletes need). The resync is off meanwhile. They are
+/// connected again afterwards (untimed), so the size stays. None when fewer than two
+/// endpoints are held.
 pub async fn mass_disconnect(d: &mut Daemon) -> Result<Option<(Duration, Duration)>> {
     let n = d.endpoints;
     let m = MASS.min(n / 2);
