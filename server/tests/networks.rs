@@ -653,7 +653,18 @@ async fn refused_over_a_taken_name(sb: &Sandbox, req: ConnectRequest) {
         all.iter_mut().for_each(scrub_volatile);
         all
     };
-    let before = snapshot();
+    // A bridge made just before settles its carrier asynchronously (the kernel's link-watch
+    // work, up to a second later: NO-CARRIER, operstate DOWN): wait until two snapshots
+    // 200 ms apart agree, so only the Connect can change what is compared.
+    let mut before = snapshot();
+    for _ in 0..15 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let again = snapshot();
+        if again == before {
+            break;
+        }
+        before = again;
+    }
     let refused = expect_code(
         rpc(sb.client().networks().connect(req)).await,
         tonic::Code::AlreadyExists,
