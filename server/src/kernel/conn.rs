@@ -5,8 +5,9 @@
 //! `setns`ed into it and exits afterwards, or for the host a blocking-pool thread already
 //! there); the thread enters the tokio runtime just long enough to register the socket with
 //! the reactor and hands back the connection. The
-//! connection task then runs on tokio like any other, and the [`Handle`] is cached per
-//! [`NsRef`].
+//! connection task then runs on tokio like any other, over an [`EagerSocket`] that reads each
+//! answer as soon as its request is sent (see [`super::eager`]), and the [`Handle`] is cached
+//! per [`NsRef`].
 //!
 //! Sockets use `NETLINK_GET_STRICT_CHK`, so dumps can be filtered by the kernel (addresses of
 //! one interface, routes of one interface and protocol) instead of copying everything out.
@@ -42,11 +43,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use netlink_sys::AsyncSocket;
 use rtnetlink::Handle;
 use tokio::sync::OnceCell;
 
 use super::{
-    KernelError, NsRef, error,
+    KernelError, NsRef,
+    eager::{Eager, EagerSocket},
+    error,
     netns::{self, NsFile, NsId},
 };
 
@@ -250,8 +254,14 @@ impl Connections {
             // Registering the socket with the reactor needs the runtime's context; the socket
             // itself is created here, in the namespace this thread just entered.
             let _entered = runtime.enter();
-            let (connection, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check()
-                .map_err(|e| error::io(format!("open netlink socket in {label}"), e))?;
+            let open = |e| error::io(format!("open netlink socket in {label}"), e);
+            let (mut connection, handle, _unsolicited) =
+                rtnetlink::new_connection_with_socket::<EagerSocket>().map_err(open)?;
+            connection
+                .socket_mut()
+                .socket_mut()
+                .set_netlink_get_strict_chk(true)
+                .map_err(open)?;
             // `thread-self`: this thread's namespace (a process's threads may be in others).
             // Without it (no /proc), names are looked up by netlink, as before.
             let devs = named
@@ -266,7 +276,7 @@ impl Connections {
             Ok((connection, handle, devs))
         })
         .await?;
-        tokio::spawn(connection);
+        tokio::spawn(Eager(connection));
         tracing::debug!(ns = ?ns, "opened netlink socket");
         Ok(Conn {
             used: Default::default(),

@@ -43,6 +43,7 @@
 mod addr;
 mod conn;
 mod dryrun;
+mod eager;
 mod error;
 pub mod etc;
 #[cfg(test)]
