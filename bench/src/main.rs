@@ -65,6 +65,14 @@ struct Common {
     /// Also write the report (markdown) to this file.
     #[arg(long, global = true)]
     report: Option<PathBuf>,
+    /// Run the bench's own work (the floor's kernel calls, weft's client) on the main thread,
+    /// as every run before session 36 did, instead of in a task on a runtime worker. On the
+    /// main thread each of the floor's netlink requests crosses threads twice (the request
+    /// to the connection task on a worker, its answer back), which made the in-process
+    /// floor's connect ~0.2 ms slower at N=100 on the 2-core VM (BENCHMARKS.md, "Session
+    /// 36"). For comparing with earlier sessions' numbers.
+    #[arg(long, global = true)]
+    main_thread: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -243,7 +251,14 @@ fn main() -> std::process::ExitCode {
             eprintln!("stopping: cleaning up (again to abort the cleanup)");
             STOP.store(true, Ordering::Relaxed);
         });
-        main_async(cli).await
+        if cli.common.main_thread {
+            return main_async(cli).await;
+        }
+        // On a worker, as a daemon's handlers run: see `Common::main_thread`.
+        match tokio::spawn(main_async(cli)).await {
+            Ok(done) => done,
+            Err(e) => Err(anyhow::anyhow!("the bench's task: {e}")),
+        }
     });
     drop(rt);
     match result {
