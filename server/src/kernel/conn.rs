@@ -276,7 +276,7 @@ impl Connections {
             Ok((connection, handle, devs))
         })
         .await?;
-        tokio::spawn(Eager(connection));
+        tokio::spawn(Eager::new(connection));
         tracing::debug!(ns = ?ns, "opened netlink socket");
         Ok(Conn {
             used: Default::default(),
