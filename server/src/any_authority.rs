@@ -390,7 +390,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AnyAuthority<IO> {
                 continue;
             }
             rx.raw.extend_from_slice(&rx.scratch[..got]);
-            rx.process()?;
+            if let Err(e) = rx.process() {
+                // hyper ends the connection on it without a word: every call on it is
+                // reset, which the client sees as a transport error.
+                tracing::warn!(error = %e, "closing a client's connection on the Unix socket");
+                return Poll::Ready(Err(e));
+            }
         }
     }
 }
