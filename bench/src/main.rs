@@ -65,12 +65,14 @@ struct Common {
     /// Also write the report (markdown) to this file.
     #[arg(long, global = true)]
     report: Option<PathBuf>,
-    /// Run the bench's own work (the floor's kernel calls, weft's client) on the main thread,
-    /// as every run before session 36 did, instead of in a task on a runtime worker. On the
-    /// main thread each of the floor's netlink requests crosses threads twice (the request
-    /// to the connection task on a worker, its answer back), which made the in-process
-    /// floor's connect ~0.2 ms slower at N=100 on the 2-core VM (BENCHMARKS.md, "Session
-    /// 36"). For comparing with earlier sessions' numbers.
+    /// Run the bench's own serial work (the comparison's rounds, the floor's serial connects,
+    /// each call of weft's client made one after another) on the main thread, as every run
+    /// before session 36 did, instead of in a task on a runtime worker (the concurrent
+    /// clients and tasks always ran on workers). On the main thread each of the floor's
+    /// netlink requests crosses threads twice (the request to the connection task on a
+    /// worker, its answer back), which made the in-process floor's connect ~0.2 ms slower at
+    /// N=100 on the 2-core VM (BENCHMARKS.md, "Session 36"). For comparing with earlier
+    /// sessions' numbers.
     #[arg(long, global = true)]
     main_thread: bool,
 }
