@@ -205,8 +205,9 @@ impl Future for Eager {
 
 #[cfg(test)]
 mod tests {
-    //! Each test runs on a thread of its own, in a network namespace it made (`unshare`), with
-    //! a runtime whose reactor is never run: only the socket's own reads can answer.
+    //! Each test runs on a thread of its own, in a network namespace it made (`unshare`). All
+    //! but `with_a_running_runtime_concurrent_requests_all_end` poll by hand inside a runtime
+    //! whose reactor is never run: only the socket's own reads can answer.
 
     use std::{
         future::Future,
@@ -299,8 +300,7 @@ mod tests {
             let (mut connection, handle) = open();
             // 60 veth creates take far more than a turn (each holds RTNL for 0.1 ms or more).
             let mut adds = queue_pairs(&handle, 0..60);
-            let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-            let waker = Waker::from(wakes.clone());
+            let (wakes, waker) = counting_waker();
             let mut cx = Context::from_waker(&waker);
             assert!(Pin::new(&mut connection).poll(&mut cx).is_pending());
             // Keeps the requests not answered yet.
@@ -414,12 +414,17 @@ mod tests {
         }
     }
 
+    /// A waker and the count of its wakes.
+    fn counting_waker() -> (Arc<Wakes>, Waker) {
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        (wakes.clone(), Waker::from(wakes))
+    }
+
     #[test]
     fn with_nothing_sent_the_connection_waits_without_waking_itself() {
         in_scratch_namespace(|| {
             let (mut connection, handle) = open_untimed();
-            let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-            let waker = Waker::from(wakes.clone());
+            let (wakes, waker) = counting_waker();
             let mut cx = Context::from_waker(&waker);
             assert!(Pin::new(&mut connection).poll(&mut cx).is_pending());
             assert_eq!(wakes.0.load(Ordering::Relaxed), 0);
