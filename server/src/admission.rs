@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo, UdsConnectInfo};
 
-use crate::model::limits::limits;
+use crate::{logging::Throttle, model::limits::limits};
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -288,7 +288,7 @@ where
     IO: Connected + AsyncRead + AsyncWrite + Send + Unpin + 'static,
     IO::ConnectInfo: PeerOf,
 {
-    let mut log = RefusalLog::default();
+    let log = Throttle::new(REFUSAL_LOG_EVERY);
     incoming.filter_map(move |accepted| match accepted {
         Err(e) => Some(Err(e)),
         Ok(io) => {
@@ -296,7 +296,7 @@ where
             match slots.take(peer.clone()) {
                 Ok(slot) => Some(Ok(Counted { io, _slot: slot })),
                 Err(why) => {
-                    let _ = log.refused(&why);
+                    log_refusal(&log, &why);
                     if let Refuse::Answer(answering) = &refuse
                         && let Ok(slot) = answering.take(peer)
                     {
@@ -359,36 +359,15 @@ fn grpc_message(text: &str) -> String {
 /// How often a flood of refused connections is logged.
 const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Logs refused connections without letting a flood of them flood the log: the first, then
+/// Logs a refused connection without letting a flood of them flood the log: the first, then
 /// at most one line per [`REFUSAL_LOG_EVERY`] saying how many were refused meanwhile.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    last: Option<std::time::Instant>,
-    unlogged: u64,
-}
-
-impl RefusalLog {
-    /// Notes one refusal, `why`; true if it wrote a line.
-    fn refused(&mut self, why: &str) -> bool {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
-        {
-            self.unlogged += 1;
-            return false;
-        }
-        if self.unlogged > 0 {
-            tracing::warn!(
-                "refused a connection: {why} ({} more refused since the last such line)",
-                self.unlogged
-            );
-        } else {
-            tracing::warn!("refused a connection: {why}");
-        }
-        self.last = Some(now);
-        self.unlogged = 0;
-        true
+fn log_refusal(log: &Throttle, why: &str) {
+    match log.note() {
+        None => {}
+        Some(0) => tracing::warn!("refused a connection: {why}"),
+        Some(more) => tracing::warn!(
+            "refused a connection: {why} ({more} more refused since the last such line)"
+        ),
     }
 }
 
@@ -456,18 +435,6 @@ mod tests {
         let e = s.take(PeerKey::Uid(0)).unwrap_err();
         assert!(e.contains("per peer"), "{e}");
         assert_eq!(s.open(&PeerKey::Uid(0)), (4, 2));
-    }
-
-    #[test]
-    fn a_flood_of_refusals_is_logged_once_per_period() {
-        let mut log = RefusalLog::default();
-        assert!(log.refused("x"));
-        assert!(!log.refused("x"));
-        assert!(!log.refused("x"));
-        assert_eq!(log.unlogged, 2);
-        log.last = Some(std::time::Instant::now() - REFUSAL_LOG_EVERY);
-        assert!(log.refused("x"));
-        assert_eq!(log.unlogged, 0);
     }
 
     #[test]

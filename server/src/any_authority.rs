@@ -48,6 +48,11 @@ use tonic::codegen::http::uri::Authority;
 mod hpack;
 use hpack::Decoder;
 
+/// The closes of clients' connections on what could not be rewritten, logged at most once per
+/// 10 s: a local client that keeps sending broken HTTP/2 must not fill the log.
+static BROKEN_LOG: crate::logging::Throttle =
+    crate::logging::Throttle::new(std::time::Duration::from_secs(10));
+
 /// The client connection preface every HTTP/2 connection starts with.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Length of an HTTP/2 frame header.
@@ -393,7 +398,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AnyAuthority<IO> {
             if let Err(e) = rx.process() {
                 // hyper ends the connection on it without a word: every call on it is
                 // reset, which the client sees as a transport error.
-                tracing::warn!(error = %e, "closing a client's connection on the Unix socket");
+                match BROKEN_LOG.note() {
+                    None => {}
+                    Some(0) => tracing::warn!(
+                        error = %e,
+                        "closing a client's connection on the Unix socket"
+                    ),
+                    Some(more) => tracing::warn!(
+                        error = %e,
+                        "closing a client's connection on the Unix socket ({more} more closed \
+                         since the last such line)"
+                    ),
+                }
                 return Poll::Ready(Err(e));
             }
         }

@@ -175,6 +175,44 @@ where
     }
 }
 
+/// Keeps a kind of warning from flooding the log: the first is written, then at most one per
+/// period, which says how many were left out since the line before. Used for what a client
+/// can cause at will (refused connections, broken HTTP/2), so a flood of them costs a line
+/// per period, not a line each.
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    /// When the last line was written, and how many were left out since.
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    /// A throttle writing at most one line per `every`.
+    pub const fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Notes one occurrence. `Some(n)` when a line is due now (`n` occurrences were left out
+    /// since the last line), `None` when this one is left out.
+    pub fn note(&self) -> Option<u64> {
+        self.note_at(Instant::now())
+    }
+
+    fn note_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, unlogged) = &mut *state;
+        if last.is_some_and(|t| now.saturating_duration_since(t) < self.every) {
+            *unlogged += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(unlogged))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +261,19 @@ mod tests {
         let f: F = toml::from_str("log_format = \"json\"").unwrap();
         assert_eq!(f.log_format, LogFormat::Json);
         assert!(toml::from_str::<F>("log_format = \"xml\"").is_err());
+    }
+
+    #[test]
+    fn a_throttle_writes_the_first_then_one_per_period_with_the_count_left_out() {
+        let t = Throttle::new(std::time::Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(t.note_at(t0), Some(0));
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(1)), None);
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(9)), None);
+        // The period counts from the last line written, not from the last left out.
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(10)), Some(2));
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(15)), None);
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(21)), Some(1));
+        assert_eq!(t.note_at(t0 + std::time::Duration::from_secs(40)), Some(0));
     }
 }
