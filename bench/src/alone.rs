@@ -382,7 +382,7 @@ pub async fn restart(d: &mut Daemon) -> Result<Restart> {
         endpoints: d.endpoints,
         ..Default::default()
     };
-    out.stop = d.weftd.stop()?;
+    out.stop = d.weftd.stop().await?;
     let t0 = Instant::now();
     out.to_socket = d.weftd.start().await?;
     let c = d.weftd.client()?;

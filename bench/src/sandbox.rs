@@ -761,7 +761,12 @@ impl Weftd {
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after 30 s). Returns how long it took.
-    pub fn stop(&mut self) -> Result<Duration> {
+    ///
+    /// It waits without blocking its thread: weftd's graceful shutdown ends each client
+    /// connection with a GOAWAY and a PING, and a connection the bench still holds answers
+    /// that PING only if its task runs. A blocked worker held that task and weftd's stop took
+    /// its full 5 s of grace.
+    pub async fn stop(&mut self) -> Result<Duration> {
         self.client = None;
         let Some(mut child) = self.child.take() else {
             bail!("weftd is not running");
@@ -780,7 +785,7 @@ impl Weftd {
                 let _ = child.wait();
                 bail!("weftd did not exit within 30 s of SIGTERM (killed)");
             }
-            std::thread::sleep(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }

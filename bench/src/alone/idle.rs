@@ -139,7 +139,7 @@ pub async fn idle(
     out.writes = i1.kernel_writes - i0.kernel_writes;
     out.rss_kib = weftd.rss_kib()?;
     eprintln!("  idle: {:.2}% of a core; restarting", out.cpu_percent());
-    weftd.stop()?;
+    weftd.stop().await?;
     let t = Instant::now();
     weftd.start().await?;
     out.restart_ready = settle(&weftd, endpoints, Duration::from_secs(120), t).await?;

@@ -303,7 +303,7 @@ pub async fn memory(
             .push(watch_cost(&weftd, streams, reached).await?);
     }
     eprintln!("memory: restart at {reached} endpoints");
-    weftd.stop()?;
+    weftd.stop().await?;
     let t0 = Instant::now();
     weftd.start().await?;
     let c = weftd.client()?;

@@ -569,7 +569,7 @@ async fn restart(d: &mut Daemon, row: &mut Row, later: Duration) -> Result<()> {
         bail!("not converged before the restart");
     }
     write_resync(&d.config, DEFAULT_RESYNC)?;
-    d.weftd.stop()?;
+    d.weftd.stop().await?;
     let t0 = Instant::now();
     d.weftd.start().await?;
     let c = d.weftd.client()?;
