@@ -653,17 +653,25 @@ async fn refused_over_a_taken_name(sb: &Sandbox, req: ConnectRequest) {
         all.iter_mut().for_each(scrub_volatile);
         all
     };
-    // A bridge made just before settles its carrier asynchronously (the kernel's link-watch
-    // work, up to a second later: NO-CARRIER, operstate DOWN): wait until two snapshots
-    // 200 ms apart agree, so only the Connect can change what is compared.
+    // A bridge made just before settles its carrier asynchronously (NO-CARRIER and
+    // operstate DOWN until the kernel's link-watch work runs: up to a second later, more
+    // when other tests keep RTNL busy): wait until the snapshots agree over 1.2 s, so only
+    // the Connect can change what is compared. (Two snapshots 200 ms apart agreed once
+    // while both bridges were still waiting for the link-watch.)
     let mut before = snapshot();
-    for _ in 0..15 {
+    let mut same = 0;
+    for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let again = snapshot();
         if again == before {
-            break;
+            same += 1;
+            if same == 6 {
+                break;
+            }
+        } else {
+            same = 0;
+            before = again;
         }
-        before = again;
     }
     let refused = expect_code(
         rpc(sb.client().networks().connect(req)).await,

@@ -751,8 +751,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(done() > 0, "no checkpoint by the thread after {n} commits");
+        // A checkpoint the last commits asked for may still be writing the file: a copy
+        // taken meanwhile can be torn and read as nothing, so a few copies are tried.
         let copy = dir.path().join("copy.db");
-        let in_file = namespaces_in_file_alone(&path, &copy).await;
+        let mut in_file = -1;
+        for _ in 0..20 {
+            in_file = namespaces_in_file_alone(&path, &copy).await;
+            if in_file >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(
             in_file >= 20 && in_file <= n as i64,
             "{in_file} namespaces in the database file itself after {n} commits"
@@ -764,6 +773,11 @@ mod tests {
     /// Rows of `namespaces` in the database file at `path` alone: copied to `copy` without
     /// its WAL, and read there (-1: no such table there yet).
     async fn namespaces_in_file_alone(path: &Path, copy: &Path) -> i64 {
+        for leftover in ["-wal", "-shm"] {
+            let mut side = copy.as_os_str().to_owned();
+            side.push(leftover);
+            let _ = std::fs::remove_file(side);
+        }
         std::fs::copy(path, copy).unwrap();
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .unwrap()
