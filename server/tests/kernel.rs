@@ -100,9 +100,17 @@ impl Drop for Sandbox {
         }
         // The netns dir itself was bind-mounted onto itself to make it shared.
         while umount2(&self.netns_dir, MntFlags::MNT_DETACH).is_ok() {}
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.host_name])
-            .status();
+        // What the test made with `ip netns add` under its prefix, then the scratch host.
+        let mine = format!("{}-", self.prefix);
+        let others = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&mine) && *n != self.host_name);
+        for name in others.chain([self.host_name.clone()]) {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
     }
 }
 
@@ -509,6 +517,97 @@ async fn host_defaults_to_weftds_own_namespace() {
         !tmp.path().join("netns").exists(),
         "nothing created before it is needed"
     );
+}
+
+/// The id the scratch host gives the namespace named `name` in /run/netns (`ip netns
+/// list-id`, read independently of the code under test).
+fn listed_nsid(sb: &Sandbox, name: &str) -> Option<i64> {
+    let listed = ip_json(&sb.host_file(), &["netns", "list-id"]);
+    listed
+        .as_array()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))?["nsid"]
+        .as_i64()
+}
+
+/// weft's namespace ids count down from the top of its range, so the newest namespace has
+/// the lowest of them (the kernel's walks of the host's ids, in ascending order, meet it
+/// first); an id another tool holds is skipped, a namespace that already has an id keeps
+/// it, and a second weftd on the same host (a restart) goes on below the lowest id there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_ids_count_down_below_the_lowest_weft_gave_and_skip_taken_ones() {
+    let sb = Sandbox::new("nsid");
+    let k = &sb.kernel;
+    let (_, a) = sb.named("a").await;
+    let (_, b) = sb.named("b").await;
+    let id_a = k.netns_id(&a).await.expect("id of a").expect("a has an id");
+    assert_eq!(
+        id_a,
+        (1 << 30) - 1,
+        "the first id is the top of weft's range"
+    );
+    let id_b = k.netns_id(&b).await.expect("id of b").expect("b has an id");
+    assert_eq!(id_b, id_a - 1, "the next one is one lower");
+    assert_eq!(
+        k.netns_id(&a).await.unwrap(),
+        Some(id_a),
+        "asked again: kept"
+    );
+
+    // Another tool takes the id weft would give next, and gives one namespace an id of the
+    // kernel's choosing (the lowest free one).
+    let taken = sb.ns_name("taken");
+    let auto = sb.ns_name("auto");
+    run("ip", &["netns", "add", &taken]);
+    run("ip", &["netns", "add", &auto]);
+    let host = sb.host_name.clone();
+    run(
+        "ip",
+        &["-n", &host, "netns", "set", &taken, &(id_b - 1).to_string()],
+    );
+    run("ip", &["-n", &host, "netns", "set", &auto, "auto"]);
+    assert_eq!(listed_nsid(&sb, &taken), Some(i64::from(id_b - 1)));
+    let (_, c) = sb.named("c").await;
+    let writes = k.writes();
+    let id_c = k.netns_id(&c).await.unwrap().expect("c has an id");
+    assert_eq!(id_c, id_b - 2, "the id another tool holds is skipped");
+    assert_eq!(k.writes(), writes + 1, "the skipped id is no write");
+    let auto_id = listed_nsid(&sb, &auto).expect("auto has an id");
+    assert!(auto_id < 1 << 29, "the kernel's own pick: {auto_id}");
+    assert_eq!(
+        k.netns_id(&NsRef::path(host_path(&auto))).await.unwrap(),
+        Some(auto_id as i32),
+        "a namespace with an id keeps it"
+    );
+
+    // A restart: a new kernel layer on the same host starts below the lowest id there.
+    let again = Kernel::new(Some(sb.host_file()), sb.netns_dir.clone()).unwrap();
+    let (_, d) = sb.named("d").await;
+    let id_d = again.netns_id(&d).await.unwrap().expect("d has an id");
+    assert_eq!(id_d, id_c - 1, "after a restart: below the lowest");
+    // Two callers at once for one namespace get one id: whichever took, the other reads it.
+    let (_, e) = sb.named("e").await;
+    let (e1, e2) = tokio::join!(again.netns_id(&e), again.netns_id(&e));
+    let id_e = e1.unwrap().expect("e has an id");
+    assert_eq!(e2.unwrap(), Some(id_e), "the same id for both callers");
+    assert!(
+        [id_d - 1, id_d - 2].contains(&id_e),
+        "{id_e} against {id_d}"
+    );
+    again.forget(&d);
+    again.forget(&e);
+    // What the kernel says, read independently: every id as weft gave it.
+    let listed = ip_json(&sb.host_file(), &["netns", "list-id"]);
+    let mut ids: Vec<i64> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["nsid"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    let want = [id_e, id_d, id_c, id_b - 1, id_b, id_a].map(i64::from);
+    assert!(ids.ends_with(&want), "{ids:?}");
+    assert_eq!(ids.len(), want.len() + 1, "and the kernel's pick: {ids:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

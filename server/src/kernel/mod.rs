@@ -121,6 +121,9 @@ struct Inner {
     /// while it is in flight, a sysctl write holds it alone ([`Kernel::write_sysctl`] says
     /// why).
     sysctl_fence: tokio::sync::RwLock<()>,
+    /// The next namespace id weft gives (counting down), learnt at the first one
+    /// ([`Kernel::assign_netns_id`]).
+    nsid_next: tokio::sync::OnceCell<std::sync::atomic::AtomicI32>,
 }
 
 impl fmt::Debug for Inner {
@@ -176,6 +179,7 @@ impl Kernel {
                 netns_lock: tokio::sync::Mutex::new(false),
                 nft: firewall::NftSockets::default(),
                 sysctl_fence: tokio::sync::RwLock::new(()),
+                nsid_next: tokio::sync::OnceCell::new(),
             }),
         })
     }

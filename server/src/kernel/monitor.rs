@@ -13,9 +13,12 @@
 //! not of weft's protocol. The bridge's per-port messages (`AF_BRIDGE`) are kept apart
 //! ([`Change::Port`]): they carry a port's hairpin mode, but not its alias.
 
-use std::os::fd::AsRawFd;
+use std::{
+    os::fd::AsRawFd,
+    sync::atomic::{AtomicI32, Ordering},
+};
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     nsid::{NsidAttribute, NsidMessage},
@@ -172,8 +175,21 @@ impl Kernel {
     }
 
     /// The id of namespace `ns` in the host namespace, assigning one first if it has none
-    /// (`RTM_NEWNSID` with `NETNSA_NSID` -1, as `ip netns set NAME auto`). The kernel keeps
-    /// it while the namespace lives. None for the host itself.
+    /// (`RTM_NEWNSID`, what `ip netns set NAME ID` does). The kernel keeps it while the
+    /// namespace lives. None for the host itself.
+    ///
+    /// weft picks the id itself, counting down from [`NSID_TOP`], so the newest namespace
+    /// has the lowest of weft's ids. The kernel finds a namespace's id by walking the host's
+    /// ids in ascending order (`__peernet2id`), and it does that twice for every
+    /// notification a namespace sends to a socket listening to all namespaces (weft's
+    /// monitor), inside the request that caused it and under RTNL. With ids counting up,
+    /// a namespace being connected, the newest, was the last of the walk: at 10,000
+    /// namespaces a walk cost more than the request itself (BENCHMARKS.md, "Session 37").
+    /// Ids the kernel picks itself (`ip netns set NAME auto`, or a veth's peer read before
+    /// weft asked) are the lowest free ones, far below weft's: first in the walk. If weft's
+    /// ids run out below [`NSID_FLOOR`] (after some 5 * 10^8 namespaces: an id is not
+    /// reused until a weftd starts when every namespace that had a lower one is gone), or
+    /// another tool holds the [`NSID_TRIES`] ids tried, the kernel picks.
     pub(super) async fn assign_netns_id(&self, ns: &NsRef) -> Result<Option<i32>, KernelError> {
         let NsRef::Path(path) = ns else {
             return Ok(None);
@@ -189,36 +205,54 @@ impl Kernel {
             req.header.flags = NLM_F_REQUEST;
             req
         };
+        let set = |id: i32| {
+            let mut m = NsidMessage::default();
+            m.attributes.push(NsidAttribute::Fd(fd));
+            m.attributes.push(NsidAttribute::Id(id));
+            let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNsId(m));
+            req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            req
+        };
         let ask = |req: NetlinkMessage<RouteNetlinkMessage>, counts: bool| {
-            self.run(&NsRef::Host, op, counts, move |mut h| async move {
-                let mut answers = h.request(req)?;
-                let mut id = None;
-                while let Some(msg) = futures::StreamExt::next(&mut answers).await {
-                    match msg.payload {
-                        NetlinkPayload::Error(e) if e.code.is_some() => {
-                            return Err(rtnetlink::Error::NetlinkError(e));
-                        }
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                            id = m.attributes.iter().find_map(|a| match a {
-                                NsidAttribute::Id(i) => Some(*i),
-                                _ => None,
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(id)
+            self.run(&NsRef::Host, op, counts, move |h| async move {
+                Ok(nsids(h, req).await?.into_iter().next())
             })
         };
         if let Some(id) = ask(get(), false).await?.filter(|i| *i >= 0) {
             return Ok(Some(id));
         }
-        let mut m = NsidMessage::default();
-        m.attributes.push(NsidAttribute::Fd(fd));
-        m.attributes.push(NsidAttribute::Id(-1));
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNsId(m));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        match ask(req, true).await {
+        let next = self
+            .inner
+            .nsid_next
+            .get_or_try_init(|| async {
+                let lowest = self.lowest_own_nsid().await?;
+                Ok::<_, KernelError>(AtomicI32::new(lowest - 1))
+            })
+            .await?;
+        for _ in 0..NSID_TRIES {
+            // Never below the floor, however many ask.
+            let Ok(id) = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v >= NSID_FLOOR).then(|| v - 1)
+            }) else {
+                break;
+            };
+            // Counted as a write only if it took: a skipped id changed nothing.
+            match ask(set(id), false).await {
+                Ok(_) => {
+                    self.wrote();
+                    return Ok(Some(id));
+                }
+                // Either `ns` got an id meanwhile (another caller, or the kernel for a veth's
+                // peer) or another tool holds this one: the read tells which.
+                Err(e) if e.errno() == Some(Errno::EEXIST as i32) => {
+                    if let Some(id) = ask(get(), false).await?.filter(|i| *i >= 0) {
+                        return Ok(Some(id));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match ask(set(-1), true).await {
             // Another caller assigned one meanwhile.
             Err(e) if e.errno() == Some(Errno::EEXIST as i32) => {}
             other => {
@@ -230,6 +264,62 @@ impl Kernel {
         id.map(Some)
             .ok_or_else(|| error::invalid(op(), "the kernel assigned no namespace id"))
     }
+
+    /// The lowest id in weft's range ([`NSID_FLOOR`] to [`NSID_TOP`]) the host gives any
+    /// namespace, or one above the top if none: where weft's next id counts down from. One
+    /// dump of the host's ids (`ip netns list-id`), at the first id a weftd assigns.
+    async fn lowest_own_nsid(&self) -> Result<i32, KernelError> {
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(NsidMessage::default()));
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let ids = self
+            .run(
+                &NsRef::Host,
+                || "list the host's namespace ids".to_string(),
+                false,
+                move |h| nsids(h, req),
+            )
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| (NSID_FLOOR..=NSID_TOP).contains(id))
+            .min()
+            .unwrap_or(NSID_TOP + 1))
+    }
+}
+
+/// The top of weft's namespace ids: each one weft assigns is one below the last
+/// ([`Kernel::assign_netns_id`]).
+pub(super) const NSID_TOP: i32 = (1 << 30) - 1;
+
+/// The bottom of weft's namespace ids; the kernel's own picks (the lowest free) stay below.
+pub(super) const NSID_FLOOR: i32 = 1 << 29;
+
+/// How many of its own ids weft tries for one namespace before it lets the kernel pick.
+const NSID_TRIES: usize = 8;
+
+/// The ids in the answers to `req` (`RTM_GETNSID`, a dump of them, or `RTM_NEWNSID`, which
+/// answers none).
+async fn nsids(
+    mut h: rtnetlink::Handle,
+    req: NetlinkMessage<RouteNetlinkMessage>,
+) -> Result<Vec<i32>, rtnetlink::Error> {
+    let mut answers = h.request(req)?;
+    let mut ids = Vec::new();
+    while let Some(msg) = futures::StreamExt::next(&mut answers).await {
+        match msg.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                ids.extend(m.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(i) => Some(*i),
+                    _ => None,
+                }));
+            }
+            _ => {}
+        }
+    }
+    Ok(ids)
 }
 
 /// One `recvmsg`: the bytes read and the namespace id of the control message, if any.

@@ -218,8 +218,11 @@ impl Controller {
     }
 
     /// Makes the monitor hear `ns` (the host is always heard): gives it an id in the host
-    /// namespace unless it has one.
-    pub fn watch_namespace(&self, ns: NsRef) {
+    /// namespace unless it has one. Done before the namespace's reconcile ends, so before
+    /// any veth of weft's goes into it: filling in a veth's peer, the kernel would give the
+    /// namespace an id of its own choosing, not one of weft's, which the kernel's lookups
+    /// meet first ([`crate::kernel::Kernel`]'s `assign_netns_id`).
+    pub async fn watch_namespace(&self, ns: NsRef) {
         if ns == NsRef::Host {
             return;
         }
@@ -230,25 +233,22 @@ impl Controller {
             }
             w.by_ns.insert(ns.clone(), None);
         }
-        let c = self.clone();
-        tokio::spawn(async move {
-            match c.kernel().netns_id(&ns).await {
-                Ok(Some(id)) => {
-                    let mut w = c.watched();
-                    // Unwatched meanwhile: leave it. Watched again meanwhile: the copy held
-                    // now is the one to keep.
-                    if let Some(held) = w.held(&ns) {
-                        w.by_ns.insert(held.clone(), Some(id));
-                        w.by_id.insert(id, held);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(ns = ?ns, error = %e, "cannot watch namespace for changes; relying on resync");
-                    c.watched().remove(&ns);
+        match self.kernel().netns_id(&ns).await {
+            Ok(Some(id)) => {
+                let mut w = self.watched();
+                // Unwatched meanwhile: leave it. Watched again meanwhile: the copy held now
+                // is the one to keep.
+                if let Some(held) = w.held(&ns) {
+                    w.by_ns.insert(held.clone(), Some(id));
+                    w.by_id.insert(id, held);
                 }
             }
-        });
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(ns = ?ns, error = %e, "cannot watch namespace for changes; relying on resync");
+                self.watched().remove(&ns);
+            }
+        }
     }
 
     /// Makes the monitor hear `ns`, whose id `id` the caller just learnt (the bulk check).

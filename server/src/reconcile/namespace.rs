@@ -77,7 +77,7 @@ impl Reconciler for Namespaces {
             // The id the dead namespace had means nothing now: learn the new one.
             ctx.ctl.unwatch_namespace(&ns);
         }
-        ctx.ctl.watch_namespace(ns);
+        ctx.ctl.watch_namespace(ns).await;
         if recreated {
             // Everything that lived in the old namespace died with it.
             for link in ctx.ctl.store().link_ids_in_namespace(&row.id).await? {
