@@ -77,19 +77,25 @@ impl Reconciler for Namespaces {
             // The id the dead namespace had means nothing now: learn the new one.
             ctx.ctl.unwatch_namespace(&ns);
         }
-        ctx.ctl.watch_namespace(ns).await;
-        if recreated {
-            // Everything that lived in the old namespace died with it.
-            for link in ctx.ctl.store().link_ids_in_namespace(&row.id).await? {
-                ctx.ctl.enqueue(Key::Link(link));
+        // The namespace's id is given beside the rest, but before the reconcile ends: before
+        // a Connect can put a veth in it (`Controller::watch_namespace`).
+        let rest = async {
+            if recreated {
+                // Everything that lived in the old namespace died with it.
+                for link in ctx.ctl.store().link_ids_in_namespace(&row.id).await? {
+                    ctx.ctl.enqueue(Key::Link(link));
+                }
+                for ep in ctx.ctl.store().endpoint_ids_in_namespace(&row.id).await? {
+                    ctx.ctl.enqueue(Key::Endpoint(ep));
+                }
             }
-            for ep in ctx.ctl.store().endpoint_ids_in_namespace(&row.id).await? {
-                ctx.ctl.enqueue(Key::Endpoint(ep));
+            if row.spec.adopted_path.is_none() {
+                ctx.ctl.converge_resolv_conf(&row.spec.name).await?;
             }
-        }
-        if row.spec.adopted_path.is_none() {
-            ctx.ctl.converge_resolv_conf(&row.spec.name).await?;
-        }
+            Ok::<_, ReconcileError>(())
+        };
+        let ((), rest) = tokio::join!(ctx.ctl.watch_namespace(ns), rest);
+        rest?;
         Ok((Action::AwaitChange, path.display().to_string()))
     }
 
