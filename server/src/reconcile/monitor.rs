@@ -218,10 +218,11 @@ impl Controller {
     }
 
     /// Makes the monitor hear `ns` (the host is always heard): gives it an id in the host
-    /// namespace unless it has one. Done before the namespace's reconcile ends, so before
-    /// any veth of weft's goes into it: filling in a veth's peer, the kernel would give the
-    /// namespace an id of its own choosing, not one of weft's, which the kernel's lookups
-    /// meet first ([`crate::kernel::Kernel`]'s `assign_netns_id`).
+    /// namespace unless it has one. The namespace's reconcile waits for it, so a Connect that
+    /// waited for the namespace to be Ready (the CLI, weft-cni) finds the id given: filling
+    /// in a veth's peer, the kernel would give the namespace an id of its own choosing (the
+    /// lowest free one), not one of weft's ([`crate::kernel::Kernel`]'s
+    /// `assign_netns_id`). A Connect sent without waiting can still come first.
     pub async fn watch_namespace(&self, ns: NsRef) {
         if ns == NsRef::Host {
             return;

@@ -783,7 +783,10 @@ mod tests {
             .unwrap()
             .filename(copy)
             .read_only(true);
-        let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
+        // A torn copy may not even open: read as nothing, as one without the table.
+        let Ok(mut c) = SqliteConnection::connect_with(&opts).await else {
+            return -1;
+        };
         // Before the first checkpoint the file has not even the tables.
         let n = sqlx::query_scalar("SELECT count(*) FROM namespaces")
             .fetch_one(&mut c)

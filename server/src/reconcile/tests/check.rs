@@ -509,7 +509,7 @@ async fn the_check_and_the_monitor_share_a_namespaces_path() {
     /// Asserts that the check's cache and the monitor hold one copy of `ns1`'s path.
     async fn one_copy(h: &H, when: &str) {
         let ns = h.ns("ns1");
-        // The monitor learns the id on a task of its own: let it run.
+        // The namespace's reconcile learns the id for the monitor; it may still be running.
         for _ in 0..100 {
             if h.ctl
                 .watched_copies(&ns)
